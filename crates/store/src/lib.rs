@@ -1,0 +1,506 @@
+//! Persistence for signalbox: tenants, API keys and (in later engines) their data.
+//!
+//! One [`Store`] handle speaks to either backend, chosen by URL:
+//! - `sqlite://PATH` — the embedded default, a single file in the data directory (WAL mode);
+//! - `postgres://…` — the system of record when several replicas share state.
+//!
+//! Queries are written once in the SQL both backends accept (`$N` placeholders, `BIGINT`
+//! millisecond timestamps, `TEXT`) and run through sqlx's `Any` driver; where the dialects must
+//! differ, the migration table in [`migrations`] carries a text per dialect. The same integration
+//! suite (`tests/store_suite.rs`) runs against both backends.
+//!
+//! Architecture invariant: every query that reads or changes tenant-owned data takes the tenant
+//! id as a bound parameter. The only tenant-agnostic reads are [`Store::authenticate`] (which is
+//! how a tenant is found in the first place) and the operator functions used by the CLI, whose
+//! names say so.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), store::StoreError> {
+//! use store::{Scope, Scopes, Store, StoreOptions, Tier};
+//! let store = Store::connect(&StoreOptions::sqlite_in("./data".as_ref())).await?;
+//! let tenant = store.create_tenant("acme", Tier::Starter).await?;
+//! let key = store.issue_api_key(&tenant.id, Scopes::from_iter([Scope::Read]), None).await?;
+//! let who = store.authenticate(&key.secret).await?.expect("fresh key authenticates");
+//! assert_eq!(who.tenant.id, tenant.id);
+//! # Ok(()) }
+//! ```
+
+mod migrations;
+mod model;
+pub mod secret;
+#[cfg(feature = "test-support")]
+pub mod testing;
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
+use sqlx::{AnyConnection, AnyPool, ConnectOptions, Connection, Executor, Row};
+
+pub use migrations::LATEST_VERSION as SCHEMA_VERSION;
+pub use model::{ApiKeyInfo, IssuedKey, ParseNameError, Principal, Scope, Scopes, Tenant, Tier};
+
+/// Which database a [`Store`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    /// Picks the backend from a database URL's scheme.
+    pub fn from_url(url: &str) -> Result<Backend, StoreError> {
+        if url.starts_with("sqlite:") {
+            Ok(Backend::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Backend::Postgres)
+        } else {
+            Err(StoreError::InvalidUrl(
+                "expected a sqlite:// or postgres:// URL".to_owned(),
+            ))
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+/// How to reach the database.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// `sqlite://PATH` or `postgres://…`.
+    pub url: String,
+    /// PostgreSQL only: the schema to keep signalbox's tables in (created if missing).
+    /// `None` uses the server's default `search_path`.
+    pub schema: Option<String>,
+    pub max_connections: u32,
+    /// How long to wait for a free connection before failing a request.
+    pub acquire_timeout: Duration,
+}
+
+impl StoreOptions {
+    /// The embedded default: `signalbox.db` inside `data_dir` (created if missing).
+    pub fn sqlite_in(data_dir: &Path) -> StoreOptions {
+        StoreOptions::from_url(format!(
+            "sqlite://{}?mode=rwc",
+            data_dir.join(SQLITE_FILE).display()
+        ))
+    }
+
+    pub fn from_url(url: impl Into<String>) -> StoreOptions {
+        StoreOptions {
+            url: url.into(),
+            schema: None,
+            max_connections: 8,
+            acquire_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The file name of the embedded database inside the data directory.
+pub const SQLITE_FILE: &str = "signalbox.db";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("invalid database url: {0}")]
+    InvalidUrl(String),
+    #[error("invalid {field}: {reason}")]
+    Invalid { field: &'static str, reason: String },
+    #[error("{what} already exists")]
+    Conflict { what: String },
+    #[error("{what} not found")]
+    NotFound { what: String },
+    #[error("database schema version {found} is newer than this build supports ({supported}); upgrade signalbox")]
+    SchemaTooNew { found: i64, supported: i64 },
+    #[error("migration {version} ({name}) failed: {source}")]
+    Migration {
+        version: i64,
+        name: &'static str,
+        source: sqlx::Error,
+    },
+    #[error("corrupt row in {table}: {reason}")]
+    Corrupt { table: &'static str, reason: String },
+    #[error("could not create data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+impl StoreError {
+    /// Whether the database itself is unreachable or overloaded (as opposed to bad input).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Database(
+                sqlx::Error::PoolTimedOut
+                    | sqlx::Error::PoolClosed
+                    | sqlx::Error::Io(_)
+                    | sqlx::Error::Tls(_)
+            )
+        )
+    }
+}
+
+/// A handle on the database; cheap to clone, safe to share between tasks.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl Store {
+    /// Connects, creates the data directory or schema if needed, and applies pending migrations.
+    pub async fn connect(options: &StoreOptions) -> Result<Store, StoreError> {
+        sqlx::any::install_default_drivers();
+        let backend = Backend::from_url(&options.url)?;
+        if backend == Backend::Sqlite {
+            create_sqlite_parent(&options.url)?;
+        }
+        let schema = match (&options.schema, backend) {
+            (Some(schema), Backend::Postgres) => Some(validate_schema(schema)?),
+            (Some(_), Backend::Sqlite) => {
+                return Err(StoreError::Invalid {
+                    field: "schema",
+                    reason: "a schema can only be chosen for PostgreSQL".to_owned(),
+                })
+            }
+            (None, _) => None,
+        };
+        let connect_options = AnyConnectOptions::from_str(&options.url)
+            .map_err(|e| StoreError::InvalidUrl(e.to_string()))?
+            .disable_statement_logging();
+
+        let mut conn = AnyConnection::connect_with(&connect_options).await?;
+        if let Some(schema) = &schema {
+            sqlx::raw_sql(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+                .execute(&mut conn)
+                .await?;
+        }
+        if let Some(sql) = session_sql(backend, schema.as_deref()) {
+            conn.execute(sqlx::raw_sql(&sql)).await?;
+        }
+        migrations::run(&mut conn, backend).await?;
+        drop(conn);
+
+        let pool = AnyPoolOptions::new()
+            .max_connections(options.max_connections.max(1))
+            .acquire_timeout(options.acquire_timeout)
+            .after_connect(move |conn, _meta| {
+                let sql = session_sql(backend, schema.as_deref());
+                Box::pin(async move {
+                    if let Some(sql) = sql {
+                        conn.execute(sqlx::raw_sql(&sql)).await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(connect_options)
+            .await?;
+        Ok(Store { pool, backend })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Round trip to the database, for readiness checks.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        migrations::ping(&mut conn).await
+    }
+
+    /// Waits for connections to be returned, then closes the pool.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    // ---- tenants -------------------------------------------------------------------------
+
+    /// Creates a tenant. Names are unique: a second tenant with the same name is a conflict.
+    pub async fn create_tenant(&self, name: &str, tier: Tier) -> Result<Tenant, StoreError> {
+        let name = validate_text("name", name, 100)?;
+        let tenant = Tenant {
+            id: format!("tn_{}", uuid::Uuid::now_v7().simple()),
+            name: name.to_owned(),
+            tier,
+            created_at_ms: now_ms(),
+        };
+        sqlx::query("INSERT INTO tenants (id, name, tier, created_at_ms) VALUES ($1, $2, $3, $4)")
+            .bind(&tenant.id)
+            .bind(&tenant.name)
+            .bind(tier.as_str())
+            .bind(tenant.created_at_ms)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| conflict_or(e, || format!("tenant named '{name}'")))?;
+        Ok(tenant)
+    }
+
+    pub async fn tenant(&self, tenant_id: &str) -> Result<Option<Tenant>, StoreError> {
+        sqlx::query("SELECT id, name, tier, created_at_ms FROM tenants WHERE id = $1")
+            .bind(tenant_id)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|row| tenant_from_row(&row, 0))
+            .transpose()
+    }
+
+    /// Operator view: every tenant, oldest first. Not reachable from any tenant's API key.
+    pub async fn list_tenants(&self) -> Result<Vec<Tenant>, StoreError> {
+        sqlx::query("SELECT id, name, tier, created_at_ms FROM tenants ORDER BY created_at_ms, id")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|row| tenant_from_row(row, 0))
+            .collect()
+    }
+
+    // ---- API keys ------------------------------------------------------------------------
+
+    /// Mints a key for a tenant. The returned secret is not stored and cannot be shown again.
+    pub async fn issue_api_key(
+        &self,
+        tenant_id: &str,
+        scopes: Scopes,
+        label: Option<&str>,
+    ) -> Result<IssuedKey, StoreError> {
+        if scopes.is_empty() {
+            return Err(StoreError::Invalid {
+                field: "scopes",
+                reason: "at least one of read, write, admin is required".to_owned(),
+            });
+        }
+        let label = label.map(|l| validate_text("label", l, 100)).transpose()?;
+        if self.tenant(tenant_id).await?.is_none() {
+            return Err(StoreError::NotFound {
+                what: format!("tenant '{tenant_id}'"),
+            });
+        }
+        let secret = secret::mint(&mut rand::rngs::OsRng);
+        let info = ApiKeyInfo {
+            id: format!("key_{}", uuid::Uuid::now_v7().simple()),
+            tenant_id: tenant_id.to_owned(),
+            prefix: secret[..secret::DISPLAY_PREFIX_LEN].to_owned(),
+            scopes,
+            label: label.map(str::to_owned),
+            created_at_ms: now_ms(),
+            revoked_at_ms: None,
+        };
+        sqlx::query(
+            "INSERT INTO api_keys (id, tenant_id, key_hash, prefix, scopes, label, created_at_ms)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&info.id)
+        .bind(&info.tenant_id)
+        .bind(secret::hash(&secret))
+        .bind(&info.prefix)
+        .bind(info.scopes.to_string())
+        .bind(info.label.clone())
+        .bind(info.created_at_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(IssuedKey { info, secret })
+    }
+
+    /// Finds who holds `presented`, if it is a live key. Malformed input is simply not a key.
+    pub async fn authenticate(&self, presented: &str) -> Result<Option<Principal>, StoreError> {
+        if !secret::looks_like_key(presented) {
+            return Ok(None);
+        }
+        let row = sqlx::query(
+            "SELECT t.id, t.name, t.tier, t.created_at_ms, k.id, k.scopes
+             FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
+             WHERE k.key_hash = $1 AND k.revoked_at_ms IS NULL",
+        )
+        .bind(secret::hash(presented))
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some(Principal {
+            tenant: tenant_from_row(&row, 0)?,
+            key_id: row.try_get(4)?,
+            scopes: scopes_from_row(&row, 5)?,
+        }))
+    }
+
+    /// The tenant's keys, newest first, revoked ones included.
+    pub async fn list_api_keys(&self, tenant_id: &str) -> Result<Vec<ApiKeyInfo>, StoreError> {
+        sqlx::query(&format!(
+            "SELECT {KEY_COLUMNS} FROM api_keys WHERE tenant_id = $1 ORDER BY created_at_ms DESC, id DESC"
+        ))
+        .bind(tenant_id)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(key_from_row)
+        .collect()
+    }
+
+    /// One key of one tenant; another tenant's key is `None`, exactly like a missing one.
+    pub async fn api_key(
+        &self,
+        tenant_id: &str,
+        key_id: &str,
+    ) -> Result<Option<ApiKeyInfo>, StoreError> {
+        sqlx::query(&format!(
+            "SELECT {KEY_COLUMNS} FROM api_keys WHERE tenant_id = $1 AND id = $2"
+        ))
+        .bind(tenant_id)
+        .bind(key_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(|row| key_from_row(&row))
+        .transpose()
+    }
+
+    /// Revokes one of the tenant's keys. Revoking twice keeps the first revocation time.
+    /// Returns `None` when the tenant has no such key.
+    pub async fn revoke_api_key(
+        &self,
+        tenant_id: &str,
+        key_id: &str,
+    ) -> Result<Option<ApiKeyInfo>, StoreError> {
+        sqlx::query(
+            "UPDATE api_keys SET revoked_at_ms = $1
+             WHERE tenant_id = $2 AND id = $3 AND revoked_at_ms IS NULL",
+        )
+        .bind(now_ms())
+        .bind(tenant_id)
+        .bind(key_id)
+        .execute(&self.pool)
+        .await?;
+        self.api_key(tenant_id, key_id).await
+    }
+
+    /// Operator lookup for the CLI: which tenant owns a key id, whoever it is.
+    pub async fn operator_key_owner(&self, key_id: &str) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT tenant_id FROM api_keys WHERE id = $1")
+            .bind(key_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| r.try_get::<String, _>(0))
+            .transpose()
+            .map_err(StoreError::from)
+    }
+}
+
+const KEY_COLUMNS: &str = "id, tenant_id, prefix, scopes, label, created_at_ms, revoked_at_ms";
+
+fn key_from_row(row: &AnyRow) -> Result<ApiKeyInfo, StoreError> {
+    Ok(ApiKeyInfo {
+        id: row.try_get(0)?,
+        tenant_id: row.try_get(1)?,
+        prefix: row.try_get(2)?,
+        scopes: scopes_from_row(row, 3)?,
+        label: row.try_get(4)?,
+        created_at_ms: row.try_get(5)?,
+        revoked_at_ms: row.try_get(6)?,
+    })
+}
+
+fn tenant_from_row(row: &AnyRow, first: usize) -> Result<Tenant, StoreError> {
+    let tier: String = row.try_get(first + 2)?;
+    Ok(Tenant {
+        id: row.try_get(first)?,
+        name: row.try_get(first + 1)?,
+        tier: tier.parse().map_err(|e: ParseNameError| StoreError::Corrupt {
+            table: "tenants",
+            reason: e.to_string(),
+        })?,
+        created_at_ms: row.try_get(first + 3)?,
+    })
+}
+
+fn scopes_from_row(row: &AnyRow, index: usize) -> Result<Scopes, StoreError> {
+    let scopes: String = row.try_get(index)?;
+    scopes.parse().map_err(|e: ParseNameError| StoreError::Corrupt {
+        table: "api_keys",
+        reason: e.to_string(),
+    })
+}
+
+/// Turns a unique-constraint violation into a [`StoreError::Conflict`].
+fn conflict_or(e: sqlx::Error, what: impl FnOnce() -> String) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) if db.kind() == sqlx::error::ErrorKind::UniqueViolation => {
+            StoreError::Conflict { what: what() }
+        }
+        _ => StoreError::Database(e),
+    }
+}
+
+fn validate_text<'a>(field: &'static str, value: &'a str, max: usize) -> Result<&'a str, StoreError> {
+    let trimmed = value.trim();
+    let reason = if trimmed.is_empty() {
+        "must not be empty"
+    } else if trimmed.chars().count() > max {
+        "is too long"
+    } else if trimmed.chars().any(char::is_control) {
+        "must not contain control characters"
+    } else {
+        return Ok(trimmed);
+    };
+    Err(StoreError::Invalid {
+        field,
+        reason: format!("{reason} (1 to {max} printable characters)"),
+    })
+}
+
+fn validate_schema(schema: &str) -> Result<String, StoreError> {
+    let ok = !schema.is_empty()
+        && schema.len() <= 63
+        && schema.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && schema
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if ok {
+        Ok(schema.to_owned())
+    } else {
+        Err(StoreError::Invalid {
+            field: "schema",
+            reason: "use 1-63 characters of a-z, 0-9 and _, not starting with a digit".to_owned(),
+        })
+    }
+}
+
+fn create_sqlite_parent(url: &str) -> Result<(), StoreError> {
+    let path = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
+    let path = Path::new(path.split('?').next().unwrap_or_default());
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|source| StoreError::DataDir {
+            path: parent.to_owned(),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+/// Per-connection settings: WAL and a busy timeout on SQLite (the CLI may write while the
+/// server runs), the schema on PostgreSQL.
+fn session_sql(backend: Backend, schema: Option<&str>) -> Option<String> {
+    match (backend, schema) {
+        (Backend::Sqlite, _) => Some(
+            "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON"
+                .to_owned(),
+        ),
+        (Backend::Postgres, Some(schema)) => Some(format!("SET search_path TO {schema}")),
+        (Backend::Postgres, None) => None,
+    }
+}
+
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}

@@ -1,0 +1,103 @@
+//! Schema migrations, embedded in the binary and applied at connect time.
+//!
+//! Each migration has a text per dialect; most are the same portable SQL. Migrations run in one
+//! transaction under a lock (`BEGIN IMMEDIATE` on SQLite, an advisory lock on PostgreSQL), so a
+//! CLI command and a server starting at the same moment cannot both apply one.
+
+use sqlx::{AnyConnection, Connection, Row};
+
+use crate::{Backend, StoreError};
+
+struct Migration {
+    version: i64,
+    name: &'static str,
+    sqlite: &'static str,
+    postgres: &'static str,
+}
+
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "tenants",
+    sqlite: include_str!("../migrations/0001_tenants.sql"),
+    postgres: include_str!("../migrations/0001_tenants.sql"),
+}];
+
+/// The newest schema version this build knows.
+pub const LATEST_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].version;
+
+/// Arbitrary constant identifying signalbox's migration lock among PostgreSQL advisory locks.
+const PG_MIGRATION_LOCK: i64 = 0x5167_6e61_6c62_6f78;
+
+pub(crate) async fn run(conn: &mut AnyConnection, backend: Backend) -> Result<(), StoreError> {
+    let begin = match backend {
+        Backend::Sqlite => "BEGIN IMMEDIATE".to_owned(),
+        Backend::Postgres => format!("BEGIN; SELECT pg_advisory_xact_lock({PG_MIGRATION_LOCK})"),
+    };
+    sqlx::raw_sql(&begin).execute(&mut *conn).await?;
+    match apply_pending(conn, backend).await {
+        Ok(()) => {
+            sqlx::raw_sql("COMMIT").execute(&mut *conn).await?;
+            Ok(())
+        }
+        Err(e) => {
+            // The connection is dropped by the caller after a failure; rolling back keeps a
+            // partially applied migration out of the database either way.
+            let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
+            Err(e)
+        }
+    }
+}
+
+async fn apply_pending(conn: &mut AnyConnection, backend: Backend) -> Result<(), StoreError> {
+    sqlx::raw_sql(
+        "CREATE TABLE IF NOT EXISTS signalbox_migrations (
+            version       BIGINT PRIMARY KEY,
+            name          TEXT NOT NULL,
+            applied_at_ms BIGINT NOT NULL
+        )",
+    )
+    .execute(&mut *conn)
+    .await?;
+    let applied: Vec<i64> = sqlx::query("SELECT version FROM signalbox_migrations")
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(|row| row.try_get::<i64, _>(0))
+        .collect::<Result<_, _>>()?;
+    if let Some(newer) = applied.iter().find(|v| **v > LATEST_VERSION) {
+        return Err(StoreError::SchemaTooNew {
+            found: *newer,
+            supported: LATEST_VERSION,
+        });
+    }
+    for migration in MIGRATIONS.iter().filter(|m| !applied.contains(&m.version)) {
+        let sql = match backend {
+            Backend::Sqlite => migration.sqlite,
+            Backend::Postgres => migration.postgres,
+        };
+        sqlx::raw_sql(sql)
+            .execute(&mut *conn)
+            .await
+            .map_err(|source| StoreError::Migration {
+                version: migration.version,
+                name: migration.name,
+                source,
+            })?;
+        sqlx::query(
+            "INSERT INTO signalbox_migrations (version, name, applied_at_ms) VALUES ($1, $2, $3)",
+        )
+        .bind(migration.version)
+        .bind(migration.name)
+        .bind(crate::now_ms())
+        .execute(&mut *conn)
+        .await?;
+        tracing::info!(version = migration.version, name = migration.name, "applied migration");
+    }
+    Ok(())
+}
+
+/// Checks that a connection is usable, for readiness probes.
+pub(crate) async fn ping(conn: &mut AnyConnection) -> Result<(), StoreError> {
+    conn.ping().await?;
+    Ok(())
+}
