@@ -1,1 +1,104 @@
-//! placeholder
+//! signalbox's HTTP serving layer: the axum application every engine's routes live in.
+//!
+//! A request passes, outermost first: the [request envelope](envelope) (request id, tracing span,
+//! timeout, problem rendering, metrics) → the body limit → panic catching → the route's handler,
+//! whose extractors authenticate ([`extract::Auth`]) and parse input ([`extract::ApiJson`]) into
+//! [`problem::ApiError`]s on failure. Handlers call the store and the engines, never the other
+//! way round.
+//!
+//! ```no_run
+//! # async fn demo(store: store::Store) -> std::io::Result<()> {
+//! use std::sync::Arc;
+//! let metrics = Arc::new(telemetry::Metrics::new(Default::default()));
+//! let state = server::AppState::new(store, metrics, server::ServerConfig::default());
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! server::serve(listener, state, async { let _ = tokio::signal::ctrl_c().await; }).await
+//! # }
+//! ```
+
+pub mod envelope;
+pub mod extract;
+pub mod openapi;
+pub mod problem;
+mod readiness;
+mod routes;
+mod state;
+
+use std::future::{Future, IntoFuture};
+
+use axum::extract::DefaultBodyLimit;
+use axum::response::IntoResponse;
+use axum::Router;
+use tower_http::catch_panic::CatchPanicLayer;
+
+pub use readiness::{ComponentStatus, Components};
+pub use state::{AppState, ServerConfig};
+
+use problem::{ApiError, ProblemKind};
+
+/// The whole application, ready to serve.
+pub fn app(state: AppState) -> Router {
+    let (router, _doc) = routes::api().split_for_parts();
+    router
+        .fallback(route_not_found)
+        .layer(CatchPanicLayer::custom(|_panic| ApiError::internal().into_response()))
+        .layer(DefaultBodyLimit::max(state.config().body_limit_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            envelope::envelope,
+        ))
+        .with_state(state)
+}
+
+async fn route_not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        ProblemKind::RouteNotFound,
+        format!("no route matches {}; see /openapi.json", uri.path()),
+    )
+}
+
+/// Serves `state`'s application on `listener` until `shutdown` resolves, then stops accepting,
+/// lets in-flight requests finish (up to the configured grace period) and returns.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let grace = state.config().shutdown_grace;
+    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+    let signal = async move {
+        shutdown.await;
+        tracing::info!("shutting down: no new connections, draining in-flight requests");
+        let _ = stopping_tx.send(());
+    };
+    let server = axum::serve(listener, app(state)).with_graceful_shutdown(signal);
+    let server = std::pin::pin!(server.into_future());
+    let deadline = async {
+        if stopping_rx.await.is_ok() {
+            tokio::time::sleep(grace).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        result = server => result,
+        () = deadline => {
+            tracing::warn!(grace_ms = grace.as_millis() as u64, "requests still running after the grace period; stopping anyway");
+            Ok(())
+        }
+    }
+}
+
+/// Milliseconds since the epoch as RFC 3339 UTC (`2026-01-02T03:04:05.678Z`).
+pub(crate) fn rfc3339_ms(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_default()
+}
+
+pub(crate) fn rfc3339_now() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}

@@ -1,1 +1,402 @@
-//! placeholder
+//! signalbox's metrics: one Prometheus registry for the whole process.
+//!
+//! The HTTP series follow seed 003's names and labels:
+//! - `http_requests_total{method,endpoint,status,tenant_id,service}`
+//! - `http_request_duration_seconds{method,endpoint,tenant_id,service}` (histogram)
+//! - `http_request_size_bytes{method,endpoint,service}` (histogram)
+//! - `errors_total{error_type,service,tenant_id}`
+//! - `http_requests_in_flight` and the `process_*` family (CPU, memory, fds, threads).
+//!
+//! Labels are bounded by construction: `endpoint` is a route template supplied by the server,
+//! `method` is folded into the standard methods plus `OTHER`, `error_type` is a stable error
+//! code, and `tenant_id` passes through a [`TenantLabels`] guard that lets at most N tenants have
+//! their own series (the rest share `other`).
+//!
+//! ```
+//! use telemetry::{HttpObservation, Metrics, MetricsConfig};
+//! let metrics = Metrics::new(MetricsConfig::default());
+//! metrics.observe_http(&HttpObservation {
+//!     method: "GET", endpoint: "/api/v1/tenant", status: 200, tenant_id: Some("tn_1"),
+//!     service: "platform", duration: std::time::Duration::from_micros(300), request_bytes: 0,
+//! });
+//! let text = metrics.encode();
+//! assert!(text.contains(r#"http_requests_total{method="GET",endpoint="/api/v1/tenant",status="200",tenant_id="tn_1",service="platform"} 1"#));
+//! ```
+
+mod process;
+mod tenants;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::{Family, MetricConstructor};
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+pub use tenants::TenantLabels;
+
+/// The media type of [`Metrics::encode`]'s output.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Label used for requests that carried no valid credentials.
+pub const NO_TENANT: &str = "unknown";
+
+/// Seed 003's duration buckets (0.1 s to 10 s), with finer ones below 100 ms added because
+/// signalbox's own latency objectives (2 ms p99 for reads) sit far below the seed's smallest
+/// bucket.
+pub const DURATION_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Seed 003's request-size buckets, in bytes.
+pub const SIZE_BUCKETS: [f64; 5] = [100.0, 1_000.0, 10_000.0, 100_000.0, 1_000_000.0];
+
+#[derive(Debug, Clone)]
+pub struct MetricsConfig {
+    /// How many tenants get their own `tenant_id` label value before the rest share `other`.
+    pub tenant_label_limit: usize,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            tenant_label_limit: 100,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    method: &'static str,
+    endpoint: String,
+    status: u16,
+    tenant_id: String,
+    service: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DurationLabels {
+    method: &'static str,
+    endpoint: String,
+    tenant_id: String,
+    service: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SizeLabels {
+    method: &'static str,
+    endpoint: String,
+    service: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ErrorLabels {
+    error_type: &'static str,
+    service: &'static str,
+    tenant_id: String,
+}
+
+#[derive(Clone)]
+struct Buckets(&'static [f64]);
+
+impl MetricConstructor<Histogram> for Buckets {
+    fn new_metric(&self) -> Histogram {
+        Histogram::new(self.0.iter().copied())
+    }
+}
+
+/// One finished HTTP request, as the serving layer saw it.
+#[derive(Debug, Clone)]
+pub struct HttpObservation<'a> {
+    pub method: &'a str,
+    /// The route template (`/api/v1/users/{user_id}`), never the raw path.
+    pub endpoint: &'a str,
+    pub status: u16,
+    /// The authenticated tenant, if any.
+    pub tenant_id: Option<&'a str>,
+    /// The engine that owns the route (`platform`, `weber`, …).
+    pub service: &'static str,
+    pub duration: Duration,
+    pub request_bytes: u64,
+}
+
+/// The process-wide metric set. Build it once at start-up, register engine metrics through
+/// [`Metrics::registry_mut`], then share it behind an `Arc`.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    durations: Family<DurationLabels, Histogram, Buckets>,
+    sizes: Family<SizeLabels, Histogram, Buckets>,
+    errors: Family<ErrorLabels, Counter>,
+    in_flight: Gauge,
+    tenants: TenantLabels,
+    started: Instant,
+    requests_seen: AtomicU64,
+    errors_seen: AtomicU64,
+}
+
+impl std::fmt::Debug for Buckets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Buckets").field(&self.0.len()).finish()
+    }
+}
+
+impl Metrics {
+    pub fn new(config: MetricsConfig) -> Metrics {
+        let mut registry = Registry::default();
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register("http_requests", "Total HTTP requests", requests.clone());
+        let durations = Family::new_with_constructor(Buckets(&DURATION_BUCKETS));
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request duration in seconds",
+            durations.clone(),
+        );
+        let sizes = Family::new_with_constructor(Buckets(&SIZE_BUCKETS));
+        registry.register(
+            "http_request_size_bytes",
+            "HTTP request body size in bytes",
+            sizes.clone(),
+        );
+        let errors = Family::<ErrorLabels, Counter>::default();
+        registry.register("errors", "Total errors by type", errors.clone());
+        let in_flight = Gauge::default();
+        registry.register(
+            "http_requests_in_flight",
+            "HTTP requests being served now",
+            in_flight.clone(),
+        );
+        process::register(&mut registry);
+        Metrics {
+            registry,
+            requests,
+            durations,
+            sizes,
+            errors,
+            in_flight,
+            tenants: TenantLabels::new(config.tenant_label_limit),
+            started: Instant::now(),
+            requests_seen: AtomicU64::new(0),
+            errors_seen: AtomicU64::new(0),
+        }
+    }
+
+    /// Where engines register their own metrics at start-up.
+    pub fn registry_mut(&mut self) -> &mut Registry {
+        &mut self.registry
+    }
+
+    /// Records one finished request.
+    pub fn observe_http(&self, obs: &HttpObservation<'_>) {
+        let method = bounded_method(obs.method);
+        let tenant = self.tenant_label(obs.tenant_id);
+        self.requests
+            .get_or_create(&RequestLabels {
+                method,
+                endpoint: obs.endpoint.to_owned(),
+                status: obs.status,
+                tenant_id: tenant.clone(),
+                service: obs.service,
+            })
+            .inc();
+        self.durations
+            .get_or_create(&DurationLabels {
+                method,
+                endpoint: obs.endpoint.to_owned(),
+                tenant_id: tenant,
+                service: obs.service,
+            })
+            .observe(obs.duration.as_secs_f64());
+        self.sizes
+            .get_or_create(&SizeLabels {
+                method,
+                endpoint: obs.endpoint.to_owned(),
+                service: obs.service,
+            })
+            .observe(obs.request_bytes as f64);
+        self.requests_seen.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts an error by its stable code (`error_type` must come from a fixed set).
+    pub fn count_error(&self, error_type: &'static str, service: &'static str, tenant_id: Option<&str>) {
+        self.errors
+            .get_or_create(&ErrorLabels {
+                error_type,
+                service,
+                tenant_id: self.tenant_label(tenant_id),
+            })
+            .inc();
+        self.errors_seen.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Marks a request as started; the returned guard marks it finished when dropped, so a
+    /// cancelled request is not counted in flight forever.
+    pub fn request_started(&self) -> InFlight {
+        self.in_flight.inc();
+        InFlight(self.in_flight.clone())
+    }
+
+    /// The exposition in OpenMetrics text format ([`CONTENT_TYPE`]).
+    pub fn encode(&self) -> String {
+        let mut out = String::with_capacity(16 * 1024);
+        // Writing into a String cannot fail; an error here would be a bug in the encoder.
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.push_str("# EOF\n");
+        }
+        out
+    }
+
+    /// A few headline numbers for the health endpoint.
+    pub fn summary(&self) -> Summary {
+        Summary {
+            uptime_seconds: self.started.elapsed().as_secs_f64(),
+            requests_total: self.requests_seen.load(Ordering::Relaxed),
+            errors_total: self.errors_seen.load(Ordering::Relaxed),
+            requests_in_flight: self.in_flight.get(),
+        }
+    }
+
+    fn tenant_label(&self, tenant_id: Option<&str>) -> String {
+        match tenant_id {
+            Some(id) => self.tenants.label(id).to_owned(),
+            None => NO_TENANT.to_owned(),
+        }
+    }
+}
+
+/// Headline numbers, see [`Metrics::summary`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Summary {
+    pub uptime_seconds: f64,
+    pub requests_total: u64,
+    pub errors_total: u64,
+    pub requests_in_flight: i64,
+}
+
+/// Keeps a request counted in `http_requests_in_flight` while it lives.
+#[derive(Debug)]
+pub struct InFlight(Gauge);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+fn bounded_method(method: &str) -> &'static str {
+    const KNOWN: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE",
+    ];
+    KNOWN
+        .into_iter()
+        .find(|m| *m == method)
+        .unwrap_or("OTHER")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obs<'a>(tenant: Option<&'a str>, endpoint: &'a str, status: u16) -> HttpObservation<'a> {
+        HttpObservation {
+            method: "GET",
+            endpoint,
+            status,
+            tenant_id: tenant,
+            service: "platform",
+            duration: Duration::from_millis(3),
+            request_bytes: 120,
+        }
+    }
+
+    use openmetrics_parser::{MetricsExposition, OpenMetricsType, OpenMetricsValue};
+
+    type Exposition = MetricsExposition<OpenMetricsType, OpenMetricsValue>;
+
+    fn parse(text: &str) -> Exposition {
+        openmetrics_parser::openmetrics::parse_openmetrics(text)
+            .unwrap_or_else(|e| panic!("not valid OpenMetrics ({e:?}):\n{text}"))
+    }
+
+    /// The samples of a family whose labels include `labels`.
+    fn samples(exp: &Exposition, family: &str, labels: &[(&str, &str)]) -> Vec<OpenMetricsValue> {
+        let Some(fam) = exp.families.get(family) else { return Vec::new() };
+        fam.iter_samples()
+            .filter(|s| {
+                let set = s.get_labelset().expect("labels");
+                labels.iter().all(|(k, v)| set.get_label_value(k) == Some(*v))
+            })
+            .map(|s| s.value.clone())
+            .collect()
+    }
+
+    fn value(exp: &Exposition, family: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let found = samples(exp, family, labels);
+        if found.is_empty() {
+            return None;
+        }
+        Some(found.iter().map(|v| match v {
+            OpenMetricsValue::Counter(c) => c.value.as_f64(),
+            OpenMetricsValue::Gauge(g) | OpenMetricsValue::Unknown(g) => g.as_f64(),
+            other => panic!("not a scalar: {other:?}"),
+        }).sum())
+    }
+
+    #[test]
+    fn http_series_carry_the_seed_labels_and_parse() {
+        let m = Metrics::new(MetricsConfig::default());
+        m.observe_http(&obs(Some("tn_a"), "/api/v1/items/{item_id}", 200));
+        m.observe_http(&obs(Some("tn_a"), "/api/v1/items/{item_id}", 200));
+        m.observe_http(&obs(None, "/api/v1/tenant", 401));
+        m.count_error("unauthorized", "platform", None);
+        let exp = parse(&m.encode());
+        let ok = [("method", "GET"), ("endpoint", "/api/v1/items/{item_id}"), ("status", "200"), ("tenant_id", "tn_a"), ("service", "platform")];
+        assert_eq!(value(&exp, "http_requests", &ok), Some(2.0));
+        assert_eq!(value(&exp, "http_requests", &[("status", "401"), ("tenant_id", NO_TENANT)]), Some(1.0));
+        assert_eq!(value(&exp, "errors", &[("error_type", "unauthorized")]), Some(1.0));
+        let hist = samples(&exp, "http_request_duration_seconds", &[("tenant_id", "tn_a")]);
+        match hist.first() {
+            Some(OpenMetricsValue::Histogram(h)) => {
+                let count_le = |bound: f64| h.buckets.iter().find(|b| (b.upper_bound - bound).abs() < 1e-12).map(|b| b.count.as_f64());
+                assert_eq!((count_le(0.002), count_le(0.005)), (Some(0.0), Some(2.0)), "3 ms lands between 2 and 5 ms");
+            }
+            other => panic!("expected a histogram, got {other:?}"),
+        }
+        assert!(value(&exp, "process_resident_memory_bytes", &[]).unwrap_or(0.0) > 0.0);
+        assert!(value(&exp, "process_threads", &[]).unwrap_or(0.0) >= 1.0);
+        assert!(value(&exp, "process_cpu_seconds", &[]).is_some());
+    }
+
+    #[test]
+    fn tenants_past_the_limit_share_one_label() {
+        let m = Metrics::new(MetricsConfig { tenant_label_limit: 2 });
+        for t in ["t1", "t2", "t3", "t4", "t1"] {
+            m.observe_http(&obs(Some(t), "/x", 200));
+        }
+        let exp = parse(&m.encode());
+        assert_eq!(value(&exp, "http_requests", &[("tenant_id", "t1")]), Some(2.0));
+        assert_eq!(value(&exp, "http_requests", &[("tenant_id", "t3")]), None);
+        assert_eq!(value(&exp, "http_requests", &[("tenant_id", tenants::OTHER)]), Some(2.0));
+    }
+
+    #[test]
+    fn unknown_methods_are_folded() {
+        assert_eq!(bounded_method("GET"), "GET");
+        assert_eq!(bounded_method("BREW"), "OTHER");
+    }
+
+    #[test]
+    fn in_flight_guard_decrements_on_drop() {
+        let m = Metrics::new(MetricsConfig::default());
+        let a = m.request_started();
+        let b = m.request_started();
+        assert_eq!(m.summary().requests_in_flight, 2);
+        drop(a);
+        drop(b);
+        assert_eq!(m.summary().requests_in_flight, 0);
+    }
+}

@@ -1,0 +1,178 @@
+//! The request envelope: the one middleware every request passes through.
+//!
+//! In order, it: accepts or mints the `x-request-id`, opens the tracing span every log line of
+//! the request is written in, counts the request in flight, enforces the handler timeout (503),
+//! renders problems (filling `instance` and `request_id`) and converts any bare error response
+//! into problem+json, counts errors, records the HTTP metrics, and echoes the request id.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use tracing::Instrument;
+
+use crate::problem::{ApiError, ProblemKind, PROBLEM_JSON};
+use crate::state::AppState;
+
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The `endpoint` label of requests that matched no route, so raw paths never become labels.
+pub const UNMATCHED: &str = "unmatched";
+
+/// Per-request facts that inner layers learn and the envelope reports.
+#[derive(Clone)]
+pub(crate) struct RequestContext {
+    tenant: Arc<OnceLock<String>>,
+}
+
+impl RequestContext {
+    /// Called by the auth extractor once it knows the tenant.
+    pub(crate) fn set_tenant(&self, tenant_id: &str) {
+        let _ = self.tenant.set(tenant_id.to_owned());
+    }
+}
+
+pub(crate) async fn envelope(
+    State(state): State<AppState>,
+    matched: Option<MatchedPath>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let start = Instant::now();
+    let request_id = request_id(req.headers());
+    let endpoint = matched.as_ref().map_or(UNMATCHED, |m| m.as_str()).to_owned();
+    let service = crate::routes::service_for(&endpoint);
+    let method = req.method().clone();
+    // The path alone: a query string may carry things that do not belong in an error body.
+    let instance = req.uri().path().to_owned();
+    let request_bytes = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    let ctx = RequestContext {
+        tenant: Arc::new(OnceLock::new()),
+    };
+    req.extensions_mut().insert(ctx.clone());
+
+    let span = tracing::info_span!("request", request_id = %request_id, method = %method, endpoint = %endpoint);
+    let in_flight = state.metrics().request_started();
+    let timeout = state.config().request_timeout;
+    let outcome = tokio::time::timeout(timeout, next.run(req))
+        .instrument(span.clone())
+        .await;
+    drop(in_flight);
+    let mut response = outcome.unwrap_or_else(|_| {
+        ApiError::new(
+            ProblemKind::Timeout,
+            format!("the request did not finish within {} ms", timeout.as_millis()),
+        )
+        .into_response()
+    });
+
+    let tenant = ctx.tenant.get().map(String::as_str);
+    if let Some(problem) = take_problem(&mut response, &method) {
+        let _entered = span.enter();
+        if problem.kind.status().is_server_error() {
+            tracing::error!(code = problem.kind.code(), detail = %problem.detail, "request failed");
+        } else {
+            tracing::debug!(code = problem.kind.code(), detail = %problem.detail, "request rejected");
+        }
+        state
+            .metrics()
+            .count_error(problem.kind.code(), service, tenant);
+        let body = problem.to_body(&instance, Some(&request_id));
+        let bytes = serde_json::to_vec(&body).unwrap_or_default();
+        *response.body_mut() = axum::body::Body::from(bytes);
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        headers.remove(header::CONTENT_LENGTH);
+    }
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert(REQUEST_ID, value);
+    }
+    let elapsed = start.elapsed();
+    state.metrics().observe_http(&telemetry::HttpObservation {
+        method: method.as_str(),
+        endpoint: &endpoint,
+        status: response.status().as_u16(),
+        tenant_id: tenant,
+        service,
+        duration: elapsed,
+        request_bytes,
+    });
+    span.in_scope(|| {
+        tracing::debug!(status = response.status().as_u16(), latency_us = elapsed.as_micros() as u64, "request finished");
+    });
+    response
+}
+
+/// The problem to render, if this response is an error: the one a handler returned, or one made
+/// up for a bare error status from a layer that knows nothing of problems.
+fn take_problem(response: &mut Response, method: &axum::http::Method) -> Option<ApiError> {
+    if let Some(problem) = response.extensions_mut().remove::<ApiError>() {
+        return Some(problem);
+    }
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return None;
+    }
+    let already_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
+    if already_problem {
+        return None;
+    }
+    let kind = ProblemKind::for_status(status);
+    let detail = match status {
+        // axum adds the Allow header outside this layer, so point to it rather than quote it.
+        StatusCode::METHOD_NOT_ALLOWED => {
+            format!("{method} is not allowed on this route; the Allow header lists the methods that are")
+        }
+        StatusCode::PAYLOAD_TOO_LARGE => "the request body is larger than this server accepts".to_owned(),
+        s if s.is_server_error() => "the server failed to handle this request; it has been logged".to_owned(),
+        s => s.canonical_reason().unwrap_or("request rejected").to_owned(),
+    };
+    Some(ApiError::new(kind, detail))
+}
+
+/// The caller's request id if it is sane (1-128 visible ASCII characters), else a new one.
+fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 128
+                && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:/+=@".contains(&b))
+        })
+        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id_for(value: &str) -> String {
+        let mut headers = HeaderMap::new();
+        headers.insert(REQUEST_ID, HeaderValue::from_str(value).unwrap());
+        request_id(&headers)
+    }
+
+    #[test]
+    fn sane_request_ids_are_kept_and_others_replaced() {
+        assert_eq!(id_for("abc-123"), "abc-123");
+        assert_eq!(id_for("trace:01/x@y"), "trace:01/x@y");
+        for bad in ["", "has space", "quote\"", &"x".repeat(129)] {
+            let got = id_for(bad);
+            assert_ne!(got, bad);
+            assert!(uuid::Uuid::parse_str(&got).is_ok(), "{bad:?} -> {got}");
+        }
+        assert!(uuid::Uuid::parse_str(&request_id(&HeaderMap::new())).is_ok());
+    }
+}

@@ -1,0 +1,193 @@
+//! The caller's own tenant and its API keys. Every query is keyed by the caller's tenant id, so
+//! another tenant's key id is indistinguishable from a missing one (404).
+
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use serde::{Deserialize, Serialize};
+use store::{ApiKeyInfo, Scope, Scopes};
+use utoipa::ToSchema;
+
+use crate::extract::{forget_cached_keys, ApiJson, Auth};
+use crate::problem::ApiError;
+use crate::state::AppState;
+
+/// The caller's tenant and the key used for this request.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct TenantResponse {
+    id: String,
+    name: String,
+    #[schema(value_type = crate::openapi::TierName)]
+    tier: store::Tier,
+    created_at: String,
+    /// The id of the API key that made this request.
+    key_id: String,
+    /// That key's scopes.
+    #[schema(value_type = Vec<crate::openapi::ScopeName>)]
+    scopes: Scopes,
+}
+
+/// Who am I: the caller's tenant and key. Any valid key may ask.
+#[utoipa::path(get, path = "/api/v1/tenant", tag = "tenant", security(("api_key" = [])),
+    responses(
+        (status = 200, body = TenantResponse),
+        (status = 401, description = "Missing or invalid API key", content_type = "application/problem+json", body = crate::openapi::Problem),
+    ))]
+pub(crate) async fn current_tenant(auth: Auth) -> axum::Json<TenantResponse> {
+    let p = &auth.0;
+    axum::Json(TenantResponse {
+        id: p.tenant.id.clone(),
+        name: p.tenant.name.clone(),
+        tier: p.tenant.tier,
+        created_at: crate::rfc3339_ms(p.tenant.created_at_ms),
+        key_id: p.key_id.clone(),
+        scopes: p.scopes,
+    })
+}
+
+/// A key to create.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CreateKeyRequest {
+    /// At least one of `read`, `write`, `admin`.
+    #[schema(value_type = Vec<crate::openapi::ScopeName>)]
+    scopes: Vec<Scope>,
+    /// A note for people (1-100 characters), e.g. where the key is used.
+    label: Option<String>,
+}
+
+/// A key as listed: never the secret.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ApiKeyResponse {
+    id: String,
+    /// The first characters of the secret, to tell keys apart.
+    prefix: String,
+    #[schema(value_type = Vec<crate::openapi::ScopeName>)]
+    scopes: Scopes,
+    label: Option<String>,
+    created_at: String,
+    /// Set once the key is revoked.
+    revoked_at: Option<String>,
+}
+
+impl From<ApiKeyInfo> for ApiKeyResponse {
+    fn from(k: ApiKeyInfo) -> Self {
+        ApiKeyResponse {
+            id: k.id,
+            prefix: k.prefix,
+            scopes: k.scopes,
+            label: k.label,
+            created_at: crate::rfc3339_ms(k.created_at_ms),
+            revoked_at: k.revoked_at_ms.map(crate::rfc3339_ms),
+        }
+    }
+}
+
+/// A new key, with its secret: shown this once and never again.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct CreatedKeyResponse {
+    /// Send as `Authorization: Bearer <api_key>`.
+    api_key: String,
+    #[serde(flatten)]
+    key: ApiKeyResponse,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct KeyListResponse {
+    keys: Vec<ApiKeyResponse>,
+}
+
+/// Creates an API key for the caller's tenant (admin scope).
+#[utoipa::path(post, path = "/api/v1/tenant/keys", tag = "tenant", security(("api_key" = [])),
+    request_body = CreateKeyRequest,
+    responses(
+        (status = 201, body = CreatedKeyResponse, headers(("location" = String, description = "The new key's URL"))),
+        (status = 400, description = "Malformed body or invalid field", content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 401, content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 403, description = "The key lacks the admin scope", content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 413, content_type = "application/problem+json", body = crate::openapi::Problem),
+    ))]
+pub(crate) async fn create_key(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiJson(body): ApiJson<CreateKeyRequest>,
+) -> Result<impl IntoResponse, ApiError> {
+    auth.require(Scope::Admin)?;
+    let scopes: Scopes = body.scopes.into_iter().collect();
+    let issued = state
+        .store()
+        .issue_api_key(auth.tenant_id(), scopes, body.label.as_deref())
+        .await?;
+    let location = format!("/api/v1/tenant/keys/{}", issued.info.id);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        axum::Json(CreatedKeyResponse {
+            api_key: issued.secret,
+            key: issued.info.into(),
+        }),
+    ))
+}
+
+/// Lists the caller's tenant's keys, newest first, revoked ones included (admin scope).
+#[utoipa::path(get, path = "/api/v1/tenant/keys", tag = "tenant", security(("api_key" = [])),
+    responses(
+        (status = 200, body = KeyListResponse),
+        (status = 401, content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 403, content_type = "application/problem+json", body = crate::openapi::Problem),
+    ))]
+pub(crate) async fn list_keys(
+    State(state): State<AppState>,
+    auth: Auth,
+) -> Result<axum::Json<KeyListResponse>, ApiError> {
+    auth.require(Scope::Admin)?;
+    let keys = state.store().list_api_keys(auth.tenant_id()).await?;
+    Ok(axum::Json(KeyListResponse {
+        keys: keys.into_iter().map(Into::into).collect(),
+    }))
+}
+
+/// One of the caller's tenant's keys (admin scope). Another tenant's key is 404.
+#[utoipa::path(get, path = "/api/v1/tenant/keys/{key_id}", tag = "tenant", security(("api_key" = [])),
+    params(("key_id" = String, Path, description = "The key's id (`key_…`)")),
+    responses(
+        (status = 200, body = ApiKeyResponse),
+        (status = 401, content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 403, content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 404, content_type = "application/problem+json", body = crate::openapi::Problem),
+    ))]
+pub(crate) async fn get_key(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(key_id): Path<String>,
+) -> Result<axum::Json<ApiKeyResponse>, ApiError> {
+    auth.require(Scope::Admin)?;
+    let key = state.store().api_key(auth.tenant_id(), &key_id).await?;
+    key.map(|k| axum::Json(k.into()))
+        .ok_or_else(|| ApiError::not_found(format!("no API key '{key_id}' in this tenant")))
+}
+
+/// Revokes one of the caller's tenant's keys (admin scope); it stops working at once on this
+/// server. Revoking an already revoked key is harmless. Another tenant's key is 404.
+#[utoipa::path(delete, path = "/api/v1/tenant/keys/{key_id}", tag = "tenant", security(("api_key" = [])),
+    params(("key_id" = String, Path, description = "The key's id (`key_…`)")),
+    responses(
+        (status = 200, description = "The key, now revoked", body = ApiKeyResponse),
+        (status = 401, content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 403, content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 404, content_type = "application/problem+json", body = crate::openapi::Problem),
+    ))]
+pub(crate) async fn revoke_key(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(key_id): Path<String>,
+) -> Result<axum::Json<ApiKeyResponse>, ApiError> {
+    auth.require(Scope::Admin)?;
+    let key = state
+        .store()
+        .revoke_api_key(auth.tenant_id(), &key_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no API key '{key_id}' in this tenant")))?;
+    forget_cached_keys(&state);
+    Ok(axum::Json(key.into()))
+}

@@ -1,0 +1,91 @@
+//! What every handler can reach: the store, metrics, the auth cache and the configuration.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use moka::sync::Cache;
+use store::{Principal, Store};
+use telemetry::Metrics;
+
+use crate::readiness::Readiness;
+
+/// Serving-layer settings; the binary fills them from flags, env and the config file.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Largest accepted request body, in bytes; larger bodies get 413.
+    pub body_limit_bytes: usize,
+    /// A request still running after this long is answered 503 (`timeout`).
+    pub request_timeout: Duration,
+    /// How long an authenticated key is trusted without asking the store again. A key revoked
+    /// by another process (the CLI, another replica) stops working within this time; a key
+    /// revoked through this server's API stops at once.
+    pub auth_cache_ttl: Duration,
+    /// On shutdown, how long in-flight requests may take to finish.
+    pub shutdown_grace: Duration,
+    /// Checked by `/ready` when set.
+    pub redis_url: Option<String>,
+    /// Checked by `/ready` when set.
+    pub nats_url: Option<String>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            body_limit_bytes: 1024 * 1024,
+            request_timeout: Duration::from_secs(30),
+            auth_cache_ttl: Duration::from_secs(5),
+            shutdown_grace: Duration::from_secs(30),
+            redis_url: None,
+            nats_url: None,
+        }
+    }
+}
+
+/// Shared state, cheap to clone (everything is behind `Arc`s or is a pool handle).
+#[derive(Clone)]
+pub struct AppState {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub store: Store,
+    pub metrics: Arc<Metrics>,
+    pub config: ServerConfig,
+    /// Key hash -> who holds it. Only hits are cached, so an unknown key always asks the store.
+    pub auth_cache: Cache<String, Arc<Principal>>,
+    pub readiness: Readiness,
+    pub openapi_json: bytes::Bytes,
+}
+
+impl AppState {
+    pub fn new(store: Store, metrics: Arc<Metrics>, config: ServerConfig) -> AppState {
+        let auth_cache = Cache::builder()
+            .max_capacity(100_000)
+            .time_to_live(config.auth_cache_ttl)
+            .build();
+        let readiness = Readiness::new(config.redis_url.clone(), config.nats_url.clone());
+        let openapi_json = crate::openapi::document_json();
+        AppState {
+            inner: Arc::new(Inner {
+                store,
+                metrics,
+                config,
+                auth_cache,
+                readiness,
+                openapi_json,
+            }),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.inner.metrics
+    }
+
+    pub fn config(&self) -> &ServerConfig {
+        &self.inner.config
+    }
+}

@@ -1,0 +1,139 @@
+//! HTTP integration tests: the real application (router, middleware, store) in process.
+//! Requests go through `tower::ServiceExt::oneshot`, or a real socket where the test is about
+//! connections (shutdown).
+
+mod bad_input;
+mod isolation;
+mod observability;
+mod openapi;
+mod serving;
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use server::{AppState, ServerConfig};
+use store::testing::TestStore;
+use store::{Backend, Scope, Scopes, Tier};
+use tower::ServiceExt;
+
+/// An application over a private store, plus ways to poke it.
+pub struct TestApp {
+    pub state: AppState,
+    pub router: axum::Router,
+    pub fixture: TestStore,
+}
+
+/// What came back, with the body parsed as JSON when it is JSON.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!("body is not JSON ({e}): {}", String::from_utf8_lossy(&self.body))
+        })
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn content_type(&self) -> &str {
+        self.headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    /// Asserts this is a well-formed problem with the given status and code; returns the body.
+    pub fn assert_problem(&self, status: u16, code: &str, instance: &str) -> Value {
+        assert_eq!(self.status.as_u16(), status, "{}", self.text());
+        assert_eq!(self.content_type(), "application/problem+json", "{}", self.text());
+        let body = self.json();
+        assert_eq!(body["type"], format!("urn:signalbox:problem:{code}"), "{body}");
+        assert_eq!(body["status"], status, "{body}");
+        assert_eq!(body["instance"], instance, "{body}");
+        assert!(body["title"].as_str().is_some_and(|t| !t.is_empty()), "{body}");
+        assert!(body["detail"].as_str().is_some_and(|t| !t.is_empty()), "{body}");
+        let echoed = self.headers.get("x-request-id").and_then(|v| v.to_str().ok());
+        assert_eq!(body["request_id"].as_str(), echoed, "{body}");
+        body
+    }
+}
+
+impl TestApp {
+    pub async fn new(backend: Backend) -> TestApp {
+        TestApp::with_config(backend, ServerConfig::default()).await
+    }
+
+    pub async fn with_config(backend: Backend, config: ServerConfig) -> TestApp {
+        let fixture = TestStore::new(backend).await;
+        let metrics = Arc::new(telemetry::Metrics::new(Default::default()));
+        let state = AppState::new(fixture.store.clone(), metrics, config);
+        let router = server::app(state.clone());
+        TestApp {
+            state,
+            router,
+            fixture,
+        }
+    }
+
+    /// A tenant and a key with `scopes`.
+    pub async fn tenant(&self, name: &str, scopes: &[Scope]) -> (store::Tenant, store::IssuedKey) {
+        let store = &self.fixture.store;
+        let tenant = store.create_tenant(name, Tier::Starter).await.unwrap();
+        let key = store
+            .issue_api_key(&tenant.id, scopes.iter().copied().collect::<Scopes>(), None)
+            .await
+            .unwrap();
+        (tenant, key)
+    }
+
+    pub async fn send(&self, req: Request<Body>) -> Reply {
+        let response = self.router.clone().oneshot(req).await.expect("infallible");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes()
+            .to_vec();
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn call(&self, method: Method, path: &str, key: Option<&str>, json: Option<Value>) -> Reply {
+        let mut req = Request::builder().method(method).uri(path);
+        if let Some(key) = key {
+            req = req.header("authorization", format!("Bearer {key}"));
+        }
+        let body = match json {
+            Some(v) => {
+                req = req.header("content-type", "application/json");
+                Body::from(v.to_string())
+            }
+            None => Body::empty(),
+        };
+        self.send(req.body(body).unwrap()).await
+    }
+
+    pub async fn get(&self, path: &str, key: Option<&str>) -> Reply {
+        self.call(Method::GET, path, key, None).await
+    }
+
+    pub async fn cleanup(self) {
+        self.fixture.cleanup().await;
+    }
+}

@@ -1,0 +1,138 @@
+//! `signalbox tenants …` and `signalbox keys …`: operator commands that talk to the store
+//! directly, so they work with or without a running server.
+
+use anyhow::{bail, Context};
+use serde_json::json;
+use store::{Scopes, Tier};
+
+use crate::Common;
+
+#[derive(clap::Subcommand, Debug)]
+pub enum TenantsCommand {
+    /// Create a tenant and its first key (admin scope). Prints
+    /// `{"tenant_id":…,"api_key":…}`; the key is shown this once.
+    Create {
+        /// Unique tenant name (1-100 characters).
+        name: String,
+        #[arg(long, default_value = "free", value_parser = parse_tier)]
+        tier: Tier,
+    },
+    /// List tenants, one JSON object per line.
+    List,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum KeysCommand {
+    /// Issue another key for a tenant. Prints the key once.
+    Create {
+        /// The tenant's id (`tn_…`).
+        #[arg(long)]
+        tenant: String,
+        /// Comma-separated: read, write, admin (admin implies the others).
+        #[arg(long, value_parser = parse_scopes)]
+        scopes: Scopes,
+        /// A note for people, e.g. where the key is used.
+        #[arg(long)]
+        label: Option<String>,
+    },
+    /// List a tenant's keys (never the secrets), one JSON object per line.
+    List {
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Revoke a key. A running server stops accepting it within its auth cache TTL (5s by default).
+    Revoke {
+        /// The key's id (`key_…`).
+        key_id: String,
+    },
+}
+
+fn parse_tier(s: &str) -> Result<Tier, String> {
+    s.parse().map_err(|e: store::ParseNameError| e.to_string())
+}
+
+fn parse_scopes(s: &str) -> Result<Scopes, String> {
+    let scopes: Scopes = s.parse().map_err(|e: store::ParseNameError| e.to_string())?;
+    if scopes.is_empty() {
+        return Err("at least one of read, write, admin is required".to_owned());
+    }
+    Ok(scopes)
+}
+
+pub async fn tenants(common: Common, cmd: TenantsCommand) -> anyhow::Result<()> {
+    let store = common.open_store().await?;
+    let result = match cmd {
+        TenantsCommand::Create { name, tier } => {
+            let tenant = store.create_tenant(&name, tier).await.map_err(named("name"))?;
+            let key = store
+                .issue_api_key(&tenant.id, Scopes::from_iter([store::Scope::Admin]), Some("initial"))
+                .await?;
+            println!("{}", json!({"tenant_id": tenant.id, "api_key": key.secret}));
+            Ok(())
+        }
+        TenantsCommand::List => {
+            for t in store.list_tenants().await? {
+                println!(
+                    "{}",
+                    json!({"tenant_id": t.id, "name": t.name, "tier": t.tier, "created_at_ms": t.created_at_ms})
+                );
+            }
+            Ok(())
+        }
+    };
+    store.close().await;
+    result
+}
+
+pub async fn keys(common: Common, cmd: KeysCommand) -> anyhow::Result<()> {
+    let store = common.open_store().await?;
+    let result = run_keys(&store, cmd).await;
+    store.close().await;
+    result
+}
+
+async fn run_keys(store: &store::Store, cmd: KeysCommand) -> anyhow::Result<()> {
+    match cmd {
+        KeysCommand::Create {
+            tenant,
+            scopes,
+            label,
+        } => {
+            let key = store
+                .issue_api_key(&tenant, scopes, label.as_deref())
+                .await
+                .map_err(named("tenant"))?;
+            println!(
+                "{}",
+                json!({"key_id": key.info.id, "tenant_id": key.info.tenant_id, "api_key": key.secret, "scopes": key.info.scopes})
+            );
+        }
+        KeysCommand::List { tenant } => {
+            if store.tenant(&tenant).await?.is_none() {
+                bail!("tenant: no tenant '{tenant}'");
+            }
+            for k in store.list_api_keys(&tenant).await? {
+                println!("{}", serde_json::to_string(&k).context("encode key")?);
+            }
+        }
+        KeysCommand::Revoke { key_id } => {
+            let Some(owner) = store.operator_key_owner(&key_id).await? else {
+                bail!("key_id: no key '{key_id}'");
+            };
+            let key = store
+                .revoke_api_key(&owner, &key_id)
+                .await?
+                .with_context(|| format!("key_id: no key '{key_id}'"))?;
+            println!("{}", serde_json::to_string(&key).context("encode key")?);
+        }
+    }
+    Ok(())
+}
+
+/// Prefixes a store error with the argument it concerns, unless the error names its own field.
+fn named(arg: &'static str) -> impl Fn(store::StoreError) -> anyhow::Error {
+    move |e| match e {
+        store::StoreError::Invalid { .. } => anyhow::anyhow!("{e}"),
+        e => anyhow::anyhow!("{arg}: {e}"),
+    }
+}

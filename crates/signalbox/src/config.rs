@@ -1,0 +1,163 @@
+//! Configuration: built-in defaults < TOML file (`--config`) < environment < command-line flags.
+//! Clap applies the last two (each flag names its variable in `--help`); this module reads the
+//! file and fills what neither set.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::Deserialize;
+
+/// The config file. Every key is optional; unknown keys are an error naming the key.
+///
+/// ```toml
+/// listen = "0.0.0.0:8080"
+/// data_dir = "/var/lib/signalbox"
+/// database_url = "postgres://signalbox@db/signalbox"
+/// database_schema = "signalbox"
+/// redis_url = "redis://127.0.0.1:6379"
+/// nats_url = "nats://127.0.0.1:4222"
+/// log_format = "json"
+/// demo = false
+///
+/// [http]
+/// body_limit_bytes = 1048576
+/// request_timeout = "30s"
+/// shutdown_grace = "30s"
+///
+/// [auth]
+/// cache_ttl = "5s"
+///
+/// [metrics]
+/// tenant_label_limit = 100
+/// ```
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+    pub database_url: Option<String>,
+    pub database_schema: Option<String>,
+    pub redis_url: Option<String>,
+    pub nats_url: Option<String>,
+    pub log_format: Option<LogFormat>,
+    pub demo: Option<bool>,
+    #[serde(default)]
+    pub http: HttpSection,
+    #[serde(default)]
+    pub auth: AuthSection,
+    #[serde(default)]
+    pub metrics: MetricsSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSection {
+    pub body_limit_bytes: Option<usize>,
+    #[serde(default, with = "humantime_serde_opt")]
+    pub request_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde_opt")]
+    pub shutdown_grace: Option<Duration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSection {
+    #[serde(default, with = "humantime_serde_opt")]
+    pub cache_ttl: Option<Duration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSection {
+    pub tenant_label_limit: Option<usize>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+impl FileConfig {
+    /// Reads `path`, or returns the empty config when no file was given.
+    pub fn load(path: Option<&Path>) -> anyhow::Result<FileConfig> {
+        let Some(path) = path else {
+            return Ok(FileConfig::default());
+        };
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("config: cannot read {}", path.display()))?;
+        toml::from_str(&text).map_err(|e| {
+            // toml's message spans several lines with a source excerpt; keep the first.
+            let first = e.message().lines().next().unwrap_or("invalid TOML").to_owned();
+            let at = e
+                .span()
+                .map(|s| {
+                    let line = text[..s.start.min(text.len())].lines().count().max(1);
+                    format!(" (line {line})")
+                })
+                .unwrap_or_default();
+            anyhow::anyhow!("config: {}{at}: {first}", path.display())
+        })
+    }
+}
+
+/// Durations in the file are written like `30s`, `500ms` or `2m`.
+mod humantime_serde_opt {
+    use serde::{Deserialize, Deserializer};
+    use std::time::Duration;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        let text = Option::<String>::deserialize(d)?;
+        text.map(|t| humantime::parse_duration(&t).map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<FileConfig, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("signalbox.toml");
+        std::fs::write(&path, text).unwrap();
+        FileConfig::load(Some(&path)).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_documented_example_parses() {
+        let c = parse(
+            r#"
+            listen = "0.0.0.0:9000"
+            log_format = "json"
+            [http]
+            request_timeout = "2s"
+            body_limit_bytes = 10
+            [auth]
+            cache_ttl = "500ms"
+            [metrics]
+            tenant_label_limit = 3
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.listen, Some("0.0.0.0:9000".parse().unwrap()));
+        assert_eq!(c.log_format, Some(LogFormat::Json));
+        assert_eq!(c.http.request_timeout, Some(Duration::from_secs(2)));
+        assert_eq!(c.auth.cache_ttl, Some(Duration::from_millis(500)));
+        assert_eq!(c.metrics.tenant_label_limit, Some(3));
+    }
+
+    #[test]
+    fn mistakes_are_named_on_one_line() {
+        let e = parse("listne = \"x\"").unwrap_err();
+        assert!(e.contains("unknown field `listne`") && !e.contains('\n'), "{e}");
+        let e = parse("[http]\nrequest_timeout = \"soon\"").unwrap_err();
+        assert!(e.contains("line 2"), "{e}");
+        let e = parse("listen = \"not an address\"").unwrap_err();
+        assert!(e.contains("invalid socket address"), "{e}");
+        assert!(FileConfig::load(Some(Path::new("/nonexistent/x.toml"))).is_err());
+    }
+}

@@ -1,0 +1,77 @@
+//! `signalbox loadtest`: drives the `loadtest` crate and prints its report.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use loadtest::{Plan, Stop};
+
+#[derive(clap::Args, Debug)]
+#[command(group(clap::ArgGroup::new("stop").required(true).args(["duration", "requests"])))]
+pub struct LoadtestArgs {
+    /// Target URL; must be http:// on this machine (loopback only).
+    #[arg(long)]
+    url: String,
+    /// HTTP method.
+    #[arg(long, default_value = "GET")]
+    method: String,
+    /// Extra request header, `Name: value`; repeatable.
+    #[arg(long = "header", short = 'H', value_name = "NAME: VALUE")]
+    headers: Vec<String>,
+    /// File whose contents are sent as the request body.
+    #[arg(long, value_name = "FILE")]
+    body: Option<PathBuf>,
+    /// Concurrent keep-alive connections (1-1024).
+    #[arg(long, short = 'c')]
+    connections: usize,
+    /// Run for this long (e.g. 10s, at most 10m).
+    #[arg(long)]
+    duration: Option<String>,
+    /// Send exactly this many requests in total.
+    #[arg(long)]
+    requests: Option<u64>,
+    /// Per-request timeout; a timed-out request counts as a transport error.
+    #[arg(long, default_value = "30s")]
+    timeout: String,
+    /// Print the report as one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn run(args: LoadtestArgs) -> anyhow::Result<()> {
+    let url = loadtest::parse_url(&args.url)?;
+    let stop = match (&args.duration, args.requests) {
+        (Some(d), _) => Stop::Duration(loadtest::parse_duration(d)?),
+        (None, Some(n)) => Stop::Requests(n),
+        (None, None) => anyhow::bail!("duration: give --duration or --requests"),
+    };
+    let mut plan = Plan::new(url, args.connections, stop);
+    plan.method = http::Method::from_bytes(args.method.as_bytes())
+        .map_err(|_| anyhow::anyhow!("method: '{}' is not an HTTP method", args.method))?;
+    plan.headers = args
+        .headers
+        .iter()
+        .map(|h| loadtest::parse_header(h))
+        .collect::<Result<_, _>>()?;
+    if let Some(path) = &args.body {
+        let body = std::fs::read(path).with_context(|| format!("body: cannot read {}", path.display()))?;
+        plan.body = bytes::Bytes::from(body);
+    }
+    plan.request_timeout = loadtest::parse_duration(&args.timeout)
+        .map_err(|e| anyhow::anyhow!("timeout: {e}"))?;
+    plan.validate()?;
+    let what = match plan.stop {
+        Stop::Duration(d) => format!("for {}", humantime::format_duration(d)),
+        Stop::Requests(n) => format!("{n} requests"),
+    };
+    eprintln!(
+        "loadtest: {} {} with {} connections, {what}",
+        plan.method, plan.url, plan.connections
+    );
+    let report = loadtest::run(plan).await?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report).context("encode report")?);
+    } else {
+        print!("{}", report.to_text());
+    }
+    Ok(())
+}

@@ -1,0 +1,162 @@
+//! `signalbox serve`.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use server::{AppState, ServerConfig};
+
+use crate::Common;
+
+#[derive(clap::Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "SIGNALBOX_LISTEN", value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// Redis to check in /ready (and, in later releases, share caches and rate limits).
+    #[arg(long, env = "REDIS_URL", hide_env_values = true, value_name = "URL")]
+    redis_url: Option<String>,
+    /// NATS to check in /ready (and, in later releases, carry the event stream).
+    #[arg(long, env = "NATS_URL", hide_env_values = true, value_name = "URL")]
+    nats_url: Option<String>,
+    /// Largest accepted request body in bytes; larger ones get 413 [default: 1048576].
+    #[arg(long, env = "SIGNALBOX_BODY_LIMIT_BYTES", value_name = "BYTES")]
+    body_limit_bytes: Option<usize>,
+    /// Requests running longer get 503 [default: 30s].
+    #[arg(long, env = "SIGNALBOX_REQUEST_TIMEOUT", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    request_timeout: Option<Duration>,
+    /// On SIGINT/SIGTERM, how long in-flight requests may take to finish [default: 30s].
+    #[arg(long, env = "SIGNALBOX_SHUTDOWN_GRACE", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    shutdown_grace: Option<Duration>,
+    /// How long a verified API key is trusted before the store is asked again; keys revoked by
+    /// another process stop working within this time [default: 5s].
+    #[arg(long, env = "SIGNALBOX_AUTH_CACHE_TTL", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    auth_cache_ttl: Option<Duration>,
+    /// Tenants with their own `tenant_id` metric label; the rest are counted as `other` [default: 100].
+    #[arg(long, env = "SIGNALBOX_TENANT_LABEL_LIMIT", value_name = "N")]
+    tenant_label_limit: Option<usize>,
+    /// Create a `demo` tenant on first start and write its key to DATA_DIR/demo-tenant.json
+    /// [default: true on the embedded database, false on PostgreSQL].
+    #[arg(long, env = "SIGNALBOX_DEMO", value_name = "BOOL")]
+    demo: Option<bool>,
+}
+
+/// Where the demo tenant's credentials are written, inside the data directory.
+pub const DEMO_FILE: &str = "demo-tenant.json";
+
+pub async fn run(common: Common, args: ServeArgs) -> anyhow::Result<()> {
+    let file = &common.file;
+    let listen = args
+        .listen
+        .or(file.listen)
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
+    let defaults = ServerConfig::default();
+    let config = ServerConfig {
+        body_limit_bytes: args
+            .body_limit_bytes
+            .or(file.http.body_limit_bytes)
+            .unwrap_or(defaults.body_limit_bytes),
+        request_timeout: args
+            .request_timeout
+            .or(file.http.request_timeout)
+            .unwrap_or(defaults.request_timeout),
+        auth_cache_ttl: args
+            .auth_cache_ttl
+            .or(file.auth.cache_ttl)
+            .unwrap_or(defaults.auth_cache_ttl),
+        shutdown_grace: args
+            .shutdown_grace
+            .or(file.http.shutdown_grace)
+            .unwrap_or(defaults.shutdown_grace),
+        redis_url: args.redis_url.or_else(|| file.redis_url.clone()),
+        nats_url: args.nats_url.or_else(|| file.nats_url.clone()),
+    };
+    let tenant_label_limit = args
+        .tenant_label_limit
+        .or(file.metrics.tenant_label_limit)
+        .unwrap_or(telemetry::MetricsConfig::default().tenant_label_limit);
+
+    let store = common.open_store().await?;
+    tracing::info!(backend = store.backend().as_str(), schema_version = store::SCHEMA_VERSION, "storage ready");
+    let demo = args
+        .demo
+        .or(file.demo)
+        .unwrap_or(store.backend() == store::Backend::Sqlite);
+    if demo {
+        ensure_demo_tenant(&store, &common.data_dir).await?;
+    }
+
+    let metrics = Arc::new(telemetry::Metrics::new(telemetry::MetricsConfig {
+        tenant_label_limit,
+    }));
+    let state = AppState::new(store.clone(), metrics, config);
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("listen: cannot bind {listen}"))?;
+    let local = listener.local_addr().context("listen: no local address")?;
+    tracing::info!("listening on http://{local}");
+    server::serve(listener, state, shutdown_signal())
+        .await
+        .context("server")?;
+    store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Creates the `demo` tenant on an empty store, so the quick tour works out of the box. Its
+/// key goes to a file only its owner can read, never to the log.
+async fn ensure_demo_tenant(store: &store::Store, data_dir: &Path) -> anyhow::Result<()> {
+    if !store.list_tenants().await?.is_empty() {
+        return Ok(());
+    }
+    let tenant = store
+        .create_tenant("demo", store::Tier::Professional)
+        .await?;
+    let key = store
+        .issue_api_key(
+            &tenant.id,
+            store::Scopes::from_iter([store::Scope::Admin]),
+            Some("demo"),
+        )
+        .await?;
+    let path = data_dir.join(DEMO_FILE);
+    let body = serde_json::json!({"tenant_id": tenant.id, "api_key": key.secret});
+    write_private(&path, &format!("{body}\n"))
+        .with_context(|| format!("demo: cannot write {}", path.display()))?;
+    tracing::info!(tenant_id = %tenant.id, path = %path.display(), "created the demo tenant; its API key is in this file");
+    Ok(())
+}
+
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    file.write_all(contents.as_bytes())?;
+    file.sync_all()
+}
+
+async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {},
+        () = terminate => {},
+    }
+}
