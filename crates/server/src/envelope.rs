@@ -43,7 +43,10 @@ pub(crate) async fn envelope(
 ) -> Response {
     let start = Instant::now();
     let request_id = request_id(req.headers());
-    let endpoint = matched.as_ref().map_or(UNMATCHED, |m| m.as_str()).to_owned();
+    let endpoint = matched
+        .as_ref()
+        .map_or(UNMATCHED, |m| m.as_str())
+        .to_owned();
     let service = crate::routes::service_for(&endpoint);
     let method = req.method().clone();
     // The path alone: a query string may carry things that do not belong in an error body.
@@ -69,7 +72,10 @@ pub(crate) async fn envelope(
     let mut response = outcome.unwrap_or_else(|_| {
         ApiError::new(
             ProblemKind::Timeout,
-            format!("the request did not finish within {} ms", timeout.as_millis()),
+            format!(
+                "the request did not finish within {} ms",
+                timeout.as_millis()
+            ),
         )
         .into_response()
     });
@@ -106,7 +112,11 @@ pub(crate) async fn envelope(
         request_bytes,
     });
     span.in_scope(|| {
-        tracing::debug!(status = response.status().as_u16(), latency_us = elapsed.as_micros() as u64, "request finished");
+        tracing::debug!(
+            status = response.status().as_u16(),
+            latency_us = elapsed.as_micros() as u64,
+            "request finished"
+        );
     });
     response
 }
@@ -134,9 +144,16 @@ fn take_problem(response: &mut Response, method: &axum::http::Method) -> Option<
         StatusCode::METHOD_NOT_ALLOWED => {
             format!("{method} is not allowed on this route; the Allow header lists the methods that are")
         }
-        StatusCode::PAYLOAD_TOO_LARGE => "the request body is larger than this server accepts".to_owned(),
-        s if s.is_server_error() => "the server failed to handle this request; it has been logged".to_owned(),
-        s => s.canonical_reason().unwrap_or("request rejected").to_owned(),
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            "the request body is larger than this server accepts".to_owned()
+        }
+        s if s.is_server_error() => {
+            "the server failed to handle this request; it has been logged".to_owned()
+        }
+        s => s
+            .canonical_reason()
+            .unwrap_or("request rejected")
+            .to_owned(),
     };
     Some(ApiError::new(kind, detail))
 }
@@ -149,7 +166,8 @@ fn request_id(headers: &HeaderMap) -> String {
         .filter(|v| {
             !v.is_empty()
                 && v.len() <= 128
-                && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:/+=@".contains(&b))
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:/+=@".contains(&b))
         })
         .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned)
 }

@@ -29,7 +29,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
             .and_then(|v| v.split(';').next())
             .map(|mime| {
                 let mime = mime.trim().to_ascii_lowercase();
-                mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+                mime == "application/json"
+                    || (mime.starts_with("application/") && mime.ends_with("+json"))
             })
             .unwrap_or(false);
         if !is_json {
@@ -109,7 +110,10 @@ impl Auth {
         } else {
             Err(ApiError::new(
                 ProblemKind::Forbidden,
-                format!("this API key lacks the `{scope}` scope (it has: {})", self.0.scopes),
+                format!(
+                    "this API key lacks the `{scope}` scope (it has: {})",
+                    self.0.scopes
+                ),
             )
             .with("required_scope", scope.as_str()))
         }
@@ -145,7 +149,8 @@ impl FromRequestParts<AppState> for Auth {
 }
 
 async fn authenticate(state: &AppState, token: &str) -> Result<Arc<Principal>, ApiError> {
-    let invalid = || ApiError::unauthorized("the API key is not valid (unknown, malformed or revoked)");
+    let invalid =
+        || ApiError::unauthorized("the API key is not valid (unknown, malformed or revoked)");
     if !store::secret::looks_like_key(token) {
         return Err(invalid());
     }
@@ -153,7 +158,11 @@ async fn authenticate(state: &AppState, token: &str) -> Result<Arc<Principal>, A
     if let Some(hit) = state.inner.auth_cache.get(&hash) {
         return Ok(hit);
     }
-    let principal = state.store().authenticate(token).await?.ok_or_else(invalid)?;
+    let principal = state
+        .store()
+        .authenticate(token)
+        .await?
+        .ok_or_else(invalid)?;
     let principal = Arc::new(principal);
     state.inner.auth_cache.insert(hash, principal.clone());
     Ok(principal)
@@ -188,7 +197,11 @@ mod tests {
     fn check(input: &str, kind: ProblemKind, field: Option<&str>, detail_has: &str) {
         let err = parse_json::<Body>(input.as_bytes()).unwrap_err();
         assert_eq!(err.kind, kind, "{input}: {err}");
-        assert_eq!(err.extensions.get("field").and_then(|v| v.as_str()), field, "{input}");
+        assert_eq!(
+            err.extensions.get("field").and_then(|v| v.as_str()),
+            field,
+            "{input}"
+        );
         assert!(err.detail.contains(detail_has), "{input}: {}", err.detail);
     }
 
@@ -196,13 +209,48 @@ mod tests {
     fn json_errors_name_what_is_wrong() {
         check("{", ProblemKind::MalformedJson, None, "EOF");
         check("not json", ProblemKind::MalformedJson, None, "line 1");
-        check(r#"{"name":"a","inner":{"count":1}} x"#, ProblemKind::MalformedJson, None, "trailing");
-        check(r#"{"name":"a","inner":{"count":1},"kind":3}"#, ProblemKind::InvalidField, Some("kind"), "field `kind`");
-        check(r#"{"name":1,"inner":{"count":1}}"#, ProblemKind::InvalidField, Some("name"), "field `name`");
-        check(r#"{"name":"a","inner":{"count":"x"}}"#, ProblemKind::InvalidField, Some("inner.count"), "inner.count");
-        check(r#"{"name":"a","inner":{"count":-1}}"#, ProblemKind::InvalidField, Some("inner.count"), "invalid value");
-        check(r#"{"name":"a"}"#, ProblemKind::InvalidField, Some("inner"), "missing field `inner`");
-        check(r#"{"name":"a","inner":{}}"#, ProblemKind::InvalidField, Some("inner.count"), "missing field `count`");
+        check(
+            r#"{"name":"a","inner":{"count":1}} x"#,
+            ProblemKind::MalformedJson,
+            None,
+            "trailing",
+        );
+        check(
+            r#"{"name":"a","inner":{"count":1},"kind":3}"#,
+            ProblemKind::InvalidField,
+            Some("kind"),
+            "field `kind`",
+        );
+        check(
+            r#"{"name":1,"inner":{"count":1}}"#,
+            ProblemKind::InvalidField,
+            Some("name"),
+            "field `name`",
+        );
+        check(
+            r#"{"name":"a","inner":{"count":"x"}}"#,
+            ProblemKind::InvalidField,
+            Some("inner.count"),
+            "inner.count",
+        );
+        check(
+            r#"{"name":"a","inner":{"count":-1}}"#,
+            ProblemKind::InvalidField,
+            Some("inner.count"),
+            "invalid value",
+        );
+        check(
+            r#"{"name":"a"}"#,
+            ProblemKind::InvalidField,
+            Some("inner"),
+            "missing field `inner`",
+        );
+        check(
+            r#"{"name":"a","inner":{}}"#,
+            ProblemKind::InvalidField,
+            Some("inner.count"),
+            "missing field `count`",
+        );
         assert!(parse_json::<Body>(br#"{"name":"a","inner":{"count":1}}"#).is_ok());
     }
 }

@@ -41,7 +41,9 @@ pub fn app(state: AppState) -> Router {
     let (router, _doc) = routes::api().split_for_parts();
     router
         .fallback(route_not_found)
-        .layer(CatchPanicLayer::custom(|_panic| ApiError::internal().into_response()))
+        .layer(CatchPanicLayer::custom(|_panic| {
+            ApiError::internal().into_response()
+        }))
         .layer(DefaultBodyLimit::max(state.config().body_limit_bytes))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -93,7 +95,10 @@ pub async fn serve(
 pub(crate) fn rfc3339_ms(ms: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_default()
 }
 

@@ -32,7 +32,9 @@ impl Modify for BearerKey {
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
                     .bearer_format("sbx_<48 hex digits>")
-                    .description(Some("An API key from `signalbox tenants create` or POST /api/v1/tenant/keys"))
+                    .description(Some(
+                        "An API key from `signalbox tenants create` or POST /api/v1/tenant/keys",
+                    ))
                     .build(),
             ),
         );

@@ -177,11 +177,16 @@ impl From<store::StoreError> for ApiError {
             E::Invalid { field, reason } => {
                 ApiError::invalid_field(field, format!("{field} {reason}"))
             }
-            E::Conflict { what } => ApiError::new(ProblemKind::Conflict, format!("{what} already exists")),
+            E::Conflict { what } => {
+                ApiError::new(ProblemKind::Conflict, format!("{what} already exists"))
+            }
             E::NotFound { what } => ApiError::not_found(format!("{what} not found")),
             e if e.is_unavailable() => {
                 tracing::warn!(error = %e, "storage unavailable");
-                ApiError::new(ProblemKind::Unavailable, "storage is unavailable; retry shortly")
+                ApiError::new(
+                    ProblemKind::Unavailable,
+                    "storage is unavailable; retry shortly",
+                )
             }
             e => {
                 tracing::error!(error = %e, "storage error");
@@ -202,14 +207,19 @@ mod tests {
         codes.dedup();
         assert_eq!(codes.len(), ProblemKind::ALL.len());
         for kind in ProblemKind::ALL {
-            assert!(kind.status().is_client_error() || kind.status().is_server_error(), "{kind:?}");
+            assert!(
+                kind.status().is_client_error() || kind.status().is_server_error(),
+                "{kind:?}"
+            );
             assert!(kind.type_uri().ends_with(kind.code()));
         }
     }
 
     #[test]
     fn body_has_the_rfc_9457_members_and_extensions_cannot_override_them() {
-        let e = ApiError::invalid_field("scopes", "bad").with("status", 999).with("hint", "x");
+        let e = ApiError::invalid_field("scopes", "bad")
+            .with("status", 999)
+            .with("hint", "x");
         let body = e.to_body("/api/v1/tenant/keys", Some("req-1"));
         assert_eq!(body["type"], "urn:signalbox:problem:invalid_field");
         assert_eq!(body["status"], 400);

@@ -164,7 +164,10 @@ async fn timed(
     let start = Instant::now();
     let outcome = match tokio::time::timeout(CHECK_DEADLINE, check).await {
         Ok(result) => result,
-        Err(_) => Err(format!("no answer within {} ms", CHECK_DEADLINE.as_millis())),
+        Err(_) => Err(format!(
+            "no answer within {} ms",
+            CHECK_DEADLINE.as_millis()
+        )),
     };
     let latency_ms = Some(start.elapsed().as_secs_f64() * 1e3);
     match outcome {

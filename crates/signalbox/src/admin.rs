@@ -52,7 +52,9 @@ fn parse_tier(s: &str) -> Result<Tier, String> {
 }
 
 fn parse_scopes(s: &str) -> Result<Scopes, String> {
-    let scopes: Scopes = s.parse().map_err(|e: store::ParseNameError| e.to_string())?;
+    let scopes: Scopes = s
+        .parse()
+        .map_err(|e: store::ParseNameError| e.to_string())?;
     if scopes.is_empty() {
         return Err("at least one of read, write, admin is required".to_owned());
     }
@@ -63,9 +65,16 @@ pub async fn tenants(common: Common, cmd: TenantsCommand) -> anyhow::Result<()> 
     let store = common.open_store().await?;
     let result = match cmd {
         TenantsCommand::Create { name, tier } => {
-            let tenant = store.create_tenant(&name, tier).await.map_err(named("name"))?;
+            let tenant = store
+                .create_tenant(&name, tier)
+                .await
+                .map_err(named("name"))?;
             let key = store
-                .issue_api_key(&tenant.id, Scopes::from_iter([store::Scope::Admin]), Some("initial"))
+                .issue_api_key(
+                    &tenant.id,
+                    Scopes::from_iter([store::Scope::Admin]),
+                    Some("initial"),
+                )
                 .await?;
             println!("{}", json!({"tenant_id": tenant.id, "api_key": key.secret}));
             Ok(())

@@ -91,7 +91,12 @@ impl FileConfig {
             .with_context(|| format!("config: cannot read {}", path.display()))?;
         toml::from_str(&text).map_err(|e| {
             // toml's message spans several lines with a source excerpt; keep the first.
-            let first = e.message().lines().next().unwrap_or("invalid TOML").to_owned();
+            let first = e
+                .message()
+                .lines()
+                .next()
+                .unwrap_or("invalid TOML")
+                .to_owned();
             let at = e
                 .span()
                 .map(|s| {
@@ -153,7 +158,10 @@ mod tests {
     #[test]
     fn mistakes_are_named_on_one_line() {
         let e = parse("listne = \"x\"").unwrap_err();
-        assert!(e.contains("unknown field `listne`") && !e.contains('\n'), "{e}");
+        assert!(
+            e.contains("unknown field `listne`") && !e.contains('\n'),
+            "{e}"
+        );
         let e = parse("[http]\nrequest_timeout = \"soon\"").unwrap_err();
         assert!(e.contains("line 2"), "{e}");
         let e = parse("listen = \"not an address\"").unwrap_err();

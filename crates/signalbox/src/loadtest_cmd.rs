@@ -53,11 +53,12 @@ pub async fn run(args: LoadtestArgs) -> anyhow::Result<()> {
         .map(|h| loadtest::parse_header(h))
         .collect::<Result<_, _>>()?;
     if let Some(path) = &args.body {
-        let body = std::fs::read(path).with_context(|| format!("body: cannot read {}", path.display()))?;
+        let body =
+            std::fs::read(path).with_context(|| format!("body: cannot read {}", path.display()))?;
         plan.body = bytes::Bytes::from(body);
     }
-    plan.request_timeout = loadtest::parse_duration(&args.timeout)
-        .map_err(|e| anyhow::anyhow!("timeout: {e}"))?;
+    plan.request_timeout =
+        loadtest::parse_duration(&args.timeout).map_err(|e| anyhow::anyhow!("timeout: {e}"))?;
     plan.validate()?;
     let what = match plan.stop {
         Stop::Duration(d) => format!("for {}", humantime::format_duration(d)),
@@ -69,7 +70,10 @@ pub async fn run(args: LoadtestArgs) -> anyhow::Result<()> {
     );
     let report = loadtest::run(plan).await?;
     if args.json {
-        println!("{}", serde_json::to_string(&report).context("encode report")?);
+        println!(
+            "{}",
+            serde_json::to_string(&report).context("encode report")?
+        );
     } else {
         print!("{}", report.to_text());
     }

@@ -40,10 +40,21 @@ struct GlobalArgs {
     data_dir: Option<PathBuf>,
     /// `postgres://…` to keep state in PostgreSQL instead of the embedded SQLite file in the
     /// data directory (`sqlite://PATH` is accepted too).
-    #[arg(long, global = true, env = "DATABASE_URL", hide_env_values = true, value_name = "URL")]
+    #[arg(
+        long,
+        global = true,
+        env = "DATABASE_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
     database_url: Option<String>,
     /// PostgreSQL schema for signalbox's tables (created if missing) [default: the server's search_path].
-    #[arg(long, global = true, env = "SIGNALBOX_DATABASE_SCHEMA", value_name = "NAME")]
+    #[arg(
+        long,
+        global = true,
+        env = "SIGNALBOX_DATABASE_SCHEMA",
+        value_name = "NAME"
+    )]
     database_schema: Option<String>,
     /// Log line format, on stderr [default: human].
     #[arg(long, global = true, env = "SIGNALBOX_LOG_FORMAT", value_enum)]
@@ -86,7 +97,9 @@ impl Common {
             }
             None => store::StoreOptions::sqlite_in(&data_dir),
         };
-        store.schema = global.database_schema.or_else(|| file.database_schema.clone());
+        store.schema = global
+            .database_schema
+            .or_else(|| file.database_schema.clone());
         let log_format = global
             .log_format
             .or(file.log_format)
@@ -121,13 +134,20 @@ fn init_logging(format: LogFormat, default_filter: &str) {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match format {
         LogFormat::Human => builder.init(),
-        LogFormat::Json => builder.json().with_current_span(true).with_span_list(false).init(),
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
     }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

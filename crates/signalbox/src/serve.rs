@@ -79,7 +79,11 @@ pub async fn run(common: Common, args: ServeArgs) -> anyhow::Result<()> {
         .unwrap_or(telemetry::MetricsConfig::default().tenant_label_limit);
 
     let store = common.open_store().await?;
-    tracing::info!(backend = store.backend().as_str(), schema_version = store::SCHEMA_VERSION, "storage ready");
+    tracing::info!(
+        backend = store.backend().as_str(),
+        schema_version = store::SCHEMA_VERSION,
+        "storage ready"
+    );
     let demo = args
         .demo
         .or(file.demo)

@@ -411,20 +411,24 @@ fn tenant_from_row(row: &AnyRow, first: usize) -> Result<Tenant, StoreError> {
     Ok(Tenant {
         id: row.try_get(first)?,
         name: row.try_get(first + 1)?,
-        tier: tier.parse().map_err(|e: ParseNameError| StoreError::Corrupt {
-            table: "tenants",
-            reason: e.to_string(),
-        })?,
+        tier: tier
+            .parse()
+            .map_err(|e: ParseNameError| StoreError::Corrupt {
+                table: "tenants",
+                reason: e.to_string(),
+            })?,
         created_at_ms: row.try_get(first + 3)?,
     })
 }
 
 fn scopes_from_row(row: &AnyRow, index: usize) -> Result<Scopes, StoreError> {
     let scopes: String = row.try_get(index)?;
-    scopes.parse().map_err(|e: ParseNameError| StoreError::Corrupt {
-        table: "api_keys",
-        reason: e.to_string(),
-    })
+    scopes
+        .parse()
+        .map_err(|e: ParseNameError| StoreError::Corrupt {
+            table: "api_keys",
+            reason: e.to_string(),
+        })
 }
 
 /// Turns a unique-constraint violation into a [`StoreError::Conflict`].
@@ -437,7 +441,11 @@ fn conflict_or(e: sqlx::Error, what: impl FnOnce() -> String) -> StoreError {
     }
 }
 
-fn validate_text<'a>(field: &'static str, value: &'a str, max: usize) -> Result<&'a str, StoreError> {
+fn validate_text<'a>(
+    field: &'static str,
+    value: &'a str,
+    max: usize,
+) -> Result<&'a str, StoreError> {
     let trimmed = value.trim();
     let reason = if trimmed.is_empty() {
         "must not be empty"

@@ -91,7 +91,11 @@ async fn apply_pending(conn: &mut AnyConnection, backend: Backend) -> Result<(),
         .bind(crate::now_ms())
         .execute(&mut *conn)
         .await?;
-        tracing::info!(version = migration.version, name = migration.name, "applied migration");
+        tracing::info!(
+            version = migration.version,
+            name = migration.name,
+            "applied migration"
+        );
     }
     Ok(())
 }

@@ -45,7 +45,10 @@ fn read_write() -> Scopes {
 async fn tenants_round_trip(f: &TestStore) {
     let s = &f.store;
     let a = s.create_tenant("acme", Tier::Starter).await.unwrap();
-    let b = s.create_tenant("  globex  ", Tier::Enterprise).await.unwrap();
+    let b = s
+        .create_tenant("  globex  ", Tier::Enterprise)
+        .await
+        .unwrap();
     assert_eq!(b.name, "globex", "names are trimmed");
     assert_ne!(a.id, b.id);
     assert_eq!(s.tenant(&a.id).await.unwrap(), Some(a.clone()));
@@ -66,7 +69,11 @@ async fn tenant_names_are_unique_and_validated(f: &TestStore) {
             "{bad:?}: {err:?}"
         );
     }
-    assert_eq!(s.list_tenants().await.unwrap().len(), 1, "rejected input wrote nothing");
+    assert_eq!(
+        s.list_tenants().await.unwrap().len(),
+        1,
+        "rejected input wrote nothing"
+    );
 }
 
 async fn issued_key_authenticates_and_secret_is_not_stored(f: &TestStore) {
@@ -103,7 +110,11 @@ async fn unknown_and_malformed_keys_do_not_authenticate(f: &TestStore) {
         "Bearer sbx_x",
         "'; DROP TABLE tenants; --",
     ] {
-        assert_eq!(s.authenticate(presented).await.unwrap(), None, "{presented:?}");
+        assert_eq!(
+            s.authenticate(presented).await.unwrap(),
+            None,
+            "{presented:?}"
+        );
     }
     assert_eq!(s.list_tenants().await.unwrap().len(), 1);
 }
@@ -113,12 +124,24 @@ async fn revoked_key_stops_authenticating(f: &TestStore) {
     let t = s.create_tenant("acme", Tier::Free).await.unwrap();
     let keep = s.issue_api_key(&t.id, read_write(), None).await.unwrap();
     let gone = s.issue_api_key(&t.id, read_write(), None).await.unwrap();
-    let revoked = s.revoke_api_key(&t.id, &gone.info.id).await.unwrap().unwrap();
+    let revoked = s
+        .revoke_api_key(&t.id, &gone.info.id)
+        .await
+        .unwrap()
+        .unwrap();
     let first_time = revoked.revoked_at_ms.expect("revocation time recorded");
     assert_eq!(s.authenticate(&gone.secret).await.unwrap(), None);
     assert!(s.authenticate(&keep.secret).await.unwrap().is_some());
-    let again = s.revoke_api_key(&t.id, &gone.info.id).await.unwrap().unwrap();
-    assert_eq!(again.revoked_at_ms, Some(first_time), "second revoke keeps the first time");
+    let again = s
+        .revoke_api_key(&t.id, &gone.info.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        again.revoked_at_ms,
+        Some(first_time),
+        "second revoke keeps the first time"
+    );
     assert_eq!(s.revoke_api_key(&t.id, "key_missing").await.unwrap(), None);
 }
 
@@ -130,7 +153,10 @@ async fn tenants_cannot_see_or_revoke_each_others_keys(f: &TestStore) {
     let kb = s.issue_api_key(&b.id, read_write(), None).await.unwrap();
     assert_eq!(s.api_key(&b.id, &ka.info.id).await.unwrap(), None);
     assert_eq!(s.revoke_api_key(&b.id, &ka.info.id).await.unwrap(), None);
-    assert!(s.authenticate(&ka.secret).await.unwrap().is_some(), "a's key still live");
+    assert!(
+        s.authenticate(&ka.secret).await.unwrap().is_some(),
+        "a's key still live"
+    );
     let b_keys = s.list_api_keys(&b.id).await.unwrap();
     assert_eq!(b_keys, vec![kb.info.clone()]);
     assert_eq!(
@@ -151,7 +177,16 @@ async fn issuing_needs_a_tenant_and_a_scope(f: &TestStore) {
         .issue_api_key(&t.id, Scopes::default(), None)
         .await
         .unwrap_err();
-    assert!(matches!(err, StoreError::Invalid { field: "scopes", .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            StoreError::Invalid {
+                field: "scopes",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     assert!(s.list_api_keys(&t.id).await.unwrap().is_empty());
 }
 
@@ -169,12 +204,18 @@ async fn concurrent_writers_do_not_lose_tenants(f: &TestStore) {
     let (left, right) = tokio::join!(
         async {
             for i in 0..20 {
-                f.store.create_tenant(&format!("left-{i}"), Tier::Free).await.unwrap();
+                f.store
+                    .create_tenant(&format!("left-{i}"), Tier::Free)
+                    .await
+                    .unwrap();
             }
         },
         async {
             for i in 0..20 {
-                other.create_tenant(&format!("right-{i}"), Tier::Free).await.unwrap();
+                other
+                    .create_tenant(&format!("right-{i}"), Tier::Free)
+                    .await
+                    .unwrap();
             }
         }
     );
@@ -188,6 +229,12 @@ async fn unsupported_urls_are_refused_with_a_clear_error() {
     let err = Store::connect(&store::StoreOptions::from_url("mysql://localhost/x"))
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("sqlite:// or postgres://"), "{err}");
-    assert_eq!(Backend::from_url("postgresql://h/db").unwrap(), Backend::Postgres);
+    assert!(
+        err.to_string().contains("sqlite:// or postgres://"),
+        "{err}"
+    );
+    assert_eq!(
+        Backend::from_url("postgresql://h/db").unwrap(),
+        Backend::Postgres
+    );
 }

@@ -222,7 +222,12 @@ impl Metrics {
     }
 
     /// Counts an error by its stable code (`error_type` must come from a fixed set).
-    pub fn count_error(&self, error_type: &'static str, service: &'static str, tenant_id: Option<&str>) {
+    pub fn count_error(
+        &self,
+        error_type: &'static str,
+        service: &'static str,
+        tenant_id: Option<&str>,
+    ) {
         self.errors
             .get_or_create(&ErrorLabels {
                 error_type,
@@ -291,10 +296,7 @@ fn bounded_method(method: &str) -> &'static str {
     const KNOWN: [&str; 9] = [
         "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE",
     ];
-    KNOWN
-        .into_iter()
-        .find(|m| *m == method)
-        .unwrap_or("OTHER")
+    KNOWN.into_iter().find(|m| *m == method).unwrap_or("OTHER")
 }
 
 #[cfg(test)]
@@ -324,11 +326,15 @@ mod tests {
 
     /// The samples of a family whose labels include `labels`.
     fn samples(exp: &Exposition, family: &str, labels: &[(&str, &str)]) -> Vec<OpenMetricsValue> {
-        let Some(fam) = exp.families.get(family) else { return Vec::new() };
+        let Some(fam) = exp.families.get(family) else {
+            return Vec::new();
+        };
         fam.iter_samples()
             .filter(|s| {
                 let set = s.get_labelset().expect("labels");
-                labels.iter().all(|(k, v)| set.get_label_value(k) == Some(*v))
+                labels
+                    .iter()
+                    .all(|(k, v)| set.get_label_value(k) == Some(*v))
             })
             .map(|s| s.value.clone())
             .collect()
@@ -339,11 +345,16 @@ mod tests {
         if found.is_empty() {
             return None;
         }
-        Some(found.iter().map(|v| match v {
-            OpenMetricsValue::Counter(c) => c.value.as_f64(),
-            OpenMetricsValue::Gauge(g) | OpenMetricsValue::Unknown(g) => g.as_f64(),
-            other => panic!("not a scalar: {other:?}"),
-        }).sum())
+        Some(
+            found
+                .iter()
+                .map(|v| match v {
+                    OpenMetricsValue::Counter(c) => c.value.as_f64(),
+                    OpenMetricsValue::Gauge(g) | OpenMetricsValue::Unknown(g) => g.as_f64(),
+                    other => panic!("not a scalar: {other:?}"),
+                })
+                .sum(),
+        )
     }
 
     #[test]
@@ -354,15 +365,44 @@ mod tests {
         m.observe_http(&obs(None, "/api/v1/tenant", 401));
         m.count_error("unauthorized", "platform", None);
         let exp = parse(&m.encode());
-        let ok = [("method", "GET"), ("endpoint", "/api/v1/items/{item_id}"), ("status", "200"), ("tenant_id", "tn_a"), ("service", "platform")];
+        let ok = [
+            ("method", "GET"),
+            ("endpoint", "/api/v1/items/{item_id}"),
+            ("status", "200"),
+            ("tenant_id", "tn_a"),
+            ("service", "platform"),
+        ];
         assert_eq!(value(&exp, "http_requests", &ok), Some(2.0));
-        assert_eq!(value(&exp, "http_requests", &[("status", "401"), ("tenant_id", NO_TENANT)]), Some(1.0));
-        assert_eq!(value(&exp, "errors", &[("error_type", "unauthorized")]), Some(1.0));
-        let hist = samples(&exp, "http_request_duration_seconds", &[("tenant_id", "tn_a")]);
+        assert_eq!(
+            value(
+                &exp,
+                "http_requests",
+                &[("status", "401"), ("tenant_id", NO_TENANT)]
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            value(&exp, "errors", &[("error_type", "unauthorized")]),
+            Some(1.0)
+        );
+        let hist = samples(
+            &exp,
+            "http_request_duration_seconds",
+            &[("tenant_id", "tn_a")],
+        );
         match hist.first() {
             Some(OpenMetricsValue::Histogram(h)) => {
-                let count_le = |bound: f64| h.buckets.iter().find(|b| (b.upper_bound - bound).abs() < 1e-12).map(|b| b.count.as_f64());
-                assert_eq!((count_le(0.002), count_le(0.005)), (Some(0.0), Some(2.0)), "3 ms lands between 2 and 5 ms");
+                let count_le = |bound: f64| {
+                    h.buckets
+                        .iter()
+                        .find(|b| (b.upper_bound - bound).abs() < 1e-12)
+                        .map(|b| b.count.as_f64())
+                };
+                assert_eq!(
+                    (count_le(0.002), count_le(0.005)),
+                    (Some(0.0), Some(2.0)),
+                    "3 ms lands between 2 and 5 ms"
+                );
             }
             other => panic!("expected a histogram, got {other:?}"),
         }
@@ -373,14 +413,22 @@ mod tests {
 
     #[test]
     fn tenants_past_the_limit_share_one_label() {
-        let m = Metrics::new(MetricsConfig { tenant_label_limit: 2 });
+        let m = Metrics::new(MetricsConfig {
+            tenant_label_limit: 2,
+        });
         for t in ["t1", "t2", "t3", "t4", "t1"] {
             m.observe_http(&obs(Some(t), "/x", 200));
         }
         let exp = parse(&m.encode());
-        assert_eq!(value(&exp, "http_requests", &[("tenant_id", "t1")]), Some(2.0));
+        assert_eq!(
+            value(&exp, "http_requests", &[("tenant_id", "t1")]),
+            Some(2.0)
+        );
         assert_eq!(value(&exp, "http_requests", &[("tenant_id", "t3")]), None);
-        assert_eq!(value(&exp, "http_requests", &[("tenant_id", tenants::OTHER)]), Some(2.0));
+        assert_eq!(
+            value(&exp, "http_requests", &[("tenant_id", tenants::OTHER)]),
+            Some(2.0)
+        );
     }
 
     #[test]

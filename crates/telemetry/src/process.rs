@@ -45,11 +45,31 @@ impl Collector for ProcessCollector {
             )?)?;
         }
         let gauges = [
-            ("process_resident_memory_bytes", "Resident memory size in bytes", r.resident_bytes),
-            ("process_virtual_memory_bytes", "Virtual memory size in bytes", r.virtual_bytes),
-            ("process_open_fds", "Number of open file descriptors", r.open_fds),
-            ("process_max_fds", "Maximum number of open file descriptors", r.max_fds),
-            ("process_threads", "Number of OS threads in the process", r.threads),
+            (
+                "process_resident_memory_bytes",
+                "Resident memory size in bytes",
+                r.resident_bytes,
+            ),
+            (
+                "process_virtual_memory_bytes",
+                "Virtual memory size in bytes",
+                r.virtual_bytes,
+            ),
+            (
+                "process_open_fds",
+                "Number of open file descriptors",
+                r.open_fds,
+            ),
+            (
+                "process_max_fds",
+                "Maximum number of open file descriptors",
+                r.max_fds,
+            ),
+            (
+                "process_threads",
+                "Number of OS threads in the process",
+                r.threads,
+            ),
             (
                 "process_start_time_seconds",
                 "Start time of the process since the Unix epoch in seconds",

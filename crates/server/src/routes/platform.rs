@@ -42,7 +42,11 @@ async fn health_body(state: &AppState) -> HealthResponse {
     let components = state.inner.readiness.check(state.store()).await;
     let summary = state.metrics().summary();
     HealthResponse {
-        status: if components.all_up() { "healthy" } else { "degraded" },
+        status: if components.all_up() {
+            "healthy"
+        } else {
+            "degraded"
+        },
         timestamp: crate::rfc3339_now(),
         version: env!("CARGO_PKG_VERSION"),
         components,
@@ -76,7 +80,9 @@ pub(crate) async fn health_v1(State(state): State<AppState>) -> axum::Json<Healt
         (status = 503, description = "A dependency is down; `components` says which",
             content_type = "application/problem+json", body = crate::openapi::Problem),
     ))]
-pub(crate) async fn ready(State(state): State<AppState>) -> Result<axum::Json<ReadyResponse>, ApiError> {
+pub(crate) async fn ready(
+    State(state): State<AppState>,
+) -> Result<axum::Json<ReadyResponse>, ApiError> {
     let components = state.inner.readiness.check(state.store()).await;
     if components.all_up() {
         return Ok(axum::Json(ReadyResponse {

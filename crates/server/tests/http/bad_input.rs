@@ -30,7 +30,13 @@ enum Auth {
     Raw(&'static str),
 }
 
-fn post(name: &'static str, body: &str, status: u16, code: &'static str, mentions: &'static str) -> Case {
+fn post(
+    name: &'static str,
+    body: &str,
+    status: u16,
+    code: &'static str,
+    mentions: &'static str,
+) -> Case {
     Case {
         name,
         method: Method::POST,
@@ -44,7 +50,14 @@ fn post(name: &'static str, body: &str, status: u16, code: &'static str, mention
     }
 }
 
-fn get(name: &'static str, path: &'static str, auth: Auth, status: u16, code: &'static str, mentions: &'static str) -> Case {
+fn get(
+    name: &'static str,
+    path: &'static str,
+    auth: Auth,
+    status: u16,
+    code: &'static str,
+    mentions: &'static str,
+) -> Case {
     Case {
         name,
         method: Method::GET,
@@ -62,33 +75,209 @@ fn cases() -> Vec<Case> {
     vec![
         post("truncated json", "{", 400, "malformed_json", "EOF"),
         post("not json", "scopes=read", 400, "malformed_json", "line 1"),
-        post("trailing garbage", r#"{"scopes":["read"]} {}"#, 400, "malformed_json", "trailing"),
-        post("deep nesting", &"[".repeat(3_000), 400, "malformed_json", "recursion"),
-        post("wrong type", r#"{"scopes":"read"}"#, 400, "invalid_field", "scopes"),
-        post("number for enum", r#"{"scopes":[3]}"#, 400, "invalid_field", "scopes[0]"),
-        post("unknown scope", r#"{"scopes":["root"]}"#, 400, "invalid_field", "scopes[0]"),
-        post("missing field", r#"{"label":"x"}"#, 400, "invalid_field", "scopes"),
-        post("unknown field", r#"{"scopes":["read"],"scope":"x"}"#, 400, "invalid_field", "scope"),
-        post("label wrong type", r#"{"scopes":["read"],"label":7}"#, 400, "invalid_field", "label"),
-        post("empty scopes", r#"{"scopes":[]}"#, 400, "invalid_field", "scopes"),
-        post("label too long", &format!(r#"{{"scopes":["read"],"label":"{}"}}"#, "x".repeat(101)), 400, "invalid_field", "label"),
-        post("label control chars", r#"{"scopes":["read"],"label":"a\u0000b"}"#, 400, "invalid_field", "label"),
+        post(
+            "trailing garbage",
+            r#"{"scopes":["read"]} {}"#,
+            400,
+            "malformed_json",
+            "trailing",
+        ),
+        post(
+            "deep nesting",
+            &"[".repeat(3_000),
+            400,
+            "malformed_json",
+            "recursion",
+        ),
+        post(
+            "wrong type",
+            r#"{"scopes":"read"}"#,
+            400,
+            "invalid_field",
+            "scopes",
+        ),
+        post(
+            "number for enum",
+            r#"{"scopes":[3]}"#,
+            400,
+            "invalid_field",
+            "scopes[0]",
+        ),
+        post(
+            "unknown scope",
+            r#"{"scopes":["root"]}"#,
+            400,
+            "invalid_field",
+            "scopes[0]",
+        ),
+        post(
+            "missing field",
+            r#"{"label":"x"}"#,
+            400,
+            "invalid_field",
+            "scopes",
+        ),
+        post(
+            "unknown field",
+            r#"{"scopes":["read"],"scope":"x"}"#,
+            400,
+            "invalid_field",
+            "scope",
+        ),
+        post(
+            "label wrong type",
+            r#"{"scopes":["read"],"label":7}"#,
+            400,
+            "invalid_field",
+            "label",
+        ),
+        post(
+            "empty scopes",
+            r#"{"scopes":[]}"#,
+            400,
+            "invalid_field",
+            "scopes",
+        ),
+        post(
+            "label too long",
+            &format!(r#"{{"scopes":["read"],"label":"{}"}}"#, "x".repeat(101)),
+            400,
+            "invalid_field",
+            "label",
+        ),
+        post(
+            "label control chars",
+            r#"{"scopes":["read"],"label":"a\u0000b"}"#,
+            400,
+            "invalid_field",
+            "label",
+        ),
         post("top-level array", r#"[1,2]"#, 400, "invalid_field", "[0]"),
-        post("oversized body", &format!(r#"{{"scopes":["read"],"label":"{}"}}"#, "x".repeat(5_000)), 413, "payload_too_large", "larger"),
-        Case { content_type: Some("text/plain"), ..post("wrong content type", r#"{"scopes":["read"]}"#, 415, "unsupported_media_type", "application/json") },
-        Case { content_type: None, ..post("no content type", r#"{"scopes":["read"]}"#, 415, "unsupported_media_type", "application/json") },
-        Case { body: vec![0xff, 0xfe, 0x00], ..post("not utf-8", "", 400, "malformed_json", "line 1") },
-        get("no key", "/api/v1/tenant", Auth::None, 401, "unauthorized", "Authorization"),
-        get("unknown key", "/api/v1/tenant", Auth::Raw("Bearer sbx_000000000000000000000000000000000000000000000000"), 401, "unauthorized", "not valid"),
-        get("malformed key", "/api/v1/tenant", Auth::Raw("Bearer hello"), 401, "unauthorized", "not valid"),
-        get("wrong scheme", "/api/v1/tenant", Auth::Raw("Basic dXNlcjpwYXNz"), 401, "unauthorized", "Bearer"),
-        get("empty bearer", "/api/v1/tenant", Auth::Raw("Bearer "), 401, "unauthorized", "not valid"),
-        get("read key on admin route", KEYS, Auth::Reader, 403, "forbidden", "admin"),
-        get("unknown key id", "/api/v1/tenant/keys/key_nope", Auth::Admin, 404, "not_found", "key_nope"),
-        get("unknown route", "/api/v1/nope", Auth::Admin, 404, "route_not_found", "/api/v1/nope"),
-        get("unknown route, no key", "/wp-admin.php", Auth::None, 404, "route_not_found", "/wp-admin.php"),
-        Case { method: Method::PUT, ..get("wrong method", "/api/v1/tenant", Auth::Admin, 405, "method_not_allowed", "PUT") },
-        Case { method: Method::PATCH, ..get("wrong method on keys", KEYS, Auth::Admin, 405, "method_not_allowed", "PATCH") },
+        post(
+            "oversized body",
+            &format!(r#"{{"scopes":["read"],"label":"{}"}}"#, "x".repeat(5_000)),
+            413,
+            "payload_too_large",
+            "larger",
+        ),
+        Case {
+            content_type: Some("text/plain"),
+            ..post(
+                "wrong content type",
+                r#"{"scopes":["read"]}"#,
+                415,
+                "unsupported_media_type",
+                "application/json",
+            )
+        },
+        Case {
+            content_type: None,
+            ..post(
+                "no content type",
+                r#"{"scopes":["read"]}"#,
+                415,
+                "unsupported_media_type",
+                "application/json",
+            )
+        },
+        Case {
+            body: vec![0xff, 0xfe, 0x00],
+            ..post("not utf-8", "", 400, "malformed_json", "line 1")
+        },
+        get(
+            "no key",
+            "/api/v1/tenant",
+            Auth::None,
+            401,
+            "unauthorized",
+            "Authorization",
+        ),
+        get(
+            "unknown key",
+            "/api/v1/tenant",
+            Auth::Raw("Bearer sbx_000000000000000000000000000000000000000000000000"),
+            401,
+            "unauthorized",
+            "not valid",
+        ),
+        get(
+            "malformed key",
+            "/api/v1/tenant",
+            Auth::Raw("Bearer hello"),
+            401,
+            "unauthorized",
+            "not valid",
+        ),
+        get(
+            "wrong scheme",
+            "/api/v1/tenant",
+            Auth::Raw("Basic dXNlcjpwYXNz"),
+            401,
+            "unauthorized",
+            "Bearer",
+        ),
+        get(
+            "empty bearer",
+            "/api/v1/tenant",
+            Auth::Raw("Bearer "),
+            401,
+            "unauthorized",
+            "not valid",
+        ),
+        get(
+            "read key on admin route",
+            KEYS,
+            Auth::Reader,
+            403,
+            "forbidden",
+            "admin",
+        ),
+        get(
+            "unknown key id",
+            "/api/v1/tenant/keys/key_nope",
+            Auth::Admin,
+            404,
+            "not_found",
+            "key_nope",
+        ),
+        get(
+            "unknown route",
+            "/api/v1/nope",
+            Auth::Admin,
+            404,
+            "route_not_found",
+            "/api/v1/nope",
+        ),
+        get(
+            "unknown route, no key",
+            "/wp-admin.php",
+            Auth::None,
+            404,
+            "route_not_found",
+            "/wp-admin.php",
+        ),
+        Case {
+            method: Method::PUT,
+            ..get(
+                "wrong method",
+                "/api/v1/tenant",
+                Auth::Admin,
+                405,
+                "method_not_allowed",
+                "PUT",
+            )
+        },
+        Case {
+            method: Method::PATCH,
+            ..get(
+                "wrong method on keys",
+                KEYS,
+                Auth::Admin,
+                405,
+                "method_not_allowed",
+                "PATCH",
+            )
+        },
     ]
 }
 
@@ -104,7 +293,9 @@ async fn every_bad_request_gets_a_problem_and_changes_nothing() {
     let before = app.fixture.store.list_api_keys(&tenant.id).await.unwrap();
 
     for case in cases() {
-        let mut req = Request::builder().method(case.method.clone()).uri(case.path);
+        let mut req = Request::builder()
+            .method(case.method.clone())
+            .uri(case.path);
         let auth = match case.auth {
             Auth::None => None,
             Auth::Admin => Some(format!("Bearer {}", admin.secret)),
@@ -120,7 +311,12 @@ async fn every_bad_request_gets_a_problem_and_changes_nothing() {
         let reply = app.send(req.body(Body::from(case.body)).unwrap()).await;
         let body = reply.assert_problem(case.status, case.code, case.path);
         let said = format!("{} {}", body["detail"], body["field"]);
-        assert!(said.contains(case.mentions), "{}: expected the problem to mention {:?}: {body}", case.name, case.mentions);
+        assert!(
+            said.contains(case.mentions),
+            "{}: expected the problem to mention {:?}: {body}",
+            case.name,
+            case.mentions
+        );
     }
 
     // A body with no Content-Length that grows past the limit is refused too.
@@ -132,12 +328,22 @@ async fn every_bad_request_gets_a_problem_and_changes_nothing() {
         .header("content-type", "application/json")
         .body(chunks)
         .unwrap();
-    app.send(req).await.assert_problem(413, "payload_too_large", KEYS);
+    app.send(req)
+        .await
+        .assert_problem(413, "payload_too_large", KEYS);
 
     // Nothing was created or changed by any of it, and good requests still work.
-    assert_eq!(app.fixture.store.list_api_keys(&tenant.id).await.unwrap(), before);
+    assert_eq!(
+        app.fixture.store.list_api_keys(&tenant.id).await.unwrap(),
+        before
+    );
     let ok = app
-        .call(Method::POST, KEYS, Some(&admin.secret), Some(serde_json::json!({"scopes": ["read"]})))
+        .call(
+            Method::POST,
+            KEYS,
+            Some(&admin.secret),
+            Some(serde_json::json!({"scopes": ["read"]})),
+        )
         .await;
     assert_eq!(ok.status, 201, "{}", ok.text());
     app.cleanup().await;
@@ -150,11 +356,17 @@ fn futures_chunks(len: usize) -> Body {
     Body::from_stream(stream)
 }
 
-fn tokio_stream_of(chunk: bytes::Bytes, n: usize) -> impl futures_core::Stream<Item = Result<bytes::Bytes, std::io::Error>> {
+fn tokio_stream_of(
+    chunk: bytes::Bytes,
+    n: usize,
+) -> impl futures_core::Stream<Item = Result<bytes::Bytes, std::io::Error>> {
     struct Repeat(bytes::Bytes, usize);
     impl futures_core::Stream for Repeat {
         type Item = Result<bytes::Bytes, std::io::Error>;
-        fn poll_next(mut self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<Option<Self::Item>> {
+        fn poll_next(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Self::Item>> {
             if self.1 == 0 {
                 return std::task::Poll::Ready(None);
             }
@@ -189,11 +401,15 @@ async fn a_request_over_the_time_limit_gets_503() {
     app.cleanup().await;
 }
 
-fn futures_util_pending() -> impl futures_core::Stream<Item = Result<bytes::Bytes, std::io::Error>> {
+fn futures_util_pending() -> impl futures_core::Stream<Item = Result<bytes::Bytes, std::io::Error>>
+{
     struct Never;
     impl futures_core::Stream for Never {
         type Item = Result<bytes::Bytes, std::io::Error>;
-        fn poll_next(self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<Option<Self::Item>> {
+        fn poll_next(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Self::Item>> {
             std::task::Poll::Pending
         }
     }

@@ -31,18 +31,31 @@ async fn isolation(backend: Backend) {
     for (method, template) in secured_operations(&doc) {
         // Point every path parameter at tenant A's resource of that kind.
         let path = template.replace("{key_id}", &ka.info.id);
-        assert!(!path.contains('{'), "add an isolation fixture for the parameters of {template}");
+        assert!(
+            !path.contains('{'),
+            "add an isolation fixture for the parameters of {template}"
+        );
         let body = (method == Method::POST).then(|| json!({"scopes": ["read"]}));
 
         let anonymous = app.call(method.clone(), &path, None, body.clone()).await;
         anonymous.assert_problem(401, "unauthorized", &path);
-        let garbage = app.call(method.clone(), &path, Some("sbx_not-a-key"), body.clone()).await;
+        let garbage = app
+            .call(method.clone(), &path, Some("sbx_not-a-key"), body.clone())
+            .await;
         garbage.assert_problem(401, "unauthorized", &path);
 
-        let as_b = app.call(method.clone(), &path, Some(&kb.secret), body.clone()).await;
+        let as_b = app
+            .call(method.clone(), &path, Some(&kb.secret), body.clone())
+            .await;
         let text = as_b.text();
-        assert!(!text.contains(&a.id), "{method} {template} leaked tenant A's id: {text}");
-        assert!(!text.contains(&ka.info.id) || as_b.status == 404, "{method} {template}: {text}");
+        assert!(
+            !text.contains(&a.id),
+            "{method} {template} leaked tenant A's id: {text}"
+        );
+        assert!(
+            !text.contains(&ka.info.id) || as_b.status == 404,
+            "{method} {template}: {text}"
+        );
         if template.contains('{') {
             as_b.assert_problem(404, "not_found", &path);
         } else {
@@ -53,9 +66,20 @@ async fn isolation(backend: Backend) {
     // B's view of itself is B, and its listing holds only B's keys.
     let me = app.get("/api/v1/tenant", Some(&kb.secret)).await.json();
     assert_eq!(me["id"], b.id.as_str());
-    let listed = app.get("/api/v1/tenant/keys", Some(&kb.secret)).await.json();
-    let ids: Vec<&str> = listed["keys"].as_array().unwrap().iter().map(|k| k["id"].as_str().unwrap()).collect();
-    assert!(ids.contains(&kb.info.id.as_str()) && !ids.contains(&ka.info.id.as_str()), "{ids:?}");
+    let listed = app
+        .get("/api/v1/tenant/keys", Some(&kb.secret))
+        .await
+        .json();
+    let ids: Vec<&str> = listed["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["id"].as_str().unwrap())
+        .collect();
+    assert!(
+        ids.contains(&kb.info.id.as_str()) && !ids.contains(&ka.info.id.as_str()),
+        "{ids:?}"
+    );
     // B's attempt to revoke A's key changed nothing: A's key still works.
     let still = app.get("/api/v1/tenant", Some(&ka.secret)).await;
     assert_eq!(still.status, 200);
@@ -64,7 +88,10 @@ async fn isolation(backend: Backend) {
     for key in app.fixture.store.list_api_keys(&a.id).await.unwrap() {
         assert_eq!(key.tenant_id, a.id);
     }
-    assert_eq!(app.fixture.store.list_api_keys(&a.id).await.unwrap().len(), 1);
+    assert_eq!(
+        app.fixture.store.list_api_keys(&a.id).await.unwrap().len(),
+        1
+    );
     app.cleanup().await;
 }
 
@@ -86,7 +113,12 @@ async fn scopes_are_enforced_with_403() {
     assert_eq!(whoami.status, 200);
     assert_eq!(whoami.json()["scopes"], json!(["read"]));
     let create = app
-        .call(Method::POST, "/api/v1/tenant/keys", Some(&reader.secret), Some(json!({"scopes": ["read"]})))
+        .call(
+            Method::POST,
+            "/api/v1/tenant/keys",
+            Some(&reader.secret),
+            Some(json!({"scopes": ["read"]})),
+        )
         .await;
     let body = create.assert_problem(403, "forbidden", "/api/v1/tenant/keys");
     assert_eq!(body["required_scope"], "admin");
@@ -100,23 +132,40 @@ async fn created_keys_work_once_shown_and_revocation_is_immediate() {
     let app = TestApp::new(Backend::Sqlite).await;
     let (tenant, admin) = app.tenant("t", &[Scope::Admin]).await;
     let created = app
-        .call(Method::POST, "/api/v1/tenant/keys", Some(&admin.secret), Some(json!({"scopes": ["read", "write"], "label": "ingest"})))
+        .call(
+            Method::POST,
+            "/api/v1/tenant/keys",
+            Some(&admin.secret),
+            Some(json!({"scopes": ["read", "write"], "label": "ingest"})),
+        )
         .await;
     assert_eq!(created.status, 201, "{}", created.text());
     let body = created.json();
     let secret = body["api_key"].as_str().unwrap().to_owned();
     let id = body["id"].as_str().unwrap().to_owned();
-    assert_eq!(created.headers["location"], format!("/api/v1/tenant/keys/{id}").as_str());
+    assert_eq!(
+        created.headers["location"],
+        format!("/api/v1/tenant/keys/{id}").as_str()
+    );
     assert_eq!(body["scopes"], json!(["read", "write"]));
     let me = app.get("/api/v1/tenant", Some(&secret)).await.json();
     assert_eq!(me["id"], tenant.id.as_str());
     assert_eq!(me["key_id"], id.as_str());
     // Shown once: the listing never carries a secret.
-    let listed = app.get(&format!("/api/v1/tenant/keys/{id}"), Some(&admin.secret)).await;
+    let listed = app
+        .get(&format!("/api/v1/tenant/keys/{id}"), Some(&admin.secret))
+        .await;
     assert!(!listed.text().contains(&secret[12..]));
     assert_eq!(listed.json()["label"], "ingest");
 
-    let revoked = app.call(Method::DELETE, &format!("/api/v1/tenant/keys/{id}"), Some(&admin.secret), None).await;
+    let revoked = app
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/tenant/keys/{id}"),
+            Some(&admin.secret),
+            None,
+        )
+        .await;
     assert_eq!(revoked.status, 200);
     assert!(revoked.json()["revoked_at"].is_string());
     let after = app.get("/api/v1/tenant", Some(&secret)).await;

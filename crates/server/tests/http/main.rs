@@ -37,7 +37,10 @@ pub struct Reply {
 impl Reply {
     pub fn json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!("body is not JSON ({e}): {}", String::from_utf8_lossy(&self.body))
+            panic!(
+                "body is not JSON ({e}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
         })
     }
 
@@ -55,14 +58,32 @@ impl Reply {
     /// Asserts this is a well-formed problem with the given status and code; returns the body.
     pub fn assert_problem(&self, status: u16, code: &str, instance: &str) -> Value {
         assert_eq!(self.status.as_u16(), status, "{}", self.text());
-        assert_eq!(self.content_type(), "application/problem+json", "{}", self.text());
+        assert_eq!(
+            self.content_type(),
+            "application/problem+json",
+            "{}",
+            self.text()
+        );
         let body = self.json();
-        assert_eq!(body["type"], format!("urn:signalbox:problem:{code}"), "{body}");
+        assert_eq!(
+            body["type"],
+            format!("urn:signalbox:problem:{code}"),
+            "{body}"
+        );
         assert_eq!(body["status"], status, "{body}");
         assert_eq!(body["instance"], instance, "{body}");
-        assert!(body["title"].as_str().is_some_and(|t| !t.is_empty()), "{body}");
-        assert!(body["detail"].as_str().is_some_and(|t| !t.is_empty()), "{body}");
-        let echoed = self.headers.get("x-request-id").and_then(|v| v.to_str().ok());
+        assert!(
+            body["title"].as_str().is_some_and(|t| !t.is_empty()),
+            "{body}"
+        );
+        assert!(
+            body["detail"].as_str().is_some_and(|t| !t.is_empty()),
+            "{body}"
+        );
+        let echoed = self
+            .headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok());
         assert_eq!(body["request_id"].as_str(), echoed, "{body}");
         body
     }
@@ -114,7 +135,13 @@ impl TestApp {
         }
     }
 
-    pub async fn call(&self, method: Method, path: &str, key: Option<&str>, json: Option<Value>) -> Reply {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        key: Option<&str>,
+        json: Option<Value>,
+    ) -> Reply {
         let mut req = Request::builder().method(method).uri(path);
         if let Some(key) = key {
             req = req.header("authorization", format!("Bearer {key}"));

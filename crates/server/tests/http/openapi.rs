@@ -13,11 +13,18 @@ async fn every_documented_operation_is_routed() {
     let mut operations = 0;
     for (path, item) in doc["paths"].as_object().unwrap() {
         let concrete = path.replace("{key_id}", "key_x");
-        assert!(!concrete.contains('{'), "substitute the parameters of {path}");
+        assert!(
+            !concrete.contains('{'),
+            "substitute the parameters of {path}"
+        );
         for method in item.as_object().unwrap().keys() {
             let method: Method = method.to_uppercase().parse().unwrap();
             let reply = app.call(method.clone(), &concrete, None, None).await;
-            let code = if reply.status.is_success() { String::new() } else { reply.json()["type"].as_str().unwrap_or("").to_owned() };
+            let code = if reply.status.is_success() {
+                String::new()
+            } else {
+                reply.json()["type"].as_str().unwrap_or("").to_owned()
+            };
             assert!(
                 !code.ends_with("route_not_found") && !code.ends_with("method_not_allowed"),
                 "{method} {path} is documented but not routed ({code})"
@@ -45,7 +52,14 @@ fn no_route_bypasses_the_document() {
                 stack.push(path);
             } else if path.extension().is_some_and(|e| e == "rs") {
                 let text = std::fs::read_to_string(&path).unwrap();
-                for needle in [".route(", ".route_service(", ".nest(", ".nest_service(", "routing::get", "routing::post"] {
+                for needle in [
+                    ".route(",
+                    ".route_service(",
+                    ".nest(",
+                    ".nest_service(",
+                    "routing::get",
+                    "routing::post",
+                ] {
                     assert!(!text.contains(needle), "{} uses `{needle}`: add routes with utoipa's routes! so they are documented", path.display());
                 }
                 checked += 1;

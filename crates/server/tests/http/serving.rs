@@ -102,7 +102,15 @@ async fn shutdown_drains_in_flight_requests() {
         .expect("server stopped after draining")
         .unwrap()
         .unwrap();
-    let keys = app.fixture.store.list_api_keys(&key.info.tenant_id).await.unwrap();
-    assert!(keys.iter().any(|k| k.label.as_deref() == Some("drain")), "the drained request's write is kept");
+    let keys = app
+        .fixture
+        .store
+        .list_api_keys(&key.info.tenant_id)
+        .await
+        .unwrap();
+    assert!(
+        keys.iter().any(|k| k.label.as_deref() == Some("drain")),
+        "the drained request's write is kept"
+    );
     app.cleanup().await;
 }

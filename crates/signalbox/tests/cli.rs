@@ -1,0 +1,315 @@
+//! The binary as an operator uses it: real processes, a real server on a loopback port.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+fn signalbox(data_dir: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_signalbox"));
+    cmd.arg("--data-dir").arg(data_dir);
+    // Tests must not pick up the developer's environment.
+    for var in [
+        "DATABASE_URL",
+        "SIGNALBOX_CONFIG",
+        "SIGNALBOX_DATA_DIR",
+        "SIGNALBOX_DATABASE_SCHEMA",
+        "REDIS_URL",
+        "NATS_URL",
+        "SIGNALBOX_LISTEN",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
+fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("run signalbox");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 stdout")
+}
+
+fn run_err(cmd: &mut Command) -> String {
+    let out: Output = cmd.output().expect("run signalbox");
+    assert!(!out.status.success(), "{cmd:?} should have failed");
+    String::from_utf8(out.stderr).expect("utf-8 stderr")
+}
+
+fn json_lines(text: &str) -> Vec<Value> {
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+#[test]
+fn tenants_and_keys_round_trip_through_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let created = json_lines(&run_ok(
+        signalbox(dir.path()).args(["tenants", "create", "acme", "--tier", "starter"]),
+    ));
+    assert_eq!(created.len(), 1);
+    let tenant_id = created[0]["tenant_id"].as_str().unwrap().to_owned();
+    let first_key = created[0]["api_key"].as_str().unwrap().to_owned();
+    assert!(
+        first_key.starts_with("sbx_") && first_key.len() == 52,
+        "{first_key}"
+    );
+
+    let listed = json_lines(&run_ok(signalbox(dir.path()).args(["tenants", "list"])));
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["name"], "acme");
+    assert_eq!(listed[0]["tier"], "starter");
+
+    let key = json_lines(&run_ok(signalbox(dir.path()).args([
+        "keys",
+        "create",
+        "--tenant",
+        &tenant_id,
+        "--scopes",
+        "read,write",
+        "--label",
+        "etl",
+    ])));
+    let key_id = key[0]["key_id"].as_str().unwrap().to_owned();
+    assert_eq!(key[0]["scopes"], serde_json::json!(["read", "write"]));
+
+    let keys_text = run_ok(signalbox(dir.path()).args(["keys", "list", "--tenant", &tenant_id]));
+    assert!(
+        !keys_text.contains(&first_key[12..]),
+        "listing shows a secret"
+    );
+    assert_eq!(json_lines(&keys_text).len(), 2);
+
+    let revoked = json_lines(&run_ok(
+        signalbox(dir.path()).args(["keys", "revoke", &key_id]),
+    ));
+    assert!(revoked[0]["revoked_at_ms"].is_i64(), "{:?}", revoked[0]);
+}
+
+#[test]
+fn cli_mistakes_get_one_line_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    run_ok(signalbox(dir.path()).args(["tenants", "create", "acme"]));
+    let check = |args: &[&str], env: Option<(&str, &str)>, mentions: &str| {
+        let mut cmd = signalbox(dir.path());
+        cmd.args(args);
+        if let Some((k, v)) = env {
+            cmd.env(k, v);
+        }
+        let err = run_err(&mut cmd);
+        assert!(
+            err.contains(mentions),
+            "{args:?}: expected {mentions:?} in {err}"
+        );
+        err
+    };
+    let dup = check(
+        &["tenants", "create", "acme"],
+        None,
+        "name: tenant named 'acme' already exists",
+    );
+    assert_eq!(dup.trim().lines().count(), 1, "{dup}");
+    check(
+        &["tenants", "create", "x", "--tier", "gold"],
+        None,
+        "unknown tier 'gold'",
+    );
+    check(&["tenants", "create", "   "], None, "invalid name");
+    check(
+        &["keys", "create", "--tenant", "tn_nope", "--scopes", "read"],
+        None,
+        "tenant: tenant 'tn_nope' not found",
+    );
+    check(
+        &["keys", "create", "--tenant", "tn_nope", "--scopes", "root"],
+        None,
+        "unknown scope 'root'",
+    );
+    check(
+        &["keys", "revoke", "key_nope"],
+        None,
+        "key_id: no key 'key_nope'",
+    );
+    check(
+        &["tenants", "list"],
+        Some(("DATABASE_URL", "mysql://localhost/x")),
+        "database_url:",
+    );
+    let config = dir.path().join("bad.toml");
+    std::fs::write(&config, "listen = \"127.0.0.1:1\"\nbody_limit = 5\n").unwrap();
+    let err = check(
+        &["--config", config.to_str().unwrap(), "tenants", "list"],
+        None,
+        "unknown field `body_limit`",
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    check(
+        &[
+            "loadtest",
+            "--url",
+            "http://10.1.2.3/",
+            "--connections",
+            "1",
+            "--requests",
+            "1",
+        ],
+        None,
+        "not a loopback address",
+    );
+}
+
+/// A running `signalbox serve`, stopped with SIGTERM on drop.
+struct Server {
+    child: Child,
+    addr: String,
+    stderr: mpsc::Receiver<String>,
+}
+
+impl Server {
+    fn start(cmd: &mut Command) -> Server {
+        let mut child = cmd
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env("SIGNALBOX_LOG_FORMAT", "human")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start the server");
+        let (tx, rx) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let addr = loop {
+            let line = rx
+                .recv_timeout(Duration::from_secs(60))
+                .expect("the server announces its address");
+            if let Some(rest) = line.split("listening on http://").nth(1) {
+                break rest.trim().to_owned();
+            }
+        };
+        Server {
+            child,
+            addr,
+            stderr: rx,
+        }
+    }
+
+    fn get(&self, path: &str, key: &str) -> (u16, Value) {
+        let mut conn = TcpStream::connect(&self.addr).unwrap();
+        write!(conn, "GET {path} HTTP/1.1\r\nhost: test\r\nauthorization: Bearer {key}\r\nconnection: close\r\n\r\n").unwrap();
+        let mut raw = String::new();
+        conn.read_to_string(&mut raw).unwrap();
+        let status = raw[9..12].parse().unwrap();
+        let body = raw.split("\r\n\r\n").nth(1).unwrap_or("");
+        (status, serde_json::from_str(body).unwrap_or(Value::Null))
+    }
+
+    /// Sends SIGTERM and returns whether it exited cleanly, and what it logged after.
+    fn terminate(mut self) -> (bool, Vec<String>) {
+        let pid = self.child.id() as libc::pid_t;
+        // SAFETY: signalling our own child process.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+        let status = self.child.wait().unwrap();
+        let rest: Vec<String> = self.stderr.try_iter().collect();
+        (status.success(), rest)
+    }
+}
+
+#[test]
+fn serve_runs_with_demo_data_and_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&mut signalbox(dir.path()));
+    let demo: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("demo-tenant.json")).unwrap(),
+    )
+    .unwrap();
+    let demo_key = demo["api_key"].as_str().unwrap();
+    let (status, me) = server.get("/api/v1/tenant", demo_key);
+    assert_eq!(status, 200);
+    assert_eq!(me["name"], "demo");
+
+    // Operator commands work against the same data while the server runs.
+    let created = json_lines(&run_ok(
+        signalbox(dir.path()).args(["tenants", "create", "live"]),
+    ));
+    let key = created[0]["api_key"].as_str().unwrap();
+    let (status, me) = server.get("/api/v1/tenant", key);
+    assert_eq!((status, me["name"].as_str()), (200, Some("live")));
+
+    // The built-in load generator against the running server.
+    let report = run_ok(Command::new(env!("CARGO_BIN_EXE_signalbox")).args([
+        "loadtest",
+        "--url",
+        &format!("http://{}/api/v1/tenant", server.addr),
+        "--header",
+        &format!("Authorization: Bearer {key}"),
+        "--connections",
+        "4",
+        "--requests",
+        "200",
+        "--json",
+    ]));
+    let report: Value = serde_json::from_str(&report).unwrap();
+    assert_eq!(report["requests"], 200);
+    assert_eq!(report["status_counts"]["200"], 200);
+    assert!(report["latency_ms"]["p99"].as_f64().unwrap() > 0.0);
+
+    let (clean, log) = server.terminate();
+    assert!(clean, "exit status after SIGTERM: {log:?}");
+    assert!(log.iter().any(|l| l.contains("stopped")), "{log:?}");
+    // Restarting keeps the data and does not mint another demo tenant.
+    let listed = json_lines(&run_ok(signalbox(dir.path()).args(["tenants", "list"])));
+    assert_eq!(listed.len(), 2);
+}
+
+#[tokio::test]
+async fn the_cli_drives_postgresql_through_database_url() {
+    let fixture = store::testing::TestStore::postgres().await;
+    let dir = tempfile::tempdir().unwrap();
+    let with_pg = || {
+        let mut cmd = signalbox(dir.path());
+        cmd.env("DATABASE_URL", &fixture.options.url).env(
+            "SIGNALBOX_DATABASE_SCHEMA",
+            fixture.options.schema.as_deref().unwrap(),
+        );
+        cmd
+    };
+    let created = json_lines(&run_ok(with_pg().args([
+        "tenants",
+        "create",
+        "pg-tenant",
+        "--tier",
+        "enterprise",
+    ])));
+    let tenant_id = created[0]["tenant_id"].as_str().unwrap();
+    // Visible through the library on the same schema: the CLI really wrote to PostgreSQL.
+    let tenant = fixture
+        .store
+        .tenant(tenant_id)
+        .await
+        .unwrap()
+        .expect("tenant in PostgreSQL");
+    assert_eq!(tenant.tier, store::Tier::Enterprise);
+    let server = Server::start(&mut with_pg());
+    let (status, me) = server.get("/api/v1/tenant", created[0]["api_key"].as_str().unwrap());
+    assert_eq!((status, me["tier"].as_str()), (200, Some("enterprise")));
+    assert!(
+        !dir.path().join("demo-tenant.json").exists(),
+        "no demo tenant on PostgreSQL by default"
+    );
+    let (clean, _) = server.terminate();
+    assert!(clean);
+    fixture.cleanup().await;
+}
