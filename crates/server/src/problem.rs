@@ -229,3 +229,28 @@ mod tests {
         assert_eq!(body["request_id"], "req-1");
     }
 }
+
+#[cfg(test)]
+mod docs {
+    use super::ProblemKind;
+
+    /// docs/errors.md lists every code with its status; this keeps the page true.
+    #[test]
+    fn every_problem_kind_is_documented_with_its_status() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/errors.md");
+        let page = std::fs::read_to_string(path).expect("docs/errors.md");
+        for kind in ProblemKind::ALL {
+            let row = format!("| `{}` | {} |", kind.code(), kind.status().as_u16());
+            assert!(
+                page.contains(&row),
+                "docs/errors.md lacks the row starting {row}"
+            );
+        }
+        let rows = page.lines().filter(|l| l.starts_with("| `")).count();
+        assert_eq!(
+            rows,
+            ProblemKind::ALL.len(),
+            "docs/errors.md lists codes that do not exist"
+        );
+    }
+}

@@ -75,7 +75,7 @@ pub async fn run(args: LoadtestArgs) -> anyhow::Result<()> {
             serde_json::to_string(&report).context("encode report")?
         );
     } else {
-        print!("{}", report.to_text());
+        println!("{}", report.to_text().trim_end());
     }
     Ok(())
 }

@@ -25,6 +25,8 @@
 
 mod process;
 mod tenants;
+#[cfg(feature = "test-support")]
+pub mod testing;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -315,47 +317,7 @@ mod tests {
         }
     }
 
-    use openmetrics_parser::{MetricsExposition, OpenMetricsType, OpenMetricsValue};
-
-    type Exposition = MetricsExposition<OpenMetricsType, OpenMetricsValue>;
-
-    fn parse(text: &str) -> Exposition {
-        openmetrics_parser::openmetrics::parse_openmetrics(text)
-            .unwrap_or_else(|e| panic!("not valid OpenMetrics ({e:?}):\n{text}"))
-    }
-
-    /// The samples of a family whose labels include `labels`.
-    fn samples(exp: &Exposition, family: &str, labels: &[(&str, &str)]) -> Vec<OpenMetricsValue> {
-        let Some(fam) = exp.families.get(family) else {
-            return Vec::new();
-        };
-        fam.iter_samples()
-            .filter(|s| {
-                let set = s.get_labelset().expect("labels");
-                labels
-                    .iter()
-                    .all(|(k, v)| set.get_label_value(k) == Some(*v))
-            })
-            .map(|s| s.value.clone())
-            .collect()
-    }
-
-    fn value(exp: &Exposition, family: &str, labels: &[(&str, &str)]) -> Option<f64> {
-        let found = samples(exp, family, labels);
-        if found.is_empty() {
-            return None;
-        }
-        Some(
-            found
-                .iter()
-                .map(|v| match v {
-                    OpenMetricsValue::Counter(c) => c.value.as_f64(),
-                    OpenMetricsValue::Gauge(g) | OpenMetricsValue::Unknown(g) => g.as_f64(),
-                    other => panic!("not a scalar: {other:?}"),
-                })
-                .sum(),
-        )
-    }
+    use crate::testing::{parse, samples, total as value, OpenMetricsValue};
 
     #[test]
     fn http_series_carry_the_seed_labels_and_parse() {

@@ -320,7 +320,7 @@ async fn every_bad_request_gets_a_problem_and_changes_nothing() {
     }
 
     // A body with no Content-Length that grows past the limit is refused too.
-    let chunks = futures_chunks(6_000);
+    let chunks = streamed_body(Some(6));
     let req = Request::builder()
         .method(Method::POST)
         .uri(KEYS)
@@ -349,32 +349,28 @@ async fn every_bad_request_gets_a_problem_and_changes_nothing() {
     app.cleanup().await;
 }
 
-/// A streamed body of `len` bytes with no Content-Length.
-fn futures_chunks(len: usize) -> Body {
-    let chunk = bytes::Bytes::from(vec![b' '; 1000]);
-    let stream = tokio_stream_of(chunk, len / 1000);
-    Body::from_stream(stream)
-}
-
-fn tokio_stream_of(
-    chunk: bytes::Bytes,
-    n: usize,
-) -> impl futures_core::Stream<Item = Result<bytes::Bytes, std::io::Error>> {
-    struct Repeat(bytes::Bytes, usize);
-    impl futures_core::Stream for Repeat {
+/// A streamed body with no Content-Length: `chunks` chunks of 1000 spaces, or, with `None`, a
+/// body that never finishes.
+fn streamed_body(chunks: Option<usize>) -> Body {
+    struct Chunks(Option<usize>);
+    impl futures_core::Stream for Chunks {
         type Item = Result<bytes::Bytes, std::io::Error>;
         fn poll_next(
             mut self: std::pin::Pin<&mut Self>,
             _: &mut std::task::Context<'_>,
         ) -> std::task::Poll<Option<Self::Item>> {
-            if self.1 == 0 {
-                return std::task::Poll::Ready(None);
+            use std::task::Poll;
+            match self.0 {
+                None => Poll::Pending,
+                Some(0) => Poll::Ready(None),
+                Some(n) => {
+                    self.0 = Some(n - 1);
+                    Poll::Ready(Some(Ok(bytes::Bytes::from(vec![b' '; 1000]))))
+                }
             }
-            self.1 -= 1;
-            std::task::Poll::Ready(Some(Ok(self.0.clone())))
         }
     }
-    Repeat(chunk, n)
+    Body::from_stream(Chunks(chunks))
 }
 
 #[tokio::test]
@@ -386,7 +382,7 @@ async fn a_request_over_the_time_limit_gets_503() {
     let app = TestApp::with_config(Backend::Sqlite, config).await;
     let (_, admin) = app.tenant("t", &[Scope::Admin]).await;
     // A body that never finishes keeps the handler waiting past any limit.
-    let never = Body::from_stream(futures_util_pending());
+    let never = streamed_body(None);
     let req = Request::builder()
         .method(Method::POST)
         .uri(KEYS)
@@ -399,19 +395,4 @@ async fn a_request_over_the_time_limit_gets_503() {
     assert!(body["detail"].as_str().unwrap().contains("50 ms"), "{body}");
     assert_eq!(reply.headers["retry-after"], "1");
     app.cleanup().await;
-}
-
-fn futures_util_pending() -> impl futures_core::Stream<Item = Result<bytes::Bytes, std::io::Error>>
-{
-    struct Never;
-    impl futures_core::Stream for Never {
-        type Item = Result<bytes::Bytes, std::io::Error>;
-        fn poll_next(
-            self: std::pin::Pin<&mut Self>,
-            _: &mut std::task::Context<'_>,
-        ) -> std::task::Poll<Option<Self::Item>> {
-            std::task::Poll::Pending
-        }
-    }
-    Never
 }

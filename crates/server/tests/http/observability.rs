@@ -2,44 +2,10 @@
 
 use axum::body::Body;
 use axum::http::{Method, Request};
-use openmetrics_parser::{MetricsExposition, OpenMetricsType, OpenMetricsValue};
 use store::{Backend, Scope};
+use telemetry::testing::{parse, samples as find, total, OpenMetricsValue};
 
 use crate::TestApp;
-
-type Exposition = MetricsExposition<OpenMetricsType, OpenMetricsValue>;
-
-/// Parses with a grammar-based OpenMetrics parser, which rejects anything Prometheus would.
-fn parse(text: &str) -> Exposition {
-    openmetrics_parser::openmetrics::parse_openmetrics(text)
-        .unwrap_or_else(|e| panic!("not valid OpenMetrics ({e:?}):\n{text}"))
-}
-
-fn find(exp: &Exposition, family: &str, labels: &[(&str, &str)]) -> Vec<OpenMetricsValue> {
-    let Some(fam) = exp.families.get(family) else {
-        return Vec::new();
-    };
-    fam.iter_samples()
-        .filter(|s| {
-            let set = s.get_labelset().expect("labels");
-            labels
-                .iter()
-                .all(|(k, v)| set.get_label_value(k) == Some(*v))
-        })
-        .map(|s| s.value.clone())
-        .collect()
-}
-
-fn total(values: &[OpenMetricsValue]) -> f64 {
-    values
-        .iter()
-        .map(|v| match v {
-            OpenMetricsValue::Counter(c) => c.value.as_f64(),
-            OpenMetricsValue::Gauge(g) | OpenMetricsValue::Unknown(g) => g.as_f64(),
-            other => panic!("not a scalar: {other:?}"),
-        })
-        .sum()
-}
 
 #[tokio::test]
 async fn metrics_show_route_templates_tenants_and_errors() {
@@ -73,18 +39,14 @@ async fn metrics_show_route_templates_tenants_and_errors() {
     let text = reply.text();
     let s = parse(&text);
 
-    let ok = find(
-        &s,
-        "http_requests",
-        &[
-            ("method", "GET"),
-            ("endpoint", "/api/v1/tenant"),
-            ("status", "200"),
-            ("tenant_id", tenant.id.as_str()),
-            ("service", "platform"),
-        ],
-    );
-    assert_eq!(total(&ok), 3.0, "{text}");
+    let ok = [
+        ("method", "GET"),
+        ("endpoint", "/api/v1/tenant"),
+        ("status", "200"),
+        ("tenant_id", tenant.id.as_str()),
+        ("service", "platform"),
+    ];
+    assert_eq!(total(&s, "http_requests", &ok), Some(3.0), "{text}");
     // The route template, never the raw path with its id.
     assert_eq!(
         find(
@@ -105,12 +67,8 @@ async fn metrics_show_route_templates_tenants_and_errors() {
         .len(),
         1
     );
-    let unauthorized = find(
-        &s,
-        "errors",
-        &[("error_type", "unauthorized"), ("tenant_id", "unknown")],
-    );
-    assert_eq!(total(&unauthorized), 1.0);
+    let unauthorized = [("error_type", "unauthorized"), ("tenant_id", "unknown")];
+    assert_eq!(total(&s, "errors", &unauthorized), Some(1.0));
 
     let durations = find(
         &s,
