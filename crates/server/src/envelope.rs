@@ -182,6 +182,39 @@ mod tests {
         request_id(&headers)
     }
 
+    fn bare(status: StatusCode) -> Response {
+        (status, "plain text from a layer").into_response()
+    }
+
+    #[test]
+    fn bare_error_responses_become_problems() {
+        let method = axum::http::Method::GET;
+        let cases = [
+            (StatusCode::INTERNAL_SERVER_ERROR, ProblemKind::Internal),
+            (
+                StatusCode::METHOD_NOT_ALLOWED,
+                ProblemKind::MethodNotAllowed,
+            ),
+            (StatusCode::PAYLOAD_TOO_LARGE, ProblemKind::PayloadTooLarge),
+            (StatusCode::BAD_GATEWAY, ProblemKind::Internal),
+            (StatusCode::IM_A_TEAPOT, ProblemKind::InvalidParameter),
+        ];
+        for (status, kind) in cases {
+            let problem = take_problem(&mut bare(status), &method).expect("a problem");
+            assert_eq!(problem.kind, kind, "{status}");
+            assert!(
+                !problem.detail.contains("plain text"),
+                "internal text must not leak"
+            );
+        }
+        assert!(take_problem(&mut bare(StatusCode::OK), &method).is_none());
+        let mut handled = ApiError::not_found("x").into_response();
+        assert_eq!(
+            take_problem(&mut handled, &method).map(|p| p.kind),
+            Some(ProblemKind::NotFound)
+        );
+    }
+
     #[test]
     fn sane_request_ids_are_kept_and_others_replaced() {
         assert_eq!(id_for("abc-123"), "abc-123");

@@ -115,9 +115,12 @@ async fn ensure_demo_tenant(store: &store::Store, data_dir: &Path) -> anyhow::Re
     if !store.list_tenants().await?.is_empty() {
         return Ok(());
     }
-    let tenant = store
-        .create_tenant("demo", store::Tier::Professional)
-        .await?;
+    let tenant = match store.create_tenant("demo", store::Tier::Professional).await {
+        Ok(tenant) => tenant,
+        // Another process starting on the same data made it first; its file is the one to use.
+        Err(store::StoreError::Conflict { .. }) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
     let key = store
         .issue_api_key(
             &tenant.id,

@@ -42,22 +42,6 @@ pub fn without_empty_families(text: &str) -> String {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_empty_families_are_dropped() {
-        let text = "# HELP a A.\n# TYPE a counter\n# HELP b B.\n# TYPE b gauge\nb 1\n# EOF\n";
-        assert_eq!(
-            without_empty_families(text),
-            "# HELP b B.\n# TYPE b gauge\nb 1\n# EOF\n"
-        );
-        let full = "# HELP b B.\n# TYPE b gauge\nb 1\n# EOF\n";
-        assert_eq!(without_empty_families(full), full);
-    }
-}
-
 /// The values of a family's samples whose labels include `labels`. Counter families are named
 /// without `_total` (`http_requests` holds `http_requests_total`).
 pub fn samples(exp: &Exposition, family: &str, labels: &[(&str, &str)]) -> Vec<OpenMetricsValue> {
@@ -91,4 +75,20 @@ pub fn total(exp: &Exposition, family: &str, labels: &[(&str, &str)]) -> Option<
             })
             .sum(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_empty_families_are_dropped() {
+        let text = "# HELP a A.\n# TYPE a counter\n# HELP b B.\n# TYPE b gauge\nb 1\n# EOF\n";
+        assert_eq!(
+            without_empty_families(text),
+            "# HELP b B.\n# TYPE b gauge\nb 1\n# EOF\n"
+        );
+        let full = "# HELP b B.\n# TYPE b gauge\nb 1\n# EOF\n";
+        assert_eq!(without_empty_families(full), full);
+    }
 }
