@@ -68,3 +68,22 @@ fn no_route_bypasses_the_document() {
     }
     assert!(checked >= 5);
 }
+
+/// `docs/openapi.json` is the document as generated; regenerate it with
+/// `SIGNALBOX_UPDATE_OPENAPI=1 cargo test -p server --test http openapi` after changing routes.
+#[test]
+fn the_committed_openapi_document_is_current() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/openapi.json");
+    let mut current = server::openapi::document()
+        .to_pretty_json()
+        .expect("serialise the document");
+    current.push('\n');
+    if std::env::var_os("SIGNALBOX_UPDATE_OPENAPI").is_some() {
+        std::fs::write(path, &current).expect("write docs/openapi.json");
+    }
+    let committed = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(
+        committed == current,
+        "docs/openapi.json is stale; regenerate it with SIGNALBOX_UPDATE_OPENAPI=1 cargo test -p server --test http openapi"
+    );
+}
