@@ -4,6 +4,7 @@
 mod admin;
 mod config;
 mod loadtest_cmd;
+mod sentiment_cmd;
 mod serve;
 
 use std::path::PathBuf;
@@ -73,6 +74,8 @@ enum Command {
     Keys(admin::KeysCommand),
     /// Load-test an HTTP endpoint on this machine and report throughput and latency.
     Loadtest(loadtest_cmd::LoadtestArgs),
+    /// Score text lines from stdin with VADER; one JSON object per line on stdout, in order.
+    Sentiment,
 }
 
 /// Settings shared by every command, resolved from flags, environment and file.
@@ -167,6 +170,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let global = cli.global;
     match cli.command {
         Command::Loadtest(args) => loadtest_cmd::run(args).await,
+        Command::Sentiment => sentiment_cmd::run(),
         Command::Serve(args) => {
             let common = Common::resolve(global)?;
             init_logging(common.log_format, "info");

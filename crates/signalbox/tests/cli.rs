@@ -313,3 +313,36 @@ async fn the_cli_drives_postgresql_through_database_url() {
     assert!(clean);
     fixture.cleanup().await;
 }
+
+#[test]
+fn sentiment_scores_stdin_lines_in_order() {
+    let lines = [
+        "VADER is smart, handsome, and funny!",
+        "",
+        "The food was not good.",
+        "caf\u{e9} :)",
+    ];
+    let mut child = Command::new(env!("CARGO_BIN_EXE_signalbox"))
+        .arg("sentiment")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    // Invalid UTF-8 on the last line must not stop the command.
+    let mut input = lines.join("\n").into_bytes();
+    input.extend_from_slice(b"\nbad \xff byte\n");
+    stdin.write_all(&input).unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let got = json_lines(&String::from_utf8(out.stdout).unwrap());
+    assert_eq!(got.len(), lines.len() + 1);
+    for (line, value) in lines.iter().zip(&got) {
+        let want = serde_json::to_value(sentiment::score(line)).unwrap();
+        assert_eq!(value, &want, "{line:?}");
+    }
+    assert!(got[0]["compound"].as_f64().unwrap() > 0.5);
+    assert!(got[2]["compound"].as_f64().unwrap() < 0.0);
+    assert_eq!(got[1]["compound"], 0.0);
+}
