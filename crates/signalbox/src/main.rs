@@ -6,6 +6,7 @@ mod config;
 mod loadtest_cmd;
 mod sentiment_cmd;
 mod serve;
+mod weber_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -76,6 +77,9 @@ enum Command {
     Loadtest(loadtest_cmd::LoadtestArgs),
     /// Score text lines from stdin with VADER; one JSON object per line on stdout, in order.
     Sentiment,
+    /// Weber sensitivity profiles from review files.
+    #[command(subcommand)]
+    Weber(weber_cmd::WeberCommand),
 }
 
 /// Settings shared by every command, resolved from flags, environment and file.
@@ -171,6 +175,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Loadtest(args) => loadtest_cmd::run(args).await,
         Command::Sentiment => sentiment_cmd::run(),
+        // CPU-bound work on its own threads; nothing here needs the async runtime.
+        Command::Weber(cmd) => tokio::task::block_in_place(|| weber_cmd::run(cmd)),
         Command::Serve(args) => {
             let common = Common::resolve(global)?;
             init_logging(common.log_format, "info");

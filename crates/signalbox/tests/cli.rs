@@ -346,3 +346,217 @@ fn sentiment_scores_stdin_lines_in_order() {
     assert!(got[2]["compound"].as_f64().unwrap() < 0.0);
     assert_eq!(got[1]["compound"], 0.0);
 }
+
+mod weber_batch {
+    use super::*;
+
+    fn gen(dir: &Path, name: &str, users: &str, reviews: &str, seed: &str) -> std::path::PathBuf {
+        let path = dir.join(name);
+        run_ok(
+            signalbox(dir)
+                .args([
+                    "weber",
+                    "gen",
+                    "--users",
+                    users,
+                    "--reviews",
+                    reviews,
+                    "--seed",
+                    seed,
+                ])
+                .arg(&path),
+        );
+        path
+    }
+
+    /// The expected profiles, computed straight from the libraries: VADER on "title. text", the
+    /// rating mapped and averaged with it, events ordered by (timestamp, line number).
+    fn expected(path: &Path) -> std::collections::BTreeMap<String, Value> {
+        let mut by_user: std::collections::BTreeMap<String, Vec<weber::Interaction>> =
+            Default::default();
+        for (i, line) in std::fs::read_to_string(path).unwrap().lines().enumerate() {
+            let r: Value = serde_json::from_str(line).unwrap();
+            let text = match (r["title"].as_str(), r["text"].as_str()) {
+                (Some(t), Some(b)) if !t.is_empty() && !b.is_empty() => Some(format!("{t}. {b}")),
+                (Some(t), _) if !t.is_empty() => Some(t.to_owned()),
+                (_, Some(b)) if !b.is_empty() => Some(b.to_owned()),
+                _ => None,
+            };
+            let compound = text.map(|t| sentiment::score(&t).compound);
+            let s = weber::combined_sentiment(r["rating"].as_f64(), compound)
+                .unwrap()
+                .unwrap();
+            by_user
+                .entry(r["user_id"].as_str().unwrap().to_owned())
+                .or_default()
+                .push(weber::Interaction::new(
+                    s,
+                    r["timestamp"].as_i64().unwrap(),
+                    i as u64 + 1,
+                ));
+        }
+        let params = weber::WeberParams::default();
+        by_user
+            .into_iter()
+            .map(|(user, events)| {
+                let p = weber::profile(&events, &params).unwrap();
+                let row = serde_json::json!({
+                    "user_id": user,
+                    "weber_constant": p.weber_constant,
+                    "sensitivity_segment": p.sensitivity_segment.as_str(),
+                    "calculation_confidence": p.calculation_confidence,
+                    "review_count": events.len(),
+                    "bias_ratio": p.bias_ratio,
+                });
+                (user, row)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn gen_is_deterministic_per_seed() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = gen(dir.path(), "a.jsonl", "20", "300", "7");
+        let b = gen(dir.path(), "b.jsonl", "20", "300", "7");
+        let c = gen(dir.path(), "c.jsonl", "20", "300", "8");
+        let (a, b, c) = (
+            std::fs::read(a).unwrap(),
+            std::fs::read(b).unwrap(),
+            std::fs::read(c).unwrap(),
+        );
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert_eq!(a.iter().filter(|x| **x == b'\n').count(), 300);
+        let err = run_err(
+            signalbox(dir.path())
+                .args(["weber", "gen", "--users", "0", "--reviews", "5"])
+                .arg(dir.path().join("x")),
+        );
+        assert!(err.contains("users: must be between"), "{err}");
+    }
+
+    #[test]
+    fn batch_profiles_match_the_libraries_and_csv_matches_jsonl() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = gen(dir.path(), "reviews.jsonl", "40", "3000", "11");
+        let out = dir.path().join("profiles.jsonl");
+        run_ok(
+            signalbox(dir.path())
+                .args(["weber", "batch"])
+                .arg(&input)
+                .arg("--out")
+                .arg(&out),
+        );
+        let got = json_lines(&std::fs::read_to_string(&out).unwrap());
+        let want = expected(&input);
+        assert_eq!(got.len(), want.len());
+        let users: Vec<&str> = got.iter().map(|p| p["user_id"].as_str().unwrap()).collect();
+        let mut sorted = users.clone();
+        sorted.sort_unstable();
+        assert_eq!(users, sorted, "profiles are sorted by user id");
+        for row in &got {
+            let user = row["user_id"].as_str().unwrap();
+            let mut row = row.clone();
+            assert!(row["last_updated"]
+                .as_str()
+                .is_some_and(|t| t.ends_with('Z')));
+            row.as_object_mut().unwrap().remove("last_updated");
+            assert_eq!(&row, &want[user], "user {user}");
+        }
+
+        // The same reviews as CSV give the same profiles, and CSV output has the same columns.
+        let csv_in = gen(dir.path(), "reviews.csv", "40", "3000", "11");
+        let from_csv = run_ok(signalbox(dir.path()).args(["weber", "batch"]).arg(&csv_in));
+        assert_eq!(json_lines(&from_csv), got);
+        let csv_out = dir.path().join("profiles.csv");
+        run_ok(
+            signalbox(dir.path())
+                .args(["weber", "batch"])
+                .arg(&input)
+                .arg("--out")
+                .arg(&csv_out),
+        );
+        let csv_text = std::fs::read_to_string(&csv_out).unwrap();
+        assert_eq!(
+            csv_text.lines().next(),
+            Some("user_id,weber_constant,sensitivity_segment,calculation_confidence,review_count,bias_ratio,last_updated")
+        );
+        assert_eq!(csv_text.lines().count(), got.len() + 1);
+    }
+
+    #[test]
+    fn equal_timestamps_keep_input_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("ties.jsonl");
+        // Same user, same millisecond: the order of the two middle reviews changes the profile.
+        let lines = [
+            r#"{"user_id":"u","timestamp":1000,"rating":5}"#,
+            r#"{"user_id":"u","timestamp":2000,"rating":1}"#,
+            r#"{"user_id":"u","timestamp":2000,"rating":4}"#,
+            r#"{"user_id":"u","timestamp":500,"rating":3}"#,
+        ];
+        std::fs::write(&input, lines.join("\n")).unwrap();
+        let got = json_lines(&run_ok(
+            signalbox(dir.path()).args(["weber", "batch"]).arg(&input),
+        ));
+        let events = [
+            (0.0, 500, 4),
+            (1.0, 1000, 1),
+            (-1.0, 2000, 2),
+            (0.5, 2000, 3),
+        ]
+        .map(|(s, t, line)| weber::Interaction::new(s, t, line));
+        let want = weber::profile(&events, &weber::WeberParams::default()).unwrap();
+        assert_eq!(got[0]["weber_constant"].as_f64(), Some(want.weber_constant));
+        let swapped = [
+            (0.0, 500, 4),
+            (1.0, 1000, 1),
+            (0.5, 2000, 2),
+            (-1.0, 2000, 3),
+        ]
+        .map(|(s, t, line)| weber::Interaction::new(s, t, line));
+        let other = weber::profile(&swapped, &weber::WeberParams::default()).unwrap();
+        assert_ne!(
+            other.weber_constant, want.weber_constant,
+            "the test must be sensitive to order"
+        );
+    }
+
+    #[test]
+    fn bad_rows_are_listed_by_line_and_nothing_is_written_unless_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("mixed.jsonl");
+        let lines = [
+            r#"{"user_id":"a","timestamp":1,"rating":5}"#,
+            r#"{"user_id":"a","timestamp":2,"rating":9}"#,
+            "not json",
+            "",
+            r#"{"user_id":"a","timestamp":3}"#,
+            r#"{"user_id":"a","timestamp":4,"text":"awful"}"#,
+        ];
+        std::fs::write(&input, lines.join("\n")).unwrap();
+        let out = dir.path().join("p.jsonl");
+        let err = run_err(
+            signalbox(dir.path())
+                .args(["weber", "batch"])
+                .arg(&input)
+                .arg("--out")
+                .arg(&out),
+        );
+        assert!(err.contains("line 2: rating:"), "{err}");
+        assert!(err.contains("line 3: not a JSON object"), "{err}");
+        assert!(err.contains("line 5: at least one of"), "{err}");
+        assert!(err.contains("3 bad rows"), "{err}");
+        assert!(!out.exists(), "no output after a failed run");
+        run_ok(
+            signalbox(dir.path())
+                .args(["weber", "batch", "--skip-bad-rows"])
+                .arg(&input)
+                .arg("--out")
+                .arg(&out),
+        );
+        let got = json_lines(&std::fs::read_to_string(&out).unwrap());
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0]["review_count"], 2);
+    }
+}

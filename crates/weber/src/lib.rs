@@ -37,6 +37,11 @@
 //! streaming) wins. A profile covers the most recent `W` distinct events
 //! (`W = 100` by default, see [`WeberParams`]).
 //!
+//! ## Where sentiments come from
+//!
+//! [`rating_sentiment`] maps 1..=5 stars to `(r - 3) / 2`; [`combined_sentiment`] takes the mean
+//! of that and a text's VADER compound score when an interaction has both.
+//!
 //! ## Quantization
 //!
 //! At entry every sentiment is quantized to a fixed-point grid of `1e-4`:
@@ -132,6 +137,7 @@
 
 mod batch;
 mod kernel;
+mod signal;
 mod stream;
 mod types;
 
@@ -139,6 +145,7 @@ pub use batch::{
     bias_ratio, constant_and_confidence, percentile_linear, profile, profiles_batch, quantize,
     ratios, Engine,
 };
+pub use signal::{combined_sentiment, rating_sentiment};
 pub use stream::{ProfileState, Update};
 pub use types::{
     ConstantEstimate, Interaction, SensitivitySegment, WeberError, WeberParams, WeberProfile,

@@ -52,6 +52,12 @@ pub enum WeberError {
     /// `eps` was NaN, infinite or outside `[MIN_EPS, MAX_EPS]`.
     #[error("eps {0} is out of range [{MIN_EPS}, {MAX_EPS}]")]
     InvalidEps(f64),
+    /// A star rating was NaN or outside `1..=5`.
+    #[error("rating {value} is out of range; expected 1 to 5 stars")]
+    InvalidRating {
+        /// The offending value.
+        value: f64,
+    },
 }
 
 /// One interaction of one user: a sentiment in `[-1, 1]`, an event time in

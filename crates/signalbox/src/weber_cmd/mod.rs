@@ -1,0 +1,135 @@
+//! `signalbox weber …`: Weber sensitivity profiles from review files.
+
+mod batch;
+mod gen;
+mod reviews;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+/// A file format, given with `--format`/`--out-format` or inferred from the file name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Jsonl,
+    Csv,
+}
+
+impl Format {
+    /// `.csv` means CSV; anything else JSON lines.
+    fn of(path: &Path) -> Format {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some(ext) if ext.eq_ignore_ascii_case("csv") => Format::Csv,
+            _ => Format::Jsonl,
+        }
+    }
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum WeberCommand {
+    /// Compute one Weber profile per user from a reviews file (Amazon Reviews 2023 JSONL shape,
+    /// or CSV with the same columns: rating, title, text, user_id, timestamp in ms, parent_asin,
+    /// verified_purchase, helpful_vote).
+    Batch(BatchArgs),
+    /// Write a realistic synthetic reviews file for benchmarks and tests (same seed, same file).
+    Gen(GenArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct BatchArgs {
+    /// The reviews file.
+    file: PathBuf,
+    /// Input format [default: from the file name; .csv is CSV, anything else JSON lines].
+    #[arg(long, value_enum)]
+    format: Option<Format>,
+    /// Write profiles here (atomically) instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+    /// Output format [default: from --out's name, JSON lines on stdout].
+    #[arg(long, value_enum)]
+    out_format: Option<Format>,
+    /// Interactions per profile: the most recent W.
+    #[arg(long, default_value_t = weber::DEFAULT_WINDOW)]
+    window: usize,
+    /// Noise floor added to |baseline| in every ratio.
+    #[arg(long, default_value_t = weber::DEFAULT_EPS)]
+    eps: f64,
+    /// Profile the good rows even if some are bad (bad rows are still listed on stderr).
+    #[arg(long)]
+    skip_bad_rows: bool,
+    /// Worker threads [default: one per core].
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct GenArgs {
+    /// How many users.
+    #[arg(long)]
+    users: usize,
+    /// How many reviews in total.
+    #[arg(long)]
+    reviews: usize,
+    /// Random seed; the same seed gives the same file.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Output format [default: from the file name; .csv is CSV, anything else JSON lines].
+    #[arg(long, value_enum)]
+    format: Option<Format>,
+    /// The file to write.
+    file: PathBuf,
+}
+
+pub fn run(cmd: WeberCommand) -> anyhow::Result<()> {
+    match cmd {
+        WeberCommand::Batch(args) => {
+            let params = weber::WeberParams::new(args.window, args.eps)
+                .map_err(|e| anyhow::anyhow!("window/eps: {e}"))?;
+            let threads = args.threads.unwrap_or_else(|| {
+                std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+            });
+            if threads == 0 || threads > 256 {
+                anyhow::bail!("threads: must be between 1 and 256");
+            }
+            let job = batch::BatchJob {
+                input_format: args.format.unwrap_or_else(|| Format::of(&args.file)),
+                output_format: args
+                    .out_format
+                    .or_else(|| args.out.as_deref().map(Format::of))
+                    .unwrap_or(Format::Jsonl),
+                input: args.file,
+                output: args.out,
+                params,
+                skip_bad_rows: args.skip_bad_rows,
+                threads,
+            };
+            let summary = batch::run(&job)?;
+            let secs = summary.elapsed.as_secs_f64();
+            let peak = summary
+                .peak_rss_bytes
+                .map(|b| format!(", peak memory {:.0} MiB", b as f64 / (1024.0 * 1024.0)))
+                .unwrap_or_default();
+            eprintln!(
+                "weber batch: {} reviews, {} users, {} bad rows in {:.2} s ({:.0} reviews/s on {} threads{peak})",
+                summary.reviews,
+                summary.users,
+                summary.bad_rows,
+                secs,
+                summary.reviews as f64 / secs.max(1e-9),
+                job.threads,
+            );
+            Ok(())
+        }
+        WeberCommand::Gen(args) => {
+            let format = args.format.unwrap_or_else(|| Format::of(&args.file));
+            gen::run(&gen::GenJob {
+                users: args.users,
+                reviews: args.reviews,
+                seed: args.seed,
+                output: &args.file,
+                format,
+            })
+            .with_context(|| format!("weber gen {}", args.file.display()))
+        }
+    }
+}
