@@ -91,8 +91,13 @@ pub async fn serve(
     }
 }
 
-/// Milliseconds since the epoch as RFC 3339 UTC (`2026-01-02T03:04:05.678Z`).
-pub(crate) fn rfc3339_ms(ms: i64) -> String {
+/// Milliseconds since the epoch as RFC 3339 UTC (`2026-01-02T03:04:05.678Z`): how signalbox
+/// writes times, over HTTP and in CLI output alike.
+///
+/// ```
+/// assert_eq!(server::rfc3339_ms(1_588_687_728_923), "2020-05-05T14:08:48.923Z");
+/// ```
+pub fn rfc3339_ms(ms: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .ok()
         .and_then(|t| {

@@ -175,8 +175,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Loadtest(args) => loadtest_cmd::run(args).await,
         Command::Sentiment => sentiment_cmd::run(),
-        // CPU-bound work on its own threads; nothing here needs the async runtime.
-        Command::Weber(cmd) => tokio::task::block_in_place(|| weber_cmd::run(cmd)),
+        Command::Weber(cmd) => {
+            let common = Common::resolve(global)?;
+            // CPU-bound work on its own threads; the runtime is only used to reach the store.
+            tokio::task::block_in_place(|| weber_cmd::run(&common, cmd))
+        }
         Command::Serve(args) => {
             let common = Common::resolve(global)?;
             init_logging(common.log_format, "info");

@@ -560,3 +560,77 @@ mod weber_batch {
         assert_eq!(got[0]["review_count"], 2);
     }
 }
+
+#[tokio::test]
+async fn weber_batch_loads_profiles_into_the_tenants_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let created = json_lines(&run_ok(
+        signalbox(dir.path()).args(["tenants", "create", "analysts"]),
+    ));
+    let tenant = created[0]["tenant_id"].as_str().unwrap().to_owned();
+    let input = dir.path().join("reviews.jsonl");
+    run_ok(
+        signalbox(dir.path())
+            .args([
+                "weber",
+                "gen",
+                "--users",
+                "30",
+                "--reviews",
+                "900",
+                "--seed",
+                "3",
+            ])
+            .arg(&input),
+    );
+    let file_out = dir.path().join("profiles.jsonl");
+    run_ok(
+        signalbox(dir.path())
+            .args(["weber", "batch"])
+            .arg(&input)
+            .arg("--out")
+            .arg(&file_out),
+    );
+    let expected = json_lines(&std::fs::read_to_string(&file_out).unwrap());
+
+    for _ in 0..2 {
+        // Loading twice is safe: the second run replaces the same rows.
+        let printed = run_ok(
+            signalbox(dir.path())
+                .args(["weber", "batch", "--load", "--tenant", &tenant])
+                .arg(&input),
+        );
+        assert!(printed.is_empty(), "--load prints no profiles: {printed}");
+    }
+    let store = store::Store::connect(&store::StoreOptions::sqlite_in(dir.path()))
+        .await
+        .unwrap();
+    let ids: Vec<String> = expected
+        .iter()
+        .map(|p| p["user_id"].as_str().unwrap().to_owned())
+        .collect();
+    let stored = store.weber_profiles(&tenant, &ids).await.unwrap();
+    assert_eq!(stored.len(), expected.len());
+    for (want, got) in expected.iter().zip(&stored) {
+        assert_eq!(want["user_id"].as_str(), Some(got.user_id.as_str()));
+        assert_eq!(want["weber_constant"].as_f64(), Some(got.weber_constant));
+        assert_eq!(
+            want["sensitivity_segment"].as_str(),
+            Some(got.sensitivity_segment.as_str())
+        );
+        assert_eq!(want["review_count"].as_i64(), Some(got.review_count));
+    }
+    let stats = store.weber_segment_stats(&tenant).await.unwrap();
+    assert_eq!(
+        stats.iter().map(|s| s.users).sum::<i64>(),
+        expected.len() as i64
+    );
+    store.close().await;
+
+    let err = run_err(
+        signalbox(dir.path())
+            .args(["weber", "batch", "--load", "--tenant", "tn_nope"])
+            .arg(&input),
+    );
+    assert!(err.contains("tenant: no tenant 'tn_nope'"), "{err}");
+}

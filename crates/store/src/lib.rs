@@ -30,6 +30,7 @@ mod model;
 pub mod secret;
 #[cfg(feature = "test-support")]
 pub mod testing;
+mod weber;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -40,6 +41,7 @@ use sqlx::{AnyConnection, AnyPool, ConnectOptions, Connection, Executor, Row};
 
 pub use migrations::LATEST_VERSION as SCHEMA_VERSION;
 pub use model::{ApiKeyInfo, IssuedKey, ParseNameError, Principal, Scope, Scopes, Tenant, Tier};
+pub use weber::{SegmentStats, WeberProfileRecord};
 
 /// Which database a [`Store`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -15,12 +15,20 @@ struct Migration {
     postgres: &'static str,
 }
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "tenants",
-    sqlite: include_str!("../migrations/0001_tenants.sql"),
-    postgres: include_str!("../migrations/0001_tenants.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "tenants",
+        sqlite: include_str!("../migrations/0001_tenants.sql"),
+        postgres: include_str!("../migrations/0001_tenants.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "weber_profiles",
+        sqlite: include_str!("../migrations/0002_weber_profiles.sql"),
+        postgres: include_str!("../migrations/0002_weber_profiles.sql"),
+    },
+];
 
 /// The newest schema version this build knows.
 pub const LATEST_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].version;

@@ -2,7 +2,7 @@
 //! PostgreSQL schema, so both backends are held to the same behaviour.
 
 use store::testing::TestStore;
-use store::{Backend, Scope, Scopes, Store, StoreError, Tier};
+use store::{Backend, Scope, Scopes, Store, StoreError, Tier, WeberProfileRecord};
 
 /// Declares each case once per backend: `sqlite::NAME` and `postgres::NAME`.
 macro_rules! on_both_backends {
@@ -36,6 +36,10 @@ on_both_backends!(
     issuing_needs_a_tenant_and_a_scope,
     migrations_are_idempotent_across_reopen,
     concurrent_writers_do_not_lose_tenants,
+    weber_profiles_upsert_and_read_back,
+    weber_profiles_are_isolated_by_tenant,
+    weber_segment_pages_and_stats,
+    weber_profiles_reject_bad_records_and_unknown_tenants,
 );
 
 fn read_write() -> Scopes {
@@ -237,4 +241,158 @@ async fn unsupported_urls_are_refused_with_a_clear_error() {
         Backend::from_url("postgresql://h/db").unwrap(),
         Backend::Postgres
     );
+}
+
+fn record(user: &str, constant: f64, segment: &str, reviews: i64) -> WeberProfileRecord {
+    WeberProfileRecord {
+        user_id: user.to_owned(),
+        weber_constant: constant,
+        calculation_confidence: 0.5,
+        sensitivity_segment: segment.to_owned(),
+        bias_ratio: if reviews % 2 == 0 { Some(1.25) } else { None },
+        review_count: reviews,
+        window_len: reviews.min(100),
+        newest_event_ms: Some(1_700_000_000_000 + reviews),
+        updated_at_ms: 1_800_000_000_000,
+    }
+}
+
+async fn weber_profiles_upsert_and_read_back(f: &TestStore) {
+    let s = &f.store;
+    let t = s.create_tenant("acme", Tier::Free).await.unwrap();
+    // More rows than one INSERT carries, to cross a chunk boundary.
+    let many: Vec<_> = (0..1_203)
+        .map(|i| record(&format!("u{i:05}"), i as f64 / 1000.0, "Low_Sensitive", i))
+        .collect();
+    assert_eq!(s.upsert_weber_profiles(&t.id, &many).await.unwrap(), 1_203);
+    assert_eq!(
+        s.weber_profile(&t.id, "u00042").await.unwrap(),
+        Some(many[42].clone())
+    );
+    // A second upsert replaces, exactly (f64 round trip included).
+    let changed = record("u00042", 0.123_456_789_012_345_6, "Highly_Sensitive", 7);
+    s.upsert_weber_profiles(&t.id, std::slice::from_ref(&changed))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.weber_profile(&t.id, "u00042").await.unwrap(),
+        Some(changed.clone())
+    );
+    assert_eq!(s.weber_profile(&t.id, "nobody").await.unwrap(), None);
+    let ids: Vec<String> = ["u00042", "nobody", "u00001", "u00042"]
+        .map(String::from)
+        .to_vec();
+    let got = s.weber_profiles(&t.id, &ids).await.unwrap();
+    assert_eq!(
+        got.iter().map(|p| p.user_id.as_str()).collect::<Vec<_>>(),
+        vec!["u00001", "u00042"]
+    );
+}
+
+async fn weber_profiles_are_isolated_by_tenant(f: &TestStore) {
+    let s = &f.store;
+    let a = s.create_tenant("a", Tier::Free).await.unwrap();
+    let b = s.create_tenant("b", Tier::Free).await.unwrap();
+    s.upsert_weber_profiles(&a.id, &[record("shared-id", 0.9, "Highly_Sensitive", 3)])
+        .await
+        .unwrap();
+    s.upsert_weber_profiles(&b.id, &[record("shared-id", 0.1, "Insensitive", 4)])
+        .await
+        .unwrap();
+    assert_eq!(
+        s.weber_profile(&a.id, "shared-id")
+            .await
+            .unwrap()
+            .unwrap()
+            .weber_constant,
+        0.9
+    );
+    assert_eq!(
+        s.weber_profile(&b.id, "shared-id")
+            .await
+            .unwrap()
+            .unwrap()
+            .weber_constant,
+        0.1
+    );
+    assert!(s
+        .weber_segment_users(&b.id, "Highly_Sensitive", None, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let stats_b = s.weber_segment_stats(&b.id).await.unwrap();
+    assert_eq!(stats_b.len(), 1);
+    assert_eq!(stats_b[0].segment, "Insensitive");
+}
+
+async fn weber_segment_pages_and_stats(f: &TestStore) {
+    let s = &f.store;
+    let t = s.create_tenant("acme", Tier::Free).await.unwrap();
+    let mut rows: Vec<_> = (0..25)
+        .map(|i| {
+            record(
+                &format!("h{i:02}"),
+                0.8 + i as f64 / 100.0,
+                "Highly_Sensitive",
+                10,
+            )
+        })
+        .collect();
+    rows.push(record("i1", 0.1, "Insensitive", 2));
+    rows.push(record("i2", 0.3, "Insensitive", 4));
+    s.upsert_weber_profiles(&t.id, &rows).await.unwrap();
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = s
+            .weber_segment_users(&t.id, "Highly_Sensitive", after.as_deref(), 10)
+            .await
+            .unwrap();
+        if page.is_empty() {
+            break;
+        }
+        assert!(page.len() <= 10);
+        after = page.last().cloned();
+        seen.extend(page);
+    }
+    assert_eq!(
+        seen,
+        (0..25).map(|i| format!("h{i:02}")).collect::<Vec<_>>()
+    );
+    let stats = s.weber_segment_stats(&t.id).await.unwrap();
+    assert_eq!(
+        stats.iter().map(|x| x.segment.as_str()).collect::<Vec<_>>(),
+        vec!["Highly_Sensitive", "Insensitive"]
+    );
+    let ins = &stats[1];
+    assert_eq!(ins.users, 2);
+    assert!((ins.mean_constant - 0.2).abs() < 1e-12);
+    assert!(
+        (ins.std_constant - 0.1).abs() < 1e-12,
+        "population std of 0.1 and 0.3"
+    );
+    assert!((ins.mean_review_count - 3.0).abs() < 1e-12);
+    assert!((ins.mean_confidence - 0.5).abs() < 1e-12);
+}
+
+async fn weber_profiles_reject_bad_records_and_unknown_tenants(f: &TestStore) {
+    let s = &f.store;
+    let t = s.create_tenant("acme", Tier::Free).await.unwrap();
+    let good = record("ok", 0.5, "Moderately_Sensitive", 3);
+    let mut nan = record("nan", f64::NAN, "Insensitive", 1);
+    let err = s
+        .upsert_weber_profiles(&t.id, &[good.clone(), nan.clone()])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Invalid { .. }), "{err:?}");
+    nan.weber_constant = 0.0;
+    nan.user_id = String::new();
+    assert!(s.upsert_weber_profiles(&t.id, &[nan]).await.is_err());
+    // Nothing of a rejected batch was written.
+    assert_eq!(s.weber_profile(&t.id, "ok").await.unwrap(), None);
+    let err = s
+        .upsert_weber_profiles("tn_missing", &[good])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound { .. }), "{err:?}");
 }

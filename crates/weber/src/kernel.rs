@@ -206,6 +206,30 @@ fn second_largest(signed: &[f64], m1: f64) -> f64 {
     }
 }
 
+/// Per-lane accumulators of pass 1; lanes keep the loop branch-free so it vectorises.
+#[derive(Default)]
+struct Pass1 {
+    neg_sum: [f64; LANES],
+    neg_cnt: [f64; LANES],
+    pos_sum: [f64; LANES],
+    pos_cnt: [f64; LANES],
+    max: [f64; LANES],
+}
+
+impl Pass1 {
+    #[inline(always)]
+    fn add(&mut self, j: usize, r: f64) {
+        let a = r.abs();
+        self.max[j] = if a > self.max[j] { a } else { self.max[j] };
+        let neg = r < 0.0;
+        let pos = r > 0.0;
+        self.neg_sum[j] += if neg { -r } else { 0.0 };
+        self.neg_cnt[j] += if neg { 1.0 } else { 0.0 };
+        self.pos_sum[j] += if pos { r } else { 0.0 };
+        self.pos_cnt[j] += if pos { 1.0 } else { 0.0 };
+    }
+}
+
 /// The statistics of a window of signed ratios (`|signed_i|` = ratio_i):
 /// constant/confidence over the ratios `<= p99` when there are at least 3,
 /// and the negativity bias over all of them.
@@ -213,36 +237,24 @@ pub(crate) fn stats(signed: &[f64], eps: f64, select: &mut Vec<f64>) -> Stats {
     let n = signed.len();
 
     // Pass 1: bias sums (lane-parallel) and the two largest ratios.
-    let mut neg_sum = [0.0f64; LANES];
-    let mut neg_cnt = [0.0f64; LANES];
-    let mut pos_sum = [0.0f64; LANES];
-    let mut pos_cnt = [0.0f64; LANES];
-    let mut max = [0.0f64; LANES];
+    let mut acc = Pass1::default();
     let chunks = signed.chunks_exact(LANES);
     let tail = chunks.remainder();
     for c in chunks {
-        for j in 0..LANES {
-            let r = c[j];
-            let a = r.abs();
-            max[j] = if a > max[j] { a } else { max[j] };
-            let neg = r < 0.0;
-            let pos = r > 0.0;
-            neg_sum[j] += if neg { -r } else { 0.0 };
-            neg_cnt[j] += if neg { 1.0 } else { 0.0 };
-            pos_sum[j] += if pos { r } else { 0.0 };
-            pos_cnt[j] += if pos { 1.0 } else { 0.0 };
+        for (j, &r) in c.iter().enumerate() {
+            acc.add(j, r);
         }
     }
     for (j, &r) in tail.iter().enumerate() {
-        let a = r.abs();
-        max[j] = if a > max[j] { a } else { max[j] };
-        let neg = r < 0.0;
-        let pos = r > 0.0;
-        neg_sum[j] += if neg { -r } else { 0.0 };
-        neg_cnt[j] += if neg { 1.0 } else { 0.0 };
-        pos_sum[j] += if pos { r } else { 0.0 };
-        pos_cnt[j] += if pos { 1.0 } else { 0.0 };
+        acc.add(j, r);
     }
+    let Pass1 {
+        neg_sum,
+        neg_cnt,
+        pos_sum,
+        pos_cnt,
+        max,
+    } = acc;
     let sum4 = |a: [f64; LANES]| (a[0] + a[1]) + (a[2] + a[3]);
     let (ns, nc, ps, pc) = (sum4(neg_sum), sum4(neg_cnt), sum4(pos_sum), sum4(pos_cnt));
     let m1 = max4(max);

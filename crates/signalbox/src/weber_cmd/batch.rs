@@ -30,7 +30,11 @@ const SHOWN_ERRORS: usize = 20;
 pub struct BatchJob {
     pub input: PathBuf,
     pub input_format: Format,
+    /// Where to write profiles; `None` with `write_stdout` false writes nothing (e.g. `--load`).
     pub output: Option<PathBuf>,
+    pub write_stdout: bool,
+    /// Also return the profiles as store records, for `--load`.
+    pub collect_records: bool,
     pub output_format: Format,
     pub params: WeberParams,
     pub skip_bad_rows: bool,
@@ -38,6 +42,7 @@ pub struct BatchJob {
 }
 
 pub struct BatchSummary {
+    pub records: Vec<store::WeberProfileRecord>,
     pub reviews: u64,
     pub users: usize,
     pub bad_rows: u64,
@@ -150,9 +155,32 @@ pub fn run(job: &BatchJob) -> anyhow::Result<BatchSummary> {
     let mut users: Vec<(Box<str>, Vec<Interaction>)> = by_user.into_iter().collect();
     users.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     let profiles = compute_profiles(&users, &job.params, threads)?;
-    write_profiles(job, &users, &profiles)?;
+    if job.output.is_some() || job.write_stdout {
+        write_profiles(job, &users, &profiles)?;
+    }
+    let records = if job.collect_records {
+        let now_ms = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
+        users
+            .iter()
+            .zip(&profiles)
+            .map(|((user, events), p)| store::WeberProfileRecord {
+                user_id: user.to_string(),
+                weber_constant: p.weber_constant,
+                calculation_confidence: p.calculation_confidence,
+                sensitivity_segment: p.sensitivity_segment.as_str().to_owned(),
+                bias_ratio: p.bias_ratio,
+                review_count: events.len() as i64,
+                window_len: p.window_len as i64,
+                newest_event_ms: p.newest_time_ms,
+                updated_at_ms: now_ms,
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
 
     Ok(BatchSummary {
+        records,
         reviews,
         users: users.len(),
         bad_rows,
@@ -402,7 +430,7 @@ fn write_rows<W: Write>(
             calculation_confidence: p.calculation_confidence,
             review_count: events.len(),
             bias_ratio: p.bias_ratio,
-            last_updated: p.newest_time_ms.map(rfc3339_ms).unwrap_or_default(),
+            last_updated: p.newest_time_ms.map(server::rfc3339_ms).unwrap_or_default(),
         });
     match format {
         Format::Jsonl => {
@@ -421,16 +449,6 @@ fn write_rows<W: Write>(
         }
     }
     Ok(())
-}
-
-fn rfc3339_ms(ms: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
 }
 
 /// The process's peak resident memory, where the platform tells.

@@ -60,7 +60,18 @@ pub struct BatchArgs {
     /// Worker threads [default: one per core].
     #[arg(long)]
     threads: Option<usize>,
+    /// Store the profiles for this tenant (same --data-dir / DATABASE_URL as `serve`), replacing
+    /// the users' existing profiles. Safe to re-run.
+    #[arg(long, requires = "tenant")]
+    load: bool,
+    /// The tenant (`tn_…`) whose profiles --load writes.
+    #[arg(long, requires = "load")]
+    tenant: Option<String>,
 }
+
+/// Profiles written per store transaction while loading: a failure part-way keeps what was
+/// written, and re-running the load (an upsert) completes it.
+const LOAD_CHUNK: usize = 10_000;
 
 #[derive(clap::Args, Debug)]
 pub struct GenArgs {
@@ -80,7 +91,7 @@ pub struct GenArgs {
     file: PathBuf,
 }
 
-pub fn run(cmd: WeberCommand) -> anyhow::Result<()> {
+pub fn run(common: &crate::Common, cmd: WeberCommand) -> anyhow::Result<()> {
     match cmd {
         WeberCommand::Batch(args) => {
             let params = weber::WeberParams::new(args.window, args.eps)
@@ -91,7 +102,13 @@ pub fn run(cmd: WeberCommand) -> anyhow::Result<()> {
             if threads == 0 || threads > 256 {
                 anyhow::bail!("threads: must be between 1 and 256");
             }
+            let load_into = match (args.load, args.tenant) {
+                (true, Some(tenant)) => Some(tenant),
+                _ => None,
+            };
             let job = batch::BatchJob {
+                write_stdout: args.out.is_none() && load_into.is_none(),
+                collect_records: load_into.is_some(),
                 input_format: args.format.unwrap_or_else(|| Format::of(&args.file)),
                 output_format: args
                     .out_format
@@ -103,7 +120,41 @@ pub fn run(cmd: WeberCommand) -> anyhow::Result<()> {
                 skip_bad_rows: args.skip_bad_rows,
                 threads,
             };
+            // Check the tenant before the work, so a typo fails in a second, not after it.
+            let runtime = tokio::runtime::Handle::current();
+            let store = match &load_into {
+                Some(tenant) => Some(runtime.block_on(async {
+                    let store = common.open_store().await?;
+                    if store.tenant(tenant).await?.is_none() {
+                        anyhow::bail!("tenant: no tenant '{tenant}'");
+                    }
+                    Ok::<_, anyhow::Error>(store)
+                })?),
+                None => None,
+            };
             let summary = batch::run(&job)?;
+            if let (Some(store), Some(tenant)) = (&store, &load_into) {
+                let bar = indicatif::ProgressBar::with_draw_target(
+                    Some(summary.records.len() as u64),
+                    indicatif::ProgressDrawTarget::stderr(),
+                );
+                runtime.block_on(async {
+                    for chunk in summary.records.chunks(LOAD_CHUNK) {
+                        store
+                            .upsert_weber_profiles(tenant, chunk)
+                            .await
+                            .map_err(|e| anyhow::anyhow!("load: {e}"))?;
+                        bar.inc(chunk.len() as u64);
+                    }
+                    store.close().await;
+                    Ok::<_, anyhow::Error>(())
+                })?;
+                bar.finish_and_clear();
+                eprintln!(
+                    "weber batch: stored {} profiles for tenant {tenant}",
+                    summary.records.len()
+                );
+            }
             let secs = summary.elapsed.as_secs_f64();
             let peak = summary
                 .peak_rss_bytes
