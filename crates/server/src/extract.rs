@@ -83,6 +83,35 @@ fn malformed(e: &serde_json::Error) -> ApiError {
     )
 }
 
+/// Query parameters. A bad one is 400 `invalid_parameter` with `parameter` naming it.
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        let query = parts.uri.query().unwrap_or("");
+        let de = serde_urlencoded::Deserializer::new(form_urlencoded_parse(query));
+        serde_path_to_error::deserialize(de)
+            .map(ApiQuery)
+            .map_err(|e| {
+                let path = e.path().to_string();
+                let inner = e.into_inner().to_string();
+                let parameter = field_of(&path, &inner);
+                let detail = if parameter.is_empty() {
+                    format!("invalid query: {inner}")
+                } else {
+                    format!("query parameter `{parameter}`: {inner}")
+                };
+                ApiError::new(ProblemKind::InvalidParameter, detail).with("parameter", parameter)
+            })
+    }
+}
+
+fn form_urlencoded_parse(query: &str) -> form_urlencoded::Parse<'_> {
+    form_urlencoded::parse(query.as_bytes())
+}
+
 /// The dotted path of the field at fault; serde reports a missing field at its parent.
 fn field_of(path: &str, message: &str) -> String {
     let parent = if path == "." { "" } else { path };

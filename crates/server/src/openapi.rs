@@ -17,6 +17,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
     tags(
         (name = "platform", description = "Health, readiness, metrics, API description"),
         (name = "tenant", description = "The caller's tenant and its API keys"),
+        (name = "weber", description = "Weber sensitivity profiles and segments (seed 000)"),
     )
 )]
 struct ApiDoc;

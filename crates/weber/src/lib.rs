@@ -148,6 +148,6 @@ pub use batch::{
 pub use signal::{combined_sentiment, rating_sentiment};
 pub use stream::{ProfileState, Update};
 pub use types::{
-    ConstantEstimate, Interaction, SensitivitySegment, WeberError, WeberParams, WeberProfile,
-    DEFAULT_EPS, DEFAULT_WINDOW, MAX_EPS, MAX_WINDOW, MIN_EPS, SENTIMENT_SCALE,
+    ConstantEstimate, Interaction, SensitivitySegment, UnknownSegment, WeberError, WeberParams,
+    WeberProfile, DEFAULT_EPS, DEFAULT_WINDOW, MAX_EPS, MAX_WINDOW, MIN_EPS, SENTIMENT_SCALE,
 };

@@ -188,6 +188,14 @@ pub enum SensitivitySegment {
 }
 
 impl SensitivitySegment {
+    /// Every segment, most sensitive first.
+    pub const ALL: [SensitivitySegment; 4] = [
+        Self::HighlySensitive,
+        Self::ModeratelySensitive,
+        Self::LowSensitive,
+        Self::Insensitive,
+    ];
+
     /// Segment of a Weber constant: `>= 0.8` Highly_Sensitive, `>= 0.4`
     /// Moderately_Sensitive, `>= 0.2` Low_Sensitive, else Insensitive.
     /// The comparisons are exact on the `f64` value.
@@ -214,6 +222,29 @@ impl SensitivitySegment {
             Self::LowSensitive => "Low_Sensitive",
             Self::Insensitive => "Insensitive",
         }
+    }
+}
+
+/// A name that is not one of the four segments.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown segment '{0}' (expected Highly_Sensitive, Moderately_Sensitive, Low_Sensitive or Insensitive)")]
+pub struct UnknownSegment(pub String);
+
+impl std::str::FromStr for SensitivitySegment {
+    type Err = UnknownSegment;
+
+    /// Parses the wire name, exactly as [`SensitivitySegment::as_str`] writes it.
+    ///
+    /// ```
+    /// use weber::SensitivitySegment;
+    /// assert_eq!("Low_Sensitive".parse(), Ok(SensitivitySegment::LowSensitive));
+    /// assert!("low".parse::<SensitivitySegment>().is_err());
+    /// ```
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|seg| seg.as_str() == s)
+            .ok_or_else(|| UnknownSegment(s.to_owned()))
     }
 }
 

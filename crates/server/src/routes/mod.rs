@@ -4,6 +4,7 @@
 
 mod platform;
 mod tenant;
+mod weber;
 
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -21,12 +22,21 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(tenant::current_tenant))
         .routes(routes!(tenant::list_keys, tenant::create_key))
         .routes(routes!(tenant::get_key, tenant::revoke_key))
+        .routes(routes!(weber::get_profile))
+        .routes(routes!(weber::batch_get))
+        .routes(routes!(weber::segment_users))
+        .routes(routes!(weber::segment_analytics))
 }
 
 /// The engine that owns a route, for the `service` metric label. Longest prefix wins; routes of
 /// the shared serving layer are `platform`.
 pub(crate) fn service_for(endpoint: &str) -> &'static str {
-    const OWNERS: &[(&str, &str)] = &[];
+    const OWNERS: &[(&str, &str)] = &[
+        ("/api/v1/users/", "weber"),
+        ("/api/v1/weber-profiles", "weber"),
+        ("/api/v1/segments/", "weber"),
+        ("/api/v1/analytics/weber-segments", "weber"),
+    ];
     OWNERS
         .iter()
         .filter(|(prefix, _)| endpoint.starts_with(prefix))

@@ -22,20 +22,47 @@ fn secured_operations(doc: &serde_json::Value) -> Vec<(Method, String)> {
     ops
 }
 
+/// What tenant B must get when it points a route at tenant A's data.
+enum Expect {
+    /// A's resource does not exist for B.
+    NotFound,
+    /// A category both tenants share (a segment): B gets 200 with only B's data.
+    OwnDataOnly,
+}
+
 async fn isolation(backend: Backend) {
     let app = TestApp::new(backend).await;
     let (a, ka) = app.tenant("tenant-a", &[Scope::Admin]).await;
     let (b, kb) = app.tenant("tenant-b", &[Scope::Admin]).await;
+    let a_user = "a-user-only";
+    app.fixture
+        .store
+        .upsert_weber_profiles(&a.id, &[crate::weber::profile_record(a_user, 0.9)])
+        .await
+        .unwrap();
     let doc = app.get("/openapi.json", None).await.json();
 
     for (method, template) in secured_operations(&doc) {
-        // Point every path parameter at tenant A's resource of that kind.
-        let path = template.replace("{key_id}", &ka.info.id);
+        // Point every path parameter at tenant A's data of that kind.
+        let (path, expect) = match template.as_str() {
+            t if t.contains("{key_id}") => (t.replace("{key_id}", &ka.info.id), Expect::NotFound),
+            t if t.contains("{user_id}") => (t.replace("{user_id}", a_user), Expect::NotFound),
+            t if t.contains("{segment}") => (
+                t.replace("{segment}", "Highly_Sensitive"),
+                Expect::OwnDataOnly,
+            ),
+            t => (t.to_owned(), Expect::OwnDataOnly),
+        };
         assert!(
             !path.contains('{'),
             "add an isolation fixture for the parameters of {template}"
         );
-        let body = (method == Method::POST).then(|| json!({"scopes": ["read"]}));
+        let body = match (method.as_str(), template.as_str()) {
+            ("POST", "/api/v1/tenant/keys") => Some(json!({"scopes": ["read"]})),
+            ("POST", "/api/v1/weber-profiles:batchGet") => Some(json!({"user_ids": [a_user]})),
+            ("POST", t) => panic!("add an isolation request body for POST {t}"),
+            _ => None,
+        };
 
         let anonymous = app.call(method.clone(), &path, None, body.clone()).await;
         anonymous.assert_problem(401, "unauthorized", &path);
@@ -53,15 +80,37 @@ async fn isolation(backend: Backend) {
             "{method} {template} leaked tenant A's id: {text}"
         );
         assert!(
-            !text.contains(&ka.info.id) || as_b.status == 404,
-            "{method} {template}: {text}"
+            !text.contains("0.9"),
+            "{method} {template} leaked A's profile: {text}"
         );
-        if template.contains('{') {
-            as_b.assert_problem(404, "not_found", &path);
-        } else {
-            assert!(as_b.status.is_success(), "{method} {template}: {text}");
+        match expect {
+            Expect::NotFound => {
+                as_b.assert_problem(404, "not_found", &path);
+            }
+            Expect::OwnDataOnly => {
+                assert!(as_b.status.is_success(), "{method} {template}: {text}");
+                assert!(!text.contains(&ka.info.id), "{method} {template}: {text}");
+                if !template.contains("batchGet") {
+                    assert!(
+                        !text.contains(a_user),
+                        "{method} {template} listed A's user: {text}"
+                    );
+                }
+            }
         }
     }
+    // B's batchGet of A's user finds nothing.
+    let batch = app
+        .call(
+            Method::POST,
+            "/api/v1/weber-profiles:batchGet",
+            Some(&kb.secret),
+            Some(json!({"user_ids": [a_user]})),
+        )
+        .await
+        .json();
+    assert_eq!(batch["profiles"], json!([]));
+    assert_eq!(batch["missing"], json!([a_user]));
 
     // B's view of itself is B, and its listing holds only B's keys.
     let me = app.get("/api/v1/tenant", Some(&kb.secret)).await.json();

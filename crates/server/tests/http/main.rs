@@ -7,6 +7,7 @@ mod isolation;
 mod observability;
 mod openapi;
 mod serving;
+mod weber;
 
 use std::sync::Arc;
 

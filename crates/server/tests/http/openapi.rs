@@ -12,11 +12,18 @@ async fn every_documented_operation_is_routed() {
     assert_eq!(doc["openapi"], "3.1.0");
     let mut operations = 0;
     for (path, item) in doc["paths"].as_object().unwrap() {
-        let concrete = path.replace("{key_id}", "key_x");
-        assert!(
-            !concrete.contains('{'),
-            "substitute the parameters of {path}"
-        );
+        // Any value will do: the route must exist whatever the parameter.
+        let concrete: String = path
+            .split('/')
+            .map(|seg| {
+                if seg.starts_with('{') && seg.ends_with('}') {
+                    "x"
+                } else {
+                    seg
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("/");
         for method in item.as_object().unwrap().keys() {
             let method: Method = method.to_uppercase().parse().unwrap();
             let reply = app.call(method.clone(), &concrete, None, None).await;
@@ -32,7 +39,7 @@ async fn every_documented_operation_is_routed() {
             operations += 1;
         }
     }
-    assert!(operations >= 9, "{operations}");
+    assert!(operations >= 13, "{operations}");
     // Every documented operation says what it answers, and errors point at the problem schema.
     assert!(doc["components"]["schemas"]["Problem"].is_object());
     assert!(doc["components"]["securitySchemes"]["api_key"].is_object());

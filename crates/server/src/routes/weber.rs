@@ -1,0 +1,286 @@
+//! Weber sensitivity profiles (seed 000's paths and shapes), read from the store. Every query is
+//! keyed by the caller's tenant, so another tenant's user is indistinguishable from a missing one.
+
+use axum::extract::{Path, State};
+use serde::{Deserialize, Serialize};
+use store::{Scope, WeberProfileRecord};
+use utoipa::{IntoParams, ToSchema};
+use weber::SensitivitySegment;
+
+use crate::extract::{ApiJson, ApiQuery, Auth};
+use crate::problem::{ApiError, ProblemKind};
+use crate::state::AppState;
+
+/// Most ids one batchGet may ask for.
+pub const BATCH_GET_LIMIT: usize = 1000;
+/// Largest page of a segment listing.
+pub const PAGE_LIMIT: u32 = 1000;
+const MAX_USER_ID_BYTES: usize = 256;
+
+/// Seed 000's WeberProfileResponse.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct WeberProfileResponse {
+    user_id: String,
+    weber_constant: f64,
+    /// `Highly_Sensitive`, `Moderately_Sensitive`, `Low_Sensitive` or `Insensitive`.
+    sensitivity_segment: String,
+    calculation_confidence: f64,
+    /// Every interaction of the user (the profile covers the most recent 100).
+    review_count: i64,
+    /// Negativity bias; null unless the window has both worse- and better-than-baseline events.
+    bias_ratio: Option<f64>,
+    /// Time of the newest interaction in the profile (RFC 3339).
+    last_updated: Option<String>,
+}
+
+impl From<WeberProfileRecord> for WeberProfileResponse {
+    fn from(r: WeberProfileRecord) -> Self {
+        WeberProfileResponse {
+            user_id: r.user_id,
+            weber_constant: r.weber_constant,
+            sensitivity_segment: r.sensitivity_segment,
+            calculation_confidence: r.calculation_confidence,
+            review_count: r.review_count,
+            bias_ratio: r.bias_ratio,
+            last_updated: r.newest_event_ms.map(crate::rfc3339_ms),
+        }
+    }
+}
+
+fn check_user_id(user_id: &str) -> Result<(), ApiError> {
+    if user_id.is_empty() || user_id.len() > MAX_USER_ID_BYTES {
+        return Err(ApiError::new(
+            ProblemKind::InvalidParameter,
+            format!("user_id must be 1 to {MAX_USER_ID_BYTES} bytes"),
+        )
+        .with("parameter", "user_id"));
+    }
+    Ok(())
+}
+
+/// One user's Weber profile (read scope).
+#[utoipa::path(get, path = "/api/v1/users/{user_id}/weber-profile", tag = "weber", security(("api_key" = [])),
+    params(("user_id" = String, Path, description = "The user's id in your system")),
+    responses(
+        (status = 200, body = WeberProfileResponse),
+        (status = 400, content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 401, content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 403, content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 404, description = "No profile for this user in your tenant", content_type = "application/problem+json", body = crate::openapi::Problem),
+    ))]
+pub(crate) async fn get_profile(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(user_id): Path<String>,
+) -> Result<axum::Json<WeberProfileResponse>, ApiError> {
+    auth.require(Scope::Read)?;
+    check_user_id(&user_id)?;
+    state
+        .store()
+        .weber_profile(auth.tenant_id(), &user_id)
+        .await?
+        .map(|p| axum::Json(p.into()))
+        .ok_or_else(|| ApiError::not_found(format!("no Weber profile for user '{user_id}'")))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BatchGetRequest {
+    /// 1 to 1000 user ids; duplicates are answered once.
+    user_ids: Vec<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct BatchGetResponse {
+    /// The profiles found, in user id order.
+    profiles: Vec<WeberProfileResponse>,
+    /// Requested ids with no profile in your tenant.
+    missing: Vec<String>,
+}
+
+/// Many users' profiles at once (read scope).
+#[utoipa::path(post, path = "/api/v1/weber-profiles:batchGet", tag = "weber", security(("api_key" = [])),
+    request_body = BatchGetRequest,
+    responses(
+        (status = 200, body = BatchGetResponse),
+        (status = 400, description = "Malformed body, no ids, more than 1000, or a bad id", content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 401, content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 403, content_type = "application/problem+json", body = crate::openapi::Problem),
+    ))]
+pub(crate) async fn batch_get(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiJson(body): ApiJson<BatchGetRequest>,
+) -> Result<axum::Json<BatchGetResponse>, ApiError> {
+    auth.require(Scope::Read)?;
+    let mut ids = body.user_ids;
+    if ids.is_empty() || ids.len() > BATCH_GET_LIMIT {
+        return Err(ApiError::invalid_field(
+            "user_ids",
+            format!(
+                "user_ids must hold 1 to {BATCH_GET_LIMIT} ids (got {})",
+                ids.len()
+            ),
+        ));
+    }
+    if let Some(i) = ids
+        .iter()
+        .position(|id| id.is_empty() || id.len() > MAX_USER_ID_BYTES)
+    {
+        return Err(ApiError::invalid_field(
+            &format!("user_ids[{i}]"),
+            format!("user_ids[{i}] must be 1 to {MAX_USER_ID_BYTES} bytes"),
+        ));
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    let found = state.store().weber_profiles(auth.tenant_id(), &ids).await?;
+    let missing = ids
+        .into_iter()
+        .filter(|id| {
+            found
+                .binary_search_by(|p| p.user_id.as_str().cmp(id))
+                .is_err()
+        })
+        .collect();
+    Ok(axum::Json(BatchGetResponse {
+        profiles: found.into_iter().map(Into::into).collect(),
+        missing,
+    }))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct PageQuery {
+    /// Page size, 1 to 1000 (default 100).
+    limit: Option<u32>,
+    /// Continue after this user id (the previous page's `next_after`).
+    after: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct SegmentUsersResponse {
+    segment: String,
+    /// User ids in order.
+    users: Vec<String>,
+    /// Pass as `after` for the next page; null on the last page.
+    next_after: Option<String>,
+}
+
+/// The users in one sensitivity segment, a page at a time (read scope).
+#[utoipa::path(get, path = "/api/v1/segments/{segment}/users", tag = "weber", security(("api_key" = [])),
+    params(("segment" = String, Path, description = "Highly_Sensitive, Moderately_Sensitive, Low_Sensitive or Insensitive"), PageQuery),
+    responses(
+        (status = 200, body = SegmentUsersResponse),
+        (status = 400, description = "Bad limit or after", content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 401, content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 403, content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 404, description = "No such segment", content_type = "application/problem+json", body = crate::openapi::Problem),
+    ))]
+pub(crate) async fn segment_users(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(segment): Path<String>,
+    ApiQuery(page): ApiQuery<PageQuery>,
+) -> Result<axum::Json<SegmentUsersResponse>, ApiError> {
+    auth.require(Scope::Read)?;
+    let segment: SensitivitySegment = segment.parse().map_err(|e: weber::UnknownSegment| {
+        ApiError::not_found(e.to_string()).with("parameter", "segment")
+    })?;
+    let limit = page.limit.unwrap_or(100);
+    if !(1..=PAGE_LIMIT).contains(&limit) {
+        return Err(ApiError::new(
+            ProblemKind::InvalidParameter,
+            format!("limit must be between 1 and {PAGE_LIMIT}"),
+        )
+        .with("parameter", "limit"));
+    }
+    if let Some(after) = &page.after {
+        check_user_id(after).map_err(|e| e.with("parameter", "after"))?;
+    }
+    // One more than asked tells whether another page exists.
+    let mut users = state
+        .store()
+        .weber_segment_users(
+            auth.tenant_id(),
+            segment.as_str(),
+            page.after.as_deref(),
+            limit + 1,
+        )
+        .await?;
+    let next_after = if users.len() > limit as usize {
+        users.truncate(limit as usize);
+        users.last().cloned()
+    } else {
+        None
+    };
+    Ok(axum::Json(SegmentUsersResponse {
+        segment: segment.as_str().to_owned(),
+        users,
+        next_after,
+    }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct SegmentAnalytics {
+    segment: &'static str,
+    users: i64,
+    /// This segment's share of all profiled users, 0 to 1.
+    share: f64,
+    mean_constant: f64,
+    /// Population standard deviation of the users' constants.
+    std_constant: f64,
+    mean_confidence: f64,
+    mean_review_count: f64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct SegmentAnalyticsResponse {
+    /// RFC 3339, UTC.
+    timestamp: String,
+    total_users: i64,
+    /// Users per segment (seed 000's `segment_distribution`).
+    segment_distribution: std::collections::BTreeMap<&'static str, i64>,
+    /// Every segment, most sensitive first, zeros included.
+    segments: Vec<SegmentAnalytics>,
+}
+
+/// How your users spread over the sensitivity segments (read scope).
+#[utoipa::path(get, path = "/api/v1/analytics/weber-segments", tag = "weber", security(("api_key" = [])),
+    responses(
+        (status = 200, body = SegmentAnalyticsResponse),
+        (status = 401, content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 403, content_type = "application/problem+json", body = crate::openapi::Problem),
+    ))]
+pub(crate) async fn segment_analytics(
+    State(state): State<AppState>,
+    auth: Auth,
+) -> Result<axum::Json<SegmentAnalyticsResponse>, ApiError> {
+    auth.require(Scope::Read)?;
+    let stats = state.store().weber_segment_stats(auth.tenant_id()).await?;
+    let total_users: i64 = stats.iter().map(|s| s.users).sum();
+    let segments: Vec<SegmentAnalytics> = SensitivitySegment::ALL
+        .iter()
+        .map(|seg| {
+            let found = stats.iter().find(|s| s.segment == seg.as_str());
+            SegmentAnalytics {
+                segment: seg.as_str(),
+                users: found.map_or(0, |s| s.users),
+                share: match (found, total_users) {
+                    (Some(s), t) if t > 0 => s.users as f64 / t as f64,
+                    _ => 0.0,
+                },
+                mean_constant: found.map_or(0.0, |s| s.mean_constant),
+                std_constant: found.map_or(0.0, |s| s.std_constant),
+                mean_confidence: found.map_or(0.0, |s| s.mean_confidence),
+                mean_review_count: found.map_or(0.0, |s| s.mean_review_count),
+            }
+        })
+        .collect();
+    Ok(axum::Json(SegmentAnalyticsResponse {
+        timestamp: crate::rfc3339_now(),
+        total_users,
+        segment_distribution: segments.iter().map(|s| (s.segment, s.users)).collect(),
+        segments,
+    }))
+}
