@@ -634,3 +634,14 @@ async fn weber_batch_loads_profiles_into_the_tenants_store() {
     );
     assert!(err.contains("tenant: no tenant 'tn_nope'"), "{err}");
 }
+
+#[test]
+fn weber_batch_refuses_a_file_with_an_endless_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("one-line.jsonl");
+    // 65 MiB and not a newline in sight.
+    let file = std::fs::File::create(&input).unwrap();
+    file.set_len(65 << 20).unwrap();
+    let err = run_err(signalbox(dir.path()).args(["weber", "batch"]).arg(&input));
+    assert!(err.contains("line 1 is longer than 64 MiB"), "{err}");
+}

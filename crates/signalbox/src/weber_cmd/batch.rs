@@ -23,6 +23,8 @@ use super::reviews::{self, Scored};
 use super::Format;
 
 const BLOCK_BYTES: usize = 1 << 20;
+/// No review is this long; a file without newlines must not be read into memory whole.
+const MAX_LINE_BYTES: usize = 64 << 20;
 const CSV_BLOCK_RECORDS: usize = 4096;
 /// How many bad rows are listed before the rest are only counted.
 const SHOWN_ERRORS: usize = 20;
@@ -220,22 +222,32 @@ fn read_lines(
             }
             return Ok(());
         }
+        let before = carry.len();
         carry.extend_from_slice(&buf[..n]);
-        if let Some(last_newline) = carry.iter().rposition(|b| *b == b'\n') {
-            let rest = carry.split_off(last_newline + 1);
-            let data = std::mem::replace(&mut carry, rest);
-            let lines = data.iter().filter(|b| **b == b'\n').count() as u64;
-            if tx
-                .send(Block::Lines {
-                    first_line: next_line,
-                    data,
-                })
-                .is_err()
-            {
-                return Ok(()); // workers stopped; the main thread reports why
+        // Only the new bytes can hold the block's last newline; scanning them alone keeps
+        // reading linear however long a line is.
+        let Some(pos) = buf[..n].iter().rposition(|b| *b == b'\n') else {
+            if carry.len() > MAX_LINE_BYTES {
+                bail!(
+                    "FILE: line {next_line} is longer than {} MiB; is this a JSON-lines file?",
+                    MAX_LINE_BYTES >> 20
+                );
             }
-            next_line += lines;
+            continue;
+        };
+        let rest = carry.split_off(before + pos + 1);
+        let data = std::mem::replace(&mut carry, rest);
+        let lines = data.iter().filter(|b| **b == b'\n').count() as u64;
+        if tx
+            .send(Block::Lines {
+                first_line: next_line,
+                data,
+            })
+            .is_err()
+        {
+            return Ok(()); // workers stopped; the main thread reports why
         }
+        next_line += lines;
     }
 }
 
