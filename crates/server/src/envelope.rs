@@ -5,7 +5,6 @@
 //! renders problems (filling `instance` and `request_id`) and converts any bare error response
 //! into problem+json, counts errors, records the HTTP metrics, and echoes the request id.
 
-use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -14,6 +13,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
 
+use crate::context::RequestContext;
 use crate::problem::{ApiError, ProblemKind, PROBLEM_JSON};
 use crate::state::AppState;
 
@@ -21,19 +21,6 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The `endpoint` label of requests that matched no route, so raw paths never become labels.
 pub const UNMATCHED: &str = "unmatched";
-
-/// Per-request facts that inner layers learn and the envelope reports.
-#[derive(Clone)]
-pub(crate) struct RequestContext {
-    tenant: Arc<OnceLock<String>>,
-}
-
-impl RequestContext {
-    /// Called by the auth extractor once it knows the tenant.
-    pub(crate) fn set_tenant(&self, tenant_id: &str) {
-        let _ = self.tenant.set(tenant_id.to_owned());
-    }
-}
 
 pub(crate) async fn envelope(
     State(state): State<AppState>,
@@ -47,7 +34,7 @@ pub(crate) async fn envelope(
         .as_ref()
         .map_or(UNMATCHED, |m| m.as_str())
         .to_owned();
-    let service = crate::routes::service_for(&endpoint);
+    let service = crate::routes::owners::service_for(&endpoint);
     let method = req.method().clone();
     // The path alone: a query string may carry things that do not belong in an error body.
     let instance = req.uri().path().to_owned();
@@ -57,9 +44,7 @@ pub(crate) async fn envelope(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok())
         .unwrap_or(0);
-    let ctx = RequestContext {
-        tenant: Arc::new(OnceLock::new()),
-    };
+    let ctx = RequestContext::default();
     req.extensions_mut().insert(ctx.clone());
 
     let span = tracing::info_span!("request", request_id = %request_id, method = %method, endpoint = %endpoint);
@@ -80,7 +65,7 @@ pub(crate) async fn envelope(
         .into_response()
     });
 
-    let tenant = ctx.tenant.get().map(String::as_str);
+    let tenant = ctx.tenant();
     if let Some(problem) = take_problem(&mut response, &method) {
         let _entered = span.enter();
         if problem.kind.status().is_server_error() {

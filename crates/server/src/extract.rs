@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use store::{Principal, Scope};
 
-use crate::envelope::RequestContext;
+use crate::context::RequestContext;
 use crate::problem::{ApiError, ProblemKind};
 use crate::state::AppState;
 

@@ -16,6 +16,7 @@
 //! # }
 //! ```
 
+mod context;
 pub mod envelope;
 pub mod extract;
 pub mod openapi;
@@ -38,7 +39,9 @@ use problem::{ApiError, ProblemKind};
 
 /// The whole application, ready to serve.
 pub fn app(state: AppState) -> Router {
-    let (router, _doc) = routes::api().split_for_parts();
+    let (router, document) = routes::api().split_for_parts();
+    let json = document.to_pretty_json().unwrap_or_default();
+    let _ = state.inner.openapi_json.set(bytes::Bytes::from(json));
     router
         .fallback(route_not_found)
         .layer(CatchPanicLayer::custom(|_panic| {
@@ -57,6 +60,11 @@ async fn route_not_found(uri: axum::http::Uri) -> ApiError {
         ProblemKind::RouteNotFound,
         format!("no route matches {}; see /openapi.json", uri.path()),
     )
+}
+
+/// The complete OpenAPI 3.1 document, as `/openapi.json` serves it.
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    routes::document()
 }
 
 /// Serves `state`'s application on `listener` until `shutdown` resolves, then stops accepting,

@@ -85,15 +85,3 @@ pub(crate) enum TierName {
 pub(crate) fn base() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
 }
-
-/// The complete document.
-pub fn document() -> utoipa::openapi::OpenApi {
-    crate::routes::api().into_openapi()
-}
-
-pub(crate) fn document_json() -> bytes::Bytes {
-    document()
-        .to_pretty_json()
-        .map(bytes::Bytes::from)
-        .unwrap_or_default()
-}

@@ -54,7 +54,9 @@ pub(crate) struct Inner {
     /// Key hash -> who holds it. Only hits are cached, so an unknown key always asks the store.
     pub auth_cache: Cache<String, Arc<Principal>>,
     pub readiness: Readiness,
-    pub openapi_json: bytes::Bytes,
+    /// Set once by [`crate::app`] from the routes it mounts, so the document served is the
+    /// router's own.
+    pub openapi_json: std::sync::OnceLock<bytes::Bytes>,
 }
 
 impl AppState {
@@ -64,7 +66,6 @@ impl AppState {
             .time_to_live(config.auth_cache_ttl)
             .build();
         let readiness = Readiness::new(config.redis_url.clone(), config.nats_url.clone());
-        let openapi_json = crate::openapi::document_json();
         AppState {
             inner: Arc::new(Inner {
                 store,
@@ -72,7 +73,7 @@ impl AppState {
                 config,
                 auth_cache,
                 readiness,
-                openapi_json,
+                openapi_json: std::sync::OnceLock::new(),
             }),
         }
     }

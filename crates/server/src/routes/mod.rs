@@ -2,6 +2,7 @@
 //! route cannot exist without its OpenAPI description (a test in `tests/openapi.rs` checks both
 //! directions).
 
+pub(crate) mod owners;
 mod platform;
 mod tenant;
 mod weber;
@@ -10,6 +11,11 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::state::AppState;
+
+/// The complete OpenAPI document: the base plus every route's description.
+pub(crate) fn document() -> utoipa::openapi::OpenApi {
+    api().into_openapi()
+}
 
 /// The routes with their documentation, before state and middleware are attached.
 pub(crate) fn api() -> OpenApiRouter<AppState> {
@@ -26,20 +32,4 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(weber::batch_get))
         .routes(routes!(weber::segment_users))
         .routes(routes!(weber::segment_analytics))
-}
-
-/// The engine that owns a route, for the `service` metric label. Longest prefix wins; routes of
-/// the shared serving layer are `platform`.
-pub(crate) fn service_for(endpoint: &str) -> &'static str {
-    const OWNERS: &[(&str, &str)] = &[
-        ("/api/v1/users/", "weber"),
-        ("/api/v1/weber-profiles", "weber"),
-        ("/api/v1/segments/", "weber"),
-        ("/api/v1/analytics/weber-segments", "weber"),
-    ];
-    OWNERS
-        .iter()
-        .filter(|(prefix, _)| endpoint.starts_with(prefix))
-        .max_by_key(|(prefix, _)| prefix.len())
-        .map_or("platform", |(_, service)| service)
 }

@@ -119,11 +119,18 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
 /// This API's OpenAPI 3.1 description, generated from the code.
 #[utoipa::path(get, path = "/openapi.json", tag = "platform",
     responses((status = 200, description = "OpenAPI 3.1 document", content_type = "application/json", body = Object)))]
-pub(crate) async fn openapi_json(State(state): State<AppState>) -> Response {
-    (
+pub(crate) async fn openapi_json(State(state): State<AppState>) -> Result<Response, ApiError> {
+    // Always set by `app()`; a state used without it is a bug, answered as one.
+    let document = state
+        .inner
+        .openapi_json
+        .get()
+        .cloned()
+        .ok_or_else(ApiError::internal)?;
+    Ok((
         StatusCode::OK,
         [(header::CONTENT_TYPE, "application/json")],
-        state.inner.openapi_json.clone(),
+        document,
     )
-        .into_response()
+        .into_response())
 }

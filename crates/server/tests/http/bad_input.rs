@@ -320,15 +320,7 @@ async fn every_bad_request_gets_a_problem_and_changes_nothing() {
     }
 
     // A body with no Content-Length that grows past the limit is refused too.
-    let chunks = streamed_body(Some(6));
-    let req = Request::builder()
-        .method(Method::POST)
-        .uri(KEYS)
-        .header("authorization", format!("Bearer {}", admin.secret))
-        .header("content-type", "application/json")
-        .body(chunks)
-        .unwrap();
-    app.send(req)
+    app.send(post_keys_streaming(&admin.secret, Some(6)))
         .await
         .assert_problem(413, "payload_too_large", KEYS);
 
@@ -347,6 +339,17 @@ async fn every_bad_request_gets_a_problem_and_changes_nothing() {
         .await;
     assert_eq!(ok.status, 201, "{}", ok.text());
     app.cleanup().await;
+}
+
+/// POST /api/v1/tenant/keys with a JSON content type and a streamed body (see `streamed_body`).
+fn post_keys_streaming(key: &str, chunks: Option<usize>) -> Request<Body> {
+    Request::builder()
+        .method(Method::POST)
+        .uri(KEYS)
+        .header("authorization", format!("Bearer {key}"))
+        .header("content-type", "application/json")
+        .body(streamed_body(chunks))
+        .unwrap()
 }
 
 /// A streamed body with no Content-Length: `chunks` chunks of 1000 spaces, or, with `None`, a
@@ -382,15 +385,7 @@ async fn a_request_over_the_time_limit_gets_503() {
     let app = TestApp::with_config(Backend::Sqlite, config).await;
     let (_, admin) = app.tenant("t", &[Scope::Admin]).await;
     // A body that never finishes keeps the handler waiting past any limit.
-    let never = streamed_body(None);
-    let req = Request::builder()
-        .method(Method::POST)
-        .uri(KEYS)
-        .header("authorization", format!("Bearer {}", admin.secret))
-        .header("content-type", "application/json")
-        .body(never)
-        .unwrap();
-    let reply = app.send(req).await;
+    let reply = app.send(post_keys_streaming(&admin.secret, None)).await;
     let body = reply.assert_problem(503, "timeout", KEYS);
     assert!(body["detail"].as_str().unwrap().contains("50 ms"), "{body}");
     assert_eq!(reply.headers["retry-after"], "1");

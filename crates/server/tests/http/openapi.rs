@@ -81,7 +81,7 @@ fn no_route_bypasses_the_document() {
 #[test]
 fn the_committed_openapi_document_is_current() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/openapi.json");
-    let mut current = server::openapi::document()
+    let mut current = server::openapi_document()
         .to_pretty_json()
         .expect("serialise the document");
     current.push('\n');
