@@ -396,3 +396,55 @@ async fn weber_profiles_reject_bad_records_and_unknown_tenants(f: &TestStore) {
         .unwrap_err();
     assert!(matches!(err, StoreError::NotFound { .. }), "{err:?}");
 }
+
+/// Schemas left by panicking tests are dropped once they are old; fresh ones (a test running
+/// now, elsewhere) are kept.
+#[tokio::test]
+async fn stale_test_schemas_are_dropped_and_fresh_ones_kept() {
+    use sqlx::{Connection, Row};
+    sqlx::any::install_default_drivers();
+    let url = store::testing::postgres_url();
+    let mut admin = sqlx::AnyConnection::connect(&url).await.unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let ancient = format!("sbxtest_1000_{}", uuid_like());
+    let fresh = format!("sbxtest_{now}_{}", uuid_like());
+    for schema in [&ancient, &fresh] {
+        sqlx::raw_sql(&format!("CREATE SCHEMA {schema}"))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+    }
+    let fixture = TestStore::postgres().await;
+    let exists = |name: String| {
+        sqlx::query("SELECT count(*) FROM pg_namespace WHERE nspname::text = $1").bind(name)
+    };
+    let count = |row: sqlx::any::AnyRow| row.try_get::<i64, _>(0).unwrap();
+    assert_eq!(
+        count(exists(ancient.clone()).fetch_one(&mut admin).await.unwrap()),
+        0,
+        "ancient schema dropped"
+    );
+    assert_eq!(
+        count(exists(fresh.clone()).fetch_one(&mut admin).await.unwrap()),
+        1,
+        "fresh schema kept"
+    );
+    sqlx::raw_sql(&format!("DROP SCHEMA {fresh} CASCADE"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    fixture.cleanup().await;
+}
+
+fn uuid_like() -> String {
+    format!(
+        "{:032x}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    )
+}
