@@ -103,7 +103,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
                 } else {
                     format!("query parameter `{parameter}`: {inner}")
                 };
-                ApiError::new(ProblemKind::InvalidParameter, detail).with("parameter", parameter)
+                ApiError::invalid_parameter(&parameter, detail)
             })
     }
 }
@@ -189,7 +189,7 @@ async fn authenticate(state: &AppState, token: &str) -> Result<Arc<Principal>, A
     }
     let principal = state
         .store()
-        .authenticate(token)
+        .authenticate_hash(&hash)
         .await?
         .ok_or_else(invalid)?;
     let principal = Arc::new(principal);

@@ -113,6 +113,11 @@ impl ApiError {
         ApiError::new(ProblemKind::InvalidField, detail).with("field", field)
     }
 
+    /// 400 for a bad query or path parameter; `parameter` names it in the problem.
+    pub fn invalid_parameter(parameter: &str, detail: impl Into<String>) -> ApiError {
+        ApiError::new(ProblemKind::InvalidParameter, detail).with("parameter", parameter)
+    }
+
     pub fn unauthorized(detail: impl Into<String>) -> ApiError {
         ApiError::new(ProblemKind::Unauthorized, detail)
     }

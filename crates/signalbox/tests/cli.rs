@@ -222,7 +222,16 @@ impl Server {
         // SAFETY: signalling our own child process.
         assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
         let status = self.child.wait().unwrap();
-        let rest: Vec<String> = self.stderr.try_iter().collect();
+        // The reader thread may still be forwarding the last lines; it ends at EOF, which
+        // disconnects the channel. Drain until then.
+        let mut rest = Vec::new();
+        loop {
+            match self.stderr.recv_timeout(Duration::from_secs(30)) {
+                Ok(line) => rest.push(line),
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(mpsc::RecvTimeoutError::Timeout) => panic!("stderr never closed: {rest:?}"),
+            }
+        }
         (status.success(), rest)
     }
 }

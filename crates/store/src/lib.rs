@@ -10,8 +10,8 @@
 //! suite (`tests/store_suite.rs`) runs against both backends.
 //!
 //! Architecture invariant: every query that reads or changes tenant-owned data takes the tenant
-//! id as a bound parameter. The only tenant-agnostic reads are [`Store::authenticate`] (which is
-//! how a tenant is found in the first place) and the operator functions used by the CLI, whose
+//! id as a bound parameter. The only tenant-agnostic reads are [`Store::authenticate`] and [`Store::authenticate_hash`]
+//! (which are how a tenant is found in the first place) and the operator functions used by the CLI, whose
 //! names say so.
 //!
 //! ```no_run
@@ -317,12 +317,18 @@ impl Store {
         if !secret::looks_like_key(presented) {
             return Ok(None);
         }
+        self.authenticate_hash(&secret::hash(presented)).await
+    }
+
+    /// Like [`Store::authenticate`], for a caller that already holds the key's
+    /// [`secret::hash`] (the server keys its cache by it, so it hashes once).
+    pub async fn authenticate_hash(&self, key_hash: &str) -> Result<Option<Principal>, StoreError> {
         let row = sqlx::query(
             "SELECT t.id, t.name, t.tier, t.created_at_ms, k.id, k.scopes
              FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
              WHERE k.key_hash = $1 AND k.revoked_at_ms IS NULL",
         )
-        .bind(secret::hash(presented))
+        .bind(key_hash)
         .fetch_optional(&self.pool)
         .await?;
         let Some(row) = row else { return Ok(None) };

@@ -8,7 +8,7 @@ use utoipa::{IntoParams, ToSchema};
 use weber::SensitivitySegment;
 
 use crate::extract::{ApiJson, ApiQuery, Auth};
-use crate::problem::{ApiError, ProblemKind};
+use crate::problem::ApiError;
 use crate::state::AppState;
 
 /// Most ids one batchGet may ask for.
@@ -47,13 +47,13 @@ impl From<WeberProfileRecord> for WeberProfileResponse {
     }
 }
 
-fn check_user_id(user_id: &str) -> Result<(), ApiError> {
+/// User ids arrive as the `parameter` named; they must be 1 to 256 bytes.
+fn check_user_id(parameter: &str, user_id: &str) -> Result<(), ApiError> {
     if user_id.is_empty() || user_id.len() > MAX_USER_ID_BYTES {
-        return Err(ApiError::new(
-            ProblemKind::InvalidParameter,
-            format!("user_id must be 1 to {MAX_USER_ID_BYTES} bytes"),
-        )
-        .with("parameter", "user_id"));
+        return Err(ApiError::invalid_parameter(
+            parameter,
+            format!("{parameter} must be 1 to {MAX_USER_ID_BYTES} bytes"),
+        ));
     }
     Ok(())
 }
@@ -74,7 +74,7 @@ pub(crate) async fn get_profile(
     Path(user_id): Path<String>,
 ) -> Result<axum::Json<WeberProfileResponse>, ApiError> {
     auth.require(Scope::Read)?;
-    check_user_id(&user_id)?;
+    check_user_id("user_id", &user_id)?;
     state
         .store()
         .weber_profile(auth.tenant_id(), &user_id)
@@ -189,14 +189,13 @@ pub(crate) async fn segment_users(
     })?;
     let limit = page.limit.unwrap_or(100);
     if !(1..=PAGE_LIMIT).contains(&limit) {
-        return Err(ApiError::new(
-            ProblemKind::InvalidParameter,
+        return Err(ApiError::invalid_parameter(
+            "limit",
             format!("limit must be between 1 and {PAGE_LIMIT}"),
-        )
-        .with("parameter", "limit"));
+        ));
     }
     if let Some(after) = &page.after {
-        check_user_id(after).map_err(|e| e.with("parameter", "after"))?;
+        check_user_id("after", after)?;
     }
     // One more than asked tells whether another page exists.
     let mut users = state

@@ -90,8 +90,7 @@ async fn shutdown_drains_in_flight_requests() {
     .expect("the request reached the server");
 
     stop_tx.send(()).unwrap();
-    // New connections are refused once shutdown began...
-    // ...but the in-flight request completes.
+    // Shutdown has begun; the in-flight request still completes.
     conn.write_all(tail).await.unwrap();
     let mut response = Vec::new();
     conn.read_to_end(&mut response).await.unwrap();

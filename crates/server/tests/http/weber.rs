@@ -135,14 +135,21 @@ async fn segments_page_through_users_and_reject_bad_parameters() {
     assert_eq!(seen, (0..7).map(|i| format!("hi-{i}")).collect::<Vec<_>>());
 
     let base = "/api/v1/segments/Highly_Sensitive/users";
+    let long_after = format!("after={}", "x".repeat(300));
     for (query, parameter) in [
         ("limit=0", "limit"),
         ("limit=5000", "limit"),
         ("limit=abc", "limit"),
+        (long_after.as_str(), "after"),
     ] {
         let reply = app.get(&format!("{base}?{query}"), Some(&key)).await;
         let problem = reply.assert_problem(400, "invalid_parameter", base);
         assert_eq!(problem["parameter"], parameter, "{query}");
+        let detail = problem["detail"].as_str().unwrap();
+        assert!(
+            detail.contains(parameter),
+            "{query}: the detail names {parameter}: {detail}"
+        );
     }
     let unknown = app
         .get("/api/v1/segments/Very_Sensitive/users", Some(&key))

@@ -48,7 +48,6 @@ struct Review<'a> {
     rating: f64,
     title: &'a str,
     text: &'a str,
-    images: [u8; 0],
     asin: &'a str,
     parent_asin: &'a str,
     user_id: &'a str,
@@ -132,7 +131,6 @@ pub fn run(job: &GenJob<'_>) -> anyhow::Result<()> {
             rating,
             title: title_for(&mut r, rating),
             text: &text,
-            images: [],
             asin: &asin,
             parent_asin: &asin,
             user_id: &user.id,
@@ -152,24 +150,11 @@ pub fn run(job: &GenJob<'_>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Where reviews go: JSON lines, or CSV with the same columns but `images` (a list does not fit
-/// a cell).
+/// Where reviews go: JSON lines, or CSV with the same columns. (The Amazon files' `images`
+/// list is left out: nothing reads it and it does not fit a CSV cell.)
 enum Sink {
     Jsonl(BufWriter<std::fs::File>),
     Csv(Box<csv::Writer<BufWriter<std::fs::File>>>),
-}
-
-#[derive(Serialize)]
-struct CsvReview<'a> {
-    rating: f64,
-    title: &'a str,
-    text: &'a str,
-    asin: &'a str,
-    parent_asin: &'a str,
-    user_id: &'a str,
-    timestamp: i64,
-    helpful_vote: u32,
-    verified_purchase: bool,
 }
 
 impl Sink {
@@ -179,17 +164,7 @@ impl Sink {
                 serde_json::to_writer(&mut *out, r)?;
                 out.write_all(b"\n")?;
             }
-            Sink::Csv(out) => out.serialize(CsvReview {
-                rating: r.rating,
-                title: r.title,
-                text: r.text,
-                asin: r.asin,
-                parent_asin: r.parent_asin,
-                user_id: r.user_id,
-                timestamp: r.timestamp,
-                helpful_vote: r.helpful_vote,
-                verified_purchase: r.verified_purchase,
-            })?,
+            Sink::Csv(out) => out.serialize(r)?,
         }
         Ok(())
     }
