@@ -6,21 +6,29 @@
 //! [`problem::ApiError`]s on failure. Handlers call the store and the engines, never the other
 //! way round.
 //!
+//! Ingested interactions reach profiles through the event log and the profile worker
+//! ([`run_profile_worker`]), which the caller runs beside [`serve`].
+//!
 //! ```no_run
-//! # async fn demo(store: store::Store) -> std::io::Result<()> {
+//! # async fn demo(store: store::Store) -> Result<(), Box<dyn std::error::Error>> {
 //! use std::sync::Arc;
 //! let metrics = Arc::new(telemetry::Metrics::new(Default::default()));
-//! let state = server::AppState::new(store, metrics, server::ServerConfig::default());
+//! let events = stream::EventLog::open_file("./data/events".as_ref(), Default::default()).await?;
+//! let state = server::AppState::new(store, metrics, server::ServerConfig::default(), events);
+//! let worker = tokio::spawn(server::run_profile_worker(state.clone(), std::future::pending()));
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
-//! server::serve(listener, state, async { let _ = tokio::signal::ctrl_c().await; }).await
-//! # }
+//! server::serve(listener, state, async { let _ = tokio::signal::ctrl_c().await; }).await?;
+//! worker.abort();
+//! # Ok(()) }
 //! ```
 
 mod context;
 pub mod envelope;
 pub mod extract;
+pub mod ingest;
 pub mod openapi;
 pub mod problem;
+mod profiles;
 mod readiness;
 mod routes;
 mod state;
@@ -32,6 +40,7 @@ use axum::response::IntoResponse;
 use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 
+pub use profiles::{run_profile_worker, ProfileSettings};
 pub use readiness::{ComponentStatus, Components};
 pub use state::{AppState, ServerConfig};
 

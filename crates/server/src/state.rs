@@ -7,6 +7,7 @@ use moka::sync::Cache;
 use store::{Principal, Store};
 use telemetry::Metrics;
 
+use crate::profiles::ProfilePipeline;
 use crate::readiness::Readiness;
 
 /// Serving-layer settings; the binary fills them from flags, env and the config file.
@@ -26,6 +27,8 @@ pub struct ServerConfig {
     pub redis_url: Option<String>,
     /// Checked by `/ready` when set.
     pub nats_url: Option<String>,
+    /// The weber real-time path (window, caches, worker batch size).
+    pub profiles: crate::ProfileSettings,
 }
 
 impl Default for ServerConfig {
@@ -37,6 +40,7 @@ impl Default for ServerConfig {
             shutdown_grace: Duration::from_secs(30),
             redis_url: None,
             nats_url: None,
+            profiles: crate::ProfileSettings::default(),
         }
     }
 }
@@ -57,15 +61,24 @@ pub(crate) struct Inner {
     /// Set once by [`crate::app`] from the routes it mounts, so the document served is the
     /// router's own.
     pub openapi_json: std::sync::OnceLock<bytes::Bytes>,
+    pub profiles: Arc<ProfilePipeline>,
 }
 
 impl AppState {
-    pub fn new(store: Store, metrics: Arc<Metrics>, config: ServerConfig) -> AppState {
+    /// `events` carries ingested interactions to the profile worker
+    /// ([`crate::run_profile_worker`]), which the caller runs beside [`crate::serve`].
+    pub fn new(
+        store: Store,
+        metrics: Arc<Metrics>,
+        config: ServerConfig,
+        events: stream::EventLog,
+    ) -> AppState {
         let auth_cache = Cache::builder()
             .max_capacity(100_000)
             .time_to_live(config.auth_cache_ttl)
             .build();
         let readiness = Readiness::new(config.redis_url.clone(), config.nats_url.clone());
+        let profiles = Arc::new(ProfilePipeline::new(config.profiles.clone(), events));
         AppState {
             inner: Arc::new(Inner {
                 store,
@@ -74,6 +87,7 @@ impl AppState {
                 auth_cache,
                 readiness,
                 openapi_json: std::sync::OnceLock::new(),
+                profiles,
             }),
         }
     }
@@ -88,5 +102,20 @@ impl AppState {
 
     pub fn config(&self) -> &ServerConfig {
         &self.inner.config
+    }
+
+    pub(crate) fn profiles(&self) -> &Arc<ProfilePipeline> {
+        &self.inner.profiles
+    }
+
+    /// The event log ingested interactions go through.
+    pub fn events(&self) -> &stream::EventLog {
+        &self.inner.profiles.events
+    }
+
+    /// Waits until the profile worker has applied the event log up to `offset` (see
+    /// [`stream::EventLog::last_offset`]): read-your-writes for embedders and tests.
+    pub async fn profiles_applied(&self, offset: u64) {
+        self.inner.profiles.wait_applied(offset).await;
     }
 }

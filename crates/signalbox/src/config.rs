@@ -31,6 +31,10 @@ use serde::Deserialize;
 ///
 /// [metrics]
 /// tenant_label_limit = 100
+///
+/// [weber]
+/// event_log = "file"          # or "nats" (JetStream at nats_url)
+/// profile_cache_ttl = "30s"
 /// ```
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -49,6 +53,26 @@ pub struct FileConfig {
     pub auth: AuthSection,
     #[serde(default)]
     pub metrics: MetricsSection,
+    #[serde(default)]
+    pub weber: WeberSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WeberSection {
+    pub event_log: Option<EventLogKind>,
+    #[serde(default, with = "humantime_serde_opt")]
+    pub profile_cache_ttl: Option<Duration>,
+}
+
+/// Where ingested interactions travel to the profile worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum EventLogKind {
+    /// A durable log in DATA_DIR/events (one process).
+    File,
+    /// NATS JetStream at NATS_URL (replicas share it).
+    Nats,
 }
 
 #[derive(Debug, Default, Deserialize)]

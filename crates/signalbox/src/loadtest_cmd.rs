@@ -35,6 +35,23 @@ pub struct LoadtestArgs {
     /// Print the report as one JSON object.
     #[arg(long)]
     json: bool,
+    /// `generic` sends the same request over and over; `weber-freshness` takes --url as the
+    /// server's base URL, ingests unique interactions at --rate events/s in the background and
+    /// measures how soon after an ingest 2xx the updated profile is readable.
+    #[arg(long, value_enum, default_value = "generic")]
+    scenario: Scenario,
+    /// weber-freshness: background events per second, all connections together.
+    #[arg(long, default_value_t = 5000)]
+    rate: u64,
+    /// weber-freshness: events per background request.
+    #[arg(long, default_value_t = 50)]
+    batch: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Scenario {
+    Generic,
+    WeberFreshness,
 }
 
 pub async fn run(args: LoadtestArgs) -> anyhow::Result<()> {
@@ -60,6 +77,28 @@ pub async fn run(args: LoadtestArgs) -> anyhow::Result<()> {
     plan.request_timeout =
         loadtest::parse_duration(&args.timeout).map_err(|e| anyhow::anyhow!("timeout: {e}"))?;
     plan.validate()?;
+    if args.scenario == Scenario::WeberFreshness {
+        let Stop::Duration(duration) = plan.stop else {
+            anyhow::bail!("duration: the weber-freshness scenario runs for --duration");
+        };
+        eprintln!(
+            "loadtest: weber freshness against {} at {} events/s for {}",
+            plan.url,
+            args.rate,
+            humantime::format_duration(duration)
+        );
+        let report = crate::freshness::run(crate::freshness::FreshnessPlan {
+            base: plan.url,
+            headers: plan.headers,
+            connections: plan.connections,
+            duration,
+            rate: args.rate,
+            batch: args.batch,
+        })
+        .await?;
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
     let what = match plan.stop {
         Stop::Duration(d) => format!("for {}", humantime::format_duration(d)),
         Stop::Requests(n) => format!("{n} requests"),

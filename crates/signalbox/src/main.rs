@@ -3,6 +3,7 @@
 
 mod admin;
 mod config;
+mod freshness;
 mod loadtest_cmd;
 mod sentiment_cmd;
 mod serve;

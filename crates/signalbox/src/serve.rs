@@ -37,6 +37,14 @@ pub struct ServeArgs {
     /// Tenants with their own `tenant_id` metric label; the rest are counted as `other` [default: 100].
     #[arg(long, env = "SIGNALBOX_TENANT_LABEL_LIMIT", value_name = "N")]
     tenant_label_limit: Option<usize>,
+    /// Where ingested interactions travel to the profile worker: `file` (DATA_DIR/events, one
+    /// process) or `nats` (JetStream at NATS_URL, for replicas) [default: file].
+    #[arg(long, env = "SIGNALBOX_EVENT_LOG", value_enum, value_name = "KIND")]
+    event_log: Option<crate::config::EventLogKind>,
+    /// How long a profile read is cached; this process's own updates replace entries at once,
+    /// other processes' changes show within this time [default: 30s].
+    #[arg(long, env = "SIGNALBOX_PROFILE_CACHE_TTL", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    profile_cache_ttl: Option<Duration>,
     /// Create a `demo` tenant on first start and write its key to DATA_DIR/demo-tenant.json
     /// [default: true on the embedded database, false on PostgreSQL].
     #[arg(long, env = "SIGNALBOX_DEMO", value_name = "BOOL")]
@@ -72,7 +80,18 @@ pub async fn run(common: Common, args: ServeArgs) -> anyhow::Result<()> {
             .unwrap_or(defaults.shutdown_grace),
         redis_url: args.redis_url.or_else(|| file.redis_url.clone()),
         nats_url: args.nats_url.or_else(|| file.nats_url.clone()),
+        profiles: server::ProfileSettings {
+            read_cache_ttl: args
+                .profile_cache_ttl
+                .or(file.weber.profile_cache_ttl)
+                .unwrap_or(defaults.profiles.read_cache_ttl),
+            ..defaults.profiles.clone()
+        },
     };
+    let event_log = args
+        .event_log
+        .or(file.weber.event_log)
+        .unwrap_or(crate::config::EventLogKind::File);
     let tenant_label_limit = args
         .tenant_label_limit
         .or(file.metrics.tenant_label_limit)
@@ -95,18 +114,76 @@ pub async fn run(common: Common, args: ServeArgs) -> anyhow::Result<()> {
     let metrics = Arc::new(telemetry::Metrics::new(telemetry::MetricsConfig {
         tenant_label_limit,
     }));
-    let state = AppState::new(store.clone(), metrics, config);
+    let events = open_event_log(event_log, &common.data_dir, config.nats_url.as_deref()).await?;
+    tracing::info!(kind = events.kind(), "event log ready");
+    let state = AppState::new(store.clone(), metrics, config, events);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("listen: cannot bind {listen}"))?;
     let local = listener.local_addr().context("listen: no local address")?;
     tracing::info!("listening on http://{local}");
+    let (stop_workers, workers_stopped) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let worker = tokio::spawn(server::run_profile_worker(
+        state.clone(),
+        stopped(workers_stopped.clone()),
+    ));
+    let gauges = tokio::spawn(refresh_segment_gauges(
+        state.clone(),
+        stopped(workers_stopped),
+    ));
     server::serve(listener, state, shutdown_signal())
         .await
         .context("server")?;
+    // Requests have drained; the worker finishes its batch (anything unapplied is redelivered
+    // or reconciled at the next start).
+    let _ = stop_workers.send(true);
+    let _ = worker.await;
+    let _ = gauges.await;
     store.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+async fn open_event_log(
+    kind: crate::config::EventLogKind,
+    data_dir: &Path,
+    nats_url: Option<&str>,
+) -> anyhow::Result<stream::EventLog> {
+    match kind {
+        crate::config::EventLogKind::File => {
+            let dir = data_dir.join("events");
+            stream::EventLog::open_file(&dir, stream::FileLogOptions::default())
+                .await
+                .with_context(|| format!("event log: cannot open {}", dir.display()))
+        }
+        crate::config::EventLogKind::Nats => {
+            let url =
+                nats_url.context("event log: --event-log nats needs --nats-url (NATS_URL)")?;
+            stream::EventLog::connect_jetstream(url, "signalbox_interactions")
+                .await
+                .context("event log: cannot reach NATS JetStream")
+        }
+    }
+}
+
+/// Keeps `weber_profiles{tenant_id,segment}` current: the store is the truth, so the gauge is
+/// re-read from it every 15 s rather than tracked incrementally.
+async fn refresh_segment_gauges(state: AppState, stopped: impl std::future::Future<Output = ()>) {
+    tokio::pin!(stopped);
+    let mut tick = tokio::time::interval(Duration::from_secs(15));
+    loop {
+        tokio::select! {
+            _ = &mut stopped => return,
+            _ = tick.tick() => {}
+        }
+        match state.store().operator_weber_segment_counts().await {
+            Ok(rows) => state.metrics().weber().set_profile_counts(&rows),
+            Err(e) => tracing::warn!(error = %e, "cannot refresh the profile segment gauge"),
+        }
+    }
 }
 
 /// Creates the `demo` tenant on an empty store, so the quick tour works out of the box. Its

@@ -216,6 +216,35 @@ impl Server {
         (status, serde_json::from_str(body).unwrap_or(Value::Null))
     }
 
+    /// Sends one request with a JSON body (or none) and returns the status and JSON reply.
+    fn send(&self, method: &str, path: &str, key: &str, body: Option<&str>) -> (u16, Value) {
+        let mut conn = TcpStream::connect(&self.addr).unwrap();
+        let body = body.unwrap_or("");
+        write!(
+            conn,
+            "{method} {path} HTTP/1.1\r\nhost: test\r\nauthorization: Bearer {key}\r\n\
+             content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut raw = String::new();
+        conn.read_to_string(&mut raw).unwrap();
+        let status = raw[9..12].parse().unwrap();
+        let reply = raw.split("\r\n\r\n").nth(1).unwrap_or("");
+        (status, serde_json::from_str(reply).unwrap_or(Value::Null))
+    }
+
+    /// Kills the process with SIGKILL: no shutdown code runs, as in a crash or power cut.
+    fn crash(mut self) {
+        // SAFETY: signalling our own child process.
+        assert_eq!(
+            unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGKILL) },
+            0
+        );
+        let status = self.child.wait().unwrap();
+        assert!(!status.success(), "killed, not exited: {status:?}");
+    }
+
     /// Sends SIGTERM and returns whether it exited cleanly, and what it logged after.
     fn terminate(mut self) -> (bool, Vec<String>) {
         let pid = self.child.id() as libc::pid_t;
@@ -281,6 +310,72 @@ fn serve_runs_with_demo_data_and_stops_cleanly_on_sigterm() {
     // Restarting keeps the data and does not mint another demo tenant.
     let listed = json_lines(&run_ok(signalbox(dir.path()).args(["tenants", "list"])));
     assert_eq!(listed.len(), 2);
+}
+
+#[test]
+fn accepted_interactions_survive_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&mut signalbox(dir.path()));
+    let demo: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("demo-tenant.json")).unwrap(),
+    )
+    .unwrap();
+    let key = demo["api_key"].as_str().unwrap().to_owned();
+    const USERS: usize = 20;
+    const BATCHES: usize = 10;
+    let mut sent = 0usize;
+    for b in 0..BATCHES {
+        let events: Vec<Value> = (0..USERS)
+            .map(|u| {
+                serde_json::json!({
+                    "event_id": format!("b{b}-u{u}"), "user_id": format!("user-{u}"),
+                    "timestamp": 1_700_000_000_000i64 + (b * 1000) as i64,
+                    "rating": (b + u) % 5 + 1, "text": "arrived late but works"
+                })
+            })
+            .collect();
+        let body = serde_json::to_string(&events).unwrap();
+        let (status, reply) = server.send("POST", "/api/v1/interactions", &key, Some(&body));
+        assert_eq!(status, 200, "{reply}");
+        assert_eq!(reply["stored"], USERS, "{reply}");
+        sent += USERS;
+    }
+    // Crash right after the last 2xx: whatever the worker had not applied is still pending.
+    server.crash();
+
+    let server = Server::start(&mut signalbox(dir.path()));
+    // Every accepted event is in the store: a recalculation from stored history counts them all.
+    let mut counted = 0;
+    for u in 0..USERS {
+        let path = format!("/api/v1/users/user-{u}/weber-profile/update");
+        let (status, reply) = server.send("POST", &path, &key, None);
+        assert_eq!(status, 200, "{reply}");
+        assert_eq!(reply["profile"]["review_count"], BATCHES, "{reply}");
+        counted += reply["profile"]["review_count"].as_u64().unwrap() as usize;
+    }
+    assert_eq!(counted, sent);
+    // Sending everything again changes nothing: all duplicates.
+    let again: Vec<Value> = (0..USERS)
+        .map(|u| serde_json::json!({"event_id": format!("b0-u{u}"), "user_id": format!("user-{u}"), "timestamp": 1, "rating": 1}))
+        .collect();
+    let (status, reply) = server.send(
+        "POST",
+        "/api/v1/interactions",
+        &key,
+        Some(&serde_json::to_string(&again).unwrap()),
+    );
+    assert_eq!(
+        (status, reply["duplicates"].as_u64()),
+        (200, Some(USERS as u64)),
+        "{reply}"
+    );
+    let (status, profile) = server.get("/api/v1/users/user-3/weber-profile", &key);
+    assert_eq!(
+        (status, profile["review_count"].as_u64()),
+        (200, Some(BATCHES as u64))
+    );
+    let (clean, log) = server.terminate();
+    assert!(clean, "{log:?}");
 }
 
 #[tokio::test]

@@ -25,6 +25,7 @@
 //! # Ok(()) }
 //! ```
 
+mod interactions;
 mod migrations;
 mod model;
 pub mod secret;
@@ -39,6 +40,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
 use sqlx::{AnyConnection, AnyPool, ConnectOptions, Connection, Executor, Row};
 
+pub use interactions::{
+    CalculationRecord, Insertion, InteractionWindow, NewInteraction, StoredCalculation,
+    StoredEvent, WeberUpdate,
+};
 pub use migrations::LATEST_VERSION as SCHEMA_VERSION;
 pub use model::{ApiKeyInfo, IssuedKey, ParseNameError, Principal, Scope, Scopes, Tenant, Tier};
 pub use weber::{SegmentStats, WeberProfileRecord};

@@ -28,6 +28,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/0002_weber_profiles.sql"),
         postgres: include_str!("../migrations/0002_weber_profiles.sql"),
     },
+    Migration {
+        version: 3,
+        name: "interactions",
+        sqlite: include_str!("../migrations/0003_interactions.sqlite.sql"),
+        postgres: include_str!("../migrations/0003_interactions.postgres.sql"),
+    },
 ];
 
 /// The newest schema version this build knows.

@@ -43,7 +43,8 @@ const UPSERT_CHUNK: usize = 500;
 /// Ids per `IN (…)` list.
 const LOOKUP_CHUNK: usize = 500;
 
-const COLUMNS: &str = "user_id, weber_constant, calculation_confidence, sensitivity_segment, \
+pub(crate) const COLUMNS: &str =
+    "user_id, weber_constant, calculation_confidence, sensitivity_segment, \
      bias_ratio, review_count, window_len, newest_event_ms, updated_at_ms";
 
 impl Store {
@@ -91,17 +92,7 @@ impl Store {
             );
             let mut query = sqlx::query(&sql);
             for p in chunk {
-                query = query
-                    .bind(tenant_id)
-                    .bind(&p.user_id)
-                    .bind(p.weber_constant)
-                    .bind(p.calculation_confidence)
-                    .bind(&p.sensitivity_segment)
-                    .bind(p.bias_ratio)
-                    .bind(p.review_count)
-                    .bind(p.window_len)
-                    .bind(p.newest_event_ms)
-                    .bind(p.updated_at_ms);
+                query = bind_profile(query, tenant_id, p);
             }
             written += query
                 .execute(&mut *tx)
@@ -218,6 +209,27 @@ impl Store {
     }
 }
 
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+
+/// Binds `tenant_id` and a profile's fields, in [`COLUMNS`] order.
+pub(crate) fn bind_profile<'q>(
+    query: AnyQuery<'q>,
+    tenant_id: &'q str,
+    p: &'q WeberProfileRecord,
+) -> AnyQuery<'q> {
+    query
+        .bind(tenant_id)
+        .bind(&p.user_id)
+        .bind(p.weber_constant)
+        .bind(p.calculation_confidence)
+        .bind(&p.sensitivity_segment)
+        .bind(p.bias_ratio)
+        .bind(p.review_count)
+        .bind(p.window_len)
+        .bind(p.newest_event_ms)
+        .bind(p.updated_at_ms)
+}
+
 fn record_from_row(row: &AnyRow) -> Result<WeberProfileRecord, StoreError> {
     Ok(WeberProfileRecord {
         user_id: row.try_get(0)?,
@@ -232,7 +244,7 @@ fn record_from_row(row: &AnyRow) -> Result<WeberProfileRecord, StoreError> {
     })
 }
 
-fn validate(p: &WeberProfileRecord) -> Result<(), StoreError> {
+pub(crate) fn validate(p: &WeberProfileRecord) -> Result<(), StoreError> {
     let invalid = |field: &'static str, reason: &str| StoreError::Invalid {
         field,
         reason: reason.to_owned(),
@@ -254,7 +266,7 @@ fn validate(p: &WeberProfileRecord) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn foreign_key_or(e: sqlx::Error, tenant_id: &str) -> StoreError {
+pub(crate) fn foreign_key_or(e: sqlx::Error, tenant_id: &str) -> StoreError {
     match &e {
         sqlx::Error::Database(db) if db.kind() == sqlx::error::ErrorKind::ForeignKeyViolation => {
             StoreError::NotFound {

@@ -2,7 +2,10 @@
 //! PostgreSQL schema, so both backends are held to the same behaviour.
 
 use store::testing::TestStore;
-use store::{Backend, Scope, Scopes, Store, StoreError, Tier, WeberProfileRecord};
+use store::{
+    Backend, CalculationRecord, Insertion, NewInteraction, Scope, Scopes, Store, StoreError, Tier,
+    WeberProfileRecord, WeberUpdate,
+};
 
 /// Declares each case once per backend: `sqlite::NAME` and `postgres::NAME`.
 macro_rules! on_both_backends {
@@ -40,6 +43,8 @@ on_both_backends!(
     weber_profiles_are_isolated_by_tenant,
     weber_segment_pages_and_stats,
     weber_profiles_reject_bad_records_and_unknown_tenants,
+    interactions_are_stored_once_and_windowed_by_time,
+    weber_updates_never_go_backwards_and_are_audited,
 );
 
 fn read_write() -> Scopes {
@@ -447,4 +452,160 @@ fn uuid_like() -> String {
             .unwrap()
             .as_nanos()
     )
+}
+
+fn interaction(event_id: &str, user: &str, time_ms: i64, sentiment: f64) -> NewInteraction {
+    NewInteraction {
+        event_id: event_id.to_owned(),
+        user_id: user.to_owned(),
+        event_time_ms: time_ms,
+        sentiment,
+        rating: Some(4.0),
+        text: Some("fine".to_owned()),
+        item_id: None,
+        verified_purchase: Some(true),
+        helpful_votes: Some(3),
+        channel: None,
+    }
+}
+
+async fn interactions_are_stored_once_and_windowed_by_time(f: &TestStore) {
+    let s = &f.store;
+    let a = s.create_tenant("a", Tier::Free).await.unwrap();
+    let b = s.create_tenant("b", Tier::Free).await.unwrap();
+    let batch = [
+        interaction("e1", "u1", 3_000, 0.5),
+        interaction("e2", "u1", 1_000, -0.5),
+        interaction("e1", "u1", 9_000, 1.0), // repeated id in the batch: the first wins
+        interaction("e3", "u1", 3_000, 0.25), // same time as e1: after it (arrival order)
+        interaction("e4", "u2", 5_000, 0.0),
+    ];
+    let out = s.insert_interactions(&a.id, &batch, 42).await.unwrap();
+    let seqs: Vec<i64> = out
+        .iter()
+        .filter_map(|o| match o {
+            Insertion::Stored { seq } => Some(*seq),
+            Insertion::Duplicate => None,
+        })
+        .collect();
+    assert_eq!(out[2], Insertion::Duplicate);
+    assert_eq!(seqs.len(), 4);
+    assert!(
+        seqs.windows(2).all(|w| w[0] < w[1]),
+        "seq follows input order: {seqs:?}"
+    );
+    // The whole batch again: every one a duplicate, nothing changes.
+    let again = s.insert_interactions(&a.id, &batch, 43).await.unwrap();
+    assert!(again.iter().all(|o| *o == Insertion::Duplicate));
+    // The same event id in another tenant is that tenant's own event.
+    let other = s
+        .insert_interactions(&b.id, &[interaction("e1", "u1", 1, 0.1)], 44)
+        .await
+        .unwrap();
+    assert!(matches!(other[0], Insertion::Stored { .. }));
+
+    let users = ["u1", "u2", "nobody"].map(String::from).to_vec();
+    let windows = s.interaction_windows(&a.id, &users, 2).await.unwrap();
+    assert_eq!(windows.len(), 2, "users without events are absent");
+    let u1 = &windows[0];
+    assert_eq!(u1.user_id, "u1");
+    assert_eq!(u1.total, 3);
+    assert_eq!(u1.max_seq, seqs[2]);
+    let got: Vec<(i64, f64)> = u1
+        .events
+        .iter()
+        .map(|e| (e.event_time_ms, e.sentiment))
+        .collect();
+    assert_eq!(
+        got,
+        vec![(3_000, 0.5), (3_000, 0.25)],
+        "last 2 by (time, seq), oldest first"
+    );
+    assert_eq!(windows[1].events.len(), 1);
+    let b_windows = s.interaction_windows(&b.id, &users, 100).await.unwrap();
+    assert_eq!(b_windows.len(), 1);
+    assert_eq!(b_windows[0].total, 1, "tenant b sees only its own event");
+
+    let mut bad = interaction("e9", "u1", 1, 2.0);
+    assert!(matches!(
+        s.insert_interactions(&a.id, std::slice::from_ref(&bad), 1)
+            .await,
+        Err(StoreError::Invalid {
+            field: "sentiment",
+            ..
+        })
+    ));
+    bad.sentiment = 0.0;
+    assert!(matches!(
+        s.insert_interactions("tn_missing", &[bad], 1).await,
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
+async fn weber_updates_never_go_backwards_and_are_audited(f: &TestStore) {
+    let s = &f.store;
+    let t = s.create_tenant("acme", Tier::Free).await.unwrap();
+    s.insert_interactions(
+        &t.id,
+        &[
+            interaction("e1", "u1", 1, 0.5),
+            interaction("e2", "u2", 1, 0.5),
+        ],
+        1,
+    )
+    .await
+    .unwrap();
+    let stale = s.operator_stale_weber_users(100).await.unwrap();
+    assert!(stale.contains(&(t.id.clone(), "u1".to_owned())));
+    assert!(stale.contains(&(t.id.clone(), "u2".to_owned())));
+
+    let update = |constant: f64, applied_seq: i64| WeberUpdate {
+        tenant_id: t.id.clone(),
+        profile: record("u1", constant, "Highly_Sensitive", 1),
+        applied_seq,
+        calculation: Some(CalculationRecord {
+            event_seq: applied_seq,
+            review_sequence: 1,
+            sentiment_value: 0.5,
+            baseline_sentiment: 0.5,
+            weber_ratio: 0.0,
+            cause: "event",
+        }),
+    };
+    let seq_u1 = s
+        .interaction_windows(&t.id, &["u1".to_owned()], 1)
+        .await
+        .unwrap()[0]
+        .max_seq;
+    assert_eq!(
+        s.record_weber_updates(&[update(0.9, seq_u1)])
+            .await
+            .unwrap(),
+        1
+    );
+    // An older view of the history does not replace the newer profile.
+    s.record_weber_updates(&[update(0.1, seq_u1 - 1)])
+        .await
+        .unwrap();
+    assert_eq!(
+        s.weber_profile(&t.id, "u1")
+            .await
+            .unwrap()
+            .unwrap()
+            .weber_constant,
+        0.9
+    );
+    let stale = s.operator_stale_weber_users(100).await.unwrap();
+    assert!(
+        !stale.contains(&(t.id.clone(), "u1".to_owned())),
+        "u1 is up to date"
+    );
+    assert!(stale.contains(&(t.id.clone(), "u2".to_owned())));
+
+    let audit = s.weber_calculations(&t.id, "u1", 10).await.unwrap();
+    assert_eq!(audit.len(), 2, "every calculation is audited");
+    assert_eq!(audit[0].weber_constant, 0.1, "newest first");
+    assert_eq!(audit[1].cause, "event");
+    let counts = s.operator_weber_segment_counts().await.unwrap();
+    assert!(counts.contains(&(t.id.clone(), "Highly_Sensitive".to_owned(), 1)));
 }

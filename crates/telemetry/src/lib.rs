@@ -5,7 +5,8 @@
 //! - `http_request_duration_seconds{method,endpoint,tenant_id,service}` (histogram)
 //! - `http_request_size_bytes{method,endpoint,service}` (histogram)
 //! - `errors_total{error_type,service,tenant_id}`
-//! - `http_requests_in_flight` and the `process_*` family (CPU, memory, fds, threads).
+//! - `http_requests_in_flight` and the `process_*` family (CPU, memory, fds, threads);
+//! - the weber engine's `weber_*` series ([`Metrics::weber`]).
 //!
 //! Labels are bounded by construction: `endpoint` is a route template supplied by the server,
 //! `method` is folded into the standard methods plus `OTHER`, `error_type` is a stable error
@@ -27,6 +28,7 @@ mod process;
 mod tenants;
 #[cfg(feature = "test-support")]
 pub mod testing;
+mod weber;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -39,6 +41,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 pub use tenants::TenantLabels;
+pub use weber::{WeberMetrics, WeberRecorder, UPDATE_BUCKETS};
 
 /// The media type of [`Metrics::encode`]'s output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -135,6 +138,7 @@ pub struct Metrics {
     sizes: Family<SizeLabels, Histogram, Buckets>,
     errors: Family<ErrorLabels, Counter>,
     in_flight: Gauge,
+    weber: WeberMetrics,
     tenants: TenantLabels,
     started: Instant,
     requests_seen: AtomicU64,
@@ -173,6 +177,7 @@ impl Metrics {
             in_flight.clone(),
         );
         process::register(&mut registry);
+        let weber = WeberMetrics::register(&mut registry);
         Metrics {
             registry,
             requests,
@@ -180,6 +185,7 @@ impl Metrics {
             sizes,
             errors,
             in_flight,
+            weber,
             tenants: TenantLabels::new(config.tenant_label_limit),
             started: Instant::now(),
             requests_seen: AtomicU64::new(0),
@@ -255,6 +261,14 @@ impl Metrics {
             out.push_str("# EOF\n");
         }
         out
+    }
+
+    /// The weber engine's series (see the `weber` module docs for names).
+    pub fn weber(&self) -> WeberRecorder<'_> {
+        WeberRecorder {
+            metrics: &self.weber,
+            tenants: &self.tenants,
+        }
     }
 
     /// A few headline numbers for the health endpoint.

@@ -146,7 +146,7 @@ pub use batch::{
     ratios, Engine,
 };
 pub use signal::{combined_sentiment, rating_sentiment};
-pub use stream::{ProfileState, Update};
+pub use stream::{Calculation, ProfileState, Update};
 pub use types::{
     ConstantEstimate, Interaction, SensitivitySegment, UnknownSegment, WeberError, WeberParams,
     WeberProfile, DEFAULT_EPS, DEFAULT_WINDOW, MAX_EPS, MAX_WINDOW, MIN_EPS, SENTIMENT_SCALE,

@@ -4,6 +4,17 @@ use crate::batch::{normalize, profile_of_window, with_scratch, Engine};
 use crate::kernel::{self, Scratch};
 use crate::types::{Interaction, WeberError, WeberParams, WeberProfile};
 
+/// The newest event's place in its window (see [`ProfileState::newest_calculation`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Calculation {
+    /// The event's (quantized) sentiment.
+    pub sentiment: f64,
+    /// Mean of the window's earlier sentiments (the event's own for the first event).
+    pub baseline: f64,
+    /// `|sentiment - baseline| / (|baseline| + eps)` (0 for the first event).
+    pub ratio: f64,
+}
+
 /// Outcome of [`ProfileState::apply`].
 #[derive(Debug, Clone, PartialEq)]
 #[must_use]
@@ -167,6 +178,51 @@ impl ProfileState {
         Some(with_scratch(|s| {
             profile_of_window(q, params.eps(), newest, s)
         }))
+    }
+
+    /// The newest event's sentiment, its baseline and its ratio within the window the current
+    /// profile covers (the last `min(W, len)` retained events), as the calculation audit
+    /// records them. `None` when empty or when [`ProfileState::profile`] would be `None`.
+    ///
+    /// ```
+    /// use weber::{Interaction, ProfileState, WeberParams};
+    /// let params = WeberParams::default();
+    /// let mut state = ProfileState::new();
+    /// for (i, s) in [0.5, 0.5, -0.5].iter().enumerate() {
+    ///     let _ = state.apply(&Interaction::new(*s, i as i64, 0), &params)?;
+    /// }
+    /// let c = state.newest_calculation(&params).unwrap();
+    /// assert_eq!((c.sentiment, c.baseline), (-0.5, 0.5));
+    /// assert!((c.ratio - 1.0 / 0.6).abs() < 1e-12); // |-0.5 - 0.5| / (0.5 + 0.1)
+    /// # Ok::<(), weber::WeberError>(())
+    /// ```
+    #[must_use]
+    pub fn newest_calculation(&self, params: &WeberParams) -> Option<Calculation> {
+        let w = params.window();
+        if !self.covers(w) {
+            return None;
+        }
+        let q = self.window.get(self.window.len().saturating_sub(w)..)?;
+        let (&last, before) = q.split_last()?;
+        let scale = crate::types::SENTIMENT_SCALE;
+        let sentiment = f64::from(last) / scale;
+        if before.is_empty() {
+            // baseline_0 = s_0 and ratio_0 = 0 by definition.
+            return Some(Calculation {
+                sentiment,
+                baseline: sentiment,
+                ratio: 0.0,
+            });
+        }
+        // The kernel's exact form: integer prefix sum, one division.
+        let i = before.len() as f64;
+        let prefix: i64 = before.iter().map(|&v| i64::from(v)).sum();
+        let p = prefix as f64;
+        Some(Calculation {
+            sentiment,
+            baseline: p / (i * scale),
+            ratio: (f64::from(last) * i - p).abs() / (p.abs() + params.eps() * scale * i),
+        })
     }
 
     /// Number of retained events (`min(distinct events, W)`).

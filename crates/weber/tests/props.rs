@@ -74,6 +74,30 @@ proptest! {
         prop_assert_eq!(batch, profile(&by_key_first(&events), &params).expect("valid"));
     }
 
+    /// The audit's newest calculation is the last of the window's ratios, bit for bit, and its
+    /// baseline is the mean of the window's earlier sentiments.
+    #[test]
+    fn newest_calculation_is_the_windows_last_ratio(events in events_strategy(260), params in params_strategy()) {
+        let hist = by_key_first(&events);
+        let state = ProfileState::rebuild(&hist, &params).expect("valid");
+        let mut sorted = hist.clone();
+        sorted.sort_by_key(Interaction::key);
+        let start = sorted.len().saturating_sub(params.window());
+        let window: Vec<f64> = sorted[start..].iter().map(|e| e.sentiment).collect();
+        match state.newest_calculation(&params) {
+            None => prop_assert!(window.is_empty()),
+            Some(c) => {
+                let r = ratios(&window, params.eps()).expect("valid");
+                prop_assert_eq!(c.ratio, *r.last().expect("non-empty"));
+                let q: Vec<f64> = window.iter().map(|s| (s * 10_000.0).round() / 10_000.0).collect();
+                prop_assert_eq!(c.sentiment, *q.last().expect("non-empty"));
+                let before = &q[..q.len() - 1];
+                let mean = if before.is_empty() { c.sentiment } else { before.iter().sum::<f64>() / before.len() as f64 };
+                prop_assert!((c.baseline - mean).abs() <= 1e-12, "{} vs {}", c.baseline, mean);
+            }
+        }
+    }
+
     /// Ratios are finite and non-negative; ratio_0 is 0.
     #[test]
     fn ratios_non_negative(qs in prop::collection::vec(-10_000i32..=10_000, 0..300), eps in prop_oneof![Just(0.1f64), 1e-9f64..1e9]) {

@@ -2,6 +2,7 @@
 //! route cannot exist without its OpenAPI description (a test in `tests/openapi.rs` checks both
 //! directions).
 
+mod interactions;
 pub(crate) mod owners;
 mod platform;
 mod tenant;
@@ -29,6 +30,8 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(tenant::list_keys, tenant::create_key))
         .routes(routes!(tenant::get_key, tenant::revoke_key))
         .routes(routes!(weber::get_profile))
+        .routes(routes!(weber::update_profile))
+        .routes(routes!(interactions::ingest))
         .routes(routes!(weber::batch_get))
         .routes(routes!(weber::segment_users))
         .routes(routes!(weber::segment_analytics))

@@ -5,6 +5,7 @@
 pub(crate) fn service_for(endpoint: &str) -> &'static str {
     const OWNERS: &[(&str, &str)] = &[
         ("/api/v1/users/", "weber"),
+        ("/api/v1/interactions", "weber"),
         ("/api/v1/weber-profiles", "weber"),
         ("/api/v1/segments/", "weber"),
         ("/api/v1/analytics/weber-segments", "weber"),

@@ -1,6 +1,8 @@
 //! Weber sensitivity profiles (seed 000's paths and shapes), read from the store. Every query is
 //! keyed by the caller's tenant, so another tenant's user is indistinguishable from a missing one.
 
+use std::sync::Arc;
+
 use axum::extract::{Path, State};
 use serde::{Deserialize, Serialize};
 use store::{Scope, WeberProfileRecord};
@@ -33,12 +35,12 @@ pub(crate) struct WeberProfileResponse {
     last_updated: Option<String>,
 }
 
-impl From<WeberProfileRecord> for WeberProfileResponse {
-    fn from(r: WeberProfileRecord) -> Self {
+impl From<&WeberProfileRecord> for WeberProfileResponse {
+    fn from(r: &WeberProfileRecord) -> Self {
         WeberProfileResponse {
-            user_id: r.user_id,
+            user_id: r.user_id.clone(),
             weber_constant: r.weber_constant,
-            sensitivity_segment: r.sensitivity_segment,
+            sensitivity_segment: r.sensitivity_segment.clone(),
             calculation_confidence: r.calculation_confidence,
             review_count: r.review_count,
             bias_ratio: r.bias_ratio,
@@ -75,12 +77,63 @@ pub(crate) async fn get_profile(
 ) -> Result<axum::Json<WeberProfileResponse>, ApiError> {
     auth.require(Scope::Read)?;
     check_user_id("user_id", &user_id)?;
-    state
-        .store()
-        .weber_profile(auth.tenant_id(), &user_id)
+    let key = (auth.tenant_id().to_owned(), user_id);
+    let cache = &state.profiles().read_cache;
+    if let Some(hit) = cache.get(&key) {
+        return Ok(axum::Json(WeberProfileResponse::from(&*hit)));
+    }
+    let Some(found) = state.store().weber_profile(&key.0, &key.1).await? else {
+        return Err(ApiError::not_found(format!(
+            "no Weber profile for user '{}'",
+            key.1
+        )));
+    };
+    // `or_insert`: if the worker cached a newer profile while this read was in flight, the
+    // newer one stays.
+    let entry = cache.entry(key).or_insert(Arc::new(found));
+    Ok(axum::Json(WeberProfileResponse::from(&**entry.value())))
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ProfileUpdateResponse {
+    user_id: String,
+    /// `updated`: the profile was recalculated from the stored interactions.
+    status: &'static str,
+    profile: WeberProfileResponse,
+}
+
+/// Recalculates one user's profile from their stored interactions, now (write scope). The
+/// worker keeps profiles current on its own; this repairs or refreshes one on demand.
+#[utoipa::path(post, path = "/api/v1/users/{user_id}/weber-profile/update", tag = "weber", security(("api_key" = [])),
+    params(("user_id" = String, Path, description = "The user's id in your system")),
+    responses(
+        (status = 200, body = ProfileUpdateResponse),
+        (status = 400, content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 401, content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 403, content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 404, description = "No stored interactions for this user in your tenant", content_type = "application/problem+json", body = crate::openapi::Problem),
+    ))]
+pub(crate) async fn update_profile(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(user_id): Path<String>,
+) -> Result<axum::Json<ProfileUpdateResponse>, ApiError> {
+    auth.require(Scope::Write)?;
+    check_user_id("user_id", &user_id)?;
+    let profile = state
+        .profiles()
+        .recalculate(&state, auth.tenant_id(), &user_id)
         .await?
-        .map(|p| axum::Json(p.into()))
-        .ok_or_else(|| ApiError::not_found(format!("no Weber profile for user '{user_id}'")))
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "no stored interactions for user '{user_id}' to recalculate from"
+            ))
+        })?;
+    Ok(axum::Json(ProfileUpdateResponse {
+        user_id,
+        status: "updated",
+        profile: WeberProfileResponse::from(&*profile),
+    }))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -144,7 +197,7 @@ pub(crate) async fn batch_get(
         })
         .collect();
     Ok(axum::Json(BatchGetResponse {
-        profiles: found.into_iter().map(Into::into).collect(),
+        profiles: found.iter().map(Into::into).collect(),
         missing,
     }))
 }

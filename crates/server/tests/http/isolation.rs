@@ -60,6 +60,10 @@ async fn isolation(backend: Backend) {
         let body = match (method.as_str(), template.as_str()) {
             ("POST", "/api/v1/tenant/keys") => Some(json!({"scopes": ["read"]})),
             ("POST", "/api/v1/weber-profiles:batchGet") => Some(json!({"user_ids": [a_user]})),
+            ("POST", "/api/v1/interactions") => Some(json!([
+                {"event_id": "iso-1", "user_id": "b-own-user", "timestamp": 1, "rating": 5}
+            ])),
+            ("POST", t) if t.ends_with("/weber-profile/update") => None,
             ("POST", t) => panic!("add an isolation request body for POST {t}"),
             _ => None,
         };
@@ -99,6 +103,15 @@ async fn isolation(backend: Backend) {
             }
         }
     }
+    // Nothing B did reached A's profile.
+    app.settle().await;
+    let a_profile = app
+        .fixture
+        .store
+        .weber_profile(&a.id, a_user)
+        .await
+        .unwrap();
+    assert_eq!(a_profile.map(|p| p.weber_constant), Some(0.9));
     // B's batchGet of A's user finds nothing.
     let batch = app
         .call(

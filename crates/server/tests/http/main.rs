@@ -3,6 +3,7 @@
 //! connections (shutdown).
 
 mod bad_input;
+mod ingest;
 mod isolation;
 mod observability;
 mod openapi;
@@ -25,6 +26,10 @@ pub struct TestApp {
     pub state: AppState,
     pub router: axum::Router,
     pub fixture: TestStore,
+    /// The event log's directory; kept so a test can reopen the log.
+    pub events_dir: tempfile::TempDir,
+    stop_worker: tokio::sync::watch::Sender<bool>,
+    worker: tokio::task::JoinHandle<()>,
 }
 
 /// What came back, with the body parsed as JSON when it is JSON.
@@ -96,15 +101,43 @@ impl TestApp {
     }
 
     pub async fn with_config(backend: Backend, config: ServerConfig) -> TestApp {
+        let events_dir = tempfile::tempdir().expect("temp dir");
+        let events = stream::EventLog::open_file(events_dir.path(), Default::default())
+            .await
+            .expect("event log");
+        TestApp::with_event_log(backend, config, events, events_dir).await
+    }
+
+    /// An application whose ingested events travel through `events`.
+    pub async fn with_event_log(
+        backend: Backend,
+        config: ServerConfig,
+        events: stream::EventLog,
+        events_dir: tempfile::TempDir,
+    ) -> TestApp {
         let fixture = TestStore::new(backend).await;
         let metrics = Arc::new(telemetry::Metrics::new(Default::default()));
-        let state = AppState::new(fixture.store.clone(), metrics, config);
+        let state = AppState::new(fixture.store.clone(), metrics, config, events);
         let router = server::app(state.clone());
+        let (stop_worker, stopped) = tokio::sync::watch::channel(false);
+        let worker = tokio::spawn(server::run_profile_worker(state.clone(), async move {
+            let mut stopped = stopped;
+            let _ = stopped.wait_for(|s| *s).await;
+        }));
         TestApp {
             state,
             router,
             fixture,
+            events_dir,
+            stop_worker,
+            worker,
         }
+    }
+
+    /// Waits until the profile worker has applied every event ingested so far.
+    pub async fn settle(&self) {
+        let last = self.state.events().last_offset().await.expect("event log");
+        self.state.profiles_applied(last).await;
     }
 
     /// A tenant and a key with `scopes`.
@@ -162,6 +195,8 @@ impl TestApp {
     }
 
     pub async fn cleanup(self) {
+        let _ = self.stop_worker.send(true);
+        self.worker.await.expect("worker ends cleanly");
         self.fixture.cleanup().await;
     }
 }

@@ -1,0 +1,564 @@
+//! The weber real-time path: ingested interactions become profile updates.
+//!
+//! ```text
+//! POST /interactions ─► store (commit) ─► event log ─► ProfileWorker ─► store (profiles, audit)
+//!                                                            │
+//!                                 profile read cache ◄───────┘ (write-through)
+//! ```
+//!
+//! Invariants:
+//! - The store is the system of record. An event is committed before its stream message is
+//!   written, so whenever the worker sees a message, the event is already in the store, and a
+//!   rebuild from the store covers every message it has seen.
+//! - Delivery is at-least-once. Applying a message twice changes nothing: the streaming state
+//!   answers `Duplicate` or `NeedsRebuild`, and a rebuild is a pure function of the stored history.
+//! - A profile write never replaces a profile computed from a later view of the history (the
+//!   store's `applied_seq` guard), so the worker and the manual update route cannot undo each
+//!   other.
+//! - An event committed just before a crash, whose message was never written, is found by the
+//!   reconciliation pass (interactions newer than their profile's `applied_seq`), run at start and
+//!   after any failed publish or profile write.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use moka::sync::Cache;
+use serde::{Deserialize, Serialize};
+use store::{CalculationRecord, InteractionWindow, WeberProfileRecord, WeberUpdate};
+use weber::{Interaction, ProfileState, Update, WeberParams};
+
+use crate::state::AppState;
+
+/// Settings of the weber real-time path.
+#[derive(Debug, Clone)]
+pub struct ProfileSettings {
+    /// Window and eps of every profile computed by the server.
+    pub params: WeberParams,
+    /// How long a profile read stays cached. This process's own updates replace entries at once;
+    /// the TTL bounds how stale a read can be after another process (a replica, the CLI's
+    /// `weber batch --load`) changed the profile.
+    pub read_cache_ttl: Duration,
+    /// Profiles kept in the read cache.
+    pub read_cache_capacity: u64,
+    /// Users whose streaming state (about 250 bytes each) the worker keeps; others are rebuilt
+    /// from the store on their next event.
+    pub state_capacity: u64,
+    /// Most stream messages the worker applies in one store transaction.
+    pub batch_max: usize,
+}
+
+impl Default for ProfileSettings {
+    fn default() -> Self {
+        ProfileSettings {
+            params: WeberParams::default(),
+            read_cache_ttl: Duration::from_secs(30),
+            read_cache_capacity: 200_000,
+            state_capacity: 200_000,
+            batch_max: 2_000,
+        }
+    }
+}
+
+/// (tenant id, user id).
+pub(crate) type UserKey = (String, String);
+
+/// One committed interaction, as the stream carries it to the worker.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct EventMessage {
+    #[serde(rename = "t")]
+    pub tenant_id: String,
+    #[serde(rename = "u")]
+    pub user_id: String,
+    /// The store's arrival sequence number (the tie-breaker).
+    #[serde(rename = "q")]
+    pub seq: i64,
+    #[serde(rename = "at")]
+    pub time_ms: i64,
+    #[serde(rename = "s")]
+    pub sentiment: f64,
+    /// Wall-clock microseconds at commit, for the update-latency histogram.
+    #[serde(rename = "c")]
+    pub committed_us: i64,
+}
+
+struct UserState {
+    profile: ProfileState,
+    review_count: i64,
+    applied_seq: i64,
+}
+
+/// The real-time path's shared parts: the event log, the read cache and the worker's states.
+pub(crate) struct ProfilePipeline {
+    pub settings: ProfileSettings,
+    pub events: stream::EventLog,
+    pub read_cache: Cache<UserKey, Arc<WeberProfileRecord>>,
+    states: Cache<UserKey, Arc<Mutex<UserState>>>,
+    /// Highest stream offset whose profile updates are committed and cached.
+    applied: tokio::sync::watch::Sender<u64>,
+    needs_reconcile: AtomicBool,
+}
+
+impl ProfilePipeline {
+    pub fn new(settings: ProfileSettings, events: stream::EventLog) -> ProfilePipeline {
+        let read_cache = Cache::builder()
+            .max_capacity(settings.read_cache_capacity)
+            .time_to_live(settings.read_cache_ttl)
+            .build();
+        let states = Cache::builder()
+            .max_capacity(settings.state_capacity)
+            .build();
+        ProfilePipeline {
+            settings,
+            events,
+            read_cache,
+            states,
+            applied: tokio::sync::watch::channel(0).0,
+            needs_reconcile: AtomicBool::new(true),
+        }
+    }
+
+    /// Asks the worker to reconcile the store on its next turn.
+    pub fn request_reconcile(&self) {
+        self.needs_reconcile.store(true, Ordering::Relaxed);
+    }
+
+    /// Publishes the committed events of one ingest request. On failure the events are still
+    /// committed; the worker's reconciliation will apply them.
+    pub async fn publish(&self, state: &AppState, messages: &[EventMessage]) {
+        if messages.is_empty() {
+            return;
+        }
+        let payloads: Vec<bytes::Bytes> = messages
+            .iter()
+            .filter_map(|m| serde_json::to_vec(m).ok().map(bytes::Bytes::from))
+            .collect();
+        if let Err(e) = self.events.append(&payloads).await {
+            tracing::error!(error = %e, events = messages.len(), "event log append failed; reconciling from the store");
+            state
+                .metrics()
+                .weber()
+                .publish_failed(messages.len() as u64);
+            self.request_reconcile();
+            self.applied.send_modify(|_| {});
+        }
+    }
+
+    /// Recalculates one user's profile from the stored history now (the manual update route).
+    /// `None` when the user has no stored interactions.
+    pub async fn recalculate(
+        &self,
+        state: &AppState,
+        tenant_id: &str,
+        user_id: &str,
+    ) -> Result<Option<Arc<WeberProfileRecord>>, crate::problem::ApiError> {
+        let key = (tenant_id.to_owned(), user_id.to_owned());
+        // The worker rebuilds this user from the store on their next event.
+        self.states.invalidate(&key);
+        let windows = state
+            .store()
+            .interaction_windows(tenant_id, &[user_id.to_owned()], self.window_u32())
+            .await?;
+        let Some(window) = windows.into_iter().next() else {
+            return Ok(None);
+        };
+        let Some((update, _)) = self.rebuilt(tenant_id, &window, "manual") else {
+            return Ok(None);
+        };
+        state
+            .store()
+            .record_weber_updates(std::slice::from_ref(&update))
+            .await?;
+        state.metrics().weber().calculated(tenant_id, "manual");
+        // Read back: a concurrent worker write with a later history wins, and this shows it.
+        let stored = state
+            .store()
+            .weber_profile(tenant_id, user_id)
+            .await?
+            .map(Arc::new);
+        if let Some(p) = &stored {
+            self.read_cache.insert(key, p.clone());
+        }
+        Ok(stored)
+    }
+
+    /// Waits until the worker has applied every message up to `offset` (for tests and
+    /// read-your-writes callers embedding the server).
+    pub async fn wait_applied(&self, offset: u64) {
+        let mut rx = self.applied.subscribe();
+        // Only fails when the sender is dropped, which outlives every caller holding `self`.
+        let _ = rx.wait_for(|applied| *applied >= offset).await;
+    }
+
+    fn window_u32(&self) -> u32 {
+        u32::try_from(self.settings.params.window()).unwrap_or(u32::MAX)
+    }
+
+    /// A profile update (and the state to keep) from a user's stored window.
+    fn rebuilt(
+        &self,
+        tenant_id: &str,
+        window: &InteractionWindow,
+        cause: &'static str,
+    ) -> Option<(WeberUpdate, UserState)> {
+        let params = &self.settings.params;
+        let history: Vec<Interaction> = window
+            .events
+            .iter()
+            .map(|e| Interaction::new(e.sentiment, e.event_time_ms, seq_tiebreak(e.seq)))
+            .collect();
+        let profile = match ProfileState::rebuild(&history, params) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(error = %e, tenant_id, user_id = %window.user_id, "stored history is not valid; profile left as it was");
+                return None;
+            }
+        };
+        let user = UserState {
+            profile,
+            review_count: window.total,
+            applied_seq: window.max_seq,
+        };
+        let newest_seq = window.events.last().map_or(0, |e| e.seq);
+        let update = self.update_of(tenant_id, &window.user_id, &user, newest_seq, cause)?;
+        Some((update, user))
+    }
+
+    fn update_of(
+        &self,
+        tenant_id: &str,
+        user_id: &str,
+        user: &UserState,
+        newest_seq: i64,
+        cause: &'static str,
+    ) -> Option<WeberUpdate> {
+        let params = &self.settings.params;
+        let p = user.profile.profile(params)?;
+        let calculation = user
+            .profile
+            .newest_calculation(params)
+            .map(|c| CalculationRecord {
+                event_seq: newest_seq,
+                review_sequence: user.review_count,
+                sentiment_value: c.sentiment,
+                baseline_sentiment: c.baseline,
+                weber_ratio: c.ratio,
+                cause,
+            });
+        Some(WeberUpdate {
+            tenant_id: tenant_id.to_owned(),
+            profile: WeberProfileRecord {
+                user_id: user_id.to_owned(),
+                weber_constant: p.weber_constant,
+                calculation_confidence: p.calculation_confidence,
+                sensitivity_segment: p.sensitivity_segment.as_str().to_owned(),
+                bias_ratio: p.bias_ratio,
+                review_count: user.review_count,
+                window_len: i64::try_from(p.window_len).unwrap_or(i64::MAX),
+                newest_event_ms: p.newest_time_ms,
+                updated_at_ms: now_us() / 1000,
+            },
+            applied_seq: user.applied_seq,
+            calculation,
+        })
+    }
+}
+
+/// Store sequence numbers are positive; the engine's tie-breaker is unsigned.
+fn seq_tiebreak(seq: i64) -> u64 {
+    u64::try_from(seq).unwrap_or(0)
+}
+
+pub(crate) fn now_us() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// Runs the profile worker until `shutdown` resolves. Start it once per process, next to
+/// [`crate::serve`]:
+///
+/// ```no_run
+/// # async fn demo(state: server::AppState) {
+/// let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+/// let worker = tokio::spawn(server::run_profile_worker(state, async { let _ = stopped.await; }));
+/// // … serve …
+/// let _ = stop.send(());
+/// let _ = worker.await;
+/// # }
+/// ```
+pub async fn run_profile_worker(
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) {
+    let pipeline = state.profiles().clone();
+    tokio::pin!(shutdown);
+    let mut consumer = loop {
+        match pipeline.events.consumer("weber-profiles").await {
+            Ok(c) => break c,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot open the event log consumer; retrying");
+                tokio::select! {
+                    _ = &mut shutdown => return,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        }
+    };
+    let mut backoff = Backoff::new();
+    loop {
+        if pipeline.needs_reconcile.swap(false, Ordering::Relaxed) {
+            if let Err(e) = reconcile(&state, &pipeline).await {
+                tracing::error!(error = %e, "profile reconciliation failed; retrying");
+                pipeline.request_reconcile();
+                tokio::select! {
+                    _ = &mut shutdown => return,
+                    _ = tokio::time::sleep(backoff.next()) => {}
+                }
+                continue;
+            }
+            backoff.reset();
+        }
+        let batch = tokio::select! {
+            _ = &mut shutdown => return,
+            batch = consumer.next_batch(pipeline.settings.batch_max) => batch,
+        };
+        let batch = match batch {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(error = %e, "event log read failed; retrying");
+                tokio::select! {
+                    _ = &mut shutdown => return,
+                    _ = tokio::time::sleep(backoff.next()) => {}
+                }
+                continue;
+            }
+        };
+        let Some(last) = batch.last().map(|d| d.offset) else {
+            continue;
+        };
+        let messages: Vec<EventMessage> = batch
+            .iter()
+            .filter_map(|d| match serde_json::from_slice(&d.payload) {
+                Ok(m) => Some(m),
+                Err(e) => {
+                    tracing::error!(offset = d.offset, error = %e, "unreadable event message skipped");
+                    None
+                }
+            })
+            .collect();
+        if let Err(e) = apply_batch(&state, &pipeline, &messages).await {
+            // The events are in the store; reconciliation recalculates the affected users.
+            tracing::error!(error = %e, "profile update failed; reconciling from the store");
+            pipeline.request_reconcile();
+        }
+        if let Err(e) = consumer.ack(last).await {
+            tracing::error!(error = %e, "event log ack failed; messages may be applied again");
+        }
+        pipeline.applied.send_modify(|a| *a = (*a).max(last));
+        if let Ok(lag) = consumer.lag().await {
+            state.metrics().weber().stream_lag(lag);
+        }
+    }
+}
+
+/// Applies one batch of messages: streaming updates where the worker holds the user's state,
+/// rebuilds from the store otherwise; then one store transaction and the read cache.
+async fn apply_batch(
+    state: &AppState,
+    pipeline: &ProfilePipeline,
+    messages: &[EventMessage],
+) -> Result<(), store::StoreError> {
+    let params = pipeline.settings.params;
+    // Group by user, keeping arrival order within each user.
+    let mut order: Vec<UserKey> = Vec::new();
+    let mut by_user: HashMap<UserKey, Vec<&EventMessage>> = HashMap::new();
+    for m in messages {
+        let key = (m.tenant_id.clone(), m.user_id.clone());
+        by_user
+            .entry(key.clone())
+            .or_insert_with(|| {
+                order.push(key);
+                Vec::new()
+            })
+            .push(m);
+    }
+    let mut updates: Vec<(WeberUpdate, &'static str)> = Vec::new();
+    let mut rebuild: HashMap<String, Vec<String>> = HashMap::new();
+    let mut applied_states: Vec<(UserKey, Arc<Mutex<UserState>>)> = Vec::new();
+    for key in &order {
+        let Some(user_messages) = by_user.get(key) else {
+            continue;
+        };
+        let Some(cell) = pipeline.states.get(key) else {
+            rebuild
+                .entry(key.0.clone())
+                .or_default()
+                .push(key.1.clone());
+            continue;
+        };
+        let outcome = {
+            let mut user = cell.lock().unwrap_or_else(|e| e.into_inner());
+            apply_in_order(&mut user, user_messages, &params)
+        };
+        match outcome {
+            Applied::Rebuild => {
+                pipeline.states.invalidate(key);
+                rebuild
+                    .entry(key.0.clone())
+                    .or_default()
+                    .push(key.1.clone());
+            }
+            Applied::Unchanged => {}
+            Applied::Changed { newest_seq } => {
+                let user = cell.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(u) = pipeline.update_of(&key.0, &key.1, &user, newest_seq, "event") {
+                    updates.push((u, "event"));
+                }
+                drop(user);
+                applied_states.push((key.clone(), cell.clone()));
+            }
+        }
+    }
+    let mut rebuilt_states = Vec::new();
+    for (tenant_id, users) in rebuild {
+        let windows = state
+            .store()
+            .interaction_windows(&tenant_id, &users, pipeline.window_u32())
+            .await?;
+        for window in &windows {
+            if let Some((update, user)) = pipeline.rebuilt(&tenant_id, window, "rebuild") {
+                updates.push((update, "rebuild"));
+                rebuilt_states.push(((tenant_id.clone(), window.user_id.clone()), user));
+            }
+        }
+    }
+    let records: Vec<WeberUpdate> = updates.iter().map(|(u, _)| u.clone()).collect();
+    if let Err(e) = state.store().record_weber_updates(&records).await {
+        // The streaming states ran ahead of the store; forget them so they are rebuilt.
+        for (key, _) in &applied_states {
+            pipeline.states.invalidate(key);
+        }
+        return Err(e);
+    }
+    for (key, user) in rebuilt_states {
+        pipeline.states.insert(key, Arc::new(Mutex::new(user)));
+    }
+    let weber = state.metrics().weber();
+    for (update, cause) in updates {
+        weber.calculated(&update.tenant_id, cause);
+        let key = (update.tenant_id, update.profile.user_id.clone());
+        pipeline.read_cache.insert(key, Arc::new(update.profile));
+    }
+    let now = now_us();
+    for m in messages {
+        let waited = u64::try_from(now.saturating_sub(m.committed_us)).unwrap_or(0);
+        weber.update_latency(Duration::from_micros(waited));
+    }
+    Ok(())
+}
+
+enum Applied {
+    Unchanged,
+    Changed { newest_seq: i64 },
+    Rebuild,
+}
+
+fn apply_in_order(
+    user: &mut UserState,
+    messages: &[&EventMessage],
+    params: &WeberParams,
+) -> Applied {
+    let mut newest = None;
+    for m in messages {
+        let event = Interaction::new(m.sentiment, m.time_ms, seq_tiebreak(m.seq));
+        match user.profile.apply(&event, params) {
+            Ok(Update::Updated(_)) => {
+                user.review_count += 1;
+                user.applied_seq = user.applied_seq.max(m.seq);
+                newest = Some(m.seq);
+            }
+            Ok(Update::Duplicate) => {}
+            Ok(Update::NeedsRebuild) | Err(_) => return Applied::Rebuild,
+        }
+    }
+    match newest {
+        Some(newest_seq) => Applied::Changed { newest_seq },
+        None => Applied::Unchanged,
+    }
+}
+
+/// Recalculates every user whose stored interactions are newer than their profile.
+async fn reconcile(state: &AppState, pipeline: &ProfilePipeline) -> Result<(), store::StoreError> {
+    const PAGE: u32 = 1_000;
+    let started = Instant::now();
+    let mut total = 0usize;
+    loop {
+        let stale = state.store().operator_stale_weber_users(PAGE).await?;
+        if stale.is_empty() {
+            break;
+        }
+        let mut by_tenant: HashMap<String, Vec<String>> = HashMap::new();
+        for (tenant, user) in stale {
+            by_tenant.entry(tenant).or_default().push(user);
+        }
+        let mut updates = Vec::new();
+        for (tenant_id, users) in by_tenant {
+            for user in &users {
+                pipeline
+                    .states
+                    .invalidate(&(tenant_id.clone(), user.clone()));
+            }
+            let windows = state
+                .store()
+                .interaction_windows(&tenant_id, &users, pipeline.window_u32())
+                .await?;
+            updates.extend(
+                windows
+                    .iter()
+                    .filter_map(|w| pipeline.rebuilt(&tenant_id, w, "reconcile"))
+                    .map(|(u, _)| u),
+            );
+        }
+        if updates.is_empty() {
+            break;
+        }
+        state.store().record_weber_updates(&updates).await?;
+        let weber = state.metrics().weber();
+        for u in updates {
+            weber.calculated(&u.tenant_id, "reconcile");
+            total += 1;
+            pipeline.read_cache.insert(
+                (u.tenant_id, u.profile.user_id.clone()),
+                Arc::new(u.profile),
+            );
+        }
+    }
+    if total > 0 {
+        tracing::info!(
+            users = total,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "reconciled profiles with stored interactions"
+        );
+    }
+    Ok(())
+}
+
+/// Exponential backoff for retrying a failing dependency: 50 ms doubling to 5 s.
+struct Backoff(Duration);
+
+impl Backoff {
+    fn new() -> Backoff {
+        Backoff(Duration::from_millis(50))
+    }
+    fn next(&mut self) -> Duration {
+        let d = self.0;
+        self.0 = (self.0 * 2).min(Duration::from_secs(5));
+        d
+    }
+    fn reset(&mut self) {
+        self.0 = Duration::from_millis(50);
+    }
+}
