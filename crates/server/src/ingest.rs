@@ -66,8 +66,12 @@ pub enum BodyError {
     TooMany(usize),
 }
 
-/// Splits a body into its events (as JSON values, or the reason a line is unreadable).
-pub fn split_body(body: &[u8], framing: Framing) -> Result<Vec<Result<Value, String>>, BodyError> {
+/// One event of a body: its index (array position, or 0-based NDJSON line number) and its JSON
+/// value, or why the line is unreadable.
+pub type Item = (usize, Result<Value, String>);
+
+/// Splits a body into its events.
+pub fn split_body(body: &[u8], framing: Framing) -> Result<Vec<Item>, BodyError> {
     match framing {
         Framing::JsonArray => {
             let value: Value = serde_json::from_slice(body)
@@ -76,7 +80,7 @@ pub fn split_body(body: &[u8], framing: Framing) -> Result<Vec<Result<Value, Str
                 Value::Array(items) if items.len() > MAX_EVENTS_PER_REQUEST => {
                     Err(BodyError::TooMany(items.len()))
                 }
-                Value::Array(items) => Ok(items.into_iter().map(Ok).collect()),
+                Value::Array(items) => Ok(items.into_iter().map(Ok).enumerate().collect()),
                 _ => Err(BodyError::Malformed(
                     "the body must be a JSON array of events (or NDJSON, one event per line, \
                      with Content-Type: application/x-ndjson)"
@@ -97,16 +101,16 @@ pub fn split_body(body: &[u8], framing: Framing) -> Result<Vec<Result<Value, Str
             if events > MAX_EVENTS_PER_REQUEST {
                 return Err(BodyError::TooMany(events));
             }
-            let mut out = Vec::with_capacity(events);
-            for line in lines {
-                if line.trim().is_empty() {
-                    continue;
-                }
-                out.push(
-                    serde_json::from_str::<Value>(line).map_err(|e| format!("invalid JSON: {e}")),
-                );
-            }
-            Ok(out)
+            Ok(lines
+                .iter()
+                .enumerate()
+                .filter(|(_, line)| !line.trim().is_empty())
+                .map(|(n, line)| {
+                    let value = serde_json::from_str::<Value>(line)
+                        .map_err(|e| format!("invalid JSON: {e}"));
+                    (n, value)
+                })
+                .collect())
         }
     }
 }
@@ -327,12 +331,10 @@ fn timestamp(value: Option<&Value>) -> Result<i64, FieldError> {
 }
 
 /// Validates every event of a split body: the valid ones (with their index) and the rejections.
-pub fn validate_all(
-    items: Vec<Result<Value, String>>,
-) -> (Vec<(usize, Event)>, Vec<RejectedEvent>) {
+pub fn validate_all(items: Vec<Item>) -> (Vec<(usize, Event)>, Vec<RejectedEvent>) {
     let mut valid = Vec::with_capacity(items.len());
     let mut rejected = Vec::new();
-    for (index, item) in items.into_iter().enumerate() {
+    for (index, item) in items {
         match item
             .map_err(|reason| (None, (None, reason)))
             .and_then(parse_event)
@@ -512,8 +514,9 @@ mod tests {
         assert_eq!(Framing::from_content_type(Some("text/plain")), None);
         let nd = b"{\"a\":1}\r\n\nnot json\n{\"b\":2}\n";
         let items = split_body(nd, Framing::NdJson).unwrap();
-        assert_eq!(items.len(), 3);
-        assert!(items[1].as_ref().unwrap_err().contains("invalid JSON"));
+        let lines: Vec<usize> = items.iter().map(|(n, _)| *n).collect();
+        assert_eq!(lines, vec![0, 2, 3], "blank lines keep their numbers");
+        assert!(items[1].1.as_ref().unwrap_err().contains("invalid JSON"));
         assert!(matches!(
             split_body(b"{\"a\":1}", Framing::JsonArray),
             Err(BodyError::Malformed(m)) if m.contains("JSON array")
@@ -524,9 +527,12 @@ mod tests {
             Err(BodyError::TooMany(MAX_EVENTS_PER_REQUEST + 1))
         );
         let (valid, rejected) = validate_all(vec![
-            Ok(json!({"event_id":"a","user_id":"u","timestamp":1,"rating":5})),
-            Err("invalid JSON: x".into()),
+            (
+                0,
+                Ok(json!({"event_id":"a","user_id":"u","timestamp":1,"rating":5})),
+            ),
+            (4, Err("invalid JSON: x".into())),
         ]);
-        assert_eq!((valid.len(), rejected[0].index), (1, 1));
+        assert_eq!((valid.len(), rejected[0].index), (1, 4));
     }
 }

@@ -93,7 +93,8 @@ struct UserState {
 pub(crate) struct ProfilePipeline {
     pub settings: ProfileSettings,
     pub events: stream::EventLog,
-    pub read_cache: Cache<UserKey, Arc<WeberProfileRecord>>,
+    /// `None` when configured off (capacity 0).
+    read_cache: Option<Cache<UserKey, Arc<WeberProfileRecord>>>,
     states: Cache<UserKey, Arc<Mutex<UserState>>>,
     /// Highest stream offset whose profile updates are committed and cached.
     applied: tokio::sync::watch::Sender<u64>,
@@ -102,10 +103,12 @@ pub(crate) struct ProfilePipeline {
 
 impl ProfilePipeline {
     pub fn new(settings: ProfileSettings, events: stream::EventLog) -> ProfilePipeline {
-        let read_cache = Cache::builder()
-            .max_capacity(settings.read_cache_capacity)
-            .time_to_live(settings.read_cache_ttl)
-            .build();
+        let read_cache = (settings.read_cache_capacity > 0).then(|| {
+            Cache::builder()
+                .max_capacity(settings.read_cache_capacity)
+                .time_to_live(settings.read_cache_ttl)
+                .build()
+        });
         let states = Cache::builder()
             .max_capacity(settings.state_capacity)
             .build();
@@ -116,6 +119,27 @@ impl ProfilePipeline {
             states,
             applied: tokio::sync::watch::channel(0).0,
             needs_reconcile: AtomicBool::new(true),
+        }
+    }
+
+    /// A cached profile.
+    pub fn cached(&self, key: &UserKey) -> Option<Arc<WeberProfileRecord>> {
+        self.read_cache.as_ref()?.get(key)
+    }
+
+    /// Caches a profile read from the store, unless the worker cached one while the read was in
+    /// flight (that one is at least as new); returns the one to answer with.
+    pub fn cache_read(&self, key: UserKey, read: WeberProfileRecord) -> Arc<WeberProfileRecord> {
+        match &self.read_cache {
+            Some(cache) => cache.entry(key).or_insert(Arc::new(read)).into_value(),
+            None => Arc::new(read),
+        }
+    }
+
+    /// Caches a profile just written (write-through).
+    fn cache_written(&self, key: UserKey, profile: Arc<WeberProfileRecord>) {
+        if let Some(cache) = &self.read_cache {
+            cache.insert(key, profile);
         }
     }
 
@@ -141,7 +165,6 @@ impl ProfilePipeline {
                 .weber()
                 .publish_failed(messages.len() as u64);
             self.request_reconcile();
-            self.applied.send_modify(|_| {});
         }
     }
 
@@ -178,7 +201,7 @@ impl ProfilePipeline {
             .await?
             .map(Arc::new);
         if let Some(p) = &stored {
-            self.read_cache.insert(key, p.clone());
+            self.cache_written(key, p.clone());
         }
         Ok(stored)
     }
@@ -450,7 +473,7 @@ async fn apply_batch(
     for (update, cause) in updates {
         weber.calculated(&update.tenant_id, cause);
         let key = (update.tenant_id, update.profile.user_id.clone());
-        pipeline.read_cache.insert(key, Arc::new(update.profile));
+        pipeline.cache_written(key, Arc::new(update.profile));
     }
     let now = now_us();
     for m in messages {
@@ -530,7 +553,7 @@ async fn reconcile(state: &AppState, pipeline: &ProfilePipeline) -> Result<(), s
         for u in updates {
             weber.calculated(&u.tenant_id, "reconcile");
             total += 1;
-            pipeline.read_cache.insert(
+            pipeline.cache_written(
                 (u.tenant_id, u.profile.user_id.clone()),
                 Arc::new(u.profile),
             );

@@ -35,6 +35,7 @@ use serde::Deserialize;
 /// [weber]
 /// event_log = "file"          # or "nats" (JetStream at nats_url)
 /// profile_cache_ttl = "30s"
+/// profile_cache_capacity = 200000   # 0: no read cache
 /// ```
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -63,6 +64,7 @@ pub struct WeberSection {
     pub event_log: Option<EventLogKind>,
     #[serde(default, with = "humantime_serde_opt")]
     pub profile_cache_ttl: Option<Duration>,
+    pub profile_cache_capacity: Option<u64>,
 }
 
 /// Where ingested interactions travel to the profile worker.

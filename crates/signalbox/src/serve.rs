@@ -45,6 +45,10 @@ pub struct ServeArgs {
     /// other processes' changes show within this time [default: 30s].
     #[arg(long, env = "SIGNALBOX_PROFILE_CACHE_TTL", value_parser = humantime::parse_duration, value_name = "DURATION")]
     profile_cache_ttl: Option<Duration>,
+    /// Most profiles kept in the read cache; 0 turns the cache off (every read asks the store)
+    /// [default: 200000].
+    #[arg(long, env = "SIGNALBOX_PROFILE_CACHE_CAPACITY", value_name = "N")]
+    profile_cache_capacity: Option<u64>,
     /// Create a `demo` tenant on first start and write its key to DATA_DIR/demo-tenant.json
     /// [default: true on the embedded database, false on PostgreSQL].
     #[arg(long, env = "SIGNALBOX_DEMO", value_name = "BOOL")]
@@ -85,6 +89,10 @@ pub async fn run(common: Common, args: ServeArgs) -> anyhow::Result<()> {
                 .profile_cache_ttl
                 .or(file.weber.profile_cache_ttl)
                 .unwrap_or(defaults.profiles.read_cache_ttl),
+            read_cache_capacity: args
+                .profile_cache_capacity
+                .or(file.weber.profile_cache_capacity)
+                .unwrap_or(defaults.profiles.read_cache_capacity),
             ..defaults.profiles.clone()
         },
     };

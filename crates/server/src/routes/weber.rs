@@ -1,8 +1,6 @@
 //! Weber sensitivity profiles (seed 000's paths and shapes), read from the store. Every query is
 //! keyed by the caller's tenant, so another tenant's user is indistinguishable from a missing one.
 
-use std::sync::Arc;
-
 use axum::extract::{Path, State};
 use serde::{Deserialize, Serialize};
 use store::{Scope, WeberProfileRecord};
@@ -78,8 +76,8 @@ pub(crate) async fn get_profile(
     auth.require(Scope::Read)?;
     check_user_id("user_id", &user_id)?;
     let key = (auth.tenant_id().to_owned(), user_id);
-    let cache = &state.profiles().read_cache;
-    if let Some(hit) = cache.get(&key) {
+    let profiles = state.profiles();
+    if let Some(hit) = profiles.cached(&key) {
         return Ok(axum::Json(WeberProfileResponse::from(&*hit)));
     }
     let Some(found) = state.store().weber_profile(&key.0, &key.1).await? else {
@@ -88,10 +86,8 @@ pub(crate) async fn get_profile(
             key.1
         )));
     };
-    // `or_insert`: if the worker cached a newer profile while this read was in flight, the
-    // newer one stays.
-    let entry = cache.entry(key).or_insert(Arc::new(found));
-    Ok(axum::Json(WeberProfileResponse::from(&**entry.value())))
+    let answer = profiles.cache_read(key, found);
+    Ok(axum::Json(WeberProfileResponse::from(&*answer)))
 }
 
 #[derive(Serialize, ToSchema)]

@@ -267,7 +267,18 @@ async fn ingested_events_become_profiles_over_jetstream() {
 
 #[tokio::test]
 async fn a_cached_profile_is_replaced_by_the_workers_update() {
-    let app = TestApp::new(Backend::Sqlite).await;
+    cached_profile_follows_updates(server::ProfileSettings::default().read_cache_capacity).await;
+}
+
+#[tokio::test]
+async fn profiles_read_without_a_cache_follow_updates() {
+    cached_profile_follows_updates(0).await;
+}
+
+async fn cached_profile_follows_updates(capacity: u64) {
+    let mut config = server::ServerConfig::default();
+    config.profiles.read_cache_capacity = capacity;
+    let app = TestApp::with_config(Backend::Sqlite, config).await;
     let (_, key) = app.tenant("shop", &[Scope::Read, Scope::Write]).await;
     let key = key.secret;
     let mut history: Vec<Value> = (0..4)
