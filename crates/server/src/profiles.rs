@@ -395,7 +395,7 @@ async fn apply_batch(
     messages: &[EventMessage],
 ) -> Result<(), store::StoreError> {
     let params = pipeline.settings.params;
-    // Group by user, keeping arrival order within each user.
+    // Group by user.
     let mut order: Vec<UserKey> = Vec::new();
     let mut by_user: HashMap<UserKey, Vec<&EventMessage>> = HashMap::new();
     for m in messages {
@@ -412,9 +412,12 @@ async fn apply_batch(
     let mut rebuild: HashMap<String, Vec<String>> = HashMap::new();
     let mut applied_states: Vec<(UserKey, Arc<Mutex<UserState>>)> = Vec::new();
     for key in &order {
-        let Some(user_messages) = by_user.get(key) else {
+        let Some(user_messages) = by_user.get_mut(key) else {
             continue;
         };
+        // Concurrent requests append in an order slightly different from their commit order;
+        // applying a user's batch in event order keeps those from looking late (a rebuild).
+        user_messages.sort_by_key(|m| (m.time_ms, m.seq));
         let Some(cell) = pipeline.states.get(key) else {
             rebuild
                 .entry(key.0.clone())
@@ -445,6 +448,8 @@ async fn apply_batch(
             }
         }
     }
+    let started = Instant::now();
+    let rebuilds: usize = rebuild.values().map(Vec::len).sum();
     let mut rebuilt_states = Vec::new();
     for (tenant_id, users) in rebuild {
         let windows = state
@@ -458,8 +463,18 @@ async fn apply_batch(
             }
         }
     }
+    let read = started.elapsed();
     let records: Vec<WeberUpdate> = updates.iter().map(|(u, _)| u.clone()).collect();
-    if let Err(e) = state.store().record_weber_updates(&records).await {
+    let written = state.store().record_weber_updates(&records).await;
+    tracing::debug!(
+        messages = messages.len(),
+        users = order.len(),
+        rebuilds,
+        read_ms = read.as_secs_f64() * 1e3,
+        write_ms = (started.elapsed() - read).as_secs_f64() * 1e3,
+        "applied a batch"
+    );
+    if let Err(e) = written {
         // The streaming states ran ahead of the store; forget them so they are rebuilt.
         for (key, _) in &applied_states {
             pipeline.states.invalidate(key);

@@ -93,12 +93,15 @@ pub async fn run(plan: FreshnessPlan) -> anyhow::Result<Value> {
             let mut n = 0u64;
             while Instant::now() < deadline {
                 tick.tick().await;
+                // Events happen now, as in a live feed: mostly in time order per user, with the
+                // occasional late one where two connections race within a millisecond.
+                let now_ms = wall_clock_ms();
                 let events: Vec<Value> = (0..plan.batch)
                     .map(|i| {
                         n += 1;
                         json!({"event_id": format!("{run_id}-p{p}-{n}"),
                                "user_id": format!("load-{}", (n * 7 + i as u64) % 50_000),
-                               "timestamp": 1_700_000_000_000u64 + n, "rating": n % 5 + 1})
+                               "timestamp": now_ms, "rating": n % 5 + 1})
                     })
                     .collect();
                 let body = serde_json::to_vec(&events)?;
@@ -132,7 +135,7 @@ pub async fn run(plan: FreshnessPlan) -> anyhow::Result<Value> {
         let user = format!("probe-{run_id}-{}", i % 16);
         let want = i / 16 + 1;
         let body = serde_json::to_vec(&json!([{"event_id": format!("{run_id}-probe-{i}"),
-            "user_id": user, "timestamp": 1_700_000_000_000u64 + i, "rating": i % 5 + 1}]))?;
+            "user_id": user, "timestamp": wall_clock_ms(), "rating": i % 5 + 1}]))?;
         let (status, reply) = send(
             &mut probe,
             &plan,
@@ -184,11 +187,17 @@ pub async fn run(plan: FreshnessPlan) -> anyhow::Result<Value> {
     }))
 }
 
+fn since_epoch() -> Duration {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+}
+
+fn wall_clock_ms() -> u64 {
+    u64::try_from(since_epoch().as_millis()).unwrap_or(u64::MAX)
+}
+
 /// A run id so repeated runs against one server never reuse event ids.
 fn uuid_like() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    format!("{nanos:x}")
+    format!("{:x}", since_epoch().as_nanos())
 }

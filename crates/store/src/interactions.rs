@@ -14,8 +14,8 @@ use crate::{Store, StoreError};
 
 /// Rows per multi-row INSERT: 13 parameters each stays far below both databases' limits.
 const INSERT_CHUNK: usize = 400;
-/// Users per windowed history query.
-const WINDOW_CHUNK: usize = 500;
+/// Users per windowed history query (each user is one `LIMIT` subquery of the statement).
+const WINDOW_CHUNK: usize = 100;
 
 /// An interaction to store, already validated, with its sentiment already derived.
 #[derive(Debug, Clone, PartialEq)]
@@ -146,6 +146,7 @@ impl Store {
                 fresh.push(i);
             }
         }
+        let _turn = self.write_turn().await;
         let mut tx = self.pool.begin().await?;
         for chunk in fresh.chunks(INSERT_CHUNK) {
             let sql = format!(
@@ -210,41 +211,60 @@ impl Store {
         ids.dedup();
         let mut out: Vec<InteractionWindow> = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(WINDOW_CHUNK) {
-            let placeholders: Vec<String> =
-                (0..chunk.len()).map(|i| format!("${}", i + 3)).collect();
-            // Window functions exist in both SQLite (>= 3.25) and PostgreSQL; the index on
-            // (tenant_id, user_id, event_time_ms, seq) serves the partitions in order.
-            let sql = format!(
-                "SELECT user_id, event_time_ms, seq, sentiment, total, max_seq FROM (
-                    SELECT user_id, event_time_ms, seq, sentiment,
-                           ROW_NUMBER() OVER (PARTITION BY user_id
-                                              ORDER BY event_time_ms DESC, seq DESC) AS rn,
-                           COUNT(*) OVER (PARTITION BY user_id) AS total,
-                           MAX(seq) OVER (PARTITION BY user_id) AS max_seq
-                    FROM interactions WHERE tenant_id = $1 AND user_id IN ({})
-                 ) recent WHERE rn <= $2 ORDER BY user_id, event_time_ms, seq",
-                placeholders.join(",")
-            );
+            // One statement, so the windows and the totals come from one snapshot. Each user's
+            // window is its own `ORDER BY … LIMIT`, which both databases answer by walking the
+            // (tenant_id, user_id, event_time_ms, seq) index backwards: O(W) per user however
+            // long the history. The totals are a count over the same index.
+            let users: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 3)).collect();
+            let mut parts: Vec<String> = users
+                .iter()
+                .map(|u| {
+                    format!(
+                        "SELECT * FROM (SELECT user_id, event_time_ms, seq, sentiment, 0 AS kind \
+                         FROM interactions WHERE tenant_id = $1 AND user_id = {u} \
+                         ORDER BY event_time_ms DESC, seq DESC LIMIT $2) w"
+                    )
+                })
+                .collect();
+            parts.push(format!(
+                "SELECT user_id, COUNT(*), MAX(seq), CAST(0 AS DOUBLE PRECISION), 1 \
+                 FROM interactions WHERE tenant_id = $1 AND user_id IN ({}) GROUP BY user_id",
+                users.join(",")
+            ));
+            let sql = parts.join(" UNION ALL ");
             let mut query = sqlx::query(&sql).bind(tenant_id).bind(i64::from(window));
             for id in chunk {
                 query = query.bind(id.as_str());
             }
+            let mut totals: HashMap<String, (i64, i64)> = HashMap::new();
+            let mut events: HashMap<String, Vec<StoredEvent>> = HashMap::new();
             for row in query.fetch_all(&self.pool).await? {
                 let user_id: String = row.try_get(0)?;
-                let event = StoredEvent {
-                    event_time_ms: row.try_get(1)?,
-                    seq: row.try_get(2)?,
-                    sentiment: row.try_get(3)?,
-                };
-                match out.last_mut() {
-                    Some(w) if w.user_id == user_id => w.events.push(event),
-                    _ => out.push(InteractionWindow {
-                        user_id,
-                        events: vec![event],
-                        total: row.try_get(4)?,
-                        max_seq: row.try_get(5)?,
-                    }),
+                let kind: i32 = row.try_get(4)?;
+                if kind == 1 {
+                    totals.insert(user_id, (row.try_get(1)?, row.try_get(2)?));
+                } else {
+                    events.entry(user_id).or_default().push(StoredEvent {
+                        event_time_ms: row.try_get(1)?,
+                        seq: row.try_get(2)?,
+                        sentiment: row.try_get(3)?,
+                    });
                 }
+            }
+            for id in chunk {
+                let (Some(mut recent), Some(&(total, max_seq))) =
+                    (events.remove(id.as_str()), totals.get(id.as_str()))
+                else {
+                    continue;
+                };
+                // Read newest first; the engine wants oldest first.
+                recent.reverse();
+                out.push(InteractionWindow {
+                    user_id: (*id).clone(),
+                    events: recent,
+                    total,
+                    max_seq,
+                });
             }
         }
         Ok(out)
@@ -259,6 +279,7 @@ impl Store {
             crate::weber::validate(&u.profile)?;
         }
         let now = crate::now_ms();
+        let _turn = self.write_turn().await;
         let mut tx = self.pool.begin().await?;
         let mut written = 0;
         for chunk in updates.chunks(INSERT_CHUNK) {

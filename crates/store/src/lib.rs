@@ -161,6 +161,11 @@ impl StoreError {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// SQLite allows one writer at a time, and a writer that finds the lock taken waits in
+    /// SQLite's busy handler, which sleeps in steps of up to 100 ms. Queuing this process's hot
+    /// write transactions here instead hands the lock over at once. (Other processes, such as
+    /// the CLI, still meet the busy timeout.) Unused on PostgreSQL.
+    sqlite_writer: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Store {
@@ -211,11 +216,23 @@ impl Store {
             })
             .connect_with(connect_options)
             .await?;
-        Ok(Store { pool, backend })
+        Ok(Store {
+            pool,
+            backend,
+            sqlite_writer: std::sync::Arc::default(),
+        })
     }
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// Takes this process's SQLite write turn (see `sqlite_writer`); `None` on PostgreSQL.
+    pub(crate) async fn write_turn(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match self.backend {
+            Backend::Sqlite => Some(self.sqlite_writer.lock().await),
+            Backend::Postgres => None,
+        }
     }
 
     /// Round trip to the database, for readiness checks.

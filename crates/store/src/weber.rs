@@ -58,6 +58,7 @@ impl Store {
         for p in profiles {
             validate(p)?;
         }
+        let _turn = self.write_turn().await;
         let mut tx = self.pool.begin().await?;
         let mut written = 0;
         for chunk in profiles.chunks(UPSERT_CHUNK) {
