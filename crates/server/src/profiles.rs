@@ -99,6 +99,9 @@ pub(crate) struct ProfilePipeline {
     /// Highest stream offset whose profile updates are committed and cached.
     applied: tokio::sync::watch::Sender<u64>,
     needs_reconcile: AtomicBool,
+    /// Wakes a worker waiting for messages when a reconciliation is asked for (a failed publish
+    /// sends no message that would wake it).
+    reconcile_wakeup: tokio::sync::Notify,
 }
 
 impl ProfilePipeline {
@@ -119,6 +122,7 @@ impl ProfilePipeline {
             states,
             applied: tokio::sync::watch::channel(0).0,
             needs_reconcile: AtomicBool::new(true),
+            reconcile_wakeup: tokio::sync::Notify::new(),
         }
     }
 
@@ -146,6 +150,7 @@ impl ProfilePipeline {
     /// Asks the worker to reconcile the store on its next turn.
     pub fn request_reconcile(&self) {
         self.needs_reconcile.store(true, Ordering::Relaxed);
+        self.reconcile_wakeup.notify_one();
     }
 
     /// Publishes the committed events of one ingest request. On failure the events are still
@@ -346,6 +351,8 @@ pub async fn run_profile_worker(
         }
         let batch = tokio::select! {
             _ = &mut shutdown => return,
+            // `next_batch` is cancel-safe: nothing is lost by turning to reconcile first.
+            _ = pipeline.reconcile_wakeup.notified() => continue,
             batch = consumer.next_batch(pipeline.settings.batch_max) => batch,
         };
         let batch = match batch {

@@ -220,6 +220,82 @@ async fn ingested_events_become_profiles_on_postgres() {
     ingest_to_profile(Backend::Postgres).await;
 }
 
+/// Events committed without a stream message (a crash between commit and append) reach their
+/// profiles through the worker's reconciliation at start.
+#[tokio::test]
+async fn committed_events_without_a_message_are_reconciled_at_start() {
+    let fixture = store::testing::TestStore::new(Backend::Sqlite).await;
+    let tenant = fixture
+        .store
+        .create_tenant("shop", store::Tier::Starter)
+        .await
+        .unwrap();
+    let orphans: Vec<Value> = (0..5)
+        .map(|i| {
+            event(
+                &format!("o{i}"),
+                "orphan",
+                i * 100,
+                Some((i % 5 + 1) as u8),
+                None,
+            )
+        })
+        .collect();
+    let stored: Vec<store::NewInteraction> = orphans
+        .iter()
+        .map(|e| store::NewInteraction {
+            event_id: e["event_id"].as_str().unwrap().to_owned(),
+            user_id: "orphan".to_owned(),
+            event_time_ms: e["timestamp"].as_i64().unwrap(),
+            sentiment: weber::rating_sentiment(e["rating"].as_f64().unwrap()).unwrap(),
+            rating: e["rating"].as_f64(),
+            text: None,
+            item_id: None,
+            verified_purchase: None,
+            helpful_votes: None,
+            channel: None,
+        })
+        .collect();
+    fixture
+        .store
+        .insert_interactions(&tenant.id, &stored, 1)
+        .await
+        .unwrap();
+    let app = TestApp::over_store(fixture).await;
+    let key = app
+        .fixture
+        .store
+        .issue_api_key(
+            &tenant.id,
+            [Scope::Read, Scope::Write].into_iter().collect(),
+            None,
+        )
+        .await
+        .unwrap()
+        .secret;
+    // The worker reconciles before its first batch, so once this event is applied, so is that.
+    post(
+        &app,
+        &key,
+        json!([event("x", "someone-else", 1, Some(3), None)]),
+    )
+    .await;
+    app.settle().await;
+    let got = app
+        .get("/api/v1/users/orphan/weber-profile", Some(&key))
+        .await;
+    assert_eq!(got.status, 200, "{}", got.text());
+    assert_profile_is(&got.json(), &expected(&orphans), 5);
+    let audit = app
+        .fixture
+        .store
+        .weber_calculations(&tenant.id, "orphan", 10)
+        .await
+        .unwrap();
+    assert_eq!(audit[0].cause, "reconcile");
+    app.cleanup().await;
+}
+
 /// The same path with NATS JetStream as the event log (as replicas run it), in a stream of its own.
 #[tokio::test]
 async fn ingested_events_become_profiles_over_jetstream() {

@@ -116,6 +116,24 @@ impl TestApp {
         events_dir: tempfile::TempDir,
     ) -> TestApp {
         let fixture = TestStore::new(backend).await;
+        TestApp::assemble(fixture, config, events, events_dir)
+    }
+
+    /// An application over a store the test has already filled (the worker starts now).
+    pub async fn over_store(fixture: TestStore) -> TestApp {
+        let events_dir = tempfile::tempdir().expect("temp dir");
+        let events = stream::EventLog::open_file(events_dir.path(), Default::default())
+            .await
+            .expect("event log");
+        TestApp::assemble(fixture, ServerConfig::default(), events, events_dir)
+    }
+
+    fn assemble(
+        fixture: TestStore,
+        config: ServerConfig,
+        events: stream::EventLog,
+        events_dir: tempfile::TempDir,
+    ) -> TestApp {
         let metrics = Arc::new(telemetry::Metrics::new(Default::default()));
         let state = AppState::new(fixture.store.clone(), metrics, config, events);
         let router = server::app(state.clone());
