@@ -77,7 +77,7 @@ fn streaming(c: &mut Criterion) {
     g.bench_function("apply_w100_full_window", |b| {
         b.iter(|| {
             k += 1;
-            if k % n_states == 0 {
+            if k.is_multiple_of(n_states) {
                 time += 1;
             }
             let s = sentiment(&mut st);
@@ -88,7 +88,7 @@ fn streaming(c: &mut Criterion) {
     g.bench_function("apply_w100_thread_local_scratch", |b| {
         b.iter(|| {
             k += 1;
-            if k % n_states == 0 {
+            if k.is_multiple_of(n_states) {
                 time += 1;
             }
             let s = sentiment(&mut st);

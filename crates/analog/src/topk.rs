@@ -1,0 +1,93 @@
+//! Bounded top-k selection in O(n log k) with a deterministic order.
+
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+
+use crate::{Metric, Neighbor};
+
+/// A candidate; `key` is oriented so that smaller is better.
+#[derive(Clone, Copy)]
+struct Entry {
+    key: f32,
+    id: u32,
+    score: f32,
+}
+
+impl Entry {
+    /// Better-first order: key, then lower id.
+    fn rank(&self, other: &Self) -> Ordering {
+        self.key.total_cmp(&other.key).then(self.id.cmp(&other.id))
+    }
+}
+
+impl PartialEq for Entry {
+    fn eq(&self, other: &Self) -> bool {
+        self.rank(other) == Ordering::Equal
+    }
+}
+impl Eq for Entry {}
+impl PartialOrd for Entry {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Entry {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.rank(other)
+    }
+}
+
+/// Keeps the `k` best candidates; the max-heap's top is the worst kept one,
+/// so a new candidate costs one comparison unless it gets in.
+pub(crate) struct TopK {
+    k: usize,
+    metric: Metric,
+    heap: BinaryHeap<Entry>,
+}
+
+impl TopK {
+    pub(crate) fn new(k: usize, metric: Metric) -> Self {
+        Self {
+            k,
+            metric,
+            heap: BinaryHeap::with_capacity(k),
+        }
+    }
+
+    /// Offers a candidate. Ids must arrive in increasing order: then an
+    /// equal key never displaces a kept entry (the kept one has the lower
+    /// id), which is what makes the strict `<` below correct.
+    #[inline]
+    pub(crate) fn offer(&mut self, id: u32, score: f32) {
+        let key = match self.metric {
+            _ if score.is_nan() => f32::INFINITY,
+            Metric::InnerProduct => -score,
+            Metric::L2 => score,
+        };
+        // `+ 0.0` maps -0.0 to +0.0 so the two tie (total_cmp would split them).
+        let entry = Entry {
+            key: key + 0.0,
+            id,
+            score,
+        };
+        if self.heap.len() < self.k {
+            self.heap.push(entry);
+        } else if let Some(mut worst) = self.heap.peek_mut() {
+            if entry.key < worst.key {
+                *worst = entry;
+            }
+        }
+    }
+
+    /// The kept candidates, best first.
+    pub(crate) fn into_sorted(self) -> Vec<Neighbor> {
+        self.heap
+            .into_sorted_vec()
+            .into_iter()
+            .map(|e| Neighbor {
+                id: e.id,
+                score: e.score,
+            })
+            .collect()
+    }
+}
