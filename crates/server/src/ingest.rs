@@ -199,6 +199,7 @@ fn parse_fields(
             format!("event_id is required: a string of 1 to {MAX_ID_BYTES} bytes"),
         )
     })?;
+    no_nul("event_id", &event_id)?;
     let user_id = required_id(obj, "user_id")?;
     let time_ms = timestamp(obj.get("timestamp"))?;
     let rating = match present(obj, "rating") {
@@ -228,7 +229,10 @@ fn parse_fields(
                 ),
             ))
         }
-        Some(Value::String(t)) => Some(t),
+        Some(Value::String(t)) => {
+            no_nul("text", &t)?;
+            Some(t)
+        }
         Some(other) => return Err((Some("text"), format!("text must be a string, got {other}"))),
     };
     if rating.is_none() && text.is_none() {
@@ -278,7 +282,10 @@ fn present<'a>(obj: &'a Map<String, Value>, field: &str) -> Option<&'a Value> {
 
 fn required_id(obj: &Map<String, Value>, field: &'static str) -> Result<String, FieldError> {
     match present(obj, field) {
-        Some(Value::String(s)) if !s.is_empty() && s.len() <= MAX_ID_BYTES => Ok(s.clone()),
+        Some(Value::String(s)) if !s.is_empty() && s.len() <= MAX_ID_BYTES => {
+            no_nul(field, s)?;
+            Ok(s.clone())
+        }
         _ => Err((
             Some(field),
             format!("{field} is required: a string of 1 to {MAX_ID_BYTES} bytes"),
@@ -293,12 +300,27 @@ fn optional_string(
 ) -> Result<Option<String>, FieldError> {
     match present(obj, field) {
         None => Ok(None),
-        Some(Value::String(s)) if !s.is_empty() && s.len() <= max => Ok(Some(s.clone())),
+        Some(Value::String(s)) if !s.is_empty() && s.len() <= max => {
+            no_nul(field, s)?;
+            Ok(Some(s.clone()))
+        }
         Some(_) => Err((
             Some(field),
             format!("{field} must be a string of 1 to {max} bytes"),
         )),
     }
+}
+
+/// PostgreSQL text cannot hold NUL, so a NUL would fail the whole batch at the store; it is
+/// refused here, per event, on both backends alike.
+fn no_nul(field: &'static str, s: &str) -> Result<(), FieldError> {
+    if s.contains('\0') {
+        return Err((
+            Some(field),
+            format!("{field} must not contain NUL characters"),
+        ));
+    }
+    Ok(())
 }
 
 /// RFC 3339 text (any offset) or epoch milliseconds.
@@ -493,6 +515,24 @@ mod tests {
                 },
                 None,
                 "unknown field `colour`",
+            ),
+            (
+                {
+                    let mut v = base();
+                    v["user_id"] = json!("a\u{0}b");
+                    v
+                },
+                Some("user_id"),
+                "NUL",
+            ),
+            (
+                {
+                    let mut v = base();
+                    v["text"] = json!("nice\u{0}");
+                    v
+                },
+                Some("text"),
+                "NUL",
             ),
         ];
         for (value, field, has) in cases {

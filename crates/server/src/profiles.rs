@@ -415,7 +415,9 @@ async fn apply_batch(
             })
             .push(m);
     }
-    let mut updates: Vec<(WeberUpdate, &'static str)> = Vec::new();
+    // The updates, and beside each the cause counted in metrics.
+    let mut updates: Vec<WeberUpdate> = Vec::new();
+    let mut causes: Vec<&'static str> = Vec::new();
     let mut rebuild: HashMap<String, Vec<String>> = HashMap::new();
     let mut applied_states: Vec<(UserKey, Arc<Mutex<UserState>>)> = Vec::new();
     for key in &order {
@@ -448,7 +450,8 @@ async fn apply_batch(
             Applied::Changed { newest_seq } => {
                 let user = cell.lock().unwrap_or_else(|e| e.into_inner());
                 if let Some(u) = pipeline.update_of(&key.0, &key.1, &user, newest_seq, "event") {
-                    updates.push((u, "event"));
+                    updates.push(u);
+                    causes.push("event");
                 }
                 drop(user);
                 applied_states.push((key.clone(), cell.clone()));
@@ -465,14 +468,14 @@ async fn apply_batch(
             .await?;
         for window in &windows {
             if let Some((update, user)) = pipeline.rebuilt(&tenant_id, window, "rebuild") {
-                updates.push((update, "rebuild"));
+                updates.push(update);
+                causes.push("rebuild");
                 rebuilt_states.push(((tenant_id.clone(), window.user_id.clone()), user));
             }
         }
     }
     let read = started.elapsed();
-    let records: Vec<WeberUpdate> = updates.iter().map(|(u, _)| u.clone()).collect();
-    let written = state.store().record_weber_updates(&records).await;
+    let written = state.store().record_weber_updates(&updates).await;
     tracing::debug!(
         messages = messages.len(),
         users = order.len(),
@@ -492,7 +495,7 @@ async fn apply_batch(
         pipeline.states.insert(key, Arc::new(Mutex::new(user)));
     }
     let weber = state.metrics().weber();
-    for (update, cause) in updates {
+    for (update, cause) in updates.into_iter().zip(causes) {
         weber.calculated(&update.tenant_id, cause);
         let key = (update.tenant_id, update.profile.user_id.clone());
         pipeline.cache_written(key, Arc::new(update.profile));
@@ -540,8 +543,14 @@ async fn reconcile(state: &AppState, pipeline: &ProfilePipeline) -> Result<(), s
     const PAGE: u32 = 1_000;
     let started = Instant::now();
     let mut total = 0usize;
+    // Only what was stored before this pass began: later events come through the stream, and
+    // chasing them here would never end under a steady load.
+    let up_to = state.store().operator_newest_interaction_seq().await?;
     loop {
-        let stale = state.store().operator_stale_weber_users(PAGE).await?;
+        let stale = state
+            .store()
+            .operator_stale_weber_users(up_to, PAGE)
+            .await?;
         if stale.is_empty() {
             break;
         }

@@ -74,7 +74,8 @@ pub async fn run(plan: FreshnessPlan) -> anyhow::Result<Value> {
         bail!("connections, batch and rate must be positive");
     }
     let plan = Arc::new(plan);
-    let run_id = uuid_like();
+    // Repeated runs against one server never reuse event ids.
+    let run_id = uuid::Uuid::new_v4().simple().to_string();
     let sent = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + plan.duration;
@@ -187,17 +188,9 @@ pub async fn run(plan: FreshnessPlan) -> anyhow::Result<Value> {
     }))
 }
 
-fn since_epoch() -> Duration {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-}
-
 fn wall_clock_ms() -> u64 {
-    u64::try_from(since_epoch().as_millis()).unwrap_or(u64::MAX)
-}
-
-/// A run id so repeated runs against one server never reuse event ids.
-fn uuid_like() -> String {
-    format!("{:x}", since_epoch().as_nanos())
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX)
 }

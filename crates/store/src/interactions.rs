@@ -103,26 +103,6 @@ pub struct StoredCalculation {
     pub calculated_at_ms: i64,
 }
 
-/// `($1,$2,…)` groups for a multi-row VALUES list.
-fn values_list(rows: usize, columns: usize, first: usize) -> String {
-    let mut sql = String::with_capacity(rows * columns * 5);
-    for r in 0..rows {
-        if r > 0 {
-            sql.push(',');
-        }
-        sql.push('(');
-        for c in 0..columns {
-            if c > 0 {
-                sql.push(',');
-            }
-            sql.push('$');
-            sql.push_str(&(first + r * columns + c).to_string());
-        }
-        sql.push(')');
-    }
-    sql
-}
-
 impl Store {
     /// Stores the tenant's new interactions in one transaction and reports, per input in order,
     /// whether it was stored (with its sequence number) or was a duplicate event id. When this
@@ -154,7 +134,7 @@ impl Store {
                  rating, review_text, item_id, verified_purchase, helpful_votes, channel, \
                  received_at_ms) VALUES {} ON CONFLICT (tenant_id, event_id) DO NOTHING \
                  RETURNING seq, event_id",
-                values_list(chunk.len(), 12, 1)
+                crate::weber::values_list(chunk.len(), 12, 1)
             );
             let mut query = sqlx::query(&sql);
             for &i in chunk {
@@ -294,7 +274,7 @@ impl Store {
                  updated_at_ms = excluded.updated_at_ms, applied_seq = excluded.applied_seq \
                  WHERE excluded.applied_seq >= weber_profiles.applied_seq",
                 crate::weber::COLUMNS,
-                values_list(chunk.len(), 11, 1)
+                crate::weber::values_list(chunk.len(), 11, 1)
             );
             let mut query = sqlx::query(&sql);
             for u in chunk {
@@ -314,7 +294,7 @@ impl Store {
                 "INSERT INTO weber_calculations (tenant_id, user_id, event_seq, review_sequence, \
                  sentiment_value, baseline_sentiment, weber_ratio, weber_constant, \
                  calculation_confidence, sensitivity_segment, cause, calculated_at_ms) VALUES {}",
-                values_list(audited.len(), 12, 1)
+                crate::weber::values_list(audited.len(), 12, 1)
             );
             let mut query = sqlx::query(&sql);
             for (u, c) in audited {
@@ -375,21 +355,34 @@ impl Store {
             .collect()
     }
 
+    /// Operator-level: the highest interaction sequence number stored (0 when none).
+    pub async fn operator_newest_interaction_seq(&self) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT COALESCE(MAX(seq), 0) FROM interactions")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get(0)?)
+    }
+
     /// Operator-level: up to `limit` `(tenant_id, user_id)` pairs, across all tenants, with
-    /// stored interactions newer than their profile (`applied_seq`), or with no profile. The
-    /// profile worker recalculates these at start, so an event committed just before a crash,
-    /// whose stream message was never written, still reaches its profile.
+    /// stored interactions up to sequence `up_to_seq` newer than their profile (`applied_seq`),
+    /// or with no profile. The profile worker recalculates these at start, so an event
+    /// committed just before a crash, whose stream message was never written, still reaches its
+    /// profile. The bound keeps a pass finite while new events keep arriving (those come
+    /// through the stream).
     pub async fn operator_stale_weber_users(
         &self,
+        up_to_seq: i64,
         limit: u32,
     ) -> Result<Vec<(String, String)>, StoreError> {
         let rows = sqlx::query(
             "SELECT i.tenant_id, i.user_id FROM interactions i
              LEFT JOIN weber_profiles p ON p.tenant_id = i.tenant_id AND p.user_id = i.user_id
+             WHERE i.seq <= $1
              GROUP BY i.tenant_id, i.user_id
              HAVING MAX(i.seq) > COALESCE(MAX(p.applied_seq), 0)
-             ORDER BY i.tenant_id, i.user_id LIMIT $1",
+             ORDER BY i.tenant_id, i.user_id LIMIT $2",
         )
+        .bind(up_to_seq)
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
@@ -419,11 +412,22 @@ fn validate_interaction(e: &NewInteraction) -> Result<(), StoreError> {
         field,
         reason: reason.to_owned(),
     };
-    if e.event_id.is_empty() || e.event_id.len() > 256 {
-        return Err(invalid("event_id", "must be 1 to 256 bytes"));
+    // PostgreSQL text cannot hold NUL; refusing it here keeps both backends alike.
+    if e.event_id.is_empty() || e.event_id.len() > 256 || e.event_id.contains('\0') {
+        return Err(invalid("event_id", "must be 1 to 256 bytes, without NUL"));
     }
-    if e.user_id.is_empty() || e.user_id.len() > 256 {
-        return Err(invalid("user_id", "must be 1 to 256 bytes"));
+    if e.user_id.is_empty() || e.user_id.len() > 256 || e.user_id.contains('\0') {
+        return Err(invalid("user_id", "must be 1 to 256 bytes, without NUL"));
+    }
+    let texts = [&e.text, &e.item_id, &e.channel];
+    if texts
+        .iter()
+        .any(|t| t.as_deref().is_some_and(|t| t.contains('\0')))
+    {
+        return Err(invalid(
+            "text",
+            "text, item_id and channel must not contain NUL",
+        ));
     }
     if !e.sentiment.is_finite() || !(-1.0..=1.0).contains(&e.sentiment) {
         return Err(invalid("sentiment", "must be a finite number in [-1, 1]"));

@@ -380,6 +380,9 @@ impl Store {
         tenant_id: &str,
         key_id: &str,
     ) -> Result<Option<ApiKeyInfo>, StoreError> {
+        if !could_be_stored(key_id) {
+            return Ok(None);
+        }
         sqlx::query(&format!(
             "SELECT {KEY_COLUMNS} FROM api_keys WHERE tenant_id = $1 AND id = $2"
         ))
@@ -398,6 +401,9 @@ impl Store {
         tenant_id: &str,
         key_id: &str,
     ) -> Result<Option<ApiKeyInfo>, StoreError> {
+        if !could_be_stored(key_id) {
+            return Ok(None);
+        }
         sqlx::query(
             "UPDATE api_keys SET revoked_at_ms = $1
              WHERE tenant_id = $2 AND id = $3 AND revoked_at_ms IS NULL",
@@ -469,6 +475,12 @@ fn conflict_or(e: sqlx::Error, what: impl FnOnce() -> String) -> StoreError {
         }
         _ => StoreError::Database(e),
     }
+}
+
+/// Whether a lookup value could match a stored one. PostgreSQL text cannot hold NUL (it fails
+/// the query rather than matching nothing), and nothing stored contains one.
+fn could_be_stored(value: &str) -> bool {
+    !value.contains('\0')
 }
 
 fn validate_text<'a>(

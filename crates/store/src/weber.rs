@@ -62,26 +62,10 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let mut written = 0;
         for chunk in profiles.chunks(UPSERT_CHUNK) {
-            let mut sql = format!("INSERT INTO weber_profiles (tenant_id, {COLUMNS}) VALUES ");
-            for i in 0..chunk.len() {
-                let b = i * 10;
-                if i > 0 {
-                    sql.push(',');
-                }
-                sql.push_str(&format!(
-                    "(${},${},${},${},${},${},${},${},${},${})",
-                    b + 1,
-                    b + 2,
-                    b + 3,
-                    b + 4,
-                    b + 5,
-                    b + 6,
-                    b + 7,
-                    b + 8,
-                    b + 9,
-                    b + 10
-                ));
-            }
+            let mut sql = format!(
+                "INSERT INTO weber_profiles (tenant_id, {COLUMNS}) VALUES {}",
+                values_list(chunk.len(), 10, 1)
+            );
             sql.push_str(
                 " ON CONFLICT (tenant_id, user_id) DO UPDATE SET \
                  weber_constant = excluded.weber_constant, \
@@ -210,6 +194,26 @@ impl Store {
     }
 }
 
+/// `($1,$2,…)` groups for a multi-row VALUES list.
+pub(crate) fn values_list(rows: usize, columns: usize, first: usize) -> String {
+    let mut sql = String::with_capacity(rows * columns * 5);
+    for r in 0..rows {
+        if r > 0 {
+            sql.push(',');
+        }
+        sql.push('(');
+        for c in 0..columns {
+            if c > 0 {
+                sql.push(',');
+            }
+            sql.push('$');
+            sql.push_str(&(first + r * columns + c).to_string());
+        }
+        sql.push(')');
+    }
+    sql
+}
+
 type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
 
 /// Binds `tenant_id` and a profile's fields, in [`COLUMNS`] order.
@@ -250,8 +254,8 @@ pub(crate) fn validate(p: &WeberProfileRecord) -> Result<(), StoreError> {
         field,
         reason: reason.to_owned(),
     };
-    if p.user_id.is_empty() || p.user_id.len() > 256 {
-        return Err(invalid("user_id", "must be 1 to 256 bytes"));
+    if p.user_id.is_empty() || p.user_id.len() > 256 || p.user_id.contains('\0') {
+        return Err(invalid("user_id", "must be 1 to 256 bytes, without NUL"));
     }
     let finite = [
         Some(p.weber_constant),

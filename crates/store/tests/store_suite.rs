@@ -162,6 +162,9 @@ async fn tenants_cannot_see_or_revoke_each_others_keys(f: &TestStore) {
     let kb = s.issue_api_key(&b.id, read_write(), None).await.unwrap();
     assert_eq!(s.api_key(&b.id, &ka.info.id).await.unwrap(), None);
     assert_eq!(s.revoke_api_key(&b.id, &ka.info.id).await.unwrap(), None);
+    // An id no key can have (PostgreSQL text cannot hold NUL) is simply not found.
+    assert_eq!(s.api_key(&a.id, "key_\u{0}").await.unwrap(), None);
+    assert_eq!(s.revoke_api_key(&a.id, "key_\u{0}").await.unwrap(), None);
     assert!(
         s.authenticate(&ka.secret).await.unwrap().is_some(),
         "a's key still live"
@@ -526,6 +529,14 @@ async fn interactions_are_stored_once_and_windowed_by_time(f: &TestStore) {
     assert_eq!(b_windows.len(), 1);
     assert_eq!(b_windows[0].total, 1, "tenant b sees only its own event");
 
+    let with_nul = interaction("e8", "u\u{0}1", 1, 0.5);
+    assert!(matches!(
+        s.insert_interactions(&a.id, &[with_nul], 1).await,
+        Err(StoreError::Invalid {
+            field: "user_id",
+            ..
+        })
+    ));
     let mut bad = interaction("e9", "u1", 1, 2.0);
     assert!(matches!(
         s.insert_interactions(&a.id, std::slice::from_ref(&bad), 1)
@@ -555,9 +566,22 @@ async fn weber_updates_never_go_backwards_and_are_audited(f: &TestStore) {
     )
     .await
     .unwrap();
-    let stale = s.operator_stale_weber_users(100).await.unwrap();
+    let stale = s.operator_stale_weber_users(i64::MAX, 100).await.unwrap();
     assert!(stale.contains(&(t.id.clone(), "u1".to_owned())));
     assert!(stale.contains(&(t.id.clone(), "u2".to_owned())));
+    // Bounded by sequence: interactions after the bound are not the pass's business.
+    let newest = s.operator_newest_interaction_seq().await.unwrap();
+    let u2_seq = s
+        .interaction_windows(&t.id, &["u2".to_owned()], 1)
+        .await
+        .unwrap()[0]
+        .max_seq;
+    assert_eq!(newest, u2_seq, "u2's event was stored last");
+    let before_u2 = s.operator_stale_weber_users(u2_seq - 1, 100).await.unwrap();
+    assert!(
+        !before_u2.contains(&(t.id.clone(), "u2".to_owned())),
+        "{before_u2:?}"
+    );
 
     let update = |constant: f64, applied_seq: i64| WeberUpdate {
         tenant_id: t.id.clone(),
@@ -595,7 +619,7 @@ async fn weber_updates_never_go_backwards_and_are_audited(f: &TestStore) {
             .weber_constant,
         0.9
     );
-    let stale = s.operator_stale_weber_users(100).await.unwrap();
+    let stale = s.operator_stale_weber_users(i64::MAX, 100).await.unwrap();
     assert!(
         !stale.contains(&(t.id.clone(), "u1".to_owned())),
         "u1 is up to date"

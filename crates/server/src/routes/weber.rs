@@ -47,12 +47,17 @@ impl From<&WeberProfileRecord> for WeberProfileResponse {
     }
 }
 
-/// User ids arrive as the `parameter` named; they must be 1 to 256 bytes.
+/// Whether a user id is storable: 1 to 256 bytes, no NUL (PostgreSQL text cannot hold one).
+fn valid_user_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= MAX_USER_ID_BYTES && !id.contains('\0')
+}
+
+/// User ids arrive as the `parameter` named; see [`valid_user_id`].
 fn check_user_id(parameter: &str, user_id: &str) -> Result<(), ApiError> {
-    if user_id.is_empty() || user_id.len() > MAX_USER_ID_BYTES {
+    if !valid_user_id(user_id) {
         return Err(ApiError::invalid_parameter(
             parameter,
-            format!("{parameter} must be 1 to {MAX_USER_ID_BYTES} bytes"),
+            format!("{parameter} must be 1 to {MAX_USER_ID_BYTES} bytes, without NUL"),
         ));
     }
     Ok(())
@@ -172,13 +177,10 @@ pub(crate) async fn batch_get(
             ),
         ));
     }
-    if let Some(i) = ids
-        .iter()
-        .position(|id| id.is_empty() || id.len() > MAX_USER_ID_BYTES)
-    {
+    if let Some(i) = ids.iter().position(|id| !valid_user_id(id)) {
         return Err(ApiError::invalid_field(
             &format!("user_ids[{i}]"),
-            format!("user_ids[{i}] must be 1 to {MAX_USER_ID_BYTES} bytes"),
+            format!("user_ids[{i}] must be 1 to {MAX_USER_ID_BYTES} bytes, without NUL"),
         ));
     }
     ids.sort_unstable();

@@ -183,6 +183,28 @@ async fn ingest_to_profile(backend: Backend) {
         "/api/v1/users/nobody/weber-profile/update",
     );
 
+    // A NUL (which PostgreSQL text cannot hold) is a per-event rejection or a 400, never a 500.
+    let nul = post(
+        &app,
+        &key,
+        json!([
+            event("n1", "nul\u{0}user", 1, Some(3), None),
+            event("n2", "fine", 1, Some(3), None)
+        ]),
+    )
+    .await;
+    assert_eq!(nul.status, 200, "{}", nul.text());
+    assert_eq!(nul.json()["stored"], 1);
+    assert_eq!(nul.json()["rejected"][0]["field"], "user_id");
+    for (method, path) in [
+        (Method::GET, "/api/v1/users/a%00b/weber-profile"),
+        (Method::POST, "/api/v1/users/a%00b/weber-profile/update"),
+    ] {
+        app.call(method, path, Some(&key), None)
+            .await
+            .assert_problem(400, "invalid_parameter", path);
+    }
+
     // Events with equal times keep their arrival order, also across requests.
     let ties = [
         event("t1", "tie", 7_000, Some(5), None),
