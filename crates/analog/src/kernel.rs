@@ -17,11 +17,16 @@ use crate::Metric;
 /// `query.len()` values) against `query`, writing one score per row.
 pub(crate) type ScoreRows = fn(query: &[f32], rows: &[f32], out: &mut [f32]);
 
+/// Scores one vector against another.
+pub(crate) type ScorePair = fn(a: &[f32], b: &[f32]) -> f32;
+
 /// The kernels selected for this CPU.
 pub(crate) struct Kernels {
     pub(crate) name: &'static str,
     pub(crate) ip: ScoreRows,
     pub(crate) l2: ScoreRows,
+    pub(crate) ip_pair: ScorePair,
+    pub(crate) l2_pair: ScorePair,
 }
 
 impl Kernels {
@@ -29,6 +34,13 @@ impl Kernels {
         match metric {
             Metric::InnerProduct => self.ip,
             Metric::L2 => self.l2,
+        }
+    }
+
+    pub(crate) fn pair_for(&self, metric: Metric) -> ScorePair {
+        match metric {
+            Metric::InnerProduct => self.ip_pair,
+            Metric::L2 => self.l2_pair,
         }
     }
 }
@@ -48,6 +60,8 @@ fn detect() -> Kernels {
                 name: "avx2+fma",
                 ip: avx2::ip_rows,
                 l2: avx2::l2_rows,
+                ip_pair: avx2::ip_pair,
+                l2_pair: avx2::l2_pair,
             };
         }
     }
@@ -55,6 +69,8 @@ fn detect() -> Kernels {
         name: "scalar",
         ip: scalar_ip_rows,
         l2: scalar_l2_rows,
+        ip_pair: dot_scalar,
+        l2_pair: l2_scalar,
     }
 }
 
@@ -275,6 +291,20 @@ mod avx2 {
         // `available()` returned true, and it is private to this module
         // tree, so no other path can call it on a CPU without AVX2+FMA.
         unsafe { ip_rows_impl(query, rows, out) }
+    }
+
+    /// Safe entry point stored in `super::Kernels`.
+    pub(super) fn ip_pair(a: &[f32], b: &[f32]) -> f32 {
+        assert_eq!(a.len(), b.len(), "ip_pair: length mismatch");
+        // SAFETY: as in `ip_rows`; lengths asserted equal.
+        unsafe { dot(a, b) }
+    }
+
+    /// Safe entry point stored in `super::Kernels`.
+    pub(super) fn l2_pair(a: &[f32], b: &[f32]) -> f32 {
+        assert_eq!(a.len(), b.len(), "l2_pair: length mismatch");
+        // SAFETY: as in `ip_rows`; lengths asserted equal.
+        unsafe { l2(a, b) }
     }
 
     /// Safe entry point stored in `super::Kernels`.

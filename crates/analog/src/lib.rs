@@ -75,9 +75,16 @@
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+mod index;
+mod ivfpq;
 pub mod kernel;
+mod kmeans;
+mod pq;
+mod rng;
 mod topk;
 
+pub use index::VectorIndex;
+pub use ivfpq::{IvfPqIndex, IvfPqParams};
 use kernel::ScoreRows;
 use thiserror::Error;
 
@@ -143,6 +150,27 @@ pub enum AnalogError {
         /// The largest supported count.
         max: usize,
     },
+    /// An index parameter is out of range.
+    #[error("parameter {name} = {value} is out of range (expected {expected})")]
+    InvalidParameter {
+        /// The parameter's name, as in [`IvfPqParams`].
+        name: &'static str,
+        /// The value given.
+        value: usize,
+        /// The accepted range.
+        expected: &'static str,
+    },
+    /// Too few training vectors for the requested cells or code words.
+    #[error("training needs at least {needed} vectors (nlist and 2^nbits), got {got}")]
+    TooFewTrainingVectors {
+        /// Training vectors given.
+        got: usize,
+        /// `max(nlist, 2^nbits)`.
+        needed: usize,
+    },
+    /// Exact re-ranking was asked of an index that keeps no raw vectors.
+    #[error("this IVF-PQ index keeps no raw vectors to re-rank: build it with refine")]
+    NoRawVectors,
 }
 
 /// The kernel in use on this machine: `"avx2+fma"` or `"scalar"`.

@@ -79,6 +79,30 @@ impl TopK {
         }
     }
 
+    /// Offers a candidate in any id order: an equal key displaces a kept
+    /// entry only when its id is lower, so the result is the same as for
+    /// ids in increasing order.
+    #[inline]
+    pub(crate) fn offer_unordered(&mut self, id: u32, score: f32) {
+        let key = match self.metric {
+            _ if score.is_nan() => f32::INFINITY,
+            Metric::InnerProduct => -score,
+            Metric::L2 => score,
+        };
+        let entry = Entry {
+            key: key + 0.0,
+            id,
+            score,
+        };
+        if self.heap.len() < self.k {
+            self.heap.push(entry);
+        } else if let Some(mut worst) = self.heap.peek_mut() {
+            if entry.rank(&worst) == Ordering::Less {
+                *worst = entry;
+            }
+        }
+    }
+
     /// The kept candidates, best first.
     pub(crate) fn into_sorted(self) -> Vec<Neighbor> {
         self.heap

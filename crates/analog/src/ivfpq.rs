@@ -1,0 +1,585 @@
+//! IVF-PQ: an inverted file over a k-means coarse quantizer, with vectors
+//! stored as product-quantizer codes of their residuals, optionally
+//! re-ranked exactly (FAISS `IndexIVFPQ`, and `IndexRefineFlat` over it).
+//!
+//! * **Training** runs k-means (k-means++ seeding from the seed, Lloyd
+//!   iterations) for `nlist` coarse centroids, then one k-means per
+//!   sub-vector for the `2^nbits` code words, trained on the residuals
+//!   `x - centroid(x)` (FAISS `by_residual`).
+//! * **Adding** puts each vector in the list of its nearest centroid
+//!   (squared L2, for both metrics) and stores the codes of its residual.
+//! * **Searching** picks the `nprobe` best centroids under the index metric
+//!   and scores each vector of those lists from lookup tables (asymmetric
+//!   distance computation, ADC: the query stays exact, only the stored
+//!   vector is quantized).
+//!
+//! For inner product the score is `q·c + Σ_j q_j·w_j`, with one table for
+//! all lists. For L2 it is `|q - c|² + Σ_j (|w_j|² + 2 c_j·w_j) - 2 Σ_j q_j·w_j`:
+//! the middle term is precomputed per list at build time and the last one
+//! once per query, so a probed list costs `m * 2^nbits` additions for its
+//! table (FAISS's "precomputed tables").
+
+use crate::kmeans;
+use crate::pq::ProductQuantizer;
+use crate::rng::SplitMix64;
+use crate::topk::TopK;
+use crate::{check_capacity, check_rows, kernel, AnalogError, FlatIndex, Metric, Neighbor};
+
+/// Build and default search parameters of an [`IvfPqIndex`].
+///
+/// The seed's two configurations:
+///
+/// ```
+/// use analog::IvfPqParams;
+/// let h24 = IvfPqParams::new(64, 8, 8, 8); // nlist 64, m 8, nbits 8, nprobe 8
+/// let h48 = IvfPqParams::new(128, 16, 8, 16).with_refine(4); // + exact re-ranking of 4k
+/// assert_eq!(h48.refine, Some(4));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IvfPqParams {
+    /// Coarse cells (k-means centroids). At least 1 and at most the
+    /// number of training vectors.
+    pub nlist: usize,
+    /// Sub-quantizers, `1..=dim`. When `m` does not divide the dimension,
+    /// sub-vectors differ in length by at most one (FAISS requires a
+    /// divisor; this index does not).
+    pub m: usize,
+    /// Bits per code, `1..=8`: `2^nbits` code words per sub-quantizer. Each
+    /// code is stored in one byte whatever `nbits` is.
+    pub nbits: u32,
+    /// Lists probed by [`VectorIndex::search`](crate::VectorIndex::search)
+    /// (the explicit search methods take their own).
+    pub nprobe: usize,
+    /// Lloyd iterations for every k-means (FAISS's default is 25).
+    pub kmeans_iters: usize,
+    /// Keep the raw vectors and, in
+    /// [`VectorIndex::search`](crate::VectorIndex::search), re-rank a
+    /// shortlist of `refine * k` PQ candidates by their exact scores. `None`
+    /// stores codes only.
+    pub refine: Option<usize>,
+}
+
+impl IvfPqParams {
+    /// `nlist` cells, `m` sub-quantizers of `nbits` bits, `nprobe` lists
+    /// probed by default; 25 k-means iterations, no re-ranking.
+    pub fn new(nlist: usize, m: usize, nbits: u32, nprobe: usize) -> Self {
+        Self {
+            nlist,
+            m,
+            nbits,
+            nprobe,
+            kmeans_iters: 25,
+            refine: None,
+        }
+    }
+
+    /// Keeps the raw vectors, re-ranking `factor * k` candidates exactly.
+    pub fn with_refine(self, factor: usize) -> Self {
+        Self {
+            refine: Some(factor),
+            ..self
+        }
+    }
+
+    /// Sets the k-means iteration count.
+    pub fn with_kmeans_iters(self, iters: usize) -> Self {
+        Self {
+            kmeans_iters: iters,
+            ..self
+        }
+    }
+
+    /// Code words per sub-quantizer, `2^nbits`.
+    pub fn ksub(&self) -> usize {
+        1usize << self.nbits.min(8)
+    }
+
+    /// Checks the parameters for vectors of `dim` dimensions.
+    fn validate(&self, dim: usize) -> Result<(), AnalogError> {
+        let bad = |name, value, expected| {
+            Err(AnalogError::InvalidParameter {
+                name,
+                value,
+                expected,
+            })
+        };
+        if self.nlist == 0 || self.nlist > u32::MAX as usize {
+            return bad("nlist", self.nlist, "1 ..= 2^32 - 1");
+        }
+        if self.m == 0 || self.m > dim {
+            return bad("m", self.m, "1 ..= the vector dimension");
+        }
+        if !(1..=8).contains(&self.nbits) {
+            return bad("nbits", self.nbits as usize, "1 ..= 8");
+        }
+        if self.nprobe == 0 {
+            return bad("nprobe", 0, "at least 1");
+        }
+        if self.refine == Some(0) {
+            return bad("refine", 0, "at least 1");
+        }
+        Ok(())
+    }
+}
+
+/// An IVF-PQ index: approximate search over PQ codes in the `nprobe` best
+/// coarse cells, with optional exact re-ranking.
+///
+/// Built trained ([`IvfPqIndex::train`]), so there is no untrained state.
+/// Ids are insertion positions, as in [`FlatIndex`]. Ties: lower id first.
+/// `Send + Sync`; search takes `&self`.
+///
+/// ```
+/// use analog::{IvfPqIndex, IvfPqParams, Metric};
+///
+/// // 400 points on a 2-d grid, 4 cells, 2 sub-quantizers of 4 bits.
+/// let data: Vec<f32> = (0..400).flat_map(|i| [(i % 20) as f32, (i / 20) as f32]).collect();
+/// let params = IvfPqParams::new(4, 2, 4, 4).with_refine(8);
+/// let mut index = IvfPqIndex::train(&data, 2, Metric::L2, params, 7)?;
+/// index.add(&data)?;
+/// // Re-ranked: exact scores for the shortlist, so the point itself is first.
+/// let hits = index.search_refined(&[3.0, 5.0], 3, 4, 24)?;
+/// assert_eq!(hits[0].id, 5 * 20 + 3);
+/// assert_eq!(hits[0].score, 0.0);
+/// # Ok::<(), analog::AnalogError>(())
+/// ```
+#[derive(Clone)]
+pub struct IvfPqIndex {
+    dim: usize,
+    metric: Metric,
+    params: IvfPqParams,
+    /// `nlist * dim`, row-major.
+    centroids: Vec<f32>,
+    /// The centroids under the index metric, for probing.
+    coarse: FlatIndex,
+    pq: ProductQuantizer,
+    /// L2 only: `nlist * m * ksub` values `|w_jc|² + 2 c_j·w_jc`.
+    list_terms: Vec<f32>,
+    /// `nlist + 1` offsets into `ids` (and, times `m`, into `codes`).
+    list_starts: Vec<usize>,
+    /// Vector ids grouped by list, increasing within a list.
+    ids: Vec<u32>,
+    /// `m` codes per vector, in `ids` order.
+    codes: Vec<u8>,
+    /// Raw vectors by id, when built with `refine`.
+    vectors: Option<Vec<f32>>,
+    len: usize,
+}
+
+impl std::fmt::Debug for IvfPqIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IvfPqIndex")
+            .field("dim", &self.dim)
+            .field("metric", &self.metric)
+            .field("params", &self.params)
+            .field("len", &self.len)
+            .finish()
+    }
+}
+
+impl IvfPqIndex {
+    /// Trains the coarse quantizer and the product quantizer on
+    /// `training` (row-major, `training.len() / dim` vectors), returning an
+    /// empty index. Deterministic for a given `seed`.
+    ///
+    /// Costs `kmeans_iters * points * (nlist + 2^nbits) * dim`
+    /// multiply-adds at most.
+    ///
+    /// # Errors
+    /// [`AnalogError::ZeroDimension`], [`AnalogError::Ragged`],
+    /// [`AnalogError::NonFinite`], [`AnalogError::InvalidParameter`] for a
+    /// parameter out of range, [`AnalogError::TooFewTrainingVectors`] when
+    /// there are fewer training vectors than `nlist` or `2^nbits`.
+    pub fn train(
+        training: &[f32],
+        dim: usize,
+        metric: Metric,
+        params: IvfPqParams,
+        seed: u64,
+    ) -> Result<Self, AnalogError> {
+        if dim == 0 {
+            return Err(AnalogError::ZeroDimension);
+        }
+        params.validate(dim)?;
+        check_rows(training, dim)?;
+        let n = training.len() / dim;
+        let needed = params.nlist.max(params.ksub());
+        if n < needed {
+            return Err(AnalogError::TooFewTrainingVectors { got: n, needed });
+        }
+        let mut rng = SplitMix64::new(seed);
+        let centroids = kmeans::train(training, dim, params.nlist, params.kmeans_iters, &mut rng)?;
+        let mut assignment = vec![0u32; n];
+        let mut dist = vec![0.0f32; n];
+        kmeans::assign(&centroids, training, dim, &mut assignment, &mut dist)?;
+        let mut residuals = training.to_vec();
+        for (r, &a) in residuals.chunks_exact_mut(dim).zip(&assignment) {
+            for (v, &c) in r.iter_mut().zip(&centroids[a as usize * dim..][..dim]) {
+                *v -= c;
+            }
+        }
+        let pq = ProductQuantizer::train(
+            &residuals,
+            dim,
+            params.m,
+            params.ksub(),
+            params.kmeans_iters,
+            &mut rng,
+        )?;
+        Self::from_trained(dim, metric, params, centroids, pq)
+    }
+
+    /// An empty index over trained quantizers.
+    fn from_trained(
+        dim: usize,
+        metric: Metric,
+        params: IvfPqParams,
+        centroids: Vec<f32>,
+        pq: ProductQuantizer,
+    ) -> Result<Self, AnalogError> {
+        let mut coarse = FlatIndex::new(dim, metric)?;
+        coarse.add(&centroids)?;
+        let list_terms = match metric {
+            Metric::InnerProduct => Vec::new(),
+            Metric::L2 => l2_list_terms(&pq, &centroids, dim),
+        };
+        Ok(Self {
+            dim,
+            metric,
+            params,
+            centroids,
+            coarse,
+            pq,
+            list_terms,
+            list_starts: vec![0; params.nlist + 1],
+            ids: Vec::new(),
+            codes: Vec::new(),
+            vectors: params.refine.map(|_| Vec::new()),
+            len: 0,
+        })
+    }
+
+    /// Adds vectors (row-major); ids continue from [`len`](Self::len).
+    /// All-or-nothing: on error the index is unchanged.
+    ///
+    /// # Errors
+    /// [`AnalogError::Ragged`], [`AnalogError::NonFinite`],
+    /// [`AnalogError::TooManyVectors`].
+    pub fn add(&mut self, vectors: &[f32]) -> Result<(), AnalogError> {
+        check_rows(vectors, self.dim)?;
+        let added = vectors.len() / self.dim;
+        check_capacity(self.len, added)?;
+        if added == 0 {
+            return Ok(());
+        }
+        let (dim, m, nlist) = (self.dim, self.pq.m(), self.params.nlist);
+        let mut assignment = vec![0u32; added];
+        let mut dist = vec![0.0f32; added];
+        kmeans::assign(&self.centroids, vectors, dim, &mut assignment, &mut dist)?;
+
+        let mut new_codes = Vec::with_capacity(added * m);
+        let (mut residual, mut scratch) = (vec![0.0f32; dim], Vec::new());
+        for (x, &a) in vectors.chunks_exact(dim).zip(&assignment) {
+            let c = &self.centroids[a as usize * dim..][..dim];
+            for ((r, &v), &cv) in residual.iter_mut().zip(x).zip(c) {
+                *r = v - cv;
+            }
+            self.pq.encode(&residual, &mut scratch, &mut new_codes);
+        }
+
+        // Rebuild the grouped arrays: each list keeps its old entries, then
+        // its new ones, so ids stay increasing within a list.
+        let mut counts: Vec<usize> = self.list_starts.windows(2).map(|w| w[1] - w[0]).collect();
+        for &a in &assignment {
+            counts[a as usize] += 1;
+        }
+        let mut starts = Vec::with_capacity(nlist + 1);
+        starts.push(0usize);
+        for c in &counts {
+            starts.push(starts[starts.len() - 1] + c);
+        }
+        let total = self.len + added;
+        let mut ids = vec![0u32; total];
+        let mut codes = vec![0u8; total * m];
+        let mut fill: Vec<usize> = starts[..nlist].to_vec();
+        for list in 0..nlist {
+            let (lo, hi) = (self.list_starts[list], self.list_starts[list + 1]);
+            let at = fill[list];
+            ids[at..at + hi - lo].copy_from_slice(&self.ids[lo..hi]);
+            codes[at * m..(at + hi - lo) * m].copy_from_slice(&self.codes[lo * m..hi * m]);
+            fill[list] += hi - lo;
+        }
+        for (i, &a) in assignment.iter().enumerate() {
+            let at = fill[a as usize];
+            // check_capacity bounds len + added by u32::MAX + 1.
+            ids[at] = (self.len + i) as u32;
+            codes[at * m..(at + 1) * m].copy_from_slice(&new_codes[i * m..(i + 1) * m]);
+            fill[a as usize] += 1;
+        }
+        self.list_starts = starts;
+        self.ids = ids;
+        self.codes = codes;
+        if let Some(raw) = &mut self.vectors {
+            raw.extend_from_slice(vectors);
+        }
+        self.len = total;
+        Ok(())
+    }
+
+    /// Number of vectors stored.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether no vectors are stored.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The vector dimension.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// The metric.
+    pub fn metric(&self) -> Metric {
+        self.metric
+    }
+
+    /// The parameters the index was built with.
+    pub fn params(&self) -> IvfPqParams {
+        self.params
+    }
+
+    /// Whether the raw vectors are kept (built with `refine`), which
+    /// [`search_refined`](Self::search_refined) needs.
+    pub fn has_vectors(&self) -> bool {
+        self.vectors.is_some()
+    }
+
+    /// Number of vectors in each coarse list.
+    pub fn list_sizes(&self) -> Vec<usize> {
+        self.list_starts.windows(2).map(|w| w[1] - w[0]).collect()
+    }
+
+    /// The quantized form of vector `id`: its list's centroid plus the
+    /// decoded residual, i.e. what PQ scores are computed against (up to
+    /// rounding). Scans the lists, so it is for diagnostics, not hot paths.
+    pub fn reconstruct(&self, id: u32) -> Option<Vec<f32>> {
+        let at = self.ids.iter().position(|&i| i == id)?;
+        let list = self.list_starts.partition_point(|&s| s <= at) - 1;
+        let m = self.pq.m();
+        let mut out = vec![0.0f32; self.dim];
+        self.pq.decode(&self.codes[at * m..][..m], &mut out);
+        for (o, &c) in out
+            .iter_mut()
+            .zip(&self.centroids[list * self.dim..][..self.dim])
+        {
+            *o += c;
+        }
+        Some(out)
+    }
+
+    /// The stored raw vector `id`, when built with `refine`.
+    pub fn vector(&self, id: u32) -> Option<&[f32]> {
+        let start = (id as usize).checked_mul(self.dim)?;
+        self.vectors.as_ref()?.get(start..start + self.dim)
+    }
+
+    /// The `k` best vectors by their PQ (approximate) scores among the
+    /// `nprobe` best lists, best first (ties: lower id first). `nprobe`
+    /// above `nlist` probes every list. Returns fewer than `k` when the
+    /// probed lists hold fewer vectors.
+    ///
+    /// # Errors
+    /// [`AnalogError::ZeroK`], [`AnalogError::InvalidParameter`] for
+    /// `nprobe == 0`, [`AnalogError::QueryDimension`],
+    /// [`AnalogError::NonFinite`].
+    pub fn search(
+        &self,
+        query: &[f32],
+        k: usize,
+        nprobe: usize,
+    ) -> Result<Vec<Neighbor>, AnalogError> {
+        self.check_query(query, k, nprobe)?;
+        let mut top = TopK::new(k, self.metric);
+        let mut table = vec![0.0f32; self.pq.m() * self.pq.ksub()];
+        self.scan(query, nprobe, &mut table, &mut top)?;
+        Ok(top.into_sorted())
+    }
+
+    /// [`search`](Self::search) for each query of a row-major buffer.
+    ///
+    /// # Errors
+    /// As [`search`](Self::search), with [`AnalogError::Ragged`] for a
+    /// buffer that is not whole queries; all queries are checked first.
+    pub fn search_batch(
+        &self,
+        queries: &[f32],
+        k: usize,
+        nprobe: usize,
+    ) -> Result<Vec<Vec<Neighbor>>, AnalogError> {
+        self.check_batch(queries, k, nprobe)?;
+        let mut table = vec![0.0f32; self.pq.m() * self.pq.ksub()];
+        queries
+            .chunks_exact(self.dim)
+            .map(|q| {
+                let mut top = TopK::new(k, self.metric);
+                self.scan(q, nprobe, &mut table, &mut top)?;
+                Ok(top.into_sorted())
+            })
+            .collect()
+    }
+
+    /// The `k` best of a PQ shortlist of `shortlist` candidates (at least
+    /// `k`), re-scored exactly against the stored raw vectors (FAISS
+    /// `IndexRefineFlat`). Scores are exact, as [`FlatIndex`] computes
+    /// them.
+    ///
+    /// # Errors
+    /// As [`search`](Self::search), and [`AnalogError::NoRawVectors`] for
+    /// an index built without `refine`.
+    pub fn search_refined(
+        &self,
+        query: &[f32],
+        k: usize,
+        nprobe: usize,
+        shortlist: usize,
+    ) -> Result<Vec<Neighbor>, AnalogError> {
+        self.check_query(query, k, nprobe)?;
+        let mut table = vec![0.0f32; self.pq.m() * self.pq.ksub()];
+        self.refined(query, k, nprobe, shortlist, &mut table)
+    }
+
+    /// [`search_refined`](Self::search_refined) for each query of a
+    /// row-major buffer.
+    ///
+    /// # Errors
+    /// As [`search_refined`](Self::search_refined) and
+    /// [`AnalogError::Ragged`].
+    pub fn search_refined_batch(
+        &self,
+        queries: &[f32],
+        k: usize,
+        nprobe: usize,
+        shortlist: usize,
+    ) -> Result<Vec<Vec<Neighbor>>, AnalogError> {
+        self.check_batch(queries, k, nprobe)?;
+        let mut table = vec![0.0f32; self.pq.m() * self.pq.ksub()];
+        queries
+            .chunks_exact(self.dim)
+            .map(|q| self.refined(q, k, nprobe, shortlist, &mut table))
+            .collect()
+    }
+
+    fn refined(
+        &self,
+        query: &[f32],
+        k: usize,
+        nprobe: usize,
+        shortlist: usize,
+        table: &mut [f32],
+    ) -> Result<Vec<Neighbor>, AnalogError> {
+        if self.vectors.is_none() {
+            return Err(AnalogError::NoRawVectors);
+        }
+        let mut candidates = TopK::new(shortlist.max(k), self.metric);
+        self.scan(query, nprobe, table, &mut candidates)?;
+        let score = kernel::selected().pair_for(self.metric);
+        let mut top = TopK::new(k, self.metric);
+        for n in candidates.into_sorted() {
+            if let Some(row) = self.vector(n.id) {
+                top.offer_unordered(n.id, score(query, row));
+            }
+        }
+        Ok(top.into_sorted())
+    }
+
+    fn check_query(&self, query: &[f32], k: usize, nprobe: usize) -> Result<(), AnalogError> {
+        if query.len() != self.dim {
+            return Err(AnalogError::QueryDimension {
+                got: query.len(),
+                dim: self.dim,
+            });
+        }
+        self.check_batch(query, k, nprobe)
+    }
+
+    fn check_batch(&self, queries: &[f32], k: usize, nprobe: usize) -> Result<(), AnalogError> {
+        if k == 0 {
+            return Err(AnalogError::ZeroK);
+        }
+        if nprobe == 0 {
+            return Err(AnalogError::InvalidParameter {
+                name: "nprobe",
+                value: 0,
+                expected: "at least 1",
+            });
+        }
+        check_rows(queries, self.dim)
+    }
+
+    /// Offers every vector of the `nprobe` best lists to `top` with its ADC
+    /// score. `table` holds `m * ksub` values.
+    fn scan(
+        &self,
+        query: &[f32],
+        nprobe: usize,
+        table: &mut [f32],
+        top: &mut TopK,
+    ) -> Result<(), AnalogError> {
+        let probes = self.coarse.search(query, nprobe.min(self.params.nlist))?;
+        let (m, ksub) = (self.pq.m(), self.pq.ksub());
+        self.pq.inner_product_table(query, table);
+        let mut list_table = match self.metric {
+            Metric::InnerProduct => Vec::new(),
+            Metric::L2 => vec![0.0f32; m * ksub],
+        };
+        for probe in probes {
+            let list = probe.id as usize;
+            let lut: &[f32] = match self.metric {
+                Metric::InnerProduct => table,
+                Metric::L2 => {
+                    let terms = &self.list_terms[list * m * ksub..][..m * ksub];
+                    for ((t, &p), &q) in list_table.iter_mut().zip(terms).zip(table.iter()) {
+                        *t = p - 2.0 * q;
+                    }
+                    &list_table
+                }
+            };
+            // The coarse score is q·c (IP) or |q - c|² (L2): the part of the
+            // score that does not depend on the code.
+            let base = probe.score;
+            let (lo, hi) = (self.list_starts[list], self.list_starts[list + 1]);
+            for (&id, code) in self.ids[lo..hi]
+                .iter()
+                .zip(self.codes[lo * m..hi * m].chunks_exact(m))
+            {
+                let mut score = base;
+                for (row, &c) in lut.chunks_exact(ksub).zip(code) {
+                    score += row[usize::from(c)];
+                }
+                top.offer_unordered(id, score);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `|w_jc|² + 2 c_j·w_jc` for every list, sub-quantizer and code.
+fn l2_list_terms(pq: &ProductQuantizer, centroids: &[f32], dim: usize) -> Vec<f32> {
+    let size = pq.m() * pq.ksub();
+    let mut norms = vec![0.0f32; size];
+    pq.norms_table(&mut norms);
+    let mut terms = vec![0.0f32; centroids.len() / dim * size];
+    for (c, out) in centroids
+        .chunks_exact(dim)
+        .zip(terms.chunks_exact_mut(size))
+    {
+        pq.inner_product_table(c, out);
+        for (t, &n) in out.iter_mut().zip(&norms) {
+            *t = n + 2.0 * *t;
+        }
+    }
+    terms
+}
