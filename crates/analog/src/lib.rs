@@ -75,6 +75,7 @@
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod format;
 pub mod kernel;
 mod topk;
 
@@ -143,6 +144,9 @@ pub enum AnalogError {
         /// The largest supported count.
         max: usize,
     },
+    /// An index file could not be written or read.
+    #[error("index file: {0}")]
+    Format(#[from] format::FormatError),
 }
 
 /// The kernel in use on this machine: `"avx2+fma"` or `"scalar"`.
