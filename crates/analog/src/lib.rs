@@ -75,6 +75,7 @@
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod format;
 mod index;
 mod ivfpq;
 pub mod kernel;
@@ -171,6 +172,9 @@ pub enum AnalogError {
     /// Exact re-ranking was asked of an index that keeps no raw vectors.
     #[error("this IVF-PQ index keeps no raw vectors to re-rank: build it with refine")]
     NoRawVectors,
+    /// An index file could not be written or read.
+    #[error("index file: {0}")]
+    Format(#[from] format::FormatError),
 }
 
 /// The kernel in use on this machine: `"avx2+fma"` or `"scalar"`.
