@@ -302,12 +302,11 @@ impl IvfPqIndex {
         let mut ids = vec![0u32; total];
         let mut codes = vec![0u8; total * m];
         let mut fill: Vec<usize> = starts[..nlist].to_vec();
-        for list in 0..nlist {
-            let (lo, hi) = (self.list_starts[list], self.list_starts[list + 1]);
-            let at = fill[list];
-            ids[at..at + hi - lo].copy_from_slice(&self.ids[lo..hi]);
-            codes[at * m..(at + hi - lo) * m].copy_from_slice(&self.codes[lo * m..hi * m]);
-            fill[list] += hi - lo;
+        for (at, old) in fill.iter_mut().zip(self.list_starts.windows(2)) {
+            let (lo, hi) = (old[0], old[1]);
+            ids[*at..*at + hi - lo].copy_from_slice(&self.ids[lo..hi]);
+            codes[*at * m..(*at + hi - lo) * m].copy_from_slice(&self.codes[lo * m..hi * m]);
+            *at += hi - lo;
         }
         for (i, &a) in assignment.iter().enumerate() {
             let at = fill[a as usize];

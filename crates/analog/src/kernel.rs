@@ -1,21 +1,36 @@
 //! Distance kernels: a portable scalar path and an AVX2+FMA path picked once
 //! at runtime.
 //!
-//! The index never calls these per element through a pointer: it hands a
-//! whole block of rows to one dispatched function (`ScoreRows`), so the
-//! per-row kernel is inlined inside it and the indirect call is paid once
-//! per block.
+//! [`FlatIndex`](crate::FlatIndex) scores vectors stored in **blocks of
+//! [`LANES`] rows, transposed**: block `b` holds, for each dimension `d`,
+//! the `d`-th value of its 8 rows side by side. One SIMD lane then follows
+//! one row, and a score is `acc = fma(q[d], x[d], acc)` for `d = 0, 1, …`
+//! in that lane: no horizontal sum per row, no remainder handling for any
+//! dimension, and a broadcast query value is reused by every block of a
+//! tile. Several queries and blocks are scored per pass (register
+//! blocking, as in a matrix-multiply micro-kernel), and every tile shape
+//! performs the same operations in the same order for a (query, row) pair,
+//! so a batch gives bit-identical scores to one query at a time.
 //!
-//! The explicit `*_scalar` / `*_simd` functions are public so tests and
-//! diagnostics can compare the two paths directly.
+//! The index never calls these per element through a pointer: it hands a
+//! whole tile of blocks and queries to one dispatched function
+//! (`ScoreBlocks`), so the indirect call is paid once per tile.
+//!
+//! The explicit `*_scalar` / `*_simd` functions score one pair of
+//! row-major vectors (used for exact re-ranking); they are public so tests
+//! and diagnostics can compare the two paths directly.
 
 use std::sync::OnceLock;
 
 use crate::Metric;
 
-/// Scores every row of `rows` (row-major, `out.len()` rows of
-/// `query.len()` values) against `query`, writing one score per row.
-pub(crate) type ScoreRows = fn(query: &[f32], rows: &[f32], out: &mut [f32]);
+/// Rows per block of the transposed layout (one AVX2 register of `f32`).
+pub const LANES: usize = 8;
+
+/// Scores every query of `queries` (row-major, `dim` values each) against
+/// every row of `blocks` (transposed blocks of [`LANES`] rows), writing
+/// `out[query * rows + row]` with `rows = blocks.len() / dim`.
+pub(crate) type ScoreBlocks = fn(queries: &[f32], dim: usize, blocks: &[f32], out: &mut [f32]);
 
 /// Scores one vector against another.
 pub(crate) type ScorePair = fn(a: &[f32], b: &[f32]) -> f32;
@@ -23,14 +38,14 @@ pub(crate) type ScorePair = fn(a: &[f32], b: &[f32]) -> f32;
 /// The kernels selected for this CPU.
 pub(crate) struct Kernels {
     pub(crate) name: &'static str,
-    pub(crate) ip: ScoreRows,
-    pub(crate) l2: ScoreRows,
+    pub(crate) ip: ScoreBlocks,
+    pub(crate) l2: ScoreBlocks,
     pub(crate) ip_pair: ScorePair,
     pub(crate) l2_pair: ScorePair,
 }
 
 impl Kernels {
-    pub(crate) fn for_metric(&self, metric: Metric) -> ScoreRows {
+    pub(crate) fn for_metric(&self, metric: Metric) -> ScoreBlocks {
         match metric {
             Metric::InnerProduct => self.ip,
             Metric::L2 => self.l2,
@@ -58,8 +73,8 @@ fn detect() -> Kernels {
         if avx2::available() {
             return Kernels {
                 name: "avx2+fma",
-                ip: avx2::ip_rows,
-                l2: avx2::l2_rows,
+                ip: avx2::ip_blocks,
+                l2: avx2::l2_blocks,
                 ip_pair: avx2::ip_pair,
                 l2_pair: avx2::l2_pair,
             };
@@ -67,8 +82,8 @@ fn detect() -> Kernels {
     }
     Kernels {
         name: "scalar",
-        ip: scalar_ip_rows,
-        l2: scalar_l2_rows,
+        ip: scalar_ip_blocks,
+        l2: scalar_l2_blocks,
         ip_pair: dot_scalar,
         l2_pair: l2_scalar,
     }
@@ -165,15 +180,150 @@ pub fn l2_simd(a: &[f32], b: &[f32]) -> Option<f32> {
     None
 }
 
-fn scalar_ip_rows(query: &[f32], rows: &[f32], out: &mut [f32]) {
-    for (row, o) in rows.chunks_exact(query.len()).zip(out) {
-        *o = dot_scalar(query, row);
+/// Checks the shapes of a `ScoreBlocks` call; returns (queries, rows).
+fn block_shapes(queries: &[f32], dim: usize, blocks: &[f32], out: &[f32]) -> (usize, usize) {
+    assert!(dim > 0, "score_blocks: dim 0");
+    assert_eq!(queries.len() % dim, 0, "score_blocks: ragged queries");
+    assert_eq!(
+        blocks.len() % (dim * LANES),
+        0,
+        "score_blocks: ragged blocks"
+    );
+    let (nq, rows) = (queries.len() / dim, blocks.len() / dim);
+    assert_eq!(out.len(), nq * rows, "score_blocks: output size");
+    (nq, rows)
+}
+
+/// The portable kernel: per lane, `acc += q[d] * x[d]` (or the squared
+/// difference) for `d` in order, the same sequence as the SIMD kernel but
+/// with a separate multiply and add.
+fn scalar_blocks<const L2: bool>(queries: &[f32], dim: usize, blocks: &[f32], out: &mut [f32]) {
+    let (_, rows) = block_shapes(queries, dim, blocks, out);
+    for (query, out) in queries
+        .chunks_exact(dim)
+        .zip(out.chunks_exact_mut(rows.max(1)))
+    {
+        for (block, out) in blocks
+            .chunks_exact(dim * LANES)
+            .zip(out.chunks_exact_mut(LANES))
+        {
+            let mut acc = [0.0f32; LANES];
+            for (&q, x) in query.iter().zip(block.chunks_exact(LANES)) {
+                for (a, &x) in acc.iter_mut().zip(x) {
+                    if L2 {
+                        let t = q - x;
+                        *a += t * t;
+                    } else {
+                        *a += q * x;
+                    }
+                }
+            }
+            out.copy_from_slice(&acc);
+        }
     }
 }
 
-fn scalar_l2_rows(query: &[f32], rows: &[f32], out: &mut [f32]) {
-    for (row, o) in rows.chunks_exact(query.len()).zip(out) {
-        *o = l2_scalar(query, row);
+fn scalar_ip_blocks(queries: &[f32], dim: usize, blocks: &[f32], out: &mut [f32]) {
+    scalar_blocks::<false>(queries, dim, blocks, out);
+}
+
+fn scalar_l2_blocks(queries: &[f32], dim: usize, blocks: &[f32], out: &mut [f32]) {
+    scalar_blocks::<true>(queries, dim, blocks, out);
+}
+
+/// Scores of `queries` against `blocks` with the portable kernel, for
+/// tests that compare it with [`score_blocks_simd`].
+///
+/// # Panics
+/// If the shapes do not match (see [`score_blocks_simd`]).
+pub fn score_blocks_scalar(
+    metric: Metric,
+    queries: &[f32],
+    dim: usize,
+    blocks: &[f32],
+    out: &mut [f32],
+) {
+    match metric {
+        Metric::InnerProduct => scalar_ip_blocks(queries, dim, blocks, out),
+        Metric::L2 => scalar_l2_blocks(queries, dim, blocks, out),
+    }
+}
+
+/// Scores of `queries` (row-major, `dim` values each) against the rows of
+/// `blocks` (transposed blocks of [`LANES`] rows, see the module docs) into
+/// `out[query * rows + row]`, on the AVX2+FMA path; `false` when this CPU
+/// does not have it (`out` untouched).
+///
+/// # Panics
+/// If `dim == 0`, `queries` is not whole queries, `blocks` is not whole
+/// blocks, or `out.len()` is not queries x rows.
+pub fn score_blocks_simd(
+    metric: Metric,
+    queries: &[f32],
+    dim: usize,
+    blocks: &[f32],
+    out: &mut [f32],
+) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if avx2::available() {
+            match metric {
+                Metric::InnerProduct => avx2::ip_blocks(queries, dim, blocks, out),
+                Metric::L2 => avx2::l2_blocks(queries, dim, blocks, out),
+            }
+            return true;
+        }
+    }
+    let _ = (metric, queries, dim, blocks, out);
+    false
+}
+
+/// Rows (row-major, `dim` values each) in the transposed block layout the
+/// block kernels read, the last block zero-padded.
+///
+/// ```
+/// // Two 2-d rows: block 0 holds dimension 0 of rows 0..8, then dimension 1.
+/// let b = analog::kernel::to_blocks(&[1.0, 2.0, 3.0, 4.0], 2);
+/// assert_eq!(b.len(), 2 * analog::kernel::LANES);
+/// assert_eq!(&b[..2], &[1.0, 3.0]);
+/// assert_eq!(&b[8..10], &[2.0, 4.0]);
+/// ```
+pub fn to_blocks(rows: &[f32], dim: usize) -> Vec<f32> {
+    let mut out = vec![0.0f32; rows.len().div_ceil(dim * LANES) * dim * LANES];
+    write_blocks(&mut out, 0, rows, dim);
+    out
+}
+
+/// Blocks of `old` (holding `len` rows) followed by `rows`, in a new
+/// buffer whose returned start offset is 64-byte aligned: a 32-byte load
+/// then never straddles a cache line (which costs a second load).
+pub(crate) fn extend_blocks(
+    old: &[f32],
+    len: usize,
+    rows: &[f32],
+    dim: usize,
+) -> (Vec<f32>, usize) {
+    let total = len + rows.len() / dim;
+    let size = total.div_ceil(LANES) * dim * LANES;
+    const ALIGN_FLOATS: usize = 16;
+    let mut buf = vec![0.0f32; size + ALIGN_FLOATS];
+    let misalign = (buf.as_ptr() as usize / 4) % ALIGN_FLOATS;
+    let start = (ALIGN_FLOATS - misalign) % ALIGN_FLOATS;
+    let body = &mut buf[start..start + size];
+    body[..old.len()].copy_from_slice(old);
+    write_blocks(body, len, rows, dim);
+    // Drop the unused tail (no reallocation, so the alignment holds).
+    buf.truncate(start + size);
+    (buf, start)
+}
+
+fn write_blocks(blocks: &mut [f32], len: usize, rows: &[f32], dim: usize) {
+    for (i, row) in rows.chunks_exact(dim).enumerate() {
+        let id = len + i;
+        let start = (id / LANES) * dim * LANES + id % LANES;
+        for (d, &v) in row.iter().enumerate() {
+            blocks[start + d * LANES] = v;
+        }
     }
 }
 
@@ -181,9 +331,11 @@ fn scalar_l2_rows(query: &[f32], rows: &[f32], out: &mut [f32]) {
 mod avx2 {
     use std::arch::x86_64::{
         __m256, _mm256_add_ps, _mm256_castps256_ps128, _mm256_extractf128_ps, _mm256_fmadd_ps,
-        _mm256_loadu_ps, _mm256_setzero_ps, _mm256_sub_ps, _mm_add_ps, _mm_add_ss, _mm_cvtss_f32,
-        _mm_movehl_ps, _mm_shuffle_ps,
+        _mm256_loadu_ps, _mm256_set1_ps, _mm256_setzero_ps, _mm256_storeu_ps, _mm256_sub_ps,
+        _mm_add_ps, _mm_add_ss, _mm_cvtss_f32, _mm_movehl_ps, _mm_shuffle_ps,
     };
+
+    use super::LANES;
 
     pub(super) fn available() -> bool {
         is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
@@ -268,48 +420,160 @@ mod avx2 {
         )
     }
 
+    /// A `Q` queries x `B` blocks tile: `Q * B` accumulators stay in
+    /// registers for the whole pass over the dimensions, each block load is
+    /// shared by `Q` queries and each broadcast query value by `B` blocks.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA; `queries` must hold `Q * dim`
+    /// readable values, `blocks` `B * dim * LANES`, and `out` must have
+    /// `(Q - 1) * out_stride + B * LANES` writable values.
+    #[inline]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn ip_rows_impl(query: &[f32], rows: &[f32], out: &mut [f32]) {
-        for (row, o) in rows.chunks_exact(query.len()).zip(out) {
-            // SAFETY: this function's features are enabled (caller
-            // contract) and `chunks_exact` yields rows of `query.len()`.
-            *o = unsafe { dot(query, row) };
+    unsafe fn tile<const Q: usize, const B: usize, const L2: bool>(
+        queries: *const f32,
+        dim: usize,
+        blocks: *const f32,
+        out: *mut f32,
+        out_stride: usize,
+    ) {
+        let mut acc = [[_mm256_setzero_ps(); B]; Q];
+        for d in 0..dim {
+            let mut x = [_mm256_setzero_ps(); B];
+            for (b, x) in x.iter_mut().enumerate() {
+                // SAFETY: b * dim * LANES + d * LANES + LANES <= B * dim * LANES.
+                *x = unsafe { _mm256_loadu_ps(blocks.add((b * dim + d) * LANES)) };
+            }
+            for (i, acc) in acc.iter_mut().enumerate() {
+                // SAFETY: i * dim + d < Q * dim.
+                let q = _mm256_set1_ps(unsafe { *queries.add(i * dim + d) });
+                for (acc, &x) in acc.iter_mut().zip(&x) {
+                    *acc = if L2 {
+                        let t = _mm256_sub_ps(q, x);
+                        _mm256_fmadd_ps(t, t, *acc)
+                    } else {
+                        _mm256_fmadd_ps(q, x, *acc)
+                    };
+                }
+            }
+        }
+        for (i, acc) in acc.iter().enumerate() {
+            for (b, &acc) in acc.iter().enumerate() {
+                // SAFETY: i * out_stride + b * LANES + LANES fits (contract).
+                unsafe { _mm256_storeu_ps(out.add(i * out_stride + b * LANES), acc) };
+            }
         }
     }
 
+    /// Queries per tile in a batch and blocks per tile: 3 x 4 = 12
+    /// accumulators plus 4 block registers fit the 16 AVX2 registers, and
+    /// 12 independent FMA chains cover the FMA latency.
+    const TILE_Q: usize = 3;
+    const TILE_B: usize = 4;
+
+    /// Every query against every block, in tiles.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA; shapes as `super::block_shapes`
+    /// checks them.
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn l2_rows_impl(query: &[f32], rows: &[f32], out: &mut [f32]) {
-        for (row, o) in rows.chunks_exact(query.len()).zip(out) {
-            // SAFETY: as in `ip_rows_impl`.
-            *o = unsafe { l2(query, row) };
+    unsafe fn blocks_impl<const L2: bool>(
+        queries: &[f32],
+        dim: usize,
+        blocks: &[f32],
+        out: &mut [f32],
+    ) {
+        let (nq, rows) = super::block_shapes(queries, dim, blocks, out);
+        let nb = rows / LANES;
+        let (q, x, o) = (queries.as_ptr(), blocks.as_ptr(), out.as_mut_ptr());
+        let block = dim * LANES;
+        // SAFETY (all calls below): query i < nq and block b < nb are in
+        // bounds, and out row i has `rows` values starting at i * rows,
+        // as block_shapes asserted.
+        let mut i = 0;
+        while i + TILE_Q <= nq {
+            let mut b = 0;
+            while b + TILE_B <= nb {
+                unsafe {
+                    tile::<TILE_Q, TILE_B, L2>(
+                        q.add(i * dim),
+                        dim,
+                        x.add(b * block),
+                        o.add(i * rows + b * LANES),
+                        rows,
+                    )
+                };
+                b += TILE_B;
+            }
+            while b < nb {
+                unsafe {
+                    tile::<TILE_Q, 1, L2>(
+                        q.add(i * dim),
+                        dim,
+                        x.add(b * block),
+                        o.add(i * rows + b * LANES),
+                        rows,
+                    )
+                };
+                b += 1;
+            }
+            i += TILE_Q;
+        }
+        while i < nq {
+            let mut b = 0;
+            while b + 8 <= nb {
+                unsafe {
+                    tile::<1, 8, L2>(
+                        q.add(i * dim),
+                        dim,
+                        x.add(b * block),
+                        o.add(i * rows + b * LANES),
+                        rows,
+                    )
+                };
+                b += 8;
+            }
+            while b < nb {
+                unsafe {
+                    tile::<1, 1, L2>(
+                        q.add(i * dim),
+                        dim,
+                        x.add(b * block),
+                        o.add(i * rows + b * LANES),
+                        rows,
+                    )
+                };
+                b += 1;
+            }
+            i += 1;
         }
     }
 
     /// Safe entry point stored in `super::Kernels`.
-    pub(super) fn ip_rows(query: &[f32], rows: &[f32], out: &mut [f32]) {
+    pub(super) fn ip_blocks(queries: &[f32], dim: usize, blocks: &[f32], out: &mut [f32]) {
         // SAFETY: `super::detect` hands out this function only after
-        // `available()` returned true, and it is private to this module
-        // tree, so no other path can call it on a CPU without AVX2+FMA.
-        unsafe { ip_rows_impl(query, rows, out) }
+        // `available()` returned true (and `score_blocks_simd` checks it),
+        // and `blocks_impl` checks the shapes before any access.
+        unsafe { blocks_impl::<false>(queries, dim, blocks, out) }
+    }
+
+    /// Safe entry point stored in `super::Kernels`.
+    pub(super) fn l2_blocks(queries: &[f32], dim: usize, blocks: &[f32], out: &mut [f32]) {
+        // SAFETY: as in `ip_blocks`.
+        unsafe { blocks_impl::<true>(queries, dim, blocks, out) }
     }
 
     /// Safe entry point stored in `super::Kernels`.
     pub(super) fn ip_pair(a: &[f32], b: &[f32]) -> f32 {
         assert_eq!(a.len(), b.len(), "ip_pair: length mismatch");
-        // SAFETY: as in `ip_rows`; lengths asserted equal.
+        // SAFETY: as in `ip_blocks`; lengths asserted equal.
         unsafe { dot(a, b) }
     }
 
     /// Safe entry point stored in `super::Kernels`.
     pub(super) fn l2_pair(a: &[f32], b: &[f32]) -> f32 {
         assert_eq!(a.len(), b.len(), "l2_pair: length mismatch");
-        // SAFETY: as in `ip_rows`; lengths asserted equal.
+        // SAFETY: as in `ip_blocks`; lengths asserted equal.
         unsafe { l2(a, b) }
-    }
-
-    /// Safe entry point stored in `super::Kernels`.
-    pub(super) fn l2_rows(query: &[f32], rows: &[f32], out: &mut [f32]) {
-        // SAFETY: as in `ip_rows`.
-        unsafe { l2_rows_impl(query, rows, out) }
     }
 }

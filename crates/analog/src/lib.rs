@@ -80,13 +80,16 @@ mod index;
 mod ivfpq;
 pub mod kernel;
 mod kmeans;
+mod persist;
 mod pq;
 mod rng;
+mod storage;
 mod topk;
 
 pub use index::VectorIndex;
 pub use ivfpq::{IvfPqIndex, IvfPqParams};
-use kernel::ScoreRows;
+use kernel::ScoreBlocks;
+use storage::Section;
 use thiserror::Error;
 
 /// How vectors are compared.
@@ -186,24 +189,33 @@ pub fn simd_level() -> &'static str {
     kernel::selected().name
 }
 
-/// Rows scored per kernel call: large enough to amortise the indirect call,
-/// small enough that the scores stay in a stack buffer in L1.
-const BLOCK: usize = 256;
+/// Rows scored per kernel call: large enough to amortise the call and
+/// the tile set-up, small enough that a tile of blocks (256 x dim floats)
+/// and its scores stay in L1/L2 while every query of a group uses it.
+const TILE_ROWS: usize = 256;
 
-/// Queries per sweep in [`FlatIndex::search_batch`]: their top-k states
-/// and a row block (256 x dim floats) stay in cache together.
+/// Queries per sweep in [`FlatIndex::search_batch`]: each tile of rows is
+/// loaded from memory once per group and reused from cache by every query
+/// in it; the group's scores for one tile (32 x 256 floats) fit in L1.
 const QUERY_GROUP: usize = 32;
 
-/// An exact index: vectors stored row-major, searched by scoring every row.
+/// An exact index: every stored vector is scored against the query.
 ///
-/// Immutable during search (`&self`), `Send + Sync`.
+/// Vectors are kept twice: row-major (for [`vector`](Self::vector) and
+/// files) and in transposed blocks of [`kernel::LANES`] rows that the
+/// search kernels stream through (see [`kernel`]). Immutable during search
+/// (`&self`), `Send + Sync`.
 #[derive(Clone)]
 pub struct FlatIndex {
     dim: usize,
     metric: Metric,
-    data: Vec<f32>,
+    len: usize,
+    /// `len * dim` values, row-major.
+    rows: Section<f32>,
+    /// `ceil(len / LANES)` blocks of `dim * LANES` values, zero-padded.
+    blocked: Section<f32>,
     // Chosen once at construction so a search never re-dispatches.
-    score_rows: ScoreRows,
+    score_blocks: ScoreBlocks,
 }
 
 impl std::fmt::Debug for FlatIndex {
@@ -226,12 +238,31 @@ impl FlatIndex {
         if dim == 0 {
             return Err(AnalogError::ZeroDimension);
         }
-        Ok(Self {
+        Ok(Self::from_parts(
             dim,
             metric,
-            data: Vec::new(),
-            score_rows: kernel::selected().for_metric(metric),
-        })
+            0,
+            Section::owned(Vec::new()),
+            Section::owned(Vec::new()),
+        ))
+    }
+
+    /// An index over already-validated arrays.
+    fn from_parts(
+        dim: usize,
+        metric: Metric,
+        len: usize,
+        rows: Section<f32>,
+        blocked: Section<f32>,
+    ) -> Self {
+        Self {
+            dim,
+            metric,
+            len,
+            rows,
+            blocked,
+            score_blocks: kernel::selected().for_metric(metric),
+        }
     }
 
     /// Appends vectors given as one row-major buffer (`len / dim` vectors).
@@ -253,19 +284,27 @@ impl FlatIndex {
     /// [`AnalogError::TooManyVectors`] past `u32::MAX + 1` vectors.
     pub fn add(&mut self, vectors: &[f32]) -> Result<(), AnalogError> {
         check_rows(vectors, self.dim)?;
-        check_capacity(self.len(), vectors.len() / self.dim)?;
-        self.data.extend_from_slice(vectors);
+        let added = vectors.len() / self.dim;
+        check_capacity(self.len, added)?;
+        if added == 0 {
+            return Ok(());
+        }
+        self.rows.to_mut().extend_from_slice(vectors);
+        let (blocked, start) =
+            kernel::extend_blocks(self.blocked.as_slice(), self.len, vectors, self.dim);
+        self.blocked = Section::owned_from(blocked, start);
+        self.len += added;
         Ok(())
     }
 
     /// Number of vectors stored.
     pub fn len(&self) -> usize {
-        self.data.len() / self.dim
+        self.len
     }
 
     /// Whether no vectors are stored.
     pub fn is_empty(&self) -> bool {
-        self.data.is_empty()
+        self.len == 0
     }
 
     /// The vector dimension.
@@ -281,7 +320,7 @@ impl FlatIndex {
     /// The stored vector with id `id`, if any.
     pub fn vector(&self, id: u32) -> Option<&[f32]> {
         let start = (id as usize).checked_mul(self.dim)?;
-        self.data.get(start..start + self.dim)
+        self.rows.as_slice().get(start..start + self.dim)
     }
 
     /// The `k` best vectors for `query`, best first (ties: lower id first).
@@ -301,13 +340,21 @@ impl FlatIndex {
             });
         }
         check_rows(query, self.dim)?;
-        Ok(self.search_checked(query, k))
+        let mut top = [topk::TopK::new(k.min(self.len), self.metric)];
+        let mut scores = [0.0f32; TILE_ROWS];
+        self.scan(query, &mut top, &mut scores);
+        let [top] = top;
+        Ok(top.into_sorted())
     }
 
     /// [`search`](Self::search) for each query in a row-major buffer
     /// (`queries.len() / dim` queries); result `i` belongs to query `i` and
-    /// equals `search(query_i, k)`. All queries are validated before any is
-    /// searched.
+    /// equals `search(query_i, k)` exactly (same scores, bit for bit). All
+    /// queries are validated before any is searched.
+    ///
+    /// Runs on the calling thread. To use several cores, split the queries
+    /// into chunks and search each from its own thread (the index is
+    /// `Sync`; e.g. `std::thread::scope` over `queries.chunks(..)`).
     ///
     /// ```
     /// let mut index = analog::FlatIndex::new(1, analog::Metric::L2)?;
@@ -335,41 +382,35 @@ impl FlatIndex {
         }
         check_rows(queries, self.dim)?;
         let mut results = Vec::with_capacity(queries.len() / self.dim);
+        let mut scores = vec![0.0f32; QUERY_GROUP * TILE_ROWS];
         // Query groups sweep the data once per group rather than once per
-        // query, so each row block is loaded from memory once and reused
-        // from cache by every query in the group. Same kernel, same offer
-        // order: results are identical to `search`.
+        // query, so each tile of rows is loaded from memory once and reused
+        // from cache by every query in the group.
         for group in queries.chunks(QUERY_GROUP * self.dim) {
             let mut tops: Vec<topk::TopK> = (0..group.len() / self.dim)
-                .map(|_| topk::TopK::new(k.min(self.len()), self.metric))
+                .map(|_| topk::TopK::new(k.min(self.len), self.metric))
                 .collect();
-            self.scan(group, &mut tops);
+            self.scan(group, &mut tops, &mut scores);
             results.extend(tops.into_iter().map(topk::TopK::into_sorted));
         }
         Ok(results)
     }
 
-    /// Search with `k >= 1` and a finite query of the right length.
-    fn search_checked(&self, query: &[f32], k: usize) -> Vec<Neighbor> {
-        let mut top = [topk::TopK::new(k.min(self.len()), self.metric)];
-        self.scan(query, &mut top);
-        let [top] = top;
-        top.into_sorted()
-    }
-
     /// Offers every stored vector to `tops[i]` scored against query `i` of
-    /// `queries`, block by block, ids in increasing order.
-    fn scan(&self, queries: &[f32], tops: &mut [topk::TopK]) {
-        let mut scores = [0.0f32; BLOCK];
-        for (block, rows) in self.data.chunks(BLOCK * self.dim).enumerate() {
-            let out = &mut scores[..rows.len() / self.dim];
-            // `add` caps the count at u32::MAX + 1, so every id fits.
-            let first = (block * BLOCK) as u32;
-            for (query, top) in queries.chunks_exact(self.dim).zip(tops.iter_mut()) {
-                (self.score_rows)(query, rows, out);
-                for (offset, &score) in out.iter().enumerate() {
-                    top.offer(first + offset as u32, score);
-                }
+    /// `queries`, tile by tile, ids in increasing order. `scores` holds at
+    /// least `tops.len() * TILE_ROWS` values.
+    fn scan(&self, queries: &[f32], tops: &mut [topk::TopK], scores: &mut [f32]) {
+        let blocked = self.blocked.as_slice();
+        for (tile, blocks) in blocked.chunks(TILE_ROWS * self.dim).enumerate() {
+            let rows = blocks.len() / self.dim;
+            let out = &mut scores[..tops.len() * rows];
+            (self.score_blocks)(queries, self.dim, blocks, out);
+            let first = tile * TILE_ROWS;
+            // The last block's padding rows are scored but never offered.
+            let valid = rows.min(self.len.saturating_sub(first));
+            for (top, scores) in tops.iter_mut().zip(out.chunks_exact(rows)) {
+                // `add` caps the count at u32::MAX + 1, so every id fits.
+                top.offer_run(first as u32, &scores[..valid]);
             }
         }
     }

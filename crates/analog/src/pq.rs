@@ -89,6 +89,12 @@ impl ProductQuantizer {
         &self.codebook_t
     }
 
+    /// Rows `lo..hi` of the transposed codebook: for each dimension, that
+    /// coordinate of every code word.
+    fn rows(&self, lo: usize, hi: usize) -> std::slice::ChunksExact<'_, f32> {
+        self.codebook_t[lo * self.ksub..hi * self.ksub].chunks_exact(self.ksub)
+    }
+
     /// Appends the `m` codes of `x` (nearest word per sub-vector by squared
     /// L2; ties to the lower code) to `out`. `scratch` is reused across
     /// calls to avoid an allocation per vector.
@@ -97,9 +103,8 @@ impl ProductQuantizer {
         for w in self.bounds.windows(2) {
             scratch.clear();
             scratch.resize(ksub, 0.0);
-            for d in w[0]..w[1] {
-                let v = x[d];
-                for (s, &c) in scratch.iter_mut().zip(&self.codebook_t[d * ksub..][..ksub]) {
+            for (&v, words) in x[w[0]..w[1]].iter().zip(self.rows(w[0], w[1])) {
+                for (s, &c) in scratch.iter_mut().zip(words) {
                     let diff = v - c;
                     *s += diff * diff;
                 }
@@ -119,8 +124,8 @@ impl ProductQuantizer {
     pub(crate) fn decode(&self, codes: &[u8], out: &mut [f32]) {
         for (j, w) in self.bounds.windows(2).enumerate() {
             let code = usize::from(codes[j]);
-            for d in w[0]..w[1] {
-                out[d] = self.codebook_t[d * self.ksub + code];
+            for (o, words) in out[w[0]..w[1]].iter_mut().zip(self.rows(w[0], w[1])) {
+                *o = words[code];
             }
         }
     }
@@ -132,9 +137,8 @@ impl ProductQuantizer {
         for (j, w) in self.bounds.windows(2).enumerate() {
             let row = &mut table[j * ksub..][..ksub];
             row.fill(0.0);
-            for d in w[0]..w[1] {
-                let s = v[d];
-                for (t, &c) in row.iter_mut().zip(&self.codebook_t[d * ksub..][..ksub]) {
+            for (&s, words) in v[w[0]..w[1]].iter().zip(self.rows(w[0], w[1])) {
+                for (t, &c) in row.iter_mut().zip(words) {
                     *t += s * c;
                 }
             }
@@ -147,8 +151,8 @@ impl ProductQuantizer {
         for (j, w) in self.bounds.windows(2).enumerate() {
             let row = &mut table[j * ksub..][..ksub];
             row.fill(0.0);
-            for d in w[0]..w[1] {
-                for (t, &c) in row.iter_mut().zip(&self.codebook_t[d * ksub..][..ksub]) {
+            for words in self.rows(w[0], w[1]) {
+                for (t, &c) in row.iter_mut().zip(words) {
                     *t += c * c;
                 }
             }

@@ -79,6 +79,46 @@ impl TopK {
         }
     }
 
+    /// Offers `scores[i]` with id `first + i`, for each `i` in order. Once
+    /// `k` candidates are kept, runs of 8 are screened with one vectorised
+    /// comparison against the worst kept key, so most candidates cost a
+    /// fraction of a comparison.
+    pub(crate) fn offer_run(&mut self, first: u32, scores: &[f32]) {
+        let mut id = first;
+        let mut bound = self.bound();
+        let sign = match self.metric {
+            Metric::InnerProduct => -1.0f32,
+            Metric::L2 => 1.0,
+        };
+        let mut chunks = scores.chunks_exact(8);
+        for chunk in &mut chunks {
+            // Non-short-circuit `|` so the 8 comparisons compile to one
+            // vector compare. A NaN compares false: it ranks last.
+            let not_full = self.heap.len() < self.k;
+            if not_full || chunk.iter().fold(false, |any, &s| any | (sign * s < bound)) {
+                for &score in chunk {
+                    self.offer(id, score);
+                    id = id.wrapping_add(1);
+                }
+                bound = self.bound();
+            } else {
+                id = id.wrapping_add(8);
+            }
+        }
+        for &score in chunks.remainder() {
+            self.offer(id, score);
+            id = id.wrapping_add(1);
+        }
+    }
+
+    /// Keys below the worst kept key may get in once full (`-inf` for
+    /// `k = 0`: nothing gets in; unused before full).
+    fn bound(&self) -> f32 {
+        self.heap
+            .peek()
+            .map_or(f32::NEG_INFINITY, |worst| worst.key)
+    }
+
     /// Offers a candidate in any id order: an equal key displaces a kept
     /// entry only when its id is lower, so the result is the same as for
     /// ids in increasing order.
