@@ -294,9 +294,15 @@ pub fn to_blocks(rows: &[f32], dim: usize) -> Vec<f32> {
     out
 }
 
-/// Blocks of `old` (holding `len` rows) followed by `rows`, in a new
-/// buffer whose returned start offset is 64-byte aligned: a 32-byte load
-/// then never straddles a cache line (which costs a second load).
+/// Blocks per padding unit of [`extend_blocks`]: a multiple of every tile
+/// width, so the kernels never fall back to a one-block tile (a single FMA
+/// chain, latency-bound) for a ragged end.
+pub(crate) const BLOCK_GROUP: usize = 12;
+
+/// Blocks of `old` (holding `len` rows) followed by `rows`, zero-padded to
+/// a multiple of [`BLOCK_GROUP`] blocks, in a new buffer whose returned
+/// start offset is 64-byte aligned: a 32-byte load then never straddles a
+/// cache line (which costs a second load).
 pub(crate) fn extend_blocks(
     old: &[f32],
     len: usize,
@@ -304,13 +310,13 @@ pub(crate) fn extend_blocks(
     dim: usize,
 ) -> (Vec<f32>, usize) {
     let total = len + rows.len() / dim;
-    let size = total.div_ceil(LANES) * dim * LANES;
+    let size = total.div_ceil(LANES * BLOCK_GROUP) * BLOCK_GROUP * dim * LANES;
     const ALIGN_FLOATS: usize = 16;
     let mut buf = vec![0.0f32; size + ALIGN_FLOATS];
     let misalign = (buf.as_ptr() as usize / 4) % ALIGN_FLOATS;
     let start = (ALIGN_FLOATS - misalign) % ALIGN_FLOATS;
     let body = &mut buf[start..start + size];
-    body[..old.len()].copy_from_slice(old);
+    body[..old.len().min(size)].copy_from_slice(&old[..old.len().min(size)]);
     write_blocks(body, len, rows, dim);
     // Drop the unused tail (no reallocation, so the alignment holds).
     buf.truncate(start + size);
@@ -470,6 +476,11 @@ mod avx2 {
     /// 12 independent FMA chains cover the FMA latency.
     const TILE_Q: usize = 3;
     const TILE_B: usize = 4;
+    /// Blocks per tile for a single query: 12 accumulators (13 registers
+    /// with the broadcast). Each accumulator is a chain of `dim` dependent
+    /// FMAs, so 8 chains (2 FMA units x 4 cycles latency) would only just
+    /// keep the units busy; 12 leave slack for load latency.
+    const TILE_B1: usize = 12;
 
     /// Every query against every block, in tiles.
     ///
@@ -521,9 +532,9 @@ mod avx2 {
         }
         while i < nq {
             let mut b = 0;
-            while b + 8 <= nb {
+            while b + TILE_B1 <= nb {
                 unsafe {
-                    tile::<1, 8, L2>(
+                    tile::<1, TILE_B1, L2>(
                         q.add(i * dim),
                         dim,
                         x.add(b * block),
@@ -531,7 +542,7 @@ mod avx2 {
                         rows,
                     )
                 };
-                b += 8;
+                b += TILE_B1;
             }
             while b < nb {
                 unsafe {

@@ -191,8 +191,9 @@ pub fn simd_level() -> &'static str {
 
 /// Rows scored per kernel call: large enough to amortise the call and
 /// the tile set-up, small enough that a tile of blocks (256 x dim floats)
-/// and its scores stay in L1/L2 while every query of a group uses it.
-const TILE_ROWS: usize = 256;
+/// and its scores stay in L1/L2 while every query of a group uses it. A
+/// multiple of `LANES * kernel::BLOCK_GROUP`.
+const TILE_ROWS: usize = 384;
 
 /// Queries per sweep in [`FlatIndex::search_batch`]: each tile of rows is
 /// loaded from memory once per group and reused from cache by every query
@@ -212,7 +213,8 @@ pub struct FlatIndex {
     len: usize,
     /// `len * dim` values, row-major.
     rows: Section<f32>,
-    /// `ceil(len / LANES)` blocks of `dim * LANES` values, zero-padded.
+    /// Blocks of `dim * LANES` values, zero-padded to a multiple of
+    /// `kernel::BLOCK_GROUP` blocks.
     blocked: Section<f32>,
     // Chosen once at construction so a search never re-dispatches.
     score_blocks: ScoreBlocks,

@@ -1,7 +1,16 @@
-//! Bounded top-k selection in O(n log k) with a deterministic order.
+//! Bounded top-k selection with a deterministic order.
+//!
+//! For `k <= SORTED_MAX` the kept entries are a sorted array: the bound (the
+//! k-th best) is always exact, so as few candidates as possible get past
+//! the screen, and an accepted one is a short `memmove`. For larger `k`
+//! (e.g. "return everything, sorted") candidates that beat the bound go
+//! into a buffer of `4k` entries; when it fills, `select_nth_unstable` keeps
+//! the best `k` and the k-th becomes the new bound, so each candidate costs
+//! amortised O(1) instead of O(k). Either way a rejected candidate costs
+//! one comparison, or a fraction of one when screened 8 at a time by
+//! [`TopK::offer_run`].
 
 use std::cmp::Ordering;
-use std::collections::BinaryHeap;
 
 use crate::{Metric, Neighbor};
 
@@ -14,96 +23,114 @@ struct Entry {
 }
 
 impl Entry {
+    /// Ranks after `other` (keys are never NaN).
+    #[inline]
+    fn worse_than(&self, other: &Self) -> bool {
+        self.key > other.key || (self.key == other.key && self.id > other.id)
+    }
+
     /// Better-first order: key, then lower id.
     fn rank(&self, other: &Self) -> Ordering {
         self.key.total_cmp(&other.key).then(self.id.cmp(&other.id))
     }
 }
 
-impl PartialEq for Entry {
-    fn eq(&self, other: &Self) -> bool {
-        self.rank(other) == Ordering::Equal
-    }
-}
-impl Eq for Entry {}
-impl PartialOrd for Entry {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Entry {
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.rank(other)
-    }
-}
+/// Largest `k` kept as a sorted array.
+const SORTED_MAX: usize = 128;
 
-/// Keeps the `k` best candidates; the max-heap's top is the worst kept one,
-/// so a new candidate costs one comparison unless it gets in.
+/// Keeps the `k` best candidates seen (ties: lower id first).
 pub(crate) struct TopK {
     k: usize,
     metric: Metric,
-    heap: BinaryHeap<Entry>,
+    /// `k <= SORTED_MAX`: the best candidates so far, sorted best first,
+    /// at most `k`. Otherwise: candidates that beat the bound when offered,
+    /// compacted to the best `k` whenever it reaches `capacity`.
+    buf: Vec<Entry>,
+    sorted: bool,
+    capacity: usize,
+    /// The k-th best entry kept (sorted mode), or after the last compaction:
+    /// anything ranking at or below it can never be in the result. `None`
+    /// until `k` entries were kept.
+    bound: Option<Entry>,
 }
 
 impl TopK {
     pub(crate) fn new(k: usize, metric: Metric) -> Self {
+        let sorted = k <= SORTED_MAX;
+        // 4k keeps compactions rare.
+        let capacity = if sorted { k + 1 } else { k.saturating_mul(4) };
         Self {
             k,
             metric,
-            heap: BinaryHeap::with_capacity(k),
+            buf: Vec::with_capacity(capacity.min(1 << 16)),
+            sorted,
+            capacity,
+            bound: None,
         }
     }
 
-    /// Offers a candidate. Ids must arrive in increasing order: then an
-    /// equal key never displaces a kept entry (the kept one has the lower
-    /// id), which is what makes the strict `<` below correct.
+    /// The oriented key: smaller is better, NaN last, `-0.0` as `+0.0`
+    /// (so the two tie, which `total_cmp` alone would split).
     #[inline]
-    pub(crate) fn offer(&mut self, id: u32, score: f32) {
+    fn key(&self, score: f32) -> f32 {
         let key = match self.metric {
             _ if score.is_nan() => f32::INFINITY,
             Metric::InnerProduct => -score,
             Metric::L2 => score,
         };
-        // `+ 0.0` maps -0.0 to +0.0 so the two tie (total_cmp would split them).
-        let entry = Entry {
-            key: key + 0.0,
-            id,
-            score,
-        };
-        if self.heap.len() < self.k {
-            self.heap.push(entry);
-        } else if let Some(mut worst) = self.heap.peek_mut() {
-            if entry.key < worst.key {
-                *worst = entry;
-            }
+        key + 0.0
+    }
+
+    /// Offers a candidate. Ids must arrive in increasing order: then an
+    /// equal key never beats the bound (the bound has the lower id), which
+    /// is what makes the strict `<` correct.
+    #[inline]
+    pub(crate) fn offer(&mut self, id: u32, score: f32) {
+        let key = self.key(score);
+        if self.bound.is_none_or(|b| key < b.key) {
+            self.push(Entry { key, id, score });
         }
     }
 
-    /// Offers `scores[i]` with id `first + i`, for each `i` in order. Once
-    /// `k` candidates are kept, runs of 8 are screened with one vectorised
-    /// comparison against the worst kept key, so most candidates cost a
-    /// fraction of a comparison.
+    /// Offers a candidate in any id order: an equal key beats the bound
+    /// only with a lower id, so the result is the same as for ids in
+    /// increasing order.
+    #[inline]
+    pub(crate) fn offer_unordered(&mut self, id: u32, score: f32) {
+        let entry = Entry {
+            key: self.key(score),
+            id,
+            score,
+        };
+        if self.bound.is_none_or(|b| entry.rank(&b) == Ordering::Less) {
+            self.push(entry);
+        }
+    }
+
+    /// Offers `scores[i]` with id `first + i`, for each `i` in order. Runs
+    /// of 8 are screened with one vectorised comparison against the bound,
+    /// so most candidates cost a fraction of a comparison.
     pub(crate) fn offer_run(&mut self, first: u32, scores: &[f32]) {
-        let mut id = first;
-        let mut bound = self.bound();
         let sign = match self.metric {
             Metric::InnerProduct => -1.0f32,
             Metric::L2 => 1.0,
         };
+        let mut id = first;
         let mut chunks = scores.chunks_exact(8);
         for chunk in &mut chunks {
-            // Non-short-circuit `|` so the 8 comparisons compile to one
-            // vector compare. A NaN compares false: it ranks last.
-            let not_full = self.heap.len() < self.k;
-            if not_full || chunk.iter().fold(false, |any, &s| any | (sign * s < bound)) {
-                for &score in chunk {
-                    self.offer(id, score);
-                    id = id.wrapping_add(1);
+            let pass = match self.bound {
+                None => true,
+                // Non-short-circuit `|` so the 8 comparisons compile to one
+                // vector compare. A NaN compares false: it ranks last, and
+                // a bound exists only once k better candidates were seen.
+                Some(b) => chunk.iter().fold(false, |any, &s| any | (sign * s < b.key)),
+            };
+            if pass {
+                for (i, &score) in chunk.iter().enumerate() {
+                    self.offer(id.wrapping_add(i as u32), score);
                 }
-                bound = self.bound();
-            } else {
-                id = id.wrapping_add(8);
             }
+            id = id.wrapping_add(8);
         }
         for &score in chunks.remainder() {
             self.offer(id, score);
@@ -111,42 +138,57 @@ impl TopK {
         }
     }
 
-    /// Keys below the worst kept key may get in once full (`-inf` for
-    /// `k = 0`: nothing gets in; unused before full).
-    fn bound(&self) -> f32 {
-        self.heap
-            .peek()
-            .map_or(f32::NEG_INFINITY, |worst| worst.key)
+    #[inline]
+    fn push(&mut self, entry: Entry) {
+        if self.sorted {
+            if self.k == 0 {
+                return;
+            }
+            // Callers only push what beats the bound, so when full the
+            // worst kept entry leaves.
+            if self.buf.len() == self.k {
+                self.buf.pop();
+            }
+            // Insertion from the end: keys are never NaN (mapped to +inf)
+            // or -0.0, so plain comparisons order them.
+            self.buf.push(entry);
+            let mut at = self.buf.len() - 1;
+            while at > 0 && self.buf[at - 1].worse_than(&entry) {
+                self.buf[at] = self.buf[at - 1];
+                at -= 1;
+            }
+            self.buf[at] = entry;
+            if self.buf.len() == self.k {
+                self.bound = self.buf.last().copied();
+            }
+            return;
+        }
+        self.buf.push(entry);
+        if self.buf.len() >= self.capacity {
+            self.compact();
+        }
     }
 
-    /// Offers a candidate in any id order: an equal key displaces a kept
-    /// entry only when its id is lower, so the result is the same as for
-    /// ids in increasing order.
-    #[inline]
-    pub(crate) fn offer_unordered(&mut self, id: u32, score: f32) {
-        let key = match self.metric {
-            _ if score.is_nan() => f32::INFINITY,
-            Metric::InnerProduct => -score,
-            Metric::L2 => score,
-        };
-        let entry = Entry {
-            key: key + 0.0,
-            id,
-            score,
-        };
-        if self.heap.len() < self.k {
-            self.heap.push(entry);
-        } else if let Some(mut worst) = self.heap.peek_mut() {
-            if entry.rank(&worst) == Ordering::Less {
-                *worst = entry;
-            }
+    /// Keeps the best `k` and makes the k-th the bound.
+    fn compact(&mut self) {
+        if self.k == 0 {
+            self.buf.clear();
+            return;
+        }
+        if self.buf.len() > self.k {
+            self.buf.select_nth_unstable_by(self.k - 1, Entry::rank);
+            self.buf.truncate(self.k);
+        }
+        if self.buf.len() == self.k {
+            self.bound = self.buf.iter().copied().max_by(Entry::rank);
         }
     }
 
     /// The kept candidates, best first.
-    pub(crate) fn into_sorted(self) -> Vec<Neighbor> {
-        self.heap
-            .into_sorted_vec()
+    pub(crate) fn into_sorted(mut self) -> Vec<Neighbor> {
+        self.buf.sort_unstable_by(Entry::rank);
+        self.buf.truncate(self.k);
+        self.buf
             .into_iter()
             .map(|e| Neighbor {
                 id: e.id,
