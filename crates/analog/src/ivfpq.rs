@@ -22,6 +22,7 @@
 use crate::kmeans;
 use crate::pq::ProductQuantizer;
 use crate::rng::SplitMix64;
+use crate::storage::Section;
 use crate::topk::TopK;
 use crate::{check_capacity, check_rows, kernel, AnalogError, FlatIndex, Metric, Neighbor};
 
@@ -95,7 +96,7 @@ impl IvfPqParams {
     }
 
     /// Checks the parameters for vectors of `dim` dimensions.
-    fn validate(&self, dim: usize) -> Result<(), AnalogError> {
+    pub(crate) fn validate(&self, dim: usize) -> Result<(), AnalogError> {
         let bad = |name, value, expected| {
             Err(AnalogError::InvalidParameter {
                 name,
@@ -145,25 +146,25 @@ impl IvfPqParams {
 /// ```
 #[derive(Clone)]
 pub struct IvfPqIndex {
-    dim: usize,
-    metric: Metric,
-    params: IvfPqParams,
+    pub(crate) dim: usize,
+    pub(crate) metric: Metric,
+    pub(crate) params: IvfPqParams,
     /// `nlist * dim`, row-major.
-    centroids: Vec<f32>,
+    pub(crate) centroids: Vec<f32>,
     /// The centroids under the index metric, for probing.
-    coarse: FlatIndex,
-    pq: ProductQuantizer,
+    pub(crate) coarse: FlatIndex,
+    pub(crate) pq: ProductQuantizer,
     /// L2 only: `nlist * m * ksub` values `|w_jc|² + 2 c_j·w_jc`.
-    list_terms: Vec<f32>,
+    pub(crate) list_terms: Vec<f32>,
     /// `nlist + 1` offsets into `ids` (and, times `m`, into `codes`).
-    list_starts: Vec<usize>,
+    pub(crate) list_starts: Vec<usize>,
     /// Vector ids grouped by list, increasing within a list.
-    ids: Vec<u32>,
+    pub(crate) ids: Section<u32>,
     /// `m` codes per vector, in `ids` order.
-    codes: Vec<u8>,
+    pub(crate) codes: Section<u8>,
     /// Raw vectors by id, when built with `refine`.
-    vectors: Option<Vec<f32>>,
-    len: usize,
+    pub(crate) vectors: Option<Section<f32>>,
+    pub(crate) len: usize,
 }
 
 impl std::fmt::Debug for IvfPqIndex {
@@ -230,7 +231,7 @@ impl IvfPqIndex {
     }
 
     /// An empty index over trained quantizers.
-    fn from_trained(
+    pub(crate) fn from_trained(
         dim: usize,
         metric: Metric,
         params: IvfPqParams,
@@ -252,9 +253,9 @@ impl IvfPqIndex {
             pq,
             list_terms,
             list_starts: vec![0; params.nlist + 1],
-            ids: Vec::new(),
-            codes: Vec::new(),
-            vectors: params.refine.map(|_| Vec::new()),
+            ids: Section::owned(Vec::new()),
+            codes: Section::owned(Vec::new()),
+            vectors: params.refine.map(|_| Section::owned(Vec::new())),
             len: 0,
         })
     }
@@ -302,10 +303,11 @@ impl IvfPqIndex {
         let mut ids = vec![0u32; total];
         let mut codes = vec![0u8; total * m];
         let mut fill: Vec<usize> = starts[..nlist].to_vec();
+        let (old_ids, old_codes) = (self.ids.as_slice(), self.codes.as_slice());
         for (at, old) in fill.iter_mut().zip(self.list_starts.windows(2)) {
             let (lo, hi) = (old[0], old[1]);
-            ids[*at..*at + hi - lo].copy_from_slice(&self.ids[lo..hi]);
-            codes[*at * m..(*at + hi - lo) * m].copy_from_slice(&self.codes[lo * m..hi * m]);
+            ids[*at..*at + hi - lo].copy_from_slice(&old_ids[lo..hi]);
+            codes[*at * m..(*at + hi - lo) * m].copy_from_slice(&old_codes[lo * m..hi * m]);
             *at += hi - lo;
         }
         for (i, &a) in assignment.iter().enumerate() {
@@ -316,10 +318,10 @@ impl IvfPqIndex {
             fill[a as usize] += 1;
         }
         self.list_starts = starts;
-        self.ids = ids;
-        self.codes = codes;
+        self.ids = Section::owned(ids);
+        self.codes = Section::owned(codes);
         if let Some(raw) = &mut self.vectors {
-            raw.extend_from_slice(vectors);
+            raw.to_mut().extend_from_slice(vectors);
         }
         self.len = total;
         Ok(())
@@ -365,11 +367,12 @@ impl IvfPqIndex {
     /// decoded residual, i.e. what PQ scores are computed against (up to
     /// rounding). Scans the lists, so it is for diagnostics, not hot paths.
     pub fn reconstruct(&self, id: u32) -> Option<Vec<f32>> {
-        let at = self.ids.iter().position(|&i| i == id)?;
+        let at = self.ids.as_slice().iter().position(|&i| i == id)?;
         let list = self.list_starts.partition_point(|&s| s <= at) - 1;
         let m = self.pq.m();
         let mut out = vec![0.0f32; self.dim];
-        self.pq.decode(&self.codes[at * m..][..m], &mut out);
+        self.pq
+            .decode(&self.codes.as_slice()[at * m..][..m], &mut out);
         for (o, &c) in out
             .iter_mut()
             .zip(&self.centroids[list * self.dim..][..self.dim])
@@ -382,7 +385,10 @@ impl IvfPqIndex {
     /// The stored raw vector `id`, when built with `refine`.
     pub fn vector(&self, id: u32) -> Option<&[f32]> {
         let start = (id as usize).checked_mul(self.dim)?;
-        self.vectors.as_ref()?.get(start..start + self.dim)
+        self.vectors
+            .as_ref()?
+            .as_slice()
+            .get(start..start + self.dim)
     }
 
     /// The `k` best vectors by their PQ (approximate) scores among the
@@ -534,6 +540,7 @@ impl IvfPqIndex {
             Metric::InnerProduct => Vec::new(),
             Metric::L2 => vec![0.0f32; m * ksub],
         };
+        let (ids, codes) = (self.ids.as_slice(), self.codes.as_slice());
         for probe in probes {
             let list = probe.id as usize;
             let lut: &[f32] = match self.metric {
@@ -550,9 +557,9 @@ impl IvfPqIndex {
             // score that does not depend on the code.
             let base = probe.score;
             let (lo, hi) = (self.list_starts[list], self.list_starts[list + 1]);
-            for (&id, code) in self.ids[lo..hi]
+            for (&id, code) in ids[lo..hi]
                 .iter()
-                .zip(self.codes[lo * m..hi * m].chunks_exact(m))
+                .zip(codes[lo * m..hi * m].chunks_exact(m))
             {
                 let mut score = base;
                 for (row, &c) in lut.chunks_exact(ksub).zip(code) {

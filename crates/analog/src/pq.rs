@@ -19,7 +19,6 @@ use crate::AnalogError;
 /// A trained product quantizer.
 #[derive(Clone, Debug)]
 pub(crate) struct ProductQuantizer {
-    dim: usize,
     ksub: usize,
     /// `m + 1` offsets: sub-vector `j` is `bounds[j]..bounds[j + 1]`.
     bounds: Vec<usize>,
@@ -59,7 +58,6 @@ impl ProductQuantizer {
             }
         }
         Ok(Self {
-            dim,
             ksub,
             bounds,
             codebook_t,
@@ -70,7 +68,6 @@ impl ProductQuantizer {
     /// checked `codebook_t.len() == dim * ksub` and `1 <= m <= dim`.
     pub(crate) fn from_parts(dim: usize, m: usize, ksub: usize, codebook_t: Vec<f32>) -> Self {
         Self {
-            dim,
             ksub,
             bounds: bounds(dim, m),
             codebook_t,
@@ -157,11 +154,6 @@ impl ProductQuantizer {
                 }
             }
         }
-    }
-
-    /// The vector dimension.
-    pub(crate) fn dim(&self) -> usize {
-        self.dim
     }
 }
 
