@@ -20,7 +20,7 @@
 //! table (FAISS's "precomputed tables").
 
 use crate::kmeans;
-use crate::pq::ProductQuantizer;
+use crate::pq::{Lut, ProductQuantizer};
 use crate::rng::SplitMix64;
 use crate::storage::Section;
 use crate::topk::TopK;
@@ -154,8 +154,8 @@ pub struct IvfPqIndex {
     /// The centroids under the index metric, for probing.
     pub(crate) coarse: FlatIndex,
     pub(crate) pq: ProductQuantizer,
-    /// L2 only: `nlist * m * ksub` values `|w_jc|² + 2 c_j·w_jc`.
-    pub(crate) list_terms: Vec<f32>,
+    /// L2 only: `nlist * m` tables of `|w_jc|² + 2 c_j·w_jc`.
+    pub(crate) list_terms: Vec<Lut>,
     /// `nlist + 1` offsets into `ids` (and, times `m`, into `codes`).
     pub(crate) list_starts: Vec<usize>,
     /// Vector ids grouped by list, increasing within a list.
@@ -408,7 +408,7 @@ impl IvfPqIndex {
     ) -> Result<Vec<Neighbor>, AnalogError> {
         self.check_query(query, k, nprobe)?;
         let mut top = TopK::new(k, self.metric);
-        let mut table = vec![0.0f32; self.pq.m() * self.pq.ksub()];
+        let mut table = vec![[0.0f32; 256]; self.pq.m()];
         self.scan(query, nprobe, &mut table, &mut top)?;
         Ok(top.into_sorted())
     }
@@ -425,7 +425,7 @@ impl IvfPqIndex {
         nprobe: usize,
     ) -> Result<Vec<Vec<Neighbor>>, AnalogError> {
         self.check_batch(queries, k, nprobe)?;
-        let mut table = vec![0.0f32; self.pq.m() * self.pq.ksub()];
+        let mut table = vec![[0.0f32; 256]; self.pq.m()];
         queries
             .chunks_exact(self.dim)
             .map(|q| {
@@ -452,7 +452,7 @@ impl IvfPqIndex {
         shortlist: usize,
     ) -> Result<Vec<Neighbor>, AnalogError> {
         self.check_query(query, k, nprobe)?;
-        let mut table = vec![0.0f32; self.pq.m() * self.pq.ksub()];
+        let mut table = vec![[0.0f32; 256]; self.pq.m()];
         self.refined(query, k, nprobe, shortlist, &mut table)
     }
 
@@ -470,7 +470,7 @@ impl IvfPqIndex {
         shortlist: usize,
     ) -> Result<Vec<Vec<Neighbor>>, AnalogError> {
         self.check_batch(queries, k, nprobe)?;
-        let mut table = vec![0.0f32; self.pq.m() * self.pq.ksub()];
+        let mut table = vec![[0.0f32; 256]; self.pq.m()];
         queries
             .chunks_exact(self.dim)
             .map(|q| self.refined(q, k, nprobe, shortlist, &mut table))
@@ -483,7 +483,7 @@ impl IvfPqIndex {
         k: usize,
         nprobe: usize,
         shortlist: usize,
-        table: &mut [f32],
+        table: &mut [Lut],
     ) -> Result<Vec<Neighbor>, AnalogError> {
         if self.vectors.is_none() {
             return Err(AnalogError::NoRawVectors);
@@ -525,31 +525,31 @@ impl IvfPqIndex {
     }
 
     /// Offers every vector of the `nprobe` best lists to `top` with its ADC
-    /// score. `table` holds `m * ksub` values.
+    /// score. `table` holds `m` rows.
     fn scan(
         &self,
         query: &[f32],
         nprobe: usize,
-        table: &mut [f32],
+        table: &mut [Lut],
         top: &mut TopK,
     ) -> Result<(), AnalogError> {
         let probes = self.coarse.search(query, nprobe.min(self.params.nlist))?;
-        let (m, ksub) = (self.pq.m(), self.pq.ksub());
+        let m = self.pq.m();
         self.pq.inner_product_table(query, table);
         let mut list_table = match self.metric {
             Metric::InnerProduct => Vec::new(),
-            Metric::L2 => vec![0.0f32; m * ksub],
+            Metric::L2 => vec![[0.0f32; 256]; m],
         };
         let (ids, codes) = (self.ids.as_slice(), self.codes.as_slice());
         for probe in probes {
             let list = probe.id as usize;
-            let lut: &[f32] = match self.metric {
+            let lut: &[Lut] = match self.metric {
                 Metric::InnerProduct => table,
                 Metric::L2 => {
-                    let terms = &self.list_terms[list * m * ksub..][..m * ksub];
-                    for ((t, &p), &q) in list_table.iter_mut().zip(terms).zip(table.iter()) {
-                        *t = p - 2.0 * q;
-                    }
+                    let terms = &self.list_terms[list * m..][..m];
+                    let out = list_table.as_flattened_mut();
+                    out.copy_from_slice(terms.as_flattened());
+                    (crate::kernel::selected().axpy)(out, -2.0, table.as_flattened());
                     &list_table
                 }
             };
@@ -561,30 +561,43 @@ impl IvfPqIndex {
                 .iter()
                 .zip(codes[lo * m..hi * m].chunks_exact(m))
             {
-                let mut score = base;
-                for (row, &c) in lut.chunks_exact(ksub).zip(code) {
-                    score += row[usize::from(c)];
-                }
-                top.offer_unordered(id, score);
+                top.offer_unordered(id, base + adc(lut, code));
             }
         }
         Ok(())
     }
 }
 
+/// The table sum for one code: two interleaved partial sums, so the
+/// additions form two dependency chains instead of one.
+#[inline]
+fn adc(lut: &[Lut], code: &[u8]) -> f32 {
+    let (mut even, mut odd) = (0.0f32, 0.0f32);
+    let mut pairs = lut.chunks_exact(2).zip(code.chunks_exact(2));
+    for (rows, c) in &mut pairs {
+        even += rows[0][usize::from(c[0])];
+        odd += rows[1][usize::from(c[1])];
+    }
+    if let (Some(row), Some(&c)) = (lut.get(code.len() - 1), code.last()) {
+        if code.len() % 2 == 1 {
+            even += row[usize::from(c)];
+        }
+    }
+    even + odd
+}
+
 /// `|w_jc|² + 2 c_j·w_jc` for every list, sub-quantizer and code.
-fn l2_list_terms(pq: &ProductQuantizer, centroids: &[f32], dim: usize) -> Vec<f32> {
-    let size = pq.m() * pq.ksub();
-    let mut norms = vec![0.0f32; size];
+fn l2_list_terms(pq: &ProductQuantizer, centroids: &[f32], dim: usize) -> Vec<Lut> {
+    let m = pq.m();
+    let mut norms = vec![[0.0f32; 256]; m];
     pq.norms_table(&mut norms);
-    let mut terms = vec![0.0f32; centroids.len() / dim * size];
-    for (c, out) in centroids
-        .chunks_exact(dim)
-        .zip(terms.chunks_exact_mut(size))
-    {
+    let mut terms = vec![[0.0f32; 256]; centroids.len() / dim * m];
+    for (c, out) in centroids.chunks_exact(dim).zip(terms.chunks_exact_mut(m)) {
         pq.inner_product_table(c, out);
-        for (t, &n) in out.iter_mut().zip(&norms) {
-            *t = n + 2.0 * *t;
+        for (t, n) in out.iter_mut().zip(&norms) {
+            for (t, &n) in t.iter_mut().zip(n) {
+                *t = n + 2.0 * *t;
+            }
         }
     }
     terms

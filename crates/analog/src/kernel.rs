@@ -35,8 +35,13 @@ pub(crate) type ScoreBlocks = fn(queries: &[f32], dim: usize, blocks: &[f32], ou
 /// Scores one vector against another.
 pub(crate) type ScorePair = fn(a: &[f32], b: &[f32]) -> f32;
 
+/// `out[i] += scale * x[i]` over the common length.
+pub(crate) type Axpy = fn(out: &mut [f32], scale: f32, x: &[f32]);
+
 /// The kernels selected for this CPU.
 pub(crate) struct Kernels {
+    /// Used for PQ lookup tables (256-wide rows).
+    pub(crate) axpy: Axpy,
     pub(crate) name: &'static str,
     pub(crate) ip: ScoreBlocks,
     pub(crate) l2: ScoreBlocks,
@@ -72,6 +77,7 @@ fn detect() -> Kernels {
     {
         if avx2::available() {
             return Kernels {
+                axpy: avx2::axpy,
                 name: "avx2+fma",
                 ip: avx2::ip_blocks,
                 l2: avx2::l2_blocks,
@@ -81,6 +87,7 @@ fn detect() -> Kernels {
         }
     }
     Kernels {
+        axpy: axpy_portable,
         name: "scalar",
         ip: scalar_ip_blocks,
         l2: scalar_l2_blocks,
@@ -178,6 +185,13 @@ pub fn l2_simd(a: &[f32], b: &[f32]) -> Option<f32> {
         }
     }
     None
+}
+
+#[inline]
+fn axpy_portable(out: &mut [f32], scale: f32, x: &[f32]) {
+    for (o, &x) in out.iter_mut().zip(x) {
+        *o += scale * x;
+    }
 }
 
 /// Checks the shapes of a `ScoreBlocks` call; returns (queries, rows).
@@ -558,6 +572,21 @@ mod avx2 {
             }
             i += 1;
         }
+    }
+
+    /// The portable loop, compiled for AVX2 (LLVM vectorises it 8 wide).
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn axpy_impl(out: &mut [f32], scale: f32, x: &[f32]) {
+        super::axpy_portable(out, scale, x);
+    }
+
+    /// Safe entry point stored in `super::Kernels`.
+    pub(super) fn axpy(out: &mut [f32], scale: f32, x: &[f32]) {
+        // SAFETY: handed out by `super::detect` only after `available()`.
+        unsafe { axpy_impl(out, scale, x) }
     }
 
     /// Safe entry point stored in `super::Kernels`.

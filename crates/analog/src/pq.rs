@@ -16,6 +16,10 @@ use crate::kmeans;
 use crate::rng::SplitMix64;
 use crate::AnalogError;
 
+/// One sub-quantizer's lookup table, padded to 256 entries so a `u8` code
+/// indexes it without a bounds check (entries past `ksub` stay zero).
+pub(crate) type Lut = [f32; 256];
+
 /// A trained product quantizer.
 #[derive(Clone, Debug)]
 pub(crate) struct ProductQuantizer {
@@ -78,10 +82,6 @@ impl ProductQuantizer {
         self.bounds.len() - 1
     }
 
-    pub(crate) fn ksub(&self) -> usize {
-        self.ksub
-    }
-
     pub(crate) fn codebook_t(&self) -> &[f32] {
         &self.codebook_t
     }
@@ -127,27 +127,26 @@ impl ProductQuantizer {
         }
     }
 
-    /// `table[j * ksub + c] = Σ_{d in sub j} v[d] * word_{j,c}[d]`: the
-    /// inner product of `v`'s sub-vector `j` with each code word.
-    pub(crate) fn inner_product_table(&self, v: &[f32], table: &mut [f32]) {
+    /// `table[j][c] = Σ_{d in sub j} v[d] * word_{j,c}[d]`: the inner
+    /// product of `v`'s sub-vector `j` with each code word (`m` rows).
+    pub(crate) fn inner_product_table(&self, v: &[f32], table: &mut [Lut]) {
         let ksub = self.ksub;
-        for (j, w) in self.bounds.windows(2).enumerate() {
-            let row = &mut table[j * ksub..][..ksub];
+        for (w, row) in self.bounds.windows(2).zip(table.iter_mut()) {
             row.fill(0.0);
+            let row = &mut row[..ksub];
+            let axpy = crate::kernel::selected().axpy;
             for (&s, words) in v[w[0]..w[1]].iter().zip(self.rows(w[0], w[1])) {
-                for (t, &c) in row.iter_mut().zip(words) {
-                    *t += s * c;
-                }
+                axpy(row, s, words);
             }
         }
     }
 
-    /// `table[j * ksub + c] = |word_{j,c}|²`.
-    pub(crate) fn norms_table(&self, table: &mut [f32]) {
+    /// `table[j][c] = |word_{j,c}|²` (`m` rows).
+    pub(crate) fn norms_table(&self, table: &mut [Lut]) {
         let ksub = self.ksub;
-        for (j, w) in self.bounds.windows(2).enumerate() {
-            let row = &mut table[j * ksub..][..ksub];
+        for (w, row) in self.bounds.windows(2).zip(table.iter_mut()) {
             row.fill(0.0);
+            let row = &mut row[..ksub];
             for words in self.rows(w[0], w[1]) {
                 for (t, &c) in row.iter_mut().zip(words) {
                     *t += c * c;
@@ -197,7 +196,7 @@ mod tests {
         let pq =
             ProductQuantizer::train(&data, 7, 3, 8, 5, &mut SplitMix64::new(5)).expect("valid");
         let v: Vec<f32> = (0..7).map(|i| i as f32 * 0.5 - 1.0).collect();
-        let (mut ip, mut norms) = (vec![0.0; 3 * 8], vec![0.0; 3 * 8]);
+        let (mut ip, mut norms) = (vec![[0.0; 256]; 3], vec![[0.0; 256]; 3]);
         pq.inner_product_table(&v, &mut ip);
         pq.norms_table(&mut norms);
         let b = bounds(7, 3);
@@ -208,9 +207,9 @@ mod tests {
                 let (lo, hi) = (b[j], b[j + 1]);
                 let want_ip: f32 = (lo..hi).map(|d| v[d] * word[d]).sum();
                 let want_n: f32 = (lo..hi).map(|d| word[d] * word[d]).sum();
-                let at = j * 8 + usize::from(code);
-                assert!((ip[at] - want_ip).abs() < 1e-4, "ip {j} {code}");
-                assert!((norms[at] - want_n).abs() < 1e-3, "norm {j} {code}");
+                let at = usize::from(code);
+                assert!((ip[j][at] - want_ip).abs() < 1e-4, "ip {j} {code}");
+                assert!((norms[j][at] - want_n).abs() < 1e-3, "norm {j} {code}");
             }
         }
     }

@@ -36,7 +36,7 @@ impl Entry {
 }
 
 /// Largest `k` kept as a sorted array.
-const SORTED_MAX: usize = 128;
+const SORTED_MAX: usize = 32;
 
 /// Keeps the `k` best candidates seen (ties: lower id first).
 pub(crate) struct TopK {
@@ -138,7 +138,9 @@ impl TopK {
         }
     }
 
-    #[inline]
+    /// Out of line, so the reject path of the offers stays small enough
+    /// to inline into the scan loops.
+    #[inline(never)]
     fn push(&mut self, entry: Entry) {
         if self.sorted {
             if self.k == 0 {
