@@ -1,13 +1,12 @@
-//! Criterion benchmarks: exact search on the weather-data shape
-//! (6,574 vectors x 52 dimensions), one query at a time and a batch of 256,
-//! for both metrics, k = 10.
+//! Criterion benchmarks: exact search on the seed's index shapes (6,574 and
+//! 13,148 vectors x 52 dimensions), one query at a time and a batch of 256
+//! on one thread, for both metrics, k = 10.
 
 use std::hint::black_box;
 
 use analog::{FlatIndex, Metric};
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
-const N: usize = 6_574;
 const DIM: usize = 52;
 const K: usize = 10;
 const BATCH: usize = 256;
@@ -25,31 +24,33 @@ fn values(seed: u64, len: usize) -> Vec<f32> {
         .collect()
 }
 
-fn index(metric: Metric) -> FlatIndex {
+fn index(n: usize, metric: Metric) -> FlatIndex {
     let mut index = FlatIndex::new(DIM, metric).expect("dim > 0");
-    index.add(&values(7, N * DIM)).expect("finite data");
+    index.add(&values(7, n * DIM)).expect("finite data");
     index
 }
 
 fn search(c: &mut Criterion) {
     let queries = values(11, BATCH * DIM);
-    let mut g = c.benchmark_group(format!("flat_{N}x{DIM}_k{K}_{}", analog::simd_level()));
-    for (name, metric) in [("ip", Metric::InnerProduct), ("l2", Metric::L2)] {
-        let index = index(metric);
-        g.throughput(Throughput::Elements(1));
-        g.bench_function(format!("single_{name}"), |b| {
-            let mut i = 0;
-            b.iter(|| {
-                // Rotate through the queries so one cached result can't help.
-                let q = &queries[(i % BATCH) * DIM..][..DIM];
-                i += 1;
-                black_box(index.search(black_box(q), K).expect("valid query"))
+    let mut g = c.benchmark_group(format!("flat_x{DIM}_k{K}_{}", analog::simd_level()));
+    for n in [6_574, 13_148] {
+        for (name, metric) in [("ip", Metric::InnerProduct), ("l2", Metric::L2)] {
+            let index = index(n, metric);
+            g.throughput(Throughput::Elements(1));
+            g.bench_function(BenchmarkId::new(format!("single_{name}"), n), |b| {
+                let mut i = 0;
+                b.iter(|| {
+                    // Rotate through the queries so one cached result can't help.
+                    let q = &queries[(i % BATCH) * DIM..][..DIM];
+                    i += 1;
+                    black_box(index.search(black_box(q), K).expect("valid query"))
+                });
             });
-        });
-        g.throughput(Throughput::Elements(BATCH as u64));
-        g.bench_function(format!("batch{BATCH}_{name}"), |b| {
-            b.iter(|| black_box(index.search_batch(black_box(&queries), K).expect("valid")));
-        });
+            g.throughput(Throughput::Elements(BATCH as u64));
+            g.bench_function(BenchmarkId::new(format!("batch{BATCH}_{name}"), n), |b| {
+                b.iter(|| black_box(index.search_batch(black_box(&queries), K).expect("valid")));
+            });
+        }
     }
     g.finish();
 }

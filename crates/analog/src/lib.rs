@@ -1,8 +1,20 @@
-//! # analog: exact vector search
+//! # analog: vector search for analog forecasting
 //!
-//! A pure library (no I/O, no async, no threads of its own) for exact
-//! ("flat", brute-force) nearest-neighbour search over `f32` vectors. Every
-//! stored vector is scored against the query; nothing is approximated.
+//! A pure library (no I/O, no async, no threads of its own, no clock, no
+//! global randomness) for nearest-neighbour search over `f32` vectors:
+//!
+//! * [`FlatIndex`]: exact ("flat", brute-force) search. Every stored vector
+//!   is scored against the query; nothing is approximated.
+//! * [`IvfPqIndex`]: approximate search (FAISS's IVF-PQ): a k-means coarse
+//!   quantizer of `nlist` cells, vectors stored as product-quantizer codes
+//!   of their residuals, `nprobe` cells searched per query, optionally an
+//!   exact re-ranking of a shortlist against the stored raw vectors (FAISS
+//!   `IndexRefineFlat`). Trained from a seed, deterministically.
+//! * [`VectorIndex`]: the common interface, so a caller can hold either.
+//! * Index files ([`format`]): versioned, checksummed containers that load
+//!   in place from a caller's memory map ([`FlatIndex::from_file`],
+//!   [`IvfPqIndex::from_file`]); corrupt, truncated, foreign or inconsistent
+//!   files are refused with an error.
 //!
 //! ```
 //! use analog::{FlatIndex, Metric, Neighbor};
@@ -34,12 +46,18 @@
 //!
 //! * [`Metric::InnerProduct`]: `score = Σ q_i x_i`; **larger is better**.
 //! * [`Metric::L2`]: `score = Σ (q_i - x_i)²`, the *squared* Euclidean
-//!   distance (no square root); **smaller is better**.
+//!   distance (no square root); **smaller is better**. Computed from the
+//!   differences, never as `|q|² + |x|² - 2 q·x`, which loses all precision
+//!   for near neighbours.
 //!
-//! Results are sorted best first. Scores are computed in `f32` with
-//! several partial sums, so they can differ from a sequential or `f64`
-//! evaluation by a few ulps of `Σ |term|` (and between CPUs with and without
-//! AVX2+FMA, which fuse the multiply-add).
+//! Results are sorted best first. Exact scores are computed in `f32`,
+//! summed over the dimensions in order (with fused multiply-adds on
+//! AVX2+FMA), so they can differ from an `f64` evaluation by a few ulps of
+//! `Σ |term|`, and between CPUs with and without FMA. On one machine,
+//! [`FlatIndex::search_batch`] gives bit-identical scores to
+//! [`FlatIndex::search`]. IVF-PQ scores are approximate (table lookups);
+//! re-ranked ones are exact, summed as [`kernel::dot_simd`] does, so they
+//! may differ from a flat index's in the last ulps.
 //!
 //! ## Ties and `k`
 //!
@@ -49,28 +67,52 @@
 //!
 //! `k = 0` is rejected ([`AnalogError::ZeroK`]); `k > len()` is not an
 //! error and returns all vectors, sorted (an empty index returns an empty
-//! list). If finite inputs overflow `f32` (magnitudes near `1e19` and up), a
-//! score can be infinite or NaN; a NaN ranks last.
+//! list; IVF-PQ returns at most what the probed cells hold). If finite
+//! inputs overflow `f32` (magnitudes near `1e19` and up), a score can be
+//! infinite or NaN; a NaN ranks last.
 //!
-//! ## SIMD dispatch
+//! ## Exact search layout and SIMD dispatch
+//!
+//! A [`FlatIndex`] keeps its vectors row-major (for [`FlatIndex::vector`]
+//! and files) and again in transposed blocks of 8 rows, 64-byte aligned,
+//! that the kernels stream through: one SIMD lane follows one row, so there
+//! is no horizontal sum per row and any dimension works without a
+//! remainder loop (see [`kernel`]). A single query is scored 12 blocks (96
+//! rows) per pass; a batch 3 queries x 4 blocks per pass (register
+//! blocking), each tile of 384 rows loaded once per group of 32 queries.
+//! The top-k screens scores 8 at a time against the current k-th best.
+//! Single-query search of a few thousand vectors is then limited by memory
+//! bandwidth (the index is read once per query), not arithmetic.
 //!
 //! On `x86_64`, the CPU is probed once (`is_x86_feature_detected!` for
 //! `avx2` and `fma`) and the result cached process-wide; an index captures
 //! the chosen kernel when it is built, so searches pay no per-element (or
-//! per-row) dispatch. The AVX2 kernel runs 4 accumulators × 8 lanes over
-//! chunks of 32 values, then 8-wide steps, then a scalar tail, so any
-//! dimension works. Other CPUs and architectures use a portable kernel with
-//! 4 accumulators. [`simd_level`] reports which one is in use; both are
-//! callable directly through [`kernel`] for testing.
+//! per-row) dispatch. Other CPUs and architectures use a portable kernel
+//! with the same layout. [`simd_level`] reports which one is in use; both
+//! are callable directly through [`kernel`] for testing.
+//!
+//! ## IVF-PQ parameters
+//!
+//! [`IvfPqParams`] takes `nlist`, `m`, `nbits` (1..=8) and a default
+//! `nprobe`; the seed's 24h configuration is `IvfPqParams::new(64, 8, 8, 8)`
+//! and its 48h one `IvfPqParams::new(128, 16, 8, 16)`. Unlike FAISS, `m`
+//! need not divide the dimension: sub-vectors then differ in length by one.
+//! Training needs at least `max(nlist, 2^nbits)` vectors. On small indexes
+//! (a few thousand weather states) PQ codes alone rank coarsely (recall@10
+//! around 0.7 to 0.9); re-ranking a shortlist of 5 to 10 times `k` exactly
+//! ([`IvfPqIndex::search_refined`], or [`IvfPqParams::with_refine`] for
+//! [`VectorIndex::search`]) brings it to about 0.99 for little extra time.
 //!
 //! ## Concurrency
 //!
-//! [`FlatIndex`] is `Send + Sync` and search takes `&self` with no interior
-//! mutability, so one index can be searched from any number of threads at
-//! once (e.g. behind an `Arc`) with results identical to a single-threaded
-//! run. Adding vectors needs `&mut self`. [`FlatIndex::search_batch`] runs its
-//! queries in order on the calling thread; split the batch across threads to
-//! parallelise.
+//! Both index types are `Send + Sync` and search takes `&self` with no
+//! interior mutability, so one index can be searched from any number of
+//! threads at once (e.g. behind an `Arc`) with results identical to a
+//! single-threaded run. Adding vectors needs `&mut self`. Batch searches
+//! run on the calling thread; to use several cores, split the queries into
+//! chunks and search each chunk from its own thread (e.g.
+//! `std::thread::scope` over `queries.chunks(n * dim)`): results are the
+//! same as one batch.
 
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]

@@ -71,3 +71,40 @@ fn every_lane_contributes() {
         }
     }
 }
+
+/// The block kernels (every tile shape: 1 to 7 queries, 1 to 30 blocks)
+/// agree with f64 for every dimension 1..=130, SIMD with scalar.
+#[test]
+fn block_kernels_match_f64_for_all_shapes() {
+    use analog::kernel::{score_blocks_scalar, score_blocks_simd, to_blocks, LANES};
+    for dim in 1..=130usize {
+        let nq = 1 + dim % 7;
+        let rows = LANES * (1 + dim % 30);
+        let data = common::values(dim as u64, rows * dim, 4.0);
+        let queries = common::values(dim as u64 + 7, nq * dim, 4.0);
+        let blocks = to_blocks(&data, dim);
+        for metric in [Metric::InnerProduct, Metric::L2] {
+            let mut scalar = vec![0.0f32; nq * rows];
+            score_blocks_scalar(metric, &queries, dim, &blocks, &mut scalar);
+            let mut simd = vec![0.0f32; nq * rows];
+            let has_simd = score_blocks_simd(metric, &queries, dim, &blocks, &mut simd);
+            for (qi, q) in queries.chunks_exact(dim).enumerate() {
+                for (r, x) in data.chunks_exact(dim).enumerate() {
+                    let (want, scale) = exact(metric, q, x);
+                    let got = scalar[qi * rows + r];
+                    assert!(
+                        (f64::from(got) - want).abs() <= tol(scale),
+                        "{metric:?} dim {dim} q {qi} row {r}: scalar {got} vs {want}"
+                    );
+                    if has_simd {
+                        let got = simd[qi * rows + r];
+                        assert!(
+                            (f64::from(got) - want).abs() <= tol(scale),
+                            "{metric:?} dim {dim} q {qi} row {r}: simd {got} vs {want}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
