@@ -488,8 +488,8 @@ mod avx2 {
     /// Queries per tile in a batch and blocks per tile: 3 x 4 = 12
     /// accumulators plus 4 block registers fit the 16 AVX2 registers, and
     /// 12 independent FMA chains cover the FMA latency.
-    const TILE_Q: usize = 3;
-    const TILE_B: usize = 4;
+    const TILE_Q: usize = 4;
+    const TILE_B: usize = 2;
     /// Blocks per tile for a single query: 12 accumulators (13 registers
     /// with the broadcast). Each accumulator is a chain of `dim` dependent
     /// FMAs, so 8 chains (2 FMA units x 4 cycles latency) would only just

@@ -118,17 +118,21 @@ impl TopK {
         let mut id = first;
         let mut chunks = scores.chunks_exact(8);
         for chunk in &mut chunks {
-            let pass = match self.bound {
-                None => true,
-                // Non-short-circuit `|` so the 8 comparisons compile to one
-                // vector compare. A NaN compares false: it ranks last, and
-                // a bound exists only once k better candidates were seen.
-                Some(b) => chunk.iter().fold(false, |any, &s| any | (sign * s < b.key)),
+            let mut pass = match self.bound {
+                None => 0xff,
+                // A branch-free loop over the 8 lanes compiles to one vector
+                // compare and a mask. A NaN compares false: it ranks last,
+                // and a bound exists only once k better candidates were seen.
+                Some(b) => chunk.iter().enumerate().fold(0u32, |mask, (i, &s)| {
+                    mask | (u32::from(sign * s < b.key) << i)
+                }),
             };
-            if pass {
-                for (i, &score) in chunk.iter().enumerate() {
-                    self.offer(id.wrapping_add(i as u32), score);
-                }
+            // Only the lanes that beat the bound are offered (each offer
+            // re-checks against the bound as it tightens).
+            while pass != 0 {
+                let lane = pass.trailing_zeros();
+                self.offer(id.wrapping_add(lane), chunk[lane as usize]);
+                pass &= pass - 1;
             }
             id = id.wrapping_add(8);
         }
