@@ -485,15 +485,19 @@ mod avx2 {
         }
     }
 
-    /// Queries per tile in a batch and blocks per tile: 3 x 4 = 12
-    /// accumulators plus 4 block registers fit the 16 AVX2 registers, and
-    /// 12 independent FMA chains cover the FMA latency.
+    /// Queries per tile in a batch and blocks per tile: 4 x 2 = 8
+    /// accumulators, 2 block registers and a broadcast stay well inside the
+    /// 16 AVX2 registers (12 accumulators made LLVM spill one per step,
+    /// which measured 1.6x slower), and 8 independent FMA chains cover the
+    /// FMA latency.
     const TILE_Q: usize = 4;
     const TILE_B: usize = 2;
     /// Blocks per tile for a single query: 12 accumulators (13 registers
-    /// with the broadcast). Each accumulator is a chain of `dim` dependent
-    /// FMAs, so 8 chains (2 FMA units x 4 cycles latency) would only just
-    /// keep the units busy; 12 leave slack for load latency.
+    /// with the broadcast; block loads fold into the FMAs). Each
+    /// accumulator is a chain of `dim` dependent FMAs, so 8 chains (2 FMA
+    /// units x 4 cycles latency) would only just keep the units busy; 12
+    /// leave slack for load latency. (A single query is bound by memory
+    /// bandwidth anyway: every value is used once.)
     const TILE_B1: usize = 12;
 
     /// Every query against every block, in tiles.

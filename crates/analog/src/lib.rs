@@ -78,7 +78,7 @@
 //! that the kernels stream through: one SIMD lane follows one row, so there
 //! is no horizontal sum per row and any dimension works without a
 //! remainder loop (see [`kernel`]). A single query is scored 12 blocks (96
-//! rows) per pass; a batch 3 queries x 4 blocks per pass (register
+//! rows) per pass; a batch 4 queries x 2 blocks per pass (register
 //! blocking), each tile of 384 rows loaded once per group of 32 queries.
 //! The top-k screens scores 8 at a time against the current k-th best.
 //! Single-query search of a few thousand vectors is then limited by memory
