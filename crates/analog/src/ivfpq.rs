@@ -547,9 +547,12 @@ impl IvfPqIndex {
                 Metric::InnerProduct => table,
                 Metric::L2 => {
                     let terms = &self.list_terms[list * m..][..m];
-                    let out = list_table.as_flattened_mut();
-                    out.copy_from_slice(terms.as_flattened());
-                    (crate::kernel::selected().axpy)(out, -2.0, table.as_flattened());
+                    (crate::kernel::selected().scaled_sum)(
+                        list_table.as_flattened_mut(),
+                        terms.as_flattened(),
+                        -2.0,
+                        table.as_flattened(),
+                    );
                     &list_table
                 }
             };

@@ -38,10 +38,14 @@ pub(crate) type ScorePair = fn(a: &[f32], b: &[f32]) -> f32;
 /// `out[i] += scale * x[i]` over the common length.
 pub(crate) type Axpy = fn(out: &mut [f32], scale: f32, x: &[f32]);
 
+/// `out[i] = a[i] + scale * b[i]` over the common length.
+pub(crate) type ScaledSum = fn(out: &mut [f32], a: &[f32], scale: f32, b: &[f32]);
+
 /// The kernels selected for this CPU.
 pub(crate) struct Kernels {
     /// Used for PQ lookup tables (256-wide rows).
     pub(crate) axpy: Axpy,
+    pub(crate) scaled_sum: ScaledSum,
     pub(crate) name: &'static str,
     pub(crate) ip: ScoreBlocks,
     pub(crate) l2: ScoreBlocks,
@@ -78,6 +82,7 @@ fn detect() -> Kernels {
         if avx2::available() {
             return Kernels {
                 axpy: avx2::axpy,
+                scaled_sum: avx2::scaled_sum,
                 name: "avx2+fma",
                 ip: avx2::ip_blocks,
                 l2: avx2::l2_blocks,
@@ -88,6 +93,7 @@ fn detect() -> Kernels {
     }
     Kernels {
         axpy: axpy_portable,
+        scaled_sum: scaled_sum_portable,
         name: "scalar",
         ip: scalar_ip_blocks,
         l2: scalar_l2_blocks,
@@ -191,6 +197,13 @@ pub fn l2_simd(a: &[f32], b: &[f32]) -> Option<f32> {
 fn axpy_portable(out: &mut [f32], scale: f32, x: &[f32]) {
     for (o, &x) in out.iter_mut().zip(x) {
         *o += scale * x;
+    }
+}
+
+#[inline]
+fn scaled_sum_portable(out: &mut [f32], a: &[f32], scale: f32, b: &[f32]) {
+    for ((o, &a), &b) in out.iter_mut().zip(a).zip(b) {
+        *o = a + scale * b;
     }
 }
 
@@ -591,6 +604,21 @@ mod avx2 {
     pub(super) fn axpy(out: &mut [f32], scale: f32, x: &[f32]) {
         // SAFETY: handed out by `super::detect` only after `available()`.
         unsafe { axpy_impl(out, scale, x) }
+    }
+
+    /// The portable loop, compiled for AVX2.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn scaled_sum_impl(out: &mut [f32], a: &[f32], scale: f32, b: &[f32]) {
+        super::scaled_sum_portable(out, a, scale, b);
+    }
+
+    /// Safe entry point stored in `super::Kernels`.
+    pub(super) fn scaled_sum(out: &mut [f32], a: &[f32], scale: f32, b: &[f32]) {
+        // SAFETY: handed out by `super::detect` only after `available()`.
+        unsafe { scaled_sum_impl(out, a, scale, b) }
     }
 
     /// Safe entry point stored in `super::Kernels`.
