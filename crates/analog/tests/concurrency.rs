@@ -2,13 +2,48 @@
 
 mod common;
 
-use analog::{FlatIndex, Metric};
+use analog::{FlatIndex, IvfPqIndex, IvfPqParams, Metric, VectorIndex};
 
 fn assert_send_sync<T: Send + Sync>() {}
 
 #[test]
-fn index_is_send_and_sync() {
+fn indexes_are_send_and_sync() {
     assert_send_sync::<FlatIndex>();
+    assert_send_sync::<IvfPqIndex>();
+    assert_send_sync::<Box<dyn VectorIndex>>();
+}
+
+#[test]
+fn ivfpq_searched_from_threads_matches_single_thread() {
+    const DIM: usize = 12;
+    let data = common::values(5, 1_000 * DIM, 3.0);
+    let params = IvfPqParams::new(8, 4, 5, 3)
+        .with_kmeans_iters(5)
+        .with_refine(4);
+    let mut index = IvfPqIndex::train(&data, DIM, Metric::L2, params, 3).expect("valid");
+    index.add(&data).expect("valid");
+    let queries = common::values(6, 32 * DIM, 3.0);
+    let want: Vec<_> = queries
+        .chunks_exact(DIM)
+        .map(|q| VectorIndex::search(&index, q, 10).expect("valid"))
+        .collect();
+    let index = &index;
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                let queries = &queries;
+                s.spawn(move || {
+                    queries
+                        .chunks_exact(DIM)
+                        .map(|q| VectorIndex::search(index, q, 10).expect("valid"))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        for h in handles {
+            assert_eq!(h.join().expect("search thread panicked"), want);
+        }
+    });
 }
 
 #[test]

@@ -124,6 +124,11 @@ proptest! {
         let batch = a.search_batch(&queries, 5, nprobe).expect("valid");
         let refined = a.search_refined_batch(&queries, 5, nprobe, 10).expect("valid");
         for (i, q) in queries.chunks_exact(dim).enumerate() {
+            // nprobe past nlist probes every list.
+            prop_assert_eq!(
+                a.search(q, 5, params.nlist + 3).expect("valid"),
+                a.search(q, 5, params.nlist).expect("valid")
+            );
             prop_assert_eq!(&batch[i], &b.search(q, 5, nprobe).expect("valid"));
             prop_assert_eq!(&refined[i], &b.search_refined(q, 5, nprobe, 10).expect("valid"));
         }
