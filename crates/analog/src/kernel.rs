@@ -38,6 +38,13 @@ pub(crate) type ScorePair = fn(a: &[f32], b: &[f32]) -> f32;
 /// `out[i] += scale * x[i]` over the common length.
 pub(crate) type Axpy = fn(out: &mut [f32], scale: f32, x: &[f32]);
 
+/// The first run of 8 scores (at a multiple of 8 in `scores`, whose
+/// length is a multiple of 8) with a score strictly better than `bound`
+/// (greater when `larger_is_better`, else smaller; NaN never is): its start
+/// and a mask of the lanes that are.
+pub(crate) type Screen =
+    fn(scores: &[f32], bound: f32, larger_is_better: bool) -> Option<(usize, u32)>;
+
 /// `out[i] = a[i] + scale * b[i]` over the common length.
 pub(crate) type ScaledSum = fn(out: &mut [f32], a: &[f32], scale: f32, b: &[f32]);
 
@@ -46,6 +53,8 @@ pub(crate) struct Kernels {
     /// Used for PQ lookup tables (256-wide rows).
     pub(crate) axpy: Axpy,
     pub(crate) scaled_sum: ScaledSum,
+    /// Top-k screening of kernel output.
+    pub(crate) screen: Screen,
     pub(crate) name: &'static str,
     pub(crate) ip: ScoreBlocks,
     pub(crate) l2: ScoreBlocks,
@@ -83,6 +92,7 @@ fn detect() -> Kernels {
             return Kernels {
                 axpy: avx2::axpy,
                 scaled_sum: avx2::scaled_sum,
+                screen: avx2::screen,
                 name: "avx2+fma",
                 ip: avx2::ip_blocks,
                 l2: avx2::l2_blocks,
@@ -94,6 +104,7 @@ fn detect() -> Kernels {
     Kernels {
         axpy: axpy_portable,
         scaled_sum: scaled_sum_portable,
+        screen: screen_portable,
         name: "scalar",
         ip: scalar_ip_blocks,
         l2: scalar_l2_blocks,
@@ -198,6 +209,20 @@ fn axpy_portable(out: &mut [f32], scale: f32, x: &[f32]) {
     for (o, &x) in out.iter_mut().zip(x) {
         *o += scale * x;
     }
+}
+
+fn screen_portable(scores: &[f32], bound: f32, larger_is_better: bool) -> Option<(usize, u32)> {
+    scores.chunks_exact(8).enumerate().find_map(|(c, chunk)| {
+        let mask = chunk.iter().enumerate().fold(0u32, |mask, (i, &s)| {
+            let better = if larger_is_better {
+                s > bound
+            } else {
+                s < bound
+            };
+            mask | (u32::from(better) << i)
+        });
+        (mask != 0).then_some((c * 8, mask))
+    })
 }
 
 #[inline]
@@ -363,9 +388,10 @@ fn write_blocks(blocks: &mut [f32], len: usize, rows: &[f32], dim: usize) {
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use std::arch::x86_64::{
-        __m256, _mm256_add_ps, _mm256_castps256_ps128, _mm256_extractf128_ps, _mm256_fmadd_ps,
-        _mm256_loadu_ps, _mm256_set1_ps, _mm256_setzero_ps, _mm256_storeu_ps, _mm256_sub_ps,
-        _mm_add_ps, _mm_add_ss, _mm_cvtss_f32, _mm_movehl_ps, _mm_shuffle_ps,
+        __m256, _mm256_add_ps, _mm256_castps256_ps128, _mm256_cmp_ps, _mm256_extractf128_ps,
+        _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_movemask_ps, _mm256_set1_ps, _mm256_setzero_ps,
+        _mm256_storeu_ps, _mm256_sub_ps, _mm_add_ps, _mm_add_ss, _mm_cvtss_f32, _mm_movehl_ps,
+        _mm_shuffle_ps, _CMP_GT_OQ, _CMP_LT_OQ,
     };
 
     use super::LANES;
@@ -589,6 +615,47 @@ mod avx2 {
             }
             i += 1;
         }
+    }
+
+    /// One compare and a movemask per 8 scores.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn screen_impl(
+        scores: &[f32],
+        bound: f32,
+        larger_is_better: bool,
+    ) -> Option<(usize, u32)> {
+        let b = _mm256_set1_ps(bound);
+        let p = scores.as_ptr();
+        let mut at = 0;
+        while at + LANES <= scores.len() {
+            // SAFETY: at + 8 <= scores.len().
+            let v = unsafe { _mm256_loadu_ps(p.add(at)) };
+            // Ordered comparisons: false for NaN.
+            let hits = if larger_is_better {
+                _mm256_cmp_ps::<_CMP_GT_OQ>(v, b)
+            } else {
+                _mm256_cmp_ps::<_CMP_LT_OQ>(v, b)
+            };
+            let mask = _mm256_movemask_ps(hits) as u32;
+            if mask != 0 {
+                return Some((at, mask));
+            }
+            at += LANES;
+        }
+        None
+    }
+
+    /// Safe entry point stored in `super::Kernels`.
+    pub(super) fn screen(
+        scores: &[f32],
+        bound: f32,
+        larger_is_better: bool,
+    ) -> Option<(usize, u32)> {
+        // SAFETY: handed out by `super::detect` only after `available()`.
+        unsafe { screen_impl(scores, bound, larger_is_better) }
     }
 
     /// The portable loop, compiled for AVX2 (LLVM vectorises it 8 wide).

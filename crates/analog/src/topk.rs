@@ -107,38 +107,44 @@ impl TopK {
         }
     }
 
-    /// Offers `scores[i]` with id `first + i`, for each `i` in order. Runs
-    /// of 8 are screened with one vectorised comparison against the bound,
-    /// so most candidates cost a fraction of a comparison.
+    /// Offers `scores[i]` with id `first + i`, for each `i` in order. Once
+    /// `k` candidates are kept, the scores are screened 8 at a time against
+    /// the bound with one vector compare ([`kernel`](crate::kernel)), and
+    /// only the lanes that beat it are offered, so most candidates cost a
+    /// fraction of a comparison.
     pub(crate) fn offer_run(&mut self, first: u32, scores: &[f32]) {
-        let sign = match self.metric {
-            Metric::InnerProduct => -1.0f32,
-            Metric::L2 => 1.0,
-        };
-        let mut id = first;
-        let mut chunks = scores.chunks_exact(8);
-        for chunk in &mut chunks {
-            let mut pass = match self.bound {
-                None => 0xff,
-                // A branch-free loop over the 8 lanes compiles to one vector
-                // compare and a mask. A NaN compares false: it ranks last,
-                // and a bound exists only once k better candidates were seen.
-                Some(b) => chunk.iter().enumerate().fold(0u32, |mask, (i, &s)| {
-                    mask | (u32::from(sign * s < b.key) << i)
-                }),
+        let whole = scores.len() / 8 * 8;
+        let mut at = 0;
+        let screen = crate::kernel::selected().screen;
+        while at < whole {
+            let Some(bound) = self.bound else {
+                // Not full yet: everything gets in.
+                for (i, &score) in scores[at..at + 8].iter().enumerate() {
+                    self.offer(first.wrapping_add((at + i) as u32), score);
+                }
+                at += 8;
+                continue;
             };
-            // Only the lanes that beat the bound are offered (each offer
-            // re-checks against the bound as it tightens).
-            while pass != 0 {
-                let lane = pass.trailing_zeros();
-                self.offer(id.wrapping_add(lane), chunk[lane as usize]);
-                pass &= pass - 1;
+            // Keys are -score (IP) or score (L2): beating the bound's key
+            // is a score above -key, or below key. NaN never beats it.
+            let hit = match self.metric {
+                Metric::InnerProduct => screen(&scores[at..whole], -bound.key, true),
+                Metric::L2 => screen(&scores[at..whole], bound.key, false),
+            };
+            let Some((offset, mut lanes)) = hit else {
+                break;
+            };
+            at += offset;
+            // Each offer re-checks against the bound as it tightens.
+            while lanes != 0 {
+                let lane = lanes.trailing_zeros() as usize;
+                self.offer(first.wrapping_add((at + lane) as u32), scores[at + lane]);
+                lanes &= lanes - 1;
             }
-            id = id.wrapping_add(8);
+            at += 8;
         }
-        for &score in chunks.remainder() {
-            self.offer(id, score);
-            id = id.wrapping_add(1);
+        for (i, &score) in scores.iter().enumerate().skip(whole) {
+            self.offer(first.wrapping_add(i as u32), score);
         }
     }
 
