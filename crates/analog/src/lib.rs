@@ -75,6 +75,7 @@
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod forecast;
 pub mod format;
 pub mod kernel;
 mod topk;
