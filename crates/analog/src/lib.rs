@@ -117,6 +117,7 @@
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod forecast;
 pub mod format;
 mod index;
 mod ivfpq;

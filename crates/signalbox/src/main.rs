@@ -3,6 +3,8 @@
 
 mod admin;
 mod config;
+mod forecast_cmd;
+mod forecast_serve;
 mod freshness;
 mod loadtest_cmd;
 mod sentiment_cmd;
@@ -81,6 +83,9 @@ enum Command {
     /// Weber sensitivity profiles from review files.
     #[command(subcommand)]
     Weber(weber_cmd::WeberCommand),
+    /// Analog-ensemble weather forecasts: build a model from station data, run it, verify it.
+    #[command(subcommand)]
+    Forecast(forecast_cmd::ForecastCommand),
 }
 
 /// Settings shared by every command, resolved from flags, environment and file.
@@ -176,6 +181,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Loadtest(args) => loadtest_cmd::run(args).await,
         Command::Sentiment => sentiment_cmd::run(),
+        // CPU-bound and file-bound; the runtime is not needed.
+        Command::Forecast(cmd) => tokio::task::block_in_place(|| forecast_cmd::run(cmd)),
         Command::Weber(cmd) => {
             let common = Common::resolve(global)?;
             // CPU-bound work on its own threads; the runtime is only used to reach the store.

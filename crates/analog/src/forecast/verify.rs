@@ -1,0 +1,472 @@
+//! Verification on a held-out period against persistence and climatology.
+//!
+//! The model is rebuilt from the observations before `holdout_from` only (standardisation,
+//! analogs and climatology), so no analog, and no analog's outcome, comes from the held-out
+//! period. Every hour in `[holdout_from, holdout_until)` with a state is an issue time; a case
+//! is an issue time, horizon and variable whose value `h` hours later was observed. The three
+//! forecasts are scored on the same cases:
+//!
+//! * **ensemble**: the mean of the `k` members for RMSE, MAE and bias (forecast − observed),
+//!   all members for the CRPS ([`crps_ensemble`](super::crps_ensemble));
+//! * **persistence**: the value at the issue time;
+//! * **climatology**: a harmonic fit to the training period ([`Climatology`]).
+//!
+//! Persistence and climatology are single values, so their CRPS equals their MAE. Skill is
+//! `1 − score / score_reference`, for RMSE and CRPS against each reference.
+
+use serde::Serialize;
+
+use super::model::ForecastModel;
+use super::{
+    crps_ensemble, format_time, ForecastError, Horizon, Similarity, StationSeries, Variable, NVARS,
+};
+
+/// What to verify.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VerifyOptions {
+    /// First held-out hour (unix seconds); training uses only earlier observations.
+    pub holdout_from: i64,
+    /// End of the held-out issue times (exclusive); `None` is the end of the data.
+    pub holdout_until: Option<i64>,
+    /// Ensemble size.
+    pub k: usize,
+    /// Metrics to score.
+    pub similarities: Vec<Similarity>,
+}
+
+/// Scores of one forecast kind.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Scores {
+    /// Root mean squared error.
+    pub rmse: f64,
+    /// Mean absolute error.
+    pub mae: f64,
+    /// Mean of forecast − observed.
+    pub bias: f64,
+    /// Mean CRPS (equal to `mae` for the single-valued references).
+    pub crps: f64,
+}
+
+/// Skill scores, `1 − score / reference` (`None` when the reference scored 0).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Skill {
+    /// RMSE skill against persistence.
+    pub rmse_vs_persistence: Option<f64>,
+    /// RMSE skill against climatology.
+    pub rmse_vs_climatology: Option<f64>,
+    /// CRPS skill against persistence.
+    pub crps_vs_persistence: Option<f64>,
+    /// CRPS skill against climatology.
+    pub crps_vs_climatology: Option<f64>,
+}
+
+/// Scores for one station (or `ALL`), horizon, variable and similarity.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VerificationRow {
+    /// Station code, or `ALL` for every station pooled.
+    pub station: String,
+    /// Horizon, e.g. `24h`.
+    pub horizon: String,
+    /// Variable name.
+    pub variable: String,
+    /// Unit of the scores.
+    pub unit: String,
+    /// `seed` or `anen`.
+    pub similarity: String,
+    /// Number of cases.
+    pub cases: u64,
+    /// The analog ensemble.
+    pub ensemble: Scores,
+    /// Mean ensemble spread (sample standard deviation of the members).
+    pub mean_spread: f64,
+    /// Persistence.
+    pub persistence: Scores,
+    /// Climatology.
+    pub climatology: Scores,
+    /// The ensemble's skill.
+    pub skill: Skill,
+}
+
+/// The result of [`ForecastModel::verify`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VerificationReport {
+    /// First held-out hour, RFC 3339.
+    pub holdout_from: String,
+    /// End of the held-out issue times, RFC 3339 (`None`: the end of the data).
+    pub holdout_until: Option<String>,
+    /// Ensemble size.
+    pub k: usize,
+    /// `absolute` or `delta`.
+    pub members: String,
+    /// Trailing window, hours.
+    pub window: usize,
+    /// Analogs available per station and horizon after the cut (`station`, `horizon`, count).
+    pub training_analogs: Vec<(String, String, usize)>,
+    /// How the climatology reference is made.
+    pub climatology: String,
+    /// Rows per station (then `ALL`), horizon, variable and similarity.
+    pub rows: Vec<VerificationRow>,
+}
+
+/// Per station and variable, a least-squares fit of
+/// `a₀ + annual harmonic + two diurnal harmonics + annual × diurnal interactions` (11 terms;
+/// UTC hour of day, phase of the year) to the training observations: a climatology that can
+/// be evaluated on days the training period did not cover (a one-year record has no November
+/// before November). Values are clamped to what is physically possible. With fewer than 100
+/// observations the fit falls back to the training mean.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Climatology {
+    coefficients: [Vec<f64>; NVARS],
+}
+
+const TERMS: usize = 11;
+
+fn climate_terms(t: i64) -> [f64; TERMS] {
+    let t = t as f64;
+    let day = (t / 3600.0).rem_euclid(24.0) / 24.0 * std::f64::consts::TAU;
+    let year = (t / 86_400.0 / 365.2425).rem_euclid(1.0) * std::f64::consts::TAU;
+    let (cy, sy) = (year.cos(), year.sin());
+    let (cd, sd) = (day.cos(), day.sin());
+    [
+        1.0,
+        cy,
+        sy,
+        cd,
+        sd,
+        (2.0 * day).cos(),
+        (2.0 * day).sin(),
+        cy * cd,
+        cy * sd,
+        sy * cd,
+        sy * sd,
+    ]
+}
+
+impl Climatology {
+    /// Fits every variable of one station's series.
+    pub fn fit(series: &StationSeries) -> Climatology {
+        Climatology {
+            coefficients: std::array::from_fn(|v| {
+                let points = (0..series.len())
+                    .map(|i| (series.time(i), series.columns[v][i]))
+                    .filter(|(_, x)| x.is_finite())
+                    .map(|(t, x)| (t, f64::from(x)));
+                fit_harmonics(points)
+            }),
+        }
+    }
+
+    /// The climatological value of `v` at unix time `t` (NaN if the training period had none).
+    pub fn predict(&self, v: Variable, t: i64) -> f64 {
+        let c = &self.coefficients[v.index()];
+        if c.is_empty() {
+            return f64::NAN;
+        }
+        let terms = climate_terms(t);
+        v.clamp(c.iter().zip(terms).map(|(a, b)| a * b).sum())
+    }
+}
+
+/// Least squares by the normal equations (11 × 11, f64, partial pivoting); falls back to the
+/// mean for short records or a singular system.
+fn fit_harmonics(points: impl Iterator<Item = (i64, f64)>) -> Vec<f64> {
+    let mut ata = [[0.0f64; TERMS]; TERMS];
+    let mut atb = [0.0f64; TERMS];
+    let (mut n, mut sum) = (0usize, 0.0f64);
+    for (t, y) in points {
+        let x = climate_terms(t);
+        for r in 0..TERMS {
+            for c in 0..TERMS {
+                ata[r][c] += x[r] * x[c];
+            }
+            atb[r] += x[r] * y;
+        }
+        n += 1;
+        sum += y;
+    }
+    if n == 0 {
+        return Vec::new();
+    }
+    let mean_only = || {
+        let mut c = vec![0.0; TERMS];
+        c[0] = sum / n as f64;
+        c
+    };
+    if n < 100 {
+        return mean_only();
+    }
+    solve(ata, atb).unwrap_or_else(mean_only)
+}
+
+fn solve(mut a: [[f64; TERMS]; TERMS], mut b: [f64; TERMS]) -> Option<Vec<f64>> {
+    for col in 0..TERMS {
+        let pivot = (col..TERMS).max_by(|&x, &y| a[x][col].abs().total_cmp(&a[y][col].abs()))?;
+        if a[pivot][col].abs() < 1e-9 {
+            return None;
+        }
+        a.swap(col, pivot);
+        b.swap(col, pivot);
+        let (upper, lower) = a.split_at_mut(col + 1);
+        let pivot_row = &upper[col];
+        for (offset, row) in lower.iter_mut().enumerate() {
+            let f = row[col] / pivot_row[col];
+            for (x, p) in row.iter_mut().zip(pivot_row).skip(col) {
+                *x -= f * p;
+            }
+            b[col + 1 + offset] -= f * b[col];
+        }
+    }
+    let mut x = vec![0.0; TERMS];
+    for row in (0..TERMS).rev() {
+        let s: f64 = (row + 1..TERMS).map(|c| a[row][c] * x[c]).sum();
+        x[row] = (b[row] - s) / a[row][row];
+    }
+    x.iter().all(|v| v.is_finite()).then_some(x)
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Sums {
+    n: u64,
+    err: f64,
+    sq: f64,
+    abs: f64,
+    crps: f64,
+}
+
+impl Sums {
+    fn add(&mut self, forecast: f64, observed: f64, crps: f64) {
+        let e = forecast - observed;
+        self.n += 1;
+        self.err += e;
+        self.sq += e * e;
+        self.abs += e.abs();
+        self.crps += crps;
+    }
+
+    fn merge(&mut self, o: &Sums) {
+        self.n += o.n;
+        self.err += o.err;
+        self.sq += o.sq;
+        self.abs += o.abs;
+        self.crps += o.crps;
+    }
+
+    fn scores(&self) -> Scores {
+        let n = self.n.max(1) as f64;
+        Scores {
+            rmse: (self.sq / n).sqrt(),
+            mae: self.abs / n,
+            bias: self.err / n,
+            crps: self.crps / n,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Cell {
+    ensemble: Sums,
+    spread: f64,
+    persistence: Sums,
+    climatology: Sums,
+}
+
+impl Cell {
+    fn merge(&mut self, o: &Cell) {
+        self.ensemble.merge(&o.ensemble);
+        self.spread += o.spread;
+        self.persistence.merge(&o.persistence);
+        self.climatology.merge(&o.climatology);
+    }
+}
+
+fn skill(score: f64, reference: f64) -> Option<f64> {
+    (reference > 0.0).then(|| 1.0 - score / reference)
+}
+
+impl ForecastModel {
+    /// Scores the analog ensemble, persistence and climatology on the held-out period (see the
+    /// module docs of `verify`). `progress(done, total)` is called per station and horizon.
+    ///
+    /// # Errors
+    /// [`ForecastError::KOutOfRange`], [`ForecastError::InvalidOption`] when the period leaves
+    /// no training data or no held-out hours.
+    pub fn verify(
+        &self,
+        options: &VerifyOptions,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<VerificationReport, ForecastError> {
+        if options.k == 0 || options.k > super::MAX_K {
+            return Err(ForecastError::KOutOfRange {
+                k: options.k,
+                max: super::MAX_K,
+            });
+        }
+        if options.similarities.is_empty() {
+            return Err(ForecastError::InvalidOption {
+                field: "similarity",
+                message: "at least one similarity is required".to_owned(),
+            });
+        }
+        let from = options.holdout_from;
+        let until = options.holdout_until.unwrap_or(i64::MAX);
+        if until <= from {
+            return Err(ForecastError::InvalidOption {
+                field: "holdout_until",
+                message: "must be after holdout_from".to_owned(),
+            });
+        }
+        let training: Vec<StationSeries> = self
+            .stations
+            .iter()
+            .map(|s| s.series.before(from))
+            .collect();
+        if training.iter().all(|s| s.columns[0].len() < 2 * 24 * 7) {
+            return Err(ForecastError::InvalidOption {
+                field: "holdout_from",
+                message: format!(
+                    "{} leaves less than a week of training data",
+                    format_time(from)
+                ),
+            });
+        }
+        let climatologies: Vec<Climatology> = training.iter().map(Climatology::fit).collect();
+        let trained = ForecastModel::build_from_series(training, &self.options, &mut |_, _| {})?;
+
+        let nsim = options.similarities.len();
+        let total = self.stations.len() * Horizon::ALL.len();
+        let mut done = 0;
+        // cells[station][horizon][variable][similarity]
+        let mut cells = vec![
+            vec![vec![vec![Cell::default(); nsim]; NVARS]; Horizon::ALL.len()];
+            self.stations.len()
+        ];
+        let mut any_case = false;
+        for (si, station) in self.stations.iter().enumerate() {
+            let series = &station.series;
+            let model = &trained.stations[si];
+            let clim = &climatologies[si];
+            let issue: Vec<usize> = (0..series.len())
+                .filter(|i| (from..until).contains(&series.time(*i)))
+                .collect();
+            for horizon in Horizon::ALL {
+                let hm = &model.horizons[horizon.index()];
+                let h = horizon.hours() as usize;
+                for &i in &issue {
+                    let Some(j) = Some(i + h).filter(|j| *j < series.len()) else {
+                        continue;
+                    };
+                    let Ok(query) = trained.state_at(series, i) else {
+                        continue;
+                    };
+                    let observed: [f32; NVARS] = std::array::from_fn(|v| series.columns[v][j]);
+                    if observed.iter().all(|x| !x.is_finite()) {
+                        continue;
+                    }
+                    for (mi, &sim) in options.similarities.iter().enumerate() {
+                        let neighbors = trained.neighbors(hm, &query, options.k, sim, 0..0)?;
+                        if neighbors.is_empty() {
+                            continue;
+                        }
+                        for v in Variable::ALL {
+                            let y = f64::from(observed[v.index()]);
+                            if !y.is_finite() {
+                                continue;
+                            }
+                            let now = series.value(v, i);
+                            let members: Vec<f64> = neighbors
+                                .iter()
+                                .map(|(id, _)| trained.member(hm, *id, v, now))
+                                .collect();
+                            let Some(stats) = super::ensemble_stats(&members) else {
+                                continue;
+                            };
+                            let crps = crps_ensemble(&members, y).unwrap_or(f64::NAN);
+                            let cell = &mut cells[si][horizon.index()][v.index()][mi];
+                            cell.ensemble.add(stats.mean, y, crps);
+                            cell.spread += stats.spread;
+                            let p = f64::from(now);
+                            cell.persistence.add(p, y, (p - y).abs());
+                            let c = clim.predict(v, series.time(j));
+                            cell.climatology.add(c, y, (c - y).abs());
+                            any_case = true;
+                        }
+                    }
+                }
+                done += 1;
+                progress(done, total);
+            }
+        }
+        if !any_case {
+            return Err(ForecastError::InvalidOption {
+                field: "holdout_from",
+                message: format!("no held-out hour from {} has a state", format_time(from)),
+            });
+        }
+
+        let mut rows = Vec::new();
+        let mut push = |station: &str, horizon: Horizon, v: Variable, mi: usize, cell: &Cell| {
+            if cell.ensemble.n == 0 {
+                return;
+            }
+            let ensemble = cell.ensemble.scores();
+            let persistence = cell.persistence.scores();
+            let climatology = cell.climatology.scores();
+            rows.push(VerificationRow {
+                station: station.to_owned(),
+                horizon: horizon.to_string(),
+                variable: v.name().to_owned(),
+                unit: v.unit().to_owned(),
+                similarity: options.similarities[mi].to_string(),
+                cases: cell.ensemble.n,
+                ensemble,
+                mean_spread: cell.spread / cell.ensemble.n as f64,
+                persistence,
+                climatology,
+                skill: Skill {
+                    rmse_vs_persistence: skill(ensemble.rmse, persistence.rmse),
+                    rmse_vs_climatology: skill(ensemble.rmse, climatology.rmse),
+                    crps_vs_persistence: skill(ensemble.crps, persistence.crps),
+                    crps_vs_climatology: skill(ensemble.crps, climatology.crps),
+                },
+            });
+        };
+        for (station, station_cells) in self.stations.iter().zip(&cells) {
+            for horizon in Horizon::ALL {
+                for v in Variable::ALL {
+                    let by_similarity = &station_cells[horizon.index()][v.index()];
+                    for (mi, cell) in by_similarity.iter().enumerate() {
+                        push(&station.series.station, horizon, v, mi, cell);
+                    }
+                }
+            }
+        }
+        for horizon in Horizon::ALL {
+            for v in Variable::ALL {
+                for mi in 0..nsim {
+                    let mut pooled = Cell::default();
+                    for station_cells in &cells {
+                        pooled.merge(&station_cells[horizon.index()][v.index()][mi]);
+                    }
+                    push("ALL", horizon, v, mi, &pooled);
+                }
+            }
+        }
+
+        Ok(VerificationReport {
+            holdout_from: format_time(from),
+            holdout_until: options.holdout_until.map(format_time),
+            k: options.k,
+            members: self.options.members.name().to_owned(),
+            window: self.options.window,
+            training_analogs: trained
+                .analog_counts()
+                .into_iter()
+                .map(|(s, h, n)| (s, h.to_string(), n))
+                .collect(),
+            climatology: "training-period harmonic fit per station and variable: mean, annual \
+                          harmonic, two diurnal harmonics (UTC hour) and their interactions"
+                .to_owned(),
+            rows,
+        })
+    }
+}

@@ -1,0 +1,475 @@
+//! `signalbox forecast …`: build an analog-ensemble model from station observations, forecast
+//! with it, and verify it on a held-out period. The engine is `analog::forecast`; this module
+//! reads and writes files and prints.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use analog::forecast::{
+    BuildOptions, ForecastError, ForecastModel, ForecastRequest, Horizon, Members, Mode,
+    Similarity, VerificationReport, VerifyOptions, MANIFEST,
+};
+use anyhow::{anyhow, bail, Context};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// How many bad rows are listed before the rest are only counted.
+const SHOWN_BAD_ROWS: usize = 20;
+
+#[derive(clap::Subcommand, Debug)]
+pub enum ForecastCommand {
+    /// Build a model directory from a station CSV (all stations, all horizons).
+    Build(BuildArgs),
+    /// Forecast one station, time and horizon with a built model.
+    Run(RunArgs),
+    /// Score the model on a held-out period against persistence and climatology.
+    Verify(VerifyArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct BuildArgs {
+    /// Station CSV (columns origin, time_hour, temp, dewp, humid, wind_dir, wind_speed,
+    /// precip, pressure; see docs/forecast.md).
+    #[arg(long, value_name = "FILE")]
+    data: PathBuf,
+    /// Model directory to write (created if missing; its files are replaced).
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Trailing window of the state vector, hours.
+    #[arg(long, default_value_t = BuildOptions::default().window)]
+    window: usize,
+    /// Weight of the hour-of-day components of the state (0 ignores the time of day).
+    #[arg(long, default_value_t = BuildOptions::default().hour_weight)]
+    hour_weight: f32,
+    /// Weight of the time-of-year components of the state (0 ignores the season).
+    #[arg(long, default_value_t = BuildOptions::default().season_weight)]
+    season_weight: f32,
+    /// Ensemble members: the analogs' later values (absolute) or the current value plus the
+    /// analogs' change (delta).
+    #[arg(long, default_value = BuildOptions::default().members.name())]
+    members: String,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    /// Model directory written by `forecast build`.
+    #[arg(long, value_name = "DIR")]
+    index: PathBuf,
+    /// Station code, e.g. JFK.
+    #[arg(long)]
+    station: String,
+    /// Issue time, RFC 3339 on the hour (e.g. 2013-11-05T06:00:00Z) [default: the station's
+    /// latest state].
+    #[arg(long)]
+    at: Option<String>,
+    /// Horizon: 6h, 12h, 24h or 48h.
+    #[arg(long, default_value = "24h")]
+    horizon: String,
+    /// Comma-separated variables: t2m, dewpoint, humidity, u10, v10, msl, precip.
+    #[arg(long, default_value = "t2m,u10,v10,msl,precip")]
+    vars: String,
+    /// Ensemble size (overrides --mode).
+    #[arg(long)]
+    k: Option<String>,
+    /// Ensemble size by name: fast (5), default (10), accurate (20).
+    #[arg(long, default_value = "default")]
+    mode: String,
+    /// Similarity: anen (Delle Monache et al. 2013) or seed (L2 over the stacked state).
+    #[arg(long, default_value = "anen")]
+    similarity: String,
+    /// Print JSON (schema in docs/forecast.md) instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct VerifyArgs {
+    /// Model directory written by `forecast build`.
+    #[arg(long, value_name = "DIR")]
+    index: PathBuf,
+    /// First held-out time (date or RFC 3339); the model is retrained on what came before.
+    #[arg(long)]
+    holdout_from: String,
+    /// End of the held-out issue times (exclusive) [default: the end of the data].
+    #[arg(long)]
+    holdout_until: Option<String>,
+    /// Ensemble size (overrides --mode).
+    #[arg(long)]
+    k: Option<String>,
+    /// Ensemble size by name: fast (5), default (10), accurate (20).
+    #[arg(long, default_value = "default")]
+    mode: String,
+    /// Comma-separated similarities to score: seed, anen.
+    #[arg(long, default_value = "seed,anen")]
+    similarity: String,
+    /// Print JSON (schema in docs/forecast.md) instead of tables.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(cmd: ForecastCommand) -> anyhow::Result<()> {
+    match cmd {
+        ForecastCommand::Build(args) => build(&args),
+        ForecastCommand::Run(args) => forecast(&args),
+        ForecastCommand::Verify(args) => verify(&args),
+    }
+}
+
+/// What `build_model_dir` did.
+pub struct BuildSummary {
+    pub rows: u64,
+    pub stations: usize,
+    /// `(line, reason)` of every skipped row.
+    pub bad_rows: Vec<(u64, String)>,
+    pub bytes_written: u64,
+    pub elapsed: Duration,
+    pub model: ForecastModel,
+}
+
+/// Parses `csv_text`, builds the model and writes it to `out` (each file written to a
+/// temporary name and renamed; the manifest last, so a directory with a manifest is complete).
+pub fn build_model_dir(
+    csv_text: &str,
+    out: &Path,
+    options: &BuildOptions,
+    progress: &mut dyn FnMut(usize, usize),
+) -> anyhow::Result<BuildSummary> {
+    let start = Instant::now();
+    let data = analog::forecast::parse_csv(csv_text.as_bytes())?;
+    let model = ForecastModel::build(&data, options, progress).map_err(|e| anyhow!("{e}"))?;
+    let files = model.to_files().map_err(|e| anyhow!("{e}"))?;
+    std::fs::create_dir_all(out)
+        .with_context(|| format!("--out: cannot create {}", out.display()))?;
+    let mut bytes_written = 0u64;
+    for (name, bytes) in &files.files {
+        write_atomic(out, name, bytes)?;
+        bytes_written += bytes.len() as u64;
+    }
+    write_atomic(out, MANIFEST, files.manifest.as_bytes())?;
+    bytes_written += files.manifest.len() as u64;
+    Ok(BuildSummary {
+        rows: data.rows,
+        stations: data.stations.len(),
+        bad_rows: data
+            .bad_rows
+            .into_iter()
+            .map(|b| (b.line, b.reason))
+            .collect(),
+        bytes_written,
+        elapsed: start.elapsed(),
+        model,
+    })
+}
+
+fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> anyhow::Result<()> {
+    let path = dir.join(name);
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("--out: cannot write in {}", dir.display()))?;
+    tmp.write_all(bytes)
+        .and_then(|()| tmp.as_file().sync_all())
+        .with_context(|| format!("--out: write to {} failed", path.display()))?;
+    tmp.persist(&path)
+        .with_context(|| format!("--out: cannot create {}", path.display()))?;
+    Ok(())
+}
+
+/// Loads a model directory: the manifest, then each file through a memory map. A corrupt,
+/// foreign or replaced file is refused with its path.
+pub fn load_model(dir: &Path) -> anyhow::Result<ForecastModel> {
+    let manifest_path = dir.join(MANIFEST);
+    let manifest = std::fs::read_to_string(&manifest_path).with_context(|| {
+        format!(
+            "--index: cannot read {} (is {} a model directory from `forecast build`?)",
+            manifest_path.display(),
+            dir.display()
+        )
+    })?;
+    let mut open = |name: &str| -> Result<memmap2::Mmap, String> {
+        let file = std::fs::File::open(dir.join(name)).map_err(|e| format!("cannot open: {e}"))?;
+        // SAFETY: the map is read only while `ForecastModel::load` parses it, checksums it and
+        // copies its sections, then dropped. A concurrent writer is the one hazard; `build`
+        // never writes in place (it renames new files over old ones), and a change by anything
+        // else during those milliseconds is caught by the checksum.
+        unsafe { memmap2::Mmap::map(&file) }.map_err(|e| format!("cannot map: {e}"))
+    };
+    ForecastModel::load(&manifest, &mut open).map_err(|e| match e {
+        ForecastError::Corrupt { file, message } => {
+            anyhow!("{}: {message}", dir.join(file).display())
+        }
+        other => anyhow!("{}: {other}", dir.display()),
+    })
+}
+
+fn progress_bar(label: &str, total: u64) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+    if let Ok(style) =
+        ProgressStyle::with_template(&format!("{label} {{bar:40}} {{pos}}/{{len}} {{elapsed}}"))
+    {
+        bar.set_style(style);
+    }
+    bar
+}
+
+fn build(args: &BuildArgs) -> anyhow::Result<()> {
+    let members: Members = args
+        .members
+        .parse()
+        .map_err(|e| anyhow!("--members: {e}"))?;
+    let options = BuildOptions {
+        window: args.window,
+        hour_weight: args.hour_weight,
+        season_weight: args.season_weight,
+        members,
+        ..BuildOptions::default()
+    };
+    let text = std::fs::read_to_string(&args.data)
+        .with_context(|| format!("--data: cannot read {}", args.data.display()))?;
+    let bar = progress_bar("building", 1);
+    let summary = build_model_dir(&text, &args.out, &options, &mut |done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    })
+    .map_err(|e| {
+        // Parse errors name the file; option errors name the flag.
+        if e.downcast_ref::<analog::forecast::DataError>().is_some() {
+            anyhow!("{}: {e}", args.data.display())
+        } else {
+            e
+        }
+    })?;
+    bar.finish_and_clear();
+    for (line, reason) in summary.bad_rows.iter().take(SHOWN_BAD_ROWS) {
+        eprintln!(
+            "{}: line {line}: {reason} (row skipped: its hour is a gap)",
+            args.data.display()
+        );
+    }
+    if summary.bad_rows.len() > SHOWN_BAD_ROWS {
+        eprintln!(
+            "… and {} more bad rows",
+            summary.bad_rows.len() - SHOWN_BAD_ROWS
+        );
+    }
+    let mut counts = String::new();
+    for (station, horizon, n) in summary.model.analog_counts() {
+        if horizon == Horizon::H24 {
+            let _ = write!(counts, " {station} {n}");
+        }
+    }
+    eprintln!(
+        "forecast build: {} rows, {} stations, {} bad rows; 24h analogs:{counts}; {:.1} MiB in {} ({}) in {:.2} s",
+        summary.rows,
+        summary.stations,
+        summary.bad_rows.len(),
+        summary.bytes_written as f64 / (1024.0 * 1024.0),
+        args.out.display(),
+        summary.model.version(),
+        summary.elapsed.as_secs_f64(),
+    );
+    Ok(())
+}
+
+fn parse_k(k: Option<&str>, mode: &str) -> anyhow::Result<usize> {
+    match k {
+        Some(raw) => raw
+            .parse::<usize>()
+            .map_err(|_| anyhow!("--k: '{raw}' is not a whole number")),
+        None => Ok(mode
+            .parse::<Mode>()
+            .map_err(|e| anyhow!("--mode: {e}"))?
+            .k()),
+    }
+}
+
+/// Names the flag a forecast error is about.
+fn flag_error(e: ForecastError) -> anyhow::Error {
+    match e {
+        ForecastError::UnknownStation { .. }
+        | ForecastError::NoState { .. }
+        | ForecastError::KOutOfRange { .. }
+        | ForecastError::NoVariables => anyhow!("--{e}"),
+        ForecastError::InvalidOption { field, message } => {
+            anyhow!("--{}: {message}", field.replace('_', "-"))
+        }
+        other => anyhow!("{other}"),
+    }
+}
+
+fn forecast(args: &RunArgs) -> anyhow::Result<()> {
+    let horizon: Horizon = args
+        .horizon
+        .parse()
+        .map_err(|e| anyhow!("--horizon: {e}"))?;
+    let vars = analog::forecast::parse_variables(&args.vars).map_err(|e| anyhow!("--vars: {e}"))?;
+    if vars.is_empty() {
+        bail!("--vars: at least one variable is required");
+    }
+    let k = parse_k(args.k.as_deref(), &args.mode)?;
+    let similarity: Similarity = args
+        .similarity
+        .parse()
+        .map_err(|e| anyhow!("--similarity: {e}"))?;
+    let at = args
+        .at
+        .as_deref()
+        .map(|raw| analog::forecast::parse_time(raw).map_err(|e| anyhow!("--at: {e}")))
+        .transpose()?;
+    let model = load_model(&args.index)?;
+    let forecast = model
+        .forecast(&ForecastRequest {
+            station: args.station.clone(),
+            at,
+            horizon,
+            vars,
+            k,
+            similarity,
+        })
+        .map_err(flag_error)?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &forecast)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "{} issued {} valid {} (+{}), k={} {} analogs, {} members, model {}",
+        forecast.station,
+        forecast.issued_at,
+        forecast.valid_at,
+        forecast.horizon,
+        forecast.k,
+        forecast.similarity,
+        forecast.members,
+        model.version()
+    )?;
+    writeln!(
+        out,
+        "{:<9} {:>5} {:>9} {:>9} {:>9} {:>9} {:>8} {:>9}",
+        "variable", "unit", "mean", "median", "p10", "p90", "spread", "observed"
+    )?;
+    for v in &forecast.variables {
+        writeln!(
+            out,
+            "{:<9} {:>5} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>8.2} {:>9}",
+            v.name,
+            v.unit,
+            v.mean,
+            v.median,
+            v.p10,
+            v.p90,
+            v.spread,
+            v.observed.map_or("-".to_owned(), |o| format!("{o:.2}"))
+        )?;
+    }
+    writeln!(out, "analogs (nearest first):")?;
+    for a in &forecast.analogs {
+        writeln!(out, "  {}  distance {:.4}", a.time, a.distance)?;
+    }
+    Ok(())
+}
+
+fn verify(args: &VerifyArgs) -> anyhow::Result<()> {
+    let holdout_from = analog::forecast::parse_time(&args.holdout_from)
+        .map_err(|e| anyhow!("--holdout-from: {e}"))?;
+    let holdout_until = args
+        .holdout_until
+        .as_deref()
+        .map(|raw| analog::forecast::parse_time(raw).map_err(|e| anyhow!("--holdout-until: {e}")))
+        .transpose()?;
+    let k = parse_k(args.k.as_deref(), &args.mode)?;
+    let mut similarities = Vec::new();
+    for name in args.similarity.split(',').map(str::trim) {
+        let s: Similarity = name.parse().map_err(|e| anyhow!("--similarity: {e}"))?;
+        if !similarities.contains(&s) {
+            similarities.push(s);
+        }
+    }
+    let model = load_model(&args.index)?;
+    let bar = progress_bar("verifying", 1);
+    let start = Instant::now();
+    let report = model
+        .verify(
+            &VerifyOptions {
+                holdout_from,
+                holdout_until,
+                k,
+                similarities,
+            },
+            &mut |done, total| {
+                bar.set_length(total as u64);
+                bar.set_position(done as u64);
+            },
+        )
+        .map_err(flag_error)?;
+    bar.finish_and_clear();
+    let elapsed = start.elapsed();
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &report)?;
+        writeln!(out)?;
+    } else {
+        out.write_all(render_report(&report).as_bytes())?;
+    }
+    eprintln!("forecast verify: {:.2} s", elapsed.as_secs_f64());
+    Ok(())
+}
+
+fn opt_pct(x: Option<f64>) -> String {
+    x.map_or("-".to_owned(), |v| format!("{:+.1}%", v * 100.0))
+}
+
+/// The report as text tables, one per station (then ALL).
+fn render_report(r: &VerificationReport) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "held out from {} to {}; k={}, {} members, {}-hour window",
+        r.holdout_from,
+        r.holdout_until.as_deref().unwrap_or("the end of the data"),
+        r.k,
+        r.members,
+        r.window
+    );
+    let _ = writeln!(s, "climatology: {}", r.climatology);
+    let _ = writeln!(
+        s,
+        "skill = 1 - score/reference (RMSE and CRPS); references are deterministic, so their CRPS is their MAE"
+    );
+    let mut station = "";
+    for row in &r.rows {
+        if row.station != station {
+            station = &row.station;
+            let _ = writeln!(s, "\n== {station} ==");
+            let _ = writeln!(
+                s,
+                "{:<4} {:<9} {:<5} {:>5} {:>7} {:>7} {:>7} {:>7} {:>6} | {:>7} {:>7} | {:>7} {:>7} | {:>8} {:>8} {:>8} {:>8}",
+                "h", "variable", "sim", "cases", "RMSE", "MAE", "bias", "CRPS", "spread",
+                "pRMSE", "pCRPS", "cRMSE", "cCRPS", "RMSEvsP", "RMSEvsC", "CRPSvsP", "CRPSvsC"
+            );
+        }
+        let _ = writeln!(
+            s,
+            "{:<4} {:<9} {:<5} {:>5} {:>7.3} {:>7.3} {:>+7.3} {:>7.3} {:>6.2} | {:>7.3} {:>7.3} | {:>7.3} {:>7.3} | {:>8} {:>8} {:>8} {:>8}",
+            row.horizon,
+            row.variable,
+            row.similarity,
+            row.cases,
+            row.ensemble.rmse,
+            row.ensemble.mae,
+            row.ensemble.bias,
+            row.ensemble.crps,
+            row.mean_spread,
+            row.persistence.rmse,
+            row.persistence.crps,
+            row.climatology.rmse,
+            row.climatology.crps,
+            opt_pct(row.skill.rmse_vs_persistence),
+            opt_pct(row.skill.rmse_vs_climatology),
+            opt_pct(row.skill.crps_vs_persistence),
+            opt_pct(row.skill.crps_vs_climatology),
+        );
+    }
+    s
+}
