@@ -24,7 +24,7 @@ threads (faiss.omp_set_num_threads; ours splits the batch over two
 std::thread::scope threads), recall@10 against exact L2 for the IVF rows.
 
 Usage (from the repository root):
-  python3 crates/analog/bench/faiss_compare.py --weather-csv data/nyc_weather_2013.csv \
+  python3 crates/analog/bench/faiss_compare.py --weather-csv demo/nyc_weather_2013.csv \
       [--vectors FILE --dim D] [--sets random52_6574,random52_13148,weather] \
       [--rounds 5] [--json bench-results.json]
 """
@@ -203,7 +203,7 @@ def main():
     ap.add_argument("--sets", default="random52_6574,random52_13148,weather")
     ap.add_argument("--vectors", help="weather state vectors, raw little-endian f32")
     ap.add_argument("--dim", type=int, help="dimension of --vectors")
-    ap.add_argument("--weather-csv", default=os.path.join(repo, "data", "nyc_weather_2013.csv"))
+    ap.add_argument("--weather-csv", default=os.path.join(repo, "demo", "nyc_weather_2013.csv"))
     ap.add_argument("--station", default="JFK")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--json", default="faiss_compare.json")

@@ -15,7 +15,7 @@ const VARS: usize = 7;
 fn weather_vectors(station: &str) -> Vec<f32> {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../data/nyc_weather_2013.csv"
+        "/../../demo/nyc_weather_2013.csv"
     );
     let text = std::fs::read_to_string(path).expect("the bundled demo data");
     let mut lines = text.lines();
