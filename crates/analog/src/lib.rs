@@ -11,10 +11,12 @@
 //!   exact re-ranking of a shortlist against the stored raw vectors (FAISS
 //!   `IndexRefineFlat`). Trained from a seed, deterministically.
 //! * [`VectorIndex`]: the common interface, so a caller can hold either.
-//! * Index files ([`format`]): versioned, checksummed containers that load
+//! * Index files ([`format`](mod@format)): versioned, checksummed containers that load
 //!   in place from a caller's memory map ([`FlatIndex::from_file`],
 //!   [`IvfPqIndex::from_file`]); corrupt, truncated, foreign or inconsistent
 //!   files are refused with an error.
+//! * [`forecast`]: the analog-ensemble forecaster built on this search, with
+//!   its verification.
 //!
 //! ```
 //! use analog::{FlatIndex, Metric, Neighbor};
