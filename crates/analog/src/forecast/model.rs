@@ -38,7 +38,7 @@ impl Default for BuildOptions {
     fn default() -> Self {
         BuildOptions {
             window: 3,
-            hour_weight: 1.0,
+            hour_weight: 10.0,
             season_weight: 1.0,
             predictor_weights: [1.0; NVARS],
             members: Members::Delta,
