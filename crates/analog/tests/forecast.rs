@@ -101,6 +101,26 @@ fn request(station: &str, at: Option<i64>, horizon: Horizon) -> ForecastRequest 
 }
 
 #[test]
+fn the_model_can_be_shared_between_threads() {
+    fn shared<T: Send + Sync>() {}
+    shared::<ForecastModel>();
+    let data = dataset(&synthetic_csv(&["JFK"], 30, 23));
+    let model = std::sync::Arc::new(build(&data, &BuildOptions::default()));
+    let at = JAN1 + 20 * 86_400;
+    let alone = model.forecast(&request("JFK", Some(at), Horizon::H12)).ok();
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            let model = std::sync::Arc::clone(&model);
+            std::thread::spawn(move || model.forecast(&request("JFK", Some(at), Horizon::H12)).ok())
+        })
+        .collect();
+    for h in handles {
+        assert_eq!(h.join().expect("thread"), alone);
+    }
+    assert!(alone.is_some());
+}
+
+#[test]
 fn parsing_converts_units_and_derives_wind_components() {
     let text = format!(
         "{HEADER}\n{}\n{}\n",

@@ -356,7 +356,7 @@ fn forecast(args: &RunArgs) -> anyhow::Result<()> {
         forecast.horizon,
         forecast.k,
         forecast.similarity,
-        forecast.members,
+        forecast.member_kind,
         model.version()
     )?;
     writeln!(
@@ -444,7 +444,7 @@ fn render_report(r: &VerificationReport) -> String {
         r.holdout_from,
         r.holdout_until.as_deref().unwrap_or("the end of the data"),
         r.k,
-        r.members,
+        r.member_kind,
         r.window
     );
     let _ = writeln!(s, "climatology: {}", r.climatology);

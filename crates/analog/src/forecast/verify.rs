@@ -96,8 +96,8 @@ pub struct VerificationReport {
     pub holdout_until: Option<String>,
     /// Ensemble size.
     pub k: usize,
-    /// `absolute` or `delta`.
-    pub members: String,
+    /// How analogs became members: `absolute` or `delta`.
+    pub member_kind: String,
     /// Trailing window, hours.
     pub window: usize,
     /// Analogs available per station and horizon after the cut (`station`, `horizon`, count).
@@ -465,7 +465,7 @@ impl ForecastModel {
             holdout_from: format_time(from),
             holdout_until: options.holdout_until.map(format_time),
             k: options.k,
-            members: self.options.members.name().to_owned(),
+            member_kind: self.options.members.name().to_owned(),
             window: self.options.window,
             training_analogs: trained
                 .analog_counts()
