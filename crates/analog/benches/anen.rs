@@ -1,7 +1,8 @@
 //! Criterion benchmarks of the analog-ensemble (Delle Monache) distance on the forecast
 //! model's shape: 6,300 states of 7 predictors x 3 hours + 4 calendar values (25 dims), the
 //! runtime-selected kernel against the portable build of the same code, and the flat L2 scan
-//! of the seed metric for comparison. One query, all rows scored.
+//! of the seed metric for comparison. One query, all rows scored. Then whole forecasts
+//! (`ForecastModel::forecast`, JFK, 24 h, k = 10, all variables) on the bundled 2013 data.
 
 use std::hint::black_box;
 
@@ -71,5 +72,33 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+fn forecast(c: &mut Criterion) {
+    use analog::forecast::{
+        parse_csv, BuildOptions, ForecastModel, ForecastRequest, Horizon, Similarity, Variable,
+    };
+    let data = parse_csv(include_str!("../../../data/nyc_weather_2013.csv").as_bytes())
+        .expect("bundled data parses");
+    let model = ForecastModel::build(&data, &BuildOptions::default(), &mut |_, _| {})
+        .expect("model builds");
+    let mut g = c.benchmark_group("forecast_jfk_24h_k10");
+    for similarity in Similarity::ALL {
+        let request = ForecastRequest {
+            station: "JFK".to_owned(),
+            at: Some(1_383_631_200), // 2013-11-05T06:00:00Z
+            horizon: Horizon::H24,
+            vars: Variable::ALL.to_vec(),
+            k: 10,
+            similarity,
+        };
+        g.bench_function(similarity.name(), |b| {
+            b.iter(|| model.forecast(black_box(&request)).expect("forecast"))
+        });
+    }
+    g.finish();
+    c.bench_function("build_nyc_2013", |b| {
+        b.iter(|| ForecastModel::build(black_box(&data), &BuildOptions::default(), &mut |_, _| {}))
+    });
+}
+
+criterion_group!(benches, bench, forecast);
 criterion_main!(benches);
