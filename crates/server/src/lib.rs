@@ -25,6 +25,7 @@
 mod context;
 pub mod envelope;
 pub mod extract;
+pub mod forecasts;
 pub mod ingest;
 pub mod openapi;
 pub mod problem;

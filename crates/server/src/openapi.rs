@@ -18,6 +18,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
         (name = "platform", description = "Health, readiness, metrics, API description"),
         (name = "tenant", description = "The caller's tenant and its API keys"),
         (name = "weber", description = "Weber sensitivity profiles and segments (seed 000)"),
+        (name = "forecast", description = "Analog-ensemble weather forecasts and their diagnostics (seed 001)"),
     )
 )]
 struct ApiDoc;

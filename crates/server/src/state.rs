@@ -7,6 +7,7 @@ use moka::sync::Cache;
 use store::{Principal, Store};
 use telemetry::Metrics;
 
+use crate::forecasts::ForecastService;
 use crate::profiles::ProfilePipeline;
 use crate::readiness::Readiness;
 
@@ -62,6 +63,8 @@ pub(crate) struct Inner {
     /// router's own.
     pub openapi_json: std::sync::OnceLock<bytes::Bytes>,
     pub profiles: Arc<ProfilePipeline>,
+    /// Set once by [`AppState::install_forecasts`]; forecast routes answer 503 until then.
+    pub forecasts: std::sync::OnceLock<Arc<ForecastService>>,
 }
 
 impl AppState {
@@ -88,6 +91,7 @@ impl AppState {
                 readiness,
                 openapi_json: std::sync::OnceLock::new(),
                 profiles,
+                forecasts: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -106,6 +110,17 @@ impl AppState {
 
     pub(crate) fn profiles(&self) -> &Arc<ProfilePipeline> {
         &self.inner.profiles
+    }
+
+    /// Serves forecasts from `service` from now on. Returns false (and changes nothing) when a
+    /// model is already installed: a server serves one model for its lifetime.
+    pub fn install_forecasts(&self, service: Arc<ForecastService>) -> bool {
+        self.inner.forecasts.set(service).is_ok()
+    }
+
+    /// The forecast service, once installed.
+    pub fn forecasts(&self) -> Option<&Arc<ForecastService>> {
+        self.inner.forecasts.get()
     }
 
     /// The event log ingested interactions go through.

@@ -36,6 +36,11 @@ use serde::Deserialize;
 /// event_log = "file"          # or "nats" (JetStream at nats_url)
 /// profile_cache_ttl = "30s"
 /// profile_cache_capacity = 200000   # 0: no read cache
+///
+/// [forecast]
+/// index = "/srv/signalbox/forecast"   # default: DATA_DIR/forecast (demo model)
+/// cache_ttl = "10m"
+/// cache_capacity = 10000             # 0: no forecast cache
 /// ```
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -56,6 +61,17 @@ pub struct FileConfig {
     pub metrics: MetricsSection,
     #[serde(default)]
     pub weber: WeberSection,
+    #[serde(default)]
+    pub forecast: ForecastSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForecastSection {
+    pub index: Option<PathBuf>,
+    #[serde(default, with = "humantime_serde_opt")]
+    pub cache_ttl: Option<Duration>,
+    pub cache_capacity: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

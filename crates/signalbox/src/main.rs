@@ -4,6 +4,7 @@
 mod admin;
 mod config;
 mod forecast_cmd;
+mod forecast_serve;
 mod freshness;
 mod loadtest_cmd;
 mod sentiment_cmd;

@@ -49,6 +49,17 @@ pub struct ServeArgs {
     /// [default: 200000].
     #[arg(long, env = "SIGNALBOX_PROFILE_CACHE_CAPACITY", value_name = "N")]
     profile_cache_capacity: Option<u64>,
+    /// Forecast model directory (from `signalbox forecast build`), loaded at start; a missing or
+    /// corrupt file stops the start with its path [default: DATA_DIR/forecast, built from the
+    /// bundled 2013 NYC data on first start when --demo is on].
+    #[arg(long, env = "SIGNALBOX_FORECAST_INDEX", value_name = "DIR")]
+    forecast_index: Option<std::path::PathBuf>,
+    /// How long a computed forecast is served from the cache [default: 10m].
+    #[arg(long, env = "SIGNALBOX_FORECAST_CACHE_TTL", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    forecast_cache_ttl: Option<Duration>,
+    /// Most forecasts kept in the cache; 0 turns the cache off [default: 10000].
+    #[arg(long, env = "SIGNALBOX_FORECAST_CACHE_CAPACITY", value_name = "N")]
+    forecast_cache_capacity: Option<u64>,
     /// Create a `demo` tenant on first start and write its key to DATA_DIR/demo-tenant.json
     /// [default: true on the embedded database, false on PostgreSQL].
     #[arg(long, env = "SIGNALBOX_DEMO", value_name = "BOOL")]
@@ -125,6 +136,31 @@ pub async fn run(common: Common, args: ServeArgs) -> anyhow::Result<()> {
     let events = open_event_log(event_log, &common.data_dir, config.nats_url.as_deref()).await?;
     tracing::info!(kind = events.kind(), "event log ready");
     let state = AppState::new(store.clone(), metrics, config, events);
+    let forecast_dir = match args.forecast_index.or_else(|| file.forecast.index.clone()) {
+        Some(dir) => Some((dir, false)),
+        None if demo => Some((common.data_dir.join("forecast"), true)),
+        None => None,
+    };
+    if let Some((dir, is_demo)) = forecast_dir {
+        let defaults = server::forecasts::ForecastSettings::default();
+        let settings = server::forecasts::ForecastSettings {
+            cache_ttl: args
+                .forecast_cache_ttl
+                .or(file.forecast.cache_ttl)
+                .unwrap_or(defaults.cache_ttl),
+            cache_capacity: args
+                .forecast_cache_capacity
+                .or(file.forecast.cache_capacity)
+                .unwrap_or(defaults.cache_capacity),
+            ..defaults
+        };
+        let service = tokio::task::spawn_blocking(move || {
+            crate::forecast_serve::open_for_serving(&dir, is_demo, &settings)
+        })
+        .await
+        .context("forecast: loading panicked")??;
+        state.install_forecasts(Arc::new(service));
+    }
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("listen: cannot bind {listen}"))?;

@@ -6,7 +6,8 @@
 //! - `http_request_size_bytes{method,endpoint,service}` (histogram)
 //! - `errors_total{error_type,service,tenant_id}`
 //! - `http_requests_in_flight` and the `process_*` family (CPU, memory, fds, threads);
-//! - the weber engine's `weber_*` series ([`Metrics::weber`]).
+//! - the weber engine's `weber_*` series ([`Metrics::weber`]);
+//! - the forecast engine's `forecast_*` series ([`Metrics::forecast`]).
 //!
 //! Labels are bounded by construction: `endpoint` is a route template supplied by the server,
 //! `method` is folded into the standard methods plus `OTHER`, `error_type` is a stable error
@@ -24,6 +25,7 @@
 //! assert!(text.contains(r#"http_requests_total{method="GET",endpoint="/api/v1/tenant",status="200",tenant_id="tn_1",service="platform"} 1"#));
 //! ```
 
+mod forecast;
 mod process;
 mod tenants;
 #[cfg(feature = "test-support")]
@@ -40,6 +42,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+pub use forecast::{ForecastMetrics, SEARCH_BUCKETS};
 pub use tenants::TenantLabels;
 pub use weber::{WeberMetrics, WeberRecorder, UPDATE_BUCKETS};
 
@@ -139,6 +142,7 @@ pub struct Metrics {
     errors: Family<ErrorLabels, Counter>,
     in_flight: Gauge,
     weber: WeberMetrics,
+    forecast: ForecastMetrics,
     tenants: TenantLabels,
     started: Instant,
     requests_seen: AtomicU64,
@@ -178,6 +182,7 @@ impl Metrics {
         );
         process::register(&mut registry);
         let weber = WeberMetrics::register(&mut registry);
+        let forecast = ForecastMetrics::register(&mut registry);
         Metrics {
             registry,
             requests,
@@ -186,6 +191,7 @@ impl Metrics {
             errors,
             in_flight,
             weber,
+            forecast,
             tenants: TenantLabels::new(config.tenant_label_limit),
             started: Instant::now(),
             requests_seen: AtomicU64::new(0),
@@ -269,6 +275,11 @@ impl Metrics {
             metrics: &self.weber,
             tenants: &self.tenants,
         }
+    }
+
+    /// The forecast engine's series (see the `forecast` module docs for names).
+    pub fn forecast(&self) -> &ForecastMetrics {
+        &self.forecast
     }
 
     /// A few headline numbers for the health endpoint.

@@ -2,6 +2,7 @@
 //! route cannot exist without its OpenAPI description (a test in `tests/openapi.rs` checks both
 //! directions).
 
+mod forecast;
 mod interactions;
 pub(crate) mod owners;
 mod platform;
@@ -35,4 +36,8 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(weber::batch_get))
         .routes(routes!(weber::segment_users))
         .routes(routes!(weber::segment_analytics))
+        .routes(routes!(forecast::forecast_seed))
+        .routes(routes!(forecast::forecast))
+        .routes(routes!(forecast::diagnostics))
+        .routes(routes!(forecast::catalogue))
 }

@@ -51,6 +51,11 @@ async fn isolation(backend: Backend) {
                 t.replace("{segment}", "Highly_Sensitive"),
                 Expect::OwnDataOnly,
             ),
+            // The forecast model is shared, public-data, not tenant data.
+            "/forecast" | "/api/v1/forecast" => (
+                format!("{template}?station=JFK&horizon=24h"),
+                Expect::OwnDataOnly,
+            ),
             t => (t.to_owned(), Expect::OwnDataOnly),
         };
         assert!(
@@ -68,12 +73,14 @@ async fn isolation(backend: Backend) {
             _ => None,
         };
 
+        // A problem's `instance` is the path without the query.
+        let instance = path.split('?').next().unwrap_or_default();
         let anonymous = app.call(method.clone(), &path, None, body.clone()).await;
-        anonymous.assert_problem(401, "unauthorized", &path);
+        anonymous.assert_problem(401, "unauthorized", instance);
         let garbage = app
             .call(method.clone(), &path, Some("sbx_not-a-key"), body.clone())
             .await;
-        garbage.assert_problem(401, "unauthorized", &path);
+        garbage.assert_problem(401, "unauthorized", instance);
 
         let as_b = app
             .call(method.clone(), &path, Some(&kb.secret), body.clone())
@@ -89,7 +96,7 @@ async fn isolation(backend: Backend) {
         );
         match expect {
             Expect::NotFound => {
-                as_b.assert_problem(404, "not_found", &path);
+                as_b.assert_problem(404, "not_found", instance);
             }
             Expect::OwnDataOnly => {
                 assert!(as_b.status.is_success(), "{method} {template}: {text}");

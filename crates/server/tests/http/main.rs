@@ -3,6 +3,7 @@
 //! connections (shutdown).
 
 mod bad_input;
+mod forecast;
 mod ingest;
 mod isolation;
 mod observability;
@@ -136,6 +137,10 @@ impl TestApp {
     ) -> TestApp {
         let metrics = Arc::new(telemetry::Metrics::new(Default::default()));
         let state = AppState::new(fixture.store.clone(), metrics, config, events);
+        state.install_forecasts(Arc::new(server::forecasts::ForecastService::new(
+            forecast::demo_model(),
+            &Default::default(),
+        )));
         let router = server::app(state.clone());
         let (stop_worker, stopped) = tokio::sync::watch::channel(false);
         let worker = tokio::spawn(server::run_profile_worker(state.clone(), async move {

@@ -1,0 +1,437 @@
+//! Analog-ensemble forecasts (seed 001): `GET /forecast` (the seed's path) and
+//! `GET /api/v1/forecast`, plus diagnostics and the model's catalogue. Read scope. The model is
+//! the same for every tenant (it is built from public station data), so no tenant key is needed
+//! in the cache; the key still authenticates the caller and carries the tenant into metrics.
+
+use analog::forecast::{
+    ForecastError, ForecastRequest, Horizon, NoStateReason, Similarity, Variable,
+};
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use store::Scope;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::extract::{ApiQuery, Auth};
+use crate::forecasts::{Diagnostics, ForecastService};
+use crate::problem::{ApiError, ProblemKind};
+use crate::state::AppState;
+
+/// Seed 001's k modes.
+const MODES: &[(&str, usize)] = &[("fast", 5), ("default", 10), ("accurate", 20)];
+/// Variables forecast when `vars` is not given.
+const DEFAULT_VARS: &[Variable] = &[
+    Variable::T2m,
+    Variable::U10,
+    Variable::V10,
+    Variable::Msl,
+    Variable::Precip,
+];
+
+/// Query parameters of a forecast. Everything arrives as text so each error can name its
+/// parameter precisely.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct ForecastQuery {
+    /// Station code (`EWR`, `JFK`, `LGA` in the demo model).
+    station: Option<String>,
+    /// `6h`, `12h`, `24h` or `48h`.
+    horizon: Option<String>,
+    /// Comma-separated variables: `t2m`, `dewpoint`, `humidity`, `u10`, `v10`, `msl`, `precip`
+    /// [default: t2m,u10,v10,msl,precip].
+    vars: Option<String>,
+    /// Ensemble size, 1 to the model's maximum; or give `mode`.
+    k: Option<String>,
+    /// `fast` (k = 5), `default` (10) or `accurate` (20).
+    mode: Option<String>,
+    /// Issue time, RFC 3339 on the hour [default: the station's latest available time].
+    at: Option<String>,
+    /// `seed` (L2 over the standardised state vector, through the index) or `anen` (Delle
+    /// Monache et al. 2013, per-predictor distances) [default: anen].
+    similarity: Option<String>,
+}
+
+/// The parameters after validation.
+pub(crate) struct Parsed {
+    pub request: ForecastRequest,
+    pub at: i64,
+}
+
+fn service(state: &AppState) -> Result<&ForecastService, ApiError> {
+    state.forecasts().map(|s| &**s).ok_or_else(|| {
+        ApiError::new(
+            ProblemKind::Unavailable,
+            "no forecast model is loaded on this server (see `signalbox serve --forecast-index`)",
+        )
+    })
+}
+
+fn required<'a>(value: &'a Option<String>, parameter: &str) -> Result<&'a str, ApiError> {
+    match value.as_deref().map(str::trim) {
+        Some(v) if !v.is_empty() => Ok(v),
+        _ => Err(ApiError::invalid_parameter(
+            parameter,
+            format!("query parameter `{parameter}` is required"),
+        )),
+    }
+}
+
+fn parse(q: &ForecastQuery, service: &ForecastService) -> Result<Parsed, ApiError> {
+    let model = service.model();
+    let station = required(&q.station, "station")?.to_owned();
+    let horizon: Horizon = required(&q.horizon, "horizon")?.parse().map_err(|_| {
+        ApiError::invalid_parameter(
+            "horizon",
+            format!(
+                "horizon must be one of {} (got '{}')",
+                list(Horizon::ALL.iter().map(ToString::to_string)),
+                q.horizon.as_deref().unwrap_or_default()
+            ),
+        )
+    })?;
+    let vars = match q.vars.as_deref() {
+        None => DEFAULT_VARS.to_vec(),
+        Some(text) => parse_vars(text)?,
+    };
+    let k = match (q.k.as_deref(), q.mode.as_deref()) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::invalid_parameter(
+                "mode",
+                "give `k` or `mode`, not both",
+            ))
+        }
+        (Some(k), None) => {
+            let max = model.max_k();
+            match k.trim().parse::<usize>() {
+                Ok(k) if (1..=max).contains(&k) => k,
+                _ => {
+                    return Err(ApiError::invalid_parameter(
+                        "k",
+                        format!("k must be a whole number from 1 to {max} (got '{k}')"),
+                    ))
+                }
+            }
+        }
+        (None, Some(mode)) => MODES
+            .iter()
+            .find(|(name, _)| *name == mode.trim())
+            .map(|&(_, k)| k)
+            .ok_or_else(|| {
+                ApiError::invalid_parameter(
+                    "mode",
+                    format!(
+                        "mode must be one of {} (got '{mode}')",
+                        list(MODES.iter().map(|(m, _)| m.to_string()))
+                    ),
+                )
+            })?,
+        (None, None) => 10,
+    };
+    let similarity = match q.similarity.as_deref().map(str::trim) {
+        None | Some("") => Similarity::AnEn,
+        Some(s) => s.parse().map_err(|_| {
+            ApiError::invalid_parameter(
+                "similarity",
+                format!("similarity must be `seed` or `anen` (got '{s}')"),
+            )
+        })?,
+    };
+    let Some((first, latest)) = model.issue_range(&station) else {
+        return Err(ApiError::not_found(format!(
+            "unknown station '{station}'; this model has {}",
+            list(model.stations().iter().map(ToString::to_string))
+        ))
+        .with("parameter", "station"));
+    };
+    let at = match q.at.as_deref().map(str::trim) {
+        None | Some("") => latest,
+        Some(text) => {
+            let t =
+                time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+                    .map_err(|_| {
+                        ApiError::invalid_parameter(
+                            "at",
+                            format!(
+                        "at must be an RFC 3339 time such as 2013-11-05T06:00:00Z (got '{text}')"
+                    ),
+                        )
+                    })?
+                    .unix_timestamp();
+            if t < first || t > latest {
+                return Err(ApiError::not_found(format!(
+                    "at {text} is outside {station}'s data: forecasts can be issued from {} to {}",
+                    crate::rfc3339_ms(first * 1000),
+                    crate::rfc3339_ms(latest * 1000)
+                ))
+                .with("parameter", "at"));
+            }
+            t
+        }
+    };
+    Ok(Parsed {
+        request: ForecastRequest {
+            station,
+            at: Some(at),
+            horizon,
+            vars,
+            k,
+            similarity,
+        },
+        at,
+    })
+}
+
+fn parse_vars(text: &str) -> Result<Vec<Variable>, ApiError> {
+    let mut vars = Vec::new();
+    for name in text.split(',').map(str::trim) {
+        let var: Variable = name.parse().map_err(|_| {
+            ApiError::invalid_parameter(
+                "vars",
+                format!(
+                    "unknown variable '{name}' in vars; known: {}",
+                    list(Variable::ALL.iter().map(ToString::to_string))
+                ),
+            )
+        })?;
+        if !vars.contains(&var) {
+            vars.push(var);
+        }
+    }
+    Ok(vars)
+}
+
+fn list(items: impl Iterator<Item = String>) -> String {
+    items.collect::<Vec<_>>().join(", ")
+}
+
+/// What a model error means to the client.
+fn problem(e: ForecastError) -> ApiError {
+    match e {
+        ForecastError::UnknownStation { .. } => {
+            ApiError::not_found(e.to_string()).with("parameter", "station")
+        }
+        ForecastError::NoState {
+            reason: NoStateReason::NotOnTheHour,
+            ..
+        } => ApiError::invalid_parameter("at", e.to_string()),
+        ForecastError::NoState { .. } => ApiError::not_found(e.to_string()).with("parameter", "at"),
+        ForecastError::KOutOfRange { .. } => ApiError::invalid_parameter("k", e.to_string()),
+        ForecastError::NoVariables => ApiError::invalid_parameter("vars", e.to_string()),
+        other => {
+            tracing::error!(error = %other, "forecast failed");
+            ApiError::internal()
+        }
+    }
+}
+
+/// A bounded metric label per horizon.
+fn horizon_label(h: Horizon) -> &'static str {
+    match h {
+        Horizon::H6 => "6h",
+        Horizon::H12 => "12h",
+        Horizon::H24 => "24h",
+        Horizon::H48 => "48h",
+    }
+}
+
+fn wants_fresh(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|d| d.trim().eq_ignore_ascii_case("no-cache"))
+}
+
+async fn answer(
+    state: AppState,
+    auth: Auth,
+    headers: HeaderMap,
+    query: ForecastQuery,
+) -> Result<Response, ApiError> {
+    auth.require(Scope::Read)?;
+    let service = service(&state)?;
+    let parsed = parse(&query, service)?;
+    let answer = service
+        .answer(&parsed.request, parsed.at, wants_fresh(&headers))
+        .map_err(problem)?;
+    let horizon = horizon_label(parsed.request.horizon);
+    let metrics = state.metrics().forecast();
+    metrics.answered(horizon, answer.outcome.as_str());
+    if let Some(took) = answer.computed_in {
+        metrics.searched(horizon, took);
+    }
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ),
+            (
+                header::HeaderName::from_static("x-cache"),
+                HeaderValue::from_static(answer.outcome.as_str()),
+            ),
+        ],
+        answer.body,
+    )
+        .into_response())
+}
+
+/// One ensemble forecast (read scope); seed 001's path. Same as `/api/v1/forecast`.
+#[utoipa::path(get, path = "/forecast", tag = "forecast", security(("api_key" = [])),
+    params(ForecastQuery),
+    responses(
+        (status = 200, description = "The forecast; header `X-Cache: hit|miss|bypass`", body = ForecastSchema),
+        (status = 400, description = "A bad horizon, variable, k, mode, similarity or time format; `parameter` names it", content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 401, content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 403, content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 404, description = "Unknown station, or no state at `at` (outside the data or in a gap)", content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 503, description = "No forecast model loaded", content_type = "application/problem+json", body = crate::openapi::Problem),
+    ))]
+pub(crate) async fn forecast_seed(
+    State(state): State<AppState>,
+    auth: Auth,
+    headers: HeaderMap,
+    ApiQuery(query): ApiQuery<ForecastQuery>,
+) -> Result<Response, ApiError> {
+    answer(state, auth, headers, query).await
+}
+
+/// One ensemble forecast (read scope): the k nearest historical analogs of the station's state
+/// at `at`, and what followed them `horizon` later. Answers are cached per parameters and model
+/// version; `Cache-Control: no-cache` asks for a fresh computation.
+#[utoipa::path(get, path = "/api/v1/forecast", tag = "forecast", security(("api_key" = [])),
+    params(ForecastQuery),
+    responses(
+        (status = 200, description = "The forecast; header `X-Cache: hit|miss|bypass`", body = ForecastSchema),
+        (status = 400, description = "A bad horizon, variable, k, mode, similarity or time format; `parameter` names it", content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 401, content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 403, content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 404, description = "Unknown station, or no state at `at` (outside the data or in a gap)", content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 503, description = "No forecast model loaded", content_type = "application/problem+json", body = crate::openapi::Problem),
+    ))]
+pub(crate) async fn forecast(
+    State(state): State<AppState>,
+    auth: Auth,
+    headers: HeaderMap,
+    ApiQuery(query): ApiQuery<ForecastQuery>,
+) -> Result<Response, ApiError> {
+    answer(state, auth, headers, query).await
+}
+
+/// Search-latency statistics per horizon with seed 001's A-F grade, and the cache's counters
+/// (read scope).
+#[utoipa::path(get, path = "/api/v1/forecast/diagnostics", tag = "forecast", security(("api_key" = [])),
+    responses(
+        (status = 200, body = Diagnostics),
+        (status = 401, content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 403, content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 503, description = "No forecast model loaded", content_type = "application/problem+json", body = crate::openapi::Problem),
+    ))]
+pub(crate) async fn diagnostics(
+    State(state): State<AppState>,
+    auth: Auth,
+) -> Result<axum::Json<Diagnostics>, ApiError> {
+    auth.require(Scope::Read)?;
+    Ok(axum::Json(service(&state)?.diagnostics()))
+}
+
+/// A station the model can forecast for.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct StationInfo {
+    station: String,
+    /// First issue time with a complete state (RFC 3339).
+    first_issue: String,
+    /// Latest issue time with a complete state: the default `at`.
+    latest_issue: String,
+}
+
+/// What the loaded model can answer.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Catalogue {
+    model_version: String,
+    stations: Vec<StationInfo>,
+    horizons: Vec<String>,
+    variables: Vec<VariableInfo>,
+    max_k: usize,
+    modes: Vec<ModeInfo>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct VariableInfo {
+    name: String,
+    unit: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ModeInfo {
+    mode: &'static str,
+    k: usize,
+}
+
+/// The stations, time ranges, horizons and variables the loaded model serves (read scope).
+#[utoipa::path(get, path = "/api/v1/forecast/catalogue", tag = "forecast", security(("api_key" = [])),
+    responses(
+        (status = 200, body = Catalogue),
+        (status = 401, content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 403, content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 503, description = "No forecast model loaded", content_type = "application/problem+json", body = crate::openapi::Problem),
+    ))]
+pub(crate) async fn catalogue(
+    State(state): State<AppState>,
+    auth: Auth,
+) -> Result<axum::Json<Catalogue>, ApiError> {
+    auth.require(Scope::Read)?;
+    let service = service(&state)?;
+    let model = service.model();
+    let stations = model
+        .stations()
+        .into_iter()
+        .filter_map(|s| {
+            let (first, latest) = model.issue_range(s)?;
+            Some(StationInfo {
+                station: s.to_owned(),
+                first_issue: crate::rfc3339_ms(first * 1000),
+                latest_issue: crate::rfc3339_ms(latest * 1000),
+            })
+        })
+        .collect();
+    Ok(axum::Json(Catalogue {
+        model_version: service.version().to_owned(),
+        stations,
+        horizons: Horizon::ALL.iter().map(ToString::to_string).collect(),
+        variables: Variable::ALL
+            .iter()
+            .map(|v| VariableInfo {
+                name: v.to_string(),
+                unit: v.unit().to_owned(),
+            })
+            .collect(),
+        max_k: model.max_k(),
+        modes: MODES
+            .iter()
+            .map(|&(mode, k)| ModeInfo { mode, k })
+            .collect(),
+    }))
+}
+
+/// The forecast document (see docs/forecast.md for every field).
+#[derive(ToSchema)]
+#[allow(dead_code)] // Documentation only: the body is the model's own serialisation.
+pub(crate) struct ForecastSchema {
+    station: String,
+    /// Issue time (RFC 3339).
+    issued_at: String,
+    /// issued_at + horizon (RFC 3339).
+    valid_at: String,
+    horizon: String,
+    k: usize,
+    similarity: String,
+    /// Per variable: name, unit, mean, median, p10, p90, spread, members.
+    variables: Vec<serde_json::Value>,
+    /// The analogs: their issue times and distances, nearest first.
+    analogs: Vec<serde_json::Value>,
+    /// Version of the model that answered.
+    model_version: String,
+}

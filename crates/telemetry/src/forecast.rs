@@ -1,0 +1,73 @@
+//! The forecast engine's series:
+//! - `forecast_requests_total{horizon,cache}`: forecasts answered, by horizon and by whether the
+//!   answer came from the cache (`hit`), was computed (`miss`) or was computed because the
+//!   client asked for a fresh one (`bypass`);
+//! - `forecast_search_duration_seconds{horizon}` (histogram): time to compute one forecast
+//!   (analog search and ensemble statistics), cache hits excluded.
+//!
+//! Labels are bounded by construction: four horizons, three cache outcomes.
+
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// Search-time buckets, with boundaries at seed 001's grade thresholds (1, 5, 20, 50, 100 ms).
+pub const SEARCH_BUCKETS: [f64; 12] = [
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5,
+];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    horizon: &'static str,
+    cache: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HorizonLabels {
+    horizon: &'static str,
+}
+
+/// The forecast series; reach them through [`crate::Metrics::forecast`].
+#[derive(Debug)]
+pub struct ForecastMetrics {
+    requests: Family<RequestLabels, Counter>,
+    search: Family<HorizonLabels, Histogram, fn() -> Histogram>,
+}
+
+impl ForecastMetrics {
+    pub(crate) fn register(registry: &mut Registry) -> ForecastMetrics {
+        let m = ForecastMetrics {
+            requests: Family::default(),
+            search: Family::new_with_constructor(|| Histogram::new(SEARCH_BUCKETS)),
+        };
+        registry.register(
+            "forecast_requests",
+            "Forecasts answered, by horizon and cache outcome",
+            m.requests.clone(),
+        );
+        registry.register(
+            "forecast_search_duration_seconds",
+            "Time to compute one forecast (analog search and ensemble), cache hits excluded",
+            m.search.clone(),
+        );
+        m
+    }
+
+    /// Counts one answered forecast; `cache` is `hit`, `miss` or `bypass`.
+    pub fn answered(&self, horizon: &'static str, cache: &'static str) {
+        self.requests
+            .get_or_create(&RequestLabels { horizon, cache })
+            .inc();
+    }
+
+    /// Records one computation's time.
+    pub fn searched(&self, horizon: &'static str, took: Duration) {
+        self.search
+            .get_or_create(&HorizonLabels { horizon })
+            .observe(took.as_secs_f64());
+    }
+}
