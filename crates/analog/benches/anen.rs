@@ -76,7 +76,7 @@ fn forecast(c: &mut Criterion) {
     use analog::forecast::{
         parse_csv, BuildOptions, ForecastModel, ForecastRequest, Horizon, Similarity, Variable,
     };
-    let data = parse_csv(include_str!("../../../data/nyc_weather_2013.csv").as_bytes())
+    let data = parse_csv(include_str!("../../../demo/nyc_weather_2013.csv").as_bytes())
         .expect("bundled data parses");
     let model = ForecastModel::build(&data, &BuildOptions::default(), &mut |_, _| {})
         .expect("model builds");

@@ -33,7 +33,7 @@ fn run_err(cmd: &mut Command) -> String {
 
 /// The header and the January–February rows of EWR and JFK (about 2,800 rows).
 fn slice_csv() -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/nyc_weather_2013.csv");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../demo/nyc_weather_2013.csv");
     let text = std::fs::read_to_string(&path).expect("bundled data");
     let mut lines = text.lines();
     let header = lines.next().expect("header");
