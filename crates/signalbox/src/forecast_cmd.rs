@@ -49,6 +49,9 @@ pub struct BuildArgs {
     /// analogs' change (delta).
     #[arg(long, default_value = BuildOptions::default().members.name())]
     members: String,
+    /// AnEn weight per predictor, as NAME=WEIGHT pairs (e.g. precip=0.5); unnamed ones are 1.
+    #[arg(long, value_name = "PAIRS")]
+    weights: Option<String>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -216,12 +219,24 @@ fn build(args: &BuildArgs) -> anyhow::Result<()> {
         .members
         .parse()
         .map_err(|e| anyhow!("--members: {e}"))?;
+    let mut predictor_weights = BuildOptions::default().predictor_weights;
+    for pair in args.weights.iter().flat_map(|w| w.split(',')) {
+        let (name, weight) = pair
+            .split_once('=')
+            .ok_or_else(|| anyhow!("--weights: '{pair}' is not NAME=WEIGHT"))?;
+        let v: analog::forecast::Variable =
+            name.trim().parse().map_err(|e| anyhow!("--weights: {e}"))?;
+        predictor_weights[v.index()] = weight
+            .trim()
+            .parse()
+            .map_err(|_| anyhow!("--weights: '{weight}' is not a number"))?;
+    }
     let options = BuildOptions {
         window: args.window,
         hour_weight: args.hour_weight,
         season_weight: args.season_weight,
+        predictor_weights,
         members,
-        ..BuildOptions::default()
     };
     let text = std::fs::read_to_string(&args.data)
         .with_context(|| format!("--data: cannot read {}", args.data.display()))?;
@@ -341,7 +356,7 @@ fn forecast(args: &RunArgs) -> anyhow::Result<()> {
         forecast.horizon,
         forecast.k,
         forecast.similarity,
-        forecast.members,
+        forecast.member_kind,
         model.version()
     )?;
     writeln!(
@@ -429,7 +444,7 @@ fn render_report(r: &VerificationReport) -> String {
         r.holdout_from,
         r.holdout_until.as_deref().unwrap_or("the end of the data"),
         r.k,
-        r.members,
+        r.member_kind,
         r.window
     );
     let _ = writeln!(s, "climatology: {}", r.climatology);

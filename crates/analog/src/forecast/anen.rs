@@ -17,8 +17,7 @@
 //! block and accumulating the weighted sum. The AVX2+FMA build of the same code is chosen at
 //! runtime when the CPU has it.
 
-use crate::topk::TopK;
-use crate::{Metric, Neighbor};
+use crate::Neighbor;
 
 /// Rows per transposed tile.
 pub const TILE: usize = 16;
@@ -187,15 +186,28 @@ impl AnEnIndex {
     /// If `query.len() != dim` (a caller bug).
     pub fn search(&self, query: &[f32], k: usize, allow: impl Fn(u32) -> bool) -> Vec<Neighbor> {
         let scores = self.scores(query);
-        let mut top = TopK::new(k.min(self.len), Metric::L2);
-        for (id, score) in scores.into_iter().enumerate() {
-            // Ids are positions in a Vec built from u32-indexed entries.
-            let id = id as u32;
-            if allow(id) {
-                top.offer(id, score);
-            }
+        // Every score is at hand, so an O(n) selection beats a heap; the order (distance, then
+        // lower id; `+ 0.0` makes -0.0 tie with 0.0) is total, so the result is deterministic.
+        let mut candidates: Vec<(f32, u32)> = scores
+            .into_iter()
+            .enumerate()
+            // Ids are row positions; `new` takes rows from u32-indexed entries.
+            .map(|(id, score)| (score + 0.0, id as u32))
+            .filter(|(_, id)| allow(*id))
+            .collect();
+        let by_rank = |a: &(f32, u32), b: &(f32, u32)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
+        if k == 0 {
+            return Vec::new();
         }
-        top.into_sorted()
+        if candidates.len() > k {
+            candidates.select_nth_unstable_by(k - 1, by_rank);
+            candidates.truncate(k);
+        }
+        candidates.sort_unstable_by(by_rank);
+        candidates
+            .into_iter()
+            .map(|(score, id)| Neighbor { id, score })
+            .collect()
     }
 }
 

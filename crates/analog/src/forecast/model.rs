@@ -38,7 +38,7 @@ impl Default for BuildOptions {
     fn default() -> Self {
         BuildOptions {
             window: 3,
-            hour_weight: 1.0,
+            hour_weight: 10.0,
             season_weight: 1.0,
             predictor_weights: [1.0; NVARS],
             members: Members::Delta,
@@ -223,8 +223,8 @@ pub struct Forecast {
     pub k: usize,
     /// `seed` or `anen`.
     pub similarity: String,
-    /// `absolute` or `delta`.
-    pub members: String,
+    /// How analogs became members: `absolute` or `delta`.
+    pub member_kind: String,
     /// One entry per requested variable, in request order.
     pub variables: Vec<VariableForecast>,
     /// The analogs, nearest first.
@@ -606,7 +606,7 @@ impl ForecastModel {
             horizon: req.horizon.to_string(),
             k: neighbors.len(),
             similarity: req.similarity.to_string(),
-            members: self.options.members.name().to_owned(),
+            member_kind: self.options.members.name().to_owned(),
             variables,
             analogs: neighbors
                 .iter()

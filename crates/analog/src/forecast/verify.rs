@@ -96,8 +96,8 @@ pub struct VerificationReport {
     pub holdout_until: Option<String>,
     /// Ensemble size.
     pub k: usize,
-    /// `absolute` or `delta`.
-    pub members: String,
+    /// How analogs became members: `absolute` or `delta`.
+    pub member_kind: String,
     /// Trailing window, hours.
     pub window: usize,
     /// Analogs available per station and horizon after the cut (`station`, `horizon`, count).
@@ -284,6 +284,30 @@ fn skill(score: f64, reference: f64) -> Option<f64> {
 }
 
 impl ForecastModel {
+    /// The model and climatologies rebuilt from observations before `from` only.
+    fn training_model(
+        &self,
+        from: i64,
+    ) -> Result<(ForecastModel, Vec<Climatology>), ForecastError> {
+        let training: Vec<StationSeries> = self
+            .stations
+            .iter()
+            .map(|s| s.series.before(from))
+            .collect();
+        if training.iter().all(|s| s.len() < 24 * 7) {
+            return Err(ForecastError::InvalidOption {
+                field: "holdout_from",
+                message: format!(
+                    "{} leaves less than a week of training data",
+                    format_time(from)
+                ),
+            });
+        }
+        let climatologies = training.iter().map(Climatology::fit).collect();
+        let trained = ForecastModel::build_from_series(training, &self.options, &mut |_, _| {})?;
+        Ok((trained, climatologies))
+    }
+
     /// Scores the analog ensemble, persistence and climatology on the held-out period (see the
     /// module docs of `verify`). `progress(done, total)` is called per station and horizon.
     ///
@@ -315,22 +339,7 @@ impl ForecastModel {
                 message: "must be after holdout_from".to_owned(),
             });
         }
-        let training: Vec<StationSeries> = self
-            .stations
-            .iter()
-            .map(|s| s.series.before(from))
-            .collect();
-        if training.iter().all(|s| s.columns[0].len() < 2 * 24 * 7) {
-            return Err(ForecastError::InvalidOption {
-                field: "holdout_from",
-                message: format!(
-                    "{} leaves less than a week of training data",
-                    format_time(from)
-                ),
-            });
-        }
-        let climatologies: Vec<Climatology> = training.iter().map(Climatology::fit).collect();
-        let trained = ForecastModel::build_from_series(training, &self.options, &mut |_, _| {})?;
+        let (trained, climatologies) = self.training_model(from)?;
 
         let nsim = options.similarities.len();
         let total = self.stations.len() * Horizon::ALL.len();
@@ -456,7 +465,7 @@ impl ForecastModel {
             holdout_from: format_time(from),
             holdout_until: options.holdout_until.map(format_time),
             k: options.k,
-            members: self.options.members.name().to_owned(),
+            member_kind: self.options.members.name().to_owned(),
             window: self.options.window,
             training_analogs: trained
                 .analog_counts()
@@ -468,5 +477,65 @@ impl ForecastModel {
                 .to_owned(),
             rows,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::forecast::{BuildOptions, Standardization};
+
+    fn series(hours: usize) -> StationSeries {
+        StationSeries {
+            station: "T".to_owned(),
+            start: 1_356_998_400,
+            columns: std::array::from_fn(|v| {
+                (0..hours)
+                    .map(|i| (i as f32 * 0.37 + v as f32).sin() * 5.0 + i as f32 * 0.01)
+                    .collect()
+            }),
+        }
+    }
+
+    #[test]
+    fn training_uses_only_hours_before_the_holdout() {
+        let full = series(24 * 40);
+        let model = ForecastModel::build_from_series(
+            vec![full.clone()],
+            &BuildOptions::default(),
+            &mut |_, _| {},
+        )
+        .unwrap();
+        let from = full.time(24 * 30);
+        let (trained, _) = model.training_model(from).unwrap();
+        let before = full.before(from);
+        assert_eq!(before.len(), 24 * 30);
+        assert_eq!(trained.standardization, Standardization::fit(&[before]));
+        assert_ne!(trained.standardization, model.standardization);
+        for h in &trained.stations[0].horizons {
+            let last = *h.times.last().unwrap();
+            assert!(
+                last + h.horizon.seconds() < from,
+                "{} analog outcome after the cut",
+                h.horizon
+            );
+        }
+    }
+
+    #[test]
+    fn climatology_fits_a_harmonic_signal_exactly() {
+        let mut s = series(24 * 200);
+        let want = |t: i64| {
+            let x = climate_terms(t);
+            10.0 + 3.0 * x[1] - 2.0 * x[2] + 4.0 * x[3] + 0.5 * x[6] + 0.7 * x[9]
+        };
+        for i in 0..s.len() {
+            s.columns[Variable::T2m.index()][i] = want(s.time(i)) as f32;
+        }
+        let c = Climatology::fit(&s);
+        // Extrapolated 100 days past the data, the fit still reproduces the signal.
+        for t in [s.time(0), s.time(s.len() - 1) + 100 * 86_400] {
+            assert!((c.predict(Variable::T2m, t) - want(t)).abs() < 1e-3);
+        }
     }
 }
