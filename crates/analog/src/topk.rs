@@ -198,6 +198,10 @@ impl TopK {
 
     /// The kept candidates, best first.
     pub(crate) fn into_sorted(mut self) -> Vec<Neighbor> {
+        if self.buf.len() > self.k {
+            // Select first so only k entries are sorted.
+            self.compact();
+        }
         self.buf.sort_unstable_by(Entry::rank);
         self.buf.truncate(self.k);
         self.buf
