@@ -428,7 +428,11 @@ pub(crate) struct ForecastSchema {
     horizon: String,
     k: usize,
     similarity: String,
-    /// Per variable: name, unit, mean, median, p10, p90, spread, members.
+    /// How analogs became members: `delta` (the analog's change over the horizon added to the
+    /// value now) or `absolute` (the analog's later value).
+    member_kind: String,
+    /// Per variable: name, unit, mean, median, p10, p90, spread, members, observed (the value
+    /// at valid_at when the data holds it).
     variables: Vec<serde_json::Value>,
     /// The analogs: their issue times and distances, nearest first.
     analogs: Vec<serde_json::Value>,
