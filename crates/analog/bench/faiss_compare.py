@@ -10,8 +10,10 @@ Vector sets:
   random52_6574, random52_13148  52-d standard normal, fixed seed (the seed's
                                   FlatIP / IVFPQ index sizes), 1,000 separate
                                   queries from the same distribution
-  weather                         --vectors FILE --dim D (raw LE f32, e.g. the
-                                  forecaster's exported state vectors), or
+  weather                         --model-file MODEL/JFK.24h.sbx: the state
+                                  vectors the forecaster searches (from
+                                  `signalbox forecast build`), or
+                                  --vectors FILE --dim D (raw LE f32), or
                                   built from --weather-csv: per station,
                                   z-scored temp, dewp, humid, u, v, pressure,
                                   precip over trailing 6-hour windows without
@@ -114,6 +116,32 @@ def weather_vectors(csv_path, station, window=6):
     return np.array(vectors, dtype=np.float32)
 
 
+def model_states(path):
+    """The `states` section of a forecast model file (`signalbox forecast build`), in time order.
+
+    Reads the container directly (layout in crates/analog/src/format.rs): a 64-byte header whose
+    bytes 12..16 hold the section count, then 48-byte entries of name[24], type u32, pad u32,
+    offset u64, length u64. The dimension is the states' length over the number of times.
+    """
+    import struct
+    raw = open(path, "rb").read()
+    if raw[:8] != b"SBXINDEX":
+        sys.exit(f"{path}: not a signalbox index file")
+    (count,) = struct.unpack_from("<I", raw, 12)
+    sections = {}
+    for i in range(count):
+        entry = raw[64 + 48 * i: 64 + 48 * (i + 1)]
+        name = entry[:24].rstrip(b"\0").decode()
+        _, _, offset, length = struct.unpack_from("<IIQQ", entry, 24)
+        sections[name] = (offset, length)
+    if "states" not in sections or "times" not in sections:
+        sys.exit(f"{path}: no states/times sections (is it a station-horizon model file?)")
+    n = sections["times"][1] // 8
+    offset, length = sections["states"]
+    states = np.frombuffer(raw, dtype="<f4", count=length // 4, offset=offset)
+    return np.ascontiguousarray(states.reshape(n, -1))
+
+
 def held_out(vectors):
     cut = int(len(vectors) * 0.9)
     return np.ascontiguousarray(vectors[:cut]), np.ascontiguousarray(vectors[cut:])
@@ -203,6 +231,8 @@ def main():
     ap.add_argument("--sets", default="random52_6574,random52_13148,weather")
     ap.add_argument("--vectors", help="weather state vectors, raw little-endian f32")
     ap.add_argument("--dim", type=int, help="dimension of --vectors")
+    ap.add_argument("--model-file", help="weather set = the state vectors of a forecast model file, "
+                    "e.g. MODEL/JFK.24h.sbx from `signalbox forecast build`")
     ap.add_argument("--weather-csv", default=os.path.join(repo, "demo", "nyc_weather_2013.csv"))
     ap.add_argument("--station", default="JFK")
     ap.add_argument("--rounds", type=int, default=5)
@@ -217,7 +247,9 @@ def main():
             elif name == "random52_13148":
                 base, queries = random_set(13148, 13148)
             elif name == "weather":
-                if args.vectors:
+                if args.model_file:
+                    vectors = model_states(args.model_file)
+                elif args.vectors:
                     if not args.dim:
                         sys.exit("--vectors needs --dim")
                     vectors = np.fromfile(args.vectors, dtype="<f4").reshape(-1, args.dim)

@@ -5,6 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
+use analog::forecast::BuildOptions;
 use anyhow::Context;
 use server::forecasts::{ForecastService, ForecastSettings};
 
@@ -33,16 +34,24 @@ pub fn open_for_serving(
             .exists()
             .then(|| crate::forecast_cmd::load_model(dir));
         match existing {
-            Some(Ok(model)) => model,
+            // A model built by an older release with other defaults is rebuilt, so the demo
+            // always shows what this build does.
+            Some(Ok(model)) if model.options() == &BuildOptions::default() => model,
             other => {
-                if let Some(Err(e)) = other {
-                    tracing::warn!(dir = %dir.display(), error = format!("{e:#}"), "the demo forecast model cannot be read; rebuilding it");
+                match other {
+                    Some(Err(e)) => {
+                        tracing::warn!(dir = %dir.display(), error = format!("{e:#}"), "the demo forecast model cannot be read; rebuilding it")
+                    }
+                    Some(Ok(_)) => {
+                        tracing::info!(dir = %dir.display(), "the demo forecast model was built with other settings; rebuilding it")
+                    }
+                    None => {}
                 }
                 tracing::info!(dir = %dir.display(), "building the demo forecast model from the bundled 2013 NYC data");
                 crate::forecast_cmd::build_model_dir(
                     DEMO_CSV,
                     dir,
-                    &analog::forecast::BuildOptions::default(),
+                    &BuildOptions::default(),
                     &mut |_, _| {},
                 )
                 .context("forecast: building the demo model")?;

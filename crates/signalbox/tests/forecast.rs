@@ -242,6 +242,19 @@ fn a_corrupt_model_file_is_refused_by_path() {
     assert!(err.contains("checksum mismatch"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
 
+    // `serve` refuses it at load, before it listens, with the same message.
+    let err = run_err(
+        signalbox()
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--forecast-index"])
+            .arg(&model),
+    );
+    let last = err.trim().lines().last().unwrap_or_default();
+    assert!(last.contains(&file.display().to_string()), "{err}");
+    assert!(last.contains("checksum mismatch"), "{err}");
+    assert!(!err.contains("listening"), "{err}");
+
     let err = run_err(
         signalbox()
             .args(["forecast", "verify", "--index"])
