@@ -139,3 +139,39 @@ proptest! {
         prop_assert!(moved as u32 <= shift);
     }
 }
+
+/// The vectors printed in docs/flags.md are the ones the code computes.
+#[test]
+fn documented_vectors_hold() {
+    let doc = include_str!("../../../docs/flags.md");
+    let unquote = |s: &str| -> String {
+        let s = s.trim();
+        if s == "(empty)" {
+            String::new()
+        } else {
+            s.trim_matches('`').to_owned()
+        }
+    };
+    let mut rows = 0;
+    for line in doc.lines() {
+        let cells: Vec<&str> = line.split('|').collect();
+        if cells.len() != 6 {
+            continue;
+        }
+        let (Ok(hash), Ok(b)) = (
+            cells[3].trim().parse::<u32>(),
+            cells[4].trim().parse::<u16>(),
+        ) else {
+            continue;
+        };
+        let (flag, key) = (unquote(cells[1]), unquote(cells[2]));
+        assert_eq!(
+            murmur3_x86_32(format!("{flag}:{key}").as_bytes(), 0),
+            hash,
+            "{line}"
+        );
+        assert_eq!(bucket(&flag, &key), b, "{line}");
+        rows += 1;
+    }
+    assert_eq!(rows, 6);
+}
