@@ -653,3 +653,131 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn results_serialise_with_ofrep_names() {
+    let s = set(vec![split_flag()]);
+    let e = s.evaluate(
+        "exp",
+        &ctx(json!({"targetingKey": "u1", "role": "vip"})),
+        None,
+        0,
+    );
+    let v = serde_json::to_value(&e).unwrap();
+    assert_eq!(v["reason"], json!("TARGETING_MATCH"));
+    assert_eq!(v["rule_id"], json!("vip"));
+    let e = s.evaluate("exp", &EvaluationContext::default(), None, 0);
+    assert_eq!(
+        serde_json::to_value(e).unwrap()["error_code"],
+        json!("TARGETING_KEY_MISSING")
+    );
+    let err = &errors(vec![targeting(json!({"attribute": "a", "op": "nope"}))])[0];
+    assert_eq!(
+        err.to_string(),
+        "flag `t`: rules[0].when.op: unknown operator `nope`"
+    );
+}
+
+const OPS: [&str; 20] = [
+    "in",
+    "not_in",
+    "equals",
+    "not_equals",
+    "starts_with",
+    "ends_with",
+    "contains",
+    "regex",
+    "eq",
+    "gt",
+    "gte",
+    "lt",
+    "lte",
+    "before",
+    "after",
+    "semver_eq",
+    "semver_gt",
+    "semver_lt",
+    "is_set",
+    "is_not_set",
+];
+
+fn literal() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        any::<bool>().prop_map(Value::from),
+        any::<i32>().prop_map(Value::from),
+        ".{0,8}".prop_map(Value::from),
+        Just(json!("1.2.3")),
+        Just(json!("2024-02-29T12:00:00+02:00")),
+        Just(json!("^a.*")),
+    ]
+}
+
+fn condition() -> impl Strategy<Value = Value> {
+    (
+        prop::sample::select(OPS.to_vec()),
+        prop_oneof![Just("a"), Just("b"), Just("targetingKey")],
+        literal(),
+        prop::collection::vec(literal(), 0..3),
+        any::<bool>(),
+        any::<bool>(),
+    )
+        .prop_map(|(op, attribute, value, values, negate, ci)| {
+            json!({"attribute": attribute, "op": op, "value": value, "values": values,
+                   "negate": negate, "case_insensitive": ci})
+        })
+}
+
+fn group() -> impl Strategy<Value = Value> {
+    condition().prop_recursive(3, 12, 3, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..3).prop_map(|g| json!({"all": g})),
+            prop::collection::vec(inner.clone(), 0..3).prop_map(|g| json!({"any": g})),
+            prop::collection::vec(inner, 0..3).prop_map(|g| json!({"none": g})),
+        ]
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// Arbitrary rule trees either fail validation with field paths or evaluate without panicking
+    /// on arbitrary contexts; a match always reports the rule.
+    #[test]
+    fn arbitrary_rules_never_panic(
+        when in group(),
+        a in attribute(),
+        b in attribute(),
+        key in proptest::option::of(".{0,6}"),
+    ) {
+        let defs = vec![flag(targeting(when))];
+        match FlagSet::compile(defs) {
+            Err(errs) => prop_assert!(errs.iter().all(|e| e.path.starts_with("rules[0].when"))),
+            Ok(s) => {
+                let mut attributes = BTreeMap::new();
+                attributes.insert("a".to_string(), a);
+                attributes.insert("b".to_string(), b);
+                let c = EvaluationContext { targeting_key: key, attributes };
+                let e = s.evaluate("t", &c, None, 0);
+                prop_assert_eq!(e.rule_id.is_some(), e.reason == Reason::TargetingMatch);
+            }
+        }
+    }
+
+    /// Raising the rollout keeps everyone who was in, in the same variant.
+    #[test]
+    fn rollout_increase_keeps_members_and_variants(key in ".{1,12}", low in 0u32..=10_000, raise in 0u32..=10_000) {
+        let at = |bp: u32| {
+            let mut f = split_flag();
+            f["rules"] = json!([]);
+            f["rollout_bp"] = json!(bp);
+            set(vec![f])
+        };
+        let (before, after) = (at(low), at((low + raise).min(10_000)));
+        let c = EvaluationContext::with_key(&key);
+        let (x, y) = (before.evaluate("exp", &c, None, 0), after.evaluate("exp", &c, None, 0));
+        if x.reason == Reason::Split {
+            prop_assert_eq!(y.reason, Reason::Split);
+            prop_assert_eq!(x.variant, y.variant);
+        }
+    }
+}
