@@ -1022,3 +1022,45 @@ fn scalar_test(c: &CompiledCondition, s: Scalar<'_>) -> bool {
         Test::IsSet => true,
     }
 }
+
+/// Why a JSON flag set could not be loaded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LoadError {
+    /// The text is not a JSON array of flags; `path` names where (e.g. `[2].variants[0].weight_bp`).
+    #[error("{path}: {message}")]
+    Parse {
+        /// Path of the offending value.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The flags parsed but are not valid.
+    #[error("{} invalid field(s), first: {}", .0.len(), .0.first().map(|e| e.to_string()).unwrap_or_default())]
+    Invalid(Vec<ValidationError>),
+}
+
+impl LoadError {
+    /// The OFREP error code of a flag set that failed to load, as evaluation would report it.
+    pub fn error_code(&self) -> ErrorCode {
+        ErrorCode::ParseError
+    }
+}
+
+impl FlagSet {
+    /// Parses a JSON array of flags (the documented format) and compiles it.
+    ///
+    /// ```
+    /// let err = flags::FlagSet::from_json(r#"[{"key": "x", "type": "boolean", "status": "on"}]"#)
+    ///     .unwrap_err();
+    /// assert!(err.to_string().starts_with("[0].status:"), "{err}");
+    /// ```
+    pub fn from_json(text: &str) -> Result<FlagSet, LoadError> {
+        let de = &mut serde_json::Deserializer::from_str(text);
+        let flags: Vec<Flag> =
+            serde_path_to_error::deserialize(de).map_err(|e| LoadError::Parse {
+                path: e.path().to_string(),
+                message: e.inner().to_string(),
+            })?;
+        FlagSet::compile(flags).map_err(LoadError::Invalid)
+    }
+}

@@ -14,7 +14,8 @@ pub mod model;
 pub use bucket::{bucket, murmur3_x86_32, variant_index, BUCKETS};
 pub use context::{AttributeValue, EvaluationContext, TARGETING_KEY};
 pub use eval::{
-    parse_instant_ms, DisabledBy, ErrorCode, Evaluation, FlagSet, Reason, ValidationError,
+    parse_instant_ms, DisabledBy, ErrorCode, Evaluation, FlagSet, LoadError, Reason,
+    ValidationError,
 };
 pub use model::{
     Condition, EnvironmentOverride, Flag, FlagStatus, FlagType, Prerequisite, Ramp, Rule,

@@ -781,3 +781,24 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn loading_json_reports_parse_paths_and_validation() {
+    let text = include_str!("../../../examples/flags.json");
+    assert_eq!(FlagSet::from_json(text).unwrap().flags().count(), 5);
+    let err = FlagSet::from_json(r#"[{"key": "x", "type": "boolean", "status": "active", "variants": [{"key": "on", "value": true, "weight": 1}], "default_variant": "on", "off_variant": "on"}]"#).unwrap_err();
+    match &err {
+        flags::LoadError::Parse { path, .. } => assert_eq!(path, "[0].variants[0].weight"),
+        other => panic!("expected a parse error, got {other:?}"),
+    }
+    assert_eq!(err.error_code(), ErrorCode::ParseError);
+    let err = FlagSet::from_json(r#"[{"key": "x", "type": "boolean", "status": "active", "variants": [{"key": "on", "value": true}], "default_variant": "on", "off_variant": "gone"}]"#).unwrap_err();
+    assert!(
+        matches!(&err, flags::LoadError::Invalid(v) if v[0].path == "off_variant"),
+        "{err:?}"
+    );
+    assert!(matches!(
+        FlagSet::from_json("{"),
+        Err(flags::LoadError::Parse { .. })
+    ));
+}
