@@ -802,3 +802,48 @@ fn loading_json_reports_parse_paths_and_validation() {
         Err(flags::LoadError::Parse { .. })
     ));
 }
+
+#[test]
+fn example_flags_behave_as_documented() {
+    let s = FlagSet::from_json(include_str!("../../../examples/flags.json")).unwrap();
+    let beta = ctx(
+        json!({"targetingKey": "u", "tenant": "globex", "segment": ["early-access"],
+        "app_version": "2.4.1", "role": "admin", "region": "us-east", "device": "android-14"}),
+    );
+    let e = s.evaluate("beta-reports", &beta, None, T2026);
+    assert_eq!(e.rule_id, Some("beta-segment-recent-app"));
+    let mut legacy = beta.clone();
+    legacy
+        .attributes
+        .insert("device".into(), AttributeValue::String("legacy-3".into()));
+    assert_eq!(
+        s.evaluate("beta-reports", &legacy, None, T2026).reason,
+        Reason::Default
+    );
+    let old = ctx(json!({"tenant": "acme", "signup_date": "2023-03-01T00:00:00Z", "seats": 12}));
+    assert_eq!(
+        s.evaluate("beta-reports", &old, None, T2026).rule_id,
+        Some("old-accounts")
+    );
+    let outsider = ctx(json!({"tenant": "initech", "email": "a@example.com"}));
+    assert_eq!(
+        s.evaluate("beta-reports", &outsider, None, T2026)
+            .disabled_by,
+        Some(DisabledBy::Tenant)
+    );
+    // The experiment needs the pro tier and new-checkout "on": in staging new-checkout is at 100 %.
+    let pro = ctx(json!({"targetingKey": "user-42", "tier": "pro"}));
+    let e = s.evaluate("pricing-page-experiment", &pro, Some("staging"), T2026);
+    assert_eq!(e.reason, Reason::Split);
+    let free = ctx(json!({"targetingKey": "user-42", "tier": "free"}));
+    let e = s.evaluate("pricing-page-experiment", &free, Some("staging"), T2026);
+    assert_eq!(e.disabled_by, Some(DisabledBy::Tier));
+    // Maintenance switch: scheduled from 2026-01-01.
+    let m = s.evaluate(
+        "ingest-maintenance",
+        &EvaluationContext::default(),
+        None,
+        T2026 - 1,
+    );
+    assert_eq!(m.disabled_by, Some(DisabledBy::NotYetEnabled));
+}
