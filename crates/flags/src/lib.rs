@@ -5,3 +5,19 @@
 //! change stream) lives in `server`; flag configurations are stored by `store`.
 
 #![warn(missing_docs)]
+
+pub mod bucket;
+pub mod context;
+pub mod eval;
+pub mod model;
+
+pub use bucket::{bucket, murmur3_x86_32, variant_index, BUCKETS};
+pub use context::{AttributeValue, EvaluationContext, TARGETING_KEY};
+pub use eval::{
+    parse_instant_ms, DisabledBy, ErrorCode, Evaluation, FlagSet, LoadError, Reason,
+    ValidationError,
+};
+pub use model::{
+    Condition, EnvironmentOverride, Flag, FlagStatus, FlagType, Prerequisite, Ramp, Rule,
+    RuleGroup, Schedule, Variant,
+};

@@ -1,0 +1,229 @@
+//! The flag definition format: what an admin writes, imports and exports (see `docs/flags.md`).
+//!
+//! These types are plain data; [`crate::FlagSet::compile`] validates them and prepares them for
+//! evaluation. Literals whose syntax matters (operators, regexes, dates, versions) are kept as
+//! strings here so that a bad one is reported with its field path instead of a serde error.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// What kind of flag this is; it constrains the variants and settings validation accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FlagType {
+    /// On/off, variant values are booleans.
+    Boolean,
+    /// A gradual rollout: needs a `rollout` percentage or a ramp.
+    Percentage,
+    /// Two or more variants split by weight (experiments).
+    Multivariate,
+    /// Variants chosen by targeting rules: needs at least one rule.
+    Targeting,
+    /// A long-lived operational switch (kill switch, maintenance mode); values are booleans.
+    Operational,
+}
+
+/// Lifecycle status. Only `active` and `deprecated` flags serve their variants; the others serve
+/// the off variant with reason `DISABLED`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FlagStatus {
+    /// Being written; not served.
+    Draft,
+    /// Served.
+    Active,
+    /// The experiment or rollout is over; not served.
+    Completed,
+    /// Kept for history; not served.
+    Archived,
+    /// Still served, scheduled for removal.
+    Deprecated,
+}
+
+/// One possible value of a flag.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Variant {
+    /// Name of the variant, unique within the flag.
+    pub key: String,
+    /// The value served (any JSON value).
+    pub value: serde_json::Value,
+    /// Share of the split in basis points (10,000 = 100 %); 0 or absent when the flag has no split.
+    #[serde(default)]
+    pub weight_bp: u32,
+    /// Whether this is the control group of an experiment (at most one per flag).
+    #[serde(default)]
+    pub control: bool,
+}
+
+/// One leaf test on a context attribute.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Condition {
+    /// Attribute name; `targetingKey` is the context's targeting key.
+    pub attribute: String,
+    /// Operator name, e.g. `in`, `gte`, `semver_gt` (see `docs/flags.md`).
+    pub op: String,
+    /// Single literal (most operators).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<serde_json::Value>,
+    /// List literal (`in`, `not_in`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub values: Option<Vec<serde_json::Value>>,
+    /// Inverts the result.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub negate: bool,
+    /// Compares strings ignoring case.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub case_insensitive: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// A tree of conditions: a leaf, or `all` / `any` / `none` of sub-groups.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum RuleGroup {
+    /// True when every member is true (true when empty).
+    All {
+        /// Members.
+        all: Vec<RuleGroup>,
+    },
+    /// True when at least one member is true (false when empty).
+    Any {
+        /// Members.
+        any: Vec<RuleGroup>,
+    },
+    /// True when no member is true (true when empty).
+    None {
+        /// Members.
+        none: Vec<RuleGroup>,
+    },
+    /// A single condition.
+    Condition(Condition),
+}
+
+/// A targeting rule: when `when` holds, serve `variant`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    /// Identifier reported in the evaluation as the rule that matched.
+    pub id: String,
+    /// The condition tree.
+    pub when: RuleGroup,
+    /// Variant served on a match.
+    pub variant: String,
+}
+
+/// Another flag that must evaluate to one of `variants` before this flag is served.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Prerequisite {
+    /// Key of the prerequisite flag (in the same flag set).
+    pub flag: String,
+    /// Acceptable variants of it.
+    pub variants: Vec<String>,
+}
+
+/// Per-environment settings that replace the flag's own.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvironmentOverride {
+    /// `false` disables the flag in this environment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// Replaces the rollout percentage (basis points) and any ramp.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout_bp: Option<u32>,
+    /// Replaces the default variant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_variant: Option<String>,
+}
+
+/// A linear ramp of the rollout percentage between two instants (RFC 3339).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ramp {
+    /// Start instant (RFC 3339); before it the rollout is `from_bp`.
+    pub start: String,
+    /// End instant (RFC 3339); from it on the rollout is `to_bp`.
+    pub end: String,
+    /// Rollout at the start, basis points.
+    pub from_bp: u32,
+    /// Rollout at the end, basis points.
+    pub to_bp: u32,
+}
+
+/// Scheduled changes, evaluated against the `now` given to the evaluator.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Schedule {
+    /// The flag is disabled before this instant (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enable_at: Option<String>,
+    /// A rollout ramp; replaces `rollout_bp`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ramp: Option<Ramp>,
+}
+
+/// A feature flag definition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Flag {
+    /// Unique key (`[A-Za-z0-9_.-]+`).
+    pub key: String,
+    /// Flag type.
+    #[serde(rename = "type")]
+    pub flag_type: FlagType,
+    /// Lifecycle status.
+    pub status: FlagStatus,
+    /// Free text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The possible values.
+    pub variants: Vec<Variant>,
+    /// Served when enabled and nothing else decides (and outside the rollout).
+    pub default_variant: String,
+    /// Served when the flag is disabled (kill switch, status, expiry, restrictions, prerequisites).
+    pub off_variant: String,
+    /// Targeting rules, first match wins.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<Rule>,
+    /// Share of bucketing keys that get the split (or the default variant when there is no
+    /// split), basis points; absent means 10,000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout_bp: Option<u32>,
+    /// Context attribute to bucket by; absent means the targeting key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket_by: Option<String>,
+    /// `true` disables the flag everywhere, before anything else is looked at.
+    #[serde(default)]
+    pub kill_switch: bool,
+    /// Per-environment overrides, by environment name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub environments: BTreeMap<String, EnvironmentOverride>,
+    /// Flags that must be in given variants first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prerequisites: Vec<Prerequisite>,
+    /// Free labels.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// Owning person or team.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// After this instant (RFC 3339) the flag is disabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    /// When non-empty, only these tenants (context attribute `tenant`) get the flag.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_tenants: Vec<String>,
+    /// When non-empty, only these subscription tiers (context attribute `tier`) get the flag.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub required_tiers: Vec<String>,
+    /// Scheduled changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<Schedule>,
+}
