@@ -5,3 +5,5 @@
 //! change stream) lives in `server`; flag configurations are stored by `store`.
 
 #![warn(missing_docs)]
+
+pub mod stats;
