@@ -93,6 +93,59 @@ impl Summary {
     }
 }
 
+/// Streaming accumulator of a metric's observations (Welford's update, numerically stable),
+/// for when raw values are not kept.
+///
+/// ```
+/// use flags::stats::RunningSummary;
+/// let mut running = RunningSummary::default();
+/// for v in [1.0, 2.0, 3.0] {
+///     running.push(v);
+/// }
+/// let summary = running.summary().unwrap();
+/// assert_eq!(summary.n, 3);
+/// assert!((summary.variance - 1.0).abs() < 1e-12);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct RunningSummary {
+    n: u64,
+    mean: f64,
+    sum_squared_deviations: f64,
+    non_finite_seen: bool,
+}
+
+impl RunningSummary {
+    /// Adds one observation.
+    pub fn push(&mut self, value: f64) {
+        if !value.is_finite() {
+            self.non_finite_seen = true;
+            return;
+        }
+        self.n += 1;
+        let delta = value - self.mean;
+        self.mean += delta / self.n as f64;
+        self.sum_squared_deviations += delta * (value - self.mean);
+    }
+
+    /// The summary so far; needs two observations and no non-finite value pushed.
+    pub fn summary(&self) -> Result<Summary, StatsError> {
+        if self.non_finite_seen {
+            return Err(StatsError::NonFinite);
+        }
+        if self.n < 2 {
+            return Err(StatsError::TooFewObservations {
+                needed: 2,
+                got: self.n,
+            });
+        }
+        Ok(Summary {
+            n: self.n,
+            mean: self.mean,
+            variance: self.sum_squared_deviations / (self.n - 1) as f64,
+        })
+    }
+}
+
 /// Result of Welch's unequal-variance t-test of `treatment - control`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct WelchTest {
