@@ -43,7 +43,7 @@ pub enum StatsError {
 }
 
 /// Summary statistics of one variant's observations of a metric.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Summary {
     /// Number of observations.
     pub n: u64,
@@ -210,7 +210,7 @@ pub fn welch_t_test(
 
 /// Relative lift `(treatment - control) / control` of the means, with a delta-method
 /// normal confidence interval.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RelativeLift {
     /// Point estimate of the relative lift.
     pub lift: f64,
@@ -245,7 +245,7 @@ pub fn relative_lift(
 }
 
 /// Result of a chi-square test.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ChiSquareTest {
     /// Chi-square statistic.
     pub statistic: f64,
@@ -343,7 +343,7 @@ pub fn chi_square_goodness_of_fit(
 pub const SRM_ALERT_P: f64 = 0.001;
 
 /// Sample-ratio-mismatch check: the goodness-of-fit test and whether it alerts.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SrmCheck {
     /// The goodness-of-fit test.
     pub test: ChiSquareTest,
