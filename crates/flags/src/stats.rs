@@ -395,15 +395,16 @@ pub fn mann_whitney_u(x: &[f64], y: &[f64]) -> Result<MannWhitney, StatsError> {
     let mut start = 0;
     while start < pooled.len() {
         let value = pooled.get(start).map_or(0.0, |p| p.0);
-        let tied = pooled
+        let (count, count_x) = pooled
             .iter()
             .skip(start)
             .take_while(|p| p.0 == value)
-            .collect::<Vec<_>>();
-        let count = tied.len();
+            .fold((0usize, 0usize), |(all, from_x), p| {
+                (all + 1, from_x + usize::from(p.1))
+            });
         // Ranks start + 1 ..= start + count share their average.
         let average_rank = start as f64 + (count as f64 + 1.0) / 2.0;
-        rank_sum_x += average_rank * tied.iter().filter(|p| p.1).count() as f64;
+        rank_sum_x += average_rank * count_x as f64;
         let t = count as f64;
         tie_term += t * t * t - t;
         start += count.max(1);
