@@ -4,8 +4,8 @@
 //! Conventions match `scipy.stats` defaults so results can be checked against it:
 //! [`welch_t_test`] is `ttest_ind(equal_var=False)`, [`chi_square_2x2`] with `yates = true` is
 //! `chi2_contingency` (which applies Yates' correction to 2x2 tables by default),
-//! [`mann_whitney_u`] is `mannwhitneyu(method='asymptotic')` (tie-corrected normal
-//! approximation with continuity correction) and [`sample_ratio_mismatch`] is `chisquare`.
+//! [`mann_whitney_u`] is `mannwhitneyu` with its default `method='auto'` (exact for small
+//! samples without ties, else the tie-corrected normal approximation with continuity correction) and [`sample_ratio_mismatch`] is `chisquare`.
 //!
 //! ```
 //! use flags::stats::{welch_t_test, Summary};
@@ -369,11 +369,60 @@ pub struct MannWhitney {
     pub z: f64,
     /// Two-sided p-value.
     pub p_value: f64,
+    /// Exact or normal approximation.
+    pub method: MannWhitneyMethod,
 }
 
-/// Mann-Whitney U test, two-sided, normal approximation with tie correction and continuity
-/// correction (scipy's `method='asymptotic'`; scipy's default `'auto'` is the same when either
-/// sample has 8 or more values or there are ties).
+/// Largest number of equally likely rank arrangements for which the exact distribution is
+/// computed: below 2^53 every count is an exact integer in f64.
+const EXACT_ARRANGEMENTS_LIMIT: f64 = 9.0e15;
+
+/// Counts of U = 0..=m·n over all arrangements of samples of sizes `m` and `n` without ties:
+/// the coefficients of the Gaussian binomial `∏ᵢ₌₁..ₘ (1 - q^(n+i)) / (1 - q^i)`.
+fn exact_u_counts(m: usize, n: usize) -> Vec<f64> {
+    let mut counts = vec![0.0; m * n + 1];
+    if let Some(first) = counts.first_mut() {
+        *first = 1.0;
+    }
+    for i in 1..=m {
+        let shift = n + i;
+        for k in (shift..counts.len()).rev() {
+            let lower = counts.get(k - shift).copied().unwrap_or(0.0);
+            if let Some(c) = counts.get_mut(k) {
+                *c -= lower;
+            }
+        }
+        // Division by (1 - q^i) is exact: the quotient is the next Gaussian binomial.
+        for k in i..counts.len() {
+            let lower = counts.get(k - i).copied().unwrap_or(0.0);
+            if let Some(c) = counts.get_mut(k) {
+                *c += lower;
+            }
+        }
+    }
+    counts
+}
+
+fn arrangements(m: usize, n: usize) -> f64 {
+    let small = m.min(n);
+    (1..=small).fold(1.0, |acc, i| acc * (m + n + 1 - i) as f64 / i as f64)
+}
+
+/// How the Mann-Whitney p-value was computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum MannWhitneyMethod {
+    /// Exact distribution of U (no ties, a sample of at most 8).
+    Exact,
+    /// Normal approximation with tie and continuity correction.
+    Asymptotic,
+}
+
+/// Mann-Whitney U test, two-sided, choosing the method as scipy's default `method='auto'`:
+/// the exact distribution when there are no ties and either sample has at most 8 values,
+/// otherwise the normal approximation with tie correction and continuity correction
+/// (`method='asymptotic'`). Deviation from scipy: when the exact distribution would need more
+/// than ~9e15 arrangements (a sample of ≤ 8 against a very large one), the normal
+/// approximation is used.
 pub fn mann_whitney_u(x: &[f64], y: &[f64]) -> Result<MannWhitney, StatsError> {
     if x.iter().chain(y).any(|v| !v.is_finite()) {
         return Err(StatsError::NonFinite);
@@ -416,9 +465,30 @@ pub fn mann_whitney_u(x: &[f64], y: &[f64]) -> Result<MannWhitney, StatsError> {
     if sigma2 <= 0.0 {
         return Err(StatsError::Degenerate("all values are tied"));
     }
-    let z = (u1.max(u2) - mu - 0.5) / sigma2.sqrt();
+    let u = u1.max(u2);
+    let z = (u - mu - 0.5) / sigma2.sqrt();
+    let (small, large) = (x.len().min(y.len()), x.len().max(y.len()));
+    let exact =
+        tie_term == 0.0 && small <= 8 && arrangements(small, large) < EXACT_ARRANGEMENTS_LIMIT;
+    if exact {
+        let counts = exact_u_counts(small, large);
+        let total: f64 = counts.iter().sum();
+        // U is an integer without ties; P(U' >= u) by symmetry-free direct summation.
+        let at_least: f64 = counts.iter().skip(u.round() as usize).sum();
+        return Ok(MannWhitney {
+            u: u1,
+            z,
+            p_value: (2.0 * at_least / total).min(1.0),
+            method: MannWhitneyMethod::Exact,
+        });
+    }
     let p_value = (2.0 * dist::normal_sf(z)).min(1.0);
-    Ok(MannWhitney { u: u1, z, p_value })
+    Ok(MannWhitney {
+        u: u1,
+        z,
+        p_value,
+        method: MannWhitneyMethod::Asymptotic,
+    })
 }
 
 /// A planned sample size per variant.

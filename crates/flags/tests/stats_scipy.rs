@@ -3,7 +3,7 @@
 
 use flags::stats::{
     chi_square_2x2, mann_whitney_u, sample_ratio_mismatch, sample_size_means,
-    sample_size_proportions, welch_t_test, Summary,
+    sample_size_proportions, welch_t_test, MannWhitneyMethod, Summary,
 };
 use serde_json::Value;
 
@@ -79,12 +79,17 @@ fn chi_square_2x2_matches_scipy_chi2_contingency() {
 }
 
 #[test]
-fn mann_whitney_matches_scipy_asymptotic() {
+fn mann_whitney_matches_scipy_auto_and_asymptotic() {
     let f = fixture();
     for case in cases(&f, "mann_whitney") {
         let r = mann_whitney_u(&floats(case, "x"), &floats(case, "y")).unwrap();
         assert_close("U", r.u, num(case, "u"));
         assert_close("p", r.p_value, num(case, "p"));
+        let expected = match case["method"].as_str() {
+            Some("exact") => MannWhitneyMethod::Exact,
+            _ => MannWhitneyMethod::Asymptotic,
+        };
+        assert_eq!(r.method, expected);
     }
 }
 
