@@ -393,7 +393,7 @@ pub struct Comparison {
     /// Relative lift and its interval at 1 - alpha (None when the control mean is 0).
     pub relative_lift: Option<stats::RelativeLift>,
     /// Difference of means (treatment - control) and its Welch interval at 1 - alpha.
-    pub difference: (f64, f64, f64),
+    pub difference: Difference,
     /// Test used for `p_value`.
     pub test: TestKind,
     /// Test statistic.
@@ -406,6 +406,17 @@ pub struct Comparison {
     pub significant: bool,
     /// The change is in the metric's good direction.
     pub improves: bool,
+}
+
+/// A difference of means with its confidence interval.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Difference {
+    /// Treatment mean minus control mean.
+    pub estimate: f64,
+    /// Lower bound of the interval.
+    pub ci_low: f64,
+    /// Upper bound of the interval.
+    pub ci_high: f64,
 }
 
 /// Guardrail outcome for one variant.
@@ -564,7 +575,11 @@ fn compare(
         treatment,
         control: control_summary,
         relative_lift: stats::relative_lift(&treatment, &control_summary, 1.0 - alpha).ok(),
-        difference: (welch.difference, welch.ci_low, welch.ci_high),
+        difference: Difference {
+            estimate: welch.difference,
+            ci_low: welch.ci_low,
+            ci_high: welch.ci_high,
+        },
         test,
         statistic,
         p_value,
@@ -670,7 +685,11 @@ impl Experiment {
                     source,
                 }
             })?;
-            if let Some(previous) = data.get(&c.variant).and_then(|v| v.previous_sequential_p) {
+            if let Some(previous) = data
+                .get(&c.variant)
+                .and_then(|v| v.previous_sequential_p)
+                .filter(|p| !p.is_nan())
+            {
                 test.p_value = previous.clamp(0.0, 1.0);
             }
             // A degenerate look (e.g. zero variance) leaves the running p-value unchanged.
@@ -697,8 +716,8 @@ impl Experiment {
             candidates
                 .max_by(|a, b| {
                     let gain = |c: &Comparison| match spec.primary_metric.goal {
-                        Goal::Increase => c.difference.0,
-                        Goal::Decrease => -c.difference.0,
+                        Goal::Increase => c.difference.estimate,
+                        Goal::Decrease => -c.difference.estimate,
                     };
                     gain(a).total_cmp(&gain(b))
                 })

@@ -192,3 +192,33 @@ fn missing_variant_data_is_an_error() {
         .unwrap_err();
     assert!(matches!(err, ExperimentError::MissingData(_)));
 }
+
+mod never_panics {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// Arbitrary counts (zeros, conversions above n, unbalanced arms) give a result or an
+        /// error, never a panic; a result's p-values are probabilities.
+        #[test]
+        fn analyze_any_counts(
+            a in (0u64..5_000, 0u64..6_000),
+            b in (0u64..5_000, 0u64..6_000),
+            early in any::<bool>(),
+            previous in prop::option::of(prop_oneof![Just(f64::NAN), 0.0f64..2.0]),
+        ) {
+            let mut s = spec();
+            s.early_stopping = early;
+            let mut d = data(conversions(a.0, a.1), conversions(b.0, b.1));
+            if let Some(v) = d.get_mut("B") {
+                v.previous_sequential_p = previous;
+            }
+            if let Ok(r) = Experiment::create(s, 0).unwrap().analyze(&d) {
+                prop_assert!(r.primary.iter().all(|c| (0.0..=1.0).contains(&c.p_value)));
+                prop_assert!(r.sequential_p.values().all(|p| (0.0..=1.0).contains(p)));
+                prop_assert!((0.0..=1.0).contains(&r.srm.test.p_value));
+            }
+        }
+    }
+}
