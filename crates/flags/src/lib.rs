@@ -1,15 +1,20 @@
 //! # flags: feature flags and experiments
 //!
 //! A pure library (no I/O, no clock, no global randomness: "now" and seeds are inputs) for the
-//! feature-flag and experiment engine of seed 002. The HTTP layer (OFREP, the admin API, the
-//! change stream) lives in `server`; flag configurations are stored by `store`.
+//! feature-flag and experiment engine of seed 002: the flag model, its validation and
+//! evaluation with deterministic bucketing ([`FlagSet`], [`bucket`]; specified in
+//! `docs/flags.md`), the experiment lifecycle and analysis ([`experiment`]) and the statistics
+//! behind it ([`stats`]). Serving (OFREP, the admin API) and storage belong to the adapter
+//! crates.
 
 #![warn(missing_docs)]
 
 pub mod bucket;
 pub mod context;
 pub mod eval;
+pub mod experiment;
 pub mod model;
+pub mod stats;
 
 pub use bucket::{bucket, murmur3_x86_32, variant_index, BUCKETS};
 pub use context::{AttributeValue, EvaluationContext, TARGETING_KEY};

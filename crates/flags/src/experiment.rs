@@ -1,0 +1,774 @@
+//! Experiments: definition, lifecycle (draft → running ⇄ paused → concluded) and analysis of
+//! results into a plain-language recommendation.
+//!
+//! Times are milliseconds since the Unix epoch, passed in by the caller.
+//!
+//! ```
+//! use flags::experiment::*;
+//! let spec = ExperimentSpec {
+//!     key: "checkout-button".into(),
+//!     hypothesis: "A green button raises checkout conversion".into(),
+//!     flag_key: "checkout-button-color".into(),
+//!     variants: vec![Variant::new("control", 50), Variant::new("green", 50)],
+//!     control: "control".into(),
+//!     primary_metric: Metric::conversion("checkout", Goal::Increase, 0.01),
+//!     secondary_metrics: vec![],
+//!     guardrails: vec![],
+//!     alpha: 0.05,
+//!     power: 0.8,
+//!     min_sample_size: 1000,
+//!     early_stopping: false,
+//! };
+//! let mut experiment = Experiment::create(spec, 0).unwrap();
+//! experiment.start(1).unwrap();
+//! assert_eq!(experiment.state, ExperimentState::Running);
+//! assert!(experiment.start(2).is_err());
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::stats::{self, StatsError, Summary};
+
+/// Why an experiment could not be created, changed or analysed.
+#[derive(Debug, Clone, PartialEq, Error)]
+pub enum ExperimentError {
+    /// The definition is invalid.
+    #[error("invalid experiment: {0}")]
+    Invalid(String),
+    /// The lifecycle does not allow this action in the current state.
+    #[error("cannot {action} an experiment that is {from:?}")]
+    InvalidTransition {
+        /// State the experiment is in.
+        from: ExperimentState,
+        /// The refused action.
+        action: &'static str,
+    },
+    /// Data for a variant or metric is missing.
+    #[error("missing data: {0}")]
+    MissingData(String),
+    /// A statistic failed on the data.
+    #[error("statistics for {metric} / {variant}: {source}")]
+    Stats {
+        /// Metric key.
+        metric: String,
+        /// Variant key.
+        variant: String,
+        /// Underlying error.
+        source: StatsError,
+    },
+}
+
+/// Lifecycle state of an experiment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExperimentState {
+    /// Defined, not yet exposed to users.
+    Draft,
+    /// Assigning users and collecting data.
+    Running,
+    /// Temporarily not assigning new users.
+    Paused,
+    /// Finished; no further transitions.
+    Concluded,
+}
+
+/// Whether a metric is a rate of conversions or a per-user value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MetricKind {
+    /// Per-user 0/1 outcome: analysed with the chi-square test (Yates-corrected, as scipy).
+    Conversion,
+    /// Per-user real value: analysed with Welch's t-test (and Mann-Whitney U given raw values).
+    Value,
+}
+
+/// Which direction of change is good.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Goal {
+    /// Higher is better.
+    Increase,
+    /// Lower is better.
+    Decrease,
+}
+
+/// A metric of the experiment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Metric {
+    /// Metric key, matching the data's keys.
+    pub key: String,
+    /// Conversion or value.
+    pub kind: MetricKind,
+    /// Good direction.
+    pub goal: Goal,
+    /// Minimum detectable effect: the smallest absolute change of the mean (or rate) worth
+    /// detecting; drives the sample size and the sequential test's mixing variance (τ² = MDE²).
+    pub minimum_detectable_effect: f64,
+}
+
+impl Metric {
+    /// A conversion metric.
+    pub fn conversion(key: &str, goal: Goal, minimum_detectable_effect: f64) -> Self {
+        Self {
+            key: key.into(),
+            kind: MetricKind::Conversion,
+            goal,
+            minimum_detectable_effect,
+        }
+    }
+
+    /// A value metric.
+    pub fn value(key: &str, goal: Goal, minimum_detectable_effect: f64) -> Self {
+        Self {
+            key: key.into(),
+            kind: MetricKind::Value,
+            goal,
+            minimum_detectable_effect,
+        }
+    }
+}
+
+/// A guardrail: a metric that must not degrade.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Guardrail {
+    /// The guarded metric (its goal says which direction is a degradation).
+    pub metric: Metric,
+    /// Tolerated relative degradation, e.g. 0.02 for 2 %. The guardrail fails when a variant's
+    /// relative change is worse than this and the change is significant at the experiment's alpha.
+    pub max_relative_degradation: f64,
+}
+
+/// A variant and its share of the experiment's traffic.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Variant {
+    /// Variant key.
+    pub key: String,
+    /// Allocation weight (relative to the other variants' weights).
+    pub weight: u32,
+}
+
+impl Variant {
+    /// A variant with `weight`.
+    pub fn new(key: &str, weight: u32) -> Self {
+        Self {
+            key: key.into(),
+            weight,
+        }
+    }
+}
+
+/// What the caller supplies to create an experiment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExperimentSpec {
+    /// Experiment key.
+    pub key: String,
+    /// The hypothesis being tested, in words.
+    pub hypothesis: String,
+    /// Flag whose variations are the variants.
+    pub flag_key: String,
+    /// Variants with allocation weights (at least two, including the control).
+    pub variants: Vec<Variant>,
+    /// Key of the control variant.
+    pub control: String,
+    /// The decision metric.
+    pub primary_metric: Metric,
+    /// Reported, not decisive.
+    pub secondary_metrics: Vec<Metric>,
+    /// Metrics that must not degrade.
+    pub guardrails: Vec<Guardrail>,
+    /// Significance level (two-sided).
+    pub alpha: f64,
+    /// Power for the sample-size plan.
+    pub power: f64,
+    /// Users per variant required at least, whatever the power calculation says.
+    pub min_sample_size: u64,
+    /// Whether the always-valid sequential test may end the experiment early.
+    pub early_stopping: bool,
+}
+
+/// An experiment with its lifecycle state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Experiment {
+    /// The definition.
+    pub spec: ExperimentSpec,
+    /// Current state.
+    pub state: ExperimentState,
+    /// Creation time (ms).
+    pub created_at: i64,
+    /// First start time (ms).
+    pub started_at: Option<i64>,
+    /// Last pause time (ms), while paused.
+    pub paused_at: Option<i64>,
+    /// Conclusion time (ms).
+    pub concluded_at: Option<i64>,
+    /// Variant chosen at conclusion (None: no change shipped).
+    pub winner: Option<String>,
+}
+
+fn invalid(message: &str) -> ExperimentError {
+    ExperimentError::Invalid(message.into())
+}
+
+fn validate_metric(metric: &Metric) -> Result<(), ExperimentError> {
+    if metric.key.is_empty() {
+        return Err(invalid("metric key is empty"));
+    }
+    if !(metric.minimum_detectable_effect > 0.0 && metric.minimum_detectable_effect.is_finite()) {
+        return Err(ExperimentError::Invalid(format!(
+            "metric {}: minimum detectable effect must be positive",
+            metric.key
+        )));
+    }
+    Ok(())
+}
+
+fn validate(spec: &ExperimentSpec) -> Result<(), ExperimentError> {
+    if spec.key.is_empty() {
+        return Err(invalid("key is empty"));
+    }
+    if spec.variants.len() < 2 {
+        return Err(invalid("at least two variants are needed"));
+    }
+    let mut keys: Vec<&str> = spec.variants.iter().map(|v| v.key.as_str()).collect();
+    keys.sort_unstable();
+    if keys.windows(2).any(|w| w.first() == w.get(1)) {
+        return Err(invalid("variant keys must be unique"));
+    }
+    if spec.variants.iter().any(|v| v.weight == 0) {
+        return Err(invalid("variant weights must be positive"));
+    }
+    if !spec.variants.iter().any(|v| v.key == spec.control) {
+        return Err(invalid("control is not one of the variants"));
+    }
+    if !(spec.alpha > 0.0 && spec.alpha < 0.5) {
+        return Err(invalid("alpha must be in (0, 0.5)"));
+    }
+    if !(spec.power > 0.5 && spec.power < 1.0) {
+        return Err(invalid("power must be in (0.5, 1)"));
+    }
+    validate_metric(&spec.primary_metric)?;
+    for metric in &spec.secondary_metrics {
+        validate_metric(metric)?;
+    }
+    for guardrail in &spec.guardrails {
+        validate_metric(&guardrail.metric)?;
+        if !(guardrail.max_relative_degradation >= 0.0
+            && guardrail.max_relative_degradation.is_finite())
+        {
+            return Err(invalid("guardrail degradation threshold must be >= 0"));
+        }
+    }
+    Ok(())
+}
+
+impl Experiment {
+    /// Validates `spec` and creates a draft experiment at `now`.
+    pub fn create(spec: ExperimentSpec, now: i64) -> Result<Self, ExperimentError> {
+        validate(&spec)?;
+        Ok(Self {
+            spec,
+            state: ExperimentState::Draft,
+            created_at: now,
+            started_at: None,
+            paused_at: None,
+            concluded_at: None,
+            winner: None,
+        })
+    }
+
+    fn refuse(&self, action: &'static str) -> ExperimentError {
+        ExperimentError::InvalidTransition {
+            from: self.state,
+            action,
+        }
+    }
+
+    /// Draft → running.
+    pub fn start(&mut self, now: i64) -> Result<(), ExperimentError> {
+        if self.state != ExperimentState::Draft {
+            return Err(self.refuse("start"));
+        }
+        self.state = ExperimentState::Running;
+        self.started_at = Some(now);
+        Ok(())
+    }
+
+    /// Running → paused.
+    pub fn pause(&mut self, now: i64) -> Result<(), ExperimentError> {
+        if self.state != ExperimentState::Running {
+            return Err(self.refuse("pause"));
+        }
+        self.state = ExperimentState::Paused;
+        self.paused_at = Some(now);
+        Ok(())
+    }
+
+    /// Paused → running.
+    pub fn resume(&mut self) -> Result<(), ExperimentError> {
+        if self.state != ExperimentState::Paused {
+            return Err(self.refuse("resume"));
+        }
+        self.state = ExperimentState::Running;
+        self.paused_at = None;
+        Ok(())
+    }
+
+    /// Running or paused → concluded, optionally naming the winning variant.
+    pub fn conclude(&mut self, now: i64, winner: Option<String>) -> Result<(), ExperimentError> {
+        if !matches!(
+            self.state,
+            ExperimentState::Running | ExperimentState::Paused
+        ) {
+            return Err(self.refuse("conclude"));
+        }
+        if let Some(w) = &winner {
+            if !self.spec.variants.iter().any(|v| &v.key == w) {
+                return Err(ExperimentError::Invalid(format!(
+                    "winner {w} is not a variant"
+                )));
+            }
+        }
+        self.state = ExperimentState::Concluded;
+        self.concluded_at = Some(now);
+        self.paused_at = None;
+        self.winner = winner;
+        Ok(())
+    }
+}
+
+/// Observations of one metric in one variant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MetricData {
+    /// Conversion counts.
+    Conversions {
+        /// Users who converted.
+        conversions: u64,
+        /// Users exposed.
+        n: u64,
+    },
+    /// Raw per-user values (enables Mann-Whitney U).
+    Values(Vec<f64>),
+    /// Streaming summary of per-user values.
+    Summary(Summary),
+}
+
+/// Data of one variant.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct VariantData {
+    /// Users assigned (for the sample-ratio-mismatch check).
+    pub users: u64,
+    /// Observations per metric key.
+    pub metrics: BTreeMap<String, MetricData>,
+    /// The always-valid p-value of the primary metric returned by the previous analysis
+    /// (the sequential test's running minimum); None on the first look.
+    pub previous_sequential_p: Option<f64>,
+}
+
+/// Which test produced a comparison's p-value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TestKind {
+    /// Chi-square 2x2 with Yates' correction.
+    ChiSquare,
+    /// Welch's t-test.
+    WelchT,
+}
+
+/// One metric, one variant against the control.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Comparison {
+    /// Metric key.
+    pub metric: String,
+    /// Variant key.
+    pub variant: String,
+    /// Variant summary.
+    pub treatment: Summary,
+    /// Control summary.
+    pub control: Summary,
+    /// Relative lift and its interval at 1 - alpha (None when the control mean is 0).
+    pub relative_lift: Option<stats::RelativeLift>,
+    /// Difference of means (treatment - control) and its Welch interval at 1 - alpha.
+    pub difference: Difference,
+    /// Test used for `p_value`.
+    pub test: TestKind,
+    /// Test statistic.
+    pub statistic: f64,
+    /// Two-sided p-value.
+    pub p_value: f64,
+    /// Mann-Whitney U p-value, when raw values were given.
+    pub mann_whitney_p: Option<f64>,
+    /// p < alpha.
+    pub significant: bool,
+    /// The change is in the metric's good direction.
+    pub improves: bool,
+}
+
+/// A difference of means with its confidence interval.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Difference {
+    /// Treatment mean minus control mean.
+    pub estimate: f64,
+    /// Lower bound of the interval.
+    pub ci_low: f64,
+    /// Upper bound of the interval.
+    pub ci_high: f64,
+}
+
+/// Guardrail outcome for one variant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GuardrailStatus {
+    /// Metric key.
+    pub metric: String,
+    /// Variant key.
+    pub variant: String,
+    /// Relative change in the bad direction (positive = worse).
+    pub relative_degradation: f64,
+    /// True when the degradation exceeds the threshold and is significant.
+    pub failed: bool,
+}
+
+/// What to do next.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "action")]
+pub enum Recommendation {
+    /// Assignment does not follow the planned allocation: results are not trustworthy.
+    CheckAssignment,
+    /// A guardrail failed: stop the experiment.
+    StopGuardrailFailed {
+        /// Guardrail metric.
+        metric: String,
+        /// Variant that degraded it.
+        variant: String,
+    },
+    /// Ship this variant.
+    Ship {
+        /// Winning variant.
+        variant: String,
+        /// Whether the always-valid sequential test decided before the planned sample size.
+        early: bool,
+    },
+    /// The planned sample size is not reached.
+    KeepRunning {
+        /// Users still needed in each variant.
+        more_users_per_variant: u64,
+    },
+    /// Planned sample reached, no variant is significantly better: keep the control.
+    KeepControl,
+}
+
+impl fmt::Display for Recommendation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::CheckAssignment => write!(f, "check assignment: sample ratio mismatch"),
+            Self::StopGuardrailFailed { metric, variant } => {
+                write!(f, "stop: guardrail {metric} failed for {variant}")
+            }
+            Self::Ship {
+                variant,
+                early: false,
+            } => write!(f, "ship {variant}"),
+            Self::Ship {
+                variant,
+                early: true,
+            } => write!(f, "ship {variant} (sequential test stopped early)"),
+            Self::KeepRunning {
+                more_users_per_variant,
+            } => write!(
+                f,
+                "keep running: {more_users_per_variant} more users per variant needed"
+            ),
+            Self::KeepControl => write!(f, "stop: no variant beats the control; keep the control"),
+        }
+    }
+}
+
+/// Full analysis of an experiment's data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExperimentResults {
+    /// Sample-ratio-mismatch check on assigned users.
+    pub srm: stats::SrmCheck,
+    /// Users per variant the primary metric needs (max of the power plan and the minimum).
+    pub required_per_variant: u64,
+    /// Primary metric comparisons, one per non-control variant.
+    pub primary: Vec<Comparison>,
+    /// Secondary metric comparisons.
+    pub secondary: Vec<Comparison>,
+    /// Guardrail outcomes.
+    pub guardrails: Vec<GuardrailStatus>,
+    /// Updated always-valid p-value of the primary metric per variant (store it and pass it
+    /// back as `previous_sequential_p` next time).
+    pub sequential_p: BTreeMap<String, f64>,
+    /// The recommendation.
+    pub recommendation: Recommendation,
+}
+
+fn summary_of(data: &MetricData) -> Result<Summary, StatsError> {
+    match data {
+        MetricData::Conversions { conversions, n } => Summary::from_conversions(*conversions, *n),
+        MetricData::Values(values) => Summary::from_values(values),
+        MetricData::Summary(s) => Ok(*s),
+    }
+}
+
+fn metric_data<'a>(
+    data: &'a BTreeMap<String, VariantData>,
+    variant: &str,
+    metric: &str,
+) -> Result<&'a MetricData, ExperimentError> {
+    data.get(variant)
+        .and_then(|v| v.metrics.get(metric))
+        .ok_or_else(|| ExperimentError::MissingData(format!("{metric} for {variant}")))
+}
+
+fn compare(
+    metric: &Metric,
+    variant: &str,
+    control: &str,
+    data: &BTreeMap<String, VariantData>,
+    alpha: f64,
+) -> Result<Comparison, ExperimentError> {
+    let wrap = |source| ExperimentError::Stats {
+        metric: metric.key.clone(),
+        variant: variant.into(),
+        source,
+    };
+    let t_data = metric_data(data, variant, &metric.key)?;
+    let c_data = metric_data(data, control, &metric.key)?;
+    let treatment = summary_of(t_data).map_err(wrap)?;
+    let control_summary = summary_of(c_data).map_err(wrap)?;
+    let welch = stats::welch_t_test(&treatment, &control_summary, 1.0 - alpha).map_err(wrap)?;
+    let (test, statistic, p_value) = match (metric.kind, t_data, c_data) {
+        (
+            MetricKind::Conversion,
+            MetricData::Conversions {
+                conversions: tc,
+                n: tn,
+            },
+            MetricData::Conversions {
+                conversions: cc,
+                n: cn,
+            },
+        ) => {
+            let chi = stats::chi_square_2x2(*tc, *tn, *cc, *cn, true).map_err(wrap)?;
+            (TestKind::ChiSquare, chi.statistic, chi.p_value)
+        }
+        _ => (TestKind::WelchT, welch.t, welch.p_value),
+    };
+    let mann_whitney_p = match (t_data, c_data) {
+        (MetricData::Values(x), MetricData::Values(y)) => {
+            Some(stats::mann_whitney_u(x, y).map_err(wrap)?.p_value)
+        }
+        _ => None,
+    };
+    let improves = match metric.goal {
+        Goal::Increase => welch.difference > 0.0,
+        Goal::Decrease => welch.difference < 0.0,
+    };
+    Ok(Comparison {
+        metric: metric.key.clone(),
+        variant: variant.into(),
+        treatment,
+        control: control_summary,
+        relative_lift: stats::relative_lift(&treatment, &control_summary, 1.0 - alpha).ok(),
+        difference: Difference {
+            estimate: welch.difference,
+            ci_low: welch.ci_low,
+            ci_high: welch.ci_high,
+        },
+        test,
+        statistic,
+        p_value,
+        mann_whitney_p,
+        significant: p_value < alpha,
+        improves,
+    })
+}
+
+/// Users per variant the primary metric needs, planned from the control's observed rate
+/// (conversion) or standard deviation (value) and the metric's MDE.
+fn planned_sample_size(spec: &ExperimentSpec, control: &Summary) -> Result<u64, StatsError> {
+    let metric = &spec.primary_metric;
+    let mde = metric.minimum_detectable_effect;
+    let planned = match metric.kind {
+        MetricKind::Conversion => {
+            // Plan for the direction that stays inside (0, 1).
+            let baseline = control.mean.clamp(1e-6, 1.0 - 1e-6);
+            let effect = if baseline + mde < 1.0 { mde } else { -mde };
+            stats::sample_size_proportions(baseline, effect, spec.alpha, spec.power)?
+        }
+        MetricKind::Value => {
+            stats::sample_size_means(control.variance.sqrt(), mde, spec.alpha, spec.power)?
+        }
+    };
+    Ok(planned.per_variant.max(spec.min_sample_size))
+}
+
+impl Experiment {
+    /// Analyses per-variant data (keyed by variant key) and recommends what to do.
+    ///
+    /// Order of precedence: a sample ratio mismatch invalidates everything; then a failed
+    /// guardrail stops the experiment; then, with early stopping on, a variant whose
+    /// always-valid p-value is below alpha and that improves the primary metric ships; then
+    /// below the planned sample size it keeps running; at the planned size the best
+    /// significantly improving variant ships, else the control stays.
+    pub fn analyze(
+        &self,
+        data: &BTreeMap<String, VariantData>,
+    ) -> Result<ExperimentResults, ExperimentError> {
+        let spec = &self.spec;
+        let mut observed = Vec::with_capacity(spec.variants.len());
+        let mut weights = Vec::with_capacity(spec.variants.len());
+        for variant in &spec.variants {
+            let users = data
+                .get(&variant.key)
+                .ok_or_else(|| ExperimentError::MissingData(variant.key.clone()))?
+                .users;
+            observed.push(users);
+            weights.push(f64::from(variant.weight));
+        }
+        let srm = stats::sample_ratio_mismatch(&observed, &weights).map_err(|source| {
+            ExperimentError::Stats {
+                metric: "assignment".into(),
+                variant: "all".into(),
+                source,
+            }
+        })?;
+
+        let treatments: Vec<&str> = spec
+            .variants
+            .iter()
+            .map(|v| v.key.as_str())
+            .filter(|k| *k != spec.control)
+            .collect();
+        let compare_all = |metric: &Metric| -> Result<Vec<Comparison>, ExperimentError> {
+            treatments
+                .iter()
+                .map(|v| compare(metric, v, &spec.control, data, spec.alpha))
+                .collect()
+        };
+        let primary = compare_all(&spec.primary_metric)?;
+        let mut secondary = Vec::new();
+        for metric in &spec.secondary_metrics {
+            secondary.extend(compare_all(metric)?);
+        }
+        let mut guardrails = Vec::new();
+        for guardrail in &spec.guardrails {
+            for c in compare_all(&guardrail.metric)? {
+                let relative = c.relative_lift.map_or(0.0, |l| l.lift);
+                let relative_degradation = match guardrail.metric.goal {
+                    Goal::Increase => -relative,
+                    Goal::Decrease => relative,
+                };
+                guardrails.push(GuardrailStatus {
+                    failed: c.significant
+                        && !c.improves
+                        && relative_degradation > guardrail.max_relative_degradation,
+                    metric: c.metric,
+                    variant: c.variant,
+                    relative_degradation,
+                });
+            }
+        }
+
+        let tau_squared = spec.primary_metric.minimum_detectable_effect.powi(2);
+        let mut sequential_p = BTreeMap::new();
+        for c in &primary {
+            let mut test = stats::SequentialTest::new(tau_squared).map_err(|source| {
+                ExperimentError::Stats {
+                    metric: c.metric.clone(),
+                    variant: c.variant.clone(),
+                    source,
+                }
+            })?;
+            if let Some(previous) = data
+                .get(&c.variant)
+                .and_then(|v| v.previous_sequential_p)
+                .filter(|p| !p.is_nan())
+            {
+                test.p_value = previous.clamp(0.0, 1.0);
+            }
+            // A degenerate look (e.g. zero variance) leaves the running p-value unchanged.
+            let _ = test.look(&c.treatment, &c.control);
+            sequential_p.insert(c.variant.clone(), test.p_value);
+        }
+
+        let control_summary = primary.first().map(|c| c.control);
+        let required_per_variant = match control_summary {
+            Some(s) => planned_sample_size(spec, &s).map_err(|source| ExperimentError::Stats {
+                metric: spec.primary_metric.key.clone(),
+                variant: spec.control.clone(),
+                source,
+            })?,
+            None => spec.min_sample_size,
+        };
+        let smallest_n = primary
+            .iter()
+            .flat_map(|c| [c.treatment.n, c.control.n])
+            .min()
+            .unwrap_or(0);
+
+        let best = |candidates: &mut dyn Iterator<Item = &Comparison>| {
+            candidates
+                .max_by(|a, b| {
+                    let gain = |c: &Comparison| match spec.primary_metric.goal {
+                        Goal::Increase => c.difference.estimate,
+                        Goal::Decrease => -c.difference.estimate,
+                    };
+                    gain(a).total_cmp(&gain(b))
+                })
+                .map(|c| c.variant.clone())
+        };
+        let recommendation = if srm.mismatch {
+            Recommendation::CheckAssignment
+        } else if let Some(g) = guardrails.iter().find(|g| g.failed) {
+            Recommendation::StopGuardrailFailed {
+                metric: g.metric.clone(),
+                variant: g.variant.clone(),
+            }
+        } else if let Some(variant) = spec
+            .early_stopping
+            .then(|| {
+                best(&mut primary.iter().filter(|c| {
+                    c.improves
+                        && sequential_p
+                            .get(&c.variant)
+                            .is_some_and(|p| *p <= spec.alpha)
+                }))
+            })
+            .flatten()
+        {
+            Recommendation::Ship {
+                variant,
+                early: true,
+            }
+        } else if smallest_n < required_per_variant {
+            Recommendation::KeepRunning {
+                more_users_per_variant: required_per_variant - smallest_n,
+            }
+        } else if let Some(variant) =
+            best(&mut primary.iter().filter(|c| c.significant && c.improves))
+        {
+            Recommendation::Ship {
+                variant,
+                early: false,
+            }
+        } else {
+            Recommendation::KeepControl
+        };
+
+        Ok(ExperimentResults {
+            srm,
+            required_per_variant,
+            primary,
+            secondary,
+            guardrails,
+            sequential_p,
+            recommendation,
+        })
+    }
+}

@@ -1,0 +1,125 @@
+//! Experiment definition validation and lifecycle transitions.
+
+use flags::experiment::*;
+use proptest::prelude::*;
+
+fn spec() -> ExperimentSpec {
+    ExperimentSpec {
+        key: "exp".into(),
+        hypothesis: "B converts better".into(),
+        flag_key: "flag".into(),
+        variants: vec![Variant::new("A", 1), Variant::new("B", 1)],
+        control: "A".into(),
+        primary_metric: Metric::conversion("signup", Goal::Increase, 0.02),
+        secondary_metrics: vec![],
+        guardrails: vec![],
+        alpha: 0.05,
+        power: 0.8,
+        min_sample_size: 100,
+        early_stopping: false,
+    }
+}
+
+type Mutation = Box<dyn Fn(&mut ExperimentSpec)>;
+
+#[test]
+fn invalid_specs_are_refused() {
+    let cases: Vec<(&str, Mutation)> = vec![
+        ("one variant", Box::new(|s| s.variants.truncate(1))),
+        (
+            "duplicate",
+            Box::new(|s| s.variants.push(Variant::new("A", 1))),
+        ),
+        ("zero weight", Box::new(|s| s.variants[1].weight = 0)),
+        ("unknown control", Box::new(|s| s.control = "Z".into())),
+        ("alpha", Box::new(|s| s.alpha = 0.0)),
+        ("power", Box::new(|s| s.power = 1.0)),
+        (
+            "mde",
+            Box::new(|s| s.primary_metric.minimum_detectable_effect = 0.0),
+        ),
+        ("empty key", Box::new(|s| s.key.clear())),
+    ];
+    for (name, mutate) in cases {
+        let mut s = spec();
+        mutate(&mut s);
+        assert!(
+            matches!(Experiment::create(s, 0), Err(ExperimentError::Invalid(_))),
+            "{name} accepted"
+        );
+    }
+    assert!(Experiment::create(spec(), 0).is_ok());
+}
+
+#[test]
+fn lifecycle_records_times_and_winner() {
+    let mut e = Experiment::create(spec(), 10).unwrap();
+    e.start(20).unwrap();
+    e.pause(30).unwrap();
+    assert_eq!(e.paused_at, Some(30));
+    e.resume().unwrap();
+    assert_eq!(e.paused_at, None);
+    assert!(e.conclude(40, Some("Z".into())).is_err());
+    e.conclude(40, Some("B".into())).unwrap();
+    assert_eq!(
+        (
+            e.created_at,
+            e.started_at,
+            e.concluded_at,
+            e.winner.as_deref()
+        ),
+        (10, Some(20), Some(40), Some("B"))
+    );
+    let err = e.start(50).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "cannot start an experiment that is Concluded"
+    );
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Action {
+    Start,
+    Pause,
+    Resume,
+    Conclude,
+}
+
+/// The allowed transitions, written out as a table.
+fn oracle(state: ExperimentState, action: Action) -> Option<ExperimentState> {
+    use ExperimentState::*;
+    match (state, action) {
+        (Draft, Action::Start) => Some(Running),
+        (Running, Action::Pause) => Some(Paused),
+        (Paused, Action::Resume) => Some(Running),
+        (Running | Paused, Action::Conclude) => Some(Concluded),
+        _ => None,
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+    #[test]
+    fn transitions_follow_the_table(actions in prop::collection::vec(0u8..4, 0..12)) {
+        let mut e = Experiment::create(spec(), 0).unwrap();
+        for (i, a) in actions.iter().enumerate() {
+            let action = match a { 0 => Action::Start, 1 => Action::Pause, 2 => Action::Resume, _ => Action::Conclude };
+            let now = i as i64;
+            let before = e.state;
+            let result = match action {
+                Action::Start => e.start(now),
+                Action::Pause => e.pause(now),
+                Action::Resume => e.resume(),
+                Action::Conclude => e.conclude(now, None),
+            };
+            match oracle(before, action) {
+                Some(next) => { prop_assert!(result.is_ok()); prop_assert_eq!(e.state, next); }
+                None => {
+                    let refused = matches!(result, Err(ExperimentError::InvalidTransition { from, .. }) if from == before);
+                    prop_assert!(refused);
+                    prop_assert_eq!(e.state, before);
+                }
+            }
+        }
+    }
+}
