@@ -2,7 +2,7 @@
 //!
 //! A pure library (no I/O, no clock, no global randomness: "now" and seeds are inputs) for the
 //! feature-flag and experiment engine of seed 002: the flag model, its validation and
-//! evaluation with deterministic bucketing ([`FlagSet`], [`bucket`]; specified in
+//! evaluation with deterministic bucketing ([`FlagSet`], [`bucket()`]; specified in
 //! `docs/flags.md`), the experiment lifecycle and analysis ([`experiment`]) and the statistics
 //! behind it ([`stats`]). Serving (OFREP, the admin API) and storage belong to the adapter
 //! crates.
