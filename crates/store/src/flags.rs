@@ -55,6 +55,8 @@ pub enum FlagAction {
     Create,
     /// The definition was replaced.
     Update,
+    /// The definition was replaced by the kill switch (the caller decides what "off" is).
+    Kill,
     /// The flag was removed.
     Delete,
 }
@@ -65,14 +67,20 @@ impl FlagAction {
         match self {
             FlagAction::Create => "create",
             FlagAction::Update => "update",
+            FlagAction::Kill => "kill",
             FlagAction::Delete => "delete",
         }
     }
 
     fn parse(name: &str) -> Option<FlagAction> {
-        [FlagAction::Create, FlagAction::Update, FlagAction::Delete]
-            .into_iter()
-            .find(|a| a.as_str() == name)
+        [
+            FlagAction::Create,
+            FlagAction::Update,
+            FlagAction::Kill,
+            FlagAction::Delete,
+        ]
+        .into_iter()
+        .find(|a| a.as_str() == name)
     }
 }
 
@@ -249,6 +257,37 @@ impl Store {
         expected_version: Option<i64>,
         actor: &str,
     ) -> Result<FlagRecord, StoreError> {
+        self.update_flag_as(
+            FlagAction::Update,
+            tenant_id,
+            environment,
+            key,
+            definition_json,
+            expected_version,
+            actor,
+        )
+        .await
+    }
+
+    /// [`Store::update_flag`], recorded in the audit as `action`: [`FlagAction::Update`] or
+    /// [`FlagAction::Kill`] (anything else is [`StoreError::Invalid`] for `action`).
+    #[allow(clippy::too_many_arguments)] // mirrors update_flag plus the action
+    pub async fn update_flag_as(
+        &self,
+        action: FlagAction,
+        tenant_id: &str,
+        environment: &str,
+        key: &str,
+        definition_json: &str,
+        expected_version: Option<i64>,
+        actor: &str,
+    ) -> Result<FlagRecord, StoreError> {
+        if !matches!(action, FlagAction::Update | FlagAction::Kill) {
+            return Err(StoreError::Invalid {
+                field: "action",
+                reason: format!("'{}' is not an update", action.as_str()),
+            });
+        }
         validate_ids(tenant_id, environment, key, actor)?;
         let definition = parse_definition(key, definition_json)?;
         let _turn = self.write_turn().await;
@@ -286,7 +325,7 @@ impl Store {
                 key,
                 seq,
                 version,
-                action: FlagAction::Update,
+                action,
                 actor,
                 at_ms,
                 before: Some((&current.definition_json, &previous)),

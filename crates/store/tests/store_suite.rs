@@ -735,11 +735,50 @@ async fn flag_audit_records_field_diffs_and_pages(f: &TestStore) {
     s.update_flag(&t.id, "prod", "beta", &v2, Some(1), "key_b")
         .await
         .unwrap();
-    s.delete_flag(&t.id, "prod", "beta", Some(2), "key_c")
+    let killed = s
+        .update_flag_as(
+            FlagAction::Kill,
+            &t.id,
+            "prod",
+            "beta",
+            &v1,
+            Some(2),
+            "key_k",
+        )
+        .await
+        .unwrap();
+    assert_eq!(killed.version, 3);
+    let not_an_update = s
+        .update_flag_as(
+            FlagAction::Create,
+            &t.id,
+            "prod",
+            "beta",
+            &v1,
+            None,
+            "key_k",
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            not_an_update,
+            StoreError::Invalid {
+                field: "action",
+                ..
+            }
+        ),
+        "{not_an_update:?}"
+    );
+    s.delete_flag(&t.id, "prod", "beta", Some(3), "key_c")
         .await
         .unwrap();
 
-    let audit = s.flag_audit(&t.id, "prod", "beta", 10, None).await.unwrap();
+    let mut audit = s.flag_audit(&t.id, "prod", "beta", 10, None).await.unwrap();
+    let kill = audit.remove(1);
+    assert_eq!((kill.action, kill.version), (FlagAction::Kill, 3));
+    assert_eq!(kill.diff.len(), 2, "the kill reverts both changed fields");
+    assert_eq!(kill.seq, 3);
     let summary: Vec<(FlagAction, i64, &str)> = audit
         .iter()
         .map(|a| (a.action, a.version, a.actor.as_str()))
@@ -747,7 +786,7 @@ async fn flag_audit_records_field_diffs_and_pages(f: &TestStore) {
     assert_eq!(
         summary,
         [
-            (FlagAction::Delete, 3, "key_c"),
+            (FlagAction::Delete, 4, "key_c"),
             (FlagAction::Update, 2, "key_b"),
             (FlagAction::Create, 1, "key_a"),
         ]
@@ -778,10 +817,11 @@ async fn flag_audit_records_field_diffs_and_pages(f: &TestStore) {
     assert_eq!(delete.diff.len(), 3);
 
     // Paging: two rows, then the rest before the last seen seq.
+    audit.insert(1, kill);
     let first = s.flag_audit(&t.id, "prod", "beta", 2, None).await.unwrap();
     assert_eq!(first, audit[..2]);
     let rest = s
-        .flag_audit(&t.id, "prod", "beta", 2, Some(first[1].seq))
+        .flag_audit(&t.id, "prod", "beta", 3, Some(first[1].seq))
         .await
         .unwrap();
     assert_eq!(rest, audit[2..]);
