@@ -1,4 +1,4 @@
-//! Persistence for signalbox: tenants, API keys and (in later engines) their data.
+//! Persistence for signalbox: tenants, API keys, engine data and feature flags.
 //!
 //! One [`Store`] handle speaks to either backend, chosen by URL:
 //! - `sqlite://PATH` — the embedded default, a single file in the data directory (WAL mode);
@@ -25,6 +25,8 @@
 //! # Ok(()) }
 //! ```
 
+mod diff;
+mod flags;
 mod interactions;
 mod migrations;
 mod model;
@@ -40,6 +42,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
 use sqlx::{AnyConnection, AnyPool, ConnectOptions, Connection, Executor, Row};
 
+pub use diff::{json_diff, FieldChange};
+pub use flags::{
+    FlagAction, FlagAuditRecord, FlagRecord, MAX_FLAG_DEFINITION_BYTES, MAX_FLAG_PAGE,
+};
 pub use interactions::{
     CalculationRecord, Insertion, InteractionWindow, NewInteraction, StoredCalculation,
     StoredEvent, WeberUpdate,
@@ -122,6 +128,15 @@ pub enum StoreError {
     Conflict { what: String },
     #[error("{what} not found")]
     NotFound { what: String },
+    /// An optimistic-concurrency check failed: the record is not at the version the caller
+    /// last read (HTTP 412). `current` is known when the check failed before writing, and
+    /// `None` when another writer won the race between the read and the write.
+    #[error("{what} is not at version {expected}")]
+    VersionMismatch {
+        what: String,
+        expected: i64,
+        current: Option<i64>,
+    },
     #[error("database schema version {found} is newer than this build supports ({supported}); upgrade signalbox")]
     SchemaTooNew { found: i64, supported: i64 },
     #[error("migration {version} ({name}) failed: {source}")]

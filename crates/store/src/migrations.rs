@@ -34,6 +34,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/0003_interactions.sqlite.sql"),
         postgres: include_str!("../migrations/0003_interactions.postgres.sql"),
     },
+    Migration {
+        version: 4,
+        name: "flags",
+        sqlite: include_str!("../migrations/0004_flags.sql"),
+        postgres: include_str!("../migrations/0004_flags.sql"),
+    },
 ];
 
 /// The newest schema version this build knows.

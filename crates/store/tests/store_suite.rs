@@ -1,10 +1,11 @@
 //! The storage integration suite. Every case runs twice: on a fresh SQLite file and in a private
 //! PostgreSQL schema, so both backends are held to the same behaviour.
 
+use serde_json::json;
 use store::testing::TestStore;
 use store::{
-    Backend, CalculationRecord, Insertion, NewInteraction, Scope, Scopes, Store, StoreError, Tier,
-    WeberProfileRecord, WeberUpdate,
+    Backend, CalculationRecord, FlagAction, Insertion, NewInteraction, Scope, Scopes, Store,
+    StoreError, Tier, WeberProfileRecord, WeberUpdate,
 };
 
 /// Declares each case once per backend: `sqlite::NAME` and `postgres::NAME`.
@@ -45,6 +46,12 @@ on_both_backends!(
     weber_profiles_reject_bad_records_and_unknown_tenants,
     interactions_are_stored_once_and_windowed_by_time,
     weber_updates_never_go_backwards_and_are_audited,
+    flags_create_read_list_update_delete,
+    flag_audit_records_field_diffs_and_pages,
+    flag_change_feed_is_gapless_and_resumable,
+    flag_writers_with_the_same_version_exactly_one_wins,
+    flags_are_isolated_by_tenant_and_environment,
+    flag_inputs_are_validated,
 );
 
 fn read_write() -> Scopes {
@@ -632,4 +639,432 @@ async fn weber_updates_never_go_backwards_and_are_audited(f: &TestStore) {
     assert_eq!(audit[1].cause, "event");
     let counts = s.operator_weber_segment_counts().await.unwrap();
     assert!(counts.contains(&(t.id.clone(), "Highly_Sensitive".to_owned(), 1)));
+}
+
+// ---- flags -------------------------------------------------------------------------------
+
+fn flag_json(key: &str, enabled: bool, owner: &str) -> String {
+    json!({"key": key, "enabled": enabled, "meta": {"owner": owner, "tags": ["a"]}}).to_string()
+}
+
+async fn flags_create_read_list_update_delete(f: &TestStore) {
+    let s = &f.store;
+    let t = s.create_tenant("acme", Tier::Starter).await.unwrap();
+    let beta = flag_json("beta", false, "ann");
+    let created = s
+        .create_flag(&t.id, "prod", "beta", &beta, "key_1")
+        .await
+        .unwrap();
+    assert_eq!((created.version, created.updated_by.as_str()), (1, "key_1"));
+    assert_eq!(created.definition_json, beta);
+    assert_eq!(
+        s.flag(&t.id, "prod", "beta").await.unwrap(),
+        Some(created.clone())
+    );
+    let dup = s
+        .create_flag(&t.id, "prod", "beta", &beta, "key_1")
+        .await
+        .unwrap_err();
+    assert!(matches!(dup, StoreError::Conflict { .. }), "{dup:?}");
+
+    // Key order is byte order on both backends ('B' < 'a').
+    for key in ["alpha", "B-upper", "zeta"] {
+        s.create_flag(&t.id, "prod", key, "{}", "key_1")
+            .await
+            .unwrap();
+    }
+    let keys: Vec<String> = s
+        .flags(&t.id, "prod")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.key)
+        .collect();
+    assert_eq!(keys, ["B-upper", "alpha", "beta", "zeta"]);
+
+    let on = flag_json("beta", true, "ann");
+    let updated = s
+        .update_flag(&t.id, "prod", "beta", &on, Some(1), "key_2")
+        .await
+        .unwrap();
+    assert_eq!((updated.version, updated.updated_by.as_str()), (2, "key_2"));
+    assert_eq!(updated.created_at_ms, created.created_at_ms);
+    assert!(updated.change_seq > created.change_seq);
+    // Without an expected version the current one is overwritten.
+    let third = s
+        .update_flag(&t.id, "prod", "beta", &beta, None, "key_2")
+        .await
+        .unwrap();
+    assert_eq!(third.version, 3);
+    assert_eq!(
+        s.flag(&t.id, "prod", "beta").await.unwrap(),
+        Some(third.clone())
+    );
+
+    let gone = s
+        .delete_flag(&t.id, "prod", "beta", Some(3), "key_3")
+        .await
+        .unwrap();
+    assert_eq!(gone, third);
+    assert_eq!(s.flag(&t.id, "prod", "beta").await.unwrap(), None);
+    for err in [
+        s.update_flag(&t.id, "prod", "beta", &on, None, "key_3")
+            .await
+            .unwrap_err(),
+        s.delete_flag(&t.id, "prod", "beta", None, "key_3")
+            .await
+            .unwrap_err(),
+    ] {
+        assert!(matches!(err, StoreError::NotFound { .. }), "{err:?}");
+    }
+    let again = s
+        .create_flag(&t.id, "prod", "beta", &on, "key_3")
+        .await
+        .unwrap();
+    assert_eq!(again.version, 1, "a re-created flag starts over");
+}
+
+async fn flag_audit_records_field_diffs_and_pages(f: &TestStore) {
+    let s = &f.store;
+    let t = s.create_tenant("acme", Tier::Starter).await.unwrap();
+    let v1 = flag_json("beta", false, "ann");
+    let v2 = flag_json("beta", true, "bob");
+    s.create_flag(&t.id, "prod", "beta", &v1, "key_a")
+        .await
+        .unwrap();
+    s.update_flag(&t.id, "prod", "beta", &v2, Some(1), "key_b")
+        .await
+        .unwrap();
+    let killed = s
+        .update_flag_as(
+            FlagAction::Kill,
+            &t.id,
+            "prod",
+            "beta",
+            &v1,
+            Some(2),
+            "key_k",
+        )
+        .await
+        .unwrap();
+    assert_eq!(killed.version, 3);
+    let not_an_update = s
+        .update_flag_as(
+            FlagAction::Create,
+            &t.id,
+            "prod",
+            "beta",
+            &v1,
+            None,
+            "key_k",
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            not_an_update,
+            StoreError::Invalid {
+                field: "action",
+                ..
+            }
+        ),
+        "{not_an_update:?}"
+    );
+    s.delete_flag(&t.id, "prod", "beta", Some(3), "key_c")
+        .await
+        .unwrap();
+
+    let mut audit = s.flag_audit(&t.id, "prod", "beta", 10, None).await.unwrap();
+    let kill = audit.remove(1);
+    assert_eq!((kill.action, kill.version), (FlagAction::Kill, 3));
+    assert_eq!(kill.diff.len(), 2, "the kill reverts both changed fields");
+    assert_eq!(kill.seq, 3);
+    let summary: Vec<(FlagAction, i64, &str)> = audit
+        .iter()
+        .map(|a| (a.action, a.version, a.actor.as_str()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (FlagAction::Delete, 4, "key_c"),
+            (FlagAction::Update, 2, "key_b"),
+            (FlagAction::Create, 1, "key_a"),
+        ]
+    );
+    let (delete, update, create) = (&audit[0], &audit[1], &audit[2]);
+    assert_eq!(create.before_json, None);
+    assert_eq!(create.after_json.as_deref(), Some(v1.as_str()));
+    let created_paths: Vec<&str> = create.diff.iter().map(|c| c.path.as_str()).collect();
+    assert_eq!(created_paths, ["/enabled", "/key", "/meta"]);
+    assert!(create.diff.iter().all(|c| c.before.is_none()));
+
+    let changed: Vec<(&str, Option<serde_json::Value>, Option<serde_json::Value>)> = update
+        .diff
+        .iter()
+        .map(|c| (c.path.as_str(), c.before.clone(), c.after.clone()))
+        .collect();
+    assert_eq!(
+        changed,
+        [
+            ("/enabled", Some(json!(false)), Some(json!(true))),
+            ("/meta/owner", Some(json!("ann")), Some(json!("bob"))),
+        ]
+    );
+    assert_eq!(update.before_json.as_deref(), Some(v1.as_str()));
+    assert_eq!(update.after_json.as_deref(), Some(v2.as_str()));
+    assert_eq!(delete.after_json, None);
+    assert!(delete.diff.iter().all(|c| c.after.is_none()));
+    assert_eq!(delete.diff.len(), 3);
+
+    // Paging: two rows, then the rest before the last seen seq.
+    audit.insert(1, kill);
+    let first = s.flag_audit(&t.id, "prod", "beta", 2, None).await.unwrap();
+    assert_eq!(first, audit[..2]);
+    let rest = s
+        .flag_audit(&t.id, "prod", "beta", 3, Some(first[1].seq))
+        .await
+        .unwrap();
+    assert_eq!(rest, audit[2..]);
+    // Another flag's history stays apart.
+    s.create_flag(&t.id, "prod", "other", "{}", "key_a")
+        .await
+        .unwrap();
+    assert_eq!(
+        s.flag_audit(&t.id, "prod", "beta", 10, None).await.unwrap(),
+        audit
+    );
+}
+
+async fn flag_change_feed_is_gapless_and_resumable(f: &TestStore) {
+    let s = &f.store;
+    let t = s.create_tenant("acme", Tier::Starter).await.unwrap();
+    assert_eq!(s.flag_change_seq(&t.id, "prod").await.unwrap(), 0);
+    s.create_flag(&t.id, "prod", "a", "{}", "k").await.unwrap();
+    s.create_flag(&t.id, "prod", "b", "{}", "k").await.unwrap();
+    // A failed change (conflict, stale version, missing flag) takes no number.
+    s.create_flag(&t.id, "prod", "a", "{}", "k")
+        .await
+        .unwrap_err();
+    s.update_flag(&t.id, "prod", "a", "{\"x\":1}", Some(7), "k")
+        .await
+        .unwrap_err();
+    s.delete_flag(&t.id, "prod", "nope", None, "k")
+        .await
+        .unwrap_err();
+    s.update_flag(&t.id, "prod", "a", "{\"x\":1}", Some(1), "k")
+        .await
+        .unwrap();
+    s.create_flag(&t.id, "staging", "a", "{}", "k")
+        .await
+        .unwrap();
+    s.delete_flag(&t.id, "prod", "b", None, "k").await.unwrap();
+
+    assert_eq!(s.flag_change_seq(&t.id, "prod").await.unwrap(), 4);
+    assert_eq!(s.flag_change_seq(&t.id, "staging").await.unwrap(), 1);
+    let all = s.flag_changes(&t.id, "prod", 0, 100).await.unwrap();
+    let feed: Vec<(i64, &str, FlagAction)> = all
+        .iter()
+        .map(|c| (c.seq, c.flag_key.as_str(), c.action))
+        .collect();
+    assert_eq!(
+        feed,
+        [
+            (1, "a", FlagAction::Create),
+            (2, "b", FlagAction::Create),
+            (3, "a", FlagAction::Update),
+            (4, "b", FlagAction::Delete),
+        ]
+    );
+    let resumed = s.flag_changes(&t.id, "prod", 2, 1).await.unwrap();
+    assert_eq!(resumed, all[2..3]);
+    assert!(s
+        .flag_changes(&t.id, "prod", 4, 100)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        s.flag(&t.id, "prod", "a")
+            .await
+            .unwrap()
+            .unwrap()
+            .change_seq,
+        3
+    );
+}
+
+async fn flag_writers_with_the_same_version_exactly_one_wins(f: &TestStore) {
+    let s = &f.store;
+    let other = f.reopen().await;
+    let t = s.create_tenant("acme", Tier::Starter).await.unwrap();
+    s.create_flag(&t.id, "prod", "beta", "{\"n\":0}", "k")
+        .await
+        .unwrap();
+    let stale = s
+        .update_flag(&t.id, "prod", "beta", "{\"n\":1}", Some(2), "k")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            stale,
+            StoreError::VersionMismatch {
+                expected: 2,
+                current: Some(1),
+                ..
+            }
+        ),
+        "{stale:?}"
+    );
+    for round in 1..=5_i64 {
+        // Two handles (pools), as two server replicas would have.
+        let (a, b) = tokio::join!(
+            s.update_flag(&t.id, "prod", "beta", "{\"by\":\"a\"}", Some(round), "a"),
+            other.update_flag(&t.id, "prod", "beta", "{\"by\":\"b\"}", Some(round), "b"),
+        );
+        let (won, lost) = match (a, b) {
+            (Ok(won), Err(lost)) | (Err(lost), Ok(won)) => (won, lost),
+            other => panic!("round {round}: expected exactly one winner, got {other:?}"),
+        };
+        assert!(
+            matches!(lost, StoreError::VersionMismatch { expected, .. } if expected == round),
+            "{lost:?}"
+        );
+        assert_eq!(won.version, round + 1);
+        assert_eq!(
+            s.flag(&t.id, "prod", "beta").await.unwrap(),
+            Some(won.clone())
+        );
+    }
+    let stale_delete = s
+        .delete_flag(&t.id, "prod", "beta", Some(1), "k")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(stale_delete, StoreError::VersionMismatch { .. }),
+        "{stale_delete:?}"
+    );
+    let audit = s
+        .flag_audit(&t.id, "prod", "beta", 100, None)
+        .await
+        .unwrap();
+    assert_eq!(audit.len(), 6, "one create and one update per round");
+    other.close().await;
+}
+
+async fn flags_are_isolated_by_tenant_and_environment(f: &TestStore) {
+    let s = &f.store;
+    let a = s.create_tenant("acme", Tier::Starter).await.unwrap();
+    let b = s.create_tenant("globex", Tier::Starter).await.unwrap();
+    let a_prod = s
+        .create_flag(&a.id, "prod", "beta", "{\"owner\":\"a\"}", "ka")
+        .await
+        .unwrap();
+    // Same key in another environment of A, and in B: independent flags.
+    s.create_flag(&a.id, "dev", "beta", "{\"owner\":\"a-dev\"}", "ka")
+        .await
+        .unwrap();
+    assert_eq!(s.flag(&b.id, "prod", "beta").await.unwrap(), None);
+    assert!(s.flags(&b.id, "prod").await.unwrap().is_empty());
+    assert!(s
+        .flag_audit(&b.id, "prod", "beta", 10, None)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(s
+        .flag_changes(&b.id, "prod", 0, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(s.flag_change_seq(&b.id, "prod").await.unwrap(), 0);
+    for err in [
+        s.update_flag(&b.id, "prod", "beta", "{}", Some(1), "kb")
+            .await
+            .unwrap_err(),
+        s.delete_flag(&b.id, "prod", "beta", Some(1), "kb")
+            .await
+            .unwrap_err(),
+    ] {
+        assert!(matches!(err, StoreError::NotFound { .. }), "{err:?}");
+    }
+    let b_prod = s
+        .create_flag(&b.id, "prod", "beta", "{\"owner\":\"b\"}", "kb")
+        .await
+        .unwrap();
+    assert_eq!(b_prod.change_seq, 1, "B's environment has its own sequence");
+    s.update_flag(&b.id, "prod", "beta", "{\"owner\":\"b2\"}", Some(1), "kb")
+        .await
+        .unwrap();
+    assert_eq!(s.flag(&a.id, "prod", "beta").await.unwrap(), Some(a_prod));
+    let dev = s.flag(&a.id, "dev", "beta").await.unwrap().unwrap();
+    assert_eq!(dev.definition_json, "{\"owner\":\"a-dev\"}");
+    assert_eq!(s.flags(&a.id, "prod").await.unwrap().len(), 1);
+    assert_eq!(
+        s.flag_audit(&a.id, "prod", "beta", 10, None)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    let unknown = s
+        .create_flag("tn_missing", "prod", "beta", "{}", "k")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(unknown, StoreError::NotFound { .. }),
+        "{unknown:?}"
+    );
+}
+
+async fn flag_inputs_are_validated(f: &TestStore) {
+    let s = &f.store;
+    let t = s.create_tenant("acme", Tier::Starter).await.unwrap();
+    let big = format!(
+        "{{\"pad\":\"{}\"}}",
+        "x".repeat(store::MAX_FLAG_DEFINITION_BYTES)
+    );
+    let cases: [(&str, &str, &str, &str, &str); 12] = [
+        ("", "k", "{}", "a", "environment"),
+        ("pr od", "k", "{}", "a", "environment"),
+        ("prod", "", "{}", "a", "key"),
+        ("prod", "a\u{0}b", "{}", "a", "key"),
+        ("prod", "ключ", "{}", "a", "key"),
+        ("prod", &"k".repeat(201), "{}", "a", "key"),
+        ("prod", "k", "{}", "", "actor"),
+        ("prod", "k", "{}", "a\u{0}", "actor"),
+        ("prod", "k", "[1]", "a", "definition"),
+        ("prod", "k", "{nope", "a", "definition"),
+        ("prod", "k", "{\"key\":\"other\"}", "a", "definition"),
+        ("prod", "k", &big, "a", "definition"),
+    ];
+    for (env, key, definition, actor, field) in cases {
+        let err = s
+            .create_flag(&t.id, env, key, definition, actor)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Invalid { field: f, .. } if *f == field),
+            "{env:?} {key:?} {actor:?}: {err:?}"
+        );
+    }
+    s.create_flag(&t.id, "prod", "k", "{\"key\":\"k\"}", "a")
+        .await
+        .unwrap();
+    let err = s
+        .update_flag(&t.id, "prod", "k", "null", Some(1), "a")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Invalid {
+                field: "definition",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    // Reads with NUL are simply not found (PostgreSQL would reject the text).
+    assert_eq!(s.flag(&t.id, "prod", "k\u{0}").await.unwrap(), None);
+    assert_eq!(s.flag("tn\u{0}", "prod", "k").await.unwrap(), None);
+    assert!(s.flags(&t.id, "pr\u{0}od").await.unwrap().is_empty());
+    assert_eq!(s.flags(&t.id, "prod").await.unwrap().len(), 1);
 }
