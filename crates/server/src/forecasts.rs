@@ -153,16 +153,30 @@ impl ForecastService {
     }
 
     /// The forecast for `request` as a JSON body, from the cache unless `fresh` (the client sent
-    /// `Cache-Control: no-cache`). `request.at` must already be resolved.
+    /// `Cache-Control: no-cache`). Without `request.at`, the station's latest issue time is
+    /// used, and it is that time which keys the cache.
     ///
     /// # Errors
     /// The model's [`ForecastError`] (unknown station, no state at that time, k out of range…).
-    pub fn answer(
-        &self,
-        request: &ForecastRequest,
-        at: i64,
-        fresh: bool,
-    ) -> Result<Answer, ForecastError> {
+    pub fn answer(&self, request: &ForecastRequest, fresh: bool) -> Result<Answer, ForecastError> {
+        let at = match request.at {
+            Some(at) => at,
+            None => match self.model.issue_range(&request.station) {
+                Some((_, latest)) => latest,
+                // No issue time at all: an unknown station (or one without a complete window).
+                None => {
+                    return Err(ForecastError::UnknownStation {
+                        station: request.station.clone(),
+                        known: self
+                            .model
+                            .stations()
+                            .iter()
+                            .map(|s| s.to_string())
+                            .collect(),
+                    })
+                }
+            },
+        };
         let key = CacheKey {
             model_version: self.version.clone(),
             station: request.station.clone(),
@@ -232,10 +246,7 @@ impl ForecastService {
                     k: default_k,
                     similarity,
                 };
-                let Some((_, latest)) = self.model.issue_range(station) else {
-                    continue;
-                };
-                match self.answer(&request, latest, false) {
+                match self.answer(&request, false) {
                     Ok(_) => warmed += 1,
                     Err(e) => {
                         tracing::warn!(station, horizon = %horizon, error = %e, "forecast warming failed")

@@ -52,12 +52,6 @@ pub(crate) struct ForecastQuery {
     similarity: Option<String>,
 }
 
-/// The parameters after validation.
-pub(crate) struct Parsed {
-    pub request: ForecastRequest,
-    pub at: i64,
-}
-
 fn service(state: &AppState) -> Result<&ForecastService, ApiError> {
     state.forecasts().map(|s| &**s).ok_or_else(|| {
         ApiError::new(
@@ -77,7 +71,7 @@ fn required<'a>(value: &'a Option<String>, parameter: &str) -> Result<&'a str, A
     }
 }
 
-fn parse(q: &ForecastQuery, service: &ForecastService) -> Result<Parsed, ApiError> {
+fn parse(q: &ForecastQuery, service: &ForecastService) -> Result<ForecastRequest, ApiError> {
     let model = service.model();
     let station = required(&q.station, "station")?.to_owned();
     let horizon: Horizon = required(&q.horizon, "horizon")?.parse().map_err(|_| {
@@ -137,48 +131,22 @@ fn parse(q: &ForecastQuery, service: &ForecastService) -> Result<Parsed, ApiErro
             )
         })?,
     };
-    let Some((first, latest)) = model.issue_range(&station) else {
-        return Err(ApiError::not_found(format!(
-            "unknown station '{station}'; this model has {}",
-            list(model.stations().iter().map(ToString::to_string))
-        ))
-        .with("parameter", "station"));
-    };
+    // Whether the station exists and `at` has a state is the model's to say (404 naming the
+    // parameter, with the station's range); here only the format is checked.
     let at = match q.at.as_deref().map(str::trim) {
-        None | Some("") => latest,
-        Some(text) => {
-            let t =
-                time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
-                    .map_err(|_| {
-                        ApiError::invalid_parameter(
-                            "at",
-                            format!(
-                        "at must be an RFC 3339 time such as 2013-11-05T06:00:00Z (got '{text}')"
-                    ),
-                        )
-                    })?
-                    .unix_timestamp();
-            if t < first || t > latest {
-                return Err(ApiError::not_found(format!(
-                    "at {text} is outside {station}'s data: forecasts can be issued from {} to {}",
-                    crate::rfc3339_ms(first * 1000),
-                    crate::rfc3339_ms(latest * 1000)
-                ))
-                .with("parameter", "at"));
-            }
-            t
-        }
+        None | Some("") => None,
+        Some(text) => Some(
+            analog::forecast::parse_time(text)
+                .map_err(|e| ApiError::invalid_parameter("at", format!("at: {e}")))?,
+        ),
     };
-    Ok(Parsed {
-        request: ForecastRequest {
-            station,
-            at: Some(at),
-            horizon,
-            vars,
-            k,
-            similarity,
-        },
+    Ok(ForecastRequest {
+        station,
         at,
+        horizon,
+        vars,
+        k,
+        similarity,
     })
 }
 
@@ -252,11 +220,11 @@ async fn answer(
 ) -> Result<Response, ApiError> {
     auth.require(Scope::Read)?;
     let service = service(&state)?;
-    let parsed = parse(&query, service)?;
+    let request = parse(&query, service)?;
     let answer = service
-        .answer(&parsed.request, parsed.at, wants_fresh(&headers))
+        .answer(&request, wants_fresh(&headers))
         .map_err(problem)?;
-    let horizon = horizon_label(parsed.request.horizon);
+    let horizon = horizon_label(request.horizon);
     let metrics = state.metrics().forecast();
     metrics.answered(horizon, answer.outcome.as_str());
     if let Some(took) = answer.computed_in {
