@@ -84,3 +84,129 @@ impl From<bool> for AttributeValue {
         AttributeValue::Bool(b)
     }
 }
+
+/// Why a JSON evaluation context was refused (OFREP's `INVALID_CONTEXT`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("context.{path}: {message}")]
+pub struct ContextError {
+    /// Path of the offending member, e.g. `targetingKey` or `tags[2]`.
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// Deepest object nesting a context may have, so a hostile context cannot exhaust the stack.
+const MAX_CONTEXT_DEPTH: usize = 8;
+
+impl EvaluationContext {
+    /// Reads a context as OpenFeature clients send it: a JSON object with an optional string
+    /// `targetingKey` and attributes. `null` members count as absent; nested objects are flattened
+    /// into dotted names (`{"user": {"plan": "pro"}}` is attribute `user.plan`), so rules can
+    /// target structured contexts. Refused: a context that is not an object, a non-string
+    /// targeting key, and lists holding anything but scalars.
+    ///
+    /// ```
+    /// use flags::{AttributeValue, EvaluationContext};
+    /// let json = serde_json::json!({"targetingKey": "u1", "user": {"plan": "pro"}, "beta": null});
+    /// let ctx = EvaluationContext::from_json(&json).unwrap();
+    /// assert_eq!(ctx.targeting_key.as_deref(), Some("u1"));
+    /// assert_eq!(ctx.attributes.get("user.plan"), Some(&AttributeValue::from("pro")));
+    /// assert!(!ctx.attributes.contains_key("beta"));
+    /// assert!(EvaluationContext::from_json(&serde_json::json!({"targetingKey": 7})).is_err());
+    /// ```
+    pub fn from_json(json: &serde_json::Value) -> Result<Self, ContextError> {
+        let serde_json::Value::Object(members) = json else {
+            return Err(ContextError {
+                path: String::new(),
+                message: format!("must be a JSON object, not {}", kind(json)),
+            });
+        };
+        let mut ctx = EvaluationContext::default();
+        for (name, value) in members {
+            if name == TARGETING_KEY {
+                match value {
+                    serde_json::Value::Null => {}
+                    serde_json::Value::String(key) => ctx.targeting_key = Some(key.clone()),
+                    other => {
+                        return Err(ContextError {
+                            path: TARGETING_KEY.into(),
+                            message: format!("must be a string, not {}", kind(other)),
+                        })
+                    }
+                }
+                continue;
+            }
+            flatten_into(&mut ctx.attributes, name.clone(), value, 0)?;
+        }
+        Ok(ctx)
+    }
+}
+
+fn flatten_into(
+    out: &mut BTreeMap<String, AttributeValue>,
+    name: String,
+    value: &serde_json::Value,
+    depth: usize,
+) -> Result<(), ContextError> {
+    use serde_json::Value as J;
+    let attribute = match value {
+        J::Null => return Ok(()),
+        J::Bool(b) => AttributeValue::Bool(*b),
+        J::String(s) => AttributeValue::String(s.clone()),
+        J::Number(n) => AttributeValue::Number(number(n, &name)?),
+        J::Array(items) => {
+            let mut list = Vec::with_capacity(items.len());
+            for (i, item) in items.iter().enumerate() {
+                list.push(match item {
+                    J::Bool(b) => AttributeValue::Bool(*b),
+                    J::String(s) => AttributeValue::String(s.clone()),
+                    J::Number(n) => AttributeValue::Number(number(n, &name)?),
+                    // A null in a list matches nothing; dropping it keeps the rest usable.
+                    J::Null => continue,
+                    other => {
+                        return Err(ContextError {
+                            path: format!("{name}[{i}]"),
+                            message: format!(
+                                "list elements must be strings, numbers or booleans, not {}",
+                                kind(other)
+                            ),
+                        })
+                    }
+                });
+            }
+            AttributeValue::List(list)
+        }
+        J::Object(members) => {
+            if depth + 1 >= MAX_CONTEXT_DEPTH {
+                return Err(ContextError {
+                    path: name,
+                    message: format!("objects may be nested at most {MAX_CONTEXT_DEPTH} deep"),
+                });
+            }
+            for (inner, value) in members {
+                flatten_into(out, format!("{name}.{inner}"), value, depth + 1)?;
+            }
+            return Ok(());
+        }
+    };
+    out.insert(name, attribute);
+    Ok(())
+}
+
+fn number(n: &serde_json::Number, name: &str) -> Result<f64, ContextError> {
+    n.as_f64().ok_or_else(|| ContextError {
+        path: name.to_owned(),
+        message: format!("{n} is not a representable number"),
+    })
+}
+
+fn kind(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "a list",
+        serde_json::Value::Object(_) => "an object",
+    }
+}

@@ -717,6 +717,22 @@ impl FlagSet {
         self.flags.iter().map(|f| &f.def)
     }
 
+    /// The definition of flag `key`, if the set has it.
+    pub fn flag(&self, key: &str) -> Option<&Flag> {
+        let &i = self.index.get(key)?;
+        self.flags.get(i).map(|f| &f.def)
+    }
+
+    /// How many flags the set holds.
+    pub fn len(&self) -> usize {
+        self.flags.len()
+    }
+
+    /// Whether the set holds no flag.
+    pub fn is_empty(&self) -> bool {
+        self.flags.is_empty()
+    }
+
     /// Evaluates flag `key` for `ctx` in `environment` at `now_unix_ms`. Never panics.
     pub fn evaluate<'a>(
         &'a self,

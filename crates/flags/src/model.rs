@@ -226,4 +226,8 @@ pub struct Flag {
     /// Scheduled changes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<Schedule>,
+    /// Record who was served which variant (an exposure) on every evaluation, for experiment
+    /// analysis. The evaluator only reports the setting; serving records the exposure.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub track_exposure: bool,
 }
