@@ -7,6 +7,7 @@ use moka::sync::Cache;
 use store::{Principal, Store};
 use telemetry::Metrics;
 
+use crate::feature_flags::FlagService;
 use crate::forecasts::ForecastService;
 use crate::profiles::ProfilePipeline;
 use crate::readiness::Readiness;
@@ -30,6 +31,9 @@ pub struct ServerConfig {
     pub nats_url: Option<String>,
     /// The weber real-time path (window, caches, worker batch size).
     pub profiles: crate::ProfileSettings,
+    /// How often flag snapshots are checked against the store, so changes made elsewhere
+    /// (another replica, `signalbox flags import`) are served and streamed.
+    pub flag_refresh_interval: Duration,
 }
 
 impl Default for ServerConfig {
@@ -42,6 +46,7 @@ impl Default for ServerConfig {
             redis_url: None,
             nats_url: None,
             profiles: crate::ProfileSettings::default(),
+            flag_refresh_interval: Duration::from_secs(1),
         }
     }
 }
@@ -65,6 +70,7 @@ pub(crate) struct Inner {
     pub profiles: Arc<ProfilePipeline>,
     /// Set once by [`AppState::install_forecasts`]; forecast routes answer 503 until then.
     pub forecasts: std::sync::OnceLock<Arc<ForecastService>>,
+    pub flags: FlagService,
 }
 
 impl AppState {
@@ -92,6 +98,7 @@ impl AppState {
                 openapi_json: std::sync::OnceLock::new(),
                 profiles,
                 forecasts: std::sync::OnceLock::new(),
+                flags: FlagService::default(),
             }),
         }
     }
@@ -121,6 +128,18 @@ impl AppState {
     /// The forecast service, once installed.
     pub fn forecasts(&self) -> Option<&Arc<ForecastService>> {
         self.inner.forecasts.get()
+    }
+
+    /// Flag snapshots and change streams.
+    pub(crate) fn flags(&self) -> &FlagService {
+        &self.inner.flags
+    }
+
+    /// Reloads the flag environments in memory whose stored flags changed, and streams those
+    /// changes: what [`crate::run_flag_refresher`] does on every tick, for embedders and tests
+    /// that change flags in the store directly.
+    pub async fn refresh_flags(&self) {
+        self.inner.flags.refresh_all(&self.inner.store).await;
     }
 
     /// The event log ingested interactions go through.

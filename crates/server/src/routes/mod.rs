@@ -2,8 +2,10 @@
 //! route cannot exist without its OpenAPI description (a test in `tests/openapi.rs` checks both
 //! directions).
 
+mod flags;
 mod forecast;
 mod interactions;
+mod ofrep;
 pub(crate) mod owners;
 mod platform;
 mod tenant;
@@ -40,4 +42,16 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(forecast::forecast))
         .routes(routes!(forecast::diagnostics))
         .routes(routes!(forecast::catalogue))
+        .routes(routes!(ofrep::evaluate_flag))
+        .routes(routes!(ofrep::evaluate_flags))
+        .routes(routes!(ofrep::configuration))
+        .routes(routes!(flags::list_flags, flags::create_flag))
+        .routes(routes!(
+            flags::get_flag,
+            flags::replace_flag,
+            flags::delete_flag
+        ))
+        .routes(routes!(flags::kill_flag))
+        .routes(routes!(flags::flag_audit))
+        .routes(routes!(flags::flag_stream))
 }

@@ -40,6 +40,16 @@ async fn isolation(backend: Backend) {
         .upsert_weber_profiles(&a.id, &[crate::weber::profile_record(a_user, 0.9)])
         .await
         .unwrap();
+    let a_flag = crate::flags::boolean_flag("a-flag");
+    let created = app
+        .call(
+            Method::POST,
+            "/api/v1/flags",
+            Some(&ka.secret),
+            Some(a_flag.clone()),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text());
     let doc = app.get("/openapi.json", None).await.json();
 
     for (method, template) in secured_operations(&doc) {
@@ -47,6 +57,7 @@ async fn isolation(backend: Backend) {
         let (path, expect) = match template.as_str() {
             t if t.contains("{key_id}") => (t.replace("{key_id}", &ka.info.id), Expect::NotFound),
             t if t.contains("{user_id}") => (t.replace("{user_id}", a_user), Expect::NotFound),
+            t if t.contains("/flags/{key}") => (t.replace("{key}", "a-flag"), Expect::NotFound),
             t if t.contains("{segment}") => (
                 t.replace("{segment}", "Highly_Sensitive"),
                 Expect::OwnDataOnly,
@@ -69,6 +80,12 @@ async fn isolation(backend: Backend) {
                 {"event_id": "iso-1", "user_id": "b-own-user", "timestamp": 1, "rating": 5}
             ])),
             ("POST", t) if t.ends_with("/weber-profile/update") => None,
+            ("POST", "/api/v1/flags") => Some(crate::flags::boolean_flag("b-own-flag")),
+            ("PUT", "/api/v1/flags/{key}") => Some(a_flag.clone()),
+            ("POST", t) if t.starts_with("/ofrep/") => {
+                Some(json!({"context": {"targetingKey": "u"}}))
+            }
+            ("POST", "/api/v1/flags/{key}/kill") => None,
             ("POST", t) => panic!("add an isolation request body for POST {t}"),
             _ => None,
         };
@@ -112,6 +129,11 @@ async fn isolation(backend: Backend) {
             }
         }
     }
+    // Nothing B did reached A's flag.
+    let still = app.get("/api/v1/flags/a-flag", Some(&ka.secret)).await;
+    assert_eq!(still.status, 200, "{}", still.text());
+    assert_eq!(still.json()["version"], 1);
+    assert_eq!(still.json()["definition"], a_flag);
     // Nothing B did reached A's profile.
     app.settle().await;
     let a_profile = app

@@ -3,6 +3,7 @@
 //! connections (shutdown).
 
 mod bad_input;
+mod flags;
 mod forecast;
 mod ingest;
 mod isolation;
@@ -178,13 +179,23 @@ impl TestApp {
         let response = self.router.clone().oneshot(req).await.expect("infallible");
         let status = response.status();
         let headers = response.headers().clone();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes()
-            .to_vec();
+        let is_stream = headers
+            .get("content-type")
+            .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+        let body = if is_stream {
+            // An event stream never ends: take its first event only.
+            let mut body = response.into_body();
+            let frame = body.frame().await.expect("a first event").expect("body");
+            frame.into_data().expect("data").to_vec()
+        } else {
+            response
+                .into_body()
+                .collect()
+                .await
+                .expect("body")
+                .to_bytes()
+                .to_vec()
+        };
         Reply {
             status,
             headers,
