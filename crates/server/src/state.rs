@@ -7,6 +7,7 @@ use moka::sync::Cache;
 use store::{Principal, Store};
 use telemetry::Metrics;
 
+use crate::exposures::{ExposureRecorder, ExposureSettings};
 use crate::forecasts::ForecastService;
 use crate::profiles::ProfilePipeline;
 use crate::readiness::Readiness;
@@ -30,6 +31,8 @@ pub struct ServerConfig {
     pub nats_url: Option<String>,
     /// The weber real-time path (window, caches, worker batch size).
     pub profiles: crate::ProfileSettings,
+    /// The flag exposure recorder's queue, batching and dedupe window.
+    pub exposures: ExposureSettings,
 }
 
 impl Default for ServerConfig {
@@ -42,6 +45,7 @@ impl Default for ServerConfig {
             redis_url: None,
             nats_url: None,
             profiles: crate::ProfileSettings::default(),
+            exposures: ExposureSettings::default(),
         }
     }
 }
@@ -65,11 +69,13 @@ pub(crate) struct Inner {
     pub profiles: Arc<ProfilePipeline>,
     /// Set once by [`AppState::install_forecasts`]; forecast routes answer 503 until then.
     pub forecasts: std::sync::OnceLock<Arc<ForecastService>>,
+    pub exposures: Arc<ExposureRecorder>,
 }
 
 impl AppState {
     /// `events` carries ingested interactions to the profile worker
-    /// ([`crate::run_profile_worker`]), which the caller runs beside [`crate::serve`].
+    /// ([`crate::run_profile_worker`]), which the caller runs beside [`crate::serve`], as it
+    /// runs [`crate::run_exposure_writer`] for flag exposures.
     pub fn new(
         store: Store,
         metrics: Arc<Metrics>,
@@ -82,6 +88,10 @@ impl AppState {
             .build();
         let readiness = Readiness::new(config.redis_url.clone(), config.nats_url.clone());
         let profiles = Arc::new(ProfilePipeline::new(config.profiles.clone(), events));
+        let exposures = Arc::new(ExposureRecorder::new(
+            config.exposures.clone(),
+            metrics.clone(),
+        ));
         AppState {
             inner: Arc::new(Inner {
                 store,
@@ -92,6 +102,7 @@ impl AppState {
                 openapi_json: std::sync::OnceLock::new(),
                 profiles,
                 forecasts: std::sync::OnceLock::new(),
+                exposures,
             }),
         }
     }
@@ -121,6 +132,11 @@ impl AppState {
     /// The forecast service, once installed.
     pub fn forecasts(&self) -> Option<&Arc<ForecastService>> {
         self.inner.forecasts.get()
+    }
+
+    /// Where flag evaluations report exposures (stored by [`crate::run_exposure_writer`]).
+    pub fn exposures(&self) -> &Arc<ExposureRecorder> {
+        &self.inner.exposures
     }
 
     /// The event log ingested interactions go through.

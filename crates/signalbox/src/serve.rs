@@ -106,6 +106,7 @@ pub async fn run(common: Common, args: ServeArgs) -> anyhow::Result<()> {
                 .unwrap_or(defaults.profiles.read_cache_capacity),
             ..defaults.profiles.clone()
         },
+        exposures: defaults.exposures.clone(),
     };
     let event_log = args
         .event_log
@@ -174,6 +175,10 @@ pub async fn run(common: Common, args: ServeArgs) -> anyhow::Result<()> {
         state.clone(),
         stopped(workers_stopped.clone()),
     ));
+    let exposures = tokio::spawn(server::run_exposure_writer(
+        state.clone(),
+        stopped(workers_stopped.clone()),
+    ));
     let gauges = tokio::spawn(refresh_segment_gauges(
         state.clone(),
         stopped(workers_stopped),
@@ -182,9 +187,10 @@ pub async fn run(common: Common, args: ServeArgs) -> anyhow::Result<()> {
         .await
         .context("server")?;
     // Requests have drained; the worker finishes its batch (anything unapplied is redelivered
-    // or reconciled at the next start).
+    // or reconciled at the next start), and the exposure writer stores everything queued.
     let _ = stop_workers.send(true);
     let _ = worker.await;
+    let _ = exposures.await;
     let _ = gauges.await;
     store.close().await;
     tracing::info!("stopped");
