@@ -2,6 +2,7 @@
 //! route cannot exist without its OpenAPI description (a test in `tests/openapi.rs` checks both
 //! directions).
 
+mod experiments;
 mod forecast;
 mod interactions;
 pub(crate) mod owners;
@@ -40,4 +41,12 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(forecast::forecast))
         .routes(routes!(forecast::diagnostics))
         .routes(routes!(forecast::catalogue))
+        .routes(routes!(experiments::create, experiments::list))
+        .routes(routes!(experiments::get))
+        .routes(routes!(experiments::start))
+        .routes(routes!(experiments::pause))
+        .routes(routes!(experiments::resume))
+        .routes(routes!(experiments::conclude))
+        .routes(routes!(experiments::events))
+        .routes(routes!(experiments::results))
 }

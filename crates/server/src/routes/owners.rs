@@ -9,6 +9,7 @@ pub(crate) fn service_for(endpoint: &str) -> &'static str {
         ("/api/v1/weber-profiles", "weber"),
         ("/api/v1/segments/", "weber"),
         ("/api/v1/analytics/weber-segments", "weber"),
+        ("/api/v1/experiments", "flags"),
     ];
     OWNERS
         .iter()

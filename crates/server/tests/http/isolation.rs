@@ -40,11 +40,23 @@ async fn isolation(backend: Backend) {
         .upsert_weber_profiles(&a.id, &[crate::weber::profile_record(a_user, 0.9)])
         .await
         .unwrap();
+    let a_experiment = app
+        .call(
+            Method::POST,
+            "/api/v1/experiments",
+            Some(&ka.secret),
+            Some(crate::experiments::spec("a-exp")),
+        )
+        .await;
+    assert_eq!(a_experiment.status, 201, "{}", a_experiment.text());
     let doc = app.get("/openapi.json", None).await.json();
 
     for (method, template) in secured_operations(&doc) {
         // Point every path parameter at tenant A's data of that kind.
         let (path, expect) = match template.as_str() {
+            t if t.starts_with("/api/v1/experiments/{key}") => {
+                (t.replace("{key}", "a-exp"), Expect::NotFound)
+            }
             t if t.contains("{key_id}") => (t.replace("{key_id}", &ka.info.id), Expect::NotFound),
             t if t.contains("{user_id}") => (t.replace("{user_id}", a_user), Expect::NotFound),
             t if t.contains("{segment}") => (
@@ -69,6 +81,11 @@ async fn isolation(backend: Backend) {
                 {"event_id": "iso-1", "user_id": "b-own-user", "timestamp": 1, "rating": 5}
             ])),
             ("POST", t) if t.ends_with("/weber-profile/update") => None,
+            ("POST", "/api/v1/experiments") => Some(crate::experiments::spec("b-own-exp")),
+            ("POST", "/api/v1/experiments/{key}/events") => {
+                Some(json!({"events": [{"user": "b-own-user", "metric": "checkout"}]}))
+            }
+            ("POST", t) if t.starts_with("/api/v1/experiments/{key}/") => None,
             ("POST", t) => panic!("add an isolation request body for POST {t}"),
             _ => None,
         };
@@ -91,7 +108,9 @@ async fn isolation(backend: Backend) {
             "{method} {template} leaked tenant A's id: {text}"
         );
         // Forecasts are public weather numbers, any of which may contain "0.9".
-        let public_numbers = template.ends_with("/forecast");
+        // Experiments carry millisecond timestamps (and no profile data), which may too.
+        let public_numbers =
+            template.ends_with("/forecast") || template.starts_with("/api/v1/experiments");
         assert!(
             public_numbers || !text.contains("0.9"),
             "{method} {template} leaked A's profile: {text}"
@@ -121,6 +140,15 @@ async fn isolation(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(a_profile.map(|p| p.weber_constant), Some(0.9));
+    // Nor A's experiment: still the draft A created.
+    let a_exp = app
+        .fixture
+        .store
+        .experiment(&a.id, "a-exp")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(a_exp.version, 1);
     // B's batchGet of A's user finds nothing.
     let batch = app
         .call(
