@@ -214,7 +214,9 @@ impl Store {
             e.validate()?;
         }
         // One row per key per statement: PostgreSQL refuses an upsert that touches a row twice.
-        let mut folded: HashMap<(&str, &str, &str), Folded<'_>> = HashMap::new();
+        // Key order keeps the row locks of concurrent writers (replicas) in one order, so two
+        // batches cannot deadlock each other.
+        let mut folded: BTreeMap<(&str, &str, &str), Folded<'_>> = BTreeMap::new();
         for e in exposures {
             let slot = folded
                 .entry((&e.environment, &e.flag_key, &e.targeting_key))
@@ -414,6 +416,11 @@ impl Store {
         sequential_p: &BTreeMap<String, f64>,
         expected_version: i64,
     ) -> Result<ExperimentRecord, StoreError> {
+        if ![tenant_id, key].into_iter().all(could_be_stored) {
+            return Err(StoreError::NotFound {
+                what: format!("experiment '{}'", key.escape_debug()),
+            });
+        }
         validate_definition(definition_json)?;
         let p_json = encode_p(sequential_p)?;
         let at_ms = now_ms();

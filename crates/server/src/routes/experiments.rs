@@ -1365,7 +1365,7 @@ fn valid_id(id: &str) -> bool {
 }
 
 fn now_ms() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp_nanos() as i64 / 1_000_000
+    crate::profiles::now_us() / 1000
 }
 
 #[cfg(test)]
