@@ -24,6 +24,7 @@
 
 mod context;
 pub mod envelope;
+pub mod exposures;
 pub mod extract;
 mod feature_flags;
 pub mod forecasts;
@@ -42,6 +43,7 @@ use axum::response::IntoResponse;
 use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 
+pub use exposures::{run_exposure_writer, ExposureRecorder, ExposureSettings};
 pub use profiles::{run_profile_worker, ProfileSettings};
 pub use readiness::{ComponentStatus, Components};
 pub use state::{AppState, ServerConfig};

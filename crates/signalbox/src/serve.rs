@@ -114,6 +114,7 @@ pub async fn run(common: Common, args: ServeArgs) -> anyhow::Result<()> {
             .flag_refresh_interval
             .or(file.flags.refresh_interval)
             .unwrap_or(defaults.flag_refresh_interval),
+        exposures: defaults.exposures.clone(),
     };
     if config.flag_refresh_interval.is_zero() {
         anyhow::bail!("flag refresh interval: must be more than zero");
@@ -185,6 +186,10 @@ pub async fn run(common: Common, args: ServeArgs) -> anyhow::Result<()> {
         state.clone(),
         stopped(workers_stopped.clone()),
     ));
+    let exposures = tokio::spawn(server::run_exposure_writer(
+        state.clone(),
+        stopped(workers_stopped.clone()),
+    ));
     let gauges = tokio::spawn(refresh_segment_gauges(
         state.clone(),
         stopped(workers_stopped.clone()),
@@ -197,9 +202,10 @@ pub async fn run(common: Common, args: ServeArgs) -> anyhow::Result<()> {
         .await
         .context("server")?;
     // Requests have drained; the worker finishes its batch (anything unapplied is redelivered
-    // or reconciled at the next start).
+    // or reconciled at the next start), and the exposure writer stores everything queued.
     let _ = stop_workers.send(true);
     let _ = worker.await;
+    let _ = exposures.await;
     let _ = gauges.await;
     let _ = flag_refresher.await;
     store.close().await;

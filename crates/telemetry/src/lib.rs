@@ -8,7 +8,7 @@
 //! - `http_requests_in_flight` and the `process_*` family (CPU, memory, fds, threads);
 //! - the weber engine's `weber_*` series ([`Metrics::weber`]);
 //! - the forecast engine's `forecast_*` series ([`Metrics::forecast`]);
-//! - the flag engine's `flag_*` series ([`Metrics::flags`]).
+//! - the flags engine's `flag_*` series ([`Metrics::flags`]).
 //!
 //! Labels are bounded by construction: `endpoint` is a route template supplied by the server,
 //! `method` is folded into the standard methods plus `OTHER`, `error_type` is a stable error
@@ -44,7 +44,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-pub use flags::FlagMetrics;
+pub use flags::{FlagMetrics, FlagRecorder};
 pub use forecast::{ForecastMetrics, SEARCH_BUCKETS};
 pub use tenants::TenantLabels;
 pub use weber::{WeberMetrics, WeberRecorder, UPDATE_BUCKETS};
@@ -288,9 +288,12 @@ impl Metrics {
         &self.forecast
     }
 
-    /// The flag engine's series (see the `flags` module docs for names).
-    pub fn flags(&self) -> &FlagMetrics {
-        &self.flags
+    /// The flags engine's series (see the `flags` module docs for names).
+    pub fn flags(&self) -> FlagRecorder<'_> {
+        FlagRecorder {
+            metrics: &self.flags,
+            tenants: &self.tenants,
+        }
     }
 
     /// A few headline numbers for the health endpoint.

@@ -2,6 +2,7 @@
 //! route cannot exist without its OpenAPI description (a test in `tests/openapi.rs` checks both
 //! directions).
 
+mod experiments;
 mod flags;
 mod forecast;
 mod interactions;
@@ -54,4 +55,12 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(flags::kill_flag))
         .routes(routes!(flags::flag_audit))
         .routes(routes!(flags::flag_stream))
+        .routes(routes!(experiments::create, experiments::list))
+        .routes(routes!(experiments::get))
+        .routes(routes!(experiments::start))
+        .routes(routes!(experiments::pause))
+        .routes(routes!(experiments::resume))
+        .routes(routes!(experiments::conclude))
+        .routes(routes!(experiments::events))
+        .routes(routes!(experiments::results))
 }

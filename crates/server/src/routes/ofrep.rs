@@ -190,6 +190,39 @@ fn ofrep_error(kind: ProblemKind, key: Option<&str>, code: ErrorCode, details: S
     }
 }
 
+/// What one request evaluates against; records exposures of what it served.
+struct Served<'a> {
+    state: &'a AppState,
+    tenant_id: &'a str,
+    environment: &'a str,
+    set: &'a FlagSet,
+    ctx: &'a EvaluationContext,
+    now_ms: i64,
+}
+
+impl Served<'_> {
+    /// Records an exposure when the flag tracks them and someone was served a variant.
+    fn exposed(&self, key: &str, e: &Evaluation<'_>) {
+        let (Some(variant), Some(targeting_key)) = (e.variant, self.ctx.targeting_key.as_deref())
+        else {
+            return;
+        };
+        if e.reason == Reason::Error || !self.set.flag(key).is_some_and(|f| f.track_exposure) {
+            return;
+        }
+        self.state.exposures().record(
+            self.tenant_id,
+            store::Exposure {
+                environment: self.environment.to_owned(),
+                flag_key: key.to_owned(),
+                targeting_key: targeting_key.to_owned(),
+                variant: variant.to_owned(),
+                at_ms: self.now_ms,
+            },
+        );
+    }
+}
+
 /// Evaluates one flag (OFREP core).
 #[utoipa::path(post, path = "/ofrep/v1/evaluate/flags/{key}", tag = "flags", security(("api_key" = [])),
     params(
@@ -239,7 +272,18 @@ pub(crate) async fn evaluate_flag(
             code,
             error_details(&key, code, &snapshot.set),
         )),
-        None => Ok(axum::Json(success(&key, &e)).into_response()),
+        None => {
+            Served {
+                state: &state,
+                tenant_id: auth.tenant_id(),
+                environment: &environment,
+                set: &snapshot.set,
+                ctx: &ctx,
+                now_ms: now,
+            }
+            .exposed(&key, &e);
+            Ok(axum::Json(success(&key, &e)).into_response())
+        }
     }
 }
 
@@ -315,6 +359,14 @@ pub(crate) async fn evaluate_flags(
     let now = clock_ms();
     let set = &snapshot.set;
     let metrics = state.metrics().flags();
+    let served = Served {
+        state: &state,
+        tenant_id: auth.tenant_id(),
+        environment: &environment,
+        set,
+        ctx: &ctx,
+        now_ms: now,
+    };
     let flags = set
         .evaluate_all(&ctx, Some(&environment), now)
         .into_iter()
@@ -326,7 +378,10 @@ pub(crate) async fn evaluate_flags(
                     error_code: error_code_name(code).to_owned(),
                     error_details: error_details(key, code, set),
                 }),
-                None => BulkItem::Success(success(key, &e)),
+                None => {
+                    served.exposed(key, &e);
+                    BulkItem::Success(success(key, &e))
+                }
             }
         })
         .collect();

@@ -789,3 +789,115 @@ async fn concurrent_writes_cannot_build_a_cycle_together() {
     assert_eq!(statuses, [200, 422], "{} / {}", ra.text(), rb.text());
     app.cleanup().await;
 }
+
+/// The whole loop: a flag that tracks exposures assigns users through OFREP, metric events
+/// arrive, and the experiment's results count exactly the users the flag served.
+#[tokio::test]
+async fn ofrep_exposures_feed_experiment_results() {
+    let app = TestApp::new(Backend::Sqlite).await;
+    let (_, admin) = app.tenant("acme", &[Scope::Admin]).await;
+    let key = admin.secret.as_str();
+    create(
+        &app,
+        key,
+        "production",
+        json!({
+            "key": "checkout-button", "type": "multivariate", "status": "active",
+            "track_exposure": true,
+            "variants": [
+                {"key": "control", "value": "grey", "weight_bp": 5000, "control": true},
+                {"key": "green", "value": "green", "weight_bp": 5000}
+            ],
+            "default_variant": "control", "off_variant": "control"
+        }),
+    )
+    .await;
+    // A flag without tracking is evaluated alongside and must leave no exposures.
+    create(&app, key, "production", boolean_flag("untracked")).await;
+    let created = app
+        .call(
+            Method::POST,
+            "/api/v1/experiments",
+            Some(key),
+            Some(crate::experiments::spec("button")),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text());
+    app.call(
+        Method::POST,
+        "/api/v1/experiments/button/start",
+        Some(key),
+        None,
+    )
+    .await;
+
+    let mut served = std::collections::BTreeMap::<String, u64>::new();
+    let mut events = Vec::new();
+    for i in 0..200 {
+        let user = format!("user-{i}");
+        // Evaluated twice (single and bulk): still one exposure per user.
+        let single = evaluate(&app, key, "checkout-button", json!({"targetingKey": user})).await;
+        let variant = single.json()["variant"].as_str().unwrap().to_owned();
+        app.call(
+            Method::POST,
+            "/ofrep/v1/evaluate/flags",
+            Some(key),
+            Some(json!({"context": {"targetingKey": user}})),
+        )
+        .await;
+        *served.entry(variant.clone()).or_default() += 1;
+        if i % 4 == 0 {
+            events.push(json!({"user": user, "metric": "checkout"}));
+            events.push(json!({"user": user, "metric": "revenue", "value": 5 + i % 7}));
+        }
+    }
+    app.state.exposures().flush().await;
+    let posted = app
+        .call(
+            Method::POST,
+            "/api/v1/experiments/button/events",
+            Some(key),
+            Some(json!({ "events": events })),
+        )
+        .await;
+    assert!(posted.status.is_success(), "{}", posted.text());
+    let results = app
+        .get("/api/v1/experiments/button/results", Some(key))
+        .await;
+    assert_eq!(results.status, 200, "{}", results.text());
+    let results = results.json();
+    // Every user the flag served is counted once, in the variant it served them.
+    let served: Value = serde_json::to_value(&served).unwrap();
+    assert_eq!(results["users"], served, "{results}");
+    let checkout = &results["metrics"][0];
+    assert_eq!(checkout["metric"], "checkout");
+    let converted: f64 = checkout["variants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            assert_eq!(v["n"], served[v["variant"].as_str().unwrap()], "{v}");
+            v["n"].as_f64().unwrap() * v["mean"].as_f64().unwrap()
+        })
+        .sum();
+    assert!((converted - 50.0).abs() < 1e-9, "{converted}");
+    // The untracked flag left no exposures behind: an experiment on it has no users.
+    let mut on_untracked = crate::experiments::spec("untracked-exp");
+    on_untracked["flag_key"] = json!("untracked");
+    on_untracked["variants"] = json!([{"key": "on", "weight": 50}, {"key": "off", "weight": 50}]);
+    on_untracked["control"] = json!("off");
+    let created = app
+        .call(
+            Method::POST,
+            "/api/v1/experiments",
+            Some(key),
+            Some(on_untracked),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text());
+    let empty = app
+        .get("/api/v1/experiments/untracked-exp/results", Some(key))
+        .await;
+    assert_eq!(empty.status, 422, "{}", empty.text());
+    app.cleanup().await;
+}
