@@ -847,3 +847,16 @@ fn example_flags_behave_as_documented() {
     );
     assert_eq!(m.disabled_by, Some(DisabledBy::NotYetEnabled));
 }
+
+#[test]
+fn the_bulk_load_test_set_is_valid_and_varied() {
+    let set = FlagSet::from_json(include_str!("../benches/fifty_flags.json")).unwrap();
+    assert_eq!(set.len(), 50);
+    let c = ctx(json!({"targetingKey": "user-1", "tier": "pro", "seats": 10}));
+    let reasons: std::collections::BTreeSet<String> = set
+        .evaluate_all(&c, Some("production"), T2026)
+        .iter()
+        .map(|(_, e)| format!("{:?}", e.reason))
+        .collect();
+    assert!(reasons.len() >= 3, "{reasons:?}");
+}
