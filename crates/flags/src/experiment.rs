@@ -480,7 +480,12 @@ impl fmt::Display for Recommendation {
                 more_users_per_variant,
             } => write!(
                 f,
-                "keep running: {more_users_per_variant} more users per variant needed"
+                "keep running: {more_users_per_variant} more {} per variant needed",
+                if *more_users_per_variant == 1 {
+                    "user"
+                } else {
+                    "users"
+                }
             ),
             Self::KeepControl => write!(f, "stop: no variant beats the control; keep the control"),
         }
@@ -505,6 +510,20 @@ pub struct ExperimentResults {
     pub sequential_p: BTreeMap<String, f64>,
     /// The recommendation.
     pub recommendation: Recommendation,
+    /// Secondary and guardrail comparisons the data cannot support yet (e.g. no variance in
+    /// either group), so that they do not hold up the rest of the analysis.
+    pub not_analysed: Vec<NotAnalysed>,
+}
+
+/// A comparison left out of an analysis, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NotAnalysed {
+    /// Metric key.
+    pub metric: String,
+    /// Variant key.
+    pub variant: String,
+    /// What the data lacks.
+    pub reason: String,
 }
 
 fn summary_of(data: &MetricData) -> Result<Summary, StatsError> {
@@ -652,13 +671,39 @@ impl Experiment {
                 .collect()
         };
         let primary = compare_all(&spec.primary_metric)?;
+        // Secondary metrics and guardrails whose data cannot be tested yet are reported, not
+        // fatal: the primary metric decides, and it alone may stop the analysis.
+        let mut not_analysed = Vec::new();
+        let mut compare_some = |metric: &Metric| -> Result<Vec<Comparison>, ExperimentError> {
+            let mut out = Vec::new();
+            for v in &treatments {
+                match compare(metric, v, &spec.control, data, spec.alpha) {
+                    Ok(c) => out.push(c),
+                    Err(ExperimentError::Stats {
+                        metric,
+                        variant,
+                        source,
+                    }) => not_analysed.push(NotAnalysed {
+                        metric,
+                        variant,
+                        reason: source.to_string(),
+                    }),
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(out)
+        };
         let mut secondary = Vec::new();
         for metric in &spec.secondary_metrics {
-            secondary.extend(compare_all(metric)?);
+            secondary.extend(compare_some(metric)?);
+        }
+        let mut guardrail_comparisons = Vec::new();
+        for guardrail in &spec.guardrails {
+            guardrail_comparisons.push((guardrail, compare_some(&guardrail.metric)?));
         }
         let mut guardrails = Vec::new();
-        for guardrail in &spec.guardrails {
-            for c in compare_all(&guardrail.metric)? {
+        for (guardrail, comparisons) in guardrail_comparisons {
+            for c in comparisons {
                 let relative = c.relative_lift.map_or(0.0, |l| l.lift);
                 let relative_degradation = match guardrail.metric.goal {
                     Goal::Increase => -relative,
@@ -769,6 +814,7 @@ impl Experiment {
             guardrails,
             sequential_p,
             recommendation,
+            not_analysed,
         })
     }
 }

@@ -787,8 +787,20 @@ pub(crate) struct ResultsResponse {
     guardrails: Vec<GuardrailResult>,
     sequential: SequentialBody,
     recommendation: RecommendationBody,
+    /// Secondary and guardrail comparisons the data cannot support yet (say, no variance in
+    /// either group), each with the reason; the rest of the analysis stands without them.
+    not_analysed: Vec<NotAnalysedBody>,
     /// RFC 3339: when this analysis was computed.
     computed_at: String,
+}
+
+/// A comparison left out of the analysis.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct NotAnalysedBody {
+    metric: String,
+    variant: String,
+    /// What the data lacks.
+    reason: String,
 }
 
 /// The experiment's analysis now (read scope): per metric and variant n, mean and variance;
@@ -999,6 +1011,15 @@ fn results_body(
             rejects_null,
         },
         recommendation: recommendation_body(&results.recommendation),
+        not_analysed: results
+            .not_analysed
+            .iter()
+            .map(|n| NotAnalysedBody {
+                metric: n.metric.clone(),
+                variant: n.variant.clone(),
+                reason: n.reason.clone(),
+            })
+            .collect(),
         computed_at: crate::rfc3339_now(),
     }
 }
