@@ -284,6 +284,9 @@ struct Step {
     key: String,
     /// The version the flag has after the step (for a delete: its last version).
     version: i64,
+    /// The stored version the step was planned from, which the write checks again (`None` for
+    /// a create).
+    planned_from: Option<i64>,
     /// The definition to write (create and update).
     definition: Option<String>,
 }
@@ -345,6 +348,7 @@ fn plan(stored: Vec<Stored>, wanted: Vec<Flag>, prune: bool) -> Result<Vec<Step>
                     action: Action::Unchanged,
                     key: flag.key.clone(),
                     version: record.version,
+                    planned_from: Some(record.version),
                     definition: None,
                 });
                 continue;
@@ -371,12 +375,14 @@ fn plan(stored: Vec<Stored>, wanted: Vec<Flag>, prune: bool) -> Result<Vec<Step>
                 action: Action::Update,
                 key: flag.key.clone(),
                 version: s.record.version + 1,
+                planned_from: Some(s.record.version),
                 definition: Some(definition),
             },
             None => Step {
                 action: Action::Create,
                 key: flag.key.clone(),
                 version: 1,
+                planned_from: None,
                 definition: Some(definition),
             },
         });
@@ -404,6 +410,7 @@ fn plan(stored: Vec<Stored>, wanted: Vec<Flag>, prune: bool) -> Result<Vec<Step>
                     action: Action::Delete,
                     key: s.record.key.clone(),
                     version: s.record.version,
+                    planned_from: Some(s.record.version),
                     definition: None,
                 });
             }
@@ -510,13 +517,13 @@ async fn import(
                         environment,
                         &step.key,
                         def,
-                        Some(step.version - 1),
+                        step.planned_from,
                         ACTOR,
                     )
                     .await
                     .map(|r| r.version),
                 (Action::Delete, _) => store
-                    .delete_flag(tenant, environment, &step.key, Some(step.version), ACTOR)
+                    .delete_flag(tenant, environment, &step.key, step.planned_from, ACTOR)
                     .await
                     .map(|r| r.version),
                 _ => Ok(step.version),
