@@ -25,9 +25,11 @@ const MAX_ENVIRONMENT_CHARS: usize = 200;
 
 #[derive(clap::Subcommand, Debug)]
 pub enum FlagsCommand {
-    /// Make an environment's flags match a file (a JSON array of flags, docs/flags.md). The set
-    /// the environment would end up with is validated first, and nothing is written if any flag
-    /// in it is invalid (one line per problem on stderr). Prints one JSON line per flag:
+    /// Make an environment's flags match a file (a JSON array of flags, docs/flags.md).
+    ///
+    /// The set the environment would end up with is validated first, and nothing is written if
+    /// any flag in it is invalid (one line per problem on stderr). Only differences are written.
+    /// Prints one JSON line per flag:
     /// `{"action":"create|update|unchanged|delete","key":…,"version":…}`.
     Import(ImportArgs),
     /// Write an environment's flags in the import format, sorted by key.

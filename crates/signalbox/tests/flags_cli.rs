@@ -373,3 +373,62 @@ fn dry_run_prints_the_plan_and_writes_nothing() {
     );
     assert_eq!(export(dir.path(), &tenant, "production"), before);
 }
+
+#[tokio::test]
+async fn flags_round_trip_through_postgresql() {
+    let fixture = store::testing::TestStore::postgres().await;
+    let dir = tempfile::tempdir().unwrap();
+    let with_pg = || {
+        let mut cmd = signalbox(dir.path());
+        cmd.env("DATABASE_URL", &fixture.options.url).env(
+            "SIGNALBOX_DATABASE_SCHEMA",
+            fixture.options.schema.as_deref().unwrap(),
+        );
+        cmd
+    };
+    let tenant = json_lines(&run_ok(with_pg().args(["tenants", "create", "pg-flags"])))[0]
+        ["tenant_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let import = |file: &Path, environment: &str| {
+        summary(&json_lines(&run_ok(
+            with_pg().args(["flags", "import"]).arg(file).args([
+                "--tenant",
+                &tenant,
+                "--environment",
+                environment,
+            ]),
+        )))
+    };
+    let export = |environment: &str| {
+        run_ok(with_pg().args([
+            "flags",
+            "export",
+            "--tenant",
+            &tenant,
+            "--environment",
+            environment,
+        ]))
+    };
+    assert!(import(&example_file(), "production")
+        .iter()
+        .all(|(action, _, version)| action == "create" && *version == 1));
+    assert!(import(&example_file(), "production")
+        .iter()
+        .all(|(action, _, version)| action == "unchanged" && *version == 1));
+    let first = export("production");
+    let exported = dir.path().join("exported.json");
+    std::fs::write(&exported, &first).unwrap();
+    import(&exported, "staging");
+    assert_eq!(export("staging"), first);
+    // The CLI really wrote to PostgreSQL, audited as itself.
+    let audit = fixture
+        .store
+        .flag_audit(&tenant, "staging", "dark-mode", 10, None)
+        .await
+        .unwrap();
+    assert_eq!(audit.len(), 1);
+    assert_eq!(audit[0].actor, "cli");
+    fixture.cleanup().await;
+}
