@@ -81,69 +81,66 @@ pub async fn run(common: Common, cmd: FlagsCommand) -> anyhow::Result<()> {
     check_environment(&scope.environment)?;
     // A bad file is reported before the store is opened: it needs no database to be wrong.
     let wanted = match &cmd {
-        FlagsCommand::Import(args) => Some(read_flag_file(&args.file)?),
-        _ => None,
+        FlagsCommand::Import(args) => read_flag_file(&args.file)?,
+        _ => Vec::new(),
     };
     let store = common.open_store().await?;
-    let result = run_on(&store, cmd, wanted).await;
+    let result = match &cmd {
+        FlagsCommand::Import(args) => import(&store, args, wanted).await,
+        FlagsCommand::Export(args) => export(&store, args).await,
+        FlagsCommand::List(scope) => list(&store, scope).await,
+    };
     store.close().await;
     result
 }
 
-async fn run_on(store: &Store, cmd: FlagsCommand, wanted: Option<Vec<Flag>>) -> anyhow::Result<()> {
-    match cmd {
-        FlagsCommand::Import(args) => {
-            let records = stored_flags(store, &args.scope).await?;
-            import(store, &args, records, wanted.unwrap_or_default()).await
+async fn export(store: &Store, args: &ExportArgs) -> anyhow::Result<()> {
+    let records = stored_flags(store, &args.scope).await?;
+    let flags = records
+        .iter()
+        .map(|r| {
+            stored_flag(r).map_err(|e| {
+                anyhow::anyhow!(
+                    "flag {:?}: the stored definition (version {}) is not in the flag format: {e}",
+                    r.key,
+                    r.version
+                )
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let text = export_text(flags)?;
+    match &args.out {
+        None => {
+            let mut stdout = std::io::stdout().lock();
+            stdout
+                .write_all(text.as_bytes())
+                .and_then(|()| stdout.flush())
+                .context("stdout")?;
         }
-        FlagsCommand::Export(args) => {
-            let records = stored_flags(store, &args.scope).await?;
-            let flags = records
-                .iter()
-                .map(|r| {
-                    stored_flag(r).map_err(|e| {
-                        anyhow::anyhow!(
-                            "flag {:?}: the stored definition (version {}) is not in the flag format: {e}",
-                            r.key,
-                            r.version
-                        )
-                    })
-                })
-                .collect::<anyhow::Result<Vec<_>>>()?;
-            let text = export_text(flags)?;
-            match &args.out {
-                None => {
-                    let mut stdout = std::io::stdout().lock();
-                    stdout
-                        .write_all(text.as_bytes())
-                        .and_then(|()| stdout.flush())
-                        .context("stdout")?;
-                }
-                Some(path) => {
-                    write_atomically(path, text.as_bytes())?;
-                    println!(
-                        "{}",
-                        json!({"out": path.display().to_string(), "flags": records.len()})
-                    );
-                }
-            }
-            Ok(())
-        }
-        FlagsCommand::List(scope) => {
-            for r in stored_flags(store, &scope).await? {
-                println!(
-                    "{}",
-                    json!({
-                        "key": r.key,
-                        "version": r.version,
-                        "updated_at": server::rfc3339_ms(r.updated_at_ms),
-                        "updated_by": r.updated_by,
-                    })
-                );
-            }
-            Ok(())
+        Some(path) => {
+            write_atomically(path, text.as_bytes())?;
+            println!(
+                "{}",
+                json!({"out": path.display().to_string(), "flags": records.len()})
+            );
         }
     }
+    Ok(())
+}
+
+async fn list(store: &Store, scope: &Scope) -> anyhow::Result<()> {
+    for r in stored_flags(store, scope).await? {
+        println!(
+            "{}",
+            json!({
+                "key": r.key,
+                "version": r.version,
+                "updated_at": server::rfc3339_ms(r.updated_at_ms),
+                "updated_by": r.updated_by,
+            })
+        );
+    }
+    Ok(())
 }
 
 /// The environment's flags in key order, after checking that the tenant exists (the store
@@ -471,13 +468,9 @@ fn prerequisites_first(flags: &[&Flag]) -> Vec<usize> {
     order
 }
 
-async fn import(
-    store: &Store,
-    args: &ImportArgs,
-    records: Vec<FlagRecord>,
-    wanted: Vec<Flag>,
-) -> anyhow::Result<()> {
-    let stored = records
+async fn import(store: &Store, args: &ImportArgs, wanted: Vec<Flag>) -> anyhow::Result<()> {
+    let stored = stored_flags(store, &args.scope)
+        .await?
         .into_iter()
         .map(|record| {
             let flag = stored_flag(&record);
