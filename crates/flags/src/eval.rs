@@ -195,7 +195,7 @@ struct CompiledFlag {
 }
 
 /// A validated flag set, with regexes and literals compiled, ready for evaluation.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct FlagSet {
     flags: Vec<CompiledFlag>,
     index: HashMap<String, usize>,

@@ -50,10 +50,10 @@ pub struct Variant {
     /// The value served (any JSON value).
     pub value: serde_json::Value,
     /// Share of the split in basis points (10,000 = 100 %); 0 or absent when the flag has no split.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub weight_bp: u32,
     /// Whether this is the control group of an experiment (at most one per flag).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_false")]
     pub control: bool,
 }
 
@@ -200,7 +200,7 @@ pub struct Flag {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bucket_by: Option<String>,
     /// `true` disables the flag everywhere, before anything else is looked at.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_false")]
     pub kill_switch: bool,
     /// Per-environment overrides, by environment name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -228,6 +228,11 @@ pub struct Flag {
     pub schedule: Option<Schedule>,
     /// Record who was served which variant (an exposure) on every evaluation, for experiment
     /// analysis. The evaluator only reports the setting; serving records the exposure.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default, skip_serializing_if = "is_false")]
     pub track_exposure: bool,
+}
+
+/// Defaults are left out when serialising, so a definition reads back as it was written.
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }

@@ -125,6 +125,52 @@ fn field_of(path: &str, message: &str) -> String {
     }
 }
 
+/// The flag environment a request is about: query parameter `environment`, else header
+/// `X-Environment`, else `production`. 1-64 characters of `A-Z a-z 0-9 _ - .`; anything else is
+/// 400 `invalid_parameter` naming `environment`.
+pub struct FlagEnvironment(pub String);
+
+/// The environment used when a request names none.
+pub const DEFAULT_ENVIRONMENT: &str = "production";
+
+impl<S: Send + Sync> FromRequestParts<S> for FlagEnvironment {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        let from_query = parts.uri.query().and_then(|q| {
+            form_urlencoded::parse(q.as_bytes())
+                .find(|(name, _)| name == "environment")
+                .map(|(_, value)| value.into_owned())
+        });
+        let name = match from_query {
+            Some(name) => name,
+            None => match parts.headers.get("x-environment") {
+                Some(value) => value
+                    .to_str()
+                    .map_err(|_| bad_environment("the X-Environment header is not ASCII"))?
+                    .trim()
+                    .to_owned(),
+                None => DEFAULT_ENVIRONMENT.to_owned(),
+            },
+        };
+        let valid = (1..=64).contains(&name.len())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+        if !valid {
+            return Err(bad_environment(&format!(
+                "environment must be 1-64 characters of A-Z a-z 0-9 _ - . (got '{}')",
+                name.chars().take(80).collect::<String>()
+            )));
+        }
+        Ok(FlagEnvironment(name))
+    }
+}
+
+fn bad_environment(detail: &str) -> ApiError {
+    ApiError::invalid_parameter("environment", detail)
+}
+
 /// The caller, authenticated by `Authorization: Bearer <api key>`. Missing or bad key: 401.
 ///
 /// Handlers that take `Auth` cannot run unauthenticated; scope checks are explicit with

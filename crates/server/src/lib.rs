@@ -24,7 +24,9 @@
 
 mod context;
 pub mod envelope;
+pub mod exposures;
 pub mod extract;
+mod feature_flags;
 pub mod forecasts;
 pub mod ingest;
 pub mod openapi;
@@ -41,6 +43,7 @@ use axum::response::IntoResponse;
 use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 
+pub use exposures::{run_exposure_writer, ExposureRecorder, ExposureSettings};
 pub use profiles::{run_profile_worker, ProfileSettings};
 pub use readiness::{ComponentStatus, Components};
 pub use state::{AppState, ServerConfig};
@@ -86,9 +89,12 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let grace = state.config().shutdown_grace;
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+    let stopping_state = state.clone();
     let signal = async move {
         shutdown.await;
         tracing::info!("shutting down: no new connections, draining in-flight requests");
+        // Change streams never finish by themselves; end them so draining can.
+        stopping_state.flags().close_streams();
         let _ = stopping_tx.send(());
     };
     let server = axum::serve(listener, app(state)).with_graceful_shutdown(signal);
@@ -106,6 +112,26 @@ pub async fn serve(
             tracing::warn!(grace_ms = grace.as_millis() as u64, "requests still running after the grace period; stopping anyway");
             Ok(())
         }
+    }
+}
+
+/// Keeps flag snapshots in step with the store until `stopped` resolves: every
+/// [`ServerConfig::flag_refresh_interval`] it reloads the environments in memory whose stored
+/// flags changed (changes made by another replica or by `signalbox flags import`) and streams
+/// those changes. Changes made through this server's admin API are served at once without it.
+pub async fn run_flag_refresher(state: AppState, stopped: impl Future<Output = ()>) {
+    let mut ticks = tokio::time::interval(state.config().flag_refresh_interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let stopped = std::pin::pin!(stopped);
+    let refresh = async {
+        loop {
+            ticks.tick().await;
+            state.flags().refresh_all(state.store()).await;
+        }
+    };
+    tokio::select! {
+        () = stopped => {}
+        () = refresh => {}
     }
 }
 

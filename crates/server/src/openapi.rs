@@ -19,6 +19,8 @@ use utoipa::{Modify, OpenApi, ToSchema};
         (name = "tenant", description = "The caller's tenant and its API keys"),
         (name = "weber", description = "Weber sensitivity profiles and segments (seed 000)"),
         (name = "forecast", description = "Analog-ensemble weather forecasts and their diagnostics (seed 001)"),
+        (name = "flags", description = "Feature flags: OFREP evaluation, the admin API with audit and change stream, experiments (seed 002)"),
+        (name = "experiments", description = "A/B experiments on flag variants: lifecycle, metric events, results (seed 002)"),
     )
 )]
 struct ApiDoc;

@@ -51,9 +51,12 @@ catalogue! {
     RouteNotFound => (NOT_FOUND, "route_not_found", "No such route"),
     MethodNotAllowed => (METHOD_NOT_ALLOWED, "method_not_allowed", "Method not allowed on this route"),
     Conflict => (CONFLICT, "conflict", "Resource already exists"),
+    InvalidState => (CONFLICT, "invalid_state", "The resource is not in a state that allows this"),
+    PreconditionFailed => (PRECONDITION_FAILED, "precondition_failed", "The resource changed since it was read"),
     PayloadTooLarge => (PAYLOAD_TOO_LARGE, "payload_too_large", "Request body too large"),
     UnsupportedMediaType => (UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "Unsupported content type"),
     Unprocessable => (UNPROCESSABLE_ENTITY, "unprocessable", "Request is well-formed but cannot be processed"),
+    FlagEvaluation => (BAD_REQUEST, "flag_evaluation_failed", "The flag cannot be evaluated for this context"),
     RateLimited => (TOO_MANY_REQUESTS, "rate_limited", "Too many requests"),
     Internal => (INTERNAL_SERVER_ERROR, "internal", "Internal server error"),
     Unavailable => (SERVICE_UNAVAILABLE, "unavailable", "A dependency is unavailable"),
@@ -186,6 +189,25 @@ impl From<store::StoreError> for ApiError {
                 ApiError::new(ProblemKind::Conflict, format!("{what} already exists"))
             }
             E::NotFound { what } => ApiError::not_found(format!("{what} not found")),
+            E::VersionMismatch {
+                what,
+                expected,
+                current,
+            } => {
+                let detail = match current {
+                    Some(current) => format!(
+                        "{what} is at version {current}, not {expected}; read it again and retry"
+                    ),
+                    None => format!(
+                        "{what} changed while this request ran (expected version {expected}); read it again and retry"
+                    ),
+                };
+                let error = ApiError::new(ProblemKind::PreconditionFailed, detail);
+                match current {
+                    Some(current) => error.with("current_version", current),
+                    None => error,
+                }
+            }
             e if e.is_unavailable() => {
                 tracing::warn!(error = %e, "storage unavailable");
                 ApiError::new(

@@ -7,6 +7,8 @@ use moka::sync::Cache;
 use store::{Principal, Store};
 use telemetry::Metrics;
 
+use crate::exposures::{ExposureRecorder, ExposureSettings};
+use crate::feature_flags::FlagService;
 use crate::forecasts::ForecastService;
 use crate::profiles::ProfilePipeline;
 use crate::readiness::Readiness;
@@ -30,6 +32,11 @@ pub struct ServerConfig {
     pub nats_url: Option<String>,
     /// The weber real-time path (window, caches, worker batch size).
     pub profiles: crate::ProfileSettings,
+    /// How often flag snapshots are checked against the store, so changes made elsewhere
+    /// (another replica, `signalbox flags import`) are served and streamed.
+    pub flag_refresh_interval: Duration,
+    /// The flag exposure recorder's queue, batching and dedupe window.
+    pub exposures: ExposureSettings,
 }
 
 impl Default for ServerConfig {
@@ -42,6 +49,8 @@ impl Default for ServerConfig {
             redis_url: None,
             nats_url: None,
             profiles: crate::ProfileSettings::default(),
+            flag_refresh_interval: Duration::from_secs(1),
+            exposures: ExposureSettings::default(),
         }
     }
 }
@@ -65,11 +74,14 @@ pub(crate) struct Inner {
     pub profiles: Arc<ProfilePipeline>,
     /// Set once by [`AppState::install_forecasts`]; forecast routes answer 503 until then.
     pub forecasts: std::sync::OnceLock<Arc<ForecastService>>,
+    pub flags: FlagService,
+    pub exposures: Arc<ExposureRecorder>,
 }
 
 impl AppState {
     /// `events` carries ingested interactions to the profile worker
-    /// ([`crate::run_profile_worker`]), which the caller runs beside [`crate::serve`].
+    /// ([`crate::run_profile_worker`]), which the caller runs beside [`crate::serve`], as it
+    /// runs [`crate::run_exposure_writer`] for flag exposures.
     pub fn new(
         store: Store,
         metrics: Arc<Metrics>,
@@ -82,6 +94,10 @@ impl AppState {
             .build();
         let readiness = Readiness::new(config.redis_url.clone(), config.nats_url.clone());
         let profiles = Arc::new(ProfilePipeline::new(config.profiles.clone(), events));
+        let exposures = Arc::new(ExposureRecorder::new(
+            config.exposures.clone(),
+            metrics.clone(),
+        ));
         AppState {
             inner: Arc::new(Inner {
                 store,
@@ -92,6 +108,8 @@ impl AppState {
                 openapi_json: std::sync::OnceLock::new(),
                 profiles,
                 forecasts: std::sync::OnceLock::new(),
+                flags: FlagService::default(),
+                exposures,
             }),
         }
     }
@@ -121,6 +139,23 @@ impl AppState {
     /// The forecast service, once installed.
     pub fn forecasts(&self) -> Option<&Arc<ForecastService>> {
         self.inner.forecasts.get()
+    }
+
+    /// Flag snapshots and change streams.
+    pub(crate) fn flags(&self) -> &FlagService {
+        &self.inner.flags
+    }
+
+    /// Reloads the flag environments in memory whose stored flags changed, and streams those
+    /// changes: what [`crate::run_flag_refresher`] does on every tick, for embedders and tests
+    /// that change flags in the store directly.
+    pub async fn refresh_flags(&self) {
+        self.inner.flags.refresh_all(&self.inner.store).await;
+    }
+
+    /// Where flag evaluations report exposures (stored by [`crate::run_exposure_writer`]).
+    pub fn exposures(&self) -> &Arc<ExposureRecorder> {
+        &self.inner.exposures
     }
 
     /// The event log ingested interactions go through.

@@ -41,6 +41,9 @@ use serde::Deserialize;
 /// index = "/srv/signalbox/forecast"   # default: DATA_DIR/forecast (demo model)
 /// cache_ttl = "10m"
 /// cache_capacity = 10000             # 0: no forecast cache
+///
+/// [flags]
+/// refresh_interval = "1s"            # how soon changes made elsewhere are served
 /// ```
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -63,6 +66,15 @@ pub struct FileConfig {
     pub weber: WeberSection,
     #[serde(default)]
     pub forecast: ForecastSection,
+    #[serde(default)]
+    pub flags: FlagsSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlagsSection {
+    #[serde(default, with = "humantime_serde_opt")]
+    pub refresh_interval: Option<Duration>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -60,6 +60,10 @@ pub struct ServeArgs {
     /// Most forecasts kept in the cache; 0 turns the cache off [default: 10000].
     #[arg(long, env = "SIGNALBOX_FORECAST_CACHE_CAPACITY", value_name = "N")]
     forecast_cache_capacity: Option<u64>,
+    /// How often flags are checked against the database, so changes made by another replica or
+    /// by `signalbox flags import` are served and streamed [default: 1s].
+    #[arg(long, env = "SIGNALBOX_FLAG_REFRESH_INTERVAL", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    flag_refresh_interval: Option<Duration>,
     /// Create a `demo` tenant on first start and write its key to DATA_DIR/demo-tenant.json
     /// [default: true on the embedded database, false on PostgreSQL].
     #[arg(long, env = "SIGNALBOX_DEMO", value_name = "BOOL")]
@@ -106,7 +110,15 @@ pub async fn run(common: Common, args: ServeArgs) -> anyhow::Result<()> {
                 .unwrap_or(defaults.profiles.read_cache_capacity),
             ..defaults.profiles.clone()
         },
+        flag_refresh_interval: args
+            .flag_refresh_interval
+            .or(file.flags.refresh_interval)
+            .unwrap_or(defaults.flag_refresh_interval),
+        exposures: defaults.exposures.clone(),
     };
+    if config.flag_refresh_interval.is_zero() {
+        anyhow::bail!("flag refresh interval: must be more than zero");
+    }
     let event_log = args
         .event_log
         .or(file.weber.event_log)
@@ -174,7 +186,15 @@ pub async fn run(common: Common, args: ServeArgs) -> anyhow::Result<()> {
         state.clone(),
         stopped(workers_stopped.clone()),
     ));
+    let exposures = tokio::spawn(server::run_exposure_writer(
+        state.clone(),
+        stopped(workers_stopped.clone()),
+    ));
     let gauges = tokio::spawn(refresh_segment_gauges(
+        state.clone(),
+        stopped(workers_stopped.clone()),
+    ));
+    let flag_refresher = tokio::spawn(server::run_flag_refresher(
         state.clone(),
         stopped(workers_stopped),
     ));
@@ -182,10 +202,12 @@ pub async fn run(common: Common, args: ServeArgs) -> anyhow::Result<()> {
         .await
         .context("server")?;
     // Requests have drained; the worker finishes its batch (anything unapplied is redelivered
-    // or reconciled at the next start).
+    // or reconciled at the next start), and the exposure writer stores everything queued.
     let _ = stop_workers.send(true);
     let _ = worker.await;
+    let _ = exposures.await;
     let _ = gauges.await;
+    let _ = flag_refresher.await;
     store.close().await;
     tracing::info!("stopped");
     Ok(())
@@ -230,6 +252,20 @@ async fn refresh_segment_gauges(state: AppState, stopped: impl std::future::Futu
     }
 }
 
+/// The documented example flags (one of every type), given to the demo tenant's `production`.
+const DEMO_FLAGS: &str = include_str!("../../../examples/flags.json");
+
+async fn seed_demo_flags(store: &store::Store, tenant_id: &str) -> anyhow::Result<()> {
+    let set = flags::FlagSet::from_json(DEMO_FLAGS).context("demo flags")?;
+    for flag in set.flags() {
+        let definition = serde_json::to_string(flag).context("demo flags")?;
+        store
+            .create_flag(tenant_id, "production", &flag.key, &definition, "demo")
+            .await?;
+    }
+    Ok(())
+}
+
 /// Creates the `demo` tenant on an empty store, so the quick tour works out of the box. Its
 /// key goes to a file only its owner can read, never to the log.
 async fn ensure_demo_tenant(store: &store::Store, data_dir: &Path) -> anyhow::Result<()> {
@@ -249,6 +285,7 @@ async fn ensure_demo_tenant(store: &store::Store, data_dir: &Path) -> anyhow::Re
             Some("demo"),
         )
         .await?;
+    seed_demo_flags(store, &tenant.id).await?;
     let path = data_dir.join(DEMO_FILE);
     let body = serde_json::json!({"tenant_id": tenant.id, "api_key": key.secret});
     write_private(&path, &format!("{body}\n"))

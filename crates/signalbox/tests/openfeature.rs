@@ -112,20 +112,28 @@ fn the_openfeature_python_sdk_evaluates_flags_over_ofrep() {
         .to_owned();
 
     // GitOps while the server runs: the CLI writes the store, the server picks the flags up.
+    // --prune replaces the demo tenant's example flags, so the environment is exactly the file.
     let flags_file = fixture_dir().join("flags.json");
     let imported = json_lines(&run_ok(
         signalbox(dir.path())
             .args(["flags", "import"])
             .arg(&flags_file)
-            .args(["--tenant", tenant, "--environment", "production"]),
+            .args(["--tenant", tenant, "--environment", "production", "--prune"]),
     ));
     let expected: Vec<Value> =
         serde_json::from_str(&std::fs::read_to_string(&flags_file).unwrap()).unwrap();
-    assert_eq!(imported.len(), expected.len());
+    let created = imported.iter().filter(|l| l["action"] == "create").count();
+    assert_eq!(created, expected.len(), "{imported:?}");
     assert!(
-        imported.iter().all(|l| l["action"] == "create"),
+        imported
+            .iter()
+            .all(|l| l["action"] == "create" || l["action"] == "delete"),
         "{imported:?}"
     );
+    let listed = json_lines(&run_ok(
+        signalbox(dir.path()).args(["flags", "list", "--tenant", tenant]),
+    ));
+    assert_eq!(listed.len(), expected.len(), "{listed:?}");
 
     // Wait (bounded) until the server serves every imported flag: it learns of changes made
     // by other processes through the store, not necessarily at once. A flag is served when its

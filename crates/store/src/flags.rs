@@ -637,7 +637,7 @@ fn validate_ids(
 }
 
 /// Flag keys and environment names: the flags crate's key alphabet, `[A-Za-z0-9_.-]`.
-fn validate_name(field: &'static str, value: &str) -> Result<(), StoreError> {
+pub(crate) fn validate_name(field: &'static str, value: &str) -> Result<(), StoreError> {
     let ok = !value.is_empty()
         && value.len() <= MAX_NAME_CHARS
         && value

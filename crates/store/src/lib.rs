@@ -1,4 +1,4 @@
-//! Persistence for signalbox: tenants, API keys, engine data and feature flags.
+//! Persistence for signalbox: tenants, API keys, engine data, feature flags and experiments.
 //!
 //! One [`Store`] handle speaks to either backend, chosen by URL:
 //! - `sqlite://PATH` — the embedded default, a single file in the data directory (WAL mode);
@@ -26,6 +26,7 @@
 //! ```
 
 mod diff;
+mod experiments;
 mod flags;
 mod interactions;
 mod migrations;
@@ -43,6 +44,11 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
 use sqlx::{AnyConnection, AnyPool, ConnectOptions, Connection, Executor, Row};
 
 pub use diff::{json_diff, FieldChange};
+pub use experiments::{
+    AnalysisInputs, AnalysisQuery, EventsStored, ExperimentEvent, ExperimentRecord, Exposure,
+    ExposureRecord, MetricObservations, MetricShape, MAX_EXPERIMENT_DEFINITION_BYTES,
+    MAX_TARGETING_KEY_BYTES, RAW_VALUES_LIMIT,
+};
 pub use flags::{
     FlagAction, FlagAuditRecord, FlagRecord, MAX_FLAG_DEFINITION_BYTES, MAX_FLAG_PAGE,
 };

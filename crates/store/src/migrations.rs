@@ -40,6 +40,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/0004_flags.sql"),
         postgres: include_str!("../migrations/0004_flags.sql"),
     },
+    Migration {
+        version: 5,
+        name: "experiments",
+        sqlite: include_str!("../migrations/0005_experiments.sql"),
+        postgres: include_str!("../migrations/0005_experiments.sql"),
+    },
 ];
 
 /// The newest schema version this build knows.

@@ -2,10 +2,13 @@
 //! PostgreSQL schema, so both backends are held to the same behaviour.
 
 use serde_json::json;
+use std::collections::BTreeMap;
 use store::testing::TestStore;
+
 use store::{
-    Backend, CalculationRecord, FlagAction, Insertion, NewInteraction, Scope, Scopes, Store,
-    StoreError, Tier, WeberProfileRecord, WeberUpdate,
+    AnalysisQuery, Backend, CalculationRecord, ExperimentEvent, Exposure, FlagAction, Insertion,
+    MetricObservations, MetricShape, NewInteraction, Scope, Scopes, Store, StoreError, Tier,
+    WeberProfileRecord, WeberUpdate,
 };
 
 /// Declares each case once per backend: `sqlite::NAME` and `postgres::NAME`.
@@ -52,6 +55,12 @@ on_both_backends!(
     flag_writers_with_the_same_version_exactly_one_wins,
     flags_are_isolated_by_tenant_and_environment,
     flag_inputs_are_validated,
+    exposures_keep_the_first_variant_and_count_every_exposure,
+    experiments_create_read_list_and_update_with_versions,
+    experiment_events_with_a_repeated_id_are_stored_once,
+    experiments_and_exposures_are_isolated_by_tenant,
+    analysis_inputs_join_events_to_exposed_users,
+    analysis_summaries_match_raw_values_over_the_limit,
 );
 
 fn read_write() -> Scopes {
@@ -1067,4 +1076,584 @@ async fn flag_inputs_are_validated(f: &TestStore) {
     assert_eq!(s.flag("tn\u{0}", "prod", "k").await.unwrap(), None);
     assert!(s.flags(&t.id, "pr\u{0}od").await.unwrap().is_empty());
     assert_eq!(s.flags(&t.id, "prod").await.unwrap().len(), 1);
+}
+
+// ---- exposures and experiments -------------------------------------------------------------
+
+fn exposure(flag: &str, user: &str, variant: &str, at_ms: i64) -> Exposure {
+    Exposure {
+        environment: "production".to_owned(),
+        flag_key: flag.to_owned(),
+        targeting_key: user.to_owned(),
+        variant: variant.to_owned(),
+        at_ms,
+    }
+}
+
+fn event(user: &str, metric: &str, value: f64, event_id: Option<&str>) -> ExperimentEvent {
+    ExperimentEvent {
+        targeting_key: user.to_owned(),
+        metric_key: metric.to_owned(),
+        value,
+        at_ms: 1_000,
+        event_id: event_id.map(str::to_owned),
+    }
+}
+
+async fn exposures_keep_the_first_variant_and_count_every_exposure(f: &TestStore) {
+    let s = &f.store;
+    let t = s.create_tenant("acme", Tier::Starter).await.unwrap();
+    // In one batch, out of order: the earliest exposure (20, "a") is the assignment.
+    s.record_exposures(
+        &t.id,
+        &[
+            exposure("btn", "u1", "b", 30),
+            exposure("btn", "u1", "a", 20),
+            exposure("btn", "u2", "b", 25),
+        ],
+    )
+    .await
+    .unwrap();
+    let u1 = s
+        .exposure(&t.id, "production", "btn", "u1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (
+            u1.variant.as_str(),
+            u1.first_seen_ms,
+            u1.last_seen_ms,
+            u1.count
+        ),
+        ("a", 20, 30, 2)
+    );
+    // A later batch with another variant changes the times and count, not the assignment.
+    s.record_exposures(&t.id, &[exposure("btn", "u1", "b", 50)])
+        .await
+        .unwrap();
+    let u1 = s
+        .exposure(&t.id, "production", "btn", "u1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (
+            u1.variant.as_str(),
+            u1.first_seen_ms,
+            u1.last_seen_ms,
+            u1.count
+        ),
+        ("a", 20, 50, 3)
+    );
+    // A late batch holding an earlier exposure takes the assignment over.
+    s.record_exposures(&t.id, &[exposure("btn", "u2", "a", 10)])
+        .await
+        .unwrap();
+    let u2 = s
+        .exposure(&t.id, "production", "btn", "u2")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (
+            u2.variant.as_str(),
+            u2.first_seen_ms,
+            u2.last_seen_ms,
+            u2.count
+        ),
+        ("a", 10, 25, 2)
+    );
+    // Other environments and flags are other rows.
+    assert_eq!(
+        s.exposure(&t.id, "staging", "btn", "u1").await.unwrap(),
+        None
+    );
+    // More rows than one statement holds.
+    let many: Vec<Exposure> = (0..1200)
+        .map(|i| exposure("big", &format!("user-{i}"), "a", i))
+        .collect();
+    s.record_exposures(&t.id, &many).await.unwrap();
+    let last = s
+        .exposure(&t.id, "production", "big", "user-1199")
+        .await
+        .unwrap();
+    assert_eq!(last.map(|e| e.count), Some(1));
+    // Bad input fails before writing; an unknown tenant is not found.
+    let bad = s
+        .record_exposures(
+            &t.id,
+            &[exposure("btn", "u9", "a", 1), exposure("btn", "", "a", 1)],
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            bad,
+            StoreError::Invalid {
+                field: "targeting_key",
+                ..
+            }
+        ),
+        "{bad:?}"
+    );
+    assert_eq!(
+        s.exposure(&t.id, "production", "btn", "u9").await.unwrap(),
+        None
+    );
+    let missing = s
+        .record_exposures("tn_missing", &[exposure("btn", "u1", "a", 1)])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(missing, StoreError::NotFound { .. }),
+        "{missing:?}"
+    );
+}
+
+async fn experiments_create_read_list_and_update_with_versions(f: &TestStore) {
+    let s = &f.store;
+    let t = s.create_tenant("acme", Tier::Starter).await.unwrap();
+    let def = r#"{"spec":{"key":"exp-b"},"state":"draft"}"#;
+    let created = s
+        .create_experiment(&t.id, "exp-b", "production", def)
+        .await
+        .unwrap();
+    assert_eq!(created.version, 1);
+    assert!(created.sequential_p.is_empty());
+    assert_eq!(
+        s.experiment(&t.id, "exp-b").await.unwrap(),
+        Some(created.clone())
+    );
+    let dup = s
+        .create_experiment(&t.id, "exp-b", "staging", def)
+        .await
+        .unwrap_err();
+    assert!(matches!(dup, StoreError::Conflict { .. }), "{dup:?}");
+    s.create_experiment(&t.id, "exp-a", "staging", "{}")
+        .await
+        .unwrap();
+    let keys: Vec<String> = s
+        .experiments(&t.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.key)
+        .collect();
+    assert_eq!(keys, ["exp-a", "exp-b"]);
+
+    let running = r#"{"spec":{"key":"exp-b"},"state":"running"}"#;
+    let p = BTreeMap::from([("green".to_owned(), 0.25)]);
+    let updated = s
+        .update_experiment(&t.id, "exp-b", running, &p, 1)
+        .await
+        .unwrap();
+    assert_eq!(updated.version, 2);
+    assert_eq!(updated.definition_json, running);
+    assert_eq!(updated.sequential_p, p);
+    assert_eq!(updated.created_at_ms, created.created_at_ms);
+    assert_eq!(s.experiment(&t.id, "exp-b").await.unwrap(), Some(updated));
+    let stale = s
+        .update_experiment(&t.id, "exp-b", def, &BTreeMap::new(), 1)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            stale,
+            StoreError::VersionMismatch {
+                expected: 1,
+                current: Some(2),
+                ..
+            }
+        ),
+        "{stale:?}"
+    );
+    let missing = s
+        .update_experiment(&t.id, "nope", def, &BTreeMap::new(), 1)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(missing, StoreError::NotFound { .. }),
+        "{missing:?}"
+    );
+    for (key, env, json, field) in [
+        ("bad key", "production", "{}", "key"),
+        ("ok", "prod env", "{}", "environment"),
+        ("ok", "production", "[1]", "definition"),
+        ("ok", "production", "{", "definition"),
+    ] {
+        let err = s
+            .create_experiment(&t.id, key, env, json)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::Invalid { field: f, .. } if f == field),
+            "{key} {env} {json}: {err:?}"
+        );
+    }
+    let nan = BTreeMap::from([("a".to_owned(), f64::NAN)]);
+    let err = s
+        .update_experiment(&t.id, "exp-b", def, &nan, 2)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Invalid {
+                field: "sequential_p",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}
+
+async fn experiment_events_with_a_repeated_id_are_stored_once(f: &TestStore) {
+    let s = &f.store;
+    let t = s.create_tenant("acme", Tier::Starter).await.unwrap();
+    s.create_experiment(&t.id, "exp", "production", "{}")
+        .await
+        .unwrap();
+    s.record_exposures(
+        &t.id,
+        &[
+            exposure("flag", "u1", "a", 1),
+            exposure("flag", "u2", "b", 1),
+        ],
+    )
+    .await
+    .unwrap();
+    let first = s
+        .insert_experiment_events(
+            &t.id,
+            "exp",
+            &[
+                event("u1", "revenue", 5.0, Some("e1")),
+                event("u1", "revenue", 5.0, Some("e1")),
+                event("u1", "revenue", 2.0, None),
+                event("u2", "revenue", 1.0, None),
+            ],
+            7,
+        )
+        .await
+        .unwrap();
+    assert_eq!((first.stored, first.duplicates), (3, 1));
+    let again = s
+        .insert_experiment_events(
+            &t.id,
+            "exp",
+            &[
+                event("u1", "revenue", 5.0, Some("e1")),
+                event("u2", "revenue", 1.0, None),
+            ],
+            8,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (again.stored, again.duplicates),
+        (1, 1),
+        "no id: stored again"
+    );
+    let inputs = s
+        .experiment_analysis(
+            &t.id,
+            &AnalysisQuery {
+                experiment_key: "exp",
+                environment: "production",
+                flag_key: "flag",
+                variants: &["a".to_owned(), "b".to_owned()],
+                metrics: &[("revenue".to_owned(), MetricShape::Value)],
+                raw_values_limit: store::RAW_VALUES_LIMIT,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        inputs.metrics["revenue"]["a"],
+        MetricObservations::Values(vec![7.0]),
+        "e1 counted once"
+    );
+    assert_eq!(
+        inputs.metrics["revenue"]["b"],
+        MetricObservations::Values(vec![2.0])
+    );
+    let missing = s
+        .insert_experiment_events(&t.id, "nope", &[event("u1", "m", 1.0, None)], 9)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(missing, StoreError::NotFound { .. }),
+        "{missing:?}"
+    );
+    let bad = s
+        .insert_experiment_events(&t.id, "exp", &[event("u1", "m", f64::INFINITY, None)], 9)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(bad, StoreError::Invalid { field: "value", .. }),
+        "{bad:?}"
+    );
+}
+
+async fn experiments_and_exposures_are_isolated_by_tenant(f: &TestStore) {
+    let s = &f.store;
+    let a = s.create_tenant("a", Tier::Starter).await.unwrap();
+    let b = s.create_tenant("b", Tier::Starter).await.unwrap();
+    s.create_experiment(&a.id, "exp", "production", r#"{"owner":"a"}"#)
+        .await
+        .unwrap();
+    // B may use the same key: its own row.
+    s.create_experiment(&b.id, "exp", "production", r#"{"owner":"b"}"#)
+        .await
+        .unwrap();
+    s.record_exposures(&a.id, &[exposure("flag", "u1", "a", 1)])
+        .await
+        .unwrap();
+    s.record_exposures(
+        &b.id,
+        &[
+            exposure("flag", "u1", "b", 1),
+            exposure("flag", "u2", "b", 1),
+        ],
+    )
+    .await
+    .unwrap();
+    s.insert_experiment_events(&a.id, "exp", &[event("u1", "buy", 1.0, Some("x"))], 1)
+        .await
+        .unwrap();
+    // The same event id in another tenant is another event.
+    let b_events = s
+        .insert_experiment_events(&b.id, "exp", &[event("u1", "buy", 1.0, Some("x"))], 1)
+        .await
+        .unwrap();
+    assert_eq!(b_events.stored, 1);
+
+    let a_exp = s.experiment(&a.id, "exp").await.unwrap().unwrap();
+    assert_eq!(a_exp.definition_json, r#"{"owner":"a"}"#);
+    assert_eq!(s.experiments(&a.id).await.unwrap().len(), 1);
+    assert_eq!(
+        s.exposure(&a.id, "production", "flag", "u1")
+            .await
+            .unwrap()
+            .map(|e| e.variant),
+        Some("a".to_owned())
+    );
+    assert_eq!(
+        s.exposure(&a.id, "production", "flag", "u2").await.unwrap(),
+        None
+    );
+    // B's update with A's version changes only B's row.
+    s.update_experiment(&b.id, "exp", "{}", &BTreeMap::new(), 1)
+        .await
+        .unwrap();
+    assert_eq!(s.experiment(&a.id, "exp").await.unwrap(), Some(a_exp));
+
+    let query = AnalysisQuery {
+        experiment_key: "exp",
+        environment: "production",
+        flag_key: "flag",
+        variants: &["a".to_owned(), "b".to_owned()],
+        metrics: &[("buy".to_owned(), MetricShape::Conversion)],
+        raw_values_limit: store::RAW_VALUES_LIMIT,
+    };
+    let a_inputs = s.experiment_analysis(&a.id, &query).await.unwrap();
+    assert_eq!(
+        a_inputs.users,
+        BTreeMap::from([("a".to_owned(), 1), ("b".to_owned(), 0)])
+    );
+    assert_eq!(
+        a_inputs.metrics["buy"]["a"],
+        MetricObservations::Conversions {
+            conversions: 1,
+            n: 1
+        }
+    );
+    let b_inputs = s.experiment_analysis(&b.id, &query).await.unwrap();
+    assert_eq!(
+        b_inputs.users,
+        BTreeMap::from([("a".to_owned(), 0), ("b".to_owned(), 2)])
+    );
+    assert_eq!(
+        b_inputs.metrics["buy"]["b"],
+        MetricObservations::Conversions {
+            conversions: 1,
+            n: 2
+        }
+    );
+}
+
+/// A small hand-made experiment: users u1..u6, flag `btn` in production.
+async fn analysis_fixture(s: &Store, tenant: &str) {
+    s.create_experiment(tenant, "exp", "production", "{}")
+        .await
+        .unwrap();
+    let mut exposures = vec![
+        exposure("btn", "u1", "control", 1),
+        exposure("btn", "u2", "control", 1),
+        exposure("btn", "u3", "control", 1),
+        exposure("btn", "u4", "green", 1),
+        exposure("btn", "u5", "green", 1),
+        exposure("btn", "u6", "green", 1),
+        // Not one of the experiment's variants: ignored.
+        exposure("btn", "u7", "off", 1),
+        // Another environment and another flag: not this experiment's users.
+        exposure("other", "u8", "green", 1),
+    ];
+    exposures.push(Exposure {
+        environment: "staging".to_owned(),
+        ..exposure("btn", "u9", "green", 1)
+    });
+    s.record_exposures(tenant, &exposures).await.unwrap();
+    s.insert_experiment_events(
+        tenant,
+        "exp",
+        &[
+            // checkout: u1 (control), u4 and u5 (green) convert; u6's event is worth 0.
+            event("u1", "checkout", 1.0, None),
+            event("u1", "checkout", 1.0, None),
+            event("u4", "checkout", 1.0, None),
+            event("u5", "checkout", 2.0, None),
+            event("u6", "checkout", 0.0, None),
+            // revenue: summed per user, 0 for users without events.
+            event("u1", "revenue", 10.0, None),
+            event("u1", "revenue", 5.0, None),
+            event("u2", "revenue", 3.0, None),
+            event("u4", "revenue", 20.0, None),
+            event("u6", "revenue", 4.0, None),
+            // Users outside the experiment: never counted.
+            event("u7", "revenue", 100.0, None),
+            event("u8", "revenue", 100.0, None),
+            event("u9", "checkout", 1.0, None),
+            event("stranger", "revenue", 100.0, None),
+        ],
+        1,
+    )
+    .await
+    .unwrap();
+}
+
+fn analysis_query(raw_values_limit: u64) -> AnalysisQuery<'static> {
+    static VARIANTS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    static METRICS: std::sync::OnceLock<Vec<(String, MetricShape)>> = std::sync::OnceLock::new();
+    AnalysisQuery {
+        experiment_key: "exp",
+        environment: "production",
+        flag_key: "btn",
+        variants: VARIANTS.get_or_init(|| vec!["control".to_owned(), "green".to_owned()]),
+        metrics: METRICS.get_or_init(|| {
+            vec![
+                ("checkout".to_owned(), MetricShape::Conversion),
+                ("revenue".to_owned(), MetricShape::Value),
+            ]
+        }),
+        raw_values_limit,
+    }
+}
+
+fn sorted(observations: &MetricObservations) -> Vec<f64> {
+    let MetricObservations::Values(v) = observations else {
+        panic!("expected raw values, got {observations:?}");
+    };
+    let mut v = v.clone();
+    v.sort_by(f64::total_cmp);
+    v
+}
+
+async fn analysis_inputs_join_events_to_exposed_users(f: &TestStore) {
+    let s = &f.store;
+    let t = s.create_tenant("acme", Tier::Starter).await.unwrap();
+    analysis_fixture(s, &t.id).await;
+    let inputs = s
+        .experiment_analysis(&t.id, &analysis_query(store::RAW_VALUES_LIMIT))
+        .await
+        .unwrap();
+    assert_eq!(
+        inputs.users,
+        BTreeMap::from([("control".to_owned(), 3), ("green".to_owned(), 3)])
+    );
+    assert_eq!(
+        inputs.metrics["checkout"]["control"],
+        MetricObservations::Conversions {
+            conversions: 1,
+            n: 3
+        }
+    );
+    assert_eq!(
+        inputs.metrics["checkout"]["green"],
+        MetricObservations::Conversions {
+            conversions: 2,
+            n: 3
+        }
+    );
+    assert_eq!(
+        sorted(&inputs.metrics["revenue"]["control"]),
+        [0.0, 3.0, 15.0]
+    );
+    assert_eq!(
+        sorted(&inputs.metrics["revenue"]["green"]),
+        [0.0, 4.0, 20.0]
+    );
+    // Another tenant reading the same keys sees nothing.
+    let other = s.create_tenant("other", Tier::Starter).await.unwrap();
+    let empty = s
+        .experiment_analysis(&other.id, &analysis_query(store::RAW_VALUES_LIMIT))
+        .await
+        .unwrap();
+    assert_eq!(
+        empty.users,
+        BTreeMap::from([("control".to_owned(), 0), ("green".to_owned(), 0)])
+    );
+    assert_eq!(
+        empty.metrics["checkout"]["green"],
+        MetricObservations::Conversions {
+            conversions: 0,
+            n: 0
+        }
+    );
+}
+
+async fn analysis_summaries_match_raw_values_over_the_limit(f: &TestStore) {
+    let s = &f.store;
+    let t = s.create_tenant("acme", Tier::Starter).await.unwrap();
+    analysis_fixture(s, &t.id).await;
+    // Three users per variant is over a limit of 2: summaries computed in SQL.
+    let inputs = s
+        .experiment_analysis(&t.id, &analysis_query(2))
+        .await
+        .unwrap();
+    let check = |variant: &str, values: [f64; 3]| {
+        let mean = values.iter().sum::<f64>() / 3.0;
+        let variance = values.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / 2.0;
+        let MetricObservations::Summary {
+            n,
+            mean: got_mean,
+            variance: got_variance,
+        } = inputs.metrics["revenue"][variant]
+        else {
+            panic!(
+                "expected a summary: {:?}",
+                inputs.metrics["revenue"][variant]
+            );
+        };
+        assert_eq!(n, 3, "{variant}");
+        assert!(
+            (got_mean - mean).abs() < 1e-12,
+            "{variant}: {got_mean} vs {mean}"
+        );
+        assert!(
+            (got_variance - variance).abs() < 1e-9,
+            "{variant}: {got_variance} vs {variance}"
+        );
+    };
+    check("control", [15.0, 3.0, 0.0]);
+    check("green", [20.0, 0.0, 4.0]);
+    // Conversions do not depend on the limit.
+    assert_eq!(
+        inputs.metrics["checkout"]["green"],
+        MetricObservations::Conversions {
+            conversions: 2,
+            n: 3
+        }
+    );
 }

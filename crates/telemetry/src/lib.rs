@@ -7,7 +7,8 @@
 //! - `errors_total{error_type,service,tenant_id}`
 //! - `http_requests_in_flight` and the `process_*` family (CPU, memory, fds, threads);
 //! - the weber engine's `weber_*` series ([`Metrics::weber`]);
-//! - the forecast engine's `forecast_*` series ([`Metrics::forecast`]).
+//! - the forecast engine's `forecast_*` series ([`Metrics::forecast`]);
+//! - the flags engine's `flag_*` series ([`Metrics::flags`]).
 //!
 //! Labels are bounded by construction: `endpoint` is a route template supplied by the server,
 //! `method` is folded into the standard methods plus `OTHER`, `error_type` is a stable error
@@ -25,6 +26,7 @@
 //! assert!(text.contains(r#"http_requests_total{method="GET",endpoint="/api/v1/tenant",status="200",tenant_id="tn_1",service="platform"} 1"#));
 //! ```
 
+mod flags;
 mod forecast;
 mod process;
 mod tenants;
@@ -42,6 +44,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+pub use flags::{FlagMetrics, FlagRecorder};
 pub use forecast::{ForecastMetrics, SEARCH_BUCKETS};
 pub use tenants::TenantLabels;
 pub use weber::{WeberMetrics, WeberRecorder, UPDATE_BUCKETS};
@@ -143,6 +146,7 @@ pub struct Metrics {
     in_flight: Gauge,
     weber: WeberMetrics,
     forecast: ForecastMetrics,
+    flags: FlagMetrics,
     tenants: TenantLabels,
     started: Instant,
     requests_seen: AtomicU64,
@@ -183,6 +187,7 @@ impl Metrics {
         process::register(&mut registry);
         let weber = WeberMetrics::register(&mut registry);
         let forecast = ForecastMetrics::register(&mut registry);
+        let flags = FlagMetrics::register(&mut registry);
         Metrics {
             registry,
             requests,
@@ -192,6 +197,7 @@ impl Metrics {
             in_flight,
             weber,
             forecast,
+            flags,
             tenants: TenantLabels::new(config.tenant_label_limit),
             started: Instant::now(),
             requests_seen: AtomicU64::new(0),
@@ -280,6 +286,14 @@ impl Metrics {
     /// The forecast engine's series (see the `forecast` module docs for names).
     pub fn forecast(&self) -> &ForecastMetrics {
         &self.forecast
+    }
+
+    /// The flags engine's series (see the `flags` module docs for names).
+    pub fn flags(&self) -> FlagRecorder<'_> {
+        FlagRecorder {
+            metrics: &self.flags,
+            tenants: &self.tenants,
+        }
     }
 
     /// A few headline numbers for the health endpoint.

@@ -2,8 +2,11 @@
 //! route cannot exist without its OpenAPI description (a test in `tests/openapi.rs` checks both
 //! directions).
 
+mod experiments;
+mod flags;
 mod forecast;
 mod interactions;
+mod ofrep;
 pub(crate) mod owners;
 mod platform;
 mod tenant;
@@ -40,4 +43,24 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(forecast::forecast))
         .routes(routes!(forecast::diagnostics))
         .routes(routes!(forecast::catalogue))
+        .routes(routes!(ofrep::evaluate_flag))
+        .routes(routes!(ofrep::evaluate_flags))
+        .routes(routes!(ofrep::configuration))
+        .routes(routes!(flags::list_flags, flags::create_flag))
+        .routes(routes!(
+            flags::get_flag,
+            flags::replace_flag,
+            flags::delete_flag
+        ))
+        .routes(routes!(flags::kill_flag))
+        .routes(routes!(flags::flag_audit))
+        .routes(routes!(flags::flag_stream))
+        .routes(routes!(experiments::create, experiments::list))
+        .routes(routes!(experiments::get))
+        .routes(routes!(experiments::start))
+        .routes(routes!(experiments::pause))
+        .routes(routes!(experiments::resume))
+        .routes(routes!(experiments::conclude))
+        .routes(routes!(experiments::events))
+        .routes(routes!(experiments::results))
 }

@@ -9,6 +9,11 @@ pub(crate) fn service_for(endpoint: &str) -> &'static str {
         ("/api/v1/weber-profiles", "weber"),
         ("/api/v1/segments/", "weber"),
         ("/api/v1/analytics/weber-segments", "weber"),
+        ("/api/v1/forecast", "forecast"),
+        ("/forecast", "forecast"),
+        ("/api/v1/flags", "flags"),
+        ("/api/v1/experiments", "flags"),
+        ("/ofrep/", "flags"),
     ];
     OWNERS
         .iter()

@@ -22,6 +22,11 @@ fn secured_operations(doc: &serde_json::Value) -> Vec<(Method, String)> {
     ops
 }
 
+/// Tenant A's Weber constant: digits distinctive enough that finding them in B's answer can only
+/// be a leak (times and counts will not contain them by chance).
+const A_CONSTANT: f64 = 0.913_579_246_8;
+const A_CONSTANT_TEXT: &str = "0.9135792468";
+
 /// What tenant B must get when it points a route at tenant A's data.
 enum Expect {
     /// A's resource does not exist for B.
@@ -37,16 +42,39 @@ async fn isolation(backend: Backend) {
     let a_user = "a-user-only";
     app.fixture
         .store
-        .upsert_weber_profiles(&a.id, &[crate::weber::profile_record(a_user, 0.9)])
+        .upsert_weber_profiles(&a.id, &[crate::weber::profile_record(a_user, A_CONSTANT)])
         .await
         .unwrap();
+    let a_flag = crate::flags::boolean_flag("a-flag");
+    let created = app
+        .call(
+            Method::POST,
+            "/api/v1/flags",
+            Some(&ka.secret),
+            Some(a_flag.clone()),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text());
+    let a_experiment = app
+        .call(
+            Method::POST,
+            "/api/v1/experiments",
+            Some(&ka.secret),
+            Some(crate::experiments::spec("a-exp")),
+        )
+        .await;
+    assert_eq!(a_experiment.status, 201, "{}", a_experiment.text());
     let doc = app.get("/openapi.json", None).await.json();
 
     for (method, template) in secured_operations(&doc) {
         // Point every path parameter at tenant A's data of that kind.
         let (path, expect) = match template.as_str() {
+            t if t.starts_with("/api/v1/experiments/{key}") => {
+                (t.replace("{key}", "a-exp"), Expect::NotFound)
+            }
             t if t.contains("{key_id}") => (t.replace("{key_id}", &ka.info.id), Expect::NotFound),
             t if t.contains("{user_id}") => (t.replace("{user_id}", a_user), Expect::NotFound),
+            t if t.contains("/flags/{key}") => (t.replace("{key}", "a-flag"), Expect::NotFound),
             t if t.contains("{segment}") => (
                 t.replace("{segment}", "Highly_Sensitive"),
                 Expect::OwnDataOnly,
@@ -69,6 +97,17 @@ async fn isolation(backend: Backend) {
                 {"event_id": "iso-1", "user_id": "b-own-user", "timestamp": 1, "rating": 5}
             ])),
             ("POST", t) if t.ends_with("/weber-profile/update") => None,
+            ("POST", "/api/v1/flags") => Some(crate::flags::boolean_flag("b-own-flag")),
+            ("PUT", "/api/v1/flags/{key}") => Some(a_flag.clone()),
+            ("POST", t) if t.starts_with("/ofrep/") => {
+                Some(json!({"context": {"targetingKey": "u"}}))
+            }
+            ("POST", "/api/v1/flags/{key}/kill") => None,
+            ("POST", "/api/v1/experiments") => Some(crate::experiments::spec("b-own-exp")),
+            ("POST", "/api/v1/experiments/{key}/events") => {
+                Some(json!({"events": [{"user": "b-own-user", "metric": "checkout"}]}))
+            }
+            ("POST", t) if t.starts_with("/api/v1/experiments/{key}/") => None,
             ("POST", t) => panic!("add an isolation request body for POST {t}"),
             _ => None,
         };
@@ -90,10 +129,10 @@ async fn isolation(backend: Backend) {
             !text.contains(&a.id),
             "{method} {template} leaked tenant A's id: {text}"
         );
-        // Forecasts are public weather numbers, any of which may contain "0.9".
+        // Forecasts are public weather numbers, which might contain any digits.
         let public_numbers = template.ends_with("/forecast");
         assert!(
-            public_numbers || !text.contains("0.9"),
+            public_numbers || !text.contains(A_CONSTANT_TEXT),
             "{method} {template} leaked A's profile: {text}"
         );
         match expect {
@@ -112,6 +151,11 @@ async fn isolation(backend: Backend) {
             }
         }
     }
+    // Nothing B did reached A's flag.
+    let still = app.get("/api/v1/flags/a-flag", Some(&ka.secret)).await;
+    assert_eq!(still.status, 200, "{}", still.text());
+    assert_eq!(still.json()["version"], 1);
+    assert_eq!(still.json()["definition"], a_flag);
     // Nothing B did reached A's profile.
     app.settle().await;
     let a_profile = app
@@ -120,7 +164,16 @@ async fn isolation(backend: Backend) {
         .weber_profile(&a.id, a_user)
         .await
         .unwrap();
-    assert_eq!(a_profile.map(|p| p.weber_constant), Some(0.9));
+    assert_eq!(a_profile.map(|p| p.weber_constant), Some(A_CONSTANT));
+    // Nor A's experiment: still the draft A created.
+    let a_exp = app
+        .fixture
+        .store
+        .experiment(&a.id, "a-exp")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(a_exp.version, 1);
     // B's batchGet of A's user finds nothing.
     let batch = app
         .call(

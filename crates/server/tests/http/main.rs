@@ -3,6 +3,8 @@
 //! connections (shutdown).
 
 mod bad_input;
+mod experiments;
+mod flags;
 mod forecast;
 mod ingest;
 mod isolation;
@@ -31,6 +33,7 @@ pub struct TestApp {
     pub events_dir: tempfile::TempDir,
     stop_worker: tokio::sync::watch::Sender<bool>,
     worker: tokio::task::JoinHandle<()>,
+    exposure_writer: tokio::task::JoinHandle<()>,
 }
 
 /// What came back, with the body parsed as JSON when it is JSON.
@@ -143,10 +146,16 @@ impl TestApp {
         )));
         let router = server::app(state.clone());
         let (stop_worker, stopped) = tokio::sync::watch::channel(false);
+        let exposures_stopped = stopped.clone();
         let worker = tokio::spawn(server::run_profile_worker(state.clone(), async move {
             let mut stopped = stopped;
             let _ = stopped.wait_for(|s| *s).await;
         }));
+        let exposure_writer =
+            tokio::spawn(server::run_exposure_writer(state.clone(), async move {
+                let mut stopped = exposures_stopped;
+                let _ = stopped.wait_for(|s| *s).await;
+            }));
         TestApp {
             state,
             router,
@@ -154,6 +163,7 @@ impl TestApp {
             events_dir,
             stop_worker,
             worker,
+            exposure_writer,
         }
     }
 
@@ -178,13 +188,23 @@ impl TestApp {
         let response = self.router.clone().oneshot(req).await.expect("infallible");
         let status = response.status();
         let headers = response.headers().clone();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes()
-            .to_vec();
+        let is_stream = headers
+            .get("content-type")
+            .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+        let body = if is_stream {
+            // An event stream never ends: take its first event only.
+            let mut body = response.into_body();
+            let frame = body.frame().await.expect("a first event").expect("body");
+            frame.into_data().expect("data").to_vec()
+        } else {
+            response
+                .into_body()
+                .collect()
+                .await
+                .expect("body")
+                .to_bytes()
+                .to_vec()
+        };
         Reply {
             status,
             headers,
@@ -220,6 +240,9 @@ impl TestApp {
     pub async fn cleanup(self) {
         let _ = self.stop_worker.send(true);
         self.worker.await.expect("worker ends cleanly");
+        self.exposure_writer
+            .await
+            .expect("exposure writer ends cleanly");
         self.fixture.cleanup().await;
     }
 }

@@ -185,13 +185,13 @@ def main() -> int:
     reasons = set()
     for user in USERS:
         _, reason = c.expect_split(
-            f"boolean new-checkout, {user}",
-            client.get_boolean_details("new-checkout", False, ctx(user)),
-            "new-checkout", user,
+            f"boolean half-rollout, {user}",
+            client.get_boolean_details("half-rollout", False, ctx(user)),
+            "half-rollout", user,
         )
         reasons.add(reason)
     if reasons != {Reason.SPLIT, Reason.DEFAULT}:
-        c.fail("boolean new-checkout", f"{len(USERS)} users should fall both in and out of a 50% rollout, saw {reasons}")
+        c.fail("boolean half-rollout", f"{len(USERS)} users should fall both in and out of a 50% rollout, saw {reasons}")
 
     # String (multivariate): the split, a rule pinning a variant, and a missing targeting key.
     seen = set()

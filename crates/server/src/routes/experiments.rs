@@ -1,0 +1,1431 @@
+//! Experiments: create, lifecycle, metric events and results. Every query is keyed by the
+//! caller's tenant, so another tenant's experiment is indistinguishable from a missing one (404).
+//!
+//! An experiment's users are the users exposed to its flag in its environment (the stored
+//! exposures); a user's variant is the first variant they were shown. Metric events join to
+//! users by targeting key. See docs/flags.md, "Experiments over HTTP".
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::IntoResponse;
+use flags::experiment::{
+    Comparison, Experiment, ExperimentError, ExperimentResults, ExperimentSpec, ExperimentState,
+    Goal, Guardrail, Metric, MetricData, MetricKind, Recommendation, TestKind, Variant,
+    VariantData,
+};
+use flags::stats::Summary;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use store::{
+    AnalysisQuery, ExperimentEvent, ExperimentRecord, MetricObservations, MetricShape, Scope,
+    StoreError,
+};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::extract::{ApiJson, ApiQuery, Auth};
+use crate::ingest::RejectedEvent;
+use crate::problem::{ApiError, ProblemKind};
+use crate::state::AppState;
+
+/// Most metric events one request may carry; more is 413.
+pub const MAX_EVENTS_PER_REQUEST: usize = 10_000;
+/// The environment used when none is given.
+pub const DEFAULT_ENVIRONMENT: &str = "production";
+/// Longest experiment key, flag key and environment name.
+const MAX_NAME_CHARS: usize = 200;
+/// Longest user id, metric key and event id, in bytes.
+const MAX_ID_BYTES: usize = store::MAX_TARGETING_KEY_BYTES;
+/// How often a read-modify-write of an experiment is retried when another writer won the race.
+const WRITE_ATTEMPTS: usize = 3;
+
+// ---- request and response shapes ---------------------------------------------------------
+
+/// A variant and its share of the traffic.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct VariantBody {
+    /// The flag variant's key (what evaluations return as `variant`).
+    key: String,
+    /// Allocation weight, relative to the other variants' (positive).
+    weight: u32,
+}
+
+/// Whether a metric is a per-user conversion or a per-user value.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum MetricKindBody {
+    /// A user converted when they sent any event of the metric with a value above 0.
+    Conversion,
+    /// A user's value is the sum of their events' values (0 without events).
+    Value,
+}
+
+/// Which direction of change is good.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum GoalBody {
+    Increase,
+    Decrease,
+}
+
+/// A metric of the experiment.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct MetricBody {
+    /// The metric key events name.
+    key: String,
+    kind: MetricKindBody,
+    goal: GoalBody,
+    /// Smallest absolute change of the rate (conversion) or mean (value) worth detecting.
+    minimum_detectable_effect: f64,
+}
+
+/// A metric that must not degrade.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct GuardrailBody {
+    metric: MetricBody,
+    /// Tolerated relative degradation, e.g. 0.02 for 2 %.
+    max_relative_degradation: f64,
+}
+
+/// An experiment's definition (seed 002's fields).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ExperimentSpecBody {
+    /// Experiment key, unique in your tenant: 1 to 200 characters of A-Z, a-z, 0-9, `_`, `.`, `-`.
+    key: String,
+    /// The hypothesis being tested, in words.
+    hypothesis: String,
+    /// The flag whose variants are the experiment's variants.
+    flag_key: String,
+    /// At least two variants, including the control.
+    variants: Vec<VariantBody>,
+    /// The control variant's key.
+    control: String,
+    /// The decision metric.
+    primary_metric: MetricBody,
+    /// Reported, not decisive.
+    #[serde(default)]
+    secondary_metrics: Vec<MetricBody>,
+    /// Metrics that must not degrade.
+    #[serde(default)]
+    guardrails: Vec<GuardrailBody>,
+    /// Two-sided significance level, in (0, 0.5); default 0.05.
+    #[serde(default = "default_alpha")]
+    alpha: f64,
+    /// Power of the sample-size plan, in (0.5, 1); default 0.8.
+    #[serde(default = "default_power")]
+    power: f64,
+    /// Users per variant needed at least, whatever the power plan says; default 100.
+    #[serde(default = "default_min_sample_size")]
+    min_sample_size: u64,
+    /// Whether the always-valid sequential test may recommend shipping early; default false.
+    #[serde(default)]
+    early_stopping: bool,
+}
+
+fn default_alpha() -> f64 {
+    0.05
+}
+
+fn default_power() -> f64 {
+    0.8
+}
+
+fn default_min_sample_size() -> u64 {
+    100
+}
+
+impl From<MetricBody> for Metric {
+    fn from(m: MetricBody) -> Metric {
+        Metric {
+            key: m.key,
+            kind: match m.kind {
+                MetricKindBody::Conversion => MetricKind::Conversion,
+                MetricKindBody::Value => MetricKind::Value,
+            },
+            goal: match m.goal {
+                GoalBody::Increase => Goal::Increase,
+                GoalBody::Decrease => Goal::Decrease,
+            },
+            minimum_detectable_effect: m.minimum_detectable_effect,
+        }
+    }
+}
+
+impl From<&Metric> for MetricBody {
+    fn from(m: &Metric) -> MetricBody {
+        MetricBody {
+            key: m.key.clone(),
+            kind: match m.kind {
+                MetricKind::Conversion => MetricKindBody::Conversion,
+                MetricKind::Value => MetricKindBody::Value,
+            },
+            goal: match m.goal {
+                Goal::Increase => GoalBody::Increase,
+                Goal::Decrease => GoalBody::Decrease,
+            },
+            minimum_detectable_effect: m.minimum_detectable_effect,
+        }
+    }
+}
+
+impl From<ExperimentSpecBody> for ExperimentSpec {
+    fn from(b: ExperimentSpecBody) -> ExperimentSpec {
+        ExperimentSpec {
+            key: b.key,
+            hypothesis: b.hypothesis,
+            flag_key: b.flag_key,
+            variants: b
+                .variants
+                .into_iter()
+                .map(|v| Variant::new(&v.key, v.weight))
+                .collect(),
+            control: b.control,
+            primary_metric: b.primary_metric.into(),
+            secondary_metrics: b.secondary_metrics.into_iter().map(Into::into).collect(),
+            guardrails: b
+                .guardrails
+                .into_iter()
+                .map(|g| Guardrail {
+                    metric: g.metric.into(),
+                    max_relative_degradation: g.max_relative_degradation,
+                })
+                .collect(),
+            alpha: b.alpha,
+            power: b.power,
+            min_sample_size: b.min_sample_size,
+            early_stopping: b.early_stopping,
+        }
+    }
+}
+
+impl From<&ExperimentSpec> for ExperimentSpecBody {
+    fn from(s: &ExperimentSpec) -> ExperimentSpecBody {
+        ExperimentSpecBody {
+            key: s.key.clone(),
+            hypothesis: s.hypothesis.clone(),
+            flag_key: s.flag_key.clone(),
+            variants: s
+                .variants
+                .iter()
+                .map(|v| VariantBody {
+                    key: v.key.clone(),
+                    weight: v.weight,
+                })
+                .collect(),
+            control: s.control.clone(),
+            primary_metric: (&s.primary_metric).into(),
+            secondary_metrics: s.secondary_metrics.iter().map(Into::into).collect(),
+            guardrails: s
+                .guardrails
+                .iter()
+                .map(|g| GuardrailBody {
+                    metric: (&g.metric).into(),
+                    max_relative_degradation: g.max_relative_degradation,
+                })
+                .collect(),
+            alpha: s.alpha,
+            power: s.power,
+            min_sample_size: s.min_sample_size,
+            early_stopping: s.early_stopping,
+        }
+    }
+}
+
+/// Lifecycle state.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum StateBody {
+    Draft,
+    Running,
+    Paused,
+    Concluded,
+}
+
+impl From<ExperimentState> for StateBody {
+    fn from(s: ExperimentState) -> StateBody {
+        match s {
+            ExperimentState::Draft => StateBody::Draft,
+            ExperimentState::Running => StateBody::Running,
+            ExperimentState::Paused => StateBody::Paused,
+            ExperimentState::Concluded => StateBody::Concluded,
+        }
+    }
+}
+
+/// An experiment as stored.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ExperimentResponse {
+    key: String,
+    /// The environment whose exposures assign users.
+    environment: String,
+    /// Grows by one per change; also the `ETag`.
+    version: i64,
+    state: StateBody,
+    spec: ExperimentSpecBody,
+    /// RFC 3339.
+    created_at: String,
+    /// First start (RFC 3339).
+    started_at: Option<String>,
+    /// Set while paused (RFC 3339).
+    paused_at: Option<String>,
+    /// Conclusion time (RFC 3339).
+    concluded_at: Option<String>,
+    /// The variant chosen at conclusion; null when no change ships.
+    winner: Option<String>,
+}
+
+/// Your experiments.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ExperimentListResponse {
+    /// In key order.
+    experiments: Vec<ExperimentResponse>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CreateQuery {
+    /// The environment whose flag exposures assign the experiment's users (default `production`).
+    environment: Option<String>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ListQuery {
+    /// Only experiments in this environment (default: every environment).
+    environment: Option<String>,
+}
+
+/// Optional body of `conclude`.
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ConcludeRequest {
+    /// The variant to ship; omit or null when no change ships.
+    winner: Option<String>,
+}
+
+/// One metric event, as `POST …/events` takes it.
+#[derive(Deserialize, ToSchema)]
+#[allow(dead_code)] // documents the shape; events are validated one by one from JSON values
+pub(crate) struct MetricEventBody {
+    /// The user: the targeting key their flag evaluations used (1 to 256 bytes).
+    user: String,
+    /// One of the experiment's metric keys (primary, secondary or guardrail).
+    metric: String,
+    /// The value: 1 for a conversion (the default), or an amount for a value metric.
+    value: Option<f64>,
+    /// Your id for the event (1 to 256 bytes): a resend with the same id is not counted twice.
+    event_id: Option<String>,
+    /// When it happened, RFC 3339 (default: when received).
+    timestamp: Option<String>,
+}
+
+/// Metric events for an experiment.
+#[derive(Deserialize, ToSchema)]
+#[allow(dead_code)] // documents the shape; the body is parsed as JSON values
+pub(crate) struct EventsRequest {
+    /// 1 to 10,000 events.
+    events: Vec<MetricEventBody>,
+}
+
+/// What became of the events.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct EventsResponse {
+    /// Events accepted: newly stored plus duplicates.
+    accepted: u64,
+    /// Events stored for the first time.
+    stored: u64,
+    /// Events whose `event_id` was already stored: accepted, not counted again.
+    duplicates: u64,
+    /// The events not accepted, each with its index, field and reason.
+    rejected: Vec<RejectedEvent>,
+}
+
+// ---- handlers ------------------------------------------------------------------------------
+
+/// Creates an experiment in the draft state (admin scope). Its users will be the users exposed
+/// to `flag_key` in the `environment`.
+#[utoipa::path(post, path = "/api/v1/experiments", tag = "experiments", security(("api_key" = [])),
+    params(CreateQuery),
+    request_body = ExperimentSpecBody,
+    responses(
+        (status = 201, description = "Created; `Location` and `ETag` set", body = ExperimentResponse),
+        (status = 400, description = "Malformed body or bad environment", content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 401, content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 403, content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 409, description = "An experiment with this key exists", content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 422, description = "Invalid definition; `field` names it", content_type = "application/problem+json", body = crate::openapi::Problem),
+    ))]
+pub(crate) async fn create(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiQuery(query): ApiQuery<CreateQuery>,
+    ApiJson(body): ApiJson<ExperimentSpecBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    auth.require(Scope::Admin)?;
+    let environment = environment_parameter(query.environment)?;
+    check_name("key", &body.key)?;
+    check_name("flag_key", &body.flag_key)?;
+    let experiment = Experiment::create(body.into(), now_ms()).map_err(experiment_error)?;
+    let record = state
+        .store()
+        .create_experiment(
+            auth.tenant_id(),
+            &experiment.spec.key,
+            &environment,
+            &encode(&experiment)?,
+        )
+        .await?;
+    let location = format!("/api/v1/experiments/{}", record.key);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        with_etag(&record, respond(&record, &experiment)),
+    ))
+}
+
+/// Your experiments (read scope).
+#[utoipa::path(get, path = "/api/v1/experiments", tag = "experiments", security(("api_key" = [])),
+    params(ListQuery),
+    responses(
+        (status = 200, body = ExperimentListResponse),
+        (status = 400, content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 401, content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 403, content_type = "application/problem+json", body = crate::openapi::Problem),
+    ))]
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> Result<axum::Json<ExperimentListResponse>, ApiError> {
+    auth.require(Scope::Read)?;
+    let environment = query
+        .environment
+        .map(|e| environment_parameter(Some(e)))
+        .transpose()?;
+    let mut experiments = Vec::new();
+    for record in state.store().experiments(auth.tenant_id()).await? {
+        if environment
+            .as_ref()
+            .is_some_and(|e| *e != record.environment)
+        {
+            continue;
+        }
+        let experiment = decode(&record)?;
+        experiments.push(respond(&record, &experiment));
+    }
+    Ok(axum::Json(ExperimentListResponse { experiments }))
+}
+
+/// One experiment (read scope); the `ETag` is its version.
+#[utoipa::path(get, path = "/api/v1/experiments/{key}", tag = "experiments", security(("api_key" = [])),
+    params(("key" = String, Path, description = "Experiment key")),
+    responses(
+        (status = 200, body = ExperimentResponse, headers(("ETag" = String, description = "The version, quoted"))),
+        (status = 401, content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 403, content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 404, description = "No such experiment in your tenant", content_type = "application/problem+json", body = crate::openapi::Problem),
+    ))]
+pub(crate) async fn get(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(key): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    auth.require(Scope::Read)?;
+    let record = load(&state, auth.tenant_id(), &key).await?;
+    let experiment = decode(&record)?;
+    Ok(with_etag(&record, respond(&record, &experiment)))
+}
+
+/// Starts a draft experiment (admin scope).
+#[utoipa::path(post, path = "/api/v1/experiments/{key}/start", tag = "experiments", security(("api_key" = [])),
+    params(("key" = String, Path, description = "Experiment key")),
+    responses(
+        (status = 200, body = ExperimentResponse),
+        (status = 401, content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 403, content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 404, content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 409, description = "Not a draft", content_type = "application/problem+json", body = crate::openapi::Problem),
+    ))]
+pub(crate) async fn start(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(key): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    auth.require(Scope::Admin)?;
+    transition(&state, auth.tenant_id(), &key, |e, now| e.start(now)).await
+}
+
+/// Pauses a running experiment (admin scope). Metric events are still accepted while paused.
+#[utoipa::path(post, path = "/api/v1/experiments/{key}/pause", tag = "experiments", security(("api_key" = [])),
+    params(("key" = String, Path, description = "Experiment key")),
+    responses(
+        (status = 200, body = ExperimentResponse),
+        (status = 401, content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 403, content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 404, content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 409, description = "Not running", content_type = "application/problem+json", body = crate::openapi::Problem),
+    ))]
+pub(crate) async fn pause(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(key): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    auth.require(Scope::Admin)?;
+    transition(&state, auth.tenant_id(), &key, |e, now| e.pause(now)).await
+}
+
+/// Resumes a paused experiment (admin scope).
+#[utoipa::path(post, path = "/api/v1/experiments/{key}/resume", tag = "experiments", security(("api_key" = [])),
+    params(("key" = String, Path, description = "Experiment key")),
+    responses(
+        (status = 200, body = ExperimentResponse),
+        (status = 401, content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 403, content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 404, content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 409, description = "Not paused", content_type = "application/problem+json", body = crate::openapi::Problem),
+    ))]
+pub(crate) async fn resume(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(key): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    auth.require(Scope::Admin)?;
+    transition(&state, auth.tenant_id(), &key, |e, _| e.resume()).await
+}
+
+/// Concludes a running or paused experiment (admin scope), optionally naming the winning
+/// variant. The body is optional.
+#[utoipa::path(post, path = "/api/v1/experiments/{key}/conclude", tag = "experiments", security(("api_key" = [])),
+    params(("key" = String, Path, description = "Experiment key")),
+    request_body(content = Option<ConcludeRequest>, description = "Optional: `{\"winner\": \"variant\"}`"),
+    responses(
+        (status = 200, body = ExperimentResponse),
+        (status = 400, content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 401, content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 403, content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 404, content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 409, description = "Not running or paused", content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 422, description = "The winner is not a variant", content_type = "application/problem+json", body = crate::openapi::Problem),
+    ))]
+pub(crate) async fn conclude(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(key): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    auth.require(Scope::Admin)?;
+    let request: ConcludeRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        ConcludeRequest::default()
+    } else {
+        crate::extract::parse_json(&body)?
+    };
+    transition(&state, auth.tenant_id(), &key, move |e, now| {
+        e.conclude(now, request.winner.clone())
+    })
+    .await
+}
+
+/// Metric events of the experiment's users (write scope): `{"events": [{user, metric, value?,
+/// event_id?, timestamp?}]}`, at most 10,000 per request. Accepted while the experiment runs
+/// or is paused (409 for a draft or a concluded one). Each event is checked on its own: bad
+/// ones are listed in `rejected` with their index, field and reason, the rest are stored.
+#[utoipa::path(post, path = "/api/v1/experiments/{key}/events", tag = "experiments", security(("api_key" = [])),
+    params(("key" = String, Path, description = "Experiment key")),
+    request_body = EventsRequest,
+    responses(
+        (status = 200, description = "At least one event accepted (or none sent); rejected ones listed", body = EventsResponse),
+        (status = 400, description = "The body is not `{\"events\": [...]}`", content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 401, content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 403, content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 404, content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 409, description = "The experiment is a draft or concluded", content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 413, description = "More than 10,000 events", content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 422, description = "Every event was rejected; `rejected` lists why", content_type = "application/problem+json", body = crate::openapi::Problem),
+    ))]
+pub(crate) async fn events(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(key): Path<String>,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<axum::Json<EventsResponse>, ApiError> {
+    auth.require(Scope::Write)?;
+    let record = load(&state, auth.tenant_id(), &key).await?;
+    let experiment = decode(&record)?;
+    if !matches!(
+        experiment.state,
+        ExperimentState::Running | ExperimentState::Paused
+    ) {
+        return Err(ApiError::new(
+            ProblemKind::Conflict,
+            format!(
+                "experiment '{key}' is {}; metric events are accepted only while it is running or paused",
+                state_name(experiment.state)
+            ),
+        )
+        .with("state", state_name(experiment.state)));
+    }
+    let items = match body {
+        Value::Object(mut members) => match members.remove("events") {
+            Some(Value::Array(items)) => items,
+            _ => {
+                return Err(ApiError::invalid_field(
+                    "events",
+                    "the body must be {\"events\": [...]}, an array of metric events",
+                ))
+            }
+        },
+        _ => {
+            return Err(ApiError::new(
+                ProblemKind::InvalidField,
+                "the body must be a JSON object {\"events\": [...]}",
+            ))
+        }
+    };
+    if items.len() > MAX_EVENTS_PER_REQUEST {
+        return Err(ApiError::new(
+            ProblemKind::PayloadTooLarge,
+            format!(
+                "{} events in one request; send at most {MAX_EVENTS_PER_REQUEST} per request",
+                items.len()
+            ),
+        )
+        .with("max_events", MAX_EVENTS_PER_REQUEST));
+    }
+    let metrics = metric_keys(&experiment.spec);
+    let now = now_ms();
+    let mut valid = Vec::with_capacity(items.len());
+    let mut rejected = Vec::new();
+    for (index, item) in items.into_iter().enumerate() {
+        match parse_event(item, &metrics, now) {
+            Ok(event) => valid.push(event),
+            Err((event_id, field, reason)) => rejected.push(RejectedEvent {
+                index,
+                event_id,
+                field: field.map(str::to_owned),
+                reason,
+            }),
+        }
+    }
+    if valid.is_empty() && !rejected.is_empty() {
+        let listed = serde_json::to_value(&rejected).unwrap_or_default();
+        return Err(ApiError::new(
+            ProblemKind::Unprocessable,
+            format!(
+                "all {} events were rejected; see `rejected`",
+                rejected.len()
+            ),
+        )
+        .with("accepted", 0)
+        .with("rejected", listed));
+    }
+    let outcome = state
+        .store()
+        .insert_experiment_events(auth.tenant_id(), &record.key, &valid, now)
+        .await?;
+    Ok(axum::Json(EventsResponse {
+        accepted: valid.len() as u64,
+        stored: outcome.stored,
+        duplicates: outcome.duplicates,
+        rejected,
+    }))
+}
+
+// ---- results -------------------------------------------------------------------------------
+
+/// A variant's figures for one metric.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct VariantStats {
+    variant: String,
+    /// Users (exposed users of the variant).
+    n: u64,
+    /// Conversion rate or mean value per user.
+    mean: f64,
+    /// Unbiased sample variance of the per-user values (of the 0/1 outcome for conversions).
+    variance: f64,
+}
+
+/// A confidence interval around an estimate.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Interval {
+    estimate: f64,
+    ci_low: f64,
+    ci_high: f64,
+}
+
+/// Welch's t-test of treatment minus control.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct WelchBody {
+    t: f64,
+    /// Welch–Satterthwaite degrees of freedom.
+    df: f64,
+    /// Two-sided.
+    p_value: f64,
+}
+
+/// A chi-square test.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ChiSquareBody {
+    statistic: f64,
+    df: f64,
+    p_value: f64,
+}
+
+/// One treatment variant against the control, on one metric.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ComparisonBody {
+    variant: String,
+    /// Treatment minus control, with its Welch interval at 1 - alpha.
+    difference: Interval,
+    /// (treatment - control) / control with a delta-method interval at 1 - alpha; null when the
+    /// control's mean is 0.
+    relative_lift: Option<Interval>,
+    /// Welch's t-test (null when a variant has fewer than two users or no variance).
+    welch_t: Option<WelchBody>,
+    /// Yates-corrected 2x2 chi-square test, for conversion metrics.
+    chi_square: Option<ChiSquareBody>,
+    /// Mann-Whitney U two-sided p-value, for value metrics with raw per-user values (up to
+    /// 100,000 users per variant).
+    mann_whitney_p: Option<f64>,
+    /// The decisive p-value: chi-square for conversions, Welch for values.
+    p_value: f64,
+    /// `chi_square` or `welch_t`: which test `p_value` comes from.
+    test: &'static str,
+    /// p_value < alpha.
+    significant: bool,
+    /// The change goes in the metric's good direction.
+    improves: bool,
+}
+
+/// One metric's results.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct MetricResult {
+    metric: String,
+    /// `primary` or `secondary`.
+    role: &'static str,
+    kind: MetricKindBody,
+    /// Control first, then the other variants in definition order.
+    variants: Vec<VariantStats>,
+    /// One per non-control variant.
+    comparisons: Vec<ComparisonBody>,
+}
+
+/// Sample-ratio-mismatch check: are users split as the weights say?
+#[derive(Serialize, ToSchema)]
+pub(crate) struct SrmBody {
+    /// Chi-square goodness of fit of users per variant against the weights.
+    statistic: f64,
+    df: f64,
+    p_value: f64,
+    /// p_value < 0.001: assignment is broken and results are not trustworthy.
+    mismatch: bool,
+}
+
+/// The always-valid sequential test (mixture SPRT) on the primary metric.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct SequentialBody {
+    /// Running minimum always-valid p-value per non-control variant (valid at every look).
+    p_values: BTreeMap<String, f64>,
+    /// Whether it may stop the experiment early (the experiment's `early_stopping`).
+    early_stopping: bool,
+    /// Variants whose always-valid p-value is at or below alpha.
+    rejects_null: Vec<String>,
+}
+
+/// Guardrail outcome for one variant.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct GuardrailResult {
+    metric: String,
+    variant: String,
+    /// Relative change in the bad direction (positive = worse).
+    relative_degradation: f64,
+    /// The degradation exceeds the threshold and is significant.
+    failed: bool,
+}
+
+/// What to do next.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct RecommendationBody {
+    /// `check_assignment`, `stop_guardrail_failed`, `ship`, `keep_running` or `keep_control`.
+    action: &'static str,
+    /// The variant to ship, or the one that failed a guardrail.
+    variant: Option<String>,
+    /// The failed guardrail's metric.
+    metric: Option<String>,
+    /// For `ship`: whether the sequential test decided before the planned sample size.
+    early: Option<bool>,
+    /// For `keep_running`: users still needed per variant.
+    more_users_per_variant: Option<u64>,
+    /// The recommendation in plain language.
+    text: String,
+}
+
+/// An experiment's analysis.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ResultsResponse {
+    experiment: String,
+    state: StateBody,
+    environment: String,
+    /// Exposed users per variant.
+    users: BTreeMap<String, u64>,
+    /// Significance level used.
+    alpha: f64,
+    srm: SrmBody,
+    /// Users per variant the primary metric needs for its MDE, alpha and power (at least the
+    /// experiment's `min_sample_size`).
+    required_per_variant: u64,
+    /// The primary metric first, then the secondary ones.
+    metrics: Vec<MetricResult>,
+    guardrails: Vec<GuardrailResult>,
+    sequential: SequentialBody,
+    recommendation: RecommendationBody,
+    /// RFC 3339: when this analysis was computed.
+    computed_at: String,
+}
+
+/// The experiment's analysis now (read scope): per metric and variant n, mean and variance;
+/// per treatment the difference and relative lift with intervals, Welch, chi-square
+/// (conversions) and Mann-Whitney U (values) p-values; the sample-ratio-mismatch check; the
+/// always-valid sequential test (its running minimum is kept between looks); the required
+/// sample size; guardrails; and a plain-language recommendation.
+#[utoipa::path(get, path = "/api/v1/experiments/{key}/results", tag = "experiments", security(("api_key" = [])),
+    params(("key" = String, Path, description = "Experiment key")),
+    responses(
+        (status = 200, body = ResultsResponse),
+        (status = 401, content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 403, content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 404, content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 422, description = "Not enough data to analyse yet (the detail says which metric and variant)", content_type = "application/problem+json", body = crate::openapi::Problem),
+    ))]
+pub(crate) async fn results(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(key): Path<String>,
+) -> Result<axum::Json<ResultsResponse>, ApiError> {
+    auth.require(Scope::Read)?;
+    let tenant_id = auth.tenant_id();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let record = load(&state, tenant_id, &key).await?;
+        let experiment = decode(&record)?;
+        let data = analysis_data(&state, tenant_id, &record, &experiment).await?;
+        let results = experiment.analyze(&data).map_err(experiment_error)?;
+        // Keep the sequential test's running minimum for the next look; the version check
+        // keeps two concurrent looks from losing each other's minimum.
+        let merged: BTreeMap<String, f64> = results
+            .sequential_p
+            .iter()
+            .map(|(variant, p)| {
+                let previous = record.sequential_p.get(variant).copied().unwrap_or(1.0);
+                (variant.clone(), p.min(previous))
+            })
+            .collect();
+        if merged != record.sequential_p {
+            match state
+                .store()
+                .update_experiment(
+                    tenant_id,
+                    &record.key,
+                    &record.definition_json,
+                    &merged,
+                    record.version,
+                )
+                .await
+            {
+                Ok(_) => {}
+                Err(StoreError::VersionMismatch { .. }) if attempt < WRITE_ATTEMPTS => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        return Ok(axum::Json(results_body(
+            &record,
+            &experiment,
+            &data,
+            results,
+        )));
+    }
+}
+
+async fn analysis_data(
+    state: &AppState,
+    tenant_id: &str,
+    record: &ExperimentRecord,
+    experiment: &Experiment,
+) -> Result<BTreeMap<String, VariantData>, ApiError> {
+    let spec = &experiment.spec;
+    let variants: Vec<String> = spec.variants.iter().map(|v| v.key.clone()).collect();
+    let mut metrics: Vec<(String, MetricShape)> = Vec::new();
+    let all = std::iter::once(&spec.primary_metric)
+        .chain(&spec.secondary_metrics)
+        .chain(spec.guardrails.iter().map(|g| &g.metric));
+    for metric in all {
+        if !metrics.iter().any(|(k, _)| *k == metric.key) {
+            let shape = match metric.kind {
+                MetricKind::Conversion => MetricShape::Conversion,
+                MetricKind::Value => MetricShape::Value,
+            };
+            metrics.push((metric.key.clone(), shape));
+        }
+    }
+    let inputs = state
+        .store()
+        .experiment_analysis(
+            tenant_id,
+            &AnalysisQuery {
+                experiment_key: &record.key,
+                environment: &record.environment,
+                flag_key: &spec.flag_key,
+                variants: &variants,
+                metrics: &metrics,
+                raw_values_limit: store::RAW_VALUES_LIMIT,
+            },
+        )
+        .await?;
+    let mut data: BTreeMap<String, VariantData> = inputs
+        .users
+        .iter()
+        .map(|(variant, users)| {
+            (
+                variant.clone(),
+                VariantData {
+                    users: *users,
+                    metrics: BTreeMap::new(),
+                    previous_sequential_p: record.sequential_p.get(variant).copied(),
+                },
+            )
+        })
+        .collect();
+    for (metric, by_variant) in inputs.metrics {
+        for (variant, observations) in by_variant {
+            let value = match observations {
+                MetricObservations::Conversions { conversions, n } => {
+                    MetricData::Conversions { conversions, n }
+                }
+                MetricObservations::Values(values) => MetricData::Values(values),
+                MetricObservations::Summary { n, mean, variance } => {
+                    MetricData::Summary(Summary { n, mean, variance })
+                }
+            };
+            if let Some(v) = data.get_mut(&variant) {
+                v.metrics.insert(metric.clone(), value);
+            }
+        }
+    }
+    Ok(data)
+}
+
+fn results_body(
+    record: &ExperimentRecord,
+    experiment: &Experiment,
+    data: &BTreeMap<String, VariantData>,
+    results: ExperimentResults,
+) -> ResultsResponse {
+    let spec = &experiment.spec;
+    let mut metrics = Vec::new();
+    let groups = [
+        ("primary", std::slice::from_ref(&spec.primary_metric)),
+        ("secondary", spec.secondary_metrics.as_slice()),
+    ];
+    for (role, defined) in groups {
+        let comparisons = if role == "primary" {
+            &results.primary
+        } else {
+            &results.secondary
+        };
+        for metric in defined {
+            let mine: Vec<&Comparison> = comparisons
+                .iter()
+                .filter(|c| c.metric == metric.key)
+                .collect();
+            let mut variants = Vec::new();
+            if let Some(first) = mine.first() {
+                variants.push(variant_stats(&spec.control, &first.control));
+            }
+            variants.extend(mine.iter().map(|c| variant_stats(&c.variant, &c.treatment)));
+            metrics.push(MetricResult {
+                metric: metric.key.clone(),
+                role,
+                kind: MetricBody::from(metric).kind,
+                variants,
+                comparisons: mine
+                    .iter()
+                    .map(|c| comparison_body(c, spec.alpha))
+                    .collect(),
+            });
+        }
+    }
+    let rejects_null = results
+        .sequential_p
+        .iter()
+        .filter(|(_, p)| **p <= spec.alpha)
+        .map(|(v, _)| v.clone())
+        .collect();
+    ResultsResponse {
+        experiment: record.key.clone(),
+        state: experiment.state.into(),
+        environment: record.environment.clone(),
+        users: data.iter().map(|(k, v)| (k.clone(), v.users)).collect(),
+        alpha: spec.alpha,
+        srm: SrmBody {
+            statistic: results.srm.test.statistic,
+            df: results.srm.test.df,
+            p_value: results.srm.test.p_value,
+            mismatch: results.srm.mismatch,
+        },
+        required_per_variant: results.required_per_variant,
+        metrics,
+        guardrails: results
+            .guardrails
+            .iter()
+            .map(|g| GuardrailResult {
+                metric: g.metric.clone(),
+                variant: g.variant.clone(),
+                relative_degradation: g.relative_degradation,
+                failed: g.failed,
+            })
+            .collect(),
+        sequential: SequentialBody {
+            p_values: results.sequential_p.clone(),
+            early_stopping: spec.early_stopping,
+            rejects_null,
+        },
+        recommendation: recommendation_body(&results.recommendation),
+        computed_at: crate::rfc3339_now(),
+    }
+}
+
+fn variant_stats(variant: &str, s: &Summary) -> VariantStats {
+    VariantStats {
+        variant: variant.to_owned(),
+        n: s.n,
+        mean: s.mean,
+        variance: s.variance,
+    }
+}
+
+fn comparison_body(c: &Comparison, alpha: f64) -> ComparisonBody {
+    let welch = flags::stats::welch_t_test(&c.treatment, &c.control, 1.0 - alpha).ok();
+    let chi_square = match c.test {
+        TestKind::ChiSquare => Some(ChiSquareBody {
+            statistic: c.statistic,
+            df: 1.0,
+            p_value: c.p_value,
+        }),
+        TestKind::WelchT => None,
+    };
+    ComparisonBody {
+        variant: c.variant.clone(),
+        difference: Interval {
+            estimate: c.difference.estimate,
+            ci_low: c.difference.ci_low,
+            ci_high: c.difference.ci_high,
+        },
+        relative_lift: c.relative_lift.map(|l| Interval {
+            estimate: l.lift,
+            ci_low: l.ci_low,
+            ci_high: l.ci_high,
+        }),
+        welch_t: welch.map(|w| WelchBody {
+            t: w.t,
+            df: w.df,
+            p_value: w.p_value,
+        }),
+        chi_square,
+        mann_whitney_p: c.mann_whitney_p,
+        p_value: c.p_value,
+        test: match c.test {
+            TestKind::ChiSquare => "chi_square",
+            TestKind::WelchT => "welch_t",
+        },
+        significant: c.significant,
+        improves: c.improves,
+    }
+}
+
+fn recommendation_body(r: &Recommendation) -> RecommendationBody {
+    let mut body = RecommendationBody {
+        action: "",
+        variant: None,
+        metric: None,
+        early: None,
+        more_users_per_variant: None,
+        text: r.to_string(),
+    };
+    match r {
+        Recommendation::CheckAssignment => body.action = "check_assignment",
+        Recommendation::StopGuardrailFailed { metric, variant } => {
+            body.action = "stop_guardrail_failed";
+            body.metric = Some(metric.clone());
+            body.variant = Some(variant.clone());
+        }
+        Recommendation::Ship { variant, early } => {
+            body.action = "ship";
+            body.variant = Some(variant.clone());
+            body.early = Some(*early);
+        }
+        Recommendation::KeepRunning {
+            more_users_per_variant,
+        } => {
+            body.action = "keep_running";
+            body.more_users_per_variant = Some(*more_users_per_variant);
+        }
+        Recommendation::KeepControl => body.action = "keep_control",
+    }
+    body
+}
+
+// ---- helpers -------------------------------------------------------------------------------
+
+/// Applies a lifecycle change with optimistic concurrency, retrying when another writer won.
+async fn transition(
+    state: &AppState,
+    tenant_id: &str,
+    key: &str,
+    change: impl Fn(&mut Experiment, i64) -> Result<(), ExperimentError>,
+) -> Result<impl IntoResponse, ApiError> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let record = load(state, tenant_id, key).await?;
+        let mut experiment = decode(&record)?;
+        change(&mut experiment, now_ms()).map_err(experiment_error)?;
+        match state
+            .store()
+            .update_experiment(
+                tenant_id,
+                &record.key,
+                &encode(&experiment)?,
+                &record.sequential_p,
+                record.version,
+            )
+            .await
+        {
+            Ok(updated) => return Ok(with_etag(&updated, respond(&updated, &experiment))),
+            Err(StoreError::VersionMismatch { .. }) if attempt < WRITE_ATTEMPTS => continue,
+            Err(StoreError::VersionMismatch { .. }) => {
+                return Err(ApiError::new(
+                    ProblemKind::Conflict,
+                    format!("experiment '{key}' is being changed concurrently; retry"),
+                ))
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+async fn load(state: &AppState, tenant_id: &str, key: &str) -> Result<ExperimentRecord, ApiError> {
+    state
+        .store()
+        .experiment(tenant_id, key)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no experiment '{key}' in your tenant")))
+}
+
+fn decode(record: &ExperimentRecord) -> Result<Experiment, ApiError> {
+    serde_json::from_str(&record.definition_json).map_err(|e| {
+        tracing::error!(error = %e, key = record.key, "stored experiment does not parse");
+        ApiError::internal()
+    })
+}
+
+fn encode(experiment: &Experiment) -> Result<String, ApiError> {
+    serde_json::to_string(experiment).map_err(|e| {
+        tracing::error!(error = %e, "experiment does not serialise");
+        ApiError::internal()
+    })
+}
+
+fn respond(record: &ExperimentRecord, e: &Experiment) -> ExperimentResponse {
+    ExperimentResponse {
+        key: record.key.clone(),
+        environment: record.environment.clone(),
+        version: record.version,
+        state: e.state.into(),
+        spec: (&e.spec).into(),
+        created_at: crate::rfc3339_ms(e.created_at),
+        started_at: e.started_at.map(crate::rfc3339_ms),
+        paused_at: e.paused_at.map(crate::rfc3339_ms),
+        concluded_at: e.concluded_at.map(crate::rfc3339_ms),
+        winner: e.winner.clone(),
+    }
+}
+
+fn with_etag(record: &ExperimentRecord, body: ExperimentResponse) -> impl IntoResponse {
+    let mut headers = HeaderMap::new();
+    if let Ok(value) = HeaderValue::from_str(&format!("\"{}\"", record.version)) {
+        headers.insert(header::ETAG, value);
+    }
+    (headers, axum::Json(body))
+}
+
+fn state_name(state: ExperimentState) -> &'static str {
+    match state {
+        ExperimentState::Draft => "draft",
+        ExperimentState::Running => "running",
+        ExperimentState::Paused => "paused",
+        ExperimentState::Concluded => "concluded",
+    }
+}
+
+/// 409 for a lifecycle step the state does not allow, 422 naming the field for an invalid
+/// definition, 422 naming the metric and variant when the data cannot be analysed yet.
+fn experiment_error(e: ExperimentError) -> ApiError {
+    match e {
+        ExperimentError::Invalid(message) => {
+            let field = invalid_field_of(&message);
+            ApiError::new(ProblemKind::Unprocessable, message).with("field", field)
+        }
+        ExperimentError::InvalidTransition { from, action } => ApiError::new(
+            ProblemKind::Conflict,
+            format!("cannot {action} an experiment that is {}", state_name(from)),
+        )
+        .with("state", state_name(from)),
+        ExperimentError::MissingData(what) => ApiError::new(
+            ProblemKind::Unprocessable,
+            format!("not enough data to analyse yet: no {what}"),
+        ),
+        ExperimentError::Stats {
+            metric,
+            variant,
+            source,
+        } => ApiError::new(
+            ProblemKind::Unprocessable,
+            format!("not enough data to analyse {metric} for {variant} yet: {source}"),
+        )
+        .with("metric", metric)
+        .with("variant", variant),
+    }
+}
+
+/// The definition field an `ExperimentError::Invalid` message is about.
+fn invalid_field_of(message: &str) -> &'static str {
+    // Most specific first: "metric key is empty" is about a metric, not the experiment key.
+    const FIELDS: &[(&str, &str)] = &[
+        ("metric key is empty", "primary_metric"),
+        ("key is empty", "key"),
+        ("winner", "winner"),
+        ("control", "control"),
+        ("variant", "variants"),
+        ("alpha", "alpha"),
+        ("power", "power"),
+        ("guardrail", "guardrails"),
+        ("metric", "primary_metric"),
+    ];
+    FIELDS
+        .iter()
+        .find(|(needle, _)| message.contains(needle))
+        .map_or("definition", |(_, field)| field)
+}
+
+fn environment_parameter(environment: Option<String>) -> Result<String, ApiError> {
+    let environment = environment.unwrap_or_else(|| DEFAULT_ENVIRONMENT.to_owned());
+    if !valid_name(&environment) {
+        return Err(ApiError::invalid_parameter(
+            "environment",
+            format!("environment must be 1 to {MAX_NAME_CHARS} characters of A-Z, a-z, 0-9, '_', '.', '-'"),
+        ));
+    }
+    Ok(environment)
+}
+
+/// Keys the store accepts: the flags crate's key alphabet.
+fn valid_name(value: &str) -> bool {
+    !value.is_empty()
+        && value.len() <= MAX_NAME_CHARS
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
+fn check_name(field: &str, value: &str) -> Result<(), ApiError> {
+    if valid_name(value) {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        ProblemKind::Unprocessable,
+        format!("{field} must be 1 to {MAX_NAME_CHARS} characters of A-Z, a-z, 0-9, '_', '.', '-'"),
+    )
+    .with("field", field))
+}
+
+fn metric_keys(spec: &ExperimentSpec) -> Vec<&str> {
+    std::iter::once(&spec.primary_metric)
+        .chain(&spec.secondary_metrics)
+        .chain(spec.guardrails.iter().map(|g| &g.metric))
+        .map(|m| m.key.as_str())
+        .collect()
+}
+
+type EventRejection = (Option<String>, Option<&'static str>, String);
+
+/// Validates one metric event.
+fn parse_event(
+    value: Value,
+    metrics: &[&str],
+    now: i64,
+) -> Result<ExperimentEvent, EventRejection> {
+    let Value::Object(obj) = value else {
+        return Err((None, None, "each event must be a JSON object".to_owned()));
+    };
+    let event_id = match obj.get("event_id").filter(|v| !v.is_null()) {
+        None => None,
+        Some(Value::String(id)) if valid_id(id) => Some(id.clone()),
+        Some(_) => {
+            return Err((
+                None,
+                Some("event_id"),
+                format!("event_id must be a string of 1 to {MAX_ID_BYTES} bytes, without NUL"),
+            ))
+        }
+    };
+    let fail = |field: &'static str, reason: String| (event_id.clone(), Some(field), reason);
+    const KNOWN: [&str; 5] = ["user", "metric", "value", "event_id", "timestamp"];
+    if let Some(unknown) = obj.keys().find(|k| !KNOWN.contains(&k.as_str())) {
+        return Err((
+            event_id.clone(),
+            None,
+            format!(
+                "unknown field `{unknown}` (expected one of: {})",
+                KNOWN.join(", ")
+            ),
+        ));
+    }
+    let user = match obj.get("user") {
+        Some(Value::String(u)) if valid_id(u) => u.clone(),
+        _ => {
+            return Err(fail(
+                "user",
+                format!("user is required: a string of 1 to {MAX_ID_BYTES} bytes, without NUL"),
+            ))
+        }
+    };
+    let metric = match obj.get("metric") {
+        Some(Value::String(m)) if metrics.contains(&m.as_str()) => m.clone(),
+        Some(Value::String(m)) => {
+            return Err(fail(
+                "metric",
+                format!(
+                    "metric '{m}' is not one of this experiment's metrics ({})",
+                    metrics.join(", ")
+                ),
+            ))
+        }
+        _ => {
+            return Err(fail(
+                "metric",
+                "metric is required: a metric key".to_owned(),
+            ))
+        }
+    };
+    let value = match obj.get("value").filter(|v| !v.is_null()) {
+        None => 1.0,
+        Some(v) => v
+            .as_f64()
+            .filter(|x| x.is_finite())
+            .ok_or_else(|| fail("value", format!("value must be a finite number, got {v}")))?,
+    };
+    let at_ms = match obj.get("timestamp").filter(|v| !v.is_null()) {
+        None => now,
+        Some(Value::String(text)) => OffsetDateTime::parse(text, &Rfc3339)
+            .ok()
+            .and_then(|t| i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok())
+            .ok_or_else(|| {
+                fail(
+                    "timestamp",
+                    format!("timestamp must be RFC 3339, e.g. 2026-01-02T03:04:05Z, got {text:?}"),
+                )
+            })?,
+        Some(other) => {
+            return Err(fail(
+                "timestamp",
+                format!("timestamp must be an RFC 3339 string, got {other}"),
+            ))
+        }
+    };
+    Ok(ExperimentEvent {
+        targeting_key: user,
+        metric_key: metric,
+        value,
+        at_ms,
+        event_id,
+    })
+}
+
+fn valid_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= MAX_ID_BYTES && !id.contains('\0')
+}
+
+fn now_ms() -> i64 {
+    crate::profiles::now_us() / 1000
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_definitions_name_their_field() {
+        for (message, field) in [
+            ("key is empty", "key"),
+            ("at least two variants are needed", "variants"),
+            ("control is not one of the variants", "control"),
+            ("alpha must be in (0, 0.5)", "alpha"),
+            ("power must be in (0.5, 1)", "power"),
+            (
+                "metric checkout: minimum detectable effect must be positive",
+                "primary_metric",
+            ),
+            ("guardrail degradation threshold must be >= 0", "guardrails"),
+        ] {
+            assert_eq!(invalid_field_of(message), field, "{message}");
+        }
+    }
+
+    #[test]
+    fn events_are_validated_field_by_field() {
+        let metrics = ["checkout"];
+        let ok = parse_event(
+            serde_json::json!({"user": "u1", "metric": "checkout", "timestamp": "2026-01-02T03:04:05Z"}),
+            &metrics,
+            5,
+        )
+        .unwrap();
+        assert_eq!((ok.value, ok.at_ms), (1.0, 1_767_323_045_000));
+        for (event, field) in [
+            (serde_json::json!({"metric": "checkout"}), Some("user")),
+            (
+                serde_json::json!({"user": "u", "metric": "other"}),
+                Some("metric"),
+            ),
+            (
+                serde_json::json!({"user": "u", "metric": "checkout", "value": "x"}),
+                Some("value"),
+            ),
+            (
+                serde_json::json!({"user": "u", "metric": "checkout", "timestamp": "yesterday"}),
+                Some("timestamp"),
+            ),
+            (
+                serde_json::json!({"user": "u", "metric": "checkout", "event_id": ""}),
+                Some("event_id"),
+            ),
+            (
+                serde_json::json!({"user": "u", "metric": "checkout", "extra": 1}),
+                None,
+            ),
+            (serde_json::json!(3), None),
+        ] {
+            let (_, got, reason) = parse_event(event.clone(), &metrics, 0).unwrap_err();
+            assert_eq!(got, field, "{event}: {reason}");
+        }
+    }
+}

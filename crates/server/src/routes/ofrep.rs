@@ -1,0 +1,425 @@
+//! The OpenFeature Remote Evaluation Protocol (OFREP, open-feature/protocol
+//! `service/openapi.yaml`): single and bulk evaluation and the provider configuration, so that
+//! OpenFeature SDKs with an OFREP provider work against signalbox unchanged.
+//!
+//! Read scope; the environment comes from `X-Environment` (or `?environment=`), default
+//! `production`. Errors are problem+json documents that also carry OFREP's members (`key`,
+//! `errorCode`, `errorDetails`), so both an OFREP provider and a problem-aware client can read
+//! them. `metadata` explains each answer: the targeting rule that matched (`rule`), the raw
+//! rollout bucket (`bucket`, 0..9999) and what disabled a flag (`disabled_by`).
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use flags::{ErrorCode, Evaluation, EvaluationContext, FlagSet, Reason};
+use serde::Serialize;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use store::Scope;
+use utoipa::ToSchema;
+
+use crate::extract::{Auth, FlagEnvironment};
+use crate::feature_flags::clock_ms;
+use crate::problem::{ApiError, ProblemKind};
+use crate::state::AppState;
+
+/// The OFREP error code of a failed evaluation, as the protocol spells it.
+fn error_code_name(code: ErrorCode) -> &'static str {
+    match code {
+        ErrorCode::FlagNotFound => "FLAG_NOT_FOUND",
+        ErrorCode::ParseError => "PARSE_ERROR",
+        ErrorCode::TargetingKeyMissing => "TARGETING_KEY_MISSING",
+        ErrorCode::InvalidContext => "INVALID_CONTEXT",
+        ErrorCode::General => "GENERAL",
+    }
+}
+
+/// A readable explanation of a failed evaluation.
+fn error_details(key: &str, code: ErrorCode, set: &FlagSet) -> String {
+    match code {
+        ErrorCode::FlagNotFound => format!("no flag `{key}` in this environment"),
+        ErrorCode::TargetingKeyMissing => {
+            let by = set
+                .flag(key)
+                .and_then(|f| f.bucket_by.as_deref())
+                .unwrap_or(flags::TARGETING_KEY);
+            format!("flag `{key}` buckets by `{by}` and the context has none")
+        }
+        ErrorCode::InvalidContext => {
+            let by = set
+                .flag(key)
+                .and_then(|f| f.bucket_by.as_deref())
+                .unwrap_or(flags::TARGETING_KEY);
+            format!("flag `{key}` buckets by `{by}`, which must be a string in the context")
+        }
+        ErrorCode::ParseError => format!("flag `{key}` could not be parsed"),
+        ErrorCode::General => {
+            format!("flag `{key}` could not be evaluated (prerequisites nested too deep)")
+        }
+    }
+}
+
+/// OFREP's evaluation request: the context, optional (an empty body is an empty context).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct EvaluationRequest {
+    /// `targetingKey` (string) and any attributes: strings, numbers, booleans, lists of those,
+    /// or objects (flattened to dotted names, `user.plan`). `null` members count as absent.
+    #[schema(value_type = Object)]
+    context: Option<Value>,
+}
+
+/// Why a value was served, plus what explains it.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct EvaluationMetadata {
+    /// Id of the targeting rule that matched.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rule: Option<String>,
+    /// The rollout bucket of the bucketing key, 0..9999 (see docs/flags.md, Bucketing).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bucket: Option<u16>,
+    /// What disabled the flag, when `reason` is `DISABLED`: `kill_switch`, `status`, `expired`,
+    /// `not_yet_enabled`, `environment`, `tenant`, `tier` or `prerequisite`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    disabled_by: Option<String>,
+}
+
+/// A successful evaluation, OFREP's `evaluationSuccess`.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct EvaluationSuccess {
+    key: String,
+    /// The served value: boolean, string, number or object, as the flag's variant holds it.
+    #[schema(value_type = Object)]
+    value: Value,
+    /// `STATIC`, `DEFAULT`, `TARGETING_MATCH`, `SPLIT` or `DISABLED`.
+    reason: String,
+    variant: Option<String>,
+    metadata: EvaluationMetadata,
+}
+
+/// A failed evaluation inside a bulk answer, OFREP's `evaluationFailure`.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct EvaluationFailure {
+    key: String,
+    /// `TARGETING_KEY_MISSING`, `INVALID_CONTEXT` or `GENERAL`.
+    error_code: String,
+    error_details: String,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub(crate) enum BulkItem {
+    Success(EvaluationSuccess),
+    Failure(EvaluationFailure),
+}
+
+/// Every flag of the environment, evaluated: OFREP's `bulkEvaluationSuccess`.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct BulkEvaluation {
+    flags: Vec<BulkItem>,
+}
+
+fn reason_name(reason: Reason) -> &'static str {
+    match reason {
+        Reason::Static => "STATIC",
+        Reason::Default => "DEFAULT",
+        Reason::TargetingMatch => "TARGETING_MATCH",
+        Reason::Split => "SPLIT",
+        Reason::Disabled => "DISABLED",
+        Reason::Error => "ERROR",
+    }
+}
+
+fn disabled_by_name(by: flags::DisabledBy) -> String {
+    serde_json::to_value(by)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+fn success(key: &str, e: &Evaluation<'_>) -> EvaluationSuccess {
+    EvaluationSuccess {
+        key: key.to_owned(),
+        value: e.value.clone(),
+        reason: reason_name(e.reason).to_owned(),
+        variant: e.variant.map(str::to_owned),
+        metadata: EvaluationMetadata {
+            rule: e.rule_id.map(str::to_owned),
+            bucket: e.bucket,
+            disabled_by: e.disabled_by.map(disabled_by_name),
+        },
+    }
+}
+
+/// The evaluation context of an OFREP request body.
+fn context_of(body: &Bytes) -> Result<EvaluationContext, (ErrorCode, String)> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(EvaluationContext::default());
+    }
+    let request: Value = serde_json::from_slice(body).map_err(|e| {
+        (
+            ErrorCode::InvalidContext,
+            format!("the body is not valid JSON: {e}"),
+        )
+    })?;
+    let context = match request {
+        Value::Object(mut members) => members.remove("context").unwrap_or(Value::Null),
+        _ => {
+            return Err((
+                ErrorCode::InvalidContext,
+                "the body must be a JSON object `{\"context\": {...}}`".to_owned(),
+            ))
+        }
+    };
+    match context {
+        Value::Null => Ok(EvaluationContext::default()),
+        context => EvaluationContext::from_json(&context)
+            .map_err(|e| (ErrorCode::InvalidContext, e.to_string())),
+    }
+}
+
+fn ofrep_error(kind: ProblemKind, key: Option<&str>, code: ErrorCode, details: String) -> ApiError {
+    let error = ApiError::new(kind, details.clone())
+        .with("errorCode", error_code_name(code))
+        .with("errorDetails", details);
+    match key {
+        Some(key) => error.with("key", key),
+        None => error,
+    }
+}
+
+/// What one request evaluates against; records exposures of what it served.
+struct Served<'a> {
+    state: &'a AppState,
+    tenant_id: &'a str,
+    environment: &'a str,
+    set: &'a FlagSet,
+    ctx: &'a EvaluationContext,
+    now_ms: i64,
+}
+
+impl Served<'_> {
+    /// Records an exposure when the flag tracks them and someone was served a variant.
+    fn exposed(&self, key: &str, e: &Evaluation<'_>) {
+        let (Some(variant), Some(targeting_key)) = (e.variant, self.ctx.targeting_key.as_deref())
+        else {
+            return;
+        };
+        if e.reason == Reason::Error || !self.set.flag(key).is_some_and(|f| f.track_exposure) {
+            return;
+        }
+        self.state.exposures().record(
+            self.tenant_id,
+            store::Exposure {
+                environment: self.environment.to_owned(),
+                flag_key: key.to_owned(),
+                targeting_key: targeting_key.to_owned(),
+                variant: variant.to_owned(),
+                at_ms: self.now_ms,
+            },
+        );
+    }
+}
+
+/// Evaluates one flag (OFREP core).
+#[utoipa::path(post, path = "/ofrep/v1/evaluate/flags/{key}", tag = "flags", security(("api_key" = [])),
+    params(
+        ("key" = String, Path, description = "The flag key"),
+        ("X-Environment" = Option<String>, Header, description = "The environment [default: production]"),
+    ),
+    request_body(content = EvaluationRequest, description = "The evaluation context; an empty body is an empty context"),
+    responses(
+        (status = 200, body = EvaluationSuccess),
+        (status = 400, description = "TARGETING_KEY_MISSING, INVALID_CONTEXT or GENERAL (problem with OFREP's `key`, `errorCode`, `errorDetails`)", content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 401, content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 403, description = "The key lacks the read scope", content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 404, description = "FLAG_NOT_FOUND (problem with OFREP's `key`, `errorCode`, `errorDetails`)", content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 429, description = "Rate limit reached; see `Retry-After`", content_type = "application/problem+json", body = crate::openapi::Problem),
+    ))]
+pub(crate) async fn evaluate_flag(
+    State(state): State<AppState>,
+    auth: Auth,
+    FlagEnvironment(environment): FlagEnvironment,
+    Path(key): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    auth.require(Scope::Read)?;
+    let ctx = context_of(&body).map_err(|(code, details)| {
+        ofrep_error(ProblemKind::FlagEvaluation, Some(&key), code, details)
+    })?;
+    let snapshot = state
+        .flags()
+        .snapshot(state.store(), auth.tenant_id(), &environment)
+        .await?;
+    let now = clock_ms();
+    let e = snapshot.set.evaluate(&key, &ctx, Some(&environment), now);
+    state
+        .metrics()
+        .flags()
+        .count_evaluation(reason_name(e.reason));
+    match e.error_code {
+        Some(ErrorCode::FlagNotFound) => Err(ofrep_error(
+            ProblemKind::NotFound,
+            Some(&key),
+            ErrorCode::FlagNotFound,
+            error_details(&key, ErrorCode::FlagNotFound, &snapshot.set),
+        )),
+        Some(code) => Err(ofrep_error(
+            ProblemKind::FlagEvaluation,
+            Some(&key),
+            code,
+            error_details(&key, code, &snapshot.set),
+        )),
+        None => {
+            Served {
+                state: &state,
+                tenant_id: auth.tenant_id(),
+                environment: &environment,
+                set: &snapshot.set,
+                ctx: &ctx,
+                now_ms: now,
+            }
+            .exposed(&key, &e);
+            Ok(axum::Json(success(&key, &e)).into_response())
+        }
+    }
+}
+
+/// The strong ETag of a response body.
+fn etag_of(body: &[u8]) -> String {
+    let digest = Sha256::digest(body);
+    format!("\"{}\"", hex::encode(&digest[..16]))
+}
+
+/// Whether `If-None-Match` names `etag` (or is `*`). Weak and strong forms compare equal, as
+/// RFC 9110 asks for If-None-Match.
+pub(crate) fn none_match(headers: &HeaderMap, etag: &str) -> bool {
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|tag| tag.trim().trim_start_matches("W/"))
+        .any(|tag| tag == "*" || tag == etag)
+}
+
+/// A JSON body with a strong ETag, or 304 when the client already has it.
+fn with_etag(headers: &HeaderMap, body: Vec<u8>) -> Response {
+    let etag = etag_of(&body);
+    let etag_value = HeaderValue::from_str(&etag).unwrap_or(HeaderValue::from_static("\"\""));
+    if none_match(headers, &etag) {
+        return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag_value)]).into_response();
+    }
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ),
+            (header::ETAG, etag_value),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// Evaluates every flag of the environment (OFREP core). The ETag covers the answer itself, so
+/// it changes exactly when some flag's value for this context changes (a definition change, or
+/// a schedule moving on), and `If-None-Match` then gets 304.
+#[utoipa::path(post, path = "/ofrep/v1/evaluate/flags", tag = "flags", security(("api_key" = [])),
+    params(
+        ("X-Environment" = Option<String>, Header, description = "The environment [default: production]"),
+        ("If-None-Match" = Option<String>, Header, description = "The ETag of an earlier answer; 304 if it is still the answer"),
+    ),
+    request_body(content = EvaluationRequest, description = "The evaluation context; an empty body is an empty context"),
+    responses(
+        (status = 200, body = BulkEvaluation, headers(("etag" = String, description = "Strong validator of this answer"))),
+        (status = 304, description = "The answer is unchanged"),
+        (status = 400, description = "INVALID_CONTEXT (problem with OFREP's `errorCode`, `errorDetails`)", content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 401, content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 403, description = "The key lacks the read scope", content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 429, description = "Rate limit reached; see `Retry-After`", content_type = "application/problem+json", body = crate::openapi::Problem),
+    ))]
+pub(crate) async fn evaluate_flags(
+    State(state): State<AppState>,
+    auth: Auth,
+    FlagEnvironment(environment): FlagEnvironment,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    auth.require(Scope::Read)?;
+    let ctx = context_of(&body)
+        .map_err(|(code, details)| ofrep_error(ProblemKind::FlagEvaluation, None, code, details))?;
+    let snapshot = state
+        .flags()
+        .snapshot(state.store(), auth.tenant_id(), &environment)
+        .await?;
+    let now = clock_ms();
+    let set = &snapshot.set;
+    let metrics = state.metrics().flags();
+    let served = Served {
+        state: &state,
+        tenant_id: auth.tenant_id(),
+        environment: &environment,
+        set,
+        ctx: &ctx,
+        now_ms: now,
+    };
+    let flags = set
+        .evaluate_all(&ctx, Some(&environment), now)
+        .into_iter()
+        .map(|(key, e)| {
+            metrics.count_evaluation(reason_name(e.reason));
+            match e.error_code {
+                Some(code) => BulkItem::Failure(EvaluationFailure {
+                    key: key.to_owned(),
+                    error_code: error_code_name(code).to_owned(),
+                    error_details: error_details(key, code, set),
+                }),
+                None => {
+                    served.exposed(key, &e);
+                    BulkItem::Success(success(key, &e))
+                }
+            }
+        })
+        .collect();
+    let body = serde_json::to_vec(&BulkEvaluation { flags }).map_err(|_| ApiError::internal())?;
+    Ok(with_etag(&headers, body))
+}
+
+/// OFREP's provider configuration.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ProviderConfiguration {
+    /// `signalbox`.
+    name: &'static str,
+    #[schema(value_type = Object)]
+    capabilities: Value,
+}
+
+/// Tells OFREP providers how to use this server: polling for bulk changes (at most once a
+/// second) and the value types served (OFREP extension).
+#[utoipa::path(get, path = "/ofrep/v1/configuration", tag = "flags", security(("api_key" = [])),
+    params(
+        ("If-None-Match" = Option<String>, Header, description = "The ETag of an earlier answer"),
+    ),
+    responses(
+        (status = 200, body = ProviderConfiguration, headers(("etag" = String, description = "Strong validator of this answer"))),
+        (status = 304, description = "The configuration is unchanged"),
+        (status = 401, content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 403, description = "The key lacks the read scope", content_type = "application/problem+json", body = crate::openapi::Problem),
+    ))]
+pub(crate) async fn configuration(auth: Auth, headers: HeaderMap) -> Result<Response, ApiError> {
+    auth.require(Scope::Read)?;
+    let config = ProviderConfiguration {
+        name: "signalbox",
+        capabilities: serde_json::json!({
+            "cacheInvalidation": {"polling": {"enabled": true, "minPollingIntervalMs": 1000}},
+            "flagEvaluation": {"supportedTypes": ["boolean", "string", "int", "float", "object"]},
+        }),
+    };
+    let body = serde_json::to_vec(&config).map_err(|_| ApiError::internal())?;
+    Ok(with_etag(&headers, body))
+}

@@ -1,0 +1,542 @@
+//! Experiments over HTTP: lifecycle, metric events, results against data whose answer is known,
+//! the exposure recorder feeding them, tenant isolation and bad input.
+
+use axum::http::Method;
+use serde_json::{json, Value};
+use store::{Backend, Exposure, Scope};
+
+use crate::TestApp;
+
+pub fn spec(key: &str) -> Value {
+    json!({
+        "key": key,
+        "hypothesis": "A green button raises checkout conversion",
+        "flag_key": "checkout-button",
+        "variants": [{"key": "control", "weight": 50}, {"key": "green", "weight": 50}],
+        "control": "control",
+        "primary_metric": {"key": "checkout", "kind": "conversion", "goal": "increase",
+                           "minimum_detectable_effect": 0.2},
+        "secondary_metrics": [{"key": "revenue", "kind": "value", "goal": "increase",
+                               "minimum_detectable_effect": 1.0}],
+        "min_sample_size": 100
+    })
+}
+
+fn exposure(user: &str, variant: &str) -> Exposure {
+    Exposure {
+        environment: "production".to_owned(),
+        flag_key: "checkout-button".to_owned(),
+        targeting_key: user.to_owned(),
+        variant: variant.to_owned(),
+        at_ms: 1_000,
+    }
+}
+
+async fn post(app: &TestApp, path: &str, key: &str, body: Option<Value>) -> crate::Reply {
+    app.call(Method::POST, path, Some(key), body).await
+}
+
+#[tokio::test]
+async fn lifecycle_create_start_pause_resume_conclude() {
+    let app = TestApp::new(Backend::Sqlite).await;
+    let (_, admin) = app.tenant("t", &[Scope::Admin]).await;
+    let key = admin.secret.as_str();
+
+    let created = post(&app, "/api/v1/experiments", key, Some(spec("exp-1"))).await;
+    assert_eq!(created.status, 201, "{}", created.text());
+    assert_eq!(created.headers["location"], "/api/v1/experiments/exp-1");
+    assert_eq!(created.headers["etag"], "\"1\"");
+    let body = created.json();
+    assert_eq!(body["state"], "draft");
+    assert_eq!(body["environment"], "production");
+    assert_eq!(body["spec"]["alpha"], 0.05, "defaults filled in");
+    assert_eq!(body["spec"]["flag_key"], "checkout-button");
+
+    let got = app.get("/api/v1/experiments/exp-1", Some(key)).await;
+    assert_eq!(got.status, 200);
+    assert_eq!(got.headers["etag"], "\"1\"");
+    assert_eq!(got.json(), body);
+
+    let started = post(&app, "/api/v1/experiments/exp-1/start", key, None).await;
+    assert_eq!(started.status, 200, "{}", started.text());
+    assert_eq!(started.json()["state"], "running");
+    assert_eq!(started.json()["version"], 2);
+    assert_eq!(started.headers["etag"], "\"2\"");
+    assert!(started.json()["started_at"].is_string());
+
+    let again = post(&app, "/api/v1/experiments/exp-1/start", key, None).await;
+    let problem = again.assert_problem(409, "conflict", "/api/v1/experiments/exp-1/start");
+    assert_eq!(
+        problem["detail"],
+        "cannot start an experiment that is running"
+    );
+    assert_eq!(problem["state"], "running");
+
+    let paused = post(&app, "/api/v1/experiments/exp-1/pause", key, None).await;
+    assert_eq!(paused.json()["state"], "paused");
+    assert!(paused.json()["paused_at"].is_string());
+    let resumed = post(&app, "/api/v1/experiments/exp-1/resume", key, None).await;
+    assert_eq!(resumed.json()["state"], "running");
+    assert_eq!(resumed.json()["paused_at"], Value::Null);
+
+    let bad_winner = post(
+        &app,
+        "/api/v1/experiments/exp-1/conclude",
+        key,
+        Some(json!({"winner": "purple"})),
+    )
+    .await;
+    let problem =
+        bad_winner.assert_problem(422, "unprocessable", "/api/v1/experiments/exp-1/conclude");
+    assert_eq!(problem["field"], "winner");
+
+    let concluded = post(
+        &app,
+        "/api/v1/experiments/exp-1/conclude",
+        key,
+        Some(json!({"winner": "green"})),
+    )
+    .await;
+    assert_eq!(concluded.status, 200, "{}", concluded.text());
+    assert_eq!(concluded.json()["state"], "concluded");
+    assert_eq!(concluded.json()["winner"], "green");
+    let resume = post(&app, "/api/v1/experiments/exp-1/resume", key, None).await;
+    resume.assert_problem(409, "conflict", "/api/v1/experiments/exp-1/resume");
+
+    // Conclude without a body; the listing filters by environment.
+    post(
+        &app,
+        "/api/v1/experiments?environment=staging",
+        key,
+        Some(spec("exp-2")),
+    )
+    .await;
+    post(&app, "/api/v1/experiments/exp-2/start", key, None).await;
+    let plain = post(&app, "/api/v1/experiments/exp-2/conclude", key, None).await;
+    assert_eq!(plain.status, 200, "{}", plain.text());
+    assert_eq!(plain.json()["winner"], Value::Null);
+    let all = app.get("/api/v1/experiments", Some(key)).await.json();
+    let keys: Vec<&str> = all["experiments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, ["exp-1", "exp-2"]);
+    let staging = app
+        .get("/api/v1/experiments?environment=staging", Some(key))
+        .await
+        .json();
+    assert_eq!(staging["experiments"].as_array().unwrap().len(), 1);
+    assert_eq!(staging["experiments"][0]["environment"], "staging");
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn events_are_validated_one_by_one_and_counted_once() {
+    let app = TestApp::new(Backend::Sqlite).await;
+    let (tenant, admin) = app.tenant("t", &[Scope::Admin]).await;
+    let key = admin.secret.as_str();
+    post(&app, "/api/v1/experiments", key, Some(spec("exp"))).await;
+    let path = "/api/v1/experiments/exp/events";
+    let one = json!({"events": [{"user": "u1", "metric": "checkout"}]});
+
+    let draft = post(&app, path, key, Some(one.clone())).await;
+    let problem = draft.assert_problem(409, "conflict", path);
+    assert_eq!(problem["state"], "draft");
+    post(&app, "/api/v1/experiments/exp/start", key, None).await;
+
+    let mixed = post(
+        &app,
+        path,
+        key,
+        Some(json!({"events": [
+            {"user": "u1", "metric": "checkout", "event_id": "e-1"},
+            {"user": "u1", "metric": "signup"},
+            {"user": "u2", "metric": "revenue", "value": 12.5, "timestamp": "2026-01-02T03:04:05Z"},
+            {"user": "", "metric": "checkout", "event_id": "e-3"},
+            {"user": "u3", "metric": "revenue", "value": "lots"},
+            {"user": "u1", "metric": "checkout", "event_id": "e-1"}
+        ]})),
+    )
+    .await;
+    assert_eq!(mixed.status, 200, "{}", mixed.text());
+    let body = mixed.json();
+    assert_eq!(
+        (&body["accepted"], &body["stored"], &body["duplicates"]),
+        (&json!(3), &json!(2), &json!(1))
+    );
+    let rejected = body["rejected"].as_array().unwrap();
+    let summary: Vec<(u64, &str)> = rejected
+        .iter()
+        .map(|r| (r["index"].as_u64().unwrap(), r["field"].as_str().unwrap()))
+        .collect();
+    assert_eq!(summary, [(1, "metric"), (3, "user"), (4, "value")]);
+    assert_eq!(rejected[1]["event_id"], "e-3");
+    assert!(
+        rejected[0]["reason"].as_str().unwrap().contains("signup"),
+        "{body}"
+    );
+
+    // A resend of e-1 is accepted and not counted again.
+    let resend = post(
+        &app,
+        path,
+        key,
+        Some(json!({"events": [{"user": "u1", "metric": "checkout", "event_id": "e-1"}]})),
+    )
+    .await
+    .json();
+    assert_eq!(
+        (&resend["stored"], &resend["duplicates"]),
+        (&json!(0), &json!(1))
+    );
+
+    let all_bad = post(&app, path, key, Some(json!({"events": [{"user": "u1"}]}))).await;
+    let problem = all_bad.assert_problem(422, "unprocessable", path);
+    assert_eq!(problem["rejected"][0]["field"], "metric");
+
+    let too_many: Vec<Value> = (0..10_001)
+        .map(|i| json!({"user": format!("u{i}"), "metric": "checkout"}))
+        .collect();
+    let big = app
+        .send(
+            axum::http::Request::post(path)
+                .header("authorization", format!("Bearer {key}"))
+                .header("content-type", "application/json")
+                .body(axum::body::Body::from(
+                    json!({ "events": too_many }).to_string(),
+                ))
+                .unwrap(),
+        )
+        .await;
+    // The default body limit (1 MiB) or the event limit: either way 413.
+    big.assert_problem(413, "payload_too_large", path);
+
+    let not_events = post(&app, path, key, Some(json!({"evnts": []}))).await;
+    let problem = not_events.assert_problem(400, "invalid_field", path);
+    assert_eq!(problem["field"], "events");
+
+    // Write scope is enough for events, not for the lifecycle.
+    let writer = app
+        .fixture
+        .store
+        .issue_api_key(&tenant.id, [Scope::Write].into_iter().collect(), None)
+        .await
+        .unwrap();
+    let ok = post(&app, path, &writer.secret, Some(one)).await;
+    assert_eq!(ok.status, 200, "{}", ok.text());
+    let start = post(&app, "/api/v1/experiments/exp/pause", &writer.secret, None).await;
+    start.assert_problem(403, "forbidden", "/api/v1/experiments/exp/pause");
+    app.cleanup().await;
+}
+
+/// 100 users per variant; 10 control and 30 green users convert, each converting user also
+/// spends 5.0 (revenue).
+async fn known_dataset(app: &TestApp, tenant_id: &str, key: &str) {
+    post(app, "/api/v1/experiments", key, Some(spec("exp"))).await;
+    post(app, "/api/v1/experiments/exp/start", key, None).await;
+    for i in 0..100 {
+        app.state
+            .exposures()
+            .record(tenant_id, exposure(&format!("c{i}"), "control"));
+        app.state
+            .exposures()
+            .record(tenant_id, exposure(&format!("g{i}"), "green"));
+    }
+    app.state.exposures().flush().await;
+    let mut events = Vec::new();
+    for i in 0..10 {
+        events.push(json!({"user": format!("c{i}"), "metric": "checkout"}));
+        events.push(json!({"user": format!("c{i}"), "metric": "revenue", "value": 5.0}));
+    }
+    for i in 0..30 {
+        events.push(json!({"user": format!("g{i}"), "metric": "checkout"}));
+        events.push(json!({"user": format!("g{i}"), "metric": "revenue", "value": 5.0}));
+    }
+    let stored = post(
+        app,
+        "/api/v1/experiments/exp/events",
+        key,
+        Some(json!({ "events": events })),
+    )
+    .await;
+    assert_eq!(stored.json()["stored"], 80, "{}", stored.text());
+}
+
+async fn results_match_the_statistics_computed_directly(backend: Backend) {
+    let app = TestApp::new(backend).await;
+    let (tenant, admin) = app.tenant("t", &[Scope::Admin]).await;
+    let key = admin.secret.as_str();
+    known_dataset(&app, &tenant.id, key).await;
+
+    let reply = app.get("/api/v1/experiments/exp/results", Some(key)).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let r = reply.json();
+    assert_eq!(r["users"], json!({"control": 100, "green": 100}));
+    assert_eq!(r["srm"]["mismatch"], false);
+    assert_eq!(r["srm"]["statistic"], 0.0);
+
+    let checkout = &r["metrics"][0];
+    assert_eq!(
+        (&checkout["metric"], &checkout["role"], &checkout["kind"]),
+        (&json!("checkout"), &json!("primary"), &json!("conversion"))
+    );
+    assert_eq!(checkout["variants"][0]["variant"], "control");
+    assert_eq!(checkout["variants"][0]["n"], 100);
+    assert_eq!(checkout["variants"][0]["mean"], 0.1);
+    assert_eq!(checkout["variants"][1]["mean"], 0.3);
+    let c = &checkout["comparisons"][0];
+    let chi = flags::stats::chi_square_2x2(30, 100, 10, 100, true).unwrap();
+    assert_eq!(c["test"], "chi_square");
+    assert_eq!(c["p_value"].as_f64().unwrap(), chi.p_value);
+    assert_eq!(
+        c["chi_square"]["statistic"].as_f64().unwrap(),
+        chi.statistic
+    );
+    assert!(
+        chi.p_value < 0.05,
+        "the dataset is significant: {}",
+        chi.p_value
+    );
+    assert_eq!(c["significant"], true);
+    assert_eq!(c["improves"], true);
+    let t = flags::stats::Summary::from_conversions(30, 100).unwrap();
+    let ctl = flags::stats::Summary::from_conversions(10, 100).unwrap();
+    let welch = flags::stats::welch_t_test(&t, &ctl, 0.95).unwrap();
+    assert_eq!(c["welch_t"]["p_value"].as_f64().unwrap(), welch.p_value);
+    assert_eq!(
+        c["difference"]["estimate"].as_f64().unwrap(),
+        welch.difference
+    );
+    let lift = flags::stats::relative_lift(&t, &ctl, 0.95).unwrap();
+    assert_eq!(c["relative_lift"]["estimate"].as_f64().unwrap(), lift.lift);
+    assert_eq!(c["relative_lift"]["ci_low"].as_f64().unwrap(), lift.ci_low);
+
+    // Revenue: raw per-user values, so Mann-Whitney U is reported.
+    let revenue = &r["metrics"][1];
+    assert_eq!(revenue["role"], "secondary");
+    let values = |spenders: usize| -> Vec<f64> {
+        (0..100)
+            .map(|i| if i < spenders { 5.0 } else { 0.0 })
+            .collect()
+    };
+    let mw = flags::stats::mann_whitney_u(&values(30), &values(10)).unwrap();
+    assert_eq!(
+        revenue["comparisons"][0]["mann_whitney_p"]
+            .as_f64()
+            .unwrap(),
+        mw.p_value
+    );
+    assert_eq!(revenue["comparisons"][0]["test"], "welch_t");
+    assert_eq!(revenue["variants"][1]["mean"], 1.5);
+
+    // 100 users per variant reach the planned size: ship green, in words too.
+    assert_eq!(r["recommendation"]["action"], "ship", "{r}");
+    assert_eq!(r["recommendation"]["variant"], "green");
+    assert_eq!(r["recommendation"]["text"], "ship green");
+    assert!(r["required_per_variant"].as_u64().unwrap() >= 100);
+
+    // The sequential test's running minimum is kept for the next look.
+    let p = r["sequential"]["p_values"]["green"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&p));
+    let stored = app
+        .fixture
+        .store
+        .experiment(&tenant.id, "exp")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.sequential_p.get("green"), Some(&p));
+    let again = app
+        .get("/api/v1/experiments/exp/results", Some(key))
+        .await
+        .json();
+    assert!(again["sequential"]["p_values"]["green"].as_f64().unwrap() <= p);
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn results_match_the_statistics_computed_directly_on_sqlite() {
+    results_match_the_statistics_computed_directly(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn results_match_the_statistics_computed_directly_on_postgres() {
+    results_match_the_statistics_computed_directly(Backend::Postgres).await;
+}
+
+#[tokio::test]
+async fn results_without_enough_data_say_what_is_missing() {
+    let app = TestApp::new(Backend::Sqlite).await;
+    let (_, admin) = app.tenant("t", &[Scope::Admin]).await;
+    let key = admin.secret.as_str();
+    post(&app, "/api/v1/experiments", key, Some(spec("exp"))).await;
+    let path = "/api/v1/experiments/exp/results";
+    let reply = app.get(path, Some(key)).await;
+    let problem = reply.assert_problem(422, "unprocessable", path);
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("not enough data"),
+        "{problem}"
+    );
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn the_recorder_dedupes_counts_and_flushes_on_shutdown() {
+    let app = TestApp::new(Backend::Sqlite).await;
+    let (tenant, _) = app.tenant("t", &[Scope::Admin]).await;
+    let recorder = app.state.exposures();
+    recorder.record(&tenant.id, exposure("u1", "green"));
+    recorder.record(&tenant.id, exposure("u1", "green"));
+    recorder.record(&tenant.id, exposure("u1", "control"));
+    // Refused by the store's rules: counted, not queued.
+    recorder.record(&tenant.id, exposure("", "green"));
+    recorder.flush().await;
+    let row = app
+        .fixture
+        .store
+        .exposure(&tenant.id, "production", "checkout-button", "u1")
+        .await
+        .unwrap()
+        .unwrap();
+    // The repeat of (u1, green) was deduped; the other variant was written, the first kept.
+    assert_eq!((row.variant.as_str(), row.count), ("green", 2));
+    let metrics = app.get("/metrics", None).await.text();
+    assert!(
+        metrics.contains(&format!(
+            "flag_exposures_total{{tenant_id=\"{}\"}} 4",
+            tenant.id
+        )),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("flag_exposure_write_errors_total 0"),
+        "{metrics}"
+    );
+
+    // Queued, then a graceful stop: the writer stores it before returning.
+    recorder.record(&tenant.id, exposure("u2", "green"));
+    let _ = app.stop_worker.send(true);
+    let store = app.fixture.store.clone();
+    let TestApp {
+        exposure_writer,
+        worker,
+        fixture,
+        ..
+    } = app;
+    exposure_writer.await.unwrap();
+    worker.await.unwrap();
+    let u2 = store
+        .exposure(&tenant.id, "production", "checkout-button", "u2")
+        .await
+        .unwrap();
+    assert_eq!(u2.map(|e| e.variant), Some("green".to_owned()));
+    fixture.cleanup().await;
+}
+
+#[tokio::test]
+async fn tenants_cannot_reach_each_others_experiments_or_exposures() {
+    let app = TestApp::new(Backend::Postgres).await;
+    let (a, ka) = app.tenant("a", &[Scope::Admin]).await;
+    let (_, kb) = app.tenant("b", &[Scope::Admin]).await;
+    known_dataset(&app, &a.id, &ka.secret).await;
+    for (method, path, body) in [
+        (Method::GET, "/api/v1/experiments/exp", None),
+        (Method::GET, "/api/v1/experiments/exp/results", None),
+        (Method::POST, "/api/v1/experiments/exp/pause", None),
+        (
+            Method::POST,
+            "/api/v1/experiments/exp/events",
+            Some(json!({"events": [{"user": "c1", "metric": "checkout"}]})),
+        ),
+    ] {
+        let reply = app.call(method, path, Some(&kb.secret), body).await;
+        reply.assert_problem(404, "not_found", path);
+    }
+    let listed = app
+        .get("/api/v1/experiments", Some(&kb.secret))
+        .await
+        .json();
+    assert_eq!(listed["experiments"], json!([]));
+    // B's own experiment on the same flag key sees none of A's exposures or events.
+    post(&app, "/api/v1/experiments", &kb.secret, Some(spec("exp"))).await;
+    let b_results = app
+        .get("/api/v1/experiments/exp/results", Some(&kb.secret))
+        .await;
+    b_results.assert_problem(422, "unprocessable", "/api/v1/experiments/exp/results");
+    // A's experiment is untouched.
+    let a_exp = app
+        .get("/api/v1/experiments/exp", Some(&ka.secret))
+        .await
+        .json();
+    assert_eq!(a_exp["state"], "running");
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn bad_definitions_are_refused_naming_the_field() {
+    let app = TestApp::new(Backend::Sqlite).await;
+    let (_, admin) = app.tenant("t", &[Scope::Admin]).await;
+    let (_, reader) = app.tenant("r", &[Scope::Read]).await;
+    let key = admin.secret.as_str();
+    let path = "/api/v1/experiments";
+    for (change, field) in [
+        (json!({"alpha": 0.7}), "alpha"),
+        (json!({"power": 0.2}), "power"),
+        (json!({"control": "blue"}), "control"),
+        (
+            json!({"variants": [{"key": "control", "weight": 1}]}),
+            "variants",
+        ),
+        (json!({"key": "has space"}), "key"),
+        (json!({"flag_key": ""}), "flag_key"),
+        (
+            json!({"primary_metric": {"key": "checkout", "kind": "conversion", "goal": "increase",
+                                      "minimum_detectable_effect": -1.0}}),
+            "primary_metric",
+        ),
+    ] {
+        let mut body = spec("bad");
+        for (k, v) in change.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        let reply = post(&app, path, key, Some(body)).await;
+        let problem = reply.assert_problem(422, "unprocessable", path);
+        assert_eq!(problem["field"], field, "{change}: {problem}");
+    }
+    let mut wrong_type = spec("bad");
+    wrong_type["primary_metric"]["kind"] = json!("ratio");
+    let problem = post(&app, path, key, Some(wrong_type))
+        .await
+        .assert_problem(400, "invalid_field", path);
+    assert_eq!(problem["field"], "primary_metric.kind");
+
+    let bad_env = post(
+        &app,
+        "/api/v1/experiments?environment=a%20b",
+        key,
+        Some(spec("x")),
+    )
+    .await;
+    let problem = bad_env.assert_problem(400, "invalid_parameter", path);
+    assert_eq!(problem["parameter"], "environment");
+
+    assert_eq!(post(&app, path, key, Some(spec("dup"))).await.status, 201);
+    post(&app, path, key, Some(spec("dup")))
+        .await
+        .assert_problem(409, "conflict", path);
+    post(&app, path, &reader.secret, Some(spec("r")))
+        .await
+        .assert_problem(403, "forbidden", path);
+    app.get("/api/v1/experiments/nope", Some(key))
+        .await
+        .assert_problem(404, "not_found", "/api/v1/experiments/nope");
+    // Nothing invalid was stored.
+    let listed = app.get(path, Some(key)).await.json();
+    assert_eq!(listed["experiments"].as_array().unwrap().len(), 1);
+    app.cleanup().await;
+}
