@@ -3,6 +3,7 @@
 
 mod admin;
 mod config;
+mod flags_cmd;
 mod forecast_cmd;
 mod forecast_serve;
 mod freshness;
@@ -83,6 +84,10 @@ enum Command {
     /// Weber sensitivity profiles from review files.
     #[command(subcommand)]
     Weber(weber_cmd::WeberCommand),
+    /// Import, export and list a tenant's feature flags per environment (GitOps; safe while the
+    /// server runs).
+    #[command(subcommand)]
+    Flags(flags_cmd::FlagsCommand),
     /// Analog-ensemble weather forecasts: build a model from station data, run it, verify it.
     #[command(subcommand)]
     Forecast(forecast_cmd::ForecastCommand),
@@ -202,6 +207,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let common = Common::resolve(global)?;
             init_logging(common.log_format, "warn");
             admin::keys(common, cmd).await
+        }
+        Command::Flags(cmd) => {
+            let common = Common::resolve(global)?;
+            init_logging(common.log_format, "warn");
+            flags_cmd::run(common, cmd).await
         }
     }
 }

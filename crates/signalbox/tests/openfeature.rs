@@ -1,0 +1,184 @@
+//! OpenFeature conformance with a client not written here: the Python `openfeature-sdk` and its
+//! OFREP provider from PyPI (pinned in `tests/openfeature/requirements.txt`) evaluate boolean,
+//! string, number and object flags against a running `signalbox serve`, after the flags were
+//! imported with `signalbox flags import`. Needs `python3` with `venv` and access to PyPI (or a
+//! pip mirror configured for pip); it fails rather than skips without them.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::{json_lines, run_ok, signalbox, Server};
+
+fn fixture_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/openfeature")
+}
+
+fn describe(what: &str, out: &Output) -> String {
+    format!(
+        "{what} exited with {}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The virtual environment with the pinned client, made once under the target directory and
+/// reused while it holds exactly the pinned requirements (a stamp written after a successful
+/// install records which).
+fn client_python() -> PathBuf {
+    let requirements_path = fixture_dir().join("requirements.txt");
+    let requirements = std::fs::read_to_string(&requirements_path).unwrap();
+    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("openfeature-venv");
+    let python = venv.join("bin").join("python");
+    let stamp = venv.join("signalbox-requirements.txt");
+    if python.exists() && std::fs::read_to_string(&stamp).ok().as_deref() == Some(&requirements) {
+        return python;
+    }
+    if venv.exists() {
+        std::fs::remove_dir_all(&venv).unwrap();
+    }
+    let out = Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&venv)
+        .output()
+        .expect("python3 is needed for the OpenFeature conformance test");
+    assert!(
+        out.status.success(),
+        "{}",
+        describe("python3 -m venv", &out)
+    );
+    let out = Command::new(&python)
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--disable-pip-version-check",
+            "--no-input",
+            "-r",
+        ])
+        .arg(&requirements_path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        describe("pip install -r requirements.txt", &out)
+    );
+    std::fs::write(&stamp, &requirements).unwrap();
+    python
+}
+
+/// One HTTP/1.1 request; the status and body.
+fn post(addr: &str, path: &str, key: &str, body: &str) -> (u16, String) {
+    let mut conn = TcpStream::connect(addr).unwrap();
+    write!(
+        conn,
+        "POST {path} HTTP/1.1\r\nhost: test\r\nauthorization: Bearer {key}\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut raw = String::new();
+    conn.read_to_string(&mut raw).unwrap();
+    let status = raw.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let reply = raw.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
+    (status, reply)
+}
+
+#[test]
+fn the_openfeature_python_sdk_evaluates_flags_over_ofrep() {
+    // First, because it may take a while on a cold cache and needs no server.
+    let python = client_python();
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&mut signalbox(dir.path()));
+    let demo: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("demo-tenant.json")).unwrap(),
+    )
+    .unwrap();
+    let tenant = demo["tenant_id"].as_str().unwrap();
+    // Evaluation needs the read scope only; the client gets no more.
+    let read_key = json_lines(&run_ok(
+        signalbox(dir.path()).args(["keys", "create", "--tenant", tenant, "--scopes", "read"]),
+    ))[0]["api_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // GitOps while the server runs: the CLI writes the store, the server picks the flags up.
+    // --prune replaces the demo tenant's example flags, so the environment is exactly the file.
+    let flags_file = fixture_dir().join("flags.json");
+    let imported = json_lines(&run_ok(
+        signalbox(dir.path())
+            .args(["flags", "import"])
+            .arg(&flags_file)
+            .args(["--tenant", tenant, "--environment", "production", "--prune"]),
+    ));
+    let expected: Vec<Value> =
+        serde_json::from_str(&std::fs::read_to_string(&flags_file).unwrap()).unwrap();
+    let created = imported.iter().filter(|l| l["action"] == "create").count();
+    assert_eq!(created, expected.len(), "{imported:?}");
+    assert!(
+        imported
+            .iter()
+            .all(|l| l["action"] == "create" || l["action"] == "delete"),
+        "{imported:?}"
+    );
+    let listed = json_lines(&run_ok(
+        signalbox(dir.path()).args(["flags", "list", "--tenant", tenant]),
+    ));
+    assert_eq!(listed.len(), expected.len(), "{listed:?}");
+
+    // Wait (bounded) until the server serves every imported flag: it learns of changes made
+    // by other processes through the store, not necessarily at once. A flag is served when its
+    // evaluation is anything but FLAG_NOT_FOUND.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for flag in &expected {
+        let key = flag["key"].as_str().unwrap();
+        loop {
+            let (status, body) = post(
+                &server.addr,
+                &format!("/ofrep/v1/evaluate/flags/{key}"),
+                &read_key,
+                r#"{"context":{"targetingKey":"probe"}}"#,
+            );
+            assert!(
+                !body.contains("route_not_found"),
+                "this server has no OFREP routes: {status} {body}"
+            );
+            if !(status == 404 && body.contains("FLAG_NOT_FOUND")) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the server never served the imported flag {key}: last answer {status} {body}\n\
+                 server log: {:?}",
+                server.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    let out = Command::new(&python)
+        .arg(fixture_dir().join("check_ofrep.py"))
+        .env("SIGNALBOX_URL", format!("http://{}", server.addr))
+        .env("SIGNALBOX_API_KEY", &read_key)
+        .env("SIGNALBOX_FLAGS_FILE", &flags_file)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\nserver log: {:?}",
+        describe("check_ofrep.py", &out),
+        server.log()
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.starts_with("ok: "), "{stdout}");
+}

@@ -1,0 +1,117 @@
+//! Helpers shared by the integration tests that drive the binary as an operator does.
+// Each test file uses a different part of this module.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// `signalbox --data-dir DIR`, isolated from the developer's environment.
+pub fn signalbox(data_dir: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_signalbox"));
+    cmd.arg("--data-dir").arg(data_dir);
+    for var in [
+        "DATABASE_URL",
+        "SIGNALBOX_CONFIG",
+        "SIGNALBOX_DATA_DIR",
+        "SIGNALBOX_DATABASE_SCHEMA",
+        "REDIS_URL",
+        "NATS_URL",
+        "SIGNALBOX_LISTEN",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
+pub fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("run signalbox");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 stdout")
+}
+
+/// Runs a command that must fail; returns its stdout and stderr.
+pub fn run_err(cmd: &mut Command) -> (String, String) {
+    let out: Output = cmd.output().expect("run signalbox");
+    assert!(!out.status.success(), "{cmd:?} should have failed");
+    (
+        String::from_utf8(out.stdout).expect("utf-8 stdout"),
+        String::from_utf8(out.stderr).expect("utf-8 stderr"),
+    )
+}
+
+pub fn json_lines(text: &str) -> Vec<Value> {
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+/// Creates a tenant and returns its id.
+pub fn create_tenant(data_dir: &Path, name: &str) -> String {
+    let created = json_lines(&run_ok(
+        signalbox(data_dir).args(["tenants", "create", name]),
+    ));
+    created[0]["tenant_id"].as_str().unwrap().to_owned()
+}
+
+/// A running `signalbox serve` on a loopback port, killed on drop.
+pub struct Server {
+    child: Child,
+    pub addr: String,
+    /// The server's log lines, for failure messages.
+    pub stderr: mpsc::Receiver<String>,
+}
+
+impl Server {
+    pub fn start(cmd: &mut Command) -> Server {
+        let mut child = cmd
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env("SIGNALBOX_LOG_FORMAT", "human")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start the server");
+        let (tx, rx) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let addr = loop {
+            let line = rx
+                .recv_timeout(Duration::from_secs(120))
+                .expect("the server announces its address");
+            if let Some(rest) = line.split("listening on http://").nth(1) {
+                break rest.trim().to_owned();
+            }
+        };
+        Server {
+            child,
+            addr,
+            stderr: rx,
+        }
+    }
+
+    /// What the server logged so far.
+    pub fn log(&self) -> Vec<String> {
+        self.stderr.try_iter().collect()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
