@@ -10,7 +10,6 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::{json_lines, run_ok, signalbox, Server};
@@ -96,74 +95,49 @@ fn the_openfeature_python_sdk_evaluates_flags_over_ofrep() {
     // First, because it may take a while on a cold cache and needs no server.
     let python = client_python();
 
+    // Tenant, key and flags first, through the CLI, then the server: it reads the flags from the
+    // store on the first evaluation, so nothing has to wait for a refresh.
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&mut signalbox(dir.path()));
-    let demo: Value = serde_json::from_str(
-        &std::fs::read_to_string(dir.path().join("demo-tenant.json")).unwrap(),
-    )
-    .unwrap();
-    let tenant = demo["tenant_id"].as_str().unwrap();
-    // Evaluation needs the read scope only; the client gets no more.
+    let created = json_lines(&run_ok(signalbox(dir.path()).args([
+        "tenants",
+        "create",
+        "openfeature",
+        "--tier",
+        "starter",
+    ])));
+    let tenant = created[0]["tenant_id"].as_str().unwrap().to_owned();
     let read_key = json_lines(&run_ok(
-        signalbox(dir.path()).args(["keys", "create", "--tenant", tenant, "--scopes", "read"]),
+        signalbox(dir.path()).args(["keys", "create", "--tenant", &tenant, "--scopes", "read"]),
     ))[0]["api_key"]
         .as_str()
         .unwrap()
         .to_owned();
 
-    // GitOps while the server runs: the CLI writes the store, the server picks the flags up.
-    // --prune replaces the demo tenant's example flags, so the environment is exactly the file.
     let flags_file = fixture_dir().join("flags.json");
     let imported = json_lines(&run_ok(
         signalbox(dir.path())
             .args(["flags", "import"])
             .arg(&flags_file)
-            .args(["--tenant", tenant, "--environment", "production", "--prune"]),
+            .args(["--tenant", &tenant, "--environment", "production"]),
     ));
     let expected: Vec<Value> =
         serde_json::from_str(&std::fs::read_to_string(&flags_file).unwrap()).unwrap();
-    let created = imported.iter().filter(|l| l["action"] == "create").count();
-    assert_eq!(created, expected.len(), "{imported:?}");
+    assert_eq!(imported.len(), expected.len(), "{imported:?}");
     assert!(
-        imported
-            .iter()
-            .all(|l| l["action"] == "create" || l["action"] == "delete"),
+        imported.iter().all(|l| l["action"] == "create"),
         "{imported:?}"
     );
-    let listed = json_lines(&run_ok(
-        signalbox(dir.path()).args(["flags", "list", "--tenant", tenant]),
-    ));
-    assert_eq!(listed.len(), expected.len(), "{listed:?}");
 
-    // Wait (bounded) until the server serves every imported flag: it learns of changes made
-    // by other processes through the store, not necessarily at once. A flag is served when its
-    // evaluation is anything but FLAG_NOT_FOUND.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    for flag in &expected {
-        let key = flag["key"].as_str().unwrap();
-        loop {
-            let (status, body) = post(
-                &server.addr,
-                &format!("/ofrep/v1/evaluate/flags/{key}"),
-                &read_key,
-                r#"{"context":{"targetingKey":"probe"}}"#,
-            );
-            assert!(
-                !body.contains("route_not_found"),
-                "this server has no OFREP routes: {status} {body}"
-            );
-            if !(status == 404 && body.contains("FLAG_NOT_FOUND")) {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the server never served the imported flag {key}: last answer {status} {body}\n\
-                 server log: {:?}",
-                server.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
+    let server = Server::start(&mut signalbox(dir.path()));
+    // The routes are there and serve the imported flags (not an SDK check: a clear failure).
+    let probe = expected[0]["key"].as_str().unwrap();
+    let (status, body) = post(
+        &server.addr,
+        &format!("/ofrep/v1/evaluate/flags/{probe}"),
+        &read_key,
+        r#"{"context":{"targetingKey":"probe"}}"#,
+    );
+    assert_eq!(status, 200, "{body}\nserver log: {:?}", server.log());
 
     let out = Command::new(&python)
         .arg(fixture_dir().join("check_ofrep.py"))
