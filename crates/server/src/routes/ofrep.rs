@@ -72,53 +72,54 @@ pub(crate) struct EvaluationRequest {
 
 /// Why a value was served, plus what explains it.
 #[derive(Serialize, ToSchema)]
-pub(crate) struct EvaluationMetadata {
+pub(crate) struct EvaluationMetadata<'a> {
     /// Id of the targeting rule that matched.
     #[serde(skip_serializing_if = "Option::is_none")]
-    rule: Option<String>,
+    rule: Option<&'a str>,
     /// The rollout bucket of the bucketing key, 0..9999 (see docs/flags.md, Bucketing).
     #[serde(skip_serializing_if = "Option::is_none")]
     bucket: Option<u16>,
     /// What disabled the flag, when `reason` is `DISABLED`: `kill_switch`, `status`, `expired`,
     /// `not_yet_enabled`, `environment`, `tenant`, `tier` or `prerequisite`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    disabled_by: Option<String>,
+    #[schema(value_type = Option<String>)]
+    disabled_by: Option<flags::DisabledBy>,
 }
 
 /// A successful evaluation, OFREP's `evaluationSuccess`.
 #[derive(Serialize, ToSchema)]
-pub(crate) struct EvaluationSuccess {
-    key: String,
+pub(crate) struct EvaluationSuccess<'a> {
+    key: &'a str,
     /// The served value: boolean, string, number or object, as the flag's variant holds it.
     #[schema(value_type = Object)]
-    value: Value,
+    value: &'a Value,
     /// `STATIC`, `DEFAULT`, `TARGETING_MATCH`, `SPLIT` or `DISABLED`.
-    reason: String,
-    variant: Option<String>,
-    metadata: EvaluationMetadata,
+    reason: &'static str,
+    variant: Option<&'a str>,
+    metadata: EvaluationMetadata<'a>,
 }
 
 /// A failed evaluation inside a bulk answer, OFREP's `evaluationFailure`.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub(crate) struct EvaluationFailure {
-    key: String,
+pub(crate) struct EvaluationFailure<'a> {
+    key: &'a str,
     /// `TARGETING_KEY_MISSING`, `INVALID_CONTEXT` or `GENERAL`.
-    error_code: String,
+    error_code: &'static str,
     error_details: String,
 }
 
 #[derive(Serialize, ToSchema)]
 #[serde(untagged)]
-pub(crate) enum BulkItem {
-    Success(EvaluationSuccess),
-    Failure(EvaluationFailure),
+pub(crate) enum BulkItem<'a> {
+    Success(EvaluationSuccess<'a>),
+    Failure(EvaluationFailure<'a>),
 }
 
 /// Every flag of the environment, evaluated: OFREP's `bulkEvaluationSuccess`.
 #[derive(Serialize, ToSchema)]
-pub(crate) struct BulkEvaluation {
-    flags: Vec<BulkItem>,
+pub(crate) struct BulkEvaluation<'a> {
+    flags: Vec<BulkItem<'a>>,
 }
 
 fn reason_name(reason: Reason) -> &'static str {
@@ -132,23 +133,16 @@ fn reason_name(reason: Reason) -> &'static str {
     }
 }
 
-fn disabled_by_name(by: flags::DisabledBy) -> String {
-    serde_json::to_value(by)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
-}
-
-fn success(key: &str, e: &Evaluation<'_>) -> EvaluationSuccess {
+fn success<'a>(key: &'a str, e: &Evaluation<'a>) -> EvaluationSuccess<'a> {
     EvaluationSuccess {
-        key: key.to_owned(),
-        value: e.value.clone(),
-        reason: reason_name(e.reason).to_owned(),
-        variant: e.variant.map(str::to_owned),
+        key,
+        value: e.value,
+        reason: reason_name(e.reason),
+        variant: e.variant,
         metadata: EvaluationMetadata {
-            rule: e.rule_id.map(str::to_owned),
+            rule: e.rule_id,
             bucket: e.bucket,
-            disabled_by: e.disabled_by.map(disabled_by_name),
+            disabled_by: e.disabled_by,
         },
     }
 }
@@ -374,8 +368,8 @@ pub(crate) async fn evaluate_flags(
             metrics.count_evaluation(reason_name(e.reason));
             match e.error_code {
                 Some(code) => BulkItem::Failure(EvaluationFailure {
-                    key: key.to_owned(),
-                    error_code: error_code_name(code).to_owned(),
+                    key,
+                    error_code: error_code_name(code),
                     error_details: error_details(key, code, set),
                 }),
                 None => {
