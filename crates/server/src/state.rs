@@ -35,6 +35,9 @@ pub struct ServerConfig {
     /// How often flag snapshots are checked against the store, so changes made elsewhere
     /// (another replica, `signalbox flags import`) are served and streamed.
     pub flag_refresh_interval: Duration,
+    /// Most flags one environment may hold through the admin API: every bulk evaluation answers
+    /// all of them, so the bound keeps answers and snapshots of a size clients can handle.
+    pub max_flags_per_environment: usize,
     /// The flag exposure recorder's queue, batching and dedupe window.
     pub exposures: ExposureSettings,
 }
@@ -50,6 +53,7 @@ impl Default for ServerConfig {
             nats_url: None,
             profiles: crate::ProfileSettings::default(),
             flag_refresh_interval: Duration::from_secs(1),
+            max_flags_per_environment: 5_000,
             exposures: ExposureSettings::default(),
         }
     }

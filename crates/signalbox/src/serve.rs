@@ -114,6 +114,7 @@ pub async fn run(common: Common, args: ServeArgs) -> anyhow::Result<()> {
             .flag_refresh_interval
             .or(file.flags.refresh_interval)
             .unwrap_or(defaults.flag_refresh_interval),
+        max_flags_per_environment: defaults.max_flags_per_environment,
         exposures: defaults.exposures.clone(),
     };
     if config.flag_refresh_interval.is_zero() {

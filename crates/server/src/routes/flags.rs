@@ -188,7 +188,7 @@ pub(crate) async fn list_flags(
         (status = 401, content_type = "application/problem+json", body = crate::openapi::Problem),
         (status = 403, description = "The key lacks the admin scope", content_type = "application/problem+json", body = crate::openapi::Problem),
         (status = 409, description = "A flag with this key exists", content_type = "application/problem+json", body = crate::openapi::Problem),
-        (status = 422, description = "Invalid definition: `field` names the first field at fault, `errors` lists each", content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 422, description = "Invalid definition (`field` names the first field at fault, `errors` lists each), or the environment already holds 5,000 flags", content_type = "application/problem+json", body = crate::openapi::Problem),
     ))]
 pub(crate) async fn create_flag(
     State(state): State<AppState>,
@@ -205,6 +205,16 @@ pub(crate) async fn create_flag(
         .lock_for_write(store, tenant_id, &environment)
         .await?;
     let current = store.flags(tenant_id, &environment).await?;
+    if current.len() >= state.config().max_flags_per_environment {
+        return Err(ApiError::new(
+            ProblemKind::Unprocessable,
+            format!(
+                "environment `{environment}` already holds {} flags, the most one environment may hold; delete unused flags first",
+                current.len()
+            ),
+        )
+        .with("field", "key"));
+    }
     if current.iter().any(|r| r.key == flag.key) {
         return Err(ApiError::new(
             ProblemKind::Conflict,

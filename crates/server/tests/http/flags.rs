@@ -770,6 +770,44 @@ async fn the_change_stream_reports_changes_and_resumes() {
 }
 
 #[tokio::test]
+async fn an_environment_holds_a_bounded_number_of_flags() {
+    let config = server::ServerConfig {
+        max_flags_per_environment: 2,
+        ..Default::default()
+    };
+    let app = TestApp::with_config(Backend::Sqlite, config).await;
+    let (_, admin) = app.tenant("acme", &[Scope::Admin]).await;
+    let key = admin.secret.as_str();
+    create(&app, key, "production", boolean_flag("one")).await;
+    create(&app, key, "production", boolean_flag("two")).await;
+    let third = app
+        .call(
+            Method::POST,
+            "/api/v1/flags",
+            Some(key),
+            Some(boolean_flag("three")),
+        )
+        .await;
+    let problem = third.assert_problem(422, "unprocessable", "/api/v1/flags");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("already holds 2 flags"),
+        "{problem}"
+    );
+    // Other environments have their own bound; changing a flag is not adding one.
+    create(&app, key, "staging", boolean_flag("three")).await;
+    let mut changed = boolean_flag("two");
+    changed["default_variant"] = json!("off");
+    let put = app
+        .call(Method::PUT, "/api/v1/flags/two", Some(key), Some(changed))
+        .await;
+    assert_eq!(put.status, 200, "{}", put.text());
+    app.cleanup().await;
+}
+
+#[tokio::test]
 async fn concurrent_writes_cannot_build_a_cycle_together() {
     let app = TestApp::new(Backend::Sqlite).await;
     let (_, admin) = app.tenant("acme", &[Scope::Admin]).await;
