@@ -565,7 +565,7 @@ pub(crate) async fn events(
         ExperimentState::Running | ExperimentState::Paused
     ) {
         return Err(ApiError::new(
-            ProblemKind::Conflict,
+            ProblemKind::InvalidState,
             format!(
                 "experiment '{key}' is {}; metric events are accepted only while it is running or paused",
                 state_name(experiment.state)
@@ -1206,7 +1206,7 @@ fn experiment_error(e: ExperimentError) -> ApiError {
             ApiError::new(ProblemKind::Unprocessable, message).with("field", field)
         }
         ExperimentError::InvalidTransition { from, action } => ApiError::new(
-            ProblemKind::Conflict,
+            ProblemKind::InvalidState,
             format!("cannot {action} an experiment that is {}", state_name(from)),
         )
         .with("state", state_name(from)),

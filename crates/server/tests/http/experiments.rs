@@ -65,7 +65,7 @@ async fn lifecycle_create_start_pause_resume_conclude() {
     assert!(started.json()["started_at"].is_string());
 
     let again = post(&app, "/api/v1/experiments/exp-1/start", key, None).await;
-    let problem = again.assert_problem(409, "conflict", "/api/v1/experiments/exp-1/start");
+    let problem = again.assert_problem(409, "invalid_state", "/api/v1/experiments/exp-1/start");
     assert_eq!(
         problem["detail"],
         "cannot start an experiment that is running"
@@ -101,7 +101,7 @@ async fn lifecycle_create_start_pause_resume_conclude() {
     assert_eq!(concluded.json()["state"], "concluded");
     assert_eq!(concluded.json()["winner"], "green");
     let resume = post(&app, "/api/v1/experiments/exp-1/resume", key, None).await;
-    resume.assert_problem(409, "conflict", "/api/v1/experiments/exp-1/resume");
+    resume.assert_problem(409, "invalid_state", "/api/v1/experiments/exp-1/resume");
 
     // Conclude without a body; the listing filters by environment.
     post(
@@ -142,7 +142,7 @@ async fn events_are_validated_one_by_one_and_counted_once() {
     let one = json!({"events": [{"user": "u1", "metric": "checkout"}]});
 
     let draft = post(&app, path, key, Some(one.clone())).await;
-    let problem = draft.assert_problem(409, "conflict", path);
+    let problem = draft.assert_problem(409, "invalid_state", path);
     assert_eq!(problem["state"], "draft");
     post(&app, "/api/v1/experiments/exp/start", key, None).await;
 
