@@ -411,7 +411,7 @@ impl Inner {
                                 self.l1.insert(key.clone(), entry).await;
                                 bump(&self.counters.l1.writes);
                             }
-                        } else if found.remaining < profile.refresh_window() {
+                        } else if found.remaining <= profile.refresh_window() {
                             self.spawn_refresh(&key, &profile, loader);
                         }
                         return Ok(value);

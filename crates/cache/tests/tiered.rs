@@ -568,3 +568,43 @@ async fn a_million_distinct_keys_stay_under_the_l1_cap() {
     assert!(stats.l1.evictions > 0, "{stats:?}");
     assert_eq!(stats.l1.writes, 1_000_000);
 }
+
+#[tokio::test]
+async fn an_l2_only_hit_in_the_refresh_window_reloads_in_the_background() {
+    let prefix = fresh_prefix();
+    let cache = cache_on_redis(&prefix);
+    let p = CacheProfile {
+        refresh_ahead_fraction: 1.0,
+        ..profile(Layers::L2_ONLY)
+    };
+    let calls = Arc::new(AtomicUsize::new(0));
+    assert_eq!(
+        cache
+            .get_or_load_bytes("k", &p, counting(&calls, "v1"))
+            .await
+            .unwrap(),
+        "v1"
+    );
+    assert_eq!(
+        cache
+            .get_or_load_bytes("k", &p, counting(&calls, "v2"))
+            .await
+            .unwrap(),
+        "v1"
+    );
+    cache.wait_for_refreshes().await;
+    assert_eq!(cache.stats().refreshes, 1);
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+
+    let mut no_refresh = p.clone();
+    no_refresh.refresh_ahead_fraction = 0.0;
+    let value = cache
+        .get_or_load_bytes("k", &no_refresh, counting(&calls, "v3"))
+        .await
+        .unwrap();
+    assert_eq!(value, "v2");
+    let stats = cache.stats();
+    assert_eq!((stats.refreshes, stats.l2.hits, stats.loads), (1, 2, 1));
+    assert!((stats.hit_rate() - 2.0 / 3.0).abs() < 1e-9, "{stats:?}");
+    cleanup(&cache, &prefix).await;
+}
