@@ -78,9 +78,9 @@ struct Inner {
     refreshing: Mutex<HashSet<String>>,
     /// Number of refresh tasks running, for [`TieredCache::wait_for_refreshes`].
     refresh_tasks: watch::Sender<usize>,
-    /// Bumped by every invalidation. A load that saw another value when it started does not
-    /// store its result, since it may have read the data before the change that invalidated it.
-    generation: AtomicU64,
+    /// Invalidation counters: a load that saw another value for its key when it started does
+    /// not store its result, since it may have read the data before the change.
+    generations: Generations,
     counters: Arc<Counters>,
 }
 
@@ -142,6 +142,43 @@ impl Expiry<String, L1Entry> for EntryDeadline {
     }
 }
 
+/// Invalidation counters in shards by key hash: invalidating a key bumps its shard, a prefix
+/// bumps them all. Sharding keeps a steady stream of invalidations of some keys from stopping
+/// loads of every other key from being cached.
+struct Generations([AtomicU64; GENERATION_SHARDS]);
+
+const GENERATION_SHARDS: usize = 64;
+
+impl Default for Generations {
+    fn default() -> Self {
+        Self(std::array::from_fn(|_| AtomicU64::new(0)))
+    }
+}
+
+impl Generations {
+    fn shard(&self, key: &str) -> &AtomicU64 {
+        let mut hasher = std::hash::DefaultHasher::new();
+        std::hash::Hash::hash(key, &mut hasher);
+        let index = std::hash::Hasher::finish(&hasher) % GENERATION_SHARDS as u64;
+        // In range by the modulo.
+        &self.0[index as usize]
+    }
+
+    fn of(&self, key: &str) -> u64 {
+        self.shard(key).load(Ordering::Acquire)
+    }
+
+    fn bump(&self, key: &str) {
+        self.shard(key).fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn bump_all(&self) {
+        for shard in &self.0 {
+            shard.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // The guarded maps stay consistent even if a holder panicked: every critical section is a
     // single insert or remove.
@@ -199,7 +236,7 @@ impl TieredCache {
                 flights: Mutex::new(HashMap::new()),
                 refreshing: Mutex::new(HashSet::new()),
                 refresh_tasks: watch::Sender::new(0),
-                generation: AtomicU64::new(0),
+                generations: Generations::default(),
                 counters,
             }),
         })
@@ -303,7 +340,7 @@ impl TieredCache {
             self.invalidate(key).await;
             return Ok(());
         }
-        let generation = self.inner.generation.load(Ordering::Acquire);
+        let generation = self.inner.generations.of(key);
         self.inner.store(key, profile, value, generation).await;
         Ok(())
     }
@@ -311,7 +348,7 @@ impl TieredCache {
     /// Drops `key` from both layers. Loads of it in flight do not store their result.
     pub async fn invalidate(&self, key: &str) {
         let inner = &self.inner;
-        inner.generation.fetch_add(1, Ordering::AcqRel);
+        inner.generations.bump(key);
         inner.l1.invalidate(key).await;
         if let Some(l2) = &inner.l2 {
             l2.delete(key, &inner.counters.l2).await;
@@ -323,7 +360,7 @@ impl TieredCache {
     /// `SCAN MATCH` and `UNLINK` in batches. Loads in flight do not store their result.
     pub async fn invalidate_prefix(&self, prefix: &str) -> PrefixInvalidation {
         let inner = &self.inner;
-        inner.generation.fetch_add(1, Ordering::AcqRel);
+        inner.generations.bump_all();
         let owned = prefix.to_owned();
         if inner
             .l1
@@ -389,7 +426,7 @@ impl Inner {
             inner: &self,
             key: &key,
         };
-        let generation = self.generation.load(Ordering::Acquire);
+        let generation = self.generations.of(&key);
         let uses_l1 = self.uses_l1(&profile);
         if uses_l1 {
             if let Some(entry) = self.l1.get(&key).await {
@@ -406,7 +443,7 @@ impl Inner {
                             // Backfill: the copy in L1 expires with the one in Redis, and its
                             // refresh point comes from the same TTL, so the next L1 read in
                             // the window starts the reload.
-                            if self.generation.load(Ordering::Acquire) == generation {
+                            if self.generations.of(&key) == generation {
                                 let entry = L1Entry::new(value.clone(), expires_at, &profile);
                                 self.l1.insert(key.clone(), entry).await;
                                 bump(&self.counters.l1.writes);
@@ -446,7 +483,7 @@ impl Inner {
             bump(&self.counters.oversize);
             return;
         }
-        if self.generation.load(Ordering::Acquire) != generation {
+        if self.generations.of(key) != generation {
             bump(&self.counters.stale_discarded);
             return;
         }
@@ -467,7 +504,7 @@ impl Inner {
         }
         // An invalidation that ran while this was being written may have come before the
         // writes: undo them, so the stale value does not outlive the invalidation.
-        if self.generation.load(Ordering::Acquire) != generation {
+        if self.generations.of(key) != generation {
             bump(&self.counters.stale_discarded);
             if uses_l1 {
                 self.l1.invalidate(key).await;
@@ -494,7 +531,7 @@ impl Inner {
         let inner = Arc::clone(self);
         let key = key.to_owned();
         let profile = profile.clone();
-        let generation = self.generation.load(Ordering::Acquire);
+        let generation = self.generations.of(&key);
         tokio::spawn(async move {
             let _done = RefreshGuard {
                 inner: &inner,
@@ -536,5 +573,25 @@ impl Drop for RefreshGuard<'_> {
         self.inner
             .refresh_tasks
             .send_modify(|n| *n = n.saturating_sub(1));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalidating_a_key_moves_its_generation_and_a_prefix_moves_all() {
+        let generations = Generations::default();
+        let other = (0..1000)
+            .map(|i| format!("other:{i}"))
+            .find(|k| !std::ptr::eq(generations.shard(k), generations.shard("key")))
+            .unwrap();
+        let (key_before, other_before) = (generations.of("key"), generations.of(&other));
+        generations.bump("key");
+        assert_ne!(generations.of("key"), key_before);
+        assert_eq!(generations.of(&other), other_before);
+        generations.bump_all();
+        assert_ne!(generations.of(&other), other_before);
     }
 }
