@@ -246,9 +246,9 @@ impl Config {
         })?;
         config
             .validate()
-            .map_err(|(field, needle, message)| ConfigError {
+            .map_err(|(field, rule, needle, message)| ConfigError {
                 file: file.to_owned(),
-                line: find_line(text, &needle),
+                line: find_line(text, rule, &needle),
                 field,
                 message,
             })?;
@@ -257,11 +257,13 @@ impl Config {
 
     /// Checks what the types cannot: unique names, glob syntax, methods, and that the rule's cost
     /// (its own, else the default cost) fits every capacity of the rule.
-    /// On error: the field path, a string to find its line by, and the message.
-    fn validate(&self) -> Result<(), (String, String, String)> {
+    /// On error: the field path, the rule's index, a string to find its line by (within that
+    /// rule), and the message.
+    fn validate(&self) -> Result<(), (String, Option<usize>, String, String)> {
         if self.rules.len() > MAX_RULES {
             return Err((
                 "rule".into(),
+                None,
                 "[[rule]]".into(),
                 format!("at most {MAX_RULES} rules"),
             ));
@@ -270,6 +272,7 @@ impl Config {
             if let Err(why) = Glob::new(pattern) {
                 return Err((
                     format!("costs.endpoints.\"{pattern}\""),
+                    None,
                     format!("\"{pattern}\""),
                     why.to_string(),
                 ));
@@ -282,22 +285,34 @@ impl Config {
             {
                 return Err((
                     at("name"),
+                    Some(i),
                     name_line,
                     "1 to 64 characters of a-z, A-Z, 0-9, '_', '-'".into(),
                 ));
             }
             if self.rules[..i].iter().any(|r| r.name == rule.name) {
-                return Err((at("name"), name_line, "a rule of that name exists".into()));
+                return Err((
+                    at("name"),
+                    Some(i),
+                    name_line,
+                    "a rule of that name exists".into(),
+                ));
             }
             for pattern in &rule.paths {
                 if let Err(why) = Glob::new(pattern) {
-                    return Err((at("paths"), format!("\"{pattern}\""), why.to_string()));
+                    return Err((
+                        at("paths"),
+                        Some(i),
+                        format!("\"{pattern}\""),
+                        why.to_string(),
+                    ));
                 }
             }
             for method in &rule.methods {
                 if !METHODS.contains(&method.as_str()) {
                     return Err((
                         at("methods"),
+                        Some(i),
                         format!("\"{method}\""),
                         format!("unknown method {method:?} (one of {})", METHODS.join(", ")),
                     ));
@@ -320,6 +335,7 @@ impl Config {
                     };
                     return Err((
                         field,
+                        Some(i),
                         name_line,
                         format!(
                             "a request of cost {cost} could never pass a capacity of {capacity}"
@@ -354,9 +370,14 @@ fn line_of(text: &str, offset: usize) -> usize {
         + 1
 }
 
-/// The first line containing `needle`, else 1.
-fn find_line(text: &str, needle: &str) -> usize {
-    text.find(needle).map_or(1, |offset| line_of(text, offset))
+/// The line of the first `needle` after the start of rule `rule` (of the file's start), else
+/// the rule's first line.
+fn find_line(text: &str, rule: Option<usize>, needle: &str) -> usize {
+    let start = rule
+        .and_then(|i| text.match_indices("[[rule]]").nth(i))
+        .map_or(0, |(offset, _)| offset);
+    let offset = text[start..].find(needle).map_or(start, |o| start + o);
+    line_of(text, offset)
 }
 
 /// serde names the field in "missing field `x`" and "unknown field `x`".

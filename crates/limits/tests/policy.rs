@@ -114,7 +114,7 @@ fn unknown_enum_values_and_missing_fields_are_refused() {
 #[test]
 fn semantic_errors_name_the_rule_field_and_line() {
     let e = parse_err(&format!("{ONE_RULE}{ONE_RULE}"));
-    assert_eq!(e.field, "rule[1].name", "{e}");
+    assert_eq!((e.field.as_str(), e.line), ("rule[1].name", 11), "{e}");
     let e = parse_err(&ONE_RULE.replace("action", "paths = [\"api/*\"]\naction"));
     assert_eq!((e.field.as_str(), e.line), ("rule[0].paths", 8), "{e}");
     let e = parse_err(&ONE_RULE.replace("action", "methods = [\"get\"]\naction"));
