@@ -168,6 +168,11 @@ impl SlidingWindowLog {
         check_nonzero(window_ns, "window")?;
         Ok(Self { limit, window_ns })
     }
+
+    /// Time from `now` until an entry logged at `t` leaves the window.
+    fn until_expiry(&self, t: u64, now: u64) -> u64 {
+        to_u64((t as u128 + self.window_ns as u128).saturating_sub(now as u128))
+    }
 }
 
 impl Algorithm for SlidingWindowLog {
@@ -203,7 +208,7 @@ impl Algorithm for SlidingWindowLog {
             for &(t, c) in &state.log {
                 left -= c;
                 if left + cost <= self.limit {
-                    retry_after_ns = t + self.window_ns - now;
+                    retry_after_ns = self.until_expiry(t, now);
                     break;
                 }
             }
@@ -211,7 +216,7 @@ impl Algorithm for SlidingWindowLog {
         let reset_after_ns = state
             .log
             .back()
-            .map_or(0, |&(t, _)| t + self.window_ns - now);
+            .map_or(0, |&(t, _)| self.until_expiry(t, now));
         Decision {
             allowed,
             remaining: self.limit - state.sum,
@@ -262,10 +267,11 @@ impl SlidingWindowCounter {
         Ok(Self { limit, window_ns })
     }
 
-    /// `prev·(W − e) + cur·W`: the estimate scaled by `W`.
+    /// `prev·(W − e) + cur·W`: the estimate scaled by `W` (saturating: only limits and
+    /// windows both near `u64::MAX` get there, and then it errs towards refusing).
     fn scaled_estimate(&self, state: &SlidingWindowCounterState, elapsed: u64) -> u128 {
         let w = self.window_ns as u128;
-        state.previous as u128 * (w - elapsed as u128) + state.current as u128 * w
+        (state.previous as u128 * (w - elapsed as u128)).saturating_add(state.current as u128 * w)
     }
 }
 
@@ -288,8 +294,11 @@ impl Algorithm for SlidingWindowCounter {
         // A late caller (now before the window start) is charged the full previous window.
         let elapsed = to_u64((now_ns as u128).saturating_sub(window_start).min(w));
         let budget = self.limit as u128 * w;
-        let allowed =
-            self.scaled_estimate(state, elapsed) + cost as u128 * w <= budget && cost <= self.limit;
+        let allowed = cost <= self.limit
+            && self
+                .scaled_estimate(state, elapsed)
+                .saturating_add(cost as u128 * w)
+                <= budget;
         if allowed {
             state.current += cost;
         }
@@ -298,7 +307,7 @@ impl Algorithm for SlidingWindowCounter {
             0
         } else if cost > self.limit {
             NEVER
-        } else if state.current + cost > self.limit {
+        } else if cost > self.limit - state.current {
             // Wait for the next window, then for `prev` (now `current`) to weigh little enough:
             // current·(W − e') + cost·W ≤ limit·W.
             let next_start = window_start + w;
@@ -388,7 +397,7 @@ impl Algorithm for TokenBucket {
             state.latest = now_ns;
         }
         let full = self.capacity as u128 * period;
-        let needed = state.missing_scaled + cost as u128 * period;
+        let needed = state.missing_scaled.saturating_add(cost as u128 * period);
         let allowed = needed <= full;
         let retry_after_ns = if allowed {
             state.missing_scaled = needed;

@@ -239,3 +239,42 @@ fn zero_parameters_are_refused() {
     assert!(TokenBucket::new(1, 0, 1).is_err());
     assert!(Gcra::new(0, 1).is_err());
 }
+
+/// Parameters, costs and times at the edges of `u64` neither panic (overflow checks are on in
+/// tests) nor admit more than the capacity.
+#[test]
+fn extreme_values_do_not_overflow() {
+    let max = u64::MAX;
+    let algs: Vec<limits::AnyAlgorithm> = vec![
+        limits::AnyAlgorithm::FixedWindow(FixedWindow::new(max, max).unwrap()),
+        limits::AnyAlgorithm::SlidingWindowLog(SlidingWindowLog::new(max, max).unwrap()),
+        limits::AnyAlgorithm::SlidingWindowCounter(SlidingWindowCounter::new(max, max).unwrap()),
+        limits::AnyAlgorithm::TokenBucket(TokenBucket::new(max, max, max).unwrap()),
+        limits::AnyAlgorithm::Gcra(Gcra::new(max, max).unwrap()),
+        limits::AnyAlgorithm::Gcra(Gcra::new(1, max).unwrap()),
+        limits::AnyAlgorithm::TokenBucket(TokenBucket::new(1, 1, max).unwrap()),
+    ];
+    for alg in algs {
+        let mut state = Default::default();
+        let mut admitted = 0u128;
+        for (t, cost) in [
+            (0, max),
+            (0, max),
+            (1, 1),
+            (max - 1, max),
+            (max, max),
+            (max, 1),
+            (3, 1),
+        ] {
+            if alg.check(&mut state, t, cost).allowed {
+                admitted += cost as u128;
+            }
+        }
+        let _ = alg.horizon_ns();
+        assert!(admitted >= 1, "{alg:?} admitted nothing");
+        assert!(
+            admitted <= 3 * alg.capacity() as u128,
+            "{alg:?} admitted {admitted}"
+        );
+    }
+}
