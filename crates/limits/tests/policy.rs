@@ -1,0 +1,257 @@
+//! The configuration file and the policy built from it.
+
+use limits::{
+    ActionConfig, AlgorithmKind, Config, ConfigError, Outcome, Policy, RequestFacts, Scope, Tier,
+    DEFAULT_TOML, NEVER,
+};
+
+const MINUTE_NS: u64 = 60_000_000_000;
+
+fn parse_err(text: &str) -> ConfigError {
+    Config::parse("limits.toml", text).expect_err("config should be refused")
+}
+
+const ONE_RULE: &str = r#"
+[[rule]]
+name = "per_user"
+scope = "user"
+algorithm = "fixed_window"
+limit = 3
+window_secs = 60
+action = { kind = "reject" }
+"#;
+
+fn facts<'a>(user: &'a str, path: &'a str) -> RequestFacts<'a> {
+    RequestFacts {
+        tenant: Some("t1"),
+        user: Some(user),
+        ip: Some("192.0.2.1"),
+        api_key: None,
+        tier: None,
+        method: "GET",
+        path,
+    }
+}
+
+#[test]
+fn the_default_config_has_the_seed_rules_tiers_and_costs() {
+    let config = Config::parse("default.toml", DEFAULT_TOML).unwrap();
+    let names: Vec<&str> = config.rules.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "global_requests",
+            "tenant_requests",
+            "user_requests",
+            "ip_requests",
+            "api_key_requests",
+            "analytics_requests"
+        ]
+    );
+    let tenant = &config.rules[1];
+    assert_eq!(tenant.scope, Scope::Tenant);
+    assert_eq!(tenant.algorithm, AlgorithmKind::TokenBucket);
+    let tiers: Vec<(u64, u64)> = Tier::ALL
+        .iter()
+        .map(|t| (tenant.tiers[t].limit.get(), tenant.tiers[t].burst))
+        .collect();
+    assert_eq!(
+        tiers,
+        [
+            (1000, 100),
+            (5000, 500),
+            (15000, 3000),
+            (50000, 10000),
+            (100000, 20000)
+        ]
+    );
+    let analytics = &config.rules[5];
+    assert_eq!(analytics.algorithm, AlgorithmKind::LeakyBucket);
+    assert_eq!(analytics.cost.map(|c| c.get()), Some(5));
+    assert_eq!(analytics.window_secs.get(), 3600);
+    assert!(matches!(analytics.action, ActionConfig::Queue { .. }));
+    let policy = Policy::new(&config, 1_000).unwrap();
+    assert_eq!(policy.endpoint_cost("/api/v1/backtests/run"), 20);
+    assert_eq!(policy.endpoint_cost("/api/v1/admin/tenants/7"), 5);
+    assert_eq!(policy.endpoint_cost("/api/v1/auth/register"), 3);
+    assert_eq!(policy.endpoint_cost("/elsewhere"), 1);
+}
+
+#[test]
+fn unknown_field_is_refused_with_file_line_and_field() {
+    let text = ONE_RULE.replace("limit = 3", "limit = 3\nlimt = 4");
+    let e = parse_err(&text);
+    assert_eq!(e.file, "limits.toml");
+    assert_eq!(e.line, 7, "{e}");
+    assert_eq!(e.field, "limt", "{e}");
+    assert!(e.to_string().starts_with("limits.toml:7: limt:"), "{e}");
+}
+
+#[test]
+fn wrong_type_is_refused_with_the_line_and_key() {
+    let e = parse_err(&ONE_RULE.replace("limit = 3", "limit = \"three\""));
+    assert_eq!((e.line, e.field.as_str()), (6, "limit"), "{e}");
+    let e = parse_err(&ONE_RULE.replace("limit = 3", "limit = 0"));
+    assert_eq!((e.line, e.field.as_str()), (6, "limit"), "{e}");
+    assert!(e.message.contains("nonzero"), "{e}");
+}
+
+#[test]
+fn unknown_enum_values_and_missing_fields_are_refused() {
+    let e = parse_err(&ONE_RULE.replace("\"user\"", "\"planet\""));
+    assert_eq!((e.line, e.field.as_str()), (4, "scope"), "{e}");
+    let e = parse_err(&ONE_RULE.replace("{ kind = \"reject\" }", "{ kind = \"delay\" }"));
+    assert_eq!(e.line, 8, "{e}");
+    assert_eq!(e.field, "max_delay_ms", "{e}");
+    let e = parse_err(&ONE_RULE.replace("window_secs = 60\n", ""));
+    assert_eq!(e.field, "window_secs", "{e}");
+    let e = parse_err(&format!(
+        "{ONE_RULE}\n[rule.tiers]\ngold = {{ limit = 5 }}\n"
+    ));
+    assert_eq!(e.line, 11, "{e}");
+}
+
+#[test]
+fn semantic_errors_name_the_rule_field_and_line() {
+    let e = parse_err(&format!("{ONE_RULE}{ONE_RULE}"));
+    assert_eq!((e.field.as_str(), e.line), ("rule[1].name", 11), "{e}");
+    let e = parse_err(&ONE_RULE.replace("action", "paths = [\"api/*\"]\naction"));
+    assert_eq!((e.field.as_str(), e.line), ("rule[0].paths", 8), "{e}");
+    let e = parse_err(&ONE_RULE.replace("action", "methods = [\"get\"]\naction"));
+    assert_eq!((e.field.as_str(), e.line), ("rule[0].methods", 8), "{e}");
+    let e = parse_err(&format!("{ONE_RULE}\n[costs]\ndefault = 4\n"));
+    assert_eq!(e.field, "rule[0].limit", "{e}");
+    assert!(e.message.contains("cost 4"), "{e}");
+    let e = parse_err("this is not toml");
+    assert_eq!(e.line, 1, "{e}");
+}
+
+#[test]
+fn a_rule_refuses_past_its_limit_and_reports_headers_data() {
+    let config = Config::parse("limits.toml", ONE_RULE).unwrap();
+    let policy = Policy::new(&config, 100).unwrap();
+    for left in (0..3).rev() {
+        let v = policy.decide(&facts("u1", "/a"), 1_000);
+        assert!(v.allowed());
+        let s = v.most_restrictive().unwrap();
+        assert_eq!(
+            (&*s.name, s.quota, s.window_secs, s.remaining),
+            ("per_user", 3, 60, left)
+        );
+    }
+    let v = policy.decide(&facts("u1", "/a"), 2_000);
+    assert_eq!(
+        v.outcome,
+        Outcome::Reject {
+            retry_after_ns: MINUTE_NS - 2_000
+        }
+    );
+    assert_eq!(v.decided_by.as_deref(), Some("per_user"));
+    assert!(
+        policy.decide(&facts("u2", "/a"), 2_000).allowed(),
+        "other users unaffected"
+    );
+    // No user: the user rule does not apply.
+    let mut anonymous = facts("u1", "/a");
+    anonymous.user = None;
+    let v = policy.decide(&anonymous, 2_000);
+    assert!(v.allowed() && v.rules.is_empty());
+}
+
+#[test]
+fn tiers_paths_methods_costs_shadow_and_actions() {
+    let text = r#"
+[[rule]]
+name = "writes"
+scope = "tenant"
+algorithm = "token_bucket"
+limit = 2
+window_secs = 60
+methods = ["POST"]
+action = { kind = "delay", max_delay_ms = 40000 }
+[rule.tiers]
+business = { limit = 10, burst = 0 }
+
+[[rule]]
+name = "reports"
+scope = "user"
+algorithm = "leaky_bucket"
+limit = 60
+window_secs = 60
+paths = ["/api/v1/reports/*"]
+shadow = true
+action = { kind = "reject" }
+
+[costs.endpoints]
+"/api/v1/reports/*" = 30
+"#;
+    let policy = Policy::new(&Config::parse("t.toml", text).unwrap(), 100).unwrap();
+    let post = |tier, path| RequestFacts {
+        tenant: Some("t1"),
+        user: Some("u1"),
+        tier,
+        method: "POST",
+        path,
+        ..RequestFacts::default()
+    };
+    // GETs are not counted by the write rule.
+    let mut get = post(None, "/x");
+    get.method = "GET";
+    for _ in 0..5 {
+        assert!(policy.decide(&get, 0).allowed());
+    }
+    assert!(policy.decide(&post(None, "/x"), 0).allowed());
+    assert!(policy.decide(&post(None, "/x"), 0).allowed());
+    // Refill is 2 per minute: the third write waits 30 s, within the 40 s delay bound.
+    assert_eq!(
+        policy.decide(&post(None, "/x"), 0).outcome,
+        Outcome::Delay {
+            wait_ns: MINUTE_NS / 2
+        }
+    );
+    // The business tier of another tenant has its own, larger quota.
+    let mut business = post(Some(Tier::Business), "/x");
+    business.tenant = Some("t2");
+    for _ in 0..10 {
+        assert!(policy.decide(&business, 0).allowed());
+    }
+    // The shadow rule: cost 30 out of 60, the third report would be refused but is served.
+    let mut report = post(None, "/api/v1/reports/q1");
+    report.method = "GET";
+    report.tenant = Some("t3");
+    assert!(policy.decide(&report, 0).allowed());
+    assert!(policy.decide(&report, 0).allowed());
+    let v = policy.decide(&report, 0);
+    assert!(v.allowed());
+    assert_eq!(v.shadow_refusals().count(), 1);
+    assert!(
+        v.most_restrictive().is_none(),
+        "shadow rules are not advertised"
+    );
+}
+
+#[test]
+fn refusals_past_the_bound_are_rejections() {
+    let text = ONE_RULE.replace(
+        "{ kind = \"reject\" }",
+        "{ kind = \"queue\", max_queued = 5, max_wait_ms = 1000 }",
+    );
+    let policy = Policy::new(&Config::parse("t.toml", &text).unwrap(), 100).unwrap();
+    for _ in 0..3 {
+        assert!(policy.decide(&facts("u", "/"), 0).allowed());
+    }
+    assert_eq!(
+        policy.decide(&facts("u", "/"), MINUTE_NS - 1_000).outcome,
+        Outcome::Queue {
+            wait_ns: 1_000,
+            max_queued: 5
+        }
+    );
+    assert_eq!(
+        policy.decide(&facts("u", "/"), 0).outcome,
+        Outcome::Reject {
+            retry_after_ns: MINUTE_NS
+        }
+    );
+    assert_ne!(MINUTE_NS, NEVER);
+}
