@@ -1,5 +1,7 @@
 //! The binary as an operator uses it: real processes, a real server on a loopback port.
 
+mod support;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
@@ -8,45 +10,12 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use serde_json::Value;
-
-fn signalbox(data_dir: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_signalbox"));
-    cmd.arg("--data-dir").arg(data_dir);
-    // Tests must not pick up the developer's environment.
-    for var in [
-        "DATABASE_URL",
-        "SIGNALBOX_CONFIG",
-        "SIGNALBOX_DATA_DIR",
-        "SIGNALBOX_DATABASE_SCHEMA",
-        "REDIS_URL",
-        "NATS_URL",
-        "SIGNALBOX_LISTEN",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd
-}
-
-fn run_ok(cmd: &mut Command) -> String {
-    let out = cmd.output().expect("run signalbox");
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8 stdout")
-}
+use support::{json_lines, run_ok, signalbox};
 
 fn run_err(cmd: &mut Command) -> String {
     let out: Output = cmd.output().expect("run signalbox");
     assert!(!out.status.success(), "{cmd:?} should have failed");
     String::from_utf8(out.stderr).expect("utf-8 stderr")
-}
-
-fn json_lines(text: &str) -> Vec<Value> {
-    text.lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect()
 }
 
 #[test]
