@@ -1020,7 +1020,7 @@ fn results_body(
                 reason: n.reason.clone(),
             })
             .collect(),
-        computed_at: crate::rfc3339_now(),
+        computed_at: crate::rfc3339_ms(crate::feature_flags::clock_ms()),
     }
 }
 
