@@ -26,4 +26,4 @@ pub use config::{
 };
 pub use glob::{Glob, GlobError};
 pub use keyed::KeyedLimiter;
-pub use policy::{Outcome, Policy, RequestFacts, RuleStatus, Verdict};
+pub use policy::{Check, Outcome, Policy, RequestFacts, RuleStatus, Verdict};

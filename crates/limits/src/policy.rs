@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::algo::{
-    AnyAlgorithm, FixedWindow, Gcra, ParamError, SlidingWindowCounter, SlidingWindowLog,
+    Algorithm, AnyAlgorithm, Decision, FixedWindow, Gcra, ParamError, SlidingWindowCounter, SlidingWindowLog,
     TokenBucket,
 };
 use crate::config::{
@@ -34,6 +34,8 @@ pub struct RequestFacts<'a> {
     pub method: &'a str,
     /// Request path without the query.
     pub path: &'a str,
+    /// The request's cost, replacing the rule's and the endpoint's (an Envoy `hits_addend`).
+    pub cost: Option<u64>,
 }
 
 /// The quota one rule applied to a request, for the `RateLimit-Policy` and `RateLimit` fields.
@@ -119,9 +121,41 @@ struct Quota {
     limit: u64,
 }
 
+/// One rule's check of one request, planned by [`Policy::checks`]: which quota, which key, what
+/// cost. A backend (the in-memory limiters, or a shared store such as Redis) decides it; the
+/// decisions go back to [`Policy::verdict`].
+#[derive(Debug, Clone)]
+pub struct Check<'p> {
+    /// Index of the rule in the configuration.
+    pub rule: usize,
+    /// The rule's name.
+    pub name: &'p Arc<str>,
+    /// The rule's scope.
+    pub scope: Scope,
+    /// The scope's identifier of the request (`""` for the global scope).
+    pub key: &'p str,
+    /// The rule's algorithm.
+    pub kind: AlgorithmKind,
+    /// The algorithm with the request's quota (after the tier override).
+    pub algorithm: &'p AnyAlgorithm,
+    /// Cost units per window (after the tier override).
+    pub limit: u64,
+    /// The most cost units admitted at once (`limit + burst` for the buckets, else `limit`).
+    pub capacity: u64,
+    /// The window in seconds.
+    pub window_secs: u64,
+    /// The request's cost under this rule.
+    pub cost: u64,
+    /// Whether the rule only counts.
+    pub shadow: bool,
+    /// What to do when the shared backend cannot decide.
+    pub on_backend_failure: FailurePolicy,
+}
+
 struct Rule {
     name: Arc<str>,
     scope: Scope,
+    kind: AlgorithmKind,
     window_secs: u64,
     paths: Vec<Glob>,
     methods: Vec<String>,
@@ -193,6 +227,7 @@ impl Rule {
         Ok(Rule {
             name: config.name.as_str().into(),
             scope: config.scope,
+            kind: config.algorithm,
             window_secs: config.window_secs.get(),
             paths,
             methods: config.methods.clone(),
@@ -276,15 +311,32 @@ impl Policy {
             .map(|r| r.on_backend_failure)
     }
 
-    /// Decides a request at `now_ns`: every applicable rule is checked in configuration order,
-    /// with the request's cost (the rule's own cost, else the endpoint's); the first enforcing
-    /// rule that refuses decides the outcome through its action, and later rules are not
-    /// charged. Shadow rules are charged and reported but never refuse. Rules checked before a
-    /// refusing one keep the charge (conservative: a refused request may count against them).
+    /// Decides a request at `now_ns` with the in-memory limiters: every applicable rule is
+    /// checked in configuration order, with the request's cost (the request's own, else the
+    /// rule's, else the endpoint's); the first enforcing rule that refuses decides the outcome
+    /// through its action, and later rules are not charged. Shadow rules are charged and
+    /// reported but never refuse. Rules checked before a refusing one keep the charge
+    /// (conservative: a refused request may count against them).
     pub fn decide(&self, facts: &RequestFacts<'_>, now_ns: u64) -> Verdict {
-        let endpoint_cost = self.endpoint_cost(facts.path);
-        let mut statuses = Vec::new();
-        for rule in &self.rules {
+        let checks = self.checks(facts);
+        let mut decisions = Vec::with_capacity(checks.len());
+        for check in &checks {
+            let d = self.check_locally(check, now_ns);
+            decisions.push(d);
+            if !d.allowed && !check.shadow {
+                break;
+            }
+        }
+        self.verdict(&checks, &decisions)
+    }
+
+    /// The checks a request needs, in configuration order: one per applicable rule (path,
+    /// method, and the scope's identifier present). A backend decides them in this order and
+    /// stops after the first refusal of an enforcing (non-shadow) rule.
+    pub fn checks<'p>(&'p self, facts: &RequestFacts<'p>) -> Vec<Check<'p>> {
+        let endpoint_cost = facts.cost.unwrap_or_else(|| self.endpoint_cost(facts.path));
+        let mut checks = Vec::new();
+        for (index, rule) in self.rules.iter().enumerate() {
             if !rule.applies(facts) {
                 continue;
             }
@@ -295,21 +347,64 @@ impl Policy {
                 .tier
                 .and_then(|t| rule.tiers[t as usize].as_ref())
                 .unwrap_or(&rule.base);
-            let cost = rule.cost.unwrap_or(endpoint_cost);
-            let d = rule.limiter.check(&quota.algorithm, key, now_ns, cost);
-            statuses.push(RuleStatus {
-                name: rule.name.clone(),
-                quota: quota.limit,
+            checks.push(Check {
+                rule: index,
+                name: &rule.name,
+                scope: rule.scope,
+                key,
+                kind: rule.kind,
+                algorithm: &quota.algorithm,
+                limit: quota.limit,
+                capacity: quota.algorithm.capacity(),
                 window_secs: rule.window_secs,
+                cost: facts.cost.or(rule.cost).unwrap_or(endpoint_cost),
+                shadow: rule.shadow,
+                on_backend_failure: rule.on_backend_failure,
+            });
+        }
+        checks
+    }
+
+    /// Decides one check with its rule's in-memory limiter (the memory backend, and the local
+    /// fallback of a shared one).
+    pub fn check_locally(&self, check: &Check<'_>, now_ns: u64) -> Decision {
+        match self.rules.get(check.rule) {
+            Some(rule) => rule
+                .limiter
+                .check(check.algorithm, check.key, now_ns, check.cost),
+            // A check planned by another policy: refuse rather than guess.
+            None => Decision {
+                allowed: false,
+                remaining: 0,
+                reset_after_ns: 0,
+                retry_after_ns: crate::NEVER,
+            },
+        }
+    }
+
+    /// The verdict from the decisions of `checks`, in order; `decisions` may be shorter (a
+    /// backend stops after the first enforcing refusal), and the first enforcing refusal
+    /// decides the outcome through its rule's action.
+    pub fn verdict(&self, checks: &[Check<'_>], decisions: &[Decision]) -> Verdict {
+        let mut statuses = Vec::with_capacity(decisions.len());
+        for (check, d) in checks.iter().zip(decisions) {
+            statuses.push(RuleStatus {
+                name: check.name.clone(),
+                quota: check.limit,
+                window_secs: check.window_secs,
                 remaining: d.remaining,
                 reset_after_ns: d.reset_after_ns,
                 allowed: d.allowed,
-                shadow: rule.shadow,
+                shadow: check.shadow,
             });
-            if !d.allowed && !rule.shadow {
+            if !d.allowed && !check.shadow {
+                let action = self
+                    .rules
+                    .get(check.rule)
+                    .map_or(ActionConfig::Reject, |r| r.action);
                 return Verdict {
-                    outcome: refusal(rule.action, d.retry_after_ns),
-                    decided_by: Some(rule.name.clone()),
+                    outcome: refusal(action, d.retry_after_ns),
+                    decided_by: Some(check.name.clone()),
                     rules: statuses,
                 };
             }
@@ -319,6 +414,16 @@ impl Policy {
             decided_by: None,
             rules: statuses,
         }
+    }
+
+    /// The configured rules' names, in order.
+    pub fn rule_names(&self) -> impl Iterator<Item = &str> {
+        self.rules.iter().map(|r| &*r.name)
+    }
+
+    /// Keys held by every rule's in-memory limiter.
+    pub fn keys(&self) -> usize {
+        self.rules.iter().map(|r| r.limiter.len()).sum()
     }
 
     /// Drops expired keys from every rule's limiter; returns how many.

@@ -30,6 +30,7 @@ fn facts<'a>(user: &'a str, path: &'a str) -> RequestFacts<'a> {
         tier: None,
         method: "GET",
         path,
+        cost: None,
     }
 }
 

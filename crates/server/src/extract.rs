@@ -203,19 +203,19 @@ impl FromRequestParts<AppState> for Auth {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let header = parts.headers.get(header::AUTHORIZATION).ok_or_else(|| {
-            ApiError::unauthorized("missing `Authorization: Bearer <api key>` header")
-        })?;
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|v| v.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim())
-            .ok_or_else(|| {
-                ApiError::unauthorized("the Authorization header must be `Bearer <api key>`")
-            })?;
-        let principal = authenticate(state, token).await?;
+        let principal = match parts.extensions.get::<Authenticated>() {
+            // The rate-limit middleware already looked the key up.
+            Some(Authenticated(principal)) => principal.clone(),
+            None => {
+                let header = parts.headers.get(header::AUTHORIZATION).ok_or_else(|| {
+                    ApiError::unauthorized("missing `Authorization: Bearer <api key>` header")
+                })?;
+                let token = header.to_str().ok().and_then(token_of).ok_or_else(|| {
+                    ApiError::unauthorized("the Authorization header must be `Bearer <api key>`")
+                })?;
+                authenticate(state, token).await?
+            }
+        };
         if let Some(ctx) = parts.extensions.get::<RequestContext>() {
             ctx.set_tenant(&principal.tenant.id);
         }
@@ -223,7 +223,31 @@ impl FromRequestParts<AppState> for Auth {
     }
 }
 
-async fn authenticate(state: &AppState, token: &str) -> Result<Arc<Principal>, ApiError> {
+/// A principal authenticated earlier in the request (by the rate-limit middleware), kept in the
+/// request extensions so the key is looked up once.
+#[derive(Clone)]
+pub(crate) struct Authenticated(pub Arc<Principal>);
+
+/// The token of `Bearer <token>`.
+fn token_of(value: &str) -> Option<&str> {
+    value
+        .split_once(' ')
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
+}
+
+/// The bearer token of a request, if it has a well-formed `Authorization` header.
+pub(crate) fn bearer_token(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(token_of)
+}
+
+pub(crate) async fn authenticate(
+    state: &AppState,
+    token: &str,
+) -> Result<Arc<Principal>, ApiError> {
     let invalid =
         || ApiError::unauthorized("the API key is not valid (unknown, malformed or revoked)");
     if !store::secret::looks_like_key(token) {

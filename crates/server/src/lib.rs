@@ -1,7 +1,8 @@
 //! signalbox's HTTP serving layer: the axum application every engine's routes live in.
 //!
 //! A request passes, outermost first: the [request envelope](envelope) (request id, tracing span,
-//! timeout, problem rendering, metrics) → the body limit → panic catching → the route's handler,
+//! timeout, problem rendering, metrics) → HTTP caching (`http_cache`: 304s, `Cache-Control`,
+//! compression, ETags) → the body limit → panic catching → the route's handler,
 //! whose extractors authenticate ([`extract::Auth`]) and parse input ([`extract::ApiJson`]) into
 //! [`problem::ApiError`]s on failure. Handlers call the store and the engines, never the other
 //! way round.
@@ -14,7 +15,7 @@
 //! use std::sync::Arc;
 //! let metrics = Arc::new(telemetry::Metrics::new(Default::default()));
 //! let events = stream::EventLog::open_file("./data/events".as_ref(), Default::default()).await?;
-//! let state = server::AppState::new(store, metrics, server::ServerConfig::default(), events);
+//! let state = server::AppState::new(store, metrics, server::ServerConfig::default(), events)?;
 //! let worker = tokio::spawn(server::run_profile_worker(state.clone(), std::future::pending()));
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
 //! server::serve(listener, state, async { let _ = tokio::signal::ctrl_c().await; }).await?;
@@ -24,14 +25,17 @@
 
 mod context;
 pub mod envelope;
+pub mod envoy_rls;
 pub mod exposures;
 pub mod extract;
 mod feature_flags;
 pub mod forecasts;
+mod http_cache;
 pub mod ingest;
 pub mod openapi;
 pub mod problem;
 mod profiles;
+pub mod rate_limit;
 mod readiness;
 mod routes;
 mod state;
@@ -45,6 +49,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 pub use exposures::{run_exposure_writer, ExposureRecorder, ExposureSettings};
 pub use profiles::{run_profile_worker, ProfileSettings};
+pub use rate_limit::{RateLimitBackend, RateLimitSettings, RateLimiter};
 pub use readiness::{ComponentStatus, Components};
 pub use state::{AppState, ServerConfig};
 
@@ -61,6 +66,16 @@ pub fn app(state: AppState) -> Router {
             ApiError::internal().into_response()
         }))
         .layer(DefaultBodyLimit::max(state.config().body_limit_bytes))
+        // HTTP caching, innermost first: ETags hashed from the identity body, then compression,
+        // then 304s and Cache-Control on the final representation. Inside the envelope, so
+        // errors are still rendered as problems (and never compressed or cached).
+        .layer(axum::middleware::from_fn(http_cache::etag))
+        .layer(http_cache::compression())
+        .layer(axum::middleware::from_fn(http_cache::conditional))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            rate_limit::middleware,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             envelope::envelope,
@@ -97,7 +112,18 @@ pub async fn serve(
         stopping_state.flags().close_streams();
         let _ = stopping_tx.send(());
     };
-    let server = axum::serve(listener, app(state)).with_graceful_shutdown(signal);
+    let sweeper = state.rate_limiter().cloned().map(|limiter| {
+        tokio::spawn(async move {
+            // Idle keys leave the in-memory limiters without waiting for a full shard.
+            let mut ticks = tokio::time::interval(std::time::Duration::from_secs(10));
+            loop {
+                ticks.tick().await;
+                limiter.sweep();
+            }
+        })
+    });
+    let app = app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let server = axum::serve(listener, app).with_graceful_shutdown(signal);
     let server = std::pin::pin!(server.into_future());
     let deadline = async {
         if stopping_rx.await.is_ok() {
@@ -106,13 +132,17 @@ pub async fn serve(
             std::future::pending::<()>().await;
         }
     };
-    tokio::select! {
+    let result = tokio::select! {
         result = server => result,
         () = deadline => {
             tracing::warn!(grace_ms = grace.as_millis() as u64, "requests still running after the grace period; stopping anyway");
             Ok(())
         }
+    };
+    if let Some(sweeper) = sweeper {
+        sweeper.abort();
     }
+    result
 }
 
 /// Keeps flag snapshots in step with the store until `stopped` resolves: every

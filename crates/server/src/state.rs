@@ -11,6 +11,7 @@ use crate::exposures::{ExposureRecorder, ExposureSettings};
 use crate::feature_flags::FlagService;
 use crate::forecasts::ForecastService;
 use crate::profiles::ProfilePipeline;
+use crate::rate_limit::{RateLimitSetupError, RateLimiter};
 use crate::readiness::Readiness;
 
 /// Serving-layer settings; the binary fills them from flags, env and the config file.
@@ -40,6 +41,8 @@ pub struct ServerConfig {
     pub max_flags_per_environment: usize,
     /// The flag exposure recorder's queue, batching and dedupe window.
     pub exposures: ExposureSettings,
+    /// Rate-limit rules and their backend.
+    pub rate_limits: crate::RateLimitSettings,
 }
 
 impl Default for ServerConfig {
@@ -55,6 +58,7 @@ impl Default for ServerConfig {
             flag_refresh_interval: Duration::from_secs(1),
             max_flags_per_environment: 5_000,
             exposures: ExposureSettings::default(),
+            rate_limits: crate::RateLimitSettings::default(),
         }
     }
 }
@@ -80,18 +84,24 @@ pub(crate) struct Inner {
     pub forecasts: std::sync::OnceLock<Arc<ForecastService>>,
     pub flags: FlagService,
     pub exposures: Arc<ExposureRecorder>,
+    /// `None` when rate limiting is off.
+    pub rate_limiter: Option<Arc<RateLimiter>>,
 }
 
 impl AppState {
     /// `events` carries ingested interactions to the profile worker
     /// ([`crate::run_profile_worker`]), which the caller runs beside [`crate::serve`], as it
     /// runs [`crate::run_exposure_writer`] for flag exposures.
+    ///
+    /// Fails when the rate-limit settings cannot be used (a rule too large for the Redis
+    /// backend, a Redis URL that does not parse).
     pub fn new(
         store: Store,
         metrics: Arc<Metrics>,
         config: ServerConfig,
         events: stream::EventLog,
-    ) -> AppState {
+    ) -> Result<AppState, RateLimitSetupError> {
+        let rate_limiter = RateLimiter::new(&config.rate_limits, metrics.clone())?.map(Arc::new);
         let auth_cache = Cache::builder()
             .max_capacity(100_000)
             .time_to_live(config.auth_cache_ttl)
@@ -102,7 +112,7 @@ impl AppState {
             config.exposures.clone(),
             metrics.clone(),
         ));
-        AppState {
+        Ok(AppState {
             inner: Arc::new(Inner {
                 store,
                 metrics,
@@ -114,8 +124,14 @@ impl AppState {
                 forecasts: std::sync::OnceLock::new(),
                 flags: FlagService::default(),
                 exposures,
+                rate_limiter,
             }),
-        }
+        })
+    }
+
+    /// The rate limiter, unless rate limiting is off.
+    pub fn rate_limiter(&self) -> Option<&Arc<RateLimiter>> {
+        self.inner.rate_limiter.as_ref()
     }
 
     pub fn store(&self) -> &Store {

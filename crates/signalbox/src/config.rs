@@ -44,6 +44,14 @@ use serde::Deserialize;
 ///
 /// [flags]
 /// refresh_interval = "1s"            # how soon changes made elsewhere are served
+///
+/// [rate_limits]
+/// rules = "/etc/signalbox/limits.toml" # or "off"; default: the shipped seed 002 rules
+/// backend = "redis"                  # or "memory" (default); redis needs redis_url
+/// key_prefix = "signalbox:rl"
+/// max_keys_per_rule = 100000
+/// legacy_headers = false             # also send X-RateLimit-*
+/// grpc_listen = "127.0.0.1:8081"     # Envoy RateLimitService (off unless set)
 /// ```
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -68,6 +76,29 @@ pub struct FileConfig {
     pub forecast: ForecastSection,
     #[serde(default)]
     pub flags: FlagsSection,
+    #[serde(default)]
+    pub rate_limits: RateLimitsSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitsSection {
+    pub rules: Option<String>,
+    pub backend: Option<RateLimitBackendKind>,
+    pub key_prefix: Option<String>,
+    pub max_keys_per_rule: Option<usize>,
+    pub legacy_headers: Option<bool>,
+    pub grpc_listen: Option<SocketAddr>,
+}
+
+/// Where rate-limit counters live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum RateLimitBackendKind {
+    /// In this process (each replica counts on its own).
+    Memory,
+    /// On Redis at REDIS_URL (one limit for every replica).
+    Redis,
 }
 
 #[derive(Debug, Default, Deserialize)]

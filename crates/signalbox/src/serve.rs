@@ -64,10 +64,90 @@ pub struct ServeArgs {
     /// by `signalbox flags import` are served and streamed [default: 1s].
     #[arg(long, env = "SIGNALBOX_FLAG_REFRESH_INTERVAL", value_parser = humantime::parse_duration, value_name = "DURATION")]
     flag_refresh_interval: Option<Duration>,
+    /// Rate-limit rules: a TOML file (format: docs/limits.md), or `off`; a malformed file stops
+    /// the start with its line and field [default: the shipped seed 002 rules].
+    #[arg(long, env = "SIGNALBOX_RATE_LIMITS", value_name = "FILE|off")]
+    rate_limits: Option<String>,
+    /// Where rate-limit counters live: `memory` (this process) or `redis` (shared by every
+    /// replica; needs --redis-url) [default: memory].
+    #[arg(long, env = "SIGNALBOX_RATE_LIMIT_BACKEND", value_enum, value_name = "KIND")]
+    rate_limit_backend: Option<crate::config::RateLimitBackendKind>,
+    /// Prefix of the rate-limit keys in Redis, used as a Redis Cluster hash tag
+    /// [default: signalbox:rl].
+    #[arg(long, env = "SIGNALBOX_RATE_LIMIT_KEY_PREFIX", value_name = "PREFIX")]
+    rate_limit_key_prefix: Option<String>,
+    /// Most keys each rule's in-memory limiter holds; the least recently used is evicted past it
+    /// [default: 100000].
+    #[arg(long, env = "SIGNALBOX_RATE_LIMIT_MAX_KEYS", value_name = "N")]
+    rate_limit_max_keys: Option<usize>,
+    /// Also send X-RateLimit-Limit / -Remaining / -Reset [default: false].
+    #[arg(long, env = "SIGNALBOX_RATE_LIMIT_LEGACY_HEADERS", value_name = "BOOL")]
+    rate_limit_legacy_headers: Option<bool>,
+    /// Serve Envoy's gRPC RateLimitService (ShouldRateLimit) on this address [default: off].
+    #[arg(long, env = "SIGNALBOX_RATE_LIMIT_GRPC_LISTEN", value_name = "ADDR")]
+    rate_limit_grpc_listen: Option<SocketAddr>,
     /// Create a `demo` tenant on first start and write its key to DATA_DIR/demo-tenant.json
     /// [default: true on the embedded database, false on PostgreSQL].
     #[arg(long, env = "SIGNALBOX_DEMO", value_name = "BOOL")]
     demo: Option<bool>,
+}
+
+/// The rate-limit settings from flags, the config file and the defaults. The rules file is read
+/// and validated here, so a bad one stops the start naming the file, line and field.
+fn rate_limit_settings(
+    args: &ServeArgs,
+    file: &crate::config::FileConfig,
+    defaults: &server::RateLimitSettings,
+) -> anyhow::Result<server::RateLimitSettings> {
+    let section = &file.rate_limits;
+    let config = match args.rate_limits.as_deref().or(section.rules.as_deref()) {
+        None => defaults.config.clone(),
+        Some("off") => None,
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("rate limits: cannot read {path}"))?;
+            Some(limits::Config::parse(path, &text).map_err(|e| anyhow::anyhow!("rate limits: {e}"))?)
+        }
+    };
+    let backend = match args
+        .rate_limit_backend
+        .or(section.backend)
+        .unwrap_or(crate::config::RateLimitBackendKind::Memory)
+    {
+        crate::config::RateLimitBackendKind::Memory => server::RateLimitBackend::Memory,
+        crate::config::RateLimitBackendKind::Redis => {
+            let url = args
+                .redis_url
+                .clone()
+                .or_else(|| file.redis_url.clone())
+                .context("rate limits: --rate-limit-backend redis needs --redis-url (REDIS_URL)")?;
+            server::RateLimitBackend::Redis {
+                url,
+                key_prefix: args
+                    .rate_limit_key_prefix
+                    .clone()
+                    .or_else(|| section.key_prefix.clone())
+                    .unwrap_or_else(|| "signalbox:rl".to_owned()),
+            }
+        }
+    };
+    let max_keys_per_rule = args
+        .rate_limit_max_keys
+        .or(section.max_keys_per_rule)
+        .unwrap_or(defaults.max_keys_per_rule);
+    if max_keys_per_rule == 0 {
+        anyhow::bail!("rate limits: max keys per rule must be more than zero");
+    }
+    Ok(server::RateLimitSettings {
+        config,
+        backend,
+        max_keys_per_rule,
+        legacy_headers: args
+            .rate_limit_legacy_headers
+            .or(section.legacy_headers)
+            .unwrap_or(defaults.legacy_headers),
+        ..defaults.clone()
+    })
 }
 
 /// Where the demo tenant's credentials are written, inside the data directory.
@@ -80,6 +160,7 @@ pub async fn run(common: Common, args: ServeArgs) -> anyhow::Result<()> {
         .or(file.listen)
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
     let defaults = ServerConfig::default();
+    let rate_limits = rate_limit_settings(&args, file, &defaults.rate_limits)?;
     let config = ServerConfig {
         body_limit_bytes: args
             .body_limit_bytes
@@ -116,6 +197,7 @@ pub async fn run(common: Common, args: ServeArgs) -> anyhow::Result<()> {
             .unwrap_or(defaults.flag_refresh_interval),
         max_flags_per_environment: defaults.max_flags_per_environment,
         exposures: defaults.exposures.clone(),
+        rate_limits,
     };
     if config.flag_refresh_interval.is_zero() {
         anyhow::bail!("flag refresh interval: must be more than zero");
@@ -148,7 +230,7 @@ pub async fn run(common: Common, args: ServeArgs) -> anyhow::Result<()> {
     }));
     let events = open_event_log(event_log, &common.data_dir, config.nats_url.as_deref()).await?;
     tracing::info!(kind = events.kind(), "event log ready");
-    let state = AppState::new(store.clone(), metrics, config, events);
+    let state = AppState::new(store.clone(), metrics, config, events)?;
     let forecast_dir = match args.forecast_index.or_else(|| file.forecast.index.clone()) {
         Some(dir) => Some((dir, false)),
         None if demo => Some((common.data_dir.join("forecast"), true)),

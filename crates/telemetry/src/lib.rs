@@ -8,6 +8,7 @@
 //! - `http_requests_in_flight` and the `process_*` family (CPU, memory, fds, threads);
 //! - the weber engine's `weber_*` series ([`Metrics::weber`]);
 //! - the forecast engine's `forecast_*` series ([`Metrics::forecast`]);
+//! - the rate limiter's `rate_limit_*` series ([`Metrics::rate_limit`]);
 //! - the flags engine's `flag_*` series ([`Metrics::flags`]).
 //!
 //! Labels are bounded by construction: `endpoint` is a route template supplied by the server,
@@ -28,6 +29,7 @@
 
 mod flags;
 mod forecast;
+mod rate_limit;
 mod process;
 mod tenants;
 #[cfg(feature = "test-support")]
@@ -46,6 +48,7 @@ use prometheus_client::registry::Registry;
 
 pub use flags::{FlagMetrics, FlagRecorder};
 pub use forecast::{ForecastMetrics, SEARCH_BUCKETS};
+pub use rate_limit::RateLimitMetrics;
 pub use tenants::TenantLabels;
 pub use weber::{WeberMetrics, WeberRecorder, UPDATE_BUCKETS};
 
@@ -146,6 +149,7 @@ pub struct Metrics {
     in_flight: Gauge,
     weber: WeberMetrics,
     forecast: ForecastMetrics,
+    rate_limit: RateLimitMetrics,
     flags: FlagMetrics,
     tenants: TenantLabels,
     started: Instant,
@@ -187,6 +191,7 @@ impl Metrics {
         process::register(&mut registry);
         let weber = WeberMetrics::register(&mut registry);
         let forecast = ForecastMetrics::register(&mut registry);
+        let rate_limit = RateLimitMetrics::register(&mut registry);
         let flags = FlagMetrics::register(&mut registry);
         Metrics {
             registry,
@@ -197,6 +202,7 @@ impl Metrics {
             in_flight,
             weber,
             forecast,
+            rate_limit,
             flags,
             tenants: TenantLabels::new(config.tenant_label_limit),
             started: Instant::now(),
@@ -281,6 +287,11 @@ impl Metrics {
             metrics: &self.weber,
             tenants: &self.tenants,
         }
+    }
+
+    /// The rate limiter's series (see the `rate_limit` module docs for names).
+    pub fn rate_limit(&self) -> &RateLimitMetrics {
+        &self.rate_limit
     }
 
     /// The forecast engine's series (see the `forecast` module docs for names).

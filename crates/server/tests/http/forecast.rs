@@ -316,7 +316,8 @@ async fn without_a_model_forecasts_are_unavailable() {
         Arc::new(telemetry::Metrics::new(Default::default())),
         Default::default(),
         app.state.events().clone(),
-    );
+    )
+    .expect("state");
     let router = server::app(state);
     let req = Request::builder()
         .uri("/api/v1/forecast?station=JFK&horizon=24h")

@@ -6,10 +6,12 @@ mod bad_input;
 mod experiments;
 mod flags;
 mod forecast;
+mod http_caching;
 mod ingest;
 mod isolation;
 mod observability;
 mod openapi;
+mod rate_limit;
 mod serving;
 mod weber;
 
@@ -139,7 +141,7 @@ impl TestApp {
         events_dir: tempfile::TempDir,
     ) -> TestApp {
         let metrics = Arc::new(telemetry::Metrics::new(Default::default()));
-        let state = AppState::new(fixture.store.clone(), metrics, config, events);
+        let state = AppState::new(fixture.store.clone(), metrics, config, events).expect("state");
         state.install_forecasts(Arc::new(server::forecasts::ForecastService::new(
             forecast::demo_model(),
             &Default::default(),

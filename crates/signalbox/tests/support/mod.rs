@@ -22,6 +22,12 @@ pub fn signalbox(data_dir: &Path) -> Command {
         "REDIS_URL",
         "NATS_URL",
         "SIGNALBOX_LISTEN",
+        "SIGNALBOX_RATE_LIMITS",
+        "SIGNALBOX_RATE_LIMIT_BACKEND",
+        "SIGNALBOX_RATE_LIMIT_KEY_PREFIX",
+        "SIGNALBOX_RATE_LIMIT_MAX_KEYS",
+        "SIGNALBOX_RATE_LIMIT_LEGACY_HEADERS",
+        "SIGNALBOX_RATE_LIMIT_GRPC_LISTEN",
     ] {
         cmd.env_remove(var);
     }
@@ -103,6 +109,12 @@ impl Server {
         }
     }
 
+    /// Sends `GET path` with an API key over a fresh connection; returns the status, the
+    /// headers (names lower-cased) and the body.
+    pub fn get_raw(&self, path: &str, key: &str) -> (u16, Vec<(String, String)>, String) {
+        get_raw(&self.addr, path, key)
+    }
+
     /// What the server logged so far.
     pub fn log(&self) -> Vec<String> {
         self.stderr.try_iter().collect()
@@ -114,4 +126,30 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Sends `GET path` with an API key to `addr` over a fresh connection; returns the status, the
+/// headers (names lower-cased) and the body.
+pub fn get_raw(addr: &str, path: &str, key: &str) -> (u16, Vec<(String, String)>, String) {
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect(addr).expect("connect");
+    write!(
+        conn,
+        "GET {path} HTTP/1.1\r\nhost: test\r\nauthorization: Bearer {key}\r\nconnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut raw = String::new();
+    conn.read_to_string(&mut raw).expect("read");
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.get(9..12))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    (status, headers, body.to_owned())
 }

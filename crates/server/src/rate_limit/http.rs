@@ -1,0 +1,248 @@
+//! The rate-limit middleware: identifies the caller, asks the [`RateLimiter`], carries out the
+//! outcome (serve, wait, queue, degrade, or 429) and writes the rate-limit fields on the
+//! response.
+//!
+//! Fields (draft-ietf-httpapi-ratelimit-headers, structured-field syntax), for the enforcing
+//! rules that applied to the request:
+//! - `RateLimit-Policy: "tenant_requests";q=18000;w=60, "user_requests";q=2000;w=60`
+//! - `RateLimit: "tenant_requests";r=17999;t=1, "user_requests";r=1999;t=60`
+//!   (`r` units left, `t` seconds until the full quota is back)
+//! - `Retry-After: SECONDS` on a 429 (absent when the request can never fit the rule).
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use limits::{Outcome, RequestFacts, Verdict, NEVER};
+
+use super::RateLimiter;
+use crate::problem::{ApiError, ProblemKind};
+use crate::state::AppState;
+
+const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+const X_LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
+const X_REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
+const X_RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
+/// Names the rule whose `degrade` action applied: the handler may answer more cheaply.
+pub const DEGRADED: HeaderName = HeaderName::from_static("signalbox-degraded");
+/// The caller's user id, for `user`-scoped rules.
+pub const USER_ID: HeaderName = HeaderName::from_static("x-user-id");
+
+/// Paths never limited: probes and scrapes must work when a tenant is over its quota.
+fn exempt(path: &str) -> bool {
+    matches!(
+        path,
+        "/health" | "/api/v1/health" | "/ready" | "/metrics" | "/openapi.json"
+    )
+}
+
+/// A request whose rate limit was decided by a `degrade` action; handlers may read it from the
+/// request extensions to answer more cheaply.
+#[derive(Debug, Clone)]
+pub struct Degraded(pub Arc<str>);
+
+pub(crate) async fn middleware(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let Some(limiter) = state.rate_limiter().cloned() else {
+        return next.run(req).await;
+    };
+    if exempt(req.uri().path()) {
+        return next.run(req).await;
+    }
+    let mut req = req;
+    let user = match user_id(req.headers()) {
+        Ok(user) => user,
+        Err(e) => return e.into_response(),
+    };
+    // A bad or missing key is not refused here: the route's `Auth` extractor answers 401. The
+    // principal found is kept for it, so the key is looked up once.
+    let principal = match crate::extract::bearer_token(req.headers()) {
+        Some(token) => crate::extract::authenticate(&state, token).await.ok(),
+        None => None,
+    };
+    if let Some(principal) = &principal {
+        // So a refusal is counted against the tenant, as the route's own errors are.
+        if let Some(ctx) = req.extensions().get::<crate::context::RequestContext>() {
+            ctx.set_tenant(&principal.tenant.id);
+        }
+        req.extensions_mut()
+            .insert(crate::extract::Authenticated(principal.clone()));
+    }
+    let ip = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip().to_string());
+    let method = req.method().as_str().to_owned();
+    let path = req.uri().path().to_owned();
+    let facts = RequestFacts {
+        tenant: principal.as_ref().map(|p| p.tenant.id.as_str()),
+        user: user.as_deref(),
+        ip: ip.as_deref(),
+        api_key: principal.as_ref().map(|p| p.key_id.as_str()),
+        tier: principal.as_ref().map(|p| super::tier(p.tenant.tier)),
+        method: &method,
+        path: &path,
+        cost: None,
+    };
+
+    let verdict = match settle(&limiter, &facts).await {
+        Ok(verdict) => verdict,
+        Err(refused) => return refused,
+    };
+    if let Outcome::Degrade = verdict.outcome {
+        if let Some(rule) = &verdict.decided_by {
+            req.extensions_mut().insert(Degraded(rule.clone()));
+        }
+    }
+    let mut response = next.run(req).await;
+    write_fields(response.headers_mut(), &verdict, limiter.legacy_headers);
+    if let (Outcome::Degrade, Some(rule)) = (verdict.outcome, &verdict.decided_by) {
+        if let Ok(value) = HeaderValue::from_str(rule) {
+            response.headers_mut().insert(DEGRADED, value);
+        }
+    }
+    response
+}
+
+/// Decides the request, waiting where a `delay` or `queue` action says so, and deciding once
+/// more after the wait. `Err` is the 429 to answer.
+async fn settle(limiter: &RateLimiter, facts: &RequestFacts<'_>) -> Result<Verdict, Response> {
+    let verdict = limiter.check(facts).await;
+    let retry = match verdict.outcome {
+        Outcome::Allow | Outcome::Degrade => return Ok(verdict),
+        Outcome::Reject { .. } => return Err(too_many(&verdict, limiter, None)),
+        Outcome::Delay { wait_ns } => {
+            tokio::time::sleep(Duration::from_nanos(wait_ns)).await;
+            limiter.check(facts).await
+        }
+        Outcome::Queue { wait_ns, .. } => {
+            let queue = verdict
+                .decided_by
+                .as_deref()
+                .and_then(|rule| limiter.queue(rule));
+            let Some(permit) = queue.and_then(|q| q.clone().try_acquire_owned().ok()) else {
+                return Err(too_many(&verdict, limiter, Some("its queue is full")));
+            };
+            tokio::time::sleep(Duration::from_nanos(wait_ns)).await;
+            let verdict = limiter.check(facts).await;
+            drop(permit);
+            verdict
+        }
+    };
+    match retry.outcome {
+        Outcome::Allow | Outcome::Degrade => Ok(retry),
+        // Waited once already: refuse rather than wait again.
+        _ => Err(too_many(
+            &retry,
+            limiter,
+            Some("still over the limit after waiting"),
+        )),
+    }
+}
+
+fn too_many(verdict: &Verdict, limiter: &RateLimiter, why: Option<&str>) -> Response {
+    let rule = verdict.decided_by.as_deref().unwrap_or("rate limit");
+    let status = verdict.rules.iter().find(|r| &*r.name == rule);
+    let retry_ns = match verdict.outcome {
+        Outcome::Reject { retry_after_ns } => retry_after_ns,
+        Outcome::Delay { wait_ns } | Outcome::Queue { wait_ns, .. } => wait_ns,
+        Outcome::Allow | Outcome::Degrade => 0,
+    };
+    let mut detail = match status {
+        Some(s) => format!(
+            "rate limit `{rule}` exceeded: {} units per {} s",
+            s.quota, s.window_secs
+        ),
+        None => format!("rate limit `{rule}` exceeded"),
+    };
+    if let Some(why) = why {
+        let _ = write!(detail, " ({why})");
+    }
+    let retry_secs = (retry_ns != NEVER).then(|| ceil_secs(retry_ns));
+    match retry_secs {
+        Some(secs) => {
+            let _ = write!(detail, "; retry in {secs} s");
+        }
+        None => detail.push_str("; this request costs more than the rule ever admits at once"),
+    }
+    let mut error = ApiError::new(ProblemKind::RateLimited, detail).with("rule", rule);
+    if let Some(secs) = retry_secs {
+        error = error.with("retry_after_secs", secs);
+    }
+    let mut response = error.into_response();
+    let headers = response.headers_mut();
+    if let Some(secs) = retry_secs {
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    write_fields(headers, verdict, limiter.legacy_headers);
+    response
+}
+
+/// Whole seconds, rounded up (a client waiting this long is never early).
+fn ceil_secs(ns: u64) -> u64 {
+    ns.div_ceil(1_000_000_000)
+}
+
+fn write_fields(headers: &mut HeaderMap, verdict: &Verdict, legacy: bool) {
+    let mut policy = String::new();
+    let mut state = String::new();
+    for rule in verdict.rules.iter().filter(|r| !r.shadow) {
+        let sep = if policy.is_empty() { "" } else { ", " };
+        let _ = write!(
+            policy,
+            "{sep}\"{}\";q={};w={}",
+            rule.name, rule.quota, rule.window_secs
+        );
+        let _ = write!(
+            state,
+            "{sep}\"{}\";r={};t={}",
+            rule.name,
+            rule.remaining,
+            ceil_secs(rule.reset_after_ns)
+        );
+    }
+    if policy.is_empty() {
+        return;
+    }
+    if let (Ok(p), Ok(s)) = (
+        HeaderValue::from_str(&policy),
+        HeaderValue::from_str(&state),
+    ) {
+        headers.insert(RATELIMIT_POLICY, p);
+        headers.insert(RATELIMIT, s);
+    }
+    if legacy {
+        if let Some(rule) = verdict.most_restrictive() {
+            headers.insert(X_LIMIT, HeaderValue::from(rule.quota));
+            headers.insert(X_REMAINING, HeaderValue::from(rule.remaining));
+            headers.insert(X_RESET, HeaderValue::from(ceil_secs(rule.reset_after_ns)));
+        }
+    }
+}
+
+/// The `X-User-Id` header: 1-128 visible ASCII characters, or absent.
+fn user_id(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get(USER_ID) else {
+        return Ok(None);
+    };
+    let bad = || {
+        ApiError::invalid_parameter(
+            "X-User-Id",
+            "the X-User-Id header must be 1-128 visible ASCII characters",
+        )
+    };
+    let text = value.to_str().map_err(|_| bad())?.trim();
+    if text.is_empty() || text.len() > 128 || !text.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(bad());
+    }
+    Ok(Some(text.to_owned()))
+}

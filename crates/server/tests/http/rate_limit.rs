@@ -1,0 +1,539 @@
+//! Rate limiting: the middleware's answers and fields, and the Redis backend, whose Lua script
+//! is checked against the `limits` crate's algorithms (the oracle) at chosen instants, and for
+//! exactness under concurrency against the real Redis.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Method, Request};
+use limits::{
+    Algorithm, AnyAlgorithm, Config, FixedWindow, Gcra, RequestFacts, SlidingWindowCounter,
+    SlidingWindowLog, TokenBucket,
+};
+use proptest::prelude::*;
+use server::{RateLimitBackend, RateLimitSettings, RateLimiter, ServerConfig};
+use store::{Backend, Scope};
+
+use crate::TestApp;
+
+fn redis_url() -> String {
+    std::env::var("SIGNALBOX_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+fn rules(toml: &str) -> Config {
+    Config::parse("test.toml", toml).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn settings(toml: &str, backend: RateLimitBackend) -> RateLimitSettings {
+    RateLimitSettings {
+        config: Some(rules(toml)),
+        backend,
+        ..RateLimitSettings::default()
+    }
+}
+
+/// A Redis backend under a key prefix of its own, so tests never share counters.
+fn redis_backend() -> RateLimitBackend {
+    RateLimitBackend::Redis {
+        url: redis_url(),
+        key_prefix: format!("test:rl:{}", uuid::Uuid::new_v4().simple()),
+    }
+}
+
+fn limiter(settings: &RateLimitSettings) -> RateLimiter {
+    RateLimiter::new(
+        settings,
+        Arc::new(telemetry::Metrics::new(Default::default())),
+    )
+    .expect("valid settings")
+    .expect("rate limiting on")
+}
+
+async fn app_with(toml: &str, backend: RateLimitBackend) -> TestApp {
+    let config = ServerConfig {
+        rate_limits: settings(toml, backend),
+        ..ServerConfig::default()
+    };
+    TestApp::with_config(Backend::Sqlite, config).await
+}
+
+fn header<'a>(reply: &'a crate::Reply, name: &str) -> &'a str {
+    reply
+        .headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_else(|| panic!("no {name} header in {:?}", reply.headers))
+}
+
+const PER_KEY: &str = r#"
+[[rule]]
+name = "per_key"
+scope = "api_key"
+algorithm = "fixed_window"
+limit = 3
+window_secs = 3600
+action = { kind = "reject" }
+
+[[rule]]
+name = "watch_tenant"
+scope = "tenant"
+algorithm = "fixed_window"
+limit = 1
+window_secs = 3600
+shadow = true
+action = { kind = "reject" }
+"#;
+
+#[tokio::test]
+async fn responses_carry_the_ratelimit_fields_and_the_fourth_request_is_a_429_problem() {
+    let app = app_with(PER_KEY, RateLimitBackend::Memory).await;
+    let (_, key) = app.tenant("limited", &[Scope::Read]).await;
+    for left in (0..3).rev() {
+        let reply = app.get("/api/v1/tenant", Some(&key.secret)).await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        assert_eq!(header(&reply, "ratelimit-policy"), "\"per_key\";q=3;w=3600");
+        let state = header(&reply, "ratelimit");
+        assert!(
+            state.starts_with(&format!("\"per_key\";r={left};t=")),
+            "{state}"
+        );
+    }
+    let refused = app.get("/api/v1/tenant", Some(&key.secret)).await;
+    let body = refused.assert_problem(429, "rate_limited", "/api/v1/tenant");
+    assert_eq!(body["rule"], "per_key", "{body}");
+    let retry: u64 = header(&refused, "retry-after").parse().unwrap();
+    assert!((1..=3600).contains(&retry), "Retry-After {retry}");
+    assert_eq!(body["retry_after_secs"], retry, "{body}");
+    assert!(header(&refused, "ratelimit").contains("r=0"));
+
+    // The shadow rule never refused, but counted the requests past its limit that reached it:
+    // the second and third (the fourth was refused by `per_key`, checked first).
+    let metrics = app.get("/metrics", None).await.text();
+    let shadow = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("rate_limit_decisions_total")
+                && l.contains("rule=\"watch_tenant\"")
+                && l.contains("decision=\"shadow_refused\"")
+        })
+        .unwrap_or_else(|| panic!("no shadow count in:\n{metrics}"));
+    assert!(shadow.ends_with(" 2"), "{shadow}");
+    assert!(metrics
+        .lines()
+        .any(|l| l.contains("rule=\"per_key\"") && l.contains("decision=\"rejected\"")));
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn probes_and_scrapes_are_never_limited_and_keys_are_limited_apart() {
+    let app = app_with(
+        r#"
+[[rule]]
+name = "everyone"
+scope = "global"
+algorithm = "fixed_window"
+limit = 2
+window_secs = 3600
+action = { kind = "reject" }
+"#,
+        RateLimitBackend::Memory,
+    )
+    .await;
+    for _ in 0..5 {
+        for path in ["/health", "/metrics", "/openapi.json"] {
+            let reply = app.get(path, None).await;
+            assert_eq!(reply.status, 200, "{path}");
+            assert!(reply.headers.get("ratelimit").is_none(), "{path}");
+        }
+    }
+    let (_, key) = app.tenant("t", &[Scope::Read]).await;
+    assert_eq!(
+        app.get("/api/v1/tenant", Some(&key.secret)).await.status,
+        200
+    );
+    // A request without a key is counted by the global rule too (then refused by auth).
+    assert_eq!(app.get("/api/v1/tenant", None).await.status, 401);
+    app.get("/api/v1/tenant", Some(&key.secret))
+        .await
+        .assert_problem(429, "rate_limited", "/api/v1/tenant");
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_bad_user_header_is_a_400_naming_it() {
+    let app = app_with(PER_KEY, RateLimitBackend::Memory).await;
+    let (_, key) = app.tenant("t", &[Scope::Read]).await;
+    let req = Request::builder()
+        .uri("/api/v1/tenant")
+        .header("authorization", format!("Bearer {}", key.secret))
+        .header("x-user-id", "x".repeat(200))
+        .body(Body::empty())
+        .unwrap();
+    let body = app
+        .send(req)
+        .await
+        .assert_problem(400, "invalid_parameter", "/api/v1/tenant");
+    assert_eq!(body["parameter"], "X-User-Id", "{body}");
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn user_rules_follow_the_tenants_tier_and_a_delay_action_waits_instead_of_refusing() {
+    // Starter tier (the test tenants' tier): 2 per hour per user; delay up to 5 s.
+    let app = app_with(
+        r#"
+[[rule]]
+name = "per_user"
+scope = "user"
+algorithm = "token_bucket"
+limit = 100
+window_secs = 3600
+action = { kind = "reject" }
+
+[rule.tiers]
+starter = { limit = 2, burst = 0 }
+
+[[rule]]
+name = "paced"
+scope = "tenant"
+algorithm = "leaky_bucket"
+limit = 20
+window_secs = 1
+methods = ["POST"]
+action = { kind = "delay", max_delay_ms = 5000 }
+"#,
+        RateLimitBackend::Memory,
+    )
+    .await;
+    let (_, key) = app.tenant("t", &[Scope::Admin]).await;
+    let as_user = |user: &str| {
+        Request::builder()
+            .uri("/api/v1/tenant")
+            .header("authorization", format!("Bearer {}", key.secret))
+            .header("x-user-id", user)
+            .body(Body::empty())
+            .unwrap()
+    };
+    assert_eq!(app.send(as_user("ann")).await.status, 200);
+    let second = app.send(as_user("ann")).await;
+    assert_eq!(
+        header(&second, "ratelimit-policy"),
+        "\"per_user\";q=2;w=3600"
+    );
+    app.send(as_user("ann"))
+        .await
+        .assert_problem(429, "rate_limited", "/api/v1/tenant");
+    assert_eq!(app.send(as_user("bob")).await.status, 200, "users apart");
+
+    // 20 per second: the 21st and 22nd POSTs wait ~50 ms each, then succeed.
+    for _ in 0..22 {
+        let reply = app
+            .call(
+                Method::POST,
+                "/api/v1/tenant/keys",
+                Some(&key.secret),
+                Some(serde_json::json!({"scopes": ["read"]})),
+            )
+            .await;
+        assert_eq!(reply.status, 201, "{}", reply.text());
+    }
+    let metrics = app.get("/metrics", None).await.text();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.contains("rule=\"paced\"") && l.contains("decision=\"delayed\"")),
+        "{metrics}"
+    );
+    app.cleanup().await;
+}
+
+// --- the Redis backend ---------------------------------------------------------------------
+
+/// One rule of `kind` with the given numbers, in TOML.
+fn one_rule(kind: &str, limit: u64, window_secs: u64, burst: u64) -> String {
+    format!(
+        "[[rule]]\nname = \"r\"\nscope = \"user\"\nalgorithm = \"{kind}\"\nlimit = {limit}\n\
+         window_secs = {window_secs}\nburst = {burst}\naction = {{ kind = \"reject\" }}\n"
+    )
+}
+
+/// The in-memory algorithm the script must agree with, in microsecond-granular nanoseconds (the
+/// script counts microseconds, so GCRA's emission interval is rounded up to whole ones).
+fn oracle(kind: &str, limit: u64, window_secs: u64, burst: u64) -> AnyAlgorithm {
+    let w = window_secs * 1_000_000_000;
+    match kind {
+        "fixed_window" => AnyAlgorithm::FixedWindow(FixedWindow::new(limit, w).unwrap()),
+        "sliding_window_log" => {
+            AnyAlgorithm::SlidingWindowLog(SlidingWindowLog::new(limit, w).unwrap())
+        }
+        "sliding_window" => {
+            AnyAlgorithm::SlidingWindowCounter(SlidingWindowCounter::new(limit, w).unwrap())
+        }
+        "token_bucket" => {
+            AnyAlgorithm::TokenBucket(TokenBucket::new(limit + burst, limit, w).unwrap())
+        }
+        "leaky_bucket" => {
+            let emission_us = (window_secs * 1_000_000).div_ceil(limit);
+            AnyAlgorithm::Gcra(Gcra::new(emission_us * 1_000, limit + burst).unwrap())
+        }
+        other => panic!("{other}"),
+    }
+}
+
+const KINDS: [&str; 5] = [
+    "fixed_window",
+    "sliding_window_log",
+    "sliding_window",
+    "token_bucket",
+    "leaky_bucket",
+];
+
+fn user_facts(user: &str, cost: u64) -> RequestFacts<'_> {
+    RequestFacts {
+        user: Some(user),
+        method: "GET",
+        path: "/",
+        cost: Some(cost),
+        ..RequestFacts::default()
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 40, ..ProptestConfig::default() })]
+
+    /// For any request sequence, the script's decisions are the algorithm's: the same
+    /// admissions and `remaining`, and times equal up to the script's microsecond resolution.
+    #[test]
+    fn the_redis_script_decides_as_the_algorithms_do(
+        kind in 0usize..5,
+        limit in 1u64..20,
+        window_secs in 1u64..5,
+        burst in 0u64..5,
+        steps in prop::collection::vec((0u64..1_500_000, 0u64..6), 1..40),
+    ) {
+        let kind = KINDS[kind];
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let limiter = limiter(&settings(&one_rule(kind, limit, window_secs, burst), redis_backend()));
+        let algorithm = oracle(kind, limit, window_secs, burst);
+        let mut state = Default::default();
+        // Start far from zero, as a real clock does, and step through chosen instants.
+        let mut now_us = 1_700_000_000_000_000u64;
+        for (i, &(step_us, cost)) in steps.iter().enumerate() {
+            now_us += step_us;
+            let cost = cost.min(limit + burst);
+            let expected = algorithm.check(&mut state, now_us * 1_000, cost);
+            let verdict = runtime.block_on(limiter.check_at(&user_facts("u", cost), Some(now_us)));
+            let got = &verdict.rules[0];
+            prop_assert_eq!(got.allowed, expected.allowed, "step {}: {:?} vs {:?}", i, got, expected);
+            prop_assert_eq!(got.remaining, expected.remaining, "step {}: {:?} vs {:?}", i, got, expected);
+            let close = |a: u64, b: u64| a.abs_diff(b) < 1_000;
+            prop_assert!(close(got.reset_after_ns, expected.reset_after_ns), "step {}: {:?} vs {:?}", i, got, expected);
+            if let limits::Outcome::Reject { retry_after_ns } = verdict.outcome {
+                prop_assert!(
+                    retry_after_ns == expected.retry_after_ns || close(retry_after_ns, expected.retry_after_ns),
+                    "step {}: retry {} vs {:?}", i, retry_after_ns, expected
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn many_tasks_racing_on_redis_admit_exactly_the_limit() {
+    for kind in ["sliding_window_log", "leaky_bucket", "fixed_window"] {
+        // Leaky bucket: a burst of 200 and one unit a day, so nothing refills during the test.
+        let (limit, burst) = if kind == "leaky_bucket" {
+            (1, 199)
+        } else {
+            (200, 0)
+        };
+        let limiter = Arc::new(limiter(&settings(
+            &one_rule(kind, limit, 86_400, burst),
+            redis_backend(),
+        )));
+        let tasks: Vec<_> = (0..16)
+            .map(|_| {
+                let limiter = limiter.clone();
+                tokio::spawn(async move {
+                    let mut admitted = 0u32;
+                    for _ in 0..25 {
+                        if limiter.check(&user_facts("shared", 1)).await.allowed() {
+                            admitted += 1;
+                        }
+                    }
+                    admitted
+                })
+            })
+            .collect();
+        let mut admitted = 0;
+        for task in tasks {
+            admitted += task.await.unwrap();
+        }
+        // 400 requests for a quota of 200.
+        assert_eq!(admitted, 200, "{kind}");
+    }
+}
+
+#[tokio::test]
+async fn every_failure_policy_applies_when_redis_is_unreachable() {
+    let toml = r#"
+[[rule]]
+name = "open"
+scope = "user"
+algorithm = "fixed_window"
+limit = 1
+window_secs = 60
+paths = ["/open"]
+on_backend_failure = "fail_open"
+action = { kind = "reject" }
+
+[[rule]]
+name = "closed"
+scope = "user"
+algorithm = "fixed_window"
+limit = 100
+window_secs = 60
+paths = ["/closed"]
+on_backend_failure = "fail_closed"
+action = { kind = "reject" }
+
+[[rule]]
+name = "local"
+scope = "user"
+algorithm = "fixed_window"
+limit = 3
+window_secs = 60
+paths = ["/local"]
+on_backend_failure = "local_fallback"
+action = { kind = "reject" }
+"#;
+    // Nothing listens on port 1.
+    let metrics = Arc::new(telemetry::Metrics::new(Default::default()));
+    let limiter = RateLimiter::new(
+        &RateLimitSettings {
+            config: Some(rules(toml)),
+            backend: RateLimitBackend::Redis {
+                url: "redis://127.0.0.1:1".into(),
+                key_prefix: "unreachable".into(),
+            },
+            ..RateLimitSettings::default()
+        },
+        metrics.clone(),
+    )
+    .unwrap()
+    .unwrap();
+    let facts = |path| RequestFacts {
+        user: Some("u"),
+        method: "GET",
+        path,
+        ..RequestFacts::default()
+    };
+    let admitted = |path: &'static str| {
+        let limiter = &limiter;
+        async move {
+            let mut n = 0;
+            for _ in 0..10 {
+                if limiter.check(&facts(path)).await.allowed() {
+                    n += 1;
+                }
+            }
+            n
+        }
+    };
+    assert_eq!(admitted("/open").await, 10, "fail_open admits everything");
+    assert_eq!(
+        admitted("/closed").await,
+        0,
+        "fail_closed refuses everything"
+    );
+    assert_eq!(
+        admitted("/local").await,
+        3,
+        "local_fallback enforces the limit here"
+    );
+    let text = metrics.encode();
+    for (rule, policy) in [
+        ("open", "fail_open"),
+        ("closed", "fail_closed"),
+        ("local", "local_fallback"),
+    ] {
+        let line = text
+            .lines()
+            .find(|l| {
+                l.starts_with("rate_limit_backend_failures_total")
+                    && l.contains(&format!("rule=\"{rule}\""))
+                    && l.contains(&format!("policy=\"{policy}\""))
+            })
+            .unwrap_or_else(|| panic!("no failure count for {rule}:\n{text}"));
+        assert!(line.ends_with(" 10"), "{line}");
+    }
+}
+
+#[tokio::test]
+async fn the_server_keeps_serving_with_redis_down() {
+    let backend = RateLimitBackend::Redis {
+        url: "redis://127.0.0.1:1".into(),
+        key_prefix: "unreachable".into(),
+    };
+    let app = app_with(PER_KEY, backend).await;
+    let (_, key) = app.tenant("t", &[Scope::Read]).await;
+    // per_key falls back to this process's limiter (the default policy): 3, then 429.
+    for _ in 0..3 {
+        assert_eq!(
+            app.get("/api/v1/tenant", Some(&key.secret)).await.status,
+            200
+        );
+    }
+    app.get("/api/v1/tenant", Some(&key.secret))
+        .await
+        .assert_problem(429, "rate_limited", "/api/v1/tenant");
+    assert_eq!(app.get("/health", None).await.status, 200);
+    app.cleanup().await;
+}
+
+#[test]
+fn rules_too_large_for_exact_redis_arithmetic_are_refused_at_start() {
+    let err = RateLimiter::new(
+        &settings(
+            &one_rule("token_bucket", 1 << 40, 86_400, 0),
+            redis_backend(),
+        ),
+        Arc::new(telemetry::Metrics::new(Default::default())),
+    )
+    .err()
+    .expect("refused");
+    let text = err.to_string();
+    assert!(text.contains("rule `r`") && text.contains("2^52"), "{text}");
+}
+
+#[tokio::test]
+async fn redis_keys_expire_with_their_rule() {
+    let prefix = format!("test:rl:{}", uuid::Uuid::new_v4().simple());
+    let limiter = limiter(&settings(
+        &one_rule("sliding_window_log", 5, 60, 0),
+        RateLimitBackend::Redis {
+            url: redis_url(),
+            key_prefix: prefix.clone(),
+        },
+    ));
+    assert!(limiter.check(&user_facts("ttl", 1)).await.allowed());
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    for key in [
+        format!("{{{prefix}}}:r:ttl"),
+        format!("{{{prefix}}}:r:ttl:log"),
+    ] {
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!((1..=60_001).contains(&ttl), "{key}: PTTL {ttl}");
+    }
+    let _: () = redis::cmd("DEL")
+        .arg(format!("{{{prefix}}}:r:ttl"))
+        .arg(format!("{{{prefix}}}:r:ttl:log"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+}
