@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::algo::{
-    Algorithm, AnyAlgorithm, Decision, FixedWindow, Gcra, ParamError, SlidingWindowCounter, SlidingWindowLog,
-    TokenBucket,
+    Algorithm, AnyAlgorithm, Decision, FixedWindow, Gcra, ParamError, SlidingWindowCounter,
+    SlidingWindowLog, TokenBucket,
 };
 use crate::config::{
     capacity, ActionConfig, AlgorithmKind, Config, FailurePolicy, RuleConfig, Scope, Tier,

@@ -62,7 +62,7 @@ const NANOS_PER_MILLI: f64 = 1_000_000.0;
 
 impl LatencySummary {
     /// Summarises a histogram of nanosecond values.
-    pub(crate) fn from_nanos(hist: &Histogram<u64>) -> LatencySummary {
+    pub fn from_nanos(hist: &Histogram<u64>) -> LatencySummary {
         if hist.is_empty() {
             return LatencySummary {
                 p50: 0.0,

@@ -347,8 +347,8 @@ pub enum RequestError {
     },
     /// A key outside [`DESCRIPTOR_KEYS`] (`INVALID_ARGUMENT`).
     #[error(
-        "descriptor {descriptor}: unknown entry key {key:?}; known keys: tenant, tier, user, \
-         remote_address, ip, api_key, path, method"
+        "descriptor {descriptor}: unknown entry key {key:?}; known keys: {}",
+        DESCRIPTOR_KEYS.join(", ")
     )]
     UnknownKey {
         /// The descriptor's index.
@@ -377,8 +377,8 @@ pub enum RequestError {
     },
     /// A `tier` that is not one of [`Tier::ALL`] (`INVALID_ARGUMENT`).
     #[error(
-        "descriptor {descriptor}: unknown tier {value:?}; expected one of free, starter, \
-         professional, business, enterprise"
+        "descriptor {descriptor}: unknown tier {value:?}; expected one of {}",
+        Tier::ALL.map(Tier::as_str).join(", ")
     )]
     UnknownTier {
         /// The descriptor's index.
@@ -579,10 +579,10 @@ pub fn per_unit(quota: u64, window_secs: u64) -> (u32, Unit) {
     // evenly where a larger one did not (its window count is a multiple), so one try suffices.
     let (unit, secs) = UNITS
         .into_iter()
-        .find(|(_, secs)| window_secs % secs == 0)
+        .find(|(_, secs)| window_secs.is_multiple_of(*secs))
         .unwrap_or((Unit::Second, 1));
     let windows = window_secs / secs;
-    if quota % windows == 0 {
+    if quota.is_multiple_of(windows) {
         (saturate(quota / windows), unit)
     } else {
         (saturate(quota / window_secs), Unit::Second)
@@ -967,7 +967,8 @@ action = { kind = "queue", max_queued = 10, max_wait_ms = 3600000 }
 
     #[test]
     fn malformed_descriptors_are_refused_with_what_to_fix() {
-        let err = |entries: &[(&str, &str)]| descriptor_facts(2, &descriptor(entries), 0).unwrap_err();
+        let err =
+            |entries: &[(&str, &str)]| descriptor_facts(2, &descriptor(entries), 0).unwrap_err();
         let e = err(&[("user", "u"), ("colour", "red")]);
         assert_eq!(
             e,
@@ -977,17 +978,30 @@ action = { kind = "queue", max_queued = 10, max_wait_ms = 3600000 }
             }
         );
         let msg = e.to_string();
-        assert!(msg.contains("\"colour\"") && msg.contains("remote_address"), "{msg}");
-        assert!(err(&[("tier", "gold")]).to_string().contains("\"gold\""));
+        assert!(
+            msg.contains("\"colour\"") && msg.contains("remote_address"),
+            "{msg}"
+        );
+        let msg = err(&[("tier", "gold")]).to_string();
+        assert!(
+            msg.contains("\"gold\"") && msg.contains("free, starter"),
+            "{msg}"
+        );
         assert!(matches!(
             err(&[("remote_address", "1.2.3.4"), ("ip", "1.2.3.4")]),
-            RequestError::DuplicateKey { fact: "client address", .. }
+            RequestError::DuplicateKey {
+                fact: "client address",
+                ..
+            }
         ));
         assert!(matches!(
             err(&[("method", "GET"), ("method", "POST")]),
             RequestError::DuplicateKey { fact: "method", .. }
         ));
-        assert!(matches!(err(&[("user", "")]), RequestError::EmptyValue { .. }));
+        assert!(matches!(
+            err(&[("user", "")]),
+            RequestError::EmptyValue { .. }
+        ));
         assert_eq!(err(&[]), RequestError::NoEntries { descriptor: 2 });
         let long = "x".repeat(MAX_ENTRY_BYTES + 1);
         assert_eq!(
@@ -1018,13 +1032,24 @@ action = { kind = "queue", max_queued = 10, max_wait_ms = 3600000 }
         assert!(e.to_string().contains("\"other\"") && e.to_string().contains("\"signalbox\""));
 
         let e = svc.should_rate_limit(&request(vec![])).await.unwrap_err();
-        assert_eq!((e.code(), e), (tonic::Code::InvalidArgument, RequestError::NoDescriptors));
+        assert_eq!(
+            (e.code(), e),
+            (tonic::Code::InvalidArgument, RequestError::NoDescriptors)
+        );
         let many = vec![descriptor(&[("user", "u")]); MAX_DESCRIPTORS + 1];
         let e = svc.should_rate_limit(&request(many)).await.unwrap_err();
-        assert_eq!(e, RequestError::TooManyDescriptors { count: MAX_DESCRIPTORS + 1 });
+        assert_eq!(
+            e,
+            RequestError::TooManyDescriptors {
+                count: MAX_DESCRIPTORS + 1
+            }
+        );
 
         // A valid descriptor before a malformed one is not charged.
-        let req = request(vec![descriptor(&[("user", "u")]), descriptor(&[("bad", "x")])]);
+        let req = request(vec![
+            descriptor(&[("user", "u")]),
+            descriptor(&[("bad", "x")]),
+        ]);
         assert!(svc.should_rate_limit(&req).await.is_err());
         let ok = svc
             .should_rate_limit(&request(vec![descriptor(&[("user", "u")])]))
@@ -1040,7 +1065,10 @@ action = { kind = "queue", max_queued = 10, max_wait_ms = 3600000 }
             hits_addend: Some(UInt64Value { value: hits }),
             ..descriptor(&[("user", "alice")])
         };
-        let r = svc.should_rate_limit(&request(vec![user(2)])).await.unwrap();
+        let r = svc
+            .should_rate_limit(&request(vec![user(2)]))
+            .await
+            .unwrap();
         assert_eq!(r.overall_code, Code::Ok as i32);
         assert_eq!(r.statuses[0].code, Code::Ok as i32);
         assert_eq!(limit(&r.statuses[0]), (5, Unit::Hour, "per_user"));
@@ -1054,11 +1082,23 @@ action = { kind = "queue", max_queued = 10, max_wait_ms = 3600000 }
             .collect();
         assert_eq!(headers[0], ("ratelimit-policy", "\"per_user\";q=5;w=3600"));
         assert_eq!(headers[1].0, "ratelimit");
-        assert!(headers[1].1.starts_with("\"per_user\";r=3;t="), "{headers:?}");
+        assert!(
+            headers[1].1.starts_with("\"per_user\";r=3;t="),
+            "{headers:?}"
+        );
 
-        let r = svc.should_rate_limit(&request(vec![user(3)])).await.unwrap();
-        assert_eq!((r.statuses[0].code, r.statuses[0].limit_remaining), (Code::Ok as i32, 0));
-        let r = svc.should_rate_limit(&request(vec![user(1)])).await.unwrap();
+        let r = svc
+            .should_rate_limit(&request(vec![user(3)]))
+            .await
+            .unwrap();
+        assert_eq!(
+            (r.statuses[0].code, r.statuses[0].limit_remaining),
+            (Code::Ok as i32, 0)
+        );
+        let r = svc
+            .should_rate_limit(&request(vec![user(1)]))
+            .await
+            .unwrap();
         assert_eq!(r.overall_code, Code::OverLimit as i32);
         assert_eq!(r.statuses[0].code, Code::OverLimit as i32);
         assert_eq!(limit(&r.statuses[0]), (5, Unit::Hour, "per_user"));
@@ -1093,26 +1133,46 @@ action = { kind = "queue", max_queued = 10, max_wait_ms = 3600000 }
             Some(m) => descriptor(&[("ip", "10.1.1.1"), ("method", m)]),
             None => descriptor(&[("ip", "10.1.1.1")]),
         };
-        let r = svc.should_rate_limit(&request(vec![ip(None)])).await.unwrap();
+        let r = svc
+            .should_rate_limit(&request(vec![ip(None)]))
+            .await
+            .unwrap();
         assert_eq!(r.statuses[0].current_limit, None);
         for remaining in [1, 0] {
-            let r = svc.should_rate_limit(&request(vec![ip(Some("post"))])).await.unwrap();
+            let r = svc
+                .should_rate_limit(&request(vec![ip(Some("post"))]))
+                .await
+                .unwrap();
             assert_eq!(limit(&r.statuses[0]).2, "posts");
             assert_eq!(r.statuses[0].limit_remaining, remaining);
         }
-        let r = svc.should_rate_limit(&request(vec![ip(Some("POST"))])).await.unwrap();
+        let r = svc
+            .should_rate_limit(&request(vec![ip(Some("POST"))]))
+            .await
+            .unwrap();
         assert_eq!(r.statuses[0].code, Code::OverLimit as i32);
         // Path rules need a path; `degrade` stays OK when refused, `queue` is over the limit.
         let key = |path: &str| descriptor(&[("api_key", "k"), ("path", path)]);
-        let r = svc.should_rate_limit(&request(vec![descriptor(&[("api_key", "k")])])).await.unwrap();
+        let r = svc
+            .should_rate_limit(&request(vec![descriptor(&[("api_key", "k")])]))
+            .await
+            .unwrap();
         assert_eq!(r.statuses[0].current_limit, None);
         for _ in 0..2 {
-            let r = svc.should_rate_limit(&request(vec![key("/reports/a")])).await.unwrap();
+            let r = svc
+                .should_rate_limit(&request(vec![key("/reports/a")]))
+                .await
+                .unwrap();
             assert_eq!(r.statuses[0].code, Code::Ok as i32);
             assert_eq!(limit(&r.statuses[0]).2, "reports");
         }
-        svc.should_rate_limit(&request(vec![key("/queued")])).await.unwrap();
-        let r = svc.should_rate_limit(&request(vec![key("/queued")])).await.unwrap();
+        svc.should_rate_limit(&request(vec![key("/queued")]))
+            .await
+            .unwrap();
+        let r = svc
+            .should_rate_limit(&request(vec![key("/queued")]))
+            .await
+            .unwrap();
         assert_eq!(r.statuses[0].code, Code::OverLimit as i32);
         assert_eq!(limit(&r.statuses[0]).2, "queued");
     }
@@ -1223,13 +1283,19 @@ action = { kind = "queue", max_queued = 10, max_wait_ms = 3600000 }
                 .uri(format!("http://localhost{path}"))
                 .header("content-type", "application/grpc")
                 .header("te", "trailers")
-                .body(tonic::body::Body::new(http_body_util::Full::new(bytes::Bytes::from(body))))
+                .body(tonic::body::Body::new(http_body_util::Full::new(
+                    bytes::Bytes::from(body),
+                )))
                 .unwrap()
         };
         let svc = service(RULES);
 
         let ok = request(vec![descriptor(&[("user", "carol")])]);
-        let response = svc.clone().oneshot(grpc_call(SHOULD_RATE_LIMIT_PATH, &ok)).await.unwrap();
+        let response = svc
+            .clone()
+            .oneshot(grpc_call(SHOULD_RATE_LIMIT_PATH, &ok))
+            .await
+            .unwrap();
         assert_eq!(response.status(), 200);
         let collected = response.into_body().collect().await.unwrap();
         let trailers = collected.trailers().cloned().unwrap_or_default();
@@ -1239,10 +1305,19 @@ action = { kind = "queue", max_queued = 10, max_wait_ms = 3600000 }
         assert_eq!(reply.statuses[0].limit_remaining, 4);
 
         let bad = request(vec![descriptor(&[("colour", "red")])]);
-        let response = svc.clone().oneshot(grpc_call(SHOULD_RATE_LIMIT_PATH, &bad)).await.unwrap();
+        let response = svc
+            .clone()
+            .oneshot(grpc_call(SHOULD_RATE_LIMIT_PATH, &bad))
+            .await
+            .unwrap();
         // An error before any message is a trailers-only response: the status is in the headers.
         assert_eq!(response.headers().get("grpc-status").unwrap(), "3");
-        let message = response.headers().get("grpc-message").unwrap().to_str().unwrap();
+        let message = response
+            .headers()
+            .get("grpc-message")
+            .unwrap()
+            .to_str()
+            .unwrap();
         assert!(message.contains("colour"), "{message}");
 
         let path = "/envoy.service.ratelimit.v3.RateLimitService/Other";

@@ -54,8 +54,9 @@ const EVENT_STREAM: &str = "text/event-stream";
 struct Unencoded;
 
 /// Gives GET and HEAD 200 responses that have no ETag a strong one: the first 16 bytes of the
-/// body's SHA-256, in hex, quoted. Event streams, and bodies larger than [`MAX_HASHED_BODY`],
-/// pass through untouched and unbuffered. Runs inside [`compression`], so it hashes the identity
+/// body's SHA-256, in hex, quoted. Event streams and bodies known to be larger than
+/// [`MAX_HASHED_BODY`] pass through unread; a body of unknown length that grows past it is handed
+/// on whole, without an ETag. Runs inside [`compression`], so it hashes the identity
 /// representation.
 pub(crate) async fn etag(req: Request, next: Next) -> Response {
     let readable = is_read(req.method());
@@ -156,8 +157,9 @@ async fn buffer(mut body: Body, limit: usize) -> Buffered {
 /// happens) and error responses (the envelope rewrites error bodies into problem+json after this
 /// layer, which would leave a plain body under a `Content-Encoding: gzip` header).
 ///
-/// Level 4 for every coding: brotli's default (11) costs tens of milliseconds per hundred
-/// kilobytes, too slow for answers made per request; at 4 gzip, br and zstd all stay cheap.
+/// Level 4 for every coding: tower-http would otherwise use each library's default, and
+/// brotli's (quality 11, its slowest) is meant for static files compressed once, not answers
+/// made per request; at 4, gzip, br and zstd are all cheap next to the handler's work.
 pub(crate) fn compression() -> CompressionLayer<impl Predicate> {
     let predicate = SizeAbove::new(MIN_COMPRESSED_BODY)
         .and(NotForContentType::GRPC)

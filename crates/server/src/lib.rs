@@ -57,7 +57,8 @@ use problem::{ApiError, ProblemKind};
 
 /// The whole application, ready to serve.
 pub fn app(state: AppState) -> Router {
-    let (router, document) = routes::api().split_for_parts();
+    let (router, mut document) = routes::api().split_for_parts();
+    openapi::describe_caching(&mut document);
     let json = document.to_pretty_json().unwrap_or_default();
     let _ = state.inner.openapi_json.set(bytes::Bytes::from(json));
     router
@@ -92,7 +93,9 @@ async fn route_not_found(uri: axum::http::Uri) -> ApiError {
 
 /// The complete OpenAPI 3.1 document, as `/openapi.json` serves it.
 pub fn openapi_document() -> utoipa::openapi::OpenApi {
-    routes::document()
+    let mut document = routes::document();
+    openapi::describe_caching(&mut document);
+    document
 }
 
 /// Serves `state`'s application on `listener` until `shutdown` resolves, then stops accepting,

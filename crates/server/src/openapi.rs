@@ -1,7 +1,9 @@
 //! The OpenAPI 3.1 document: the base (info, security scheme, shared schemas) plus whatever the
 //! routes declare through `#[utoipa::path]`.
 
+use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ObjectBuilder, Ref, RefOr, ResponseBuilder, Type};
 use utoipa::{Modify, OpenApi, ToSchema};
 
 #[derive(OpenApi)]
@@ -9,7 +11,10 @@ use utoipa::{Modify, OpenApi, ToSchema};
     info(
         title = "signalbox",
         description = "Self-hosted, multi-tenant signal platform. Every error is RFC 9457 \
-            application/problem+json with a stable `type` (urn:signalbox:problem:<code>).",
+            application/problem+json with a stable `type` (urn:signalbox:problem:<code>). \
+            GET answers carry a strong `ETag` (send it back in `If-None-Match` for a 304) and a \
+            `Cache-Control` policy per route; answers of 500 bytes or more are compressed \
+            (gzip, br, zstd) when `Accept-Encoding` allows, each encoding under its own ETag.",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
     modifiers(&BearerKey),
@@ -87,4 +92,58 @@ pub(crate) enum TierName {
 
 pub(crate) fn base() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
+}
+
+/// The name of the shared `304 Not Modified` response in `components.responses`.
+const NOT_MODIFIED: &str = "NotModified";
+
+/// Describes what the HTTP caching layers (`http_cache.rs`) add to every GET: a `304` answer and
+/// the `ETag` header of the 200. They work on every route at once, so the routes' own
+/// descriptions do not repeat them; this fills them in on the assembled document. Operations
+/// that already describe their own 304 or ETag (OFREP's) are left as they are, and event streams
+/// get neither: they carry no validator.
+pub(crate) fn describe_caching(document: &mut utoipa::openapi::OpenApi) {
+    let mut any = false;
+    for item in document.paths.paths.values_mut() {
+        let Some(get) = item.get.as_mut() else {
+            continue;
+        };
+        let responses = &mut get.responses.responses;
+        let Some(RefOr::T(ok)) = responses.get_mut("200") else {
+            continue;
+        };
+        if ok
+            .content
+            .keys()
+            .any(|c| c.starts_with("text/event-stream"))
+        {
+            continue;
+        }
+        if !ok.headers.keys().any(|h| h.eq_ignore_ascii_case("etag")) {
+            let etag = HeaderBuilder::new()
+                .schema(ObjectBuilder::new().schema_type(Type::String))
+                .description(Some(
+                    "Strong validator of this answer; send it back in If-None-Match",
+                ))
+                .build();
+            ok.headers.insert("etag".to_owned(), etag);
+        }
+        responses
+            .entry("304".to_owned())
+            .or_insert_with(|| Ref::from_response_name(NOT_MODIFIED).into());
+        any = true;
+    }
+    if any {
+        let not_modified = ResponseBuilder::new()
+            .description(
+                "Not modified: If-None-Match names the current ETag. No body; ETag, \
+                 Cache-Control and Vary are those of the 200.",
+            )
+            .build();
+        document
+            .components
+            .get_or_insert_with(Default::default)
+            .responses
+            .insert(NOT_MODIFIED.to_owned(), not_modified.into());
+    }
 }

@@ -52,6 +52,7 @@ use serde::Deserialize;
 /// max_keys_per_rule = 100000
 /// legacy_headers = false             # also send X-RateLimit-*
 /// grpc_listen = "127.0.0.1:8081"     # Envoy RateLimitService (off unless set)
+/// grpc_domain = "signalbox"          # the domain Envoy's requests must name
 /// ```
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -89,6 +90,7 @@ pub struct RateLimitsSection {
     pub max_keys_per_rule: Option<usize>,
     pub legacy_headers: Option<bool>,
     pub grpc_listen: Option<SocketAddr>,
+    pub grpc_domain: Option<String>,
 }
 
 /// Where rate-limit counters live.

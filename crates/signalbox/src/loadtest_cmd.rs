@@ -37,7 +37,9 @@ pub struct LoadtestArgs {
     json: bool,
     /// `generic` sends the same request over and over; `weber-freshness` takes --url as the
     /// server's base URL, ingests unique interactions at --rate events/s in the background and
-    /// measures how soon after an ingest 2xx the updated profile is readable.
+    /// measures how soon after an ingest 2xx the updated profile is readable;
+    /// `rate-limit-redis` takes --url as redis://HOST:PORT and runs rate-limit checks (the
+    /// server's Lua script) from --connections tasks over --keys users for --duration.
     #[arg(long, value_enum, default_value = "generic")]
     scenario: Scenario,
     /// weber-freshness: background events per second, all connections together.
@@ -46,15 +48,44 @@ pub struct LoadtestArgs {
     /// weber-freshness: events per background request.
     #[arg(long, default_value_t = 50)]
     batch: usize,
+    /// rate-limit-redis: distinct keys the checks spread over.
+    #[arg(long, default_value_t = 10_000)]
+    keys: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Scenario {
     Generic,
     WeberFreshness,
+    RateLimitRedis,
 }
 
 pub async fn run(args: LoadtestArgs) -> anyhow::Result<()> {
+    if args.scenario == Scenario::RateLimitRedis {
+        let duration = match &args.duration {
+            Some(d) => loadtest::parse_duration(d)?,
+            None => anyhow::bail!("duration: the rate-limit-redis scenario runs for --duration"),
+        };
+        if !(1..=1024).contains(&args.connections) {
+            anyhow::bail!("connections: must be 1 to 1024");
+        }
+        eprintln!(
+            "loadtest: rate-limit checks on {} from {} tasks over {} keys for {}",
+            args.url,
+            args.connections,
+            args.keys,
+            humantime::format_duration(duration)
+        );
+        let report = crate::ratelimit_load::run(crate::ratelimit_load::RateLimitLoadPlan {
+            redis_url: args.url.clone(),
+            connections: args.connections,
+            duration,
+            keys: args.keys,
+        })
+        .await?;
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
     let url = loadtest::parse_url(&args.url)?;
     let stop = match (&args.duration, args.requests) {
         (Some(d), _) => Stop::Duration(loadtest::parse_duration(d)?),

@@ -8,6 +8,7 @@ mod forecast_cmd;
 mod forecast_serve;
 mod freshness;
 mod loadtest_cmd;
+mod ratelimit_load;
 mod sentiment_cmd;
 mod serve;
 mod weber_cmd;

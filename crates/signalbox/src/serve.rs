@@ -70,7 +70,12 @@ pub struct ServeArgs {
     rate_limits: Option<String>,
     /// Where rate-limit counters live: `memory` (this process) or `redis` (shared by every
     /// replica; needs --redis-url) [default: memory].
-    #[arg(long, env = "SIGNALBOX_RATE_LIMIT_BACKEND", value_enum, value_name = "KIND")]
+    #[arg(
+        long,
+        env = "SIGNALBOX_RATE_LIMIT_BACKEND",
+        value_enum,
+        value_name = "KIND"
+    )]
     rate_limit_backend: Option<crate::config::RateLimitBackendKind>,
     /// Prefix of the rate-limit keys in Redis, used as a Redis Cluster hash tag
     /// [default: signalbox:rl].
@@ -83,9 +88,13 @@ pub struct ServeArgs {
     /// Also send X-RateLimit-Limit / -Remaining / -Reset [default: false].
     #[arg(long, env = "SIGNALBOX_RATE_LIMIT_LEGACY_HEADERS", value_name = "BOOL")]
     rate_limit_legacy_headers: Option<bool>,
-    /// Serve Envoy's gRPC RateLimitService (ShouldRateLimit) on this address [default: off].
+    /// Serve Envoy's gRPC RateLimitService (ShouldRateLimit) on this address, sharing the HTTP
+    /// server's counters; no authentication, so bind it to a private address [default: off].
     #[arg(long, env = "SIGNALBOX_RATE_LIMIT_GRPC_LISTEN", value_name = "ADDR")]
     rate_limit_grpc_listen: Option<SocketAddr>,
+    /// The domain Envoy's rate-limit requests must name [default: signalbox].
+    #[arg(long, env = "SIGNALBOX_RATE_LIMIT_GRPC_DOMAIN", value_name = "DOMAIN")]
+    rate_limit_grpc_domain: Option<String>,
     /// Create a `demo` tenant on first start and write its key to DATA_DIR/demo-tenant.json
     /// [default: true on the embedded database, false on PostgreSQL].
     #[arg(long, env = "SIGNALBOX_DEMO", value_name = "BOOL")]
@@ -106,7 +115,10 @@ fn rate_limit_settings(
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("rate limits: cannot read {path}"))?;
-            Some(limits::Config::parse(path, &text).map_err(|e| anyhow::anyhow!("rate limits: {e}"))?)
+            Some(
+                limits::Config::parse(path, &text)
+                    .map_err(|e| anyhow::anyhow!("rate limits: {e}"))?,
+            )
         }
     };
     let backend = match args
@@ -150,6 +162,35 @@ fn rate_limit_settings(
     })
 }
 
+/// The Envoy rate-limit service's address and domain, when it is to be served. Checked before
+/// anything starts: it needs rate limits on, and Envoy refuses an empty domain.
+fn envoy_rls_settings(
+    args: &ServeArgs,
+    file: &crate::config::FileConfig,
+    rate_limits_on: bool,
+) -> anyhow::Result<Option<(SocketAddr, String)>> {
+    let section = &file.rate_limits;
+    let Some(addr) = args.rate_limit_grpc_listen.or(section.grpc_listen) else {
+        return Ok(None);
+    };
+    if !rate_limits_on {
+        anyhow::bail!(
+            "rate limits: --rate-limit-grpc-listen {addr} serves Envoy's rate-limit service, \
+             which needs rate limits on, but --rate-limits is `off`; turn them on or drop the \
+             gRPC listener"
+        );
+    }
+    let domain = args
+        .rate_limit_grpc_domain
+        .clone()
+        .or_else(|| section.grpc_domain.clone())
+        .unwrap_or_else(|| server::envoy_rls::DEFAULT_DOMAIN.to_owned());
+    if domain.is_empty() {
+        anyhow::bail!("rate limits: the gRPC domain must not be empty (Envoy requires one)");
+    }
+    Ok(Some((addr, domain)))
+}
+
 /// Where the demo tenant's credentials are written, inside the data directory.
 pub const DEMO_FILE: &str = "demo-tenant.json";
 
@@ -161,6 +202,7 @@ pub async fn run(common: Common, args: ServeArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
     let defaults = ServerConfig::default();
     let rate_limits = rate_limit_settings(&args, file, &defaults.rate_limits)?;
+    let rls = envoy_rls_settings(&args, file, rate_limits.config.is_some())?;
     let config = ServerConfig {
         body_limit_bytes: args
             .body_limit_bytes
@@ -261,6 +303,24 @@ pub async fn run(common: Common, args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("listen: cannot bind {listen}"))?;
     let local = listener.local_addr().context("listen: no local address")?;
     tracing::info!("listening on http://{local}");
+    // Bound at start, like the HTTP listener, so a taken port stops the start.
+    let rls = match rls {
+        None => None,
+        Some((addr, domain)) => {
+            let limiter = state
+                .rate_limiter()
+                .cloned()
+                .context("rate limits: the Envoy rate-limit service needs rate limits on")?;
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("rate-limit gRPC listen: cannot bind {addr}"))?;
+            let local = listener
+                .local_addr()
+                .context("rate-limit gRPC listen: no local address")?;
+            tracing::info!(%domain, "Envoy rate-limit service listening on grpc://{local}");
+            Some((listener, limiter, domain))
+        }
+    };
     let (stop_workers, workers_stopped) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
@@ -281,9 +341,47 @@ pub async fn run(common: Common, args: ServeArgs) -> anyhow::Result<()> {
         state.clone(),
         stopped(workers_stopped),
     ));
-    server::serve(listener, state, shutdown_signal())
-        .await
-        .context("server")?;
+    // One signal stops both servers; a gRPC server that fails stops the HTTP one too, so the
+    // process never runs half its listeners.
+    let grace = state.config().shutdown_grace;
+    let (stop_serving, serving_stopped) = tokio::sync::watch::channel(false);
+    let signal = {
+        let stop = stop_serving.clone();
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            let _ = stop.send(true);
+        })
+    };
+    let rls = rls.map(|(listener, limiter, domain)| {
+        let (stop, stopping) = (stop_serving.clone(), stopped(serving_stopped.clone()));
+        tokio::spawn(async move {
+            let result = server::envoy_rls::serve(listener, limiter, domain, stopping).await;
+            let _ = stop.send(true);
+            result
+        })
+    });
+    let served = server::serve(listener, state, stopped(serving_stopped)).await;
+    let _ = stop_serving.send(true);
+    signal.abort();
+    let rls_result = match rls {
+        None => Ok(()),
+        // It drained alongside the HTTP server; a client still holding a call after the grace
+        // period is cut off, as HTTP requests are.
+        Some(mut rls) => match tokio::time::timeout(grace, &mut rls).await {
+            Ok(Ok(result)) => result.context("rate-limit gRPC"),
+            Ok(Err(e)) => Err(anyhow::anyhow!(
+                "rate-limit gRPC: the server task failed: {e}"
+            )),
+            Err(_) => {
+                tracing::warn!(
+                    "rate-limit gRPC calls still running after the grace period; stopping anyway"
+                );
+                rls.abort();
+                Ok(())
+            }
+        },
+    };
+    served.context("server")?;
     // Requests have drained; the worker finishes its batch (anything unapplied is redelivered
     // or reconciled at the next start), and the exposure writer stores everything queued.
     let _ = stop_workers.send(true);
@@ -292,6 +390,8 @@ pub async fn run(common: Common, args: ServeArgs) -> anyhow::Result<()> {
     let _ = gauges.await;
     let _ = flag_refresher.await;
     store.close().await;
+    // After the workers have flushed: a failed gRPC server still lets the HTTP side end cleanly.
+    rls_result?;
     tracing::info!("stopped");
     Ok(())
 }

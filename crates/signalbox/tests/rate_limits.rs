@@ -50,9 +50,9 @@ action = { kind = "reject" }
             .env("REDIS_URL", redis_url());
         cmd
     };
-    let created = json_lines(&run_ok(command(dirs[0].path()).args([
-        "tenants", "create", "shared",
-    ])));
+    let created = json_lines(&run_ok(
+        command(dirs[0].path()).args(["tenants", "create", "shared"]),
+    ));
     let key = created[0]["api_key"].as_str().unwrap().to_owned();
     let servers = [
         Server::start(&mut command(dirs[0].path())),
@@ -68,7 +68,10 @@ action = { kind = "reject" }
                     (0..25)
                         .map(|i| {
                             let which = (t + i) % 2;
-                            (support::get_raw(&addrs[which], "/api/v1/tenant", key).0, which)
+                            (
+                                support::get_raw(&addrs[which], "/api/v1/tenant", key).0,
+                                which,
+                            )
                         })
                         .collect::<Vec<_>>()
                 })
@@ -149,7 +152,11 @@ action = { kind = "reject" }
         [200, 200, 429, 429],
         "local fallback"
     );
-    assert_eq!(statuses("/api/v1/tenant/keys", 2), [429, 429], "fail closed");
+    assert_eq!(
+        statuses("/api/v1/tenant/keys", 2),
+        [429, 429],
+        "fail closed"
+    );
     let (status, headers, _) = server.get_raw("/api/v1/tenant/keys", &key);
     assert_eq!(status, 429);
     assert!(
@@ -175,9 +182,13 @@ fn a_malformed_rules_file_stops_the_start_naming_file_line_and_field() {
         "[[rule]]\nname = \"a\"\nscope = \"user\"\nalgorithm = \"fixed_window\"\nlimt = 5\n\
          window_secs = 60\naction = { kind = \"reject\" }\n",
     );
-    let (_, stderr) = run_err(
-        signalbox(dir.path()).args(["serve", "--listen", "127.0.0.1:0", "--rate-limits", &rules]),
-    );
+    let (_, stderr) = run_err(signalbox(dir.path()).args([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--rate-limits",
+        &rules,
+    ]));
     assert!(
         stderr.contains(&format!("{rules}:5: limt: unknown field `limt`")),
         "{stderr}"

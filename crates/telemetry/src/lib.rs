@@ -29,8 +29,8 @@
 
 mod flags;
 mod forecast;
-mod rate_limit;
 mod process;
+mod rate_limit;
 mod tenants;
 #[cfg(feature = "test-support")]
 pub mod testing;

@@ -25,6 +25,7 @@ use tokio::sync::Semaphore;
 pub(crate) use http::middleware;
 pub use http::{Degraded, DEGRADED, USER_ID};
 pub use limits::Outcome;
+pub use redis::{probe as probe_redis, script_hash as redis_script_hash};
 
 /// Where rate-limit state lives.
 #[derive(Debug, Clone, PartialEq, Eq)]

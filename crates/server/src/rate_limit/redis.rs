@@ -166,6 +166,19 @@ fn parse(rows: &[Vec<i64>], planned: usize) -> Result<Vec<Decision>, Unavailable
         .collect()
 }
 
+/// The SHA-1 Redis knows the script by (for `EVALSHA` from other tools).
+pub fn script_hash() -> String {
+    redis::Script::new(SCRIPT).get_hash().to_owned()
+}
+
+/// Connects to `url` and sends `PING`.
+pub async fn probe(url: &str) -> Result<(), redis::RedisError> {
+    let mut conn = redis::Client::open(url)?
+        .get_multiplexed_async_connection()
+        .await?;
+    redis::cmd("PING").query_async::<()>(&mut conn).await
+}
+
 /// Whether a rule's numbers fit the script's exact arithmetic.
 pub(crate) fn exact_in_redis(limit: u64, capacity: u64, window_secs: u64) -> bool {
     let window_us = u128::from(window_secs) * 1_000_000;
