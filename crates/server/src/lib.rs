@@ -59,6 +59,7 @@ use problem::{ApiError, ProblemKind};
 pub fn app(state: AppState) -> Router {
     let (router, mut document) = routes::api().split_for_parts();
     openapi::describe_caching(&mut document);
+    openapi::describe_rate_limits(&mut document);
     let json = document.to_pretty_json().unwrap_or_default();
     let _ = state.inner.openapi_json.set(bytes::Bytes::from(json));
     router
@@ -95,6 +96,7 @@ async fn route_not_found(uri: axum::http::Uri) -> ApiError {
 pub fn openapi_document() -> utoipa::openapi::OpenApi {
     let mut document = routes::document();
     openapi::describe_caching(&mut document);
+    openapi::describe_rate_limits(&mut document);
     document
 }
 

@@ -14,7 +14,11 @@ use utoipa::{Modify, OpenApi, ToSchema};
             application/problem+json with a stable `type` (urn:signalbox:problem:<code>). \
             GET answers carry a strong `ETag` (send it back in `If-None-Match` for a 304) and a \
             `Cache-Control` policy per route; answers of 500 bytes or more are compressed \
-            (gzip, br, zstd) when `Accept-Encoding` allows, each encoding under its own ETag.",
+            (gzip, br, zstd) when `Accept-Encoding` allows, each encoding under its own ETag. \
+            Tenant routes are rate limited (docs/limits.md): every answer carries the IETF \
+            `RateLimit-Policy` and `RateLimit` fields, a refusal is a 429 problem with \
+            `Retry-After`, and an optional `X-User-Id` header names the end user for per-user \
+            rules.",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
     modifiers(&BearerKey),
@@ -146,4 +150,72 @@ pub(crate) fn describe_caching(document: &mut utoipa::openapi::OpenApi) {
             .responses
             .insert(NOT_MODIFIED.to_owned(), not_modified.into());
     }
+}
+
+const RATE_LIMITED: &str = "RateLimited";
+
+/// Adds the 429 answer of the rate-limit middleware to every operation it guards (every route
+/// but the probes, the scrape and this document), as one shared response.
+pub(crate) fn describe_rate_limits(document: &mut utoipa::openapi::OpenApi) {
+    let mut any = false;
+    for (path, item) in document.paths.paths.iter_mut() {
+        if crate::rate_limit::exempt(path) {
+            continue;
+        }
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+            &mut item.head,
+            &mut item.options,
+        ];
+        for operation in operations.into_iter().flatten() {
+            operation
+                .responses
+                .responses
+                .entry("429".to_owned())
+                .or_insert_with(|| Ref::from_response_name(RATE_LIMITED).into());
+            any = true;
+        }
+    }
+    if !any {
+        return;
+    }
+    let header = |description: &str| {
+        HeaderBuilder::new()
+            .schema(ObjectBuilder::new().schema_type(Type::String))
+            .description(Some(description))
+            .build()
+    };
+    let rate_limited = ResponseBuilder::new()
+        .description(
+            "Too many requests: a rate-limit rule refused this request (problem `rate_limited`, \
+             with `rule` and `retry_after_secs`). Wait `Retry-After` seconds.",
+        )
+        .header(
+            "retry-after",
+            header("Seconds until the request would be admitted"),
+        )
+        .header(
+            "ratelimit-policy",
+            header("The quotas that applied: `\"rule\";q=QUOTA;w=WINDOW_SECS`, comma-separated"),
+        )
+        .header(
+            "ratelimit",
+            header("What is left: `\"rule\";r=REMAINING;t=SECS_TO_RESET`, comma-separated"),
+        )
+        .content(
+            crate::problem::PROBLEM_JSON,
+            utoipa::openapi::ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Problem")))
+                .build(),
+        )
+        .build();
+    document
+        .components
+        .get_or_insert_with(Default::default)
+        .responses
+        .insert(RATE_LIMITED.to_owned(), rate_limited.into());
 }

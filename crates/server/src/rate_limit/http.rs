@@ -35,7 +35,7 @@ pub const DEGRADED: HeaderName = HeaderName::from_static("signalbox-degraded");
 pub const USER_ID: HeaderName = HeaderName::from_static("x-user-id");
 
 /// Paths never limited: probes and scrapes must work when a tenant is over its quota.
-fn exempt(path: &str) -> bool {
+pub(crate) fn exempt(path: &str) -> bool {
     matches!(
         path,
         "/health" | "/api/v1/health" | "/ready" | "/metrics" | "/openapi.json"

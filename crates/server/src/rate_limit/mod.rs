@@ -22,7 +22,7 @@ use limits::{Check, Decision, FailurePolicy, Policy, RequestFacts, Verdict};
 use telemetry::Metrics;
 use tokio::sync::Semaphore;
 
-pub(crate) use http::middleware;
+pub(crate) use http::{exempt, middleware};
 pub use http::{Degraded, DEGRADED, USER_ID};
 pub use limits::Outcome;
 pub use redis::{probe as probe_redis, script_hash as redis_script_hash};
