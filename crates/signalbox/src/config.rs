@@ -47,6 +47,7 @@ use serde::Deserialize;
 ///
 /// [rate_limits]
 /// rules = "/etc/signalbox/limits.toml" # or "off"; default: the shipped seed 002 rules
+/// tenants_dir = "/etc/signalbox/limits.d" # TENANT_ID.toml: a tenant's own rules
 /// backend = "redis"                  # or "memory" (default); redis needs redis_url
 /// key_prefix = "signalbox:rl"
 /// max_keys_per_rule = 100000
@@ -85,6 +86,7 @@ pub struct FileConfig {
 #[serde(deny_unknown_fields)]
 pub struct RateLimitsSection {
     pub rules: Option<String>,
+    pub tenants_dir: Option<PathBuf>,
     pub backend: Option<RateLimitBackendKind>,
     pub key_prefix: Option<String>,
     pub max_keys_per_rule: Option<usize>,

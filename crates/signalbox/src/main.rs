@@ -71,7 +71,7 @@ struct GlobalArgs {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the HTTP server.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Create and list tenants (operator commands; safe while the server runs).
     #[command(subcommand)]
     Tenants(admin::TenantsCommand),
@@ -197,7 +197,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => {
             let common = Common::resolve(global)?;
             init_logging(common.log_format, "info");
-            serve::run(common, args).await
+            serve::run(common, *args).await
         }
         Command::Tenants(cmd) => {
             let common = Common::resolve(global)?;

@@ -68,6 +68,10 @@ pub struct ServeArgs {
     /// the start with its line and field [default: the shipped seed 002 rules].
     #[arg(long, env = "SIGNALBOX_RATE_LIMITS", value_name = "FILE|off")]
     rate_limits: Option<String>,
+    /// A directory of tenants' own rule files, `TENANT_ID.toml` each (same format); a tenant's
+    /// file replaces the default rules for its requests [default: none].
+    #[arg(long, env = "SIGNALBOX_RATE_LIMITS_DIR", value_name = "DIR")]
+    rate_limits_dir: Option<std::path::PathBuf>,
     /// Where rate-limit counters live: `memory` (this process) or `redis` (shared by every
     /// replica; needs --redis-url) [default: memory].
     #[arg(
@@ -121,6 +125,18 @@ fn rate_limit_settings(
             )
         }
     };
+    let tenant_configs = match args
+        .rate_limits_dir
+        .as_deref()
+        .or(section.tenants_dir.as_deref())
+    {
+        Some(dir) if config.is_some() => tenant_rule_files(dir)?,
+        Some(dir) => anyhow::bail!(
+            "rate limits: tenants' rule files in {} need rate limits on (--rate-limits is off)",
+            dir.display()
+        ),
+        None => Default::default(),
+    };
     let backend = match args
         .rate_limit_backend
         .or(section.backend)
@@ -152,6 +168,7 @@ fn rate_limit_settings(
     }
     Ok(server::RateLimitSettings {
         config,
+        tenant_configs,
         backend,
         max_keys_per_rule,
         legacy_headers: args
@@ -189,6 +206,37 @@ fn envoy_rls_settings(
         anyhow::bail!("rate limits: the gRPC domain must not be empty (Envoy requires one)");
     }
     Ok(Some((addr, domain)))
+}
+
+/// Reads every `TENANT_ID.toml` in `dir`; a malformed one stops the start naming its file,
+/// line and field.
+fn tenant_rule_files(
+    dir: &Path,
+) -> anyhow::Result<std::collections::BTreeMap<String, limits::Config>> {
+    let mut configs = std::collections::BTreeMap::new();
+    let entries = std::fs::read_dir(dir)
+        .with_context(|| format!("rate limits: cannot read the directory {}", dir.display()))?;
+    for entry in entries {
+        let path = entry
+            .with_context(|| format!("rate limits: cannot read the directory {}", dir.display()))?
+            .path();
+        if path.extension().and_then(|e| e.to_str()) != Some("toml") {
+            continue;
+        }
+        let tenant = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .filter(|s| !s.is_empty())
+            .with_context(|| format!("rate limits: {}: not a tenant id", path.display()))?
+            .to_owned();
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("rate limits: cannot read {}", path.display()))?;
+        let config = limits::Config::parse(&path.display().to_string(), &text)
+            .map_err(|e| anyhow::anyhow!("rate limits: {e}"))?;
+        configs.insert(tenant, config);
+    }
+    tracing::info!(tenants = configs.len(), dir = %dir.display(), "tenants' own rate limits read");
+    Ok(configs)
 }
 
 /// Where the demo tenant's credentials are written, inside the data directory.

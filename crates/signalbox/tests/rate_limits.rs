@@ -210,3 +210,27 @@ fn a_malformed_rules_file_stops_the_start_naming_file_line_and_field() {
     ]));
     assert!(stderr.contains("--redis-url"), "{stderr}");
 }
+
+#[test]
+fn a_malformed_tenant_rules_file_stops_the_start_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let tenants = dir.path().join("limits.d");
+    std::fs::create_dir(&tenants).unwrap();
+    std::fs::write(
+        tenants.join("tn_acme.toml"),
+        "[[rule]]\nname = \"a\"\nscope = \"tenant\"\nalgorithm = \"fixed_window\"\nlimit = 0\n\
+         window_secs = 60\naction = { kind = \"reject\" }\n",
+    )
+    .unwrap();
+    let (_, stderr) = run_err(signalbox(dir.path()).args([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--rate-limits-dir",
+        tenants.to_str().unwrap(),
+    ]));
+    assert!(
+        stderr.contains("tn_acme.toml:5: limit: invalid value"),
+        "{stderr}"
+    );
+}

@@ -9,7 +9,9 @@
 //!   periodically from the store);
 //! - `weber_stream_lag`: events appended to the stream and not yet applied;
 //! - `weber_stream_publish_errors_total`: committed events whose stream message could not be
-//!   written (the worker's reconciliation picks them up).
+//!   written (the worker's reconciliation picks them up);
+//! - `weber_profile_reads_total{cache}`: single-profile reads answered from the read cache
+//!   (`hit`) or the store (`miss`).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -55,6 +57,12 @@ pub struct WeberMetrics {
     profiles: Family<SegmentLabels, Gauge>,
     stream_lag: Gauge,
     publish_errors: Counter,
+    reads: Family<CacheLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CacheLabels {
+    cache: &'static str,
 }
 
 impl WeberMetrics {
@@ -66,7 +74,13 @@ impl WeberMetrics {
             profiles: Family::default(),
             stream_lag: Gauge::default(),
             publish_errors: Counter::default(),
+            reads: Family::default(),
         };
+        registry.register(
+            "weber_profile_reads",
+            "Single-profile reads, by whether the read cache answered",
+            m.reads.clone(),
+        );
         registry.register(
             "weber_events_ingested",
             "Interactions offered to the ingest API, by outcome",
@@ -160,6 +174,14 @@ impl WeberRecorder<'_> {
         self.metrics
             .stream_lag
             .set(i64::try_from(lag).unwrap_or(i64::MAX));
+    }
+
+    /// Counts one profile read; `cache` is `hit` or `miss`.
+    pub fn profile_read(&self, cache: &'static str) {
+        self.metrics
+            .reads
+            .get_or_create(&CacheLabels { cache })
+            .inc();
     }
 
     /// Counts events whose stream message could not be written.

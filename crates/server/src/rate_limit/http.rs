@@ -128,7 +128,7 @@ async fn settle(limiter: &RateLimiter, facts: &RequestFacts<'_>) -> Result<Verdi
             let queue = verdict
                 .decided_by
                 .as_deref()
-                .and_then(|rule| limiter.queue(rule));
+                .and_then(|rule| limiter.queue(facts.tenant, rule));
             let Some(permit) = queue.and_then(|q| q.clone().try_acquire_owned().ok()) else {
                 return Err(too_many(&verdict, limiter, Some("its queue is full")));
             };

@@ -14,7 +14,7 @@
 mod http;
 mod redis;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -46,6 +46,9 @@ pub enum RateLimitBackend {
 pub struct RateLimitSettings {
     /// The rules; `None` turns rate limiting off.
     pub config: Option<limits::Config>,
+    /// Tenants with rules of their own (tenant id → rules), which replace `config` for that
+    /// tenant's requests.
+    pub tenant_configs: BTreeMap<String, limits::Config>,
     /// Where the counters live.
     pub backend: RateLimitBackend,
     /// Most keys each rule's in-memory limiter holds (the memory backend, and the local
@@ -63,6 +66,7 @@ impl Default for RateLimitSettings {
     fn default() -> Self {
         RateLimitSettings {
             config: Some(default_config()),
+            tenant_configs: BTreeMap::new(),
             backend: RateLimitBackend::Memory,
             max_keys_per_rule: 100_000,
             legacy_headers: false,
@@ -106,12 +110,46 @@ pub enum RateLimitSetupError {
     },
 }
 
-/// The configured rules with their backend.
-pub struct RateLimiter {
+/// One rule file compiled: its policy and the queues of its `queue` rules.
+struct RuleSet {
     policy: Policy,
-    redis: Option<redis::RedisBackend>,
     /// Requests waiting under a `queue` action, per rule: the bound `max_queued`.
     queues: HashMap<Arc<str>, Arc<Semaphore>>,
+    /// Put in this rule set's Redis keys, so a tenant's own rules never share counters with the
+    /// default ones (`""` for the default rules).
+    namespace: String,
+}
+
+impl RuleSet {
+    fn new(
+        config: &limits::Config,
+        max_keys: usize,
+        namespace: String,
+    ) -> Result<RuleSet, RateLimitSetupError> {
+        let queues = config
+            .rules
+            .iter()
+            .filter_map(|r| match r.action {
+                limits::ActionConfig::Queue { max_queued, .. } => Some((
+                    Arc::<str>::from(r.name.as_str()),
+                    Arc::new(Semaphore::new(max_queued as usize)),
+                )),
+                _ => None,
+            })
+            .collect();
+        Ok(RuleSet {
+            policy: Policy::new(config, max_keys)?,
+            queues,
+            namespace,
+        })
+    }
+}
+
+/// The configured rules with their backend.
+pub struct RateLimiter {
+    default: RuleSet,
+    tenants: HashMap<String, RuleSet>,
+    redis: Option<redis::RedisBackend>,
     origin: Instant,
     metrics: Arc<Metrics>,
     legacy_headers: bool,
@@ -126,11 +164,22 @@ impl RateLimiter {
         let Some(config) = &settings.config else {
             return Ok(None);
         };
-        let policy = Policy::new(config, settings.max_keys_per_rule)?;
+        let default = RuleSet::new(config, settings.max_keys_per_rule, String::new())?;
+        let tenants = settings
+            .tenant_configs
+            .iter()
+            .map(|(tenant, config)| {
+                let rules = RuleSet::new(config, settings.max_keys_per_rule, format!("@{tenant}"))?;
+                Ok((tenant.clone(), rules))
+            })
+            .collect::<Result<HashMap<_, _>, RateLimitSetupError>>()?;
         let redis = match &settings.backend {
             RateLimitBackend::Memory => None,
             RateLimitBackend::Redis { url, key_prefix } => {
                 check_exact_in_redis(config)?;
+                for config in settings.tenant_configs.values() {
+                    check_exact_in_redis(config)?;
+                }
                 Some(
                     redis::RedisBackend::new(
                         url,
@@ -142,30 +191,26 @@ impl RateLimiter {
                 )
             }
         };
-        let queues = config
-            .rules
-            .iter()
-            .filter_map(|r| match r.action {
-                limits::ActionConfig::Queue { max_queued, .. } => Some((
-                    Arc::<str>::from(r.name.as_str()),
-                    Arc::new(Semaphore::new(max_queued as usize)),
-                )),
-                _ => None,
-            })
-            .collect();
         Ok(Some(RateLimiter {
-            policy,
+            default,
+            tenants,
             redis,
-            queues,
             origin: Instant::now(),
             metrics,
             legacy_headers: settings.legacy_headers,
         }))
     }
 
-    /// The rules.
-    pub fn policy(&self) -> &Policy {
-        &self.policy
+    /// The rules a tenant's requests are decided by: its own, else the default ones.
+    fn rules_for(&self, tenant: Option<&str>) -> &RuleSet {
+        tenant
+            .and_then(|t| self.tenants.get(t))
+            .unwrap_or(&self.default)
+    }
+
+    /// The rules that decide `tenant`'s requests (`None`: requests without a tenant).
+    pub fn policy(&self, tenant: Option<&str>) -> &Policy {
+        &self.rules_for(tenant).policy
     }
 
     /// Whether counters live on Redis.
@@ -186,34 +231,42 @@ impl RateLimiter {
     /// with the in-memory algorithms at chosen instants); the memory backend ignores it.
     #[doc(hidden)]
     pub async fn check_at(&self, facts: &RequestFacts<'_>, now_us: Option<u64>) -> Verdict {
-        let checks = self.policy.checks(facts);
+        let rules = self.rules_for(facts.tenant);
+        let policy = &rules.policy;
+        let checks = policy.checks(facts);
         let decisions = if checks.is_empty() {
             Vec::new()
         } else if let Some(redis) = &self.redis {
-            match redis.decide(&checks, now_us).await {
+            match redis.decide(&rules.namespace, &checks, now_us).await {
                 Ok(decisions) => decisions,
                 Err(redis::Unavailable(why)) => {
                     tracing::debug!(error = %why, "rate limits: deciding by failure policy");
-                    self.decide_without_redis(&checks, redis.retry_after())
+                    self.decide_without_redis(policy, &checks, redis.retry_after())
                 }
             }
         } else {
             let now = self.now_ns();
-            decide_in_order(&checks, |c| self.policy.check_locally(c, now))
+            decide_in_order(&checks, |c| policy.check_locally(c, now))
         };
-        let verdict = self.policy.verdict(&checks, &decisions);
+        let verdict = policy.verdict(&checks, &decisions);
         self.count(&verdict);
         verdict
     }
 
     /// Each rule's `on_backend_failure`: `fail_open` admits, `fail_closed` refuses until Redis
     /// is tried again, `local_fallback` asks this process's limiter.
-    fn decide_without_redis(&self, checks: &[Check<'_>], retry_after: Duration) -> Vec<Decision> {
+    fn decide_without_redis(
+        &self,
+        policy: &Policy,
+        checks: &[Check<'_>],
+        retry_after: Duration,
+    ) -> Vec<Decision> {
         let now = self.now_ns();
         let retry_ns = u64::try_from(retry_after.as_nanos()).unwrap_or(u64::MAX);
         decide_in_order(checks, |check| {
-            let policy = failure_policy_name(check.on_backend_failure);
-            self.metrics.rate_limit().backend_failed(check.name, policy);
+            self.metrics
+                .rate_limit()
+                .backend_failed(check.name, failure_policy_name(check.on_backend_failure));
             match check.on_backend_failure {
                 FailurePolicy::FailOpen => Decision {
                     allowed: true,
@@ -227,7 +280,7 @@ impl RateLimiter {
                     reset_after_ns: retry_ns,
                     retry_after_ns: retry_ns,
                 },
-                FailurePolicy::LocalFallback => self.policy.check_locally(check, now),
+                FailurePolicy::LocalFallback => policy.check_locally(check, now),
             }
         })
     }
@@ -249,15 +302,20 @@ impl RateLimiter {
         }
     }
 
-    /// The queue of a rule with a `queue` action.
-    fn queue(&self, rule: &str) -> Option<&Arc<Semaphore>> {
-        self.queues.get(rule)
+    /// The queue of a rule with a `queue` action, in the rules of `tenant`.
+    fn queue(&self, tenant: Option<&str>, rule: &str) -> Option<&Arc<Semaphore>> {
+        self.rules_for(tenant).queues.get(rule)
     }
 
     /// Drops expired keys from the in-memory limiters and updates the key gauge.
     pub fn sweep(&self) {
-        self.policy.sweep(self.now_ns());
-        self.metrics.rate_limit().set_keys(self.policy.keys());
+        let now = self.now_ns();
+        let mut keys = 0;
+        for rules in std::iter::once(&self.default).chain(self.tenants.values()) {
+            rules.policy.sweep(now);
+            keys += rules.policy.keys();
+        }
+        self.metrics.rate_limit().set_keys(keys);
     }
 }
 

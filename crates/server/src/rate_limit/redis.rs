@@ -1,7 +1,8 @@
 //! The shared rate-limit backend: every rule of a request decided by one Lua script in one
 //! round trip (`check.lua`), so replicas sharing a Redis enforce one limit.
 //!
-//! Keys are `{PREFIX}:RULE:ID` (and `…:log` for the sliding log). The braces are a Redis Cluster
+//! Keys are `{PREFIX}:RULE:ID` (and `…:log` for the sliding log), `{PREFIX}:@TENANT:RULE:ID` for
+//! a tenant's own rules. The braces are a Redis Cluster
 //! hash tag: every key of a deployment hashes to one slot, which a script touching several keys
 //! requires. Every key carries a TTL of its algorithm's horizon, so idle keys leave by
 //! themselves.
@@ -111,16 +112,22 @@ impl RedisBackend {
     }
 
     /// Decides `checks` in order, stopping after the first enforcing refusal, at `now_us`
-    /// microseconds (`None`: Redis's clock, shared by every replica).
+    /// microseconds (`None`: Redis's clock, shared by every replica). `namespace` keeps one rule
+    /// set's keys apart from another's (`""` for the default rules).
     pub(crate) async fn decide(
         &self,
+        namespace: &str,
         checks: &[Check<'_>],
         now_us: Option<u64>,
     ) -> Result<Vec<Decision>, Unavailable> {
         let mut invocation = self.script.prepare_invoke();
         invocation.arg(now_us.unwrap_or(0)).arg(checks.len());
         for check in checks {
-            let key = format!("{}:{}:{}", self.prefix, check.name, check.key);
+            let key = if namespace.is_empty() {
+                format!("{}:{}:{}", self.prefix, check.name, check.key)
+            } else {
+                format!("{}:{namespace}:{}:{}", self.prefix, check.name, check.key)
+            };
             invocation.key(&key).key(format!("{key}:log"));
             let window_us = check.window_secs.saturating_mul(1_000_000);
             invocation

@@ -83,8 +83,10 @@ pub(crate) async fn get_profile(
     let key = (auth.tenant_id().to_owned(), user_id);
     let profiles = state.profiles();
     if let Some(hit) = profiles.cached(&key) {
+        state.metrics().weber().profile_read("hit");
         return Ok(axum::Json(WeberProfileResponse::from(&*hit)));
     }
+    state.metrics().weber().profile_read("miss");
     let Some(found) = state.store().weber_profile(&key.0, &key.1).await? else {
         return Err(ApiError::not_found(format!(
             "no Weber profile for user '{}'",

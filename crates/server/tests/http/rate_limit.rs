@@ -538,3 +538,42 @@ async fn redis_keys_expire_with_their_rule() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn a_tenant_with_its_own_rules_is_decided_by_them_alone_in_memory_and_on_redis() {
+    let per_tenant = |limit: u64| {
+        format!(
+            "[[rule]]\nname = \"per_tenant\"\nscope = \"tenant\"\nalgorithm = \"fixed_window\"\n\
+             limit = {limit}\nwindow_secs = 3600\naction = {{ kind = \"reject\" }}\n"
+        )
+    };
+    for backend in [RateLimitBackend::Memory, redis_backend()] {
+        let mut settings = settings(&per_tenant(3), backend.clone());
+        settings
+            .tenant_configs
+            .insert("tn_big".to_owned(), rules(&per_tenant(5)));
+        let limiter = limiter(&settings);
+        let admitted = |tenant: &'static str| {
+            let limiter = &limiter;
+            async move {
+                let facts = RequestFacts {
+                    tenant: Some(tenant),
+                    method: "GET",
+                    path: "/",
+                    ..RequestFacts::default()
+                };
+                let mut n = 0;
+                for _ in 0..10 {
+                    if limiter.check(&facts).await.allowed() {
+                        n += 1;
+                    }
+                }
+                n
+            }
+        };
+        // Same rule name in both files, counted apart.
+        assert_eq!(admitted("tn_big").await, 5, "{backend:?}");
+        assert_eq!(admitted("tn_small").await, 3, "{backend:?}");
+        assert_eq!(limiter.policy(Some("tn_big")).rule_names().count(), 1);
+    }
+}

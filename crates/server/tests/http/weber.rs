@@ -62,6 +62,28 @@ async fn a_profile_has_seed_000s_shape() {
 }
 
 #[tokio::test]
+async fn profile_reads_are_counted_by_whether_the_read_cache_answered() {
+    let (app, key) = app_with_profiles().await;
+    for _ in 0..3 {
+        let reply = app
+            .get("/api/v1/users/low-1/weber-profile", Some(&key))
+            .await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+    }
+    let metrics = app.get("/metrics", None).await.text();
+    let count = |cache: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(&format!("weber_profile_reads_total{{cache=\"{cache}\"}}")))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no {cache} count in:\n{metrics}"))
+    };
+    // The first read goes to the store and fills the cache; the next two are hits.
+    assert_eq!((count("miss"), count("hit")), (1, 2));
+    app.cleanup().await;
+}
+
+#[tokio::test]
 async fn batch_get_answers_found_and_missing_and_enforces_limits() {
     let (app, key) = app_with_profiles().await;
     let path = "/api/v1/weber-profiles:batchGet";

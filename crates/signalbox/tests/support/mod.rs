@@ -23,6 +23,7 @@ pub fn signalbox(data_dir: &Path) -> Command {
         "NATS_URL",
         "SIGNALBOX_LISTEN",
         "SIGNALBOX_RATE_LIMITS",
+        "SIGNALBOX_RATE_LIMITS_DIR",
         "SIGNALBOX_RATE_LIMIT_BACKEND",
         "SIGNALBOX_RATE_LIMIT_KEY_PREFIX",
         "SIGNALBOX_RATE_LIMIT_MAX_KEYS",
