@@ -416,6 +416,17 @@ impl Policy {
         }
     }
 
+    /// The longest a request may wait in all under the `delay` or `queue` action of the rule
+    /// called `name` (`None` for other actions and unknown rules).
+    pub fn max_wait_ns(&self, name: &str) -> Option<u64> {
+        let rule = self.rules.iter().find(|r| &*r.name == name)?;
+        match rule.action {
+            ActionConfig::Delay { max_delay_ms } => Some(max_delay_ms.saturating_mul(NS_PER_MS)),
+            ActionConfig::Queue { max_wait_ms, .. } => Some(max_wait_ms.saturating_mul(NS_PER_MS)),
+            ActionConfig::Reject | ActionConfig::Degrade => None,
+        }
+    }
+
     /// The configured rules' names, in order.
     pub fn rule_names(&self) -> impl Iterator<Item = &str> {
         self.rules.iter().map(|r| &*r.name)

@@ -18,7 +18,6 @@
 //! mirror Envoy's `envoy/service/ratelimit/v3/rls.proto`; the tests decode and encode bytes
 //! made by Envoy's published Python protos (`xds-protos`) to hold the field numbers to it.
 
-use std::fmt::Write as _;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -641,25 +640,9 @@ fn ratelimit_headers(verdicts: &[Verdict]) -> Vec<proto::HeaderValue> {
             None => rules.push(rule),
         }
     }
-    if rules.is_empty() {
+    let Some((policy, state)) = crate::rate_limit::field_values(rules) else {
         return Vec::new();
-    }
-    let (mut policy, mut state) = (String::new(), String::new());
-    for rule in rules {
-        let sep = if policy.is_empty() { "" } else { ", " };
-        let _ = write!(
-            policy,
-            "{sep}\"{}\";q={};w={}",
-            rule.name, rule.quota, rule.window_secs
-        );
-        let _ = write!(
-            state,
-            "{sep}\"{}\";r={};t={}",
-            rule.name,
-            rule.remaining,
-            rule.reset_after_ns.div_ceil(1_000_000_000)
-        );
-    }
+    };
     let header = |key: &str, value: String| proto::HeaderValue {
         key: key.to_owned(),
         value,

@@ -14,7 +14,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use support::{run_err, signalbox};
+use support::{describe, run_err, signalbox};
 
 /// The rules the script expects (its docstring lists them).
 const RULES: &str = r#"
@@ -42,59 +42,8 @@ fn fixture_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/envoy")
 }
 
-fn describe(what: &str, out: &Output) -> String {
-    format!(
-        "{what} exited with {}\n--- stdout\n{}\n--- stderr\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-/// The virtual environment with the pinned client, made once under the target directory and
-/// reused while it holds exactly the pinned requirements (a stamp written after a successful
-/// install records which).
 fn client_python() -> PathBuf {
-    let requirements_path = fixture_dir().join("requirements.txt");
-    let requirements = std::fs::read_to_string(&requirements_path).unwrap();
-    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("envoy-rls-venv");
-    let python = venv.join("bin").join("python");
-    let stamp = venv.join("signalbox-requirements.txt");
-    if python.exists() && std::fs::read_to_string(&stamp).ok().as_deref() == Some(&requirements) {
-        return python;
-    }
-    if venv.exists() {
-        std::fs::remove_dir_all(&venv).unwrap();
-    }
-    let out = Command::new("python3")
-        .args(["-m", "venv"])
-        .arg(&venv)
-        .output()
-        .expect("python3 is needed for the Envoy rate-limit conformance test");
-    assert!(
-        out.status.success(),
-        "{}",
-        describe("python3 -m venv", &out)
-    );
-    let out = Command::new(&python)
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "--disable-pip-version-check",
-            "--no-input",
-            "-r",
-        ])
-        .arg(&requirements_path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "cannot install the Envoy client (xds-protos, grpcio) from PyPI: {}",
-        describe("pip install -r tests/envoy/requirements.txt", &out)
-    );
-    std::fs::write(&stamp, &requirements).unwrap();
-    python
+    support::python_venv(&fixture_dir().join("requirements.txt"), "envoy-rls-venv")
 }
 
 /// A running `signalbox serve` with both listeners on loopback ports, killed on drop.

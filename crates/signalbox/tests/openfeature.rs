@@ -12,65 +12,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::Value;
-use support::{json_lines, run_ok, signalbox, Server};
+use support::{describe, json_lines, run_ok, signalbox, Server};
 
 fn fixture_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/openfeature")
 }
 
-fn describe(what: &str, out: &Output) -> String {
-    format!(
-        "{what} exited with {}\n--- stdout\n{}\n--- stderr\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-/// The virtual environment with the pinned client, made once under the target directory and
-/// reused while it holds exactly the pinned requirements (a stamp written after a successful
-/// install records which).
 fn client_python() -> PathBuf {
-    let requirements_path = fixture_dir().join("requirements.txt");
-    let requirements = std::fs::read_to_string(&requirements_path).unwrap();
-    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("openfeature-venv");
-    let python = venv.join("bin").join("python");
-    let stamp = venv.join("signalbox-requirements.txt");
-    if python.exists() && std::fs::read_to_string(&stamp).ok().as_deref() == Some(&requirements) {
-        return python;
-    }
-    if venv.exists() {
-        std::fs::remove_dir_all(&venv).unwrap();
-    }
-    let out = Command::new("python3")
-        .args(["-m", "venv"])
-        .arg(&venv)
-        .output()
-        .expect("python3 is needed for the OpenFeature conformance test");
-    assert!(
-        out.status.success(),
-        "{}",
-        describe("python3 -m venv", &out)
-    );
-    let out = Command::new(&python)
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "--disable-pip-version-check",
-            "--no-input",
-            "-r",
-        ])
-        .arg(&requirements_path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        describe("pip install -r requirements.txt", &out)
-    );
-    std::fs::write(&stamp, &requirements).unwrap();
-    python
+    support::python_venv(&fixture_dir().join("requirements.txt"), "openfeature-venv")
 }
 
 /// One HTTP/1.1 request; the status and body.

@@ -18,7 +18,7 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use limits::{Outcome, RequestFacts, Verdict, NEVER};
+use limits::{Outcome, RequestFacts, RuleStatus, Verdict, NEVER};
 
 use super::RateLimiter;
 use crate::problem::{ApiError, ProblemKind};
@@ -113,39 +113,49 @@ pub(crate) async fn middleware(
     response
 }
 
-/// Decides the request, waiting where a `delay` or `queue` action says so, and deciding once
-/// more after the wait. `Err` is the 429 to answer.
+/// Decides the request, waiting where a `delay` or `queue` action says so and deciding again
+/// after each wait, until it is admitted or the rule's bound on the total wait would be passed
+/// (requests delayed together wake together, and only some fit: the others wait their turn).
+/// `Err` is the 429 to answer.
 async fn settle(limiter: &RateLimiter, facts: &RequestFacts<'_>) -> Result<Verdict, Response> {
-    let verdict = limiter.check(facts).await;
-    let retry = match verdict.outcome {
-        Outcome::Allow | Outcome::Degrade => return Ok(verdict),
-        Outcome::Reject { .. } => return Err(too_many(&verdict, limiter, None)),
-        Outcome::Delay { wait_ns } => {
-            tokio::time::sleep(Duration::from_nanos(wait_ns)).await;
-            limiter.check(facts).await
+    let started = std::time::Instant::now();
+    let mut verdict = limiter.check(facts).await;
+    // Held while waiting under a `queue` action: the queue's bound counts waiting requests.
+    let mut permit = None;
+    let mut waited_once = false;
+    loop {
+        let wait_ns = match verdict.outcome {
+            Outcome::Allow | Outcome::Degrade => return Ok(verdict),
+            Outcome::Reject { .. } if waited_once => {
+                return Err(too_many(
+                    &verdict,
+                    limiter,
+                    Some("still over the limit after waiting"),
+                ))
+            }
+            Outcome::Reject { .. } => return Err(too_many(&verdict, limiter, None)),
+            Outcome::Delay { wait_ns } | Outcome::Queue { wait_ns, .. } => wait_ns,
+        };
+        let rule = verdict.decided_by.as_deref().unwrap_or_default();
+        let bound = limiter.max_wait_ns(facts.tenant, rule).unwrap_or(0);
+        let waited = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        if waited.saturating_add(wait_ns) > bound {
+            return Err(too_many(
+                &verdict,
+                limiter,
+                Some("still over the limit after waiting"),
+            ));
         }
-        Outcome::Queue { wait_ns, .. } => {
-            let queue = verdict
-                .decided_by
-                .as_deref()
-                .and_then(|rule| limiter.queue(facts.tenant, rule));
-            let Some(permit) = queue.and_then(|q| q.clone().try_acquire_owned().ok()) else {
-                return Err(too_many(&verdict, limiter, Some("its queue is full")));
-            };
-            tokio::time::sleep(Duration::from_nanos(wait_ns)).await;
-            let verdict = limiter.check(facts).await;
-            drop(permit);
-            verdict
+        if let (Outcome::Queue { .. }, None) = (verdict.outcome, &permit) {
+            let queue = limiter.queue(facts.tenant, rule);
+            match queue.and_then(|q| q.clone().try_acquire_owned().ok()) {
+                Some(p) => permit = Some(p),
+                None => return Err(too_many(&verdict, limiter, Some("its queue is full"))),
+            }
         }
-    };
-    match retry.outcome {
-        Outcome::Allow | Outcome::Degrade => Ok(retry),
-        // Waited once already: refuse rather than wait again.
-        _ => Err(too_many(
-            &retry,
-            limiter,
-            Some("still over the limit after waiting"),
-        )),
+        tokio::time::sleep(Duration::from_nanos(wait_ns)).await;
+        waited_once = true;
+        verdict = limiter.check(facts).await;
     }
 }
 
@@ -180,6 +190,8 @@ fn too_many(verdict: &Verdict, limiter: &RateLimiter, why: Option<&str>) -> Resp
     }
     let mut response = error.into_response();
     let headers = response.headers_mut();
+    // A refusal is about this moment: no cache may replay it.
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if let Some(secs) = retry_secs {
         headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
     }
@@ -192,10 +204,14 @@ fn ceil_secs(ns: u64) -> u64 {
     ns.div_ceil(1_000_000_000)
 }
 
-fn write_fields(headers: &mut HeaderMap, verdict: &Verdict, legacy: bool) {
+/// The `RateLimit-Policy` and `RateLimit` field values of `rules` (shadow rules left out), or
+/// `None` when no enforcing rule applied.
+pub(crate) fn field_values<'a>(
+    rules: impl IntoIterator<Item = &'a RuleStatus>,
+) -> Option<(String, String)> {
     let mut policy = String::new();
     let mut state = String::new();
-    for rule in verdict.rules.iter().filter(|r| !r.shadow) {
+    for rule in rules.into_iter().filter(|r| !r.shadow) {
         let sep = if policy.is_empty() { "" } else { ", " };
         let _ = write!(
             policy,
@@ -210,9 +226,13 @@ fn write_fields(headers: &mut HeaderMap, verdict: &Verdict, legacy: bool) {
             ceil_secs(rule.reset_after_ns)
         );
     }
-    if policy.is_empty() {
+    (!policy.is_empty()).then_some((policy, state))
+}
+
+fn write_fields(headers: &mut HeaderMap, verdict: &Verdict, legacy: bool) {
+    let Some((policy, state)) = field_values(&verdict.rules) else {
         return;
-    }
+    };
     if let (Ok(p), Ok(s)) = (
         HeaderValue::from_str(&policy),
         HeaderValue::from_str(&state),

@@ -22,7 +22,7 @@ use limits::{Check, Decision, FailurePolicy, Policy, RequestFacts, Verdict};
 use telemetry::Metrics;
 use tokio::sync::Semaphore;
 
-pub(crate) use http::{exempt, middleware};
+pub(crate) use http::{exempt, field_values, middleware};
 pub use http::{Degraded, DEGRADED, USER_ID};
 pub use limits::Outcome;
 pub use redis::{probe as probe_redis, script_hash as redis_script_hash};
@@ -300,6 +300,11 @@ impl RateLimiter {
             };
             metrics.decided(rule, decision);
         }
+    }
+
+    /// The bound on the total wait of a `delay` or `queue` rule, in the rules of `tenant`.
+    fn max_wait_ns(&self, tenant: Option<&str>, rule: &str) -> Option<u64> {
+        self.rules_for(tenant).policy.max_wait_ns(rule)
     }
 
     /// The queue of a rule with a `queue` action, in the rules of `tenant`.

@@ -105,6 +105,7 @@ async fn responses_carry_the_ratelimit_fields_and_the_fourth_request_is_a_429_pr
     assert!((1..=3600).contains(&retry), "Retry-After {retry}");
     assert_eq!(body["retry_after_secs"], retry, "{body}");
     assert!(header(&refused, "ratelimit").contains("r=0"));
+    assert_eq!(header(&refused, "cache-control"), "no-store");
 
     // The shadow rule never refused, but counted the requests past its limit that reached it:
     // the second and third (the fourth was refused by `per_key`, checked first).
@@ -197,7 +198,7 @@ starter = { limit = 2, burst = 0 }
 name = "paced"
 scope = "tenant"
 algorithm = "leaky_bucket"
-limit = 20
+limit = 2
 window_secs = 1
 methods = ["POST"]
 action = { kind = "delay", max_delay_ms = 5000 }
@@ -225,9 +226,9 @@ action = { kind = "delay", max_delay_ms = 5000 }
         .assert_problem(429, "rate_limited", "/api/v1/tenant");
     assert_eq!(app.send(as_user("bob")).await.status, 200, "users apart");
 
-    // 20 per second, bursts of 20: of 22 POSTs sent at once, the last two wait (~50 ms and
-    // ~100 ms), then succeed.
-    let posts = (0..22).map(|_| {
+    // 2 per second, bursts of 2: of 3 POSTs sent at once, the third waits ~500 ms, then
+    // succeeds (the first two take far less than 500 ms, so it cannot have refilled before).
+    let posts = (0..3).map(|_| {
         app.call(
             Method::POST,
             "/api/v1/tenant/keys",
@@ -576,4 +577,34 @@ async fn a_tenant_with_its_own_rules_is_decided_by_them_alone_in_memory_and_on_r
         assert_eq!(admitted("tn_small").await, 3, "{backend:?}");
         assert_eq!(limiter.policy(Some("tn_big")).rule_names().count(), 1);
     }
+}
+
+#[tokio::test]
+async fn a_queue_action_holds_at_most_max_queued_requests() {
+    let app = app_with(
+        r#"
+[[rule]]
+name = "queued"
+scope = "tenant"
+algorithm = "leaky_bucket"
+limit = 2
+window_secs = 1
+action = { kind = "queue", max_queued = 1, max_wait_ms = 5000 }
+"#,
+        RateLimitBackend::Memory,
+    )
+    .await;
+    let (_, key) = app.tenant("t", &[Scope::Read]).await;
+    // Two fit the bucket, one waits in the queue (~500 ms), the fourth finds the queue full.
+    let reads = (0..4).map(|_| app.get("/api/v1/tenant", Some(&key.secret)));
+    let replies = futures_util::future::join_all(reads).await;
+    let ok = replies.iter().filter(|r| r.status == 200).count();
+    let full: Vec<_> = replies.iter().filter(|r| r.status == 429).collect();
+    assert_eq!((ok, full.len()), (3, 1), "{replies:?}");
+    let body = full[0].assert_problem(429, "rate_limited", "/api/v1/tenant");
+    assert!(
+        body["detail"].as_str().unwrap().contains("queue is full"),
+        "{body}"
+    );
+    app.cleanup().await;
 }

@@ -154,3 +154,62 @@ pub fn get_raw(addr: &str, path: &str, key: &str) -> (u16, Vec<(String, String)>
         .collect();
     (status, headers, body.to_owned())
 }
+
+/// What a finished command printed, for failure messages.
+pub fn describe(what: &str, out: &Output) -> String {
+    format!(
+        "{what} exited with {}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A Python virtual environment with the pinned `requirements` (a committed file), made once
+/// under the target directory as `name` and reused while it holds exactly those requirements (a
+/// stamp written after a successful install records which). Returns its interpreter. Fails,
+/// never skips, without python3 or a reachable package index.
+pub fn python_venv(requirements_path: &Path, name: &str) -> std::path::PathBuf {
+    let requirements = std::fs::read_to_string(requirements_path).unwrap();
+    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let python = venv.join("bin").join("python");
+    let stamp = venv.join("signalbox-requirements.txt");
+    if python.exists() && std::fs::read_to_string(&stamp).ok().as_deref() == Some(&requirements) {
+        return python;
+    }
+    if venv.exists() {
+        std::fs::remove_dir_all(&venv).unwrap();
+    }
+    let out = Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&venv)
+        .output()
+        .expect("python3 is needed for this conformance test");
+    assert!(
+        out.status.success(),
+        "{}",
+        describe("python3 -m venv", &out)
+    );
+    let out = Command::new(&python)
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--disable-pip-version-check",
+            "--no-input",
+            "-r",
+        ])
+        .arg(requirements_path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "cannot install the pinned client: {}",
+        describe(
+            &format!("pip install -r {}", requirements_path.display()),
+            &out
+        )
+    );
+    std::fs::write(&stamp, &requirements).unwrap();
+    python
+}
