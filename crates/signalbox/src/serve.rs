@@ -15,7 +15,7 @@ pub struct ServeArgs {
     /// Address to listen on [default: 127.0.0.1:8080].
     #[arg(long, env = "SIGNALBOX_LISTEN", value_name = "ADDR")]
     listen: Option<SocketAddr>,
-    /// Redis to check in /ready (and, in later releases, share caches and rate limits).
+    /// Redis: checked by /ready, and the shared rate-limit store with --rate-limit-backend redis.
     #[arg(long, env = "REDIS_URL", hide_env_values = true, value_name = "URL")]
     redis_url: Option<String>,
     /// NATS to check in /ready (and, in later releases, carry the event stream).
