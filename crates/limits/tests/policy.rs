@@ -256,3 +256,46 @@ fn refusals_past_the_bound_are_rejections() {
     );
     assert_ne!(MINUTE_NS, NEVER);
 }
+
+#[test]
+fn a_million_distinct_users_never_hold_more_than_the_key_cap() {
+    // A hostile client inventing a user id per request cannot grow the limiter past its cap.
+    let config = Config::parse("limits.toml", ONE_RULE).unwrap();
+    let policy = Policy::new(&config, 10_000).unwrap();
+    let mut most = 0;
+    for i in 0..1_000_000u64 {
+        let user = format!("u{i}");
+        assert!(policy.decide(&facts(&user, "/a"), i).allowed());
+        if i % 50_000 == 0 {
+            most = most.max(policy.keys());
+        }
+    }
+    most = most.max(policy.keys());
+    assert!(most <= 10_000, "{most} keys held");
+    assert!(policy.evictions() >= 990_000, "{}", policy.evictions());
+}
+
+#[test]
+fn checks_then_verdict_is_decide_and_a_request_cost_replaces_the_endpoint_cost() {
+    let config = Config::parse("limits.toml", ONE_RULE).unwrap();
+    let policy = Policy::new(&config, 100).unwrap();
+    let mut heavy = facts("u1", "/a");
+    heavy.cost = Some(2);
+    let checks = policy.checks(&heavy);
+    assert_eq!(checks.len(), 1);
+    assert_eq!(
+        (checks[0].cost, checks[0].limit, checks[0].capacity),
+        (2, 3, 3)
+    );
+    let decisions: Vec<_> = checks
+        .iter()
+        .map(|c| policy.check_locally(c, 1_000))
+        .collect();
+    let verdict = policy.verdict(&checks, &decisions);
+    assert!(verdict.allowed());
+    assert_eq!(verdict.rules[0].remaining, 1);
+    // The same limiter: one unit left, so a second request of 2 is refused.
+    let refused = policy.decide(&heavy, 2_000);
+    assert!(matches!(refused.outcome, Outcome::Reject { .. }));
+    assert_eq!(policy.max_wait_ns("per_user"), None);
+}
