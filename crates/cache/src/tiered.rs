@@ -328,6 +328,9 @@ impl TieredCache {
 
     /// Stores `value` under `key` in the profile's layers (write-through after a change).
     /// A value over `max_entry_bytes` is not stored (and any older value is dropped).
+    ///
+    /// A load of `key` in flight when this is called does not store its result: it may have
+    /// read the data before the change this value carries, and would otherwise overwrite it.
     pub async fn insert(
         &self,
         key: &str,
@@ -340,6 +343,7 @@ impl TieredCache {
             self.invalidate(key).await;
             return Ok(());
         }
+        self.inner.generations.bump(key);
         let generation = self.inner.generations.of(key);
         self.inner.store(key, profile, value, generation).await;
         Ok(())

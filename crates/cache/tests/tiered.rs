@@ -394,6 +394,53 @@ async fn a_load_overtaken_by_an_invalidation_is_not_cached() {
 }
 
 #[tokio::test]
+async fn a_write_through_during_a_load_is_not_overwritten_by_it() {
+    let prefix = fresh_prefix();
+    let cache = cache_on_redis(&prefix);
+    let p = profile(Layers::L1_AND_L2);
+    let release = Arc::new(Notify::new());
+    let (started_tx, mut started_rx) = mpsc::unbounded_channel();
+    let load = {
+        let cache = cache.clone();
+        let p = p.clone();
+        let release = Arc::clone(&release);
+        tokio::spawn(async move {
+            cache
+                .get_or_load_bytes("k", &p, move || async move {
+                    let _ = started_tx.send(());
+                    release.notified().await;
+                    Ok::<_, std::io::Error>(Bytes::from_static(b"read before the write"))
+                })
+                .await
+        })
+    };
+    started_rx.recv().await.unwrap();
+    cache
+        .insert("k", &p, Bytes::from_static(b"written"))
+        .await
+        .unwrap();
+    release.notify_one();
+    assert_eq!(load.await.unwrap().unwrap(), "read before the write");
+    assert_eq!(cache.stats().stale_discarded, 1);
+
+    // Both layers keep the written value: a second replica (L2 only) sees it too.
+    let calls = Arc::new(AtomicUsize::new(0));
+    let value = cache
+        .get_or_load_bytes("k", &p, counting(&calls, "loaded"))
+        .await
+        .unwrap();
+    assert_eq!(value, "written");
+    let replica = cache_on_redis(&prefix);
+    let value = replica
+        .get_or_load_bytes("k", &p, counting(&calls, "loaded"))
+        .await
+        .unwrap();
+    assert_eq!(value, "written");
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+    cleanup(&cache, &prefix).await;
+}
+
+#[tokio::test]
 async fn refresh_ahead_serves_the_old_value_and_reloads_once() {
     let prefix = fresh_prefix();
     let cache = cache_on_redis(&prefix);

@@ -36,6 +36,7 @@ pub mod openapi;
 pub mod problem;
 mod profiles;
 pub mod rate_limit;
+mod read_cache;
 mod readiness;
 mod routes;
 mod state;
@@ -48,10 +49,11 @@ use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 
 pub use exposures::{run_exposure_writer, ExposureRecorder, ExposureSettings};
-pub use profiles::{run_profile_worker, ProfileSettings};
+pub use profiles::{run_profile_worker, ProfileSettings, PROFILE_ENTRY_BYTES};
 pub use rate_limit::{RateLimitBackend, RateLimitSettings, RateLimiter};
+pub use read_cache::ReadCacheSettings;
 pub use readiness::{ComponentStatus, Components};
-pub use state::{AppState, ServerConfig};
+pub use state::{AppState, ServerConfig, SetupError};
 
 use problem::{ApiError, ProblemKind};
 

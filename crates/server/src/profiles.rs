@@ -3,7 +3,8 @@
 //! ```text
 //! POST /interactions ─► store (commit) ─► event log ─► ProfileWorker ─► store (profiles, audit)
 //!                                                            │
-//!                                 profile read cache ◄───────┘ (write-through)
+//!                                 profile read cache ◄───────┘ (write-through: memory, and
+//!                                                               Redis when configured)
 //! ```
 //!
 //! Invariants:
@@ -24,6 +25,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use cache::{CacheError, CacheProfile, Layers, TieredCache};
 use moka::sync::Cache;
 use serde::{Deserialize, Serialize};
 use store::{CalculationRecord, InteractionWindow, WeberProfileRecord, WeberUpdate};
@@ -36,11 +38,12 @@ use crate::state::AppState;
 pub struct ProfileSettings {
     /// Window and eps of every profile computed by the server.
     pub params: WeberParams,
-    /// How long a profile read stays cached. This process's own updates replace entries at once;
-    /// the TTL bounds how stale a read can be after another process (a replica, the CLI's
-    /// `weber batch --load`) changed the profile.
+    /// How long a profile read stays cached. This process's own updates replace entries at once
+    /// (in Redis too, when the read cache has a Redis layer); the TTL bounds how stale a read can
+    /// be after another process (a replica, the CLI's `weber batch --load`) changed the profile.
     pub read_cache_ttl: Duration,
-    /// Profiles kept in the read cache.
+    /// Profiles kept in the read cache's memory layer, each weighed at
+    /// [`PROFILE_ENTRY_BYTES`]; 0 turns the read cache off.
     pub read_cache_capacity: u64,
     /// Users whose streaming state (about 250 bytes each) the worker keeps; others are rebuilt
     /// from the store on their next event.
@@ -61,8 +64,58 @@ impl Default for ProfileSettings {
     }
 }
 
+/// What one cached profile is budgeted in the read cache's memory cap: its key and JSON (about
+/// 300 bytes) plus the cache's per-entry overhead, rounded up.
+pub const PROFILE_ENTRY_BYTES: u64 = 512;
+
+/// The name of the profile read cache in the `cache_*` metrics.
+const CACHE_NAME: &str = "weber_profile";
+
 /// (tenant id, user id).
 pub(crate) type UserKey = (String, String);
+
+/// Where a profile read was answered from, for `weber_profile_reads_total{cache}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ProfileRead {
+    /// The read cache answered (memory, Redis, or a load another read had in flight).
+    Hit,
+    /// This read asked the store.
+    Miss,
+}
+
+impl ProfileRead {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProfileRead::Hit => "hit",
+            ProfileRead::Miss => "miss",
+        }
+    }
+}
+
+/// Why a profile load from the store gave no profile. Neither outcome is cached: a user without
+/// a profile gets one as soon as the worker writes it, and a store failure is retried by the next
+/// read.
+#[derive(Debug, thiserror::Error)]
+enum ProfileLoadError {
+    #[error("no profile")]
+    Missing,
+    #[error(transparent)]
+    Store(store::StoreError),
+}
+
+/// The profile read cache: a tiered cache and the one profile its entries are kept under.
+struct ProfileReadCache {
+    cache: TieredCache,
+    profile: CacheProfile,
+}
+
+impl ProfileReadCache {
+    /// The cache key. Tenant ids are server-made and hold no `:`, so a tenant's keys are exactly
+    /// those under `weber_profile:v1:{tenant}:`. The version changes with the record's shape.
+    fn key(tenant_id: &str, user_id: &str) -> String {
+        format!("{CACHE_NAME}:v1:{tenant_id}:{user_id}")
+    }
+}
 
 /// One committed interaction, as the stream carries it to the worker.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -94,7 +147,7 @@ pub(crate) struct ProfilePipeline {
     pub settings: ProfileSettings,
     pub events: stream::EventLog,
     /// `None` when configured off (capacity 0).
-    read_cache: Option<Cache<UserKey, Arc<WeberProfileRecord>>>,
+    read_cache: Option<ProfileReadCache>,
     states: Cache<UserKey, Arc<Mutex<UserState>>>,
     /// Highest stream offset whose profile updates are committed and cached.
     applied: tokio::sync::watch::Sender<u64>,
@@ -105,17 +158,36 @@ pub(crate) struct ProfilePipeline {
 }
 
 impl ProfilePipeline {
-    pub fn new(settings: ProfileSettings, events: stream::EventLog) -> ProfilePipeline {
-        let read_cache = (settings.read_cache_capacity > 0).then(|| {
-            Cache::builder()
-                .max_capacity(settings.read_cache_capacity)
-                .time_to_live(settings.read_cache_ttl)
-                .build()
-        });
+    /// Fails only on a read-cache Redis URL that does not parse.
+    pub fn new(
+        settings: ProfileSettings,
+        events: stream::EventLog,
+        caches: &crate::ReadCacheSettings,
+        metrics: &telemetry::Metrics,
+    ) -> Result<ProfilePipeline, CacheError> {
+        let read_cache = if settings.read_cache_capacity > 0 {
+            let l1_max_bytes = settings
+                .read_cache_capacity
+                .saturating_mul(PROFILE_ENTRY_BYTES);
+            Some(ProfileReadCache {
+                cache: crate::read_cache::build(CACHE_NAME, l1_max_bytes, caches, metrics)?,
+                profile: CacheProfile {
+                    ttl: settings.read_cache_ttl.max(Duration::from_millis(1)),
+                    layers: Layers::L1_AND_L2,
+                    compress_over_bytes: None,
+                    max_entry_bytes: 16 * 1024,
+                    // Off: the worker writes every change through, so the TTL only bounds how
+                    // long another process's change takes to show.
+                    refresh_ahead_fraction: 0.0,
+                },
+            })
+        } else {
+            None
+        };
         let states = Cache::builder()
             .max_capacity(settings.state_capacity)
             .build();
-        ProfilePipeline {
+        Ok(ProfilePipeline {
             settings,
             events,
             read_cache,
@@ -123,28 +195,93 @@ impl ProfilePipeline {
             applied: tokio::sync::watch::channel(0).0,
             needs_reconcile: AtomicBool::new(true),
             reconcile_wakeup: tokio::sync::Notify::new(),
+        })
+    }
+
+    /// One user's profile, from the read cache or else the store; `None` when the user has no
+    /// profile. Concurrent misses of one profile make one store read. A load that a write-through
+    /// overtakes is answered but not cached, so the cache never goes back to an older profile.
+    pub async fn read(
+        &self,
+        state: &AppState,
+        tenant_id: &str,
+        user_id: &str,
+    ) -> Result<(Option<WeberProfileRecord>, ProfileRead), crate::problem::ApiError> {
+        let Some(read_cache) = &self.read_cache else {
+            let found = state.store().weber_profile(tenant_id, user_id).await?;
+            return Ok((found, ProfileRead::Miss));
+        };
+        let key = ProfileReadCache::key(tenant_id, user_id);
+        let asked_store = Arc::new(AtomicBool::new(false));
+        let loader = {
+            let store = state.store().clone();
+            let (tenant_id, user_id) = (tenant_id.to_owned(), user_id.to_owned());
+            let asked_store = Arc::clone(&asked_store);
+            move || async move {
+                asked_store.store(true, Ordering::Relaxed);
+                match store.weber_profile(&tenant_id, &user_id).await {
+                    Ok(Some(profile)) => Ok(profile),
+                    Ok(None) => Err(ProfileLoadError::Missing),
+                    Err(e) => Err(ProfileLoadError::Store(e)),
+                }
+            }
+        };
+        let result = read_cache
+            .cache
+            .get_or_load::<WeberProfileRecord, _, _, _>(&key, &read_cache.profile, loader)
+            .await;
+        let source = if asked_store.load(Ordering::Relaxed) {
+            ProfileRead::Miss
+        } else {
+            ProfileRead::Hit
+        };
+        match result {
+            Ok(profile) => Ok((Some(profile), source)),
+            Err(CacheError::Load(e)) => match e.0.downcast_ref::<ProfileLoadError>() {
+                Some(ProfileLoadError::Missing) => Ok((None, source)),
+                Some(ProfileLoadError::Store(e)) => Err(store_read_problem(e)),
+                None => {
+                    tracing::error!(error = %e, "profile load failed");
+                    Err(crate::problem::ApiError::internal())
+                }
+            },
+            Err(e) => {
+                // A cached value that no longer decodes (or a loader panic): drop the entry and
+                // answer from the store, so one bad entry cannot keep failing reads.
+                tracing::warn!(error = %e, tenant_id, "profile read cache failed; reading the store");
+                read_cache.cache.invalidate(&key).await;
+                let found = state.store().weber_profile(tenant_id, user_id).await?;
+                Ok((found, ProfileRead::Miss))
+            }
         }
     }
 
-    /// A cached profile.
-    pub fn cached(&self, key: &UserKey) -> Option<Arc<WeberProfileRecord>> {
-        self.read_cache.as_ref()?.get(key)
-    }
-
-    /// Caches a profile read from the store, unless the worker cached one while the read was in
-    /// flight (that one is at least as new); returns the one to answer with.
-    pub fn cache_read(&self, key: UserKey, read: WeberProfileRecord) -> Arc<WeberProfileRecord> {
-        match &self.read_cache {
-            Some(cache) => cache.entry(key).or_insert(Arc::new(read)).into_value(),
-            None => Arc::new(read),
-        }
-    }
-
-    /// Caches a profile just written (write-through).
-    fn cache_written(&self, key: UserKey, profile: Arc<WeberProfileRecord>) {
-        if let Some(cache) = &self.read_cache {
-            cache.insert(key, profile);
-        }
+    /// Writes profiles just stored into the read cache (write-through), concurrently, so a batch
+    /// costs about one Redis round trip rather than one per profile.
+    async fn cache_written<'a>(
+        &self,
+        written: impl IntoIterator<Item = (&'a str, &'a WeberProfileRecord)>,
+    ) {
+        let Some(read_cache) = &self.read_cache else {
+            return;
+        };
+        let writes = written.into_iter().filter_map(|(tenant_id, profile)| {
+            let value = serde_json::to_vec(profile).ok()?;
+            let key = ProfileReadCache::key(tenant_id, &profile.user_id);
+            Some(async move {
+                let cache = &read_cache.cache;
+                if let Err(e) = cache
+                    .insert(&key, &read_cache.profile, bytes::Bytes::from(value))
+                    .await
+                {
+                    // Only an invalid profile fails here, and that one is built above; drop the
+                    // entry so no older profile is served.
+                    tracing::error!(error = %e, "profile write-through failed");
+                    cache.invalidate(&key).await;
+                }
+            })
+        });
+        futures_util::future::join_all(writes).await;
     }
 
     /// Asks the worker to reconcile the store on its next turn.
@@ -206,7 +343,7 @@ impl ProfilePipeline {
             .await?
             .map(Arc::new);
         if let Some(p) = &stored {
-            self.cache_written(key, p.clone());
+            self.cache_written([(tenant_id, &**p)]).await;
         }
         Ok(stored)
     }
@@ -290,6 +427,21 @@ impl ProfilePipeline {
             applied_seq: user.applied_seq,
             calculation,
         })
+    }
+}
+
+/// The problem for a store error met by a cached read (shared by every reader of one load, so
+/// only borrowed).
+fn store_read_problem(e: &store::StoreError) -> crate::problem::ApiError {
+    if e.is_unavailable() {
+        tracing::warn!(error = %e, "storage unavailable");
+        crate::problem::ApiError::new(
+            crate::problem::ProblemKind::Unavailable,
+            "storage is unavailable; retry shortly",
+        )
+    } else {
+        tracing::error!(error = %e, "profile read failed");
+        crate::problem::ApiError::internal()
     }
 }
 
@@ -495,11 +647,12 @@ async fn apply_batch(
         pipeline.states.insert(key, Arc::new(Mutex::new(user)));
     }
     let weber = state.metrics().weber();
-    for (update, cause) in updates.into_iter().zip(causes) {
+    for (update, cause) in updates.iter().zip(causes) {
         weber.calculated(&update.tenant_id, cause);
-        let key = (update.tenant_id, update.profile.user_id.clone());
-        pipeline.cache_written(key, Arc::new(update.profile));
     }
+    pipeline
+        .cache_written(updates.iter().map(|u| (u.tenant_id.as_str(), &u.profile)))
+        .await;
     let now = now_us();
     for m in messages {
         let waited = u64::try_from(now.saturating_sub(m.committed_us)).unwrap_or(0);
@@ -581,14 +734,13 @@ async fn reconcile(state: &AppState, pipeline: &ProfilePipeline) -> Result<(), s
         }
         state.store().record_weber_updates(&updates).await?;
         let weber = state.metrics().weber();
-        for u in updates {
+        for u in &updates {
             weber.calculated(&u.tenant_id, "reconcile");
-            total += 1;
-            pipeline.cache_written(
-                (u.tenant_id, u.profile.user_id.clone()),
-                Arc::new(u.profile),
-            );
         }
+        total += updates.len();
+        pipeline
+            .cache_written(updates.iter().map(|u| (u.tenant_id.as_str(), &u.profile)))
+            .await;
     }
     if total > 0 {
         tracing::info!(

@@ -43,6 +43,8 @@ pub struct ServerConfig {
     pub exposures: ExposureSettings,
     /// Rate-limit rules and their backend.
     pub rate_limits: crate::RateLimitSettings,
+    /// Where the read caches (profiles, forecasts) keep their shared Redis layer, if anywhere.
+    pub read_caches: crate::ReadCacheSettings,
 }
 
 impl Default for ServerConfig {
@@ -59,8 +61,20 @@ impl Default for ServerConfig {
             max_flags_per_environment: 5_000,
             exposures: ExposureSettings::default(),
             rate_limits: crate::RateLimitSettings::default(),
+            read_caches: crate::ReadCacheSettings::memory_only(),
         }
     }
+}
+
+/// Why [`AppState::new`] refused its settings.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// The rate-limit settings cannot be used.
+    #[error(transparent)]
+    RateLimits(#[from] RateLimitSetupError),
+    /// A read cache cannot be built (its Redis URL does not parse).
+    #[error("read cache: {0}")]
+    ReadCache(#[from] cache::CacheError),
 }
 
 /// Shared state, cheap to clone (everything is behind `Arc`s or is a pool handle).
@@ -94,20 +108,25 @@ impl AppState {
     /// runs [`crate::run_exposure_writer`] for flag exposures.
     ///
     /// Fails when the rate-limit settings cannot be used (a rule too large for the Redis
-    /// backend, a Redis URL that does not parse).
+    /// backend, a Redis URL that does not parse) or a read cache's Redis URL does not parse.
     pub fn new(
         store: Store,
         metrics: Arc<Metrics>,
         config: ServerConfig,
         events: stream::EventLog,
-    ) -> Result<AppState, RateLimitSetupError> {
+    ) -> Result<AppState, SetupError> {
         let rate_limiter = RateLimiter::new(&config.rate_limits, metrics.clone())?.map(Arc::new);
         let auth_cache = Cache::builder()
             .max_capacity(100_000)
             .time_to_live(config.auth_cache_ttl)
             .build();
         let readiness = Readiness::new(config.redis_url.clone(), config.nats_url.clone());
-        let profiles = Arc::new(ProfilePipeline::new(config.profiles.clone(), events));
+        let profiles = Arc::new(ProfilePipeline::new(
+            config.profiles.clone(),
+            events,
+            &config.read_caches,
+            &metrics,
+        )?);
         let exposures = Arc::new(ExposureRecorder::new(
             config.exposures.clone(),
             metrics.clone(),

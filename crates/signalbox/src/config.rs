@@ -37,6 +37,10 @@ use serde::Deserialize;
 /// profile_cache_ttl = "30s"
 /// profile_cache_capacity = 200000   # 0: no read cache
 ///
+/// [cache]
+/// backend = "redis"                  # or "memory" (default); redis needs redis_url
+/// key_prefix = "signalbox:cache:"
+///
 /// [forecast]
 /// index = "/srv/signalbox/forecast"   # default: DATA_DIR/forecast (demo model)
 /// cache_ttl = "10m"
@@ -80,6 +84,25 @@ pub struct FileConfig {
     pub flags: FlagsSection,
     #[serde(default)]
     pub rate_limits: RateLimitsSection,
+    #[serde(default)]
+    pub cache: CacheSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheSection {
+    pub backend: Option<CacheBackendKind>,
+    pub key_prefix: Option<String>,
+}
+
+/// Where the read cache keeps its shared layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum CacheBackendKind {
+    /// In this process only.
+    Memory,
+    /// In memory in front of Redis at REDIS_URL (replicas share the Redis copies).
+    Redis,
 }
 
 #[derive(Debug, Default, Deserialize)]

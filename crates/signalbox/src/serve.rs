@@ -45,8 +45,8 @@ pub struct ServeArgs {
     /// other processes' changes show within this time [default: 30s].
     #[arg(long, env = "SIGNALBOX_PROFILE_CACHE_TTL", value_parser = humantime::parse_duration, value_name = "DURATION")]
     profile_cache_ttl: Option<Duration>,
-    /// Most profiles kept in the read cache; 0 turns the cache off (every read asks the store)
-    /// [default: 200000].
+    /// Profiles kept in the read cache's memory layer (each budgeted 512 bytes); 0 turns the
+    /// cache off (every read asks the store) [default: 200000].
     #[arg(long, env = "SIGNALBOX_PROFILE_CACHE_CAPACITY", value_name = "N")]
     profile_cache_capacity: Option<u64>,
     /// Forecast model directory (from `signalbox forecast build`), loaded at start; a missing or
@@ -85,6 +85,14 @@ pub struct ServeArgs {
     /// [default: signalbox:rl].
     #[arg(long, env = "SIGNALBOX_RATE_LIMIT_KEY_PREFIX", value_name = "PREFIX")]
     rate_limit_key_prefix: Option<String>,
+    /// Where the profile read cache keeps its shared layer: `memory` (this process only) or
+    /// `redis` (memory in front of Redis, shared by every replica; needs --redis-url)
+    /// [default: memory].
+    #[arg(long, env = "SIGNALBOX_CACHE_BACKEND", value_enum, value_name = "KIND")]
+    cache_backend: Option<crate::config::CacheBackendKind>,
+    /// Prefix of the read cache's keys in Redis [default: signalbox:cache:].
+    #[arg(long, env = "SIGNALBOX_CACHE_KEY_PREFIX", value_name = "PREFIX")]
+    cache_key_prefix: Option<String>,
     /// Most keys each rule's in-memory limiter holds; the least recently used is evicted past it
     /// [default: 100000].
     #[arg(long, env = "SIGNALBOX_RATE_LIMIT_MAX_KEYS", value_name = "N")]
@@ -208,6 +216,35 @@ fn envoy_rls_settings(
     Ok(Some((addr, domain)))
 }
 
+/// The read cache's layers from flags and the `[cache]` section.
+fn read_cache_settings(
+    args: &ServeArgs,
+    file: &crate::config::FileConfig,
+) -> anyhow::Result<server::ReadCacheSettings> {
+    let backend = args
+        .cache_backend
+        .or(file.cache.backend)
+        .unwrap_or(crate::config::CacheBackendKind::Memory);
+    let redis_url = match backend {
+        crate::config::CacheBackendKind::Memory => None,
+        crate::config::CacheBackendKind::Redis => Some(
+            args.redis_url
+                .clone()
+                .or_else(|| file.redis_url.clone())
+                .context("cache: --cache-backend redis needs --redis-url (REDIS_URL)")?,
+        ),
+    };
+    let key_prefix = args
+        .cache_key_prefix
+        .clone()
+        .or_else(|| file.cache.key_prefix.clone())
+        .unwrap_or_else(|| server::ReadCacheSettings::DEFAULT_KEY_PREFIX.to_owned());
+    Ok(server::ReadCacheSettings {
+        redis_url,
+        key_prefix,
+    })
+}
+
 /// Reads every `TENANT_ID.toml` in `dir`; a malformed one stops the start naming its file,
 /// line and field.
 fn tenant_rule_files(
@@ -251,6 +288,7 @@ pub async fn run(common: Common, args: ServeArgs) -> anyhow::Result<()> {
     let defaults = ServerConfig::default();
     let rate_limits = rate_limit_settings(&args, file, &defaults.rate_limits)?;
     let rls = envoy_rls_settings(&args, file, rate_limits.config.is_some())?;
+    let read_caches = read_cache_settings(&args, file)?;
     let config = ServerConfig {
         body_limit_bytes: args
             .body_limit_bytes
@@ -288,6 +326,7 @@ pub async fn run(common: Common, args: ServeArgs) -> anyhow::Result<()> {
         max_flags_per_environment: defaults.max_flags_per_environment,
         exposures: defaults.exposures.clone(),
         rate_limits,
+        read_caches,
     };
     if config.flag_refresh_interval.is_zero() {
         anyhow::bail!("flag refresh interval: must be more than zero");

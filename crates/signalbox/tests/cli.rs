@@ -718,3 +718,87 @@ fn weber_batch_refuses_a_file_with_an_endless_line() {
     let err = run_err(signalbox(dir.path()).args(["weber", "batch"]).arg(&input));
     assert!(err.contains("line 1 is longer than 64 MiB"), "{err}");
 }
+
+#[tokio::test]
+async fn with_the_redis_cache_backend_profiles_the_server_writes_are_kept_in_redis() {
+    let dir = tempfile::tempdir().unwrap();
+    let stderr = run_err(signalbox(dir.path()).args([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--cache-backend",
+        "redis",
+    ]));
+    assert!(
+        stderr.contains("cache: --cache-backend redis needs --redis-url"),
+        "{stderr}"
+    );
+
+    let redis_url = std::env::var("SIGNALBOX_TEST_REDIS_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let prefix = format!("test:cache:{}:", uuid::Uuid::new_v4().simple());
+    let server = Server::start(
+        signalbox(dir.path())
+            .env("SIGNALBOX_CACHE_BACKEND", "redis")
+            .env("SIGNALBOX_CACHE_KEY_PREFIX", &prefix)
+            .env("REDIS_URL", &redis_url),
+    );
+    let demo: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("demo-tenant.json")).unwrap(),
+    )
+    .unwrap();
+    let key = demo["api_key"].as_str().unwrap().to_owned();
+    let tenant_id = demo["tenant_id"].as_str().unwrap().to_owned();
+    let events: Vec<Value> = (0..3)
+        .map(|i| serde_json::json!({"event_id": format!("c{i}"), "user_id": "cached-1", "timestamp": i, "rating": i + 1}))
+        .collect();
+    let body = serde_json::to_string(&events).unwrap();
+    let (status, reply) = server.send("POST", "/api/v1/interactions", &key, Some(&body));
+    assert_eq!(status, 200, "{reply}");
+    // The manual recalculation writes the profile through to both layers before answering.
+    let (status, reply) = server.send(
+        "POST",
+        "/api/v1/users/cached-1/weber-profile/update",
+        &key,
+        None,
+    );
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["profile"]["review_count"], 3, "{reply}");
+
+    let client = redis::Client::open(redis_url.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let redis_key = format!("{prefix}weber_profile:v1:{tenant_id}:cached-1");
+    let stored: Vec<u8> = redis::cmd("GET")
+        .arg(&redis_key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    // One tag byte (0: stored as is), then the profile record as JSON.
+    assert_eq!(stored.first(), Some(&0), "{stored:?}");
+    let record: Value = serde_json::from_slice(&stored[1..]).unwrap();
+    assert_eq!(
+        (record["user_id"].as_str(), record["review_count"].as_u64()),
+        (Some("cached-1"), Some(3))
+    );
+    let ttl_ms: i64 = redis::cmd("PTTL")
+        .arg(&redis_key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(ttl_ms > 0 && ttl_ms <= 30_000, "{ttl_ms}");
+    let (status, profile) = server.get("/api/v1/users/cached-1/weber-profile", &key);
+    assert_eq!((status, profile["review_count"].as_u64()), (200, Some(3)));
+
+    let (clean, log) = server.terminate();
+    assert!(clean, "{log:?}");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("DEL")
+        .arg(&keys)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+}

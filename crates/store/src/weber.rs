@@ -4,14 +4,15 @@
 //! The store keeps plain records; the `weber` engine's types stay out of this crate, so the
 //! storage layer does not change when the engine does.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use crate::{Store, StoreError};
 
 /// A stored profile. `sensitivity_segment` is the engine's segment name (`Highly_Sensitive`, …).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// Deserialize too, so read caches can keep it as JSON.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WeberProfileRecord {
     pub user_id: String,
     pub weber_constant: f64,

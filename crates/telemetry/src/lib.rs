@@ -9,7 +9,8 @@
 //! - the weber engine's `weber_*` series ([`Metrics::weber`]);
 //! - the forecast engine's `forecast_*` series ([`Metrics::forecast`]);
 //! - the rate limiter's `rate_limit_*` series ([`Metrics::rate_limit`]);
-//! - the flags engine's `flag_*` series ([`Metrics::flags`]).
+//! - the flags engine's `flag_*` series ([`Metrics::flags`]);
+//! - the read caches' `cache_*` series ([`Metrics::caches`]).
 //!
 //! Labels are bounded by construction: `endpoint` is a route template supplied by the server,
 //! `method` is folded into the standard methods plus `OTHER`, `error_type` is a stable error
@@ -27,6 +28,7 @@
 //! assert!(text.contains(r#"http_requests_total{method="GET",endpoint="/api/v1/tenant",status="200",tenant_id="tn_1",service="platform"} 1"#));
 //! ```
 
+mod cache;
 mod flags;
 mod forecast;
 mod process;
@@ -46,6 +48,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+pub use cache::{CacheCounts, CacheLayerCounts, CacheMetrics};
 pub use flags::{FlagMetrics, FlagRecorder};
 pub use forecast::{ForecastMetrics, SEARCH_BUCKETS};
 pub use rate_limit::RateLimitMetrics;
@@ -150,6 +153,7 @@ pub struct Metrics {
     weber: WeberMetrics,
     forecast: ForecastMetrics,
     rate_limit: RateLimitMetrics,
+    caches: CacheMetrics,
     flags: FlagMetrics,
     tenants: TenantLabels,
     started: Instant,
@@ -192,6 +196,7 @@ impl Metrics {
         let weber = WeberMetrics::register(&mut registry);
         let forecast = ForecastMetrics::register(&mut registry);
         let rate_limit = RateLimitMetrics::register(&mut registry);
+        let caches = CacheMetrics::register(&mut registry);
         let flags = FlagMetrics::register(&mut registry);
         Metrics {
             registry,
@@ -203,6 +208,7 @@ impl Metrics {
             weber,
             forecast,
             rate_limit,
+            caches,
             flags,
             tenants: TenantLabels::new(config.tenant_label_limit),
             started: Instant::now(),
@@ -292,6 +298,11 @@ impl Metrics {
     /// The rate limiter's series (see the `rate_limit` module docs for names).
     pub fn rate_limit(&self) -> &RateLimitMetrics {
         &self.rate_limit
+    }
+
+    /// The read caches' series (see the `cache` module docs for names).
+    pub fn caches(&self) -> &CacheMetrics {
+        &self.caches
     }
 
     /// The forecast engine's series (see the `forecast` module docs for names).

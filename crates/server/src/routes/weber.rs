@@ -80,21 +80,17 @@ pub(crate) async fn get_profile(
 ) -> Result<axum::Json<WeberProfileResponse>, ApiError> {
     auth.require(Scope::Read)?;
     check_user_id("user_id", &user_id)?;
-    let key = (auth.tenant_id().to_owned(), user_id);
-    let profiles = state.profiles();
-    if let Some(hit) = profiles.cached(&key) {
-        state.metrics().weber().profile_read("hit");
-        return Ok(axum::Json(WeberProfileResponse::from(&*hit)));
-    }
-    state.metrics().weber().profile_read("miss");
-    let Some(found) = state.store().weber_profile(&key.0, &key.1).await? else {
+    let (found, source) = state
+        .profiles()
+        .read(&state, auth.tenant_id(), &user_id)
+        .await?;
+    state.metrics().weber().profile_read(source.as_str());
+    let Some(profile) = found else {
         return Err(ApiError::not_found(format!(
-            "no Weber profile for user '{}'",
-            key.1
+            "no Weber profile for user '{user_id}'"
         )));
     };
-    let answer = profiles.cache_read(key, found);
-    Ok(axum::Json(WeberProfileResponse::from(&*answer)))
+    Ok(axum::Json(WeberProfileResponse::from(&profile)))
 }
 
 #[derive(Serialize, ToSchema)]

@@ -235,3 +235,119 @@ async fn weber_routes_need_the_read_scope_and_are_labelled_weber() {
     );
     app.cleanup().await;
 }
+
+/// The value of the exposition line that starts with `series` (name and labels).
+fn series_value(metrics: &str, series: &str) -> u64 {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("no {series} in:\n{metrics}"))
+}
+
+async fn metrics_text(router: &axum::Router) -> String {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let request = axum::http::Request::get("/metrics")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let response = router.clone().oneshot(request).await.unwrap();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    String::from_utf8(body.to_vec()).unwrap()
+}
+
+#[tokio::test]
+async fn with_a_redis_layer_a_second_replica_reads_cached_profiles_without_the_store() {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let prefix = format!("test:cache:{}:", uuid::Uuid::new_v4().simple());
+    let config = server::ServerConfig {
+        read_caches: server::ReadCacheSettings {
+            redis_url: Some(
+                std::env::var("SIGNALBOX_TEST_REDIS_URL")
+                    .unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
+            ),
+            key_prefix: prefix.clone(),
+        },
+        ..server::ServerConfig::default()
+    };
+    let first = TestApp::with_config(Backend::Sqlite, config.clone()).await;
+    let (tenant, key) = first.tenant("analysts", &[Scope::Read]).await;
+    let (_, other_key) = first.tenant("others", &[Scope::Read]).await;
+    first
+        .fixture
+        .store
+        .upsert_weber_profiles(&tenant.id, &[profile_record("low-1", 0.25)])
+        .await
+        .unwrap();
+    let path = "/api/v1/users/low-1/weber-profile";
+    let from_first = first.get(path, Some(&key.secret)).await;
+    assert_eq!(from_first.status, 200, "{}", from_first.text());
+
+    // A second replica over the same store and Redis, with an empty memory layer.
+    let events_dir = tempfile::tempdir().unwrap();
+    let events = stream::EventLog::open_file(events_dir.path(), Default::default())
+        .await
+        .unwrap();
+    let metrics = std::sync::Arc::new(telemetry::Metrics::new(Default::default()));
+    let second =
+        server::AppState::new(first.fixture.store.clone(), metrics, config, events).expect("state");
+    let router = server::app(second);
+    let read = |secret: String| {
+        let router = router.clone();
+        async move {
+            let request = axum::http::Request::get(path)
+                .header("authorization", format!("Bearer {secret}"))
+                .body(axum::body::Body::empty())
+                .unwrap();
+            let response = router.oneshot(request).await.unwrap();
+            let status = response.status();
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            (
+                status,
+                serde_json::from_slice::<serde_json::Value>(&body).unwrap(),
+            )
+        }
+    };
+    let (status, body) = read(key.secret.clone()).await;
+    assert_eq!(status, 200);
+    assert_eq!(body, from_first.json());
+    // Another tenant's read of the same user id is another key: it asks the store, finds none.
+    let (status, _) = read(other_key.secret.clone()).await;
+    assert_eq!(status, 404);
+
+    let metrics = metrics_text(&router).await;
+    let of = |s: &str| series_value(&metrics, s);
+    assert_eq!(
+        of(r#"cache_hits_total{cache="weber_profile",layer="l2"}"#),
+        1
+    );
+    assert_eq!(
+        of(r#"cache_misses_total{cache="weber_profile",layer="l1"}"#),
+        2
+    );
+    // Only the other tenant's read reached the store.
+    assert_eq!(of(r#"cache_loads_total{cache="weber_profile"}"#), 1);
+    assert_eq!(of(r#"weber_profile_reads_total{cache="hit"}"#), 1);
+    assert_eq!(of(r#"weber_profile_reads_total{cache="miss"}"#), 1);
+
+    // Leave no keys behind in the shared Redis.
+    let client = redis::Client::open(
+        std::env::var("SIGNALBOX_TEST_REDIS_URL")
+            .unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
+    )
+    .unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(keys.len(), 1, "one cached profile: {keys:?}");
+    let _: () = redis::cmd("DEL")
+        .arg(&keys)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    first.cleanup().await;
+}

@@ -29,6 +29,8 @@ pub fn signalbox(data_dir: &Path) -> Command {
         "SIGNALBOX_RATE_LIMIT_MAX_KEYS",
         "SIGNALBOX_RATE_LIMIT_LEGACY_HEADERS",
         "SIGNALBOX_RATE_LIMIT_GRPC_LISTEN",
+        "SIGNALBOX_CACHE_BACKEND",
+        "SIGNALBOX_CACHE_KEY_PREFIX",
     ] {
         cmd.env_remove(var);
     }
