@@ -356,11 +356,16 @@ async fn invalidation_by_key_and_by_prefix_reaches_both_layers() {
     cleanup(&cache, &prefix).await;
 }
 
-#[tokio::test]
-async fn a_load_overtaken_by_an_invalidation_is_not_cached() {
-    let prefix = fresh_prefix();
-    let cache = cache_on_redis(&prefix);
-    let p = profile(Layers::L1_AND_L2);
+/// Starts a load of `k` that returns `value` once `release` is notified; returns when the loader
+/// is running.
+async fn held_load(
+    cache: &TieredCache,
+    p: &CacheProfile,
+    value: &'static str,
+) -> (
+    tokio::task::JoinHandle<Result<Bytes, cache::CacheError>>,
+    Arc<Notify>,
+) {
     let release = Arc::new(Notify::new());
     let (started_tx, mut started_rx) = mpsc::unbounded_channel();
     let load = {
@@ -372,12 +377,21 @@ async fn a_load_overtaken_by_an_invalidation_is_not_cached() {
                 .get_or_load_bytes("k", &p, move || async move {
                     let _ = started_tx.send(());
                     release.notified().await;
-                    Ok::<_, std::io::Error>(Bytes::from_static(b"read before the change"))
+                    Ok::<_, std::io::Error>(Bytes::from_static(value.as_bytes()))
                 })
                 .await
         })
     };
     started_rx.recv().await.unwrap();
+    (load, release)
+}
+
+#[tokio::test]
+async fn a_load_overtaken_by_an_invalidation_is_not_cached() {
+    let prefix = fresh_prefix();
+    let cache = cache_on_redis(&prefix);
+    let p = profile(Layers::L1_AND_L2);
+    let (load, release) = held_load(&cache, &p, "read before the change").await;
     cache.invalidate("k").await;
     release.notify_one();
     assert_eq!(load.await.unwrap().unwrap(), "read before the change");
@@ -398,23 +412,7 @@ async fn a_write_through_during_a_load_is_not_overwritten_by_it() {
     let prefix = fresh_prefix();
     let cache = cache_on_redis(&prefix);
     let p = profile(Layers::L1_AND_L2);
-    let release = Arc::new(Notify::new());
-    let (started_tx, mut started_rx) = mpsc::unbounded_channel();
-    let load = {
-        let cache = cache.clone();
-        let p = p.clone();
-        let release = Arc::clone(&release);
-        tokio::spawn(async move {
-            cache
-                .get_or_load_bytes("k", &p, move || async move {
-                    let _ = started_tx.send(());
-                    release.notified().await;
-                    Ok::<_, std::io::Error>(Bytes::from_static(b"read before the write"))
-                })
-                .await
-        })
-    };
-    started_rx.recv().await.unwrap();
+    let (load, release) = held_load(&cache, &p, "read before the write").await;
     cache
         .insert("k", &p, Bytes::from_static(b"written"))
         .await
