@@ -78,9 +78,15 @@ struct Inner {
     refreshing: Mutex<HashSet<String>>,
     /// Number of refresh tasks running, for [`TieredCache::wait_for_refreshes`].
     refresh_tasks: watch::Sender<usize>,
-    /// Invalidation counters: a load that saw another value for its key when it started does
-    /// not store its result, since it may have read the data before the change.
+    /// Invalidation counters: a load or write that saw another value for its key when it
+    /// started does not keep its result, since it may have read the data before the change.
     generations: Generations,
+    /// Write-through counters, bumped by [`TieredCache::insert`]: a load that saw another value
+    /// when it started does not store its result, which may be older than the written one.
+    /// Inserts do not check them, so concurrent writes never undo each other. More shards than
+    /// `generations`, because the profile worker writes whole batches at once and a load only
+    /// loses its result to a write of a key in its own shard.
+    writes: Generations,
     counters: Arc<Counters>,
 }
 
@@ -142,24 +148,25 @@ impl Expiry<String, L1Entry> for EntryDeadline {
     }
 }
 
-/// Invalidation counters in shards by key hash: invalidating a key bumps its shard, a prefix
-/// bumps them all. Sharding keeps a steady stream of invalidations of some keys from stopping
-/// loads of every other key from being cached.
-struct Generations([AtomicU64; GENERATION_SHARDS]);
+/// Change counters in shards by key hash: a change of a key bumps its shard, a prefix
+/// invalidation bumps them all. Sharding keeps a steady stream of changes to some keys from
+/// stopping loads of every other key from being cached.
+struct Generations(Box<[AtomicU64]>);
 
-const GENERATION_SHARDS: usize = 64;
-
-impl Default for Generations {
-    fn default() -> Self {
-        Self(std::array::from_fn(|_| AtomicU64::new(0)))
-    }
-}
+/// Shards of the invalidation counters.
+const INVALIDATION_SHARDS: usize = 64;
+/// Shards of the write-through counters.
+const WRITE_SHARDS: usize = 4096;
 
 impl Generations {
+    fn new(shards: usize) -> Self {
+        Self((0..shards.max(1)).map(|_| AtomicU64::new(0)).collect())
+    }
+
     fn shard(&self, key: &str) -> &AtomicU64 {
         let mut hasher = std::hash::DefaultHasher::new();
         std::hash::Hash::hash(key, &mut hasher);
-        let index = std::hash::Hasher::finish(&hasher) % GENERATION_SHARDS as u64;
+        let index = std::hash::Hasher::finish(&hasher) % self.0.len() as u64;
         // In range by the modulo.
         &self.0[index as usize]
     }
@@ -236,7 +243,8 @@ impl TieredCache {
                 flights: Mutex::new(HashMap::new()),
                 refreshing: Mutex::new(HashSet::new()),
                 refresh_tasks: watch::Sender::new(0),
-                generations: Generations::default(),
+                generations: Generations::new(INVALIDATION_SHARDS),
+                writes: Generations::new(WRITE_SHARDS),
                 counters,
             }),
         })
@@ -343,9 +351,12 @@ impl TieredCache {
             self.invalidate(key).await;
             return Ok(());
         }
-        self.inner.generations.bump(key);
-        let generation = self.inner.generations.of(key);
-        self.inner.store(key, profile, value, generation).await;
+        self.inner.writes.bump(key);
+        let seen = Seen {
+            invalidations: self.inner.generations.of(key),
+            writes: None,
+        };
+        self.inner.store(key, profile, value, seen).await;
         Ok(())
     }
 
@@ -430,7 +441,7 @@ impl Inner {
             inner: &self,
             key: &key,
         };
-        let generation = self.generations.of(&key);
+        let seen = self.seen_by_load(&key);
         let uses_l1 = self.uses_l1(&profile);
         if uses_l1 {
             if let Some(entry) = self.l1.get(&key).await {
@@ -447,7 +458,7 @@ impl Inner {
                             // Backfill: the copy in L1 expires with the one in Redis, and its
                             // refresh point comes from the same TTL, so the next L1 read in
                             // the window starts the reload.
-                            if self.generations.of(&key) == generation {
+                            if !self.overtaken(&key, seen) {
                                 let entry = L1Entry::new(value.clone(), expires_at, &profile);
                                 self.l1.insert(key.clone(), entry).await;
                                 bump(&self.counters.l1.writes);
@@ -470,7 +481,7 @@ impl Inner {
         bump(&self.counters.loads);
         match loader().await {
             Ok(value) => {
-                self.store(&key, &profile, value.clone(), generation).await;
+                self.store(&key, &profile, value.clone(), seen).await;
                 Ok(value)
             }
             Err(e) => {
@@ -480,14 +491,28 @@ impl Inner {
         }
     }
 
-    /// Stores a loaded value in the profile's layers, unless it is too large or an
-    /// invalidation ran since `generation` was read.
-    async fn store(&self, key: &str, profile: &CacheProfile, value: Bytes, generation: u64) {
+    /// What a load must not miss: the key's counters when it started.
+    fn seen_by_load(&self, key: &str) -> Seen {
+        Seen {
+            invalidations: self.generations.of(key),
+            writes: Some(self.writes.of(key)),
+        }
+    }
+
+    /// Whether the key changed since `seen` was read.
+    fn overtaken(&self, key: &str, seen: Seen) -> bool {
+        self.generations.of(key) != seen.invalidations
+            || seen.writes.is_some_and(|w| self.writes.of(key) != w)
+    }
+
+    /// Stores a value in the profile's layers, unless it is too large or the key changed since
+    /// `seen` was read.
+    async fn store(&self, key: &str, profile: &CacheProfile, value: Bytes, seen: Seen) {
         if value.len() > profile.max_entry_bytes {
             bump(&self.counters.oversize);
             return;
         }
-        if self.generations.of(key) != generation {
+        if self.overtaken(key, seen) {
             bump(&self.counters.stale_discarded);
             return;
         }
@@ -506,9 +531,9 @@ impl Inner {
                 bump(&self.counters.l2.writes);
             }
         }
-        // An invalidation that ran while this was being written may have come before the
-        // writes: undo them, so the stale value does not outlive the invalidation.
-        if self.generations.of(key) != generation {
+        // A change that ran while this was being written may have come before the writes: undo
+        // them, so the stale value does not outlive the change (the next read loads afresh).
+        if self.overtaken(key, seen) {
             bump(&self.counters.stale_discarded);
             if uses_l1 {
                 self.l1.invalidate(key).await;
@@ -535,14 +560,14 @@ impl Inner {
         let inner = Arc::clone(self);
         let key = key.to_owned();
         let profile = profile.clone();
-        let generation = self.generations.of(&key);
+        let seen = self.seen_by_load(&key);
         tokio::spawn(async move {
             let _done = RefreshGuard {
                 inner: &inner,
                 key: &key,
             };
             match loader().await {
-                Ok(value) => inner.store(&key, &profile, value, generation).await,
+                Ok(value) => inner.store(&key, &profile, value, seen).await,
                 Err(e) => {
                     bump(&inner.counters.load_errors);
                     let e: BoxError = e.into();
@@ -551,6 +576,14 @@ impl Inner {
             }
         });
     }
+}
+
+/// A key's change counters as a load or write read them when it started. A write-through
+/// (`writes: None`) is only undone by invalidations, never by another write.
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    invalidations: u64,
+    writes: Option<u64>,
 }
 
 /// Removes a finished (or panicked) load from the in-flight map.
@@ -586,7 +619,7 @@ mod tests {
 
     #[test]
     fn invalidating_a_key_moves_its_generation_and_a_prefix_moves_all() {
-        let generations = Generations::default();
+        let generations = Generations::new(INVALIDATION_SHARDS);
         let other = (0..1000)
             .map(|i| format!("other:{i}"))
             .find(|k| !std::ptr::eq(generations.shard(k), generations.shard("key")))

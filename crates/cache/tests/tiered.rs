@@ -439,6 +439,45 @@ async fn a_write_through_during_a_load_is_not_overwritten_by_it() {
 }
 
 #[tokio::test]
+async fn concurrent_write_throughs_never_undo_each_other() {
+    let prefix = fresh_prefix();
+    let cache = cache_on_redis(&prefix);
+    let p = profile(Layers::L1_AND_L2);
+    // A worker's batch: 500 distinct keys at once, and two writes of one key racing.
+    let writes = (0..500)
+        .map(|i| format!("batch:{i}"))
+        .chain(["same".to_owned(), "same".to_owned()])
+        .map(|key| {
+            let (cache, p) = (cache.clone(), p.clone());
+            async move {
+                let value = Bytes::from(format!("value of {key}"));
+                cache.insert(&key, &p, value).await.unwrap();
+            }
+        });
+    futures_util::future::join_all(writes).await;
+    assert_eq!(cache.stats().stale_discarded, 0);
+    let replica = cache_on_redis(&prefix);
+    let calls = Arc::new(AtomicUsize::new(0));
+    for key in (0..500)
+        .map(|i| format!("batch:{i}"))
+        .chain(["same".to_owned()])
+    {
+        let expected = format!("value of {key}");
+        for layer in [&cache, &replica] {
+            let value = layer
+                .get_or_load_bytes(&key, &p, counting(&calls, "loaded"))
+                .await
+                .unwrap();
+            assert_eq!(value, expected.as_bytes(), "{key}");
+        }
+    }
+    // Every read was a hit: in L1 here, in Redis for the replica.
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+    assert_eq!(replica.stats().l2.hits, 501);
+    cleanup(&cache, &prefix).await;
+}
+
+#[tokio::test]
 async fn refresh_ahead_serves_the_old_value_and_reloads_once() {
     let prefix = fresh_prefix();
     let cache = cache_on_redis(&prefix);
