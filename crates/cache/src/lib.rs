@@ -24,8 +24,9 @@
 //!
 //! **Invalidation:** [`TieredCache::invalidate`] (one key) and
 //! [`TieredCache::invalidate_prefix`] (L1 by predicate, Redis by `SCAN MATCH prefix*` +
-//! `UNLINK` in batches). A load that was in flight when an invalidation ran does not store its
-//! result, since it may have read the data before the change.
+//! `UNLINK` in batches); [`TieredCache::insert`] writes a changed value through. A load that
+//! was in flight when an invalidation or an insert ran does not store its result, since it may
+//! have read the data before the change; concurrent inserts never undo each other.
 //!
 //! **Redis failures never fail a read.** A failed connect or command (or one over
 //! [`CacheConfig::redis_timeout`]) is counted, the connection dropped, and L2 skipped for

@@ -41,7 +41,8 @@ pub struct CacheStats {
     pub refreshes: u64,
     /// Values served but not cached because they exceeded the profile's `max_entry_bytes`.
     pub oversize: u64,
-    /// Loaded values not cached because an invalidation ran while they were loading.
+    /// Loaded values not cached because an invalidation or an insert of their key ran while
+    /// they were loading.
     pub stale_discarded: u64,
     /// Bytes L1 holds now, by the weigher (key + value + fixed per-entry overhead).
     pub l1_weighted_bytes: u64,
