@@ -1,4 +1,4 @@
-//! The server's read caches: one [`cache::TieredCache`] per data type (profiles, forecasts),
+//! The server's read caches: one [`cache::TieredCache`] per data type (Weber profiles today),
 //! so each has its own memory cap and its own `cache_*{cache="…"}` series.
 
 use cache::{CacheConfig, CacheError, CacheStats, LayerStats, TieredCache};

@@ -43,7 +43,7 @@ pub struct ServerConfig {
     pub exposures: ExposureSettings,
     /// Rate-limit rules and their backend.
     pub rate_limits: crate::RateLimitSettings,
-    /// Where the read caches (profiles, forecasts) keep their shared Redis layer, if anywhere.
+    /// Where the read caches (Weber profiles) keep their shared Redis layer, if anywhere.
     pub read_caches: crate::ReadCacheSettings,
 }
 
