@@ -265,21 +265,25 @@ impl ProfilePipeline {
         let Some(read_cache) = &self.read_cache else {
             return;
         };
-        let writes = written.into_iter().filter_map(|(tenant_id, profile)| {
-            let value = serde_json::to_vec(profile).ok()?;
+        let writes = written.into_iter().map(|(tenant_id, profile)| {
             let key = ProfileReadCache::key(tenant_id, &profile.user_id);
-            Some(async move {
+            let value = serde_json::to_vec(profile);
+            async move {
                 let cache = &read_cache.cache;
-                if let Err(e) = cache
-                    .insert(&key, &read_cache.profile, bytes::Bytes::from(value))
-                    .await
-                {
-                    // Only an invalid profile fails here, and that one is built above; drop the
-                    // entry so no older profile is served.
+                let written = match value {
+                    Ok(value) => cache
+                        .insert(&key, &read_cache.profile, bytes::Bytes::from(value))
+                        .await
+                        .map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+                if let Err(e) = written {
+                    // Neither can happen with this record and profile; if one did, drop the
+                    // entry so the older profile is not served.
                     tracing::error!(error = %e, "profile write-through failed");
                     cache.invalidate(&key).await;
                 }
-            })
+            }
         });
         futures_util::future::join_all(writes).await;
     }

@@ -1,8 +1,8 @@
 //! The server's read caches: one [`cache::TieredCache`] per data type (Weber profiles today),
 //! so each has its own memory cap and its own `cache_*{cache="…"}` series.
 
-use cache::{CacheConfig, CacheError, CacheStats, LayerStats, TieredCache};
-use telemetry::{CacheCounts, CacheLayerCounts, Metrics};
+use cache::{CacheConfig, CacheError, TieredCache};
+use telemetry::Metrics;
 
 /// Where the read caches keep their shared layer.
 #[derive(Debug, Clone, Default)]
@@ -42,31 +42,6 @@ pub(crate) fn build(
         ..CacheConfig::default()
     })?;
     let watched = cache.clone();
-    metrics
-        .caches()
-        .watch(name, move || counts(&watched.stats()));
+    metrics.caches().watch(name, move || watched.stats());
     Ok(cache)
-}
-
-fn counts(stats: &CacheStats) -> CacheCounts {
-    let layer = |l: &LayerStats| CacheLayerCounts {
-        hits: l.hits,
-        misses: l.misses,
-        writes: l.writes,
-        evictions: l.evictions,
-        errors: l.errors,
-        skipped: l.skipped,
-    };
-    CacheCounts {
-        l1: layer(&stats.l1),
-        l2: layer(&stats.l2),
-        loads: stats.loads,
-        load_errors: stats.load_errors,
-        coalesced: stats.coalesced,
-        refreshes: stats.refreshes,
-        oversize: stats.oversize,
-        stale_discarded: stats.stale_discarded,
-        l1_bytes: stats.l1_weighted_bytes,
-        l1_entries: stats.l1_entries,
-    }
 }

@@ -6,14 +6,15 @@
 //!   (reads that joined a load in flight), `cache_refreshes_total`, `cache_oversize_total`,
 //!   `cache_stale_discarded_total`, and the gauges `cache_l1_bytes` and `cache_l1_entries`.
 //!
-//! Every series carries `cache`, the data type's name (`weber_profile`, `forecast`), fixed by
-//! the server, so labels stay bounded.
+//! Every series carries `cache`, the data type's name (`weber_profile`), fixed by the server,
+//! so labels stay bounded. The values are the cache's own [`cache::CacheStats`] snapshot.
 //!
 //! ```
-//! use telemetry::{CacheCounts, Metrics, MetricsConfig};
+//! use cache::{CacheStats, LayerStats};
+//! use telemetry::{Metrics, MetricsConfig};
 //! let metrics = Metrics::new(MetricsConfig::default());
-//! metrics.caches().watch("weber_profile", || CacheCounts {
-//!     l1: telemetry::CacheLayerCounts { hits: 9, misses: 1, ..Default::default() },
+//! metrics.caches().watch("weber_profile", || CacheStats {
+//!     l1: LayerStats { hits: 9, misses: 1, ..Default::default() },
 //!     loads: 1,
 //!     ..Default::default()
 //! });
@@ -30,33 +31,9 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
-/// One layer's counters, as the cache reports them.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct CacheLayerCounts {
-    pub hits: u64,
-    pub misses: u64,
-    pub writes: u64,
-    pub evictions: u64,
-    pub errors: u64,
-    pub skipped: u64,
-}
+use cache::{CacheStats, LayerStats};
 
-/// One cache's counters at one instant. Counters only grow; the two `l1_*` fields are levels.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct CacheCounts {
-    pub l1: CacheLayerCounts,
-    pub l2: CacheLayerCounts,
-    pub loads: u64,
-    pub load_errors: u64,
-    pub coalesced: u64,
-    pub refreshes: u64,
-    pub oversize: u64,
-    pub stale_discarded: u64,
-    pub l1_bytes: u64,
-    pub l1_entries: u64,
-}
-
-type Reader = Arc<dyn Fn() -> CacheCounts + Send + Sync>;
+type Reader = Arc<dyn Fn() -> CacheStats + Send + Sync>;
 
 /// The caches whose counters `/metrics` shows; reach it through [`crate::Metrics::caches`].
 #[derive(Clone, Default)]
@@ -96,7 +73,7 @@ impl CacheMetrics {
     pub fn watch(
         &self,
         cache: &'static str,
-        read: impl Fn() -> CacheCounts + Send + Sync + 'static,
+        read: impl Fn() -> CacheStats + Send + Sync + 'static,
     ) {
         let mut watched = self.watched.write().unwrap_or_else(PoisonError::into_inner);
         watched.retain(|(name, _)| *name != cache);
@@ -111,8 +88,8 @@ impl CacheMetrics {
     }
 }
 
-type LayerField = fn(&CacheLayerCounts) -> u64;
-type CacheField = fn(&CacheCounts) -> u64;
+type LayerField = fn(&LayerStats) -> u64;
+type CacheField = fn(&CacheStats) -> u64;
 
 const LAYER_SERIES: [(&str, &str, LayerField); 6] = [
     ("cache_hits", "Reads answered by the cache layer", |l| {
@@ -178,7 +155,7 @@ const CACHE_GAUGES: [(&str, &str, CacheField); 2] = [
     (
         "cache_l1_bytes",
         "Bytes the in-process cache layer holds, by its weigher",
-        |c| c.l1_bytes,
+        |c| c.l1_weighted_bytes,
     ),
     (
         "cache_l1_entries",
@@ -189,7 +166,7 @@ const CACHE_GAUGES: [(&str, &str, CacheField); 2] = [
 
 impl Collector for CacheMetrics {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let readings: Vec<(&'static str, CacheCounts)> = self
+        let readings: Vec<(&'static str, CacheStats)> = self
             .readers()
             .into_iter()
             .map(|(name, read)| (name, read()))

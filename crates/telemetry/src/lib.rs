@@ -48,7 +48,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-pub use cache::{CacheCounts, CacheLayerCounts, CacheMetrics};
+pub use cache::CacheMetrics;
 pub use flags::{FlagMetrics, FlagRecorder};
 pub use forecast::{ForecastMetrics, SEARCH_BUCKETS};
 pub use rate_limit::RateLimitMetrics;
