@@ -299,3 +299,111 @@ fn checks_then_verdict_is_decide_and_a_request_cost_replaces_the_endpoint_cost()
     assert!(matches!(refused.outcome, Outcome::Reject { .. }));
     assert_eq!(policy.max_wait_ns("per_user"), None);
 }
+
+// --- the burst allowance on window algorithms (seed 002: limit = requests_per_window + burst) ---
+
+const WINDOW_KINDS: [&str; 3] = ["fixed_window", "sliding_window_log", "sliding_window"];
+
+fn window_rule(kind: &str, limit: u64, burst: u64) -> Policy {
+    let text = format!(
+        "[[rule]]\nname = \"r\"\nscope = \"user\"\nalgorithm = \"{kind}\"\nlimit = {limit}\n\
+         window_secs = 60\nburst = {burst}\naction = {{ kind = \"reject\" }}\n"
+    );
+    Policy::new(&Config::parse("limits.toml", &text).unwrap(), 100).unwrap()
+}
+
+#[test]
+fn every_window_algorithm_admits_limit_plus_burst_per_window() {
+    for kind in WINDOW_KINDS {
+        let policy = window_rule(kind, 5, 2);
+        let t0 = 10 * MINUTE_NS;
+        for i in 0..7u64 {
+            let v = policy.decide(&facts("u", "/a"), t0 + i);
+            assert!(v.allowed(), "{kind}: request {i} refused");
+            assert_eq!(v.rules[0].quota, 7, "{kind}: q is limit + burst");
+            assert_eq!(v.rules[0].remaining, 6 - i, "{kind}");
+        }
+        let v = policy.decide(&facts("u", "/a"), t0 + 7);
+        assert!(
+            matches!(v.outcome, Outcome::Reject { .. }),
+            "{kind}: the eighth request was admitted"
+        );
+        // Without a burst, the limit alone.
+        let policy = window_rule(kind, 5, 0);
+        let admitted = (0..7)
+            .filter(|i| policy.decide(&facts("u", "/a"), t0 + i).allowed())
+            .count();
+        assert_eq!(admitted, 5, "{kind}");
+    }
+}
+
+#[test]
+fn the_shipped_rules_admit_exactly_600_per_minute_from_one_address() {
+    // Seed 002's per-IP rule: 500 per minute plus a burst of 100.
+    let config = Config::parse("default.toml", DEFAULT_TOML).unwrap();
+    let policy = Policy::new(&config, 1_000).unwrap();
+    let from = |ip| RequestFacts {
+        ip: Some(ip),
+        method: "GET",
+        path: "/api/v1/tenant",
+        ..RequestFacts::default()
+    };
+    // 601 requests spread over one minute-aligned window.
+    let t0 = 100 * MINUTE_NS;
+    let step = MINUTE_NS / 700;
+    let mut admitted = 0;
+    let mut refused_by = None;
+    for i in 0..601u64 {
+        let v = policy.decide(&from("198.51.100.7"), t0 + i * step);
+        if v.allowed() {
+            admitted += 1;
+        } else {
+            refused_by = v.decided_by.clone();
+        }
+    }
+    assert_eq!(admitted, 600);
+    assert_eq!(refused_by.as_deref(), Some("ip_requests"));
+    let v = policy.decide(&from("198.51.100.8"), t0 + 601 * step);
+    assert!(v.allowed(), "another address has its own 600");
+    let ip = v.rules.iter().find(|r| &*r.name == "ip_requests").unwrap();
+    assert_eq!((ip.quota, ip.remaining), (600, 599));
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 200, ..Default::default() })]
+
+    /// A window rule with `burst` decides every request as its algorithm with a limit of
+    /// `limit + burst` does (the algorithms themselves are checked against reference models in
+    /// `algorithms.rs`), and its capacity is `limit + burst`.
+    #[test]
+    fn a_window_rule_with_a_burst_is_its_algorithm_with_limit_plus_burst(
+        kind in 0usize..3,
+        limit in 1u64..20,
+        burst in 0u64..20,
+        steps in proptest::collection::vec((0u64..30_000_000_000, 0u64..8), 1..80),
+    ) {
+        use limits::{Algorithm, AnyAlgorithm, FixedWindow, SlidingWindowCounter, SlidingWindowLog};
+        let name = WINDOW_KINDS[kind];
+        let policy = window_rule(name, limit, burst);
+        let capacity = limit + burst;
+        let reference = match kind {
+            0 => AnyAlgorithm::FixedWindow(FixedWindow::new(capacity, MINUTE_NS).unwrap()),
+            1 => AnyAlgorithm::SlidingWindowLog(SlidingWindowLog::new(capacity, MINUTE_NS).unwrap()),
+            _ => AnyAlgorithm::SlidingWindowCounter(SlidingWindowCounter::new(capacity, MINUTE_NS).unwrap()),
+        };
+        let mut state = Default::default();
+        let mut now = 0;
+        for (gap, cost) in steps {
+            now += gap;
+            let mut f = facts("u", "/a");
+            f.cost = Some(cost.max(1));
+            let checks = policy.checks(&f);
+            proptest::prop_assert_eq!(checks[0].capacity, capacity);
+            let expected = reference.check(&mut state, now, cost.max(1));
+            let got = policy.decide(&f, now);
+            proptest::prop_assert_eq!(got.rules[0].allowed, expected.allowed);
+            proptest::prop_assert_eq!(got.rules[0].remaining, expected.remaining);
+            proptest::prop_assert_eq!(got.rules[0].reset_after_ns, expected.reset_after_ns);
+        }
+    }
+}

@@ -263,13 +263,15 @@ fn one_rule(kind: &str, limit: u64, window_secs: u64, burst: u64) -> String {
 /// script counts microseconds, so GCRA's emission interval is rounded up to whole ones).
 fn oracle(kind: &str, limit: u64, window_secs: u64, burst: u64) -> AnyAlgorithm {
     let w = window_secs * 1_000_000_000;
+    // Seed 002: a window admits `limit + burst` (requests_per_window + burst_allowance).
+    let capacity = limit + burst;
     match kind {
-        "fixed_window" => AnyAlgorithm::FixedWindow(FixedWindow::new(limit, w).unwrap()),
+        "fixed_window" => AnyAlgorithm::FixedWindow(FixedWindow::new(capacity, w).unwrap()),
         "sliding_window_log" => {
-            AnyAlgorithm::SlidingWindowLog(SlidingWindowLog::new(limit, w).unwrap())
+            AnyAlgorithm::SlidingWindowLog(SlidingWindowLog::new(capacity, w).unwrap())
         }
         "sliding_window" => {
-            AnyAlgorithm::SlidingWindowCounter(SlidingWindowCounter::new(limit, w).unwrap())
+            AnyAlgorithm::SlidingWindowCounter(SlidingWindowCounter::new(capacity, w).unwrap())
         }
         "token_bucket" => {
             AnyAlgorithm::TokenBucket(TokenBucket::new(limit + burst, limit, w).unwrap())
@@ -305,6 +307,7 @@ proptest! {
 
     /// For any request sequence, the script's decisions are the algorithm's: the same
     /// admissions and `remaining`, and times equal up to the script's microsecond resolution.
+    /// The burst counts for every algorithm: a window admits `limit + burst`.
     #[test]
     fn the_redis_script_decides_as_the_algorithms_do(
         kind in 0usize..5,
