@@ -182,6 +182,10 @@ pub struct RuleConfig {
     /// Path globs the rule applies to (`*` matches any run of characters); empty: every path.
     #[serde(default)]
     pub paths: Vec<String>,
+    /// Path globs the rule does not apply to, even when `paths` matches (e.g. routes that
+    /// have rules of their own).
+    #[serde(default)]
+    pub exclude_paths: Vec<String>,
     /// Methods the rule applies to (upper case); empty: every method.
     #[serde(default)]
     pub methods: Vec<String>,
@@ -299,10 +303,15 @@ impl Config {
                     "a rule of that name exists".into(),
                 ));
             }
-            for pattern in &rule.paths {
+            for (field, pattern) in rule
+                .paths
+                .iter()
+                .map(|p| ("paths", p))
+                .chain(rule.exclude_paths.iter().map(|p| ("exclude_paths", p)))
+            {
                 if let Err(why) = Glob::new(pattern) {
                     return Err((
-                        at("paths"),
+                        at(field),
                         Some(i),
                         format!("\"{pattern}\""),
                         why.to_string(),

@@ -173,6 +173,7 @@ struct Rule {
     kind: AlgorithmKind,
     window_secs: u64,
     paths: Vec<Glob>,
+    exclude_paths: Vec<Glob>,
     methods: Vec<String>,
     cost: Option<u64>,
     action: ActionConfig,
@@ -249,12 +250,18 @@ impl Rule {
             .iter()
             .filter_map(|p| Glob::new(p).ok())
             .collect();
+        let exclude_paths = config
+            .exclude_paths
+            .iter()
+            .filter_map(|p| Glob::new(p).ok())
+            .collect();
         Ok(Rule {
             name: config.name.as_str().into(),
             scope: config.scope,
             kind: config.algorithm,
             window_secs: config.window_secs.get(),
             paths,
+            exclude_paths,
             methods: config.methods.clone(),
             cost: config.cost.map(|c| c.get()),
             action: config.action,
@@ -273,6 +280,7 @@ impl Rule {
 
     fn applies(&self, facts: &RequestFacts<'_>) -> bool {
         (self.paths.is_empty() || self.paths.iter().any(|g| g.matches(facts.path)))
+            && !self.exclude_paths.iter().any(|g| g.matches(facts.path))
             && (self.methods.is_empty() || self.methods.iter().any(|m| m == facts.method))
     }
 

@@ -46,7 +46,10 @@ fn the_default_config_has_the_seed_rules_tiers_and_costs() {
             "user_requests",
             "ip_requests",
             "api_key_requests",
-            "analytics_requests"
+            "analytics_requests",
+            "flag_evaluations",
+            "flag_evaluations_tenant",
+            "flag_evaluations_ip"
         ]
     );
     let tenant = &config.rules[1];
@@ -70,12 +73,85 @@ fn the_default_config_has_the_seed_rules_tiers_and_costs() {
     assert_eq!(analytics.algorithm, AlgorithmKind::LeakyBucket);
     assert_eq!(analytics.cost.map(|c| c.get()), Some(5));
     assert_eq!(analytics.window_secs.get(), 3600);
-    assert!(matches!(analytics.action, ActionConfig::Queue { .. }));
+    assert!(matches!(analytics.action, ActionConfig::Degrade));
     let policy = Policy::new(&config, 1_000).unwrap();
-    assert_eq!(policy.endpoint_cost("/api/v1/backtests/run"), 20);
-    assert_eq!(policy.endpoint_cost("/api/v1/admin/tenants/7"), 5);
-    assert_eq!(policy.endpoint_cost("/api/v1/auth/register"), 3);
+    // Costs name signalbox's own routes; globs cover path parameters.
+    assert_eq!(policy.endpoint_cost("/api/v1/experiments/checkout/results"), 10);
+    assert_eq!(policy.endpoint_cost("/api/v1/analytics/weber-segments"), 5);
+    assert_eq!(policy.endpoint_cost("/api/v1/users/ann/weber-profile/update"), 5);
+    assert_eq!(policy.endpoint_cost("/api/v1/users/ann/weber-profile"), 1);
+    assert_eq!(policy.endpoint_cost("/api/v1/forecast"), 2);
     assert_eq!(policy.endpoint_cost("/elsewhere"), 1);
+}
+
+/// Every path in the shipped cost table and rules is a route signalbox serves.
+#[test]
+fn the_default_config_names_only_signalbox_routes() {
+    let config = Config::parse("default.toml", DEFAULT_TOML).unwrap();
+    let routes = [
+        "/api/v1/analytics/weber-segments",
+        "/api/v1/experiments/{key}/results",
+        "/api/v1/users/{user_id}/weber-profile/update",
+        "/api/v1/interactions",
+        "/api/v1/weber-profiles:batchGet",
+        "/api/v1/forecast",
+        "/forecast",
+        "/ofrep/v1/evaluate/flags",
+        "/ofrep/v1/evaluate/flags/{key}",
+    ];
+    let patterns = config.costs.endpoints.keys().chain(
+        config
+            .rules
+            .iter()
+            .flat_map(|r| r.paths.iter().chain(&r.exclude_paths)),
+    );
+    for pattern in patterns {
+        let glob = limits::Glob::new(pattern).unwrap();
+        assert!(
+            routes.iter().any(|r| glob.matches(r)),
+            "{pattern} names no signalbox route"
+        );
+    }
+}
+
+/// Flag evaluation is decided by its own rules, keyed by API key, not by the per-IP 600 a minute.
+#[test]
+fn flag_evaluations_have_rules_of_their_own() {
+    let config = Config::parse("default.toml", DEFAULT_TOML).unwrap();
+    let policy = Policy::new(&config, 1_000).unwrap();
+    let eval = RequestFacts {
+        tenant: Some("tn_1"),
+        ip: Some("198.51.100.7"),
+        api_key: Some("key_1"),
+        tier: Some(Tier::Free),
+        method: "POST",
+        path: "/ofrep/v1/evaluate/flags/new-checkout",
+        ..RequestFacts::default()
+    };
+    let names: Vec<String> = policy
+        .checks(&eval)
+        .iter()
+        .map(|c| c.name.to_string())
+        .collect();
+    assert_eq!(
+        names,
+        ["flag_evaluations", "flag_evaluations_tenant", "flag_evaluations_ip"]
+    );
+    // A free-tier tenant's backend evaluating 5,000 flags within a second: all admitted.
+    let admitted = (0..5_000u64)
+        .filter(|i| policy.decide(&eval, MINUTE_NS + i * 200_000).allowed())
+        .count();
+    assert_eq!(admitted, 5_000);
+    // Other routes still meet the seed's rules.
+    let read = RequestFacts {
+        path: "/api/v1/tenant",
+        method: "GET",
+        ..eval
+    };
+    assert!(policy
+        .checks(&read)
+        .iter()
+        .any(|c| &**c.name == "ip_requests"));
 }
 
 #[test]

@@ -23,7 +23,7 @@ use telemetry::Metrics;
 use tokio::sync::Semaphore;
 
 pub(crate) use http::{exempt, field_values, middleware};
-pub use http::{Degraded, DEGRADED, USER_ID};
+pub use http::{AnsweredDegraded, Degraded, DEGRADED, USER_ID};
 pub use limits::Outcome;
 pub use redis::{probe as probe_redis, script_hash as redis_script_hash};
 
