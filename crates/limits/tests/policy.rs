@@ -76,9 +76,15 @@ fn the_default_config_has_the_seed_rules_tiers_and_costs() {
     assert!(matches!(analytics.action, ActionConfig::Degrade));
     let policy = Policy::new(&config, 1_000).unwrap();
     // Costs name signalbox's own routes; globs cover path parameters.
-    assert_eq!(policy.endpoint_cost("/api/v1/experiments/checkout/results"), 10);
+    assert_eq!(
+        policy.endpoint_cost("/api/v1/experiments/checkout/results"),
+        10
+    );
     assert_eq!(policy.endpoint_cost("/api/v1/analytics/weber-segments"), 5);
-    assert_eq!(policy.endpoint_cost("/api/v1/users/ann/weber-profile/update"), 5);
+    assert_eq!(
+        policy.endpoint_cost("/api/v1/users/ann/weber-profile/update"),
+        5
+    );
     assert_eq!(policy.endpoint_cost("/api/v1/users/ann/weber-profile"), 1);
     assert_eq!(policy.endpoint_cost("/api/v1/forecast"), 2);
     assert_eq!(policy.endpoint_cost("/elsewhere"), 1);
@@ -135,7 +141,11 @@ fn flag_evaluations_have_rules_of_their_own() {
         .collect();
     assert_eq!(
         names,
-        ["flag_evaluations", "flag_evaluations_tenant", "flag_evaluations_ip"]
+        [
+            "flag_evaluations",
+            "flag_evaluations_tenant",
+            "flag_evaluations_ip"
+        ]
     );
     // A free-tier tenant's backend evaluating 5,000 flags within a second: all admitted.
     let admitted = (0..5_000u64)

@@ -250,7 +250,10 @@ fn split_unquoted(s: &str, sep: char) -> Vec<&str> {
 /// The `for=` addresses of every `Forwarded` field, in order (`None` for an element without a
 /// usable one); `None` when there is no `Forwarded` field.
 fn forwarded_chain(headers: &HeaderMap) -> Option<Vec<Option<IpAddr>>> {
-    let mut fields = headers.get_all(axum::http::header::FORWARDED).iter().peekable();
+    let mut fields = headers
+        .get_all(axum::http::header::FORWARDED)
+        .iter()
+        .peekable();
     fields.peek()?;
     let mut chain = Vec::new();
     for field in fields {
@@ -287,7 +290,11 @@ fn x_forwarded_for_chain(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
 
 /// Resolves the client address of every request that came over a socket and puts it in the
 /// request extensions as [`ClientAddr`].
-pub(crate) async fn middleware(State(state): State<AppState>, req: Request, next: Next) -> Response {
+pub(crate) async fn middleware(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
     let mut req = req;
     let peer = req
         .extensions()
@@ -326,7 +333,10 @@ mod tests {
         assert!(block.contains(ip("10.255.1.2")));
         assert!(!block.contains(ip("11.0.0.1")));
         assert!(block.contains(ip("::ffff:10.1.2.3")), "IPv4-mapped");
-        assert!(!block.contains(ip("::a00:1")), "an IPv6 address is not IPv4");
+        assert!(
+            !block.contains(ip("::a00:1")),
+            "an IPv6 address is not IPv4"
+        );
         let v6: Cidr = "2001:db8::/32".parse().unwrap();
         assert!(v6.contains(ip("2001:db8:ffff::1")));
         assert!(!v6.contains(ip("2001:db9::1")));
@@ -350,19 +360,24 @@ mod tests {
         }
         let list: TrustedProxies = " 10.0.0.0/8, ,::1 ".parse().unwrap();
         assert_eq!(list.to_string(), "10.0.0.0/8,::1/128");
-        let e = "10.0.0.0/8,10.0.0.0/40".parse::<TrustedProxies>().unwrap_err();
+        let e = "10.0.0.0/8,10.0.0.0/40"
+            .parse::<TrustedProxies>()
+            .unwrap_err();
         assert!(e.to_string().contains("10.0.0.0/40"), "{e}");
     }
 
     #[test]
     fn an_untrusted_peer_is_the_client_whatever_it_sends() {
         let trusted: TrustedProxies = "10.0.0.0/8".parse().unwrap();
-        let spoof = headers(&[
-            ("x-forwarded-for", "1.2.3.4"),
-            ("forwarded", "for=5.6.7.8"),
-        ]);
-        assert_eq!(trusted.resolve(ip("203.0.113.5"), &spoof), ip("203.0.113.5"));
-        assert_eq!(TrustedProxies::none().resolve(ip("10.0.0.1"), &spoof), ip("10.0.0.1"));
+        let spoof = headers(&[("x-forwarded-for", "1.2.3.4"), ("forwarded", "for=5.6.7.8")]);
+        assert_eq!(
+            trusted.resolve(ip("203.0.113.5"), &spoof),
+            ip("203.0.113.5")
+        );
+        assert_eq!(
+            TrustedProxies::none().resolve(ip("10.0.0.1"), &spoof),
+            ip("10.0.0.1")
+        );
     }
 
     #[test]
@@ -396,7 +411,10 @@ mod tests {
         assert_eq!(trusted.resolve(lb, &HeaderMap::new()), lb);
         // An IPv4-mapped peer is matched and shown as IPv4.
         let h = headers(&[("x-forwarded-for", "::ffff:198.51.100.9")]);
-        assert_eq!(trusted.resolve(ip("::ffff:10.0.0.2"), &h), ip("198.51.100.9"));
+        assert_eq!(
+            trusted.resolve(ip("::ffff:10.0.0.2"), &h),
+            ip("198.51.100.9")
+        );
     }
 
     #[test]
@@ -420,7 +438,10 @@ mod tests {
         }
         // Not UTF-8.
         let mut h = HeaderMap::new();
-        h.insert(X_FORWARDED_FOR, HeaderValue::from_bytes(b"\xff\xfe").unwrap());
+        h.insert(
+            X_FORWARDED_FOR,
+            HeaderValue::from_bytes(b"\xff\xfe").unwrap(),
+        );
         assert_eq!(trusted.resolve(lb, &h), lb);
     }
 

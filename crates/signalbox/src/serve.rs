@@ -119,7 +119,8 @@ pub struct ServeArgs {
 }
 
 fn parse_trusted_proxies(text: &str) -> Result<server::TrustedProxies, String> {
-    text.parse().map_err(|e: server::client_addr::CidrError| e.to_string())
+    text.parse()
+        .map_err(|e: server::client_addr::CidrError| e.to_string())
 }
 
 /// The trusted proxies from the flag, else the config file's `[http] trusted_proxies`.

@@ -166,7 +166,13 @@ async fn keys_bound_to_a_user_and_allowed_to_assert_users_round_trip(f: &TestSto
             .await
             .unwrap_err();
         assert!(
-            matches!(e, store::StoreError::Invalid { field: "user_id", .. }),
+            matches!(
+                e,
+                store::StoreError::Invalid {
+                    field: "user_id",
+                    ..
+                }
+            ),
             "{bad:?}: {e}"
         );
     }

@@ -293,8 +293,9 @@ pub(crate) struct SegmentAnalyticsResponse {
     segments: Vec<SegmentAnalytics>,
 }
 
-/// How your users spread over the sensitivity segments (read scope). `timestamp` is when the
-/// answer was computed: past the `analytics_requests` rate limit (a `degrade` action) the
+/// How your users spread over the sensitivity segments (read scope).
+///
+/// `timestamp` is when the answer was computed: past the `analytics_requests` rate limit (a `degrade` action) the
 /// tenant's last answer, up to 10 minutes old, is served with `Signalbox-Degraded`.
 #[utoipa::path(get, path = "/api/v1/analytics/weber-segments", tag = "weber", security(("api_key" = [])),
     responses(
@@ -339,7 +340,7 @@ pub(crate) async fn segment_analytics(
         segments,
     });
     // Tells the rate-limit middleware this answer is the cheaper one (`Signalbox-Degraded`).
-    let marker = (served == crate::analytics::Served::Cached)
-        .then_some(crate::rate_limit::AnsweredDegraded);
+    let marker =
+        (served == crate::analytics::Served::Cached).then_some(crate::rate_limit::AnsweredDegraded);
     Ok((axum::Extension(marker), body))
 }

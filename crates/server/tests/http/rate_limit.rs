@@ -683,7 +683,10 @@ async fn forwarding_headers_from_an_untrusted_peer_change_nothing() {
         // Each request claims another origin; all are the peer's.
         let spoofs: [&[(&str, &str)]; 3] = [
             &[("x-forwarded-for", "192.0.2.1")],
-            &[("forwarded", "for=192.0.2.2"), ("x-forwarded-for", "10.0.0.9")],
+            &[
+                ("forwarded", "for=192.0.2.2"),
+                ("x-forwarded-for", "10.0.0.9"),
+            ],
             &[("x-forwarded-for", "192.0.2.3, 10.0.0.2")],
         ];
         for headers in &spoofs[..2] {
@@ -711,18 +714,27 @@ async fn forwarding_headers_from_an_untrusted_peer_change_nothing() {
 async fn behind_a_trusted_proxy_each_client_has_its_own_budget() {
     let app = app_behind("10.0.0.0/8, 2001:db8::/32", PER_IP).await;
     let lb = "10.0.0.2:443";
-    let via = |headers: &'static [(&'static str, &'static str)]| {
-        from_peer(lb, "/health/none", headers)
-    };
+    let via =
+        |headers: &'static [(&'static str, &'static str)]| from_peer(lb, "/health/none", headers);
     // Client .1 twice (the second time with a spoofed left-most entry), then refused.
-    assert_eq!(app.send(via(&[("x-forwarded-for", "198.51.100.1")])).await.status, 404);
+    assert_eq!(
+        app.send(via(&[("x-forwarded-for", "198.51.100.1")]))
+            .await
+            .status,
+        404
+    );
     let spoofed = via(&[("x-forwarded-for", "6.6.6.6, 198.51.100.1, 10.1.1.1")]);
     assert_eq!(app.send(spoofed).await.status, 404);
     app.send(via(&[("x-forwarded-for", "198.51.100.1")]))
         .await
         .assert_problem(429, "rate_limited", "/health/none");
     // Other clients behind the same balancer are not affected: X-Forwarded-For and Forwarded.
-    assert_eq!(app.send(via(&[("x-forwarded-for", "198.51.100.2")])).await.status, 404);
+    assert_eq!(
+        app.send(via(&[("x-forwarded-for", "198.51.100.2")]))
+            .await
+            .status,
+        404
+    );
     let forwarded = via(&[("forwarded", r#"for="[2001:db9::7]:4711";proto=https"#)]);
     assert_eq!(app.send(forwarded).await.status, 404);
     // A trusted IPv6 proxy forwarding client .2: the same client, its second request.
@@ -738,7 +750,11 @@ async fn behind_a_trusted_proxy_each_client_has_its_own_budget() {
     // Malformed headers from the proxy never fail the request: they count against the proxy.
     for garbage in ["not-an-address", "unknown"] {
         let reply = app
-            .send(from_peer(lb, "/health/none", &[("x-forwarded-for", garbage)]))
+            .send(from_peer(
+                lb,
+                "/health/none",
+                &[("x-forwarded-for", garbage)],
+            ))
             .await;
         assert_eq!(reply.status, 404, "{garbage}: {}", reply.text());
     }
@@ -779,7 +795,11 @@ async fn x_user_id_counts_only_from_keys_allowed_to_assert_users() {
     for _ in 0..4 {
         let reply = app.send(as_user(&plain.secret, Some("ann"))).await;
         assert_eq!(reply.status, 200, "{}", reply.text());
-        assert!(reply.headers.get("ratelimit-policy").is_none(), "{:?}", reply.headers);
+        assert!(
+            reply.headers.get("ratelimit-policy").is_none(),
+            "{:?}",
+            reply.headers
+        );
     }
     // A backend key allowed to assert users: ann's own budget, apart from bob's.
     let backend = app
@@ -795,12 +815,18 @@ async fn x_user_id_counts_only_from_keys_allowed_to_assert_users() {
     for _ in 0..2 {
         let reply = app.send(as_user(&backend.secret, Some("ann"))).await;
         assert_eq!(reply.status, 200, "{}", reply.text());
-        assert_eq!(header(&reply, "ratelimit-policy"), "\"per_user\";q=2;w=3600");
+        assert_eq!(
+            header(&reply, "ratelimit-policy"),
+            "\"per_user\";q=2;w=3600"
+        );
     }
     app.send(as_user(&backend.secret, Some("ann")))
         .await
         .assert_problem(429, "rate_limited", "/api/v1/tenant");
-    assert_eq!(app.send(as_user(&backend.secret, Some("bob"))).await.status, 200);
+    assert_eq!(
+        app.send(as_user(&backend.secret, Some("bob"))).await.status,
+        200
+    );
     // Without the header, the backend key names no user.
     assert_eq!(app.send(as_user(&backend.secret, None)).await.status, 200);
     app.cleanup().await;
@@ -833,14 +859,24 @@ async fn a_key_bound_to_a_user_is_limited_as_that_user_whatever_it_claims() {
         .await
         .assert_problem(429, "rate_limited", "/api/v1/tenant");
     // dave's own budget is untouched, and an asserting key speaking for carol shares hers.
-    assert_eq!(app.send(as_user(&admin.secret, Some("dave"))).await.status, 200);
+    assert_eq!(
+        app.send(as_user(&admin.secret, Some("dave"))).await.status,
+        200
+    );
     app.send(as_user(&admin.secret, Some("carol")))
         .await
         .assert_problem(429, "rate_limited", "/api/v1/tenant");
     // The binding is listed with the key; a bad user id is refused naming the field.
-    let keys = app.get("/api/v1/tenant/keys", Some(&admin.secret)).await.json();
+    let keys = app
+        .get("/api/v1/tenant/keys", Some(&admin.secret))
+        .await
+        .json();
     assert!(
-        keys["keys"].as_array().unwrap().iter().any(|k| k["user_id"] == "carol"),
+        keys["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|k| k["user_id"] == "carol"),
         "{keys}"
     );
     let bad = app
@@ -894,11 +930,16 @@ action = { kind = "degrade" }
     // A route with nothing cheaper to give serves the full answer, without the header.
     let full = app.get("/api/v1/tenant", Some(&key.secret)).await;
     assert_eq!(full.status, 200);
-    assert!(full.headers.get("signalbox-degraded").is_none(), "{:?}", full.headers);
+    assert!(
+        full.headers.get("signalbox-degraded").is_none(),
+        "{:?}",
+        full.headers
+    );
     let metrics = app.get("/metrics", None).await.text();
     assert!(
-        metrics.lines().any(|l| l.contains("rule=\"cheap_analytics\"")
-            && l.contains("decision=\"degraded\"")),
+        metrics
+            .lines()
+            .any(|l| l.contains("rule=\"cheap_analytics\"") && l.contains("decision=\"degraded\"")),
         "{metrics}"
     );
     app.cleanup().await;
