@@ -64,11 +64,11 @@ pub enum Scope {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AlgorithmKind {
-    /// [`crate::FixedWindow`]: `limit` per aligned window.
+    /// [`crate::FixedWindow`]: `limit + burst` per aligned window.
     FixedWindow,
-    /// [`crate::SlidingWindowLog`]: `limit` in every window, exact.
+    /// [`crate::SlidingWindowLog`]: `limit + burst` in every window, exact.
     SlidingWindowLog,
-    /// [`crate::SlidingWindowCounter`]: `limit` per window, two-window estimate.
+    /// [`crate::SlidingWindowCounter`]: `limit + burst` per window, two-window estimate.
     SlidingWindow,
     /// [`crate::TokenBucket`]: capacity `limit + burst`, refilled `limit` per window.
     TokenBucket,
@@ -171,16 +171,21 @@ pub struct RuleConfig {
     pub scope: Scope,
     /// The algorithm.
     pub algorithm: AlgorithmKind,
-    /// Cost units per window.
+    /// Cost units per window (before the burst allowance).
     pub limit: NonZeroU64,
     /// The window in seconds.
     pub window_secs: NonZeroU64,
-    /// Additional units a bucket algorithm admits at once (ignored by window algorithms).
+    /// Additional units admitted on top of `limit` (seed 002's burst allowance): a window
+    /// algorithm admits `limit + burst` per window, a bucket holds `limit + burst`.
     #[serde(default)]
     pub burst: u64,
     /// Path globs the rule applies to (`*` matches any run of characters); empty: every path.
     #[serde(default)]
     pub paths: Vec<String>,
+    /// Path globs the rule does not apply to, even when `paths` matches (e.g. routes that
+    /// have rules of their own).
+    #[serde(default)]
+    pub exclude_paths: Vec<String>,
     /// Methods the rule applies to (upper case); empty: every method.
     #[serde(default)]
     pub methods: Vec<String>,
@@ -298,10 +303,15 @@ impl Config {
                     "a rule of that name exists".into(),
                 ));
             }
-            for pattern in &rule.paths {
+            for (field, pattern) in rule
+                .paths
+                .iter()
+                .map(|p| ("paths", p))
+                .chain(rule.exclude_paths.iter().map(|p| ("exclude_paths", p)))
+            {
                 if let Err(why) = Glob::new(pattern) {
                     return Err((
-                        at("paths"),
+                        at(field),
                         Some(i),
                         format!("\"{pattern}\""),
                         why.to_string(),
@@ -327,7 +337,7 @@ impl Config {
                     .map(|(tier, o)| (Some(*tier), o.limit, o.burst)),
             );
             for (tier, limit, burst) in quotas {
-                let capacity = capacity(rule.algorithm, limit.get(), burst);
+                let capacity = capacity(limit.get(), burst);
                 if cost > capacity {
                     let field = match tier {
                         Some(t) => at(&format!("tiers.{}.limit", t.as_str())),
@@ -348,14 +358,11 @@ impl Config {
     }
 }
 
-/// The most units a rule with these numbers admits at once.
-pub(crate) fn capacity(kind: AlgorithmKind, limit: u64, burst: u64) -> u64 {
-    match kind {
-        AlgorithmKind::TokenBucket | AlgorithmKind::LeakyBucket => limit.saturating_add(burst),
-        AlgorithmKind::FixedWindow
-        | AlgorithmKind::SlidingWindowLog
-        | AlgorithmKind::SlidingWindow => limit,
-    }
+/// The most units a rule with these numbers admits at once: `limit + burst` for every
+/// algorithm (seed 002's `requests_per_window + burst_allowance`). A window algorithm admits
+/// that much per window; a bucket holds that much and refills `limit` per window.
+pub fn capacity(limit: u64, burst: u64) -> u64 {
+    limit.saturating_add(burst)
 }
 
 fn is_name_byte(b: u8) -> bool {

@@ -43,7 +43,7 @@ pub struct RequestFacts<'a> {
 pub struct RuleStatus {
     /// The rule's name.
     pub name: Arc<str>,
-    /// Cost units per window (after the tier override).
+    /// The quota per window (after the tier override): see [`Check::quota`].
     pub quota: u64,
     /// The window in seconds.
     pub window_secs: u64,
@@ -140,7 +140,8 @@ pub struct Check<'p> {
     pub algorithm: &'p AnyAlgorithm,
     /// Cost units per window (after the tier override).
     pub limit: u64,
-    /// The most cost units admitted at once (`limit + burst` for the buckets, else `limit`).
+    /// The most cost units admitted at once: `limit + burst` (a window admits it per window, a
+    /// bucket holds it).
     pub capacity: u64,
     /// The window in seconds.
     pub window_secs: u64,
@@ -152,12 +153,27 @@ pub struct Check<'p> {
     pub on_backend_failure: FailurePolicy,
 }
 
+impl Check<'_> {
+    /// The quota per window shown to clients (`RateLimit-Policy`'s `q`): what a window
+    /// algorithm admits per window (`limit + burst`), or the rate a bucket refills per window
+    /// (`limit`; its `remaining` includes the burst).
+    pub fn quota(&self) -> u64 {
+        match self.kind {
+            AlgorithmKind::FixedWindow
+            | AlgorithmKind::SlidingWindowLog
+            | AlgorithmKind::SlidingWindow => self.capacity,
+            AlgorithmKind::TokenBucket | AlgorithmKind::LeakyBucket => self.limit,
+        }
+    }
+}
+
 struct Rule {
     name: Arc<str>,
     scope: Scope,
     kind: AlgorithmKind,
     window_secs: u64,
     paths: Vec<Glob>,
+    exclude_paths: Vec<Glob>,
     methods: Vec<String>,
     cost: Option<u64>,
     action: ActionConfig,
@@ -183,27 +199,37 @@ fn algorithm(
     window_ns: u64,
     burst: u64,
 ) -> Result<AnyAlgorithm, ParamError> {
+    check_nonzero_limit(limit)?;
+    // Seed 002: `limit = requests_per_window + burst_allowance`. A window admits the whole
+    // capacity per window; a bucket holds it and refills `limit` per window.
+    let capacity = capacity(limit, burst);
     Ok(match kind {
         AlgorithmKind::FixedWindow => {
-            AnyAlgorithm::FixedWindow(FixedWindow::new(limit, window_ns)?)
+            AnyAlgorithm::FixedWindow(FixedWindow::new(capacity, window_ns)?)
         }
         AlgorithmKind::SlidingWindowLog => {
-            AnyAlgorithm::SlidingWindowLog(SlidingWindowLog::new(limit, window_ns)?)
+            AnyAlgorithm::SlidingWindowLog(SlidingWindowLog::new(capacity, window_ns)?)
         }
         AlgorithmKind::SlidingWindow => {
-            AnyAlgorithm::SlidingWindowCounter(SlidingWindowCounter::new(limit, window_ns)?)
+            AnyAlgorithm::SlidingWindowCounter(SlidingWindowCounter::new(capacity, window_ns)?)
         }
-        AlgorithmKind::TokenBucket => AnyAlgorithm::TokenBucket(TokenBucket::new(
-            capacity(kind, limit, burst),
-            limit,
-            window_ns,
-        )?),
-        AlgorithmKind::LeakyBucket => AnyAlgorithm::Gcra(Gcra::per_window(
-            limit,
-            window_ns,
-            capacity(kind, limit, burst),
-        )?),
+        AlgorithmKind::TokenBucket => {
+            AnyAlgorithm::TokenBucket(TokenBucket::new(capacity, limit, window_ns)?)
+        }
+        AlgorithmKind::LeakyBucket => {
+            AnyAlgorithm::Gcra(Gcra::per_window(limit, window_ns, capacity)?)
+        }
     })
+}
+
+/// A limit of zero is refused even when a burst would make the capacity nonzero (the buckets
+/// refill `limit` per window; the window algorithms follow suit).
+fn check_nonzero_limit(limit: u64) -> Result<(), ParamError> {
+    if limit == 0 {
+        Err(ParamError::Zero("limit"))
+    } else {
+        Ok(())
+    }
 }
 
 impl Rule {
@@ -224,12 +250,18 @@ impl Rule {
             .iter()
             .filter_map(|p| Glob::new(p).ok())
             .collect();
+        let exclude_paths = config
+            .exclude_paths
+            .iter()
+            .filter_map(|p| Glob::new(p).ok())
+            .collect();
         Ok(Rule {
             name: config.name.as_str().into(),
             scope: config.scope,
             kind: config.algorithm,
             window_secs: config.window_secs.get(),
             paths,
+            exclude_paths,
             methods: config.methods.clone(),
             cost: config.cost.map(|c| c.get()),
             action: config.action,
@@ -248,6 +280,7 @@ impl Rule {
 
     fn applies(&self, facts: &RequestFacts<'_>) -> bool {
         (self.paths.is_empty() || self.paths.iter().any(|g| g.matches(facts.path)))
+            && !self.exclude_paths.iter().any(|g| g.matches(facts.path))
             && (self.methods.is_empty() || self.methods.iter().any(|m| m == facts.method))
     }
 
@@ -390,7 +423,7 @@ impl Policy {
         for (check, d) in checks.iter().zip(decisions) {
             statuses.push(RuleStatus {
                 name: check.name.clone(),
-                quota: check.limit,
+                quota: check.quota(),
                 window_secs: check.window_secs,
                 remaining: d.remaining,
                 reset_after_ns: d.reset_after_ns,

@@ -46,7 +46,10 @@ fn the_default_config_has_the_seed_rules_tiers_and_costs() {
             "user_requests",
             "ip_requests",
             "api_key_requests",
-            "analytics_requests"
+            "analytics_requests",
+            "flag_evaluations",
+            "flag_evaluations_tenant",
+            "flag_evaluations_ip"
         ]
     );
     let tenant = &config.rules[1];
@@ -70,12 +73,95 @@ fn the_default_config_has_the_seed_rules_tiers_and_costs() {
     assert_eq!(analytics.algorithm, AlgorithmKind::LeakyBucket);
     assert_eq!(analytics.cost.map(|c| c.get()), Some(5));
     assert_eq!(analytics.window_secs.get(), 3600);
-    assert!(matches!(analytics.action, ActionConfig::Queue { .. }));
+    assert!(matches!(analytics.action, ActionConfig::Degrade));
     let policy = Policy::new(&config, 1_000).unwrap();
-    assert_eq!(policy.endpoint_cost("/api/v1/backtests/run"), 20);
-    assert_eq!(policy.endpoint_cost("/api/v1/admin/tenants/7"), 5);
-    assert_eq!(policy.endpoint_cost("/api/v1/auth/register"), 3);
+    // Costs name signalbox's own routes; globs cover path parameters.
+    assert_eq!(
+        policy.endpoint_cost("/api/v1/experiments/checkout/results"),
+        10
+    );
+    assert_eq!(policy.endpoint_cost("/api/v1/analytics/weber-segments"), 5);
+    assert_eq!(
+        policy.endpoint_cost("/api/v1/users/ann/weber-profile/update"),
+        5
+    );
+    assert_eq!(policy.endpoint_cost("/api/v1/users/ann/weber-profile"), 1);
+    assert_eq!(policy.endpoint_cost("/api/v1/forecast"), 2);
     assert_eq!(policy.endpoint_cost("/elsewhere"), 1);
+}
+
+/// Every path in the shipped cost table and rules is a route signalbox serves.
+#[test]
+fn the_default_config_names_only_signalbox_routes() {
+    let config = Config::parse("default.toml", DEFAULT_TOML).unwrap();
+    let routes = [
+        "/api/v1/analytics/weber-segments",
+        "/api/v1/experiments/{key}/results",
+        "/api/v1/users/{user_id}/weber-profile/update",
+        "/api/v1/interactions",
+        "/api/v1/weber-profiles:batchGet",
+        "/api/v1/forecast",
+        "/forecast",
+        "/ofrep/v1/evaluate/flags",
+        "/ofrep/v1/evaluate/flags/{key}",
+    ];
+    let patterns = config.costs.endpoints.keys().chain(
+        config
+            .rules
+            .iter()
+            .flat_map(|r| r.paths.iter().chain(&r.exclude_paths)),
+    );
+    for pattern in patterns {
+        let glob = limits::Glob::new(pattern).unwrap();
+        assert!(
+            routes.iter().any(|r| glob.matches(r)),
+            "{pattern} names no signalbox route"
+        );
+    }
+}
+
+/// Flag evaluation is decided by its own rules, keyed by API key, not by the per-IP 600 a minute.
+#[test]
+fn flag_evaluations_have_rules_of_their_own() {
+    let config = Config::parse("default.toml", DEFAULT_TOML).unwrap();
+    let policy = Policy::new(&config, 1_000).unwrap();
+    let eval = RequestFacts {
+        tenant: Some("tn_1"),
+        ip: Some("198.51.100.7"),
+        api_key: Some("key_1"),
+        tier: Some(Tier::Free),
+        method: "POST",
+        path: "/ofrep/v1/evaluate/flags/new-checkout",
+        ..RequestFacts::default()
+    };
+    let names: Vec<String> = policy
+        .checks(&eval)
+        .iter()
+        .map(|c| c.name.to_string())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "flag_evaluations",
+            "flag_evaluations_tenant",
+            "flag_evaluations_ip"
+        ]
+    );
+    // A free-tier tenant's backend evaluating 5,000 flags within a second: all admitted.
+    let admitted = (0..5_000u64)
+        .filter(|i| policy.decide(&eval, MINUTE_NS + i * 200_000).allowed())
+        .count();
+    assert_eq!(admitted, 5_000);
+    // Other routes still meet the seed's rules.
+    let read = RequestFacts {
+        path: "/api/v1/tenant",
+        method: "GET",
+        ..eval
+    };
+    assert!(policy
+        .checks(&read)
+        .iter()
+        .any(|c| &**c.name == "ip_requests"));
 }
 
 #[test]
@@ -298,4 +384,112 @@ fn checks_then_verdict_is_decide_and_a_request_cost_replaces_the_endpoint_cost()
     let refused = policy.decide(&heavy, 2_000);
     assert!(matches!(refused.outcome, Outcome::Reject { .. }));
     assert_eq!(policy.max_wait_ns("per_user"), None);
+}
+
+// --- the burst allowance on window algorithms (seed 002: limit = requests_per_window + burst) ---
+
+const WINDOW_KINDS: [&str; 3] = ["fixed_window", "sliding_window_log", "sliding_window"];
+
+fn window_rule(kind: &str, limit: u64, burst: u64) -> Policy {
+    let text = format!(
+        "[[rule]]\nname = \"r\"\nscope = \"user\"\nalgorithm = \"{kind}\"\nlimit = {limit}\n\
+         window_secs = 60\nburst = {burst}\naction = {{ kind = \"reject\" }}\n"
+    );
+    Policy::new(&Config::parse("limits.toml", &text).unwrap(), 100).unwrap()
+}
+
+#[test]
+fn every_window_algorithm_admits_limit_plus_burst_per_window() {
+    for kind in WINDOW_KINDS {
+        let policy = window_rule(kind, 5, 2);
+        let t0 = 10 * MINUTE_NS;
+        for i in 0..7u64 {
+            let v = policy.decide(&facts("u", "/a"), t0 + i);
+            assert!(v.allowed(), "{kind}: request {i} refused");
+            assert_eq!(v.rules[0].quota, 7, "{kind}: q is limit + burst");
+            assert_eq!(v.rules[0].remaining, 6 - i, "{kind}");
+        }
+        let v = policy.decide(&facts("u", "/a"), t0 + 7);
+        assert!(
+            matches!(v.outcome, Outcome::Reject { .. }),
+            "{kind}: the eighth request was admitted"
+        );
+        // Without a burst, the limit alone.
+        let policy = window_rule(kind, 5, 0);
+        let admitted = (0..7)
+            .filter(|i| policy.decide(&facts("u", "/a"), t0 + i).allowed())
+            .count();
+        assert_eq!(admitted, 5, "{kind}");
+    }
+}
+
+#[test]
+fn the_shipped_rules_admit_exactly_600_per_minute_from_one_address() {
+    // Seed 002's per-IP rule: 500 per minute plus a burst of 100.
+    let config = Config::parse("default.toml", DEFAULT_TOML).unwrap();
+    let policy = Policy::new(&config, 1_000).unwrap();
+    let from = |ip| RequestFacts {
+        ip: Some(ip),
+        method: "GET",
+        path: "/api/v1/tenant",
+        ..RequestFacts::default()
+    };
+    // 601 requests spread over one minute-aligned window.
+    let t0 = 100 * MINUTE_NS;
+    let step = MINUTE_NS / 700;
+    let mut admitted = 0;
+    let mut refused_by = None;
+    for i in 0..601u64 {
+        let v = policy.decide(&from("198.51.100.7"), t0 + i * step);
+        if v.allowed() {
+            admitted += 1;
+        } else {
+            refused_by = v.decided_by.clone();
+        }
+    }
+    assert_eq!(admitted, 600);
+    assert_eq!(refused_by.as_deref(), Some("ip_requests"));
+    let v = policy.decide(&from("198.51.100.8"), t0 + 601 * step);
+    assert!(v.allowed(), "another address has its own 600");
+    let ip = v.rules.iter().find(|r| &*r.name == "ip_requests").unwrap();
+    assert_eq!((ip.quota, ip.remaining), (600, 599));
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 200, ..Default::default() })]
+
+    /// A window rule with `burst` decides every request as its algorithm with a limit of
+    /// `limit + burst` does (the algorithms themselves are checked against reference models in
+    /// `algorithms.rs`), and its capacity is `limit + burst`.
+    #[test]
+    fn a_window_rule_with_a_burst_is_its_algorithm_with_limit_plus_burst(
+        kind in 0usize..3,
+        limit in 1u64..20,
+        burst in 0u64..20,
+        steps in proptest::collection::vec((0u64..30_000_000_000, 0u64..8), 1..80),
+    ) {
+        use limits::{Algorithm, AnyAlgorithm, FixedWindow, SlidingWindowCounter, SlidingWindowLog};
+        let name = WINDOW_KINDS[kind];
+        let policy = window_rule(name, limit, burst);
+        let capacity = limit + burst;
+        let reference = match kind {
+            0 => AnyAlgorithm::FixedWindow(FixedWindow::new(capacity, MINUTE_NS).unwrap()),
+            1 => AnyAlgorithm::SlidingWindowLog(SlidingWindowLog::new(capacity, MINUTE_NS).unwrap()),
+            _ => AnyAlgorithm::SlidingWindowCounter(SlidingWindowCounter::new(capacity, MINUTE_NS).unwrap()),
+        };
+        let mut state = Default::default();
+        let mut now = 0;
+        for (gap, cost) in steps {
+            now += gap;
+            let mut f = facts("u", "/a");
+            f.cost = Some(cost.max(1));
+            let checks = policy.checks(&f);
+            proptest::prop_assert_eq!(checks[0].capacity, capacity);
+            let expected = reference.check(&mut state, now, cost.max(1));
+            let got = policy.decide(&f, now);
+            proptest::prop_assert_eq!(got.rules[0].allowed, expected.allowed);
+            proptest::prop_assert_eq!(got.rules[0].remaining, expected.remaining);
+            proptest::prop_assert_eq!(got.rules[0].reset_after_ns, expected.reset_after_ns);
+        }
+    }
 }

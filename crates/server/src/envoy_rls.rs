@@ -542,12 +542,13 @@ fn set_once<T>(
     Ok(())
 }
 
-/// The address as the HTTP middleware writes it (`IpAddr`'s display form), so a client counted
+/// The address as the HTTP middleware writes it (`IpAddr`'s display form, an IPv4-mapped IPv6
+/// address as IPv4), so a client counted
 /// through Envoy and directly shares one key; a value that is not an address is kept as sent.
 fn canonical_ip(value: &str) -> String {
     value
         .parse::<std::net::IpAddr>()
-        .map_or_else(|_| value.to_owned(), |ip| ip.to_string())
+        .map_or_else(|_| value.to_owned(), |ip| ip.to_canonical().to_string())
 }
 
 /// A quota per window as Envoy's `requests_per_unit` and `unit`: the largest of DAY, HOUR,
@@ -640,18 +641,39 @@ fn ratelimit_headers(verdicts: &[Verdict]) -> Vec<proto::HeaderValue> {
             None => rules.push(rule),
         }
     }
-    let Some((policy, state)) = crate::rate_limit::field_values(rules) else {
-        return Vec::new();
-    };
     let header = |key: &str, value: String| proto::HeaderValue {
         key: key.to_owned(),
         value,
         raw_value: Vec::new(),
     };
-    vec![
-        header("ratelimit-policy", policy),
-        header("ratelimit", state),
-    ]
+    let mut headers = Vec::new();
+    if let Some((policy, state)) = crate::rate_limit::field_values(rules) {
+        headers.push(header("ratelimit-policy", policy));
+        headers.push(header("ratelimit", state));
+    }
+    if let Some(secs) = retry_after_secs(verdicts) {
+        headers.push(header("retry-after", secs.to_string()));
+    }
+    headers
+}
+
+/// `Retry-After` of an `OVER_LIMIT` answer, as the HTTP API sends it on a 429: whole seconds,
+/// rounded up, until every refused descriptor would be admitted (the longest wait). `None`
+/// when nothing was refused, or when a refused request could never be admitted.
+fn retry_after_secs(verdicts: &[Verdict]) -> Option<u64> {
+    let mut longest: Option<u64> = None;
+    for verdict in verdicts.iter().filter(|v| over_limit(v)) {
+        let wait_ns = match verdict.outcome {
+            Outcome::Reject { retry_after_ns } => retry_after_ns,
+            Outcome::Delay { wait_ns } | Outcome::Queue { wait_ns, .. } => wait_ns,
+            Outcome::Allow | Outcome::Degrade => 0,
+        };
+        if wait_ns == limits::NEVER {
+            return None;
+        }
+        longest = Some(longest.unwrap_or(0).max(wait_ns));
+    }
+    longest.map(|ns| ns.div_ceil(1_000_000_000))
 }
 
 /// `RateLimitService` over one [`RateLimiter`]: a `tower::Service` for tonic's transport
@@ -934,7 +956,8 @@ action = { kind = "queue", max_queued = 10, max_wait_ms = 3600000 }
             DescriptorFacts {
                 tenant: Some("t1".into()),
                 user: Some("u1".into()),
-                ip: Some("::ffff:10.0.0.1".into()),
+                // IPv4-mapped IPv6 is written as IPv4, as the HTTP side's client address is.
+                ip: Some("10.0.0.1".into()),
                 api_key: Some("k1".into()),
                 tier: Some(Tier::Business),
                 method: "POST".into(),
@@ -1069,6 +1092,10 @@ action = { kind = "queue", max_queued = 10, max_wait_ms = 3600000 }
             headers[1].1.starts_with("\"per_user\";r=3;t="),
             "{headers:?}"
         );
+        assert!(
+            headers.iter().all(|(k, _)| *k != "retry-after"),
+            "an OK answer has no Retry-After: {headers:?}"
+        );
 
         let r = svc
             .should_rate_limit(&request(vec![user(3)]))
@@ -1086,6 +1113,14 @@ action = { kind = "queue", max_queued = 10, max_wait_ms = 3600000 }
         assert_eq!(r.statuses[0].code, Code::OverLimit as i32);
         assert_eq!(limit(&r.statuses[0]), (5, Unit::Hour, "per_user"));
         assert!(r.statuses[0].duration_until_reset.unwrap().seconds > 0);
+        // Retry-After, as the HTTP API's 429 carries it: whole seconds, rounded up.
+        let retry: u64 = r
+            .response_headers_to_add
+            .iter()
+            .find(|h| h.key == "retry-after")
+            .map(|h| h.value.parse().unwrap())
+            .unwrap_or_else(|| panic!("no retry-after in {:?}", r.response_headers_to_add));
+        assert!((3500..=3600).contains(&retry), "{retry}");
 
         // Another user has their own quota; the overall code is over if any descriptor is.
         let r = svc

@@ -23,6 +23,8 @@
 //! # Ok(()) }
 //! ```
 
+mod analytics;
+pub mod client_addr;
 mod context;
 pub mod envelope;
 pub mod envoy_rls;
@@ -48,6 +50,7 @@ use axum::response::IntoResponse;
 use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 
+pub use client_addr::{ClientAddr, TrustedProxies};
 pub use exposures::{run_exposure_writer, ExposureRecorder, ExposureSettings};
 pub use profiles::{run_profile_worker, ProfileSettings, PROFILE_ENTRY_BYTES};
 pub use rate_limit::{RateLimitBackend, RateLimitSettings, RateLimiter};
@@ -79,6 +82,12 @@ pub fn app(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             rate_limit::middleware,
+        ))
+        // The client's address, resolved once (trusted proxies' forwarding headers) for the
+        // rate limiter and anything else that uses it.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            client_addr::middleware,
         ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -18,7 +18,9 @@ use utoipa::{Modify, OpenApi, ToSchema};
             Tenant routes are rate limited (docs/limits.md): every answer carries the IETF \
             `RateLimit-Policy` and `RateLimit` fields, a refusal is a 429 problem with \
             `Retry-After`, and an optional `X-User-Id` header names the end user for per-user \
-            rules.",
+            rules when the key may assert users (`assert_user` or `admin` scope; a key bound to a \
+            user is always counted as that user). A route answering more cheaply under a \
+            `degrade` rule says so in `Signalbox-Degraded`.",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
     modifiers(&BearerKey),
@@ -80,6 +82,8 @@ pub(crate) enum ScopeName {
     Read,
     Write,
     Admin,
+    #[schema(rename = "assert_user")]
+    AssertUser,
 }
 
 /// A subscription tier.

@@ -45,6 +45,9 @@ pub struct ServerConfig {
     pub rate_limits: crate::RateLimitSettings,
     /// Where the read caches (Weber profiles) keep their shared Redis layer, if anywhere.
     pub read_caches: crate::ReadCacheSettings,
+    /// Peers whose `Forwarded` / `X-Forwarded-For` name the client (load balancers, Envoy);
+    /// from any other peer those headers are ignored.
+    pub trusted_proxies: crate::TrustedProxies,
 }
 
 impl Default for ServerConfig {
@@ -62,6 +65,7 @@ impl Default for ServerConfig {
             exposures: ExposureSettings::default(),
             rate_limits: crate::RateLimitSettings::default(),
             read_caches: crate::ReadCacheSettings::memory_only(),
+            trusted_proxies: crate::TrustedProxies::none(),
         }
     }
 }
@@ -100,6 +104,7 @@ pub(crate) struct Inner {
     pub exposures: Arc<ExposureRecorder>,
     /// `None` when rate limiting is off.
     pub rate_limiter: Option<Arc<RateLimiter>>,
+    pub segment_analytics: crate::analytics::SegmentAnalyticsService,
 }
 
 impl AppState {
@@ -144,8 +149,14 @@ impl AppState {
                 flags: FlagService::default(),
                 exposures,
                 rate_limiter,
+                segment_analytics: Default::default(),
             }),
         })
+    }
+
+    /// Segment analytics, with the last answers degraded requests get.
+    pub(crate) fn segment_analytics(&self) -> &crate::analytics::SegmentAnalyticsService {
+        &self.inner.segment_analytics
     }
 
     /// The rate limiter, unless rate limiting is off.

@@ -28,12 +28,17 @@ pub enum KeysCommand {
         /// The tenant's id (`tn_…`).
         #[arg(long)]
         tenant: String,
-        /// Comma-separated: read, write, admin (admin implies the others).
+        /// Comma-separated: read, write, admin, assert_user (admin implies the others;
+        /// assert_user lets the key name its user in X-User-Id, for per-user rate limits).
         #[arg(long, value_parser = parse_scopes)]
         scopes: Scopes,
         /// A note for people, e.g. where the key is used.
         #[arg(long)]
         label: Option<String>,
+        /// Bind the key to one user (1-128 visible ASCII characters): per-user rate limits
+        /// count its requests against this user.
+        #[arg(long)]
+        user_id: Option<String>,
     },
     /// List a tenant's keys (never the secrets), one JSON object per line.
     List {
@@ -56,7 +61,7 @@ fn parse_scopes(s: &str) -> Result<Scopes, String> {
         .parse()
         .map_err(|e: store::ParseNameError| e.to_string())?;
     if scopes.is_empty() {
-        return Err("at least one of read, write, admin is required".to_owned());
+        return Err("at least one of read, write, admin, assert_user is required".to_owned());
     }
     Ok(scopes)
 }
@@ -106,15 +111,24 @@ async fn run_keys(store: &store::Store, cmd: KeysCommand) -> anyhow::Result<()> 
             tenant,
             scopes,
             label,
+            user_id,
         } => {
             let key = store
-                .issue_api_key(&tenant, scopes, label.as_deref())
+                .issue_key(
+                    &tenant,
+                    store::NewKey {
+                        scopes,
+                        label: label.as_deref(),
+                        user_id: user_id.as_deref(),
+                    },
+                )
                 .await
                 .map_err(named("tenant"))?;
-            println!(
-                "{}",
-                json!({"key_id": key.info.id, "tenant_id": key.info.tenant_id, "api_key": key.secret, "scopes": key.info.scopes})
-            );
+            let mut out = json!({"key_id": key.info.id, "tenant_id": key.info.tenant_id, "api_key": key.secret, "scopes": key.info.scopes});
+            if let Some(user) = &key.info.user_id {
+                out["user_id"] = json!(user);
+            }
+            println!("{out}");
         }
         KeysCommand::List { tenant } => {
             if store.tenant(&tenant).await?.is_none() {

@@ -25,6 +25,7 @@ use serde::Deserialize;
 /// body_limit_bytes = 1048576
 /// request_timeout = "30s"
 /// shutdown_grace = "30s"
+/// trusted_proxies = ["10.0.0.0/8"]   # Forwarded / X-Forwarded-For believed only from these
 ///
 /// [auth]
 /// cache_ttl = "5s"
@@ -171,6 +172,8 @@ pub struct HttpSection {
     pub request_timeout: Option<Duration>,
     #[serde(default, with = "humantime_serde_opt")]
     pub shutdown_grace: Option<Duration>,
+    /// CIDR blocks of the proxies whose forwarding headers name the client.
+    pub trusted_proxies: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -30,6 +30,11 @@ pub struct ServeArgs {
     /// On SIGINT/SIGTERM, how long in-flight requests may take to finish [default: 30s].
     #[arg(long, env = "SIGNALBOX_SHUTDOWN_GRACE", value_parser = humantime::parse_duration, value_name = "DURATION")]
     shutdown_grace: Option<Duration>,
+    /// Proxies (load balancers, Envoy) whose `Forwarded` / `X-Forwarded-For` name the client,
+    /// as comma-separated CIDR blocks, e.g. `10.0.0.0/8,2001:db8::/32`; from any other peer
+    /// those headers are ignored and the peer is the client [default: none].
+    #[arg(long, env = "SIGNALBOX_TRUSTED_PROXIES", value_parser = parse_trusted_proxies, value_name = "CIDR,...")]
+    trusted_proxies: Option<server::TrustedProxies>,
     /// How long a verified API key is trusted before the store is asked again; keys revoked by
     /// another process stop working within this time [default: 5s].
     #[arg(long, env = "SIGNALBOX_AUTH_CACHE_TTL", value_parser = humantime::parse_duration, value_name = "DURATION")]
@@ -111,6 +116,28 @@ pub struct ServeArgs {
     /// [default: true on the embedded database, false on PostgreSQL].
     #[arg(long, env = "SIGNALBOX_DEMO", value_name = "BOOL")]
     demo: Option<bool>,
+}
+
+fn parse_trusted_proxies(text: &str) -> Result<server::TrustedProxies, String> {
+    text.parse()
+        .map_err(|e: server::client_addr::CidrError| e.to_string())
+}
+
+/// The trusted proxies from the flag, else the config file's `[http] trusted_proxies`.
+fn trusted_proxies(
+    args: &ServeArgs,
+    file: &crate::config::FileConfig,
+) -> anyhow::Result<server::TrustedProxies> {
+    if let Some(proxies) = &args.trusted_proxies {
+        return Ok(proxies.clone());
+    }
+    match &file.http.trusted_proxies {
+        Some(list) => list
+            .join(",")
+            .parse()
+            .map_err(|e| anyhow::anyhow!("config file: http.trusted_proxies: {e}")),
+        None => Ok(server::TrustedProxies::none()),
+    }
 }
 
 /// The rate-limit settings from flags, the config file and the defaults. The rules file is read
@@ -327,6 +354,7 @@ pub async fn run(common: Common, args: ServeArgs) -> anyhow::Result<()> {
         exposures: defaults.exposures.clone(),
         rate_limits,
         read_caches,
+        trusted_proxies: trusted_proxies(&args, file)?,
     };
     if config.flag_refresh_interval.is_zero() {
         anyhow::bail!("flag refresh interval: must be more than zero");

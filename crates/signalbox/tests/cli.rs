@@ -61,6 +61,20 @@ fn tenants_and_keys_round_trip_through_the_cli() {
         signalbox(dir.path()).args(["keys", "revoke", &key_id]),
     ));
     assert!(revoked[0]["revoked_at_ms"].is_i64(), "{:?}", revoked[0]);
+
+    // A key bound to a user, allowed to assert users (per-user rate limits).
+    let bound = json_lines(&run_ok(signalbox(dir.path()).args([
+        "keys",
+        "create",
+        "--tenant",
+        &tenant_id,
+        "--scopes",
+        "read,assert_user",
+        "--user-id",
+        "ann",
+    ])));
+    assert_eq!(bound[0]["user_id"], "ann");
+    assert_eq!(bound[0]["scopes"], serde_json::json!(["read", "assert_user"]));
 }
 
 #[test]
@@ -101,6 +115,13 @@ fn cli_mistakes_get_one_line_naming_the_field() {
         &["keys", "create", "--tenant", "tn_nope", "--scopes", "root"],
         None,
         "unknown scope 'root'",
+    );
+    check(
+        &[
+            "keys", "create", "--tenant", "tn_nope", "--scopes", "read", "--user-id", "a b",
+        ],
+        None,
+        "user_id",
     );
     check(
         &["keys", "revoke", "key_nope"],

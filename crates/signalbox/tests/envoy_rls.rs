@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use support::{describe, run_err, signalbox};
+use support::{create_tenant, describe, json_lines, run_err, run_ok, signalbox};
 
 /// The rules the script expects (its docstring lists them).
 const RULES: &str = r#"
@@ -136,6 +136,20 @@ fn envoys_published_client_is_answered_over_grpc() {
     // The domain from the config file, the listener from the flag: both sources are wired.
     let config = dir.path().join("signalbox.toml");
     std::fs::write(&config, "[rate_limits]\ngrpc_domain = \"edge\"\n").unwrap();
+    // The HTTP request of the shared-quota check names its user in X-User-Id, which counts
+    // only from a key allowed to assert users.
+    let tenant = create_tenant(dir.path(), "envoy");
+    let key = json_lines(&run_ok(signalbox(dir.path()).args([
+        "keys",
+        "create",
+        "--tenant",
+        &tenant,
+        "--scopes",
+        "read,assert_user",
+    ])))[0]["api_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let server = Serving::start(
         serve(dir.path())
             .arg("--rate-limits")
@@ -148,7 +162,7 @@ fn envoys_published_client_is_answered_over_grpc() {
     let out = Command::new(&python)
         .arg(fixture_dir().join("should_rate_limit.py"))
         .arg(&server.grpc)
-        .args(["--http", &server.http, "--domain", "edge"])
+        .args(["--http", &server.http, "--key", &key, "--domain", "edge"])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);

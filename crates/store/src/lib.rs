@@ -57,7 +57,9 @@ pub use interactions::{
     StoredEvent, WeberUpdate,
 };
 pub use migrations::LATEST_VERSION as SCHEMA_VERSION;
-pub use model::{ApiKeyInfo, IssuedKey, ParseNameError, Principal, Scope, Scopes, Tenant, Tier};
+pub use model::{
+    ApiKeyInfo, IssuedKey, NewKey, ParseNameError, Principal, Scope, Scopes, Tenant, Tier,
+};
 pub use weber::{SegmentStats, WeberProfileRecord};
 
 /// Which database a [`Store`] talks to.
@@ -317,13 +319,44 @@ impl Store {
         scopes: Scopes,
         label: Option<&str>,
     ) -> Result<IssuedKey, StoreError> {
+        self.issue_key(
+            tenant_id,
+            NewKey {
+                scopes,
+                label,
+                user_id: None,
+            },
+        )
+        .await
+    }
+
+    /// Mints a key for a tenant, optionally bound to a user. The returned secret is not stored
+    /// and cannot be shown again.
+    pub async fn issue_key(
+        &self,
+        tenant_id: &str,
+        key: NewKey<'_>,
+    ) -> Result<IssuedKey, StoreError> {
+        let NewKey {
+            scopes,
+            label,
+            user_id,
+        } = key;
         if scopes.is_empty() {
             return Err(StoreError::Invalid {
                 field: "scopes",
-                reason: "at least one of read, write, admin is required".to_owned(),
+                reason: "at least one of read, write, admin, assert_user is required".to_owned(),
             });
         }
         let label = label.map(|l| validate_text("label", l, 100)).transpose()?;
+        if let Some(user) = user_id {
+            if !valid_user_id(user) {
+                return Err(StoreError::Invalid {
+                    field: "user_id",
+                    reason: "must be 1 to 128 visible ASCII characters (as X-User-Id)".to_owned(),
+                });
+            }
+        }
         if self.tenant(tenant_id).await?.is_none() {
             return Err(StoreError::NotFound {
                 what: format!("tenant '{tenant_id}'"),
@@ -336,12 +369,13 @@ impl Store {
             prefix: secret[..secret::DISPLAY_PREFIX_LEN].to_owned(),
             scopes,
             label: label.map(str::to_owned),
+            user_id: user_id.map(str::to_owned),
             created_at_ms: now_ms(),
             revoked_at_ms: None,
         };
         sqlx::query(
-            "INSERT INTO api_keys (id, tenant_id, key_hash, prefix, scopes, label, created_at_ms)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO api_keys (id, tenant_id, key_hash, prefix, scopes, label, user_id, created_at_ms)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(&info.id)
         .bind(&info.tenant_id)
@@ -349,6 +383,7 @@ impl Store {
         .bind(&info.prefix)
         .bind(info.scopes.to_string())
         .bind(info.label.clone())
+        .bind(info.user_id.clone())
         .bind(info.created_at_ms)
         .execute(&self.pool)
         .await?;
@@ -367,7 +402,7 @@ impl Store {
     /// [`secret::hash`] (the server keys its cache by it, so it hashes once).
     pub async fn authenticate_hash(&self, key_hash: &str) -> Result<Option<Principal>, StoreError> {
         let row = sqlx::query(
-            "SELECT t.id, t.name, t.tier, t.created_at_ms, k.id, k.scopes
+            "SELECT t.id, t.name, t.tier, t.created_at_ms, k.id, k.scopes, k.user_id
              FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
              WHERE k.key_hash = $1 AND k.revoked_at_ms IS NULL",
         )
@@ -379,6 +414,7 @@ impl Store {
             tenant: tenant_from_row(&row, 0)?,
             key_id: row.try_get(4)?,
             scopes: scopes_from_row(&row, 5)?,
+            user_id: row.try_get(6)?,
         }))
     }
 
@@ -449,7 +485,8 @@ impl Store {
     }
 }
 
-const KEY_COLUMNS: &str = "id, tenant_id, prefix, scopes, label, created_at_ms, revoked_at_ms";
+const KEY_COLUMNS: &str =
+    "id, tenant_id, prefix, scopes, label, created_at_ms, revoked_at_ms, user_id";
 
 fn key_from_row(row: &AnyRow) -> Result<ApiKeyInfo, StoreError> {
     Ok(ApiKeyInfo {
@@ -460,7 +497,13 @@ fn key_from_row(row: &AnyRow) -> Result<ApiKeyInfo, StoreError> {
         label: row.try_get(4)?,
         created_at_ms: row.try_get(5)?,
         revoked_at_ms: row.try_get(6)?,
+        user_id: row.try_get(7)?,
     })
+}
+
+/// A user id as `X-User-Id` accepts it: 1-128 visible ASCII characters.
+pub fn valid_user_id(user: &str) -> bool {
+    !user.is_empty() && user.len() <= 128 && user.bytes().all(|b| b.is_ascii_graphic())
 }
 
 fn tenant_from_row(row: &AnyRow, first: usize) -> Result<Tenant, StoreError> {

@@ -46,6 +46,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/0005_experiments.sql"),
         postgres: include_str!("../migrations/0005_experiments.sql"),
     },
+    Migration {
+        version: 6,
+        name: "key_users",
+        sqlite: include_str!("../migrations/0006_key_users.sql"),
+        postgres: include_str!("../migrations/0006_key_users.sql"),
+    },
 ];
 
 /// The newest schema version this build knows.

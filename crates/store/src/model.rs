@@ -68,23 +68,27 @@ impl FromStr for Tier {
     }
 }
 
-/// What an API key may do. `admin` implies `write` and `read`; `write` does not imply `read`.
+/// What an API key may do. `admin` implies every other scope; `write` does not imply `read`.
+/// `assert_user` lets a key name the user it acts for in `X-User-Id` (a backend serving many
+/// users); from other keys the header is ignored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum Scope {
     Read,
     Write,
     Admin,
+    AssertUser,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 3] = [Scope::Read, Scope::Write, Scope::Admin];
+    pub const ALL: [Scope; 4] = [Scope::Read, Scope::Write, Scope::Admin, Scope::AssertUser];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Scope::Read => "read",
             Scope::Write => "write",
             Scope::Admin => "admin",
+            Scope::AssertUser => "assert_user",
         }
     }
 
@@ -93,6 +97,7 @@ impl Scope {
             Scope::Read => 1,
             Scope::Write => 2,
             Scope::Admin => 4,
+            Scope::AssertUser => 8,
         }
     }
 }
@@ -113,7 +118,7 @@ impl FromStr for Scope {
             .ok_or_else(|| ParseNameError {
                 kind: "scope",
                 given: s.to_owned(),
-                expected: "read, write, admin",
+                expected: "read, write, admin, assert_user",
             })
     }
 }
@@ -227,8 +232,19 @@ pub struct ApiKeyInfo {
     pub prefix: String,
     pub scopes: Scopes,
     pub label: Option<String>,
+    /// The user this key acts as (rate limits key its requests by this user), if bound.
+    pub user_id: Option<String>,
     pub created_at_ms: i64,
     pub revoked_at_ms: Option<i64>,
+}
+
+/// What a new key holds: see [`crate::Store::issue_key`].
+#[derive(Debug, Clone, Default)]
+pub struct NewKey<'a> {
+    pub scopes: Scopes,
+    pub label: Option<&'a str>,
+    /// Bind the key to one user (1-128 visible ASCII characters, as `X-User-Id`).
+    pub user_id: Option<&'a str>,
 }
 
 /// A freshly minted key: the only moment the secret exists outside its holder's hands.
@@ -244,4 +260,6 @@ pub struct Principal {
     pub tenant: Tenant,
     pub key_id: String,
     pub scopes: Scopes,
+    /// The user the key is bound to, if any.
+    pub user_id: Option<String>,
 }

@@ -41,6 +41,7 @@ on_both_backends!(
     revoked_key_stops_authenticating,
     tenants_cannot_see_or_revoke_each_others_keys,
     issuing_needs_a_tenant_and_a_scope,
+    keys_bound_to_a_user_and_allowed_to_assert_users_round_trip,
     migrations_are_idempotent_across_reopen,
     concurrent_writers_do_not_lose_tenants,
     weber_profiles_upsert_and_read_back,
@@ -121,6 +122,60 @@ async fn issued_key_authenticates_and_secret_is_not_stored(f: &TestStore) {
     // Nothing the store returns about a key contains the secret.
     let shown = format!("{listed:?}");
     assert!(!shown.contains(&issued.secret[store::secret::DISPLAY_PREFIX_LEN..]));
+}
+
+async fn keys_bound_to_a_user_and_allowed_to_assert_users_round_trip(f: &TestStore) {
+    let s = &f.store;
+    let t = s.create_tenant("acme", Tier::Free).await.unwrap();
+    let bound = s
+        .issue_key(
+            &t.id,
+            store::NewKey {
+                scopes: Scopes::from_iter([Scope::Read]),
+                label: None,
+                user_id: Some("user-42"),
+            },
+        )
+        .await
+        .unwrap();
+    let who = s.authenticate(&bound.secret).await.unwrap().unwrap();
+    assert_eq!(who.user_id.as_deref(), Some("user-42"));
+    let asserting = s
+        .issue_api_key(&t.id, "read,assert_user".parse().unwrap(), None)
+        .await
+        .unwrap();
+    let who = s.authenticate(&asserting.secret).await.unwrap().unwrap();
+    assert_eq!(who.user_id, None);
+    assert!(who.scopes.allows(Scope::AssertUser) && !who.scopes.allows(Scope::Write));
+    assert_eq!(who.scopes.to_string(), "read,assert_user");
+    // Admin implies asserting users; read does not.
+    assert!(Scopes::from_iter([Scope::Admin]).allows(Scope::AssertUser));
+    assert!(!read_write().allows(Scope::AssertUser));
+    let listed = s.list_api_keys(&t.id).await.unwrap();
+    assert!(listed.contains(&bound.info) && listed.contains(&asserting.info));
+    for bad in ["", "two words", &"x".repeat(129), "tab\there"] {
+        let e = s
+            .issue_key(
+                &t.id,
+                store::NewKey {
+                    scopes: Scopes::from_iter([Scope::Read]),
+                    label: None,
+                    user_id: Some(bad),
+                },
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                store::StoreError::Invalid {
+                    field: "user_id",
+                    ..
+                }
+            ),
+            "{bad:?}: {e}"
+        );
+    }
 }
 
 async fn unknown_and_malformed_keys_do_not_authenticate(f: &TestStore) {

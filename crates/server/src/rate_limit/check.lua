@@ -6,7 +6,9 @@
 -- ARGV[1]: now in microseconds; 0 = Redis's own clock (TIME), so replicas share one clock.
 -- ARGV[2]: the number of checks n; then six per check: algorithm (1 fixed_window,
 -- 2 sliding_window_log, 3 sliding_window, 4 token_bucket, 5 leaky_bucket), limit, window (us),
--- capacity, cost, shadow (1 or 0).
+-- capacity, cost, shadow (1 or 0). The window algorithms (1-3) admit `capacity` = limit + burst
+-- per window (seed 002's `requests_per_window + burst_allowance`); the buckets (4, 5) hold
+-- `capacity` and refill `limit` per window.
 -- Returns one {allowed, remaining, reset_after_us, retry_after_us} per check decided, in order,
 -- stopping after the first refusal of an enforcing rule (later rules are not charged).
 -- retry_after_us is -1 when the cost exceeds the capacity (never admitted).
@@ -56,7 +58,7 @@ for i = 1, n do
   local allowed, remaining, reset, retry
 
   if kind == 1 then
-    -- Fixed window: aligned windows [k*w, (k+1)*w), each admits `limit`.
+    -- Fixed window: aligned windows [k*w, (k+1)*w), each admits `cap`.
     local st = redis.call('HMGET', key, 'w', 'u')
     local sw = tonumber(st[1]) or 0
     local used = tonumber(st[2]) or 0
@@ -66,14 +68,14 @@ for i = 1, n do
       used = 0
     end
     local until_end = math.max((sw + 1) * w - now, 0)
-    allowed = cost <= limit - used
+    allowed = cost <= cap - used
     if allowed then
       used = used + cost
       redis.call('HSET', key, 'w', sw, 'u', used)
       redis.call('PEXPIRE', key, ttl_ms(until_end))
     end
-    if allowed then retry = 0 elseif cost > limit then retry = NEVER else retry = until_end end
-    remaining = limit - used
+    if allowed then retry = 0 elseif cost > cap then retry = NEVER else retry = until_end end
+    remaining = cap - used
     if used == 0 then reset = 0 else reset = until_end end
 
   elseif kind == 2 then
@@ -91,7 +93,7 @@ for i = 1, n do
       end
       redis.call('ZREMRANGEBYSCORE', logkey, '-inf', t - w)
     end
-    allowed = cost <= limit - sum
+    allowed = cost <= cap - sum
     retry = 0
     if allowed then
       if cost > 0 then
@@ -99,14 +101,14 @@ for i = 1, n do
         redis.call('ZADD', logkey, t, seq .. ':' .. cost)
         sum = sum + cost
       end
-    elseif cost > limit then
+    elseif cost > cap then
       retry = NEVER
     else
       local left = sum
       local entries = redis.call('ZRANGE', logkey, 0, -1, 'WITHSCORES')
       for j = 1, #entries, 2 do
         left = left - tonumber(string.match(entries[j], ':(%d+)$'))
-        if left + cost <= limit then
+        if left + cost <= cap then
           retry = math.max(tonumber(entries[j + 1]) + w - t, 0)
           break
         end
@@ -114,13 +116,13 @@ for i = 1, n do
     end
     local last = redis.call('ZRANGE', logkey, -1, -1, 'WITHSCORES')
     if #last == 2 then reset = math.max(tonumber(last[2]) + w - t, 0) else reset = 0 end
-    remaining = limit - sum
+    remaining = cap - sum
     redis.call('HSET', key, 's', sum, 'l', t, 'q', seq)
     redis.call('PEXPIRE', key, ttl_ms(w))
     if sum > 0 then redis.call('PEXPIRE', logkey, ttl_ms(w)) end
 
   elseif kind == 3 then
-    -- Sliding window counter: prev*(w - e) + cur*w + cost*w <= limit*w.
+    -- Sliding window counter: prev*(w - e) + cur*w + cost*w <= cap*w.
     local st = redis.call('HMGET', key, 'w', 'c', 'p')
     local sw = tonumber(st[1]) or 0
     local cur = tonumber(st[2]) or 0
@@ -137,20 +139,20 @@ for i = 1, n do
     end
     local ws = sw * w
     local elapsed = math.min(math.max(now - ws, 0), w)
-    local budget = limit * w
-    allowed = cost <= limit and prev * (w - elapsed) + cur * w + cost * w <= budget
+    local budget = cap * w
+    allowed = cost <= cap and prev * (w - elapsed) + cur * w + cost * w <= budget
     if allowed then cur = cur + cost end
     local t = ws + elapsed
     if allowed then
       retry = 0
-    elseif cost > limit then
+    elseif cost > cap then
       retry = NEVER
-    elseif cost > limit - cur then
+    elseif cost > cap - cur then
       local e = 0
-      if cur > 0 then e = math.max(w - fdiv((limit - cost) * w, cur), 0) end
+      if cur > 0 then e = math.max(w - fdiv((cap - cost) * w, cur), 0) end
       retry = ws + w + e - t
     else
-      local spare = (limit - cur - cost) * w
+      local spare = (cap - cur - cost) * w
       local e = w - math.min(fdiv(spare, prev), w)
       retry = math.max(ws + e - t, 0)
     end

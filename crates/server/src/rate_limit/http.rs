@@ -10,11 +10,10 @@
 //! - `Retry-After: SECONDS` on a 429 (absent when the request can never fit the rule).
 
 use std::fmt::Write as _;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -29,7 +28,7 @@ const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy")
 const X_LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
 const X_REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
 const X_RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
-/// Names the rule whose `degrade` action applied: the handler may answer more cheaply.
+/// Names the rule whose `degrade` action applied, on an answer the route gave more cheaply.
 pub const DEGRADED: HeaderName = HeaderName::from_static("signalbox-degraded");
 /// The caller's user id, for `user`-scoped rules.
 pub const USER_ID: HeaderName = HeaderName::from_static("x-user-id");
@@ -47,6 +46,12 @@ pub(crate) fn exempt(path: &str) -> bool {
 #[derive(Debug, Clone)]
 pub struct Degraded(pub Arc<str>);
 
+/// Put in a response's extensions (as `Option<AnsweredDegraded>`, so a handler can return
+/// `Extension(None)` for a full answer) by a route that answered a [`Degraded`] request more
+/// cheaply; the middleware then adds `Signalbox-Degraded: RULE`.
+#[derive(Debug, Clone, Copy)]
+pub struct AnsweredDegraded;
+
 pub(crate) async fn middleware(
     State(state): State<AppState>,
     req: Request,
@@ -59,7 +64,7 @@ pub(crate) async fn middleware(
         return next.run(req).await;
     }
     let mut req = req;
-    let user = match user_id(req.headers()) {
+    let asserted = match user_id(req.headers()) {
         Ok(user) => user,
         Err(e) => return e.into_response(),
     };
@@ -77,10 +82,14 @@ pub(crate) async fn middleware(
         req.extensions_mut()
             .insert(crate::extract::Authenticated(principal.clone()));
     }
+    let user = principal
+        .as_ref()
+        .and_then(|p| limited_user(p, asserted.as_deref()));
+    // The address resolved by `client_addr` (the peer, or what trusted proxies report).
     let ip = req
         .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| addr.ip().to_string());
+        .get::<crate::ClientAddr>()
+        .map(|crate::ClientAddr(addr)| addr.to_string());
     let method = req.method().as_str().to_owned();
     let path = req.uri().path().to_owned();
     let facts = RequestFacts {
@@ -105,7 +114,14 @@ pub(crate) async fn middleware(
     }
     let mut response = next.run(req).await;
     write_fields(response.headers_mut(), &verdict, limiter.legacy_headers);
-    if let (Outcome::Degrade, Some(rule)) = (verdict.outcome, &verdict.decided_by) {
+    // Only a route that did answer more cheaply says so; others served the full answer.
+    let answered_degraded = response
+        .extensions()
+        .get::<Option<AnsweredDegraded>>()
+        .is_some_and(Option::is_some);
+    if let (Outcome::Degrade, Some(rule), true) =
+        (verdict.outcome, &verdict.decided_by, answered_degraded)
+    {
         if let Ok(value) = HeaderValue::from_str(rule) {
             response.headers_mut().insert(DEGRADED, value);
         }
@@ -249,6 +265,19 @@ fn write_fields(headers: &mut HeaderMap, verdict: &Verdict, legacy: bool) {
     }
 }
 
+/// Who the `user` rules count a request against: the user the key is bound to; else the
+/// `X-User-Id` the key asserts, if it may (`assert_user`, implied by `admin`); else nobody (the
+/// header of another key is ignored, so a client cannot pick whose quota it spends).
+fn limited_user(principal: &store::Principal, asserted: Option<&str>) -> Option<String> {
+    if let Some(bound) = &principal.user_id {
+        return Some(bound.clone());
+    }
+    if principal.scopes.allows(store::Scope::AssertUser) {
+        return asserted.map(str::to_owned);
+    }
+    None
+}
+
 /// The `X-User-Id` header: 1-128 visible ASCII characters, or absent.
 fn user_id(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(value) = headers.get(USER_ID) else {
@@ -261,7 +290,7 @@ fn user_id(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
         )
     };
     let text = value.to_str().map_err(|_| bad())?.trim();
-    if text.is_empty() || text.len() > 128 || !text.bytes().all(|b| b.is_ascii_graphic()) {
+    if !store::valid_user_id(text) {
         return Err(bad());
     }
     Ok(Some(text.to_owned()))

@@ -23,7 +23,7 @@ use telemetry::Metrics;
 use tokio::sync::Semaphore;
 
 pub(crate) use http::{exempt, field_values, middleware};
-pub use http::{Degraded, DEGRADED, USER_ID};
+pub use http::{AnsweredDegraded, Degraded, DEGRADED, USER_ID};
 pub use limits::Outcome;
 pub use redis::{probe as probe_redis, script_hash as redis_script_hash};
 
@@ -352,18 +352,10 @@ fn failure_policy_name(policy: FailurePolicy) -> &'static str {
 fn check_exact_in_redis(config: &limits::Config) -> Result<(), RateLimitSetupError> {
     for rule in &config.rules {
         let window_secs = rule.window_secs.get();
-        let bucket = matches!(
-            rule.algorithm,
-            limits::AlgorithmKind::TokenBucket | limits::AlgorithmKind::LeakyBucket
-        );
         let quotas = std::iter::once((rule.limit.get(), rule.burst))
             .chain(rule.tiers.values().map(|t| (t.limit.get(), t.burst)));
         for (limit, burst) in quotas {
-            let capacity = if bucket {
-                limit.saturating_add(burst)
-            } else {
-                limit
-            };
+            let capacity = limits::config::capacity(limit, burst);
             if !redis::exact_in_redis(limit, capacity, window_secs) {
                 return Err(RateLimitSetupError::TooLargeForRedis {
                     rule: rule.name.clone(),

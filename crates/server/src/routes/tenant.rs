@@ -25,6 +25,9 @@ pub(crate) struct TenantResponse {
     /// That key's scopes.
     #[schema(value_type = Vec<crate::openapi::ScopeName>)]
     scopes: Scopes,
+    /// The user that key is bound to, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user_id: Option<String>,
 }
 
 /// Who am I: the caller's tenant and key. Any valid key may ask.
@@ -42,6 +45,7 @@ pub(crate) async fn current_tenant(auth: Auth) -> axum::Json<TenantResponse> {
         created_at: crate::rfc3339_ms(p.tenant.created_at_ms),
         key_id: p.key_id.clone(),
         scopes: p.scopes,
+        user_id: p.user_id.clone(),
     })
 }
 
@@ -49,11 +53,16 @@ pub(crate) async fn current_tenant(auth: Auth) -> axum::Json<TenantResponse> {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateKeyRequest {
-    /// At least one of `read`, `write`, `admin`.
+    /// At least one of `read`, `write`, `admin`, `assert_user`. `assert_user` lets the key
+    /// name the user it acts for in `X-User-Id` (per-user rate limits); `admin` implies it.
     #[schema(value_type = Vec<crate::openapi::ScopeName>)]
     scopes: Vec<Scope>,
     /// A note for people (1-100 characters), e.g. where the key is used.
     label: Option<String>,
+    /// Bind the key to one user (1-128 visible ASCII characters): per-user rate limits count
+    /// its requests against this user, whatever `X-User-Id` says.
+    #[schema(min_length = 1, max_length = 128)]
+    user_id: Option<String>,
 }
 
 /// A key as listed: never the secret.
@@ -65,6 +74,8 @@ pub(crate) struct ApiKeyResponse {
     #[schema(value_type = Vec<crate::openapi::ScopeName>)]
     scopes: Scopes,
     label: Option<String>,
+    /// The user the key is bound to, if any.
+    user_id: Option<String>,
     created_at: String,
     /// Set once the key is revoked.
     revoked_at: Option<String>,
@@ -77,6 +88,7 @@ impl From<ApiKeyInfo> for ApiKeyResponse {
             prefix: k.prefix,
             scopes: k.scopes,
             label: k.label,
+            user_id: k.user_id,
             created_at: crate::rfc3339_ms(k.created_at_ms),
             revoked_at: k.revoked_at_ms.map(crate::rfc3339_ms),
         }
@@ -116,7 +128,14 @@ pub(crate) async fn create_key(
     let scopes: Scopes = body.scopes.into_iter().collect();
     let issued = state
         .store()
-        .issue_api_key(auth.tenant_id(), scopes, body.label.as_deref())
+        .issue_key(
+            auth.tenant_id(),
+            store::NewKey {
+                scopes,
+                label: body.label.as_deref(),
+                user_id: body.user_id.as_deref(),
+            },
+        )
         .await?;
     let location = format!("/api/v1/tenant/keys/{}", issued.info.id);
     Ok((

@@ -294,6 +294,9 @@ pub(crate) struct SegmentAnalyticsResponse {
 }
 
 /// How your users spread over the sensitivity segments (read scope).
+///
+/// `timestamp` is when the answer was computed: past the `analytics_requests` rate limit (a `degrade` action) the
+/// tenant's last answer, up to 10 minutes old, is served with `Signalbox-Degraded`.
 #[utoipa::path(get, path = "/api/v1/analytics/weber-segments", tag = "weber", security(("api_key" = [])),
     responses(
         (status = 200, body = SegmentAnalyticsResponse),
@@ -303,9 +306,14 @@ pub(crate) struct SegmentAnalyticsResponse {
 pub(crate) async fn segment_analytics(
     State(state): State<AppState>,
     auth: Auth,
-) -> Result<axum::Json<SegmentAnalyticsResponse>, ApiError> {
+    degraded: Option<axum::Extension<crate::rate_limit::Degraded>>,
+) -> Result<impl axum::response::IntoResponse, ApiError> {
     auth.require(Scope::Read)?;
-    let stats = state.store().weber_segment_stats(auth.tenant_id()).await?;
+    let (answer, served) = state
+        .segment_analytics()
+        .segment_stats(state.store(), auth.tenant_id(), degraded.is_some())
+        .await?;
+    let stats = &answer.stats;
     let total_users: i64 = stats.iter().map(|s| s.users).sum();
     let segments: Vec<SegmentAnalytics> = SensitivitySegment::ALL
         .iter()
@@ -325,10 +333,14 @@ pub(crate) async fn segment_analytics(
             }
         })
         .collect();
-    Ok(axum::Json(SegmentAnalyticsResponse {
-        timestamp: crate::rfc3339_now(),
+    let body = axum::Json(SegmentAnalyticsResponse {
+        timestamp: crate::rfc3339_ms(answer.computed_at_ms),
         total_users,
         segment_distribution: segments.iter().map(|s| (s.segment, s.users)).collect(),
         segments,
-    }))
+    });
+    // Tells the rate-limit middleware this answer is the cheaper one (`Signalbox-Degraded`).
+    let marker =
+        (served == crate::analytics::Served::Cached).then_some(crate::rate_limit::AnsweredDegraded);
+    Ok((axum::Extension(marker), body))
 }

@@ -263,13 +263,15 @@ fn one_rule(kind: &str, limit: u64, window_secs: u64, burst: u64) -> String {
 /// script counts microseconds, so GCRA's emission interval is rounded up to whole ones).
 fn oracle(kind: &str, limit: u64, window_secs: u64, burst: u64) -> AnyAlgorithm {
     let w = window_secs * 1_000_000_000;
+    // Seed 002: a window admits `limit + burst` (requests_per_window + burst_allowance).
+    let capacity = limit + burst;
     match kind {
-        "fixed_window" => AnyAlgorithm::FixedWindow(FixedWindow::new(limit, w).unwrap()),
+        "fixed_window" => AnyAlgorithm::FixedWindow(FixedWindow::new(capacity, w).unwrap()),
         "sliding_window_log" => {
-            AnyAlgorithm::SlidingWindowLog(SlidingWindowLog::new(limit, w).unwrap())
+            AnyAlgorithm::SlidingWindowLog(SlidingWindowLog::new(capacity, w).unwrap())
         }
         "sliding_window" => {
-            AnyAlgorithm::SlidingWindowCounter(SlidingWindowCounter::new(limit, w).unwrap())
+            AnyAlgorithm::SlidingWindowCounter(SlidingWindowCounter::new(capacity, w).unwrap())
         }
         "token_bucket" => {
             AnyAlgorithm::TokenBucket(TokenBucket::new(limit + burst, limit, w).unwrap())
@@ -305,6 +307,7 @@ proptest! {
 
     /// For any request sequence, the script's decisions are the algorithm's: the same
     /// admissions and `remaining`, and times equal up to the script's microsecond resolution.
+    /// The burst counts for every algorithm: a window admits `limit + burst`.
     #[test]
     fn the_redis_script_decides_as_the_algorithms_do(
         kind in 0usize..5,
@@ -605,6 +608,339 @@ action = { kind = "queue", max_queued = 1, max_wait_ms = 5000 }
     assert!(
         body["detail"].as_str().unwrap().contains("queue is full"),
         "{body}"
+    );
+    app.cleanup().await;
+}
+
+// --- the burst rule over HTTP: the shipped rules ----------------------------------------------
+
+#[tokio::test]
+async fn the_shipped_rules_admit_600_requests_a_minute_from_one_address() {
+    // Seed 002's per-IP rule: 500 per minute plus a burst of 100 (the shipped default).
+    let app = TestApp::new(Backend::Sqlite).await;
+    let peer = "198.51.100.20:40000";
+    for i in 0..600 {
+        let reply = app.send(from_peer(peer, "/api/v1/tenant", &[])).await;
+        // No key: the route answers 401, but every request is counted.
+        assert_eq!(reply.status, 401, "request {i}: {}", reply.text());
+    }
+    let refused = app.send(from_peer(peer, "/api/v1/tenant", &[])).await;
+    let body = refused.assert_problem(429, "rate_limited", "/api/v1/tenant");
+    assert_eq!(body["rule"], "ip_requests", "{body}");
+    assert!(
+        header(&refused, "ratelimit-policy").contains("\"ip_requests\";q=600;w=60"),
+        "{:?}",
+        refused.headers
+    );
+    // Another address has its own 600.
+    let other = app
+        .send(from_peer("198.51.100.21:40000", "/api/v1/tenant", &[]))
+        .await;
+    assert_eq!(other.status, 401);
+    app.cleanup().await;
+}
+
+// --- trusted proxies ---------------------------------------------------------------------------
+
+/// Two requests per address, then 429.
+const PER_IP: &str = r#"
+[[rule]]
+name = "per_ip"
+scope = "ip"
+algorithm = "fixed_window"
+limit = 2
+window_secs = 3600
+action = { kind = "reject" }
+"#;
+
+/// A request to `path` arriving from the socket address `peer`, with extra headers.
+fn from_peer(peer: &str, path: &str, headers: &[(&str, &str)]) -> Request<Body> {
+    let mut req = Request::builder().uri(path);
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    let mut req = req.body(Body::empty()).unwrap();
+    let peer: std::net::SocketAddr = peer.parse().unwrap();
+    req.extensions_mut()
+        .insert(axum::extract::ConnectInfo(peer));
+    req
+}
+
+async fn app_behind(proxies: &str, toml: &str) -> TestApp {
+    let config = ServerConfig {
+        rate_limits: settings(toml, RateLimitBackend::Memory),
+        trusted_proxies: proxies.parse().unwrap(),
+        ..ServerConfig::default()
+    };
+    TestApp::with_config(Backend::Sqlite, config).await
+}
+
+#[tokio::test]
+async fn forwarding_headers_from_an_untrusted_peer_change_nothing() {
+    for proxies in ["", "10.0.0.0/8"] {
+        let app = app_behind(proxies, PER_IP).await;
+        let client = "203.0.113.5:5000";
+        // Each request claims another origin; all are the peer's.
+        let spoofs: [&[(&str, &str)]; 3] = [
+            &[("x-forwarded-for", "192.0.2.1")],
+            &[
+                ("forwarded", "for=192.0.2.2"),
+                ("x-forwarded-for", "10.0.0.9"),
+            ],
+            &[("x-forwarded-for", "192.0.2.3, 10.0.0.2")],
+        ];
+        for headers in &spoofs[..2] {
+            let reply = app.send(from_peer(client, "/health/none", headers)).await;
+            assert_eq!(reply.status, 404, "proxies {proxies:?}: {}", reply.text());
+        }
+        app.send(from_peer(client, "/health/none", spoofs[2]))
+            .await
+            .assert_problem(429, "rate_limited", "/health/none");
+        // The spoofed addresses were never charged.
+        let reply = app
+            .send(from_peer("192.0.2.1:1", "/health/none", &[]))
+            .await;
+        assert_eq!(reply.status, 404, "proxies {proxies:?}");
+        assert!(
+            header(&reply, "ratelimit").contains("r=1"),
+            "{:?}",
+            reply.headers
+        );
+        app.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_each_client_has_its_own_budget() {
+    let app = app_behind("10.0.0.0/8, 2001:db8::/32", PER_IP).await;
+    let lb = "10.0.0.2:443";
+    let via =
+        |headers: &'static [(&'static str, &'static str)]| from_peer(lb, "/health/none", headers);
+    // Client .1 twice (the second time with a spoofed left-most entry), then refused.
+    assert_eq!(
+        app.send(via(&[("x-forwarded-for", "198.51.100.1")]))
+            .await
+            .status,
+        404
+    );
+    let spoofed = via(&[("x-forwarded-for", "6.6.6.6, 198.51.100.1, 10.1.1.1")]);
+    assert_eq!(app.send(spoofed).await.status, 404);
+    app.send(via(&[("x-forwarded-for", "198.51.100.1")]))
+        .await
+        .assert_problem(429, "rate_limited", "/health/none");
+    // Other clients behind the same balancer are not affected: X-Forwarded-For and Forwarded.
+    assert_eq!(
+        app.send(via(&[("x-forwarded-for", "198.51.100.2")]))
+            .await
+            .status,
+        404
+    );
+    let forwarded = via(&[("forwarded", r#"for="[2001:db9::7]:4711";proto=https"#)]);
+    assert_eq!(app.send(forwarded).await.status, 404);
+    // A trusted IPv6 proxy forwarding client .2: the same client, its second request.
+    let v6 = from_peer(
+        "[2001:db8::10]:443",
+        "/health/none",
+        &[("x-forwarded-for", "198.51.100.2")],
+    );
+    assert_eq!(app.send(v6).await.status, 404);
+    app.send(via(&[("x-forwarded-for", "198.51.100.2")]))
+        .await
+        .assert_problem(429, "rate_limited", "/health/none");
+    // Malformed headers from the proxy never fail the request: they count against the proxy.
+    for garbage in ["not-an-address", "unknown"] {
+        let reply = app
+            .send(from_peer(
+                lb,
+                "/health/none",
+                &[("x-forwarded-for", garbage)],
+            ))
+            .await;
+        assert_eq!(reply.status, 404, "{garbage}: {}", reply.text());
+    }
+    app.send(via(&[("forwarded", "for=_hidden")]))
+        .await
+        .assert_problem(429, "rate_limited", "/health/none");
+    app.cleanup().await;
+}
+
+// --- user identity -----------------------------------------------------------------------------
+
+/// Two requests per user, then 429.
+const PER_USER: &str = r#"
+[[rule]]
+name = "per_user"
+scope = "user"
+algorithm = "fixed_window"
+limit = 2
+window_secs = 3600
+action = { kind = "reject" }
+"#;
+
+fn as_user(key: &str, user: Option<&str>) -> Request<Body> {
+    let mut req = Request::builder()
+        .uri("/api/v1/tenant")
+        .header("authorization", format!("Bearer {key}"));
+    if let Some(user) = user {
+        req = req.header("x-user-id", user);
+    }
+    req.body(Body::empty()).unwrap()
+}
+
+#[tokio::test]
+async fn x_user_id_counts_only_from_keys_allowed_to_assert_users() {
+    let app = app_with(PER_USER, RateLimitBackend::Memory).await;
+    let (tenant, plain) = app.tenant("t", &[Scope::Read]).await;
+    // A key without `assert_user`: the header is ignored, no user rule applies, never refused.
+    for _ in 0..4 {
+        let reply = app.send(as_user(&plain.secret, Some("ann"))).await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        assert!(
+            reply.headers.get("ratelimit-policy").is_none(),
+            "{:?}",
+            reply.headers
+        );
+    }
+    // A backend key allowed to assert users: ann's own budget, apart from bob's.
+    let backend = app
+        .fixture
+        .store
+        .issue_api_key(
+            &tenant.id,
+            [Scope::Read, Scope::AssertUser].into_iter().collect(),
+            None,
+        )
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        let reply = app.send(as_user(&backend.secret, Some("ann"))).await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        assert_eq!(
+            header(&reply, "ratelimit-policy"),
+            "\"per_user\";q=2;w=3600"
+        );
+    }
+    app.send(as_user(&backend.secret, Some("ann")))
+        .await
+        .assert_problem(429, "rate_limited", "/api/v1/tenant");
+    assert_eq!(
+        app.send(as_user(&backend.secret, Some("bob"))).await.status,
+        200
+    );
+    // Without the header, the backend key names no user.
+    assert_eq!(app.send(as_user(&backend.secret, None)).await.status, 200);
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_key_bound_to_a_user_is_limited_as_that_user_whatever_it_claims() {
+    let app = app_with(PER_USER, RateLimitBackend::Memory).await;
+    let (_, admin) = app.tenant("t", &[Scope::Admin]).await;
+    // Created through the API, bound to carol.
+    let created = app
+        .call(
+            Method::POST,
+            "/api/v1/tenant/keys",
+            Some(&admin.secret),
+            Some(serde_json::json!({"scopes": ["read"], "user_id": "carol"})),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text());
+    let created = created.json();
+    assert_eq!(created["user_id"], "carol", "{created}");
+    let carol_key = created["api_key"].as_str().unwrap().to_owned();
+    let me = app.send(as_user(&carol_key, None)).await;
+    assert_eq!(me.json()["user_id"], "carol");
+    // Claiming another user changes nothing: carol's second request, then her budget is spent.
+    let second = app.send(as_user(&carol_key, Some("dave"))).await;
+    assert_eq!(second.status, 200, "{}", second.text());
+    assert!(header(&second, "ratelimit").starts_with("\"per_user\";r=0;"));
+    app.send(as_user(&carol_key, Some("dave")))
+        .await
+        .assert_problem(429, "rate_limited", "/api/v1/tenant");
+    // dave's own budget is untouched, and an asserting key speaking for carol shares hers.
+    assert_eq!(
+        app.send(as_user(&admin.secret, Some("dave"))).await.status,
+        200
+    );
+    app.send(as_user(&admin.secret, Some("carol")))
+        .await
+        .assert_problem(429, "rate_limited", "/api/v1/tenant");
+    // The binding is listed with the key; a bad user id is refused naming the field.
+    let keys = app
+        .get("/api/v1/tenant/keys", Some(&admin.secret))
+        .await
+        .json();
+    assert!(
+        keys["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|k| k["user_id"] == "carol"),
+        "{keys}"
+    );
+    let bad = app
+        .call(
+            Method::POST,
+            "/api/v1/tenant/keys",
+            Some(&admin.secret),
+            Some(serde_json::json!({"scopes": ["read"], "user_id": "two words"})),
+        )
+        .await;
+    let body = bad.assert_problem(400, "invalid_field", "/api/v1/tenant/keys");
+    assert!(body.to_string().contains("user_id"), "{body}");
+    app.cleanup().await;
+}
+
+// --- the degrade action --------------------------------------------------------------------------
+
+#[tokio::test]
+async fn past_a_degrade_rule_segment_analytics_is_the_last_answer_and_says_so() {
+    let app = app_with(
+        r#"
+[[rule]]
+name = "cheap_analytics"
+scope = "tenant"
+algorithm = "fixed_window"
+limit = 1
+window_secs = 3600
+paths = ["/api/v1/analytics/*", "/api/v1/tenant"]
+action = { kind = "degrade" }
+"#,
+        RateLimitBackend::Memory,
+    )
+    .await;
+    let (tenant, key) = app.tenant("t", &[Scope::Read]).await;
+    let path = "/api/v1/analytics/weber-segments";
+    let first = app.get(path, Some(&key.secret)).await;
+    assert_eq!(first.status, 200, "{}", first.text());
+    assert!(first.headers.get("signalbox-degraded").is_none());
+    assert_eq!(first.json()["total_users"], 0);
+    // A profile arrives; the degraded answer is the last one, without a store query.
+    app.fixture
+        .store
+        .upsert_weber_profiles(&tenant.id, &[crate::weber::profile_record("ann", 0.5)])
+        .await
+        .unwrap();
+    let degraded = app.get(path, Some(&key.secret)).await;
+    assert_eq!(degraded.status, 200, "{}", degraded.text());
+    assert_eq!(header(&degraded, "signalbox-degraded"), "cheap_analytics");
+    assert_eq!(degraded.json()["total_users"], 0, "the last answer");
+    assert_eq!(degraded.json()["timestamp"], first.json()["timestamp"]);
+    // A route with nothing cheaper to give serves the full answer, without the header.
+    let full = app.get("/api/v1/tenant", Some(&key.secret)).await;
+    assert_eq!(full.status, 200);
+    assert!(
+        full.headers.get("signalbox-degraded").is_none(),
+        "{:?}",
+        full.headers
+    );
+    let metrics = app.get("/metrics", None).await.text();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.contains("rule=\"cheap_analytics\"") && l.contains("decision=\"degraded\"")),
+        "{metrics}"
     );
     app.cleanup().await;
 }

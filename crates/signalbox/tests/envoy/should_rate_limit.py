@@ -9,10 +9,11 @@ that tests/envoy_rls.rs gives the server (docs/limits.md, "Envoy"):
     per_tenant  fixed_window, scope tenant, 600 per 60 s       -> 600 per MINUTE
                 (tier free: 10 per 60 s                        -> 10 per MINUTE)
 
-Usage: should_rate_limit.py GRPC_ADDR [--http HTTP_ADDR] [--domain DOMAIN]
+Usage: should_rate_limit.py GRPC_ADDR [--http HTTP_ADDR --key API_KEY] [--domain DOMAIN]
 
 With --http, also checks that a request through signalbox's HTTP API and one through gRPC
-count against the same quota. Prints one line per check and a summary "N passed, M failed";
+count against the same quota (the HTTP request names its user in X-User-Id, so API_KEY must be
+allowed to assert users: the `assert_user` or `admin` scope). Prints one line per check and a summary "N passed, M failed";
 exits 1 if any check failed.
 """
 
@@ -105,6 +106,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("grpc_addr")
     parser.add_argument("--http", dest="http_addr")
+    parser.add_argument("--key", dest="api_key")
     parser.add_argument("--domain", default="signalbox")
     args = parser.parse_args()
 
@@ -173,12 +175,27 @@ def main():
         same(problems, "ratelimit-policy", headers.get("ratelimit-policy"), '"per_user";q=5;w=3600')
         if not headers.get("ratelimit", "").startswith('"per_user";r=0;t='):
             problems.append(f"ratelimit header: got {headers.get('ratelimit')!r}")
+        # Retry-After as the HTTP API's 429 has it: whole seconds (rounded up) until the
+        # fixed window of 3600 s ends.
+        retry = headers.get("retry-after", "")
+        if not (retry.isdigit() and 1 <= int(retry) <= 3600):
+            problems.append(f"retry-after header: got {retry!r}, want 1..3600 seconds")
         return problems
 
     check(
-        "the limit spent: OVER_LIMIT, duration_until_reset > 0, RateLimit headers to add",
+        "the limit spent: OVER_LIMIT, duration_until_reset > 0, RateLimit and Retry-After "
+        "headers to add",
         spent,
     )
+
+    def no_retry_after_when_ok():
+        response = call([descriptor([("user", f"carol-{run}")])])
+        headers = {h.key: h.value for h in response.response_headers_to_add}
+        if "retry-after" in headers:
+            return [f"an OK answer carries retry-after {headers['retry-after']!r}"]
+        return []
+
+    check("an OK answer: no Retry-After", no_retry_after_when_ok)
 
     def two():
         problems = []
@@ -245,7 +262,7 @@ def main():
             problems = []
             request = urllib.request.Request(
                 f"http://{args.http_addr}/api/v1/envoy-shared-quota",
-                headers={"X-User-Id": shared},
+                headers={"X-User-Id": shared, "Authorization": f"Bearer {args.api_key}"},
             )
             try:
                 with urllib.request.urlopen(request, timeout=10) as r:
