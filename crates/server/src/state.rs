@@ -45,6 +45,8 @@ pub struct ServerConfig {
     pub rate_limits: crate::RateLimitSettings,
     /// Where the read caches (Weber profiles) keep their shared Redis layer, if anywhere.
     pub read_caches: crate::ReadCacheSettings,
+    /// Header-read and idle timeouts and the connection cap of [`crate::serve`].
+    pub connections: crate::ConnectionSettings,
 }
 
 impl Default for ServerConfig {
@@ -62,6 +64,7 @@ impl Default for ServerConfig {
             exposures: ExposureSettings::default(),
             rate_limits: crate::RateLimitSettings::default(),
             read_caches: crate::ReadCacheSettings::memory_only(),
+            connections: crate::ConnectionSettings::default(),
         }
     }
 }

@@ -46,6 +46,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/0005_experiments.sql"),
         postgres: include_str!("../migrations/0005_experiments.sql"),
     },
+    Migration {
+        version: 6,
+        name: "void_experiment_events",
+        sqlite: include_str!("../migrations/0006_void_experiment_events.sql"),
+        postgres: include_str!("../migrations/0006_void_experiment_events.sql"),
+    },
 ];
 
 /// The newest schema version this build knows.

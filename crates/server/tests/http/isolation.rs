@@ -296,3 +296,47 @@ async fn created_keys_work_once_shown_and_revocation_is_immediate() {
     after.assert_problem(401, "unauthorized", "/api/v1/tenant");
     app.cleanup().await;
 }
+
+#[tokio::test]
+async fn an_admin_key_cannot_revoke_itself_when_it_is_the_tenants_last() {
+    let app = TestApp::new(Backend::Sqlite).await;
+    let (_tenant, admin) = app.tenant("t", &[Scope::Admin]).await;
+    let own = format!("/api/v1/tenant/keys/{}", admin.info.id);
+    let refused = app
+        .call(Method::DELETE, &own, Some(&admin.secret), None)
+        .await;
+    let body = refused.assert_problem(409, "last_admin_key", &own);
+    assert_eq!(body["key_id"], admin.info.id.as_str());
+    assert!(
+        body["detail"].as_str().unwrap().contains("admin key first"),
+        "{body}"
+    );
+    // Still the tenant's way in.
+    assert_eq!(
+        app.get("/api/v1/tenant", Some(&admin.secret)).await.status,
+        200
+    );
+
+    // With a second admin key, the first may go (itself included); then the second is last.
+    let created = app
+        .call(
+            Method::POST,
+            "/api/v1/tenant/keys",
+            Some(&admin.secret),
+            Some(json!({"scopes": ["admin"]})),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text());
+    let second = created.json();
+    let second_secret = second["api_key"].as_str().unwrap().to_owned();
+    let second_path = format!("/api/v1/tenant/keys/{}", second["id"].as_str().unwrap());
+    let revoked = app
+        .call(Method::DELETE, &own, Some(&admin.secret), None)
+        .await;
+    assert_eq!(revoked.status, 200, "{}", revoked.text());
+    let refused = app
+        .call(Method::DELETE, &second_path, Some(&second_secret), None)
+        .await;
+    refused.assert_problem(409, "last_admin_key", &second_path);
+    app.cleanup().await;
+}
