@@ -97,7 +97,8 @@ pub(crate) struct Inner {
     /// router's own.
     pub openapi_json: std::sync::OnceLock<bytes::Bytes>,
     pub profiles: Arc<ProfilePipeline>,
-    /// Set once by [`AppState::install_forecasts`]; forecast routes answer 503 until then.
+    /// Set once by [`AppState::install_forecasts`]; forecast routes answer 501
+    /// `forecast_model_missing` without it.
     pub forecasts: std::sync::OnceLock<Arc<ForecastService>>,
     pub flags: FlagService,
     pub exposures: Arc<ExposureRecorder>,

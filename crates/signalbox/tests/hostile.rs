@@ -20,6 +20,8 @@ struct Serving {
     child: Child,
     addr: String,
     log: mpsc::Receiver<String>,
+    /// Lines logged up to the address announcement.
+    started: Vec<String>,
 }
 
 impl Serving {
@@ -48,15 +50,20 @@ impl Serving {
                 .unwrap_or_else(|e| {
                     panic!("the server never announced its address ({e}): {seen:?}")
                 });
-            if let Some(rest) = line.split("listening on http://").nth(1) {
-                break rest.trim().to_owned();
-            }
+            let addr = line
+                .split("listening on http://")
+                .nth(1)
+                .map(|rest| rest.trim().to_owned());
             seen.push(line);
+            if let Some(addr) = addr {
+                break addr;
+            }
         };
         Serving {
             child,
             addr,
             log: rx,
+            started: seen,
         }
     }
 
@@ -67,7 +74,7 @@ impl Serving {
         assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
         let status = self.child.wait().unwrap();
         assert!(status.success(), "exit after SIGTERM: {status:?}");
-        let mut lines = Vec::new();
+        let mut lines = std::mem::take(&mut self.started);
         loop {
             match self.log.recv_timeout(Duration::from_secs(30)) {
                 Ok(line) => lines.push(line),

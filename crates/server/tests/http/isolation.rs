@@ -69,9 +69,10 @@ async fn isolation(backend: Backend) {
     for (method, template) in secured_operations(&doc) {
         // Point every path parameter at tenant A's data of that kind.
         let (path, expect) = match template.as_str() {
-            t if t.starts_with("/api/v1/experiments/{key}") => {
-                (t.replace("{key}", "a-exp"), Expect::NotFound)
-            }
+            t if t.starts_with("/api/v1/experiments/{key}") => (
+                t.replace("{key}", "a-exp").replace("{event_id}", "a-event"),
+                Expect::NotFound,
+            ),
             t if t.contains("{key_id}") => (t.replace("{key_id}", &ka.info.id), Expect::NotFound),
             t if t.contains("{user_id}") => (t.replace("{user_id}", a_user), Expect::NotFound),
             t if t.contains("/flags/{key}") => (t.replace("{key}", "a-flag"), Expect::NotFound),
