@@ -108,9 +108,44 @@ pub struct Metric {
     /// Minimum detectable effect: the smallest absolute change of the mean (or rate) worth
     /// detecting; drives the sample size and the sequential test's mixing variance (τ² = MDE²).
     pub minimum_detectable_effect: f64,
+    /// Largest accepted absolute value of one event; `None` means
+    /// [`DEFAULT_MAX_ABS_EVENT_VALUE`]. At most [`MAX_ABS_EVENT_VALUE_LIMIT`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_abs_value: Option<f64>,
 }
 
+/// The bound on one metric event's absolute value when the metric sets none: generous for
+/// counts, amounts in cents and durations in milliseconds, far from where sums lose precision.
+pub const DEFAULT_MAX_ABS_EVENT_VALUE: f64 = 1e9;
+
+/// The largest bound a metric may set. Events are summed per user and squared for variances:
+/// with every value within 1e12, no sum over any realistic number of events (even 1e18 of them)
+/// comes near `f64::MAX`, so an analysis never overflows.
+pub const MAX_ABS_EVENT_VALUE_LIMIT: f64 = 1e12;
+
 impl Metric {
+    /// The largest accepted absolute value of one event of this metric.
+    pub fn value_bound(&self) -> f64 {
+        self.max_abs_value.unwrap_or(DEFAULT_MAX_ABS_EVENT_VALUE)
+    }
+
+    /// Whether one event's value is accepted: finite and within [`Metric::value_bound`]. The
+    /// error says why, for the caller to report per event.
+    pub fn check_event_value(&self, value: f64) -> Result<(), String> {
+        let bound = self.value_bound();
+        if !value.is_finite() {
+            return Err(format!("value must be a finite number, got {value}"));
+        }
+        if value.abs() > bound {
+            return Err(format!(
+                "value {value:e} is outside metric {}'s bound of ±{bound:e} (its \
+                 `max_abs_value`); a value this large is almost certainly an error",
+                self.key
+            ));
+        }
+        Ok(())
+    }
+
     /// A conversion metric.
     pub fn conversion(key: &str, goal: Goal, minimum_detectable_effect: f64) -> Self {
         Self {
@@ -118,6 +153,7 @@ impl Metric {
             kind: MetricKind::Conversion,
             goal,
             minimum_detectable_effect,
+            max_abs_value: None,
         }
     }
 
@@ -128,6 +164,7 @@ impl Metric {
             kind: MetricKind::Value,
             goal,
             minimum_detectable_effect,
+            max_abs_value: None,
         }
     }
 }
@@ -222,6 +259,14 @@ fn validate_metric(metric: &Metric) -> Result<(), ExperimentError> {
             "metric {}: minimum detectable effect must be positive",
             metric.key
         )));
+    }
+    if let Some(bound) = metric.max_abs_value {
+        if !(bound > 0.0 && bound <= MAX_ABS_EVENT_VALUE_LIMIT) {
+            return Err(ExperimentError::Invalid(format!(
+                "metric {}: max_abs_value must be positive and at most {MAX_ABS_EVENT_VALUE_LIMIT:e}",
+                metric.key
+            )));
+        }
     }
     Ok(())
 }

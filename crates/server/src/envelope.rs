@@ -68,7 +68,7 @@ pub(crate) async fn envelope(
     let tenant = ctx.tenant();
     if let Some(problem) = take_problem(&mut response, &method) {
         let _entered = span.enter();
-        if problem.kind.status().is_server_error() {
+        if problem.kind.is_failure() {
             tracing::error!(code = problem.kind.code(), detail = %problem.detail, "request failed");
         } else {
             tracing::debug!(code = problem.kind.code(), detail = %problem.detail, "request rejected");

@@ -25,6 +25,7 @@
 
 mod analytics;
 pub mod client_addr;
+mod connections;
 mod context;
 pub mod envelope;
 pub mod envoy_rls;
@@ -43,7 +44,7 @@ mod readiness;
 mod routes;
 mod state;
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 
 use axum::extract::DefaultBodyLimit;
 use axum::response::IntoResponse;
@@ -51,6 +52,7 @@ use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 
 pub use client_addr::{ClientAddr, TrustedProxies};
+pub use connections::ConnectionSettings;
 pub use exposures::{run_exposure_writer, ExposureRecorder, ExposureSettings};
 pub use profiles::{run_profile_worker, ProfileSettings, PROFILE_ENTRY_BYTES};
 pub use rate_limit::{RateLimitBackend, RateLimitSettings, RateLimiter};
@@ -138,9 +140,10 @@ pub async fn serve(
             }
         })
     });
-    let app = app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let server = axum::serve(listener, app).with_graceful_shutdown(signal);
-    let server = std::pin::pin!(server.into_future());
+    let settings = state.config().connections.clone();
+    let metrics = state.metrics().clone();
+    let server = connections::serve(listener, app(state), settings, metrics, signal);
+    let server = std::pin::pin!(server);
     let deadline = async {
         if stopping_rx.await.is_ok() {
             tokio::time::sleep(grace).await;

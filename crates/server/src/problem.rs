@@ -52,6 +52,7 @@ catalogue! {
     MethodNotAllowed => (METHOD_NOT_ALLOWED, "method_not_allowed", "Method not allowed on this route"),
     Conflict => (CONFLICT, "conflict", "Resource already exists"),
     InvalidState => (CONFLICT, "invalid_state", "The resource is not in a state that allows this"),
+    LastAdminKey => (CONFLICT, "last_admin_key", "This is the tenant's last active admin key"),
     PreconditionFailed => (PRECONDITION_FAILED, "precondition_failed", "The resource changed since it was read"),
     PayloadTooLarge => (PAYLOAD_TOO_LARGE, "payload_too_large", "Request body too large"),
     UnsupportedMediaType => (UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "Unsupported content type"),
@@ -61,6 +62,7 @@ catalogue! {
     Internal => (INTERNAL_SERVER_ERROR, "internal", "Internal server error"),
     Unavailable => (SERVICE_UNAVAILABLE, "unavailable", "A dependency is unavailable"),
     Timeout => (SERVICE_UNAVAILABLE, "timeout", "The request took too long"),
+    ForecastModelMissing => (NOT_IMPLEMENTED, "forecast_model_missing", "This server has no forecast model"),
 }
 
 impl ProblemKind {
@@ -86,6 +88,14 @@ impl ProblemKind {
             s if s.is_client_error() => ProblemKind::InvalidParameter,
             _ => ProblemKind::Internal,
         }
+    }
+}
+
+impl ProblemKind {
+    /// Whether an occurrence means the server failed (logged at ERROR). A 5xx that reports how
+    /// the server is configured, the same every time, is not a failure to alert on.
+    pub fn is_failure(self) -> bool {
+        self.status().is_server_error() && self != ProblemKind::ForecastModelMissing
     }
 }
 
@@ -189,6 +199,15 @@ impl From<store::StoreError> for ApiError {
                 ApiError::new(ProblemKind::Conflict, format!("{what} already exists"))
             }
             E::NotFound { what } => ApiError::not_found(format!("{what} not found")),
+            E::LastAdminKey { key_id, .. } => ApiError::new(
+                ProblemKind::LastAdminKey,
+                format!(
+                    "key {key_id} is this tenant's last active admin key; revoking it would leave \
+                     nobody able to manage the tenant's keys. Create another admin key first \
+                     (POST /api/v1/tenant/keys with scopes [\"admin\"]), then revoke this one"
+                ),
+            )
+            .with("key_id", key_id),
             E::VersionMismatch {
                 what,
                 expected,

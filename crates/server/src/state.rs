@@ -48,6 +48,8 @@ pub struct ServerConfig {
     /// Peers whose `Forwarded` / `X-Forwarded-For` name the client (load balancers, Envoy);
     /// from any other peer those headers are ignored.
     pub trusted_proxies: crate::TrustedProxies,
+    /// Header-read and idle timeouts and the connection cap of [`crate::serve`].
+    pub connections: crate::ConnectionSettings,
 }
 
 impl Default for ServerConfig {
@@ -66,6 +68,7 @@ impl Default for ServerConfig {
             rate_limits: crate::RateLimitSettings::default(),
             read_caches: crate::ReadCacheSettings::memory_only(),
             trusted_proxies: crate::TrustedProxies::none(),
+            connections: crate::ConnectionSettings::default(),
         }
     }
 }
@@ -98,7 +101,8 @@ pub(crate) struct Inner {
     /// router's own.
     pub openapi_json: std::sync::OnceLock<bytes::Bytes>,
     pub profiles: Arc<ProfilePipeline>,
-    /// Set once by [`AppState::install_forecasts`]; forecast routes answer 503 until then.
+    /// Set once by [`AppState::install_forecasts`]; forecast routes answer 501
+    /// `forecast_model_missing` without it.
     pub forecasts: std::sync::OnceLock<Arc<ForecastService>>,
     pub flags: FlagService,
     pub exposures: Arc<ExposureRecorder>,

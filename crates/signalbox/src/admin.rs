@@ -46,9 +46,14 @@ pub enum KeysCommand {
         tenant: String,
     },
     /// Revoke a key. A running server stops accepting it within its auth cache TTL (5s by default).
+    /// The tenant's last active admin key is refused unless --force: without an admin key
+    /// nobody can manage the tenant over the API (recovery: `keys create --scopes admin`).
     Revoke {
         /// The key's id (`key_…`).
         key_id: String,
+        /// Revoke it even if it is the tenant's last active admin key.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -138,14 +143,36 @@ async fn run_keys(store: &store::Store, cmd: KeysCommand) -> anyhow::Result<()> 
                 println!("{}", serde_json::to_string(&k).context("encode key")?);
             }
         }
-        KeysCommand::Revoke { key_id } => {
+        KeysCommand::Revoke { key_id, force } => {
             let Some(owner) = store.operator_key_owner(&key_id).await? else {
                 bail!("key_id: no key '{key_id}'");
             };
-            let key = store
-                .revoke_api_key(&owner, &key_id)
-                .await?
-                .with_context(|| format!("key_id: no key '{key_id}'"))?;
+            let revoked = if force {
+                store.revoke_api_key_allowing_lockout(&owner, &key_id).await
+            } else {
+                store.revoke_api_key(&owner, &key_id).await
+            };
+            let key = match revoked {
+                Err(store::StoreError::LastAdminKey { tenant_id, .. }) => bail!(
+                    "key_id: {key_id} is the last active admin key of tenant {tenant_id}; \
+                     issue another first (signalbox keys create --tenant {tenant_id} --scopes \
+                     admin), or pass --force to lock the tenant out of its admin API"
+                ),
+                other => other?,
+            }
+            .with_context(|| format!("key_id: no key '{key_id}'"))?;
+            if force
+                && !store
+                    .list_api_keys(&owner)
+                    .await?
+                    .iter()
+                    .any(|k| k.revoked_at_ms.is_none() && k.scopes.contains(store::Scope::Admin))
+            {
+                eprintln!(
+                    "warning: tenant {owner} has no active admin key now; issue one with \
+                     `signalbox keys create --tenant {owner} --scopes admin`"
+                );
+            }
             println!("{}", serde_json::to_string(&key).context("encode key")?);
         }
     }

@@ -26,6 +26,9 @@ use serde::Deserialize;
 /// request_timeout = "30s"
 /// shutdown_grace = "30s"
 /// trusted_proxies = ["10.0.0.0/8"]   # Forwarded / X-Forwarded-For believed only from these
+/// header_read_timeout = "10s"        # a request head must arrive within this
+/// idle_timeout = "60s"               # keep-alive connections quiet longer are closed
+/// max_connections = 10000            # more are closed as soon as they are accepted
 ///
 /// [auth]
 /// cache_ttl = "5s"
@@ -174,6 +177,11 @@ pub struct HttpSection {
     pub shutdown_grace: Option<Duration>,
     /// CIDR blocks of the proxies whose forwarding headers name the client.
     pub trusted_proxies: Option<Vec<String>>,
+    #[serde(default, with = "humantime_serde_opt")]
+    pub header_read_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde_opt")]
+    pub idle_timeout: Option<Duration>,
+    pub max_connections: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -256,6 +264,9 @@ mod tests {
             [http]
             request_timeout = "2s"
             body_limit_bytes = 10
+            header_read_timeout = "3s"
+            idle_timeout = "1m"
+            max_connections = 50
             [auth]
             cache_ttl = "500ms"
             [metrics]
@@ -266,6 +277,9 @@ mod tests {
         assert_eq!(c.listen, Some("0.0.0.0:9000".parse().unwrap()));
         assert_eq!(c.log_format, Some(LogFormat::Json));
         assert_eq!(c.http.request_timeout, Some(Duration::from_secs(2)));
+        assert_eq!(c.http.header_read_timeout, Some(Duration::from_secs(3)));
+        assert_eq!(c.http.idle_timeout, Some(Duration::from_secs(60)));
+        assert_eq!(c.http.max_connections, Some(50));
         assert_eq!(c.auth.cache_ttl, Some(Duration::from_millis(500)));
         assert_eq!(c.metrics.tenant_label_limit, Some(3));
     }

@@ -142,7 +142,13 @@ pub fn build_model_dir(
     let data = analog::forecast::parse_csv(csv_text.as_bytes())?;
     let model = ForecastModel::build(&data, options, progress).map_err(|e| anyhow!("{e}"))?;
     let files = model.to_files().map_err(|e| anyhow!("{e}"))?;
-    std::fs::create_dir_all(out)
+    // Owner-only like the rest of the data directory (0700; the files are 0600 temporary
+    // files renamed into place). An existing directory keeps its mode.
+    let mut dir = std::fs::DirBuilder::new();
+    dir.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut dir, 0o700);
+    dir.create(out)
         .with_context(|| format!("--out: cannot create {}", out.display()))?;
     let mut bytes_written = 0u64;
     for (name, bytes) in &files.files {

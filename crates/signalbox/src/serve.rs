@@ -35,6 +35,18 @@ pub struct ServeArgs {
     /// those headers are ignored and the peer is the client [default: none].
     #[arg(long, env = "SIGNALBOX_TRUSTED_PROXIES", value_parser = parse_trusted_proxies, value_name = "CIDR,...")]
     trusted_proxies: Option<server::TrustedProxies>,
+    /// How long a client has to send a complete request head, from its first byte (a new
+    /// connection: from being accepted); slower ones are disconnected [default: 10s].
+    #[arg(long, env = "SIGNALBOX_HEADER_READ_TIMEOUT", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    header_read_timeout: Option<Duration>,
+    /// Keep-alive connections with no request for this long are closed [default: 60s].
+    #[arg(long, env = "SIGNALBOX_IDLE_TIMEOUT", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    idle_timeout: Option<Duration>,
+    /// Most HTTP connections open at once; further ones are closed as soon as they are
+    /// accepted, and counted in http_connections_closed_total{reason="over_limit"}
+    /// [default: 10000].
+    #[arg(long, env = "SIGNALBOX_MAX_CONNECTIONS", value_name = "N")]
+    max_connections: Option<usize>,
     /// How long a verified API key is trusted before the store is asked again; keys revoked by
     /// another process stop working within this time [default: 5s].
     #[arg(long, env = "SIGNALBOX_AUTH_CACHE_TTL", value_parser = humantime::parse_duration, value_name = "DURATION")]
@@ -243,6 +255,38 @@ fn envoy_rls_settings(
     Ok(Some((addr, domain)))
 }
 
+/// The connection limits from flags and the `[http]` section.
+fn connection_settings(
+    args: &ServeArgs,
+    file: &crate::config::FileConfig,
+    defaults: &server::ConnectionSettings,
+) -> anyhow::Result<server::ConnectionSettings> {
+    let settings = server::ConnectionSettings {
+        header_read_timeout: args
+            .header_read_timeout
+            .or(file.http.header_read_timeout)
+            .unwrap_or(defaults.header_read_timeout),
+        idle_timeout: args
+            .idle_timeout
+            .or(file.http.idle_timeout)
+            .unwrap_or(defaults.idle_timeout),
+        max_connections: args
+            .max_connections
+            .or(file.http.max_connections)
+            .unwrap_or(defaults.max_connections),
+    };
+    if settings.header_read_timeout.is_zero() {
+        anyhow::bail!("header read timeout: must be more than zero");
+    }
+    if settings.idle_timeout.is_zero() {
+        anyhow::bail!("idle timeout: must be more than zero");
+    }
+    if !(1..=1_000_000).contains(&settings.max_connections) {
+        anyhow::bail!("max connections: must be 1 to 1000000");
+    }
+    Ok(settings)
+}
+
 /// The read cache's layers from flags and the `[cache]` section.
 fn read_cache_settings(
     args: &ServeArgs,
@@ -316,6 +360,7 @@ pub async fn run(common: Common, args: ServeArgs) -> anyhow::Result<()> {
     let rate_limits = rate_limit_settings(&args, file, &defaults.rate_limits)?;
     let rls = envoy_rls_settings(&args, file, rate_limits.config.is_some())?;
     let read_caches = read_cache_settings(&args, file)?;
+    let connections = connection_settings(&args, file, &defaults.connections)?;
     let config = ServerConfig {
         body_limit_bytes: args
             .body_limit_bytes
@@ -355,6 +400,7 @@ pub async fn run(common: Common, args: ServeArgs) -> anyhow::Result<()> {
         rate_limits,
         read_caches,
         trusted_proxies: trusted_proxies(&args, file)?,
+        connections,
     };
     if config.flag_refresh_interval.is_zero() {
         anyhow::bail!("flag refresh interval: must be more than zero");
@@ -367,6 +413,23 @@ pub async fn run(common: Common, args: ServeArgs) -> anyhow::Result<()> {
         .tenant_label_limit
         .or(file.metrics.tenant_label_limit)
         .unwrap_or(telemetry::MetricsConfig::default().tenant_label_limit);
+
+    // Listeners first: a second server on a taken port fails here, before it migrates a
+    // database, creates the demo tenant or builds the forecast model. Connections that arrive
+    // before serving starts wait in the listen backlog.
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("listen: cannot bind {listen}"))?;
+    let local = listener.local_addr().context("listen: no local address")?;
+    let rls = match rls {
+        None => None,
+        Some((addr, domain)) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("rate-limit gRPC listen: cannot bind {addr}"))?;
+            Some((listener, domain))
+        }
+    };
 
     let store = common.open_store().await?;
     tracing::info!(
@@ -391,7 +454,15 @@ pub async fn run(common: Common, args: ServeArgs) -> anyhow::Result<()> {
     let forecast_dir = match args.forecast_index.or_else(|| file.forecast.index.clone()) {
         Some(dir) => Some((dir, false)),
         None if demo => Some((common.data_dir.join("forecast"), true)),
-        None => None,
+        None => {
+            // Said once here rather than at every request: the routes answer 501
+            // `forecast_model_missing` until a restart with a model.
+            tracing::warn!(
+                "no forecast model: the forecast routes answer 501 forecast_model_missing; build \
+                 one with `signalbox forecast build` and pass --forecast-index DIR"
+            );
+            None
+        }
     };
     if let Some((dir, is_demo)) = forecast_dir {
         let defaults = server::forecasts::ForecastSettings::default();
@@ -413,22 +484,14 @@ pub async fn run(common: Common, args: ServeArgs) -> anyhow::Result<()> {
         .context("forecast: loading panicked")??;
         state.install_forecasts(Arc::new(service));
     }
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("listen: cannot bind {listen}"))?;
-    let local = listener.local_addr().context("listen: no local address")?;
     tracing::info!("listening on http://{local}");
-    // Bound at start, like the HTTP listener, so a taken port stops the start.
     let rls = match rls {
         None => None,
-        Some((addr, domain)) => {
+        Some((listener, domain)) => {
             let limiter = state
                 .rate_limiter()
                 .cloned()
                 .context("rate limits: the Envoy rate-limit service needs rate limits on")?;
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("rate-limit gRPC listen: cannot bind {addr}"))?;
             let local = listener
                 .local_addr()
                 .context("rate-limit gRPC listen: no local address")?;

@@ -35,6 +35,12 @@ pub const MAX_EXPERIMENT_DEFINITION_BYTES: usize = 256 * 1024;
 /// values (which the Mann-Whitney U test needs); above it, as summaries computed in SQL.
 pub const RAW_VALUES_LIMIT: u64 = 100_000;
 
+/// The largest absolute value of a metric event the store keeps or counts (the `flags` crate's
+/// `MAX_ABS_EVENT_VALUE_LIMIT`, the widest bound a metric may set). It keeps every sum and
+/// sum of squares an analysis computes, in SQL or in Rust, far from overflowing; events stored
+/// before the bound existed and beyond it are left out of analyses.
+pub const MAX_EVENT_ABS_VALUE: f64 = 1e12;
+
 /// One evaluation of a flag for a user, as the exposure recorder hands it to the store.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Exposure {
@@ -114,6 +120,25 @@ pub struct ExperimentEvent {
     pub at_ms: i64,
     /// The client's id for the event: a repeat of a stored id is not stored again.
     pub event_id: Option<String>,
+}
+
+/// A stored metric event, as voiding it returns it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredMetricEvent {
+    /// The client's id for the event.
+    pub event_id: String,
+    /// The user (targeting key).
+    pub targeting_key: String,
+    /// The metric's key.
+    pub metric_key: String,
+    /// The value.
+    pub value: f64,
+    /// When it happened (epoch milliseconds).
+    pub at_ms: i64,
+    /// When it was voided (epoch milliseconds); `None` while it counts.
+    pub voided_at_ms: Option<i64>,
+    /// Who voided it (an API key id, or `cli`).
+    pub voided_by: Option<String>,
 }
 
 /// How a batch of metric events fared.
@@ -476,10 +501,10 @@ impl Store {
         for e in events {
             validate_targeting_key("targeting_key", &e.targeting_key)?;
             validate_targeting_key("metric", &e.metric_key)?;
-            if !e.value.is_finite() {
+            if !(e.value.is_finite() && e.value.abs() <= MAX_EVENT_ABS_VALUE) {
                 return Err(StoreError::Invalid {
                     field: "value",
-                    reason: "must be a finite number".to_owned(),
+                    reason: format!("must be a finite number within ±{MAX_EVENT_ABS_VALUE:e}"),
                 });
             }
             if let Some(id) = &e.event_id {
@@ -528,6 +553,62 @@ impl Store {
             stored,
             duplicates: events.len() as u64 - stored,
         })
+    }
+
+    /// Voids one of an experiment's metric events by its client `event_id`: the row stays, with
+    /// when and by whom (`actor`), and no analysis counts it from now on. Voiding twice keeps
+    /// the first record. `None` when the experiment has no event with that id.
+    pub async fn void_experiment_event(
+        &self,
+        tenant_id: &str,
+        experiment_key: &str,
+        event_id: &str,
+        actor: &str,
+        now_ms: i64,
+    ) -> Result<Option<StoredMetricEvent>, StoreError> {
+        if ![tenant_id, experiment_key, event_id]
+            .into_iter()
+            .all(could_be_stored)
+        {
+            return Ok(None);
+        }
+        let _turn = self.write_turn().await;
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE experiment_events SET voided_at_ms = $1, voided_by = $2
+             WHERE tenant_id = $3 AND experiment_key = $4 AND event_id = $5
+               AND voided_at_ms IS NULL",
+        )
+        .bind(now_ms)
+        .bind(actor)
+        .bind(tenant_id)
+        .bind(experiment_key)
+        .bind(event_id)
+        .execute(&mut *tx)
+        .await?;
+        let row = sqlx::query(
+            "SELECT event_id, targeting_key, metric_key, value, at_ms, voided_at_ms, voided_by
+             FROM experiment_events
+             WHERE tenant_id = $1 AND experiment_key = $2 AND event_id = $3",
+        )
+        .bind(tenant_id)
+        .bind(experiment_key)
+        .bind(event_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        row.map(|row| {
+            Ok(StoredMetricEvent {
+                event_id: row.try_get(0)?,
+                targeting_key: row.try_get(1)?,
+                metric_key: row.try_get(2)?,
+                value: row.try_get(3)?,
+                at_ms: row.try_get(4)?,
+                voided_at_ms: row.try_get(5)?,
+                voided_by: row.try_get(6)?,
+            })
+        })
+        .transpose()
     }
 
     /// Reads what an experiment's analysis needs: exposed users per variant and, per metric
@@ -605,7 +686,7 @@ impl Store {
                AND EXISTS (SELECT 1 FROM experiment_events e
                            WHERE e.tenant_id = $1 AND e.experiment_key = $4
                              AND e.metric_key = $5 AND e.targeting_key = x.targeting_key
-                             AND e.value > 0)
+                             AND e.value > 0 AND e.value <= $6 AND e.voided_at_ms IS NULL)
              GROUP BY x.variant",
         )
         .bind(tenant_id)
@@ -613,6 +694,7 @@ impl Store {
         .bind(query.flag_key)
         .bind(query.experiment_key)
         .bind(metric)
+        .bind(MAX_EVENT_ABS_VALUE)
         .fetch_all(&self.pool)
         .await?;
         let mut converted: HashMap<String, u64> = HashMap::new();
@@ -644,6 +726,7 @@ impl Store {
             .bind(query.flag_key)
             .bind(query.experiment_key)
             .bind(metric)
+            .bind(MAX_EVENT_ABS_VALUE)
             .fetch_all(&self.pool)
             .await?;
         let mut values: BTreeMap<String, Vec<f64>> = users
@@ -682,6 +765,7 @@ impl Store {
         .bind(query.flag_key)
         .bind(query.experiment_key)
         .bind(metric)
+        .bind(MAX_EVENT_ABS_VALUE)
         .fetch_all(&self.pool)
         .await?;
         let mut found: HashMap<String, MetricObservations> = HashMap::new();
@@ -712,13 +796,15 @@ impl Store {
 }
 
 /// Each exposed user's variant and value (the sum of their events of one metric, 0 without
-/// any). Parameters: tenant, environment, flag, experiment, metric.
+/// any). Parameters: tenant, environment, flag, experiment, metric, value bound. Voided events
+/// and events beyond the bound (stored before it existed) do not count.
 const PER_USER_VALUES: &str = "SELECT x.variant AS variant, x.targeting_key AS targeting_key,
         CAST(COALESCE(SUM(e.value), 0.0) AS DOUBLE PRECISION) AS v
     FROM flag_exposures x
     LEFT JOIN experiment_events e
         ON e.tenant_id = $1 AND e.experiment_key = $4 AND e.metric_key = $5
        AND e.targeting_key = x.targeting_key
+       AND e.voided_at_ms IS NULL AND ABS(e.value) <= $6
     WHERE x.tenant_id = $1 AND x.environment = $2 AND x.flag_key = $3
     GROUP BY x.variant, x.targeting_key";
 

@@ -46,8 +46,8 @@ use sqlx::{AnyConnection, AnyPool, ConnectOptions, Connection, Executor, Row};
 pub use diff::{json_diff, FieldChange};
 pub use experiments::{
     AnalysisInputs, AnalysisQuery, EventsStored, ExperimentEvent, ExperimentRecord, Exposure,
-    ExposureRecord, MetricObservations, MetricShape, MAX_EXPERIMENT_DEFINITION_BYTES,
-    MAX_TARGETING_KEY_BYTES, RAW_VALUES_LIMIT,
+    ExposureRecord, MetricObservations, MetricShape, StoredMetricEvent, MAX_EVENT_ABS_VALUE,
+    MAX_EXPERIMENT_DEFINITION_BYTES, MAX_TARGETING_KEY_BYTES, RAW_VALUES_LIMIT,
 };
 pub use flags::{
     FlagAction, FlagAuditRecord, FlagRecord, MAX_FLAG_DEFINITION_BYTES, MAX_FLAG_PAGE,
@@ -160,6 +160,10 @@ pub enum StoreError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// Revoking this key would leave the tenant without an active admin key, so nobody could
+    /// manage its keys over the API (HTTP 409 `last_admin_key`).
+    #[error("key {key_id} is the last active admin key of tenant {tenant_id}; issue another admin key first")]
+    LastAdminKey { key_id: String, tenant_id: String },
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
 }
@@ -197,7 +201,7 @@ impl Store {
         sqlx::any::install_default_drivers();
         let backend = Backend::from_url(&options.url)?;
         if backend == Backend::Sqlite {
-            create_sqlite_parent(&options.url)?;
+            prepare_sqlite_file(&options.url)?;
         }
         let schema = match (&options.schema, backend) {
             (Some(schema), Backend::Postgres) => Some(validate_schema(schema)?),
@@ -453,24 +457,86 @@ impl Store {
 
     /// Revokes one of the tenant's keys. Revoking twice keeps the first revocation time.
     /// Returns `None` when the tenant has no such key.
+    ///
+    /// The tenant's last active admin key is not revoked: that would leave nobody able to manage
+    /// the tenant's keys over the API. It fails with [`StoreError::LastAdminKey`]; an operator
+    /// issues another admin key first (`signalbox keys create --scopes admin`), or uses
+    /// [`Store::revoke_api_key_allowing_lockout`]. The check and the revocation are one
+    /// serialised step, so two admins revoking each other's keys at once leave one standing.
     pub async fn revoke_api_key(
         &self,
         tenant_id: &str,
         key_id: &str,
     ) -> Result<Option<ApiKeyInfo>, StoreError> {
+        self.revoke_key(tenant_id, key_id, true).await
+    }
+
+    /// [`Store::revoke_api_key`] without the last-admin rule, for an operator who means to lock
+    /// the tenant out of its admin API (recovery: `signalbox keys create --scopes admin`).
+    pub async fn revoke_api_key_allowing_lockout(
+        &self,
+        tenant_id: &str,
+        key_id: &str,
+    ) -> Result<Option<ApiKeyInfo>, StoreError> {
+        self.revoke_key(tenant_id, key_id, false).await
+    }
+
+    async fn revoke_key(
+        &self,
+        tenant_id: &str,
+        key_id: &str,
+        keep_last_admin: bool,
+    ) -> Result<Option<ApiKeyInfo>, StoreError> {
         if !could_be_stored(key_id) {
             return Ok(None);
         }
-        sqlx::query(
+        let _turn = self.write_turn().await;
+        let mut tx = self.pool.begin().await?;
+        // Touching the tenant's row first serialises its revocations: a row lock on
+        // PostgreSQL (a concurrent revoker waits, then its statement sees this one's commit),
+        // the write lock on SQLite. Without it, two admins revoking each other's keys at once
+        // would each see the other's key still active and leave none.
+        sqlx::query("UPDATE tenants SET name = name WHERE id = $1")
+            .bind(tenant_id)
+            .execute(&mut *tx)
+            .await?;
+        let revoked = sqlx::query(
             "UPDATE api_keys SET revoked_at_ms = $1
-             WHERE tenant_id = $2 AND id = $3 AND revoked_at_ms IS NULL",
+             WHERE tenant_id = $2 AND id = $3 AND revoked_at_ms IS NULL
+               AND ($4 = 0
+                    OR (',' || scopes || ',') NOT LIKE '%,admin,%'
+                    OR EXISTS (SELECT 1 FROM api_keys other
+                               WHERE other.tenant_id = $2 AND other.id <> $3
+                                 AND other.revoked_at_ms IS NULL
+                                 AND (',' || other.scopes || ',') LIKE '%,admin,%'))",
         )
         .bind(now_ms())
         .bind(tenant_id)
         .bind(key_id)
-        .execute(&self.pool)
-        .await?;
-        self.api_key(tenant_id, key_id).await
+        .bind(i64::from(keep_last_admin))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let key = sqlx::query(&format!(
+            "SELECT {KEY_COLUMNS} FROM api_keys WHERE tenant_id = $1 AND id = $2"
+        ))
+        .bind(tenant_id)
+        .bind(key_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .map(|row| key_from_row(&row))
+        .transpose()?;
+        tx.commit().await?;
+        match key {
+            // Still active although it exists: the only reason is the last-admin rule.
+            Some(key) if revoked == 0 && key.revoked_at_ms.is_none() => {
+                Err(StoreError::LastAdminKey {
+                    key_id: key.id,
+                    tenant_id: key.tenant_id,
+                })
+            }
+            key => Ok(key),
+        }
     }
 
     /// Operator lookup for the CLI: which tenant owns a key id, whoever it is.
@@ -585,16 +651,64 @@ fn validate_schema(schema: &str) -> Result<String, StoreError> {
     }
 }
 
-fn create_sqlite_parent(url: &str) -> Result<(), StoreError> {
-    let path = url
+/// Prepares an SQLite database file so that only its owner can read it, whatever the umask:
+/// missing directories are created 0700, a missing database file is created 0600 before
+/// SQLite opens it (SQLite gives its `-wal` and `-shm` files the database file's mode), and
+/// an existing database file and its `-wal`/`-shm` readable by others (made by an older
+/// release) are narrowed to 0600. An existing directory keeps its mode.
+fn prepare_sqlite_file(url: &str) -> Result<(), StoreError> {
+    let rest = url
         .trim_start_matches("sqlite://")
         .trim_start_matches("sqlite:");
-    let path = Path::new(path.split('?').next().unwrap_or_default());
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    if path.is_empty() || path == ":memory:" || query.split('&').any(|p| p == "mode=memory") {
+        return Ok(());
+    }
+    let path = Path::new(path);
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|source| StoreError::DataDir {
-            path: parent.to_owned(),
-            source,
-        })?;
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder
+            .create(parent)
+            .map_err(|source| StoreError::DataDir {
+                path: parent.to_owned(),
+                source,
+            })?;
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let data_dir_error = |path: &Path| {
+            let path = path.to_owned();
+            move |source| StoreError::DataDir { path, source }
+        };
+        // Only where SQLite would create the file anyway (`mode=rwc`).
+        if query.split('&').any(|p| p == "mode=rwc") {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+            {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(data_dir_error(path)(e)),
+            }
+        }
+        for suffix in ["", "-wal", "-shm"] {
+            let mut file = path.as_os_str().to_owned();
+            file.push(suffix);
+            let file = Path::new(&file);
+            let Ok(meta) = std::fs::metadata(file) else {
+                continue;
+            };
+            if meta.is_file() && meta.permissions().mode() & 0o077 != 0 {
+                std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600))
+                    .map_err(data_dir_error(file))?;
+            }
+        }
     }
     Ok(())
 }

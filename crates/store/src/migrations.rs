@@ -52,6 +52,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/0006_key_users.sql"),
         postgres: include_str!("../migrations/0006_key_users.sql"),
     },
+    Migration {
+        version: 7,
+        name: "void_experiment_events",
+        sqlite: include_str!("../migrations/0007_void_experiment_events.sql"),
+        postgres: include_str!("../migrations/0007_void_experiment_events.sql"),
+    },
 ];
 
 /// The newest schema version this build knows.

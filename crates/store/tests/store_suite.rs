@@ -39,6 +39,7 @@ on_both_backends!(
     issued_key_authenticates_and_secret_is_not_stored,
     unknown_and_malformed_keys_do_not_authenticate,
     revoked_key_stops_authenticating,
+    the_last_admin_key_cannot_be_revoked_even_by_concurrent_revokers,
     tenants_cannot_see_or_revoke_each_others_keys,
     issuing_needs_a_tenant_and_a_scope,
     keys_bound_to_a_user_and_allowed_to_assert_users_round_trip,
@@ -223,6 +224,71 @@ async fn revoked_key_stops_authenticating(f: &TestStore) {
         "second revoke keeps the first time"
     );
     assert_eq!(s.revoke_api_key(&t.id, "key_missing").await.unwrap(), None);
+}
+
+async fn the_last_admin_key_cannot_be_revoked_even_by_concurrent_revokers(f: &TestStore) {
+    let s = &f.store;
+    let admin = || Scopes::from_iter([Scope::Admin]);
+    let active_admins = |keys: Vec<store::ApiKeyInfo>| {
+        keys.iter()
+            .filter(|k| k.revoked_at_ms.is_none() && k.scopes.contains(Scope::Admin))
+            .count()
+    };
+    // Two admins revoking each other's keys at the same moment: one wins, one is refused, and
+    // the tenant keeps an admin key. Repeated so the race has chances to go wrong.
+    for round in 0..15 {
+        let t = s
+            .create_tenant(&format!("race-{round}"), Tier::Free)
+            .await
+            .unwrap();
+        let a = s.issue_api_key(&t.id, admin(), None).await.unwrap();
+        let b = s.issue_api_key(&t.id, admin(), None).await.unwrap();
+        let (ra, rb) = tokio::join!(
+            s.revoke_api_key(&t.id, &a.info.id),
+            s.revoke_api_key(&t.id, &b.info.id)
+        );
+        let refused = [&ra, &rb]
+            .iter()
+            .filter(|r| matches!(r, Err(StoreError::LastAdminKey { .. })))
+            .count();
+        let revoked = [&ra, &rb]
+            .iter()
+            .filter(|r| matches!(r, Ok(Some(k)) if k.revoked_at_ms.is_some()))
+            .count();
+        assert_eq!((revoked, refused), (1, 1), "round {round}: {ra:?} {rb:?}");
+        assert_eq!(active_admins(s.list_api_keys(&t.id).await.unwrap()), 1);
+    }
+
+    let t = s.create_tenant("alone", Tier::Free).await.unwrap();
+    let last = s.issue_api_key(&t.id, admin(), None).await.unwrap();
+    let reader = s.issue_api_key(&t.id, read_write(), None).await.unwrap();
+    // Other keys go as before; the last admin key is refused and stays usable.
+    let gone = s.revoke_api_key(&t.id, &reader.info.id).await.unwrap();
+    assert!(gone.unwrap().revoked_at_ms.is_some());
+    match s.revoke_api_key(&t.id, &last.info.id).await {
+        Err(StoreError::LastAdminKey { key_id, tenant_id }) => {
+            assert_eq!((key_id, tenant_id), (last.info.id.clone(), t.id.clone()));
+        }
+        other => panic!("the last admin key was not refused: {other:?}"),
+    }
+    assert!(s.authenticate(&last.secret).await.unwrap().is_some());
+    // Another tenant's admin keys do not count.
+    let other = s.create_tenant("other", Tier::Free).await.unwrap();
+    s.issue_api_key(&other.id, admin(), None).await.unwrap();
+    assert!(s.revoke_api_key(&t.id, &last.info.id).await.is_err());
+    // The operator's deliberate lockout, then the documented recovery.
+    let forced = s
+        .revoke_api_key_allowing_lockout(&t.id, &last.info.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(forced.revoked_at_ms.is_some());
+    assert_eq!(active_admins(s.list_api_keys(&t.id).await.unwrap()), 0);
+    // Revoking it again is still harmless.
+    let again = s.revoke_api_key(&t.id, &last.info.id).await.unwrap();
+    assert_eq!(again.unwrap().revoked_at_ms, forced.revoked_at_ms);
+    s.issue_api_key(&t.id, admin(), None).await.unwrap();
+    assert_eq!(active_admins(s.list_api_keys(&t.id).await.unwrap()), 1);
 }
 
 async fn tenants_cannot_see_or_revoke_each_others_keys(f: &TestStore) {

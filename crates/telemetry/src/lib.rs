@@ -29,6 +29,7 @@
 //! ```
 
 mod cache;
+mod connections;
 mod flags;
 mod forecast;
 mod process;
@@ -49,6 +50,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 pub use cache::CacheMetrics;
+pub use connections::{ConnectionMetrics, OpenConnection};
 pub use flags::{FlagMetrics, FlagRecorder};
 pub use forecast::{ForecastMetrics, SEARCH_BUCKETS};
 pub use rate_limit::RateLimitMetrics;
@@ -150,6 +152,7 @@ pub struct Metrics {
     sizes: Family<SizeLabels, Histogram, Buckets>,
     errors: Family<ErrorLabels, Counter>,
     in_flight: Gauge,
+    connections: ConnectionMetrics,
     weber: WeberMetrics,
     forecast: ForecastMetrics,
     rate_limit: RateLimitMetrics,
@@ -192,6 +195,7 @@ impl Metrics {
             "HTTP requests being served now",
             in_flight.clone(),
         );
+        let connections = ConnectionMetrics::register(&mut registry);
         process::register(&mut registry);
         let weber = WeberMetrics::register(&mut registry);
         let forecast = ForecastMetrics::register(&mut registry);
@@ -205,6 +209,7 @@ impl Metrics {
             sizes,
             errors,
             in_flight,
+            connections,
             weber,
             forecast,
             rate_limit,
@@ -293,6 +298,11 @@ impl Metrics {
             metrics: &self.weber,
             tenants: &self.tenants,
         }
+    }
+
+    /// The HTTP server's connection series (see the `connections` module docs for names).
+    pub fn connections(&self) -> &ConnectionMetrics {
+        &self.connections
     }
 
     /// The rate limiter's series (see the `rate_limit` module docs for names).

@@ -82,6 +82,10 @@ pub(crate) struct MetricBody {
     goal: GoalBody,
     /// Smallest absolute change of the rate (conversion) or mean (value) worth detecting.
     minimum_detectable_effect: f64,
+    /// Largest accepted absolute value of one event, up to 1e12; events beyond it are
+    /// rejected [default: 1e9].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    max_abs_value: Option<f64>,
 }
 
 /// A metric that must not degrade.
@@ -154,6 +158,7 @@ impl From<MetricBody> for Metric {
                 GoalBody::Decrease => Goal::Decrease,
             },
             minimum_detectable_effect: m.minimum_detectable_effect,
+            max_abs_value: m.max_abs_value,
         }
     }
 }
@@ -171,6 +176,7 @@ impl From<&Metric> for MetricBody {
                 Goal::Decrease => GoalBody::Decrease,
             },
             minimum_detectable_effect: m.minimum_detectable_effect,
+            max_abs_value: m.max_abs_value,
         }
     }
 }
@@ -600,7 +606,7 @@ pub(crate) async fn events(
         )
         .with("max_events", MAX_EVENTS_PER_REQUEST));
     }
-    let metrics = metric_keys(&experiment.spec);
+    let metrics = experiment_metrics(&experiment.spec);
     let now = now_ms();
     let mut valid = Vec::with_capacity(items.len());
     let mut rejected = Vec::new();
@@ -636,6 +642,69 @@ pub(crate) async fn events(
         stored: outcome.stored,
         duplicates: outcome.duplicates,
         rejected,
+    }))
+}
+
+/// A metric event that was voided.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct VoidedEventResponse {
+    event_id: String,
+    user: String,
+    metric: String,
+    value: f64,
+    /// When it happened, RFC 3339.
+    timestamp: String,
+    /// When it was voided, RFC 3339 (the first time, if voided again).
+    voided_at: String,
+    /// The id of the API key that voided it.
+    voided_by: Option<String>,
+}
+
+/// Voids one metric event by its `event_id` (admin scope): it stays stored with when and by
+/// which key it was voided, and no result counts it from now on. Voiding again is harmless.
+/// Events sent without an `event_id` cannot be voided one by one.
+#[utoipa::path(delete, path = "/api/v1/experiments/{key}/events/{event_id}", tag = "experiments", security(("api_key" = [])),
+    params(
+        ("key" = String, Path, description = "Experiment key"),
+        ("event_id" = String, Path, description = "The event's `event_id`, as it was sent"),
+    ),
+    responses(
+        (status = 200, description = "The event, now voided", body = VoidedEventResponse),
+        (status = 401, content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 403, content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 404, description = "No such experiment, or no event with this id in it", content_type = "application/problem+json", body = crate::openapi::Problem),
+    ))]
+pub(crate) async fn void_event(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path((key, event_id)): Path<(String, String)>,
+) -> Result<axum::Json<VoidedEventResponse>, ApiError> {
+    auth.require(Scope::Admin)?;
+    let record = load(&state, auth.tenant_id(), &key).await?;
+    let event = state
+        .store()
+        .void_experiment_event(
+            auth.tenant_id(),
+            &record.key,
+            &event_id,
+            &auth.0.key_id,
+            now_ms(),
+        )
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "experiment '{key}' has no event with event_id '{event_id}'"
+            ))
+        })?;
+    tracing::info!(experiment = %record.key, event_id = %event.event_id, key_id = %auth.0.key_id, "metric event voided");
+    Ok(axum::Json(VoidedEventResponse {
+        event_id: event.event_id,
+        user: event.targeting_key,
+        metric: event.metric_key,
+        value: event.value,
+        timestamp: crate::rfc3339_ms(event.at_ms),
+        voided_at: crate::rfc3339_ms(event.voided_at_ms.unwrap_or_default()),
+        voided_by: event.voided_by,
     }))
 }
 
@@ -1278,11 +1347,10 @@ fn check_name(field: &str, value: &str) -> Result<(), ApiError> {
     .with("field", field))
 }
 
-fn metric_keys(spec: &ExperimentSpec) -> Vec<&str> {
+fn experiment_metrics(spec: &ExperimentSpec) -> Vec<&Metric> {
     std::iter::once(&spec.primary_metric)
         .chain(&spec.secondary_metrics)
         .chain(spec.guardrails.iter().map(|g| &g.metric))
-        .map(|m| m.key.as_str())
         .collect()
 }
 
@@ -1291,7 +1359,7 @@ type EventRejection = (Option<String>, Option<&'static str>, String);
 /// Validates one metric event.
 fn parse_event(
     value: Value,
-    metrics: &[&str],
+    metrics: &[&Metric],
     now: i64,
 ) -> Result<ExperimentEvent, EventRejection> {
     let Value::Object(obj) = value else {
@@ -1330,16 +1398,19 @@ fn parse_event(
         }
     };
     let metric = match obj.get("metric") {
-        Some(Value::String(m)) if metrics.contains(&m.as_str()) => m.clone(),
-        Some(Value::String(m)) => {
-            return Err(fail(
-                "metric",
-                format!(
-                    "metric '{m}' is not one of this experiment's metrics ({})",
-                    metrics.join(", ")
-                ),
-            ))
-        }
+        Some(Value::String(m)) => match metrics.iter().find(|metric| metric.key == *m) {
+            Some(metric) => *metric,
+            None => {
+                let keys: Vec<&str> = metrics.iter().map(|metric| metric.key.as_str()).collect();
+                return Err(fail(
+                    "metric",
+                    format!(
+                        "metric '{m}' is not one of this experiment's metrics ({})",
+                        keys.join(", ")
+                    ),
+                ));
+            }
+        },
         _ => {
             return Err(fail(
                 "metric",
@@ -1354,6 +1425,11 @@ fn parse_event(
             .filter(|x| x.is_finite())
             .ok_or_else(|| fail("value", format!("value must be a finite number, got {v}")))?,
     };
+    // Bounded per metric, so that sums and variances can never overflow (a single 1.7e308
+    // once made an experiment's results unanswerable).
+    metric
+        .check_event_value(value)
+        .map_err(|reason| fail("value", reason))?;
     let at_ms = match obj.get("timestamp").filter(|v| !v.is_null()) {
         None => now,
         Some(Value::String(text)) => OffsetDateTime::parse(text, &Rfc3339)
@@ -1374,7 +1450,7 @@ fn parse_event(
     };
     Ok(ExperimentEvent {
         targeting_key: user,
-        metric_key: metric,
+        metric_key: metric.key.clone(),
         value,
         at_ms,
         event_id,
@@ -1413,7 +1489,8 @@ mod tests {
 
     #[test]
     fn events_are_validated_field_by_field() {
-        let metrics = ["checkout"];
+        let checkout = Metric::value("checkout", flags::experiment::Goal::Increase, 1.0);
+        let metrics = [&checkout];
         let ok = parse_event(
             serde_json::json!({"user": "u1", "metric": "checkout", "timestamp": "2026-01-02T03:04:05Z"}),
             &metrics,
@@ -1429,6 +1506,14 @@ mod tests {
             ),
             (
                 serde_json::json!({"user": "u", "metric": "checkout", "value": "x"}),
+                Some("value"),
+            ),
+            (
+                serde_json::json!({"user": "u", "metric": "checkout", "value": 1e30}),
+                Some("value"),
+            ),
+            (
+                serde_json::json!({"user": "u", "metric": "checkout", "value": -1.7e308}),
                 Some("value"),
             ),
             (

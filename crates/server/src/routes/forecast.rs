@@ -54,9 +54,13 @@ pub(crate) struct ForecastQuery {
 
 fn service(state: &AppState) -> Result<&ForecastService, ApiError> {
     state.forecasts().map(|s| &**s).ok_or_else(|| {
+        // Configuration, not an outage: no Retry-After, and not logged per request (serve
+        // warns once at start).
         ApiError::new(
-            ProblemKind::Unavailable,
-            "no forecast model is loaded on this server (see `signalbox serve --forecast-index`)",
+            ProblemKind::ForecastModelMissing,
+            "this server was started without a forecast model; build one with `signalbox \
+             forecast build` and start the server with `--forecast-index DIR` (or with `--demo \
+             true`, which builds the bundled demo data's model)",
         )
     })
 }
@@ -255,7 +259,7 @@ async fn answer(
         (status = 401, content_type = "application/problem+json", body = crate::openapi::Problem),
         (status = 403, content_type = "application/problem+json", body = crate::openapi::Problem),
         (status = 404, description = "Unknown station, or no state at `at` (outside the data or in a gap)", content_type = "application/problem+json", body = crate::openapi::Problem),
-        (status = 503, description = "No forecast model loaded", content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 501, description = "The server has no forecast model (`forecast_model_missing`)", content_type = "application/problem+json", body = crate::openapi::Problem),
     ))]
 pub(crate) async fn forecast_seed(
     State(state): State<AppState>,
@@ -277,7 +281,7 @@ pub(crate) async fn forecast_seed(
         (status = 401, content_type = "application/problem+json", body = crate::openapi::Problem),
         (status = 403, content_type = "application/problem+json", body = crate::openapi::Problem),
         (status = 404, description = "Unknown station, or no state at `at` (outside the data or in a gap)", content_type = "application/problem+json", body = crate::openapi::Problem),
-        (status = 503, description = "No forecast model loaded", content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 501, description = "The server has no forecast model (`forecast_model_missing`)", content_type = "application/problem+json", body = crate::openapi::Problem),
     ))]
 pub(crate) async fn forecast(
     State(state): State<AppState>,
@@ -295,7 +299,7 @@ pub(crate) async fn forecast(
         (status = 200, body = Diagnostics),
         (status = 401, content_type = "application/problem+json", body = crate::openapi::Problem),
         (status = 403, content_type = "application/problem+json", body = crate::openapi::Problem),
-        (status = 503, description = "No forecast model loaded", content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 501, description = "The server has no forecast model (`forecast_model_missing`)", content_type = "application/problem+json", body = crate::openapi::Problem),
     ))]
 pub(crate) async fn diagnostics(
     State(state): State<AppState>,
@@ -344,7 +348,7 @@ pub(crate) struct ModeInfo {
         (status = 200, body = Catalogue),
         (status = 401, content_type = "application/problem+json", body = crate::openapi::Problem),
         (status = 403, content_type = "application/problem+json", body = crate::openapi::Problem),
-        (status = 503, description = "No forecast model loaded", content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 501, description = "The server has no forecast model (`forecast_model_missing`)", content_type = "application/problem+json", body = crate::openapi::Problem),
     ))]
 pub(crate) async fn catalogue(
     State(state): State<AppState>,

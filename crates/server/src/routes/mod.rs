@@ -62,5 +62,6 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(experiments::resume))
         .routes(routes!(experiments::conclude))
         .routes(routes!(experiments::events))
+        .routes(routes!(experiments::void_event))
         .routes(routes!(experiments::results))
 }

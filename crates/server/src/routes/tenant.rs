@@ -187,7 +187,9 @@ pub(crate) async fn get_key(
 }
 
 /// Revokes one of the caller's tenant's keys (admin scope); it stops working at once on this
-/// server. Revoking an already revoked key is harmless. Another tenant's key is 404.
+/// server. Revoking an already revoked key is harmless. Another tenant's key is 404. The
+/// tenant's last active admin key is refused with 409 `last_admin_key` (the caller's own key
+/// included): create another admin key first.
 #[utoipa::path(delete, path = "/api/v1/tenant/keys/{key_id}", tag = "tenant", security(("api_key" = [])),
     params(("key_id" = String, Path, description = "The key's id (`key_…`)")),
     responses(
@@ -195,6 +197,7 @@ pub(crate) async fn get_key(
         (status = 401, content_type = "application/problem+json", body = crate::openapi::Problem),
         (status = 403, content_type = "application/problem+json", body = crate::openapi::Problem),
         (status = 404, content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 409, description = "The tenant's last active admin key (`last_admin_key`)", content_type = "application/problem+json", body = crate::openapi::Problem),
     ))]
 pub(crate) async fn revoke_key(
     State(state): State<AppState>,

@@ -540,3 +540,135 @@ async fn bad_definitions_are_refused_naming_the_field() {
     assert_eq!(listed["experiments"].as_array().unwrap().len(), 1);
     app.cleanup().await;
 }
+
+/// Hostile values: 1e30 and 1.7e308 were accepted, their sum overflowed and the results
+/// answered 422 for good. Now each is refused on its own, the results still compute, and a
+/// wrong event that was accepted can be voided.
+async fn huge_values_are_refused_and_wrong_events_can_be_voided(backend: Backend) {
+    let app = TestApp::new(backend).await;
+    let (tenant, admin) = app.tenant("t", &[Scope::Admin]).await;
+    let writer = app
+        .fixture
+        .store
+        .issue_api_key(&tenant.id, [Scope::Write].into_iter().collect(), None)
+        .await
+        .unwrap();
+    let key = admin.secret.as_str();
+    known_dataset(&app, &tenant.id, key).await;
+
+    let sent = post(
+        &app,
+        "/api/v1/experiments/exp/events",
+        key,
+        Some(json!({"events": [
+            {"user": "g1", "metric": "revenue", "value": 1e30, "event_id": "huge"},
+            {"user": "g2", "metric": "revenue", "value": 1.7e308, "event_id": "max"},
+            {"user": "g3", "metric": "revenue", "value": -1.7e308},
+            {"user": "g0", "metric": "revenue", "value": 1e8, "event_id": "typo"},
+        ]})),
+    )
+    .await;
+    assert_eq!(sent.status, 200, "{}", sent.text());
+    let body = sent.json();
+    assert_eq!(
+        (body["accepted"].clone(), body["stored"].clone()),
+        (json!(1), json!(1))
+    );
+    let rejected = body["rejected"].as_array().unwrap();
+    assert_eq!(rejected.len(), 3, "{body}");
+    for r in rejected {
+        assert_eq!(r["field"], "value", "{r}");
+        assert!(r["reason"].as_str().unwrap().contains("bound"), "{r}");
+    }
+
+    let revenue_mean = |r: &Value, variant: usize| {
+        r["metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["metric"] == "revenue")
+            .unwrap()["variants"][variant]["mean"]
+            .as_f64()
+            .unwrap()
+    };
+    let path = "/api/v1/experiments/exp/results";
+    let reply = app.get(path, Some(key)).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(revenue_mean(&reply.json(), 1), (150.0 + 1e8) / 100.0);
+
+    // Voiding: admin only, by event_id, recorded, and no longer counted.
+    let void = "/api/v1/experiments/exp/events/typo";
+    app.call(Method::DELETE, void, Some(&writer.secret), None)
+        .await
+        .assert_problem(403, "forbidden", void);
+    let voided = app.call(Method::DELETE, void, Some(key), None).await;
+    assert_eq!(voided.status, 200, "{}", voided.text());
+    let voided = voided.json();
+    assert_eq!(voided["value"], 1e8);
+    assert_eq!(voided["voided_by"], admin.info.id.as_str());
+    let again = app.call(Method::DELETE, void, Some(key), None).await.json();
+    assert_eq!(
+        again["voided_at"], voided["voided_at"],
+        "voiding twice is harmless"
+    );
+    let missing = "/api/v1/experiments/exp/events/never-sent";
+    app.call(Method::DELETE, missing, Some(key), None)
+        .await
+        .assert_problem(404, "not_found", missing);
+    let reply = app.get(path, Some(key)).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(revenue_mean(&reply.json(), 1), 1.5);
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn huge_values_are_refused_and_wrong_events_can_be_voided_on_sqlite() {
+    huge_values_are_refused_and_wrong_events_can_be_voided(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn huge_values_are_refused_and_wrong_events_can_be_voided_on_postgres() {
+    huge_values_are_refused_and_wrong_events_can_be_voided(Backend::Postgres).await;
+}
+
+#[tokio::test]
+async fn a_metric_sets_its_own_value_bound_within_the_limit() {
+    let app = TestApp::new(Backend::Sqlite).await;
+    let (_, admin) = app.tenant("t", &[Scope::Admin]).await;
+    let key = admin.secret.as_str();
+    let mut bounded = spec("bounded");
+    bounded["secondary_metrics"][0]["max_abs_value"] = json!(50.0);
+    let created = post(&app, "/api/v1/experiments", key, Some(bounded)).await;
+    assert_eq!(created.status, 201, "{}", created.text());
+    assert_eq!(
+        created.json()["spec"]["secondary_metrics"][0]["max_abs_value"],
+        50.0
+    );
+    post(&app, "/api/v1/experiments/bounded/start", key, None).await;
+    let sent = post(
+        &app,
+        "/api/v1/experiments/bounded/events",
+        key,
+        Some(json!({"events": [
+            {"user": "u1", "metric": "revenue", "value": 50.0},
+            {"user": "u1", "metric": "revenue", "value": -60.0},
+        ]})),
+    )
+    .await
+    .json();
+    assert_eq!(sent["stored"], 1, "{sent}");
+    assert_eq!(sent["rejected"][0]["index"], 1, "{sent}");
+
+    let mut too_wide = spec("too-wide");
+    too_wide["primary_metric"]["max_abs_value"] = json!(1e13);
+    let refused = post(&app, "/api/v1/experiments", key, Some(too_wide)).await;
+    let problem = refused.assert_problem(422, "unprocessable", "/api/v1/experiments");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("max_abs_value"),
+        "{problem}"
+    );
+    app.cleanup().await;
+}

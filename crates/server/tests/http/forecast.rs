@@ -307,7 +307,7 @@ async fn every_bad_parameter_is_named() {
 }
 
 #[tokio::test]
-async fn without_a_model_forecasts_are_unavailable() {
+async fn without_a_model_forecasts_say_so_and_do_not_ask_for_a_retry() {
     let app = TestApp::new(Backend::Sqlite).await;
     let (_, key) = app.tenant("forecaster", &[Scope::Read]).await;
     // A state with no model installed (the test app installs one; build a bare one).
@@ -325,6 +325,28 @@ async fn without_a_model_forecasts_are_unavailable() {
         .body(Body::empty())
         .unwrap();
     let response = tower::ServiceExt::oneshot(router, req).await.unwrap();
-    assert_eq!(response.status(), 503);
+    // Configuration, not a transient outage: 501 naming the cause, and no Retry-After that
+    // would have clients poll forever.
+    assert_eq!(response.status(), 501);
+    assert!(
+        response.headers().get("retry-after").is_none(),
+        "{:?}",
+        response.headers()
+    );
+    let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    let problem: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        problem["type"],
+        "urn:signalbox:problem:forecast_model_missing"
+    );
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("signalbox forecast build"),
+        "{problem}"
+    );
     app.cleanup().await;
 }

@@ -69,9 +69,10 @@ async fn isolation(backend: Backend) {
     for (method, template) in secured_operations(&doc) {
         // Point every path parameter at tenant A's data of that kind.
         let (path, expect) = match template.as_str() {
-            t if t.starts_with("/api/v1/experiments/{key}") => {
-                (t.replace("{key}", "a-exp"), Expect::NotFound)
-            }
+            t if t.starts_with("/api/v1/experiments/{key}") => (
+                t.replace("{key}", "a-exp").replace("{event_id}", "a-event"),
+                Expect::NotFound,
+            ),
             t if t.contains("{key_id}") => (t.replace("{key_id}", &ka.info.id), Expect::NotFound),
             t if t.contains("{user_id}") => (t.replace("{user_id}", a_user), Expect::NotFound),
             t if t.contains("/flags/{key}") => (t.replace("{key}", "a-flag"), Expect::NotFound),
@@ -294,5 +295,49 @@ async fn created_keys_work_once_shown_and_revocation_is_immediate() {
     assert!(revoked.json()["revoked_at"].is_string());
     let after = app.get("/api/v1/tenant", Some(&secret)).await;
     after.assert_problem(401, "unauthorized", "/api/v1/tenant");
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn an_admin_key_cannot_revoke_itself_when_it_is_the_tenants_last() {
+    let app = TestApp::new(Backend::Sqlite).await;
+    let (_tenant, admin) = app.tenant("t", &[Scope::Admin]).await;
+    let own = format!("/api/v1/tenant/keys/{}", admin.info.id);
+    let refused = app
+        .call(Method::DELETE, &own, Some(&admin.secret), None)
+        .await;
+    let body = refused.assert_problem(409, "last_admin_key", &own);
+    assert_eq!(body["key_id"], admin.info.id.as_str());
+    assert!(
+        body["detail"].as_str().unwrap().contains("admin key first"),
+        "{body}"
+    );
+    // Still the tenant's way in.
+    assert_eq!(
+        app.get("/api/v1/tenant", Some(&admin.secret)).await.status,
+        200
+    );
+
+    // With a second admin key, the first may go (itself included); then the second is last.
+    let created = app
+        .call(
+            Method::POST,
+            "/api/v1/tenant/keys",
+            Some(&admin.secret),
+            Some(json!({"scopes": ["admin"]})),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.text());
+    let second = created.json();
+    let second_secret = second["api_key"].as_str().unwrap().to_owned();
+    let second_path = format!("/api/v1/tenant/keys/{}", second["id"].as_str().unwrap());
+    let revoked = app
+        .call(Method::DELETE, &own, Some(&admin.secret), None)
+        .await;
+    assert_eq!(revoked.status, 200, "{}", revoked.text());
+    let refused = app
+        .call(Method::DELETE, &second_path, Some(&second_secret), None)
+        .await;
+    refused.assert_problem(409, "last_admin_key", &second_path);
     app.cleanup().await;
 }

@@ -144,6 +144,25 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// Options for creating a log file: readable and writable by its owner only (0600 on Unix,
+/// whatever the umask), since records hold tenants' data.
+pub(crate) fn private_file() -> OpenOptions {
+    let mut options = OpenOptions::new();
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options
+}
+
+/// Creates `dir` and any missing parents, owner-only (0700 on Unix). An existing directory
+/// keeps its mode: an operator may have chosen it.
+pub(crate) fn create_private_dir_all(dir: &Path) -> std::io::Result<()> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
 pub(crate) fn segment_path(dir: &Path, base: u64) -> PathBuf {
     dir.join(format!("{base:020}{SEGMENT_SUFFIX}"))
 }
@@ -314,7 +333,7 @@ impl Shared {
 
 fn open_blocking(dir: &Path, options: FileLogOptions) -> Result<FileLog, StreamError> {
     options.validate()?;
-    fs::create_dir_all(dir)
+    create_private_dir_all(dir)
         .map_err(|e| StreamError::io(format!("creating {}", dir.display()), e))?;
     let lock_file = take_lock(dir)?;
 
@@ -395,7 +414,7 @@ fn open_blocking(dir: &Path, options: FileLogOptions) -> Result<FileLog, StreamE
 /// process dies, so a crash never leaves a stale lock).
 fn take_lock(dir: &Path) -> Result<File, StreamError> {
     let path = dir.join(LOCK_FILE);
-    let mut file = OpenOptions::new()
+    let mut file = private_file()
         .read(true)
         .write(true)
         .create(true)
@@ -460,7 +479,7 @@ fn list_segments(dir: &Path) -> Result<Vec<SegmentInfo>, StreamError> {
 
 fn create_segment(dir: &Path, base: u64) -> Result<SegmentInfo, StreamError> {
     let path = segment_path(dir, base);
-    let mut file = OpenOptions::new()
+    let mut file = private_file()
         .write(true)
         .create_new(true)
         .open(&path)

@@ -8,7 +8,7 @@
 //! fsync'd, so a crash leaves either the old or the new offset, never a mix.
 
 use std::collections::HashMap;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -74,7 +74,7 @@ fn decode(path: &Path, bytes: &[u8]) -> Result<u64, StreamError> {
 /// every consumer's acked offset.
 pub(crate) fn load_all(dir: &Path) -> Result<HashMap<String, u64>, StreamError> {
     if !dir.exists() {
-        fs::create_dir(dir)
+        super::create_private_dir_all(dir)
             .map_err(|e| StreamError::io(format!("creating {}", dir.display()), e))?;
         if let Some(parent) = dir.parent() {
             sync_dir(parent)?;
@@ -113,7 +113,7 @@ pub(crate) fn store(dir: &Path, name: &str, acked: u64) -> Result<(), StreamErro
     let path = path_for(dir, name);
     let tmp = dir.join(format!("{name}{TMP_SUFFIX}"));
     let write = || -> std::io::Result<()> {
-        let mut f = OpenOptions::new()
+        let mut f = super::private_file()
             .write(true)
             .create(true)
             .truncate(true)

@@ -1,7 +1,7 @@
 //! The writer thread: the only code that writes segments. It group-commits: every request
 //! that arrived while the previous fsync ran goes into the next write and shares its fsync.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -141,7 +141,7 @@ impl Writer {
         self.flush()?;
         let base = self.next_offset;
         let path = segment_path(&self.dir, base);
-        let mut file = OpenOptions::new()
+        let mut file = super::private_file()
             .append(true)
             .create_new(true)
             .open(&path)

@@ -1,0 +1,359 @@
+//! Accepting and serving HTTP/1.1 connections, with limits a hostile client cannot outwait.
+//!
+//! `axum::serve` keeps a connection open for as long as its client likes: a client that sends
+//! half a request head and then nothing (slowloris) holds a socket, a task and a file
+//! descriptor forever, and enough of them exhaust the process. Here every connection is held to:
+//!
+//! - **a header-read timeout**: a request head must be complete within
+//!   [`ConnectionSettings::header_read_timeout`] of its first byte (for a new connection, of
+//!   the connection being accepted);
+//! - **an idle timeout**: a keep-alive connection with no request in flight and no byte of a
+//!   new one is closed after [`ConnectionSettings::idle_timeout`];
+//! - **a connection cap**: past [`ConnectionSettings::max_connections`] open connections, a new
+//!   one is accepted and closed at once (counted), rather than left in the kernel's backlog,
+//!   where it would wait unseen and unmeasured while the slots it waits for may be held by the
+//!   very clients being defended against.
+//!
+//! A request in flight (from its head being read until its response body is finished or
+//! dropped) is not limited here: its handler runs under the envelope's request timeout, and
+//! event streams send keep-alive comments. hyper's own `header_read_timeout` is not used,
+//! because its timer also runs while a keep-alive connection waits for its next request, which
+//! would make the idle timeout and the header timeout one setting.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::extract::ConnectInfo;
+use hyper::body::{Body as HttpBody, Frame, SizeHint};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
+
+/// Connection limits; see the module docs.
+#[derive(Debug, Clone)]
+pub struct ConnectionSettings {
+    /// How long a client has to send a complete request head, from its first byte (or, for a
+    /// connection's first request, from the connection being accepted).
+    pub header_read_timeout: Duration,
+    /// How long a keep-alive connection may sit with no request in flight and no byte of a
+    /// new one.
+    pub idle_timeout: Duration,
+    /// Most connections open at once; further ones are closed as soon as they are accepted.
+    pub max_connections: usize,
+}
+
+impl Default for ConnectionSettings {
+    fn default() -> Self {
+        ConnectionSettings {
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 10_000,
+        }
+    }
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, then stops accepting, lets
+/// in-flight requests finish (idle connections close at once) and returns when every
+/// connection has closed. The caller bounds that wait.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    router: axum::Router,
+    settings: ConnectionSettings,
+    metrics: Arc<telemetry::Metrics>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let permits = Arc::new(tokio::sync::Semaphore::new(settings.max_connections));
+    // `draining` turns true on shutdown; every connection task holds a receiver, so the
+    // sender's `closed()` is "every connection has ended".
+    let (drain_tx, drain_rx) = tokio::sync::watch::channel(false);
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, remote) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) if is_connection_error(&e) => continue,
+                Err(e) => {
+                    // Out of file descriptors or similar: accepting again at once would spin.
+                    tracing::error!(error = %e, "cannot accept a connection; retrying in 1 s");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            metrics.connections().closed("over_limit");
+            tracing::debug!(%remote, "connection refused: at the connection cap");
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let connection = Connection {
+            stream,
+            remote,
+            router: router.clone(),
+            settings: settings.clone(),
+            metrics: metrics.clone(),
+            draining: drain_rx.clone(),
+        };
+        tokio::spawn(async move {
+            connection.run().await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    let _ = drain_tx.send(true);
+    drop(drain_rx);
+    drain_tx.closed().await;
+    Ok(())
+}
+
+/// Errors that concern one connection only (the client gave up before we accepted it).
+fn is_connection_error(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::ConnectionRefused
+            | std::io::ErrorKind::ConnectionAborted
+            | std::io::ErrorKind::ConnectionReset
+    )
+}
+
+struct Connection {
+    stream: TcpStream,
+    remote: SocketAddr,
+    router: axum::Router,
+    settings: ConnectionSettings,
+    metrics: Arc<telemetry::Metrics>,
+    draining: tokio::sync::watch::Receiver<bool>,
+}
+
+impl Connection {
+    async fn run(mut self) {
+        let open = self.metrics.connections().opened();
+        let activity = Arc::new(Activity::new(Instant::now()));
+        let io = TokioIo::new(Watched {
+            inner: self.stream,
+            activity: activity.clone(),
+        });
+        let service = hyper::service::service_fn({
+            let (router, activity, remote) = (self.router, activity.clone(), self.remote);
+            move |mut request: http::Request<hyper::body::Incoming>| {
+                let guard = activity.request_started();
+                request.extensions_mut().insert(ConnectInfo(remote));
+                let call = tower::ServiceExt::oneshot(router.clone(), request);
+                async move {
+                    let response = call.await?;
+                    Ok::<_, std::convert::Infallible>(response.map(|body| {
+                        axum::body::Body::new(Tracked {
+                            body,
+                            _guard: guard,
+                        })
+                    }))
+                }
+            }
+        });
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        // The head deadline is enforced below; hyper's own would also cut idle connections.
+        builder.header_read_timeout(None);
+        let mut conn = std::pin::pin!(builder.serve_connection(io, service));
+        let mut draining = false;
+        let mut check_at = activity.deadline(&self.settings);
+        loop {
+            tokio::select! {
+                result = conn.as_mut() => {
+                    if let Err(e) = result {
+                        tracing::debug!(remote = %self.remote, error = %e, "connection ended with an error");
+                    }
+                    break;
+                }
+                changed = self.draining.changed(), if !draining => {
+                    draining = true;
+                    if changed.is_ok() {
+                        conn.as_mut().graceful_shutdown();
+                    }
+                }
+                () = tokio::time::sleep_until(check_at) => {
+                    match activity.verdict(Instant::now(), &self.settings) {
+                        Verdict::Open { check_at: next } => check_at = next,
+                        Verdict::Close(reason) => {
+                            tracing::debug!(remote = %self.remote, reason, "closing the connection");
+                            self.metrics.connections().closed(reason);
+                            // Dropping the connection closes the socket.
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        drop(open);
+    }
+}
+
+/// What a connection is doing, shared by its socket, its requests and its watchdog.
+struct Activity(Mutex<ActivityState>);
+
+struct ActivityState {
+    /// Requests whose response has not been finished or dropped yet.
+    in_flight: usize,
+    /// When the request head being read started arriving; `None` while none is.
+    head_since: Option<Instant>,
+    /// When the connection last had nothing in flight.
+    idle_since: Instant,
+}
+
+enum Verdict {
+    Open { check_at: Instant },
+    Close(&'static str),
+}
+
+impl Activity {
+    fn new(accepted: Instant) -> Activity {
+        Activity(Mutex::new(ActivityState {
+            in_flight: 0,
+            // A new connection owes its first request head from the moment it is accepted, so
+            // a client that connects and sends nothing is held to the header timeout too.
+            head_since: Some(accepted),
+            idle_since: accepted,
+        }))
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, ActivityState> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn bytes_read(&self) {
+        let mut state = self.state();
+        if state.in_flight == 0 && state.head_since.is_none() {
+            state.head_since = Some(Instant::now());
+        }
+    }
+
+    fn request_started(self: &Arc<Self>) -> RequestGuard {
+        let mut state = self.state();
+        state.in_flight += 1;
+        state.head_since = None;
+        RequestGuard(self.clone())
+    }
+
+    fn deadline(&self, settings: &ConnectionSettings) -> Instant {
+        match self.verdict(Instant::now(), settings) {
+            Verdict::Open { check_at } => check_at,
+            Verdict::Close(_) => Instant::now(),
+        }
+    }
+
+    fn verdict(&self, now: Instant, settings: &ConnectionSettings) -> Verdict {
+        let state = self.state();
+        if state.in_flight > 0 {
+            // Not limited here; look again later in case it finishes and goes quiet.
+            return Verdict::Open {
+                check_at: now + settings.idle_timeout,
+            };
+        }
+        let (since, limit, reason) = match state.head_since {
+            Some(since) => (since, settings.header_read_timeout, "header_timeout"),
+            None => (state.idle_since, settings.idle_timeout, "idle_timeout"),
+        };
+        let deadline = since + limit;
+        if now >= deadline {
+            Verdict::Close(reason)
+        } else {
+            Verdict::Open { check_at: deadline }
+        }
+    }
+}
+
+/// Marks a request in flight until its response body is finished or dropped.
+struct RequestGuard(Arc<Activity>);
+
+impl Drop for RequestGuard {
+    fn drop(&mut self) {
+        let mut state = self.0.state();
+        state.in_flight = state.in_flight.saturating_sub(1);
+        if state.in_flight == 0 {
+            state.idle_since = Instant::now();
+        }
+    }
+}
+
+/// A response body that holds its request's [`RequestGuard`] until it is dropped.
+struct Tracked {
+    body: axum::body::Body,
+    _guard: RequestGuard,
+}
+
+impl HttpBody for Tracked {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// The socket, noting when bytes of a new request head arrive.
+struct Watched {
+    inner: TcpStream,
+    activity: Arc<Activity>,
+}
+
+impl AsyncRead for Watched {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let result = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.activity.bytes_read();
+        }
+        result
+    }
+}
+
+impl AsyncWrite for Watched {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
