@@ -39,6 +39,18 @@ fn invalid_specs_are_refused() {
             Box::new(|s| s.primary_metric.minimum_detectable_effect = 0.0),
         ),
         ("empty key", Box::new(|s| s.key.clear())),
+        (
+            "bound beyond the limit",
+            Box::new(|s| s.primary_metric.max_abs_value = Some(MAX_ABS_EVENT_VALUE_LIMIT * 10.0)),
+        ),
+        (
+            "zero bound",
+            Box::new(|s| s.primary_metric.max_abs_value = Some(0.0)),
+        ),
+        (
+            "NaN bound",
+            Box::new(|s| s.primary_metric.max_abs_value = Some(f64::NAN)),
+        ),
     ];
     for (name, mutate) in cases {
         let mut s = spec();
@@ -122,4 +134,39 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn event_values_are_bounded_per_metric() {
+    let default = Metric::value("revenue", Goal::Increase, 1.0);
+    assert_eq!(default.value_bound(), DEFAULT_MAX_ABS_EVENT_VALUE);
+    for ok in [
+        0.0,
+        -1.0,
+        42.5,
+        DEFAULT_MAX_ABS_EVENT_VALUE,
+        -DEFAULT_MAX_ABS_EVENT_VALUE,
+    ] {
+        assert!(default.check_event_value(ok).is_ok(), "{ok}");
+    }
+    // The values hostile testing sent, which once overflowed a sum.
+    for bad in [1e30, 1.7e308, -1.7e308, f64::MAX, f64::INFINITY, f64::NAN] {
+        let reason = default.check_event_value(bad).unwrap_err();
+        assert!(
+            reason.contains("revenue") || reason.contains("finite"),
+            "{reason}"
+        );
+    }
+    let tight = Metric {
+        max_abs_value: Some(50.0),
+        ..default
+    };
+    assert!(tight.check_event_value(50.0).is_ok());
+    assert!(tight.check_event_value(-50.5).is_err());
+    // Stored definitions from before bounds existed read back with the default.
+    let old: Metric = serde_json::from_str(
+        r#"{"key":"revenue","kind":"value","goal":"increase","minimum_detectable_effect":1.0}"#,
+    )
+    .unwrap();
+    assert_eq!(old.max_abs_value, None);
 }
