@@ -119,7 +119,9 @@ impl Bus {
             origin: rand_origin(),
             channel,
             heartbeat: heartbeat.max(Duration::from_millis(10)),
-            op_timeout,
+            // Not the reads' tight deadline: a publish or subscribe that is merely slow (a
+            // starved machine) is better waited for than retried, up to a heartbeat.
+            op_timeout: op_timeout.max(heartbeat),
             retry_after,
             live: AtomicBool::new(false),
             pending: Mutex::new(Pending::default()),

@@ -320,13 +320,16 @@ impl TieredCache {
     {
         profile.validate()?;
         let inner = &self.inner;
-        if inner.uses_l1(profile) {
-            if let Some(entry) = inner.l1.get(key).await {
-                bump(&inner.counters.l1.hits);
-                if entry.claim_refresh(Instant::now()) {
-                    inner.spawn_refresh(key, profile, loader);
+        if inner.wants_l1(profile) {
+            // While a bus is down, L1 is not asked: the read counts as an L1 miss.
+            if inner.uses_l1(profile) {
+                if let Some(entry) = inner.l1.get(key).await {
+                    bump(&inner.counters.l1.hits);
+                    if entry.claim_refresh(Instant::now()) {
+                        inner.spawn_refresh(key, profile, loader);
+                    }
+                    return Ok(entry.0.value.clone());
                 }
-                return Ok(entry.0.value.clone());
             }
             bump(&inner.counters.l1.misses);
         }
@@ -484,7 +487,12 @@ impl Inner {
     /// With an invalidation bus, L1 is used only while its subscription is live: otherwise
     /// another process's change may have gone unheard.
     fn uses_l1(&self, profile: &CacheProfile) -> bool {
-        (profile.layers.l1 || self.l2.is_none()) && self.bus.as_ref().is_none_or(|bus| bus.live())
+        self.wants_l1(profile) && self.bus.as_ref().is_none_or(|bus| bus.live())
+    }
+
+    /// Whether values of this profile belong in L1 at all (whatever the bus's state).
+    fn wants_l1(&self, profile: &CacheProfile) -> bool {
+        profile.layers.l1 || self.l2.is_none()
     }
 
     /// Queues an invalidation for the other processes, if there is a bus.

@@ -34,6 +34,7 @@ use serde::Deserialize;
 ///
 /// [weber]
 /// event_log = "file"          # or "nats" (JetStream at nats_url)
+/// event_log_stream = "signalbox_interactions"   # the JetStream stream (nats only)
 /// profile_cache_ttl = "30s"
 /// profile_cache_capacity = 200000   # 0: no read cache
 ///
@@ -148,6 +149,7 @@ pub struct ForecastSection {
 #[serde(deny_unknown_fields)]
 pub struct WeberSection {
     pub event_log: Option<EventLogKind>,
+    pub event_log_stream: Option<String>,
     #[serde(default, with = "humantime_serde_opt")]
     pub profile_cache_ttl: Option<Duration>,
     pub profile_cache_capacity: Option<u64>,
