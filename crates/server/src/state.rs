@@ -45,6 +45,8 @@ pub struct ServerConfig {
     pub rate_limits: crate::RateLimitSettings,
     /// Where the read caches (Weber profiles) keep their shared Redis layer, if anywhere.
     pub read_caches: crate::ReadCacheSettings,
+    /// Which browser origins may call the API (CORS); none by default.
+    pub cors: crate::CorsSettings,
 }
 
 impl Default for ServerConfig {
@@ -62,6 +64,7 @@ impl Default for ServerConfig {
             exposures: ExposureSettings::default(),
             rate_limits: crate::RateLimitSettings::default(),
             read_caches: crate::ReadCacheSettings::memory_only(),
+            cors: crate::CorsSettings::default(),
         }
     }
 }
@@ -75,6 +78,9 @@ pub enum SetupError {
     /// A read cache cannot be built (its Redis URL does not parse).
     #[error("read cache: {0}")]
     ReadCache(#[from] cache::CacheError),
+    /// A configured CORS origin cannot be used.
+    #[error(transparent)]
+    Cors(#[from] crate::cors::CorsOriginError),
 }
 
 /// Shared state, cheap to clone (everything is behind `Arc`s or is a pool handle).
@@ -115,6 +121,7 @@ impl AppState {
         config: ServerConfig,
         events: stream::EventLog,
     ) -> Result<AppState, SetupError> {
+        config.cors.validate()?;
         let rate_limiter = RateLimiter::new(&config.rate_limits, metrics.clone())?.map(Arc::new);
         let auth_cache = Cache::builder()
             .max_capacity(100_000)

@@ -42,6 +42,10 @@ use serde::Deserialize;
 /// backend = "redis"                  # or "memory" (default); redis needs redis_url
 /// key_prefix = "signalbox:cache:"
 ///
+/// [cors]
+/// allow_origins = ["https://app.example.com"]   # or ["*"]; default: none (CORS off)
+/// max_age = "10m"
+///
 /// [forecast]
 /// index = "/srv/signalbox/forecast"   # default: DATA_DIR/forecast (demo model)
 /// cache_ttl = "10m"
@@ -87,6 +91,17 @@ pub struct FileConfig {
     pub rate_limits: RateLimitsSection,
     #[serde(default)]
     pub cache: CacheSection,
+    #[serde(default)]
+    pub cors: CorsSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CorsSection {
+    #[serde(default)]
+    pub allow_origins: Vec<String>,
+    #[serde(default, with = "humantime_serde_opt")]
+    pub max_age: Option<Duration>,
 }
 
 #[derive(Debug, Default, Deserialize)]

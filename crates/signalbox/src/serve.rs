@@ -114,6 +114,20 @@ pub struct ServeArgs {
     /// The domain Envoy's rate-limit requests must name [default: signalbox].
     #[arg(long, env = "SIGNALBOX_RATE_LIMIT_GRPC_DOMAIN", value_name = "DOMAIN")]
     rate_limit_grpc_domain: Option<String>,
+    /// A browser origin allowed to call the API (CORS), exactly as browsers send it
+    /// (`https://app.example.com`, `http://127.0.0.1:3000`), or `*` for any; repeat the flag or
+    /// separate with commas. Preflights are answered without a key; `ETag` and the rate-limit
+    /// headers are exposed to scripts [default: none, CORS off].
+    #[arg(
+        long = "cors-allow-origin",
+        env = "SIGNALBOX_CORS_ALLOW_ORIGINS",
+        value_delimiter = ',',
+        value_name = "ORIGIN"
+    )]
+    cors_allow_origins: Vec<String>,
+    /// How long browsers may reuse a preflight answer [default: 10m].
+    #[arg(long, env = "SIGNALBOX_CORS_MAX_AGE", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    cors_max_age: Option<Duration>,
     /// Create a `demo` tenant on first start and write its key to DATA_DIR/demo-tenant.json
     /// [default: true on the embedded database, false on PostgreSQL].
     #[arg(long, env = "SIGNALBOX_DEMO", value_name = "BOOL")]
@@ -296,6 +310,19 @@ pub async fn run(common: Common, args: ServeArgs) -> anyhow::Result<()> {
     let rate_limits = rate_limit_settings(&args, file, &defaults.rate_limits)?;
     let rls = envoy_rls_settings(&args, file, rate_limits.config.is_some())?;
     let read_caches = read_cache_settings(&args, file)?;
+    let cors = server::CorsSettings {
+        allowed_origins: if args.cors_allow_origins.is_empty() {
+            file.cors.allow_origins.clone()
+        } else {
+            args.cors_allow_origins.clone()
+        },
+        max_age: args
+            .cors_max_age
+            .or(file.cors.max_age)
+            .unwrap_or(defaults.cors.max_age),
+    };
+    cors.validate()
+        .map_err(|e| anyhow::anyhow!("cors allow origin: {e}"))?;
     let config = ServerConfig {
         body_limit_bytes: args
             .body_limit_bytes
@@ -334,6 +361,7 @@ pub async fn run(common: Common, args: ServeArgs) -> anyhow::Result<()> {
         exposures: defaults.exposures.clone(),
         rate_limits,
         read_caches,
+        cors,
     };
     if config.flag_refresh_interval.is_zero() {
         anyhow::bail!("flag refresh interval: must be more than zero");
