@@ -372,7 +372,9 @@ impl Bus {
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // Every critical section is a push or a swap: the state stays consistent after a panic.
-    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// A random instance id (std's randomly seeded hasher, so no RNG dependency).

@@ -58,7 +58,10 @@ async fn eventually(what: &str, mut condition: impl AsyncFnMut() -> bool) -> Dur
 
 async fn live(caches: &[&TieredCache]) {
     for cache in caches {
-        eventually("the bus to subscribe", async || cache.invalidation_bus_live()).await;
+        eventually("the bus to subscribe", async || {
+            cache.invalidation_bus_live()
+        })
+        .await;
     }
 }
 
@@ -94,7 +97,10 @@ async fn a_write_through_on_one_replica_drops_the_other_replicas_copy() {
     let calls = Arc::new(AtomicUsize::new(0));
     a.insert("k", &p, Bytes::from_static(b"v1")).await.unwrap();
     // (A message still on its way would keep B's first read from staying in memory.)
-    eventually("B to hear of A's write", async || b.stats().bus.received >= 1).await;
+    eventually("B to hear of A's write", async || {
+        b.stats().bus.received >= 1
+    })
+    .await;
     assert_eq!(read(&b, "k", &calls).await, "v1");
     // B now answers from its memory.
     let hits = b.stats().l1.hits;
@@ -189,7 +195,10 @@ async fn a_load_on_one_replica_never_puts_back_a_value_older_than_the_others_wri
     a.insert("k", &p, Bytes::from_static(b"written"))
         .await
         .unwrap();
-    eventually("B to hear of A's write", async || b.stats().bus.received >= 1).await;
+    eventually("B to hear of A's write", async || {
+        b.stats().bus.received >= 1
+    })
+    .await;
     release.notify_one();
     assert_eq!(load.await.unwrap().unwrap(), "read before the change");
     assert!(b.stats().stale_discarded >= 1);

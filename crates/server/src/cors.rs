@@ -153,9 +153,11 @@ mod tests {
     fn origins_must_be_exact_or_a_lone_star() {
         assert!(settings(&[]).validate().is_ok());
         assert!(settings(&["*"]).validate().is_ok());
-        assert!(settings(&["https://app.example.com", "http://127.0.0.1:3000"])
-            .validate()
-            .is_ok());
+        assert!(
+            settings(&["https://app.example.com", "http://127.0.0.1:3000"])
+                .validate()
+                .is_ok()
+        );
         for (bad, reason) in [
             (&["*", "https://a.example"][..], "only"),
             (&["app.example.com"][..], "scheme://"),

@@ -190,9 +190,9 @@ fn the_openfeature_web_sdk_evaluates_flags_from_another_origin_in_chromium() {
     ));
     let tenant = created[0]["tenant_id"].as_str().unwrap().to_owned();
     let key_with = |scopes: &str| {
-        json_lines(&run_ok(signalbox(dir.path()).args([
-            "keys", "create", "--tenant", &tenant, "--scopes", scopes,
-        ])))[0]["api_key"]
+        json_lines(&run_ok(
+            signalbox(dir.path()).args(["keys", "create", "--tenant", &tenant, "--scopes", scopes]),
+        ))[0]["api_key"]
             .as_str()
             .unwrap()
             .to_owned()
@@ -217,10 +217,7 @@ fn the_openfeature_web_sdk_evaluates_flags_from_another_origin_in_chromium() {
         assert_eq!(init["pageOrigin"], page_origin.as_str());
         // The preflight was refused, so the evaluation itself never got an answer.
         let requests = init["requests"].as_array().unwrap();
-        assert!(
-            requests.iter().all(|r| r["status"] != 200),
-            "{requests:?}"
-        );
+        assert!(requests.iter().all(|r| r["status"] != 200), "{requests:?}");
         assert!(
             requests.iter().any(|r| r["failed"].is_string()),
             "{requests:?}"
@@ -230,9 +227,8 @@ fn the_openfeature_web_sdk_evaluates_flags_from_another_origin_in_chromium() {
     }
 
     // CORS on for exactly the page's origin.
-    let server = Server::start(
-        signalbox(dir.path()).env("SIGNALBOX_CORS_ALLOW_ORIGINS", &page_origin),
-    );
+    let server =
+        Server::start(signalbox(dir.path()).env("SIGNALBOX_CORS_ALLOW_ORIGINS", &page_origin));
     let mut driver = Driver::start(&node_dir, &server, &read_key, page_port, "works");
     let init = driver.expect_step("init");
     assert_eq!(init["ok"], true, "{init:#}\nserver log: {:?}", server.log());
@@ -248,7 +244,8 @@ fn the_openfeature_web_sdk_evaluates_flags_from_another_origin_in_chromium() {
         .filter(|r| r["path"] == "/ofrep/v1/evaluate/flags" && r["method"] == "POST")
         .collect();
     assert!(
-        bulk.iter().any(|r| r["status"] == 200 && r["origin"] == page_origin.as_str()),
+        bulk.iter()
+            .any(|r| r["status"] == 200 && r["origin"] == page_origin.as_str()),
         "{bulk:?}"
     );
 

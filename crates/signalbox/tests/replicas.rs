@@ -111,9 +111,11 @@ async fn a_profile_updated_through_one_replica_is_read_fresh_from_the_other() {
             .env("SIGNALBOX_PROFILE_CACHE_TTL", "10m");
         cmd
     };
-    let created = json_lines(&run_ok(
-        command(dirs[0].path()).args(["tenants", "create", "replicated"]),
-    ));
+    let created = json_lines(&run_ok(command(dirs[0].path()).args([
+        "tenants",
+        "create",
+        "replicated",
+    ])));
     let key = created[0]["api_key"].as_str().unwrap().to_owned();
     let servers = [
         Server::start(&mut command(dirs[0].path())),

@@ -65,11 +65,22 @@ async fn a_preflight_from_an_allowed_origin_is_answered_without_key_or_rate_limi
             .send(preflight(ORIGIN, "/ofrep/v1/evaluate/flags"))
             .await;
         assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
-        assert_eq!(header(&reply, "access-control-allow-origin").unwrap(), ORIGIN);
+        assert_eq!(
+            header(&reply, "access-control-allow-origin").unwrap(),
+            ORIGIN
+        );
         let methods = header(&reply, "access-control-allow-methods").unwrap();
-        assert!(methods.contains("post") && methods.contains("put"), "{methods}");
+        assert!(
+            methods.contains("post") && methods.contains("put"),
+            "{methods}"
+        );
         let headers = header(&reply, "access-control-allow-headers").unwrap();
-        for h in ["authorization", "content-type", "if-none-match", "x-environment"] {
+        for h in [
+            "authorization",
+            "content-type",
+            "if-none-match",
+            "x-environment",
+        ] {
             assert!(headers.contains(h), "{headers}");
         }
         assert_eq!(header(&reply, "access-control-max-age").unwrap(), "600");
@@ -93,7 +104,10 @@ async fn answers_expose_etag_and_rate_limit_fields_even_when_refused() {
     };
     let reply = app.send(evaluate()).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
-    assert_eq!(header(&reply, "access-control-allow-origin").unwrap(), ORIGIN);
+    assert_eq!(
+        header(&reply, "access-control-allow-origin").unwrap(),
+        ORIGIN
+    );
     let exposed = header(&reply, "access-control-expose-headers").unwrap();
     for h in ["etag", "ratelimit", "ratelimit-policy", "retry-after"] {
         assert!(exposed.contains(h), "{exposed}");
@@ -102,7 +116,10 @@ async fn answers_expose_etag_and_rate_limit_fields_even_when_refused() {
     // The second request is over the limit: the 429 problem is readable by the page too.
     let reply = app.send(evaluate()).await;
     assert_eq!(reply.status, StatusCode::TOO_MANY_REQUESTS);
-    assert_eq!(header(&reply, "access-control-allow-origin").unwrap(), ORIGIN);
+    assert_eq!(
+        header(&reply, "access-control-allow-origin").unwrap(),
+        ORIGIN
+    );
     assert!(header(&reply, "retry-after").is_some());
 }
 
