@@ -202,29 +202,32 @@ impl RedisLayer {
         }))
     }
 
-    /// `SET key value PX ttl`. Returns whether it was written.
+    /// `SET key value PX ttl`, with `NX` when `only_if_absent`. `Some(true)` when written,
+    /// `Some(false)` when `NX` found the key, `None` when Redis failed (already counted).
     pub async fn set(
         &self,
         key: &str,
         stored: Vec<u8>,
         ttl: Duration,
+        only_if_absent: bool,
         counters: &LayerCounters,
-    ) -> bool {
+    ) -> Option<bool> {
         let key = self.key(key);
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-        self.run::<()>(counters, move |mut conn| {
-            Box::pin(async move {
-                redis::cmd("SET")
-                    .arg(&key)
-                    .arg(stored)
-                    .arg("PX")
-                    .arg(ttl_ms)
-                    .query_async(&mut conn)
-                    .await
+        let reply: redis::Value = self
+            .run(counters, move |mut conn| {
+                Box::pin(async move {
+                    let mut cmd = redis::cmd("SET");
+                    cmd.arg(&key).arg(stored).arg("PX").arg(ttl_ms);
+                    if only_if_absent {
+                        cmd.arg("NX");
+                    }
+                    cmd.query_async(&mut conn).await
+                })
             })
-        })
-        .await
-        .is_some()
+            .await?;
+        // `OK` when set; nil when `NX` found the key.
+        Some(!matches!(reply, redis::Value::Nil))
     }
 
     /// `UNLINK key`. Returns whether Redis answered.

@@ -28,6 +28,12 @@
 //! was in flight when an invalidation or an insert ran does not store its result, since it may
 //! have read the data before the change; concurrent inserts never undo each other.
 //!
+//! **Other processes:** with [`CacheConfig::invalidation_channel`], write-throughs and
+//! invalidations are announced over Redis pub/sub and every other process sharing the channel
+//! drops those keys from its L1 (see `docs/cache.md` for the staleness bound). A load stores
+//! its result in Redis only where no value is (`SET … NX`), so it never replaces another
+//! process's write-through. While the subscription is down, L1 is bypassed.
+//!
 //! **Redis failures never fail a read.** A failed connect or command (or one over
 //! [`CacheConfig::redis_timeout`]) is counted, the connection dropped, and L2 skipped for
 //! [`CacheConfig::redis_retry_after`]; reads go on from L1 and the loader meanwhile. Nothing
@@ -41,6 +47,7 @@
 //! This is an adapter crate: async, on tokio, and it spawns tasks, so it must run inside a
 //! tokio runtime.
 
+mod bus;
 mod l2;
 mod profile;
 mod stats;
@@ -49,7 +56,7 @@ mod tiered;
 use std::sync::Arc;
 
 pub use profile::{CacheProfile, Layers, DEFAULT_COMPRESS_OVER_BYTES};
-pub use stats::{CacheStats, LayerStats};
+pub use stats::{BusStats, CacheStats, LayerStats};
 pub use tiered::{CacheConfig, PrefixInvalidation, TieredCache, L1_ENTRY_OVERHEAD_BYTES};
 
 /// Any error a loader may return.
@@ -76,6 +83,10 @@ pub enum CacheError {
     /// The loader panicked.
     #[error("cache loader panicked")]
     LoaderPanicked,
+    /// An invalidation bus was configured outside a tokio runtime (its tasks start with the
+    /// cache).
+    #[error("the cache's invalidation bus must be started inside a tokio runtime")]
+    NoRuntime,
     /// A cached JSON value does not parse as the requested type.
     #[error("cached value does not decode: {0}")]
     Decode(#[source] Arc<serde_json::Error>),

@@ -48,6 +48,25 @@ pub struct CacheStats {
     pub l1_weighted_bytes: u64,
     /// Entries L1 holds now.
     pub l1_entries: u64,
+    /// The invalidation bus (all zero without one).
+    pub bus: BusStats,
+}
+
+/// A point-in-time copy of the invalidation bus's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BusStats {
+    /// Messages published (invalidations and heartbeats).
+    pub published: u64,
+    /// Messages with invalidations received from other processes.
+    pub received: u64,
+    /// Failed publish attempts (each retried).
+    pub publish_errors: u64,
+    /// Subscriptions made (the first, and every one after a loss).
+    pub subscriptions: u64,
+    /// Subscriptions lost (connection closed, or three heartbeats without a message).
+    pub subscriptions_lost: u64,
+    /// Whether the subscription is live now (L1 is used only then).
+    pub live: bool,
 }
 
 impl CacheStats {
@@ -113,6 +132,7 @@ impl Counters {
             stale_discarded: get(&self.stale_discarded),
             l1_weighted_bytes,
             l1_entries,
+            bus: BusStats::default(),
         }
     }
 }

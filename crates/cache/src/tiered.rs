@@ -15,6 +15,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::watch;
 
+use crate::bus::{Bus, Op};
 use crate::l2::{self, RedisLayer};
 use crate::stats::{bump, Counters};
 use crate::{BoxError, CacheError, CacheProfile, CacheStats, LoadError};
@@ -41,6 +42,16 @@ pub struct CacheConfig {
     pub redis_retry_after: Duration,
     /// Keys per `SCAN` step (and so per `UNLINK`) in prefix invalidation.
     pub scan_batch: usize,
+    /// The invalidation bus's channel (Redis pub/sub, under `redis_key_prefix`), for caches
+    /// whose L2 other processes share: every process publishes its write-throughs and
+    /// invalidations there and drops the keys others announce from its L1. `None` (the
+    /// default): no bus, and other processes' changes show in L1 only when entries expire.
+    /// Ignored without a Redis URL.
+    pub invalidation_channel: Option<String>,
+    /// How often the bus publishes a heartbeat. A subscription that hears nothing, not even its
+    /// own process's heartbeat, for three of these is taken as lost: L1 is bypassed and emptied
+    /// until it is restored. This bounds how long a missed invalidation can be served.
+    pub invalidation_heartbeat: Duration,
 }
 
 impl Default for CacheConfig {
@@ -52,6 +63,8 @@ impl Default for CacheConfig {
             redis_timeout: Duration::from_millis(250),
             redis_retry_after: Duration::from_secs(5),
             scan_batch: 500,
+            invalidation_channel: None,
+            invalidation_heartbeat: Duration::from_secs(1),
         }
     }
 }
@@ -69,7 +82,7 @@ pub struct TieredCache {
 
 type Flight = Shared<BoxFuture<'static, Result<Bytes, CacheError>>>;
 
-struct Inner {
+pub(crate) struct Inner {
     l1: moka::future::Cache<String, L1Entry>,
     l2: Option<RedisLayer>,
     /// Loads in flight, by key: a miss joins the one for its key instead of starting another.
@@ -88,6 +101,16 @@ struct Inner {
     /// loses its result to a write of a key in its own shard.
     writes: Generations,
     counters: Arc<Counters>,
+    /// The invalidation bus, when configured (with Redis).
+    bus: Option<Arc<Bus>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(bus) = &self.bus {
+            bus.stop();
+        }
+    }
 }
 
 /// One L1 value with the times that drive refresh-ahead.
@@ -202,7 +225,8 @@ pub struct PrefixInvalidation {
 
 impl TieredCache {
     /// Builds the cache. Redis is not contacted here: the first read that needs L2 connects,
-    /// so a server starts while Redis is down. Fails only on a malformed Redis URL.
+    /// so a server starts while Redis is down. Fails on a malformed Redis URL, and when an
+    /// invalidation bus is configured outside a tokio runtime (its tasks start here).
     pub fn new(config: CacheConfig) -> Result<Self, CacheError> {
         let counters = Arc::new(Counters::default());
         let listener_counters = Arc::clone(&counters);
@@ -222,11 +246,13 @@ impl TieredCache {
             })
             .support_invalidation_closures()
             .build();
+        let mut bus_client = None;
         let l2 = match &config.redis_url {
             None => None,
             Some(url) => {
                 let client = redis::Client::open(url.as_str())
                     .map_err(|e| CacheError::RedisUrl(Arc::new(e)))?;
+                bus_client = Some(client.clone());
                 Some(RedisLayer::new(
                     client,
                     config.redis_key_prefix.clone(),
@@ -236,18 +262,41 @@ impl TieredCache {
                 ))
             }
         };
-        Ok(Self {
-            inner: Arc::new(Inner {
-                l1,
-                l2,
-                flights: Mutex::new(HashMap::new()),
-                refreshing: Mutex::new(HashSet::new()),
-                refresh_tasks: watch::Sender::new(0),
-                generations: Generations::new(INVALIDATION_SHARDS),
-                writes: Generations::new(WRITE_SHARDS),
-                counters,
-            }),
-        })
+        let bus = match (bus_client.as_ref(), &config.invalidation_channel) {
+            (Some(_), Some(channel)) => {
+                if tokio::runtime::Handle::try_current().is_err() {
+                    return Err(CacheError::NoRuntime);
+                }
+                Some(Arc::new(Bus::new(
+                    format!("{}{channel}", config.redis_key_prefix),
+                    config.invalidation_heartbeat,
+                    config.redis_timeout,
+                    config.redis_retry_after,
+                )))
+            }
+            _ => None,
+        };
+        let inner = Arc::new(Inner {
+            l1,
+            l2,
+            flights: Mutex::new(HashMap::new()),
+            refreshing: Mutex::new(HashSet::new()),
+            refresh_tasks: watch::Sender::new(0),
+            generations: Generations::new(INVALIDATION_SHARDS),
+            writes: Generations::new(WRITE_SHARDS),
+            counters,
+            bus,
+        });
+        if let (Some(bus), Some(client)) = (&inner.bus, bus_client) {
+            bus.start(client, Arc::downgrade(&inner));
+        }
+        Ok(Self { inner })
+    }
+
+    /// Whether the invalidation bus is configured and subscribed now (always `false` without
+    /// one). While a configured bus is not subscribed, L1 is neither read nor filled.
+    pub fn invalidation_bus_live(&self) -> bool {
+        self.inner.bus.as_ref().is_some_and(|bus| bus.live())
     }
 
     /// The value of `key`: from L1, else from Redis (copied into L1 if the profile has it),
@@ -271,13 +320,16 @@ impl TieredCache {
     {
         profile.validate()?;
         let inner = &self.inner;
-        if inner.uses_l1(profile) {
-            if let Some(entry) = inner.l1.get(key).await {
-                bump(&inner.counters.l1.hits);
-                if entry.claim_refresh(Instant::now()) {
-                    inner.spawn_refresh(key, profile, loader);
+        if inner.wants_l1(profile) {
+            // While a bus is down, L1 is not asked: the read counts as an L1 miss.
+            if inner.uses_l1(profile) {
+                if let Some(entry) = inner.l1.get(key).await {
+                    bump(&inner.counters.l1.hits);
+                    if entry.claim_refresh(Instant::now()) {
+                        inner.spawn_refresh(key, profile, loader);
+                    }
+                    return Ok(entry.0.value.clone());
                 }
-                return Ok(entry.0.value.clone());
             }
             bump(&inner.counters.l1.misses);
         }
@@ -356,7 +408,12 @@ impl TieredCache {
             invalidations: self.inner.generations.of(key),
             writes: None,
         };
-        self.inner.store(key, profile, value, seen).await;
+        self.inner
+            .store(key, profile, value, seen, L2Write::Replace)
+            .await;
+        // After the Redis write, so a process that drops its copy on this message and reads
+        // Redis next finds the new value.
+        self.inner.announce(Op::Key(key.to_owned()));
         Ok(())
     }
 
@@ -368,6 +425,7 @@ impl TieredCache {
         if let Some(l2) = &inner.l2 {
             l2.delete(key, &inner.counters.l2).await;
         }
+        inner.announce(Op::Key(key.to_owned()));
     }
 
     /// Drops every key that starts with `prefix` from both layers: L1 through a moka predicate
@@ -390,15 +448,20 @@ impl TieredCache {
             Some(l2) => l2.delete_prefix(prefix, &inner.counters.l2).await,
             None => None,
         };
+        inner.announce(Op::Prefix(prefix.to_owned()));
         PrefixInvalidation { l2_removed }
     }
 
     /// A snapshot of the counters (see [`CacheStats`]).
     pub fn stats(&self) -> CacheStats {
         let inner = &self.inner;
-        inner
+        let mut stats = inner
             .counters
-            .snapshot(inner.l1.weighted_size(), inner.l1.entry_count())
+            .snapshot(inner.l1.weighted_size(), inner.l1.entry_count());
+        if let Some(bus) = &inner.bus {
+            stats.bus = bus.counters.snapshot(bus.live());
+        }
+        stats
     }
 
     /// Applies L1's pending maintenance (evictions, expiries, predicate invalidations) now,
@@ -420,8 +483,51 @@ impl Inner {
     /// Whether values of this profile are kept in L1: when it says so, and also for L2-only
     /// profiles when no Redis is configured at all (a single process without Redis still
     /// caches everything, in memory).
+    ///
+    /// With an invalidation bus, L1 is used only while its subscription is live: otherwise
+    /// another process's change may have gone unheard.
     fn uses_l1(&self, profile: &CacheProfile) -> bool {
+        self.wants_l1(profile) && self.bus.as_ref().is_none_or(|bus| bus.live())
+    }
+
+    /// Whether values of this profile belong in L1 at all (whatever the bus's state).
+    fn wants_l1(&self, profile: &CacheProfile) -> bool {
         profile.layers.l1 || self.l2.is_none()
+    }
+
+    /// Queues an invalidation for the other processes, if there is a bus.
+    fn announce(&self, op: Op) {
+        if let Some(bus) = &self.bus {
+            bus.announce(op);
+        }
+    }
+
+    /// Another process changed `key`: drop this process's L1 copy, and keep a load of it in
+    /// flight from storing what it read.
+    pub(crate) async fn forget_key(&self, key: &str) {
+        self.generations.bump(key);
+        self.l1.invalidate(key).await;
+    }
+
+    /// Another process invalidated every key under `prefix`.
+    pub(crate) fn forget_prefix(&self, prefix: &str) {
+        self.generations.bump_all();
+        let owned = prefix.to_owned();
+        if self
+            .l1
+            .invalidate_entries_if(move |key, _| key.starts_with(&owned))
+            .is_err()
+        {
+            self.l1.invalidate_all();
+        }
+    }
+
+    /// Messages may have been missed: drop all of L1, and keep every load in flight from
+    /// storing.
+    pub(crate) async fn forget_everything(&self) {
+        self.generations.bump_all();
+        self.l1.invalidate_all();
+        self.l1.run_pending_tasks().await;
     }
 
     /// The miss path, run as its own task: L1 once more (a load may have finished between the
@@ -443,6 +549,7 @@ impl Inner {
         };
         let seen = self.seen_by_load(&key);
         let uses_l1 = self.uses_l1(&profile);
+        let mut l2_write = L2Write::IfAbsent;
         if uses_l1 {
             if let Some(entry) = self.l1.get(&key).await {
                 return Ok(entry.0.value.clone());
@@ -472,6 +579,7 @@ impl Inner {
                         // Written by something else, corrupt, or over this profile's limit:
                         // treated as a miss, and overwritten by the load below.
                         bump(&self.counters.l2.errors);
+                        l2_write = L2Write::Replace;
                     }
                 },
                 Ok(None) => bump(&self.counters.l2.misses),
@@ -481,7 +589,8 @@ impl Inner {
         bump(&self.counters.loads);
         match loader().await {
             Ok(value) => {
-                self.store(&key, &profile, value.clone(), seen).await;
+                self.store(&key, &profile, value.clone(), seen, l2_write)
+                    .await;
                 Ok(value)
             }
             Err(e) => {
@@ -507,7 +616,14 @@ impl Inner {
 
     /// Stores a value in the profile's layers, unless it is too large or the key changed since
     /// `seen` was read.
-    async fn store(&self, key: &str, profile: &CacheProfile, value: Bytes, seen: Seen) {
+    async fn store(
+        &self,
+        key: &str,
+        profile: &CacheProfile,
+        value: Bytes,
+        seen: Seen,
+        l2_write: L2Write,
+    ) {
         if value.len() > profile.max_entry_bytes {
             bump(&self.counters.oversize);
             return;
@@ -526,9 +642,26 @@ impl Inner {
         let mut in_l2 = false;
         if let (true, Some(l2)) = (profile.layers.l2, &self.l2) {
             let stored = l2::encode(&value, profile.compress_over_bytes);
-            in_l2 = l2.set(key, stored, profile.ttl, &self.counters.l2).await;
-            if in_l2 {
-                bump(&self.counters.l2.writes);
+            let only_if_absent = l2_write == L2Write::IfAbsent;
+            match l2
+                .set(key, stored, profile.ttl, only_if_absent, &self.counters.l2)
+                .await
+            {
+                Some(true) => {
+                    in_l2 = true;
+                    bump(&self.counters.l2.writes);
+                }
+                Some(false) => {
+                    // Another process wrote the key since this load missed it: its value (a
+                    // write-through) may be newer than what this load read, so it stays, and
+                    // this copy leaves L1 too.
+                    bump(&self.counters.stale_discarded);
+                    if uses_l1 {
+                        self.l1.invalidate(key).await;
+                    }
+                    return;
+                }
+                None => {}
             }
         }
         // A change that ran while this was being written may have come before the writes: undo
@@ -567,7 +700,11 @@ impl Inner {
                 key: &key,
             };
             match loader().await {
-                Ok(value) => inner.store(&key, &profile, value, seen).await,
+                Ok(value) => {
+                    inner
+                        .store(&key, &profile, value, seen, L2Write::Replace)
+                        .await
+                }
                 Err(e) => {
                     bump(&inner.counters.load_errors);
                     let e: BoxError = e.into();
@@ -576,6 +713,15 @@ impl Inner {
             }
         });
     }
+}
+
+/// How a store writes Redis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum L2Write {
+    /// `SET`: write-throughs and refreshes.
+    Replace,
+    /// `SET … NX`: a load's result never replaces a value another process wrote meanwhile.
+    IfAbsent,
 }
 
 /// A key's change counters as a load or write read them when it started. A write-through

@@ -1,6 +1,7 @@
 //! signalbox's HTTP serving layer: the axum application every engine's routes live in.
 //!
-//! A request passes, outermost first: the [request envelope](envelope) (request id, tracing span,
+//! A request passes, outermost first: CORS when configured ([`CorsSettings`]: preflights are
+//! answered here) → the [request envelope](envelope) (request id, tracing span,
 //! timeout, problem rendering, metrics) → HTTP caching (`http_cache`: 304s, `Cache-Control`,
 //! compression, ETags) → the body limit → panic catching → the route's handler,
 //! whose extractors authenticate ([`extract::Auth`]) and parse input ([`extract::ApiJson`]) into
@@ -27,6 +28,7 @@ mod analytics;
 pub mod client_addr;
 mod connections;
 mod context;
+mod cors;
 pub mod envelope;
 pub mod envoy_rls;
 pub mod exposures;
@@ -53,6 +55,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 pub use client_addr::{ClientAddr, TrustedProxies};
 pub use connections::ConnectionSettings;
+pub use cors::{CorsOriginError, CorsSettings};
 pub use exposures::{run_exposure_writer, ExposureRecorder, ExposureSettings};
 pub use profiles::{run_profile_worker, ProfileSettings, PROFILE_ENTRY_BYTES};
 pub use rate_limit::{RateLimitBackend, RateLimitSettings, RateLimiter};
@@ -69,7 +72,8 @@ pub fn app(state: AppState) -> Router {
     openapi::describe_rate_limits(&mut document);
     let json = document.to_pretty_json().unwrap_or_default();
     let _ = state.inner.openapi_json.set(bytes::Bytes::from(json));
-    router
+    let cors = state.config().cors.layer();
+    let router = router
         .fallback(route_not_found)
         .layer(CatchPanicLayer::custom(|_panic| {
             ApiError::internal().into_response()
@@ -95,7 +99,14 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             envelope::envelope,
         ))
-        .with_state(state)
+        .with_state(state);
+    // Outermost: a preflight is answered before the envelope, the rate limiter and
+    // authentication (browsers send it without the API key), and every other answer, problems
+    // and 429s included, carries the CORS headers scripts need to read it.
+    match cors {
+        Some(cors) => router.layer(cors),
+        None => router,
+    }
 }
 
 async fn route_not_found(uri: axum::http::Uri) -> ApiError {

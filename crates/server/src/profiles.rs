@@ -39,8 +39,10 @@ pub struct ProfileSettings {
     /// Window and eps of every profile computed by the server.
     pub params: WeberParams,
     /// How long a profile read stays cached. This process's own updates replace entries at once
-    /// (in Redis too, when the read cache has a Redis layer); the TTL bounds how stale a read can
-    /// be after another process (a replica, the CLI's `weber batch --load`) changed the profile.
+    /// (in Redis too, when the read cache has a Redis layer). With a Redis layer, other replicas'
+    /// updates are announced on the cache's invalidation bus and drop the entry here when the
+    /// message arrives; otherwise (and for the CLI's `weber batch --load`) the TTL bounds how
+    /// stale a read can be after another process changed the profile.
     pub read_cache_ttl: Duration,
     /// Profiles kept in the read cache's memory layer, each weighed at
     /// [`PROFILE_ENTRY_BYTES`]; 0 turns the read cache off.

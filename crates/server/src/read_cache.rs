@@ -39,6 +39,9 @@ pub(crate) fn build(
         l1_max_bytes,
         redis_url: settings.redis_url.clone(),
         redis_key_prefix: settings.key_prefix.clone(),
+        // Replicas sharing the Redis layer tell each other what they change, so none serves
+        // its memory copy of another's change for longer than the bus takes.
+        invalidation_channel: Some(format!("invalidate:{name}")),
         ..CacheConfig::default()
     })?;
     let watched = cache.clone();

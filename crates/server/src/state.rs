@@ -50,6 +50,8 @@ pub struct ServerConfig {
     pub trusted_proxies: crate::TrustedProxies,
     /// Header-read and idle timeouts and the connection cap of [`crate::serve`].
     pub connections: crate::ConnectionSettings,
+    /// Which browser origins may call the API (CORS); none by default.
+    pub cors: crate::CorsSettings,
 }
 
 impl Default for ServerConfig {
@@ -69,6 +71,7 @@ impl Default for ServerConfig {
             read_caches: crate::ReadCacheSettings::memory_only(),
             trusted_proxies: crate::TrustedProxies::none(),
             connections: crate::ConnectionSettings::default(),
+            cors: crate::CorsSettings::default(),
         }
     }
 }
@@ -82,6 +85,9 @@ pub enum SetupError {
     /// A read cache cannot be built (its Redis URL does not parse).
     #[error("read cache: {0}")]
     ReadCache(#[from] cache::CacheError),
+    /// A configured CORS origin cannot be used.
+    #[error(transparent)]
+    Cors(#[from] crate::cors::CorsOriginError),
 }
 
 /// Shared state, cheap to clone (everything is behind `Arc`s or is a pool handle).
@@ -124,6 +130,7 @@ impl AppState {
         config: ServerConfig,
         events: stream::EventLog,
     ) -> Result<AppState, SetupError> {
+        config.cors.validate()?;
         let rate_limiter = RateLimiter::new(&config.rate_limits, metrics.clone())?.map(Arc::new);
         let auth_cache = Cache::builder()
             .max_capacity(100_000)

@@ -38,12 +38,17 @@ use serde::Deserialize;
 ///
 /// [weber]
 /// event_log = "file"          # or "nats" (JetStream at nats_url)
+/// event_log_stream = "signalbox_interactions"   # the JetStream stream (nats only)
 /// profile_cache_ttl = "30s"
 /// profile_cache_capacity = 200000   # 0: no read cache
 ///
 /// [cache]
 /// backend = "redis"                  # or "memory" (default); redis needs redis_url
 /// key_prefix = "signalbox:cache:"
+///
+/// [cors]
+/// allow_origins = ["https://app.example.com"]   # or ["*"]; default: none (CORS off)
+/// max_age = "10m"
 ///
 /// [forecast]
 /// index = "/srv/signalbox/forecast"   # default: DATA_DIR/forecast (demo model)
@@ -90,6 +95,17 @@ pub struct FileConfig {
     pub rate_limits: RateLimitsSection,
     #[serde(default)]
     pub cache: CacheSection,
+    #[serde(default)]
+    pub cors: CorsSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CorsSection {
+    #[serde(default)]
+    pub allow_origins: Vec<String>,
+    #[serde(default, with = "humantime_serde_opt")]
+    pub max_age: Option<Duration>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -152,6 +168,7 @@ pub struct ForecastSection {
 #[serde(deny_unknown_fields)]
 pub struct WeberSection {
     pub event_log: Option<EventLogKind>,
+    pub event_log_stream: Option<String>,
     #[serde(default, with = "humantime_serde_opt")]
     pub profile_cache_ttl: Option<Duration>,
     pub profile_cache_capacity: Option<u64>,

@@ -58,8 +58,15 @@ pub struct ServeArgs {
     /// process) or `nats` (JetStream at NATS_URL, for replicas) [default: file].
     #[arg(long, env = "SIGNALBOX_EVENT_LOG", value_enum, value_name = "KIND")]
     event_log: Option<crate::config::EventLogKind>,
-    /// How long a profile read is cached; this process's own updates replace entries at once,
-    /// other processes' changes show within this time [default: 30s].
+    /// The JetStream stream of `--event-log nats` (its subject is `signalbox.<stream>`); 1 to 64
+    /// of `[A-Za-z0-9_-]`. Replicas that share the log name the same stream; deployments (or
+    /// tests) sharing one NATS name their own [default: signalbox_interactions].
+    #[arg(long, env = "SIGNALBOX_EVENT_LOG_STREAM", value_name = "NAME")]
+    event_log_stream: Option<String>,
+    /// How long a profile read is cached. This process's own updates replace entries at once;
+    /// with --cache-backend redis, other replicas' updates are announced over Redis pub/sub and
+    /// drop the copy here at once (docs/cache.md gives the bound); otherwise they show within
+    /// this time [default: 30s].
     #[arg(long, env = "SIGNALBOX_PROFILE_CACHE_TTL", value_parser = humantime::parse_duration, value_name = "DURATION")]
     profile_cache_ttl: Option<Duration>,
     /// Profiles kept in the read cache's memory layer (each budgeted 512 bytes); 0 turns the
@@ -124,6 +131,20 @@ pub struct ServeArgs {
     /// The domain Envoy's rate-limit requests must name [default: signalbox].
     #[arg(long, env = "SIGNALBOX_RATE_LIMIT_GRPC_DOMAIN", value_name = "DOMAIN")]
     rate_limit_grpc_domain: Option<String>,
+    /// A browser origin allowed to call the API (CORS), exactly as browsers send it
+    /// (`https://app.example.com`, `http://127.0.0.1:3000`), or `*` for any; repeat the flag or
+    /// separate with commas. Preflights are answered without a key; `ETag` and the rate-limit
+    /// headers are exposed to scripts [default: none, CORS off].
+    #[arg(
+        long = "cors-allow-origin",
+        env = "SIGNALBOX_CORS_ALLOW_ORIGINS",
+        value_delimiter = ',',
+        value_name = "ORIGIN"
+    )]
+    cors_allow_origins: Vec<String>,
+    /// How long browsers may reuse a preflight answer [default: 10m].
+    #[arg(long, env = "SIGNALBOX_CORS_MAX_AGE", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    cors_max_age: Option<Duration>,
     /// Create a `demo` tenant on first start and write its key to DATA_DIR/demo-tenant.json
     /// [default: true on the embedded database, false on PostgreSQL].
     #[arg(long, env = "SIGNALBOX_DEMO", value_name = "BOOL")]
@@ -361,6 +382,19 @@ pub async fn run(common: Common, args: ServeArgs) -> anyhow::Result<()> {
     let rls = envoy_rls_settings(&args, file, rate_limits.config.is_some())?;
     let read_caches = read_cache_settings(&args, file)?;
     let connections = connection_settings(&args, file, &defaults.connections)?;
+    let cors = server::CorsSettings {
+        allowed_origins: if args.cors_allow_origins.is_empty() {
+            file.cors.allow_origins.clone()
+        } else {
+            args.cors_allow_origins.clone()
+        },
+        max_age: args
+            .cors_max_age
+            .or(file.cors.max_age)
+            .unwrap_or(defaults.cors.max_age),
+    };
+    cors.validate()
+        .map_err(|e| anyhow::anyhow!("cors allow origin: {e}"))?;
     let config = ServerConfig {
         body_limit_bytes: args
             .body_limit_bytes
@@ -401,6 +435,7 @@ pub async fn run(common: Common, args: ServeArgs) -> anyhow::Result<()> {
         read_caches,
         trusted_proxies: trusted_proxies(&args, file)?,
         connections,
+        cors,
     };
     if config.flag_refresh_interval.is_zero() {
         anyhow::bail!("flag refresh interval: must be more than zero");
@@ -409,6 +444,18 @@ pub async fn run(common: Common, args: ServeArgs) -> anyhow::Result<()> {
         .event_log
         .or(file.weber.event_log)
         .unwrap_or(crate::config::EventLogKind::File);
+    let event_log_stream = args
+        .event_log_stream
+        .clone()
+        .or(file.weber.event_log_stream.clone())
+        .unwrap_or_else(|| DEFAULT_EVENT_LOG_STREAM.to_owned());
+    let valid_stream = (1..=64).contains(&event_log_stream.len())
+        && event_log_stream
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if !valid_stream {
+        anyhow::bail!("event log stream: must be 1 to 64 characters of [A-Za-z0-9_-]");
+    }
     let tenant_label_limit = args
         .tenant_label_limit
         .or(file.metrics.tenant_label_limit)
@@ -448,7 +495,13 @@ pub async fn run(common: Common, args: ServeArgs) -> anyhow::Result<()> {
     let metrics = Arc::new(telemetry::Metrics::new(telemetry::MetricsConfig {
         tenant_label_limit,
     }));
-    let events = open_event_log(event_log, &common.data_dir, config.nats_url.as_deref()).await?;
+    let events = open_event_log(
+        event_log,
+        &common.data_dir,
+        config.nats_url.as_deref(),
+        &event_log_stream,
+    )
+    .await?;
     tracing::info!(kind = events.kind(), "event log ready");
     let state = AppState::new(store.clone(), metrics, config, events)?;
     let forecast_dir = match args.forecast_index.or_else(|| file.forecast.index.clone()) {
@@ -574,10 +627,14 @@ pub async fn run(common: Common, args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The JetStream stream name when none is configured.
+const DEFAULT_EVENT_LOG_STREAM: &str = "signalbox_interactions";
+
 async fn open_event_log(
     kind: crate::config::EventLogKind,
     data_dir: &Path,
     nats_url: Option<&str>,
+    stream_name: &str,
 ) -> anyhow::Result<stream::EventLog> {
     match kind {
         crate::config::EventLogKind::File => {
@@ -589,7 +646,7 @@ async fn open_event_log(
         crate::config::EventLogKind::Nats => {
             let url =
                 nats_url.context("event log: --event-log nats needs --nats-url (NATS_URL)")?;
-            stream::EventLog::connect_jetstream(url, "signalbox_interactions")
+            stream::EventLog::connect_jetstream(url, stream_name)
                 .await
                 .context("event log: cannot reach NATS JetStream")
         }

@@ -154,6 +154,23 @@ fn cli_mistakes_get_one_line_naming_the_field() {
         None,
         "not a loopback address",
     );
+    let cors = check(
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--cors-allow-origin",
+            "https://app.example.com/",
+        ],
+        None,
+        "cors allow origin: CORS origin `https://app.example.com/`",
+    );
+    assert_eq!(cors.trim().lines().count(), 1, "{cors}");
+    check(
+        &["serve", "--listen", "127.0.0.1:0"],
+        Some(("SIGNALBOX_EVENT_LOG_STREAM", "no spaces")),
+        "event log stream: must be 1 to 64 characters",
+    );
 }
 
 /// A running `signalbox serve`, stopped with SIGTERM on drop.

@@ -31,6 +31,10 @@ pub fn signalbox(data_dir: &Path) -> Command {
         "SIGNALBOX_RATE_LIMIT_GRPC_LISTEN",
         "SIGNALBOX_CACHE_BACKEND",
         "SIGNALBOX_CACHE_KEY_PREFIX",
+        "SIGNALBOX_EVENT_LOG",
+        "SIGNALBOX_EVENT_LOG_STREAM",
+        "SIGNALBOX_CORS_ALLOW_ORIGINS",
+        "SIGNALBOX_CORS_MAX_AGE",
     ] {
         cmd.env_remove(var);
     }
