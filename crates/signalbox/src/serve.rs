@@ -316,6 +316,7 @@ pub async fn run(common: Common, args: ServeArgs) -> anyhow::Result<()> {
     let rate_limits = rate_limit_settings(&args, file, &defaults.rate_limits)?;
     let rls = envoy_rls_settings(&args, file, rate_limits.config.is_some())?;
     let read_caches = read_cache_settings(&args, file)?;
+    let trusted_proxies = trusted_proxies(&args, file)?;
     let config = ServerConfig {
         body_limit_bytes: args
             .body_limit_bytes
@@ -354,7 +355,7 @@ pub async fn run(common: Common, args: ServeArgs) -> anyhow::Result<()> {
         exposures: defaults.exposures.clone(),
         rate_limits,
         read_caches,
-        trusted_proxies: trusted_proxies(&args, file)?,
+        trusted_proxies,
     };
     if config.flag_refresh_interval.is_zero() {
         anyhow::bail!("flag refresh interval: must be more than zero");
