@@ -395,6 +395,7 @@ pub async fn run(common: Common, args: ServeArgs) -> anyhow::Result<()> {
     };
     cors.validate()
         .map_err(|e| anyhow::anyhow!("cors allow origin: {e}"))?;
+    let trusted_proxies = trusted_proxies(&args, file)?;
     let config = ServerConfig {
         body_limit_bytes: args
             .body_limit_bytes
@@ -433,7 +434,7 @@ pub async fn run(common: Common, args: ServeArgs) -> anyhow::Result<()> {
         exposures: defaults.exposures.clone(),
         rate_limits,
         read_caches,
-        trusted_proxies: trusted_proxies(&args, file)?,
+        trusted_proxies,
         connections,
         cors,
     };

@@ -74,7 +74,10 @@ fn tenants_and_keys_round_trip_through_the_cli() {
         "ann",
     ])));
     assert_eq!(bound[0]["user_id"], "ann");
-    assert_eq!(bound[0]["scopes"], serde_json::json!(["read", "assert_user"]));
+    assert_eq!(
+        bound[0]["scopes"],
+        serde_json::json!(["read", "assert_user"])
+    );
 }
 
 #[test]
@@ -118,10 +121,35 @@ fn cli_mistakes_get_one_line_naming_the_field() {
     );
     check(
         &[
-            "keys", "create", "--tenant", "tn_nope", "--scopes", "read", "--user-id", "a b",
+            "keys",
+            "create",
+            "--tenant",
+            "tn_nope",
+            "--scopes",
+            "read",
+            "--user-id",
+            "a b",
         ],
         None,
         "user_id",
+    );
+    check(
+        &["serve", "--trusted-proxies", "10.0.0.0/8,10.0.0.0/40"],
+        None,
+        "`10.0.0.0/40` is not a CIDR block",
+    );
+    let proxies = dir.path().join("proxies.toml");
+    std::fs::write(&proxies, "[http]\ntrusted_proxies = [\"10.0.0.1/8\"]\n").unwrap();
+    check(
+        &[
+            "--config",
+            proxies.to_str().unwrap(),
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        None,
+        "http.trusted_proxies: `10.0.0.1/8` is not a CIDR block",
     );
     check(
         &["keys", "revoke", "key_nope"],
