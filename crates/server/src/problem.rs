@@ -63,6 +63,8 @@ catalogue! {
     Unavailable => (SERVICE_UNAVAILABLE, "unavailable", "A dependency is unavailable"),
     Timeout => (SERVICE_UNAVAILABLE, "timeout", "The request took too long"),
     ForecastModelMissing => (NOT_IMPLEMENTED, "forecast_model_missing", "This server has no forecast model"),
+    DatabaseTimeout => (SERVICE_UNAVAILABLE, "database_timeout", "A database statement ran past its timeout"),
+    DatabaseBusy => (SERVICE_UNAVAILABLE, "database_busy", "No database connection was free in time"),
 }
 
 impl ProblemKind {
@@ -178,7 +180,13 @@ impl IntoResponse for ApiError {
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
-        if matches!(self.kind, ProblemKind::Timeout | ProblemKind::Unavailable) {
+        if matches!(
+            self.kind,
+            ProblemKind::Timeout
+                | ProblemKind::Unavailable
+                | ProblemKind::DatabaseTimeout
+                | ProblemKind::DatabaseBusy
+        ) {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -226,6 +234,22 @@ impl From<store::StoreError> for ApiError {
                     Some(current) => error.with("current_version", current),
                     None => error,
                 }
+            }
+            E::StatementTimeout => {
+                tracing::warn!("database statement timeout");
+                ApiError::new(
+                    ProblemKind::DatabaseTimeout,
+                    "a database statement ran past the statement timeout \
+                     (--database-statement-timeout) and was cancelled; retry shortly",
+                )
+            }
+            E::PoolTimedOut => {
+                tracing::warn!("database pool exhausted");
+                ApiError::new(
+                    ProblemKind::DatabaseBusy,
+                    "every database connection stayed in use for the whole acquire timeout \
+                     (--database-pool-size, --database-acquire-timeout); retry shortly",
+                )
             }
             e if e.is_unavailable() => {
                 tracing::warn!(error = %e, "storage unavailable");

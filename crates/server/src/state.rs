@@ -52,6 +52,40 @@ pub struct ServerConfig {
     pub connections: crate::ConnectionSettings,
     /// Which browser origins may call the API (CORS); none by default.
     pub cors: crate::CorsSettings,
+    /// When set, `/metrics` answers only scrapes that present it as a bearer token (the series
+    /// carry tenant ids).
+    pub metrics_token: Option<MetricsToken>,
+}
+
+/// The scrape token of `/metrics`. Only its SHA-256 is kept, compared in constant time, and
+/// `Debug` shows neither, so it cannot reach a log through the configuration.
+#[derive(Clone)]
+pub struct MetricsToken([u8; 32]);
+
+impl MetricsToken {
+    /// `None` for an empty token, which would protect nothing.
+    pub fn new(token: &str) -> Option<MetricsToken> {
+        use sha2::Digest;
+        (!token.is_empty()).then(|| MetricsToken(sha2::Sha256::digest(token.as_bytes()).into()))
+    }
+
+    /// Whether `presented` is the token. Comparing digests keeps the time independent of where
+    /// the inputs differ and of the token's length.
+    pub fn matches(&self, presented: &str) -> bool {
+        use sha2::Digest;
+        let digest: [u8; 32] = sha2::Sha256::digest(presented.as_bytes()).into();
+        digest
+            .iter()
+            .zip(self.0.iter())
+            .fold(0u8, |diff, (a, b)| diff | (a ^ b))
+            == 0
+    }
+}
+
+impl std::fmt::Debug for MetricsToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MetricsToken(<redacted>)")
+    }
 }
 
 impl Default for ServerConfig {
@@ -72,6 +106,7 @@ impl Default for ServerConfig {
             trusted_proxies: crate::TrustedProxies::none(),
             connections: crate::ConnectionSettings::default(),
             cors: crate::CorsSettings::default(),
+            metrics_token: None,
         }
     }
 }
@@ -132,6 +167,8 @@ impl AppState {
     ) -> Result<AppState, SetupError> {
         config.cors.validate()?;
         let rate_limiter = RateLimiter::new(&config.rate_limits, metrics.clone())?.map(Arc::new);
+        let watched = store.clone();
+        metrics.database().watch(move || watched.stats());
         let auth_cache = Cache::builder()
             .max_capacity(100_000)
             .time_to_live(config.auth_cache_ttl)

@@ -33,8 +33,18 @@ use serde::Deserialize;
 /// [auth]
 /// cache_ttl = "5s"
 ///
+/// [database]
+/// pool_size = 20                     # connections per pool (primary, and replica if any)
+/// acquire_timeout = "5s"             # wait for a free connection, then 503 database_busy
+/// idle_timeout = "10m"               # "0s": keep idle connections
+/// max_lifetime = "1h"                # "0s": never recycle
+/// statement_timeout = "30s"          # then 503 database_timeout; "0s": none
+/// slow_query_threshold = "1s"
+/// read_url = "postgres://signalbox@db-replica/signalbox"  # read replica (PostgreSQL only)
+///
 /// [metrics]
 /// tenant_label_limit = 100
+/// token = "a-long-random-string"     # /metrics then needs Authorization: Bearer <token>
 ///
 /// [weber]
 /// event_log = "file"          # or "nats" (JetStream at nats_url)
@@ -83,6 +93,8 @@ pub struct FileConfig {
     pub http: HttpSection,
     #[serde(default)]
     pub auth: AuthSection,
+    #[serde(default)]
+    pub database: DatabaseSection,
     #[serde(default)]
     pub metrics: MetricsSection,
     #[serde(default)]
@@ -208,10 +220,53 @@ pub struct AuthSection {
     pub cache_ttl: Option<Duration>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MetricsSection {
     pub tenant_label_limit: Option<usize>,
+    pub token: Option<String>,
+}
+
+impl std::fmt::Debug for MetricsSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetricsSection")
+            .field("tenant_label_limit", &self.tenant_label_limit)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// Connection pools, timeouts and the read replica (seed 002's database settings).
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSection {
+    pub pool_size: Option<u32>,
+    #[serde(default, with = "humantime_serde_opt")]
+    pub acquire_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde_opt")]
+    pub idle_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde_opt")]
+    pub max_lifetime: Option<Duration>,
+    #[serde(default, with = "humantime_serde_opt")]
+    pub statement_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde_opt")]
+    pub slow_query_threshold: Option<Duration>,
+    pub read_url: Option<String>,
+}
+
+impl std::fmt::Debug for DatabaseSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The replica URL may carry a password.
+        f.debug_struct("DatabaseSection")
+            .field("pool_size", &self.pool_size)
+            .field("acquire_timeout", &self.acquire_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("max_lifetime", &self.max_lifetime)
+            .field("statement_timeout", &self.statement_timeout)
+            .field("slow_query_threshold", &self.slow_query_threshold)
+            .field("read_url", &self.read_url.as_ref().map(|_| "<set>"))
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -286,8 +341,14 @@ mod tests {
             max_connections = 50
             [auth]
             cache_ttl = "500ms"
+            [database]
+            pool_size = 4
+            statement_timeout = "250ms"
+            max_lifetime = "0s"
+            read_url = "postgres://replica/db"
             [metrics]
             tenant_label_limit = 3
+            token = "t0ken"
             "#,
         )
         .unwrap();
@@ -299,6 +360,16 @@ mod tests {
         assert_eq!(c.http.max_connections, Some(50));
         assert_eq!(c.auth.cache_ttl, Some(Duration::from_millis(500)));
         assert_eq!(c.metrics.tenant_label_limit, Some(3));
+        assert_eq!(c.metrics.token.as_deref(), Some("t0ken"));
+        assert_eq!(c.database.pool_size, Some(4));
+        assert_eq!(
+            c.database.statement_timeout,
+            Some(Duration::from_millis(250))
+        );
+        assert_eq!(c.database.max_lifetime, Some(Duration::ZERO));
+        assert_eq!(c.database.read_url.as_deref(), Some("postgres://replica/db"));
+        let debug = format!("{c:?}");
+        assert!(!debug.contains("t0ken") && !debug.contains("replica/db"), "{debug}");
     }
 
     #[test]

@@ -145,6 +145,39 @@ pub struct ServeArgs {
     /// How long browsers may reuse a preflight answer [default: 10m].
     #[arg(long, env = "SIGNALBOX_CORS_MAX_AGE", value_parser = humantime::parse_duration, value_name = "DURATION")]
     cors_max_age: Option<Duration>,
+    /// Most open database connections, per pool (the primary's, and the read replica's if
+    /// any) [default: 20].
+    #[arg(long, env = "SIGNALBOX_DATABASE_POOL_SIZE", value_name = "N")]
+    database_pool_size: Option<u32>,
+    /// How long a query waits for a free connection before the request gets 503
+    /// `database_busy` [default: 5s].
+    #[arg(long, env = "SIGNALBOX_DATABASE_ACQUIRE_TIMEOUT", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    database_acquire_timeout: Option<Duration>,
+    /// Idle connections are closed after this long; 0s keeps them [default: 10m].
+    #[arg(long, env = "SIGNALBOX_DATABASE_IDLE_TIMEOUT", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    database_idle_timeout: Option<Duration>,
+    /// Connections are replaced after this long; 0s never [default: 1h].
+    #[arg(long, env = "SIGNALBOX_DATABASE_MAX_LIFETIME", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    database_max_lifetime: Option<Duration>,
+    /// Longest a database statement may run before it is cancelled and the request gets 503
+    /// `database_timeout`; on SQLite it bounds waits for another writer's lock. 0s: no limit
+    /// [default: 30s].
+    #[arg(long, env = "SIGNALBOX_DATABASE_STATEMENT_TIMEOUT", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    database_statement_timeout: Option<Duration>,
+    /// Queries taking at least this long are logged and counted in
+    /// database_slow_queries_total [default: 1s].
+    #[arg(long, env = "SIGNALBOX_DATABASE_SLOW_QUERY_THRESHOLD", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    database_slow_query_threshold: Option<Duration>,
+    /// A PostgreSQL read replica for reads that tolerate replication lag (segment pages and
+    /// statistics, profiles by id list, audit and calculation history, experiment analysis);
+    /// while it is unreachable those reads go to the primary [default: none].
+    #[arg(long, env = "SIGNALBOX_DATABASE_READ_URL", hide_env_values = true, value_name = "URL")]
+    database_read_url: Option<String>,
+    /// Require `Authorization: Bearer <TOKEN>` on /metrics (its series carry tenant ids).
+    /// Prefer the environment variable or the config file: a command-line value is visible
+    /// to other local users [default: none, /metrics is open].
+    #[arg(long, env = "SIGNALBOX_METRICS_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+    metrics_token: Option<String>,
     /// Create a `demo` tenant on first start and write its key to DATA_DIR/demo-tenant.json
     /// [default: true on the embedded database, false on PostgreSQL].
     #[arg(long, env = "SIGNALBOX_DEMO", value_name = "BOOL")]
@@ -368,6 +401,71 @@ fn tenant_rule_files(
     Ok(configs)
 }
 
+/// The store's pool, timeout and replica settings from flags, the `[database]` section and
+/// the defaults; a zero duration turns the idle timeout, lifetime or statement timeout off.
+fn database_settings(
+    args: &ServeArgs,
+    file: &crate::config::FileConfig,
+    base: &store::StoreOptions,
+) -> anyhow::Result<store::StoreOptions> {
+    let section = &file.database;
+    let off_if_zero = |d: Option<Duration>, default: Option<Duration>| match d {
+        Some(d) if d.is_zero() => None,
+        Some(d) => Some(d),
+        None => default,
+    };
+    let pool_size = args
+        .database_pool_size
+        .or(section.pool_size)
+        .unwrap_or(base.max_connections);
+    if pool_size == 0 {
+        anyhow::bail!("database pool size: must be at least 1");
+    }
+    let acquire_timeout = args
+        .database_acquire_timeout
+        .or(section.acquire_timeout)
+        .unwrap_or(base.acquire_timeout);
+    if acquire_timeout.is_zero() {
+        anyhow::bail!("database acquire timeout: must be more than zero");
+    }
+    let read_url = args
+        .database_read_url
+        .clone()
+        .or_else(|| section.read_url.clone());
+    if let Some(url) = &read_url {
+        if store::Backend::from_url(url).ok() != Some(store::Backend::Postgres)
+            || store::Backend::from_url(&base.url).ok() != Some(store::Backend::Postgres)
+        {
+            anyhow::bail!(
+                "database read url: a read replica needs PostgreSQL, for the primary and the replica"
+            );
+        }
+    }
+    Ok(store::StoreOptions {
+        max_connections: pool_size,
+        acquire_timeout,
+        idle_timeout: off_if_zero(
+            args.database_idle_timeout.or(section.idle_timeout),
+            base.idle_timeout,
+        ),
+        max_lifetime: off_if_zero(
+            args.database_max_lifetime.or(section.max_lifetime),
+            base.max_lifetime,
+        ),
+        statement_timeout: off_if_zero(
+            args.database_statement_timeout
+                .or(section.statement_timeout),
+            base.statement_timeout,
+        ),
+        slow_query_threshold: args
+            .database_slow_query_threshold
+            .or(section.slow_query_threshold)
+            .unwrap_or(base.slow_query_threshold),
+        read_url,
+        ..base.clone()
+    })
+}
+
 /// Where the demo tenant's credentials are written, inside the data directory.
 pub const DEMO_FILE: &str = "demo-tenant.json";
 
@@ -396,6 +494,14 @@ pub async fn run(common: Common, args: ServeArgs) -> anyhow::Result<()> {
     cors.validate()
         .map_err(|e| anyhow::anyhow!("cors allow origin: {e}"))?;
     let trusted_proxies = trusted_proxies(&args, file)?;
+    let store_options = database_settings(&args, file, &common.store)?;
+    let metrics_token = match args.metrics_token.as_deref().or(file.metrics.token.as_deref()) {
+        None => None,
+        Some(token) => Some(
+            server::MetricsToken::new(token)
+                .context("metrics token: must not be empty (leave it unset for an open /metrics)")?,
+        ),
+    };
     let config = ServerConfig {
         body_limit_bytes: args
             .body_limit_bytes
@@ -437,6 +543,7 @@ pub async fn run(common: Common, args: ServeArgs) -> anyhow::Result<()> {
         trusted_proxies,
         connections,
         cors,
+        metrics_token,
     };
     if config.flag_refresh_interval.is_zero() {
         anyhow::bail!("flag refresh interval: must be more than zero");
@@ -479,10 +586,14 @@ pub async fn run(common: Common, args: ServeArgs) -> anyhow::Result<()> {
         }
     };
 
-    let store = common.open_store().await?;
+    let store = store::Store::connect(&store_options)
+        .await
+        .map_err(|e| anyhow::anyhow!("database: {e}"))?;
     tracing::info!(
         backend = store.backend().as_str(),
         schema_version = store::SCHEMA_VERSION,
+        pool_size = store_options.max_connections,
+        read_replica = store_options.read_url.is_some(),
         "storage ready"
     );
     let demo = args

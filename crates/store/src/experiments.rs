@@ -17,11 +17,11 @@
 use std::collections::{BTreeMap, HashMap};
 
 use sqlx::any::AnyRow;
-use sqlx::Row;
+use sqlx::{AnyConnection, Connection as _, Row};
 
 use crate::flags::validate_name;
 use crate::weber::{foreign_key_or, values_list};
-use crate::{could_be_stored, now_ms, Store, StoreError};
+use crate::{could_be_stored, now_ms, Operation, Store, StoreError, Table};
 
 /// Rows per exposure upsert: 8 parameters each.
 const EXPOSURE_CHUNK: usize = 500;
@@ -261,7 +261,8 @@ impl Store {
             return Ok(());
         }
         let _turn = self.write_turn().await;
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.acquire(Operation::Upsert, Table::FlagExposures).await?;
+        let mut tx = conn.begin().await?;
         for chunk in rows.chunks(EXPOSURE_CHUNK) {
             // An exposure older than the stored first one (a late batch from another replica)
             // takes over the assignment; otherwise the stored variant stays.
@@ -313,6 +314,7 @@ impl Store {
         {
             return Ok(None);
         }
+        let mut conn = self.acquire(Operation::Select, Table::FlagExposures).await?;
         let row = sqlx::query(
             "SELECT environment, flag_key, targeting_key, variant, first_seen_ms, last_seen_ms,
                     exposure_count
@@ -323,7 +325,7 @@ impl Store {
         .bind(environment)
         .bind(flag_key)
         .bind(targeting_key)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *conn)
         .await?;
         row.map(|r| {
             Ok(ExposureRecord {
@@ -368,6 +370,7 @@ impl Store {
             updated_at_ms: at_ms,
         };
         let _turn = self.write_turn().await;
+        let mut conn = self.acquire(Operation::Insert, Table::Experiments).await?;
         sqlx::query(&format!(
             "INSERT INTO experiments ({EXPERIMENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
         ))
@@ -379,7 +382,7 @@ impl Store {
         .bind(record.version)
         .bind(record.created_at_ms)
         .bind(record.updated_at_ms)
-        .execute(&self.pool)
+        .execute(&mut *conn)
         .await
         .map_err(
             |e| match crate::conflict_or(e, || format!("experiment '{key}'")) {
@@ -399,13 +402,14 @@ impl Store {
         if ![tenant_id, key].into_iter().all(could_be_stored) {
             return Ok(None);
         }
+        let mut conn = self.acquire(Operation::Select, Table::Experiments).await?;
         sqlx::query(&format!(
             "SELECT {EXPERIMENT_COLUMNS} FROM experiments
              WHERE tenant_id = $1 AND experiment_key = $2"
         ))
         .bind(tenant_id)
         .bind(key)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *conn)
         .await?
         .map(|row| experiment_from_row(&row))
         .transpose()
@@ -416,11 +420,12 @@ impl Store {
         if !could_be_stored(tenant_id) {
             return Ok(Vec::new());
         }
+        let mut conn = self.acquire(Operation::Select, Table::Experiments).await?;
         let mut all = sqlx::query(&format!(
             "SELECT {EXPERIMENT_COLUMNS} FROM experiments WHERE tenant_id = $1"
         ))
         .bind(tenant_id)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *conn)
         .await?
         .iter()
         .map(experiment_from_row)
@@ -451,6 +456,7 @@ impl Store {
         let at_ms = now_ms();
         let _turn = self.write_turn().await;
         // The version in the WHERE makes check-and-write one atomic statement.
+        let mut conn = self.acquire(Operation::Update, Table::Experiments).await?;
         let updated = sqlx::query(&format!(
             "UPDATE experiments SET definition = $1, sequential_p = $2, version = version + 1,
                                     updated_at_ms = $3
@@ -463,8 +469,10 @@ impl Store {
         .bind(tenant_id)
         .bind(key)
         .bind(expected_version)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *conn)
         .await?;
+        // Both given back before the read below takes a connection of its own.
+        drop(conn);
         drop(_turn);
         if let Some(row) = updated {
             return experiment_from_row(&row);
@@ -512,7 +520,8 @@ impl Store {
             }
         }
         let _turn = self.write_turn().await;
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.acquire(Operation::Insert, Table::ExperimentEvents).await?;
+        let mut tx = conn.begin().await?;
         let mut stored = 0;
         for chunk in events.chunks(EVENT_CHUNK) {
             let sql = format!(
@@ -573,7 +582,10 @@ impl Store {
             return Ok(None);
         }
         let _turn = self.write_turn().await;
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self
+            .acquire(Operation::Update, Table::ExperimentEvents)
+            .await?;
+        let mut tx = conn.begin().await?;
         sqlx::query(
             "UPDATE experiment_events SET voided_at_ms = $1, voided_by = $2
              WHERE tenant_id = $3 AND experiment_key = $4 AND event_id = $5
@@ -633,6 +645,7 @@ impl Store {
         if !ids.into_iter().all(could_be_stored) {
             return Ok(inputs);
         }
+        let mut conn = self.acquire_read(Operation::Select, Table::FlagExposures).await?;
         let rows = sqlx::query(
             "SELECT variant, COUNT(*) FROM flag_exposures
              WHERE tenant_id = $1 AND environment = $2 AND flag_key = $3
@@ -641,7 +654,7 @@ impl Store {
         .bind(tenant_id)
         .bind(query.environment)
         .bind(query.flag_key)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *conn)
         .await?;
         for row in rows {
             let variant: String = row.try_get(0)?;
@@ -656,15 +669,15 @@ impl Store {
             }
             let by_variant = match shape {
                 MetricShape::Conversion => {
-                    self.conversions(tenant_id, query, metric, &inputs.users)
+                    Store::conversions(&mut conn, tenant_id, query, metric, &inputs.users)
                         .await?
                 }
                 MetricShape::Value if raw => {
-                    self.user_values(tenant_id, query, metric, &inputs.users)
+                    Store::user_values(&mut conn, tenant_id, query, metric, &inputs.users)
                         .await?
                 }
                 MetricShape::Value => {
-                    self.value_summaries(tenant_id, query, metric, &inputs.users)
+                    Store::value_summaries(&mut conn, tenant_id, query, metric, &inputs.users)
                         .await?
                 }
             };
@@ -674,7 +687,7 @@ impl Store {
     }
 
     async fn conversions(
-        &self,
+        conn: &mut AnyConnection,
         tenant_id: &str,
         query: &AnalysisQuery<'_>,
         metric: &str,
@@ -695,7 +708,7 @@ impl Store {
         .bind(query.experiment_key)
         .bind(metric)
         .bind(MAX_EVENT_ABS_VALUE)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *conn)
         .await?;
         let mut converted: HashMap<String, u64> = HashMap::new();
         for row in rows {
@@ -714,7 +727,7 @@ impl Store {
     }
 
     async fn user_values(
-        &self,
+        conn: &mut AnyConnection,
         tenant_id: &str,
         query: &AnalysisQuery<'_>,
         metric: &str,
@@ -727,7 +740,7 @@ impl Store {
             .bind(query.experiment_key)
             .bind(metric)
             .bind(MAX_EVENT_ABS_VALUE)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *conn)
             .await?;
         let mut values: BTreeMap<String, Vec<f64>> = users
             .iter()
@@ -746,7 +759,7 @@ impl Store {
     }
 
     async fn value_summaries(
-        &self,
+        conn: &mut AnyConnection,
         tenant_id: &str,
         query: &AnalysisQuery<'_>,
         metric: &str,
@@ -766,7 +779,7 @@ impl Store {
         .bind(query.experiment_key)
         .bind(metric)
         .bind(MAX_EVENT_ABS_VALUE)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *conn)
         .await?;
         let mut found: HashMap<String, MetricObservations> = HashMap::new();
         for row in rows {

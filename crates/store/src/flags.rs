@@ -13,10 +13,10 @@
 
 use serde_json::Value;
 use sqlx::any::AnyRow;
-use sqlx::{Any, Row, Transaction};
+use sqlx::{Any, Connection as _, Row, Transaction};
 
 use crate::diff::{json_diff, FieldChange};
-use crate::{could_be_stored, now_ms, Store, StoreError};
+use crate::{could_be_stored, now_ms, Operation, Store, StoreError, Table};
 
 /// The largest flag definition accepted, in bytes of JSON text.
 pub const MAX_FLAG_DEFINITION_BYTES: usize = 256 * 1024;
@@ -142,7 +142,8 @@ impl Store {
         validate_ids(tenant_id, environment, key, actor)?;
         let definition = parse_definition(key, definition_json)?;
         let _turn = self.write_turn().await;
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.acquire(Operation::Insert, Table::Flags).await?;
+        let mut tx = conn.begin().await?;
         let seq = next_change_seq(&mut tx, tenant_id, environment).await?;
         let at_ms = now_ms();
         let record = FlagRecord {
@@ -206,6 +207,7 @@ impl Store {
         {
             return Ok(None);
         }
+        let mut conn = self.acquire(Operation::Select, Table::Flags).await?;
         sqlx::query(&format!(
             "SELECT {FLAG_COLUMNS} FROM flags
              WHERE tenant_id = $1 AND environment = $2 AND flag_key = $3"
@@ -213,7 +215,7 @@ impl Store {
         .bind(tenant_id)
         .bind(environment)
         .bind(key)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *conn)
         .await?
         .map(|row| flag_from_row(&row))
         .transpose()
@@ -228,12 +230,13 @@ impl Store {
         if ![tenant_id, environment].into_iter().all(could_be_stored) {
             return Ok(Vec::new());
         }
+        let mut conn = self.acquire(Operation::Select, Table::Flags).await?;
         let mut flags = sqlx::query(&format!(
             "SELECT {FLAG_COLUMNS} FROM flags WHERE tenant_id = $1 AND environment = $2"
         ))
         .bind(tenant_id)
         .bind(environment)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *conn)
         .await?
         .iter()
         .map(flag_from_row)
@@ -291,7 +294,8 @@ impl Store {
         validate_ids(tenant_id, environment, key, actor)?;
         let definition = parse_definition(key, definition_json)?;
         let _turn = self.write_turn().await;
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.acquire(Operation::Update, Table::Flags).await?;
+        let mut tx = conn.begin().await?;
         let seq = next_change_seq(&mut tx, tenant_id, environment).await?;
         let current = current_flag(&mut tx, tenant_id, environment, key, expected_version).await?;
         let previous = parse_stored(&current.definition_json)?;
@@ -356,7 +360,8 @@ impl Store {
     ) -> Result<FlagRecord, StoreError> {
         validate_ids(tenant_id, environment, key, actor)?;
         let _turn = self.write_turn().await;
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.acquire(Operation::Delete, Table::Flags).await?;
+        let mut tx = conn.begin().await?;
         let seq = next_change_seq(&mut tx, tenant_id, environment).await?;
         let current = current_flag(&mut tx, tenant_id, environment, key, expected_version).await?;
         let previous = parse_stored(&current.definition_json)?;
@@ -411,6 +416,7 @@ impl Store {
         {
             return Ok(Vec::new());
         }
+        let mut conn = self.acquire_read(Operation::Select, Table::FlagAudit).await?;
         sqlx::query(&format!(
             "SELECT {AUDIT_COLUMNS} FROM flag_audit
              WHERE tenant_id = $1 AND environment = $2 AND flag_key = $3 AND seq < $4
@@ -421,7 +427,7 @@ impl Store {
         .bind(key)
         .bind(before_seq.unwrap_or(i64::MAX))
         .bind(i64::from(limit.min(MAX_FLAG_PAGE)))
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *conn)
         .await?
         .iter()
         .map(audit_from_row)
@@ -441,6 +447,7 @@ impl Store {
         if ![tenant_id, environment].into_iter().all(could_be_stored) {
             return Ok(Vec::new());
         }
+        let mut conn = self.acquire(Operation::Select, Table::FlagAudit).await?;
         sqlx::query(&format!(
             "SELECT {AUDIT_COLUMNS} FROM flag_audit
              WHERE tenant_id = $1 AND environment = $2 AND seq > $3
@@ -450,7 +457,7 @@ impl Store {
         .bind(environment)
         .bind(after_seq)
         .bind(i64::from(limit.min(MAX_FLAG_PAGE)))
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *conn)
         .await?
         .iter()
         .map(audit_from_row)
@@ -468,12 +475,13 @@ impl Store {
         if ![tenant_id, environment].into_iter().all(could_be_stored) {
             return Ok(0);
         }
+        let mut conn = self.acquire(Operation::Select, Table::FlagEnvironments).await?;
         let row = sqlx::query(
             "SELECT change_seq FROM flag_environments WHERE tenant_id = $1 AND environment = $2",
         )
         .bind(tenant_id)
         .bind(environment)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *conn)
         .await?;
         Ok(row.map(|r| r.try_get(0)).transpose()?.unwrap_or(0))
     }
@@ -482,7 +490,7 @@ impl Store {
 /// Takes the environment's next change number. The row lock this upsert holds until commit
 /// serialises the environment's writers (see the module docs).
 async fn next_change_seq(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut Transaction<'_, Any>,
     tenant_id: &str,
     environment: &str,
 ) -> Result<i64, StoreError> {
@@ -502,7 +510,7 @@ async fn next_change_seq(
 
 /// The flag as the writing transaction sees it, checked against the expected version.
 async fn current_flag(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut Transaction<'_, Any>,
     tenant_id: &str,
     environment: &str,
     key: &str,
@@ -542,7 +550,7 @@ fn lost_race(key: &str, expected_version: Option<i64>, read_version: i64) -> Sto
 }
 
 async fn insert_audit(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut Transaction<'_, Any>,
     change: Change<'_>,
 ) -> Result<(), StoreError> {
     let empty = Value::Object(serde_json::Map::new());

@@ -8,9 +8,9 @@
 
 use std::collections::HashMap;
 
-use sqlx::Row;
+use sqlx::{Connection as _, Row};
 
-use crate::{Store, StoreError};
+use crate::{Operation, Store, StoreError, Table};
 
 /// Rows per multi-row INSERT: 13 parameters each stays far below both databases' limits.
 const INSERT_CHUNK: usize = 400;
@@ -127,7 +127,8 @@ impl Store {
             }
         }
         let _turn = self.write_turn().await;
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.acquire(Operation::Insert, Table::Interactions).await?;
+        let mut tx = conn.begin().await?;
         for chunk in fresh.chunks(INSERT_CHUNK) {
             let sql = format!(
                 "INSERT INTO interactions (tenant_id, event_id, user_id, event_time_ms, sentiment, \
@@ -190,6 +191,7 @@ impl Store {
         ids.sort();
         ids.dedup();
         let mut out: Vec<InteractionWindow> = Vec::with_capacity(ids.len());
+        let mut conn = self.acquire(Operation::Select, Table::Interactions).await?;
         for chunk in ids.chunks(WINDOW_CHUNK) {
             // One statement, so the windows and the totals come from one snapshot. Each user's
             // window is its own `ORDER BY … LIMIT`, which both databases answer by walking the
@@ -218,7 +220,7 @@ impl Store {
             }
             let mut totals: HashMap<String, (i64, i64)> = HashMap::new();
             let mut events: HashMap<String, Vec<StoredEvent>> = HashMap::new();
-            for row in query.fetch_all(&self.pool).await? {
+            for row in query.fetch_all(&mut *conn).await? {
                 let user_id: String = row.try_get(0)?;
                 let kind: i32 = row.try_get(4)?;
                 if kind == 1 {
@@ -260,7 +262,8 @@ impl Store {
         }
         let now = crate::now_ms();
         let _turn = self.write_turn().await;
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.acquire(Operation::Upsert, Table::WeberProfiles).await?;
+        let mut tx = conn.begin().await?;
         let mut written = 0;
         for chunk in updates.chunks(INSERT_CHUNK) {
             let sql = format!(
@@ -325,6 +328,7 @@ impl Store {
         user_id: &str,
         limit: u32,
     ) -> Result<Vec<StoredCalculation>, StoreError> {
+        let mut conn = self.acquire_read(Operation::Select, Table::WeberCalculations).await?;
         let rows = sqlx::query(
             "SELECT event_seq, review_sequence, sentiment_value, baseline_sentiment, weber_ratio,
                     weber_constant, calculation_confidence, sensitivity_segment, cause,
@@ -335,7 +339,7 @@ impl Store {
         .bind(tenant_id)
         .bind(user_id)
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *conn)
         .await?;
         rows.iter()
             .map(|r| {
@@ -357,8 +361,9 @@ impl Store {
 
     /// Operator-level: the highest interaction sequence number stored (0 when none).
     pub async fn operator_newest_interaction_seq(&self) -> Result<i64, StoreError> {
+        let mut conn = self.acquire(Operation::Select, Table::Interactions).await?;
         let row = sqlx::query("SELECT COALESCE(MAX(seq), 0) FROM interactions")
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *conn)
             .await?;
         Ok(row.try_get(0)?)
     }
@@ -374,6 +379,7 @@ impl Store {
         up_to_seq: i64,
         limit: u32,
     ) -> Result<Vec<(String, String)>, StoreError> {
+        let mut conn = self.acquire(Operation::Select, Table::Interactions).await?;
         let rows = sqlx::query(
             "SELECT i.tenant_id, i.user_id FROM interactions i
              LEFT JOIN weber_profiles p ON p.tenant_id = i.tenant_id AND p.user_id = i.user_id
@@ -384,7 +390,7 @@ impl Store {
         )
         .bind(up_to_seq)
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *conn)
         .await?;
         rows.iter()
             .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
@@ -395,11 +401,12 @@ impl Store {
     pub async fn operator_weber_segment_counts(
         &self,
     ) -> Result<Vec<(String, String, i64)>, StoreError> {
+        let mut conn = self.acquire_read(Operation::Select, Table::WeberProfiles).await?;
         let rows = sqlx::query(
             "SELECT tenant_id, sensitivity_segment, COUNT(*) FROM weber_profiles
              GROUP BY tenant_id, sensitivity_segment ORDER BY tenant_id, sensitivity_segment",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *conn)
         .await?;
         rows.iter()
             .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))

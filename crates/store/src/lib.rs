@@ -31,6 +31,7 @@ mod flags;
 mod interactions;
 mod migrations;
 mod model;
+mod observe;
 pub mod secret;
 #[cfg(feature = "test-support")]
 pub mod testing;
@@ -38,10 +39,13 @@ mod weber;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
-use sqlx::{AnyConnection, AnyPool, ConnectOptions, Connection, Executor, Row};
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyConnection, AnyPool, ConnectOptions, Connection, Executor, Row};
 
 pub use diff::{json_diff, FieldChange};
 pub use experiments::{
@@ -57,6 +61,10 @@ pub use interactions::{
     StoredEvent, WeberUpdate,
 };
 pub use migrations::LATEST_VERSION as SCHEMA_VERSION;
+pub use observe::{
+    HistogramSnapshot, Operation, PoolRole, PoolStats, QueryStats, StoreStats, Table,
+    QUERY_BUCKETS,
+};
 pub use model::{
     ApiKeyInfo, IssuedKey, NewKey, ParseNameError, Principal, Scope, Scopes, Tenant, Tier,
 };
@@ -91,17 +99,38 @@ impl Backend {
     }
 }
 
-/// How to reach the database.
+/// How to reach the database, and how the connection pools behave.
+///
+/// Defaults follow seed 002's database settings where it gives them (pool of 20, connections
+/// recycled after an hour, 30 s statement timeout, 1 s slow-query threshold); the acquire
+/// timeout is shorter than the seed's 30 s so that a request meets it well inside its own
+/// timeout and is answered `database_busy`, not a generic timeout.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
     /// `sqlite://PATH` or `postgres://…`.
     pub url: String,
     /// PostgreSQL only: the schema to keep signalbox's tables in (created if missing).
-    /// `None` uses the server's default `search_path`.
+    /// `None` uses the server's default `search_path`. The read replica uses the same schema.
     pub schema: Option<String>,
+    /// Most open connections per pool (the primary's, and the replica's if any).
     pub max_connections: u32,
-    /// How long to wait for a free connection before failing a request.
+    /// How long a store call waits for a free connection before failing with
+    /// [`StoreError::PoolTimedOut`].
     pub acquire_timeout: Duration,
+    /// Idle connections beyond this age are closed; `None` keeps them.
+    pub idle_timeout: Option<Duration>,
+    /// Connections are closed and replaced after this long; `None` keeps them forever.
+    pub max_lifetime: Option<Duration>,
+    /// Longest a statement may run ([`StoreError::StatementTimeout`] after). PostgreSQL
+    /// enforces it on the server (`statement_timeout`, which covers lock waits too). SQLite has
+    /// no server to cancel a running statement, so there it bounds only lock waits
+    /// (`busy_timeout`): the one unbounded wait on a local file. `None` turns it off.
+    pub statement_timeout: Option<Duration>,
+    /// Store calls that take at least this long are counted as slow and logged.
+    pub slow_query_threshold: Duration,
+    /// PostgreSQL only: a read replica for the reads that tolerate replication lag (see
+    /// [`Store`]). When it cannot be reached those reads go to the primary.
+    pub read_url: Option<String>,
 }
 
 impl StoreOptions {
@@ -117,11 +146,25 @@ impl StoreOptions {
         StoreOptions {
             url: url.into(),
             schema: None,
-            max_connections: 8,
+            max_connections: 20,
             acquire_timeout: Duration::from_secs(5),
+            idle_timeout: Some(Duration::from_secs(600)),
+            max_lifetime: Some(Duration::from_secs(3600)),
+            statement_timeout: Some(Duration::from_secs(30)),
+            slow_query_threshold: Duration::from_secs(1),
+            read_url: None,
         }
     }
 }
+
+/// How long a read waits for a replica connection before it goes to the primary instead. A
+/// replica that refuses connections would otherwise hold reads for the whole acquire timeout
+/// (the pool retries refused connections until then).
+const REPLICA_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// After a replica failure, reads go to the primary for this long before the replica is tried
+/// again, so a dead replica costs one slow read per period, not one per read.
+const REPLICA_RETRY_AFTER: Duration = Duration::from_secs(5);
 
 /// The file name of the embedded database inside the data directory.
 pub const SQLITE_FILE: &str = "signalbox.db";
@@ -164,14 +207,45 @@ pub enum StoreError {
     /// manage its keys over the API (HTTP 409 `last_admin_key`).
     #[error("key {key_id} is the last active admin key of tenant {tenant_id}; issue another admin key first")]
     LastAdminKey { key_id: String, tenant_id: String },
+    /// A statement ran past the statement timeout (PostgreSQL cancelled it), or on SQLite
+    /// waited that long for another writer's lock.
+    #[error("a database statement ran past the statement timeout")]
+    StatementTimeout,
+    /// Every connection of the pool stayed in use for the whole acquire timeout.
+    #[error("no database connection became free within the acquire timeout")]
+    PoolTimedOut,
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> StoreError {
+        match &e {
+            sqlx::Error::PoolTimedOut => StoreError::PoolTimedOut,
+            sqlx::Error::Database(db) if is_statement_timeout(db.as_ref()) => {
+                StoreError::StatementTimeout
+            }
+            _ => StoreError::Database(e),
+        }
+    }
+}
+
+/// PostgreSQL's `query_canceled` (57014) with the statement-timeout message (the same code
+/// also means an operator's `pg_cancel_backend`), or SQLite's `SQLITE_BUSY` (5), which it
+/// returns once `busy_timeout` has passed.
+fn is_statement_timeout(db: &dyn sqlx::error::DatabaseError) -> bool {
+    match db.code().as_deref() {
+        Some("57014") => db.message().contains("statement timeout"),
+        Some("5") => true,
+        _ => false,
+    }
 }
 
 impl StoreError {
     /// Whether the database itself is unreachable or overloaded (as opposed to bad input).
     pub fn is_unavailable(&self) -> bool {
-        matches!(
+        matches!(self, StoreError::StatementTimeout | StoreError::PoolTimedOut)
+            || matches!(
             self,
             StoreError::Database(
                 sqlx::Error::PoolTimedOut
@@ -184,15 +258,59 @@ impl StoreError {
 }
 
 /// A handle on the database; cheap to clone, safe to share between tasks.
+///
+/// With a read replica ([`StoreOptions::read_url`]), the reads that tolerate replication lag go
+/// to it: profiles by id list, segment pages and statistics, calculation history, flag audit
+/// history, experiment analysis and the operator's segment counts. Everything else stays on the
+/// primary: writes, authentication (a revoked key must stop at once), a single profile read
+/// (the read cache's loader: a stale answer would be cached for its TTL), flag loads and
+/// change sequences (an admin change is reloaded right after it commits), and the reads of
+/// read-modify-write cycles (experiments, flag versions). A replica that cannot be reached
+/// sends its reads to the primary for a few seconds, counted in [`StoreStats`].
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: AnyPool,
+    replica: Option<AnyPool>,
     backend: Backend,
     /// SQLite allows one writer at a time, and a writer that finds the lock taken waits in
     /// SQLite's busy handler, which sleeps in steps of up to 100 ms. Queuing this process's hot
     /// write transactions here instead hands the lock over at once. (Other processes, such as
     /// the CLI, still meet the busy timeout.) Unused on PostgreSQL.
-    sqlite_writer: std::sync::Arc<tokio::sync::Mutex<()>>,
+    sqlite_writer: Arc<tokio::sync::Mutex<()>>,
+    observed: Arc<observe::Observed>,
+    /// Milliseconds since `epoch` until which the replica is not tried (0: try it).
+    replica_down_until_ms: Arc<AtomicU64>,
+    epoch: Instant,
+}
+
+/// A pooled connection lent to one store call; when dropped it records the call's time under
+/// its operation and table.
+pub(crate) struct Conn {
+    conn: PoolConnection<Any>,
+    observed: Arc<observe::Observed>,
+    operation: Operation,
+    table: Table,
+    started: Instant,
+}
+
+impl std::ops::Deref for Conn {
+    type Target = AnyConnection;
+    fn deref(&self) -> &AnyConnection {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for Conn {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        &mut self.conn
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.observed
+            .query_done(self.operation, self.table, self.started.elapsed());
+    }
 }
 
 impl Store {
@@ -213,41 +331,185 @@ impl Store {
             }
             (None, _) => None,
         };
+        let replica_options = match (&options.read_url, backend) {
+            (None, _) => None,
+            (Some(url), Backend::Postgres) => {
+                if Backend::from_url(url)? != Backend::Postgres {
+                    return Err(StoreError::InvalidUrl(
+                        "the read replica must be PostgreSQL, like the primary".to_owned(),
+                    ));
+                }
+                Some(
+                    AnyConnectOptions::from_str(url)
+                        .map_err(|e| StoreError::InvalidUrl(format!("read replica: {e}")))?
+                        .disable_statement_logging(),
+                )
+            }
+            (Some(_), Backend::Sqlite) => {
+                return Err(StoreError::Invalid {
+                    field: "read_url",
+                    reason: "a read replica needs PostgreSQL; SQLite is one local file"
+                        .to_owned(),
+                })
+            }
+        };
+        if options.max_connections == 0 {
+            return Err(StoreError::Invalid {
+                field: "max_connections",
+                reason: "must be at least 1".to_owned(),
+            });
+        }
         let connect_options = AnyConnectOptions::from_str(&options.url)
             .map_err(|e| StoreError::InvalidUrl(e.to_string()))?
             .disable_statement_logging();
 
+        // Migrations run without a statement timeout: building an index on a large table may
+        // rightly take longer than any query should.
         let mut conn = AnyConnection::connect_with(&connect_options).await?;
         if let Some(schema) = &schema {
             sqlx::raw_sql(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
                 .execute(&mut conn)
                 .await?;
         }
-        if let Some(sql) = session_sql(backend, schema.as_deref()) {
+        if let Some(sql) = session_sql(backend, schema.as_deref(), None) {
             conn.execute(sqlx::raw_sql(&sql)).await?;
         }
         migrations::run(&mut conn, backend).await?;
         drop(conn);
 
-        let pool = AnyPoolOptions::new()
-            .max_connections(options.max_connections.max(1))
-            .acquire_timeout(options.acquire_timeout)
-            .after_connect(move |conn, _meta| {
-                let sql = session_sql(backend, schema.as_deref());
-                Box::pin(async move {
-                    if let Some(sql) = sql {
-                        conn.execute(sqlx::raw_sql(&sql)).await?;
-                    }
-                    Ok(())
+        let statement_timeout = options.statement_timeout.filter(|t| !t.is_zero());
+        let pool_options = |acquire_timeout: Duration| {
+            let schema = schema.clone();
+            AnyPoolOptions::new()
+                .max_connections(options.max_connections)
+                .acquire_timeout(acquire_timeout)
+                .idle_timeout(options.idle_timeout)
+                .max_lifetime(options.max_lifetime)
+                .after_connect(move |conn, _meta| {
+                    let sql = session_sql(backend, schema.as_deref(), statement_timeout);
+                    Box::pin(async move {
+                        if let Some(sql) = sql {
+                            conn.execute(sqlx::raw_sql(&sql)).await?;
+                        }
+                        Ok(())
+                    })
                 })
-            })
+        };
+        let pool = pool_options(options.acquire_timeout)
             .connect_with(connect_options)
             .await?;
+        // Lazy: a replica that is down at start must not stop the start; its reads go to the
+        // primary until it answers.
+        let replica = replica_options.map(|replica| {
+            pool_options(options.acquire_timeout.min(REPLICA_ACQUIRE_TIMEOUT))
+                .connect_lazy_with(replica)
+        });
         Ok(Store {
             pool,
+            replica,
             backend,
-            sqlite_writer: std::sync::Arc::default(),
+            sqlite_writer: Arc::default(),
+            observed: Arc::new(observe::Observed::new(options.slow_query_threshold)),
+            replica_down_until_ms: Arc::new(AtomicU64::new(0)),
+            epoch: Instant::now(),
         })
+    }
+
+    /// A connection from the primary for one store call of `operation` on `table`.
+    pub(crate) async fn acquire(
+        &self,
+        operation: Operation,
+        table: Table,
+    ) -> Result<Conn, StoreError> {
+        Ok(self
+            .acquire_from(PoolRole::Primary, &self.pool, operation, table)
+            .await?)
+    }
+
+    /// A connection for a read that tolerates replication lag: from the replica when one is
+    /// configured and answering, else from the primary.
+    pub(crate) async fn acquire_read(
+        &self,
+        operation: Operation,
+        table: Table,
+    ) -> Result<Conn, StoreError> {
+        if let Some(replica) = &self.replica {
+            let now_ms = self.epoch.elapsed().as_millis() as u64;
+            if now_ms >= self.replica_down_until_ms.load(Ordering::Relaxed) {
+                match self
+                    .acquire_from(PoolRole::Replica, replica, operation, table)
+                    .await
+                {
+                    Ok(conn) => {
+                        self.observed.replica_reads.fetch_add(1, Ordering::Relaxed);
+                        return Ok(conn);
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, retry_in_s = REPLICA_RETRY_AFTER.as_secs(),
+                            "read replica unavailable; reading from the primary");
+                        let until = self.epoch.elapsed() + REPLICA_RETRY_AFTER;
+                        self.replica_down_until_ms
+                            .store(until.as_millis() as u64, Ordering::Relaxed);
+                    }
+                }
+            }
+            self.observed
+                .replica_fallbacks
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        self.acquire(operation, table).await
+    }
+
+    async fn acquire_from(
+        &self,
+        role: PoolRole,
+        pool: &AnyPool,
+        operation: Operation,
+        table: Table,
+    ) -> Result<Conn, sqlx::Error> {
+        let counters = self.observed.pool_counters(role);
+        let asked = Instant::now();
+        let result = pool.acquire().await;
+        counters.acquire_wait.observe(asked.elapsed());
+        match result {
+            Ok(conn) => Ok(Conn {
+                conn,
+                observed: self.observed.clone(),
+                operation,
+                table,
+                started: Instant::now(),
+            }),
+            Err(e) => {
+                if matches!(e, sqlx::Error::PoolTimedOut) {
+                    counters.acquire_timeouts.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// What the store has measured so far, and its pools now.
+    pub fn stats(&self) -> StoreStats {
+        let mut pools = vec![observe::pool_counters_snapshot(
+            PoolRole::Primary,
+            &self.pool,
+            &self.observed.primary,
+        )];
+        if let Some(replica) = &self.replica {
+            pools.push(observe::pool_counters_snapshot(
+                PoolRole::Replica,
+                replica,
+                &self.observed.replica,
+            ));
+        }
+        StoreStats {
+            backend: self.backend,
+            queries: self.observed.queries(),
+            pools,
+            replica_reads: self.observed.replica_reads.load(Ordering::Relaxed),
+            replica_fallbacks: self.observed.replica_fallbacks.load(Ordering::Relaxed),
+            slow_query_threshold: self.observed.slow_threshold,
+        }
     }
 
     pub fn backend(&self) -> Backend {
@@ -268,9 +530,12 @@ impl Store {
         migrations::ping(&mut conn).await
     }
 
-    /// Waits for connections to be returned, then closes the pool.
+    /// Waits for connections to be returned, then closes the pools.
     pub async fn close(&self) {
         self.pool.close().await;
+        if let Some(replica) = &self.replica {
+            replica.close().await;
+        }
     }
 
     // ---- tenants -------------------------------------------------------------------------
@@ -284,21 +549,23 @@ impl Store {
             tier,
             created_at_ms: now_ms(),
         };
+        let mut conn = self.acquire(Operation::Insert, Table::Tenants).await?;
         sqlx::query("INSERT INTO tenants (id, name, tier, created_at_ms) VALUES ($1, $2, $3, $4)")
             .bind(&tenant.id)
             .bind(&tenant.name)
             .bind(tier.as_str())
             .bind(tenant.created_at_ms)
-            .execute(&self.pool)
+            .execute(&mut *conn)
             .await
             .map_err(|e| conflict_or(e, || format!("tenant named '{name}'")))?;
         Ok(tenant)
     }
 
     pub async fn tenant(&self, tenant_id: &str) -> Result<Option<Tenant>, StoreError> {
+        let mut conn = self.acquire(Operation::Select, Table::Tenants).await?;
         sqlx::query("SELECT id, name, tier, created_at_ms FROM tenants WHERE id = $1")
             .bind(tenant_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *conn)
             .await?
             .map(|row| tenant_from_row(&row, 0))
             .transpose()
@@ -306,8 +573,9 @@ impl Store {
 
     /// Operator view: every tenant, oldest first. Not reachable from any tenant's API key.
     pub async fn list_tenants(&self) -> Result<Vec<Tenant>, StoreError> {
+        let mut conn = self.acquire(Operation::Select, Table::Tenants).await?;
         sqlx::query("SELECT id, name, tier, created_at_ms FROM tenants ORDER BY created_at_ms, id")
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *conn)
             .await?
             .iter()
             .map(|row| tenant_from_row(row, 0))
@@ -377,6 +645,7 @@ impl Store {
             created_at_ms: now_ms(),
             revoked_at_ms: None,
         };
+        let mut conn = self.acquire(Operation::Insert, Table::ApiKeys).await?;
         sqlx::query(
             "INSERT INTO api_keys (id, tenant_id, key_hash, prefix, scopes, label, user_id, created_at_ms)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -389,7 +658,7 @@ impl Store {
         .bind(info.label.clone())
         .bind(info.user_id.clone())
         .bind(info.created_at_ms)
-        .execute(&self.pool)
+        .execute(&mut *conn)
         .await?;
         Ok(IssuedKey { info, secret })
     }
@@ -405,13 +674,14 @@ impl Store {
     /// Like [`Store::authenticate`], for a caller that already holds the key's
     /// [`secret::hash`] (the server keys its cache by it, so it hashes once).
     pub async fn authenticate_hash(&self, key_hash: &str) -> Result<Option<Principal>, StoreError> {
+        let mut conn = self.acquire(Operation::Select, Table::ApiKeys).await?;
         let row = sqlx::query(
             "SELECT t.id, t.name, t.tier, t.created_at_ms, k.id, k.scopes, k.user_id
              FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
              WHERE k.key_hash = $1 AND k.revoked_at_ms IS NULL",
         )
         .bind(key_hash)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *conn)
         .await?;
         let Some(row) = row else { return Ok(None) };
         Ok(Some(Principal {
@@ -424,11 +694,12 @@ impl Store {
 
     /// The tenant's keys, newest first, revoked ones included.
     pub async fn list_api_keys(&self, tenant_id: &str) -> Result<Vec<ApiKeyInfo>, StoreError> {
+        let mut conn = self.acquire(Operation::Select, Table::ApiKeys).await?;
         sqlx::query(&format!(
             "SELECT {KEY_COLUMNS} FROM api_keys WHERE tenant_id = $1 ORDER BY created_at_ms DESC, id DESC"
         ))
         .bind(tenant_id)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *conn)
         .await?
         .iter()
         .map(key_from_row)
@@ -444,12 +715,13 @@ impl Store {
         if !could_be_stored(key_id) {
             return Ok(None);
         }
+        let mut conn = self.acquire(Operation::Select, Table::ApiKeys).await?;
         sqlx::query(&format!(
             "SELECT {KEY_COLUMNS} FROM api_keys WHERE tenant_id = $1 AND id = $2"
         ))
         .bind(tenant_id)
         .bind(key_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *conn)
         .await?
         .map(|row| key_from_row(&row))
         .transpose()
@@ -491,7 +763,8 @@ impl Store {
             return Ok(None);
         }
         let _turn = self.write_turn().await;
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.acquire(Operation::Update, Table::ApiKeys).await?;
+        let mut tx = conn.begin().await?;
         // Touching the tenant's row first serialises its revocations: a row lock on
         // PostgreSQL (a concurrent revoker waits, then its statement sees this one's commit),
         // the write lock on SQLite. Without it, two admins revoking each other's keys at once
@@ -541,9 +814,10 @@ impl Store {
 
     /// Operator lookup for the CLI: which tenant owns a key id, whoever it is.
     pub async fn operator_key_owner(&self, key_id: &str) -> Result<Option<String>, StoreError> {
+        let mut conn = self.acquire(Operation::Select, Table::ApiKeys).await?;
         let row = sqlx::query("SELECT tenant_id FROM api_keys WHERE id = $1")
             .bind(key_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *conn)
             .await?;
         row.map(|r| r.try_get::<String, _>(0))
             .transpose()
@@ -603,7 +877,7 @@ fn conflict_or(e: sqlx::Error, what: impl FnOnce() -> String) -> StoreError {
         sqlx::Error::Database(db) if db.kind() == sqlx::error::ErrorKind::UniqueViolation => {
             StoreError::Conflict { what: what() }
         }
-        _ => StoreError::Database(e),
+        _ => StoreError::from(e),
     }
 }
 
@@ -714,15 +988,29 @@ fn prepare_sqlite_file(url: &str) -> Result<(), StoreError> {
 }
 
 /// Per-connection settings: WAL and a busy timeout on SQLite (the CLI may write while the
-/// server runs), the schema on PostgreSQL.
-fn session_sql(backend: Backend, schema: Option<&str>) -> Option<String> {
-    match (backend, schema) {
-        (Backend::Sqlite, _) => Some(
-            "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON"
-                .to_owned(),
-        ),
-        (Backend::Postgres, Some(schema)) => Some(format!("SET search_path TO {schema}")),
-        (Backend::Postgres, None) => None,
+/// server runs; the statement timeout when set, else 5 s), the schema and the statement
+/// timeout on PostgreSQL.
+fn session_sql(
+    backend: Backend,
+    schema: Option<&str>,
+    statement_timeout: Option<Duration>,
+) -> Option<String> {
+    let millis = statement_timeout.map(|t| t.as_millis().clamp(1, i32::MAX as u128));
+    match backend {
+        Backend::Sqlite => Some(format!(
+            "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = {}; PRAGMA foreign_keys = ON",
+            millis.unwrap_or(5000)
+        )),
+        Backend::Postgres => {
+            let mut sql = Vec::new();
+            if let Some(schema) = schema {
+                sql.push(format!("SET search_path TO {schema}"));
+            }
+            if let Some(ms) = millis {
+                sql.push(format!("SET statement_timeout = {ms}"));
+            }
+            (!sql.is_empty()).then(|| sql.join("; "))
+        }
     }
 }
 

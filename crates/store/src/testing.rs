@@ -74,8 +74,14 @@ impl TestStore {
     }
 
     pub async fn sqlite() -> TestStore {
+        TestStore::sqlite_with(|_| {}).await
+    }
+
+    /// A private SQLite store whose options `adjust` may change before it connects.
+    pub async fn sqlite_with(adjust: impl FnOnce(&mut StoreOptions)) -> TestStore {
         let dir = tempfile::tempdir().expect("temporary directory for a test database");
-        let options = StoreOptions::sqlite_in(dir.path());
+        let mut options = StoreOptions::sqlite_in(dir.path());
+        adjust(&mut options);
         let store = Store::connect(&options)
             .await
             .expect("open a fresh SQLite store");
@@ -87,11 +93,18 @@ impl TestStore {
     }
 
     pub async fn postgres() -> TestStore {
+        TestStore::postgres_with(|_| {}).await
+    }
+
+    /// A private PostgreSQL store whose options (pool size, timeouts, replica) `adjust` may
+    /// change before it connects; the schema is already chosen.
+    pub async fn postgres_with(adjust: impl FnOnce(&mut StoreOptions)) -> TestStore {
         let now = unix_seconds();
         drop_stale_schemas(now).await;
         let mut options = StoreOptions::from_url(postgres_url());
         options.schema = Some(format!("sbxtest_{now}_{}", uuid::Uuid::new_v4().simple()));
         options.max_connections = 4;
+        adjust(&mut options);
         let store = Store::connect(&options).await.unwrap_or_else(|e| {
             panic!(
                 "PostgreSQL at {} is required for this test (set SIGNALBOX_TEST_DATABASE_URL): {e}",
@@ -127,5 +140,65 @@ impl TestStore {
                 .expect("drop the test schema");
             let _ = admin.close().await;
         }
+    }
+}
+
+/// A whole PostgreSQL database for one test (`sbxtest_db_<unix seconds>_<random>`), for what a
+/// schema cannot stand in for, such as a read replica holding the same schema name. Dropped by
+/// [`ScratchDatabase::drop_now`]; ones older than an hour are dropped by later fixtures.
+pub struct ScratchDatabase {
+    pub name: String,
+    /// The URL of the new database, on the test server.
+    pub url: String,
+}
+
+impl ScratchDatabase {
+    pub async fn create() -> ScratchDatabase {
+        use sqlx::{Connection, Row};
+        sqlx::any::install_default_drivers();
+        let now = unix_seconds();
+        let mut admin = sqlx::AnyConnection::connect(&postgres_url())
+            .await
+            .expect("connect to create a scratch database");
+        let old: Vec<String> =
+            sqlx::query("SELECT datname::text FROM pg_database WHERE datname LIKE 'sbxtest_db_%'")
+                .fetch_all(&mut admin)
+                .await
+                .map(|rows| rows.iter().filter_map(|r| r.try_get(0).ok()).collect())
+                .unwrap_or_default();
+        for name in old {
+            let created = name
+                .strip_prefix("sbxtest_db_")
+                .and_then(|rest| rest.split('_').next())
+                .and_then(|secs| secs.parse::<u64>().ok());
+            let stale = created.is_none_or(|t| now.saturating_sub(t) > STALE_AFTER_SECS);
+            if stale && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                let _ = sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&mut admin)
+                    .await;
+            }
+        }
+        let name = format!("sbxtest_db_{now}_{}", uuid::Uuid::new_v4().simple());
+        sqlx::raw_sql(&format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .await
+            .expect("create a scratch database");
+        let _ = admin.close().await;
+        let base = postgres_url();
+        let server = base.rsplit_once('/').map_or(base.as_str(), |(server, _)| server);
+        let url = format!("{server}/{name}");
+        ScratchDatabase { name, url }
+    }
+
+    pub async fn drop_now(self) {
+        use sqlx::Connection;
+        let mut admin = sqlx::AnyConnection::connect(&postgres_url())
+            .await
+            .expect("connect to drop the scratch database");
+        sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
+            .execute(&mut admin)
+            .await
+            .expect("drop the scratch database");
+        let _ = admin.close().await;
     }
 }

@@ -6,9 +6,9 @@
 
 use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
-use sqlx::Row;
+use sqlx::{Connection as _, Row};
 
-use crate::{Store, StoreError};
+use crate::{Operation, Store, StoreError, Table};
 
 /// A stored profile. `sensitivity_segment` is the engine's segment name (`Highly_Sensitive`, …).
 /// Deserialize too, so read caches can keep it as JSON.
@@ -60,7 +60,8 @@ impl Store {
             validate(p)?;
         }
         let _turn = self.write_turn().await;
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.acquire(Operation::Upsert, Table::WeberProfiles).await?;
+        let mut tx = conn.begin().await?;
         let mut written = 0;
         for chunk in profiles.chunks(UPSERT_CHUNK) {
             let mut sql = format!(
@@ -96,12 +97,13 @@ impl Store {
         tenant_id: &str,
         user_id: &str,
     ) -> Result<Option<WeberProfileRecord>, StoreError> {
+        let mut conn = self.acquire(Operation::Select, Table::WeberProfiles).await?;
         sqlx::query(&format!(
             "SELECT {COLUMNS} FROM weber_profiles WHERE tenant_id = $1 AND user_id = $2"
         ))
         .bind(tenant_id)
         .bind(user_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *conn)
         .await?
         .map(|row| record_from_row(&row))
         .transpose()
@@ -114,6 +116,7 @@ impl Store {
         user_ids: &[String],
     ) -> Result<Vec<WeberProfileRecord>, StoreError> {
         let mut out = Vec::with_capacity(user_ids.len());
+        let mut conn = self.acquire_read(Operation::Select, Table::WeberProfiles).await?;
         for chunk in user_ids.chunks(LOOKUP_CHUNK) {
             let placeholders: Vec<String> =
                 (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
@@ -125,7 +128,7 @@ impl Store {
             for id in chunk {
                 query = query.bind(id);
             }
-            for row in query.fetch_all(&self.pool).await? {
+            for row in query.fetch_all(&mut *conn).await? {
                 out.push(record_from_row(&row)?);
             }
         }
@@ -142,6 +145,7 @@ impl Store {
         after: Option<&str>,
         limit: u32,
     ) -> Result<Vec<String>, StoreError> {
+        let mut conn = self.acquire_read(Operation::Select, Table::WeberProfiles).await?;
         let rows = sqlx::query(
             "SELECT user_id FROM weber_profiles
              WHERE tenant_id = $1 AND sensitivity_segment = $2 AND user_id > $3
@@ -151,7 +155,7 @@ impl Store {
         .bind(segment)
         .bind(after.unwrap_or(""))
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *conn)
         .await?;
         rows.iter()
             .map(|r| r.try_get::<String, _>(0).map_err(StoreError::from))
@@ -165,6 +169,7 @@ impl Store {
     ) -> Result<Vec<SegmentStats>, StoreError> {
         // Sums rather than SQL's stddev: SQLite has none, and the sums give the same answer on
         // both backends. The review-count sum is cast because PostgreSQL sums BIGINT to NUMERIC.
+        let mut conn = self.acquire_read(Operation::Select, Table::WeberProfiles).await?;
         let rows = sqlx::query(
             "SELECT sensitivity_segment, COUNT(*), SUM(weber_constant),
                     SUM(weber_constant * weber_constant), SUM(calculation_confidence),
@@ -173,7 +178,7 @@ impl Store {
              GROUP BY sensitivity_segment ORDER BY sensitivity_segment",
         )
         .bind(tenant_id)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *conn)
         .await?;
         rows.iter()
             .map(|r| {

@@ -10,7 +10,11 @@
 //! - the forecast engine's `forecast_*` series ([`Metrics::forecast`]);
 //! - the rate limiter's `rate_limit_*` series ([`Metrics::rate_limit`]);
 //! - the flags engine's `flag_*` series ([`Metrics::flags`]);
-//! - the read caches' `cache_*` series ([`Metrics::caches`]).
+//! - the read caches' `cache_*` series ([`Metrics::caches`]);
+//! - the store's `database_*` series ([`Metrics::database`]).
+//!
+//! [`Metrics::encode_as`] writes OpenMetrics or the Prometheus text format 0.0.4, as the
+//! scraper's `Accept` header asks ([`Format::negotiate`], module [`exposition`]).
 //!
 //! Labels are bounded by construction: `endpoint` is a route template supplied by the server,
 //! `method` is folded into the standard methods plus `OTHER`, `error_type` is a stable error
@@ -30,6 +34,8 @@
 
 mod cache;
 mod connections;
+mod database;
+pub mod exposition;
 mod flags;
 mod forecast;
 mod process;
@@ -51,6 +57,8 @@ use prometheus_client::registry::Registry;
 
 pub use cache::CacheMetrics;
 pub use connections::{ConnectionMetrics, OpenConnection};
+pub use database::DatabaseMetrics;
+pub use exposition::Format;
 pub use flags::{FlagMetrics, FlagRecorder};
 pub use forecast::{ForecastMetrics, SEARCH_BUCKETS};
 pub use rate_limit::RateLimitMetrics;
@@ -58,7 +66,7 @@ pub use tenants::TenantLabels;
 pub use weber::{WeberMetrics, WeberRecorder, UPDATE_BUCKETS};
 
 /// The media type of [`Metrics::encode`]'s output.
-pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub const CONTENT_TYPE: &str = exposition::OPENMETRICS_CONTENT_TYPE;
 
 /// Label used for requests that carried no valid credentials.
 pub const NO_TENANT: &str = "unknown";
@@ -157,6 +165,7 @@ pub struct Metrics {
     forecast: ForecastMetrics,
     rate_limit: RateLimitMetrics,
     caches: CacheMetrics,
+    database: DatabaseMetrics,
     flags: FlagMetrics,
     tenants: TenantLabels,
     started: Instant,
@@ -201,6 +210,7 @@ impl Metrics {
         let forecast = ForecastMetrics::register(&mut registry);
         let rate_limit = RateLimitMetrics::register(&mut registry);
         let caches = CacheMetrics::register(&mut registry);
+        let database = DatabaseMetrics::register(&mut registry);
         let flags = FlagMetrics::register(&mut registry);
         Metrics {
             registry,
@@ -214,6 +224,7 @@ impl Metrics {
             forecast,
             rate_limit,
             caches,
+            database,
             flags,
             tenants: TenantLabels::new(config.tenant_label_limit),
             started: Instant::now(),
@@ -292,6 +303,15 @@ impl Metrics {
         out
     }
 
+    /// The exposition in `format`: OpenMetrics as [`Metrics::encode`] writes it, or converted
+    /// to the Prometheus text format 0.0.4 ([`exposition::to_text_004`]).
+    pub fn encode_as(&self, format: Format) -> String {
+        match format {
+            Format::OpenMetrics => self.encode(),
+            Format::Text004 => exposition::to_text_004(&self.encode()),
+        }
+    }
+
     /// The weber engine's series (see the `weber` module docs for names).
     pub fn weber(&self) -> WeberRecorder<'_> {
         WeberRecorder {
@@ -313,6 +333,11 @@ impl Metrics {
     /// The read caches' series (see the `cache` module docs for names).
     pub fn caches(&self) -> &CacheMetrics {
         &self.caches
+    }
+
+    /// The store's series (see the `database` module docs for names).
+    pub fn database(&self) -> &DatabaseMetrics {
+        &self.database
     }
 
     /// The forecast engine's series (see the `forecast` module docs for names).

@@ -104,16 +104,49 @@ pub(crate) async fn ready(
     Err(ApiError::new(ProblemKind::Unavailable, detail).with("components", components))
 }
 
-/// Prometheus / OpenMetrics exposition of every metric.
+/// Prometheus exposition of every metric: OpenMetrics 1.0.0 when `Accept` asks for
+/// `application/openmetrics-text`, else the Prometheus text format 0.0.4. With a scrape token
+/// configured (`--metrics-token`), only `Authorization: Bearer <token>` is answered.
 #[utoipa::path(get, path = "/metrics", tag = "platform",
-    responses((status = 200, description = "OpenMetrics text", content_type = "application/openmetrics-text", body = String)))]
-pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
-    (
+    responses(
+        (status = 200, description = "The metrics, in the format `Accept` asked for",
+            content(
+                (String = "text/plain; version=0.0.4"),
+                (String = "application/openmetrics-text; version=1.0.0"),
+            )),
+        (status = 401, description = "A scrape token is configured and was not presented",
+            content_type = "application/problem+json", body = crate::openapi::Problem),
+    ))]
+pub(crate) async fn metrics(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> Result<Response, ApiError> {
+    if let Some(token) = &state.config().metrics_token {
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.split_once(' ')
+                    .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+                    .map(|(_, t)| t.trim())
+            });
+        if !presented.is_some_and(|t| token.matches(t)) {
+            return Err(ApiError::unauthorized(
+                "this endpoint needs the metrics scrape token: Authorization: Bearer <token>",
+            ));
+        }
+    }
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let format = telemetry::Format::negotiate(accept);
+    Ok((
         StatusCode::OK,
-        [(header::CONTENT_TYPE, telemetry::CONTENT_TYPE)],
-        state.metrics().encode(),
+        [
+            (header::CONTENT_TYPE, format.content_type()),
+            (header::VARY, "Accept, Authorization"),
+        ],
+        state.metrics().encode_as(format),
     )
-        .into_response()
+        .into_response())
 }
 
 /// This API's OpenAPI 3.1 description, generated from the code.

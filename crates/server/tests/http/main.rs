@@ -4,6 +4,7 @@
 
 mod bad_input;
 mod cors;
+mod database;
 mod experiments;
 mod flags;
 mod forecast;

@@ -31,7 +31,14 @@ async fn metrics_show_route_templates_tenants_and_errors() {
         .await;
     assert_eq!(created.status, 201);
 
-    let reply = app.get("/metrics", None).await;
+    let reply = app
+        .send(
+            Request::get("/metrics")
+                .header("accept", "application/openmetrics-text; version=1.0.0")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
     assert_eq!(reply.status, 200);
     assert!(reply
         .content_type()
