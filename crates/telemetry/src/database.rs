@@ -121,7 +121,13 @@ mod tests {
         let mut buckets: Vec<(f64, u64)> = store::QUERY_BUCKETS.iter().map(|b| (*b, 0)).collect();
         // Two observations at or under 1 ms, three under 10 ms, and one over every bound.
         for (bound, n) in buckets.iter_mut() {
-            *n = if *bound >= 0.01 { 3 } else if *bound >= 0.001 { 2 } else { 0 };
+            *n = if *bound >= 0.01 {
+                3
+            } else if *bound >= 0.001 {
+                2
+            } else {
+                0
+            };
         }
         let stats = StoreStats {
             backend: store::Backend::Sqlite,
@@ -142,7 +148,13 @@ mod tests {
         };
         metrics.database().watch(move || stats.clone());
         let exp = parse(&metrics.encode());
-        match samples(&exp, "database_query_duration_seconds", &[("table", "flags")]).first() {
+        match samples(
+            &exp,
+            "database_query_duration_seconds",
+            &[("table", "flags")],
+        )
+        .first()
+        {
             Some(OpenMetricsValue::Histogram(h)) => {
                 let at = |bound: f64| {
                     h.buckets
