@@ -367,9 +367,15 @@ mod tests {
             Some(Duration::from_millis(250))
         );
         assert_eq!(c.database.max_lifetime, Some(Duration::ZERO));
-        assert_eq!(c.database.read_url.as_deref(), Some("postgres://replica/db"));
+        assert_eq!(
+            c.database.read_url.as_deref(),
+            Some("postgres://replica/db")
+        );
         let debug = format!("{c:?}");
-        assert!(!debug.contains("t0ken") && !debug.contains("replica/db"), "{debug}");
+        assert!(
+            !debug.contains("t0ken") && !debug.contains("replica/db"),
+            "{debug}"
+        );
     }
 
     #[test]

@@ -171,12 +171,22 @@ pub struct ServeArgs {
     /// A PostgreSQL read replica for reads that tolerate replication lag (segment pages and
     /// statistics, profiles by id list, audit and calculation history, experiment analysis);
     /// while it is unreachable those reads go to the primary [default: none].
-    #[arg(long, env = "SIGNALBOX_DATABASE_READ_URL", hide_env_values = true, value_name = "URL")]
+    #[arg(
+        long,
+        env = "SIGNALBOX_DATABASE_READ_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
     database_read_url: Option<String>,
     /// Require `Authorization: Bearer <TOKEN>` on /metrics (its series carry tenant ids).
     /// Prefer the environment variable or the config file: a command-line value is visible
     /// to other local users [default: none, /metrics is open].
-    #[arg(long, env = "SIGNALBOX_METRICS_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+    #[arg(
+        long,
+        env = "SIGNALBOX_METRICS_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
     metrics_token: Option<String>,
     /// Create a `demo` tenant on first start and write its key to DATA_DIR/demo-tenant.json
     /// [default: true on the embedded database, false on PostgreSQL].
@@ -495,13 +505,17 @@ pub async fn run(common: Common, args: ServeArgs) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("cors allow origin: {e}"))?;
     let trusted_proxies = trusted_proxies(&args, file)?;
     let store_options = database_settings(&args, file, &common.store)?;
-    let metrics_token = match args.metrics_token.as_deref().or(file.metrics.token.as_deref()) {
-        None => None,
-        Some(token) => Some(
-            server::MetricsToken::new(token)
-                .context("metrics token: must not be empty (leave it unset for an open /metrics)")?,
-        ),
-    };
+    let metrics_token =
+        match args
+            .metrics_token
+            .as_deref()
+            .or(file.metrics.token.as_deref())
+        {
+            None => None,
+            Some(token) => Some(server::MetricsToken::new(token).context(
+                "metrics token: must not be empty (leave it unset for an open /metrics)",
+            )?),
+        };
     let config = ServerConfig {
         body_limit_bytes: args
             .body_limit_bytes

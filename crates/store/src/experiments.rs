@@ -261,7 +261,9 @@ impl Store {
             return Ok(());
         }
         let _turn = self.write_turn().await;
-        let mut conn = self.acquire(Operation::Upsert, Table::FlagExposures).await?;
+        let mut conn = self
+            .acquire(Operation::Upsert, Table::FlagExposures)
+            .await?;
         let mut tx = conn.begin().await?;
         for chunk in rows.chunks(EXPOSURE_CHUNK) {
             // An exposure older than the stored first one (a late batch from another replica)
@@ -314,7 +316,9 @@ impl Store {
         {
             return Ok(None);
         }
-        let mut conn = self.acquire(Operation::Select, Table::FlagExposures).await?;
+        let mut conn = self
+            .acquire(Operation::Select, Table::FlagExposures)
+            .await?;
         let row = sqlx::query(
             "SELECT environment, flag_key, targeting_key, variant, first_seen_ms, last_seen_ms,
                     exposure_count
@@ -520,7 +524,9 @@ impl Store {
             }
         }
         let _turn = self.write_turn().await;
-        let mut conn = self.acquire(Operation::Insert, Table::ExperimentEvents).await?;
+        let mut conn = self
+            .acquire(Operation::Insert, Table::ExperimentEvents)
+            .await?;
         let mut tx = conn.begin().await?;
         let mut stored = 0;
         for chunk in events.chunks(EVENT_CHUNK) {
@@ -645,7 +651,9 @@ impl Store {
         if !ids.into_iter().all(could_be_stored) {
             return Ok(inputs);
         }
-        let mut conn = self.acquire_read(Operation::Select, Table::FlagExposures).await?;
+        let mut conn = self
+            .acquire_read(Operation::Select, Table::FlagExposures)
+            .await?;
         let rows = sqlx::query(
             "SELECT variant, COUNT(*) FROM flag_exposures
              WHERE tenant_id = $1 AND environment = $2 AND flag_key = $3
@@ -669,12 +677,10 @@ impl Store {
             }
             let by_variant = match shape {
                 MetricShape::Conversion => {
-                    Store::conversions(&mut conn, tenant_id, query, metric, &inputs.users)
-                        .await?
+                    Store::conversions(&mut conn, tenant_id, query, metric, &inputs.users).await?
                 }
                 MetricShape::Value if raw => {
-                    Store::user_values(&mut conn, tenant_id, query, metric, &inputs.users)
-                        .await?
+                    Store::user_values(&mut conn, tenant_id, query, metric, &inputs.users).await?
                 }
                 MetricShape::Value => {
                     Store::value_summaries(&mut conn, tenant_id, query, metric, &inputs.users)

@@ -416,7 +416,9 @@ impl Store {
         {
             return Ok(Vec::new());
         }
-        let mut conn = self.acquire_read(Operation::Select, Table::FlagAudit).await?;
+        let mut conn = self
+            .acquire_read(Operation::Select, Table::FlagAudit)
+            .await?;
         sqlx::query(&format!(
             "SELECT {AUDIT_COLUMNS} FROM flag_audit
              WHERE tenant_id = $1 AND environment = $2 AND flag_key = $3 AND seq < $4
@@ -475,7 +477,9 @@ impl Store {
         if ![tenant_id, environment].into_iter().all(could_be_stored) {
             return Ok(0);
         }
-        let mut conn = self.acquire(Operation::Select, Table::FlagEnvironments).await?;
+        let mut conn = self
+            .acquire(Operation::Select, Table::FlagEnvironments)
+            .await?;
         let row = sqlx::query(
             "SELECT change_seq FROM flag_environments WHERE tenant_id = $1 AND environment = $2",
         )
@@ -549,10 +553,7 @@ fn lost_race(key: &str, expected_version: Option<i64>, read_version: i64) -> Sto
     }
 }
 
-async fn insert_audit(
-    tx: &mut Transaction<'_, Any>,
-    change: Change<'_>,
-) -> Result<(), StoreError> {
+async fn insert_audit(tx: &mut Transaction<'_, Any>, change: Change<'_>) -> Result<(), StoreError> {
     let empty = Value::Object(serde_json::Map::new());
     let diff = json_diff(
         change.before.map_or(&empty, |(_, v)| v),

@@ -262,7 +262,9 @@ impl Store {
         }
         let now = crate::now_ms();
         let _turn = self.write_turn().await;
-        let mut conn = self.acquire(Operation::Upsert, Table::WeberProfiles).await?;
+        let mut conn = self
+            .acquire(Operation::Upsert, Table::WeberProfiles)
+            .await?;
         let mut tx = conn.begin().await?;
         let mut written = 0;
         for chunk in updates.chunks(INSERT_CHUNK) {
@@ -328,7 +330,9 @@ impl Store {
         user_id: &str,
         limit: u32,
     ) -> Result<Vec<StoredCalculation>, StoreError> {
-        let mut conn = self.acquire_read(Operation::Select, Table::WeberCalculations).await?;
+        let mut conn = self
+            .acquire_read(Operation::Select, Table::WeberCalculations)
+            .await?;
         let rows = sqlx::query(
             "SELECT event_seq, review_sequence, sentiment_value, baseline_sentiment, weber_ratio,
                     weber_constant, calculation_confidence, sensitivity_segment, cause,
@@ -401,7 +405,9 @@ impl Store {
     pub async fn operator_weber_segment_counts(
         &self,
     ) -> Result<Vec<(String, String, i64)>, StoreError> {
-        let mut conn = self.acquire_read(Operation::Select, Table::WeberProfiles).await?;
+        let mut conn = self
+            .acquire_read(Operation::Select, Table::WeberProfiles)
+            .await?;
         let rows = sqlx::query(
             "SELECT tenant_id, sensitivity_segment, COUNT(*) FROM weber_profiles
              GROUP BY tenant_id, sensitivity_segment ORDER BY tenant_id, sensitivity_segment",

@@ -61,12 +61,11 @@ pub use interactions::{
     StoredEvent, WeberUpdate,
 };
 pub use migrations::LATEST_VERSION as SCHEMA_VERSION;
-pub use observe::{
-    HistogramSnapshot, Operation, PoolRole, PoolStats, QueryStats, StoreStats, Table,
-    QUERY_BUCKETS,
-};
 pub use model::{
     ApiKeyInfo, IssuedKey, NewKey, ParseNameError, Principal, Scope, Scopes, Tenant, Tier,
+};
+pub use observe::{
+    HistogramSnapshot, Operation, PoolRole, PoolStats, QueryStats, StoreStats, Table, QUERY_BUCKETS,
 };
 pub use weber::{SegmentStats, WeberProfileRecord};
 
@@ -244,8 +243,10 @@ fn is_statement_timeout(db: &dyn sqlx::error::DatabaseError) -> bool {
 impl StoreError {
     /// Whether the database itself is unreachable or overloaded (as opposed to bad input).
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, StoreError::StatementTimeout | StoreError::PoolTimedOut)
-            || matches!(
+        matches!(
+            self,
+            StoreError::StatementTimeout | StoreError::PoolTimedOut
+        ) || matches!(
             self,
             StoreError::Database(
                 sqlx::Error::PoolTimedOut
@@ -348,8 +349,7 @@ impl Store {
             (Some(_), Backend::Sqlite) => {
                 return Err(StoreError::Invalid {
                     field: "read_url",
-                    reason: "a read replica needs PostgreSQL; SQLite is one local file"
-                        .to_owned(),
+                    reason: "a read replica needs PostgreSQL; SQLite is one local file".to_owned(),
                 })
             }
         };

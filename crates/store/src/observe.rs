@@ -368,6 +368,9 @@ mod tests {
         let q = o.queries();
         assert_eq!(q.len(), 2);
         let flags = q.iter().find(|s| s.table == "flags").expect("flags row");
-        assert_eq!((flags.operation, flags.durations.count, flags.slow), ("select", 2, 1));
+        assert_eq!(
+            (flags.operation, flags.durations.count, flags.slow),
+            ("select", 2, 1)
+        );
     }
 }

@@ -185,7 +185,9 @@ impl ScratchDatabase {
             .expect("create a scratch database");
         let _ = admin.close().await;
         let base = postgres_url();
-        let server = base.rsplit_once('/').map_or(base.as_str(), |(server, _)| server);
+        let server = base
+            .rsplit_once('/')
+            .map_or(base.as_str(), |(server, _)| server);
         let url = format!("{server}/{name}");
         ScratchDatabase { name, url }
     }
@@ -195,10 +197,13 @@ impl ScratchDatabase {
         let mut admin = sqlx::AnyConnection::connect(&postgres_url())
             .await
             .expect("connect to drop the scratch database");
-        sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
-            .execute(&mut admin)
-            .await
-            .expect("drop the scratch database");
+        sqlx::raw_sql(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ))
+        .execute(&mut admin)
+        .await
+        .expect("drop the scratch database");
         let _ = admin.close().await;
     }
 }

@@ -60,7 +60,9 @@ impl Store {
             validate(p)?;
         }
         let _turn = self.write_turn().await;
-        let mut conn = self.acquire(Operation::Upsert, Table::WeberProfiles).await?;
+        let mut conn = self
+            .acquire(Operation::Upsert, Table::WeberProfiles)
+            .await?;
         let mut tx = conn.begin().await?;
         let mut written = 0;
         for chunk in profiles.chunks(UPSERT_CHUNK) {
@@ -97,7 +99,9 @@ impl Store {
         tenant_id: &str,
         user_id: &str,
     ) -> Result<Option<WeberProfileRecord>, StoreError> {
-        let mut conn = self.acquire(Operation::Select, Table::WeberProfiles).await?;
+        let mut conn = self
+            .acquire(Operation::Select, Table::WeberProfiles)
+            .await?;
         sqlx::query(&format!(
             "SELECT {COLUMNS} FROM weber_profiles WHERE tenant_id = $1 AND user_id = $2"
         ))
@@ -116,7 +120,9 @@ impl Store {
         user_ids: &[String],
     ) -> Result<Vec<WeberProfileRecord>, StoreError> {
         let mut out = Vec::with_capacity(user_ids.len());
-        let mut conn = self.acquire_read(Operation::Select, Table::WeberProfiles).await?;
+        let mut conn = self
+            .acquire_read(Operation::Select, Table::WeberProfiles)
+            .await?;
         for chunk in user_ids.chunks(LOOKUP_CHUNK) {
             let placeholders: Vec<String> =
                 (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
@@ -145,7 +151,9 @@ impl Store {
         after: Option<&str>,
         limit: u32,
     ) -> Result<Vec<String>, StoreError> {
-        let mut conn = self.acquire_read(Operation::Select, Table::WeberProfiles).await?;
+        let mut conn = self
+            .acquire_read(Operation::Select, Table::WeberProfiles)
+            .await?;
         let rows = sqlx::query(
             "SELECT user_id FROM weber_profiles
              WHERE tenant_id = $1 AND sensitivity_segment = $2 AND user_id > $3
@@ -169,7 +177,9 @@ impl Store {
     ) -> Result<Vec<SegmentStats>, StoreError> {
         // Sums rather than SQL's stddev: SQLite has none, and the sums give the same answer on
         // both backends. The review-count sum is cast because PostgreSQL sums BIGINT to NUMERIC.
-        let mut conn = self.acquire_read(Operation::Select, Table::WeberProfiles).await?;
+        let mut conn = self
+            .acquire_read(Operation::Select, Table::WeberProfiles)
+            .await?;
         let rows = sqlx::query(
             "SELECT sensitivity_segment, COUNT(*), SUM(weber_constant),
                     SUM(weber_constant * weber_constant), SUM(calculation_confidence),

@@ -121,7 +121,9 @@ async fn an_unreachable_replica_sends_reads_to_the_primary_and_is_counted() {
     let base = postgres_url();
     let (_, db) = base.rsplit_once('/').unwrap();
     options.read_url = Some(format!("postgres://postgres@127.0.0.1:1/{db}"));
-    let store = Store::connect(&options).await.expect("a dead replica does not stop the start");
+    let store = Store::connect(&options)
+        .await
+        .expect("a dead replica does not stop the start");
 
     for _ in 0..2 {
         let page = store
@@ -144,7 +146,13 @@ async fn a_replica_needs_postgresql() {
     options.read_url = Some(postgres_url());
     let err = Store::connect(&options).await.unwrap_err();
     assert!(
-        matches!(err, StoreError::Invalid { field: "read_url", .. }),
+        matches!(
+            err,
+            StoreError::Invalid {
+                field: "read_url",
+                ..
+            }
+        ),
         "{err}"
     );
 }
@@ -187,15 +195,15 @@ async fn statement_timeout_is_a_typed_error(f: TestStore) {
 
 #[tokio::test]
 async fn statement_timeout_on_postgres() {
-    let f = TestStore::postgres_with(|o| o.statement_timeout = Some(Duration::from_millis(200)))
-        .await;
+    let f =
+        TestStore::postgres_with(|o| o.statement_timeout = Some(Duration::from_millis(200))).await;
     statement_timeout_is_a_typed_error(f).await;
 }
 
 #[tokio::test]
 async fn statement_timeout_on_sqlite_bounds_lock_waits() {
-    let f = TestStore::sqlite_with(|o| o.statement_timeout = Some(Duration::from_millis(200)))
-        .await;
+    let f =
+        TestStore::sqlite_with(|o| o.statement_timeout = Some(Duration::from_millis(200))).await;
     statement_timeout_is_a_typed_error(f).await;
 }
 

@@ -407,9 +407,17 @@ mod tests {
             request_bytes: 10,
         });
         let text = to_text_004(&m.encode());
-        assert!(text.contains("# TYPE http_requests_total counter\n"), "{text}");
+        assert!(
+            text.contains("# TYPE http_requests_total counter\n"),
+            "{text}"
+        );
         assert!(text.contains("# TYPE http_request_duration_seconds histogram\n"));
-        for leftover in ["# EOF", "# UNIT", "_created", "# TYPE http_requests counter"] {
+        for leftover in [
+            "# EOF",
+            "# UNIT",
+            "_created",
+            "# TYPE http_requests counter",
+        ] {
             assert!(!text.contains(leftover), "{leftover} in:\n{text}");
         }
     }

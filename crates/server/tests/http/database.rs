@@ -41,7 +41,10 @@ async fn wait_for_a_lock_waiter(fixture: &TestStore) {
         if row.0 > 0 {
             break;
         }
-        assert!(Instant::now() < deadline, "no request ever waited for the lock");
+        assert!(
+            Instant::now() < deadline,
+            "no request ever waited for the lock"
+        );
         tokio::task::yield_now().await;
     }
     conn.close().await.unwrap();
@@ -50,8 +53,7 @@ async fn wait_for_a_lock_waiter(fixture: &TestStore) {
 #[tokio::test]
 async fn a_statement_past_the_timeout_is_a_503_database_timeout() {
     let fixture =
-        TestStore::postgres_with(|o| o.statement_timeout = Some(Duration::from_millis(200)))
-            .await;
+        TestStore::postgres_with(|o| o.statement_timeout = Some(Duration::from_millis(200))).await;
     let app = TestApp::over_store(fixture).await;
     let (_, key) = app.tenant("acme", &[Scope::Admin]).await;
     let reply = app.get("/api/v1/tenant/keys", Some(&key.secret)).await;
@@ -171,9 +173,7 @@ async fn traffic(app: &TestApp) {
     assert_eq!(reply.status, 200, "{}", reply.text());
     app.settle().await;
     for _ in 0..2 {
-        let reply = app
-            .get("/api/v1/users/ann/weber-profile", Some(&key))
-            .await;
+        let reply = app.get("/api/v1/users/ann/weber-profile", Some(&key)).await;
         assert_eq!(reply.status, 200, "{}", reply.text());
     }
     let flag = crate::flags::boolean_flag("checkout");
@@ -313,7 +313,10 @@ async fn openmetrics_scrapes_parse_and_carry_real_database_timings() {
         );
     }
     let primary = [("database_type", "sqlite"), ("pool", "primary")];
-    assert_eq!(total(&exp, "database_connections_max", &primary), Some(20.0));
+    assert_eq!(
+        total(&exp, "database_connections_max", &primary),
+        Some(20.0)
+    );
     assert!(total(&exp, "database_connections_idle", &primary).unwrap_or(0.0) >= 1.0);
     assert_eq!(
         total(&exp, "database_slow_queries", &[("table", "api_keys")]),

@@ -217,7 +217,13 @@ async fn cache_control_follows_the_route_class() {
         ("/health", None, "no-store", public),
         ("/api/v1/health", None, "no-store", public),
         ("/ready", None, "no-store", public),
-        ("/metrics", None, "no-store", public),
+        // The scrape's format follows Accept, and a scrape token may be required.
+        (
+            "/metrics",
+            None,
+            "no-store",
+            &["accept-encoding", "accept", "authorization"][..],
+        ),
         ("/openapi.json", None, "public, max-age=300", public),
         (
             "/forecast?station=JFK&horizon=24h",
