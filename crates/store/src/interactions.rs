@@ -137,7 +137,8 @@ impl Store {
                  RETURNING seq, event_id",
                 crate::weber::values_list(chunk.len(), 12, 1)
             );
-            let mut query = sqlx::query(&sql);
+            // `rating` is an `Option<f64>`.
+            let mut query = crate::weber::nullable_float_query(&sql);
             for &i in chunk {
                 let e = &events[i];
                 query = query
@@ -281,7 +282,7 @@ impl Store {
                 crate::weber::COLUMNS,
                 crate::weber::values_list(chunk.len(), 11, 1)
             );
-            let mut query = sqlx::query(&sql);
+            let mut query = crate::weber::nullable_float_query(&sql);
             for u in chunk {
                 query =
                     crate::weber::bind_profile(query, &u.tenant_id, &u.profile).bind(u.applied_seq);

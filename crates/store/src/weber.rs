@@ -79,7 +79,7 @@ impl Store {
                  window_len = excluded.window_len, newest_event_ms = excluded.newest_event_ms, \
                  updated_at_ms = excluded.updated_at_ms",
             );
-            let mut query = sqlx::query(&sql);
+            let mut query = nullable_float_query(&sql);
             for p in chunk {
                 query = bind_profile(query, tenant_id, p);
             }
@@ -233,6 +233,16 @@ pub(crate) fn values_list(rows: usize, columns: usize, first: usize) -> String {
 type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
 
 /// Binds `tenant_id` and a profile's fields, in [`COLUMNS`] order.
+/// A query that binds an `Option<f64>`, prepared afresh on every call.
+///
+/// sqlx 0.8's `Any` driver binds a missing `f64` as a PostgreSQL `float4` (its `Null(Double)`
+/// maps to `f32`), and a statement cached on its connection with that parameter type then
+/// refuses a present `f64` ("incorrect binary data format in bind parameter N"). Not caching the
+/// statement costs one parse per call, on write paths that batch their rows.
+pub(crate) fn nullable_float_query(sql: &str) -> AnyQuery<'_> {
+    sqlx::query(sql).persistent(false)
+}
+
 pub(crate) fn bind_profile<'q>(
     query: AnyQuery<'q>,
     tenant_id: &'q str,

@@ -46,6 +46,7 @@ on_both_backends!(
     migrations_are_idempotent_across_reopen,
     concurrent_writers_do_not_lose_tenants,
     weber_profiles_upsert_and_read_back,
+    a_missing_bias_ratio_then_a_present_one_both_store,
     weber_profiles_are_isolated_by_tenant,
     weber_segment_pages_and_stats,
     weber_profiles_reject_bad_records_and_unknown_tenants,
@@ -432,6 +433,22 @@ async fn weber_profiles_upsert_and_read_back(f: &TestStore) {
         got.iter().map(|p| p.user_id.as_str()).collect::<Vec<_>>(),
         vec!["u00001", "u00042"]
     );
+}
+
+// sqlx's `Any` driver binds a missing `f64` as a PostgreSQL `float4`; a statement first prepared
+// (and cached on its connection) with a NULL bias ratio then refused an 8-byte float for that
+// parameter ("incorrect binary data format in bind parameter 6"). One row per call, alternating,
+// many times, so every pooled connection sees both orders.
+async fn a_missing_bias_ratio_then_a_present_one_both_store(f: &TestStore) {
+    let s = &f.store;
+    let t = s.create_tenant("acme", Tier::Free).await.unwrap();
+    for reviews in 1..=40 {
+        let p = record("u1", 0.25, "Low_Sensitive", reviews);
+        s.upsert_weber_profiles(&t.id, std::slice::from_ref(&p))
+            .await
+            .unwrap_or_else(|e| panic!("bias ratio {:?}: {e}", p.bias_ratio));
+        assert_eq!(s.weber_profile(&t.id, "u1").await.unwrap(), Some(p));
+    }
 }
 
 async fn weber_profiles_are_isolated_by_tenant(f: &TestStore) {
