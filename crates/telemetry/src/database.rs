@@ -110,70 +110,6 @@ fn histogram(
     family.encode_histogram::<NoLabelSet>(h.sum_seconds, h.count, &own, None)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::testing::{parse, samples, OpenMetricsValue};
-
-    #[test]
-    fn snapshots_encode_as_cumulative_histograms_with_inf() {
-        let metrics = crate::Metrics::new(crate::MetricsConfig::default());
-        let mut buckets: Vec<(f64, u64)> = store::QUERY_BUCKETS.iter().map(|b| (*b, 0)).collect();
-        // Two observations at or under 1 ms, three under 10 ms, and one over every bound.
-        for (bound, n) in buckets.iter_mut() {
-            *n = if *bound >= 0.01 {
-                3
-            } else if *bound >= 0.001 {
-                2
-            } else {
-                0
-            };
-        }
-        let stats = StoreStats {
-            backend: store::Backend::Sqlite,
-            queries: vec![store::QueryStats {
-                operation: "select",
-                table: "flags",
-                durations: HistogramSnapshot {
-                    count: 4,
-                    sum_seconds: 60.5,
-                    buckets,
-                },
-                slow: 1,
-            }],
-            pools: Vec::new(),
-            replica_reads: 0,
-            replica_fallbacks: 0,
-            slow_query_threshold: std::time::Duration::from_secs(1),
-        };
-        metrics.database().watch(move || stats.clone());
-        let exp = parse(&metrics.encode());
-        match samples(
-            &exp,
-            "database_query_duration_seconds",
-            &[("table", "flags")],
-        )
-        .first()
-        {
-            Some(OpenMetricsValue::Histogram(h)) => {
-                let at = |bound: f64| {
-                    h.buckets
-                        .iter()
-                        .find(|b| b.upper_bound == bound)
-                        .map(|b| b.count.as_f64())
-                };
-                assert_eq!(at(0.0005), Some(0.0));
-                assert_eq!(at(0.001), Some(2.0));
-                assert_eq!(at(0.01), Some(3.0));
-                assert_eq!(at(10.0), Some(3.0));
-                assert_eq!(at(f64::INFINITY), Some(4.0));
-                assert_eq!(h.count, Some(4));
-            }
-            other => panic!("expected a histogram, got {other:?}"),
-        }
-    }
-}
-
 impl Collector for DatabaseMetrics {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let Some(read) = self.reader() else {
@@ -291,5 +227,69 @@ impl Collector for DatabaseMetrics {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{parse, samples, OpenMetricsValue};
+
+    #[test]
+    fn snapshots_encode_as_cumulative_histograms_with_inf() {
+        let metrics = crate::Metrics::new(crate::MetricsConfig::default());
+        let mut buckets: Vec<(f64, u64)> = store::QUERY_BUCKETS.iter().map(|b| (*b, 0)).collect();
+        // Two observations at or under 1 ms, three under 10 ms, and one over every bound.
+        for (bound, n) in buckets.iter_mut() {
+            *n = if *bound >= 0.01 {
+                3
+            } else if *bound >= 0.001 {
+                2
+            } else {
+                0
+            };
+        }
+        let stats = StoreStats {
+            backend: store::Backend::Sqlite,
+            queries: vec![store::QueryStats {
+                operation: "select",
+                table: "flags",
+                durations: HistogramSnapshot {
+                    count: 4,
+                    sum_seconds: 60.5,
+                    buckets,
+                },
+                slow: 1,
+            }],
+            pools: Vec::new(),
+            replica_reads: 0,
+            replica_fallbacks: 0,
+            slow_query_threshold: std::time::Duration::from_secs(1),
+        };
+        metrics.database().watch(move || stats.clone());
+        let exp = parse(&metrics.encode());
+        match samples(
+            &exp,
+            "database_query_duration_seconds",
+            &[("table", "flags")],
+        )
+        .first()
+        {
+            Some(OpenMetricsValue::Histogram(h)) => {
+                let at = |bound: f64| {
+                    h.buckets
+                        .iter()
+                        .find(|b| b.upper_bound == bound)
+                        .map(|b| b.count.as_f64())
+                };
+                assert_eq!(at(0.0005), Some(0.0));
+                assert_eq!(at(0.001), Some(2.0));
+                assert_eq!(at(0.01), Some(3.0));
+                assert_eq!(at(10.0), Some(3.0));
+                assert_eq!(at(f64::INFINITY), Some(4.0));
+                assert_eq!(h.count, Some(4));
+            }
+            other => panic!("expected a histogram, got {other:?}"),
+        }
     }
 }
