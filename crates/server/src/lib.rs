@@ -62,6 +62,7 @@ pub fn app(state: AppState) -> Router {
     let (router, mut document) = routes::api().split_for_parts();
     openapi::describe_caching(&mut document);
     openapi::describe_rate_limits(&mut document);
+    openapi::describe_common_errors(&mut document);
     let json = document.to_pretty_json().unwrap_or_default();
     let _ = state.inner.openapi_json.set(bytes::Bytes::from(json));
     router
@@ -99,6 +100,7 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
     let mut document = routes::document();
     openapi::describe_caching(&mut document);
     openapi::describe_rate_limits(&mut document);
+    openapi::describe_common_errors(&mut document);
     document
 }
 

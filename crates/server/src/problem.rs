@@ -137,20 +137,64 @@ impl ApiError {
     }
 
     /// The problem object, complete with `instance` and the request id.
+    ///
+    /// Details and extension strings often quote what the client sent (a bad value, a key);
+    /// each is cut to a short excerpt here, so a rejected megabyte is never echoed back.
     pub fn to_body(&self, instance: &str, request_id: Option<&str>) -> Value {
         let mut body = Map::with_capacity(6 + self.extensions.len());
         body.insert("type".into(), self.kind.type_uri().into());
         body.insert("title".into(), self.kind.title().into());
         body.insert("status".into(), self.kind.status().as_u16().into());
-        body.insert("detail".into(), self.detail.clone().into());
-        body.insert("instance".into(), instance.into());
+        body.insert(
+            "detail".into(),
+            excerpt(&self.detail, MAX_DETAIL_CHARS).into(),
+        );
+        body.insert("instance".into(), excerpt(instance, MAX_QUOTED_CHARS).into());
         if let Some(id) = request_id {
             body.insert("request_id".into(), id.into());
         }
         for (k, v) in &self.extensions {
-            body.entry(k.clone()).or_insert_with(|| v.clone());
+            body.entry(k.clone()).or_insert_with(|| bounded(v));
         }
         Value::Object(body)
+    }
+}
+
+/// Longest `detail` a problem carries, in characters.
+pub const MAX_DETAIL_CHARS: usize = 512;
+/// Longest string a problem's extension members (and `instance`) carry, in characters.
+pub const MAX_QUOTED_CHARS: usize = 256;
+
+/// `text` cut to at most `max` characters (on a character boundary), marked with `…` and the
+/// number of bytes left out when cut.
+///
+/// ```
+/// assert_eq!(server::problem::excerpt("short", 10), "short");
+/// assert_eq!(server::problem::excerpt("abcdefghij", 4), "abcd… (6 more bytes)");
+/// ```
+pub fn excerpt(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        None => text.to_owned(),
+        Some((cut, _)) => format!(
+            "{}… ({} more bytes)",
+            &text[..cut],
+            text.len() - cut
+        ),
+    }
+}
+
+/// A copy of an extension value whose strings are excerpts.
+fn bounded(value: &Value) -> Value {
+    match value {
+        Value::String(s) => Value::String(excerpt(s, MAX_QUOTED_CHARS)),
+        Value::Array(items) => Value::Array(items.iter().map(bounded).collect()),
+        Value::Object(members) => Value::Object(
+            members
+                .iter()
+                .map(|(k, v)| (excerpt(k, MAX_QUOTED_CHARS), bounded(v)))
+                .collect(),
+        ),
+        other => other.clone(),
     }
 }
 

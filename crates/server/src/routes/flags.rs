@@ -116,13 +116,13 @@ fn parse_flag(body: Value) -> Result<Flag, ApiError> {
     serde_path_to_error::deserialize::<_, Flag>(body).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner().to_string();
-        let field = if path == "." { String::new() } else { path };
-        let detail = if field.is_empty() {
-            format!("flag definition: {inner}")
-        } else {
-            format!("field `{field}`: {inner}")
-        };
-        ApiError::invalid_field(&field, detail)
+        if path == "." {
+            return ApiError::invalid_field(
+                crate::extract::BODY_FIELD,
+                format!("the request body must be a flag definition object: {inner}"),
+            );
+        }
+        ApiError::invalid_field(&path, format!("field `{path}`: {inner}"))
     })
 }
 
@@ -156,7 +156,7 @@ fn canonical_json(flag: &Flag) -> Result<String, ApiError> {
 
 /// Lists the environment's flags (read scope).
 #[utoipa::path(get, path = "/api/v1/flags", tag = "flags", security(("api_key" = [])),
-    params(("environment" = Option<String>, Query, description = "The environment [default: production]; or the X-Environment header")),
+    params(("environment" = Option<String>, Query, pattern = "^[A-Za-z0-9_.-]{1,64}$", description = "The environment [default: production]; or the X-Environment header")),
     responses(
         (status = 200, body = FlagListResponse),
         (status = 400, description = "Invalid environment name", content_type = "application/problem+json", body = crate::openapi::Problem),
@@ -180,7 +180,7 @@ pub(crate) async fn list_flags(
 
 /// Creates a flag (admin scope). The body is a flag in the documented format (docs/flags.md).
 #[utoipa::path(post, path = "/api/v1/flags", tag = "flags", security(("api_key" = [])),
-    params(("environment" = Option<String>, Query, description = "The environment [default: production]; or the X-Environment header")),
+    params(("environment" = Option<String>, Query, pattern = "^[A-Za-z0-9_.-]{1,64}$", description = "The environment [default: production]; or the X-Environment header")),
     request_body(content = Object, description = "A flag definition (docs/flags.md)"),
     responses(
         (status = 201, body = FlagResponse, headers(("etag" = String, description = "The version, \"1\""), ("location" = String, description = "The flag's URL"))),
@@ -239,7 +239,7 @@ pub(crate) async fn create_flag(
 #[utoipa::path(get, path = "/api/v1/flags/{key}", tag = "flags", security(("api_key" = [])),
     params(
         ("key" = String, Path, description = "The flag key"),
-        ("environment" = Option<String>, Query, description = "The environment [default: production]; or the X-Environment header"),
+        ("environment" = Option<String>, Query, pattern = "^[A-Za-z0-9_.-]{1,64}$", description = "The environment [default: production]; or the X-Environment header"),
     ),
     responses(
         (status = 200, body = FlagResponse, headers(("etag" = String, description = "The version, e.g. \"3\""))),
@@ -270,8 +270,8 @@ fn not_found(key: &str, environment: &str) -> ApiError {
 #[utoipa::path(put, path = "/api/v1/flags/{key}", tag = "flags", security(("api_key" = [])),
     params(
         ("key" = String, Path, description = "The flag key"),
-        ("environment" = Option<String>, Query, description = "The environment [default: production]; or the X-Environment header"),
-        ("If-Match" = Option<String>, Header, description = "The version this change is based on, e.g. \"3\""),
+        ("environment" = Option<String>, Query, pattern = "^[A-Za-z0-9_.-]{1,64}$", description = "The environment [default: production]; or the X-Environment header"),
+        ("If-Match" = Option<String>, Header, pattern = "^(\\*|\"-?[0-9]{1,18}\")$", description = "The version this change is based on, e.g. \"3\""),
     ),
     request_body(content = Object, description = "The new definition (docs/flags.md); its `key` must be the path's"),
     responses(
@@ -333,8 +333,8 @@ pub(crate) async fn replace_flag(
 #[utoipa::path(delete, path = "/api/v1/flags/{key}", tag = "flags", security(("api_key" = [])),
     params(
         ("key" = String, Path, description = "The flag key"),
-        ("environment" = Option<String>, Query, description = "The environment [default: production]; or the X-Environment header"),
-        ("If-Match" = Option<String>, Header, description = "The version this deletion is based on"),
+        ("environment" = Option<String>, Query, pattern = "^[A-Za-z0-9_.-]{1,64}$", description = "The environment [default: production]; or the X-Environment header"),
+        ("If-Match" = Option<String>, Header, pattern = "^(\\*|\"-?[0-9]{1,18}\")$", description = "The version this deletion is based on"),
     ),
     responses(
         (status = 204, description = "Deleted; the audit trail keeps its history"),
@@ -397,8 +397,8 @@ pub(crate) async fn delete_flag(
 #[utoipa::path(post, path = "/api/v1/flags/{key}/kill", tag = "flags", security(("api_key" = [])),
     params(
         ("key" = String, Path, description = "The flag key"),
-        ("environment" = Option<String>, Query, description = "The environment [default: production]; or the X-Environment header"),
-        ("If-Match" = Option<String>, Header, description = "The version this change is based on"),
+        ("environment" = Option<String>, Query, pattern = "^[A-Za-z0-9_.-]{1,64}$", description = "The environment [default: production]; or the X-Environment header"),
+        ("If-Match" = Option<String>, Header, pattern = "^(\\*|\"-?[0-9]{1,18}\")$", description = "The version this change is based on"),
     ),
     responses(
         (status = 200, body = FlagResponse, headers(("etag" = String, description = "The new version"))),
@@ -463,8 +463,10 @@ pub(crate) async fn kill_flag(
 pub(crate) struct AuditQuery {
     /// The environment [default: production]; or the X-Environment header.
     #[allow(dead_code)]
+    #[param(pattern = "^[A-Za-z0-9_.-]{1,64}$")]
     environment: Option<String>,
     /// Most entries to return, 1-1000 [default: 100].
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
     /// Only entries older than this sequence number (the previous page's `next_before`).
     before: Option<i64>,
@@ -567,6 +569,34 @@ pub(crate) async fn flag_audit(
     }))
 }
 
+/// The `data` of the first event of a stream, `ready`: the current change number.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // documents the shape; the event is written by hand
+pub(crate) struct ReadyEvent {
+    seq: i64,
+}
+
+/// The `data` of a `resync` event: changes were missed, fetch the flags again.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // documents the shape; the event is written by hand
+pub(crate) struct ResyncEvent {
+    seq: i64,
+    detail: String,
+}
+
+/// The `data` of one event of the change stream: `ready`, `change` or `resync` (the SSE event
+/// name says which).
+#[derive(ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // documents the shape
+pub(crate) enum StreamEvent {
+    Ready(ReadyEvent),
+    Change(FlagChange),
+    Resync(ResyncEvent),
+}
+
 /// How long a stream stays quiet before a keep-alive comment.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
@@ -662,11 +692,11 @@ impl StreamState {
 /// the client should fetch all flags again.
 #[utoipa::path(get, path = "/api/v1/flags/stream", tag = "flags", security(("api_key" = [])),
     params(
-        ("environment" = Option<String>, Query, description = "The environment [default: production]; or the X-Environment header"),
-        ("Last-Event-ID" = Option<String>, Header, description = "Resume after this change number"),
+        ("environment" = Option<String>, Query, pattern = "^[A-Za-z0-9_.-]{1,64}$", description = "The environment [default: production]; or the X-Environment header"),
+        ("Last-Event-ID" = Option<String>, Header, pattern = "^[0-9]{1,18}$", description = "Resume after this change number"),
     ),
     responses(
-        (status = 200, description = "An event stream (`ready`, `change`, `resync`)", content_type = "text/event-stream", body = FlagChange),
+        (status = 200, description = "An event stream (`ready`, `change`, `resync`)", content_type = "text/event-stream", body = StreamEvent),
         (status = 400, description = "A bad Last-Event-ID or environment", content_type = "application/problem+json", body = crate::openapi::Problem),
         (status = 401, content_type = "application/problem+json", body = crate::openapi::Problem),
         (status = 403, description = "The key lacks the read scope", content_type = "application/problem+json", body = crate::openapi::Problem),

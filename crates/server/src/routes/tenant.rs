@@ -50,9 +50,14 @@ pub(crate) async fn current_tenant(auth: Auth) -> axum::Json<TenantResponse> {
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateKeyRequest {
     /// At least one of `read`, `write`, `admin`.
-    #[schema(value_type = Vec<crate::openapi::ScopeName>)]
+    #[schema(value_type = Vec<crate::openapi::ScopeName>, min_items = 1)]
     scopes: Vec<Scope>,
-    /// A note for people (1-100 characters), e.g. where the key is used.
+    /// A note for people (1-100 characters after trimming, no control characters), e.g. where
+    /// the key is used.
+    #[schema(
+        max_length = 100,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\x00-\\x1f\\x7f-\\x9f\\s][^\\x00-\\x1f\\x7f-\\x9f]*$"
+    )]
     label: Option<String>,
 }
 
