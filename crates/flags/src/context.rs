@@ -96,7 +96,7 @@ pub struct ContextError {
 }
 
 /// Deepest object nesting a context may have, so a hostile context cannot exhaust the stack.
-const MAX_CONTEXT_DEPTH: usize = 8;
+pub const MAX_CONTEXT_DEPTH: usize = 8;
 
 impl EvaluationContext {
     /// Reads a context as OpenFeature clients send it: a JSON object with an optional string

@@ -28,8 +28,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     }
 }
 
-/// An optional JSON body: an empty body (whatever its headers) is `None`; anything else must be
-/// JSON as for [`ApiJson`] (415 for another content type).
+/// An optional JSON body: an empty body (whatever its headers) or JSON `null` is `None`;
+/// anything else must be JSON as for [`ApiJson`] (415 for another content type).
 pub struct OptionalJson<T>(pub Option<T>);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for OptionalJson<T> {
@@ -42,6 +42,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for OptionalJson<T> {
             return Ok(OptionalJson(None));
         }
         require_json(&headers)?;
+        if parse_value(&bytes)?.is_null() {
+            return Ok(OptionalJson(None));
+        }
         parse_json(&bytes).map(|v| OptionalJson(Some(v)))
     }
 }

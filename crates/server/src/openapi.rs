@@ -22,7 +22,16 @@ use utoipa::{Modify, OpenApi, ToSchema};
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
     modifiers(&BearerKey),
-    components(schemas(Problem, ScopeName, TierName)),
+    components(schemas(
+        Problem,
+        ScopeName,
+        TierName,
+        crate::routes::flag_schema::FlagRuleGroup,
+        crate::routes::flag_schema::AllGroup,
+        crate::routes::flag_schema::AnyGroup,
+        crate::routes::flag_schema::NoneGroup,
+        crate::routes::flag_schema::FlagCondition,
+    )),
     tags(
         (name = "platform", description = "Health, readiness, metrics, API description"),
         (name = "tenant", description = "The caller's tenant and its API keys"),

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use store::{FlagAction, FlagRecord, Scope};
 use tokio::sync::broadcast;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::{IntoParams, PartialSchema, ToSchema};
 
 use crate::extract::{ApiJson, ApiQuery, Auth, FlagEnvironment};
 use crate::feature_flags::{parse_records, validate_change, FlagChange};
@@ -98,8 +98,11 @@ fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
     if text == "*" {
         return Ok(None);
     }
-    text.strip_prefix('"')
-        .and_then(|t| t.strip_suffix('"'))
+    // The quotes of the entity-tag are optional here: `3` means what `"3"` means.
+    let unquoted = text.strip_prefix('"').unwrap_or(text);
+    let unquoted = unquoted.strip_suffix('"').unwrap_or(unquoted);
+    Some(unquoted)
+        .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
         .and_then(|t| t.parse::<i64>().ok())
         .map(Some)
         .ok_or_else(|| {
@@ -181,7 +184,7 @@ pub(crate) async fn list_flags(
 /// Creates a flag (admin scope). The body is a flag in the documented format (docs/flags.md).
 #[utoipa::path(post, path = "/api/v1/flags", tag = "flags", security(("api_key" = [])),
     params(("environment" = Option<String>, Query, pattern = "^[A-Za-z0-9_.-]{1,64}$", description = "The environment [default: production]; or the X-Environment header")),
-    request_body(content = Object, description = "A flag definition (docs/flags.md)"),
+    request_body(content = super::flag_schema::FlagDefinition, description = "A flag definition (docs/flags.md)"),
     responses(
         (status = 201, body = FlagResponse, headers(("etag" = String, description = "The version, \"1\""), ("location" = String, description = "The flag's URL"))),
         (status = 400, description = "Malformed body or a field of the wrong type", content_type = "application/problem+json", body = crate::openapi::Problem),
@@ -271,9 +274,9 @@ fn not_found(key: &str, environment: &str) -> ApiError {
     params(
         ("key" = String, Path, description = "The flag key"),
         ("environment" = Option<String>, Query, pattern = "^[A-Za-z0-9_.-]{1,64}$", description = "The environment [default: production]; or the X-Environment header"),
-        ("If-Match" = Option<String>, Header, pattern = "^(\\*|\"-?[0-9]{1,18}\")$", description = "The version this change is based on, e.g. \"3\""),
+        ("If-Match" = Option<String>, Header, pattern = "^(\\*|\"?[0-9]{1,18}\"?)$", description = "The version this change is based on, e.g. \"3\""),
     ),
-    request_body(content = Object, description = "The new definition (docs/flags.md); its `key` must be the path's"),
+    request_body(content = super::flag_schema::FlagDefinition, description = "The new definition (docs/flags.md); its `key` must be the path's"),
     responses(
         (status = 200, body = FlagResponse, headers(("etag" = String, description = "The new version"))),
         (status = 400, description = "Malformed body, a field of the wrong type or a bad If-Match", content_type = "application/problem+json", body = crate::openapi::Problem),
@@ -334,7 +337,7 @@ pub(crate) async fn replace_flag(
     params(
         ("key" = String, Path, description = "The flag key"),
         ("environment" = Option<String>, Query, pattern = "^[A-Za-z0-9_.-]{1,64}$", description = "The environment [default: production]; or the X-Environment header"),
-        ("If-Match" = Option<String>, Header, pattern = "^(\\*|\"-?[0-9]{1,18}\")$", description = "The version this deletion is based on"),
+        ("If-Match" = Option<String>, Header, pattern = "^(\\*|\"?[0-9]{1,18}\"?)$", description = "The version this deletion is based on"),
     ),
     responses(
         (status = 204, description = "Deleted; the audit trail keeps its history"),
@@ -398,7 +401,7 @@ pub(crate) async fn delete_flag(
     params(
         ("key" = String, Path, description = "The flag key"),
         ("environment" = Option<String>, Query, pattern = "^[A-Za-z0-9_.-]{1,64}$", description = "The environment [default: production]; or the X-Environment header"),
-        ("If-Match" = Option<String>, Header, pattern = "^(\\*|\"-?[0-9]{1,18}\")$", description = "The version this change is based on"),
+        ("If-Match" = Option<String>, Header, pattern = "^(\\*|\"?[0-9]{1,18}\"?)$", description = "The version this change is based on"),
     ),
     responses(
         (status = 200, body = FlagResponse, headers(("etag" = String, description = "The new version"))),
@@ -586,15 +589,65 @@ pub(crate) struct ResyncEvent {
     detail: String,
 }
 
-/// The `data` of one event of the change stream: `ready`, `change` or `resync` (the SSE event
-/// name says which).
-#[derive(ToSchema)]
-#[serde(untagged)]
-#[allow(dead_code)] // documents the shape
-pub(crate) enum StreamEvent {
-    Ready(ReadyEvent),
-    Change(FlagChange),
-    Resync(ResyncEvent),
+/// One event of the change stream, as schemathesis and OpenAPI 3.2's `itemSchema` read an event
+/// stream: the SSE fields `event`, `id` and `data`, where `data` is JSON whose shape the event
+/// name decides (`ready`, `change`, `resync`).
+pub(crate) struct StreamEvent;
+
+impl utoipa::PartialSchema for StreamEvent {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+        let event = |name: &str, data: &str| {
+            let payload = ObjectBuilder::new()
+                .schema_type(Type::String)
+                .content_media_type("application/json")
+                .extensions(Some(utoipa::openapi::extensions::Extensions::from_iter([(
+                    "contentSchema",
+                    serde_json::json!({"$ref": format!("#/components/schemas/{data}")}),
+                )])));
+            ObjectBuilder::new()
+                .schema_type(Type::Object)
+                .property(
+                    "event",
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .enum_values(Some([name])),
+                )
+                .property(
+                    "id",
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .pattern(Some("^[0-9]+$"))
+                        .description(Some("The change number")),
+                )
+                .property("data", payload)
+                .required("event")
+                .required("data")
+        };
+        OneOfBuilder::new()
+            .item(event("ready", "ReadyEvent"))
+            .item(event("change", "FlagChange"))
+            .item(event("resync", "ResyncEvent"))
+            .description(Some(
+                "An event of the change stream: `ready` first (data `{seq}`), then a `change` \
+                 per change (data: FlagChange), or `resync` when changes were missed (data \
+                 `{seq, detail}`)",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for StreamEvent {
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        schemas.push(("ReadyEvent".into(), ReadyEvent::schema()));
+        schemas.push(("ResyncEvent".into(), ResyncEvent::schema()));
+        schemas.push(("FlagChange".into(), FlagChange::schema()));
+    }
 }
 
 /// How long a stream stays quiet before a keep-alive comment.

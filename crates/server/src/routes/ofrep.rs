@@ -89,8 +89,39 @@ fn context_schema() -> utoipa::openapi::schema::Object {
     ObjectBuilder::new()
         .schema_type(Type::Object)
         .property("targetingKey", targeting_key)
-        .additional_properties(Some(AdditionalProperties::FreeForm(true)))
+        .additional_properties(Some(AdditionalProperties::RefOr(attribute_schema(
+            flags::MAX_CONTEXT_DEPTH,
+        ))))
         .build()
+}
+
+/// An attribute of the context: a scalar, a list of scalars, or an object of attributes nested
+/// at most `depth` deep (written out level by level, so the document states the limit).
+fn attribute_schema(depth: usize) -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+    use utoipa::openapi::schema::{
+        AdditionalProperties, AnyOfBuilder, ArrayBuilder, ObjectBuilder, SchemaType, Type,
+    };
+    let scalar = || {
+        ObjectBuilder::new().schema_type(SchemaType::from_iter([
+            Type::String,
+            Type::Number,
+            Type::Boolean,
+            Type::Null,
+        ]))
+    };
+    let mut any = AnyOfBuilder::new()
+        .item(scalar())
+        .item(ArrayBuilder::new().items(scalar()));
+    if depth > 1 {
+        any = any.item(
+            ObjectBuilder::new()
+                .schema_type(Type::Object)
+                .additional_properties(Some(AdditionalProperties::RefOr(attribute_schema(
+                    depth - 1,
+                )))),
+        );
+    }
+    utoipa::openapi::RefOr::T(any.build().into())
 }
 
 /// Why a value was served, plus what explains it.
@@ -206,11 +237,16 @@ fn request_context(body: &Bytes) -> Result<EvaluationContext, BodyRejection> {
             invalid(format!("the body is not valid JSON: {e}"), None)
         }
     })?;
-    let Value::Object(mut members) = request else {
-        return Err(invalid(
-            "the body must be a JSON object `{\"context\": {...}}`".to_owned(),
-            Some(crate::extract::BODY_FIELD.to_owned()),
-        ));
+    let mut members = match request {
+        // OFREP's body is optional; `null` is no body, as an empty one is.
+        Value::Null => return Ok(EvaluationContext::default()),
+        Value::Object(members) => members,
+        _ => {
+            return Err(invalid(
+                "the body must be a JSON object `{\"context\": {...}}`".to_owned(),
+                Some(crate::extract::BODY_FIELD.to_owned()),
+            ))
+        }
     };
     let context = members.remove("context").unwrap_or(Value::Null);
     if let Some(unknown) = members.keys().next() {
@@ -284,7 +320,7 @@ impl Served<'_> {
         ("key" = String, Path, description = "The flag key"),
         ("X-Environment" = Option<String>, Header, pattern = "^[A-Za-z0-9_.-]{1,64}$", description = "The environment [default: production]"),
     ),
-    request_body(content = EvaluationRequest, description = "The evaluation context; an empty body is an empty context"),
+    request_body(content = Option<EvaluationRequest>, description = "The evaluation context; an empty body is an empty context"),
     responses(
         (status = 200, body = EvaluationSuccess),
         (status = 400, description = "TARGETING_KEY_MISSING, INVALID_CONTEXT or GENERAL (problem with OFREP's `key`, `errorCode`, `errorDetails`)", content_type = "application/problem+json", body = crate::openapi::Problem),
@@ -393,7 +429,7 @@ fn with_etag(headers: &HeaderMap, body: Vec<u8>) -> Response {
         ("X-Environment" = Option<String>, Header, pattern = "^[A-Za-z0-9_.-]{1,64}$", description = "The environment [default: production]"),
         ("If-None-Match" = Option<String>, Header, description = "The ETag of an earlier answer; 304 if it is still the answer"),
     ),
-    request_body(content = EvaluationRequest, description = "The evaluation context; an empty body is an empty context"),
+    request_body(content = Option<EvaluationRequest>, description = "The evaluation context; an empty body is an empty context"),
     responses(
         (status = 200, body = BulkEvaluation, headers(("etag" = String, description = "Strong validator of this answer"))),
         (status = 304, description = "The answer is unchanged"),
