@@ -91,7 +91,8 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     // as syntax errors: first "is it JSON at all" (and is every object's field given once),
     // then "does it fit", with the field's path.
     let value = parse_value(bytes)?;
-    if value.is_null() {
+    // Every JSON body is an object; serde would otherwise read a struct from an array too.
+    if !value.is_object() {
         return Err(not_an_object());
     }
     serde_path_to_error::deserialize(value).map_err(|e| {

@@ -44,10 +44,12 @@ pub(crate) struct FlagVariant {
     #[schema(value_type = serde_json::Value)]
     value: Value,
     /// Share of the split in basis points; the weights of a split sum to 10,000.
+    #[serde(default)]
     #[schema(minimum = 0, maximum = 10000)]
-    weight_bp: Option<u32>,
+    weight_bp: u32,
     /// The control group of an experiment (at most one per flag).
-    control: Option<bool>,
+    #[serde(default)]
+    control: bool,
 }
 
 /// A leaf test on a context attribute.
@@ -67,8 +69,10 @@ pub(crate) struct FlagCondition {
     /// The literals of `in` and `not_in`.
     #[schema(value_type = Option<Vec<serde_json::Value>>)]
     values: Option<Vec<Value>>,
-    negate: Option<bool>,
-    case_insensitive: Option<bool>,
+    #[serde(default)]
+    negate: bool,
+    #[serde(default)]
+    case_insensitive: bool,
 }
 
 /// True when every member is true.
@@ -184,25 +188,32 @@ pub(crate) struct FlagDefinition {
     variants: Vec<FlagVariant>,
     default_variant: String,
     off_variant: String,
-    rules: Option<Vec<FlagRule>>,
+    #[serde(default)]
+    rules: Vec<FlagRule>,
     /// Share of bucketing keys in the rollout, basis points (absent: 10,000).
     #[schema(minimum = 0, maximum = 10000)]
     rollout_bp: Option<u32>,
     /// Context attribute to bucket by (absent: the targeting key).
     #[schema(pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]{1,256}$")]
     bucket_by: Option<String>,
-    kill_switch: Option<bool>,
+    #[serde(default)]
+    kill_switch: bool,
     /// By environment name (1-64 characters of A-Z a-z 0-9 _ - .).
-    environments: Option<BTreeMap<String, FlagEnvironmentOverride>>,
-    prerequisites: Option<Vec<FlagPrerequisite>>,
-    #[schema(value_type = Option<Vec<String>>)]
-    tags: Option<Vec<String>>,
+    #[serde(default)]
+    environments: BTreeMap<String, FlagEnvironmentOverride>,
+    #[serde(default)]
+    prerequisites: Vec<FlagPrerequisite>,
+    #[serde(default)]
+    tags: Vec<String>,
     #[schema(pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]{1,256}$")]
     owner: Option<String>,
     /// RFC 3339: disabled from then on.
     expires_at: Option<String>,
-    allowed_tenants: Option<Vec<String>>,
-    required_tiers: Option<Vec<String>>,
+    #[serde(default)]
+    allowed_tenants: Vec<String>,
+    #[serde(default)]
+    required_tiers: Vec<String>,
     schedule: Option<FlagSchedule>,
-    track_exposure: Option<bool>,
+    #[serde(default)]
+    track_exposure: bool,
 }

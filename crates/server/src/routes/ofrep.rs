@@ -87,7 +87,11 @@ fn context_schema() -> utoipa::openapi::schema::Object {
              they name another attribute.",
         ));
     ObjectBuilder::new()
-        .schema_type(Type::Object)
+        // `null` is an empty context, as an absent one is.
+        .schema_type(utoipa::openapi::schema::SchemaType::from_iter([
+            Type::Object,
+            Type::Null,
+        ]))
         .property("targetingKey", targeting_key)
         .additional_properties(Some(AdditionalProperties::RefOr(attribute_schema(
             flags::MAX_CONTEXT_DEPTH,
