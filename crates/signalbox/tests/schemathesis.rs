@@ -56,6 +56,8 @@ fn check_contract(label: &str, server: &Server, key: &str, report_dir: &Path) ->
         .args(["--workers", "1"])
         .args(["--report", "junit", "--report-junit-path"])
         .arg(&junit)
+        // Its cache and reports stay in the test's temporary directory.
+        .current_dir(report_dir)
         .env("NO_COLOR", "1")
         .env("COLUMNS", "120")
         .output()
