@@ -440,11 +440,17 @@ pub const MAX_NAME_CHARS: usize = 256;
 fn check_text(path: &str, value: &str, max_chars: usize, multiline: bool, errs: &mut Errors<'_>) {
     let count = value.chars().count();
     if count > max_chars {
-        errs.push(path, format!("must be at most {max_chars} characters (got {count})"));
+        errs.push(
+            path,
+            format!("must be at most {max_chars} characters (got {count})"),
+        );
     }
     let allowed = |c: char| multiline && matches!(c, '\t' | '\n' | '\r');
     if value.chars().any(|c| c.is_control() && !allowed(c)) {
-        errs.push(path, "must not contain control characters (NUL, escapes...)");
+        errs.push(
+            path,
+            "must not contain control characters (NUL, escapes...)",
+        );
     }
 }
 
@@ -463,20 +469,44 @@ fn check_flag_text(flag: &Flag, errs: &mut Errors<'_>) {
         if v.key.is_empty() {
             errs.push(format!("variants[{i}].key"), "must not be empty");
         }
-        check_text(&format!("variants[{i}].key"), &v.key, MAX_NAME_CHARS, false, errs);
+        check_text(
+            &format!("variants[{i}].key"),
+            &v.key,
+            MAX_NAME_CHARS,
+            false,
+            errs,
+        );
     }
     for (i, r) in flag.rules.iter().enumerate() {
-        check_text(&format!("rules[{i}].id"), &r.id, MAX_NAME_CHARS, false, errs);
+        check_text(
+            &format!("rules[{i}].id"),
+            &r.id,
+            MAX_NAME_CHARS,
+            false,
+            errs,
+        );
         check_group_text(&r.when, &format!("rules[{i}].when"), 0, errs);
     }
     for (i, t) in flag.tags.iter().enumerate() {
         check_text(&format!("tags[{i}]"), t, MAX_NAME_CHARS, false, errs);
     }
     for (i, t) in flag.allowed_tenants.iter().enumerate() {
-        check_text(&format!("allowed_tenants[{i}]"), t, MAX_NAME_CHARS, false, errs);
+        check_text(
+            &format!("allowed_tenants[{i}]"),
+            t,
+            MAX_NAME_CHARS,
+            false,
+            errs,
+        );
     }
     for (i, t) in flag.required_tiers.iter().enumerate() {
-        check_text(&format!("required_tiers[{i}]"), t, MAX_NAME_CHARS, false, errs);
+        check_text(
+            &format!("required_tiers[{i}]"),
+            t,
+            MAX_NAME_CHARS,
+            false,
+            errs,
+        );
     }
     for name in flag.environments.keys() {
         if !valid_key(name) || name.len() > 64 {
@@ -488,7 +518,13 @@ fn check_flag_text(flag: &Flag, errs: &mut Errors<'_>) {
     }
     for (i, p) in flag.prerequisites.iter().enumerate() {
         for (j, v) in p.variants.iter().enumerate() {
-            check_text(&format!("prerequisites[{i}].variants[{j}]"), v, MAX_NAME_CHARS, false, errs);
+            check_text(
+                &format!("prerequisites[{i}].variants[{j}]"),
+                v,
+                MAX_NAME_CHARS,
+                false,
+                errs,
+            );
         }
     }
 }
@@ -502,7 +538,13 @@ fn check_group_text(g: &RuleGroup, path: &str, depth: usize, errs: &mut Errors<'
         RuleGroup::Any { any } => ("any", any),
         RuleGroup::None { none } => ("none", none),
         RuleGroup::Condition(c) => {
-            check_text(&format!("{path}.attribute"), &c.attribute, MAX_NAME_CHARS, false, errs);
+            check_text(
+                &format!("{path}.attribute"),
+                &c.attribute,
+                MAX_NAME_CHARS,
+                false,
+                errs,
+            );
             return;
         }
     };

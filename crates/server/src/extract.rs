@@ -107,8 +107,11 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             )
             .with("field", BODY_FIELD);
         }
-        ApiError::new(ProblemKind::InvalidField, format!("field `{field}`: {inner}"))
-            .with("field", field)
+        ApiError::new(
+            ProblemKind::InvalidField,
+            format!("field `{field}`: {inner}"),
+        )
+        .with("field", field)
     })
 }
 
@@ -562,5 +565,37 @@ mod tests {
             "missing field `count`",
         );
         assert!(parse_json::<Body>(br#"{"name":"a","inner":{"count":1}}"#).is_ok());
+    }
+
+    #[test]
+    fn a_field_given_twice_is_named_by_its_path() {
+        for (input, path) in [
+            (r#"{"a":1,"a":2}"#, "a"),
+            (r#"{"a":{"b":1,"c":2,"b":3}}"#, "a.b"),
+            (r#"[{"x":1},{"y":[{"z":1,"z":1}]}]"#, "[1].y[0].z"),
+            (r#"{"a":[[{"k":1,"k":null}]]}"#, "a[0][0].k"),
+        ] {
+            match parse_strict(input.as_bytes()) {
+                Err(StrictError::Duplicate(got)) => assert_eq!(got, path, "{input}"),
+                other => panic!("{input}: {other:?}"),
+            }
+        }
+        // The same name in different objects is fine, and values come through unchanged.
+        let value =
+            parse_strict(br#"{"a":{"k":1},"b":{"k":[1.5,"s",null,true]},"c":2.0}"#).unwrap();
+        assert_eq!(
+            value,
+            serde_json::json!({"a":{"k":1},"b":{"k":[1.5,"s",null,true]},"c":2})
+        );
+        assert!(matches!(
+            parse_strict(b"{\"a\":1} x"),
+            Err(StrictError::Json(_))
+        ));
+        let err =
+            parse_json::<Body>(br#"{"name":"a","name":"b","inner":{"count":1}}"#).unwrap_err();
+        assert_eq!(err.kind, ProblemKind::InvalidField);
+        assert_eq!(err.extensions["field"], "name");
+        let err = parse_json::<Body>(b"null").unwrap_err();
+        assert_eq!(err.extensions["field"], BODY_FIELD);
     }
 }

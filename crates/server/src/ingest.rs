@@ -112,12 +112,15 @@ pub fn split_body(body: &[u8], framing: Framing) -> Result<Vec<Item>, BodyError>
                 .enumerate()
                 .filter(|(_, line)| !line.trim().is_empty())
                 .map(|(n, line)| {
-                    let value = crate::extract::parse_strict(line.as_bytes()).map_err(|e| match e {
-                        crate::extract::StrictError::Duplicate(path) => {
-                            format!("field `{path}` is given more than once; give each field once")
-                        }
-                        crate::extract::StrictError::Json(e) => format!("invalid JSON: {e}"),
-                    });
+                    let value =
+                        crate::extract::parse_strict(line.as_bytes()).map_err(|e| match e {
+                            crate::extract::StrictError::Duplicate(path) => {
+                                format!(
+                                    "field `{path}` is given more than once; give each field once"
+                                )
+                            }
+                            crate::extract::StrictError::Json(e) => format!("invalid JSON: {e}"),
+                        });
                     (n, value)
                 })
                 .collect())

@@ -281,8 +281,11 @@ pub(crate) fn describe_common_errors(document: &mut utoipa::openapi::OpenApi) {
                     parameter.schema.as_mut()
                 {
                     if let utoipa::openapi::schema::SchemaType::Array(types) = &schema.schema_type {
-                        let types: Vec<Type> =
-                            types.iter().filter(|t| **t != Type::Null).cloned().collect();
+                        let types: Vec<Type> = types
+                            .iter()
+                            .filter(|t| **t != Type::Null)
+                            .cloned()
+                            .collect();
                         if let [only] = types.as_slice() {
                             schema.schema_type = only.clone().into();
                         }
@@ -290,14 +293,8 @@ pub(crate) fn describe_common_errors(document: &mut utoipa::openapi::OpenApi) {
                 }
             }
             let has_body = operation.request_body.is_some();
-            let has_parameters = operation
-                .parameters
-                .as_ref()
-                .is_some_and(|p| !p.is_empty());
-            let secured = operation
-                .security
-                .as_ref()
-                .is_some_and(|s| !s.is_empty());
+            let has_parameters = operation.parameters.as_ref().is_some_and(|p| !p.is_empty());
+            let secured = operation.security.as_ref().is_some_and(|s| !s.is_empty());
             let mut wanted = vec!["414", "503"];
             if has_body {
                 wanted.extend(["400", "413", "415"]);

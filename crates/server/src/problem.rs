@@ -153,7 +153,10 @@ impl ApiError {
             "detail".into(),
             excerpt(&self.detail, MAX_DETAIL_CHARS).into(),
         );
-        body.insert("instance".into(), excerpt(instance, MAX_QUOTED_CHARS).into());
+        body.insert(
+            "instance".into(),
+            excerpt(instance, MAX_QUOTED_CHARS).into(),
+        );
         if let Some(id) = request_id {
             body.insert("request_id".into(), id.into());
         }
@@ -179,11 +182,7 @@ pub const MAX_QUOTED_CHARS: usize = 256;
 pub fn excerpt(text: &str, max: usize) -> String {
     match text.char_indices().nth(max) {
         None => text.to_owned(),
-        Some((cut, _)) => format!(
-            "{}… ({} more bytes)",
-            &text[..cut],
-            text.len() - cut
-        ),
+        Some((cut, _)) => format!("{}… ({} more bytes)", &text[..cut], text.len() - cut),
     }
 }
 

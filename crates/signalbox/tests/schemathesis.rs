@@ -39,8 +39,7 @@ struct Outcome {
 
 /// Runs schemathesis against `server` with `key`; panics with its report on any finding.
 fn check_contract(label: &str, server: &Server, key: &str, report_dir: &Path) -> Outcome {
-    let python =
-        support::python_venv(&fixture_dir().join("requirements.txt"), "schemathesis-venv");
+    let python = support::python_venv(&fixture_dir().join("requirements.txt"), "schemathesis-venv");
     let schemathesis = python.with_file_name("schemathesis");
     let junit = report_dir.join(format!("{label}.xml"));
     let out = Command::new(&schemathesis)
@@ -165,12 +164,12 @@ async fn the_api_keeps_its_openapi_contract_on_postgresql() {
     let key = created[0]["api_key"].as_str().unwrap().to_owned();
     // The same flags the SQLite demo tenant gets, so OFREP answers have something to evaluate.
     let flags = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/flags.json");
-    run_ok(
-        command()
-            .args(["flags", "import"])
-            .arg(&flags)
-            .args(["--tenant", &tenant, "--environment", "production"]),
-    );
+    run_ok(command().args(["flags", "import"]).arg(&flags).args([
+        "--tenant",
+        &tenant,
+        "--environment",
+        "production",
+    ]));
     let server = Server::start(&mut command());
     // Blocking on purpose: schemathesis is a child process, and nothing else runs here.
     check_contract("postgresql", &server, &key, dir.path());

@@ -107,7 +107,10 @@ pub(crate) struct ExperimentSpecBody {
     key: String,
     /// The hypothesis being tested, in words (up to 2000 characters; tabs and line breaks are
     /// the only control characters allowed).
-    #[schema(max_length = 2000, pattern = "^[^\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f-\\x9f]*$")]
+    #[schema(
+        max_length = 2000,
+        pattern = "^[^\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f-\\x9f]*$"
+    )]
     hypothesis: String,
     /// The flag whose variants are the experiment's variants.
     #[schema(pattern = "^[A-Za-z0-9_.-]{1,200}$")]
@@ -325,7 +328,11 @@ pub(crate) struct ListQuery {
 pub(crate) struct ConcludeRequest {
     /// The variant to ship (one of the experiment's variant keys); omit or null when no change
     /// ships.
-    #[schema(min_length = 1, max_length = 128, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$")]
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$"
+    )]
     winner: Option<String>,
 }
 
@@ -1345,7 +1352,12 @@ fn check_spec_text(spec: &ExperimentSpecBody) -> Result<(), ApiError> {
         check_text("hypothesis", &spec.hypothesis, MAX_HYPOTHESIS_CHARS, true)?;
     }
     for (i, v) in spec.variants.iter().enumerate() {
-        check_text(&format!("variants[{i}].key"), &v.key, MAX_VARIANT_CHARS, false)?;
+        check_text(
+            &format!("variants[{i}].key"),
+            &v.key,
+            MAX_VARIANT_CHARS,
+            false,
+        )?;
     }
     check_text("control", &spec.control, MAX_VARIANT_CHARS, false)?;
     check_metric_text("primary_metric", &spec.primary_metric)?;

@@ -601,10 +601,12 @@ impl utoipa::PartialSchema for StreamEvent {
             let payload = ObjectBuilder::new()
                 .schema_type(Type::String)
                 .content_media_type("application/json")
-                .extensions(Some(utoipa::openapi::extensions::Extensions::from_iter([(
-                    "contentSchema",
-                    serde_json::json!({"$ref": format!("#/components/schemas/{data}")}),
-                )])));
+                .extensions(Some(utoipa::openapi::extensions::Extensions::from_iter([
+                    (
+                        "contentSchema",
+                        serde_json::json!({"$ref": format!("#/components/schemas/{data}")}),
+                    ),
+                ])));
             ObjectBuilder::new()
                 .schema_type(Type::Object)
                 .property(

@@ -231,7 +231,8 @@ fn context_of(headers: &HeaderMap, body: &Bytes) -> Result<EvaluationContext, Ap
 }
 
 fn request_context(body: &Bytes) -> Result<EvaluationContext, BodyRejection> {
-    let invalid = |details: String, field: Option<String>| (ErrorCode::InvalidContext, details, field);
+    let invalid =
+        |details: String, field: Option<String>| (ErrorCode::InvalidContext, details, field);
     let request = crate::extract::parse_strict(body).map_err(|e| match e {
         crate::extract::StrictError::Duplicate(path) => invalid(
             format!("field `{path}` is given more than once; give each field once"),

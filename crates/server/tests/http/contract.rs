@@ -61,7 +61,12 @@ async fn running_experiment(app: &TestApp, key: &str) {
         .await;
     assert_eq!(created.status, 201, "{}", created.text());
     let started = app
-        .call(Method::POST, "/api/v1/experiments/exp/start", Some(key), None)
+        .call(
+            Method::POST,
+            "/api/v1/experiments/exp/start",
+            Some(key),
+            None,
+        )
         .await;
     assert_eq!(started.status, 200, "{}", started.text());
 }
@@ -199,7 +204,15 @@ async fn conclude_and_ofrep_bodies_must_be_json_and_known() {
     .await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     // No body at all (an OFREP client may send none) is still an empty context.
-    let reply = raw(&app, Method::POST, "/ofrep/v1/evaluate/flags", key, None, "").await;
+    let reply = raw(
+        &app,
+        Method::POST,
+        "/ofrep/v1/evaluate/flags",
+        key,
+        None,
+        "",
+    )
+    .await;
     assert_eq!(reply.status, 200, "{}", reply.text());
 
     let path = "/api/v1/experiments/exp/events";
@@ -276,8 +289,11 @@ async fn free_text_is_bounded_and_free_of_control_characters() {
                 Some(body),
             )
             .await;
-        let problem =
-            reply.assert_problem(400, "flag_evaluation_failed", "/ofrep/v1/evaluate/flags/multiline");
+        let problem = reply.assert_problem(
+            400,
+            "flag_evaluation_failed",
+            "/ofrep/v1/evaluate/flags/multiline",
+        );
         assert_eq!(problem["field"], "context.targetingKey", "{problem}");
         assert_eq!(problem["errorCode"], "INVALID_CONTEXT", "{problem}");
     }
@@ -350,7 +366,10 @@ async fn a_body_that_is_not_an_object_is_named_body() {
 async fn a_long_request_target_is_a_414_problem() {
     let app = TestApp::new(Backend::Sqlite).await;
     let (_, admin) = app.tenant("t", &[Scope::Admin]).await;
-    let long = format!("/api/v1/tenant?pad={}", "a".repeat(server::envelope::MAX_URI_BYTES));
+    let long = format!(
+        "/api/v1/tenant?pad={}",
+        "a".repeat(server::envelope::MAX_URI_BYTES)
+    );
     let reply = app.get(&long, Some(&admin.secret)).await;
     let problem = reply.assert_problem(414, "uri_too_long", "/api/v1/tenant");
     assert_eq!(problem["max_bytes"], server::envelope::MAX_URI_BYTES);
@@ -370,7 +389,10 @@ async fn a_revoked_key_is_gone_but_still_listed() {
     let path = format!("/api/v1/tenant/keys/{id}");
     let revoked = app.call(Method::DELETE, &path, Some(key), None).await;
     assert_eq!(revoked.status, 200, "{}", revoked.text());
-    let problem = app.get(&path, Some(key)).await.assert_problem(410, "gone", &path);
+    let problem = app
+        .get(&path, Some(key))
+        .await
+        .assert_problem(410, "gone", &path);
     assert!(problem["revoked_at"].is_string(), "{problem}");
     let listed = app.get("/api/v1/tenant/keys", Some(key)).await.json();
     assert!(
