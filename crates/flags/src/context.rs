@@ -96,7 +96,7 @@ pub struct ContextError {
 }
 
 /// Deepest object nesting a context may have, so a hostile context cannot exhaust the stack.
-const MAX_CONTEXT_DEPTH: usize = 8;
+pub const MAX_CONTEXT_DEPTH: usize = 8;
 
 impl EvaluationContext {
     /// Reads a context as OpenFeature clients send it: a JSON object with an optional string
@@ -126,7 +126,10 @@ impl EvaluationContext {
             if name == TARGETING_KEY {
                 match value {
                     serde_json::Value::Null => {}
-                    serde_json::Value::String(key) => ctx.targeting_key = Some(key.clone()),
+                    serde_json::Value::String(key) => {
+                        check_targeting_key(key)?;
+                        ctx.targeting_key = Some(key.clone());
+                    }
                     other => {
                         return Err(ContextError {
                             path: TARGETING_KEY.into(),
@@ -140,6 +143,30 @@ impl EvaluationContext {
         }
         Ok(ctx)
     }
+}
+
+/// Longest targeting key, in bytes: the longest one exposures and metric events can store.
+pub const MAX_TARGETING_KEY_BYTES: usize = 256;
+
+/// A targeting key names a user in stored exposures and metric events, so it is bounded and
+/// holds no control characters (NUL cannot even be stored in PostgreSQL text).
+fn check_targeting_key(key: &str) -> Result<(), ContextError> {
+    if key.len() > MAX_TARGETING_KEY_BYTES {
+        return Err(ContextError {
+            path: TARGETING_KEY.into(),
+            message: format!(
+                "must be at most {MAX_TARGETING_KEY_BYTES} bytes, not {}",
+                key.len()
+            ),
+        });
+    }
+    if key.chars().any(char::is_control) {
+        return Err(ContextError {
+            path: TARGETING_KEY.into(),
+            message: "must not contain control characters (NUL, newlines, ...)".into(),
+        });
+    }
+    Ok(())
 }
 
 fn flatten_into(

@@ -430,11 +430,135 @@ fn instant(value: &Option<String>, path: &str, errs: &mut Errors<'_>) -> Option<
     ms
 }
 
+/// Longest description, in characters.
+pub const MAX_DESCRIPTION_CHARS: usize = 2000;
+/// Longest name-like text (variant keys, rule ids, attributes, owner, tags...), in characters.
+pub const MAX_NAME_CHARS: usize = 256;
+
+/// Free text is bounded and holds no control characters (`multiline` lets tabs and line
+/// breaks through): what is stored is shown in consoles and logs and compared as keys.
+fn check_text(path: &str, value: &str, max_chars: usize, multiline: bool, errs: &mut Errors<'_>) {
+    let count = value.chars().count();
+    if count > max_chars {
+        errs.push(
+            path,
+            format!("must be at most {max_chars} characters (got {count})"),
+        );
+    }
+    let allowed = |c: char| multiline && matches!(c, '\t' | '\n' | '\r');
+    if value.chars().any(|c| c.is_control() && !allowed(c)) {
+        errs.push(
+            path,
+            "must not contain control characters (NUL, escapes...)",
+        );
+    }
+}
+
+/// The bounds of every free-text field of a flag; see [`check_text`].
+fn check_flag_text(flag: &Flag, errs: &mut Errors<'_>) {
+    if let Some(d) = &flag.description {
+        check_text("description", d, MAX_DESCRIPTION_CHARS, true, errs);
+    }
+    if let Some(o) = &flag.owner {
+        check_text("owner", o, MAX_NAME_CHARS, false, errs);
+    }
+    if let Some(b) = &flag.bucket_by {
+        check_text("bucket_by", b, MAX_NAME_CHARS, false, errs);
+    }
+    for (i, v) in flag.variants.iter().enumerate() {
+        if v.key.is_empty() {
+            errs.push(format!("variants[{i}].key"), "must not be empty");
+        }
+        check_text(
+            &format!("variants[{i}].key"),
+            &v.key,
+            MAX_NAME_CHARS,
+            false,
+            errs,
+        );
+    }
+    for (i, r) in flag.rules.iter().enumerate() {
+        check_text(
+            &format!("rules[{i}].id"),
+            &r.id,
+            MAX_NAME_CHARS,
+            false,
+            errs,
+        );
+        check_group_text(&r.when, &format!("rules[{i}].when"), 0, errs);
+    }
+    for (i, t) in flag.tags.iter().enumerate() {
+        check_text(&format!("tags[{i}]"), t, MAX_NAME_CHARS, false, errs);
+    }
+    for (i, t) in flag.allowed_tenants.iter().enumerate() {
+        check_text(
+            &format!("allowed_tenants[{i}]"),
+            t,
+            MAX_NAME_CHARS,
+            false,
+            errs,
+        );
+    }
+    for (i, t) in flag.required_tiers.iter().enumerate() {
+        check_text(
+            &format!("required_tiers[{i}]"),
+            t,
+            MAX_NAME_CHARS,
+            false,
+            errs,
+        );
+    }
+    for name in flag.environments.keys() {
+        if !valid_key(name) || name.len() > 64 {
+            errs.push(
+                format!("environments.{}", name.chars().take(64).collect::<String>()),
+                "environment names are 1-64 characters of A-Z a-z 0-9 _ - .",
+            );
+        }
+    }
+    for (i, p) in flag.prerequisites.iter().enumerate() {
+        for (j, v) in p.variants.iter().enumerate() {
+            check_text(
+                &format!("prerequisites[{i}].variants[{j}]"),
+                v,
+                MAX_NAME_CHARS,
+                false,
+                errs,
+            );
+        }
+    }
+}
+
+fn check_group_text(g: &RuleGroup, path: &str, depth: usize, errs: &mut Errors<'_>) {
+    if depth > MAX_GROUP_DEPTH {
+        return; // compile_group reports it
+    }
+    let (name, members) = match g {
+        RuleGroup::All { all } => ("all", all),
+        RuleGroup::Any { any } => ("any", any),
+        RuleGroup::None { none } => ("none", none),
+        RuleGroup::Condition(c) => {
+            check_text(
+                &format!("{path}.attribute"),
+                &c.attribute,
+                MAX_NAME_CHARS,
+                false,
+                errs,
+            );
+            return;
+        }
+    };
+    for (i, sub) in members.iter().enumerate() {
+        check_group_text(sub, &format!("{path}.{name}[{i}]"), depth + 1, errs);
+    }
+}
+
 /// Compiles one flag; prerequisite indices are resolved afterwards.
 fn compile_flag(flag: Flag, errs: &mut Errors<'_>) -> CompiledFlag {
     if !valid_key(&flag.key) {
         errs.push("key", "must be 1-128 characters of A-Z a-z 0-9 _ - .");
     }
+    check_flag_text(&flag, errs);
     let variant_index_of = |name: &str| flag.variants.iter().position(|v| v.key == name);
     if flag.variants.is_empty() {
         errs.push("variants", "at least one variant is needed");

@@ -17,7 +17,10 @@ pub mod model;
 pub mod stats;
 
 pub use bucket::{bucket, murmur3_x86_32, variant_index, BUCKETS};
-pub use context::{AttributeValue, ContextError, EvaluationContext, TARGETING_KEY};
+pub use context::{
+    AttributeValue, ContextError, EvaluationContext, MAX_CONTEXT_DEPTH, MAX_TARGETING_KEY_BYTES,
+    TARGETING_KEY,
+};
 pub use eval::{
     parse_instant_ms, DisabledBy, ErrorCode, Evaluation, FlagSet, LoadError, Reason,
     ValidationError,

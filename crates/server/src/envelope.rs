@@ -19,6 +19,11 @@ use crate::state::AppState;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// Longest request target (path and query) served, in bytes; longer is 414 `uri_too_long`.
+/// Below the HTTP layer's own limit (64 KiB, where `http::Uri` stops parsing and hyper answers
+/// a bare 414), so every refusal a client can provoke up to there is a problem.
+pub const MAX_URI_BYTES: usize = 8 * 1024;
+
 /// The `endpoint` label of requests that matched no route, so raw paths never become labels.
 pub const UNMATCHED: &str = "unmatched";
 
@@ -46,13 +51,25 @@ pub(crate) async fn envelope(
         .unwrap_or(0);
     let ctx = RequestContext::default();
     req.extensions_mut().insert(ctx.clone());
+    let uri_bytes = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
 
     let span = tracing::info_span!("request", request_id = %request_id, method = %method, endpoint = %endpoint);
     let in_flight = state.metrics().request_started();
     let timeout = state.config().request_timeout;
-    let outcome = tokio::time::timeout(timeout, next.run(req))
-        .instrument(span.clone())
-        .await;
+    let outcome = if uri_bytes > MAX_URI_BYTES {
+        Ok(ApiError::new(
+            ProblemKind::UriTooLong,
+            format!(
+                "the request target is {uri_bytes} bytes; at most {MAX_URI_BYTES} are accepted (send large inputs in a body)"
+            ),
+        )
+        .with("max_bytes", MAX_URI_BYTES)
+        .into_response())
+    } else {
+        tokio::time::timeout(timeout, next.run(req))
+            .instrument(span.clone())
+            .await
+    };
     drop(in_flight);
     let mut response = outcome.unwrap_or_else(|_| {
         ApiError::new(

@@ -64,6 +64,8 @@ pub enum BodyError {
     Malformed(String),
     /// More than [`MAX_EVENTS_PER_REQUEST`] events.
     TooMany(usize),
+    /// An object gives a field twice: its path (`[3].user_id`).
+    Duplicate(String),
 }
 
 /// One event of a body: its index (array position, or 0-based NDJSON line number) and its JSON
@@ -74,8 +76,12 @@ pub type Item = (usize, Result<Value, String>);
 pub fn split_body(body: &[u8], framing: Framing) -> Result<Vec<Item>, BodyError> {
     match framing {
         Framing::JsonArray => {
-            let value: Value = serde_json::from_slice(body)
-                .map_err(|e| BodyError::Malformed(format!("the body is not valid JSON: {e}")))?;
+            let value = crate::extract::parse_strict(body).map_err(|e| match e {
+                crate::extract::StrictError::Duplicate(path) => BodyError::Duplicate(path),
+                crate::extract::StrictError::Json(e) => {
+                    BodyError::Malformed(format!("the body is not valid JSON: {e}"))
+                }
+            })?;
             match value {
                 Value::Array(items) if items.len() > MAX_EVENTS_PER_REQUEST => {
                     Err(BodyError::TooMany(items.len()))
@@ -106,8 +112,15 @@ pub fn split_body(body: &[u8], framing: Framing) -> Result<Vec<Item>, BodyError>
                 .enumerate()
                 .filter(|(_, line)| !line.trim().is_empty())
                 .map(|(n, line)| {
-                    let value = serde_json::from_str::<Value>(line)
-                        .map_err(|e| format!("invalid JSON: {e}"));
+                    let value =
+                        crate::extract::parse_strict(line.as_bytes()).map_err(|e| match e {
+                            crate::extract::StrictError::Duplicate(path) => {
+                                format!(
+                                    "field `{path}` is given more than once; give each field once"
+                                )
+                            }
+                            crate::extract::StrictError::Json(e) => format!("invalid JSON: {e}"),
+                        });
                     (n, value)
                 })
                 .collect())

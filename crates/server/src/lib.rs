@@ -70,6 +70,7 @@ pub fn app(state: AppState) -> Router {
     let (router, mut document) = routes::api().split_for_parts();
     openapi::describe_caching(&mut document);
     openapi::describe_rate_limits(&mut document);
+    openapi::describe_common_errors(&mut document);
     let json = document.to_pretty_json().unwrap_or_default();
     let _ = state.inner.openapi_json.set(bytes::Bytes::from(json));
     let cors = state.config().cors.layer();
@@ -121,6 +122,7 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
     let mut document = routes::document();
     openapi::describe_caching(&mut document);
     openapi::describe_rate_limits(&mut document);
+    openapi::describe_common_errors(&mut document);
     document
 }
 

@@ -24,7 +24,16 @@ use utoipa::{Modify, OpenApi, ToSchema};
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
     modifiers(&BearerKey),
-    components(schemas(Problem, ScopeName, TierName)),
+    components(schemas(
+        Problem,
+        ScopeName,
+        TierName,
+        crate::routes::flag_schema::FlagRuleGroup,
+        crate::routes::flag_schema::AllGroup,
+        crate::routes::flag_schema::AnyGroup,
+        crate::routes::flag_schema::NoneGroup,
+        crate::routes::flag_schema::FlagCondition,
+    )),
     tags(
         (name = "platform", description = "Health, readiness, metrics, API description"),
         (name = "tenant", description = "The caller's tenant and its API keys"),
@@ -222,4 +231,102 @@ pub(crate) fn describe_rate_limits(document: &mut utoipa::openapi::OpenApi) {
         .get_or_insert_with(Default::default)
         .responses
         .insert(RATE_LIMITED.to_owned(), rate_limited.into());
+}
+
+/// A problem+json response with `description`, for `components.responses`.
+fn problem_response(description: &str) -> utoipa::openapi::Response {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            crate::problem::PROBLEM_JSON,
+            utoipa::openapi::ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Problem")))
+                .build(),
+        )
+        .build()
+}
+
+/// Adds the answers that layers and extractors shared by many routes can give, so that every
+/// operation documents every status it can answer (schemathesis checks this; see
+/// docs/errors.md, "The contract"):
+///
+/// - every operation: 414 (the request line is over the URI limit) and 503 (the handler
+///   timeout, or a dependency down);
+/// - operations with a request body: 400 (malformed JSON, a duplicated field, a field of the
+///   wrong type), 413 (over the body limit) and 415 (not JSON);
+/// - operations with parameters: 400 (a parameter breaks its schema);
+/// - operations that need an API key: 401.
+///
+/// A route's own description of one of these statuses, if it has one, is kept.
+pub(crate) fn describe_common_errors(document: &mut utoipa::openapi::OpenApi) {
+    const SHARED: [(&str, &str, &str); 6] = [
+        ("400", "BadRequest", "The request breaks this document: malformed JSON, a field given twice, a field or parameter of the wrong type or outside its bounds (`field` or `parameter` names it)"),
+        ("401", "Unauthorized", "Missing or invalid API key"),
+        ("413", "PayloadTooLarge", "The body is over the body limit (`--body-limit-bytes`)"),
+        ("414", "UriTooLong", "The request target (path and query) is over the URI limit"),
+        ("415", "UnsupportedMediaType", "The body is not sent as JSON (`Content-Type: application/json`)"),
+        ("503", "Unavailable", "The request did not finish within the handler timeout (`timeout`), or a dependency is down (`unavailable`); see `Retry-After`"),
+    ];
+    for item in document.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+            &mut item.head,
+            &mut item.options,
+        ];
+        for operation in operations.into_iter().flatten() {
+            // An optional parameter is absent or a value, never `null`: utoipa writes
+            // `Option<String>` as `["string", "null"]`, which would invite `If-Match: null`.
+            for parameter in operation.parameters.iter_mut().flatten() {
+                if let Some(RefOr::T(utoipa::openapi::Schema::Object(schema))) =
+                    parameter.schema.as_mut()
+                {
+                    if let utoipa::openapi::schema::SchemaType::Array(types) = &schema.schema_type {
+                        let types: Vec<Type> = types
+                            .iter()
+                            .filter(|t| **t != Type::Null)
+                            .cloned()
+                            .collect();
+                        if let [only] = types.as_slice() {
+                            schema.schema_type = only.clone().into();
+                        }
+                    }
+                }
+            }
+            let has_body = operation.request_body.is_some();
+            let has_parameters = operation.parameters.as_ref().is_some_and(|p| !p.is_empty());
+            let secured = operation.security.as_ref().is_some_and(|s| !s.is_empty());
+            let mut wanted = vec!["414", "503"];
+            if has_body {
+                wanted.extend(["400", "413", "415"]);
+            }
+            if has_parameters {
+                wanted.push("400");
+            }
+            if secured {
+                wanted.push("401");
+            }
+            for status in wanted {
+                let name = SHARED
+                    .iter()
+                    .find(|(s, _, _)| *s == status)
+                    .map_or("", |(_, name, _)| *name);
+                operation
+                    .responses
+                    .responses
+                    .entry(status.to_owned())
+                    .or_insert_with(|| Ref::from_response_name(name).into());
+            }
+        }
+    }
+    let responses = &mut document
+        .components
+        .get_or_insert_with(Default::default)
+        .responses;
+    for (_, name, description) in SHARED {
+        responses.insert(name.to_owned(), problem_response(description).into());
+    }
 }

@@ -50,11 +50,13 @@ catalogue! {
     NotFound => (NOT_FOUND, "not_found", "Resource not found"),
     RouteNotFound => (NOT_FOUND, "route_not_found", "No such route"),
     MethodNotAllowed => (METHOD_NOT_ALLOWED, "method_not_allowed", "Method not allowed on this route"),
+    Gone => (GONE, "gone", "The resource was deleted"),
     Conflict => (CONFLICT, "conflict", "Resource already exists"),
     InvalidState => (CONFLICT, "invalid_state", "The resource is not in a state that allows this"),
     LastAdminKey => (CONFLICT, "last_admin_key", "This is the tenant's last active admin key"),
     PreconditionFailed => (PRECONDITION_FAILED, "precondition_failed", "The resource changed since it was read"),
     PayloadTooLarge => (PAYLOAD_TOO_LARGE, "payload_too_large", "Request body too large"),
+    UriTooLong => (URI_TOO_LONG, "uri_too_long", "Request target too long"),
     UnsupportedMediaType => (UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "Unsupported content type"),
     Unprocessable => (UNPROCESSABLE_ENTITY, "unprocessable", "Request is well-formed but cannot be processed"),
     FlagEvaluation => (BAD_REQUEST, "flag_evaluation_failed", "The flag cannot be evaluated for this context"),
@@ -83,6 +85,8 @@ impl ProblemKind {
             StatusCode::METHOD_NOT_ALLOWED => ProblemKind::MethodNotAllowed,
             StatusCode::CONFLICT => ProblemKind::Conflict,
             StatusCode::PAYLOAD_TOO_LARGE => ProblemKind::PayloadTooLarge,
+            StatusCode::URI_TOO_LONG => ProblemKind::UriTooLong,
+            StatusCode::GONE => ProblemKind::Gone,
             StatusCode::UNSUPPORTED_MEDIA_TYPE => ProblemKind::UnsupportedMediaType,
             StatusCode::UNPROCESSABLE_ENTITY => ProblemKind::Unprocessable,
             StatusCode::TOO_MANY_REQUESTS => ProblemKind::RateLimited,
@@ -149,20 +153,63 @@ impl ApiError {
     }
 
     /// The problem object, complete with `instance` and the request id.
+    ///
+    /// Details and extension strings often quote what the client sent (a bad value, a key);
+    /// each is cut to a short excerpt here, so a rejected megabyte is never echoed back.
     pub fn to_body(&self, instance: &str, request_id: Option<&str>) -> Value {
         let mut body = Map::with_capacity(6 + self.extensions.len());
         body.insert("type".into(), self.kind.type_uri().into());
         body.insert("title".into(), self.kind.title().into());
         body.insert("status".into(), self.kind.status().as_u16().into());
-        body.insert("detail".into(), self.detail.clone().into());
-        body.insert("instance".into(), instance.into());
+        body.insert(
+            "detail".into(),
+            excerpt(&self.detail, MAX_DETAIL_CHARS).into(),
+        );
+        body.insert(
+            "instance".into(),
+            excerpt(instance, MAX_QUOTED_CHARS).into(),
+        );
         if let Some(id) = request_id {
             body.insert("request_id".into(), id.into());
         }
         for (k, v) in &self.extensions {
-            body.entry(k.clone()).or_insert_with(|| v.clone());
+            body.entry(k.clone()).or_insert_with(|| bounded(v));
         }
         Value::Object(body)
+    }
+}
+
+/// Longest `detail` a problem carries, in characters.
+pub const MAX_DETAIL_CHARS: usize = 512;
+/// Longest string a problem's extension members (and `instance`) carry, in characters.
+pub const MAX_QUOTED_CHARS: usize = 256;
+
+/// `text` cut to at most `max` characters (on a character boundary), marked with `…` and the
+/// number of bytes left out when cut.
+///
+/// ```
+/// assert_eq!(server::problem::excerpt("short", 10), "short");
+/// assert_eq!(server::problem::excerpt("abcdefghij", 4), "abcd… (6 more bytes)");
+/// ```
+pub fn excerpt(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        None => text.to_owned(),
+        Some((cut, _)) => format!("{}… ({} more bytes)", &text[..cut], text.len() - cut),
+    }
+}
+
+/// A copy of an extension value whose strings are excerpts.
+fn bounded(value: &Value) -> Value {
+    match value {
+        Value::String(s) => Value::String(excerpt(s, MAX_QUOTED_CHARS)),
+        Value::Array(items) => Value::Array(items.iter().map(bounded).collect()),
+        Value::Object(members) => Value::Object(
+            members
+                .iter()
+                .map(|(k, v)| (excerpt(k, MAX_QUOTED_CHARS), bounded(v)))
+                .collect(),
+        ),
+        other => other.clone(),
     }
 }
 

@@ -26,7 +26,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 
-use crate::extract::{ApiJson, ApiQuery, Auth};
+use crate::extract::{ApiJson, ApiQuery, Auth, OptionalJson};
 use crate::ingest::RejectedEvent;
 use crate::problem::{ApiError, ProblemKind};
 use crate::state::AppState;
@@ -49,8 +49,10 @@ const WRITE_ATTEMPTS: usize = 3;
 #[serde(deny_unknown_fields)]
 pub(crate) struct VariantBody {
     /// The flag variant's key (what evaluations return as `variant`).
+    #[schema(max_length = 128, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]+$")]
     key: String,
     /// Allocation weight, relative to the other variants' (positive).
+    #[schema(minimum = 1)]
     weight: u32,
 }
 
@@ -76,11 +78,13 @@ pub(crate) enum GoalBody {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct MetricBody {
-    /// The metric key events name.
+    /// The metric key events name (1 to 256 bytes, no control characters).
+    #[schema(max_length = 256, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]+$")]
     key: String,
     kind: MetricKindBody,
     goal: GoalBody,
     /// Smallest absolute change of the rate (conversion) or mean (value) worth detecting.
+    #[schema(exclusive_minimum = 0.0)]
     minimum_detectable_effect: f64,
     /// Largest accepted absolute value of one event, up to 1e12; events beyond it are
     /// rejected [default: 1e9].
@@ -94,6 +98,7 @@ pub(crate) struct MetricBody {
 pub(crate) struct GuardrailBody {
     metric: MetricBody,
     /// Tolerated relative degradation, e.g. 0.02 for 2 %.
+    #[schema(minimum = 0.0)]
     max_relative_degradation: f64,
 }
 
@@ -102,14 +107,23 @@ pub(crate) struct GuardrailBody {
 #[serde(deny_unknown_fields)]
 pub(crate) struct ExperimentSpecBody {
     /// Experiment key, unique in your tenant: 1 to 200 characters of A-Z, a-z, 0-9, `_`, `.`, `-`.
+    #[schema(pattern = "^[A-Za-z0-9_.-]{1,200}$")]
     key: String,
-    /// The hypothesis being tested, in words.
+    /// The hypothesis being tested, in words (up to 2000 characters; tabs and line breaks are
+    /// the only control characters allowed).
+    #[schema(
+        max_length = 2000,
+        pattern = "^[^\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f-\\x9f]*$"
+    )]
     hypothesis: String,
     /// The flag whose variants are the experiment's variants.
+    #[schema(pattern = "^[A-Za-z0-9_.-]{1,200}$")]
     flag_key: String,
     /// At least two variants, including the control.
+    #[schema(min_items = 2)]
     variants: Vec<VariantBody>,
     /// The control variant's key.
+    #[schema(max_length = 128, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]+$")]
     control: String,
     /// The decision metric.
     primary_metric: MetricBody,
@@ -121,9 +135,11 @@ pub(crate) struct ExperimentSpecBody {
     guardrails: Vec<GuardrailBody>,
     /// Two-sided significance level, in (0, 0.5); default 0.05.
     #[serde(default = "default_alpha")]
+    #[schema(exclusive_minimum = 0.0, exclusive_maximum = 0.5)]
     alpha: f64,
     /// Power of the sample-size plan, in (0.5, 1); default 0.8.
     #[serde(default = "default_power")]
+    #[schema(exclusive_minimum = 0.5, exclusive_maximum = 1.0)]
     power: f64,
     /// Users per variant needed at least, whatever the power plan says; default 100.
     #[serde(default = "default_min_sample_size")]
@@ -299,6 +315,7 @@ pub(crate) struct ExperimentListResponse {
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateQuery {
     /// The environment whose flag exposures assign the experiment's users (default `production`).
+    #[param(pattern = "^[A-Za-z0-9_.-]{1,200}$")]
     environment: Option<String>,
 }
 
@@ -307,6 +324,7 @@ pub(crate) struct CreateQuery {
 #[serde(deny_unknown_fields)]
 pub(crate) struct ListQuery {
     /// Only experiments in this environment (default: every environment).
+    #[param(pattern = "^[A-Za-z0-9_.-]{1,200}$")]
     environment: Option<String>,
 }
 
@@ -314,7 +332,13 @@ pub(crate) struct ListQuery {
 #[derive(Deserialize, ToSchema, Default)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ConcludeRequest {
-    /// The variant to ship; omit or null when no change ships.
+    /// The variant to ship (one of the experiment's variant keys); omit or null when no change
+    /// ships.
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$"
+    )]
     winner: Option<String>,
 }
 
@@ -380,6 +404,7 @@ pub(crate) async fn create(
     let environment = environment_parameter(query.environment)?;
     check_name("key", &body.key)?;
     check_name("flag_key", &body.flag_key)?;
+    check_spec_text(&body)?;
     let experiment = Experiment::create(body.into(), now_ms()).map_err(experiment_error)?;
     let record = state
         .store()
@@ -526,14 +551,13 @@ pub(crate) async fn conclude(
     State(state): State<AppState>,
     auth: Auth,
     Path(key): Path<String>,
-    body: axum::body::Bytes,
+    OptionalJson(request): OptionalJson<ConcludeRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
     auth.require(Scope::Admin)?;
-    let request: ConcludeRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        ConcludeRequest::default()
-    } else {
-        crate::extract::parse_json(&body)?
-    };
+    let request = request.unwrap_or_default();
+    if let Some(winner) = &request.winner {
+        check_text("winner", winner, MAX_VARIANT_CHARS, false)?;
+    }
     transition(&state, auth.tenant_id(), &key, move |e, now| {
         e.conclude(now, request.winner.clone())
     })
@@ -580,21 +604,28 @@ pub(crate) async fn events(
         .with("state", state_name(experiment.state)));
     }
     let items = match body {
-        Value::Object(mut members) => match members.remove("events") {
-            Some(Value::Array(items)) => items,
-            _ => {
+        Value::Object(mut members) => {
+            let items = match members.remove("events") {
+                Some(Value::Array(items)) => items,
+                _ => {
+                    return Err(ApiError::invalid_field(
+                        "events",
+                        "the body must be {\"events\": [...]}, an array of metric events",
+                    ))
+                }
+            };
+            if let Some(unknown) = members.keys().next() {
                 return Err(ApiError::invalid_field(
-                    "events",
-                    "the body must be {\"events\": [...]}, an array of metric events",
-                ))
+                    unknown,
+                    format!(
+                        "unknown field `{}`: the body is {{\"events\": [...]}}",
+                        crate::problem::excerpt(unknown, 64)
+                    ),
+                ));
             }
-        },
-        _ => {
-            return Err(ApiError::new(
-                ProblemKind::InvalidField,
-                "the body must be a JSON object {\"events\": [...]}",
-            ))
+            items
         }
+        _ => return Err(crate::extract::not_an_object()),
     };
     if items.len() > MAX_EVENTS_PER_REQUEST {
         return Err(ApiError::new(
@@ -1345,6 +1376,67 @@ fn check_name(field: &str, value: &str) -> Result<(), ApiError> {
         format!("{field} must be 1 to {MAX_NAME_CHARS} characters of A-Z, a-z, 0-9, '_', '.', '-'"),
     )
     .with("field", field))
+}
+
+/// Longest hypothesis, in characters.
+const MAX_HYPOTHESIS_CHARS: usize = 2000;
+/// Longest variant key (and control, winner), in characters.
+const MAX_VARIANT_CHARS: usize = 128;
+
+/// Free text is bounded and holds no control characters (`multiline` lets tabs and line
+/// breaks through): a NUL in a metric key would make an experiment no event can reach.
+fn check_text(field: &str, value: &str, max_chars: usize, multiline: bool) -> Result<(), ApiError> {
+    let count = value.chars().count();
+    if value.is_empty() || count > max_chars {
+        return Err(ApiError::invalid_field(
+            field,
+            format!("{field} must be 1 to {max_chars} characters (got {count})"),
+        ));
+    }
+    let allowed = |c: char| multiline && matches!(c, '\t' | '\n' | '\r');
+    if value.chars().any(|c| c.is_control() && !allowed(c)) {
+        return Err(ApiError::invalid_field(
+            field,
+            format!("{field} must not contain control characters (NUL, escapes...)"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_metric_text(field: &str, metric: &MetricBody) -> Result<(), ApiError> {
+    // A metric key is what events name, so it obeys the event fields' byte bound too.
+    check_text(&format!("{field}.key"), &metric.key, MAX_ID_BYTES, false)?;
+    if metric.key.len() > MAX_ID_BYTES {
+        return Err(ApiError::invalid_field(
+            &format!("{field}.key"),
+            format!("{field}.key must be at most {MAX_ID_BYTES} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+/// The bounds of the definition's free text; see [`check_text`].
+fn check_spec_text(spec: &ExperimentSpecBody) -> Result<(), ApiError> {
+    if !spec.hypothesis.is_empty() {
+        check_text("hypothesis", &spec.hypothesis, MAX_HYPOTHESIS_CHARS, true)?;
+    }
+    for (i, v) in spec.variants.iter().enumerate() {
+        check_text(
+            &format!("variants[{i}].key"),
+            &v.key,
+            MAX_VARIANT_CHARS,
+            false,
+        )?;
+    }
+    check_text("control", &spec.control, MAX_VARIANT_CHARS, false)?;
+    check_metric_text("primary_metric", &spec.primary_metric)?;
+    for (i, m) in spec.secondary_metrics.iter().enumerate() {
+        check_metric_text(&format!("secondary_metrics[{i}]"), m)?;
+    }
+    for (i, g) in spec.guardrails.iter().enumerate() {
+        check_metric_text(&format!("guardrails[{i}].metric"), &g.metric)?;
+    }
+    Ok(())
 }
 
 fn experiment_metrics(spec: &ExperimentSpec) -> Vec<&Metric> {

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use store::{FlagAction, FlagRecord, Scope};
 use tokio::sync::broadcast;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::{IntoParams, PartialSchema, ToSchema};
 
 use crate::extract::{ApiJson, ApiQuery, Auth, FlagEnvironment};
 use crate::feature_flags::{parse_records, validate_change, FlagChange};
@@ -98,8 +98,11 @@ fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
     if text == "*" {
         return Ok(None);
     }
-    text.strip_prefix('"')
-        .and_then(|t| t.strip_suffix('"'))
+    // The quotes of the entity-tag are optional here: `3` means what `"3"` means.
+    let unquoted = text.strip_prefix('"').unwrap_or(text);
+    let unquoted = unquoted.strip_suffix('"').unwrap_or(unquoted);
+    Some(unquoted)
+        .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
         .and_then(|t| t.parse::<i64>().ok())
         .map(Some)
         .ok_or_else(|| {
@@ -116,13 +119,13 @@ fn parse_flag(body: Value) -> Result<Flag, ApiError> {
     serde_path_to_error::deserialize::<_, Flag>(body).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner().to_string();
-        let field = if path == "." { String::new() } else { path };
-        let detail = if field.is_empty() {
-            format!("flag definition: {inner}")
-        } else {
-            format!("field `{field}`: {inner}")
-        };
-        ApiError::invalid_field(&field, detail)
+        if path == "." {
+            return ApiError::invalid_field(
+                crate::extract::BODY_FIELD,
+                format!("the request body must be a flag definition object: {inner}"),
+            );
+        }
+        ApiError::invalid_field(&path, format!("field `{path}`: {inner}"))
     })
 }
 
@@ -156,7 +159,7 @@ fn canonical_json(flag: &Flag) -> Result<String, ApiError> {
 
 /// Lists the environment's flags (read scope).
 #[utoipa::path(get, path = "/api/v1/flags", tag = "flags", security(("api_key" = [])),
-    params(("environment" = Option<String>, Query, description = "The environment [default: production]; or the X-Environment header")),
+    params(("environment" = Option<String>, Query, pattern = "^[A-Za-z0-9_.-]{1,64}$", description = "The environment [default: production]; or the X-Environment header")),
     responses(
         (status = 200, body = FlagListResponse),
         (status = 400, description = "Invalid environment name", content_type = "application/problem+json", body = crate::openapi::Problem),
@@ -180,8 +183,8 @@ pub(crate) async fn list_flags(
 
 /// Creates a flag (admin scope). The body is a flag in the documented format (docs/flags.md).
 #[utoipa::path(post, path = "/api/v1/flags", tag = "flags", security(("api_key" = [])),
-    params(("environment" = Option<String>, Query, description = "The environment [default: production]; or the X-Environment header")),
-    request_body(content = Object, description = "A flag definition (docs/flags.md)"),
+    params(("environment" = Option<String>, Query, pattern = "^[A-Za-z0-9_.-]{1,64}$", description = "The environment [default: production]; or the X-Environment header")),
+    request_body(content = super::flag_schema::FlagDefinition, description = "A flag definition (docs/flags.md)"),
     responses(
         (status = 201, body = FlagResponse, headers(("etag" = String, description = "The version, \"1\""), ("location" = String, description = "The flag's URL"))),
         (status = 400, description = "Malformed body or a field of the wrong type", content_type = "application/problem+json", body = crate::openapi::Problem),
@@ -239,7 +242,7 @@ pub(crate) async fn create_flag(
 #[utoipa::path(get, path = "/api/v1/flags/{key}", tag = "flags", security(("api_key" = [])),
     params(
         ("key" = String, Path, description = "The flag key"),
-        ("environment" = Option<String>, Query, description = "The environment [default: production]; or the X-Environment header"),
+        ("environment" = Option<String>, Query, pattern = "^[A-Za-z0-9_.-]{1,64}$", description = "The environment [default: production]; or the X-Environment header"),
     ),
     responses(
         (status = 200, body = FlagResponse, headers(("etag" = String, description = "The version, e.g. \"3\""))),
@@ -270,10 +273,10 @@ fn not_found(key: &str, environment: &str) -> ApiError {
 #[utoipa::path(put, path = "/api/v1/flags/{key}", tag = "flags", security(("api_key" = [])),
     params(
         ("key" = String, Path, description = "The flag key"),
-        ("environment" = Option<String>, Query, description = "The environment [default: production]; or the X-Environment header"),
-        ("If-Match" = Option<String>, Header, description = "The version this change is based on, e.g. \"3\""),
+        ("environment" = Option<String>, Query, pattern = "^[A-Za-z0-9_.-]{1,64}$", description = "The environment [default: production]; or the X-Environment header"),
+        ("If-Match" = Option<String>, Header, pattern = "^(\\*|\"?[0-9]{1,18}\"?)$", description = "The version this change is based on, e.g. \"3\""),
     ),
-    request_body(content = Object, description = "The new definition (docs/flags.md); its `key` must be the path's"),
+    request_body(content = super::flag_schema::FlagDefinition, description = "The new definition (docs/flags.md); its `key` must be the path's"),
     responses(
         (status = 200, body = FlagResponse, headers(("etag" = String, description = "The new version"))),
         (status = 400, description = "Malformed body, a field of the wrong type or a bad If-Match", content_type = "application/problem+json", body = crate::openapi::Problem),
@@ -333,8 +336,8 @@ pub(crate) async fn replace_flag(
 #[utoipa::path(delete, path = "/api/v1/flags/{key}", tag = "flags", security(("api_key" = [])),
     params(
         ("key" = String, Path, description = "The flag key"),
-        ("environment" = Option<String>, Query, description = "The environment [default: production]; or the X-Environment header"),
-        ("If-Match" = Option<String>, Header, description = "The version this deletion is based on"),
+        ("environment" = Option<String>, Query, pattern = "^[A-Za-z0-9_.-]{1,64}$", description = "The environment [default: production]; or the X-Environment header"),
+        ("If-Match" = Option<String>, Header, pattern = "^(\\*|\"?[0-9]{1,18}\"?)$", description = "The version this deletion is based on"),
     ),
     responses(
         (status = 204, description = "Deleted; the audit trail keeps its history"),
@@ -397,8 +400,8 @@ pub(crate) async fn delete_flag(
 #[utoipa::path(post, path = "/api/v1/flags/{key}/kill", tag = "flags", security(("api_key" = [])),
     params(
         ("key" = String, Path, description = "The flag key"),
-        ("environment" = Option<String>, Query, description = "The environment [default: production]; or the X-Environment header"),
-        ("If-Match" = Option<String>, Header, description = "The version this change is based on"),
+        ("environment" = Option<String>, Query, pattern = "^[A-Za-z0-9_.-]{1,64}$", description = "The environment [default: production]; or the X-Environment header"),
+        ("If-Match" = Option<String>, Header, pattern = "^(\\*|\"?[0-9]{1,18}\"?)$", description = "The version this change is based on"),
     ),
     responses(
         (status = 200, body = FlagResponse, headers(("etag" = String, description = "The new version"))),
@@ -463,8 +466,10 @@ pub(crate) async fn kill_flag(
 pub(crate) struct AuditQuery {
     /// The environment [default: production]; or the X-Environment header.
     #[allow(dead_code)]
+    #[param(pattern = "^[A-Za-z0-9_.-]{1,64}$")]
     environment: Option<String>,
     /// Most entries to return, 1-1000 [default: 100].
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
     /// Only entries older than this sequence number (the previous page's `next_before`).
     before: Option<i64>,
@@ -567,6 +572,86 @@ pub(crate) async fn flag_audit(
     }))
 }
 
+/// The `data` of the first event of a stream, `ready`: the current change number.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // documents the shape; the event is written by hand
+pub(crate) struct ReadyEvent {
+    seq: i64,
+}
+
+/// The `data` of a `resync` event: changes were missed, fetch the flags again.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // documents the shape; the event is written by hand
+pub(crate) struct ResyncEvent {
+    seq: i64,
+    detail: String,
+}
+
+/// One event of the change stream, as schemathesis and OpenAPI 3.2's `itemSchema` read an event
+/// stream: the SSE fields `event`, `id` and `data`, where `data` is JSON whose shape the event
+/// name decides (`ready`, `change`, `resync`).
+pub(crate) struct StreamEvent;
+
+impl utoipa::PartialSchema for StreamEvent {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+        let event = |name: &str, data: &str| {
+            let payload = ObjectBuilder::new()
+                .schema_type(Type::String)
+                .content_media_type("application/json")
+                .extensions(Some(utoipa::openapi::extensions::Extensions::from_iter([
+                    (
+                        "contentSchema",
+                        serde_json::json!({"$ref": format!("#/components/schemas/{data}")}),
+                    ),
+                ])));
+            ObjectBuilder::new()
+                .schema_type(Type::Object)
+                .property(
+                    "event",
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .enum_values(Some([name])),
+                )
+                .property(
+                    "id",
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .pattern(Some("^[0-9]+$"))
+                        .description(Some("The change number")),
+                )
+                .property("data", payload)
+                .required("event")
+                .required("data")
+        };
+        OneOfBuilder::new()
+            .item(event("ready", "ReadyEvent"))
+            .item(event("change", "FlagChange"))
+            .item(event("resync", "ResyncEvent"))
+            .description(Some(
+                "An event of the change stream: `ready` first (data `{seq}`), then a `change` \
+                 per change (data: FlagChange), or `resync` when changes were missed (data \
+                 `{seq, detail}`)",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for StreamEvent {
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        schemas.push(("ReadyEvent".into(), ReadyEvent::schema()));
+        schemas.push(("ResyncEvent".into(), ResyncEvent::schema()));
+        schemas.push(("FlagChange".into(), FlagChange::schema()));
+    }
+}
+
 /// How long a stream stays quiet before a keep-alive comment.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
@@ -662,11 +747,11 @@ impl StreamState {
 /// the client should fetch all flags again.
 #[utoipa::path(get, path = "/api/v1/flags/stream", tag = "flags", security(("api_key" = [])),
     params(
-        ("environment" = Option<String>, Query, description = "The environment [default: production]; or the X-Environment header"),
-        ("Last-Event-ID" = Option<String>, Header, description = "Resume after this change number"),
+        ("environment" = Option<String>, Query, pattern = "^[A-Za-z0-9_.-]{1,64}$", description = "The environment [default: production]; or the X-Environment header"),
+        ("Last-Event-ID" = Option<String>, Header, pattern = "^[0-9]{1,18}$", description = "Resume after this change number"),
     ),
     responses(
-        (status = 200, description = "An event stream (`ready`, `change`, `resync`)", content_type = "text/event-stream", body = FlagChange),
+        (status = 200, description = "An event stream (`ready`, `change`, `resync`)", content_type = "text/event-stream", body = StreamEvent),
         (status = 400, description = "A bad Last-Event-ID or environment", content_type = "application/problem+json", body = crate::openapi::Problem),
         (status = 401, content_type = "application/problem+json", body = crate::openapi::Problem),
         (status = 403, description = "The key lacks the read scope", content_type = "application/problem+json", body = crate::openapi::Problem),

@@ -35,20 +35,32 @@ const DEFAULT_VARS: &[Variable] = &[
 #[into_params(parameter_in = Query)]
 pub(crate) struct ForecastQuery {
     /// Station code (`EWR`, `JFK`, `LGA` in the demo model).
+    #[param(required = true, pattern = "\\S")]
     station: Option<String>,
     /// `6h`, `12h`, `24h` or `48h`.
+    #[param(required = true, pattern = "^(6h|12h|24h|48h)$")]
     horizon: Option<String>,
     /// Comma-separated variables: `t2m`, `dewpoint`, `humidity`, `u10`, `v10`, `msl`, `precip`
     /// [default: t2m,u10,v10,msl,precip].
+    #[param(
+        pattern = "^(t2m|dewpoint|humidity|u10|v10|msl|precip)(,(t2m|dewpoint|humidity|u10|v10|msl|precip))*$"
+    )]
     vars: Option<String>,
-    /// Ensemble size, 1 to the model's maximum; or give `mode`.
+    /// Ensemble size, 1 to 100; or give `mode` (not both: 422).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     k: Option<String>,
     /// `fast` (k = 5), `default` (10) or `accurate` (20).
+    #[param(pattern = "^(fast|default|accurate)$")]
     mode: Option<String>,
-    /// Issue time, RFC 3339 on the hour [default: the station's latest available time].
+    /// Issue time: RFC 3339 on the hour (`2013-11-05T06:00:00Z`), or a date for its midnight
+    /// UTC [default: the station's latest available time].
+    #[param(
+        pattern = "^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])(T([01][0-9]|2[0-3]):00:00Z)?$"
+    )]
     at: Option<String>,
     /// `seed` (L2 over the standardised state vector, through the index) or `anen` (Delle
     /// Monache et al. 2013, per-predictor distances) [default: anen].
+    #[param(pattern = "^(seed|anen)$")]
     similarity: Option<String>,
 }
 
@@ -94,10 +106,11 @@ fn parse(q: &ForecastQuery, service: &ForecastService) -> Result<ForecastRequest
     };
     let k = match (q.k.as_deref(), q.mode.as_deref()) {
         (Some(_), Some(_)) => {
-            return Err(ApiError::invalid_parameter(
-                "mode",
-                "give `k` or `mode`, not both",
-            ))
+            // Each is valid alone; the pair is a rule across parameters, so 422.
+            return Err(
+                ApiError::new(ProblemKind::Unprocessable, "give `k` or `mode`, not both")
+                    .with("parameter", "mode"),
+            );
         }
         (Some(k), None) => {
             let max = model.max_k();
@@ -259,6 +272,7 @@ async fn answer(
         (status = 401, content_type = "application/problem+json", body = crate::openapi::Problem),
         (status = 403, content_type = "application/problem+json", body = crate::openapi::Problem),
         (status = 404, description = "Unknown station, or no state at `at` (outside the data or in a gap)", content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 422, description = "Both `k` and `mode` given", content_type = "application/problem+json", body = crate::openapi::Problem),
         (status = 501, description = "The server has no forecast model (`forecast_model_missing`)", content_type = "application/problem+json", body = crate::openapi::Problem),
     ))]
 pub(crate) async fn forecast_seed(
@@ -281,6 +295,7 @@ pub(crate) async fn forecast_seed(
         (status = 401, content_type = "application/problem+json", body = crate::openapi::Problem),
         (status = 403, content_type = "application/problem+json", body = crate::openapi::Problem),
         (status = 404, description = "Unknown station, or no state at `at` (outside the data or in a gap)", content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 422, description = "Both `k` and `mode` given", content_type = "application/problem+json", body = crate::openapi::Problem),
         (status = 501, description = "The server has no forecast model (`forecast_model_missing`)", content_type = "application/problem+json", body = crate::openapi::Problem),
     ))]
 pub(crate) async fn forecast(

@@ -91,6 +91,7 @@ pub(crate) async fn ingest(
     };
     let (scored, rejected) = parsed.map_err(|e| match e {
         BodyError::Malformed(detail) => ApiError::new(ProblemKind::MalformedJson, detail),
+        BodyError::Duplicate(path) => crate::extract::duplicate_field(&path),
         BodyError::TooMany(n) => ApiError::new(
             ProblemKind::PayloadTooLarge,
             format!("{n} events in one request; send at most {MAX_EVENTS_PER_REQUEST} per request"),

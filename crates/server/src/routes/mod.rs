@@ -3,6 +3,7 @@
 //! directions).
 
 mod experiments;
+pub(crate) mod flag_schema;
 mod flags;
 mod forecast;
 mod interactions;

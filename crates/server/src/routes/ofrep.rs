@@ -61,17 +61,76 @@ fn error_details(key: &str, code: ErrorCode, set: &FlagSet) -> String {
 }
 
 /// OFREP's evaluation request: the context, optional (an empty body is an empty context).
+/// No other member is accepted.
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub(crate) struct EvaluationRequest {
     /// `targetingKey` (string) and any attributes: strings, numbers, booleans, lists of those,
     /// or objects (flattened to dotted names, `user.plan`). `null` members count as absent.
-    #[schema(value_type = Object)]
+    #[schema(schema_with = context_schema)]
     context: Option<Value>,
+}
+
+/// The evaluation context: an open map of attributes, with `targetingKey` bounded.
+fn context_schema() -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Type};
+    let targeting_key = ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::SchemaType::from_iter([
+            Type::String,
+            Type::Null,
+        ]))
+        .max_length(Some(flags::MAX_TARGETING_KEY_BYTES))
+        .pattern(Some("^[^\\x00-\\x1f\\x7f-\\x9f]*$"))
+        .description(Some(
+            "The user: at most 256 bytes, no control characters. Flags bucket by it unless \
+             they name another attribute.",
+        ));
+    ObjectBuilder::new()
+        // `null` is an empty context, as an absent one is.
+        .schema_type(utoipa::openapi::schema::SchemaType::from_iter([
+            Type::Object,
+            Type::Null,
+        ]))
+        .property("targetingKey", targeting_key)
+        .additional_properties(Some(AdditionalProperties::RefOr(attribute_schema(
+            flags::MAX_CONTEXT_DEPTH,
+        ))))
+        .build()
+}
+
+/// An attribute of the context: a scalar, a list of scalars, or an object of attributes nested
+/// at most `depth` deep (written out level by level, so the document states the limit).
+fn attribute_schema(depth: usize) -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+    use utoipa::openapi::schema::{
+        AdditionalProperties, AnyOfBuilder, ArrayBuilder, ObjectBuilder, SchemaType, Type,
+    };
+    let scalar = || {
+        ObjectBuilder::new().schema_type(SchemaType::from_iter([
+            Type::String,
+            Type::Number,
+            Type::Boolean,
+            Type::Null,
+        ]))
+    };
+    let mut any = AnyOfBuilder::new()
+        .item(scalar())
+        .item(ArrayBuilder::new().items(scalar()));
+    if depth > 1 {
+        any = any.item(
+            ObjectBuilder::new()
+                .schema_type(Type::Object)
+                .additional_properties(Some(AdditionalProperties::RefOr(attribute_schema(
+                    depth - 1,
+                )))),
+        );
+    }
+    utoipa::openapi::RefOr::T(any.build().into())
 }
 
 /// Why a value was served, plus what explains it.
 #[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct EvaluationMetadata<'a> {
     /// Id of the targeting rule that matched.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -86,12 +145,14 @@ pub(crate) struct EvaluationMetadata<'a> {
     disabled_by: Option<flags::DisabledBy>,
 }
 
-/// A successful evaluation, OFREP's `evaluationSuccess`.
+/// A successful evaluation, OFREP's `evaluationSuccess`. Its members never overlap a failure's
+/// (`value` here, `errorCode` there), so a bulk item matches exactly one of the two.
 #[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct EvaluationSuccess<'a> {
     key: &'a str,
     /// The served value: boolean, string, number or object, as the flag's variant holds it.
-    #[schema(value_type = Object)]
+    #[schema(value_type = serde_json::Value)]
     value: &'a Value,
     /// `STATIC`, `DEFAULT`, `TARGETING_MATCH`, `SPLIT` or `DISABLED`.
     reason: &'static str,
@@ -101,6 +162,7 @@ pub(crate) struct EvaluationSuccess<'a> {
 
 /// A failed evaluation inside a bulk answer, OFREP's `evaluationFailure`.
 #[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct EvaluationFailure<'a> {
     key: &'a str,
@@ -147,30 +209,70 @@ fn success<'a>(key: &'a str, e: &Evaluation<'a>) -> EvaluationSuccess<'a> {
     }
 }
 
-/// The evaluation context of an OFREP request body.
-fn context_of(body: &Bytes) -> Result<EvaluationContext, (ErrorCode, String)> {
+/// Why an OFREP request body was refused: the OFREP error code, the details, and the field at
+/// fault when there is one.
+type BodyRejection = (ErrorCode, String, Option<String>);
+
+/// The evaluation context of an OFREP request body. The body is `{"context": {...}}`: other
+/// top-level members and duplicated fields are refused (the context itself is an open map of
+/// attributes, as OFREP defines it).
+fn context_of(headers: &HeaderMap, body: &Bytes) -> Result<EvaluationContext, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(EvaluationContext::default());
     }
-    let request: Value = serde_json::from_slice(body).map_err(|e| {
-        (
-            ErrorCode::InvalidContext,
-            format!("the body is not valid JSON: {e}"),
-        )
+    crate::extract::require_json(headers)?;
+    request_context(body).map_err(|(code, details, field)| {
+        let error = ofrep_error(ProblemKind::FlagEvaluation, None, code, details);
+        match field {
+            Some(field) => error.with("field", field),
+            None => error,
+        }
+    })
+}
+
+fn request_context(body: &Bytes) -> Result<EvaluationContext, BodyRejection> {
+    let invalid =
+        |details: String, field: Option<String>| (ErrorCode::InvalidContext, details, field);
+    let request = crate::extract::parse_strict(body).map_err(|e| match e {
+        crate::extract::StrictError::Duplicate(path) => invalid(
+            format!("field `{path}` is given more than once; give each field once"),
+            Some(path),
+        ),
+        crate::extract::StrictError::Json(e) => {
+            invalid(format!("the body is not valid JSON: {e}"), None)
+        }
     })?;
-    let context = match request {
-        Value::Object(mut members) => members.remove("context").unwrap_or(Value::Null),
+    let mut members = match request {
+        // OFREP's body is optional; `null` is no body, as an empty one is.
+        Value::Null => return Ok(EvaluationContext::default()),
+        Value::Object(members) => members,
         _ => {
-            return Err((
-                ErrorCode::InvalidContext,
+            return Err(invalid(
                 "the body must be a JSON object `{\"context\": {...}}`".to_owned(),
+                Some(crate::extract::BODY_FIELD.to_owned()),
             ))
         }
     };
+    let context = members.remove("context").unwrap_or(Value::Null);
+    if let Some(unknown) = members.keys().next() {
+        return Err(invalid(
+            format!(
+                "unknown field `{}`: the body is `{{\"context\": {{...}}}}`",
+                crate::problem::excerpt(unknown, 64)
+            ),
+            Some(unknown.clone()),
+        ));
+    }
     match context {
         Value::Null => Ok(EvaluationContext::default()),
-        context => EvaluationContext::from_json(&context)
-            .map_err(|e| (ErrorCode::InvalidContext, e.to_string())),
+        context => EvaluationContext::from_json(&context).map_err(|e| {
+            let field = if e.path.is_empty() {
+                "context".to_owned()
+            } else {
+                format!("context.{}", e.path)
+            };
+            invalid(e.to_string(), Some(field))
+        }),
     }
 }
 
@@ -221,9 +323,9 @@ impl Served<'_> {
 #[utoipa::path(post, path = "/ofrep/v1/evaluate/flags/{key}", tag = "flags", security(("api_key" = [])),
     params(
         ("key" = String, Path, description = "The flag key"),
-        ("X-Environment" = Option<String>, Header, description = "The environment [default: production]"),
+        ("X-Environment" = Option<String>, Header, pattern = "^[A-Za-z0-9_.-]{1,64}$", description = "The environment [default: production]"),
     ),
-    request_body(content = EvaluationRequest, description = "The evaluation context; an empty body is an empty context"),
+    request_body(content = Option<EvaluationRequest>, description = "The evaluation context; an empty body is an empty context"),
     responses(
         (status = 200, body = EvaluationSuccess),
         (status = 400, description = "TARGETING_KEY_MISSING, INVALID_CONTEXT or GENERAL (problem with OFREP's `key`, `errorCode`, `errorDetails`)", content_type = "application/problem+json", body = crate::openapi::Problem),
@@ -237,11 +339,16 @@ pub(crate) async fn evaluate_flag(
     auth: Auth,
     FlagEnvironment(environment): FlagEnvironment,
     Path(key): Path<String>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     auth.require(Scope::Read)?;
-    let ctx = context_of(&body).map_err(|(code, details)| {
-        ofrep_error(ProblemKind::FlagEvaluation, Some(&key), code, details)
+    let ctx = context_of(&headers, &body).map_err(|e| {
+        if e.kind == ProblemKind::FlagEvaluation {
+            e.with("key", key.as_str())
+        } else {
+            e
+        }
     })?;
     let snapshot = state
         .flags()
@@ -324,10 +431,10 @@ fn with_etag(headers: &HeaderMap, body: Vec<u8>) -> Response {
 /// a schedule moving on), and `If-None-Match` then gets 304.
 #[utoipa::path(post, path = "/ofrep/v1/evaluate/flags", tag = "flags", security(("api_key" = [])),
     params(
-        ("X-Environment" = Option<String>, Header, description = "The environment [default: production]"),
+        ("X-Environment" = Option<String>, Header, pattern = "^[A-Za-z0-9_.-]{1,64}$", description = "The environment [default: production]"),
         ("If-None-Match" = Option<String>, Header, description = "The ETag of an earlier answer; 304 if it is still the answer"),
     ),
-    request_body(content = EvaluationRequest, description = "The evaluation context; an empty body is an empty context"),
+    request_body(content = Option<EvaluationRequest>, description = "The evaluation context; an empty body is an empty context"),
     responses(
         (status = 200, body = BulkEvaluation, headers(("etag" = String, description = "Strong validator of this answer"))),
         (status = 304, description = "The answer is unchanged"),
@@ -344,8 +451,7 @@ pub(crate) async fn evaluate_flags(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     auth.require(Scope::Read)?;
-    let ctx = context_of(&body)
-        .map_err(|(code, details)| ofrep_error(ProblemKind::FlagEvaluation, None, code, details))?;
+    let ctx = context_of(&headers, &body)?;
     let snapshot = state
         .flags()
         .snapshot(state.store(), auth.tenant_id(), &environment)

@@ -9,7 +9,7 @@ use store::{ApiKeyInfo, Scope, Scopes};
 use utoipa::ToSchema;
 
 use crate::extract::{forget_cached_keys, ApiJson, Auth};
-use crate::problem::ApiError;
+use crate::problem::{ApiError, ProblemKind};
 use crate::state::AppState;
 
 /// The caller's tenant and the key used for this request.
@@ -55,9 +55,14 @@ pub(crate) async fn current_tenant(auth: Auth) -> axum::Json<TenantResponse> {
 pub(crate) struct CreateKeyRequest {
     /// At least one of `read`, `write`, `admin`, `assert_user`. `assert_user` lets the key
     /// name the user it acts for in `X-User-Id` (per-user rate limits); `admin` implies it.
-    #[schema(value_type = Vec<crate::openapi::ScopeName>)]
+    #[schema(value_type = Vec<crate::openapi::ScopeName>, min_items = 1)]
     scopes: Vec<Scope>,
-    /// A note for people (1-100 characters), e.g. where the key is used.
+    /// A note for people (1-100 characters after trimming, no control characters), e.g. where
+    /// the key is used.
+    #[schema(
+        max_length = 100,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\x00-\\x1f\\x7f-\\x9f\\s][^\\x00-\\x1f\\x7f-\\x9f]*$"
+    )]
     label: Option<String>,
     /// Bind the key to one user (1-128 visible ASCII characters): per-user rate limits count
     /// its requests against this user, whatever `X-User-Id` says.
@@ -174,6 +179,7 @@ pub(crate) async fn list_keys(
         (status = 401, content_type = "application/problem+json", body = crate::openapi::Problem),
         (status = 403, content_type = "application/problem+json", body = crate::openapi::Problem),
         (status = 404, content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 410, description = "The key was revoked (`revoked_at`)", content_type = "application/problem+json", body = crate::openapi::Problem),
     ))]
 pub(crate) async fn get_key(
     State(state): State<AppState>,
@@ -181,9 +187,21 @@ pub(crate) async fn get_key(
     Path(key_id): Path<String>,
 ) -> Result<axum::Json<ApiKeyResponse>, ApiError> {
     auth.require(Scope::Admin)?;
-    let key = state.store().api_key(auth.tenant_id(), &key_id).await?;
-    key.map(|k| axum::Json(k.into()))
-        .ok_or_else(|| ApiError::not_found(format!("no API key '{key_id}' in this tenant")))
+    let key = state
+        .store()
+        .api_key(auth.tenant_id(), &key_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no API key '{key_id}' in this tenant")))?;
+    // A revoked key is deleted as far as this resource goes (DELETE revoked it); the key list
+    // keeps showing it, with `revoked_at`, for the record.
+    if let Some(revoked_at) = key.revoked_at_ms {
+        return Err(ApiError::new(
+            ProblemKind::Gone,
+            format!("API key '{key_id}' was revoked; GET /api/v1/tenant/keys still lists it"),
+        )
+        .with("revoked_at", crate::rfc3339_ms(revoked_at)));
+    }
+    Ok(axum::Json(key.into()))
 }
 
 /// Revokes one of the caller's tenant's keys (admin scope); it stops working at once on this

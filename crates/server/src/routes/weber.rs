@@ -47,9 +47,27 @@ impl From<&WeberProfileRecord> for WeberProfileResponse {
     }
 }
 
-/// Whether a user id is storable: 1 to 256 bytes, no NUL (PostgreSQL text cannot hold one).
+/// Whether a user id can be looked up: 1 to 256 characters, no NUL (PostgreSQL text cannot
+/// hold one). Characters, not bytes, so the document can state the bound exactly (`maxLength`);
+/// ingestion stores at most 256 bytes, so a longer id is simply not found.
 fn valid_user_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= MAX_USER_ID_BYTES && !id.contains('\0')
+    !id.is_empty() && id.chars().count() <= MAX_USER_ID_BYTES && !id.contains('\0')
+}
+
+/// The pattern of a user id in the document: see [`valid_user_id`].
+pub(crate) const USER_ID_PATTERN: &str = "^[^\\x00]{1,256}$";
+
+/// `user_ids` of a batchGet: 1 to 1000 user ids.
+fn user_ids_schema() -> utoipa::openapi::schema::Array {
+    utoipa::openapi::schema::ArrayBuilder::new()
+        .items(
+            utoipa::openapi::ObjectBuilder::new()
+                .schema_type(utoipa::openapi::Type::String)
+                .pattern(Some(USER_ID_PATTERN)),
+        )
+        .min_items(Some(1))
+        .max_items(Some(BATCH_GET_LIMIT))
+        .build()
 }
 
 /// User ids arrive as the `parameter` named; see [`valid_user_id`].
@@ -57,7 +75,7 @@ fn check_user_id(parameter: &str, user_id: &str) -> Result<(), ApiError> {
     if !valid_user_id(user_id) {
         return Err(ApiError::invalid_parameter(
             parameter,
-            format!("{parameter} must be 1 to {MAX_USER_ID_BYTES} bytes, without NUL"),
+            format!("{parameter} must be 1 to {MAX_USER_ID_BYTES} characters, without NUL"),
         ));
     }
     Ok(())
@@ -65,7 +83,7 @@ fn check_user_id(parameter: &str, user_id: &str) -> Result<(), ApiError> {
 
 /// One user's Weber profile (read scope).
 #[utoipa::path(get, path = "/api/v1/users/{user_id}/weber-profile", tag = "weber", security(("api_key" = [])),
-    params(("user_id" = String, Path, description = "The user's id in your system")),
+    params(("user_id" = String, Path, pattern = "^[^\\x00]{1,256}$", description = "The user's id in your system")),
     responses(
         (status = 200, body = WeberProfileResponse),
         (status = 400, content_type = "application/problem+json", body = crate::openapi::Problem),
@@ -104,7 +122,7 @@ pub(crate) struct ProfileUpdateResponse {
 /// Recalculates one user's profile from their stored interactions, now (write scope). The
 /// worker keeps profiles current on its own; this repairs or refreshes one on demand.
 #[utoipa::path(post, path = "/api/v1/users/{user_id}/weber-profile/update", tag = "weber", security(("api_key" = [])),
-    params(("user_id" = String, Path, description = "The user's id in your system")),
+    params(("user_id" = String, Path, pattern = "^[^\\x00]{1,256}$", description = "The user's id in your system")),
     responses(
         (status = 200, body = ProfileUpdateResponse),
         (status = 400, content_type = "application/problem+json", body = crate::openapi::Problem),
@@ -139,6 +157,7 @@ pub(crate) async fn update_profile(
 #[serde(deny_unknown_fields)]
 pub(crate) struct BatchGetRequest {
     /// 1 to 1000 user ids; duplicates are answered once.
+    #[schema(schema_with = user_ids_schema)]
     user_ids: Vec<String>,
 }
 
@@ -178,7 +197,7 @@ pub(crate) async fn batch_get(
     if let Some(i) = ids.iter().position(|id| !valid_user_id(id)) {
         return Err(ApiError::invalid_field(
             &format!("user_ids[{i}]"),
-            format!("user_ids[{i}] must be 1 to {MAX_USER_ID_BYTES} bytes, without NUL"),
+            format!("user_ids[{i}] must be 1 to {MAX_USER_ID_BYTES} characters, without NUL"),
         ));
     }
     ids.sort_unstable();
@@ -202,8 +221,10 @@ pub(crate) async fn batch_get(
 #[into_params(parameter_in = Query)]
 pub(crate) struct PageQuery {
     /// Page size, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
     /// Continue after this user id (the previous page's `next_after`).
+    #[param(pattern = "^[^\\x00]{1,256}$")]
     after: Option<String>,
 }
 
@@ -218,7 +239,7 @@ pub(crate) struct SegmentUsersResponse {
 
 /// The users in one sensitivity segment, a page at a time (read scope).
 #[utoipa::path(get, path = "/api/v1/segments/{segment}/users", tag = "weber", security(("api_key" = [])),
-    params(("segment" = String, Path, description = "Highly_Sensitive, Moderately_Sensitive, Low_Sensitive or Insensitive"), PageQuery),
+    params(("segment" = String, Path, description = "Highly_Sensitive, Moderately_Sensitive, Low_Sensitive or Insensitive (another name is 404)"), PageQuery),
     responses(
         (status = 200, body = SegmentUsersResponse),
         (status = 400, description = "Bad limit or after", content_type = "application/problem+json", body = crate::openapi::Problem),

@@ -152,7 +152,13 @@ fn cases() -> Vec<Case> {
             "invalid_field",
             "label",
         ),
-        post("top-level array", r#"[1,2]"#, 400, "invalid_field", "[0]"),
+        post(
+            "top-level array",
+            r#"[1,2]"#,
+            400,
+            "invalid_field",
+            "JSON object",
+        ),
         post(
             "oversized body",
             &format!(r#"{{"scopes":["read"],"label":"{}"}}"#, "x".repeat(5_000)),

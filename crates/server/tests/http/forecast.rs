@@ -252,8 +252,8 @@ async fn every_bad_parameter_is_named() {
         (format!("{base}&k=ten"), 400, "invalid_parameter", "k"),
         (
             format!("{base}&k=5&mode=fast"),
-            400,
-            "invalid_parameter",
+            422,
+            "unprocessable",
             "mode",
         ),
         (

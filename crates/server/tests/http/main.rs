@@ -3,6 +3,7 @@
 //! connections (shutdown).
 
 mod bad_input;
+mod contract;
 mod cors;
 mod database;
 mod experiments;
