@@ -14,6 +14,12 @@
 //!   where it would wait unseen and unmeasured while the slots it waits for may be held by the
 //!   very clients being defended against.
 //!
+//! - **a request-head size limit**: a head over [`MAX_HEAD_BYTES`] gets a problem+json 414
+//!   `uri_too_long` (the request line alone is that long) or 431 `headers_too_large`, and the
+//!   connection is closed. hyper would answer such a head with a bare status and no body, and
+//!   past 64 KiB of request target `http::Uri` cannot hold it at all, so the limit is kept
+//!   here, where the bytes arrive, below both.
+//!
 //! A request in flight (from its head being read until its response body is finished or
 //! dropped) is not limited here: its handler runs under the envelope's request timeout, and
 //! event streams send keep-alive comments. hyper's own `header_read_timeout` is not used,
@@ -33,6 +39,16 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
+
+use crate::problem::{ProblemKind, PROBLEM_JSON};
+
+/// Largest request head (request line and header fields) read, in bytes. Below 64 KiB + the
+/// request line's other 15 bytes, so any request target `http::Uri` could not hold trips it.
+pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+
+/// Most bytes read and thrown away after refusing an oversized head, so that closing does not
+/// reset the connection before the client reads the refusal (a lingering close).
+const MAX_DISCARD_BYTES: usize = 1024 * 1024;
 
 /// Connection limits; see the module docs.
 #[derive(Debug, Clone)]
@@ -139,6 +155,8 @@ impl Connection {
         let io = TokioIo::new(Watched {
             inner: self.stream,
             activity: activity.clone(),
+            metrics: self.metrics.clone(),
+            refusal: None,
         });
         let service = hyper::service::service_fn({
             let (router, activity, remote) = (self.router, activity.clone(), self.remote);
@@ -204,6 +222,62 @@ struct ActivityState {
     head_since: Option<Instant>,
     /// When the connection last had nothing in flight.
     idle_since: Instant,
+    /// How far the head being read has come.
+    head: HeadScan,
+}
+
+/// How far the request head being read has come.
+#[derive(Debug, Default)]
+struct HeadScan {
+    bytes: usize,
+    /// The request line has ended.
+    line_done: bool,
+    /// The empty line after the header fields has been read: the head is complete.
+    done: bool,
+    /// Bytes of the current line, not counting CR.
+    line_len: usize,
+}
+
+/// What a head over [`MAX_HEAD_BYTES`] is refused as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Oversized {
+    /// The request line alone is over the limit.
+    Target,
+    /// The request line ended, the header fields are too many or too long.
+    Fields,
+}
+
+impl HeadScan {
+    /// Takes the next bytes of the connection while no request is in flight; tells whether
+    /// the head is now over the limit without having ended.
+    fn feed(&mut self, bytes: &[u8]) -> Option<Oversized> {
+        for (i, &b) in bytes.iter().enumerate() {
+            if self.done {
+                return None;
+            }
+            // Lines end in CRLF or, as parsers accept, a bare LF; empty lines before the
+            // request line are skipped, as hyper does.
+            match b {
+                b'\n' if self.line_len == 0 => self.done = self.line_done,
+                b'\n' => {
+                    self.line_done = true;
+                    self.line_len = 0;
+                }
+                b'\r' => {}
+                _ => self.line_len += 1,
+            }
+            if self.bytes + i + 1 > MAX_HEAD_BYTES && !self.done {
+                self.bytes += i + 1;
+                return Some(if self.line_done {
+                    Oversized::Fields
+                } else {
+                    Oversized::Target
+                });
+            }
+        }
+        self.bytes += bytes.len();
+        None
+    }
 }
 
 enum Verdict {
@@ -219,6 +293,7 @@ impl Activity {
             // a client that connects and sends nothing is held to the header timeout too.
             head_since: Some(accepted),
             idle_since: accepted,
+            head: HeadScan::default(),
         }))
     }
 
@@ -226,17 +301,24 @@ impl Activity {
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn bytes_read(&self) {
+    /// Notes bytes read from the socket; tells whether they make the head being read too
+    /// large.
+    fn bytes_read(&self, bytes: &[u8]) -> Option<Oversized> {
         let mut state = self.state();
-        if state.in_flight == 0 && state.head_since.is_none() {
+        if state.in_flight > 0 {
+            return None;
+        }
+        if state.head_since.is_none() {
             state.head_since = Some(Instant::now());
         }
+        state.head.feed(bytes)
     }
 
     fn request_started(self: &Arc<Self>) -> RequestGuard {
         let mut state = self.state();
         state.in_flight += 1;
         state.head_since = None;
+        state.head = HeadScan::default();
         RequestGuard(self.clone())
     }
 
@@ -307,10 +389,96 @@ impl HttpBody for Tracked {
     }
 }
 
-/// The socket, noting when bytes of a new request head arrive.
+/// The socket, noting when bytes of a new request head arrive and refusing a head that grows
+/// past [`MAX_HEAD_BYTES`].
 struct Watched {
     inner: TcpStream,
     activity: Arc<Activity>,
+    metrics: Arc<telemetry::Metrics>,
+    /// Set once a head was refused: the answer being written, then the bytes thrown away.
+    refusal: Option<Refusal>,
+}
+
+struct Refusal {
+    answer: Vec<u8>,
+    sent: usize,
+    shut: bool,
+    discarded: usize,
+}
+
+impl Refusal {
+    fn new(oversized: Oversized) -> Refusal {
+        let (kind, detail) = match oversized {
+            Oversized::Target => (
+                ProblemKind::UriTooLong,
+                format!("the request line is over {MAX_HEAD_BYTES} bytes; send large inputs in a body"),
+            ),
+            Oversized::Fields => (
+                ProblemKind::HeadersTooLarge,
+                format!("the request head (request line and header fields) is over {MAX_HEAD_BYTES} bytes"),
+            ),
+        };
+        let body = serde_json::json!({
+            "type": kind.type_uri(),
+            "title": kind.title(),
+            "status": kind.status().as_u16(),
+            "detail": detail,
+            "max_bytes": MAX_HEAD_BYTES,
+        })
+        .to_string();
+        let status = kind.status();
+        let answer = format!(
+            "HTTP/1.1 {} {}\r\ncontent-type: {PROBLEM_JSON}\r\ncontent-length: {}\r\nconnection: close\r\ncache-control: no-store\r\n\r\n{body}",
+            status.as_u16(),
+            status.canonical_reason().unwrap_or(""),
+            body.len(),
+        );
+        Refusal {
+            answer: answer.into_bytes(),
+            sent: 0,
+            shut: false,
+            discarded: 0,
+        }
+    }
+
+    /// Writes the answer, ends the sending side, then reads and drops what the client still
+    /// sends until it closes (hyper then sees the end of the connection) or too much came.
+    fn poll(&mut self, inner: &mut TcpStream, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        while self.sent < self.answer.len() {
+            match Pin::new(&mut *inner).poll_write(cx, &self.answer[self.sent..]) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(refused())),
+                Poll::Ready(Ok(n)) => self.sent += n,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        if !self.shut {
+            match Pin::new(&mut *inner).poll_shutdown(cx) {
+                Poll::Ready(Ok(())) => self.shut = true,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        let mut scratch = [0u8; 8192];
+        loop {
+            let mut drop_buf = ReadBuf::new(&mut scratch);
+            match Pin::new(&mut *inner).poll_read(cx, &mut drop_buf) {
+                Poll::Ready(Ok(())) if drop_buf.filled().is_empty() => return Poll::Ready(Ok(())),
+                Poll::Ready(Ok(())) => {
+                    self.discarded += drop_buf.filled().len();
+                    if self.discarded > MAX_DISCARD_BYTES {
+                        return Poll::Ready(Err(refused()));
+                    }
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
+
+fn refused() -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, "request head too large")
 }
 
 impl AsyncRead for Watched {
@@ -319,10 +487,20 @@ impl AsyncRead for Watched {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        if let Some(refusal) = &mut this.refusal {
+            return refusal.poll(&mut this.inner, cx);
+        }
         let before = buf.filled().len();
-        let result = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let result = Pin::new(&mut this.inner).poll_read(cx, buf);
         if buf.filled().len() > before {
-            self.activity.bytes_read();
+            if let Some(oversized) = this.activity.bytes_read(&buf.filled()[before..]) {
+                // hyper never sees these bytes: the head is answered here.
+                buf.set_filled(before);
+                this.metrics.connections().closed("head_too_large");
+                let refusal = this.refusal.insert(Refusal::new(oversized));
+                return refusal.poll(&mut this.inner, cx);
+            }
         }
         result
     }
@@ -355,5 +533,58 @@ impl AsyncWrite for Watched {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Feeds `input` in chunks of `chunk` bytes; the first verdict and the bytes counted.
+    fn scan(input: &[u8], chunk: usize) -> (Option<Oversized>, HeadScan) {
+        let mut head = HeadScan::default();
+        for part in input.chunks(chunk) {
+            if let Some(verdict) = head.feed(part) {
+                return (Some(verdict), head);
+            }
+        }
+        (None, head)
+    }
+
+    #[test]
+    fn a_head_that_ends_within_the_limit_passes_whatever_follows() {
+        let mut input = b"POST / HTTP/1.1\r\nhost: x\r\n\r\n".to_vec();
+        input.extend(std::iter::repeat_n(b'z', 3 * MAX_HEAD_BYTES));
+        for chunk in [1, 2, 3, 7, 4096, input.len()] {
+            let (verdict, head) = scan(&input, chunk);
+            assert_eq!(verdict, None, "chunk {chunk}");
+            assert!(head.done && head.line_done, "chunk {chunk}");
+        }
+        // Bare line feeds end lines too, and empty lines before the request line are skipped.
+        let (verdict, head) = scan(b"\r\n\nGET / HTTP/1.1\nhost: x\n\n", 1);
+        assert_eq!(verdict, None);
+        assert!(head.done);
+    }
+
+    #[test]
+    fn a_long_request_line_is_a_target_and_long_fields_are_fields() {
+        let mut line = b"GET /".to_vec();
+        line.extend(std::iter::repeat_n(b'a', MAX_HEAD_BYTES));
+        for chunk in [1, 1000, line.len()] {
+            let (verdict, head) = scan(&line, chunk);
+            assert_eq!(verdict, Some(Oversized::Target), "chunk {chunk}");
+            assert_eq!(head.bytes, MAX_HEAD_BYTES + 1, "chunk {chunk}");
+        }
+        let mut fields = b"GET / HTTP/1.1\r\n".to_vec();
+        while fields.len() <= MAX_HEAD_BYTES {
+            fields.extend_from_slice(b"x-filler: yyyyyyyyyyyyyyyy\r\n");
+        }
+        assert_eq!(scan(&fields, 512).0, Some(Oversized::Fields));
+        // Exactly at the limit, ended: not over it.
+        let mut exact = b"GET / HTTP/1.1\r\nx: ".to_vec();
+        exact.resize(MAX_HEAD_BYTES - 4, b'v');
+        exact.extend_from_slice(b"\r\n\r\n");
+        assert_eq!(exact.len(), MAX_HEAD_BYTES);
+        assert_eq!(scan(&exact, 100).0, None);
     }
 }

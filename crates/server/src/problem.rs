@@ -57,6 +57,7 @@ catalogue! {
     PreconditionFailed => (PRECONDITION_FAILED, "precondition_failed", "The resource changed since it was read"),
     PayloadTooLarge => (PAYLOAD_TOO_LARGE, "payload_too_large", "Request body too large"),
     UriTooLong => (URI_TOO_LONG, "uri_too_long", "Request target too long"),
+    HeadersTooLarge => (REQUEST_HEADER_FIELDS_TOO_LARGE, "headers_too_large", "Request head too large"),
     UnsupportedMediaType => (UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "Unsupported content type"),
     Unprocessable => (UNPROCESSABLE_ENTITY, "unprocessable", "Request is well-formed but cannot be processed"),
     FlagEvaluation => (BAD_REQUEST, "flag_evaluation_failed", "The flag cannot be evaluated for this context"),

@@ -433,3 +433,102 @@ fn the_cli_refuses_to_revoke_a_tenants_last_admin_key_unless_forced() {
         ])));
     assert_eq!(recovered[0]["scopes"], serde_json::json!(["admin"]));
 }
+
+/// Sends `head` whole on a new connection and reads the answer to its end; the status, the
+/// lower-cased head and the body.
+fn send_raw(addr: &str, head: &[u8]) -> (u16, String, String) {
+    let mut conn = TcpStream::connect(addr).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    // The server may answer and stop reading before all of it is sent.
+    let _ = conn.write_all(head);
+    let mut raw = Vec::new();
+    if let Err(e) = conn.read_to_end(&mut raw) {
+        assert!(
+            !raw.is_empty(),
+            "no answer before the connection failed ({e})"
+        );
+    }
+    let raw = String::from_utf8_lossy(&raw).into_owned();
+    let (top, body) = raw
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no complete answer: {raw:?}"));
+    let status = top.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, top.to_ascii_lowercase(), body.to_owned())
+}
+
+#[test]
+fn a_request_head_over_64_kib_gets_a_problem_not_a_bare_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let created = json_lines(&run_ok(
+        signalbox(dir.path()).args(["tenants", "create", "acme"]),
+    ));
+    let key = created[0]["api_key"].as_str().unwrap().to_owned();
+    let server = Serving::start(dir.path(), &[("SIGNALBOX_DEMO", "false")]);
+
+    // A 100 KB request target: past what `http::Uri` can hold, where hyper alone answered a
+    // bodiless 414.
+    let target = format!("/api/v1/tenant?q={}", "a".repeat(100_000));
+    let head = format!("GET {target} HTTP/1.1\r\nhost: test\r\n\r\n");
+    let (status, top, body) = send_raw(&server.addr, head.as_bytes());
+    assert_eq!(status, 414, "{top}");
+    assert!(
+        top.contains("content-type: application/problem+json"),
+        "{top}"
+    );
+    let problem: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        problem["type"], "urn:signalbox:problem:uri_too_long",
+        "{problem}"
+    );
+    assert_eq!(problem["status"], 414);
+    assert_eq!(problem["max_bytes"], 65536);
+
+    // A short request line with 70 KB of header fields: 431, also a problem.
+    let head = format!(
+        "GET /health HTTP/1.1\r\nhost: test\r\nx-filler: {}\r\n\r\n",
+        "b".repeat(70_000)
+    );
+    let (status, top, body) = send_raw(&server.addr, head.as_bytes());
+    assert_eq!(status, 431, "{top}");
+    let problem: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        problem["type"], "urn:signalbox:problem:headers_too_large",
+        "{problem}"
+    );
+
+    // A large body is not a large head: 2,000 events (over 100 KB) sent with their small head
+    // in one burst are all read and stored.
+    let events: Vec<String> = (0..2000)
+        .map(|i| {
+            format!(
+                r#"{{"event_id":"e{i}","user_id":"u{}","timestamp":{},"rating":4}}"#,
+                i % 50,
+                1_714_561_200_000u64 + i
+            )
+        })
+        .collect();
+    let body = format!("[{}]", events.join(","));
+    assert!(body.len() > 100_000);
+    let head = format!(
+        "POST /api/v1/interactions HTTP/1.1\r\nhost: test\r\nauthorization: Bearer {key}\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let (status, top, answer) = send_raw(&server.addr, head.as_bytes());
+    assert!((200..300).contains(&status), "{top}\n{answer}");
+    let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
+    assert_eq!(answer["accepted"], 2000, "{answer}");
+
+    // And the server goes on serving.
+    let mut conn = TcpStream::connect(&server.addr).unwrap();
+    let (status, _) = request(&mut conn, "/health", "connection: close\r\n");
+    assert_eq!(status, 200);
+    assert_eq!(
+        metric(
+            &server.addr,
+            "http_connections_closed_total{reason=\"head_too_large\"}"
+        ),
+        2.0
+    );
+}

@@ -2,10 +2,10 @@
 //! - `http_connections_open` (gauge): connections open now;
 //! - `http_connections_closed_total{reason}`: connections the server closed on its own:
 //!   `header_timeout` (a request head not complete in time), `idle_timeout` (a keep-alive
-//!   connection quiet too long) or `over_limit` (accepted past the connection cap and closed
-//!   at once).
+//!   connection quiet too long), `over_limit` (accepted past the connection cap and closed
+//!   at once) or `head_too_large` (a request head over the limit, answered 414 or 431).
 //!
-//! Labels are bounded by construction: three reasons.
+//! Labels are bounded by construction: four reasons.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -38,7 +38,7 @@ impl ConnectionMetrics {
         );
         registry.register(
             "http_connections_closed",
-            "HTTP connections the server closed on its own, by reason (header_timeout, idle_timeout, over_limit)",
+            "HTTP connections the server closed on its own, by reason (header_timeout, idle_timeout, over_limit, head_too_large)",
             m.closed.clone(),
         );
         m
@@ -50,8 +50,8 @@ impl ConnectionMetrics {
         OpenConnection(self.open.clone())
     }
 
-    /// Counts a connection the server closed; `reason` is `header_timeout`, `idle_timeout` or
-    /// `over_limit`.
+    /// Counts a connection the server closed; `reason` is `header_timeout`, `idle_timeout`,
+    /// `over_limit` or `head_too_large`.
     pub fn closed(&self, reason: &'static str) {
         self.closed.get_or_create(&ReasonLabels { reason }).inc();
     }
