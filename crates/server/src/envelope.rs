@@ -20,8 +20,8 @@ use crate::state::AppState;
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Longest request target (path and query) served, in bytes; longer is 414 `uri_too_long`.
-/// Below the HTTP layer's own limit (64 KiB, where `http::Uri` stops parsing and hyper answers
-/// a bare 414), so every refusal a client can provoke up to there is a problem.
+/// Heads too long for `http::Uri` (64 KiB) never reach here: the connection layer answers them
+/// (`connections::MAX_HEAD_BYTES`), also with a problem.
 pub const MAX_URI_BYTES: usize = 8 * 1024;
 
 /// The `endpoint` label of requests that matched no route, so raw paths never become labels.
