@@ -78,7 +78,7 @@ use serde::Deserialize;
 /// grpc_listen = "127.0.0.1:8081"     # Envoy RateLimitService (off unless set)
 /// grpc_domain = "signalbox"          # the domain Envoy's requests must name
 /// ```
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     pub listen: Option<SocketAddr>,
@@ -109,6 +109,32 @@ pub struct FileConfig {
     pub cache: CacheSection,
     #[serde(default)]
     pub cors: CorsSection,
+}
+
+impl std::fmt::Debug for FileConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Service URLs may carry passwords, like the replica URL and the scrape token.
+        f.debug_struct("FileConfig")
+            .field("listen", &self.listen)
+            .field("data_dir", &self.data_dir)
+            .field("database_url", &self.database_url.as_ref().map(|_| "<set>"))
+            .field("database_schema", &self.database_schema)
+            .field("redis_url", &self.redis_url.as_ref().map(|_| "<set>"))
+            .field("nats_url", &self.nats_url.as_ref().map(|_| "<set>"))
+            .field("log_format", &self.log_format)
+            .field("demo", &self.demo)
+            .field("http", &self.http)
+            .field("auth", &self.auth)
+            .field("database", &self.database)
+            .field("metrics", &self.metrics)
+            .field("weber", &self.weber)
+            .field("forecast", &self.forecast)
+            .field("flags", &self.flags)
+            .field("rate_limits", &self.rate_limits)
+            .field("cache", &self.cache)
+            .field("cors", &self.cors)
+            .finish()
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -325,6 +351,19 @@ mod tests {
         let path = dir.path().join("signalbox.toml");
         std::fs::write(&path, text).unwrap();
         FileConfig::load(Some(&path)).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn debug_never_shows_a_service_url_or_token() {
+        let file = parse(
+            "database_url = \"postgres://u:hunter2@db/x\"\nredis_url = \"redis://:hunter3@r\"\n\
+             nats_url = \"nats://u:hunter4@n\"\n[database]\nread_url = \"postgres://u:hunter5@r/x\"\n\
+             [metrics]\ntoken = \"hunter6\"\n",
+        )
+        .unwrap();
+        let shown = format!("{file:?}");
+        assert!(!shown.contains("hunter"), "{shown}");
+        assert!(shown.contains("database_url: Some(\"<set>\")"), "{shown}");
     }
 
     #[test]
