@@ -160,8 +160,17 @@ impl Connection {
         });
         let service = hyper::service::service_fn({
             let (router, activity, remote) = (self.router, activity.clone(), self.remote);
-            move |mut request: http::Request<hyper::body::Incoming>| {
+            move |request: http::Request<hyper::body::Incoming>| {
                 let guard = activity.request_started();
+                let mut request = request.map(|body| {
+                    if body.is_end_stream() {
+                        activity.request_body_ended();
+                    }
+                    axum::body::Body::new(RequestBody {
+                        body,
+                        activity: activity.clone(),
+                    })
+                });
                 request.extensions_mut().insert(ConnectInfo(remote));
                 let call = tower::ServiceExt::oneshot(router.clone(), request);
                 async move {
@@ -224,6 +233,10 @@ struct ActivityState {
     idle_since: Instant,
     /// How far the head being read has come.
     head: HeadScan,
+    /// Whether the bytes read while nothing is in flight are a request head: not after a
+    /// request whose body was left unread, since hyper may then read (and throw away) the
+    /// rest of that body, which is no head.
+    head_expected: bool,
 }
 
 /// How far the request head being read has come.
@@ -294,6 +307,7 @@ impl Activity {
             head_since: Some(accepted),
             idle_since: accepted,
             head: HeadScan::default(),
+            head_expected: true,
         }))
     }
 
@@ -311,7 +325,15 @@ impl Activity {
         if state.head_since.is_none() {
             state.head_since = Some(Instant::now());
         }
+        if !state.head_expected {
+            return None;
+        }
         state.head.feed(bytes)
+    }
+
+    /// The request body was read to its end, so what follows it is the next head.
+    fn request_body_ended(&self) {
+        self.state().head_expected = true;
     }
 
     fn request_started(self: &Arc<Self>) -> RequestGuard {
@@ -319,6 +341,8 @@ impl Activity {
         state.in_flight += 1;
         state.head_since = None;
         state.head = HeadScan::default();
+        // Until its body is known to have ended (see `RequestBody`).
+        state.head_expected = false;
         RequestGuard(self.clone())
     }
 
@@ -360,6 +384,36 @@ impl Drop for RequestGuard {
         if state.in_flight == 0 {
             state.idle_since = Instant::now();
         }
+    }
+}
+
+/// A request body that tells the connection when it has been read to its end.
+struct RequestBody {
+    body: hyper::body::Incoming,
+    activity: Arc<Activity>,
+}
+
+impl HttpBody for RequestBody {
+    type Data = bytes::Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let polled = Pin::new(&mut self.body).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None)) || self.body.is_end_stream() {
+            self.activity.request_body_ended();
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
     }
 }
 

@@ -229,14 +229,18 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
-/// PostgreSQL's `query_canceled` (57014) with the statement-timeout message (the same code
-/// also means an operator's `pg_cancel_backend`), or SQLite's `SQLITE_BUSY` (5), which it
-/// returns once `busy_timeout` has passed.
+/// PostgreSQL's `query_canceled` (57014), or SQLite's `SQLITE_BUSY` (5, or an extended code
+/// of it such as 773 `SQLITE_BUSY_TIMEOUT`), which it returns once `busy_timeout` has passed.
+/// 57014 also means an operator's `pg_cancel_backend`; the message cannot tell them apart,
+/// since its language follows the server's `lc_messages`, and either way a retry is the
+/// answer.
 fn is_statement_timeout(db: &dyn sqlx::error::DatabaseError) -> bool {
     match db.code().as_deref() {
-        Some("57014") => db.message().contains("statement timeout"),
-        Some("5") => true,
-        _ => false,
+        Some("57014") => true,
+        // SQLite's codes are numbers below 10,000; PostgreSQL's SQLSTATEs are five characters.
+        Some(code) if code.len() < 5 => code.parse::<u32>().is_ok_and(|c| c & 0xff == 5),
+        Some(_) => false,
+        None => false,
     }
 }
 
