@@ -110,6 +110,12 @@ try {
     { baseUrl: signalbox, apiKey: env('SIGNALBOX_API_KEY'), environment: env('SIGNALBOX_ENVIRONMENT'), pollInterval: 300 },
   );
   const values = init.ok ? await page.evaluate(() => window.readFlags()) : null;
+  if (init.ok) {
+    // 'requestfinished' handlers record asynchronously (they await the response's headers), so
+    // the bulk evaluation the provider already answered may not be in the list yet.
+    await until('the bulk evaluation recorded', () =>
+      requests.some((r) => r.method === 'POST' && r.path === '/ofrep/v1/evaluate/flags'));
+  }
   report({ step: 'init', pageOrigin, ...init, values, requests: requests.slice(), consoleErrors });
   if (expect === 'works' && init.ok) {
     // The provider polls the bulk evaluation with the ETag it got; nothing changed, so 304s.
