@@ -1,0 +1,99 @@
+//! Monthly budgets and the thresholds crossed within a period.
+//!
+//! A budget is an amount per calendar month (UTC). Each threshold (50, 80 and 100 % by
+//! default) is recorded once per period: the store keeps `(tenant, period, threshold)` unique,
+//! so a crossing seen again after a restart, or by a second replica, changes nothing.
+
+use serde::{Deserialize, Serialize};
+
+use crate::Cost;
+
+/// The default thresholds, in percent of the budget.
+pub const DEFAULT_THRESHOLDS: [u8; 3] = [50, 80, 100];
+
+/// A calendar month, UTC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Period {
+    pub year: i32,
+    /// 1 to 12.
+    pub month: u8,
+}
+
+impl Period {
+    /// The month containing a Unix-millisecond time.
+    ///
+    /// ```
+    /// use llm::budget::Period;
+    /// let p = Period::containing(1_764_806_400_000); // 2025-12-04T00:00:00Z
+    /// assert_eq!(p.to_string(), "2025-12");
+    /// assert_eq!(p.start_ms(), 1_764_547_200_000);
+    /// ```
+    pub fn containing(time_ms: i64) -> Period {
+        let days = time_ms.div_euclid(86_400_000);
+        let (year, month, _) = civil_from_days(days);
+        Period { year, month }
+    }
+
+    /// The first millisecond of the month.
+    pub fn start_ms(self) -> i64 {
+        days_from_civil(self.year, self.month, 1) * 86_400_000
+    }
+
+    /// The first millisecond of the next month.
+    pub fn end_ms(self) -> i64 {
+        let (year, month) = if self.month == 12 {
+            (self.year + 1, 1)
+        } else {
+            (self.year, self.month + 1)
+        };
+        days_from_civil(year, month, 1) * 86_400_000
+    }
+}
+
+impl std::fmt::Display for Period {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:04}-{:02}", self.year, self.month)
+    }
+}
+
+/// The thresholds (percent) that `spent` has reached against `budget`, lowest first. A zero
+/// budget has every threshold reached as soon as anything is spent.
+pub fn reached(budget: Cost, spent: Cost, thresholds: &[u8]) -> Vec<u8> {
+    let mut out: Vec<u8> = thresholds
+        .iter()
+        .copied()
+        .filter(|t| {
+            // spent / budget ≥ t / 100, in integers.
+            (spent.picodollars() as u128) * 100 >= (budget.picodollars() as u128) * (*t as u128)
+                && spent.picodollars() > 0
+        })
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm).
+pub(crate) fn days_from_civil(year: i32, month: u8, day: u8) -> i64 {
+    let y = year as i64 - if month <= 2 { 1 } else { 0 };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let m = month as i64;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + day as i64 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The civil date of a day count since 1970-01-01.
+pub(crate) fn civil_from_days(days: i64) -> (i32, u8, u8) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u8;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u8;
+    ((y + if m <= 2 { 1 } else { 0 }) as i32, m, d)
+}

@@ -1,0 +1,112 @@
+//! Latency histograms that merge by addition.
+//!
+//! A duration falls in one of [`BUCKETS`] fixed, log-spaced buckets (eight per doubling, so a
+//! bucket's bounds are within 9.05 % of each other). Stored rollups keep a count per bucket
+//! index, which adds across batches, replicas and days, and p50 / p95 are read back from the
+//! merged counts. A quantile is reported as the geometric middle of its bucket: at most ±4.4 %
+//! from the true value, whatever the number of calls.
+
+use serde::{Deserialize, Serialize};
+
+/// Buckets per doubling of the duration.
+pub const PER_DOUBLING: u32 = 8;
+/// Number of buckets: 1 µs to 2³⁶ µs (about 19 hours); longer durations go in the last one.
+pub const BUCKETS: usize = 36 * PER_DOUBLING as usize + 1;
+
+/// The bucket index of a duration in microseconds: 0 for ≤ 1 µs, else
+/// `ceil(log2(µs) × 8)`, capped at `BUCKETS - 1`.
+///
+/// ```
+/// use llm::latency::bucket_of;
+/// assert_eq!(bucket_of(0), 0);
+/// assert_eq!(bucket_of(1), 0);
+/// assert_eq!(bucket_of(2), 8);
+/// assert!(bucket_of(1_000) < bucket_of(1_100));
+/// ```
+pub fn bucket_of(duration_us: u64) -> u16 {
+    if duration_us <= 1 {
+        return 0;
+    }
+    let index = ((duration_us as f64).log2() * PER_DOUBLING as f64 - 1e-9).ceil();
+    (index.max(0.0) as usize).min(BUCKETS - 1) as u16
+}
+
+/// The upper bound of a bucket, in microseconds.
+pub fn upper_bound_us(bucket: u16) -> f64 {
+    2f64.powf(bucket as f64 / PER_DOUBLING as f64)
+}
+
+/// The value reported for a bucket: the geometric middle of its bounds, in microseconds.
+pub fn representative_us(bucket: u16) -> f64 {
+    if bucket == 0 {
+        return 1.0;
+    }
+    2f64.powf((bucket as f64 - 0.5) / PER_DOUBLING as f64)
+}
+
+/// Counts per bucket.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct LatencyHistogram {
+    counts: Vec<u64>,
+}
+
+impl LatencyHistogram {
+    /// An empty histogram.
+    pub fn new() -> Self {
+        LatencyHistogram::default()
+    }
+
+    /// Counts one duration.
+    pub fn record(&mut self, duration_us: u64) {
+        self.add_to_bucket(bucket_of(duration_us), 1);
+    }
+
+    /// Adds `count` to a bucket (as read back from storage). Indexes past the last bucket
+    /// are counted in it.
+    pub fn add_to_bucket(&mut self, bucket: u16, count: u64) {
+        let index = (bucket as usize).min(BUCKETS - 1);
+        if self.counts.len() <= index {
+            self.counts.resize(index + 1, 0);
+        }
+        self.counts[index] = self.counts[index].saturating_add(count);
+    }
+
+    /// Adds another histogram's counts.
+    pub fn merge(&mut self, other: &LatencyHistogram) {
+        for (bucket, count) in other.buckets() {
+            self.add_to_bucket(bucket, count);
+        }
+    }
+
+    /// Non-empty buckets and their counts, in bucket order.
+    pub fn buckets(&self) -> impl Iterator<Item = (u16, u64)> + '_ {
+        self.counts
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| **c > 0)
+            .map(|(i, c)| (i as u16, *c))
+    }
+
+    /// How many durations were counted.
+    pub fn count(&self) -> u64 {
+        self.counts.iter().fold(0u64, |s, c| s.saturating_add(*c))
+    }
+
+    /// The `q`-quantile (0 < q ≤ 1) in microseconds, nearest-rank over buckets, or `None`
+    /// when empty.
+    pub fn quantile_us(&self, q: f64) -> Option<f64> {
+        let n = self.count();
+        if n == 0 {
+            return None;
+        }
+        let rank = ((q.clamp(0.0, 1.0) * n as f64).ceil() as u64).max(1);
+        let mut seen = 0u64;
+        for (bucket, count) in self.buckets() {
+            seen += count;
+            if seen >= rank {
+                return Some(representative_us(bucket));
+            }
+        }
+        None
+    }
+}

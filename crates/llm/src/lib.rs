@@ -1,0 +1,31 @@
+//! # llm: LLM and chatbot observability
+//!
+//! A pure library (no I/O, no clock: times are Unix milliseconds passed in) for seed 003's
+//! chatbot and model-call accounting:
+//!
+//! - the events a chatbot platform reports ([`event`]): conversations started and completed,
+//!   messages processed, model calls and integration calls, with their validation;
+//! - exclusive token types ([`TokenCounts`]) so that no token is counted twice;
+//! - exact cost ([`Cost`], integer picodollars) from a versioned price table ([`price`]);
+//! - OpenTelemetry GenAI semantic-convention spans read as model calls ([`genai`]);
+//! - latency histograms that merge by addition ([`latency`]), usage grouping ([`usage`]) and
+//!   monthly budgets with thresholds crossed once per period ([`budget`]).
+//!
+//! Storage, HTTP and metrics live in the adapter crates (`store`, `server`, `telemetry`).
+
+pub mod budget;
+pub mod event;
+pub mod genai;
+pub mod latency;
+pub mod price;
+pub mod usage;
+
+mod cost;
+mod tokens;
+
+pub use cost::{Cost, CostError};
+pub use event::{
+    CallStatus, ConversationCompleted, ConversationStarted, EventError, IntegrationCall, LlmEvent,
+    MessageProcessed, ModelCall, Operation,
+};
+pub use tokens::{TokenCounts, TokenType};
