@@ -83,7 +83,17 @@ pub(crate) async fn envelope(
     });
 
     let tenant = ctx.tenant();
-    if let Some(problem) = take_problem(&mut response, &method) {
+    if let Some(own) = response.extensions_mut().remove::<OwnErrorBody>() {
+        // A protocol with its own error body (OTLP's google.rpc.Status): counted and logged
+        // like a problem, the body left as the handler wrote it.
+        let _entered = span.enter();
+        if own.kind.is_failure() {
+            tracing::error!(code = own.kind.code(), detail = %own.detail, "request failed");
+        } else {
+            tracing::debug!(code = own.kind.code(), detail = %own.detail, "request rejected");
+        }
+        state.metrics().count_error(own.kind.code(), service, tenant);
+    } else if let Some(problem) = take_problem(&mut response, &method) {
         let _entered = span.enter();
         if problem.kind.is_failure() {
             tracing::error!(code = problem.kind.code(), detail = %problem.detail, "request failed");
@@ -121,6 +131,15 @@ pub(crate) async fn envelope(
         );
     });
     response
+}
+
+/// Put in an error response's extensions by a handler whose protocol defines its own error
+/// body (OTLP/HTTP): the envelope counts and logs the error as `kind` but does not replace the
+/// body with a problem.
+#[derive(Debug, Clone)]
+pub(crate) struct OwnErrorBody {
+    pub kind: ProblemKind,
+    pub detail: String,
 }
 
 /// The problem to render, if this response is an error: the one a handler returned, or one made

@@ -43,6 +43,7 @@ macro_rules! catalogue {
 
 catalogue! {
     MalformedJson => (BAD_REQUEST, "malformed_json", "Request body is not valid JSON"),
+    MalformedOtlp => (BAD_REQUEST, "malformed_otlp", "Request body is not a valid OTLP export request"),
     InvalidField => (BAD_REQUEST, "invalid_field", "A field has the wrong type or value"),
     InvalidParameter => (BAD_REQUEST, "invalid_parameter", "A query or path parameter is invalid"),
     Unauthorized => (UNAUTHORIZED, "unauthorized", "Missing or invalid API key"),

@@ -55,6 +55,8 @@ pub struct ServerConfig {
     /// When set, `/metrics` answers only scrapes that present it as a bearer token (the series
     /// carry tenant ids).
     pub metrics_token: Option<MetricsToken>,
+    /// LLM observability: default prices, ingest limits, retention, usage cache.
+    pub llm: crate::LlmSettings,
 }
 
 /// The scrape token of `/metrics`. Only its SHA-256 is kept, compared in constant time, and
@@ -107,6 +109,7 @@ impl Default for ServerConfig {
             connections: crate::ConnectionSettings::default(),
             cors: crate::CorsSettings::default(),
             metrics_token: None,
+            llm: crate::LlmSettings::default(),
         }
     }
 }
@@ -150,6 +153,7 @@ pub(crate) struct Inner {
     /// `None` when rate limiting is off.
     pub rate_limiter: Option<Arc<RateLimiter>>,
     pub segment_analytics: crate::analytics::SegmentAnalyticsService,
+    pub llm: Arc<crate::LlmService>,
 }
 
 impl AppState {
@@ -184,6 +188,7 @@ impl AppState {
             config.exposures.clone(),
             metrics.clone(),
         ));
+        let llm = Arc::new(crate::LlmService::new(config.llm.clone()));
         Ok(AppState {
             inner: Arc::new(Inner {
                 store,
@@ -198,6 +203,7 @@ impl AppState {
                 exposures,
                 rate_limiter,
                 segment_analytics: Default::default(),
+                llm,
             }),
         })
     }
@@ -205,6 +211,11 @@ impl AppState {
     /// Segment analytics, with the last answers degraded requests get.
     pub(crate) fn segment_analytics(&self) -> &crate::analytics::SegmentAnalyticsService {
         &self.inner.segment_analytics
+    }
+
+    /// LLM observability's use cases.
+    pub fn llm(&self) -> &Arc<crate::LlmService> {
+        &self.inner.llm
     }
 
     /// The rate limiter, unless rate limiting is off.

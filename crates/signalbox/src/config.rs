@@ -77,6 +77,16 @@ use serde::Deserialize;
 /// legacy_headers = false             # also send X-RateLimit-*
 /// grpc_listen = "127.0.0.1:8081"     # Envoy RateLimitService (off unless set)
 /// grpc_domain = "signalbox"          # the domain Envoy's requests must name
+///
+/// [llm]
+/// prices = "/etc/signalbox/prices.toml" # default: the shipped price table
+/// default_prices = true              # false: only tenants' own prices apply
+/// retention_days = 90                # raw events older are purged (rollups stay); default: keep
+/// purge_interval = "1h"
+/// max_events_per_request = 10000     # POST /api/v1/llm/events; more is 413
+/// max_spans_per_request = 50000      # POST /v1/traces; more is 413
+/// body_limit_bytes = 8388608         # both LLM ingest routes, after gzip; more is 413
+/// usage_cache_ttl = "15m"            # usage answers; this server's ingest drops them at once
 /// ```
 #[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -109,6 +119,8 @@ pub struct FileConfig {
     pub cache: CacheSection,
     #[serde(default)]
     pub cors: CorsSection,
+    #[serde(default)]
+    pub llm: LlmSection,
 }
 
 impl std::fmt::Debug for FileConfig {
@@ -133,8 +145,25 @@ impl std::fmt::Debug for FileConfig {
             .field("rate_limits", &self.rate_limits)
             .field("cache", &self.cache)
             .field("cors", &self.cors)
+            .field("llm", &self.llm)
             .finish()
     }
+}
+
+/// LLM observability (seed 003): prices, retention and ingest limits.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LlmSection {
+    pub prices: Option<PathBuf>,
+    pub default_prices: Option<bool>,
+    pub retention_days: Option<u32>,
+    #[serde(default, with = "humantime_serde_opt")]
+    pub purge_interval: Option<Duration>,
+    pub max_events_per_request: Option<usize>,
+    pub max_spans_per_request: Option<usize>,
+    pub body_limit_bytes: Option<usize>,
+    #[serde(default, with = "humantime_serde_opt")]
+    pub usage_cache_ttl: Option<Duration>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -388,6 +417,15 @@ mod tests {
             [metrics]
             tenant_label_limit = 3
             token = "t0ken"
+            [llm]
+            prices = "/etc/prices.toml"
+            default_prices = false
+            retention_days = 90
+            purge_interval = "1h"
+            max_events_per_request = 100
+            max_spans_per_request = 200
+            body_limit_bytes = 4096
+            usage_cache_ttl = "15m"
             "#,
         )
         .unwrap();
@@ -399,6 +437,14 @@ mod tests {
         assert_eq!(c.http.max_connections, Some(50));
         assert_eq!(c.auth.cache_ttl, Some(Duration::from_millis(500)));
         assert_eq!(c.metrics.tenant_label_limit, Some(3));
+        assert_eq!(c.llm.prices.as_deref(), Some(Path::new("/etc/prices.toml")));
+        assert_eq!(c.llm.default_prices, Some(false));
+        assert_eq!(c.llm.retention_days, Some(90));
+        assert_eq!(c.llm.purge_interval, Some(Duration::from_secs(3600)));
+        assert_eq!(c.llm.max_events_per_request, Some(100));
+        assert_eq!(c.llm.max_spans_per_request, Some(200));
+        assert_eq!(c.llm.body_limit_bytes, Some(4096));
+        assert_eq!(c.llm.usage_cache_ttl, Some(Duration::from_secs(900)));
         assert_eq!(c.metrics.token.as_deref(), Some("t0ken"));
         assert_eq!(c.database.pool_size, Some(4));
         assert_eq!(

@@ -188,6 +188,35 @@ pub struct ServeArgs {
         value_name = "TOKEN"
     )]
     metrics_token: Option<String>,
+    /// The default LLM price table, a TOML file (format: docs/llm-prices.md); a malformed file
+    /// stops the start naming the field [default: the shipped table].
+    #[arg(long, env = "SIGNALBOX_LLM_PRICES", value_name = "FILE")]
+    llm_prices: Option<std::path::PathBuf>,
+    /// Whether default prices apply at all; `false` prices only what tenants set themselves
+    /// (PUT /api/v1/llm/prices) [default: true].
+    #[arg(long, env = "SIGNALBOX_LLM_DEFAULT_PRICES", value_name = "BOOL")]
+    llm_default_prices: Option<bool>,
+    /// Raw LLM events older than this many days are purged (daily rollups, budgets and
+    /// crossings stay) [default: keep everything].
+    #[arg(long, env = "SIGNALBOX_LLM_RETENTION_DAYS", value_name = "DAYS")]
+    llm_retention_days: Option<u32>,
+    /// How often the LLM retention purge runs [default: 1h].
+    #[arg(long, env = "SIGNALBOX_LLM_PURGE_INTERVAL", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    llm_purge_interval: Option<Duration>,
+    /// Most events in one POST /api/v1/llm/events; more is 413 [default: 10000].
+    #[arg(long, env = "SIGNALBOX_LLM_MAX_EVENTS", value_name = "N")]
+    llm_max_events: Option<usize>,
+    /// Most spans in one POST /v1/traces; more is 413 [default: 50000].
+    #[arg(long, env = "SIGNALBOX_LLM_MAX_SPANS", value_name = "N")]
+    llm_max_spans: Option<usize>,
+    /// Largest body of the LLM ingest routes, after gzip is undone; more is 413
+    /// [default: 8388608].
+    #[arg(long, env = "SIGNALBOX_LLM_BODY_LIMIT_BYTES", value_name = "BYTES")]
+    llm_body_limit_bytes: Option<usize>,
+    /// How long a usage answer may be served from the cache; this server's own ingest drops a
+    /// tenant's answers at once, ingest on other replicas shows within this time [default: 15m].
+    #[arg(long, env = "SIGNALBOX_LLM_USAGE_CACHE_TTL", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    llm_usage_cache_ttl: Option<Duration>,
     /// Create a `demo` tenant on first start and write its key to DATA_DIR/demo-tenant.json
     /// [default: true on the embedded database, false on PostgreSQL].
     #[arg(long, env = "SIGNALBOX_DEMO", value_name = "BOOL")]
@@ -476,6 +505,70 @@ fn database_settings(
     })
 }
 
+/// How often the LLM retention purge runs unless configured.
+const DEFAULT_LLM_PURGE_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// The LLM settings from flags, the `[llm]` section and the defaults. A price table file is
+/// read and validated here, so a bad one stops the start naming the file and field.
+fn llm_settings(
+    args: &ServeArgs,
+    file: &crate::config::FileConfig,
+    defaults: &server::LlmSettings,
+) -> anyhow::Result<server::LlmSettings> {
+    let section = &file.llm;
+    let default_prices = match args.llm_prices.as_deref().or(section.prices.as_deref()) {
+        None => defaults.default_prices.clone(),
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("llm prices: cannot read {}", path.display()))?;
+            let table = llm::price::PriceTable::from_toml(&text)
+                .map_err(|e| anyhow::anyhow!("llm prices: {}: {e}", path.display()))?;
+            tracing::info!(version = %table.version, models = table.prices.len(), file = %path.display(), "LLM price table read");
+            Arc::new(table)
+        }
+    };
+    let positive = |name: &str, value: usize| {
+        if value == 0 {
+            anyhow::bail!("llm {name}: must be more than zero");
+        }
+        Ok(value)
+    };
+    let settings = server::LlmSettings {
+        default_prices,
+        default_prices_enabled: args
+            .llm_default_prices
+            .or(section.default_prices)
+            .unwrap_or(defaults.default_prices_enabled),
+        max_events_per_request: positive(
+            "max events per request",
+            args.llm_max_events
+                .or(section.max_events_per_request)
+                .unwrap_or(defaults.max_events_per_request),
+        )?,
+        max_spans_per_request: positive(
+            "max spans per request",
+            args.llm_max_spans
+                .or(section.max_spans_per_request)
+                .unwrap_or(defaults.max_spans_per_request),
+        )?,
+        body_limit_bytes: positive(
+            "body limit bytes",
+            args.llm_body_limit_bytes
+                .or(section.body_limit_bytes)
+                .unwrap_or(defaults.body_limit_bytes),
+        )?,
+        retention_days: match args.llm_retention_days.or(section.retention_days) {
+            Some(0) => anyhow::bail!("llm retention days: must be at least 1 (leave it unset to keep everything)"),
+            other => other,
+        },
+        usage_cache_ttl: args
+            .llm_usage_cache_ttl
+            .or(section.usage_cache_ttl)
+            .unwrap_or(defaults.usage_cache_ttl),
+    };
+    Ok(settings)
+}
+
 /// Where the demo tenant's credentials are written, inside the data directory.
 pub const DEMO_FILE: &str = "demo-tenant.json";
 
@@ -504,6 +597,14 @@ pub async fn run(common: Common, args: ServeArgs) -> anyhow::Result<()> {
     cors.validate()
         .map_err(|e| anyhow::anyhow!("cors allow origin: {e}"))?;
     let trusted_proxies = trusted_proxies(&args, file)?;
+    let llm = llm_settings(&args, file, &defaults.llm)?;
+    let llm_purge_interval = args
+        .llm_purge_interval
+        .or(file.llm.purge_interval)
+        .unwrap_or(DEFAULT_LLM_PURGE_INTERVAL);
+    if llm_purge_interval.is_zero() {
+        anyhow::bail!("llm purge interval: must be more than zero");
+    }
     let store_options = database_settings(&args, file, &common.store)?;
     let metrics_token =
         match args
@@ -558,6 +659,7 @@ pub async fn run(common: Common, args: ServeArgs) -> anyhow::Result<()> {
         connections,
         cors,
         metrics_token,
+        llm,
     };
     if config.flag_refresh_interval.is_zero() {
         anyhow::bail!("flag refresh interval: must be more than zero");
@@ -694,6 +796,11 @@ pub async fn run(common: Common, args: ServeArgs) -> anyhow::Result<()> {
         state.clone(),
         stopped(workers_stopped.clone()),
     ));
+    let llm_retention = tokio::spawn(server::run_llm_retention(
+        state.clone(),
+        llm_purge_interval,
+        stopped(workers_stopped.clone()),
+    ));
     let flag_refresher = tokio::spawn(server::run_flag_refresher(
         state.clone(),
         stopped(workers_stopped),
@@ -746,6 +853,7 @@ pub async fn run(common: Common, args: ServeArgs) -> anyhow::Result<()> {
     let _ = exposures.await;
     let _ = gauges.await;
     let _ = flag_refresher.await;
+    let _ = llm_retention.await;
     store.close().await;
     // After the workers have flushed: a failed gRPC server still lets the HTTP side end cleanly.
     rls_result?;

@@ -7,6 +7,7 @@ pub(crate) mod flag_schema;
 mod flags;
 mod forecast;
 mod interactions;
+mod llm;
 mod ofrep;
 pub(crate) mod owners;
 mod platform;
@@ -65,4 +66,11 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(experiments::events))
         .routes(routes!(experiments::void_event))
         .routes(routes!(experiments::results))
+        .routes(routes!(llm::otlp_traces))
+        .routes(routes!(llm::ingest_events))
+        .routes(routes!(llm::usage))
+        .routes(routes!(llm::conversation))
+        .routes(routes!(llm::get_budget, llm::put_budget))
+        .routes(routes!(llm::get_prices, llm::put_prices))
+        .routes(routes!(llm::tenant_metrics))
 }

@@ -14,6 +14,8 @@ pub(crate) fn service_for(endpoint: &str) -> &'static str {
         ("/api/v1/flags", "flags"),
         ("/api/v1/experiments", "flags"),
         ("/ofrep/", "flags"),
+        ("/api/v1/llm/", "llm"),
+        ("/v1/traces", "llm"),
     ];
     OWNERS
         .iter()

@@ -8,6 +8,12 @@ use store::{Backend, Scope};
 
 use crate::TestApp;
 
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 /// Every operation in the OpenAPI document that requires a key.
 fn secured_operations(doc: &serde_json::Value) -> Vec<(Method, String)> {
     let mut ops = Vec::new();
@@ -64,6 +70,21 @@ async fn isolation(backend: Backend) {
         )
         .await;
     assert_eq!(a_experiment.status, 201, "{}", a_experiment.text());
+    // An LLM conversation of A's, with a model call.
+    let a_llm = app
+        .call(
+            Method::POST,
+            "/api/v1/llm/events",
+            Some(&ka.secret),
+            Some(json!([{
+                "type": "model_call", "id": "a-call", "time": server::rfc3339_ms(now_ms()),
+                "provider": "acme", "model": "a-model", "operation": "chat",
+                "conversation_id": "a-conversation", "duration_ms": 5,
+                "input_tokens": 913579, "output_tokens": 1
+            }])),
+        )
+        .await;
+    assert_eq!(a_llm.status, 200, "{}", a_llm.text());
     let doc = app.get("/openapi.json", None).await.json();
 
     for (method, template) in secured_operations(&doc) {
@@ -76,6 +97,10 @@ async fn isolation(backend: Backend) {
             t if t.contains("{key_id}") => (t.replace("{key_id}", &ka.info.id), Expect::NotFound),
             t if t.contains("{user_id}") => (t.replace("{user_id}", a_user), Expect::NotFound),
             t if t.contains("/flags/{key}") => (t.replace("{key}", "a-flag"), Expect::NotFound),
+            t if t.starts_with("/api/v1/llm/conversations/{id}") => (
+                t.replace("{id}", "a-conversation"),
+                Expect::NotFound,
+            ),
             t if t.contains("{segment}") => (
                 t.replace("{segment}", "Highly_Sensitive"),
                 Expect::OwnDataOnly,
@@ -109,6 +134,13 @@ async fn isolation(backend: Backend) {
                 Some(json!({"events": [{"user": "b-own-user", "metric": "checkout"}]}))
             }
             ("POST", t) if t.starts_with("/api/v1/experiments/{key}/") => None,
+            ("POST", "/v1/traces") => Some(json!({"resourceSpans": []})),
+            ("POST", "/api/v1/llm/events") => Some(json!([{
+                "type": "conversation_started", "id": "b-own", "time": server::rfc3339_ms(now_ms()),
+                "conversation_id": "b-conversation", "channel": "web"
+            }])),
+            ("PUT", "/api/v1/llm/budget") => Some(json!({"monthly_usd": 5.0})),
+            ("PUT", "/api/v1/llm/prices") => Some(json!({"use_defaults": true})),
             ("POST", t) => panic!("add an isolation request body for POST {t}"),
             _ => None,
         };
@@ -116,11 +148,19 @@ async fn isolation(backend: Backend) {
         // A problem's `instance` is the path without the query.
         let instance = path.split('?').next().unwrap_or_default();
         let anonymous = app.call(method.clone(), &path, None, body.clone()).await;
-        anonymous.assert_problem(401, "unauthorized", instance);
         let garbage = app
             .call(method.clone(), &path, Some("sbx_not-a-key"), body.clone())
             .await;
-        garbage.assert_problem(401, "unauthorized", instance);
+        if template == "/v1/traces" {
+            // OTLP/HTTP answers errors with a google.rpc.Status in the request's encoding.
+            for reply in [&anonymous, &garbage] {
+                assert_eq!(reply.status, 401, "{}", reply.text());
+                assert_eq!(reply.json()["code"], 16, "{}", reply.text());
+            }
+        } else {
+            anonymous.assert_problem(401, "unauthorized", instance);
+            garbage.assert_problem(401, "unauthorized", instance);
+        }
 
         let as_b = app
             .call(method.clone(), &path, Some(&kb.secret), body.clone())
@@ -135,6 +175,10 @@ async fn isolation(backend: Backend) {
         assert!(
             public_numbers || !text.contains(A_CONSTANT_TEXT),
             "{method} {template} leaked A's profile: {text}"
+        );
+        assert!(
+            !text.contains("913579") && !text.contains("a-model"),
+            "{method} {template} leaked A's model calls: {text}"
         );
         match expect {
             Expect::NotFound => {

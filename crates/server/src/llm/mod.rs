@@ -1,0 +1,361 @@
+//! `LlmService`: LLM and chatbot observability's use cases, once, for the routes
+//! (`/v1/traces`, `/api/v1/llm/*`), the CLI and periodic jobs.
+//!
+//! Ingest is one path whatever the source (OTLP spans or the JSON event API): validated events →
+//! priced with the tenant's [`llm::price::Pricing`] → stored in one transaction (a repeated id
+//! changes nothing) → counted in the metrics, for newly stored events only → the month's spend
+//! checked against the tenant's budget, each threshold crossing recorded once per period in the
+//! store (so a restart or a second replica records nothing twice) and logged once.
+//!
+//! Reads: usage (from the store's daily rollups, or raw calls when grouped by conversation)
+//! behind a response cache whose key is the authenticated tenant, dropped for that tenant on
+//! every ingest so a read after a write is exact; conversation timelines; budgets; prices.
+
+pub mod otlp;
+pub mod usage;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use llm::budget::{self, Period};
+use llm::price::{PriceTable, Pricing};
+use llm::{Cost, LlmEvent};
+use moka::sync::Cache;
+use store::{Store, StoreError};
+use telemetry::Metrics;
+
+pub use usage::{UsageAnswer, UsageQuery};
+
+/// Most events one `POST /api/v1/llm/events` may carry; more is 413.
+pub const DEFAULT_MAX_EVENTS_PER_REQUEST: usize = 10_000;
+/// Most spans one `POST /v1/traces` may carry; more is 413.
+pub const DEFAULT_MAX_SPANS_PER_REQUEST: usize = 50_000;
+/// Largest LLM ingest body (after gzip is undone), in bytes.
+pub const DEFAULT_BODY_LIMIT_BYTES: usize = 8 * 1024 * 1024;
+
+/// LLM observability settings; the binary fills them from flags, env and `[llm]`.
+#[derive(Debug, Clone)]
+pub struct LlmSettings {
+    /// The default price table (shipped, or a file the operator chose).
+    pub default_prices: Arc<PriceTable>,
+    /// Whether default prices apply at all on this server; a tenant can also switch them off
+    /// for itself (`PUT /api/v1/llm/prices`).
+    pub default_prices_enabled: bool,
+    /// Most events in one `POST /api/v1/llm/events`.
+    pub max_events_per_request: usize,
+    /// Most spans in one `POST /v1/traces`.
+    pub max_spans_per_request: usize,
+    /// Largest body of either ingest route, after decompression.
+    pub body_limit_bytes: usize,
+    /// Raw events older than this many days are purged by [`run_llm_retention`] (daily rollups
+    /// stay); `None` keeps everything.
+    pub retention_days: Option<u32>,
+    /// How long a usage answer may be served from the cache. This server drops a tenant's
+    /// answers at once when it ingests for that tenant; ingest through another replica shows
+    /// within this time.
+    pub usage_cache_ttl: Duration,
+}
+
+impl Default for LlmSettings {
+    fn default() -> Self {
+        LlmSettings {
+            default_prices: Arc::new(llm::price::PriceTable::shipped().clone()),
+            default_prices_enabled: true,
+            max_events_per_request: DEFAULT_MAX_EVENTS_PER_REQUEST,
+            max_spans_per_request: DEFAULT_MAX_SPANS_PER_REQUEST,
+            body_limit_bytes: DEFAULT_BODY_LIMIT_BYTES,
+            retention_days: None,
+            usage_cache_ttl: Duration::from_secs(900),
+        }
+    }
+}
+
+/// A tenant's own prices, as stored.
+#[derive(Debug, Clone)]
+pub struct TenantPrices {
+    /// The tenant's overrides (empty when it set none).
+    pub overrides: PriceTable,
+    /// The TOML text the overrides were read from, as the tenant sent it.
+    pub overrides_toml: String,
+    /// Whether the defaults apply to models the overrides do not list.
+    pub use_defaults: bool,
+}
+
+/// What one ingest did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IngestOutcome {
+    /// Stored for the first time.
+    pub stored: usize,
+    /// Already stored (same id): nothing changed.
+    pub duplicates: usize,
+}
+
+/// The use cases. Cheap to share (`Arc` inside `AppState`).
+pub struct LlmService {
+    settings: LlmSettings,
+    prices: Cache<String, Arc<TenantPrices>>,
+    usage: Cache<(String, u64, UsageQuery), Arc<UsageAnswer>>,
+    /// Per tenant, the generation its cached usage answers belong to; bumped on every ingest.
+    generations: Cache<String, u64>,
+    next_generation: AtomicU64,
+}
+
+impl LlmService {
+    pub fn new(settings: LlmSettings) -> LlmService {
+        LlmService {
+            prices: Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(Duration::from_secs(60))
+                .build(),
+            usage: Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(settings.usage_cache_ttl)
+                .build(),
+            generations: Cache::builder().max_capacity(100_000).build(),
+            next_generation: AtomicU64::new(1),
+            settings,
+        }
+    }
+
+    pub fn settings(&self) -> &LlmSettings {
+        &self.settings
+    }
+
+    /// The tenant's prices (cached; dropped on [`LlmService::set_prices`]).
+    pub async fn tenant_prices(
+        &self,
+        store: &Store,
+        tenant_id: &str,
+    ) -> Result<Arc<TenantPrices>, StoreError> {
+        if let Some(p) = self.prices.get(tenant_id) {
+            return Ok(p);
+        }
+        let stored = store.llm_prices(tenant_id).await?;
+        let prices = Arc::new(match stored {
+            None => TenantPrices {
+                overrides: PriceTable::default(),
+                overrides_toml: String::new(),
+                use_defaults: true,
+            },
+            Some(stored) => TenantPrices {
+                // Validated when it was set; a table that no longer parses (a stricter
+                // release) prices nothing rather than failing every ingest.
+                overrides: PriceTable::from_toml(&stored.price_table).unwrap_or_else(|e| {
+                    tracing::warn!(tenant_id, error = %e, "stored price overrides no longer parse; ignoring them");
+                    PriceTable::default()
+                }),
+                overrides_toml: stored.price_table,
+                use_defaults: stored.use_defaults,
+            },
+        });
+        self.prices.insert(tenant_id.to_owned(), prices.clone());
+        Ok(prices)
+    }
+
+    /// Replaces the tenant's price overrides (TOML, the shipped table's format) and its
+    /// defaults switch. The text is validated first: an error names the field.
+    pub async fn set_prices(
+        &self,
+        store: &Store,
+        tenant_id: &str,
+        overrides_toml: &str,
+        use_defaults: bool,
+        now_ms: i64,
+    ) -> Result<Arc<TenantPrices>, PricesError> {
+        let overrides = if overrides_toml.trim().is_empty() {
+            PriceTable::default()
+        } else {
+            PriceTable::from_toml(overrides_toml).map_err(PricesError::Invalid)?
+        };
+        store
+            .set_llm_prices(tenant_id, overrides_toml, use_defaults, now_ms)
+            .await?;
+        let prices = Arc::new(TenantPrices {
+            overrides,
+            overrides_toml: overrides_toml.to_owned(),
+            use_defaults,
+        });
+        self.prices.insert(tenant_id.to_owned(), prices.clone());
+        Ok(prices)
+    }
+
+    /// Prices model calls with the tenant's prices (client costs are kept; they win on read).
+    pub fn price(&self, prices: &TenantPrices, events: &mut [LlmEvent]) {
+        let pricing = Pricing {
+            defaults: &self.settings.default_prices,
+            overrides: &prices.overrides,
+            use_defaults: prices.use_defaults && self.settings.default_prices_enabled,
+        };
+        for event in events {
+            if let LlmEvent::ModelCall(call) = event {
+                call.computed_cost =
+                    pricing.cost(&call.provider, &call.model, call.time_ms, &call.tokens);
+            }
+        }
+    }
+
+    /// The ingest use case: prices, stores in one transaction, records metrics for the
+    /// newly stored events and checks the budget.
+    pub async fn ingest(
+        &self,
+        store: &Store,
+        metrics: &Metrics,
+        tenant_id: &str,
+        mut events: Vec<LlmEvent>,
+        now_ms: i64,
+    ) -> Result<IngestOutcome, StoreError> {
+        if events.is_empty() {
+            return Ok(IngestOutcome::default());
+        }
+        let prices = self.tenant_prices(store, tenant_id).await?;
+        self.price(&prices, &mut events);
+        let inserted = store.insert_llm_batch(tenant_id, &events, now_ms).await?;
+        // Whatever happens next, cached answers for this tenant are stale now.
+        self.invalidate_usage(tenant_id);
+        let mut outcome = IngestOutcome::default();
+        let recorder = metrics.llm();
+        for (event, new) in events.iter().zip(&inserted) {
+            if *new {
+                outcome.stored += 1;
+                recorder.record_event(tenant_id, event);
+            } else {
+                outcome.duplicates += 1;
+            }
+        }
+        let spent_now = events.iter().zip(&inserted).any(|(e, new)| {
+            *new && matches!(e, LlmEvent::ModelCall(c) if c.cost().is_some_and(|c| c > Cost::ZERO))
+        });
+        if spent_now {
+            self.check_budget(store, metrics, tenant_id, now_ms).await?;
+        }
+        Ok(outcome)
+    }
+
+    /// Compares this month's spend with the budget, records thresholds newly crossed (once per
+    /// period, in the store) and updates the budget gauges. Returns the thresholds crossed by
+    /// this call.
+    pub async fn check_budget(
+        &self,
+        store: &Store,
+        metrics: &Metrics,
+        tenant_id: &str,
+        now_ms: i64,
+    ) -> Result<Vec<u8>, StoreError> {
+        let Some(budget) = store.llm_budget(tenant_id).await? else {
+            return Ok(Vec::new());
+        };
+        let period = Period::containing(now_ms);
+        let spent = store
+            .llm_spend(tenant_id, period.start_ms(), period.end_ms())
+            .await?;
+        let reached = budget::reached(budget.monthly, spent, &budget.thresholds);
+        let newly = if reached.is_empty() {
+            Vec::new()
+        } else {
+            store
+                .record_llm_budget_crossings(tenant_id, period, &reached, spent, now_ms)
+                .await?
+        };
+        for threshold in &newly {
+            tracing::warn!(
+                tenant_id,
+                %period,
+                threshold,
+                spent_usd = spent.usd(),
+                budget_usd = budget.monthly.usd(),
+                "LLM budget threshold crossed"
+            );
+        }
+        metrics
+            .llm()
+            .budget(tenant_id, budget.monthly, spent, &newly);
+        Ok(newly)
+    }
+
+    fn invalidate_usage(&self, tenant_id: &str) {
+        let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
+        self.generations.insert(tenant_id.to_owned(), generation);
+    }
+
+    fn generation(&self, tenant_id: &str) -> u64 {
+        // A tenant with no entry (never ingested here, or evicted) gets a fresh generation, so
+        // nothing cached before can match.
+        self.generations
+            .get_with(tenant_id.to_owned(), || {
+                self.next_generation.fetch_add(1, Ordering::Relaxed)
+            })
+    }
+
+    /// Usage of one tenant, from the cache when this server has not ingested for the tenant
+    /// since the answer was computed. The key holds the authenticated tenant only.
+    pub async fn usage(
+        &self,
+        store: &Store,
+        tenant_id: &str,
+        query: &UsageQuery,
+    ) -> Result<Arc<UsageAnswer>, StoreError> {
+        let key = (tenant_id.to_owned(), self.generation(tenant_id), query.clone());
+        if let Some(answer) = self.usage.get(&key) {
+            return Ok(answer);
+        }
+        let answer = Arc::new(usage::compute(store, tenant_id, query).await?);
+        self.usage.insert(key, answer.clone());
+        Ok(answer)
+    }
+
+    /// Deletes raw events older than the retention setting; returns how many went.
+    pub async fn purge(&self, store: &Store, now_ms: i64) -> Result<u64, StoreError> {
+        let Some(days) = self.settings.retention_days else {
+            return Ok(0);
+        };
+        let before_ms = now_ms - i64::from(days) * 86_400_000;
+        store.purge_llm_events(before_ms).await
+    }
+}
+
+/// Why prices could not be set.
+#[derive(Debug, thiserror::Error)]
+pub enum PricesError {
+    #[error(transparent)]
+    Invalid(llm::price::PriceError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Purges raw LLM events past the retention every `interval` until `stopped` resolves (the
+/// daily rollups, budgets and crossings are kept). Does nothing without a retention setting.
+pub async fn run_llm_retention(
+    state: crate::AppState,
+    interval: Duration,
+    stopped: impl std::future::Future<Output = ()>,
+) {
+    if state.llm().settings().retention_days.is_none() {
+        stopped.await;
+        return;
+    }
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let stopped = std::pin::pin!(stopped);
+    let purge = async {
+        loop {
+            ticks.tick().await;
+            match state.llm().purge(state.store(), now_ms()).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(purged = n, "LLM events past the retention purged"),
+                Err(e) => tracing::warn!(error = %e, "LLM retention purge failed; retried next tick"),
+            }
+        }
+    };
+    tokio::select! {
+        () = stopped => {}
+        () = purge => {}
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
