@@ -97,3 +97,79 @@ pub(crate) fn civil_from_days(days: i64) -> (i32, u8, u8) {
     let m = if mp < 10 { mp + 3 } else { mp - 9 } as u8;
     ((y + if m <= 2 { 1 } else { 0 }) as i32, m, d)
 }
+
+/// The thresholds `spent` has reached that are not yet in `already_recorded`, lowest first:
+/// what to record (once) now.
+///
+/// ```
+/// use llm::budget::newly_crossed;
+/// use llm::Cost;
+/// let budget = Cost::from_picodollars(100);
+/// assert_eq!(newly_crossed(budget, Cost::from_picodollars(85), &[50, 80, 100], &[50]), [80]);
+/// assert!(newly_crossed(budget, Cost::from_picodollars(85), &[50, 80, 100], &[50, 80]).is_empty());
+/// ```
+pub fn newly_crossed(
+    budget: Cost,
+    spent: Cost,
+    thresholds: &[u8],
+    already_recorded: &[u8],
+) -> Vec<u8> {
+    let mut out = reached(budget, spent, thresholds);
+    out.retain(|t| !already_recorded.contains(t));
+    out
+}
+
+/// A tenant's monthly budget.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Budget {
+    /// The amount per calendar month (UTC).
+    pub monthly: Cost,
+    /// Percentages of `monthly`, ascending, without repeats, each 1 to 255.
+    pub thresholds: Vec<u8>,
+}
+
+/// Why a budget was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct BudgetError {
+    pub field: String,
+    pub reason: String,
+}
+
+impl Budget {
+    /// A budget with `thresholds` sorted and deduplicated; an empty list means
+    /// [`DEFAULT_THRESHOLDS`]. Thresholds are percentages from 1 to 255 (the `u8` the
+    /// store and metrics use; above 100 % warns of an overrun).
+    ///
+    /// ```
+    /// use llm::budget::Budget;
+    /// use llm::Cost;
+    /// let b = Budget::new(Cost::parse_usd("500").unwrap(), vec![100, 50, 50]).unwrap();
+    /// assert_eq!(b.thresholds, [50, 100]);
+    /// assert_eq!(Budget::new(Cost::ZERO, vec![0]).unwrap_err().field, "thresholds[0]");
+    /// ```
+    pub fn new(monthly: Cost, thresholds: Vec<u8>) -> Result<Budget, BudgetError> {
+        if let Some(i) = thresholds.iter().position(|t| *t == 0) {
+            return Err(BudgetError {
+                field: format!("thresholds[{i}]"),
+                reason: "must be a percentage from 1 to 255".into(),
+            });
+        }
+        let mut thresholds = if thresholds.is_empty() {
+            DEFAULT_THRESHOLDS.to_vec()
+        } else {
+            thresholds
+        };
+        thresholds.sort_unstable();
+        thresholds.dedup();
+        Ok(Budget {
+            monthly,
+            thresholds,
+        })
+    }
+
+    /// The thresholds `spent` reaches that are not in `already_recorded`.
+    pub fn newly_crossed(&self, spent: Cost, already_recorded: &[u8]) -> Vec<u8> {
+        newly_crossed(self.monthly, spent, &self.thresholds, already_recorded)
+    }
+}

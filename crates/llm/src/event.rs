@@ -194,3 +194,543 @@ pub struct EventError {
     /// What is wrong with it.
     pub reason: String,
 }
+
+impl EventError {
+    /// An error about `field`.
+    pub fn new(field: impl Into<String>, reason: impl Into<String>) -> EventError {
+        EventError {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Bounds shared by the event API and the OpenTelemetry reader.
+
+/// How far in the future an event may be (clock skew), in milliseconds: 5 minutes.
+pub const MAX_FUTURE_MS: i64 = 5 * 60 * 1000;
+/// How old an event may be, in milliseconds: 400 days (a year of history plus slack).
+pub const MAX_AGE_MS: i64 = 400 * 86_400_000;
+/// The longest duration accepted, in milliseconds: a day.
+pub const MAX_DURATION_MS: u64 = 86_400_000;
+/// The largest token count accepted in any one field of one call.
+pub const MAX_TOKENS: u64 = 100_000_000;
+/// The longest id or label, in bytes.
+pub const MAX_LABEL_LEN: usize = 128;
+
+/// Checks a label-like string (provider, model, channel, …): 1 to 128 characters of
+/// `A-Z a-z 0-9 _ . : / @ + -`.
+///
+/// ```
+/// use llm::event::check_label;
+/// assert!(check_label("gpt-4o-2024-08-06").is_ok());
+/// assert!(check_label("anthropic.claude-3-5-sonnet-20240620-v1:0").is_ok());
+/// assert!(check_label("gpt 4o").is_err());
+/// ```
+pub fn check_label(value: &str) -> Result<(), String> {
+    if value.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if value.len() > MAX_LABEL_LEN {
+        return Err(format!("is longer than {MAX_LABEL_LEN} characters"));
+    }
+    if let Some(c) = value
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "_.:/@+-".contains(*c)))
+    {
+        return Err(format!(
+            "contains {c:?}; allowed are letters, digits and _ . : / @ + -"
+        ));
+    }
+    Ok(())
+}
+
+/// Checks an id (event id, conversation id, integration id): 1 to 128 printable ASCII
+/// characters, no spaces.
+pub fn check_id(value: &str) -> Result<(), String> {
+    if value.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if value.len() > MAX_LABEL_LEN {
+        return Err(format!("is longer than {MAX_LABEL_LEN} characters"));
+    }
+    if let Some(c) = value.chars().find(|c| !c.is_ascii_graphic()) {
+        return Err(format!(
+            "contains {c:?}; allowed are printable ASCII characters without spaces"
+        ));
+    }
+    Ok(())
+}
+
+/// Checks that an event time is neither more than [`MAX_FUTURE_MS`] ahead of `now_ms` nor
+/// more than [`MAX_AGE_MS`] behind it.
+pub fn check_time(time_ms: i64, now_ms: i64) -> Result<(), String> {
+    if time_ms > now_ms.saturating_add(MAX_FUTURE_MS) {
+        return Err("is more than 5 minutes in the future".into());
+    }
+    if time_ms < now_ms.saturating_sub(MAX_AGE_MS) {
+        return Err("is more than 400 days in the past".into());
+    }
+    Ok(())
+}
+
+/// Checks a token count against [`MAX_TOKENS`].
+pub fn check_tokens(count: u64) -> Result<u64, String> {
+    if count > MAX_TOKENS {
+        return Err(format!("{count} is over the limit of {MAX_TOKENS} tokens"));
+    }
+    Ok(count)
+}
+
+/// Reads an RFC 3339 timestamp as Unix milliseconds (sub-millisecond digits truncated
+/// toward the past).
+///
+/// ```
+/// use llm::event::parse_rfc3339_ms;
+/// assert_eq!(parse_rfc3339_ms("2025-12-04T00:00:00.5Z"), Ok(1_764_806_400_500));
+/// assert_eq!(parse_rfc3339_ms("2025-12-04T01:00:00+01:00"), Ok(1_764_806_400_000));
+/// assert!(parse_rfc3339_ms("2025-12-04 00:00").is_err());
+/// ```
+pub fn parse_rfc3339_ms(text: &str) -> Result<i64, String> {
+    let t = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map_err(|_| {
+            "must be an RFC 3339 timestamp such as 2025-12-04T10:15:30.123Z".to_string()
+        })?;
+    let ms = t.unix_timestamp_nanos().div_euclid(1_000_000);
+    i64::try_from(ms).map_err(|_| "is out of range".to_string())
+}
+
+// ---------------------------------------------------------------------------------------
+// The wire format of `POST /api/v1/llm/events` (JSON objects, one per NDJSON line).
+
+/// One event as a client sends it to `POST /api/v1/llm/events`, before validation.
+///
+/// Common fields: `type`, `id` (1 to 128 printable ASCII characters without spaces; a
+/// repeated id is stored once) and `time` (RFC 3339, at most 5 minutes ahead and 400 days
+/// back). Unknown fields are refused. [`validate`] turns it into an [`LlmEvent`].
+///
+/// ```
+/// use llm::event::{validate, WireEvent};
+/// let wire: WireEvent = serde_json::from_str(r#"{"type": "model_call", "id": "c-1",
+///   "time": "2025-12-04T10:00:00Z", "provider": "openai", "model": "gpt-4o",
+///   "operation": "chat", "duration_ms": 812.5, "input_tokens": 1200,
+///   "cache_read_tokens": 1000, "output_tokens": 300, "reasoning_tokens": 100}"#).unwrap();
+/// let now = 1_764_842_400_000; // 2025-12-04T10:00:00Z
+/// let llm::LlmEvent::ModelCall(call) = validate(wire, now).unwrap() else { panic!() };
+/// assert_eq!(call.tokens.input, 200); // 1,200 inclusive − 1,000 cache reads
+/// assert_eq!(call.tokens.output, 200); // 300 inclusive − 100 reasoning
+/// assert_eq!(call.duration_us, 812_500);
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum WireEvent {
+    ModelCall(WireModelCall),
+    ConversationStarted(WireConversationStarted),
+    ConversationCompleted(WireConversationCompleted),
+    MessageProcessed(WireMessageProcessed),
+    IntegrationCall(WireIntegrationCall),
+}
+
+/// The `type` values of [`WireEvent`].
+pub const WIRE_EVENT_TYPES: [&str; 5] = [
+    "model_call",
+    "conversation_started",
+    "conversation_completed",
+    "message_processed",
+    "integration_call",
+];
+
+/// `"type": "model_call"`. Token counts are **inclusive**, as OpenTelemetry and the
+/// providers report them: `input_tokens` includes `cache_read_tokens` and
+/// `cache_write_tokens`, `output_tokens` includes `reasoning_tokens`. Each count is at most
+/// [`MAX_TOKENS`]. `status` defaults to `"error"` when `error_type` is given, else
+/// `"success"`. `cost_usd`, when given, is the client's cost and wins over the computed one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WireModelCall {
+    pub id: String,
+    pub time: String,
+    pub provider: String,
+    pub model: String,
+    pub operation: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation_id: Option<String>,
+    pub duration_ms: serde_json::Number,
+    pub input_tokens: serde_json::Number,
+    pub output_tokens: serde_json::Number,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_read_tokens: Option<serde_json::Number>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_write_tokens: Option<serde_json::Number>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning_tokens: Option<serde_json::Number>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<serde_json::Number>,
+}
+
+/// `"type": "conversation_started"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WireConversationStarted {
+    pub id: String,
+    pub time: String,
+    pub conversation_id: String,
+    pub channel: String,
+}
+
+/// `"type": "conversation_completed"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WireConversationCompleted {
+    pub id: String,
+    pub time: String,
+    pub conversation_id: String,
+    pub channel: String,
+    pub resolution_status: String,
+}
+
+/// `"type": "message_processed"`; `direction` is `"inbound"` or `"outbound"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WireMessageProcessed {
+    pub id: String,
+    pub time: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation_id: Option<String>,
+    pub channel: String,
+    pub direction: String,
+    pub message_type: String,
+}
+
+/// `"type": "integration_call"`; `status` is `"success"` or `"error"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WireIntegrationCall {
+    pub id: String,
+    pub time: String,
+    pub integration_id: String,
+    pub integration_type: String,
+    pub status: String,
+    pub duration_ms: serde_json::Number,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation_id: Option<String>,
+}
+
+fn field_err(field: &str) -> impl Fn(String) -> EventError + '_ {
+    move |reason| EventError::new(field, reason)
+}
+
+fn label(field: &str, value: String) -> Result<String, EventError> {
+    check_label(&value).map_err(field_err(field))?;
+    Ok(value)
+}
+
+fn ident(field: &str, value: String) -> Result<String, EventError> {
+    check_id(&value).map_err(field_err(field))?;
+    Ok(value)
+}
+
+fn opt_ident(field: &str, value: Option<String>) -> Result<Option<String>, EventError> {
+    value.map(|v| ident(field, v)).transpose()
+}
+
+fn event_time(text: &str, now_ms: i64) -> Result<i64, EventError> {
+    let ms = parse_rfc3339_ms(text).map_err(field_err("time"))?;
+    check_time(ms, now_ms).map_err(field_err("time"))?;
+    Ok(ms)
+}
+
+fn tokens(field: &str, n: Option<&serde_json::Number>) -> Result<u64, EventError> {
+    let Some(n) = n else { return Ok(0) };
+    let count = match n.as_u64() {
+        Some(c) => c,
+        None if n.as_i64().is_some_and(|i| i < 0) || n.as_f64().is_some_and(|f| f < 0.0) => {
+            return Err(EventError::new(field, format!("{n} is negative")))
+        }
+        None => {
+            return Err(EventError::new(
+                field,
+                format!("{n} is not a whole number of tokens"),
+            ))
+        }
+    };
+    check_tokens(count).map_err(field_err(field))
+}
+
+/// Milliseconds (fractions allowed) as whole microseconds.
+fn duration_us(field: &str, n: &serde_json::Number) -> Result<u64, EventError> {
+    let too_long = || {
+        EventError::new(
+            field,
+            format!("{n} ms is longer than {MAX_DURATION_MS} ms (a day)"),
+        )
+    };
+    if let Some(ms) = n.as_u64() {
+        if ms > MAX_DURATION_MS {
+            return Err(too_long());
+        }
+        return Ok(ms * 1000);
+    }
+    match n.as_f64() {
+        Some(ms) if ms.is_finite() && ms >= 0.0 => {
+            if ms > MAX_DURATION_MS as f64 {
+                return Err(too_long());
+            }
+            Ok((ms * 1000.0).round() as u64)
+        }
+        _ => Err(EventError::new(
+            field,
+            format!("{n} is negative or not a number"),
+        )),
+    }
+}
+
+fn call_status(field: &str, value: &str) -> Result<CallStatus, EventError> {
+    match value {
+        "success" => Ok(CallStatus::Success),
+        "error" => Ok(CallStatus::Error),
+        other => Err(EventError::new(
+            field,
+            format!("{other:?} is not one of \"success\", \"error\""),
+        )),
+    }
+}
+
+/// The operation named `name`, or an error listing the allowed names.
+pub fn parse_operation(field: &str, name: &str) -> Result<Operation, EventError> {
+    Operation::parse(name).ok_or_else(|| {
+        let allowed: Vec<&str> = Operation::ALL.iter().map(|o| o.as_str()).collect();
+        EventError::new(
+            field,
+            format!(
+                "{name:?} is not a GenAI operation; allowed: {}",
+                allowed.join(", ")
+            ),
+        )
+    })
+}
+
+/// Validates a wire event at server time `now_ms` (Unix ms), naming the wire field at fault.
+/// The provider name is stored in its canonical spelling ([`crate::provider::canonical`]);
+/// the computed cost is left to the caller (it needs the tenant's prices).
+pub fn validate(wire: WireEvent, now_ms: i64) -> Result<LlmEvent, EventError> {
+    Ok(match wire {
+        WireEvent::ModelCall(w) => {
+            let id = ident("id", w.id)?;
+            let time_ms = event_time(&w.time, now_ms)?;
+            let provider = label("provider", w.provider)?;
+            let provider = crate::provider::canonical(&provider).into_owned();
+            let model = label("model", w.model)?;
+            let operation = parse_operation("operation", &w.operation)?;
+            let conversation_id = opt_ident("conversation_id", w.conversation_id)?;
+            let duration_us = duration_us("duration_ms", &w.duration_ms)?;
+            let input = tokens("input_tokens", Some(&w.input_tokens))?;
+            let output = tokens("output_tokens", Some(&w.output_tokens))?;
+            let cache_read = tokens("cache_read_tokens", w.cache_read_tokens.as_ref())?;
+            let cache_write = tokens("cache_write_tokens", w.cache_write_tokens.as_ref())?;
+            let reasoning = tokens("reasoning_tokens", w.reasoning_tokens.as_ref())?;
+            let tokens =
+                inclusive_to_exclusive(input, output, cache_read, cache_write, reasoning, WIRE)?;
+            let error_type = w.error_type.map(|e| label("error_type", e)).transpose()?;
+            let status = match (w.status.as_deref(), &error_type) {
+                (None, None) => CallStatus::Success,
+                (None, Some(_)) => CallStatus::Error,
+                (Some(s), _) => call_status("status", s)?,
+            };
+            if status == CallStatus::Success && error_type.is_some() {
+                return Err(EventError::new(
+                    "error_type",
+                    "is only for calls with status \"error\"",
+                ));
+            }
+            let client_cost = w
+                .cost_usd
+                .map(|n| match n.as_f64() {
+                    Some(usd) => Cost::from_usd(usd)
+                        .map_err(|e| EventError::new("cost_usd", format!("{n}: {e}"))),
+                    None => Err(EventError::new("cost_usd", "must be a number")),
+                })
+                .transpose()?;
+            LlmEvent::ModelCall(ModelCall {
+                id,
+                time_ms,
+                provider,
+                model,
+                operation,
+                conversation_id,
+                duration_us,
+                tokens,
+                status,
+                error_type,
+                client_cost,
+                computed_cost: None,
+            })
+        }
+        WireEvent::ConversationStarted(w) => LlmEvent::ConversationStarted(ConversationStarted {
+            id: ident("id", w.id)?,
+            time_ms: event_time(&w.time, now_ms)?,
+            conversation_id: ident("conversation_id", w.conversation_id)?,
+            channel: label("channel", w.channel)?,
+        }),
+        WireEvent::ConversationCompleted(w) => {
+            LlmEvent::ConversationCompleted(ConversationCompleted {
+                id: ident("id", w.id)?,
+                time_ms: event_time(&w.time, now_ms)?,
+                conversation_id: ident("conversation_id", w.conversation_id)?,
+                channel: label("channel", w.channel)?,
+                resolution_status: label("resolution_status", w.resolution_status)?,
+            })
+        }
+        WireEvent::MessageProcessed(w) => LlmEvent::MessageProcessed(MessageProcessed {
+            id: ident("id", w.id)?,
+            time_ms: event_time(&w.time, now_ms)?,
+            conversation_id: opt_ident("conversation_id", w.conversation_id)?,
+            channel: label("channel", w.channel)?,
+            direction: match w.direction.as_str() {
+                "inbound" => Direction::Inbound,
+                "outbound" => Direction::Outbound,
+                other => {
+                    return Err(EventError::new(
+                        "direction",
+                        format!("{other:?} is not one of \"inbound\", \"outbound\""),
+                    ))
+                }
+            },
+            message_type: label("message_type", w.message_type)?,
+        }),
+        WireEvent::IntegrationCall(w) => LlmEvent::IntegrationCall(IntegrationCall {
+            id: ident("id", w.id)?,
+            time_ms: event_time(&w.time, now_ms)?,
+            conversation_id: opt_ident("conversation_id", w.conversation_id)?,
+            integration_id: ident("integration_id", w.integration_id)?,
+            integration_type: label("integration_type", w.integration_type)?,
+            status: call_status("status", &w.status)?,
+            duration_us: duration_us("duration_ms", &w.duration_ms)?,
+        }),
+    })
+}
+
+/// Field names of the token counts, for errors: the event API's or the span attributes'.
+pub(crate) struct TokenFields {
+    pub input: &'static str,
+    pub output: &'static str,
+    pub cache_read: &'static str,
+    pub cache_write: &'static str,
+    pub reasoning: &'static str,
+}
+
+const WIRE: TokenFields = TokenFields {
+    input: "input_tokens",
+    output: "output_tokens",
+    cache_read: "cache_read_tokens",
+    cache_write: "cache_write_tokens",
+    reasoning: "reasoning_tokens",
+};
+
+/// Inclusive counts to exclusive ones, with an error naming the part larger than its whole.
+pub(crate) fn inclusive_to_exclusive(
+    input: u64,
+    output: u64,
+    cache_read: u64,
+    cache_write: u64,
+    reasoning: u64,
+    names: TokenFields,
+) -> Result<TokenCounts, EventError> {
+    TokenCounts::from_inclusive(input, output, cache_read, cache_write, reasoning).ok_or_else(
+        || {
+            if reasoning > output {
+                EventError::new(
+                    names.reasoning,
+                    format!(
+                        "{reasoning} is more than {} ({output}), which includes it",
+                        names.output
+                    ),
+                )
+            } else {
+                let field = if cache_write > 0 && cache_read <= input {
+                    names.cache_write
+                } else {
+                    names.cache_read
+                };
+                EventError::new(
+                    field,
+                    format!(
+                        "{} + {} ({cache_read} + {cache_write}) is more than {} ({input}), which includes them",
+                        names.cache_read, names.cache_write, names.input
+                    ),
+                )
+            }
+        },
+    )
+}
+
+/// Reads one JSON event (an object) with field-named errors, including for fields of the
+/// wrong type, which plain `serde_json` reports without a name.
+///
+/// ```
+/// use llm::event::parse_json_event;
+/// let err = parse_json_event(r#"{"type": "model_call", "input_tokens": "many"}"#).unwrap_err();
+/// assert_eq!(err.field, "input_tokens");
+/// let err = parse_json_event(r#"{"type": "model_cal"}"#).unwrap_err();
+/// assert_eq!(err.field, "type");
+/// ```
+pub fn parse_json_event(text: &str) -> Result<WireEvent, EventError> {
+    let value: serde_json::Value = serde_json::from_str(text)
+        .map_err(|e| EventError::new("", format!("invalid JSON: {e}")))?;
+    wire_from_value(value)
+}
+
+/// [`parse_json_event`] over an already parsed JSON value (e.g. an element of a JSON array).
+pub fn wire_from_value(value: serde_json::Value) -> Result<WireEvent, EventError> {
+    let serde_json::Value::Object(mut map) = value else {
+        return Err(EventError::new("", "an event must be a JSON object"));
+    };
+    let kind = match map.remove("type") {
+        Some(serde_json::Value::String(s)) => s,
+        Some(_) => return Err(EventError::new("type", "must be a string")),
+        None => {
+            return Err(EventError::new(
+                "type",
+                format!("is required; one of {}", WIRE_EVENT_TYPES.join(", ")),
+            ))
+        }
+    };
+    let rest = serde_json::Value::Object(map);
+    fn typed<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T, EventError> {
+        serde_path_to_error::deserialize(value).map_err(|e| {
+            let field = e.path().to_string();
+            let inner = e.into_inner().to_string();
+            // Missing and unknown fields are reported at the object itself, with the name in
+            // the message: pull the name out so the error names it.
+            let named = inner.split('`').nth(1).filter(|_| {
+                inner.starts_with("missing field") || inner.starts_with("unknown field")
+            });
+            let field = match (field.as_str(), named) {
+                ("." | "", Some(name)) => name.to_string(),
+                _ => field,
+            };
+            EventError::new(field, inner)
+        })
+    }
+    Ok(match kind.as_str() {
+        "model_call" => WireEvent::ModelCall(typed(rest)?),
+        "conversation_started" => WireEvent::ConversationStarted(typed(rest)?),
+        "conversation_completed" => WireEvent::ConversationCompleted(typed(rest)?),
+        "message_processed" => WireEvent::MessageProcessed(typed(rest)?),
+        "integration_call" => WireEvent::IntegrationCall(typed(rest)?),
+        other => {
+            return Err(EventError::new(
+                "type",
+                format!(
+                    "{other:?} is not an event type; one of {}",
+                    WIRE_EVENT_TYPES.join(", ")
+                ),
+            ))
+        }
+    })
+}

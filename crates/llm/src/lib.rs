@@ -18,14 +18,15 @@ pub mod event;
 pub mod genai;
 pub mod latency;
 pub mod price;
+pub mod provider;
 pub mod usage;
 
 mod cost;
 mod tokens;
 
-pub use cost::{Cost, CostError};
+pub use cost::{Cost, CostError, DecimalError};
 pub use event::{
-    CallStatus, ConversationCompleted, ConversationStarted, EventError, IntegrationCall, LlmEvent,
-    MessageProcessed, ModelCall, Operation,
+    CallStatus, ConversationCompleted, ConversationStarted, Direction, EventError, IntegrationCall,
+    LlmEvent, MessageProcessed, ModelCall, Operation, WireEvent,
 };
 pub use tokens::{TokenCounts, TokenType};

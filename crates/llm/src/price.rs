@@ -1,13 +1,87 @@
 //! Versioned price tables and exact cost.
 //!
-//! (H1 fills in: the TOML format, the shipped table, lookup by provider/model/date with
-//! long-context tiers, per-tenant overrides, and the fallbacks, all documented here.)
+//! # The TOML format
+//!
+//! ```toml
+//! version = "2025-12-04"            # required: names the table in `GET /api/v1/llm/prices`
+//!
+//! [[prices]]
+//! provider = "openai"               # a gen_ai.provider.name value (old spellings accepted)
+//! model = "gpt-4o"
+//! effective_from = "2024-10-01"     # UTC day the price starts to apply
+//! input = "2.50"                    # USD per million tokens
+//! output = "10.00"
+//! cache_read = "1.25"               # optional
+//! # cache_write = "…"               # optional
+//! # reasoning = "…"                 # optional
+//!
+//! [[prices.tiers]]                  # optional long-context tiers
+//! above_input_tokens = 200_000
+//! input = "5.00"
+//! output = "20.00"
+//! ```
+//!
+//! Prices are USD per million tokens, written as decimal strings (`"2.50"`) or TOML numbers
+//! (`2.5`, `3`), and read **exactly** into micro-dollars per million tokens, which is
+//! picodollars per token: a price with more than 6 decimals is refused, never rounded. A
+//! price above [`MAX_PRICE_USD_PER_MILLION`] is refused as a typo. Unknown keys, a missing
+//! `input` or `output`, a duplicate `(provider, model, effective_from)`, a malformed date
+//! and tiers not in ascending order are refused; every [`PriceError`] names the field
+//! (`prices[3].input`, indexes from 0).
+//!
+//! The same shape in JSON (prices as strings or numbers) is what the API accepts for a
+//! tenant's overrides ([`PriceTable::from_json`], or `serde::Deserialize`) and what it shows
+//! (`serde::Serialize`, prices as decimal strings): a table serialised and read back is the
+//! same table.
+//!
+//! # Which price applies
+//!
+//! [`PriceTable::lookup`] normalises the provider name ([`crate::provider::canonical`]),
+//! then matches the model exactly or, failing that, takes the longest table model that the
+//! call's model extends with `-` and a dated version (`gpt-4o-2024-08-06` → `gpt-4o`,
+//! `claude-sonnet-4-20250514` → `claude-sonnet-4`, `mistral-large-2411` → `mistral-large`,
+//! `…-latest`, `…-v1:0`). A suffix that is not a date or version (`gpt-4o-mini` is not
+//! `gpt-4o`, `claude-opus-4-5` is not `claude-opus-4`) never matches. Among that model's
+//! entries the one with the latest `effective_from` on or before the call's day applies.
+//!
+//! [`Pricing::cost`] looks in the tenant's overrides first, then in the defaults unless the
+//! tenant switched them off. A call with no applicable price has no cost (`None`): never
+//! guessed.
+//!
+//! # How a call is priced
+//!
+//! Each exclusive token type is multiplied by its rate, in integers (`u128`, no float).
+//! A missing `cache_read` or `cache_write` rate bills those tokens at the `input` rate, and a
+//! missing `reasoning` rate bills reasoning at the `output` rate: that is how providers
+//! without separate prices bill them (OpenAI, for one, bills reasoning as output). When the
+//! call's whole prompt (`input + cache_read + cache_write`) is above a tier's
+//! `above_input_tokens`, the **whole call** is priced at that tier's rates (the highest such
+//! tier), as Google and Anthropic bill long context.
 
-use crate::{Cost, TokenCounts};
+use std::collections::HashSet;
+
+use serde::{Deserialize, Serialize};
+
+use crate::cost::{format_decimal, parse_decimal};
+use crate::{provider, Cost, TokenCounts};
+
+/// The shipped default price table, in the TOML format above.
+pub const SHIPPED_PRICES_TOML: &str = include_str!("../prices.toml");
+
+/// The largest accepted price, USD per million tokens (prices above are typos).
+pub const MAX_PRICE_USD_PER_MILLION: u64 = 10_000;
+/// At most this many tiers per entry.
+pub const MAX_TIERS: usize = 16;
+/// At most this many entries per table.
+pub const MAX_ENTRIES: usize = 10_000;
+
+const MICROS: u64 = 1_000_000;
+const MAX_PRICE_MICROS: u64 = MAX_PRICE_USD_PER_MILLION * MICROS;
+const DAY_MS: i64 = 86_400_000;
 
 /// Prices of one model from a date on, in micro-dollars per million tokens (= picodollars per
 /// token).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelPrice {
     pub provider: String,
     pub model: String,
@@ -19,7 +93,7 @@ pub struct ModelPrice {
 }
 
 /// Per-token-type prices in micro-dollars per million tokens.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Rates {
     pub input: u64,
     pub output: u64,
@@ -29,14 +103,14 @@ pub struct Rates {
 }
 
 /// Prices that replace the base rates when a call's prompt is longer than a threshold.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Tier {
     pub above_input_tokens: u64,
     pub rates: Rates,
 }
 
 /// A price table: a version string and its entries.
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct PriceTable {
     pub version: String,
     pub prices: Vec<ModelPrice>,
@@ -50,16 +124,261 @@ pub struct PriceError {
     pub reason: String,
 }
 
-impl PriceTable {
-    /// Parses a TOML price table.
-    pub fn from_toml(_text: &str) -> Result<PriceTable, PriceError> {
-        todo!("H1")
+impl PriceError {
+    fn new(field: impl Into<String>, reason: impl Into<String>) -> PriceError {
+        PriceError {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl Rates {
+    /// The cost of `tokens` at these rates, exactly; `None` if it does not fit a [`Cost`].
+    ///
+    /// ```
+    /// use llm::price::Rates;
+    /// use llm::TokenCounts;
+    /// // $2.50 in, $10 out per million; cache reads default to the input rate.
+    /// let rates = Rates { input: 2_500_000, output: 10_000_000, ..Rates::default() };
+    /// let tokens = TokenCounts { input: 1_000, output: 500, cache_read: 200, ..TokenCounts::default() };
+    /// // 1,200 × $2.50/M + 500 × $10/M = $0.003 + $0.005
+    /// assert_eq!(rates.cost(&tokens).unwrap().usd_string(), "0.008");
+    /// ```
+    pub fn cost(&self, tokens: &TokenCounts) -> Option<Cost> {
+        let terms = [
+            (tokens.input, self.input),
+            (tokens.output, self.output),
+            (tokens.cache_read, self.cache_read.unwrap_or(self.input)),
+            (tokens.cache_write, self.cache_write.unwrap_or(self.input)),
+            (tokens.reasoning, self.reasoning.unwrap_or(self.output)),
+        ];
+        let mut sum: u128 = 0;
+        for (count, rate) in terms {
+            // u64 × u64 always fits u128; the sum of five may not.
+            sum = sum.checked_add(count as u128 * rate as u128)?;
+        }
+        u64::try_from(sum).ok().map(Cost::from_picodollars)
+    }
+}
+
+impl ModelPrice {
+    /// The rates for a call whose whole prompt (input + cache read + cache write) has
+    /// `prompt_tokens` tokens: the highest tier it is above, else the base rates.
+    pub fn rates_for(&self, prompt_tokens: u64) -> &Rates {
+        self.tiers
+            .iter()
+            .rev()
+            .find(|t| prompt_tokens > t.above_input_tokens)
+            .map_or(&self.rates, |t| &t.rates)
     }
 
-    /// The price of `provider`/`model` on `time_ms`, if any.
-    pub fn lookup(&self, _provider: &str, _model: &str, _time_ms: i64) -> Option<&ModelPrice> {
-        todo!("H1")
+    /// The cost of a call with these tokens, exactly; `None` only on overflow.
+    pub fn cost(&self, tokens: &TokenCounts) -> Option<Cost> {
+        let prompt = tokens
+            .input
+            .saturating_add(tokens.cache_read)
+            .saturating_add(tokens.cache_write);
+        self.rates_for(prompt).cost(tokens)
     }
+
+    /// `effective_from` as `YYYY-MM-DD`.
+    pub fn effective_from(&self) -> String {
+        format_day(self.effective_from_ms.div_euclid(DAY_MS))
+    }
+}
+
+impl PriceTable {
+    /// Parses a TOML price table (format in the module docs).
+    ///
+    /// ```
+    /// use llm::price::PriceTable;
+    /// let table = PriceTable::from_toml(r#"
+    ///     version = "t1"
+    ///     [[prices]]
+    ///     provider = "openai"
+    ///     model = "gpt-4o"
+    ///     effective_from = "2024-10-01"
+    ///     input = "2.50"
+    ///     output = 10
+    /// "#).unwrap();
+    /// assert_eq!(table.prices[0].rates.input, 2_500_000);
+    ///
+    /// let err = PriceTable::from_toml(r#"
+    ///     version = "t1"
+    ///     [[prices]]
+    ///     provider = "openai"
+    ///     model = "gpt-4o"
+    ///     effective_from = "2024-10-01"
+    ///     input = "2.5000001"
+    ///     output = 10
+    /// "#).unwrap_err();
+    /// assert_eq!(err.field, "prices[0].input");
+    /// ```
+    pub fn from_toml(text: &str) -> Result<PriceTable, PriceError> {
+        let value: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+            PriceError::new("toml", e.message().to_string() + &span_note(text, e.span()))
+        })?;
+        PriceTable::from_value(toml::Value::Table(value))
+    }
+
+    /// Parses the same table written as JSON (the API's shape for a tenant's overrides).
+    ///
+    /// ```
+    /// use llm::price::PriceTable;
+    /// let json = r#"{"version": "acme-1", "prices": [{"provider": "openai",
+    ///   "model": "gpt-4o", "effective_from": "2025-01-01", "input": "2", "output": 8}]}"#;
+    /// let table = PriceTable::from_json(json).unwrap();
+    /// assert_eq!(PriceTable::from_json(&serde_json::to_string(&table).unwrap()).unwrap(), table);
+    /// ```
+    pub fn from_json(text: &str) -> Result<PriceTable, PriceError> {
+        let value: toml::Value =
+            serde_json::from_str(text).map_err(|e| PriceError::new("json", e.to_string()))?;
+        PriceTable::from_value(value)
+    }
+
+    /// The shipped default prices ([`SHIPPED_PRICES_TOML`]).
+    pub fn shipped() -> PriceTable {
+        // The shipped file is checked by a unit test, so this cannot fail in a release.
+        PriceTable::from_toml(SHIPPED_PRICES_TOML)
+            .unwrap_or_else(|e| panic!("the shipped prices.toml is invalid: {e}"))
+    }
+
+    /// Validates a parsed TOML (or JSON) tree.
+    fn from_value(value: toml::Value) -> Result<PriceTable, PriceError> {
+        let toml::Value::Table(mut root) = value else {
+            return Err(PriceError::new("", "must be a table (object)"));
+        };
+        let version = match root.remove("version") {
+            Some(toml::Value::String(v)) => v,
+            Some(_) => return Err(PriceError::new("version", "must be a string")),
+            None => return Err(PriceError::new("version", "is required")),
+        };
+        if version.is_empty()
+            || version.len() > 128
+            || !version.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
+        {
+            return Err(PriceError::new(
+                "version",
+                "must be 1 to 128 printable ASCII characters",
+            ));
+        }
+        let entries = match root.remove("prices") {
+            Some(toml::Value::Array(a)) => a,
+            Some(_) => return Err(PriceError::new("prices", "must be an array of tables")),
+            None => Vec::new(),
+        };
+        if let Some(key) = root.keys().next() {
+            return Err(PriceError::new(
+                key.as_str(),
+                "unknown key (expected version, prices)",
+            ));
+        }
+        if entries.len() > MAX_ENTRIES {
+            return Err(PriceError::new(
+                "prices",
+                format!("more than {MAX_ENTRIES} entries"),
+            ));
+        }
+        let mut prices = Vec::with_capacity(entries.len());
+        let mut seen = HashSet::new();
+        for (i, entry) in entries.into_iter().enumerate() {
+            let at = format!("prices[{i}]");
+            let price = read_entry(&at, entry)?;
+            if !seen.insert((
+                price.provider.clone(),
+                price.model.clone(),
+                price.effective_from_ms,
+            )) {
+                return Err(PriceError::new(
+                    at,
+                    format!(
+                        "duplicate entry for provider {:?}, model {:?}, effective_from {}",
+                        price.provider,
+                        price.model,
+                        price.effective_from()
+                    ),
+                ));
+            }
+            prices.push(price);
+        }
+        Ok(PriceTable { version, prices })
+    }
+
+    /// The price of `provider`/`model` on `time_ms`, if any (rules in the module docs).
+    ///
+    /// ```
+    /// use llm::price::PriceTable;
+    /// let table = PriceTable::shipped();
+    /// let t = 1_764_806_400_000; // 2025-12-04
+    /// let dated = table.lookup("openai", "gpt-4o-2024-08-06", t).unwrap();
+    /// assert_eq!(dated.model, "gpt-4o");
+    /// assert_eq!(table.lookup("openai", "gpt-4o-mini", t).unwrap().model, "gpt-4o-mini");
+    /// assert!(table.lookup("openai", "no-such-model", t).is_none());
+    /// ```
+    pub fn lookup(&self, provider: &str, model: &str, time_ms: i64) -> Option<&ModelPrice> {
+        let canonical = provider::canonical(provider);
+        self.lookup_canonical(&canonical, model, time_ms)
+            .or_else(|| {
+                provider::billing_fallback(&canonical)
+                    .and_then(|fallback| self.lookup_canonical(fallback, model, time_ms))
+            })
+    }
+
+    fn lookup_canonical(&self, provider: &str, model: &str, time_ms: i64) -> Option<&ModelPrice> {
+        let mut exact: Option<&ModelPrice> = None;
+        let mut prefix: Option<&ModelPrice> = None;
+        for entry in &self.prices {
+            if entry.effective_from_ms > time_ms || provider::canonical(&entry.provider) != provider
+            {
+                continue;
+            }
+            if entry.model == model {
+                if exact.is_none_or(|e| entry.effective_from_ms > e.effective_from_ms) {
+                    exact = Some(entry);
+                }
+            } else if is_dated_variant(model, &entry.model) {
+                let better = match prefix {
+                    None => true,
+                    Some(p) => {
+                        entry.model.len() > p.model.len()
+                            || (entry.model.len() == p.model.len()
+                                && entry.effective_from_ms > p.effective_from_ms)
+                    }
+                };
+                if better {
+                    prefix = Some(entry);
+                }
+            }
+        }
+        exact.or(prefix)
+    }
+}
+
+/// Whether `model` is `base` followed by `-` and a dated version: a first part of three or
+/// more digits (`2024`, `20250514`, `2411`, `001`), `latest`, or `v` and digits (`v1:0`,
+/// `v2.1`), then any further parts of digits or versions.
+fn is_dated_variant(model: &str, base: &str) -> bool {
+    let Some(rest) = model.strip_prefix(base).and_then(|r| r.strip_prefix('-')) else {
+        return false;
+    };
+    let is_version = |p: &str| {
+        p.strip_prefix('v').is_some_and(|v| {
+            !v.is_empty()
+                && v.starts_with(|c: char| c.is_ascii_digit())
+                && v.bytes()
+                    .all(|b| b.is_ascii_digit() || b == b':' || b == b'.')
+        })
+    };
+    let digits = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
+    let mut parts = rest.split('-');
+    let first_ok = match parts.next() {
+        Some(first) => {
+            (digits(first) && first.len() >= 3) || first == "latest" || is_version(first)
+        }
+        None => false,
+    };
+    first_ok && parts.all(|p| digits(p) || is_version(p))
 }
 
 /// The prices one tenant pays: its overrides first, then (unless switched off) the defaults.
@@ -71,14 +390,332 @@ pub struct Pricing<'a> {
 }
 
 impl Pricing<'_> {
+    /// The entry that prices a call: the tenant's override, else the default unless
+    /// switched off.
+    pub fn price_for(&self, provider: &str, model: &str, time_ms: i64) -> Option<&ModelPrice> {
+        self.overrides.lookup(provider, model, time_ms).or_else(|| {
+            self.use_defaults
+                .then(|| self.defaults.lookup(provider, model, time_ms))
+                .flatten()
+        })
+    }
+
     /// The cost of a call, or `None` when no price applies (never guessed).
+    ///
+    /// ```
+    /// use llm::price::{PriceTable, Pricing};
+    /// use llm::TokenCounts;
+    /// let defaults = PriceTable::shipped();
+    /// let overrides = PriceTable::default();
+    /// let pricing = Pricing { defaults: &defaults, overrides: &overrides, use_defaults: true };
+    /// let tokens = TokenCounts { input: 1_000_000, output: 1_000_000, ..TokenCounts::default() };
+    /// let cost = pricing.cost("openai", "gpt-4o", 1_764_806_400_000, &tokens).unwrap();
+    /// assert_eq!(cost.usd_string(), "12.50"); // $2.50 + $10.00
+    /// let off = Pricing { use_defaults: false, ..pricing };
+    /// assert_eq!(off.cost("openai", "gpt-4o", 1_764_806_400_000, &tokens), None);
+    /// ```
     pub fn cost(
         &self,
-        _provider: &str,
-        _model: &str,
-        _time_ms: i64,
-        _tokens: &TokenCounts,
+        provider: &str,
+        model: &str,
+        time_ms: i64,
+        tokens: &TokenCounts,
     ) -> Option<Cost> {
-        todo!("H1")
+        self.price_for(provider, model, time_ms)?.cost(tokens)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Reading entries.
+
+fn read_entry(at: &str, value: toml::Value) -> Result<ModelPrice, PriceError> {
+    let toml::Value::Table(mut t) = value else {
+        return Err(PriceError::new(at, "must be a table (object)"));
+    };
+    let provider = take_name(at, &mut t, "provider")?;
+    let provider = provider::canonical(&provider).into_owned();
+    let model = take_name(at, &mut t, "model")?;
+    let effective_from_ms = match t.remove("effective_from") {
+        Some(v) => read_day(&format!("{at}.effective_from"), v)? * DAY_MS,
+        None => {
+            return Err(PriceError::new(
+                format!("{at}.effective_from"),
+                "is required",
+            ))
+        }
+    };
+    let tiers_value = t.remove("tiers");
+    let rates = read_rates(at, &mut t)?;
+    reject_unknown(
+        at,
+        &t,
+        "provider, model, effective_from, input, output, cache_read, cache_write, reasoning, tiers",
+    )?;
+    let tiers = match tiers_value {
+        None => Vec::new(),
+        Some(toml::Value::Array(items)) => {
+            if items.len() > MAX_TIERS {
+                return Err(PriceError::new(
+                    format!("{at}.tiers"),
+                    format!("more than {MAX_TIERS} tiers"),
+                ));
+            }
+            let mut tiers: Vec<Tier> = Vec::with_capacity(items.len());
+            for (j, item) in items.into_iter().enumerate() {
+                let tat = format!("{at}.tiers[{j}]");
+                let toml::Value::Table(mut tt) = item else {
+                    return Err(PriceError::new(tat, "must be a table (object)"));
+                };
+                let above = match tt.remove("above_input_tokens") {
+                    Some(toml::Value::Integer(n)) if n > 0 => n as u64,
+                    Some(_) => {
+                        return Err(PriceError::new(
+                            format!("{tat}.above_input_tokens"),
+                            "must be a positive whole number of tokens",
+                        ))
+                    }
+                    None => {
+                        return Err(PriceError::new(
+                            format!("{tat}.above_input_tokens"),
+                            "is required",
+                        ))
+                    }
+                };
+                let rates = read_rates(&tat, &mut tt)?;
+                reject_unknown(
+                    &tat,
+                    &tt,
+                    "above_input_tokens, input, output, cache_read, cache_write, reasoning",
+                )?;
+                if let Some(prev) = tiers.last() {
+                    if above <= prev.above_input_tokens {
+                        return Err(PriceError::new(
+                            format!("{tat}.above_input_tokens"),
+                            "tiers must have strictly ascending above_input_tokens",
+                        ));
+                    }
+                }
+                tiers.push(Tier {
+                    above_input_tokens: above,
+                    rates,
+                });
+            }
+            tiers
+        }
+        Some(_) => {
+            return Err(PriceError::new(
+                format!("{at}.tiers"),
+                "must be an array of tables",
+            ))
+        }
+    };
+    Ok(ModelPrice {
+        provider,
+        model,
+        effective_from_ms,
+        rates,
+        tiers,
+    })
+}
+
+fn reject_unknown(at: &str, t: &toml::Table, expected: &str) -> Result<(), PriceError> {
+    match t.keys().next() {
+        Some(key) => Err(PriceError::new(
+            format!("{at}.{key}"),
+            format!("unknown key (expected {expected})"),
+        )),
+        None => Ok(()),
+    }
+}
+
+fn take_name(at: &str, t: &mut toml::Table, key: &str) -> Result<String, PriceError> {
+    let field = format!("{at}.{key}");
+    match t.remove(key) {
+        Some(toml::Value::String(s)) => {
+            crate::event::check_label(&s).map_err(|reason| PriceError::new(field, reason))?;
+            Ok(s)
+        }
+        Some(_) => Err(PriceError::new(field, "must be a string")),
+        None => Err(PriceError::new(field, "is required")),
+    }
+}
+
+fn read_rates(at: &str, t: &mut toml::Table) -> Result<Rates, PriceError> {
+    let mut get = |key: &str, required: bool| -> Result<Option<u64>, PriceError> {
+        let field = format!("{at}.{key}");
+        match t.remove(key) {
+            Some(v) => read_price(&field, v).map(Some),
+            None if required => Err(PriceError::new(field, "is required")),
+            None => Ok(None),
+        }
+    };
+    Ok(Rates {
+        input: get("input", true)?.unwrap_or_default(),
+        output: get("output", true)?.unwrap_or_default(),
+        cache_read: get("cache_read", false)?,
+        cache_write: get("cache_write", false)?,
+        reasoning: get("reasoning", false)?,
+    })
+}
+
+/// A price in USD per million tokens, as micro-dollars per million tokens, exactly.
+fn read_price(field: &str, value: toml::Value) -> Result<u64, PriceError> {
+    let text = match value {
+        toml::Value::String(s) => s,
+        toml::Value::Integer(n) => n.to_string(),
+        // Rust prints the shortest decimal that reads back as the same f64, which is the
+        // decimal written in the file for any price with up to 15 significant digits.
+        toml::Value::Float(f) if f.is_finite() => format!("{f}"),
+        _ => {
+            return Err(PriceError::new(
+                field,
+                "must be a decimal string such as \"2.50\" or a number",
+            ))
+        }
+    };
+    parse_decimal(&text, 6, MAX_PRICE_MICROS).map_err(|e| {
+        PriceError::new(
+            field,
+            format!("{text:?} {e} (USD per million tokens; at most 6 decimals)"),
+        )
+    })
+}
+
+/// A `YYYY-MM-DD` day (string, or a TOML local date) as days since 1970-01-01.
+fn read_day(field: &str, value: toml::Value) -> Result<i64, PriceError> {
+    let bad = || PriceError::new(field, "must be a date written YYYY-MM-DD");
+    let text = match value {
+        toml::Value::String(s) => s,
+        toml::Value::Datetime(d) if d.time.is_none() && d.offset.is_none() => d.to_string(),
+        _ => return Err(bad()),
+    };
+    parse_day(&text).ok_or_else(bad)
+}
+
+/// Days since 1970-01-01 of a `YYYY-MM-DD` date between 1970 and 9999.
+pub(crate) fn parse_day(text: &str) -> Option<i64> {
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    let date = time::Date::parse(text, format).ok()?;
+    if text.len() != 10 || date.year() < 1970 {
+        return None;
+    }
+    Some(i64::from(date.to_julian_day()) - UNIX_EPOCH_JULIAN_DAY)
+}
+
+/// `YYYY-MM-DD` of a day count since 1970-01-01.
+pub(crate) fn format_day(day: i64) -> String {
+    let (y, m, d) = crate::budget::civil_from_days(day);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+const UNIX_EPOCH_JULIAN_DAY: i64 = 2_440_588;
+
+fn span_note(text: &str, span: Option<std::ops::Range<usize>>) -> String {
+    match span {
+        Some(span) => {
+            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            format!(" (line {line})")
+        }
+        None => String::new(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The wire shape (JSON for the API, same keys as the TOML file).
+
+#[derive(Serialize)]
+struct RatesView {
+    input: String,
+    output: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cache_read: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cache_write: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reasoning: Option<String>,
+}
+
+fn price_string(micros: u64) -> String {
+    format_decimal(micros, 6, 2)
+}
+
+impl From<&Rates> for RatesView {
+    fn from(r: &Rates) -> Self {
+        RatesView {
+            input: price_string(r.input),
+            output: price_string(r.output),
+            cache_read: r.cache_read.map(price_string),
+            cache_write: r.cache_write.map(price_string),
+            reasoning: r.reasoning.map(price_string),
+        }
+    }
+}
+
+impl Serialize for Rates {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        RatesView::from(self).serialize(s)
+    }
+}
+
+impl Serialize for Tier {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct View {
+            above_input_tokens: u64,
+            #[serde(flatten)]
+            rates: RatesView,
+        }
+        View {
+            above_input_tokens: self.above_input_tokens,
+            rates: RatesView::from(&self.rates),
+        }
+        .serialize(s)
+    }
+}
+
+impl Serialize for ModelPrice {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct View<'a> {
+            provider: &'a str,
+            model: &'a str,
+            effective_from: String,
+            #[serde(flatten)]
+            rates: RatesView,
+            #[serde(skip_serializing_if = "<[Tier]>::is_empty")]
+            tiers: &'a [Tier],
+        }
+        View {
+            provider: &self.provider,
+            model: &self.model,
+            effective_from: self.effective_from(),
+            rates: RatesView::from(&self.rates),
+            tiers: &self.tiers,
+        }
+        .serialize(s)
+    }
+}
+
+impl Serialize for PriceTable {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct View<'a> {
+            version: &'a str,
+            prices: &'a [ModelPrice],
+        }
+        View {
+            version: &self.version,
+            prices: &self.prices,
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for PriceTable {
+    /// Accepts the JSON (or TOML) shape of the module docs, with the same validation as
+    /// [`PriceTable::from_toml`]; the error message names the field.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let value = toml::Value::deserialize(d)?;
+        PriceTable::from_value(value).map_err(serde::de::Error::custom)
     }
 }
