@@ -60,7 +60,7 @@ pub struct LlmSettings {
 impl Default for LlmSettings {
     fn default() -> Self {
         LlmSettings {
-            default_prices: Arc::new(llm::price::PriceTable::shipped().clone()),
+            default_prices: shipped_prices(),
             default_prices_enabled: true,
             max_events_per_request: DEFAULT_MAX_EVENTS_PER_REQUEST,
             max_spans_per_request: DEFAULT_MAX_SPANS_PER_REQUEST,
@@ -71,13 +71,21 @@ impl Default for LlmSettings {
     }
 }
 
+/// The shipped price table, parsed once per process.
+pub fn shipped_prices() -> Arc<PriceTable> {
+    static SHIPPED: std::sync::OnceLock<Arc<PriceTable>> = std::sync::OnceLock::new();
+    SHIPPED
+        .get_or_init(|| Arc::new(PriceTable::shipped()))
+        .clone()
+}
+
 /// A tenant's own prices, as stored.
 #[derive(Debug, Clone)]
 pub struct TenantPrices {
     /// The tenant's overrides (empty when it set none).
     pub overrides: PriceTable,
-    /// The TOML text the overrides were read from, as the tenant sent it.
-    pub overrides_toml: String,
+    /// The overrides as stored (JSON, the price table's shape); empty when none.
+    pub overrides_json: String,
     /// Whether the defaults apply to models the overrides do not list.
     pub use_defaults: bool,
 }
@@ -135,17 +143,17 @@ impl LlmService {
         let prices = Arc::new(match stored {
             None => TenantPrices {
                 overrides: PriceTable::default(),
-                overrides_toml: String::new(),
+                overrides_json: String::new(),
                 use_defaults: true,
             },
             Some(stored) => TenantPrices {
                 // Validated when it was set; a table that no longer parses (a stricter
                 // release) prices nothing rather than failing every ingest.
-                overrides: PriceTable::from_toml(&stored.price_table).unwrap_or_else(|e| {
+                overrides: parse_overrides(&stored.price_table).unwrap_or_else(|e| {
                     tracing::warn!(tenant_id, error = %e, "stored price overrides no longer parse; ignoring them");
                     PriceTable::default()
                 }),
-                overrides_toml: stored.price_table,
+                overrides_json: stored.price_table,
                 use_defaults: stored.use_defaults,
             },
         });
@@ -153,27 +161,23 @@ impl LlmService {
         Ok(prices)
     }
 
-    /// Replaces the tenant's price overrides (TOML, the shipped table's format) and its
-    /// defaults switch. The text is validated first: an error names the field.
+    /// Replaces the tenant's price overrides (the price table in JSON; empty for none) and its
+    /// defaults switch. The table is validated first: an error names the field.
     pub async fn set_prices(
         &self,
         store: &Store,
         tenant_id: &str,
-        overrides_toml: &str,
+        overrides_json: &str,
         use_defaults: bool,
         now_ms: i64,
     ) -> Result<Arc<TenantPrices>, PricesError> {
-        let overrides = if overrides_toml.trim().is_empty() {
-            PriceTable::default()
-        } else {
-            PriceTable::from_toml(overrides_toml).map_err(PricesError::Invalid)?
-        };
+        let overrides = parse_overrides(overrides_json).map_err(PricesError::Invalid)?;
         store
-            .set_llm_prices(tenant_id, overrides_toml, use_defaults, now_ms)
+            .set_llm_prices(tenant_id, overrides_json, use_defaults, now_ms)
             .await?;
         let prices = Arc::new(TenantPrices {
             overrides,
-            overrides_toml: overrides_toml.to_owned(),
+            overrides_json: overrides_json.to_owned(),
             use_defaults,
         });
         self.prices.insert(tenant_id.to_owned(), prices.clone());
@@ -311,6 +315,15 @@ impl LlmService {
         };
         let before_ms = now_ms - i64::from(days) * 86_400_000;
         store.purge_llm_events(before_ms).await
+    }
+}
+
+/// A tenant's stored overrides (empty text: none).
+fn parse_overrides(json: &str) -> Result<PriceTable, llm::price::PriceError> {
+    if json.trim().is_empty() {
+        Ok(PriceTable::default())
+    } else {
+        PriceTable::from_json(json)
     }
 }
 

@@ -1,8 +1,8 @@
 //! Usage queries: parsing `from`, `to` and `group_by`, asking the store, and rendering the
-//! answer as JSON or CSV.
+//! answer as JSON or CSV. Rows are the `llm` crate's [`UsageRow`]s, so the API, the CSV and the
+//! rollups agree on every number.
 
-use llm::usage::{Dimension, UsageTotals};
-use llm::TokenCounts;
+use llm::usage::{format_day, parse_day, Dimension, GroupBy, UsageKey, UsageRow, UsageTotals};
 use serde::Serialize;
 use store::{Store, StoreError};
 use utoipa::ToSchema;
@@ -12,14 +12,13 @@ pub const MAX_RANGE_DAYS: i64 = 366;
 /// The range when `from` is not given: the 30 days ending with `to`.
 pub const DEFAULT_RANGE_DAYS: i64 = 30;
 
-/// A validated usage query: UTC days, both ends included, and the dimensions in canonical
-/// order (day, provider, model, operation, conversation).
+/// A validated usage query: UTC day numbers, both ends included, and the dimensions.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct UsageQuery {
     /// Days since 1970-01-01.
     pub from_day: i64,
     pub to_day: i64,
-    pub group_by: Vec<Dimension>,
+    pub group_by: GroupBy,
 }
 
 /// Why a query was refused: the parameter and the reason.
@@ -38,12 +37,21 @@ impl UsageQuery {
         group_by: Option<&str>,
         today_day: i64,
     ) -> Result<UsageQuery, QueryError> {
+        let day = |parameter: &'static str, text: &str| {
+            parse_day(text).ok_or_else(|| QueryError {
+                parameter,
+                reason: format!(
+                    "`{}` is not a date; write YYYY-MM-DD (UTC)",
+                    crate::problem::excerpt(text, 40)
+                ),
+            })
+        };
         let to_day = match to {
-            Some(t) => parse_day("to", t)?,
+            Some(t) => day("to", t)?,
             None => today_day,
         };
         let from_day = match from {
-            Some(f) => parse_day("from", f)?,
+            Some(f) => day("from", f)?,
             None => to_day - (DEFAULT_RANGE_DAYS - 1),
         };
         if from_day > to_day {
@@ -58,151 +66,21 @@ impl UsageQuery {
                 reason: format!("a query covers at most {MAX_RANGE_DAYS} days"),
             });
         }
-        let mut dims = Vec::new();
-        match group_by {
-            None => dims.push(Dimension::Day),
-            Some(list) => {
-                for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-                    let dim = match name {
-                        "day" => Dimension::Day,
-                        "provider" => Dimension::Provider,
-                        "model" => Dimension::Model,
-                        "operation" => Dimension::Operation,
-                        "conversation" => Dimension::Conversation,
-                        other => {
-                            return Err(QueryError {
-                                parameter: "group_by",
-                                reason: format!(
-                                    "unknown dimension `{}`; use any of day, provider, model, \
-                                     operation, conversation",
-                                    crate::problem::excerpt(other, 40)
-                                ),
-                            })
-                        }
-                    };
-                    dims.push(dim);
-                }
-            }
-        }
-        dims.sort_unstable();
-        dims.dedup();
+        let group_by = match group_by {
+            None => GroupBy::of([Dimension::Day]),
+            Some(list) => GroupBy::parse(list).map_err(|e| QueryError {
+                parameter: "group_by",
+                reason: format!(
+                    "unknown dimension `{}`; use any of day, provider, model, operation, conversation",
+                    crate::problem::excerpt(&e.0, 40)
+                ),
+            })?,
+        };
         Ok(UsageQuery {
             from_day,
             to_day,
-            group_by: dims,
+            group_by,
         })
-    }
-}
-
-fn parse_day(parameter: &'static str, text: &str) -> Result<i64, QueryError> {
-    let format = time::macros::format_description!("[year]-[month]-[day]");
-    time::Date::parse(text, format)
-        .map(|d| i64::from(d.to_julian_day()) - UNIX_EPOCH_JULIAN_DAY)
-        .map_err(|_| QueryError {
-            parameter,
-            reason: format!(
-                "`{}` is not a date; write YYYY-MM-DD (UTC)",
-                crate::problem::excerpt(text, 40)
-            ),
-        })
-}
-
-/// The Julian day number of 1970-01-01.
-const UNIX_EPOCH_JULIAN_DAY: i64 = 2_440_588;
-
-/// `YYYY-MM-DD` of a day number.
-pub fn day_string(day: i64) -> String {
-    i32::try_from(day + UNIX_EPOCH_JULIAN_DAY)
-        .ok()
-        .and_then(|j| time::Date::from_julian_day(j).ok())
-        .map(|d| {
-            format!(
-                "{:04}-{:02}-{:02}",
-                d.year(),
-                u8::from(d.month()),
-                d.day()
-            )
-        })
-        .unwrap_or_default()
-}
-
-/// One group of the answer.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
-pub struct UsageGroup {
-    /// `YYYY-MM-DD` (UTC), when grouped by day.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub day: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub provider: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub model: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub operation: Option<String>,
-    /// The conversation id (`null` for calls in no conversation), when grouped by conversation.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub conversation_id: Option<Option<String>>,
-    #[serde(flatten)]
-    pub totals: Totals,
-}
-
-/// The sums of a group.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, ToSchema)]
-pub struct Totals {
-    pub calls: u64,
-    /// Calls with status `error`.
-    pub errors: u64,
-    /// Exclusive token counts by type, and their total.
-    pub tokens: Tokens,
-    /// The effective cost (the client's when sent, else computed) of the priced calls, exact,
-    /// in picodollars (10⁻¹² USD).
-    pub cost_picodollars: u64,
-    /// The same cost in dollars, for display.
-    pub cost_usd: f64,
-    /// Calls with no price: not in the cost.
-    pub unpriced_calls: u64,
-    /// Median latency in milliseconds (within ±4.4 %), `null` without calls.
-    pub latency_p50_ms: Option<f64>,
-    /// 95th percentile latency in milliseconds (within ±4.4 %).
-    pub latency_p95_ms: Option<f64>,
-}
-
-/// Tokens by exclusive type.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, ToSchema)]
-pub struct Tokens {
-    pub input: u64,
-    pub output: u64,
-    pub cache_read: u64,
-    pub cache_write: u64,
-    pub reasoning: u64,
-    pub total: u64,
-}
-
-impl From<&TokenCounts> for Tokens {
-    fn from(t: &TokenCounts) -> Tokens {
-        Tokens {
-            input: t.input,
-            output: t.output,
-            cache_read: t.cache_read,
-            cache_write: t.cache_write,
-            reasoning: t.reasoning,
-            total: t.total(),
-        }
-    }
-}
-
-impl From<&UsageTotals> for Totals {
-    fn from(u: &UsageTotals) -> Totals {
-        let ms = |q: f64| u.latency.quantile_us(q).map(|us| (us / 10.0).round() / 100.0);
-        Totals {
-            calls: u.calls,
-            errors: u.errors,
-            tokens: Tokens::from(&u.tokens),
-            cost_picodollars: u.cost.picodollars(),
-            cost_usd: u.cost.usd(),
-            unpriced_calls: u.unpriced_calls,
-            latency_p50_ms: ms(0.5),
-            latency_p95_ms: ms(0.95),
-        }
     }
 }
 
@@ -214,12 +92,15 @@ pub struct UsageAnswer {
     /// Last day, included.
     pub to: String,
     /// The dimensions of each group, in canonical order.
-    #[schema(value_type = Vec<String>)]
-    pub group_by: Vec<Dimension>,
-    /// One entry per group with any call, ordered by the dimensions.
-    pub groups: Vec<UsageGroup>,
-    /// Every call of the range.
-    pub totals: Totals,
+    pub group_by: Vec<&'static str>,
+    /// One entry per group with any call, ordered by the dimensions: the grouped dimensions'
+    /// values, `calls`, `errors`, `tokens` by exclusive type and `total`, `cost_picodollars`
+    /// (exact), `cost_usd` (exact decimal string), `unpriced_calls`, `p50_ms`, `p95_ms`.
+    #[schema(value_type = Vec<Object>)]
+    pub groups: Vec<UsageRow>,
+    /// Every call of the range, in the same shape without dimensions.
+    #[schema(value_type = Object)]
+    pub totals: UsageRow,
 }
 
 /// Runs a query against the store.
@@ -233,121 +114,39 @@ pub async fn compute(
         .await?;
     let mut all = UsageTotals::default();
     let mut groups = Vec::with_capacity(rows.len());
-    for row in rows {
-        merge(&mut all, &row.totals);
-        let has = |d: Dimension| query.group_by.contains(&d);
-        groups.push(UsageGroup {
-            day: has(Dimension::Day).then(|| row.day.map(day_string).unwrap_or_default()),
-            provider: has(Dimension::Provider).then(|| row.provider.clone().unwrap_or_default()),
-            model: has(Dimension::Model).then(|| row.model.clone().unwrap_or_default()),
-            operation: has(Dimension::Operation)
-                .then(|| row.operation.clone().unwrap_or_default()),
-            conversation_id: has(Dimension::Conversation).then(|| row.conversation_id.clone()),
-            totals: Totals::from(&row.totals),
-        });
+    for (key, totals) in &rows {
+        all.merge(totals);
+        groups.push(UsageRow::new(key, totals, &query.group_by));
     }
     Ok(UsageAnswer {
-        from: day_string(query.from_day),
-        to: day_string(query.to_day),
-        group_by: query.group_by.clone(),
+        from: format_day(query.from_day),
+        to: format_day(query.to_day),
+        group_by: query.group_by.dimensions().map(Dimension::as_str).collect(),
         groups,
-        totals: Totals::from(&all),
+        totals: UsageRow::new(&UsageKey::default(), &all, &GroupBy::none()),
     })
 }
 
-fn merge(into: &mut UsageTotals, other: &UsageTotals) {
-    into.calls = into.calls.saturating_add(other.calls);
-    into.errors = into.errors.saturating_add(other.errors);
-    into.tokens = into.tokens.checked_add(&other.tokens).unwrap_or(TokenCounts {
-        input: u64::MAX,
-        output: u64::MAX,
-        cache_read: u64::MAX,
-        cache_write: u64::MAX,
-        reasoning: u64::MAX,
-    });
-    into.cost = into
-        .cost
-        .checked_add(other.cost)
-        .unwrap_or(llm::Cost::from_picodollars(u64::MAX));
-    into.unpriced_calls = into.unpriced_calls.saturating_add(other.unpriced_calls);
-    into.latency.merge(&other.latency);
-}
-
-/// Exact dollars of a picodollar amount: `0.000123450000`.
-pub fn usd_exact(picodollars: u64) -> String {
-    format!(
-        "{}.{:012}",
-        picodollars / llm::Cost::PER_USD,
-        picodollars % llm::Cost::PER_USD
-    )
-}
-
 /// The answer as CSV (RFC 4180): a header, one line per group, no totals line.
-pub fn to_csv(answer: &UsageAnswer) -> String {
+pub fn to_csv(answer: &UsageAnswer, group_by: &GroupBy) -> String {
     let mut out = String::new();
-    let mut header: Vec<&str> = answer
-        .group_by
-        .iter()
-        .map(|d| match d {
-            Dimension::Day => "day",
-            Dimension::Provider => "provider",
-            Dimension::Model => "model",
-            Dimension::Operation => "operation",
-            Dimension::Conversation => "conversation_id",
-        })
-        .collect();
-    header.extend([
-        "calls",
-        "errors",
-        "input_tokens",
-        "output_tokens",
-        "cache_read_tokens",
-        "cache_write_tokens",
-        "reasoning_tokens",
-        "total_tokens",
-        "cost_usd",
-        "unpriced_calls",
-        "latency_p50_ms",
-        "latency_p95_ms",
-    ]);
-    out.push_str(&header.join(","));
+    out.push_str(&UsageRow::csv_header(group_by).join(","));
     out.push_str("\r\n");
-    for g in &answer.groups {
-        let mut cells: Vec<String> = Vec::new();
-        for d in &answer.group_by {
-            let value = match d {
-                Dimension::Day => g.day.clone(),
-                Dimension::Provider => g.provider.clone(),
-                Dimension::Model => g.model.clone(),
-                Dimension::Operation => g.operation.clone(),
-                Dimension::Conversation => g.conversation_id.clone().flatten(),
-            };
-            cells.push(csv_cell(value.as_deref().unwrap_or("")));
-        }
-        let t = &g.totals;
-        let opt = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
-        cells.extend([
-            t.calls.to_string(),
-            t.errors.to_string(),
-            t.tokens.input.to_string(),
-            t.tokens.output.to_string(),
-            t.tokens.cache_read.to_string(),
-            t.tokens.cache_write.to_string(),
-            t.tokens.reasoning.to_string(),
-            t.tokens.total.to_string(),
-            usd_exact(t.cost_picodollars),
-            t.unpriced_calls.to_string(),
-            opt(t.latency_p50_ms),
-            opt(t.latency_p95_ms),
-        ]);
+    for row in &answer.groups {
+        let cells: Vec<String> = row
+            .csv_record(group_by)
+            .iter()
+            .map(|c| csv_cell(c))
+            .collect();
         out.push_str(&cells.join(","));
         out.push_str("\r\n");
     }
     out
 }
 
-/// A CSV field, quoted when it must be; a leading `=`, `+`, `-` or `@` is prefixed with `'` so a
-/// spreadsheet never runs a client-chosen id as a formula.
+/// A CSV field, quoted when it must be (conversation ids may hold `,` or `"`); a field
+/// starting with `=`, `+`, `-` or `@` is prefixed with `'` so a spreadsheet never runs a
+/// client-chosen id as a formula. Numbers are never negative, so they are left alone.
 fn csv_cell(value: &str) -> String {
     let value = if value.starts_with(['=', '+', '-', '@']) {
         format!("'{value}")
@@ -370,7 +169,7 @@ mod tests {
         let today = 20_000;
         let q = UsageQuery::parse(None, None, None, today).unwrap();
         assert_eq!((q.from_day, q.to_day), (today - 29, today));
-        assert_eq!(q.group_by, vec![Dimension::Day]);
+        assert_eq!(q.group_by, GroupBy::of([Dimension::Day]));
         let q = UsageQuery::parse(
             Some("1970-01-02"),
             Some("1970-01-31"),
@@ -379,11 +178,11 @@ mod tests {
         )
         .unwrap();
         assert_eq!((q.from_day, q.to_day), (1, 30));
-        assert_eq!(q.group_by, vec![Dimension::Day, Dimension::Model]);
+        assert_eq!(q.group_by, GroupBy::of([Dimension::Day, Dimension::Model]));
         assert!(UsageQuery::parse(None, None, Some(""), today)
             .unwrap()
             .group_by
-            .is_empty());
+            == GroupBy::none());
         assert_eq!(
             UsageQuery::parse(None, None, Some("tenant"), today)
                 .unwrap_err()
@@ -408,8 +207,6 @@ mod tests {
                 .parameter,
             "to"
         );
-        assert_eq!(day_string(0), "1970-01-01");
-        assert_eq!(day_string(20_426), "2025-12-04");
     }
 
     #[test]
@@ -417,7 +214,5 @@ mod tests {
         assert_eq!(csv_cell("a,b"), "\"a,b\"");
         assert_eq!(csv_cell("say \"hi\""), "\"say \"\"hi\"\"\"");
         assert_eq!(csv_cell("=1+1"), "'=1+1");
-        assert_eq!(usd_exact(1_234_500_000), "0.001234500000");
-        assert_eq!(usd_exact(2 * llm::Cost::PER_USD + 5), "2.000000000005");
     }
 }

@@ -430,17 +430,14 @@ fn validate_events(
             .and_then(Value::as_str)
             .filter(|id| id.len() <= 256)
             .map(str::to_owned);
-        let wire: llm::event::WireEvent = match serde_path_to_error::deserialize(value) {
+        let wire = match llm::event::wire_from_value(value) {
             Ok(w) => w,
             Err(e) => {
-                let path = e.path().to_string();
-                let inner = e.into_inner().to_string();
-                let field = missing_field(&inner).or_else(|| (path != ".").then_some(path));
                 rejected.push(RejectedEvent {
                     index,
                     event_id,
-                    field,
-                    reason: inner,
+                    field: (!e.field.is_empty()).then_some(e.field),
+                    reason: e.reason,
                 });
                 continue;
             }
@@ -456,13 +453,6 @@ fn validate_events(
         }
     }
     (valid, rejected)
-}
-
-fn missing_field(message: &str) -> Option<String> {
-    message
-        .strip_prefix("missing field `")
-        .and_then(|rest| rest.split('`').next())
-        .map(str::to_owned)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -525,7 +515,7 @@ pub(crate) async fn usage(
                 (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
                 (header::VARY, "Accept"),
             ],
-            usage::to_csv(&answer),
+            usage::to_csv(&answer, &query.group_by),
         )
             .into_response());
     }
@@ -547,8 +537,9 @@ pub(crate) struct ConversationResponse {
     /// `cost_picodollars` / `cost_usd` (`null` when unpriced) and `duration_ms`.
     #[schema(value_type = Vec<Object>)]
     events: Vec<Value>,
-    /// The conversation's model calls summed.
-    totals: usage::Totals,
+    /// The conversation's model calls summed, in the usage API's row shape.
+    #[schema(value_type = Object)]
+    totals: llm::usage::UsageRow,
 }
 
 /// One conversation's timeline (read scope).
@@ -581,16 +572,7 @@ pub(crate) async fn conversation(
         .iter()
         .map(|event| {
             if let LlmEvent::ModelCall(call) = event {
-                totals.calls += 1;
-                if call.status == llm::CallStatus::Error {
-                    totals.errors += 1;
-                }
-                totals.tokens = totals.tokens.checked_add(&call.tokens).unwrap_or(totals.tokens);
-                match call.cost() {
-                    Some(c) => totals.cost = totals.cost.checked_add(c).unwrap_or(totals.cost),
-                    None => totals.unpriced_calls += 1,
-                }
-                totals.latency.record(call.duration_us);
+                totals.add_call(call);
             }
             render_event(event)
         })
@@ -598,7 +580,11 @@ pub(crate) async fn conversation(
     Ok(axum::Json(ConversationResponse {
         conversation_id: id,
         events: rendered,
-        totals: usage::Totals::from(&totals),
+        totals: llm::usage::UsageRow::new(
+            &llm::usage::UsageKey::default(),
+            &totals,
+            &llm::usage::GroupBy::none(),
+        ),
     }))
 }
 
@@ -618,7 +604,7 @@ fn render_event(event: &LlmEvent) -> Value {
         obj.remove("tokens");
         obj.insert(
             "tokens".into(),
-            serde_json::to_value(usage::Tokens::from(&call.tokens)).unwrap_or_default(),
+            serde_json::to_value(llm::usage::TokensView::from(&call.tokens)).unwrap_or_default(),
         );
         for (name, cost) in [("client_cost", call.client_cost), ("computed_cost", call.computed_cost)] {
             obj.remove(name);
@@ -632,7 +618,10 @@ fn render_event(event: &LlmEvent) -> Value {
             "cost_picodollars".into(),
             cost.map_or(Value::Null, |c| c.picodollars().into()),
         );
-        obj.insert("cost_usd".into(), cost.map_or(Value::Null, |c| c.usd().into()));
+        obj.insert(
+            "cost_usd".into(),
+            cost.map_or(Value::Null, |c| c.usd_string().into()),
+        );
     }
     value
 }
@@ -808,9 +797,8 @@ pub(crate) struct PricesResponse {
     defaults_version: String,
     /// How many models the default table prices.
     defaults_models: usize,
-    /// Your overrides as you sent them (TOML, the default table's format; docs/llm-prices.md).
-    overrides_toml: String,
-    /// Your overrides, read.
+    /// Your overrides: the price table in JSON (the TOML format's shape, docs/llm-prices.md),
+    /// `null` when you set none.
     #[schema(value_type = Object)]
     overrides: Value,
 }
@@ -820,10 +808,12 @@ pub(crate) struct PricesResponse {
 pub(crate) struct PricesRequest {
     /// Whether default prices apply to models your overrides do not list.
     use_defaults: bool,
-    /// Your price table in TOML (the default table's format; docs/llm-prices.md); empty for
+    /// Your price table in JSON (the TOML format's shape: `version` and `prices`, prices in
+    /// dollars per million tokens as decimal strings; docs/llm-prices.md); absent or `null` for
     /// none. Your prices win over the defaults for the models they list.
     #[serde(default)]
-    overrides_toml: String,
+    #[schema(value_type = Object)]
+    overrides: Option<Value>,
 }
 
 fn prices_view(state: &AppState, prices: &crate::llm::TenantPrices) -> PricesResponse {
@@ -834,8 +824,11 @@ fn prices_view(state: &AppState, prices: &crate::llm::TenantPrices) -> PricesRes
         server_defaults_enabled: settings.default_prices_enabled,
         defaults_version: settings.default_prices.version.clone(),
         defaults_models: settings.default_prices.prices.len(),
-        overrides_toml: prices.overrides_toml.clone(),
-        overrides: serde_json::to_value(&prices.overrides).unwrap_or_default(),
+        overrides: if prices.overrides_json.is_empty() {
+            Value::Null
+        } else {
+            serde_json::to_value(&prices.overrides).unwrap_or_default()
+        },
     }
 }
 
@@ -874,10 +867,14 @@ pub(crate) async fn put_prices(
     ApiJson(request): ApiJson<PricesRequest>,
 ) -> Result<axum::Json<PricesResponse>, ApiError> {
     auth.require(Scope::Admin)?;
-    if request.overrides_toml.len() > 256 * 1024 {
+    let overrides_json = match request.overrides {
+        None | Some(Value::Null) => String::new(),
+        Some(table) => serde_json::to_string(&table).unwrap_or_default(),
+    };
+    if overrides_json.len() > 1024 * 1024 {
         return Err(ApiError::invalid_field(
-            "overrides_toml",
-            "overrides_toml must be at most 262144 bytes",
+            "overrides",
+            "overrides must be at most 1 MiB of JSON",
         ));
     }
     let prices = state
@@ -885,17 +882,20 @@ pub(crate) async fn put_prices(
         .set_prices(
             state.store(),
             auth.tenant_id(),
-            &request.overrides_toml,
+            &overrides_json,
             request.use_defaults,
             now_ms(),
         )
         .await
         .map_err(|e| match e {
-            crate::llm::PricesError::Invalid(e) => ApiError::invalid_field(
-                "overrides_toml",
-                format!("overrides_toml: {}: {}", e.field, e.reason),
-            )
-            .with("table_field", e.field),
+            crate::llm::PricesError::Invalid(e) => {
+                let field = if e.field.is_empty() {
+                    "overrides".to_owned()
+                } else {
+                    format!("overrides.{}", e.field)
+                };
+                ApiError::invalid_field(&field, format!("{field}: {}", e.reason))
+            }
             crate::llm::PricesError::Store(e) => ApiError::from(e),
         })?;
     Ok(axum::Json(prices_view(&state, &prices)))

@@ -248,7 +248,7 @@ async fn otlp_ingest(backend: Backend) {
     assert_eq!(by_model["totals"]["calls"], 4);
     assert_eq!(by_model["totals"]["tokens"]["total"], 1010 + 205 + 4300 + 130);
     // 250 ms per span: the quantile is within ±4.4 %.
-    let p50 = by_model["totals"]["latency_p50_ms"].as_f64().unwrap();
+    let p50 = by_model["totals"]["p50_ms"].as_f64().unwrap();
     assert!((239.0..=261.0).contains(&p50), "{p50}");
     app.cleanup().await;
 }
@@ -593,14 +593,14 @@ async fn usage_and_timeline(backend: Backend) {
     assert_eq!(
         lines[0],
         "provider,model,calls,errors,input_tokens,output_tokens,cache_read_tokens,\
-         cache_write_tokens,reasoning_tokens,total_tokens,cost_usd,unpriced_calls,\
-         latency_p50_ms,latency_p95_ms"
+         cache_write_tokens,reasoning_tokens,total_tokens,cost_picodollars,cost_usd,\
+         unpriced_calls,p50_ms,p95_ms"
     );
     let large_cost = cost("large", 1000, 100) + 500_000_000_000;
     assert!(
         lines[1].starts_with(&format!(
-            "acme,large,2,0,1001,101,0,0,0,1102,{},0,",
-            server::llm::usage::usd_exact(large_cost)
+            "acme,large,2,0,1001,101,0,0,0,1102,{large_cost},{},0,",
+            llm::Cost::from_picodollars(large_cost).usd_string()
         )),
         "{text}"
     );
