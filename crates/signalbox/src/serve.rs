@@ -722,6 +722,7 @@ pub async fn run(common: Common, args: ServeArgs) -> anyhow::Result<()> {
 
     let metrics = Arc::new(telemetry::Metrics::new(telemetry::MetricsConfig {
         tenant_label_limit,
+        ..telemetry::MetricsConfig::default()
     }));
     let events = open_event_log(
         event_log,

@@ -80,7 +80,7 @@ impl CacheMetrics {
         watched.push((cache, Arc::new(read)));
     }
 
-    fn readers(&self) -> Vec<(&'static str, Reader)> {
+    pub(crate) fn readers(&self) -> Vec<(&'static str, Reader)> {
         self.watched
             .read()
             .unwrap_or_else(PoisonError::into_inner)

@@ -82,7 +82,7 @@ impl DatabaseMetrics {
         *self.watched.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::new(read));
     }
 
-    fn reader(&self) -> Option<Reader> {
+    pub(crate) fn reader(&self) -> Option<Reader> {
         self.watched
             .read()
             .unwrap_or_else(PoisonError::into_inner)

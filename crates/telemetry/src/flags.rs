@@ -125,6 +125,7 @@ mod tests {
     fn flag_series_are_exposed_with_guarded_tenant_labels() {
         let m = Metrics::new(MetricsConfig {
             tenant_label_limit: 1,
+            ..MetricsConfig::default()
         });
         let f = m.flags();
         f.exposed("tn_a");

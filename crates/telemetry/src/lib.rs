@@ -11,7 +11,15 @@
 //! - the rate limiter's `rate_limit_*` series ([`Metrics::rate_limit`]);
 //! - the flags engine's `flag_*` series ([`Metrics::flags`]);
 //! - the read caches' `cache_*` series ([`Metrics::caches`]);
-//! - the store's `database_*` series ([`Metrics::database`]).
+//! - the store's `database_*` series ([`Metrics::database`]);
+//! - seed 003's chatbot and model-call series (`conversations_*`, `messages_processed_total`,
+//!   `model_api_*`, `integration_*`), the OpenTelemetry GenAI client histograms
+//!   (`gen_ai_client_*`), LLM ingest accounting and budgets ([`Metrics::llm`]);
+//! - the in-process queues' `queue_*` series ([`Metrics::queues`]);
+//! - the host and infrastructure gauges (`system_*`, `database_connections_current`, …) that a
+//!   [`HostMonitor`] samples on an interval, off the request path.
+//!
+//! [`Metrics::encode_tenant`] writes only one tenant's samples, for the tenant-scoped scrape.
 //!
 //! [`Metrics::encode_as`] writes OpenMetrics or the Prometheus text format 0.0.4, as the
 //! scraper's `Accept` header asks ([`Format::negotiate`], module [`exposition`]).
@@ -38,8 +46,12 @@ mod database;
 pub mod exposition;
 mod flags;
 mod forecast;
+mod host;
+mod llm;
 mod process;
+mod queues;
 mod rate_limit;
+mod tenant_scrape;
 mod tenants;
 #[cfg(feature = "test-support")]
 pub mod testing;
@@ -61,8 +73,15 @@ pub use database::DatabaseMetrics;
 pub use exposition::Format;
 pub use flags::{FlagMetrics, FlagRecorder};
 pub use forecast::{ForecastMetrics, SEARCH_BUCKETS};
+pub use host::{HostInputs, HostMonitor, HostMonitorConfig, NetworkTotals};
+pub use llm::{
+    event_type, EventOutcome, LlmMetrics, LlmRecorder, SpanOutcome, EVENT_TYPES,
+    GENAI_DURATION_BUCKETS, GENAI_TOKEN_BUCKETS, INTEGRATION_DURATION_BUCKETS,
+    MODEL_DURATION_BUCKETS, OTHER_ERROR,
+};
+pub use queues::{QueueMetrics, ALL_TENANTS, QUEUE_BUCKETS};
 pub use rate_limit::RateLimitMetrics;
-pub use tenants::TenantLabels;
+pub use tenants::{LabelGuard, TenantLabels, OTHER};
 pub use weber::{WeberMetrics, WeberRecorder, UPDATE_BUCKETS};
 
 /// The media type of [`Metrics::encode`]'s output.
@@ -81,16 +100,28 @@ pub const DURATION_BUCKETS: [f64; 14] = [
 /// Seed 003's request-size buckets, in bytes.
 pub const SIZE_BUCKETS: [f64; 5] = [100.0, 1_000.0, 10_000.0, 100_000.0, 1_000_000.0];
 
+/// Label limits of the metric set. Each limit is how many distinct values of one label get
+/// their own value before the rest share `other` (see [`LabelGuard`]).
 #[derive(Debug, Clone)]
 pub struct MetricsConfig {
     /// How many tenants get their own `tenant_id` label value before the rest share `other`.
     pub tenant_label_limit: usize,
+    /// Distinct `model` values (LLM series), 200 by default.
+    pub model_label_limit: usize,
+    /// Distinct `provider` values (LLM series), 50 by default.
+    pub provider_label_limit: usize,
+    /// Distinct values of each other client-chosen label (`channel`, `resolution_status`,
+    /// `message_type`, `integration_id`, `integration_type`, `error_type`), 100 by default.
+    pub label_limit: usize,
 }
 
 impl Default for MetricsConfig {
     fn default() -> Self {
         MetricsConfig {
             tenant_label_limit: 100,
+            model_label_limit: 200,
+            provider_label_limit: 50,
+            label_limit: 100,
         }
     }
 }
@@ -127,7 +158,7 @@ struct ErrorLabels {
 }
 
 #[derive(Clone)]
-struct Buckets(&'static [f64]);
+pub(crate) struct Buckets(pub(crate) &'static [f64]);
 
 impl MetricConstructor<Histogram> for Buckets {
     fn new_metric(&self) -> Histogram {
@@ -167,6 +198,9 @@ pub struct Metrics {
     caches: CacheMetrics,
     database: DatabaseMetrics,
     flags: FlagMetrics,
+    llm: LlmMetrics,
+    queues: QueueMetrics,
+    host: host::HostMetrics,
     tenants: TenantLabels,
     started: Instant,
     requests_seen: AtomicU64,
@@ -212,6 +246,9 @@ impl Metrics {
         let caches = CacheMetrics::register(&mut registry);
         let database = DatabaseMetrics::register(&mut registry);
         let flags = FlagMetrics::register(&mut registry);
+        let llm = LlmMetrics::register(&mut registry, &config);
+        let queues = QueueMetrics::register(&mut registry);
+        let host = host::HostMetrics::register(&mut registry);
         Metrics {
             registry,
             requests,
@@ -226,6 +263,9 @@ impl Metrics {
             caches,
             database,
             flags,
+            llm,
+            queues,
+            host,
             tenants: TenantLabels::new(config.tenant_label_limit),
             started: Instant::now(),
             requests_seen: AtomicU64::new(0),
@@ -310,6 +350,55 @@ impl Metrics {
             Format::OpenMetrics => self.encode(),
             Format::Text004 => exposition::to_text_004(&self.encode()),
         }
+    }
+
+    /// Only `tenant_id`'s samples, in `format`: every family with a `tenant_id` label, each
+    /// sample kept when its `tenant_id` is exactly this tenant's label value (families
+    /// without `tenant_id` are left out). This is what a tenant may scrape with its own key.
+    ///
+    /// A tenant that has no label value of its own (past [`MetricsConfig::tenant_label_limit`],
+    /// so its series are summed into `other` with other tenants') gets an empty exposition:
+    /// `other` mixes tenants, and one tenant must not see another's figures. The same holds for
+    /// the reserved values `other` and `unknown`, which are never a tenant's own. Scraping
+    /// never admits a tenant to the guard.
+    ///
+    /// ```
+    /// use telemetry::{Format, Metrics, MetricsConfig};
+    /// let metrics = Metrics::new(MetricsConfig::default());
+    /// metrics.count_error("invalid", "llm", Some("tn_a"));
+    /// metrics.count_error("invalid", "llm", Some("tn_b"));
+    /// let text = metrics.encode_tenant("tn_a", Format::OpenMetrics);
+    /// assert!(text.contains(r#"tenant_id="tn_a""#));
+    /// assert!(!text.contains("tn_b"));
+    /// assert!(text.ends_with("# EOF\n"));
+    /// ```
+    pub fn encode_tenant(&self, tenant_id: &str, format: Format) -> String {
+        let admitted = tenant_id != tenants::OTHER
+            && tenant_id != NO_TENANT
+            && self.tenants.is_admitted(tenant_id);
+        let openmetrics = if admitted {
+            tenant_scrape::only_tenant(&self.encode(), tenant_id)
+        } else {
+            "# EOF\n".to_owned()
+        };
+        match format {
+            Format::OpenMetrics => openmetrics,
+            Format::Text004 => exposition::to_text_004(&openmetrics),
+        }
+    }
+
+    /// The chatbot, model-call, GenAI, ingest and budget series (module `llm`; catalogue in
+    /// `docs/metrics.md`).
+    pub fn llm(&self) -> LlmRecorder<'_> {
+        LlmRecorder {
+            metrics: &self.llm,
+            tenants: &self.tenants,
+        }
+    }
+
+    /// The in-process queues' series (see the `queues` module docs for names).
+    pub fn queues(&self) -> &QueueMetrics {
+        &self.queues
     }
 
     /// The weber engine's series (see the `weber` module docs for names).
@@ -473,6 +562,7 @@ mod tests {
     fn tenants_past_the_limit_share_one_label() {
         let m = Metrics::new(MetricsConfig {
             tenant_label_limit: 2,
+            ..MetricsConfig::default()
         });
         for t in ["t1", "t2", "t3", "t4", "t1"] {
             m.observe_http(&obs(Some(t), "/x", 200));

@@ -1,4 +1,5 @@
-//! The tenant-label cardinality guard.
+//! The label cardinality guard: the tenant one, and the same guard for every label whose values
+//! a client chooses (provider, model, channel, …).
 
 use std::collections::HashSet;
 use std::sync::RwLock;
@@ -32,6 +33,19 @@ impl TenantLabels {
         }
     }
 
+    /// Whether `value` has its own label value already (never admits it).
+    pub fn is_admitted(&self, value: &str) -> bool {
+        self.admitted
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(value)
+    }
+
+    /// How many distinct values may have their own label value.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
     /// The label value to use for `tenant_id`.
     pub fn label<'a>(&self, tenant_id: &'a str) -> &'a str {
         // A poisoned lock only means another thread panicked mid-insert; the set is still valid.
@@ -54,6 +68,17 @@ impl TenantLabels {
         }
     }
 }
+
+/// A guard for any label whose values come from clients (`model`, `provider`, `channel`, …):
+/// the first `limit` distinct values keep their name, every later one is [`OTHER`].
+///
+/// ```
+/// let models = telemetry::LabelGuard::new(2);
+/// assert_eq!(models.label("gpt-4o"), "gpt-4o");
+/// assert_eq!(models.label("claude-sonnet-4"), "claude-sonnet-4");
+/// assert_eq!(models.label("hostile-1"), "other");
+/// ```
+pub type LabelGuard = TenantLabels;
 
 #[cfg(test)]
 mod tests {

@@ -199,6 +199,7 @@ mod tests {
     fn weber_series_are_exposed_and_segment_counts_replace() {
         let m = Metrics::new(MetricsConfig {
             tenant_label_limit: 1,
+            ..MetricsConfig::default()
         });
         let w = m.weber();
         w.ingested("tn_a", "stored", 3);

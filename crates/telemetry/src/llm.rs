@@ -1,0 +1,708 @@
+//! Seed 003's chatbot and model-call series, the OpenTelemetry GenAI client metrics, ingest
+//! accounting and budgets. Reach them through [`crate::Metrics::llm`]; the catalogue (names,
+//! labels, buckets, deviations from the seed) is in `docs/metrics.md`.
+//!
+//! Every family carries `tenant_id` behind the tenant guard. Label values a client chooses
+//! (provider, model, channel, resolution_status, message_type, integration_id,
+//! integration_type, error_type) each pass through their own [`crate::LabelGuard`]: the first N
+//! distinct values keep their name, later ones share `other` ([`crate::MetricsConfig`] sets N).
+//!
+//! ```
+//! use telemetry::{Metrics, MetricsConfig};
+//! use llm::{CallStatus, Cost, ModelCall, Operation, TokenCounts};
+//! let metrics = Metrics::new(MetricsConfig::default());
+//! let call = ModelCall {
+//!     id: "c1".into(), time_ms: 0, provider: "openai".into(), model: "gpt-4o".into(),
+//!     operation: Operation::Chat, conversation_id: None, duration_us: 1_200_000,
+//!     tokens: TokenCounts { input: 100, output: 20, ..Default::default() },
+//!     status: CallStatus::Success, error_type: None, client_cost: None,
+//!     computed_cost: Some(Cost::from_picodollars(2_500_000_000)),
+//! };
+//! metrics.llm().record_model_call("tn_1", &call);
+//! let text = metrics.encode();
+//! assert!(text.contains(r#"model_api_cost_cents_total{provider="openai",model="gpt-4o",tenant_id="tn_1"} 0.25"#));
+//! assert!(text.contains(r#"model_api_tokens_total{provider="openai",model="gpt-4o",tenant_id="tn_1",token_type="input"} 100"#));
+//! ```
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::{MetricType, TypedMetric};
+use prometheus_client::registry::Registry;
+
+use llm::{CallStatus, LlmEvent, ModelCall, TokenType};
+
+use crate::{Buckets, MetricsConfig, TenantLabels};
+
+/// Seed 003's `model_api_duration_seconds` buckets.
+pub const MODEL_DURATION_BUCKETS: [f64; 7] = [0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0];
+
+/// Seed 003's `integration_duration_seconds` buckets.
+pub const INTEGRATION_DURATION_BUCKETS: [f64; 7] = [0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0];
+
+/// The OpenTelemetry GenAI semantic conventions' advised buckets for
+/// `gen_ai.client.token.usage`: powers of 4 from 1 to 4¹³ = 67,108,864.
+pub const GENAI_TOKEN_BUCKETS: [f64; 14] = [
+    1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0,
+    16777216.0, 67108864.0,
+];
+
+/// The OpenTelemetry GenAI semantic conventions' advised buckets for
+/// `gen_ai.client.operation.duration`, in seconds (doubling from 10 ms).
+pub const GENAI_DURATION_BUCKETS: [f64; 14] = [
+    0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
+];
+
+/// The `error_type` of a failed call that named no error class (the conventions' fallback).
+pub const OTHER_ERROR: &str = "_OTHER";
+
+/// What became of one OTLP span at ingest, the `outcome` of `otlp_spans_received_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SpanOutcome {
+    /// A GenAI span, stored as a model call.
+    ModelCall,
+    /// No GenAI operation: counted and dropped.
+    NotGenAi,
+    /// A malformed GenAI span.
+    Rejected,
+    /// A span whose id was stored already.
+    Duplicate,
+}
+
+impl SpanOutcome {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SpanOutcome::ModelCall => "model_call",
+            SpanOutcome::NotGenAi => "not_genai",
+            SpanOutcome::Rejected => "rejected",
+            SpanOutcome::Duplicate => "duplicate",
+        }
+    }
+}
+
+/// What became of one JSON event at ingest, the `outcome` of `llm_events_received_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventOutcome {
+    Accepted,
+    /// An event whose id was stored already.
+    Duplicate,
+    Rejected,
+}
+
+impl EventOutcome {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventOutcome::Accepted => "accepted",
+            EventOutcome::Duplicate => "duplicate",
+            EventOutcome::Rejected => "rejected",
+        }
+    }
+}
+
+/// The event types of the JSON event API; `event_type` of an event that could not be read
+/// is `unknown`.
+pub const EVENT_TYPES: [&str; 5] = [
+    "conversation_started",
+    "conversation_completed",
+    "message_processed",
+    "model_call",
+    "integration_call",
+];
+
+/// The `event_type` label value of an event.
+pub fn event_type(event: &LlmEvent) -> &'static str {
+    match event {
+        LlmEvent::ConversationStarted(_) => EVENT_TYPES[0],
+        LlmEvent::ConversationCompleted(_) => EVENT_TYPES[1],
+        LlmEvent::MessageProcessed(_) => EVENT_TYPES[2],
+        LlmEvent::ModelCall(_) => EVENT_TYPES[3],
+        LlmEvent::IntegrationCall(_) => EVENT_TYPES[4],
+    }
+}
+
+/// A counter of picodollars shown in cents: the sum stays an exact integer and is divided
+/// only when written, so no float error accumulates however many calls are added.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct PicoCents(Arc<AtomicU64>);
+
+impl PicoCents {
+    fn add(&self, picodollars: u64) {
+        // Saturate rather than wrap: u64 picodollars is over 18 million dollars per series.
+        let _ = self
+            .0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                Some(v.saturating_add(picodollars))
+            });
+    }
+
+    fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+impl TypedMetric for PicoCents {
+    const TYPE: MetricType = MetricType::Counter;
+}
+
+impl EncodeMetric for PicoCents {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        let cents = self.get() as f64 / llm::Cost::PER_CENT as f64;
+        encoder.encode_counter::<NoLabelSet, _, u64>(&cents, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Counter
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ChannelLabels {
+    tenant_id: String,
+    channel: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CompletedLabels {
+    tenant_id: String,
+    channel: String,
+    resolution_status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MessageLabels {
+    tenant_id: String,
+    channel: String,
+    direction: &'static str,
+    message_type: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CallLabels {
+    provider: String,
+    model: String,
+    tenant_id: String,
+    operation_type: &'static str,
+    status: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OperationLabels {
+    provider: String,
+    model: String,
+    tenant_id: String,
+    operation_type: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ModelLabels {
+    provider: String,
+    model: String,
+    tenant_id: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TokenLabels {
+    provider: String,
+    model: String,
+    tenant_id: String,
+    token_type: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct IntegrationStatusLabels {
+    tenant_id: String,
+    integration_id: String,
+    integration_type: String,
+    status: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct IntegrationLabels {
+    tenant_id: String,
+    integration_id: String,
+    integration_type: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GenAiTokenLabels {
+    gen_ai_operation_name: &'static str,
+    gen_ai_provider_name: String,
+    gen_ai_request_model: String,
+    gen_ai_token_type: &'static str,
+    tenant_id: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GenAiDurationLabels {
+    gen_ai_operation_name: &'static str,
+    gen_ai_provider_name: String,
+    gen_ai_request_model: String,
+    error_type: String,
+    tenant_id: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SpanLabels {
+    tenant_id: String,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EventLabels {
+    tenant_id: String,
+    event_type: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TenantOnly {
+    tenant_id: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ThresholdLabels {
+    tenant_id: String,
+    threshold: String,
+}
+
+/// One guard per client-chosen label.
+#[derive(Debug)]
+struct Guards {
+    provider: TenantLabels,
+    model: TenantLabels,
+    channel: TenantLabels,
+    resolution_status: TenantLabels,
+    message_type: TenantLabels,
+    integration_id: TenantLabels,
+    integration_type: TenantLabels,
+    error_type: TenantLabels,
+}
+
+/// The LLM series; reach them through [`crate::Metrics::llm`].
+#[derive(Debug)]
+pub struct LlmMetrics {
+    conversations_active: Family<ChannelLabels, Gauge>,
+    conversations_started: Family<ChannelLabels, Counter>,
+    conversations_completed: Family<CompletedLabels, Counter>,
+    messages: Family<MessageLabels, Counter>,
+    calls: Family<CallLabels, Counter>,
+    durations: Family<OperationLabels, Histogram, Buckets>,
+    cost: Family<ModelLabels, PicoCents>,
+    tokens: Family<TokenLabels, Counter>,
+    unpriced: Family<ModelLabels, Counter>,
+    integration_calls: Family<IntegrationStatusLabels, Counter>,
+    integration_durations: Family<IntegrationLabels, Histogram, Buckets>,
+    genai_tokens: Family<GenAiTokenLabels, Histogram, Buckets>,
+    genai_durations: Family<GenAiDurationLabels, Histogram, Buckets>,
+    spans: Family<SpanLabels, Counter>,
+    events: Family<EventLabels, Counter>,
+    budget_ratio: Family<TenantOnly, Gauge<f64, AtomicU64>>,
+    budget_reached: Family<ThresholdLabels, Gauge>,
+    /// The thresholds each tenant label has a `llm_budget_threshold_reached` series for, so a
+    /// new period can set them back to 0.
+    budget_thresholds: Mutex<HashMap<String, BTreeSet<u8>>>,
+    guards: Guards,
+}
+
+impl LlmMetrics {
+    pub(crate) fn register(registry: &mut Registry, config: &MetricsConfig) -> LlmMetrics {
+        let m = LlmMetrics {
+            conversations_active: Family::default(),
+            conversations_started: Family::default(),
+            conversations_completed: Family::default(),
+            messages: Family::default(),
+            calls: Family::default(),
+            durations: Family::new_with_constructor(Buckets(&MODEL_DURATION_BUCKETS)),
+            cost: Family::default(),
+            tokens: Family::default(),
+            unpriced: Family::default(),
+            integration_calls: Family::default(),
+            integration_durations: Family::new_with_constructor(Buckets(
+                &INTEGRATION_DURATION_BUCKETS,
+            )),
+            genai_tokens: Family::new_with_constructor(Buckets(&GENAI_TOKEN_BUCKETS)),
+            genai_durations: Family::new_with_constructor(Buckets(&GENAI_DURATION_BUCKETS)),
+            spans: Family::default(),
+            events: Family::default(),
+            budget_ratio: Family::default(),
+            budget_reached: Family::default(),
+            budget_thresholds: Mutex::new(HashMap::new()),
+            guards: Guards {
+                provider: TenantLabels::new(config.provider_label_limit),
+                model: TenantLabels::new(config.model_label_limit),
+                channel: TenantLabels::new(config.label_limit),
+                resolution_status: TenantLabels::new(config.label_limit),
+                message_type: TenantLabels::new(config.label_limit),
+                integration_id: TenantLabels::new(config.label_limit),
+                integration_type: TenantLabels::new(config.label_limit),
+                error_type: TenantLabels::new(config.label_limit),
+            },
+        };
+        // The seed names this gauge `…_total`; kept for its dashboards (see docs/metrics.md).
+        registry.register(
+            "conversations_active_total",
+            "Conversations started and not yet completed (a gauge despite the seed's name)",
+            m.conversations_active.clone(),
+        );
+        registry.register(
+            "conversations_started",
+            "Total conversations started",
+            m.conversations_started.clone(),
+        );
+        registry.register(
+            "conversations_completed",
+            "Total conversations completed",
+            m.conversations_completed.clone(),
+        );
+        registry.register(
+            "messages_processed",
+            "Total messages processed",
+            m.messages.clone(),
+        );
+        registry.register("model_api_calls", "Total model API calls", m.calls.clone());
+        registry.register(
+            "model_api_duration_seconds",
+            "Model API call duration in seconds",
+            m.durations.clone(),
+        );
+        registry.register(
+            "model_api_cost_cents",
+            "Total model API cost in US cents (exact sum of picodollars, divided when written)",
+            m.cost.clone(),
+        );
+        registry.register(
+            "model_api_tokens",
+            "Total tokens used, by exclusive token type (input, output, cache_read, cache_write, reasoning)",
+            m.tokens.clone(),
+        );
+        registry.register(
+            "model_api_unpriced_calls",
+            "Model API calls with no price (stored with a null cost)",
+            m.unpriced.clone(),
+        );
+        registry.register(
+            "integration_calls",
+            "Total integration calls",
+            m.integration_calls.clone(),
+        );
+        registry.register(
+            "integration_duration_seconds",
+            "Integration call duration in seconds",
+            m.integration_durations.clone(),
+        );
+        registry.register(
+            "gen_ai_client_token_usage",
+            "Tokens used per GenAI operation (OpenTelemetry gen_ai.client.token.usage; input includes cached tokens, output includes reasoning tokens)",
+            m.genai_tokens.clone(),
+        );
+        registry.register(
+            "gen_ai_client_operation_duration_seconds",
+            "GenAI operation duration in seconds (OpenTelemetry gen_ai.client.operation.duration)",
+            m.genai_durations.clone(),
+        );
+        registry.register(
+            "otlp_spans_received",
+            "OTLP spans received, by outcome (model_call, not_genai, rejected, duplicate)",
+            m.spans.clone(),
+        );
+        registry.register(
+            "llm_events_received",
+            "LLM events received on the event API, by type and outcome (accepted, duplicate, rejected)",
+            m.events.clone(),
+        );
+        registry.register(
+            "llm_budget_spent_ratio",
+            "This month's LLM spend divided by the monthly budget",
+            m.budget_ratio.clone(),
+        );
+        registry.register(
+            "llm_budget_threshold_reached",
+            "1 once this month's LLM spend crossed the threshold (percent of the budget)",
+            m.budget_reached.clone(),
+        );
+        m
+    }
+}
+
+/// Records LLM series for a tenant; see [`crate::Metrics::llm`].
+#[derive(Debug, Clone, Copy)]
+pub struct LlmRecorder<'a> {
+    pub(crate) metrics: &'a LlmMetrics,
+    pub(crate) tenants: &'a TenantLabels,
+}
+
+impl LlmRecorder<'_> {
+    /// Records one stored model call: its call count, duration, tokens by exclusive type, cost
+    /// (or an unpriced call when it has none), and the GenAI client histograms. Call it once
+    /// per call actually stored (not for duplicates).
+    pub fn record_model_call(&self, tenant_id: &str, call: &ModelCall) {
+        let m = self.metrics;
+        let g = &m.guards;
+        let tenant = guarded(&self.tenants, tenant_id);
+        let provider = guarded(&g.provider, &call.provider);
+        let model = guarded(&g.model, &call.model);
+        let operation = call.operation.as_str();
+        let seconds = call.duration_us as f64 / 1e6;
+        m.calls
+            .get_or_create(&CallLabels {
+                provider: provider.clone(),
+                model: model.clone(),
+                tenant_id: tenant.clone(),
+                operation_type: operation,
+                status: call.status.as_str(),
+            })
+            .inc();
+        m.durations
+            .get_or_create(&OperationLabels {
+                provider: provider.clone(),
+                model: model.clone(),
+                tenant_id: tenant.clone(),
+                operation_type: operation,
+            })
+            .observe(seconds);
+        let per_model = ModelLabels {
+            provider: provider.clone(),
+            model: model.clone(),
+            tenant_id: tenant.clone(),
+        };
+        match call.cost() {
+            Some(cost) => m.cost.get_or_create(&per_model).add(cost.picodollars()),
+            None => {
+                m.unpriced.get_or_create(&per_model).inc();
+            }
+        }
+        let mut token_labels = TokenLabels {
+            provider: provider.clone(),
+            model: model.clone(),
+            tenant_id: tenant.clone(),
+            token_type: "",
+        };
+        for token_type in TokenType::ALL {
+            let n = call.tokens.get(token_type);
+            if n > 0 {
+                token_labels.token_type = token_type.as_str();
+                m.tokens.get_or_create(&token_labels).inc_by(n);
+            }
+        }
+        // The conventions' token types are inclusive: input counts cached prompt tokens,
+        // output counts reasoning tokens.
+        let t = &call.tokens;
+        let inclusive = [
+            (
+                "input",
+                t.input
+                    .saturating_add(t.cache_read)
+                    .saturating_add(t.cache_write),
+            ),
+            ("output", t.output.saturating_add(t.reasoning)),
+        ];
+        let mut genai = GenAiTokenLabels {
+            gen_ai_operation_name: operation,
+            gen_ai_provider_name: provider.clone(),
+            gen_ai_request_model: model.clone(),
+            gen_ai_token_type: "",
+            tenant_id: tenant.clone(),
+        };
+        for (token_type, n) in inclusive {
+            genai.gen_ai_token_type = token_type;
+            m.genai_tokens.get_or_create(&genai).observe(n as f64);
+        }
+        let error_type = match call.status {
+            CallStatus::Success => String::new(),
+            CallStatus::Error => match call.error_type.as_deref() {
+                Some(e) if !e.is_empty() => guarded(&g.error_type, e),
+                _ => OTHER_ERROR.to_owned(),
+            },
+        };
+        m.genai_durations
+            .get_or_create(&GenAiDurationLabels {
+                gen_ai_operation_name: operation,
+                gen_ai_provider_name: provider,
+                gen_ai_request_model: model,
+                error_type,
+                tenant_id: tenant,
+            })
+            .observe(seconds);
+    }
+
+    /// Records one stored event of any type (a model call as [`Self::record_model_call`]).
+    /// Call it once per event actually stored, not for duplicates, so counters match the store.
+    ///
+    /// `conversations_active_total` goes up on a start and down on a completion, never below 0
+    /// (a completion whose start came before a restart).
+    pub fn record_event(&self, tenant_id: &str, event: &LlmEvent) {
+        let m = self.metrics;
+        let g = &m.guards;
+        match event {
+            LlmEvent::ModelCall(call) => self.record_model_call(tenant_id, call),
+            LlmEvent::ConversationStarted(e) => {
+                let labels = ChannelLabels {
+                    tenant_id: guarded(&self.tenants, tenant_id),
+                    channel: guarded(&g.channel, &e.channel),
+                };
+                m.conversations_started.get_or_create(&labels).inc();
+                m.conversations_active.get_or_create(&labels).inc();
+            }
+            LlmEvent::ConversationCompleted(e) => {
+                let tenant = guarded(&self.tenants, tenant_id);
+                let channel = guarded(&g.channel, &e.channel);
+                m.conversations_completed
+                    .get_or_create(&CompletedLabels {
+                        tenant_id: tenant.clone(),
+                        channel: channel.clone(),
+                        resolution_status: guarded(&g.resolution_status, &e.resolution_status),
+                    })
+                    .inc();
+                let active = m.conversations_active.get_or_create(&ChannelLabels {
+                    tenant_id: tenant,
+                    channel,
+                });
+                let _ = active
+                    .inner()
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                        Some((v - 1).max(0))
+                    });
+            }
+            LlmEvent::MessageProcessed(e) => {
+                m.messages
+                    .get_or_create(&MessageLabels {
+                        tenant_id: guarded(&self.tenants, tenant_id),
+                        channel: guarded(&g.channel, &e.channel),
+                        direction: e.direction.as_str(),
+                        message_type: guarded(&g.message_type, &e.message_type),
+                    })
+                    .inc();
+            }
+            LlmEvent::IntegrationCall(e) => {
+                let tenant = guarded(&self.tenants, tenant_id);
+                let integration_id = guarded(&g.integration_id, &e.integration_id);
+                let integration_type = guarded(&g.integration_type, &e.integration_type);
+                m.integration_calls
+                    .get_or_create(&IntegrationStatusLabels {
+                        tenant_id: tenant.clone(),
+                        integration_id: integration_id.clone(),
+                        integration_type: integration_type.clone(),
+                        status: e.status.as_str(),
+                    })
+                    .inc();
+                m.integration_durations
+                    .get_or_create(&IntegrationLabels {
+                        tenant_id: tenant,
+                        integration_id,
+                        integration_type,
+                    })
+                    .observe(e.duration_us as f64 / 1e6);
+            }
+        }
+    }
+
+    /// Counts `n` OTLP spans of a request by what became of them.
+    pub fn record_span_outcome(&self, tenant_id: &str, outcome: SpanOutcome, n: u64) {
+        if n == 0 {
+            return;
+        }
+        self.metrics
+            .spans
+            .get_or_create(&SpanLabels {
+                tenant_id: guarded(&self.tenants, tenant_id),
+                outcome: outcome.as_str(),
+            })
+            .inc_by(n);
+    }
+
+    /// Counts `n` events of `event_type` (one of [`EVENT_TYPES`]; anything else is counted as
+    /// `unknown`, e.g. an event too malformed to have a type) by what became of them.
+    pub fn record_event_outcome(
+        &self,
+        tenant_id: &str,
+        event_type: &str,
+        outcome: EventOutcome,
+        n: u64,
+    ) {
+        if n == 0 {
+            return;
+        }
+        let event_type = EVENT_TYPES
+            .into_iter()
+            .find(|t| *t == event_type)
+            .unwrap_or("unknown");
+        self.metrics
+            .events
+            .get_or_create(&EventLabels {
+                tenant_id: guarded(&self.tenants, tenant_id),
+                event_type,
+                outcome: outcome.as_str(),
+            })
+            .inc_by(n);
+    }
+
+    /// Sets a tenant's budget gauges: `spent_ratio` is this month's spend over the budget, and
+    /// `reached` the thresholds (percent) the store has recorded as crossed this period. Every
+    /// threshold not in `reached` that had a series (or is a default threshold) is set to 0,
+    /// so a new period starts clean. Call it at start-up from the store's recorded crossings
+    /// and after each budget change or ingest that moves the spend.
+    pub fn set_budget(&self, tenant_id: &str, spent_ratio: f64, reached: &[u8]) {
+        let m = self.metrics;
+        let tenant = guarded(&self.tenants, tenant_id);
+        let ratio = if spent_ratio.is_finite() {
+            spent_ratio.max(0.0)
+        } else {
+            0.0
+        };
+        m.budget_ratio
+            .get_or_create(&TenantOnly {
+                tenant_id: tenant.clone(),
+            })
+            .set(ratio);
+        let mut known = m
+            .budget_thresholds
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let thresholds = known.entry(tenant.clone()).or_default();
+        thresholds.extend(llm::budget::DEFAULT_THRESHOLDS);
+        thresholds.extend(reached.iter().copied());
+        for t in thresholds.iter() {
+            let value = i64::from(reached.contains(t));
+            m.budget_reached
+                .get_or_create(&ThresholdLabels {
+                    tenant_id: tenant.clone(),
+                    threshold: t.to_string(),
+                })
+                .set(value);
+        }
+    }
+
+    /// Removes a tenant's budget series (its budget was deleted).
+    pub fn clear_budget(&self, tenant_id: &str) {
+        let m = self.metrics;
+        let tenant = guarded(&self.tenants, tenant_id);
+        m.budget_ratio.remove(&TenantOnly {
+            tenant_id: tenant.clone(),
+        });
+        let removed = m
+            .budget_thresholds
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&tenant)
+            .unwrap_or_default();
+        for t in removed {
+            m.budget_reached.remove(&ThresholdLabels {
+                tenant_id: tenant.clone(),
+                threshold: t.to_string(),
+            });
+        }
+    }
+}
+
+/// `value`'s label value under `guard`, escaped for the exposition.
+fn guarded(guard: &TenantLabels, value: &str) -> String {
+    crate::tenant_scrape::escape(guard.label(value)).into_owned()
+}
