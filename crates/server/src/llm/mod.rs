@@ -97,6 +97,8 @@ pub struct IngestOutcome {
     pub stored: usize,
     /// Already stored (same id): nothing changed.
     pub duplicates: usize,
+    /// Per event, in input order: whether it was stored now (else a duplicate).
+    pub inserted: Vec<bool>,
 }
 
 /// The use cases. Cheap to share (`Arc` inside `AppState`).
@@ -139,7 +141,7 @@ impl LlmService {
         if let Some(p) = self.prices.get(tenant_id) {
             return Ok(p);
         }
-        let stored = store.llm_prices(tenant_id).await?;
+        let stored = store.get_llm_prices(tenant_id).await?;
         let prices = Arc::new(match stored {
             None => TenantPrices {
                 overrides: PriceTable::default(),
@@ -149,11 +151,11 @@ impl LlmService {
             Some(stored) => TenantPrices {
                 // Validated when it was set; a table that no longer parses (a stricter
                 // release) prices nothing rather than failing every ingest.
-                overrides: parse_overrides(&stored.price_table).unwrap_or_else(|e| {
+                overrides: parse_overrides(&stored.text).unwrap_or_else(|e| {
                     tracing::warn!(tenant_id, error = %e, "stored price overrides no longer parse; ignoring them");
                     PriceTable::default()
                 }),
-                overrides_json: stored.price_table,
+                overrides_json: stored.text,
                 use_defaults: stored.use_defaults,
             },
         });
@@ -169,11 +171,10 @@ impl LlmService {
         tenant_id: &str,
         overrides_json: &str,
         use_defaults: bool,
-        now_ms: i64,
     ) -> Result<Arc<TenantPrices>, PricesError> {
         let overrides = parse_overrides(overrides_json).map_err(PricesError::Invalid)?;
         store
-            .set_llm_prices(tenant_id, overrides_json, use_defaults, now_ms)
+            .put_llm_prices(tenant_id, overrides_json, use_defaults)
             .await?;
         let prices = Arc::new(TenantPrices {
             overrides,
@@ -214,22 +215,47 @@ impl LlmService {
         }
         let prices = self.tenant_prices(store, tenant_id).await?;
         self.price(&prices, &mut events);
-        let inserted = store.insert_llm_batch(tenant_id, &events, now_ms).await?;
+        // The store takes model calls and the other kinds apart; remember where each went.
+        let mut calls = Vec::new();
+        let mut others = Vec::new();
+        let mut places = Vec::with_capacity(events.len());
+        for event in &events {
+            match event {
+                LlmEvent::ModelCall(call) => {
+                    places.push((true, calls.len()));
+                    calls.push(call.clone());
+                }
+                other => {
+                    places.push((false, others.len()));
+                    others.push(other.clone());
+                }
+            }
+        }
+        let stored = store.insert_llm_batch(tenant_id, &calls, &others).await?;
         // Whatever happens next, cached answers for this tenant are stale now.
         self.invalidate_usage(tenant_id);
+        let inserted: Vec<bool> = places
+            .iter()
+            .map(|&(is_call, i)| {
+                let list = if is_call { &stored.calls } else { &stored.events };
+                list.get(i) == Some(&store::LlmInsertion::New)
+            })
+            .collect();
         let mut outcome = IngestOutcome::default();
         let recorder = metrics.llm();
+        let mut spent_now = false;
         for (event, new) in events.iter().zip(&inserted) {
             if *new {
                 outcome.stored += 1;
                 recorder.record_event(tenant_id, event);
+                if let LlmEvent::ModelCall(call) = event {
+                    spent_now |= call.cost().is_some_and(|c| c > Cost::ZERO);
+                }
             } else {
                 outcome.duplicates += 1;
             }
         }
-        let spent_now = events.iter().zip(&inserted).any(|(e, new)| {
-            *new && matches!(e, LlmEvent::ModelCall(c) if c.cost().is_some_and(|c| c > Cost::ZERO))
-        });
+        outcome.inserted = inserted;
         if spent_now {
             self.check_budget(store, metrics, tenant_id, now_ms).await?;
         }
@@ -246,13 +272,11 @@ impl LlmService {
         tenant_id: &str,
         now_ms: i64,
     ) -> Result<Vec<u8>, StoreError> {
-        let Some(budget) = store.llm_budget(tenant_id).await? else {
+        let Some(budget) = store.get_llm_budget(tenant_id).await? else {
             return Ok(Vec::new());
         };
         let period = Period::containing(now_ms);
-        let spent = store
-            .llm_spend(tenant_id, period.start_ms(), period.end_ms())
-            .await?;
+        let spent = store.llm_month_spend(tenant_id, period).await?;
         let reached = budget::reached(budget.monthly, spent, &budget.thresholds);
         let newly = if reached.is_empty() {
             Vec::new()
@@ -271,9 +295,16 @@ impl LlmService {
                 "LLM budget threshold crossed"
             );
         }
-        metrics
-            .llm()
-            .budget(tenant_id, budget.monthly, spent, &newly);
+        let ratio = if budget.monthly == Cost::ZERO {
+            if spent > Cost::ZERO {
+                f64::INFINITY
+            } else {
+                0.0
+            }
+        } else {
+            spent.picodollars() as f64 / budget.monthly.picodollars() as f64
+        };
+        metrics.llm().set_budget(tenant_id, ratio, &reached);
         Ok(newly)
     }
 
@@ -314,7 +345,8 @@ impl LlmService {
             return Ok(0);
         };
         let before_ms = now_ms - i64::from(days) * 86_400_000;
-        store.purge_llm_events(before_ms).await
+        let purged = store.purge_llm_events_before(before_ms).await?;
+        Ok(purged.calls + purged.events)
     }
 }
 

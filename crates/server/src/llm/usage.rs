@@ -109,14 +109,22 @@ pub async fn compute(
     tenant_id: &str,
     query: &UsageQuery,
 ) -> Result<UsageAnswer, StoreError> {
+    let dimensions: Vec<Dimension> = query.group_by.dimensions().collect();
     let rows = store
-        .llm_usage(tenant_id, query.from_day, query.to_day, &query.group_by)
+        .llm_usage(tenant_id, query.from_day, query.to_day, &dimensions)
         .await?;
     let mut all = UsageTotals::default();
     let mut groups = Vec::with_capacity(rows.len());
-    for (key, totals) in &rows {
-        all.merge(totals);
-        groups.push(UsageRow::new(key, totals, &query.group_by));
+    for (key, totals) in rows {
+        all.merge(&totals);
+        let key = UsageKey {
+            day: key.day,
+            provider: key.provider,
+            model: key.model,
+            operation: key.operation,
+            conversation: key.conversation,
+        };
+        groups.push(UsageRow::new(&key, &totals, &query.group_by));
     }
     Ok(UsageAnswer {
         from: format_day(query.from_day),

@@ -3,7 +3,7 @@
 //! from [`crate::llm::LlmService`], which holds the use cases.
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
@@ -19,6 +19,7 @@ use crate::ingest::{BodyError, Framing, RejectedEvent};
 use crate::llm::otlp::{self, rpc_code, DecodeError, Encoding, RpcStatus};
 use crate::llm::usage::{self, UsageAnswer, UsageQuery};
 use crate::llm::now_ms;
+use telemetry::{EventOutcome, SpanOutcome};
 use crate::problem::{ApiError, ProblemKind};
 use crate::state::AppState;
 
@@ -227,13 +228,16 @@ pub(crate) async fn otlp_traces(
         }
     }
     let tenant_id = auth.tenant_id();
-    let recorder = state.metrics().llm();
-    recorder.spans_received(tenant_id, calls.len() as u64, other as u64, rejected as u64);
-    state
+    let outcome = state
         .llm()
         .ingest(state.store(), state.metrics(), tenant_id, calls, now)
         .await
         .map_err(|e| OtlpError::from_api(ApiError::from(e), encoding))?;
+    let recorder = state.metrics().llm();
+    recorder.record_span_outcome(tenant_id, SpanOutcome::ModelCall, outcome.stored as u64);
+    recorder.record_span_outcome(tenant_id, SpanOutcome::Duplicate, outcome.duplicates as u64);
+    recorder.record_span_outcome(tenant_id, SpanOutcome::NotGenAi, other as u64);
+    recorder.record_span_outcome(tenant_id, SpanOutcome::Rejected, rejected as u64);
     let message = if rejected == 0 {
         String::new()
     } else {
@@ -368,10 +372,14 @@ pub(crate) async fn ingest_events(
         .with("max_events", max_events),
     })?;
     let tenant_id = auth.tenant_id();
-    state
-        .metrics()
-        .llm()
-        .events_rejected(tenant_id, rejected.len() as u64);
+    let recorder = state.metrics().llm();
+    let rejected: Vec<RejectedEvent> = rejected
+        .into_iter()
+        .map(|r| {
+            recorder.record_event_outcome(tenant_id, r.event_type, EventOutcome::Rejected, 1);
+            r.rejected
+        })
+        .collect();
     if valid.is_empty() && !rejected.is_empty() {
         let listed = serde_json::to_value(&rejected).unwrap_or_default();
         return Err(ApiError::new(
@@ -385,10 +393,19 @@ pub(crate) async fn ingest_events(
         .with("rejected", listed));
     }
     let accepted = valid.len();
+    let types: Vec<&'static str> = valid.iter().map(telemetry::event_type).collect();
     let outcome = state
         .llm()
         .ingest(state.store(), state.metrics(), tenant_id, valid, now)
         .await?;
+    for (event_type, new) in types.iter().zip(&outcome.inserted) {
+        let kind = if *new {
+            EventOutcome::Accepted
+        } else {
+            EventOutcome::Duplicate
+        };
+        recorder.record_event_outcome(tenant_id, event_type, kind, 1);
+    }
     Ok(axum::Json(EventsResponse {
         accepted,
         stored: outcome.stored,
@@ -405,26 +422,40 @@ fn raw_len_small(headers: &HeaderMap) -> bool {
         .is_some_and(|len| len <= 16 * 1024)
 }
 
-/// Validates each item: wire shape (serde, naming the field), then the domain rules.
+/// A rejected event and its `type` for the metrics (`unknown` when it had no known one).
+struct Rejection {
+    rejected: RejectedEvent,
+    event_type: &'static str,
+}
+
+/// Validates each item: wire shape (naming the field), then the domain rules.
 fn validate_events(
     items: Vec<crate::ingest::Item>,
     now_ms: i64,
-) -> (Vec<LlmEvent>, Vec<RejectedEvent>) {
+) -> (Vec<LlmEvent>, Vec<Rejection>) {
     let mut valid = Vec::with_capacity(items.len());
     let mut rejected = Vec::new();
     for (index, item) in items {
         let value = match item {
             Ok(v) => v,
             Err(reason) => {
-                rejected.push(RejectedEvent {
-                    index,
-                    event_id: None,
-                    field: None,
-                    reason,
+                rejected.push(Rejection {
+                    rejected: RejectedEvent {
+                        index,
+                        event_id: None,
+                        field: None,
+                        reason,
+                    },
+                    event_type: "unknown",
                 });
                 continue;
             }
         };
+        let event_type = value
+            .get("type")
+            .and_then(Value::as_str)
+            .and_then(|t| telemetry::EVENT_TYPES.into_iter().find(|known| *known == t))
+            .unwrap_or("unknown");
         let event_id = value
             .get("id")
             .and_then(Value::as_str)
@@ -433,22 +464,28 @@ fn validate_events(
         let wire = match llm::event::wire_from_value(value) {
             Ok(w) => w,
             Err(e) => {
-                rejected.push(RejectedEvent {
-                    index,
-                    event_id,
-                    field: (!e.field.is_empty()).then_some(e.field),
-                    reason: e.reason,
+                rejected.push(Rejection {
+                    rejected: RejectedEvent {
+                        index,
+                        event_id,
+                        field: (!e.field.is_empty()).then_some(e.field),
+                        reason: e.reason,
+                    },
+                    event_type,
                 });
                 continue;
             }
         };
         match llm::event::validate(wire, now_ms) {
             Ok(event) => valid.push(event),
-            Err(e) => rejected.push(RejectedEvent {
-                index,
-                event_id,
-                field: Some(e.field),
-                reason: e.reason,
+            Err(e) => rejected.push(Rejection {
+                rejected: RejectedEvent {
+                    index,
+                    event_id,
+                    field: Some(e.field),
+                    reason: e.reason,
+                },
+                event_type,
             }),
         }
     }
@@ -542,7 +579,10 @@ pub(crate) struct ConversationResponse {
     totals: llm::usage::UsageRow,
 }
 
-/// One conversation's timeline (read scope).
+/// Most events one timeline answer lists (the first ones, in time order).
+const MAX_TIMELINE_EVENTS: u32 = 10_000;
+
+/// One conversation's timeline (read scope): at most its first 10,000 events.
 #[utoipa::path(get, path = "/api/v1/llm/conversations/{id}", tag = "llm", security(("api_key" = [])),
     params(("id" = String, Path, description = "The conversation id (`gen_ai.conversation.id`)")),
     responses(
@@ -559,7 +599,7 @@ pub(crate) async fn conversation(
     auth.require(Scope::Read)?;
     let events = state
         .store()
-        .llm_conversation(auth.tenant_id(), &id)
+        .llm_conversation_timeline(auth.tenant_id(), &id, MAX_TIMELINE_EVENTS)
         .await?;
     if events.is_empty() {
         return Err(ApiError::not_found(format!(
@@ -671,11 +711,9 @@ async fn budget_view(state: &AppState, tenant_id: &str) -> Result<BudgetResponse
     let store = state.store();
     let now = now_ms();
     let period = llm::budget::Period::containing(now);
-    let budget = store.llm_budget(tenant_id).await?;
-    let spent = store
-        .llm_spend(tenant_id, period.start_ms(), period.end_ms())
-        .await?;
-    let crossings = store.llm_budget_crossings(tenant_id, period).await?;
+    let budget = store.get_llm_budget(tenant_id).await?;
+    let spent = store.llm_month_spend(tenant_id, period).await?;
+    let crossings = store.list_llm_budget_crossings(tenant_id, period).await?;
     Ok(BudgetResponse {
         monthly_usd: budget.as_ref().map(|b| b.monthly.usd()),
         monthly_picodollars: budget.as_ref().map(|b| b.monthly.picodollars()),
@@ -772,7 +810,7 @@ pub(crate) async fn put_budget(
     let now = now_ms();
     state
         .store()
-        .set_llm_budget(tenant_id, monthly, &thresholds, now)
+        .put_llm_budget(tenant_id, monthly, &thresholds)
         .await?;
     state
         .llm()
@@ -884,7 +922,6 @@ pub(crate) async fn put_prices(
             auth.tenant_id(),
             &overrides_json,
             request.use_defaults,
-            now_ms(),
         )
         .await
         .map_err(|e| match e {
