@@ -1,4 +1,5 @@
-//! Persistence for signalbox: tenants, API keys, engine data, feature flags and experiments.
+//! Persistence for signalbox: tenants, API keys, engine data, feature flags, experiments and
+//! LLM observability data (model calls, chatbot events, usage rollups, budgets, prices).
 //!
 //! One [`Store`] handle speaks to either backend, chosen by URL:
 //! - `sqlite://PATH` — the embedded default, a single file in the data directory (WAL mode);
@@ -29,6 +30,7 @@ mod diff;
 mod experiments;
 mod flags;
 mod interactions;
+mod llm;
 mod migrations;
 mod model;
 mod observe;
@@ -47,6 +49,10 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, AnyPool, ConnectOptions, Connection, Executor, Row};
 
+pub use self::llm::{
+    LlmBudget, LlmBudgetCrossing, LlmInsertOutcome, LlmInsertion, LlmPrices, LlmPurged,
+    LlmUsageKey, MAX_LLM_PRICES_BYTES, MAX_LLM_TEXT_BYTES,
+};
 pub use diff::{json_diff, FieldChange};
 pub use experiments::{
     AnalysisInputs, AnalysisQuery, EventsStored, ExperimentEvent, ExperimentRecord, Exposure,

@@ -58,6 +58,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/0007_void_experiment_events.sql"),
         postgres: include_str!("../migrations/0007_void_experiment_events.sql"),
     },
+    Migration {
+        version: 8,
+        name: "llm",
+        sqlite: include_str!("../migrations/0008_llm.sqlite.sql"),
+        postgres: include_str!("../migrations/0008_llm.postgres.sql"),
+    },
 ];
 
 /// The newest schema version this build knows.

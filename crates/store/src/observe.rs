@@ -67,10 +67,18 @@ pub enum Table {
     FlagExposures,
     Experiments,
     ExperimentEvents,
+    LlmModelCalls,
+    LlmEvents,
+    LlmUsageDaily,
+    LlmUsageLatency,
+    LlmBudgets,
+    LlmBudgetCrossings,
+    LlmPrices,
 }
 
 impl Table {
-    const ALL: [Table; 11] = [
+    /// Every table; the telemetry crate's sampler and this module's cells iterate it.
+    pub const ALL: [Table; 18] = [
         Table::Tenants,
         Table::ApiKeys,
         Table::WeberProfiles,
@@ -82,6 +90,13 @@ impl Table {
         Table::FlagExposures,
         Table::Experiments,
         Table::ExperimentEvents,
+        Table::LlmModelCalls,
+        Table::LlmEvents,
+        Table::LlmUsageDaily,
+        Table::LlmUsageLatency,
+        Table::LlmBudgets,
+        Table::LlmBudgetCrossings,
+        Table::LlmPrices,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -97,6 +112,13 @@ impl Table {
             Table::FlagExposures => "flag_exposures",
             Table::Experiments => "experiments",
             Table::ExperimentEvents => "experiment_events",
+            Table::LlmModelCalls => "llm_model_calls",
+            Table::LlmEvents => "llm_events",
+            Table::LlmUsageDaily => "llm_usage_daily",
+            Table::LlmUsageLatency => "llm_usage_latency",
+            Table::LlmBudgets => "llm_budgets",
+            Table::LlmBudgetCrossings => "llm_budget_crossings",
+            Table::LlmPrices => "llm_prices",
         }
     }
 }
