@@ -111,7 +111,8 @@ pub async fn compute(
 ) -> Result<UsageAnswer, StoreError> {
     let dimensions: Vec<Dimension> = query.group_by.dimensions().collect();
     let rows = store
-        .llm_usage(tenant_id, query.from_day, query.to_day, &dimensions)
+        // The store's range excludes its end; ours includes `to`.
+        .llm_usage(tenant_id, query.from_day, query.to_day + 1, &dimensions)
         .await?;
     let mut all = UsageTotals::default();
     let mut groups = Vec::with_capacity(rows.len());

@@ -13,7 +13,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{status, ResourceSpans, ScopeSpans, Span, Status};
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
 use serde_json::{json, Value};
 use server::{AppState, ServerConfig};
@@ -201,7 +201,7 @@ async fn otlp_ingest(backend: Backend) {
     assert_eq!(reply.content_type(), "application/x-protobuf");
     let answer = ExportTraceServiceResponse::decode(&reply.body[..]).unwrap();
     assert!(
-        answer.partial_success.is_none_or(|p| p.rejected_spans == 0),
+        answer.partial_success.as_ref().is_none_or(|p| p.rejected_spans == 0),
         "{answer:?}"
     );
 
