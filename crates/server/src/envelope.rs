@@ -92,7 +92,9 @@ pub(crate) async fn envelope(
         } else {
             tracing::debug!(code = own.kind.code(), detail = %own.detail, "request rejected");
         }
-        state.metrics().count_error(own.kind.code(), service, tenant);
+        state
+            .metrics()
+            .count_error(own.kind.code(), service, tenant);
     } else if let Some(problem) = take_problem(&mut response, &method) {
         let _entered = span.enter();
         if problem.kind.is_failure() {

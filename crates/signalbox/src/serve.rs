@@ -558,7 +558,9 @@ fn llm_settings(
                 .unwrap_or(defaults.body_limit_bytes),
         )?,
         retention_days: match args.llm_retention_days.or(section.retention_days) {
-            Some(0) => anyhow::bail!("llm retention days: must be at least 1 (leave it unset to keep everything)"),
+            Some(0) => anyhow::bail!(
+                "llm retention days: must be at least 1 (leave it unset to keep everything)"
+            ),
             other => other,
         },
         usage_cache_ttl: args

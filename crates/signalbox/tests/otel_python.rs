@@ -152,18 +152,25 @@ fn the_opentelemetry_python_sdk_exports_genai_spans_in_protobuf_and_json() {
     let python = support::python_venv(&fixture_dir().join("requirements.txt"), "otel-venv");
 
     let dir = tempfile::tempdir().unwrap();
-    let created = json_lines(&run_ok(signalbox(dir.path()).args([
-        "tenants", "create", "otel", "--tier", "starter",
-    ])));
+    let created = json_lines(&run_ok(
+        signalbox(dir.path()).args(["tenants", "create", "otel", "--tier", "starter"]),
+    ));
     let tenant = created[0]["tenant_id"].as_str().unwrap().to_owned();
-    let key = json_lines(&run_ok(
-        signalbox(dir.path()).args(["keys", "create", "--tenant", &tenant, "--scopes", "admin"]),
-    ))[0]["api_key"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let key =
+        json_lines(&run_ok(signalbox(dir.path()).args([
+            "keys", "create", "--tenant", &tenant, "--scopes", "admin",
+        ])))[0]["api_key"]
+            .as_str()
+            .unwrap()
+            .to_owned();
     let server = Server::start(&mut signalbox(dir.path()));
-    let (status, body) = send_json(&server.addr, "PUT", "/api/v1/llm/prices", &key, &prices_body());
+    let (status, body) = send_json(
+        &server.addr,
+        "PUT",
+        "/api/v1/llm/prices",
+        &key,
+        &prices_body(),
+    );
     assert_eq!(status, 200, "{body}");
 
     for encoding in ["protobuf", "json"] {

@@ -237,7 +237,11 @@ impl LlmService {
         let inserted: Vec<bool> = places
             .iter()
             .map(|&(is_call, i)| {
-                let list = if is_call { &stored.calls } else { &stored.events };
+                let list = if is_call {
+                    &stored.calls
+                } else {
+                    &stored.events
+                };
                 list.get(i) == Some(&store::LlmInsertion::New)
             })
             .collect();
@@ -316,10 +320,9 @@ impl LlmService {
     fn generation(&self, tenant_id: &str) -> u64 {
         // A tenant with no entry (never ingested here, or evicted) gets a fresh generation, so
         // nothing cached before can match.
-        self.generations
-            .get_with(tenant_id.to_owned(), || {
-                self.next_generation.fetch_add(1, Ordering::Relaxed)
-            })
+        self.generations.get_with(tenant_id.to_owned(), || {
+            self.next_generation.fetch_add(1, Ordering::Relaxed)
+        })
     }
 
     /// Usage of one tenant, from the cache when this server has not ingested for the tenant
@@ -330,7 +333,11 @@ impl LlmService {
         tenant_id: &str,
         query: &UsageQuery,
     ) -> Result<Arc<UsageAnswer>, StoreError> {
-        let key = (tenant_id.to_owned(), self.generation(tenant_id), query.clone());
+        let key = (
+            tenant_id.to_owned(),
+            self.generation(tenant_id),
+            query.clone(),
+        );
         if let Some(answer) = self.usage.get(&key) {
             return Ok(answer);
         }
@@ -388,7 +395,9 @@ pub async fn run_llm_retention(
             match state.llm().purge(state.store(), now_ms()).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(purged = n, "LLM events past the retention purged"),
-                Err(e) => tracing::warn!(error = %e, "LLM retention purge failed; retried next tick"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "LLM retention purge failed; retried next tick")
+                }
             }
         }
     };

@@ -258,15 +258,24 @@ mod tests {
             resource_spans: vec![ResourceSpans {
                 resource: Some(Resource {
                     attributes: vec![
-                        kv("gen_ai.provider.name", any_value::Value::StringValue("openai".into())),
-                        kv("gen_ai.request.model", any_value::Value::StringValue("res".into())),
+                        kv(
+                            "gen_ai.provider.name",
+                            any_value::Value::StringValue("openai".into()),
+                        ),
+                        kv(
+                            "gen_ai.request.model",
+                            any_value::Value::StringValue("res".into()),
+                        ),
                     ],
                     ..Default::default()
                 }),
                 scope_spans: vec![ScopeSpans {
                     spans: vec![Span {
                         attributes: vec![
-                            kv("gen_ai.request.model", any_value::Value::StringValue("gpt".into())),
+                            kv(
+                                "gen_ai.request.model",
+                                any_value::Value::StringValue("gpt".into()),
+                            ),
                             kv("gen_ai.usage.input_tokens", any_value::Value::IntValue(7)),
                         ],
                         ..Default::default()
@@ -280,9 +289,18 @@ mod tests {
         let decoded = decode(&bytes, Encoding::Protobuf).unwrap();
         assert_eq!(span_count(&decoded), 1);
         let span = spans(&decoded).next().unwrap();
-        assert_eq!(span.attribute("gen_ai.request.model"), Some(AttrValue::Str("gpt")));
-        assert_eq!(span.attribute("gen_ai.provider.name"), Some(AttrValue::Str("openai")));
-        assert_eq!(span.attribute("gen_ai.usage.input_tokens"), Some(AttrValue::Int(7)));
+        assert_eq!(
+            span.attribute("gen_ai.request.model"),
+            Some(AttrValue::Str("gpt"))
+        );
+        assert_eq!(
+            span.attribute("gen_ai.provider.name"),
+            Some(AttrValue::Str("openai"))
+        );
+        assert_eq!(
+            span.attribute("gen_ai.usage.input_tokens"),
+            Some(AttrValue::Int(7))
+        );
         assert_eq!(span.attribute("missing"), None);
     }
 
@@ -301,7 +319,10 @@ mod tests {
         assert_eq!(span.start_unix_nanos(), 1_544_712_660_000_000_000);
         assert_eq!(span.end_unix_nanos(), 1_544_712_661_000_000_000);
         assert!(span.status_is_error());
-        assert_eq!(span.attribute("gen_ai.usage.input_tokens"), Some(AttrValue::Int(12)));
+        assert_eq!(
+            span.attribute("gen_ai.usage.input_tokens"),
+            Some(AttrValue::Int(12))
+        );
     }
 
     #[test]
@@ -317,7 +338,12 @@ mod tests {
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         gz.write_all(&[0u8; 10_000]).unwrap();
         let packed = bytes::Bytes::from(gz.finish().unwrap());
-        assert_eq!(decompress(packed.clone(), Some("gzip"), 10_000).unwrap().len(), 10_000);
+        assert_eq!(
+            decompress(packed.clone(), Some("gzip"), 10_000)
+                .unwrap()
+                .len(),
+            10_000
+        );
         assert_eq!(
             decompress(packed, Some("gzip"), 9_999),
             Err(DecodeError::TooLarge(9_999))

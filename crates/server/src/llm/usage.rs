@@ -188,10 +188,12 @@ mod tests {
         .unwrap();
         assert_eq!((q.from_day, q.to_day), (1, 30));
         assert_eq!(q.group_by, GroupBy::of([Dimension::Day, Dimension::Model]));
-        assert!(UsageQuery::parse(None, None, Some(""), today)
-            .unwrap()
-            .group_by
-            == GroupBy::none());
+        assert!(
+            UsageQuery::parse(None, None, Some(""), today)
+                .unwrap()
+                .group_by
+                == GroupBy::none()
+        );
         assert_eq!(
             UsageQuery::parse(None, None, Some("tenant"), today)
                 .unwrap_err()

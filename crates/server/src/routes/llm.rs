@@ -16,12 +16,12 @@ use utoipa::ToSchema;
 use crate::envelope::OwnErrorBody;
 use crate::extract::{ApiJson, Auth};
 use crate::ingest::{BodyError, Framing, RejectedEvent};
+use crate::llm::now_ms;
 use crate::llm::otlp::{self, rpc_code, DecodeError, Encoding, RpcStatus};
 use crate::llm::usage::{self, UsageAnswer, UsageQuery};
-use crate::llm::now_ms;
-use telemetry::{EventOutcome, SpanOutcome};
 use crate::problem::{ApiError, ProblemKind};
 use crate::state::AppState;
+use telemetry::{EventOutcome, SpanOutcome};
 
 /// Why a body could not be read.
 enum ReadError {
@@ -33,7 +33,10 @@ enum ReadError {
 async fn read_limited(body: Body, limit: usize) -> Result<Bytes, ReadError> {
     match http_body_util::Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
             Err(ReadError::TooLarge)
         }
         Err(e) => Err(ReadError::Broken(e.to_string())),
@@ -222,7 +225,10 @@ pub(crate) async fn otlp_traces(
             llm::genai::SpanReading::Rejected(e) => {
                 rejected += 1;
                 if reasons.len() < 5 {
-                    reasons.push(format!("span {index} ({}): {e}", hex::encode(&span.span.span_id)));
+                    reasons.push(format!(
+                        "span {index} ({}): {e}",
+                        hex::encode(&span.span.span_id)
+                    ));
                 }
             }
         }
@@ -246,7 +252,10 @@ pub(crate) async fn otlp_traces(
         } else {
             String::new()
         };
-        format!("{rejected} GenAI span(s) rejected: {}{more}", reasons.join("; "))
+        format!(
+            "{rejected} GenAI span(s) rejected: {}{more}",
+            reasons.join("; ")
+        )
     };
     Ok((
         StatusCode::OK,
@@ -646,7 +655,10 @@ fn render_event(event: &LlmEvent) -> Value {
             "tokens".into(),
             serde_json::to_value(llm::usage::TokensView::from(&call.tokens)).unwrap_or_default(),
         );
-        for (name, cost) in [("client_cost", call.client_cost), ("computed_cost", call.computed_cost)] {
+        for (name, cost) in [
+            ("client_cost", call.client_cost),
+            ("computed_cost", call.computed_cost),
+        ] {
             obj.remove(name);
             obj.insert(
                 format!("{name}_picodollars"),
@@ -717,9 +729,10 @@ async fn budget_view(state: &AppState, tenant_id: &str) -> Result<BudgetResponse
     Ok(BudgetResponse {
         monthly_usd: budget.as_ref().map(|b| b.monthly.usd()),
         monthly_picodollars: budget.as_ref().map(|b| b.monthly.picodollars()),
-        thresholds: budget
-            .as_ref()
-            .map_or_else(|| llm::budget::DEFAULT_THRESHOLDS.to_vec(), |b| b.thresholds.clone()),
+        thresholds: budget.as_ref().map_or_else(
+            || llm::budget::DEFAULT_THRESHOLDS.to_vec(),
+            |b| b.thresholds.clone(),
+        ),
         period: period.to_string(),
         spent_usd: spent.usd(),
         spent_picodollars: spent.picodollars(),

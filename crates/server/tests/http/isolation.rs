@@ -97,10 +97,9 @@ async fn isolation(backend: Backend) {
             t if t.contains("{key_id}") => (t.replace("{key_id}", &ka.info.id), Expect::NotFound),
             t if t.contains("{user_id}") => (t.replace("{user_id}", a_user), Expect::NotFound),
             t if t.contains("/flags/{key}") => (t.replace("{key}", "a-flag"), Expect::NotFound),
-            t if t.starts_with("/api/v1/llm/conversations/{id}") => (
-                t.replace("{id}", "a-conversation"),
-                Expect::NotFound,
-            ),
+            t if t.starts_with("/api/v1/llm/conversations/{id}") => {
+                (t.replace("{id}", "a-conversation"), Expect::NotFound)
+            }
             t if t.contains("{segment}") => (
                 t.replace("{segment}", "Highly_Sensitive"),
                 Expect::OwnDataOnly,

@@ -201,13 +201,16 @@ async fn otlp_ingest(backend: Backend) {
     assert_eq!(reply.content_type(), "application/x-protobuf");
     let answer = ExportTraceServiceResponse::decode(&reply.body[..]).unwrap();
     assert!(
-        answer.partial_success.as_ref().is_none_or(|p| p.rejected_spans == 0),
+        answer
+            .partial_success
+            .as_ref()
+            .is_none_or(|p| p.rejected_spans == 0),
         "{answer:?}"
     );
 
     // JSON, gzip-compressed, through the OTLP/JSON encoding rules (hex ids, strings for int64).
-    let json_body = serde_json::to_vec(&request(vec![genai_span(5, "small", "conv-3", 300, 30)]))
-        .unwrap();
+    let json_body =
+        serde_json::to_vec(&request(vec![genai_span(5, "small", "conv-3", 300, 30)])).unwrap();
     let text = String::from_utf8(json_body.clone()).unwrap();
     assert!(text.contains("\"traceId\":\"0505"), "{text}");
     let reply = post_raw(
@@ -246,7 +249,10 @@ async fn otlp_ingest(backend: Backend) {
         cost("small", 4000, 100) + cost("small", 300, 30)
     );
     assert_eq!(by_model["totals"]["calls"], 4);
-    assert_eq!(by_model["totals"]["tokens"]["total"], 1010 + 205 + 4300 + 130);
+    assert_eq!(
+        by_model["totals"]["tokens"]["total"],
+        1010 + 205 + 4300 + 130
+    );
     // 250 ms per span: the quantile is within ±4.4 %.
     let p50 = by_model["totals"]["p50_ms"].as_f64().unwrap();
     assert!((239.0..=261.0).contains(&p50), "{p50}");
@@ -301,7 +307,10 @@ async fn otlp_partial_success_and_bad_input(backend: Backend) {
     )
     .await;
     assert_eq!(json_reply.status, 200, "{}", json_reply.text());
-    assert_eq!(json_reply.json()["partialSuccess"]["rejectedSpans"], json!(1));
+    assert_eq!(
+        json_reply.json()["partialSuccess"]["rejectedSpans"],
+        json!(1)
+    );
 
     let before = usage(&app, &key, "group_by=").await;
     assert_eq!(before["totals"]["calls"], 1, "{before}");
@@ -334,7 +343,10 @@ async fn otlp_partial_success_and_bad_input(backend: Backend) {
     .await;
     assert_eq!(reply.status, 400, "{}", reply.text());
     assert_eq!(reply.json()["code"], 3);
-    assert!(reply.json()["message"].as_str().unwrap().contains("OTLP/JSON"));
+    assert!(reply.json()["message"]
+        .as_str()
+        .unwrap()
+        .contains("OTLP/JSON"));
 
     // Corrupt gzip, unsupported content type, unsupported encoding.
     let reply = post_raw(
@@ -361,7 +373,9 @@ async fn otlp_partial_success_and_bad_input(backend: Backend) {
     assert_eq!(reply.status, 415);
 
     // Too many spans (limit 5 here), a body over the limit, gzip inflating past the limit.
-    let many: Vec<Span> = (10..16).map(|n| genai_span(n, "large", "c", 1, 1)).collect();
+    let many: Vec<Span> = (10..16)
+        .map(|n| genai_span(n, "large", "c", 1, 1))
+        .collect();
     let reply = post_protobuf(&app, &key, &request(many)).await;
     assert_eq!(reply.status, 413);
     let status = server::llm::otlp::RpcStatus::decode(&reply.body[..]).unwrap();
@@ -467,7 +481,12 @@ async fn event_api(backend: Backend) {
     let rejected = body["rejected"].as_array().unwrap();
     let fields: Vec<(u64, &str)> = rejected
         .iter()
-        .map(|r| (r["index"].as_u64().unwrap(), r["field"].as_str().unwrap_or("")))
+        .map(|r| {
+            (
+                r["index"].as_u64().unwrap(),
+                r["field"].as_str().unwrap_or(""),
+            )
+        })
         .collect();
     assert_eq!(
         fields,
@@ -559,18 +578,29 @@ async fn usage_and_timeline(backend: Backend) {
     assert_eq!(reply.json()["stored"], 5, "{}", reply.text());
 
     let day = today();
-    let answer = usage(&app, &key, &format!("from={day}&to={day}&group_by=day,conversation")).await;
+    let answer = usage(
+        &app,
+        &key,
+        &format!("from={day}&to={day}&group_by=day,conversation"),
+    )
+    .await;
     assert_eq!(answer["from"], day);
     assert_eq!(answer["group_by"], json!(["day", "conversation"]));
     let groups = answer["groups"].as_array().unwrap();
     assert_eq!(groups.len(), 2, "{answer}");
-    let c1 = groups.iter().find(|g| g["conversation_id"] == "c1").unwrap();
+    let c1 = groups
+        .iter()
+        .find(|g| g["conversation_id"] == "c1")
+        .unwrap();
     assert_eq!(c1["day"], day);
     assert_eq!(c1["calls"], 3);
     assert_eq!(c1["errors"], 0);
     let c1_cost = cost("large", 1000, 100) + cost("small", 2000, 300) + 500_000_000_000;
     assert_eq!(c1["cost_picodollars"], c1_cost, "the client's cost wins");
-    let c2 = groups.iter().find(|g| g["conversation_id"] != "c1").unwrap();
+    let c2 = groups
+        .iter()
+        .find(|g| g["conversation_id"] != "c1")
+        .unwrap();
     assert_eq!(c2["errors"], 1);
     assert_eq!(answer["totals"]["tokens"]["input"], 3101);
     assert_eq!(answer["totals"]["tokens"]["output"], 401);
@@ -579,7 +609,9 @@ async fn usage_and_timeline(backend: Backend) {
     let reply = app
         .send(
             Request::builder()
-                .uri(format!("/api/v1/llm/usage?from={day}&to={day}&group_by=provider,model"))
+                .uri(format!(
+                    "/api/v1/llm/usage?from={day}&to={day}&group_by=provider,model"
+                ))
                 .header("authorization", format!("Bearer {key}"))
                 .header("accept", "text/csv")
                 .body(Body::empty())
@@ -587,7 +619,11 @@ async fn usage_and_timeline(backend: Backend) {
         )
         .await;
     assert_eq!(reply.status, 200);
-    assert!(reply.content_type().starts_with("text/csv"), "{}", reply.content_type());
+    assert!(
+        reply.content_type().starts_with("text/csv"),
+        "{}",
+        reply.content_type()
+    );
     let text = reply.text();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(
@@ -607,11 +643,18 @@ async fn usage_and_timeline(backend: Backend) {
     assert_eq!(lines.len(), 3, "{text}");
 
     // Bad parameters name themselves.
-    let reply = app.get("/api/v1/llm/usage?group_by=tenant", Some(&key)).await;
+    let reply = app
+        .get("/api/v1/llm/usage?group_by=tenant", Some(&key))
+        .await;
     let problem = reply.assert_problem(400, "invalid_parameter", "/api/v1/llm/usage");
     assert_eq!(problem["parameter"], "group_by");
-    let reply = app.get("/api/v1/llm/usage?from=yesterday", Some(&key)).await;
-    assert_eq!(reply.assert_problem(400, "invalid_parameter", "/api/v1/llm/usage")["parameter"], "from");
+    let reply = app
+        .get("/api/v1/llm/usage?from=yesterday", Some(&key))
+        .await;
+    assert_eq!(
+        reply.assert_problem(400, "invalid_parameter", "/api/v1/llm/usage")["parameter"],
+        "from"
+    );
 
     // The timeline, in time order, with tokens, cost and latency.
     let reply = app.get("/api/v1/llm/conversations/c1", Some(&key)).await;
@@ -786,7 +829,13 @@ async fn prices(backend: Backend) {
         )
         .await;
     let problem = reply.assert_problem(400, "invalid_field", "/api/v1/llm/prices");
-    assert!(problem["detail"].as_str().unwrap().contains("prices[0].input"), "{problem}");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("prices[0].input"),
+        "{problem}"
+    );
     // With no price for the model and defaults off, a call is unpriced (never guessed).
     let reply = app
         .call(
@@ -815,7 +864,11 @@ async fn prices(backend: Backend) {
     assert_eq!(reply.status, 200, "{}", reply.text());
     events(&app, &key, json!([model_call("p2", "large", None, 10, 10)])).await;
     let u = usage(&app, &key, "group_by=").await;
-    assert_eq!(u["totals"]["cost_picodollars"], cost("large", 10, 10), "{u}");
+    assert_eq!(
+        u["totals"]["cost_picodollars"],
+        cost("large", 10, 10),
+        "{u}"
+    );
     assert_eq!(u["totals"]["unpriced_calls"], 1);
     app.cleanup().await;
 }
@@ -834,14 +887,32 @@ async fn isolation(backend: Backend) {
     let app = TestApp::new(backend).await;
     let (a, ka) = priced_tenant(&app, "llm-a").await;
     let (b, kb) = priced_tenant(&app, "llm-b").await;
-    let reply = events(&app, &ka, json!([model_call("a1", "large", Some("a-secret-conversation"), 777_777, 1)])).await;
+    let reply = events(
+        &app,
+        &ka,
+        json!([model_call(
+            "a1",
+            "large",
+            Some("a-secret-conversation"),
+            777_777,
+            1
+        )]),
+    )
+    .await;
     assert_eq!(reply.json()["stored"], 1);
     // B reusing A's event id stores B's own event.
-    let reply = events(&app, &kb, json!([model_call("a1", "small", Some("b-conv"), 5, 5)])).await;
+    let reply = events(
+        &app,
+        &kb,
+        json!([model_call("a1", "small", Some("b-conv"), 5, 5)]),
+    )
+    .await;
     assert_eq!(reply.json()["stored"], 1, "{}", reply.text());
 
     for (key, own, other) in [(&kb, &b, &a), (&ka, &a, &b)] {
-        let u = app.get("/api/v1/llm/usage?group_by=conversation,model", Some(key)).await;
+        let u = app
+            .get("/api/v1/llm/usage?group_by=conversation,model", Some(key))
+            .await;
         assert_eq!(u.status, 200);
         assert_eq!(u.json()["totals"]["calls"], 1, "{}", u.text());
         let m = app.get("/api/v1/metrics", Some(key)).await;
@@ -849,11 +920,25 @@ async fn isolation(backend: Backend) {
         assert!(!m.text().contains(&other.id), "{}", m.text());
         assert!(m.text().contains(&own.id), "{}", m.text());
     }
-    let u = app.get("/api/v1/llm/usage?group_by=conversation", Some(&kb)).await.text();
-    assert!(!u.contains("a-secret-conversation") && !u.contains("777777"), "{u}");
-    let reply = app.get("/api/v1/llm/conversations/a-secret-conversation", Some(&kb)).await;
-    reply.assert_problem(404, "not_found", "/api/v1/llm/conversations/a-secret-conversation");
-    let reply = app.get("/api/v1/llm/conversations/a-secret-conversation", Some(&ka)).await;
+    let u = app
+        .get("/api/v1/llm/usage?group_by=conversation", Some(&kb))
+        .await
+        .text();
+    assert!(
+        !u.contains("a-secret-conversation") && !u.contains("777777"),
+        "{u}"
+    );
+    let reply = app
+        .get("/api/v1/llm/conversations/a-secret-conversation", Some(&kb))
+        .await;
+    reply.assert_problem(
+        404,
+        "not_found",
+        "/api/v1/llm/conversations/a-secret-conversation",
+    );
+    let reply = app
+        .get("/api/v1/llm/conversations/a-secret-conversation", Some(&ka))
+        .await;
     assert_eq!(reply.status, 200);
     app.cleanup().await;
 }
