@@ -199,6 +199,45 @@ fn cli_mistakes_get_one_line_naming_the_field() {
         Some(("SIGNALBOX_EVENT_LOG_STREAM", "no spaces")),
         "event log stream: must be 1 to 64 characters",
     );
+    // A bad LLM price table stops the start naming the file and the entry at fault.
+    let prices = dir.path().join("prices.toml");
+    std::fs::write(
+        &prices,
+        "version = \"x\"\n[[prices]]\nprovider = \"acme\"\nmodel = \"m\"\n\
+         effective_from = \"2025-01-01\"\ninput = \"-1\"\noutput = \"1\"\n",
+    )
+    .unwrap();
+    let err = check(
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--llm-prices",
+            prices.to_str().unwrap(),
+        ],
+        None,
+        "prices[0].input",
+    );
+    assert!(
+        err.contains("llm prices: ") && err.contains("prices.toml"),
+        "{err}"
+    );
+    check(
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--llm-prices",
+            "/nonexistent/prices.toml",
+        ],
+        None,
+        "llm prices: cannot read /nonexistent/prices.toml",
+    );
+    check(
+        &["serve", "--listen", "127.0.0.1:0"],
+        Some(("SIGNALBOX_LLM_MAX_EVENTS", "0")),
+        "llm max events per request: must be more than zero",
+    );
 }
 
 /// A running `signalbox serve`, stopped with SIGTERM on drop.

@@ -299,16 +299,9 @@ impl LlmService {
                 "LLM budget threshold crossed"
             );
         }
-        let ratio = if budget.monthly == Cost::ZERO {
-            if spent > Cost::ZERO {
-                f64::INFINITY
-            } else {
-                0.0
-            }
-        } else {
-            spent.picodollars() as f64 / budget.monthly.picodollars() as f64
-        };
-        metrics.llm().set_budget(tenant_id, ratio, &reached);
+        metrics
+            .llm()
+            .set_budget(tenant_id, spent_ratio(budget.monthly, spent), &reached);
         Ok(newly)
     }
 
@@ -354,6 +347,20 @@ impl LlmService {
         let before_ms = now_ms - i64::from(days) * 86_400_000;
         let purged = store.purge_llm_events_before(before_ms).await?;
         Ok(purged.calls + purged.events)
+    }
+}
+
+/// Spend over budget for the gauge. A zero budget with any spend is over without bound:
+/// the largest finite ratio (the gauge takes no infinity), 0 while nothing is spent.
+pub(crate) fn spent_ratio(budget: Cost, spent: Cost) -> f64 {
+    if budget == Cost::ZERO {
+        if spent > Cost::ZERO {
+            f64::MAX
+        } else {
+            0.0
+        }
+    } else {
+        spent.picodollars() as f64 / budget.picodollars() as f64
     }
 }
 

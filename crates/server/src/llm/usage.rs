@@ -2,7 +2,7 @@
 //! answer as JSON or CSV. Rows are the `llm` crate's [`UsageRow`]s, so the API, the CSV and the
 //! rollups agree on every number.
 
-use llm::usage::{format_day, parse_day, Dimension, GroupBy, UsageKey, UsageRow, UsageTotals};
+use llm::usage::{format_day, Dimension, GroupBy, UsageKey, UsageRow, UsageTotals};
 use serde::Serialize;
 use store::{Store, StoreError};
 use utoipa::ToSchema;
@@ -26,6 +26,17 @@ pub struct UsageQuery {
 pub struct QueryError {
     pub parameter: &'static str,
     pub reason: String,
+    /// The parameters are each well-formed but do not go together (`from` after `to`, a range
+    /// too long): 422 rather than 400.
+    pub conflicting: bool,
+}
+
+/// The day number of a `YYYY-MM-DD` date (any year 0000 to 9999; before 1970 is negative).
+fn parse_day(text: &str) -> Option<i64> {
+    const UNIX_EPOCH_JULIAN_DAY: i64 = 2_440_588;
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    let date = time::Date::parse(text, format).ok()?;
+    (text.len() == 10).then(|| i64::from(date.to_julian_day()) - UNIX_EPOCH_JULIAN_DAY)
 }
 
 impl UsageQuery {
@@ -44,6 +55,7 @@ impl UsageQuery {
                     "`{}` is not a date; write YYYY-MM-DD (UTC)",
                     crate::problem::excerpt(text, 40)
                 ),
+                conflicting: false,
             })
         };
         let to_day = match to {
@@ -58,12 +70,14 @@ impl UsageQuery {
             return Err(QueryError {
                 parameter: "from",
                 reason: "from must not be after to".into(),
+                conflicting: true,
             });
         }
         if to_day - from_day + 1 > MAX_RANGE_DAYS {
             return Err(QueryError {
                 parameter: "to",
                 reason: format!("a query covers at most {MAX_RANGE_DAYS} days"),
+                conflicting: true,
             });
         }
         let group_by = match group_by {
@@ -74,6 +88,7 @@ impl UsageQuery {
                     "unknown dimension `{}`; use any of day, provider, model, operation, conversation",
                     crate::problem::excerpt(&e.0, 40)
                 ),
+                conflicting: false,
             })?,
         };
         Ok(UsageQuery {

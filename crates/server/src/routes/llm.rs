@@ -125,14 +125,39 @@ impl IntoResponse for OtlpError {
 /// reported in `partial_success`; nothing of a request is stored unless all its accepted spans
 /// are. Errors are a `google.rpc.Status` in the request's encoding (OTLP/HTTP).
 #[utoipa::path(post, path = "/v1/traces", tag = "llm", security(("api_key" = [])),
-    request_body(content = Vec<u8>, description = "An OTLP ExportTraceServiceRequest", content_type = "application/x-protobuf"),
+    request_body(description = "An OTLP ExportTraceServiceRequest, binary protobuf or OTLP/JSON", content(
+        (Vec<u8> = "application/x-protobuf"),
+        (OtlpJsonRequest = "application/json"),
+    )),
     responses(
-        (status = 200, description = "Accepted; `partial_success` tells how many spans were rejected and why", content_type = "application/x-protobuf"),
-        (status = 400, description = "Not an ExportTraceServiceRequest (a google.rpc.Status says why)", content_type = "application/x-protobuf"),
-        (status = 401, description = "Missing or invalid API key", content_type = "application/x-protobuf"),
-        (status = 403, description = "The key lacks the write scope", content_type = "application/x-protobuf"),
-        (status = 413, description = "Body over the limit (8 MiB after gzip by default) or too many spans", content_type = "application/x-protobuf"),
-        (status = 415, description = "Neither application/x-protobuf nor application/json", content_type = "application/json"),
+        (status = 200, description = "Accepted; `partialSuccess` tells how many spans were rejected and why", content(
+            (Vec<u8> = "application/x-protobuf"),
+            (OtlpJsonResponse = "application/json"),
+        )),
+        (status = 400, description = "Not an ExportTraceServiceRequest in the declared encoding (a google.rpc.Status says why)", content(
+            (Vec<u8> = "application/x-protobuf"),
+            (OtlpStatus = "application/json"),
+        )),
+        (status = 401, description = "Missing or invalid API key", content(
+            (Vec<u8> = "application/x-protobuf"),
+            (OtlpStatus = "application/json"),
+        )),
+        (status = 403, description = "The key lacks the write scope", content(
+            (Vec<u8> = "application/x-protobuf"),
+            (OtlpStatus = "application/json"),
+        )),
+        (status = 413, description = "Body over the limit (8 MiB after gzip by default) or too many spans", content(
+            (Vec<u8> = "application/x-protobuf"),
+            (OtlpStatus = "application/json"),
+        )),
+        (status = 415, description = "Neither application/x-protobuf nor application/json, or a Content-Encoding other than gzip", content(
+            (Vec<u8> = "application/x-protobuf"),
+            (OtlpStatus = "application/json"),
+        )),
+        (status = 503, description = "Storage unavailable; retry", content(
+            (Vec<u8> = "application/x-protobuf"),
+            (OtlpStatus = "application/json"),
+        )),
     ))]
 pub(crate) async fn otlp_traces(
     State(state): State<AppState>,
@@ -143,7 +168,14 @@ pub(crate) async fn otlp_traces(
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
-    let Some(encoding) = Encoding::from_content_type(content_type) else {
+    let declared = Encoding::from_content_type(content_type);
+    // Who is asking comes first: an unauthenticated caller learns nothing else. Errors are in
+    // the request's encoding, JSON when it declared none we know.
+    let reply_in = declared.unwrap_or(Encoding::Json);
+    let auth = auth.map_err(|e| OtlpError::from_api(e, reply_in))?;
+    auth.require(Scope::Write)
+        .map_err(|e| OtlpError::from_api(e, reply_in))?;
+    let Some(encoding) = declared else {
         return Err(OtlpError::new(
             ProblemKind::UnsupportedMediaType,
             rpc_code::INVALID_ARGUMENT,
@@ -152,9 +184,6 @@ pub(crate) async fn otlp_traces(
         )
         .into());
     };
-    let auth = auth.map_err(|e| OtlpError::from_api(e, encoding))?;
-    auth.require(Scope::Write)
-        .map_err(|e| OtlpError::from_api(e, encoding))?;
     let settings = state.llm().settings();
     let limit = settings.body_limit_bytes;
     let too_large = || {
@@ -263,6 +292,65 @@ pub(crate) async fn otlp_traces(
         otlp::success(rejected, message, encoding),
     )
         .into_response())
+}
+
+/// The OTLP/JSON request's outline, for the API description (the full message is
+/// opentelemetry-proto's `ExportTraceServiceRequest`).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[schema(rename_all = "camelCase")]
+pub(crate) struct OtlpJsonRequest {
+    resource_spans: Vec<OtlpResourceSpans>,
+}
+
+/// Spans of one resource.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[schema(rename_all = "camelCase")]
+pub(crate) struct OtlpResourceSpans {
+    /// `attributes`: resource attributes, read when a span lacks one.
+    resource: Option<Object>,
+    scope_spans: Option<Vec<OtlpScopeSpans>>,
+}
+
+/// Spans of one instrumentation scope.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct OtlpScopeSpans {
+    scope: Option<Object>,
+    /// OTLP/JSON spans: `traceId`, `spanId` (hex), `name`, `startTimeUnixNano`,
+    /// `endTimeUnixNano`, `attributes`, `status`, …
+    spans: Option<Vec<Object>>,
+}
+
+/// Free-form object, for the outline above.
+type Object = serde_json::Map<String, Value>;
+
+/// The OTLP/JSON answer: empty, or with `partialSuccess`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[schema(rename_all = "camelCase")]
+pub(crate) struct OtlpJsonResponse {
+    partial_success: Option<OtlpPartialSuccess>,
+}
+
+/// How many spans were rejected, and why.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+#[schema(rename_all = "camelCase")]
+pub(crate) struct OtlpPartialSuccess {
+    rejected_spans: i64,
+    error_message: String,
+}
+
+/// A `google.rpc.Status`: OTLP/HTTP's error body.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct OtlpStatus {
+    /// A `google.rpc.Code` (3 invalid argument, 7 permission denied, 8 resource exhausted,
+    /// 14 unavailable, 16 unauthenticated).
+    code: i32,
+    message: String,
 }
 
 /// Wraps [`OtlpError`] so handlers can use `?` on it.
@@ -508,11 +596,17 @@ fn validate_events(
 #[into_params(parameter_in = Query)]
 pub(crate) struct UsageParams {
     /// First day, `YYYY-MM-DD` (UTC), included [default: 29 days before `to`].
+    #[param(format = Date)]
     from: Option<String>,
-    /// Last day, `YYYY-MM-DD` (UTC), included [default: today]. At most 366 days in all.
+    /// Last day, `YYYY-MM-DD` (UTC), included [default: today]. At most 366 days in all (422
+    /// past that, or when `from` is after `to`).
+    #[param(format = Date)]
     to: Option<String>,
     /// Comma-separated dimensions, any subset of `day,provider,model,operation,conversation`
-    /// [default: `day`]; empty for one total.
+    /// in any order [default: `day`]; empty for one total.
+    #[param(
+        pattern = "^((day|provider|model|operation|conversation)(,(day|provider|model|operation|conversation))*)?$"
+    )]
     group_by: Option<String>,
 }
 
@@ -527,7 +621,8 @@ pub(crate) struct UsageParams {
             (UsageAnswer = "application/json"),
             (String = "text/csv"),
         )),
-        (status = 400, description = "A bad `from`, `to` or `group_by`", content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 400, description = "A bad `from`, `to` or `group_by`; `parameter` names it", content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 422, description = "`from` after `to`, or more than 366 days", content_type = "application/problem+json", body = crate::openapi::Problem),
         (status = 401, content_type = "application/problem+json", body = crate::openapi::Problem),
         (status = 403, content_type = "application/problem+json", body = crate::openapi::Problem),
     ))]
@@ -545,7 +640,13 @@ pub(crate) async fn usage(
         params.group_by.as_deref(),
         today,
     )
-    .map_err(|e| ApiError::invalid_parameter(e.parameter, e.reason))?;
+    .map_err(|e| {
+        if e.conflicting {
+            ApiError::new(ProblemKind::Unprocessable, e.reason).with("parameter", e.parameter)
+        } else {
+            ApiError::invalid_parameter(e.parameter, e.reason)
+        }
+    })?;
     let answer = state
         .llm()
         .usage(state.store(), auth.tenant_id(), &query)
@@ -712,12 +813,30 @@ pub(crate) struct CrossingView {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct BudgetRequest {
-    /// The monthly budget in dollars (0 to 1,000,000,000, at most 6 decimals used).
+    /// The monthly budget in dollars (0 to 1,000,000,000; micro-dollar resolution).
+    #[schema(minimum = 0, maximum = 1_000_000_000)]
     monthly_usd: f64,
-    /// Thresholds in percent, 1 to 1000 each [default: 50, 80, 100].
+    /// Thresholds in percent of the budget, 1 to 255 each, 1 to 10 of them (repeats count
+    /// once) [default: 50, 80, 100].
     #[serde(default)]
-    thresholds: Option<Vec<u16>>,
+    #[schema(value_type = Option<Vec<ThresholdPercent>>, min_items = 1, max_items = 10)]
+    thresholds: Option<Vec<u8>>,
 }
+
+/// A budget threshold in percent, 1 to 255 (written out: utoipa puts no bounds on a newtype).
+pub(crate) struct ThresholdPercent;
+
+impl utoipa::PartialSchema for ThresholdPercent {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::Type::Integer)
+            .minimum(Some(1))
+            .maximum(Some(255))
+            .into()
+    }
+}
+
+impl ToSchema for ThresholdPercent {}
 
 async fn budget_view(state: &AppState, tenant_id: &str) -> Result<BudgetResponse, ApiError> {
     let store = state.store();
@@ -726,6 +845,15 @@ async fn budget_view(state: &AppState, tenant_id: &str) -> Result<BudgetResponse
     let budget = store.get_llm_budget(tenant_id).await?;
     let spent = store.llm_month_spend(tenant_id, period).await?;
     let crossings = store.list_llm_budget_crossings(tenant_id, period).await?;
+    if let Some(b) = &budget {
+        // Keeps the gauges current after a restart, before the tenant's next ingest.
+        let reached: Vec<u8> = crossings.iter().map(|c| c.threshold).collect();
+        state.metrics().llm().set_budget(
+            tenant_id,
+            crate::llm::spent_ratio(b.monthly, spent),
+            &reached,
+        );
+    }
     Ok(BudgetResponse {
         monthly_usd: budget.as_ref().map(|b| b.monthly.usd()),
         monthly_picodollars: budget.as_ref().map(|b| b.monthly.picodollars()),
@@ -802,19 +930,13 @@ pub(crate) async fn put_budget(
                     "thresholds must list 1 to 10 percentages",
                 ));
             }
-            let mut out = Vec::with_capacity(list.len());
-            for t in list {
-                match u8::try_from(t) {
-                    Ok(t) if t >= 1 => out.push(t),
-                    _ => {
-                        return Err(ApiError::invalid_field(
-                            "thresholds",
-                            format!("threshold {t} is out of range; use 1 to 255 percent"),
-                        ))
-                    }
-                }
+            if list.contains(&0) {
+                return Err(ApiError::invalid_field(
+                    "thresholds",
+                    "a threshold of 0 % is always crossed; use 1 to 255 percent",
+                ));
             }
-            out
+            list
         }
     };
     thresholds.sort_unstable();
@@ -850,7 +972,7 @@ pub(crate) struct PricesResponse {
     defaults_models: usize,
     /// Your overrides: the price table in JSON (the TOML format's shape, docs/llm-prices.md),
     /// `null` when you set none.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     overrides: Value,
 }
 
@@ -863,7 +985,7 @@ pub(crate) struct PricesRequest {
     /// dollars per million tokens as decimal strings; docs/llm-prices.md); absent or `null` for
     /// none. Your prices win over the defaults for the models they list.
     #[serde(default)]
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     overrides: Option<Value>,
 }
 

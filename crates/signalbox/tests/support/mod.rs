@@ -35,6 +35,14 @@ pub fn signalbox(data_dir: &Path) -> Command {
         "SIGNALBOX_EVENT_LOG_STREAM",
         "SIGNALBOX_CORS_ALLOW_ORIGINS",
         "SIGNALBOX_CORS_MAX_AGE",
+        "SIGNALBOX_LLM_PRICES",
+        "SIGNALBOX_LLM_DEFAULT_PRICES",
+        "SIGNALBOX_LLM_RETENTION_DAYS",
+        "SIGNALBOX_LLM_PURGE_INTERVAL",
+        "SIGNALBOX_LLM_MAX_EVENTS",
+        "SIGNALBOX_LLM_MAX_SPANS",
+        "SIGNALBOX_LLM_BODY_LIMIT_BYTES",
+        "SIGNALBOX_LLM_USAGE_CACHE_TTL",
     ] {
         cmd.env_remove(var);
     }
