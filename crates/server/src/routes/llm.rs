@@ -300,7 +300,9 @@ pub(crate) async fn otlp_traces(
 #[allow(dead_code)]
 #[schema(rename_all = "camelCase")]
 pub(crate) struct OtlpJsonRequest {
-    resource_spans: Vec<OtlpResourceSpans>,
+    /// Absent: no spans (a valid, empty export). Repeated fields may not be `null`.
+    #[schema(nullable = false)]
+    resource_spans: Option<Vec<OtlpResourceSpans>>,
 }
 
 /// Spans of one resource.
@@ -310,6 +312,7 @@ pub(crate) struct OtlpJsonRequest {
 pub(crate) struct OtlpResourceSpans {
     /// `attributes`: resource attributes, read when a span lacks one.
     resource: Option<Object>,
+    #[schema(nullable = false)]
     scope_spans: Option<Vec<OtlpScopeSpans>>,
 }
 
@@ -320,6 +323,7 @@ pub(crate) struct OtlpScopeSpans {
     scope: Option<Object>,
     /// OTLP/JSON spans: `traceId`, `spanId` (hex), `name`, `startTimeUnixNano`,
     /// `endTimeUnixNano`, `attributes`, `status`, …
+    #[schema(nullable = false)]
     spans: Option<Vec<Object>>,
 }
 
@@ -813,8 +817,8 @@ pub(crate) struct CrossingView {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct BudgetRequest {
-    /// The monthly budget in dollars (0 to 1,000,000,000; micro-dollar resolution).
-    #[schema(minimum = 0, maximum = 1_000_000_000)]
+    /// The monthly budget in dollars (0 to 1,000,000; micro-dollar resolution).
+    #[schema(minimum = 0, maximum = 1_000_000)]
     monthly_usd: f64,
     /// Thresholds in percent of the budget, 1 to 255 each, 1 to 10 of them (repeats count
     /// once) [default: 50, 80, 100].
@@ -912,15 +916,15 @@ pub(crate) async fn put_budget(
     ApiJson(request): ApiJson<BudgetRequest>,
 ) -> Result<axum::Json<BudgetResponse>, ApiError> {
     auth.require(Scope::Admin)?;
-    if !(0.0..=1e9).contains(&request.monthly_usd) {
+    if !(0.0..=Cost::MAX_USD).contains(&request.monthly_usd) {
         return Err(ApiError::invalid_field(
             "monthly_usd",
-            "monthly_usd must be a number of dollars from 0 to 1000000000",
+            "monthly_usd must be a number of dollars from 0 to 1000000",
         ));
     }
-    // Micro-dollar resolution, then exact picodollars.
+    // Micro-dollar resolution, then exact picodollars (at most 10^18: fits).
     let micro = (request.monthly_usd * 1e6).round() as u64;
-    let monthly = Cost::from_picodollars(micro * 1_000_000);
+    let monthly = Cost::from_picodollars(micro.saturating_mul(1_000_000));
     let mut thresholds: Vec<u8> = match request.thresholds {
         None => llm::budget::DEFAULT_THRESHOLDS.to_vec(),
         Some(list) => {
@@ -1030,7 +1034,8 @@ pub(crate) async fn get_prices(
     request_body = PricesRequest,
     responses(
         (status = 200, description = "The prices as stored", body = PricesResponse),
-        (status = 400, description = "The table does not parse; `field` names where", content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 400, description = "The body is not JSON of this shape", content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 422, description = "The price table breaks a rule of docs/llm-prices.md; `field` names the entry (`overrides.prices[0].input`)", content_type = "application/problem+json", body = crate::openapi::Problem),
         (status = 401, content_type = "application/problem+json", body = crate::openapi::Problem),
         (status = 403, content_type = "application/problem+json", body = crate::openapi::Problem),
     ))]
@@ -1060,13 +1065,16 @@ pub(crate) async fn put_prices(
         )
         .await
         .map_err(|e| match e {
+            // The table's rules (decimal prices, label characters, dates, ascending tiers, no
+            // duplicate entries) are the llm crate's, not JSON Schema's: 422 naming the field.
             crate::llm::PricesError::Invalid(e) => {
                 let field = if e.field.is_empty() {
                     "overrides".to_owned()
                 } else {
                     format!("overrides.{}", e.field)
                 };
-                ApiError::invalid_field(&field, format!("{field}: {}", e.reason))
+                ApiError::new(ProblemKind::Unprocessable, format!("{field}: {}", e.reason))
+                    .with("field", field)
             }
             crate::llm::PricesError::Store(e) => ApiError::from(e),
         })?;

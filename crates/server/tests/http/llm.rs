@@ -828,14 +828,8 @@ async fn prices(backend: Backend) {
             ]}})),
         )
         .await;
-    let problem = reply.assert_problem(400, "invalid_field", "/api/v1/llm/prices");
-    assert!(
-        problem["detail"]
-            .as_str()
-            .unwrap()
-            .contains("prices[0].input"),
-        "{problem}"
-    );
+    let problem = reply.assert_problem(422, "unprocessable", "/api/v1/llm/prices");
+    assert_eq!(problem["field"], "overrides.prices[0].input", "{problem}");
     // With no price for the model and defaults off, a call is unpriced (never guessed).
     let reply = app
         .call(
