@@ -282,7 +282,7 @@ fn read(span: &impl SpanView, now_ms: i64) -> Result<Option<ModelCall>, EventErr
         .checked_sub(start)
         .ok_or_else(|| EventError::new("end_time_unix_nano", "is before the span's start"))?;
     let duration_us = duration_ns / 1_000;
-    if duration_us > MAX_DURATION_MS * 1_000 {
+    if duration_ns > MAX_DURATION_MS * 1_000_000 {
         return Err(EventError::new(
             "end_time_unix_nano",
             "the span is longer than a day",
@@ -369,4 +369,346 @@ fn sanitize_label(text: &str) -> String {
         })
         .take(MAX_LABEL_LEN)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::TokenCounts;
+
+    /// 2025-12-04T10:00:00Z
+    const NOW: i64 = 1_764_842_400_000;
+    const START_NS: u64 = NOW as u64 * 1_000_000;
+
+    #[derive(Clone)]
+    struct Span {
+        trace: Vec<u8>,
+        span: Vec<u8>,
+        start: u64,
+        end: u64,
+        error: bool,
+        attrs: Vec<(&'static str, AttrValue<'static>)>,
+    }
+
+    impl SpanView for Span {
+        fn trace_id(&self) -> &[u8] {
+            &self.trace
+        }
+        fn span_id(&self) -> &[u8] {
+            &self.span
+        }
+        fn name(&self) -> &str {
+            "span"
+        }
+        fn start_unix_nanos(&self) -> u64 {
+            self.start
+        }
+        fn end_unix_nanos(&self) -> u64 {
+            self.end
+        }
+        fn status_is_error(&self) -> bool {
+            self.error
+        }
+        fn attribute(&self, key: &str) -> Option<AttrValue<'_>> {
+            self.attrs.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
+        }
+    }
+
+    fn span(attrs: &[(&'static str, AttrValue<'static>)]) -> Span {
+        Span {
+            trace: (1..=16).collect(),
+            span: vec![0xde, 0xad, 0xbe, 0xef, 0, 0, 0, 1],
+            start: START_NS,
+            end: START_NS + 2_345_678_901,
+            error: false,
+            attrs: attrs.to_vec(),
+        }
+    }
+
+    fn chat() -> Span {
+        span(&[
+            ("gen_ai.operation.name", AttrValue::Str("chat")),
+            ("gen_ai.provider.name", AttrValue::Str("anthropic")),
+            ("gen_ai.request.model", AttrValue::Str("claude-sonnet-4-5")),
+            (
+                "gen_ai.response.model",
+                AttrValue::Str("claude-sonnet-4-5-20250929"),
+            ),
+            ("gen_ai.usage.input_tokens", AttrValue::Int(1_000)),
+            ("gen_ai.usage.output_tokens", AttrValue::Int(200)),
+        ])
+    }
+
+    fn with(mut s: Span, key: &'static str, value: AttrValue<'static>) -> Span {
+        s.attrs.retain(|(k, _)| *k != key);
+        s.attrs.push((key, value));
+        s
+    }
+
+    fn without(mut s: Span, key: &str) -> Span {
+        s.attrs.retain(|(k, _)| *k != key);
+        s
+    }
+
+    fn call(s: &Span) -> ModelCall {
+        match read_span(s, NOW) {
+            SpanReading::ModelCall(c) => *c,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn rejected(s: &Span) -> EventError {
+        match read_span(s, NOW) {
+            SpanReading::Rejected(e) => e,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_genai_span_is_a_model_call() {
+        let c = call(&chat());
+        assert_eq!(c.id, "0102030405060708090a0b0c0d0e0f10-deadbeef00000001");
+        assert_eq!(c.time_ms, NOW);
+        assert_eq!(c.duration_us, 2_345_678);
+        assert_eq!(c.provider, "anthropic");
+        assert_eq!(
+            c.model, "claude-sonnet-4-5-20250929",
+            "the response model wins"
+        );
+        assert_eq!(c.operation, Operation::Chat);
+        assert_eq!(c.status, CallStatus::Success);
+        assert_eq!((c.tokens.input, c.tokens.output), (1_000, 200));
+        assert_eq!(
+            (c.client_cost, c.computed_cost, c.conversation_id),
+            (None, None, None)
+        );
+    }
+
+    #[test]
+    fn cache_reasoning_conversation_and_cost_are_read() {
+        let s = chat();
+        let s = with(
+            s,
+            "gen_ai.usage.cache_read.input_tokens",
+            AttrValue::Int(600),
+        );
+        let s = with(
+            s,
+            "gen_ai.usage.cache_creation.input_tokens",
+            AttrValue::Str("100"),
+        );
+        let s = with(
+            s,
+            "gen_ai.usage.reasoning.output_tokens",
+            AttrValue::Double(50.0),
+        );
+        let s = with(s, "gen_ai.conversation.id", AttrValue::Str("conv_abc"));
+        let s = with(s, "gen_ai.usage.cost", AttrValue::Double(0.0042));
+        let c = call(&s);
+        assert_eq!(
+            c.tokens,
+            TokenCounts {
+                input: 300,
+                cache_read: 600,
+                cache_write: 100,
+                output: 150,
+                reasoning: 50
+            }
+        );
+        assert_eq!(c.conversation_id.as_deref(), Some("conv_abc"));
+        assert_eq!(c.client_cost, Some(Cost::from_picodollars(4_200_000_000)));
+        // The older spellings are read too.
+        let old = span(&[
+            ("gen_ai.system", AttrValue::Str("az.ai.openai")),
+            ("gen_ai.request.model", AttrValue::Str("gpt-4o")),
+            ("gen_ai.usage.prompt_tokens", AttrValue::Int(70)),
+            ("gen_ai.usage.completion_tokens", AttrValue::Int(30)),
+            ("gen_ai.usage.cache_read_input_tokens", AttrValue::Int(20)),
+            ("gen_ai.usage.reasoning_tokens", AttrValue::Int(10)),
+            ("llm.request.type", AttrValue::Str("completion")),
+        ]);
+        let c = call(&old);
+        assert_eq!(c.provider, "azure.ai.openai");
+        assert_eq!(c.operation, Operation::TextCompletion);
+        assert_eq!(
+            (
+                c.tokens.input,
+                c.tokens.cache_read,
+                c.tokens.output,
+                c.tokens.reasoning
+            ),
+            (50, 20, 20, 10)
+        );
+    }
+
+    #[test]
+    fn errors_come_from_the_status_or_error_type() {
+        let mut s = chat();
+        s.error = true;
+        assert_eq!(call(&s).status, CallStatus::Error);
+        let c = call(&with(
+            chat(),
+            "error.type",
+            AttrValue::Str("openai.RateLimitError: 429 Too Many"),
+        ));
+        assert_eq!(c.status, CallStatus::Error);
+        assert_eq!(
+            c.error_type.as_deref(),
+            Some("openai.RateLimitError:_429_Too_Many")
+        );
+    }
+
+    #[test]
+    fn spans_that_are_not_model_calls_are_dropped() {
+        assert_eq!(
+            read_span(&span(&[("http.method", AttrValue::Str("GET"))]), NOW),
+            SpanReading::NotGenAi
+        );
+        // gen_ai.system without usage: not a call (e.g. an SDK's wrapper span).
+        let no_usage = span(&[
+            ("gen_ai.system", AttrValue::Str("openai")),
+            ("gen_ai.request.model", AttrValue::Str("gpt-4o")),
+        ]);
+        assert_eq!(read_span(&no_usage, NOW), SpanReading::NotGenAi);
+        let tool = span(&[
+            ("gen_ai.operation.name", AttrValue::Str("execute_tool")),
+            ("gen_ai.tool.name", AttrValue::Str("search")),
+        ]);
+        assert_eq!(read_span(&tool, NOW), SpanReading::NotGenAi);
+        // An agent span that names its model is counted as a call.
+        let agent = with(
+            chat(),
+            "gen_ai.operation.name",
+            AttrValue::Str("invoke_agent"),
+        );
+        assert_eq!(call(&agent).operation, Operation::InvokeAgent);
+    }
+
+    #[test]
+    fn malformed_genai_spans_are_rejected_with_the_attribute() {
+        let cases: Vec<(Span, &str)> = vec![
+            (
+                with(chat(), "gen_ai.operation.name", AttrValue::Str("summarize")),
+                "gen_ai.operation.name",
+            ),
+            (
+                with(chat(), "gen_ai.operation.name", AttrValue::Int(1)),
+                "gen_ai.operation.name",
+            ),
+            (
+                without(
+                    without(chat(), "gen_ai.request.model"),
+                    "gen_ai.response.model",
+                ),
+                "gen_ai.request.model",
+            ),
+            (
+                without(chat(), "gen_ai.provider.name"),
+                "gen_ai.provider.name",
+            ),
+            (
+                with(chat(), "gen_ai.usage.input_tokens", AttrValue::Int(-1)),
+                "gen_ai.usage.input_tokens",
+            ),
+            (
+                with(chat(), "gen_ai.usage.input_tokens", AttrValue::Str("many")),
+                "gen_ai.usage.input_tokens",
+            ),
+            (
+                with(chat(), "gen_ai.usage.input_tokens", AttrValue::Double(1.5)),
+                "gen_ai.usage.input_tokens",
+            ),
+            (
+                with(
+                    chat(),
+                    "gen_ai.usage.input_tokens",
+                    AttrValue::Int(100_000_001),
+                ),
+                "gen_ai.usage.input_tokens",
+            ),
+            (
+                with(chat(), "gen_ai.usage.output_tokens", AttrValue::Bool(true)),
+                "gen_ai.usage.output_tokens",
+            ),
+            (
+                with(
+                    chat(),
+                    "gen_ai.usage.cache_read.input_tokens",
+                    AttrValue::Int(1_001),
+                ),
+                "gen_ai.usage.cache_read.input_tokens",
+            ),
+            (
+                with(
+                    chat(),
+                    "gen_ai.usage.reasoning.output_tokens",
+                    AttrValue::Int(201),
+                ),
+                "gen_ai.usage.reasoning.output_tokens",
+            ),
+            (
+                with(chat(), "gen_ai.response.model", AttrValue::Str("gpt 4o")),
+                "gen_ai.response.model",
+            ),
+            (
+                with(chat(), "gen_ai.conversation.id", AttrValue::Str("")),
+                "gen_ai.conversation.id",
+            ),
+            (
+                with(chat(), "gen_ai.usage.cost", AttrValue::Double(-1.0)),
+                "gen_ai.usage.cost",
+            ),
+            (
+                with(chat(), "gen_ai.usage.cost", AttrValue::Str("cheap")),
+                "gen_ai.usage.cost",
+            ),
+            (
+                Span {
+                    end: START_NS - 1,
+                    ..chat()
+                },
+                "end_time_unix_nano",
+            ),
+            (
+                Span {
+                    end: START_NS + 86_400_000_000_001,
+                    ..chat()
+                },
+                "end_time_unix_nano",
+            ),
+            (
+                Span {
+                    start: START_NS + 301_000_000_000,
+                    end: START_NS + 302_000_000_000,
+                    ..chat()
+                },
+                "start_time_unix_nano",
+            ),
+            (
+                Span {
+                    start: 0,
+                    end: 1,
+                    ..chat()
+                },
+                "start_time_unix_nano",
+            ),
+            (
+                Span {
+                    trace: vec![0; 16],
+                    ..chat()
+                },
+                "trace_id",
+            ),
+            (
+                Span {
+                    span: vec![],
+                    ..chat()
+                },
+                "span_id",
+            ),
+        ];
+        for (s, attr) in cases {
+            assert_eq!(rejected(&s).field, attr, "{:?}", s.attrs);
+        }
+    }
 }
