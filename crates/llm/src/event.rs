@@ -711,6 +711,10 @@ pub fn wire_from_value(value: serde_json::Value) -> Result<WireEvent, EventError
     };
     let rest = serde_json::Value::Object(map);
     fn typed<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T, EventError> {
+        // The happy path without path tracking; on error, again with it for the field name.
+        if let Ok(typed) = T::deserialize(&value) {
+            return Ok(typed);
+        }
         serde_path_to_error::deserialize(value).map_err(|e| {
             let field = e.path().to_string();
             let inner = e.into_inner().to_string();

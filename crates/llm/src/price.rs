@@ -83,6 +83,8 @@ const DAY_MS: i64 = 86_400_000;
 /// token).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelPrice {
+    /// The canonical provider name ([`crate::provider::canonical`]); the parser stores it so,
+    /// and lookups compare it as it is.
     pub provider: String,
     pub model: String,
     /// First day (Unix ms, UTC midnight) the price applies.
@@ -329,8 +331,8 @@ impl PriceTable {
         let mut exact: Option<&ModelPrice> = None;
         let mut prefix: Option<&ModelPrice> = None;
         for entry in &self.prices {
-            if entry.effective_from_ms > time_ms || provider::canonical(&entry.provider) != provider
-            {
+            // Entries hold canonical provider names (the parser stores them so).
+            if entry.effective_from_ms > time_ms || entry.provider != provider {
                 continue;
             }
             if entry.model == model {
