@@ -28,8 +28,12 @@
 //! | client cost (USD)     | `gen_ai.usage.cost` (as OpenLIT sends it)                         |
 //!
 //! As the conventions say, input tokens include cache reads and writes and output tokens
-//! include reasoning; they are made exclusive with [`crate::TokenCounts::from_inclusive`]
-//! (a part larger than its whole is rejected). Missing counts are 0. Counts may arrive as
+//! include reasoning; they are made exclusive with [`crate::TokenCounts::from_inclusive`].
+//! Some instrumentations pass a provider's exclusive counts instead (Anthropic's
+//! `input_tokens` leaves out cache reads and writes, Gemini's candidate count leaves out
+//! thoughts): when the cache parts are larger than the input count, or reasoning larger than
+//! the output count, that count is read as exclusive instead of rejecting the call (the one
+//! case where the two readings can be told apart). Missing counts are 0. Counts may arrive as
 //! integers, as integral doubles or as decimal strings (some JSON exporters); negative,
 //! fractional or absurd (over [`crate::event::MAX_TOKENS`]) counts are rejected.
 //!
@@ -247,6 +251,21 @@ fn read(span: &impl SpanView, now_ms: i64) -> Result<Option<ModelCall>, EventErr
     let (cache_read, cache_read_key) = tokens(span, &attrs::CACHE_READ_TOKENS)?;
     let (cache_write, cache_write_key) = tokens(span, &attrs::CACHE_WRITE_TOKENS)?;
     let (reasoning, reasoning_key) = tokens(span, &attrs::REASONING_TOKENS)?;
+    // The conventions make input include the cache parts and output include reasoning. Some
+    // instrumentations pass the provider's own exclusive counts instead (Anthropic's
+    // `input_tokens` excludes cache reads and writes; Gemini's candidate count excludes
+    // thoughts). When a part is larger than its whole, the whole can only be exclusive: read
+    // it so rather than lose the call.
+    let input = if cache_read.saturating_add(cache_write) > input {
+        input.saturating_add(cache_read).saturating_add(cache_write)
+    } else {
+        input
+    };
+    let output = if reasoning > output {
+        output.saturating_add(reasoning)
+    } else {
+        output
+    };
     let tokens = inclusive_to_exclusive(
         input,
         output,
@@ -542,6 +561,43 @@ mod tests {
     }
 
     #[test]
+    fn exclusive_counts_are_recognised_when_a_part_exceeds_its_whole() {
+        // Anthropic's usage passed through as is: input 21 excludes the 188,086 cached.
+        let s = with(chat(), "gen_ai.usage.input_tokens", AttrValue::Int(21));
+        let s = with(
+            s,
+            "gen_ai.usage.cache_read.input_tokens",
+            AttrValue::Int(188_086),
+        );
+        let s = with(
+            s,
+            "gen_ai.usage.reasoning.output_tokens",
+            AttrValue::Int(500),
+        );
+        let c = call(&s);
+        assert_eq!(
+            c.tokens,
+            TokenCounts {
+                input: 21,
+                cache_read: 188_086,
+                cache_write: 0,
+                output: 200,
+                reasoning: 500
+            }
+        );
+        // Within the whole, the conventions' inclusive reading applies.
+        let s = with(
+            chat(),
+            "gen_ai.usage.cache_read.input_tokens",
+            AttrValue::Int(1_000),
+        );
+        assert_eq!(
+            (call(&s).tokens.input, call(&s).tokens.cache_read),
+            (0, 1_000)
+        );
+    }
+
+    #[test]
     fn errors_come_from_the_status_or_error_type() {
         let mut s = chat();
         s.error = true;
@@ -629,22 +685,6 @@ mod tests {
             (
                 with(chat(), "gen_ai.usage.output_tokens", AttrValue::Bool(true)),
                 "gen_ai.usage.output_tokens",
-            ),
-            (
-                with(
-                    chat(),
-                    "gen_ai.usage.cache_read.input_tokens",
-                    AttrValue::Int(1_001),
-                ),
-                "gen_ai.usage.cache_read.input_tokens",
-            ),
-            (
-                with(
-                    chat(),
-                    "gen_ai.usage.reasoning.output_tokens",
-                    AttrValue::Int(201),
-                ),
-                "gen_ai.usage.reasoning.output_tokens",
             ),
             (
                 with(chat(), "gen_ai.response.model", AttrValue::Str("gpt 4o")),
