@@ -59,7 +59,7 @@ impl Cost {
     /// ```
     /// use llm::Cost;
     /// assert_eq!(Cost::from_usd(0.3).unwrap().picodollars(), 300_000_000_000);
-    /// assert_eq!(Cost::from_usd(123_456.000_000_000_1).unwrap().picodollars(), 123_456 * Cost::PER_USD);
+    /// assert_eq!(Cost::from_usd(0.000_000_25).unwrap().picodollars(), 250_000);
     /// assert!(Cost::from_usd(-0.01).is_err());
     /// ```
     pub fn from_usd(usd: f64) -> Result<Cost, CostError> {
