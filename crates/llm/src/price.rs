@@ -234,9 +234,15 @@ impl PriceTable {
     /// assert_eq!(PriceTable::from_json(&serde_json::to_string(&table).unwrap()).unwrap(), table);
     /// ```
     pub fn from_json(text: &str) -> Result<PriceTable, PriceError> {
-        let value: toml::Value =
+        let value: serde_json::Value =
             serde_json::from_str(text).map_err(|e| PriceError::new("json", e.to_string()))?;
-        PriceTable::from_value(value)
+        PriceTable::from_json_value(value)
+    }
+
+    /// [`PriceTable::from_json`] over a parsed JSON value. A member set to `null` counts as
+    /// absent (`"cache_read": null`).
+    pub fn from_json_value(value: serde_json::Value) -> Result<PriceTable, PriceError> {
+        PriceTable::from_value(json_to_toml(value, "")?)
     }
 
     /// The shipped default prices ([`SHIPPED_PRICES_TOML`]).
@@ -713,9 +719,55 @@ impl<'de> Deserialize<'de> for PriceTable {
     /// Accepts the JSON (or TOML) shape of the module docs, with the same validation as
     /// [`PriceTable::from_toml`]; the error message names the field.
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let value = toml::Value::deserialize(d)?;
-        PriceTable::from_value(value).map_err(serde::de::Error::custom)
+        let value = serde_json::Value::deserialize(d)?;
+        PriceTable::from_json_value(value).map_err(serde::de::Error::custom)
     }
+}
+
+/// A JSON tree as the TOML tree the validator reads. `null` object members are dropped (an
+/// absent optional price); a `null` elsewhere, or an integer beyond `i64`, is refused.
+fn json_to_toml(value: serde_json::Value, at: &str) -> Result<toml::Value, PriceError> {
+    use serde_json::Value as J;
+    let field = |key: &str| {
+        if at.is_empty() {
+            key.to_string()
+        } else {
+            format!("{at}.{key}")
+        }
+    };
+    Ok(match value {
+        J::Null => return Err(PriceError::new(at, "must not be null")),
+        J::Bool(b) => toml::Value::Boolean(b),
+        J::String(s) => toml::Value::String(s),
+        J::Number(n) => match (n.as_i64(), n.as_f64()) {
+            (Some(i), _) => toml::Value::Integer(i),
+            (None, Some(f)) if !n.is_u64() => toml::Value::Float(f),
+            _ => return Err(PriceError::new(at, format!("{n} is too large"))),
+        },
+        J::Array(items) => toml::Value::Array(
+            items
+                .into_iter()
+                .enumerate()
+                .map(|(i, v)| json_to_toml(v, &format!("{at}[{i}]")))
+                .collect::<Result<_, _>>()?,
+        ),
+        J::Object(map) => {
+            // A TOML date-time passed through serde arrives as this one-member map.
+            if map.len() == 1 {
+                if let Some(J::String(d)) = map.get("$__toml_private_datetime") {
+                    return Ok(toml::Value::String(d.clone()));
+                }
+            }
+            let mut table = toml::Table::new();
+            for (key, v) in map {
+                if !v.is_null() {
+                    let v = json_to_toml(v, &field(&key))?;
+                    table.insert(key, v);
+                }
+            }
+            toml::Value::Table(table)
+        }
+    })
 }
 
 #[cfg(test)]
@@ -1202,6 +1254,26 @@ mod tests {
             serde_json::from_str::<PriceTable>(r#"{"version": "v", "extra": 1}"#).unwrap_err();
         assert!(err.to_string().starts_with("extra: unknown key"), "{err}");
         assert_eq!(PriceTable::from_json("[1]").unwrap_err().field, "");
+        let nulls = r#"{"version": "v", "prices": [{"provider": "openai", "model": "m", "effective_from": "2025-01-01", "input": "1", "output": "2", "cache_read": null, "tiers": null}]}"#;
+        assert_eq!(
+            PriceTable::from_json(nulls).unwrap().prices[0]
+                .rates
+                .cache_read,
+            None
+        );
+        let err = PriceTable::from_json(r#"{"version": "v", "prices": [null]}"#).unwrap_err();
+        assert_eq!(err.field, "prices[0]");
+        let err = PriceTable::from_json(r#"{"version": "v", "prices": [{"provider": "openai", "model": "m", "effective_from": "2025-01-01", "input": "1", "output": "2", "tiers": [{"above_input_tokens": 18446744073709551615, "input": 1, "output": 1}]}]}"#).unwrap_err();
+        assert_eq!(err.field, "prices[0].tiers[0].above_input_tokens");
+        // Through serde from the TOML format itself, dates included.
+        let from_toml_serde: PriceTable = toml::from_str(SHIPPED_PRICES_TOML).unwrap();
+        assert_eq!(from_toml_serde, shipped);
+        let dated: PriceTable = toml::from_str(&format!(
+            "version = \"v\"\n{}",
+            entry("m", "2025-01-01", "1").replace("\"2025-01-01\"", "2025-01-01")
+        ))
+        .unwrap();
+        assert_eq!(dated.prices[0].effective_from(), "2025-01-01");
         assert_eq!(PriceTable::from_json("{").unwrap_err().field, "json");
     }
 
