@@ -391,22 +391,21 @@ fn sanitize_label(text: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+mod tests_support {
     use super::*;
-    use crate::TokenCounts;
 
     /// 2025-12-04T10:00:00Z
-    const NOW: i64 = 1_764_842_400_000;
-    const START_NS: u64 = NOW as u64 * 1_000_000;
+    pub const NOW: i64 = 1_764_842_400_000;
+    pub const START_NS: u64 = NOW as u64 * 1_000_000;
 
     #[derive(Clone)]
-    struct Span {
-        trace: Vec<u8>,
-        span: Vec<u8>,
-        start: u64,
-        end: u64,
-        error: bool,
-        attrs: Vec<(&'static str, AttrValue<'static>)>,
+    pub struct Span {
+        pub trace: Vec<u8>,
+        pub span: Vec<u8>,
+        pub start: u64,
+        pub end: u64,
+        pub error: bool,
+        pub attrs: Vec<(&'static str, AttrValue<'static>)>,
     }
 
     impl SpanView for Span {
@@ -433,7 +432,7 @@ mod tests {
         }
     }
 
-    fn span(attrs: &[(&'static str, AttrValue<'static>)]) -> Span {
+    pub fn span(attrs: &[(&'static str, AttrValue<'static>)]) -> Span {
         Span {
             trace: (1..=16).collect(),
             span: vec![0xde, 0xad, 0xbe, 0xef, 0, 0, 0, 1],
@@ -444,7 +443,7 @@ mod tests {
         }
     }
 
-    fn chat() -> Span {
+    pub fn chat() -> Span {
         span(&[
             ("gen_ai.operation.name", AttrValue::Str("chat")),
             ("gen_ai.provider.name", AttrValue::Str("anthropic")),
@@ -458,30 +457,37 @@ mod tests {
         ])
     }
 
-    fn with(mut s: Span, key: &'static str, value: AttrValue<'static>) -> Span {
+    pub fn with(mut s: Span, key: &'static str, value: AttrValue<'static>) -> Span {
         s.attrs.retain(|(k, _)| *k != key);
         s.attrs.push((key, value));
         s
     }
 
-    fn without(mut s: Span, key: &str) -> Span {
+    pub fn without(mut s: Span, key: &str) -> Span {
         s.attrs.retain(|(k, _)| *k != key);
         s
     }
 
-    fn call(s: &Span) -> ModelCall {
+    pub fn call(s: &Span) -> ModelCall {
         match read_span(s, NOW) {
             SpanReading::ModelCall(c) => *c,
             other => panic!("{other:?}"),
         }
     }
 
-    fn rejected(s: &Span) -> EventError {
+    pub fn rejected(s: &Span) -> EventError {
         match read_span(s, NOW) {
             SpanReading::Rejected(e) => e,
             other => panic!("{other:?}"),
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tests_support::*;
+    use super::*;
+    use crate::TokenCounts;
 
     #[test]
     fn a_genai_span_is_a_model_call() {
@@ -749,6 +755,69 @@ mod tests {
         ];
         for (s, attr) in cases {
             assert_eq!(rejected(&s).field, attr, "{:?}", s.attrs);
+        }
+    }
+}
+
+#[cfg(test)]
+mod agreement {
+    //! The event API and the span reader turn the same call into the same `ModelCall`.
+    use super::tests_support::*;
+    use super::*;
+    use crate::event::{validate, WireEvent, WireModelCall};
+    use crate::LlmEvent;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn event_api_and_spans_agree(
+            exclusive in (0u64..1_000_000, 0u64..1_000_000, 0u64..1_000_000, 0u64..1_000_000, 0u64..1_000_000),
+            duration_us in 0u64..86_400_000_000,
+            ago_ms in 0i64..86_400_000,
+            error in any::<bool>(),
+        ) {
+            let (input, output, cache_read, cache_write, reasoning) = exclusive;
+            let start_ms = NOW - ago_ms;
+            let wire = WireEvent::ModelCall(WireModelCall {
+                id: "x".into(),
+                time: time::OffsetDateTime::from_unix_timestamp_nanos(start_ms as i128 * 1_000_000)
+                    .unwrap()
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .unwrap(),
+                provider: "gemini".into(),
+                model: "gemini-2.5-pro".into(),
+                operation: "generate_content".into(),
+                conversation_id: Some("conv-1".into()),
+                duration_ms: serde_json::Number::from_f64(duration_us as f64 / 1000.0).unwrap(),
+                input_tokens: (input + cache_read + cache_write).into(),
+                output_tokens: (output + reasoning).into(),
+                cache_read_tokens: Some(cache_read.into()),
+                cache_write_tokens: Some(cache_write.into()),
+                reasoning_tokens: Some(reasoning.into()),
+                status: Some(if error { "error" } else { "success" }.into()),
+                error_type: None,
+                cost_usd: None,
+            });
+            let LlmEvent::ModelCall(from_event) = validate(wire, NOW).unwrap() else { unreachable!() };
+            let s = Span {
+                start: start_ms as u64 * 1_000_000,
+                end: start_ms as u64 * 1_000_000 + duration_us * 1_000,
+                error,
+                ..span(&[
+                    ("gen_ai.operation.name", AttrValue::Str("generate_content")),
+                    ("gen_ai.system", AttrValue::Str("gemini")),
+                    ("gen_ai.request.model", AttrValue::Str("gemini-2.5-pro")),
+                    ("gen_ai.conversation.id", AttrValue::Str("conv-1")),
+                ])
+            };
+            let s = with(s, "gen_ai.usage.input_tokens", AttrValue::Int((input + cache_read + cache_write) as i64));
+            let s = with(s, "gen_ai.usage.output_tokens", AttrValue::Int((output + reasoning) as i64));
+            let s = with(s, "gen_ai.usage.cache_read.input_tokens", AttrValue::Int(cache_read as i64));
+            let s = with(s, "gen_ai.usage.cache_creation.input_tokens", AttrValue::Int(cache_write as i64));
+            let s = with(s, "gen_ai.usage.reasoning.output_tokens", AttrValue::Int(reasoning as i64));
+            let SpanReading::ModelCall(from_span) = read_span(&s, NOW) else { panic!() };
+            let from_span = ModelCall { id: "x".into(), ..*from_span };
+            prop_assert_eq!(from_span, from_event);
         }
     }
 }
