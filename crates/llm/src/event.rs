@@ -751,6 +751,7 @@ pub fn wire_from_value(value: serde_json::Value) -> Result<WireEvent, EventError
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::strategy::Strategy;
 
     /// 2025-12-04T10:00:00Z
     const NOW: i64 = 1_764_842_400_000;
@@ -947,6 +948,54 @@ mod tests {
         assert!(check_time(NOW - MAX_AGE_MS - 1, NOW).is_err());
         assert_eq!(parse_rfc3339_ms("1969-12-31T23:59:59.9995Z"), Ok(-1));
         assert!(check_tokens(MAX_TOKENS).is_ok() && check_tokens(MAX_TOKENS + 1).is_err());
+    }
+
+    proptest::proptest! {
+        /// Token counts are accepted exactly when every part fits its whole and every count
+        /// is within the limit; accepted counts are exclusive and add back to the totals.
+        #[test]
+        fn token_counts_are_accepted_iff_consistent(
+            input in 0u64..200, output in 0u64..200, cr in 0u64..200, cw in 0u64..200, r in 0u64..200,
+            scale in proptest::prop_oneof![proptest::strategy::Just(1u64), proptest::strategy::Just(1_000_000u64)],
+        ) {
+            let (input, output, cr, cw, r) = (input * scale, output * scale, cr * scale, cw * scale, r * scale);
+            let json = model_call(&format!(
+                r#""cache_read_tokens": {cr}, "cache_write_tokens": {cw}, "reasoning_tokens": {r}"#
+            ))
+            .replace("\"input_tokens\": 100", &format!("\"input_tokens\": {input}"))
+            .replace("\"output_tokens\": 20", &format!("\"output_tokens\": {output}"));
+            let ok = cr + cw <= input && r <= output && [input, output, cr, cw, r].iter().all(|n| *n <= MAX_TOKENS);
+            match validate(parse_json_event(&json).unwrap(), NOW) {
+                Ok(LlmEvent::ModelCall(c)) => {
+                    proptest::prop_assert!(ok);
+                    proptest::prop_assert_eq!(c.tokens.input + c.tokens.cache_read + c.tokens.cache_write, input);
+                    proptest::prop_assert_eq!(c.tokens.output + c.tokens.reasoning, output);
+                }
+                Ok(other) => proptest::prop_assert!(false, "{other:?}"),
+                Err(e) => {
+                    proptest::prop_assert!(!ok, "{e}");
+                    proptest::prop_assert!(e.field.ends_with("_tokens"), "{e}");
+                }
+            }
+        }
+
+        /// Arbitrary field values never panic the reader: each is accepted or refused.
+        #[test]
+        fn arbitrary_values_are_accepted_or_refused(
+            field in proptest::sample::select(vec!["id", "time", "provider", "model", "operation", "duration_ms", "input_tokens", "cost_usd", "conversation_id", "status"]),
+            value in proptest::prop_oneof![
+                ".{0,40}".prop_map(serde_json::Value::from),
+                proptest::num::f64::ANY.prop_map(serde_json::Value::from),
+                proptest::num::i64::ANY.prop_map(serde_json::Value::from),
+                proptest::num::u64::ANY.prop_map(serde_json::Value::from),
+            ],
+        ) {
+            let mut v: serde_json::Value = serde_json::from_str(&model_call("")).unwrap();
+            v[field] = value;
+            if let Ok(wire) = wire_from_value(v) {
+                let _ = validate(wire, NOW);
+            }
+        }
     }
 
     #[test]
