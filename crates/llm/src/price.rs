@@ -1067,6 +1067,15 @@ mod tests {
             ..pricing
         };
         assert_eq!(cost(&own_only, "openai", "2026-05-31"), None);
+        // The override covers dated variants, even one the defaults list on its own.
+        let snapshot = pricing
+            .cost("openai", "gpt-4o-2024-05-13", ms("2026-06-01"), &tokens)
+            .map(|c| c.usd_string());
+        assert_eq!(snapshot.as_deref(), Some("2.00"));
+        let snapshot_before = pricing
+            .cost("openai", "gpt-4o-2024-05-13", ms("2026-05-31"), &tokens)
+            .map(|c| c.usd_string());
+        assert_eq!(snapshot_before.as_deref(), Some("5.00"));
         assert_eq!(
             cost(&own_only, "openai", "2026-06-01").as_deref(),
             Some("2.00")
