@@ -173,3 +173,85 @@ impl Budget {
         newly_crossed(self.monthly, spent, &self.thresholds, already_recorded)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn thresholds_are_reached_in_integers() {
+        let budget = Cost::from_picodollars(1_000);
+        let at = |spent| reached(budget, Cost::from_picodollars(spent), &DEFAULT_THRESHOLDS);
+        assert!(at(0).is_empty());
+        assert!(at(499).is_empty());
+        assert_eq!(at(500), [50]);
+        assert_eq!(at(800), [50, 80]);
+        assert_eq!(at(1_000), [50, 80, 100]);
+        assert_eq!(
+            reached(Cost::ZERO, Cost::from_picodollars(1), &[100, 50]),
+            [50, 100]
+        );
+        assert!(reached(Cost::ZERO, Cost::ZERO, &[50]).is_empty());
+        assert_eq!(
+            reached(
+                Cost::from_picodollars(u64::MAX),
+                Cost::from_picodollars(u64::MAX),
+                &[100, 255]
+            ),
+            [100]
+        );
+    }
+
+    #[test]
+    fn each_threshold_is_newly_crossed_once() {
+        let budget = Budget::new(Cost::from_picodollars(100), vec![]).unwrap();
+        assert_eq!(budget.thresholds, DEFAULT_THRESHOLDS);
+        let mut recorded = Vec::new();
+        for spent in [10, 55, 60, 85, 120, 130] {
+            let new = budget.newly_crossed(Cost::from_picodollars(spent), &recorded);
+            recorded.extend(new);
+        }
+        assert_eq!(recorded, [50, 80, 100]);
+        // A jump straight past several thresholds records them all at once.
+        assert_eq!(
+            budget.newly_crossed(Cost::from_picodollars(100), &[]),
+            [50, 80, 100]
+        );
+        assert_eq!(
+            Budget::new(Cost::ZERO, vec![5, 0]).unwrap_err().field,
+            "thresholds[1]"
+        );
+        assert_eq!(
+            Budget::new(Cost::ZERO, vec![150, 90, 150])
+                .unwrap()
+                .thresholds,
+            [90, 150]
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn reached_is_monotone_in_spent(budget in any::<u64>(), a in any::<u64>(), b in any::<u64>(), thresholds in proptest::collection::vec(1u8.., 0..6)) {
+            let (lo, hi) = (a.min(b), a.max(b));
+            let low = reached(Cost::from_picodollars(budget), Cost::from_picodollars(lo), &thresholds);
+            let high = reached(Cost::from_picodollars(budget), Cost::from_picodollars(hi), &thresholds);
+            prop_assert!(low.iter().all(|t| high.contains(t)), "{low:?} ⊄ {high:?}");
+        }
+
+        #[test]
+        fn periods_match_day_arithmetic(time_ms in -5_000_000_000_000i64..10_000_000_000_000) {
+            let p = Period::containing(time_ms);
+            prop_assert!(p.start_ms() <= time_ms && time_ms < p.end_ms());
+            let dt = time::OffsetDateTime::from_unix_timestamp_nanos(time_ms as i128 * 1_000_000).unwrap();
+            prop_assert_eq!((p.year, p.month), (dt.year(), u8::from(dt.month())));
+            prop_assert_eq!(Period::containing(p.start_ms()), p);
+            prop_assert_eq!(Period::containing(p.end_ms() - 1), p);
+            prop_assert!(Period::containing(p.end_ms()) > p);
+            let first = time::Date::from_calendar_date(dt.year(), dt.month(), 1).unwrap();
+            prop_assert_eq!(p.start_ms(), (i64::from(first.to_julian_day()) - 2_440_588) * 86_400_000);
+            let days = (p.end_ms() - p.start_ms()) / 86_400_000;
+            prop_assert_eq!(days, i64::from(dt.month().length(dt.year())));
+        }
+    }
+}

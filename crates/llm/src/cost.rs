@@ -51,14 +51,27 @@ impl Cost {
         self.0
     }
 
-    /// A client-reported dollar amount (e.g. `gen_ai.usage.cost`), rounded to the nearest
+    /// A client-reported dollar amount (e.g. `gen_ai.usage.cost`). The number is read as the
+    /// shortest decimal that denotes it (what the client wrote, for up to 15 significant
+    /// digits), exactly when that has at most 12 decimals, else rounded to the nearest
     /// picodollar.
+    ///
+    /// ```
+    /// use llm::Cost;
+    /// assert_eq!(Cost::from_usd(0.3).unwrap().picodollars(), 300_000_000_000);
+    /// assert_eq!(Cost::from_usd(0.000_000_25).unwrap().picodollars(), 250_000);
+    /// assert!(Cost::from_usd(-0.01).is_err());
+    /// ```
     pub fn from_usd(usd: f64) -> Result<Cost, CostError> {
         if !usd.is_finite() || usd < 0.0 {
             return Err(CostError::NotFinite);
         }
         if usd > Self::MAX_USD {
             return Err(CostError::TooLarge(usd));
+        }
+        // `{}` prints the shortest decimal that reads back as `usd`: exact when it fits.
+        if let Ok(cost) = Cost::parse_usd(&format!("{usd}")) {
+            return Ok(cost);
         }
         Ok(Cost((usd * Self::PER_USD as f64).round() as u64))
     }
@@ -232,7 +245,36 @@ mod tests {
         assert_eq!(format_decimal(u64::MAX, 12, 2), "18446744.073709551615");
     }
 
+    #[test]
+    fn client_costs_keep_their_decimal_digits() {
+        assert_eq!(Cost::from_usd(0.0042).unwrap().picodollars(), 4_200_000_000);
+        assert_eq!(
+            Cost::from_usd(0.1 + 0.2).unwrap().picodollars(),
+            300_000_000_000
+        );
+        assert_eq!(Cost::from_usd(1e-13).unwrap().picodollars(), 0);
+        assert_eq!(Cost::from_usd(6e-13).unwrap().picodollars(), 1);
+        assert_eq!(Cost::from_usd(0.0).unwrap(), Cost::ZERO);
+        assert_eq!(
+            Cost::from_usd(1_000_000.0).unwrap().usd_string(),
+            "1000000.00"
+        );
+        assert!(matches!(
+            Cost::from_usd(1_000_000.01),
+            Err(CostError::TooLarge(_))
+        ));
+        assert_eq!(Cost::from_usd(f64::NAN), Err(CostError::NotFinite));
+    }
+
     proptest! {
+        #[test]
+        fn written_dollar_amounts_are_exact(cents in 0u64..100_000_000, micro in 0u64..1_000_000) {
+            // An amount with up to 12 significant decimals, as a client would write it.
+            let text = format!("{}.{:02}{:06}", cents / 100, cents % 100, micro);
+            let usd: f64 = text.parse().unwrap();
+            prop_assert_eq!(Cost::from_usd(usd).unwrap(), Cost::parse_usd(&text).unwrap());
+        }
+
         #[test]
         fn decimal_format_parse_round_trip(units in any::<u64>(), scale in 0u32..=12, min in 0usize..4) {
             let text = format_decimal(units, scale, min);

@@ -452,6 +452,15 @@ fn tokens(field: &str, n: Option<&serde_json::Number>) -> Result<u64, EventError
         None if n.as_i64().is_some_and(|i| i < 0) || n.as_f64().is_some_and(|f| f < 0.0) => {
             return Err(EventError::new(field, format!("{n} is negative")))
         }
+        None if n
+            .as_f64()
+            .is_some_and(|f| f.fract() == 0.0 && f > MAX_TOKENS as f64) =>
+        {
+            return Err(EventError::new(
+                field,
+                format!("{n} is over the limit of {MAX_TOKENS} tokens"),
+            ))
+        }
         None => {
             return Err(EventError::new(
                 field,
@@ -702,6 +711,10 @@ pub fn wire_from_value(value: serde_json::Value) -> Result<WireEvent, EventError
     };
     let rest = serde_json::Value::Object(map);
     fn typed<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T, EventError> {
+        // The happy path without path tracking; on error, again with it for the field name.
+        if let Ok(typed) = T::deserialize(&value) {
+            return Ok(typed);
+        }
         serde_path_to_error::deserialize(value).map_err(|e| {
             let field = e.path().to_string();
             let inner = e.into_inner().to_string();
@@ -733,4 +746,264 @@ pub fn wire_from_value(value: serde_json::Value) -> Result<WireEvent, EventError
             ))
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::strategy::Strategy;
+
+    /// 2025-12-04T10:00:00Z
+    const NOW: i64 = 1_764_842_400_000;
+
+    fn model_call(extra: &str) -> String {
+        let base = r#""type": "model_call", "id": "call-1", "time": "2025-12-04T09:59:00Z",
+            "provider": "openai", "model": "gpt-4o", "operation": "chat",
+            "duration_ms": 250, "input_tokens": 100, "output_tokens": 20"#;
+        if extra.is_empty() {
+            format!("{{{base}}}")
+        } else {
+            format!("{{{base}, {extra}}}")
+        }
+    }
+
+    fn accept(json: &str) -> LlmEvent {
+        let wire = parse_json_event(json).unwrap_or_else(|e| panic!("{json}: {e}"));
+        // The typed contract and the field-naming reader agree.
+        let typed: WireEvent = serde_json::from_str(json).unwrap();
+        assert_eq!(typed, wire);
+        validate(wire, NOW).unwrap_or_else(|e| panic!("{json}: {e}"))
+    }
+
+    /// Expects `json` to be refused, naming `field`.
+    fn refuse(json: &str, field: &str) {
+        let err = match parse_json_event(json) {
+            Err(e) => e,
+            Ok(wire) => match validate(wire, NOW) {
+                Err(e) => e,
+                Ok(event) => panic!("{json} accepted as {event:?}"),
+            },
+        };
+        assert_eq!(err.field, field, "{json}: {err}");
+    }
+
+    fn call(json: &str) -> ModelCall {
+        match accept(json) {
+            LlmEvent::ModelCall(c) => c,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_model_call_is_read_with_exclusive_tokens() {
+        let c = call(&model_call(
+            r#""cache_read_tokens": 60, "cache_write_tokens": 10, "reasoning_tokens": 5,
+               "conversation_id": "conv-9", "cost_usd": 0.0125"#,
+        ));
+        assert_eq!(c.id, "call-1");
+        assert_eq!(c.time_ms, NOW - 60_000);
+        assert_eq!(c.operation, Operation::Chat);
+        assert_eq!(c.duration_us, 250_000);
+        assert_eq!(
+            c.tokens,
+            TokenCounts {
+                input: 30,
+                cache_read: 60,
+                cache_write: 10,
+                output: 15,
+                reasoning: 5
+            }
+        );
+        assert_eq!(c.conversation_id.as_deref(), Some("conv-9"));
+        assert_eq!(c.client_cost, Some(Cost::from_picodollars(12_500_000_000)));
+        assert_eq!(c.computed_cost, None);
+        assert_eq!(c.status, CallStatus::Success);
+        // Old provider spellings are stored under the current name.
+        assert_eq!(
+            call(&model_call("").replace("\"openai\"", "\"az.ai.openai\"")).provider,
+            "azure.ai.openai"
+        );
+        assert_eq!(
+            call(&model_call(r#""duration_ms": 0.5"#).replace("\"duration_ms\": 250, ", ""))
+                .duration_us,
+            500
+        );
+    }
+
+    #[test]
+    fn status_follows_error_type_unless_given() {
+        assert_eq!(
+            call(&model_call(r#""status": "error""#)).status,
+            CallStatus::Error
+        );
+        let c = call(&model_call(r#""error_type": "rate_limit""#));
+        assert_eq!(
+            (c.status, c.error_type.as_deref()),
+            (CallStatus::Error, Some("rate_limit"))
+        );
+        refuse(
+            &model_call(r#""status": "success", "error_type": "timeout""#),
+            "error_type",
+        );
+        refuse(&model_call(r#""status": "ok""#), "status");
+    }
+
+    #[test]
+    fn other_events_are_read() {
+        let e = accept(
+            r#"{"type": "conversation_started", "id": "e1", "time": "2025-12-04T10:00:00Z", "conversation_id": "c1", "channel": "web"}"#,
+        );
+        assert!(
+            matches!(e, LlmEvent::ConversationStarted(ref s) if s.channel == "web" && s.time_ms == NOW)
+        );
+        let e = accept(
+            r#"{"type": "conversation_completed", "id": "e2", "time": "2025-12-04T10:00:00Z", "conversation_id": "c1", "channel": "web", "resolution_status": "resolved"}"#,
+        );
+        assert!(
+            matches!(e, LlmEvent::ConversationCompleted(ref s) if s.resolution_status == "resolved")
+        );
+        let e = accept(
+            r#"{"type": "message_processed", "id": "e3", "time": "2025-12-04T10:00:00Z", "channel": "sms", "direction": "outbound", "message_type": "text"}"#,
+        );
+        assert!(
+            matches!(e, LlmEvent::MessageProcessed(ref m) if m.direction == Direction::Outbound && m.conversation_id.is_none())
+        );
+        let e = accept(
+            r#"{"type": "integration_call", "id": "e4", "time": "2025-12-04T10:00:00Z", "integration_id": "crm-1", "integration_type": "crm", "status": "error", "duration_ms": 12.25, "conversation_id": "c1"}"#,
+        );
+        assert!(
+            matches!(e, LlmEvent::IntegrationCall(ref i) if i.status == CallStatus::Error && i.duration_us == 12_250)
+        );
+        assert_eq!(e.id(), "e4");
+    }
+
+    #[test]
+    fn bad_events_are_refused_naming_the_wire_field() {
+        let m = model_call("");
+        for (json, field) in [
+            (m.replace("\"call-1\"", "\"\""), "id"),
+            (m.replace("\"call-1\"", "\"a b\""), "id"),
+            (m.replace("\"call-1\"", &format!("\"{}\"", "x".repeat(129))), "id"),
+            (m.replace("\"call-1\"", "\"caf\u{e9}\""), "id"),
+            (m.replace("2025-12-04T09:59:00Z", "2025-12-04 09:59:00"), "time"),
+            (m.replace("2025-12-04T09:59:00Z", "2025-12-04T10:05:01Z"), "time"),
+            (m.replace("2025-12-04T09:59:00Z", "2024-10-29T09:59:00Z"), "time"),
+            (m.replace("\"openai\"", "\"open ai\""), "provider"),
+            (m.replace("\"gpt-4o\"", "\"\""), "model"),
+            (m.replace("\"chat\"", "\"summarize\""), "operation"),
+            (m.replace("250", "-1"), "duration_ms"),
+            (m.replace("250", "86400001"), "duration_ms"),
+            (m.replace("\"input_tokens\": 100", "\"input_tokens\": -5"), "input_tokens"),
+            (m.replace("\"input_tokens\": 100", "\"input_tokens\": 1.5"), "input_tokens"),
+            (m.replace("\"input_tokens\": 100", "\"input_tokens\": 100000001"), "input_tokens"),
+            (m.replace("\"input_tokens\": 100", "\"input_tokens\": \"100\""), "input_tokens"),
+            (m.replace("\"output_tokens\": 20", "\"output_tokens\": 1e30"), "output_tokens"),
+            (m.replace(", \"output_tokens\": 20", ""), "output_tokens"),
+            (model_call("\"cache_read_tokens\": 101"), "cache_read_tokens"),
+            (model_call("\"cache_read_tokens\": 50, \"cache_write_tokens\": 51"), "cache_write_tokens"),
+            (model_call("\"reasoning_tokens\": 21"), "reasoning_tokens"),
+            (model_call("\"cost_usd\": -0.5"), "cost_usd"),
+            (model_call("\"cost_usd\": 1000001"), "cost_usd"),
+            (model_call("\"conversation_id\": \"\""), "conversation_id"),
+            (model_call("\"temperature\": 0.2"), "temperature"),
+            (model_call("\"error_type\": \"Rate limit!\""), "error_type"),
+            (m.replace("\"model_call\"", "\"model_calls\""), "type"),
+            (m.replace("\"type\": \"model_call\", ", ""), "type"),
+            (r#"{"type": "message_processed", "id": "e", "time": "2025-12-04T10:00:00Z", "channel": "web", "direction": "sideways", "message_type": "text"}"#.into(), "direction"),
+            (r#"{"type": "integration_call", "id": "e", "time": "2025-12-04T10:00:00Z", "integration_id": "i", "integration_type": "crm", "status": "fine", "duration_ms": 1}"#.into(), "status"),
+            (r#"{"type": "conversation_started", "id": "e", "time": "2025-12-04T10:00:00Z", "conversation_id": "c", "channel": "web", "resolution_status": "x"}"#.into(), "resolution_status"),
+            ("[1]".into(), ""),
+            ("{".into(), ""),
+        ] {
+            refuse(&json, field);
+        }
+        // The allowed operations are listed.
+        let err = validate(
+            parse_json_event(&m.replace("\"chat\"", "\"summarize\"")).unwrap(),
+            NOW,
+        )
+        .unwrap_err();
+        assert!(
+            err.reason
+                .contains("chat, text_completion, generate_content, embeddings"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn labels_ids_and_times_have_fixed_bounds() {
+        assert!(check_label(&"m".repeat(128)).is_ok());
+        assert!(check_label(&"m".repeat(129)).is_err());
+        for ok in ["openai", "gpt-4o", "a_b.c:d/e@f+g-h", "0"] {
+            assert!(check_label(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "a b", "a\"b", "a,b", "a{b}", "é", "a\nb"] {
+            assert!(check_label(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_id("conv_5j66UpCpwteGg4YSxUnt7lPY").is_ok());
+        assert!(check_id("a\tb").is_err());
+        assert!(check_time(NOW + MAX_FUTURE_MS, NOW).is_ok());
+        assert!(check_time(NOW + MAX_FUTURE_MS + 1, NOW).is_err());
+        assert!(check_time(NOW - MAX_AGE_MS, NOW).is_ok());
+        assert!(check_time(NOW - MAX_AGE_MS - 1, NOW).is_err());
+        assert_eq!(parse_rfc3339_ms("1969-12-31T23:59:59.9995Z"), Ok(-1));
+        assert!(check_tokens(MAX_TOKENS).is_ok() && check_tokens(MAX_TOKENS + 1).is_err());
+    }
+
+    proptest::proptest! {
+        /// Token counts are accepted exactly when every part fits its whole and every count
+        /// is within the limit; accepted counts are exclusive and add back to the totals.
+        #[test]
+        fn token_counts_are_accepted_iff_consistent(
+            input in 0u64..200, output in 0u64..200, cr in 0u64..200, cw in 0u64..200, r in 0u64..200,
+            scale in proptest::prop_oneof![proptest::strategy::Just(1u64), proptest::strategy::Just(1_000_000u64)],
+        ) {
+            let (input, output, cr, cw, r) = (input * scale, output * scale, cr * scale, cw * scale, r * scale);
+            let json = model_call(&format!(
+                r#""cache_read_tokens": {cr}, "cache_write_tokens": {cw}, "reasoning_tokens": {r}"#
+            ))
+            .replace("\"input_tokens\": 100", &format!("\"input_tokens\": {input}"))
+            .replace("\"output_tokens\": 20", &format!("\"output_tokens\": {output}"));
+            let ok = cr + cw <= input && r <= output && [input, output, cr, cw, r].iter().all(|n| *n <= MAX_TOKENS);
+            match validate(parse_json_event(&json).unwrap(), NOW) {
+                Ok(LlmEvent::ModelCall(c)) => {
+                    proptest::prop_assert!(ok);
+                    proptest::prop_assert_eq!(c.tokens.input + c.tokens.cache_read + c.tokens.cache_write, input);
+                    proptest::prop_assert_eq!(c.tokens.output + c.tokens.reasoning, output);
+                }
+                Ok(other) => proptest::prop_assert!(false, "{other:?}"),
+                Err(e) => {
+                    proptest::prop_assert!(!ok, "{e}");
+                    proptest::prop_assert!(e.field.ends_with("_tokens"), "{e}");
+                }
+            }
+        }
+
+        /// Arbitrary field values never panic the reader: each is accepted or refused.
+        #[test]
+        fn arbitrary_values_are_accepted_or_refused(
+            field in proptest::sample::select(vec!["id", "time", "provider", "model", "operation", "duration_ms", "input_tokens", "cost_usd", "conversation_id", "status"]),
+            value in proptest::prop_oneof![
+                ".{0,40}".prop_map(serde_json::Value::from),
+                proptest::num::f64::ANY.prop_map(serde_json::Value::from),
+                proptest::num::i64::ANY.prop_map(serde_json::Value::from),
+                proptest::num::u64::ANY.prop_map(serde_json::Value::from),
+            ],
+        ) {
+            let mut v: serde_json::Value = serde_json::from_str(&model_call("")).unwrap();
+            v[field] = value;
+            if let Ok(wire) = wire_from_value(v) {
+                let _ = validate(wire, NOW);
+            }
+        }
+    }
+
+    #[test]
+    fn wire_events_serialise_back_to_the_same_json_shape() {
+        let json = model_call(r#""reasoning_tokens": 5"#);
+        let wire = parse_json_event(&json).unwrap();
+        let again = serde_json::to_string(&wire).unwrap();
+        assert_eq!(parse_json_event(&again).unwrap(), wire);
+        assert!(again.contains("\"type\":\"model_call\""), "{again}");
+    }
 }

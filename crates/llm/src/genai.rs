@@ -28,8 +28,12 @@
 //! | client cost (USD)     | `gen_ai.usage.cost` (as OpenLIT sends it)                         |
 //!
 //! As the conventions say, input tokens include cache reads and writes and output tokens
-//! include reasoning; they are made exclusive with [`crate::TokenCounts::from_inclusive`]
-//! (a part larger than its whole is rejected). Missing counts are 0. Counts may arrive as
+//! include reasoning; they are made exclusive with [`crate::TokenCounts::from_inclusive`].
+//! Some instrumentations pass a provider's exclusive counts instead (Anthropic's
+//! `input_tokens` leaves out cache reads and writes, Gemini's candidate count leaves out
+//! thoughts): when the cache parts are larger than the input count, or reasoning larger than
+//! the output count, that count is read as exclusive instead of rejecting the call (the one
+//! case where the two readings can be told apart). Missing counts are 0. Counts may arrive as
 //! integers, as integral doubles or as decimal strings (some JSON exporters); negative,
 //! fractional or absurd (over [`crate::event::MAX_TOKENS`]) counts are rejected.
 //!
@@ -247,6 +251,21 @@ fn read(span: &impl SpanView, now_ms: i64) -> Result<Option<ModelCall>, EventErr
     let (cache_read, cache_read_key) = tokens(span, &attrs::CACHE_READ_TOKENS)?;
     let (cache_write, cache_write_key) = tokens(span, &attrs::CACHE_WRITE_TOKENS)?;
     let (reasoning, reasoning_key) = tokens(span, &attrs::REASONING_TOKENS)?;
+    // The conventions make input include the cache parts and output include reasoning. Some
+    // instrumentations pass the provider's own exclusive counts instead (Anthropic's
+    // `input_tokens` excludes cache reads and writes; Gemini's candidate count excludes
+    // thoughts). When a part is larger than its whole, the whole can only be exclusive: read
+    // it so rather than lose the call.
+    let input = if cache_read.saturating_add(cache_write) > input {
+        input.saturating_add(cache_read).saturating_add(cache_write)
+    } else {
+        input
+    };
+    let output = if reasoning > output {
+        output.saturating_add(reasoning)
+    } else {
+        output
+    };
     let tokens = inclusive_to_exclusive(
         input,
         output,
@@ -282,7 +301,7 @@ fn read(span: &impl SpanView, now_ms: i64) -> Result<Option<ModelCall>, EventErr
         .checked_sub(start)
         .ok_or_else(|| EventError::new("end_time_unix_nano", "is before the span's start"))?;
     let duration_us = duration_ns / 1_000;
-    if duration_us > MAX_DURATION_MS * 1_000 {
+    if duration_ns > MAX_DURATION_MS * 1_000_000 {
         return Err(EventError::new(
             "end_time_unix_nano",
             "the span is longer than a day",
@@ -369,4 +388,436 @@ fn sanitize_label(text: &str) -> String {
         })
         .take(MAX_LABEL_LEN)
         .collect()
+}
+
+#[cfg(test)]
+mod tests_support {
+    use super::*;
+
+    /// 2025-12-04T10:00:00Z
+    pub const NOW: i64 = 1_764_842_400_000;
+    pub const START_NS: u64 = NOW as u64 * 1_000_000;
+
+    #[derive(Clone)]
+    pub struct Span {
+        pub trace: Vec<u8>,
+        pub span: Vec<u8>,
+        pub start: u64,
+        pub end: u64,
+        pub error: bool,
+        pub attrs: Vec<(&'static str, AttrValue<'static>)>,
+    }
+
+    impl SpanView for Span {
+        fn trace_id(&self) -> &[u8] {
+            &self.trace
+        }
+        fn span_id(&self) -> &[u8] {
+            &self.span
+        }
+        fn name(&self) -> &str {
+            "span"
+        }
+        fn start_unix_nanos(&self) -> u64 {
+            self.start
+        }
+        fn end_unix_nanos(&self) -> u64 {
+            self.end
+        }
+        fn status_is_error(&self) -> bool {
+            self.error
+        }
+        fn attribute(&self, key: &str) -> Option<AttrValue<'_>> {
+            self.attrs.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
+        }
+    }
+
+    pub fn span(attrs: &[(&'static str, AttrValue<'static>)]) -> Span {
+        Span {
+            trace: (1..=16).collect(),
+            span: vec![0xde, 0xad, 0xbe, 0xef, 0, 0, 0, 1],
+            start: START_NS,
+            end: START_NS + 2_345_678_901,
+            error: false,
+            attrs: attrs.to_vec(),
+        }
+    }
+
+    pub fn chat() -> Span {
+        span(&[
+            ("gen_ai.operation.name", AttrValue::Str("chat")),
+            ("gen_ai.provider.name", AttrValue::Str("anthropic")),
+            ("gen_ai.request.model", AttrValue::Str("claude-sonnet-4-5")),
+            (
+                "gen_ai.response.model",
+                AttrValue::Str("claude-sonnet-4-5-20250929"),
+            ),
+            ("gen_ai.usage.input_tokens", AttrValue::Int(1_000)),
+            ("gen_ai.usage.output_tokens", AttrValue::Int(200)),
+        ])
+    }
+
+    pub fn with(mut s: Span, key: &'static str, value: AttrValue<'static>) -> Span {
+        s.attrs.retain(|(k, _)| *k != key);
+        s.attrs.push((key, value));
+        s
+    }
+
+    pub fn without(mut s: Span, key: &str) -> Span {
+        s.attrs.retain(|(k, _)| *k != key);
+        s
+    }
+
+    pub fn call(s: &Span) -> ModelCall {
+        match read_span(s, NOW) {
+            SpanReading::ModelCall(c) => *c,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    pub fn rejected(s: &Span) -> EventError {
+        match read_span(s, NOW) {
+            SpanReading::Rejected(e) => e,
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tests_support::*;
+    use super::*;
+    use crate::TokenCounts;
+
+    #[test]
+    fn a_genai_span_is_a_model_call() {
+        let c = call(&chat());
+        assert_eq!(c.id, "0102030405060708090a0b0c0d0e0f10-deadbeef00000001");
+        assert_eq!(c.time_ms, NOW);
+        assert_eq!(c.duration_us, 2_345_678);
+        assert_eq!(c.provider, "anthropic");
+        assert_eq!(
+            c.model, "claude-sonnet-4-5-20250929",
+            "the response model wins"
+        );
+        assert_eq!(c.operation, Operation::Chat);
+        assert_eq!(c.status, CallStatus::Success);
+        assert_eq!((c.tokens.input, c.tokens.output), (1_000, 200));
+        assert_eq!(
+            (c.client_cost, c.computed_cost, c.conversation_id),
+            (None, None, None)
+        );
+    }
+
+    #[test]
+    fn cache_reasoning_conversation_and_cost_are_read() {
+        let s = chat();
+        let s = with(
+            s,
+            "gen_ai.usage.cache_read.input_tokens",
+            AttrValue::Int(600),
+        );
+        let s = with(
+            s,
+            "gen_ai.usage.cache_creation.input_tokens",
+            AttrValue::Str("100"),
+        );
+        let s = with(
+            s,
+            "gen_ai.usage.reasoning.output_tokens",
+            AttrValue::Double(50.0),
+        );
+        let s = with(s, "gen_ai.conversation.id", AttrValue::Str("conv_abc"));
+        let s = with(s, "gen_ai.usage.cost", AttrValue::Double(0.0042));
+        let c = call(&s);
+        assert_eq!(
+            c.tokens,
+            TokenCounts {
+                input: 300,
+                cache_read: 600,
+                cache_write: 100,
+                output: 150,
+                reasoning: 50
+            }
+        );
+        assert_eq!(c.conversation_id.as_deref(), Some("conv_abc"));
+        assert_eq!(c.client_cost, Some(Cost::from_picodollars(4_200_000_000)));
+        // The older spellings are read too.
+        let old = span(&[
+            ("gen_ai.system", AttrValue::Str("az.ai.openai")),
+            ("gen_ai.request.model", AttrValue::Str("gpt-4o")),
+            ("gen_ai.usage.prompt_tokens", AttrValue::Int(70)),
+            ("gen_ai.usage.completion_tokens", AttrValue::Int(30)),
+            ("gen_ai.usage.cache_read_input_tokens", AttrValue::Int(20)),
+            ("gen_ai.usage.reasoning_tokens", AttrValue::Int(10)),
+            ("llm.request.type", AttrValue::Str("completion")),
+        ]);
+        let c = call(&old);
+        assert_eq!(c.provider, "azure.ai.openai");
+        assert_eq!(c.operation, Operation::TextCompletion);
+        assert_eq!(
+            (
+                c.tokens.input,
+                c.tokens.cache_read,
+                c.tokens.output,
+                c.tokens.reasoning
+            ),
+            (50, 20, 20, 10)
+        );
+    }
+
+    #[test]
+    fn exclusive_counts_are_recognised_when_a_part_exceeds_its_whole() {
+        // Anthropic's usage passed through as is: input 21 excludes the 188,086 cached.
+        let s = with(chat(), "gen_ai.usage.input_tokens", AttrValue::Int(21));
+        let s = with(
+            s,
+            "gen_ai.usage.cache_read.input_tokens",
+            AttrValue::Int(188_086),
+        );
+        let s = with(
+            s,
+            "gen_ai.usage.reasoning.output_tokens",
+            AttrValue::Int(500),
+        );
+        let c = call(&s);
+        assert_eq!(
+            c.tokens,
+            TokenCounts {
+                input: 21,
+                cache_read: 188_086,
+                cache_write: 0,
+                output: 200,
+                reasoning: 500
+            }
+        );
+        // Within the whole, the conventions' inclusive reading applies.
+        let s = with(
+            chat(),
+            "gen_ai.usage.cache_read.input_tokens",
+            AttrValue::Int(1_000),
+        );
+        assert_eq!(
+            (call(&s).tokens.input, call(&s).tokens.cache_read),
+            (0, 1_000)
+        );
+    }
+
+    #[test]
+    fn errors_come_from_the_status_or_error_type() {
+        let mut s = chat();
+        s.error = true;
+        assert_eq!(call(&s).status, CallStatus::Error);
+        let c = call(&with(
+            chat(),
+            "error.type",
+            AttrValue::Str("openai.RateLimitError: 429 Too Many"),
+        ));
+        assert_eq!(c.status, CallStatus::Error);
+        assert_eq!(
+            c.error_type.as_deref(),
+            Some("openai.RateLimitError:_429_Too_Many")
+        );
+    }
+
+    #[test]
+    fn spans_that_are_not_model_calls_are_dropped() {
+        assert_eq!(
+            read_span(&span(&[("http.method", AttrValue::Str("GET"))]), NOW),
+            SpanReading::NotGenAi
+        );
+        // gen_ai.system without usage: not a call (e.g. an SDK's wrapper span).
+        let no_usage = span(&[
+            ("gen_ai.system", AttrValue::Str("openai")),
+            ("gen_ai.request.model", AttrValue::Str("gpt-4o")),
+        ]);
+        assert_eq!(read_span(&no_usage, NOW), SpanReading::NotGenAi);
+        let tool = span(&[
+            ("gen_ai.operation.name", AttrValue::Str("execute_tool")),
+            ("gen_ai.tool.name", AttrValue::Str("search")),
+        ]);
+        assert_eq!(read_span(&tool, NOW), SpanReading::NotGenAi);
+        // An agent span that names its model is counted as a call.
+        let agent = with(
+            chat(),
+            "gen_ai.operation.name",
+            AttrValue::Str("invoke_agent"),
+        );
+        assert_eq!(call(&agent).operation, Operation::InvokeAgent);
+    }
+
+    #[test]
+    fn malformed_genai_spans_are_rejected_with_the_attribute() {
+        let cases: Vec<(Span, &str)> = vec![
+            (
+                with(chat(), "gen_ai.operation.name", AttrValue::Str("summarize")),
+                "gen_ai.operation.name",
+            ),
+            (
+                with(chat(), "gen_ai.operation.name", AttrValue::Int(1)),
+                "gen_ai.operation.name",
+            ),
+            (
+                without(
+                    without(chat(), "gen_ai.request.model"),
+                    "gen_ai.response.model",
+                ),
+                "gen_ai.request.model",
+            ),
+            (
+                without(chat(), "gen_ai.provider.name"),
+                "gen_ai.provider.name",
+            ),
+            (
+                with(chat(), "gen_ai.usage.input_tokens", AttrValue::Int(-1)),
+                "gen_ai.usage.input_tokens",
+            ),
+            (
+                with(chat(), "gen_ai.usage.input_tokens", AttrValue::Str("many")),
+                "gen_ai.usage.input_tokens",
+            ),
+            (
+                with(chat(), "gen_ai.usage.input_tokens", AttrValue::Double(1.5)),
+                "gen_ai.usage.input_tokens",
+            ),
+            (
+                with(
+                    chat(),
+                    "gen_ai.usage.input_tokens",
+                    AttrValue::Int(100_000_001),
+                ),
+                "gen_ai.usage.input_tokens",
+            ),
+            (
+                with(chat(), "gen_ai.usage.output_tokens", AttrValue::Bool(true)),
+                "gen_ai.usage.output_tokens",
+            ),
+            (
+                with(chat(), "gen_ai.response.model", AttrValue::Str("gpt 4o")),
+                "gen_ai.response.model",
+            ),
+            (
+                with(chat(), "gen_ai.conversation.id", AttrValue::Str("")),
+                "gen_ai.conversation.id",
+            ),
+            (
+                with(chat(), "gen_ai.usage.cost", AttrValue::Double(-1.0)),
+                "gen_ai.usage.cost",
+            ),
+            (
+                with(chat(), "gen_ai.usage.cost", AttrValue::Str("cheap")),
+                "gen_ai.usage.cost",
+            ),
+            (
+                Span {
+                    end: START_NS - 1,
+                    ..chat()
+                },
+                "end_time_unix_nano",
+            ),
+            (
+                Span {
+                    end: START_NS + 86_400_000_000_001,
+                    ..chat()
+                },
+                "end_time_unix_nano",
+            ),
+            (
+                Span {
+                    start: START_NS + 301_000_000_000,
+                    end: START_NS + 302_000_000_000,
+                    ..chat()
+                },
+                "start_time_unix_nano",
+            ),
+            (
+                Span {
+                    start: 0,
+                    end: 1,
+                    ..chat()
+                },
+                "start_time_unix_nano",
+            ),
+            (
+                Span {
+                    trace: vec![0; 16],
+                    ..chat()
+                },
+                "trace_id",
+            ),
+            (
+                Span {
+                    span: vec![],
+                    ..chat()
+                },
+                "span_id",
+            ),
+        ];
+        for (s, attr) in cases {
+            assert_eq!(rejected(&s).field, attr, "{:?}", s.attrs);
+        }
+    }
+}
+
+#[cfg(test)]
+mod agreement {
+    //! The event API and the span reader turn the same call into the same `ModelCall`.
+    use super::tests_support::*;
+    use super::*;
+    use crate::event::{validate, WireEvent, WireModelCall};
+    use crate::LlmEvent;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn event_api_and_spans_agree(
+            exclusive in (0u64..1_000_000, 0u64..1_000_000, 0u64..1_000_000, 0u64..1_000_000, 0u64..1_000_000),
+            duration_us in 0u64..86_400_000_000,
+            ago_ms in 0i64..86_400_000,
+            error in any::<bool>(),
+        ) {
+            let (input, output, cache_read, cache_write, reasoning) = exclusive;
+            let start_ms = NOW - ago_ms;
+            let wire = WireEvent::ModelCall(WireModelCall {
+                id: "x".into(),
+                time: time::OffsetDateTime::from_unix_timestamp_nanos(start_ms as i128 * 1_000_000)
+                    .unwrap()
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .unwrap(),
+                provider: "gemini".into(),
+                model: "gemini-2.5-pro".into(),
+                operation: "generate_content".into(),
+                conversation_id: Some("conv-1".into()),
+                duration_ms: serde_json::Number::from_f64(duration_us as f64 / 1000.0).unwrap(),
+                input_tokens: (input + cache_read + cache_write).into(),
+                output_tokens: (output + reasoning).into(),
+                cache_read_tokens: Some(cache_read.into()),
+                cache_write_tokens: Some(cache_write.into()),
+                reasoning_tokens: Some(reasoning.into()),
+                status: Some(if error { "error" } else { "success" }.into()),
+                error_type: None,
+                cost_usd: None,
+            });
+            let LlmEvent::ModelCall(from_event) = validate(wire, NOW).unwrap() else { unreachable!() };
+            let s = Span {
+                start: start_ms as u64 * 1_000_000,
+                end: start_ms as u64 * 1_000_000 + duration_us * 1_000,
+                error,
+                ..span(&[
+                    ("gen_ai.operation.name", AttrValue::Str("generate_content")),
+                    ("gen_ai.system", AttrValue::Str("gemini")),
+                    ("gen_ai.request.model", AttrValue::Str("gemini-2.5-pro")),
+                    ("gen_ai.conversation.id", AttrValue::Str("conv-1")),
+                ])
+            };
+            let s = with(s, "gen_ai.usage.input_tokens", AttrValue::Int((input + cache_read + cache_write) as i64));
+            let s = with(s, "gen_ai.usage.output_tokens", AttrValue::Int((output + reasoning) as i64));
+            let s = with(s, "gen_ai.usage.cache_read.input_tokens", AttrValue::Int(cache_read as i64));
+            let s = with(s, "gen_ai.usage.cache_creation.input_tokens", AttrValue::Int(cache_write as i64));
+            let s = with(s, "gen_ai.usage.reasoning.output_tokens", AttrValue::Int(reasoning as i64));
+            let SpanReading::ModelCall(from_span) = read_span(&s, NOW) else { panic!() };
+            let from_span = ModelCall { id: "x".into(), ..*from_span };
+            prop_assert_eq!(from_span, from_event);
+        }
+    }
 }

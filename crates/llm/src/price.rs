@@ -83,6 +83,8 @@ const DAY_MS: i64 = 86_400_000;
 /// token).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelPrice {
+    /// The canonical provider name ([`crate::provider::canonical`]); the parser stores it so,
+    /// and lookups compare it as it is.
     pub provider: String,
     pub model: String,
     /// First day (Unix ms, UTC midnight) the price applies.
@@ -232,9 +234,15 @@ impl PriceTable {
     /// assert_eq!(PriceTable::from_json(&serde_json::to_string(&table).unwrap()).unwrap(), table);
     /// ```
     pub fn from_json(text: &str) -> Result<PriceTable, PriceError> {
-        let value: toml::Value =
+        let value: serde_json::Value =
             serde_json::from_str(text).map_err(|e| PriceError::new("json", e.to_string()))?;
-        PriceTable::from_value(value)
+        PriceTable::from_json_value(value)
+    }
+
+    /// [`PriceTable::from_json`] over a parsed JSON value. A member set to `null` counts as
+    /// absent (`"cache_read": null`).
+    pub fn from_json_value(value: serde_json::Value) -> Result<PriceTable, PriceError> {
+        PriceTable::from_value(json_to_toml(value, "")?)
     }
 
     /// The shipped default prices ([`SHIPPED_PRICES_TOML`]).
@@ -329,8 +337,8 @@ impl PriceTable {
         let mut exact: Option<&ModelPrice> = None;
         let mut prefix: Option<&ModelPrice> = None;
         for entry in &self.prices {
-            if entry.effective_from_ms > time_ms || provider::canonical(&entry.provider) != provider
-            {
+            // Entries hold canonical provider names (the parser stores them so).
+            if entry.effective_from_ms > time_ms || entry.provider != provider {
                 continue;
             }
             if entry.model == model {
@@ -573,12 +581,8 @@ fn read_price(field: &str, value: toml::Value) -> Result<u64, PriceError> {
             ))
         }
     };
-    parse_decimal(&text, 6, MAX_PRICE_MICROS).map_err(|e| {
-        PriceError::new(
-            field,
-            format!("{text:?} {e} (USD per million tokens; at most 6 decimals)"),
-        )
-    })
+    parse_decimal(&text, 6, MAX_PRICE_MICROS)
+        .map_err(|e| PriceError::new(field, format!("{text:?} {e} (USD per million tokens)")))
 }
 
 /// A `YYYY-MM-DD` day (string, or a TOML local date) as days since 1970-01-01.
@@ -715,7 +719,671 @@ impl<'de> Deserialize<'de> for PriceTable {
     /// Accepts the JSON (or TOML) shape of the module docs, with the same validation as
     /// [`PriceTable::from_toml`]; the error message names the field.
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let value = toml::Value::deserialize(d)?;
-        PriceTable::from_value(value).map_err(serde::de::Error::custom)
+        let value = serde_json::Value::deserialize(d)?;
+        PriceTable::from_json_value(value).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A JSON tree as the TOML tree the validator reads. `null` object members are dropped (an
+/// absent optional price); a `null` elsewhere, or an integer beyond `i64`, is refused.
+fn json_to_toml(value: serde_json::Value, at: &str) -> Result<toml::Value, PriceError> {
+    use serde_json::Value as J;
+    let field = |key: &str| {
+        if at.is_empty() {
+            key.to_string()
+        } else {
+            format!("{at}.{key}")
+        }
+    };
+    Ok(match value {
+        J::Null => return Err(PriceError::new(at, "must not be null")),
+        J::Bool(b) => toml::Value::Boolean(b),
+        J::String(s) => toml::Value::String(s),
+        J::Number(n) => match (n.as_i64(), n.as_f64()) {
+            (Some(i), _) => toml::Value::Integer(i),
+            (None, Some(f)) if !n.is_u64() => toml::Value::Float(f),
+            _ => return Err(PriceError::new(at, format!("{n} is too large"))),
+        },
+        J::Array(items) => toml::Value::Array(
+            items
+                .into_iter()
+                .enumerate()
+                .map(|(i, v)| json_to_toml(v, &format!("{at}[{i}]")))
+                .collect::<Result<_, _>>()?,
+        ),
+        J::Object(map) => {
+            // A TOML date-time passed through serde arrives as this one-member map.
+            if map.len() == 1 {
+                if let Some(J::String(d)) = map.get("$__toml_private_datetime") {
+                    return Ok(toml::Value::String(d.clone()));
+                }
+            }
+            let mut table = toml::Table::new();
+            for (key, v) in map {
+                if !v.is_null() {
+                    let v = json_to_toml(v, &field(&key))?;
+                    table.insert(key, v);
+                }
+            }
+            toml::Value::Table(table)
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const DAY: i64 = DAY_MS;
+
+    fn ms(date: &str) -> i64 {
+        parse_day(date).expect("test date") * DAY
+    }
+
+    fn table(entries: &str) -> Result<PriceTable, PriceError> {
+        PriceTable::from_toml(&format!("version = \"t\"\n{entries}"))
+    }
+
+    fn entry(model: &str, date: &str, input: &str) -> String {
+        format!(
+            "[[prices]]\nprovider = \"openai\"\nmodel = \"{model}\"\neffective_from = \"{date}\"\ninput = {input}\noutput = \"1\"\n"
+        )
+    }
+
+    /// Parses and expects the error to name `field`.
+    fn refused(text: &str, field: &str) {
+        match table(text) {
+            Ok(t) => panic!("accepted {text:?} as {t:?}"),
+            Err(e) => assert_eq!(e.field, field, "{text:?} gave {e}"),
+        }
+    }
+
+    #[test]
+    fn the_shipped_table_parses_and_prices_what_it_lists() {
+        let t = PriceTable::shipped();
+        assert!(t.prices.len() >= 30, "{}", t.prices.len());
+        let version_day = parse_day(&t.version).expect("the version is a date");
+        for p in &t.prices {
+            assert!(
+                p.effective_from_ms <= version_day * DAY,
+                "{} {} starts after the table's date",
+                p.provider,
+                p.model
+            );
+            assert_eq!(provider::canonical(&p.provider), p.provider);
+            assert!(
+                t.lookup(&p.provider, &p.model, version_day * DAY).is_some(),
+                "{} {}",
+                p.provider,
+                p.model
+            );
+        }
+    }
+
+    #[test]
+    fn dated_and_aliased_model_names_find_their_base_model() {
+        let t = PriceTable::shipped();
+        let now = ms("2026-12-04");
+        let found =
+            |provider: &str, model: &str| t.lookup(provider, model, now).map(|p| p.model.as_str());
+        assert_eq!(found("openai", "gpt-4o-2024-08-06"), Some("gpt-4o"));
+        assert_eq!(
+            found("openai", "gpt-4o-2024-05-13"),
+            Some("gpt-4o-2024-05-13")
+        );
+        assert_eq!(
+            found("openai", "gpt-4o-mini-2024-07-18"),
+            Some("gpt-4o-mini")
+        );
+        assert_eq!(
+            found("openai", "gpt-4.1-nano-2025-04-14"),
+            Some("gpt-4.1-nano")
+        );
+        assert_eq!(found("openai", "gpt-5-mini-2025-08-07"), Some("gpt-5-mini"));
+        assert_eq!(found("openai", "gpt-5-chat-latest"), None);
+        assert_eq!(found("OpenAI", "o3-2025-04-16"), Some("o3"));
+        assert_eq!(
+            found("anthropic", "claude-sonnet-4-5-20250929"),
+            Some("claude-sonnet-4-5")
+        );
+        assert_eq!(
+            found("anthropic", "claude-sonnet-4-20250514"),
+            Some("claude-sonnet-4")
+        );
+        assert_eq!(
+            found("anthropic", "claude-3-5-haiku-latest"),
+            Some("claude-3-5-haiku")
+        );
+        assert_eq!(
+            found("anthropic", "claude-opus-4-1-20250805"),
+            Some("claude-opus-4-1")
+        );
+        // A newer model with another price is not its predecessor with a suffix.
+        assert_eq!(found("anthropic", "claude-opus-4-6"), None);
+        assert_eq!(found("gcp.gemini", "gemini-2.5-flash-preview-05-20"), None);
+        assert_eq!(
+            found("gemini", "gemini-2.5-flash-lite"),
+            Some("gemini-2.5-flash-lite")
+        );
+        // Vertex AI and the generic Google endpoint bill Gemini at the Gemini API's prices.
+        assert_eq!(
+            found("gcp.vertex_ai", "gemini-2.5-pro"),
+            Some("gemini-2.5-pro")
+        );
+        assert_eq!(
+            found("vertex_ai", "gemini-2.5-pro-001"),
+            Some("gemini-2.5-pro")
+        );
+        // Azure OpenAI is not guessed from OpenAI's list prices.
+        assert_eq!(found("az.ai.openai", "gpt-4o"), None);
+        assert_eq!(
+            found("mistral", "mistral-large-2411"),
+            Some("mistral-large-2411")
+        );
+        assert_eq!(found("openai", "gpt-4o"), Some("gpt-4o"));
+        // Before its first day a model has no price.
+        assert!(t.lookup("openai", "gpt-5", ms("2025-08-06")).is_none());
+    }
+
+    #[test]
+    fn the_dated_suffix_rule() {
+        for (model, base, ok) in [
+            ("gpt-4o-2024-08-06", "gpt-4o", true),
+            ("mistral-large-2411", "mistral-large", true),
+            ("claude-3-5-haiku-latest", "claude-3-5-haiku", true),
+            ("claude-3-5-sonnet-20240620-v1:0", "claude-3-5-sonnet", true),
+            ("gemini-2.5-pro-001", "gemini-2.5-pro", true),
+            ("model-v2", "model", true),
+            ("gpt-4o-mini", "gpt-4o", false),
+            ("claude-opus-4-5", "claude-opus-4", false),
+            ("gpt-4o", "gpt-4o", false),
+            ("gpt-4o-", "gpt-4o", false),
+            ("gpt-4o2024", "gpt-4o", false),
+            ("gpt-4o-2024-preview", "gpt-4o", false),
+            ("model-v", "model", false),
+            ("model-vx", "model", false),
+        ] {
+            assert_eq!(is_dated_variant(model, base), ok, "{model} / {base}");
+        }
+    }
+
+    #[test]
+    fn lookup_takes_the_latest_entry_in_force() {
+        let t = PriceTable::shipped();
+        let o3 = |date| t.lookup("openai", "o3", ms(date)).map(|p| p.rates.input);
+        assert_eq!(o3("2025-04-15"), None);
+        assert_eq!(o3("2025-04-16"), Some(10_000_000));
+        assert_eq!(o3("2025-06-09"), Some(10_000_000));
+        assert_eq!(o3("2025-06-10"), Some(2_000_000));
+        assert_eq!(o3("2026-01-01"), Some(2_000_000));
+    }
+
+    #[test]
+    fn long_context_tiers_price_the_whole_call() {
+        let t = PriceTable::shipped();
+        let pro = t
+            .lookup("gcp.gemini", "gemini-2.5-pro", ms("2026-01-01"))
+            .unwrap();
+        let call = |input, cache_read| TokenCounts {
+            input,
+            cache_read,
+            output: 1_000_000,
+            ..TokenCounts::default()
+        };
+        // 200,000 prompt tokens: base rates. 1 more, split between input and cache: tier.
+        assert_eq!(
+            pro.cost(&call(200_000, 0)).unwrap().usd_string(),
+            "10.25" // 0.2 × 1.25 + 1 × 10
+        );
+        assert_eq!(
+            pro.cost(&call(100_001, 100_000)).unwrap().usd_string(),
+            "15.2750025" // 100,001 × 2.50/M + 100,000 × 0.25/M + 1M × 15/M
+        );
+        let sonnet = t
+            .lookup("anthropic", "claude-sonnet-4-5", ms("2026-01-01"))
+            .unwrap();
+        let long = TokenCounts {
+            input: 10,
+            cache_write: 300_000,
+            cache_read: 0,
+            output: 0,
+            reasoning: 0,
+        };
+        // 10 × $6 + 300,000 × $7.50 per million.
+        assert_eq!(
+            sonnet.cost(&long).unwrap().picodollars(),
+            60_000_000 + 2_250_000_000_000
+        );
+    }
+
+    #[test]
+    fn missing_cache_and_reasoning_rates_fall_back_to_input_and_output() {
+        let rates = Rates {
+            input: 3,
+            output: 7,
+            ..Rates::default()
+        };
+        let tokens = TokenCounts {
+            input: 1,
+            output: 10,
+            cache_read: 100,
+            cache_write: 1_000,
+            reasoning: 10_000,
+        };
+        assert_eq!(
+            rates.cost(&tokens).unwrap().picodollars(),
+            3 + 70 + 300 + 3_000 + 70_000
+        );
+        let separate = Rates {
+            cache_read: Some(1),
+            cache_write: Some(5),
+            reasoning: Some(2),
+            ..rates
+        };
+        assert_eq!(
+            separate.cost(&tokens).unwrap().picodollars(),
+            3 + 70 + 100 + 5_000 + 20_000
+        );
+    }
+
+    #[test]
+    fn cost_overflow_is_none_never_a_wrapped_number() {
+        let rates = Rates {
+            input: MAX_PRICE_MICROS,
+            output: MAX_PRICE_MICROS,
+            ..Rates::default()
+        };
+        let tokens = TokenCounts {
+            input: u64::MAX,
+            output: u64::MAX,
+            cache_read: u64::MAX,
+            cache_write: u64::MAX,
+            reasoning: u64::MAX,
+        };
+        assert_eq!(rates.cost(&tokens), None);
+        // The largest call the event API accepts at the largest price still fits.
+        let max = crate::event::MAX_TOKENS;
+        let biggest = TokenCounts {
+            input: max,
+            output: max,
+            cache_read: max,
+            cache_write: max,
+            reasoning: max,
+        };
+        assert!(rates.cost(&biggest).is_some());
+    }
+
+    #[test]
+    fn overrides_come_first_and_defaults_can_be_switched_off() {
+        let defaults = PriceTable::shipped();
+        let overrides = PriceTable::from_toml(
+            r#"
+            version = "acme-2026"
+            [[prices]]
+            provider = "az.ai.openai"
+            model = "gpt-4o"
+            effective_from = "2026-01-01"
+            input = "2.75"
+            output = "11"
+            [[prices]]
+            provider = "openai"
+            model = "gpt-4o"
+            effective_from = "2026-06-01"
+            input = "2"
+            output = "8"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(overrides.prices[0].provider, "azure.ai.openai");
+        let pricing = Pricing {
+            defaults: &defaults,
+            overrides: &overrides,
+            use_defaults: true,
+        };
+        let tokens = TokenCounts {
+            input: 1_000_000,
+            ..TokenCounts::default()
+        };
+        let cost = |p: &Pricing, provider, date| {
+            p.cost(provider, "gpt-4o", ms(date), &tokens)
+                .map(|c| c.usd_string())
+        };
+        assert_eq!(
+            cost(&pricing, "azure.ai.openai", "2026-02-01").as_deref(),
+            Some("2.75")
+        );
+        // The override is not yet in force: the default applies.
+        assert_eq!(
+            cost(&pricing, "openai", "2026-05-31").as_deref(),
+            Some("2.50")
+        );
+        assert_eq!(
+            cost(&pricing, "openai", "2026-06-01").as_deref(),
+            Some("2.00")
+        );
+        let own_only = Pricing {
+            use_defaults: false,
+            ..pricing
+        };
+        assert_eq!(cost(&own_only, "openai", "2026-05-31"), None);
+        // The override covers dated variants, even one the defaults list on its own.
+        let snapshot = pricing
+            .cost("openai", "gpt-4o-2024-05-13", ms("2026-06-01"), &tokens)
+            .map(|c| c.usd_string());
+        assert_eq!(snapshot.as_deref(), Some("2.00"));
+        let snapshot_before = pricing
+            .cost("openai", "gpt-4o-2024-05-13", ms("2026-05-31"), &tokens)
+            .map(|c| c.usd_string());
+        assert_eq!(snapshot_before.as_deref(), Some("5.00"));
+        assert_eq!(
+            cost(&own_only, "openai", "2026-06-01").as_deref(),
+            Some("2.00")
+        );
+    }
+
+    #[test]
+    fn prices_are_read_exactly_from_strings_and_numbers() {
+        for (written, micros) in [
+            ("\"2.50\"", 2_500_000),
+            ("2.5", 2_500_000),
+            ("0.075", 75_000),
+            ("\"0.000001\"", 1),
+            ("0.000001", 1),
+            ("3", 3_000_000),
+            ("\"10000\"", 10_000_000_000),
+            ("0", 0),
+            ("1.1", 1_100_000),
+            ("0.1", 100_000),
+        ] {
+            let t = table(&entry("m", "2025-01-01", written))
+                .unwrap_or_else(|e| panic!("{written}: {e}"));
+            assert_eq!(t.prices[0].rates.input, micros, "{written}");
+        }
+    }
+
+    #[test]
+    fn bad_prices_are_refused_naming_the_field() {
+        for bad in [
+            "\"2.5000001\"",
+            "0.0000001",
+            "\"-1\"",
+            "-1",
+            "-0.5",
+            "\"abc\"",
+            "\"1e3\"",
+            "\"\"",
+            "\" 1\"",
+            "10000.5",
+            "1e10",
+            "true",
+            "nan",
+            "inf",
+            "[1]",
+        ] {
+            refused(&entry("m", "2025-01-01", bad), "prices[0].input");
+        }
+        let err = table(&entry("m", "2025-01-01", "\"2.5000001\"")).unwrap_err();
+        assert!(err.reason.contains("6 decimals"), "{err}");
+    }
+
+    #[test]
+    fn malformed_tables_are_refused_naming_the_field() {
+        let ok = entry("m", "2025-01-01", "1");
+        assert!(table(&ok).is_ok());
+        // TOML itself refuses a repeated key.
+        let twice = ok.replace("input = 1\n", "input = 1\ninput = 2\n");
+        refused(&twice, "toml");
+        refused(&format!("{ok}{ok}"), "prices[1]");
+        // The same model on another date, or under another provider spelling of another
+        // provider, is fine; the same provider under its old spelling is a duplicate.
+        assert!(table(&format!("{ok}{}", entry("m", "2025-01-02", "2"))).is_ok());
+        let old_spelling = |p: &str| {
+            format!(
+                "[[prices]]\nprovider = \"{p}\"\nmodel = \"m\"\neffective_from = \"2025-01-01\"\ninput = 1\noutput = 1\n"
+            )
+        };
+        refused(
+            &format!(
+                "{}{}",
+                old_spelling("azure.ai.openai"),
+                old_spelling("az.ai.openai")
+            ),
+            "prices[1]",
+        );
+        refused(
+            &ok.replace("output = \"1\"\n", "output = \"1\"\ncolour = \"red\"\n"),
+            "prices[0].colour",
+        );
+        refused(&ok.replace("output = \"1\"\n", ""), "prices[0].output");
+        refused(&ok.replace("model = \"m\"\n", ""), "prices[0].model");
+        refused(
+            &ok.replace("model = \"m\"\n", "model = \"m m\"\n"),
+            "prices[0].model",
+        );
+        refused(
+            &ok.replace("model = \"m\"\n", "model = 5\n"),
+            "prices[0].model",
+        );
+        refused(
+            &ok.replace("provider = \"openai\"\n", "provider = \"\"\n"),
+            "prices[0].provider",
+        );
+        for date in [
+            "2025-02-30",
+            "2025-1-1",
+            "25-01-01",
+            "1969-12-31",
+            "2025-01-01T00:00:00Z",
+            "",
+        ] {
+            refused(&entry("m", date, "1"), "prices[0].effective_from");
+        }
+        // An unquoted TOML date is a date too; a date-time is not.
+        assert!(table(&ok.replace("\"2025-01-01\"", "2025-01-01")).is_ok());
+        refused(
+            &ok.replace("\"2025-01-01\"", "2025-01-01T10:00:00Z"),
+            "prices[0].effective_from",
+        );
+        refused(
+            &ok.replace("effective_from = \"2025-01-01\"\n", ""),
+            "prices[0].effective_from",
+        );
+        let tier = |above: &str| {
+            format!("\n[[prices.tiers]]\nabove_input_tokens = {above}\ninput = 2\noutput = 2\n")
+        };
+        assert!(table(&format!("{ok}{}{}", tier("1000"), tier("2000"))).is_ok());
+        refused(
+            &format!("{ok}{}{}", tier("2000"), tier("2000")),
+            "prices[0].tiers[1].above_input_tokens",
+        );
+        refused(
+            &format!("{ok}{}", tier("0")),
+            "prices[0].tiers[0].above_input_tokens",
+        );
+        refused(
+            &format!("{ok}{}", tier("\"5\"")),
+            "prices[0].tiers[0].above_input_tokens",
+        );
+        refused(
+            &format!("{ok}{}", tier("5").replace("output = 2\n", "")),
+            "prices[0].tiers[0].output",
+        );
+        refused(
+            &format!("{ok}{}", tier("5") + "extra = 1\n"),
+            "prices[0].tiers[0].extra",
+        );
+        refused("name = \"x\"\n", "name");
+        assert_eq!(
+            PriceTable::from_toml("prices = []").unwrap_err().field,
+            "version"
+        );
+        assert_eq!(
+            PriceTable::from_toml("version = 3").unwrap_err().field,
+            "version"
+        );
+        assert_eq!(
+            PriceTable::from_toml("version = \"\"").unwrap_err().field,
+            "version"
+        );
+        assert_eq!(
+            PriceTable::from_toml("version = \"v\"\nprices = 3")
+                .unwrap_err()
+                .field,
+            "prices"
+        );
+        assert_eq!(
+            PriceTable::from_toml("version = \"v\"\nprices = [3]")
+                .unwrap_err()
+                .field,
+            "prices[0]"
+        );
+        assert!(PriceTable::from_toml("version = \"v\"")
+            .unwrap()
+            .prices
+            .is_empty());
+    }
+
+    #[test]
+    fn json_has_the_same_shape_and_round_trips() {
+        let shipped = PriceTable::shipped();
+        let json = serde_json::to_value(&shipped).unwrap();
+        let gpt4o = &json["prices"][0];
+        assert_eq!(gpt4o["model"], "gpt-4o");
+        assert_eq!(gpt4o["input"], "2.50");
+        assert_eq!(gpt4o["cache_read"], "1.25");
+        assert_eq!(gpt4o["effective_from"], "2024-10-02");
+        assert!(gpt4o.get("cache_write").is_none() && gpt4o.get("tiers").is_none());
+        let back: PriceTable = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(back, shipped);
+        assert_eq!(PriceTable::from_json(&json.to_string()).unwrap(), shipped);
+        let err = PriceTable::from_json(r#"{"version": "v", "prices": [{"provider": "openai", "model": "m", "effective_from": "2025-01-01", "input": 1.0000001, "output": 1}]}"#).unwrap_err();
+        assert_eq!(err.field, "prices[0].input");
+        let err =
+            serde_json::from_str::<PriceTable>(r#"{"version": "v", "extra": 1}"#).unwrap_err();
+        assert!(err.to_string().starts_with("extra: unknown key"), "{err}");
+        assert_eq!(PriceTable::from_json("[1]").unwrap_err().field, "");
+        let nulls = r#"{"version": "v", "prices": [{"provider": "openai", "model": "m", "effective_from": "2025-01-01", "input": "1", "output": "2", "cache_read": null, "tiers": null}]}"#;
+        assert_eq!(
+            PriceTable::from_json(nulls).unwrap().prices[0]
+                .rates
+                .cache_read,
+            None
+        );
+        let err = PriceTable::from_json(r#"{"version": "v", "prices": [null]}"#).unwrap_err();
+        assert_eq!(err.field, "prices[0]");
+        let err = PriceTable::from_json(r#"{"version": "v", "prices": [{"provider": "openai", "model": "m", "effective_from": "2025-01-01", "input": "1", "output": "2", "tiers": [{"above_input_tokens": 18446744073709551615, "input": 1, "output": 1}]}]}"#).unwrap_err();
+        assert_eq!(err.field, "prices[0].tiers[0].above_input_tokens");
+        // Through serde from the TOML format itself, dates included.
+        let from_toml_serde: PriceTable = toml::from_str(SHIPPED_PRICES_TOML).unwrap();
+        assert_eq!(from_toml_serde, shipped);
+        let dated: PriceTable = toml::from_str(&format!(
+            "version = \"v\"\n{}",
+            entry("m", "2025-01-01", "1").replace("\"2025-01-01\"", "2025-01-01")
+        ))
+        .unwrap();
+        assert_eq!(dated.prices[0].effective_from(), "2025-01-01");
+        assert_eq!(PriceTable::from_json("{").unwrap_err().field, "json");
+    }
+
+    fn reference_cost(rates: &Rates, t: &TokenCounts) -> u128 {
+        t.input as u128 * rates.input as u128
+            + t.output as u128 * rates.output as u128
+            + t.cache_read as u128 * rates.cache_read.unwrap_or(rates.input) as u128
+            + t.cache_write as u128 * rates.cache_write.unwrap_or(rates.input) as u128
+            + t.reasoning as u128 * rates.reasoning.unwrap_or(rates.output) as u128
+    }
+
+    fn rates() -> impl Strategy<Value = Rates> {
+        let price = 0..=MAX_PRICE_MICROS;
+        (
+            price.clone(),
+            price.clone(),
+            proptest::option::of(price.clone()),
+            proptest::option::of(price.clone()),
+            proptest::option::of(price),
+        )
+            .prop_map(
+                |(input, output, cache_read, cache_write, reasoning)| Rates {
+                    input,
+                    output,
+                    cache_read,
+                    cache_write,
+                    reasoning,
+                },
+            )
+    }
+
+    fn tokens() -> impl Strategy<Value = TokenCounts> {
+        let n = 0..=crate::event::MAX_TOKENS;
+        (n.clone(), n.clone(), n.clone(), n.clone(), n).prop_map(
+            |(input, output, cache_read, cache_write, reasoning)| TokenCounts {
+                input,
+                output,
+                cache_read,
+                cache_write,
+                reasoning,
+            },
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn cost_is_exact(rates in rates(), t in tokens()) {
+            let expected = reference_cost(&rates, &t);
+            prop_assert_eq!(rates.cost(&t).map(|c| c.picodollars() as u128), u64::try_from(expected).ok().map(u128::from));
+        }
+
+        #[test]
+        fn cost_is_additive_without_tiers(rates in rates(), calls in proptest::collection::vec(tokens(), 1..20)) {
+            // Keep the sum inside a Cost: divide counts so 20 calls at top price fit.
+            let calls: Vec<TokenCounts> = calls.into_iter().map(|t| TokenCounts {
+                input: t.input / 1000, output: t.output / 1000, cache_read: t.cache_read / 1000,
+                cache_write: t.cache_write / 1000, reasoning: t.reasoning / 1000,
+            }).collect();
+            let mut sum_of_costs = 0u128;
+            let mut sum_of_tokens = TokenCounts::default();
+            for t in &calls {
+                sum_of_costs += rates.cost(t).unwrap().picodollars() as u128;
+                sum_of_tokens = sum_of_tokens.checked_add(t).unwrap();
+            }
+            prop_assert_eq!(rates.cost(&sum_of_tokens).map(|c| c.picodollars() as u128), Some(sum_of_costs));
+        }
+
+        #[test]
+        fn lookup_picks_the_latest_effective_entry(
+            days in proptest::collection::btree_set(19_000i64..21_000, 1..8),
+            at in 18_990i64..21_010,
+            dated in any::<bool>(),
+        ) {
+            let text: String = days.iter().map(|d| {
+                entry("gpt-x", &format_day(*d), &format!("{}", d - 18_000))
+            }).collect();
+            let t = table(&text).unwrap();
+            let model = if dated { "gpt-x-2025-01-01" } else { "gpt-x" };
+            let time = at * DAY + DAY / 2;
+            let expected = days.iter().copied().filter(|d| *d <= at).max();
+            let got = t.lookup("openai", model, time).map(|p| p.effective_from_ms / DAY);
+            prop_assert_eq!(got, expected);
+            if let Some(d) = expected {
+                prop_assert_eq!(t.lookup("openai", model, time).unwrap().rates.input, (d - 18_000) as u64 * MICROS);
+            }
+        }
+
+        #[test]
+        fn serialised_tables_read_back_equal(rates in rates(), model in "[a-z][a-z0-9.-]{0,20}", day in 0i64..80_000, above in 1u64..u64::MAX / 2) {
+            let table = PriceTable {
+                version: "p".into(),
+                prices: vec![ModelPrice {
+                    provider: "openai".into(),
+                    model,
+                    effective_from_ms: day * DAY,
+                    rates,
+                    tiers: vec![Tier { above_input_tokens: above, rates }],
+                }],
+            };
+            let json = serde_json::to_string(&table).unwrap();
+            prop_assert_eq!(PriceTable::from_json(&json).unwrap(), table);
+        }
     }
 }

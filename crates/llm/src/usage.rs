@@ -263,7 +263,7 @@ impl From<&TokenCounts> for TokensView {
 /// (`conversation_id` is `null` in a row of calls outside any conversation). Cost is given
 /// exactly twice: integer picodollars (`cost_picodollars`, may exceed 2^53 for totals above
 /// about $9,000, so JavaScript clients should read `cost_usd`) and a decimal dollar string
-/// (`cost_usd`). Latencies are milliseconds, within ±4.4 % (see [`crate::latency`]), `null`
+/// (`cost_usd`). Latencies are milliseconds, within ±4.43 % (see [`crate::latency`]), `null`
 /// without calls.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UsageRow {
@@ -417,3 +417,144 @@ pub const CSV_MEASURES: [&str; 13] = [
     "p50_ms",
     "p95_ms",
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    fn call(
+        i: u64,
+        day: i64,
+        model: &str,
+        conversation: Option<&str>,
+        cost: Option<u64>,
+    ) -> ModelCall {
+        ModelCall {
+            id: format!("c{i}"),
+            time_ms: day * DAY_MS + (i as i64 % DAY_MS),
+            provider: "openai".into(),
+            model: model.into(),
+            operation: Operation::Chat,
+            conversation_id: conversation.map(str::to_string),
+            duration_us: 1_000 + i * 37,
+            tokens: TokenCounts {
+                input: i,
+                output: 2 * i,
+                cache_read: 3,
+                cache_write: 0,
+                reasoning: i % 5,
+            },
+            status: if i.is_multiple_of(7) {
+                CallStatus::Error
+            } else {
+                CallStatus::Success
+            },
+            error_type: None,
+            client_cost: None,
+            computed_cost: cost.map(Cost::from_picodollars),
+        }
+    }
+
+    #[test]
+    fn group_by_parses_sets_and_names_the_unknown_item() {
+        assert_eq!(GroupBy::parse("").unwrap(), GroupBy::none());
+        assert_eq!(
+            GroupBy::parse(" day , day,model ").unwrap().to_text(),
+            "day,model"
+        );
+        assert_eq!(
+            GroupBy::parse("conversation,operation,model,provider,day")
+                .unwrap()
+                .to_text(),
+            "day,provider,model,operation,conversation"
+        );
+        let err = GroupBy::parse("day,Model").unwrap_err();
+        assert_eq!(err.0, "Model");
+        assert!(err.to_string().starts_with("group_by:"), "{err}");
+        assert!(GroupBy::parse("day,,").is_ok());
+    }
+
+    #[test]
+    fn days_format_and_parse() {
+        assert_eq!(format_day(0), "1970-01-01");
+        assert_eq!(parse_day("2025-12-04"), Some(20_426));
+        assert_eq!(format_day(20_426), "2025-12-04");
+        assert_eq!(parse_day("2025-13-01"), None);
+        assert_eq!(day_of(DAY_MS - 1), 0);
+        assert_eq!(day_of(DAY_MS), 1);
+    }
+
+    #[test]
+    fn rows_show_grouped_keys_and_exact_cost() {
+        let g = GroupBy::parse("day,model,conversation").unwrap();
+        let mut totals = UsageTotals::default();
+        let priced = call(1, 20_426, "gpt-4o", None, Some(1_250_000_000_000));
+        totals.add_call(&priced);
+        totals.add_call(&call(2, 20_426, "gpt-4o", None, None));
+        let key = UsageKey::of_call(&priced, &g);
+        assert_eq!(key.provider, None);
+        let row = UsageRow::new(&key, &totals, &g);
+        let json = serde_json::to_value(&row).unwrap();
+        assert_eq!(json["day"], "2025-12-04");
+        assert!(json.get("provider").is_none());
+        assert!(
+            json["conversation_id"].is_null()
+                && json.as_object().unwrap().contains_key("conversation_id")
+        );
+        assert_eq!(json["cost_usd"], "1.25");
+        assert_eq!(json["cost_picodollars"], 1_250_000_000_000u64);
+        assert_eq!(json["unpriced_calls"], 1);
+        assert_eq!(json["tokens"]["total"], 1 + 2 + 3 + 2 + 4 + 3 + 1 + 2);
+        let back: UsageRow = serde_json::from_value(json).unwrap();
+        assert_eq!(back, row);
+        let header = UsageRow::csv_header(&g);
+        let record = row.csv_record(&g);
+        assert_eq!(header.len(), record.len());
+        assert_eq!(header[..4], ["day", "model", "conversation_id", "calls"]);
+        assert_eq!(record[..4], ["2025-12-04", "gpt-4o", "", "2"]);
+        assert_eq!(header.last(), Some(&"p95_ms"));
+        let none = GroupBy::none();
+        assert_eq!(UsageRow::csv_header(&none).len(), CSV_MEASURES.len());
+        assert_eq!(
+            UsageRow::new(&UsageKey::default(), &UsageTotals::default(), &none).p50_ms,
+            None
+        );
+    }
+
+    proptest! {
+        /// Totals built by merging per-group totals equal totals built call by call, and the
+        /// per-group sums add up to the ungrouped total.
+        #[test]
+        fn grouping_and_merging_agree(
+            spec in proptest::collection::vec((0u64..1_000, 0i64..3, 0usize..3, proptest::option::of(0usize..2), proptest::option::of(0u64..1_000_000)), 0..60),
+            dims in proptest::collection::btree_set(0usize..5, 0..5),
+        ) {
+            let models = ["gpt-4o", "gpt-4o-mini", "o3"];
+            let convs = ["a", "b"];
+            let calls: Vec<ModelCall> = spec.iter().enumerate().map(|(i, (n, day, m, c, cost))| {
+                call(i as u64 * 1000 + n, 20_000 + day, models[*m], c.map(|c| convs[c]), *cost)
+            }).collect();
+            let g = GroupBy::of(dims.iter().map(|i| Dimension::ALL[*i]));
+            let mut groups: BTreeMap<UsageKey, UsageTotals> = BTreeMap::new();
+            let mut all = UsageTotals::default();
+            for c in &calls {
+                groups.entry(UsageKey::of_call(c, &g)).or_default().add_call(c);
+                all.add_call(c);
+            }
+            let mut merged = UsageTotals::default();
+            for t in groups.values() {
+                merged.merge(t);
+            }
+            prop_assert_eq!(&merged, &all);
+            prop_assert_eq!(all.calls, calls.len() as u64);
+            prop_assert_eq!(all.unpriced_calls, calls.iter().filter(|c| c.cost().is_none()).count() as u64);
+            prop_assert_eq!(all.cost.picodollars(), calls.iter().filter_map(|c| c.cost()).map(|c| c.picodollars()).sum::<u64>());
+            for (key, totals) in &groups {
+                let row = UsageRow::new(key, totals, &g);
+                prop_assert_eq!(UsageRow::csv_header(&g).len(), row.csv_record(&g).len());
+            }
+        }
+    }
+}
