@@ -354,12 +354,6 @@ impl HostMonitor {
             state.cache_counts = Some(now);
         }
         for (queue_name, depth) in &inputs.queues {
-            let level = i64::try_from(*depth).unwrap_or(i64::MAX);
-            metrics
-                .queues()
-                .depth
-                .get_or_create(&crate::queues::QueueLabel { queue_name })
-                .set(level);
             metrics.queues().set_size(queue_name, *depth);
         }
     }
