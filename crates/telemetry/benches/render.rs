@@ -25,7 +25,10 @@ fn populated() -> Metrics {
     for t in 0..TENANTS {
         let tenant = format!("tn_{t:03}");
         for m in 0..MODELS {
-            for (i, status) in [CallStatus::Success, CallStatus::Error].into_iter().enumerate() {
+            for (i, status) in [CallStatus::Success, CallStatus::Error]
+                .into_iter()
+                .enumerate()
+            {
                 let call = ModelCall {
                     id: format!("{t}-{m}-{i}"),
                     time_ms: 0,
@@ -148,7 +151,10 @@ fn main() {
         ("text_0.0.4", Format::Text004),
     ] {
         let (t, size) = median(|| metrics.encode_as(format).len());
-        println!("median {name}: {:.2} ms ({size} bytes)", t.as_secs_f64() * 1e3);
+        println!(
+            "median {name}: {:.2} ms ({size} bytes)",
+            t.as_secs_f64() * 1e3
+        );
     }
     let (t, size) = median(|| metrics.encode_tenant("tn_050", Format::OpenMetrics).len());
     println!(

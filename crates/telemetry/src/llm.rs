@@ -26,9 +26,9 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError};
 
-use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet};
+use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -36,8 +36,9 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
 
-use llm::{CallStatus, LlmEvent, ModelCall, TokenType};
+use llm::{CallStatus, LlmEvent, ModelCall};
 
+use crate::llm_calls::ModelCalls;
 use crate::{Buckets, MetricsConfig, TenantLabels};
 
 /// Seed 003's `model_api_duration_seconds` buckets.
@@ -128,41 +129,6 @@ pub fn event_type(event: &LlmEvent) -> &'static str {
     }
 }
 
-/// A counter of picodollars shown in cents: the sum stays an exact integer and is divided
-/// only when written, so no float error accumulates however many calls are added.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct PicoCents(Arc<AtomicU64>);
-
-impl PicoCents {
-    fn add(&self, picodollars: u64) {
-        // Saturate rather than wrap: u64 picodollars is over 18 million dollars per series.
-        let _ = self
-            .0
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
-                Some(v.saturating_add(picodollars))
-            });
-    }
-
-    fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
-    }
-}
-
-impl TypedMetric for PicoCents {
-    const TYPE: MetricType = MetricType::Counter;
-}
-
-impl EncodeMetric for PicoCents {
-    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
-        let cents = self.get() as f64 / llm::Cost::PER_CENT as f64;
-        encoder.encode_counter::<NoLabelSet, _, u64>(&cents, None)
-    }
-
-    fn metric_type(&self) -> MetricType {
-        MetricType::Counter
-    }
-}
-
 /// A gauge exposed with type `unknown` (`untyped` in the 0.0.4 text), for the seed's
 /// `conversations_active_total`: `promtool check metrics` rejects a *gauge* whose name ends in
 /// `_total` but accepts an untyped one, and PromQL treats both alike.
@@ -205,38 +171,6 @@ struct MessageLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct CallLabels {
-    provider: String,
-    model: String,
-    tenant_id: String,
-    operation_type: &'static str,
-    status: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct OperationLabels {
-    provider: String,
-    model: String,
-    tenant_id: String,
-    operation_type: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ModelLabels {
-    provider: String,
-    model: String,
-    tenant_id: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct TokenLabels {
-    provider: String,
-    model: String,
-    tenant_id: String,
-    token_type: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct IntegrationStatusLabels {
     tenant_id: String,
     integration_id: String,
@@ -249,24 +183,6 @@ struct IntegrationLabels {
     tenant_id: String,
     integration_id: String,
     integration_type: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct GenAiTokenLabels {
-    gen_ai_operation_name: &'static str,
-    gen_ai_provider_name: String,
-    gen_ai_request_model: String,
-    gen_ai_token_type: &'static str,
-    tenant_id: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct GenAiDurationLabels {
-    gen_ai_operation_name: &'static str,
-    gen_ai_provider_name: String,
-    gen_ai_request_model: String,
-    error_type: String,
-    tenant_id: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -313,15 +229,11 @@ pub struct LlmMetrics {
     conversations_started: Family<ChannelLabels, Counter>,
     conversations_completed: Family<CompletedLabels, Counter>,
     messages: Family<MessageLabels, Counter>,
-    calls: Family<CallLabels, Counter>,
-    durations: Family<OperationLabels, Histogram, Buckets>,
-    cost: Family<ModelLabels, PicoCents>,
-    tokens: Family<TokenLabels, Counter>,
-    unpriced: Family<ModelLabels, Counter>,
+    /// The model-call families (`model_api_*`, `gen_ai_client_*`), written by
+    /// [`crate::Metrics::encode`] itself (module `llm_calls`).
+    pub(crate) calls: ModelCalls,
     integration_calls: Family<IntegrationStatusLabels, Counter>,
     integration_durations: Family<IntegrationLabels, Histogram, Buckets>,
-    genai_tokens: Family<GenAiTokenLabels, Histogram, Buckets>,
-    genai_durations: Family<GenAiDurationLabels, Histogram, Buckets>,
     spans: Family<SpanLabels, Counter>,
     events: Family<EventLabels, Counter>,
     budget_ratio: Family<TenantOnly, Gauge<f64, AtomicU64>>,
@@ -339,17 +251,11 @@ impl LlmMetrics {
             conversations_started: Family::default(),
             conversations_completed: Family::default(),
             messages: Family::default(),
-            calls: Family::default(),
-            durations: Family::new_with_constructor(Buckets(&MODEL_DURATION_BUCKETS)),
-            cost: Family::default(),
-            tokens: Family::default(),
-            unpriced: Family::default(),
+            calls: ModelCalls::default(),
             integration_calls: Family::default(),
             integration_durations: Family::new_with_constructor(Buckets(
                 &INTEGRATION_DURATION_BUCKETS,
             )),
-            genai_tokens: Family::new_with_constructor(Buckets(&GENAI_TOKEN_BUCKETS)),
-            genai_durations: Family::new_with_constructor(Buckets(&GENAI_DURATION_BUCKETS)),
             spans: Family::default(),
             events: Family::default(),
             budget_ratio: Family::default(),
@@ -388,27 +294,6 @@ impl LlmMetrics {
             "Total messages processed",
             m.messages.clone(),
         );
-        registry.register("model_api_calls", "Total model API calls", m.calls.clone());
-        registry.register(
-            "model_api_duration_seconds",
-            "Model API call duration in seconds",
-            m.durations.clone(),
-        );
-        registry.register(
-            "model_api_cost_cents",
-            "Total model API cost in US cents (exact sum of picodollars, divided when written)",
-            m.cost.clone(),
-        );
-        registry.register(
-            "model_api_tokens",
-            "Total tokens used, by exclusive token type (input, output, cache_read, cache_write, reasoning)",
-            m.tokens.clone(),
-        );
-        registry.register(
-            "model_api_unpriced_calls",
-            "Model API calls with no price (stored with a null cost)",
-            m.unpriced.clone(),
-        );
         registry.register(
             "integration_calls",
             "Total integration calls",
@@ -418,16 +303,6 @@ impl LlmMetrics {
             "integration_duration_seconds",
             "Integration call duration in seconds",
             m.integration_durations.clone(),
-        );
-        registry.register(
-            "gen_ai_client_token_usage",
-            "Tokens used per GenAI operation (OpenTelemetry gen_ai.client.token.usage; input includes cached tokens, output includes reasoning tokens)",
-            m.genai_tokens.clone(),
-        );
-        registry.register(
-            "gen_ai_client_operation_duration_seconds",
-            "GenAI operation duration in seconds (OpenTelemetry gen_ai.client.operation.duration)",
-            m.genai_durations.clone(),
         );
         registry.register(
             "otlp_spans_received",
@@ -465,77 +340,7 @@ impl LlmRecorder<'_> {
     /// (or an unpriced call when it has none), and the GenAI client histograms. Call it once
     /// per call actually stored (not for duplicates).
     pub fn record_model_call(&self, tenant_id: &str, call: &ModelCall) {
-        let m = self.metrics;
-        let g = &m.guards;
-        let tenant = guarded(&self.tenants, tenant_id);
-        let provider = guarded(&g.provider, &call.provider);
-        let model = guarded(&g.model, &call.model);
-        let operation = call.operation.as_str();
-        let seconds = call.duration_us as f64 / 1e6;
-        m.calls
-            .get_or_create(&CallLabels {
-                provider: provider.clone(),
-                model: model.clone(),
-                tenant_id: tenant.clone(),
-                operation_type: operation,
-                status: call.status.as_str(),
-            })
-            .inc();
-        m.durations
-            .get_or_create(&OperationLabels {
-                provider: provider.clone(),
-                model: model.clone(),
-                tenant_id: tenant.clone(),
-                operation_type: operation,
-            })
-            .observe(seconds);
-        let per_model = ModelLabels {
-            provider: provider.clone(),
-            model: model.clone(),
-            tenant_id: tenant.clone(),
-        };
-        match call.cost() {
-            Some(cost) => m.cost.get_or_create(&per_model).add(cost.picodollars()),
-            None => {
-                m.unpriced.get_or_create(&per_model).inc();
-            }
-        }
-        let mut token_labels = TokenLabels {
-            provider: provider.clone(),
-            model: model.clone(),
-            tenant_id: tenant.clone(),
-            token_type: "",
-        };
-        for token_type in TokenType::ALL {
-            let n = call.tokens.get(token_type);
-            if n > 0 {
-                token_labels.token_type = token_type.as_str();
-                m.tokens.get_or_create(&token_labels).inc_by(n);
-            }
-        }
-        // The conventions' token types are inclusive: input counts cached prompt tokens,
-        // output counts reasoning tokens.
-        let t = &call.tokens;
-        let inclusive = [
-            (
-                "input",
-                t.input
-                    .saturating_add(t.cache_read)
-                    .saturating_add(t.cache_write),
-            ),
-            ("output", t.output.saturating_add(t.reasoning)),
-        ];
-        let mut genai = GenAiTokenLabels {
-            gen_ai_operation_name: operation,
-            gen_ai_provider_name: provider.clone(),
-            gen_ai_request_model: model.clone(),
-            gen_ai_token_type: "",
-            tenant_id: tenant.clone(),
-        };
-        for (token_type, n) in inclusive {
-            genai.gen_ai_token_type = token_type;
-            m.genai_tokens.get_or_create(&genai).observe(n as f64);
-        }
+        let g = &self.metrics.guards;
         let error_type = match call.status {
             CallStatus::Success => String::new(),
             CallStatus::Error => match call.error_type.as_deref() {
@@ -543,15 +348,13 @@ impl LlmRecorder<'_> {
                 _ => OTHER_ERROR.to_owned(),
             },
         };
-        m.genai_durations
-            .get_or_create(&GenAiDurationLabels {
-                gen_ai_operation_name: operation,
-                gen_ai_provider_name: provider,
-                gen_ai_request_model: model,
-                error_type,
-                tenant_id: tenant,
-            })
-            .observe(seconds);
+        self.metrics.calls.record(
+            &guarded(self.tenants, tenant_id),
+            &guarded(&g.provider, &call.provider),
+            &guarded(&g.model, &call.model),
+            &error_type,
+            call,
+        );
     }
 
     /// Records one stored event of any type (a model call as [`Self::record_model_call`]).
@@ -736,7 +539,7 @@ mod tests {
     use crate::{Format, Metrics};
     use llm::{
         ConversationCompleted, ConversationStarted, Cost, IntegrationCall, MessageProcessed,
-        Operation, TokenCounts,
+        Operation, TokenCounts, TokenType,
     };
     use proptest::prelude::*;
 
