@@ -369,14 +369,14 @@ impl LlmRecorder<'_> {
             LlmEvent::ModelCall(call) => self.record_model_call(tenant_id, call),
             LlmEvent::ConversationStarted(e) => {
                 let labels = ChannelLabels {
-                    tenant_id: guarded(&self.tenants, tenant_id),
+                    tenant_id: guarded(self.tenants, tenant_id),
                     channel: guarded(&g.channel, &e.channel),
                 };
                 m.conversations_started.get_or_create(&labels).inc();
                 m.conversations_active.get_or_create(&labels).0.inc();
             }
             LlmEvent::ConversationCompleted(e) => {
-                let tenant = guarded(&self.tenants, tenant_id);
+                let tenant = guarded(self.tenants, tenant_id);
                 let channel = guarded(&g.channel, &e.channel);
                 m.conversations_completed
                     .get_or_create(&CompletedLabels {
@@ -399,7 +399,7 @@ impl LlmRecorder<'_> {
             LlmEvent::MessageProcessed(e) => {
                 m.messages
                     .get_or_create(&MessageLabels {
-                        tenant_id: guarded(&self.tenants, tenant_id),
+                        tenant_id: guarded(self.tenants, tenant_id),
                         channel: guarded(&g.channel, &e.channel),
                         direction: e.direction.as_str(),
                         message_type: guarded(&g.message_type, &e.message_type),
@@ -407,7 +407,7 @@ impl LlmRecorder<'_> {
                     .inc();
             }
             LlmEvent::IntegrationCall(e) => {
-                let tenant = guarded(&self.tenants, tenant_id);
+                let tenant = guarded(self.tenants, tenant_id);
                 let integration_id = guarded(&g.integration_id, &e.integration_id);
                 let integration_type = guarded(&g.integration_type, &e.integration_type);
                 m.integration_calls
@@ -437,7 +437,7 @@ impl LlmRecorder<'_> {
         self.metrics
             .spans
             .get_or_create(&SpanLabels {
-                tenant_id: guarded(&self.tenants, tenant_id),
+                tenant_id: guarded(self.tenants, tenant_id),
                 outcome: outcome.as_str(),
             })
             .inc_by(n);
@@ -462,7 +462,7 @@ impl LlmRecorder<'_> {
         self.metrics
             .events
             .get_or_create(&EventLabels {
-                tenant_id: guarded(&self.tenants, tenant_id),
+                tenant_id: guarded(self.tenants, tenant_id),
                 event_type,
                 outcome: outcome.as_str(),
             })
@@ -476,7 +476,7 @@ impl LlmRecorder<'_> {
     /// and after each budget change or ingest that moves the spend.
     pub fn set_budget(&self, tenant_id: &str, spent_ratio: f64, reached: &[u8]) {
         let m = self.metrics;
-        let tenant = guarded(&self.tenants, tenant_id);
+        let tenant = guarded(self.tenants, tenant_id);
         let ratio = if spent_ratio.is_finite() {
             spent_ratio.max(0.0)
         } else {
@@ -508,7 +508,7 @@ impl LlmRecorder<'_> {
     /// Removes a tenant's budget series (its budget was deleted).
     pub fn clear_budget(&self, tenant_id: &str) {
         let m = self.metrics;
-        let tenant = guarded(&self.tenants, tenant_id);
+        let tenant = guarded(self.tenants, tenant_id);
         m.budget_ratio.remove(&TenantOnly {
             tenant_id: tenant.clone(),
         });
