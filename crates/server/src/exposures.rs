@@ -58,6 +58,9 @@ impl Default for ExposureSettings {
     }
 }
 
+/// The exposure queue's `queue_name` in the queue metrics.
+const EXPOSURE_QUEUE: &str = "flag_exposures";
+
 /// What travels through the queue.
 enum Message {
     Exposure(String, Exposure),
@@ -82,6 +85,14 @@ impl ExposureRecorder {
     /// A recorder whose queue waits for [`run_exposure_writer`].
     pub fn new(settings: ExposureSettings, metrics: Arc<Metrics>) -> ExposureRecorder {
         let (queue, receiver) = mpsc::channel(settings.queue_capacity.max(1));
+        // The host sampler reads the queue's depth on its interval; a weak handle, so the
+        // metrics never keep the queue open.
+        let watched = queue.downgrade();
+        metrics.queues().watch_depth(EXPOSURE_QUEUE, move || {
+            watched
+                .upgrade()
+                .map_or(0, |q| (q.max_capacity() - q.capacity()) as u64)
+        });
         ExposureRecorder {
             queue,
             receiver: Mutex::new(Some(receiver)),
@@ -207,7 +218,14 @@ async fn write(state: &AppState, held: &mut Vec<(String, Exposure)>) {
         by_tenant.entry(tenant_id).or_default().push(exposure);
     }
     for (tenant_id, exposures) in by_tenant {
-        if let Err(e) = state.store().record_exposures(&tenant_id, &exposures).await {
+        let started = std::time::Instant::now();
+        let written = state.store().record_exposures(&tenant_id, &exposures).await;
+        state.metrics().queues().observe_processing(
+            EXPOSURE_QUEUE,
+            "exposure_batch",
+            started.elapsed(),
+        );
+        if let Err(e) = written {
             tracing::warn!(error = %e, tenant_id, n = exposures.len(), "exposures not stored");
             state
                 .metrics()

@@ -537,7 +537,14 @@ pub async fn run_profile_worker(
                 }
             })
             .collect();
-        if let Err(e) = apply_batch(&state, &pipeline, &messages).await {
+        let started = Instant::now();
+        let applied = apply_batch(&state, &pipeline, &messages).await;
+        state.metrics().queues().observe_processing(
+            "weber_events",
+            "interaction_batch",
+            started.elapsed(),
+        );
+        if let Err(e) = applied {
             // The events are in the store; reconciliation recalculates the affected users.
             tracing::error!(error = %e, "profile update failed; reconciling from the store");
             pipeline.request_reconcile();
@@ -548,6 +555,7 @@ pub async fn run_profile_worker(
         pipeline.applied.send_modify(|a| *a = (*a).max(last));
         if let Ok(lag) = consumer.lag().await {
             state.metrics().weber().stream_lag(lag);
+            state.metrics().queues().set_size("weber_events", lag);
         }
     }
 }

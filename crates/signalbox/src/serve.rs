@@ -804,6 +804,11 @@ pub async fn run(common: Common, args: ServeArgs) -> anyhow::Result<()> {
         llm_purge_interval,
         stopped(workers_stopped.clone()),
     ));
+    let host_monitor = tokio::spawn(run_host_monitor(
+        state.metrics().clone(),
+        telemetry::HostMonitor::new(telemetry::HostMonitorConfig::default()),
+        stopped(workers_stopped.clone()),
+    ));
     let flag_refresher = tokio::spawn(server::run_flag_refresher(
         state.clone(),
         stopped(workers_stopped),
@@ -857,6 +862,7 @@ pub async fn run(common: Common, args: ServeArgs) -> anyhow::Result<()> {
     let _ = gauges.await;
     let _ = flag_refresher.await;
     let _ = llm_retention.await;
+    let _ = host_monitor.await;
     store.close().await;
     // After the workers have flushed: a failed gRPC server still lets the HTTP side end cleanly.
     rls_result?;
@@ -903,6 +909,30 @@ async fn refresh_segment_gauges(state: AppState, stopped: impl std::future::Futu
         match state.store().operator_weber_segment_counts().await {
             Ok(rows) => state.metrics().weber().set_profile_counts(&rows),
             Err(e) => tracing::warn!(error = %e, "cannot refresh the profile segment gauge"),
+        }
+    }
+}
+
+/// Samples the host and infrastructure gauges (`system_*`, `database_queries_per_second`, …)
+/// every `monitor.interval()`, on a blocking thread: the readings touch `/proc` and file-system
+/// stats, which must never delay a request.
+async fn run_host_monitor(
+    metrics: Arc<telemetry::Metrics>,
+    monitor: telemetry::HostMonitor,
+    stopped: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(stopped);
+    let monitor = Arc::new(monitor);
+    let mut tick = tokio::time::interval(monitor.interval());
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = &mut stopped => return,
+            _ = tick.tick() => {}
+        }
+        let (metrics, monitor) = (metrics.clone(), monitor.clone());
+        if let Err(e) = tokio::task::spawn_blocking(move || monitor.sample(&metrics)).await {
+            tracing::warn!(error = %e, "host metrics sample failed");
         }
     }
 }

@@ -147,12 +147,11 @@ pub fn to_text_004(openmetrics: &str) -> String {
         };
         let mut name = sample.name.to_owned();
         if let Some(f) = family.as_mut() {
-            let created = format!("{}_created", f.name);
             let has_created = matches!(
                 f.kind.as_str(),
                 "counter" | "histogram" | "summary" | "gaugehistogram"
             );
-            if has_created && name == created {
+            if has_created && name.strip_prefix(f.name.as_str()) == Some("_created") {
                 continue;
             }
             if f.kind == "gaugehistogram" {

@@ -354,12 +354,6 @@ impl HostMonitor {
             state.cache_counts = Some(now);
         }
         for (queue_name, depth) in &inputs.queues {
-            let level = i64::try_from(*depth).unwrap_or(i64::MAX);
-            metrics
-                .queues()
-                .depth
-                .get_or_create(&crate::queues::QueueLabel { queue_name })
-                .set(level);
             metrics.queues().set_size(queue_name, *depth);
         }
     }
@@ -450,5 +444,222 @@ impl HostMonitor {
                 .get_or_create(&DirectionLabel { direction: "sent" })
                 .inc_by(sent);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{parse, total};
+    use crate::MetricsConfig;
+
+    fn store_stats(calls: u64, in_use: u32, idle: u32) -> StoreStats {
+        let durations = store::HistogramSnapshot {
+            count: calls,
+            sum_seconds: 0.0,
+            buckets: Vec::new(),
+        };
+        StoreStats {
+            backend: store::Backend::Postgres,
+            queries: vec![store::QueryStats {
+                operation: "select",
+                table: "tenants",
+                durations,
+                slow: 0,
+            }],
+            pools: vec![store::PoolStats {
+                role: store::PoolRole::Primary,
+                in_use,
+                idle,
+                max: 10,
+                acquire_wait: store::HistogramSnapshot {
+                    count: 0,
+                    sum_seconds: 0.0,
+                    buckets: Vec::new(),
+                },
+                acquire_timeouts: 0,
+            }],
+            replica_reads: 0,
+            replica_fallbacks: 0,
+            slow_query_threshold: Duration::from_secs(1),
+        }
+    }
+
+    fn caches(l1: (u64, u64), l2: (u64, u64)) -> Vec<CacheStats> {
+        vec![CacheStats {
+            l1: cache::LayerStats {
+                hits: l1.0,
+                misses: l1.1,
+                ..Default::default()
+            },
+            l2: cache::LayerStats {
+                hits: l2.0,
+                misses: l2.1,
+                ..Default::default()
+            },
+            ..Default::default()
+        }]
+    }
+
+    #[test]
+    fn the_query_rate_is_a_rate_and_hit_rates_cover_the_interval() {
+        let metrics = Metrics::new(MetricsConfig::default());
+        let monitor = HostMonitor::new(HostMonitorConfig::default());
+        let t0 = Instant::now();
+        let at = |secs| HostInputs {
+            at: t0 + Duration::from_secs(secs),
+            store: None,
+            caches: Vec::new(),
+            queues: Vec::new(),
+        };
+        monitor.record(
+            &metrics,
+            &HostInputs {
+                store: Some(store_stats(1_000, 2, 3)),
+                caches: caches((90, 10), (0, 0)),
+                ..at(0)
+            },
+        );
+        let exp = parse(&metrics.encode());
+        assert_eq!(
+            total(&exp, "database_queries_per_second", &[]),
+            None,
+            "no rate from one sample"
+        );
+        assert_eq!(
+            total(
+                &exp,
+                "database_connections_current",
+                &[("database", "postgres")]
+            ),
+            Some(5.0)
+        );
+        assert_eq!(
+            total(&exp, "cache_hit_rate_percent", &[("cache_type", "memory")]),
+            Some(90.0)
+        );
+        monitor.record(
+            &metrics,
+            &HostInputs {
+                store: Some(store_stats(1_300, 1, 1)),
+                // 10 more lookups, 5 hits: the interval's rate is 50 %, the lifetime's 86 %.
+                caches: caches((95, 15), (3, 1)),
+                queues: vec![("flag_exposures", 7)],
+                ..at(10)
+            },
+        );
+        let exp = parse(&metrics.encode());
+        // 300 calls in 10 s: 30 per second, not the cumulative 1,300 the seed reported.
+        assert_eq!(
+            total(
+                &exp,
+                "database_queries_per_second",
+                &[("database", "postgres")]
+            ),
+            Some(30.0)
+        );
+        assert_eq!(total(&exp, "database_connections_current", &[]), Some(2.0));
+        assert_eq!(
+            total(&exp, "cache_hit_rate_percent", &[("cache_type", "memory")]),
+            Some(50.0)
+        );
+        assert_eq!(
+            total(&exp, "cache_hit_rate_percent", &[("cache_type", "redis")]),
+            Some(75.0)
+        );
+        assert_eq!(
+            total(
+                &exp,
+                "message_queue_depth",
+                &[("queue_name", "flag_exposures")]
+            ),
+            Some(7.0)
+        );
+        assert_eq!(
+            total(
+                &exp,
+                "queue_size",
+                &[("queue_name", "flag_exposures"), ("tenant_id", "all")]
+            ),
+            Some(7.0)
+        );
+        // No calls in the next interval: the rate drops to 0 rather than holding.
+        monitor.record(
+            &metrics,
+            &HostInputs {
+                store: Some(store_stats(1_300, 0, 2)),
+                ..at(25)
+            },
+        );
+        let exp = parse(&metrics.encode());
+        assert_eq!(total(&exp, "database_queries_per_second", &[]), Some(0.0));
+    }
+
+    #[test]
+    fn network_bytes_are_added_once() {
+        let mut totals = NetworkTotals::default();
+        assert_eq!(
+            totals.advance([("lo", 100, 100), ("eth0", 1_000, 10)]),
+            (1_100, 110)
+        );
+        assert_eq!(
+            totals.advance([("lo", 100, 100), ("eth0", 1_000, 10)]),
+            (0, 0)
+        );
+        assert_eq!(
+            totals.advance([("lo", 150, 120), ("eth0", 1_000, 10)]),
+            (50, 20)
+        );
+        // eth0 was reset (its count went down): its new count is new traffic.
+        assert_eq!(totals.advance([("lo", 150, 120), ("eth0", 40, 4)]), (40, 4));
+        // An interface that went away and came back counts from its new total.
+        assert_eq!(totals.advance([("lo", 150, 120)]), (0, 0));
+        assert_eq!(totals.advance([("lo", 150, 120), ("eth0", 60, 6)]), (60, 6));
+    }
+
+    #[test]
+    fn host_samples_never_exceed_the_interfaces_totals() {
+        let metrics = Metrics::new(MetricsConfig::default());
+        let monitor = HostMonitor::new(HostMonitorConfig {
+            interval: Duration::from_secs(15),
+            max_mount_points: 3,
+        });
+        for _ in 0..3 {
+            monitor.sample(&metrics);
+        }
+        let exp = parse(&metrics.encode());
+        // Read the cumulative totals after the samples: the counter, which started with the
+        // process, can be at most that (the seed's loop would show three times as much).
+        let networks = sysinfo::Networks::new_with_refreshed_list().expect("networks on Linux");
+        let received: u64 = networks.values().map(|d| d.total_received()).sum();
+        let counted = total(
+            &exp,
+            "system_network_io_bytes",
+            &[("direction", "received")],
+        );
+        assert!(
+            counted.is_some_and(|c| c <= received as f64),
+            "{counted:?} > {received}"
+        );
+        let mounts: Vec<String> = metrics
+            .encode()
+            .lines()
+            .filter(|l| l.starts_with("system_disk_usage_percent{"))
+            .map(str::to_owned)
+            .collect();
+        assert!(mounts.len() <= 3, "{mounts:#?}");
+        for line in &mounts {
+            for pseudo in [
+                "mount_point=\"/proc\"",
+                "mount_point=\"/sys\"",
+                "mount_point=\"/dev/shm\"",
+            ] {
+                assert!(!line.contains(pseudo), "{line}");
+            }
+        }
+        let memory = total(&exp, "system_memory_usage_percent", &[]);
+        assert!(memory.is_some_and(|m| m > 0.0 && m <= 100.0), "{memory:?}");
+        let cpu = total(&exp, "system_cpu_usage_percent", &[]);
+        assert!(cpu.is_some_and(|c| (0.0..=100.0).contains(&c)), "{cpu:?}");
     }
 }

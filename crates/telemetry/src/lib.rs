@@ -48,6 +48,7 @@ mod flags;
 mod forecast;
 mod host;
 mod llm;
+mod llm_calls;
 mod process;
 mod queues;
 mod rate_limit;
@@ -335,20 +336,33 @@ impl Metrics {
 
     /// The exposition in OpenMetrics text format ([`CONTENT_TYPE`]).
     pub fn encode(&self) -> String {
-        let mut out = String::with_capacity(16 * 1024);
+        let mut out = self.encode_registry();
+        self.llm.calls.write(&mut out, None, false);
+        out.push_str("# EOF\n");
+        out
+    }
+
+    /// The registry's families in OpenMetrics, without the closing `# EOF` (the model-call
+    /// families are written after them, module `llm_calls`).
+    fn encode_registry(&self) -> String {
+        let mut out = String::with_capacity(64 * 1024);
         // Writing into a String cannot fail; an error here would be a bug in the encoder.
-        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
-            out.push_str("# EOF\n");
+        if prometheus_client::encoding::text::encode_registry(&mut out, &self.registry).is_err() {
+            out.clear();
         }
         out
     }
 
-    /// The exposition in `format`: OpenMetrics as [`Metrics::encode`] writes it, or converted
-    /// to the Prometheus text format 0.0.4 ([`exposition::to_text_004`]).
+    /// The exposition in `format`: OpenMetrics as [`Metrics::encode`] writes it, or the
+    /// Prometheus text format 0.0.4 ([`exposition::to_text_004`]).
     pub fn encode_as(&self, format: Format) -> String {
         match format {
             Format::OpenMetrics => self.encode(),
-            Format::Text004 => exposition::to_text_004(&self.encode()),
+            Format::Text004 => {
+                let mut out = exposition::to_text_004(&self.encode_registry());
+                self.llm.calls.write(&mut out, None, true);
+                out
+            }
         }
     }
 
@@ -376,14 +390,26 @@ impl Metrics {
         let admitted = tenant_id != tenants::OTHER
             && tenant_id != NO_TENANT
             && self.tenants.is_admitted(tenant_id);
-        let openmetrics = if admitted {
-            tenant_scrape::only_tenant(&self.encode(), tenant_id)
-        } else {
-            "# EOF\n".to_owned()
-        };
+        if !admitted {
+            return match format {
+                Format::OpenMetrics => "# EOF\n".to_owned(),
+                Format::Text004 => String::new(),
+            };
+        }
+        let registry = tenant_scrape::only_tenant(&self.encode_registry(), tenant_id);
+        let escaped = tenant_scrape::escape(tenant_id);
         match format {
-            Format::OpenMetrics => openmetrics,
-            Format::Text004 => exposition::to_text_004(&openmetrics),
+            Format::OpenMetrics => {
+                let mut out = registry;
+                self.llm.calls.write(&mut out, Some(&escaped), false);
+                out.push_str("# EOF\n");
+                out
+            }
+            Format::Text004 => {
+                let mut out = exposition::to_text_004(&registry);
+                self.llm.calls.write(&mut out, Some(&escaped), true);
+                out
+            }
         }
     }
 

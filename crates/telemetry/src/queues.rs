@@ -6,11 +6,15 @@
 //!   item (or batch) took to process, with the Prometheus clients' default buckets as the seed
 //!   (it names none);
 //! - `message_queue_depth{queue_name}` (gauge, the seed's infrastructure monitor): the same
-//!   depth without the tenant label, set by the [`crate::HostMonitor`] sample.
+//!   depth without the tenant label.
 //!
 //! `queue_name` and `message_type` are fixed by the server (`&'static str`), so bounded.
 //! A queue registers a depth reader with [`QueueMetrics::watch_depth`]; the host sampler reads
-//! it on its interval, never on the request path.
+//! it on its interval, never on the request path. Queues in signalbox today:
+//! `flag_exposures` (the flag exposure writer's bounded channel; processing = one store write
+//! of a tenant's batch, `message_type="exposure_batch"`) and `weber_events` (the event
+//! stream's unapplied messages, the same figure as `weber_stream_lag`; processing = one
+//! applied batch, `message_type="interaction_batch"`).
 
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
@@ -46,15 +50,15 @@ struct ProcessingLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub(crate) struct QueueLabel {
-    pub(crate) queue_name: &'static str,
+struct QueueLabel {
+    queue_name: &'static str,
 }
 
 /// The queue series; reach them through [`crate::Metrics::queues`].
 pub struct QueueMetrics {
     size: Family<SizeLabels, Gauge>,
     processing: Family<ProcessingLabels, Histogram, Buckets>,
-    pub(crate) depth: Family<QueueLabel, Gauge>,
+    depth: Family<QueueLabel, Gauge>,
     readers: RwLock<Vec<(&'static str, DepthReader)>>,
 }
 
@@ -120,9 +124,14 @@ impl QueueMetrics {
             .observe(took.as_secs_f64());
     }
 
-    /// Sets a shared queue's size now (the sampler does this for watched queues).
+    /// Sets a shared queue's depth now: `queue_size{tenant_id="all"}` and
+    /// `message_queue_depth` (the sampler does this for watched queues; a queue whose depth
+    /// is only known asynchronously, like the event stream's lag, calls it itself).
     pub fn set_size(&self, queue_name: &'static str, size: u64) {
         let size = i64::try_from(size).unwrap_or(i64::MAX);
+        self.depth
+            .get_or_create(&QueueLabel { queue_name })
+            .set(size);
         self.size
             .get_or_create(&SizeLabels {
                 queue_name,

@@ -9,7 +9,7 @@
 use std::borrow::Cow;
 
 /// The samples of `openmetrics` whose `tenant_id` label equals `tenant_id`, with their
-/// families' metadata, ending with `# EOF`.
+/// families' metadata (without `# EOF`).
 pub(crate) fn only_tenant(openmetrics: &str, tenant_id: &str) -> String {
     let mut out = String::new();
     let mut metadata: Vec<&str> = Vec::new();
@@ -41,7 +41,6 @@ pub(crate) fn only_tenant(openmetrics: &str, tenant_id: &str) -> String {
         out.push_str(line);
         out.push('\n');
     }
-    out.push_str("# EOF\n");
     out
 }
 
@@ -152,13 +151,13 @@ mod tests {
                   # HELP c C.\n# TYPE c gauge\n# UNIT c seconds\nc{tenant_id=\"t2\"} 4\n# EOF\n";
         assert_eq!(
             only_tenant(om, "t1"),
-            "# HELP a A.\n# TYPE a counter\na_total{tenant_id=\"t1\"} 1\na_created{tenant_id=\"t1\"} 5\n# EOF\n"
+            "# HELP a A.\n# TYPE a counter\na_total{tenant_id=\"t1\"} 1\na_created{tenant_id=\"t1\"} 5\n"
         );
         assert_eq!(
             only_tenant(om, "t2"),
-            "# HELP a A.\n# TYPE a counter\na_total{tenant_id=\"t2\"} 2\n# HELP c C.\n# TYPE c gauge\n# UNIT c seconds\nc{tenant_id=\"t2\"} 4\n# EOF\n"
+            "# HELP a A.\n# TYPE a counter\na_total{tenant_id=\"t2\"} 2\n# HELP c C.\n# TYPE c gauge\n# UNIT c seconds\nc{tenant_id=\"t2\"} 4\n"
         );
-        assert_eq!(only_tenant(om, "t3"), "# EOF\n");
+        assert_eq!(only_tenant(om, "t3"), "");
     }
 
     proptest! {

@@ -663,6 +663,8 @@ struct StreamState {
     state: AppState,
     tenant_id: String,
     environment: String,
+    /// Counts the stream in `sse_connections_active` while it lives.
+    _open: telemetry::OpenConnection,
 }
 
 fn change_event(change: &FlagChange) -> Event {
@@ -790,6 +792,7 @@ pub(crate) async fn flag_stream(
         backlog: VecDeque::new(),
         last_sent: current,
         closing,
+        _open: state.metrics().connections().sse_opened(),
         state: state.clone(),
         tenant_id,
         environment,
