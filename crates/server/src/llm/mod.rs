@@ -346,7 +346,12 @@ impl LlmService {
         };
         let before_ms = now_ms - i64::from(days) * 86_400_000;
         let purged = store.purge_llm_events_before(before_ms).await?;
-        Ok(purged.calls + purged.events)
+        let removed = purged.calls + purged.events;
+        if removed > 0 {
+            // Answers grouped by conversation read the raw calls.
+            self.usage.invalidate_all();
+        }
+        Ok(removed)
     }
 }
 

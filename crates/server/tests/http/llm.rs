@@ -946,3 +946,48 @@ async fn tenants_are_isolated_on_sqlite() {
 async fn tenants_are_isolated_on_postgres() {
     isolation(Backend::Postgres).await;
 }
+
+async fn retention(backend: Backend) {
+    let mut config = ServerConfig::default();
+    config.llm.retention_days = Some(1);
+    let app = TestApp::with_config(backend, config).await;
+    let (_, key) = priced_tenant(&app, "retention").await;
+    let mut old = model_call("old", "large", Some("old-conversation"), 100, 10);
+    old["time"] = json!(server::rfc3339_ms(now_ms() - 2 * 86_400_000));
+    let fresh = model_call("fresh", "large", Some("fresh-conversation"), 100, 10);
+    let reply = events(&app, &key, json!([old, fresh])).await;
+    assert_eq!(reply.json()["stored"], 2, "{}", reply.text());
+
+    let purged = app
+        .state
+        .llm()
+        .purge(app.state.store(), now_ms())
+        .await
+        .unwrap();
+    assert_eq!(purged, 1);
+    // The raw call is gone: its timeline too. The daily rollups keep its usage.
+    let reply = app
+        .get("/api/v1/llm/conversations/old-conversation", Some(&key))
+        .await;
+    assert_eq!(reply.status, 404);
+    let reply = app
+        .get("/api/v1/llm/conversations/fresh-conversation", Some(&key))
+        .await;
+    assert_eq!(reply.status, 200);
+    let u = usage(&app, &key, "group_by=model").await;
+    assert_eq!(u["totals"]["calls"], 2, "{u}");
+    // Without a retention setting nothing is purged.
+    let keep = server::LlmService::new(server::LlmSettings::default());
+    assert_eq!(keep.purge(app.state.store(), now_ms()).await.unwrap(), 0);
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn retention_on_sqlite() {
+    retention(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn retention_on_postgres() {
+    retention(Backend::Postgres).await;
+}
