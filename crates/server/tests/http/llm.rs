@@ -20,6 +20,8 @@ use server::{AppState, ServerConfig};
 use store::{Backend, Scope};
 use tower::ServiceExt;
 
+use proptest::prelude::*;
+
 use crate::{Reply, TestApp};
 
 /// Test prices: two models with round rates so expected costs are easy to write down.
@@ -990,4 +992,140 @@ async fn retention_on_sqlite() {
 #[tokio::test]
 async fn retention_on_postgres() {
     retention(Backend::Postgres).await;
+}
+
+/// Picodollars of a decimal text such as `12.3456` (as the exposition writes cents), exactly.
+fn cents_text_to_picodollars(text: &str) -> u64 {
+    let (whole, frac) = text.split_once('.').unwrap_or((text, ""));
+    assert!(frac.len() <= 10, "more decimals than a picodollar: {text}");
+    let frac = format!("{frac:0<10}");
+    whole.parse::<u64>().unwrap() * llm::Cost::PER_CENT + frac.parse::<u64>().unwrap()
+}
+
+/// Sums of the tenant's samples of `family` whose labels contain `filter`.
+fn sum_samples(text: &str, family: &str, filter: &str, parse: impl Fn(&str) -> u64) -> u64 {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{family}{{")) && l.contains(filter))
+        .map(|l| parse(l.rsplit(' ').next().unwrap()))
+        .sum()
+}
+
+/// One generated call: model (0 large, 1 small, 2 unpriced), inclusive input, cache reads
+/// (part of input), output, a client cost in micro-dollars, and which id it takes.
+type GenCall = (usize, u64, u64, u64, Option<u64>, usize);
+
+fn exactness_case(calls: &[GenCall], split: usize) -> Result<(), TestCaseError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let app = TestApp::new(Backend::Sqlite).await;
+        let (tenant, key) = priced_tenant(&app, "exact").await;
+        let models = ["large", "small", "unpriced"];
+        let mut seen = std::collections::HashSet::new();
+        let (mut calls_n, mut input, mut output, mut cache_read, mut cost, mut unpriced) =
+            (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
+        let mut bodies = Vec::new();
+        for (m, total_in, cached, out, client_micro, id) in calls {
+            let cached = cached.min(total_in);
+            let mut e = model_call(
+                &format!("x{id}"),
+                models[*m],
+                Some(&format!("c{}", id % 3)),
+                *total_in,
+                *out,
+            );
+            e["cache_read_tokens"] = json!(cached);
+            if let Some(micro) = client_micro {
+                e["cost_usd"] = json!(*micro as f64 / 1e6);
+            }
+            if seen.insert(*id) {
+                // The first event with an id counts; later ones are duplicates.
+                calls_n += 1;
+                input += total_in - cached;
+                cache_read += cached;
+                output += out;
+                match (client_micro, *m) {
+                    (Some(micro), _) => cost += micro * 1_000_000,
+                    (None, 2) => unpriced += 1,
+                    // No cache-read price: cache reads bill at the input rate.
+                    (None, m) => cost += cost_of(models[m], *total_in, *out),
+                }
+            }
+            bodies.push(e);
+        }
+        let cut = split.min(bodies.len());
+        for part in [&bodies[..cut], &bodies[cut..]] {
+            if part.is_empty() {
+                continue;
+            }
+            let reply = events(&app, &key, Value::Array(part.to_vec())).await;
+            prop_assert_eq!(reply.status, 200, "{}", reply.text());
+        }
+        // The usage API from the rollups (no conversation) and from raw calls (conversation).
+        for query in [
+            "group_by=",
+            "group_by=model,operation,day",
+            "group_by=conversation",
+        ] {
+            let answer = usage(&app, &key, query).await;
+            let t = &answer["totals"];
+            prop_assert_eq!(&t["calls"], &json!(calls_n), "{}: {}", query, answer);
+            prop_assert_eq!(&t["tokens"]["input"], &json!(input), "{}", query);
+            prop_assert_eq!(&t["tokens"]["cache_read"], &json!(cache_read), "{}", query);
+            prop_assert_eq!(&t["tokens"]["output"], &json!(output), "{}", query);
+            prop_assert_eq!(&t["cost_picodollars"], &json!(cost), "{}", query);
+            prop_assert_eq!(&t["unpriced_calls"], &json!(unpriced), "{}", query);
+        }
+        // The Prometheus counters, through the tenant's own scrape.
+        let text = app.get("/api/v1/metrics", Some(&key)).await.text();
+        let tid = format!("tenant_id=\"{}\"", tenant.id);
+        let int = |v: &str| v.parse::<f64>().unwrap() as u64;
+        prop_assert_eq!(
+            sum_samples(&text, "model_api_calls_total", &tid, int),
+            calls_n
+        );
+        for (token_type, want) in [
+            ("input", input),
+            ("output", output),
+            ("cache_read", cache_read),
+        ] {
+            let filter = format!("token_type=\"{token_type}\"");
+            let got = sum_samples(&text, "model_api_tokens_total", &filter, int);
+            prop_assert_eq!(got, want, "{}", token_type);
+        }
+        let cents = sum_samples(
+            &text,
+            "model_api_cost_cents_total",
+            &tid,
+            cents_text_to_picodollars,
+        );
+        prop_assert_eq!(cents, cost, "{}", text);
+        app.cleanup().await;
+        Ok(())
+    })
+}
+
+fn cost_of(model: &str, input: u64, output: u64) -> u64 {
+    cost(model, input, output)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+
+    /// For any set of events (repeated ids included, in one or two requests), the usage API's
+    /// totals (from the rollups and from the raw calls), and the Prometheus counters agree
+    /// with the events to the unit; a repeated id changes nothing.
+    #[test]
+    fn usage_rollups_and_counters_agree_exactly(
+        calls in prop::collection::vec(
+            (0usize..3, 0u64..50_000, 0u64..20_000, 0u64..10_000,
+             prop::option::weighted(0.2, 0u64..5_000_000), 0usize..12),
+            1..30,
+        ),
+        split in 0usize..30,
+    ) {
+        exactness_case(&calls, split)?;
+    }
 }
