@@ -97,3 +97,161 @@ pub(crate) fn civil_from_days(days: i64) -> (i32, u8, u8) {
     let m = if mp < 10 { mp + 3 } else { mp - 9 } as u8;
     ((y + if m <= 2 { 1 } else { 0 }) as i32, m, d)
 }
+
+/// The thresholds `spent` has reached that are not yet in `already_recorded`, lowest first:
+/// what to record (once) now.
+///
+/// ```
+/// use llm::budget::newly_crossed;
+/// use llm::Cost;
+/// let budget = Cost::from_picodollars(100);
+/// assert_eq!(newly_crossed(budget, Cost::from_picodollars(85), &[50, 80, 100], &[50]), [80]);
+/// assert!(newly_crossed(budget, Cost::from_picodollars(85), &[50, 80, 100], &[50, 80]).is_empty());
+/// ```
+pub fn newly_crossed(
+    budget: Cost,
+    spent: Cost,
+    thresholds: &[u8],
+    already_recorded: &[u8],
+) -> Vec<u8> {
+    let mut out = reached(budget, spent, thresholds);
+    out.retain(|t| !already_recorded.contains(t));
+    out
+}
+
+/// A tenant's monthly budget.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Budget {
+    /// The amount per calendar month (UTC).
+    pub monthly: Cost,
+    /// Percentages of `monthly`, ascending, without repeats, each 1 to 255.
+    pub thresholds: Vec<u8>,
+}
+
+/// Why a budget was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct BudgetError {
+    pub field: String,
+    pub reason: String,
+}
+
+impl Budget {
+    /// A budget with `thresholds` sorted and deduplicated; an empty list means
+    /// [`DEFAULT_THRESHOLDS`]. Thresholds are percentages from 1 to 255 (the `u8` the
+    /// store and metrics use; above 100 % warns of an overrun).
+    ///
+    /// ```
+    /// use llm::budget::Budget;
+    /// use llm::Cost;
+    /// let b = Budget::new(Cost::parse_usd("500").unwrap(), vec![100, 50, 50]).unwrap();
+    /// assert_eq!(b.thresholds, [50, 100]);
+    /// assert_eq!(Budget::new(Cost::ZERO, vec![0]).unwrap_err().field, "thresholds[0]");
+    /// ```
+    pub fn new(monthly: Cost, thresholds: Vec<u8>) -> Result<Budget, BudgetError> {
+        if let Some(i) = thresholds.iter().position(|t| *t == 0) {
+            return Err(BudgetError {
+                field: format!("thresholds[{i}]"),
+                reason: "must be a percentage from 1 to 255".into(),
+            });
+        }
+        let mut thresholds = if thresholds.is_empty() {
+            DEFAULT_THRESHOLDS.to_vec()
+        } else {
+            thresholds
+        };
+        thresholds.sort_unstable();
+        thresholds.dedup();
+        Ok(Budget {
+            monthly,
+            thresholds,
+        })
+    }
+
+    /// The thresholds `spent` reaches that are not in `already_recorded`.
+    pub fn newly_crossed(&self, spent: Cost, already_recorded: &[u8]) -> Vec<u8> {
+        newly_crossed(self.monthly, spent, &self.thresholds, already_recorded)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn thresholds_are_reached_in_integers() {
+        let budget = Cost::from_picodollars(1_000);
+        let at = |spent| reached(budget, Cost::from_picodollars(spent), &DEFAULT_THRESHOLDS);
+        assert!(at(0).is_empty());
+        assert!(at(499).is_empty());
+        assert_eq!(at(500), [50]);
+        assert_eq!(at(800), [50, 80]);
+        assert_eq!(at(1_000), [50, 80, 100]);
+        assert_eq!(
+            reached(Cost::ZERO, Cost::from_picodollars(1), &[100, 50]),
+            [50, 100]
+        );
+        assert!(reached(Cost::ZERO, Cost::ZERO, &[50]).is_empty());
+        assert_eq!(
+            reached(
+                Cost::from_picodollars(u64::MAX),
+                Cost::from_picodollars(u64::MAX),
+                &[100, 255]
+            ),
+            [100]
+        );
+    }
+
+    #[test]
+    fn each_threshold_is_newly_crossed_once() {
+        let budget = Budget::new(Cost::from_picodollars(100), vec![]).unwrap();
+        assert_eq!(budget.thresholds, DEFAULT_THRESHOLDS);
+        let mut recorded = Vec::new();
+        for spent in [10, 55, 60, 85, 120, 130] {
+            let new = budget.newly_crossed(Cost::from_picodollars(spent), &recorded);
+            recorded.extend(new);
+        }
+        assert_eq!(recorded, [50, 80, 100]);
+        // A jump straight past several thresholds records them all at once.
+        assert_eq!(
+            budget.newly_crossed(Cost::from_picodollars(100), &[]),
+            [50, 80, 100]
+        );
+        assert_eq!(
+            Budget::new(Cost::ZERO, vec![5, 0]).unwrap_err().field,
+            "thresholds[1]"
+        );
+        assert_eq!(
+            Budget::new(Cost::ZERO, vec![150, 90, 150])
+                .unwrap()
+                .thresholds,
+            [90, 150]
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn reached_is_monotone_in_spent(budget in any::<u64>(), a in any::<u64>(), b in any::<u64>(), thresholds in proptest::collection::vec(1u8.., 0..6)) {
+            let (lo, hi) = (a.min(b), a.max(b));
+            let low = reached(Cost::from_picodollars(budget), Cost::from_picodollars(lo), &thresholds);
+            let high = reached(Cost::from_picodollars(budget), Cost::from_picodollars(hi), &thresholds);
+            prop_assert!(low.iter().all(|t| high.contains(t)), "{low:?} ⊄ {high:?}");
+        }
+
+        #[test]
+        fn periods_match_day_arithmetic(time_ms in -5_000_000_000_000i64..10_000_000_000_000) {
+            let p = Period::containing(time_ms);
+            prop_assert!(p.start_ms() <= time_ms && time_ms < p.end_ms());
+            let dt = time::OffsetDateTime::from_unix_timestamp_nanos(time_ms as i128 * 1_000_000).unwrap();
+            prop_assert_eq!((p.year, p.month), (dt.year(), u8::from(dt.month())));
+            prop_assert_eq!(Period::containing(p.start_ms()), p);
+            prop_assert_eq!(Period::containing(p.end_ms() - 1), p);
+            prop_assert!(Period::containing(p.end_ms()) > p);
+            let first = time::Date::from_calendar_date(dt.year(), dt.month(), 1).unwrap();
+            prop_assert_eq!(p.start_ms(), (i64::from(first.to_julian_day()) - 2_440_588) * 86_400_000);
+            let days = (p.end_ms() - p.start_ms()) / 86_400_000;
+            prop_assert_eq!(days, i64::from(dt.month().length(dt.year())));
+        }
+    }
+}

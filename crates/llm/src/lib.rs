@@ -4,9 +4,11 @@
 //! chatbot and model-call accounting:
 //!
 //! - the events a chatbot platform reports ([`event`]): conversations started and completed,
-//!   messages processed, model calls and integration calls, with their validation;
+//!   messages processed, model calls and integration calls, their JSON wire format
+//!   ([`event::WireEvent`]) and validation ([`event::validate`]);
 //! - exclusive token types ([`TokenCounts`]) so that no token is counted twice;
-//! - exact cost ([`Cost`], integer picodollars) from a versioned price table ([`price`]);
+//! - exact cost ([`Cost`], integer picodollars) from a versioned price table ([`price`],
+//!   shipped in `prices.toml`), with provider names normalised ([`provider`]);
 //! - OpenTelemetry GenAI semantic-convention spans read as model calls ([`genai`]);
 //! - latency histograms that merge by addition ([`latency`]), usage grouping ([`usage`]) and
 //!   monthly budgets with thresholds crossed once per period ([`budget`]).
@@ -18,14 +20,15 @@ pub mod event;
 pub mod genai;
 pub mod latency;
 pub mod price;
+pub mod provider;
 pub mod usage;
 
 mod cost;
 mod tokens;
 
-pub use cost::{Cost, CostError};
+pub use cost::{Cost, CostError, DecimalError};
 pub use event::{
-    CallStatus, ConversationCompleted, ConversationStarted, EventError, IntegrationCall, LlmEvent,
-    MessageProcessed, ModelCall, Operation,
+    CallStatus, ConversationCompleted, ConversationStarted, Direction, EventError, IntegrationCall,
+    LlmEvent, MessageProcessed, ModelCall, Operation, WireEvent,
 };
 pub use tokens::{TokenCounts, TokenType};

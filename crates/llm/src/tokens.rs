@@ -105,3 +105,35 @@ impl TokenCounts {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn from_inclusive_keeps_every_token_once(input in any::<u64>(), output in any::<u64>(), cache_read in any::<u64>(), cache_write in any::<u64>(), reasoning in any::<u64>()) {
+            match TokenCounts::from_inclusive(input, output, cache_read, cache_write, reasoning) {
+                Some(t) => {
+                    prop_assert_eq!(t.input as u128 + t.cache_read as u128 + t.cache_write as u128, input as u128);
+                    prop_assert_eq!(t.output as u128 + t.reasoning as u128, output as u128);
+                    prop_assert_eq!((t.cache_read, t.cache_write, t.reasoning), (cache_read, cache_write, reasoning));
+                    let total = TokenType::ALL.iter().map(|k| t.get(*k) as u128).sum::<u128>();
+                    prop_assert_eq!(t.total() as u128, total.min(u64::MAX as u128));
+                }
+                None => prop_assert!(
+                    cache_read as u128 + cache_write as u128 > input as u128 || reasoning > output
+                ),
+            }
+        }
+
+        #[test]
+        fn small_parts_always_fit(input in 0u64..1 << 40, a in 0u64..=100, b in 0u64..=100, output in 0u64..1 << 40, r in 0u64..=100) {
+            let cr = input * a / 200;
+            let cw = input * b / 200;
+            let reasoning = output * r / 100;
+            prop_assert!(TokenCounts::from_inclusive(input, output, cr, cw, reasoning).is_some());
+        }
+    }
+}
