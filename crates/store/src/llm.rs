@@ -81,18 +81,10 @@ impl LlmInsertOutcome {
     }
 }
 
-/// The group of one usage row: the dimensions asked for are set, the others `None`. Under
-/// [`Dimension::Conversation`], calls without a conversation form the group whose
-/// `conversation` is `None`. Ordered by day, provider, model, operation, conversation.
-#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct LlmUsageKey {
-    /// UTC day number (days since 1970-01-01).
-    pub day: Option<i64>,
-    pub provider: Option<String>,
-    pub model: Option<String>,
-    pub operation: Option<llm::Operation>,
-    pub conversation: Option<String>,
-}
+/// The group of one usage row: the `llm` crate's [`llm::usage::UsageKey`] (the dimensions
+/// asked for are set, the others `None`; under [`Dimension::Conversation`], calls without a
+/// conversation form the group whose `conversation` is `None`).
+pub type LlmUsageKey = llm::usage::UsageKey;
 
 /// A tenant's monthly budget.
 #[derive(Debug, Clone, PartialEq, Eq)]
