@@ -14,7 +14,8 @@
 //! `llm_usage_daily` holds, per `(tenant, UTC day, provider, model, operation)`, the calls,
 //! errors, the five exclusive token sums, the effective cost of the priced calls and the count
 //! of unpriced ones; `llm_usage_latency` holds the same groups' latency histograms (calls per
-//! [`llm::latency`] bucket). Usage grouped by any subset of day, provider, model and operation
+//! [`llm::latency`] bucket), and `llm_usage_latency_by_day` the histograms per day only (what
+//! usage grouped by day or not at all reads). Usage grouped by any subset of day, provider, model and operation
 //! is read from them, so it costs the same however many calls are stored, and it survives
 //! [`Store::purge_llm_events_before`]. Usage grouped by conversation and conversation
 //! timelines are read from the raw rows, so they cover only the retained history.
@@ -237,6 +238,7 @@ impl Store {
         // between concurrent PostgreSQL transactions).
         let mut sums: BTreeMap<RollupKey, Sums> = BTreeMap::new();
         let mut latency: BTreeMap<(RollupKey, i64), i64> = BTreeMap::new();
+        let mut latency_by_day: BTreeMap<(i64, i64), i64> = BTreeMap::new();
         for (i, r) in rows.iter().enumerate() {
             if outcome.calls[i] != LlmInsertion::New {
                 continue;
@@ -249,6 +251,7 @@ impl Store {
             );
             add_to_sums(sums.entry(key).or_default(), r)?;
             *latency.entry((key, r.bucket)).or_default() += 1;
+            *latency_by_day.entry((r.day, r.bucket)).or_default() += 1;
         }
         let sums: Vec<_> = sums.into_iter().collect();
         for chunk in sums.chunks(CALL_CHUNK) {
@@ -310,6 +313,24 @@ impl Store {
                     .bind(*operation)
                     .bind(*bucket)
                     .bind(*n);
+            }
+            query
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| write_error(e, tenant_id))?;
+        }
+
+        let latency_by_day: Vec<_> = latency_by_day.into_iter().collect();
+        for chunk in latency_by_day.chunks(CALL_CHUNK) {
+            let sql = format!(
+                "INSERT INTO llm_usage_latency_by_day (tenant_id, day, bucket, calls) VALUES {} \
+                 ON CONFLICT (tenant_id, day, bucket) DO UPDATE SET \
+                 calls = llm_usage_latency_by_day.calls + excluded.calls",
+                values_rows(self.backend, chunk.len(), 4)
+            );
+            let mut query = sqlx::query(&sql);
+            for ((day, bucket), n) in chunk {
+                query = query.bind(tenant_id).bind(*day).bind(*bucket).bind(*n);
             }
             query
                 .execute(&mut *tx)
@@ -405,6 +426,13 @@ impl Store {
             Backend::Sqlite => "group_concat(bucket || ':' || n, ',')",
             Backend::Postgres => "string_agg(bucket || ':' || n, ',')",
         };
+        // Grouped by day or not at all, the per-day histograms (all providers, models and
+        // operations together) hold the same counts in a few dozen rows a day.
+        let latency_table = if dims.iter().all(|d| *d == Dimension::Day) {
+            "llm_usage_latency_by_day"
+        } else {
+            "llm_usage_latency"
+        };
         // One statement, so the sums and the histograms come from one snapshot. `part` 0 rows
         // are sums, `part` 1 rows histograms.
         let sql = format!(
@@ -420,7 +448,7 @@ impl Store {
              CAST(0 AS BIGINT), CAST(0 AS BIGINT), CAST(0 AS BIGINT), CAST(0 AS BIGINT), \
              CAST(0 AS BIGINT), CAST(0 AS BIGINT), CAST(0 AS BIGINT), CAST(0 AS BIGINT), \
              CAST(0 AS BIGINT) \
-             FROM (SELECT {select}bucket, CAST(SUM(calls) AS BIGINT) AS n FROM llm_usage_latency \
+             FROM (SELECT {select}bucket, CAST(SUM(calls) AS BIGINT) AS n FROM {latency_table} \
                    WHERE tenant_id = $1 AND day >= $2 AND day < $3 \
                    GROUP BY {select}bucket) l {group}"
         );
