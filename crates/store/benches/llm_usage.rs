@@ -231,6 +231,14 @@ async fn load(backend: Backend, options: &StoreOptions, tenant: &str, calls: i64
         .execute(&mut conn)
         .await
         .expect("latency rollups");
+    let by_day = "INSERT INTO llm_usage_latency_by_day (tenant_id, day, bucket, calls) \
+        SELECT tenant_id, day, bucket, SUM(calls) FROM llm_usage_latency WHERE tenant_id = $1 \
+        GROUP BY tenant_id, day, bucket";
+    sqlx::query(by_day)
+        .bind(tenant)
+        .execute(&mut conn)
+        .await
+        .expect("latency by day");
     let analyze = match backend {
         Backend::Sqlite => "ANALYZE",
         Backend::Postgres => {
@@ -374,6 +382,18 @@ async fn check_rollups(store: &Store, tenant: &str) {
     }
     let merged: Vec<_> = merged.into_iter().collect();
     assert_eq!(merged, from_rollups, "generated rollups equal the raw sums");
+    let whole_day = store
+        .llm_usage(tenant, day, day + 1, &[Dimension::Day])
+        .await
+        .unwrap();
+    let mut all = llm::usage::UsageTotals::default();
+    for (_, t) in &merged {
+        all.merge(t);
+    }
+    assert_eq!(
+        whole_day[0].1, all,
+        "the per-day histograms equal the raw ones"
+    );
     let calls: u64 = from_rollups.iter().map(|(_, t)| t.calls).sum();
     eprintln!(
         "rollups check: day {day}, {} groups, {calls} calls: rollups == raw",

@@ -86,6 +86,30 @@ CREATE TABLE llm_usage_latency (
     PRIMARY KEY (tenant_id, day, provider, model, operation, bucket)
 ) WITHOUT ROWID;
 
+-- The same histograms per tenant and day only (all providers, models and operations): usage
+-- grouped by day or not at all reads these, about 40 rows a day instead of hundreds.
+CREATE TABLE llm_usage_latency_by_day (
+    tenant_id TEXT NOT NULL,
+    day       BIGINT NOT NULL,
+    bucket    BIGINT NOT NULL,
+    calls     BIGINT NOT NULL CHECK (typeof(calls) = 'integer'),
+    PRIMARY KEY (tenant_id, day, bucket)
+) WITHOUT ROWID;
+
+-- The groups' histograms per calendar month (`month`: the day number of its first day): usage
+-- not grouped by day reads whole months from here and only the edge days from
+-- llm_usage_latency, so a year is a few dozen rows per group instead of hundreds.
+CREATE TABLE llm_usage_latency_monthly (
+    tenant_id TEXT NOT NULL,
+    month     BIGINT NOT NULL,
+    provider  TEXT NOT NULL,
+    model     TEXT NOT NULL,
+    operation TEXT NOT NULL,
+    bucket    BIGINT NOT NULL,
+    calls     BIGINT NOT NULL CHECK (typeof(calls) = 'integer'),
+    PRIMARY KEY (tenant_id, month, provider, model, operation, bucket)
+) WITHOUT ROWID;
+
 -- A tenant's monthly budget (picodollars) and its thresholds in percent ("50,80,100").
 CREATE TABLE llm_budgets (
     tenant_id     TEXT PRIMARY KEY REFERENCES tenants (id),

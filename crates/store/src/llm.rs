@@ -14,7 +14,9 @@
 //! `llm_usage_daily` holds, per `(tenant, UTC day, provider, model, operation)`, the calls,
 //! errors, the five exclusive token sums, the effective cost of the priced calls and the count
 //! of unpriced ones; `llm_usage_latency` holds the same groups' latency histograms (calls per
-//! [`llm::latency`] bucket). Usage grouped by any subset of day, provider, model and operation
+//! [`llm::latency`] bucket), `llm_usage_latency_by_day` the histograms per day only (read by
+//! usage grouped by day or not at all) and `llm_usage_latency_monthly` the groups' histograms
+//! per calendar month (read for the whole months of a range not grouped by day). Usage grouped by any subset of day, provider, model and operation
 //! is read from them, so it costs the same however many calls are stored, and it survives
 //! [`Store::purge_llm_events_before`]. Usage grouped by conversation and conversation
 //! timelines are read from the raw rows, so they cover only the retained history.
@@ -81,18 +83,10 @@ impl LlmInsertOutcome {
     }
 }
 
-/// The group of one usage row: the dimensions asked for are set, the others `None`. Under
-/// [`Dimension::Conversation`], calls without a conversation form the group whose
-/// `conversation` is `None`. Ordered by day, provider, model, operation, conversation.
-#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct LlmUsageKey {
-    /// UTC day number (days since 1970-01-01).
-    pub day: Option<i64>,
-    pub provider: Option<String>,
-    pub model: Option<String>,
-    pub operation: Option<llm::Operation>,
-    pub conversation: Option<String>,
-}
+/// The group of one usage row: the `llm` crate's [`llm::usage::UsageKey`] (the dimensions
+/// asked for are set, the others `None`; under [`Dimension::Conversation`], calls without a
+/// conversation form the group whose `conversation` is `None`).
+pub type LlmUsageKey = llm::usage::UsageKey;
 
 /// A tenant's monthly budget.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -245,6 +239,8 @@ impl Store {
         // between concurrent PostgreSQL transactions).
         let mut sums: BTreeMap<RollupKey, Sums> = BTreeMap::new();
         let mut latency: BTreeMap<(RollupKey, i64), i64> = BTreeMap::new();
+        let mut latency_by_day: BTreeMap<(i64, i64), i64> = BTreeMap::new();
+        let mut latency_monthly: BTreeMap<(RollupKey, i64), i64> = BTreeMap::new();
         for (i, r) in rows.iter().enumerate() {
             if outcome.calls[i] != LlmInsertion::New {
                 continue;
@@ -257,6 +253,9 @@ impl Store {
             );
             add_to_sums(sums.entry(key).or_default(), r)?;
             *latency.entry((key, r.bucket)).or_default() += 1;
+            *latency_by_day.entry((r.day, r.bucket)).or_default() += 1;
+            let month_key = (month_of_day(r.day), key.1, key.2, key.3);
+            *latency_monthly.entry((month_key, r.bucket)).or_default() += 1;
         }
         let sums: Vec<_> = sums.into_iter().collect();
         for chunk in sums.chunks(CALL_CHUNK) {
@@ -313,6 +312,50 @@ impl Store {
                 query = query
                     .bind(tenant_id)
                     .bind(*day)
+                    .bind(*provider)
+                    .bind(*model)
+                    .bind(*operation)
+                    .bind(*bucket)
+                    .bind(*n);
+            }
+            query
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| write_error(e, tenant_id))?;
+        }
+
+        let latency_by_day: Vec<_> = latency_by_day.into_iter().collect();
+        for chunk in latency_by_day.chunks(CALL_CHUNK) {
+            let sql = format!(
+                "INSERT INTO llm_usage_latency_by_day (tenant_id, day, bucket, calls) VALUES {} \
+                 ON CONFLICT (tenant_id, day, bucket) DO UPDATE SET \
+                 calls = llm_usage_latency_by_day.calls + excluded.calls",
+                values_rows(self.backend, chunk.len(), 4)
+            );
+            let mut query = sqlx::query(&sql);
+            for ((day, bucket), n) in chunk {
+                query = query.bind(tenant_id).bind(*day).bind(*bucket).bind(*n);
+            }
+            query
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| write_error(e, tenant_id))?;
+        }
+
+        let latency_monthly: Vec<_> = latency_monthly.into_iter().collect();
+        for chunk in latency_monthly.chunks(CALL_CHUNK) {
+            let sql = format!(
+                "INSERT INTO llm_usage_latency_monthly (tenant_id, month, provider, model, \
+                 operation, bucket, calls) VALUES {} \
+                 ON CONFLICT (tenant_id, month, provider, model, operation, bucket) DO UPDATE SET \
+                 calls = llm_usage_latency_monthly.calls + excluded.calls",
+                values_rows(self.backend, chunk.len(), 7)
+            );
+            let mut query = sqlx::query(&sql);
+            for (((month, provider, model, operation), bucket), n) in chunk {
+                query = query
+                    .bind(tenant_id)
+                    .bind(*month)
                     .bind(*provider)
                     .bind(*model)
                     .bind(*operation)
@@ -413,6 +456,31 @@ impl Store {
             Backend::Sqlite => "group_concat(bucket || ':' || n, ',')",
             Backend::Postgres => "string_agg(bucket || ':' || n, ',')",
         };
+        // Where the histograms come from: grouped by day or not at all, the per-day ones (all
+        // providers, models and operations together: a few dozen rows a day); grouped by day and
+        // more, the per-group daily ones; otherwise the monthly ones for the whole months of the
+        // range and the daily ones for the days before and after them. `$4..$5` is the span of
+        // whole months (empty when there is none).
+        let (whole_from, whole_to) = whole_months(from_day, to_day);
+        let latency_rows = if dims.iter().all(|d| *d == Dimension::Day) {
+            format!(
+                "SELECT {select}bucket, calls FROM llm_usage_latency_by_day \
+                 WHERE tenant_id = $1 AND day >= $2 AND day < $3"
+            )
+        } else if dims.contains(&Dimension::Day) || whole_from >= whole_to {
+            format!(
+                "SELECT {select}bucket, calls FROM llm_usage_latency \
+                 WHERE tenant_id = $1 AND day >= $2 AND day < $3"
+            )
+        } else {
+            format!(
+                "SELECT {select}bucket, calls FROM llm_usage_latency \
+                 WHERE tenant_id = $1 AND ((day >= $2 AND day < $4) OR (day >= $5 AND day < $3)) \
+                 UNION ALL \
+                 SELECT {select}bucket, calls FROM llm_usage_latency_monthly \
+                 WHERE tenant_id = $1 AND month >= $4 AND month < $5"
+            )
+        };
         // One statement, so the sums and the histograms come from one snapshot. `part` 0 rows
         // are sums, `part` 1 rows histograms.
         let sql = format!(
@@ -428,9 +496,8 @@ impl Store {
              CAST(0 AS BIGINT), CAST(0 AS BIGINT), CAST(0 AS BIGINT), CAST(0 AS BIGINT), \
              CAST(0 AS BIGINT), CAST(0 AS BIGINT), CAST(0 AS BIGINT), CAST(0 AS BIGINT), \
              CAST(0 AS BIGINT) \
-             FROM (SELECT {select}bucket, CAST(SUM(calls) AS BIGINT) AS n FROM llm_usage_latency \
-                   WHERE tenant_id = $1 AND day >= $2 AND day < $3 \
-                   GROUP BY {select}bucket) l {group}"
+             FROM (SELECT {select}bucket, CAST(SUM(calls) AS BIGINT) AS n \
+                   FROM ({latency_rows}) r GROUP BY {select}bucket) l {group}"
         );
         let mut conn = self
             .acquire_read(Operation::Select, Table::LlmUsageDaily)
@@ -439,6 +506,8 @@ impl Store {
             .bind(tenant_id)
             .bind(from_day)
             .bind(to_day)
+            .bind(whole_from)
+            .bind(whole_to)
             .fetch_all(&mut *conn)
             .await
             .map_err(read_error)?;
@@ -959,6 +1028,27 @@ fn threshold_from(v: i64) -> Result<u8, StoreError> {
     })
 }
 
+/// The day number of the first day of the month containing `day`.
+fn month_of_day(day: i64) -> i64 {
+    Period::containing(day_start_ms(day))
+        .start_ms()
+        .div_euclid(DAY_MS)
+}
+
+/// The whole calendar months inside days `[from_day, to_day)`, as `[first day, end day)`;
+/// empty (`from >= to`) when none fits.
+fn whole_months(from_day: i64, to_day: i64) -> (i64, i64) {
+    let first = month_of_day(from_day);
+    let start = if first == from_day {
+        first
+    } else {
+        Period::containing(day_start_ms(from_day))
+            .end_ms()
+            .div_euclid(DAY_MS)
+    };
+    (start, month_of_day(to_day).max(start))
+}
+
 fn day_start_ms(day: i64) -> i64 {
     day.saturating_mul(DAY_MS)
 }
@@ -1349,6 +1439,20 @@ fn event_time(e: &LlmEvent) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn whole_months_are_the_calendar_months_inside_the_range() {
+        // 2026-01-01 is day 20454; 2026-02-01 day 20485; 2026-03-01 day 20513.
+        assert_eq!(month_of_day(20454 + 40), 20485);
+        assert_eq!(whole_months(20454, 20513), (20454, 20513));
+        assert_eq!(whole_months(20455, 20513), (20485, 20513));
+        assert_eq!(whole_months(20455, 20512), (20485, 20485), "none: empty");
+        assert_eq!(
+            whole_months(20455, 20460),
+            (20485, 20485),
+            "inside one month: empty"
+        );
+    }
 
     #[test]
     fn values_rows_number_postgres_parameters_and_leave_sqlite_ones_anonymous() {

@@ -689,7 +689,7 @@ fn arb_call() -> impl Strategy<Value = ModelCall> {
     (
         (
             0u8..24,
-            0i64..4,
+            0i64..70,
             0i64..DAY_MS,
             0usize..2,
             0usize..3,
@@ -781,7 +781,16 @@ fn usage_matches_sums(backend: store::Backend) {
             }
         }
         let day = T0 / DAY_MS;
-        for (from, to) in [(day, day + 4), (day + 1, day + 3), (day - 10, day + 100)] {
+        // Ranges inside one month, across month ends, and holding whole months (December
+        // 2026 and January 2027) with edge days on either side.
+        let ranges = [
+            (day, day + 4),
+            (day + 1, day + 3),
+            (day - 10, day + 100),
+            (day, day + 62),
+            (day + 5, day + 66),
+        ];
+        for (from, to) in ranges {
             let in_range: Vec<ModelCall> = stored
                 .iter()
                 .filter(|c| (from..to).contains(&c.time_ms.div_euclid(DAY_MS)))
