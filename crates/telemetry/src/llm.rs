@@ -474,9 +474,15 @@ impl LlmRecorder<'_> {
     /// threshold not in `reached` that had a series (or is a default threshold) is set to 0,
     /// so a new period starts clean. Call it at start-up from the store's recorded crossings
     /// and after each budget change or ingest that moves the spend.
+    ///
+    /// A tenant without a label value of its own (folded into `other`) gets no budget series:
+    /// a ratio or a crossing of several tenants' budgets under one label would mean nothing.
     pub fn set_budget(&self, tenant_id: &str, spent_ratio: f64, reached: &[u8]) {
         let m = self.metrics;
         let tenant = guarded(self.tenants, tenant_id);
+        if tenant == crate::tenants::OTHER {
+            return;
+        }
         let ratio = if spent_ratio.is_finite() {
             spent_ratio.max(0.0)
         } else {
@@ -974,6 +980,33 @@ mod tests {
         assert_eq!(total(&exp, "llm_budget_spent_ratio", &[]), Some(0.1));
         m.llm().clear_budget("tn");
         assert!(!m.encode().contains("llm_budget_spent_ratio{"));
+    }
+
+    #[test]
+    fn a_tenant_folded_into_other_has_no_budget_series() {
+        let m = Metrics::new(MetricsConfig {
+            tenant_label_limit: 1,
+            ..MetricsConfig::default()
+        });
+        m.llm().set_budget("tn_x", 0.5, &[50]);
+        m.llm().set_budget("tn_y", 0.9, &[50, 80]);
+        let exp = parse(&m.encode());
+        assert_eq!(
+            total(&exp, "llm_budget_spent_ratio", &[("tenant_id", "tn_x")]),
+            Some(0.5)
+        );
+        assert_eq!(
+            total(&exp, "llm_budget_spent_ratio", &[("tenant_id", "other")]),
+            None
+        );
+        assert_eq!(
+            total(
+                &exp,
+                "llm_budget_threshold_reached",
+                &[("tenant_id", "other")]
+            ),
+            None
+        );
     }
 
     proptest! {
