@@ -1009,7 +1009,60 @@ mod tests {
         );
     }
 
+    #[test]
+    fn calls_recorded_from_many_threads_are_all_counted() {
+        let m = Metrics::new(MetricsConfig::default());
+        std::thread::scope(|scope| {
+            for t in 0..4 {
+                let m = &m;
+                scope.spawn(move || {
+                    for i in 0..500 {
+                        let tokens = TokenCounts {
+                            input: 3,
+                            ..Default::default()
+                        };
+                        m.llm().record_model_call(
+                            &format!("tn_{}", i % 3),
+                            &call(&format!("m{t}"), tokens, Some(7)),
+                        );
+                    }
+                });
+            }
+        });
+        let exp = parse(&m.encode());
+        assert_eq!(total(&exp, "model_api_calls", &[]), Some(2_000.0));
+        assert_eq!(total(&exp, "model_api_tokens", &[]), Some(6_000.0));
+        match samples(
+            &exp,
+            "model_api_duration_seconds",
+            &[("tenant_id", "tn_0"), ("model", "m0")],
+        )
+        .first()
+        {
+            Some(OpenMetricsValue::Histogram(h)) => assert_eq!(h.count, Some(167)),
+            other => panic!("expected a histogram, got {other:?}"),
+        }
+    }
+
     proptest! {
+        #[test]
+        fn cents_are_the_exact_picodollar_sum_divided_once(
+            costs in proptest::collection::vec(0u64..50_000_000_000, 1..60),
+        ) {
+            let m = Metrics::new(MetricsConfig::default());
+            for c in &costs {
+                m.llm().record_model_call("tn", &call("m", TokenCounts::default(), Some(*c)));
+            }
+            let text = m.encode();
+            let line = text
+                .lines()
+                .find(|l| l.starts_with("model_api_cost_cents_total{"))
+                .expect("a cost series");
+            let written: f64 = line.rsplit_once(' ').expect("a value").1.parse().expect("a float");
+            let sum: u64 = costs.iter().sum();
+            prop_assert_eq!(written, sum as f64 / Cost::PER_CENT as f64);
+        }
+
         #[test]
         fn token_counters_sum_to_the_recorded_tokens(
             calls in proptest::collection::vec(
