@@ -474,9 +474,15 @@ impl LlmRecorder<'_> {
     /// threshold not in `reached` that had a series (or is a default threshold) is set to 0,
     /// so a new period starts clean. Call it at start-up from the store's recorded crossings
     /// and after each budget change or ingest that moves the spend.
+    ///
+    /// A tenant without a label value of its own (folded into `other`) gets no budget series:
+    /// a ratio or a crossing of several tenants' budgets under one label would mean nothing.
     pub fn set_budget(&self, tenant_id: &str, spent_ratio: f64, reached: &[u8]) {
         let m = self.metrics;
         let tenant = guarded(self.tenants, tenant_id);
+        if tenant == crate::tenants::OTHER {
+            return;
+        }
         let ratio = if spent_ratio.is_finite() {
             spent_ratio.max(0.0)
         } else {
@@ -976,7 +982,87 @@ mod tests {
         assert!(!m.encode().contains("llm_budget_spent_ratio{"));
     }
 
+    #[test]
+    fn a_tenant_folded_into_other_has_no_budget_series() {
+        let m = Metrics::new(MetricsConfig {
+            tenant_label_limit: 1,
+            ..MetricsConfig::default()
+        });
+        m.llm().set_budget("tn_x", 0.5, &[50]);
+        m.llm().set_budget("tn_y", 0.9, &[50, 80]);
+        let exp = parse(&m.encode());
+        assert_eq!(
+            total(&exp, "llm_budget_spent_ratio", &[("tenant_id", "tn_x")]),
+            Some(0.5)
+        );
+        assert_eq!(
+            total(&exp, "llm_budget_spent_ratio", &[("tenant_id", "other")]),
+            None
+        );
+        assert_eq!(
+            total(
+                &exp,
+                "llm_budget_threshold_reached",
+                &[("tenant_id", "other")]
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn calls_recorded_from_many_threads_are_all_counted() {
+        let m = Metrics::new(MetricsConfig::default());
+        std::thread::scope(|scope| {
+            for t in 0..4 {
+                let m = &m;
+                scope.spawn(move || {
+                    for i in 0..500 {
+                        let tokens = TokenCounts {
+                            input: 3,
+                            ..Default::default()
+                        };
+                        m.llm().record_model_call(
+                            &format!("tn_{}", i % 3),
+                            &call(&format!("m{t}"), tokens, Some(7)),
+                        );
+                    }
+                });
+            }
+        });
+        let exp = parse(&m.encode());
+        assert_eq!(total(&exp, "model_api_calls", &[]), Some(2_000.0));
+        assert_eq!(total(&exp, "model_api_tokens", &[]), Some(6_000.0));
+        match samples(
+            &exp,
+            "model_api_duration_seconds",
+            &[("tenant_id", "tn_0"), ("model", "m0")],
+        )
+        .first()
+        {
+            Some(OpenMetricsValue::Histogram(h)) => assert_eq!(h.count, Some(167)),
+            other => panic!("expected a histogram, got {other:?}"),
+        }
+    }
+
     proptest! {
+        #[test]
+        fn cents_are_the_exact_picodollar_sum_divided_once(
+            costs in proptest::collection::vec(0u64..50_000_000_000, 1..60),
+        ) {
+            let m = Metrics::new(MetricsConfig::default());
+            for c in &costs {
+                m.llm().record_model_call("tn", &call("m", TokenCounts::default(), Some(*c)));
+            }
+            let text = m.encode();
+            let line = text
+                .lines()
+                .find(|l| l.starts_with("model_api_cost_cents_total{"))
+                .expect("a cost series");
+            let written: f64 = line.rsplit_once(' ').expect("a value").1.parse().expect("a float");
+            let sum: u64 = costs.iter().sum();
+            prop_assert_eq!(written, sum as f64 / Cost::PER_CENT as f64);
+        }
+
         #[test]
         fn token_counters_sum_to_the_recorded_tokens(
             calls in proptest::collection::vec(

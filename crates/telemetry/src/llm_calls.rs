@@ -533,15 +533,15 @@ impl Writer<'_> {
             }
             o.push('\n');
         }
+        // Each bucket line is head, le, tail, count: the fixed parts are built once.
+        let head = format!("{name}_bucket{{le=\"");
+        let tail = format!("\",{series}}} ");
         let mut cumulative = 0u64;
         for (n, le) in own.iter().zip(le) {
             cumulative += n;
-            o.push_str(name);
-            o.push_str("_bucket{le=\"");
+            o.push_str(&head);
             o.push_str(le);
-            o.push_str("\",");
-            o.push_str(series);
-            o.push_str("} ");
+            o.push_str(&tail);
             o.push_str(digits.format(cumulative));
             o.push('\n');
         }

@@ -752,6 +752,11 @@ async fn the_change_stream_reports_changes_and_resumes() {
         .map(|(event, id, _)| (event.as_str(), id.as_str()))
         .collect();
     assert_eq!(ids, [("ready", "4"), ("change", "3"), ("change", "4")]);
+    // Both streams are counted in `sse_connections_active`; one its client dropped is not.
+    assert_eq!(app.state.metrics().connections().sse_active(), 2);
+    drop(live);
+    drop(resumed);
+    assert_eq!(app.state.metrics().connections().sse_active(), 0);
 
     let bad = send_with(
         &app,
