@@ -133,13 +133,6 @@ pub async fn compute(
     let mut groups = Vec::with_capacity(rows.len());
     for (key, totals) in rows {
         all.merge(&totals);
-        let key = UsageKey {
-            day: key.day,
-            provider: key.provider,
-            model: key.model,
-            operation: key.operation,
-            conversation: key.conversation,
-        };
         groups.push(UsageRow::new(&key, &totals, &query.group_by));
     }
     Ok(UsageAnswer {
