@@ -205,17 +205,18 @@ pub(crate) async fn otlp_traces(
     })?;
     let max_spans = settings.max_spans_per_request;
     let encoding_header = content_encoding(&headers).map(str::to_owned);
+    // Large (or compressed, so possibly large) bodies are decoded off the async workers.
+    let decode_inline = raw.len() <= 64 * 1024 && encoding_header.is_none();
     let decode = move || {
         let plain = otlp::decompress(raw, encoding_header.as_deref(), limit)?;
         otlp::decode(&plain, encoding)
     };
-    // Large bodies are decoded off the async workers.
-    let request = if limit > 64 * 1024 {
+    let request = if decode_inline {
+        decode()
+    } else {
         tokio::task::spawn_blocking(decode)
             .await
             .map_err(|_| OtlpError::from_api(ApiError::internal(), encoding))?
-    } else {
-        decode()
     }
     .map_err(|e| match e {
         DecodeError::TooLarge(_) => too_large(),
@@ -449,6 +450,8 @@ pub(crate) async fn ingest_events(
         DecodeError::Malformed(m) => ApiError::new(ProblemKind::MalformedJson, m),
     })?;
     let now = now_ms();
+    // Bodies past 16 KiB (after gzip) are parsed off the async workers.
+    let parse_inline = raw.len() <= 16 * 1024;
     let parse = move || {
         let items = crate::ingest::split_body(&raw, framing)?;
         if items.len() > max_events {
@@ -456,7 +459,7 @@ pub(crate) async fn ingest_events(
         }
         Ok::<_, BodyError>(validate_events(items, now))
     };
-    let parsed = if raw_len_small(&headers) {
+    let parsed = if parse_inline {
         parse()
     } else {
         tokio::task::spawn_blocking(parse)
@@ -513,14 +516,6 @@ pub(crate) async fn ingest_events(
         duplicates: outcome.duplicates,
         rejected,
     }))
-}
-
-fn raw_len_small(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok())
-        .is_some_and(|len| len <= 16 * 1024)
 }
 
 /// A rejected event and its `type` for the metrics (`unknown` when it had no known one).
