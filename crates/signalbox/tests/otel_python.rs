@@ -21,11 +21,12 @@ fn fixture_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/otel")
 }
 
-/// The tenant's prices for the two models, USD per million tokens: (input, output).
-fn price(provider: &str, model: &str) -> (u64, u64) {
+/// The tenant's prices for the two models in picodollars per token (micro-dollars per million
+/// tokens): (input, cache read, output).
+fn price(provider: &str, model: &str) -> (u64, u64, u64) {
     match (provider, model) {
-        ("openai", "gpt-4o-mini") => (150_000, 600_000),
-        ("anthropic", "claude-sonnet-4") => (3_000_000, 15_000_000),
+        ("openai", "gpt-4o-mini") => (150_000, 75_000, 600_000),
+        ("anthropic", "claude-sonnet-4") => (3_000_000, 300_000, 15_000_000),
         other => panic!("the script sent a model with no test price: {other:?}"),
     }
 }
@@ -37,9 +38,9 @@ fn prices_body() -> Value {
             "version": "otel-acceptance",
             "prices": [
                 {"provider": "openai", "model": "gpt-4o-mini", "effective_from": "2020-01-01",
-                 "input": "0.15", "output": "0.60"},
+                 "input": "0.15", "cache_read": "0.075", "output": "0.60"},
                 {"provider": "anthropic", "model": "claude-sonnet-4", "effective_from": "2020-01-01",
-                 "input": "3.00", "output": "15.00"}
+                 "input": "3.00", "cache_read": "0.30", "output": "15.00"}
             ]
         }
     })
@@ -63,15 +64,18 @@ fn send_json(addr: &str, method: &str, path: &str, key: &str, body: &Value) -> (
     (status, reply)
 }
 
-/// What the usage API should say per conversation: (calls, errors, input, output, cost).
-type Expected = BTreeMap<String, (u64, u64, u64, u64, u64)>;
+/// What the usage API should say per conversation: (calls, errors, input (exclusive of cache
+/// reads), cache reads, output, cost in picodollars).
+type Expected = BTreeMap<String, (u64, u64, u64, u64, u64, u64)>;
 
 fn expected(sent: &Value) -> Expected {
     let mut out = Expected::new();
     for call in sent["calls"].as_array().expect("calls") {
-        let input = call["input_tokens"].as_u64().unwrap();
+        // The conventions' input count includes cache reads; signalbox stores them apart.
+        let cache_read = call["cache_read_tokens"].as_u64().unwrap();
+        let input = call["input_tokens"].as_u64().unwrap() - cache_read;
         let output = call["output_tokens"].as_u64().unwrap();
-        let (pi, po) = price(
+        let (pi, pc, po) = price(
             call["provider"].as_str().unwrap(),
             call["model"].as_str().unwrap(),
         );
@@ -81,8 +85,9 @@ fn expected(sent: &Value) -> Expected {
         e.0 += 1;
         e.1 += u64::from(call["error"].as_bool().unwrap());
         e.2 += input;
-        e.3 += output;
-        e.4 += input * pi + output * po;
+        e.3 += cache_read;
+        e.4 += output;
+        e.5 += input * pi + cache_read * pc + output * po;
     }
     out
 }
@@ -138,6 +143,7 @@ fn reported(server: &Server, key: &str, prefix: &str) -> Expected {
                 g["calls"].as_u64().unwrap(),
                 g["errors"].as_u64().unwrap(),
                 g["tokens"]["input"].as_u64().unwrap(),
+                g["tokens"]["cache_read"].as_u64().unwrap(),
                 g["tokens"]["output"].as_u64().unwrap(),
                 g["cost_picodollars"].as_u64().unwrap(),
             ),

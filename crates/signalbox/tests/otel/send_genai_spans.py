@@ -68,16 +68,17 @@ class JsonSpanExporter(SpanExporter):
         return True
 
 
-# Two models across three conversations; (conversation, provider, model, input, output, error)
+# Two models across three conversations:
+# (conversation, provider, model, input (including cache reads), cache reads, output, error)
 CALLS = [
-    (1, "openai", "gpt-4o-mini", 1200, 300, None),
-    (1, "openai", "gpt-4o-mini", 1500, 420, None),
-    (1, "anthropic", "claude-sonnet-4", 900, 250, None),
-    (2, "anthropic", "claude-sonnet-4", 2000, 800, None),
-    (2, "openai", "gpt-4o-mini", 640, 0, "timeout"),
-    (3, "openai", "gpt-4o-mini", 333, 77, None),
-    (3, "anthropic", "claude-sonnet-4", 4096, 1024, None),
-    (3, "anthropic", "claude-sonnet-4", 17, 5, None),
+    (1, "openai", "gpt-4o-mini", 1200, 0, 300, None),
+    (1, "openai", "gpt-4o-mini", 1500, 1024, 420, None),
+    (1, "anthropic", "claude-sonnet-4", 900, 0, 250, None),
+    (2, "anthropic", "claude-sonnet-4", 2000, 0, 800, None),
+    (2, "openai", "gpt-4o-mini", 640, 0, 0, "timeout"),
+    (3, "openai", "gpt-4o-mini", 333, 0, 77, None),
+    (3, "anthropic", "claude-sonnet-4", 4096, 2048, 1024, None),
+    (3, "anthropic", "claude-sonnet-4", 17, 0, 5, None),
 ]
 
 
@@ -101,7 +102,7 @@ def main():
     tracer = provider.get_tracer("signalbox-acceptance")
 
     sent = []
-    for conversation, system, model, input_tokens, output_tokens, error in CALLS:
+    for conversation, system, model, input_tokens, cache_read, output_tokens, error in CALLS:
         conversation_id = f"{run}-conversation-{conversation}"
         # A parent span that is not a GenAI span: counted and dropped by signalbox.
         with tracer.start_as_current_span("handle message", kind=SpanKind.SERVER):
@@ -113,6 +114,8 @@ def main():
                 span.set_attribute("gen_ai.conversation.id", conversation_id)
                 span.set_attribute("gen_ai.usage.input_tokens", input_tokens)
                 span.set_attribute("gen_ai.usage.output_tokens", output_tokens)
+                if cache_read:
+                    span.set_attribute("gen_ai.usage.cache_read.input_tokens", cache_read)
                 if error:
                     span.set_attribute("error.type", error)
                     span.set_status(Status(StatusCode.ERROR, error))
@@ -122,6 +125,7 @@ def main():
                 "provider": system,
                 "model": model,
                 "input_tokens": input_tokens,
+                "cache_read_tokens": cache_read,
                 "output_tokens": output_tokens,
                 "error": error is not None,
             }
