@@ -13,6 +13,8 @@
 //! LLM_BENCH_BACKEND=postgres cargo bench -p store --bench llm_usage   # a private PG schema
 //! LLM_BENCH_SQLITE_DIR=/some/dir cargo bench -p store --bench llm_usage  # keep and reuse the file
 //! ```
+//!
+//! `LLM_BENCH_CALLS` and `LLM_BENCH_QUERIES` (default 1,000) change the sizes.
 
 use std::time::{Duration, Instant};
 
@@ -239,6 +241,35 @@ async fn load(backend: Backend, options: &StoreOptions, tenant: &str, calls: i64
         .execute(&mut conn)
         .await
         .expect("latency by day");
+    // Month of each day, computed here so the SQL stays portable.
+    conn.execute(sqlx::raw_sql(
+        "DROP TABLE IF EXISTS bench_months; \
+         CREATE TABLE bench_months (day BIGINT PRIMARY KEY, month BIGINT NOT NULL)",
+    ))
+    .await
+    .expect("months table");
+    let mut tx = conn.begin().await.expect("begin");
+    for day in T0 / DAY_MS..T0 / DAY_MS + DAYS + 1 {
+        let month = llm::budget::Period::containing(day * DAY_MS).start_ms() / DAY_MS;
+        sqlx::query("INSERT INTO bench_months VALUES ($1, $2)")
+            .bind(day)
+            .bind(month)
+            .execute(&mut *tx)
+            .await
+            .expect("month row");
+    }
+    tx.commit().await.expect("commit months");
+    let monthly = "INSERT INTO llm_usage_latency_monthly (tenant_id, month, provider, model, \
+          operation, bucket, calls) \
+        SELECT l.tenant_id, bm.month, l.provider, l.model, l.operation, l.bucket, SUM(l.calls) \
+        FROM llm_usage_latency l JOIN bench_months bm ON bm.day = l.day \
+        WHERE l.tenant_id = $1 \
+        GROUP BY l.tenant_id, bm.month, l.provider, l.model, l.operation, l.bucket";
+    sqlx::query(monthly)
+        .bind(tenant)
+        .execute(&mut conn)
+        .await
+        .expect("monthly latency");
     let analyze = match backend {
         Backend::Sqlite => "ANALYZE",
         Backend::Postgres => {
@@ -316,7 +347,8 @@ async fn time_queries(store: &Store, tenant: &str) {
     let mut times: Vec<Vec<Duration>> = vec![Vec::new(); shapes.len()];
     let mut groups = vec![0usize; shapes.len()];
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-    for q in 0..1000 {
+    let queries = env_u64("LLM_BENCH_QUERIES", 1000) as usize;
+    for q in 0..queries {
         let s = q % shapes.len();
         let (_, dims, days) = shapes[s];
         let from = first_day + rng.below((DAYS - days + 1) as u64) as i64;
@@ -328,7 +360,7 @@ async fn time_queries(store: &Store, tenant: &str) {
         times[s].push(started.elapsed());
         groups[s] = rows.len();
     }
-    println!("usage queries (1,000 in all, shapes in turn):");
+    println!("usage queries ({queries} in all, shapes in turn):");
     println!(
         "  {:<34} {:>7} {:>10} {:>10} {:>8}",
         "group_by, range", "runs", "p50", "p99", "groups"
@@ -393,6 +425,32 @@ async fn check_rollups(store: &Store, tenant: &str) {
     assert_eq!(
         whole_day[0].1, all,
         "the per-day histograms equal the raw ones"
+    );
+    // Whole months (monthly histograms) plus edge days equal the daily histograms merged.
+    let (from, to) = (T0 / DAY_MS + 20, T0 / DAY_MS + 100);
+    let by_month = store
+        .llm_usage(tenant, from, to, &[Dimension::Provider, Dimension::Model])
+        .await
+        .unwrap();
+    let by_day = store
+        .llm_usage(
+            tenant,
+            from,
+            to,
+            &[Dimension::Day, Dimension::Provider, Dimension::Model],
+        )
+        .await
+        .unwrap();
+    let mut merged_days: std::collections::BTreeMap<store::LlmUsageKey, llm::usage::UsageTotals> =
+        Default::default();
+    for (mut key, t) in by_day {
+        key.day = None;
+        merged_days.entry(key).or_default().merge(&t);
+    }
+    assert_eq!(
+        merged_days.into_iter().collect::<Vec<_>>(),
+        by_month,
+        "monthly histograms equal the daily ones"
     );
     let calls: u64 = from_rollups.iter().map(|(_, t)| t.calls).sum();
     eprintln!(

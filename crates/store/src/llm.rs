@@ -48,6 +48,9 @@ pub const MAX_LLM_TEXT_BYTES: usize = 256;
 /// Largest per-tenant price table text accepted, in bytes.
 pub const MAX_LLM_PRICES_BYTES: usize = 1 << 20;
 const DAY_MS: i64 = 86_400_000;
+/// 0000-01-01 and 10000-01-01 as day numbers: the span usage queries are clamped to.
+const FIRST_DAY: i64 = -719_528;
+const LAST_DAY: i64 = 2_932_897;
 
 /// What became of one call or event passed to [`Store::insert_llm_batch`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -418,6 +421,12 @@ impl Store {
         to_day: i64,
         group_by: &[Dimension],
     ) -> Result<Vec<(LlmUsageKey, UsageTotals)>, StoreError> {
+        // Days outside years 0 to 9999 hold nothing; clamping keeps the calendar arithmetic of
+        // `whole_months` far from overflow whatever the caller passes.
+        let (from_day, to_day) = (
+            from_day.clamp(FIRST_DAY, LAST_DAY),
+            to_day.clamp(FIRST_DAY, LAST_DAY),
+        );
         let mut dims: Vec<Dimension> = group_by.to_vec();
         dims.sort_unstable();
         dims.dedup();

@@ -181,6 +181,12 @@ async fn a_repeated_batch_changes_nothing(f: &TestStore) {
         "effective costs summed"
     );
 
+    // The widest range still answers (clamped to years 0 to 9999), not grouped by day too.
+    let widest = s
+        .llm_usage(&t, i64::MIN, i64::MAX, &[Dimension::Model])
+        .await
+        .unwrap();
+    assert_eq!(widest.iter().map(|(_, u)| u.calls).sum::<u64>(), 4);
     // An empty range, an inverted range, and nothing at all.
     assert!(s
         .llm_usage(&t, day + 5, day + 9, &[])
