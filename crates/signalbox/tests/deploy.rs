@@ -613,13 +613,18 @@ fn a_real_prometheus_scrapes_signalbox_and_sees_token_rates() {
         out.status
     );
 
+    // The shipped rules are loaded too, so the recorded series are checked against real data.
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("prometheus.yml");
+    let [recording, alerts] = rule_files().map(|p| p.canonicalize().unwrap());
     std::fs::write(
         &config,
         format!(
             "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
+             rule_files:\n  - {}\n  - {}\n\
              scrape_configs:\n  - job_name: signalbox\n    static_configs:\n      - targets: [\"{}\"]\n",
+            recording.display(),
+            alerts.display(),
             sb.server.addr
         ),
     )
@@ -643,73 +648,90 @@ fn a_real_prometheus_scrapes_signalbox_and_sees_token_rates() {
     let prom_log =
         || std::fs::read_to_string(dir.path().join("prometheus.log")).unwrap_or_default();
 
-    let query = format!(
-        "/api/v1/query?query={}",
-        encode_query("sum by (token_type) (rate(model_api_tokens_total[1m]))")
-    );
+    // What must become true, polled until a deadline while traffic keeps flowing: the target is
+    // up without a scrape error, the token rate has input and output samples above 0, and the
+    // recording rules produce the token total and both SLIs for the job.
+    let token_rate = "sum by (token_type) (rate(model_api_tokens_total[1m]))";
+    let recorded = [
+        r#"tenant_model:model_api_tokens_total:sum{token_type="total",job="signalbox"}"#,
+        r#"job:sli_errors:ratio_rate5m{job="signalbox"}"#,
+        r#"job:sli_latency_slow:ratio_rate5m{job="signalbox"}"#,
+    ];
     let deadline = Instant::now() + Duration::from_secs(90);
     let mut batch = 1;
-    let mut target_up = false;
     let mut last = String::new();
     loop {
         assert!(
             Instant::now() < deadline,
-            "deadline passed; target up: {target_up}; last answer: {last}\nprometheus log:\n{}",
+            "deadline passed; last answer: {last}\nprometheus log:\n{}",
             prom_log()
         );
         // Fresh events each round, so the counters keep growing between scrapes.
         sb.traffic(batch);
         batch += 1;
-        let ready = TcpStream::connect(&prom_addr).is_ok();
-        if !ready {
+        if TcpStream::connect(&prom_addr).is_err() {
             std::thread::sleep(Duration::from_millis(200));
             continue;
         }
-        if !target_up {
-            let (status, body) = http(&prom_addr, "GET", "/api/v1/targets", &[], "");
-            last = body.clone();
-            if status == 200 {
-                let v: Value = serde_json::from_str(&body).unwrap();
-                let targets = v["data"]["activeTargets"].as_array().unwrap();
-                if let Some(t) = targets.iter().find(|t| t["labels"]["job"] == "signalbox") {
-                    let error = t["lastError"].as_str().unwrap_or("");
-                    assert!(error.is_empty(), "scrape error: {error}\n{body}");
-                    target_up = t["health"] == "up";
-                }
-            }
-        }
-        if target_up {
-            let (status, body) = http(&prom_addr, "GET", &query, &[], "");
-            last = body.clone();
-            assert_eq!(status, 200, "{body}");
+        let (status, body) = http(&prom_addr, "GET", "/api/v1/targets", &[], "");
+        last = body.clone();
+        let up = status == 200 && {
             let v: Value = serde_json::from_str(&body).unwrap();
-            let result = v["data"]["result"].as_array().unwrap();
-            let positive = result.iter().any(|s| {
-                s["value"][1]
-                    .as_str()
-                    .and_then(|x| x.parse::<f64>().ok())
-                    .is_some_and(|x| x > 0.0)
-            });
-            if positive {
-                let types: BTreeSet<&str> = result
-                    .iter()
-                    .filter_map(|s| s["metric"]["token_type"].as_str())
-                    .collect();
-                assert!(
-                    types.contains("input") && types.contains("output"),
-                    "{body}"
-                );
-                assert!(!types.contains("total"), "token_type is exclusive: {body}");
-                // The target is still up with no error now that it has been scraped many times.
-                let (_, body) = http(&prom_addr, "GET", "/api/v1/targets", &[], "");
-                let v: Value = serde_json::from_str(&body).unwrap();
-                let t = &v["data"]["activeTargets"][0];
-                assert_eq!(t["health"], "up", "{body}");
-                assert_eq!(t["lastError"], "", "{body}");
-                break;
-            }
+            let targets = v["data"]["activeTargets"].as_array().unwrap();
+            targets.iter().any(|t| {
+                let error = t["lastError"].as_str().unwrap_or("");
+                assert!(error.is_empty(), "scrape error: {error}\n{body}");
+                t["labels"]["job"] == "signalbox" && t["health"] == "up"
+            })
+        };
+        let done = up && {
+            let (result, body) = prom_query(&prom_addr, token_rate);
+            last = body.clone();
+            let types: BTreeSet<&str> = result
+                .iter()
+                .filter(|s| {
+                    s["value"][1]
+                        .as_str()
+                        .and_then(|x| x.parse::<f64>().ok())
+                        .is_some_and(|x| x > 0.0)
+                })
+                .filter_map(|s| s["metric"]["token_type"].as_str())
+                .collect();
+            assert!(!types.contains("total"), "token_type is exclusive: {body}");
+            types.contains("input")
+                && types.contains("output")
+                && recorded.iter().all(|q| {
+                    let (result, body) = prom_query(&prom_addr, q);
+                    last = body;
+                    !result.is_empty()
+                })
+        };
+        if done {
+            break;
         }
-        // Prometheus scrapes every second; ask again after part of one.
+        // Prometheus scrapes and evaluates every second; ask again after part of one.
         std::thread::sleep(Duration::from_millis(250));
     }
+
+    // Every shipped rule evaluated without error on the real series.
+    let (status, body) = http(&prom_addr, "GET", "/api/v1/rules", &[], "");
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let mut rules = 0;
+    for group in v["data"]["groups"].as_array().unwrap() {
+        for rule in group["rules"].as_array().unwrap() {
+            rules += 1;
+            assert_eq!(rule["health"], "ok", "{rule}");
+        }
+    }
+    assert_eq!(rules, 37, "{body}");
+}
+
+/// An instant query's result vector, and the whole answer for failure messages.
+fn prom_query(addr: &str, query: &str) -> (Vec<Value>, String) {
+    let path = format!("/api/v1/query?query={}", encode_query(query));
+    let (status, body) = http(addr, "GET", &path, &[], "");
+    assert_eq!(status, 200, "{query}: {body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    (v["data"]["result"].as_array().unwrap().clone(), body)
 }
