@@ -69,6 +69,48 @@ fn promtool_checks_and_unit_tests_the_rules() {
     );
     assert_eq!(report.matches("SUCCESS").count(), 2, "{report}");
 
+    // The example configuration is valid, and so is its commented bearer-token variant.
+    let example = deploy_dir().join("prometheus/prometheus.yml");
+    let report = run_tool(
+        promtool().args(["check", "config"]).arg(&example),
+        "promtool check config",
+    );
+    assert!(
+        report.contains("is valid prometheus config file syntax"),
+        "{report}"
+    );
+    let text = std::fs::read_to_string(&example).unwrap();
+    let bearer: String = text
+        .lines()
+        .map(|l| match l.trim_start().strip_prefix("# ") {
+            Some(rest)
+                if ["authorization:", "type: Bearer", "credentials_file:"]
+                    .iter()
+                    .any(|k| rest.trim_start().starts_with(k)) =>
+            {
+                format!("{}{rest}\n", &l[..l.find('#').unwrap()])
+            }
+            _ => format!("{l}\n"),
+        })
+        .collect();
+    assert!(
+        bearer.contains("\n    authorization:\n      type: Bearer\n"),
+        "{bearer}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    for file in rule_files() {
+        std::fs::copy(&file, dir.path().join(file.file_name().unwrap())).unwrap();
+    }
+    std::fs::write(dir.path().join("token"), "secret").unwrap();
+    let bearer = bearer.replace("/etc/prometheus/signalbox-token", "token");
+    std::fs::write(dir.path().join("prometheus.yml"), bearer).unwrap();
+    run_tool(
+        promtool()
+            .current_dir(dir.path())
+            .args(["check", "config", "prometheus.yml"]),
+        "promtool check config (bearer variant)",
+    );
+
     let tests_dir = deploy_dir().join("prometheus/tests");
     let mut tests: Vec<String> = std::fs::read_dir(&tests_dir)
         .unwrap()
