@@ -234,3 +234,88 @@ async fn redis_holds_gzip_exactly_over_the_compression_threshold() {
         cache.invalidate_prefix("").await;
     }
 }
+
+/// One random value for a profile: its length near one of the profile's limits or small, its
+/// bytes compressible or not.
+fn sized_value() -> impl proptest::strategy::Strategy<Value = (&'static str, usize, bool, u64)> {
+    use proptest::prelude::*;
+    (
+        proptest::sample::select(SEED_003.to_vec()),
+        prop_oneof![Just(0usize), Just(1usize), Just(2usize)],
+        -8i64..=8,
+        any::<bool>(),
+        any::<u64>(),
+    )
+        .prop_map(|(name, near, offset, compressible, seed)| {
+            let p = table_profile(name);
+            let anchor = match near {
+                0 => 64,
+                1 => p.compress_over_bytes.unwrap_or(p.max_entry_bytes / 2),
+                _ => p.max_entry_bytes,
+            };
+            let len = usize::try_from(i64::try_from(anchor).unwrap() + offset).unwrap();
+            (name, len, compressible, seed)
+        })
+}
+
+/// Bytes that gzip cannot shrink (xorshift), or a repeating pattern it can.
+fn bytes(len: usize, compressible: bool, mut seed: u64) -> Bytes {
+    if compressible {
+        return value_of(len);
+    }
+    seed |= 1;
+    Bytes::from(
+        (0..len)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                seed.to_le_bytes()[0]
+            })
+            .collect::<Vec<u8>>(),
+    )
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(32))]
+
+    /// Whatever its size and content, a value written through a seed 003 profile is read back by
+    /// another process exactly when it fits the cap (and then byte for byte), is otherwise
+    /// counted as oversize and left out of Redis, and is stored gzipped only over the threshold.
+    #[test]
+    fn values_round_trip_through_redis_exactly_when_they_fit((name, len, compressible, seed) in sized_value()) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let p = table_profile(name);
+            let value = bytes(len, compressible, seed);
+            let prefix = fresh_prefix();
+            let cache = cache_on_redis(&prefix);
+            cache.insert("v", &p, value.clone()).await.unwrap();
+            let fits = len <= p.max_entry_bytes;
+            assert_eq!(cache.stats().oversize, u64::from(!fits), "{name} {len}");
+            match stored(&prefix, "v").await {
+                None => assert!(!fits, "{name}: {len} bytes fit but are not in Redis"),
+                Some((raw, _)) => {
+                    assert!(fits, "{name}: {len} bytes stored over the cap");
+                    if raw[0] == 1 {
+                        assert!(
+                            p.compress_over_bytes.is_some_and(|t| len > t),
+                            "{name}: {len} bytes gzipped"
+                        );
+                    } else {
+                        assert_eq!(&raw[1..], &value[..], "{name}: raw copy");
+                    }
+                    if compressible && p.compress_over_bytes.is_some_and(|t| len > t) {
+                        assert_eq!(raw[0], 1, "{name}: {len} compressible bytes stay raw");
+                    }
+                }
+            }
+            let other = cache_on_redis(&prefix);
+            let calls = Arc::new(AtomicUsize::new(0));
+            let got = read(&other, "v", &p, &value, &calls).await;
+            assert_eq!(got, value, "{name} {len}");
+            assert_eq!(calls.load(Ordering::SeqCst), usize::from(!fits), "{name} {len}");
+            cache.invalidate_prefix("").await;
+        });
+    }
+}
