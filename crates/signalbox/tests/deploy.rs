@@ -691,13 +691,16 @@ fn a_real_prometheus_scrapes_signalbox_and_sees_token_rates() {
         || std::fs::read_to_string(dir.path().join("prometheus.log")).unwrap_or_default();
 
     // What must become true, polled until a deadline while traffic keeps flowing: the target is
-    // up without a scrape error, the token rate has input and output samples above 0, and the
-    // recording rules produce the token total and both SLIs for the job.
+    // up without a scrape error, the token rate has input and output samples above 0, the
+    // recording rules produce the token total and both SLIs for the job, and the scrapes
+    // themselves are counted.
     let token_rate = "sum by (token_type) (rate(model_api_tokens_total[1m]))";
     let recorded = [
         r#"tenant_model:model_api_tokens_total:sum{token_type="total",job="signalbox"}"#,
         r#"job:sli_errors:ratio_rate5m{job="signalbox"}"#,
         r#"job:sli_latency_slow:ratio_rate5m{job="signalbox"}"#,
+        // Scrapes count themselves, which SignalboxRequestMetricsAbsent relies on.
+        r#"http_requests_total{job="signalbox",endpoint="/metrics"}"#,
     ];
     let deadline = Instant::now() + Duration::from_secs(90);
     let mut batch = 1;
