@@ -1,5 +1,5 @@
 //! A two-layer read-through cache: moka in process memory (L1) in front of Redis (L2), with
-//! seed 002's per-data-type configurations.
+//! the per-data-type configurations of seeds 002 and 003.
 //!
 //! [`TieredCache::get_or_load`] is the whole read path:
 //!
@@ -55,7 +55,9 @@ mod tiered;
 
 use std::sync::Arc;
 
-pub use profile::{CacheProfile, Layers, DEFAULT_COMPRESS_OVER_BYTES};
+pub use profile::{
+    CacheProfile, Layers, DEFAULT_COMPRESS_OVER_BYTES, SEED_003_COMPRESS_OVER_BYTES,
+};
 pub use stats::{BusStats, CacheStats, LayerStats};
 pub use tiered::{CacheConfig, PrefixInvalidation, TieredCache, L1_ENTRY_OVERHEAD_BYTES};
 

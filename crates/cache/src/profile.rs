@@ -1,4 +1,5 @@
-//! Per-data-type cache configuration: seed 002's `CacheConfig` table as [`CacheProfile`]s.
+//! Per-data-type cache configuration: the `CacheConfig` tables of seed 002 (general data types)
+//! and seed 003 (chatbot data types) as [`CacheProfile`]s.
 
 use std::time::Duration;
 
@@ -33,11 +34,29 @@ impl Layers {
 
 /// How one data type is cached.
 ///
-/// The named constructors are seed 002's data types with its TTLs, layers and refresh
-/// thresholds. The seed's CDN and database-query layers are not caches this process holds, so
+/// The named constructors are seed 002's and seed 003's data types. Seed 002's come with its
+/// TTLs, layers and refresh thresholds. The seed's CDN and database-query layers are not caches this process holds, so
 /// they are dropped from the layer lists; its `compression: true` becomes a threshold of
 /// [`DEFAULT_COMPRESS_OVER_BYTES`], and it sets no entry size limit, so the limits here are
 /// chosen per type (sessions and flags are small, analytics and static content large).
+///
+/// Seed 003's (`conversation_context`, `model_response`, `tenant_config`,
+/// `integration_config`, `analytics_data`, and `user_session`, which both seeds name) come with
+/// its TTLs, entry size caps (`max_size_mb`, read as MiB) and compression thresholds
+/// (`compression_threshold_kb`, 100 KiB unless the type says otherwise, read as KiB). The seed
+/// keeps every type in its local cache and in Redis, so they use [`Layers::L1_AND_L2`]; it has
+/// no refresh-ahead, so they do not refresh ahead (an analytics query or a model call is not
+/// something to re-run in the background on a guess).
+///
+/// ```
+/// use cache::CacheProfile;
+/// use std::time::Duration;
+///
+/// let p = CacheProfile::named("model_response").unwrap();
+/// assert_eq!(p.ttl, Duration::from_secs(7200));
+/// assert_eq!(p.max_entry_bytes, 5 * 1024 * 1024);
+/// assert_eq!(p.compress_over_bytes, Some(50 * 1024));
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct CacheProfile {
     /// How long a value lives after it was loaded, in every layer.
@@ -59,18 +78,65 @@ pub struct CacheProfile {
 /// The compression threshold given to the seed's `compression: true` types.
 pub const DEFAULT_COMPRESS_OVER_BYTES: usize = 1024;
 
+/// Seed 003's compression threshold for types that compress without naming one
+/// (`compression_threshold_kb: float = 100`).
+pub const SEED_003_COMPRESS_OVER_BYTES: usize = 100 * KIB;
+
 const KIB: usize = 1024;
 const MIB: usize = 1024 * KIB;
 
 impl CacheProfile {
-    /// Seed `user_session`: 30 minutes, L1 + L2, uncompressed, refresh at 0.9.
+    /// Seeds 002 and 003 `user_session`: 30 minutes, L1 + L2, uncompressed, at most 512 KiB
+    /// (seed 003's 0.5 MB; seed 002 sets no limit), refresh at 0.9 (seed 002; seed 003 has no
+    /// refresh-ahead at all, and the two agree on everything else).
     pub fn user_session() -> Self {
         Self {
             ttl: Duration::from_secs(1800),
             layers: Layers::L1_AND_L2,
             compress_over_bytes: None,
-            max_entry_bytes: 64 * KIB,
+            max_entry_bytes: 512 * KIB,
             refresh_ahead_fraction: 0.9,
+        }
+    }
+
+    /// Seed 003 `conversation_context`: 1 hour, L1 + L2, at most 2 MiB, compressed over
+    /// 100 KiB, no refresh-ahead.
+    pub fn conversation_context() -> Self {
+        Self::seed_003(3600, 2 * MIB, Some(SEED_003_COMPRESS_OVER_BYTES))
+    }
+
+    /// Seed 003 `model_response`: 2 hours, L1 + L2, at most 5 MiB, compressed over 50 KiB, no
+    /// refresh-ahead.
+    pub fn model_response() -> Self {
+        Self::seed_003(7200, 5 * MIB, Some(50 * KIB))
+    }
+
+    /// Seed 003 `tenant_config`: 5 minutes, L1 + L2, at most 1 MiB, uncompressed, no
+    /// refresh-ahead.
+    pub fn tenant_config() -> Self {
+        Self::seed_003(300, MIB, None)
+    }
+
+    /// Seed 003 `integration_config`: 10 minutes, L1 + L2, at most 1 MiB, uncompressed, no
+    /// refresh-ahead.
+    pub fn integration_config() -> Self {
+        Self::seed_003(600, MIB, None)
+    }
+
+    /// Seed 003 `analytics_data`: 15 minutes, L1 + L2, at most 10 MiB, compressed over
+    /// 100 KiB, no refresh-ahead. The server's usage and analytics response cache uses it.
+    pub fn analytics_data() -> Self {
+        Self::seed_003(900, 10 * MIB, Some(SEED_003_COMPRESS_OVER_BYTES))
+    }
+
+    /// Seed 003's shape: both layers, no refresh-ahead.
+    fn seed_003(ttl_secs: u64, max_entry_bytes: usize, compress_over_bytes: Option<usize>) -> Self {
+        Self {
+            ttl: Duration::from_secs(ttl_secs),
+            layers: Layers::L1_AND_L2,
+            compress_over_bytes,
+            max_entry_bytes,
+            refresh_ahead_fraction: 0.0,
         }
     }
 
@@ -151,12 +217,17 @@ impl CacheProfile {
             "trading_data" => Self::trading_data(),
             "analytics" => Self::analytics(),
             "static_content" => Self::static_content(),
+            "conversation_context" => Self::conversation_context(),
+            "model_response" => Self::model_response(),
+            "tenant_config" => Self::tenant_config(),
+            "integration_config" => Self::integration_config(),
+            "analytics_data" => Self::analytics_data(),
             _ => return None,
         })
     }
 
     /// The names [`CacheProfile::named`] knows.
-    pub const NAMES: [&'static str; 7] = [
+    pub const NAMES: [&'static str; 12] = [
         "user_session",
         "feature_flags",
         "api_response",
@@ -164,6 +235,11 @@ impl CacheProfile {
         "trading_data",
         "analytics",
         "static_content",
+        "conversation_context",
+        "model_response",
+        "tenant_config",
+        "integration_config",
+        "analytics_data",
     ];
 
     /// Checks the fields, naming the first bad one.
