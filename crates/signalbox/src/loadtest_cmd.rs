@@ -39,18 +39,23 @@ pub struct LoadtestArgs {
     /// server's base URL, ingests unique interactions at --rate events/s in the background and
     /// measures how soon after an ingest 2xx the updated profile is readable;
     /// `rate-limit-redis` takes --url as redis://HOST:PORT and runs rate-limit checks (the
-    /// server's Lua script) from --connections tasks over --keys users for --duration.
+    /// server's Lua script) from --connections tasks over --keys users for --duration;
+    /// `llm-ingest` takes --url as the server's base URL and posts batches of --batch new
+    /// model calls in --format for --duration, reporting calls stored per second.
     #[arg(long, value_enum, default_value = "generic")]
     scenario: Scenario,
     /// weber-freshness: background events per second, all connections together.
     #[arg(long, default_value_t = 5000)]
     rate: u64,
-    /// weber-freshness: events per background request.
+    /// weber-freshness and llm-ingest: events per request.
     #[arg(long, default_value_t = 50)]
     batch: usize,
     /// rate-limit-redis: distinct keys the checks spread over.
     #[arg(long, default_value_t = 10_000)]
     keys: u64,
+    /// llm-ingest: the wire format.
+    #[arg(long, value_enum, default_value = "otlp-protobuf")]
+    format: crate::llm_load::IngestFormat,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -58,6 +63,7 @@ enum Scenario {
     Generic,
     WeberFreshness,
     RateLimitRedis,
+    LlmIngest,
 }
 
 pub async fn run(args: LoadtestArgs) -> anyhow::Result<()> {
@@ -125,6 +131,30 @@ pub async fn run(args: LoadtestArgs) -> anyhow::Result<()> {
             duration,
             rate: args.rate,
             batch: args.batch,
+        })
+        .await?;
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    if args.scenario == Scenario::LlmIngest {
+        let Stop::Duration(duration) = plan.stop else {
+            anyhow::bail!("duration: the llm-ingest scenario runs for --duration");
+        };
+        eprintln!(
+            "loadtest: {:?} ingest of {} calls per request into {} with {} connections for {}",
+            args.format,
+            args.batch,
+            plan.url,
+            plan.connections,
+            humantime::format_duration(duration)
+        );
+        let report = crate::llm_load::run(crate::llm_load::IngestPlan {
+            base: plan.url,
+            headers: plan.headers,
+            connections: plan.connections,
+            duration,
+            batch: args.batch,
+            format: args.format,
         })
         .await?;
         println!("{}", serde_json::to_string_pretty(&report)?);

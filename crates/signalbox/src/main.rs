@@ -7,6 +7,7 @@ mod flags_cmd;
 mod forecast_cmd;
 mod forecast_serve;
 mod freshness;
+mod llm_load;
 mod loadtest_cmd;
 mod ratelimit_load;
 mod sentiment_cmd;
