@@ -485,8 +485,8 @@ fn start_signalbox() -> Signalbox {
 }
 
 impl Signalbox {
-    /// Sends one batch of LLM events (a model call, a conversation start, a message and an
-    /// integration call) with ids unique to `batch`, and a few ordinary requests.
+    /// Sends one batch of LLM events (a priced and an unpriced, failed model call, a
+    /// conversation start, a message and an integration call) with ids unique to `batch`, and a few ordinary requests.
     fn traffic(&self, batch: u32) {
         let now = time::OffsetDateTime::now_utc()
             .format(&time::format_description::well_known::Rfc3339)
@@ -495,6 +495,11 @@ impl Signalbox {
             {"type": "model_call", "id": format!("m{batch}"), "time": now, "provider": "openai",
              "model": "gpt-4o", "operation": "chat", "conversation_id": "c1", "duration_ms": 812.5,
              "input_tokens": 120, "output_tokens": 40, "status": "success"},
+            // A self-hosted model the price table does not know: stored unpriced.
+            {"type": "model_call", "id": format!("u{batch}"), "time": now, "provider": "vllm",
+             "model": "in-house-chat-7b", "operation": "chat", "conversation_id": "c1",
+             "duration_ms": 95.0, "input_tokens": 30, "output_tokens": 12, "status": "error",
+             "error_type": "timeout"},
             {"type": "conversation_started", "id": format!("s{batch}"), "time": now,
              "conversation_id": format!("c{batch}"), "channel": "web"},
             {"type": "message_processed", "id": format!("p{batch}"), "time": now,
