@@ -49,7 +49,10 @@ fn the_default_config_has_the_seed_rules_tiers_and_costs() {
             "analytics_requests",
             "flag_evaluations",
             "flag_evaluations_tenant",
-            "flag_evaluations_ip"
+            "flag_evaluations_ip",
+            "telemetry_ingest",
+            "telemetry_ingest_tenant",
+            "telemetry_ingest_ip"
         ]
     );
     let tenant = &config.rules[1];
@@ -104,6 +107,8 @@ fn the_default_config_names_only_signalbox_routes() {
         "/forecast",
         "/ofrep/v1/evaluate/flags",
         "/ofrep/v1/evaluate/flags/{key}",
+        "/v1/traces",
+        "/api/v1/llm/events",
     ];
     let patterns = config.costs.endpoints.keys().chain(
         config
@@ -162,6 +167,61 @@ fn flag_evaluations_have_rules_of_their_own() {
         .checks(&read)
         .iter()
         .any(|c| &**c.name == "ip_requests"));
+}
+
+/// Telemetry ingest is decided by its own rules: an SDK exporting from one host is not held to
+/// the per-IP 600 a minute, and a refused key still has a bound.
+#[test]
+fn telemetry_ingest_has_rules_of_its_own() {
+    let config = Config::parse("default.toml", DEFAULT_TOML).unwrap();
+    let policy = Policy::new(&config, 1_000).unwrap();
+    for path in ["/v1/traces", "/api/v1/llm/events"] {
+        let export = RequestFacts {
+            tenant: Some("tn_1"),
+            ip: Some("198.51.100.7"),
+            api_key: Some("key_1"),
+            tier: Some(Tier::Free),
+            method: "POST",
+            path,
+            ..RequestFacts::default()
+        };
+        let names: Vec<String> = policy
+            .checks(&export)
+            .iter()
+            .map(|c| c.name.to_string())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "telemetry_ingest",
+                "telemetry_ingest_tenant",
+                "telemetry_ingest_ip"
+            ],
+            "{path}"
+        );
+    }
+    // A free-tier tenant's exporter sending 100 batches a second for a minute: all admitted
+    // (the per-IP general rule would have refused from the 601st).
+    let export = RequestFacts {
+        tenant: Some("tn_2"),
+        ip: Some("198.51.100.8"),
+        api_key: Some("key_2"),
+        tier: Some(Tier::Free),
+        method: "POST",
+        path: "/v1/traces",
+        ..RequestFacts::default()
+    };
+    let admitted = (0..6_000u64)
+        .filter(|i| policy.decide(&export, MINUTE_NS + i * 10_000_000).allowed())
+        .count();
+    assert_eq!(admitted, 6_000);
+    // The key's budget is finite: of 10,000 more within the next second, the bucket's depth
+    // (6,000 + 1,200) and that second's refill (100) are admitted.
+    let next = MINUTE_NS + 60 * 1_000_000_000;
+    let admitted = (0..10_000u64)
+        .filter(|i| policy.decide(&export, next + i * 100_000).allowed())
+        .count();
+    assert!((7_200..=7_300).contains(&admitted), "{admitted}");
 }
 
 #[test]

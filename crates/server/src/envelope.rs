@@ -3,7 +3,8 @@
 //! In order, it: accepts or mints the `x-request-id`, opens the tracing span every log line of
 //! the request is written in, counts the request in flight, enforces the handler timeout (503),
 //! renders problems (filling `instance` and `request_id`) and converts any bare error response
-//! into problem+json, counts errors, records the HTTP metrics, and echoes the request id.
+//! into problem+json (on the OTLP trace path, into OTLP's `google.rpc.Status` instead), counts
+//! errors, records the HTTP metrics, and echoes the request id.
 
 use std::time::Instant;
 
@@ -14,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
 
 use crate::context::RequestContext;
+use crate::llm::otlp;
 use crate::problem::{ApiError, ProblemKind, PROBLEM_JSON};
 use crate::state::AppState;
 
@@ -52,6 +54,15 @@ pub(crate) async fn envelope(
     let ctx = RequestContext::default();
     req.extensions_mut().insert(ctx.clone());
     let uri_bytes = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
+    // OTLP/HTTP clients read errors as a google.rpc.Status in the request's encoding (JSON when
+    // it declared none we know), whichever layer refused the request.
+    let otlp_errors = (endpoint == otlp::TRACES_PATH).then(|| {
+        let content_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
+        otlp::Encoding::from_content_type(content_type).unwrap_or(otlp::Encoding::Json)
+    });
 
     let span = tracing::info_span!("request", request_id = %request_id, method = %method, endpoint = %endpoint);
     let in_flight = state.metrics().request_started();
@@ -105,11 +116,25 @@ pub(crate) async fn envelope(
         state
             .metrics()
             .count_error(problem.kind.code(), service, tenant);
-        let body = problem.to_body(&instance, Some(&request_id));
-        let bytes = serde_json::to_vec(&body).unwrap_or_default();
+        let (bytes, content_type) = match otlp_errors {
+            Some(encoding) => {
+                let status = otlp::RpcStatus {
+                    code: otlp::rpc_code::for_status(response.status()),
+                    message: crate::problem::excerpt(
+                        &problem.detail,
+                        crate::problem::MAX_DETAIL_CHARS,
+                    ),
+                };
+                (status.encode_as(encoding), encoding.content_type())
+            }
+            None => {
+                let body = problem.to_body(&instance, Some(&request_id));
+                (serde_json::to_vec(&body).unwrap_or_default(), PROBLEM_JSON)
+            }
+        };
         *response.body_mut() = axum::body::Body::from(bytes);
         let headers = response.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
         headers.remove(header::CONTENT_LENGTH);
     }
     if let Ok(value) = HeaderValue::from_str(&request_id) {

@@ -237,7 +237,12 @@ pub async fn run(plan: IngestPlan) -> anyhow::Result<Value> {
                     req = req.header(k, v);
                 }
                 let sent_at = Instant::now();
-                sender.ready().await?;
+                // A server closes the connection after refusing a request whose body it did
+                // not read (a 429, say): open another and go on.
+                if sender.ready().await.is_err() {
+                    sender = connect(&plan.base).await?;
+                    sender.ready().await?;
+                }
                 let resp = sender.send_request(req.body(Full::new(body))?).await?;
                 let status = resp.status();
                 let reply = resp.into_body().collect().await?.to_bytes();

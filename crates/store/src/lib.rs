@@ -1000,6 +1000,15 @@ fn prepare_sqlite_file(url: &str) -> Result<(), StoreError> {
 /// Per-connection settings: WAL and a busy timeout on SQLite (the CLI may write while the
 /// server runs; the statement timeout when set, else 5 s), the schema and the statement
 /// timeout on PostgreSQL.
+///
+/// A batch write with random keys (OTLP span ids, conversation ids) dirties a page per row in
+/// each index. SQLite's defaults spill dirty pages to the WAL once 2 MiB of them are held, then
+/// read them back, and checkpoint every 4 MiB of WAL, inside the committing request; holding
+/// up to 16,000 dirty pages (62.5 MiB) of a transaction (`cache_spill`) and checkpointing every
+/// 40 MiB (`wal_autocheckpoint`) store 512-span OTLP batches about a fifth faster and shorten
+/// each request as much (docs/llm-observability.md, "Ingest speed"). Durability is unchanged:
+/// every commit is still synced. (SQLite also reads `cache_spill`'s number as a boolean from its
+/// low byte, so a count such as 16384 would switch spilling off altogether.)
 fn session_sql(
     backend: Backend,
     schema: Option<&str>,
@@ -1008,7 +1017,8 @@ fn session_sql(
     let millis = statement_timeout.map(|t| t.as_millis().clamp(1, i32::MAX as u128));
     match backend {
         Backend::Sqlite => Some(format!(
-            "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = {}; PRAGMA foreign_keys = ON",
+            "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = {}; PRAGMA foreign_keys = ON; \
+             PRAGMA cache_spill = 16000; PRAGMA wal_autocheckpoint = 10000",
             millis.unwrap_or(5000)
         )),
         Backend::Postgres => {
@@ -1029,4 +1039,38 @@ pub(crate) fn now_ms() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod session_tests {
+    use super::*;
+
+    /// Every pooled SQLite connection gets the batch-write settings, not only the first.
+    #[tokio::test]
+    async fn sqlite_connections_hold_a_batch_checkpoint_every_40_mib_and_sync_every_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::connect(&StoreOptions::sqlite_in(dir.path()))
+            .await
+            .unwrap();
+        let mut conns = Vec::new();
+        for _ in 0..3 {
+            let mut conn = store.pool.acquire().await.unwrap();
+            let spill: i64 = sqlx::query_scalar("PRAGMA cache_spill")
+                .fetch_one(&mut *conn)
+                .await
+                .unwrap();
+            let checkpoint: i64 = sqlx::query_scalar("PRAGMA wal_autocheckpoint")
+                .fetch_one(&mut *conn)
+                .await
+                .unwrap();
+            assert_eq!((spill, checkpoint), (16000, 10000));
+            // Every commit is synced: 2 is FULL.
+            let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
+                .fetch_one(&mut *conn)
+                .await
+                .unwrap();
+            assert_eq!(synchronous, 2);
+            conns.push(conn);
+        }
+    }
 }

@@ -213,6 +213,10 @@ pub struct RpcStatus {
     pub message: String,
 }
 
+/// The OTLP/HTTP trace export path. Every error answered on it, the rate limiter's and the
+/// envelope's included, is a `google.rpc.Status`, never a problem.
+pub const TRACES_PATH: &str = "/v1/traces";
+
 /// `google.rpc.Code` values used in answers.
 pub mod rpc_code {
     pub const INVALID_ARGUMENT: i32 = 3;
@@ -221,6 +225,18 @@ pub mod rpc_code {
     pub const INTERNAL: i32 = 13;
     pub const UNAVAILABLE: i32 = 14;
     pub const UNAUTHENTICATED: i32 = 16;
+
+    /// The code for an HTTP error status, as OTLP/HTTP clients read it.
+    pub fn for_status(status: axum::http::StatusCode) -> i32 {
+        match status.as_u16() {
+            401 => UNAUTHENTICATED,
+            403 => PERMISSION_DENIED,
+            413 | 429 => RESOURCE_EXHAUSTED,
+            503 => UNAVAILABLE,
+            s if s >= 500 => INTERNAL,
+            _ => INVALID_ARGUMENT,
+        }
+    }
 }
 
 impl RpcStatus {

@@ -73,14 +73,7 @@ impl OtlpError {
     }
 
     fn from_api(error: ApiError, encoding: Encoding) -> Self {
-        let code = match error.kind.status().as_u16() {
-            401 => rpc_code::UNAUTHENTICATED,
-            403 => rpc_code::PERMISSION_DENIED,
-            413 | 429 => rpc_code::RESOURCE_EXHAUSTED,
-            503 => rpc_code::UNAVAILABLE,
-            s if s >= 500 => rpc_code::INTERNAL,
-            _ => rpc_code::INVALID_ARGUMENT,
-        };
+        let code = rpc_code::for_status(error.kind.status());
         OtlpError::new(error.kind, code, error.detail, encoding)
     }
 }
@@ -150,11 +143,21 @@ impl IntoResponse for OtlpError {
             (Vec<u8> = "application/x-protobuf"),
             (OtlpStatus = "application/json"),
         )),
+        (status = 414, description = "The request target (path and query) is over the URI limit", content(
+            (Vec<u8> = "application/x-protobuf"),
+            (OtlpStatus = "application/json"),
+        )),
         (status = 415, description = "Neither application/x-protobuf nor application/json, or a Content-Encoding other than gzip", content(
             (Vec<u8> = "application/x-protobuf"),
             (OtlpStatus = "application/json"),
         )),
-        (status = 503, description = "Storage unavailable; retry", content(
+        (status = 429, description = "A rate-limit rule refused this export (code 8, RESOURCE_EXHAUSTED); retry after `Retry-After` seconds", headers(
+            ("retry-after" = String, description = "Seconds until the export would be admitted"),
+        ), content(
+            (Vec<u8> = "application/x-protobuf"),
+            (OtlpStatus = "application/json"),
+        )),
+        (status = 503, description = "Storage unavailable, or the request did not finish within the handler timeout; retry", content(
             (Vec<u8> = "application/x-protobuf"),
             (OtlpStatus = "application/json"),
         )),

@@ -944,3 +944,90 @@ action = { kind = "degrade" }
     );
     app.cleanup().await;
 }
+
+// --- telemetry ingest ------------------------------------------------------------------------
+
+/// An empty OTLP/HTTP export (valid, no spans) from `peer`.
+fn otlp_export(peer: &str, key: &str, content_type: &str) -> Request<Body> {
+    let body = match content_type {
+        "application/json" => b"{}".to_vec(),
+        _ => Vec::new(),
+    };
+    let mut req = Request::builder()
+        .method(Method::POST)
+        .uri("/v1/traces")
+        .header("authorization", format!("Bearer {key}"))
+        .header("content-type", content_type)
+        .body(Body::from(body))
+        .unwrap();
+    let peer: std::net::SocketAddr = peer.parse().unwrap();
+    req.extensions_mut()
+        .insert(axum::extract::ConnectInfo(peer));
+    req
+}
+
+#[tokio::test]
+async fn the_shipped_rules_let_one_address_export_more_than_600_batches_a_minute() {
+    let app = TestApp::new(Backend::Sqlite).await;
+    let (_, key) = app.tenant("exporter", &[Scope::Write]).await;
+    let peer = "198.51.100.30:40000";
+    for i in 0..700 {
+        let reply = app
+            .send(otlp_export(peer, &key.secret, "application/x-protobuf"))
+            .await;
+        assert_eq!(reply.status, 200, "export {i}: {:?}", reply.headers);
+        assert!(
+            header(&reply, "ratelimit-policy").contains("\"telemetry_ingest\""),
+            "{:?}",
+            reply.headers
+        );
+    }
+    // The exports spent nothing of the address's general budget.
+    let other = app.send(from_peer(peer, "/api/v1/tenant", &[])).await;
+    assert_eq!(other.status, 401, "{}", other.text());
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_refused_otlp_export_gets_a_google_rpc_status_with_retry_after() {
+    use prost::Message;
+    let app = app_with(PER_KEY, RateLimitBackend::Memory).await;
+    let (_, key) = app.tenant("exporter", &[Scope::Write]).await;
+    let peer = "198.51.100.31:40000";
+    for _ in 0..3 {
+        let reply = app
+            .send(otlp_export(peer, &key.secret, "application/x-protobuf"))
+            .await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+    }
+    let refused = app
+        .send(otlp_export(peer, &key.secret, "application/x-protobuf"))
+        .await;
+    assert_eq!(refused.status, 429);
+    assert_eq!(refused.content_type(), "application/x-protobuf");
+    let status = server::llm::otlp::RpcStatus::decode(&refused.body[..]).unwrap();
+    assert_eq!(status.code, 8, "{status:?}");
+    assert!(status.message.contains("per_key"), "{status:?}");
+    let retry: u64 = header(&refused, "retry-after").parse().unwrap();
+    assert!((1..=3600).contains(&retry), "Retry-After {retry}");
+
+    // In the request's encoding: OTLP/JSON gets the Status as JSON.
+    let refused = app
+        .send(otlp_export(peer, &key.secret, "application/json"))
+        .await;
+    assert_eq!(refused.status, 429);
+    assert_eq!(refused.content_type(), "application/json");
+    let body = refused.json();
+    assert_eq!(body["code"], 8, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("per_key"));
+
+    // Counted as a rate-limit refusal like any other.
+    let metrics = app.get("/metrics", None).await.text();
+    assert!(
+        metrics.lines().any(|l| l.starts_with("errors_total")
+            && l.contains("error_type=\"rate_limited\"")
+            && l.contains("service=\"llm\"")),
+        "{metrics}"
+    );
+    app.cleanup().await;
+}
