@@ -11,6 +11,7 @@
 //! behind a response cache whose key is the authenticated tenant, dropped for that tenant on
 //! every ingest so a read after a write is exact; conversation timelines; budgets; prices.
 
+pub mod ingest;
 pub mod otlp;
 pub mod usage;
 
@@ -25,6 +26,7 @@ use moka::sync::Cache;
 use store::{Store, StoreError};
 use telemetry::Metrics;
 
+pub use ingest::{EventIngest, SpanIngest};
 pub use usage::{UsageAnswer, UsageQuery};
 
 /// Most events one `POST /api/v1/llm/events` may carry; more is 413.

@@ -21,7 +21,6 @@ use crate::llm::otlp::{self, rpc_code, DecodeError, Encoding, RpcStatus};
 use crate::llm::usage::{self, UsageAnswer, UsageQuery};
 use crate::problem::{ApiError, ProblemKind};
 use crate::state::AppState;
-use telemetry::{EventOutcome, SpanOutcome};
 
 /// Why a body could not be read.
 enum ReadError {
@@ -246,54 +245,21 @@ pub(crate) async fn otlp_traces(
         )
         .into());
     }
-    let now = now_ms();
-    let mut calls = Vec::new();
-    let mut rejected = 0usize;
-    let mut other = 0usize;
-    let mut reasons: Vec<String> = Vec::new();
-    for (index, span) in otlp::spans(&request).enumerate() {
-        match llm::genai::read_span(&span, now) {
-            llm::genai::SpanReading::ModelCall(call) => calls.push(LlmEvent::ModelCall(*call)),
-            llm::genai::SpanReading::NotGenAi => other += 1,
-            llm::genai::SpanReading::Rejected(e) => {
-                rejected += 1;
-                if reasons.len() < 5 {
-                    reasons.push(format!(
-                        "span {index} ({}): {e}",
-                        hex::encode(&span.span.span_id)
-                    ));
-                }
-            }
-        }
-    }
-    let tenant_id = auth.tenant_id();
     let outcome = state
         .llm()
-        .ingest(state.store(), state.metrics(), tenant_id, calls, now)
+        .ingest_spans(
+            state.store(),
+            state.metrics(),
+            auth.tenant_id(),
+            &request,
+            now_ms(),
+        )
         .await
         .map_err(|e| OtlpError::from_api(ApiError::from(e), encoding))?;
-    let recorder = state.metrics().llm();
-    recorder.record_span_outcome(tenant_id, SpanOutcome::ModelCall, outcome.stored as u64);
-    recorder.record_span_outcome(tenant_id, SpanOutcome::Duplicate, outcome.duplicates as u64);
-    recorder.record_span_outcome(tenant_id, SpanOutcome::NotGenAi, other as u64);
-    recorder.record_span_outcome(tenant_id, SpanOutcome::Rejected, rejected as u64);
-    let message = if rejected == 0 {
-        String::new()
-    } else {
-        let more = if rejected > reasons.len() {
-            format!("; and {} more", rejected - reasons.len())
-        } else {
-            String::new()
-        };
-        format!(
-            "{rejected} GenAI span(s) rejected: {}{more}",
-            reasons.join("; ")
-        )
-    };
     Ok((
         StatusCode::OK,
         [(header::CONTENT_TYPE, encoding.content_type())],
-        otlp::success(rejected, message, encoding),
+        otlp::success(outcome.rejected, outcome.rejection_message(), encoding),
     )
         .into_response())
 }
@@ -460,7 +426,7 @@ pub(crate) async fn ingest_events(
         if items.len() > max_events {
             return Err(BodyError::TooMany(items.len()));
         }
-        Ok::<_, BodyError>(validate_events(items, now))
+        Ok::<_, BodyError>(crate::llm::ingest::validate_events(items, now))
     };
     let parsed = if parse_inline {
         parse()
@@ -478,117 +444,35 @@ pub(crate) async fn ingest_events(
         )
         .with("max_events", max_events),
     })?;
-    let tenant_id = auth.tenant_id();
-    let recorder = state.metrics().llm();
-    let rejected: Vec<RejectedEvent> = rejected
-        .into_iter()
-        .map(|r| {
-            recorder.record_event_outcome(tenant_id, r.event_type, EventOutcome::Rejected, 1);
-            r.rejected
-        })
-        .collect();
-    if valid.is_empty() && !rejected.is_empty() {
-        let listed = serde_json::to_value(&rejected).unwrap_or_default();
+    let outcome = state
+        .llm()
+        .ingest_checked_events(
+            state.store(),
+            state.metrics(),
+            auth.tenant_id(),
+            valid,
+            rejected,
+            now,
+        )
+        .await?;
+    if outcome.accepted == 0 && !outcome.rejected.is_empty() {
+        let listed = serde_json::to_value(&outcome.rejected).unwrap_or_default();
         return Err(ApiError::new(
             ProblemKind::Unprocessable,
             format!(
                 "all {} events were rejected; see `rejected`",
-                rejected.len()
+                outcome.rejected.len()
             ),
         )
         .with("accepted", 0)
         .with("rejected", listed));
     }
-    let accepted = valid.len();
-    let types: Vec<&'static str> = valid.iter().map(telemetry::event_type).collect();
-    let outcome = state
-        .llm()
-        .ingest(state.store(), state.metrics(), tenant_id, valid, now)
-        .await?;
-    for (event_type, new) in types.iter().zip(&outcome.inserted) {
-        let kind = if *new {
-            EventOutcome::Accepted
-        } else {
-            EventOutcome::Duplicate
-        };
-        recorder.record_event_outcome(tenant_id, event_type, kind, 1);
-    }
     Ok(axum::Json(EventsResponse {
-        accepted,
+        accepted: outcome.accepted,
         stored: outcome.stored,
         duplicates: outcome.duplicates,
-        rejected,
+        rejected: outcome.rejected,
     }))
-}
-
-/// A rejected event and its `type` for the metrics (`unknown` when it had no known one).
-struct Rejection {
-    rejected: RejectedEvent,
-    event_type: &'static str,
-}
-
-/// Validates each item: wire shape (naming the field), then the domain rules.
-fn validate_events(
-    items: Vec<crate::ingest::Item>,
-    now_ms: i64,
-) -> (Vec<LlmEvent>, Vec<Rejection>) {
-    let mut valid = Vec::with_capacity(items.len());
-    let mut rejected = Vec::new();
-    for (index, item) in items {
-        let value = match item {
-            Ok(v) => v,
-            Err(reason) => {
-                rejected.push(Rejection {
-                    rejected: RejectedEvent {
-                        index,
-                        event_id: None,
-                        field: None,
-                        reason,
-                    },
-                    event_type: "unknown",
-                });
-                continue;
-            }
-        };
-        let event_type = value
-            .get("type")
-            .and_then(Value::as_str)
-            .and_then(|t| telemetry::EVENT_TYPES.into_iter().find(|known| *known == t))
-            .unwrap_or("unknown");
-        let event_id = value
-            .get("id")
-            .and_then(Value::as_str)
-            .filter(|id| id.len() <= 256)
-            .map(str::to_owned);
-        let wire = match llm::event::wire_from_value(value) {
-            Ok(w) => w,
-            Err(e) => {
-                rejected.push(Rejection {
-                    rejected: RejectedEvent {
-                        index,
-                        event_id,
-                        field: (!e.field.is_empty()).then_some(e.field),
-                        reason: e.reason,
-                    },
-                    event_type,
-                });
-                continue;
-            }
-        };
-        match llm::event::validate(wire, now_ms) {
-            Ok(event) => valid.push(event),
-            Err(e) => rejected.push(Rejection {
-                rejected: RejectedEvent {
-                    index,
-                    event_id,
-                    field: Some(e.field),
-                    reason: e.reason,
-                },
-                event_type,
-            }),
-        }
-    }
-    (valid, rejected)
 }
 
 // ---------------------------------------------------------------------------------------------
