@@ -11,6 +11,9 @@ use crate::Cost;
 /// The default thresholds, in percent of the budget.
 pub const DEFAULT_THRESHOLDS: [u8; 3] = [50, 80, 100];
 
+/// Most thresholds one budget may have.
+pub const MAX_THRESHOLDS: usize = 10;
+
 /// A calendar month, UTC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Period {
@@ -139,7 +142,7 @@ pub struct BudgetError {
 impl Budget {
     /// A budget with `thresholds` sorted and deduplicated; an empty list means
     /// [`DEFAULT_THRESHOLDS`]. Thresholds are percentages from 1 to 255 (the `u8` the
-    /// store and metrics use; above 100 % warns of an overrun).
+    /// store and metrics use; above 100 % warns of an overrun), at most [`MAX_THRESHOLDS`].
     ///
     /// ```
     /// use llm::budget::Budget;
@@ -149,6 +152,12 @@ impl Budget {
     /// assert_eq!(Budget::new(Cost::ZERO, vec![0]).unwrap_err().field, "thresholds[0]");
     /// ```
     pub fn new(monthly: Cost, thresholds: Vec<u8>) -> Result<Budget, BudgetError> {
+        if thresholds.len() > MAX_THRESHOLDS {
+            return Err(BudgetError {
+                field: "thresholds".into(),
+                reason: format!("must list at most {MAX_THRESHOLDS} percentages"),
+            });
+        }
         if let Some(i) = thresholds.iter().position(|t| *t == 0) {
             return Err(BudgetError {
                 field: format!("thresholds[{i}]"),
@@ -221,6 +230,12 @@ mod tests {
         assert_eq!(
             Budget::new(Cost::ZERO, vec![5, 0]).unwrap_err().field,
             "thresholds[1]"
+        );
+        assert_eq!(
+            Budget::new(Cost::ZERO, (1..=11).collect())
+                .unwrap_err()
+                .field,
+            "thresholds"
         );
         assert_eq!(
             Budget::new(Cost::ZERO, vec![150, 90, 150])

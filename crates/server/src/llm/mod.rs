@@ -307,6 +307,75 @@ impl LlmService {
         Ok(newly)
     }
 
+    /// The tenant's budget, this month's spend and the thresholds crossed this month. Also
+    /// sets the budget gauges, so they are current after a restart before the next ingest.
+    pub async fn budget_status(
+        &self,
+        store: &Store,
+        metrics: &Metrics,
+        tenant_id: &str,
+        now_ms: i64,
+    ) -> Result<BudgetStatus, StoreError> {
+        let period = Period::containing(now_ms);
+        let budget = store.get_llm_budget(tenant_id).await?;
+        let spent = store.llm_month_spend(tenant_id, period).await?;
+        let crossings = store.list_llm_budget_crossings(tenant_id, period).await?;
+        if let Some(b) = &budget {
+            let reached: Vec<u8> = crossings.iter().map(|c| c.threshold).collect();
+            metrics
+                .llm()
+                .set_budget(tenant_id, spent_ratio(b.monthly, spent), &reached);
+        }
+        Ok(BudgetStatus {
+            budget,
+            period,
+            spent,
+            crossings,
+        })
+    }
+
+    /// Sets the tenant's monthly budget (dollars, 0 to [`Cost::MAX_USD`]) and thresholds
+    /// (`None`: [`budget::DEFAULT_THRESHOLDS`]), then checks it at once, so a budget set below
+    /// this month's spend records its crossings now.
+    pub async fn set_budget(
+        &self,
+        store: &Store,
+        metrics: &Metrics,
+        tenant_id: &str,
+        monthly_usd: f64,
+        thresholds: Option<Vec<u8>>,
+        now_ms: i64,
+    ) -> Result<BudgetStatus, BudgetSetError> {
+        let monthly = Cost::from_usd(monthly_usd).map_err(|_| {
+            BudgetSetError::Invalid(budget::BudgetError {
+                field: "monthly_usd".into(),
+                reason: format!("must be a number of dollars from 0 to {}", Cost::MAX_USD),
+            })
+        })?;
+        let thresholds = match thresholds {
+            None => Vec::new(),
+            Some(list) if list.is_empty() => {
+                return Err(BudgetSetError::Invalid(budget::BudgetError {
+                    field: "thresholds".into(),
+                    reason: format!(
+                        "must list 1 to {} percentages (omit it for {:?})",
+                        budget::MAX_THRESHOLDS,
+                        budget::DEFAULT_THRESHOLDS
+                    ),
+                }));
+            }
+            Some(list) => list,
+        };
+        let budget = budget::Budget::new(monthly, thresholds).map_err(BudgetSetError::Invalid)?;
+        store
+            .put_llm_budget(tenant_id, budget.monthly, &budget.thresholds)
+            .await?;
+        self.check_budget(store, metrics, tenant_id, now_ms).await?;
+        Ok(self
+            .budget_status(store, metrics, tenant_id, now_ms)
+            .await?)
+    }
+
     fn invalidate_usage(&self, tenant_id: &str) {
         let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
         self.generations.insert(tenant_id.to_owned(), generation);
@@ -378,6 +447,29 @@ fn parse_overrides(json: &str) -> Result<PriceTable, llm::price::PriceError> {
     } else {
         PriceTable::from_json(json)
     }
+}
+
+/// A tenant's budget as it stands this month.
+#[derive(Debug, Clone)]
+pub struct BudgetStatus {
+    /// `None` when the tenant set no budget.
+    pub budget: Option<store::LlmBudget>,
+    /// The calendar month (UTC) of the answer.
+    pub period: Period,
+    /// Spent this month: the effective cost of priced calls.
+    pub spent: Cost,
+    /// Thresholds crossed this month, each recorded once.
+    pub crossings: Vec<store::LlmBudgetCrossing>,
+}
+
+/// Why a budget could not be set.
+#[derive(Debug, thiserror::Error)]
+pub enum BudgetSetError {
+    /// A field breaks a rule; `field` names it.
+    #[error(transparent)]
+    Invalid(budget::BudgetError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// Why prices could not be set.

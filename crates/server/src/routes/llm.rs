@@ -699,7 +699,7 @@ pub(crate) struct CrossingView {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct BudgetRequest {
-    /// The monthly budget in dollars (0 to 1,000,000; micro-dollar resolution).
+    /// The monthly budget in dollars (0 to 1,000,000), kept exactly as written (to the picodollar).
     #[schema(minimum = 0, maximum = 1_000_000)]
     monthly_usd: f64,
     /// Thresholds in percent of the budget, 1 to 255 each, 1 to 10 of them (repeats count
@@ -724,23 +724,14 @@ impl utoipa::PartialSchema for ThresholdPercent {
 
 impl ToSchema for ThresholdPercent {}
 
-async fn budget_view(state: &AppState, tenant_id: &str) -> Result<BudgetResponse, ApiError> {
-    let store = state.store();
-    let now = now_ms();
-    let period = llm::budget::Period::containing(now);
-    let budget = store.get_llm_budget(tenant_id).await?;
-    let spent = store.llm_month_spend(tenant_id, period).await?;
-    let crossings = store.list_llm_budget_crossings(tenant_id, period).await?;
-    if let Some(b) = &budget {
-        // Keeps the gauges current after a restart, before the tenant's next ingest.
-        let reached: Vec<u8> = crossings.iter().map(|c| c.threshold).collect();
-        state.metrics().llm().set_budget(
-            tenant_id,
-            crate::llm::spent_ratio(b.monthly, spent),
-            &reached,
-        );
-    }
-    Ok(BudgetResponse {
+fn budget_view(status: crate::llm::BudgetStatus) -> BudgetResponse {
+    let crate::llm::BudgetStatus {
+        budget,
+        period,
+        spent,
+        crossings,
+    } = status;
+    BudgetResponse {
         monthly_usd: budget.as_ref().map(|b| b.monthly.usd()),
         monthly_picodollars: budget.as_ref().map(|b| b.monthly.picodollars()),
         thresholds: budget.as_ref().map_or_else(
@@ -762,7 +753,7 @@ async fn budget_view(state: &AppState, tenant_id: &str) -> Result<BudgetResponse
                 spent_usd: c.spent.usd(),
             })
             .collect(),
-    })
+    }
 }
 
 /// Your tenant's monthly LLM budget, this month's spend and the thresholds crossed (read scope).
@@ -777,7 +768,11 @@ pub(crate) async fn get_budget(
     auth: Auth,
 ) -> Result<axum::Json<BudgetResponse>, ApiError> {
     auth.require(Scope::Read)?;
-    Ok(axum::Json(budget_view(&state, auth.tenant_id()).await?))
+    let status = state
+        .llm()
+        .budget_status(state.store(), state.metrics(), auth.tenant_id(), now_ms())
+        .await?;
+    Ok(axum::Json(budget_view(status)))
 }
 
 /// Sets your tenant's monthly LLM budget and thresholds (admin scope). Each threshold crossed
@@ -798,46 +793,24 @@ pub(crate) async fn put_budget(
     ApiJson(request): ApiJson<BudgetRequest>,
 ) -> Result<axum::Json<BudgetResponse>, ApiError> {
     auth.require(Scope::Admin)?;
-    if !(0.0..=Cost::MAX_USD).contains(&request.monthly_usd) {
-        return Err(ApiError::invalid_field(
-            "monthly_usd",
-            "monthly_usd must be a number of dollars from 0 to 1000000",
-        ));
-    }
-    // Micro-dollar resolution, then exact picodollars (at most 10^18: fits).
-    let micro = (request.monthly_usd * 1e6).round() as u64;
-    let monthly = Cost::from_picodollars(micro.saturating_mul(1_000_000));
-    let mut thresholds: Vec<u8> = match request.thresholds {
-        None => llm::budget::DEFAULT_THRESHOLDS.to_vec(),
-        Some(list) => {
-            if list.is_empty() || list.len() > 10 {
-                return Err(ApiError::invalid_field(
-                    "thresholds",
-                    "thresholds must list 1 to 10 percentages",
-                ));
-            }
-            if list.contains(&0) {
-                return Err(ApiError::invalid_field(
-                    "thresholds",
-                    "a threshold of 0 % is always crossed; use 1 to 255 percent",
-                ));
-            }
-            list
-        }
-    };
-    thresholds.sort_unstable();
-    thresholds.dedup();
-    let tenant_id = auth.tenant_id();
-    let now = now_ms();
-    state
-        .store()
-        .put_llm_budget(tenant_id, monthly, &thresholds)
-        .await?;
-    state
+    let status = state
         .llm()
-        .check_budget(state.store(), state.metrics(), tenant_id, now)
-        .await?;
-    Ok(axum::Json(budget_view(&state, tenant_id).await?))
+        .set_budget(
+            state.store(),
+            state.metrics(),
+            auth.tenant_id(),
+            request.monthly_usd,
+            request.thresholds,
+            now_ms(),
+        )
+        .await
+        .map_err(|e| match e {
+            crate::llm::BudgetSetError::Invalid(e) => {
+                ApiError::invalid_field(&e.field, format!("{}: {}", e.field, e.reason))
+            }
+            crate::llm::BudgetSetError::Store(e) => e.into(),
+        })?;
+    Ok(axum::Json(budget_view(status)))
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -798,7 +798,31 @@ async fn budgets(backend: Backend) {
             Some(json!({"monthly_usd": -1.0})),
         )
         .await;
-    reply.assert_problem(400, "invalid_field", "/api/v1/llm/budget");
+    let problem = reply.assert_problem(400, "invalid_field", "/api/v1/llm/budget");
+    assert_eq!(problem["field"], "monthly_usd", "{problem}");
+    // Threshold rules are the llm crate's Budget rules, each naming the field.
+    for (thresholds, field) in [
+        (json!([50, 0]), "thresholds[1]"),
+        (json!([]), "thresholds"),
+        (json!((1..=11).collect::<Vec<u8>>()), "thresholds"),
+    ] {
+        let reply = app
+            .call(
+                Method::PUT,
+                "/api/v1/llm/budget",
+                Some(&key),
+                Some(json!({"monthly_usd": 5.0, "thresholds": thresholds})),
+            )
+            .await;
+        let problem = reply.assert_problem(400, "invalid_field", "/api/v1/llm/budget");
+        assert_eq!(problem["field"], field, "{problem}");
+    }
+    // None of the refused budgets replaced the one set.
+    let budget = app
+        .call(Method::GET, "/api/v1/llm/budget", Some(&key), None)
+        .await
+        .json();
+    assert_ne!(budget["monthly_usd"], 5.0, "{budget}");
     app.cleanup().await;
 }
 
