@@ -510,27 +510,6 @@ impl LlmRecorder<'_> {
                 .set(value);
         }
     }
-
-    /// Removes a tenant's budget series (its budget was deleted).
-    pub fn clear_budget(&self, tenant_id: &str) {
-        let m = self.metrics;
-        let tenant = guarded(self.tenants, tenant_id);
-        m.budget_ratio.remove(&TenantOnly {
-            tenant_id: tenant.clone(),
-        });
-        let removed = m
-            .budget_thresholds
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&tenant)
-            .unwrap_or_default();
-        for t in removed {
-            m.budget_reached.remove(&ThresholdLabels {
-                tenant_id: tenant.clone(),
-                threshold: t.to_string(),
-            });
-        }
-    }
 }
 
 /// `value`'s label value under `guard`, escaped for the exposition.
@@ -748,9 +727,31 @@ mod tests {
             total(&exp, "model_api_calls", &[("tenant_id", "tn_victim")]),
             None
         );
-        assert!(!m.encode_tenant("tn_a", Format::OpenMetrics).is_empty());
+        // The same through a family kept in the registry, whose text the tenant scrape filters.
+        let channel = "evil\",tenant_id=\"tn_victim\"} 1\n\\";
+        m.llm().record_event(
+            "tn_a",
+            &LlmEvent::ConversationStarted(ConversationStarted {
+                id: "c".into(),
+                time_ms: 0,
+                conversation_id: "c".into(),
+                channel: channel.into(),
+            }),
+        );
+        let exp = parse(&m.encode());
+        assert_eq!(
+            total(&exp, "conversations_started", &[("channel", channel)]),
+            Some(1.0)
+        );
+        assert_eq!(
+            total(&exp, "conversations_started", &[("tenant_id", "tn_victim")]),
+            None
+        );
+        let own = m.encode_tenant("tn_a", Format::OpenMetrics);
+        assert!(own.contains("tenant_id=\"tn_a\""), "{own}");
         m.count_error("x", "llm", Some("tn_victim"));
         let victim = m.encode_tenant("tn_victim", Format::OpenMetrics);
+        assert!(victim.contains("tenant_id=\"tn_victim\""), "{victim}");
         assert!(!victim.contains("evil"), "{victim}");
     }
 
@@ -978,8 +979,6 @@ mod tests {
         let exp = parse(&m.encode());
         assert_eq!(total(&exp, "llm_budget_threshold_reached", &[]), Some(0.0));
         assert_eq!(total(&exp, "llm_budget_spent_ratio", &[]), Some(0.1));
-        m.llm().clear_budget("tn");
-        assert!(!m.encode().contains("llm_budget_spent_ratio{"));
     }
 
     #[test]
