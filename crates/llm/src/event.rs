@@ -452,6 +452,13 @@ fn tokens(field: &str, n: Option<&serde_json::Number>) -> Result<u64, EventError
         None if n.as_i64().is_some_and(|i| i < 0) || n.as_f64().is_some_and(|f| f < 0.0) => {
             return Err(EventError::new(field, format!("{n} is negative")))
         }
+        // A whole number written with a fraction (`1200.0`), as OTLP attributes may be too.
+        None if n
+            .as_f64()
+            .is_some_and(|f| f.fract() == 0.0 && f <= MAX_TOKENS as f64) =>
+        {
+            n.as_f64().map_or(0, |f| f as u64)
+        }
         None if n
             .as_f64()
             .is_some_and(|f| f.fract() == 0.0 && f > MAX_TOKENS as f64) =>
@@ -787,6 +794,14 @@ mod tests {
         assert_eq!(err.field, field, "{json}: {err}");
     }
 
+    #[test]
+    fn whole_token_counts_written_with_a_fraction_are_read_and_fractions_refused() {
+        let c = call(&model_call(r#""reasoning_tokens": 12.0"#));
+        assert_eq!(c.tokens.reasoning, 12);
+        refuse(&model_call(r#""reasoning_tokens": 12.5"#), "reasoning_tokens");
+        refuse(&model_call(r#""reasoning_tokens": 1e300"#), "reasoning_tokens");
+    }
+
     fn call(json: &str) -> ModelCall {
         match accept(json) {
             LlmEvent::ModelCall(c) => c,
@@ -979,7 +994,8 @@ mod tests {
             }
         }
 
-        /// Arbitrary field values never panic the reader: each is accepted or refused.
+        /// Arbitrary field values never panic the reader: each is accepted or refused, and a
+        /// refusal names the field that was changed (the rest of the event is valid).
         #[test]
         fn arbitrary_values_are_accepted_or_refused(
             field in proptest::sample::select(vec!["id", "time", "provider", "model", "operation", "duration_ms", "input_tokens", "cost_usd", "conversation_id", "status"]),
@@ -992,8 +1008,13 @@ mod tests {
         ) {
             let mut v: serde_json::Value = serde_json::from_str(&model_call("")).unwrap();
             v[field] = value;
-            if let Ok(wire) = wire_from_value(v) {
-                let _ = validate(wire, NOW);
+            match wire_from_value(v) {
+                Err(e) => proptest::prop_assert!(e.field.is_empty() || e.field == field, "{field}: {e:?}"),
+                Ok(wire) => {
+                    if let Err(e) = validate(wire, NOW) {
+                        proptest::prop_assert_eq!(e.field, field);
+                    }
+                }
             }
         }
     }

@@ -14,8 +14,9 @@ pub const MAX_RELATIVE_ERROR: f64 = 0.044_273_782_427_413_755;
 
 /// Buckets per doubling of the duration.
 pub const PER_DOUBLING: u32 = 8;
-/// Number of buckets: 1 µs to 2³⁶ µs (about 19 hours); longer durations go in the last one.
-pub const BUCKETS: usize = 36 * PER_DOUBLING as usize + 1;
+/// Number of buckets: 1 µs to 2³⁷ µs (about 38 hours, past the longest call accepted,
+/// [`crate::event::MAX_DURATION_MS`]); longer durations go in the last one.
+pub const BUCKETS: usize = 37 * PER_DOUBLING as usize + 1;
 
 /// The bucket index of a duration in microseconds: 0 for ≤ 1 µs, else
 /// `ceil(log2(µs) × 8)`, capped at `BUCKETS - 1`.
@@ -106,7 +107,8 @@ impl LatencyHistogram {
         let rank = ((q.clamp(0.0, 1.0) * n as f64).ceil() as u64).max(1);
         let mut seen = 0u64;
         for (bucket, count) in self.buckets() {
-            seen += count;
+            // Counts come from storage too: a corrupt row must not overflow the sum.
+            seen = seen.saturating_add(count);
             if seen >= rank {
                 return Some(representative_us(bucket));
             }
@@ -125,12 +127,28 @@ mod tests {
         assert!((MAX_RELATIVE_ERROR - (2f64.powf(1.0 / 16.0) - 1.0)).abs() < 1e-15);
     }
 
+    #[test]
+    fn huge_stored_counts_saturate_instead_of_overflowing() {
+        let mut h = LatencyHistogram::new();
+        h.add_to_bucket(8, u64::MAX - 1);
+        h.add_to_bucket(80, 2);
+        assert_eq!(h.count(), u64::MAX);
+        assert_eq!(h.quantile_us(1.0), Some(representative_us(80)));
+        assert_eq!(h.quantile_us(0.5), Some(representative_us(8)));
+    }
+
+    #[test]
+    fn the_longest_accepted_call_has_a_bucket_of_its_own() {
+        let day_us = crate::event::MAX_DURATION_MS * 1_000;
+        assert!(usize::from(bucket_of(day_us)) < BUCKETS - 1);
+    }
+
     proptest! {
         /// p50 and p95 from the buckets are within ±4.43 % of the exact nearest-rank quantile
         /// of the durations recorded (for durations of at least 1 µs).
         #[test]
         fn quantiles_are_within_the_documented_error(
-            durations in proptest::collection::vec(1u64..(1 << 36), 1..300),
+            durations in proptest::collection::vec(1u64..=crate::event::MAX_DURATION_MS * 1_000, 1..300),
             q in prop_oneof![Just(0.5f64), Just(0.95), Just(0.99), 0.01f64..=1.0],
         ) {
             let mut h = LatencyHistogram::new();

@@ -617,7 +617,9 @@ const UNIX_EPOCH_JULIAN_DAY: i64 = 2_440_588;
 fn span_note(text: &str, span: Option<std::ops::Range<usize>>) -> String {
     match span {
         Some(span) => {
-            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            // Bytes, not str: the offset may fall inside a multi-byte character.
+            let before = &text.as_bytes()[..span.start.min(text.len())];
+            let line = before.iter().filter(|b| **b == b'\n').count() + 1;
             format!(" (line {line})")
         }
         None => String::new(),
@@ -797,6 +799,13 @@ mod tests {
             Ok(t) => panic!("accepted {text:?} as {t:?}"),
             Err(e) => assert_eq!(e.field, field, "{text:?} gave {e}"),
         }
+    }
+
+    #[test]
+    fn an_error_offset_inside_a_character_still_gives_its_line() {
+        assert_eq!(span_note("é\nx", Some(1..2)), " (line 1)");
+        assert_eq!(span_note("é\nx", Some(3..4)), " (line 2)");
+        assert_eq!(span_note("x", None), "");
     }
 
     #[test]
