@@ -798,8 +798,14 @@ mod tests {
     fn whole_token_counts_written_with_a_fraction_are_read_and_fractions_refused() {
         let c = call(&model_call(r#""reasoning_tokens": 12.0"#));
         assert_eq!(c.tokens.reasoning, 12);
-        refuse(&model_call(r#""reasoning_tokens": 12.5"#), "reasoning_tokens");
-        refuse(&model_call(r#""reasoning_tokens": 1e300"#), "reasoning_tokens");
+        refuse(
+            &model_call(r#""reasoning_tokens": 12.5"#),
+            "reasoning_tokens",
+        );
+        refuse(
+            &model_call(r#""reasoning_tokens": 1e300"#),
+            "reasoning_tokens",
+        );
     }
 
     fn call(json: &str) -> ModelCall {

@@ -262,21 +262,22 @@ impl Store {
         }
         let sums: Vec<_> = sums.into_iter().collect();
         for chunk in sums.chunks(CALL_CHUNK) {
-            let sql = format!(
-                "INSERT INTO llm_usage_daily (tenant_id, day, provider, model, operation, calls, \
-                 errors, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, \
-                 reasoning_tokens, cost_pico, unpriced_calls) VALUES {} \
-                 ON CONFLICT (tenant_id, day, provider, model, operation) DO UPDATE SET \
-                 calls = llm_usage_daily.calls + excluded.calls, \
-                 errors = llm_usage_daily.errors + excluded.errors, \
-                 input_tokens = llm_usage_daily.input_tokens + excluded.input_tokens, \
-                 output_tokens = llm_usage_daily.output_tokens + excluded.output_tokens, \
-                 cache_read_tokens = llm_usage_daily.cache_read_tokens + excluded.cache_read_tokens, \
-                 cache_write_tokens = llm_usage_daily.cache_write_tokens + excluded.cache_write_tokens, \
-                 reasoning_tokens = llm_usage_daily.reasoning_tokens + excluded.reasoning_tokens, \
-                 cost_pico = llm_usage_daily.cost_pico + excluded.cost_pico, \
-                 unpriced_calls = llm_usage_daily.unpriced_calls + excluded.unpriced_calls",
-                values_rows(self.backend, chunk.len(), 14)
+            let sql = rollup_upsert_sql(
+                self.backend,
+                "llm_usage_daily",
+                &["day", "provider", "model", "operation"],
+                &[
+                    "calls",
+                    "errors",
+                    "input_tokens",
+                    "output_tokens",
+                    "cache_read_tokens",
+                    "cache_write_tokens",
+                    "reasoning_tokens",
+                    "cost_pico",
+                    "unpriced_calls",
+                ],
+                chunk.len(),
             );
             let mut query = sqlx::query(&sql);
             for ((day, provider, model, operation), s) in chunk {
@@ -303,12 +304,12 @@ impl Store {
         }
         let latency: Vec<_> = latency.into_iter().collect();
         for chunk in latency.chunks(CALL_CHUNK) {
-            let sql = format!(
-                "INSERT INTO llm_usage_latency (tenant_id, day, provider, model, operation, \
-                 bucket, calls) VALUES {} \
-                 ON CONFLICT (tenant_id, day, provider, model, operation, bucket) DO UPDATE SET \
-                 calls = llm_usage_latency.calls + excluded.calls",
-                values_rows(self.backend, chunk.len(), 7)
+            let sql = rollup_upsert_sql(
+                self.backend,
+                "llm_usage_latency",
+                &["day", "provider", "model", "operation", "bucket"],
+                &["calls"],
+                chunk.len(),
             );
             let mut query = sqlx::query(&sql);
             for (((day, provider, model, operation), bucket), n) in chunk {
@@ -329,11 +330,12 @@ impl Store {
 
         let latency_by_day: Vec<_> = latency_by_day.into_iter().collect();
         for chunk in latency_by_day.chunks(CALL_CHUNK) {
-            let sql = format!(
-                "INSERT INTO llm_usage_latency_by_day (tenant_id, day, bucket, calls) VALUES {} \
-                 ON CONFLICT (tenant_id, day, bucket) DO UPDATE SET \
-                 calls = llm_usage_latency_by_day.calls + excluded.calls",
-                values_rows(self.backend, chunk.len(), 4)
+            let sql = rollup_upsert_sql(
+                self.backend,
+                "llm_usage_latency_by_day",
+                &["day", "bucket"],
+                &["calls"],
+                chunk.len(),
             );
             let mut query = sqlx::query(&sql);
             for ((day, bucket), n) in chunk {
@@ -347,12 +349,12 @@ impl Store {
 
         let latency_monthly: Vec<_> = latency_monthly.into_iter().collect();
         for chunk in latency_monthly.chunks(CALL_CHUNK) {
-            let sql = format!(
-                "INSERT INTO llm_usage_latency_monthly (tenant_id, month, provider, model, \
-                 operation, bucket, calls) VALUES {} \
-                 ON CONFLICT (tenant_id, month, provider, model, operation, bucket) DO UPDATE SET \
-                 calls = llm_usage_latency_monthly.calls + excluded.calls",
-                values_rows(self.backend, chunk.len(), 7)
+            let sql = rollup_upsert_sql(
+                self.backend,
+                "llm_usage_latency_monthly",
+                &["month", "provider", "model", "operation", "bucket"],
+                &["calls"],
+                chunk.len(),
             );
             let mut query = sqlx::query(&sql);
             for (((month, provider, model, operation), bucket), n) in chunk {
@@ -988,6 +990,35 @@ fn values_rows(backend: Backend, rows: usize, per_row: usize) -> String {
     sql
 }
 
+/// A rollup increment for `rows` rows: `INSERT INTO table (tenant_id, keys…, sums…) VALUES …`,
+/// adding each of `sums` to the row already there for the same tenant and keys. Binds go in
+/// that column order.
+fn rollup_upsert_sql(
+    backend: Backend,
+    table: &str,
+    keys: &[&str],
+    sums: &[&str],
+    rows: usize,
+) -> String {
+    let columns = keys
+        .iter()
+        .chain(sums)
+        .copied()
+        .collect::<Vec<_>>()
+        .join(", ");
+    let add = sums
+        .iter()
+        .map(|c| format!("{c} = {table}.{c} + excluded.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "INSERT INTO {table} (tenant_id, {columns}) VALUES {} \
+         ON CONFLICT (tenant_id, {}) DO UPDATE SET {add}",
+        values_rows(backend, rows, 1 + keys.len() + sums.len()),
+        keys.join(", "),
+    )
+}
+
 fn first_occurrences<'a>(ids: impl Iterator<Item = &'a str>) -> HashMap<&'a str, usize> {
     let mut first = HashMap::new();
     for (i, id) in ids.enumerate() {
@@ -1460,6 +1491,22 @@ mod tests {
             whole_months(20455, 20460),
             (20485, 20485),
             "inside one month: empty"
+        );
+    }
+
+    #[test]
+    fn a_rollup_upsert_adds_every_sum_column_under_its_key() {
+        assert_eq!(
+            rollup_upsert_sql(
+                Backend::Postgres,
+                "t",
+                &["day", "bucket"],
+                &["calls", "errors"],
+                2
+            ),
+            "INSERT INTO t (tenant_id, day, bucket, calls, errors) VALUES \
+             ($1,$2,$3,$4,$5),($6,$7,$8,$9,$10) ON CONFLICT (tenant_id, day, bucket) DO UPDATE SET \
+             calls = t.calls + excluded.calls, errors = t.errors + excluded.errors"
         );
     }
 

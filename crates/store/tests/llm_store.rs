@@ -46,6 +46,7 @@ on_both_backends!(
     bad_values_fail_the_whole_batch,
     a_rollup_sum_past_bigint_is_refused_and_rolled_back,
     store_calls_are_timed_per_llm_table,
+    a_batch_of_several_chunks_is_stored_once_with_duplicates_across_chunks,
 );
 
 const DAY_MS: i64 = 86_400_000;
@@ -196,6 +197,58 @@ async fn a_repeated_batch_changes_nothing(f: &TestStore) {
     assert!(s.llm_usage(&t, day + 1, day, &[]).await.unwrap().is_empty());
     let empty = s.insert_llm_batch(&t, &[], &[]).await.unwrap();
     assert!(empty.calls.is_empty() && empty.events.is_empty());
+}
+
+/// A batch larger than one statement's chunk (500 rows), with an id repeated on both sides of
+/// a chunk boundary and across the whole batch: each id is stored once, and every rollup and
+/// grouping equals the sums of what was stored.
+async fn a_batch_of_several_chunks_is_stored_once_with_duplicates_across_chunks(f: &TestStore) {
+    let s = &f.store;
+    let t = tenant(s, "bulk").await;
+    let mut calls: Vec<ModelCall> = (0..1_200)
+        .map(|n| {
+            let model = ["gpt-4o", "gpt-4o-mini", "o3"][n % 3];
+            let mut c = call(&format!("c{n:05}"), T0 + (n as i64) * 60_000, model, None);
+            c.conversation_id = Some(format!("conv-{}", n % 7));
+            c.duration_us = 1_000 + (n as u64) * 977;
+            c.tokens.input = 100 + n as u64;
+            c
+        })
+        .collect();
+    // Ids are inserted in id order, so c00499 and c00500 sit on either side of the first
+    // chunk boundary; repeat them at the far end, and repeat the first id in the middle.
+    let mut repeat = |id: &str, at: usize| {
+        let mut again = calls.iter().find(|c| c.id == id).unwrap().clone();
+        again.tokens.input = 999_999; // a repeat's own values must not count
+        calls.insert(at, again);
+    };
+    repeat("c00499", 1_200);
+    repeat("c00500", 1_201);
+    repeat("c00000", 600);
+    let first = s.insert_llm_batch(&t, &calls, &[]).await.unwrap();
+    assert_eq!(first.new_calls(), 1_200);
+    let duplicates: Vec<&str> = calls
+        .iter()
+        .zip(&first.calls)
+        .filter(|(_, o)| **o == LlmInsertion::Duplicate)
+        .map(|(c, _)| c.id.as_str())
+        .collect();
+    assert_eq!(duplicates, ["c00000", "c00499", "c00500"]);
+
+    let stored: Vec<ModelCall> = calls
+        .iter()
+        .zip(&first.calls)
+        .filter(|(_, o)| **o == LlmInsertion::New)
+        .map(|(c, _)| c.clone())
+        .collect();
+    let day = T0 / DAY_MS;
+    let usage = all_usage(s, &t, day, day + 2).await;
+    for (dims, got) in subsets().iter().zip(&usage) {
+        assert_eq!(got, &reference(&stored, dims), "group by {dims:?}");
+    }
+    let again = s.insert_llm_batch(&t, &calls, &[]).await.unwrap();
+    assert_eq!(again.new_calls(), 0);
+    assert_eq!(all_usage(s, &t, day, day + 2).await, usage);
 }
 
 async fn timeline_is_in_time_then_id_order(f: &TestStore) {
@@ -646,12 +699,18 @@ async fn a_rollup_sum_past_bigint_is_refused_and_rolled_back(f: &TestStore) {
     let day = T0 / DAY_MS;
     let usage = s.llm_usage(&t, day, day + 1, &[]).await.unwrap();
     assert_eq!(usage[0].1.calls, 1, "the refused call is not counted");
-    assert!(s
+    let by_conversation = s
         .llm_usage(&t, day, day + 1, &[Dimension::Conversation])
         .await
-        .unwrap()
-        .iter()
-        .all(|(_, u)| u.calls == 1));
+        .unwrap();
+    assert_eq!(
+        by_conversation
+            .iter()
+            .map(|(_, u)| u.calls)
+            .collect::<Vec<_>>(),
+        [1],
+        "{by_conversation:?}"
+    );
     // Within one batch the sum is checked before writing.
     let mut a = call("a", T0 + DAY_MS, "gpt-4o", None);
     a.client_cost = Some(Cost::from_picodollars(i64::MAX as u64));
