@@ -1113,11 +1113,19 @@ fn call_row(call: &ModelCall) -> Result<CallRow<'_>, StoreError> {
     check_text("model", &call.model)?;
     check_optional_text("conversation_id", call.conversation_id.as_deref())?;
     check_optional_text("error_type", call.error_type.as_deref())?;
+    let day = call.time_ms.div_euclid(DAY_MS);
+    // Usage is read over years 0 to 9999; a call outside them would be summed and never shown.
+    if !(FIRST_DAY..LAST_DAY).contains(&day) {
+        return Err(StoreError::Invalid {
+            field: "time_ms",
+            reason: "must fall within the years 0 to 9999".into(),
+        });
+    }
     let t = &call.tokens;
     let cost = |field, c: Option<Cost>| c.map(|c| to_i64(field, c.picodollars())).transpose();
     Ok(CallRow {
         call,
-        day: call.time_ms.div_euclid(DAY_MS),
+        day,
         duration_us: to_i64("duration_us", call.duration_us)?,
         bucket: i64::from(bucket_of(call.duration_us)),
         tokens: [

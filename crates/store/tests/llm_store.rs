@@ -644,6 +644,23 @@ async fn bad_values_fail_the_whole_batch(f: &TestStore) {
         ),
         "{err:?}"
     );
+    for time_ms in [i64::MIN, i64::MAX] {
+        let far = call("far", time_ms, "gpt-4o", None);
+        let err = s
+            .insert_llm_batch(&t, &[good.clone(), far], &[])
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StoreError::Invalid {
+                    field: "time_ms",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+    }
     let mut nul = call("nul", T0, "gpt\0", None);
     nul.model = "gpt\0".to_owned();
     let err = s.insert_llm_batch(&t, &[nul], &[]).await.unwrap_err();
