@@ -46,8 +46,7 @@ impl RetryPolicy {
     pub fn cap_ms(&self, retry: u32) -> u64 {
         let doublings = retry.saturating_sub(1).min(63);
         self.base_ms
-            .checked_mul(1u64 << doublings)
-            .unwrap_or(u64::MAX)
+            .saturating_mul(1u64 << doublings)
             .min(self.max_delay_ms)
     }
 
