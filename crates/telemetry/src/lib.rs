@@ -16,6 +16,7 @@
 //!   `model_api_*`, `integration_*`), the OpenTelemetry GenAI client histograms
 //!   (`gen_ai_client_*`), LLM ingest accounting and budgets ([`Metrics::llm`]);
 //! - the in-process queues' `queue_*` series ([`Metrics::queues`]);
+//! - the autoscaling signal `signalbox_desired_replicas` ([`Metrics::scaling`]);
 //! - the host and infrastructure gauges (`system_*`, `database_connections_current`, …) that a
 //!   [`HostMonitor`] samples on an interval, off the request path.
 //!
@@ -52,6 +53,7 @@ mod llm_calls;
 mod process;
 mod queues;
 mod rate_limit;
+mod scaling;
 mod tenant_scrape;
 mod tenants;
 #[cfg(feature = "test-support")]
@@ -68,6 +70,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+pub use self::scaling::{ScalingMetrics, SIGNALBOX_POLICY};
 pub use cache::CacheMetrics;
 pub use connections::{ConnectionMetrics, OpenConnection};
 pub use database::DatabaseMetrics;
@@ -201,6 +204,7 @@ pub struct Metrics {
     flags: FlagMetrics,
     llm: LlmMetrics,
     queues: QueueMetrics,
+    scaling: ScalingMetrics,
     host: host::HostMetrics,
     tenants: TenantLabels,
     started: Instant,
@@ -249,6 +253,7 @@ impl Metrics {
         let flags = FlagMetrics::register(&mut registry);
         let llm = LlmMetrics::register(&mut registry, &config);
         let queues = QueueMetrics::register(&mut registry);
+        let scaling = ScalingMetrics::register(&mut registry);
         let host = host::HostMetrics::register(&mut registry);
         Metrics {
             registry,
@@ -266,6 +271,7 @@ impl Metrics {
             flags,
             llm,
             queues,
+            scaling,
             host,
             tenants: TenantLabels::new(config.tenant_label_limit),
             started: Instant::now(),
@@ -425,6 +431,11 @@ impl Metrics {
     /// The in-process queues' series (see the `queues` module docs for names).
     pub fn queues(&self) -> &QueueMetrics {
         &self.queues
+    }
+
+    /// The autoscaling signal, `signalbox_desired_replicas` (module `scaling`).
+    pub fn scaling(&self) -> &ScalingMetrics {
+        &self.scaling
     }
 
     /// The weber engine's series (see the `weber` module docs for names).
