@@ -452,7 +452,8 @@ mod tests {
         let now = 1_000_000;
         let start = now - 300_000;
         // (cpu, queue, current, last scaled, want desired, want reason)
-        let cases: &[(f64, f64, u32, Option<i64>, u32, Reason)] = &[
+        type Case = (f64, f64, u32, Option<i64>, u32, Reason);
+        let cases: &[Case] = &[
             (80.0, 50.0, 4, None, 6, Reason::MetricThresholdsExceeded),
             (50.0, 150.0, 4, None, 5, Reason::MetricThresholdsExceeded),
             // Both up: the largest step (CPU's 2).
