@@ -63,6 +63,7 @@ pub use profiles::{run_profile_worker, ProfileSettings, PROFILE_ENTRY_BYTES};
 pub use rate_limit::{RateLimitBackend, RateLimitSettings, RateLimiter};
 pub use read_cache::ReadCacheSettings;
 pub use readiness::{ComponentStatus, Components};
+pub use routes::jobs::{JobStatsView, JobView, ScheduleView};
 pub use state::{AppState, MetricsToken, ServerConfig, SetupError};
 
 use problem::{ApiError, ProblemKind};
