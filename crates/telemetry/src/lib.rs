@@ -47,6 +47,7 @@ pub mod exposition;
 mod flags;
 mod forecast;
 mod host;
+mod jobs;
 mod llm;
 mod llm_calls;
 mod process;
@@ -75,6 +76,7 @@ pub use exposition::Format;
 pub use flags::{FlagMetrics, FlagRecorder};
 pub use forecast::{ForecastMetrics, SEARCH_BUCKETS};
 pub use host::{HostInputs, HostMonitor, HostMonitorConfig, NetworkTotals};
+pub use jobs::{JobDepthSample, JobMetrics, JobRecorder, LOST_QUEUE};
 pub use llm::{
     event_type, EventOutcome, LlmMetrics, LlmRecorder, SpanOutcome, EVENT_TYPES,
     GENAI_DURATION_BUCKETS, GENAI_TOKEN_BUCKETS, INTEGRATION_DURATION_BUCKETS,
@@ -201,6 +203,7 @@ pub struct Metrics {
     flags: FlagMetrics,
     llm: LlmMetrics,
     queues: QueueMetrics,
+    jobs: JobMetrics,
     host: host::HostMetrics,
     tenants: TenantLabels,
     started: Instant,
@@ -249,6 +252,7 @@ impl Metrics {
         let flags = FlagMetrics::register(&mut registry);
         let llm = LlmMetrics::register(&mut registry, &config);
         let queues = QueueMetrics::register(&mut registry);
+        let jobs = JobMetrics::register(&mut registry);
         let host = host::HostMetrics::register(&mut registry);
         Metrics {
             registry,
@@ -266,6 +270,7 @@ impl Metrics {
             flags,
             llm,
             queues,
+            jobs,
             host,
             tenants: TenantLabels::new(config.tenant_label_limit),
             started: Instant::now(),
@@ -425,6 +430,15 @@ impl Metrics {
     /// The in-process queues' series (see the `queues` module docs for names).
     pub fn queues(&self) -> &QueueMetrics {
         &self.queues
+    }
+
+    /// The background job series (see the `jobs` module docs for names).
+    pub fn jobs(&self) -> JobRecorder<'_> {
+        JobRecorder {
+            metrics: &self.jobs,
+            queues: &self.queues,
+            tenants: &self.tenants,
+        }
     }
 
     /// The weber engine's series (see the `weber` module docs for names).
