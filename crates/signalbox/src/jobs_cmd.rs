@@ -81,7 +81,12 @@ pub struct EnqueueArgs {
     #[arg(long, value_parser = parse_priority)]
     priority: Option<Priority>,
     /// Run no sooner than this many seconds from now.
-    #[arg(long, value_name = "SECS", allow_negative_numbers = true, conflicts_with = "at")]
+    #[arg(
+        long,
+        value_name = "SECS",
+        allow_negative_numbers = true,
+        conflicts_with = "at"
+    )]
     delay: Option<f64>,
     /// Run no sooner than this time (RFC 3339, e.g. 2026-01-02T03:04:05Z).
     #[arg(long, value_name = "RFC3339")]
@@ -248,7 +253,10 @@ async fn run_with(store: &Store, service: &JobService, cmd: JobsCommand) -> anyh
                 .purge(tenant, args.status)
                 .await
                 .map_err(cli_error)?;
-            println!("{}", json!({"status": args.status.as_str(), "purged": purged}));
+            println!(
+                "{}",
+                json!({"status": args.status.as_str(), "purged": purged})
+            );
         }
         JobsCommand::Stats(args) => {
             let tenant = known_tenant(store, &args).await?;
@@ -319,7 +327,11 @@ fn enqueue_request(args: &EnqueueArgs) -> anyhow::Result<EnqueueRequest> {
         payload: payload(args.payload.as_deref())?,
         priority: args.priority,
         delay_ms,
-        run_at_ms: args.at.as_deref().map(|t| rfc3339_ms("--at", t)).transpose()?,
+        run_at_ms: args
+            .at
+            .as_deref()
+            .map(|t| rfc3339_ms("--at", t))
+            .transpose()?,
         expires_at_ms: args
             .expires_at
             .as_deref()
@@ -343,7 +355,12 @@ fn seconds_to_ms(option: &str, secs: f64) -> anyhow::Result<i64> {
 
 fn rfc3339_ms(option: &str, text: &str) -> anyhow::Result<i64> {
     let t = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
-        .map_err(|e| anyhow::anyhow!("{option}: '{}' is not an RFC 3339 time: {e}", text.escape_debug()))?;
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "{option}: '{}' is not an RFC 3339 time: {e}",
+                text.escape_debug()
+            )
+        })?;
     i64::try_from(t.unix_timestamp_nanos() / 1_000_000)
         .map_err(|_| anyhow::anyhow!("{option}: '{}' is out of range", text.escape_debug()))
 }
@@ -358,13 +375,13 @@ fn payload(arg: Option<&str>) -> anyhow::Result<Value> {
         Some(path) => (read_payload_file(Path::new(path))?, format!(" ({path})")),
         None => (arg.to_owned(), String::new()),
     };
-    serde_json::from_str(&text)
-        .map_err(|e| anyhow::anyhow!("--payload: not JSON{source}: {e}"))
+    serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("--payload: not JSON{source}: {e}"))
 }
 
 fn read_payload_file(path: &Path) -> anyhow::Result<String> {
     let name = path.display();
-    let file = std::fs::File::open(path).with_context(|| format!("--payload: cannot open {name}"))?;
+    let file =
+        std::fs::File::open(path).with_context(|| format!("--payload: cannot open {name}"))?;
     let mut text = String::new();
     file.take(MAX_PAYLOAD_FILE_BYTES + 1)
         .read_to_string(&mut text)

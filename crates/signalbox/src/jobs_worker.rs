@@ -260,9 +260,8 @@ pub fn default_forecast_model_dir(common: &Common) -> PathBuf {
         .unwrap_or_else(|| common.data_dir.join("forecast"))
 }
 
-/// The job use cases for a CLI command: the built-in handlers and the configured queues.
-// Called by the `jobs enqueue|list|…` commands.
-#[allow(dead_code)]
+/// The job use cases for a CLI command (`jobs enqueue|list|…`): the built-in handlers and the
+/// configured queues.
 pub fn job_service(common: &Common, store: store::Store) -> anyhow::Result<JobService> {
     let settings = job_settings(
         &JobArgs::default(),

@@ -404,8 +404,7 @@ impl JobStatsView {
                     succeeded_last_5m: q.finished_last_5m,
                     failed_last_5m: q.failed_last_5m,
                     throughput_per_minute: q.finished_last_5m as f64 / minutes,
-                    failure_rate: (finished > 0)
-                        .then(|| q.failed_last_5m as f64 / finished as f64),
+                    failure_rate: (finished > 0).then(|| q.failed_last_5m as f64 / finished as f64),
                 }
             })
             .collect();
@@ -700,7 +699,7 @@ pub(crate) async fn get(
         (status = 200, description = "The job, cancelled or asked to stop", body = JobView),
         (status = 403, description = "The key lacks the admin scope", content_type = "application/problem+json", body = crate::openapi::Problem),
         (status = 404, description = "No such job in your tenant", content_type = "application/problem+json", body = crate::openapi::Problem),
-        (status = 409, description = "The job already finished (`invalid_state`; `status` names its status)", content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 409, description = "The job already finished (`invalid_state`; `current_status` names its status)", content_type = "application/problem+json", body = crate::openapi::Problem),
     ))]
 pub(crate) async fn cancel(
     State(state): State<AppState>,
@@ -724,7 +723,7 @@ pub(crate) async fn cancel(
         (status = 200, description = "The job, pending again", body = JobView),
         (status = 403, description = "The key lacks the admin scope", content_type = "application/problem+json", body = crate::openapi::Problem),
         (status = 404, description = "No such job in your tenant", content_type = "application/problem+json", body = crate::openapi::Problem),
-        (status = 409, description = "The job is neither dead nor failed (`invalid_state`; `status` names its status)", content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 409, description = "The job is neither dead nor failed (`invalid_state`; `current_status` names its status)", content_type = "application/problem+json", body = crate::openapi::Problem),
     ))]
 pub(crate) async fn retry(
     State(state): State<AppState>,
