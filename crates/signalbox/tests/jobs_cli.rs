@@ -52,6 +52,12 @@ fn enqueue_list_show_cancel_and_stats() {
     let payload = dir.path().join("payload.json");
     std::fs::write(&payload, r#"{"user_ids": ["ann", "bob"]}"#).unwrap();
     let payload_arg = format!("@{}", payload.display());
+    // An ETA a month ahead, to the second.
+    let now_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let at = server::rfc3339_ms((now_s + 30 * 86_400) * 1000);
     let recalc = [
         "enqueue",
         "weber.recalculate",
@@ -60,7 +66,7 @@ fn enqueue_list_show_cancel_and_stats() {
         "--payload",
         &payload_arg,
         "--at",
-        "2099-01-01T00:00:00Z",
+        &at,
         "--idempotency-key",
         "recalc-1",
         "--max-retries",
@@ -71,7 +77,7 @@ fn enqueue_list_show_cancel_and_stats() {
     let made = jobs(dir.path(), &recalc);
     assert_eq!(made[0]["created"], true);
     assert_eq!(made[0]["payload"], json!({"user_ids": ["ann", "bob"]}));
-    assert_eq!(made[0]["run_at"], "2099-01-01T00:00:00Z");
+    assert_eq!(made[0]["run_at"], at.as_str());
     assert_eq!(made[0]["max_attempts"], 3);
     assert_eq!(made[0]["timeout_ms"], 90_000);
     let again = jobs(dir.path(), &recalc);
