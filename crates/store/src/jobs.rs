@@ -286,14 +286,19 @@ impl Store {
                 schedule: None,
             })
             .collect();
+        let notify = self.jobs_hub.channel();
         let _turn = self.write_turn().await;
         let mut conn = self.acquire(Operation::Insert, Table::Jobs).await?;
-        let mut tx = conn.begin().await?;
-        let out = insert_jobs(&mut tx, self.backend, tenant_id, &rows, now_ms).await?;
-        let due = due_queues(&out, now_ms);
-        self.jobs_hub.notify_in(&mut tx, &due).await?;
-        tx.commit().await?;
-        self.jobs_hub.wake_local(&due);
+        let out = if rows.len() <= CHUNK {
+            // One statement: atomic by itself.
+            insert_jobs(&mut conn, notify, tenant_id, &rows, now_ms).await?
+        } else {
+            let mut tx = conn.begin().await?;
+            let out = insert_jobs(&mut tx, notify, tenant_id, &rows, now_ms).await?;
+            tx.commit().await?;
+            out
+        };
+        self.jobs_hub.wake_local(&due_queues(&out, now_ms));
         Ok(out)
     }
 
@@ -812,11 +817,11 @@ impl Store {
         let mut conn = self.acquire(Operation::Update, Table::Jobs).await?;
         for chunk in running.chunks(CHUNK) {
             let sql = format!(
-                "UPDATE jobs SET lease_until_ms = $2 FROM ({}) AS v
+                "WITH {} UPDATE jobs SET lease_until_ms = $2 FROM v
                  WHERE jobs.id = v.id AND jobs.attempts = v.attempt AND jobs.worker_id = $1
                    AND jobs.status = 'running'
                  RETURNING jobs.id, CAST(CASE WHEN jobs.cancel_requested THEN 1 ELSE 0 END AS BIGINT)",
-                select_rows(chunk.len(), 3, &["id", "attempt"])
+                values_cte(chunk.len(), 3, &["id", "attempt"])
             );
             let mut query = sqlx::query(&sql)
                 .bind(worker_id)
@@ -857,52 +862,17 @@ impl Store {
         let unique: Vec<usize> = (0..finished.len())
             .filter(|&i| seen.insert(finished[i].job_id))
             .collect();
-        let mut done: HashSet<String> = HashSet::with_capacity(unique.len());
         let _turn = self.write_turn().await;
         let mut conn = self.acquire(Operation::Update, Table::Jobs).await?;
-        let mut tx = conn.begin().await?;
-        for chunk in unique.chunks(CHUNK) {
-            let sql = format!(
-                "UPDATE jobs SET
-                     status = CASE WHEN {RETRIES} THEN 'retrying'
-                                   WHEN v.status = 'retrying' AND jobs.cancel_requested
-                                   THEN 'cancelled'
-                                   WHEN v.status = 'retrying' THEN 'dead'
-                                   ELSE v.status END,
-                     run_at_ms = CASE WHEN {RETRIES} THEN v.run_at ELSE jobs.run_at_ms END,
-                     finished_at_ms = CASE WHEN {RETRIES} THEN NULL ELSE $2 END,
-                     lease_until_ms = NULL,
-                     result = v.result,
-                     last_error = COALESCE(v.error, jobs.last_error),
-                     last_failed_at_ms = CASE WHEN v.failed = 1 THEN $2 ELSE jobs.last_failed_at_ms END
-                 FROM ({}) AS v
-                 WHERE jobs.id = v.id AND jobs.attempts = v.attempt AND jobs.worker_id = $1
-                   AND jobs.status = 'running'
-                 RETURNING jobs.id",
-                select_rows(
-                    chunk.len(),
-                    3,
-                    &["id", "attempt", "status", "run_at", "result", "error", "failed"]
-                ),
-                RETRIES = FINISH_RETRIES,
-            );
-            let mut query = sqlx::query(&sql).bind(worker_id).bind(now_ms);
-            for &i in chunk {
-                let f = &items[i];
-                query = query
-                    .bind(f.job_id)
-                    .bind(i64::from(f.attempt))
-                    .bind(f.status.as_str())
-                    .bind(f.run_at_ms)
-                    .bind(f.result)
-                    .bind(f.error.as_deref())
-                    .bind(i64::from(f.failed));
-            }
-            for row in query.fetch_all(&mut *tx).await? {
-                done.insert(row.try_get(0)?);
-            }
-        }
-        tx.commit().await?;
+        let done = if unique.len() <= CHUNK {
+            // One statement: atomic by itself.
+            finish_chunks(&mut conn, worker_id, &items, &unique, now_ms).await?
+        } else {
+            let mut tx = conn.begin().await?;
+            let done = finish_chunks(&mut tx, worker_id, &items, &unique, now_ms).await?;
+            tx.commit().await?;
+            done
+        };
         for i in unique {
             applied[i] = done.contains(finished[i].job_id);
         }
@@ -929,16 +899,16 @@ impl Store {
         let mut tx = conn.begin().await?;
         for chunk in running.chunks(CHUNK) {
             let sql = format!(
-                "UPDATE jobs SET
+                "WITH {} UPDATE jobs SET
                      status = CASE WHEN jobs.cancel_requested THEN 'cancelled' ELSE 'pending' END,
                      attempts = jobs.attempts - 1, lease_until_ms = NULL, worker_id = NULL,
                      started_at_ms = NULL,
                      finished_at_ms = CASE WHEN jobs.cancel_requested THEN $2 ELSE NULL END
-                 FROM ({}) AS v
+                 FROM v
                  WHERE jobs.id = v.id AND jobs.attempts = v.attempt AND jobs.worker_id = $1
                    AND jobs.status = 'running'
                  RETURNING jobs.priority_rank",
-                select_rows(chunk.len(), 3, &["id", "attempt"])
+                values_cte(chunk.len(), 3, &["id", "attempt"])
             );
             let mut query = sqlx::query(&sql).bind(worker_id).bind(now_ms);
             for (id, attempt) in chunk {
@@ -1090,16 +1060,14 @@ impl Store {
             }
             let mut out = insert_jobs(
                 &mut tx,
-                self.backend,
+                self.jobs_hub.channel(),
                 &schedule.tenant_id,
                 std::slice::from_ref(&row),
                 now_ms,
             )
             .await?;
-            let due = due_queues(&out, now_ms);
-            self.jobs_hub.notify_in(&mut tx, &due).await?;
             tx.commit().await?;
-            self.jobs_hub.wake_local(&due);
+            self.jobs_hub.wake_local(&due_queues(&out, now_ms));
             if let Some(enqueued) = out.pop().filter(|e| e.created) {
                 created.push(enqueued);
             }
@@ -1284,9 +1252,14 @@ impl<'a> FinishRow<'a> {
     }
 }
 
+/// Inserts `rows` (in statements of [`CHUNK`] rows), skipping keys the tenant already used,
+/// and reads the existing jobs of those keys. On PostgreSQL each statement also notifies the
+/// queues of the due jobs it created (`notify`: the channel): in its own transaction, so the
+/// notification goes out exactly when the jobs become visible, and a single-statement enqueue
+/// needs no explicit transaction (one round trip instead of four).
 async fn insert_jobs(
-    tx: &mut sqlx::Transaction<'_, Any>,
-    _backend: Backend,
+    conn: &mut sqlx::AnyConnection,
+    notify: Option<&str>,
     tenant_id: &str,
     rows: &[InsertRow<'_>],
     now_ms: i64,
@@ -1316,14 +1289,33 @@ async fn insert_jobs(
                 p(11)
             ));
         }
-        let sql = format!(
+        let insert = format!(
             "INSERT INTO jobs (id, tenant_id, handler, payload, priority_rank, status, attempts,
                  max_attempts, run_at_ms, expires_at_ms, timeout_ms, idempotency_key, schedule,
                  created_at_ms)
              VALUES {values}
-             ON CONFLICT (tenant_id, idempotency_key) DO NOTHING
-             RETURNING {JOB_COLUMNS}"
+             ON CONFLICT (tenant_id, idempotency_key) DO NOTHING"
         );
+        let sql = match notify {
+            None => format!("{insert} RETURNING {JOB_COLUMNS}"),
+            // PostgreSQL delivers one notification per distinct (channel, payload) of a
+            // transaction, however many rows call it.
+            Some(_) => {
+                let channel = chunk.len() * COLUMNS + 1;
+                let names: String = Priority::ALL
+                    .iter()
+                    .map(|p| format!(" WHEN {} THEN '{}'", p.rank(), p.as_str()))
+                    .collect();
+                format!(
+                    "WITH ins AS ({insert} RETURNING *)
+                     SELECT {JOB_COLUMNS},
+                            CASE WHEN run_at_ms <= created_at_ms
+                                 THEN pg_notify(${channel}, CASE priority_rank{names} END) IS NULL
+                            END
+                     FROM ins"
+                )
+            }
+        };
         let mut query = sqlx::query(&sql);
         for row in chunk {
             let job = row.job;
@@ -1341,8 +1333,11 @@ async fn insert_jobs(
                 .bind(row.schedule)
                 .bind(now_ms);
         }
+        if let Some(channel) = notify {
+            query = query.bind(channel);
+        }
         for row in query
-            .fetch_all(&mut **tx)
+            .fetch_all(&mut *conn)
             .await
             .map_err(|e| crate::weber::foreign_key_or(e, tenant_id))?
         {
@@ -1369,7 +1364,7 @@ async fn insert_jobs(
         for key in chunk {
             query = query.bind(*key);
         }
-        for row in query.fetch_all(&mut **tx).await? {
+        for row in query.fetch_all(&mut *conn).await? {
             let job = job_from_row(&row)?;
             if let Some(key) = job.idempotency_key.clone() {
                 existing.insert(key, job);
@@ -1400,6 +1395,59 @@ async fn insert_jobs(
         .collect()
 }
 
+/// The `UPDATE … FROM` statements of [`Store::finish_jobs`]: the ids whose finish applied.
+async fn finish_chunks(
+    conn: &mut sqlx::AnyConnection,
+    worker_id: &str,
+    items: &[FinishRow<'_>],
+    unique: &[usize],
+    now_ms: i64,
+) -> Result<HashSet<String>, StoreError> {
+    let mut done: HashSet<String> = HashSet::with_capacity(unique.len());
+    for chunk in unique.chunks(CHUNK) {
+        let sql = format!(
+            "WITH {} UPDATE jobs SET
+                 status = CASE WHEN {RETRIES} THEN 'retrying'
+                               WHEN v.status = 'retrying' AND jobs.cancel_requested
+                               THEN 'cancelled'
+                               WHEN v.status = 'retrying' THEN 'dead'
+                               ELSE v.status END,
+                 run_at_ms = CASE WHEN {RETRIES} THEN v.run_at ELSE jobs.run_at_ms END,
+                 finished_at_ms = CASE WHEN {RETRIES} THEN NULL ELSE $2 END,
+                 lease_until_ms = NULL,
+                 result = v.result,
+                 last_error = COALESCE(v.error, jobs.last_error),
+                 last_failed_at_ms = CASE WHEN v.failed = 1 THEN $2 ELSE jobs.last_failed_at_ms END
+             FROM v
+             WHERE jobs.id = v.id AND jobs.attempts = v.attempt AND jobs.worker_id = $1
+               AND jobs.status = 'running'
+             RETURNING jobs.id",
+            values_cte(
+                chunk.len(),
+                3,
+                &["id", "attempt", "status", "run_at", "result", "error", "failed"]
+            ),
+            RETRIES = FINISH_RETRIES,
+        );
+        let mut query = sqlx::query(&sql).bind(worker_id).bind(now_ms);
+        for &i in chunk {
+            let f = &items[i];
+            query = query
+                .bind(f.job_id)
+                .bind(i64::from(f.attempt))
+                .bind(f.status.as_str())
+                .bind(f.run_at_ms)
+                .bind(f.result)
+                .bind(f.error.as_deref())
+                .bind(i64::from(f.failed));
+        }
+        for row in query.fetch_all(&mut *conn).await? {
+            done.insert(row.try_get(0)?);
+        }
+    }
+    Ok(done)
+}
+
 /// The queues of newly created jobs that are due now: those whose workers to wake.
 fn due_queues(out: &[Enqueued], now_ms: i64) -> Vec<Priority> {
     let mut queues: Vec<Priority> = out
@@ -1412,22 +1460,25 @@ fn due_queues(out: &[Enqueued], now_ms: i64) -> Vec<Priority> {
     queues
 }
 
-/// `SELECT $a AS c1, $b AS c2 UNION ALL SELECT …`: a row source both dialects accept in an
-/// `UPDATE … FROM` (SQLite's `VALUES` cannot name its columns).
-fn select_rows(rows: usize, first: usize, columns: &[&str]) -> String {
-    let mut sql = String::with_capacity(rows * columns.len() * 12);
+/// `v(c1, c2) AS (VALUES ($a, $b), …)`: a named row source for `WITH … UPDATE … FROM v`, which
+/// both dialects accept (SQLite's `VALUES` cannot be aliased with column names otherwise), and
+/// which PostgreSQL plans as one scan however many rows it has.
+fn values_cte(rows: usize, first: usize, columns: &[&str]) -> String {
+    let mut sql = format!("v({}) AS (VALUES ", columns.join(", "));
     for r in 0..rows {
         if r > 0 {
-            sql.push_str(" UNION ALL ");
+            sql.push(',');
         }
-        sql.push_str("SELECT ");
-        for (c, name) in columns.iter().enumerate() {
+        sql.push('(');
+        for c in 0..columns.len() {
             if c > 0 {
-                sql.push_str(", ");
+                sql.push(',');
             }
-            sql.push_str(&format!("${} AS {name}", first + r * columns.len() + c));
+            sql.push_str(&format!("${}", first + r * columns.len() + c));
         }
+        sql.push(')');
     }
+    sql.push(')');
     sql
 }
 
@@ -1680,6 +1731,11 @@ impl JobHub {
             listening: AtomicBool::new(false),
             shutdown: Arc::new(tokio::sync::Notify::new()),
         }
+    }
+
+    /// PostgreSQL: the channel to notify.
+    fn channel(&self) -> Option<&str> {
+        self.postgres.as_ref().map(|(_, channel)| channel.as_str())
     }
 
     fn signal(&self, priority: Priority) -> &QueueSignal {
