@@ -766,18 +766,22 @@ impl Store {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let lock = match self.backend {
-            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
-            Backend::Sqlite => "",
+        // PostgreSQL: the due rows are locked as they are picked, skipping rows another
+        // claimer holds; `= ANY(ARRAY(…))` makes the pick an init plan, so the update finds its
+        // rows by primary key (with `IN (…)` the planner may hash-join a scan of every
+        // claimable row instead). SQLite's single writer needs neither.
+        let (open, close) = match self.backend {
+            Backend::Postgres => ("= ANY(ARRAY(", " FOR UPDATE SKIP LOCKED))"),
+            Backend::Sqlite => ("IN (", ")"),
         };
         let sql = format!(
             "UPDATE jobs SET status = 'running', attempts = attempts + 1, worker_id = $1,
                     lease_until_ms = $2, started_at_ms = $3
-             WHERE id IN (
+             WHERE id {open}
                  SELECT id FROM jobs
                  WHERE {CLAIMABLE} AND priority_rank = $4 AND run_at_ms <= $3
                    AND (expires_at_ms IS NULL OR expires_at_ms > $3)
-                 ORDER BY run_at_ms, id LIMIT $5{lock})
+                 ORDER BY run_at_ms, id LIMIT $5{close}
                AND {CLAIMABLE}
              RETURNING {JOB_COLUMNS}"
         );
