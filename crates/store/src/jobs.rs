@@ -286,14 +286,19 @@ impl Store {
                 schedule: None,
             })
             .collect();
+        let notify = self.jobs_hub.channel();
         let _turn = self.write_turn().await;
         let mut conn = self.acquire(Operation::Insert, Table::Jobs).await?;
-        let mut tx = conn.begin().await?;
-        let out = insert_jobs(&mut tx, self.backend, tenant_id, &rows, now_ms).await?;
-        let due = due_queues(&out, now_ms);
-        self.jobs_hub.notify_in(&mut tx, &due).await?;
-        tx.commit().await?;
-        self.jobs_hub.wake_local(&due);
+        let out = if rows.len() <= CHUNK {
+            // One statement: atomic by itself.
+            insert_jobs(&mut conn, self.backend, notify, tenant_id, &rows, now_ms).await?
+        } else {
+            let mut tx = conn.begin().await?;
+            let out = insert_jobs(&mut tx, self.backend, notify, tenant_id, &rows, now_ms).await?;
+            tx.commit().await?;
+            out
+        };
+        self.jobs_hub.wake_local(&due_queues(&out, now_ms));
         Ok(out)
     }
 
@@ -761,18 +766,22 @@ impl Store {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let lock = match self.backend {
-            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
-            Backend::Sqlite => "",
+        // PostgreSQL: the due rows are locked as they are picked, skipping rows another
+        // claimer holds; `= ANY(ARRAY(…))` makes the pick an init plan, so the update finds its
+        // rows by primary key (with `IN (…)` the planner may hash-join a scan of every
+        // claimable row instead). SQLite's single writer needs neither.
+        let (open, close) = match self.backend {
+            Backend::Postgres => ("= ANY(ARRAY(", " FOR UPDATE SKIP LOCKED))"),
+            Backend::Sqlite => ("IN (", ")"),
         };
         let sql = format!(
             "UPDATE jobs SET status = 'running', attempts = attempts + 1, worker_id = $1,
                     lease_until_ms = $2, started_at_ms = $3
-             WHERE id IN (
+             WHERE id {open}
                  SELECT id FROM jobs
                  WHERE {CLAIMABLE} AND priority_rank = $4 AND run_at_ms <= $3
                    AND (expires_at_ms IS NULL OR expires_at_ms > $3)
-                 ORDER BY run_at_ms, id LIMIT $5{lock})
+                 ORDER BY run_at_ms, id LIMIT $5{close}
                AND {CLAIMABLE}
              RETURNING {JOB_COLUMNS}"
         );
@@ -811,19 +820,22 @@ impl Store {
         let _turn = self.write_turn().await;
         let mut conn = self.acquire(Operation::Update, Table::Jobs).await?;
         for chunk in running.chunks(CHUNK) {
+            let mut p = Params::new(self.backend);
+            let v = values_cte(&mut p, chunk.len(), &["id", "attempt"]);
+            let (lease, worker) = (p.next(), p.next());
             let sql = format!(
-                "UPDATE jobs SET lease_until_ms = $2 FROM ({}) AS v
-                 WHERE jobs.id = v.id AND jobs.attempts = v.attempt AND jobs.worker_id = $1
+                "WITH {v} UPDATE jobs SET lease_until_ms = {lease} FROM v
+                 WHERE jobs.id = v.id AND jobs.attempts = v.attempt AND jobs.worker_id = {worker}
                    AND jobs.status = 'running'
-                 RETURNING jobs.id, CAST(CASE WHEN jobs.cancel_requested THEN 1 ELSE 0 END AS BIGINT)",
-                select_rows(chunk.len(), 3, &["id", "attempt"])
+                 RETURNING jobs.id, CAST(CASE WHEN jobs.cancel_requested THEN 1 ELSE 0 END AS BIGINT)"
             );
-            let mut query = sqlx::query(&sql)
-                .bind(worker_id)
-                .bind(now_ms.saturating_add(ms_i64(lease_ms)));
+            let mut query = sqlx::query(&sql);
             for (id, attempt) in chunk {
                 query = query.bind(id.as_str()).bind(i64::from(*attempt));
             }
+            let query = query
+                .bind(now_ms.saturating_add(ms_i64(lease_ms)))
+                .bind(worker_id);
             for row in query.fetch_all(&mut *conn).await? {
                 if row.try_get::<i64, _>(1)? != 0 {
                     cancelled.push(row.try_get(0)?);
@@ -857,52 +869,18 @@ impl Store {
         let unique: Vec<usize> = (0..finished.len())
             .filter(|&i| seen.insert(finished[i].job_id))
             .collect();
-        let mut done: HashSet<String> = HashSet::with_capacity(unique.len());
         let _turn = self.write_turn().await;
         let mut conn = self.acquire(Operation::Update, Table::Jobs).await?;
-        let mut tx = conn.begin().await?;
-        for chunk in unique.chunks(CHUNK) {
-            let sql = format!(
-                "UPDATE jobs SET
-                     status = CASE WHEN {RETRIES} THEN 'retrying'
-                                   WHEN v.status = 'retrying' AND jobs.cancel_requested
-                                   THEN 'cancelled'
-                                   WHEN v.status = 'retrying' THEN 'dead'
-                                   ELSE v.status END,
-                     run_at_ms = CASE WHEN {RETRIES} THEN v.run_at ELSE jobs.run_at_ms END,
-                     finished_at_ms = CASE WHEN {RETRIES} THEN NULL ELSE $2 END,
-                     lease_until_ms = NULL,
-                     result = v.result,
-                     last_error = COALESCE(v.error, jobs.last_error),
-                     last_failed_at_ms = CASE WHEN v.failed = 1 THEN $2 ELSE jobs.last_failed_at_ms END
-                 FROM ({}) AS v
-                 WHERE jobs.id = v.id AND jobs.attempts = v.attempt AND jobs.worker_id = $1
-                   AND jobs.status = 'running'
-                 RETURNING jobs.id",
-                select_rows(
-                    chunk.len(),
-                    3,
-                    &["id", "attempt", "status", "run_at", "result", "error", "failed"]
-                ),
-                RETRIES = FINISH_RETRIES,
-            );
-            let mut query = sqlx::query(&sql).bind(worker_id).bind(now_ms);
-            for &i in chunk {
-                let f = &items[i];
-                query = query
-                    .bind(f.job_id)
-                    .bind(i64::from(f.attempt))
-                    .bind(f.status.as_str())
-                    .bind(f.run_at_ms)
-                    .bind(f.result)
-                    .bind(f.error.as_deref())
-                    .bind(i64::from(f.failed));
-            }
-            for row in query.fetch_all(&mut *tx).await? {
-                done.insert(row.try_get(0)?);
-            }
-        }
-        tx.commit().await?;
+        let done = if unique.len() <= CHUNK {
+            // One statement: atomic by itself.
+            finish_chunks(&mut conn, self.backend, worker_id, &items, &unique, now_ms).await?
+        } else {
+            let mut tx = conn.begin().await?;
+            let done =
+                finish_chunks(&mut tx, self.backend, worker_id, &items, &unique, now_ms).await?;
+            tx.commit().await?;
+            done
+        };
         for i in unique {
             applied[i] = done.contains(finished[i].job_id);
         }
@@ -928,22 +906,25 @@ impl Store {
         let mut conn = self.acquire(Operation::Update, Table::Jobs).await?;
         let mut tx = conn.begin().await?;
         for chunk in running.chunks(CHUNK) {
+            let mut p = Params::new(self.backend);
+            let v = values_cte(&mut p, chunk.len(), &["id", "attempt"]);
+            let (now, worker) = (p.next(), p.next());
             let sql = format!(
-                "UPDATE jobs SET
+                "WITH {v} UPDATE jobs SET
                      status = CASE WHEN jobs.cancel_requested THEN 'cancelled' ELSE 'pending' END,
                      attempts = jobs.attempts - 1, lease_until_ms = NULL, worker_id = NULL,
                      started_at_ms = NULL,
-                     finished_at_ms = CASE WHEN jobs.cancel_requested THEN $2 ELSE NULL END
-                 FROM ({}) AS v
-                 WHERE jobs.id = v.id AND jobs.attempts = v.attempt AND jobs.worker_id = $1
+                     finished_at_ms = CASE WHEN jobs.cancel_requested THEN {now} ELSE NULL END
+                 FROM v
+                 WHERE jobs.id = v.id AND jobs.attempts = v.attempt AND jobs.worker_id = {worker}
                    AND jobs.status = 'running'
-                 RETURNING jobs.priority_rank",
-                select_rows(chunk.len(), 3, &["id", "attempt"])
+                 RETURNING jobs.priority_rank"
             );
-            let mut query = sqlx::query(&sql).bind(worker_id).bind(now_ms);
+            let mut query = sqlx::query(&sql);
             for (id, attempt) in chunk {
                 query = query.bind(id.as_str()).bind(i64::from(*attempt));
             }
+            let query = query.bind(now_ms).bind(worker_id);
             for row in query.fetch_all(&mut *tx).await? {
                 released += 1;
                 queues.push(priority_of(row.try_get(0)?)?);
@@ -1091,15 +1072,14 @@ impl Store {
             let mut out = insert_jobs(
                 &mut tx,
                 self.backend,
+                self.jobs_hub.channel(),
                 &schedule.tenant_id,
                 std::slice::from_ref(&row),
                 now_ms,
             )
             .await?;
-            let due = due_queues(&out, now_ms);
-            self.jobs_hub.notify_in(&mut tx, &due).await?;
             tx.commit().await?;
-            self.jobs_hub.wake_local(&due);
+            self.jobs_hub.wake_local(&due_queues(&out, now_ms));
             if let Some(enqueued) = out.pop().filter(|e| e.created) {
                 created.push(enqueued);
             }
@@ -1284,9 +1264,15 @@ impl<'a> FinishRow<'a> {
     }
 }
 
+/// Inserts `rows` (in statements of [`CHUNK`] rows), skipping keys the tenant already used,
+/// and reads the existing jobs of those keys. On PostgreSQL each statement also notifies the
+/// queues of the due jobs it created (`notify`: the channel): in its own transaction, so the
+/// notification goes out exactly when the jobs become visible, and a single-statement enqueue
+/// needs no explicit transaction (one round trip instead of four).
 async fn insert_jobs(
-    tx: &mut sqlx::Transaction<'_, Any>,
-    _backend: Backend,
+    conn: &mut sqlx::AnyConnection,
+    backend: Backend,
+    notify: Option<&str>,
     tenant_id: &str,
     rows: &[InsertRow<'_>],
     now_ms: i64,
@@ -1294,36 +1280,47 @@ async fn insert_jobs(
     const COLUMNS: usize = 12;
     let mut inserted: HashMap<String, JobRecord> = HashMap::with_capacity(rows.len());
     for chunk in rows.chunks(CHUNK) {
+        let mut p = Params::new(backend);
         let mut values = String::with_capacity(chunk.len() * 80);
         for r in 0..chunk.len() {
-            let p = |c: usize| r * COLUMNS + c + 1;
             if r > 0 {
                 values.push(',');
             }
-            values.push_str(&format!(
-                "(${},${},${},${},${},'pending',0,${},${},${},${},${},${},${})",
-                p(0),
-                p(1),
-                p(2),
-                p(3),
-                p(4),
-                p(5),
-                p(6),
-                p(7),
-                p(8),
-                p(9),
-                p(10),
-                p(11)
-            ));
+            let mut row: Vec<String> = (0..COLUMNS).map(|_| p.next()).collect();
+            // `status` and `attempts` are the same for every new job.
+            row.insert(5, "'pending'".to_owned());
+            row.insert(6, "0".to_owned());
+            values.push('(');
+            values.push_str(&row.join(","));
+            values.push(')');
         }
-        let sql = format!(
+        let insert = format!(
             "INSERT INTO jobs (id, tenant_id, handler, payload, priority_rank, status, attempts,
                  max_attempts, run_at_ms, expires_at_ms, timeout_ms, idempotency_key, schedule,
                  created_at_ms)
              VALUES {values}
-             ON CONFLICT (tenant_id, idempotency_key) DO NOTHING
-             RETURNING {JOB_COLUMNS}"
+             ON CONFLICT (tenant_id, idempotency_key) DO NOTHING"
         );
+        let sql = match notify {
+            None => format!("{insert} RETURNING {JOB_COLUMNS}"),
+            // PostgreSQL delivers one notification per distinct (channel, payload) of a
+            // transaction, however many rows call it.
+            Some(_) => {
+                let channel = p.next();
+                let names: String = Priority::ALL
+                    .iter()
+                    .map(|p| format!(" WHEN {} THEN '{}'", p.rank(), p.as_str()))
+                    .collect();
+                format!(
+                    "WITH ins AS ({insert} RETURNING *)
+                     SELECT {JOB_COLUMNS},
+                            CASE WHEN run_at_ms <= created_at_ms
+                                 THEN pg_notify({channel}, CASE priority_rank{names} END) IS NULL
+                            END
+                     FROM ins"
+                )
+            }
+        };
         let mut query = sqlx::query(&sql);
         for row in chunk {
             let job = row.job;
@@ -1341,8 +1338,11 @@ async fn insert_jobs(
                 .bind(row.schedule)
                 .bind(now_ms);
         }
+        if let Some(channel) = notify {
+            query = query.bind(channel);
+        }
         for row in query
-            .fetch_all(&mut **tx)
+            .fetch_all(&mut *conn)
             .await
             .map_err(|e| crate::weber::foreign_key_or(e, tenant_id))?
         {
@@ -1358,18 +1358,18 @@ async fn insert_jobs(
         .collect();
     let mut existing: HashMap<String, JobRecord> = HashMap::with_capacity(missing.len());
     for chunk in missing.chunks(CHUNK) {
+        let mut p = Params::new(backend);
+        let tenant = p.next();
+        let keys: Vec<String> = chunk.iter().map(|_| p.next()).collect();
         let sql = format!(
-            "SELECT {JOB_COLUMNS} FROM jobs WHERE tenant_id = $1 AND idempotency_key IN ({})",
-            (2..chunk.len() + 2)
-                .map(|i| format!("${i}"))
-                .collect::<Vec<_>>()
-                .join(",")
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE tenant_id = {tenant} AND idempotency_key IN ({})",
+            keys.join(",")
         );
         let mut query = sqlx::query(&sql).bind(tenant_id);
         for key in chunk {
             query = query.bind(*key);
         }
-        for row in query.fetch_all(&mut **tx).await? {
+        for row in query.fetch_all(&mut *conn).await? {
             let job = job_from_row(&row)?;
             if let Some(key) = job.idempotency_key.clone() {
                 existing.insert(key, job);
@@ -1400,6 +1400,66 @@ async fn insert_jobs(
         .collect()
 }
 
+/// The `UPDATE … FROM` statements of [`Store::finish_jobs`]: the ids whose finish applied.
+async fn finish_chunks(
+    conn: &mut sqlx::AnyConnection,
+    backend: Backend,
+    worker_id: &str,
+    items: &[FinishRow<'_>],
+    unique: &[usize],
+    now_ms: i64,
+) -> Result<HashSet<String>, StoreError> {
+    let mut done: HashSet<String> = HashSet::with_capacity(unique.len());
+    for chunk in unique.chunks(CHUNK) {
+        let mut p = Params::new(backend);
+        let v = values_cte(
+            &mut p,
+            chunk.len(),
+            &[
+                "id", "attempt", "status", "run_at", "result", "error", "failed",
+            ],
+        );
+        let (finished_at, failed_at, worker) = (p.next(), p.next(), p.next());
+        let sql = format!(
+            "WITH {v} UPDATE jobs SET
+                 status = CASE WHEN {RETRIES} THEN 'retrying'
+                               WHEN v.status = 'retrying' AND jobs.cancel_requested
+                               THEN 'cancelled'
+                               WHEN v.status = 'retrying' THEN 'dead'
+                               ELSE v.status END,
+                 run_at_ms = CASE WHEN {RETRIES} THEN v.run_at ELSE jobs.run_at_ms END,
+                 finished_at_ms = CASE WHEN {RETRIES} THEN NULL ELSE {finished_at} END,
+                 lease_until_ms = NULL,
+                 result = v.result,
+                 last_error = COALESCE(v.error, jobs.last_error),
+                 last_failed_at_ms = CASE WHEN v.failed = 1 THEN {failed_at}
+                                          ELSE jobs.last_failed_at_ms END
+             FROM v
+             WHERE jobs.id = v.id AND jobs.attempts = v.attempt AND jobs.worker_id = {worker}
+               AND jobs.status = 'running'
+             RETURNING jobs.id",
+            RETRIES = FINISH_RETRIES,
+        );
+        let mut query = sqlx::query(&sql);
+        for &i in chunk {
+            let f = &items[i];
+            query = query
+                .bind(f.job_id)
+                .bind(i64::from(f.attempt))
+                .bind(f.status.as_str())
+                .bind(f.run_at_ms)
+                .bind(f.result)
+                .bind(f.error.as_deref())
+                .bind(i64::from(f.failed));
+        }
+        let query = query.bind(now_ms).bind(now_ms).bind(worker_id);
+        for row in query.fetch_all(&mut *conn).await? {
+            done.insert(row.try_get(0)?);
+        }
+    }
+    Ok(done)
+}
+
 /// The queues of newly created jobs that are due now: those whose workers to wake.
 fn due_queues(out: &[Enqueued], now_ms: i64) -> Vec<Priority> {
     let mut queues: Vec<Priority> = out
@@ -1412,22 +1472,48 @@ fn due_queues(out: &[Enqueued], now_ms: i64) -> Vec<Priority> {
     queues
 }
 
-/// `SELECT $a AS c1, $b AS c2 UNION ALL SELECT …`: a row source both dialects accept in an
-/// `UPDATE … FROM` (SQLite's `VALUES` cannot name its columns).
-fn select_rows(rows: usize, first: usize, columns: &[&str]) -> String {
-    let mut sql = String::with_capacity(rows * columns.len() * 12);
-    for r in 0..rows {
-        if r > 0 {
-            sql.push_str(" UNION ALL ");
-        }
-        sql.push_str("SELECT ");
-        for (c, name) in columns.iter().enumerate() {
-            if c > 0 {
-                sql.push_str(", ");
-            }
-            sql.push_str(&format!("${} AS {name}", first + r * columns.len() + c));
+/// Statement parameters numbered in the order they appear in the text: `$1, $2, …` on
+/// PostgreSQL, anonymous `?` on SQLite, where sqlx finds each numbered parameter by its name
+/// and SQLite's lookup is a linear scan, so binding a batch's thousand `$N` grew with its square
+/// (see `llm.rs`). The binds then follow the text's order on both.
+struct Params {
+    backend: Backend,
+    count: usize,
+}
+
+impl Params {
+    fn new(backend: Backend) -> Params {
+        Params { backend, count: 0 }
+    }
+
+    fn next(&mut self) -> String {
+        self.count += 1;
+        match self.backend {
+            Backend::Sqlite => "?".to_owned(),
+            Backend::Postgres => format!("${}", self.count),
         }
     }
+}
+
+/// `v(c1, c2) AS (VALUES (p, p), …)`: a named row source for `WITH … UPDATE … FROM v`, which
+/// both dialects accept (SQLite's `VALUES` cannot be aliased with column names otherwise), and
+/// which PostgreSQL plans as one scan however many rows it has.
+fn values_cte(params: &mut Params, rows: usize, columns: &[&str]) -> String {
+    let mut sql = format!("v({}) AS (VALUES ", columns.join(", "));
+    for r in 0..rows {
+        if r > 0 {
+            sql.push(',');
+        }
+        sql.push('(');
+        for c in 0..columns.len() {
+            if c > 0 {
+                sql.push(',');
+            }
+            sql.push_str(&params.next());
+        }
+        sql.push(')');
+    }
+    sql.push(')');
     sql
 }
 
@@ -1655,9 +1741,11 @@ impl Drop for JobHub {
     }
 }
 
-/// The `LISTEN` channel of a schema: schemas share a database, and test schemas must not wake
-/// each other's workers. PostgreSQL channel names are identifiers (at most 63 bytes).
-pub(crate) fn jobs_channel(schema: Option<&str>) -> String {
+/// The PostgreSQL `LISTEN` channel of job wake-ups for the tables in `schema` (`None`: the
+/// default search path): `signalbox_jobs_<schema>`, or `signalbox_jobs_<40 hex digits of the
+/// schema's SHA-256>` when that would pass the 63 bytes of an identifier. Per schema, because
+/// schemas share a database and one schema's enqueues must not wake another's workers.
+pub fn jobs_channel(schema: Option<&str>) -> String {
     const PREFIX: &str = "signalbox_jobs";
     match schema {
         None => PREFIX.to_owned(),
@@ -1680,6 +1768,11 @@ impl JobHub {
             listening: AtomicBool::new(false),
             shutdown: Arc::new(tokio::sync::Notify::new()),
         }
+    }
+
+    /// PostgreSQL: the channel to notify.
+    fn channel(&self) -> Option<&str> {
+        self.postgres.as_ref().map(|(_, channel)| channel.as_str())
     }
 
     fn signal(&self, priority: Priority) -> &QueueSignal {

@@ -51,8 +51,8 @@ use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, AnyPool, ConnectOptions, Connection, Executor, Row};
 
 pub use self::jobs::{
-    error_text as job_error_text, valid_idempotency_key, AttemptOutcome, Enqueued, Finish,
-    JobDepth, JobFilter, JobReceipt, JobRecord, JobSchedule, JobStats, JobWakeups, NewJob,
+    error_text as job_error_text, jobs_channel, valid_idempotency_key, AttemptOutcome, Enqueued,
+    Finish, JobDepth, JobFilter, JobReceipt, JobRecord, JobSchedule, JobStats, JobWakeups, NewJob,
     QueueStats, RescueReport, MAX_IDEMPOTENCY_KEY_BYTES, MAX_JOB_ATTEMPTS, MAX_JOB_CLAIM,
     MAX_JOB_ERROR_BYTES, MAX_JOB_PAGE, MAX_JOB_PAYLOAD_BYTES, MAX_JOB_RESULT_BYTES,
     MAX_WORKER_ID_BYTES,

@@ -1800,3 +1800,83 @@ fn random_operations_keep_the_invariants(backend: Backend) {
     });
     runtime.block_on(fixture.cleanup());
 }
+
+/// The backend of the newest `LISTEN` connection on `schema`'s channel.
+async fn listener_pid(admin: &mut sqlx::AnyConnection, schema: &str) -> Option<i64> {
+    use sqlx::Row;
+    let sql = format!(
+        "SELECT CAST(pid AS BIGINT) FROM pg_stat_activity
+         WHERE query = 'LISTEN \"{}\"' ORDER BY backend_start DESC",
+        store::jobs_channel(Some(schema))
+    );
+    sqlx::query(&sql)
+        .fetch_optional(admin)
+        .await
+        .unwrap()
+        .map(|r| r.try_get::<i64, _>(0).unwrap())
+}
+
+/// The PostgreSQL listener survives losing its connection: it reconnects, and wake-ups arrive
+/// again; meanwhile a waiter returns at its timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_listener_reconnects_after_its_connection_is_killed() {
+    use sqlx::{Connection, Row};
+    let fixture = TestStore::new(Backend::Postgres).await;
+    let s = fixture.store.clone();
+    let t = tenant(&s, "acme").await;
+    let waiter_store = fixture.reopen().await;
+    let mut wakeups = waiter_store.job_wakeups();
+    let schema = fixture.options.schema.clone().expect("a test schema");
+    let mut admin = sqlx::AnyConnection::connect(&store::testing::postgres_url())
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let first = loop {
+        if wakeups.listening() {
+            if let Some(pid) = listener_pid(&mut admin, &schema).await {
+                break pid;
+            }
+        }
+        assert!(Instant::now() < deadline, "listener never connected");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let killed: bool = sqlx::query("SELECT pg_terminate_backend(CAST($1 AS INTEGER))")
+        .bind(first)
+        .fetch_one(&mut admin)
+        .await
+        .unwrap()
+        .try_get(0)
+        .unwrap();
+    assert!(killed);
+    // Until it is back, waiting ends at the timeout (or at the reconnection's wake-up).
+    wakeups
+        .wait(Priority::Normal, Duration::from_millis(20))
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let pid = listener_pid(&mut admin, &schema).await;
+        if wakeups.listening() && pid.is_some_and(|p| p != first) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "listener never reconnected");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Absorb the reconnection's wake-up, then an enqueue elsewhere wakes the waiter again.
+    wakeups.wait(Priority::Normal, Duration::ZERO).await;
+    s.enqueue_job(&t, &job(Priority::Normal, T0), T0)
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !wakeups
+        .wait(Priority::Normal, Duration::from_millis(100))
+        .await
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no wake-up after the reconnection"
+        );
+    }
+    admin.close().await.unwrap();
+    waiter_store.close().await;
+    fixture.cleanup().await;
+}

@@ -5,7 +5,7 @@
 //! | `weber.recalculate` | `{"user_ids": [...]}` (at most 10,000), or `{}` for every user        | users seen, recalculated, without history |
 //! | `retention.purge`   | `{"interactions_older_than_days": N, "calculations_older_than_days": M}` | rows deleted |
 //! | `forecast.rebuild`  | `{"data_file": "stations.csv"}` (in the forecast data directory)     | model version, stations, rows |
-//! | `jobs.canary`       | `{}`; fault injection: `"fail": "retry"\|"permanent"`, `"panic": true`, `"sleep_ms": N` | whether this was the first receipt |
+//! | `jobs.canary`       | `{}`; fault injection: `"fail": "retry"\|"permanent"`, `"panic": true`, `"sleep_ms": N`, `"ignore_stop": true` | whether this was the first receipt |
 //! | `jobs.noop`         | `{}`                                                                 | none |
 
 use std::path::{Component, Path, PathBuf};
@@ -411,7 +411,8 @@ pub const MAX_CANARY_SLEEP_MS: u64 = 24 * 3600 * 1000;
 /// happened exactly once. Its payload has fault-injection switches for testing alerting and
 /// failure handling on a deployment: `"fail": "retry"` (every attempt fails and is retried,
 /// then dead), `"fail": "permanent"`, `"panic": true` (the handler panics) and
-/// `"sleep_ms": N` (a slow job, which stops early when asked to).
+/// `"sleep_ms": N` (a slow job, which stops early when asked to, unless `"ignore_stop": true`:
+/// then only the hard time limit or the cancellation grace ends it).
 struct Canary;
 
 #[derive(Deserialize)]
@@ -423,6 +424,8 @@ struct CanaryPayload {
     panic: bool,
     #[serde(default)]
     sleep_ms: Option<u64>,
+    #[serde(default)]
+    ignore_stop: bool,
 }
 
 #[derive(Deserialize, Clone, Copy)]
@@ -458,7 +461,9 @@ impl JobHandler for Canary {
         Box::pin(async move {
             let payload = CanaryPayload::parse(&ctx.payload)
                 .map_err(|e| HandlerError::Permanent(e.to_string()))?;
-            if let Some(ms) = payload.sleep_ms {
+            if let (Some(ms), true) = (payload.sleep_ms, payload.ignore_stop) {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+            } else if let Some(ms) = payload.sleep_ms {
                 tokio::select! {
                     () = tokio::time::sleep(Duration::from_millis(ms)) => {}
                     reason = ctx.stopped() => {

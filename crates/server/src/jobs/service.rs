@@ -27,7 +27,7 @@ pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 200;
 
 /// A job to enqueue, as a client describes it. Every field but `handler` is optional; the
 /// queue's settings fill the rest.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EnqueueRequest {
     /// A registered handler's name (`weber.recalculate`).
@@ -57,6 +57,23 @@ pub struct EnqueueRequest {
     /// A repeated enqueue with the same key returns the first job instead of a new one.
     #[serde(default)]
     pub idempotency_key: Option<String>,
+}
+
+impl Default for EnqueueRequest {
+    /// No handler, an empty payload object, everything else the queue's.
+    fn default() -> Self {
+        EnqueueRequest {
+            handler: String::new(),
+            payload: empty_object(),
+            priority: None,
+            delay_ms: None,
+            run_at_ms: None,
+            expires_at_ms: None,
+            max_retries: None,
+            timeout_ms: None,
+            idempotency_key: None,
+        }
+    }
 }
 
 fn empty_object() -> serde_json::Value {
