@@ -202,7 +202,8 @@ impl From<JobError> for crate::problem::ApiError {
             JobError::InvalidState { status, .. } => {
                 ApiError::new(ProblemKind::InvalidState, detail)
                     .with("field", "status")
-                    .with("status", status.as_str())
+                    // Not `status`: that member is the problem's HTTP status (RFC 9457).
+                    .with("current_status", status.as_str())
             }
             JobError::Store(e) => e.into(),
         }
