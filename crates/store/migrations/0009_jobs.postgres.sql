@@ -29,9 +29,12 @@ CREATE TABLE jobs (
     result            TEXT,
     last_error        TEXT,
     last_failed_at_ms BIGINT,
-    cancel_requested  BOOLEAN NOT NULL DEFAULT FALSE,
-    UNIQUE (tenant_id, idempotency_key)
+    cancel_requested  BOOLEAN NOT NULL DEFAULT FALSE
 );
+-- Idempotency: a key once per tenant. Partial (keyless jobs have no entry), as the retention
+-- index below: every claim and finish writes a new row version, which on PostgreSQL needs an
+-- entry in every index whose predicate it meets, so the fewer the cheaper the queue.
+CREATE UNIQUE INDEX jobs_idempotency ON jobs (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL;
 -- Claim: the due jobs of one queue in (run_at_ms, id) order. Only claimable rows are indexed, so
 -- the index stays as small as the backlog however many finished jobs are kept. (The predicate's
 -- text is the one the claim query uses, so SQLite's planner matches it too.)
@@ -44,7 +47,7 @@ CREATE INDEX jobs_lease ON jobs (lease_until_ms) WHERE status = 'running';
 CREATE INDEX jobs_tenant ON jobs (tenant_id, id);
 CREATE INDEX jobs_tenant_status ON jobs (tenant_id, status, id);
 -- Retention of finished jobs.
-CREATE INDEX jobs_finished ON jobs (finished_at_ms);
+CREATE INDEX jobs_finished ON jobs (finished_at_ms) WHERE finished_at_ms IS NOT NULL;
 
 -- Recurring jobs: one row per (tenant, name). `next_run_ms` is the next tick to enqueue; the
 -- scheduler moves it forward with a compare-and-set in the transaction that enqueues the tick,

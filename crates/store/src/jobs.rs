@@ -1299,7 +1299,7 @@ async fn insert_jobs(
                  max_attempts, run_at_ms, expires_at_ms, timeout_ms, idempotency_key, schedule,
                  created_at_ms)
              VALUES {values}
-             ON CONFLICT (tenant_id, idempotency_key) DO NOTHING"
+             ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING"
         );
         let sql = match notify {
             None => format!("{insert} RETURNING {JOB_COLUMNS}"),

@@ -628,7 +628,7 @@ async fn cancel_pending_at_once_and_running_through_the_heartbeat(f: &TestStore)
         .heartbeat_jobs("w", &[lease(&running)], T0 + 4, LEASE)
         .await
         .unwrap();
-    assert_eq!(to_stop, [running.id.clone()]);
+    assert_eq!(to_stop, std::slice::from_ref(&running.id));
     let applied = s
         .finish_jobs("w", &[finish(&running, AttemptOutcome::Cancelled)], T0 + 5)
         .await
