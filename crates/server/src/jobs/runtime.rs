@@ -409,7 +409,7 @@ async fn supervise(
     _permit: OwnedSemaphorePermit,
 ) {
     let started = Instant::now();
-    let registry = shared.state.jobs().registry().clone();
+    let registry = shared.state.jobs().registry();
     let handler = registry.get(&job.handler).cloned();
     let handler_name: &'static str = handler.as_ref().map_or("unknown", |h| h.name());
     let ended = match (
@@ -645,7 +645,14 @@ async fn record(shared: &Shared, batch: &mut Vec<Finished>) {
     {
         let mut running = shared.running();
         for f in batch.iter() {
-            running.remove(&f.job_id);
+            // The same job may have been claimed again since (its lease ran out while this
+            // outcome waited): that newer attempt stays held.
+            if running
+                .get(&f.job_id)
+                .is_some_and(|r| r.attempt == f.attempt)
+            {
+                running.remove(&f.job_id);
+            }
         }
     }
     match applied {
