@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 ///     └────────────────────────────────────────────┘
 ///  pending / retrying ── cancel ──► cancelled;  ── expire ──► expired
 ///  running ── cancel (the worker stops it) ──► cancelled
+///  running ── release (its worker shuts down) ──► pending
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -97,6 +98,7 @@ impl JobStatus {
             (S::Pending | S::Retrying | S::Running, E::Cancel) => S::Cancelled,
             (S::Pending | S::Retrying, E::Expire) => S::Expired,
             (S::Dead | S::Failed, E::Retry) => S::Pending,
+            (S::Running, E::Release) => S::Pending,
             (from, event) => return Err(IllegalTransition { from, event }),
         };
         Ok(next)
@@ -143,6 +145,9 @@ pub enum JobEvent {
     Expire,
     /// A person sent a dead or failed job back to its queue.
     Retry,
+    /// Its worker shut down before running it to the end and gave it back: the attempt does
+    /// not count, and the job waits for another worker.
+    Release,
 }
 
 /// `event` cannot happen to a job in status `from`.
@@ -181,6 +186,7 @@ mod tests {
             JobEvent::Cancel,
             JobEvent::Expire,
             JobEvent::Retry,
+            JobEvent::Release,
         ];
         for status in JobStatus::ALL.into_iter().filter(|s| s.is_final()) {
             for event in events {

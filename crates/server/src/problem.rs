@@ -256,6 +256,15 @@ impl From<store::StoreError> for ApiError {
                 ApiError::new(ProblemKind::Conflict, format!("{what} already exists"))
             }
             E::NotFound { what } => ApiError::not_found(format!("{what} not found")),
+            E::JobState {
+                job_id,
+                status,
+                action,
+            } => ApiError::new(
+                ProblemKind::Conflict,
+                format!("job {job_id} is {status}; it cannot be {action}"),
+            )
+            .with("status", status.as_str()),
             E::LastAdminKey { key_id, .. } => ApiError::new(
                 ProblemKind::LastAdminKey,
                 format!(

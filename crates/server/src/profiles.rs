@@ -354,6 +354,54 @@ impl ProfilePipeline {
         Ok(stored)
     }
 
+    /// Recalculates many of a tenant's users from their stored history, the way
+    /// [`ProfilePipeline::recalculate`] does one (the `weber.recalculate` job): one history
+    /// read and one store transaction per call, then the read cache.
+    pub async fn recalculate_users(
+        &self,
+        state: &AppState,
+        tenant_id: &str,
+        user_ids: &[String],
+    ) -> Result<Recalculated, store::StoreError> {
+        for user_id in user_ids {
+            // The worker rebuilds these users from the store on their next event.
+            self.states
+                .invalidate(&(tenant_id.to_owned(), user_id.clone()));
+        }
+        let windows = state
+            .store()
+            .interaction_windows(tenant_id, user_ids, self.window_u32())
+            .await?;
+        let updates: Vec<WeberUpdate> = windows
+            .iter()
+            .filter_map(|w| self.rebuilt(tenant_id, w, "manual"))
+            .map(|(update, _)| update)
+            .collect();
+        if !updates.is_empty() {
+            state.store().record_weber_updates(&updates).await?;
+        }
+        let weber = state.metrics().weber();
+        for _ in &updates {
+            weber.calculated(tenant_id, "manual");
+        }
+        // Dropped rather than written through: a concurrent worker write with a later history
+        // may have won in the store, and the next read loads whichever is stored.
+        if let Some(read_cache) = &self.read_cache {
+            let drops = updates.iter().map(|u| {
+                let key = ProfileReadCache::key(tenant_id, &u.profile.user_id);
+                async move { read_cache.cache.invalidate(&key).await }
+            });
+            futures_util::future::join_all(drops).await;
+        }
+        let mut distinct: Vec<&String> = user_ids.iter().collect();
+        distinct.sort();
+        distinct.dedup();
+        Ok(Recalculated {
+            users: distinct.len() as u64,
+            recalculated: updates.len() as u64,
+        })
+    }
+
     /// Waits until the worker has applied every message up to `offset` (for tests and
     /// read-your-writes callers embedding the server).
     pub async fn wait_applied(&self, offset: u64) {
@@ -433,6 +481,22 @@ impl ProfilePipeline {
             applied_seq: user.applied_seq,
             calculation,
         })
+    }
+}
+
+/// What [`ProfilePipeline::recalculate_users`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Recalculated {
+    /// Distinct users asked for.
+    pub users: u64,
+    /// Those whose profile was recomputed (the others have no stored interactions).
+    pub recalculated: u64,
+}
+
+impl Recalculated {
+    pub fn add(&mut self, other: Recalculated) {
+        self.users += other.users;
+        self.recalculated += other.recalculated;
     }
 }
 

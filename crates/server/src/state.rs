@@ -57,6 +57,9 @@ pub struct ServerConfig {
     pub metrics_token: Option<MetricsToken>,
     /// LLM observability: default prices, ingest limits, retention, usage cache.
     pub llm: crate::LlmSettings,
+    /// Background jobs: the queues' settings, the worker runtime's timings, what the
+    /// built-in handlers need.
+    pub jobs: crate::JobSettings,
 }
 
 /// The scrape token of `/metrics`. Only its SHA-256 is kept, compared in constant time, and
@@ -110,6 +113,7 @@ impl Default for ServerConfig {
             cors: crate::CorsSettings::default(),
             metrics_token: None,
             llm: crate::LlmSettings::default(),
+            jobs: crate::JobSettings::default(),
         }
     }
 }
@@ -145,15 +149,17 @@ pub(crate) struct Inner {
     /// router's own.
     pub openapi_json: std::sync::OnceLock<bytes::Bytes>,
     pub profiles: Arc<ProfilePipeline>,
-    /// Set once by [`AppState::install_forecasts`]; forecast routes answer 501
-    /// `forecast_model_missing` without it.
-    pub forecasts: std::sync::OnceLock<Arc<ForecastService>>,
+    /// Set by [`AppState::install_forecasts`] and replaced by a rebuild
+    /// ([`AppState::replace_forecasts`]); forecast routes answer 501 `forecast_model_missing`
+    /// without it.
+    pub forecasts: std::sync::RwLock<Option<Arc<ForecastService>>>,
     pub flags: FlagService,
     pub exposures: Arc<ExposureRecorder>,
     /// `None` when rate limiting is off.
     pub rate_limiter: Option<Arc<RateLimiter>>,
     pub segment_analytics: crate::analytics::SegmentAnalyticsService,
     pub llm: Arc<crate::LlmService>,
+    pub jobs: crate::JobService,
 }
 
 impl AppState {
@@ -189,6 +195,11 @@ impl AppState {
             metrics.clone(),
         ));
         let llm = Arc::new(crate::LlmService::new(config.llm.clone()));
+        let jobs = crate::JobService::new(
+            store.clone(),
+            crate::jobs::JobRegistry::builtin(&config.jobs.handlers),
+            config.jobs.clone(),
+        );
         Ok(AppState {
             inner: Arc::new(Inner {
                 store,
@@ -198,12 +209,13 @@ impl AppState {
                 readiness,
                 openapi_json: std::sync::OnceLock::new(),
                 profiles,
-                forecasts: std::sync::OnceLock::new(),
+                forecasts: std::sync::RwLock::new(None),
                 flags: FlagService::default(),
                 exposures,
                 rate_limiter,
                 segment_analytics: Default::default(),
                 llm,
+                jobs,
             }),
         })
     }
@@ -240,14 +252,43 @@ impl AppState {
     }
 
     /// Serves forecasts from `service` from now on. Returns false (and changes nothing) when a
-    /// model is already installed: a server serves one model for its lifetime.
+    /// model is already installed; only a rebuild replaces it ([`AppState::replace_forecasts`]).
     pub fn install_forecasts(&self, service: Arc<ForecastService>) -> bool {
-        self.inner.forecasts.set(service).is_ok()
+        let mut slot = self
+            .inner
+            .forecasts
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if slot.is_some() {
+            return false;
+        }
+        *slot = Some(service);
+        true
+    }
+
+    /// Serves forecasts from `service` from now on, in place of the model served so far (the
+    /// `forecast.rebuild` job). Requests already running finish with the old model; cached
+    /// answers are keyed by model version, so none outlives its model.
+    pub fn replace_forecasts(&self, service: Arc<ForecastService>) {
+        *self
+            .inner
+            .forecasts
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(service);
     }
 
     /// The forecast service, once installed.
-    pub fn forecasts(&self) -> Option<&Arc<ForecastService>> {
-        self.inner.forecasts.get()
+    pub fn forecasts(&self) -> Option<Arc<ForecastService>> {
+        self.inner
+            .forecasts
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Background jobs' use cases (enqueue, list, cancel, schedules, …).
+    pub fn jobs(&self) -> &crate::JobService {
+        &self.inner.jobs
     }
 
     /// Flag snapshots and change streams.

@@ -87,6 +87,22 @@ use serde::Deserialize;
 /// max_spans_per_request = 50000      # POST /v1/traces; more is 413
 /// body_limit_bytes = 8388608         # both LLM ingest routes, after gzip; more is 413
 /// usage_cache_ttl = "15m"            # usage answers; this server's ingest drops them at once
+///
+/// [jobs]
+/// workers = true                     # serve also works jobs; `signalbox jobs work` always does
+/// lease = "30s"                      # a worker silent this long is presumed dead
+/// poll_interval = "1s"               # idle queues ask the database this often
+/// shutdown_grace = "30s"             # running jobs may finish this long, then are given back
+/// keep_finished = "7days"            # finished jobs are deleted this long after they finished
+/// forecast_data_dir = "/srv/signalbox/forecast-data"  # forecast.rebuild reads only here
+///
+/// [jobs.queues.bulk]                 # critical, high, normal, low or bulk; seed 002's defaults
+/// max_workers = 5                    # jobs of this queue one process runs at once (0: none)
+/// rate_per_minute = 50               # starts per minute per process (0: unlimited)
+/// timeout = "2h"                     # an attempt's hard time limit (soft: 60 s earlier)
+/// max_retries = 1
+/// retry_delay = "10m"                # first retry's delay; doubles up to 10 minutes
+/// prefetch = 1                       # jobs claimed per round trip
 /// ```
 #[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -121,6 +137,8 @@ pub struct FileConfig {
     pub cors: CorsSection,
     #[serde(default)]
     pub llm: LlmSection,
+    #[serde(default)]
+    pub jobs: JobsSection,
 }
 
 impl std::fmt::Debug for FileConfig {
@@ -146,8 +164,42 @@ impl std::fmt::Debug for FileConfig {
             .field("cache", &self.cache)
             .field("cors", &self.cors)
             .field("llm", &self.llm)
+            .field("jobs", &self.jobs)
             .finish()
     }
+}
+
+/// Background jobs: whether `serve` works them, the runtime's timings, per-queue overrides.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobsSection {
+    pub workers: Option<bool>,
+    #[serde(default, with = "humantime_serde_opt")]
+    pub lease: Option<Duration>,
+    #[serde(default, with = "humantime_serde_opt")]
+    pub poll_interval: Option<Duration>,
+    #[serde(default, with = "humantime_serde_opt")]
+    pub shutdown_grace: Option<Duration>,
+    #[serde(default, with = "humantime_serde_opt")]
+    pub keep_finished: Option<Duration>,
+    pub forecast_data_dir: Option<PathBuf>,
+    /// By queue name (`critical` … `bulk`); an unknown name is refused when settings are built.
+    #[serde(default)]
+    pub queues: std::collections::BTreeMap<String, QueueOverride>,
+}
+
+/// One queue's settings that differ from seed 002's.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueOverride {
+    pub max_workers: Option<u32>,
+    pub rate_per_minute: Option<u32>,
+    #[serde(default, with = "humantime_serde_opt")]
+    pub timeout: Option<Duration>,
+    pub max_retries: Option<u32>,
+    #[serde(default, with = "humantime_serde_opt")]
+    pub retry_delay: Option<Duration>,
+    pub prefetch: Option<u32>,
 }
 
 /// LLM observability (seed 003): prices, retention and ingest limits.
@@ -426,9 +478,24 @@ mod tests {
             max_spans_per_request = 200
             body_limit_bytes = 4096
             usage_cache_ttl = "15m"
+            [jobs]
+            workers = false
+            lease = "10s"
+            keep_finished = "7days"
+            [jobs.queues.bulk]
+            max_workers = 2
+            retry_delay = "100ms"
             "#,
         )
         .unwrap();
+        assert_eq!(c.jobs.workers, Some(false));
+        assert_eq!(c.jobs.lease, Some(Duration::from_secs(10)));
+        assert_eq!(c.jobs.keep_finished, Some(Duration::from_secs(7 * 86_400)));
+        assert_eq!(c.jobs.queues["bulk"].max_workers, Some(2));
+        assert_eq!(
+            c.jobs.queues["bulk"].retry_delay,
+            Some(Duration::from_millis(100))
+        );
         assert_eq!(c.listen, Some("0.0.0.0:9000".parse().unwrap()));
         assert_eq!(c.log_format, Some(LogFormat::Json));
         assert_eq!(c.http.request_timeout, Some(Duration::from_secs(2)));

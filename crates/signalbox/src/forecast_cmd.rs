@@ -5,11 +5,11 @@
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use analog::forecast::{
     BuildOptions, ForecastError, ForecastModel, ForecastRequest, Horizon, Members, Mode,
-    Similarity, VerificationReport, VerifyOptions, MANIFEST,
+    Similarity, VerificationReport, VerifyOptions,
 };
 use anyhow::{anyhow, bail, Context};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -119,16 +119,8 @@ pub fn run(cmd: ForecastCommand) -> anyhow::Result<()> {
     }
 }
 
-/// What `build_model_dir` did.
-pub struct BuildSummary {
-    pub rows: u64,
-    pub stations: usize,
-    /// `(line, reason)` of every skipped row.
-    pub bad_rows: Vec<(u64, String)>,
-    pub bytes_written: u64,
-    pub elapsed: Duration,
-    pub model: ForecastModel,
-}
+pub use server::forecast_files::BuildSummary;
+use server::forecast_files::ModelFileError;
 
 /// Parses `csv_text`, builds the model and writes it to `out` (each file written to a
 /// temporary name and renamed; the manifest last, so a directory with a manifest is complete).
@@ -138,75 +130,20 @@ pub fn build_model_dir(
     options: &BuildOptions,
     progress: &mut dyn FnMut(usize, usize),
 ) -> anyhow::Result<BuildSummary> {
-    let start = Instant::now();
-    let data = analog::forecast::parse_csv(csv_text.as_bytes())?;
-    let model = ForecastModel::build(&data, options, progress).map_err(|e| anyhow!("{e}"))?;
-    let files = model.to_files().map_err(|e| anyhow!("{e}"))?;
-    // Owner-only like the rest of the data directory (0700; the files are 0600 temporary
-    // files renamed into place). An existing directory keeps its mode.
-    let mut dir = std::fs::DirBuilder::new();
-    dir.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut dir, 0o700);
-    dir.create(out)
-        .with_context(|| format!("--out: cannot create {}", out.display()))?;
-    let mut bytes_written = 0u64;
-    for (name, bytes) in &files.files {
-        write_atomic(out, name, bytes)?;
-        bytes_written += bytes.len() as u64;
-    }
-    write_atomic(out, MANIFEST, files.manifest.as_bytes())?;
-    bytes_written += files.manifest.len() as u64;
-    Ok(BuildSummary {
-        rows: data.rows,
-        stations: data.stations.len(),
-        bad_rows: data
-            .bad_rows
-            .into_iter()
-            .map(|b| (b.line, b.reason))
-            .collect(),
-        bytes_written,
-        elapsed: start.elapsed(),
-        model,
+    server::forecast_files::build_model_dir(csv_text, out, options, progress).map_err(|e| match e {
+        // Kept typed: `build` names the data file for parse errors.
+        ModelFileError::Data(e) => anyhow::Error::new(e),
+        ModelFileError::Build(message) => anyhow!("{message}"),
+        other => anyhow!("--out: {other}"),
     })
-}
-
-fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> anyhow::Result<()> {
-    let path = dir.join(name);
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("--out: cannot write in {}", dir.display()))?;
-    tmp.write_all(bytes)
-        .and_then(|()| tmp.as_file().sync_all())
-        .with_context(|| format!("--out: write to {} failed", path.display()))?;
-    tmp.persist(&path)
-        .with_context(|| format!("--out: cannot create {}", path.display()))?;
-    Ok(())
 }
 
 /// Loads a model directory: the manifest, then each file through a memory map. A corrupt,
 /// foreign or replaced file is refused with its path.
 pub fn load_model(dir: &Path) -> anyhow::Result<ForecastModel> {
-    let manifest_path = dir.join(MANIFEST);
-    let manifest = std::fs::read_to_string(&manifest_path).with_context(|| {
-        format!(
-            "--index: cannot read {} (is {} a model directory from `forecast build`?)",
-            manifest_path.display(),
-            dir.display()
-        )
-    })?;
-    let mut open = |name: &str| -> Result<memmap2::Mmap, String> {
-        let file = std::fs::File::open(dir.join(name)).map_err(|e| format!("cannot open: {e}"))?;
-        // SAFETY: the map is read only while `ForecastModel::load` parses it, checksums it and
-        // copies its sections, then dropped. A concurrent writer is the one hazard; `build`
-        // never writes in place (it renames new files over old ones), and a change by anything
-        // else during those milliseconds is caught by the checksum.
-        unsafe { memmap2::Mmap::map(&file) }.map_err(|e| format!("cannot map: {e}"))
-    };
-    ForecastModel::load(&manifest, &mut open).map_err(|e| match e {
-        ForecastError::Corrupt { file, message } => {
-            anyhow!("{}: {message}", dir.join(file).display())
-        }
-        other => anyhow!("{}: {other}", dir.display()),
+    server::forecast_files::load_model_dir(dir).map_err(|e| match e {
+        e @ ModelFileError::NoManifest { .. } => anyhow!("--index: {e}"),
+        other => anyhow!("{other}"),
     })
 }
 

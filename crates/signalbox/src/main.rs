@@ -7,6 +7,8 @@ mod flags_cmd;
 mod forecast_cmd;
 mod forecast_serve;
 mod freshness;
+mod jobs_cmd;
+mod jobs_worker;
 mod llm_load;
 mod loadtest_cmd;
 mod ratelimit_load;
@@ -93,6 +95,9 @@ enum Command {
     /// Analog-ensemble weather forecasts: build a model from station data, run it, verify it.
     #[command(subcommand)]
     Forecast(forecast_cmd::ForecastCommand),
+    /// Background jobs: run workers, measure throughput.
+    #[command(subcommand)]
+    Jobs(jobs_cmd::JobsCommand),
 }
 
 /// Settings shared by every command, resolved from flags, environment and file.
@@ -214,6 +219,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let common = Common::resolve(global)?;
             init_logging(common.log_format, "warn");
             flags_cmd::run(common, cmd).await
+        }
+        Command::Jobs(cmd) => {
+            let common = Common::resolve(global)?;
+            // A worker process logs like a server; the other commands print JSON.
+            let level = match cmd {
+                jobs_cmd::JobsCommand::Work(_) => "info",
+                _ => "warn",
+            };
+            init_logging(common.log_format, level);
+            jobs_cmd::run(common, cmd).await
         }
     }
 }

@@ -221,6 +221,12 @@ pub struct ServeArgs {
     /// [default: true on the embedded database, false on PostgreSQL].
     #[arg(long, env = "SIGNALBOX_DEMO", value_name = "BOOL")]
     demo: Option<bool>,
+    /// Also work background jobs in this process (claim loops per queue, schedules, lost-lease
+    /// rescue); `false` leaves them to `signalbox jobs work` processes [default: true].
+    #[arg(long, env = "SIGNALBOX_JOBS_WORKERS", value_name = "BOOL")]
+    jobs_workers: Option<bool>,
+    #[command(flatten)]
+    jobs: crate::jobs_worker::JobArgs,
 }
 
 fn parse_trusted_proxies(text: &str) -> Result<server::TrustedProxies, String> {
@@ -608,6 +614,15 @@ pub async fn run(common: Common, args: ServeArgs) -> anyhow::Result<()> {
         anyhow::bail!("llm purge interval: must be more than zero");
     }
     let store_options = database_settings(&args, file, &common.store)?;
+    let jobs = crate::jobs_worker::job_settings(
+        &args.jobs,
+        file,
+        &common.data_dir,
+        args.forecast_index
+            .clone()
+            .unwrap_or_else(|| crate::jobs_worker::default_forecast_model_dir(&common)),
+    )?;
+    let jobs_workers = args.jobs_workers.or(file.jobs.workers).unwrap_or(true);
     let metrics_token =
         match args
             .metrics_token
@@ -662,6 +677,7 @@ pub async fn run(common: Common, args: ServeArgs) -> anyhow::Result<()> {
         cors,
         metrics_token,
         llm,
+        jobs,
     };
     if config.flag_refresh_interval.is_zero() {
         anyhow::bail!("flag refresh interval: must be more than zero");
@@ -832,6 +848,14 @@ pub async fn run(common: Common, args: ServeArgs) -> anyhow::Result<()> {
             result
         })
     });
+    // Job workers stop claiming at the signal, alongside the HTTP drain, and have their own
+    // grace for running jobs.
+    let job_workers = jobs_workers.then(|| {
+        tokio::spawn(server::run_job_workers(
+            state.clone(),
+            stopped(serving_stopped.clone()),
+        ))
+    });
     let served = server::serve(listener, state, stopped(serving_stopped)).await;
     let _ = stop_serving.send(true);
     signal.abort();
@@ -857,6 +881,9 @@ pub async fn run(common: Common, args: ServeArgs) -> anyhow::Result<()> {
     // Requests have drained; the worker finishes its batch (anything unapplied is redelivered
     // or reconciled at the next start), and the exposure writer stores everything queued.
     let _ = stop_workers.send(true);
+    if let Some(job_workers) = job_workers {
+        let _ = job_workers.await;
+    }
     let _ = worker.await;
     let _ = exposures.await;
     let _ = gauges.await;
@@ -990,7 +1017,7 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     file.sync_all()
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let interrupt = async {
         let _ = tokio::signal::ctrl_c().await;
     };

@@ -253,6 +253,30 @@ impl Store {
         Ok(out)
     }
 
+    /// A page of the tenant's users with stored interactions, in user id order, after
+    /// `after` (a bulk recalculation walks them all this way).
+    pub async fn interaction_users(
+        &self,
+        tenant_id: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut conn = self.acquire(Operation::Select, Table::Interactions).await?;
+        let rows = sqlx::query(
+            "SELECT DISTINCT user_id FROM interactions
+             WHERE tenant_id = $1 AND user_id > $2
+             ORDER BY user_id LIMIT $3",
+        )
+        .bind(tenant_id)
+        .bind(after.unwrap_or(""))
+        .bind(i64::from(limit))
+        .fetch_all(&mut *conn)
+        .await?;
+        rows.iter()
+            .map(|r| r.try_get::<String, _>(0).map_err(StoreError::from))
+            .collect()
+    }
+
     /// Writes recalculated profiles and their audit rows in one transaction. A profile is only
     /// replaced by one whose `applied_seq` is at least as high, so a slow writer holding an
     /// older view of the history cannot overwrite a newer profile. Returns how many profiles

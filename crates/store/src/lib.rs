@@ -30,6 +30,7 @@ mod diff;
 mod experiments;
 mod flags;
 mod interactions;
+mod jobs;
 mod llm;
 mod migrations;
 mod model;
@@ -49,6 +50,13 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, AnyPool, ConnectOptions, Connection, Executor, Row};
 
+pub use self::jobs::{
+    error_text as job_error_text, jobs_channel, valid_idempotency_key, AttemptOutcome, Enqueued,
+    Finish, JobDepth, JobFilter, JobReceipt, JobRecord, JobSchedule, JobStats, JobWakeups, NewJob,
+    QueueStats, RescueReport, MAX_IDEMPOTENCY_KEY_BYTES, MAX_JOB_ATTEMPTS, MAX_JOB_CLAIM,
+    MAX_JOB_ERROR_BYTES, MAX_JOB_PAGE, MAX_JOB_PAYLOAD_BYTES, MAX_JOB_RESULT_BYTES,
+    MAX_WORKER_ID_BYTES,
+};
 pub use self::llm::{
     LlmBudget, LlmBudgetCrossing, LlmInsertOutcome, LlmInsertion, LlmPrices, LlmPurged,
     LlmUsageKey, MAX_LLM_PRICES_BYTES, MAX_LLM_TEXT_BYTES,
@@ -219,6 +227,14 @@ pub enum StoreError {
     /// Every connection of the pool stayed in use for the whole acquire timeout.
     #[error("no database connection became free within the acquire timeout")]
     PoolTimedOut,
+    /// A job is in a status the asked change does not apply to (cancelling a finished job,
+    /// retrying one that is not dead or failed): HTTP 409.
+    #[error("job {job_id} is {status}; it cannot be {action}")]
+    JobState {
+        job_id: String,
+        status: ::jobs::JobStatus,
+        action: &'static str,
+    },
     #[error("database error: {0}")]
     Database(sqlx::Error),
 }
@@ -289,6 +305,8 @@ pub struct Store {
     /// the CLI, still meet the busy timeout.) Unused on PostgreSQL.
     sqlite_writer: Arc<tokio::sync::Mutex<()>>,
     observed: Arc<observe::Observed>,
+    /// Job wake-up signals and, on PostgreSQL, the `LISTEN` task's state.
+    jobs_hub: Arc<self::jobs::JobHub>,
     /// Milliseconds since `epoch` until which the replica is not tried (0: try it).
     replica_down_until_ms: Arc<AtomicU64>,
     epoch: Instant,
@@ -419,6 +437,11 @@ impl Store {
             replica,
             backend,
             sqlite_writer: Arc::default(),
+            jobs_hub: Arc::new(self::jobs::JobHub::new(
+                backend,
+                &options.url,
+                schema.as_deref(),
+            )),
             observed: Arc::new(observe::Observed::new(options.slow_query_threshold)),
             replica_down_until_ms: Arc::new(AtomicU64::new(0)),
             epoch: Instant::now(),
@@ -542,6 +565,7 @@ impl Store {
 
     /// Waits for connections to be returned, then closes the pools.
     pub async fn close(&self) {
+        self.jobs_hub.stop();
         self.pool.close().await;
         if let Some(replica) = &self.replica {
             replica.close().await;

@@ -64,6 +64,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/0008_llm.sqlite.sql"),
         postgres: include_str!("../migrations/0008_llm.postgres.sql"),
     },
+    Migration {
+        version: 9,
+        name: "jobs",
+        sqlite: include_str!("../migrations/0009_jobs.sqlite.sql"),
+        postgres: include_str!("../migrations/0009_jobs.postgres.sql"),
+    },
 ];
 
 /// The newest schema version this build knows.

@@ -74,11 +74,14 @@ pub enum Table {
     LlmBudgets,
     LlmBudgetCrossings,
     LlmPrices,
+    Jobs,
+    JobSchedules,
+    JobReceipts,
 }
 
 impl Table {
     /// Every table; the telemetry crate's sampler and this module's cells iterate it.
-    pub const ALL: [Table; 18] = [
+    pub const ALL: [Table; 21] = [
         Table::Tenants,
         Table::ApiKeys,
         Table::WeberProfiles,
@@ -97,6 +100,9 @@ impl Table {
         Table::LlmBudgets,
         Table::LlmBudgetCrossings,
         Table::LlmPrices,
+        Table::Jobs,
+        Table::JobSchedules,
+        Table::JobReceipts,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -119,6 +125,9 @@ impl Table {
             Table::LlmBudgets => "llm_budgets",
             Table::LlmBudgetCrossings => "llm_budget_crossings",
             Table::LlmPrices => "llm_prices",
+            Table::Jobs => "jobs",
+            Table::JobSchedules => "job_schedules",
+            Table::JobReceipts => "job_receipts",
         }
     }
 }

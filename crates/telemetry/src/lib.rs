@@ -48,6 +48,7 @@ pub mod exposition;
 mod flags;
 mod forecast;
 mod host;
+mod jobs;
 mod llm;
 mod llm_calls;
 mod process;
@@ -78,6 +79,7 @@ pub use exposition::Format;
 pub use flags::{FlagMetrics, FlagRecorder};
 pub use forecast::{ForecastMetrics, SEARCH_BUCKETS};
 pub use host::{HostInputs, HostMonitor, HostMonitorConfig, NetworkTotals};
+pub use jobs::{JobDepthSample, JobMetrics, JobRecorder, LOST_QUEUE};
 pub use llm::{
     event_type, EventOutcome, LlmMetrics, LlmRecorder, SpanOutcome, EVENT_TYPES,
     GENAI_DURATION_BUCKETS, GENAI_TOKEN_BUCKETS, INTEGRATION_DURATION_BUCKETS,
@@ -205,6 +207,7 @@ pub struct Metrics {
     llm: LlmMetrics,
     queues: QueueMetrics,
     scaling: ScalingMetrics,
+    jobs: JobMetrics,
     host: host::HostMetrics,
     tenants: TenantLabels,
     started: Instant,
@@ -254,6 +257,7 @@ impl Metrics {
         let llm = LlmMetrics::register(&mut registry, &config);
         let queues = QueueMetrics::register(&mut registry);
         let scaling = ScalingMetrics::register(&mut registry);
+        let jobs = JobMetrics::register(&mut registry);
         let host = host::HostMetrics::register(&mut registry);
         Metrics {
             registry,
@@ -272,6 +276,7 @@ impl Metrics {
             llm,
             queues,
             scaling,
+            jobs,
             host,
             tenants: TenantLabels::new(config.tenant_label_limit),
             started: Instant::now(),
@@ -436,6 +441,15 @@ impl Metrics {
     /// The autoscaling signal, `signalbox_desired_replicas` (module `scaling`).
     pub fn scaling(&self) -> &ScalingMetrics {
         &self.scaling
+    }
+
+    /// The background job series (see the `jobs` module docs for names).
+    pub fn jobs(&self) -> JobRecorder<'_> {
+        JobRecorder {
+            metrics: &self.jobs,
+            queues: &self.queues,
+            tenants: &self.tenants,
+        }
     }
 
     /// The weber engine's series (see the `weber` module docs for names).

@@ -9,6 +9,8 @@
 //!   depth without the tenant label.
 //!
 //! `queue_name` and `message_type` are fixed by the server (`&'static str`), so bounded.
+//! The background job queues (module `jobs`) report `queue_size` per tenant, through the
+//! tenant label guard, under their priority's name (`critical` … `bulk`).
 //! A queue registers a depth reader with [`QueueMetrics::watch_depth`]; the host sampler reads
 //! it on its interval, never on the request path. Queues in signalbox today:
 //! `flag_exposures` (the flag exposure writer's bounded channel; processing = one store write
@@ -40,7 +42,7 @@ type DepthReader = Arc<dyn Fn() -> u64 + Send + Sync>;
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SizeLabels {
     queue_name: &'static str,
-    tenant_id: &'static str,
+    tenant_id: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -135,9 +137,28 @@ impl QueueMetrics {
         self.size
             .get_or_create(&SizeLabels {
                 queue_name,
-                tenant_id: ALL_TENANTS,
+                tenant_id: ALL_TENANTS.to_owned(),
             })
             .set(size);
+    }
+
+    /// Sets one tenant's depth of a per-tenant queue (`tenant_label` already through the
+    /// tenant guard) in `queue_size`.
+    pub(crate) fn set_tenant_size(&self, queue_name: &'static str, tenant_label: &str, size: u64) {
+        self.size
+            .get_or_create(&SizeLabels {
+                queue_name,
+                tenant_id: tenant_label.to_owned(),
+            })
+            .set(i64::try_from(size).unwrap_or(i64::MAX));
+    }
+
+    /// Sets a queue's total depth in `message_queue_depth` only (a per-tenant queue reports
+    /// its `queue_size` by tenant).
+    pub(crate) fn set_depth(&self, queue_name: &'static str, size: u64) {
+        self.depth
+            .get_or_create(&QueueLabel { queue_name })
+            .set(i64::try_from(size).unwrap_or(i64::MAX));
     }
 
     /// Reads every watched queue's depth.

@@ -64,8 +64,8 @@ pub(crate) struct ForecastQuery {
     similarity: Option<String>,
 }
 
-fn service(state: &AppState) -> Result<&ForecastService, ApiError> {
-    state.forecasts().map(|s| &**s).ok_or_else(|| {
+fn service(state: &AppState) -> Result<std::sync::Arc<ForecastService>, ApiError> {
+    state.forecasts().ok_or_else(|| {
         // Configuration, not an outage: no Retry-After, and not logged per request (serve
         // warns once at start).
         ApiError::new(
@@ -237,7 +237,7 @@ async fn answer(
 ) -> Result<Response, ApiError> {
     auth.require(Scope::Read)?;
     let service = service(&state)?;
-    let request = parse(&query, service)?;
+    let request = parse(&query, &service)?;
     let answer = service
         .answer(&request, wants_fresh(&headers))
         .map_err(problem)?;

@@ -7,6 +7,7 @@ pub(crate) mod flag_schema;
 mod flags;
 mod forecast;
 mod interactions;
+pub(crate) mod jobs;
 mod llm;
 mod ofrep;
 pub(crate) mod owners;
@@ -73,4 +74,16 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(llm::get_budget, llm::put_budget))
         .routes(routes!(llm::get_prices, llm::put_prices))
         .routes(routes!(llm::tenant_metrics))
+        .routes(routes!(jobs::enqueue, jobs::list, jobs::purge))
+        .routes(routes!(jobs::stats))
+        .routes(routes!(jobs::get))
+        .routes(routes!(jobs::cancel))
+        .routes(routes!(jobs::retry))
+        .routes(routes!(jobs::list_schedules))
+        .routes(routes!(
+            jobs::get_schedule,
+            jobs::put_schedule,
+            jobs::delete_schedule
+        ))
+        .routes(routes!(jobs::recalculate_profiles))
 }

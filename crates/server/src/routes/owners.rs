@@ -16,6 +16,7 @@ pub(crate) fn service_for(endpoint: &str) -> &'static str {
         ("/ofrep/", "flags"),
         ("/api/v1/llm/", "llm"),
         ("/v1/traces", "llm"),
+        ("/api/v1/jobs", "jobs"),
     ];
     OWNERS
         .iter()

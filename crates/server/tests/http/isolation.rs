@@ -85,6 +85,26 @@ async fn isolation(backend: Backend) {
         )
         .await;
     assert_eq!(a_llm.status, 200, "{}", a_llm.text());
+    // A delayed job of A's (so nothing runs it) and a schedule.
+    let a_job = app
+        .call(
+            Method::POST,
+            "/api/v1/jobs",
+            Some(&ka.secret),
+            Some(json!({"handler": "jobs.noop", "delay_ms": 3_600_000})),
+        )
+        .await;
+    assert_eq!(a_job.status, 202, "{}", a_job.text());
+    let a_job = a_job.json()["id"].as_str().unwrap().to_owned();
+    let a_schedule = app
+        .call(
+            Method::PUT,
+            "/api/v1/jobs/schedules/a-schedule",
+            Some(&ka.secret),
+            Some(json!({"cron": "@daily", "handler": "jobs.noop"})),
+        )
+        .await;
+    assert_eq!(a_schedule.status, 200, "{}", a_schedule.text());
     let doc = app.get("/openapi.json", None).await.json();
 
     for (method, template) in secured_operations(&doc) {
@@ -99,6 +119,19 @@ async fn isolation(backend: Backend) {
             t if t.contains("/flags/{key}") => (t.replace("{key}", "a-flag"), Expect::NotFound),
             t if t.starts_with("/api/v1/llm/conversations/{id}") => {
                 (t.replace("{id}", "a-conversation"), Expect::NotFound)
+            }
+            t if t.starts_with("/api/v1/jobs/{id}") => {
+                (t.replace("{id}", &a_job), Expect::NotFound)
+            }
+            // B's PUT of that name makes B's own schedule.
+            t if t.contains("/jobs/schedules/{name}") && method == Method::PUT => {
+                (t.replace("{name}", "a-schedule"), Expect::OwnDataOnly)
+            }
+            t if t.contains("/jobs/schedules/{name}") => {
+                (t.replace("{name}", "a-schedule"), Expect::NotFound)
+            }
+            "/api/v1/jobs" if method == Method::DELETE => {
+                ("/api/v1/jobs?status=dead".to_owned(), Expect::OwnDataOnly)
             }
             t if t.contains("{segment}") => (
                 t.replace("{segment}", "Highly_Sensitive"),
@@ -134,6 +167,14 @@ async fn isolation(backend: Backend) {
             }
             ("POST", t) if t.starts_with("/api/v1/experiments/{key}/") => None,
             ("POST", "/v1/traces") => Some(json!({"resourceSpans": []})),
+            ("POST", "/api/v1/jobs") => {
+                Some(json!({"handler": "jobs.noop", "delay_ms": 3_600_000}))
+            }
+            ("POST", t) if t.starts_with("/api/v1/jobs/{id}/") => None,
+            ("PUT", "/api/v1/jobs/schedules/{name}") => {
+                Some(json!({"cron": "@hourly", "handler": "jobs.noop"}))
+            }
+            ("POST", "/api/v1/weber-profiles:recalculate") => Some(json!({})),
             ("POST", "/api/v1/llm/events") => Some(json!([{
                 "type": "conversation_started", "id": "b-own", "time": server::rfc3339_ms(now_ms()),
                 "conversation_id": "b-conversation", "channel": "web"
@@ -179,6 +220,11 @@ async fn isolation(backend: Backend) {
             !text.contains("913579") && !text.contains("a-model"),
             "{method} {template} leaked A's model calls: {text}"
         );
+        // (A 404 for A's job quotes the id B asked for, which B knew.)
+        assert!(
+            path.contains(&a_job) || !text.contains(&a_job),
+            "{method} {template} leaked A's job: {text}"
+        );
         match expect {
             Expect::NotFound => {
                 as_b.assert_problem(404, "not_found", instance);
@@ -218,6 +264,17 @@ async fn isolation(backend: Backend) {
         .unwrap()
         .unwrap();
     assert_eq!(a_exp.version, 1);
+    // Nor A's job and schedule.
+    let job = app
+        .get(&format!("/api/v1/jobs/{a_job}"), Some(&ka.secret))
+        .await
+        .json();
+    assert_eq!(job["status"], "pending", "{job}");
+    let schedule = app
+        .get("/api/v1/jobs/schedules/a-schedule", Some(&ka.secret))
+        .await
+        .json();
+    assert_eq!(schedule["cron"], "@daily", "{schedule}");
     // B's batchGet of A's user finds nothing.
     let batch = app
         .call(

@@ -12,6 +12,7 @@ mod forecast;
 mod http_caching;
 mod ingest;
 mod isolation;
+mod jobs;
 mod llm;
 mod observability;
 mod openapi;
