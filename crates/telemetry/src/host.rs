@@ -18,7 +18,10 @@
 //!   the shared layer): hits over lookups of every read cache since the previous sample;
 //!   left as it was when there was no lookup in between;
 //! - `message_queue_depth{queue_name}` and `queue_size{queue_name,tenant_id="all"}` from the
-//!   queues watched with [`crate::QueueMetrics::watch_depth`].
+//!   queues watched with [`crate::QueueMetrics::watch_depth`];
+//! - `signalbox_desired_replicas{policy}`: the autoscaling signal (module `scaling`),
+//!   evaluated with this sample's CPU usage (the host's, as this process sees it) and the
+//!   pending jobs from [`crate::ScalingMetrics::watch_pending_jobs`].
 //!
 //! The seed's slow-query counter, re-counted every sample, is `database_slow_queries_total`
 //! of the `database` module, which shows the store's own cumulative count.
@@ -302,9 +305,17 @@ impl HostMonitor {
     /// Takes one sample of everything: the host (CPU, memory, disks, network) and what
     /// `metrics` watches (store, caches, queues). It reads `/proc` and file-system stats, so
     /// call it from a blocking-friendly task, not a request.
+    ///
+    /// It also evaluates the autoscaling signal (module `scaling`) with the CPU usage just
+    /// read and the pending jobs the job runtime reports.
     pub fn sample(&self, metrics: &Metrics) {
-        self.sample_host(metrics);
+        let cpu = self.sample_host(metrics);
         self.record(metrics, &HostInputs::read(metrics, Instant::now()));
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let scaling = metrics.scaling();
+        scaling.evaluate(now_ms, cpu, scaling.read_pending());
     }
 
     /// Records the application part of a sample from `inputs` (rates are over the time since
@@ -358,15 +369,19 @@ impl HostMonitor {
         }
     }
 
-    fn sample_host(&self, metrics: &Metrics) {
+    /// Samples the host's own readings; returns the CPU usage in percent, once primed.
+    fn sample_host(&self, metrics: &Metrics) -> Option<f64> {
         let host = &metrics.host;
+        let mut cpu = None;
         let mut guard = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let state = &mut *guard;
         if let Some(system) = state.system.as_mut() {
             system.refresh_cpu_usage();
             // CPU usage is measured between two refreshes: the first one only primes it.
             if state.cpu_primed {
-                host.cpu.set(f64::from(system.global_cpu_usage()));
+                let usage = f64::from(system.global_cpu_usage());
+                host.cpu.set(usage);
+                cpu = Some(usage);
             }
             state.cpu_primed = true;
             system.refresh_memory();
@@ -444,6 +459,7 @@ impl HostMonitor {
                 .get_or_create(&DirectionLabel { direction: "sent" })
                 .inc_by(sent);
         }
+        cpu
     }
 }
 

@@ -16,6 +16,7 @@
 //!   `model_api_*`, `integration_*`), the OpenTelemetry GenAI client histograms
 //!   (`gen_ai_client_*`), LLM ingest accounting and budgets ([`Metrics::llm`]);
 //! - the in-process queues' `queue_*` series ([`Metrics::queues`]);
+//! - the autoscaling signal `signalbox_desired_replicas` ([`Metrics::scaling`]);
 //! - the host and infrastructure gauges (`system_*`, `database_connections_current`, …) that a
 //!   [`HostMonitor`] samples on an interval, off the request path.
 //!
@@ -53,6 +54,7 @@ mod llm_calls;
 mod process;
 mod queues;
 mod rate_limit;
+mod scaling;
 mod tenant_scrape;
 mod tenants;
 #[cfg(feature = "test-support")]
@@ -69,6 +71,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+pub use self::scaling::{ScalingMetrics, SIGNALBOX_POLICY};
 pub use cache::CacheMetrics;
 pub use connections::{ConnectionMetrics, OpenConnection};
 pub use database::DatabaseMetrics;
@@ -204,6 +207,7 @@ pub struct Metrics {
     llm: LlmMetrics,
     queues: QueueMetrics,
     jobs: JobMetrics,
+    scaling: ScalingMetrics,
     host: host::HostMetrics,
     tenants: TenantLabels,
     started: Instant,
@@ -253,6 +257,7 @@ impl Metrics {
         let llm = LlmMetrics::register(&mut registry, &config);
         let queues = QueueMetrics::register(&mut registry);
         let jobs = JobMetrics::register(&mut registry);
+        let scaling = ScalingMetrics::register(&mut registry);
         let host = host::HostMetrics::register(&mut registry);
         Metrics {
             registry,
@@ -271,6 +276,7 @@ impl Metrics {
             llm,
             queues,
             jobs,
+            scaling,
             host,
             tenants: TenantLabels::new(config.tenant_label_limit),
             started: Instant::now(),
@@ -439,6 +445,11 @@ impl Metrics {
             queues: &self.queues,
             tenants: &self.tenants,
         }
+    }
+
+    /// The autoscaling signal, `signalbox_desired_replicas` (module `scaling`).
+    pub fn scaling(&self) -> &ScalingMetrics {
+        &self.scaling
     }
 
     /// The weber engine's series (see the `weber` module docs for names).

@@ -148,8 +148,29 @@ struct Finished {
     took: Duration,
 }
 
+/// The pending jobs of every queue and tenant at the last depth sample, for the autoscaling
+/// signal (`signalbox_desired_replicas`); `u64::MAX` until the first sample and after shutdown.
+struct PendingTotal(std::sync::atomic::AtomicU64);
+
+impl PendingTotal {
+    const UNKNOWN: u64 = u64::MAX;
+
+    fn get(&self) -> Option<u64> {
+        let n = self.0.load(std::sync::atomic::Ordering::Relaxed);
+        (n != Self::UNKNOWN).then_some(n)
+    }
+
+    fn set(&self, n: u64) {
+        self.0.store(
+            n.min(Self::UNKNOWN - 1),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+}
+
 struct Shared {
     state: AppState,
+    pending: Arc<PendingTotal>,
     settings: Arc<JobSettings>,
     worker_id: Arc<str>,
     running: Mutex<HashMap<String, Running>>,
@@ -169,7 +190,18 @@ pub async fn run_job_workers(state: AppState, shutdown: impl Future<Output = ()>
     let settings = Arc::new(state.jobs().settings().clone());
     let worker_id: Arc<str> = Arc::from(worker_id());
     let (finished_tx, finished_rx) = mpsc::unbounded_channel();
+    let pending = Arc::new(PendingTotal(std::sync::atomic::AtomicU64::new(
+        PendingTotal::UNKNOWN,
+    )));
+    {
+        let pending = pending.clone();
+        state
+            .metrics()
+            .scaling()
+            .watch_pending_jobs(move || pending.get());
+    }
     let shared = Arc::new(Shared {
+        pending,
         state,
         settings: settings.clone(),
         worker_id: worker_id.clone(),
@@ -241,6 +273,11 @@ pub async fn run_job_workers(state: AppState, shutdown: impl Future<Output = ()>
         }
     }
     heartbeats.abort();
+    // This process no longer samples the queues: its autoscaling signal has no job reading.
+    shared
+        .pending
+        .0
+        .store(PendingTotal::UNKNOWN, std::sync::atomic::Ordering::Relaxed);
     tracing::info!("job workers stopped");
 }
 
@@ -808,6 +845,7 @@ async fn run_maintenance(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
             last_depths = Some(Instant::now());
             match store.job_depths(now).await {
                 Ok(depths) => {
+                    shared.pending.set(depths.iter().map(|d| d.pending).sum());
                     let rows: Vec<telemetry::JobDepthSample<'_>> = depths
                         .iter()
                         .map(|d| telemetry::JobDepthSample {
