@@ -238,12 +238,13 @@ pub async fn run_job_workers(state: AppState, shutdown: impl Future<Output = ()>
     // Past the grace: stop what still runs. Their outcomes are never sent, so they stay held.
     let mut aborted = 0;
     for running in shared.running().values() {
-        if let Some(handler) = &running.handler {
-            handler.abort();
-        }
+        // The supervisor first, so it cannot see its handler end and report an outcome.
         if let Some(supervisor) = &running.supervisor {
             supervisor.abort();
             aborted += 1;
+        }
+        if let Some(handler) = &running.handler {
+            handler.abort();
         }
     }
     if aborted > 0 {
@@ -473,7 +474,11 @@ async fn supervise(
                 state: shared.state.clone(),
                 stop: control.subscribe(),
             };
-            run_attempt(&shared, &job, handler.run(ctx), &control).await
+            match run_attempt(&shared, &job, handler.run(ctx), &control).await {
+                Some(ended) => ended,
+                // Aborted by the shutdown: the job is given back, not finished.
+                None => return,
+            }
         }
     };
     let took = started.elapsed();
@@ -489,12 +494,13 @@ async fn supervise(
 }
 
 /// Runs the handler's future on its own task with the job's time limits and cancellation.
+/// `None` when the handler was aborted from outside (the end of a shutdown's grace).
 async fn run_attempt(
     shared: &Shared,
     job: &JobRecord,
     future: super::HandlerFuture,
     control: &watch::Sender<Option<StopReason>>,
-) -> Ended {
+) -> Option<Ended> {
     let mut task = tokio::spawn(future);
     if let Some(running) = shared.running().get_mut(&job.id) {
         running.handler = Some(task.abort_handle());
@@ -513,16 +519,16 @@ async fn run_attempt(
             joined = &mut task => {
                 let cancelled = *control.borrow() == Some(StopReason::Cancelled);
                 return match joined {
-                    Ok(Ok(output)) => Ended::Succeeded(output),
-                    Ok(Err(_)) if cancelled => Ended::Cancelled,
-                    Ok(Err(e)) => Ended::Failed(e),
-                    Err(e) if e.is_panic() => Ended::Panicked(panic_message(e.into_panic())),
-                    Err(_) => Ended::Cancelled,
+                    Ok(Ok(output)) => Some(Ended::Succeeded(output)),
+                    Ok(Err(_)) if cancelled => Some(Ended::Cancelled),
+                    Ok(Err(e)) => Some(Ended::Failed(e)),
+                    Err(e) if e.is_panic() => Some(Ended::Panicked(panic_message(e.into_panic()))),
+                    Err(_) => None,
                 };
             }
             () = &mut hard_timer => {
                 task.abort();
-                return Ended::TimedOut(hard);
+                return Some(Ended::TimedOut(hard));
             }
             () = &mut soft_timer, if !soft_fired => {
                 soft_fired = true;
@@ -545,7 +551,7 @@ async fn run_attempt(
             }
             () = async { if let Some(at) = cancel_at { tokio::time::sleep_until(at).await } }, if cancel_at.is_some() => {
                 task.abort();
-                return Ended::Cancelled;
+                return Some(Ended::Cancelled);
             }
         }
     }
