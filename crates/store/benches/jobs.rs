@@ -1,5 +1,6 @@
 //! Job queue storage speed: enqueue (one job per call, and 100 per call), and the whole cycle a
-//! worker makes of no-op jobs: enqueue a batch, claim it, record it finished. Criterion reports
+//! worker makes of no-op jobs: enqueue a batch, claim it, record it finished (one queue, and
+//! four queues at once). Criterion reports
 //! throughput in jobs per second (`thrpt`, elements/s); after the groups, the single enqueue's
 //! latency percentiles over 2,000 calls are printed per backend.
 //!
@@ -79,7 +80,8 @@ fn open(runtime: &tokio::runtime::Runtime, backend: Backend) -> Bench {
     })
 }
 
-/// Enqueue, claim and finish one batch of no-op jobs; returns how many finished.
+/// Enqueue, claim and finish one batch of no-op jobs (all of `batch`'s queue); returns how many
+/// finished.
 async fn cycle(store: &Store, tenant: &str, batch: &[NewJob<'_>]) -> usize {
     store
         .enqueue_jobs(tenant, batch, T0)
@@ -87,7 +89,7 @@ async fn cycle(store: &Store, tenant: &str, batch: &[NewJob<'_>]) -> usize {
         .expect("enqueue");
     let claimed = store
         .claim_jobs(
-            Priority::Normal,
+            batch[0].priority,
             "bench-worker",
             batch.len() as u32,
             T0,
@@ -150,6 +152,39 @@ fn bench_jobs(c: &mut Criterion) {
                 b.iter(|| {
                     let done = runtime.block_on(cycle(store, tenant, &cycle_batch));
                     assert_eq!(done, BATCH, "every claimed job finished");
+                })
+            },
+        );
+        // Four cycles at once, one per queue, as a worker process's queues run side by side:
+        // their commits overlap (PostgreSQL flushes concurrent commits together).
+        let queues = [
+            Priority::Critical,
+            Priority::High,
+            Priority::Normal,
+            Priority::Low,
+        ];
+        let batches: Vec<Vec<NewJob<'static>>> = queues
+            .iter()
+            .map(|p| (0..BATCH).map(|_| noop(*p)).collect())
+            .collect();
+        group.throughput(Throughput::Elements((BATCH * queues.len()) as u64));
+        group.bench_function(
+            BenchmarkId::new("four_queues_at_once_100_each", backend.as_str()),
+            |b| {
+                b.iter(|| {
+                    let done = runtime.block_on(async {
+                        let runs = batches.iter().map(|batch| {
+                            let (store, tenant) = (store.clone(), tenant.to_owned());
+                            let batch = batch.clone();
+                            tokio::spawn(async move { cycle(&store, &tenant, &batch).await })
+                        });
+                        let mut done = 0;
+                        for run in runs.collect::<Vec<_>>() {
+                            done += run.await.expect("cycle task");
+                        }
+                        done
+                    });
+                    assert_eq!(done, BATCH * queues.len(), "every claimed job finished");
                 })
             },
         );
