@@ -206,8 +206,8 @@ pub struct Metrics {
     flags: FlagMetrics,
     llm: LlmMetrics,
     queues: QueueMetrics,
-    scaling: ScalingMetrics,
     jobs: JobMetrics,
+    scaling: ScalingMetrics,
     host: host::HostMetrics,
     tenants: TenantLabels,
     started: Instant,
@@ -256,8 +256,8 @@ impl Metrics {
         let flags = FlagMetrics::register(&mut registry);
         let llm = LlmMetrics::register(&mut registry, &config);
         let queues = QueueMetrics::register(&mut registry);
-        let scaling = ScalingMetrics::register(&mut registry);
         let jobs = JobMetrics::register(&mut registry);
+        let scaling = ScalingMetrics::register(&mut registry);
         let host = host::HostMetrics::register(&mut registry);
         Metrics {
             registry,
@@ -275,8 +275,8 @@ impl Metrics {
             flags,
             llm,
             queues,
-            scaling,
             jobs,
+            scaling,
             host,
             tenants: TenantLabels::new(config.tenant_label_limit),
             started: Instant::now(),
@@ -438,11 +438,6 @@ impl Metrics {
         &self.queues
     }
 
-    /// The autoscaling signal, `signalbox_desired_replicas` (module `scaling`).
-    pub fn scaling(&self) -> &ScalingMetrics {
-        &self.scaling
-    }
-
     /// The background job series (see the `jobs` module docs for names).
     pub fn jobs(&self) -> JobRecorder<'_> {
         JobRecorder {
@@ -450,6 +445,11 @@ impl Metrics {
             queues: &self.queues,
             tenants: &self.tenants,
         }
+    }
+
+    /// The autoscaling signal, `signalbox_desired_replicas` (module `scaling`).
+    pub fn scaling(&self) -> &ScalingMetrics {
+        &self.scaling
     }
 
     /// The weber engine's series (see the `weber` module docs for names).

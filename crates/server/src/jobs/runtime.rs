@@ -148,8 +148,29 @@ struct Finished {
     took: Duration,
 }
 
+/// The pending jobs of every queue and tenant at the last depth sample, for the autoscaling
+/// signal (`signalbox_desired_replicas`); `u64::MAX` until the first sample and after shutdown.
+struct PendingTotal(std::sync::atomic::AtomicU64);
+
+impl PendingTotal {
+    const UNKNOWN: u64 = u64::MAX;
+
+    fn get(&self) -> Option<u64> {
+        let n = self.0.load(std::sync::atomic::Ordering::Relaxed);
+        (n != Self::UNKNOWN).then_some(n)
+    }
+
+    fn set(&self, n: u64) {
+        self.0.store(
+            n.min(Self::UNKNOWN - 1),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+}
+
 struct Shared {
     state: AppState,
+    pending: Arc<PendingTotal>,
     settings: Arc<JobSettings>,
     worker_id: Arc<str>,
     running: Mutex<HashMap<String, Running>>,
@@ -169,7 +190,18 @@ pub async fn run_job_workers(state: AppState, shutdown: impl Future<Output = ()>
     let settings = Arc::new(state.jobs().settings().clone());
     let worker_id: Arc<str> = Arc::from(worker_id());
     let (finished_tx, finished_rx) = mpsc::unbounded_channel();
+    let pending = Arc::new(PendingTotal(std::sync::atomic::AtomicU64::new(
+        PendingTotal::UNKNOWN,
+    )));
+    {
+        let pending = pending.clone();
+        state
+            .metrics()
+            .scaling()
+            .watch_pending_jobs(move || pending.get());
+    }
     let shared = Arc::new(Shared {
+        pending,
         state,
         settings: settings.clone(),
         worker_id: worker_id.clone(),
@@ -206,12 +238,13 @@ pub async fn run_job_workers(state: AppState, shutdown: impl Future<Output = ()>
     // Past the grace: stop what still runs. Their outcomes are never sent, so they stay held.
     let mut aborted = 0;
     for running in shared.running().values() {
-        if let Some(handler) = &running.handler {
-            handler.abort();
-        }
+        // The supervisor first, so it cannot see its handler end and report an outcome.
         if let Some(supervisor) = &running.supervisor {
             supervisor.abort();
             aborted += 1;
+        }
+        if let Some(handler) = &running.handler {
+            handler.abort();
         }
     }
     if aborted > 0 {
@@ -241,6 +274,11 @@ pub async fn run_job_workers(state: AppState, shutdown: impl Future<Output = ()>
         }
     }
     heartbeats.abort();
+    // This process no longer samples the queues: its autoscaling signal has no job reading.
+    shared
+        .pending
+        .0
+        .store(PendingTotal::UNKNOWN, std::sync::atomic::Ordering::Relaxed);
     tracing::info!("job workers stopped");
 }
 
@@ -436,7 +474,11 @@ async fn supervise(
                 state: shared.state.clone(),
                 stop: control.subscribe(),
             };
-            run_attempt(&shared, &job, handler.run(ctx), &control).await
+            match run_attempt(&shared, &job, handler.run(ctx), &control).await {
+                Some(ended) => ended,
+                // Aborted by the shutdown: the job is given back, not finished.
+                None => return,
+            }
         }
     };
     let took = started.elapsed();
@@ -452,12 +494,13 @@ async fn supervise(
 }
 
 /// Runs the handler's future on its own task with the job's time limits and cancellation.
+/// `None` when the handler was aborted from outside (the end of a shutdown's grace).
 async fn run_attempt(
     shared: &Shared,
     job: &JobRecord,
     future: super::HandlerFuture,
     control: &watch::Sender<Option<StopReason>>,
-) -> Ended {
+) -> Option<Ended> {
     let mut task = tokio::spawn(future);
     if let Some(running) = shared.running().get_mut(&job.id) {
         running.handler = Some(task.abort_handle());
@@ -476,16 +519,16 @@ async fn run_attempt(
             joined = &mut task => {
                 let cancelled = *control.borrow() == Some(StopReason::Cancelled);
                 return match joined {
-                    Ok(Ok(output)) => Ended::Succeeded(output),
-                    Ok(Err(_)) if cancelled => Ended::Cancelled,
-                    Ok(Err(e)) => Ended::Failed(e),
-                    Err(e) if e.is_panic() => Ended::Panicked(panic_message(e.into_panic())),
-                    Err(_) => Ended::Cancelled,
+                    Ok(Ok(output)) => Some(Ended::Succeeded(output)),
+                    Ok(Err(_)) if cancelled => Some(Ended::Cancelled),
+                    Ok(Err(e)) => Some(Ended::Failed(e)),
+                    Err(e) if e.is_panic() => Some(Ended::Panicked(panic_message(e.into_panic()))),
+                    Err(_) => None,
                 };
             }
             () = &mut hard_timer => {
                 task.abort();
-                return Ended::TimedOut(hard);
+                return Some(Ended::TimedOut(hard));
             }
             () = &mut soft_timer, if !soft_fired => {
                 soft_fired = true;
@@ -508,7 +551,7 @@ async fn run_attempt(
             }
             () = async { if let Some(at) = cancel_at { tokio::time::sleep_until(at).await } }, if cancel_at.is_some() => {
                 task.abort();
-                return Ended::Cancelled;
+                return Some(Ended::Cancelled);
             }
         }
     }
@@ -808,6 +851,7 @@ async fn run_maintenance(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
             last_depths = Some(Instant::now());
             match store.job_depths(now).await {
                 Ok(depths) => {
+                    shared.pending.set(depths.iter().map(|d| d.pending).sum());
                     let rows: Vec<telemetry::JobDepthSample<'_>> = depths
                         .iter()
                         .map(|d| telemetry::JobDepthSample {
