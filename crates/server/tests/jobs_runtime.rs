@@ -94,8 +94,10 @@ impl Runtime {
             max_retries: Some(max_retries),
             ..EnqueueRequest::default()
         };
+        // As the operator: some handlers (forecast.rebuild) are not for tenants' keys.
         self.state
             .jobs()
+            .for_operator()
             .enqueue(&self.tenant, &request, server::jobs::now_ms())
             .await
             .unwrap()
@@ -365,13 +367,29 @@ async fn forecast_rebuild_writes_the_model_and_swaps_the_served_one() {
         });
     })
     .await;
+    // A tenant's key may not replace the model every tenant is served.
+    let by_tenant = EnqueueRequest {
+        handler: "forecast.rebuild".to_owned(),
+        payload: serde_json::json!({"data_file": "nyc.csv"}),
+        ..EnqueueRequest::default()
+    };
+    match rt.state.jobs().enqueue(&rt.tenant, &by_tenant, 0).await {
+        Err(JobError::OperatorOnly { name }) => assert_eq!(name, "forecast.rebuild"),
+        other => panic!("{other:?}"),
+    }
     // Refused at enqueue: a path outside the data directory.
     let outside = EnqueueRequest {
         handler: "forecast.rebuild".to_owned(),
         payload: serde_json::json!({"data_file": "../../etc/passwd"}),
         ..EnqueueRequest::default()
     };
-    match rt.state.jobs().enqueue(&rt.tenant, &outside, 0).await {
+    match rt
+        .state
+        .jobs()
+        .for_operator()
+        .enqueue(&rt.tenant, &outside, 0)
+        .await
+    {
         Err(JobError::Invalid { field, .. }) => assert_eq!(field, "payload.data_file"),
         other => panic!("{other:?}"),
     }

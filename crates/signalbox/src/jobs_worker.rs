@@ -270,7 +270,8 @@ pub fn job_service(common: &Common, store: store::Store) -> anyhow::Result<JobSe
         default_forecast_model_dir(common),
     )?;
     let registry = JobRegistry::builtin(&settings.handlers);
-    Ok(JobService::new(store, registry, settings))
+    // The CLI works on the database directly: it is the operator.
+    Ok(JobService::new(store, registry, settings).for_operator())
 }
 
 /// The state a process without HTTP works jobs with. The profile pipeline needs an event log

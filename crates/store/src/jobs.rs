@@ -220,6 +220,8 @@ pub struct RescueReport {
     pub requeued: u64,
     /// Out of attempts: dead, "worker lost".
     pub dead: u64,
+    /// The dead ones by queue, indexed by [`Priority::rank`].
+    pub dead_by_rank: [u64; 5],
     /// Cancellation had been asked for: cancelled.
     pub cancelled: u64,
 }
@@ -971,7 +973,11 @@ impl Store {
                     report.requeued += 1;
                     queues.push(priority_of(row.try_get(1)?)?);
                 }
-                JobStatus::Dead => report.dead += 1,
+                JobStatus::Dead => {
+                    report.dead += 1;
+                    let rank = usize::from(priority_of(row.try_get(1)?)?.rank());
+                    report.dead_by_rank[rank] += 1;
+                }
                 _ => report.cancelled += 1,
             }
         }

@@ -7,8 +7,8 @@
 //! - `jobs_finished_total{queue_name,status}`: attempt outcomes recorded, `status` one of
 //!   `success`, `retrying`, `dead`, `failed`, `cancelled`;
 //! - `jobs_retries_total{queue_name}`: failed attempts that will run again;
-//! - `jobs_dead_total{queue_name}`: jobs that used up their attempts (the dead-letter queue);
-//!   jobs whose worker was lost on their last attempt are counted with `queue_name="lost"`;
+//! - `jobs_dead_total{queue_name}`: jobs that used up their attempts (the dead-letter queue),
+//!   including jobs whose worker was lost on their last attempt;
 //! - `jobs_oldest_pending_age_seconds{queue_name}`: how long the oldest due job of the queue has
 //!   waited, over every tenant (0 when none waits).
 //!
@@ -26,10 +26,6 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use crate::{QueueMetrics, TenantLabels};
-
-/// The `queue_name` under which jobs of a lost worker that went dead are counted (the store's
-/// rescue does not say which queue they were on).
-pub const LOST_QUEUE: &str = "lost";
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct QueueLabel {
@@ -138,27 +134,23 @@ impl JobRecorder<'_> {
         }
     }
 
-    /// Creates the counters of `queues` (and of lost jobs) at zero, so an alert on their
-    /// increase sees the first dead job rather than a series that starts at one.
+    /// Creates the counters of `queues` at zero, so an alert on their increase sees the first
+    /// dead job rather than a series that starts at one.
     pub fn init_queues(&self, queues: &[&'static str]) {
-        for &queue_name in queues.iter().chain([&LOST_QUEUE]) {
+        for &queue_name in queues {
             let queue = QueueLabel { queue_name };
             let _ = self.metrics.dead.get_or_create(&queue);
-            if queue_name != LOST_QUEUE {
-                let _ = self.metrics.retries.get_or_create(&queue);
-                let _ = self.metrics.oldest.get_or_create(&queue);
-            }
+            let _ = self.metrics.retries.get_or_create(&queue);
+            let _ = self.metrics.oldest.get_or_create(&queue);
         }
     }
 
-    /// Counts jobs a lost worker held on their last attempt, which went dead.
-    pub fn lost(&self, dead: u64) {
+    /// Counts `dead` jobs of `queue_name` whose worker was lost on their last attempt.
+    pub fn lost(&self, queue_name: &'static str, dead: u64) {
         if dead > 0 {
             self.metrics
                 .dead
-                .get_or_create(&QueueLabel {
-                    queue_name: LOST_QUEUE,
-                })
+                .get_or_create(&QueueLabel { queue_name })
                 .inc_by(dead);
         }
     }
@@ -221,10 +213,6 @@ mod tests {
             total(&exp, "jobs_dead", &[("queue_name", "critical")]),
             Some(0.0)
         );
-        assert_eq!(
-            total(&exp, "jobs_dead", &[("queue_name", "lost")]),
-            Some(0.0)
-        );
         jobs.finished("normal", "jobs.noop", "success", Duration::from_millis(3));
         jobs.finished(
             "normal",
@@ -233,8 +221,8 @@ mod tests {
             Duration::from_millis(3),
         );
         jobs.finished("bulk", "jobs.canary", "dead", Duration::from_millis(3));
-        jobs.lost(2);
-        jobs.lost(0);
+        jobs.lost("bulk", 2);
+        jobs.lost("high", 0);
         let sample = |tenant_id, queue_name, pending, age| JobDepthSample {
             tenant_id,
             queue_name,
@@ -262,11 +250,11 @@ mod tests {
         assert_eq!(total(&exp, "jobs_retries", &normal), Some(1.0));
         assert_eq!(
             total(&exp, "jobs_dead", &[("queue_name", "bulk")]),
-            Some(1.0)
+            Some(3.0)
         );
         assert_eq!(
-            total(&exp, "jobs_dead", &[("queue_name", "lost")]),
-            Some(2.0)
+            total(&exp, "jobs_dead", &[("queue_name", "high")]),
+            Some(0.0)
         );
         assert_eq!(
             total(

@@ -79,7 +79,7 @@ pub use exposition::Format;
 pub use flags::{FlagMetrics, FlagRecorder};
 pub use forecast::{ForecastMetrics, SEARCH_BUCKETS};
 pub use host::{HostInputs, HostMonitor, HostMonitorConfig, NetworkTotals};
-pub use jobs::{JobDepthSample, JobMetrics, JobRecorder, LOST_QUEUE};
+pub use jobs::{JobDepthSample, JobMetrics, JobRecorder};
 pub use llm::{
     event_type, EventOutcome, LlmMetrics, LlmRecorder, SpanOutcome, EVENT_TYPES,
     GENAI_DURATION_BUCKETS, GENAI_TOKEN_BUCKETS, INTEGRATION_DURATION_BUCKETS,

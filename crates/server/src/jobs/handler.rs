@@ -86,6 +86,13 @@ pub trait JobHandler: Send + Sync + 'static {
         Ok(())
     }
 
+    /// Whether only the operator may enqueue or schedule it (the CLI on the database), not a
+    /// tenant's API key: true for handlers that change what every tenant is served, such as
+    /// `forecast.rebuild` (one model for all tenants).
+    fn operator_only(&self) -> bool {
+        false
+    }
+
     /// Runs one attempt. The attempt may be asked to stop ([`JobContext::stop_reason`]): a
     /// handler with long loops checks it between steps and returns early; one that does not
     /// is aborted at its hard timeout or after the cancellation grace.

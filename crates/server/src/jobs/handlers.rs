@@ -328,6 +328,11 @@ impl JobHandler for ForecastRebuild {
         FORECAST_REBUILD
     }
 
+    // The model serves every tenant: one tenant's admin must not replace it.
+    fn operator_only(&self) -> bool {
+        true
+    }
+
     fn validate(&self, payload: &serde_json::Value) -> Result<(), PayloadError> {
         RebuildPayload::parse(payload).map(|_| ())
     }

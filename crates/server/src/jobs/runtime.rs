@@ -812,7 +812,10 @@ async fn run_maintenance(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
                         "jobs of a lost worker given back"
                     );
                 }
-                shared.state.metrics().jobs().lost(report.dead);
+                for priority in Priority::ALL {
+                    let dead = report.dead_by_rank[usize::from(priority.rank())];
+                    shared.state.metrics().jobs().lost(priority.as_str(), dead);
+                }
             }
             Err(e) => tracing::warn!(error = %e, "rescuing lost jobs failed"),
         }

@@ -125,6 +125,13 @@ pub enum JobError {
         /// What exists.
         known: Vec<&'static str>,
     },
+    /// The handler changes what every tenant is served, so only the operator may enqueue or
+    /// schedule it (field `handler`).
+    #[error("handler: '{name}' changes what every tenant is served; only the operator may run it (signalbox jobs enqueue)")]
+    OperatorOnly {
+        /// The handler.
+        name: &'static str,
+    },
     /// A field's value cannot be used.
     #[error("{field}: {message}")]
     Invalid {
@@ -175,7 +182,7 @@ impl JobError {
     /// The field the error names, if it names one.
     pub fn field(&self) -> Option<&str> {
         match self {
-            JobError::UnknownHandler { .. } => Some("handler"),
+            JobError::UnknownHandler { .. } | JobError::OperatorOnly { .. } => Some("handler"),
             JobError::Invalid { field, .. } => Some(field),
             JobError::PayloadTooLarge { .. } => Some("payload"),
             JobError::Store(StoreError::Invalid { field, .. }) => Some(field),
@@ -191,6 +198,9 @@ impl From<JobError> for crate::problem::ApiError {
         match e {
             JobError::UnknownHandler { .. } => {
                 ApiError::new(ProblemKind::Unprocessable, detail).with("field", "handler")
+            }
+            JobError::OperatorOnly { .. } => {
+                ApiError::new(ProblemKind::Forbidden, detail).with("field", "handler")
             }
             JobError::Invalid { field, .. } => {
                 ApiError::new(ProblemKind::Unprocessable, detail).with("field", field)
@@ -216,6 +226,9 @@ pub struct JobService {
     store: Store,
     registry: Arc<JobRegistry>,
     settings: Arc<JobSettings>,
+    /// Whether the caller is the operator, who may enqueue operator-only handlers
+    /// ([`JobHandler::operator_only`]); tenants' API keys are not.
+    operator: bool,
 }
 
 impl std::fmt::Debug for JobService {
@@ -233,6 +246,16 @@ impl JobService {
             store,
             registry: Arc::new(registry),
             settings: Arc::new(settings),
+            operator: false,
+        }
+    }
+
+    /// The same service for the operator (the CLI working on the database directly), who may
+    /// also enqueue and schedule operator-only handlers such as `forecast.rebuild`.
+    pub fn for_operator(&self) -> JobService {
+        JobService {
+            operator: true,
+            ..self.clone()
         }
     }
 
@@ -388,6 +411,9 @@ impl JobService {
                 known: self.registry.names(),
             });
         };
+        if found.operator_only() && !self.operator {
+            return Err(JobError::OperatorOnly { name: found.name() });
+        }
         if !payload.is_object() {
             return Err(JobError::invalid("payload", "must be a JSON object"));
         }
