@@ -252,17 +252,31 @@ impl Store {
 
     /// Enqueues one job. With an idempotency key the tenant already used, nothing is written
     /// and the existing job is returned (`created: false`) whatever its status.
+    ///
+    /// Concurrent calls in this process are written together (group commit, see
+    /// [`EnqueueGroup`]); a lone call writes at once. An invalid job fails only its own call.
     pub async fn enqueue_job(
         &self,
         tenant_id: &str,
         job: &NewJob<'_>,
         now_ms: i64,
     ) -> Result<Enqueued, StoreError> {
-        let mut out = self
-            .enqueue_jobs(tenant_id, std::slice::from_ref(job), now_ms)
-            .await?;
-        out.pop()
-            .ok_or_else(|| corrupt("enqueue returned no job".to_owned()))
+        validate_new_job(job)?;
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let lead = self.enqueue_group.join(Pending {
+            tenant_id: tenant_id.to_owned(),
+            job: OwnedJob::of(job),
+            now_ms,
+            reply,
+        });
+        if lead {
+            // The writer is a task of its own, so a caller dropped mid-write loses nobody's
+            // answer.
+            tokio::spawn(self.clone().write_enqueue_groups());
+        }
+        answer
+            .await
+            .map_err(|_| corrupt("the enqueue writer stopped before answering".to_owned()))?
     }
 
     /// Enqueues jobs in one transaction (all or none), with multi-row inserts. The answer is
@@ -284,24 +298,127 @@ impl Store {
             .iter()
             .map(|job| InsertRow {
                 id: new_job_id(),
+                tenant_id,
                 job,
                 schedule: None,
+                now_ms,
             })
             .collect();
+        self.write_rows(&rows).await?.into_iter().collect()
+    }
+
+    /// Inserts `rows` atomically (one statement, or one transaction past [`CHUNK`] rows) in
+    /// this process's writer turn, and wakes the local waiters of the due jobs created. The
+    /// answer is per row (an existing job being deleted concurrently fails only its row).
+    async fn write_rows(
+        &self,
+        rows: &[InsertRow<'_>],
+    ) -> Result<Vec<Result<Enqueued, StoreError>>, StoreError> {
         let notify = self.jobs_hub.channel();
         let _turn = self.write_turn().await;
         let mut conn = self.acquire(Operation::Insert, Table::Jobs).await?;
         let out = if rows.len() <= CHUNK {
             // One statement: atomic by itself.
-            insert_jobs(&mut conn, self.backend, notify, tenant_id, &rows, now_ms).await?
+            insert_jobs(&mut conn, self.backend, notify, rows).await?
         } else {
             let mut tx = conn.begin().await?;
-            let out = insert_jobs(&mut tx, self.backend, notify, tenant_id, &rows, now_ms).await?;
+            let out = insert_jobs(&mut tx, self.backend, notify, rows).await?;
             tx.commit().await?;
             out
         };
-        self.jobs_hub.wake_local(&due_queues(&out, now_ms));
+        let created: Vec<Enqueued> = out
+            .iter()
+            .filter_map(|r| r.as_ref().ok().cloned())
+            .collect();
+        self.jobs_hub.wake_local(&due_queues(&created));
         Ok(out)
+    }
+
+    /// The group writer: while calls are queued, takes up to [`GROUP_MAX`] of them, writes
+    /// them in one statement and answers each. Ends when the queue is empty.
+    async fn write_enqueue_groups(self) {
+        let mut guard = WriterGuard {
+            group: &self.enqueue_group,
+            armed: true,
+        };
+        while let Some(batch) = guard.next_batch() {
+            let answers = self.write_group(&batch).await;
+            for (pending, answer) in batch.into_iter().zip(answers) {
+                // A caller that went away (dropped its future) needs no answer.
+                let _ = pending.reply.send(answer);
+            }
+        }
+    }
+
+    /// Writes one group; one answer per call, in order. A group naming an unknown tenant is
+    /// written again per tenant, so that tenant's calls alone fail; any other failure (nothing
+    /// of the group was stored) is every call's answer.
+    async fn write_group(&self, batch: &[Pending]) -> Vec<Result<Enqueued, StoreError>> {
+        let jobs: Vec<NewJob<'_>> = batch.iter().map(|p| p.job.as_new()).collect();
+        let rows: Vec<InsertRow<'_>> = batch
+            .iter()
+            .zip(&jobs)
+            .map(|(p, job)| InsertRow {
+                id: new_job_id(),
+                tenant_id: &p.tenant_id,
+                job,
+                schedule: None,
+                now_ms: p.now_ms,
+            })
+            .collect();
+        let tenants: Vec<&str> = {
+            let mut seen = HashSet::new();
+            rows.iter()
+                .map(|r| r.tenant_id)
+                .filter(|t| seen.insert(*t))
+                .collect()
+        };
+        match self.write_rows(&rows).await {
+            Ok(out) => out,
+            Err(StoreError::NotFound { .. }) if tenants.len() > 1 => {
+                let mut out: Vec<Option<Result<Enqueued, StoreError>>> =
+                    (0..rows.len()).map(|_| None).collect();
+                for tenant in tenants {
+                    let (at, own): (Vec<usize>, Vec<InsertRow<'_>>) = rows
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, r)| r.tenant_id == tenant)
+                        .map(|(i, r)| {
+                            (
+                                i,
+                                InsertRow {
+                                    id: r.id.clone(),
+                                    ..*r
+                                },
+                            )
+                        })
+                        .unzip();
+                    match self.write_rows(&own).await {
+                        Ok(answers) => {
+                            for (i, answer) in at.into_iter().zip(answers) {
+                                out[i] = Some(answer);
+                            }
+                        }
+                        Err(e) => {
+                            for i in at {
+                                out[i] = Some(Err(share_error(&e)));
+                            }
+                        }
+                    }
+                }
+                out.into_iter()
+                    .map(|answer| {
+                        answer
+                            .unwrap_or_else(|| Err(corrupt("enqueue left a job unanswered".into())))
+                    })
+                    .collect()
+            }
+            Err(e) => {
+                let mut out: Vec<_> = (1..rows.len()).map(|_| Err(share_error(&e))).collect();
+                out.insert(0, Err(e));
+                out
+            }
+        }
     }
 
     /// One of the tenant's jobs; another tenant's job is `None`, exactly like a missing one.
@@ -1053,8 +1170,10 @@ impl Store {
             };
             let row = InsertRow {
                 id: new_job_id(),
+                tenant_id: &schedule.tenant_id,
                 job: &job,
                 schedule: Some(&schedule.name),
+                now_ms,
             };
             let _turn = self.write_turn().await;
             let mut conn = self.acquire(Operation::Insert, Table::Jobs).await?;
@@ -1079,13 +1198,13 @@ impl Store {
                 &mut tx,
                 self.backend,
                 self.jobs_hub.channel(),
-                &schedule.tenant_id,
                 std::slice::from_ref(&row),
-                now_ms,
             )
-            .await?;
+            .await?
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()?;
             tx.commit().await?;
-            self.jobs_hub.wake_local(&due_queues(&out, now_ms));
+            self.jobs_hub.wake_local(&due_queues(&out));
             if let Some(enqueued) = out.pop().filter(|e| e.created) {
                 created.push(enqueued);
             }
@@ -1201,8 +1320,11 @@ const SCHEDULE_COLUMNS: &str = "tenant_id, name, cron, handler, payload, priorit
 
 struct InsertRow<'a> {
     id: String,
+    tenant_id: &'a str,
     job: &'a NewJob<'a>,
     schedule: Option<&'a str>,
+    /// The enqueue time: the row's `created_at_ms`.
+    now_ms: i64,
 }
 
 /// One finish item, validated, with the status it asks for.
@@ -1270,8 +1392,9 @@ impl<'a> FinishRow<'a> {
     }
 }
 
-/// Inserts `rows` (in statements of [`CHUNK`] rows), skipping keys the tenant already used,
-/// and reads the existing jobs of those keys. On PostgreSQL each statement also notifies the
+/// Inserts `rows` (in statements of [`CHUNK`] rows, each row under its own tenant and enqueue
+/// time), skipping keys the row's tenant already used, and reads the existing jobs of those
+/// keys. The answer is per row, in order. On PostgreSQL each statement also notifies the
 /// queues of the due jobs it created (`notify`: the channel): in its own transaction, so the
 /// notification goes out exactly when the jobs become visible, and a single-statement enqueue
 /// needs no explicit transaction (one round trip instead of four).
@@ -1279,10 +1402,8 @@ async fn insert_jobs(
     conn: &mut sqlx::AnyConnection,
     backend: Backend,
     notify: Option<&str>,
-    tenant_id: &str,
     rows: &[InsertRow<'_>],
-    now_ms: i64,
-) -> Result<Vec<Enqueued>, StoreError> {
+) -> Result<Vec<Result<Enqueued, StoreError>>, StoreError> {
     const COLUMNS: usize = 12;
     let mut inserted: HashMap<String, JobRecord> = HashMap::with_capacity(rows.len());
     for chunk in rows.chunks(CHUNK) {
@@ -1332,7 +1453,7 @@ async fn insert_jobs(
             let job = row.job;
             query = query
                 .bind(row.id.as_str())
-                .bind(tenant_id)
+                .bind(row.tenant_id)
                 .bind(job.handler)
                 .bind(job.payload)
                 .bind(i64::from(job.priority.rank()))
@@ -1342,8 +1463,13 @@ async fn insert_jobs(
                 .bind(ms_i64(job.timeout_ms))
                 .bind(job.idempotency_key)
                 .bind(row.schedule)
-                .bind(now_ms);
+                .bind(row.now_ms);
         }
+        // Several tenants: the caller (a group commit) retries per tenant to name the one.
+        let tenant_id = match chunk.first() {
+            Some(first) if chunk.iter().all(|r| r.tenant_id == first.tenant_id) => first.tenant_id,
+            _ => "of this group",
+        };
         if let Some(channel) = notify {
             query = query.bind(channel);
         }
@@ -1357,32 +1483,36 @@ async fn insert_jobs(
         }
     }
     // Rows not inserted had a key the tenant already used (before, or earlier in this batch).
-    let missing: Vec<&str> = rows
-        .iter()
-        .filter(|r| !inserted.contains_key(&r.id))
-        .filter_map(|r| r.job.idempotency_key)
-        .collect();
-    let mut existing: HashMap<String, JobRecord> = HashMap::with_capacity(missing.len());
-    for chunk in missing.chunks(CHUNK) {
-        let mut p = Params::new(backend);
-        let tenant = p.next();
-        let keys: Vec<String> = chunk.iter().map(|_| p.next()).collect();
-        let sql = format!(
-            "SELECT {JOB_COLUMNS} FROM jobs WHERE tenant_id = {tenant} AND idempotency_key IN ({})",
-            keys.join(",")
-        );
-        let mut query = sqlx::query(&sql).bind(tenant_id);
-        for key in chunk {
-            query = query.bind(*key);
+    let mut missing: HashMap<&str, Vec<&str>> = HashMap::new();
+    for r in rows.iter().filter(|r| !inserted.contains_key(&r.id)) {
+        if let Some(key) = r.job.idempotency_key {
+            missing.entry(r.tenant_id).or_default().push(key);
         }
-        for row in query.fetch_all(&mut *conn).await? {
-            let job = job_from_row(&row)?;
-            if let Some(key) = job.idempotency_key.clone() {
-                existing.insert(key, job);
+    }
+    let mut existing: HashMap<(String, String), JobRecord> = HashMap::new();
+    for (tenant_id, keys) in &missing {
+        for chunk in keys.chunks(CHUNK) {
+            let mut p = Params::new(backend);
+            let tenant = p.next();
+            let params: Vec<String> = chunk.iter().map(|_| p.next()).collect();
+            let sql = format!(
+                "SELECT {JOB_COLUMNS} FROM jobs WHERE tenant_id = {tenant} AND idempotency_key IN ({})",
+                params.join(",")
+            );
+            let mut query = sqlx::query(&sql).bind(*tenant_id);
+            for key in chunk {
+                query = query.bind(*key);
+            }
+            for row in query.fetch_all(&mut *conn).await? {
+                let job = job_from_row(&row)?;
+                if let Some(key) = job.idempotency_key.clone() {
+                    existing.insert((job.tenant_id.clone(), key), job);
+                }
             }
         }
     }
-    rows.iter()
+    Ok(rows
+        .iter()
         .map(|r| {
             if let Some(job) = inserted.get(&r.id) {
                 return Ok(Enqueued {
@@ -1392,7 +1522,7 @@ async fn insert_jobs(
             }
             r.job
                 .idempotency_key
-                .and_then(|key| existing.get(key))
+                .and_then(|key| existing.get(&(r.tenant_id.to_owned(), key.to_owned())))
                 .map(|job| Enqueued {
                     job: job.clone(),
                     created: false,
@@ -1403,7 +1533,7 @@ async fn insert_jobs(
                         .to_owned(),
                 })
         })
-        .collect()
+        .collect())
 }
 
 /// The `UPDATE … FROM` statements of [`Store::finish_jobs`]: the ids whose finish applied.
@@ -1467,10 +1597,10 @@ async fn finish_chunks(
 }
 
 /// The queues of newly created jobs that are due now: those whose workers to wake.
-fn due_queues(out: &[Enqueued], now_ms: i64) -> Vec<Priority> {
+fn due_queues(out: &[Enqueued]) -> Vec<Priority> {
     let mut queues: Vec<Priority> = out
         .iter()
-        .filter(|e| e.created && e.job.run_at_ms <= now_ms)
+        .filter(|e| e.created && e.job.run_at_ms <= e.job.created_at_ms)
         .map(|e| e.job.priority)
         .collect();
     queues.sort();
@@ -1727,6 +1857,151 @@ pub fn error_text(error: &str) -> String {
 struct QueueSignal {
     generation: AtomicU64,
     notify: tokio::sync::Notify,
+}
+
+/// Most jobs one group commit writes (one statement: far below [`CHUNK`]).
+const GROUP_MAX: usize = 256;
+
+/// Group commit of concurrent [`Store::enqueue_job`] calls (shared by a store's clones).
+///
+/// Each call is validated first (an invalid job fails its call alone), then queued here with
+/// a oneshot reply. The call that finds no writer running starts one: a task that takes up
+/// to [`GROUP_MAX`] queued calls, inserts them with one multi-row statement (several tenants
+/// in one statement; keys repeated within it enqueue once, `created` only for the first),
+/// answers each call, and goes on while calls queued up during its write, ending when the
+/// queue is empty. A lone call is thus written at once, and concurrent calls share one
+/// commit (and one writer turn on SQLite) instead of queuing for one each. The writer is a
+/// task, not a caller, so a caller dropped mid-write costs nobody their answer (its own job
+/// may still be written: the same as a request that timed out).
+#[derive(Debug, Default)]
+pub(crate) struct EnqueueGroup {
+    state: std::sync::Mutex<GroupState>,
+}
+
+#[derive(Debug, Default)]
+struct GroupState {
+    queue: std::collections::VecDeque<Pending>,
+    /// A writer task is running and will take what is queued.
+    writing: bool,
+}
+
+/// One queued [`Store::enqueue_job`] call.
+#[derive(Debug)]
+struct Pending {
+    tenant_id: String,
+    job: OwnedJob,
+    now_ms: i64,
+    reply: tokio::sync::oneshot::Sender<Result<Enqueued, StoreError>>,
+}
+
+/// A [`NewJob`] that owns its text, to cross into the writer task.
+#[derive(Debug)]
+struct OwnedJob {
+    handler: String,
+    payload: String,
+    priority: Priority,
+    run_at_ms: i64,
+    expires_at_ms: Option<i64>,
+    max_attempts: u32,
+    timeout_ms: u64,
+    idempotency_key: Option<String>,
+}
+
+impl OwnedJob {
+    fn of(job: &NewJob<'_>) -> OwnedJob {
+        OwnedJob {
+            handler: job.handler.to_owned(),
+            payload: job.payload.to_owned(),
+            priority: job.priority,
+            run_at_ms: job.run_at_ms,
+            expires_at_ms: job.expires_at_ms,
+            max_attempts: job.max_attempts,
+            timeout_ms: job.timeout_ms,
+            idempotency_key: job.idempotency_key.map(str::to_owned),
+        }
+    }
+
+    fn as_new(&self) -> NewJob<'_> {
+        NewJob {
+            handler: &self.handler,
+            payload: &self.payload,
+            priority: self.priority,
+            run_at_ms: self.run_at_ms,
+            expires_at_ms: self.expires_at_ms,
+            max_attempts: self.max_attempts,
+            timeout_ms: self.timeout_ms,
+            idempotency_key: self.idempotency_key.as_deref(),
+        }
+    }
+}
+
+impl EnqueueGroup {
+    fn state(&self) -> std::sync::MutexGuard<'_, GroupState> {
+        // The lock is never held across an await or user code; a poisoned one still holds a
+        // consistent queue.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Queues a call; true when no writer runs and the caller must start one.
+    fn join(&self, pending: Pending) -> bool {
+        let mut state = self.state();
+        state.queue.push_back(pending);
+        !std::mem::replace(&mut state.writing, true)
+    }
+}
+
+/// The running writer's hold on the group: hands out batches, and if the writer ends any other
+/// way than by emptying the queue (a panic, its runtime shutting down) lets the next call start
+/// a writer, dropping the queued calls' replies so they fail instead of waiting forever.
+struct WriterGuard<'a> {
+    group: &'a EnqueueGroup,
+    armed: bool,
+}
+
+impl WriterGuard<'_> {
+    /// The next calls to write, or `None` (the writer is done) when none are queued.
+    fn next_batch(&mut self) -> Option<Vec<Pending>> {
+        let mut state = self.group.state();
+        if state.queue.is_empty() {
+            state.writing = false;
+            self.armed = false;
+            return None;
+        }
+        let n = state.queue.len().min(GROUP_MAX);
+        Some(state.queue.drain(..n).collect())
+    }
+}
+
+impl Drop for WriterGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            let mut state = self.group.state();
+            state.writing = false;
+            state.queue.clear();
+        }
+    }
+}
+
+/// A copy of a group's error for each of its callers (database errors are not `Clone`: the
+/// copies carry the text).
+fn share_error(e: &StoreError) -> StoreError {
+    match e {
+        StoreError::Invalid { field, reason } => StoreError::Invalid {
+            field,
+            reason: reason.clone(),
+        },
+        StoreError::Conflict { what } => StoreError::Conflict { what: what.clone() },
+        StoreError::NotFound { what } => StoreError::NotFound { what: what.clone() },
+        StoreError::Corrupt { table, reason } => StoreError::Corrupt {
+            table,
+            reason: reason.clone(),
+        },
+        StoreError::StatementTimeout => StoreError::StatementTimeout,
+        StoreError::PoolTimedOut => StoreError::PoolTimedOut,
+        other => StoreError::Database(sqlx::Error::Protocol(other.to_string())),
+    }
 }
 
 /// The wake-up signals of one [`Store`] (shared by its clones), and on PostgreSQL the

@@ -307,6 +307,8 @@ pub struct Store {
     observed: Arc<observe::Observed>,
     /// Job wake-up signals and, on PostgreSQL, the `LISTEN` task's state.
     jobs_hub: Arc<self::jobs::JobHub>,
+    /// Concurrent single enqueues, written together (group commit).
+    enqueue_group: Arc<self::jobs::EnqueueGroup>,
     /// Milliseconds since `epoch` until which the replica is not tried (0: try it).
     replica_down_until_ms: Arc<AtomicU64>,
     epoch: Instant,
@@ -442,6 +444,7 @@ impl Store {
                 &options.url,
                 schema.as_deref(),
             )),
+            enqueue_group: Arc::default(),
             observed: Arc::new(observe::Observed::new(options.slow_query_threshold)),
             replica_down_until_ms: Arc::new(AtomicU64::new(0)),
             epoch: Instant::now(),

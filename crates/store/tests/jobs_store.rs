@@ -57,7 +57,165 @@ on_both_backends!(
     retention_deletes_finished_jobs_and_old_history_in_batches,
     canary_receipts_are_recorded_once,
     store_calls_are_timed_under_the_jobs_tables,
+    concurrent_single_enqueues_are_grouped_and_each_caller_gets_its_own_job,
 );
+
+/// What one caller of the group-commit test asked for and got.
+struct Call {
+    tenant: String,
+    payload: String,
+    key: Option<String>,
+    answer: Result<store::Enqueued, StoreError>,
+}
+
+/// 64 tasks x 50 single enqueues at once (three tenants, shared keys, one invalid job, one
+/// unknown tenant): every caller gets its own job, or its own error alone.
+async fn concurrent_single_enqueues_are_grouped_and_each_caller_gets_its_own_job(f: &TestStore) {
+    const TASKS: usize = 64;
+    const PER_TASK: usize = 50;
+    let s = &f.store;
+    let tenants = vec![
+        tenant(s, "a").await,
+        tenant(s, "b").await,
+        tenant(s, "c").await,
+    ];
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(TASKS));
+    let mut tasks = Vec::new();
+    for task in 0..TASKS {
+        let (s, start) = (s.clone(), start.clone());
+        let own_tenant = tenants[task % tenants.len()].clone();
+        tasks.push(tokio::spawn(async move {
+            start.wait().await;
+            let mut calls = Vec::new();
+            for n in 0..PER_TASK {
+                let tenant = if (task, n) == (13, 5) {
+                    "tnt_no_such_tenant".to_owned()
+                } else {
+                    own_tenant.clone()
+                };
+                let payload = format!(r#"{{"task":{task},"n":{n}}}"#);
+                // Every tenth job shares its key with the same job of the tenant's other tasks.
+                let key = (n % 10 == 0).then(|| format!("shared-{n}"));
+                let handler = if (task, n) == (7, 25) {
+                    "Bad Name"
+                } else {
+                    "jobs.noop"
+                };
+                let new = NewJob {
+                    handler,
+                    payload: &payload,
+                    idempotency_key: key.as_deref(),
+                    ..job(Priority::Normal, T0)
+                };
+                let answer = s.enqueue_job(&tenant, &new, T0).await;
+                calls.push(Call {
+                    tenant,
+                    payload,
+                    key,
+                    answer,
+                });
+            }
+            calls
+        }));
+    }
+    let mut calls = Vec::new();
+    for task in tasks {
+        calls.extend(task.await.unwrap());
+    }
+    assert_eq!(calls.len(), TASKS * PER_TASK);
+
+    let mut ids = HashSet::new();
+    let mut by_key: HashMap<(String, String), (String, usize)> = HashMap::new();
+    let mut stored: HashMap<String, u64> = HashMap::new();
+    let (mut invalid, mut unknown_tenant) = (0, 0);
+    for call in &calls {
+        let enqueued = match &call.answer {
+            Err(StoreError::Invalid { field, .. }) => {
+                assert_eq!(*field, "handler");
+                assert!(call.payload.contains(r#""task":7,"n":25"#));
+                invalid += 1;
+                continue;
+            }
+            Err(StoreError::NotFound { what }) => {
+                assert!(what.contains("tnt_no_such_tenant"), "{what}");
+                unknown_tenant += 1;
+                continue;
+            }
+            Err(e) => panic!("unexpected enqueue error: {e}"),
+            Ok(enqueued) => enqueued,
+        };
+        assert_eq!(enqueued.job.tenant_id, call.tenant);
+        assert_eq!(enqueued.job.handler, "jobs.noop");
+        assert_eq!(enqueued.job.idempotency_key, call.key);
+        match &call.key {
+            None => {
+                assert!(enqueued.created);
+                assert_eq!(enqueued.job.payload, call.payload);
+                assert!(ids.insert(enqueued.job.id.clone()), "a job id given twice");
+                *stored.entry(call.tenant.clone()).or_default() += 1;
+            }
+            Some(key) => {
+                let entry = by_key
+                    .entry((call.tenant.clone(), key.clone()))
+                    .or_insert_with(|| (enqueued.job.id.clone(), 0));
+                assert_eq!(entry.0, enqueued.job.id, "a repeated key got another job");
+                entry.1 += usize::from(enqueued.created);
+            }
+        }
+        let read = get(s, &call.tenant, &enqueued.job.id).await;
+        assert_eq!(read, enqueued.job);
+    }
+    assert_eq!((invalid, unknown_tenant), (1, 1));
+    // Each key of each tenant enqueued once, and exactly one caller was told it created it.
+    assert_eq!(by_key.len(), tenants.len() * (PER_TASK / 10));
+    for ((tenant, _), (id, created)) in &by_key {
+        assert_eq!(*created, 1, "key of job {id}");
+        assert!(ids.insert(id.clone()), "a keyed job shares an id");
+        *stored.entry(tenant.clone()).or_default() += 1;
+    }
+    for t in &tenants {
+        let counted: u64 = s
+            .job_stats(t, T0)
+            .await
+            .unwrap()
+            .queues
+            .iter()
+            .flat_map(|q| q.by_status.iter().map(|(_, n)| n))
+            .sum();
+        assert_eq!(counted, stored[t], "tenant {t}");
+    }
+
+    // Callers dropped while their jobs wait or are being written cost the others nothing.
+    let mut kept = Vec::new();
+    for n in 0..32 {
+        let (s, t) = (s.clone(), tenants[0].clone());
+        let task = tokio::spawn(async move {
+            let payload = format!(r#"{{"dropped":{n}}}"#);
+            let new = NewJob {
+                payload: &payload,
+                ..job(Priority::Low, T0)
+            };
+            s.enqueue_job(&t, &new, T0).await
+        });
+        if n % 2 == 0 {
+            task.abort();
+        } else {
+            kept.push(task);
+        }
+    }
+    for task in kept {
+        let answer = tokio::time::timeout(Duration::from_secs(30), task)
+            .await
+            .expect("an enqueue answered after other callers went away")
+            .unwrap();
+        assert!(answer.unwrap().created);
+    }
+    let enqueued = s
+        .enqueue_job(&tenants[1], &keyed("after"), T0)
+        .await
+        .unwrap();
+    assert!(enqueued.created);
+}
 
 /// 2027-01-15T08:00:00Z: a whole minute.
 const T0: i64 = 1_800_000_000_000;
