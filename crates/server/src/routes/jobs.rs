@@ -586,7 +586,7 @@ fn one_key(body: Option<String>, header: Option<String>) -> Result<Option<String
         (status = 202, description = "Enqueued", body = JobView, headers(("location" = String, description = "The job's URL"))),
         (status = 200, description = "An earlier request with this idempotency key enqueued this job", body = JobView, headers(("location" = String, description = "The job's URL"))),
         (status = 400, description = "Malformed body, a field of the wrong type or out of its bounds, or a bad Idempotency-Key", content_type = "application/problem+json", body = crate::openapi::Problem),
-        (status = 403, description = "The key lacks the admin scope", content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 403, description = "The key lacks the admin scope, or the handler is operator-only (`forecast.rebuild`: `field` is `handler`)", content_type = "application/problem+json", body = crate::openapi::Problem),
         (status = 413, description = "The body is over the body limit, or the payload over 64 KiB (`field`: `payload`)", content_type = "application/problem+json", body = crate::openapi::Problem),
         (status = 422, description = "An unknown handler, a payload the handler refuses, a negative delay, both `delay_ms` and `run_at`, a run time more than a year ahead, or body and header keys that differ: `field` names it", content_type = "application/problem+json", body = crate::openapi::Problem),
     ))]
@@ -796,7 +796,7 @@ pub(crate) async fn stats(
     responses(
         (status = 200, description = "The schedule as stored", body = ScheduleView),
         (status = 400, description = "Malformed body or a field of the wrong type", content_type = "application/problem+json", body = crate::openapi::Problem),
-        (status = 403, description = "The key lacks the admin scope", content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 403, description = "The key lacks the admin scope, or the handler is operator-only (`forecast.rebuild`: `field` is `handler`)", content_type = "application/problem+json", body = crate::openapi::Problem),
         (status = 413, description = "The body is over the body limit, or the payload over 64 KiB (`field`: `payload`)", content_type = "application/problem+json", body = crate::openapi::Problem),
         (status = 422, description = "A bad cron expression (`cron`), an unknown handler (`handler`), a payload the handler refuses (`payload…`) or a bad name (`name`)", content_type = "application/problem+json", body = crate::openapi::Problem),
     ))]
