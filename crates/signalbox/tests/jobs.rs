@@ -106,7 +106,8 @@ impl Fixture {
     }
 
     /// `signalbox` on the fixture's database with short timings: a 2 s lease so a killed
-    /// worker's jobs come back fast, no start rate limits, wider queues than the seed's.
+    /// worker's jobs come back fast, no start rate limits, wider queues than the seed's, and a
+    /// small connection pool.
     fn worker_command(&self, extra_queues: &str) -> Command {
         let mut cmd = signalbox(self.dir.path());
         cmd.env("DATABASE_URL", &self.store.options.url)
@@ -114,6 +115,9 @@ impl Fixture {
             .env("SIGNALBOX_JOBS_LEASE", "2s")
             .env("SIGNALBOX_JOBS_POLL_INTERVAL", "200ms")
             .env("SIGNALBOX_JOBS_SHUTDOWN_GRACE", "2s")
+            // Several tests run at once, each with three workers: at the default pool of 20
+            // they could take more than PostgreSQL's 100 connections and starve the test's own.
+            .env("SIGNALBOX_DATABASE_POOL_SIZE", "5")
             .env(
                 "SIGNALBOX_JOBS_QUEUES",
                 format!(
