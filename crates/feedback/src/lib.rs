@@ -1,0 +1,14 @@
+//! # feedback: the feedback engine's domain
+//!
+//! A pure library (no I/O, no clock, no randomness: times and keys are passed in) for seed 004's
+//! enterprise feedback processing:
+//!
+//! - [`pii`]: detection of personal data (email, phone numbers, payment cards, IBAN, IP
+//!   addresses, US SSN, UK National Insurance numbers, tenant-defined patterns) with validation
+//!   (Luhn, mod-97) and redaction by type tag or keyed pseudonym. Names and places need named
+//!   entity recognition, which is out of scope.
+//!
+//! Storage, HTTP, jobs and metrics live in the adapter crates (`store`, `server`, `telemetry`).
+#![forbid(unsafe_code)]
+
+pub mod pii;
