@@ -307,6 +307,41 @@ impl Store {
         self.write_rows(&rows).await?.into_iter().collect()
     }
 
+    /// Enqueues jobs inside a transaction another store module holds (its writer turn taken),
+    /// so that they commit or roll back with that module's rows: feedback items and the job
+    /// that processes them. Call [`Store::wake_enqueued`] after the commit.
+    pub(crate) async fn enqueue_jobs_in(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        tenant_id: &str,
+        jobs: &[NewJob<'_>],
+        now_ms: i64,
+    ) -> Result<Vec<Enqueued>, StoreError> {
+        for job in jobs {
+            validate_new_job(job)?;
+        }
+        let rows: Vec<InsertRow<'_>> = jobs
+            .iter()
+            .map(|job| InsertRow {
+                id: new_job_id(),
+                tenant_id,
+                job,
+                schedule: None,
+                now_ms,
+            })
+            .collect();
+        insert_jobs(conn, self.backend, self.jobs_hub.channel(), &rows)
+            .await?
+            .into_iter()
+            .collect()
+    }
+
+    /// Wakes this process's workers of the queues that jobs enqueued by
+    /// [`Store::enqueue_jobs_in`] are due on, once their transaction committed.
+    pub(crate) fn wake_enqueued(&self, enqueued: &[Enqueued]) {
+        self.jobs_hub.wake_local(&due_queues(enqueued));
+    }
+
     /// Inserts `rows` atomically (one statement, or one transaction past [`CHUNK`] rows) in
     /// this process's writer turn, and wakes the local waiters of the due jobs created. The
     /// answer is per row (an existing job being deleted concurrently fails only its row).

@@ -28,6 +28,7 @@
 
 mod diff;
 mod experiments;
+mod feedback;
 mod flags;
 mod interactions;
 mod jobs;
@@ -66,6 +67,11 @@ pub use experiments::{
     AnalysisInputs, AnalysisQuery, EventsStored, ExperimentEvent, ExperimentRecord, Exposure,
     ExposureRecord, MetricObservations, MetricShape, StoredMetricEvent, MAX_EVENT_ABS_VALUE,
     MAX_EXPERIMENT_DEFINITION_BYTES, MAX_TARGETING_KEY_BYTES, RAW_VALUES_LIMIT,
+};
+pub use feedback::{
+    FeedbackAnalysis, FeedbackEvent, FeedbackFilter, FeedbackHistoryEntry, FeedbackInsertion,
+    FeedbackJobSpec, FeedbackRecord, FeedbackStatus, NewFeedbackItem, SealedText,
+    StoredFeedbackConfig, FEEDBACK_ITEMS_PER_JOB, MAX_FEEDBACK_PAGE,
 };
 pub use flags::{
     FlagAction, FlagAuditRecord, FlagRecord, MAX_FLAG_DEFINITION_BYTES, MAX_FLAG_PAGE,

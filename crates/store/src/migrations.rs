@@ -70,6 +70,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/0009_jobs.sqlite.sql"),
         postgres: include_str!("../migrations/0009_jobs.postgres.sql"),
     },
+    Migration {
+        version: 11,
+        name: "feedback",
+        sqlite: include_str!("../migrations/0011_feedback.sql"),
+        postgres: include_str!("../migrations/0011_feedback.sql"),
+    },
 ];
 
 /// The newest schema version this build knows.

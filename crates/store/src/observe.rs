@@ -77,11 +77,14 @@ pub enum Table {
     Jobs,
     JobSchedules,
     JobReceipts,
+    FeedbackItems,
+    FeedbackHistory,
+    FeedbackConfigs,
 }
 
 impl Table {
     /// Every table; the telemetry crate's sampler and this module's cells iterate it.
-    pub const ALL: [Table; 21] = [
+    pub const ALL: [Table; 24] = [
         Table::Tenants,
         Table::ApiKeys,
         Table::WeberProfiles,
@@ -103,6 +106,9 @@ impl Table {
         Table::Jobs,
         Table::JobSchedules,
         Table::JobReceipts,
+        Table::FeedbackItems,
+        Table::FeedbackHistory,
+        Table::FeedbackConfigs,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -128,6 +134,9 @@ impl Table {
             Table::Jobs => "jobs",
             Table::JobSchedules => "job_schedules",
             Table::JobReceipts => "job_receipts",
+            Table::FeedbackItems => "feedback_items",
+            Table::FeedbackHistory => "feedback_history",
+            Table::FeedbackConfigs => "feedback_configs",
         }
     }
 }
