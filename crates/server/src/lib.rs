@@ -34,6 +34,7 @@ pub mod envoy_rls;
 pub mod exposures;
 pub mod extract;
 mod feature_flags;
+pub mod feedback;
 pub mod forecast_files;
 pub mod forecasts;
 mod http_cache;

@@ -42,6 +42,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
         (name = "flags", description = "Feature flags: OFREP evaluation, the admin API with audit and change stream, experiments (seed 002)"),
         (name = "experiments", description = "A/B experiments on flag variants: lifecycle, metric events, results (seed 002)"),
         (name = "jobs", description = "Background jobs: enqueue built-in jobs by name (202 and the job's URL), follow, cancel, retry and purge them, queue statistics, recurring schedules (seed 002)"),
+        (name = "feedback", description = "Feedback engine (seed 004): ingest feedback items per processing tier, PII findings and redacted text, sentiment, toxicity, policy alignment and its trace, clear text under the read_clear scope, per-tenant configuration, data-key rotation"),
         (name = "llm", description = "LLM and chatbot observability: OTLP/HTTP GenAI traces, chatbot events, usage, conversation timelines, budgets, prices, the tenant's own metrics (seed 003)"),
     )
 )]
@@ -95,6 +96,8 @@ pub(crate) enum ScopeName {
     Admin,
     #[schema(rename = "assert_user")]
     AssertUser,
+    #[schema(rename = "read_clear")]
+    ReadClear,
 }
 
 /// A subscription tier.

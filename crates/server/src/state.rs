@@ -160,6 +160,7 @@ pub(crate) struct Inner {
     pub segment_analytics: crate::analytics::SegmentAnalyticsService,
     pub llm: Arc<crate::LlmService>,
     pub jobs: crate::JobService,
+    pub feedback: Arc<crate::feedback::FeedbackService>,
 }
 
 impl AppState {
@@ -216,6 +217,7 @@ impl AppState {
                 segment_analytics: Default::default(),
                 llm,
                 jobs,
+                feedback: Arc::default(),
             }),
         })
     }
@@ -284,6 +286,11 @@ impl AppState {
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
+    }
+
+    /// The feedback engine's use cases (ingest, process, read, rotation).
+    pub fn feedback(&self) -> &Arc<crate::feedback::FeedbackService> {
+        &self.inner.feedback
     }
 
     /// Background jobs' use cases (enqueue, list, cancel, schedules, …).

@@ -28,8 +28,9 @@ pub enum KeysCommand {
         /// The tenant's id (`tn_…`).
         #[arg(long)]
         tenant: String,
-        /// Comma-separated: read, write, admin, assert_user (admin implies the others;
-        /// assert_user lets the key name its user in X-User-Id, for per-user rate limits).
+        /// Comma-separated: read, write, admin, assert_user, read_clear (admin implies the
+        /// others but read_clear; assert_user lets the key name its user in X-User-Id, for
+        /// per-user rate limits; read_clear reads feedback text in clear, audited).
         #[arg(long, value_parser = parse_scopes)]
         scopes: Scopes,
         /// A note for people, e.g. where the key is used.
@@ -66,7 +67,9 @@ fn parse_scopes(s: &str) -> Result<Scopes, String> {
         .parse()
         .map_err(|e: store::ParseNameError| e.to_string())?;
     if scopes.is_empty() {
-        return Err("at least one of read, write, admin, assert_user is required".to_owned());
+        return Err(
+            "at least one of read, write, admin, assert_user, read_clear is required".to_owned(),
+        );
     }
     Ok(scopes)
 }

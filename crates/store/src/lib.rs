@@ -660,7 +660,8 @@ impl Store {
         if scopes.is_empty() {
             return Err(StoreError::Invalid {
                 field: "scopes",
-                reason: "at least one of read, write, admin, assert_user is required".to_owned(),
+                reason: "at least one of read, write, admin, assert_user, read_clear is required"
+                    .to_owned(),
             });
         }
         let label = label.map(|l| validate_text("label", l, 100)).transpose()?;

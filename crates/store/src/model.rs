@@ -68,9 +68,11 @@ impl FromStr for Tier {
     }
 }
 
-/// What an API key may do. `admin` implies every other scope; `write` does not imply `read`.
-/// `assert_user` lets a key name the user it acts for in `X-User-Id` (a backend serving many
-/// users); from other keys the header is ignored.
+/// What an API key may do. `admin` implies every other scope but `read_clear`; `write` does not
+/// imply `read`. `assert_user` lets a key name the user it acts for in `X-User-Id` (a backend
+/// serving many users); from other keys the header is ignored. `read_clear` lets a key read
+/// feedback text in clear (`GET /api/v1/feedback/{id}/text`, audited): a grant of its own, so
+/// that managing a tenant never implies reading what its users wrote.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Scope {
@@ -78,10 +80,17 @@ pub enum Scope {
     Write,
     Admin,
     AssertUser,
+    ReadClear,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 4] = [Scope::Read, Scope::Write, Scope::Admin, Scope::AssertUser];
+    pub const ALL: [Scope; 5] = [
+        Scope::Read,
+        Scope::Write,
+        Scope::Admin,
+        Scope::AssertUser,
+        Scope::ReadClear,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -89,6 +98,7 @@ impl Scope {
             Scope::Write => "write",
             Scope::Admin => "admin",
             Scope::AssertUser => "assert_user",
+            Scope::ReadClear => "read_clear",
         }
     }
 
@@ -98,6 +108,7 @@ impl Scope {
             Scope::Write => 2,
             Scope::Admin => 4,
             Scope::AssertUser => 8,
+            Scope::ReadClear => 16,
         }
     }
 }
@@ -118,7 +129,7 @@ impl FromStr for Scope {
             .ok_or_else(|| ParseNameError {
                 kind: "scope",
                 given: s.to_owned(),
-                expected: "read, write, admin, assert_user",
+                expected: "read, write, admin, assert_user, read_clear",
             })
     }
 }
@@ -132,14 +143,17 @@ impl FromStr for Scope {
 /// assert!(!scopes.allows(Scope::Admin));
 /// assert!(Scopes::from_iter([Scope::Admin]).allows(Scope::Read));
 /// assert_eq!(scopes.to_string(), "read,write");
+/// assert!(!Scopes::from_iter([Scope::Admin]).allows(Scope::ReadClear));
 /// ```
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct Scopes(u8);
 
 impl Scopes {
-    /// Whether a key with these scopes may perform an action that needs `needed`.
+    /// Whether a key with these scopes may perform an action that needs `needed`. Admin
+    /// allows everything but [`Scope::ReadClear`], which only a key holding it allows.
     pub fn allows(self, needed: Scope) -> bool {
-        self.0 & needed.bit() != 0 || self.0 & Scope::Admin.bit() != 0
+        self.0 & needed.bit() != 0
+            || (needed != Scope::ReadClear && self.0 & Scope::Admin.bit() != 0)
     }
 
     pub fn contains(self, scope: Scope) -> bool {

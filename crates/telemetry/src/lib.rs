@@ -45,6 +45,7 @@ mod cache;
 mod connections;
 mod database;
 pub mod exposition;
+mod feedback;
 mod flags;
 mod forecast;
 mod host;
@@ -76,6 +77,10 @@ pub use cache::CacheMetrics;
 pub use connections::{ConnectionMetrics, OpenConnection};
 pub use database::DatabaseMetrics;
 pub use exposition::Format;
+pub use feedback::{
+    FeedbackMetrics, FeedbackOutcome, FEEDBACK_DURATION_BUCKETS, FEEDBACK_KINDS, FEEDBACK_REGIONS,
+    PRINCIPLES, SENTIMENT_BUCKETS,
+};
 pub use flags::{FlagMetrics, FlagRecorder};
 pub use forecast::{ForecastMetrics, SEARCH_BUCKETS};
 pub use host::{HostInputs, HostMonitor, HostMonitorConfig, NetworkTotals};
@@ -207,6 +212,7 @@ pub struct Metrics {
     llm: LlmMetrics,
     queues: QueueMetrics,
     jobs: JobMetrics,
+    feedback: FeedbackMetrics,
     scaling: ScalingMetrics,
     host: host::HostMetrics,
     tenants: TenantLabels,
@@ -257,6 +263,7 @@ impl Metrics {
         let llm = LlmMetrics::register(&mut registry, &config);
         let queues = QueueMetrics::register(&mut registry);
         let jobs = JobMetrics::register(&mut registry);
+        let feedback = FeedbackMetrics::register(&mut registry);
         let scaling = ScalingMetrics::register(&mut registry);
         let host = host::HostMetrics::register(&mut registry);
         Metrics {
@@ -276,6 +283,7 @@ impl Metrics {
             llm,
             queues,
             jobs,
+            feedback,
             scaling,
             host,
             tenants: TenantLabels::new(config.tenant_label_limit),
@@ -318,6 +326,8 @@ impl Metrics {
                 service: obs.service,
             })
             .observe(obs.request_bytes as f64);
+        self.feedback
+            .observe_api(obs.endpoint, method, obs.duration.as_secs_f64());
         self.requests_seen.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -445,6 +455,11 @@ impl Metrics {
             queues: &self.queues,
             tenants: &self.tenants,
         }
+    }
+
+    /// The feedback engine's series (see the `feedback` module docs for names).
+    pub fn feedback(&self) -> &FeedbackMetrics {
+        &self.feedback
     }
 
     /// The autoscaling signal, `signalbox_desired_replicas` (module `scaling`).

@@ -7,6 +7,7 @@
 //! | `forecast.rebuild`  | `{"data_file": "stations.csv"}` (in the forecast data directory)     | model version, stations, rows |
 //! | `jobs.canary`       | `{}`; fault injection: `"fail": "retry"\|"permanent"`, `"panic": true`, `"sleep_ms": N`, `"ignore_stop": true` | whether this was the first receipt |
 //! | `jobs.noop`         | `{}`                                                                 | none |
+//! | `feedback.process`, `feedback.reencrypt` | see `crate::feedback`                    | |
 
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
@@ -59,7 +60,9 @@ impl JobRegistry {
             .register(WeberRecalculate)
             .register(RetentionPurge)
             .register(Canary)
-            .register(Noop);
+            .register(Noop)
+            .register(crate::feedback::FeedbackProcess)
+            .register(crate::feedback::FeedbackReencrypt);
         if let Some(forecast) = &settings.forecast {
             registry.register(ForecastRebuild(Arc::new(forecast.clone())));
         }

@@ -3,6 +3,7 @@
 //! directions).
 
 mod experiments;
+mod feedback;
 pub(crate) mod flag_schema;
 mod flags;
 mod forecast;
@@ -86,4 +87,10 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
             jobs::delete_schedule
         ))
         .routes(routes!(jobs::recalculate_profiles))
+        .routes(routes!(feedback::ingest, feedback::list))
+        .routes(routes!(feedback::get_config, feedback::put_config))
+        .routes(routes!(feedback::rotate_keys))
+        .routes(routes!(feedback::get))
+        .routes(routes!(feedback::trace))
+        .routes(routes!(feedback::clear_text))
 }
