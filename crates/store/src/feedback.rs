@@ -952,7 +952,13 @@ async fn insert_items(
     let values: Vec<String> = chunk
         .iter()
         .map(|_| {
-            let row: Vec<String> = (0..COLUMNS).map(|_| p.next()).collect();
+            let mut row: Vec<String> = (0..COLUMNS).map(|_| p.next()).collect();
+            // Scores go as text: over sqlx's Any driver a NULL float in one row of a cached
+            // multi-row statement and a value in another can disagree on PostgreSQL's binary
+            // parameter format.
+            for column in [21, 23, 24] {
+                row[column] = format!("CAST({} AS DOUBLE PRECISION)", row[column]);
+            }
             format!("({})", row.join(","))
         })
         .collect();
@@ -993,10 +999,10 @@ async fn insert_items(
             .bind(analysis.text_redacted.as_deref())
             .bind(i64::from(analysis.has_pii))
             .bind(analysis.pii.as_deref())
-            .bind(analysis.sentiment)
+            .bind(analysis.sentiment.map(|v| v.to_string()))
             .bind(analysis.toxicity.as_deref())
-            .bind(analysis.alignment)
-            .bind(analysis.risk)
+            .bind(analysis.alignment.map(|v| v.to_string()))
+            .bind(analysis.risk.map(|v| v.to_string()))
             .bind(analysis.route.as_deref())
             .bind(violations_text(&analysis.violations))
             .bind(analysis.trace.as_deref())

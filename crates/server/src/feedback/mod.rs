@@ -318,10 +318,10 @@ impl FeedbackService {
         let engine = self.engine(state, tenant_id).await?;
         let values = crate::ingest::split_body(body, framing).map_err(FeedbackError::Body)?;
         let mut rejected = Vec::new();
-        let mut valid: Vec<(usize, Tier, Item)> = Vec::with_capacity(values.len());
+        let mut valid: Vec<(usize, Tier, Item, String)> = Vec::with_capacity(values.len());
         for (index, value) in values {
             match parse_one(&engine, value, tier, now_ms) {
-                Ok((tier, item)) => valid.push((index, tier, item)),
+                Ok((tier, item, hash)) => valid.push((index, tier, item, hash)),
                 Err((id, field, reason)) => rejected.push(RejectedEvent {
                     index,
                     event_id: id,
@@ -336,7 +336,7 @@ impl FeedbackService {
 
         // Seal every text before anything is stored.
         let mut prepared: Vec<Prepared> = Vec::with_capacity(valid.len());
-        for (index, tier, item) in valid {
+        for (index, tier, item, hash) in valid {
             let sealed = match &item.text {
                 Some(text) => Some(self.sealer.seal(tenant_id, &item.id, text).await?),
                 None => None,
@@ -344,7 +344,7 @@ impl FeedbackService {
             prepared.push(Prepared {
                 index,
                 tier,
-                hash: content_hash(&item),
+                hash,
                 item,
                 sealed,
             });
@@ -866,7 +866,7 @@ fn parse_one(
     value: Result<Value, String>,
     request_tier: Option<Tier>,
     now_ms: i64,
-) -> Result<(Tier, Item), Rejection> {
+) -> Result<(Tier, Item, String), Rejection> {
     let mut value = value.map_err(|reason| (None, None, reason))?;
     let id = value.get("id").and_then(Value::as_str).map(str::to_owned);
     let tier = match value.as_object_mut().and_then(|o| o.remove("tier")) {
@@ -886,6 +886,9 @@ fn parse_one(
             ))
         }
     };
+    // What the client sent (keys sorted, the tier left out): a repeat of it is a duplicate
+    // whatever defaults validation fills in (`occurred_at_ms` is the receiving time).
+    let hash = hex::encode(sha2::Sha256::digest(value.to_string().as_bytes()));
     let assigned = format!("fb_{}", uuid::Uuid::now_v7().simple());
     let item = engine
         .validate(value, &assigned, now_ms)
@@ -898,13 +901,7 @@ fn parse_one(
                 .join("; ");
             (id.clone(), field, reason)
         })?;
-    Ok((tier, item))
-}
-
-/// SHA-256 of the item's canonical JSON (fields in declaration order, metadata keys sorted).
-fn content_hash(item: &Item) -> String {
-    let canonical = serde_json::to_vec(item).unwrap_or_default();
-    hex::encode(sha2::Sha256::digest(&canonical))
+    Ok((tier, item, hash))
 }
 
 /// The full checks inside a `constitutional_validation` span recording whether they passed.

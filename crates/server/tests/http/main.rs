@@ -7,6 +7,7 @@ mod contract;
 mod cors;
 mod database;
 mod experiments;
+mod feedback;
 mod flags;
 mod forecast;
 mod http_caching;
