@@ -1,6 +1,6 @@
 //! The feedback engine's series (seed 004, "Monitoring"):
-//! - `feedback_processed_total{type,region,status}`: items processed (`status` `success`,
-//!   `needs_review` or `error`). `type` is the item's kind and `region` its region, each from a
+//! - `feedback_processed_total{type,region,status}`: items processed (`status` `processed`,
+//!   `needs_review` or `error`) or rejected at ingest (`rejected`, type and region `other`). `type` is the item's kind and `region` its region, each from a
 //!   closed set or `other`, so a client cannot grow the series without bound;
 //! - `constitutional_violations_total{principle,severity}`: violated principles, the seven
 //!   principles or `other`;
@@ -129,7 +129,6 @@ pub struct FeedbackMetrics {
     active_users: Family<TierLabel, Gauge>,
     rate: Gauge<f64, AtomicU64>,
     api_latency: Family<EndpointLabels, Histogram, Buckets>,
-    ingested: Family<ProcessedLabels, Counter>,
     /// Items processed per second of the last minute: (second, count) slots.
     rate_slots: Vec<(AtomicI64, AtomicU64)>,
     /// Last-seen second per (tier, user), for `active_users_current`.
@@ -147,7 +146,6 @@ impl FeedbackMetrics {
             active_users: Family::default(),
             rate: Gauge::default(),
             api_latency: Family::new_with_constructor(Buckets(&crate::DURATION_BUCKETS)),
-            ingested: Family::default(),
             rate_slots: (0..RATE_WINDOW_S)
                 .map(|_| (AtomicI64::new(-1), AtomicU64::new(0)))
                 .collect(),
@@ -193,11 +191,6 @@ impl FeedbackMetrics {
             "API request latency (a histogram: prometheus-client has no Summary, and histograms aggregate across replicas)",
             m.api_latency.clone(),
         );
-        registry.register(
-            "feedback_ingested",
-            "Feedback items received, by outcome (stored or rejected)",
-            m.ingested.clone(),
-        );
         m
     }
 
@@ -215,7 +208,7 @@ impl FeedbackMetrics {
         let status = if outcome.policy_ran && !outcome.passed {
             "needs_review"
         } else {
-            "success"
+            "processed"
         };
         self.processed
             .get_or_create(&ProcessedLabels {
@@ -257,18 +250,17 @@ impl FeedbackMetrics {
             .inc();
     }
 
-    /// Counts items received: stored, and rejected.
-    pub fn ingested(&self, stored: u64, rejected: u64) {
-        for (status, n) in [("stored", stored), ("rejected", rejected)] {
-            if n > 0 {
-                self.ingested
-                    .get_or_create(&ProcessedLabels {
-                        r#type: "all",
-                        region: "all",
-                        status,
-                    })
-                    .inc_by(n);
-            }
+    /// Counts items rejected at ingest (`status="rejected"`; their type and region are not
+    /// trusted, so `other`).
+    pub fn rejected(&self, rejected: u64) {
+        if rejected > 0 {
+            self.processed
+                .get_or_create(&ProcessedLabels {
+                    r#type: "other",
+                    region: "other",
+                    status: "rejected",
+                })
+                .inc_by(rejected);
         }
     }
 

@@ -497,10 +497,7 @@ impl FeedbackService {
         items.sort_by_key(|i| i.index);
         rejected.sort_by_key(|r| r.index);
         let stored = items.iter().filter(|i| i.outcome == "stored").count();
-        state
-            .metrics()
-            .feedback()
-            .ingested(stored as u64, rejected.len() as u64);
+        state.metrics().feedback().rejected(rejected.len() as u64);
         if items.is_empty() && !rejected.is_empty() {
             return Err(FeedbackError::AllRejected(rejected));
         }
