@@ -7,8 +7,16 @@
 //!   addresses, US SSN, UK National Insurance numbers, tenant-defined patterns) with validation
 //!   (Luhn, mod-97) and redaction by type tag or keyed pseudonym. Names and places need named
 //!   entity recognition, which is out of scope.
+//! - [`item`]: the feedback item and its validation, naming every failing field.
+//! - [`toxicity`]: abuse from a lexicon with categories and severities, matched through light
+//!   de-obfuscation.
 //!
 //! Storage, HTTP, jobs and metrics live in the adapter crates (`store`, `server`, `telemetry`).
 #![forbid(unsafe_code)]
 
+pub mod item;
 pub mod pii;
+mod severity;
+pub mod toxicity;
+
+pub use severity::{ParseSeverityError, Severity};
