@@ -10,12 +10,15 @@
 //! - [`item`]: the feedback item and its validation, naming every failing field.
 //! - [`toxicity`]: abuse from a lexicon with categories and severities, matched through light
 //!   de-obfuscation.
+//! - [`policy`]: the seven principles, rules as data, the alignment score and its explanation
+//!   trace.
 //!
 //! Storage, HTTP, jobs and metrics live in the adapter crates (`store`, `server`, `telemetry`).
 #![forbid(unsafe_code)]
 
 pub mod item;
 pub mod pii;
+pub mod policy;
 mod severity;
 pub mod toxicity;
 
