@@ -12,6 +12,8 @@
 //!   de-obfuscation.
 //! - [`policy`]: the seven principles, rules as data, the alignment score and its explanation
 //!   trace.
+//! - [`routing`]: seed 004's processing tiers and modes, the risk score and the routing
+//!   decision.
 //!
 //! Storage, HTTP, jobs and metrics live in the adapter crates (`store`, `server`, `telemetry`).
 #![forbid(unsafe_code)]
@@ -19,6 +21,7 @@
 pub mod item;
 pub mod pii;
 pub mod policy;
+pub mod routing;
 mod severity;
 pub mod toxicity;
 
