@@ -14,12 +14,17 @@
 //!   trace.
 //! - [`routing`]: seed 004's processing tiers and modes, the risk score and the routing
 //!   decision.
+//! - [`config`] and [`analysis`]: a tenant's configuration (TOML) and the [`analysis::Analyzer`]
+//!   the adapters call per item.
 //!
 //! Storage, HTTP, jobs and metrics live in the adapter crates (`store`, `server`, `telemetry`).
 #![forbid(unsafe_code)]
 
+pub mod analysis;
+pub mod config;
 pub mod item;
 pub mod pii;
+mod pii_api;
 pub mod policy;
 pub mod routing;
 mod severity;

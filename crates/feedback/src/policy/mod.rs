@@ -66,9 +66,9 @@ use std::ops::Range;
 use serde::{Deserialize, Serialize};
 
 pub use rules::{
-    compile_rules, parse_rules, shipped_rules, Evidence, HiddenTextParams, LexiconParams,
-    LowInformationParams, MismatchParams, PatternParams, PiiParams, Rule, RuleCheck, RuleKind,
-    RuleSpec, SpamParams, ThreatParams, SHIPPED_RULES,
+    compile_rules, has_hidden_characters, parse_rules, shipped_rules, Evidence, HiddenTextParams,
+    LexiconParams, LowInformationParams, MismatchParams, PatternParams, PiiParams, Rule, RuleCheck,
+    RuleKind, RuleSpec, SpamParams, ThreatParams, SHIPPED_RULES,
 };
 
 use crate::pii::Finding;

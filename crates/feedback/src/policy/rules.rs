@@ -737,6 +737,12 @@ fn is_emoji_part(c: char) -> bool {
     matches!(c, '\u{2600}'..='\u{27BF}' | '\u{FE0F}' | '\u{1F000}'..='\u{1FAFF}')
 }
 
+/// Whether `text` has zero-width characters (outside emoji sequences and a leading byte-order
+/// mark) or bidirectional controls: the quick signal of the risk score.
+pub fn has_hidden_characters(text: &str) -> bool {
+    hidden_text(text, true, true, None).is_some()
+}
+
 fn hidden_text(
     text: &str,
     zero_width: bool,
