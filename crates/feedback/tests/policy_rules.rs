@@ -121,9 +121,13 @@ fn each_rule_fires_and_stays_quiet() {
             "harmless.threat.veiled",
             vec![
                 case("you will regret this, trust me"),
-                case("I will kill you"),
+                case("I'll make you pay"),
             ],
-            vec![case("I regret buying it"), case("great service")],
+            vec![
+                case("I regret buying it"),
+                case("I will kill you"),
+                case("great service"),
+            ],
         ),
         (
             "harmless.harassment",
@@ -353,7 +357,7 @@ fn principle_scores_and_violations() {
             .unwrap()
             .score
     };
-    // threat 0.9 + veiled 0.3 + insult 0.3 = 1.5 > 1: HARMLESS loses everything.
+    // threat 0.9 + insult 0.3 = 1.2 > 1: HARMLESS loses everything.
     assert_eq!(by(Principle::Harmless), 0.0);
     assert_eq!(by(Principle::Privacy), 1.0);
     assert!(!outcome.passed);
@@ -364,7 +368,7 @@ fn principle_scores_and_violations() {
         .find(|v| v.principle == Principle::Harmless && v.severity == Severity::Critical)
         .unwrap();
     assert_eq!(critical.count, 1);
-    assert_eq!(outcome.violations.iter().map(|v| v.count).sum::<u32>(), 3);
+    assert_eq!(outcome.violations.iter().map(|v| v.count).sum::<u32>(), 2);
 }
 
 #[test]

@@ -109,6 +109,15 @@ fn faults_are_named_by_path() {
             "rules[3].params.max_caps_ratio: must be within 0..1, got 2",
         ),
         (
+            four_good.clone()
+                + &rule(
+                    "bad",
+                    "params = { min_severity = \"high\", max_severity = \"low\" }",
+                )
+                .replace("low_information", "threat"),
+            "rules[3].params.max_severity: low is below min_severity high",
+        ),
+        (
             four_good + &rule("bad", "").replace("penalty = 0.5\n", ""),
             "rules[3]: missing field `penalty`",
         ),

@@ -2,7 +2,7 @@
 //! [`Rule`]s, and the check of each [`RuleKind`].
 
 use std::collections::BTreeSet;
-use std::ops::Range;
+use std::ops::{Range, RangeInclusive};
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use regex::{Regex, RegexBuilder};
@@ -99,6 +99,10 @@ pub struct LexiconParams {
     /// The least severity that counts (default `low`).
     #[serde(default = "low")]
     pub min_severity: Severity,
+    /// The greatest severity that counts (default: no limit), so a milder rule need not
+    /// fire again on what a stricter one covers.
+    #[serde(default)]
+    pub max_severity: Option<Severity>,
 }
 
 /// Parameters of a `threat` rule.
@@ -108,6 +112,9 @@ pub struct ThreatParams {
     /// The least severity that counts (default `low`).
     #[serde(default = "low")]
     pub min_severity: Severity,
+    /// The greatest severity that counts (default: no limit).
+    #[serde(default)]
+    pub max_severity: Option<Severity>,
 }
 
 fn low() -> Severity {
@@ -255,10 +262,10 @@ enum Check {
     },
     Lexicon {
         categories: Vec<Category>,
-        min_severity: Severity,
+        severities: RangeInclusive<Severity>,
     },
     Threat {
-        min_severity: Severity,
+        severities: RangeInclusive<Severity>,
     },
     Mismatch(MismatchParams),
     Pattern(Regex),
@@ -430,13 +437,13 @@ impl Rule {
                 }
                 Check::Lexicon {
                     categories: p.categories,
-                    min_severity: p.min_severity,
+                    severities: severity_range(p.min_severity, p.max_severity, &err)?,
                 }
             }
             RuleKind::Threat => {
                 let p: ThreatParams = params(&spec.params, at)?;
                 Check::Threat {
-                    min_severity: p.min_severity,
+                    severities: severity_range(p.min_severity, p.max_severity, &err)?,
                 }
             }
             RuleKind::RatingSentimentMismatch => {
@@ -594,12 +601,12 @@ impl Rule {
             }
             Check::Lexicon {
                 categories,
-                min_severity,
+                severities,
             } => lexicon_check(input, |m| {
-                categories.contains(&m.category) && m.severity >= *min_severity
+                categories.contains(&m.category) && severities.contains(&m.severity)
             }),
-            Check::Threat { min_severity } => lexicon_check(input, |m| {
-                m.category == Category::Threat && m.severity >= *min_severity
+            Check::Threat { severities } => lexicon_check(input, |m| {
+                m.category == Category::Threat && severities.contains(&m.severity)
             }),
             Check::Mismatch(p) => {
                 let rating = input.rating?;
@@ -658,6 +665,21 @@ impl Rule {
             }
         }
     }
+}
+
+fn severity_range(
+    min: Severity,
+    max: Option<Severity>,
+    err: &dyn Fn(&str, String) -> PolicyError,
+) -> Result<RangeInclusive<Severity>, PolicyError> {
+    let max = max.unwrap_or(Severity::Critical);
+    if max < min {
+        return Err(err(
+            "params.max_severity",
+            format!("{max} is below min_severity {min}"),
+        ));
+    }
+    Ok(min..=max)
 }
 
 fn count_list(counts: &[(&str, usize)]) -> String {
