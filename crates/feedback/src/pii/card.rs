@@ -1,7 +1,7 @@
 //! Payment card numbers: 13–19 digits, compact or in groups split by one space or dash (the
 //! same separator throughout, first group of 4), a known issuer prefix for the length, Luhn.
 
-use super::scan::{glued_left, glued_right, number, Digits};
+use super::scan::{after_iban_head, char_before, glued_left, glued_right, number, Digits};
 use super::{EntityType, Finding};
 
 pub(crate) const CONFIDENCE: f32 = 1.0;
@@ -15,9 +15,13 @@ pub(crate) fn scan(text: &str, out: &mut Vec<Finding>) {
             continue;
         }
         let start = i;
-        if glued_left(text, start) {
-            // Part of a word or a longer number (`visa13`, `ORD-2024`): skip its digits only,
-            // so that a card right after it is still seen.
+        // Part of a word or a longer number (`visa13`, `ORD-2024`), an international phone
+        // number (`+4915…`) or an account number (`NO88 0451 …`): skip its digits only, so
+        // that a card right after it is still seen.
+        if glued_left(text, start)
+            || char_before(text, start) == Some('+')
+            || after_iban_head(bytes, start)
+        {
             while i < bytes.len() && bytes[i].is_ascii_digit() {
                 i += 1;
             }

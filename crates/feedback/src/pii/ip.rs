@@ -39,7 +39,7 @@ pub(crate) fn scan_v4(text: &str, out: &mut Vec<Finding>) {
         {
             continue;
         }
-        let word = preceding_word(text, start);
+        let (word, _) = preceding_word(text, start);
         if VERSION_WORDS.iter().any(|w| w.eq_ignore_ascii_case(word)) {
             continue;
         }

@@ -44,6 +44,7 @@ mod card;
 mod config;
 mod detector;
 mod email;
+pub mod eval;
 mod iban;
 mod ip;
 mod national_id;

@@ -1,6 +1,7 @@
 //! National identifiers: US Social Security numbers and UK National Insurance numbers.
 
-use super::scan::{context_near, glued_left, glued_right, number};
+use super::phone::NOT_PHONE_WORDS;
+use super::scan::{char_before, context_near, glued_left, glued_right, number, preceded_by};
 use super::{EntityType, Finding, CONTEXT_BOOST};
 
 pub(crate) const SSN_DASHED_CONFIDENCE: f32 = 0.85;
@@ -36,7 +37,10 @@ pub(crate) fn scan_ssn(text: &str, out: &mut Vec<Finding>) {
         }
         let span = start..end;
         let context = context_near(text, &span, SSN_WORDS, CONTEXT_WINDOW, 16);
-        let confidence = match (separator, context) {
+        // `Order #554239730` near an SSN word is still an order number.
+        let identifier =
+            char_before(text, start) == Some('#') || preceded_by(text, start, 2, NOT_PHONE_WORDS);
+        let confidence = match (separator, context && !identifier) {
             (Some(b'-'), false) => SSN_DASHED_CONFIDENCE,
             (Some(b'-'), true) => SSN_DASHED_CONFIDENCE + CONTEXT_BOOST,
             (_, true) => SSN_UNDASHED_CONFIDENCE,

@@ -7,7 +7,9 @@
 //! is judged at once, so a 22-digit tracking number or a dotted version is never cut into a
 //! phone-sized piece.
 
-use super::scan::{char_before, context_near, glued_left, glued_right, preceding_word, Digits};
+use super::scan::{
+    after_iban_head, char_before, context_near, glued_left, glued_right, preceded_by, Digits,
+};
 use super::{EntityType, Finding, CONTEXT_BOOST};
 
 pub(crate) const INTERNATIONAL_CONFIDENCE: f32 = 0.85;
@@ -67,8 +69,9 @@ const UNFORMATTED_WORDS: &[&str] = &[
     "portable",
     "celular",
 ];
-/// Words right before a number that make it an identifier of something else.
-const NOT_PHONE_WORDS: &[&str] = &[
+/// Words among the two before a number that make it an identifier of something else (also
+/// used for SSN-shaped numbers).
+pub(crate) const NOT_PHONE_WORDS: &[&str] = &[
     "order",
     "invoice",
     "tracking",
@@ -108,11 +111,32 @@ struct Token {
     /// The separator before the last group.
     last_separator: u8,
     too_long: bool,
+    /// The separator before each group (0 for none) and the byte end of each group.
+    separators: [u8; MAX_GROUPS],
+    ends: [usize; MAX_GROUPS],
 }
 
 impl Token {
     fn groups(&self) -> &[u8] {
         &self.groups[..self.group_count]
+    }
+
+    /// The token cut to its first `count` groups.
+    fn prefix(&self, count: usize) -> Token {
+        let mut token = *self;
+        if count >= self.group_count || count == 0 {
+            return token;
+        }
+        token.group_count = count;
+        token
+            .digits
+            .truncate(self.groups[..count].iter().map(|&g| usize::from(g)).sum());
+        token.end = self.ends[count - 1];
+        token.last_separator = self.separators[count - 1];
+        token.slash = self.separators[1..count].contains(&b'/');
+        token.dot = self.separators[1..count].contains(&b'.');
+        token.too_long = token.digits.len() > 15;
+        token
     }
 }
 
@@ -144,12 +168,24 @@ pub(crate) fn scan(text: &str, out: &mut Vec<Finding>) {
             continue;
         };
         i = token.end.max(start + 1);
-        if let Some(confidence) = judge(text, start, &token) {
-            out.push(Finding::new(
-                EntityType::PhoneNumber,
-                start..token.end,
-                confidence,
-            ));
+        // The whole run first; then, when it is no phone number, shorter runs ending before a
+        // space (`0678708594 5 stars`, two numbers in a row), never cut at a dash or a dot.
+        let mut count = token.group_count;
+        while count > 0 {
+            let candidate = token.prefix(count);
+            if let Some(confidence) = judge(text, start, &candidate) {
+                out.push(Finding::new(
+                    EntityType::PhoneNumber,
+                    start..candidate.end,
+                    confidence,
+                ));
+                i = candidate.end;
+                break;
+            }
+            if token.separators[count - 1] != b' ' {
+                break;
+            }
+            count -= 1;
         }
     }
 }
@@ -167,6 +203,8 @@ fn parse(bytes: &[u8], start: usize) -> Option<Token> {
         dot: false,
         last_separator: 0,
         too_long: false,
+        separators: [0; MAX_GROUPS],
+        ends: [0; MAX_GROUPS],
     };
     let mut i = start;
     if bytes[i] == b'+' {
@@ -207,6 +245,8 @@ fn parse(bytes: &[u8], start: usize) -> Option<Token> {
             token.too_long = true;
         } else {
             token.groups[token.group_count] = u8::try_from(len).unwrap_or(u8::MAX);
+            token.separators[token.group_count] = separator;
+            token.ends[token.group_count] = j;
             token.group_count += 1;
         }
         token.last_separator = separator;
@@ -245,6 +285,10 @@ fn judge(text: &str, start: usize, token: &Token) -> Option<f32> {
     {
         return None;
     }
+    // Digits of an IBAN-like account number, valid or not: `NO88 0451 4852 633`.
+    if after_iban_head(text.as_bytes(), start) {
+        return None;
+    }
     let span = start..token.end;
     let groups = token.groups();
     let formatted = groups.len() > 1;
@@ -265,10 +309,8 @@ fn judge(text: &str, start: usize, token: &Token) -> Option<f32> {
         return Some(INTERNATIONAL_CONFIDENCE + boost());
     }
 
-    if NOT_PHONE_WORDS
-        .iter()
-        .any(|w| w.eq_ignore_ascii_case(preceding_word(text, start)))
-    {
+    // `Serial number 0574-6833-7295`, `order no. 0123 456 789`.
+    if preceded_by(text, start, 2, NOT_PHONE_WORDS) {
         return None;
     }
 

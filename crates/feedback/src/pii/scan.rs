@@ -80,12 +80,13 @@ fn contains_word(hay: &[u8], word: &[u8]) -> bool {
     })
 }
 
-/// The ASCII word just before `start`, skipping spaces and `:`, `#` or `-` (`version: 1.2.3.4`
-/// gives `version`); empty if there is none.
-pub(crate) fn preceding_word(text: &str, start: usize) -> &str {
+/// The ASCII word just before `start`, skipping spaces and `:`, `#`, `-` or `.`
+/// (`version: 1.2.3.4` gives `version`, `No. 123` gives `No`), and where it starts; empty if
+/// there is none.
+pub(crate) fn preceding_word(text: &str, start: usize) -> (&str, usize) {
     let bytes = text.as_bytes();
-    let mut end = start;
-    while end > 0 && start - end < 4 && matches!(bytes[end - 1], b' ' | b':' | b'#' | b'-') {
+    let mut end = start.min(bytes.len());
+    while end > 0 && start - end < 4 && matches!(bytes[end - 1], b' ' | b':' | b'#' | b'-' | b'.') {
         end -= 1;
     }
     let mut begin = end;
@@ -93,7 +94,35 @@ pub(crate) fn preceding_word(text: &str, start: usize) -> &str {
         begin -= 1;
     }
     // Only ASCII bytes were skipped, so both ends are char boundaries.
-    text.get(begin..end).unwrap_or("")
+    (text.get(begin..end).unwrap_or(""), begin)
+}
+
+/// Whether one of `words` is among the `count` words before `start` (ASCII case-insensitive).
+pub(crate) fn preceded_by(text: &str, start: usize, count: usize, words: &[&str]) -> bool {
+    let mut at = start;
+    for _ in 0..count {
+        let (word, begin) = preceding_word(text, at);
+        if word.is_empty() {
+            return false;
+        }
+        if words.iter().any(|w| w.eq_ignore_ascii_case(word)) {
+            return true;
+        }
+        at = begin;
+    }
+    false
+}
+
+/// Whether `start` follows the head of a grouped IBAN-like string (`NO88 0451 …`): digits there
+/// belong to an account number (valid or not), not to a phone or card number.
+pub(crate) fn after_iban_head(bytes: &[u8], start: usize) -> bool {
+    start >= 5
+        && bytes[start - 1] == b' '
+        && bytes[start - 5].is_ascii_alphabetic()
+        && bytes[start - 4].is_ascii_alphabetic()
+        && bytes[start - 3].is_ascii_digit()
+        && bytes[start - 2].is_ascii_digit()
+        && (start == 5 || !bytes[start - 6].is_ascii_alphanumeric())
 }
 
 /// Digits of a token, kept on the stack.
@@ -127,6 +156,10 @@ impl Digits {
 
     pub(crate) fn len(&self) -> usize {
         self.len
+    }
+
+    pub(crate) fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
     }
 }
 
