@@ -10,7 +10,11 @@ fn texts() -> Vec<String> {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/pii_corpus.jsonl");
     let data = std::fs::read_to_string(path).expect("corpus file");
     data.lines()
-        .map(|line| serde_json::from_str::<LabelledText>(line).expect("corpus line").text)
+        .map(|line| {
+            serde_json::from_str::<LabelledText>(line)
+                .expect("corpus line")
+                .text
+        })
         .collect()
 }
 

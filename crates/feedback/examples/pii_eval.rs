@@ -42,7 +42,11 @@ fn main() -> ExitCode {
         Err(e) => return usage(&format!("cannot read {path}: {e}")),
     };
     let mut corpus: Vec<LabelledText> = Vec::new();
-    for (i, line) in data.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+    for (i, line) in data
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
         match serde_json::from_str(line) {
             Ok(item) => corpus.push(item),
             Err(e) => return usage(&format!("{path}:{}: {e}", i + 1)),
