@@ -18,7 +18,7 @@ use std::collections::BTreeSet;
 use crate::config::{ConfigError, FeedbackConfig, RedactionMode};
 use crate::item::FeedbackItem;
 use crate::pii::Finding;
-use crate::pii_api::{redact, Detector, Redaction};
+use crate::pii::{redact, Detector, Redaction};
 use crate::policy::{compile_rules, parse_rules, Policy, PolicyInput, PolicyOutcome, Rule};
 use crate::routing::{self, Checks, Mode, RiskSignals, Route, RouteInputs, Tier};
 use crate::toxicity::{ToxicityMatcher, ToxicityReport};

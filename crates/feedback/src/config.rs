@@ -40,7 +40,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::pii_api::PiiConfig;
+use crate::pii::PiiConfig;
 use crate::policy::{Principle, RuleSpec};
 use crate::routing::{Mode, Tier};
 use crate::toxicity::ToxicityConfig;

@@ -223,3 +223,110 @@ fn one_analyzer_serves_many_threads() {
     let fired: Vec<usize> = handles.into_iter().map(|h| h.join().unwrap()).collect();
     assert_eq!(fired, [0, 1, 0, 1]);
 }
+
+#[test]
+fn pii_is_redacted_and_violates_privacy() {
+    let a = analyzer("mode = \"research\"");
+    let text =
+        "Call me on +44 20 7946 0958 or mail jo.doe@example.org about card 4111 1111 1111 1111";
+    let out = a.analyze(&item(text, Some(2)), &AnalyzeContext::default());
+    let types: Vec<&str> = out.findings.iter().map(|f| f.entity.as_str()).collect();
+    assert_eq!(types, ["PHONE_NUMBER", "EMAIL_ADDRESS", "CREDIT_CARD"]);
+    let redacted = out.text_redacted.unwrap();
+    assert_eq!(
+        redacted,
+        "Call me on <PHONE_NUMBER> or mail <EMAIL_ADDRESS> about card <CREDIT_CARD>"
+    );
+    assert!(out.risk > 0.5);
+    let policy = out.policy.unwrap();
+    let fired: Vec<&str> = policy.trace.iter().map(|f| f.rule_id.as_str()).collect();
+    assert_eq!(fired, ["privacy.pii.financial", "privacy.pii.contact"]);
+    assert_eq!(policy.vetoed_by.as_deref(), Some("privacy.pii.financial"));
+    // The trace gives types and spans, never the values.
+    let trace = serde_json::to_string(&policy.trace).unwrap();
+    for value in ["7946", "jo.doe", "4111"] {
+        assert!(!trace.contains(value), "{value} in {trace}");
+    }
+}
+
+#[test]
+fn pseudonyms_need_the_tenant_key() {
+    let a = analyzer("redaction = \"pseudonym\"");
+    let it = item("mail jo.doe@example.org", None);
+    let keyed = a.quick_check(
+        &it,
+        &AnalyzeContext {
+            pseudonym_key: Some(b"tenant key"),
+            ..Default::default()
+        },
+    );
+    let again = a.quick_check(
+        &it,
+        &AnalyzeContext {
+            pseudonym_key: Some(b"tenant key"),
+            ..Default::default()
+        },
+    );
+    let other = a.quick_check(
+        &it,
+        &AnalyzeContext {
+            pseudonym_key: Some(b"other key"),
+            ..Default::default()
+        },
+    );
+    let keyed = keyed.text_redacted.unwrap();
+    assert!(keyed.starts_with("mail <EMAIL_ADDRESS_"), "{keyed}");
+    assert_eq!(Some(keyed.clone()), again.text_redacted);
+    assert_ne!(Some(keyed), other.text_redacted);
+    // Without a key: tags, never the value.
+    let unkeyed = a.quick_check(&it, &AnalyzeContext::default());
+    assert_eq!(
+        unkeyed.text_redacted.as_deref(),
+        Some("mail <EMAIL_ADDRESS>")
+    );
+}
+
+#[test]
+fn tenant_pii_settings_reach_the_detector_and_the_rules() {
+    let a = analyzer(
+        r#"
+        mode = "research"
+        [pii]
+        allow_list = ["help@shop.example"]
+        [[pii.patterns]]
+        name = "ORDER_ID"
+        regex = 'ORD-\d{6}'
+        confidence = 0.9
+        [[policy.rules]]
+        id = "privacy.order_ids"
+        principle = "PRIVACY"
+        kind = "pii"
+        severity = "low"
+        penalty = 0.1
+        params = { entities = ["ORDER_ID"] }
+        "#,
+    );
+    let out = a.analyze(
+        &item(
+            "ORD-123456 never arrived, help@shop.example ignored me",
+            Some(1),
+        ),
+        &AnalyzeContext::default(),
+    );
+    assert_eq!(
+        out.text_redacted.as_deref(),
+        Some("<ORDER_ID> never arrived, help@shop.example ignored me")
+    );
+    let fired: Vec<String> = out
+        .policy
+        .unwrap()
+        .trace
+        .into_iter()
+        .map(|f| f.rule_id)
+        .collect();
+    assert_eq!(fired, ["privacy.order_ids"]);
+    assert!(
+        config_error("[[pii.patterns]]\nname = \"X\"\nregex = \"(\"\nconfidence = 0.5")
+            .starts_with("pii.patterns[0].regex: ")
+    );
+}
