@@ -1,0 +1,202 @@
+//! A tenant's feedback configuration (TOML), validated on load with path-named errors.
+//!
+//! Every section and field has a default, so an empty file is a valid configuration:
+//!
+//! ```toml
+//! mode = "hybrid"            # research | production | hybrid
+//! default_tier = "standard"  # realtime | priority | standard | batch
+//! redaction = "tag"          # tag (<EMAIL_ADDRESS>) | pseudonym (<EMAIL_ADDRESS_3f2a…>, keyed)
+//!
+//! [pii]                      # the PII detector's settings (see `pii::PiiConfig`)
+//! min_confidence = 0.5
+//!
+//! [toxicity]                 # lexicon changes (see `toxicity::ToxicityConfig`)
+//! remove = ["hell"]
+//!
+//! [policy]
+//! threshold = 0.8            # default: the mode's (research 0.8, hybrid 0.7, production 0.6)
+//! veto = "critical"          # a fired rule at or above this fails the item; "none" disables
+//! shipped_rules = true       # start from the shipped rule set
+//! disable = ["harmless.profanity"]
+//! [policy.weights]           # overrides of the mode's weights, by principle
+//! HONEST = 1.0
+//! [[policy.rules]]           # added rules; an id of a shipped rule replaces it
+//! id = "aligned.competitor"
+//! principle = "ALIGNED"
+//! kind = "pattern"
+//! severity = "low"
+//! penalty = 0.2
+//! params = { regex = '(?i)\bacme corp\b' }
+//!
+//! [hybrid]
+//! full_check_tiers = ["realtime", "priority"]
+//! ```
+//!
+//! The default mode is hybrid (full checks where risk or the tier calls for them, fast path
+//! otherwise). Hybrid mode fully checks the realtime and priority tiers by default: those
+//! items are answered or acted on within a second, before an asynchronous check could finish.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::pii::PiiConfig;
+use crate::policy::{Principle, RuleSpec};
+use crate::routing::{Mode, Tier};
+use crate::toxicity::ToxicityConfig;
+
+/// A refused configuration: the path of the fault (`policy.rules[3].penalty`) and what is
+/// wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct ConfigError {
+    /// Where the fault is, as a dotted path from the top of the file.
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// How PII is replaced in the stored, analysable text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RedactionMode {
+    /// By a type tag, `<EMAIL_ADDRESS>` (default).
+    #[default]
+    Tag,
+    /// By a keyed pseudonym, consistent across a tenant's items; the key is passed per call
+    /// (see [`crate::analysis::AnalyzeContext::pseudonym_key`]).
+    Pseudonym,
+}
+
+/// A tenant's whole feedback configuration.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FeedbackConfig {
+    /// The processing mode (default hybrid).
+    pub mode: ModeSetting,
+    /// The tier of requests that name none (default standard).
+    pub default_tier: TierSetting,
+    /// How PII is replaced.
+    pub redaction: RedactionMode,
+    /// PII detection.
+    pub pii: PiiConfig,
+    /// Lexicon changes.
+    pub toxicity: ToxicityConfig,
+    /// The policy.
+    pub policy: PolicyConfig,
+    /// Hybrid routing.
+    pub hybrid: HybridConfig,
+}
+
+/// The mode, defaulting to hybrid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ModeSetting(pub Mode);
+
+impl Default for ModeSetting {
+    fn default() -> Self {
+        ModeSetting(Mode::Hybrid)
+    }
+}
+
+/// The default tier, defaulting to standard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TierSetting(pub Tier);
+
+impl Default for TierSetting {
+    fn default() -> Self {
+        TierSetting(Tier::Standard)
+    }
+}
+
+/// The veto severity: a fired rule at or above it fails the item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Veto {
+    /// No veto: the score alone decides.
+    None,
+    /// Rules of severity low and above.
+    Low,
+    /// Medium and above.
+    Medium,
+    /// High and above.
+    High,
+    /// Critical only (default).
+    Critical,
+}
+
+impl Veto {
+    /// The least severity that vetoes, if any.
+    pub fn severity(self) -> Option<crate::Severity> {
+        use crate::Severity;
+        match self {
+            Veto::None => None,
+            Veto::Low => Some(Severity::Low),
+            Veto::Medium => Some(Severity::Medium),
+            Veto::High => Some(Severity::High),
+            Veto::Critical => Some(Severity::Critical),
+        }
+    }
+}
+
+/// `[policy]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// The pass threshold in `[0, 1]` (default: the mode's).
+    pub threshold: Option<f64>,
+    /// The veto severity (default critical).
+    pub veto: Veto,
+    /// Start from the shipped rules (default true).
+    pub shipped_rules: bool,
+    /// Ids of shipped rules to leave out.
+    pub disable: Vec<String>,
+    /// Weight overrides by principle (default: the mode's weights).
+    pub weights: BTreeMap<Principle, f64>,
+    /// Added rules; one with a shipped rule's id replaces it.
+    pub rules: Vec<RuleSpec>,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig {
+            threshold: None,
+            veto: Veto::Critical,
+            shipped_rules: true,
+            disable: Vec::new(),
+            weights: BTreeMap::new(),
+            rules: Vec::new(),
+        }
+    }
+}
+
+/// `[hybrid]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HybridConfig {
+    /// Tiers whose items always get full checks in hybrid mode (unless the queue is backed up).
+    pub full_check_tiers: Vec<Tier>,
+}
+
+impl Default for HybridConfig {
+    fn default() -> Self {
+        HybridConfig {
+            full_check_tiers: vec![Tier::Realtime, Tier::Priority],
+        }
+    }
+}
+
+impl FeedbackConfig {
+    /// Parses a configuration file's text (structure and types only: build an
+    /// [`Analyzer`](crate::analysis::Analyzer) to validate everything).
+    pub fn parse(text: &str) -> Result<FeedbackConfig, ConfigError> {
+        let de = toml::Deserializer::new(text);
+        serde_path_to_error::deserialize(de).map_err(|e| ConfigError {
+            // serde_path_to_error writes `?` for a map key it could not read (an unknown
+            // principle among the weights): the map's path names the fault well enough.
+            path: e.path().to_string().replace(".?", ""),
+            message: e.inner().message().trim().to_owned(),
+        })
+    }
+}
