@@ -2,9 +2,6 @@
 //! names the domain's types (item validation, configuration, analysis, tiers and modes), so the
 //! service, routes, handlers and CLI speak only this module's small vocabulary.
 //!
-//! Until the domain crate's validation and analyzer are available, this module carries a
-//! minimal stand-in (the item's fields checked here, sentiment by `sentiment`, no PII findings,
-//! no policy); it is replaced wholesale when they are.
 
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -85,7 +82,8 @@ impl Mode {
         }
     }
 
-    fn parse(name: &str) -> Option<Mode> {
+    /// The mode named `name`.
+    pub fn parse(name: &str) -> Option<Mode> {
         [Mode::Research, Mode::Production, Mode::Hybrid]
             .into_iter()
             .find(|m| m.as_str() == name)
@@ -192,56 +190,54 @@ pub struct Outcome {
     pub needs_review: bool,
 }
 
-/// A tenant's feedback engine, built from its configuration.
+/// A tenant's feedback engine, built from its configuration: the domain's [`::feedback::analysis::Analyzer`].
 #[derive(Debug, Clone)]
 pub struct Engine {
+    analyzer: ::feedback::analysis::Analyzer,
     mode: Mode,
     default_tier: Tier,
 }
 
 impl Default for Engine {
     fn default() -> Self {
-        Engine {
-            mode: Mode::Hybrid,
-            default_tier: Tier::Standard,
-        }
+        Engine::from_toml("").unwrap_or_else(|e| {
+            // The shipped defaults are tested to load; this is unreachable in a sound build.
+            tracing::error!(error = %e, "default feedback configuration does not load");
+            std::process::abort()
+        })
     }
 }
 
-/// The configuration a tenant without one gets.
-pub const DEFAULT_CONFIG_TOML: &str = "mode = \"hybrid\"\ndefault_tier = \"standard\"\n";
+/// The configuration a tenant without one gets (every documented default).
+pub const DEFAULT_CONFIG_TOML: &str = "";
+
+fn tier_of(t: ::feedback::routing::Tier) -> Tier {
+    Tier::parse(t.as_str()).unwrap_or(Tier::Standard)
+}
+
+fn domain_tier(t: Tier) -> ::feedback::routing::Tier {
+    ::feedback::routing::Tier::parse(t.as_str()).unwrap_or(::feedback::routing::Tier::Standard)
+}
 
 impl Engine {
-    /// Builds the engine from a tenant's TOML configuration, validated.
+    /// Builds the engine from a tenant's TOML configuration, validated (errors name the path).
     pub fn from_toml(text: &str) -> Result<Engine, ConfigError> {
-        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError {
-            path: "".to_owned(),
-            message: e.message().to_owned(),
+        let config = ::feedback::config::FeedbackConfig::parse(text).map_err(|e| ConfigError {
+            path: e.path,
+            message: e.message,
         })?;
-        let mut engine = Engine::default();
-        for (key, value) in &table {
-            match (key.as_str(), value) {
-                ("mode", toml::Value::String(s)) => {
-                    engine.mode = Mode::parse(s).ok_or_else(|| ConfigError {
-                        path: "mode".to_owned(),
-                        message: "must be research, production or hybrid".to_owned(),
-                    })?
-                }
-                ("default_tier", toml::Value::String(s)) => {
-                    engine.default_tier = Tier::parse(s).ok_or_else(|| ConfigError {
-                        path: "default_tier".to_owned(),
-                        message: "must be realtime, priority, standard or batch".to_owned(),
-                    })?
-                }
-                (key, _) => {
-                    return Err(ConfigError {
-                        path: key.to_owned(),
-                        message: "unknown key or wrong type".to_owned(),
-                    })
-                }
-            }
-        }
-        Ok(engine)
+        let analyzer =
+            ::feedback::analysis::Analyzer::from_config(&config).map_err(|e| ConfigError {
+                path: e.path,
+                message: e.message,
+            })?;
+        let mode = Mode::parse(analyzer.mode().as_str()).unwrap_or(Mode::Hybrid);
+        let default_tier = tier_of(analyzer.default_tier());
+        Ok(Engine {
+            analyzer,
+            mode,
+            default_tier,
+        })
     }
 
     /// The tenant's mode.
@@ -261,122 +257,119 @@ impl Engine {
         assigned_id: &str,
         now_ms: i64,
     ) -> Result<Item, Vec<FieldError>> {
-        let Value::Object(mut object) = value else {
-            return Err(vec![FieldError {
-                field: "item".to_owned(),
-                message: "must be a JSON object".to_owned(),
-            }]);
-        };
-        let mut errors = Vec::new();
-        let mut text_field =
-            |name: &str, required: bool, errors: &mut Vec<FieldError>| match object.remove(name) {
-                None | Some(Value::Null) if required => {
-                    errors.push(FieldError {
-                        field: name.to_owned(),
-                        message: "required".to_owned(),
-                    });
-                    None
-                }
-                None | Some(Value::Null) => None,
-                Some(Value::String(s)) if !s.trim().is_empty() && !s.contains('\0') => Some(s),
-                Some(_) => {
-                    errors.push(FieldError {
-                        field: name.to_owned(),
-                        message: "must be a non-empty string".to_owned(),
-                    });
-                    None
-                }
-            };
-        let id = text_field("id", false, &mut errors).unwrap_or_else(|| assigned_id.to_owned());
-        let user_id = text_field("user_id", true, &mut errors);
-        let kind = text_field("type", true, &mut errors);
-        let channel = text_field("channel", false, &mut errors).unwrap_or_else(|| "api".into());
-        let text = text_field("text", false, &mut errors);
-        let locale = text_field("locale", false, &mut errors);
-        let region = text_field("region", false, &mut errors);
-        let rating = match object.remove("rating") {
-            None | Some(Value::Null) => None,
-            Some(v) => match v.as_u64() {
-                Some(r @ 1..=5) => Some(r as u8),
-                _ => {
-                    errors.push(FieldError {
-                        field: "rating".to_owned(),
-                        message: "must be a whole number from 1 to 5".to_owned(),
-                    });
-                    None
-                }
-            },
-        };
-        let metadata = match object.remove("metadata") {
-            None | Some(Value::Null) => Map::new(),
-            Some(Value::Object(m)) => m,
-            Some(_) => {
-                errors.push(FieldError {
-                    field: "metadata".to_owned(),
-                    message: "must be an object".to_owned(),
-                });
-                Map::new()
+        let raw: ::feedback::item::RawFeedbackItem = match value {
+            Value::Object(_) => serde_json::from_value(value).map_err(|e| {
+                vec![FieldError {
+                    field: "item".to_owned(),
+                    message: e.to_string(),
+                }]
+            })?,
+            _ => {
+                return Err(vec![FieldError {
+                    field: "item".to_owned(),
+                    message: "must be a JSON object".to_owned(),
+                }])
             }
         };
-        let occurred_at_ms = match object.remove("occurred_at_ms") {
-            None | Some(Value::Null) => now_ms,
-            Some(v) => v.as_i64().unwrap_or_else(|| {
-                errors.push(FieldError {
-                    field: "occurred_at_ms".to_owned(),
-                    message: "must be Unix milliseconds".to_owned(),
-                });
-                now_ms
-            }),
-        };
-        if rating.is_none() && text.is_none() && !errors.iter().any(|e| e.field == "rating") {
-            errors.push(FieldError {
-                field: "item".to_owned(),
-                message: "needs a rating, a text or both".to_owned(),
-            });
-        }
-        for key in object.keys() {
-            errors.push(FieldError {
-                field: key.clone(),
-                message: "unknown field".to_owned(),
-            });
-        }
-        match (user_id, kind) {
-            (Some(user_id), Some(kind)) if errors.is_empty() => Ok(Item {
-                id,
-                user_id,
-                kind,
-                channel,
-                rating,
-                text,
-                locale,
-                region,
-                metadata,
-                occurred_at_ms,
-            }),
-            _ => Err(errors),
+        let item = ::feedback::item::validate(raw, assigned_id, now_ms).map_err(|errors| {
+            errors
+                .into_iter()
+                .map(|e| FieldError {
+                    field: e.field,
+                    message: e.message,
+                })
+                .collect::<Vec<_>>()
+        })?;
+        Ok(Item {
+            id: item.id,
+            user_id: item.user_id,
+            kind: item.kind.as_str().to_owned(),
+            channel: item.channel.as_str().to_owned(),
+            rating: item.rating,
+            text: item.text,
+            locale: item.locale,
+            region: item.region,
+            metadata: item.metadata,
+            occurred_at_ms: item.occurred_at_ms,
+        })
+    }
+
+    fn domain_item(item: &Item) -> ::feedback::item::FeedbackItem {
+        ::feedback::item::FeedbackItem {
+            id: item.id.clone(),
+            user_id: item.user_id.clone(),
+            kind: ::feedback::item::FeedbackKind::parse(&item.kind)
+                .unwrap_or(::feedback::item::FeedbackKind::Other),
+            channel: ::feedback::item::Channel::parse(&item.channel)
+                .unwrap_or(::feedback::item::Channel::Api),
+            rating: item.rating,
+            text: item.text.clone(),
+            locale: item.locale.clone(),
+            region: item.region.clone(),
+            metadata: item.metadata.clone(),
+            occurred_at_ms: item.occurred_at_ms,
+            received_at_ms: item.occurred_at_ms,
         }
     }
 
     /// Every check: PII, toxicity, sentiment, policy, risk.
     pub fn analyze(&self, item: &Item) -> Outcome {
-        let mut outcome = self.quick_check(item);
-        outcome.full = true;
-        outcome.alignment = Some(1.0);
-        outcome.trace = Some(serde_json::json!({ "score": 1.0, "rules": [] }));
-        outcome.needs_review = self.mode == Mode::Research;
-        outcome
+        let domain = Engine::domain_item(item);
+        let ctx = ::feedback::analysis::AnalyzeContext {
+            force_full_checks: true,
+            ..Default::default()
+        };
+        let a = self.analyzer.analyze(&domain, &ctx);
+        let findings = match item.text.as_deref() {
+            Some(text) => views(text, &a.findings),
+            None => Vec::new(),
+        };
+        let (alignment, trace, violations, passed) = match &a.policy {
+            Some(p) => (
+                Some(p.alignment),
+                serde_json::to_value(p).ok(),
+                p.violations
+                    .iter()
+                    .map(|v| Violation {
+                        principle: v.principle.as_str().to_owned(),
+                        severity: v.severity.as_str().to_owned(),
+                    })
+                    .collect(),
+                p.passed,
+            ),
+            None => (None, None, Vec::new(), true),
+        };
+        Outcome {
+            findings,
+            text_redacted: a.text_redacted,
+            sentiment: a.sentiment.map(|s| s.compound),
+            toxicity: serde_json::to_value(&a.toxicity).unwrap_or(Value::Null),
+            alignment,
+            risk: a.risk,
+            violations,
+            trace,
+            full: a.policy.is_some(),
+            needs_review: a.route.human_review || !passed,
+        }
     }
 
     /// The fast path: PII, toxicity and risk, no policy.
     pub fn quick_check(&self, item: &Item) -> Outcome {
-        let sentiment = item.text.as_deref().map(|t| sentiment::score(t).compound);
+        let domain = Engine::domain_item(item);
+        let q = self
+            .analyzer
+            .quick_check(&domain, &::feedback::analysis::AnalyzeContext::default());
+        let findings = match item.text.as_deref() {
+            Some(text) => views(text, &q.findings),
+            None => Vec::new(),
+        };
         Outcome {
-            findings: Vec::new(),
-            text_redacted: item.text.clone(),
-            sentiment,
-            toxicity: serde_json::json!({ "score": 0.0, "matches": [] }),
+            findings,
+            text_redacted: q.text_redacted,
+            sentiment: item.text.as_deref().map(|t| sentiment::score(t).compound),
+            toxicity: serde_json::to_value(&q.toxicity).unwrap_or(Value::Null),
             alignment: None,
-            risk: 0.0,
+            risk: q.risk,
             violations: Vec::new(),
             trace: None,
             full: false,
@@ -385,21 +378,32 @@ impl Engine {
     }
 
     /// The route of an item in this tenant's mode, given its fast-path risk and the depth of
-    /// the processing queues.
+    /// the processing queues (the domain's routing table).
     pub fn route(&self, tier: Tier, risk: f64, queue_depth: u64) -> Route {
-        match self.mode {
-            Mode::Research => Route::Full,
-            Mode::Production => Route::Fast,
-            Mode::Hybrid => {
-                if risk > HYBRID_RISK_THRESHOLD {
-                    Route::Full
-                } else if queue_depth > HYBRID_QUEUE_DEPTH_LIMIT {
-                    Route::Fast
-                } else {
-                    let _ = tier;
-                    Route::Full
-                }
-            }
+        let route = ::feedback::routing::route(
+            self.analyzer.mode(),
+            &::feedback::routing::RouteInputs {
+                risk,
+                tier: domain_tier(tier),
+                queue_depth,
+                tier_demands_full: false,
+            },
+        );
+        match route.checks {
+            ::feedback::routing::Checks::Full => Route::Full,
+            ::feedback::routing::Checks::FastThenAsync => Route::Fast,
         }
     }
+}
+
+fn views(text: &str, findings: &[::feedback::pii::Finding]) -> Vec<PiiView> {
+    ::feedback::pii::api_findings(text, findings)
+        .into_iter()
+        .map(|f| PiiView {
+            entity_type: f.entity_type,
+            start: f.start,
+            end: f.end,
+            confidence: f64::from(f.confidence),
+        })
+        .collect()
 }

@@ -94,15 +94,17 @@ async fn every_tier_round_trips(backend: Backend) {
     assert_eq!(
         statuses,
         [
-            ("rt", "processed"),
+            // Hybrid mode, low risk: the fast path now, the full checks on the critical queue.
+            ("rt", "processing"),
             ("pr", "received"),
             ("st", "received"),
             ("ba", "received")
         ]
     );
-    // Realtime: analysed before the answer.
+    // Realtime: the fast path's findings before the answer, the full checks soon after.
     let rt = app.get(&format!("{FEEDBACK}/rt"), Some(key)).await.json();
-    assert_eq!(rt["status"], "processed", "{rt}");
+    assert!(rt["toxicity"].is_object(), "{rt}");
+    let rt = wait_for(&app, key, "rt", |i| i["status"] == "processed").await;
     assert!(rt["sentiment"].as_f64().unwrap() < 0.0, "{rt}");
     assert!(rt.get("text").is_none(), "never the original text: {rt}");
     let events: Vec<&str> = rt["history"]
@@ -113,7 +115,16 @@ async fn every_tier_round_trips(backend: Backend) {
         .collect();
     assert_eq!(
         events,
-        ["received", "redacted", "scored", "routed", "processed"]
+        [
+            "received",
+            "redacted",
+            "scored",
+            "routed",
+            "redacted",
+            "scored",
+            "routed",
+            "processed"
+        ]
     );
     // Queued tiers: processed by the workers.
     for id in ["pr", "st", "ba"] {
@@ -246,11 +257,13 @@ async fn reposts_are_idempotent_and_conflicts_rejected(backend: Backend) {
     let problem = changed.assert_problem(422, "unprocessable", FEEDBACK);
     assert_eq!(problem["rejected"][0]["field"], "id", "{problem}");
     let a = app.get(&format!("{FEEDBACK}/a"), Some(key)).await.json();
-    assert_eq!(
-        a["history"].as_array().unwrap().len(),
-        5,
-        "nothing re-applied: {a}"
-    );
+    let received = a["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h["event"] == "received")
+        .count();
+    assert_eq!(received, 1, "nothing re-applied: {a}");
     app.cleanup().await;
 }
 
