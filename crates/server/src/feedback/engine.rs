@@ -379,7 +379,7 @@ impl Engine {
 
     /// The route of an item in this tenant's mode, given its fast-path risk and the depth of
     /// the processing queues (the domain's routing table).
-    pub fn route(&self, tier: Tier, risk: f64, queue_depth: u64) -> Route {
+    pub fn choose_route(&self, tier: Tier, risk: f64, queue_depth: u64) -> Route {
         let route = ::feedback::routing::route(
             self.analyzer.mode(),
             &::feedback::routing::RouteInputs {

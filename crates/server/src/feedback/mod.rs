@@ -372,7 +372,7 @@ impl FeedbackService {
                     .map(|item| {
                         let began = Instant::now();
                         let quick = engine.quick_check(&item);
-                        let route = engine.route(Tier::Realtime, quick.risk, depth);
+                        let route = engine.choose_route(Tier::Realtime, quick.risk, depth);
                         let outcome = match route {
                             Route::Full => analyze_traced(&engine, &item),
                             Route::Fast => quick,
