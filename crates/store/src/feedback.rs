@@ -378,6 +378,7 @@ impl Store {
     /// Applies a processing result to an item at `expected_revision` if it still awaits
     /// processing; returns whether it applied. A retried job attempt, or a second worker holding
     /// a lost lease, finds the revision moved on and changes nothing.
+    #[allow(clippy::too_many_arguments)]
     pub async fn apply_feedback_result(
         &self,
         tenant_id: &str,
