@@ -28,7 +28,7 @@ fn bench(c: &mut Criterion) {
             };
             let leaf = record.leaf_hash();
             frontier.append(leaf);
-            if frontier.size() % 10_000 == 0 {
+            if frontier.size().is_multiple_of(10_000) {
                 checkpoints.push(sign(&key, frontier.size(), frontier.root()));
             }
             (record, leaf)
