@@ -70,6 +70,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/0009_jobs.sqlite.sql"),
         postgres: include_str!("../migrations/0009_jobs.postgres.sql"),
     },
+    Migration {
+        version: 10,
+        name: "audit",
+        sqlite: include_str!("../migrations/0010_audit.sqlite.sql"),
+        postgres: include_str!("../migrations/0010_audit.postgres.sql"),
+    },
 ];
 
 /// The newest schema version this build knows.

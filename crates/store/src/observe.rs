@@ -77,11 +77,15 @@ pub enum Table {
     Jobs,
     JobSchedules,
     JobReceipts,
+    AuditLog,
+    AuditHeads,
+    AuditCheckpoints,
+    TenantDataKeys,
 }
 
 impl Table {
     /// Every table; the telemetry crate's sampler and this module's cells iterate it.
-    pub const ALL: [Table; 21] = [
+    pub const ALL: [Table; 25] = [
         Table::Tenants,
         Table::ApiKeys,
         Table::WeberProfiles,
@@ -103,6 +107,10 @@ impl Table {
         Table::Jobs,
         Table::JobSchedules,
         Table::JobReceipts,
+        Table::AuditLog,
+        Table::AuditHeads,
+        Table::AuditCheckpoints,
+        Table::TenantDataKeys,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -128,6 +136,10 @@ impl Table {
             Table::Jobs => "jobs",
             Table::JobSchedules => "job_schedules",
             Table::JobReceipts => "job_receipts",
+            Table::AuditLog => "audit_log",
+            Table::AuditHeads => "audit_heads",
+            Table::AuditCheckpoints => "audit_checkpoints",
+            Table::TenantDataKeys => "tenant_data_keys",
         }
     }
 }
