@@ -33,7 +33,10 @@ pub mod merkle;
 pub mod record;
 pub mod verify;
 
-pub use checkpoint::{key_id, Checkpoint, CheckpointError, SignedCheckpoint};
+/// The Ed25519 key types checkpoints are signed and verified with.
+pub use ed25519_dalek::{SigningKey, VerifyingKey};
+
+pub use checkpoint::{key_id, Checkpoint, CheckpointError, NoteSignature, SignedCheckpoint};
 pub use merkle::{
     consistency_proof, inclusion_proof, leaf_hash, node_hash, root_of, verify_consistency,
     verify_inclusion, Frontier, FrontierError, Hash, ProofError, EMPTY_ROOT,

@@ -522,6 +522,63 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Verifies the tenant's whole log offline-style ([`audit::LogVerifier`]) from one
+    /// snapshot: every record, the stored head, every stored checkpoint (signatures checked
+    /// with `key`) and the `trusted` checkpoints kept outside the database. The outer error is
+    /// the database's; the inner one names the first bad record.
+    pub async fn verify_audit_log(
+        &self,
+        tenant_id: &str,
+        origin: &str,
+        key: &audit::VerifyingKey,
+        trusted: &[audit::SignedCheckpoint],
+    ) -> Result<Result<audit::VerifiedLog, audit::VerifyError>, StoreError> {
+        let mut reader = self.audit_log_reader(tenant_id).await?;
+        let head = reader.head().map(|h| (h.size, h.root));
+        let checkpoints = reader.checkpoints().to_vec();
+        let mut stored = Vec::with_capacity(checkpoints.len());
+        for cp in &checkpoints {
+            match audit::SignedCheckpoint::parse(&cp.note) {
+                Ok(signed) => stored.push(signed),
+                Err(reason) => {
+                    reader.finish().await?;
+                    return Ok(Err(audit::VerifyError {
+                        seq: None,
+                        failure: audit::VerifyFailure::BadCheckpoint {
+                            size: cp.size,
+                            kind: audit::CheckpointSource::Stored,
+                            reason,
+                        },
+                    }));
+                }
+            }
+        }
+        let mut verifier =
+            match audit::LogVerifier::new(tenant_id, origin, key, head, &stored, trusted) {
+                Ok(v) => v,
+                Err(e) => {
+                    reader.finish().await?;
+                    return Ok(Err(e));
+                }
+            };
+        loop {
+            let page = reader.next_page(MAX_AUDIT_PAGE).await?;
+            if page.is_empty() {
+                break;
+            }
+            for stored in &page {
+                if let Err(e) = verifier.push(&stored.record, &stored.leaf_hash) {
+                    reader.finish().await?;
+                    return Ok(Err(e));
+                }
+            }
+        }
+        reader.finish().await?;
+        Ok(verifier.finish())
+    }
+}
+
 /// A read snapshot of one tenant's log ([`Store::audit_log_reader`]). Call
 /// [`AuditLogReader::finish`] at the end; dropped without it, its connection is closed rather
 /// than returned to the pool mid-transaction.
