@@ -42,6 +42,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
         (name = "flags", description = "Feature flags: OFREP evaluation, the admin API with audit and change stream, experiments (seed 002)"),
         (name = "experiments", description = "A/B experiments on flag variants: lifecycle, metric events, results (seed 002)"),
         (name = "jobs", description = "Background jobs: enqueue built-in jobs by name (202 and the job's URL), follow, cancel, retry and purge them, queue statistics, recurring schedules (seed 002)"),
+        (name = "audit", description = "The tenant's tamper-evident audit log: signed checkpoints for witnesses, the public key, records, inclusion and consistency proofs (issue 17)"),
         (name = "llm", description = "LLM and chatbot observability: OTLP/HTTP GenAI traces, chatbot events, usage, conversation timelines, budgets, prices, the tenant's own metrics (seed 003)"),
     )
 )]

@@ -2,6 +2,7 @@
 //! route cannot exist without its OpenAPI description (a test in `tests/openapi.rs` checks both
 //! directions).
 
+mod audit;
 mod experiments;
 pub(crate) mod flag_schema;
 mod flags;
@@ -86,4 +87,9 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
             jobs::delete_schedule
         ))
         .routes(routes!(jobs::recalculate_profiles))
+        .routes(routes!(audit::checkpoint))
+        .routes(routes!(audit::public_key))
+        .routes(routes!(audit::records))
+        .routes(routes!(audit::inclusion_proof))
+        .routes(routes!(audit::consistency_proof))
 }
