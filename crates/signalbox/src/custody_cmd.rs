@@ -142,6 +142,15 @@ pub enum AuditCommand {
         #[arg(long)]
         size: Option<u64>,
     },
+    /// Measure `audit verify` on a scratch SQLite database (a temporary directory, removed
+    /// after): appends RECORDS synthetic records, signs a checkpoint every 100,000, then
+    /// verifies REPEAT times. Prints JSON with the median records/s, reading included.
+    Bench {
+        #[arg(long, default_value_t = 1_000_000)]
+        records: u64,
+        #[arg(long, default_value_t = 3)]
+        repeat: u32,
+    },
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -215,6 +224,9 @@ fn read_checkpoint(path: &Path) -> anyhow::Result<audit::SignedCheckpoint> {
 }
 
 pub async fn audit(common: Common, cmd: AuditCommand) -> anyhow::Result<()> {
+    if let AuditCommand::Bench { records, repeat } = cmd {
+        return bench(records, repeat).await;
+    }
     let store = common.open_store().await?;
     let result = run_audit(&common, &store, cmd).await;
     store.close().await;
@@ -331,7 +343,82 @@ async fn run_audit(
             println!("{body}");
             Ok(true)
         }
+        AuditCommand::Bench { .. } => Ok(true),
     }
+}
+
+async fn bench(records: u64, repeat: u32) -> anyhow::Result<()> {
+    if records == 0 || repeat == 0 {
+        bail!("--records and --repeat must be more than zero");
+    }
+    let dir = tempfile::tempdir().context("bench: temporary directory")?;
+    let store = store::Store::connect(&store::StoreOptions::sqlite_in(dir.path())).await?;
+    let tenant = store
+        .create_tenant("audit-bench", store::Tier::Starter)
+        .await?
+        .id;
+    let custody = Custody::new(
+        store.clone(),
+        &CustodySettings {
+            keys: Some(CustodyKeys::generate("bench")?),
+            ..CustodySettings::default()
+        },
+    )?;
+    let events = [
+        audit::Event::Received,
+        audit::Event::Redacted,
+        audit::Event::Scored,
+        audit::Event::Routed,
+        audit::Event::Processed,
+    ];
+    let started = Instant::now();
+    let mut seq = 0u64;
+    while seq < records {
+        let n = (records - seq).min(10_000);
+        let batch: Vec<store::NewAuditRecord> = (seq..seq + n)
+            .map(|i| store::NewAuditRecord {
+                at_ms: 1_767_225_600_000 + i as i64,
+                item_id: format!("fb_{:032x}", i / 5),
+                event: events[(i % 5) as usize].clone(),
+                actor: "key_0195f4a2c3d47e8f9a0b1c2d3e4f5a6b".to_owned(),
+                detail_hash: [(i % 251) as u8; 32],
+            })
+            .collect();
+        store.append_audit(&tenant, &batch).await?;
+        seq += n;
+        if seq % 100_000 == 0 || seq == records {
+            custody.checkpoint(&tenant).await?;
+        }
+    }
+    let append_s = started.elapsed().as_secs_f64();
+    let mut rates = Vec::new();
+    for _ in 0..repeat {
+        let started = Instant::now();
+        let log = custody
+            .verify(&tenant, &[])
+            .await?
+            .map_err(|e| anyhow::anyhow!("bench log does not verify: {e}"))?;
+        let elapsed = started.elapsed().as_secs_f64();
+        if log.records != records {
+            bail!("verified {} records of {records}", log.records);
+        }
+        rates.push(records as f64 / elapsed.max(1e-9));
+    }
+    rates.sort_by(f64::total_cmp);
+    let median = rates[rates.len() / 2];
+    store.close().await;
+    println!(
+        "{}",
+        serde_json::json!({
+            "backend": "sqlite",
+            "records": records,
+            "append_records_per_s": (records as f64 / append_s).round(),
+            "verify_runs": repeat,
+            "verify_records_per_s_median": median.round(),
+            "verify_records_per_s": rates.iter().map(|r| r.round()).collect::<Vec<_>>(),
+        })
+    );
+    Ok(())
 }
 
 pub async fn keyring_command(common: Common, cmd: KeyringCommand) -> anyhow::Result<()> {

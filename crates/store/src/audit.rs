@@ -250,23 +250,25 @@ pub(crate) async fn append_audit_in(
     Ok(size)
 }
 
-const RECORD_COLUMNS: &str = "tenant_id, seq, at_ms, item_id, event, actor, detail_hash, leaf_hash";
+/// The tenant is not read back: every query binds it, and a string less per row saves a
+/// good part of the time of reading a long log.
+const RECORD_COLUMNS: &str = "seq, at_ms, item_id, event, actor, detail_hash, leaf_hash";
 
-fn record_from_row(row: &AnyRow) -> Result<StoredAuditRecord, StoreError> {
-    let seq: i64 = row.try_get(1)?;
+fn record_from_row(tenant_id: &str, row: &AnyRow) -> Result<StoredAuditRecord, StoreError> {
+    let seq: i64 = row.try_get(0)?;
     Ok(StoredAuditRecord {
         record: AuditRecord {
-            tenant_id: row.try_get(0)?,
+            tenant_id: tenant_id.to_owned(),
             // A negative seq can only be written around the store; it reads as a seq no log
             // reaches, so verification reports the gap it leaves.
             seq: u64::try_from(seq).unwrap_or(u64::MAX),
-            at_ms: row.try_get(2)?,
-            item_id: row.try_get(3)?,
-            event: row.try_get(4)?,
-            actor: row.try_get(5)?,
-            detail_hash: hash_or_zero(&row.try_get::<Vec<u8>, _>(6)?),
+            at_ms: row.try_get(1)?,
+            item_id: row.try_get(2)?,
+            event: row.try_get(3)?,
+            actor: row.try_get(4)?,
+            detail_hash: hash_or_zero(&row.try_get::<Vec<u8>, _>(5)?),
         },
-        leaf_hash: hash_or_zero(&row.try_get::<Vec<u8>, _>(7)?),
+        leaf_hash: hash_or_zero(&row.try_get::<Vec<u8>, _>(6)?),
     })
 }
 
@@ -303,7 +305,7 @@ async fn records_page(
     .fetch_all(&mut *conn)
     .await?
     .iter()
-    .map(record_from_row)
+    .map(|row| record_from_row(tenant_id, row))
     .collect()
 }
 
@@ -623,7 +625,7 @@ impl AuditLogReader {
             .fetch_all(&mut *conn)
             .await?
             .iter()
-            .map(record_from_row)
+            .map(|row| record_from_row(&tenant_id, row))
             .collect::<Result<Vec<_>, _>>()?
         } else {
             records_page(conn, &tenant_id, from, limit).await?
