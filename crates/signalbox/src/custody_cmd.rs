@@ -386,7 +386,7 @@ async fn bench(records: u64, repeat: u32) -> anyhow::Result<()> {
             .collect();
         store.append_audit(&tenant, &batch).await?;
         seq += n;
-        if seq % 100_000 == 0 || seq == records {
+        if seq.is_multiple_of(100_000) || seq == records {
             custody.checkpoint(&tenant).await?;
         }
     }

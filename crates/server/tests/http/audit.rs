@@ -132,7 +132,7 @@ async fn sealing_opening_rotation_and_shredding(backend: Backend) {
 
     // Crypto-shredding: the first key goes, its values read as erased, the rest still open.
     assert_eq!(
-        c.destroy_data_keys(t, &[first_key.clone()], "key_admin")
+        c.destroy_data_keys(t, std::slice::from_ref(&first_key), "key_admin")
             .await
             .unwrap(),
         1
