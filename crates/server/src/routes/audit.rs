@@ -119,8 +119,8 @@ pub(crate) struct ConsistencyProofView {
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct ConsistencyParams {
-    /// The earlier tree size.
-    from: u64,
+    /// The earlier tree size [default: 0, the empty tree].
+    from: Option<u64>,
     /// The later tree size [default: the log's size now].
     to: Option<u64>,
 }
@@ -256,6 +256,7 @@ async fn leaves(state: &AppState, tenant: &str, size: u64) -> Result<Vec<Hash>, 
         (status = 200, body = InclusionProofView),
         (status = 400, description = "`seq` not below `size`, or `size` beyond the log", content_type = "application/problem+json", body = crate::openapi::Problem),
         (status = 403, description = "The key lacks the admin scope", content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 404, description = "No record `seq` in the log (without `size`)", content_type = "application/problem+json", body = crate::openapi::Problem),
     ))]
 pub(crate) async fn inclusion_proof(
     State(state): State<AppState>,
@@ -265,6 +266,12 @@ pub(crate) async fn inclusion_proof(
     auth.require(Scope::Admin)?;
     let tenant = auth.tenant_id();
     let size = tree_size(&state, tenant, "size", params.size).await?;
+    if params.size.is_none() && params.seq >= size {
+        return Err(ApiError::not_found(format!(
+            "record {} is not in your log, which has {size} records",
+            params.seq
+        )));
+    }
     if params.seq >= size {
         return Err(ApiError::invalid_parameter(
             "seq",
@@ -305,7 +312,7 @@ pub(crate) async fn consistency_proof(
     auth.require(Scope::Admin)?;
     let tenant = auth.tenant_id();
     let to = tree_size(&state, tenant, "to", params.to).await?;
-    let from = params.from;
+    let from = params.from.unwrap_or(0);
     if from > to {
         return Err(ApiError::invalid_parameter(
             "from",

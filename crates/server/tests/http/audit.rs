@@ -305,6 +305,9 @@ async fn audit_routes(backend: Backend) {
     app.get("/api/v1/audit/checkpoint", Some(reader.secret.as_str()))
         .await
         .assert_problem(403, "forbidden", "/api/v1/audit/checkpoint");
+    app.get("/api/v1/audit/proofs/inclusion?seq=25", key)
+        .await
+        .assert_problem(404, "not_found", "/api/v1/audit/proofs/inclusion");
     // Another tenant's log is its own: empty.
     let (_, other) = app.tenant("other", &[Scope::Admin]).await;
     let theirs = app
