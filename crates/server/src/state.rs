@@ -60,6 +60,8 @@ pub struct ServerConfig {
     /// Background jobs: the queues' settings, the worker runtime's timings, what the
     /// built-in handlers need.
     pub jobs: crate::JobSettings,
+    /// Encryption at rest and audit log keys, and how often log heads are signed.
+    pub custody: crate::custody::CustodySettings,
 }
 
 /// The scrape token of `/metrics`. Only its SHA-256 is kept, compared in constant time, and
@@ -114,6 +116,7 @@ impl Default for ServerConfig {
             metrics_token: None,
             llm: crate::LlmSettings::default(),
             jobs: crate::JobSettings::default(),
+            custody: crate::custody::CustodySettings::default(),
         }
     }
 }
@@ -130,6 +133,9 @@ pub enum SetupError {
     /// A configured CORS origin cannot be used.
     #[error(transparent)]
     Cors(#[from] crate::cors::CorsOriginError),
+    /// The custody keys cannot be used.
+    #[error("custody: {0}")]
+    Custody(#[from] vault::KeyringError),
 }
 
 /// Shared state, cheap to clone (everything is behind `Arc`s or is a pool handle).
@@ -161,6 +167,7 @@ pub(crate) struct Inner {
     pub llm: Arc<crate::LlmService>,
     pub jobs: crate::JobService,
     pub feedback: Arc<crate::feedback::FeedbackService>,
+    pub custody: Arc<crate::custody::Custody>,
 }
 
 impl AppState {
@@ -201,6 +208,10 @@ impl AppState {
             crate::jobs::JobRegistry::builtin(&config.jobs.handlers),
             config.jobs.clone(),
         );
+        let custody = Arc::new(crate::custody::Custody::new(
+            store.clone(),
+            &config.custody,
+        )?);
         Ok(AppState {
             inner: Arc::new(Inner {
                 store,
@@ -218,6 +229,7 @@ impl AppState {
                 llm,
                 jobs,
                 feedback: Arc::default(),
+                custody,
             }),
         })
     }
@@ -291,6 +303,11 @@ impl AppState {
     /// The feedback engine's use cases (ingest, process, read, rotation).
     pub fn feedback(&self) -> &Arc<crate::feedback::FeedbackService> {
         &self.inner.feedback
+    }
+
+    /// Encryption at rest and the audit log's keys.
+    pub fn custody(&self) -> &Arc<crate::custody::Custody> {
+        &self.inner.custody
     }
 
     /// Background jobs' use cases (enqueue, list, cancel, schedules, …).
