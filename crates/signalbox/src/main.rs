@@ -3,8 +3,8 @@
 
 mod admin;
 mod config;
-mod feedback_cmd;
 mod custody_cmd;
+mod feedback_cmd;
 mod flags_cmd;
 mod forecast_cmd;
 mod forecast_serve;

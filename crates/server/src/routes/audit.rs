@@ -10,7 +10,7 @@ use store::Scope;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::extract::{ApiQuery, Auth};
-use crate::problem::ApiError;
+use crate::problem::{ApiError, ProblemKind};
 use crate::state::AppState;
 
 /// Records per page unless `limit` says otherwise.
@@ -234,7 +234,7 @@ async fn tree_size(
     match asked {
         None => Ok(head.size),
         Some(size) if size <= head.size => Ok(size),
-        Some(size) => Err(ApiError::invalid_parameter(
+        Some(size) => Err(unprocessable(
             parameter,
             format!(
                 "{parameter} {size} is beyond the log, which has {} records",
@@ -254,7 +254,7 @@ async fn leaves(state: &AppState, tenant: &str, size: u64) -> Result<Vec<Hash>, 
     params(InclusionParams),
     responses(
         (status = 200, body = InclusionProofView),
-        (status = 400, description = "`seq` not below `size`, or `size` beyond the log", content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 422, description = "`seq` not below `size`, or `size` beyond the log (`parameter` names it)", content_type = "application/problem+json", body = crate::openapi::Problem),
         (status = 403, description = "The key lacks the admin scope", content_type = "application/problem+json", body = crate::openapi::Problem),
         (status = 404, description = "No record `seq` in the log (without `size`)", content_type = "application/problem+json", body = crate::openapi::Problem),
     ))]
@@ -273,7 +273,7 @@ pub(crate) async fn inclusion_proof(
         )));
     }
     if params.seq >= size {
-        return Err(ApiError::invalid_parameter(
+        return Err(unprocessable(
             "seq",
             format!("seq {} is not in a tree of {size} records", params.seq),
         ));
@@ -301,7 +301,7 @@ pub(crate) async fn inclusion_proof(
     params(ConsistencyParams),
     responses(
         (status = 200, body = ConsistencyProofView),
-        (status = 400, description = "`from` above `to`, or `to` beyond the log", content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 422, description = "`from` above `to`, or `to` beyond the log (`parameter` names it)", content_type = "application/problem+json", body = crate::openapi::Problem),
         (status = 403, description = "The key lacks the admin scope", content_type = "application/problem+json", body = crate::openapi::Problem),
     ))]
 pub(crate) async fn consistency_proof(
@@ -314,7 +314,7 @@ pub(crate) async fn consistency_proof(
     let to = tree_size(&state, tenant, "to", params.to).await?;
     let from = params.from.unwrap_or(0);
     if from > to {
-        return Err(ApiError::invalid_parameter(
+        return Err(unprocessable(
             "from",
             format!("from {from} is above to {to}"),
         ));
@@ -334,4 +334,10 @@ pub(crate) async fn consistency_proof(
     .map_err(|_| ApiError::internal())?
     .map_err(|e| ApiError::invalid_parameter("from", e))?;
     Ok(axum::Json(view))
+}
+
+/// A parameter that is well-formed but does not fit the others or the log as it stands (a rule
+/// across fields or on stored state, so 422 rather than 400).
+fn unprocessable(parameter: &str, detail: impl Into<String>) -> ApiError {
+    ApiError::new(ProblemKind::Unprocessable, detail).with("parameter", parameter)
 }

@@ -22,6 +22,7 @@ use crate::state::AppState;
 pub(crate) struct IngestParams {
     /// `realtime`, `priority`, `standard` or `batch`, for items without a `tier` field
     /// [default: the tenant's configured tier].
+    #[param(pattern = "^(realtime|priority|standard|batch)$")]
     tier: Option<String>,
 }
 
@@ -99,6 +100,7 @@ pub(crate) struct ListParams {
     to_ms: Option<i64>,
     /// Only this status (`received`, `processing`, `processed`, `needs_review`, `failed`,
     /// `purged`).
+    #[param(pattern = "^(received|processing|processed|needs_review|failed|purged)$")]
     status: Option<String>,
     /// Only this type.
     r#type: Option<String>,
@@ -112,6 +114,7 @@ pub(crate) struct ListParams {
     /// Only items violating this principle (`PRIVACY`).
     violation: Option<String>,
     /// The previous page's `next_cursor`.
+    #[param(pattern = "^-?[0-9]+:.+$")]
     cursor: Option<String>,
     /// Page size, 1 to 500 [default: 50].
     #[param(minimum = 1, maximum = 500)]
@@ -285,31 +288,73 @@ pub(crate) async fn get_config(
     Ok(axum::Json(ConfigView { config, version }))
 }
 
-/// Replaces the tenant's feedback configuration (admin scope). The body is the TOML text; it is
-/// validated first, and a bad value is 400 naming its path (`field`).
+/// A configuration sent as JSON: the shape `GET` answers, so a read can be edited and put back.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ConfigBody {
+    /// The TOML text (not blank: a comment line keeps every default).
+    #[schema(pattern = "\\S")]
+    config: String,
+}
+
+/// A configuration sent as TOML text (the OpenAPI schema of the text body: not blank).
+#[derive(ToSchema)]
+#[schema(value_type = String, pattern = "\\S")]
+pub(crate) struct ConfigText(#[allow(dead_code)] String);
+
+/// Replaces the tenant's feedback configuration (admin scope). The body is the TOML text (any
+/// content type but JSON, e.g. `application/toml` or `text/plain`) or `{"config": "<TOML>"}` as
+/// JSON; it is validated first, and a bad value is 422 naming its path (`field`). An empty body
+/// is refused rather than read as "all defaults": send a comment line for that.
 #[utoipa::path(put, path = "/api/v1/feedback/config", tag = "feedback", security(("api_key" = [])),
-    request_body(content = String, description = "The configuration as TOML", content_type = "application/toml"),
+    request_body(description = "The configuration as TOML text, or as JSON `{\"config\": \"<TOML>\"}`", content(
+        (ConfigBody = "application/json"),
+        (ConfigText = "text/plain"),
+    )),
     responses(
         (status = 200, body = ConfigView),
-        (status = 400, description = "The configuration is invalid; `field` names the path", content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 400, description = "The body is empty, not UTF-8, or not the JSON shape", content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 422, description = "The configuration is invalid; `field` names the path", content_type = "application/problem+json", body = crate::openapi::Problem),
         (status = 403, content_type = "application/problem+json", body = crate::openapi::Problem),
     ))]
 pub(crate) async fn put_config(
     State(state): State<AppState>,
     auth: Auth,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<axum::Json<ConfigView>, ApiError> {
     auth.require(Scope::Admin)?;
     let body = body.map_err(body_error)?;
-    let text = std::str::from_utf8(&body)
-        .map_err(|_| ApiError::invalid_field("", "the configuration is not UTF-8 text"))?;
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().starts_with("application/json"));
+    let text = if json {
+        let body: ConfigBody = serde_json::from_slice(&body).map_err(|e| {
+            ApiError::invalid_field(
+                "config",
+                format!("not a {{\"config\": \"<TOML>\"}} object: {e}"),
+            )
+        })?;
+        body.config
+    } else {
+        std::str::from_utf8(&body)
+            .map_err(|_| ApiError::invalid_field("", "the configuration is not UTF-8 text"))?
+            .to_owned()
+    };
+    if text.trim().is_empty() {
+        return Err(ApiError::invalid_field(
+            "",
+            "the configuration is empty; send TOML (a comment line keeps every default)",
+        ));
+    }
     let version = state
         .feedback()
-        .put_config(&state, auth.tenant_id(), text)
+        .put_config(&state, auth.tenant_id(), &text)
         .await
         .map_err(feedback_error)?;
     Ok(axum::Json(ConfigView {
-        config: text.to_owned(),
+        config: text,
         version,
     }))
 }
@@ -359,7 +404,11 @@ fn feedback_error(e: FeedbackError) -> ApiError {
             format!("{n} items in one request; send at most {MAX_EVENTS_PER_REQUEST} per request"),
         )
         .with("max_events", MAX_EVENTS_PER_REQUEST),
-        FeedbackError::Config(e) => ApiError::invalid_field(&e.path, e.to_string()),
+        // Whether TOML text is a valid configuration cannot be said in JSON Schema, so (as for
+        // other rules beyond one field's shape) it is 422, naming the path in `field`.
+        FeedbackError::Config(e) => {
+            ApiError::new(ProblemKind::Unprocessable, e.to_string()).with("field", e.path.as_str())
+        }
         FeedbackError::Seal(e) => {
             tracing::error!(error = %e, "feedback text cannot be opened");
             ApiError::new(ProblemKind::Internal, e.to_string())

@@ -288,10 +288,21 @@ async fn audit_routes(backend: Backend) {
     )
     .unwrap();
 
+    // Rules across parameters or on the log as it stands: 422.
     for (query, parameter) in [
         ("/api/v1/audit/proofs/inclusion?seq=10&size=10", "seq"),
         ("/api/v1/audit/proofs/inclusion?seq=1&size=26", "size"),
         ("/api/v1/audit/proofs/consistency?from=12&to=11", "from"),
+        ("/api/v1/audit/proofs/consistency?to=26", "to"),
+    ] {
+        let path = query.split('?').next().unwrap();
+        let body = app
+            .get(query, key)
+            .await
+            .assert_problem(422, "unprocessable", path);
+        assert_eq!(body["parameter"], parameter, "{query}: {body}");
+    }
+    for (query, parameter) in [
         ("/api/v1/audit/records?limit=0", "limit"),
         ("/api/v1/audit/records?from=x", "from"),
     ] {

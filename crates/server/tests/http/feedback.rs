@@ -339,7 +339,7 @@ async fn config_is_validated_naming_the_path(backend: Backend) {
     };
     let bad = put("mode = \"reckless\"\n").await;
     assert_eq!(
-        bad.assert_problem(400, "invalid_field", &path)["field"],
+        bad.assert_problem(422, "unprocessable", &path)["field"],
         "mode"
     );
     let good = put("mode = \"research\"\ndefault_tier = \"realtime\"\n").await;

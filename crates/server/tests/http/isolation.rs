@@ -44,7 +44,9 @@ enum Expect {
 async fn isolation(backend: Backend) {
     let app = TestApp::new(backend).await;
     let (a, ka) = app.tenant("tenant-a", &[Scope::Admin]).await;
-    let (b, kb) = app.tenant("tenant-b", &[Scope::Admin]).await;
+    let (b, kb) = app
+        .tenant("tenant-b", &[Scope::Admin, Scope::ReadClear])
+        .await;
     let a_user = "a-user-only";
     app.fixture
         .store
@@ -105,6 +107,19 @@ async fn isolation(backend: Backend) {
         )
         .await;
     assert_eq!(a_schedule.status, 200, "{}", a_schedule.text());
+    // A feedback item of A's, processed before the answer, carrying A's marker digits.
+    let a_feedback = app
+        .call(
+            Method::POST,
+            "/api/v1/feedback?tier=realtime",
+            Some(&ka.secret),
+            Some(json!([{
+                "id": "a-feedback", "user_id": a_user, "type": "review", "rating": 4,
+                "text": format!("Order {A_CONSTANT_TEXT} arrived late")
+            }])),
+        )
+        .await;
+    assert_eq!(a_feedback.status, 200, "{}", a_feedback.text());
     let doc = app.get("/openapi.json", None).await.json();
 
     for (method, template) in secured_operations(&doc) {
@@ -122,6 +137,9 @@ async fn isolation(backend: Backend) {
             }
             t if t.starts_with("/api/v1/jobs/{id}") => {
                 (t.replace("{id}", &a_job), Expect::NotFound)
+            }
+            t if t.starts_with("/api/v1/feedback/{id}") => {
+                (t.replace("{id}", "a-feedback"), Expect::NotFound)
             }
             // B's PUT of that name makes B's own schedule.
             t if t.contains("/jobs/schedules/{name}") && method == Method::PUT => {
@@ -183,6 +201,13 @@ async fn isolation(backend: Backend) {
             }])),
             ("PUT", "/api/v1/llm/budget") => Some(json!({"monthly_usd": 5.0})),
             ("PUT", "/api/v1/llm/prices") => Some(json!({"use_defaults": true})),
+            ("POST", "/api/v1/feedback") => Some(json!([
+                {"id": "b-own", "user_id": "b-own-user", "type": "review", "rating": 5}
+            ])),
+            ("POST", "/api/v1/feedback/keys:rotate") => None,
+            ("PUT", "/api/v1/feedback/config") => {
+                Some(json!({"config": "# tenant B keeps the defaults\n"}))
+            }
             ("POST", t) => panic!("add an isolation request body for POST {t}"),
             _ => None,
         };
