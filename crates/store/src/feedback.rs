@@ -140,7 +140,8 @@ pub struct NewFeedbackItem {
     pub occurred_ms: i64,
     pub tier: String,
     pub mode: String,
-    /// Hex SHA-256 of the item's canonical form (idempotency).
+    /// Hex HMAC-SHA256 of the item as the client sent it, keyed by a server secret
+    /// (idempotency; keyed so a stored hash cannot confirm a guessed text).
     pub content_hash: String,
     /// Base64 of the sealed original text, if the item has text.
     pub text_sealed: Option<String>,

@@ -28,7 +28,6 @@ use std::time::{Duration, Instant};
 use jobs::Priority;
 use serde::Serialize;
 use serde_json::Value;
-use sha2::Digest;
 use store::{
     FeedbackAnalysis, FeedbackEvent, FeedbackFilter, FeedbackInsertion, FeedbackJobSpec,
     FeedbackRecord, FeedbackStatus, NewFeedbackItem, StoreError,
@@ -59,6 +58,23 @@ pub fn queue_of(tier: Tier) -> Priority {
         Tier::Priority => Priority::High,
         Tier::Standard => Priority::Normal,
         Tier::Batch => Priority::Low,
+    }
+}
+
+/// Sets `processing_queue_depth{tier,priority}`: the due jobs (every tenant's) on each tier's
+/// jobs queue. Called wherever queue depths are read (the jobs runtime's sampling, hybrid
+/// routing's reading).
+pub fn record_queue_depths(metrics: &telemetry::Metrics, depths: &[store::JobDepth]) {
+    for tier in Tier::ALL {
+        let queue = queue_of(tier);
+        let pending = depths
+            .iter()
+            .filter(|d| d.priority == queue)
+            .map(|d| d.pending)
+            .sum();
+        metrics
+            .feedback()
+            .set_queue_depth(tier.as_str(), queue.as_str(), pending);
     }
 }
 
@@ -222,10 +238,65 @@ pub struct ProcessReport {
     pub failed: usize,
 }
 
+/// The secret that keys items' idempotency hashes. The stored hash of an item must not let
+/// anyone who reads the database confirm a guess of a short text (an unkeyed SHA-256 of
+/// `"text": "yes"` would), so it is an HMAC under a secret kept outside the database.
+#[derive(Clone)]
+pub struct IdempotencyKey([u8; 32]);
+
+impl IdempotencyKey {
+    /// A key from 32 secret bytes (derived from the server's key material).
+    pub fn from_bytes(bytes: [u8; 32]) -> IdempotencyKey {
+        IdempotencyKey(bytes)
+    }
+
+    /// A key derived from `secret` for this one purpose (HMAC-SHA256 under a fixed label), so
+    /// the same secret can serve other purposes without the hashes revealing anything of it.
+    pub fn derive(secret: &[u8]) -> IdempotencyKey {
+        IdempotencyKey(hmac_sha256(secret, &[b"signalbox feedback idempotency v1"]))
+    }
+
+    /// A random key: hashes then hold for this process only (tests, throwaway custody keys).
+    pub fn random() -> IdempotencyKey {
+        use rand::RngCore;
+        let mut bytes = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut bytes);
+        IdempotencyKey(bytes)
+    }
+
+    /// Hex HMAC-SHA256 of the tenant and what the client sent.
+    fn content_hash(&self, tenant_id: &str, canonical: &str) -> String {
+        hex::encode(hmac_sha256(
+            &self.0,
+            &[tenant_id.as_bytes(), b"\0", canonical.as_bytes()],
+        ))
+    }
+}
+
+impl std::fmt::Debug for IdempotencyKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("IdempotencyKey(<redacted>)")
+    }
+}
+
+fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+    use hmac::Mac;
+    // HMAC takes keys of any length; the error arm cannot happen.
+    let mut mac = match hmac::Hmac::<sha2::Sha256>::new_from_slice(key) {
+        Ok(mac) => mac,
+        Err(_) => return [0; 32],
+    };
+    for part in parts {
+        mac.update(part);
+    }
+    mac.finalize().into_bytes().into()
+}
+
 /// The feedback use cases. Cheap to share (`Arc`).
 #[derive(Debug)]
 pub struct FeedbackService {
     sealer: TextSealer,
+    hash_key: IdempotencyKey,
     engines: moka::sync::Cache<String, Arc<Engine>>,
     depth: AtomicU64,
     depth_read_at_ms: AtomicI64,
@@ -234,15 +305,16 @@ pub struct FeedbackService {
 
 impl Default for FeedbackService {
     fn default() -> Self {
-        FeedbackService::new(TextSealer::default())
+        FeedbackService::new(TextSealer::default(), IdempotencyKey::random())
     }
 }
 
 impl FeedbackService {
-    /// A service sealing texts with `sealer`.
-    pub fn new(sealer: TextSealer) -> FeedbackService {
+    /// A service sealing texts with `sealer` and keying idempotency hashes with `hash_key`.
+    pub fn new(sealer: TextSealer, hash_key: IdempotencyKey) -> FeedbackService {
         FeedbackService {
             sealer,
+            hash_key,
             engines: moka::sync::Cache::builder()
                 .max_capacity(10_000)
                 .time_to_live(ENGINE_TTL)
@@ -291,6 +363,7 @@ impl FeedbackService {
         self.depth_read_at_ms.store(elapsed, Ordering::Relaxed);
         match state.store().job_depths(now_ms).await {
             Ok(depths) => {
+                record_queue_depths(state.metrics(), &depths);
                 let total = depths.iter().map(|d| d.pending).sum();
                 self.depth.store(total, Ordering::Relaxed);
                 total
@@ -321,7 +394,10 @@ impl FeedbackService {
         let mut valid: Vec<(usize, Tier, Item, String)> = Vec::with_capacity(values.len());
         for (index, value) in values {
             match parse_one(&engine, value, tier, now_ms) {
-                Ok((tier, item, hash)) => valid.push((index, tier, item, hash)),
+                Ok((tier, item, canonical)) => {
+                    let hash = self.hash_key.content_hash(tenant_id, &canonical);
+                    valid.push((index, tier, item, hash))
+                }
                 Err((id, field, reason)) => rejected.push(RejectedEvent {
                     index,
                     event_id: id,
@@ -371,13 +447,20 @@ impl FeedbackService {
                     .into_iter()
                     .map(|item| {
                         let began = Instant::now();
-                        let quick = engine.quick_check(&item);
-                        let route = engine.choose_route(Tier::Realtime, quick.risk, depth);
-                        let outcome = match route {
-                            Route::Full => analyze_traced(&engine, &item),
-                            Route::Fast => quick,
-                        };
-                        (item.id, (route, outcome, began.elapsed().as_secs_f64()))
+                        let span = process_span(&item, Tier::Realtime);
+                        let (route, outcome) = span.in_scope(|| {
+                            let quick = engine.quick_check(&item);
+                            let route = engine.choose_route(Tier::Realtime, quick.risk, depth);
+                            let outcome = match route {
+                                Route::Full => analyze_traced(&engine, &item),
+                                Route::Fast => quick,
+                            };
+                            (route, outcome)
+                        });
+                        let seconds = began.elapsed().as_secs_f64();
+                        span.record("processing.success", true);
+                        span.record("processing.duration_ms", seconds * 1000.0);
+                        (item.id, (route, outcome, seconds))
                     })
                     .collect::<HashMap<_, _>>()
             };
@@ -406,7 +489,12 @@ impl FeedbackService {
 
         // Group the inserts by the job they need (none, or a queue's).
         let mut groups: HashMap<Option<Tier>, Vec<(usize, NewFeedbackItem)>> = HashMap::new();
+        let mut seen_users: HashMap<Tier, Vec<String>> = HashMap::new();
         for p in prepared {
+            seen_users
+                .entry(p.tier)
+                .or_default()
+                .push(p.item.user_id.clone());
             let mode = engine.mode();
             let mut events = vec![FeedbackEvent::new(
                 "received",
@@ -494,6 +582,13 @@ impl FeedbackService {
                 }
             }
         }
+        let now_s = now_ms.div_euclid(1_000);
+        for (tier, users) in seen_users {
+            state
+                .metrics()
+                .feedback()
+                .users_seen(tier.as_str(), users.iter().map(String::as_str), now_s);
+        }
         items.sort_by_key(|i| i.index);
         rejected.sort_by_key(|r| r.index);
         let stored = items.iter().filter(|i| i.outcome == "stored").count();
@@ -558,13 +653,7 @@ impl FeedbackService {
             let item = item_of(&record, text);
             let tier = Tier::parse(&record.tier).unwrap_or(Tier::Standard);
             let began = Instant::now();
-            let span = tracing::info_span!(
-                "process_feedback",
-                feedback.r#type = %item.kind,
-                processing.tier = tier.as_str(),
-                processing.success = tracing::field::Empty,
-                processing.duration_ms = tracing::field::Empty,
-            );
+            let span = process_span(&item, tier);
             let outcome = span.in_scope(|| analyze_traced(&engine, &item));
             let seconds = began.elapsed().as_secs_f64();
             span.record("processing.success", true);
@@ -884,8 +973,9 @@ fn parse_one(
         }
     };
     // What the client sent (keys sorted, the tier left out): a repeat of it is a duplicate
-    // whatever defaults validation fills in (`occurred_at_ms` is the receiving time).
-    let hash = hex::encode(sha2::Sha256::digest(value.to_string().as_bytes()));
+    // whatever defaults validation fills in (`occurred_at_ms` is the receiving time). The
+    // caller keys its hash.
+    let canonical = value.to_string();
     let assigned = format!("fb_{}", uuid::Uuid::now_v7().simple());
     let item = engine
         .validate(value, &assigned, now_ms)
@@ -898,7 +988,19 @@ fn parse_one(
                 .join("; ");
             (id.clone(), field, reason)
         })?;
-    Ok((tier, item, hash))
+    Ok((tier, item, canonical))
+}
+
+/// The seed's `process_feedback` span of one item: its type and tier now, success and duration
+/// recorded when done.
+fn process_span(item: &Item, tier: Tier) -> tracing::Span {
+    tracing::info_span!(
+        "process_feedback",
+        feedback.r#type = %item.kind,
+        processing.tier = tier.as_str(),
+        processing.success = tracing::field::Empty,
+        processing.duration_ms = tracing::field::Empty,
+    )
 }
 
 /// The full checks inside a `constitutional_validation` span recording whether they passed.
