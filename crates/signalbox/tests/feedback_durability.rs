@@ -103,7 +103,6 @@ impl Fixture {
     fn serve(&self) -> Command {
         let mut cmd = signalbox(self.dir.path());
         cmd.env("DATABASE_URL", &self.store.options.url)
-            .env("SIGNALBOX_LOG", "warn")
             .env("SIGNALBOX_JOBS_LEASE", "2s")
             .env("SIGNALBOX_JOBS_POLL_INTERVAL", "200ms")
             .env("SIGNALBOX_DATABASE_POOL_SIZE", "5")
