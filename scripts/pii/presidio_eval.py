@@ -3,7 +3,7 @@
 on the same labelled corpus, in the same run.
 
     python3 scripts/pii/presidio_eval.py [--corpus crates/feedback/tests/data/pii_corpus.jsonl]
-                                          [--runs 3] [--json-out FILE]
+                                          [--runs 3] [--json-out FILE] [--engine-speed]
 
 The first run creates a virtual environment under target/pii-venv and installs
 scripts/pii/requirements.txt into it (later runs reuse it); the script then re-runs itself
@@ -17,6 +17,14 @@ boost. PhoneRecognizer is given the corpus's countries as regions (US, GB, DE, F
 JP; its default list lacks AU and JP and names the UK "UK", which phonenumbers does not know).
 tldextract (used by EmailRecognizer) is set to its bundled public-suffix snapshot so that
 nothing is fetched. Score threshold: Presidio's default (0), so every result counts.
+
+With --engine-speed, speed only, of more than the detector: Presidio's AnalyzerEngine (set up
+as above) against signalbox's whole feedback engine on the same corpus texts, one after the
+other in this run, each on one thread, so items/s is items/s per core. For signalbox (through
+`pii_eval --engine`): PII detection alone, `Analyzer::quick_check` (PII, redaction, toxicity,
+risk) and `Analyzer::analyze` in research mode with every shipped policy rule (also sentiment
+and routing); each text is a review item with a rating. Presidio detects PII only, so the
+full-engine ratio compares more work on our side with less on theirs.
 
 Scoring for both: exact match of entity type, start and end (character offsets); per type,
 precision = TP / (TP + FP) and recall = TP / (TP + FN). Speed: texts per second through
@@ -116,6 +124,11 @@ def run_presidio(corpus, runs):
     analyzer.analyze(texts[0], language="en")  # warm-up
     predictions = [[(r.entity_type, r.start, r.end) for r in analyzer.analyze(t, language="en")]
                    for t in texts]
+    return score(corpus, predictions), presidio_speed(analyzer, texts, runs)
+
+
+def presidio_speed(analyzer, texts, runs):
+    """Median items/s and MB/s of `runs` passes of analyzer.analyze over texts."""
     seconds = []
     for _ in range(runs):
         started = time.perf_counter()
@@ -124,8 +137,7 @@ def run_presidio(corpus, runs):
         seconds.append(time.perf_counter() - started)
     median = sorted(seconds)[len(seconds) // 2]
     total_bytes = sum(len(t.encode()) for t in texts)
-    speed = {"items_per_second": len(texts) / median, "mb_per_second": total_bytes / median / 1e6}
-    return score(corpus, predictions), speed
+    return {"items_per_second": len(texts) / median, "mb_per_second": total_bytes / median / 1e6}
 
 
 def run_ours(corpus_path):
@@ -137,16 +149,50 @@ def run_ours(corpus_path):
     return quality["per_type"], speed["speed"]
 
 
+def run_ours_engine(corpus_path, runs):
+    cmd = ["cargo", "run", "--quiet", "--release", "-p", "feedback", "--example", "pii_eval", "--",
+           "--corpus", corpus_path, "--engine", "--runs", str(runs)]
+    return json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT).stdout)["engine"]
+
+
+def engine_speed(corpus, corpus_path, runs, json_out):
+    ours = run_ours_engine(corpus_path, runs)
+    analyzer = presidio_analyzer()
+    texts = [item["text"] for item in corpus]
+    analyzer.analyze(texts[0], language="en")  # warm-up
+    theirs = presidio_speed(analyzer, texts, runs)
+    base = theirs["items_per_second"]
+    rows = [
+        ("Presidio AnalyzerEngine.analyze (7 pattern recognizers)", theirs),
+        ("signalbox pii::Detector::detect", ours["detect"]),
+        ("signalbox Analyzer::quick_check", ours["quick_check"]),
+        ("signalbox Analyzer::analyze (research mode, all rules)", ours["analyze"]),
+    ]
+    print(f"engine speed on {len(texts)} texts, one thread each (items/s per core), "
+          f"median of {runs} passes:")
+    for name, s in rows:
+        print(f"  {name:<58} {s['items_per_second']:>12,.0f} items/s {s['mb_per_second']:>8.2f} MB/s "
+              f"{s['items_per_second'] / base:>8,.1f}x Presidio")
+    if json_out:
+        with open(json_out, "w") as f:
+            json.dump({"signalbox": ours, "presidio": {"analyze": theirs}}, f, indent=2)
+
+
 def main():
     ensure_venv()
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--corpus", default=os.path.join(ROOT, "crates/feedback/tests/data/pii_corpus.jsonl"))
     parser.add_argument("--runs", type=int, default=3, help="timed passes over the corpus (median)")
     parser.add_argument("--json-out", help="also write both results as JSON to this file")
+    parser.add_argument("--engine-speed", action="store_true",
+                        help="speed only: Presidio's analyzer against signalbox's whole engine")
     args = parser.parse_args()
     corpus_path = os.path.abspath(args.corpus)
     with open(corpus_path, encoding="utf-8") as f:
         corpus = [json.loads(line) for line in f if line.strip()]
+    if args.engine_speed:
+        engine_speed(corpus, corpus_path, args.runs, args.json_out)
+        return
 
     print(f"corpus: {len(corpus)} texts; exact type+span match", file=sys.stderr)
     ours, ours_speed = run_ours(corpus_path)

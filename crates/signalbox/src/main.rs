@@ -3,6 +3,7 @@
 
 mod admin;
 mod config;
+mod feedback_cmd;
 mod flags_cmd;
 mod forecast_cmd;
 mod forecast_serve;
@@ -98,6 +99,9 @@ enum Command {
     /// Background jobs: run workers, measure throughput.
     #[command(subcommand)]
     Jobs(jobs_cmd::JobsCommand),
+    /// The feedback engine: redact personal data in text lines.
+    #[command(subcommand)]
+    Feedback(feedback_cmd::FeedbackCommand),
 }
 
 /// Settings shared by every command, resolved from flags, environment and file.
@@ -193,6 +197,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Loadtest(args) => loadtest_cmd::run(args).await,
         Command::Sentiment => sentiment_cmd::run(),
+        Command::Feedback(cmd) => match cmd {
+            // CPU-bound on stdin and stdout; needs neither the store nor the runtime.
+            feedback_cmd::FeedbackCommand::Redact(args) => {
+                tokio::task::block_in_place(|| feedback_cmd::redact_lines(args))
+            }
+        },
         // CPU-bound and file-bound; the runtime is not needed.
         Command::Forecast(cmd) => tokio::task::block_in_place(|| forecast_cmd::run(cmd)),
         Command::Weber(cmd) => {

@@ -40,7 +40,7 @@ fn dashboard_files() -> Vec<PathBuf> {
         .filter(|p| p.extension().is_some_and(|e| e == "json"))
         .collect();
     files.sort();
-    assert_eq!(files.len(), 3, "three dashboards: {files:?}");
+    assert_eq!(files.len(), 4, "four dashboards: {files:?}");
     files
 }
 
@@ -774,7 +774,7 @@ fn a_real_prometheus_scrapes_signalbox_and_sees_token_rates() {
             assert_eq!(rule["health"], "ok", "{rule}");
         }
     }
-    assert_eq!(rules, 39, "{body}");
+    assert_eq!(rules, 43, "{body}");
 }
 
 /// An instant query's result vector, and the whole answer for failure messages.

@@ -50,7 +50,7 @@ pub fn presidio_results(text: &str, findings: &[Finding]) -> Vec<PresidioResult>
             entity_type: finding.entity.as_str().to_owned(),
             start: span.start,
             end: span.end,
-            score: finding.confidence,
+            score: two_decimals(finding.confidence),
         })
         .collect()
 }
@@ -62,9 +62,15 @@ pub fn api_findings(text: &str, findings: &[Finding]) -> Vec<ApiFinding> {
             entity_type: finding.entity.as_str().to_owned(),
             start: span.start,
             end: span.end,
-            confidence: finding.confidence,
+            confidence: two_decimals(finding.confidence),
         })
         .collect()
+}
+
+/// Confidences are sums of f32 constants (0.85 + 0.1 is 0.95000005 in f32); two decimals is
+/// all they mean, and it keeps the JSON readable.
+fn two_decimals(confidence: f32) -> f32 {
+    (confidence * 100.0).round() / 100.0
 }
 
 /// A byte range of `text` as a character range (ends past the text are clamped; an end inside
