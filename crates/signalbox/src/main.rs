@@ -4,6 +4,7 @@
 mod admin;
 mod config;
 mod feedback_cmd;
+mod feedback_load;
 mod flags_cmd;
 mod forecast_cmd;
 mod forecast_serve;
