@@ -1078,15 +1078,44 @@ async fn insert_history(
     Ok(())
 }
 
-/// The audit seam: appends one audit record per history row to the tenant's tamper-evident
-/// log inside the caller's transaction, so a state change and its audit record commit
-/// together. Until the audit log's storage is present this records nothing.
+/// Appends one audit record per history row to the tenant's tamper-evident log inside the
+/// caller's transaction, so a state change and its audit record commit together (or neither
+/// does). The record holds the event, actor, item id and the SHA-256 of a small detail object
+/// (the item's revision and status and the event's detail: counts, scores, key ids), never
+/// content.
 async fn audit_in(
-    _conn: &mut AnyConnection,
-    _backend: Backend,
-    _tenant_id: &str,
-    _rows: &[HistoryRow<'_>],
+    conn: &mut AnyConnection,
+    backend: Backend,
+    tenant_id: &str,
+    rows: &[HistoryRow<'_>],
 ) -> Result<(), StoreError> {
+    let records = rows
+        .iter()
+        .map(|row| {
+            let event: audit::Event =
+                row.event
+                    .event
+                    .parse()
+                    .map_err(|e: audit::ParseEventError| StoreError::Invalid {
+                        field: "event",
+                        reason: e.to_string(),
+                    })?;
+            let detail: serde_json::Value =
+                serde_json::from_str(&row.event.detail).unwrap_or(serde_json::Value::Null);
+            Ok(crate::NewAuditRecord::new(
+                row.at_ms,
+                row.item_id,
+                event,
+                row.event.actor.as_str(),
+                &serde_json::json!({
+                    "revision": row.revision,
+                    "status": row.status.as_str(),
+                    "detail": detail,
+                }),
+            ))
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    crate::audit::append_audit_in(conn, backend, tenant_id, &records).await?;
     Ok(())
 }
 

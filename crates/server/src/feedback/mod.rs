@@ -18,7 +18,6 @@
 
 pub mod engine;
 mod handlers;
-pub mod sealing;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -37,7 +36,10 @@ use utoipa::ToSchema;
 pub use engine::{ConfigError, Engine, Item, Mode, Outcome, PiiView, Route, Tier};
 pub(crate) use handlers::{FeedbackProcess, FeedbackReencrypt};
 pub use handlers::{FEEDBACK_PROCESS, FEEDBACK_REENCRYPT};
-pub use sealing::{SealError, TextSealer};
+
+use base64::Engine as _;
+
+use crate::custody::{Custody, CustodyError};
 
 use crate::ingest::{BodyError, Framing, RejectedEvent};
 use crate::state::AppState;
@@ -89,9 +91,9 @@ pub enum FeedbackError {
     /// A configuration cannot be used.
     #[error(transparent)]
     Config(#[from] ConfigError),
-    /// Sealing or opening a text failed.
+    /// Sealing or opening a text failed (a wrong, missing or destroyed key, an altered value).
     #[error(transparent)]
-    Seal(#[from] SealError),
+    Custody(#[from] CustodyError),
     /// The tenant has no such item.
     #[error("feedback item '{0}' not found")]
     NotFound(String),
@@ -293,9 +295,8 @@ fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
 }
 
 /// The feedback use cases. Cheap to share (`Arc`).
-#[derive(Debug)]
 pub struct FeedbackService {
-    sealer: TextSealer,
+    custody: Arc<Custody>,
     hash_key: IdempotencyKey,
     engines: moka::sync::Cache<String, Arc<Engine>>,
     depth: AtomicU64,
@@ -303,17 +304,30 @@ pub struct FeedbackService {
     epoch: Instant,
 }
 
-impl Default for FeedbackService {
-    fn default() -> Self {
-        FeedbackService::new(TextSealer::default(), IdempotencyKey::random())
+impl std::fmt::Debug for FeedbackService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FeedbackService")
+            .field("hash_key", &self.hash_key)
+            .finish_non_exhaustive()
     }
 }
 
+/// The field name bound into every feedback text envelope (with the tenant and item id), so a
+/// sealed text cannot be moved to another row or column.
+pub const TEXT_FIELD: &str = "text";
+
+/// A text sealed for storage: its data key's id and the envelope as base64.
+struct SealedText {
+    key_id: String,
+    sealed: String,
+}
+
 impl FeedbackService {
-    /// A service sealing texts with `sealer` and keying idempotency hashes with `hash_key`.
-    pub fn new(sealer: TextSealer, hash_key: IdempotencyKey) -> FeedbackService {
+    /// A service sealing texts through `custody` and keying idempotency hashes with
+    /// `hash_key`.
+    pub fn new(custody: Arc<Custody>, hash_key: IdempotencyKey) -> FeedbackService {
         FeedbackService {
-            sealer,
+            custody,
             hash_key,
             engines: moka::sync::Cache::builder()
                 .max_capacity(10_000)
@@ -325,9 +339,37 @@ impl FeedbackService {
         }
     }
 
-    /// The sealer of feedback texts.
-    pub fn sealer(&self) -> &TextSealer {
-        &self.sealer
+    /// Seals `text` of `item_id` under the tenant's active data key (AES-256-GCM, bound to
+    /// tenant, item and field).
+    async fn seal(
+        &self,
+        tenant_id: &str,
+        item_id: &str,
+        text: &str,
+    ) -> Result<SealedText, CustodyError> {
+        let sealed = self
+            .custody
+            .seal_text(tenant_id, item_id, TEXT_FIELD, text)
+            .await?;
+        Ok(SealedText {
+            key_id: Custody::sealed_key_id(sealed.as_bytes())?,
+            sealed: base64::engine::general_purpose::STANDARD.encode(sealed.as_bytes()),
+        })
+    }
+
+    /// Opens what [`FeedbackService::seal`] stored; an error says why not, never garbage.
+    async fn open(
+        &self,
+        tenant_id: &str,
+        item_id: &str,
+        sealed: &str,
+    ) -> Result<String, CustodyError> {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(sealed)
+            .map_err(|e| CustodyError::Malformed(format!("sealed text is not base64: {e}")))?;
+        self.custody
+            .open_text(tenant_id, item_id, TEXT_FIELD, &bytes)
+            .await
     }
 
     /// The tenant's engine, from its stored configuration or the default.
@@ -414,7 +456,7 @@ impl FeedbackService {
         let mut prepared: Vec<Prepared> = Vec::with_capacity(valid.len());
         for (index, tier, item, hash) in valid {
             let sealed = match &item.text {
-                Some(text) => Some(self.sealer.seal(tenant_id, &item.id, text).await?),
+                Some(text) => Some(self.seal(tenant_id, &item.id, text).await?),
                 None => None,
             };
             prepared.push(Prepared {
@@ -624,10 +666,18 @@ impl FeedbackService {
                 report.skipped += 1;
                 continue;
             }
-            let text = match (&record.text_sealed, &record.text_key_id) {
-                (Some(sealed), Some(key)) => {
-                    match self.sealer.open(tenant_id, &record.id, key, sealed).await {
+            let text = match &record.text_sealed {
+                Some(sealed) => {
+                    match self.open(tenant_id, &record.id, sealed).await {
                         Ok(text) => Some(text),
+                        // The keyring lacks the master key, or holds another secret under its
+                        // id: an operator can fix that, so the job retries.
+                        Err(
+                            e @ (CustodyError::Store(_)
+                            | CustodyError::UnknownMasterKey { .. }
+                            | CustodyError::WrongMasterKey { .. }),
+                        ) => return Err(e.into()),
+                        // Erased, altered or malformed: no retry can read it.
                         Err(e) => {
                             let failed = state
                                 .store()
@@ -804,7 +854,7 @@ impl FeedbackService {
         let (Some(sealed), Some(key)) = (&record.text_sealed, &record.text_key_id) else {
             return Ok(None);
         };
-        let text = self.sealer.open(tenant_id, item_id, key, sealed).await?;
+        let text = self.open(tenant_id, item_id, sealed).await?;
         state
             .store()
             .record_feedback_event(
@@ -815,6 +865,37 @@ impl FeedbackService {
             )
             .await?;
         Ok(Some(text))
+    }
+
+    /// Erases an item's text, sealed and redacted (with its findings and trace), keeping its
+    /// scores and history; recorded as `purged` in history and audit log in the same
+    /// transaction. The audit log keeps only hashes, so it still verifies. Purging a purged
+    /// item changes nothing.
+    pub async fn purge(
+        &self,
+        state: &AppState,
+        tenant_id: &str,
+        item_id: &str,
+        actor: &str,
+    ) -> Result<bool, FeedbackError> {
+        let record = state
+            .store()
+            .feedback_item(tenant_id, item_id)
+            .await?
+            .ok_or_else(|| FeedbackError::NotFound(item_id.to_owned()))?;
+        Ok(state
+            .store()
+            .purge_feedback(
+                tenant_id,
+                item_id,
+                &FeedbackEvent::new(
+                    "purged",
+                    actor,
+                    serde_json::json!({ "previous_status": record.status.as_str() }),
+                ),
+                crate::jobs::now_ms(),
+            )
+            .await?)
     }
 
     /// The tenant's configuration as stored (or the default) and its version (0: default).
@@ -852,13 +933,16 @@ impl FeedbackService {
         Ok(stored.version)
     }
 
-    /// Rotates the tenant's data key and enqueues the re-encryption of its items.
+    /// Rotates the tenant's data key (the old one is retired: it still opens what it sealed)
+    /// and enqueues the re-encryption of its items under the new one. `actor`: who asked (an
+    /// API key id, or `operator` from the command line).
     pub async fn rotate_keys(
         &self,
         state: &AppState,
         tenant_id: &str,
+        actor: &str,
     ) -> Result<(String, String), FeedbackError> {
-        let key_id = self.sealer.rotate(tenant_id).await?;
+        let key_id = self.custody.rotate_data_key(tenant_id, actor).await?;
         let payload = serde_json::json!({ "key_id": key_id }).to_string();
         let job = state
             .store()
@@ -881,14 +965,19 @@ impl FeedbackService {
     }
 
     /// Re-encrypts up to one batch of the tenant's items sealed under keys other than the
-    /// active one; returns how many were re-sealed and whether none remain (then the old keys
-    /// are retired).
+    /// active one; returns how many were re-sealed and whether none remain. (The old keys
+    /// were retired by the rotation; they keep opening what they sealed, so an item sealed
+    /// under one by an ingest racing the rotation stays readable, and the next rotation or
+    /// re-encryption pass moves it.)
     pub async fn reencrypt_batch(
         &self,
         state: &AppState,
         tenant_id: &str,
     ) -> Result<(usize, bool), FeedbackError> {
-        let active = self.sealer.active_key(tenant_id).await?;
+        let Some(active) = state.store().active_data_key(tenant_id).await? else {
+            return Ok((0, true));
+        };
+        let active = active.key_id;
         let todo = state
             .store()
             .feedback_sealed_under_other_keys(tenant_id, &active, REENCRYPT_BATCH)
@@ -896,14 +985,10 @@ impl FeedbackService {
         if todo.is_empty() {
             return Ok((0, true));
         }
-        let mut old_keys: Vec<String> = Vec::new();
         let mut done = 0;
         for (old_key, sealed) in todo {
-            let text = self
-                .sealer
-                .open(tenant_id, &sealed.id, &old_key, &sealed.text_sealed)
-                .await?;
-            let resealed = self.sealer.seal(tenant_id, &sealed.id, &text).await?;
+            let text = self.open(tenant_id, &sealed.id, &sealed.text_sealed).await?;
+            let resealed = self.seal(tenant_id, &sealed.id, &text).await?;
             if state
                 .store()
                 .reseal_feedback(
@@ -917,19 +1002,6 @@ impl FeedbackService {
             {
                 done += 1;
             }
-            if !old_keys.contains(&old_key) {
-                old_keys.push(old_key);
-            }
-        }
-        for key in old_keys {
-            if state
-                .store()
-                .count_feedback_sealed_with(tenant_id, &key)
-                .await?
-                == 0
-            {
-                self.sealer.retire(tenant_id, &key).await?;
-            }
         }
         Ok((done, false))
     }
@@ -940,7 +1012,7 @@ struct Prepared {
     tier: Tier,
     hash: String,
     item: Item,
-    sealed: Option<sealing::SealedText>,
+    sealed: Option<SealedText>,
 }
 
 type Rejection = (Option<String>, Option<String>, String);
