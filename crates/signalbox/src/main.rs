@@ -203,6 +203,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             feedback_cmd::FeedbackCommand::Redact(args) => {
                 tokio::task::block_in_place(|| feedback_cmd::redact_lines(args))
             }
+            feedback_cmd::FeedbackCommand::Keys(cmd) => {
+                let common = Common::resolve(global)?;
+                init_logging(common.log_format, "warn");
+                feedback_cmd::keys(common, cmd).await
+            }
         },
         // CPU-bound and file-bound; the runtime is not needed.
         Command::Forecast(cmd) => tokio::task::block_in_place(|| forecast_cmd::run(cmd)),
