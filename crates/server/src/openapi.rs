@@ -43,6 +43,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
         (name = "experiments", description = "A/B experiments on flag variants: lifecycle, metric events, results (seed 002)"),
         (name = "jobs", description = "Background jobs: enqueue built-in jobs by name (202 and the job's URL), follow, cancel, retry and purge them, queue statistics, recurring schedules (seed 002)"),
         (name = "feedback", description = "Feedback engine (seed 004): ingest feedback items per processing tier, PII findings and redacted text, sentiment, toxicity, policy alignment and its trace, clear text under the read_clear scope, per-tenant configuration, data-key rotation"),
+        (name = "audit", description = "The tenant's tamper-evident audit log: signed checkpoints for witnesses, the public key, records, inclusion and consistency proofs (issue 17)"),
         (name = "llm", description = "LLM and chatbot observability: OTLP/HTTP GenAI traces, chatbot events, usage, conversation timelines, budgets, prices, the tenant's own metrics (seed 003)"),
     )
 )]

@@ -60,6 +60,8 @@ pub struct ServerConfig {
     /// Background jobs: the queues' settings, the worker runtime's timings, what the
     /// built-in handlers need.
     pub jobs: crate::JobSettings,
+    /// Encryption at rest and audit log keys, and how often log heads are signed.
+    pub custody: crate::custody::CustodySettings,
 }
 
 /// The scrape token of `/metrics`. Only its SHA-256 is kept, compared in constant time, and
@@ -114,6 +116,7 @@ impl Default for ServerConfig {
             metrics_token: None,
             llm: crate::LlmSettings::default(),
             jobs: crate::JobSettings::default(),
+            custody: crate::custody::CustodySettings::default(),
         }
     }
 }
@@ -130,6 +133,9 @@ pub enum SetupError {
     /// A configured CORS origin cannot be used.
     #[error(transparent)]
     Cors(#[from] crate::cors::CorsOriginError),
+    /// The custody keys cannot be used.
+    #[error("custody: {0}")]
+    Custody(#[from] vault::KeyringError),
 }
 
 /// Shared state, cheap to clone (everything is behind `Arc`s or is a pool handle).
@@ -160,6 +166,7 @@ pub(crate) struct Inner {
     pub segment_analytics: crate::analytics::SegmentAnalyticsService,
     pub llm: Arc<crate::LlmService>,
     pub jobs: crate::JobService,
+    pub custody: Arc<crate::custody::Custody>,
     pub feedback: Arc<crate::feedback::FeedbackService>,
 }
 
@@ -201,6 +208,21 @@ impl AppState {
             crate::jobs::JobRegistry::builtin(&config.jobs.handlers),
             config.jobs.clone(),
         );
+        let custody = Arc::new(crate::custody::Custody::new(
+            store.clone(),
+            &config.custody,
+        )?);
+        // Idempotency hashes are keyed by a secret derived from the audit signing key: kept
+        // outside the database and the same on every replica (as the key must be). Throwaway
+        // custody keys get a throwaway hash key.
+        let hash_key = match &config.custody.keys {
+            Some(keys) => crate::feedback::IdempotencyKey::derive(&keys.signing_key.to_bytes()),
+            None => crate::feedback::IdempotencyKey::random(),
+        };
+        let feedback = Arc::new(crate::feedback::FeedbackService::new(
+            custody.clone(),
+            hash_key,
+        ));
         Ok(AppState {
             inner: Arc::new(Inner {
                 store,
@@ -217,7 +239,8 @@ impl AppState {
                 segment_analytics: Default::default(),
                 llm,
                 jobs,
-                feedback: Arc::default(),
+                custody,
+                feedback,
             }),
         })
     }
@@ -291,6 +314,11 @@ impl AppState {
     /// The feedback engine's use cases (ingest, process, read, rotation).
     pub fn feedback(&self) -> &Arc<crate::feedback::FeedbackService> {
         &self.inner.feedback
+    }
+
+    /// Encryption at rest and the audit log's keys.
+    pub fn custody(&self) -> &Arc<crate::custody::Custody> {
+        &self.inner.custody
     }
 
     /// Background jobs' use cases (enqueue, list, cancel, schedules, …).

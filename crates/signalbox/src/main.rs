@@ -5,6 +5,7 @@ mod admin;
 mod config;
 mod feedback_cmd;
 mod feedback_load;
+mod custody_cmd;
 mod flags_cmd;
 mod forecast_cmd;
 mod forecast_serve;
@@ -103,6 +104,12 @@ enum Command {
     /// The feedback engine: redact personal data in text lines.
     #[command(subcommand)]
     Feedback(feedback_cmd::FeedbackCommand),
+    /// The tamper-evident audit log: verify it offline, export checkpoints, prove records.
+    #[command(subcommand)]
+    Audit(custody_cmd::AuditCommand),
+    /// Master keys for encryption at rest: generate a keyring, rewrap data keys after rotation.
+    #[command(subcommand)]
+    Keyring(custody_cmd::KeyringCommand),
 }
 
 /// Settings shared by every command, resolved from flags, environment and file.
@@ -245,6 +252,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             init_logging(common.log_format, level);
             jobs_cmd::run(common, cmd).await
+        }
+        Command::Audit(cmd) => {
+            let common = Common::resolve(global)?;
+            init_logging(common.log_format, "warn");
+            custody_cmd::audit(common, cmd).await
+        }
+        Command::Keyring(cmd) => {
+            let common = Common::resolve(global)?;
+            init_logging(common.log_format, "warn");
+            custody_cmd::keyring_command(common, cmd).await
         }
     }
 }

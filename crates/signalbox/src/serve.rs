@@ -227,6 +227,8 @@ pub struct ServeArgs {
     jobs_workers: Option<bool>,
     #[command(flatten)]
     jobs: crate::jobs_worker::JobArgs,
+    #[command(flatten)]
+    custody: crate::custody_cmd::CustodyArgs,
 }
 
 fn parse_trusted_proxies(text: &str) -> Result<server::TrustedProxies, String> {
@@ -678,6 +680,7 @@ pub async fn run(common: Common, args: ServeArgs) -> anyhow::Result<()> {
         metrics_token,
         llm,
         jobs,
+        custody: server::CustodySettings::default(),
     };
     if config.flag_refresh_interval.is_zero() {
         anyhow::bail!("flag refresh interval: must be more than zero");
@@ -750,6 +753,10 @@ pub async fn run(common: Common, args: ServeArgs) -> anyhow::Result<()> {
     )
     .await?;
     tracing::info!(kind = events.kind(), "event log ready");
+    let config = ServerConfig {
+        custody: crate::custody_cmd::serve_settings(&args.custody, &common, store.backend())?,
+        ..config
+    };
     let state = AppState::new(store.clone(), metrics, config, events)?;
     let forecast_dir = match args.forecast_index.or_else(|| file.forecast.index.clone()) {
         Some(dir) => Some((dir, false)),
@@ -825,6 +832,10 @@ pub async fn run(common: Common, args: ServeArgs) -> anyhow::Result<()> {
         telemetry::HostMonitor::new(telemetry::HostMonitorConfig::default()),
         stopped(workers_stopped.clone()),
     ));
+    let audit_checkpointer = tokio::spawn(server::run_audit_checkpointer(
+        state.clone(),
+        stopped(workers_stopped.clone()),
+    ));
     let flag_refresher = tokio::spawn(server::run_flag_refresher(
         state.clone(),
         stopped(workers_stopped),
@@ -888,6 +899,7 @@ pub async fn run(common: Common, args: ServeArgs) -> anyhow::Result<()> {
     let _ = exposures.await;
     let _ = gauges.await;
     let _ = flag_refresher.await;
+    let _ = audit_checkpointer.await;
     let _ = llm_retention.await;
     let _ = host_monitor.await;
     store.close().await;

@@ -26,6 +26,7 @@
 //! # Ok(()) }
 //! ```
 
+mod audit;
 mod diff;
 mod experiments;
 mod feedback;
@@ -39,6 +40,7 @@ mod observe;
 pub mod secret;
 #[cfg(feature = "test-support")]
 pub mod testing;
+mod vault;
 mod weber;
 
 use std::path::{Path, PathBuf};
@@ -51,6 +53,10 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, AnyPool, ConnectOptions, Connection, Executor, Row};
 
+pub use self::audit::{
+    AuditHead, AuditHeadStatus, AuditLogReader, NewAuditRecord, StoredAuditRecord,
+    StoredCheckpoint, MAX_AUDIT_PAGE, MAX_AUDIT_TEXT_BYTES,
+};
 pub use self::jobs::{
     error_text as job_error_text, jobs_channel, valid_idempotency_key, AttemptOutcome, Enqueued,
     Finish, JobDepth, JobFilter, JobReceipt, JobRecord, JobSchedule, JobStats, JobWakeups, NewJob,
@@ -62,6 +68,7 @@ pub use self::llm::{
     LlmBudget, LlmBudgetCrossing, LlmInsertOutcome, LlmInsertion, LlmPrices, LlmPurged,
     LlmUsageKey, MAX_LLM_PRICES_BYTES, MAX_LLM_TEXT_BYTES,
 };
+pub use self::vault::{DataKeyRecord, DataKeyState, NewDataKey};
 pub use diff::{json_diff, FieldChange};
 pub use experiments::{
     AnalysisInputs, AnalysisQuery, EventsStored, ExperimentEvent, ExperimentRecord, Exposure,

@@ -71,6 +71,12 @@ const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("../migrations/0009_jobs.postgres.sql"),
     },
     Migration {
+        version: 10,
+        name: "audit",
+        sqlite: include_str!("../migrations/0010_audit.sqlite.sql"),
+        postgres: include_str!("../migrations/0010_audit.postgres.sql"),
+    },
+    Migration {
         version: 11,
         name: "feedback",
         sqlite: include_str!("../migrations/0011_feedback.sql"),

@@ -80,11 +80,15 @@ pub enum Table {
     FeedbackItems,
     FeedbackHistory,
     FeedbackConfigs,
+    AuditLog,
+    AuditHeads,
+    AuditCheckpoints,
+    TenantDataKeys,
 }
 
 impl Table {
     /// Every table; the telemetry crate's sampler and this module's cells iterate it.
-    pub const ALL: [Table; 24] = [
+    pub const ALL: [Table; 28] = [
         Table::Tenants,
         Table::ApiKeys,
         Table::WeberProfiles,
@@ -109,6 +113,10 @@ impl Table {
         Table::FeedbackItems,
         Table::FeedbackHistory,
         Table::FeedbackConfigs,
+        Table::AuditLog,
+        Table::AuditHeads,
+        Table::AuditCheckpoints,
+        Table::TenantDataKeys,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -137,6 +145,10 @@ impl Table {
             Table::FeedbackItems => "feedback_items",
             Table::FeedbackHistory => "feedback_history",
             Table::FeedbackConfigs => "feedback_configs",
+            Table::AuditLog => "audit_log",
+            Table::AuditHeads => "audit_heads",
+            Table::AuditCheckpoints => "audit_checkpoints",
+            Table::TenantDataKeys => "tenant_data_keys",
         }
     }
 }

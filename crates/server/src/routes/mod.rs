@@ -2,6 +2,7 @@
 //! route cannot exist without its OpenAPI description (a test in `tests/openapi.rs` checks both
 //! directions).
 
+mod audit;
 mod experiments;
 mod feedback;
 pub(crate) mod flag_schema;
@@ -93,4 +94,9 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(feedback::get, feedback::purge))
         .routes(routes!(feedback::trace))
         .routes(routes!(feedback::clear_text))
+        .routes(routes!(audit::checkpoint))
+        .routes(routes!(audit::public_key))
+        .routes(routes!(audit::records))
+        .routes(routes!(audit::inclusion_proof))
+        .routes(routes!(audit::consistency_proof))
 }

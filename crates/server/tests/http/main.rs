@@ -2,6 +2,7 @@
 //! Requests go through `tower::ServiceExt::oneshot`, or a real socket where the test is about
 //! connections (shutdown).
 
+mod audit;
 mod bad_input;
 mod contract;
 mod cors;
