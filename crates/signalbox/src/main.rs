@@ -3,9 +3,9 @@
 
 mod admin;
 mod config;
+mod custody_cmd;
 mod feedback_cmd;
 mod feedback_load;
-mod custody_cmd;
 mod flags_cmd;
 mod forecast_cmd;
 mod forecast_serve;

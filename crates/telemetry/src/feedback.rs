@@ -433,7 +433,9 @@ mod tests {
     fn active_users_are_distinct_per_tier_and_capped() {
         let mut registry = Registry::default();
         let m = FeedbackMetrics::register(&mut registry);
-        let users: Vec<String> = (0..ACTIVE_USERS_CAP + 50).map(|i| format!("u{i}")).collect();
+        let users: Vec<String> = (0..ACTIVE_USERS_CAP + 50)
+            .map(|i| format!("u{i}"))
+            .collect();
         m.users_seen("standard", users.iter().map(String::as_str), 2_000);
         m.users_seen("standard", ["u1", "u1", "u2"], 2_000);
         m.users_seen("priority", ["u1", "u1", "u2"], 2_001);
@@ -447,8 +449,14 @@ mod tests {
         // Five minutes after their last item, the standard tier's users are forgotten.
         m.users_seen("priority", ["u3"], 2_300);
         let text = render(&registry);
-        assert!(text.contains(r#"active_users_current{tier="standard"} 0"#), "{text}");
-        assert!(text.contains(r#"active_users_current{tier="priority"} 3"#), "{text}");
+        assert!(
+            text.contains(r#"active_users_current{tier="standard"} 0"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"active_users_current{tier="priority"} 3"#),
+            "{text}"
+        );
     }
 
     #[test]

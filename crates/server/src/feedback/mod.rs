@@ -626,10 +626,11 @@ impl FeedbackService {
         }
         let now_s = now_ms.div_euclid(1_000);
         for (tier, users) in seen_users {
-            state
-                .metrics()
-                .feedback()
-                .users_seen(tier.as_str(), users.iter().map(String::as_str), now_s);
+            state.metrics().feedback().users_seen(
+                tier.as_str(),
+                users.iter().map(String::as_str),
+                now_s,
+            );
         }
         items.sort_by_key(|i| i.index);
         rejected.sort_by_key(|r| r.index);
@@ -987,7 +988,9 @@ impl FeedbackService {
         }
         let mut done = 0;
         for (old_key, sealed) in todo {
-            let text = self.open(tenant_id, &sealed.id, &sealed.text_sealed).await?;
+            let text = self
+                .open(tenant_id, &sealed.id, &sealed.text_sealed)
+                .await?;
             let resealed = self.seal(tenant_id, &sealed.id, &text).await?;
             if state
                 .store()

@@ -10,10 +10,10 @@ use serde::{Deserialize, Serialize};
 use store::{FeedbackFilter, FeedbackStatus, Scope};
 use utoipa::{IntoParams, ToSchema};
 
+use crate::custody::CustodyError;
 use crate::extract::{body_error, ApiQuery, Auth};
 use crate::feedback::{FeedbackError, IngestReport, ItemPage, ItemView, Tier};
 use crate::ingest::{BodyError, Framing, MAX_EVENTS_PER_REQUEST};
-use crate::custody::CustodyError;
 use crate::problem::{ApiError, ProblemKind};
 use crate::state::AppState;
 

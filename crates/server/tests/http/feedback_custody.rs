@@ -78,13 +78,16 @@ async fn app_with_workers(
 async fn wait_until_processed(app: &TestApp, tenant: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let waiting = [store::FeedbackStatus::Received, store::FeedbackStatus::Processing]
-            .into_iter()
-            .map(|status| store::FeedbackFilter {
-                status: Some(status),
-                limit: 1,
-                ..Default::default()
-            });
+        let waiting = [
+            store::FeedbackStatus::Received,
+            store::FeedbackStatus::Processing,
+        ]
+        .into_iter()
+        .map(|status| store::FeedbackFilter {
+            status: Some(status),
+            limit: 1,
+            ..Default::default()
+        });
         let mut any = false;
         for filter in waiting {
             any |= !app
@@ -202,9 +205,7 @@ async fn a_marker_is_nowhere_in_the_database(backend: Backend) {
                 // The scan finds what is there: the redacted text's words are stored.
                 control |= bytes.windows(17).any(|w| w == b"parcel never came");
                 assert!(
-                    !bytes
-                        .windows(marker.len())
-                        .any(|w| w == marker.as_bytes()),
+                    !bytes.windows(marker.len()).any(|w| w == marker.as_bytes()),
                     "the marker is in {path}"
                 );
             }
@@ -510,7 +511,11 @@ async fn the_audit_log_verifies_after_feedback_traffic_and_a_purge(backend: Back
         String::new(),
     )
     .await;
-    assert_eq!(again.json()["purged"], false, "a second purge changes nothing");
+    assert_eq!(
+        again.json()["purged"],
+        false,
+        "a second purge changes nothing"
+    );
     let purged = app
         .get(&format!("{FEEDBACK}/a3"), Some(&key.secret))
         .await
@@ -528,7 +533,9 @@ async fn the_audit_log_verifies_after_feedback_traffic_and_a_purge(backend: Back
         .store
         .issue_api_key(
             &tenant.id,
-            [Scope::Read, Scope::Write].into_iter().collect::<store::Scopes>(),
+            [Scope::Read, Scope::Write]
+                .into_iter()
+                .collect::<store::Scopes>(),
             None,
         )
         .await
