@@ -986,12 +986,29 @@ impl FeedbackService {
         if todo.is_empty() {
             return Ok((0, true));
         }
+        // The rotation may have happened in another process (the CLI, another replica), whose
+        // new key this process's custody has not seen yet: retiring the old keys (a no-op when
+        // they are retired already) makes it read the active key afresh.
+        let mut old_keys: Vec<&str> = todo.iter().map(|(key, _)| key.as_str()).collect();
+        old_keys.sort_unstable();
+        old_keys.dedup();
+        for key in old_keys {
+            self.custody.retire_data_key(tenant_id, key).await?;
+        }
         let mut done = 0;
         for (old_key, sealed) in todo {
             let text = self
                 .open(tenant_id, &sealed.id, &sealed.text_sealed)
                 .await?;
             let resealed = self.seal(tenant_id, &sealed.id, &text).await?;
+            if resealed.key_id != active {
+                // Another rotation since this batch read the active key: the next pass uses
+                // the newer one.
+                return Err(FeedbackError::Custody(CustodyError::Malformed(format!(
+                    "the active data key changed during re-encryption ({active} to {})",
+                    resealed.key_id
+                ))));
+            }
             if state
                 .store()
                 .reseal_feedback(
