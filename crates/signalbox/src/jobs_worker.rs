@@ -299,6 +299,28 @@ pub(crate) async fn worker_state(
     Ok((state, scratch))
 }
 
+/// `serve`'s custody keys for a worker process. Several processes starting at once on a new
+/// data directory race to generate the key files (one creates them, the others find them
+/// half-written or fail to create them): a failure while the files appear is retried for up to
+/// 5 s before it counts.
+async fn worker_custody(
+    args: &crate::custody_cmd::CustodyArgs,
+    common: &Common,
+    backend: store::Backend,
+) -> anyhow::Result<server::CustodySettings> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match crate::custody_cmd::serve_settings(args, common, backend) {
+            Ok(settings) => return Ok(settings),
+            Err(e) if Instant::now() < deadline => {
+                tracing::debug!(error = %e, "custody keys not ready yet; retrying");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// `signalbox jobs work`: works every queue until SIGINT/SIGTERM, then stops claiming, lets
 /// running jobs finish (up to the shutdown grace) and gives the rest back.
 pub async fn work(common: Common, args: WorkArgs) -> anyhow::Result<()> {
@@ -308,7 +330,7 @@ pub async fn work(common: Common, args: WorkArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| default_forecast_model_dir(&common));
     let settings = job_settings(&args.jobs, &common.file, &common.data_dir, model_dir)?;
     let store = common.open_store().await?;
-    let custody = crate::custody_cmd::serve_settings(&args.custody, &common, store.backend())?;
+    let custody = worker_custody(&args.custody, &common, store.backend()).await?;
     let (state, _scratch) = worker_state(store.clone(), settings, custody).await?;
     server::run_job_workers(state, crate::serve::shutdown_signal()).await;
     store.close().await;
