@@ -166,8 +166,8 @@ pub(crate) struct Inner {
     pub segment_analytics: crate::analytics::SegmentAnalyticsService,
     pub llm: Arc<crate::LlmService>,
     pub jobs: crate::JobService,
-    pub feedback: Arc<crate::feedback::FeedbackService>,
     pub custody: Arc<crate::custody::Custody>,
+    pub feedback: Arc<crate::feedback::FeedbackService>,
 }
 
 impl AppState {
@@ -212,6 +212,17 @@ impl AppState {
             store.clone(),
             &config.custody,
         )?);
+        // Idempotency hashes are keyed by a secret derived from the audit signing key: kept
+        // outside the database and the same on every replica (as the key must be). Throwaway
+        // custody keys get a throwaway hash key.
+        let hash_key = match &config.custody.keys {
+            Some(keys) => crate::feedback::IdempotencyKey::derive(&keys.signing_key.to_bytes()),
+            None => crate::feedback::IdempotencyKey::random(),
+        };
+        let feedback = Arc::new(crate::feedback::FeedbackService::new(
+            custody.clone(),
+            hash_key,
+        ));
         Ok(AppState {
             inner: Arc::new(Inner {
                 store,
@@ -228,8 +239,8 @@ impl AppState {
                 segment_analytics: Default::default(),
                 llm,
                 jobs,
-                feedback: Arc::default(),
                 custody,
+                feedback,
             }),
         })
     }

@@ -18,6 +18,67 @@ pub enum FeedbackCommand {
     /// Find and redact personal data in text lines from stdin; one JSON object per line on
     /// stdout, in order: `{"text_redacted": …, "pii": [{"type", "start", "end", "confidence"}]}`.
     Redact(RedactArgs),
+    /// The tenant's data keys for feedback texts.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+/// `signalbox feedback keys` subcommands.
+#[derive(clap::Subcommand, Debug)]
+pub enum KeysCommand {
+    /// Rotate a tenant's data key: texts are sealed under a new key from now on, and a
+    /// `feedback.reencrypt` job (run by `serve` or `signalbox jobs work`) re-encrypts the stored
+    /// ones; the old key is retired. The same service as `POST /api/v1/feedback/keys:rotate`.
+    /// Prints `{"tenant_id", "key_id", "job_id"}`.
+    Rotate {
+        /// The tenant's id (`tn_…`) or name.
+        #[arg(long)]
+        tenant: String,
+        #[command(flatten)]
+        custody: crate::custody_cmd::CustodyArgs,
+    },
+}
+
+/// The id of the tenant given by id or name.
+async fn tenant_id(store: &store::Store, given: &str) -> anyhow::Result<String> {
+    if store.tenant(given).await?.is_some() {
+        return Ok(given.to_owned());
+    }
+    store
+        .list_tenants()
+        .await?
+        .into_iter()
+        .find(|t| t.name == given)
+        .map(|t| t.id)
+        .with_context(|| format!("--tenant: no tenant '{}'", given.escape_debug()))
+}
+
+/// Runs `feedback keys …` against the database, with the same custody keys as `serve`.
+pub async fn keys(common: crate::Common, cmd: KeysCommand) -> anyhow::Result<()> {
+    match cmd {
+        KeysCommand::Rotate { tenant, custody } => {
+            let store = common.open_store().await?;
+            let tenant_id = tenant_id(&store, &tenant).await?;
+            let custody = crate::custody_cmd::serve_settings(&custody, &common, store.backend())?;
+            let (state, _scratch) = crate::jobs_worker::worker_state(
+                store.clone(),
+                server::JobSettings::default(),
+                custody,
+            )
+            .await?;
+            let (key_id, job_id) = state
+                .feedback()
+                .rotate_keys(&state, &tenant_id, "operator")
+                .await
+                .map_err(|e| anyhow::anyhow!("feedback keys rotate: {e}"))?;
+            println!(
+                "{}",
+                serde_json::json!({ "tenant_id": tenant_id, "key_id": key_id, "job_id": job_id })
+            );
+            store.close().await;
+            Ok(())
+        }
+    }
 }
 
 /// `signalbox feedback redact` options.

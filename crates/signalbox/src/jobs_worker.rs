@@ -61,6 +61,9 @@ pub struct WorkArgs {
     /// index, else DATA_DIR/forecast].
     #[arg(long, env = "SIGNALBOX_FORECAST_INDEX", value_name = "DIR")]
     pub forecast_index: Option<PathBuf>,
+    /// The keys to open and seal feedback texts with: the same as `serve`'s.
+    #[command(flatten)]
+    pub custody: crate::custody_cmd::CustodyArgs,
 }
 
 /// Which database `jobs bench` measures.
@@ -275,10 +278,12 @@ pub fn job_service(common: &Common, store: store::Store) -> anyhow::Result<JobSe
 }
 
 /// The state a process without HTTP works jobs with. The profile pipeline needs an event log
-/// for ingest, which a worker never does, so it gets a scratch one that nothing reads.
-async fn worker_state(
+/// for ingest, which a worker never does, so it gets a scratch one that nothing reads. Custody
+/// gets the same keys as `serve`, so workers open what the server sealed.
+pub(crate) async fn worker_state(
     store: store::Store,
     settings: JobSettings,
+    custody: server::CustodySettings,
 ) -> anyhow::Result<(AppState, tempfile::TempDir)> {
     let scratch = tempfile::tempdir().context("jobs: cannot create a scratch directory")?;
     let events = stream::EventLog::open_file(scratch.path(), stream::FileLogOptions::default())
@@ -287,10 +292,33 @@ async fn worker_state(
     let metrics = Arc::new(telemetry::Metrics::new(telemetry::MetricsConfig::default()));
     let config = ServerConfig {
         jobs: settings,
+        custody,
         ..ServerConfig::default()
     };
     let state = AppState::new(store, metrics, config, events)?;
     Ok((state, scratch))
+}
+
+/// `serve`'s custody keys for a worker process. Several processes starting at once on a new
+/// data directory race to generate the key files (one creates them, the others find them
+/// half-written or fail to create them): a failure while the files appear is retried for up to
+/// 5 s before it counts.
+async fn worker_custody(
+    args: &crate::custody_cmd::CustodyArgs,
+    common: &Common,
+    backend: store::Backend,
+) -> anyhow::Result<server::CustodySettings> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match crate::custody_cmd::serve_settings(args, common, backend) {
+            Ok(settings) => return Ok(settings),
+            Err(e) if Instant::now() < deadline => {
+                tracing::debug!(error = %e, "custody keys not ready yet; retrying");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// `signalbox jobs work`: works every queue until SIGINT/SIGTERM, then stops claiming, lets
@@ -302,7 +330,8 @@ pub async fn work(common: Common, args: WorkArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| default_forecast_model_dir(&common));
     let settings = job_settings(&args.jobs, &common.file, &common.data_dir, model_dir)?;
     let store = common.open_store().await?;
-    let (state, _scratch) = worker_state(store.clone(), settings).await?;
+    let custody = worker_custody(&args.custody, &common, store.backend()).await?;
+    let (state, _scratch) = worker_state(store.clone(), settings, custody).await?;
     server::run_job_workers(state, crate::serve::shutdown_signal()).await;
     store.close().await;
     Ok(())
@@ -380,7 +409,9 @@ async fn run_bench(store: &store::Store, args: &BenchArgs) -> anyhow::Result<ser
         q.prefetch = args.prefetch;
         q.rate_per_minute = 0;
     }
-    let (state, _scratch) = worker_state(store.clone(), settings).await?;
+    // A bench of no-op jobs: throwaway custody keys, nothing is sealed.
+    let (state, _scratch) =
+        worker_state(store.clone(), settings, server::CustodySettings::default()).await?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let workers = tokio::spawn(server::run_job_workers(state.clone(), async {
         let _ = stopped.await;

@@ -41,13 +41,20 @@ pub struct LoadtestArgs {
     /// `rate-limit-redis` takes --url as redis://HOST:PORT and runs rate-limit checks (the
     /// server's Lua script) from --connections tasks over --keys users for --duration;
     /// `llm-ingest` takes --url as the server's base URL and posts batches of --batch new
-    /// model calls in --format for --duration, reporting calls stored per second.
+    /// model calls in --format for --duration, reporting calls stored per second;
+    /// `feedback-ingest` takes --url as the server's base URL (an admin key: it sets the
+    /// tenant's feedback mode to research), posts --batch-item realtime batches at --rate
+    /// items/s and each queued tier's at --queued-rate items/s for --duration, and reports the
+    /// realtime request latency and each queued tier's accept-to-processed time.
     #[arg(long, value_enum, default_value = "generic")]
     scenario: Scenario,
     /// weber-freshness: background events per second, all connections together.
     #[arg(long, default_value_t = 5000)]
     rate: u64,
-    /// weber-freshness and llm-ingest: events per request.
+    /// feedback-ingest: items per second of each queued tier (priority, standard, batch).
+    #[arg(long, default_value_t = 50)]
+    queued_rate: u64,
+    /// weber-freshness, llm-ingest and feedback-ingest: events per request.
     #[arg(long, default_value_t = 50)]
     batch: usize,
     /// rate-limit-redis: distinct keys the checks spread over.
@@ -64,6 +71,7 @@ enum Scenario {
     WeberFreshness,
     RateLimitRedis,
     LlmIngest,
+    FeedbackIngest,
 }
 
 pub async fn run(args: LoadtestArgs) -> anyhow::Result<()> {
@@ -130,6 +138,31 @@ pub async fn run(args: LoadtestArgs) -> anyhow::Result<()> {
             connections: plan.connections,
             duration,
             rate: args.rate,
+            batch: args.batch,
+        })
+        .await?;
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    if args.scenario == Scenario::FeedbackIngest {
+        let Stop::Duration(duration) = plan.stop else {
+            anyhow::bail!("duration: the feedback-ingest scenario runs for --duration");
+        };
+        eprintln!(
+            "loadtest: feedback realtime at {} items/s ({} per request) and {} items/s per queued tier into {} for {}",
+            args.rate,
+            args.batch,
+            args.queued_rate,
+            plan.url,
+            humantime::format_duration(duration)
+        );
+        let report = crate::feedback_load::run(crate::feedback_load::FeedbackLoadPlan {
+            base: plan.url,
+            headers: plan.headers,
+            connections: plan.connections,
+            duration,
+            rate: args.rate,
+            queued_rate: args.queued_rate,
             batch: args.batch,
         })
         .await?;

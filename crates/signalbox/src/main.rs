@@ -5,6 +5,7 @@ mod admin;
 mod config;
 mod custody_cmd;
 mod feedback_cmd;
+mod feedback_load;
 mod flags_cmd;
 mod forecast_cmd;
 mod forecast_serve;
@@ -208,6 +209,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             // CPU-bound on stdin and stdout; needs neither the store nor the runtime.
             feedback_cmd::FeedbackCommand::Redact(args) => {
                 tokio::task::block_in_place(|| feedback_cmd::redact_lines(args))
+            }
+            feedback_cmd::FeedbackCommand::Keys(cmd) => {
+                let common = Common::resolve(global)?;
+                init_logging(common.log_format, "warn");
+                feedback_cmd::keys(common, cmd).await
             }
         },
         // CPU-bound and file-bound; the runtime is not needed.

@@ -140,7 +140,8 @@ pub struct NewFeedbackItem {
     pub occurred_ms: i64,
     pub tier: String,
     pub mode: String,
-    /// Hex SHA-256 of the item's canonical form (idempotency).
+    /// Hex HMAC-SHA256 of the item as the client sent it, keyed by a server secret
+    /// (idempotency; keyed so a stored hash cannot confirm a guessed text).
     pub content_hash: String,
     /// Base64 of the sealed original text, if the item has text.
     pub text_sealed: Option<String>,
@@ -679,6 +680,19 @@ impl Store {
         tenant_id: &str,
         filter: &FeedbackFilter,
     ) -> Result<Vec<FeedbackRecord>, StoreError> {
+        // No stored value holds NUL (ingest refuses it) and PostgreSQL cannot bind one: a filter
+        // with NUL matches nothing.
+        let texts = [
+            filter.kind.as_deref(),
+            filter.channel.as_deref(),
+            filter.region.as_deref(),
+            filter.user_id.as_deref(),
+            filter.violation.as_deref(),
+            filter.after.as_ref().map(|(_, id)| id.as_str()),
+        ];
+        if texts.iter().flatten().any(|t| t.contains('\0')) {
+            return Ok(Vec::new());
+        }
         let mut p = Params::new(self.backend);
         let mut clauses = vec![format!("tenant_id = {}", p.next())];
         let mut binds: Vec<Bind> = vec![Bind::Text(tenant_id.to_owned())];
@@ -1077,15 +1091,44 @@ async fn insert_history(
     Ok(())
 }
 
-/// The audit seam: appends one audit record per history row to the tenant's tamper-evident
-/// log inside the caller's transaction, so a state change and its audit record commit
-/// together. Until the audit log's storage is present this records nothing.
+/// Appends one audit record per history row to the tenant's tamper-evident log inside the
+/// caller's transaction, so a state change and its audit record commit together (or neither
+/// does). The record holds the event, actor, item id and the SHA-256 of a small detail object
+/// (the item's revision and status and the event's detail: counts, scores, key ids), never
+/// content.
 async fn audit_in(
-    _conn: &mut AnyConnection,
-    _backend: Backend,
-    _tenant_id: &str,
-    _rows: &[HistoryRow<'_>],
+    conn: &mut AnyConnection,
+    backend: Backend,
+    tenant_id: &str,
+    rows: &[HistoryRow<'_>],
 ) -> Result<(), StoreError> {
+    let records = rows
+        .iter()
+        .map(|row| {
+            let event: audit::Event =
+                row.event
+                    .event
+                    .parse()
+                    .map_err(|e: audit::ParseEventError| StoreError::Invalid {
+                        field: "event",
+                        reason: e.to_string(),
+                    })?;
+            let detail: serde_json::Value =
+                serde_json::from_str(&row.event.detail).unwrap_or(serde_json::Value::Null);
+            Ok(crate::NewAuditRecord::new(
+                row.at_ms,
+                row.item_id,
+                event,
+                row.event.actor.as_str(),
+                &serde_json::json!({
+                    "revision": row.revision,
+                    "status": row.status.as_str(),
+                    "detail": detail,
+                }),
+            ))
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    crate::audit::append_audit_in(conn, backend, tenant_id, &records).await?;
     Ok(())
 }
 

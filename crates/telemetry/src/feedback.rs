@@ -9,7 +9,8 @@
 //! - `feedback_sentiment_score{type}`: sentiment mapped from VADER's `[-1, 1]` to the seed's
 //!   `[0, 1]` buckets as `(compound + 1) / 2`;
 //! - `processing_queue_depth{tier,priority}`: due jobs on each tier's queue;
-//! - `active_users_current{tier}`: distinct users who sent feedback in the last 5 minutes;
+//! - `active_users_current{tier}`: distinct users who sent feedback in the last 5 minutes (at
+//!   most [`ACTIVE_USERS_CAP`] per tier are tracked);
 //! - `feedback_processing_rate`: items processed per second over the last minute (the seed's
 //!   HPA metric);
 //! - `api_request_latency_seconds{endpoint,method}`: request latency as a histogram. The seed
@@ -61,6 +62,10 @@ pub const PRINCIPLES: [&str; 7] = [
 ];
 const SEVERITIES: [&str; 4] = ["low", "medium", "high", "critical"];
 const TIERS: [&str; 4] = ["realtime", "priority", "standard", "batch"];
+/// Most distinct users `active_users_current` tracks per tier.
+pub const ACTIVE_USERS_CAP: usize = 100_000;
+/// A user is active for this long after their last item, in seconds.
+const ACTIVE_WINDOW_S: i64 = 300;
 /// The window of `feedback_processing_rate`, in seconds.
 const RATE_WINDOW_S: usize = 60;
 
@@ -131,8 +136,8 @@ pub struct FeedbackMetrics {
     api_latency: Family<EndpointLabels, Histogram, Buckets>,
     /// Items processed per second of the last minute: (second, count) slots.
     rate_slots: Vec<(AtomicI64, AtomicU64)>,
-    /// Last-seen second per (tier, user), for `active_users_current`.
-    seen: Mutex<HashMap<(&'static str, String), i64>>,
+    /// Last-seen second per tier and user hash, for `active_users_current`.
+    seen: Mutex<ActiveUsers>,
 }
 
 impl FeedbackMetrics {
@@ -149,7 +154,7 @@ impl FeedbackMetrics {
             rate_slots: (0..RATE_WINDOW_S)
                 .map(|_| (AtomicI64::new(-1), AtomicU64::new(0)))
                 .collect(),
-            seen: Mutex::new(HashMap::new()),
+            seen: Mutex::new(ActiveUsers::default()),
         };
         registry.register(
             "feedback_processed",
@@ -274,20 +279,38 @@ impl FeedbackMetrics {
             .set(i64::try_from(depth).unwrap_or(i64::MAX));
     }
 
-    /// Notes that `user` sent feedback on `tier` at `now_s` (Unix seconds) and refreshes
-    /// `active_users_current`.
-    pub fn user_seen(&self, tier: &str, user: &str, now_s: i64) {
+    /// Notes that `users` sent feedback on `tier` at `now_s` (Unix seconds) and refreshes
+    /// `active_users_current`. Users are kept as 64-bit hashes, at most
+    /// [`ACTIVE_USERS_CAP`] per tier (beyond it new users are not counted, so the gauge reads
+    /// the cap: memory stays bounded whatever clients send); idle ones are forgotten after 5
+    /// minutes, swept at most once a second.
+    pub fn users_seen<'a>(&self, tier: &str, users: impl IntoIterator<Item = &'a str>, now_s: i64) {
         let tier = bounded(tier, &TIERS);
         let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
-        seen.insert((tier, user.to_owned()), now_s);
-        // Forget users idle for 5 minutes; bounded by the users of the last 5 minutes.
-        seen.retain(|_, at| now_s - *at < 300);
-        let mut counts: HashMap<&'static str, i64> = TIERS.iter().map(|t| (*t, 0)).collect();
-        for (t, _) in seen.keys() {
-            *counts.entry(t).or_default() += 1;
+        let ActiveUsers { tiers, swept_at_s } = &mut *seen;
+        let tier_users = tiers.entry(tier).or_default();
+        for user in users {
+            let key = user_key(user);
+            if tier_users.len() < ACTIVE_USERS_CAP || tier_users.contains_key(&key) {
+                tier_users.insert(key, now_s);
+            }
         }
-        for (tier, n) in counts {
-            self.active_users.get_or_create(&TierLabel { tier }).set(n);
+        if *swept_at_s != now_s {
+            *swept_at_s = now_s;
+            for users in tiers.values_mut() {
+                users.retain(|_, at| now_s - *at < ACTIVE_WINDOW_S);
+            }
+            for tier in TIERS {
+                let n = tiers.get(tier).map_or(0, HashMap::len);
+                self.active_users
+                    .get_or_create(&TierLabel { tier })
+                    .set(i64::try_from(n).unwrap_or(i64::MAX));
+            }
+        } else {
+            let n = tier_users.len();
+            self.active_users
+                .get_or_create(&TierLabel { tier })
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
         }
     }
 
@@ -316,6 +339,22 @@ impl FeedbackMetrics {
             .sum();
         self.rate.set(total as f64 / RATE_WINDOW_S as f64);
     }
+}
+
+/// Users seen lately per tier, and when idle ones were last swept.
+#[derive(Debug, Default)]
+struct ActiveUsers {
+    tiers: HashMap<&'static str, HashMap<u64, i64>>,
+    swept_at_s: i64,
+}
+
+/// A user id as a 64-bit hash: the gauge needs distinct users, not their ids.
+fn user_key(user: &str) -> u64 {
+    use std::hash::Hasher;
+    // Fixed keys: the same user maps to the same slot for the process's life.
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    h.write(user.as_bytes());
+    h.finish()
 }
 
 fn bounded(value: &str, known: &[&'static str]) -> &'static str {
@@ -368,10 +407,9 @@ mod tests {
         );
         m.observe_failed("made-up", Some("eu"));
         m.set_queue_depth("standard", "normal", 12);
-        m.user_seen("realtime", "u1", 1_000);
-        m.user_seen("realtime", "u2", 1_000);
-        m.user_seen("realtime", "u1", 1_100);
-        m.user_seen("batch", "u3", 1_400);
+        m.users_seen("realtime", ["u1", "u2"], 1_000);
+        m.users_seen("realtime", ["u1"], 1_100);
+        m.users_seen("batch", ["u3"], 1_400);
         let text = render(&registry);
         for line in [
             r#"feedback_processed_total{type="review",region="other",status="needs_review"} 1"#,
@@ -389,6 +427,36 @@ mod tests {
         ] {
             assert!(text.contains(line), "missing {line} in\n{text}");
         }
+    }
+
+    #[test]
+    fn active_users_are_distinct_per_tier_and_capped() {
+        let mut registry = Registry::default();
+        let m = FeedbackMetrics::register(&mut registry);
+        let users: Vec<String> = (0..ACTIVE_USERS_CAP + 50)
+            .map(|i| format!("u{i}"))
+            .collect();
+        m.users_seen("standard", users.iter().map(String::as_str), 2_000);
+        m.users_seen("standard", ["u1", "u1", "u2"], 2_000);
+        m.users_seen("priority", ["u1", "u1", "u2"], 2_001);
+        let text = render(&registry);
+        for line in [
+            format!(r#"active_users_current{{tier="standard"}} {ACTIVE_USERS_CAP}"#),
+            r#"active_users_current{tier="priority"} 2"#.to_owned(),
+        ] {
+            assert!(text.contains(&line), "missing {line} in\n{text}");
+        }
+        // Five minutes after their last item, the standard tier's users are forgotten.
+        m.users_seen("priority", ["u3"], 2_300);
+        let text = render(&registry);
+        assert!(
+            text.contains(r#"active_users_current{tier="standard"} 0"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"active_users_current{tier="priority"} 3"#),
+            "{text}"
+        );
     }
 
     #[test]

@@ -18,7 +18,6 @@
 
 pub mod engine;
 mod handlers;
-pub mod sealing;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -28,7 +27,6 @@ use std::time::{Duration, Instant};
 use jobs::Priority;
 use serde::Serialize;
 use serde_json::Value;
-use sha2::Digest;
 use store::{
     FeedbackAnalysis, FeedbackEvent, FeedbackFilter, FeedbackInsertion, FeedbackJobSpec,
     FeedbackRecord, FeedbackStatus, NewFeedbackItem, StoreError,
@@ -38,7 +36,10 @@ use utoipa::ToSchema;
 pub use engine::{ConfigError, Engine, Item, Mode, Outcome, PiiView, Route, Tier};
 pub(crate) use handlers::{FeedbackProcess, FeedbackReencrypt};
 pub use handlers::{FEEDBACK_PROCESS, FEEDBACK_REENCRYPT};
-pub use sealing::{SealError, TextSealer};
+
+use base64::Engine as _;
+
+use crate::custody::{Custody, CustodyError};
 
 use crate::ingest::{BodyError, Framing, RejectedEvent};
 use crate::state::AppState;
@@ -62,6 +63,23 @@ pub fn queue_of(tier: Tier) -> Priority {
     }
 }
 
+/// Sets `processing_queue_depth{tier,priority}`: the due jobs (every tenant's) on each tier's
+/// jobs queue. Called wherever queue depths are read (the jobs runtime's sampling, hybrid
+/// routing's reading).
+pub fn record_queue_depths(metrics: &telemetry::Metrics, depths: &[store::JobDepth]) {
+    for tier in Tier::ALL {
+        let queue = queue_of(tier);
+        let pending = depths
+            .iter()
+            .filter(|d| d.priority == queue)
+            .map(|d| d.pending)
+            .sum();
+        metrics
+            .feedback()
+            .set_queue_depth(tier.as_str(), queue.as_str(), pending);
+    }
+}
+
 /// Why a feedback use case failed.
 #[derive(Debug, thiserror::Error)]
 pub enum FeedbackError {
@@ -73,9 +91,9 @@ pub enum FeedbackError {
     /// A configuration cannot be used.
     #[error(transparent)]
     Config(#[from] ConfigError),
-    /// Sealing or opening a text failed.
+    /// Sealing or opening a text failed (a wrong, missing or destroyed key, an altered value).
     #[error(transparent)]
-    Seal(#[from] SealError),
+    Custody(#[from] CustodyError),
     /// The tenant has no such item.
     #[error("feedback item '{0}' not found")]
     NotFound(String),
@@ -222,27 +240,95 @@ pub struct ProcessReport {
     pub failed: usize,
 }
 
+/// The secret that keys items' idempotency hashes. The stored hash of an item must not let
+/// anyone who reads the database confirm a guess of a short text (an unkeyed SHA-256 of
+/// `"text": "yes"` would), so it is an HMAC under a secret kept outside the database.
+#[derive(Clone)]
+pub struct IdempotencyKey([u8; 32]);
+
+impl IdempotencyKey {
+    /// A key from 32 secret bytes (derived from the server's key material).
+    pub fn from_bytes(bytes: [u8; 32]) -> IdempotencyKey {
+        IdempotencyKey(bytes)
+    }
+
+    /// A key derived from `secret` for this one purpose (HMAC-SHA256 under a fixed label), so
+    /// the same secret can serve other purposes without the hashes revealing anything of it.
+    pub fn derive(secret: &[u8]) -> IdempotencyKey {
+        IdempotencyKey(hmac_sha256(secret, &[b"signalbox feedback idempotency v1"]))
+    }
+
+    /// A random key: hashes then hold for this process only (tests, throwaway custody keys).
+    pub fn random() -> IdempotencyKey {
+        use rand::RngCore;
+        let mut bytes = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut bytes);
+        IdempotencyKey(bytes)
+    }
+
+    /// Hex HMAC-SHA256 of the tenant and what the client sent.
+    fn content_hash(&self, tenant_id: &str, canonical: &str) -> String {
+        hex::encode(hmac_sha256(
+            &self.0,
+            &[tenant_id.as_bytes(), b"\0", canonical.as_bytes()],
+        ))
+    }
+}
+
+impl std::fmt::Debug for IdempotencyKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("IdempotencyKey(<redacted>)")
+    }
+}
+
+fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+    use hmac::Mac;
+    // HMAC takes keys of any length; the error arm cannot happen.
+    let mut mac = match hmac::Hmac::<sha2::Sha256>::new_from_slice(key) {
+        Ok(mac) => mac,
+        Err(_) => return [0; 32],
+    };
+    for part in parts {
+        mac.update(part);
+    }
+    mac.finalize().into_bytes().into()
+}
+
 /// The feedback use cases. Cheap to share (`Arc`).
-#[derive(Debug)]
 pub struct FeedbackService {
-    sealer: TextSealer,
+    custody: Arc<Custody>,
+    hash_key: IdempotencyKey,
     engines: moka::sync::Cache<String, Arc<Engine>>,
     depth: AtomicU64,
     depth_read_at_ms: AtomicI64,
     epoch: Instant,
 }
 
-impl Default for FeedbackService {
-    fn default() -> Self {
-        FeedbackService::new(TextSealer::default())
+impl std::fmt::Debug for FeedbackService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FeedbackService")
+            .field("hash_key", &self.hash_key)
+            .finish_non_exhaustive()
     }
 }
 
+/// The field name bound into every feedback text envelope (with the tenant and item id), so a
+/// sealed text cannot be moved to another row or column.
+pub const TEXT_FIELD: &str = "text";
+
+/// A text sealed for storage: its data key's id and the envelope as base64.
+struct SealedText {
+    key_id: String,
+    sealed: String,
+}
+
 impl FeedbackService {
-    /// A service sealing texts with `sealer`.
-    pub fn new(sealer: TextSealer) -> FeedbackService {
+    /// A service sealing texts through `custody` and keying idempotency hashes with
+    /// `hash_key`.
+    pub fn new(custody: Arc<Custody>, hash_key: IdempotencyKey) -> FeedbackService {
         FeedbackService {
-            sealer,
+            custody,
+            hash_key,
             engines: moka::sync::Cache::builder()
                 .max_capacity(10_000)
                 .time_to_live(ENGINE_TTL)
@@ -253,9 +339,37 @@ impl FeedbackService {
         }
     }
 
-    /// The sealer of feedback texts.
-    pub fn sealer(&self) -> &TextSealer {
-        &self.sealer
+    /// Seals `text` of `item_id` under the tenant's active data key (AES-256-GCM, bound to
+    /// tenant, item and field).
+    async fn seal(
+        &self,
+        tenant_id: &str,
+        item_id: &str,
+        text: &str,
+    ) -> Result<SealedText, CustodyError> {
+        let sealed = self
+            .custody
+            .seal_text(tenant_id, item_id, TEXT_FIELD, text)
+            .await?;
+        Ok(SealedText {
+            key_id: Custody::sealed_key_id(sealed.as_bytes())?,
+            sealed: base64::engine::general_purpose::STANDARD.encode(sealed.as_bytes()),
+        })
+    }
+
+    /// Opens what [`FeedbackService::seal`] stored; an error says why not, never garbage.
+    async fn open(
+        &self,
+        tenant_id: &str,
+        item_id: &str,
+        sealed: &str,
+    ) -> Result<String, CustodyError> {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(sealed)
+            .map_err(|e| CustodyError::Malformed(format!("sealed text is not base64: {e}")))?;
+        self.custody
+            .open_text(tenant_id, item_id, TEXT_FIELD, &bytes)
+            .await
     }
 
     /// The tenant's engine, from its stored configuration or the default.
@@ -291,6 +405,7 @@ impl FeedbackService {
         self.depth_read_at_ms.store(elapsed, Ordering::Relaxed);
         match state.store().job_depths(now_ms).await {
             Ok(depths) => {
+                record_queue_depths(state.metrics(), &depths);
                 let total = depths.iter().map(|d| d.pending).sum();
                 self.depth.store(total, Ordering::Relaxed);
                 total
@@ -321,7 +436,10 @@ impl FeedbackService {
         let mut valid: Vec<(usize, Tier, Item, String)> = Vec::with_capacity(values.len());
         for (index, value) in values {
             match parse_one(&engine, value, tier, now_ms) {
-                Ok((tier, item, hash)) => valid.push((index, tier, item, hash)),
+                Ok((tier, item, canonical)) => {
+                    let hash = self.hash_key.content_hash(tenant_id, &canonical);
+                    valid.push((index, tier, item, hash))
+                }
                 Err((id, field, reason)) => rejected.push(RejectedEvent {
                     index,
                     event_id: id,
@@ -338,7 +456,7 @@ impl FeedbackService {
         let mut prepared: Vec<Prepared> = Vec::with_capacity(valid.len());
         for (index, tier, item, hash) in valid {
             let sealed = match &item.text {
-                Some(text) => Some(self.sealer.seal(tenant_id, &item.id, text).await?),
+                Some(text) => Some(self.seal(tenant_id, &item.id, text).await?),
                 None => None,
             };
             prepared.push(Prepared {
@@ -371,13 +489,20 @@ impl FeedbackService {
                     .into_iter()
                     .map(|item| {
                         let began = Instant::now();
-                        let quick = engine.quick_check(&item);
-                        let route = engine.choose_route(Tier::Realtime, quick.risk, depth);
-                        let outcome = match route {
-                            Route::Full => analyze_traced(&engine, &item),
-                            Route::Fast => quick,
-                        };
-                        (item.id, (route, outcome, began.elapsed().as_secs_f64()))
+                        let span = process_span(&item, Tier::Realtime);
+                        let (route, outcome) = span.in_scope(|| {
+                            let quick = engine.quick_check(&item);
+                            let route = engine.choose_route(Tier::Realtime, quick.risk, depth);
+                            let outcome = match route {
+                                Route::Full => analyze_traced(&engine, &item),
+                                Route::Fast => quick,
+                            };
+                            (route, outcome)
+                        });
+                        let seconds = began.elapsed().as_secs_f64();
+                        span.record("processing.success", true);
+                        span.record("processing.duration_ms", seconds * 1000.0);
+                        (item.id, (route, outcome, seconds))
                     })
                     .collect::<HashMap<_, _>>()
             };
@@ -406,7 +531,12 @@ impl FeedbackService {
 
         // Group the inserts by the job they need (none, or a queue's).
         let mut groups: HashMap<Option<Tier>, Vec<(usize, NewFeedbackItem)>> = HashMap::new();
+        let mut seen_users: HashMap<Tier, Vec<String>> = HashMap::new();
         for p in prepared {
+            seen_users
+                .entry(p.tier)
+                .or_default()
+                .push(p.item.user_id.clone());
             let mode = engine.mode();
             let mut events = vec![FeedbackEvent::new(
                 "received",
@@ -494,6 +624,14 @@ impl FeedbackService {
                 }
             }
         }
+        let now_s = now_ms.div_euclid(1_000);
+        for (tier, users) in seen_users {
+            state.metrics().feedback().users_seen(
+                tier.as_str(),
+                users.iter().map(String::as_str),
+                now_s,
+            );
+        }
         items.sort_by_key(|i| i.index);
         rejected.sort_by_key(|r| r.index);
         let stored = items.iter().filter(|i| i.outcome == "stored").count();
@@ -529,10 +667,18 @@ impl FeedbackService {
                 report.skipped += 1;
                 continue;
             }
-            let text = match (&record.text_sealed, &record.text_key_id) {
-                (Some(sealed), Some(key)) => {
-                    match self.sealer.open(tenant_id, &record.id, key, sealed).await {
+            let text = match &record.text_sealed {
+                Some(sealed) => {
+                    match self.open(tenant_id, &record.id, sealed).await {
                         Ok(text) => Some(text),
+                        // The keyring lacks the master key, or holds another secret under its
+                        // id: an operator can fix that, so the job retries.
+                        Err(
+                            e @ (CustodyError::Store(_)
+                            | CustodyError::UnknownMasterKey { .. }
+                            | CustodyError::WrongMasterKey { .. }),
+                        ) => return Err(e.into()),
+                        // Erased, altered or malformed: no retry can read it.
                         Err(e) => {
                             let failed = state
                                 .store()
@@ -558,13 +704,7 @@ impl FeedbackService {
             let item = item_of(&record, text);
             let tier = Tier::parse(&record.tier).unwrap_or(Tier::Standard);
             let began = Instant::now();
-            let span = tracing::info_span!(
-                "process_feedback",
-                feedback.r#type = %item.kind,
-                processing.tier = tier.as_str(),
-                processing.success = tracing::field::Empty,
-                processing.duration_ms = tracing::field::Empty,
-            );
+            let span = process_span(&item, tier);
             let outcome = span.in_scope(|| analyze_traced(&engine, &item));
             let seconds = began.elapsed().as_secs_f64();
             span.record("processing.success", true);
@@ -715,7 +855,7 @@ impl FeedbackService {
         let (Some(sealed), Some(key)) = (&record.text_sealed, &record.text_key_id) else {
             return Ok(None);
         };
-        let text = self.sealer.open(tenant_id, item_id, key, sealed).await?;
+        let text = self.open(tenant_id, item_id, sealed).await?;
         state
             .store()
             .record_feedback_event(
@@ -726,6 +866,37 @@ impl FeedbackService {
             )
             .await?;
         Ok(Some(text))
+    }
+
+    /// Erases an item's text, sealed and redacted (with its findings and trace), keeping its
+    /// scores and history; recorded as `purged` in history and audit log in the same
+    /// transaction. The audit log keeps only hashes, so it still verifies. Purging a purged
+    /// item changes nothing.
+    pub async fn purge(
+        &self,
+        state: &AppState,
+        tenant_id: &str,
+        item_id: &str,
+        actor: &str,
+    ) -> Result<bool, FeedbackError> {
+        let record = state
+            .store()
+            .feedback_item(tenant_id, item_id)
+            .await?
+            .ok_or_else(|| FeedbackError::NotFound(item_id.to_owned()))?;
+        Ok(state
+            .store()
+            .purge_feedback(
+                tenant_id,
+                item_id,
+                &FeedbackEvent::new(
+                    "purged",
+                    actor,
+                    serde_json::json!({ "previous_status": record.status.as_str() }),
+                ),
+                crate::jobs::now_ms(),
+            )
+            .await?)
     }
 
     /// The tenant's configuration as stored (or the default) and its version (0: default).
@@ -763,13 +934,16 @@ impl FeedbackService {
         Ok(stored.version)
     }
 
-    /// Rotates the tenant's data key and enqueues the re-encryption of its items.
+    /// Rotates the tenant's data key (the old one is retired: it still opens what it sealed)
+    /// and enqueues the re-encryption of its items under the new one. `actor`: who asked (an
+    /// API key id, or `operator` from the command line).
     pub async fn rotate_keys(
         &self,
         state: &AppState,
         tenant_id: &str,
+        actor: &str,
     ) -> Result<(String, String), FeedbackError> {
-        let key_id = self.sealer.rotate(tenant_id).await?;
+        let key_id = self.custody.rotate_data_key(tenant_id, actor).await?;
         let payload = serde_json::json!({ "key_id": key_id }).to_string();
         let job = state
             .store()
@@ -792,14 +966,19 @@ impl FeedbackService {
     }
 
     /// Re-encrypts up to one batch of the tenant's items sealed under keys other than the
-    /// active one; returns how many were re-sealed and whether none remain (then the old keys
-    /// are retired).
+    /// active one; returns how many were re-sealed and whether none remain. (The old keys
+    /// were retired by the rotation; they keep opening what they sealed, so an item sealed
+    /// under one by an ingest racing the rotation stays readable, and the next rotation or
+    /// re-encryption pass moves it.)
     pub async fn reencrypt_batch(
         &self,
         state: &AppState,
         tenant_id: &str,
     ) -> Result<(usize, bool), FeedbackError> {
-        let active = self.sealer.active_key(tenant_id).await?;
+        let Some(active) = state.store().active_data_key(tenant_id).await? else {
+            return Ok((0, true));
+        };
+        let active = active.key_id;
         let todo = state
             .store()
             .feedback_sealed_under_other_keys(tenant_id, &active, REENCRYPT_BATCH)
@@ -807,14 +986,29 @@ impl FeedbackService {
         if todo.is_empty() {
             return Ok((0, true));
         }
-        let mut old_keys: Vec<String> = Vec::new();
+        // The rotation may have happened in another process (the CLI, another replica), whose
+        // new key this process's custody has not seen yet: retiring the old keys (a no-op when
+        // they are retired already) makes it read the active key afresh.
+        let mut old_keys: Vec<&str> = todo.iter().map(|(key, _)| key.as_str()).collect();
+        old_keys.sort_unstable();
+        old_keys.dedup();
+        for key in old_keys {
+            self.custody.retire_data_key(tenant_id, key).await?;
+        }
         let mut done = 0;
         for (old_key, sealed) in todo {
             let text = self
-                .sealer
-                .open(tenant_id, &sealed.id, &old_key, &sealed.text_sealed)
+                .open(tenant_id, &sealed.id, &sealed.text_sealed)
                 .await?;
-            let resealed = self.sealer.seal(tenant_id, &sealed.id, &text).await?;
+            let resealed = self.seal(tenant_id, &sealed.id, &text).await?;
+            if resealed.key_id != active {
+                // Another rotation since this batch read the active key: the next pass uses
+                // the newer one.
+                return Err(FeedbackError::Custody(CustodyError::Malformed(format!(
+                    "the active data key changed during re-encryption ({active} to {})",
+                    resealed.key_id
+                ))));
+            }
             if state
                 .store()
                 .reseal_feedback(
@@ -828,19 +1022,6 @@ impl FeedbackService {
             {
                 done += 1;
             }
-            if !old_keys.contains(&old_key) {
-                old_keys.push(old_key);
-            }
-        }
-        for key in old_keys {
-            if state
-                .store()
-                .count_feedback_sealed_with(tenant_id, &key)
-                .await?
-                == 0
-            {
-                self.sealer.retire(tenant_id, &key).await?;
-            }
         }
         Ok((done, false))
     }
@@ -851,7 +1032,7 @@ struct Prepared {
     tier: Tier,
     hash: String,
     item: Item,
-    sealed: Option<sealing::SealedText>,
+    sealed: Option<SealedText>,
 }
 
 type Rejection = (Option<String>, Option<String>, String);
@@ -884,8 +1065,9 @@ fn parse_one(
         }
     };
     // What the client sent (keys sorted, the tier left out): a repeat of it is a duplicate
-    // whatever defaults validation fills in (`occurred_at_ms` is the receiving time).
-    let hash = hex::encode(sha2::Sha256::digest(value.to_string().as_bytes()));
+    // whatever defaults validation fills in (`occurred_at_ms` is the receiving time). The
+    // caller keys its hash.
+    let canonical = value.to_string();
     let assigned = format!("fb_{}", uuid::Uuid::now_v7().simple());
     let item = engine
         .validate(value, &assigned, now_ms)
@@ -898,7 +1080,19 @@ fn parse_one(
                 .join("; ");
             (id.clone(), field, reason)
         })?;
-    Ok((tier, item, hash))
+    Ok((tier, item, canonical))
+}
+
+/// The seed's `process_feedback` span of one item: its type and tier now, success and duration
+/// recorded when done.
+fn process_span(item: &Item, tier: Tier) -> tracing::Span {
+    tracing::info_span!(
+        "process_feedback",
+        feedback.r#type = %item.kind,
+        processing.tier = tier.as_str(),
+        processing.success = tracing::field::Empty,
+        processing.duration_ms = tracing::field::Empty,
+    )
 }
 
 /// The full checks inside a `constitutional_validation` span recording whether they passed.

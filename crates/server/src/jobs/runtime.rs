@@ -855,6 +855,7 @@ async fn run_maintenance(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
             match store.job_depths(now).await {
                 Ok(depths) => {
                     shared.pending.set(depths.iter().map(|d| d.pending).sum());
+                    crate::feedback::record_queue_depths(shared.state.metrics(), &depths);
                     let rows: Vec<telemetry::JobDepthSample<'_>> = depths
                         .iter()
                         .map(|d| telemetry::JobDepthSample {

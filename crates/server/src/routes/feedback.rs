@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use store::{FeedbackFilter, FeedbackStatus, Scope};
 use utoipa::{IntoParams, ToSchema};
 
+use crate::custody::CustodyError;
 use crate::extract::{body_error, ApiQuery, Auth};
 use crate::feedback::{FeedbackError, IngestReport, ItemPage, ItemView, Tier};
 use crate::ingest::{BodyError, Framing, MAX_EVENTS_PER_REQUEST};
@@ -244,7 +245,8 @@ pub(crate) struct ClearText {
         (status = 200, body = ClearText),
         (status = 403, description = "The key lacks the read_clear scope", content_type = "application/problem+json", body = crate::openapi::Problem),
         (status = 404, description = "No such item in your tenant", content_type = "application/problem+json", body = crate::openapi::Problem),
-        (status = 500, description = "The sealed text cannot be opened (wrong or missing key); never garbage", content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 410, description = "The text was erased: its data key was destroyed", content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 500, description = "The sealed text cannot be opened (wrong or missing key, altered value); the detail says which, never garbage", content_type = "application/problem+json", body = crate::openapi::Problem),
     ))]
 pub(crate) async fn clear_text(
     State(state): State<AppState>,
@@ -383,13 +385,45 @@ pub(crate) async fn rotate_keys(
     auth.require(Scope::Admin)?;
     let (key_id, job_id) = state
         .feedback()
-        .rotate_keys(&state, auth.tenant_id())
+        .rotate_keys(&state, auth.tenant_id(), &auth.0.key_id)
         .await
         .map_err(feedback_error)?;
     Ok((
         axum::http::StatusCode::ACCEPTED,
         axum::Json(RotationView { key_id, job_id }),
     ))
+}
+
+/// What a purge did.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct PurgeView {
+    id: String,
+    /// False when the item was purged already.
+    purged: bool,
+}
+
+/// Erases an item's text (admin scope): the sealed original, the redacted text, the findings
+/// and the policy trace; scores, status history and the audit log stay (the log holds hashes,
+/// never content, so it still verifies). Recorded as `purged`.
+#[utoipa::path(delete, path = "/api/v1/feedback/{id}", tag = "feedback", security(("api_key" = [])),
+    params(("id" = String, Path, description = "The item's id")),
+    responses(
+        (status = 200, body = PurgeView),
+        (status = 403, content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 404, description = "No such item in your tenant", content_type = "application/problem+json", body = crate::openapi::Problem),
+    ))]
+pub(crate) async fn purge(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<axum::Json<PurgeView>, ApiError> {
+    auth.require(Scope::Admin)?;
+    let purged = state
+        .feedback()
+        .purge(&state, auth.tenant_id(), &id, &auth.0.key_id)
+        .await
+        .map_err(feedback_error)?;
+    Ok(axum::Json(PurgeView { id, purged }))
 }
 
 fn feedback_error(e: FeedbackError) -> ApiError {
@@ -409,9 +443,18 @@ fn feedback_error(e: FeedbackError) -> ApiError {
         FeedbackError::Config(e) => {
             ApiError::new(ProblemKind::Unprocessable, e.to_string()).with("field", e.path.as_str())
         }
-        FeedbackError::Seal(e) => {
+        FeedbackError::Custody(CustodyError::Store(e)) => e.into(),
+        FeedbackError::Custody(e @ CustodyError::Erased { .. }) => {
+            ApiError::new(ProblemKind::Gone, e.to_string())
+        }
+        FeedbackError::Custody(e) => {
+            // Wrong or missing key, altered value: say which, never return garbage. The
+            // message names key ids, never key material or content.
             tracing::error!(error = %e, "feedback text cannot be opened");
-            ApiError::new(ProblemKind::Internal, e.to_string())
+            ApiError::new(
+                ProblemKind::Internal,
+                format!("the stored text cannot be opened: {e}"),
+            )
         }
         FeedbackError::NotFound(id) => {
             ApiError::not_found(format!("no feedback item '{id}' in your tenant"))

@@ -91,7 +91,7 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(feedback::ingest, feedback::list))
         .routes(routes!(feedback::get_config, feedback::put_config))
         .routes(routes!(feedback::rotate_keys))
-        .routes(routes!(feedback::get))
+        .routes(routes!(feedback::get, feedback::purge))
         .routes(routes!(feedback::trace))
         .routes(routes!(feedback::clear_text))
         .routes(routes!(audit::checkpoint))

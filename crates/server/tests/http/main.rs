@@ -9,6 +9,7 @@ mod cors;
 mod database;
 mod experiments;
 mod feedback;
+mod feedback_custody;
 mod flags;
 mod forecast;
 mod http_caching;

@@ -130,6 +130,12 @@ impl Server {
         get_raw(&self.addr, path, key)
     }
 
+    /// SIGKILL: no shutdown, no drain; waits until the process is gone.
+    pub fn kill(&mut self) {
+        self.child.kill().expect("SIGKILL the server");
+        self.child.wait().expect("reap the server");
+    }
+
     /// What the server logged so far.
     pub fn log(&self) -> Vec<String> {
         self.stderr.try_iter().collect()
