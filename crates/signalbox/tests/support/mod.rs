@@ -190,6 +190,12 @@ pub fn describe(what: &str, out: &Output) -> String {
 /// stamp written after a successful install records which). Returns its interpreter. Fails,
 /// never skips, without python3 or a reachable package index.
 pub fn python_venv(requirements_path: &Path, name: &str) -> std::path::PathBuf {
+    // The tests of one binary run on parallel threads and share the environment: the first
+    // creates it while the others wait, instead of all racing to create the same directory.
+    static CREATING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _creating = CREATING
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let requirements = std::fs::read_to_string(requirements_path).unwrap();
     let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
     let python = venv.join("bin").join("python");
