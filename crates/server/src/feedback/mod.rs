@@ -216,6 +216,17 @@ impl ItemView {
     }
 }
 
+/// The list's keyset cursor: the last item's `(occurred_ms, id)` as `"<ms>:<id>"`.
+fn page_cursor(occurred_ms: i64, id: &str) -> String {
+    format!("{occurred_ms}:{id}")
+}
+
+/// Reads a cursor [`page_cursor`] made; `None` for anything else.
+pub fn parse_page_cursor(cursor: &str) -> Option<(i64, String)> {
+    let (ms, id) = cursor.split_once(':')?;
+    Some((ms.parse().ok()?, id.to_owned()))
+}
+
 fn json_or_null(text: Option<&str>) -> Value {
     text.and_then(|t| serde_json::from_str(t).ok())
         .unwrap_or(Value::Null)
@@ -776,6 +787,20 @@ impl FeedbackService {
         Ok(failed)
     }
 
+    /// The tenant's item, or `NotFound` (another tenant's item is not found either).
+    async fn record(
+        &self,
+        state: &AppState,
+        tenant_id: &str,
+        item_id: &str,
+    ) -> Result<store::FeedbackRecord, FeedbackError> {
+        state
+            .store()
+            .feedback_item(tenant_id, item_id)
+            .await?
+            .ok_or_else(|| FeedbackError::NotFound(item_id.to_owned()))
+    }
+
     /// One item with its history.
     pub async fn item(
         &self,
@@ -783,11 +808,7 @@ impl FeedbackService {
         tenant_id: &str,
         item_id: &str,
     ) -> Result<ItemView, FeedbackError> {
-        let record = state
-            .store()
-            .feedback_item(tenant_id, item_id)
-            .await?
-            .ok_or_else(|| FeedbackError::NotFound(item_id.to_owned()))?;
+        let record = self.record(state, tenant_id, item_id).await?;
         let history = state
             .store()
             .feedback_history(tenant_id, item_id)
@@ -812,11 +833,7 @@ impl FeedbackService {
     ) -> Result<ItemPage, FeedbackError> {
         let records = state.store().list_feedback(tenant_id, filter).await?;
         let next_cursor = (records.len() as u32 >= filter.limit.clamp(1, store::MAX_FEEDBACK_PAGE))
-            .then(|| {
-                records
-                    .last()
-                    .map(|r| format!("{}:{}", r.occurred_ms, r.id))
-            })
+            .then(|| records.last().map(|r| page_cursor(r.occurred_ms, &r.id)))
             .flatten();
         Ok(ItemPage {
             items: records.into_iter().map(|r| ItemView::of(r, None)).collect(),
@@ -831,11 +848,7 @@ impl FeedbackService {
         tenant_id: &str,
         item_id: &str,
     ) -> Result<Value, FeedbackError> {
-        let record = state
-            .store()
-            .feedback_item(tenant_id, item_id)
-            .await?
-            .ok_or_else(|| FeedbackError::NotFound(item_id.to_owned()))?;
+        let record = self.record(state, tenant_id, item_id).await?;
         Ok(json_or_null(record.analysis.trace.as_deref()))
     }
 
@@ -847,11 +860,7 @@ impl FeedbackService {
         item_id: &str,
         actor: &str,
     ) -> Result<Option<String>, FeedbackError> {
-        let record = state
-            .store()
-            .feedback_item(tenant_id, item_id)
-            .await?
-            .ok_or_else(|| FeedbackError::NotFound(item_id.to_owned()))?;
+        let record = self.record(state, tenant_id, item_id).await?;
         let (Some(sealed), Some(key)) = (&record.text_sealed, &record.text_key_id) else {
             return Ok(None);
         };
@@ -879,11 +888,7 @@ impl FeedbackService {
         item_id: &str,
         actor: &str,
     ) -> Result<bool, FeedbackError> {
-        let record = state
-            .store()
-            .feedback_item(tenant_id, item_id)
-            .await?
-            .ok_or_else(|| FeedbackError::NotFound(item_id.to_owned()))?;
+        let record = self.record(state, tenant_id, item_id).await?;
         Ok(state
             .store()
             .purge_feedback(

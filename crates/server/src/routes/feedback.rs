@@ -150,8 +150,7 @@ pub(crate) async fn list(
     let after = params
         .cursor
         .map(|c| {
-            c.split_once(':')
-                .and_then(|(t, id)| Some((t.parse::<i64>().ok()?, id.to_owned())))
+            crate::feedback::parse_page_cursor(&c)
                 .ok_or_else(|| ApiError::invalid_parameter("cursor", "not a cursor this API gave"))
         })
         .transpose()?;
