@@ -19,14 +19,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method, Request, Uri};
 use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 
-type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+use crate::freshness::{connect, Sender};
 
 /// The configuration the run sets: full checks on every item.
 const RESEARCH: &str = "mode = \"research\"\n";
@@ -45,21 +44,6 @@ pub struct FeedbackLoadPlan {
     /// Items per second of each queued tier (0: none).
     pub queued_rate: u64,
     pub batch: usize,
-}
-
-async fn connect(base: &Uri) -> anyhow::Result<Sender> {
-    let authority = base
-        .authority()
-        .context("url: no host")?
-        .as_str()
-        .to_owned();
-    let stream = tokio::net::TcpStream::connect(&authority)
-        .await
-        .with_context(|| format!("url: cannot connect to {authority}"))?;
-    stream.set_nodelay(true)?;
-    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-    tokio::spawn(conn);
-    Ok(sender)
 }
 
 async fn send(

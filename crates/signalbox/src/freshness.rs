@@ -17,7 +17,8 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 
-type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+/// One HTTP/1.1 client connection (the load generators of `loadtest` share it).
+pub(crate) type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
 
 pub struct FreshnessPlan {
     pub base: Uri,
@@ -28,7 +29,8 @@ pub struct FreshnessPlan {
     pub batch: usize,
 }
 
-async fn connect(base: &Uri) -> anyhow::Result<Sender> {
+/// Opens one connection to `base`'s authority, without Nagle's delay.
+pub(crate) async fn connect(base: &Uri) -> anyhow::Result<Sender> {
     let authority = base
         .authority()
         .context("url: no host")?
