@@ -27,6 +27,7 @@
 mod analytics;
 pub mod client_addr;
 mod connections;
+mod console;
 mod context;
 mod cors;
 pub mod custody;
@@ -60,6 +61,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 pub use client_addr::{ClientAddr, TrustedProxies};
 pub use connections::ConnectionSettings;
+pub use console::{page_weight as console_page_weight, ConsoleSettings};
 pub use cors::{CorsOriginError, CorsSettings};
 pub use custody::{run_audit_checkpointer, Custody, CustodyError, CustodyKeys, CustodySettings};
 pub use exposures::{run_exposure_writer, ExposureRecorder, ExposureSettings};
@@ -83,7 +85,10 @@ pub fn app(state: AppState) -> Router {
     let json = document.to_pretty_json().unwrap_or_default();
     let _ = state.inner.openapi_json.set(bytes::Bytes::from(json));
     let cors = state.config().cors.layer();
+    // The web console's pages sit beside the API, behind the same envelope and limits; they
+    // are not part of the OpenAPI document (HTML for people, not a contract for programs).
     let router = router
+        .merge(console::router())
         .fallback(route_not_found)
         .layer(CatchPanicLayer::custom(|_panic| {
             ApiError::internal().into_response()

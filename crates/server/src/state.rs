@@ -62,6 +62,8 @@ pub struct ServerConfig {
     pub jobs: crate::JobSettings,
     /// Encryption at rest and audit log keys, and how often log heads are signed.
     pub custody: crate::custody::CustodySettings,
+    /// Web console sessions: idle and maximum lifetimes, the cookie's `Secure` flag.
+    pub console: crate::ConsoleSettings,
 }
 
 /// The scrape token of `/metrics`. Only its SHA-256 is kept, compared in constant time, and
@@ -117,6 +119,7 @@ impl Default for ServerConfig {
             llm: crate::LlmSettings::default(),
             jobs: crate::JobSettings::default(),
             custody: crate::custody::CustodySettings::default(),
+            console: crate::ConsoleSettings::default(),
         }
     }
 }

@@ -60,6 +60,11 @@ use serde::Deserialize;
 /// allow_origins = ["https://app.example.com"]   # or ["*"]; default: none (CORS off)
 /// max_age = "10m"
 ///
+/// [console]
+/// idle_timeout = "30m"               # a session unused this long is signed out
+/// max_lifetime = "12h"               # and every session after this long
+/// secure_cookie = true               # behind TLS: the cookie goes over HTTPS only
+///
 /// [forecast]
 /// index = "/srv/signalbox/forecast"   # default: DATA_DIR/forecast (demo model)
 /// cache_ttl = "10m"
@@ -136,6 +141,8 @@ pub struct FileConfig {
     #[serde(default)]
     pub cors: CorsSection,
     #[serde(default)]
+    pub console: ConsoleSection,
+    #[serde(default)]
     pub llm: LlmSection,
     #[serde(default)]
     pub jobs: JobsSection,
@@ -163,6 +170,7 @@ impl std::fmt::Debug for FileConfig {
             .field("rate_limits", &self.rate_limits)
             .field("cache", &self.cache)
             .field("cors", &self.cors)
+            .field("console", &self.console)
             .field("llm", &self.llm)
             .field("jobs", &self.jobs)
             .finish()
@@ -225,6 +233,17 @@ pub struct CorsSection {
     pub allow_origins: Vec<String>,
     #[serde(default, with = "humantime_serde_opt")]
     pub max_age: Option<Duration>,
+}
+
+/// The web console's sessions.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleSection {
+    #[serde(default, with = "humantime_serde_opt")]
+    pub idle_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde_opt")]
+    pub max_lifetime: Option<Duration>,
+    pub secure_cookie: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -145,6 +145,16 @@ pub struct ServeArgs {
     /// How long browsers may reuse a preflight answer [default: 10m].
     #[arg(long, env = "SIGNALBOX_CORS_MAX_AGE", value_parser = humantime::parse_duration, value_name = "DURATION")]
     cors_max_age: Option<Duration>,
+    /// A web console session unused for this long is signed out [default: 30m].
+    #[arg(long, env = "SIGNALBOX_CONSOLE_IDLE_TIMEOUT", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    console_idle_timeout: Option<Duration>,
+    /// A web console session is signed out this long after sign-in, however busy [default: 12h].
+    #[arg(long, env = "SIGNALBOX_CONSOLE_MAX_LIFETIME", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    console_max_lifetime: Option<Duration>,
+    /// Mark the console's session cookie `Secure` (sent over HTTPS only): turn on whenever the
+    /// console is reached over TLS, directly or through a proxy [default: false].
+    #[arg(long, env = "SIGNALBOX_CONSOLE_SECURE_COOKIE", value_name = "BOOL")]
+    console_secure_cookie: Option<bool>,
     /// Most open database connections, per pool (the primary's, and the read replica's if
     /// any) [default: 20].
     #[arg(long, env = "SIGNALBOX_DATABASE_POOL_SIZE", value_name = "N")]
@@ -636,6 +646,23 @@ pub async fn run(common: Common, args: ServeArgs) -> anyhow::Result<()> {
                 "metrics token: must not be empty (leave it unset for an open /metrics)",
             )?),
         };
+    let console = server::ConsoleSettings {
+        idle_timeout: args
+            .console_idle_timeout
+            .or(file.console.idle_timeout)
+            .unwrap_or(defaults.console.idle_timeout),
+        max_lifetime: args
+            .console_max_lifetime
+            .or(file.console.max_lifetime)
+            .unwrap_or(defaults.console.max_lifetime),
+        secure_cookie: args
+            .console_secure_cookie
+            .or(file.console.secure_cookie)
+            .unwrap_or(defaults.console.secure_cookie),
+    };
+    if console.idle_timeout.is_zero() || console.max_lifetime.is_zero() {
+        anyhow::bail!("console idle timeout, console max lifetime: must be more than zero");
+    }
     let config = ServerConfig {
         body_limit_bytes: args
             .body_limit_bytes
@@ -681,6 +708,7 @@ pub async fn run(common: Common, args: ServeArgs) -> anyhow::Result<()> {
         llm,
         jobs,
         custody: server::CustodySettings::default(),
+        console,
     };
     if config.flag_refresh_interval.is_zero() {
         anyhow::bail!("flag refresh interval: must be more than zero");

@@ -27,6 +27,7 @@
 //! ```
 
 mod audit;
+mod console;
 mod diff;
 mod experiments;
 mod feedback;
@@ -57,6 +58,7 @@ pub use self::audit::{
     AuditHead, AuditHeadStatus, AuditLogReader, NewAuditRecord, StoredAuditRecord,
     StoredCheckpoint, MAX_AUDIT_PAGE, MAX_AUDIT_TEXT_BYTES,
 };
+pub use self::console::{ConsoleSessionRecord, NewConsoleSession};
 pub use self::jobs::{
     error_text as job_error_text, jobs_channel, valid_idempotency_key, AttemptOutcome, Enqueued,
     Finish, JobDepth, JobFilter, JobReceipt, JobRecord, JobSchedule, JobStats, JobWakeups, NewJob,

@@ -82,6 +82,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/0011_feedback.sql"),
         postgres: include_str!("../migrations/0011_feedback.sql"),
     },
+    Migration {
+        version: 12,
+        name: "console_sessions",
+        sqlite: include_str!("../migrations/0012_console_sessions.sql"),
+        postgres: include_str!("../migrations/0012_console_sessions.sql"),
+    },
 ];
 
 /// The newest schema version this build knows.

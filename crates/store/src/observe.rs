@@ -84,11 +84,12 @@ pub enum Table {
     AuditHeads,
     AuditCheckpoints,
     TenantDataKeys,
+    ConsoleSessions,
 }
 
 impl Table {
     /// Every table; the telemetry crate's sampler and this module's cells iterate it.
-    pub const ALL: [Table; 28] = [
+    pub const ALL: [Table; 29] = [
         Table::Tenants,
         Table::ApiKeys,
         Table::WeberProfiles,
@@ -117,6 +118,7 @@ impl Table {
         Table::AuditHeads,
         Table::AuditCheckpoints,
         Table::TenantDataKeys,
+        Table::ConsoleSessions,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -149,6 +151,7 @@ impl Table {
             Table::AuditHeads => "audit_heads",
             Table::AuditCheckpoints => "audit_checkpoints",
             Table::TenantDataKeys => "tenant_data_keys",
+            Table::ConsoleSessions => "console_sessions",
         }
     }
 }
