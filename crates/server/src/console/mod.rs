@@ -148,6 +148,14 @@ pub(crate) fn page(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
+    if status.is_client_error() || status.is_server_error() {
+        // An error page (a form shown again with its errors): counted by the envelope like any
+        // error, its HTML left as it is rather than replaced by a problem.
+        response.extensions_mut().insert(OwnErrorBody {
+            kind: ProblemKind::for_status(status),
+            detail: format!("console page answered {status}"),
+        });
+    }
     Ok(response)
 }
 
