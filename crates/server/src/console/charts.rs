@@ -18,8 +18,8 @@
 use plotters::coord::Shift;
 use plotters::element::{Circle, DashedPathElement, PathElement, Polygon, Rectangle, Text};
 use plotters::prelude::{
-    ChartBuilder, Color, DrawingArea, DrawingAreaErrorKind, IntoDrawingArea, IntoSegmentedCoord,
-    RGBColor, SVGBackend, SegmentValue, ShapeStyle, WHITE,
+    ChartBuilder, Color, DrawingArea, DrawingAreaErrorKind, IntoDrawingArea, RGBColor, SVGBackend,
+    ShapeStyle, TRANSPARENT, WHITE,
 };
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use plotters::style::{FontFamily, IntoFont, TextStyle};
@@ -144,7 +144,7 @@ pub(crate) fn line_chart(chart: &LineChart<'_>) -> String {
             .y_label_area_size(64)
             .build_cartesian_2d(x_range.0..x_range.1, y_range.0..y_range.1)?;
         ctx.configure_mesh()
-            .light_line_style(GRID)
+            .light_line_style(TRANSPARENT)
             .bold_line_style(GRID)
             .axis_style(INK)
             .label_style(label_style())
@@ -208,7 +208,6 @@ pub(crate) fn bar_chart(title: &str, y_label: &str, bars: &[(&str, f64)]) -> Str
     } else {
         (low, high + (high - low) * 0.12)
     };
-    let count = i32::try_from(shown.len()).unwrap_or(i32::MAX);
     let colour = PALETTE[0];
     render(title, HEIGHT, |root| {
         let mut ctx = ChartBuilder::on(root)
@@ -216,49 +215,54 @@ pub(crate) fn bar_chart(title: &str, y_label: &str, bars: &[(&str, f64)]) -> Str
             .margin_top(20)
             .x_label_area_size(40)
             .y_label_area_size(64)
-            .build_cartesian_2d((0..count).into_segmented(), low..high)?;
-        let x_format = |v: &SegmentValue<i32>| match v {
-            SegmentValue::CenterOf(i) => usize::try_from(*i)
-                .ok()
-                .and_then(|i| shown.get(i))
+            .build_cartesian_2d(category_axis(shown.len()), low..high)?;
+        let x_format = |v: &f64| {
+            category(&shown, *v)
                 .map(|b| shorten(b.0, 18))
-                .unwrap_or_default(),
-            _ => String::new(),
+                .unwrap_or_default()
         };
         ctx.configure_mesh()
             .disable_x_mesh()
-            .light_line_style(GRID)
+            .light_line_style(TRANSPARENT)
             .bold_line_style(GRID)
             .axis_style(INK)
             .label_style(label_style())
             .axis_desc_style(label_style())
             .y_desc(y_label)
-            .x_labels(shown.len().max(1))
+            .x_labels(shown.len())
             .y_labels(6)
             .x_label_formatter(&x_format)
             .y_label_formatter(&|v| format_number(*v))
             .draw()?;
-        ctx.draw_series(shown.iter().zip(0..).map(|(&(_, v), i)| {
-            let mut bar = Rectangle::new(
-                [
-                    (SegmentValue::Exact(i), 0.0),
-                    (SegmentValue::Exact(i + 1), v),
-                ],
-                colour.filled(),
-            );
-            bar.set_margin(0, 0, 10, 10);
-            bar
+        ctx.draw_series(shown.iter().zip(0_u32..).map(|(&(_, v), i)| {
+            let i = f64::from(i);
+            Rectangle::new([(i - 0.36, 0.0), (i + 0.36, v)], colour.filled())
         }))?;
         let value_style = label_style().pos(Pos::new(HPos::Center, VPos::Bottom));
-        ctx.draw_series(shown.iter().zip(0..).map(|(&(_, v), i)| {
+        ctx.draw_series(shown.iter().zip(0_u32..).map(|(&(_, v), i)| {
             Text::new(
                 format_number(v),
-                (SegmentValue::CenterOf(i), v.max(0.0)),
+                (f64::from(i), v.max(0.0)),
                 value_style.clone(),
             )
         }))?;
         Ok(())
     })
+}
+
+/// An axis with one slot per category, centred on 0, 1, …; asking for `count` labels puts a
+/// tick on each integer (plotters picks steps of 1, 2 or 5 × 10ⁿ, and 1 fits exactly).
+fn category_axis(count: usize) -> std::ops::Range<f64> {
+    -0.5..f64::from(u32::try_from(count).unwrap_or(u32::MAX)) - 0.5
+}
+
+/// The category at an axis position (ticks sit exactly on the integers).
+fn category<T>(items: &[T], at: f64) -> Option<&T> {
+    if at < 0.0 || (at - at.round()).abs() > 1e-6 {
+        return None;
+    }
+    // In range and integral: the cast is exact.
+    items.get(at.round() as usize)
 }
 
 /// A forest plot: one row per estimate with its interval, a dashed reference line (e.g. 0 lift).
@@ -279,9 +283,9 @@ pub(crate) fn interval_chart(
         return no_data(title);
     };
     let x_range = pad(x_range, 0.1);
-    let count = i32::try_from(rows.len()).unwrap_or(i32::MAX);
     // Row i is drawn at the top for i = 0: the y axis counts upwards.
-    let at = move |i: i32| SegmentValue::CenterOf(count - 1 - i);
+    let last = rows.len().saturating_sub(1);
+    let at = |i: usize| f64::from(u32::try_from(last - i).unwrap_or(0));
     let height = (80 + 44 * rows.len().min(20)).max(180) as u32;
     render(title, height, |root| {
         let mut ctx = ChartBuilder::on(root)
@@ -289,42 +293,36 @@ pub(crate) fn interval_chart(
             .margin_top(20)
             .x_label_area_size(48)
             .y_label_area_size(180)
-            .build_cartesian_2d(x_range.0..x_range.1, (0..count).into_segmented())?;
-        let y_format = |v: &SegmentValue<i32>| match v {
-            SegmentValue::CenterOf(k) => usize::try_from(count - 1 - k)
-                .ok()
-                .and_then(|i| rows.get(i))
+            .build_cartesian_2d(x_range.0..x_range.1, category_axis(rows.len()))?;
+        let y_format = |v: &f64| {
+            category(rows, *v)
+                .and_then(|_| rows.get(last - v.round() as usize))
                 .map(|r| shorten(r.label, 24))
-                .unwrap_or_default(),
-            _ => String::new(),
+                .unwrap_or_default()
         };
         ctx.configure_mesh()
             .disable_y_mesh()
-            .light_line_style(GRID)
+            .light_line_style(TRANSPARENT)
             .bold_line_style(GRID)
             .axis_style(INK)
             .label_style(label_style())
             .axis_desc_style(label_style())
             .x_desc(x_label)
             .x_labels(8)
-            .y_labels(rows.len().max(1))
+            .y_labels(rows.len())
             .x_label_formatter(&|v| format_number(*v))
             .y_label_formatter(&y_format)
             .draw()?;
         if reference.is_finite() {
             ctx.draw_series(std::iter::once(DashedPathElement::new(
-                vec![
-                    (reference, SegmentValue::Exact(0)),
-                    (reference, SegmentValue::Exact(count)),
-                ]
-                .into_iter(),
+                vec![(reference, -0.5), (reference, at(0) + 0.5)].into_iter(),
                 6,
                 4,
                 ShapeStyle::from(INK).stroke_width(1),
             )))?;
         }
         let style = ShapeStyle::from(PALETTE[0]).stroke_width(3);
-        for (r, i) in rows.iter().zip(0..) {
+        for (i, r) in rows.iter().enumerate() {
             if !drawable(r) {
                 continue;
             }
@@ -391,7 +389,7 @@ pub(crate) fn fan_chart(chart: &FanChart<'_>) -> String {
             .y_label_area_size(64)
             .build_cartesian_2d(x_range.0..x_range.1, y_range.0..y_range.1)?;
         ctx.configure_mesh()
-            .light_line_style(GRID)
+            .light_line_style(TRANSPARENT)
             .bold_line_style(GRID)
             .axis_style(INK)
             .label_style(label_style())
@@ -899,6 +897,27 @@ mod tests {
         assert!(svg.contains("+2 h"), "{svg}");
         assert!(svg.contains("<circle"));
         assert!(svg.contains("median (p50)"));
+    }
+
+    #[test]
+    fn one_bar_and_one_row_draw_inside_the_plot() {
+        for svg in [
+            bar_chart("one", "n", &[("only", 4.0)]),
+            interval_chart(
+                "one",
+                "lift",
+                &[IntervalRow {
+                    label: "only",
+                    estimate: 1.0,
+                    low: 0.5,
+                    high: 1.5,
+                }],
+                0.0,
+            ),
+        ] {
+            assert_well_formed(&svg);
+            assert!(svg.contains(">\nonly\n</text>"), "{svg}");
+        }
     }
 
     #[test]
