@@ -165,10 +165,7 @@ pub(crate) fn line_chart(chart: &LineChart<'_>) -> String {
                     }
                     Some((dash, gap)) => {
                         ctx.draw_series(std::iter::once(DashedPathElement::new(
-                            run.into_iter(),
-                            dash,
-                            gap,
-                            style,
+                            run, dash, gap, style,
                         )))?;
                     }
                 }
@@ -315,7 +312,7 @@ pub(crate) fn interval_chart(
             .draw()?;
         if reference.is_finite() {
             ctx.draw_series(std::iter::once(DashedPathElement::new(
-                vec![(reference, -0.5), (reference, at(0) + 0.5)].into_iter(),
+                vec![(reference, -0.5), (reference, at(0) + 0.5)],
                 6,
                 4,
                 ShapeStyle::from(INK).stroke_width(1),
@@ -872,7 +869,7 @@ mod tests {
                 "{text} in {svg}"
             );
         }
-        assert_eq!(svg.matches("<rect").count() >= 3, true);
+        assert!(svg.matches("<rect").count() >= 3);
     }
 
     #[test]
