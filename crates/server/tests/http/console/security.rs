@@ -53,8 +53,17 @@ async fn sign_in_with(app: &TestApp, fields: &[(&str, &str)], headers: &[(&str, 
 
 #[tokio::test]
 async fn an_idle_session_ends_and_a_used_one_does_not() {
+    idle_session_ends(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn an_idle_session_ends_on_postgres_too() {
+    idle_session_ends(Backend::Postgres).await;
+}
+
+async fn idle_session_ends(backend: Backend) {
     let app = TestApp::with_config(
-        Backend::Sqlite,
+        backend,
         with_console(ConsoleSettings {
             idle_timeout: Duration::from_secs(30 * 60),
             ..ConsoleSettings::default()
@@ -130,7 +139,16 @@ async fn a_busy_session_ends_at_its_maximum_lifetime() {
 
 #[tokio::test]
 async fn revoking_the_key_ends_its_sessions_at_once() {
-    let app = TestApp::new(Backend::Sqlite).await;
+    revocation_ends_sessions(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn revoking_the_key_ends_its_sessions_on_postgres_too() {
+    revocation_ends_sessions(Backend::Postgres).await;
+}
+
+async fn revocation_ends_sessions(backend: Backend) {
+    let app = TestApp::new(backend).await;
     let (tenant, admin) = app.tenant("acme", &[Scope::Admin]).await;
     let key = app
         .fixture
