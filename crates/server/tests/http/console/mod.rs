@@ -2,6 +2,7 @@
 //! pages. One file per area; [`Console`] is a signed-in browser stand-in they share.
 
 mod session;
+mod weber;
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
