@@ -12,9 +12,6 @@
 //! draw says "no data" instead. Series are told apart by more than colour: line charts give
 //! each series its own dash pattern and a legend, the fan chart labels its parts in a legend.
 
-// Pages land one by one; until each chart has its page, some have no caller outside tests.
-#![allow(dead_code)]
-
 use plotters::coord::Shift;
 use plotters::element::{Circle, DashedPathElement, PathElement, Polygon, Rectangle, Text};
 use plotters::prelude::{
@@ -69,6 +66,7 @@ pub(crate) struct LineChart<'a> {
 }
 
 /// One row of an [`interval_chart`]: an estimate with its interval.
+#[allow(dead_code)] // For the experiments page (lift with its interval), which lands separately.
 pub(crate) struct IntervalRow<'a> {
     pub label: &'a str,
     pub estimate: f64,
@@ -276,6 +274,7 @@ fn category<T>(items: &[T], at: f64) -> Option<&T> {
 }
 
 /// A forest plot: one row per estimate with its interval, a dashed reference line (e.g. 0 lift).
+#[allow(dead_code)] // For the experiments page, which lands separately.
 pub(crate) fn interval_chart(
     title: &str,
     x_label: &str,
