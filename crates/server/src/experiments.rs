@@ -31,16 +31,6 @@ pub(crate) enum LifecycleAction {
 }
 
 impl LifecycleAction {
-    /// The action's name, as the API's paths and the console's forms spell it.
-    pub(crate) fn name(&self) -> &'static str {
-        match self {
-            LifecycleAction::Start => "start",
-            LifecycleAction::Pause => "pause",
-            LifecycleAction::Resume => "resume",
-            LifecycleAction::Conclude { .. } => "conclude",
-        }
-    }
-
     /// The steps an experiment in `state` can take (the domain refuses the others with 409).
     pub(crate) fn allowed_in(state: ExperimentState) -> &'static [&'static str] {
         match state {
