@@ -76,9 +76,9 @@ pub(crate) fn not_found(key: &str, environment: &str) -> ApiError {
 
 /// The stored definition of a record, parsed.
 pub(crate) fn definition_of(record: &FlagRecord) -> Result<Flag, ApiError> {
-    Ok(parse_records(std::slice::from_ref(record))?
+    parse_records(std::slice::from_ref(record))?
         .pop()
-        .ok_or_else(ApiError::internal)?)
+        .ok_or_else(ApiError::internal)
 }
 
 /// Replaces an existing flag's definition (admin scope). The definition's key must be the

@@ -645,6 +645,10 @@ async fn edit(
             "definition",
             format!("the definition is not valid JSON: {e}"),
         )),
+        Ok(json) if !json.is_object() => Err(ApiError::invalid_field(
+            "definition",
+            "the definition must be a JSON object in the flag format",
+        )),
         Ok(json) => match flag_admin::parse_flag(json) {
             Err(e) => Err(e),
             Ok(flag) => {
