@@ -13,6 +13,7 @@ use flags::experiment::{Comparison, Experiment, Metric, MetricKind};
 use serde::Deserialize;
 use store::Scope;
 
+use super::charts::{self, IntervalRow};
 use super::{page, Chrome, ConsoleError, Section, Session, Submitted};
 use crate::experiments::{self as service, LifecycleAction};
 use crate::problem::ProblemKind;
@@ -178,6 +179,9 @@ struct GuardrailRow {
 }
 
 struct ResultsView {
+    /// The primary metric's relative lift per treatment with its interval, as SVG.
+    lift_chart: String,
+    primary_metric: String,
     users: Vec<(String, u64)>,
     alpha: String,
     required_per_variant: u64,
@@ -306,7 +310,30 @@ fn results_view(analysis: &service::Analysis) -> ResultsView {
             });
         }
     }
+    let lift_rows: Vec<IntervalRow<'_>> = results
+        .primary
+        .iter()
+        .filter_map(|c| {
+            c.relative_lift.map(|l| IntervalRow {
+                label: c.variant.as_str(),
+                estimate: l.lift * 100.0,
+                low: l.ci_low * 100.0,
+                high: l.ci_high * 100.0,
+            })
+        })
+        .collect();
+    let lift_chart = charts::interval_chart(
+        &format!(
+            "Relative lift of {} against {}, with its interval",
+            spec.primary_metric.key, spec.control
+        ),
+        "lift (%)",
+        &lift_rows,
+        0.0,
+    );
     ResultsView {
+        lift_chart,
+        primary_metric: spec.primary_metric.key.clone(),
         users: analysis
             .data
             .iter()

@@ -127,6 +127,17 @@ async fn the_list_and_the_results_page_show_what_the_api_answers() {
     assert!((lift - 2.0).abs() < 1e-9, "{lift}");
     assert!(html.contains("<td class=\"num\">200%</td>"), "{html}");
     assert!(!html.contains("id=\"srm-warning\""), "a balanced split");
+    let chart = &html[html
+        .find("<figure class=\"chart\" id=\"lift-chart\">")
+        .expect("the lift chart")..];
+    let chart = &chart[..chart.find("</figure>").unwrap()];
+    assert!(chart.contains("<svg"), "{chart}");
+    assert!(chart.contains("role=\"img\""), "{chart}");
+    assert!(
+        chart.contains("aria-label=\"Relative lift of checkout against control"),
+        "{chart}"
+    );
+    assert!(chart.contains("<figcaption>"));
     let forms = experiment_action_forms(&html);
     assert_eq!(forms.len(), 2, "{forms:?}");
     assert!(forms[0].contains("action=\"/console/experiments/exp/pause\""));
