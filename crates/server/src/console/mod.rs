@@ -12,6 +12,8 @@
 
 pub(crate) mod assets;
 pub(crate) mod charts;
+mod experiments;
+mod flags;
 mod forecasts;
 mod overview;
 pub(crate) mod session;
@@ -42,7 +44,13 @@ pub(crate) struct Section {
 }
 
 /// The navigation, in order.
-const SECTIONS: &[Section] = &[overview::SECTION, weber::SECTION, forecasts::SECTION];
+const SECTIONS: &[Section] = &[
+    overview::SECTION,
+    weber::SECTION,
+    flags::SECTION,
+    experiments::SECTION,
+    forecasts::SECTION,
+];
 
 /// The console's routes, with their own security headers; merged into the application.
 pub(crate) fn router() -> Router<AppState> {
@@ -58,6 +66,8 @@ pub(crate) fn router() -> Router<AppState> {
         .merge(overview::routes())
         .merge(weber::routes())
         .merge(forecasts::routes())
+        .merge(flags::routes())
+        .merge(experiments::routes())
         .route("/console/{*rest}", get(not_found).post(not_found))
         .layer(axum::middleware::from_fn(security_headers))
 }
