@@ -168,9 +168,8 @@ struct VariantRow {
     key: String,
     value: String,
     weight: String,
-    control: bool,
-    is_default: bool,
-    is_off: bool,
+    /// `default`, `off`, `control`, as many as apply.
+    roles: String,
 }
 
 struct RuleRow {
@@ -340,9 +339,16 @@ fn flag_view(record: &FlagRecord, flag: &Flag, audit: Vec<store::FlagAuditRecord
                 } else {
                     percent(v.weight_bp)
                 },
-                control: v.control,
-                is_default: v.key == flag.default_variant,
-                is_off: v.key == flag.off_variant,
+                roles: [
+                    (v.key == flag.default_variant, "default"),
+                    (v.key == flag.off_variant, "off"),
+                    (v.control, "control"),
+                ]
+                .iter()
+                .filter(|(applies, _)| *applies)
+                .map(|(_, role)| *role)
+                .collect::<Vec<_>>()
+                .join(", "),
             })
             .collect(),
         rules: flag
