@@ -54,6 +54,7 @@ mod read_cache;
 mod readiness;
 mod routes;
 mod state;
+mod weber_reads;
 
 use std::future::Future;
 

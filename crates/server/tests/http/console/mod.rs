@@ -3,7 +3,9 @@
 
 mod experiments;
 mod flags;
+mod forecasts;
 mod session;
+mod weber;
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
