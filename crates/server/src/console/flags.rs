@@ -45,6 +45,7 @@ pub(super) fn routes() -> Router<AppState> {
             "/console/flags/{environment}/{key}/edit",
             get(edit_page).post(edit),
         )
+        .route("/console/flags/{environment}/{key}/delete", post(delete))
 }
 
 /// Environments offered in the picker at most (the list is bounded).
@@ -582,6 +583,37 @@ async fn kill_switch(
         }
     };
     Ok(Redirect::to(&detail_path(&environment, &key)).into_response())
+}
+
+// ---- delete ----------------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+struct DeleteForm {
+    /// The version the page showed: a change since then is a conflict.
+    version: i64,
+}
+
+/// `POST …/delete` (admin scope, as the API's delete): refused while another flag has it as a
+/// prerequisite; the history stays readable over the API.
+async fn delete(
+    State(state): State<AppState>,
+    Path((environment, key)): Path<(String, String)>,
+    Submitted { session, form }: Submitted<DeleteForm>,
+) -> Result<Response, ConsoleError> {
+    session.require(Scope::Admin)?;
+    let environment = environment_of(environment)?;
+    let target = FlagTarget {
+        tenant_id: session.tenant_id(),
+        environment: &environment,
+        key: &key,
+        actor: &session.principal.key_id,
+    };
+    flag_admin::delete(&state, target, Some(form.version)).await?;
+    let list = format!(
+        "/console/flags?environment={}",
+        encode_segment(&environment)
+    );
+    Ok(Redirect::to(&list).into_response())
 }
 
 // ---- edit ------------------------------------------------------------------------------------
