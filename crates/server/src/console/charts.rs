@@ -66,7 +66,6 @@ pub(crate) struct LineChart<'a> {
 }
 
 /// One row of an [`interval_chart`]: an estimate with its interval.
-#[allow(dead_code)] // For the experiments page (lift with its interval), which lands separately.
 pub(crate) struct IntervalRow<'a> {
     pub label: &'a str,
     pub estimate: f64,
@@ -274,7 +273,6 @@ fn category<T>(items: &[T], at: f64) -> Option<&T> {
 }
 
 /// A forest plot: one row per estimate with its interval, a dashed reference line (e.g. 0 lift).
-#[allow(dead_code)] // For the experiments page, which lands separately.
 pub(crate) fn interval_chart(
     title: &str,
     x_label: &str,
