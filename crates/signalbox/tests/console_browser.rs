@@ -212,7 +212,10 @@ fn the_console_works_in_chromium_for_an_admin_and_a_read_only_key() {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
     let visited: Vec<&str> = pages.iter().map(|p| text(&p["name"])).collect();
     for expected in ["sign-in", "overview", "not-found"] {
-        assert!(visited.contains(&expected), "{expected} not visited: {visited:?}");
+        assert!(
+            visited.contains(&expected),
+            "{expected} not visited: {visited:?}"
+        );
     }
     let not_found = pages.iter().find(|p| p["name"] == "not-found").unwrap();
     assert_eq!(not_found["status"], 404);
@@ -258,7 +261,10 @@ fn the_console_works_in_chromium_for_an_admin_and_a_read_only_key() {
     // 6. Signed out, a console page sends the browser to sign in, and back afterwards.
     let signed_out = step(&reports, "signed-out");
     assert_eq!(signed_out["landedOn"], "/console/sign-in", "{signed_out:#}");
-    assert!(text(&signed_out["next"]).starts_with("/console"), "{signed_out:#}");
+    assert!(
+        text(&signed_out["next"]).starts_with("/console"),
+        "{signed_out:#}"
+    );
     assert!(
         !signed_out["cookies"]
             .as_array()
@@ -307,5 +313,8 @@ fn the_console_works_in_chromium_for_an_admin_and_a_read_only_key() {
         );
     }
     // The budget: under 100 KB of script on any page.
-    assert!(most_script < 100_000, "a page loads {most_script} bytes of script");
+    assert!(
+        most_script < 100_000,
+        "a page loads {most_script} bytes of script"
+    );
 }
