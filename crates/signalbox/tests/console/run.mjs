@@ -359,11 +359,14 @@ try {
     const row = page.locator('tr', { hasText: label });
     const keyId = await row.locator('form.revoke-key').getAttribute('data-key-id');
     await row.locator('form.revoke-key button, form.revoke-key [type=submit]').first().click();
-    await until('the revocation to show', async () => {
-      const text = await page.locator('tr', { hasText: label }).textContent().catch(() => '');
-      return /revoked/i.test(text ?? '');
+    // Revoked once the API refuses it (the revocation forgets the server's auth cache).
+    const worksAfterRevoke = await until('the key to be refused', async () => {
+      const status = await apiStatus(secret);
+      return status === 200 ? null : status;
     });
-    const worksAfterRevoke = await apiStatus(secret);
+    await page.waitForLoadState('load');
+    const rowAfterRevoke = await page.locator('tr', { hasText: label }).first()
+      .textContent({ timeout: 2000 }).then((t) => t.trim().replace(/\s+/g, ' ')).catch(() => null);
     report({
       step: 'keys',
       createForm,
@@ -374,6 +377,7 @@ try {
       keyId,
       worksBeforeRevoke,
       worksAfterRevoke,
+      rowAfterRevoke,
     });
   }
 
