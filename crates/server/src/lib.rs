@@ -31,6 +31,7 @@ mod console;
 mod context;
 mod cors;
 pub mod custody;
+pub mod demo;
 pub mod envelope;
 pub mod envoy_rls;
 pub mod exposures;

@@ -11,6 +11,7 @@
 //! `templates/console/`, and one line in [`SECTIONS`] and in [`router`].
 
 pub(crate) mod assets;
+pub(crate) mod charts;
 mod overview;
 pub(crate) mod session;
 
