@@ -377,11 +377,22 @@ pub(crate) fn fan_chart(chart: &FanChart<'_>) -> String {
     let line = |values: &[f64]| -> Vec<(f64, f64)> {
         (0..n).map(|i| (chart.x[i], at(values, i))).collect()
     };
+    let any_observed = chart
+        .observed
+        .is_some_and(|o| o.iter().any(|v| v.is_some_and(f64::is_finite)));
+    // A few x positions (e.g. the horizons) are labelled exactly where they are; many are left
+    // to plotters' evenly spaced ticks.
+    let mut ticks: Vec<f64> = xs.clone();
+    ticks.sort_by(f64::total_cmp);
+    ticks.dedup();
+    let own_ticks = ticks.len() <= 12;
     render(chart.title, HEIGHT, |root| {
-        draw_fan_legend(root, chart.observed.is_some())?;
+        draw_fan_legend(root, any_observed)?;
         let mut ctx = ChartBuilder::on(root)
             .margin(12)
             .margin_top(40)
+            // Room for the last tick's label, centred on the right edge.
+            .margin_right(36)
             .x_label_area_size(48)
             .y_label_area_size(64)
             .build_cartesian_2d(x_range.0..x_range.1, y_range.0..y_range.1)?;
@@ -393,11 +404,23 @@ pub(crate) fn fan_chart(chart: &FanChart<'_>) -> String {
             .axis_desc_style(label_style())
             .x_desc(chart.x_label)
             .y_desc(chart.y_label)
-            .x_labels(8)
+            .x_labels(if own_ticks { 0 } else { 8 })
             .y_labels(6)
             .x_label_formatter(&|v| x_format(*v))
             .y_label_formatter(&|v| format_number(*v))
             .draw()?;
+        if own_ticks {
+            let below = label_style().pos(Pos::new(HPos::Center, VPos::Top));
+            for &t in &ticks {
+                ctx.draw_series(std::iter::once(PathElement::new(
+                    vec![(t, y_range.0), (t, y_range.1)],
+                    ShapeStyle::from(GRID),
+                )))?;
+                let (px, py) = ctx.backend_coord(&(t, y_range.0));
+                root.draw(&PathElement::new(vec![(px, py), (px, py + 5)], INK))?;
+                root.draw(&Text::new(x_format(t), (px, py + 8), below.clone()))?;
+            }
+        }
         // The band: one polygon per stretch where both edges are known.
         let band: Vec<(f64, f64, f64)> = (0..n)
             .map(|i| (chart.x[i], at(chart.p10, i), at(chart.p90, i)))
