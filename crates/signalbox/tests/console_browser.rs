@@ -254,7 +254,12 @@ fn the_console_works_in_chromium_for_an_admin_and_a_read_only_key() {
 
     // 5. The fan chart is drawn, as an image with a name.
     let forecast = step(&reports, "forecast");
-    assert!(forecast["paths"].as_u64().unwrap() > 0, "{forecast:#}");
+    let shapes = |tag: &str| forecast["shapes"][tag].as_u64().unwrap_or(0);
+    assert!(shapes("polygon") > 0, "no p10-p90 band: {forecast:#}");
+    assert!(
+        shapes("polyline") + shapes("path") > 1,
+        "no median and member lines: {forecast:#}"
+    );
     assert_eq!(forecast["role"], "img", "{forecast:#}");
     assert!(!text(&forecast["label"]).is_empty(), "{forecast:#}");
 

@@ -316,25 +316,39 @@ try {
   }
   report({ step: 'keyboard', stops });
 
-  // 3. The kill switch changes what the evaluation tester answers.
-  const flagPage = pages.find((p) => p.kind === 'flag');
+  // 3. The kill switch changes what the evaluation tester answers. The flag: the first on the
+  // flags page that is on (a flag already off answers DISABLED whether killed or not).
+  const testerContext = '{"targetingKey":"user-1"}';
+  const flagsPage = pages.find((p) => p.finalPath === '/console/flags');
   let killForm = null;
-  if (!flagPage) {
-    report({ step: 'kill-switch', skipped: 'no flag detail page was reachable from the navigation' });
+  let flagPath = null;
+  let before = null;
+  if (flagsPage) {
+    await page.goto(base + flagsPage.path);
+    const flagLinks = [...new Set((await links()).filter((l) => DETAIL_PAGES[0][1].test(l.split('?')[0])))];
+    for (const link of flagLinks.slice(0, 10)) {
+      await page.goto(base + link);
+      const answer = await evaluate(testerContext);
+      if (answer.reason !== 'DISABLED') {
+        flagPath = link;
+        before = answer;
+        break;
+      }
+    }
+  }
+  if (!flagPath) {
+    report({ step: 'kill-switch', skipped: 'no flag that is on was reachable from the navigation' });
   } else {
-    await page.goto(base + flagPage.path);
     killForm = await page.$eval('form#kill-switch', (f) => ({
       action: new URL(f.getAttribute('action') ?? location.href, location.href).pathname,
       fields: [...new FormData(f).entries()].filter(([k]) => k !== 'csrf'),
     }));
-    const context = '{"targetingKey":"user-1"}';
-    const before = await evaluate(context);
     const offerBefore = await killSwitchLabel();
     await flipKillSwitch('Turn back on');
-    const killed = await evaluate(context);
+    const killed = await evaluate(testerContext);
     await flipKillSwitch('Turn off');
-    const restored = await evaluate(context);
-    report({ step: 'kill-switch', flag: flagPage.path, offerBefore, before, killed, restored, killForm });
+    const restored = await evaluate(testerContext);
+    report({ step: 'kill-switch', flag: flagPath, offerBefore, before, killed, restored, killForm });
   }
 
   // 4. A key: created, its secret shown once, never on the list, then revoked.
@@ -390,7 +404,13 @@ try {
     report({
       step: 'forecast',
       svgs: await page.locator('figure#fan-chart svg').count(),
-      paths: await page.locator('figure#fan-chart svg path').count(),
+      // What the chart is drawn with: the band (polygon), median and members (polyline or
+      // path), observed values (circle).
+      shapes: await page.$$eval('figure#fan-chart svg :is(path, polyline, polygon, line, circle)', (els) => {
+        const counts = {};
+        for (const el of els) counts[el.tagName] = (counts[el.tagName] ?? 0) + 1;
+        return counts;
+      }),
       role: await svg.getAttribute('role', { timeout: 2000 }).catch(() => null),
       label: await svg.getAttribute('aria-label', { timeout: 2000 }).catch(() => null),
       caption: await page.locator('figure#fan-chart figcaption').first().textContent({ timeout: 2000 }).catch(() => null),
