@@ -4,6 +4,7 @@
 mod experiments;
 mod flags;
 mod forecasts;
+mod security;
 mod session;
 mod weber;
 
