@@ -11,6 +11,7 @@
 //! `templates/console/`, and one line in [`SECTIONS`] and in [`router`].
 
 pub(crate) mod assets;
+mod keys;
 mod overview;
 pub(crate) mod session;
 
@@ -39,7 +40,7 @@ pub(crate) struct Section {
 }
 
 /// The navigation, in order.
-const SECTIONS: &[Section] = &[overview::SECTION];
+const SECTIONS: &[Section] = &[overview::SECTION, keys::SECTION];
 
 /// The console's routes, with their own security headers; merged into the application.
 pub(crate) fn router() -> Router<AppState> {
@@ -53,6 +54,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/console/sign-out", post(session::sign_out))
         .route("/console/assets/{file}", get(assets::serve))
         .merge(overview::routes())
+        .merge(keys::routes())
         .route("/console/{*rest}", get(not_found).post(not_found))
         .layer(axum::middleware::from_fn(security_headers))
 }
