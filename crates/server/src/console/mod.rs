@@ -12,6 +12,7 @@
 
 pub(crate) mod assets;
 mod keys;
+mod limits;
 mod overview;
 pub(crate) mod session;
 
@@ -40,7 +41,7 @@ pub(crate) struct Section {
 }
 
 /// The navigation, in order.
-const SECTIONS: &[Section] = &[overview::SECTION, keys::SECTION];
+const SECTIONS: &[Section] = &[overview::SECTION, limits::SECTION, keys::SECTION];
 
 /// The console's routes, with their own security headers; merged into the application.
 pub(crate) fn router() -> Router<AppState> {
@@ -55,6 +56,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/console/assets/{file}", get(assets::serve))
         .merge(overview::routes())
         .merge(keys::routes())
+        .merge(limits::routes())
         .route("/console/{*rest}", get(not_found).post(not_found))
         .layer(axum::middleware::from_fn(security_headers))
 }

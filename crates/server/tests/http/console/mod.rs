@@ -2,6 +2,7 @@
 //! pages. One file per area; [`Console`] is a signed-in browser stand-in they share.
 
 mod keys;
+mod limits;
 mod overview;
 mod session;
 
