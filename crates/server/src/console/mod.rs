@@ -11,6 +11,7 @@
 //! `templates/console/`, and one line in [`SECTIONS`] and in [`router`].
 
 pub(crate) mod assets;
+mod jobs;
 mod keys;
 mod limits;
 mod overview;
@@ -41,7 +42,12 @@ pub(crate) struct Section {
 }
 
 /// The navigation, in order.
-const SECTIONS: &[Section] = &[overview::SECTION, limits::SECTION, keys::SECTION];
+const SECTIONS: &[Section] = &[
+    overview::SECTION,
+    limits::SECTION,
+    keys::SECTION,
+    jobs::SECTION,
+];
 
 /// The console's routes, with their own security headers; merged into the application.
 pub(crate) fn router() -> Router<AppState> {
@@ -57,6 +63,7 @@ pub(crate) fn router() -> Router<AppState> {
         .merge(overview::routes())
         .merge(keys::routes())
         .merge(limits::routes())
+        .merge(jobs::routes())
         .route("/console/{*rest}", get(not_found).post(not_found))
         .layer(axum::middleware::from_fn(security_headers))
 }

@@ -1,6 +1,7 @@
 //! The web console through its HTTP interface: sign-in, sessions, CSRF, and each engine's
 //! pages. One file per area; [`Console`] is a signed-in browser stand-in they share.
 
+mod jobs;
 mod keys;
 mod limits;
 mod overview;
