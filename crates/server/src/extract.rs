@@ -367,18 +367,24 @@ impl<S: Send + Sync> FromRequestParts<S> for FlagEnvironment {
                 None => DEFAULT_ENVIRONMENT.to_owned(),
             },
         };
-        let valid = (1..=64).contains(&name.len())
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
-        if !valid {
-            return Err(bad_environment(&format!(
-                "environment must be 1-64 characters of A-Z a-z 0-9 _ - . (got '{}')",
-                name.chars().take(80).collect::<String>()
-            )));
-        }
-        Ok(FlagEnvironment(name))
+        check_environment(name).map(FlagEnvironment)
     }
+}
+
+/// A flag environment's name as given, if it is one: 1-64 characters of `A-Za-z0-9_.-`;
+/// otherwise 400 naming `environment`.
+pub fn check_environment(name: String) -> Result<String, ApiError> {
+    let valid = (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    if !valid {
+        return Err(bad_environment(&format!(
+            "environment must be 1-64 characters of A-Z a-z 0-9 _ - . (got '{}')",
+            name.chars().take(80).collect::<String>()
+        )));
+    }
+    Ok(name)
 }
 
 fn bad_environment(detail: &str) -> ApiError {

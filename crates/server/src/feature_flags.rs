@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use flags::{Flag, FlagSet, ValidationError};
+use flags::{ErrorCode, Flag, FlagSet, Reason, ValidationError};
 use serde::Serialize;
 use store::{FlagAuditRecord, FlagRecord, Store, StoreError};
 use tokio::sync::{broadcast, OwnedMutexGuard};
@@ -441,6 +441,43 @@ pub(crate) fn validate_change(
         candidate.push(flag.clone());
     }
     FlagSet::compile(candidate).map(|_| ())
+}
+
+/// A readable explanation of a failed evaluation.
+pub(crate) fn error_details(key: &str, code: ErrorCode, set: &FlagSet) -> String {
+    match code {
+        ErrorCode::FlagNotFound => format!("no flag `{key}` in this environment"),
+        ErrorCode::TargetingKeyMissing => {
+            let by = set
+                .flag(key)
+                .and_then(|f| f.bucket_by.as_deref())
+                .unwrap_or(flags::TARGETING_KEY);
+            format!("flag `{key}` buckets by `{by}` and the context has none")
+        }
+        ErrorCode::InvalidContext => {
+            let by = set
+                .flag(key)
+                .and_then(|f| f.bucket_by.as_deref())
+                .unwrap_or(flags::TARGETING_KEY);
+            format!("flag `{key}` buckets by `{by}`, which must be a string in the context")
+        }
+        ErrorCode::ParseError => format!("flag `{key}` could not be parsed"),
+        ErrorCode::General => {
+            format!("flag `{key}` could not be evaluated (prerequisites nested too deep)")
+        }
+    }
+}
+
+/// A reason as OFREP spells it.
+pub(crate) fn reason_name(reason: Reason) -> &'static str {
+    match reason {
+        Reason::Static => "STATIC",
+        Reason::Default => "DEFAULT",
+        Reason::TargetingMatch => "TARGETING_MATCH",
+        Reason::Split => "SPLIT",
+        Reason::Disabled => "DISABLED",
+        Reason::Error => "ERROR",
+    }
 }
 
 fn now_ms() -> i64 {

@@ -12,11 +12,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use analog::forecast::{
-    Forecast, ForecastError, ForecastModel, ForecastRequest, Horizon, Variable,
+    Forecast, ForecastError, ForecastModel, ForecastRequest, Horizon, NoStateReason, Similarity,
+    Variable,
 };
 use bytes::Bytes;
 use moka::sync::Cache;
 use serde::Serialize;
+
+use crate::problem::{ApiError, ProblemKind};
 
 /// How forecasts are served.
 #[derive(Debug, Clone)]
@@ -59,6 +62,185 @@ pub const POPULAR: &[(Horizon, &[Variable])] = &[
         ],
     ),
 ];
+
+/// Seed 001's k modes.
+pub(crate) const MODES: &[(&str, usize)] = &[("fast", 5), ("default", 10), ("accurate", 20)];
+/// Variables forecast when `vars` is not given.
+const DEFAULT_VARS: &[Variable] = &[
+    Variable::T2m,
+    Variable::U10,
+    Variable::V10,
+    Variable::Msl,
+    Variable::Precip,
+];
+/// Ensemble size when neither `k` nor `mode` is given.
+pub(crate) const DEFAULT_K: usize = 10;
+
+/// A forecast request as text (a query string, the console's picker), so each error can name
+/// its parameter precisely. `None` or blank is "not given".
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct RequestText<'a> {
+    pub station: Option<&'a str>,
+    pub horizon: Option<&'a str>,
+    pub vars: Option<&'a str>,
+    pub k: Option<&'a str>,
+    pub mode: Option<&'a str>,
+    pub at: Option<&'a str>,
+    pub similarity: Option<&'a str>,
+}
+
+/// The installed forecast service, or the problem a server without a model answers (501
+/// `forecast_model_missing`).
+pub(crate) fn service(state: &crate::state::AppState) -> Result<Arc<ForecastService>, ApiError> {
+    state.forecasts().ok_or_else(|| {
+        // Configuration, not an outage: no Retry-After, and not logged per request (serve
+        // warns once at start).
+        ApiError::new(
+            ProblemKind::ForecastModelMissing,
+            "this server was started without a forecast model; build one with `signalbox \
+             forecast build` and start the server with `--forecast-index DIR` (or with `--demo \
+             true`, which builds the bundled demo data's model)",
+        )
+    })
+}
+
+fn required<'a>(value: Option<&'a str>, parameter: &str) -> Result<&'a str, ApiError> {
+    match value.map(str::trim) {
+        Some(v) if !v.is_empty() => Ok(v),
+        _ => Err(ApiError::invalid_parameter(
+            parameter,
+            format!("query parameter `{parameter}` is required"),
+        )),
+    }
+}
+
+impl ForecastService {
+    /// Checks a request given as text and builds it; an error names the parameter (400, or 422
+    /// for `k` and `mode` together). Whether the station exists and `at` has a state is the
+    /// model's to say when it answers.
+    pub(crate) fn parse_request(&self, q: &RequestText<'_>) -> Result<ForecastRequest, ApiError> {
+        let model = self.model();
+        let station = required(q.station, "station")?.to_owned();
+        let horizon: Horizon = required(q.horizon, "horizon")?.parse().map_err(|_| {
+            ApiError::invalid_parameter(
+                "horizon",
+                format!(
+                    "horizon must be one of {} (got '{}')",
+                    list(Horizon::ALL.iter().map(ToString::to_string)),
+                    q.horizon.unwrap_or_default()
+                ),
+            )
+        })?;
+        let vars = match q.vars {
+            None => DEFAULT_VARS.to_vec(),
+            Some(text) => parse_vars(text)?,
+        };
+        let k = match (q.k, q.mode) {
+            (Some(_), Some(_)) => {
+                // Each is valid alone; the pair is a rule across parameters, so 422.
+                return Err(ApiError::new(
+                    ProblemKind::Unprocessable,
+                    "give `k` or `mode`, not both",
+                )
+                .with("parameter", "mode"));
+            }
+            (Some(k), None) => {
+                let max = model.max_k();
+                match k.trim().parse::<usize>() {
+                    Ok(k) if (1..=max).contains(&k) => k,
+                    _ => {
+                        return Err(ApiError::invalid_parameter(
+                            "k",
+                            format!("k must be a whole number from 1 to {max} (got '{k}')"),
+                        ))
+                    }
+                }
+            }
+            (None, Some(mode)) => MODES
+                .iter()
+                .find(|(name, _)| *name == mode.trim())
+                .map(|&(_, k)| k)
+                .ok_or_else(|| {
+                    ApiError::invalid_parameter(
+                        "mode",
+                        format!(
+                            "mode must be one of {} (got '{mode}')",
+                            list(MODES.iter().map(|(m, _)| m.to_string()))
+                        ),
+                    )
+                })?,
+            (None, None) => DEFAULT_K,
+        };
+        let similarity = match q.similarity.map(str::trim) {
+            None | Some("") => Similarity::AnEn,
+            Some(s) => s.parse().map_err(|_| {
+                ApiError::invalid_parameter(
+                    "similarity",
+                    format!("similarity must be `seed` or `anen` (got '{s}')"),
+                )
+            })?,
+        };
+        let at = match q.at.map(str::trim) {
+            None | Some("") => None,
+            Some(text) => Some(
+                analog::forecast::parse_time(text)
+                    .map_err(|e| ApiError::invalid_parameter("at", format!("at: {e}")))?,
+            ),
+        };
+        Ok(ForecastRequest {
+            station,
+            at,
+            horizon,
+            vars,
+            k,
+            similarity,
+        })
+    }
+}
+
+fn parse_vars(text: &str) -> Result<Vec<Variable>, ApiError> {
+    let mut vars = Vec::new();
+    for name in text.split(',').map(str::trim) {
+        let var: Variable = name.parse().map_err(|_| {
+            ApiError::invalid_parameter(
+                "vars",
+                format!(
+                    "unknown variable '{name}' in vars; known: {}",
+                    list(Variable::ALL.iter().map(ToString::to_string))
+                ),
+            )
+        })?;
+        if !vars.contains(&var) {
+            vars.push(var);
+        }
+    }
+    Ok(vars)
+}
+
+fn list(items: impl Iterator<Item = String>) -> String {
+    items.collect::<Vec<_>>().join(", ")
+}
+
+/// What a model error means to the client: an unknown station or a time without a state is
+/// 404 naming its parameter, a time off the hour or a bad `k` or `vars` is 400.
+pub(crate) fn problem(e: ForecastError) -> ApiError {
+    match e {
+        ForecastError::UnknownStation { .. } => {
+            ApiError::not_found(e.to_string()).with("parameter", "station")
+        }
+        ForecastError::NoState {
+            reason: NoStateReason::NotOnTheHour,
+            ..
+        } => ApiError::invalid_parameter("at", e.to_string()),
+        ForecastError::NoState { .. } => ApiError::not_found(e.to_string()).with("parameter", "at"),
+        ForecastError::KOutOfRange { .. } => ApiError::invalid_parameter("k", e.to_string()),
+        ForecastError::NoVariables => ApiError::invalid_parameter("vars", e.to_string()),
+        other => {
+            tracing::error!(error = %other, "forecast failed");
+            ApiError::internal()
+        }
+    }
+}
 
 /// Everything that makes two forecasts the same answer. The model version is part of it, so a
 /// cached answer can never outlive the index it came from.
@@ -215,6 +397,18 @@ impl ForecastService {
             outcome,
             computed_in: Some(took),
         })
+    }
+
+    /// The forecast for `request` as the model gives it (the console draws it; the API sends
+    /// [`ForecastService::answer`]'s cached JSON). Its search time is recorded like any other.
+    ///
+    /// # Errors
+    /// The model's [`ForecastError`].
+    pub fn forecast(&self, request: &ForecastRequest) -> Result<Forecast, ForecastError> {
+        let started = Instant::now();
+        let forecast = self.model.forecast(request)?;
+        self.record(request.horizon, started.elapsed());
+        Ok(forecast)
     }
 
     fn record(&self, horizon: Horizon, elapsed: Duration) {

@@ -32,12 +32,15 @@ mod console;
 mod context;
 mod cors;
 pub mod custody;
+pub mod demo;
 pub mod envelope;
 pub mod envoy_rls;
+mod experiments;
 pub mod exposures;
 pub mod extract;
 mod feature_flags;
 pub mod feedback;
+mod flag_admin;
 pub mod forecast_files;
 pub mod forecasts;
 mod http_cache;
@@ -52,6 +55,7 @@ mod read_cache;
 mod readiness;
 mod routes;
 mod state;
+mod weber_reads;
 
 use std::future::Future;
 

@@ -765,9 +765,13 @@ pub async fn run(common: Common, args: ServeArgs) -> anyhow::Result<()> {
         .demo
         .or(file.demo)
         .unwrap_or(store.backend() == store::Backend::Sqlite);
-    if demo {
-        ensure_demo_tenant(&store, &common.data_dir).await?;
-    }
+    // Some((tenant id, key)) when this start created the demo tenant: its history is written
+    // once the application state exists, through the API's own code.
+    let new_demo_tenant = if demo {
+        ensure_demo_tenant(&store, &common.data_dir).await?
+    } else {
+        None
+    };
 
     let metrics = Arc::new(telemetry::Metrics::new(telemetry::MetricsConfig {
         tenant_label_limit,
@@ -818,6 +822,9 @@ pub async fn run(common: Common, args: ServeArgs) -> anyhow::Result<()> {
         .await
         .context("forecast: loading panicked")??;
         state.install_forecasts(Arc::new(service));
+    }
+    if let Some((tenant_id, key)) = new_demo_tenant {
+        seed_demo_history(&state, &tenant_id, &key).await;
     }
     tracing::info!("listening on http://{local}");
     let rls = match rls {
@@ -1018,16 +1025,41 @@ async fn seed_demo_flags(store: &store::Store, tenant_id: &str) -> anyhow::Resul
     Ok(())
 }
 
+/// Writes the new demo tenant's history (see `server::demo`). A failure is logged, not fatal:
+/// the server is usable without the demo history, and the tenant exists, so a restart would
+/// not try again either.
+async fn seed_demo_history(state: &server::AppState, tenant_id: &str, key: &str) {
+    let started = std::time::Instant::now();
+    match server::demo::seed(state, tenant_id, key).await {
+        Ok(summary) => tracing::info!(
+            tenant_id,
+            interactions = summary.interactions,
+            exposures = summary.exposures,
+            metric_events = summary.metric_events,
+            llm_events = summary.llm_events,
+            feedback_items = summary.feedback_items,
+            jobs = summary.jobs,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "wrote the demo tenant's history"
+        ),
+        Err(e) => tracing::warn!(tenant_id, error = %e, "the demo tenant's history is incomplete"),
+    }
+}
+
 /// Creates the `demo` tenant on an empty store, so the quick tour works out of the box. Its
-/// key goes to a file only its owner can read, never to the log.
-async fn ensure_demo_tenant(store: &store::Store, data_dir: &Path) -> anyhow::Result<()> {
+/// key goes to a file only its owner can read, never to the log. Returns the tenant's id and
+/// key when this call created it.
+async fn ensure_demo_tenant(
+    store: &store::Store,
+    data_dir: &Path,
+) -> anyhow::Result<Option<(String, String)>> {
     if !store.list_tenants().await?.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
     let tenant = match store.create_tenant("demo", store::Tier::Professional).await {
         Ok(tenant) => tenant,
         // Another process starting on the same data made it first; its file is the one to use.
-        Err(store::StoreError::Conflict { .. }) => return Ok(()),
+        Err(store::StoreError::Conflict { .. }) => return Ok(None),
         Err(e) => return Err(e.into()),
     };
     let key = store
@@ -1043,7 +1075,7 @@ async fn ensure_demo_tenant(store: &store::Store, data_dir: &Path) -> anyhow::Re
     write_private(&path, &format!("{body}\n"))
         .with_context(|| format!("demo: cannot write {}", path.display()))?;
     tracing::info!(tenant_id = %tenant.id, path = %path.display(), "created the demo tenant; its API key is in this file");
-    Ok(())
+    Ok(Some((tenant.id, key.secret.to_string())))
 }
 
 fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {

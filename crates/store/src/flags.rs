@@ -466,6 +466,34 @@ impl Store {
         .collect()
     }
 
+    /// The names of the tenant's environments that have ever held a flag, in byte order, at
+    /// most `limit` (for pickers; an environment is known from its first change on).
+    pub async fn flag_environment_names(
+        &self,
+        tenant_id: &str,
+        limit: u32,
+    ) -> Result<Vec<String>, StoreError> {
+        if !could_be_stored(tenant_id) {
+            return Ok(Vec::new());
+        }
+        let mut conn = self
+            .acquire(Operation::Select, Table::FlagEnvironments)
+            .await?;
+        let mut names = sqlx::query(
+            "SELECT environment FROM flag_environments WHERE tenant_id = $1 ORDER BY environment LIMIT $2",
+        )
+        .bind(tenant_id)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(|row| row.try_get::<String, _>(0))
+        .collect::<Result<Vec<_>, _>>()?;
+        // Sorted here: PostgreSQL's collation and SQLite's byte order disagree on mixed case.
+        names.sort();
+        Ok(names)
+    }
+
     /// The environment's latest change sequence number (0 before its first change): where a
     /// new subscriber to the change feed starts after loading [`Store::flags`]. Read it
     /// before the flags so that no change falls between the two.

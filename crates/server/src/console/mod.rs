@@ -11,11 +11,16 @@
 //! `templates/console/`, and one line in [`SECTIONS`] and in [`router`].
 
 pub(crate) mod assets;
+pub(crate) mod charts;
+mod experiments;
+mod flags;
+mod forecasts;
 mod jobs;
 mod keys;
 mod limits;
 mod overview;
 pub(crate) mod session;
+mod weber;
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -44,6 +49,10 @@ pub(crate) struct Section {
 /// The navigation, in order.
 const SECTIONS: &[Section] = &[
     overview::SECTION,
+    weber::SECTION,
+    flags::SECTION,
+    experiments::SECTION,
+    forecasts::SECTION,
     limits::SECTION,
     keys::SECTION,
     jobs::SECTION,
@@ -61,6 +70,10 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/console/sign-out", post(session::sign_out))
         .route("/console/assets/{file}", get(assets::serve))
         .merge(overview::routes())
+        .merge(weber::routes())
+        .merge(forecasts::routes())
+        .merge(flags::routes())
+        .merge(experiments::routes())
         .merge(keys::routes())
         .merge(limits::routes())
         .merge(jobs::routes())

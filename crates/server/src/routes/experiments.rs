@@ -11,21 +11,20 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::IntoResponse;
 use flags::experiment::{
-    Comparison, Experiment, ExperimentError, ExperimentResults, ExperimentSpec, ExperimentState,
-    Goal, Guardrail, Metric, MetricData, MetricKind, Recommendation, TestKind, Variant,
-    VariantData,
+    Comparison, Experiment, ExperimentResults, ExperimentSpec, ExperimentState, Goal, Guardrail,
+    Metric, MetricKind, Recommendation, TestKind, Variant, VariantData,
 };
 use flags::stats::Summary;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use store::{
-    AnalysisQuery, ExperimentEvent, ExperimentRecord, MetricObservations, MetricShape, Scope,
-    StoreError,
-};
+use store::{ExperimentEvent, ExperimentRecord, Scope};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 
+use crate::experiments::{
+    apply, decode, encode, experiment_error, load, now_ms, state_name, LifecycleAction,
+};
 use crate::extract::{ApiJson, ApiQuery, Auth, OptionalJson};
 use crate::ingest::RejectedEvent;
 use crate::problem::{ApiError, ProblemKind};
@@ -39,8 +38,6 @@ pub const DEFAULT_ENVIRONMENT: &str = "production";
 const MAX_NAME_CHARS: usize = 200;
 /// Longest user id, metric key and event id, in bytes.
 const MAX_ID_BYTES: usize = store::MAX_TARGETING_KEY_BYTES;
-/// How often a read-modify-write of an experiment is retried when another writer won the race.
-const WRITE_ATTEMPTS: usize = 3;
 
 // ---- request and response shapes ---------------------------------------------------------
 
@@ -492,7 +489,7 @@ pub(crate) async fn start(
     Path(key): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     auth.require(Scope::Admin)?;
-    transition(&state, auth.tenant_id(), &key, |e, now| e.start(now)).await
+    changed(apply(&state, auth.tenant_id(), &key, LifecycleAction::Start).await)
 }
 
 /// Pauses a running experiment (admin scope). Metric events are still accepted while paused.
@@ -511,7 +508,7 @@ pub(crate) async fn pause(
     Path(key): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     auth.require(Scope::Admin)?;
-    transition(&state, auth.tenant_id(), &key, |e, now| e.pause(now)).await
+    changed(apply(&state, auth.tenant_id(), &key, LifecycleAction::Pause).await)
 }
 
 /// Resumes a paused experiment (admin scope).
@@ -530,7 +527,7 @@ pub(crate) async fn resume(
     Path(key): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     auth.require(Scope::Admin)?;
-    transition(&state, auth.tenant_id(), &key, |e, _| e.resume()).await
+    changed(apply(&state, auth.tenant_id(), &key, LifecycleAction::Resume).await)
 }
 
 /// Concludes a running or paused experiment (admin scope), optionally naming the winning
@@ -558,10 +555,16 @@ pub(crate) async fn conclude(
     if let Some(winner) = &request.winner {
         check_text("winner", winner, MAX_VARIANT_CHARS, false)?;
     }
-    transition(&state, auth.tenant_id(), &key, move |e, now| {
-        e.conclude(now, request.winner.clone())
-    })
-    .await
+    let winner = request.winner;
+    changed(
+        apply(
+            &state,
+            auth.tenant_id(),
+            &key,
+            LifecycleAction::Conclude { winner },
+        )
+        .await,
+    )
 }
 
 /// Metric events of the experiment's users (write scope): `{"events": [{user, metric, value?,
@@ -923,116 +926,13 @@ pub(crate) async fn results(
     Path(key): Path<String>,
 ) -> Result<axum::Json<ResultsResponse>, ApiError> {
     auth.require(Scope::Read)?;
-    let tenant_id = auth.tenant_id();
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let record = load(&state, tenant_id, &key).await?;
-        let experiment = decode(&record)?;
-        let data = analysis_data(&state, tenant_id, &record, &experiment).await?;
-        let results = experiment.analyze(&data).map_err(experiment_error)?;
-        // Keep the sequential test's running minimum for the next look; the version check
-        // keeps two concurrent looks from losing each other's minimum.
-        let merged: BTreeMap<String, f64> = results
-            .sequential_p
-            .iter()
-            .map(|(variant, p)| {
-                let previous = record.sequential_p.get(variant).copied().unwrap_or(1.0);
-                (variant.clone(), p.min(previous))
-            })
-            .collect();
-        if merged != record.sequential_p {
-            match state
-                .store()
-                .update_experiment(
-                    tenant_id,
-                    &record.key,
-                    &record.definition_json,
-                    &merged,
-                    record.version,
-                )
-                .await
-            {
-                Ok(_) => {}
-                Err(StoreError::VersionMismatch { .. }) if attempt < WRITE_ATTEMPTS => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        return Ok(axum::Json(results_body(
-            &record,
-            &experiment,
-            &data,
-            results,
-        )));
-    }
-}
-
-async fn analysis_data(
-    state: &AppState,
-    tenant_id: &str,
-    record: &ExperimentRecord,
-    experiment: &Experiment,
-) -> Result<BTreeMap<String, VariantData>, ApiError> {
-    let spec = &experiment.spec;
-    let variants: Vec<String> = spec.variants.iter().map(|v| v.key.clone()).collect();
-    let mut metrics: Vec<(String, MetricShape)> = Vec::new();
-    let all = std::iter::once(&spec.primary_metric)
-        .chain(&spec.secondary_metrics)
-        .chain(spec.guardrails.iter().map(|g| &g.metric));
-    for metric in all {
-        if !metrics.iter().any(|(k, _)| *k == metric.key) {
-            let shape = match metric.kind {
-                MetricKind::Conversion => MetricShape::Conversion,
-                MetricKind::Value => MetricShape::Value,
-            };
-            metrics.push((metric.key.clone(), shape));
-        }
-    }
-    let inputs = state
-        .store()
-        .experiment_analysis(
-            tenant_id,
-            &AnalysisQuery {
-                experiment_key: &record.key,
-                environment: &record.environment,
-                flag_key: &spec.flag_key,
-                variants: &variants,
-                metrics: &metrics,
-                raw_values_limit: store::RAW_VALUES_LIMIT,
-            },
-        )
-        .await?;
-    let mut data: BTreeMap<String, VariantData> = inputs
-        .users
-        .iter()
-        .map(|(variant, users)| {
-            (
-                variant.clone(),
-                VariantData {
-                    users: *users,
-                    metrics: BTreeMap::new(),
-                    previous_sequential_p: record.sequential_p.get(variant).copied(),
-                },
-            )
-        })
-        .collect();
-    for (metric, by_variant) in inputs.metrics {
-        for (variant, observations) in by_variant {
-            let value = match observations {
-                MetricObservations::Conversions { conversions, n } => {
-                    MetricData::Conversions { conversions, n }
-                }
-                MetricObservations::Values(values) => MetricData::Values(values),
-                MetricObservations::Summary { n, mean, variance } => {
-                    MetricData::Summary(Summary { n, mean, variance })
-                }
-            };
-            if let Some(v) = data.get_mut(&variant) {
-                v.metrics.insert(metric.clone(), value);
-            }
-        }
-    }
-    Ok(data)
+    let analysis = crate::experiments::analyse(&state, auth.tenant_id(), &key).await?;
+    Ok(axum::Json(results_body(
+        &analysis.record,
+        &analysis.experiment,
+        &analysis.data,
+        analysis.results,
+    )))
 }
 
 fn results_body(
@@ -1206,63 +1106,12 @@ fn recommendation_body(r: &Recommendation) -> RecommendationBody {
 
 // ---- helpers -------------------------------------------------------------------------------
 
-/// Applies a lifecycle change with optimistic concurrency, retrying when another writer won.
-async fn transition(
-    state: &AppState,
-    tenant_id: &str,
-    key: &str,
-    change: impl Fn(&mut Experiment, i64) -> Result<(), ExperimentError>,
+/// A lifecycle step's answer: the experiment after it, with its version as the ETag.
+fn changed(
+    outcome: Result<(ExperimentRecord, Experiment), ApiError>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let record = load(state, tenant_id, key).await?;
-        let mut experiment = decode(&record)?;
-        change(&mut experiment, now_ms()).map_err(experiment_error)?;
-        match state
-            .store()
-            .update_experiment(
-                tenant_id,
-                &record.key,
-                &encode(&experiment)?,
-                &record.sequential_p,
-                record.version,
-            )
-            .await
-        {
-            Ok(updated) => return Ok(with_etag(&updated, respond(&updated, &experiment))),
-            Err(StoreError::VersionMismatch { .. }) if attempt < WRITE_ATTEMPTS => continue,
-            Err(StoreError::VersionMismatch { .. }) => {
-                return Err(ApiError::new(
-                    ProblemKind::Conflict,
-                    format!("experiment '{key}' is being changed concurrently; retry"),
-                ))
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-}
-
-async fn load(state: &AppState, tenant_id: &str, key: &str) -> Result<ExperimentRecord, ApiError> {
-    state
-        .store()
-        .experiment(tenant_id, key)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no experiment '{key}' in your tenant")))
-}
-
-fn decode(record: &ExperimentRecord) -> Result<Experiment, ApiError> {
-    serde_json::from_str(&record.definition_json).map_err(|e| {
-        tracing::error!(error = %e, key = record.key, "stored experiment does not parse");
-        ApiError::internal()
-    })
-}
-
-fn encode(experiment: &Experiment) -> Result<String, ApiError> {
-    serde_json::to_string(experiment).map_err(|e| {
-        tracing::error!(error = %e, "experiment does not serialise");
-        ApiError::internal()
-    })
+    let (record, experiment) = outcome?;
+    Ok(with_etag(&record, respond(&record, &experiment)))
 }
 
 fn respond(record: &ExperimentRecord, e: &Experiment) -> ExperimentResponse {
@@ -1286,65 +1135,6 @@ fn with_etag(record: &ExperimentRecord, body: ExperimentResponse) -> impl IntoRe
         headers.insert(header::ETAG, value);
     }
     (headers, axum::Json(body))
-}
-
-fn state_name(state: ExperimentState) -> &'static str {
-    match state {
-        ExperimentState::Draft => "draft",
-        ExperimentState::Running => "running",
-        ExperimentState::Paused => "paused",
-        ExperimentState::Concluded => "concluded",
-    }
-}
-
-/// 409 for a lifecycle step the state does not allow, 422 naming the field for an invalid
-/// definition, 422 naming the metric and variant when the data cannot be analysed yet.
-fn experiment_error(e: ExperimentError) -> ApiError {
-    match e {
-        ExperimentError::Invalid(message) => {
-            let field = invalid_field_of(&message);
-            ApiError::new(ProblemKind::Unprocessable, message).with("field", field)
-        }
-        ExperimentError::InvalidTransition { from, action } => ApiError::new(
-            ProblemKind::InvalidState,
-            format!("cannot {action} an experiment that is {}", state_name(from)),
-        )
-        .with("state", state_name(from)),
-        ExperimentError::MissingData(what) => ApiError::new(
-            ProblemKind::Unprocessable,
-            format!("not enough data to analyse yet: no {what}"),
-        ),
-        ExperimentError::Stats {
-            metric,
-            variant,
-            source,
-        } => ApiError::new(
-            ProblemKind::Unprocessable,
-            format!("not enough data to analyse {metric} for {variant} yet: {source}"),
-        )
-        .with("metric", metric)
-        .with("variant", variant),
-    }
-}
-
-/// The definition field an `ExperimentError::Invalid` message is about.
-fn invalid_field_of(message: &str) -> &'static str {
-    // Most specific first: "metric key is empty" is about a metric, not the experiment key.
-    const FIELDS: &[(&str, &str)] = &[
-        ("metric key is empty", "primary_metric"),
-        ("key is empty", "key"),
-        ("winner", "winner"),
-        ("control", "control"),
-        ("variant", "variants"),
-        ("alpha", "alpha"),
-        ("power", "power"),
-        ("guardrail", "guardrails"),
-        ("metric", "primary_metric"),
-    ];
-    FIELDS
-        .iter()
-        .find(|(needle, _)| message.contains(needle))
-        .map_or("definition", |(_, field)| field)
 }
 
 fn environment_parameter(environment: Option<String>) -> Result<String, ApiError> {
@@ -1553,13 +1343,10 @@ fn valid_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= MAX_ID_BYTES && !id.contains('\0')
 }
 
-fn now_ms() -> i64 {
-    crate::profiles::now_us() / 1000
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::experiments::invalid_field_of;
 
     #[test]
     fn invalid_definitions_name_their_field() {

@@ -15,15 +15,17 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use flags::{Flag, ValidationError};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use store::{FlagAction, FlagRecord, Scope};
+use store::{FlagRecord, Scope};
 use tokio::sync::broadcast;
 use utoipa::{IntoParams, PartialSchema, ToSchema};
 
 use crate::extract::{ApiJson, ApiQuery, Auth, FlagEnvironment};
 use crate::feature_flags::{parse_records, validate_change, FlagChange};
+use crate::flag_admin::{
+    self, canonical_json, invalid_definition, not_found, parse_flag, FlagTarget,
+};
 use crate::problem::{ApiError, ProblemKind};
 use crate::state::AppState;
 
@@ -111,50 +113,6 @@ fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
                 format!("If-Match must be a flag's ETag such as \"3\" (got '{text}')"),
             )
         })
-}
-
-/// A flag definition from a request body: JSON type errors are 400 naming the field (by the
-/// documented format's field names).
-fn parse_flag(body: Value) -> Result<Flag, ApiError> {
-    serde_path_to_error::deserialize::<_, Flag>(body).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner().to_string();
-        if path == "." {
-            return ApiError::invalid_field(
-                crate::extract::BODY_FIELD,
-                format!("the request body must be a flag definition object: {inner}"),
-            );
-        }
-        ApiError::invalid_field(&path, format!("field `{path}`: {inner}"))
-    })
-}
-
-/// 422 naming the first field at fault and listing every problem.
-fn invalid_definition(errors: Vec<ValidationError>) -> ApiError {
-    let first = errors.first().cloned().unwrap_or(ValidationError {
-        flag: String::new(),
-        path: String::new(),
-        message: "invalid flag set".into(),
-    });
-    let more = match errors.len() {
-        0 | 1 => String::new(),
-        n => format!(
-            " (and {} more problem{})",
-            n - 1,
-            if n == 2 { "" } else { "s" }
-        ),
-    };
-    let listed: Vec<Value> = errors
-        .iter()
-        .map(|e| serde_json::json!({"flag": e.flag, "path": e.path, "message": e.message}))
-        .collect();
-    ApiError::new(ProblemKind::Unprocessable, format!("{first}{more}"))
-        .with("field", first.path.clone())
-        .with("errors", Value::Array(listed))
-}
-
-fn canonical_json(flag: &Flag) -> Result<String, ApiError> {
-    serde_json::to_string(flag).map_err(|_| ApiError::internal())
 }
 
 /// Lists the environment's flags (read scope).
@@ -265,10 +223,6 @@ pub(crate) async fn get_flag(
     flag_response(StatusCode::OK, record)
 }
 
-fn not_found(key: &str, environment: &str) -> ApiError {
-    ApiError::not_found(format!("no flag `{key}` in environment `{environment}`"))
-}
-
 /// Replaces a flag's definition (admin scope). `If-Match: "<version>"` makes it conditional.
 #[utoipa::path(put, path = "/api/v1/flags/{key}", tag = "flags", security(("api_key" = [])),
     params(
@@ -297,38 +251,18 @@ pub(crate) async fn replace_flag(
     auth.require(Scope::Admin)?;
     let expected = if_match(&headers)?;
     let flag = parse_flag(body)?;
-    if flag.key != key {
-        return Err(ApiError::new(
-            ProblemKind::Unprocessable,
-            format!(
-                "the definition's key `{}` is not the flag's `{key}` (keys cannot be renamed)",
-                flag.key
-            ),
-        )
-        .with("field", "key"));
-    }
-    let tenant_id = auth.tenant_id();
-    let store = state.store();
-    let lock = state
-        .flags()
-        .lock_for_write(store, tenant_id, &environment)
-        .await?;
-    let current = store.flags(tenant_id, &environment).await?;
-    if !current.iter().any(|r| r.key == key) {
-        return Err(not_found(&key, &environment));
-    }
-    validate_change(parse_records(&current)?, Some(&flag), None).map_err(invalid_definition)?;
-    let record = store
-        .update_flag(
-            tenant_id,
-            &environment,
-            &key,
-            &canonical_json(&flag)?,
-            expected,
-            &auth.0.key_id,
-        )
-        .await?;
-    lock.publish(store).await?;
+    let record = flag_admin::replace(
+        &state,
+        FlagTarget {
+            tenant_id: auth.tenant_id(),
+            environment: &environment,
+            key: &key,
+            actor: &auth.0.key_id,
+        },
+        &flag,
+        expected,
+    )
+    .await?;
     flag_response(StatusCode::OK, record)
 }
 
@@ -420,43 +354,17 @@ pub(crate) async fn kill_flag(
 ) -> Result<Response, ApiError> {
     auth.require(Scope::Admin)?;
     let expected = if_match(&headers)?;
-    let tenant_id = auth.tenant_id();
-    let store = state.store();
-    let lock = state
-        .flags()
-        .lock_for_write(store, tenant_id, &environment)
-        .await?;
-    let record = store
-        .flag(tenant_id, &environment, &key)
-        .await?
-        .ok_or_else(|| not_found(&key, &environment))?;
-    let mut flag = parse_records(std::slice::from_ref(&record))?
-        .pop()
-        .ok_or_else(ApiError::internal)?;
-    if flag.kill_switch {
-        if let Some(expected) = expected.filter(|v| *v != record.version) {
-            return Err(store::StoreError::VersionMismatch {
-                what: format!("flag {key}"),
-                expected,
-                current: Some(record.version),
-            }
-            .into());
-        }
-        return flag_response(StatusCode::OK, record);
-    }
-    flag.kill_switch = true;
-    let record = store
-        .update_flag_as(
-            FlagAction::Kill,
-            tenant_id,
-            &environment,
-            &key,
-            &canonical_json(&flag)?,
-            expected,
-            &auth.0.key_id,
-        )
-        .await?;
-    lock.publish(store).await?;
+    let record = flag_admin::kill(
+        &state,
+        FlagTarget {
+            tenant_id: auth.tenant_id(),
+            environment: &environment,
+            key: &key,
+            actor: &auth.0.key_id,
+        },
+        expected,
+    )
+    .await?;
     flag_response(StatusCode::OK, record)
 }
 

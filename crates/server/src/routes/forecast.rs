@@ -3,9 +3,7 @@
 //! the same for every tenant (it is built from public station data), so no tenant key is needed
 //! in the cache; the key still authenticates the caller and carries the tenant into metrics.
 
-use analog::forecast::{
-    ForecastError, ForecastRequest, Horizon, NoStateReason, Similarity, Variable,
-};
+use analog::forecast::{Horizon, Variable};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
@@ -14,20 +12,9 @@ use store::Scope;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::extract::{ApiQuery, Auth};
-use crate::forecasts::{Diagnostics, ForecastService};
-use crate::problem::{ApiError, ProblemKind};
+use crate::forecasts::{self, Diagnostics, RequestText, MODES};
+use crate::problem::ApiError;
 use crate::state::AppState;
-
-/// Seed 001's k modes.
-const MODES: &[(&str, usize)] = &[("fast", 5), ("default", 10), ("accurate", 20)];
-/// Variables forecast when `vars` is not given.
-const DEFAULT_VARS: &[Variable] = &[
-    Variable::T2m,
-    Variable::U10,
-    Variable::V10,
-    Variable::Msl,
-    Variable::Precip,
-];
 
 /// Query parameters of a forecast. Everything arrives as text so each error can name its
 /// parameter precisely.
@@ -64,148 +51,16 @@ pub(crate) struct ForecastQuery {
     similarity: Option<String>,
 }
 
-fn service(state: &AppState) -> Result<std::sync::Arc<ForecastService>, ApiError> {
-    state.forecasts().ok_or_else(|| {
-        // Configuration, not an outage: no Retry-After, and not logged per request (serve
-        // warns once at start).
-        ApiError::new(
-            ProblemKind::ForecastModelMissing,
-            "this server was started without a forecast model; build one with `signalbox \
-             forecast build` and start the server with `--forecast-index DIR` (or with `--demo \
-             true`, which builds the bundled demo data's model)",
-        )
-    })
-}
-
-fn required<'a>(value: &'a Option<String>, parameter: &str) -> Result<&'a str, ApiError> {
-    match value.as_deref().map(str::trim) {
-        Some(v) if !v.is_empty() => Ok(v),
-        _ => Err(ApiError::invalid_parameter(
-            parameter,
-            format!("query parameter `{parameter}` is required"),
-        )),
-    }
-}
-
-fn parse(q: &ForecastQuery, service: &ForecastService) -> Result<ForecastRequest, ApiError> {
-    let model = service.model();
-    let station = required(&q.station, "station")?.to_owned();
-    let horizon: Horizon = required(&q.horizon, "horizon")?.parse().map_err(|_| {
-        ApiError::invalid_parameter(
-            "horizon",
-            format!(
-                "horizon must be one of {} (got '{}')",
-                list(Horizon::ALL.iter().map(ToString::to_string)),
-                q.horizon.as_deref().unwrap_or_default()
-            ),
-        )
-    })?;
-    let vars = match q.vars.as_deref() {
-        None => DEFAULT_VARS.to_vec(),
-        Some(text) => parse_vars(text)?,
-    };
-    let k = match (q.k.as_deref(), q.mode.as_deref()) {
-        (Some(_), Some(_)) => {
-            // Each is valid alone; the pair is a rule across parameters, so 422.
-            return Err(
-                ApiError::new(ProblemKind::Unprocessable, "give `k` or `mode`, not both")
-                    .with("parameter", "mode"),
-            );
-        }
-        (Some(k), None) => {
-            let max = model.max_k();
-            match k.trim().parse::<usize>() {
-                Ok(k) if (1..=max).contains(&k) => k,
-                _ => {
-                    return Err(ApiError::invalid_parameter(
-                        "k",
-                        format!("k must be a whole number from 1 to {max} (got '{k}')"),
-                    ))
-                }
-            }
-        }
-        (None, Some(mode)) => MODES
-            .iter()
-            .find(|(name, _)| *name == mode.trim())
-            .map(|&(_, k)| k)
-            .ok_or_else(|| {
-                ApiError::invalid_parameter(
-                    "mode",
-                    format!(
-                        "mode must be one of {} (got '{mode}')",
-                        list(MODES.iter().map(|(m, _)| m.to_string()))
-                    ),
-                )
-            })?,
-        (None, None) => 10,
-    };
-    let similarity = match q.similarity.as_deref().map(str::trim) {
-        None | Some("") => Similarity::AnEn,
-        Some(s) => s.parse().map_err(|_| {
-            ApiError::invalid_parameter(
-                "similarity",
-                format!("similarity must be `seed` or `anen` (got '{s}')"),
-            )
-        })?,
-    };
-    // Whether the station exists and `at` has a state is the model's to say (404 naming the
-    // parameter, with the station's range); here only the format is checked.
-    let at = match q.at.as_deref().map(str::trim) {
-        None | Some("") => None,
-        Some(text) => Some(
-            analog::forecast::parse_time(text)
-                .map_err(|e| ApiError::invalid_parameter("at", format!("at: {e}")))?,
-        ),
-    };
-    Ok(ForecastRequest {
-        station,
-        at,
-        horizon,
-        vars,
-        k,
-        similarity,
-    })
-}
-
-fn parse_vars(text: &str) -> Result<Vec<Variable>, ApiError> {
-    let mut vars = Vec::new();
-    for name in text.split(',').map(str::trim) {
-        let var: Variable = name.parse().map_err(|_| {
-            ApiError::invalid_parameter(
-                "vars",
-                format!(
-                    "unknown variable '{name}' in vars; known: {}",
-                    list(Variable::ALL.iter().map(ToString::to_string))
-                ),
-            )
-        })?;
-        if !vars.contains(&var) {
-            vars.push(var);
-        }
-    }
-    Ok(vars)
-}
-
-fn list(items: impl Iterator<Item = String>) -> String {
-    items.collect::<Vec<_>>().join(", ")
-}
-
-/// What a model error means to the client.
-fn problem(e: ForecastError) -> ApiError {
-    match e {
-        ForecastError::UnknownStation { .. } => {
-            ApiError::not_found(e.to_string()).with("parameter", "station")
-        }
-        ForecastError::NoState {
-            reason: NoStateReason::NotOnTheHour,
-            ..
-        } => ApiError::invalid_parameter("at", e.to_string()),
-        ForecastError::NoState { .. } => ApiError::not_found(e.to_string()).with("parameter", "at"),
-        ForecastError::KOutOfRange { .. } => ApiError::invalid_parameter("k", e.to_string()),
-        ForecastError::NoVariables => ApiError::invalid_parameter("vars", e.to_string()),
-        other => {
-            tracing::error!(error = %other, "forecast failed");
-            ApiError::internal()
+impl ForecastQuery {
+    fn as_text(&self) -> RequestText<'_> {
+        RequestText {
+            station: self.station.as_deref(),
+            horizon: self.horizon.as_deref(),
+            vars: self.vars.as_deref(),
+            k: self.k.as_deref(),
+            mode: self.mode.as_deref(),
+            at: self.at.as_deref(),
+            similarity: self.similarity.as_deref(),
         }
     }
 }
@@ -236,11 +91,11 @@ async fn answer(
     query: ForecastQuery,
 ) -> Result<Response, ApiError> {
     auth.require(Scope::Read)?;
-    let service = service(&state)?;
-    let request = parse(&query, &service)?;
+    let service = forecasts::service(&state)?;
+    let request = service.parse_request(&query.as_text())?;
     let answer = service
         .answer(&request, wants_fresh(&headers))
-        .map_err(problem)?;
+        .map_err(forecasts::problem)?;
     let horizon = horizon_label(request.horizon);
     let metrics = state.metrics().forecast();
     metrics.answered(horizon, answer.outcome.as_str());
@@ -321,7 +176,7 @@ pub(crate) async fn diagnostics(
     auth: Auth,
 ) -> Result<axum::Json<Diagnostics>, ApiError> {
     auth.require(Scope::Read)?;
-    Ok(axum::Json(service(&state)?.diagnostics()))
+    Ok(axum::Json(forecasts::service(&state)?.diagnostics()))
 }
 
 /// A station the model can forecast for.
@@ -370,7 +225,7 @@ pub(crate) async fn catalogue(
     auth: Auth,
 ) -> Result<axum::Json<Catalogue>, ApiError> {
     auth.require(Scope::Read)?;
-    let service = service(&state)?;
+    let service = forecasts::service(&state)?;
     let model = service.model();
     let stations = model
         .stations()

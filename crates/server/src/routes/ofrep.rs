@@ -20,7 +20,7 @@ use store::Scope;
 use utoipa::ToSchema;
 
 use crate::extract::{Auth, FlagEnvironment};
-use crate::feature_flags::clock_ms;
+use crate::feature_flags::{clock_ms, error_details, reason_name};
 use crate::problem::{ApiError, ProblemKind};
 use crate::state::AppState;
 
@@ -32,31 +32,6 @@ fn error_code_name(code: ErrorCode) -> &'static str {
         ErrorCode::TargetingKeyMissing => "TARGETING_KEY_MISSING",
         ErrorCode::InvalidContext => "INVALID_CONTEXT",
         ErrorCode::General => "GENERAL",
-    }
-}
-
-/// A readable explanation of a failed evaluation.
-fn error_details(key: &str, code: ErrorCode, set: &FlagSet) -> String {
-    match code {
-        ErrorCode::FlagNotFound => format!("no flag `{key}` in this environment"),
-        ErrorCode::TargetingKeyMissing => {
-            let by = set
-                .flag(key)
-                .and_then(|f| f.bucket_by.as_deref())
-                .unwrap_or(flags::TARGETING_KEY);
-            format!("flag `{key}` buckets by `{by}` and the context has none")
-        }
-        ErrorCode::InvalidContext => {
-            let by = set
-                .flag(key)
-                .and_then(|f| f.bucket_by.as_deref())
-                .unwrap_or(flags::TARGETING_KEY);
-            format!("flag `{key}` buckets by `{by}`, which must be a string in the context")
-        }
-        ErrorCode::ParseError => format!("flag `{key}` could not be parsed"),
-        ErrorCode::General => {
-            format!("flag `{key}` could not be evaluated (prerequisites nested too deep)")
-        }
     }
 }
 
@@ -182,17 +157,6 @@ pub(crate) enum BulkItem<'a> {
 #[derive(Serialize, ToSchema)]
 pub(crate) struct BulkEvaluation<'a> {
     flags: Vec<BulkItem<'a>>,
-}
-
-fn reason_name(reason: Reason) -> &'static str {
-    match reason {
-        Reason::Static => "STATIC",
-        Reason::Default => "DEFAULT",
-        Reason::TargetingMatch => "TARGETING_MATCH",
-        Reason::Split => "SPLIT",
-        Reason::Disabled => "DISABLED",
-        Reason::Error => "ERROR",
-    }
 }
 
 fn success<'a>(key: &'a str, e: &Evaluation<'a>) -> EvaluationSuccess<'a> {

@@ -5,17 +5,14 @@ use axum::extract::{Path, State};
 use serde::{Deserialize, Serialize};
 use store::{Scope, WeberProfileRecord};
 use utoipa::{IntoParams, ToSchema};
-use weber::SensitivitySegment;
 
 use crate::extract::{ApiJson, ApiQuery, Auth};
 use crate::problem::ApiError;
 use crate::state::AppState;
+use crate::weber_reads::{self, check_user_id, valid_user_id, MAX_USER_ID_CHARS};
 
 /// Most ids one batchGet may ask for.
 pub const BATCH_GET_LIMIT: usize = 1000;
-/// Largest page of a segment listing.
-pub const PAGE_LIMIT: u32 = 1000;
-const MAX_USER_ID_BYTES: usize = 256;
 
 /// Seed 000's WeberProfileResponse.
 #[derive(Serialize, ToSchema)]
@@ -47,13 +44,6 @@ impl From<&WeberProfileRecord> for WeberProfileResponse {
     }
 }
 
-/// Whether a user id can be looked up: 1 to 256 characters, no NUL (PostgreSQL text cannot
-/// hold one). Characters, not bytes, so the document can state the bound exactly (`maxLength`);
-/// ingestion stores at most 256 bytes, so a longer id is simply not found.
-fn valid_user_id(id: &str) -> bool {
-    !id.is_empty() && id.chars().count() <= MAX_USER_ID_BYTES && !id.contains('\0')
-}
-
 /// The pattern of a user id in the document: see [`valid_user_id`].
 pub(crate) const USER_ID_PATTERN: &str = "^[^\\x00]{1,256}$";
 
@@ -68,17 +58,6 @@ fn user_ids_schema() -> utoipa::openapi::schema::Array {
         .min_items(Some(1))
         .max_items(Some(BATCH_GET_LIMIT))
         .build()
-}
-
-/// User ids arrive as the `parameter` named; see [`valid_user_id`].
-fn check_user_id(parameter: &str, user_id: &str) -> Result<(), ApiError> {
-    if !valid_user_id(user_id) {
-        return Err(ApiError::invalid_parameter(
-            parameter,
-            format!("{parameter} must be 1 to {MAX_USER_ID_BYTES} characters, without NUL"),
-        ));
-    }
-    Ok(())
 }
 
 /// One user's Weber profile (read scope).
@@ -197,7 +176,7 @@ pub(crate) async fn batch_get(
     if let Some(i) = ids.iter().position(|id| !valid_user_id(id)) {
         return Err(ApiError::invalid_field(
             &format!("user_ids[{i}]"),
-            format!("user_ids[{i}] must be 1 to {MAX_USER_ID_BYTES} characters, without NUL"),
+            format!("user_ids[{i}] must be 1 to {MAX_USER_ID_CHARS} characters, without NUL"),
         ));
     }
     ids.sort_unstable();
@@ -254,39 +233,18 @@ pub(crate) async fn segment_users(
     ApiQuery(page): ApiQuery<PageQuery>,
 ) -> Result<axum::Json<SegmentUsersResponse>, ApiError> {
     auth.require(Scope::Read)?;
-    let segment: SensitivitySegment = segment.parse().map_err(|e: weber::UnknownSegment| {
-        ApiError::not_found(e.to_string()).with("parameter", "segment")
-    })?;
-    let limit = page.limit.unwrap_or(100);
-    if !(1..=PAGE_LIMIT).contains(&limit) {
-        return Err(ApiError::invalid_parameter(
-            "limit",
-            format!("limit must be between 1 and {PAGE_LIMIT}"),
-        ));
-    }
-    if let Some(after) = &page.after {
-        check_user_id("after", after)?;
-    }
-    // One more than asked tells whether another page exists.
-    let mut users = state
-        .store()
-        .weber_segment_users(
-            auth.tenant_id(),
-            segment.as_str(),
-            page.after.as_deref(),
-            limit + 1,
-        )
-        .await?;
-    let next_after = if users.len() > limit as usize {
-        users.truncate(limit as usize);
-        users.last().cloned()
-    } else {
-        None
-    };
+    let page = weber_reads::segment_users(
+        state.store(),
+        auth.tenant_id(),
+        &segment,
+        page.after.as_deref(),
+        page.limit,
+    )
+    .await?;
     Ok(axum::Json(SegmentUsersResponse {
-        segment: segment.as_str().to_owned(),
-        users,
-        next_after,
+        segment: page.segment.as_str().to_owned(),
+        users: page.users,
+        next_after: page.next_after,
     }))
 }
 
@@ -334,24 +292,17 @@ pub(crate) async fn segment_analytics(
         .segment_analytics()
         .segment_stats(state.store(), auth.tenant_id(), degraded.is_some())
         .await?;
-    let stats = &answer.stats;
-    let total_users: i64 = stats.iter().map(|s| s.users).sum();
-    let segments: Vec<SegmentAnalytics> = SensitivitySegment::ALL
-        .iter()
-        .map(|seg| {
-            let found = stats.iter().find(|s| s.segment == seg.as_str());
-            SegmentAnalytics {
-                segment: seg.as_str(),
-                users: found.map_or(0, |s| s.users),
-                share: match (found, total_users) {
-                    (Some(s), t) if t > 0 => s.users as f64 / t as f64,
-                    _ => 0.0,
-                },
-                mean_constant: found.map_or(0.0, |s| s.mean_constant),
-                std_constant: found.map_or(0.0, |s| s.std_constant),
-                mean_confidence: found.map_or(0.0, |s| s.mean_confidence),
-                mean_review_count: found.map_or(0.0, |s| s.mean_review_count),
-            }
+    let (total_users, summaries) = weber_reads::summarise(&answer.stats);
+    let segments: Vec<SegmentAnalytics> = summaries
+        .into_iter()
+        .map(|s| SegmentAnalytics {
+            segment: s.segment,
+            users: s.users,
+            share: s.share,
+            mean_constant: s.mean_constant,
+            std_constant: s.std_constant,
+            mean_confidence: s.mean_confidence,
+            mean_review_count: s.mean_review_count,
         })
         .collect();
     let body = axum::Json(SegmentAnalyticsResponse {

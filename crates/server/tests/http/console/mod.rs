@@ -1,11 +1,15 @@
 //! The web console through its HTTP interface: sign-in, sessions, CSRF, and each engine's
 //! pages. One file per area; [`Console`] is a signed-in browser stand-in they share.
 
+mod experiments;
+mod flags;
+mod forecasts;
 mod jobs;
 mod keys;
 mod limits;
 mod overview;
 mod session;
+mod weber;
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};

@@ -7,7 +7,16 @@ use crate::TestApp;
 
 #[tokio::test]
 async fn a_key_signs_in_for_an_http_only_same_site_strict_cookie_and_signs_out() {
-    let app = TestApp::new(Backend::Sqlite).await;
+    signs_in_and_out(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn sessions_work_on_postgres_too() {
+    signs_in_and_out(Backend::Postgres).await;
+}
+
+async fn signs_in_and_out(backend: Backend) {
+    let app = TestApp::new(backend).await;
     let (_, key) = app.tenant("acme", &[Scope::Read]).await;
 
     let refused = app.sign_in("sb_not_a_real_key").await;

@@ -1,0 +1,171 @@
+//! A fresh `signalbox serve` gives its demo tenant a history every console page can show: the
+//! API reads the experiment with its results, Weber profiles, LLM usage with costs, feedback
+//! items with personal data and a policy violation, and finished and dead jobs.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::{signalbox, Server};
+
+fn get(server: &Server, path: &str, key: &str) -> (u16, Value) {
+    let (status, _, body) = server.get_raw(path, key);
+    let json = serde_json::from_str(&body).unwrap_or(Value::Null);
+    (status, json)
+}
+
+/// Reads `path` until `done` holds, for up to 30 s: profiles and queued work are finished by
+/// background workers after the server starts listening.
+fn eventually(server: &Server, path: &str, key: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = get(server, path, key);
+        if status == 200 && done(&body) {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{path} never got there: {status} {body}\nlog: {:?}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_fresh_serve_gives_the_demo_tenant_a_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&mut signalbox(dir.path()));
+    let demo: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("demo-tenant.json")).unwrap(),
+    )
+    .unwrap();
+    let key = demo["api_key"].as_str().unwrap();
+
+    // The experiment runs on one of the demo flags and its results have something to say.
+    let (status, listed) = get(&server, "/api/v1/experiments", key);
+    assert_eq!(status, 200, "{listed}");
+    let experiment = &listed["experiments"][0];
+    assert_eq!(experiment["key"], "pricing-layout", "{listed}");
+    assert_eq!(experiment["state"], "running", "{listed}");
+    assert_eq!(experiment["spec"]["flag_key"], "pricing-page-experiment");
+    let (status, results) = get(&server, "/api/v1/experiments/pricing-layout/results", key);
+    assert_eq!(status, 200, "{results}");
+    let users: u64 = results["users"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|n| n.as_u64().unwrap())
+        .sum();
+    assert_eq!(users, 1_200, "{results}");
+    assert_eq!(results["srm"]["mismatch"], false, "{results}");
+    let primary = &results["metrics"][0];
+    assert_eq!(primary["metric"], "signup", "{results}");
+    let comparisons = primary["comparisons"].as_array().unwrap();
+    assert_eq!(comparisons.len(), 2, "{results}");
+    for c in comparisons {
+        let lift = &c["relative_lift"];
+        assert!(
+            lift["ci_low"].as_f64().unwrap() < lift["estimate"].as_f64().unwrap()
+                && lift["estimate"].as_f64().unwrap() < lift["ci_high"].as_f64().unwrap(),
+            "{c}"
+        );
+    }
+    assert!(
+        results["sequential"]["p_values"]
+            .as_object()
+            .is_some_and(|p| p.len() == 2),
+        "{results}"
+    );
+    assert!(results["recommendation"].is_object(), "{results}");
+
+    // Profiles are computed by the profile worker from the ingested interactions.
+    let analytics = eventually(&server, "/api/v1/analytics/weber-segments", key, |a| {
+        a["total_users"] == 200
+    });
+    let populated = analytics["segment_distribution"]
+        .as_object()
+        .unwrap()
+        .values()
+        .filter(|n| n.as_u64().unwrap_or(0) > 0)
+        .count();
+    assert!(populated >= 3, "segments should differ: {analytics}");
+    let (status, profile) = get(&server, "/api/v1/users/user-010/weber-profile", key);
+    assert_eq!(status, 200, "{profile}");
+    assert!(profile["review_count"].as_u64().unwrap() >= 2, "{profile}");
+
+    // LLM usage over the last fortnight, priced.
+    let (status, usage) = get(&server, "/api/v1/llm/usage?group_by=", key);
+    assert_eq!(status, 200, "{usage}");
+    let totals = &usage["groups"][0];
+    assert!(totals["calls"].as_u64().unwrap() >= 60, "{usage}");
+    assert!(totals["cost_picodollars"].as_u64().unwrap() > 0, "{usage}");
+    assert_eq!(totals["unpriced_calls"], 0, "{usage}");
+    let (status, conversation) = get(&server, "/api/v1/llm/conversations/conv-001", key);
+    assert_eq!(status, 200, "{conversation}");
+
+    // Feedback across tiers: personal data found, one item breaking the policy; the queued
+    // tiers are processed by the job workers.
+    let (status, violation) = get(&server, "/api/v1/feedback/fb-violation", key);
+    assert_eq!(status, 200, "{violation}");
+    assert!(
+        violation["violations"]
+            .as_array()
+            .is_some_and(|v| !v.is_empty()),
+        "{violation}"
+    );
+    let pii = eventually(&server, "/api/v1/feedback/fb-pii-2", key, |i| {
+        i["status"] != "received"
+    });
+    assert!(
+        pii["pii"].as_array().is_some_and(|p| !p.is_empty()),
+        "{pii}"
+    );
+    let (status, items) = get(&server, "/api/v1/feedback?limit=100", key);
+    assert_eq!(status, 200, "{items}");
+    assert_eq!(items["items"].as_array().unwrap().len(), 34, "{items}");
+
+    // Jobs: finished ones and a dead letter.
+    let stats = eventually(&server, "/api/v1/jobs/stats", key, |s| {
+        let sum = |status: &str| -> u64 {
+            s["queues"]
+                .as_array()
+                .map(|qs| {
+                    qs.iter()
+                        .map(|q| q["by_status"][status].as_u64().unwrap_or(0))
+                        .sum()
+                })
+                .unwrap_or(0)
+        };
+        sum("dead") == 1 && sum("success") >= 3
+    });
+    assert!(stats["queues"].is_array());
+
+    // The key is in its file, never in the log (what was logged after listening).
+    let log = server.log().join("\n");
+    assert!(!log.contains(key), "the demo key leaked into the log");
+}
+
+#[test]
+fn the_demo_history_is_written_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = Server::start(&mut signalbox(dir.path()));
+    let demo: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("demo-tenant.json")).unwrap(),
+    )
+    .unwrap();
+    let key = demo["api_key"].as_str().unwrap().to_owned();
+    drop(first);
+    let second = Server::start(&mut signalbox(dir.path()));
+    let (status, listed) = get(&second, "/api/v1/experiments", &key);
+    assert_eq!(status, 200, "{listed}");
+    assert_eq!(
+        listed["experiments"].as_array().unwrap().len(),
+        1,
+        "{listed}"
+    );
+    let (status, items) = get(&second, "/api/v1/feedback?limit=100", &key);
+    assert_eq!(status, 200, "{items}");
+    assert_eq!(items["items"].as_array().unwrap().len(), 34, "{items}");
+}
