@@ -18,6 +18,7 @@ mod forecasts;
 mod jobs;
 mod keys;
 mod limits;
+mod llm;
 mod overview;
 pub(crate) mod session;
 mod weber;
@@ -55,6 +56,7 @@ const SECTIONS: &[Section] = &[
     forecasts::SECTION,
     limits::SECTION,
     keys::SECTION,
+    llm::SECTION,
     jobs::SECTION,
 ];
 
@@ -77,6 +79,7 @@ pub(crate) fn router() -> Router<AppState> {
         .merge(keys::routes())
         .merge(limits::routes())
         .merge(jobs::routes())
+        .merge(llm::routes())
         .route("/console/{*rest}", get(not_found).post(not_found))
         .layer(axum::middleware::from_fn(security_headers))
 }

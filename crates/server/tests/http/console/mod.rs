@@ -7,6 +7,7 @@ mod forecasts;
 mod jobs;
 mod keys;
 mod limits;
+mod llm;
 mod overview;
 mod session;
 mod weber;
