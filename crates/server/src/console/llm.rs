@@ -347,7 +347,7 @@ async fn conversation_page(
 }
 
 /// `text` as one URL path segment: unreserved bytes as they are, the rest percent-encoded.
-fn path_segment(text: &str) -> String {
+pub(super) fn path_segment(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for b in text.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {

@@ -13,6 +13,7 @@
 pub(crate) mod assets;
 pub(crate) mod charts;
 mod experiments;
+mod feedback;
 mod flags;
 mod forecasts;
 mod jobs;
@@ -58,6 +59,7 @@ const SECTIONS: &[Section] = &[
     keys::SECTION,
     llm::SECTION,
     jobs::SECTION,
+    feedback::SECTION,
 ];
 
 /// The console's routes, with their own security headers; merged into the application.
@@ -80,6 +82,7 @@ pub(crate) fn router() -> Router<AppState> {
         .merge(limits::routes())
         .merge(jobs::routes())
         .merge(llm::routes())
+        .merge(feedback::routes())
         .route("/console/{*rest}", get(not_found).post(not_found))
         .layer(axum::middleware::from_fn(security_headers))
 }

@@ -70,9 +70,7 @@ async fn usage_conversations_and_a_timeline_render_and_stay_in_their_tenant() {
     let other = app.console(&b.secret).await;
     let html = other.get("/console/llm").await.text();
     assert!(!html.contains("acme / large") && !html.contains("conv%3Cone%3E"));
-    let missing = other
-        .get("/console/llm/conversations/conv%3Cone%3E")
-        .await;
+    let missing = other.get("/console/llm/conversations/conv%3Cone%3E").await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
     app.cleanup().await;
 }

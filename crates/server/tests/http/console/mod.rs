@@ -2,6 +2,7 @@
 //! pages. One file per area; [`Console`] is a signed-in browser stand-in they share.
 
 mod experiments;
+mod feedback;
 mod flags;
 mod forecasts;
 mod jobs;
