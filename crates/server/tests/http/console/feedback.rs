@@ -118,3 +118,37 @@ async fn another_tenants_feedback_does_not_exist() {
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
     app.cleanup().await;
 }
+
+/// Every page of this area, as a read-only key sees it: no POST form but sign-out, and the
+/// admin pages refused.
+#[tokio::test]
+async fn a_read_only_key_sees_no_write_controls_on_the_operations_pages() {
+    let app = TestApp::new(Backend::Sqlite).await;
+    let (_, reader) = app.tenant("acme", &[Scope::Read]).await;
+    let console = app.console(&reader.secret).await;
+    for path in [
+        "/console",
+        "/console/rate-limits",
+        "/console/llm",
+        "/console/feedback",
+    ] {
+        let page = console.get(path).await;
+        assert_eq!(page.status, StatusCode::OK, "{path}: {}", page.text());
+        let html = page.text();
+        assert_eq!(
+            html.matches("method=\"post\"").count(),
+            1,
+            "{path}: only the sign-out form: {html}"
+        );
+        assert!(html.contains("action=\"/console/sign-out\""));
+        assert!(!html.contains("hx-post"), "{path}");
+    }
+    for path in ["/console/keys", "/console/jobs"] {
+        assert_eq!(
+            console.get(path).await.status,
+            StatusCode::FORBIDDEN,
+            "{path}"
+        );
+    }
+    app.cleanup().await;
+}
