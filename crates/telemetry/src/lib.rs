@@ -316,20 +316,20 @@ impl Metrics {
                 service: obs.service,
             })
             .inc();
-        self.durations
-            .get_or_create(&DurationLabels {
-                method,
-                endpoint: obs.endpoint.to_owned(),
-                tenant_id: tenant.clone(),
-                service: obs.service,
-            })
-            .observe(obs.duration.as_secs_f64());
         self.http.record(
             &tenant,
             obs.status,
             obs.duration.as_secs_f64(),
             self.started.elapsed().as_secs(),
         );
+        self.durations
+            .get_or_create(&DurationLabels {
+                method,
+                endpoint: obs.endpoint.to_owned(),
+                tenant_id: tenant,
+                service: obs.service,
+            })
+            .observe(obs.duration.as_secs_f64());
         self.sizes
             .get_or_create(&SizeLabels {
                 method,

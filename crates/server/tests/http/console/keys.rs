@@ -23,7 +23,16 @@ fn new_key_id(html: &str) -> String {
 
 #[tokio::test]
 async fn a_key_created_on_the_console_works_over_the_api_and_its_secret_is_shown_once() {
-    let app = TestApp::new(Backend::Sqlite).await;
+    created_key_works_and_its_secret_is_shown_once(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn a_key_created_on_the_console_works_over_the_api_on_postgres() {
+    created_key_works_and_its_secret_is_shown_once(Backend::Postgres).await;
+}
+
+async fn created_key_works_and_its_secret_is_shown_once(backend: Backend) {
+    let app = TestApp::new(backend).await;
     let (_, admin) = app.tenant("acme", &[Scope::Admin]).await;
     let console = app.console(&admin.secret).await;
 
