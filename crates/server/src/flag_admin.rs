@@ -202,3 +202,53 @@ pub(crate) async fn revive(
     // conflict, not overwritten.
     replace(state, target, &flag, expected.or(Some(record.version))).await
 }
+
+/// Deletes a flag (admin scope); its audit trail stays. Refused (409, listing them) while
+/// another flag has it as a prerequisite; with `expected`, the flag must still be at that
+/// version (412 otherwise).
+pub(crate) async fn delete(
+    state: &AppState,
+    target: FlagTarget<'_>,
+    expected: Option<i64>,
+) -> Result<(), ApiError> {
+    let FlagTarget {
+        tenant_id,
+        environment,
+        key,
+        actor,
+    } = target;
+    let store = state.store();
+    let lock = state
+        .flags()
+        .lock_for_write(store, tenant_id, environment)
+        .await?;
+    let current = store.flags(tenant_id, environment).await?;
+    if !current.iter().any(|r| r.key == key) {
+        return Err(not_found(key, environment));
+    }
+    let definitions = parse_records(&current)?;
+    let dependents: Vec<&str> = definitions
+        .iter()
+        .filter(|f| f.prerequisites.iter().any(|p| p.flag == key))
+        .map(|f| f.key.as_str())
+        .collect();
+    if !dependents.is_empty() {
+        return Err(ApiError::new(
+            ProblemKind::Conflict,
+            format!(
+                "flag `{key}` is a prerequisite of {}; remove it from their prerequisites first",
+                dependents
+                    .iter()
+                    .map(|k| format!("`{k}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )
+        .with("dependents", dependents));
+    }
+    store
+        .delete_flag(tenant_id, environment, key, expected, actor)
+        .await?;
+    lock.publish(store).await?;
+    Ok(())
+}

@@ -45,7 +45,12 @@ pub struct LoadtestArgs {
     /// `feedback-ingest` takes --url as the server's base URL (an admin key: it sets the
     /// tenant's feedback mode to research), posts --batch-item realtime batches at --rate
     /// items/s and each queued tier's at --queued-rate items/s for --duration, and reports the
-    /// realtime request latency and each queued tier's accept-to-processed time.
+    /// realtime request latency and each queued tier's accept-to-processed time;
+    /// `console` takes --url as the server's base URL, signs in to the web console with --key
+    /// (default: the demo tenant's key in DATA_DIR/demo-tenant.json), follows the console's
+    /// links from the overview and loads each page it finds with --requests (or for
+    /// --duration) over --connections, reporting per page the median and p99 latency and the
+    /// bytes of HTML, script and style, plain and compressed.
     #[arg(long, value_enum, default_value = "generic")]
     scenario: Scenario,
     /// weber-freshness: background events per second, all connections together.
@@ -60,6 +65,10 @@ pub struct LoadtestArgs {
     /// rate-limit-redis: distinct keys the checks spread over.
     #[arg(long, default_value_t = 10_000)]
     keys: u64,
+    /// console: the API key to sign in with (default: the demo tenant's, from its file in the
+    /// data directory).
+    #[arg(long)]
+    key: Option<String>,
     /// llm-ingest: the wire format.
     #[arg(long, value_enum, default_value = "otlp-protobuf")]
     format: crate::llm_load::IngestFormat,
@@ -72,9 +81,11 @@ enum Scenario {
     RateLimitRedis,
     LlmIngest,
     FeedbackIngest,
+    Console,
 }
 
-pub async fn run(args: LoadtestArgs) -> anyhow::Result<()> {
+/// Runs the load test; `data_dir` is where the console scenario finds the demo tenant's key.
+pub async fn run(args: LoadtestArgs, data_dir: &std::path::Path) -> anyhow::Result<()> {
     if args.scenario == Scenario::RateLimitRedis {
         let duration = match &args.duration {
             Some(d) => loadtest::parse_duration(d)?,
@@ -164,6 +175,26 @@ pub async fn run(args: LoadtestArgs) -> anyhow::Result<()> {
             rate: args.rate,
             queued_rate: args.queued_rate,
             batch: args.batch,
+        })
+        .await?;
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    if args.scenario == Scenario::Console {
+        let key = match &args.key {
+            Some(key) => key.clone(),
+            None => crate::console_load::demo_key(data_dir)?,
+        };
+        eprintln!(
+            "loadtest: console pages of {} with {} connections",
+            plan.url, plan.connections
+        );
+        let report = crate::console_load::run(crate::console_load::ConsoleLoadPlan {
+            base: plan.url,
+            key,
+            connections: plan.connections,
+            stop: plan.stop,
+            request_timeout: plan.request_timeout,
         })
         .await?;
         println!("{}", serde_json::to_string_pretty(&report)?);

@@ -3,6 +3,7 @@
 
 mod admin;
 mod config;
+mod console_load;
 mod custody_cmd;
 mod feedback_cmd;
 mod feedback_load;
@@ -203,7 +204,10 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let global = cli.global;
     match cli.command {
-        Command::Loadtest(args) => loadtest_cmd::run(args).await,
+        Command::Loadtest(args) => {
+            let data_dir = global.data_dir.unwrap_or_else(|| PathBuf::from("./data"));
+            loadtest_cmd::run(args, &data_dir).await
+        }
         Command::Sentiment => sentiment_cmd::run(),
         Command::Feedback(cmd) => match cmd {
             // CPU-bound on stdin and stdout; needs neither the store nor the runtime.

@@ -138,7 +138,8 @@ fn a_fresh_serve_gives_the_demo_tenant_a_history() {
                 })
                 .unwrap_or(0)
         };
-        sum("dead") == 1 && sum("success") >= 3
+        // At least the canary: on a loaded machine a feedback job may also run out of time.
+        sum("dead") >= 1 && sum("success") >= 3
     });
     assert!(stats["queues"].is_array());
 
@@ -168,4 +169,189 @@ fn the_demo_history_is_written_once() {
     let (status, items) = get(&second, "/api/v1/feedback?limit=100", &key);
     assert_eq!(status, 200, "{items}");
     assert_eq!(items["items"].as_array().unwrap().len(), 34, "{items}");
+}
+
+/// One raw HTTP/1.1 request; returns the status, the headers (names lower-cased) and the body.
+fn request(
+    server: &Server,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, Vec<(String, String)>, String) {
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect(&server.addr).expect("connect");
+    let mut head = format!("{method} {path} HTTP/1.1\r\nhost: {}\r\n", server.addr);
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str(&format!(
+        "content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    ));
+    conn.write_all(head.as_bytes()).expect("send");
+    let mut raw = String::new();
+    conn.read_to_string(&mut raw).expect("read");
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.get(9..12))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    (status, headers, body.to_owned())
+}
+
+/// Signing in to the console, reading pages and signing out, with a log of every request
+/// (`SIGNALBOX_LOG=debug`): the log never holds the API key or the session cookie.
+#[test]
+fn the_console_never_logs_the_key_or_the_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(signalbox(dir.path()).env("SIGNALBOX_LOG", "debug"));
+    let demo: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("demo-tenant.json")).unwrap(),
+    )
+    .unwrap();
+    let key = demo["api_key"].as_str().unwrap();
+
+    let form = format!(
+        "api_key={}&next=%2Fconsole",
+        key.replace('+', "%2B").replace('/', "%2F")
+    );
+    let form_type = ("content-type", "application/x-www-form-urlencoded");
+    // A wrong key first: the refusal must not log what was typed either.
+    let wrong = format!("{key}x");
+    let (status, _, _) = request(
+        &server,
+        "POST",
+        "/console/sign-in",
+        &[form_type],
+        &format!("api_key={wrong}"),
+    );
+    assert_eq!(status, 401);
+    let (status, headers, _) = request(&server, "POST", "/console/sign-in", &[form_type], &form);
+    assert_eq!(status, 303);
+    let set_cookie = headers
+        .iter()
+        .find(|(name, _)| name == "set-cookie")
+        .map(|(_, v)| v.clone())
+        .expect("a session cookie");
+    let cookie = set_cookie.split(';').next().unwrap().to_owned();
+    let session = cookie.split_once('=').unwrap().1.to_owned();
+    let (status, _, page) = request(&server, "GET", "/console", &[("cookie", &cookie)], "");
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("demo"), "{page}");
+    assert!(!page.contains(key));
+    let marker = "name=\"csrf\" value=\"";
+    let start = page.find(marker).expect("a CSRF token") + marker.len();
+    let csrf = &page[start..start + page[start..].find('"').unwrap()];
+    let (status, _, _) = request(
+        &server,
+        "POST",
+        "/console/sign-out",
+        &[form_type, ("cookie", &cookie)],
+        &format!("csrf={csrf}"),
+    );
+    assert_eq!(status, 303);
+    // After sign-out the cookie is worth nothing.
+    let (status, _, _) = request(&server, "GET", "/console", &[("cookie", &cookie)], "");
+    assert_eq!(status, 303);
+
+    // The whole log: stop the server and read its stderr to the end.
+    server.kill();
+    let mut log = server.startup_log.clone();
+    log.extend(server.stderr.iter());
+    assert!(
+        log.iter().any(|l| l.contains("/console/sign-in")),
+        "requests are logged at debug: {log:?}"
+    );
+    for line in &log {
+        assert!(!line.contains(key), "the API key is in the log: {line}");
+        assert!(!line.contains(&wrong), "a typed key is in the log: {line}");
+        assert!(
+            !line.contains(&session),
+            "the session is in the log: {line}"
+        );
+        assert!(!line.contains(csrf), "the CSRF token is in the log: {line}");
+    }
+}
+
+/// `signalbox loadtest --scenario console` signs in with the demo key from the data directory,
+/// finds the pages from the overview and reports each one's latency and weight.
+#[test]
+fn the_console_load_scenario_measures_each_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&mut signalbox(dir.path()));
+    let out = signalbox(dir.path())
+        .args([
+            "loadtest",
+            "--scenario",
+            "console",
+            "--url",
+            &format!("http://{}", server.addr),
+            "--connections",
+            "1",
+            "--requests",
+            "20",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let pages = report["pages"].as_array().unwrap();
+    let overview = pages
+        .iter()
+        .find(|p| p["path"] == "/console")
+        .unwrap_or_else(|| panic!("{report}"));
+    for page in pages {
+        assert_eq!(page["status_counts"]["200"], 20, "{page}");
+        assert!(page["median_ms"].as_f64().unwrap() > 0.0, "{page}");
+        assert!(
+            page["p99_ms"].as_f64().unwrap() >= page["median_ms"].as_f64().unwrap(),
+            "{page}"
+        );
+    }
+    // Every page loads the console's whole script and style, served smaller compressed.
+    let script = report["script_bytes_total"].as_u64().unwrap();
+    assert!(script > 0 && script < 100 * 1024, "{report}");
+    assert_eq!(overview["script_bytes"].as_u64(), Some(script), "{report}");
+    assert_eq!(
+        overview["style_bytes"], report["style_bytes_total"],
+        "{report}"
+    );
+    assert!(
+        overview["script_bytes_compressed"].as_u64().unwrap() < script,
+        "{report}"
+    );
+    // A wrong key is refused with a clear message.
+    let out = signalbox(dir.path())
+        .args([
+            "loadtest",
+            "--scenario",
+            "console",
+            "--url",
+            &format!("http://{}", server.addr),
+            "--key",
+            "sb_wrong",
+            "--connections",
+            "1",
+            "--requests",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("sign-in"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -141,4 +141,30 @@ impl Store {
         .await?;
         Ok(done.rows_affected())
     }
+
+    /// Test support: moves the sessions of `tenant_id` into the past, their creation by
+    /// `created_ms` and their last use by `seen_ms`, so expiry can be tested without waiting.
+    /// Returns how many sessions moved.
+    #[cfg(feature = "test-support")]
+    pub async fn backdate_console_sessions(
+        &self,
+        tenant_id: &str,
+        created_ms: i64,
+        seen_ms: i64,
+    ) -> Result<u64, StoreError> {
+        let mut conn = self
+            .acquire(Operation::Update, Table::ConsoleSessions)
+            .await?;
+        let done = sqlx::query(
+            "UPDATE console_sessions
+             SET created_at_ms = created_at_ms - $2, last_seen_ms = last_seen_ms - $3
+             WHERE tenant_id = $1",
+        )
+        .bind(tenant_id)
+        .bind(created_ms)
+        .bind(seen_ms)
+        .execute(&mut *conn)
+        .await?;
+        Ok(done.rows_affected())
+    }
 }

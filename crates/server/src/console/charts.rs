@@ -12,9 +12,6 @@
 //! draw says "no data" instead. Series are told apart by more than colour: line charts give
 //! each series its own dash pattern and a legend, the fan chart labels its parts in a legend.
 
-// Pages land one by one; until each chart has its page, some have no caller outside tests.
-#![allow(dead_code)]
-
 use plotters::coord::Shift;
 use plotters::element::{Circle, DashedPathElement, PathElement, Polygon, Rectangle, Text};
 use plotters::prelude::{
@@ -42,6 +39,9 @@ const PALETTE: [RGBColor; 5] = [
 ];
 /// Dash patterns (dash length, gap) by series index; `None` is a solid line.
 const DASHES: [Option<(u32, u32)>; 4] = [None, Some((9, 5)), Some((2, 4)), Some((14, 4))];
+
+/// Series with at most this many points get a marker on each point.
+const MARKED_POINTS: usize = 40;
 
 type DrawResult = Result<(), DrawingAreaErrorKind<std::io::Error>>;
 type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
@@ -113,6 +113,16 @@ pub(crate) fn format_number(v: f64) -> String {
     }
 }
 
+/// Formats counts on an axis (e.g. an interaction number): whole numbers only, other ticks
+/// left blank.
+pub(crate) fn whole_number(v: f64) -> String {
+    if v.is_finite() && v == v.trunc() {
+        format!("{v:.0}")
+    } else {
+        String::new()
+    }
+}
+
 /// A line chart: each series its own colour and dash pattern, with a legend above the plot.
 pub(crate) fn line_chart(chart: &LineChart<'_>) -> String {
     let finite: Vec<(f64, f64)> = chart
@@ -170,18 +180,18 @@ pub(crate) fn line_chart(chart: &LineChart<'_>) -> String {
                     }
                 }
             }
-            // A lone point draws no line: mark every point so single values still show.
+            // Few points are marked too: a lone point (or several at one x) draws no line.
             let points: Vec<(f64, f64)> = series
                 .points
                 .iter()
                 .copied()
                 .filter(|(x, y)| x.is_finite() && y.is_finite())
                 .collect();
-            if points.len() <= 1 {
+            if points.len() <= MARKED_POINTS {
                 ctx.draw_series(
                     points
                         .into_iter()
-                        .map(|p| Circle::new(p, 4, style.filled())),
+                        .map(|p| Circle::new(p, 3, style.filled())),
                 )?;
             }
         }
@@ -215,7 +225,7 @@ pub(crate) fn bar_chart(title: &str, y_label: &str, bars: &[(&str, f64)]) -> Str
             .build_cartesian_2d(category_axis(shown.len()), low..high)?;
         let x_format = |v: &f64| {
             category(&shown, *v)
-                .map(|b| shorten(b.0, 18))
+                .map(|b| shorten(b.0, 22))
                 .unwrap_or_default()
         };
         ctx.configure_mesh()
@@ -946,5 +956,7 @@ mod tests {
         assert_eq!(format_number(0.25), "0.25");
         assert_eq!(format_number(12.345), "12.3");
         assert_eq!(format_number(f64::NAN), "");
+        assert_eq!(whole_number(7.0), "7");
+        assert_eq!(whole_number(6.4), "");
     }
 }

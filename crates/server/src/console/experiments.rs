@@ -58,8 +58,11 @@ fn num(x: f64) -> String {
     }
 }
 
+/// A share as a percentage with at most two decimals.
 fn pct(x: f64) -> String {
-    format!("{}%", num(x * 100.0))
+    let text = format!("{:.2}", x * 100.0);
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    format!("{}%", if text == "-0" { "0" } else { text })
 }
 
 fn p_value(p: f64) -> String {
@@ -334,10 +337,14 @@ fn results_view(analysis: &service::Analysis) -> ResultsView {
     ResultsView {
         lift_chart,
         primary_metric: spec.primary_metric.key.clone(),
-        users: analysis
-            .data
+        // In the definition's order, control first as the experiment lists them.
+        users: spec
+            .variants
             .iter()
-            .map(|(k, v)| (k.clone(), v.users))
+            .map(|v| {
+                let users = analysis.data.get(&v.key).map_or(0, |d| d.users);
+                (v.key.clone(), users)
+            })
             .collect(),
         alpha: num(spec.alpha),
         required_per_variant: results.required_per_variant,
@@ -494,6 +501,8 @@ mod tests {
         assert_eq!(num(2.0), "2");
         assert_eq!(num(-0.00001), "0");
         assert_eq!(pct(0.25), "25%");
+        assert_eq!(pct(0.107826), "10.78%");
+        assert_eq!(pct(-0.00001), "0%");
         assert_eq!(p_value(0.00001), "< 0.0001");
         assert_eq!(p_value(0.0412), "0.0412");
     }

@@ -45,6 +45,7 @@ pub(super) fn routes() -> Router<AppState> {
             "/console/flags/{environment}/{key}/edit",
             get(edit_page).post(edit),
         )
+        .route("/console/flags/{environment}/{key}/delete", post(delete))
 }
 
 /// Environments offered in the picker at most (the list is bounded).
@@ -168,9 +169,8 @@ struct VariantRow {
     key: String,
     value: String,
     weight: String,
-    control: bool,
-    is_default: bool,
-    is_off: bool,
+    /// `default`, `off`, `control`, as many as apply.
+    roles: String,
 }
 
 struct RuleRow {
@@ -340,9 +340,16 @@ fn flag_view(record: &FlagRecord, flag: &Flag, audit: Vec<store::FlagAuditRecord
                 } else {
                     percent(v.weight_bp)
                 },
-                control: v.control,
-                is_default: v.key == flag.default_variant,
-                is_off: v.key == flag.off_variant,
+                roles: [
+                    (v.key == flag.default_variant, "default"),
+                    (v.key == flag.off_variant, "off"),
+                    (v.control, "control"),
+                ]
+                .iter()
+                .filter(|(applies, _)| *applies)
+                .map(|(_, role)| *role)
+                .collect::<Vec<_>>()
+                .join(", "),
             })
             .collect(),
         rules: flag
@@ -369,10 +376,7 @@ fn flag_view(record: &FlagRecord, flag: &Flag, audit: Vec<store::FlagAuditRecord
                 default_variant: o.default_variant.clone().unwrap_or_default(),
             })
             .collect(),
-        raw_json: serde_json::from_str::<Value>(&record.definition_json)
-            .ok()
-            .and_then(|v| serde_json::to_string_pretty(&v).ok())
-            .unwrap_or_else(|| record.definition_json.clone()),
+        raw_json: pretty_definition(record),
         audit: audit
             .into_iter()
             .map(|a| AuditRow {
@@ -397,6 +401,14 @@ fn flag_view(record: &FlagRecord, flag: &Flag, audit: Vec<store::FlagAuditRecord
             .collect(),
         base_path: detail_path(&record.environment, &record.key),
     }
+}
+
+/// The stored definition, indented for reading and editing.
+fn pretty_definition(record: &FlagRecord) -> String {
+    serde_json::from_str::<Value>(&record.definition_json)
+        .ok()
+        .and_then(|v| serde_json::to_string_pretty(&v).ok())
+        .unwrap_or_else(|| record.definition_json.clone())
 }
 
 /// The tenant's flag with its view, or 404 (another tenant's flag is a missing one).
@@ -578,6 +590,37 @@ async fn kill_switch(
     Ok(Redirect::to(&detail_path(&environment, &key)).into_response())
 }
 
+// ---- delete ----------------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+struct DeleteForm {
+    /// The version the page showed: a change since then is a conflict.
+    version: i64,
+}
+
+/// `POST …/delete` (admin scope, as the API's delete): refused while another flag has it as a
+/// prerequisite; the history stays readable over the API.
+async fn delete(
+    State(state): State<AppState>,
+    Path((environment, key)): Path<(String, String)>,
+    Submitted { session, form }: Submitted<DeleteForm>,
+) -> Result<Response, ConsoleError> {
+    session.require(Scope::Admin)?;
+    let environment = environment_of(environment)?;
+    let target = FlagTarget {
+        tenant_id: session.tenant_id(),
+        environment: &environment,
+        key: &key,
+        actor: &session.principal.key_id,
+    };
+    flag_admin::delete(&state, target, Some(form.version)).await?;
+    let list = format!(
+        "/console/flags?environment={}",
+        encode_segment(&environment)
+    );
+    Ok(Redirect::to(&list).into_response())
+}
+
 // ---- edit ------------------------------------------------------------------------------------
 
 #[derive(askama::Template)]
@@ -614,7 +657,7 @@ async fn edit_page(
         .flag(session.tenant_id(), &environment, &key)
         .await?
         .ok_or_else(|| not_found(&key, &environment))?;
-    let definition = flag_view(&record, &definition_of(&record)?, Vec::new()).raw_json;
+    let definition = pretty_definition(&record);
     page(
         StatusCode::OK,
         &EditPage {

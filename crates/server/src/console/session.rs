@@ -152,10 +152,12 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Submitted<T> {
             .get(CSRF_HEADER)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
+        let content_type = parts.headers.get(header::CONTENT_TYPE).cloned();
         let req = Request::from_parts(parts, body);
-        let bytes = axum::body::Bytes::from_request(req, state)
-            .await
-            .map_err(|e| ConsoleError::Invalid(format!("could not read the form: {e}")))?;
+        let bytes = form_body(
+            content_type.as_ref(),
+            axum::body::Bytes::from_request(req, state).await,
+        )?;
         let fields: Vec<(String, String)> = form_urlencoded::parse(&bytes).into_owned().collect();
         let form_token = fields
             .iter()
@@ -170,6 +172,37 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Submitted<T> {
         let form = parse_form(&bytes)?;
         Ok(Submitted { session, form })
     }
+}
+
+/// The body of a form post: 413 over the body limit, 422 when it is not a URL-encoded form
+/// (a JSON body, say), so a stray client gets an HTML page naming the problem.
+fn form_body(
+    content_type: Option<&HeaderValue>,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<axum::body::Bytes, ConsoleError> {
+    let bytes = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ConsoleError::Api(crate::problem::ApiError::new(
+                crate::problem::ProblemKind::PayloadTooLarge,
+                "the form is larger than this server accepts",
+            ))
+        } else {
+            ConsoleError::Invalid(format!("could not read the form: {e}"))
+        }
+    })?;
+    let is_form = content_type
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|mime| {
+            mime.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
+    if !bytes.is_empty() && !is_form {
+        return Err(ConsoleError::Invalid(
+            "console forms are sent as application/x-www-form-urlencoded".to_owned(),
+        ));
+    }
+    Ok(bytes)
 }
 
 /// Parses a URL-encoded form, naming the field that does not fit.
@@ -257,10 +290,11 @@ pub(crate) async fn sign_in_page(
 pub(crate) async fn sign_in(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ConsoleError> {
     // Login CSRF: another site must not sign a visitor in with the other site's key.
     same_origin(&headers)?;
+    let body = form_body(headers.get(header::CONTENT_TYPE), body)?;
     let form: SignInForm = parse_form(&body)?;
     let next = safe_next(form.next.as_deref());
     let principal = match crate::extract::authenticate(&state, form.api_key.trim()).await {

@@ -283,7 +283,7 @@ async fn user_page(
                 points: &baseline,
             },
         ],
-        x_format: charts::format_number,
+        x_format: charts::whole_number,
     });
     let ratio_chart = charts::line_chart(&LineChart {
         title: "Weber ratio at each calculation",
@@ -293,7 +293,7 @@ async fn user_page(
             label: "Weber ratio",
             points: &ratios,
         }],
-        x_format: charts::format_number,
+        x_format: charts::whole_number,
     });
     page(
         StatusCode::OK,

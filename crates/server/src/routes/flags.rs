@@ -291,40 +291,17 @@ pub(crate) async fn delete_flag(
 ) -> Result<StatusCode, ApiError> {
     auth.require(Scope::Admin)?;
     let expected = if_match(&headers)?;
-    let tenant_id = auth.tenant_id();
-    let store = state.store();
-    let lock = state
-        .flags()
-        .lock_for_write(store, tenant_id, &environment)
-        .await?;
-    let current = store.flags(tenant_id, &environment).await?;
-    if !current.iter().any(|r| r.key == key) {
-        return Err(not_found(&key, &environment));
-    }
-    let definitions = parse_records(&current)?;
-    let dependents: Vec<&str> = definitions
-        .iter()
-        .filter(|f| f.prerequisites.iter().any(|p| p.flag == key))
-        .map(|f| f.key.as_str())
-        .collect();
-    if !dependents.is_empty() {
-        return Err(ApiError::new(
-            ProblemKind::Conflict,
-            format!(
-                "flag `{key}` is a prerequisite of {}; remove it from their prerequisites first",
-                dependents
-                    .iter()
-                    .map(|k| format!("`{k}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        )
-        .with("dependents", dependents));
-    }
-    store
-        .delete_flag(tenant_id, &environment, &key, expected, &auth.0.key_id)
-        .await?;
-    lock.publish(store).await?;
+    flag_admin::delete(
+        &state,
+        FlagTarget {
+            tenant_id: auth.tenant_id(),
+            environment: &environment,
+            key: &key,
+            actor: &auth.0.key_id,
+        },
+        expected,
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

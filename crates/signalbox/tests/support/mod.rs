@@ -89,6 +89,8 @@ pub struct Server {
     pub addr: String,
     /// The server's log lines, for failure messages.
     pub stderr: mpsc::Receiver<String>,
+    /// What it logged up to and including "listening on …" (read by `start`).
+    pub startup_log: Vec<String>,
 }
 
 impl Server {
@@ -109,18 +111,25 @@ impl Server {
                 }
             }
         });
+        let mut startup_log = Vec::new();
         let addr = loop {
             let line = rx
                 .recv_timeout(Duration::from_secs(120))
                 .expect("the server announces its address");
-            if let Some(rest) = line.split("listening on http://").nth(1) {
-                break rest.trim().to_owned();
+            let addr = line
+                .split("listening on http://")
+                .nth(1)
+                .map(|rest| rest.trim().to_owned());
+            startup_log.push(line);
+            if let Some(addr) = addr {
+                break addr;
             }
         };
         Server {
             child,
             addr,
             stderr: rx,
+            startup_log,
         }
     }
 

@@ -298,3 +298,41 @@ async fn another_tenant_cannot_see_or_change_an_experiment() {
     assert_eq!(api["state"], "running");
     app.cleanup().await;
 }
+
+#[tokio::test]
+async fn the_lists_read_environments_and_exposures_on_postgres_too() {
+    let app = TestApp::new(Backend::Postgres).await;
+    let (tenant, admin) = app.tenant("acme", &[Scope::Admin]).await;
+    running_experiment(&app, &tenant.id, &admin.secret, 100, 300).await;
+    let flag = crate::flags::boolean_flag("checkout-button");
+    for environment in ["staging", "Zeta", "production"] {
+        let created = app
+            .call(
+                Method::POST,
+                &format!("/api/v1/flags?environment={environment}"),
+                Some(&admin.secret),
+                Some(flag.clone()),
+            )
+            .await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.text());
+    }
+    let console = app.console(&admin.secret).await;
+
+    let list = console.get("/console/experiments").await.text();
+    assert!(list.contains("<td class=\"num\">400</td>"), "{list}");
+    let flags = console
+        .get("/console/flags?environment=staging")
+        .await
+        .text();
+    let options: Vec<&str> = flags
+        .match_indices("<option value=\"")
+        .map(|(i, m)| {
+            let rest = &flags[i + m.len()..];
+            &rest[..rest.find('"').unwrap()]
+        })
+        .collect();
+    assert_eq!(options, ["Zeta", "production", "staging"], "byte order");
+    let detail = console.get("/console/experiments/exp").await.text();
+    assert!(detail.contains("id=\"srm-warning\""), "{detail}");
+    app.cleanup().await;
+}

@@ -258,6 +258,13 @@ async fn a_read_only_key_sees_no_write_controls_and_is_refused_if_it_posts() {
         )
         .await;
     assert_eq!(edit.status, StatusCode::FORBIDDEN);
+    let delete = console
+        .post(
+            "/console/flags/production/new-checkout/delete",
+            &[("version", "1")],
+        )
+        .await;
+    assert_eq!(delete.status, StatusCode::FORBIDDEN);
     assert_eq!(
         console
             .get("/console/flags/production/new-checkout/edit")
@@ -458,9 +465,68 @@ async fn another_tenant_cannot_see_or_change_a_flag() {
         )
         .await;
     assert_eq!(kill.status, StatusCode::NOT_FOUND);
+    let delete = b
+        .post(
+            "/console/flags/production/new-checkout/delete",
+            &[("version", "1")],
+        )
+        .await;
+    assert_eq!(delete.status, StatusCode::NOT_FOUND);
     let stored = app
         .get("/api/v1/flags/new-checkout", Some(&admin_a.secret))
         .await;
     assert_eq!(stored.json()["version"], 1);
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn deleting_follows_the_api_rules() {
+    let app = TestApp::new(Backend::Sqlite).await;
+    let (_, admin) = app.tenant("acme", &[Scope::Admin]).await;
+    create_flag(&app, &admin.secret, "production", boolean_flag("base")).await;
+    let mut dependent = boolean_flag("dependent");
+    dependent["prerequisites"] = json!([{"flag": "base", "variants": ["on"]}]);
+    create_flag(&app, &admin.secret, "production", dependent).await;
+    let console = app.console(&admin.secret).await;
+    assert!(console
+        .get("/console/flags/production/base")
+        .await
+        .text()
+        .contains("<form id=\"delete-flag\""));
+
+    let refused = console
+        .post("/console/flags/production/base/delete", &[("version", "1")])
+        .await;
+    assert_eq!(refused.status, StatusCode::CONFLICT);
+    assert!(
+        refused.text().contains("prerequisite of `dependent`"),
+        "{}",
+        refused.text()
+    );
+    let stale = console
+        .post(
+            "/console/flags/production/dependent/delete",
+            &[("version", "7")],
+        )
+        .await;
+    assert_eq!(stale.status, StatusCode::PRECONDITION_FAILED);
+
+    let deleted = console
+        .post(
+            "/console/flags/production/dependent/delete",
+            &[("version", "1")],
+        )
+        .await;
+    assert_eq!(deleted.status, StatusCode::SEE_OTHER, "{}", deleted.text());
+    assert_eq!(
+        deleted.headers["location"],
+        "/console/flags?environment=production"
+    );
+    let gone = app
+        .get("/api/v1/flags/dependent", Some(&admin.secret))
+        .await;
+    assert_eq!(gone.status, StatusCode::NOT_FOUND);
+    let base = app.get("/api/v1/flags/base", Some(&admin.secret)).await;
+    assert_eq!(base.status, StatusCode::OK, "the prerequisite stays");
     app.cleanup().await;
 }

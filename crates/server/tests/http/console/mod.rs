@@ -10,6 +10,7 @@ mod keys;
 mod limits;
 mod llm;
 mod overview;
+mod security;
 mod session;
 mod weber;
 
