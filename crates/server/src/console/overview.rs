@@ -127,6 +127,8 @@ struct OverviewPage {
     chrome: Chrome,
     components: Vec<ComponentRow>,
     uptime: String,
+    /// How many seconds the "last minute" figures cover (less while the server is younger).
+    window_seconds: u64,
     /// This tenant's figures; `None` when its series have no label of their own.
     tenant: Option<Figures>,
     /// The whole server's, for an admin key only.
@@ -171,6 +173,7 @@ async fn overview(
                 ComponentRow::new("NATS", components.nats),
             ],
             uptime: duration(uptime_seconds),
+            window_seconds: (uptime_seconds as u64 + 1).min(telemetry::snapshot::WINDOW_SECONDS),
             tenant,
             server,
             rules,
