@@ -135,7 +135,8 @@ pub(crate) struct Chrome {
     pub key_id: String,
     pub nav: Vec<NavItem>,
     pub csrf: String,
-    pub can_write: bool,
+    /// Whether the key is an admin's: the write controls of most pages need it, as the API's
+    /// routes do.
     pub can_admin: bool,
     pub assets: &'static assets::AssetUrls,
 }
@@ -157,7 +158,6 @@ impl Chrome {
                 })
                 .collect(),
             csrf: session.csrf.clone(),
-            can_write: session.can(Scope::Write),
             can_admin: session.can(Scope::Admin),
             assets: assets::urls(),
         }
