@@ -114,13 +114,12 @@ page.on('requestfinished', async (request) => {
   const response = await request.response();
   // The body as the page gets it (decoded), whether it came over the network or from the cache.
   const body = await response?.body().catch(() => null);
-  const sizes = await request.sizes().catch(() => null);
+  const headers = (await response?.allHeaders().catch(() => null)) ?? {};
   record.assets.push({
     type,
     path: new URL(request.url()).pathname,
     bytes: body?.length ?? 0,
-    // Over the wire (compressed); nothing when it came from the browser's cache.
-    transferredBytes: Math.max(0, sizes?.responseBodySize ?? 0),
+    encoding: headers['content-encoding'] ?? 'identity',
     status: response?.status() ?? null,
   });
 });
@@ -180,6 +179,10 @@ async function visit(pagePath, name, { expectStatus = 200, screenshot = true } =
   if (status !== expectStatus) {
     throw new Error(`${pagePath} answered ${status}, not ${expectStatus}: ${(await page.textContent('body'))?.slice(0, 400)}`);
   }
+  // As sent (compressed): the page's resource timing knows, also for what came from the cache.
+  const encoded = await page.evaluate(() => Object.fromEntries(performance.getEntriesByType('resource')
+    .map((e) => [new URL(e.name).pathname, e.encodedBodySize])));
+  for (const asset of current.assets) asset.sentBytes = encoded[asset.path] ?? null;
   const axeResult = await axe();
   if (screenshot) await page.screenshot({ path: path.join(screenshotDir, `${name}.png`) });
   const impacts = {};
@@ -196,6 +199,8 @@ async function visit(pagePath, name, { expectStatus = 200, screenshot = true } =
     axe: { impacts, passes: axeResult.passes, incomplete: axeResult.incomplete, violations: axeResult.violations },
     scriptBytes: sum('script', 'bytes'),
     styleBytes: sum('stylesheet', 'bytes'),
+    scriptSentBytes: sum('script', 'sentBytes'),
+    styleSentBytes: sum('stylesheet', 'sentBytes'),
     assets: current.assets,
     consoleErrors: current.consoleErrors,
     controls: await writeControls(),
