@@ -184,7 +184,15 @@ async function visit(pagePath, name, { expectStatus = 200, screenshot = true } =
     .map((e) => [new URL(e.name).pathname, e.encodedBodySize])));
   for (const asset of current.assets) asset.sentBytes = encoded[asset.path] ?? null;
   const axeResult = await axe();
-  if (screenshot) await page.screenshot({ path: path.join(screenshotDir, `${name}.png`) });
+  let charts = 0;
+  if (screenshot) {
+    await page.screenshot({ path: path.join(screenshotDir, `${name}.png`) });
+    // A page's first chart on its own too: the viewport often ends above it.
+    charts = await page.locator('figure.chart').count();
+    if (charts > 0) {
+      await page.locator('figure.chart').first().screenshot({ path: path.join(screenshotDir, `${name}-chart.png`) });
+    }
+  }
   const impacts = {};
   for (const v of axeResult.violations) impacts[v.impact] = (impacts[v.impact] ?? 0) + 1;
   const sum = (type, key) => current.assets.filter((a) => a.type === type).reduce((n, a) => n + a[key], 0);
@@ -196,6 +204,7 @@ async function visit(pagePath, name, { expectStatus = 200, screenshot = true } =
     status,
     title: await page.title(),
     h1: await page.$$eval('h1', (hs) => hs.length),
+    charts,
     axe: { impacts, passes: axeResult.passes, incomplete: axeResult.incomplete, violations: axeResult.violations },
     scriptBytes: sum('script', 'bytes'),
     styleBytes: sum('stylesheet', 'bytes'),
