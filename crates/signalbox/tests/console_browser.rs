@@ -292,6 +292,19 @@ fn the_console_works_in_chromium_for_an_admin_and_a_read_only_key() {
             page["path"]
         );
     }
+    // The admin's pages its navigation leaves out (keys, jobs) answer 403 if opened anyway.
+    let hidden = read_only["hidden"].as_array().unwrap();
+    assert!(
+        hidden.iter().any(|p| p["path"] == "/console/keys"),
+        "{read_only:#}"
+    );
+    for page in hidden {
+        assert_eq!(page["status"], 403, "{page:#}");
+        assert!(
+            page["controls"]["forms"].as_array().unwrap().is_empty(),
+            "{page:#}"
+        );
+    }
     assert_eq!(read_only["refused"]["killSwitch"], 403, "{read_only:#}");
     assert_eq!(read_only["refused"]["createKey"], 403, "{read_only:#}");
 

@@ -14,7 +14,8 @@
 //   {"step":"keys", ...}            a key created, its secret seen once, then revoked
 //   {"step":"forecast", ...}        the fan chart's SVG
 //   {"step":"signed-out", ...}      where a console page lands after signing out
-//   {"step":"read-only", ...}       per page, the write controls a read-only key is shown, and
+//   {"step":"read-only", ...}       per page, the write controls a read-only key is shown; the
+//                                   admin's pages its navigation leaves out, opened anyway; and
 //                                   what posting anyway answers
 //   {"step":"error", error}         anything that threw (then the exit code is 1)
 //
@@ -448,10 +449,20 @@ try {
   for (const record of await crawl('read-only-', { screenshot: false })) {
     readPages.push({ name: record.name, path: record.path, status: record.status, controls: record.controls });
   }
+  // The pages the admin saw that a read-only key's navigation leaves out: refused, and with no
+  // write control on the refusal either.
+  const readPaths = new Set(readPages.map((p) => p.path));
+  const hidden = [];
+  for (const p of pages.filter((p) => p.kind === 'navigation' && !readPaths.has(p.path))) {
+    const response = await page.goto(base + p.path);
+    hidden.push({ path: p.path, status: response?.status() ?? null, controls: await writeControls() });
+  }
+  // Posted from a page the key may open, with that page's CSRF token.
+  await page.goto(base + '/console');
   const refused = {};
   if (killForm) refused.killSwitch = await postAnyway(killForm.action, killForm.fields);
   if (createForm) refused.createKey = await postAnyway(createForm, [['label', 'read-only-attempt'], ['scopes', 'read']]);
-  report({ step: 'read-only', pages: readPages, refused });
+  report({ step: 'read-only', pages: readPages, hidden, refused });
 } catch (e) {
   report({ step: 'error', error: String(e?.stack ?? e), at: page.url() });
   exitCode = 1;
