@@ -180,6 +180,10 @@ async function visit(pagePath, name, { expectStatus = 200, screenshot = true } =
   if (status !== expectStatus) {
     throw new Error(`${pagePath} answered ${status}, not ${expectStatus}: ${(await page.textContent('body'))?.slice(0, 400)}`);
   }
+  // 'requestfinished' handlers record asynchronously (they await the body): wait for every
+  // script and stylesheet the page names before adding them up.
+  const named = await page.evaluate(() => document.querySelectorAll('script[src], link[rel=stylesheet]').length);
+  await until('the page\'s scripts and styles recorded', () => current.assets.length >= named, 5000);
   // As sent (compressed): the page's resource timing knows, also for what came from the cache.
   const encoded = await page.evaluate(() => Object.fromEntries(performance.getEntriesByType('resource')
     .map((e) => [new URL(e.name).pathname, e.encodedBodySize])));
