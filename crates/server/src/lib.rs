@@ -25,6 +25,7 @@
 //! ```
 
 mod analytics;
+mod api_keys;
 pub mod client_addr;
 mod connections;
 mod console;

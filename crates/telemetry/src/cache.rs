@@ -80,6 +80,14 @@ impl CacheMetrics {
         watched.push((cache, Arc::new(read)));
     }
 
+    /// Every watched cache's counters now, by name (read back for the console).
+    pub fn snapshot(&self) -> Vec<(&'static str, CacheStats)> {
+        self.readers()
+            .into_iter()
+            .map(|(name, read)| (name, read()))
+            .collect()
+    }
+
     pub(crate) fn readers(&self) -> Vec<(&'static str, Reader)> {
         self.watched
             .read()

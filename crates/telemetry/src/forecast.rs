@@ -7,6 +7,7 @@
 //!
 //! Labels are bounded by construction: four horizons, three cache outcomes.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -35,6 +36,8 @@ struct HorizonLabels {
 #[derive(Debug)]
 pub struct ForecastMetrics {
     requests: Family<RequestLabels, Counter>,
+    /// Answers by cache outcome, all horizons together, readable back ([`ForecastMetrics::cache_outcomes`]).
+    outcomes: [AtomicU64; 3],
     search: Family<HorizonLabels, Histogram, fn() -> Histogram>,
 }
 
@@ -42,6 +45,7 @@ impl ForecastMetrics {
     pub(crate) fn register(registry: &mut Registry) -> ForecastMetrics {
         let m = ForecastMetrics {
             requests: Family::default(),
+            outcomes: Default::default(),
             search: Family::new_with_constructor(|| Histogram::new(SEARCH_BUCKETS)),
         };
         registry.register(
@@ -62,6 +66,29 @@ impl ForecastMetrics {
         self.requests
             .get_or_create(&RequestLabels { horizon, cache })
             .inc();
+        let i = match cache {
+            "hit" => 0,
+            "miss" => 1,
+            _ => 2,
+        };
+        self.outcomes[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Forecasts answered since start, all horizons: `(hit, miss, bypass)`.
+    ///
+    /// ```
+    /// let m = telemetry::Metrics::new(Default::default());
+    /// m.forecast().answered("24h", "hit");
+    /// m.forecast().answered("6h", "miss");
+    /// assert_eq!(m.forecast().cache_outcomes(), (1, 1, 0));
+    /// ```
+    pub fn cache_outcomes(&self) -> (u64, u64, u64) {
+        let [hit, miss, bypass] = &self.outcomes;
+        (
+            hit.load(Ordering::Relaxed),
+            miss.load(Ordering::Relaxed),
+            bypass.load(Ordering::Relaxed),
+        )
     }
 
     /// Records one computation's time.

@@ -21,6 +21,7 @@
 //!   [`HostMonitor`] samples on an interval, off the request path.
 //!
 //! [`Metrics::encode_tenant`] writes only one tenant's samples, for the tenant-scoped scrape.
+//! [`Metrics::http_snapshot`] reads the HTTP figures back (module [`snapshot`]), for the console.
 //!
 //! [`Metrics::encode_as`] writes OpenMetrics or the Prometheus text format 0.0.4, as the
 //! scraper's `Accept` header asks ([`Format::negotiate`], module [`exposition`]).
@@ -56,6 +57,7 @@ mod process;
 mod queues;
 mod rate_limit;
 mod scaling;
+pub mod snapshot;
 mod tenant_scrape;
 mod tenants;
 #[cfg(feature = "test-support")]
@@ -91,7 +93,8 @@ pub use llm::{
     MODEL_DURATION_BUCKETS, OTHER_ERROR,
 };
 pub use queues::{QueueMetrics, ALL_TENANTS, QUEUE_BUCKETS};
-pub use rate_limit::RateLimitMetrics;
+pub use rate_limit::{RateLimitMetrics, RuleDecisions};
+pub use snapshot::{HttpSnapshot, LatencyHistogram, WindowCounts};
 pub use tenants::{LabelGuard, TenantLabels, OTHER};
 pub use weber::{WeberMetrics, WeberRecorder, UPDATE_BUCKETS};
 
@@ -216,6 +219,7 @@ pub struct Metrics {
     scaling: ScalingMetrics,
     host: host::HostMetrics,
     tenants: TenantLabels,
+    http: snapshot::HttpTallies,
     started: Instant,
     requests_seen: AtomicU64,
     errors_seen: AtomicU64,
@@ -287,6 +291,7 @@ impl Metrics {
             scaling,
             host,
             tenants: TenantLabels::new(config.tenant_label_limit),
+            http: snapshot::HttpTallies::default(),
             started: Instant::now(),
             requests_seen: AtomicU64::new(0),
             errors_seen: AtomicU64::new(0),
@@ -311,6 +316,12 @@ impl Metrics {
                 service: obs.service,
             })
             .inc();
+        self.http.record(
+            &tenant,
+            obs.status,
+            obs.duration.as_secs_f64(),
+            self.started.elapsed().as_secs(),
+        );
         self.durations
             .get_or_create(&DurationLabels {
                 method,
@@ -431,6 +442,25 @@ impl Metrics {
                 self.llm.calls.write(&mut out, Some(&escaped), true);
                 out
             }
+        }
+    }
+
+    /// The HTTP figures read back (module [`snapshot`]): one tenant's when `tenant_id` is
+    /// given, the whole server's otherwise. A tenant without a label of its own (never seen,
+    /// or past the label limit and summed into `other`) gets `None`, for the reason
+    /// [`Metrics::encode_tenant`] gives: `other` mixes tenants.
+    pub fn http_snapshot(&self, tenant_id: Option<&str>) -> Option<HttpSnapshot> {
+        let now = self.started.elapsed().as_secs();
+        match tenant_id {
+            Some(id) => {
+                let admitted =
+                    id != tenants::OTHER && id != NO_TENANT && self.tenants.is_admitted(id);
+                if !admitted {
+                    return None;
+                }
+                self.http.snapshot(|label| label == id, now)
+            }
+            None => self.http.snapshot(|_| true, now),
         }
     }
 

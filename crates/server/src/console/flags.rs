@@ -376,10 +376,7 @@ fn flag_view(record: &FlagRecord, flag: &Flag, audit: Vec<store::FlagAuditRecord
                 default_variant: o.default_variant.clone().unwrap_or_default(),
             })
             .collect(),
-        raw_json: serde_json::from_str::<Value>(&record.definition_json)
-            .ok()
-            .and_then(|v| serde_json::to_string_pretty(&v).ok())
-            .unwrap_or_else(|| record.definition_json.clone()),
+        raw_json: pretty_definition(record),
         audit: audit
             .into_iter()
             .map(|a| AuditRow {
@@ -404,6 +401,14 @@ fn flag_view(record: &FlagRecord, flag: &Flag, audit: Vec<store::FlagAuditRecord
             .collect(),
         base_path: detail_path(&record.environment, &record.key),
     }
+}
+
+/// The stored definition, indented for reading and editing.
+fn pretty_definition(record: &FlagRecord) -> String {
+    serde_json::from_str::<Value>(&record.definition_json)
+        .ok()
+        .and_then(|v| serde_json::to_string_pretty(&v).ok())
+        .unwrap_or_else(|| record.definition_json.clone())
 }
 
 /// The tenant's flag with its view, or 404 (another tenant's flag is a missing one).
@@ -652,7 +657,7 @@ async fn edit_page(
         .flag(session.tenant_id(), &environment, &key)
         .await?
         .ok_or_else(|| not_found(&key, &environment))?;
-    let definition = flag_view(&record, &definition_of(&record)?, Vec::new()).raw_json;
+    let definition = pretty_definition(&record);
     page(
         StatusCode::OK,
         &EditPage {

@@ -13,8 +13,13 @@
 pub(crate) mod assets;
 pub(crate) mod charts;
 mod experiments;
+mod feedback;
 mod flags;
 mod forecasts;
+mod jobs;
+mod keys;
+mod limits;
+mod llm;
 mod overview;
 pub(crate) mod session;
 mod weber;
@@ -50,6 +55,11 @@ const SECTIONS: &[Section] = &[
     flags::SECTION,
     experiments::SECTION,
     forecasts::SECTION,
+    limits::SECTION,
+    keys::SECTION,
+    llm::SECTION,
+    jobs::SECTION,
+    feedback::SECTION,
 ];
 
 /// The console's routes, with their own security headers; merged into the application.
@@ -68,6 +78,11 @@ pub(crate) fn router() -> Router<AppState> {
         .merge(forecasts::routes())
         .merge(flags::routes())
         .merge(experiments::routes())
+        .merge(keys::routes())
+        .merge(limits::routes())
+        .merge(jobs::routes())
+        .merge(llm::routes())
+        .merge(feedback::routes())
         .route("/console/{*rest}", get(not_found).post(not_found))
         .layer(axum::middleware::from_fn(security_headers))
 }
@@ -120,7 +135,8 @@ pub(crate) struct Chrome {
     pub key_id: String,
     pub nav: Vec<NavItem>,
     pub csrf: String,
-    pub can_write: bool,
+    /// Whether the key is an admin's: the write controls of most pages need it, as the API's
+    /// routes do.
     pub can_admin: bool,
     pub assets: &'static assets::AssetUrls,
 }
@@ -142,7 +158,6 @@ impl Chrome {
                 })
                 .collect(),
             csrf: session.csrf.clone(),
-            can_write: session.can(Scope::Write),
             can_admin: session.can(Scope::Admin),
             assets: assets::urls(),
         }

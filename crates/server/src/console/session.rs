@@ -82,6 +82,12 @@ impl Session {
         &self.principal.tenant.id
     }
 
+    /// Ends this session now (its key was just revoked, say); pair with [`cleared_cookie`].
+    pub async fn end(&self, state: &AppState) -> Result<(), ConsoleError> {
+        state.store().delete_console_session(&self.id_hash).await?;
+        Ok(())
+    }
+
     /// The page frame (navigation, sign-out form, CSRF token) for a page of `section`.
     pub fn chrome(&self, section: &'static str, title: impl Into<String>) -> Chrome {
         Chrome::new(self, section, title.into())
@@ -351,21 +357,23 @@ pub(crate) async fn sign_out(
     State(state): State<AppState>,
     Submitted { session, .. }: Submitted<serde::de::IgnoredAny>,
 ) -> Result<Response, ConsoleError> {
-    state
-        .store()
-        .delete_console_session(&session.id_hash)
-        .await?;
+    session.end(&state).await?;
     let mut response = Redirect::to("/console/sign-in").into_response();
+    if let Some(value) = cleared_cookie(&state) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    Ok(response)
+}
+
+/// A `Set-Cookie` value that makes the browser drop the session cookie.
+pub(crate) fn cleared_cookie(state: &AppState) -> Option<HeaderValue> {
     let secure = if state.config().console.secure_cookie {
         "; Secure"
     } else {
         ""
     };
     let cookie = format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{secure}");
-    if let Ok(value) = HeaderValue::from_str(&cookie) {
-        response.headers_mut().insert(header::SET_COOKIE, value);
-    }
-    Ok(response)
+    HeaderValue::from_str(&cookie).ok()
 }
 
 /// Where to go after signing in: a path of this console, never another site

@@ -1207,3 +1207,58 @@ fn item_of(record: &FeedbackRecord, text: Option<String>) -> Item {
         occurred_at_ms: record.occurred_ms,
     }
 }
+
+/// The HTTP answer for a feedback error, shared by the API and the console.
+pub(crate) fn to_api_error(e: FeedbackError) -> crate::problem::ApiError {
+    match e {
+        FeedbackError::Store(e) => e.into(),
+        FeedbackError::Body(crate::ingest::BodyError::Malformed(detail)) => {
+            crate::problem::ApiError::new(crate::problem::ProblemKind::MalformedJson, detail)
+        }
+        FeedbackError::Body(crate::ingest::BodyError::Duplicate(path)) => {
+            crate::extract::duplicate_field(&path)
+        }
+        FeedbackError::Body(crate::ingest::BodyError::TooMany(n)) => crate::problem::ApiError::new(
+            crate::problem::ProblemKind::PayloadTooLarge,
+            format!(
+                "{n} items in one request; send at most {} per request",
+                crate::ingest::MAX_EVENTS_PER_REQUEST
+            ),
+        )
+        .with("max_events", crate::ingest::MAX_EVENTS_PER_REQUEST),
+        // Whether TOML text is a valid configuration cannot be said in JSON Schema, so (as for
+        // other rules beyond one field's shape) it is 422, naming the path in `field`.
+        FeedbackError::Config(e) => {
+            crate::problem::ApiError::new(crate::problem::ProblemKind::Unprocessable, e.to_string())
+                .with("field", e.path.as_str())
+        }
+        FeedbackError::Custody(crate::custody::CustodyError::Store(e)) => e.into(),
+        FeedbackError::Custody(e @ crate::custody::CustodyError::Erased { .. }) => {
+            crate::problem::ApiError::new(crate::problem::ProblemKind::Gone, e.to_string())
+        }
+        FeedbackError::Custody(e) => {
+            // Wrong or missing key, altered value: say which, never return garbage. The
+            // message names key ids, never key material or content.
+            tracing::error!(error = %e, "feedback text cannot be opened");
+            crate::problem::ApiError::new(
+                crate::problem::ProblemKind::Internal,
+                format!("the stored text cannot be opened: {e}"),
+            )
+        }
+        FeedbackError::NotFound(id) => {
+            crate::problem::ApiError::not_found(format!("no feedback item '{id}' in your tenant"))
+        }
+        FeedbackError::AllRejected(rejected) => {
+            let n = rejected.len();
+            crate::problem::ApiError::new(
+                crate::problem::ProblemKind::Unprocessable,
+                format!("all {n} items were rejected; see `rejected`"),
+            )
+            .with("accepted", 0)
+            .with(
+                "rejected",
+                serde_json::to_value(&rejected).unwrap_or_default(),
+            )
+        }
+    }
+}

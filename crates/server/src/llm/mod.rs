@@ -410,6 +410,31 @@ impl LlmService {
         Ok(answer)
     }
 
+    /// One conversation's timeline: its first `limit` events in time order and its model calls
+    /// summed. `None` when no event of the tenant names the conversation (another tenant's
+    /// conversation looks exactly like a missing one).
+    pub async fn conversation(
+        &self,
+        store: &Store,
+        tenant_id: &str,
+        conversation_id: &str,
+        limit: u32,
+    ) -> Result<Option<ConversationTimeline>, StoreError> {
+        let events = store
+            .llm_conversation_timeline(tenant_id, conversation_id, limit)
+            .await?;
+        if events.is_empty() {
+            return Ok(None);
+        }
+        let mut totals = llm::usage::UsageTotals::default();
+        for event in &events {
+            if let LlmEvent::ModelCall(call) = event {
+                totals.add_call(call);
+            }
+        }
+        Ok(Some(ConversationTimeline { events, totals }))
+    }
+
     /// Deletes raw events older than the retention setting; returns how many went.
     pub async fn purge(&self, store: &Store, now_ms: i64) -> Result<u64, StoreError> {
         let Some(days) = self.settings.retention_days else {
@@ -460,6 +485,17 @@ pub struct BudgetStatus {
     pub spent: Cost,
     /// Thresholds crossed this month, each recorded once.
     pub crossings: Vec<store::LlmBudgetCrossing>,
+}
+
+/// Most events one conversation timeline lists (the first ones, in time order).
+pub const MAX_TIMELINE_EVENTS: u32 = 10_000;
+
+/// One conversation's events and the sum of its model calls ([`LlmService::conversation`]).
+#[derive(Debug, Clone)]
+pub struct ConversationTimeline {
+    /// In time order.
+    pub events: Vec<LlmEvent>,
+    pub totals: llm::usage::UsageTotals,
 }
 
 /// Why a budget could not be set.

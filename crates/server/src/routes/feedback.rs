@@ -10,10 +10,9 @@ use serde::{Deserialize, Serialize};
 use store::{FeedbackFilter, FeedbackStatus, Scope};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::custody::CustodyError;
 use crate::extract::{body_error, ApiQuery, Auth};
-use crate::feedback::{FeedbackError, IngestReport, ItemPage, ItemView, Tier};
-use crate::ingest::{BodyError, Framing, MAX_EVENTS_PER_REQUEST};
+use crate::feedback::{to_api_error as feedback_error, IngestReport, ItemPage, ItemView, Tier};
+use crate::ingest::Framing;
 use crate::problem::{ApiError, ProblemKind};
 use crate::state::AppState;
 
@@ -423,52 +422,4 @@ pub(crate) async fn purge(
         .await
         .map_err(feedback_error)?;
     Ok(axum::Json(PurgeView { id, purged }))
-}
-
-fn feedback_error(e: FeedbackError) -> ApiError {
-    match e {
-        FeedbackError::Store(e) => e.into(),
-        FeedbackError::Body(BodyError::Malformed(detail)) => {
-            ApiError::new(ProblemKind::MalformedJson, detail)
-        }
-        FeedbackError::Body(BodyError::Duplicate(path)) => crate::extract::duplicate_field(&path),
-        FeedbackError::Body(BodyError::TooMany(n)) => ApiError::new(
-            ProblemKind::PayloadTooLarge,
-            format!("{n} items in one request; send at most {MAX_EVENTS_PER_REQUEST} per request"),
-        )
-        .with("max_events", MAX_EVENTS_PER_REQUEST),
-        // Whether TOML text is a valid configuration cannot be said in JSON Schema, so (as for
-        // other rules beyond one field's shape) it is 422, naming the path in `field`.
-        FeedbackError::Config(e) => {
-            ApiError::new(ProblemKind::Unprocessable, e.to_string()).with("field", e.path.as_str())
-        }
-        FeedbackError::Custody(CustodyError::Store(e)) => e.into(),
-        FeedbackError::Custody(e @ CustodyError::Erased { .. }) => {
-            ApiError::new(ProblemKind::Gone, e.to_string())
-        }
-        FeedbackError::Custody(e) => {
-            // Wrong or missing key, altered value: say which, never return garbage. The
-            // message names key ids, never key material or content.
-            tracing::error!(error = %e, "feedback text cannot be opened");
-            ApiError::new(
-                ProblemKind::Internal,
-                format!("the stored text cannot be opened: {e}"),
-            )
-        }
-        FeedbackError::NotFound(id) => {
-            ApiError::not_found(format!("no feedback item '{id}' in your tenant"))
-        }
-        FeedbackError::AllRejected(rejected) => {
-            let n = rejected.len();
-            ApiError::new(
-                ProblemKind::Unprocessable,
-                format!("all {n} items were rejected; see `rejected`"),
-            )
-            .with("accepted", 0)
-            .with(
-                "rejected",
-                serde_json::to_value(&rejected).unwrap_or_default(),
-            )
-        }
-    }
 }

@@ -575,8 +575,7 @@ pub(crate) struct ConversationResponse {
     totals: llm::usage::UsageRow,
 }
 
-/// Most events one timeline answer lists (the first ones, in time order).
-const MAX_TIMELINE_EVENTS: u32 = 10_000;
+use crate::llm::MAX_TIMELINE_EVENTS;
 
 /// One conversation's timeline (read scope): at most its first 10,000 events.
 #[utoipa::path(get, path = "/api/v1/llm/conversations/{id}", tag = "llm", security(("api_key" = [])),
@@ -593,26 +592,18 @@ pub(crate) async fn conversation(
     Path(id): Path<String>,
 ) -> Result<axum::Json<ConversationResponse>, ApiError> {
     auth.require(Scope::Read)?;
-    let events = state
-        .store()
-        .llm_conversation_timeline(auth.tenant_id(), &id, MAX_TIMELINE_EVENTS)
-        .await?;
-    if events.is_empty() {
-        return Err(ApiError::not_found(format!(
-            "no event names conversation `{}`",
-            crate::problem::excerpt(&id, 80)
-        )));
-    }
-    let mut totals = llm::usage::UsageTotals::default();
-    let rendered = events
-        .iter()
-        .map(|event| {
-            if let LlmEvent::ModelCall(call) = event {
-                totals.add_call(call);
-            }
-            render_event(event)
-        })
-        .collect();
+    let timeline = state
+        .llm()
+        .conversation(state.store(), auth.tenant_id(), &id, MAX_TIMELINE_EVENTS)
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "no event names conversation `{}`",
+                crate::problem::excerpt(&id, 80)
+            ))
+        })?;
+    let totals = timeline.totals;
+    let rendered = timeline.events.iter().map(render_event).collect();
     Ok(axum::Json(ConversationResponse {
         conversation_id: id,
         events: rendered,

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use store::{ApiKeyInfo, Scope, Scopes};
 use utoipa::ToSchema;
 
-use crate::extract::{forget_cached_keys, ApiJson, Auth};
+use crate::extract::{ApiJson, Auth};
 use crate::problem::{ApiError, ProblemKind};
 use crate::state::AppState;
 
@@ -115,6 +115,9 @@ pub(crate) struct KeyListResponse {
 }
 
 /// Creates an API key for the caller's tenant (admin scope).
+///
+/// A key may only create keys whose scopes it holds itself: 403 otherwise (admin does not imply
+/// `read_clear`).
 #[utoipa::path(post, path = "/api/v1/tenant/keys", tag = "tenant", security(("api_key" = [])),
     request_body = CreateKeyRequest,
     responses(
@@ -129,19 +132,16 @@ pub(crate) async fn create_key(
     auth: Auth,
     ApiJson(body): ApiJson<CreateKeyRequest>,
 ) -> Result<impl IntoResponse, ApiError> {
-    auth.require(Scope::Admin)?;
-    let scopes: Scopes = body.scopes.into_iter().collect();
-    let issued = state
-        .store()
-        .issue_key(
-            auth.tenant_id(),
-            store::NewKey {
-                scopes,
-                label: body.label.as_deref(),
-                user_id: body.user_id.as_deref(),
-            },
-        )
-        .await?;
+    let issued = crate::api_keys::create(
+        &state,
+        &auth.0,
+        crate::api_keys::KeyRequest {
+            scopes: body.scopes.into_iter().collect(),
+            label: body.label.as_deref(),
+            user_id: body.user_id.as_deref(),
+        },
+    )
+    .await?;
     let location = format!("/api/v1/tenant/keys/{}", issued.info.id);
     Ok((
         StatusCode::CREATED,
@@ -164,8 +164,7 @@ pub(crate) async fn list_keys(
     State(state): State<AppState>,
     auth: Auth,
 ) -> Result<axum::Json<KeyListResponse>, ApiError> {
-    auth.require(Scope::Admin)?;
-    let keys = state.store().list_api_keys(auth.tenant_id()).await?;
+    let keys = crate::api_keys::list(&state, &auth.0).await?;
     Ok(axum::Json(KeyListResponse {
         keys: keys.into_iter().map(Into::into).collect(),
     }))
@@ -222,12 +221,6 @@ pub(crate) async fn revoke_key(
     auth: Auth,
     Path(key_id): Path<String>,
 ) -> Result<axum::Json<ApiKeyResponse>, ApiError> {
-    auth.require(Scope::Admin)?;
-    let key = state
-        .store()
-        .revoke_api_key(auth.tenant_id(), &key_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no API key '{key_id}' in this tenant")))?;
-    forget_cached_keys(&state);
+    let key = crate::api_keys::revoke(&state, &auth.0, &key_id).await?;
     Ok(axum::Json(key.into()))
 }

@@ -134,6 +134,15 @@ impl TestApp {
         TestApp::assemble(fixture, config, events, events_dir)
     }
 
+    /// Like [`TestApp::over_store`], with `config`.
+    pub async fn over_store_with_config(fixture: TestStore, config: ServerConfig) -> TestApp {
+        let events_dir = tempfile::tempdir().expect("temp dir");
+        let events = stream::EventLog::open_file(events_dir.path(), Default::default())
+            .await
+            .expect("event log");
+        TestApp::assemble(fixture, config, events, events_dir)
+    }
+
     /// An application over a store the test has already filled (the worker starts now).
     pub async fn over_store(fixture: TestStore) -> TestApp {
         let events_dir = tempfile::tempdir().expect("temp dir");

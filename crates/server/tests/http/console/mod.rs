@@ -2,8 +2,14 @@
 //! pages. One file per area; [`Console`] is a signed-in browser stand-in they share.
 
 mod experiments;
+mod feedback;
 mod flags;
 mod forecasts;
+mod jobs;
+mod keys;
+mod limits;
+mod llm;
+mod overview;
 mod security;
 mod session;
 mod weber;
