@@ -153,7 +153,8 @@ pub struct ItemView {
     pub rating: Option<i64>,
     pub locale: Option<String>,
     pub region: Option<String>,
-    #[schema(value_type = Object)]
+    /// Null when the item was sent without metadata.
+    #[schema(value_type = Option<Object>, required = true)]
     pub metadata: Value,
     pub occurred_at_ms: i64,
     pub received_at_ms: i64,
@@ -167,7 +168,8 @@ pub struct ItemView {
     pub pii: Vec<PiiView>,
     /// VADER compound score in `[-1, 1]`.
     pub sentiment: Option<f64>,
-    #[schema(value_type = Object)]
+    /// Null until the item is analysed.
+    #[schema(value_type = Option<Object>, required = true)]
     pub toxicity: Value,
     /// The policy's alignment score in `[0, 1]`, once the full checks ran.
     pub alignment: Option<f64>,
