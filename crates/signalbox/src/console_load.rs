@@ -24,7 +24,7 @@ use crate::freshness::{connect, Sender};
 
 /// Pages measured at most.
 const MAX_PAGES: usize = 40;
-/// Pages of one kind (the same first three path segments) measured at most.
+/// Pages of one kind (the same section and depth) measured at most.
 const PER_KIND: usize = 2;
 
 pub struct ConsoleLoadPlan {
@@ -172,10 +172,16 @@ fn assets(html: &str) -> BTreeSet<String> {
         .collect()
 }
 
-/// What kind of page a path is: its first three segments (`/console/weber/users`).
+/// What kind of page a path is: its section and depth (`weber/3` for a segment page, `weber/4`
+/// for a user page), so the many pages of one kind count once.
 fn kind(path: &str) -> String {
     let path = path.split('?').next().unwrap_or(path);
-    path.split('/').take(4).collect::<Vec<_>>().join("/")
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    format!(
+        "{}/{}",
+        segments.get(1).copied().unwrap_or(""),
+        segments.len()
+    )
 }
 
 /// The pages reachable from the overview, breadth first.
@@ -312,14 +318,19 @@ mod tests {
     }
 
     #[test]
-    fn pages_are_grouped_by_their_first_three_segments() {
-        assert_eq!(kind("/console"), "/console");
+    fn pages_are_grouped_by_section_and_depth() {
+        assert_eq!(kind("/console"), "/1");
+        assert_eq!(kind("/console/flags?environment=production"), "flags/2");
+        assert_eq!(kind("/console/weber/users/u-1"), "weber/4");
+        assert_eq!(kind("/console/weber/users/u-2?x=1"), "weber/4");
         assert_eq!(
-            kind("/console/flags?environment=production"),
-            "/console/flags"
+            kind("/console/feedback/fb-1"),
+            kind("/console/feedback/fb-2")
         );
-        assert_eq!(kind("/console/weber/users/u-1"), "/console/weber/users");
-        assert_eq!(kind("/console/weber/users/u-2?x=1"), "/console/weber/users");
+        assert_ne!(
+            kind("/console/flags/production/a"),
+            kind("/console/flags/production/a/edit")
+        );
     }
 
     #[test]
