@@ -19,52 +19,12 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::{describe, json_lines, run_ok, signalbox, Server};
+use support::{json_lines, run_ok, signalbox, Server};
 
 const ENVIRONMENT: &str = "web";
 
 fn fixture_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
-}
-
-fn chromium() -> String {
-    std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned())
-}
-
-/// The pinned Node packages, installed once under the target directory with `npm ci` and
-/// reused while the lock file is unchanged (a stamp written after a successful install records
-/// which); the driver and the page are copied beside them on every run. Returns the directory.
-fn node_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser-node");
-    let lock = std::fs::read_to_string(fixture_dir().join("package-lock.json")).unwrap();
-    let stamp = dir.join("signalbox-package-lock.json");
-    let installed = dir.join("node_modules").exists()
-        && std::fs::read_to_string(&stamp).ok().as_deref() == Some(&lock);
-    if !installed {
-        if dir.exists() {
-            std::fs::remove_dir_all(&dir).unwrap();
-        }
-        std::fs::create_dir_all(&dir).unwrap();
-        for file in ["package.json", "package-lock.json"] {
-            std::fs::copy(fixture_dir().join(file), dir.join(file)).unwrap();
-        }
-        // Install scripts stay off: esbuild's only checks its binary, which comes as a package.
-        let out = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund", "--ignore-scripts"])
-            .current_dir(&dir)
-            .output()
-            .expect("npm (Node.js) is needed for the browser test");
-        assert!(
-            out.status.success(),
-            "cannot install the pinned packages: {}",
-            describe("npm ci", &out)
-        );
-        std::fs::write(&stamp, &lock).unwrap();
-    }
-    for file in ["run.mjs", "page.js"] {
-        std::fs::copy(fixture_dir().join(file), dir.join(file)).unwrap();
-    }
-    dir
 }
 
 /// A port free a moment ago, for the page's origin (which the server must be told first).
@@ -111,7 +71,7 @@ impl Driver {
             .env("SIGNALBOX_API_KEY", key)
             .env("SIGNALBOX_ENVIRONMENT", ENVIRONMENT)
             .env("PAGE_PORT", page_port.to_string())
-            .env("CHROMIUM", chromium())
+            .env("CHROMIUM", support::chromium())
             .env("EXPECT", expect)
             .env("CHANGED_GREETING", "bonjour")
             .stdin(Stdio::piped())
@@ -182,7 +142,7 @@ fn flag_value(report: &Value, key: &str) -> Value {
 #[test]
 fn the_openfeature_web_sdk_evaluates_flags_from_another_origin_in_chromium() {
     // First, because it may take a while on a cold cache and needs no server.
-    let node_dir = node_dir();
+    let node_dir = support::node_packages(&fixture_dir(), "browser-node", &["run.mjs", "page.js"]);
 
     let dir = tempfile::tempdir().unwrap();
     let created = json_lines(&run_ok(

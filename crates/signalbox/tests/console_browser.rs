@@ -23,48 +23,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use serde_json::{json, Value};
-use support::{describe, signalbox, Server};
+use support::{signalbox, Server};
 
 fn fixture_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/console")
-}
-
-fn chromium() -> String {
-    std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned())
-}
-
-/// The pinned Node packages, installed once under the target directory with `npm ci` and
-/// reused while the lock file is unchanged (a stamp written after a successful install records
-/// which); the driver is copied beside them on every run. Returns the directory.
-fn node_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("console-node");
-    let lock = std::fs::read_to_string(fixture_dir().join("package-lock.json")).unwrap();
-    let stamp = dir.join("signalbox-package-lock.json");
-    let installed = dir.join("node_modules").exists()
-        && std::fs::read_to_string(&stamp).ok().as_deref() == Some(&lock);
-    if !installed {
-        if dir.exists() {
-            std::fs::remove_dir_all(&dir).unwrap();
-        }
-        std::fs::create_dir_all(&dir).unwrap();
-        for file in ["package.json", "package-lock.json"] {
-            std::fs::copy(fixture_dir().join(file), dir.join(file)).unwrap();
-        }
-        // Neither package needs its install scripts: the browser is Debian's, not a download.
-        let out = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund", "--ignore-scripts"])
-            .current_dir(&dir)
-            .output()
-            .expect("npm (Node.js) is needed for the browser test");
-        assert!(
-            out.status.success(),
-            "cannot install the pinned packages: {}",
-            describe("npm ci", &out)
-        );
-        std::fs::write(&stamp, &lock).unwrap();
-    }
-    std::fs::copy(fixture_dir().join("run.mjs"), dir.join("run.mjs")).unwrap();
-    dir
 }
 
 /// Where the screenshots go: the documentation's when asked to update it, else the target dir.
@@ -102,7 +64,7 @@ fn drive(node_dir: &Path, server: &Server, admin_key: &str, read_key: &str) -> V
         .env("SIGNALBOX_URL", format!("http://{}", server.addr))
         .env("SIGNALBOX_ADMIN_KEY", admin_key)
         .env("SIGNALBOX_READ_KEY", read_key)
-        .env("CHROMIUM", chromium())
+        .env("CHROMIUM", support::chromium())
         .env("SCREENSHOT_DIR", screenshot_dir())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -157,7 +119,7 @@ fn text(value: &Value) -> &str {
 #[test]
 fn the_console_works_in_chromium_for_an_admin_and_a_read_only_key() {
     // First, because it may take a while on a cold cache and needs no server.
-    let node_dir = node_dir();
+    let node_dir = support::node_packages(&fixture_dir(), "console-node", &["run.mjs"]);
     std::fs::create_dir_all(screenshot_dir()).unwrap();
 
     let dir = tempfile::tempdir().unwrap();

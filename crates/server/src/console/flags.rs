@@ -556,6 +556,16 @@ async fn evaluate(
 
 // ---- kill switch -----------------------------------------------------------------------------
 
+/// The flag a console write changes, done by the signed-in key (recorded as the actor).
+fn target_of<'a>(session: &'a Session, environment: &'a str, key: &'a str) -> FlagTarget<'a> {
+    FlagTarget {
+        tenant_id: session.tenant_id(),
+        environment,
+        key,
+        actor: &session.principal.key_id,
+    }
+}
+
 #[derive(Deserialize)]
 struct KillSwitchForm {
     /// `off` turns the flag off (kill switch on), `on` turns it back on.
@@ -572,12 +582,7 @@ async fn kill_switch(
 ) -> Result<Response, ConsoleError> {
     session.require(Scope::Admin)?;
     let environment = environment_of(environment)?;
-    let target = FlagTarget {
-        tenant_id: session.tenant_id(),
-        environment: &environment,
-        key: &key,
-        actor: &session.principal.key_id,
-    };
+    let target = target_of(&session, &environment, &key);
     match form.turn.as_str() {
         "off" => flag_admin::kill(&state, target, Some(form.version)).await?,
         "on" => flag_admin::revive(&state, target, Some(form.version)).await?,
@@ -607,12 +612,7 @@ async fn delete(
 ) -> Result<Response, ConsoleError> {
     session.require(Scope::Admin)?;
     let environment = environment_of(environment)?;
-    let target = FlagTarget {
-        tenant_id: session.tenant_id(),
-        environment: &environment,
-        key: &key,
-        actor: &session.principal.key_id,
-    };
+    let target = target_of(&session, &environment, &key);
     flag_admin::delete(&state, target, Some(form.version)).await?;
     let list = format!(
         "/console/flags?environment={}",
@@ -695,12 +695,7 @@ async fn edit(
         Ok(json) => match flag_admin::parse_flag(json) {
             Err(e) => Err(e),
             Ok(flag) => {
-                let target = FlagTarget {
-                    tenant_id: session.tenant_id(),
-                    environment: &environment,
-                    key: &key,
-                    actor: &session.principal.key_id,
-                };
+                let target = target_of(&session, &environment, &key);
                 flag_admin::replace(&state, target, &flag, Some(form.version)).await
             }
         },

@@ -248,3 +248,47 @@ pub fn python_venv(requirements_path: &Path, name: &str) -> std::path::PathBuf {
     std::fs::write(&stamp, &requirements).unwrap();
     python
 }
+
+/// Debian's Chromium, or the one `CHROMIUM` names. `scripts/test` installs it; the browser
+/// tests fail, never skip, without it.
+pub fn chromium() -> String {
+    std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned())
+}
+
+/// The pinned Node packages of `fixture` (a committed directory holding `package.json` and
+/// `package-lock.json`), installed once under the target directory as `name` with `npm ci`
+/// and reused while the lock file is unchanged (a stamp written after a successful install
+/// records which); the files `per_run` (the driver, its page) are copied beside them on every
+/// run. Install scripts stay off: no package here needs one (the browser is Debian's, not a
+/// download). Returns the directory.
+pub fn node_packages(fixture: &Path, name: &str, per_run: &[&str]) -> std::path::PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let lock = std::fs::read_to_string(fixture.join("package-lock.json")).unwrap();
+    let stamp = dir.join("signalbox-package-lock.json");
+    let installed = dir.join("node_modules").exists()
+        && std::fs::read_to_string(&stamp).ok().as_deref() == Some(&lock);
+    if !installed {
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).unwrap();
+        }
+        std::fs::create_dir_all(&dir).unwrap();
+        for file in ["package.json", "package-lock.json"] {
+            std::fs::copy(fixture.join(file), dir.join(file)).unwrap();
+        }
+        let out = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--ignore-scripts"])
+            .current_dir(&dir)
+            .output()
+            .expect("npm (Node.js) is needed for the browser tests");
+        assert!(
+            out.status.success(),
+            "cannot install the pinned packages: {}",
+            describe("npm ci", &out)
+        );
+        std::fs::write(&stamp, &lock).unwrap();
+    }
+    for file in per_run {
+        std::fs::copy(fixture.join(file), dir.join(file)).unwrap();
+    }
+    dir
+}
