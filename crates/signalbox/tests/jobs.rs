@@ -84,7 +84,11 @@ struct Fixture {
 impl Fixture {
     async fn new(postgres: bool) -> Fixture {
         let store = if postgres {
-            TestStore::postgres().await
+            // The fixture's own small pool polls while three worker processes keep PostgreSQL
+            // busy; on a loaded two-core machine a connection can take more than the default
+            // 5 s to come free (seen as PoolTimedOut in the schedule test), which says nothing
+            // about the jobs under test, so the fixture waits longer for one.
+            TestStore::postgres_with(|o| o.acquire_timeout = Duration::from_secs(30)).await
         } else {
             TestStore::sqlite().await
         };
