@@ -17,8 +17,7 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -40,18 +39,12 @@ fn screenshot_dir() -> PathBuf {
 
 /// One HTTP/1.1 request with a key and a JSON body; the status and body.
 fn request(addr: &str, method: &str, path: &str, key: &str, body: &str) -> (u16, String) {
-    let mut conn = TcpStream::connect(addr).unwrap();
-    write!(
-        conn,
-        "{method} {path} HTTP/1.1\r\nhost: test\r\nauthorization: Bearer {key}\r\n\
-         content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut raw = String::new();
-    conn.read_to_string(&mut raw).unwrap();
-    let status = raw.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let reply = raw.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
+    let auth = format!("Bearer {key}");
+    let headers = [
+        ("authorization", auth.as_str()),
+        ("content-type", "application/json"),
+    ];
+    let (status, _, reply) = support::request_raw(addr, method, path, &headers, body);
     (status, reply)
 }
 

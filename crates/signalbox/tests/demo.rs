@@ -171,7 +171,8 @@ fn the_demo_history_is_written_once() {
     assert_eq!(items["items"].as_array().unwrap().len(), 34, "{items}");
 }
 
-/// One raw HTTP/1.1 request; returns the status, the headers (names lower-cased) and the body.
+/// One raw HTTP/1.1 request to the server; returns the status, the headers (names lower-cased)
+/// and the body.
 fn request(
     server: &Server,
     method: &str,
@@ -179,31 +180,7 @@ fn request(
     headers: &[(&str, &str)],
     body: &str,
 ) -> (u16, Vec<(String, String)>, String) {
-    use std::io::{Read, Write};
-    let mut conn = std::net::TcpStream::connect(&server.addr).expect("connect");
-    let mut head = format!("{method} {path} HTTP/1.1\r\nhost: {}\r\n", server.addr);
-    for (name, value) in headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
-    head.push_str(&format!(
-        "content-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    ));
-    conn.write_all(head.as_bytes()).expect("send");
-    let mut raw = String::new();
-    conn.read_to_string(&mut raw).expect("read");
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .and_then(|l| l.get(9..12))
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    (status, headers, body.to_owned())
+    support::request_raw(&server.addr, method, path, headers, body)
 }
 
 /// Signing in to the console, reading pages and signing out, with a log of every request

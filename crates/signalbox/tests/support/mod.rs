@@ -161,13 +161,30 @@ impl Drop for Server {
 /// Sends `GET path` with an API key to `addr` over a fresh connection; returns the status, the
 /// headers (names lower-cased) and the body.
 pub fn get_raw(addr: &str, path: &str, key: &str) -> (u16, Vec<(String, String)>, String) {
+    let auth = format!("Bearer {key}");
+    request_raw(addr, "GET", path, &[("authorization", &auth)], "")
+}
+
+/// One HTTP/1.1 request to `addr` over a fresh connection, with `headers` and `body` as given;
+/// returns the status, the headers (names lower-cased) and the body.
+pub fn request_raw(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, Vec<(String, String)>, String) {
     use std::io::{Read, Write};
     let mut conn = std::net::TcpStream::connect(addr).expect("connect");
-    write!(
-        conn,
-        "GET {path} HTTP/1.1\r\nhost: test\r\nauthorization: Bearer {key}\r\nconnection: close\r\n\r\n"
-    )
-    .expect("send");
+    let mut head = format!("{method} {path} HTTP/1.1\r\nhost: {addr}\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str(&format!(
+        "content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    ));
+    conn.write_all(head.as_bytes()).expect("send");
     let mut raw = String::new();
     conn.read_to_string(&mut raw).expect("read");
     let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
