@@ -4,3 +4,7 @@
 //! field's standard buy-till-you-die models and what signalbox builds on them.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+
+pub mod churn;
+pub mod recommend;
+pub mod simulate;
