@@ -6,10 +6,13 @@
 #![warn(missing_docs)]
 
 pub mod bgnbd;
+pub mod churn;
 pub mod clv;
 mod error;
 pub mod gamma_gamma;
 mod optimize;
+pub mod recommend;
+pub mod simulate;
 pub mod special;
 pub mod summary;
 
