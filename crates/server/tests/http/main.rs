@@ -24,6 +24,7 @@ mod predictions;
 mod rate_limit;
 mod serving;
 mod weber;
+mod weber_surface;
 
 use std::sync::Arc;
 
