@@ -43,6 +43,14 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(weber::update_profile))
         .routes(routes!(interactions::ingest))
         .routes(routes!(predictions::ingest_transactions))
+        .routes(routes!(predictions::clv_prediction))
+        .routes(routes!(predictions::churn_prediction))
+        .routes(routes!(
+            predictions::recommendations,
+            predictions::recommendations_post
+        ))
+        .routes(routes!(predictions::current_model))
+        .routes(routes!(predictions::refit))
         .routes(routes!(weber::batch_get))
         .routes(routes!(weber::segment_users))
         .routes(routes!(weber::segment_analytics))
