@@ -328,11 +328,11 @@ impl Missing {
     }
 }
 
-/// Parsed stored models, by (tenant, version): reads need the churn model's importances, and
-/// a model never changes once stored.
+/// The prediction reads, with parsed stored models cached by (tenant, version) with their fit
+/// time: reads need the churn model's importances, and a model never changes once stored.
 #[derive(Clone)]
 pub struct PredictionService {
-    models: moka::sync::Cache<(String, i64), Arc<FittedModel>>,
+    models: moka::sync::Cache<(String, i64), Arc<(Arc<FittedModel>, i64)>>,
 }
 
 impl Default for PredictionService {
@@ -551,7 +551,8 @@ impl PredictionService {
         Err(PredictionReadError::NotFound(missing))
     }
 
-    /// The parsed model of a version, and when it was fitted.
+    /// The parsed model of a version, and when it was fitted: from the cache when this
+    /// process has read it before (a stored model never changes), else from the store.
     async fn fitted(
         &self,
         state: &AppState,
@@ -559,14 +560,14 @@ impl PredictionService {
         version: i64,
     ) -> Result<(Arc<FittedModel>, i64), PredictionReadError> {
         let key = (tenant_id.to_owned(), version);
+        if let Some(cached) = self.models.get(&key) {
+            return Ok((cached.0.clone(), cached.1));
+        }
         let record = state
             .store()
             .prediction_model(tenant_id, version)
             .await?
             .ok_or(PredictionReadError::NotFound(Missing::NotFitted))?;
-        if let Some(model) = self.models.get(&key) {
-            return Ok((model, record.fitted_at_ms));
-        }
         let model: FittedModel = serde_json::from_str(&record.model_json).map_err(|e| {
             PredictionReadError::CorruptModel {
                 version,
@@ -574,7 +575,8 @@ impl PredictionService {
             }
         })?;
         let model = Arc::new(model);
-        self.models.insert(key, model.clone());
+        self.models
+            .insert(key, Arc::new((model.clone(), record.fitted_at_ms)));
         Ok((model, record.fitted_at_ms))
     }
 }
