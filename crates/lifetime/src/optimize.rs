@@ -2,6 +2,9 @@
 //! on log-parameters, a few Newton steps to polish the optimum, and the numeric Hessian of an
 //! analytic gradient for the observed information.
 
+// Index loops read closest to the formulas in this small-matrix code.
+#![allow(clippy::needless_range_loop)]
+
 use std::cell::RefCell;
 
 use argmin::core::{
@@ -11,6 +14,43 @@ use argmin::solver::linesearch::MoreThuenteLineSearch;
 use argmin::solver::quasinewton::LBFGS;
 
 use crate::error::{FitError, FitOptions};
+
+/// A fit that stops without converging with a log-parameter beyond this (e^±15 ≈ 3e6 or 3e-7
+/// in scaled units) is running to a bound: degenerate rather than merely slow.
+pub(crate) const LOG_PARAM_RUNAWAY: f64 = 15.0;
+
+/// Checks where an optimiser left log-parameters `x` (already shifted to scaled units): a
+/// parameter beyond the bounds makes the fit degenerate; otherwise a non-converged run is
+/// `DidNotConverge`.
+pub(crate) fn check_outcome(
+    model: &str,
+    names: &[&str],
+    scaled: &[f64],
+    m: &Minimum,
+) -> Result<(), FitError> {
+    let bound = if m.converged {
+        LOG_PARAM_DEGENERATE
+    } else {
+        LOG_PARAM_RUNAWAY
+    };
+    let runaway: Vec<String> = names
+        .iter()
+        .zip(scaled)
+        .filter(|(_, v)| v.abs() > bound)
+        .map(|(n, v)| format!("{n} runs to {}", if *v > 0.0 { "infinity" } else { "zero" }))
+        .collect();
+    if !runaway.is_empty() {
+        return Err(FitError::Degenerate {
+            reason: format!("{model} has no interior maximum: {}", runaway.join(", ")),
+        });
+    }
+    if !m.converged {
+        return Err(FitError::DidNotConverge {
+            iterations: m.iterations,
+        });
+    }
+    Ok(())
+}
 
 /// Log-parameters are clamped here before exponentiating so a wild line-search probe yields a
 /// large finite cost instead of an overflow (e^40 ≈ 2e17); a fit ending near the clamp is
@@ -26,13 +66,19 @@ pub(crate) struct Minimum {
     #[allow(dead_code)] // kept for diagnostics in tests
     pub cost: f64,
     pub iterations: u64,
+    /// Whether the gradient vanished (see [`minimize`]); callers decide between
+    /// `DidNotConverge` and `Degenerate` from where the parameters went.
+    pub converged: bool,
 }
+
+/// A point with its cost and gradient.
+type Evaluation = (Vec<f64>, f64, Vec<f64>);
 
 struct Problem<'f, F> {
     f: &'f F,
     /// (x, cost, grad) of the last evaluation: argmin asks for the cost and the gradient at the
     /// same point separately, and one pass computes both.
-    last: RefCell<Option<(Vec<f64>, f64, Vec<f64>)>>,
+    last: RefCell<Option<Evaluation>>,
     /// Lowest finite cost seen, so a line-search failure near the optimum loses nothing.
     best: RefCell<Option<(Vec<f64>, f64)>>,
 }
@@ -142,7 +188,12 @@ where
     let threshold = (100.0 * options.tolerance).max(1e-6);
     let (mut cost, mut grad) = problem.eval(&x);
     if hit_limit && max_abs(&grad) > threshold {
-        return Err(FitError::DidNotConverge { iterations });
+        return Ok(Minimum {
+            x,
+            cost,
+            iterations,
+            converged: false,
+        });
     }
     for _ in 0..8 {
         if max_abs(&grad) <= 1e-12 {
@@ -171,13 +222,12 @@ where
             break;
         }
     }
-    if max_abs(&grad) > threshold || !cost.is_finite() {
-        return Err(FitError::DidNotConverge { iterations });
-    }
+    let converged = max_abs(&grad) <= threshold && cost.is_finite();
     Ok(Minimum {
         x,
         cost,
         iterations,
+        converged,
     })
 }
 
@@ -283,6 +333,7 @@ mod tests {
             (c, vec![2.0 * (x[0] - 1.0), 20.0 * (x[1] + 2.0)])
         };
         let m = minimize(&f, vec![0.0, 0.0], &FitOptions::default()).unwrap();
+        assert!(m.converged);
         assert!((m.x[0] - 1.0).abs() < 1e-9 && (m.x[1] + 2.0).abs() < 1e-9);
     }
 
