@@ -81,6 +81,7 @@ struct Problem<'f, F> {
     last: RefCell<Option<Evaluation>>,
     /// Lowest finite cost seen, so a line-search failure near the optimum loses nothing.
     best: RefCell<Option<(Vec<f64>, f64)>>,
+    evaluations: std::cell::Cell<u64>,
 }
 
 impl<F: Fn(&[f64]) -> (f64, Vec<f64>)> Problem<'_, F> {
@@ -90,6 +91,7 @@ impl<F: Fn(&[f64]) -> (f64, Vec<f64>)> Problem<'_, F> {
                 return (*c, g.clone());
             }
         }
+        self.evaluations.set(self.evaluations.get() + 1);
         let (c, g) = (self.f)(x);
         // A non-finite cost would poison the line search's interpolation: report a huge one.
         let (c, g) = if c.is_finite() && g.iter().all(|v| v.is_finite()) {
@@ -134,9 +136,10 @@ fn max_abs(v: &[f64]) -> f64 {
 
 /// Minimises `f` (returning cost and gradient) from `x0`.
 ///
-/// L-BFGS first; then up to 8 Newton steps with the numeric Hessian (cheap for 3-4
-/// parameters) which take the gradient from ~1e-8 to rounding level, so our optimum does not
-/// depend on where a quasi-Newton method happened to stop. Converged means the largest
+/// L-BFGS first (stopping at `tolerance` on the gradient's L2 norm or when the cost changes by
+/// less than 1e-13); then up to 4 Newton steps with the numeric Hessian (cheap for 3-4
+/// parameters) until the largest gradient component is below `tolerance`, so the optimum does
+/// not depend on where the quasi-Newton method happened to stop. Converged means the largest
 /// gradient component is below `max(100 * tolerance, 1e-6)`.
 pub(crate) fn minimize<F>(f: &F, x0: Vec<f64>, options: &FitOptions) -> Result<Minimum, FitError>
 where
@@ -146,11 +149,14 @@ where
         f,
         last: RefCell::new(None),
         best: RefCell::new(None),
+        evaluations: std::cell::Cell::new(0),
     };
     let linesearch = MoreThuenteLineSearch::new();
     let solver = LBFGS::new(linesearch, 10)
         .with_tolerance_grad(options.tolerance)
-        .and_then(|s| s.with_tolerance_cost(0.0))
+        // Stop once the mean cost stalls at rounding level: beyond that the line search only
+        // chases noise (dozens of evaluations per iteration); the Newton polish finishes.
+        .and_then(|s| s.with_tolerance_cost(1e-13))
         .map_err(|e| FitError::InvalidOption {
             field: "tolerance",
             reason: e.to_string(),
@@ -195,8 +201,8 @@ where
             converged: false,
         });
     }
-    for _ in 0..8 {
-        if max_abs(&grad) <= 1e-12 {
+    for _ in 0..4 {
+        if max_abs(&grad) <= options.tolerance {
             break;
         }
         let hessian = numeric_hessian(&|p: &[f64]| problem.eval(p).1, &x, 1e-5, 1.0);
@@ -205,7 +211,7 @@ where
         };
         let mut t = 1.0;
         let mut improved = false;
-        for _ in 0..20 {
+        for _ in 0..6 {
             let candidate: Vec<f64> = x.iter().zip(&step).map(|(xi, si)| xi - t * si).collect();
             let (c, g) = problem.eval(&candidate);
             if c <= cost && max_abs(&g) < max_abs(&grad) {
