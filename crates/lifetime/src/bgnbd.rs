@@ -28,12 +28,10 @@
 // Index loops read closest to the formulas in the small covariance computations.
 #![allow(clippy::needless_range_loop)]
 
-use std::collections::HashMap;
-
 use serde::{Deserialize, Serialize};
 
 use crate::error::{FitError, FitOptions};
-use crate::optimize::{self, LOG_PARAM_BOUND};
+use crate::optimize::{self, FastMap, LOG_PARAM_BOUND};
 use crate::special::{digamma, euler_series, ln_gamma};
 use crate::summary::CustomerSummary;
 
@@ -207,7 +205,7 @@ struct Grouped {
     max_t: f64,
 }
 
-fn index_of(map: &mut HashMap<u64, u32>, values: &mut Vec<f64>, v: f64) -> u32 {
+fn index_of(map: &mut FastMap<u64, u32>, values: &mut Vec<f64>, v: f64) -> u32 {
     *map.entry(v.to_bits()).or_insert_with(|| {
         values.push(v);
         (values.len() - 1) as u32
@@ -236,9 +234,11 @@ fn validate(s: &CustomerSummary) -> Result<(), FitError> {
 
 impl Grouped {
     fn new(customers: &[CustomerSummary]) -> Result<Grouped, FitError> {
-        let (mut xm, mut tm, mut txm) = (HashMap::new(), HashMap::new(), HashMap::new());
+        let (mut xm, mut tm, mut txm) =
+            (FastMap::default(), FastMap::default(), FastMap::default());
         let (mut xs, mut ts, mut txs) = (Vec::new(), Vec::new(), Vec::new());
-        let mut patterns: HashMap<(u32, u32, u32), f64> = HashMap::new();
+        let mut patterns: FastMap<(u32, u32, u32), f64> =
+            FastMap::with_capacity_and_hasher(customers.len().min(1 << 20), Default::default());
         let mut max_t = 0.0f64;
         for s in customers {
             validate(s)?;
@@ -299,23 +299,37 @@ impl Grouped {
         let l_tx: Vec<f64> = self.txs.iter().map(|t| (alpha + t).ln()).collect();
         let i_tx: Vec<f64> = self.txs.iter().map(|t| 1.0 / (alpha + t)).collect();
         let (mut s_ll, mut s_r, mut s_alpha, mut s_a, mut s_b) = (0.0, 0.0, 0.0, 0.0, 0.0);
+        // Σ w ln(1 + e) is taken as the log of a running product of (1 + e) ∈ (1, 2], flushed
+        // before it could overflow (2^1000 < f64::MAX): one logarithm per ~1000 customers
+        // instead of one per pattern, the hot loop's largest cost.
+        let (mut product, mut budget) = (1.0f64, 0.0f64);
         for &(xi, txi, ti, w) in &self.groups {
             let (xi, txi, ti) = (xi as usize, txi as usize, ti as usize);
             let rxv = rx[xi];
             let a3 = -rxv * l_t[ti];
             if self.xs[xi] > 0.0 {
                 let a4 = ln_a - lnb1[xi] - rxv * l_tx[txi];
-                // log-sum-exp with weights (ln(1 + e) rather than ln_1p: e <= 1, so at most 1e-16
-                // absolute is lost, and log1p costs several times a log in the hottest loop) w3 = e^A3 / (e^A3 + e^A4), w4 = 1 - w3.
-                let (lse, w3) = if a3 >= a4 {
-                    let e = (a4 - a3).exp();
-                    (a3 + (1.0 + e).ln(), 1.0 / (1.0 + e))
+                // log-sum-exp with weights w3 = e^A3 / (e^A3 + e^A4), w4 = 1 - w3.
+                let (top, e) = if a3 >= a4 {
+                    (a3, (a4 - a3).exp())
                 } else {
-                    let e = (a3 - a4).exp();
-                    (a4 + (1.0 + e).ln(), e / (1.0 + e))
+                    (a4, (a3 - a4).exp())
                 };
+                let inv = 1.0 / (1.0 + e);
+                let w3 = if a3 >= a4 { inv } else { e * inv };
                 let w4 = 1.0 - w3;
-                s_ll += w * lse;
+                s_ll += w * top;
+                if w == 1.0 {
+                    product *= 1.0 + e;
+                    budget += 1.0;
+                    if budget >= 1000.0 {
+                        s_ll += product.ln();
+                        product = 1.0;
+                        budget = 0.0;
+                    }
+                } else {
+                    s_ll += w * (1.0 + e).ln();
+                }
                 s_r -= w * (w3 * l_t[ti] + w4 * l_tx[txi]);
                 s_alpha -= w * rxv * (w3 * i_t[ti] + w4 * i_tx[txi]);
                 s_a += w * w4;
@@ -326,6 +340,7 @@ impl Grouped {
                 s_alpha -= w * rxv * i_t[ti];
             }
         }
+        s_ll += product.ln();
         ll += s_ll;
         g[0] += s_r;
         g[1] += s_alpha;
@@ -410,7 +425,7 @@ pub fn fit_bgnbd(
         a: min.x[2].exp(),
         b: min.x[3].exp(),
     };
-    let (ll, _) = data.ll_and_grad(&params);
+    let (ll, g0) = data.ll_and_grad(&params);
     // Observed information: Hessian of the total negative log-likelihood in (r, alpha, a, b).
     let grad_theta = |th: &[f64]| -> Vec<f64> {
         let (_, g) = data.ll_and_grad(&BgNbdParams {
@@ -421,7 +436,8 @@ pub fn fit_bgnbd(
         });
         g.iter().map(|v| -v).collect()
     };
-    let hessian = optimize::numeric_hessian(&grad_theta, &params.as_array(), 1e-5, 0.0);
+    let minus_g0: Vec<f64> = g0.iter().map(|v| -v).collect();
+    let hessian = optimize::forward_hessian(&grad_theta, &params.as_array(), &minus_g0, 1e-6);
     let inverse = optimize::invert_spd(&hessian).ok_or_else(|| FitError::Degenerate {
         reason: "the BG/NBD information matrix is not positive definite".into(),
     })?;
