@@ -351,7 +351,7 @@ mod tests {
                 .map(|&(x, m)| (xs.iter().position(|v| *v == f64::from(x)).unwrap_or(0) as u32, m, m.ln(), 1.0))
                 .collect();
             let mut groups = groups;
-            groups.sort_by(|a, b| a.0.cmp(&b.0));
+            groups.sort_by_key(|g| g.0);
             let mut x_weight = vec![0.0; xs.len()];
             let mut ln_m_sum = vec![0.0; xs.len()];
             for g in &groups {
