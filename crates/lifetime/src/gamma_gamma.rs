@@ -193,7 +193,8 @@ pub fn fit_gamma_gamma(
     let (mut excluded_no_repeat, mut excluded_zero_value) = (0usize, 0usize);
     let mut xm: FastMap<u64, u32> = FastMap::default();
     let mut xs: Vec<f64> = Vec::new();
-    let mut patterns: FastMap<(u32, u64), f64> = FastMap::default();
+    // Patterns by sorting packed (x index, m bits) keys (m > 0, so bit order is numeric order).
+    let mut keys: Vec<u128> = Vec::with_capacity(customers.len());
     let mut used = 0usize;
     let mut sum_m = 0.0;
     for s in customers {
@@ -219,9 +220,7 @@ pub fn fit_gamma_gamma(
             xs.push(s.frequency);
             (xs.len() - 1) as u32
         });
-        *patterns
-            .entry((xi, s.monetary_value.to_bits()))
-            .or_insert(0.0) += 1.0;
+        keys.push(u128::from(xi) << 64 | u128::from(s.monetary_value.to_bits()));
         used += 1;
         sum_m += s.monetary_value;
     }
@@ -234,11 +233,15 @@ pub fn fit_gamma_gamma(
             got: used,
         });
     }
-    let mut groups: Vec<(u32, f64, f64, f64)> = patterns
-        .into_iter()
-        .map(|((xi, mb), w)| (xi, f64::from_bits(mb), f64::from_bits(mb).ln(), w))
-        .collect();
-    groups.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
+    keys.sort_unstable();
+    let mut groups: Vec<(u32, f64, f64, f64)> = Vec::new();
+    for key in keys {
+        let (xi, m) = ((key >> 64) as u32, f64::from_bits(key as u64));
+        match groups.last_mut() {
+            Some(last) if last.0 == xi && last.1 == m => last.3 += 1.0,
+            _ => groups.push((xi, m, m.ln(), 1.0)),
+        }
+    }
     let mut x_weight = vec![0.0; xs.len()];
     let mut ln_m_sum = vec![0.0; xs.len()];
     for g in &groups {
