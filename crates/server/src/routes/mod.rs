@@ -44,6 +44,7 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(weber::batch_get))
         .routes(routes!(weber::segment_users))
         .routes(routes!(weber::segment_analytics))
+        .routes(routes!(weber::calculations))
         .routes(routes!(forecast::forecast_seed))
         .routes(routes!(forecast::forecast))
         .routes(routes!(forecast::diagnostics))

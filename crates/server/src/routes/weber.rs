@@ -248,6 +248,94 @@ pub(crate) async fn segment_users(
     }))
 }
 
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct CalculationsQuery {
+    /// Page size, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<u32>,
+    /// Continue after this row (the previous page's `next_after`).
+    #[param(minimum = 1)]
+    after: Option<i64>,
+}
+
+/// One row of the calculation audit: the newest event of a recalculated window against its
+/// baseline, and the profile that resulted.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct CalculationResponse {
+    /// The row's id (increasing in write order).
+    id: i64,
+    /// 1-based position of the event in the user's history.
+    review_sequence: i64,
+    sentiment_value: f64,
+    baseline_sentiment: f64,
+    weber_ratio: f64,
+    weber_constant: f64,
+    calculation_confidence: f64,
+    sensitivity_segment: String,
+    /// `event` (the real-time path), `rebuild` (a late event), `reconcile` (catch-up at start)
+    /// or `manual` (the update route and the `weber.recalculate` job).
+    cause: String,
+    /// RFC 3339, UTC.
+    calculated_at: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct CalculationsResponse {
+    user_id: String,
+    /// Newest first.
+    calculations: Vec<CalculationResponse>,
+    /// Pass as `after` for the next page; null on the last page.
+    next_after: Option<i64>,
+}
+
+/// One user's calculation audit, newest first, a page at a time (read scope).
+#[utoipa::path(get, path = "/api/v1/users/{user_id}/weber-calculations", tag = "weber", security(("api_key" = [])),
+    params(("user_id" = String, Path, pattern = "^[^\\x00]{1,256}$", description = "The user's id in your system"), CalculationsQuery),
+    responses(
+        (status = 200, body = CalculationsResponse),
+        (status = 400, description = "Bad user id, limit or after", content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 401, content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 403, content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 404, description = "Neither a profile nor calculations for this user in your tenant", content_type = "application/problem+json", body = crate::openapi::Problem),
+    ))]
+pub(crate) async fn calculations(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(user_id): Path<String>,
+    ApiQuery(page): ApiQuery<CalculationsQuery>,
+) -> Result<axum::Json<CalculationsResponse>, ApiError> {
+    auth.require(Scope::Read)?;
+    let page = weber_reads::calculations_page(
+        state.store(),
+        auth.tenant_id(),
+        &user_id,
+        page.after,
+        page.limit,
+    )
+    .await?;
+    Ok(axum::Json(CalculationsResponse {
+        user_id,
+        calculations: page
+            .calculations
+            .into_iter()
+            .map(|c| CalculationResponse {
+                id: c.id,
+                review_sequence: c.review_sequence,
+                sentiment_value: c.sentiment_value,
+                baseline_sentiment: c.baseline_sentiment,
+                weber_ratio: c.weber_ratio,
+                weber_constant: c.weber_constant,
+                calculation_confidence: c.calculation_confidence,
+                sensitivity_segment: c.sensitivity_segment,
+                cause: c.cause,
+                calculated_at: crate::rfc3339_ms(c.calculated_at_ms),
+            })
+            .collect(),
+        next_after: page.next_after,
+    }))
+}
+
 #[derive(Serialize, ToSchema)]
 pub(crate) struct SegmentAnalytics {
     segment: &'static str,

@@ -74,3 +74,75 @@ async fn an_explicit_sentiment_is_what_the_profile_is_computed_from() {
     assert_eq!(profile["bias_ratio"], json!(want.bias_ratio), "{profile}");
     app.cleanup().await;
 }
+
+#[tokio::test]
+async fn the_calculation_audit_pages_newest_first_per_tenant() {
+    let app = TestApp::new(Backend::Sqlite).await;
+    let (_, key) = app.tenant("audited", &[Scope::Read, Scope::Write]).await;
+    let (_, other_key) = app.tenant("elsewhere", &[Scope::Read]).await;
+    let key = key.secret;
+    // One request per event, settled in between, so each event makes one calculation.
+    let sentiments = [0.5, -0.5, 0.8, 0.1, -0.3];
+    for (i, s) in sentiments.iter().enumerate() {
+        let reply = post_events(
+            &app,
+            &key,
+            json!([{"event_id": format!("e{i}"), "user_id": "bob",
+                "timestamp": 1_000 * (i as i64 + 1), "sentiment": s}]),
+        )
+        .await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        app.settle().await;
+    }
+    let mut seen: Vec<Value> = Vec::new();
+    let mut after: Option<i64> = None;
+    loop {
+        let path = match after {
+            None => "/api/v1/users/bob/weber-calculations?limit=2".to_owned(),
+            Some(a) => format!("/api/v1/users/bob/weber-calculations?limit=2&after={a}"),
+        };
+        let page = app.get(&path, Some(&key)).await;
+        assert_eq!(page.status, 200, "{}", page.text());
+        let page = page.json();
+        assert_eq!(page["user_id"], "bob");
+        let rows = page["calculations"].as_array().unwrap();
+        assert!(rows.len() <= 2, "{page}");
+        seen.extend(rows.iter().cloned());
+        match page["next_after"].as_i64() {
+            Some(a) => after = Some(a),
+            None => break,
+        }
+    }
+    // Newest first: review sequences count down, ids strictly decrease, nothing repeats.
+    let sequences: Vec<i64> = seen
+        .iter()
+        .map(|r| r["review_sequence"].as_i64().unwrap())
+        .collect();
+    let mut want: Vec<i64> = sequences.clone();
+    want.sort_unstable_by(|a, b| b.cmp(a));
+    want.dedup();
+    assert_eq!(sequences, want, "{seen:?}");
+    assert!(seen.len() >= sentiments.len() - 1, "{seen:?}");
+    let newest = &seen[0];
+    let want_profile = engine_profile(&sentiments, &WeberParams::default());
+    assert_eq!(newest["weber_constant"], json!(want_profile.weber_constant));
+    assert_eq!(newest["sentiment_value"], json!(-0.3));
+    assert!(newest["calculated_at"].as_str().unwrap().ends_with('Z'));
+
+    // Another tenant's key does not see bob; an unknown user is 404; bad paging is 400.
+    app.get(
+        "/api/v1/users/bob/weber-calculations",
+        Some(&other_key.secret),
+    )
+    .await
+    .assert_problem(404, "not_found", "/api/v1/users/bob/weber-calculations");
+    app.get("/api/v1/users/nobody/weber-calculations", Some(&key))
+        .await
+        .assert_problem(404, "not_found", "/api/v1/users/nobody/weber-calculations");
+    for bad in ["limit=0", "limit=1001", "after=0", "after=x"] {
+        let path = format!("/api/v1/users/bob/weber-calculations?{bad}");
+        let reply = app.get(&path, Some(&key)).await;
+        assert_eq!(reply.status, 400, "{bad}: {}", reply.text());
+    }
+    app.cleanup().await;
+}
