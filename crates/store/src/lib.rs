@@ -43,6 +43,7 @@ pub mod secret;
 pub mod testing;
 mod vault;
 mod weber;
+mod weber_admin;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -97,6 +98,7 @@ pub use observe::{
     HistogramSnapshot, Operation, PoolRole, PoolStats, QueryStats, StoreStats, Table, QUERY_BUCKETS,
 };
 pub use weber::{SegmentStats, WeberProfileRecord};
+pub use weber_admin::{erasure_subject_hash, ErasureCounts, ErasureRecord, WeberSettingsRecord};
 
 /// Which database a [`Store`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -88,6 +88,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/0012_console_sessions.sql"),
         postgres: include_str!("../migrations/0012_console_sessions.sql"),
     },
+    Migration {
+        version: 14,
+        name: "weber_settings",
+        sqlite: include_str!("../migrations/0014_weber_settings.sqlite.sql"),
+        postgres: include_str!("../migrations/0014_weber_settings.postgres.sql"),
+    },
 ];
 
 /// The newest schema version this build knows.

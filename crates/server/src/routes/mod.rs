@@ -45,6 +45,8 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(weber::segment_users))
         .routes(routes!(weber::segment_analytics))
         .routes(routes!(weber::calculations))
+        .routes(routes!(weber::get_settings, weber::put_settings))
+        .routes(routes!(weber::delete_user))
         .routes(routes!(forecast::forecast_seed))
         .routes(routes!(forecast::forecast))
         .routes(routes!(forecast::diagnostics))
