@@ -2,13 +2,14 @@
 //! the way the `lifetimes` workflow does (calibration up to a date, holdout after it), through
 //! the same `lifetime::model::fit_model` use case the server's refit job calls.
 
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context};
 use serde::Serialize;
 
 use super::predict_input::{self, format_day, parse_date};
+use super::write_atomically;
 
 /// The summary period: purchases in the same period merge into one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -121,33 +122,6 @@ pub fn run(args: &PredictArgs) -> anyhow::Result<()> {
     };
     let _ = profiles;
     bail!("the prediction model is not available in this build yet")
-}
-
-/// Writes to a temporary file beside `path` and renames it into place, so a failed or
-/// interrupted run never leaves a half-written output behind (nor replaces a good one).
-pub(crate) fn write_atomically(
-    path: &Path,
-    flag: &str,
-    write: impl FnOnce(&mut dyn Write) -> anyhow::Result<()>,
-) -> anyhow::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let tmp = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("{flag}: cannot write in {}", dir.display()))?;
-    {
-        let mut out = BufWriter::new(tmp.as_file());
-        write(&mut out).with_context(|| format!("{flag}: write to {} failed", path.display()))?;
-        out.flush()
-            .with_context(|| format!("{flag}: write to {} failed", path.display()))?;
-    }
-    tmp.as_file()
-        .sync_all()
-        .with_context(|| format!("{flag}: sync of {} failed", path.display()))?;
-    tmp.persist(path)
-        .with_context(|| format!("{flag}: cannot create {}", path.display()))?;
-    Ok(())
 }
 
 /// Writes one JSON document, pretty-printed, atomically.
