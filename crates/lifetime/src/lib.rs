@@ -6,10 +6,14 @@
 #![warn(missing_docs)]
 
 pub mod bgnbd;
+pub mod churn;
 pub mod clv;
 mod error;
 pub mod gamma_gamma;
+pub mod model;
 mod optimize;
+pub mod recommend;
+pub mod simulate;
 pub mod special;
 pub mod summary;
 

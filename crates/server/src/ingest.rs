@@ -2,8 +2,10 @@
 //!
 //! A body is a JSON array of events or NDJSON (one event per line). Each event is checked on
 //! its own: a bad one is rejected with its index, the field at fault and a reason, and the rest
-//! go on. Sentiment is derived here, once, at ingest: the mean of the rating's `(r - 3) / 2` and
-//! the text's VADER compound score, whichever exist (see `weber::combined_sentiment`).
+//! go on. Sentiment is derived here, once, at ingest: an explicit `sentiment` in [-1, 1] when the
+//! event carries one (teams with their own model send it; the rating and text are then stored
+//! but not scored), else the mean of the rating's `(r - 3) / 2` and the text's VADER compound
+//! score, whichever exist (see `weber::combined_sentiment` and `weber::event_sentiment`).
 
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -134,6 +136,8 @@ pub struct Event {
     pub event_id: String,
     pub user_id: String,
     pub time_ms: i64,
+    /// A precomputed sentiment in [-1, 1]; when present it is the event's sentiment.
+    pub sentiment: Option<f64>,
     pub rating: Option<f64>,
     pub text: Option<String>,
     pub item_id: Option<String>,
@@ -143,11 +147,16 @@ pub struct Event {
 }
 
 impl Event {
-    /// Derives the sentiment (VADER for text) and makes the stored form.
+    /// Derives the sentiment (VADER for text, unless an explicit sentiment makes it moot) and
+    /// makes the stored form.
     pub fn score(self, analyzer: &mut sentiment::Analyzer) -> NewInteraction {
-        let compound = self.text.as_deref().map(|t| analyzer.score(t).compound);
-        // Both inputs were range-checked in `parse_event`, and VADER's compound is in [-1, 1].
-        let sentiment = weber::combined_sentiment(self.rating, compound)
+        // An explicit sentiment wins, so scoring the text would be wasted work.
+        let compound = match self.sentiment {
+            Some(_) => None,
+            None => self.text.as_deref().map(|t| analyzer.score(t).compound),
+        };
+        // Every input was range-checked in `parse_event`, and VADER's compound is in [-1, 1].
+        let sentiment = weber::event_sentiment(self.sentiment, self.rating, compound)
             .ok()
             .flatten()
             .unwrap_or(0.0);
@@ -186,10 +195,11 @@ fn parse_fields(
     obj: &mut Map<String, Value>,
     event_id: Option<String>,
 ) -> Result<Event, FieldError> {
-    const KNOWN: [&str; 9] = [
+    const KNOWN: [&str; 10] = [
         "event_id",
         "user_id",
         "timestamp",
+        "sentiment",
         "rating",
         "text",
         "item_id",
@@ -228,6 +238,19 @@ fn parse_fields(
                 })?,
         ),
     };
+    let sentiment = match present(obj, "sentiment") {
+        None => None,
+        Some(v) => Some(
+            v.as_f64()
+                .filter(|s| s.is_finite() && (-1.0..=1.0).contains(s))
+                .ok_or_else(|| {
+                    (
+                        Some("sentiment"),
+                        format!("sentiment must be a finite number from -1 to 1, got {v}"),
+                    )
+                })?,
+        ),
+    };
     let text = match obj.remove("text").filter(|v| !v.is_null()) {
         None => None,
         Some(Value::String(t)) if t.trim().is_empty() => {
@@ -248,10 +271,11 @@ fn parse_fields(
         }
         Some(other) => return Err((Some("text"), format!("text must be a string, got {other}"))),
     };
-    if rating.is_none() && text.is_none() {
+    if sentiment.is_none() && rating.is_none() && text.is_none() {
         return Err((
             Some("rating"),
-            "an event needs a rating (1 to 5), a text, or both".to_owned(),
+            "an event needs a rating (1 to 5), a text, a sentiment (-1 to 1), or several of them"
+                .to_owned(),
         ));
     }
     let item_id = optional_string(obj, "item_id", MAX_ID_BYTES)?;
@@ -279,6 +303,7 @@ fn parse_fields(
         event_id,
         user_id,
         time_ms,
+        sentiment,
         rating,
         text,
         item_id,
@@ -482,7 +507,25 @@ mod tests {
                     v
                 },
                 Some("rating"),
-                "rating (1 to 5), a text",
+                "rating (1 to 5), a text, a sentiment",
+            ),
+            (
+                {
+                    let mut v = base();
+                    v["sentiment"] = json!(1.5);
+                    v
+                },
+                Some("sentiment"),
+                "-1 to 1",
+            ),
+            (
+                {
+                    let mut v = base();
+                    v["sentiment"] = json!("0.5");
+                    v
+                },
+                Some("sentiment"),
+                "-1 to 1",
             ),
             (
                 {
@@ -556,6 +599,36 @@ mod tests {
                 assert_eq!(id.as_deref(), Some("e1"), "{value}");
             }
         }
+    }
+
+    #[test]
+    fn an_explicit_sentiment_wins_over_rating_and_text() {
+        let mut analyzer = sentiment::Analyzer::new();
+        let alone =
+            parse_event(json!({"event_id":"e","user_id":"u","timestamp":1,"sentiment":-0.25}))
+                .unwrap()
+                .score(&mut analyzer);
+        assert_eq!(
+            (alone.sentiment, alone.rating, alone.text),
+            (-0.25, None, None)
+        );
+        let all = parse_event(
+            json!({"event_id":"e","user_id":"u","timestamp":1,"sentiment":0.3,
+            "rating":1,"text":"awful, terrible, the worst"}),
+        )
+        .unwrap()
+        .score(&mut analyzer);
+        assert_eq!(all.sentiment, 0.3);
+        // Rating and text are kept as sent even though they were not scored.
+        assert_eq!(all.rating, Some(1.0));
+        assert_eq!(all.text.as_deref(), Some("awful, terrible, the worst"));
+        // A null sentiment is an absent one.
+        let derived = parse_event(
+            json!({"event_id":"e","user_id":"u","timestamp":1,"sentiment":null,"rating":5}),
+        )
+        .unwrap()
+        .score(&mut analyzer);
+        assert_eq!(derived.sentiment, 1.0);
     }
 
     #[test]

@@ -88,6 +88,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/0012_console_sessions.sql"),
         postgres: include_str!("../migrations/0012_console_sessions.sql"),
     },
+    Migration {
+        version: 13,
+        name: "weber_predictions",
+        sqlite: include_str!("../migrations/0013_weber_predictions.sql"),
+        postgres: include_str!("../migrations/0013_weber_predictions.sql"),
+    },
 ];
 
 /// The newest schema version this build knows.

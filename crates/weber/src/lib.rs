@@ -40,7 +40,8 @@
 //! ## Where sentiments come from
 //!
 //! [`rating_sentiment`] maps 1..=5 stars to `(r - 3) / 2`; [`combined_sentiment`] takes the mean
-//! of that and a text's VADER compound score when an interaction has both.
+//! of that and a text's VADER compound score when an interaction has both; [`event_sentiment`]
+//! lets an explicit, precomputed sentiment win over both.
 //!
 //! ## Quantization
 //!
@@ -145,7 +146,7 @@ pub use batch::{
     bias_ratio, constant_and_confidence, percentile_linear, profile, profiles_batch, quantize,
     ratios, Engine,
 };
-pub use signal::{combined_sentiment, rating_sentiment};
+pub use signal::{combined_sentiment, event_sentiment, rating_sentiment};
 pub use stream::{Calculation, ProfileState, Update};
 pub use types::{
     ConstantEstimate, Interaction, SensitivitySegment, UnknownSegment, WeberError, WeberParams,

@@ -7,6 +7,12 @@
 //! - When both are present the interaction's sentiment is their mean: the rating says how the
 //!   customer scored the product, the text how strongly they felt, and neither is more
 //!   trustworthy in general.
+//! - An explicit sentiment (a team's own model, or seed 000's stream, which carries one) wins
+//!   over both: it is the caller's considered score of the same interaction, while the rating
+//!   and text would be re-scored by a general-purpose model it chose not to use. Averaging it
+//!   with them would blur a calibrated score with an uncalibrated one, and taking it as is keeps
+//!   the rule predictable ("what you send is what is scored"). The rating and text are still
+//!   stored with the interaction; they are just not scored. See [`event_sentiment`].
 
 use crate::WeberError;
 
@@ -51,6 +57,33 @@ pub fn combined_sentiment(
     })
 }
 
+/// One interaction's sentiment when it may also carry an explicit, precomputed one: the explicit
+/// sentiment when present (it must be finite and in [-1, 1]; the rating and text compound are
+/// then only range-checked, not combined), else [`combined_sentiment`]. `None` when nothing
+/// was given.
+///
+/// ```
+/// assert_eq!(weber::event_sentiment(Some(-0.3), Some(5.0), Some(0.9)), Ok(Some(-0.3)));
+/// assert_eq!(weber::event_sentiment(None, Some(5.0), Some(0.5)), Ok(Some(0.75)));
+/// assert!(weber::event_sentiment(Some(1.2), None, None).is_err());
+/// ```
+///
+/// # Errors
+/// [`WeberError::InvalidSentiment`] for an explicit sentiment or compound outside [-1, 1] (or
+/// not finite); [`WeberError::InvalidRating`] for a rating outside 1..=5.
+pub fn event_sentiment(
+    explicit: Option<f64>,
+    rating: Option<f64>,
+    text_compound: Option<f64>,
+) -> Result<Option<f64>, WeberError> {
+    let derived = combined_sentiment(rating, text_compound)?;
+    match explicit {
+        Some(s) if s.is_finite() && (-1.0..=1.0).contains(&s) => Ok(Some(s)),
+        Some(s) => Err(WeberError::InvalidSentiment { index: 0, value: s }),
+        None => Ok(derived),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,5 +105,17 @@ mod tests {
         assert_eq!(combined_sentiment(Some(3.0), None), Ok(Some(0.0)));
         assert!(combined_sentiment(None, Some(1.5)).is_err());
         assert!(combined_sentiment(Some(0.0), Some(0.0)).is_err());
+    }
+
+    #[test]
+    fn an_explicit_sentiment_wins_but_every_input_is_checked() {
+        assert_eq!(event_sentiment(Some(0.0), Some(1.0), None), Ok(Some(0.0)));
+        assert_eq!(event_sentiment(Some(1.0), None, None), Ok(Some(1.0)));
+        assert_eq!(event_sentiment(None, None, None), Ok(None));
+        for bad in [f64::NAN, f64::INFINITY, -1.0001, 2.0] {
+            assert!(event_sentiment(Some(bad), None, None).is_err(), "{bad}");
+        }
+        // A bad rating is refused even though it would not be scored.
+        assert!(event_sentiment(Some(0.5), Some(9.0), None).is_err());
     }
 }

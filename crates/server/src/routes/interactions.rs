@@ -35,8 +35,11 @@ pub(crate) struct IngestResponse {
 
 /// Ingests interaction events (write scope): a JSON array (`application/json`) or NDJSON
 /// (`application/x-ndjson`), at most 10,000 per request. Each event is
-/// `{event_id, user_id, timestamp (RFC 3339 or epoch ms), rating? (1 to 5), text?, item_id?,
-/// verified_purchase?, helpful_votes?, channel?}` with a rating, a text or both. Bad events are
+/// `{event_id, user_id, timestamp (RFC 3339 or epoch ms), sentiment? (-1 to 1), rating? (1 to 5),
+/// text?, item_id?, verified_purchase?, helpful_votes?, channel?}` with at least one of sentiment,
+/// rating and text. An explicit `sentiment` (your own model's score) is what the profile uses:
+/// rating and text are then stored but not scored; without one, the sentiment is the mean of
+/// the rating's `(r - 3) / 2` and the text's VADER compound score. Bad events are
 /// rejected one by one (index, field, reason) and the rest are accepted; accepted events are
 /// committed before the response. A repeated `event_id` is accepted and changes nothing; a late
 /// event takes its place by timestamp. Profiles update within milliseconds.

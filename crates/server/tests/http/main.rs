@@ -23,6 +23,7 @@ mod openapi;
 mod rate_limit;
 mod serving;
 mod weber;
+mod weber_surface;
 
 use std::sync::Arc;
 
