@@ -2,7 +2,6 @@
 //! a reviews file (for `weber batch`) and a transactions file (for `weber predict`) for the same
 //! customers, deterministic for a seed.
 
-use std::io::Write;
 use std::path::Path;
 
 use rand::rngs::StdRng;

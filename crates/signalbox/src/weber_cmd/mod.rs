@@ -2,7 +2,7 @@
 
 mod batch;
 mod gen;
-// mod gen_tenant; (enabled when lifetime::simulate is on main)
+mod gen_tenant;
 mod predict;
 mod predict_input;
 mod reviews;
@@ -220,8 +220,22 @@ pub fn run(common: &crate::Common, cmd: WeberCommand) -> anyhow::Result<()> {
                         "--days: the history must have at least one day and end by today"
                     );
                 }
-                let _ = (purchases, customers, start_day);
-                anyhow::bail!("--purchases: not available in this build yet");
+                let (purchases_written, reviews_written) = gen_tenant::run(&gen_tenant::Job {
+                    customers,
+                    seed: args.seed,
+                    start_day,
+                    days: args.days,
+                    dropout_effect: args.dropout_effect,
+                    reviews: &args.file,
+                    format,
+                    purchases,
+                })?;
+                eprintln!(
+                    "weber gen: {customers} customers, {purchases_written} purchases to {}, {reviews_written} reviews to {}",
+                    purchases.display(),
+                    args.file.display()
+                );
+                return Ok(());
             }
             let (Some(users), Some(reviews)) = (args.users, args.reviews) else {
                 anyhow::bail!("--users and --reviews: both are required without --purchases");

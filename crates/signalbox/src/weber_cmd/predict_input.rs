@@ -13,15 +13,7 @@ use serde::Deserialize;
 
 pub use lifetime::summary::Purchase;
 
-// A stand-in for `lifetime::churn::WeberFeatures` (the shared contract) until that module lands.
-/// The Weber profile fields the churn model uses.
-#[derive(Debug, Clone, PartialEq)]
-pub struct WeberFeatures {
-    pub weber_constant: f64,
-    pub bias_ratio: Option<f64>,
-    pub segment: weber::SensitivitySegment,
-    pub confidence: f64,
-}
+pub use lifetime::churn::WeberFeatures;
 
 /// Longest accepted customer id, in bytes (the store's user ids have the same bound).
 pub const MAX_CUSTOMER_ID_BYTES: usize = 256;
