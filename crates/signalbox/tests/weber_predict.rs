@@ -155,10 +155,7 @@ fn bad_flags_and_profiles_name_the_flag() {
         &stderr,
         "--observation-end: 2020-03-01 is before --calibration-end",
     );
-    let (_, stderr) = run_err(
-        d.predict(&file, "2020-06-30")
-            .args(["--discount-rate", "-1"]),
-    );
+    let (_, stderr) = run_err(d.predict(&file, "2020-06-30").arg("--discount-rate=-1"));
     assert_one_line_error(&stderr, "--discount-rate: ");
     let profiles = d.write(
         "p.jsonl",
@@ -170,6 +167,16 @@ fn bad_flags_and_profiles_name_the_flag() {
             .arg(&profiles),
     );
     assert_one_line_error(&stderr, "p.jsonl:2: weber_constant: ");
+}
+
+#[test]
+fn a_fit_that_does_not_converge_is_a_clear_error() {
+    // Clockwork customers who never leave: BG/NBD's dropout parameters run off to a bound.
+    let d = Dir::new();
+    let file = d.write("regular.csv", &history(120));
+    let (_, stderr) = run_err(d.predict(&file, "2020-06-30").args(["--period", "week"]));
+    assert_one_line_error(&stderr, "error: fit: ");
+    assert!(!d.path("out.jsonl").exists());
 }
 
 #[test]
@@ -190,23 +197,52 @@ fn no_repeat_purchases_is_a_clear_error() {
 #[test]
 fn predictions_params_and_report_are_complete_and_finite() {
     let d = Dir::new();
+    let simulated = d.path("sim.csv");
+    run_ok(
+        signalbox(&d.path("data"))
+            .args([
+                "weber",
+                "gen",
+                "--customers",
+                "300",
+                "--seed",
+                "5",
+                "--purchases",
+            ])
+            .arg(&simulated)
+            .args(["--start", "2020-01-01", "--days", "365"])
+            .arg(d.path("sim-reviews.jsonl")),
+    );
     // One-purchase customers, zero amounts and customers first seen in the holdout are mixed
-    // into an otherwise regular history.
-    let mut text = history(120);
+    // into a simulated history.
+    let mut text = std::fs::read_to_string(&simulated).unwrap();
     text.push_str(
         "once,2020-03-03,12.00\nfree,2020-02-01,0\nfree,2020-02-20,0\nlate,2020-10-01,9\n",
     );
     let file = d.write("t.csv", &text);
+    let calibration_customers = {
+        let mut first: std::collections::HashMap<&str, &str> = Default::default();
+        for line in text.lines().skip(1) {
+            let mut cells = line.split(',');
+            let (id, date) = (cells.next().unwrap(), cells.next().unwrap());
+            let e = first.entry(id).or_insert(date);
+            if date < *e {
+                *e = date;
+            }
+        }
+        first.values().filter(|d| **d <= "2020-09-30").count()
+    };
     run_ok(
-        d.predict(&file, "2020-06-30")
+        d.predict(&file, "2020-09-30")
             .args(["--period", "week", "--params-out"])
             .arg(d.path("params.json"))
             .arg("--report-out")
             .arg(d.path("report.json")),
     );
     let rows = json_lines(&std::fs::read_to_string(d.path("out.jsonl")).unwrap());
-    // Customers first seen by the calibration end: 120 + once + free, not `late`.
-    assert_eq!(rows.len(), 122);
+    // Customers first seen by the calibration end (so `once` and `free`, not `late`).
+    assert_eq!(rows.len(), calibration_customers);
+    assert!(!rows.iter().any(|r| r["customer_id"] == "late"));
     let ids: Vec<&str> = rows
         .iter()
         .map(|r| r["customer_id"].as_str().unwrap())
@@ -266,7 +302,7 @@ fn predictions_params_and_report_are_complete_and_finite() {
     let report: Value =
         serde_json::from_str(&std::fs::read_to_string(d.path("report.json")).unwrap()).unwrap();
     assert_no_nan(&report, "report");
-    assert_eq!(report["customers"], 122);
+    assert_eq!(report["customers"], calibration_customers);
     assert!(report["mae_purchases"].as_f64().unwrap() >= 0.0);
     let tracking = report["weekly_tracking"].as_array().unwrap();
     assert!(!tracking.is_empty());
