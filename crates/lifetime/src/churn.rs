@@ -822,6 +822,33 @@ mod tests {
         }
 
         #[test]
+        fn fits_are_finite_or_errors_on_any_data(
+            data in prop::collection::vec(
+                (prop::collection::vec(-1e3..1e3f64, 3), any::<bool>()),
+                0..80,
+            ),
+            penalty in 0.01..100.0f64,
+        ) {
+            let rows: Vec<Vec<f64>> = data.iter().map(|d| d.0.clone()).collect();
+            let labels: Vec<bool> = data.iter().map(|d| d.1).collect();
+            let options = LogisticOptions { l2_penalty: penalty, ..LogisticOptions::default() };
+            match LogisticModel::fit(&["a", "b", "c"], &rows, &labels, &options) {
+                Ok(m) => {
+                    prop_assert!(m.coefficients.iter().all(|b| b.is_finite()) && m.intercept.is_finite());
+                    let total: f64 = m.importance().iter().map(|(_, s)| s).sum();
+                    prop_assert!(total == 0.0 || (total - 1.0).abs() < 1e-9);
+                    for r in &rows {
+                        prop_assert!((0.0..=1.0).contains(&m.predict(r)));
+                    }
+                }
+                Err(e) => {
+                    let one_class = labels.iter().all(|l| *l) || labels.iter().all(|l| !*l);
+                    prop_assert!(one_class, "unexpected error {e}");
+                }
+            }
+        }
+
+        #[test]
         fn timing_factors_are_probabilities(a in prop::num::f64::ANY, s in prop::num::f64::ANY) {
             let total: f64 = timing_risk_factors(a, s, 1.0, 1.0).iter().map(|f| f.contribution).sum();
             prop_assert!((0.0..=1.0).contains(&total));

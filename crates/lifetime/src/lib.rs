@@ -10,6 +10,7 @@ pub mod churn;
 pub mod clv;
 mod error;
 pub mod gamma_gamma;
+pub mod model;
 mod optimize;
 pub mod recommend;
 pub mod simulate;

@@ -171,6 +171,20 @@ pub struct SimulatedCustomer {
 }
 
 impl SimulatedCustomer {
+    /// The purchases as [`crate::summary::Purchase`]s, ready for the summaries and
+    /// [`crate::model::fit_model`].
+    #[must_use]
+    pub fn purchases_for_summary(&self) -> Vec<crate::summary::Purchase> {
+        self.purchases
+            .iter()
+            .map(|p| crate::summary::Purchase {
+                customer_id: self.customer_id.clone(),
+                day: p.day,
+                amount: p.amount,
+            })
+            .collect()
+    }
+
     /// The reviews as Weber engine interactions (tiebreak = position).
     #[must_use]
     pub fn interactions(&self) -> Vec<Interaction> {
