@@ -56,6 +56,7 @@ mod read_cache;
 mod readiness;
 mod routes;
 mod state;
+mod weber_admin;
 mod weber_reads;
 
 use std::future::Future;
