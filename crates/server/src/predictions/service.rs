@@ -332,8 +332,11 @@ impl Missing {
 /// time: reads need the churn model's importances, and a model never changes once stored.
 #[derive(Clone)]
 pub struct PredictionService {
-    models: moka::sync::Cache<(String, i64), Arc<(Arc<FittedModel>, i64)>>,
+    models: moka::sync::Cache<(String, i64), Arc<CachedModel>>,
 }
+
+/// A parsed stored model and when it was fitted (epoch ms).
+type CachedModel = (Arc<FittedModel>, i64);
 
 impl Default for PredictionService {
     fn default() -> Self {
