@@ -278,7 +278,7 @@ pub fn fit_gamma_gamma(
     };
     // Start at p = 1, q = 2 (a finite mean), v = the mean spend (population mean = mean spend).
     let x0 = vec![0.0, 2f64.ln(), data.mean_m.ln()];
-    let min = optimize::minimize(&objective, x0, options)?;
+    let min = optimize::minimize(&objective, None, x0, options)?;
     // v in units of the mean spend, so the bounds do not depend on the currency.
     let scaled = [min.x[0], min.x[1], min.x[2] - data.mean_m.ln()];
     optimize::check_outcome("Gamma-Gamma", &["p", "q", "v"], &scaled, &min)?;

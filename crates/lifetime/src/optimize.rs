@@ -60,6 +60,9 @@ pub(crate) const LOG_PARAM_BOUND: f64 = 40.0;
 /// A fit's parameters are called degenerate beyond e^±30 (≈ 1e±13).
 pub(crate) const LOG_PARAM_DEGENERATE: f64 = 30.0;
 
+/// An analytic Hessian of the cost at a point.
+pub(crate) type HessianFn<'h> = dyn Fn(&[f64]) -> Vec<Vec<f64>> + 'h;
+
 /// Result of a minimisation.
 pub(crate) struct Minimum {
     pub x: Vec<f64>,
@@ -137,11 +140,16 @@ fn max_abs(v: &[f64]) -> f64 {
 /// Minimises `f` (returning cost and gradient) from `x0`.
 ///
 /// L-BFGS first (stopping at `tolerance` on the gradient's L2 norm or when the cost changes by
-/// less than 1e-13); then, if the largest gradient component is still above `100 * tolerance`,
-/// up to 4 Newton steps with the numeric Hessian (cheap for 3-4 parameters), so the optimum
+/// less than 1e-11); then, if the largest gradient component is still above `100 * tolerance`,
+/// up to 4 Newton steps with `hessian` (analytic, or else numeric: cheap for 3-4 parameters), so the optimum
 /// does not depend on where the quasi-Newton method happened to stop. Converged means the largest
 /// gradient component is below `max(100 * tolerance, 1e-6)`.
-pub(crate) fn minimize<F>(f: &F, x0: Vec<f64>, options: &FitOptions) -> Result<Minimum, FitError>
+pub(crate) fn minimize<F>(
+    f: &F,
+    hessian: Option<&HessianFn<'_>>,
+    x0: Vec<f64>,
+    options: &FitOptions,
+) -> Result<Minimum, FitError>
 where
     F: Fn(&[f64]) -> (f64, Vec<f64>),
 {
@@ -154,9 +162,9 @@ where
     let linesearch = MoreThuenteLineSearch::new();
     let solver = LBFGS::new(linesearch, 10)
         .with_tolerance_grad(options.tolerance)
-        // Stop once the mean cost stalls at rounding level: beyond that the line search only
+        // Stop once the mean cost stalls near rounding level: beyond that the line search only
         // chases noise (dozens of evaluations per iteration); the Newton polish finishes.
-        .and_then(|s| s.with_tolerance_cost(1e-13))
+        .and_then(|s| s.with_tolerance_cost(1e-11))
         .map_err(|e| FitError::InvalidOption {
             field: "tolerance",
             reason: e.to_string(),
@@ -207,8 +215,11 @@ where
         if max_abs(&grad) <= 100.0 * options.tolerance {
             break;
         }
-        let hessian = numeric_hessian(&|p: &[f64]| problem.eval(p).1, &x, 1e-5);
-        let Some(step) = solve_spd(&hessian, &grad) else {
+        let h = match hessian {
+            Some(analytic) => analytic(&x),
+            None => numeric_hessian(&|p: &[f64]| problem.eval(p).1, &x, 1e-5),
+        };
+        let Some(step) = solve_spd(&h, &grad) else {
             break;
         };
         let mut t = 1.0;
@@ -404,7 +415,7 @@ mod tests {
             let c = (x[0] - 1.0).powi(2) + 10.0 * (x[1] + 2.0).powi(2);
             (c, vec![2.0 * (x[0] - 1.0), 20.0 * (x[1] + 2.0)])
         };
-        let m = minimize(&f, vec![0.0, 0.0], &FitOptions::default()).unwrap();
+        let m = minimize(&f, None, vec![0.0, 0.0], &FitOptions::default()).unwrap();
         assert!(m.converged);
         assert!((m.x[0] - 1.0).abs() < 1e-9 && (m.x[1] + 2.0).abs() < 1e-9);
     }
