@@ -122,6 +122,48 @@ impl BgNbdParams {
         }
     }
 
+    /// [`Self::expected_purchases`] at several horizons at once (same values), sharing the
+    /// hypergeometric series' coefficients between them: what CLV needs.
+    pub fn expected_purchases_many(&self, horizons: &[f64], s: &CustomerSummary) -> Vec<f64> {
+        let (x, t_x, t) = (s.frequency, s.recency, s.t);
+        if (self.a - 1.0).abs() < 1e-7 || horizons.iter().any(|h| h.is_nan() || *h <= 0.0) {
+            return horizons
+                .iter()
+                .map(|h| self.expected_purchases_at(*h, x, t_x, t))
+                .collect();
+        }
+        let BgNbdParams { r, alpha, a, b } = *self;
+        let l_t = (alpha + t).ln();
+        let zs: Vec<f64> = horizons.iter().map(|h| h / (alpha + t + h)).collect();
+        let c = a + b + x - 1.0;
+        let mut f = vec![0.0; horizons.len()];
+        crate::special::euler_series_many(a + b - 1.0 - r, a - 1.0, c, &zs, &mut f);
+        let first = c / (a - 1.0);
+        let denominator = if x > 0.0 {
+            1.0 + a / (b + x - 1.0) * ((r + x) * (l_t - (alpha + t_x).ln())).exp()
+        } else {
+            1.0
+        };
+        horizons
+            .iter()
+            .zip(&f)
+            .map(|(h, &fj)| {
+                let ln_1mz = l_t - (alpha + t + h).ln();
+                let second = if fj > 0.0 {
+                    -((a - 1.0) * ln_1mz + fj.ln()).exp_m1()
+                } else {
+                    1.0
+                };
+                let v = first * second / denominator;
+                if v.is_finite() && v > 0.0 {
+                    v
+                } else {
+                    0.0
+                }
+            })
+            .collect()
+    }
+
     fn conditional(&self, h: f64, x: f64, t_x: f64, t: f64) -> f64 {
         let BgNbdParams { r, alpha, a, b } = *self;
         let l_t = (alpha + t).ln();

@@ -176,6 +176,49 @@ pub(crate) fn euler_series(c_minus_a: f64, c_minus_b: f64, c: f64, z: f64) -> f6
     series(c_minus_a, c_minus_b, c, z).0
 }
 
+/// [`euler_series`] at several `zs` at once (written to `out`), sharing the coefficients:
+/// CLV needs the same customer's series at twelve horizons. Each sum stops as in the single
+/// series (two consecutive terms below 1e-17 of it); the loop ends when all have.
+pub(crate) fn euler_series_many(
+    c_minus_a: f64,
+    c_minus_b: f64,
+    c: f64,
+    zs: &[f64],
+    out: &mut [f64],
+) {
+    let n = zs.len().min(out.len());
+    let mut powers = vec![1.0f64; n];
+    let mut small = vec![0u8; n];
+    for o in out.iter_mut().take(n) {
+        *o = 1.0;
+    }
+    let mut coefficient = 1.0f64;
+    for k in 0..HYP2F1_MAX_TERMS {
+        let kf = k as f64;
+        coefficient *= (c_minus_a + kf) * (c_minus_b + kf) / ((c + kf) * (kf + 1.0));
+        let mut done = true;
+        for j in 0..n {
+            if small[j] >= 2 {
+                continue;
+            }
+            powers[j] *= zs[j];
+            let term = coefficient * powers[j];
+            out[j] += term;
+            if term == 0.0 || !out[j].is_finite() {
+                small[j] = 2;
+            } else if term.abs() <= 1e-17 * out[j].abs() {
+                small[j] += 1;
+            } else {
+                small[j] = 0;
+            }
+            done &= small[j] >= 2;
+        }
+        if done {
+            return;
+        }
+    }
+}
+
 /// Quantile of the standard normal distribution (Acklam's rational approximation, relative
 /// error below 1.2e-9, ample for interval bounds). `p` is clamped into `[1e-15, 1 - 1e-15]`.
 pub fn normal_quantile(p: f64) -> f64 {
