@@ -58,7 +58,7 @@ pub struct BgNbdFit {
     pub log_likelihood: f64,
     /// Customers fitted.
     pub customers: usize,
-    /// Optimiser iterations (L-BFGS plus Newton polish).
+    /// Optimiser iterations (L-BFGS on the subsample or the data, plus Newton steps).
     pub iterations: u64,
     /// Covariance of (r, alpha, a, b): the inverse of the observed information (the numeric
     /// Hessian of the total negative log-likelihood from the analytic gradient) at the optimum.
@@ -275,25 +275,45 @@ impl Grouped {
         let (mut xm, mut tm, mut txm) =
             (FastMap::default(), FastMap::default(), FastMap::default());
         let (mut xs, mut ts, mut txs) = (Vec::new(), Vec::new(), Vec::new());
-        // Patterns by sorting packed keys: a hash map of 100,000 entries missed the cache on
-        // every insert and cost more than the whole optimisation.
-        let mut keys: Vec<u128> = Vec::with_capacity(customers.len());
+        // Patterns by sorting packed keys (radix sort when they fit 64 bits): a hash map of
+        // 100,000 entries missed the cache on every insert and cost more than the optimisation.
+        let mut triples: Vec<(u32, u32, u32)> = Vec::with_capacity(customers.len());
         let mut max_t = 0.0f64;
         for s in customers {
             validate(s)?;
             let xi = index_of(&mut xm, &mut xs, s.frequency);
             let ti = index_of(&mut tm, &mut ts, s.t);
             let txi = index_of(&mut txm, &mut txs, s.recency);
-            keys.push(u128::from(xi) << 64 | u128::from(txi) << 32 | u128::from(ti));
+            triples.push((xi, txi, ti));
             max_t = max_t.max(s.t);
         }
-        keys.sort_unstable();
+        let width = |n: usize| usize::BITS - n.leading_zeros();
+        let (bx, btx, bt) = (width(xs.len()), width(txs.len()), width(ts.len()));
         let mut groups: Vec<(u32, u32, u32, f64)> = Vec::new();
-        for key in keys {
-            let (xi, txi, ti) = ((key >> 64) as u32, (key >> 32) as u32, key as u32);
-            match groups.last_mut() {
-                Some(last) if (last.0, last.1, last.2) == (xi, txi, ti) => last.3 += 1.0,
-                _ => groups.push((xi, txi, ti, 1.0)),
+        let mut push = |xi: u32, txi: u32, ti: u32| match groups.last_mut() {
+            Some(last) if (last.0, last.1, last.2) == (xi, txi, ti) => last.3 += 1.0,
+            _ => groups.push((xi, txi, ti, 1.0)),
+        };
+        if bx + btx + bt <= 64 {
+            let mut keys: Vec<u64> = triples
+                .iter()
+                .map(|&(xi, txi, ti)| {
+                    u64::from(xi) << (btx + bt) | u64::from(txi) << bt | u64::from(ti)
+                })
+                .collect();
+            optimize::radix_sort(&mut keys, bx + btx + bt);
+            let (mask_tx, mask_t) = ((1u64 << btx) - 1, (1u64 << bt) - 1);
+            for key in keys {
+                push(
+                    (key >> (btx + bt)) as u32,
+                    ((key >> bt) & mask_tx) as u32,
+                    (key & mask_t) as u32,
+                );
+            }
+        } else {
+            triples.sort_unstable();
+            for (xi, txi, ti) in triples {
+                push(xi, txi, ti);
             }
         }
         let mut x_weight = vec![0.0; xs.len()];
@@ -374,6 +394,25 @@ impl Grouped {
             }
         }
         h
+    }
+
+    /// Every `stride`-th pattern (at least one in two), with the weights recounted.
+    fn subsample(&self, stride: usize) -> Grouped {
+        let groups: Vec<(u32, u32, u32, f64)> =
+            self.groups.iter().step_by(stride.max(2)).copied().collect();
+        let mut x_weight = vec![0.0; self.xs.len()];
+        for g in &groups {
+            x_weight[g.0 as usize] += g.3;
+        }
+        Grouped {
+            xs: self.xs.clone(),
+            x_weight,
+            ts: self.ts.clone(),
+            txs: self.txs.clone(),
+            n: groups.iter().map(|g| g.3).sum(),
+            groups,
+            max_t: self.max_t,
+        }
     }
 
     /// Total log-likelihood and its gradient with respect to (r, alpha, a, b).
@@ -457,6 +496,62 @@ impl Grouped {
     }
 }
 
+/// Minimises the mean negative log-likelihood (plus penalty) of `data` over log-parameters.
+fn optimise(
+    data: &Grouped,
+    scale: f64,
+    x0: Vec<f64>,
+    warm: bool,
+    options: &FitOptions,
+) -> Result<optimize::Minimum, FitError> {
+    let penalizer = options.penalizer;
+    let n = data.n;
+    let theta = |phi: &[f64]| -> BgNbdParams {
+        let th: Vec<f64> = phi
+            .iter()
+            .map(|v| v.clamp(-LOG_PARAM_BOUND, LOG_PARAM_BOUND).exp())
+            .collect();
+        BgNbdParams {
+            r: th[0],
+            alpha: th[1],
+            a: th[2],
+            b: th[3],
+        }
+    };
+    // Penalty as lifetimes: penalizer * (r² + (alpha * scale)² + a² + b²).
+    let pen_diag = [
+        2.0 * penalizer,
+        2.0 * penalizer * scale * scale,
+        2.0 * penalizer,
+        2.0 * penalizer,
+    ];
+    let objective = |phi: &[f64]| {
+        let p = theta(phi);
+        let th = [p.r, p.alpha, p.a, p.b];
+        let (ll, g) = data.ll_and_grad(&p);
+        let penalty: f64 = (0..4).map(|i| 0.5 * pen_diag[i] * th[i] * th[i]).sum();
+        let grad: Vec<f64> = (0..4)
+            .map(|i| th[i] * (-g[i] / n + pen_diag[i] * th[i]))
+            .collect();
+        (-ll / n + penalty, grad)
+    };
+    // Hessian of the cost in log-parameters: D H D + diag(∂cost/∂φ), D = diag(θ).
+    let hessian_phi = |phi: &[f64], grad_phi: &[f64]| -> Vec<Vec<f64>> {
+        let p = theta(phi);
+        let th = [p.r, p.alpha, p.a, p.b];
+        let h = data.hessian(&p);
+        let mut out = vec![vec![0.0; 4]; 4];
+        for i in 0..4 {
+            for j in 0..4 {
+                out[i][j] = th[i] * th[j] * (-h[i][j] / n + if i == j { pen_diag[i] } else { 0.0 });
+            }
+            out[i][i] += grad_phi[i];
+        }
+        out
+    };
+    optimize::minimize(&objective, Some(&hessian_phi), x0, warm, options)
+}
+
 /// Fits BG/NBD by maximum likelihood.
 ///
 /// Needs at least 10 customers, some with repeat purchases. Errors: `TooFewCustomers`,
@@ -495,63 +590,23 @@ pub fn fit_bgnbd(
     // lifetimes fits in time scaled so that the largest T is 1; in log-parameters that only
     // moves alpha's starting point (and where the penalty applies), so we keep the data as is.
     let scale = 1.0 / data.max_t;
-    let penalizer = options.penalizer;
-    let n = data.n;
-    let objective = |phi: &[f64]| {
-        let th: Vec<f64> = phi
-            .iter()
-            .map(|v| v.clamp(-LOG_PARAM_BOUND, LOG_PARAM_BOUND).exp())
-            .collect();
-        let p = BgNbdParams {
-            r: th[0],
-            alpha: th[1],
-            a: th[2],
-            b: th[3],
-        };
-        let (ll, g) = data.ll_and_grad(&p);
-        let scaled = [th[0], th[1] * scale, th[2], th[3]];
-        let penalty: f64 = penalizer * scaled.iter().map(|v| v * v).sum::<f64>();
-        let dpen = [
-            2.0 * penalizer * th[0],
-            2.0 * penalizer * th[1] * scale * scale,
-            2.0 * penalizer * th[2],
-            2.0 * penalizer * th[3],
-        ];
-        let cost = -ll / n + penalty;
-        let grad: Vec<f64> = (0..4).map(|i| th[i] * (-g[i] / n + dpen[i])).collect();
-        (cost, grad)
-    };
-    let pen_diag = [
-        2.0 * penalizer,
-        2.0 * penalizer * scale * scale,
-        2.0 * penalizer,
-        2.0 * penalizer,
-    ];
-    // Hessian of the cost in log-parameters: D H D + diag(θ ∘ ∂cost/∂θ), D = diag(θ).
-    let hessian_phi = |phi: &[f64]| -> Vec<Vec<f64>> {
-        let th: Vec<f64> = phi
-            .iter()
-            .map(|v| v.clamp(-LOG_PARAM_BOUND, LOG_PARAM_BOUND).exp())
-            .collect();
-        let p = BgNbdParams {
-            r: th[0],
-            alpha: th[1],
-            a: th[2],
-            b: th[3],
-        };
-        let h = data.hessian(&p);
-        let (_, g) = data.ll_and_grad(&p);
-        let mut out = vec![vec![0.0; 4]; 4];
-        for i in 0..4 {
-            for j in 0..4 {
-                out[i][j] = th[i] * th[j] * (-h[i][j] / n + if i == j { pen_diag[i] } else { 0.0 });
-            }
-            out[i][i] += th[i] * (-g[i] / n + pen_diag[i] * th[i]);
-        }
-        out
-    };
     let x0 = vec![0.0, data.max_t.ln(), 0.0, 0.0];
-    let min = optimize::minimize(&objective, Some(&hessian_phi), x0, options)?;
+    // On many patterns, find the optimum of a systematic subsample (every k-th pattern, about
+    // 5,000) with L-BFGS first, then finish on all data with Newton steps from there: a few
+    // full passes instead of twenty.
+    let min = if data.groups.len() > 20_000 {
+        let sub = data.subsample(data.groups.len() / 5_000);
+        match optimise(&sub, scale, x0.clone(), false, options) {
+            Ok(m) if m.converged => {
+                let mut full = optimise(&data, scale, m.x, true, options)?;
+                full.iterations += m.iterations;
+                full
+            }
+            _ => optimise(&data, scale, x0, false, options)?,
+        }
+    } else {
+        optimise(&data, scale, x0, false, options)?
+    };
     // In scaled time (largest T = 1) so the bounds mean the same for days and weeks.
     let scaled = [min.x[0], min.x[1] + scale.ln(), min.x[2], min.x[3]];
     optimize::check_outcome("BG/NBD", &["r", "alpha", "a", "b"], &scaled, &min)?;
