@@ -736,6 +736,71 @@ mod tests {
         }
     }
 
+    /// A seeded BG/NBD population in whole days with many distinct patterns.
+    fn many_patterns(n: usize) -> Vec<CustomerSummary> {
+        use rand::{rngs::StdRng, Rng, SeedableRng};
+        use rand_distr::{Beta, Distribution, Exp, Gamma};
+        let mut rng = StdRng::seed_from_u64(3);
+        let (lambda, dropout) = (
+            Gamma::new(0.5, 1.0 / 20.0).unwrap(),
+            Beta::new(1.2, 3.5).unwrap(),
+        );
+        (0..n)
+            .map(|i| {
+                let t = f64::from(rng.gen_range(30u32..=730));
+                let l: f64 = lambda.sample(&mut rng);
+                let p: f64 = dropout.sample(&mut rng);
+                let gap = Exp::new(l.max(1e-9)).unwrap();
+                let (mut now, mut x, mut tx) = (0.0f64, 0.0, 0.0);
+                loop {
+                    now += gap.sample(&mut rng);
+                    if now > t {
+                        break;
+                    }
+                    if now.floor() > tx {
+                        x += 1.0;
+                        tx = now.floor();
+                    }
+                    if rng.gen::<f64>() < p {
+                        break;
+                    }
+                }
+                CustomerSummary {
+                    customer_id: i.to_string(),
+                    frequency: x,
+                    recency: tx,
+                    t,
+                    monetary_value: 0.0,
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn subsample_start_reaches_the_same_optimum() {
+        let cs = many_patterns(60_000);
+        let data = Grouped::new(&cs).unwrap();
+        assert!(data.groups.len() > 20_000, "{} patterns", data.groups.len());
+        let fit = fit_bgnbd(&cs, &FitOptions::default()).unwrap();
+        let cold = optimise(
+            &data,
+            1.0 / data.max_t,
+            vec![0.0, data.max_t.ln(), 0.0, 0.0],
+            false,
+            &FitOptions::default(),
+        )
+        .unwrap();
+        assert!(cold.converged);
+        let ours = [fit.params.r, fit.params.alpha, fit.params.a, fit.params.b];
+        for (o, c) in ours.iter().zip(&cold.x) {
+            assert!(
+                (o / c.exp() - 1.0).abs() < 1e-5,
+                "{ours:?} vs {:?}",
+                cold.x.iter().map(|v| v.exp()).collect::<Vec<_>>()
+            );
+        }
+    }
+
     proptest::proptest! {
         #[test]
         fn gradient_matches_finite_differences(

@@ -438,6 +438,76 @@ pub fn fit_gamma_gamma(
 mod tests {
     use super::*;
 
+    /// Groups customers (all with x > 0 and m > 0) one pattern each.
+    fn grouped_for_tests(c: &[CustomerSummary]) -> Grouped {
+        let mut xs: Vec<f64> = c.iter().map(|s| s.frequency).collect();
+        xs.sort_by(f64::total_cmp);
+        xs.dedup();
+        let mut groups: Vec<(u32, f64, f64, f64)> = c
+            .iter()
+            .map(|s| {
+                let xi = xs.iter().position(|x| *x == s.frequency).unwrap_or(0) as u32;
+                (xi, s.monetary_value, s.monetary_value.ln(), 1.0)
+            })
+            .collect();
+        groups.sort_by_key(|g| g.0);
+        let mut x_weight = vec![0.0; xs.len()];
+        let mut ln_m_sum = vec![0.0; xs.len()];
+        for g in &groups {
+            x_weight[g.0 as usize] += 1.0;
+            ln_m_sum[g.0 as usize] += g.2;
+        }
+        let ln_xs = xs.iter().map(|x| x.ln()).collect();
+        Grouped {
+            xs,
+            ln_xs,
+            x_weight,
+            ln_m_sum,
+            groups,
+            n: c.len() as f64,
+            mean_m: 1.0,
+        }
+    }
+
+    #[test]
+    fn subsample_start_reaches_the_optimum_of_all_customers() {
+        use rand::{rngs::StdRng, Rng, SeedableRng};
+        use rand_distr::{Distribution, Gamma};
+        let mut rng = StdRng::seed_from_u64(5);
+        let nu = Gamma::new(4.0, 1.0 / 40.0).unwrap();
+        let cs: Vec<CustomerSummary> = (0..40_000)
+            .map(|i| {
+                let x = f64::from(rng.gen_range(1u32..=12));
+                let scale = 1.0 / nu.sample(&mut rng);
+                let spend = Gamma::new(5.0 * x, scale / x).unwrap();
+                CustomerSummary {
+                    customer_id: i.to_string(),
+                    frequency: x,
+                    recency: 1.0,
+                    t: 2.0,
+                    monetary_value: spend.sample(&mut rng).max(0.01),
+                }
+            })
+            .collect();
+        let fit = fit_gamma_gamma(&cs, &FitOptions::default()).unwrap();
+        let data = grouped_for_tests(&cs);
+        let (_, g) = data.ll_and_grad(&fit.params);
+        let th = [fit.params.p, fit.params.q, fit.params.v];
+        for i in 0..3 {
+            // Gradient of the mean log-likelihood in log-parameters: zero at the optimum.
+            assert!(
+                (th[i] * g[i] / data.n).abs() < 1e-6,
+                "{:?} {g:?}",
+                fit.params
+            );
+        }
+        assert!(
+            (fit.params.p / 5.0 - 1.0).abs() < 0.2 && (fit.params.q / 4.0 - 1.0).abs() < 0.2,
+            "{:?}",
+            fit.params
+        );
+    }
+
     #[test]
     fn analytic_hessian_matches_the_gradient() {
         let cs: Vec<CustomerSummary> = (0..40)
@@ -449,37 +519,7 @@ mod tests {
                 monetary_value: 5.0 + (i * 7 % 13) as f64,
             })
             .collect();
-        let fit_data = |c: &[CustomerSummary]| {
-            // Reuse the fit's grouping through a tiny fit-free path.
-            let mut xs: Vec<f64> = c.iter().map(|s| s.frequency).collect();
-            xs.sort_by(f64::total_cmp);
-            xs.dedup();
-            let mut groups: Vec<(u32, f64, f64, f64)> = c
-                .iter()
-                .map(|s| {
-                    let xi = xs.iter().position(|x| *x == s.frequency).unwrap_or(0) as u32;
-                    (xi, s.monetary_value, s.monetary_value.ln(), 1.0)
-                })
-                .collect();
-            groups.sort_by_key(|g| g.0);
-            let mut x_weight = vec![0.0; xs.len()];
-            let mut ln_m_sum = vec![0.0; xs.len()];
-            for g in &groups {
-                x_weight[g.0 as usize] += 1.0;
-                ln_m_sum[g.0 as usize] += g.2;
-            }
-            let ln_xs = xs.iter().map(|x| x.ln()).collect();
-            Grouped {
-                xs,
-                ln_xs,
-                x_weight,
-                ln_m_sum,
-                groups,
-                n: c.len() as f64,
-                mean_m: 1.0,
-            }
-        };
-        let data = fit_data(&cs);
+        let data = grouped_for_tests(&cs);
         let th = [2.5, 3.5, 20.0];
         let h = data.hessian(&GammaGammaParams {
             p: th[0],
