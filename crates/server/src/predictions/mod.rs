@@ -10,8 +10,8 @@ pub mod transactions;
 
 pub use service::{
     clv_confidence, version_name, ChurnPrediction, ClvPrediction, Missing, ModelInfo,
-    PredictionReadError, PredictionService, PredictionSettings, RecommendationAnswer,
-    RecommendationItem, RefitError, RefitStep, RefitSummary,
+    PredictionReadError, PredictionService, PredictionSettings, PredictionSettingsError,
+    RecommendationAnswer, RecommendationItem, RefitError, RefitStep, RefitSummary,
 };
 
 /// The name of every tenant's daily refit schedule.
