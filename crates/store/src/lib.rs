@@ -1,5 +1,6 @@
 //! Persistence for signalbox: tenants, API keys, engine data, feature flags, experiments and
-//! LLM observability data (model calls, chatbot events, usage rollups, budgets, prices).
+//! LLM observability data (model calls, chatbot events, usage rollups, budgets, prices), and
+//! purchases with the lifetime predictions fitted on them.
 //!
 //! One [`Store`] handle speaks to either backend, chosen by URL:
 //! - `sqlite://PATH` — the embedded default, a single file in the data directory (WAL mode);
@@ -38,6 +39,7 @@ mod llm;
 mod migrations;
 mod model;
 mod observe;
+mod predictions;
 pub mod secret;
 #[cfg(feature = "test-support")]
 pub mod testing;
@@ -96,6 +98,11 @@ pub use model::{
 };
 pub use observe::{
     HistogramSnapshot, Operation, PoolRole, PoolStats, QueryStats, StoreStats, Table, QUERY_BUCKETS,
+};
+pub use predictions::{
+    BusinessMetricsRecord, MetricsOrder, MetricsSummary, NewPredictionModel, NewTransaction,
+    PredictionModelRecord, StoredTransaction, TransactionCursor, TransactionInsertion,
+    MAX_TRANSACTION_ID_BYTES, MAX_TRANSACTION_PAGE,
 };
 pub use weber::{SegmentStats, WeberProfileRecord};
 pub use weber_admin::{erasure_subject_hash, ErasureCounts, ErasureRecord, WeberSettingsRecord};

@@ -89,6 +89,12 @@ const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("../migrations/0012_console_sessions.sql"),
     },
     Migration {
+        version: 13,
+        name: "weber_predictions",
+        sqlite: include_str!("../migrations/0013_weber_predictions.sql"),
+        postgres: include_str!("../migrations/0013_weber_predictions.sql"),
+    },
+    Migration {
         version: 14,
         name: "weber_settings",
         sqlite: include_str!("../migrations/0014_weber_settings.sqlite.sql"),

@@ -87,11 +87,14 @@ pub enum Table {
     AuditCheckpoints,
     TenantDataKeys,
     ConsoleSessions,
+    WeberTransactions,
+    WeberPredictionModels,
+    WeberBusinessMetrics,
 }
 
 impl Table {
     /// Every table; the telemetry crate's sampler and this module's cells iterate it.
-    pub const ALL: [Table; 31] = [
+    pub const ALL: [Table; 34] = [
         Table::Tenants,
         Table::ApiKeys,
         Table::WeberProfiles,
@@ -123,6 +126,9 @@ impl Table {
         Table::AuditCheckpoints,
         Table::TenantDataKeys,
         Table::ConsoleSessions,
+        Table::WeberTransactions,
+        Table::WeberPredictionModels,
+        Table::WeberBusinessMetrics,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -158,6 +164,9 @@ impl Table {
             Table::AuditCheckpoints => "audit_checkpoints",
             Table::TenantDataKeys => "tenant_data_keys",
             Table::ConsoleSessions => "console_sessions",
+            Table::WeberTransactions => "weber_transactions",
+            Table::WeberPredictionModels => "weber_prediction_models",
+            Table::WeberBusinessMetrics => "weber_business_metrics",
         }
     }
 }

@@ -2,6 +2,8 @@
 
 mod batch;
 mod gen;
+mod predict;
+mod predict_input;
 mod reviews;
 
 use std::path::{Path, PathBuf};
@@ -33,6 +35,11 @@ pub enum WeberCommand {
     Batch(BatchArgs),
     /// Write a realistic synthetic reviews file for benchmarks and tests (same seed, same file).
     Gen(GenArgs),
+    /// Predict purchases, churn risk and lifetime value per customer from a transactions file:
+    /// BG/NBD and Gamma-Gamma fitted on the purchases up to --calibration-end, with the rest of
+    /// the file as the holdout that measures how well they did (and trains the Weber-enhanced
+    /// churn model when --weber-profiles is given).
+    Predict(predict::PredictArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -171,6 +178,7 @@ pub fn run(common: &crate::Common, cmd: WeberCommand) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        WeberCommand::Predict(args) => predict::run(&args),
         WeberCommand::Gen(args) => {
             let format = args.format.unwrap_or_else(|| Format::of(&args.file));
             gen::run(&gen::GenJob {

@@ -1,0 +1,492 @@
+//! BG/NBD (Fader, Hardie and Lee 2005, "Counting Your Customers the Easy Way"): how many
+//! purchases a customer will make, and whether they are still "alive".
+//!
+//! Assumptions: while alive a customer buys as a Poisson process with rate λ; after each
+//! purchase they drop out for good with probability p; λ ~ Gamma(r, α) and p ~ Beta(a, b)
+//! across customers, independently. Time is in summary periods (days or weeks).
+//!
+//! The log-likelihood of a customer with `x` repeat purchases, last at `t_x`, observed for `T`:
+//!
+//! ```text
+//! ln L = ln Γ(r+x) - ln Γ(r) + r ln α + ln Γ(a+b) + ln Γ(b+x) - ln Γ(b) - ln Γ(a+b+x)
+//!      + ln( (α+T)^-(r+x) + [x>0] a/(b+x-1) (α+t_x)^-(r+x) )
+//! ```
+//!
+//! summed with log-sum-exp, as lifetimes does. The fit maximises it over log-parameters with
+//! L-BFGS (argmin, More-Thuente line search) and an analytic gradient, then polishes with Newton
+//! steps; customers with identical (x, t_x, T) are grouped and the Γ/ψ terms computed once per
+//! distinct x, the logarithms once per distinct T and t_x, so a pass over 100,000 customers
+//! costs one exponential and one logarithm per distinct pattern.
+//!
+//! The conditional expectation (lifetimes' `conditional_expected_number_of_purchases_up_to_time`,
+//! eq. 10 of the paper) needs ₂F₁(r+x, b+x; a+b+x-1; z) with z = h/(α+T+h); we always evaluate
+//! it through Euler's transform, so the power of (1-z) folds into `(1-z)^(a-1)` and the series
+//! ₂F₁(a+b-1-r, a-1; a+b+x-1; z) has small numerator parameters (no overflow for large x).
+//! At `a = 1` the formula is 0/0; we average the values at a ± 1e-6 (a documented deviation:
+//! lifetimes returns NaN there).
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{FitError, FitOptions};
+use crate::optimize::{self, LOG_PARAM_BOUND, LOG_PARAM_DEGENERATE};
+use crate::special::{digamma, euler_series, ln_gamma};
+use crate::summary::CustomerSummary;
+
+/// BG/NBD parameters: λ ~ Gamma(shape `r`, rate `alpha`), p ~ Beta(`a`, `b`). `alpha` is in
+/// summary periods.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct BgNbdParams {
+    /// Shape of the purchase-rate distribution.
+    pub r: f64,
+    /// Rate (scale in time units) of the purchase-rate distribution.
+    pub alpha: f64,
+    /// First shape of the dropout-probability distribution.
+    pub a: f64,
+    /// Second shape of the dropout-probability distribution.
+    pub b: f64,
+}
+
+/// A fitted BG/NBD model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BgNbdFit {
+    /// Maximum-likelihood parameters.
+    pub params: BgNbdParams,
+    /// Total log-likelihood over the customers (without the penalty), in the summaries' units.
+    pub log_likelihood: f64,
+    /// Customers fitted.
+    pub customers: usize,
+    /// Optimiser iterations (L-BFGS plus Newton polish).
+    pub iterations: u64,
+    /// Covariance of (r, alpha, a, b): the inverse of the observed information (the numeric
+    /// Hessian of the total negative log-likelihood from the analytic gradient) at the optimum.
+    pub covariance: [[f64; 4]; 4],
+}
+
+fn finite_or(v: f64, fallback: f64) -> f64 {
+    if v.is_finite() {
+        v
+    } else {
+        fallback
+    }
+}
+
+impl BgNbdParams {
+    /// Log-likelihood of one customer with `x` repeat purchases, the last at `t_x`, observed for
+    /// `t` periods.
+    pub fn log_likelihood(&self, x: f64, t_x: f64, t: f64) -> f64 {
+        let BgNbdParams { r, alpha, a, b } = *self;
+        let a1 = ln_gamma(r + x) - ln_gamma(r) + r * alpha.ln();
+        let a2 = ln_gamma(a + b) + ln_gamma(b + x) - ln_gamma(b) - ln_gamma(a + b + x);
+        let a3 = -(r + x) * (alpha + t).ln();
+        if x > 0.0 {
+            let a4 = a.ln() - (b + x - 1.0).ln() - (r + x) * (alpha + t_x).ln();
+            let m = a3.max(a4);
+            a1 + a2 + m + ((a3 - m).exp() + (a4 - m).exp()).ln()
+        } else {
+            a1 + a2 + a3
+        }
+    }
+
+    /// Expected repeat purchases in the next `horizon` periods for a customer with summary
+    /// `s` (lifetimes' `conditional_expected_number_of_purchases_up_to_time`). 0 for a horizon
+    /// <= 0; never negative or NaN.
+    pub fn expected_purchases(&self, horizon: f64, s: &CustomerSummary) -> f64 {
+        self.expected_purchases_at(horizon, s.frequency, s.recency, s.t)
+    }
+
+    /// [`Self::expected_purchases`] from raw (frequency, recency, T).
+    pub fn expected_purchases_at(&self, horizon: f64, x: f64, t_x: f64, t: f64) -> f64 {
+        if !(horizon > 0.0) {
+            return 0.0;
+        }
+        let v = if (self.a - 1.0).abs() < 1e-7 {
+            let lo = BgNbdParams {
+                a: 1.0 - 1e-6,
+                ..*self
+            };
+            let hi = BgNbdParams {
+                a: 1.0 + 1e-6,
+                ..*self
+            };
+            0.5 * (lo.conditional(horizon, x, t_x, t) + hi.conditional(horizon, x, t_x, t))
+        } else {
+            self.conditional(horizon, x, t_x, t)
+        };
+        if v.is_finite() && v > 0.0 {
+            v
+        } else {
+            0.0
+        }
+    }
+
+    fn conditional(&self, h: f64, x: f64, t_x: f64, t: f64) -> f64 {
+        let BgNbdParams { r, alpha, a, b } = *self;
+        let l_t = (alpha + t).ln();
+        let ln_1mz = l_t - (alpha + t + h).ln();
+        let z = h / (alpha + t + h);
+        let c = a + b + x - 1.0;
+        let f = euler_series(a + b - 1.0 - r, a - 1.0, c, z);
+        // 1 - (1-z)^(a-1) F, computed as -expm1 for precision at small horizons.
+        let second = if f > 0.0 {
+            -((a - 1.0) * ln_1mz + f.ln()).exp_m1()
+        } else {
+            1.0
+        };
+        let first = c / (a - 1.0);
+        let denominator = if x > 0.0 {
+            1.0 + a / (b + x - 1.0) * ((r + x) * (l_t - (alpha + t_x).ln())).exp()
+        } else {
+            1.0
+        };
+        first * second / denominator
+    }
+
+    /// Probability that the customer is still alive (lifetimes'
+    /// `conditional_probability_alive`); 1 when `frequency` is 0.
+    pub fn p_alive(&self, s: &CustomerSummary) -> f64 {
+        self.p_alive_at(s.frequency, s.recency, s.t)
+    }
+
+    /// [`Self::p_alive`] from raw (frequency, recency, T).
+    pub fn p_alive_at(&self, x: f64, t_x: f64, t: f64) -> f64 {
+        if !(x > 0.0) {
+            return 1.0;
+        }
+        let BgNbdParams { r, alpha, a, b } = *self;
+        let log_div = (r + x) * ((alpha + t).ln() - (alpha + t_x).ln()) + (a / (b + x - 1.0)).ln();
+        // expit(-log_div), stable on both tails.
+        let v = if log_div >= 0.0 {
+            let e = (-log_div).exp();
+            e / (1.0 + e)
+        } else {
+            1.0 / (1.0 + log_div.exp())
+        };
+        finite_or(v, 1.0).clamp(0.0, 1.0)
+    }
+
+    /// Probability of no purchase in the next `horizon` periods: dead, or alive and silent,
+    /// `(1 - P_alive) + P_alive ((α+T)/(α+T+h))^(r+x)`. This is signalbox's churn risk.
+    pub fn p_no_purchase(&self, horizon: f64, s: &CustomerSummary) -> f64 {
+        let alive = self.p_alive(s);
+        if !(horizon > 0.0) {
+            return 1.0 - alive;
+        }
+        let silent = ((self.r + s.frequency)
+            * ((self.alpha + s.t).ln() - (self.alpha + s.t + horizon).ln()))
+        .exp();
+        finite_or((1.0 - alive) + alive * silent, 1.0 - alive).clamp(0.0, 1.0)
+    }
+
+    /// Expected repeat purchases within `t` periods of a new customer's first purchase
+    /// (lifetimes' `expected_number_of_purchases_up_to_time`), for the tracking plot.
+    pub fn expected_purchases_new(&self, t: f64) -> f64 {
+        // The unconditional formula is the conditional one at x = t_x = T = 0.
+        self.expected_purchases_at(t, 0.0, 0.0, 0.0)
+    }
+
+    fn as_array(&self) -> [f64; 4] {
+        [self.r, self.alpha, self.a, self.b]
+    }
+}
+
+/// Customers grouped by (x, t_x, T), with the distinct values each term depends on.
+struct Grouped {
+    xs: Vec<f64>,
+    /// Total weight per distinct x.
+    x_weight: Vec<f64>,
+    ts: Vec<f64>,
+    txs: Vec<f64>,
+    /// (x index, t_x index, T index, weight)
+    groups: Vec<(u32, u32, u32, f64)>,
+    n: f64,
+    max_t: f64,
+}
+
+fn index_of(map: &mut HashMap<u64, u32>, values: &mut Vec<f64>, v: f64) -> u32 {
+    *map.entry(v.to_bits()).or_insert_with(|| {
+        values.push(v);
+        (values.len() - 1) as u32
+    })
+}
+
+fn validate(s: &CustomerSummary) -> Result<(), FitError> {
+    let bad = |reason: &str| FitError::InvalidCustomer {
+        customer_id: s.customer_id.clone(),
+        reason: reason.into(),
+    };
+    if !(s.frequency.is_finite() && s.frequency >= 0.0 && s.frequency == s.frequency.floor()) {
+        return Err(bad("frequency must be a whole number >= 0"));
+    }
+    if !(s.recency.is_finite() && s.recency >= 0.0) {
+        return Err(bad("recency must be a finite number >= 0"));
+    }
+    if !(s.t.is_finite() && s.t >= s.recency) {
+        return Err(bad("T must be a finite number >= recency"));
+    }
+    if s.frequency == 0.0 && s.recency != 0.0 {
+        return Err(bad("recency must be 0 when frequency is 0"));
+    }
+    Ok(())
+}
+
+impl Grouped {
+    fn new(customers: &[CustomerSummary]) -> Result<Grouped, FitError> {
+        let (mut xm, mut tm, mut txm) = (HashMap::new(), HashMap::new(), HashMap::new());
+        let (mut xs, mut ts, mut txs) = (Vec::new(), Vec::new(), Vec::new());
+        let mut patterns: HashMap<(u32, u32, u32), f64> = HashMap::new();
+        let mut max_t = 0.0f64;
+        for s in customers {
+            validate(s)?;
+            let xi = index_of(&mut xm, &mut xs, s.frequency);
+            let ti = index_of(&mut tm, &mut ts, s.t);
+            let txi = index_of(&mut txm, &mut txs, s.recency);
+            *patterns.entry((xi, txi, ti)).or_insert(0.0) += 1.0;
+            max_t = max_t.max(s.t);
+        }
+        let mut x_weight = vec![0.0; xs.len()];
+        let mut groups: Vec<(u32, u32, u32, f64)> = patterns
+            .into_iter()
+            .map(|((xi, txi, ti), w)| (xi, txi, ti, w))
+            .collect();
+        // Deterministic summation order, whatever the hash seed.
+        groups.sort_unstable_by_key(|g| (g.0, g.1, g.2));
+        for g in &groups {
+            x_weight[g.0 as usize] += g.3;
+        }
+        Ok(Grouped {
+            xs,
+            x_weight,
+            ts,
+            txs,
+            groups,
+            n: customers.len() as f64,
+            max_t,
+        })
+    }
+
+    /// Total log-likelihood and its gradient with respect to (r, alpha, a, b).
+    fn ll_and_grad(&self, p: &BgNbdParams) -> (f64, [f64; 4]) {
+        let BgNbdParams { r, alpha, a, b } = *p;
+        let (lg_r, lg_ab, lg_b) = (ln_gamma(r), ln_gamma(a + b), ln_gamma(b));
+        let (dg_r, dg_ab, dg_b) = (digamma(r), digamma(a + b), digamma(b));
+        let ln_a = a.ln();
+        let mut ll = self.n * r * alpha.ln();
+        let mut g = [self.n * alpha.ln(), self.n * r / alpha, 0.0, 0.0];
+        // Per distinct x: r + x, ln(b + x - 1), 1/(b + x - 1).
+        let mut rx = Vec::with_capacity(self.xs.len());
+        let mut lnb1 = Vec::with_capacity(self.xs.len());
+        let mut invb1 = Vec::with_capacity(self.xs.len());
+        for (i, &x) in self.xs.iter().enumerate() {
+            let w = self.x_weight[i];
+            ll +=
+                w * (ln_gamma(r + x) - lg_r + lg_ab + ln_gamma(b + x) - lg_b - ln_gamma(a + b + x));
+            let dg_abx = digamma(a + b + x);
+            g[0] += w * (digamma(r + x) - dg_r);
+            g[2] += w * (dg_ab - dg_abx);
+            g[3] += w * (dg_ab + digamma(b + x) - dg_b - dg_abx);
+            rx.push(r + x);
+            let b1 = if x > 0.0 { b + x - 1.0 } else { 1.0 };
+            lnb1.push(b1.ln());
+            invb1.push(1.0 / b1);
+        }
+        let l_t: Vec<f64> = self.ts.iter().map(|t| (alpha + t).ln()).collect();
+        let i_t: Vec<f64> = self.ts.iter().map(|t| 1.0 / (alpha + t)).collect();
+        let l_tx: Vec<f64> = self.txs.iter().map(|t| (alpha + t).ln()).collect();
+        let i_tx: Vec<f64> = self.txs.iter().map(|t| 1.0 / (alpha + t)).collect();
+        let (mut s_ll, mut s_r, mut s_alpha, mut s_a, mut s_b) = (0.0, 0.0, 0.0, 0.0, 0.0);
+        for &(xi, txi, ti, w) in &self.groups {
+            let (xi, txi, ti) = (xi as usize, txi as usize, ti as usize);
+            let rxv = rx[xi];
+            let a3 = -rxv * l_t[ti];
+            if self.xs[xi] > 0.0 {
+                let a4 = ln_a - lnb1[xi] - rxv * l_tx[txi];
+                // log-sum-exp with weights w3 = e^A3 / (e^A3 + e^A4), w4 = 1 - w3.
+                let (lse, w3) = if a3 >= a4 {
+                    let e = (a4 - a3).exp();
+                    (a3 + e.ln_1p(), 1.0 / (1.0 + e))
+                } else {
+                    let e = (a3 - a4).exp();
+                    (a4 + e.ln_1p(), e / (1.0 + e))
+                };
+                let w4 = 1.0 - w3;
+                s_ll += w * lse;
+                s_r -= w * (w3 * l_t[ti] + w4 * l_tx[txi]);
+                s_alpha -= w * rxv * (w3 * i_t[ti] + w4 * i_tx[txi]);
+                s_a += w * w4;
+                s_b -= w * w4 * invb1[xi];
+            } else {
+                s_ll += w * a3;
+                s_r -= w * l_t[ti];
+                s_alpha -= w * rxv * i_t[ti];
+            }
+        }
+        ll += s_ll;
+        g[0] += s_r;
+        g[1] += s_alpha;
+        g[2] += s_a / a;
+        g[3] += s_b;
+        (ll, g)
+    }
+}
+
+/// Fits BG/NBD by maximum likelihood.
+///
+/// Needs at least 10 customers, some with repeat purchases. Errors: `TooFewCustomers`,
+/// `NoRepeatPurchases`, `InvalidCustomer` (non-integer frequency, recency > T, ...),
+/// `DidNotConverge`, `Degenerate` (a parameter runs to 0 or infinity, e.g. when every customer
+/// has the same history, or the information matrix is singular).
+///
+/// ```
+/// use lifetime::bgnbd::{fit_bgnbd, BgNbdParams};
+/// use lifetime::summary::CustomerSummary;
+/// use lifetime::FitOptions;
+/// let c = |i: usize, x: f64, tx: f64, t: f64| CustomerSummary {
+///     customer_id: i.to_string(), frequency: x, recency: tx, t, monetary_value: 0.0 };
+/// let data: Vec<_> = (0..60).map(|i| match i % 6 {
+///     0 => c(i, 0.0, 0.0, 30.0), 1 => c(i, 1.0, 5.0, 38.0), 2 => c(i, 3.0, 20.0, 35.0),
+///     3 => c(i, 0.0, 0.0, 25.0), 4 => c(i, 6.0, 30.0, 32.0), _ => c(i, 2.0, 8.0, 36.0) }).collect();
+/// let fit = fit_bgnbd(&data, &FitOptions::default()).unwrap();
+/// assert!(fit.log_likelihood.is_finite() && fit.params.r > 0.0);
+/// ```
+pub fn fit_bgnbd(
+    customers: &[CustomerSummary],
+    options: &FitOptions,
+) -> Result<BgNbdFit, FitError> {
+    options.validate()?;
+    const NEEDED: usize = 10;
+    if customers.len() < NEEDED {
+        return Err(FitError::TooFewCustomers {
+            needed: NEEDED,
+            got: customers.len(),
+        });
+    }
+    let data = Grouped::new(customers)?;
+    if data.xs.iter().all(|&x| x == 0.0) {
+        return Err(FitError::NoRepeatPurchases);
+    }
+    // lifetimes fits in time scaled so that the largest T is 1; in log-parameters that only
+    // moves alpha's starting point (and where the penalty applies), so we keep the data as is.
+    let scale = 1.0 / data.max_t;
+    let penalizer = options.penalizer;
+    let n = data.n;
+    let objective = |phi: &[f64]| {
+        let th: Vec<f64> = phi
+            .iter()
+            .map(|v| v.clamp(-LOG_PARAM_BOUND, LOG_PARAM_BOUND).exp())
+            .collect();
+        let p = BgNbdParams {
+            r: th[0],
+            alpha: th[1],
+            a: th[2],
+            b: th[3],
+        };
+        let (ll, g) = data.ll_and_grad(&p);
+        let scaled = [th[0], th[1] * scale, th[2], th[3]];
+        let penalty: f64 = penalizer * scaled.iter().map(|v| v * v).sum::<f64>();
+        let dpen = [
+            2.0 * penalizer * th[0],
+            2.0 * penalizer * th[1] * scale * scale,
+            2.0 * penalizer * th[2],
+            2.0 * penalizer * th[3],
+        ];
+        let cost = -ll / n + penalty;
+        let grad: Vec<f64> = (0..4).map(|i| th[i] * (-g[i] / n + dpen[i])).collect();
+        (cost, grad)
+    };
+    let x0 = vec![0.0, data.max_t.ln(), 0.0, 0.0];
+    let min = optimize::minimize(&objective, x0, options)?;
+    let names = ["r", "alpha", "a", "b"];
+    for (i, name) in names.iter().enumerate() {
+        let v = if i == 1 {
+            min.x[i] + scale.ln()
+        } else {
+            min.x[i]
+        };
+        if v.abs() > LOG_PARAM_DEGENERATE {
+            let to = if v > 0.0 { "infinity" } else { "zero" };
+            return Err(FitError::Degenerate {
+                reason: format!("BG/NBD parameter {name} runs to {to}"),
+            });
+        }
+    }
+    let params = BgNbdParams {
+        r: min.x[0].exp(),
+        alpha: min.x[1].exp(),
+        a: min.x[2].exp(),
+        b: min.x[3].exp(),
+    };
+    let (ll, _) = data.ll_and_grad(&params);
+    // Observed information: Hessian of the total negative log-likelihood in (r, alpha, a, b).
+    let grad_theta = |th: &[f64]| -> Vec<f64> {
+        let (_, g) = data.ll_and_grad(&BgNbdParams {
+            r: th[0],
+            alpha: th[1],
+            a: th[2],
+            b: th[3],
+        });
+        g.iter().map(|v| -v).collect()
+    };
+    let hessian = optimize::numeric_hessian(&grad_theta, &params.as_array(), 1e-5, 0.0);
+    let inverse = optimize::invert_spd(&hessian).ok_or_else(|| FitError::Degenerate {
+        reason: "the BG/NBD information matrix is not positive definite".into(),
+    })?;
+    let mut covariance = [[0.0; 4]; 4];
+    for i in 0..4 {
+        for j in 0..4 {
+            covariance[i][j] = inverse[i][j];
+        }
+    }
+    if !ll.is_finite() || covariance.iter().flatten().any(|v| !v.is_finite()) {
+        return Err(FitError::Degenerate {
+            reason: "non-finite BG/NBD log-likelihood or covariance".into(),
+        });
+    }
+    Ok(BgNbdFit {
+        params,
+        log_likelihood: ll,
+        customers: customers.len(),
+        iterations: min.iterations,
+        covariance,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grouped_likelihood_equals_the_per_customer_sum() {
+        let p = BgNbdParams {
+            r: 0.24,
+            alpha: 4.4,
+            a: 0.79,
+            b: 2.4,
+        };
+        let cs: Vec<CustomerSummary> = [
+            (0.0, 0.0, 30.0),
+            (2.0, 10.0, 30.0),
+            (2.0, 10.0, 30.0),
+            (5.0, 28.5, 39.0),
+        ]
+        .iter()
+        .enumerate()
+        .map(|(i, &(x, tx, t))| CustomerSummary {
+            customer_id: i.to_string(),
+            frequency: x,
+            recency: tx,
+            t,
+            monetary_value: 0.0,
+        })
+        .collect();
+        let g = Grouped::new(&cs).unwrap();
+        let (ll, _) = g.ll_and_grad(&p);
+        let direct: f64 = cs
+            .iter()
+            .map(|s| p.log_likelihood(s.frequency, s.recency, s.t))
+            .sum();
+        assert!((ll - direct).abs() < 1e-10 * direct.abs(), "{ll} {direct}");
+        assert_eq!(g.groups.len(), 3);
+    }
+}
