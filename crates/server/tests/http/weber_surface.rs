@@ -439,3 +439,92 @@ async fn erasing_a_user_removes_their_data_once_and_is_audited_by_pseudonym() {
     assert_eq!(fresh["review_count"], 1, "{fresh}");
     app.cleanup().await;
 }
+
+#[tokio::test]
+async fn segment_analytics_report_recent_performance_and_daily_segment_shares() {
+    let app = TestApp::new(Backend::Sqlite).await;
+    let (_, key) = app.tenant("trending", &[Scope::Read, Scope::Write]).await;
+    let (_, quiet) = app.tenant("quiet", &[Scope::Read]).await;
+    let key = key.secret;
+    // Three users, each with a volatile history (sensitive) or a flat one (insensitive), and one
+    // rejected event.
+    let mut events = Vec::new();
+    for (user, pattern) in [
+        ("hi-1", [0.9, -0.9, 0.9, -0.9]),
+        ("hi-2", [0.8, -0.8, 0.8, -0.8]),
+        ("flat", [0.5, 0.5, 0.5, 0.5]),
+    ] {
+        for (i, s) in pattern.iter().enumerate() {
+            events.push(json!({"event_id": format!("{user}-{i}"), "user_id": user,
+                "timestamp": 1_000 * (i as i64 + 1), "sentiment": s}));
+        }
+    }
+    events.push(json!({"event_id": "bad", "user_id": "x", "timestamp": 1, "sentiment": 7}));
+    let reply = post_events(&app, &key, Value::Array(events)).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    app.settle().await;
+
+    let reply = app
+        .get("/api/v1/analytics/weber-segments", Some(&key))
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let body = reply.json();
+    let perf = &body["performance_metrics"];
+    assert!(
+        perf["calculations_per_second"].as_f64().unwrap() > 0.0,
+        "{perf}"
+    );
+    assert!(perf["window_seconds"].as_f64().unwrap() >= 1.0, "{perf}");
+    assert!(
+        perf["average_latency_ms"].as_f64().unwrap() >= 0.0,
+        "{perf}"
+    );
+    // 1 rejected of 13 offered.
+    assert_eq!(perf["error_rate"], json!(1.0 / 13.0), "{perf}");
+
+    let trends = body["trends"].as_array().unwrap();
+    assert_eq!(trends.len(), 30, "{body}");
+    let today = trends.last().unwrap();
+    let profiles = &body["segment_distribution"];
+    assert_eq!(today["total_users"], 3, "{today}");
+    for seg in [
+        "Highly_Sensitive",
+        "Moderately_Sensitive",
+        "Low_Sensitive",
+        "Insensitive",
+    ] {
+        assert_eq!(
+            today["users"][seg], profiles[seg],
+            "{seg}: {today} vs {profiles}"
+        );
+        let want = profiles[seg].as_f64().unwrap() / 3.0;
+        assert_eq!(today["shares"][seg], json!(want), "{seg}: {today}");
+    }
+    // Everything was calculated today: the earlier days count nobody.
+    assert!(
+        trends[..29].iter().all(|d| d["total_users"] == 0),
+        "{trends:?}"
+    );
+    let dates: Vec<&str> = trends.iter().map(|d| d["date"].as_str().unwrap()).collect();
+    let mut sorted = dates.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(sorted, dates, "one entry per day, oldest first");
+
+    // Another tenant sees none of this tenant's activity.
+    let other = app
+        .get("/api/v1/analytics/weber-segments", Some(&quiet.secret))
+        .await
+        .json();
+    assert_eq!(
+        other["performance_metrics"]["calculations_per_second"], 0.0,
+        "{other}"
+    );
+    assert_eq!(
+        other["performance_metrics"]["error_rate"],
+        Value::Null,
+        "{other}"
+    );
+    assert_eq!(other["trends"][29]["total_users"], 0, "{other}");
+    app.cleanup().await;
+}
