@@ -798,6 +798,17 @@ async fn weber_updates_never_go_backwards_and_are_audited(f: &TestStore) {
         .unwrap();
     assert_eq!(rest, audit[1..]);
     assert!(audit[0].id > audit[1].id);
+    // Segment counts at an instant: each user in the segment of their newest row before it.
+    let at = s
+        .weber_segment_counts_at(&t.id, &[0, i64::MAX])
+        .await
+        .unwrap();
+    assert!(at[0].counts.is_empty(), "{at:?}");
+    assert_eq!(
+        at[1].counts,
+        vec![(audit[0].sensitivity_segment.clone(), 1)],
+        "{at:?}"
+    );
     let other = s.create_tenant("other", Tier::Starter).await.unwrap();
     assert!(s
         .weber_calculations_page(&other.id, "u1", None, 10)
