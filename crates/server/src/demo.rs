@@ -11,10 +11,15 @@
 //! The data is deterministic: a fixed RNG seed, and times as fixed offsets before the start of
 //! the UTC day the tenant was created (so "the last 14 days" always has data and nothing is in
 //! the future).
+//!
+//! Reviews and purchases come from one `lifetime::simulate` run (see [`simulated_customers`]):
+//! a year of purchases for the demo users and for customers who only buy, where a user's
+//! sensitivity segment shows both in their reviews and in how soon they stop buying.
 
 use axum::body::Body;
 use axum::http::{header, Method, Request, StatusCode};
 use http_body_util::BodyExt;
+use lifetime::simulate::{simulate_customers, SimulatedCustomer, SimulationParams};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
@@ -36,6 +41,12 @@ pub const DEMO_EXPERIMENT: &str = "pricing-layout";
 const EXPERIMENT_FLAG: &str = "pricing-page-experiment";
 /// LLM conversations over the last fortnight.
 const CONVERSATIONS: usize = 60;
+/// The RNG seed of the simulated customers (reviews and purchases).
+const PURCHASE_SEED: u64 = 19;
+/// Days of review and purchase history before the tenant's creation day.
+pub const HISTORY_DAYS: u32 = 365;
+/// Customers who buy without reviewing (`shopper-001`, ...), besides the demo users.
+pub const SHOPPERS: usize = 150;
 
 /// Why seeding stopped.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +67,9 @@ pub enum DemoError {
     /// The request could not be built or its answer read.
     #[error("demo data: {0}")]
     Http(String),
+    /// The customer simulation refused its parameters.
+    #[error("demo data: simulated customers: {0}")]
+    Simulation(String),
 }
 
 /// What [`seed`] wrote.
@@ -73,6 +87,8 @@ pub struct DemoSummary {
     pub feedback_items: usize,
     /// Jobs enqueued.
     pub jobs: usize,
+    /// Purchases stored.
+    pub purchases: usize,
 }
 
 /// Writes the demo history for `tenant_id` with its admin key `api_key`. Meant for a tenant
@@ -92,8 +108,10 @@ pub async fn seed(
     let now = crate::profiles::now_us() / 1000;
     let base = now - now.rem_euclid(DAY_MS);
     let mut rng = StdRng::seed_from_u64(SEED);
+    let base_day = i32::try_from(base / DAY_MS).map_err(|e| DemoError::Http(e.to_string()))?;
+    let customers = simulated_customers(base_day)?;
     let mut summary = DemoSummary {
-        interactions: interactions(&api, &mut rng, base).await?,
+        interactions: interactions(&api, &mut rng, &customers).await?,
         ..DemoSummary::default()
     };
     let (exposures, metric_events) = experiment(state, &api, tenant_id, &mut rng, base).await?;
@@ -102,6 +120,18 @@ pub async fn seed(
     summary.llm_events = llm(&api, &mut rng, base).await?;
     summary.feedback_items = feedback(&api, &mut rng).await?;
     summary.jobs = jobs(&api).await?;
+    summary.purchases = purchases(&api, &mut rng, &customers).await?;
+    // The refit reads the users' Weber features: compute their profiles now, the way the
+    // `weber.recalculate` job does, rather than wait for the profile worker.
+    let users: Vec<String> = customers
+        .iter()
+        .filter(|c| !c.reviews.is_empty())
+        .map(|c| c.customer_id.clone())
+        .collect();
+    state
+        .profiles()
+        .recalculate_users(state, tenant_id, &users)
+        .await?;
     Ok(summary)
 }
 
@@ -194,37 +224,60 @@ const COMPLAINTS: &[&str] = &[
 ];
 const CHANNELS: &[&str] = &["web", "app", "email", "store"];
 
-/// Reviews and ratings for [`DEMO_USERS`] users over the last 60 days, through
-/// `POST /api/v1/interactions`. Each user leans one way (most satisfied, some lukewarm, a few
-/// unhappy, a few turning), so the segments differ.
-async fn interactions(api: &Api<'_>, rng: &mut StdRng, base: i64) -> Result<usize, DemoError> {
+/// The simulated customers behind the demo's reviews and purchases: [`DEMO_USERS`] users
+/// (`user-001`, ...) who review and buy, then [`SHOPPERS`] who only buy (`shopper-001`, ...).
+///
+/// One `lifetime::simulate` run over the [`HISTORY_DAYS`] days before the tenant's creation day:
+/// each customer's sensitivity segment shapes both their review sentiments (so the Weber engine
+/// profiles them into it) and their dropout (sensitive customers leave sooner, as
+/// `lifetime::simulate` documents), so the predictions' Weber-enhanced churn model has signal to
+/// find. Its own seed keeps it apart from the rest of the demo's draws.
+fn simulated_customers(base_day: i32) -> Result<Vec<SimulatedCustomer>, DemoError> {
+    let mut rng = StdRng::seed_from_u64(PURCHASE_SEED);
+    let start = base_day - HISTORY_DAYS as i32;
+    let mut reviewing = SimulationParams::default();
+    // Every demo user has a Weber profile, as before purchases were added.
+    reviewing.weber.review_share = 1.0;
+    reviewing.weber.min_reviews = 4;
+    reviewing.weber.max_reviews = 12;
+    let mut users = simulate_customers(&mut rng, &reviewing, DEMO_USERS, start, HISTORY_DAYS)
+        .map_err(|e| DemoError::Simulation(e.to_string()))?;
+    for (i, user) in users.iter_mut().enumerate() {
+        user.customer_id = format!("user-{:03}", i + 1);
+    }
+    let mut buying = SimulationParams::default();
+    buying.weber.review_share = 0.0;
+    let shoppers = simulate_customers(&mut rng, &buying, SHOPPERS, start, HISTORY_DAYS)
+        .map_err(|e| DemoError::Simulation(e.to_string()))?;
+    users.extend(shoppers.into_iter().enumerate().map(|(i, mut c)| {
+        c.customer_id = format!("shopper-{:03}", i + 1);
+        c
+    }));
+    Ok(users)
+}
+
+/// The demo users' reviews through `POST /api/v1/interactions`: each simulated review's
+/// sentiment sent as `sentiment` (which wins over rating and text), with a star rating and a
+/// text that agree with it, so the pages read naturally.
+async fn interactions(
+    api: &Api<'_>,
+    rng: &mut StdRng,
+    customers: &[SimulatedCustomer],
+) -> Result<usize, DemoError> {
     let mut events = Vec::new();
-    for user in 1..=DEMO_USERS {
-        let mood: f64 = rng.gen();
-        let n = rng.gen_range(2..=9);
-        for i in 0..n {
-            let age_ms = rng.gen_range(HOUR_MS..60 * DAY_MS);
-            // Turning users: unhappy in older events, happy in recent ones.
-            let lean = if mood > 0.92 {
-                if age_ms > 20 * DAY_MS {
-                    0.1
-                } else {
-                    0.9
-                }
-            } else {
-                mood
-            };
-            let (rating, texts) = if lean < 0.15 {
-                (rng.gen_range(1..=2), COMPLAINTS)
-            } else if lean < 0.35 {
-                (3, NEUTRAL)
-            } else {
-                (rng.gen_range(4..=5), PRAISE)
+    for customer in customers.iter().filter(|c| !c.reviews.is_empty()) {
+        for (i, review) in customer.reviews.iter().enumerate() {
+            let rating = (3.0 + 2.0 * review.sentiment).round().clamp(1.0, 5.0) as u8;
+            let texts = match rating {
+                1 | 2 => COMPLAINTS,
+                3 => NEUTRAL,
+                _ => PRAISE,
             };
             let mut event = json!({
-                "event_id": format!("demo-{user:03}-{i}"),
-                "user_id": format!("user-{user:03}"),
-                "timestamp": crate::rfc3339_ms(base - age_ms),
+                "event_id": format!("demo-{}-{i}", customer.customer_id),
+                "user_id": customer.customer_id,
+                "timestamp": crate::rfc3339_ms(review.time_ms),
+                "sentiment": review.sentiment,
                 "rating": rating,
                 "item_id": format!("sku-{}", rng.gen_range(100..140)),
                 "channel": pick(rng, CHANNELS),
@@ -246,6 +299,42 @@ async fn interactions(api: &Api<'_>, rng: &mut StdRng, base: i64) -> Result<usiz
         )
         .await?;
     Ok(count(&reply, "stored"))
+}
+
+/// Every simulated customer's purchases through `POST /api/v1/transactions` (order ids
+/// `demo-order-{customer}-{n}`), at a time of day drawn between 08:00 and 20:00 UTC of the
+/// simulated day, all before the tenant's creation day.
+async fn purchases(
+    api: &Api<'_>,
+    rng: &mut StdRng,
+    customers: &[SimulatedCustomer],
+) -> Result<usize, DemoError> {
+    let mut orders = Vec::new();
+    for customer in customers {
+        for (n, purchase) in customer.purchases.iter().enumerate() {
+            let at_ms = i64::from(purchase.day) * DAY_MS + rng.gen_range(8 * HOUR_MS..20 * HOUR_MS);
+            orders.push(json!({
+                "order_id": format!("demo-order-{}-{}", customer.customer_id, n + 1),
+                "customer_id": customer.customer_id,
+                "occurred_at": crate::rfc3339_ms(at_ms),
+                "amount": purchase.amount,
+                "currency": "EUR",
+            }));
+        }
+    }
+    let mut stored = 0;
+    // The route takes at most 10,000 purchases per request.
+    for chunk in orders.chunks(10_000) {
+        let reply = api
+            .post(
+                "transactions",
+                "/api/v1/transactions",
+                &Value::Array(chunk.to_vec()),
+            )
+            .await?;
+        stored += count(&reply, "stored");
+    }
+    Ok(stored)
 }
 
 /// An experiment on the pricing page's layout: created and started through the API, with a

@@ -48,6 +48,7 @@ pub mod ingest;
 pub mod jobs;
 pub mod llm;
 pub mod openapi;
+pub mod predictions;
 pub mod problem;
 mod profiles;
 pub mod rate_limit;

@@ -1039,6 +1039,7 @@ async fn seed_demo_history(state: &server::AppState, tenant_id: &str, key: &str)
             llm_events = summary.llm_events,
             feedback_items = summary.feedback_items,
             jobs = summary.jobs,
+            purchases = summary.purchases,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "wrote the demo tenant's history"
         ),
