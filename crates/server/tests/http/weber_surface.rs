@@ -528,3 +528,58 @@ async fn segment_analytics_report_recent_performance_and_daily_segment_shares() 
     assert_eq!(other["trends"][29]["total_users"], 0, "{other}");
     app.cleanup().await;
 }
+
+#[tokio::test]
+async fn an_erased_profile_is_not_served_from_the_redis_layer() {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let prefix = format!("test:cache:{}:", uuid::Uuid::new_v4().simple());
+    let config = server::ServerConfig {
+        read_caches: server::ReadCacheSettings {
+            redis_url: Some(
+                std::env::var("SIGNALBOX_TEST_REDIS_URL")
+                    .unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
+            ),
+            key_prefix: prefix,
+        },
+        ..server::ServerConfig::default()
+    };
+    let first = TestApp::with_config(Backend::Sqlite, config.clone()).await;
+    let (tenant, key) = first.tenant("forgetful", &[Scope::Admin]).await;
+    first
+        .fixture
+        .store
+        .upsert_weber_profiles(&tenant.id, &[crate::weber::profile_record("gone", 0.5)])
+        .await
+        .unwrap();
+    let path = "/api/v1/users/gone/weber-profile";
+    // The read puts the profile in this replica's memory and in Redis.
+    assert_eq!(first.get(path, Some(&key.secret)).await.status, 200);
+    let erased = first
+        .call(Method::DELETE, "/api/v1/users/gone", Some(&key.secret), None)
+        .await;
+    assert_eq!(erased.status, 200, "{}", erased.text());
+    first
+        .get(path, Some(&key.secret))
+        .await
+        .assert_problem(404, "not_found", path);
+
+    // A second replica over the same store and Redis, with an empty memory layer: Redis no
+    // longer has the profile either.
+    let events_dir = tempfile::tempdir().unwrap();
+    let events = stream::EventLog::open_file(events_dir.path(), Default::default())
+        .await
+        .unwrap();
+    let metrics = std::sync::Arc::new(telemetry::Metrics::new(Default::default()));
+    let second =
+        server::AppState::new(first.fixture.store.clone(), metrics, config, events).expect("state");
+    let request = axum::http::Request::get(path)
+        .header("authorization", format!("Bearer {}", key.secret))
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let response = server::app(second).oneshot(request).await.unwrap();
+    let status = response.status();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(status, 404, "{}", String::from_utf8_lossy(&body));
+    first.cleanup().await;
+}
