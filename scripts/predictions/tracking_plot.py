@@ -3,7 +3,7 @@
 
 Input: the JSON `signalbox weber predict --report-out FILE` writes (its `weekly_tracking` list of
 {week_start_day, actual_cumulative, predicted_cumulative}, days counted from 1970-01-01).
-Output: a PNG comparing actual and predicted cumulative repeat transactions week by week, with
+Output: a PNG comparing actual and predicted cumulative holdout purchases week by week, with
 the calibration end marked when the report has it.
 
     python3 -m venv .venv && .venv/bin/pip install -r scripts/predictions/requirements.txt
@@ -27,7 +27,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("report", help="JSON from `signalbox weber predict --report-out`")
     parser.add_argument("png", help="where to write the plot")
-    parser.add_argument("--title", default="Cumulative repeat transactions: actual vs predicted")
+    parser.add_argument("--title", default="Cumulative purchases after the calibration end: actual vs predicted")
     args = parser.parse_args()
 
     with open(args.report, encoding="utf-8") as f:
@@ -49,7 +49,7 @@ def main() -> int:
                    label="end of calibration")
     ax.set_title(args.title)
     ax.set_xlabel("week")
-    ax.set_ylabel("cumulative repeat transactions")
+    ax.set_ylabel("cumulative purchases (purchase periods)")
     summary = []
     if report.get("mae_purchases") is not None:
         summary.append(f"holdout MAE per customer {report['mae_purchases']:.3f}")

@@ -6,6 +6,9 @@
 //! lifetimes' factors), m̂ the Gamma-Gamma expected average value and d the monthly discount
 //! rate. The value is in the currency of the amounts.
 
+// Index loops read closest to the formulas in the small covariance computations.
+#![allow(clippy::needless_range_loop)]
+
 use crate::bgnbd::{BgNbdFit, BgNbdParams};
 use crate::gamma_gamma::{GammaGammaFit, GammaGammaParams};
 use crate::special::normal_quantile;

@@ -48,6 +48,7 @@ pub mod ingest;
 pub mod jobs;
 pub mod llm;
 pub mod openapi;
+pub mod predictions;
 pub mod problem;
 mod profiles;
 pub mod rate_limit;
@@ -55,6 +56,7 @@ mod read_cache;
 mod readiness;
 mod routes;
 mod state;
+mod weber_admin;
 mod weber_reads;
 
 use std::future::Future;

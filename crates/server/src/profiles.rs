@@ -36,7 +36,8 @@ use crate::state::AppState;
 /// Settings of the weber real-time path.
 #[derive(Debug, Clone)]
 pub struct ProfileSettings {
-    /// Window and eps of every profile computed by the server.
+    /// Window and eps of the profiles of a tenant that has not set its own
+    /// (`PUT /api/v1/weber/settings`).
     pub params: WeberParams,
     /// How long a profile read stays cached. This process's own updates replace entries at once
     /// (in Redis too, when the read cache has a Redis layer). With a Redis layer, other replicas'
@@ -69,6 +70,15 @@ impl Default for ProfileSettings {
 /// What one cached profile is budgeted in the read cache's memory cap: its key and JSON (about
 /// 300 bytes) plus the cache's per-entry overhead, rounded up.
 pub const PROFILE_ENTRY_BYTES: u64 = 512;
+
+/// How long a replica keeps a tenant's Weber settings before reading them again: the bound on
+/// how long another replica's `PUT /api/v1/weber/settings` takes to reach this one's real-time
+/// path. The replica that took the PUT uses the new settings at once, and recalculations (the
+/// update route, the `weber.recalculate` job the PUT enqueues) always read them from the store.
+pub const TENANT_SETTINGS_TTL: Duration = Duration::from_secs(30);
+
+/// Tenants whose settings a replica keeps at once.
+const TENANT_SETTINGS_CAPACITY: u64 = 100_000;
 
 /// The name of the profile read cache in the `cache_*` metrics.
 const CACHE_NAME: &str = "weber_profile";
@@ -136,9 +146,31 @@ pub(crate) struct EventMessage {
     /// Wall-clock microseconds at commit, for the update-latency histogram.
     #[serde(rename = "c")]
     pub committed_us: i64,
+    /// Not an event: the user was erased (`DELETE /api/v1/users/{user_id}`). The worker, which
+    /// holds the streaming states whichever replica took the erasure, drops the user's state and
+    /// rebuilds them from the store, so no erased sentiment reaches a later profile.
+    #[serde(rename = "x", default, skip_serializing_if = "std::ops::Not::not")]
+    pub erased: bool,
+}
+
+impl EventMessage {
+    /// The message announcing that a user was erased.
+    pub fn erasure(tenant_id: &str, user_id: &str) -> EventMessage {
+        EventMessage {
+            tenant_id: tenant_id.to_owned(),
+            user_id: user_id.to_owned(),
+            seq: 0,
+            time_ms: 0,
+            sentiment: 0.0,
+            committed_us: now_us(),
+            erased: true,
+        }
+    }
 }
 
 struct UserState {
+    /// The tenant's settings the state was built with; other settings rebuild it.
+    params: WeberParams,
     profile: ProfileState,
     review_count: i64,
     applied_seq: i64,
@@ -151,6 +183,8 @@ pub(crate) struct ProfilePipeline {
     /// `None` when configured off (capacity 0).
     read_cache: Option<ProfileReadCache>,
     states: Cache<UserKey, Arc<Mutex<UserState>>>,
+    /// Each tenant's effective settings, for [`TENANT_SETTINGS_TTL`].
+    tenant_params: Cache<String, WeberParams>,
     /// Highest stream offset whose profile updates are committed and cached.
     applied: tokio::sync::watch::Sender<u64>,
     needs_reconcile: AtomicBool,
@@ -189,15 +223,79 @@ impl ProfilePipeline {
         let states = Cache::builder()
             .max_capacity(settings.state_capacity)
             .build();
+        let tenant_params = Cache::builder()
+            .max_capacity(TENANT_SETTINGS_CAPACITY)
+            .time_to_live(TENANT_SETTINGS_TTL)
+            .build();
         Ok(ProfilePipeline {
             settings,
             events,
             read_cache,
             states,
+            tenant_params,
             applied: tokio::sync::watch::channel(0).0,
             needs_reconcile: AtomicBool::new(true),
             reconcile_wakeup: tokio::sync::Notify::new(),
         })
+    }
+
+    /// The tenant's effective settings as this replica knows them (at most
+    /// [`TENANT_SETTINGS_TTL`] old): the real-time path's.
+    pub async fn params_for(
+        &self,
+        store: &store::Store,
+        tenant_id: &str,
+    ) -> Result<WeberParams, store::StoreError> {
+        if let Some(p) = self.tenant_params.get(tenant_id) {
+            return Ok(p);
+        }
+        let p = self.params_fresh(store, tenant_id).await?;
+        self.tenant_params.insert(tenant_id.to_owned(), p);
+        Ok(p)
+    }
+
+    /// The tenant's effective settings read from the store now: its own, or the server's
+    /// defaults when it has none. Recalculations use these, so a recalculation enqueued by a
+    /// settings change applies the new settings whichever replica runs it.
+    pub async fn params_fresh(
+        &self,
+        store: &store::Store,
+        tenant_id: &str,
+    ) -> Result<WeberParams, store::StoreError> {
+        Ok(match store.weber_settings(tenant_id).await? {
+            None => self.settings.params,
+            Some(r) => usize::try_from(r.window)
+                .ok()
+                .and_then(|w| WeberParams::new(w, r.eps).ok())
+                .unwrap_or_else(|| {
+                    // Only validated settings are written; a row edited by hand falls back.
+                    tracing::error!(
+                        tenant_id,
+                        "stored Weber settings are out of range; using the defaults"
+                    );
+                    self.settings.params
+                }),
+        })
+    }
+
+    /// Uses `params` for the tenant from now on in this replica (after a settings change).
+    pub fn set_params(&self, tenant_id: &str, params: WeberParams) {
+        self.tenant_params.insert(tenant_id.to_owned(), params);
+    }
+
+    /// Forgets one user's streaming state and cached profile (after the user was erased), so
+    /// neither the worker nor a read serves what was erased. Other replicas' read caches drop
+    /// the entry through the cache's invalidation bus when there is a Redis layer, otherwise
+    /// within the read cache TTL.
+    pub async fn forget_user(&self, tenant_id: &str, user_id: &str) {
+        self.states
+            .invalidate(&(tenant_id.to_owned(), user_id.to_owned()));
+        if let Some(read_cache) = &self.read_cache {
+            read_cache
+                .cache
+                .invalidate(&ProfileReadCache::key(tenant_id, user_id))
+                .await;
+        }
     }
 
     /// One user's profile, from the read cache or else the store; `None` when the user has no
@@ -327,14 +425,15 @@ impl ProfilePipeline {
         let key = (tenant_id.to_owned(), user_id.to_owned());
         // The worker rebuilds this user from the store on their next event.
         self.states.invalidate(&key);
+        let params = self.params_fresh(state.store(), tenant_id).await?;
         let windows = state
             .store()
-            .interaction_windows(tenant_id, &[user_id.to_owned()], self.window_u32())
+            .interaction_windows(tenant_id, &[user_id.to_owned()], window_u32(&params))
             .await?;
         let Some(window) = windows.into_iter().next() else {
             return Ok(None);
         };
-        let Some((update, _)) = self.rebuilt(tenant_id, &window, "manual") else {
+        let Some((update, _)) = self.rebuilt(tenant_id, &window, "manual", params) else {
             return Ok(None);
         };
         state
@@ -368,13 +467,14 @@ impl ProfilePipeline {
             self.states
                 .invalidate(&(tenant_id.to_owned(), user_id.clone()));
         }
+        let params = self.params_fresh(state.store(), tenant_id).await?;
         let windows = state
             .store()
-            .interaction_windows(tenant_id, user_ids, self.window_u32())
+            .interaction_windows(tenant_id, user_ids, window_u32(&params))
             .await?;
         let updates: Vec<WeberUpdate> = windows
             .iter()
-            .filter_map(|w| self.rebuilt(tenant_id, w, "manual"))
+            .filter_map(|w| self.rebuilt(tenant_id, w, "manual", params))
             .map(|(update, _)| update)
             .collect();
         if !updates.is_empty() {
@@ -410,24 +510,20 @@ impl ProfilePipeline {
         let _ = rx.wait_for(|applied| *applied >= offset).await;
     }
 
-    fn window_u32(&self) -> u32 {
-        u32::try_from(self.settings.params.window()).unwrap_or(u32::MAX)
-    }
-
     /// A profile update (and the state to keep) from a user's stored window.
     fn rebuilt(
         &self,
         tenant_id: &str,
         window: &InteractionWindow,
         cause: &'static str,
+        params: WeberParams,
     ) -> Option<(WeberUpdate, UserState)> {
-        let params = &self.settings.params;
         let history: Vec<Interaction> = window
             .events
             .iter()
             .map(|e| Interaction::new(e.sentiment, e.event_time_ms, seq_tiebreak(e.seq)))
             .collect();
-        let profile = match ProfileState::rebuild(&history, params) {
+        let profile = match ProfileState::rebuild(&history, &params) {
             Ok(p) => p,
             Err(e) => {
                 tracing::error!(error = %e, tenant_id, user_id = %window.user_id, "stored history is not valid; profile left as it was");
@@ -435,6 +531,7 @@ impl ProfilePipeline {
             }
         };
         let user = UserState {
+            params,
             profile,
             review_count: window.total,
             applied_seq: window.max_seq,
@@ -452,7 +549,7 @@ impl ProfilePipeline {
         newest_seq: i64,
         cause: &'static str,
     ) -> Option<WeberUpdate> {
-        let params = &self.settings.params;
+        let params = &user.params;
         let p = user.profile.profile(params)?;
         let calculation = user
             .profile
@@ -513,6 +610,11 @@ fn store_read_problem(e: &store::StoreError) -> crate::problem::ApiError {
         tracing::error!(error = %e, "profile read failed");
         crate::problem::ApiError::internal()
     }
+}
+
+/// The window as the store's history reads take it.
+pub(crate) fn window_u32(params: &WeberParams) -> u32 {
+    u32::try_from(params.window()).unwrap_or(u32::MAX)
 }
 
 /// Store sequence numbers are positive; the engine's tie-breaker is unsigned.
@@ -631,12 +733,16 @@ async fn apply_batch(
     pipeline: &ProfilePipeline,
     messages: &[EventMessage],
 ) -> Result<(), store::StoreError> {
-    let params = pipeline.settings.params;
     // Group by user.
     let mut order: Vec<UserKey> = Vec::new();
     let mut by_user: HashMap<UserKey, Vec<&EventMessage>> = HashMap::new();
+    let mut erased: std::collections::HashSet<UserKey> = std::collections::HashSet::new();
     for m in messages {
         let key = (m.tenant_id.clone(), m.user_id.clone());
+        if m.erased {
+            pipeline.states.invalidate(&key);
+            erased.insert(key.clone());
+        }
         by_user
             .entry(key.clone())
             .or_insert_with(|| {
@@ -650,14 +756,31 @@ async fn apply_batch(
     let mut causes: Vec<&'static str> = Vec::new();
     let mut rebuild: HashMap<String, Vec<String>> = HashMap::new();
     let mut applied_states: Vec<(UserKey, Arc<Mutex<UserState>>)> = Vec::new();
+    let mut tenant_params: HashMap<String, WeberParams> = HashMap::new();
+    for key in order.iter().map(|k| &k.0) {
+        if !tenant_params.contains_key(key) {
+            let p = pipeline.params_for(state.store(), key).await?;
+            tenant_params.insert(key.clone(), p);
+        }
+    }
     for key in &order {
+        let params = tenant_params
+            .get(&key.0)
+            .copied()
+            .unwrap_or(pipeline.settings.params);
         let Some(user_messages) = by_user.get_mut(key) else {
             continue;
         };
         // Concurrent requests append in an order slightly different from their commit order;
         // applying a user's batch in event order keeps those from looking late (a rebuild).
         user_messages.sort_by_key(|m| (m.time_ms, m.seq));
-        let Some(cell) = pipeline.states.get(key) else {
+        // An erased user's state may hold erased sentiments: only the store is trusted.
+        let cell = if erased.contains(key) {
+            None
+        } else {
+            pipeline.states.get(key)
+        };
+        let Some(cell) = cell else {
             rebuild
                 .entry(key.0.clone())
                 .or_default()
@@ -666,7 +789,12 @@ async fn apply_batch(
         };
         let outcome = {
             let mut user = cell.lock().unwrap_or_else(|e| e.into_inner());
-            apply_in_order(&mut user, user_messages, &params)
+            if user.params == params {
+                apply_in_order(&mut user, user_messages, &params)
+            } else {
+                // The tenant's settings changed since this state was built.
+                Applied::Rebuild
+            }
         };
         match outcome {
             Applied::Rebuild => {
@@ -692,12 +820,16 @@ async fn apply_batch(
     let rebuilds: usize = rebuild.values().map(Vec::len).sum();
     let mut rebuilt_states = Vec::new();
     for (tenant_id, users) in rebuild {
+        let params = tenant_params
+            .get(&tenant_id)
+            .copied()
+            .unwrap_or(pipeline.settings.params);
         let windows = state
             .store()
-            .interaction_windows(&tenant_id, &users, pipeline.window_u32())
+            .interaction_windows(&tenant_id, &users, window_u32(&params))
             .await?;
         for window in &windows {
-            if let Some((update, user)) = pipeline.rebuilt(&tenant_id, window, "rebuild") {
+            if let Some((update, user)) = pipeline.rebuilt(&tenant_id, window, "rebuild", params) {
                 updates.push(update);
                 causes.push("rebuild");
                 rebuilt_states.push(((tenant_id.clone(), window.user_id.clone()), user));
@@ -732,7 +864,7 @@ async fn apply_batch(
         .cache_written(updates.iter().map(|u| (u.tenant_id.as_str(), &u.profile)))
         .await;
     let now = now_us();
-    for m in messages {
+    for m in messages.iter().filter(|m| !m.erased) {
         let waited = u64::try_from(now.saturating_sub(m.committed_us)).unwrap_or(0);
         weber.update_latency(Duration::from_micros(waited));
     }
@@ -796,14 +928,15 @@ async fn reconcile(state: &AppState, pipeline: &ProfilePipeline) -> Result<(), s
                     .states
                     .invalidate(&(tenant_id.clone(), user.clone()));
             }
+            let params = pipeline.params_for(state.store(), &tenant_id).await?;
             let windows = state
                 .store()
-                .interaction_windows(&tenant_id, &users, pipeline.window_u32())
+                .interaction_windows(&tenant_id, &users, window_u32(&params))
                 .await?;
             updates.extend(
                 windows
                     .iter()
-                    .filter_map(|w| pipeline.rebuilt(&tenant_id, w, "reconcile"))
+                    .filter_map(|w| pipeline.rebuilt(&tenant_id, w, "reconcile", params))
                     .map(|(u, _)| u),
             );
         }

@@ -64,6 +64,8 @@ pub struct ServerConfig {
     pub custody: crate::custody::CustodySettings,
     /// Web console sessions: idle and maximum lifetimes, the cookie's `Secure` flag.
     pub console: crate::ConsoleSettings,
+    /// Weber predictions: churn horizon, CLV months and discount rate, recommendation table.
+    pub predictions: crate::predictions::PredictionSettings,
 }
 
 /// The scrape token of `/metrics`. Only its SHA-256 is kept, compared in constant time, and
@@ -120,6 +122,7 @@ impl Default for ServerConfig {
             jobs: crate::JobSettings::default(),
             custody: crate::custody::CustodySettings::default(),
             console: crate::ConsoleSettings::default(),
+            predictions: crate::predictions::PredictionSettings::default(),
         }
     }
 }
@@ -171,6 +174,7 @@ pub(crate) struct Inner {
     pub jobs: crate::JobService,
     pub custody: Arc<crate::custody::Custody>,
     pub feedback: Arc<crate::feedback::FeedbackService>,
+    pub predictions: crate::predictions::PredictionService,
 }
 
 impl AppState {
@@ -244,6 +248,7 @@ impl AppState {
                 jobs,
                 custody,
                 feedback,
+                predictions: crate::predictions::PredictionService::default(),
             }),
         })
     }
@@ -317,6 +322,12 @@ impl AppState {
     /// The feedback engine's use cases (ingest, process, read, rotation).
     pub fn feedback(&self) -> &Arc<crate::feedback::FeedbackService> {
         &self.inner.feedback
+    }
+
+    /// Weber predictions' reads (with their cache of parsed models); refits are
+    /// [`crate::predictions::PredictionService::refit`].
+    pub fn predictions(&self) -> &crate::predictions::PredictionService {
+        &self.inner.predictions
     }
 
     /// Encryption at rest and the audit log's keys.

@@ -115,3 +115,62 @@ pub(crate) async fn segment_users(
         next_after,
     })
 }
+
+/// Largest page of the calculation audit.
+pub(crate) const CALCULATIONS_PAGE_LIMIT: u32 = 1000;
+
+/// A page of one user's calculation audit, newest first.
+pub(crate) struct CalculationsPage {
+    pub calculations: Vec<store::StoredCalculation>,
+    /// The `after` of the next page (the last row's id); `None` on the last page.
+    pub next_after: Option<i64>,
+}
+
+/// The user's calculation audit rows written before the row `after` (all when `None`), newest
+/// first, `limit` (default 100, at most 1000) at a time: the segment listing's cursor paging,
+/// with the audit row id as the cursor, so a page never repeats or skips a row while new
+/// calculations are written. 404 when the tenant has neither audit rows nor a profile for the
+/// user (a user whose rows were all paged past answers an empty page).
+pub(crate) async fn calculations_page(
+    store: &Store,
+    tenant_id: &str,
+    user_id: &str,
+    after: Option<i64>,
+    limit: Option<u32>,
+) -> Result<CalculationsPage, ApiError> {
+    check_user_id("user_id", user_id)?;
+    let limit = limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=CALCULATIONS_PAGE_LIMIT).contains(&limit) {
+        return Err(ApiError::invalid_parameter(
+            "limit",
+            format!("limit must be between 1 and {CALCULATIONS_PAGE_LIMIT}"),
+        ));
+    }
+    if after.is_some_and(|a| a < 1) {
+        return Err(ApiError::invalid_parameter(
+            "after",
+            "after must be a positive integer: the previous page's next_after",
+        ));
+    }
+    let mut calculations = store
+        .weber_calculations_page(tenant_id, user_id, after, limit + 1)
+        .await?;
+    if calculations.is_empty()
+        && after.is_none()
+        && store.weber_profile(tenant_id, user_id).await?.is_none()
+    {
+        return Err(ApiError::not_found(format!(
+            "no Weber calculations for user '{user_id}'"
+        )));
+    }
+    let next_after = if calculations.len() > limit as usize {
+        calculations.truncate(limit as usize);
+        calculations.last().map(|c| c.id)
+    } else {
+        None
+    };
+    Ok(CalculationsPage {
+        calculations,
+        next_after,
+    })
+}

@@ -709,6 +709,7 @@ pub async fn run(common: Common, args: ServeArgs) -> anyhow::Result<()> {
         jobs,
         custody: server::CustodySettings::default(),
         console,
+        predictions: defaults.predictions.clone(),
     };
     if config.flag_refresh_interval.is_zero() {
         anyhow::bail!("flag refresh interval: must be more than zero");

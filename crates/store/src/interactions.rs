@@ -91,6 +91,8 @@ pub struct CalculationRecord {
 /// A stored audit row, as read back.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredCalculation {
+    /// The row's id: increasing in the order rows were written, the audit's paging cursor.
+    pub id: i64,
     pub event_seq: i64,
     pub review_sequence: i64,
     pub sentiment_value: f64,
@@ -355,24 +357,39 @@ impl Store {
         user_id: &str,
         limit: u32,
     ) -> Result<Vec<StoredCalculation>, StoreError> {
+        self.weber_calculations_page(tenant_id, user_id, None, limit)
+            .await
+    }
+
+    /// A page of the user's calculation audit, newest first: the rows with an id below
+    /// `before_id` (all when `None`), at most `limit`.
+    pub async fn weber_calculations_page(
+        &self,
+        tenant_id: &str,
+        user_id: &str,
+        before_id: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<StoredCalculation>, StoreError> {
         let mut conn = self
             .acquire_read(Operation::Select, Table::WeberCalculations)
             .await?;
         let rows = sqlx::query(
             "SELECT event_seq, review_sequence, sentiment_value, baseline_sentiment, weber_ratio,
                     weber_constant, calculation_confidence, sensitivity_segment, cause,
-                    calculated_at_ms
-             FROM weber_calculations WHERE tenant_id = $1 AND user_id = $2
-             ORDER BY id DESC LIMIT $3",
+                    calculated_at_ms, id
+             FROM weber_calculations WHERE tenant_id = $1 AND user_id = $2 AND id < $3
+             ORDER BY id DESC LIMIT $4",
         )
         .bind(tenant_id)
         .bind(user_id)
+        .bind(before_id.unwrap_or(i64::MAX))
         .bind(i64::from(limit))
         .fetch_all(&mut *conn)
         .await?;
         rows.iter()
             .map(|r| {
                 Ok(StoredCalculation {
+                    id: r.try_get(10)?,
                     event_seq: r.try_get(0)?,
                     review_sequence: r.try_get(1)?,
                     sentiment_value: r.try_get(2)?,

@@ -45,6 +45,7 @@ pub mod secret;
 pub mod testing;
 mod vault;
 mod weber;
+mod weber_admin;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -104,6 +105,7 @@ pub use predictions::{
     MAX_TRANSACTION_ID_BYTES, MAX_TRANSACTION_PAGE,
 };
 pub use weber::{SegmentStats, WeberProfileRecord};
+pub use weber_admin::{erasure_subject_hash, ErasureCounts, ErasureRecord, WeberSettingsRecord};
 
 /// Which database a [`Store`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -94,6 +94,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/0013_weber_predictions.sql"),
         postgres: include_str!("../migrations/0013_weber_predictions.sql"),
     },
+    Migration {
+        version: 14,
+        name: "weber_settings",
+        sqlite: include_str!("../migrations/0014_weber_settings.sqlite.sql"),
+        postgres: include_str!("../migrations/0014_weber_settings.postgres.sql"),
+    },
 ];
 
 /// The newest schema version this build knows.

@@ -61,6 +61,8 @@ pub enum Table {
     WeberProfiles,
     Interactions,
     WeberCalculations,
+    WeberSettings,
+    WeberErasures,
     Flags,
     FlagAudit,
     FlagEnvironments,
@@ -92,12 +94,14 @@ pub enum Table {
 
 impl Table {
     /// Every table; the telemetry crate's sampler and this module's cells iterate it.
-    pub const ALL: [Table; 32] = [
+    pub const ALL: [Table; 34] = [
         Table::Tenants,
         Table::ApiKeys,
         Table::WeberProfiles,
         Table::Interactions,
         Table::WeberCalculations,
+        Table::WeberSettings,
+        Table::WeberErasures,
         Table::Flags,
         Table::FlagAudit,
         Table::FlagEnvironments,
@@ -134,6 +138,8 @@ impl Table {
             Table::WeberProfiles => "weber_profiles",
             Table::Interactions => "interactions",
             Table::WeberCalculations => "weber_calculations",
+            Table::WeberSettings => "weber_settings",
+            Table::WeberErasures => "weber_erasures",
             Table::Flags => "flags",
             Table::FlagAudit => "flag_audit",
             Table::FlagEnvironments => "flag_environments",

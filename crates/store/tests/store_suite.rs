@@ -784,6 +784,24 @@ async fn weber_updates_never_go_backwards_and_are_audited(f: &TestStore) {
     assert_eq!(audit.len(), 2, "every calculation is audited");
     assert_eq!(audit[0].weber_constant, 0.1, "newest first");
     assert_eq!(audit[1].cause, "event");
+    // Paging: the rows below a cursor, newest first; the first page is the unpaged read.
+    let first = s
+        .weber_calculations_page(&t.id, "u1", None, 1)
+        .await
+        .unwrap();
+    assert_eq!(first, audit[..1]);
+    let rest = s
+        .weber_calculations_page(&t.id, "u1", Some(first[0].id), 10)
+        .await
+        .unwrap();
+    assert_eq!(rest, audit[1..]);
+    assert!(audit[0].id > audit[1].id);
+    let other = s.create_tenant("other", Tier::Starter).await.unwrap();
+    assert!(s
+        .weber_calculations_page(&other.id, "u1", None, 10)
+        .await
+        .unwrap()
+        .is_empty());
     let counts = s.operator_weber_segment_counts().await.unwrap();
     assert!(counts.contains(&(t.id.clone(), "Highly_Sensitive".to_owned(), 1)));
 }

@@ -6,7 +6,8 @@
 //! - `http_request_size_bytes{method,endpoint,service}` (histogram)
 //! - `errors_total{error_type,service,tenant_id}`
 //! - `http_requests_in_flight` and the `process_*` family (CPU, memory, fds, threads);
-//! - the weber engine's `weber_*` series ([`Metrics::weber`]);
+//! - the weber engine's `weber_*` series ([`Metrics::weber`]) and its predictions'
+//!   ([`Metrics::predictions`]);
 //! - the forecast engine's `forecast_*` series ([`Metrics::forecast`]);
 //! - the rate limiter's `rate_limit_*` series ([`Metrics::rate_limit`]);
 //! - the flags engine's `flag_*` series ([`Metrics::flags`]);
@@ -53,6 +54,7 @@ mod host;
 mod jobs;
 mod llm;
 mod llm_calls;
+mod predictions;
 mod process;
 mod queues;
 mod rate_limit;
@@ -92,6 +94,7 @@ pub use llm::{
     GENAI_DURATION_BUCKETS, GENAI_TOKEN_BUCKETS, INTEGRATION_DURATION_BUCKETS,
     MODEL_DURATION_BUCKETS, OTHER_ERROR,
 };
+pub use predictions::{PredictionMetrics, PredictionRecorder, REFIT_BUCKETS};
 pub use queues::{QueueMetrics, ALL_TENANTS, QUEUE_BUCKETS};
 pub use rate_limit::{RateLimitMetrics, RuleDecisions};
 pub use snapshot::{HttpSnapshot, LatencyHistogram, WindowCounts};
@@ -207,6 +210,7 @@ pub struct Metrics {
     in_flight: Gauge,
     connections: ConnectionMetrics,
     weber: WeberMetrics,
+    predictions: PredictionMetrics,
     forecast: ForecastMetrics,
     rate_limit: RateLimitMetrics,
     caches: CacheMetrics,
@@ -259,6 +263,7 @@ impl Metrics {
         let connections = ConnectionMetrics::register(&mut registry);
         process::register(&mut registry);
         let weber = WeberMetrics::register(&mut registry);
+        let predictions = PredictionMetrics::register(&mut registry);
         let forecast = ForecastMetrics::register(&mut registry);
         let rate_limit = RateLimitMetrics::register(&mut registry);
         let caches = CacheMetrics::register(&mut registry);
@@ -279,6 +284,7 @@ impl Metrics {
             in_flight,
             connections,
             weber,
+            predictions,
             forecast,
             rate_limit,
             caches,
@@ -501,6 +507,15 @@ impl Metrics {
     pub fn weber(&self) -> WeberRecorder<'_> {
         WeberRecorder {
             metrics: &self.weber,
+            tenants: &self.tenants,
+        }
+    }
+
+    /// The Weber predictions series: purchases, refits, prediction reads (see the
+    /// `predictions` module docs for names).
+    pub fn predictions(&self) -> PredictionRecorder<'_> {
+        PredictionRecorder {
+            metrics: &self.predictions,
             tenants: &self.tenants,
         }
     }

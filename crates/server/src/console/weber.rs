@@ -236,7 +236,11 @@ async fn user_page(
             "no Weber profile for user '{user_id}' in this tenant"
         )));
     };
-    let window = u32::try_from(state.profiles().settings.params.window()).unwrap_or(u32::MAX);
+    let params = state
+        .profiles()
+        .params_for(state.store(), tenant_id)
+        .await?;
+    let window = crate::profiles::window_u32(&params);
     let history = state
         .store()
         .interaction_windows(tenant_id, std::slice::from_ref(&user_id), window)

@@ -5,6 +5,7 @@
 //! | `weber.recalculate` | `{"user_ids": [...]}` (at most 10,000), or `{}` for every user        | users seen, recalculated, without history |
 //! | `retention.purge`   | `{"interactions_older_than_days": N, "calculations_older_than_days": M}` | rows deleted |
 //! | `forecast.rebuild`  | `{"data_file": "stations.csv"}` (in the forecast data directory)     | model version, stations, rows |
+//! | `weber.refit_predictions` | `{}`                                                           | model version (or why not fitted), customers, purchases |
 //! | `jobs.canary`       | `{}`; fault injection: `"fail": "retry"\|"permanent"`, `"panic": true`, `"sleep_ms": N`, `"ignore_stop": true` | whether this was the first receipt |
 //! | `jobs.noop`         | `{}`                                                                 | none |
 //! | `feedback.process`, `feedback.reencrypt` | see `crate::feedback`                    | |
@@ -27,6 +28,8 @@ pub const WEBER_RECALCULATE: &str = "weber.recalculate";
 pub const RETENTION_PURGE: &str = "retention.purge";
 /// `forecast.rebuild`.
 pub const FORECAST_REBUILD: &str = "forecast.rebuild";
+/// `weber.refit_predictions`.
+pub const WEBER_REFIT_PREDICTIONS: &str = "weber.refit_predictions";
 /// `jobs.canary`.
 pub const CANARY: &str = "jobs.canary";
 /// `jobs.noop`.
@@ -59,6 +62,7 @@ impl JobRegistry {
         registry
             .register(WeberRecalculate)
             .register(RetentionPurge)
+            .register(RefitPredictions)
             .register(Canary)
             .register(Noop)
             .register(crate::feedback::FeedbackProcess)
@@ -172,6 +176,56 @@ impl JobHandler for WeberRecalculate {
                 "recalculated": total.recalculated,
                 "without_history": total.users - total.recalculated,
             })))
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// weber.refit_predictions
+
+/// Refits the tenant's lifetime models and stores every customer's predictions as one new
+/// model version (see `crate::predictions`). Idempotent in effect: a repeat fits the same
+/// history again and serves the same numbers under the next version. Progress is logged at
+/// each step; a stop request is honoured between steps (nothing is stored until the last one).
+/// A history too short to fit is a success whose result says why, not a failure: the daily
+/// schedule tries again tomorrow.
+struct RefitPredictions;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RefitPayload {}
+
+impl JobHandler for RefitPredictions {
+    fn name(&self) -> &'static str {
+        WEBER_REFIT_PREDICTIONS
+    }
+
+    fn validate(&self, payload: &serde_json::Value) -> Result<(), PayloadError> {
+        PayloadError::parse::<RefitPayload>(payload).map(|_| ())
+    }
+
+    fn run(&self, ctx: JobContext) -> HandlerFuture {
+        Box::pin(async move {
+            let job_id = ctx.job_id.clone();
+            let tenant_id = ctx.tenant_id.clone();
+            let stop = ctx.clone();
+            let mut progress = move |step: crate::predictions::RefitStep| {
+                tracing::info!(tenant_id, job_id, ?step, "refitting predictions");
+                stop.check_stop().map_err(|e| e.to_string())
+            };
+            let summary = crate::predictions::PredictionService::refit_with(
+                ctx.state(),
+                &ctx.tenant_id,
+                super::now_ms(),
+                &mut progress,
+            )
+            .await
+            .map_err(|e| match e {
+                crate::predictions::RefitError::Store(e) => HandlerError::store(e),
+                crate::predictions::RefitError::Fit(e) => HandlerError::Permanent(e.to_string()),
+                other => HandlerError::Retry(other.to_string()),
+            })?;
+            Ok(Some(serde_json::to_value(&summary).unwrap_or_default()))
         })
     }
 }

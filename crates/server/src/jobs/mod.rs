@@ -31,7 +31,7 @@ pub use handler::{
 pub use handlers::{
     ForecastRebuildSettings, JobHandlerSettings, CANARY, DEFAULT_CALCULATIONS_DAYS,
     FORECAST_REBUILD, MAX_CANARY_SLEEP_MS, MAX_FORECAST_DATA_BYTES, MAX_RECALCULATE_USERS,
-    MAX_RETENTION_DAYS, NOOP, RETENTION_PURGE, WEBER_RECALCULATE,
+    MAX_RETENTION_DAYS, NOOP, RETENTION_PURGE, WEBER_RECALCULATE, WEBER_REFIT_PREDICTIONS,
 };
 pub use runtime::{run_job_workers, worker_id, JobSettings};
 pub use service::{

@@ -135,6 +135,7 @@ pub(crate) async fn ingest(
                 time_ms: e.event_time_ms,
                 sentiment: e.sentiment,
                 committed_us,
+                erased: false,
             }),
             Insertion::Duplicate => None,
         })

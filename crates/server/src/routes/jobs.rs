@@ -484,7 +484,7 @@ pub(crate) struct ScheduleListResponse {
 /// rules JSON Schema cannot state, 413 naming `payload` for an oversized payload, 409 naming
 /// the status for a state change the job's status does not allow), with the service's
 /// millisecond time fields renamed to the RFC 3339 fields this API takes.
-fn job_error(e: JobError) -> ApiError {
+pub(crate) fn job_error(e: JobError) -> ApiError {
     match e {
         JobError::Invalid { field, message } => {
             let field = match field.as_str() {
@@ -547,7 +547,7 @@ fn header_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 
 /// The answer to an enqueue: 202 and the new job, or 200 and the job an earlier request with
 /// the same idempotency key made. `Location` names the job either way.
-fn enqueued_response(enqueued: store::Enqueued) -> Response {
+pub(crate) fn enqueued_response(enqueued: store::Enqueued) -> Response {
     let status = if enqueued.created {
         StatusCode::ACCEPTED
     } else {

@@ -14,6 +14,7 @@ mod llm;
 mod ofrep;
 pub(crate) mod owners;
 mod platform;
+mod predictions;
 mod tenant;
 mod weber;
 
@@ -41,9 +42,21 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(weber::get_profile))
         .routes(routes!(weber::update_profile))
         .routes(routes!(interactions::ingest))
+        .routes(routes!(predictions::ingest_transactions))
+        .routes(routes!(predictions::clv_prediction))
+        .routes(routes!(predictions::churn_prediction))
+        .routes(routes!(
+            predictions::recommendations,
+            predictions::recommendations_post
+        ))
+        .routes(routes!(predictions::current_model))
+        .routes(routes!(predictions::refit))
         .routes(routes!(weber::batch_get))
         .routes(routes!(weber::segment_users))
         .routes(routes!(weber::segment_analytics))
+        .routes(routes!(weber::calculations))
+        .routes(routes!(weber::get_settings, weber::put_settings))
+        .routes(routes!(weber::delete_user))
         .routes(routes!(forecast::forecast_seed))
         .routes(routes!(forecast::forecast))
         .routes(routes!(forecast::diagnostics))

@@ -248,6 +248,94 @@ pub(crate) async fn segment_users(
     }))
 }
 
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct CalculationsQuery {
+    /// Page size, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<u32>,
+    /// Continue after this row (the previous page's `next_after`).
+    #[param(minimum = 1)]
+    after: Option<i64>,
+}
+
+/// One row of the calculation audit: the newest event of a recalculated window against its
+/// baseline, and the profile that resulted.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct CalculationResponse {
+    /// The row's id (increasing in write order).
+    id: i64,
+    /// 1-based position of the event in the user's history.
+    review_sequence: i64,
+    sentiment_value: f64,
+    baseline_sentiment: f64,
+    weber_ratio: f64,
+    weber_constant: f64,
+    calculation_confidence: f64,
+    sensitivity_segment: String,
+    /// `event` (the real-time path), `rebuild` (a late event), `reconcile` (catch-up at start)
+    /// or `manual` (the update route and the `weber.recalculate` job).
+    cause: String,
+    /// RFC 3339, UTC.
+    calculated_at: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct CalculationsResponse {
+    user_id: String,
+    /// Newest first.
+    calculations: Vec<CalculationResponse>,
+    /// Pass as `after` for the next page; null on the last page.
+    next_after: Option<i64>,
+}
+
+/// One user's calculation audit, newest first, a page at a time (read scope).
+#[utoipa::path(get, path = "/api/v1/users/{user_id}/weber-calculations", tag = "weber", security(("api_key" = [])),
+    params(("user_id" = String, Path, pattern = "^[^\\x00]{1,256}$", description = "The user's id in your system"), CalculationsQuery),
+    responses(
+        (status = 200, body = CalculationsResponse),
+        (status = 400, description = "Bad user id, limit or after", content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 401, content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 403, content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 404, description = "Neither a profile nor calculations for this user in your tenant", content_type = "application/problem+json", body = crate::openapi::Problem),
+    ))]
+pub(crate) async fn calculations(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(user_id): Path<String>,
+    ApiQuery(page): ApiQuery<CalculationsQuery>,
+) -> Result<axum::Json<CalculationsResponse>, ApiError> {
+    auth.require(Scope::Read)?;
+    let page = weber_reads::calculations_page(
+        state.store(),
+        auth.tenant_id(),
+        &user_id,
+        page.after,
+        page.limit,
+    )
+    .await?;
+    Ok(axum::Json(CalculationsResponse {
+        user_id,
+        calculations: page
+            .calculations
+            .into_iter()
+            .map(|c| CalculationResponse {
+                id: c.id,
+                review_sequence: c.review_sequence,
+                sentiment_value: c.sentiment_value,
+                baseline_sentiment: c.baseline_sentiment,
+                weber_ratio: c.weber_ratio,
+                weber_constant: c.weber_constant,
+                calculation_confidence: c.calculation_confidence,
+                sensitivity_segment: c.sensitivity_segment,
+                cause: c.cause,
+                calculated_at: crate::rfc3339_ms(c.calculated_at_ms),
+            })
+            .collect(),
+        next_after: page.next_after,
+    }))
+}
+
 #[derive(Serialize, ToSchema)]
 pub(crate) struct SegmentAnalytics {
     segment: &'static str,
@@ -315,4 +403,171 @@ pub(crate) async fn segment_analytics(
     let marker =
         (served == crate::analytics::Served::Cached).then_some(crate::rate_limit::AnsweredDegraded);
     Ok((axum::Extension(marker), body))
+}
+
+/// A tenant's Weber engine settings.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct WeberSettingsResponse {
+    /// The `eps` of the ratio denominator `|baseline| + eps`.
+    eps: f64,
+    /// How many of a user's most recent interactions a profile covers.
+    window: u64,
+    /// `tenant`: set by `PUT`; `default`: the server's defaults.
+    source: &'static str,
+    /// When the tenant last set them (RFC 3339); null for the defaults.
+    updated_at: Option<String>,
+    /// The server's defaults.
+    defaults: WeberParamsView,
+    /// After a `PUT` that changed the settings: the `weber.recalculate` job (bulk queue) that
+    /// recalculates every stored profile with them (`/api/v1/jobs/{id}`). Absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    recalculation_job_id: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct WeberParamsView {
+    eps: f64,
+    window: u64,
+}
+
+impl WeberParamsView {
+    fn of(p: &weber::WeberParams) -> Self {
+        WeberParamsView {
+            eps: p.eps(),
+            window: p.window() as u64,
+        }
+    }
+}
+
+impl WeberSettingsResponse {
+    fn of(s: &crate::weber_admin::EffectiveSettings, job: Option<String>) -> Self {
+        WeberSettingsResponse {
+            eps: s.params.eps(),
+            window: s.params.window() as u64,
+            source: if s.updated_at_ms.is_some() {
+                "tenant"
+            } else {
+                "default"
+            },
+            updated_at: s.updated_at_ms.map(crate::rfc3339_ms),
+            defaults: WeberParamsView::of(&s.defaults),
+            recalculation_job_id: job,
+        }
+    }
+}
+
+/// New Weber settings for the tenant (both fields).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct WeberSettingsRequest {
+    /// Finite, from 1e-9 to 1e9.
+    eps: f64,
+    /// 1 to 10,000.
+    #[schema(minimum = 1, maximum = 10000)]
+    window: u64,
+}
+
+/// The tenant's Weber engine settings: `eps` and `window` (read scope).
+#[utoipa::path(get, path = "/api/v1/weber/settings", tag = "weber", security(("api_key" = [])),
+    responses(
+        (status = 200, body = WeberSettingsResponse),
+        (status = 401, content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 403, content_type = "application/problem+json", body = crate::openapi::Problem),
+    ))]
+pub(crate) async fn get_settings(
+    State(state): State<AppState>,
+    auth: Auth,
+) -> Result<axum::Json<WeberSettingsResponse>, ApiError> {
+    auth.require(Scope::Read)?;
+    let settings = crate::weber_admin::settings(&state, auth.tenant_id()).await?;
+    Ok(axum::Json(WeberSettingsResponse::of(&settings, None)))
+}
+
+/// Sets the tenant's Weber engine settings (admin scope). New profiles use them at once on this
+/// server and within 30 s on the others; when they change, a `weber.recalculate` job
+/// recalculates the stored profiles (its id is in the answer).
+#[utoipa::path(put, path = "/api/v1/weber/settings", tag = "weber", security(("api_key" = [])),
+    request_body = WeberSettingsRequest,
+    responses(
+        (status = 200, body = WeberSettingsResponse),
+        (status = 400, description = "Malformed body, or eps / window out of range (`field` names it)", content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 401, content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 403, content_type = "application/problem+json", body = crate::openapi::Problem),
+    ))]
+pub(crate) async fn put_settings(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiJson(body): ApiJson<WeberSettingsRequest>,
+) -> Result<axum::Json<WeberSettingsResponse>, ApiError> {
+    auth.require(Scope::Admin)?;
+    let changed = crate::weber_admin::put_settings(
+        &state,
+        auth.tenant_id(),
+        &auth.0.key_id,
+        body.eps,
+        body.window,
+    )
+    .await?;
+    Ok(axum::Json(WeberSettingsResponse::of(
+        &changed.settings,
+        changed.recalculation.map(|e| e.job.id),
+    )))
+}
+
+/// What an erasure removed.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ErasedCounts {
+    interactions: u64,
+    profiles: u64,
+    calculations: u64,
+    /// Purchases (`POST /api/v1/transactions`) with this customer id.
+    transactions: u64,
+    /// Stored predictions (CLV, churn).
+    predictions: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ErasureResponse {
+    user_id: String,
+    /// `erased`.
+    status: &'static str,
+    erased: ErasedCounts,
+}
+
+/// Erases a user's data in your tenant for a GDPR request (admin scope): interactions, Weber
+/// profile, calculation audit, purchases and predictions, in one transaction, audited without
+/// the user id in clear. A second erasure of the same user finds nothing and is 404.
+#[utoipa::path(delete, path = "/api/v1/users/{user_id}", tag = "weber", security(("api_key" = [])),
+    params(("user_id" = String, Path, pattern = "^[^\\x00]{1,256}$", description = "The user's id in your system")),
+    responses(
+        (status = 200, description = "Erased; the counts of what was removed", body = ErasureResponse),
+        (status = 400, content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 401, content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 403, content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 404, description = "Nothing stored for this user in your tenant (never, or already erased)", content_type = "application/problem+json", body = crate::openapi::Problem),
+    ))]
+pub(crate) async fn delete_user(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(user_id): Path<String>,
+) -> Result<axum::Json<ErasureResponse>, ApiError> {
+    auth.require(Scope::Admin)?;
+    let counts = crate::weber_admin::erase_user(&state, auth.tenant_id(), &user_id, &auth.0.key_id)
+        .await?
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "nothing stored for user '{user_id}' (never sent, or already erased)"
+            ))
+        })?;
+    Ok(axum::Json(ErasureResponse {
+        user_id,
+        status: "erased",
+        erased: ErasedCounts {
+            interactions: counts.interactions,
+            profiles: counts.profiles,
+            calculations: counts.calculations,
+            transactions: counts.transactions,
+            predictions: counts.business_metrics,
+        },
+    }))
 }

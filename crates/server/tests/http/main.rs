@@ -20,6 +20,7 @@ mod jobs;
 mod llm;
 mod observability;
 mod openapi;
+mod predictions;
 mod rate_limit;
 mod serving;
 mod weber;

@@ -74,3 +74,368 @@ async fn an_explicit_sentiment_is_what_the_profile_is_computed_from() {
     assert_eq!(profile["bias_ratio"], json!(want.bias_ratio), "{profile}");
     app.cleanup().await;
 }
+
+#[tokio::test]
+async fn the_calculation_audit_pages_newest_first_per_tenant() {
+    let app = TestApp::new(Backend::Sqlite).await;
+    let (_, key) = app.tenant("audited", &[Scope::Read, Scope::Write]).await;
+    let (_, other_key) = app.tenant("elsewhere", &[Scope::Read]).await;
+    let key = key.secret;
+    // One request per event, settled in between, so each event makes one calculation.
+    let sentiments = [0.5, -0.5, 0.8, 0.1, -0.3];
+    for (i, s) in sentiments.iter().enumerate() {
+        let reply = post_events(
+            &app,
+            &key,
+            json!([{"event_id": format!("e{i}"), "user_id": "bob",
+                "timestamp": 1_000 * (i as i64 + 1), "sentiment": s}]),
+        )
+        .await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+        app.settle().await;
+    }
+    let mut seen: Vec<Value> = Vec::new();
+    let mut after: Option<i64> = None;
+    loop {
+        let path = match after {
+            None => "/api/v1/users/bob/weber-calculations?limit=2".to_owned(),
+            Some(a) => format!("/api/v1/users/bob/weber-calculations?limit=2&after={a}"),
+        };
+        let page = app.get(&path, Some(&key)).await;
+        assert_eq!(page.status, 200, "{}", page.text());
+        let page = page.json();
+        assert_eq!(page["user_id"], "bob");
+        let rows = page["calculations"].as_array().unwrap();
+        assert!(rows.len() <= 2, "{page}");
+        seen.extend(rows.iter().cloned());
+        match page["next_after"].as_i64() {
+            Some(a) => after = Some(a),
+            None => break,
+        }
+    }
+    // Newest first: review sequences count down, ids strictly decrease, nothing repeats.
+    let sequences: Vec<i64> = seen
+        .iter()
+        .map(|r| r["review_sequence"].as_i64().unwrap())
+        .collect();
+    let mut want: Vec<i64> = sequences.clone();
+    want.sort_unstable_by(|a, b| b.cmp(a));
+    want.dedup();
+    assert_eq!(sequences, want, "{seen:?}");
+    assert!(seen.len() >= sentiments.len() - 1, "{seen:?}");
+    let newest = &seen[0];
+    let want_profile = engine_profile(&sentiments, &WeberParams::default());
+    assert_eq!(newest["weber_constant"], json!(want_profile.weber_constant));
+    assert_eq!(newest["sentiment_value"], json!(-0.3));
+    assert!(newest["calculated_at"].as_str().unwrap().ends_with('Z'));
+
+    // Another tenant's key does not see bob; an unknown user is 404; bad paging is 400.
+    app.get(
+        "/api/v1/users/bob/weber-calculations",
+        Some(&other_key.secret),
+    )
+    .await
+    .assert_problem(404, "not_found", "/api/v1/users/bob/weber-calculations");
+    app.get("/api/v1/users/nobody/weber-calculations", Some(&key))
+        .await
+        .assert_problem(404, "not_found", "/api/v1/users/nobody/weber-calculations");
+    for bad in ["limit=0", "limit=1001", "after=0", "after=x"] {
+        let path = format!("/api/v1/users/bob/weber-calculations?{bad}");
+        let reply = app.get(&path, Some(&key)).await;
+        assert_eq!(reply.status, 400, "{bad}: {}", reply.text());
+    }
+    app.cleanup().await;
+}
+
+async fn profile_of(app: &TestApp, key: &str, user: &str) -> Value {
+    let reply = app
+        .get(&format!("/api/v1/users/{user}/weber-profile"), Some(key))
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    reply.json()
+}
+
+/// An application whose job workers run (polling every 20 ms).
+async fn app_with_job_workers() -> (
+    TestApp,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let jobs = server::JobSettings {
+        poll_interval: std::time::Duration::from_millis(20),
+        ..Default::default()
+    };
+    let config = server::ServerConfig {
+        jobs,
+        ..Default::default()
+    };
+    let app = TestApp::with_config(Backend::Sqlite, config).await;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let workers = tokio::spawn(server::run_job_workers(app.state.clone(), async move {
+        let _ = stopped.await;
+    }));
+    (app, stop, workers)
+}
+
+/// Polls a job until it has finished (the job runs on the workers' own schedule).
+async fn job_done(app: &TestApp, key: &str, id: &str) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let job = app
+            .get(&format!("/api/v1/jobs/{id}"), Some(key))
+            .await
+            .json();
+        if job["status"] == "success" {
+            return job;
+        }
+        assert!(std::time::Instant::now() < deadline, "job {id}: {job}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn tenant_settings_validate_apply_to_new_profiles_and_recalculate_stored_ones() {
+    let (app, stop, workers) = app_with_job_workers().await;
+    let (tenant, admin) = app.tenant("tuned", &[Scope::Admin]).await;
+    let (_, other) = app.tenant("untouched", &[Scope::Admin]).await;
+    let admin = admin.secret;
+    let key_with = |scopes: &'static [Scope]| {
+        let store = app.fixture.store.clone();
+        let tenant_id = tenant.id.clone();
+        async move {
+            store
+                .issue_api_key(&tenant_id, scopes.iter().copied().collect(), None)
+                .await
+                .unwrap()
+                .secret
+        }
+    };
+    let reader = key_with(&[Scope::Read]).await;
+    let path = "/api/v1/weber/settings";
+    let defaults = app.get(path, Some(&reader)).await;
+    assert_eq!(defaults.status, 200, "{}", defaults.text());
+    let defaults = defaults.json();
+    assert_eq!(defaults["source"], "default", "{defaults}");
+    assert_eq!(defaults["eps"], json!(weber::DEFAULT_EPS));
+    assert_eq!(defaults["window"], json!(weber::DEFAULT_WINDOW));
+
+    // Each bad value is a problem naming its field; a read key may not write.
+    for (body, field) in [
+        (json!({"eps": 0.0, "window": 10}), "eps"),
+        (json!({"eps": -1.0, "window": 10}), "eps"),
+        (json!({"eps": 2e9, "window": 10}), "eps"),
+        (json!({"eps": 0.1, "window": 0}), "window"),
+        (json!({"eps": 0.1, "window": 10_001}), "window"),
+    ] {
+        let reply = app
+            .call(Method::PUT, path, Some(&admin), Some(body.clone()))
+            .await;
+        let problem = reply.assert_problem(400, "invalid_field", path);
+        assert_eq!(problem["field"], field, "{body}: {problem}");
+    }
+    let reply = app
+        .call(
+            Method::PUT,
+            path,
+            Some(&reader),
+            Some(json!({"eps": 0.5, "window": 3})),
+        )
+        .await;
+    reply.assert_problem(403, "forbidden", path);
+
+    // A history profiled with the defaults…
+    let sentiments = [0.9, -0.8, 0.7, -0.2, 0.95, -0.9];
+    let events: Vec<Value> = sentiments
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            json!({"event_id": format!("e{i}"), "user_id": "cy",
+            "timestamp": 1_000 * (i as i64 + 1), "sentiment": s})
+        })
+        .collect();
+    let write = key_with(&[Scope::Write, Scope::Read]).await;
+    assert_eq!(
+        post_events(&app, &write, Value::Array(events)).await.status,
+        200
+    );
+    app.settle().await;
+    let before = profile_of(&app, &write, "cy").await;
+    assert_eq!(
+        before["weber_constant"],
+        json!(engine_profile(&sentiments, &WeberParams::default()).weber_constant)
+    );
+
+    // …then new settings: stored profiles are recalculated by the job the answer names.
+    let reply = app
+        .call(
+            Method::PUT,
+            path,
+            Some(&admin),
+            Some(json!({"eps": 0.5, "window": 3})),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let set = reply.json();
+    assert_eq!(
+        (set["eps"].clone(), set["window"].clone()),
+        (json!(0.5), json!(3))
+    );
+    assert_eq!(set["source"], "tenant");
+    let job_id = set["recalculation_job_id"]
+        .as_str()
+        .expect("a job")
+        .to_owned();
+    let job = job_done(&app, &admin, &job_id).await;
+    assert_eq!(job["handler"], "weber.recalculate");
+    let tuned = WeberParams::new(3, 0.5).unwrap();
+    let last3 = &sentiments[sentiments.len() - 3..];
+    let want = engine_profile(last3, &tuned);
+    let after = profile_of(&app, &write, "cy").await;
+    assert_eq!(
+        after["weber_constant"],
+        json!(want.weber_constant),
+        "{after}"
+    );
+    assert_ne!(after["weber_constant"], before["weber_constant"]);
+
+    // New events use the new settings at once.
+    let reply = post_events(
+        &app,
+        &write,
+        json!([{"event_id": "e-next", "user_id": "cy", "timestamp": 10_000, "sentiment": 0.1}]),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    app.settle().await;
+    let want = engine_profile(&[sentiments[4], sentiments[5], 0.1], &tuned);
+    assert_eq!(
+        profile_of(&app, &write, "cy").await["weber_constant"],
+        json!(want.weber_constant)
+    );
+
+    // The same settings again: nothing to recalculate. Another tenant keeps the defaults.
+    let again = app
+        .call(
+            Method::PUT,
+            path,
+            Some(&admin),
+            Some(json!({"eps": 0.5, "window": 3})),
+        )
+        .await
+        .json();
+    assert!(again.get("recalculation_job_id").is_none(), "{again}");
+    let untouched = app.get(path, Some(&other.secret)).await.json();
+    assert_eq!(untouched["source"], "default", "{untouched}");
+    let _ = stop.send(());
+    workers.await.unwrap();
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn erasing_a_user_removes_their_data_once_and_is_audited_by_pseudonym() {
+    let app = TestApp::new(Backend::Sqlite).await;
+    let (tenant, admin) = app
+        .tenant("erasing", &[Scope::Admin, Scope::Read, Scope::Write])
+        .await;
+    let (_, reader) = app.tenant("reader-only", &[Scope::Read]).await;
+    let (other_tenant, other) = app
+        .tenant("bystander", &[Scope::Admin, Scope::Read, Scope::Write])
+        .await;
+    let key = admin.secret;
+    let events = |user: &str| -> Value {
+        Value::Array(
+            [0.5, -0.5, 0.8, 0.1]
+                .iter()
+                .enumerate()
+                .map(|(i, s)| {
+                    json!({"event_id": format!("{user}-{i}"), "user_id": user,
+                    "timestamp": 1_000 * (i as i64 + 1), "sentiment": s})
+                })
+                .collect(),
+        )
+    };
+    for (k, user) in [(&key, "dee"), (&key, "eve"), (&other.secret, "dee")] {
+        assert_eq!(post_events(&app, k, events(user)).await.status, 200);
+    }
+    app.settle().await;
+    // Read once so the read cache holds dee's profile.
+    let profile = app.get("/api/v1/users/dee/weber-profile", Some(&key)).await;
+    assert_eq!(profile.status, 200, "{}", profile.text());
+
+    let path = "/api/v1/users/dee";
+    app.call(Method::DELETE, path, Some(&reader.secret), None)
+        .await
+        .assert_problem(403, "forbidden", path);
+    let reply = app.call(Method::DELETE, path, Some(&key), None).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let erased = reply.json();
+    assert_eq!(erased["erased"]["interactions"], 4, "{erased}");
+    assert_eq!(erased["erased"]["profiles"], 1, "{erased}");
+    assert!(
+        erased["erased"]["calculations"].as_u64().unwrap() >= 1,
+        "{erased}"
+    );
+
+    // Nothing of dee is served any more, from the cache or the store.
+    app.get("/api/v1/users/dee/weber-profile", Some(&key))
+        .await
+        .assert_problem(404, "not_found", "/api/v1/users/dee/weber-profile");
+    app.get("/api/v1/users/dee/weber-calculations", Some(&key))
+        .await
+        .assert_problem(404, "not_found", "/api/v1/users/dee/weber-calculations");
+    let store = &app.fixture.store;
+    assert!(store
+        .interaction_windows(&tenant.id, &["dee".to_owned()], 100)
+        .await
+        .unwrap()
+        .is_empty());
+    // The audit keeps a pseudonym, the counts and the key, never the id.
+    let audit = store.weber_erasures(&tenant.id, "dee").await.unwrap();
+    assert_eq!(audit.len(), 1);
+    assert_eq!(
+        audit[0].subject_hash,
+        store::erasure_subject_hash(&tenant.id, "dee")
+    );
+    assert!(!audit[0].subject_hash.contains("dee"));
+    assert_eq!(audit[0].counts.interactions, 4);
+    assert!(!audit[0].key_id.is_empty());
+
+    // A second erasure finds nothing: 404, and no second audit row.
+    app.call(Method::DELETE, path, Some(&key), None)
+        .await
+        .assert_problem(404, "not_found", path);
+    assert_eq!(
+        store.weber_erasures(&tenant.id, "dee").await.unwrap().len(),
+        1
+    );
+
+    // Other users and other tenants' users of the same id are untouched.
+    for (k, user) in [(&key, "eve"), (&other.secret, "dee")] {
+        let reply = app
+            .get(&format!("/api/v1/users/{user}/weber-profile"), Some(k))
+            .await;
+        assert_eq!(reply.status, 200, "{user}: {}", reply.text());
+    }
+    assert!(store
+        .weber_erasures(&other_tenant.id, "dee")
+        .await
+        .unwrap()
+        .is_empty());
+
+    // A new event after the erasure starts a fresh history: the worker does not carry the
+    // erased sentiments over.
+    let reply = post_events(
+        &app,
+        &key,
+        json!([{"event_id": "dee-new", "user_id": "dee", "timestamp": 50_000, "sentiment": -0.4}]),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    app.settle().await;
+    let fresh = app
+        .get("/api/v1/users/dee/weber-profile", Some(&key))
+        .await
+        .json();
+    assert_eq!(fresh["review_count"], 1, "{fresh}");
+    app.cleanup().await;
+}

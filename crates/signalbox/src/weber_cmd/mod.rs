@@ -2,10 +2,12 @@
 
 mod batch;
 mod gen;
+mod gen_tenant;
 mod predict;
 mod predict_input;
 mod reviews;
 
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -83,11 +85,39 @@ const LOAD_CHUNK: usize = 10_000;
 #[derive(clap::Args, Debug)]
 pub struct GenArgs {
     /// How many users.
-    #[arg(long)]
-    users: usize,
+    #[arg(
+        long,
+        required_unless_present = "purchases",
+        conflicts_with = "purchases"
+    )]
+    users: Option<usize>,
     /// How many reviews in total.
-    #[arg(long)]
-    reviews: usize,
+    #[arg(
+        long,
+        required_unless_present = "purchases",
+        conflicts_with = "purchases"
+    )]
+    reviews: Option<usize>,
+    /// Simulate a tenant instead: write these customers' purchases here (CSV
+    /// customer_id,date,amount, the input of `weber predict`) and their reviews to FILE.
+    /// Purchases follow BG/NBD with Gamma-Gamma spend; sensitive customers (by their reviews)
+    /// drop out sooner, so Weber profiles carry churn signal.
+    #[arg(long, value_name = "CSV", requires = "customers")]
+    purchases: Option<PathBuf>,
+    /// How many simulated customers (with --purchases).
+    #[arg(long, requires = "purchases")]
+    customers: Option<usize>,
+    /// First day of the simulated history (with --purchases).
+    #[arg(long, value_name = "DATE", default_value = "2024-01-01")]
+    start: String,
+    /// Days of simulated history (with --purchases); it must end by today.
+    #[arg(long, default_value_t = 730)]
+    days: u32,
+    /// How strongly sensitivity raises dropout (with --purchases): per-purchase dropout
+    /// p becomes 1 - (1 - p)^(1 + effect * w), w = 1 for Highly_Sensitive down to 0 for
+    /// Insensitive; 0 gives Weber features no churn signal.
+    #[arg(long, default_value_t = 2.0)]
+    dropout_effect: f64,
     /// Random seed; the same seed gives the same file.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -181,9 +211,38 @@ pub fn run(common: &crate::Common, cmd: WeberCommand) -> anyhow::Result<()> {
         WeberCommand::Predict(args) => predict::run(&args),
         WeberCommand::Gen(args) => {
             let format = args.format.unwrap_or_else(|| Format::of(&args.file));
+            if let (Some(purchases), Some(customers)) = (&args.purchases, args.customers) {
+                let start_day = predict_input::parse_date(&args.start)
+                    .map_err(|e| anyhow::anyhow!("--start: {e}"))?;
+                let last_day = i64::from(start_day) + i64::from(args.days) - 1;
+                if args.days == 0 || last_day > i64::from(predict_input::today()) {
+                    anyhow::bail!(
+                        "--days: the history must have at least one day and end by today"
+                    );
+                }
+                let (purchases_written, reviews_written) = gen_tenant::run(&gen_tenant::Job {
+                    customers,
+                    seed: args.seed,
+                    start_day,
+                    days: args.days,
+                    dropout_effect: args.dropout_effect,
+                    reviews: &args.file,
+                    format,
+                    purchases,
+                })?;
+                eprintln!(
+                    "weber gen: {customers} customers, {purchases_written} purchases to {}, {reviews_written} reviews to {}",
+                    purchases.display(),
+                    args.file.display()
+                );
+                return Ok(());
+            }
+            let (Some(users), Some(reviews)) = (args.users, args.reviews) else {
+                anyhow::bail!("--users and --reviews: both are required without --purchases");
+            };
             gen::run(&gen::GenJob {
-                users: args.users,
-                reviews: args.reviews,
+                users,
+                reviews,
                 seed: args.seed,
                 output: &args.file,
                 format,
@@ -191,4 +250,31 @@ pub fn run(common: &crate::Common, cmd: WeberCommand) -> anyhow::Result<()> {
             .with_context(|| format!("weber gen {}", args.file.display()))
         }
     }
+}
+
+/// Writes to a temporary file beside `path` and renames it into place, so a failed or
+/// interrupted run never leaves a half-written output behind (nor replaces a good one).
+fn write_atomically(
+    path: &Path,
+    flag: &str,
+    write: impl FnOnce(&mut dyn Write) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("{flag}: cannot write in {}", dir.display()))?;
+    {
+        let mut out = BufWriter::new(tmp.as_file());
+        write(&mut out).with_context(|| format!("{flag}: write to {} failed", path.display()))?;
+        out.flush()
+            .with_context(|| format!("{flag}: write to {} failed", path.display()))?;
+    }
+    tmp.as_file()
+        .sync_all()
+        .with_context(|| format!("{flag}: sync of {} failed", path.display()))?;
+    tmp.persist(path)
+        .with_context(|| format!("{flag}: cannot create {}", path.display()))?;
+    Ok(())
 }

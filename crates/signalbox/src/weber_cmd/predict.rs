@@ -2,13 +2,14 @@
 //! the way the `lifetimes` workflow does (calibration up to a date, holdout after it), through
 //! the same `lifetime::model::fit_model` use case the server's refit job calls.
 
-use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{anyhow, bail};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
 use super::predict_input::{self, format_day, parse_date};
+use super::write_atomically;
 
 /// The summary period: purchases in the same period merge into one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -119,35 +120,234 @@ pub fn run(args: &PredictArgs) -> anyhow::Result<()> {
         Some(path) => predict_input::read_profiles(path)?,
         None => Default::default(),
     };
-    let _ = profiles;
-    bail!("the prediction model is not available in this build yet")
+    let settings = lifetime::model::ModelSettings {
+        period: match args.period {
+            PeriodArg::Day => lifetime::Period::Day,
+            PeriodArg::Week => lifetime::Period::Week,
+        },
+        churn_horizon_days: args.churn_horizon_days,
+        clv_months: args.horizon,
+        monthly_discount_rate: args.discount_rate,
+        ..lifetime::model::ModelSettings::default()
+    };
+    let split = lifetime::model::Split::Explicit {
+        calibration_end,
+        observation_end,
+    };
+    let fitting = spinner("fitting BG/NBD, Gamma-Gamma and the churn model");
+    let fitted = lifetime::model::fit_model(&purchases, &profiles, split, &settings);
+    fitting.finish_and_clear();
+    let model = fitted.map_err(|e| anyhow!("fit: {e}"))?;
+    let customers = lifetime::calibration_and_holdout(
+        &purchases,
+        calibration_end,
+        observation_end,
+        settings.period,
+    )
+    .map_err(|e| anyhow!("{}: {e}", args.transactions.display()))?;
+    let holdout_exists = observation_end > calibration_end;
+
+    let bar = count_bar("predicting", customers.len() as u64);
+    let mut rows = Vec::with_capacity(customers.len());
+    for (i, c) in customers.iter().enumerate() {
+        let s = &c.calibration;
+        let p = model.predict(s, profiles.get(&s.customer_id));
+        rows.push(CustomerRow {
+            customer_id: &s.customer_id,
+            frequency: s.frequency,
+            recency: s.recency,
+            t: s.t,
+            monetary_value: s.monetary_value,
+            expected_purchases: p.expected_purchases,
+            p_alive: p.p_alive,
+            expected_average_value: p.expected_average_value,
+            clv: p.clv,
+            clv_low: p.clv_interval[0],
+            clv_high: p.clv_interval[1],
+            churn_risk: p.churn_risk,
+            churn_risk_timing: p.churn_risk_timing,
+            risk_level: p.risk_level,
+            churn_model: p.model,
+            risk_factors: p.risk_factors,
+            holdout: holdout_exists.then_some(Holdout {
+                frequency: c.frequency_holdout,
+                monetary_value: c.monetary_value_holdout,
+                duration: c.duration_holdout,
+            }),
+        });
+        if i % 4096 == 0 {
+            bar.set_position(i as u64);
+        }
+    }
+    bar.finish_and_clear();
+    for row in &rows {
+        row.check_finite()?;
+    }
+
+    write_atomically(&args.out, "--out", |out| {
+        for row in &rows {
+            serde_json::to_writer(&mut *out, row)?;
+            out.write_all(b"\n")?;
+        }
+        Ok(())
+    })?;
+    if let Some(path) = &args.params_out {
+        let bg = &model.bgnbd;
+        let gg = &model.gamma_gamma;
+        let params = serde_json::json!({
+            "bgnbd": {"r": bg.params.r, "alpha": bg.params.alpha, "a": bg.params.a, "b": bg.params.b},
+            "gamma_gamma": {"p": gg.params.p, "q": gg.params.q, "v": gg.params.v},
+            "log_likelihood": bg.log_likelihood,
+            "gamma_gamma_log_likelihood": gg.log_likelihood,
+            "customers": bg.customers,
+            "gamma_gamma_customers": gg.customers,
+            "period": settings.period,
+            "calibration_end": format_day(calibration_end),
+            "observation_end": format_day(observation_end),
+        });
+        write_json(path, "--params-out", &params)?;
+    }
+    if let Some(path) = &args.report_out {
+        let Some(evaluation) = &model.evaluation else {
+            bail!("--report-out: no holdout after --calibration-end, so nothing to evaluate");
+        };
+        write_json(
+            path,
+            "--report-out",
+            &Report {
+                calibration_end: format_day(calibration_end),
+                observation_end: format_day(observation_end),
+                period: settings.period,
+                weber_model_status: &model.weber_model_status,
+                weber_features_importance: model.weber_features_importance(),
+                evaluation,
+            },
+        )?;
+    }
+    let first_seen_later = {
+        let mut ids: Vec<&str> = purchases
+            .iter()
+            .filter(|p| p.day > calibration_end)
+            .map(|p| p.customer_id.as_str())
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids.iter()
+            .filter(|id| {
+                customers
+                    .binary_search_by(|c| c.calibration.customer_id.as_str().cmp(id))
+                    .is_err()
+            })
+            .count()
+    };
+    eprintln!(
+        "weber predict: {} purchases, {} customers predicted as of {}{}",
+        purchases.len(),
+        rows.len(),
+        format_day(calibration_end),
+        if first_seen_later > 0 {
+            format!(" ({first_seen_later} first seen after it: not predicted)")
+        } else {
+            String::new()
+        }
+    );
+    Ok(())
 }
 
-/// Writes to a temporary file beside `path` and renames it into place, so a failed or
-/// interrupted run never leaves a half-written output behind (nor replaces a good one).
-pub(crate) fn write_atomically(
-    path: &Path,
-    flag: &str,
-    write: impl FnOnce(&mut dyn Write) -> anyhow::Result<()>,
-) -> anyhow::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let tmp = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("{flag}: cannot write in {}", dir.display()))?;
-    {
-        let mut out = BufWriter::new(tmp.as_file());
-        write(&mut out).with_context(|| format!("{flag}: write to {} failed", path.display()))?;
-        out.flush()
-            .with_context(|| format!("{flag}: write to {} failed", path.display()))?;
+/// One line of `--out`: the customer's calibration summary, the predictions as of the
+/// calibration end, and what they actually did in the holdout.
+#[derive(Serialize)]
+struct CustomerRow<'a> {
+    customer_id: &'a str,
+    frequency: f64,
+    recency: f64,
+    #[serde(rename = "T")]
+    t: f64,
+    monetary_value: f64,
+    /// Over the churn horizon.
+    expected_purchases: f64,
+    p_alive: f64,
+    expected_average_value: f64,
+    clv: f64,
+    clv_low: f64,
+    clv_high: f64,
+    churn_risk: f64,
+    churn_risk_timing: f64,
+    risk_level: lifetime::churn::RiskLevel,
+    churn_model: lifetime::model::ChurnModelKind,
+    risk_factors: Vec<lifetime::churn::RiskFactor>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    holdout: Option<Holdout>,
+}
+
+impl CustomerRow<'_> {
+    /// The library promises finite predictions; checking here turns a broken promise into an
+    /// error naming the customer instead of a `null` in the output.
+    fn check_finite(&self) -> anyhow::Result<()> {
+        let values = [
+            ("expected_purchases", self.expected_purchases),
+            ("p_alive", self.p_alive),
+            ("expected_average_value", self.expected_average_value),
+            ("clv", self.clv),
+            ("clv_low", self.clv_low),
+            ("clv_high", self.clv_high),
+            ("churn_risk", self.churn_risk),
+            ("churn_risk_timing", self.churn_risk_timing),
+        ];
+        let factors = self.risk_factors.iter().flat_map(|f| {
+            [
+                ("risk_factors.value", f.value),
+                ("risk_factors.contribution", f.contribution),
+            ]
+        });
+        for (field, v) in values.into_iter().chain(factors) {
+            if !v.is_finite() {
+                bail!("customer {}: {field}: the model gave {v}", self.customer_id);
+            }
+        }
+        Ok(())
     }
-    tmp.as_file()
-        .sync_all()
-        .with_context(|| format!("{flag}: sync of {} failed", path.display()))?;
-    tmp.persist(path)
-        .with_context(|| format!("{flag}: cannot create {}", path.display()))?;
-    Ok(())
+}
+
+#[derive(Serialize)]
+struct Holdout {
+    frequency: f64,
+    monetary_value: f64,
+    duration: f64,
+}
+
+/// `--report-out`: the holdout evaluation with the split it was measured on.
+#[derive(Serialize)]
+struct Report<'a> {
+    calibration_end: String,
+    observation_end: String,
+    period: lifetime::Period,
+    /// Why there is (or is not) a Weber-enhanced churn model.
+    weber_model_status: &'a str,
+    /// The enhanced model's feature importances (empty when timing-only).
+    weber_features_importance: std::collections::BTreeMap<String, f64>,
+    #[serde(flatten)]
+    evaluation: &'a lifetime::model::HoldoutEvaluation,
+}
+
+fn spinner(label: &str) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    if let Ok(style) = ProgressStyle::with_template("{spinner} {msg} {elapsed}") {
+        bar.set_style(style);
+    }
+    bar.set_message(label.to_owned());
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    bar
+}
+
+fn count_bar(label: &str, total: u64) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+    if let Ok(style) =
+        ProgressStyle::with_template(&format!("{label} {{bar:40}} {{pos}}/{{len}} {{elapsed}}"))
+    {
+        bar.set_style(style);
+    }
+    bar
 }
 
 /// Writes one JSON document, pretty-printed, atomically.

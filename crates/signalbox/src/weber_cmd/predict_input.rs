@@ -11,24 +11,9 @@ use anyhow::{anyhow, bail, Context};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Deserialize;
 
-// Stand-ins for `lifetime::summary::Purchase` and `lifetime::churn::WeberFeatures` (the shared
-// contract) until that crate lands; replaced by `use lifetime::…` then.
-/// One purchase: `day` is days since 1970-01-01 (UTC).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Purchase {
-    pub customer_id: String,
-    pub day: i32,
-    pub amount: f64,
-}
+pub use lifetime::summary::Purchase;
 
-/// The Weber profile fields the churn model uses.
-#[derive(Debug, Clone, PartialEq)]
-pub struct WeberFeatures {
-    pub weber_constant: f64,
-    pub bias_ratio: Option<f64>,
-    pub segment: weber::SensitivitySegment,
-    pub confidence: f64,
-}
+pub use lifetime::churn::WeberFeatures;
 
 /// Longest accepted customer id, in bytes (the store's user ids have the same bound).
 pub const MAX_CUSTOMER_ID_BYTES: usize = 256;
@@ -127,25 +112,14 @@ pub fn read_transactions(path: &Path, today: i32) -> anyhow::Result<Vec<Purchase
 
 /// A date as `YYYY-MM-DD` or `YYYYMMDD`, as days since 1970-01-01; the error says what is wrong.
 pub fn parse_date(text: &str) -> Result<i32, String> {
-    let bad = || format!("'{text}' is not a date (expected YYYY-MM-DD or YYYYMMDD)");
-    let digits: String = match text.len() {
-        10 if text.as_bytes()[4] == b'-' && text.as_bytes()[7] == b'-' => {
-            [&text[0..4], &text[5..7], &text[8..10]].concat()
-        }
-        8 => text.to_owned(),
-        _ => return Err(bad()),
-    };
-    if !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(bad());
+    // Non-ASCII text is never a date; checking first keeps byte slicing in the parser safe.
+    if !text.is_ascii() {
+        return Err(format!(
+            "'{text}' is not a date (expected YYYY-MM-DD or YYYYMMDD)"
+        ));
     }
-    let num = |r: std::ops::Range<usize>| digits[r].parse::<u32>().map_err(|_| bad());
-    let (y, m, d) = (num(0..4)?, num(4..6)?, num(6..8)?);
-    let month = u8::try_from(m)
-        .ok()
-        .and_then(|m| time::Month::try_from(m).ok())
-        .ok_or_else(bad)?;
-    let date = time::Date::from_calendar_date(y as i32, month, d as u8).map_err(|_| bad())?;
-    Ok(date.to_julian_day() - UNIX_EPOCH_JULIAN_DAY)
+    lifetime::summary::parse_day(text)
+        .map_err(|_| format!("'{text}' is not a date (expected YYYY-MM-DD or YYYYMMDD)"))
 }
 
 /// Days since 1970-01-01 as `YYYY-MM-DD`.
@@ -274,6 +248,7 @@ mod tests {
             )
         );
         assert!(err("customer_id,date,amount\na,1997-13-01,1\n").contains(":2: date: "));
+        assert!(err("customer_id,date,amount\na,abc\u{e9}1234,1\n").contains(":2: date: "));
         assert!(err("customer_id,date,amount\n,1997-01-01,1\n").contains(":2: customer_id: "));
         assert!(err("customer_id,date,amount\na,1997-01-01,NaN\n").contains(":2: amount: "));
         assert!(err("customer_id,date\na,1997-01-01\n").contains(":1: the header has no `amount`"));

@@ -1,0 +1,55 @@
+//! Weber predictions: purchases in ([`transactions`]), customer lifetime value and churn out.
+//!
+//! Purchases arrive through `POST /api/v1/transactions` and are stored per tenant. The
+//! `weber.refit_predictions` job fits the lifetime models on them (with the tenant's Weber
+//! profiles as extra churn features) and stores every customer's predictions, which the CLV,
+//! churn and recommendation endpoints serve with the model version that made them.
+
+mod service;
+pub mod transactions;
+
+pub use service::{
+    clv_confidence, version_name, ChurnPrediction, ClvPrediction, Missing, ModelInfo,
+    PredictionReadError, PredictionService, PredictionSettings, RecommendationAnswer,
+    RecommendationItem, RefitError, RefitStep, RefitSummary,
+};
+
+/// The name of every tenant's daily refit schedule.
+pub const REFIT_SCHEDULE: &str = "weber-refit-predictions";
+/// When it runs: daily at 03:17 UTC (off the hour, away from other nightly work).
+pub const REFIT_CRON: &str = "17 3 * * *";
+
+/// Gives the tenant its daily `weber.refit_predictions` schedule unless it has one by that name
+/// (a tenant that changed or disabled it keeps its choice). Returns whether it was created.
+/// Called when a tenant is created (CLI, demo tenant).
+pub async fn ensure_refit_schedule(
+    store: &store::Store,
+    tenant_id: &str,
+    now_ms: i64,
+) -> Result<bool, store::StoreError> {
+    if store
+        .job_schedules(tenant_id)
+        .await?
+        .iter()
+        .any(|s| s.name == REFIT_SCHEDULE)
+    {
+        return Ok(false);
+    }
+    let cron = jobs::Schedule::parse(REFIT_CRON).map_err(|e| store::StoreError::Invalid {
+        field: "cron",
+        reason: e.to_string(),
+    })?;
+    store
+        .put_job_schedule(
+            tenant_id,
+            REFIT_SCHEDULE,
+            &cron,
+            crate::jobs::WEBER_REFIT_PREDICTIONS,
+            "{}",
+            jobs::Priority::Normal,
+            true,
+            now_ms,
+        )
+        .await?;
+    Ok(true)
+}
