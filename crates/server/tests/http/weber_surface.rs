@@ -556,7 +556,12 @@ async fn an_erased_profile_is_not_served_from_the_redis_layer() {
     // The read puts the profile in this replica's memory and in Redis.
     assert_eq!(first.get(path, Some(&key.secret)).await.status, 200);
     let erased = first
-        .call(Method::DELETE, "/api/v1/users/gone", Some(&key.secret), None)
+        .call(
+            Method::DELETE,
+            "/api/v1/users/gone",
+            Some(&key.secret),
+            None,
+        )
         .await;
     assert_eq!(erased.status, 200, "{}", erased.text());
     first
