@@ -19,7 +19,9 @@
 use axum::body::Body;
 use axum::http::{header, Method, Request, StatusCode};
 use http_body_util::BodyExt;
-use lifetime::simulate::{simulate_customers, SimulatedCustomer, SimulationParams};
+use lifetime::simulate::{
+    simulate_customers, PurchaseProcess, SimulatedCustomer, SimulationParams,
+};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
@@ -232,10 +234,27 @@ const CHANNELS: &[&str] = &["web", "app", "email", "store"];
 /// profiles them into it) and their dropout (sensitive customers leave sooner, as
 /// `lifetime::simulate` documents), so the predictions' Weber-enhanced churn model has signal to
 /// find. Its own seed keeps it apart from the rest of the demo's draws.
+///
+/// The process buys more often and leaves less than `lifetime::simulate`'s default (a purchase
+/// every 20 days on average, mean dropout 0.11 per repeat purchase, acquisition over the first
+/// 80% of the year): with the default so few of 200 users are still buying at the end that the
+/// Weber-enhanced model lacks retained customers to learn from (`model::ModelSettings`'
+/// minimum of 20 per class), and the demo would only show the timing model.
 fn simulated_customers(base_day: i32) -> Result<Vec<SimulatedCustomer>, DemoError> {
     let mut rng = StdRng::seed_from_u64(PURCHASE_SEED);
     let start = base_day - HISTORY_DAYS as i32;
-    let mut reviewing = SimulationParams::default();
+    let process = PurchaseProcess {
+        r: 1.0,
+        alpha: 20.0,
+        a: 1.0,
+        b: 8.0,
+        acquisition_fraction: 0.8,
+        ..PurchaseProcess::default()
+    };
+    let mut reviewing = SimulationParams {
+        process,
+        ..SimulationParams::default()
+    };
     // Every demo user has a Weber profile, as before purchases were added.
     reviewing.weber.review_share = 1.0;
     reviewing.weber.min_reviews = 4;
@@ -245,7 +264,7 @@ fn simulated_customers(base_day: i32) -> Result<Vec<SimulatedCustomer>, DemoErro
     for (i, user) in users.iter_mut().enumerate() {
         user.customer_id = format!("user-{:03}", i + 1);
     }
-    let mut buying = SimulationParams::default();
+    let mut buying = reviewing;
     buying.weber.review_share = 0.0;
     let shoppers = simulate_customers(&mut rng, &buying, SHOPPERS, start, HISTORY_DAYS)
         .map_err(|e| DemoError::Simulation(e.to_string()))?;
@@ -544,4 +563,76 @@ async fn jobs(api: &Api<'_>) -> Result<usize, DemoError> {
         api.post("enqueue job", "/api/v1/jobs", request).await?;
     }
     Ok(requests.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use lifetime::churn::WeberFeatures;
+    use lifetime::model::{fit_model, ChurnModelKind, ModelSettings, Split};
+    use lifetime::Purchase;
+
+    use super::*;
+
+    /// The demo's simulated history is what a refit needs to serve the Weber-enhanced churn
+    /// model (enough profiled customers and churned and retained ones), all before the base day.
+    #[test]
+    fn the_simulated_history_trains_the_weber_enhanced_model() {
+        let base_day = 20_400;
+        let customers = simulated_customers(base_day).unwrap();
+        assert_eq!(customers.len(), DEMO_USERS + SHOPPERS);
+        assert_eq!(customers[0].customer_id, "user-001");
+        assert_eq!(customers[DEMO_USERS].customer_id, "shopper-001");
+        assert!(customers[..DEMO_USERS].iter().all(|c| c.reviews.len() >= 4));
+        assert!(customers[DEMO_USERS..].iter().all(|c| c.reviews.is_empty()));
+        let purchases: Vec<Purchase> = customers
+            .iter()
+            .flat_map(|c| {
+                c.purchases.iter().map(|p| Purchase {
+                    customer_id: c.customer_id.clone(),
+                    day: p.day,
+                    amount: p.amount,
+                })
+            })
+            .collect();
+        assert!(purchases.iter().all(|p| p.day < base_day));
+        assert!(customers
+            .iter()
+            .flat_map(|c| &c.reviews)
+            .all(|r| r.time_ms <= i64::from(base_day) * DAY_MS));
+        let params = weber::WeberParams::default();
+        let weber: HashMap<String, WeberFeatures> = customers
+            .iter()
+            .filter(|c| !c.reviews.is_empty())
+            .filter_map(|c| {
+                let profile = weber::profile(&c.interactions(), &params).ok()?;
+                Some((c.customer_id.clone(), WeberFeatures::from(&profile)))
+            })
+            .collect();
+        assert_eq!(weber.len(), DEMO_USERS);
+        let model = fit_model(
+            &purchases,
+            &weber,
+            Split::Serving {
+                observation_end: base_day - 1,
+            },
+            &ModelSettings::default(),
+        )
+        .unwrap();
+        eprintln!(
+            "{} purchases; status {}; evaluation {:?}",
+            purchases.len(),
+            model.weber_model_status,
+            model.evaluation
+        );
+        assert!(model.logistic.is_some(), "{}", model.weber_model_status);
+        let some_user = model
+            .summaries
+            .iter()
+            .find(|s| s.customer_id == "user-001")
+            .unwrap();
+        let prediction = model.predict(some_user, weber.get("user-001"));
+        assert_eq!(prediction.model, ChurnModelKind::WeberEnhanced);
+    }
 }

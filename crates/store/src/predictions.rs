@@ -603,6 +603,90 @@ impl Store {
         })
     }
 
+    /// Customers `offset .. offset + limit` of the tenant by `order` (ties by user id): the
+    /// console's paged tables of highest risk and highest CLV. `limit` is capped at 1,000.
+    pub async fn weber_business_metrics_ranked(
+        &self,
+        tenant_id: &str,
+        order: MetricsOrder,
+        offset: u64,
+        limit: u32,
+    ) -> Result<Vec<BusinessMetricsRecord>, StoreError> {
+        let order_by = match order {
+            MetricsOrder::ClvDesc => "predicted_clv DESC, user_id",
+            MetricsOrder::ChurnRiskDesc => "churn_risk_score DESC, user_id",
+        };
+        let mut conn = self
+            .acquire_read(Operation::Select, Table::WeberBusinessMetrics)
+            .await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {METRICS_COLUMNS} FROM weber_business_metrics WHERE tenant_id = $1 \
+             ORDER BY {order_by} LIMIT $2 OFFSET $3"
+        ))
+        .bind(tenant_id)
+        .bind(i64::from(limit.min(1_000)))
+        .bind(i64::try_from(offset).unwrap_or(i64::MAX))
+        .fetch_all(&mut *conn)
+        .await?;
+        rows.iter().map(metrics_from_row).collect()
+    }
+
+    /// How many of the tenant's customers have a predicted CLV in each bucket `[edges[i],
+    /// edges[i + 1])`, the last bucket open above (`edges.len()` counts; customers below
+    /// `edges[0]` are left out). `edges` must be increasing and finite.
+    pub async fn weber_clv_histogram(
+        &self,
+        tenant_id: &str,
+        edges: &[f64],
+    ) -> Result<Vec<i64>, StoreError> {
+        if edges.is_empty() {
+            return Ok(Vec::new());
+        }
+        if edges.iter().any(|e| !e.is_finite()) || edges.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(StoreError::Invalid {
+                field: "edges",
+                reason: "must be finite and increasing".to_owned(),
+            });
+        }
+        // One pass: a SUM(CASE ...) per bucket, the bounds bound as parameters.
+        let mut columns = Vec::with_capacity(edges.len());
+        let mut param = 2;
+        for i in 0..edges.len() {
+            if i + 1 < edges.len() {
+                columns.push(format!(
+                    "CAST(COALESCE(SUM(CASE WHEN predicted_clv >= ${} AND predicted_clv < ${} \
+                     THEN 1 ELSE 0 END), 0) AS BIGINT)",
+                    param,
+                    param + 1
+                ));
+                param += 2;
+            } else {
+                columns.push(format!(
+                    "CAST(COALESCE(SUM(CASE WHEN predicted_clv >= ${param} THEN 1 ELSE 0 END), \
+                     0) AS BIGINT)"
+                ));
+            }
+        }
+        let sql = format!(
+            "SELECT {} FROM weber_business_metrics WHERE tenant_id = $1",
+            columns.join(", ")
+        );
+        let mut query = sqlx::query(&sql).bind(tenant_id);
+        for (i, edge) in edges.iter().enumerate() {
+            query = query.bind(*edge);
+            if let Some(next) = edges.get(i + 1) {
+                query = query.bind(*next);
+            }
+        }
+        let mut conn = self
+            .acquire_read(Operation::Select, Table::WeberBusinessMetrics)
+            .await?;
+        let row = query.fetch_one(&mut *conn).await?;
+        (0..edges.len())
+            .map(|i| row.try_get::<i64, _>(i).map_err(StoreError::from))
+            .collect()
+    }
+
     /// Erases one customer's purchases and stored predictions from the tenant (a GDPR erasure).
     /// Returns `(purchases, prediction rows)` removed.
     pub async fn erase_weber_customer_predictions(

@@ -32,6 +32,7 @@ on_both_backends!(
     purchases_page_in_customer_order_and_stay_in_their_tenant,
     predictions_replace_the_previous_version_as_a_whole,
     bad_purchases_and_predictions_are_refused,
+    ranked_pages_and_the_clv_histogram_stay_in_their_tenant,
 );
 
 fn purchase(order: &str, customer: &str, at_ms: i64, amount: f64) -> NewTransaction {
@@ -331,4 +332,57 @@ async fn bad_purchases_and_predictions_are_refused(f: &TestStore) {
         .await;
     assert!(matches!(got, Err(StoreError::NotFound { .. })), "{got:?}");
     assert!(s.latest_prediction_model(&t.id).await.unwrap().is_none());
+}
+
+async fn ranked_pages_and_the_clv_histogram_stay_in_their_tenant(f: &TestStore) {
+    let s = &f.store;
+    let t = s.create_tenant("acme", Tier::Starter).await.unwrap();
+    let other = s.create_tenant("other", Tier::Starter).await.unwrap();
+    let rows: Vec<BusinessMetricsRecord> = (0..7)
+        .map(|i| {
+            prediction(
+                &format!("u{i}"),
+                f64::from(i) * 10.0,
+                f64::from(6 - i) / 10.0,
+            )
+        })
+        .collect();
+    s.store_predictions(&t.id, &model(7), &rows).await.unwrap();
+    s.store_predictions(&other.id, &model(1), &[prediction("x", 25.0, 0.99)])
+        .await
+        .unwrap();
+    let tenant = t.id.as_str();
+    let page = |order, offset, limit| async move {
+        s.weber_business_metrics_ranked(tenant, order, offset, limit)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.user_id)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(page(MetricsOrder::ClvDesc, 0, 3).await, ["u6", "u5", "u4"]);
+    assert_eq!(page(MetricsOrder::ClvDesc, 3, 3).await, ["u3", "u2", "u1"]);
+    assert_eq!(page(MetricsOrder::ClvDesc, 6, 3).await, ["u0"]);
+    assert!(page(MetricsOrder::ClvDesc, 7, 3).await.is_empty());
+    // The other tenant's riskier customer is not on this tenant's page.
+    assert_eq!(page(MetricsOrder::ChurnRiskDesc, 0, 2).await, ["u0", "u1"]);
+
+    // CLVs 0, 10, ..., 60 in [0, 15), [15, 40), [40, ...).
+    assert_eq!(
+        s.weber_clv_histogram(&t.id, &[0.0, 15.0, 40.0])
+            .await
+            .unwrap(),
+        vec![2, 2, 3]
+    );
+    assert_eq!(
+        s.weber_clv_histogram(&other.id, &[0.0, 15.0, 40.0])
+            .await
+            .unwrap(),
+        vec![0, 1, 0]
+    );
+    assert!(s.weber_clv_histogram(&t.id, &[]).await.unwrap().is_empty());
+    assert!(matches!(
+        s.weber_clv_histogram(&t.id, &[1.0, 1.0]).await,
+        Err(StoreError::Invalid { field: "edges", .. })
+    ));
 }

@@ -200,6 +200,7 @@ async fn isolation(backend: Backend) {
                 "conversation_id": "b-conversation", "channel": "web"
             }])),
             ("PUT", "/api/v1/llm/budget") => Some(json!({"monthly_usd": 5.0})),
+            ("PUT", "/api/v1/weber/settings") => Some(json!({"eps": 0.1, "window": 100})),
             ("PUT", "/api/v1/llm/prices") => Some(json!({"use_defaults": true})),
             ("POST", "/api/v1/feedback") => Some(json!([
                 {"id": "b-own", "user_id": "b-own-user", "type": "review", "rating": 5}
