@@ -686,36 +686,6 @@ impl Store {
             .map(|i| row.try_get::<i64, _>(i).map_err(StoreError::from))
             .collect()
     }
-
-    /// Erases one customer's purchases and stored predictions from the tenant (a GDPR erasure).
-    /// Returns `(purchases, prediction rows)` removed.
-    pub async fn erase_weber_customer_predictions(
-        &self,
-        tenant_id: &str,
-        customer_id: &str,
-    ) -> Result<(u64, u64), StoreError> {
-        let _turn = self.write_turn().await;
-        let mut conn = self
-            .acquire(Operation::Delete, Table::WeberTransactions)
-            .await?;
-        let mut tx = conn.begin().await?;
-        let purchases =
-            sqlx::query("DELETE FROM weber_transactions WHERE tenant_id = $1 AND customer_id = $2")
-                .bind(tenant_id)
-                .bind(customer_id)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-        let predictions =
-            sqlx::query("DELETE FROM weber_business_metrics WHERE tenant_id = $1 AND user_id = $2")
-                .bind(tenant_id)
-                .bind(customer_id)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-        tx.commit().await?;
-        Ok((purchases, predictions))
-    }
 }
 
 const TRANSACTION_COLUMNS: &str = "order_id, customer_id, occurred_at_ms, amount, currency";

@@ -285,19 +285,15 @@ async fn predictions_replace_the_previous_version_as_a_whole(f: &TestStore) {
         vec![("high".to_owned(), 2), ("low".to_owned(), 1)]
     );
 
-    // Erasure removes the customer's purchases and row, in that tenant only.
+    // The user erasure removes the customer's purchases and row, in that tenant only.
     s.insert_transactions(&t.id, &[purchase("o1", "a", 1, 1.0)], 1)
         .await
         .unwrap();
     s.insert_transactions(&other.id, &[purchase("o1", "a", 1, 1.0)], 1)
         .await
         .unwrap();
-    assert_eq!(
-        s.erase_weber_customer_predictions(&t.id, "a")
-            .await
-            .unwrap(),
-        (1, 1)
-    );
+    let erased = s.erase_weber_user(&t.id, "a", "key", 2).await.unwrap();
+    assert_eq!((erased.transactions, erased.business_metrics), (1, 1));
     assert!(s
         .weber_business_metrics(&t.id, "a")
         .await
