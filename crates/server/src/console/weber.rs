@@ -385,7 +385,7 @@ fn page_error(e: ApiError) -> ConsoleError {
     }
 }
 
-fn user_href(user_id: &str) -> String {
+pub(super) fn user_href(user_id: &str) -> String {
     format!("/console/weber/users/{}", path_segment(user_id))
 }
 

@@ -487,7 +487,7 @@ impl PredictionService {
     }
 
     /// The parsed model of a version, and when it was fitted.
-    async fn fitted(
+    pub(crate) async fn fitted(
         &self,
         state: &AppState,
         tenant_id: &str,
