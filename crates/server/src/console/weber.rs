@@ -350,7 +350,7 @@ async fn user_page(
         Ok(p) => (Some(p), String::new()),
         Err(_) if found.is_none() => {
             return Err(ConsoleError::NotFound(format!(
-                "no Weber profile and no prediction for user '{user_id}' in this tenant"
+                "no Weber profile for user '{user_id}' in this tenant, and no prediction"
             )))
         }
         Err(why) => (None, why),
