@@ -229,7 +229,7 @@ fn card(found: &crate::predictions::ModelCard) -> Card {
         ],
         settings: vec![
             fact(
-                "churn horizon",
+                "Churn horizon",
                 format!("{} days", m.settings.churn_horizon_days),
             ),
             fact(
