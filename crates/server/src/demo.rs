@@ -69,6 +69,9 @@ pub enum DemoError {
     /// The request could not be built or its answer read.
     #[error("demo data: {0}")]
     Http(String),
+    /// The inline refit of the predictions failed.
+    #[error("demo data: refitting the predictions: {0}")]
+    Refit(String),
     /// The customer simulation refused its parameters.
     #[error("demo data: simulated customers: {0}")]
     Simulation(String),
@@ -91,6 +94,8 @@ pub struct DemoSummary {
     pub jobs: usize,
     /// Purchases stored.
     pub purchases: usize,
+    /// The model the inline refit stored (`bgnbd-gg-v1`), if the history supported a fit.
+    pub model_version: Option<String>,
 }
 
 /// Writes the demo history for `tenant_id` with its admin key `api_key`. Meant for a tenant
@@ -134,6 +139,13 @@ pub async fn seed(
         .profiles()
         .recalculate_users(state, tenant_id, &users)
         .await?;
+    // One refit now, the job's own call, so predictions answer on the first page view; the
+    // daily schedule refits from then on.
+    let refit = crate::predictions::PredictionService::refit(state, tenant_id)
+        .await
+        .map_err(|e| DemoError::Refit(e.to_string()))?;
+    summary.model_version = refit.model_version;
+    crate::predictions::ensure_refit_schedule(state.store(), tenant_id, now).await?;
     Ok(summary)
 }
 
@@ -614,8 +626,9 @@ mod tests {
         let model = fit_model(
             &purchases,
             &weber,
+            // The refit's observation end is "today", the tenant's creation day.
             Split::Serving {
-                observation_end: base_day - 1,
+                observation_end: base_day,
             },
             &ModelSettings::default(),
         )

@@ -1047,6 +1047,7 @@ async fn seed_demo_history(state: &server::AppState, tenant_id: &str, key: &str)
             feedback_items = summary.feedback_items,
             jobs = summary.jobs,
             purchases = summary.purchases,
+            model_version = summary.model_version.as_deref().unwrap_or("none"),
             elapsed_ms = started.elapsed().as_millis() as u64,
             "wrote the demo tenant's history"
         ),

@@ -166,12 +166,19 @@ fn the_console_works_in_chromium_for_an_admin_and_a_read_only_key() {
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
     let visited: Vec<&str> = pages.iter().map(|p| text(&p["name"])).collect();
-    for expected in ["sign-in", "overview", "not-found"] {
+    for expected in ["sign-in", "overview", "predictions", "not-found"] {
         assert!(
             visited.contains(&expected),
             "{expected} not visited: {visited:?}"
         );
     }
+    // The demo tenant's predictions were fitted on first start: the page has its charts (the
+    // weekly tracking, risk levels and CLV ranges).
+    let predictions = pages.iter().find(|p| p["name"] == "predictions").unwrap();
+    assert!(
+        predictions["charts"].as_u64().unwrap_or(0) >= 3,
+        "{predictions:#}"
+    );
     let not_found = pages.iter().find(|p| p["name"] == "not-found").unwrap();
     assert_eq!(not_found["status"], 404);
 

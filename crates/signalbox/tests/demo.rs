@@ -95,6 +95,48 @@ fn a_fresh_serve_gives_the_demo_tenant_a_history() {
     assert_eq!(status, 200, "{profile}");
     assert!(profile["review_count"].as_u64().unwrap() >= 2, "{profile}");
 
+    // Purchases were written and the predictions fitted before the server listened: a demo
+    // user's CLV, churn risk and recommendations answer at once, from the first model version.
+    let (status, clv) = get(&server, "/api/v1/users/user-001/clv-prediction", key);
+    assert_eq!(status, 200, "{clv}");
+    assert_eq!(clv["model_version"], "bgnbd-gg-v1", "{clv}");
+    let predicted = clv["predicted_clv"].as_f64().unwrap();
+    let interval = clv["confidence_interval"].as_array().unwrap();
+    assert!(
+        interval[0].as_f64().unwrap() <= predicted && predicted <= interval[1].as_f64().unwrap(),
+        "{clv}"
+    );
+    let (status, churn) = get(&server, "/api/v1/users/user-001/churn-prediction", key);
+    assert_eq!(status, 200, "{churn}");
+    // Enough demo users have profiles and a holdout for the Weber-enhanced model.
+    assert_eq!(churn["model"], "weber_enhanced", "{churn}");
+    let risk = churn["churn_risk_score"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&risk), "{churn}");
+    assert!(
+        churn["key_risk_factors"]
+            .as_array()
+            .is_some_and(|f| !f.is_empty()),
+        "{churn}"
+    );
+    let (status, recommended) = get(
+        &server,
+        "/api/v1/recommendations/weber-enhanced?user_id=user-001",
+        key,
+    );
+    assert_eq!(status, 200, "{recommended}");
+    assert!(
+        recommended["recommendations"]
+            .as_array()
+            .is_some_and(|r| !r.is_empty()),
+        "{recommended}"
+    );
+    assert_eq!(recommended["model_version"], "bgnbd-gg-v1", "{recommended}");
+    // Customers who only buy have predictions too; the model saw every simulated customer.
+    let (status, model) = get(&server, "/api/v1/predictions/model", key);
+    assert_eq!(status, 200, "{model}");
+    assert_eq!(model["customers"], 350, "{model}");
+    assert!(model["evaluation"]["auc_timing"].is_number(), "{model}");
+
     // LLM usage over the last fortnight, priced.
     let (status, usage) = get(&server, "/api/v1/llm/usage?group_by=", key);
     assert_eq!(status, 200, "{usage}");

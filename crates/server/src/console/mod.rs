@@ -21,6 +21,7 @@ mod keys;
 mod limits;
 mod llm;
 mod overview;
+mod predictions;
 pub(crate) mod session;
 mod weber;
 
@@ -52,6 +53,7 @@ pub(crate) struct Section {
 const SECTIONS: &[Section] = &[
     overview::SECTION,
     weber::SECTION,
+    predictions::SECTION,
     flags::SECTION,
     experiments::SECTION,
     forecasts::SECTION,
@@ -75,6 +77,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/console/assets/{file}", get(assets::serve))
         .merge(overview::routes())
         .merge(weber::routes())
+        .merge(predictions::routes())
         .merge(forecasts::routes())
         .merge(flags::routes())
         .merge(experiments::routes())

@@ -210,11 +210,124 @@ impl From<&WeberProfileRecord> for ProfileFacts {
     }
 }
 
+/// One key risk factor, formatted.
+struct FactorRow {
+    factor: String,
+    value: String,
+    contribution: String,
+}
+
+/// One recommended action, formatted.
+struct ActionRow {
+    action: String,
+    channel: String,
+    rationale: String,
+    source: String,
+}
+
+/// The user's stored prediction as the prediction API gives it, formatted.
+struct PredictionFacts {
+    model_version: String,
+    prediction_date: String,
+    clv: String,
+    interval: String,
+    horizon_months: u32,
+    expected_purchases: String,
+    horizon_days: u32,
+    p_alive: String,
+    average_value: String,
+    churn_risk: String,
+    churn_risk_timing: String,
+    risk_level: String,
+    churn_model: String,
+    factors: Vec<FactorRow>,
+    interventions: Vec<String>,
+    strategy: Option<String>,
+    actions: Vec<ActionRow>,
+}
+
+/// The user's prediction, or why there is none (a sentence for the page).
+async fn prediction_facts(
+    state: &AppState,
+    tenant_id: &str,
+    user_id: &str,
+    has_profile: bool,
+) -> Result<Result<PredictionFacts, String>, ConsoleError> {
+    use crate::predictions::{PredictionReadError, PredictionService};
+    let service = state.predictions();
+    let clv = match service.clv(state, tenant_id, user_id).await {
+        Ok(clv) => clv,
+        Err(PredictionReadError::NotFound(missing)) => return Ok(Err(missing.to_string())),
+        Err(e) => return Err(super::predictions::read_error(e)),
+    };
+    let churn = service
+        .churn(state, tenant_id, user_id)
+        .await
+        .map_err(super::predictions::read_error)?;
+    // Recommendations follow the Weber segment, so they need the profile.
+    let recommended = if has_profile {
+        match PredictionService::recommendations(state, tenant_id, user_id, 10, true).await {
+            Ok(r) => Some(r),
+            Err(PredictionReadError::NotFound(_)) => None,
+            Err(e) => return Err(super::predictions::read_error(e)),
+        }
+    } else {
+        None
+    };
+    Ok(Ok(PredictionFacts {
+        model_version: clv.model_version,
+        prediction_date: clv.prediction_date,
+        clv: format!("{:.2}", clv.predicted_clv),
+        interval: format!(
+            "{:.2} to {:.2}",
+            clv.confidence_interval[0], clv.confidence_interval[1]
+        ),
+        horizon_months: clv.horizon_months,
+        expected_purchases: format!("{:.2}", clv.expected_purchases),
+        horizon_days: churn.prediction_horizon_days,
+        p_alive: format!("{:.3}", clv.p_alive),
+        average_value: format!("{:.2}", clv.expected_average_value),
+        churn_risk: format!("{:.3}", churn.churn_risk_score),
+        churn_risk_timing: format!("{:.3}", churn.churn_risk_timing),
+        risk_level: churn.risk_level,
+        churn_model: churn.model,
+        factors: churn
+            .key_risk_factors
+            .iter()
+            .map(|f| FactorRow {
+                factor: f.factor.clone(),
+                value: format!("{:.3}", f.value),
+                contribution: format!("{:+.3}", f.contribution),
+            })
+            .collect(),
+        interventions: churn.recommended_interventions,
+        strategy: recommended.as_ref().map(|r| r.strategy.clone()),
+        actions: recommended
+            .map(|r| {
+                r.recommendations
+                    .into_iter()
+                    .map(|a| ActionRow {
+                        action: a.action,
+                        channel: a.channel,
+                        rationale: a.rationale.unwrap_or_default(),
+                        source: a.source.replace('_', " "),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+    }))
+}
+
 #[derive(askama::Template)]
 #[template(path = "console/weber_user.html")]
 struct UserPage {
     chrome: Chrome,
-    profile: ProfileFacts,
+    user_id: String,
+    /// `None` for a customer who buys without reviewing.
+    profile: Option<ProfileFacts>,
+    prediction: Option<PredictionFacts>,
+    /// Why there is no prediction.
+    prediction_missing: String,
     sentiment_chart: String,
     ratio_chart: String,
     history_len: usize,
@@ -231,10 +344,16 @@ async fn user_page(
     let tenant_id = session.tenant_id();
     let (found, source) = state.profiles().read(&state, tenant_id, &user_id).await?;
     state.metrics().weber().profile_read(source.as_str());
-    let Some(profile) = found else {
-        return Err(ConsoleError::NotFound(format!(
-            "no Weber profile for user '{user_id}' in this tenant"
-        )));
+    let prediction = prediction_facts(&state, tenant_id, &user_id, found.is_some()).await?;
+    // A customer who buys without reviewing has a page for their prediction alone.
+    let (prediction, prediction_missing) = match prediction {
+        Ok(p) => (Some(p), String::new()),
+        Err(_) if found.is_none() => {
+            return Err(ConsoleError::NotFound(format!(
+                "no Weber profile for user '{user_id}' in this tenant, and no prediction"
+            )))
+        }
+        Err(why) => (None, why),
     };
     let params = state
         .profiles()
@@ -302,8 +421,11 @@ async fn user_page(
     page(
         StatusCode::OK,
         &UserPage {
-            chrome: session.chrome(SECTION.id, format!("User {}", profile.user_id)),
-            profile: ProfileFacts::from(&profile),
+            chrome: session.chrome(SECTION.id, format!("User {user_id}")),
+            profile: found.as_ref().map(ProfileFacts::from),
+            prediction,
+            prediction_missing,
+            user_id,
             sentiment_chart,
             ratio_chart,
             history_len: sentiment.len(),
@@ -385,7 +507,7 @@ fn page_error(e: ApiError) -> ConsoleError {
     }
 }
 
-fn user_href(user_id: &str) -> String {
+pub(super) fn user_href(user_id: &str) -> String {
     format!("/console/weber/users/{}", path_segment(user_id))
 }
 

@@ -5,9 +5,11 @@
 //! profiles as extra churn features) and stores every customer's predictions, which the CLV,
 //! churn and recommendation endpoints serve with the model version that made them.
 
+mod overview;
 mod service;
 pub mod transactions;
 
+pub use overview::{ClvBucket, ModelCard, PredictionDistribution};
 pub use service::{
     clv_confidence, version_name, ChurnPrediction, ClvPrediction, Missing, ModelInfo,
     PredictionReadError, PredictionService, PredictionSettings, PredictionSettingsError,

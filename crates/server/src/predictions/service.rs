@@ -556,7 +556,7 @@ impl PredictionService {
 
     /// The parsed model of a version, and when it was fitted: from the cache when this
     /// process has read it before (a stored model never changes), else from the store.
-    async fn fitted(
+    pub(crate) async fn fitted(
         &self,
         state: &AppState,
         tenant_id: &str,

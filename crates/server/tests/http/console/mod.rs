@@ -10,6 +10,7 @@ mod keys;
 mod limits;
 mod llm;
 mod overview;
+mod predictions;
 mod security;
 mod session;
 mod weber;
