@@ -71,6 +71,26 @@ pub fn require_json(headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
     }
 }
 
+/// How a batch body is framed, from its `Content-Type`: a JSON array or NDJSON; anything else
+/// is a 415 naming what the route takes (`items`: "events", "purchases", ...).
+pub(crate) fn batch_framing(
+    headers: &axum::http::HeaderMap,
+    items: &str,
+) -> Result<crate::ingest::Framing, ApiError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    crate::ingest::Framing::from_content_type(content_type).ok_or_else(|| {
+        ApiError::new(
+            ProblemKind::UnsupportedMediaType,
+            format!(
+                "send {items} as a JSON array (Content-Type: application/json) or NDJSON \
+                 (Content-Type: application/x-ndjson)"
+            ),
+        )
+    })
+}
+
 pub(crate) fn body_error(rejection: BytesRejection) -> ApiError {
     if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::new(

@@ -12,8 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::extract::{body_error, ApiQuery, Auth};
 use crate::feedback::{to_api_error as feedback_error, IngestReport, ItemPage, ItemView, Tier};
-use crate::ingest::Framing;
-use crate::problem::{ApiError, ProblemKind};
+use crate::problem::ApiError;
 use crate::state::AppState;
 
 /// The processing tier of a request's items.
@@ -62,18 +61,7 @@ pub(crate) async fn ingest(
             })
         })
         .transpose()?;
-    let framing = Framing::from_content_type(
-        headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok()),
-    )
-    .ok_or_else(|| {
-        ApiError::new(
-            ProblemKind::UnsupportedMediaType,
-            "send items as a JSON array (Content-Type: application/json) or NDJSON \
-             (Content-Type: application/x-ndjson)",
-        )
-    })?;
+    let framing = crate::extract::batch_framing(&headers, "items")?;
     let body = body.map_err(body_error)?;
     let report = state
         .feedback()

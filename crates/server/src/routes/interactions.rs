@@ -12,7 +12,7 @@ use store::{Insertion, Scope};
 use utoipa::ToSchema;
 
 use crate::extract::{body_error, Auth};
-use crate::ingest::{self, BodyError, Framing, RejectedEvent, MAX_EVENTS_PER_REQUEST};
+use crate::ingest::{self, BodyError, RejectedEvent, MAX_EVENTS_PER_REQUEST};
 use crate::problem::{ApiError, ProblemKind};
 use crate::profiles::{now_us, EventMessage};
 use crate::state::AppState;
@@ -61,18 +61,7 @@ pub(crate) async fn ingest(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<axum::Json<IngestResponse>, ApiError> {
     auth.require(Scope::Write)?;
-    let framing = Framing::from_content_type(
-        headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok()),
-    )
-    .ok_or_else(|| {
-        ApiError::new(
-            ProblemKind::UnsupportedMediaType,
-            "send events as a JSON array (Content-Type: application/json) or NDJSON \
-             (Content-Type: application/x-ndjson)",
-        )
-    })?;
+    let framing = crate::extract::batch_framing(&headers, "events")?;
     let body = body.map_err(body_error)?;
 
     let parse = move || {

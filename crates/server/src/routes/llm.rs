@@ -15,7 +15,7 @@ use utoipa::ToSchema;
 
 use crate::envelope::OwnErrorBody;
 use crate::extract::{ApiJson, Auth};
-use crate::ingest::{BodyError, Framing, RejectedEvent};
+use crate::ingest::{BodyError, RejectedEvent};
 use crate::llm::now_ms;
 use crate::llm::otlp::{self, rpc_code, DecodeError, Encoding, RpcStatus};
 use crate::llm::usage::{self, UsageAnswer, UsageQuery};
@@ -382,18 +382,7 @@ pub(crate) async fn ingest_events(
     body: Body,
 ) -> Result<axum::Json<EventsResponse>, ApiError> {
     auth.require(Scope::Write)?;
-    let framing = Framing::from_content_type(
-        headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok()),
-    )
-    .ok_or_else(|| {
-        ApiError::new(
-            ProblemKind::UnsupportedMediaType,
-            "send events as a JSON array (Content-Type: application/json) or NDJSON \
-             (Content-Type: application/x-ndjson)",
-        )
-    })?;
+    let framing = crate::extract::batch_framing(&headers, "events")?;
     let settings = state.llm().settings();
     let limit = settings.body_limit_bytes;
     let max_events = settings.max_events_per_request;

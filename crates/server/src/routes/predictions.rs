@@ -5,13 +5,13 @@
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap};
+use axum::http::HeaderMap;
 use serde::Deserialize;
 use store::Scope;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::extract::{body_error, ApiJson, ApiQuery, Auth};
-use crate::ingest::{BodyError, Framing, MAX_EVENTS_PER_REQUEST};
+use crate::ingest::{BodyError, MAX_EVENTS_PER_REQUEST};
 use crate::predictions::transactions::{self, TransactionIngestError, TransactionReport};
 use crate::predictions::{
     ChurnPrediction, ClvPrediction, ModelInfo, PredictionReadError, PredictionService,
@@ -48,18 +48,7 @@ pub(crate) async fn ingest_transactions(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<axum::Json<TransactionReport>, ApiError> {
     auth.require(Scope::Write)?;
-    let framing = Framing::from_content_type(
-        headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok()),
-    )
-    .ok_or_else(|| {
-        ApiError::new(
-            ProblemKind::UnsupportedMediaType,
-            "send purchases as a JSON array (Content-Type: application/json) or NDJSON \
-             (Content-Type: application/x-ndjson)",
-        )
-    })?;
+    let framing = crate::extract::batch_framing(&headers, "purchases")?;
     let body = body.map_err(body_error)?;
     let now_ms = crate::profiles::now_us() / 1000;
     match transactions::ingest(&state, auth.tenant_id(), &body, framing, now_ms).await {
