@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Model speed against Python `lifetimes` (issue 19, acceptance 3), in one run on the same
 # 100,000 simulated customer summaries: median seconds of the BG/NBD and Gamma-Gamma fits for
-# both, their log-likelihoods (equal at the optimum), the ratio, and our time to score
-# 1,000,000 customers (expected purchases over 30 days, P(alive), 12-month CLV).
+# both, their log-likelihoods (equal at the optimum), the ratio, and both times to score
+# 1,000,000 customers (the summaries repeated; expected purchases over 30 days, P(alive),
+# 12-month CLV) with a checksum of the scores.
 #
 #   scripts/bench/lifetime_vs_lifetimes.sh [--customers 100000] [--repeats 5] [--score 1000000]
 #
@@ -38,9 +39,9 @@ trap 'rm -rf "$work"' EXIT
 "$bin" write "$customers" 1 "$work/summaries.csv"
 
 echo "fitting $customers customers, $repeats repeats each (lifetimes first)..." >&2
-theirs="$("${pin[@]}" "$python" crates/lifetime/oracle/bench_lifetimes.py "$work/summaries.csv" "$repeats")"
+theirs="$("${pin[@]}" "$python" crates/lifetime/oracle/bench_lifetimes.py "$work/summaries.csv" "$repeats" "$score")"
 ours="$("${pin[@]}" "$bin" fit "$work/summaries.csv" "$repeats")"
-scoring="$("${pin[@]}" "$bin" score "$score" 3)"
+scoring="$("${pin[@]}" "$bin" score "$work/summaries.csv" "$score" 3)"
 
 "$python" - "$theirs" "$ours" "$scoring" <<'PY'
 import json, sys
@@ -54,5 +55,8 @@ for name, key in (("BG/NBD", "bgnbd"), ("Gamma-Gamma", "gamma_gamma")):
 t = theirs["bgnbd_seconds"] + theirs["gamma_gamma_seconds"]
 o = ours["bgnbd_seconds"] + ours["gamma_gamma_seconds"]
 print(f"| both | {t:.4f} | {o:.4f} | {t / o:.1f}x | | |")
-print(f"scoring {scoring['customers']} customers (expected purchases 30 d + P(alive) + 12-month CLV): {scoring['score_seconds']:.3f} s")
+ts, os_ = theirs["score_seconds"], scoring["score_seconds"]
+print(f"scoring {scoring['customers']} customers (expected purchases 30 d + P(alive) + 12-month CLV): "
+      f"lifetimes {ts:.3f} s (one run), signalbox {os_:.3f} s (median of 3), ratio {ts / os_:.1f}x; "
+      f"checksums {theirs['score_checksum']:.6f} / {scoring['checksum']:.6f}")
 PY

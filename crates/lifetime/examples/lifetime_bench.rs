@@ -4,12 +4,12 @@
 //! ```text
 //! cargo run --release -p lifetime --example lifetime_bench -- write N SEED FILE.csv
 //! cargo run --release -p lifetime --example lifetime_bench -- fit FILE.csv REPEATS
-//! cargo run --release -p lifetime --example lifetime_bench -- score N REPEATS
+//! cargo run --release -p lifetime --example lifetime_bench -- score FILE.csv N REPEATS
 //! ```
 //! `write` simulates N customer summaries (customer_id,frequency,recency,T,monetary_value);
 //! `fit` fits BG/NBD and Gamma-Gamma REPEATS times and prints the median seconds and the
 //! log-likelihoods as JSON; `score` times expected purchases (30 days), P(alive) and 12-month
-//! CLV for N simulated customers.
+//! CLV for N customers (FILE's summaries repeated) at the parameters fitted on FILE.
 
 use std::io::Write;
 use std::time::Instant;
@@ -116,16 +116,18 @@ fn run(args: &[String]) -> Result<(), String> {
             Ok(())
         }
         "score" => {
-            let n = int(2)?;
-            let repeats = int(3)?.max(1);
-            let data = simulated::simulated_summaries(n, 99);
-            let fit_data = simulated::simulated_summaries(100_000, 1);
+            // The summaries of FILE repeated up to N customers, at the parameters fitted on FILE.
+            let fit_data = read(&arg(2)?)?;
+            let n = int(3)?;
+            let repeats = int(4)?.max(1);
             let bg = fit_bgnbd(&fit_data, &FitOptions::default()).map_err(|e| e.to_string())?;
             let gg =
                 fit_gamma_gamma(&fit_data, &FitOptions::default()).map_err(|e| e.to_string())?;
+            let data: Vec<&CustomerSummary> = fit_data.iter().cycle().take(n).collect();
             let mut times = Vec::new();
             let mut checksum = 0.0;
             for _ in 0..repeats {
+                checksum = 0.0;
                 let start = Instant::now();
                 for s in &data {
                     checksum += bg.params.expected_purchases(30.0, s)

@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{FitError, FitOptions};
 use crate::optimize::{self, FastMap, LOG_PARAM_BOUND};
-use crate::special::{digamma, euler_series, ln_gamma};
+use crate::special::{digamma, euler_series, ln_gamma, trigamma};
 use crate::summary::CustomerSummary;
 
 /// BG/NBD parameters: λ ~ Gamma(shape `r`, rate `alpha`), p ~ Beta(`a`, `b`). `alpha` is in
@@ -58,7 +58,7 @@ pub struct BgNbdFit {
     pub log_likelihood: f64,
     /// Customers fitted.
     pub customers: usize,
-    /// Optimiser iterations (L-BFGS plus Newton polish).
+    /// Optimiser iterations (L-BFGS on the subsample or the data, plus Newton steps).
     pub iterations: u64,
     /// Covariance of (r, alpha, a, b): the inverse of the observed information (the numeric
     /// Hessian of the total negative log-likelihood from the analytic gradient) at the optimum.
@@ -120,6 +120,48 @@ impl BgNbdParams {
         } else {
             0.0
         }
+    }
+
+    /// [`Self::expected_purchases`] at several horizons at once (same values), sharing the
+    /// hypergeometric series' coefficients between them: what CLV needs.
+    pub fn expected_purchases_many(&self, horizons: &[f64], s: &CustomerSummary) -> Vec<f64> {
+        let (x, t_x, t) = (s.frequency, s.recency, s.t);
+        if (self.a - 1.0).abs() < 1e-7 || horizons.iter().any(|h| h.is_nan() || *h <= 0.0) {
+            return horizons
+                .iter()
+                .map(|h| self.expected_purchases_at(*h, x, t_x, t))
+                .collect();
+        }
+        let BgNbdParams { r, alpha, a, b } = *self;
+        let l_t = (alpha + t).ln();
+        let zs: Vec<f64> = horizons.iter().map(|h| h / (alpha + t + h)).collect();
+        let c = a + b + x - 1.0;
+        let mut f = vec![0.0; horizons.len()];
+        crate::special::euler_series_many(a + b - 1.0 - r, a - 1.0, c, &zs, &mut f);
+        let first = c / (a - 1.0);
+        let denominator = if x > 0.0 {
+            1.0 + a / (b + x - 1.0) * ((r + x) * (l_t - (alpha + t_x).ln())).exp()
+        } else {
+            1.0
+        };
+        horizons
+            .iter()
+            .zip(&f)
+            .map(|(h, &fj)| {
+                let ln_1mz = l_t - (alpha + t + h).ln();
+                let second = if fj > 0.0 {
+                    -((a - 1.0) * ln_1mz + fj.ln()).exp_m1()
+                } else {
+                    1.0
+                };
+                let v = first * second / denominator;
+                if v.is_finite() && v > 0.0 {
+                    v
+                } else {
+                    0.0
+                }
+            })
+            .collect()
     }
 
     fn conditional(&self, h: f64, x: f64, t_x: f64, t: f64) -> f64 {
@@ -186,10 +228,6 @@ impl BgNbdParams {
         // The unconditional formula is the conditional one at x = t_x = T = 0.
         self.expected_purchases_at(t, 0.0, 0.0, 0.0)
     }
-
-    fn as_array(&self) -> [f64; 4] {
-        [self.r, self.alpha, self.a, self.b]
-    }
 }
 
 /// Customers grouped by (x, t_x, T), with the distinct values each term depends on.
@@ -237,25 +275,45 @@ impl Grouped {
         let (mut xm, mut tm, mut txm) =
             (FastMap::default(), FastMap::default(), FastMap::default());
         let (mut xs, mut ts, mut txs) = (Vec::new(), Vec::new(), Vec::new());
-        // Patterns by sorting packed keys: a hash map of 100,000 entries missed the cache on
-        // every insert and cost more than the whole optimisation.
-        let mut keys: Vec<u128> = Vec::with_capacity(customers.len());
+        // Patterns by sorting packed keys (radix sort when they fit 64 bits): a hash map of
+        // 100,000 entries missed the cache on every insert and cost more than the optimisation.
+        let mut triples: Vec<(u32, u32, u32)> = Vec::with_capacity(customers.len());
         let mut max_t = 0.0f64;
         for s in customers {
             validate(s)?;
             let xi = index_of(&mut xm, &mut xs, s.frequency);
             let ti = index_of(&mut tm, &mut ts, s.t);
             let txi = index_of(&mut txm, &mut txs, s.recency);
-            keys.push(u128::from(xi) << 64 | u128::from(txi) << 32 | u128::from(ti));
+            triples.push((xi, txi, ti));
             max_t = max_t.max(s.t);
         }
-        keys.sort_unstable();
+        let width = |n: usize| usize::BITS - n.leading_zeros();
+        let (bx, btx, bt) = (width(xs.len()), width(txs.len()), width(ts.len()));
         let mut groups: Vec<(u32, u32, u32, f64)> = Vec::new();
-        for key in keys {
-            let (xi, txi, ti) = ((key >> 64) as u32, (key >> 32) as u32, key as u32);
-            match groups.last_mut() {
-                Some(last) if (last.0, last.1, last.2) == (xi, txi, ti) => last.3 += 1.0,
-                _ => groups.push((xi, txi, ti, 1.0)),
+        let mut push = |xi: u32, txi: u32, ti: u32| match groups.last_mut() {
+            Some(last) if (last.0, last.1, last.2) == (xi, txi, ti) => last.3 += 1.0,
+            _ => groups.push((xi, txi, ti, 1.0)),
+        };
+        if bx + btx + bt <= 64 {
+            let mut keys: Vec<u64> = triples
+                .iter()
+                .map(|&(xi, txi, ti)| {
+                    u64::from(xi) << (btx + bt) | u64::from(txi) << bt | u64::from(ti)
+                })
+                .collect();
+            optimize::radix_sort(&mut keys, bx + btx + bt);
+            let (mask_tx, mask_t) = ((1u64 << btx) - 1, (1u64 << bt) - 1);
+            for key in keys {
+                push(
+                    (key >> (btx + bt)) as u32,
+                    ((key >> bt) & mask_tx) as u32,
+                    (key & mask_t) as u32,
+                );
+            }
+        } else {
+            triples.sort_unstable();
+            for (xi, txi, ti) in triples {
+                push(xi, txi, ti);
             }
         }
         let mut x_weight = vec![0.0; xs.len()];
@@ -271,6 +329,90 @@ impl Grouped {
             n: customers.len() as f64,
             max_t,
         })
+    }
+
+    /// Hessian of the total log-likelihood with respect to (r, alpha, a, b), analytic.
+    ///
+    /// With L = LSE(A3, A4) per pattern, ∇²L = w3 ∇²A3 + w4 ∇²A4 + w3 w4 d dᵀ where
+    /// d = ∇A3 - ∇A4; the Γ terms contribute trigamma values per distinct x.
+    fn hessian(&self, p: &BgNbdParams) -> [[f64; 4]; 4] {
+        let BgNbdParams { r, alpha, a, b } = *p;
+        let mut h = [[0.0f64; 4]; 4];
+        let (tg_r, tg_ab, tg_b) = (trigamma(r), trigamma(a + b), trigamma(b));
+        h[0][1] += self.n / alpha;
+        h[1][1] -= self.n * r / (alpha * alpha);
+        let mut rx = Vec::with_capacity(self.xs.len());
+        let mut lnb1 = Vec::with_capacity(self.xs.len());
+        let mut invb1 = Vec::with_capacity(self.xs.len());
+        for (i, &x) in self.xs.iter().enumerate() {
+            let w = self.x_weight[i];
+            let tg_abx = trigamma(a + b + x);
+            h[0][0] += w * (trigamma(r + x) - tg_r);
+            h[2][2] += w * (tg_ab - tg_abx);
+            h[2][3] += w * (tg_ab - tg_abx);
+            h[3][3] += w * (tg_ab + trigamma(b + x) - tg_b - tg_abx);
+            rx.push(r + x);
+            let b1 = if x > 0.0 { b + x - 1.0 } else { 1.0 };
+            lnb1.push(b1.ln());
+            invb1.push(1.0 / b1);
+        }
+        let l_t: Vec<f64> = self.ts.iter().map(|t| (alpha + t).ln()).collect();
+        let i_t: Vec<f64> = self.ts.iter().map(|t| 1.0 / (alpha + t)).collect();
+        let l_tx: Vec<f64> = self.txs.iter().map(|t| (alpha + t).ln()).collect();
+        let i_tx: Vec<f64> = self.txs.iter().map(|t| 1.0 / (alpha + t)).collect();
+        let ln_a = a.ln();
+        let inv_a = 1.0 / a;
+        for &(xi, txi, ti, w) in &self.groups {
+            let (xi, txi, ti) = (xi as usize, txi as usize, ti as usize);
+            let rxv = rx[xi];
+            let it = i_t[ti];
+            if self.xs[xi] > 0.0 {
+                let a3 = -rxv * l_t[ti];
+                let a4 = ln_a - lnb1[xi] - rxv * l_tx[txi];
+                let w3 = 1.0 / (1.0 + (a4 - a3).exp());
+                let w4 = 1.0 - w3;
+                let itx = i_tx[txi];
+                h[0][1] -= w * (w3 * it + w4 * itx);
+                h[1][1] += w * rxv * (w3 * it * it + w4 * itx * itx);
+                h[2][2] -= w * w4 * inv_a * inv_a;
+                h[3][3] += w * w4 * invb1[xi] * invb1[xi];
+                let d = [l_tx[txi] - l_t[ti], rxv * (itx - it), -inv_a, invb1[xi]];
+                let c = w * w3 * w4;
+                for i in 0..4 {
+                    for j in i..4 {
+                        h[i][j] += c * d[i] * d[j];
+                    }
+                }
+            } else {
+                h[0][1] -= w * it;
+                h[1][1] += w * rxv * it * it;
+            }
+        }
+        for i in 0..4 {
+            for j in 0..i {
+                h[i][j] = h[j][i];
+            }
+        }
+        h
+    }
+
+    /// Every `stride`-th pattern (at least one in two), with the weights recounted.
+    fn subsample(&self, stride: usize) -> Grouped {
+        let groups: Vec<(u32, u32, u32, f64)> =
+            self.groups.iter().step_by(stride.max(2)).copied().collect();
+        let mut x_weight = vec![0.0; self.xs.len()];
+        for g in &groups {
+            x_weight[g.0 as usize] += g.3;
+        }
+        Grouped {
+            xs: self.xs.clone(),
+            x_weight,
+            ts: self.ts.clone(),
+            txs: self.txs.clone(),
+            n: groups.iter().map(|g| g.3).sum(),
+            groups,
+            max_t: self.max_t,
+        }
     }
 
     /// Total log-likelihood and its gradient with respect to (r, alpha, a, b).
@@ -354,6 +496,62 @@ impl Grouped {
     }
 }
 
+/// Minimises the mean negative log-likelihood (plus penalty) of `data` over log-parameters.
+fn optimise(
+    data: &Grouped,
+    scale: f64,
+    x0: Vec<f64>,
+    warm: bool,
+    options: &FitOptions,
+) -> Result<optimize::Minimum, FitError> {
+    let penalizer = options.penalizer;
+    let n = data.n;
+    let theta = |phi: &[f64]| -> BgNbdParams {
+        let th: Vec<f64> = phi
+            .iter()
+            .map(|v| v.clamp(-LOG_PARAM_BOUND, LOG_PARAM_BOUND).exp())
+            .collect();
+        BgNbdParams {
+            r: th[0],
+            alpha: th[1],
+            a: th[2],
+            b: th[3],
+        }
+    };
+    // Penalty as lifetimes: penalizer * (r² + (alpha * scale)² + a² + b²).
+    let pen_diag = [
+        2.0 * penalizer,
+        2.0 * penalizer * scale * scale,
+        2.0 * penalizer,
+        2.0 * penalizer,
+    ];
+    let objective = |phi: &[f64]| {
+        let p = theta(phi);
+        let th = [p.r, p.alpha, p.a, p.b];
+        let (ll, g) = data.ll_and_grad(&p);
+        let penalty: f64 = (0..4).map(|i| 0.5 * pen_diag[i] * th[i] * th[i]).sum();
+        let grad: Vec<f64> = (0..4)
+            .map(|i| th[i] * (-g[i] / n + pen_diag[i] * th[i]))
+            .collect();
+        (-ll / n + penalty, grad)
+    };
+    // Hessian of the cost in log-parameters: D H D + diag(∂cost/∂φ), D = diag(θ).
+    let hessian_phi = |phi: &[f64], grad_phi: &[f64]| -> Vec<Vec<f64>> {
+        let p = theta(phi);
+        let th = [p.r, p.alpha, p.a, p.b];
+        let h = data.hessian(&p);
+        let mut out = vec![vec![0.0; 4]; 4];
+        for i in 0..4 {
+            for j in 0..4 {
+                out[i][j] = th[i] * th[j] * (-h[i][j] / n + if i == j { pen_diag[i] } else { 0.0 });
+            }
+            out[i][i] += grad_phi[i];
+        }
+        out
+    };
+    optimize::minimize(&objective, Some(&hessian_phi), x0, warm, options)
+}
+
 /// Fits BG/NBD by maximum likelihood.
 ///
 /// Needs at least 10 customers, some with repeat purchases. Errors: `TooFewCustomers`,
@@ -392,34 +590,23 @@ pub fn fit_bgnbd(
     // lifetimes fits in time scaled so that the largest T is 1; in log-parameters that only
     // moves alpha's starting point (and where the penalty applies), so we keep the data as is.
     let scale = 1.0 / data.max_t;
-    let penalizer = options.penalizer;
-    let n = data.n;
-    let objective = |phi: &[f64]| {
-        let th: Vec<f64> = phi
-            .iter()
-            .map(|v| v.clamp(-LOG_PARAM_BOUND, LOG_PARAM_BOUND).exp())
-            .collect();
-        let p = BgNbdParams {
-            r: th[0],
-            alpha: th[1],
-            a: th[2],
-            b: th[3],
-        };
-        let (ll, g) = data.ll_and_grad(&p);
-        let scaled = [th[0], th[1] * scale, th[2], th[3]];
-        let penalty: f64 = penalizer * scaled.iter().map(|v| v * v).sum::<f64>();
-        let dpen = [
-            2.0 * penalizer * th[0],
-            2.0 * penalizer * th[1] * scale * scale,
-            2.0 * penalizer * th[2],
-            2.0 * penalizer * th[3],
-        ];
-        let cost = -ll / n + penalty;
-        let grad: Vec<f64> = (0..4).map(|i| th[i] * (-g[i] / n + dpen[i])).collect();
-        (cost, grad)
-    };
     let x0 = vec![0.0, data.max_t.ln(), 0.0, 0.0];
-    let min = optimize::minimize(&objective, x0, options)?;
+    // On many patterns, find the optimum of a systematic subsample (every k-th pattern, about
+    // 5,000) with L-BFGS first, then finish on all data with Newton steps from there: a few
+    // full passes instead of twenty.
+    let min = if data.groups.len() > 20_000 {
+        let sub = data.subsample(data.groups.len() / 5_000);
+        match optimise(&sub, scale, x0.clone(), false, options) {
+            Ok(m) if m.converged => {
+                let mut full = optimise(&data, scale, m.x, true, options)?;
+                full.iterations += m.iterations;
+                full
+            }
+            _ => optimise(&data, scale, x0, false, options)?,
+        }
+    } else {
+        optimise(&data, scale, x0, false, options)?
+    };
     // In scaled time (largest T = 1) so the bounds mean the same for days and weeks.
     let scaled = [min.x[0], min.x[1] + scale.ln(), min.x[2], min.x[3]];
     optimize::check_outcome("BG/NBD", &["r", "alpha", "a", "b"], &scaled, &min)?;
@@ -429,19 +616,13 @@ pub fn fit_bgnbd(
         a: min.x[2].exp(),
         b: min.x[3].exp(),
     };
-    let (ll, g0) = data.ll_and_grad(&params);
+    let (ll, _) = data.ll_and_grad(&params);
     // Observed information: Hessian of the total negative log-likelihood in (r, alpha, a, b).
-    let grad_theta = |th: &[f64]| -> Vec<f64> {
-        let (_, g) = data.ll_and_grad(&BgNbdParams {
-            r: th[0],
-            alpha: th[1],
-            a: th[2],
-            b: th[3],
-        });
-        g.iter().map(|v| -v).collect()
-    };
-    let minus_g0: Vec<f64> = g0.iter().map(|v| -v).collect();
-    let hessian = optimize::forward_hessian(&grad_theta, &params.as_array(), &minus_g0, 1e-6);
+    let hessian: Vec<Vec<f64>> = data
+        .hessian(&params)
+        .iter()
+        .map(|row| row.iter().map(|v| -v).collect())
+        .collect();
     let inverse = optimize::invert_spd(&hessian).ok_or_else(|| FitError::Degenerate {
         reason: "the BG/NBD information matrix is not positive definite".into(),
     })?;
@@ -501,6 +682,123 @@ mod tests {
             .sum();
         assert!((ll - direct).abs() < 1e-10 * direct.abs(), "{ll} {direct}");
         assert_eq!(g.groups.len(), 3);
+    }
+
+    #[test]
+    fn analytic_hessian_matches_the_gradient() {
+        let cs: Vec<CustomerSummary> = (0..60)
+            .map(|i| CustomerSummary {
+                customer_id: i.to_string(),
+                frequency: (i % 7) as f64,
+                recency: if i % 7 == 0 { 0.0 } else { (i % 23) as f64 },
+                t: 25.0 + (i % 5) as f64,
+                monetary_value: 0.0,
+            })
+            .collect();
+        let g = Grouped::new(&cs).unwrap();
+        let p = [0.4, 6.0, 0.8, 2.5];
+        let h = g.hessian(&BgNbdParams {
+            r: p[0],
+            alpha: p[1],
+            a: p[2],
+            b: p[3],
+        });
+        for j in 0..4 {
+            let step = 1e-6 * p[j];
+            let mut up = p;
+            up[j] += step;
+            let mut down = p;
+            down[j] -= step;
+            let gu = g
+                .ll_and_grad(&BgNbdParams {
+                    r: up[0],
+                    alpha: up[1],
+                    a: up[2],
+                    b: up[3],
+                })
+                .1;
+            let gd = g
+                .ll_and_grad(&BgNbdParams {
+                    r: down[0],
+                    alpha: down[1],
+                    a: down[2],
+                    b: down[3],
+                })
+                .1;
+            for i in 0..4 {
+                let numeric = (gu[i] - gd[i]) / (2.0 * step);
+                assert!(
+                    (numeric - h[i][j]).abs() <= 1e-5 * numeric.abs().max(1.0),
+                    "[{i}][{j}] {numeric} {}",
+                    h[i][j]
+                );
+            }
+        }
+    }
+
+    /// A seeded BG/NBD population in whole days with many distinct patterns.
+    fn many_patterns(n: usize) -> Vec<CustomerSummary> {
+        use rand::{rngs::StdRng, Rng, SeedableRng};
+        use rand_distr::{Beta, Distribution, Exp, Gamma};
+        let mut rng = StdRng::seed_from_u64(3);
+        let (lambda, dropout) = (
+            Gamma::new(0.5, 1.0 / 20.0).unwrap(),
+            Beta::new(1.2, 3.5).unwrap(),
+        );
+        (0..n)
+            .map(|i| {
+                let t = f64::from(rng.gen_range(30u32..=730));
+                let l: f64 = lambda.sample(&mut rng);
+                let p: f64 = dropout.sample(&mut rng);
+                let gap = Exp::new(l.max(1e-9)).unwrap();
+                let (mut now, mut x, mut tx) = (0.0f64, 0.0, 0.0);
+                loop {
+                    now += gap.sample(&mut rng);
+                    if now > t {
+                        break;
+                    }
+                    if now.floor() > tx {
+                        x += 1.0;
+                        tx = now.floor();
+                    }
+                    if rng.gen::<f64>() < p {
+                        break;
+                    }
+                }
+                CustomerSummary {
+                    customer_id: i.to_string(),
+                    frequency: x,
+                    recency: tx,
+                    t,
+                    monetary_value: 0.0,
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn subsample_start_reaches_the_same_optimum() {
+        let cs = many_patterns(60_000);
+        let data = Grouped::new(&cs).unwrap();
+        assert!(data.groups.len() > 20_000, "{} patterns", data.groups.len());
+        let fit = fit_bgnbd(&cs, &FitOptions::default()).unwrap();
+        let cold = optimise(
+            &data,
+            1.0 / data.max_t,
+            vec![0.0, data.max_t.ln(), 0.0, 0.0],
+            false,
+            &FitOptions::default(),
+        )
+        .unwrap();
+        assert!(cold.converged);
+        let ours = [fit.params.r, fit.params.alpha, fit.params.a, fit.params.b];
+        for (o, c) in ours.iter().zip(&cold.x) {
+            assert!(
+                (o / c.exp() - 1.0).abs() < 1e-5,
+                "{ours:?} vs {:?}",
+                cold.x.iter().map(|v| v.exp()).collect::<Vec<_>>()
+            );
+        }
     }
 
     proptest::proptest! {

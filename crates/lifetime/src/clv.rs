@@ -32,11 +32,12 @@ pub fn customer_lifetime_value(
     };
     let value = gg.expected_average_value(s);
     let factor = period.per_month();
+    let horizons: Vec<f64> = (1..=months).map(|i| f64::from(i) * factor).collect();
+    let cumulative = bgnbd.expected_purchases_many(&horizons, s);
     let mut previous = 0.0;
     let mut total = 0.0;
     let mut discount = 1.0;
-    for i in 1..=months {
-        let now = bgnbd.expected_purchases(f64::from(i) * factor, s);
+    for now in cumulative {
         discount /= 1.0 + rate;
         total += value * (now - previous) * discount;
         previous = now;

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{FitError, FitOptions};
 use crate::optimize::{self, FastMap, LOG_PARAM_BOUND};
-use crate::special::{digamma, ln_gamma};
+use crate::special::{digamma, ln_gamma, trigamma};
 use crate::summary::CustomerSummary;
 
 /// Gamma-Gamma parameters.
@@ -122,6 +122,61 @@ struct Grouped {
 }
 
 impl Grouped {
+    /// Every `stride`-th pattern (at least one in two), with the per-x sums recounted.
+    fn subsample(&self, stride: usize) -> Grouped {
+        let groups: Vec<(u32, f64, f64, f64)> =
+            self.groups.iter().step_by(stride.max(2)).copied().collect();
+        let mut x_weight = vec![0.0; self.xs.len()];
+        let mut ln_m_sum = vec![0.0; self.xs.len()];
+        for g in &groups {
+            x_weight[g.0 as usize] += g.3;
+            ln_m_sum[g.0 as usize] += g.3 * g.2;
+        }
+        Grouped {
+            xs: self.xs.clone(),
+            ln_xs: self.ln_xs.clone(),
+            x_weight,
+            ln_m_sum,
+            n: groups.iter().map(|g| g.3).sum(),
+            groups,
+            mean_m: self.mean_m,
+        }
+    }
+
+    /// Hessian of the total log-likelihood with respect to (p, q, v), analytic.
+    fn hessian(&self, th: &GammaGammaParams) -> [[f64; 3]; 3] {
+        let GammaGammaParams { p, q, v } = *th;
+        let mut h = [[0.0f64; 3]; 3];
+        let tg_q = trigamma(q);
+        h[1][1] -= self.n * tg_q;
+        h[1][2] += self.n / v;
+        h[2][2] -= self.n * q / (v * v);
+        let mut r1 = vec![0.0; self.xs.len()];
+        let mut r2 = vec![0.0; self.xs.len()];
+        for &(xi, m, _, w) in &self.groups {
+            let inv = 1.0 / (self.xs[xi as usize] * m + v);
+            r1[xi as usize] += w * inv;
+            r2[xi as usize] += w * inv * inv;
+        }
+        for (i, &x) in self.xs.iter().enumerate() {
+            let w = self.x_weight[i];
+            let px = p * x;
+            let tg_pxq = trigamma(px + q);
+            h[0][0] += w * x * x * (tg_pxq - trigamma(px));
+            h[0][1] += w * x * tg_pxq;
+            h[1][1] += w * tg_pxq;
+            h[0][2] -= x * r1[i];
+            h[1][2] -= r1[i];
+            h[2][2] += (px + q) * r2[i];
+        }
+        for i in 0..3 {
+            for j in 0..i {
+                h[i][j] = h[j][i];
+            }
+        }
+        h
+    }
+
     fn ll_and_grad(&self, th: &GammaGammaParams) -> (f64, [f64; 3]) {
         let GammaGammaParams { p, q, v } = *th;
         let (lg_q, dg_q, ln_v) = (ln_gamma(q), digamma(q), v.ln());
@@ -177,6 +232,56 @@ impl Grouped {
     }
 }
 
+/// Minimises the mean negative log-likelihood (plus penalty) of `data` over log-parameters.
+fn optimise(
+    data: &Grouped,
+    x0: Vec<f64>,
+    warm: bool,
+    options: &FitOptions,
+) -> Result<optimize::Minimum, FitError> {
+    let penalizer = options.penalizer;
+    let n = data.n;
+    let theta = |phi: &[f64]| -> [f64; 3] {
+        let mut th = [0.0; 3];
+        for (t, v) in th.iter_mut().zip(phi) {
+            *t = v.clamp(-LOG_PARAM_BOUND, LOG_PARAM_BOUND).exp();
+        }
+        th
+    };
+    let objective = |phi: &[f64]| {
+        let th = theta(phi);
+        let (ll, g) = data.ll_and_grad(&GammaGammaParams {
+            p: th[0],
+            q: th[1],
+            v: th[2],
+        });
+        let penalty: f64 = penalizer * th.iter().map(|v| v * v).sum::<f64>();
+        let grad: Vec<f64> = (0..3)
+            .map(|i| th[i] * (-g[i] / n + 2.0 * penalizer * th[i]))
+            .collect();
+        (-ll / n + penalty, grad)
+    };
+    // Hessian of the cost in log-parameters: D H D + diag(∂cost/∂φ), D = diag(θ).
+    let hessian_phi = |phi: &[f64], grad_phi: &[f64]| -> Vec<Vec<f64>> {
+        let th = theta(phi);
+        let h = data.hessian(&GammaGammaParams {
+            p: th[0],
+            q: th[1],
+            v: th[2],
+        });
+        let mut out = vec![vec![0.0; 3]; 3];
+        for i in 0..3 {
+            for j in 0..3 {
+                out[i][j] =
+                    th[i] * th[j] * (-h[i][j] / n + if i == j { 2.0 * penalizer } else { 0.0 });
+            }
+            out[i][i] += grad_phi[i];
+        }
+        out
+    };
+    optimize::minimize(&objective, Some(&hessian_phi), x0, warm, options)
+}
+
 /// Fits Gamma-Gamma by maximum likelihood on the customers with repeat purchases and a
 /// positive mean spend.
 ///
@@ -193,8 +298,9 @@ pub fn fit_gamma_gamma(
     let (mut excluded_no_repeat, mut excluded_zero_value) = (0usize, 0usize);
     let mut xm: FastMap<u64, u32> = FastMap::default();
     let mut xs: Vec<f64> = Vec::new();
-    // Patterns by sorting packed (x index, m bits) keys (m > 0, so bit order is numeric order).
-    let mut keys: Vec<u128> = Vec::with_capacity(customers.len());
+    // Patterns: bucket by x index, then sort each bucket's m bits (m > 0, so bit order is
+    // numeric order) and merge equal values.
+    let mut keys: Vec<(u32, u64)> = Vec::with_capacity(customers.len());
     let mut used = 0usize;
     let mut sum_m = 0.0;
     for s in customers {
@@ -220,7 +326,7 @@ pub fn fit_gamma_gamma(
             xs.push(s.frequency);
             (xs.len() - 1) as u32
         });
-        keys.push(u128::from(xi) << 64 | u128::from(s.monetary_value.to_bits()));
+        keys.push((xi, s.monetary_value.to_bits()));
         used += 1;
         sum_m += s.monetary_value;
     }
@@ -233,13 +339,19 @@ pub fn fit_gamma_gamma(
             got: used,
         });
     }
-    keys.sort_unstable();
+    let mut buckets: Vec<Vec<u64>> = vec![Vec::new(); xs.len()];
+    for (xi, m) in keys {
+        buckets[xi as usize].push(m);
+    }
     let mut groups: Vec<(u32, f64, f64, f64)> = Vec::new();
-    for key in keys {
-        let (xi, m) = ((key >> 64) as u32, f64::from_bits(key as u64));
-        match groups.last_mut() {
-            Some(last) if last.0 == xi && last.1 == m => last.3 += 1.0,
-            _ => groups.push((xi, m, m.ln(), 1.0)),
+    for (xi, bucket) in buckets.iter_mut().enumerate() {
+        bucket.sort_unstable();
+        for &mb in bucket.iter() {
+            let m = f64::from_bits(mb);
+            match groups.last_mut() {
+                Some(last) if last.0 == xi as u32 && last.1 == m => last.3 += 1.0,
+                _ => groups.push((xi as u32, m, m.ln(), 1.0)),
+            }
         }
     }
     let mut x_weight = vec![0.0; xs.len()];
@@ -258,27 +370,22 @@ pub fn fit_gamma_gamma(
         n: used as f64,
         mean_m: sum_m / used as f64,
     };
-    let penalizer = options.penalizer;
-    let n = data.n;
-    let objective = |phi: &[f64]| {
-        let th: Vec<f64> = phi
-            .iter()
-            .map(|v| v.clamp(-LOG_PARAM_BOUND, LOG_PARAM_BOUND).exp())
-            .collect();
-        let (ll, g) = data.ll_and_grad(&GammaGammaParams {
-            p: th[0],
-            q: th[1],
-            v: th[2],
-        });
-        let penalty: f64 = penalizer * th.iter().map(|v| v * v).sum::<f64>();
-        let grad: Vec<f64> = (0..3)
-            .map(|i| th[i] * (-g[i] / n + 2.0 * penalizer * th[i]))
-            .collect();
-        (-ll / n + penalty, grad)
-    };
     // Start at p = 1, q = 2 (a finite mean), v = the mean spend (population mean = mean spend).
     let x0 = vec![0.0, 2f64.ln(), data.mean_m.ln()];
-    let min = optimize::minimize(&objective, x0, options)?;
+    // As for BG/NBD: L-BFGS on a systematic subsample, then Newton steps on all data.
+    let min = if data.groups.len() > 20_000 {
+        let sub = data.subsample(data.groups.len() / 5_000);
+        match optimise(&sub, x0.clone(), false, options) {
+            Ok(m) if m.converged => {
+                let mut full = optimise(&data, m.x, true, options)?;
+                full.iterations += m.iterations;
+                full
+            }
+            _ => optimise(&data, x0, false, options)?,
+        }
+    } else {
+        optimise(&data, x0, false, options)?
+    };
     // v in units of the mean spend, so the bounds do not depend on the currency.
     let scaled = [min.x[0], min.x[1], min.x[2] - data.mean_m.ln()];
     optimize::check_outcome("Gamma-Gamma", &["p", "q", "v"], &scaled, &min)?;
@@ -295,22 +402,13 @@ pub fn fit_gamma_gamma(
             ),
         });
     }
-    let (ll, g0) = data.ll_and_grad(&params);
-    let grad_theta = |th: &[f64]| -> Vec<f64> {
-        let (_, g) = data.ll_and_grad(&GammaGammaParams {
-            p: th[0],
-            q: th[1],
-            v: th[2],
-        });
-        g.iter().map(|v| -v).collect()
-    };
-    let minus_g0: Vec<f64> = g0.iter().map(|v| -v).collect();
-    let hessian = optimize::forward_hessian(
-        &grad_theta,
-        &[params.p, params.q, params.v],
-        &minus_g0,
-        1e-6,
-    );
+    let (ll, _) = data.ll_and_grad(&params);
+    // Observed information: Hessian of the total negative log-likelihood in (p, q, v).
+    let hessian: Vec<Vec<f64>> = data
+        .hessian(&params)
+        .iter()
+        .map(|row| row.iter().map(|v| -v).collect())
+        .collect();
     let inverse = optimize::invert_spd(&hessian).ok_or_else(|| FitError::Degenerate {
         reason: "the Gamma-Gamma information matrix is not positive definite".into(),
     })?;
@@ -339,6 +437,125 @@ pub fn fit_gamma_gamma(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Groups customers (all with x > 0 and m > 0) one pattern each.
+    fn grouped_for_tests(c: &[CustomerSummary]) -> Grouped {
+        let mut xs: Vec<f64> = c.iter().map(|s| s.frequency).collect();
+        xs.sort_by(f64::total_cmp);
+        xs.dedup();
+        let mut groups: Vec<(u32, f64, f64, f64)> = c
+            .iter()
+            .map(|s| {
+                let xi = xs.iter().position(|x| *x == s.frequency).unwrap_or(0) as u32;
+                (xi, s.monetary_value, s.monetary_value.ln(), 1.0)
+            })
+            .collect();
+        groups.sort_by_key(|g| g.0);
+        let mut x_weight = vec![0.0; xs.len()];
+        let mut ln_m_sum = vec![0.0; xs.len()];
+        for g in &groups {
+            x_weight[g.0 as usize] += 1.0;
+            ln_m_sum[g.0 as usize] += g.2;
+        }
+        let ln_xs = xs.iter().map(|x| x.ln()).collect();
+        Grouped {
+            xs,
+            ln_xs,
+            x_weight,
+            ln_m_sum,
+            groups,
+            n: c.len() as f64,
+            mean_m: 1.0,
+        }
+    }
+
+    #[test]
+    fn subsample_start_reaches_the_optimum_of_all_customers() {
+        use rand::{rngs::StdRng, Rng, SeedableRng};
+        use rand_distr::{Distribution, Gamma};
+        let mut rng = StdRng::seed_from_u64(5);
+        let nu = Gamma::new(4.0, 1.0 / 40.0).unwrap();
+        let cs: Vec<CustomerSummary> = (0..40_000)
+            .map(|i| {
+                let x = f64::from(rng.gen_range(1u32..=12));
+                let scale = 1.0 / nu.sample(&mut rng);
+                let spend = Gamma::new(5.0 * x, scale / x).unwrap();
+                CustomerSummary {
+                    customer_id: i.to_string(),
+                    frequency: x,
+                    recency: 1.0,
+                    t: 2.0,
+                    monetary_value: spend.sample(&mut rng).max(0.01),
+                }
+            })
+            .collect();
+        let fit = fit_gamma_gamma(&cs, &FitOptions::default()).unwrap();
+        let data = grouped_for_tests(&cs);
+        let (_, g) = data.ll_and_grad(&fit.params);
+        let th = [fit.params.p, fit.params.q, fit.params.v];
+        for i in 0..3 {
+            // Gradient of the mean log-likelihood in log-parameters: zero at the optimum.
+            assert!(
+                (th[i] * g[i] / data.n).abs() < 1e-6,
+                "{:?} {g:?}",
+                fit.params
+            );
+        }
+        assert!(
+            (fit.params.p / 5.0 - 1.0).abs() < 0.2 && (fit.params.q / 4.0 - 1.0).abs() < 0.2,
+            "{:?}",
+            fit.params
+        );
+    }
+
+    #[test]
+    fn analytic_hessian_matches_the_gradient() {
+        let cs: Vec<CustomerSummary> = (0..40)
+            .map(|i| CustomerSummary {
+                customer_id: i.to_string(),
+                frequency: 1.0 + (i % 6) as f64,
+                recency: 1.0,
+                t: 2.0,
+                monetary_value: 5.0 + (i * 7 % 13) as f64,
+            })
+            .collect();
+        let data = grouped_for_tests(&cs);
+        let th = [2.5, 3.5, 20.0];
+        let h = data.hessian(&GammaGammaParams {
+            p: th[0],
+            q: th[1],
+            v: th[2],
+        });
+        for j in 0..3 {
+            let step = 1e-6 * th[j];
+            let mut up = th;
+            up[j] += step;
+            let mut down = th;
+            down[j] -= step;
+            let gu = data
+                .ll_and_grad(&GammaGammaParams {
+                    p: up[0],
+                    q: up[1],
+                    v: up[2],
+                })
+                .1;
+            let gd = data
+                .ll_and_grad(&GammaGammaParams {
+                    p: down[0],
+                    q: down[1],
+                    v: down[2],
+                })
+                .1;
+            for i in 0..3 {
+                let numeric = (gu[i] - gd[i]) / (2.0 * step);
+                assert!(
+                    (numeric - h[i][j]).abs() <= 1e-5 * numeric.abs().max(1.0),
+                    "[{i}][{j}] {numeric} {}",
+                    h[i][j]
+                );
+            }
+        }
+    }
 
     proptest::proptest! {
         #[test]

@@ -60,6 +60,9 @@ pub(crate) const LOG_PARAM_BOUND: f64 = 40.0;
 /// A fit's parameters are called degenerate beyond e^±30 (≈ 1e±13).
 pub(crate) const LOG_PARAM_DEGENERATE: f64 = 30.0;
 
+/// An analytic Hessian of the cost at a point, given the cost's gradient there.
+pub(crate) type HessianFn<'h> = dyn Fn(&[f64], &[f64]) -> Vec<Vec<f64>> + 'h;
+
 /// Result of a minimisation.
 pub(crate) struct Minimum {
     pub x: Vec<f64>,
@@ -137,11 +140,20 @@ fn max_abs(v: &[f64]) -> f64 {
 /// Minimises `f` (returning cost and gradient) from `x0`.
 ///
 /// L-BFGS first (stopping at `tolerance` on the gradient's L2 norm or when the cost changes by
-/// less than 1e-13); then, if the largest gradient component is still above `100 * tolerance`,
-/// up to 4 Newton steps with the numeric Hessian (cheap for 3-4 parameters), so the optimum
+/// less than 1e-11); then, if the largest gradient component is still above `100 * tolerance`,
+/// up to 4 Newton steps with `hessian` (analytic, or else numeric: cheap for 3-4 parameters), so the optimum
 /// does not depend on where the quasi-Newton method happened to stop. Converged means the largest
 /// gradient component is below `max(100 * tolerance, 1e-6)`.
-pub(crate) fn minimize<F>(f: &F, x0: Vec<f64>, options: &FitOptions) -> Result<Minimum, FitError>
+///
+/// `warm`: `x0` is already close (the optimum of a subsample): try Newton steps from it first
+/// and run L-BFGS only if they do not converge.
+pub(crate) fn minimize<F>(
+    f: &F,
+    hessian: Option<&HessianFn<'_>>,
+    x0: Vec<f64>,
+    warm: bool,
+    options: &FitOptions,
+) -> Result<Minimum, FitError>
 where
     F: Fn(&[f64]) -> (f64, Vec<f64>),
 {
@@ -151,12 +163,45 @@ where
         best: RefCell::new(None),
         evaluations: std::cell::Cell::new(0),
     };
+    let threshold = (100.0 * options.tolerance).max(1e-6);
+    if warm && hessian.is_some() {
+        let (mut x, mut iterations) = (x0.clone(), 0);
+        let (mut cost, mut grad) = problem.eval(&x);
+        newton_steps(
+            &problem,
+            hessian,
+            &mut x,
+            &mut cost,
+            &mut grad,
+            8,
+            threshold,
+            &mut iterations,
+        );
+        if max_abs(&grad) <= threshold && cost.is_finite() {
+            newton_steps(
+                &problem,
+                hessian,
+                &mut x,
+                &mut cost,
+                &mut grad,
+                2,
+                100.0 * options.tolerance,
+                &mut iterations,
+            );
+            return Ok(Minimum {
+                x,
+                cost,
+                iterations,
+                converged: true,
+            });
+        }
+    }
     let linesearch = MoreThuenteLineSearch::new();
     let solver = LBFGS::new(linesearch, 10)
         .with_tolerance_grad(options.tolerance)
-        // Stop once the mean cost stalls at rounding level: beyond that the line search only
+        // Stop once the mean cost stalls near rounding level: beyond that the line search only
         // chases noise (dozens of evaluations per iteration); the Newton polish finishes.
-        .and_then(|s| s.with_tolerance_cost(1e-13))
+        .and_then(|s| s.with_tolerance_cost(1e-11))
         .map_err(|e| FitError::InvalidOption {
             field: "tolerance",
             reason: e.to_string(),
@@ -191,7 +236,6 @@ where
             (x, options.max_iterations.min(1), false)
         }
     };
-    let threshold = (100.0 * options.tolerance).max(1e-6);
     let (mut cost, mut grad) = problem.eval(&x);
     if hit_limit && max_abs(&grad) > threshold {
         return Ok(Minimum {
@@ -203,33 +247,17 @@ where
     }
     // The polish is skipped when L-BFGS already got there (the common case: at 100,000
     // customers the gradient's rounding noise is ~1e-9, below which nothing improves).
-    for _ in 0..4 {
-        if max_abs(&grad) <= 100.0 * options.tolerance {
-            break;
-        }
-        let hessian = numeric_hessian(&|p: &[f64]| problem.eval(p).1, &x, 1e-5);
-        let Some(step) = solve_spd(&hessian, &grad) else {
-            break;
-        };
-        let mut t = 1.0;
-        let mut improved = false;
-        for _ in 0..6 {
-            let candidate: Vec<f64> = x.iter().zip(&step).map(|(xi, si)| xi - t * si).collect();
-            let (c, g) = problem.eval(&candidate);
-            if c <= cost && max_abs(&g) < max_abs(&grad) {
-                x = candidate;
-                cost = c;
-                grad = g;
-                improved = true;
-                break;
-            }
-            t *= 0.5;
-        }
-        iterations += 1;
-        if !improved {
-            break;
-        }
-    }
+    let target = 100.0 * options.tolerance;
+    newton_steps(
+        &problem,
+        hessian,
+        &mut x,
+        &mut cost,
+        &mut grad,
+        4,
+        target,
+        &mut iterations,
+    );
     let converged = max_abs(&grad) <= threshold && cost.is_finite();
     Ok(Minimum {
         x,
@@ -237,6 +265,53 @@ where
         iterations,
         converged,
     })
+}
+
+/// Up to `steps` Newton steps (halving the step up to 5 times until both the cost and the
+/// largest gradient component decrease), stopping once the latter is below `target`.
+#[allow(clippy::too_many_arguments)]
+fn newton_steps<F>(
+    problem: &Problem<'_, F>,
+    hessian: Option<&HessianFn<'_>>,
+    x: &mut Vec<f64>,
+    cost: &mut f64,
+    grad: &mut Vec<f64>,
+    steps: usize,
+    target: f64,
+    iterations: &mut u64,
+) where
+    F: Fn(&[f64]) -> (f64, Vec<f64>),
+{
+    for _ in 0..steps {
+        if max_abs(grad) <= target {
+            break;
+        }
+        let h = match hessian {
+            Some(analytic) => analytic(x, grad),
+            None => numeric_hessian(&|p: &[f64]| problem.eval(p).1, x, 1e-5),
+        };
+        let Some(step) = solve_spd(&h, grad) else {
+            break;
+        };
+        let mut t = 1.0;
+        let mut improved = false;
+        for _ in 0..6 {
+            let candidate: Vec<f64> = x.iter().zip(&step).map(|(xi, si)| xi - t * si).collect();
+            let (c, g) = problem.eval(&candidate);
+            if c <= *cost && max_abs(&g) < max_abs(grad) {
+                *x = candidate;
+                *cost = c;
+                *grad = g;
+                improved = true;
+                break;
+            }
+            t *= 0.5;
+        }
+        *iterations += 1;
+        if !improved {
+            break;
+        }
+    }
 }
 
 /// Central-difference Jacobian of `grad` at `x` (log-parameters: step `h * max(|x_j|, 1)`),
@@ -269,32 +344,31 @@ where
     hess
 }
 
-/// Forward-difference Jacobian of `grad` at `x` given `g0 = grad(x)` (relative steps `h`),
-/// symmetrised: half the evaluations of [`numeric_hessian`], accurate to O(h), ample for a
-/// covariance.
-pub(crate) fn forward_hessian<G>(grad: &G, x: &[f64], g0: &[f64], h: f64) -> Vec<Vec<f64>>
-where
-    G: Fn(&[f64]) -> Vec<f64>,
-{
-    let n = x.len();
-    let mut hess = vec![vec![0.0; n]; n];
-    for j in 0..n {
-        let step = h * x[j].abs().max(1e-300);
-        let mut up = x.to_vec();
-        up[j] += step;
-        let gu = grad(&up);
-        for i in 0..n {
-            hess[i][j] = (gu[i] - g0[i]) / step;
+/// Sorts `keys` whose values fit in `bits` bits: LSD radix sort on 11-bit digits (a few
+/// linear passes; several times faster than a comparison sort on 100,000 keys).
+pub(crate) fn radix_sort(keys: &mut Vec<u64>, bits: u32) {
+    const DIGIT: u32 = 11;
+    let mut buffer = vec![0u64; keys.len()];
+    let mut shift = 0;
+    while shift < bits {
+        let mut counts = vec![0usize; 1 << DIGIT];
+        for &k in keys.iter() {
+            counts[((k >> shift) & ((1 << DIGIT) - 1)) as usize] += 1;
         }
-    }
-    for i in 0..n {
-        for j in 0..i {
-            let m = 0.5 * (hess[i][j] + hess[j][i]);
-            hess[i][j] = m;
-            hess[j][i] = m;
+        let mut total = 0;
+        for c in counts.iter_mut() {
+            let here = *c;
+            *c = total;
+            total += here;
         }
+        for &k in keys.iter() {
+            let d = ((k >> shift) & ((1 << DIGIT) - 1)) as usize;
+            buffer[counts[d]] = k;
+            counts[d] += 1;
+        }
+        std::mem::swap(keys, &mut buffer);
+        shift += DIGIT;
     }
-    hess
 }
 
 /// A fast non-cryptographic hasher (the Fx multiply-rotate of rustc) for grouping customers:
@@ -404,9 +478,26 @@ mod tests {
             let c = (x[0] - 1.0).powi(2) + 10.0 * (x[1] + 2.0).powi(2);
             (c, vec![2.0 * (x[0] - 1.0), 20.0 * (x[1] + 2.0)])
         };
-        let m = minimize(&f, vec![0.0, 0.0], &FitOptions::default()).unwrap();
+        let m = minimize(&f, None, vec![0.0, 0.0], false, &FitOptions::default()).unwrap();
         assert!(m.converged);
         assert!((m.x[0] - 1.0).abs() < 1e-9 && (m.x[1] + 2.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn radix_sort_sorts() {
+        let mut state = 12345u64;
+        let mut keys: Vec<u64> = (0..5000)
+            .map(|_| {
+                state = state
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1);
+                state >> 20
+            })
+            .collect();
+        let mut expected = keys.clone();
+        expected.sort_unstable();
+        radix_sort(&mut keys, 44);
+        assert_eq!(keys, expected);
     }
 
     #[test]

@@ -147,6 +147,10 @@ pub fn parse_day(s: &str) -> Result<i32, LifetimeError> {
         value: s.chars().take(40).collect(),
     };
     let t = s.trim();
+    // Byte slicing below needs ASCII (a multi-byte character would split mid-character).
+    if !t.is_ascii() {
+        return Err(bad());
+    }
     let (y, m, d) = match t.len() {
         10 if t.as_bytes()[4] == b'-' && t.as_bytes()[7] == b'-' => (&t[0..4], &t[5..7], &t[8..10]),
         8 => (&t[0..4], &t[4..6], &t[6..8]),
@@ -342,6 +346,32 @@ mod tests {
         let sun = day_from_ymd(1997, 1, 5).unwrap();
         assert_eq!(Period::Week.index(sun), Period::Week.index(sun - 6));
         assert_eq!(Period::Week.index(sun + 1), Period::Week.index(sun) + 1);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parse_day_never_panics(s in "\\PC{0,12}") {
+            let _ = parse_day(&s);
+        }
+
+        #[test]
+        fn parse_day_round_trips(day in -50_000i64..100_000) {
+            // Howard Hinnant's civil_from_days, the inverse of day_from_ymd.
+            let z = day + 719_468;
+            let era = z.div_euclid(146_097);
+            let doe = z - era * 146_097;
+            let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+            let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+            let mp = (5 * doy + 2) / 153;
+            let d = doy - (153 * mp + 2) / 5 + 1;
+            let m = if mp < 10 { mp + 3 } else { mp - 9 };
+            let y = yoe + era * 400 + i64::from(m <= 2);
+            let text = format!("{y:04}-{m:02}-{d:02}");
+            if (0..=9999).contains(&y) {
+                proptest::prop_assert_eq!(parse_day(&text).ok().map(i64::from), Some(day));
+                proptest::prop_assert_eq!(parse_day(&text.replace('-', "")).ok().map(i64::from), Some(day));
+            }
+        }
     }
 
     #[test]

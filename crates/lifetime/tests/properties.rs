@@ -62,6 +62,15 @@ proptest! {
     }
 
     #[test]
+    fn expected_purchases_many_equals_one_at_a_time(p in params(), s in history(), hs in prop::collection::vec(0.0f64..800.0, 1..14)) {
+        let many = p.expected_purchases_many(&hs, &s);
+        for (h, m) in hs.iter().zip(&many) {
+            let one = p.expected_purchases(*h, &s);
+            prop_assert!((one - m).abs() <= 1e-12 * one.abs().max(1e-300) + 1e-300, "{h}: {one} {m}");
+        }
+    }
+
+    #[test]
     fn clv_is_finite_and_non_negative(p in params(), s in history(), gp in (0.5f64..20.0, 1.01f64..20.0, 0.1f64..200.0)) {
         let g = GammaGammaParams { p: gp.0, q: gp.1, v: gp.2 };
         let value = g.expected_average_value(&s);

@@ -24,6 +24,9 @@ const MAX_TENANTS: u64 = 10_000;
 pub struct SegmentAnswer {
     /// Per segment, as the store computed them.
     pub stats: Vec<SegmentStats>,
+    /// Segment counts at the end of each of the last [`TREND_DAYS`] UTC days, oldest first
+    /// (the last one is the current day so far).
+    pub trends: Vec<store::SegmentCountsAt>,
     /// When it was computed, milliseconds since the Unix epoch.
     pub computed_at_ms: i64,
 }
@@ -68,13 +71,35 @@ impl SegmentAnalyticsService {
             }
         }
         let stats = store.weber_segment_stats(tenant_id).await?;
+        let now = now_ms();
+        let trends = store
+            .weber_segment_counts_at(tenant_id, &trend_instants(now))
+            .await?;
         let answer = Arc::new(SegmentAnswer {
             stats,
-            computed_at_ms: now_ms(),
+            trends,
+            computed_at_ms: now,
         });
         self.last.insert(tenant_id.to_owned(), answer.clone());
         Ok((answer, Served::Fresh))
     }
+}
+
+/// Days of segment shares in an analytics answer.
+pub const TREND_DAYS: i64 = 30;
+
+const DAY_MS: i64 = 86_400_000;
+
+/// The ends of the last [`TREND_DAYS`] UTC days, oldest first: the midnights ending each of
+/// the 29 days before today, then just after `now` for today so far.
+pub(crate) fn trend_instants(now_ms: i64) -> Vec<i64> {
+    let today = now_ms.div_euclid(DAY_MS) * DAY_MS;
+    let mut at: Vec<i64> = (1..TREND_DAYS)
+        .rev()
+        .map(|back| today - (back - 1) * DAY_MS)
+        .collect();
+    at.push(now_ms.saturating_add(1));
+    at
 }
 
 fn now_ms() -> i64 {

@@ -711,6 +711,10 @@ pub async fn run_profile_worker(
             started.elapsed(),
         );
         if let Err(e) = applied {
+            let weber = state.metrics().weber();
+            for m in messages.iter().filter(|m| !m.erased) {
+                weber.update_failed(&m.tenant_id, 1);
+            }
             // The events are in the store; reconciliation recalculates the affected users.
             tracing::error!(error = %e, "profile update failed; reconciling from the store");
             pipeline.request_reconcile();
@@ -866,7 +870,7 @@ async fn apply_batch(
     let now = now_us();
     for m in messages.iter().filter(|m| !m.erased) {
         let waited = u64::try_from(now.saturating_sub(m.committed_us)).unwrap_or(0);
-        weber.update_latency(Duration::from_micros(waited));
+        weber.tenant_update_latency(&m.tenant_id, Duration::from_micros(waited));
     }
     Ok(())
 }

@@ -89,6 +89,9 @@ pub async fn tenants(common: Common, cmd: TenantsCommand) -> anyhow::Result<()> 
                     Some("initial"),
                 )
                 .await?;
+            // Every tenant's predictions are refitted daily; the schedule is theirs to change.
+            server::predictions::ensure_refit_schedule(&store, &tenant.id, server::jobs::now_ms())
+                .await?;
             println!("{}", json!({"tenant_id": tenant.id, "api_key": key.secret}));
             Ok(())
         }

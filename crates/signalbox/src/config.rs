@@ -65,6 +65,12 @@ use serde::Deserialize;
 /// max_lifetime = "12h"               # and every session after this long
 /// secure_cookie = true               # behind TLS: the cookie goes over HTTPS only
 ///
+/// [predictions]
+/// churn_horizon_days = 30            # churn risk: no purchase within this many days
+/// clv_months = 12                    # CLV horizon
+/// monthly_discount_rate = 0.01
+/// recommendations = "/etc/signalbox/recommendations.toml" # default: the documented table
+///
 /// [forecast]
 /// index = "/srv/signalbox/forecast"   # default: DATA_DIR/forecast (demo model)
 /// cache_ttl = "10m"
@@ -143,6 +149,8 @@ pub struct FileConfig {
     #[serde(default)]
     pub console: ConsoleSection,
     #[serde(default)]
+    pub predictions: PredictionsSection,
+    #[serde(default)]
     pub llm: LlmSection,
     #[serde(default)]
     pub jobs: JobsSection,
@@ -171,6 +179,7 @@ impl std::fmt::Debug for FileConfig {
             .field("cache", &self.cache)
             .field("cors", &self.cors)
             .field("console", &self.console)
+            .field("predictions", &self.predictions)
             .field("llm", &self.llm)
             .field("jobs", &self.jobs)
             .finish()
@@ -233,6 +242,17 @@ pub struct CorsSection {
     pub allow_origins: Vec<String>,
     #[serde(default, with = "humantime_serde_opt")]
     pub max_age: Option<Duration>,
+}
+
+/// Weber predictions: the churn horizon, CLV months and discount rate, and the recommendation
+/// table (a TOML file of the default table's shape, validated at start).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PredictionsSection {
+    pub churn_horizon_days: Option<u32>,
+    pub clv_months: Option<u32>,
+    pub monthly_discount_rate: Option<f64>,
+    pub recommendations: Option<PathBuf>,
 }
 
 /// The web console's sessions.

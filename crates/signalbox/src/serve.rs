@@ -663,6 +663,12 @@ pub async fn run(common: Common, args: ServeArgs) -> anyhow::Result<()> {
     if console.idle_timeout.is_zero() || console.max_lifetime.is_zero() {
         anyhow::bail!("console idle timeout, console max lifetime: must be more than zero");
     }
+    let predictions = server::predictions::PredictionSettings::from_config(
+        file.predictions.churn_horizon_days,
+        file.predictions.clv_months,
+        file.predictions.monthly_discount_rate,
+        file.predictions.recommendations.as_deref(),
+    )?;
     let config = ServerConfig {
         body_limit_bytes: args
             .body_limit_bytes
@@ -709,7 +715,7 @@ pub async fn run(common: Common, args: ServeArgs) -> anyhow::Result<()> {
         jobs,
         custody: server::CustodySettings::default(),
         console,
-        predictions: defaults.predictions.clone(),
+        predictions,
     };
     if config.flag_refresh_interval.is_zero() {
         anyhow::bail!("flag refresh interval: must be more than zero");
@@ -1073,6 +1079,7 @@ async fn ensure_demo_tenant(
         )
         .await?;
     seed_demo_flags(store, &tenant.id).await?;
+    server::predictions::ensure_refit_schedule(store, &tenant.id, server::jobs::now_ms()).await?;
     let path = data_dir.join(DEMO_FILE);
     let body = serde_json::json!({"tenant_id": tenant.id, "api_key": key.secret});
     write_private(&path, &format!("{body}\n"))

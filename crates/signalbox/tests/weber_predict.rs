@@ -180,6 +180,41 @@ fn a_fit_that_does_not_converge_is_a_clear_error() {
 }
 
 #[test]
+fn a_report_without_holdout_fails_before_writing_anything() {
+    let d = Dir::new();
+    let simulated = d.path("sim.csv");
+    run_ok(
+        signalbox(&d.path("data"))
+            .args([
+                "weber",
+                "gen",
+                "--customers",
+                "300",
+                "--seed",
+                "5",
+                "--purchases",
+            ])
+            .arg(&simulated)
+            .args(["--start", "2020-01-01", "--days", "365"])
+            .arg(d.path("sim-reviews.jsonl")),
+    );
+    let (_, stderr) = run_err(
+        d.predict(&simulated, "2020-12-31")
+            .arg("--report-out")
+            .arg(d.path("report.json")),
+    );
+    assert_one_line_error(
+        &stderr,
+        "--report-out: no purchases after --calibration-end",
+    );
+    assert!(!d.path("out.jsonl").exists() && !d.path("report.json").exists());
+    // Without --report-out the same split predicts, and no row has holdout actuals.
+    run_ok(&mut d.predict(&simulated, "2020-12-31"));
+    let rows = json_lines(&std::fs::read_to_string(d.path("out.jsonl")).unwrap());
+    assert!(!rows.is_empty() && rows.iter().all(|r| r.get("holdout").is_none()));
+}
+
+#[test]
 fn no_repeat_purchases_is_a_clear_error() {
     let d = Dir::new();
     // Everyone bought once (a degenerate history: nothing to learn the purchase rate from), with

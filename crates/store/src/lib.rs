@@ -104,7 +104,7 @@ pub use predictions::{
     PredictionModelRecord, StoredTransaction, TransactionCursor, TransactionInsertion,
     MAX_TRANSACTION_ID_BYTES, MAX_TRANSACTION_PAGE,
 };
-pub use weber::{SegmentStats, WeberProfileRecord};
+pub use weber::{SegmentCountsAt, SegmentStats, WeberProfileRecord};
 pub use weber_admin::{erasure_subject_hash, ErasureCounts, ErasureRecord, WeberSettingsRecord};
 
 /// Which database a [`Store`] talks to.

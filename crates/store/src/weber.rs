@@ -39,6 +39,15 @@ pub struct SegmentStats {
     pub mean_review_count: f64,
 }
 
+/// How many users were in each segment at one instant, by the calculation audit.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SegmentCountsAt {
+    /// The instant, epoch milliseconds (exclusive: calculations before it count).
+    pub at_ms: i64,
+    /// `(segment, users)`, segments by name; absent segments had no users.
+    pub counts: Vec<(String, i64)>,
+}
+
 /// Rows per INSERT: 10 parameters each keeps a statement far below both databases' limits.
 const UPSERT_CHUNK: usize = 500;
 /// Ids per `IN (…)` list.
@@ -168,6 +177,43 @@ impl Store {
         rows.iter()
             .map(|r| r.try_get::<String, _>(0).map_err(StoreError::from))
             .collect()
+    }
+
+    /// For each instant of `at_ms`, how many of the tenant's users were in each segment then:
+    /// each user counts in the segment of their newest calculation audit row written before the
+    /// instant. Users without audit rows (profiles loaded in batch) and erased users are not
+    /// counted.
+    pub async fn weber_segment_counts_at(
+        &self,
+        tenant_id: &str,
+        at_ms: &[i64],
+    ) -> Result<Vec<SegmentCountsAt>, StoreError> {
+        let mut conn = self
+            .acquire_read(Operation::Select, Table::WeberCalculations)
+            .await?;
+        let mut out = Vec::with_capacity(at_ms.len());
+        for &at in at_ms {
+            // Audit ids increase in write order, so the newest row before the instant is the
+            // user's highest id among them.
+            let rows = sqlx::query(
+                "SELECT c.sensitivity_segment, COUNT(*) FROM weber_calculations c
+                 JOIN (SELECT user_id, MAX(id) AS id FROM weber_calculations
+                       WHERE tenant_id = $1 AND calculated_at_ms < $2 GROUP BY user_id) newest
+                   ON c.id = newest.id
+                 WHERE c.tenant_id = $1
+                 GROUP BY c.sensitivity_segment ORDER BY c.sensitivity_segment",
+            )
+            .bind(tenant_id)
+            .bind(at)
+            .fetch_all(&mut *conn)
+            .await?;
+            let counts = rows
+                .iter()
+                .map(|r| Ok((r.try_get::<String, _>(0)?, r.try_get::<i64, _>(1)?)))
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            out.push(SegmentCountsAt { at_ms: at, counts });
+        }
+        Ok(out)
     }
 
     /// Per-segment user counts and the mean and spread of their constants, segments by name.

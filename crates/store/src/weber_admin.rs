@@ -167,12 +167,22 @@ impl Store {
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
+        let transactions =
+            delete("DELETE FROM weber_transactions WHERE tenant_id = $1 AND customer_id = $2")
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        let business_metrics =
+            delete("DELETE FROM weber_business_metrics WHERE tenant_id = $1 AND user_id = $2")
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
         let counts = ErasureCounts {
             interactions,
             profiles,
             calculations,
-            transactions: 0,
-            business_metrics: 0,
+            transactions,
+            business_metrics,
         };
         if counts.total() > 0 {
             sqlx::query(

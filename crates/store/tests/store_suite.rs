@@ -52,6 +52,8 @@ on_both_backends!(
     weber_profiles_reject_bad_records_and_unknown_tenants,
     interactions_are_stored_once_and_windowed_by_time,
     weber_updates_never_go_backwards_and_are_audited,
+    weber_settings_are_per_tenant_and_replaced,
+    erasing_a_user_removes_every_row_in_one_go_and_audits_a_pseudonym,
     flags_create_read_list_update_delete,
     flag_audit_records_field_diffs_and_pages,
     flag_change_feed_is_gapless_and_resumable,
@@ -796,6 +798,17 @@ async fn weber_updates_never_go_backwards_and_are_audited(f: &TestStore) {
         .unwrap();
     assert_eq!(rest, audit[1..]);
     assert!(audit[0].id > audit[1].id);
+    // Segment counts at an instant: each user in the segment of their newest row before it.
+    let at = s
+        .weber_segment_counts_at(&t.id, &[0, i64::MAX])
+        .await
+        .unwrap();
+    assert!(at[0].counts.is_empty(), "{at:?}");
+    assert_eq!(
+        at[1].counts,
+        vec![(audit[0].sensitivity_segment.clone(), 1)],
+        "{at:?}"
+    );
     let other = s.create_tenant("other", Tier::Starter).await.unwrap();
     assert!(s
         .weber_calculations_page(&other.id, "u1", None, 10)
@@ -804,6 +817,140 @@ async fn weber_updates_never_go_backwards_and_are_audited(f: &TestStore) {
         .is_empty());
     let counts = s.operator_weber_segment_counts().await.unwrap();
     assert!(counts.contains(&(t.id.clone(), "Highly_Sensitive".to_owned(), 1)));
+}
+
+async fn weber_settings_are_per_tenant_and_replaced(f: &TestStore) {
+    let s = &f.store;
+    let a = s.create_tenant("a", Tier::Free).await.unwrap();
+    let b = s.create_tenant("b", Tier::Free).await.unwrap();
+    assert_eq!(s.weber_settings(&a.id).await.unwrap(), None);
+    let first = store::WeberSettingsRecord {
+        eps: 0.25,
+        window: 50,
+        updated_at_ms: 1_000,
+        updated_by: "key_1".to_owned(),
+    };
+    s.put_weber_settings(&a.id, &first).await.unwrap();
+    let second = store::WeberSettingsRecord {
+        eps: 1e-3,
+        window: 7,
+        updated_at_ms: 2_000,
+        updated_by: "key_2".to_owned(),
+    };
+    s.put_weber_settings(&a.id, &second).await.unwrap();
+    assert_eq!(s.weber_settings(&a.id).await.unwrap(), Some(second.clone()));
+    assert_eq!(s.weber_settings(&b.id).await.unwrap(), None);
+    for bad in [
+        store::WeberSettingsRecord {
+            eps: f64::NAN,
+            ..second.clone()
+        },
+        store::WeberSettingsRecord {
+            window: 0,
+            ..second.clone()
+        },
+    ] {
+        assert!(s.put_weber_settings(&a.id, &bad).await.is_err(), "{bad:?}");
+    }
+    assert!(matches!(
+        s.put_weber_settings("tn_missing", &first).await,
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
+async fn erasing_a_user_removes_every_row_in_one_go_and_audits_a_pseudonym(f: &TestStore) {
+    let s = &f.store;
+    let a = s.create_tenant("a", Tier::Free).await.unwrap();
+    let b = s.create_tenant("b", Tier::Free).await.unwrap();
+    for t in [&a, &b] {
+        s.insert_interactions(
+            &t.id,
+            &[
+                interaction("e1", "u1", 1_000, 0.5),
+                interaction("e2", "u1", 2_000, -0.5),
+                interaction("e3", "u2", 1_000, 0.1),
+            ],
+            1,
+        )
+        .await
+        .unwrap();
+        s.upsert_weber_profiles(
+            &t.id,
+            &[
+                record("u1", 0.5, "Moderately_Sensitive", 2),
+                record("u2", 0.1, "Insensitive", 1),
+            ],
+        )
+        .await
+        .unwrap();
+        let purchase = |order: &str, customer: &str| store::NewTransaction {
+            order_id: order.to_owned(),
+            customer_id: customer.to_owned(),
+            occurred_at_ms: 1_000,
+            amount: 10.0,
+            currency: None,
+        };
+        s.insert_transactions(
+            &t.id,
+            &[
+                purchase("o1", "u1"),
+                purchase("o2", "u1"),
+                purchase("o3", "u2"),
+            ],
+            1,
+        )
+        .await
+        .unwrap();
+    }
+    let counts = s
+        .erase_weber_user(&a.id, "u1", "key_9", 5_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        (counts.interactions, counts.profiles, counts.transactions),
+        (2, 1, 2),
+        "{counts:?}"
+    );
+    assert!(s.weber_profile(&a.id, "u1").await.unwrap().is_none());
+    assert!(s.weber_profile(&a.id, "u2").await.unwrap().is_some());
+    assert!(
+        s.weber_profile(&b.id, "u1").await.unwrap().is_some(),
+        "other tenant kept"
+    );
+    assert_eq!(
+        s.weber_customer_transaction_count(&a.id, "u1")
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        s.weber_customer_transaction_count(&b.id, "u1")
+            .await
+            .unwrap(),
+        2
+    );
+    let audit = s.weber_erasures(&a.id, "u1").await.unwrap();
+    assert_eq!(audit.len(), 1);
+    assert_eq!(audit[0].counts, counts);
+    assert_eq!(
+        (audit[0].key_id.as_str(), audit[0].erased_at_ms),
+        ("key_9", 5_000)
+    );
+    assert_eq!(
+        audit[0].subject_hash,
+        store::erasure_subject_hash(&a.id, "u1")
+    );
+    assert_ne!(
+        store::erasure_subject_hash(&a.id, "u1"),
+        store::erasure_subject_hash(&b.id, "u1")
+    );
+    // Again: nothing found, nothing recorded.
+    let again = s
+        .erase_weber_user(&a.id, "u1", "key_9", 6_000)
+        .await
+        .unwrap();
+    assert_eq!(again.total(), 0);
+    assert_eq!(s.weber_erasures(&a.id, "u1").await.unwrap().len(), 1);
 }
 
 // ---- flags -------------------------------------------------------------------------------

@@ -65,6 +65,7 @@ mod tenants;
 #[cfg(feature = "test-support")]
 pub mod testing;
 mod weber;
+pub mod weber_perf;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -100,6 +101,7 @@ pub use rate_limit::{RateLimitMetrics, RuleDecisions};
 pub use snapshot::{HttpSnapshot, LatencyHistogram, WindowCounts};
 pub use tenants::{LabelGuard, TenantLabels, OTHER};
 pub use weber::{WeberMetrics, WeberRecorder, UPDATE_BUCKETS};
+pub use weber_perf::PerformanceSnapshot;
 
 /// The media type of [`Metrics::encode`]'s output.
 pub const CONTENT_TYPE: &str = exposition::OPENMETRICS_CONTENT_TYPE;

@@ -14,7 +14,7 @@
 //!   (`hit`) or the store (`miss`).
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -58,6 +58,8 @@ pub struct WeberMetrics {
     stream_lag: Gauge,
     publish_errors: Counter,
     reads: Family<CacheLabels, Counter>,
+    /// Per-tenant recent figures for the analytics answer (not exported).
+    performance: crate::weber_perf::WeberPerformance,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -75,6 +77,7 @@ impl WeberMetrics {
             stream_lag: Gauge::default(),
             publish_errors: Counter::default(),
             reads: Family::default(),
+            performance: Default::default(),
         };
         registry.register(
             "weber_profile_reads",
@@ -125,6 +128,10 @@ impl WeberRecorder<'_> {
     /// Counts `n` interactions with `outcome` (`stored`, `duplicate` or `rejected`).
     pub fn ingested(&self, tenant_id: &str, outcome: &'static str, n: u64) {
         if n > 0 {
+            let errors = if outcome == "rejected" { n } else { 0 };
+            self.metrics
+                .performance
+                .offered(tenant_id, n, errors, Instant::now());
             self.metrics
                 .ingested
                 .get_or_create(&OutcomeLabels {
@@ -138,6 +145,9 @@ impl WeberRecorder<'_> {
     /// Counts one profile recalculation.
     pub fn calculated(&self, tenant_id: &str, cause: &'static str) {
         self.metrics
+            .performance
+            .calculation(tenant_id, Instant::now());
+        self.metrics
             .calculations
             .get_or_create(&CauseLabels {
                 tenant_id: self.tenants.label(tenant_id).to_owned(),
@@ -149,6 +159,27 @@ impl WeberRecorder<'_> {
     /// Records one event's commit-to-readable time.
     pub fn update_latency(&self, latency: Duration) {
         self.metrics.update_latency.observe(latency.as_secs_f64());
+    }
+
+    /// Records one event's commit-to-readable time for its tenant too (the tenant's
+    /// `performance_metrics`); the histogram is the same as [`Self::update_latency`]'s.
+    pub fn tenant_update_latency(&self, tenant_id: &str, latency: Duration) {
+        self.update_latency(latency);
+        self.metrics
+            .performance
+            .latency(tenant_id, latency, Instant::now());
+    }
+
+    /// Counts `n` of the tenant's accepted interactions whose profile update failed.
+    pub fn update_failed(&self, tenant_id: &str, n: u64) {
+        self.metrics
+            .performance
+            .failed(tenant_id, n, Instant::now());
+    }
+
+    /// The tenant's recent performance in this process (see [`crate::weber_perf`]).
+    pub fn performance(&self, tenant_id: &str) -> crate::PerformanceSnapshot {
+        self.metrics.performance.snapshot(tenant_id, Instant::now())
     }
 
     /// Replaces the per-segment profile counts with `(tenant_id, segment, count)` rows.

@@ -12,8 +12,8 @@ pub mod transactions;
 pub use overview::{ClvBucket, ModelCard, PredictionDistribution};
 pub use service::{
     clv_confidence, version_name, ChurnPrediction, ClvPrediction, Missing, ModelInfo,
-    PredictionReadError, PredictionService, PredictionSettings, RecommendationAnswer,
-    RecommendationItem, RefitError, RefitStep, RefitSummary,
+    PredictionReadError, PredictionService, PredictionSettings, PredictionSettingsError,
+    RecommendationAnswer, RecommendationItem, RefitError, RefitStep, RefitSummary,
 };
 
 /// The name of every tenant's daily refit schedule.

@@ -58,7 +58,72 @@ impl Default for PredictionSettings {
     }
 }
 
+/// A `[predictions]` setting that cannot be used; the message names the setting (and the
+/// file and field of a recommendation table).
+#[derive(Debug, thiserror::Error)]
+#[error("predictions.{field}: {reason}")]
+pub struct PredictionSettingsError {
+    pub field: &'static str,
+    pub reason: String,
+}
+
 impl PredictionSettings {
+    /// The settings from the configuration's `[predictions]` values (defaults for those not
+    /// given), validated at start: the churn horizon 1 to 3,660 days, CLV months 1 to 1,200, the
+    /// monthly discount rate in `[0, 1)`, and the recommendation table file (TOML, the shape of
+    /// the default table) read and checked, its errors naming the file and the field.
+    pub fn from_config(
+        churn_horizon_days: Option<u32>,
+        clv_months: Option<u32>,
+        monthly_discount_rate: Option<f64>,
+        recommendations: Option<&std::path::Path>,
+    ) -> Result<PredictionSettings, PredictionSettingsError> {
+        let defaults = PredictionSettings::default();
+        let bad = |field: &'static str, reason: String| PredictionSettingsError { field, reason };
+        let churn_horizon_days = churn_horizon_days.unwrap_or(defaults.churn_horizon_days);
+        if !(1..=3660).contains(&churn_horizon_days) {
+            return Err(bad(
+                "churn_horizon_days",
+                format!("must be 1 to 3660 days, got {churn_horizon_days}"),
+            ));
+        }
+        let clv_months = clv_months.unwrap_or(defaults.clv_months);
+        if !(1..=1200).contains(&clv_months) {
+            return Err(bad(
+                "clv_months",
+                format!("must be 1 to 1200 months, got {clv_months}"),
+            ));
+        }
+        let monthly_discount_rate = monthly_discount_rate.unwrap_or(defaults.monthly_discount_rate);
+        if !(monthly_discount_rate.is_finite() && (0.0..1.0).contains(&monthly_discount_rate)) {
+            return Err(bad(
+                "monthly_discount_rate",
+                format!("must be a number in [0, 1), got {monthly_discount_rate}"),
+            ));
+        }
+        let recommendations = match recommendations {
+            None => defaults.recommendations,
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    bad(
+                        "recommendations",
+                        format!("cannot read {}: {e}", path.display()),
+                    )
+                })?;
+                let table = RecommendationTable::from_toml_str(&text)
+                    .map_err(|e| bad("recommendations", format!("{}: {e}", path.display())))?;
+                Arc::new(table)
+            }
+        };
+        Ok(PredictionSettings {
+            churn_horizon_days,
+            clv_months,
+            monthly_discount_rate,
+            period: defaults.period,
+            recommendations,
+        })
+    }
+
     /// The pure crate's settings for a fit.
     pub fn model_settings(&self) -> ModelSettings {
         ModelSettings {
@@ -263,12 +328,15 @@ impl Missing {
     }
 }
 
-/// Parsed stored models, by (tenant, version): reads need the churn model's importances, and
-/// a model never changes once stored.
+/// The prediction reads, with parsed stored models cached by (tenant, version) with their fit
+/// time: reads need the churn model's importances, and a model never changes once stored.
 #[derive(Clone)]
 pub struct PredictionService {
-    models: moka::sync::Cache<(String, i64), Arc<FittedModel>>,
+    models: moka::sync::Cache<(String, i64), Arc<CachedModel>>,
 }
+
+/// A parsed stored model and when it was fitted (epoch ms).
+type CachedModel = (Arc<FittedModel>, i64);
 
 impl Default for PredictionService {
     fn default() -> Self {
@@ -486,7 +554,8 @@ impl PredictionService {
         Err(PredictionReadError::NotFound(missing))
     }
 
-    /// The parsed model of a version, and when it was fitted.
+    /// The parsed model of a version, and when it was fitted: from the cache when this
+    /// process has read it before (a stored model never changes), else from the store.
     pub(crate) async fn fitted(
         &self,
         state: &AppState,
@@ -494,14 +563,14 @@ impl PredictionService {
         version: i64,
     ) -> Result<(Arc<FittedModel>, i64), PredictionReadError> {
         let key = (tenant_id.to_owned(), version);
+        if let Some(cached) = self.models.get(&key) {
+            return Ok((cached.0.clone(), cached.1));
+        }
         let record = state
             .store()
             .prediction_model(tenant_id, version)
             .await?
             .ok_or(PredictionReadError::NotFound(Missing::NotFitted))?;
-        if let Some(model) = self.models.get(&key) {
-            return Ok((model, record.fitted_at_ms));
-        }
         let model: FittedModel = serde_json::from_str(&record.model_json).map_err(|e| {
             PredictionReadError::CorruptModel {
                 version,
@@ -509,7 +578,8 @@ impl PredictionService {
             }
         })?;
         let model = Arc::new(model);
-        self.models.insert(key, model.clone());
+        self.models
+            .insert(key, Arc::new((model.clone(), record.fitted_at_ms)));
         Ok((model, record.fitted_at_ms))
     }
 }
@@ -785,6 +855,53 @@ fn rfc3339(ms: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn settings_are_checked_and_name_the_field_and_file() {
+        let s = PredictionSettings::from_config(Some(60), None, Some(0.02), None).unwrap();
+        assert_eq!((s.churn_horizon_days, s.clv_months), (60, 12));
+        for (got, field) in [
+            (
+                PredictionSettings::from_config(Some(0), None, None, None),
+                "churn_horizon_days",
+            ),
+            (
+                PredictionSettings::from_config(None, Some(0), None, None),
+                "clv_months",
+            ),
+            (
+                PredictionSettings::from_config(None, None, Some(1.0), None),
+                "monthly_discount_rate",
+            ),
+            (
+                PredictionSettings::from_config(None, None, Some(f64::NAN), None),
+                "monthly_discount_rate",
+            ),
+        ] {
+            assert_eq!(got.unwrap_err().field, field);
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("none.toml");
+        let e = PredictionSettings::from_config(None, None, None, Some(&missing)).unwrap_err();
+        assert!(e.to_string().contains("none.toml"), "{e}");
+        let bad = dir.path().join("bad.toml");
+        let text = lifetime::recommend::DEFAULT_TABLE_TOML.replace(
+            "strategy = \"premium_upsell\"",
+            "strategy = \"Premium Upsell\"",
+        );
+        std::fs::write(&bad, text).unwrap();
+        let e = PredictionSettings::from_config(None, None, None, Some(&bad)).unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.starts_with("predictions.recommendations: ")
+                && text.contains("bad.toml")
+                && text.contains("segments.Insensitive.strategy"),
+            "{text}"
+        );
+        let good = dir.path().join("good.toml");
+        std::fs::write(&good, lifetime::recommend::DEFAULT_TABLE_TOML).unwrap();
+        assert!(PredictionSettings::from_config(None, None, None, Some(&good)).is_ok());
+    }
 
     #[test]
     fn clv_confidence_is_bounded_and_one_for_a_point() {

@@ -358,6 +358,78 @@ pub(crate) struct SegmentAnalyticsResponse {
     segment_distribution: std::collections::BTreeMap<&'static str, i64>,
     /// Every segment, most sensitive first, zeros included.
     segments: Vec<SegmentAnalytics>,
+    /// How the real-time path performed for your tenant on the server that answered, over the
+    /// last one to two minutes (seed 000's `performance_metrics`).
+    performance_metrics: PerformanceMetrics,
+    /// Segment shares at the end of each of the last 30 UTC days, oldest first; the last entry
+    /// is today so far. From the calculation audit: each user counts in the segment of their
+    /// newest calculation before the day's end.
+    trends: Vec<SegmentTrend>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct PerformanceMetrics {
+    /// Profile recalculations of your users per second.
+    calculations_per_second: f64,
+    /// Mean time from an interaction's commit to its profile being readable, in milliseconds;
+    /// null when no interaction was applied in the span.
+    average_latency_ms: Option<f64>,
+    /// Interactions rejected at ingest or whose profile update failed, over all interactions
+    /// offered, 0 to 1; null when none were offered in the span.
+    error_rate: Option<f64>,
+    /// The span the figures cover, in seconds (0: no activity on this server recently).
+    window_seconds: f64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct SegmentTrend {
+    /// The UTC day, `YYYY-MM-DD`.
+    date: String,
+    /// Users counted at the end of the day.
+    total_users: i64,
+    /// Each segment's share of them, 0 to 1 (all zeros when none).
+    shares: std::collections::BTreeMap<&'static str, f64>,
+    /// Users per segment.
+    users: std::collections::BTreeMap<&'static str, i64>,
+}
+
+impl SegmentTrend {
+    fn of(at: &store::SegmentCountsAt) -> Self {
+        let users: std::collections::BTreeMap<&'static str, i64> = weber::SensitivitySegment::ALL
+            .iter()
+            .map(|seg| {
+                let n = at
+                    .counts
+                    .iter()
+                    .find(|(name, _)| name == seg.as_str())
+                    .map_or(0, |(_, n)| *n);
+                (seg.as_str(), n)
+            })
+            .collect();
+        let total_users: i64 = users.values().sum();
+        let shares = users
+            .iter()
+            .map(|(seg, n)| {
+                let share = if total_users > 0 {
+                    *n as f64 / total_users as f64
+                } else {
+                    0.0
+                };
+                (*seg, share)
+            })
+            .collect();
+        // The day an instant ends: the instant just before it.
+        let day =
+            time::OffsetDateTime::from_unix_timestamp(at.at_ms.saturating_sub(1).div_euclid(1000))
+                .map(|t| t.date().to_string())
+                .unwrap_or_default();
+        SegmentTrend {
+            date: day,
+            total_users,
+            shares,
+            users,
+        }
+    }
 }
 
 /// How your users spread over the sensitivity segments (read scope).
@@ -398,6 +470,16 @@ pub(crate) async fn segment_analytics(
         total_users,
         segment_distribution: segments.iter().map(|s| (s.segment, s.users)).collect(),
         segments,
+        performance_metrics: {
+            let p = state.metrics().weber().performance(auth.tenant_id());
+            PerformanceMetrics {
+                calculations_per_second: p.calculations_per_second,
+                average_latency_ms: p.average_latency_ms,
+                error_rate: p.error_rate,
+                window_seconds: p.window_seconds,
+            }
+        },
+        trends: answer.trends.iter().map(SegmentTrend::of).collect(),
     });
     // Tells the rate-limit middleware this answer is the cheaper one (`Signalbox-Degraded`).
     let marker =

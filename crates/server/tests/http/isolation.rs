@@ -120,6 +120,19 @@ async fn isolation(backend: Backend) {
         )
         .await;
     assert_eq!(a_feedback.status, 200, "{}", a_feedback.text());
+    // A purchase of A's user, carrying A's marker digits as its amount.
+    let a_purchase = app
+        .call(
+            Method::POST,
+            "/api/v1/transactions",
+            Some(&ka.secret),
+            Some(json!([{
+                "order_id": "a-order", "customer_id": a_user,
+                "occurred_at": server::rfc3339_ms(now_ms() - 86_400_000), "amount": 913579.0
+            }])),
+        )
+        .await;
+    assert_eq!(a_purchase.status, 200, "{}", a_purchase.text());
     let doc = app.get("/openapi.json", None).await.json();
 
     for (method, template) in secured_operations(&doc) {
@@ -162,6 +175,12 @@ async fn isolation(backend: Backend) {
                 format!("{template}?station=JFK&horizon=24h"),
                 Expect::OwnDataOnly,
             ),
+            // B has no fitted model, and none of A's users.
+            t @ "/api/v1/predictions/model" => (t.to_owned(), Expect::NotFound),
+            t @ "/api/v1/recommendations/weber-enhanced" if method == Method::GET => {
+                (format!("{t}?user_id={a_user}"), Expect::NotFound)
+            }
+            t @ "/api/v1/recommendations/weber-enhanced" => (t.to_owned(), Expect::NotFound),
             t => (t.to_owned(), Expect::OwnDataOnly),
         };
         assert!(
@@ -195,11 +214,18 @@ async fn isolation(backend: Backend) {
                 Some(json!({"cron": "@hourly", "handler": "jobs.noop"}))
             }
             ("POST", "/api/v1/weber-profiles:recalculate") => Some(json!({})),
+            ("POST", "/api/v1/transactions") => Some(json!([{
+                "order_id": "b-own-order", "customer_id": "b-own-user",
+                "occurred_at": server::rfc3339_ms(now_ms()), "amount": 5.0
+            }])),
+            ("POST", "/api/v1/recommendations/weber-enhanced") => Some(json!({"user_id": a_user})),
+            ("POST", "/api/v1/predictions/refit") => None,
             ("POST", "/api/v1/llm/events") => Some(json!([{
                 "type": "conversation_started", "id": "b-own", "time": server::rfc3339_ms(now_ms()),
                 "conversation_id": "b-conversation", "channel": "web"
             }])),
             ("PUT", "/api/v1/llm/budget") => Some(json!({"monthly_usd": 5.0})),
+            ("PUT", "/api/v1/weber/settings") => Some(json!({"eps": 0.1, "window": 100})),
             ("PUT", "/api/v1/llm/prices") => Some(json!({"use_defaults": true})),
             ("POST", "/api/v1/feedback") => Some(json!([
                 {"id": "b-own", "user_id": "b-own-user", "type": "review", "rating": 5}

@@ -439,3 +439,152 @@ async fn erasing_a_user_removes_their_data_once_and_is_audited_by_pseudonym() {
     assert_eq!(fresh["review_count"], 1, "{fresh}");
     app.cleanup().await;
 }
+
+#[tokio::test]
+async fn segment_analytics_report_recent_performance_and_daily_segment_shares() {
+    let app = TestApp::new(Backend::Sqlite).await;
+    let (_, key) = app.tenant("trending", &[Scope::Read, Scope::Write]).await;
+    let (_, quiet) = app.tenant("quiet", &[Scope::Read]).await;
+    let key = key.secret;
+    // Three users, each with a volatile history (sensitive) or a flat one (insensitive), and one
+    // rejected event.
+    let mut events = Vec::new();
+    for (user, pattern) in [
+        ("hi-1", [0.9, -0.9, 0.9, -0.9]),
+        ("hi-2", [0.8, -0.8, 0.8, -0.8]),
+        ("flat", [0.5, 0.5, 0.5, 0.5]),
+    ] {
+        for (i, s) in pattern.iter().enumerate() {
+            events.push(json!({"event_id": format!("{user}-{i}"), "user_id": user,
+                "timestamp": 1_000 * (i as i64 + 1), "sentiment": s}));
+        }
+    }
+    events.push(json!({"event_id": "bad", "user_id": "x", "timestamp": 1, "sentiment": 7}));
+    let reply = post_events(&app, &key, Value::Array(events)).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    app.settle().await;
+
+    let reply = app
+        .get("/api/v1/analytics/weber-segments", Some(&key))
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let body = reply.json();
+    let perf = &body["performance_metrics"];
+    assert!(
+        perf["calculations_per_second"].as_f64().unwrap() > 0.0,
+        "{perf}"
+    );
+    assert!(perf["window_seconds"].as_f64().unwrap() >= 1.0, "{perf}");
+    assert!(
+        perf["average_latency_ms"].as_f64().unwrap() >= 0.0,
+        "{perf}"
+    );
+    // 1 rejected of 13 offered.
+    assert_eq!(perf["error_rate"], json!(1.0 / 13.0), "{perf}");
+
+    let trends = body["trends"].as_array().unwrap();
+    assert_eq!(trends.len(), 30, "{body}");
+    let today = trends.last().unwrap();
+    let profiles = &body["segment_distribution"];
+    assert_eq!(today["total_users"], 3, "{today}");
+    for seg in [
+        "Highly_Sensitive",
+        "Moderately_Sensitive",
+        "Low_Sensitive",
+        "Insensitive",
+    ] {
+        assert_eq!(
+            today["users"][seg], profiles[seg],
+            "{seg}: {today} vs {profiles}"
+        );
+        let want = profiles[seg].as_f64().unwrap() / 3.0;
+        assert_eq!(today["shares"][seg], json!(want), "{seg}: {today}");
+    }
+    // Everything was calculated today: the earlier days count nobody.
+    assert!(
+        trends[..29].iter().all(|d| d["total_users"] == 0),
+        "{trends:?}"
+    );
+    let dates: Vec<&str> = trends.iter().map(|d| d["date"].as_str().unwrap()).collect();
+    let mut sorted = dates.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(sorted, dates, "one entry per day, oldest first");
+
+    // Another tenant sees none of this tenant's activity.
+    let other = app
+        .get("/api/v1/analytics/weber-segments", Some(&quiet.secret))
+        .await
+        .json();
+    assert_eq!(
+        other["performance_metrics"]["calculations_per_second"], 0.0,
+        "{other}"
+    );
+    assert_eq!(
+        other["performance_metrics"]["error_rate"],
+        Value::Null,
+        "{other}"
+    );
+    assert_eq!(other["trends"][29]["total_users"], 0, "{other}");
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn an_erased_profile_is_not_served_from_the_redis_layer() {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let prefix = format!("test:cache:{}:", uuid::Uuid::new_v4().simple());
+    let config = server::ServerConfig {
+        read_caches: server::ReadCacheSettings {
+            redis_url: Some(
+                std::env::var("SIGNALBOX_TEST_REDIS_URL")
+                    .unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
+            ),
+            key_prefix: prefix,
+        },
+        ..server::ServerConfig::default()
+    };
+    let first = TestApp::with_config(Backend::Sqlite, config.clone()).await;
+    let (tenant, key) = first.tenant("forgetful", &[Scope::Admin]).await;
+    first
+        .fixture
+        .store
+        .upsert_weber_profiles(&tenant.id, &[crate::weber::profile_record("gone", 0.5)])
+        .await
+        .unwrap();
+    let path = "/api/v1/users/gone/weber-profile";
+    // The read puts the profile in this replica's memory and in Redis.
+    assert_eq!(first.get(path, Some(&key.secret)).await.status, 200);
+    let erased = first
+        .call(
+            Method::DELETE,
+            "/api/v1/users/gone",
+            Some(&key.secret),
+            None,
+        )
+        .await;
+    assert_eq!(erased.status, 200, "{}", erased.text());
+    first
+        .get(path, Some(&key.secret))
+        .await
+        .assert_problem(404, "not_found", path);
+
+    // A second replica over the same store and Redis, with an empty memory layer: Redis no
+    // longer has the profile either.
+    let events_dir = tempfile::tempdir().unwrap();
+    let events = stream::EventLog::open_file(events_dir.path(), Default::default())
+        .await
+        .unwrap();
+    let metrics = std::sync::Arc::new(telemetry::Metrics::new(Default::default()));
+    let second =
+        server::AppState::new(first.fixture.store.clone(), metrics, config, events).expect("state");
+    let request = axum::http::Request::get(path)
+        .header("authorization", format!("Bearer {}", key.secret))
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let response = server::app(second).oneshot(request).await.unwrap();
+    let status = response.status();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(status, 404, "{}", String::from_utf8_lossy(&body));
+    first.cleanup().await;
+}

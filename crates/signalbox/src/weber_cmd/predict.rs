@@ -146,6 +146,12 @@ pub fn run(args: &PredictArgs) -> anyhow::Result<()> {
     )
     .map_err(|e| anyhow!("{}: {e}", args.transactions.display()))?;
     let holdout_exists = observation_end > calibration_end;
+    // Checked before anything is written: a run either writes every output asked for or none.
+    if args.report_out.is_some() && model.evaluation.is_none() {
+        bail!(
+            "--report-out: no purchases after --calibration-end, so there is nothing to evaluate"
+        );
+    }
 
     let bar = count_bar("predicting", customers.len() as u64);
     let mut rows = Vec::with_capacity(customers.len());
@@ -209,7 +215,7 @@ pub fn run(args: &PredictArgs) -> anyhow::Result<()> {
     }
     if let Some(path) = &args.report_out {
         let Some(evaluation) = &model.evaluation else {
-            bail!("--report-out: no holdout after --calibration-end, so nothing to evaluate");
+            bail!("--report-out: no purchases after --calibration-end, so there is nothing to evaluate");
         };
         write_json(
             path,

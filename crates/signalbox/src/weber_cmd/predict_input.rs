@@ -86,7 +86,8 @@ pub fn read_transactions(path: &Path, today: i32) -> anyhow::Result<Vec<Purchase
             ));
         }
         let amount = match cell(amount_col).parse::<f64>() {
-            Ok(a) if a.is_finite() && a >= 0.0 => a,
+            // `-0` is read as 0, not written back as `-0.0`.
+            Ok(a) if a.is_finite() && a >= 0.0 => a + 0.0,
             _ => {
                 return Err(at(
                     "amount",
@@ -248,13 +249,57 @@ mod tests {
             )
         );
         assert!(err("customer_id,date,amount\na,1997-13-01,1\n").contains(":2: date: "));
-        assert!(err("customer_id,date,amount\na,abc\u{e9}1234,1\n").contains(":2: date: "));
+        // Eight bytes with a two-byte character across byte 4: must not reach byte slicing.
+        assert!(err("customer_id,date,amount\na,abc\u{e9}123,1\n").contains(":2: date: "));
         assert!(err("customer_id,date,amount\n,1997-01-01,1\n").contains(":2: customer_id: "));
         assert!(err("customer_id,date,amount\na,1997-01-01,NaN\n").contains(":2: amount: "));
         assert!(err("customer_id,date\na,1997-01-01\n").contains(":1: the header has no `amount`"));
         assert!(err("customer_id,date,amount\na,2030-01-01,1\n").contains("is after today"));
         assert!(err("").contains("empty"));
         assert!(err("customer_id,date,amount\n").contains("no transactions"));
+    }
+
+    #[test]
+    fn odd_cells_are_refused_or_read_never_a_panic() {
+        let amounts = [
+            "1e400",
+            "-0",
+            "inf",
+            "-inf",
+            "",
+            " ",
+            "0x10",
+            "1,5",
+            "\u{e9}",
+            "1e12",
+            "1.0000001e12",
+        ];
+        for amount in amounts {
+            let f = write(&format!(
+                "customer_id,date,amount\na,1997-01-01,\"{amount}\"\n"
+            ));
+            match read_transactions(f.path(), 20_000) {
+                Ok(p) => assert!(
+                    p[0].amount.is_finite() && p[0].amount >= 0.0 && p[0].amount <= MAX_AMOUNT,
+                    "{amount}"
+                ),
+                Err(e) => assert!(format!("{e:#}").contains(":2: amount: "), "{amount}: {e:#}"),
+            }
+        }
+        for date in [
+            "1997-1-01",
+            "19970101 ",
+            "\u{e9}\u{e9}\u{e9}\u{e9}",
+            "99999999",
+            "0000-00-00",
+            "1997-02-29",
+            "+1997-01-0",
+        ] {
+            let f = write(&format!("customer_id,date,amount\na,\"{date}\",1\n"));
+            if let Err(e) = read_transactions(f.path(), 20_000) {
+                assert!(format!("{e:#}").contains(":2: date: "), "{date}: {e:#}");
+            }
+        }
     }
 
     #[test]
