@@ -140,12 +140,11 @@ pub async fn seed(
         .recalculate_users(state, tenant_id, &users)
         .await?;
     // One refit now, the job's own call, so predictions answer on the first page view; the
-    // daily schedule refits from then on.
+    // daily schedule (given to the demo tenant when it is created) refits from then on.
     let refit = crate::predictions::PredictionService::refit(state, tenant_id)
         .await
         .map_err(|e| DemoError::Refit(e.to_string()))?;
     summary.model_version = refit.model_version;
-    crate::predictions::ensure_refit_schedule(state.store(), tenant_id, now).await?;
     Ok(summary)
 }
 
