@@ -169,12 +169,15 @@ pub(crate) async fn churn_prediction(
 pub(crate) struct RecommendationRequest {
     /// The customer's id.
     #[param(pattern = "^[^\\x00]{1,256}$")]
+    #[schema(pattern = "^[^\\x00]{1,256}$")]
     user_id: String,
     /// Accepted for the seed's shape; not used (recommendations follow the segment and the
     /// churn risk).
     #[serde(default)]
     #[allow(dead_code)]
-    #[param(value_type = Option<Object>)]
+    // Only in the POST body: as a query parameter a free-form object would spread over
+    // arbitrary keys.
+    #[param(ignore)]
     #[schema(value_type = Option<Object>)]
     context: Option<serde_json::Value>,
     /// 1 to 50 [default: 10].

@@ -360,15 +360,17 @@ pub(crate) struct SegmentAnalyticsResponse {
     segments: Vec<SegmentAnalytics>,
     /// How the real-time path performed for your tenant on the server that answered, over the
     /// last one to two minutes (seed 000's `performance_metrics`).
-    performance_metrics: PerformanceMetrics,
+    performance_metrics: SegmentPerformanceMetrics,
     /// Segment shares at the end of each of the last 30 UTC days, oldest first; the last entry
     /// is today so far. From the calculation audit: each user counts in the segment of their
     /// newest calculation before the day's end.
     trends: Vec<SegmentTrend>,
 }
 
+/// (Named apart from the health check's `PerformanceMetrics`: OpenAPI schemas share one
+/// namespace.)
 #[derive(Serialize, ToSchema)]
-pub(crate) struct PerformanceMetrics {
+pub(crate) struct SegmentPerformanceMetrics {
     /// Profile recalculations of your users per second.
     calculations_per_second: f64,
     /// Mean time from an interaction's commit to its profile being readable, in milliseconds;
@@ -472,7 +474,7 @@ pub(crate) async fn segment_analytics(
         segments,
         performance_metrics: {
             let p = state.metrics().weber().performance(auth.tenant_id());
-            PerformanceMetrics {
+            SegmentPerformanceMetrics {
                 calculations_per_second: p.calculations_per_second,
                 average_latency_ms: p.average_latency_ms,
                 error_rate: p.error_rate,
@@ -543,6 +545,7 @@ impl WeberSettingsResponse {
 #[serde(deny_unknown_fields)]
 pub(crate) struct WeberSettingsRequest {
     /// Finite, from 1e-9 to 1e9.
+    #[schema(minimum = 1e-9, maximum = 1e9)]
     eps: f64,
     /// 1 to 10,000.
     #[schema(minimum = 1, maximum = 10000)]
