@@ -224,7 +224,7 @@ fn parse_fields(
     })?;
     no_nul("event_id", &event_id)?;
     let user_id = required_id(obj, "user_id")?;
-    let time_ms = timestamp(obj.get("timestamp"))?;
+    let time_ms = epoch_ms_field(obj.get("timestamp"), "timestamp")?;
     let rating = match present(obj, "rating") {
         None => None,
         Some(v) => Some(
@@ -361,30 +361,34 @@ fn no_nul(field: &'static str, s: &str) -> Result<(), FieldError> {
     Ok(())
 }
 
-/// RFC 3339 text (any offset) or epoch milliseconds.
-fn timestamp(value: Option<&Value>) -> Result<i64, FieldError> {
-    let bad = |detail: String| (Some("timestamp"), detail);
+/// A required time field: RFC 3339 text (any offset) or epoch milliseconds, between 1970 and
+/// 9999. Events' `timestamp` and purchases' `occurred_at` share it.
+pub(crate) fn epoch_ms_field(
+    value: Option<&Value>,
+    field: &'static str,
+) -> Result<i64, (Option<&'static str>, String)> {
+    let bad = |detail: String| (Some(field), detail);
     let ms = match value.filter(|v| !v.is_null()) {
         None => {
-            return Err(bad(
-                "timestamp is required: RFC 3339 text or epoch milliseconds".to_owned(),
-            ))
+            return Err(bad(format!(
+                "{field} is required: RFC 3339 text or epoch milliseconds"
+            )))
         }
         Some(Value::String(s)) => {
             let t = OffsetDateTime::parse(s, &Rfc3339)
-                .map_err(|e| bad(format!("timestamp `{s}` is not RFC 3339: {e}")))?;
+                .map_err(|e| bad(format!("{field} `{s}` is not RFC 3339: {e}")))?;
             i64::try_from(t.unix_timestamp_nanos() / 1_000_000)
-                .map_err(|_| bad(format!("timestamp `{s}` is out of range")))?
+                .map_err(|_| bad(format!("{field} `{s}` is out of range")))?
         }
         Some(v) => v.as_i64().ok_or_else(|| {
             bad(format!(
-                "timestamp must be RFC 3339 text or whole epoch milliseconds, got {v}"
+                "{field} must be RFC 3339 text or whole epoch milliseconds, got {v}"
             ))
         })?,
     };
     if !(0..=MAX_TIME_MS).contains(&ms) {
         return Err(bad(format!(
-            "timestamp must lie between 1970-01-01 and 9999-12-31 (got {ms} ms)"
+            "{field} must lie between 1970-01-01 and 9999-12-31 (got {ms} ms)"
         )));
     }
     Ok(ms)

@@ -10,8 +10,6 @@
 use serde::Serialize;
 use serde_json::{Map, Value};
 use store::{NewTransaction, TransactionInsertion, MAX_TRANSACTION_ID_BYTES};
-use time::format_description::well_known::Rfc3339;
-use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 use crate::ingest::{BodyError, Framing};
@@ -185,29 +183,7 @@ fn present<'a>(obj: &'a Map<String, Value>, field: &str) -> Option<&'a Value> {
 /// RFC 3339 text (any offset) or epoch milliseconds, from 1970 to five minutes past `now_ms`.
 fn occurred_at(value: Option<&Value>, now_ms: i64) -> Result<i64, FieldError> {
     let bad = |detail: String| (Some("occurred_at"), detail);
-    let ms = match value {
-        None => {
-            return Err(bad(
-                "occurred_at is required: RFC 3339 text or epoch milliseconds".to_owned(),
-            ))
-        }
-        Some(Value::String(s)) => {
-            let t = OffsetDateTime::parse(s, &Rfc3339)
-                .map_err(|e| bad(format!("occurred_at `{s}` is not RFC 3339: {e}")))?;
-            i64::try_from(t.unix_timestamp_nanos() / 1_000_000)
-                .map_err(|_| bad(format!("occurred_at `{s}` is out of range")))?
-        }
-        Some(v) => v.as_i64().ok_or_else(|| {
-            bad(format!(
-                "occurred_at must be RFC 3339 text or whole epoch milliseconds, got {v}"
-            ))
-        })?,
-    };
-    if ms < 0 {
-        return Err(bad(format!(
-            "occurred_at must not be before 1970-01-01 (got {ms} ms)"
-        )));
-    }
+    let ms = crate::ingest::epoch_ms_field(value, "occurred_at")?;
     if ms > now_ms.saturating_add(FUTURE_TOLERANCE_MS) {
         return Err(bad(format!(
             "occurred_at lies in the future ({ms} ms; now is {now_ms} ms, and at most 5 minutes \
