@@ -52,11 +52,11 @@ channel = "email"
 
 /// Whether data row `i` (1-based) is bad, and why (the field the report must name).
 fn bad(i: u64) -> Option<&'static str> {
-    if i % 997 == 0 {
+    if i.is_multiple_of(997) {
         Some("rating")
-    } else if i % 1_499 == 0 {
+    } else if i.is_multiple_of(1_499) {
         Some("type")
-    } else if i % 2_003 == 0 {
+    } else if i.is_multiple_of(2_003) {
         Some("occurred_at")
     } else {
         None
