@@ -442,3 +442,67 @@ async fn a_bad_mapping_fails_naming_the_field() {
         assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_stops_after_the_batch_and_the_next_run_resumes() {
+    const SMALL: u64 = 6_000;
+    let f = Fixture::new().await;
+    std::fs::write(f.path("mapping.toml"), MAPPING).unwrap();
+    let export = f.path("small.csv");
+    write_export(&export, SMALL, now_s() - 3_600);
+    let import_id = import_id_of(&export);
+    let child = f
+        .import_cmd(&export)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while f.next_line(&import_id).await.unwrap_or(0) <= 1_000 {
+        assert!(Instant::now() < deadline, "the import did not progress");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // SAFETY: signalling a child this test started, by its pid.
+    assert_eq!(
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) },
+        0
+    );
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        support::describe("import", &out)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("run the same command again to resume"),
+        "{stderr}"
+    );
+    let import = f
+        .store()
+        .feedback_import(&f.tenant, &import_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(import.status, "interrupted");
+    assert!(
+        (import.next_line as u64) < SMALL + 2,
+        "stopped before the end"
+    );
+    // Stopped at a batch boundary: everything before the checkpoint is stored or rejected.
+    assert_eq!(
+        (import.stored + import.rejected) as u64,
+        import.next_line as u64 - 2,
+        "{import:?}"
+    );
+    let out = f.import_cmd(&export).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        support::describe("resume", &out)
+    );
+    let expected = (1..=SMALL).filter(|i| bad(*i).is_none()).count();
+    assert_eq!(f.all_ids().await.len(), expected);
+    f.store.cleanup().await;
+}
