@@ -16,8 +16,8 @@ use crate::units::{Delta, Epsilon};
 pub const GAUSSIAN_SIGMA_DENOMINATOR: u64 = 1_000_000;
 
 /// Up to this σ the Gaussian accuracy is OpenDP's exact sum of the pmf; above it (a sum over
-/// more than ~4·10⁵ terms) the sub-Gaussian tail bound is used instead (wider, still valid).
-const GAUSSIAN_ACCURACY_EXACT_MAX_SIGMA: f64 = 10_000.0;
+/// more than ~4·10⁶ terms) the sub-Gaussian tail bound is used instead (wider, still valid).
+const GAUSSIAN_ACCURACY_EXACT_MAX_SIGMA: f64 = 100_000.0;
 
 /// Which noise distribution a release uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -159,8 +159,8 @@ impl Noise {
     /// a = b · ln(2 / ((e^(1/b) + 1) · α)) + 1 (`discrete_laplacian_scale_to_accuracy`; the
     /// floor can be taken without losing coverage); for the discrete Gaussian, one plus the
     /// smallest i with P(|X| ≤ i) ≥ 1 − α, summing the pmf in `f64`
-    /// (`discrete_gaussian_scale_to_accuracy`). For σ above 10⁴, where that sum would take
-    /// millions of terms, the sub-Gaussian bound a = 1 + σ·√(2 ln(1/α)) (from
+    /// (`discrete_gaussian_scale_to_accuracy`). For σ above 10⁵, where that sum would take
+    /// tens of millions of terms, the sub-Gaussian bound a = 1 + σ·√(2 ln(1/α)) (from
     /// P(X ≥ m) ≤ P(N(0, σ²) ≥ m − 1), CKS20 Proposition 25) is used: wider, still valid.
     ///
     /// `alpha` is clamped to [10⁻¹⁵, 1] (NaN counts as 10⁻¹⁵).
