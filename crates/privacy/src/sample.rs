@@ -13,6 +13,7 @@
 //! Running time is random (rejection sampling), so these samplers are not constant-time.
 
 use num_bigint::BigUint;
+use num_integer::Integer;
 use num_traits::{ToPrimitive, Zero};
 use rand::{CryptoRng, RngCore};
 
@@ -40,26 +41,47 @@ pub fn uniform_below(rng: &mut (impl RngCore + CryptoRng), bound: &BigUint) -> B
     }
 }
 
-/// Bernoulli(p) for a rational `p = n/d ≤ 1`: true iff a uniform integer below `d` is below `n`.
-fn bernoulli_rational(rng: &mut (impl RngCore + CryptoRng), p: &Rational) -> bool {
-    &uniform_below(rng, p.denom()) < p.numer()
+/// Bernoulli(n/d) for `n ≤ d`: true iff a uniform integer below `d` is below `n`. The
+/// fraction need not be in lowest terms (no gcd on the hot path).
+fn bernoulli_fraction(rng: &mut (impl RngCore + CryptoRng), n: &BigUint, d: &BigUint) -> bool {
+    &uniform_below(rng, d) < n
 }
 
-/// Bernoulli(exp(−γ)) for `0 ≤ γ ≤ 1`: the first half of Algorithm 1 of Canonne, Kamath and
-/// Steinke (2020). Draw A_k ~ Bernoulli(γ/k) for k = 1, 2, … until one is false; the answer
-/// is whether that k is odd.
-fn bernoulli_exp_at_most_one(rng: &mut (impl RngCore + CryptoRng), gamma: &Rational) -> bool {
+/// Bernoulli(exp(−n/d)) for `0 ≤ n/d ≤ 1`: the first half of Algorithm 1 of Canonne, Kamath
+/// and Steinke (2020). Draw A_k ~ Bernoulli(γ/k) for k = 1, 2, … until one is false; the
+/// answer is whether that k is odd.
+fn bernoulli_exp_at_most_one(
+    rng: &mut (impl RngCore + CryptoRng),
+    n: &BigUint,
+    d: &BigUint,
+) -> bool {
     let mut k: u64 = 1;
     loop {
-        // γ/k ≤ 1, exactly: numerator and denominator stay integers.
-        let p =
-            Rational::new(gamma.numer().clone(), gamma.denom() * k).unwrap_or_else(Rational::zero);
-        if bernoulli_rational(rng, &p) {
+        // γ/k = n/(d·k) ≤ 1, exactly.
+        let dk = d * k;
+        if bernoulli_fraction(rng, n, &dk) {
             k += 1;
         } else {
             return k % 2 == 1;
         }
     }
+}
+
+/// Bernoulli(exp(−n/d)) for any `n/d ≥ 0` (`d > 0`, not necessarily in lowest terms).
+fn bernoulli_exp_fraction(rng: &mut (impl RngCore + CryptoRng), n: &BigUint, d: &BigUint) -> bool {
+    if n <= d {
+        return bernoulli_exp_at_most_one(rng, n, d);
+    }
+    let (whole, rest) = n.div_rem(d);
+    let one = BigUint::from(1u32);
+    let mut k = BigUint::zero();
+    while k < whole {
+        if !bernoulli_exp_at_most_one(rng, &one, &one) {
+            return false;
+        }
+        k += 1u32;
+    }
+    bernoulli_exp_at_most_one(rng, &rest, d)
 }
 
 /// A sample of Bernoulli(exp(−γ)) for any rational `γ ≥ 0`: Algorithm 1 of Canonne, Kamath
@@ -69,22 +91,7 @@ fn bernoulli_exp_at_most_one(rng: &mut (impl RngCore + CryptoRng), gamma: &Ratio
 ///
 /// `bernoulli_exp(rng, 0)` is always true.
 pub fn bernoulli_exp(rng: &mut (impl RngCore + CryptoRng), gamma: &Rational) -> bool {
-    let one = Rational::one();
-    if gamma <= &one {
-        return bernoulli_exp_at_most_one(rng, gamma);
-    }
-    let whole = gamma.floor();
-    let mut k = BigUint::zero();
-    while k < whole {
-        if !bernoulli_exp_at_most_one(rng, &one) {
-            return false;
-        }
-        k += 1u32;
-    }
-    let fraction = gamma
-        .checked_sub(&Rational::from_integer(whole))
-        .unwrap_or_else(Rational::zero);
-    bernoulli_exp_at_most_one(rng, &fraction)
+    bernoulli_exp_fraction(rng, gamma.numer(), gamma.denom())
 }
 
 /// The integer as an `i64`, saturating at `i64::MAX` (only reachable for absurd scales).
@@ -113,15 +120,14 @@ fn discrete_laplace_parts(
     }
     let t = scale.numer();
     let s = scale.denom();
-    let one = Rational::one();
+    let one = BigUint::from(1u32);
     loop {
         let u = uniform_below(rng, t);
-        let accept = Rational::new(u.clone(), t.clone()).unwrap_or_else(Rational::zero);
-        if !bernoulli_exp(rng, &accept) {
+        if !bernoulli_exp_at_most_one(rng, &u, t) {
             continue;
         }
         let mut v = BigUint::zero();
-        while bernoulli_exp(rng, &one) {
+        while bernoulli_exp_at_most_one(rng, &one, &one) {
             v += 1u32;
         }
         let x = u + t * v;
@@ -157,19 +163,20 @@ pub fn discrete_gaussian(rng: &mut (impl RngCore + CryptoRng), sigma: &Rational)
     if sigma.is_zero() {
         return 0;
     }
-    let t = Rational::from_integer(sigma.floor() + 1u32);
-    let sigma2 = sigma.mul(sigma);
-    let two_sigma2 = sigma2.mul(&Rational::from_integer(2u32));
-    // σ²/t and 2σ², fixed across tries.
-    let centre = sigma2.checked_div(&t).unwrap_or_else(Rational::zero);
+    // σ = a/b. With t = ⌊σ⌋ + 1 and a candidate of magnitude m, the acceptance exponent is
+    // (m − σ²/t)² / (2σ²) = (m·b²·t − a²)² / (2·a²·b²·t²): kept as one unreduced fraction.
+    let (a, b) = (sigma.numer(), sigma.denom());
+    let t = sigma.floor() + 1u32;
+    let t_scale = Rational::from_integer(t.clone());
+    let a2 = a * a;
+    let b2t = b * b * &t;
+    let denom = &a2 * &b2t * &t * 2u32;
     loop {
-        let (magnitude, negative) = discrete_laplace_parts(rng, &t);
-        let gap = Rational::from_integer(magnitude.clone()).abs_diff(&centre);
-        let bias = gap
-            .mul(&gap)
-            .checked_div(&two_sigma2)
-            .unwrap_or_else(Rational::zero);
-        if bernoulli_exp(rng, &bias) {
+        let (magnitude, negative) = discrete_laplace_parts(rng, &t_scale);
+        let m = &magnitude * &b2t;
+        let gap = if m >= a2 { m - &a2 } else { &a2 - m };
+        let numer = &gap * &gap;
+        if bernoulli_exp_fraction(rng, &numer, &denom) {
             return saturate(&magnitude, negative);
         }
     }
