@@ -15,9 +15,12 @@ use crate::units::{Delta, Epsilon};
 /// The grid of Gaussian σ: σ is a multiple of 10⁻⁶, rounded up.
 pub const GAUSSIAN_SIGMA_DENOMINATOR: u64 = 1_000_000;
 
-/// Up to this σ the Gaussian accuracy is OpenDP's exact sum of the pmf; above it (a sum over
-/// more than ~4·10⁶ terms) the sub-Gaussian tail bound is used instead (wider, still valid).
-const GAUSSIAN_ACCURACY_EXACT_MAX_SIGMA: f64 = 100_000.0;
+/// Up to this σ the Gaussian accuracy is OpenDP's sum of the pmf (about 2σ terms at α = 0.05,
+/// 8σ at α = 10⁻¹⁵); above it the sub-Gaussian tail bound is used instead (wider, still valid).
+const GAUSSIAN_ACCURACY_EXACT_MAX_SIGMA: f64 = 1_000_000.0;
+
+/// From this σ on, the discrete Gaussian's normalising constant is σ·√(2π) to the last bit.
+const GAUSSIAN_CLOSED_FORM_NORM_MIN_SIGMA: f64 = 8.0;
 
 /// Which noise distribution a release uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -159,9 +162,11 @@ impl Noise {
     /// a = b · ln(2 / ((e^(1/b) + 1) · α)) + 1 (`discrete_laplacian_scale_to_accuracy`; the
     /// floor can be taken without losing coverage); for the discrete Gaussian, one plus the
     /// smallest i with P(|X| ≤ i) ≥ 1 − α, summing the pmf in `f64`
-    /// (`discrete_gaussian_scale_to_accuracy`). For σ above 10⁵, where that sum would take
-    /// tens of millions of terms, the sub-Gaussian bound a = 1 + σ·√(2 ln(1/α)) (from
-    /// P(X ≥ m) ≤ P(N(0, σ²) ≥ m − 1), CKS20 Proposition 25) is used: wider, still valid.
+    /// (`discrete_gaussian_scale_to_accuracy`; its normalising constant, a sum of about 39σ
+    /// terms there, is σ·√(2π) here from σ = 8 on, equal in `f64` by Poisson summation). For σ
+    /// above 10⁶, where the sum would take millions of terms, the sub-Gaussian bound
+    /// a = ⌈1 + σ·√(2 ln(1/α))⌉ (from P(X ≥ m) ≤ P(N(0, σ²) ≥ m − 1), CKS20 Proposition 25) is
+    /// used: wider, still valid.
     ///
     /// `alpha` is clamped to [10⁻¹⁵, 1] (NaN counts as 10⁻¹⁵).
     pub fn accuracy(&self, alpha: f64) -> f64 {
@@ -201,17 +206,24 @@ fn discrete_gaussian_accuracy(sigma: f64, alpha: f64) -> f64 {
     if sigma > GAUSSIAN_ACCURACY_EXACT_MAX_SIGMA {
         return (1.0 + sigma * (2.0 * (1.0 / alpha).ln()).sqrt()).ceil();
     }
-    // Normalising constant: the sum of weights until they underflow to zero.
-    let mut norm = dg_weight(0, sigma);
-    let mut i = 0u64;
-    loop {
-        i += 1;
-        let w = 2.0 * dg_weight(i, sigma);
-        if w == 0.0 {
-            break;
+    // Normalising constant Σ_{x∈ℤ} exp(−x²/(2σ²)). By Poisson summation it equals
+    // σ√(2π)·(1 + 2 Σ_{k≥1} exp(−2π²σ²k²)); from σ = 8 the correction is below e^(−1263),
+    // nothing in f64. Below that, OpenDP's sum of weights until they underflow to zero.
+    let norm = if sigma >= GAUSSIAN_CLOSED_FORM_NORM_MIN_SIGMA {
+        sigma * (2.0 * std::f64::consts::PI).sqrt()
+    } else {
+        let mut norm = dg_weight(0, sigma);
+        let mut i = 0u64;
+        loop {
+            i += 1;
+            let w = 2.0 * dg_weight(i, sigma);
+            if w == 0.0 {
+                break;
+            }
+            norm += w;
         }
-        norm += w;
-    }
+        norm
+    };
     let mut remaining = (1.0 - alpha) * norm - dg_weight(0, sigma);
     let mut i = 0u64;
     while remaining > 0.0 {
@@ -377,6 +389,46 @@ mod tests {
         let inside = |m: u64| (w(0) + (1..m).map(|x| 2.0 * w(x)).sum::<f64>()) / norm;
         assert!(inside(a) >= 0.95, "P(|X| < {a}) = {}", inside(a));
         assert!(inside(a - 1) < 0.95);
+    }
+
+    #[test]
+    fn closed_form_gaussian_norm_equals_the_sum() {
+        for sigma in [8.0, 8.676631, 50.5, 1_000.0, 43_383.154] {
+            let mut sum = dg_weight(0, sigma);
+            let mut i = 0;
+            loop {
+                i += 1;
+                let w = 2.0 * dg_weight(i, sigma);
+                if w == 0.0 {
+                    break;
+                }
+                sum += w;
+            }
+            let closed = sigma * (2.0 * std::f64::consts::PI).sqrt();
+            assert!(
+                (sum - closed).abs() <= closed * 1e-12,
+                "σ {sigma}: {sum} vs {closed}"
+            );
+        }
+    }
+
+    #[test]
+    fn huge_gaussian_scales_use_a_valid_tail_bound() {
+        // Above 10⁶ the half-width is the sub-Gaussian bound: never below the continuous
+        // Gaussian's 1.96σ, and not far above it (2.45σ at α = 0.05).
+        let noise = Noise {
+            mechanism: Mechanism::DiscreteGaussian,
+            scale: Rational::from_integer(2_000_000u32),
+        };
+        let a = noise.accuracy(0.05);
+        assert!(a >= 1.96 * 2e6 && a <= 2.45 * 2e6 + 2.0, "{a}");
+        // Just below the switch, the sum: close to the continuous quantile.
+        let noise = Noise {
+            mechanism: Mechanism::DiscreteGaussian,
+            scale: Rational::from_integer(900_000u32),
+        };
+        let a = noise.accuracy(0.05);
+        assert!((a / 900_000.0 - 1.959_964).abs() < 1e-4, "{a}");
     }
 
     #[test]
