@@ -421,7 +421,7 @@ mod tests {
             scale: Rational::from_integer(2_000_000u32),
         };
         let a = noise.accuracy(0.05);
-        assert!(a >= 1.96 * 2e6 && a <= 2.45 * 2e6 + 2.0, "{a}");
+        assert!((1.96 * 2e6..=2.45 * 2e6 + 2.0).contains(&a), "{a}");
         // Just below the switch, the sum: close to the continuous quantile.
         let noise = Noise {
             mechanism: Mechanism::DiscreteGaussian,
