@@ -392,6 +392,14 @@ mod tests {
     }
 
     #[test]
+    fn the_servers_generator_is_accepted() {
+        let noise = Noise::laplace(1, eps(1.0)).unwrap();
+        let released = noise.release(&mut rand::rngs::OsRng, 100);
+        // b = 1: |noise| ≥ 60 has probability below e^(−59).
+        assert!((40..=160).contains(&released), "{released}");
+    }
+
+    #[test]
     fn closed_form_gaussian_norm_equals_the_sum() {
         for sigma in [8.0, 8.676631, 50.5, 1_000.0, 43_383.154] {
             let mut sum = dg_weight(0, sigma);
