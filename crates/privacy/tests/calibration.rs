@@ -120,6 +120,7 @@ fn a_scale_ten_percent_off_is_rejected() {
         15,
     );
     assert!(f.chi_square_p < 0.01, "χ² p = {}", f.chi_square_p);
+    assert!(f.ks_p < 0.01, "KS p = {}", f.ks_p);
 
     let d = Delta::from_f64(1e-6).unwrap();
     let nominal = Noise::gaussian(1, eps(0.5), d).unwrap();
@@ -129,7 +130,7 @@ fn a_scale_ten_percent_off_is_rejected() {
     };
     let f = fit("control: gaussian σ·1.1 vs pmf of σ", &wider, &nominal, 16);
     assert!(f.chi_square_p < 0.01, "χ² p = {}", f.chi_square_p);
-    assert!(f.ks_p < 0.05 || f.chi_square_p < 1e-6, "KS p = {}", f.ks_p);
+    assert!(f.ks_p < 0.01, "KS p = {}", f.ks_p);
 }
 
 #[test]
