@@ -91,8 +91,8 @@ impl Noise {
     /// `sensitivity_l2`.
     ///
     /// The discrete Gaussian with σ is ρ-zCDP with ρ = Δ₂²/(2σ²) (Canonne, Kamath and Steinke
-    /// 2020, Theorem 14); ρ-zCDP implies (ε, δ)-DP for δ = [`cdp_delta`]`(ρ, ε)`, OpenDP's
-    /// conversion (their Corollary 13, optimised over the Rényi order). σ is the smallest
+    /// 2020); ρ-zCDP implies (ε, δ)-DP for δ = [`cdp_delta`]`(ρ, ε)`, OpenDP's
+    /// conversion (their Section 2.3, optimised over the Rényi order). σ is the smallest
     /// multiple of 10⁻⁶ whose δ is at most the given one, so it is never less private than
     /// asked (rounded up, not to the nearest).
     pub fn gaussian(
@@ -260,7 +260,7 @@ fn up(x: f64) -> f64 {
 /// The smallest δ such that ρ-zCDP implies (ε, δ)-DP, as OpenDP computes it (`cdp_delta` in
 /// its zCDP → approximate-DP cast): for any Rényi order α > 1,
 /// δ = exp((α − 1)(αρ − ε) + α·ln(1 − 1/α)) / (α − 1) (Canonne, Kamath and Steinke 2020,
-/// Corollary 13), with α found by bisection on the derivative of the exponent,
+/// Section 2.3), with α found by bisection on the derivative of the exponent,
 /// (2α − 1)ρ − ε + ln(1 − 1/α), between 1.01 and (ε + 1)/(2ρ) + 2. Capped at 1.
 pub fn cdp_delta(rho: f64, epsilon: f64) -> f64 {
     if rho.is_nan() || epsilon.is_nan() {
