@@ -24,6 +24,7 @@
 
 pub mod analysis;
 pub mod config;
+pub mod import;
 pub mod item;
 pub mod pii;
 pub mod policy;

@@ -100,6 +100,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/0014_weber_settings.sqlite.sql"),
         postgres: include_str!("../migrations/0014_weber_settings.postgres.sql"),
     },
+    Migration {
+        version: 16,
+        name: "feedback_imports",
+        sqlite: include_str!("../migrations/0016_feedback_imports.sql"),
+        postgres: include_str!("../migrations/0016_feedback_imports.sql"),
+    },
 ];
 
 /// The newest schema version this build knows.
