@@ -32,6 +32,7 @@ mod console;
 mod diff;
 mod experiments;
 mod feedback;
+mod feedback_forward;
 mod flags;
 mod interactions;
 mod jobs;
@@ -85,6 +86,7 @@ pub use feedback::{
     FeedbackJobSpec, FeedbackRecord, FeedbackStatus, NewFeedbackItem, SealedText,
     StoredFeedbackConfig, FEEDBACK_ITEMS_PER_JOB, MAX_FEEDBACK_PAGE,
 };
+pub use feedback_forward::{ForwardOutcome, NewFeedbackForward};
 pub use flags::{
     FlagAction, FlagAuditRecord, FlagRecord, MAX_FLAG_DEFINITION_BYTES, MAX_FLAG_PAGE,
 };
