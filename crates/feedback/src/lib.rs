@@ -18,6 +18,8 @@
 //!   decision.
 //! - [`config`] and [`analysis`]: a tenant's configuration (TOML) and the [`analysis::Analyzer`]
 //!   the adapters call per item.
+//! - [`forward`]: dual-write to a legacy endpoint: `[dual_write]` settings, the forwarded
+//!   JSON, and what the endpoint's answers mean.
 //!
 //! Storage, HTTP, jobs and metrics live in the adapter crates (`store`, `server`, `telemetry`).
 #![forbid(unsafe_code)]
@@ -25,6 +27,7 @@
 pub mod analysis;
 pub mod config;
 pub mod import;
+pub mod forward;
 pub mod item;
 pub mod pii;
 pub mod policy;

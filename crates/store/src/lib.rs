@@ -33,6 +33,7 @@ mod diff;
 mod experiments;
 mod feedback;
 mod feedback_import;
+mod feedback_forward;
 mod flags;
 mod interactions;
 mod jobs;
@@ -90,6 +91,7 @@ pub use feedback_import::{
     FeedbackImport, ImportBatchOutcome, ImportCheckpoint, ImportReject, MAX_IMPORT_SOURCE_BYTES,
     MAX_REJECT_REASON_BYTES,
 };
+pub use feedback_forward::{ForwardOutcome, NewFeedbackForward};
 pub use flags::{
     FlagAction, FlagAuditRecord, FlagRecord, MAX_FLAG_DEFINITION_BYTES, MAX_FLAG_PAGE,
 };
