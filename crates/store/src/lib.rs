@@ -32,6 +32,7 @@ mod console;
 mod diff;
 mod experiments;
 mod feedback;
+mod feedback_migration;
 mod flags;
 mod interactions;
 mod jobs;
@@ -84,6 +85,10 @@ pub use feedback::{
     FeedbackAnalysis, FeedbackEvent, FeedbackFilter, FeedbackHistoryEntry, FeedbackInsertion,
     FeedbackJobSpec, FeedbackRecord, FeedbackStatus, NewFeedbackItem, SealedText,
     StoredFeedbackConfig, FEEDBACK_ITEMS_PER_JOB, MAX_FEEDBACK_PAGE,
+};
+pub use feedback_migration::{
+    MigrationChange, MigrationHistoryRecord, MigrationPlanRecord, MigrationWindow,
+    MAX_MIGRATION_HISTORY,
 };
 pub use flags::{
     FlagAction, FlagAuditRecord, FlagRecord, MAX_FLAG_DEFINITION_BYTES, MAX_FLAG_PAGE,

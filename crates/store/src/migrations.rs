@@ -100,6 +100,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/0014_weber_settings.sqlite.sql"),
         postgres: include_str!("../migrations/0014_weber_settings.postgres.sql"),
     },
+    Migration {
+        version: 18,
+        name: "feedback_migration",
+        sqlite: include_str!("../migrations/0018_feedback_migration.sql"),
+        postgres: include_str!("../migrations/0018_feedback_migration.sql"),
+    },
 ];
 
 /// The newest schema version this build knows.
