@@ -411,3 +411,61 @@ impl JobHandler for FeedbackForwardLegacy {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_outbox_spec_follows_the_settings() {
+        assert_eq!(forward_spec(&DualWriteConfig::default()), None);
+        let mut config = DualWriteConfig {
+            enabled: true,
+            url: Some("http://127.0.0.1:9/legacy".into()),
+            max_attempts: 12,
+            ..Default::default()
+        };
+        let spec = forward_spec(&config).unwrap();
+        assert_eq!(spec.handler, FEEDBACK_FORWARD_LEGACY);
+        assert_eq!(spec.priority, Priority::Low);
+        assert_eq!(spec.max_attempts, 12);
+        assert_eq!(spec.timeout_ms, 5_000 * 100 + 30_000);
+        config.timeout_ms = 60_000;
+        assert_eq!(forward_spec(&config).unwrap().timeout_ms, 6_030_000);
+        config.enabled = false;
+        assert_eq!(forward_spec(&config), None);
+    }
+
+    #[test]
+    fn payloads_are_checked_at_enqueue() {
+        let handler = FeedbackForwardLegacy;
+        assert!(handler.validate(&json!({"item_ids": ["fb_1"]})).is_ok());
+        for (payload, field) in [
+            (json!({"item_ids": []}), "payload.item_ids"),
+            (json!({"item_ids": [""]}), "payload.item_ids[0]"),
+            (json!({"ids": ["x"]}), "payload"),
+        ] {
+            let e = handler.validate(&payload).unwrap_err();
+            assert!(e.field.starts_with(field), "{payload}: {e}");
+        }
+        let many: Vec<String> = (0..=store::FEEDBACK_ITEMS_PER_JOB)
+            .map(|i| format!("fb_{i}"))
+            .collect();
+        assert!(handler.validate(&json!({ "item_ids": many })).is_err());
+    }
+
+    #[test]
+    fn headers_come_from_the_environment_and_name_a_missing_variable() {
+        let config = DualWriteConfig {
+            enabled: true,
+            url: Some("http://x/".into()),
+            auth_header_env: Some("SIGNALBOX_TEST_SURELY_UNSET_TOKEN".into()),
+            ..Default::default()
+        };
+        let e = resolve_headers(&config).unwrap_err();
+        assert!(e.contains("SIGNALBOX_TEST_SURELY_UNSET_TOKEN"), "{e}");
+        assert!(resolve_headers(&DualWriteConfig::default())
+            .unwrap()
+            .is_empty());
+    }
+}
