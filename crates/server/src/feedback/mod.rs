@@ -18,6 +18,7 @@
 
 pub mod engine;
 mod handlers;
+pub mod migration;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -34,7 +35,7 @@ use store::{
 use utoipa::ToSchema;
 
 pub use engine::{ConfigError, Engine, Item, Mode, Outcome, PiiView, Route, Tier};
-pub(crate) use handlers::{FeedbackProcess, FeedbackReencrypt};
+pub(crate) use handlers::{FeedbackMigrationCheck, FeedbackProcess, FeedbackReencrypt};
 pub use handlers::{FEEDBACK_PROCESS, FEEDBACK_REENCRYPT};
 
 use base64::Engine as _;
