@@ -30,6 +30,9 @@
 //!
 //! [hybrid]
 //! full_check_tiers = ["realtime", "priority"]
+//!
+//! [dual_write]               # forwarding to a legacy endpoint (see `forward::DualWriteConfig`)
+//! enabled = false
 //! ```
 //!
 //! The default mode is hybrid (full checks where risk or the tier calls for them, fast path
@@ -40,6 +43,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::forward::DualWriteConfig;
 use crate::pii::PiiConfig;
 use crate::policy::{Principle, RuleSpec};
 use crate::routing::{Mode, Tier};
@@ -86,6 +90,8 @@ pub struct FeedbackConfig {
     pub policy: PolicyConfig,
     /// Hybrid routing.
     pub hybrid: HybridConfig,
+    /// Forwarding accepted items to a legacy endpoint (dual-write during a migration).
+    pub dual_write: DualWriteConfig,
 }
 
 /// The mode, defaulting to hybrid.
@@ -188,15 +194,19 @@ impl Default for HybridConfig {
 }
 
 impl FeedbackConfig {
-    /// Parses a configuration file's text (structure and types only: build an
-    /// [`Analyzer`](crate::analysis::Analyzer) to validate everything).
+    /// Parses a configuration file's text (structure and types, and the `[dual_write]`
+    /// section's values: build an [`Analyzer`](crate::analysis::Analyzer) to validate
+    /// everything).
     pub fn parse(text: &str) -> Result<FeedbackConfig, ConfigError> {
         let de = toml::Deserializer::new(text);
-        serde_path_to_error::deserialize(de).map_err(|e| ConfigError {
-            // serde_path_to_error writes `?` for a map key it could not read (an unknown
-            // principle among the weights): the map's path names the fault well enough.
-            path: e.path().to_string().replace(".?", ""),
-            message: e.inner().message().trim().to_owned(),
-        })
+        let config: FeedbackConfig =
+            serde_path_to_error::deserialize(de).map_err(|e| ConfigError {
+                // serde_path_to_error writes `?` for a map key it could not read (an unknown
+                // principle among the weights): the map's path names the fault well enough.
+                path: e.path().to_string().replace(".?", ""),
+                message: e.inner().message().trim().to_owned(),
+            })?;
+        config.dual_write.validate()?;
+        Ok(config)
     }
 }

@@ -20,12 +20,16 @@
 //!   health judgement of a monitoring window.
 //! - [`config`] and [`analysis`]: a tenant's configuration (TOML) and the [`analysis::Analyzer`]
 //!   the adapters call per item.
+//! - [`forward`]: dual-write to a legacy endpoint: `[dual_write]` settings, the forwarded
+//!   JSON, and what the endpoint's answers mean.
 //!
 //! Storage, HTTP, jobs and metrics live in the adapter crates (`store`, `server`, `telemetry`).
 #![forbid(unsafe_code)]
 
 pub mod analysis;
 pub mod config;
+pub mod forward;
+pub mod import;
 pub mod item;
 pub mod migration;
 pub mod pii;
