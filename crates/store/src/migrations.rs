@@ -100,6 +100,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/0014_weber_settings.sqlite.sql"),
         postgres: include_str!("../migrations/0014_weber_settings.postgres.sql"),
     },
+    Migration {
+        version: 15,
+        name: "privacy",
+        sqlite: include_str!("../migrations/0015_privacy.sqlite.sql"),
+        postgres: include_str!("../migrations/0015_privacy.postgres.sql"),
+    },
 ];
 
 /// The newest schema version this build knows.

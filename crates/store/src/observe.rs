@@ -90,11 +90,14 @@ pub enum Table {
     WeberTransactions,
     WeberPredictionModels,
     WeberBusinessMetrics,
+    PrivacyBudgets,
+    PrivacySpend,
+    PrivacyLedger,
 }
 
 impl Table {
     /// Every table; the telemetry crate's sampler and this module's cells iterate it.
-    pub const ALL: [Table; 34] = [
+    pub const ALL: [Table; 37] = [
         Table::Tenants,
         Table::ApiKeys,
         Table::WeberProfiles,
@@ -129,6 +132,9 @@ impl Table {
         Table::WeberTransactions,
         Table::WeberPredictionModels,
         Table::WeberBusinessMetrics,
+        Table::PrivacyBudgets,
+        Table::PrivacySpend,
+        Table::PrivacyLedger,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -167,6 +173,9 @@ impl Table {
             Table::WeberTransactions => "weber_transactions",
             Table::WeberPredictionModels => "weber_prediction_models",
             Table::WeberBusinessMetrics => "weber_business_metrics",
+            Table::PrivacyBudgets => "privacy_budgets",
+            Table::PrivacySpend => "privacy_spend",
+            Table::PrivacyLedger => "privacy_ledger",
         }
     }
 }
