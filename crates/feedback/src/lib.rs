@@ -26,7 +26,7 @@
 
 pub mod analysis;
 pub mod config;
-mod dp_placeholder;
+pub mod import;
 pub mod item;
 pub mod pii;
 pub mod policy;

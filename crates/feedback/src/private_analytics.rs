@@ -35,8 +35,7 @@ use crate::item::{Channel, FeedbackKind, FieldError};
 use crate::policy::Principle;
 use crate::routing::Mode;
 
-use crate::dp_placeholder::scale_f64;
-pub use crate::dp_placeholder::{Mechanism, Noise, PrivacyError};
+pub use privacy::{Mechanism, Noise, PrivacyError};
 
 const DAY_MS: i64 = 86_400_000;
 /// Most day groups of a query (a year, leap or not).
@@ -834,7 +833,7 @@ fn part(name: &'static str, noise: &Noise, l1: u64, l2: u64, e: Epsilon, d: Delt
             Mechanism::DiscreteLaplace => l1,
             Mechanism::DiscreteGaussian => l2,
         },
-        scale: scale_f64(noise),
+        scale: noise.scale.to_f64(),
         epsilon: e.as_f64(),
         delta: d.as_f64(),
     }

@@ -273,6 +273,25 @@ impl Store {
             .acquire(Operation::Insert, Table::FeedbackItems)
             .await?;
         let mut tx = conn.begin().await?;
+        let (outcomes, enqueued) = self
+            .insert_feedback_in(&mut tx, tenant_id, items, jobs, now_ms)
+            .await?;
+        tx.commit().await?;
+        drop(turn);
+        self.wake_enqueued(&enqueued);
+        Ok((outcomes, enqueued))
+    }
+
+    /// [`Store::insert_feedback`] inside the caller's transaction (the caller holds the write
+    /// turn, commits, and wakes the enqueued jobs' workers).
+    pub(crate) async fn insert_feedback_in(
+        &self,
+        tx: &mut AnyConnection,
+        tenant_id: &str,
+        items: &[NewFeedbackItem],
+        jobs: Option<FeedbackJobSpec<'_>>,
+        now_ms: i64,
+    ) -> Result<(Vec<FeedbackInsertion>, Vec<Enqueued>), StoreError> {
         let mut outcomes: Vec<Option<FeedbackInsertion>> = vec![None; items.len()];
         let mut first_of: HashMap<&str, usize> = HashMap::new();
         let mut unique: Vec<usize> = Vec::with_capacity(items.len());
@@ -293,7 +312,7 @@ impl Store {
         }
         let mut stored_ids: Vec<&str> = Vec::new();
         for chunk in unique.chunks(INSERT_CHUNK) {
-            let inserted = insert_items(&mut tx, self.backend, tenant_id, items, chunk, now_ms)
+            let inserted = insert_items(&mut *tx, self.backend, tenant_id, items, chunk, now_ms)
                 .await
                 .map_err(|e| crate::weber::foreign_key_or(e, tenant_id))?;
             let missing: Vec<usize> = chunk
@@ -303,7 +322,7 @@ impl Store {
                 .collect();
             if !missing.is_empty() {
                 let hashes =
-                    content_hashes(&mut tx, self.backend, tenant_id, items, &missing).await?;
+                    content_hashes(&mut *tx, self.backend, tenant_id, items, &missing).await?;
                 for i in missing {
                     let same = hashes.get(items[i].id.as_str()) == Some(&items[i].content_hash);
                     outcomes[i] = Some(if same {
@@ -339,8 +358,8 @@ impl Store {
                 })
             })
             .collect();
-        insert_history(&mut tx, self.backend, tenant_id, &history).await?;
-        audit_in(&mut tx, self.backend, tenant_id, &history).await?;
+        insert_history(&mut *tx, self.backend, tenant_id, &history).await?;
+        audit_in(&mut *tx, self.backend, tenant_id, &history).await?;
         let mut enqueued = Vec::new();
         if let Some(spec) = jobs {
             let payloads: Vec<String> = stored_ids
@@ -361,12 +380,9 @@ impl Store {
                 })
                 .collect();
             enqueued = self
-                .enqueue_jobs_in(&mut tx, tenant_id, &new_jobs, now_ms)
+                .enqueue_jobs_in(&mut *tx, tenant_id, &new_jobs, now_ms)
                 .await?;
         }
-        tx.commit().await?;
-        drop(turn);
-        self.wake_enqueued(&enqueued);
         Ok((
             outcomes
                 .into_iter()

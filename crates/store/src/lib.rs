@@ -32,6 +32,7 @@ mod console;
 mod diff;
 mod experiments;
 mod feedback;
+mod feedback_import;
 mod flags;
 mod interactions;
 mod jobs;
@@ -85,6 +86,10 @@ pub use feedback::{
     FeedbackAnalysis, FeedbackEvent, FeedbackFilter, FeedbackHistoryEntry, FeedbackInsertion,
     FeedbackJobSpec, FeedbackRecord, FeedbackStatus, NewFeedbackItem, SealedText,
     StoredFeedbackConfig, FEEDBACK_ITEMS_PER_JOB, MAX_FEEDBACK_PAGE,
+};
+pub use feedback_import::{
+    FeedbackImport, ImportBatchOutcome, ImportCheckpoint, ImportReject, MAX_IMPORT_SOURCE_BYTES,
+    MAX_REJECT_REASON_BYTES,
 };
 pub use flags::{
     FlagAction, FlagAuditRecord, FlagRecord, MAX_FLAG_DEFINITION_BYTES, MAX_FLAG_PAGE,

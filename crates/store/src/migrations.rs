@@ -106,6 +106,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/0015_privacy.sqlite.sql"),
         postgres: include_str!("../migrations/0015_privacy.postgres.sql"),
     },
+    Migration {
+        version: 16,
+        name: "feedback_imports",
+        sqlite: include_str!("../migrations/0016_feedback_imports.sql"),
+        postgres: include_str!("../migrations/0016_feedback_imports.sql"),
+    },
 ];
 
 /// The newest schema version this build knows.
