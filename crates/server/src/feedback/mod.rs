@@ -18,6 +18,7 @@
 
 pub mod engine;
 mod handlers;
+pub mod private_analytics;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
