@@ -15,6 +15,7 @@ mod ofrep;
 pub(crate) mod owners;
 mod platform;
 mod predictions;
+mod privacy;
 mod tenant;
 mod weber;
 
@@ -107,6 +108,8 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(feedback::get, feedback::purge))
         .routes(routes!(feedback::trace))
         .routes(routes!(feedback::clear_text))
+        .routes(routes!(privacy::analytics))
+        .routes(routes!(privacy::get_budget, privacy::put_budget))
         .routes(routes!(audit::checkpoint))
         .routes(routes!(audit::public_key))
         .routes(routes!(audit::records))
