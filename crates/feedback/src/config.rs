@@ -37,6 +37,9 @@
 //! regions = ["eu-west", "us-east"]  # public region groups; anything else is `other`
 //! mechanism = "discrete_laplace"    # or "discrete_gaussian"
 //! delta = 1e-6               # default δ per query, discrete_gaussian only
+//!
+//! [dual_write]               # forwarding to a legacy endpoint (see `forward::DualWriteConfig`)
+//! enabled = false
 //! ```
 //!
 //! The default mode is hybrid (full checks where risk or the tier calls for them, fast path
@@ -47,6 +50,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::forward::DualWriteConfig;
 use crate::pii::PiiConfig;
 use crate::policy::{Principle, RuleSpec};
 use crate::private_analytics::Mechanism;
@@ -96,6 +100,8 @@ pub struct FeedbackConfig {
     pub hybrid: HybridConfig,
     /// Differentially private analytics.
     pub privacy: PrivacyConfig,
+    /// Forwarding accepted items to a legacy endpoint (dual-write during a migration).
+    pub dual_write: DualWriteConfig,
 }
 
 /// The mode, defaulting to hybrid.
@@ -277,16 +283,20 @@ impl PrivacyConfig {
 }
 
 impl FeedbackConfig {
-    /// Parses a configuration file's text (structure and types only: build an
-    /// [`Analyzer`](crate::analysis::Analyzer) to validate everything).
+    /// Parses a configuration file's text (structure and types, and the `[dual_write]`
+    /// section's values: build an [`Analyzer`](crate::analysis::Analyzer) to validate
+    /// everything).
     pub fn parse(text: &str) -> Result<FeedbackConfig, ConfigError> {
         let de = toml::Deserializer::new(text);
-        serde_path_to_error::deserialize(de).map_err(|e| ConfigError {
-            // serde_path_to_error writes `?` for a map key it could not read (an unknown
-            // principle among the weights): the map's path names the fault well enough.
-            path: e.path().to_string().replace(".?", ""),
-            message: e.inner().message().trim().to_owned(),
-        })
+        let config: FeedbackConfig =
+            serde_path_to_error::deserialize(de).map_err(|e| ConfigError {
+                // serde_path_to_error writes `?` for a map key it could not read (an unknown
+                // principle among the weights): the map's path names the fault well enough.
+                path: e.path().to_string().replace(".?", ""),
+                message: e.inner().message().trim().to_owned(),
+            })?;
+        config.dual_write.validate()?;
+        Ok(config)
     }
 }
 

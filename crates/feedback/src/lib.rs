@@ -16,18 +16,24 @@
 //!   trace.
 //! - [`routing`]: seed 004's processing tiers and modes, the risk score and the routing
 //!   decision.
+//! - [`migration`]: the staged traffic shift from a legacy system: plan, state machine and the
+//!   health judgement of a monitoring window.
 //! - [`config`] and [`analysis`]: a tenant's configuration (TOML) and the [`analysis::Analyzer`]
 //!   the adapters call per item.
 //! - [`private_analytics`]: differentially private aggregate queries over feedback (per-person
 //!   contribution cap, public group keys, declared sensitivities, noisy release with accuracy).
+//! - [`forward`]: dual-write to a legacy endpoint: `[dual_write]` settings, the forwarded
+//!   JSON, and what the endpoint's answers mean.
 //!
 //! Storage, HTTP, jobs and metrics live in the adapter crates (`store`, `server`, `telemetry`).
 #![forbid(unsafe_code)]
 
 pub mod analysis;
 pub mod config;
+pub mod forward;
 pub mod import;
 pub mod item;
+pub mod migration;
 pub mod pii;
 pub mod policy;
 pub mod private_analytics;

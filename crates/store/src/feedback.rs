@@ -265,6 +265,22 @@ impl Store {
         jobs: Option<FeedbackJobSpec<'_>>,
         now_ms: i64,
     ) -> Result<(Vec<FeedbackInsertion>, Vec<Enqueued>), StoreError> {
+        self.insert_feedback_with(tenant_id, items, jobs, None, now_ms)
+            .await
+    }
+
+    /// [`Store::insert_feedback`], and when `forward` is given, also the jobs that forward the
+    /// newly stored items to a legacy endpoint (dual-write's outbox), in the same transaction:
+    /// one job per up to [`FEEDBACK_ITEMS_PER_JOB`] items, payload `{"item_ids": [...]}`.
+    /// Duplicates and conflicts get no job, so a re-sent item is never forwarded twice.
+    pub async fn insert_feedback_with(
+        &self,
+        tenant_id: &str,
+        items: &[NewFeedbackItem],
+        jobs: Option<FeedbackJobSpec<'_>>,
+        forward: Option<FeedbackJobSpec<'_>>,
+        now_ms: i64,
+    ) -> Result<(Vec<FeedbackInsertion>, Vec<Enqueued>), StoreError> {
         if items.is_empty() {
             return Ok((Vec::new(), Vec::new()));
         }
@@ -274,7 +290,7 @@ impl Store {
             .await?;
         let mut tx = conn.begin().await?;
         let (outcomes, enqueued) = self
-            .insert_feedback_in(&mut tx, tenant_id, items, jobs, now_ms)
+            .insert_feedback_in(&mut tx, tenant_id, items, jobs, forward, now_ms)
             .await?;
         tx.commit().await?;
         drop(turn);
@@ -290,6 +306,7 @@ impl Store {
         tenant_id: &str,
         items: &[NewFeedbackItem],
         jobs: Option<FeedbackJobSpec<'_>>,
+        forward: Option<FeedbackJobSpec<'_>>,
         now_ms: i64,
     ) -> Result<(Vec<FeedbackInsertion>, Vec<Enqueued>), StoreError> {
         let mut outcomes: Vec<Option<FeedbackInsertion>> = vec![None; items.len()];
@@ -361,7 +378,7 @@ impl Store {
         insert_history(&mut *tx, self.backend, tenant_id, &history).await?;
         audit_in(&mut *tx, self.backend, tenant_id, &history).await?;
         let mut enqueued = Vec::new();
-        if let Some(spec) = jobs {
+        for spec in [jobs, forward].into_iter().flatten() {
             let payloads: Vec<String> = stored_ids
                 .chunks(FEEDBACK_ITEMS_PER_JOB)
                 .map(|ids| serde_json::json!({ "item_ids": ids }).to_string())
@@ -379,9 +396,10 @@ impl Store {
                     idempotency_key: None,
                 })
                 .collect();
-            enqueued = self
-                .enqueue_jobs_in(&mut *tx, tenant_id, &new_jobs, now_ms)
-                .await?;
+            enqueued.extend(
+                self.enqueue_jobs_in(&mut *tx, tenant_id, &new_jobs, now_ms)
+                    .await?,
+            );
         }
         Ok((
             outcomes
@@ -565,44 +583,9 @@ impl Store {
             .acquire(Operation::Insert, Table::FeedbackHistory)
             .await?;
         let mut tx = conn.begin().await?;
-        // The event goes after the revision's last one: the writer turn (SQLite) or this row
-        // lock (PostgreSQL) keeps two reads from taking the same step.
-        sqlx::query(
-            "UPDATE feedback_items SET revision = revision WHERE tenant_id = $1 AND id = $2",
-        )
-        .bind(tenant_id)
-        .bind(item_id)
-        .execute(&mut *tx)
-        .await?;
-        let row: Option<AnyRow> = sqlx::query(
-            "SELECT revision, status FROM feedback_items WHERE tenant_id = $1 AND id = $2",
-        )
-        .bind(tenant_id)
-        .bind(item_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(row) = row else { return Ok(false) };
-        let revision: i64 = row.try_get(0)?;
-        let status = status_of(&row.try_get::<String, _>(1)?)?;
-        let step: i64 = sqlx::query_scalar(
-            "SELECT COALESCE(MAX(step), -1) + 1 FROM feedback_history
-             WHERE tenant_id = $1 AND item_id = $2 AND revision = $3",
-        )
-        .bind(tenant_id)
-        .bind(item_id)
-        .bind(revision)
-        .fetch_one(&mut *tx)
-        .await?;
-        let rows = [HistoryRow {
-            item_id,
-            revision,
-            step,
-            at_ms: now_ms,
-            status,
-            event,
-        }];
-        insert_history(&mut tx, self.backend, tenant_id, &rows).await?;
-        audit_in(&mut tx, self.backend, tenant_id, &rows).await?;
+        if !event_in(&mut tx, self.backend, tenant_id, item_id, event, now_ms).await? {
+            return Ok(false);
+        }
         tx.commit().await?;
         Ok(true)
     }
@@ -1042,6 +1025,57 @@ async fn insert_items(
     }
     let rows = query.fetch_all(&mut *conn).await?;
     rows.iter().map(|row| row.try_get::<String, _>(0)).collect()
+}
+
+/// Records `event` of an item in its history and the audit log inside the caller's
+/// transaction, after the item's current revision's last event; false when the tenant has no
+/// such item.
+pub(crate) async fn event_in(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    tenant_id: &str,
+    item_id: &str,
+    event: &FeedbackEvent,
+    now_ms: i64,
+) -> Result<bool, StoreError> {
+    // The event goes after the revision's last one: the writer turn (SQLite) or this row
+    // lock (PostgreSQL) keeps two reads from taking the same step.
+    sqlx::query("UPDATE feedback_items SET revision = revision WHERE tenant_id = $1 AND id = $2")
+        .bind(tenant_id)
+        .bind(item_id)
+        .execute(&mut *conn)
+        .await?;
+    let row: Option<AnyRow> =
+        sqlx::query("SELECT revision, status FROM feedback_items WHERE tenant_id = $1 AND id = $2")
+            .bind(tenant_id)
+            .bind(item_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+    let Some(row) = row else {
+        return Ok(false);
+    };
+    let revision: i64 = row.try_get(0)?;
+    let status = status_of(&row.try_get::<String, _>(1)?)?;
+    let step: i64 = sqlx::query_scalar(
+        "SELECT COALESCE(MAX(step), -1) + 1 FROM feedback_history
+             WHERE tenant_id = $1 AND item_id = $2 AND revision = $3",
+    )
+    .bind(tenant_id)
+    .bind(item_id)
+    .bind(revision)
+    .fetch_one(&mut *conn)
+    .await?;
+    let rows = [HistoryRow {
+        item_id,
+        revision,
+        step,
+        at_ms: now_ms,
+        status,
+        event,
+    }];
+    insert_history(conn, backend, tenant_id, &rows).await?;
+    audit_in(conn, backend, tenant_id, &rows).await?;
+    Ok(true)
 }
 
 async fn content_hashes(

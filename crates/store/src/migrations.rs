@@ -112,6 +112,18 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/0016_feedback_imports.sql"),
         postgres: include_str!("../migrations/0016_feedback_imports.sql"),
     },
+    Migration {
+        version: 17,
+        name: "feedback_forwards",
+        sqlite: include_str!("../migrations/0017_feedback_forwards.sql"),
+        postgres: include_str!("../migrations/0017_feedback_forwards.sql"),
+    },
+    Migration {
+        version: 18,
+        name: "feedback_migration",
+        sqlite: include_str!("../migrations/0018_feedback_migration.sql"),
+        postgres: include_str!("../migrations/0018_feedback_migration.sql"),
+    },
 ];
 
 /// The newest schema version this build knows.

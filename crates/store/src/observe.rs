@@ -93,11 +93,13 @@ pub enum Table {
     PrivacyBudgets,
     PrivacySpend,
     PrivacyLedger,
+    FeedbackMigrationPlans,
+    FeedbackMigrationHistory,
 }
 
 impl Table {
     /// Every table; the telemetry crate's sampler and this module's cells iterate it.
-    pub const ALL: [Table; 37] = [
+    pub const ALL: [Table; 39] = [
         Table::Tenants,
         Table::ApiKeys,
         Table::WeberProfiles,
@@ -135,6 +137,8 @@ impl Table {
         Table::PrivacyBudgets,
         Table::PrivacySpend,
         Table::PrivacyLedger,
+        Table::FeedbackMigrationPlans,
+        Table::FeedbackMigrationHistory,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -176,6 +180,8 @@ impl Table {
             Table::PrivacyBudgets => "privacy_budgets",
             Table::PrivacySpend => "privacy_spend",
             Table::PrivacyLedger => "privacy_ledger",
+            Table::FeedbackMigrationPlans => "feedback_migration_plans",
+            Table::FeedbackMigrationHistory => "feedback_migration_history",
         }
     }
 }

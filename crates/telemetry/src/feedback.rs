@@ -13,6 +13,10 @@
 //!   most [`ACTIVE_USERS_CAP`] per tier are tracked);
 //! - `feedback_processing_rate`: items processed per second over the last minute (the seed's
 //!   HPA metric);
+//! - `feedback_legacy_forward_total{outcome}`: dual-write's forwarding of items to a legacy
+//!   endpoint, per item and request: `delivered` (2xx), `duplicate` (409: it had the item),
+//!   `retry` (5xx, 408, 429, no answer: the job retries), `rejected` (other answers: the job
+//!   fails) or `skipped_purged` (purged before it was sent);
 //! - `api_request_latency_seconds{endpoint,method}`: request latency as a histogram. The seed
 //!   asks for a Summary; prometheus-client has none, and a histogram is the better choice
 //!   anyway: its buckets add up across replicas (`histogram_quantile` over
@@ -82,6 +86,14 @@ pub const PRINCIPLES: [&str; 7] = [
     "ALIGNED",
 ];
 const SEVERITIES: [&str; 4] = ["low", "medium", "high", "critical"];
+/// The outcomes of `feedback_legacy_forward_total`.
+pub const LEGACY_FORWARD_OUTCOMES: [&str; 5] = [
+    "delivered",
+    "duplicate",
+    "retry",
+    "rejected",
+    "skipped_purged",
+];
 const TIERS: [&str; 4] = ["realtime", "priority", "standard", "batch"];
 /// Most distinct users `active_users_current` tracks per tier.
 pub const ACTIVE_USERS_CAP: usize = 100_000;
@@ -126,6 +138,11 @@ struct TierLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct EndpointLabels {
     endpoint: String,
     method: String,
@@ -156,6 +173,7 @@ pub struct FeedbackMetrics {
     rate: Gauge<f64, AtomicU64>,
     api_latency: Family<EndpointLabels, Histogram, Buckets>,
     privacy_releases: Family<PrivacyReleaseLabels, Counter>,
+    legacy_forward: Family<OutcomeLabel, Counter>,
     /// Items processed per second of the last minute: (second, count) slots.
     rate_slots: Vec<(AtomicI64, AtomicU64)>,
     /// Last-seen second per tier and user hash, for `active_users_current`.
@@ -174,6 +192,7 @@ impl FeedbackMetrics {
             rate: Gauge::default(),
             api_latency: Family::new_with_constructor(Buckets(&crate::DURATION_BUCKETS)),
             privacy_releases: Family::default(),
+            legacy_forward: Family::default(),
             rate_slots: (0..RATE_WINDOW_S)
                 .map(|_| (AtomicI64::new(-1), AtomicU64::new(0)))
                 .collect(),
@@ -223,6 +242,9 @@ impl FeedbackMetrics {
             "privacy_releases",
             "Differentially private releases, by metric and outcome (answered or refused)",
             m.privacy_releases.clone(),
+            "feedback_legacy_forward",
+            "Feedback items forwarded to a legacy endpoint (dual-write), by outcome",
+            m.legacy_forward.clone(),
         );
         m
     }
@@ -236,6 +258,19 @@ impl FeedbackMetrics {
                 metric,
                 outcome: if answered { "answered" } else { "refused" },
             })
+            .inc();
+    }
+
+    /// Counts one forwarding outcome (one of [`LEGACY_FORWARD_OUTCOMES`]; others count as
+    /// `rejected`).
+    pub fn legacy_forwarded(&self, outcome: &str) {
+        let outcome = LEGACY_FORWARD_OUTCOMES
+            .iter()
+            .find(|o| **o == outcome)
+            .copied()
+            .unwrap_or("rejected");
+        self.legacy_forward
+            .get_or_create(&OutcomeLabel { outcome })
             .inc();
     }
 

@@ -9,6 +9,7 @@
 //! | `jobs.canary`       | `{}`; fault injection: `"fail": "retry"\|"permanent"`, `"panic": true`, `"sleep_ms": N`, `"ignore_stop": true` | whether this was the first receipt |
 //! | `jobs.noop`         | `{}`                                                                 | none |
 //! | `feedback.process`, `feedback.reencrypt` | see `crate::feedback`                    | |
+//! | `feedback.forward_legacy` | `{"item_ids": [...]}` (at most 100); see `crate::feedback::forward` | delivered, duplicates, already, skipped_purged, missing |
 
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
@@ -66,7 +67,8 @@ impl JobRegistry {
             .register(Canary)
             .register(Noop)
             .register(crate::feedback::FeedbackProcess)
-            .register(crate::feedback::FeedbackReencrypt);
+            .register(crate::feedback::FeedbackReencrypt)
+            .register(crate::feedback::FeedbackForwardLegacy);
         if let Some(forecast) = &settings.forecast {
             registry.register(ForecastRebuild(Arc::new(forecast.clone())));
         }
