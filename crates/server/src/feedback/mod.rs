@@ -22,6 +22,7 @@
 pub mod engine;
 pub mod forward;
 mod handlers;
+pub mod private_analytics;
 pub mod import;
 pub mod migration;
 
