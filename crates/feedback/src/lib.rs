@@ -16,6 +16,8 @@
 //!   trace.
 //! - [`routing`]: seed 004's processing tiers and modes, the risk score and the routing
 //!   decision.
+//! - [`migration`]: the staged traffic shift from a legacy system: plan, state machine and the
+//!   health judgement of a monitoring window.
 //! - [`config`] and [`analysis`]: a tenant's configuration (TOML) and the [`analysis::Analyzer`]
 //!   the adapters call per item.
 //! - [`forward`]: dual-write to a legacy endpoint: `[dual_write]` settings, the forwarded
@@ -27,7 +29,9 @@
 pub mod analysis;
 pub mod config;
 pub mod forward;
+pub mod import;
 pub mod item;
+pub mod migration;
 pub mod pii;
 pub mod policy;
 pub mod routing;

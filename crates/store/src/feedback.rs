@@ -289,6 +289,26 @@ impl Store {
             .acquire(Operation::Insert, Table::FeedbackItems)
             .await?;
         let mut tx = conn.begin().await?;
+        let (outcomes, enqueued) = self
+            .insert_feedback_in(&mut tx, tenant_id, items, jobs, forward, now_ms)
+            .await?;
+        tx.commit().await?;
+        drop(turn);
+        self.wake_enqueued(&enqueued);
+        Ok((outcomes, enqueued))
+    }
+
+    /// [`Store::insert_feedback`] inside the caller's transaction (the caller holds the write
+    /// turn, commits, and wakes the enqueued jobs' workers).
+    pub(crate) async fn insert_feedback_in(
+        &self,
+        tx: &mut AnyConnection,
+        tenant_id: &str,
+        items: &[NewFeedbackItem],
+        jobs: Option<FeedbackJobSpec<'_>>,
+        forward: Option<FeedbackJobSpec<'_>>,
+        now_ms: i64,
+    ) -> Result<(Vec<FeedbackInsertion>, Vec<Enqueued>), StoreError> {
         let mut outcomes: Vec<Option<FeedbackInsertion>> = vec![None; items.len()];
         let mut first_of: HashMap<&str, usize> = HashMap::new();
         let mut unique: Vec<usize> = Vec::with_capacity(items.len());
@@ -309,7 +329,7 @@ impl Store {
         }
         let mut stored_ids: Vec<&str> = Vec::new();
         for chunk in unique.chunks(INSERT_CHUNK) {
-            let inserted = insert_items(&mut tx, self.backend, tenant_id, items, chunk, now_ms)
+            let inserted = insert_items(&mut *tx, self.backend, tenant_id, items, chunk, now_ms)
                 .await
                 .map_err(|e| crate::weber::foreign_key_or(e, tenant_id))?;
             let missing: Vec<usize> = chunk
@@ -319,7 +339,7 @@ impl Store {
                 .collect();
             if !missing.is_empty() {
                 let hashes =
-                    content_hashes(&mut tx, self.backend, tenant_id, items, &missing).await?;
+                    content_hashes(&mut *tx, self.backend, tenant_id, items, &missing).await?;
                 for i in missing {
                     let same = hashes.get(items[i].id.as_str()) == Some(&items[i].content_hash);
                     outcomes[i] = Some(if same {
@@ -355,8 +375,8 @@ impl Store {
                 })
             })
             .collect();
-        insert_history(&mut tx, self.backend, tenant_id, &history).await?;
-        audit_in(&mut tx, self.backend, tenant_id, &history).await?;
+        insert_history(&mut *tx, self.backend, tenant_id, &history).await?;
+        audit_in(&mut *tx, self.backend, tenant_id, &history).await?;
         let mut enqueued = Vec::new();
         for spec in [jobs, forward].into_iter().flatten() {
             let payloads: Vec<String> = stored_ids
@@ -377,13 +397,10 @@ impl Store {
                 })
                 .collect();
             enqueued.extend(
-                self.enqueue_jobs_in(&mut tx, tenant_id, &new_jobs, now_ms)
+                self.enqueue_jobs_in(&mut *tx, tenant_id, &new_jobs, now_ms)
                     .await?,
             );
         }
-        tx.commit().await?;
-        drop(turn);
-        self.wake_enqueued(&enqueued);
         Ok((
             outcomes
                 .into_iter()

@@ -101,10 +101,22 @@ const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("../migrations/0014_weber_settings.postgres.sql"),
     },
     Migration {
+        version: 16,
+        name: "feedback_imports",
+        sqlite: include_str!("../migrations/0016_feedback_imports.sql"),
+        postgres: include_str!("../migrations/0016_feedback_imports.sql"),
+    },
+    Migration {
         version: 17,
         name: "feedback_forwards",
         sqlite: include_str!("../migrations/0017_feedback_forwards.sql"),
         postgres: include_str!("../migrations/0017_feedback_forwards.sql"),
+    },
+    Migration {
+        version: 18,
+        name: "feedback_migration",
+        sqlite: include_str!("../migrations/0018_feedback_migration.sql"),
+        postgres: include_str!("../migrations/0018_feedback_migration.sql"),
     },
 ];
 

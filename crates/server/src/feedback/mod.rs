@@ -22,6 +22,7 @@
 pub mod engine;
 pub mod forward;
 mod handlers;
+pub mod import;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
