@@ -22,7 +22,9 @@
 pub mod engine;
 pub mod forward;
 mod handlers;
+pub mod private_analytics;
 pub mod import;
+pub mod migration;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -41,7 +43,7 @@ use utoipa::ToSchema;
 pub use engine::{ConfigError, Engine, Item, Mode, Outcome, PiiView, Route, Tier};
 pub(crate) use forward::FeedbackForwardLegacy;
 pub use forward::FEEDBACK_FORWARD_LEGACY;
-pub(crate) use handlers::{FeedbackProcess, FeedbackReencrypt};
+pub(crate) use handlers::{FeedbackMigrationCheck, FeedbackProcess, FeedbackReencrypt};
 pub use handlers::{FEEDBACK_PROCESS, FEEDBACK_REENCRYPT};
 
 use base64::Engine as _;
