@@ -366,42 +366,43 @@ async fn items_reach_the_legacy_endpoint_after_an_outage(postgres: bool) {
     )
     .await;
     let drained_in = up_at.elapsed();
-    let l = legacy.lock().unwrap();
-    for id in &expected {
-        let original = &sent[id];
-        let got = &l.stored[id];
-        for field in [
-            "id",
-            "user_id",
-            "type",
-            "channel",
-            "rating",
-            "locale",
-            "region",
-            "occurred_at_ms",
-            "metadata",
-        ] {
-            assert_eq!(got[field], original[field], "{id}: {field}");
-        }
-        // Byte-equal text (JSON strings compare by their characters).
-        assert_eq!(
-            got["text"].as_str().map(str::as_bytes),
-            original["text"].as_str().map(str::as_bytes),
-            "{id}: text"
-        );
-        assert_eq!(l.created[id], 1, "{id} forwarded more than once");
-    }
-    assert!(!l.stored.contains_key(purged));
-    assert_eq!(
-        l.unauthorised, 0,
-        "the Authorization header comes from LEGACY_TOKEN"
-    );
-    let conflicts = l.conflicts;
-    // What the legacy side holds, exported as JSON lines, for reconcile.
     let export = fx.dir.path().join("legacy-export.jsonl");
-    let lines: Vec<String> = l.stored.values().map(Value::to_string).collect();
-    std::fs::write(&export, lines.join("\n") + "\n").unwrap();
-    drop(l);
+    let conflicts = {
+        let l = legacy.lock().unwrap();
+        for id in &expected {
+            let original = &sent[id];
+            let got = &l.stored[id];
+            for field in [
+                "id",
+                "user_id",
+                "type",
+                "channel",
+                "rating",
+                "locale",
+                "region",
+                "occurred_at_ms",
+                "metadata",
+            ] {
+                assert_eq!(got[field], original[field], "{id}: {field}");
+            }
+            // Byte-equal text (JSON strings compare by their characters).
+            assert_eq!(
+                got["text"].as_str().map(str::as_bytes),
+                original["text"].as_str().map(str::as_bytes),
+                "{id}: text"
+            );
+            assert_eq!(l.created[id], 1, "{id} forwarded more than once");
+        }
+        assert!(!l.stored.contains_key(purged));
+        assert_eq!(
+            l.unauthorised, 0,
+            "the Authorization header comes from LEGACY_TOKEN"
+        );
+        // What the legacy side holds, exported as JSON lines, for reconcile.
+        let lines: Vec<String> = l.stored.values().map(Value::to_string).collect();
+        std::fs::write(&export, lines.join("\n") + "\n").unwrap();
+        l.conflicts
+    };
 
     // Reconcile (the import's mapping file, read as the legacy export's description): every
     // item agrees field by field and text by text; the one difference is the item purged
