@@ -4,6 +4,7 @@
 //! |----------------------|----------------------------------|--------|
 //! | `feedback.process`   | `{"item_ids": [...]}` (at most 100) | processed, skipped, failed |
 //! | `feedback.reencrypt` | `{"key_id": "..."}` (informative) | items re-sealed |
+//! | `feedback.forward_legacy` | `{"item_ids": [...]}` (at most 100) | see [`super::forward`] |
 //! | `feedback.migration_check` | `{"generation": G, "version": V}` (the plan state it judges) | judged or stale, verdict, window figures |
 
 use serde::Deserialize;

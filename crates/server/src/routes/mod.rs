@@ -16,6 +16,7 @@ mod ofrep;
 pub(crate) mod owners;
 mod platform;
 mod predictions;
+mod privacy;
 mod tenant;
 mod weber;
 
@@ -116,6 +117,8 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(feedback_migration::advance))
         .routes(routes!(feedback_migration::rollback))
         .routes(routes!(feedback_migration::abort))
+        .routes(routes!(privacy::analytics))
+        .routes(routes!(privacy::get_budget, privacy::put_budget))
         .routes(routes!(audit::checkpoint))
         .routes(routes!(audit::public_key))
         .routes(routes!(audit::records))

@@ -157,6 +157,16 @@ async fn isolation(backend: Backend) {
         )
         .await;
     assert_eq!(started.status, 200, "{}", started.text());
+    // A differentially private query of A's, recorded in A's privacy ledger under A's key id.
+    let a_query = app
+        .call(
+            Method::POST,
+            "/api/v1/feedback/analytics",
+            Some(&ka.secret),
+            Some(json!({"metric": "rating_mean", "from": now_ms() - 86_400_000, "to": now_ms() + 60_000})),
+        )
+        .await;
+    assert_eq!(a_query.status, 200, "{}", a_query.text());
     let doc = app.get("/openapi.json", None).await.json();
 
     for (method, template) in secured_operations(&doc) {
@@ -265,6 +275,13 @@ async fn isolation(backend: Backend) {
             ("PUT", "/api/v1/feedback/config") => {
                 Some(json!({"config": "# tenant B keeps the defaults\n"}))
             }
+            ("POST", "/api/v1/feedback/analytics") => Some(json!({
+                "metric": "count", "group_by": "segment",
+                "from": now_ms() - 86_400_000, "to": now_ms() + 60_000
+            })),
+            ("PUT", "/api/v1/privacy/budget") => {
+                Some(json!({"period": "week", "epsilon": 2.0, "delta": 1e-6}))
+            }
             ("POST", t) => panic!("add an isolation request body for POST {t}"),
             _ => None,
         };
@@ -344,6 +361,23 @@ async fn isolation(backend: Backend) {
         (a_plan["status"].as_str(), a_plan["version"].as_i64()),
         (Some("running"), Some(2)),
         "{a_plan}"
+    );
+    // Nothing B did reached A's privacy budget or ledger: A's one query, A's default budget.
+    let a_budget = app
+        .get("/api/v1/privacy/budget", Some(&ka.secret))
+        .await
+        .json();
+    assert_eq!(a_budget["period"], "month", "{a_budget}");
+    assert_eq!(a_budget["epsilon_spent"], 0.1, "{a_budget}");
+    assert_eq!(
+        a_budget["ledger"].as_array().map(Vec::len),
+        Some(1),
+        "{a_budget}"
+    );
+    assert_eq!(
+        a_budget["ledger"][0]["actor"],
+        ka.info.id.as_str(),
+        "{a_budget}"
     );
     // Nothing B did reached A's flag.
     let still = app.get("/api/v1/flags/a-flag", Some(&ka.secret)).await;
