@@ -242,6 +242,8 @@ impl FeedbackMetrics {
             "privacy_releases",
             "Differentially private releases, by metric and outcome (answered or refused)",
             m.privacy_releases.clone(),
+        );
+        registry.register(
             "feedback_legacy_forward",
             "Feedback items forwarded to a legacy endpoint (dual-write), by outcome",
             m.legacy_forward.clone(),
