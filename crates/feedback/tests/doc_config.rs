@@ -30,6 +30,8 @@ fn the_documented_example_configuration_is_valid_and_applies() {
         config.hybrid.full_check_tiers,
         [Tier::Realtime, Tier::Priority]
     );
+    assert_eq!(config.retention.days, Some(730));
+    assert_eq!(config.retention.days_for(Mode::Research), 730);
     let analyzer = Analyzer::from_config(&config).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(analyzer.policy().threshold(), 0.75);
     assert_eq!(analyzer.policy().weights().get(Principle::Honest), 1.0);

@@ -4,6 +4,7 @@
 //! |----------------------|----------------------------------|--------|
 //! | `feedback.process`   | `{"item_ids": [...]}` (at most 100) | processed, skipped, failed |
 //! | `feedback.reencrypt` | `{"key_id": "..."}` (informative) | items re-sealed |
+//! | `feedback.retention_purge` | `{}` (see [`super::retention`]) | retention days, cut-off, items purged |
 
 use serde::Deserialize;
 use serde_json::json;

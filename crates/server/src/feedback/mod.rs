@@ -18,6 +18,7 @@
 
 pub mod engine;
 mod handlers;
+pub mod retention;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -36,6 +37,8 @@ use utoipa::ToSchema;
 pub use engine::{ConfigError, Engine, Item, Mode, Outcome, PiiView, Route, Tier};
 pub(crate) use handlers::{FeedbackProcess, FeedbackReencrypt};
 pub use handlers::{FEEDBACK_PROCESS, FEEDBACK_REENCRYPT};
+pub(crate) use retention::FeedbackRetentionPurge;
+pub use retention::{ensure_retention_schedule, FEEDBACK_RETENTION_PURGE, RETENTION_SCHEDULE};
 
 use base64::Engine as _;
 
