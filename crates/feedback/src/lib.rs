@@ -18,6 +18,8 @@
 //!   decision.
 //! - [`config`] and [`analysis`]: a tenant's configuration (TOML) and the [`analysis::Analyzer`]
 //!   the adapters call per item.
+//! - [`report`]: signed research reports: the document, its canonical JSON encoding, Ed25519
+//!   signing and verification.
 //!
 //! Storage, HTTP, jobs and metrics live in the adapter crates (`store`, `server`, `telemetry`).
 #![forbid(unsafe_code)]
@@ -27,6 +29,7 @@ pub mod config;
 pub mod item;
 pub mod pii;
 pub mod policy;
+pub mod report;
 pub mod routing;
 mod severity;
 pub mod toxicity;
