@@ -21,6 +21,9 @@ pub enum FeedbackCommand {
     /// The tenant's data keys for feedback texts.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Signed research reports: verify a report file, generate one.
+    #[command(subcommand)]
+    Report(crate::report_cmd::ReportCommand),
 }
 
 /// `signalbox feedback keys` subcommands.

@@ -16,6 +16,7 @@ mod jobs_worker;
 mod llm_load;
 mod loadtest_cmd;
 mod ratelimit_load;
+mod report_cmd;
 mod sentiment_cmd;
 mod serve;
 mod weber_cmd;
@@ -219,6 +220,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 init_logging(common.log_format, "warn");
                 feedback_cmd::keys(common, cmd).await
             }
+            feedback_cmd::FeedbackCommand::Report(cmd) => report_cmd::run(global, cmd).await,
         },
         // CPU-bound and file-bound; the runtime is not needed.
         Command::Forecast(cmd) => tokio::task::block_in_place(|| forecast_cmd::run(cmd)),
