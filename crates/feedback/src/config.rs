@@ -33,6 +33,9 @@
 //!
 //! [retention]
 //! days = 730                 # default: the mode's (research 3650, hybrid 730, production 365); 0 keeps forever
+//!
+//! [dual_write]               # forwarding to a legacy endpoint (see `forward::DualWriteConfig`)
+//! enabled = false
 //! ```
 //!
 //! The default mode is hybrid (full checks where risk or the tier calls for them, fast path
@@ -43,6 +46,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::forward::DualWriteConfig;
 use crate::pii::PiiConfig;
 use crate::policy::{Principle, RuleSpec};
 use crate::routing::{Mode, Tier};
@@ -91,6 +95,8 @@ pub struct FeedbackConfig {
     pub hybrid: HybridConfig,
     /// How long item texts are kept.
     pub retention: RetentionConfig,
+    /// Forwarding accepted items to a legacy endpoint (dual-write during a migration).
+    pub dual_write: DualWriteConfig,
 }
 
 /// The mode, defaulting to hybrid.
@@ -247,16 +253,20 @@ impl RetentionConfig {
 }
 
 impl FeedbackConfig {
-    /// Parses a configuration file's text (structure and types only: build an
-    /// [`Analyzer`](crate::analysis::Analyzer) to validate everything).
+    /// Parses a configuration file's text (structure and types, and the `[dual_write]`
+    /// section's values: build an [`Analyzer`](crate::analysis::Analyzer) to validate
+    /// everything).
     pub fn parse(text: &str) -> Result<FeedbackConfig, ConfigError> {
         let de = toml::Deserializer::new(text);
-        serde_path_to_error::deserialize(de).map_err(|e| ConfigError {
-            // serde_path_to_error writes `?` for a map key it could not read (an unknown
-            // principle among the weights): the map's path names the fault well enough.
-            path: e.path().to_string().replace(".?", ""),
-            message: e.inner().message().trim().to_owned(),
-        })
+        let config: FeedbackConfig =
+            serde_path_to_error::deserialize(de).map_err(|e| ConfigError {
+                // serde_path_to_error writes `?` for a map key it could not read (an unknown
+                // principle among the weights): the map's path names the fault well enough.
+                path: e.path().to_string().replace(".?", ""),
+                message: e.inner().message().trim().to_owned(),
+            })?;
+        config.dual_write.validate()?;
+        Ok(config)
     }
 }
 

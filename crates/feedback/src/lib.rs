@@ -20,12 +20,16 @@
 //!   the adapters call per item.
 //! - [`report`]: signed research reports: the document, its canonical JSON encoding, Ed25519
 //!   signing and verification.
+//! - [`forward`]: dual-write to a legacy endpoint: `[dual_write]` settings, the forwarded
+//!   JSON, and what the endpoint's answers mean.
 //!
 //! Storage, HTTP, jobs and metrics live in the adapter crates (`store`, `server`, `telemetry`).
 #![forbid(unsafe_code)]
 
 pub mod analysis;
 pub mod config;
+pub mod import;
+pub mod forward;
 pub mod item;
 pub mod pii;
 pub mod policy;

@@ -265,6 +265,22 @@ impl Store {
         jobs: Option<FeedbackJobSpec<'_>>,
         now_ms: i64,
     ) -> Result<(Vec<FeedbackInsertion>, Vec<Enqueued>), StoreError> {
+        self.insert_feedback_with(tenant_id, items, jobs, None, now_ms)
+            .await
+    }
+
+    /// [`Store::insert_feedback`], and when `forward` is given, also the jobs that forward the
+    /// newly stored items to a legacy endpoint (dual-write's outbox), in the same transaction:
+    /// one job per up to [`FEEDBACK_ITEMS_PER_JOB`] items, payload `{"item_ids": [...]}`.
+    /// Duplicates and conflicts get no job, so a re-sent item is never forwarded twice.
+    pub async fn insert_feedback_with(
+        &self,
+        tenant_id: &str,
+        items: &[NewFeedbackItem],
+        jobs: Option<FeedbackJobSpec<'_>>,
+        forward: Option<FeedbackJobSpec<'_>>,
+        now_ms: i64,
+    ) -> Result<(Vec<FeedbackInsertion>, Vec<Enqueued>), StoreError> {
         if items.is_empty() {
             return Ok((Vec::new(), Vec::new()));
         }
@@ -273,6 +289,25 @@ impl Store {
             .acquire(Operation::Insert, Table::FeedbackItems)
             .await?;
         let mut tx = conn.begin().await?;
+        let (outcomes, enqueued) = self
+            .insert_feedback_in(&mut tx, tenant_id, items, jobs, now_ms)
+            .await?;
+        tx.commit().await?;
+        drop(turn);
+        self.wake_enqueued(&enqueued);
+        Ok((outcomes, enqueued))
+    }
+
+    /// [`Store::insert_feedback`] inside the caller's transaction (the caller holds the write
+    /// turn, commits, and wakes the enqueued jobs' workers).
+    pub(crate) async fn insert_feedback_in(
+        &self,
+        tx: &mut AnyConnection,
+        tenant_id: &str,
+        items: &[NewFeedbackItem],
+        jobs: Option<FeedbackJobSpec<'_>>,
+        now_ms: i64,
+    ) -> Result<(Vec<FeedbackInsertion>, Vec<Enqueued>), StoreError> {
         let mut outcomes: Vec<Option<FeedbackInsertion>> = vec![None; items.len()];
         let mut first_of: HashMap<&str, usize> = HashMap::new();
         let mut unique: Vec<usize> = Vec::with_capacity(items.len());
@@ -293,7 +328,7 @@ impl Store {
         }
         let mut stored_ids: Vec<&str> = Vec::new();
         for chunk in unique.chunks(INSERT_CHUNK) {
-            let inserted = insert_items(&mut tx, self.backend, tenant_id, items, chunk, now_ms)
+            let inserted = insert_items(&mut *tx, self.backend, tenant_id, items, chunk, now_ms)
                 .await
                 .map_err(|e| crate::weber::foreign_key_or(e, tenant_id))?;
             let missing: Vec<usize> = chunk
@@ -303,7 +338,7 @@ impl Store {
                 .collect();
             if !missing.is_empty() {
                 let hashes =
-                    content_hashes(&mut tx, self.backend, tenant_id, items, &missing).await?;
+                    content_hashes(&mut *tx, self.backend, tenant_id, items, &missing).await?;
                 for i in missing {
                     let same = hashes.get(items[i].id.as_str()) == Some(&items[i].content_hash);
                     outcomes[i] = Some(if same {
@@ -339,10 +374,10 @@ impl Store {
                 })
             })
             .collect();
-        insert_history(&mut tx, self.backend, tenant_id, &history).await?;
-        audit_in(&mut tx, self.backend, tenant_id, &history).await?;
+        insert_history(&mut *tx, self.backend, tenant_id, &history).await?;
+        audit_in(&mut *tx, self.backend, tenant_id, &history).await?;
         let mut enqueued = Vec::new();
-        if let Some(spec) = jobs {
+        for spec in [jobs, forward].into_iter().flatten() {
             let payloads: Vec<String> = stored_ids
                 .chunks(FEEDBACK_ITEMS_PER_JOB)
                 .map(|ids| serde_json::json!({ "item_ids": ids }).to_string())
@@ -360,13 +395,11 @@ impl Store {
                     idempotency_key: None,
                 })
                 .collect();
-            enqueued = self
-                .enqueue_jobs_in(&mut tx, tenant_id, &new_jobs, now_ms)
-                .await?;
+            enqueued.extend(
+                self.enqueue_jobs_in(&mut *tx, tenant_id, &new_jobs, now_ms)
+                    .await?,
+            );
         }
-        tx.commit().await?;
-        drop(turn);
-        self.wake_enqueued(&enqueued);
         Ok((
             outcomes
                 .into_iter()
@@ -549,44 +582,9 @@ impl Store {
             .acquire(Operation::Insert, Table::FeedbackHistory)
             .await?;
         let mut tx = conn.begin().await?;
-        // The event goes after the revision's last one: the writer turn (SQLite) or this row
-        // lock (PostgreSQL) keeps two reads from taking the same step.
-        sqlx::query(
-            "UPDATE feedback_items SET revision = revision WHERE tenant_id = $1 AND id = $2",
-        )
-        .bind(tenant_id)
-        .bind(item_id)
-        .execute(&mut *tx)
-        .await?;
-        let row: Option<AnyRow> = sqlx::query(
-            "SELECT revision, status FROM feedback_items WHERE tenant_id = $1 AND id = $2",
-        )
-        .bind(tenant_id)
-        .bind(item_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(row) = row else { return Ok(false) };
-        let revision: i64 = row.try_get(0)?;
-        let status = status_of(&row.try_get::<String, _>(1)?)?;
-        let step: i64 = sqlx::query_scalar(
-            "SELECT COALESCE(MAX(step), -1) + 1 FROM feedback_history
-             WHERE tenant_id = $1 AND item_id = $2 AND revision = $3",
-        )
-        .bind(tenant_id)
-        .bind(item_id)
-        .bind(revision)
-        .fetch_one(&mut *tx)
-        .await?;
-        let rows = [HistoryRow {
-            item_id,
-            revision,
-            step,
-            at_ms: now_ms,
-            status,
-            event,
-        }];
-        insert_history(&mut tx, self.backend, tenant_id, &rows).await?;
-        audit_in(&mut tx, self.backend, tenant_id, &rows).await?;
+        if !event_in(&mut tx, self.backend, tenant_id, item_id, event, now_ms).await? {
+            return Ok(false);
+        }
         tx.commit().await?;
         Ok(true)
     }
@@ -1053,6 +1051,57 @@ async fn insert_items(
     }
     let rows = query.fetch_all(&mut *conn).await?;
     rows.iter().map(|row| row.try_get::<String, _>(0)).collect()
+}
+
+/// Records `event` of an item in its history and the audit log inside the caller's
+/// transaction, after the item's current revision's last event; false when the tenant has no
+/// such item.
+pub(crate) async fn event_in(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    tenant_id: &str,
+    item_id: &str,
+    event: &FeedbackEvent,
+    now_ms: i64,
+) -> Result<bool, StoreError> {
+    // The event goes after the revision's last one: the writer turn (SQLite) or this row
+    // lock (PostgreSQL) keeps two reads from taking the same step.
+    sqlx::query("UPDATE feedback_items SET revision = revision WHERE tenant_id = $1 AND id = $2")
+        .bind(tenant_id)
+        .bind(item_id)
+        .execute(&mut *conn)
+        .await?;
+    let row: Option<AnyRow> =
+        sqlx::query("SELECT revision, status FROM feedback_items WHERE tenant_id = $1 AND id = $2")
+            .bind(tenant_id)
+            .bind(item_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+    let Some(row) = row else {
+        return Ok(false);
+    };
+    let revision: i64 = row.try_get(0)?;
+    let status = status_of(&row.try_get::<String, _>(1)?)?;
+    let step: i64 = sqlx::query_scalar(
+        "SELECT COALESCE(MAX(step), -1) + 1 FROM feedback_history
+             WHERE tenant_id = $1 AND item_id = $2 AND revision = $3",
+    )
+    .bind(tenant_id)
+    .bind(item_id)
+    .bind(revision)
+    .fetch_one(&mut *conn)
+    .await?;
+    let rows = [HistoryRow {
+        item_id,
+        revision,
+        step,
+        at_ms: now_ms,
+        status,
+        event,
+    }];
+    insert_history(conn, backend, tenant_id, &rows).await?;
+    audit_in(conn, backend, tenant_id, &rows).await?;
+    Ok(true)
 }
 
 async fn content_hashes(

@@ -32,6 +32,8 @@ mod console;
 mod diff;
 mod experiments;
 mod feedback;
+mod feedback_import;
+mod feedback_forward;
 mod flags;
 mod interactions;
 mod jobs;
@@ -85,6 +87,11 @@ pub use feedback::{
     FeedbackJobSpec, FeedbackRecord, FeedbackStatus, NewFeedbackItem, SealedText,
     StoredFeedbackConfig, FEEDBACK_ITEMS_PER_JOB, MAX_FEEDBACK_PAGE,
 };
+pub use feedback_import::{
+    FeedbackImport, ImportBatchOutcome, ImportCheckpoint, ImportReject, MAX_IMPORT_SOURCE_BYTES,
+    MAX_REJECT_REASON_BYTES,
+};
+pub use feedback_forward::{ForwardOutcome, NewFeedbackForward};
 pub use flags::{
     FlagAction, FlagAuditRecord, FlagRecord, MAX_FLAG_DEFINITION_BYTES, MAX_FLAG_PAGE,
 };

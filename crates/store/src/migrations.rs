@@ -100,6 +100,18 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/0014_weber_settings.sqlite.sql"),
         postgres: include_str!("../migrations/0014_weber_settings.postgres.sql"),
     },
+    Migration {
+        version: 16,
+        name: "feedback_imports",
+        sqlite: include_str!("../migrations/0016_feedback_imports.sql"),
+        postgres: include_str!("../migrations/0016_feedback_imports.sql"),
+    },
+    Migration {
+        version: 17,
+        name: "feedback_forwards",
+        sqlite: include_str!("../migrations/0017_feedback_forwards.sql"),
+        postgres: include_str!("../migrations/0017_feedback_forwards.sql"),
+    },
 ];
 
 /// The newest schema version this build knows.
