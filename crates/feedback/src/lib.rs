@@ -16,6 +16,8 @@
 //!   trace.
 //! - [`routing`]: seed 004's processing tiers and modes, the risk score and the routing
 //!   decision.
+//! - [`migration`]: the staged traffic shift from a legacy system: plan, state machine and the
+//!   health judgement of a monitoring window.
 //! - [`config`] and [`analysis`]: a tenant's configuration (TOML) and the [`analysis::Analyzer`]
 //!   the adapters call per item.
 //! - [`report`]: signed research reports: the document, its canonical JSON encoding, Ed25519
@@ -28,9 +30,10 @@
 
 pub mod analysis;
 pub mod config;
-pub mod import;
 pub mod forward;
+pub mod import;
 pub mod item;
+pub mod migration;
 pub mod pii;
 pub mod policy;
 pub mod report;

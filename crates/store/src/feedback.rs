@@ -290,7 +290,7 @@ impl Store {
             .await?;
         let mut tx = conn.begin().await?;
         let (outcomes, enqueued) = self
-            .insert_feedback_in(&mut tx, tenant_id, items, jobs, now_ms)
+            .insert_feedback_in(&mut tx, tenant_id, items, jobs, forward, now_ms)
             .await?;
         tx.commit().await?;
         drop(turn);
@@ -306,6 +306,7 @@ impl Store {
         tenant_id: &str,
         items: &[NewFeedbackItem],
         jobs: Option<FeedbackJobSpec<'_>>,
+        forward: Option<FeedbackJobSpec<'_>>,
         now_ms: i64,
     ) -> Result<(Vec<FeedbackInsertion>, Vec<Enqueued>), StoreError> {
         let mut outcomes: Vec<Option<FeedbackInsertion>> = vec![None; items.len()];

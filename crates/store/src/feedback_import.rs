@@ -244,7 +244,7 @@ impl Store {
             .await?;
         let mut tx = conn.begin().await?;
         let (insertions, _) = self
-            .insert_feedback_in(&mut tx, tenant_id, items, None, now_ms)
+            .insert_feedback_in(&mut tx, tenant_id, items, None, None, now_ms)
             .await?;
         let mut outcome = ImportBatchOutcome::default();
         let mut all_rejects: Vec<(i64, &str, &str)> = rejects

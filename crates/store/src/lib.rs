@@ -32,8 +32,9 @@ mod console;
 mod diff;
 mod experiments;
 mod feedback;
-mod feedback_import;
 mod feedback_forward;
+mod feedback_import;
+mod feedback_migration;
 mod flags;
 mod interactions;
 mod jobs;
@@ -87,11 +88,15 @@ pub use feedback::{
     FeedbackJobSpec, FeedbackRecord, FeedbackStatus, NewFeedbackItem, SealedText,
     StoredFeedbackConfig, FEEDBACK_ITEMS_PER_JOB, MAX_FEEDBACK_PAGE,
 };
+pub use feedback_forward::{ForwardOutcome, NewFeedbackForward};
 pub use feedback_import::{
     FeedbackImport, ImportBatchOutcome, ImportCheckpoint, ImportReject, MAX_IMPORT_SOURCE_BYTES,
     MAX_REJECT_REASON_BYTES,
 };
-pub use feedback_forward::{ForwardOutcome, NewFeedbackForward};
+pub use feedback_migration::{
+    MigrationChange, MigrationHistoryRecord, MigrationPlanRecord, MigrationWindow,
+    MAX_MIGRATION_HISTORY,
+};
 pub use flags::{
     FlagAction, FlagAuditRecord, FlagRecord, MAX_FLAG_DEFINITION_BYTES, MAX_FLAG_PAGE,
 };

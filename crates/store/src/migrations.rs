@@ -112,6 +112,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/0017_feedback_forwards.sql"),
         postgres: include_str!("../migrations/0017_feedback_forwards.sql"),
     },
+    Migration {
+        version: 18,
+        name: "feedback_migration",
+        sqlite: include_str!("../migrations/0018_feedback_migration.sql"),
+        postgres: include_str!("../migrations/0018_feedback_migration.sql"),
+    },
 ];
 
 /// The newest schema version this build knows.

@@ -90,11 +90,13 @@ pub enum Table {
     WeberTransactions,
     WeberPredictionModels,
     WeberBusinessMetrics,
+    FeedbackMigrationPlans,
+    FeedbackMigrationHistory,
 }
 
 impl Table {
     /// Every table; the telemetry crate's sampler and this module's cells iterate it.
-    pub const ALL: [Table; 34] = [
+    pub const ALL: [Table; 36] = [
         Table::Tenants,
         Table::ApiKeys,
         Table::WeberProfiles,
@@ -129,6 +131,8 @@ impl Table {
         Table::WeberTransactions,
         Table::WeberPredictionModels,
         Table::WeberBusinessMetrics,
+        Table::FeedbackMigrationPlans,
+        Table::FeedbackMigrationHistory,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -167,6 +171,8 @@ impl Table {
             Table::WeberTransactions => "weber_transactions",
             Table::WeberPredictionModels => "weber_prediction_models",
             Table::WeberBusinessMetrics => "weber_business_metrics",
+            Table::FeedbackMigrationPlans => "feedback_migration_plans",
+            Table::FeedbackMigrationHistory => "feedback_migration_history",
         }
     }
 }
