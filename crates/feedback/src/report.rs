@@ -102,16 +102,30 @@ pub struct Statistic {
     pub group_by: String,
     /// The noise mechanism (`discrete_laplace`, `discrete_gaussian`).
     pub mechanism: String,
-    /// The noise scale (Laplace b or Gaussian σ), as a decimal.
-    pub scale: String,
-    /// The query's sensitivity, as a decimal.
-    pub sensitivity: String,
     /// The ε this release spent, in units of 10⁻⁹.
     pub epsilon_nanos: u64,
     /// The δ this release spent, in units of 10⁻¹⁵.
     pub delta_femtos: u64,
-    /// One value per group.
+    /// The noisy releases the values come from (a mean: its sum and its count).
+    pub parts: Vec<StatisticPart>,
+    /// One value per group (and bin).
     pub groups: Vec<StatisticGroup>,
+}
+
+/// One noisy release inside a statistic.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatisticPart {
+    /// `count` or `sum`.
+    pub name: String,
+    /// The sensitivity the noise is calibrated to.
+    pub sensitivity: u64,
+    /// Laplace b or Gaussian σ.
+    pub scale: f64,
+    /// This part's ε.
+    pub epsilon: f64,
+    /// This part's δ.
+    pub delta: f64,
 }
 
 /// One group's released value.
@@ -120,10 +134,12 @@ pub struct Statistic {
 pub struct StatisticGroup {
     /// The group's key (`all` without grouping).
     pub key: String,
-    /// The noisy value.
-    pub value: f64,
-    /// Half-width of the interval holding the noise with 95% probability.
-    pub accuracy_95: f64,
+    /// The bin within the group (a rating or a principle), for histograms.
+    pub bin: Option<String>,
+    /// The noisy value; `null` for a mean whose noisy count is not positive.
+    pub value: Option<f64>,
+    /// Half-width of the 95% interval around the true value.
+    pub accuracy_95: Option<f64>,
 }
 
 /// The privacy section: what protected the people in the data and what it cost.
@@ -144,6 +160,66 @@ pub struct PrivacySection {
     pub ledger_entry_id: String,
 }
 
+/// The longest period one report covers, in days.
+pub const MAX_PERIOD_DAYS: i64 = 366;
+
+/// A refused report request: the field at fault and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct PeriodError {
+    /// `from` or `to`.
+    pub field: &'static str,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl ReportPeriod {
+    /// The period `[from, to)` from two dates (`YYYY-MM-DD`, UTC days): `from` before `to`, at
+    /// most [`MAX_PERIOD_DAYS`] days, and `to` no later than the day after `today_ms`'s day (a
+    /// report covers the past).
+    pub fn parse(from: &str, to: &str, today_ms: i64) -> Result<ReportPeriod, PeriodError> {
+        let day = |field: &'static str, text: &str| -> Result<i64, PeriodError> {
+            let format = time::macros::format_description!("[year]-[month]-[day]");
+            let bad = || PeriodError {
+                field,
+                message: "must be a date, YYYY-MM-DD".to_owned(),
+            };
+            if text.len() != 10 {
+                return Err(bad());
+            }
+            let date = time::Date::parse(text, &format).map_err(|_| bad())?;
+            Ok(date.midnight().assume_utc().unix_timestamp() * 1000)
+        };
+        let from_ms = day("from", from)?;
+        let to_ms = day("to", to)?;
+        if to_ms <= from_ms {
+            return Err(PeriodError {
+                field: "to",
+                message: "must be after from".to_owned(),
+            });
+        }
+        if to_ms - from_ms > MAX_PERIOD_DAYS * 86_400_000 {
+            return Err(PeriodError {
+                field: "to",
+                message: format!("the period may cover at most {MAX_PERIOD_DAYS} days"),
+            });
+        }
+        let tomorrow = today_ms.div_euclid(86_400_000) * 86_400_000 + 86_400_000;
+        if to_ms > tomorrow {
+            return Err(PeriodError {
+                field: "to",
+                message: "must not be after tomorrow: a report covers the past".to_owned(),
+            });
+        }
+        Ok(ReportPeriod {
+            from: from.to_owned(),
+            to: to.to_owned(),
+            from_ms,
+            to_ms,
+        })
+    }
+}
+
 impl Report {
     /// A small, complete report (documentation and tests).
     pub fn example() -> Report {
@@ -151,14 +227,20 @@ impl Report {
             metric: metric.to_owned(),
             group_by: "none".to_owned(),
             mechanism: "discrete_laplace".to_owned(),
-            scale: "10".to_owned(),
-            sensitivity: "1".to_owned(),
             epsilon_nanos: 100_000_000,
             delta_femtos: 0,
+            parts: vec![StatisticPart {
+                name: "count".to_owned(),
+                sensitivity: 5,
+                scale: 50.0,
+                epsilon: 0.1,
+                delta: 0.0,
+            }],
             groups: vec![StatisticGroup {
                 key: key.to_owned(),
-                value,
-                accuracy_95: 29.96,
+                bin: None,
+                value: Some(value),
+                accuracy_95: Some(149.79),
             }],
         };
         Report {
@@ -417,6 +499,27 @@ pub fn verify(
 mod tests {
     use super::*;
 
+    #[test]
+    fn periods_are_checked_naming_the_field() {
+        let today = 1_796_083_200_000; // 2026-12-01
+        let p = ReportPeriod::parse("2026-11-01", "2026-12-01", today).unwrap();
+        assert_eq!((p.from_ms, p.to_ms), (1_793_491_200_000, 1_796_083_200_000));
+        for (from, to, field) in [
+            ("2026-11-31", "2026-12-01", "from"),
+            ("2026-11-1", "2026-12-01", "from"),
+            ("2026-11-01", "yesterday", "to"),
+            ("2026-11-01", "2026-11-01", "to"),
+            ("2025-01-01", "2026-12-01", "to"),
+            ("2026-11-01", "2026-12-03", "to"),
+        ] {
+            assert_eq!(
+                ReportPeriod::parse(from, to, today).unwrap_err().field,
+                field,
+                "{from}..{to}"
+            );
+        }
+    }
+
     fn key(seed: u8) -> SigningKey {
         SigningKey::from_bytes(&[seed; 32])
     }
@@ -527,15 +630,29 @@ mod tests {
             metric: "rating_mean".to_owned(),
             group_by: "type".to_owned(),
             mechanism: "discrete_gaussian".to_owned(),
-            scale: "12.5".to_owned(),
-            sensitivity: "10".to_owned(),
             epsilon_nanos: 50_000_000,
             delta_femtos: 1_000_000_000,
-            groups: vec![StatisticGroup {
-                key: "bug".to_owned(),
-                value: -0.25,
-                accuracy_95: 1e-3,
+            parts: vec![StatisticPart {
+                name: "sum".to_owned(),
+                sensitivity: 10,
+                scale: 12.5,
+                epsilon: 0.025,
+                delta: 5e-7,
             }],
+            groups: vec![
+                StatisticGroup {
+                    key: "bug".to_owned(),
+                    bin: Some("3".to_owned()),
+                    value: Some(-0.25),
+                    accuracy_95: Some(1e-3),
+                },
+                StatisticGroup {
+                    key: "praise".to_owned(),
+                    bin: None,
+                    value: None,
+                    accuracy_95: None,
+                },
+            ],
         });
         let file = sign(&report, &k).unwrap().into_bytes();
         assert!(verify(&file, Some(&k.verifying_key())).is_ok());

@@ -92,11 +92,12 @@ pub enum Table {
     WeberBusinessMetrics,
     FeedbackMigrationPlans,
     FeedbackMigrationHistory,
+    FeedbackReports,
 }
 
 impl Table {
     /// Every table; the telemetry crate's sampler and this module's cells iterate it.
-    pub const ALL: [Table; 36] = [
+    pub const ALL: [Table; 37] = [
         Table::Tenants,
         Table::ApiKeys,
         Table::WeberProfiles,
@@ -133,6 +134,7 @@ impl Table {
         Table::WeberBusinessMetrics,
         Table::FeedbackMigrationPlans,
         Table::FeedbackMigrationHistory,
+        Table::FeedbackReports,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -173,6 +175,7 @@ impl Table {
             Table::WeberBusinessMetrics => "weber_business_metrics",
             Table::FeedbackMigrationPlans => "feedback_migration_plans",
             Table::FeedbackMigrationHistory => "feedback_migration_history",
+            Table::FeedbackReports => "feedback_reports",
         }
     }
 }

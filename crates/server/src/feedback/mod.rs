@@ -18,6 +18,7 @@
 
 pub mod engine;
 mod handlers;
+pub mod report;
 pub mod retention;
 
 use std::collections::HashMap;
