@@ -88,6 +88,7 @@ impl Analyzer {
     pub fn from_config(config: &FeedbackConfig) -> Result<Analyzer, ConfigError> {
         let mode = config.mode.0;
         config.retention.validate()?;
+        config.privacy.validate()?;
         let detector = Detector::new(&config.pii).map_err(|e| prefixed("pii", &e.to_string()))?;
         let toxicity = ToxicityMatcher::new(&config.toxicity).map_err(|e| ConfigError {
             path: format!("toxicity.{}", e.path),

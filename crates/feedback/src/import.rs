@@ -592,6 +592,27 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex_lower(&Sha256::digest(bytes))
 }
 
+/// SHA-256 over data given in pieces (a file read in chunks), as hex.
+#[derive(Debug, Clone, Default)]
+pub struct ContentHasher(Sha256);
+
+impl ContentHasher {
+    /// An empty hasher.
+    pub fn new() -> ContentHasher {
+        ContentHasher(Sha256::new())
+    }
+
+    /// Adds `bytes`.
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
+    /// The hex digest of everything added.
+    pub fn finish_hex(self) -> String {
+        hex_lower(&self.0.finalize())
+    }
+}
+
 /// A cell's value; an empty string or null counts as absent.
 fn cell(row: &Map<String, Value>, column: &str) -> Option<Value> {
     match row.get(column)? {

@@ -1,6 +1,6 @@
 //! # feedback: the feedback engine's domain
 //!
-//! A pure library (no I/O, no clock, no randomness: times and keys are passed in) for seed 004's
+//! A pure library (no I/O, no clock, no randomness except a random source passed in: times and keys are passed in) for seed 004's
 //! enterprise feedback processing:
 //!
 //! - [`pii`]: detection of personal data (email, phone numbers, payment cards, IBAN, IP
@@ -22,6 +22,8 @@
 //!   the adapters call per item.
 //! - [`report`]: signed research reports: the document, its canonical JSON encoding, Ed25519
 //!   signing and verification.
+//! - [`private_analytics`]: differentially private aggregate queries over feedback (per-person
+//!   contribution cap, public group keys, declared sensitivities, noisy release with accuracy).
 //! - [`forward`]: dual-write to a legacy endpoint: `[dual_write]` settings, the forwarded
 //!   JSON, and what the endpoint's answers mean.
 //!
@@ -36,6 +38,7 @@ pub mod item;
 pub mod migration;
 pub mod pii;
 pub mod policy;
+pub mod private_analytics;
 pub mod report;
 pub mod routing;
 mod severity;

@@ -24,6 +24,13 @@ pub enum FeedbackCommand {
     /// Signed research reports: verify a report file, generate one.
     #[command(subcommand)]
     Report(crate::report_cmd::ReportCommand),
+    /// Import a legacy system's export (CSV or JSON lines) through a mapping file, in batches
+    /// that commit with a checkpoint: run the same command again to resume after a crash or
+    /// Ctrl-C. `import status` lists the tenant's imports.
+    Import(Box<crate::feedback_import::ImportArgs>),
+    /// Compare a legacy export with the tenant's items by id: missing, extra and different
+    /// (per field; texts by SHA-256). Exit 0 when they agree, 1 otherwise.
+    Reconcile(Box<crate::feedback_import::ReconcileArgs>),
 }
 
 /// `signalbox feedback keys` subcommands.
@@ -43,7 +50,7 @@ pub enum KeysCommand {
 }
 
 /// The id of the tenant given by id or name.
-async fn tenant_id(store: &store::Store, given: &str) -> anyhow::Result<String> {
+pub(crate) async fn tenant_id(store: &store::Store, given: &str) -> anyhow::Result<String> {
     if store.tenant(given).await?.is_some() {
         return Ok(given.to_owned());
     }
@@ -207,7 +214,7 @@ fn load_config(path: &Path) -> anyhow::Result<FeedbackConfig> {
 
 /// A message on one line: the regex compiler's and the TOML parser's span several, with a
 /// caret under the fault.
-fn one_line(message: &str) -> String {
+pub(crate) fn one_line(message: &str) -> String {
     message
         .lines()
         .map(str::trim)

@@ -6,6 +6,7 @@ mod config;
 mod console_load;
 mod custody_cmd;
 mod feedback_cmd;
+mod feedback_import;
 mod feedback_load;
 mod flags_cmd;
 mod forecast_cmd;
@@ -221,6 +222,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 feedback_cmd::keys(common, cmd).await
             }
             feedback_cmd::FeedbackCommand::Report(cmd) => report_cmd::run(global, cmd).await,
+            feedback_cmd::FeedbackCommand::Import(args) => {
+                let common = Common::resolve(global)?;
+                init_logging(common.log_format, "warn");
+                feedback_import::import(common, *args).await
+            }
+            feedback_cmd::FeedbackCommand::Reconcile(args) => {
+                let common = Common::resolve(global)?;
+                init_logging(common.log_format, "warn");
+                feedback_import::reconcile(common, *args).await
+            }
         },
         // CPU-bound and file-bound; the runtime is not needed.
         Command::Forecast(cmd) => tokio::task::block_in_place(|| forecast_cmd::run(cmd)),

@@ -90,6 +90,9 @@ pub enum Table {
     WeberTransactions,
     WeberPredictionModels,
     WeberBusinessMetrics,
+    PrivacyBudgets,
+    PrivacySpend,
+    PrivacyLedger,
     FeedbackMigrationPlans,
     FeedbackMigrationHistory,
     FeedbackReports,
@@ -97,7 +100,7 @@ pub enum Table {
 
 impl Table {
     /// Every table; the telemetry crate's sampler and this module's cells iterate it.
-    pub const ALL: [Table; 37] = [
+    pub const ALL: [Table; 40] = [
         Table::Tenants,
         Table::ApiKeys,
         Table::WeberProfiles,
@@ -132,6 +135,9 @@ impl Table {
         Table::WeberTransactions,
         Table::WeberPredictionModels,
         Table::WeberBusinessMetrics,
+        Table::PrivacyBudgets,
+        Table::PrivacySpend,
+        Table::PrivacyLedger,
         Table::FeedbackMigrationPlans,
         Table::FeedbackMigrationHistory,
         Table::FeedbackReports,
@@ -173,6 +179,9 @@ impl Table {
             Table::WeberTransactions => "weber_transactions",
             Table::WeberPredictionModels => "weber_prediction_models",
             Table::WeberBusinessMetrics => "weber_business_metrics",
+            Table::PrivacyBudgets => "privacy_budgets",
+            Table::PrivacySpend => "privacy_spend",
+            Table::PrivacyLedger => "privacy_ledger",
             Table::FeedbackMigrationPlans => "feedback_migration_plans",
             Table::FeedbackMigrationHistory => "feedback_migration_history",
             Table::FeedbackReports => "feedback_reports",

@@ -11,6 +11,7 @@ mod database;
 mod experiments;
 mod feedback;
 mod feedback_custody;
+mod feedback_migration;
 mod feedback_retention;
 mod flags;
 mod forecast;
