@@ -31,6 +31,9 @@
 //! [hybrid]
 //! full_check_tiers = ["realtime", "priority"]
 //!
+//! [retention]
+//! days = 730                 # default: the mode's (research 3650, hybrid 730, production 365); 0 keeps forever
+//!
 //! [privacy]                  # differentially private analytics (see `private_analytics`)
 //! epsilon = 0.1              # default ε per query (default: research/hybrid 0.1, production 1.0)
 //! contribution_cap = 5       # items per person counted in a query's window
@@ -98,6 +101,8 @@ pub struct FeedbackConfig {
     pub policy: PolicyConfig,
     /// Hybrid routing.
     pub hybrid: HybridConfig,
+    /// How long item texts are kept.
+    pub retention: RetentionConfig,
     /// Differentially private analytics.
     pub privacy: PrivacyConfig,
     /// Forwarding accepted items to a legacy endpoint (dual-write during a migration).
@@ -203,6 +208,60 @@ impl Default for HybridConfig {
     }
 }
 
+/// The longest retention a configuration may give (100 years).
+pub const MAX_RETENTION_DAYS: u32 = 36_500;
+
+/// `[retention]`: how long an item's text is kept, counted from its `occurred_at`. Past it the
+/// daily `feedback.retention_purge` job purges the item exactly as a manual purge does (text,
+/// findings and trace erased; scores and history kept).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Days kept, 0 to 36,500; 0 keeps texts forever (no retention purge). Default: the
+    /// mode's (see [`RetentionConfig::days_for`]).
+    pub days: Option<u32>,
+}
+
+impl RetentionConfig {
+    /// The default days of a mode: research 3650 (seed 004's `retention_days`, ten years),
+    /// hybrid 730 and production 365 (ours: the seed names no figure for them; a service's
+    /// operational feedback is kept for less than a study's data).
+    pub fn default_days(mode: Mode) -> u32 {
+        match mode {
+            Mode::Research => 3650,
+            Mode::Hybrid => 730,
+            Mode::Production => 365,
+        }
+    }
+
+    /// The days in force under `mode`: the configured figure, else the mode's default.
+    /// 0 means keep forever.
+    pub fn days_for(&self, mode: Mode) -> u32 {
+        self.days
+            .unwrap_or_else(|| RetentionConfig::default_days(mode))
+    }
+
+    /// Checks the bounds; the error names `retention.days`.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        match self.days {
+            Some(days) if days > MAX_RETENTION_DAYS => Err(ConfigError {
+                path: "retention.days".to_owned(),
+                message: format!("must be 0 (keep forever) to {MAX_RETENTION_DAYS}, not {days}"),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// The cut-off under `mode` at `now_ms`: items that occurred before it are past retention.
+    /// `None` when texts are kept forever.
+    pub fn cutoff_ms(&self, mode: Mode, now_ms: i64) -> Option<i64> {
+        match self.days_for(mode) {
+            0 => None,
+            days => Some(now_ms.saturating_sub(i64::from(days) * 86_400_000)),
+        }
+    }
+}
+
 /// Most regions a tenant may declare for `group_by = region`.
 pub const MAX_PRIVACY_REGIONS: usize = 64;
 /// Largest contribution cap.
@@ -297,6 +356,38 @@ impl FeedbackConfig {
             })?;
         config.dual_write.validate()?;
         Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod retention_tests {
+    use super::*;
+
+    #[test]
+    fn retention_defaults_by_mode_and_zero_keeps_forever() {
+        let config = FeedbackConfig::parse("").unwrap();
+        assert_eq!(config.retention.days_for(Mode::Research), 3650);
+        assert_eq!(config.retention.days_for(Mode::Hybrid), 730);
+        assert_eq!(config.retention.days_for(Mode::Production), 365);
+        let day = 86_400_000;
+        assert_eq!(
+            config.retention.cutoff_ms(Mode::Production, 400 * day),
+            Some(35 * day)
+        );
+        let forever = FeedbackConfig::parse("[retention]\ndays = 0").unwrap();
+        assert_eq!(forever.retention.cutoff_ms(Mode::Research, 400 * day), None);
+        assert!(forever.retention.validate().is_ok());
+    }
+
+    #[test]
+    fn retention_out_of_bounds_names_the_path() {
+        let config = FeedbackConfig::parse("[retention]\ndays = 36501").unwrap();
+        let e = config.retention.validate().unwrap_err();
+        assert_eq!(e.path, "retention.days");
+        let e = FeedbackConfig::parse("[retention]\ndays = -1").unwrap_err();
+        assert_eq!(e.path, "retention.days");
+        let e = FeedbackConfig::parse("[retention]\nweeks = 3").unwrap_err();
+        assert_eq!(e.path, "retention.weeks");
     }
 }
 

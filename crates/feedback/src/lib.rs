@@ -20,6 +20,8 @@
 //!   health judgement of a monitoring window.
 //! - [`config`] and [`analysis`]: a tenant's configuration (TOML) and the [`analysis::Analyzer`]
 //!   the adapters call per item.
+//! - [`report`]: signed research reports: the document, its canonical JSON encoding, Ed25519
+//!   signing and verification.
 //! - [`private_analytics`]: differentially private aggregate queries over feedback (per-person
 //!   contribution cap, public group keys, declared sensitivities, noisy release with accuracy).
 //! - [`forward`]: dual-write to a legacy endpoint: `[dual_write]` settings, the forwarded
@@ -37,6 +39,7 @@ pub mod migration;
 pub mod pii;
 pub mod policy;
 pub mod private_analytics;
+pub mod report;
 pub mod routing;
 mod severity;
 pub mod toxicity;

@@ -30,6 +30,8 @@ fn the_documented_example_configuration_is_valid_and_applies() {
         config.hybrid.full_check_tiers,
         [Tier::Realtime, Tier::Priority]
     );
+    assert_eq!(config.retention.days, Some(730));
+    assert_eq!(config.retention.days_for(Mode::Research), 730);
     assert_eq!(config.privacy.contribution_cap, 5);
     assert_eq!(config.privacy.regions, ["eu-west", "us-east"]);
     assert_eq!(config.privacy.epsilon, Some(0.1));

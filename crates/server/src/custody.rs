@@ -241,6 +241,15 @@ impl Custody {
         self.signing_key.verifying_key()
     }
 
+    /// Signs a research report with the audit signing key (the key of
+    /// `GET /api/v1/audit/public-key`); the canonical report file.
+    pub fn sign_research_report(
+        &self,
+        report: &::feedback::report::Report,
+    ) -> Result<String, ::feedback::report::ReportError> {
+        ::feedback::report::sign(report, &self.signing_key)
+    }
+
     /// The keyring (ids and which is active; `Debug` redacts secrets).
     pub fn keyring(&self) -> &Keyring {
         &self.keyring

@@ -92,6 +92,9 @@ pub async fn tenants(common: Common, cmd: TenantsCommand) -> anyhow::Result<()> 
             // Every tenant's predictions are refitted daily; the schedule is theirs to change.
             server::predictions::ensure_refit_schedule(&store, &tenant.id, server::jobs::now_ms())
                 .await?;
+            // And their feedback texts are purged daily past the retention of their config.
+            server::feedback::ensure_retention_schedule(&store, &tenant.id, server::jobs::now_ms())
+                .await?;
             println!("{}", json!({"tenant_id": tenant.id, "api_key": key.secret}));
             Ok(())
         }

@@ -21,6 +21,9 @@ pub enum FeedbackCommand {
     /// The tenant's data keys for feedback texts.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Signed research reports: verify a report file, generate one.
+    #[command(subcommand)]
+    Report(crate::report_cmd::ReportCommand),
     /// Import a legacy system's export (CSV or JSON lines) through a mapping file, in batches
     /// that commit with a checkpoint: run the same command again to resume after a crash or
     /// Ctrl-C. `import status` lists the tenant's imports.

@@ -17,6 +17,7 @@ mod jobs_worker;
 mod llm_load;
 mod loadtest_cmd;
 mod ratelimit_load;
+mod report_cmd;
 mod sentiment_cmd;
 mod serve;
 mod weber_cmd;
@@ -220,6 +221,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 init_logging(common.log_format, "warn");
                 feedback_cmd::keys(common, cmd).await
             }
+            feedback_cmd::FeedbackCommand::Report(cmd) => report_cmd::run(global, cmd).await,
             feedback_cmd::FeedbackCommand::Import(args) => {
                 let common = Common::resolve(global)?;
                 init_logging(common.log_format, "warn");

@@ -177,8 +177,17 @@ fn schedules_from_the_command_line() {
     );
     let listed = jobs(dir.path(), &["schedule", "list", "--tenant", t]);
     let names: Vec<&str> = listed.iter().map(|s| s["name"].as_str().unwrap()).collect();
-    // Every tenant also gets the daily predictions refit when it is created.
-    assert_eq!(names, ["canary", "nightly", "weber-refit-predictions"]);
+    // Every tenant also gets the daily predictions refit and feedback retention purge when it
+    // is created.
+    assert_eq!(
+        names,
+        [
+            "canary",
+            "feedback-retention-purge",
+            "nightly",
+            "weber-refit-predictions"
+        ]
+    );
     assert_eq!(listed[0]["enabled"], false);
     let deleted = jobs(
         dir.path(),

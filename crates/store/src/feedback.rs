@@ -805,6 +805,33 @@ impl Store {
         .collect()
     }
 
+    /// Up to `limit` of the tenant's items that occurred before `before_ms` and are not purged
+    /// yet, oldest first (by `(occurred_ms, id)`): the retention purge's next batch, with each
+    /// item's status.
+    pub async fn feedback_past_retention(
+        &self,
+        tenant_id: &str,
+        before_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<(String, FeedbackStatus)>, StoreError> {
+        let mut conn = self
+            .acquire(Operation::Select, Table::FeedbackItems)
+            .await?;
+        sqlx::query(&format!(
+            "SELECT id, status FROM feedback_items
+             WHERE tenant_id = $1 AND occurred_ms < $2 AND status <> 'purged'
+             ORDER BY occurred_ms, id LIMIT {}",
+            limit.clamp(1, 10_000)
+        ))
+        .bind(tenant_id)
+        .bind(before_ms)
+        .fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(|row| Ok((row.try_get(0)?, status_of(&row.try_get::<String, _>(1)?)?)))
+        .collect()
+    }
+
     /// How many of the tenant's items are sealed under `key_id`.
     pub async fn count_feedback_sealed_with(
         &self,

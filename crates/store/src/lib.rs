@@ -35,6 +35,7 @@ mod feedback;
 mod feedback_forward;
 mod feedback_import;
 mod feedback_migration;
+mod feedback_reports;
 mod flags;
 mod interactions;
 mod jobs;
@@ -98,6 +99,7 @@ pub use feedback_migration::{
     MigrationChange, MigrationHistoryRecord, MigrationPlanRecord, MigrationWindow,
     MAX_MIGRATION_HISTORY,
 };
+pub use feedback_reports::{FeedbackReportRecord, MAX_FEEDBACK_REPORT_PAGE};
 pub use flags::{
     FlagAction, FlagAuditRecord, FlagRecord, MAX_FLAG_DEFINITION_BYTES, MAX_FLAG_PAGE,
 };

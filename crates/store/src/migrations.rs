@@ -124,6 +124,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/0018_feedback_migration.sql"),
         postgres: include_str!("../migrations/0018_feedback_migration.sql"),
     },
+    Migration {
+        version: 19,
+        name: "feedback_reports",
+        sqlite: include_str!("../migrations/0019_feedback_reports.sql"),
+        postgres: include_str!("../migrations/0019_feedback_reports.sql"),
+    },
 ];
 
 /// The newest schema version this build knows.

@@ -95,11 +95,12 @@ pub enum Table {
     PrivacyLedger,
     FeedbackMigrationPlans,
     FeedbackMigrationHistory,
+    FeedbackReports,
 }
 
 impl Table {
     /// Every table; the telemetry crate's sampler and this module's cells iterate it.
-    pub const ALL: [Table; 39] = [
+    pub const ALL: [Table; 40] = [
         Table::Tenants,
         Table::ApiKeys,
         Table::WeberProfiles,
@@ -139,6 +140,7 @@ impl Table {
         Table::PrivacyLedger,
         Table::FeedbackMigrationPlans,
         Table::FeedbackMigrationHistory,
+        Table::FeedbackReports,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -182,6 +184,7 @@ impl Table {
             Table::PrivacyLedger => "privacy_ledger",
             Table::FeedbackMigrationPlans => "feedback_migration_plans",
             Table::FeedbackMigrationHistory => "feedback_migration_history",
+            Table::FeedbackReports => "feedback_reports",
         }
     }
 }

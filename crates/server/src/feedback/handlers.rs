@@ -4,6 +4,7 @@
 //! |----------------------|----------------------------------|--------|
 //! | `feedback.process`   | `{"item_ids": [...]}` (at most 100) | processed, skipped, failed |
 //! | `feedback.reencrypt` | `{"key_id": "..."}` (informative) | items re-sealed |
+//! | `feedback.retention_purge` | `{}` (see [`super::retention`]) | retention days, cut-off, items purged |
 //! | `feedback.forward_legacy` | `{"item_ids": [...]}` (at most 100) | see [`super::forward`] |
 //! | `feedback.migration_check` | `{"generation": G, "version": V}` (the plan state it judges) | judged or stale, verdict, window figures |
 

@@ -25,6 +25,8 @@ mod handlers;
 pub mod import;
 pub mod migration;
 pub mod private_analytics;
+pub mod report;
+pub mod retention;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -45,6 +47,8 @@ pub(crate) use forward::FeedbackForwardLegacy;
 pub use forward::FEEDBACK_FORWARD_LEGACY;
 pub(crate) use handlers::{FeedbackMigrationCheck, FeedbackProcess, FeedbackReencrypt};
 pub use handlers::{FEEDBACK_PROCESS, FEEDBACK_REENCRYPT};
+pub(crate) use retention::FeedbackRetentionPurge;
+pub use retention::{ensure_retention_schedule, FEEDBACK_RETENTION_PURGE, RETENTION_SCHEDULE};
 
 use base64::Engine as _;
 

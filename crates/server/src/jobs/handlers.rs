@@ -8,6 +8,7 @@
 //! | `weber.refit_predictions` | `{}`                                                           | model version (or why not fitted), customers, purchases |
 //! | `jobs.canary`       | `{}`; fault injection: `"fail": "retry"\|"permanent"`, `"panic": true`, `"sleep_ms": N`, `"ignore_stop": true` | whether this was the first receipt |
 //! | `jobs.noop`         | `{}`                                                                 | none |
+//! | `feedback.process`, `feedback.reencrypt`, `feedback.retention_purge` | see `crate::feedback` | |
 //! | `feedback.forward_legacy` | `{"item_ids": [...]}` (at most 100); see `crate::feedback::forward` | delivered, duplicates, already, skipped_purged, missing |
 //! | `feedback.process`, `feedback.reencrypt`, `feedback.migration_check` | see `crate::feedback` | |
 
@@ -68,6 +69,7 @@ impl JobRegistry {
             .register(Noop)
             .register(crate::feedback::FeedbackProcess)
             .register(crate::feedback::FeedbackReencrypt)
+            .register(crate::feedback::FeedbackRetentionPurge)
             .register(crate::feedback::FeedbackForwardLegacy)
             .register(crate::feedback::FeedbackMigrationCheck);
         if let Some(forecast) = &settings.forecast {

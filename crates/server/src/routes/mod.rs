@@ -6,6 +6,7 @@ mod audit;
 mod experiments;
 mod feedback;
 mod feedback_migration;
+mod feedback_reports;
 pub(crate) mod flag_schema;
 mod flags;
 mod forecast;
@@ -104,6 +105,8 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(jobs::recalculate_profiles))
         .routes(routes!(feedback::ingest, feedback::list))
+        .routes(routes!(feedback_reports::list_reports))
+        .routes(routes!(feedback_reports::get_report))
         .routes(routes!(feedback::get_config, feedback::put_config))
         .routes(routes!(feedback::rotate_keys))
         .routes(routes!(feedback::get, feedback::purge))

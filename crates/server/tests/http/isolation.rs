@@ -136,6 +136,29 @@ async fn isolation(backend: Backend) {
         )
         .await;
     assert_eq!(a_purchase.status, 200, "{}", a_purchase.text());
+    // A signed research report of A's, stored as generation stores one, carrying A's marker.
+    app.fixture
+        .store
+        .insert_feedback_report(
+            &a.id,
+            &store::FeedbackReportRecord {
+                id: "a-report".to_owned(),
+                created_at_ms: now_ms(),
+                period_from: "2026-11-01".to_owned(),
+                period_to: "2026-12-01".to_owned(),
+                epsilon_nanos: 913_579,
+                delta_femtos: 0,
+                ledger_entry_id: "913579".to_owned(),
+                key_id: "913579aa".to_owned(),
+                signature: "913579".to_owned(),
+                body: format!(
+                    "{{\"report\":{{\"tenant_id\":\"{}\",\"user\":\"{a_user}\"}}}}\n",
+                    a.id
+                ),
+            },
+        )
+        .await
+        .unwrap();
     // A running traffic-shift plan of A's.
     let a_plan =
         json!({"stages": [{"name": "a-stage", "new_percent": 7, "monitoring_seconds": 600}]});
@@ -184,6 +207,9 @@ async fn isolation(backend: Backend) {
             }
             t if t.starts_with("/api/v1/jobs/{id}") => {
                 (t.replace("{id}", &a_job), Expect::NotFound)
+            }
+            t @ "/api/v1/feedback/reports/{id}" => {
+                (t.replace("{id}", "a-report"), Expect::NotFound)
             }
             t if t.starts_with("/api/v1/feedback/{id}") => {
                 (t.replace("{id}", "a-feedback"), Expect::NotFound)
