@@ -23,8 +23,8 @@ pub mod engine;
 pub mod forward;
 mod handlers;
 pub mod import;
-pub mod private_analytics;
 pub mod migration;
+pub mod private_analytics;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
