@@ -87,6 +87,7 @@ impl Analyzer {
     /// Validates and compiles `config`; errors name the path of the fault.
     pub fn from_config(config: &FeedbackConfig) -> Result<Analyzer, ConfigError> {
         let mode = config.mode.0;
+        config.privacy.validate()?;
         let detector = Detector::new(&config.pii).map_err(|e| prefixed("pii", &e.to_string()))?;
         let toxicity = ToxicityMatcher::new(&config.toxicity).map_err(|e| ConfigError {
             path: format!("toxicity.{}", e.path),

@@ -31,6 +31,13 @@
 //! [hybrid]
 //! full_check_tiers = ["realtime", "priority"]
 //!
+//! [privacy]                  # differentially private analytics (see `private_analytics`)
+//! epsilon = 0.1              # default ε per query (default: research/hybrid 0.1, production 1.0)
+//! contribution_cap = 5       # items per person counted in a query's window
+//! regions = ["eu-west", "us-east"]  # public region groups; anything else is `other`
+//! mechanism = "discrete_laplace"    # or "discrete_gaussian"
+//! delta = 1e-6               # default δ per query, discrete_gaussian only
+//!
 //! [dual_write]               # forwarding to a legacy endpoint (see `forward::DualWriteConfig`)
 //! enabled = false
 //! ```
@@ -46,6 +53,7 @@ use serde::{Deserialize, Serialize};
 use crate::forward::DualWriteConfig;
 use crate::pii::PiiConfig;
 use crate::policy::{Principle, RuleSpec};
+use crate::private_analytics::Mechanism;
 use crate::routing::{Mode, Tier};
 use crate::toxicity::ToxicityConfig;
 
@@ -90,6 +98,8 @@ pub struct FeedbackConfig {
     pub policy: PolicyConfig,
     /// Hybrid routing.
     pub hybrid: HybridConfig,
+    /// Differentially private analytics.
+    pub privacy: PrivacyConfig,
     /// Forwarding accepted items to a legacy endpoint (dual-write during a migration).
     pub dual_write: DualWriteConfig,
 }
@@ -193,6 +203,85 @@ impl Default for HybridConfig {
     }
 }
 
+/// Most regions a tenant may declare for `group_by = region`.
+pub const MAX_PRIVACY_REGIONS: usize = 64;
+/// Largest contribution cap.
+pub const MAX_CONTRIBUTION_CAP: u32 = 1_000;
+
+/// `[privacy]`: the tenant's differentially private analytics.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PrivacyConfig {
+    /// The default ε per query (default: the mode's, research and hybrid 0.1, production 1.0).
+    pub epsilon: Option<f64>,
+    /// How many items of one person a query counts (the earliest in its window; default 5).
+    pub contribution_cap: u32,
+    /// The public region groups (labels as sent in items' `region`); others group as `other`.
+    pub regions: Vec<String>,
+    /// The default mechanism (default discrete Laplace).
+    pub mechanism: Mechanism,
+    /// The default δ per query of the discrete Gaussian mechanism (default 10⁻⁶).
+    pub delta: Option<f64>,
+}
+
+impl Default for PrivacyConfig {
+    fn default() -> Self {
+        PrivacyConfig {
+            epsilon: None,
+            contribution_cap: 5,
+            regions: Vec::new(),
+            mechanism: Mechanism::DiscreteLaplace,
+            delta: None,
+        }
+    }
+}
+
+impl PrivacyConfig {
+    /// Checks the bounds of every field; the error names the path (`privacy.regions[2]`).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let err = |path: String, message: String| ConfigError { path, message };
+        if let Some(e) = self.epsilon {
+            crate::private_analytics::query_epsilon(e, "epsilon")
+                .map_err(|e| err("privacy.epsilon".into(), e.message))?;
+        }
+        if let Some(d) = self.delta {
+            crate::private_analytics::query_delta(d, "delta")
+                .map_err(|e| err("privacy.delta".into(), e.message))?;
+        }
+        if !(1..=MAX_CONTRIBUTION_CAP).contains(&self.contribution_cap) {
+            return Err(err(
+                "privacy.contribution_cap".into(),
+                format!("must be in 1..={MAX_CONTRIBUTION_CAP}"),
+            ));
+        }
+        if self.regions.len() > MAX_PRIVACY_REGIONS {
+            return Err(err(
+                "privacy.regions".into(),
+                format!("at most {MAX_PRIVACY_REGIONS} regions"),
+            ));
+        }
+        for (i, region) in self.regions.iter().enumerate() {
+            let path = format!("privacy.regions[{i}]");
+            if region.is_empty() || region.len() > crate::item::MAX_REGION_BYTES {
+                return Err(err(
+                    path,
+                    format!("must be 1 to {} bytes", crate::item::MAX_REGION_BYTES),
+                ));
+            }
+            if region == "other" {
+                return Err(err(
+                    path,
+                    "`other` is the group of undeclared regions".into(),
+                ));
+            }
+            if self.regions[..i].contains(region) {
+                return Err(err(path, format!("{region:?} is declared twice")));
+            }
+        }
+        Ok(())
+    }
+}
+
 impl FeedbackConfig {
     /// Parses a configuration file's text (structure and types, and the `[dual_write]`
     /// section's values: build an [`Analyzer`](crate::analysis::Analyzer) to validate
@@ -208,5 +297,45 @@ impl FeedbackConfig {
             })?;
         config.dual_write.validate()?;
         Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::Analyzer;
+
+    fn privacy_error(toml: &str) -> ConfigError {
+        let config = FeedbackConfig::parse(toml).unwrap_or_else(|e| panic!("{e}"));
+        Analyzer::from_config(&config).map(|_| ()).unwrap_err()
+    }
+
+    #[test]
+    fn the_privacy_section_is_validated_with_its_path() {
+        let config = FeedbackConfig::parse("").unwrap();
+        assert_eq!(config.privacy, PrivacyConfig::default());
+        assert_eq!(config.privacy.contribution_cap, 5);
+        assert_eq!(
+            privacy_error("[privacy]\nepsilon = 0.0").path,
+            "privacy.epsilon"
+        );
+        assert_eq!(
+            privacy_error("[privacy]\ndelta = 0.5").path,
+            "privacy.delta"
+        );
+        assert_eq!(
+            privacy_error("[privacy]\ncontribution_cap = 0").path,
+            "privacy.contribution_cap"
+        );
+        assert_eq!(
+            privacy_error("[privacy]\nregions = [\"eu\", \"eu\"]").path,
+            "privacy.regions[1]"
+        );
+        assert_eq!(
+            privacy_error("[privacy]\nregions = [\"other\"]").path,
+            "privacy.regions[0]"
+        );
+        let e = FeedbackConfig::parse("[privacy]\nmechanism = \"gauss\"").unwrap_err();
+        assert_eq!(e.path, "privacy.mechanism");
     }
 }

@@ -1,6 +1,6 @@
 //! # feedback: the feedback engine's domain
 //!
-//! A pure library (no I/O, no clock, no randomness: times and keys are passed in) for seed 004's
+//! A pure library (no I/O, no clock, no randomness except a random source passed in: times and keys are passed in) for seed 004's
 //! enterprise feedback processing:
 //!
 //! - [`pii`]: detection of personal data (email, phone numbers, payment cards, IBAN, IP
@@ -20,6 +20,8 @@
 //!   health judgement of a monitoring window.
 //! - [`config`] and [`analysis`]: a tenant's configuration (TOML) and the [`analysis::Analyzer`]
 //!   the adapters call per item.
+//! - [`private_analytics`]: differentially private aggregate queries over feedback (per-person
+//!   contribution cap, public group keys, declared sensitivities, noisy release with accuracy).
 //! - [`forward`]: dual-write to a legacy endpoint: `[dual_write]` settings, the forwarded
 //!   JSON, and what the endpoint's answers mean.
 //!
@@ -34,6 +36,7 @@ pub mod item;
 pub mod migration;
 pub mod pii;
 pub mod policy;
+pub mod private_analytics;
 pub mod routing;
 mod severity;
 pub mod toxicity;

@@ -30,6 +30,10 @@ fn the_documented_example_configuration_is_valid_and_applies() {
         config.hybrid.full_check_tiers,
         [Tier::Realtime, Tier::Priority]
     );
+    assert_eq!(config.privacy.contribution_cap, 5);
+    assert_eq!(config.privacy.regions, ["eu-west", "us-east"]);
+    assert_eq!(config.privacy.epsilon, Some(0.1));
+    assert_eq!(config.privacy.delta, Some(1e-6));
     let analyzer = Analyzer::from_config(&config).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(analyzer.policy().threshold(), 0.75);
     assert_eq!(analyzer.policy().weights().get(Principle::Honest), 1.0);

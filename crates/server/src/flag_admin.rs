@@ -81,6 +81,55 @@ pub(crate) fn definition_of(record: &FlagRecord) -> Result<Flag, ApiError> {
         .ok_or_else(ApiError::internal)
 }
 
+/// Creates a flag (admin scope): refused when the environment already holds the most flags it
+/// may (422 naming `key`) or a flag with this key (409); the environment with it must validate.
+pub(crate) async fn create(
+    state: &AppState,
+    target: FlagTarget<'_>,
+    flag: &Flag,
+) -> Result<FlagRecord, ApiError> {
+    let FlagTarget {
+        tenant_id,
+        environment,
+        actor,
+        ..
+    } = target;
+    let store = state.store();
+    let lock = state
+        .flags()
+        .lock_for_write(store, tenant_id, environment)
+        .await?;
+    let current = store.flags(tenant_id, environment).await?;
+    if current.len() >= state.config().max_flags_per_environment {
+        return Err(ApiError::new(
+            ProblemKind::Unprocessable,
+            format!(
+                "environment `{environment}` already holds {} flags, the most one environment may hold; delete unused flags first",
+                current.len()
+            ),
+        )
+        .with("field", "key"));
+    }
+    if current.iter().any(|r| r.key == flag.key) {
+        return Err(ApiError::new(
+            ProblemKind::Conflict,
+            format!("flag `{}` already exists in environment `{environment}`; change it with PUT /api/v1/flags/{}", flag.key, flag.key),
+        ));
+    }
+    validate_change(parse_records(&current)?, Some(flag), None).map_err(invalid_definition)?;
+    let record = store
+        .create_flag(
+            tenant_id,
+            environment,
+            &flag.key,
+            &canonical_json(flag)?,
+            actor,
+        )
+        .await?;
+    lock.publish(store).await?;
+    Ok(record)
+}
+
 /// Replaces an existing flag's definition (admin scope). The definition's key must be the
 /// flag's; the environment with it must validate; with `expected`, the flag must still be at
 /// that version (412 otherwise).

@@ -48,6 +48,7 @@ catalogue! {
     InvalidParameter => (BAD_REQUEST, "invalid_parameter", "A query or path parameter is invalid"),
     Unauthorized => (UNAUTHORIZED, "unauthorized", "Missing or invalid API key"),
     Forbidden => (FORBIDDEN, "forbidden", "The API key lacks a required scope"),
+    PrivacyBudgetExhausted => (FORBIDDEN, "privacy_budget_exhausted", "The privacy budget of this period is spent"),
     NotFound => (NOT_FOUND, "not_found", "Resource not found"),
     RouteNotFound => (NOT_FOUND, "route_not_found", "No such route"),
     MethodNotAllowed => (METHOD_NOT_ALLOWED, "method_not_allowed", "Method not allowed on this route"),

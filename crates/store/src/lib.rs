@@ -43,6 +43,7 @@ mod migrations;
 mod model;
 mod observe;
 mod predictions;
+mod privacy;
 pub mod secret;
 #[cfg(feature = "test-support")]
 pub mod testing;
@@ -115,6 +116,11 @@ pub use predictions::{
     BusinessMetricsRecord, MetricsOrder, MetricsSummary, NewPredictionModel, NewTransaction,
     PredictionModelRecord, StoredTransaction, TransactionCursor, TransactionInsertion,
     MAX_TRANSACTION_ID_BYTES, MAX_TRANSACTION_PAGE,
+};
+pub use privacy::{
+    NewPrivacyRelease, PrivacyAnalyticsRow, PrivacyBudgetRecord, PrivacyLedgerRecord, PrivacyLimit,
+    PrivacySpendOutcome, PrivacySpent, MAX_PRIVACY_ACTOR_BYTES, MAX_PRIVACY_LEDGER_PAGE,
+    MAX_PRIVACY_QUERY_BYTES,
 };
 pub use weber::{SegmentCountsAt, SegmentStats, WeberProfileRecord};
 pub use weber_admin::{erasure_subject_hash, ErasureCounts, ErasureRecord, WeberSettingsRecord};

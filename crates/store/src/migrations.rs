@@ -101,6 +101,12 @@ const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("../migrations/0014_weber_settings.postgres.sql"),
     },
     Migration {
+        version: 15,
+        name: "privacy",
+        sqlite: include_str!("../migrations/0015_privacy.sqlite.sql"),
+        postgres: include_str!("../migrations/0015_privacy.postgres.sql"),
+    },
+    Migration {
         version: 16,
         name: "feedback_imports",
         sqlite: include_str!("../migrations/0016_feedback_imports.sql"),

@@ -90,13 +90,16 @@ pub enum Table {
     WeberTransactions,
     WeberPredictionModels,
     WeberBusinessMetrics,
+    PrivacyBudgets,
+    PrivacySpend,
+    PrivacyLedger,
     FeedbackMigrationPlans,
     FeedbackMigrationHistory,
 }
 
 impl Table {
     /// Every table; the telemetry crate's sampler and this module's cells iterate it.
-    pub const ALL: [Table; 36] = [
+    pub const ALL: [Table; 39] = [
         Table::Tenants,
         Table::ApiKeys,
         Table::WeberProfiles,
@@ -131,6 +134,9 @@ impl Table {
         Table::WeberTransactions,
         Table::WeberPredictionModels,
         Table::WeberBusinessMetrics,
+        Table::PrivacyBudgets,
+        Table::PrivacySpend,
+        Table::PrivacyLedger,
         Table::FeedbackMigrationPlans,
         Table::FeedbackMigrationHistory,
     ];
@@ -171,6 +177,9 @@ impl Table {
             Table::WeberTransactions => "weber_transactions",
             Table::WeberPredictionModels => "weber_prediction_models",
             Table::WeberBusinessMetrics => "weber_business_metrics",
+            Table::PrivacyBudgets => "privacy_budgets",
+            Table::PrivacySpend => "privacy_spend",
+            Table::PrivacyLedger => "privacy_ledger",
             Table::FeedbackMigrationPlans => "feedback_migration_plans",
             Table::FeedbackMigrationHistory => "feedback_migration_history",
         }

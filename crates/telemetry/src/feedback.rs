@@ -13,10 +13,17 @@
 //!   most [`ACTIVE_USERS_CAP`] per tier are tracked);
 //! - `feedback_processing_rate`: items processed per second over the last minute (the seed's
 //!   HPA metric);
+//! - `feedback_legacy_forward_total{outcome}`: dual-write's forwarding of items to a legacy
+//!   endpoint, per item and request: `delivered` (2xx), `duplicate` (409: it had the item),
+//!   `retry` (5xx, 408, 429, no answer: the job retries), `rejected` (other answers: the job
+//!   fails) or `skipped_purged` (purged before it was sent);
 //! - `api_request_latency_seconds{endpoint,method}`: request latency as a histogram. The seed
 //!   asks for a Summary; prometheus-client has none, and a histogram is the better choice
 //!   anyway: its buckets add up across replicas (`histogram_quantile` over
 //!   `sum by (le)`), while a Summary's client-side quantiles cannot be aggregated.
+//! - `privacy_releases_total{metric,outcome}`: differentially private analytics releases
+//!   (queries and reports), `outcome` `answered` or `refused` (budget exhausted); `metric` is
+//!   one of the analytics metrics or `report`, else `other`.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -30,6 +37,24 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::Buckets;
+
+/// The `metric` labels of `privacy_releases_total`; others count as `other`.
+pub const PRIVACY_METRICS: [&str; 8] = [
+    "count",
+    "rating_mean",
+    "rating_histogram",
+    "sentiment_mean",
+    "violation_count",
+    "alignment_mean",
+    "text_length_mean",
+    "report",
+];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PrivacyReleaseLabels {
+    metric: &'static str,
+    outcome: &'static str,
+}
 
 /// Seed 004's processing-duration buckets, in seconds.
 pub const FEEDBACK_DURATION_BUCKETS: [f64; 6] = [0.01, 0.05, 0.1, 0.5, 1.0, 5.0];
@@ -61,6 +86,14 @@ pub const PRINCIPLES: [&str; 7] = [
     "ALIGNED",
 ];
 const SEVERITIES: [&str; 4] = ["low", "medium", "high", "critical"];
+/// The outcomes of `feedback_legacy_forward_total`.
+pub const LEGACY_FORWARD_OUTCOMES: [&str; 5] = [
+    "delivered",
+    "duplicate",
+    "retry",
+    "rejected",
+    "skipped_purged",
+];
 const TIERS: [&str; 4] = ["realtime", "priority", "standard", "batch"];
 /// Most distinct users `active_users_current` tracks per tier.
 pub const ACTIVE_USERS_CAP: usize = 100_000;
@@ -105,6 +138,11 @@ struct TierLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct EndpointLabels {
     endpoint: String,
     method: String,
@@ -134,6 +172,8 @@ pub struct FeedbackMetrics {
     active_users: Family<TierLabel, Gauge>,
     rate: Gauge<f64, AtomicU64>,
     api_latency: Family<EndpointLabels, Histogram, Buckets>,
+    privacy_releases: Family<PrivacyReleaseLabels, Counter>,
+    legacy_forward: Family<OutcomeLabel, Counter>,
     /// Items processed per second of the last minute: (second, count) slots.
     rate_slots: Vec<(AtomicI64, AtomicU64)>,
     /// Last-seen second per tier and user hash, for `active_users_current`.
@@ -151,6 +191,8 @@ impl FeedbackMetrics {
             active_users: Family::default(),
             rate: Gauge::default(),
             api_latency: Family::new_with_constructor(Buckets(&crate::DURATION_BUCKETS)),
+            privacy_releases: Family::default(),
+            legacy_forward: Family::default(),
             rate_slots: (0..RATE_WINDOW_S)
                 .map(|_| (AtomicI64::new(-1), AtomicU64::new(0)))
                 .collect(),
@@ -196,7 +238,42 @@ impl FeedbackMetrics {
             "API request latency (a histogram: prometheus-client has no Summary, and histograms aggregate across replicas)",
             m.api_latency.clone(),
         );
+        registry.register(
+            "privacy_releases",
+            "Differentially private releases, by metric and outcome (answered or refused)",
+            m.privacy_releases.clone(),
+        );
+        registry.register(
+            "feedback_legacy_forward",
+            "Feedback items forwarded to a legacy endpoint (dual-write), by outcome",
+            m.legacy_forward.clone(),
+        );
         m
+    }
+
+    /// Counts one differentially private release of `metric` (an analytics metric or
+    /// `report`), `answered` or refused for want of budget.
+    pub fn privacy_release(&self, metric: &str, answered: bool) {
+        let metric = bounded(metric, &PRIVACY_METRICS);
+        self.privacy_releases
+            .get_or_create(&PrivacyReleaseLabels {
+                metric,
+                outcome: if answered { "answered" } else { "refused" },
+            })
+            .inc();
+    }
+
+    /// Counts one forwarding outcome (one of [`LEGACY_FORWARD_OUTCOMES`]; others count as
+    /// `rejected`).
+    pub fn legacy_forwarded(&self, outcome: &str) {
+        let outcome = LEGACY_FORWARD_OUTCOMES
+            .iter()
+            .find(|o| **o == outcome)
+            .copied()
+            .unwrap_or("rejected");
+        self.legacy_forward
+            .get_or_create(&OutcomeLabel { outcome })
+            .inc();
     }
 
     /// Records one processed item of `kind` from `region` on `tier` that took `seconds`.
@@ -384,6 +461,28 @@ mod tests {
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, registry).unwrap();
         out
+    }
+
+    #[test]
+    fn privacy_releases_are_counted_by_metric_and_outcome() {
+        let mut registry = Registry::default();
+        let m = FeedbackMetrics::register(&mut registry);
+        m.privacy_release("count", true);
+        m.privacy_release("count", false);
+        m.privacy_release("anything", true);
+        let text = render(&registry);
+        assert!(
+            text.contains("privacy_releases_total{metric=\"count\",outcome=\"answered\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("privacy_releases_total{metric=\"count\",outcome=\"refused\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("privacy_releases_total{metric=\"other\",outcome=\"answered\"} 1"),
+            "{text}"
+        );
     }
 
     #[test]

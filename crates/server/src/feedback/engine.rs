@@ -196,6 +196,7 @@ pub struct Engine {
     analyzer: ::feedback::analysis::Analyzer,
     mode: Mode,
     default_tier: Tier,
+    dual_write: ::feedback::forward::DualWriteConfig,
 }
 
 impl Default for Engine {
@@ -237,7 +238,13 @@ impl Engine {
             analyzer,
             mode,
             default_tier,
+            dual_write: config.dual_write,
         })
+    }
+
+    /// The tenant's `[dual_write]` settings (validated).
+    pub fn dual_write(&self) -> &::feedback::forward::DualWriteConfig {
+        &self.dual_write
     }
 
     /// The tenant's mode.

@@ -4,6 +4,8 @@
 //! |----------------------|----------------------------------|--------|
 //! | `feedback.process`   | `{"item_ids": [...]}` (at most 100) | processed, skipped, failed |
 //! | `feedback.reencrypt` | `{"key_id": "..."}` (informative) | items re-sealed |
+//! | `feedback.forward_legacy` | `{"item_ids": [...]}` (at most 100) | see [`super::forward`] |
+//! | `feedback.migration_check` | `{"generation": G, "version": V}` (the plan state it judges) | judged or stale, verdict, window figures |
 
 use serde::Deserialize;
 use serde_json::json;
@@ -101,6 +103,46 @@ impl JobHandler for FeedbackReencrypt {
                 }
             }
             Ok(Some(json!({ "resealed": total })))
+        })
+    }
+}
+
+/// Judges the live stage of a traffic-shift plan when its monitoring window ends (enqueued by
+/// each stage start with `run_at` = the window's end). Stale (a no-op) when the plan moved on
+/// since it was scheduled; see [`super::migration::MigrationService::check`].
+pub(crate) struct FeedbackMigrationCheck;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CheckPayload {
+    generation: i64,
+    version: i64,
+}
+
+impl JobHandler for FeedbackMigrationCheck {
+    fn name(&self) -> &'static str {
+        super::migration::MIGRATION_CHECK
+    }
+
+    fn validate(&self, payload: &serde_json::Value) -> Result<(), PayloadError> {
+        PayloadError::parse::<CheckPayload>(payload).map(|_| ())
+    }
+
+    fn run(&self, ctx: JobContext) -> HandlerFuture {
+        Box::pin(async move {
+            let payload: CheckPayload = PayloadError::parse(&ctx.payload)
+                .map_err(|e| HandlerError::Permanent(e.to_string()))?;
+            let outcome = super::migration::MigrationService
+                .check(
+                    ctx.state(),
+                    &ctx.tenant_id,
+                    payload.generation,
+                    payload.version,
+                    crate::jobs::now_ms(),
+                )
+                .await
+                .map_err(|e| HandlerError::Retry(e.to_string()))?;
+            Ok(Some(json!(outcome)))
         })
     }
 }

@@ -11,14 +11,21 @@
 //! feedback.process (worker) ─▶ open text, analyse fully, apply result (fenced by revision)
 //! ```
 //!
+//! With the tenant's `[dual_write]` on, each insert also enqueues `feedback.forward_legacy`
+//! jobs for its newly stored items in the same transaction ([`forward`]).
+//!
 //! Tier → jobs queue (`docs/feedback.md`): realtime's follow-up work (production mode's
 //! asynchronous full checks, items over the inline budget) → `critical`; priority → `high`;
 //! standard → `normal`; batch → `low`. A job's attempts are the tier's retry count + 1 and its
 //! hard time limit the tier's timeout. Key rotation's re-encryption runs on `bulk`.
 
 pub mod engine;
+pub mod forward;
 mod handlers;
 pub mod import;
+pub mod private_analytics;
+pub mod migration;
+pub mod private_analytics;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -35,7 +42,9 @@ use store::{
 use utoipa::ToSchema;
 
 pub use engine::{ConfigError, Engine, Item, Mode, Outcome, PiiView, Route, Tier};
-pub(crate) use handlers::{FeedbackProcess, FeedbackReencrypt};
+pub(crate) use forward::FeedbackForwardLegacy;
+pub use forward::FEEDBACK_FORWARD_LEGACY;
+pub(crate) use handlers::{FeedbackMigrationCheck, FeedbackProcess, FeedbackReencrypt};
 pub use handlers::{FEEDBACK_PROCESS, FEEDBACK_REENCRYPT};
 
 use base64::Engine as _;
@@ -596,6 +605,8 @@ impl FeedbackService {
             groups.entry(job_tier).or_default().push((p.index, new));
         }
 
+        // Dual-write's outbox: the newly stored items' forwarding jobs commit with them.
+        let forward = forward::forward_spec(engine.dual_write());
         let mut items = Vec::new();
         for (job_tier, group) in groups {
             let (indexes, news): (Vec<usize>, Vec<NewFeedbackItem>) = group.into_iter().unzip();
@@ -607,7 +618,7 @@ impl FeedbackService {
             });
             let (outcomes, _jobs) = state
                 .store()
-                .insert_feedback(tenant_id, &news, spec, now_ms)
+                .insert_feedback_with(tenant_id, &news, spec, forward, now_ms)
                 .await?;
             for ((index, new), outcome) in indexes.into_iter().zip(news).zip(outcomes) {
                 let tier = Tier::parse(&new.tier).unwrap_or(Tier::Standard);

@@ -8,7 +8,8 @@
 //! | `weber.refit_predictions` | `{}`                                                           | model version (or why not fitted), customers, purchases |
 //! | `jobs.canary`       | `{}`; fault injection: `"fail": "retry"\|"permanent"`, `"panic": true`, `"sleep_ms": N`, `"ignore_stop": true` | whether this was the first receipt |
 //! | `jobs.noop`         | `{}`                                                                 | none |
-//! | `feedback.process`, `feedback.reencrypt` | see `crate::feedback`                    | |
+//! | `feedback.forward_legacy` | `{"item_ids": [...]}` (at most 100); see `crate::feedback::forward` | delivered, duplicates, already, skipped_purged, missing |
+//! | `feedback.process`, `feedback.reencrypt`, `feedback.migration_check` | see `crate::feedback` | |
 
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
@@ -66,7 +67,9 @@ impl JobRegistry {
             .register(Canary)
             .register(Noop)
             .register(crate::feedback::FeedbackProcess)
-            .register(crate::feedback::FeedbackReencrypt);
+            .register(crate::feedback::FeedbackReencrypt)
+            .register(crate::feedback::FeedbackForwardLegacy)
+            .register(crate::feedback::FeedbackMigrationCheck);
         if let Some(forecast) = &settings.forecast {
             registry.register(ForecastRebuild(Arc::new(forecast.clone())));
         }

@@ -22,10 +22,8 @@ use tokio::sync::broadcast;
 use utoipa::{IntoParams, PartialSchema, ToSchema};
 
 use crate::extract::{ApiJson, ApiQuery, Auth, FlagEnvironment};
-use crate::feature_flags::{parse_records, validate_change, FlagChange};
-use crate::flag_admin::{
-    self, canonical_json, invalid_definition, not_found, parse_flag, FlagTarget,
-};
+use crate::feature_flags::FlagChange;
+use crate::flag_admin::{self, not_found, parse_flag, FlagTarget};
 use crate::problem::{ApiError, ProblemKind};
 use crate::state::AppState;
 
@@ -159,40 +157,17 @@ pub(crate) async fn create_flag(
 ) -> Result<Response, ApiError> {
     auth.require(Scope::Admin)?;
     let flag = parse_flag(body)?;
-    let tenant_id = auth.tenant_id();
-    let store = state.store();
-    let lock = state
-        .flags()
-        .lock_for_write(store, tenant_id, &environment)
-        .await?;
-    let current = store.flags(tenant_id, &environment).await?;
-    if current.len() >= state.config().max_flags_per_environment {
-        return Err(ApiError::new(
-            ProblemKind::Unprocessable,
-            format!(
-                "environment `{environment}` already holds {} flags, the most one environment may hold; delete unused flags first",
-                current.len()
-            ),
-        )
-        .with("field", "key"));
-    }
-    if current.iter().any(|r| r.key == flag.key) {
-        return Err(ApiError::new(
-            ProblemKind::Conflict,
-            format!("flag `{}` already exists in environment `{environment}`; change it with PUT /api/v1/flags/{}", flag.key, flag.key),
-        ));
-    }
-    validate_change(parse_records(&current)?, Some(&flag), None).map_err(invalid_definition)?;
-    let record = store
-        .create_flag(
-            tenant_id,
-            &environment,
-            &flag.key,
-            &canonical_json(&flag)?,
-            &auth.0.key_id,
-        )
-        .await?;
-    lock.publish(store).await?;
+    let record = crate::flag_admin::create(
+        &state,
+        FlagTarget {
+            tenant_id: auth.tenant_id(),
+            environment: &environment,
+            key: &flag.key,
+            actor: &auth.0.key_id,
+        },
+        &flag,
+    )
+    .await?;
     flag_response(StatusCode::CREATED, record)
 }
 

@@ -5,6 +5,7 @@
 mod audit;
 mod experiments;
 mod feedback;
+mod feedback_migration;
 pub(crate) mod flag_schema;
 mod flags;
 mod forecast;
@@ -15,6 +16,7 @@ mod ofrep;
 pub(crate) mod owners;
 mod platform;
 mod predictions;
+mod privacy;
 mod tenant;
 mod weber;
 
@@ -107,6 +109,16 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(feedback::get, feedback::purge))
         .routes(routes!(feedback::trace))
         .routes(routes!(feedback::clear_text))
+        .routes(routes!(
+            feedback_migration::get_plan,
+            feedback_migration::put_plan
+        ))
+        .routes(routes!(feedback_migration::start))
+        .routes(routes!(feedback_migration::advance))
+        .routes(routes!(feedback_migration::rollback))
+        .routes(routes!(feedback_migration::abort))
+        .routes(routes!(privacy::analytics))
+        .routes(routes!(privacy::get_budget, privacy::put_budget))
         .routes(routes!(audit::checkpoint))
         .routes(routes!(audit::public_key))
         .routes(routes!(audit::records))

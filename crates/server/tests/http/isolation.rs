@@ -39,6 +39,9 @@ enum Expect {
     NotFound,
     /// A category both tenants share (a segment): B gets 200 with only B's data.
     OwnDataOnly,
+    /// B's own singleton that may not exist yet or not be in a state the step applies to
+    /// (the traffic-shift plan): 200, 404 or 409, never A's data.
+    OwnStateOnly,
 }
 
 async fn isolation(backend: Backend) {
@@ -133,6 +136,37 @@ async fn isolation(backend: Backend) {
         )
         .await;
     assert_eq!(a_purchase.status, 200, "{}", a_purchase.text());
+    // A running traffic-shift plan of A's.
+    let a_plan =
+        json!({"stages": [{"name": "a-stage", "new_percent": 7, "monitoring_seconds": 600}]});
+    let put = app
+        .call(
+            Method::PUT,
+            "/api/v1/feedback/migration",
+            Some(&ka.secret),
+            Some(a_plan),
+        )
+        .await;
+    assert_eq!(put.status, 200, "{}", put.text());
+    let started = app
+        .call(
+            Method::POST,
+            "/api/v1/feedback/migration:start",
+            Some(&ka.secret),
+            None,
+        )
+        .await;
+    assert_eq!(started.status, 200, "{}", started.text());
+    // A differentially private query of A's, recorded in A's privacy ledger under A's key id.
+    let a_query = app
+        .call(
+            Method::POST,
+            "/api/v1/feedback/analytics",
+            Some(&ka.secret),
+            Some(json!({"metric": "rating_mean", "from": now_ms() - 86_400_000, "to": now_ms() + 60_000})),
+        )
+        .await;
+    assert_eq!(a_query.status, 200, "{}", a_query.text());
     let doc = app.get("/openapi.json", None).await.json();
 
     for (method, template) in secured_operations(&doc) {
@@ -181,6 +215,9 @@ async fn isolation(backend: Backend) {
                 (format!("{t}?user_id={a_user}"), Expect::NotFound)
             }
             t @ "/api/v1/recommendations/weber-enhanced" => (t.to_owned(), Expect::NotFound),
+            t if t.starts_with("/api/v1/feedback/migration") => {
+                (t.to_owned(), Expect::OwnStateOnly)
+            }
             t => (t.to_owned(), Expect::OwnDataOnly),
         };
         assert!(
@@ -231,8 +268,19 @@ async fn isolation(backend: Backend) {
                 {"id": "b-own", "user_id": "b-own-user", "type": "review", "rating": 5}
             ])),
             ("POST", "/api/v1/feedback/keys:rotate") => None,
+            ("PUT", "/api/v1/feedback/migration") => Some(json!({"stages": [
+                {"name": "b-stage", "new_percent": 50, "monitoring_seconds": 60}
+            ]})),
+            ("POST", t) if t.starts_with("/api/v1/feedback/migration:") => None,
             ("PUT", "/api/v1/feedback/config") => {
                 Some(json!({"config": "# tenant B keeps the defaults\n"}))
+            }
+            ("POST", "/api/v1/feedback/analytics") => Some(json!({
+                "metric": "count", "group_by": "segment",
+                "from": now_ms() - 86_400_000, "to": now_ms() + 60_000
+            })),
+            ("PUT", "/api/v1/privacy/budget") => {
+                Some(json!({"period": "week", "epsilon": 2.0, "delta": 1e-6}))
             }
             ("POST", t) => panic!("add an isolation request body for POST {t}"),
             _ => None,
@@ -282,6 +330,16 @@ async fn isolation(backend: Backend) {
             Expect::NotFound => {
                 as_b.assert_problem(404, "not_found", instance);
             }
+            Expect::OwnStateOnly => {
+                assert!(
+                    [200, 404, 409].contains(&as_b.status.as_u16()),
+                    "{method} {template}: {text}"
+                );
+                assert!(
+                    !text.contains("a-stage"),
+                    "{method} {template} leaked A's plan: {text}"
+                );
+            }
             Expect::OwnDataOnly => {
                 assert!(as_b.status.is_success(), "{method} {template}: {text}");
                 assert!(!text.contains(&ka.info.id), "{method} {template}: {text}");
@@ -294,6 +352,33 @@ async fn isolation(backend: Backend) {
             }
         }
     }
+    // Nothing B did reached A's traffic-shift plan.
+    let a_plan = app
+        .get("/api/v1/feedback/migration", Some(&ka.secret))
+        .await
+        .json();
+    assert_eq!(
+        (a_plan["status"].as_str(), a_plan["version"].as_i64()),
+        (Some("running"), Some(2)),
+        "{a_plan}"
+    );
+    // Nothing B did reached A's privacy budget or ledger: A's one query, A's default budget.
+    let a_budget = app
+        .get("/api/v1/privacy/budget", Some(&ka.secret))
+        .await
+        .json();
+    assert_eq!(a_budget["period"], "month", "{a_budget}");
+    assert_eq!(a_budget["epsilon_spent"], 0.1, "{a_budget}");
+    assert_eq!(
+        a_budget["ledger"].as_array().map(Vec::len),
+        Some(1),
+        "{a_budget}"
+    );
+    assert_eq!(
+        a_budget["ledger"][0]["actor"],
+        ka.info.id.as_str(),
+        "{a_budget}"
+    );
     // Nothing B did reached A's flag.
     let still = app.get("/api/v1/flags/a-flag", Some(&ka.secret)).await;
     assert_eq!(still.status, 200, "{}", still.text());
