@@ -23,7 +23,6 @@ pub mod engine;
 pub mod forward;
 mod handlers;
 pub mod import;
-pub mod private_analytics;
 pub mod migration;
 pub mod private_analytics;
 
