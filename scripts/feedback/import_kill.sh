@@ -100,15 +100,15 @@ TOML
 tenant="$("$bin" --data-dir "$work/data" tenants create legacy-import --tier enterprise \
     | python3 -c 'import json,sys; print(json.loads(sys.stdin.readline())["tenant_id"])')"
 import_id="imp_$(sha256sum "$work/legacy.csv" | cut -c1-24)"
-import() {
-    "$bin" --data-dir "$work/data" feedback import "$work/legacy.csv" --tenant "$tenant" \
-        --mapping "$work/mapping.toml" --batch-size "$batch" --report "$work/rejects.jsonl" "$@"
-}
+import_args=(--data-dir "$work/data" feedback import "$work/legacy.csv" --tenant "$tenant"
+    --mapping "$work/mapping.toml" --batch-size "$batch" --report "$work/rejects.jsonl")
 next_line() { sql "SELECT COALESCE(MAX(next_line), 0) FROM feedback_imports WHERE tenant_id = '$tenant' AND import_id = '$import_id'"; }
 
 # Run, wait for the checkpoint to pass a line, SIGKILL.
 for stop_at in $((rows / 4)) $((rows / 2)); do
-    import > "$work/run.out" 2> "$work/run.err" &
+    # The binary itself in the background (not a function: its subshell would take the
+    # SIGKILL and leave the import running).
+    "$bin" "${import_args[@]}" > "$work/run.out" 2> "$work/run.err" &
     pid=$!
     while [ "$(next_line)" -le "$stop_at" ]; do
         if ! kill -0 "$pid" 2>/dev/null; then echo "import ended before line $stop_at" >&2; cat "$work/run.err" >&2; exit 1; fi
@@ -117,8 +117,8 @@ for stop_at in $((rows / 4)) $((rows / 2)); do
     kill -9 "$pid"; wait "$pid" 2>/dev/null || true; pid=""
     echo "SIGKILLed at checkpoint line $(next_line)" >&2
 done
-import > "$work/final.out" 2> "$work/final.err"
-grep -E 'rows/s' "$work/final.err" >&2
+"$bin" "${import_args[@]}" > "$work/final.out" 2> "$work/final.err"
+grep -E 'resuming|another process|rows/s' "$work/final.err" >&2
 
 stored="$(sql "SELECT COUNT(*) FROM feedback_items WHERE tenant_id = '$tenant'")"
 distinct_rejects="$(sql "SELECT COUNT(DISTINCT line) FROM feedback_import_rejects WHERE tenant_id = '$tenant'")"
