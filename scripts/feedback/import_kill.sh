@@ -5,26 +5,37 @@
 # is reported once, reconcile against the same file finds no difference, and the rows/s of
 # each run are printed.
 #
-#   scripts/feedback/import_kill.sh [--rows 1000000] [--batch-size 1000]
+#   scripts/feedback/import_kill.sh [--rows 1000000] [--batch-size 1000] [--debug]
 #
+# `--debug` uses the dev build (a quick check of the script; quoted figures use release);
+# SIGNALBOX_BIN=PATH uses that binary without building.
 # Needs PostgreSQL at $DATABASE_URL (default postgres://postgres@127.0.0.1:5432/test) and
 # psql; works in a schema of its own, dropped at the end.
 set -euo pipefail
 
 rows=1000000
 batch=1000
+profile=release
 while [ $# -gt 0 ]; do
     case "$1" in
         --rows) rows="$2"; shift 2 ;;
         --batch-size) batch="$2"; shift 2 ;;
-        *) echo "usage: $0 [--rows N] [--batch-size N]" >&2; exit 2 ;;
+        --debug) profile=debug; shift ;;
+        *) echo "usage: $0 [--rows N] [--batch-size N] [--debug]" >&2; exit 2 ;;
     esac
 done
 
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root"
-cargo build --release --locked -p signalbox >&2
-bin="${CARGO_TARGET_DIR:-$root/target}/release/signalbox"
+if [ -n "${SIGNALBOX_BIN:-}" ]; then
+    bin="$SIGNALBOX_BIN"   # a binary built already
+elif [ "$profile" = release ]; then
+    cargo build --release --locked -p signalbox >&2
+    bin="${CARGO_TARGET_DIR:-$root/target}/release/signalbox"
+else
+    cargo build --locked -p signalbox >&2
+    bin="${CARGO_TARGET_DIR:-$root/target}/debug/signalbox"
+fi
 
 export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}"
 schema="import_kill_$$"

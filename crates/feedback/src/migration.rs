@@ -57,9 +57,9 @@ fn fault(path: impl Into<String>, message: impl Into<String>) -> PlanError {
     }
 }
 
-/// When a stage's monitoring window counts as unhealthy.
+/// When a stage's monitoring window counts as unhealthy. A field left out takes its default.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct Thresholds {
     /// Most share (0..=1) of the window's feedback items that may have failed processing.
     pub max_error_share: f64,

@@ -512,12 +512,40 @@ pub async fn import(common: crate::Common, args: ImportArgs) -> anyhow::Result<(
         if read_in_batch == 0 {
             break;
         }
-        rows_read += read_in_batch as u64;
-        let outcome = state
+        let outcome = match state
             .feedback()
             .import_batch(&state, &tenant_id, &import_id, rows, &rejects, from, at)
             .await
-            .map_err(|e| anyhow::anyhow!("feedback import: {e}"))?;
+        {
+            Ok(outcome) => outcome,
+            // Another process moved the checkpoint (a killed importer's last commit landed
+            // after this run read it, or a second importer): continue from where it is now.
+            Err(server::feedback::FeedbackError::Store(store::StoreError::VersionMismatch {
+                ..
+            })) => {
+                let current = store
+                    .feedback_import(&tenant_id, &import_id)
+                    .await?
+                    .with_context(|| format!("import {import_id} vanished"))?;
+                at = ImportCheckpoint {
+                    next_line: current.next_line,
+                    byte_offset: current.byte_offset,
+                };
+                totals = (current.stored, current.duplicates, current.rejected);
+                eprintln!(
+                    "import {import_id}: another process moved the checkpoint to line {}; \
+                     continuing there",
+                    at.next_line
+                );
+                if current.status == "completed" {
+                    break;
+                }
+                reader = SourceReader::open(&file, &mapping, Some(at))?.0;
+                continue;
+            }
+            Err(e) => bail!("feedback import: {e}"),
+        };
+        rows_read += read_in_batch as u64;
         totals.0 += outcome.stored;
         totals.1 += outcome.duplicates;
         totals.2 += outcome.rejected;

@@ -7,7 +7,8 @@
 //! forwarding attempts for every accepted item, then comes up. Then every accepted item has
 //! arrived, byte-equal, exactly once; a re-sent (duplicate) item is not forwarded twice; an
 //! item purged before delivery is not forwarded (recorded `skipped_purged`); an item the
-//! endpoint refuses (422) fails its job with the reason.
+//! endpoint refuses (422) fails its job with the reason. `signalbox feedback reconcile` of
+//! what the legacy endpoint received against signalbox finds no missing or different item.
 //!
 //! `SIGNALBOX_DUAL_WRITE_OUTAGE_S=30` keeps the endpoint down for at least that long while
 //! items keep arriving, and prints the figures (`scripts/feedback/dual_write_outage.sh`).
@@ -365,38 +366,83 @@ async fn items_reach_the_legacy_endpoint_after_an_outage(postgres: bool) {
     )
     .await;
     let drained_in = up_at.elapsed();
-    let l = legacy.lock().unwrap();
-    for id in &expected {
-        let original = &sent[id];
-        let got = &l.stored[id];
-        for field in [
-            "id",
-            "user_id",
-            "type",
-            "channel",
-            "rating",
-            "locale",
-            "region",
-            "occurred_at_ms",
-            "metadata",
-        ] {
-            assert_eq!(got[field], original[field], "{id}: {field}");
+    let export = fx.dir.path().join("legacy-export.jsonl");
+    let conflicts = {
+        let l = legacy.lock().unwrap();
+        for id in &expected {
+            let original = &sent[id];
+            let got = &l.stored[id];
+            for field in [
+                "id",
+                "user_id",
+                "type",
+                "channel",
+                "rating",
+                "locale",
+                "region",
+                "occurred_at_ms",
+                "metadata",
+            ] {
+                assert_eq!(got[field], original[field], "{id}: {field}");
+            }
+            // Byte-equal text (JSON strings compare by their characters).
+            assert_eq!(
+                got["text"].as_str().map(str::as_bytes),
+                original["text"].as_str().map(str::as_bytes),
+                "{id}: text"
+            );
+            assert_eq!(l.created[id], 1, "{id} forwarded more than once");
         }
-        // Byte-equal text (JSON strings compare by their characters).
+        assert!(!l.stored.contains_key(purged));
         assert_eq!(
-            got["text"].as_str().map(str::as_bytes),
-            original["text"].as_str().map(str::as_bytes),
-            "{id}: text"
+            l.unauthorised, 0,
+            "the Authorization header comes from LEGACY_TOKEN"
         );
-        assert_eq!(l.created[id], 1, "{id} forwarded more than once");
-    }
-    assert!(!l.stored.contains_key(purged));
-    assert_eq!(
-        l.unauthorised, 0,
-        "the Authorization header comes from LEGACY_TOKEN"
+        // What the legacy side holds, exported as JSON lines, for reconcile.
+        let lines: Vec<String> = l.stored.values().map(Value::to_string).collect();
+        std::fs::write(&export, lines.join("\n") + "\n").unwrap();
+        l.conflicts
+    };
+
+    // Reconcile (the import's mapping file, read as the legacy export's description): every
+    // item agrees field by field and text by text; the one difference is the item purged
+    // before it could be forwarded, which signalbox still holds (its text erased) and the
+    // legacy side never got.
+    let mapping = fx.dir.path().join("legacy-mapping.toml");
+    std::fs::write(
+        &mapping,
+        "format = \"jsonl\"\ntime_format = \"epoch_ms\"\n[columns]\nid = \"id\"\n\
+         user_id = \"user_id\"\ntype = \"type\"\nchannel = \"channel\"\nrating = \"rating\"\n\
+         text = \"text\"\nlocale = \"locale\"\nregion = \"region\"\noccurred_at = \"occurred_at_ms\"\n",
+    )
+    .unwrap();
+    let diff = fx.dir.path().join("reconcile.jsonl");
+    let out = fx
+        .serve()
+        .arg("feedback")
+        .arg("reconcile")
+        .arg(&export)
+        .args(["--tenant", &fx.tenant, "--mapping"])
+        .arg(&mapping)
+        .arg("--out")
+        .arg(&diff)
+        .output()
+        .unwrap();
+    let summary: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", support::describe("feedback reconcile", &out)));
+    assert_eq!(summary["compared"], expected.len(), "{summary}");
+    assert_eq!(summary["missing"], 0, "{summary}");
+    assert_eq!(summary["different"], 0, "{summary}");
+    assert_eq!(summary["export_rows_skipped"], 0, "{summary}");
+    let differences = support::json_lines(&std::fs::read_to_string(&diff).unwrap());
+    assert_eq!(summary["extra"], 1, "{summary}: {differences:?}");
+    assert_eq!(differences.len(), 1, "{differences:?}");
+    assert_eq!(differences[0]["kind"], "extra", "{differences:?}");
+    assert_eq!(differences[0]["id"], purged, "{differences:?}");
+    assert!(
+        !out.status.success(),
+        "exit 1 for the purged item's difference"
     );
-    let conflicts = l.conflicts;
-    drop(l);
 
     // Every forwarding job ends successful, with its attempts on record.
     let jobs = poll(

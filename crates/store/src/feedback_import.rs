@@ -243,6 +243,30 @@ impl Store {
             .acquire(Operation::Insert, Table::FeedbackItems)
             .await?;
         let mut tx = conn.begin().await?;
+        // The fence first: it waits for any other transaction holding this import's row (a
+        // killed importer's last commit may still land) and then sees whether the checkpoint
+        // is still where this batch started.
+        let moved = sqlx::query(
+            "UPDATE feedback_imports SET next_line = $3, byte_offset = $4, updated_at_ms = $5
+             WHERE tenant_id = $1 AND import_id = $2 AND next_line = $6 AND byte_offset = $7",
+        )
+        .bind(tenant_id)
+        .bind(import_id)
+        .bind(to.next_line)
+        .bind(to.byte_offset)
+        .bind(now_ms)
+        .bind(from.next_line)
+        .bind(from.byte_offset)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if moved != 1 {
+            return Err(StoreError::VersionMismatch {
+                what: format!("import {import_id}'s checkpoint"),
+                expected: from.next_line,
+                current: None,
+            });
+        }
         let (insertions, _) = self
             .insert_feedback_in(&mut tx, tenant_id, items, None, None, now_ms)
             .await?;
@@ -314,32 +338,18 @@ impl Store {
             }
             query.execute(&mut *tx).await?;
         }
-        let moved = sqlx::query(
-            "UPDATE feedback_imports SET next_line = $3, byte_offset = $4,
-                 stored = stored + $5, duplicates = duplicates + $6, rejected = rejected + $7,
-                 updated_at_ms = $8
-             WHERE tenant_id = $1 AND import_id = $2 AND next_line = $9 AND byte_offset = $10",
+        sqlx::query(
+            "UPDATE feedback_imports SET stored = stored + $3, duplicates = duplicates + $4,
+                 rejected = rejected + $5
+             WHERE tenant_id = $1 AND import_id = $2",
         )
         .bind(tenant_id)
         .bind(import_id)
-        .bind(to.next_line)
-        .bind(to.byte_offset)
         .bind(outcome.stored)
         .bind(outcome.duplicates)
         .bind(outcome.rejected)
-        .bind(now_ms)
-        .bind(from.next_line)
-        .bind(from.byte_offset)
         .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if moved != 1 {
-            return Err(StoreError::VersionMismatch {
-                what: format!("import {import_id}'s checkpoint"),
-                expected: from.next_line,
-                current: None,
-            });
-        }
+        .await?;
         tx.commit().await?;
         drop(turn);
         Ok(outcome)

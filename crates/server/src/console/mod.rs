@@ -22,6 +22,7 @@ mod limits;
 mod llm;
 mod overview;
 mod predictions;
+mod privacy;
 pub(crate) mod session;
 mod weber;
 
@@ -62,6 +63,7 @@ const SECTIONS: &[Section] = &[
     llm::SECTION,
     jobs::SECTION,
     feedback::SECTION,
+    privacy::SECTION,
 ];
 
 /// The console's routes, with their own security headers; merged into the application.
@@ -86,6 +88,7 @@ pub(crate) fn router() -> Router<AppState> {
         .merge(jobs::routes())
         .merge(llm::routes())
         .merge(feedback::routes())
+        .merge(privacy::routes())
         .route("/console/{*rest}", get(not_found).post(not_found))
         .layer(axum::middleware::from_fn(security_headers))
 }

@@ -720,4 +720,25 @@ mod tests {
         bad.default_variant = "new".into();
         assert!(unfit(&bad, "production").is_some());
     }
+
+    /// The plan example in docs/feedback.md is a valid plan, and partial thresholds default.
+    #[test]
+    fn the_documented_plan_parses() {
+        let doc = include_str!("../../../../docs/feedback.md");
+        let (_, after) = doc
+            .split_once("**The plan** (`PUT /api/v1/feedback/migration`, admin):\n\n```json\n")
+            .expect("the plan example");
+        let (block, _) = after.split_once("\n```").expect("the block ends");
+        let body: serde_json::Value = serde_json::from_str(block).expect("JSON");
+        let (spec, plan) = parse_plan(body).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(spec.flag_key.as_deref(), Some(migration::DEFAULT_FLAG_KEY));
+        assert_eq!(plan.stages.len(), 3);
+        assert_eq!(plan.stages[0].thresholds.min_items, 200);
+        assert_eq!(plan.stages[1].thresholds, migration::Thresholds::default());
+        let partial = json!({"stages": [{"name": "a", "new_percent": 1, "monitoring_seconds": 10,
+            "thresholds": {"min_items": 5}}]});
+        let (_, plan) = parse_plan(partial).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(plan.stages[0].thresholds.min_items, 5);
+        assert_eq!(plan.stages[0].thresholds.max_error_share, 0.01);
+    }
 }

@@ -14,24 +14,25 @@ use crate::state::AppState;
 use feedback::migration::Event;
 
 /// When a stage's monitoring window counts as unhealthy (a threshold is crossed when the
-/// window's figure is above it).
+/// window's figure is above it). Each field defaults: error share 0.01, dead letters 0, p99
+/// 5000 ms, 100 items.
 #[derive(Deserialize, ToSchema)]
 #[schema(as = MigrationThresholds)]
 #[allow(dead_code)]
 pub(crate) struct ThresholdsSchema {
     /// Most share of the window's items whose processing failed.
     #[schema(minimum = 0, maximum = 1)]
-    max_error_share: f64,
+    max_error_share: Option<f64>,
     /// Most dead `feedback.forward_legacy` jobs (dual-write dead letters) in the window.
     #[schema(minimum = 0, maximum = 1_000_000_000)]
-    max_dead_letters: u64,
+    max_dead_letters: Option<u64>,
     /// Most p99 of accept → processed latency, ms.
     #[schema(minimum = 0, maximum = 86_400_000)]
-    max_p99_processing_ms: u64,
+    max_p99_processing_ms: Option<u64>,
     /// Fewest items to judge the error share and the p99; below it the window is inconclusive
     /// and restarts.
     #[schema(minimum = 0, maximum = 1_000_000_000)]
-    min_items: u64,
+    min_items: Option<u64>,
 }
 
 /// One stage of a plan.

@@ -24,6 +24,7 @@ mod llm;
 mod observability;
 mod openapi;
 mod predictions;
+mod privacy;
 mod rate_limit;
 mod serving;
 mod weber;

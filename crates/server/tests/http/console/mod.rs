@@ -11,6 +11,7 @@ mod limits;
 mod llm;
 mod overview;
 mod predictions;
+mod privacy;
 mod security;
 mod session;
 mod weber;
