@@ -124,7 +124,7 @@ pub(crate) struct Common {
 }
 
 impl Common {
-    fn resolve(global: GlobalArgs) -> anyhow::Result<Common> {
+    pub(crate) fn resolve(global: GlobalArgs) -> anyhow::Result<Common> {
         let file = FileConfig::load(global.config.as_deref())?;
         let data_dir = global
             .data_dir

@@ -28,11 +28,49 @@ pub enum ReportCommand {
         #[arg(long, value_name = "BASE64|@FILE")]
         public_key: Option<String>,
     },
+    /// Make a signed research report of a tenant's feedback over [from, to), through the same
+    /// service as POST /api/v1/feedback/reports (it spends the report's epsilon from the
+    /// tenant's privacy budget), and write the signed file to --out (a new file). Prints the
+    /// report's summary as JSON.
+    Generate {
+        /// The tenant's id (`tn_…`) or name.
+        #[arg(long)]
+        tenant: String,
+        /// The first day, YYYY-MM-DD (UTC).
+        #[arg(long)]
+        from: String,
+        /// The day after the last, YYYY-MM-DD.
+        #[arg(long)]
+        to: String,
+        /// The report's total epsilon (default 0.5).
+        #[arg(long)]
+        epsilon: Option<f64>,
+        /// Where to write the signed report (must not exist).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        #[command(flatten)]
+        custody: crate::custody_cmd::CustodyArgs,
+    },
 }
 
 /// Runs `feedback report …`.
-pub(crate) async fn run(_global: crate::GlobalArgs, cmd: ReportCommand) -> anyhow::Result<()> {
+pub(crate) async fn run(global: crate::GlobalArgs, cmd: ReportCommand) -> anyhow::Result<()> {
     match cmd {
+        ReportCommand::Generate {
+            tenant,
+            from,
+            to,
+            epsilon,
+            out,
+            custody,
+        } => {
+            let common = crate::Common::resolve(global)?;
+            let store = common.open_store().await?;
+            let result =
+                generate(&common, &store, &tenant, from, to, epsilon, &out, &custody).await;
+            store.close().await;
+            result
+        }
         ReportCommand::Verify { file, public_key } => {
             let expected = public_key.as_deref().map(parse_key).transpose()?;
             let bytes = read_limited(&file)?;
@@ -90,4 +128,56 @@ fn parse_key(given: &str) -> anyhow::Result<audit::VerifyingKey> {
     };
     server::custody::parse_public_key(&text)
         .context("--public-key: not the base64 of an Ed25519 public key")
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn generate(
+    common: &crate::Common,
+    store: &store::Store,
+    tenant: &str,
+    from: String,
+    to: String,
+    epsilon: Option<f64>,
+    out: &Path,
+    custody: &crate::custody_cmd::CustodyArgs,
+) -> anyhow::Result<()> {
+    let tenant_id = crate::feedback_cmd::tenant_id(store, tenant).await?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(out)
+        .with_context(|| format!("--out: cannot create {}", out.display()))?;
+    let settings = crate::custody_cmd::serve_settings(custody, common, store.backend())?;
+    let (state, _scratch) =
+        crate::jobs_worker::worker_state(store.clone(), server::JobSettings::default(), settings)
+            .await?;
+    let request = server::feedback::report::ReportRequest { from, to, epsilon };
+    let made = server::feedback::report::generate(
+        &state,
+        &tenant_id,
+        "operator",
+        &request,
+        server::jobs::now_ms(),
+    )
+    .await;
+    let (summary, body) = match made {
+        Ok(made) => made,
+        Err(e) => {
+            drop(file);
+            let _ = std::fs::remove_file(out);
+            anyhow::bail!(
+                "{}",
+                match e {
+                    server::feedback::report::ReportServiceError::Invalid { field, message } => {
+                        format!("--{field}: {message}")
+                    }
+                    other => other.to_string(),
+                }
+            );
+        }
+    };
+    std::io::Write::write_all(&mut file, body.as_bytes())
+        .with_context(|| format!("--out: cannot write {}", out.display()))?;
+    println!("{}", serde_json::to_string(&summary)?);
+    Ok(())
 }

@@ -119,3 +119,79 @@ fn a_signed_report_verifies_and_a_one_byte_change_fails() {
         support::describe("feedback report verify", &out)
     );
 }
+
+/// `signalbox ARGS` on a data directory, isolated from the environment.
+fn signalbox(data_dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_signalbox"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .env_remove("SIGNALBOX_CONFIG")
+        .env_remove("DATABASE_URL")
+        .output()
+        .expect("run signalbox")
+}
+
+/// Acceptance 4 end to end: a report generated through the service verifies; a one-byte change
+/// fails; a second file name is refused rather than overwritten.
+#[test]
+fn a_generated_report_verifies_and_a_one_byte_change_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let created = signalbox(dir.path(), &["tenants", "create", "lab"]);
+    assert!(
+        created.status.success(),
+        "{}",
+        support::describe("tenants create", &created)
+    );
+    let out = dir.path().join("report.json");
+    let args = [
+        "feedback",
+        "report",
+        "generate",
+        "--tenant",
+        "lab",
+        "--from",
+        "2026-11-01",
+        "--to",
+        "2026-12-01",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let generated = signalbox(dir.path(), &args);
+    assert!(
+        generated.status.success(),
+        "{}",
+        support::describe("report generate", &generated)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&generated.stdout).unwrap();
+    assert_eq!(summary["epsilon"], 0.5, "{summary}");
+    let ok = verify_cmd(&[out.to_str().unwrap()]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        support::describe("report verify", &ok)
+    );
+    assert!(
+        stdout(&ok).starts_with(&format!(
+            "OK report {} signed by key {}",
+            summary["id"].as_str().unwrap(),
+            summary["key_id"].as_str().unwrap()
+        )),
+        "{}",
+        stdout(&ok)
+    );
+    let mut bytes = std::fs::read(&out).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    let altered = dir.path().join("altered.json");
+    std::fs::write(&altered, &bytes).unwrap();
+    assert_fails(&altered, &[], "one byte changed in a generated report");
+    // The output file is never overwritten.
+    let again = signalbox(dir.path(), &args);
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("--out"),
+        "{}",
+        support::describe("again", &again)
+    );
+}

@@ -82,3 +82,41 @@ pub(crate) async fn get_report(
         .map_err(report::to_api_error)?;
     Ok(([(header::CONTENT_TYPE, "application/json")], body))
 }
+
+/// Makes a signed research report of the tenant's feedback over `[from, to)` (admin scope: it
+/// spends privacy budget). Seven differentially private releases (count, rating mean and
+/// histogram, sentiment mean, text length mean, alignment mean, violations by principle),
+/// discrete Laplace noise, the report's ε (default 0.5) split evenly and spent once in the
+/// privacy ledger (kind `report`); signed with the audit key and stored. 201 with its summary;
+/// the signed file is at `href`. 403 `privacy_budget_exhausted` when the period's budget
+/// cannot cover it (nothing is released).
+#[utoipa::path(post, path = "/api/v1/feedback/reports", tag = "feedback", security(("api_key" = [])),
+    request_body = report::ReportRequest,
+    responses(
+        (status = 201, body = ReportSummary),
+        (status = 400, description = "A field is invalid (named in `field`)", content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 401, content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 403, description = "The key lacks the admin scope, or the privacy budget is exhausted", content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 422, content_type = "application/problem+json", body = crate::openapi::Problem),
+    ))]
+pub(crate) async fn create_report(
+    State(state): State<AppState>,
+    auth: Auth,
+    body: crate::extract::ApiJson<report::ReportRequest>,
+) -> Result<impl IntoResponse, ApiError> {
+    auth.require(Scope::Admin)?;
+    let (summary, _) = report::generate(
+        &state,
+        auth.tenant_id(),
+        &auth.0.key_id,
+        &body.0,
+        crate::jobs::now_ms(),
+    )
+    .await
+    .map_err(report::to_api_error)?;
+    Ok((
+        axum::http::StatusCode::CREATED,
+        [(header::LOCATION, summary.href.clone())],
+        axum::Json(summary),
+    ))
+}

@@ -105,7 +105,10 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(jobs::recalculate_profiles))
         .routes(routes!(feedback::ingest, feedback::list))
-        .routes(routes!(feedback_reports::list_reports))
+        .routes(routes!(
+            feedback_reports::list_reports,
+            feedback_reports::create_report
+        ))
         .routes(routes!(feedback_reports::get_report))
         .routes(routes!(feedback::get_config, feedback::put_config))
         .routes(routes!(feedback::rotate_keys))

@@ -294,6 +294,12 @@ async fn isolation(backend: Backend) {
                 {"id": "b-own", "user_id": "b-own-user", "type": "review", "rating": 5}
             ])),
             ("POST", "/api/v1/feedback/keys:rotate") => None,
+            // B's own report, over a day of B's (empty) feedback.
+            ("POST", "/api/v1/feedback/reports") => Some(json!({
+                "from": server::rfc3339_ms(now_ms() - 86_400_000)[..10].to_owned(),
+                "to": server::rfc3339_ms(now_ms())[..10].to_owned(),
+                "epsilon": 0.01
+            })),
             ("PUT", "/api/v1/feedback/migration") => Some(json!({"stages": [
                 {"name": "b-stage", "new_percent": 50, "monitoring_seconds": 60}
             ]})),

@@ -12,6 +12,7 @@ mod experiments;
 mod feedback;
 mod feedback_custody;
 mod feedback_migration;
+mod feedback_reports;
 mod feedback_retention;
 mod flags;
 mod forecast;
