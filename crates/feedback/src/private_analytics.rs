@@ -436,14 +436,16 @@ impl Query {
                 errors.push(e);
                 None
             }
-            (Some(Mechanism::DiscreteLaplace), Ok(Some(_))) => {
+            // δ = 0 restates what Laplace spends; any other δ asks for something it cannot
+            // use.
+            (Some(Mechanism::DiscreteLaplace), Ok(Some(d))) if d != 0.0 => {
                 errors.push(field_error(
                     "delta",
                     "applies to the discrete_gaussian mechanism only (discrete_laplace has delta 0)",
                 ));
                 None
             }
-            (Some(Mechanism::DiscreteLaplace), Ok(None)) => Some(Delta::ZERO),
+            (Some(Mechanism::DiscreteLaplace), Ok(_)) => Some(Delta::ZERO),
             (_, Ok(value)) => {
                 let value = value.or(config.delta).unwrap_or(DEFAULT_DELTA);
                 query_delta(value, "delta").map_err(|e| errors.push(e)).ok()

@@ -21,17 +21,17 @@ use feedback::migration::Event;
 #[allow(dead_code)]
 pub(crate) struct ThresholdsSchema {
     /// Most share of the window's items whose processing failed.
-    #[schema(minimum = 0, maximum = 1)]
+    #[schema(minimum = 0, maximum = 1, nullable = false)]
     max_error_share: Option<f64>,
     /// Most dead `feedback.forward_legacy` jobs (dual-write dead letters) in the window.
-    #[schema(minimum = 0, maximum = 1_000_000_000)]
+    #[schema(minimum = 0, maximum = 1_000_000_000, nullable = false)]
     max_dead_letters: Option<u64>,
     /// Most p99 of accept → processed latency, ms.
-    #[schema(minimum = 0, maximum = 86_400_000)]
+    #[schema(minimum = 0, maximum = 86_400_000, nullable = false)]
     max_p99_processing_ms: Option<u64>,
     /// Fewest items to judge the error share and the p99; below it the window is inconclusive
     /// and restarts.
-    #[schema(minimum = 0, maximum = 1_000_000_000)]
+    #[schema(minimum = 0, maximum = 1_000_000_000, nullable = false)]
     min_items: Option<u64>,
 }
 
@@ -50,6 +50,7 @@ pub(crate) struct StageSchema {
     #[schema(minimum = 10, maximum = 604_800)]
     monitoring_seconds: u32,
     /// [default: error share 0.01, no dead letters, p99 5000 ms, 100 items]
+    #[schema(nullable = false)]
     thresholds: Option<ThresholdsSchema>,
 }
 

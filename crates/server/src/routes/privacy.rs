@@ -35,11 +35,11 @@ pub(crate) struct QueryBody {
     #[schema(pattern = "^(none|day|week|type|channel|region|segment)$")]
     group_by: Option<String>,
     /// Window start (inclusive): RFC 3339 text or epoch milliseconds.
-    #[schema(value_type = Object)]
+    #[schema(value_type = WindowInstant)]
     from: serde_json::Value,
-    /// Window end (exclusive): RFC 3339 text or epoch milliseconds; at most 3660 days after
-    /// `from`.
-    #[schema(value_type = Object)]
+    /// Window end (exclusive): RFC 3339 text or epoch milliseconds; after `from`, at most 3660
+    /// days after it.
+    #[schema(value_type = WindowInstant)]
     to: serde_json::Value,
     /// ε to spend, 0.001 to 10 [default: the tenant's `[privacy] epsilon`, else research and
     /// hybrid 0.1, production 1.0].
@@ -52,6 +52,19 @@ pub(crate) struct QueryBody {
     /// 1e-6].
     #[schema(minimum = 0.0, maximum = 0.001)]
     delta: Option<f64>,
+}
+
+/// An instant of an analytics window: RFC 3339 text or Unix epoch milliseconds (years 1970 to
+/// 9999).
+#[derive(Deserialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // The schema only.
+pub(crate) enum WindowInstant {
+    /// RFC 3339 text, e.g. `2026-11-01T00:00:00Z`.
+    #[schema(format = DateTime)]
+    Text(String),
+    /// Unix epoch milliseconds.
+    EpochMs(i64),
 }
 
 /// One noisy release inside an answer.
@@ -191,7 +204,11 @@ fn analytics_error(e: AnalyticsError) -> ApiError {
                 .iter()
                 .map(|e| serde_json::json!({"field": e.field, "message": e.message}))
                 .collect();
-            ApiError::invalid_field(&first, detail).with("errors", listed)
+            // Well-formed JSON whose values break the query's rules (a window ending before it
+            // starts, δ on a mechanism without one): 422, as for other semantic refusals.
+            ApiError::new(ProblemKind::Unprocessable, detail)
+                .with("field", first)
+                .with("errors", listed)
         }
         AnalyticsError::TooManyRows => ApiError::new(ProblemKind::Unprocessable, e.to_string())
             .with("field", "to")
@@ -217,12 +234,12 @@ fn analytics_error(e: AnalyticsError) -> ApiError {
     request_body = QueryBody,
     responses(
         (status = 200, body = AnswerView),
-        (status = 400, description = "A field is invalid (`field`; `errors` lists each)", content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 400, description = "The body is not JSON or a field has the wrong type", content_type = "application/problem+json", body = crate::openapi::Problem),
         (status = 401, content_type = "application/problem+json", body = crate::openapi::Problem),
         (status = 403, description = "Missing scope, or `privacy_budget_exhausted` (`remaining_epsilon`, `remaining_delta`, `period_end`)", content_type = "application/problem+json", body = crate::openapi::Problem),
         (status = 413, content_type = "application/problem+json", body = crate::openapi::Problem),
         (status = 415, content_type = "application/problem+json", body = crate::openapi::Problem),
-        (status = 422, description = "The window holds too many items", content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 422, description = "A field breaks the query's rules (`field`; `errors` lists each), or the window holds too many items", content_type = "application/problem+json", body = crate::openapi::Problem),
     ))]
 pub(crate) async fn analytics(
     State(state): State<AppState>,

@@ -256,7 +256,7 @@ async fn bad_queries_name_their_fields_and_scopes_are_enforced() {
         json!({"metric": "median", "from": "yesterday", "to": to, "epsilon": 0}),
     )
     .await;
-    let problem = bad.assert_problem(400, "invalid_field", "/api/v1/feedback/analytics");
+    let problem = bad.assert_problem(422, "unprocessable", "/api/v1/feedback/analytics");
     assert_eq!(problem["field"], "metric");
     let fields: Vec<&str> = problem["errors"]
         .as_array()
@@ -272,7 +272,7 @@ async fn bad_queries_name_their_fields_and_scopes_are_enforced() {
     )
     .await;
     assert_eq!(
-        too_many_days.assert_problem(400, "invalid_field", "/api/v1/feedback/analytics")["field"],
+        too_many_days.assert_problem(422, "unprocessable", "/api/v1/feedback/analytics")["field"],
         "group_by"
     );
     for (body, field) in [
