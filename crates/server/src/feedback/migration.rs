@@ -170,8 +170,13 @@ pub fn parse_plan(body: serde_json::Value) -> Result<(PlanSpec, Plan), ApiError>
             ),
         ));
     }
+    // Well-typed stages that break the plan's rules (a repeated name, a falling share): 422.
     let plan = Plan::new(spec.stages.clone()).map_err(|e| {
-        ApiError::invalid_field(&e.path, format!("field `{}`: {}", e.path, e.message))
+        ApiError::new(
+            ProblemKind::Unprocessable,
+            format!("field `{}`: {}", e.path, e.message),
+        )
+        .with("field", e.path)
     })?;
     Ok((spec, plan))
 }

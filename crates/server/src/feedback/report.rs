@@ -163,7 +163,11 @@ pub(crate) fn to_api_error(e: ReportServiceError) -> crate::problem::ApiError {
     use crate::problem::{ApiError, ProblemKind};
     match e {
         ReportServiceError::Store(e) => e.into(),
-        ReportServiceError::Invalid { field, message } => ApiError::invalid_field(&field, message),
+        // Well-typed fields breaking the report's rules (an impossible date, a window ending
+        // before it starts): 422, as for the analytics queries.
+        ReportServiceError::Invalid { field, message } => {
+            ApiError::new(ProblemKind::Unprocessable, message).with("field", field)
+        }
         ReportServiceError::NotFound(id) => {
             ApiError::not_found(format!("no report '{id}' in your tenant"))
         }

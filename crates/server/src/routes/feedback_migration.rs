@@ -84,7 +84,7 @@ const CONFLICT: &str = "The plan is not in a status this step applies to, or cha
         (status = 401, content_type = "application/problem+json", body = crate::openapi::Problem),
         (status = 403, content_type = "application/problem+json", body = crate::openapi::Problem),
         (status = 409, description = "A plan is running, or the existing flag cannot carry the plan", content_type = "application/problem+json", body = crate::openapi::Problem),
-        (status = 422, description = "The flag's environment is full or the flag does not validate", content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 422, description = "The stages break the plan's rules (a repeated name, a falling share; `field` names it), the flag's environment is full or the flag does not validate", content_type = "application/problem+json", body = crate::openapi::Problem),
     ))]
 pub(crate) async fn put_plan(
     State(state): State<AppState>,

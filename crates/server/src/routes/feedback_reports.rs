@@ -94,10 +94,10 @@ pub(crate) async fn get_report(
     request_body = report::ReportRequest,
     responses(
         (status = 201, body = ReportSummary),
-        (status = 400, description = "A field is invalid (named in `field`)", content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 400, description = "The body is not JSON or a field has the wrong type", content_type = "application/problem+json", body = crate::openapi::Problem),
         (status = 401, content_type = "application/problem+json", body = crate::openapi::Problem),
         (status = 403, description = "The key lacks the admin scope, or the privacy budget is exhausted", content_type = "application/problem+json", body = crate::openapi::Problem),
-        (status = 422, content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 422, description = "A field breaks the report's rules: an impossible date, a window ending before it starts, ε out of range (`field` names it)", content_type = "application/problem+json", body = crate::openapi::Problem),
     ))]
 pub(crate) async fn create_report(
     State(state): State<AppState>,

@@ -146,7 +146,7 @@ async fn stages_advance_and_roll_back(backend: Backend) {
     let mut bad = plan();
     bad["stages"][1]["new_percent"] = json!(5);
     let reply = app.call(Method::PUT, PLAN, Some(key), Some(bad)).await;
-    let problem = reply.assert_problem(400, "invalid_field", PLAN);
+    let problem = reply.assert_problem(422, "unprocessable", PLAN);
     assert_eq!(problem["field"], "stages[1].new_percent", "{problem}");
     let mut bad = plan();
     bad["stages"][0]["monitoring_seconds"] = json!(9);

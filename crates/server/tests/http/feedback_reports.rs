@@ -158,7 +158,7 @@ async fn a_report_is_signed_verifies_and_spends_once(backend: Backend) {
     ] {
         let bad = post(&app, key, REPORTS, body).await;
         assert_eq!(
-            bad.assert_problem(400, "invalid_field", REPORTS)["field"],
+            bad.assert_problem(422, "unprocessable", REPORTS)["field"],
             field
         );
     }
