@@ -18,6 +18,7 @@ use feedback::migration::Event;
 /// 5000 ms, 100 items.
 #[derive(Deserialize, ToSchema)]
 #[schema(as = MigrationThresholds)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub(crate) struct ThresholdsSchema {
     /// Most share of the window's items whose processing failed.
@@ -38,6 +39,7 @@ pub(crate) struct ThresholdsSchema {
 /// One stage of a plan.
 #[derive(Deserialize, ToSchema)]
 #[schema(as = MigrationStage)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub(crate) struct StageSchema {
     /// Unique in the plan.
@@ -57,6 +59,7 @@ pub(crate) struct StageSchema {
 /// A traffic-shift plan.
 #[derive(Deserialize, ToSchema)]
 #[schema(as = MigrationPlan)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub(crate) struct PlanSchema {
     /// The flag that routes traffic [default: `feedback-migration`]; created when missing.
