@@ -146,31 +146,18 @@ pub async fn ensure_retention_schedule(
     tenant_id: &str,
     now_ms: i64,
 ) -> Result<bool, store::StoreError> {
-    if store
-        .job_schedules(tenant_id)
-        .await?
-        .iter()
-        .any(|s| s.name == RETENTION_SCHEDULE)
-    {
-        return Ok(false);
-    }
-    let cron = jobs::Schedule::parse(RETENTION_CRON).map_err(|e| store::StoreError::Invalid {
-        field: "cron",
-        reason: e.to_string(),
-    })?;
-    store
-        .put_job_schedule(
-            tenant_id,
-            RETENTION_SCHEDULE,
-            &cron,
-            FEEDBACK_RETENTION_PURGE,
-            "{}",
-            jobs::Priority::Bulk,
-            true,
-            now_ms,
-        )
-        .await?;
-    Ok(true)
+    crate::jobs::ensure_default_schedule(
+        store,
+        tenant_id,
+        crate::jobs::DefaultSchedule {
+            name: RETENTION_SCHEDULE,
+            cron: RETENTION_CRON,
+            handler: FEEDBACK_RETENTION_PURGE,
+            priority: jobs::Priority::Bulk,
+        },
+        now_ms,
+    )
+    .await
 }
 
 /// `feedback.retention_purge`: purges the tenant's items past its retention (payload `{}`).

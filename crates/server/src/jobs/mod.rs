@@ -43,6 +43,55 @@ pub use service::{
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Milliseconds since the Unix epoch, now: the clock every job decision is given.
+/// A schedule the server gives every tenant (name, cron, handler and queue; payload `{}`).
+#[derive(Debug, Clone, Copy)]
+pub struct DefaultSchedule {
+    /// The schedule's name, unique per tenant.
+    pub name: &'static str,
+    /// When it runs (5-field cron, UTC).
+    pub cron: &'static str,
+    /// The job handler it enqueues.
+    pub handler: &'static str,
+    /// The queue.
+    pub priority: ::jobs::Priority,
+}
+
+/// Gives the tenant `schedule` unless it has one by that name (a tenant that changed or
+/// disabled it keeps its choice). Returns whether it was created. Called when a tenant is
+/// created (CLI, demo tenant).
+pub async fn ensure_default_schedule(
+    store: &store::Store,
+    tenant_id: &str,
+    schedule: DefaultSchedule,
+    now_ms: i64,
+) -> Result<bool, store::StoreError> {
+    if store
+        .job_schedules(tenant_id)
+        .await?
+        .iter()
+        .any(|s| s.name == schedule.name)
+    {
+        return Ok(false);
+    }
+    let cron = ::jobs::Schedule::parse(schedule.cron).map_err(|e| store::StoreError::Invalid {
+        field: "cron",
+        reason: e.to_string(),
+    })?;
+    store
+        .put_job_schedule(
+            tenant_id,
+            schedule.name,
+            &cron,
+            schedule.handler,
+            "{}",
+            schedule.priority,
+            true,
+            now_ms,
+        )
+        .await?;
+    Ok(true)
+}
+
 pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

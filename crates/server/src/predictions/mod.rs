@@ -29,29 +29,16 @@ pub async fn ensure_refit_schedule(
     tenant_id: &str,
     now_ms: i64,
 ) -> Result<bool, store::StoreError> {
-    if store
-        .job_schedules(tenant_id)
-        .await?
-        .iter()
-        .any(|s| s.name == REFIT_SCHEDULE)
-    {
-        return Ok(false);
-    }
-    let cron = jobs::Schedule::parse(REFIT_CRON).map_err(|e| store::StoreError::Invalid {
-        field: "cron",
-        reason: e.to_string(),
-    })?;
-    store
-        .put_job_schedule(
-            tenant_id,
-            REFIT_SCHEDULE,
-            &cron,
-            crate::jobs::WEBER_REFIT_PREDICTIONS,
-            "{}",
-            jobs::Priority::Normal,
-            true,
-            now_ms,
-        )
-        .await?;
-    Ok(true)
+    crate::jobs::ensure_default_schedule(
+        store,
+        tenant_id,
+        crate::jobs::DefaultSchedule {
+            name: REFIT_SCHEDULE,
+            cron: REFIT_CRON,
+            handler: crate::jobs::WEBER_REFIT_PREDICTIONS,
+            priority: jobs::Priority::Normal,
+        },
+        now_ms,
+    )
+    .await
 }
