@@ -1,5 +1,6 @@
 //! Privacy and migration: the tenant's differential-privacy budget in the current period with
-//! its ledger (read scope, as `GET /api/v1/privacy/budget`), and, for admin keys, the legacy
+//! its ledger (read scope, as `GET /api/v1/privacy/budget`), its signed research reports (read,
+//! as `GET /api/v1/feedback/reports`), and, for admin keys, the legacy
 //! traffic shift's plan, live stage and history (as `GET /api/v1/feedback/migration`). The page
 //! only reads: budgets, queries and plan steps go through the API or the CLI, where each is
 //! one audited use case.
@@ -14,6 +15,7 @@ use store::Scope;
 use super::{page, Chrome, ConsoleError, Section, Session};
 use crate::feedback::migration::{MigrationService, MigrationView};
 use crate::feedback::private_analytics::{LedgerEntry, PrivacyLedger};
+use crate::feedback::report::{self, ReportSummary};
 use crate::problem::ProblemKind;
 use crate::state::AppState;
 
@@ -148,6 +150,7 @@ struct PrivacyPage {
     chrome: Chrome,
     budget: BudgetCard,
     ledger: Vec<LedgerRow>,
+    reports: Vec<ReportSummary>,
     /// `None` for keys without the admin scope (the plan is admin-only, as in the API).
     shift: Option<Option<ShiftCard>>,
 }
@@ -163,6 +166,9 @@ async fn privacy_page(
     let rows = ledger
         .ledger(tenant, budget.period_start_ms, None, SHOWN)
         .await?;
+    let reports = report::list(&state, tenant, SHOWN)
+        .await
+        .map_err(report::to_api_error)?;
     let remaining = budget.remaining();
     let total = budget.budget.epsilon.nanos();
     let spent_percent = if total == 0 {
@@ -198,6 +204,7 @@ async fn privacy_page(
                 spent_percent,
             },
             ledger: rows.into_iter().map(LedgerRow::from).collect(),
+            reports,
             shift,
         },
     )

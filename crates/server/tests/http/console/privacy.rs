@@ -78,6 +78,27 @@ async fn the_page_shows_the_budget_the_ledger_and_the_shift_to_admins_only() {
     );
     assert!(html.contains("<meter id=\"epsilon-meter\""), "{html}");
 
+    // A research report is listed (its ε spent from the same budget).
+    let made = app
+        .call(
+            Method::POST,
+            "/api/v1/feedback/reports",
+            Some(&admin.secret),
+            Some(json!({"from": "2026-01-01", "to": "2026-02-01", "epsilon": 0.2})),
+        )
+        .await;
+    assert_eq!(made.status, 201, "{}", made.text());
+    let id = made.json()["id"].as_str().unwrap().to_owned();
+    let html = console.get("/console/privacy").await.text();
+    assert!(
+        part(&html, "research-reports", "</table>").contains(&id),
+        "{html}"
+    );
+    assert!(
+        part(&html, "privacy-budget", "</dl>").contains("id=\"epsilon-spent\">0.3<"),
+        "{html}"
+    );
+
     // A read key sees the budget but not the plan (admin-only, as in the API).
     let read_html = app
         .console(&reader.secret)
