@@ -81,6 +81,9 @@ pub enum Difference {
     /// In both, but signalbox's text was purged (by request or retention): its text cannot be
     /// compared, which is expected rather than a difference.
     Purged { id: String, line: u64 },
+    /// Only in signalbox, and purged there: its content was erased, so a legacy side that
+    /// never got it (dual-write does not forward purged items) or deleted it agrees.
+    PurgedHereOnly { id: String, occurred_at_ms: i64 },
 }
 
 /// Counts of a reconcile.
@@ -209,7 +212,8 @@ impl FeedbackService {
 
     /// Compares the tenant's items with a legacy export (id → item): every export item is
     /// looked up (`missing`, `different` per field, `purged`); a stored item absent from the
-    /// export is `extra` when it occurred within `range` (inclusive Unix ms; `None`: any time).
+    /// export is `extra` when it occurred within `range` (inclusive Unix ms; `None`: any time),
+    /// or `purged_here_only` when it was purged (its content no longer exists to compare).
     /// Texts are compared by SHA-256 of the opened sealed text. Differences come in the order
     /// found: stored items newest first, then the missing ones by line.
     pub async fn reconcile(
@@ -232,6 +236,14 @@ impl FeedbackService {
             for record in page {
                 let Some(want) = export.get(&record.id) else {
                     if range.is_none_or(|(from, to)| (from..=to).contains(&record.occurred_ms)) {
+                        if record.status == FeedbackStatus::Purged {
+                            summary.purged += 1;
+                            differences.push(Difference::PurgedHereOnly {
+                                id: record.id,
+                                occurred_at_ms: record.occurred_ms,
+                            });
+                            continue;
+                        }
                         summary.extra += 1;
                         differences.push(Difference::Extra {
                             id: record.id,
