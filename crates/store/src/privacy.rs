@@ -202,9 +202,11 @@ impl Store {
         spent_of(row)
     }
 
-    /// Spends `release`'s ε and δ from its period if they fit within `limit`, and records the
-    /// ledger row, in one transaction. Under concurrency (any number of processes) the period's
-    /// spend never passes the limit: the spend is one conditional `UPDATE`.
+    /// Spends `release`'s ε and δ from its period if they fit within the tenant's stored budget
+    /// (or `limit` when it has none: the default), and records the ledger row, in one
+    /// transaction. Under concurrency (any number of processes) the period's spend never passes
+    /// the budget: the spend is one conditional `UPDATE` that reads the budget itself, so a
+    /// budget lowered while a query was being answered is the one that holds.
     pub async fn spend_privacy(
         &self,
         tenant_id: &str,
@@ -239,7 +241,10 @@ impl Store {
             "UPDATE privacy_spend
              SET epsilon_nanos = epsilon_nanos + $3, delta_femtos = delta_femtos + $4
              WHERE tenant_id = $1 AND period_start_ms = $2
-               AND epsilon_nanos + $3 <= $5 AND delta_femtos + $4 <= $6
+               AND epsilon_nanos + $3 <= COALESCE(
+                   (SELECT b.epsilon_nanos FROM privacy_budgets b WHERE b.tenant_id = $1), $5)
+               AND delta_femtos + $4 <= COALESCE(
+                   (SELECT b.delta_femtos FROM privacy_budgets b WHERE b.tenant_id = $1), $6)
              RETURNING epsilon_nanos, delta_femtos",
         )
         .bind(tenant_id)

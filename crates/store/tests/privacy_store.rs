@@ -35,6 +35,7 @@ on_both_backends!(
     concurrent_spends_never_pass_the_limit_and_the_ledger_sums_to_the_spend,
     ledger_pages_newest_first_and_stays_in_its_tenant,
     analytics_rows_join_the_segment_and_stay_in_the_window_and_tenant,
+    a_stored_budget_lowered_after_the_limit_was_read_is_the_one_that_holds,
 );
 
 const PERIOD: i64 = 1_764_547_200_000;
@@ -302,4 +303,41 @@ async fn analytics_rows_join_the_segment_and_stay_in_the_window_and_tenant(f: &T
         .unwrap();
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].segment, None, "a's profile must not leak into b");
+}
+
+/// The limit a caller read before answering may be stale: a budget stored (or lowered) since is
+/// the one the spend checks against.
+async fn a_stored_budget_lowered_after_the_limit_was_read_is_the_one_that_holds(f: &TestStore) {
+    let a = f.store.create_tenant("a", Tier::Starter).await.unwrap();
+    let stale = PrivacyLimit {
+        epsilon_nanos: 10 * TENTH,
+        delta_femtos: 0,
+    };
+    f.store
+        .put_privacy_budget(
+            &a.id,
+            &PrivacyBudgetRecord {
+                period: "month".into(),
+                epsilon_nanos: 2 * TENTH,
+                delta_femtos: 0,
+                updated_at_ms: 1,
+                updated_by: "key_admin".into(),
+            },
+        )
+        .await
+        .unwrap();
+    let mut answered = 0;
+    for _ in 0..5 {
+        if let PrivacySpendOutcome::Spent { .. } = f
+            .store
+            .spend_privacy(&a.id, &release("{\"metric\":\"count\"}", TENTH), stale)
+            .await
+            .unwrap()
+        {
+            answered += 1;
+        }
+    }
+    assert_eq!(answered, 2, "the stored budget of 0.2, not the stale 1.0");
+    let spent = f.store.privacy_spent(&a.id, PERIOD).await.unwrap();
+    assert_eq!(spent.epsilon_nanos, 2 * TENTH);
 }

@@ -92,6 +92,30 @@ pub enum LedgerError {
     Store(#[from] StoreError),
 }
 
+impl From<LedgerError> for crate::problem::ApiError {
+    /// A refusal is 403 `privacy_budget_exhausted` naming what is left, what was asked and
+    /// when the period ends; the analytics route and the report route answer it alike.
+    fn from(e: LedgerError) -> Self {
+        use crate::problem::{ApiError, ProblemKind};
+        let detail = e.to_string();
+        match e {
+            LedgerError::Exhausted {
+                state,
+                requested,
+                remaining_epsilon,
+                remaining_delta,
+            } => ApiError::new(ProblemKind::PrivacyBudgetExhausted, detail)
+                .with("remaining_epsilon", remaining_epsilon)
+                .with("remaining_delta", remaining_delta)
+                .with("requested_epsilon", requested.epsilon.as_f64())
+                .with("requested_delta", requested.delta.as_f64())
+                .with("period_end", crate::rfc3339_ms(state.period_end_ms)),
+            LedgerError::Store(e) => e.into(),
+            LedgerError::Invalid(_) => ApiError::new(ProblemKind::Unprocessable, detail),
+        }
+    }
+}
+
 /// The privacy budget ledger of every tenant.
 #[derive(Debug, Clone)]
 pub struct PrivacyLedger {

@@ -171,7 +171,7 @@ pub(crate) fn to_api_error(e: ReportServiceError) -> crate::problem::ApiError {
         ReportServiceError::NotFound(id) => {
             ApiError::not_found(format!("no report '{id}' in your tenant"))
         }
-        ReportServiceError::Ledger(e) => pas_ledger_problem(e),
+        ReportServiceError::Ledger(e) => crate::problem::ApiError::from(e),
         ReportServiceError::Analytics(e) => ApiError::new(ProblemKind::Unprocessable, e),
         ReportServiceError::Sign(e) => {
             tracing::error!(error = %e, "a research report cannot be signed");
@@ -426,28 +426,5 @@ fn analytics_error(e: pas::AnalyticsError) -> ReportServiceError {
             ),
         ),
         other => ReportServiceError::Analytics(other.to_string()),
-    }
-}
-
-/// A ledger refusal as the analytics route answers it: 403 `privacy_budget_exhausted` with
-/// what is left and when the period ends.
-fn pas_ledger_problem(e: pas::LedgerError) -> crate::problem::ApiError {
-    use crate::problem::{ApiError, ProblemKind};
-    match &e {
-        pas::LedgerError::Exhausted {
-            state,
-            requested,
-            remaining_epsilon,
-            remaining_delta,
-        } => ApiError::new(ProblemKind::PrivacyBudgetExhausted, e.to_string())
-            .with("remaining_epsilon", *remaining_epsilon)
-            .with("remaining_delta", *remaining_delta)
-            .with("requested_epsilon", requested.epsilon.as_f64())
-            .with("requested_delta", requested.delta.as_f64())
-            .with("period_end", crate::rfc3339_ms(state.period_end_ms)),
-        _ => match e {
-            pas::LedgerError::Store(e) => e.into(),
-            e => ApiError::new(ProblemKind::Unprocessable, e.to_string()),
-        },
     }
 }

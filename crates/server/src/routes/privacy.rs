@@ -13,8 +13,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::extract::{ApiJson, ApiQuery, Auth};
 use crate::feedback::private_analytics::{
-    answer_query, AnalyticsError, BudgetState, LedgerEntry, LedgerError, PrivacyLedger,
-    MAX_ANALYTICS_ROWS,
+    answer_query, AnalyticsError, BudgetState, LedgerEntry, PrivacyLedger, MAX_ANALYTICS_ROWS,
 };
 use crate::problem::{ApiError, ProblemKind};
 use crate::state::AppState;
@@ -172,25 +171,6 @@ pub(crate) struct AnswerView {
     budget: BudgetView,
 }
 
-fn exhausted(e: &LedgerError) -> Option<ApiError> {
-    match e {
-        LedgerError::Exhausted {
-            state,
-            requested,
-            remaining_epsilon,
-            remaining_delta,
-        } => Some(
-            ApiError::new(ProblemKind::PrivacyBudgetExhausted, e.to_string())
-                .with("remaining_epsilon", *remaining_epsilon)
-                .with("remaining_delta", *remaining_delta)
-                .with("requested_epsilon", requested.epsilon.as_f64())
-                .with("requested_delta", requested.delta.as_f64())
-                .with("period_end", crate::rfc3339_ms(state.period_end_ms)),
-        ),
-        _ => None,
-    }
-}
-
 fn analytics_error(e: AnalyticsError) -> ApiError {
     match e {
         AnalyticsError::Invalid(errors) => {
@@ -213,10 +193,7 @@ fn analytics_error(e: AnalyticsError) -> ApiError {
         AnalyticsError::TooManyRows => ApiError::new(ProblemKind::Unprocessable, e.to_string())
             .with("field", "to")
             .with("max_items", MAX_ANALYTICS_ROWS),
-        AnalyticsError::Ledger(e) => exhausted(&e).unwrap_or_else(|| match e {
-            LedgerError::Store(e) => e.into(),
-            e => ApiError::new(ProblemKind::Unprocessable, e.to_string()),
-        }),
+        AnalyticsError::Ledger(e) => e.into(),
         AnalyticsError::Calibration(e) => ApiError::new(ProblemKind::Unprocessable, e.to_string()),
         AnalyticsError::Store(e) => e.into(),
     }
