@@ -230,6 +230,19 @@ pub struct Flag {
     /// analysis. The evaluator only reports the setting; serving records the exposure.
     #[serde(default, skip_serializing_if = "is_false")]
     pub track_exposure: bool,
+    /// Count the flag's evaluations for usage analytics (per variant and hour, and the last
+    /// evaluation time that the stale-flag report reads). On unless `false`; left out when on,
+    /// so definitions written before the field read back unchanged.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub track_events: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 /// Defaults are left out when serialising, so a definition reads back as it was written.

@@ -216,4 +216,12 @@ pub(crate) struct FlagDefinition {
     schedule: Option<FlagSchedule>,
     #[serde(default)]
     track_exposure: bool,
+    /// Count the flag's evaluations for usage analytics and the stale-flag report [default:
+    /// true].
+    #[serde(default = "yes")]
+    track_events: bool,
+}
+
+fn yes() -> bool {
+    true
 }
