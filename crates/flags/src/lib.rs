@@ -14,6 +14,7 @@ pub mod context;
 pub mod eval;
 pub mod experiment;
 pub mod model;
+pub mod staleness;
 pub mod stats;
 
 pub use bucket::{bucket, murmur3_x86_32, variant_index, BUCKETS};
@@ -25,6 +26,7 @@ pub use eval::{
     parse_instant_ms, DisabledBy, ErrorCode, Evaluation, FlagSet, LoadError, Reason,
     ValidationError,
 };
+pub use staleness::{single_variant_served, stale_reasons, StaleReason, StalenessInputs};
 pub use model::{
     Condition, EnvironmentOverride, Flag, FlagStatus, FlagType, Prerequisite, Ramp, Rule,
     RuleGroup, Schedule, Variant,

@@ -130,6 +130,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/0019_feedback_reports.sql"),
         postgres: include_str!("../migrations/0019_feedback_reports.sql"),
     },
+    Migration {
+        version: 21,
+        name: "flag_usage",
+        sqlite: include_str!("../migrations/0021_flag_usage.sql"),
+        postgres: include_str!("../migrations/0021_flag_usage.sql"),
+    },
 ];
 
 /// The newest schema version this build knows.

@@ -324,6 +324,13 @@ pub(crate) async fn evaluate_flag(
         .metrics()
         .flags()
         .count_evaluation(reason_name(e.reason));
+    state.evaluation_counts().count_answers(
+        auth.tenant_id(),
+        &environment,
+        now,
+        &snapshot.set,
+        [(key.as_str(), e.variant)],
+    );
     match e.error_code {
         Some(ErrorCode::FlagNotFound) => Err(ofrep_error(
             ProblemKind::NotFound,
@@ -431,8 +438,15 @@ pub(crate) async fn evaluate_flags(
         ctx: &ctx,
         now_ms: now,
     };
-    let flags = set
-        .evaluate_all(&ctx, Some(&environment), now)
+    let evaluations = set.evaluate_all(&ctx, Some(&environment), now);
+    state.evaluation_counts().count_answers(
+        auth.tenant_id(),
+        &environment,
+        now,
+        set,
+        evaluations.iter().map(|(key, e)| (*key, e.variant)),
+    );
+    let flags = evaluations
         .into_iter()
         .map(|(key, e)| {
             metrics.count_evaluation(reason_name(e.reason));
