@@ -2,7 +2,7 @@
 //! (see `docs/flags.md`, "Usage analytics and stale flags"). Pure: the last evaluation time and
 //! "now" are inputs.
 
-use crate::model::{Flag, FlagStatus};
+use crate::model::{Flag, FlagStatus, FlagType};
 
 /// One reason a flag is reported as stale.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,7 +49,9 @@ pub struct StalenessInputs<'a> {
 
 /// Every reason `flag` is stale, in a fixed order (not evaluated, fully rolled out, expired,
 /// finished); empty when it is not. A flag with `track_events: false` is never reported as not
-/// evaluated: its evaluations are not counted, so their absence says nothing.
+/// evaluated: its evaluations are not counted, so their absence says nothing. An `operational`
+/// flag is never reported as fully rolled out, and an expired or finished one is reported as
+/// that rather than as rolled out.
 pub fn stale_reasons(flag: &Flag, inputs: &StalenessInputs<'_>) -> Vec<StaleReason> {
     let mut reasons = Vec::new();
     if flag.track_events {
@@ -67,7 +69,9 @@ pub fn stale_reasons(flag: &Flag, inputs: &StalenessInputs<'_>) -> Vec<StaleReas
         .and_then(crate::parse_instant_ms)
         .filter(|at| inputs.now_ms >= *at);
     let finished = matches!(flag.status, FlagStatus::Completed | FlagStatus::Archived);
-    if expired_at.is_none() && !finished {
+    // An operational flag is a long-lived switch: serving one value to everyone is its normal
+    // state, not a finished rollout.
+    if expired_at.is_none() && !finished && flag.flag_type != FlagType::Operational {
         if let Some(variant) = single_variant_served(flag, inputs.environment, inputs.now_ms) {
             reasons.push(StaleReason::FullyRolledOut {
                 variant: variant.to_owned(),
@@ -234,6 +238,9 @@ mod tests {
             stale_reasons(&expired, &inputs(Some(39 * DAY))),
             vec![StaleReason::Expired { at_ms: DAY }]
         );
+        let switch = flag(json!({"type": "operational",
+                                 "variants": [{"key": "a", "value": true}, {"key": "b", "value": false}]}));
+        assert_eq!(stale_reasons(&switch, &inputs(Some(39 * DAY))), vec![]);
         let archived = flag(json!({"status": "archived"}));
         assert_eq!(
             stale_reasons(&archived, &inputs(Some(39 * DAY))),

@@ -18,6 +18,7 @@ use store::{FlagRecord, Store, StoreError, UsageRange, DAY_MS, HOUR_MS};
 use utoipa::ToSchema;
 
 use crate::evaluation_counts::EvaluationCounter;
+use crate::exposures::ExposureRecorder;
 
 /// The longest range of an hourly usage read: a week of 168 buckets.
 pub const MAX_HOURLY_RANGE_MS: i64 = 7 * DAY_MS;
@@ -271,21 +272,41 @@ impl UsagePoint {
     }
 }
 
-/// Stores what `counter` holds, so the read after it sees every evaluation answered so far.
-async fn settle(store: &Store, counter: Option<&EvaluationCounter>) {
-    if let Some(counter) = counter {
-        counter.flush(store).await;
+/// What a serving process holds in memory and has not stored yet.
+#[derive(Clone, Copy)]
+pub struct Pending<'a> {
+    /// Evaluations counted.
+    pub counts: &'a EvaluationCounter,
+    /// Exposures queued.
+    pub exposures: &'a ExposureRecorder,
+}
+
+impl<'a> Pending<'a> {
+    /// The server's counter and exposure recorder.
+    pub fn of(state: &'a crate::state::AppState) -> Pending<'a> {
+        Pending {
+            counts: state.evaluation_counts(),
+            exposures: state.exposures(),
+        }
+    }
+}
+
+/// Stores what is pending, so the read after it sees every evaluation answered so far.
+async fn settle(store: &Store, pending: Option<Pending<'_>>) {
+    if let Some(pending) = pending {
+        pending.counts.flush(store).await;
+        pending.exposures.flush().await;
     }
 }
 
 /// Usage of the environment's flags (or of `query.flag_key`) in the range.
 pub async fn usage(
     store: &Store,
-    counter: Option<&EvaluationCounter>,
+    pending: Option<Pending<'_>>,
     tenant_id: &str,
     query: &UsageQuery,
 ) -> Result<UsageReport, StoreError> {
-    settle(store, counter).await;
+    settle(store, pending).await;
     let range = UsageRange {
         environment: &query.environment,
         from_ms: query.from_ms,
@@ -360,7 +381,7 @@ pub async fn usage(
 /// same as a missing one).
 pub async fn flag_usage(
     store: &Store,
-    counter: Option<&EvaluationCounter>,
+    pending: Option<Pending<'_>>,
     tenant_id: &str,
     query: &UsageQuery,
 ) -> Result<Option<UsageReport>, StoreError> {
@@ -370,20 +391,20 @@ pub async fn flag_usage(
     if store.flag(tenant_id, &query.environment, key).await?.is_none() {
         return Ok(None);
     }
-    usage(store, counter, tenant_id, query).await.map(Some)
+    usage(store, pending, tenant_id, query).await.map(Some)
 }
 
 /// Evaluations per flag of the environment since `since_ms` (by hour, so from the start of
 /// that hour), for lists.
 pub async fn evaluations_since(
     store: &Store,
-    counter: Option<&EvaluationCounter>,
+    pending: Option<Pending<'_>>,
     tenant_id: &str,
     environment: &str,
     since_ms: i64,
     now_ms: i64,
 ) -> Result<BTreeMap<String, u64>, StoreError> {
-    settle(store, counter).await;
+    settle(store, pending).await;
     let range = UsageRange {
         environment,
         from_ms: since_ms - since_ms.rem_euclid(HOUR_MS),
@@ -522,13 +543,13 @@ fn status_name(status: flags::FlagStatus) -> String {
 /// creation), serving one variant to everyone, expired, or completed / archived.
 pub async fn stale_flags(
     store: &Store,
-    counter: Option<&EvaluationCounter>,
+    pending: Option<Pending<'_>>,
     tenant_id: &str,
     environment: &str,
     days: u32,
     now_ms: i64,
 ) -> Result<StaleReport, StoreError> {
-    settle(store, counter).await;
+    settle(store, pending).await;
     let records = store.flags(tenant_id, environment).await?;
     let last = store.flags_last_evaluated(tenant_id, environment).await?;
     let flags = records
