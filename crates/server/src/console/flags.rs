@@ -110,6 +110,8 @@ struct ListPage {
     environment: String,
     environments: Vec<String>,
     flags: Vec<FlagRow>,
+    /// Evaluations in the last 24 hours and stale flags (`flag_usage`), as HTML.
+    usage_panel: String,
 }
 
 async fn list(
@@ -152,6 +154,8 @@ async fn list(
             updated_at: crate::rfc3339_ms(record.updated_at_ms),
         });
     }
+    let usage_panel =
+        super::flag_usage::list_panel(&state, tenant_id, &environment, detail_path).await?;
     page(
         StatusCode::OK,
         &ListPage {
@@ -159,6 +163,7 @@ async fn list(
             environment,
             environments,
             flags,
+            usage_panel,
         },
     )
 }
@@ -243,6 +248,8 @@ struct FlagView {
     raw_json: String,
     audit: Vec<AuditRow>,
     base_path: String,
+    /// Evaluations and assignments per variant over time (`flag_usage`), as HTML.
+    usage_panel: String,
 }
 
 #[derive(askama::Template)]
@@ -400,6 +407,7 @@ fn flag_view(record: &FlagRecord, flag: &Flag, audit: Vec<store::FlagAuditRecord
             })
             .collect(),
         base_path: detail_path(&record.environment, &record.key),
+        usage_panel: String::new(),
     }
 }
 
@@ -427,7 +435,10 @@ async fn load_view(
     let audit = store
         .flag_audit(session.tenant_id(), environment, key, AUDIT_SHOWN, None)
         .await?;
-    Ok(flag_view(&record, &flag, audit))
+    let mut view = flag_view(&record, &flag, audit);
+    view.usage_panel =
+        super::flag_usage::detail_panel(state, session.tenant_id(), environment, key).await?;
+    Ok(view)
 }
 
 const EXAMPLE_CONTEXT: &str = r#"{"targetingKey":"user-1","country":"US"}"#;
