@@ -131,7 +131,7 @@ pub fn single_variant_served<'a>(flag: &'a Flag, environment: &str, now_ms: i64)
     };
     match (rollout, split.as_slice()) {
         (0, _) => Some(default),
-        (10_000.., [only]) => Some(only),
+        (10_000.., [only]) => Some(*only),
         (_, [only]) if *only == default => Some(default),
         _ => None,
     }

@@ -394,31 +394,6 @@ pub async fn flag_usage(
     usage(store, pending, tenant_id, query).await.map(Some)
 }
 
-/// Evaluations per flag of the environment since `since_ms` (by hour, so from the start of
-/// that hour), for lists.
-pub async fn evaluations_since(
-    store: &Store,
-    pending: Option<Pending<'_>>,
-    tenant_id: &str,
-    environment: &str,
-    since_ms: i64,
-    now_ms: i64,
-) -> Result<BTreeMap<String, u64>, StoreError> {
-    settle(store, pending).await;
-    let range = UsageRange {
-        environment,
-        from_ms: since_ms - since_ms.rem_euclid(HOUR_MS),
-        to_ms: now_ms + HOUR_MS,
-        bucket_ms: DAY_MS,
-        flag_key: None,
-    };
-    let mut totals = BTreeMap::new();
-    for e in store.flag_evaluations(tenant_id, &range).await? {
-        *totals.entry(e.flag_key).or_default() += e.evaluations;
-    }
-    Ok(totals)
-}
-
 /// The flags of an environment that are probably safe to remove.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct StaleReport {

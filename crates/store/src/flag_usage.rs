@@ -138,9 +138,10 @@ impl Store {
         for c in counts {
             let variant = c.variant.as_deref().unwrap_or("");
             *hourly
-                .entry((&c.environment, &c.flag_key, c.hour_ms, variant))
+                .entry((c.environment.as_str(), c.flag_key.as_str(), c.hour_ms, variant))
                 .or_default() += i64::try_from(c.evaluations).unwrap_or(i64::MAX);
-            let at = last.entry((&c.environment, &c.flag_key)).or_insert(i64::MIN);
+            let at = last.entry((c.environment.as_str(), c.flag_key.as_str()))
+                .or_insert(i64::MIN);
             *at = (*at).max(c.last_evaluated_ms);
         }
         if hourly.is_empty() {
@@ -324,7 +325,7 @@ impl Store {
         .fetch_all(&mut *conn)
         .await?;
         rows.iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .map(|r| -> Result<(String, i64), StoreError> { Ok((r.try_get(0)?, r.try_get(1)?)) })
             .collect()
     }
 }
