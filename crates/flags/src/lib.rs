@@ -27,5 +27,5 @@ pub use eval::{
 };
 pub use model::{
     Condition, EnvironmentOverride, Flag, FlagStatus, FlagType, Prerequisite, Ramp, Rule,
-    RuleGroup, Schedule, Variant,
+    RuleGroup, RuleSplit, Schedule, SplitVariant, Variant,
 };
