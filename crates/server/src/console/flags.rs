@@ -79,6 +79,28 @@ fn percent(bp: u32) -> String {
     format!("{}%", f64::from(bp) / 100.0)
 }
 
+/// What a rule serves, in words: its variant, or its rollout and split.
+fn rule_serves(rule: &flags::Rule) -> String {
+    match (&rule.variant, &rule.split) {
+        (Some(v), _) => v.clone(),
+        (None, Some(split)) => {
+            let weights = match &split.variants {
+                Some(list) => list
+                    .iter()
+                    .map(|sv| format!("{} {}", sv.variant, percent(sv.weight_bp)))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                None => "the flag's weights".to_owned(),
+            };
+            format!(
+                "{} of matches get a split: {weights}; the rest the default variant",
+                percent(split.rollout_bp.unwrap_or(flags::BUCKETS))
+            )
+        }
+        (None, None) => String::new(),
+    }
+}
+
 fn snake(value: impl serde::Serialize) -> String {
     match serde_json::to_value(value) {
         Ok(Value::String(s)) => s,
@@ -189,6 +211,8 @@ struct OverrideRow {
     enabled: String,
     rollout: String,
     default_variant: String,
+    /// The variant or value served to everyone in the environment, before targeting.
+    serves: String,
 }
 
 struct ChangeRow {
@@ -211,6 +235,8 @@ pub(super) struct EvaluationView {
     variant: String,
     reason: String,
     rule: String,
+    /// The environment whose override was served, if one was.
+    environment_override: String,
     disabled_by: String,
     bucket: String,
     error: String,
@@ -365,7 +391,7 @@ fn flag_view(record: &FlagRecord, flag: &Flag, audit: Vec<store::FlagAuditRecord
             .map(|r| RuleRow {
                 id: r.id.clone(),
                 when: describe(&r.when),
-                variant: r.variant.clone(),
+                variant: rule_serves(r),
             })
             .collect(),
         prerequisites: flag
@@ -381,6 +407,11 @@ fn flag_view(record: &FlagRecord, flag: &Flag, audit: Vec<store::FlagAuditRecord
                 enabled: o.enabled.map(|e| e.to_string()).unwrap_or_default(),
                 rollout: o.rollout_bp.map(percent).unwrap_or_default(),
                 default_variant: o.default_variant.clone().unwrap_or_default(),
+                serves: match (&o.variant, &o.value) {
+                    (Some(v), _) => format!("variant {v}"),
+                    (None, Some(value)) => format!("value {}", json_text(value)),
+                    (None, None) => String::new(),
+                },
             })
             .collect(),
         raw_json: pretty_definition(record),
@@ -517,6 +548,7 @@ async fn evaluate_now(
         variant: e.variant.unwrap_or_default().to_owned(),
         reason: reason_name(e.reason).to_owned(),
         rule: e.rule_id.unwrap_or_default().to_owned(),
+        environment_override: e.environment_override.unwrap_or_default().to_owned(),
         disabled_by: e.disabled_by.map(snake).unwrap_or_default(),
         bucket: e.bucket.map(|b| b.to_string()).unwrap_or_default(),
         error: e

@@ -118,6 +118,11 @@ pub(crate) struct EvaluationMetadata<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
     disabled_by: Option<flags::DisabledBy>,
+    /// The environment whose override (a variant or value for everyone) was served, when
+    /// `reason` is `STATIC` because of one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    environment_override: Option<&'a str>,
 }
 
 /// A successful evaluation, OFREP's `evaluationSuccess`. Its members never overlap a failure's
@@ -131,6 +136,9 @@ pub(crate) struct EvaluationSuccess<'a> {
     value: &'a Value,
     /// `STATIC`, `DEFAULT`, `TARGETING_MATCH`, `SPLIT` or `DISABLED`.
     reason: &'static str,
+    /// Absent when an environment override serves a value of its own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     variant: Option<&'a str>,
     metadata: EvaluationMetadata<'a>,
 }
@@ -169,6 +177,7 @@ fn success<'a>(key: &'a str, e: &Evaluation<'a>) -> EvaluationSuccess<'a> {
             rule: e.rule_id,
             bucket: e.bucket,
             disabled_by: e.disabled_by,
+            environment_override: e.environment_override,
         },
     }
 }
