@@ -301,3 +301,42 @@ pub(crate) async fn delete(
     lock.publish(store).await?;
     Ok(())
 }
+
+/// Sets a flag's rollout to `bp` basis points (a no-op when it is there already) through
+/// [`replace`], so the change is validated, versioned and in the flag audit trail. The rollout
+/// served in the target environment is changed: its override's `rollout_bp` when it has one,
+/// else the flag's own. A lost version race is retried with the flag read again. Automated
+/// controllers (the feedback traffic shift, guarded rollouts) share it.
+pub(crate) async fn set_rollout(
+    state: &AppState,
+    target: FlagTarget<'_>,
+    bp: u32,
+) -> Result<FlagRecord, ApiError> {
+    let mut last = None;
+    for _ in 0..3 {
+        let record = state
+            .store()
+            .flag(target.tenant_id, target.environment, target.key)
+            .await?
+            .ok_or_else(|| not_found(target.key, target.environment))?;
+        let mut flag = definition_of(&record)?;
+        let slot = match flag
+            .environments
+            .get_mut(target.environment)
+            .filter(|e| e.rollout_bp.is_some())
+        {
+            Some(over) => &mut over.rollout_bp,
+            None => &mut flag.rollout_bp,
+        };
+        if *slot == Some(bp) {
+            return Ok(record);
+        }
+        *slot = Some(bp);
+        match replace(state, target, &flag, Some(record.version)).await {
+            Ok(record) => return Ok(record),
+            Err(e) if e.kind == ProblemKind::PreconditionFailed => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(ApiError::internal))
+}

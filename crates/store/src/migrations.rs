@@ -130,6 +130,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/0019_feedback_reports.sql"),
         postgres: include_str!("../migrations/0019_feedback_reports.sql"),
     },
+    Migration {
+        version: 20,
+        name: "flag_rollouts",
+        sqlite: include_str!("../migrations/0020_flag_rollouts.sql"),
+        postgres: include_str!("../migrations/0020_flag_rollouts.sql"),
+    },
 ];
 
 /// The newest schema version this build knows.

@@ -96,11 +96,13 @@ pub enum Table {
     FeedbackMigrationPlans,
     FeedbackMigrationHistory,
     FeedbackReports,
+    FlagRollouts,
+    FlagRolloutHistory,
 }
 
 impl Table {
     /// Every table; the telemetry crate's sampler and this module's cells iterate it.
-    pub const ALL: [Table; 40] = [
+    pub const ALL: [Table; 42] = [
         Table::Tenants,
         Table::ApiKeys,
         Table::WeberProfiles,
@@ -141,6 +143,8 @@ impl Table {
         Table::FeedbackMigrationPlans,
         Table::FeedbackMigrationHistory,
         Table::FeedbackReports,
+        Table::FlagRollouts,
+        Table::FlagRolloutHistory,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -185,6 +189,8 @@ impl Table {
             Table::FeedbackMigrationPlans => "feedback_migration_plans",
             Table::FeedbackMigrationHistory => "feedback_migration_history",
             Table::FeedbackReports => "feedback_reports",
+            Table::FlagRollouts => "flag_rollouts",
+            Table::FlagRolloutHistory => "flag_rollout_history",
         }
     }
 }

@@ -66,7 +66,7 @@ fn detail_path(environment: &str, key: &str) -> String {
 }
 
 /// A path segment, percent-encoded (flag keys are `[A-Za-z0-9_.-]`, but stay safe).
-fn encode_segment(segment: &str) -> String {
+pub(super) fn encode_segment(segment: &str) -> String {
     form_urlencoded::byte_serialize(segment.as_bytes()).collect()
 }
 
@@ -243,6 +243,8 @@ struct FlagView {
     raw_json: String,
     audit: Vec<AuditRow>,
     base_path: String,
+    /// The guarded-rollout section, rendered by `console::rollouts`.
+    rollout_html: String,
 }
 
 #[derive(askama::Template)]
@@ -400,6 +402,7 @@ fn flag_view(record: &FlagRecord, flag: &Flag, audit: Vec<store::FlagAuditRecord
             })
             .collect(),
         base_path: detail_path(&record.environment, &record.key),
+        rollout_html: String::new(),
     }
 }
 
@@ -427,7 +430,10 @@ async fn load_view(
     let audit = store
         .flag_audit(session.tenant_id(), environment, key, AUDIT_SHOWN, None)
         .await?;
-    Ok(flag_view(&record, &flag, audit))
+    let mut view = flag_view(&record, &flag, audit);
+    view.rollout_html =
+        super::rollouts::section(state, session, environment, key, &view.base_path).await?;
+    Ok(view)
 }
 
 const EXAMPLE_CONTEXT: &str = r#"{"targetingKey":"user-1","country":"US"}"#;

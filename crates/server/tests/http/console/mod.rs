@@ -12,6 +12,7 @@ mod llm;
 mod overview;
 mod predictions;
 mod privacy;
+mod rollouts;
 mod security;
 mod session;
 mod weber;
