@@ -427,6 +427,19 @@ impl RolloutService {
                 format!("flag `{}` is killed; turn the kill switch off before a guarded rollout", key.flag_key),
             ));
         }
+        // Every step must be a rollout the flag can serve (a rollout below 100 % needs a
+        // split): tried with the first, the smallest.
+        let mut trial = flag.clone();
+        *flag_admin::rollout_slot(&mut trial, key.environment) = Some(plan.step_bp(Some(0)));
+        if let Err(e) =
+            flag_admin::check_replacement(state, key.tenant_id, key.environment, &trial).await
+        {
+            return Err(ApiError::new(
+                ProblemKind::Conflict,
+                format!("flag `{}` cannot carry a guarded rollout: {}", key.flag_key, e.detail),
+            )
+            .with("field", "steps"));
+        }
         for (i, g) in plan.guardrails.iter().enumerate() {
             if let GuardrailSpec::Experiment { experiment } = g {
                 if state

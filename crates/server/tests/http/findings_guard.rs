@@ -23,8 +23,8 @@ async fn finding_guardrail_breach_rolls_back() {
     let key = admin.secret.as_str();
     let flag = json!({
         "key": "new-checkout", "type": "boolean", "status": "active",
-        "variants": [{"key": "on", "value": true}, {"key": "off", "value": false}],
-        "default_variant": "on", "off_variant": "off", "rollout_bp": 0
+        "variants": [{"key": "on", "value": true, "weight_bp": 10000}, {"key": "off", "value": false}],
+        "default_variant": "off", "off_variant": "off", "rollout_bp": 0
     });
     let created = app
         .call(Method::POST, "/api/v1/flags", Some(key), Some(flag))

@@ -20,8 +20,8 @@ const PERIOD_MS: i64 = 10_000;
 fn flag() -> Value {
     json!({
         "key": FLAG, "type": "boolean", "status": "active",
-        "variants": [{"key": "on", "value": true}, {"key": "off", "value": false}],
-        "default_variant": "on", "off_variant": "off", "rollout_bp": 0
+        "variants": [{"key": "on", "value": true, "weight_bp": 10000}, {"key": "off", "value": false}],
+        "default_variant": "off", "off_variant": "off", "rollout_bp": 0
     })
 }
 
@@ -264,6 +264,19 @@ async fn plans_are_validated_scoped_and_exclusive() {
     bad["surprise"] = json!(1);
     app.call(Method::PUT, ROLLOUT, Some(key), Some(bad)).await.assert_problem(400, "invalid_field", ROLLOUT);
     app.get(ROLLOUT, Some(key)).await.assert_problem(404, "not_found", ROLLOUT);
+    // A flag without a split cannot serve a partial rollout: 409 before anything is stored.
+    let mut plain = flag();
+    plain["key"] = json!("plain");
+    plain["variants"][0]["weight_bp"] = json!(0);
+    plain["rollout_bp"] = json!(10000);
+    app.call(Method::POST, "/api/v1/flags", Some(key), Some(plain)).await;
+    let plain_path = "/api/v1/flags/plain/rollout";
+    let problem = app
+        .call(Method::PUT, plain_path, Some(key), Some(plan("rollback")))
+        .await
+        .assert_problem(409, "conflict", plain_path);
+    assert!(problem["detail"].as_str().unwrap().contains("split"), "{problem}");
+    app.get(plain_path, Some(key)).await.assert_problem(404, "not_found", plain_path);
 
     let reply = app.call(Method::PUT, ROLLOUT, Some(key), Some(plan("rollback"))).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
@@ -283,7 +296,7 @@ async fn plans_are_validated_scoped_and_exclusive() {
         .await
         .assert_problem(404, "not_found", &format!("{ROLLOUT}/abort"));
     let staging = format!("{ROLLOUT}?environment=staging");
-    app.get(&staging, Some(key)).await.assert_problem(404, "not_found", &staging);
+    app.get(&staging, Some(key)).await.assert_problem(404, "not_found", ROLLOUT);
     // A manual rollback with no step passed: rollout 0.
     let rolled = app.call(Method::POST, &format!("{ROLLOUT}/rollback"), Some(key), None).await.json();
     assert_eq!((rolled["status"].as_str(), rolled["rollout_bp"].as_i64()), (Some("rolled_back"), Some(0)));

@@ -17,8 +17,8 @@ async fn the_flag_page_shows_the_ramp_and_admins_can_roll_it_back() {
     let key = admin.secret.as_str();
     let flag = json!({
         "key": "slow-path", "type": "boolean", "status": "active",
-        "variants": [{"key": "on", "value": true}, {"key": "off", "value": false}],
-        "default_variant": "on", "off_variant": "off", "rollout_bp": 0
+        "variants": [{"key": "on", "value": true, "weight_bp": 10000}, {"key": "off", "value": false}],
+        "default_variant": "off", "off_variant": "off", "rollout_bp": 0
     });
     let created = app.call(Method::POST, "/api/v1/flags", Some(key), Some(flag)).await;
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.text());
