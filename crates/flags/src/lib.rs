@@ -13,6 +13,7 @@ pub mod bucket;
 pub mod context;
 pub mod eval;
 pub mod experiment;
+pub mod guard;
 pub mod model;
 pub mod staleness;
 pub mod stats;

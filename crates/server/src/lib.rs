@@ -56,6 +56,7 @@ mod profiles;
 pub mod rate_limit;
 mod read_cache;
 mod readiness;
+pub mod rollouts;
 mod routes;
 mod state;
 mod weber_admin;

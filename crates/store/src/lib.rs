@@ -36,6 +36,7 @@ mod feedback_forward;
 mod feedback_import;
 mod feedback_migration;
 mod feedback_reports;
+mod flag_rollouts;
 mod flag_usage;
 mod flags;
 mod interactions;
@@ -101,6 +102,9 @@ pub use feedback_migration::{
     MAX_MIGRATION_HISTORY,
 };
 pub use feedback_reports::{FeedbackReportRecord, MAX_FEEDBACK_REPORT_PAGE};
+pub use flag_rollouts::{
+    FlagRolloutChange, FlagRolloutHistoryRecord, FlagRolloutRecord, RolloutKey, MAX_ROLLOUT_HISTORY,
+};
 pub use flag_usage::{
     AssignmentBucket, EvaluationBucket, EvaluationCount, UsageRange, DAY_MS, HOUR_MS,
 };

@@ -98,6 +98,8 @@ pub enum Table {
     FeedbackReports,
     FlagEvaluations,
     FlagLastEvaluated,
+    FlagRollouts,
+    FlagRolloutHistory,
 }
 
 impl Table {
@@ -145,6 +147,8 @@ impl Table {
         Table::FeedbackReports,
         Table::FlagEvaluations,
         Table::FlagLastEvaluated,
+        Table::FlagRollouts,
+        Table::FlagRolloutHistory,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -191,6 +195,8 @@ impl Table {
             Table::FeedbackReports => "feedback_reports",
             Table::FlagEvaluations => "flag_evaluations",
             Table::FlagLastEvaluated => "flag_last_evaluated",
+            Table::FlagRollouts => "flag_rollouts",
+            Table::FlagRolloutHistory => "flag_rollout_history",
         }
     }
 }

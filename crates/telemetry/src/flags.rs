@@ -11,6 +11,8 @@
 //!   in-memory counter held its limit of distinct (tenant, environment, flag, variant, hour)
 //!   cells;
 //! - `flag_usage_write_errors_total`: counted evaluations whose batch could not be written.
+//! - `flag_rollout_actions_total{action}`: what guarded rollouts did (`advance`, `rollback`,
+//!   `kill`, `complete`, `abort`), by the check job or an admin; counters made up front.
 //!
 //! Labels are bounded by construction: `tenant_id` passes through the process's tenant guard.
 
@@ -36,6 +38,14 @@ struct ReasonLabels {
     reason: &'static str,
 }
 
+/// The guarded-rollout actions, in the order of [`FlagMetrics`]' rollout counters.
+pub const ROLLOUT_ACTIONS: [&str; 5] = ["advance", "rollback", "kill", "complete", "abort"];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ActionLabels {
+    action: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TenantLabel {
     tenant_id: String,
@@ -50,6 +60,7 @@ pub struct FlagMetrics {
     write_errors: Counter,
     usage_dropped: Counter,
     usage_write_errors: Counter,
+    rollout_actions: [Counter; 5],
 }
 
 impl FlagMetrics {
@@ -68,6 +79,18 @@ impl FlagMetrics {
             write_errors: Counter::default(),
             usage_dropped: Counter::default(),
             usage_write_errors: Counter::default(),
+            rollout_actions: Default::default(),
+        };
+        let actions = Family::<ActionLabels, Counter>::default();
+        registry.register(
+            "flag_rollout_actions",
+            "Guarded rollout actions (advance, rollback, kill, complete, abort)",
+            actions.clone(),
+        );
+        let m = FlagMetrics {
+            rollout_actions: ROLLOUT_ACTIONS
+                .map(|action| actions.get_or_create(&ActionLabels { action }).clone()),
+            ..m
         };
         registry.register(
             "flag_exposures",
@@ -128,6 +151,13 @@ impl FlagRecorder<'_> {
         self.metrics.dropped.inc();
     }
 
+    /// Counts one guarded-rollout action (one of [`ROLLOUT_ACTIONS`]; others are not counted).
+    pub fn rollout_action(&self, action: &str) {
+        if let Some(i) = ROLLOUT_ACTIONS.iter().position(|a| *a == action) {
+            self.metrics.rollout_actions[i].inc();
+        }
+    }
+
     /// Counts `n` exposures lost to a failed write.
     pub fn exposure_write_failed(&self, n: u64) {
         self.metrics.write_errors.inc_by(n);
@@ -163,7 +193,17 @@ mod tests {
         f.exposure_write_failed(3);
         f.usage_dropped(4);
         f.usage_write_failed(5);
+        f.rollout_action("rollback");
+        f.rollout_action("not-an-action");
         let exp = parse(&m.encode());
+        assert_eq!(
+            total(&exp, "flag_rollout_actions", &[("action", "rollback")]),
+            Some(1.0)
+        );
+        assert_eq!(
+            total(&exp, "flag_rollout_actions", &[("action", "advance")]),
+            Some(0.0)
+        );
         assert_eq!(
             total(&exp, "flag_exposures", &[("tenant_id", "tn_a")]),
             Some(2.0)

@@ -66,7 +66,7 @@ fn detail_path(environment: &str, key: &str) -> String {
 }
 
 /// A path segment, percent-encoded (flag keys are `[A-Za-z0-9_.-]`, but stay safe).
-fn encode_segment(segment: &str) -> String {
+pub(super) fn encode_segment(segment: &str) -> String {
     form_urlencoded::byte_serialize(segment.as_bytes()).collect()
 }
 
@@ -276,6 +276,8 @@ struct FlagView {
     base_path: String,
     /// Evaluations and assignments per variant over time (`flag_usage`), as HTML.
     usage_panel: String,
+    /// The guarded-rollout section, rendered by `console::rollouts`.
+    rollout_html: String,
 }
 
 #[derive(askama::Template)]
@@ -439,6 +441,7 @@ fn flag_view(record: &FlagRecord, flag: &Flag, audit: Vec<store::FlagAuditRecord
             .collect(),
         base_path: detail_path(&record.environment, &record.key),
         usage_panel: String::new(),
+        rollout_html: String::new(),
     }
 }
 
@@ -469,6 +472,8 @@ async fn load_view(
     let mut view = flag_view(&record, &flag, audit);
     view.usage_panel =
         super::flag_usage::detail_panel(state, session.tenant_id(), environment, key).await?;
+    view.rollout_html =
+        super::rollouts::section(state, session, environment, key, &view.base_path).await?;
     Ok(view)
 }
 

@@ -19,6 +19,7 @@ pub(crate) mod owners;
 mod platform;
 mod predictions;
 mod privacy;
+mod rollouts;
 mod tenant;
 mod weber;
 
@@ -75,6 +76,10 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
             flags::delete_flag
         ))
         .routes(routes!(flags::kill_flag))
+        .routes(routes!(rollouts::get_rollout, rollouts::put_rollout))
+        .routes(routes!(rollouts::advance_rollout))
+        .routes(routes!(rollouts::rollback_rollout))
+        .routes(routes!(rollouts::abort_rollout))
         .routes(routes!(flags::flag_audit))
         .routes(routes!(flags::flag_stream))
         .routes(routes!(flag_usage::usage))

@@ -13,6 +13,7 @@ mod llm;
 mod overview;
 mod predictions;
 mod privacy;
+mod rollouts;
 mod security;
 mod session;
 mod weber;
