@@ -35,7 +35,7 @@ pub mod custody;
 pub mod demo;
 pub mod envelope;
 pub mod envoy_rls;
-mod experiments;
+pub mod experiments;
 pub mod exposures;
 pub mod extract;
 mod feature_flags;

@@ -130,6 +130,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/0019_feedback_reports.sql"),
         postgres: include_str!("../migrations/0019_feedback_reports.sql"),
     },
+    Migration {
+        version: 22,
+        name: "experiment_flags",
+        sqlite: include_str!("../migrations/0022_experiment_flags.sql"),
+        postgres: include_str!("../migrations/0022_experiment_flags.sql"),
+    },
 ];
 
 /// The newest schema version this build knows.

@@ -71,7 +71,8 @@ impl JobRegistry {
             .register(crate::feedback::FeedbackReencrypt)
             .register(crate::feedback::FeedbackRetentionPurge)
             .register(crate::feedback::FeedbackForwardLegacy)
-            .register(crate::feedback::FeedbackMigrationCheck);
+            .register(crate::feedback::FeedbackMigrationCheck)
+            .register(crate::experiments::ExperimentsReview);
         if let Some(forecast) = &settings.forecast {
             registry.register(ForecastRebuild(Arc::new(forecast.clone())));
         }

@@ -14,6 +14,7 @@ mod feedback_custody;
 mod feedback_migration;
 mod feedback_reports;
 mod feedback_retention;
+mod findings_experiments;
 mod flags;
 mod forecast;
 mod http_caching;
