@@ -36,7 +36,7 @@ pub mod demo;
 pub mod envelope;
 pub mod envoy_rls;
 pub mod evaluation_counts;
-mod experiments;
+pub mod experiments;
 pub mod exposures;
 pub mod extract;
 mod feature_flags;

@@ -1088,6 +1088,7 @@ async fn ensure_demo_tenant(
     seed_demo_flags(store, &tenant.id).await?;
     server::predictions::ensure_refit_schedule(store, &tenant.id, server::jobs::now_ms()).await?;
     server::feedback::ensure_retention_schedule(store, &tenant.id, server::jobs::now_ms()).await?;
+    server::experiments::ensure_review_schedule(store, &tenant.id, server::jobs::now_ms()).await?;
     let path = data_dir.join(DEMO_FILE);
     let body = serde_json::json!({"tenant_id": tenant.id, "api_key": key.secret});
     write_private(&path, &format!("{body}\n"))

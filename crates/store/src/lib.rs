@@ -83,9 +83,10 @@ pub use self::llm::{
 pub use self::vault::{DataKeyRecord, DataKeyState, NewDataKey};
 pub use diff::{json_diff, FieldChange};
 pub use experiments::{
-    AnalysisInputs, AnalysisQuery, EventsStored, ExperimentEvent, ExperimentRecord, Exposure,
-    ExposureRecord, MetricObservations, MetricShape, StoredMetricEvent, MAX_EVENT_ABS_VALUE,
-    MAX_EXPERIMENT_DEFINITION_BYTES, MAX_TARGETING_KEY_BYTES, RAW_VALUES_LIMIT,
+    AnalysisInputs, AnalysisQuery, AssignmentWindow, EventsStored, ExperimentEvent,
+    ExperimentRecord, Exposure, ExposureRecord, MetricObservations, MetricShape, StoredMetricEvent,
+    MAX_ASSIGNMENT_WINDOWS, MAX_EVENT_ABS_VALUE, MAX_EXPERIMENT_DEFINITION_BYTES,
+    MAX_TARGETING_KEY_BYTES, RAW_VALUES_LIMIT,
 };
 pub use feedback::{
     FeedbackAnalysis, FeedbackEvent, FeedbackFilter, FeedbackHistoryEntry, FeedbackInsertion,

@@ -142,6 +142,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/0021_flag_usage.sql"),
         postgres: include_str!("../migrations/0021_flag_usage.sql"),
     },
+    Migration {
+        version: 22,
+        name: "experiment_flags",
+        sqlite: include_str!("../migrations/0022_experiment_flags.sql"),
+        postgres: include_str!("../migrations/0022_experiment_flags.sql"),
+    },
 ];
 
 /// The newest schema version this build knows.

@@ -91,6 +91,7 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(experiments::pause))
         .routes(routes!(experiments::resume))
         .routes(routes!(experiments::conclude))
+        .routes(routes!(experiments::fail))
         .routes(routes!(experiments::events))
         .routes(routes!(experiments::void_event))
         .routes(routes!(experiments::results))

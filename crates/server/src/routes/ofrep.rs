@@ -270,13 +270,16 @@ struct Served<'a> {
 }
 
 impl Served<'_> {
-    /// Records an exposure when the flag tracks them and someone was served a variant.
+    /// Records an exposure when the flag tracks them and the answer was an assignment: a
+    /// variant chosen by a split (reason `SPLIT`, flag-level or a rule's). Defaults, fixed
+    /// rule variants, overrides and disabled answers are not randomised, so they would bias an
+    /// experiment's comparison (docs/flags.md, "Exposures").
     fn exposed(&self, key: &str, e: &Evaluation<'_>) {
         let (Some(variant), Some(targeting_key)) = (e.variant, self.ctx.targeting_key.as_deref())
         else {
             return;
         };
-        if e.reason == Reason::Error || !self.set.flag(key).is_some_and(|f| f.track_exposure) {
+        if e.reason != Reason::Split || !self.set.flag(key).is_some_and(|f| f.track_exposure) {
             return;
         }
         self.state.exposures().record(

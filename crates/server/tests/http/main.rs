@@ -14,6 +14,7 @@ mod feedback_custody;
 mod feedback_migration;
 mod feedback_reports;
 mod feedback_retention;
+mod findings_experiments;
 mod findings_guard;
 mod findings_rules;
 mod findings_usage;
