@@ -460,7 +460,10 @@ pub fn judge(guardrail: &GuardrailSpec, reading: &Reading) -> Verdict {
     match (guardrail, reading) {
         (_, Reading::Unavailable { why }) => no_data(why.clone()),
         (GuardrailSpec::Experiment { .. }, Reading::Experiment { failing, compared }) => {
-            if let Some(worst) = failing.iter().map(|f| f.relative_degradation).reduce(f64::max)
+            if let Some(worst) = failing
+                .iter()
+                .map(|f| f.relative_degradation)
+                .reduce(f64::max)
             {
                 Verdict::Breached {
                     figure: worst,
@@ -493,7 +496,10 @@ pub fn judge(guardrail: &GuardrailSpec, reading: &Reading) -> Verdict {
                 Verdict::Healthy { figure: rate }
             }
         }
-        (GuardrailSpec::LatencyP99Ms { max, min_requests }, Reading::LatencyP99 { requests, p99_ms }) => {
+        (
+            GuardrailSpec::LatencyP99Ms { max, min_requests },
+            Reading::LatencyP99 { requests, p99_ms },
+        ) => {
             let min = min_requests.unwrap_or(DEFAULT_MIN_REQUESTS).max(1);
             match p99_ms {
                 Some(p99) if *requests >= min => {
@@ -569,7 +575,10 @@ pub fn decide(plan: &RolloutPlan, ramp: &RampState, readings: &[Reading], now_ms
     if ramp.status != RampStatus::Active {
         return decision(Action::Hold, Reason::NotActive);
     }
-    if verdicts.iter().any(|v| matches!(v, Verdict::Breached { .. })) {
+    if verdicts
+        .iter()
+        .any(|v| matches!(v, Verdict::Breached { .. }))
+    {
         let action = match plan.on_breach {
             OnBreach::Rollback => Action::Rollback {
                 to: safe_below(ramp),
@@ -591,10 +600,7 @@ pub fn decide(plan: &RolloutPlan, ramp: &RampState, readings: &[Reading], now_ms
         return decision(Action::Hold, Reason::Healthy);
     }
     if ramp.step + 1 < plan.steps.len() {
-        decision(
-            Action::Advance { to: ramp.step + 1 },
-            Reason::StepPassed,
-        )
+        decision(Action::Advance { to: ramp.step + 1 }, Reason::StepPassed)
     } else {
         decision(Action::Complete, Reason::LastStepPassed)
     }
@@ -746,7 +752,10 @@ mod tests {
         let p = plan(vec![100, 1000], Mode::Scheduled, OnBreach::Rollback);
         let mut ramp = RampState::start(0);
         let d = decide(&p, &ramp, &healthy(), 30_000);
-        assert_eq!((d.action.clone(), d.reason), (Action::Hold, Reason::Healthy));
+        assert_eq!(
+            (d.action.clone(), d.reason),
+            (Action::Hold, Reason::Healthy)
+        );
         let d = decide(&p, &ramp, &healthy(), 60_000);
         assert_eq!(d.action, Action::Advance { to: 1 });
         ramp = ramp.after(&p, &d.action, 60_000);
@@ -757,7 +766,10 @@ mod tests {
         ramp = ramp.after(&p, &d.action, 120_000);
         assert_eq!(ramp.status, RampStatus::Completed);
         assert_eq!(ramp.rollout_bp(&p), 1000);
-        assert_eq!(decide(&p, &ramp, &healthy(), 999_999).reason, Reason::NotActive);
+        assert_eq!(
+            decide(&p, &ramp, &healthy(), 999_999).reason,
+            Reason::NotActive
+        );
     }
 
     #[test]
@@ -777,7 +789,10 @@ mod tests {
             healthy()[1].clone(),
         ];
         let d = decide(&p, &ramp, &bad, 130_000);
-        assert_eq!((d.action.clone(), d.reason), (Action::Rollback { to: Some(1) }, Reason::Breach));
+        assert_eq!(
+            (d.action.clone(), d.reason),
+            (Action::Rollback { to: Some(1) }, Reason::Breach)
+        );
         assert_eq!(
             d.verdicts[0],
             Verdict::Breached {
@@ -786,12 +801,18 @@ mod tests {
             }
         );
         ramp = ramp.after(&p, &d.action, 130_000);
-        assert_eq!((ramp.status, ramp.rollout_bp(&p)), (RampStatus::RolledBack, 1000));
+        assert_eq!(
+            (ramp.status, ramp.rollout_bp(&p)),
+            (RampStatus::RolledBack, 1000)
+        );
         // Resuming re-enters the step that broke.
         let again = apply(&p, &ramp, ManualEvent::Advance).unwrap();
         assert_eq!(again, Action::Advance { to: 2 });
         let resumed = ramp.after(&p, &again, 140_000);
-        assert_eq!((resumed.status, resumed.last_safe_step), (RampStatus::Active, Some(1)));
+        assert_eq!(
+            (resumed.status, resumed.last_safe_step),
+            (RampStatus::Active, Some(1))
+        );
     }
 
     #[test]
@@ -811,7 +832,10 @@ mod tests {
             server_errors: 3,
         }];
         let d = decide(&p, &ramp, &quiet, 1);
-        assert_eq!((d.action, d.reason), (Action::Hold, Reason::InsufficientData));
+        assert_eq!(
+            (d.action, d.reason),
+            (Action::Hold, Reason::InsufficientData)
+        );
         // Manual mode never advances by itself.
         assert_eq!(decide(&p, &ramp, &healthy(), i64::MAX).action, Action::Hold);
     }
@@ -836,7 +860,13 @@ mod tests {
         };
         assert_eq!(judge(&g, &fine), Verdict::Healthy { figure: 0.0 });
         assert!(matches!(
-            judge(&g, &Reading::Experiment { failing: vec![], compared: 0 }),
+            judge(
+                &g,
+                &Reading::Experiment {
+                    failing: vec![],
+                    compared: 0
+                }
+            ),
             Verdict::NoData { .. }
         ));
     }
@@ -845,7 +875,10 @@ mod tests {
     fn admin_events_apply_only_where_they_make_sense() {
         let p = plan(vec![100, 1000], Mode::Manual, OnBreach::Rollback);
         let ramp = RampState::start(0);
-        assert_eq!(apply(&p, &ramp, ManualEvent::Rollback), Ok(Action::Rollback { to: None }));
+        assert_eq!(
+            apply(&p, &ramp, ManualEvent::Rollback),
+            Ok(Action::Rollback { to: None })
+        );
         let aborted = ramp.after(&p, &Action::Abort, 1);
         assert_eq!(aborted.rollout_bp(&p), 0);
         assert!(apply(&p, &aborted, ManualEvent::Advance).is_err());
@@ -862,7 +895,11 @@ mod tests {
         )
             .prop_map(|(steps, scheduled, kill)| RolloutPlan {
                 steps: steps.into_iter().collect(),
-                mode: if scheduled { Mode::Scheduled } else { Mode::Manual },
+                mode: if scheduled {
+                    Mode::Scheduled
+                } else {
+                    Mode::Manual
+                },
                 step_seconds: Some(60),
                 evaluation_period_seconds: 10,
                 guardrails: vec![
@@ -875,7 +912,11 @@ mod tests {
                         min_requests: Some(10),
                     },
                 ],
-                on_breach: if kill { OnBreach::Kill } else { OnBreach::Rollback },
+                on_breach: if kill {
+                    OnBreach::Kill
+                } else {
+                    OnBreach::Rollback
+                },
             })
     }
 

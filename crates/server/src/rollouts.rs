@@ -327,7 +327,13 @@ struct CheckJob {
 }
 
 impl CheckJob {
-    fn new(key: RolloutKey<'_>, plan: &RolloutPlan, generation: i64, version: i64, now_ms: i64) -> CheckJob {
+    fn new(
+        key: RolloutKey<'_>,
+        plan: &RolloutPlan,
+        generation: i64,
+        version: i64,
+        now_ms: i64,
+    ) -> CheckJob {
         let payload = json!({
             "environment": key.environment,
             "flag_key": key.flag_key,
@@ -424,7 +430,10 @@ impl RolloutService {
         if flag.kill_switch {
             return Err(ApiError::new(
                 ProblemKind::Conflict,
-                format!("flag `{}` is killed; turn the kill switch off before a guarded rollout", key.flag_key),
+                format!(
+                    "flag `{}` is killed; turn the kill switch off before a guarded rollout",
+                    key.flag_key
+                ),
             ));
         }
         // Every step must be a rollout the flag can serve (a rollout below 100 % needs a
@@ -436,7 +445,10 @@ impl RolloutService {
         {
             return Err(ApiError::new(
                 ProblemKind::Conflict,
-                format!("flag `{}` cannot carry a guarded rollout: {}", key.flag_key, e.detail),
+                format!(
+                    "flag `{}` cannot carry a guarded rollout: {}",
+                    key.flag_key, e.detail
+                ),
             )
             .with("field", "steps"));
         }
@@ -458,7 +470,10 @@ impl RolloutService {
             }
         }
         let current = state.store().flag_rollout(key).await?;
-        if current.as_ref().is_some_and(|c| c.status == RampStatus::Active.as_str()) {
+        if current
+            .as_ref()
+            .is_some_and(|c| c.status == RampStatus::Active.as_str())
+        {
             return Err(active_conflict(key.flag_key));
         }
         let generation = current.map_or(1, |c| c.generation + 1);
@@ -495,7 +510,11 @@ impl RolloutService {
     }
 
     /// The ramp with its history (read).
-    pub async fn get(&self, state: &AppState, key: RolloutKey<'_>) -> Result<RolloutView, ApiError> {
+    pub async fn get(
+        &self,
+        state: &AppState,
+        key: RolloutKey<'_>,
+    ) -> Result<RolloutView, ApiError> {
         let record = state
             .store()
             .flag_rollout(key)
@@ -540,12 +559,25 @@ impl RolloutService {
         let plan = plan_of(&record)?;
         let ramp = ramp_of(&record)?;
         let action = guard::apply(&plan, &ramp, event).map_err(|e| {
-            ApiError::new(ProblemKind::Conflict, e.to_string()).with("status", record.status.clone())
+            ApiError::new(ProblemKind::Conflict, e.to_string())
+                .with("status", record.status.clone())
         })?;
         let detail = json!({ "manual": true, "reason": "manual" });
         let baseline = baseline_now(state, key.tenant_id);
         let committed = self
-            .transition(state, key, &record, &plan, &ramp, &action, actor, &detail, None, Some(&baseline), now_ms)
+            .transition(
+                state,
+                key,
+                &record,
+                &plan,
+                &ramp,
+                &action,
+                actor,
+                &detail,
+                None,
+                Some(&baseline),
+                now_ms,
+            )
             .await?
             .ok_or_else(|| {
                 ApiError::new(
@@ -655,7 +687,19 @@ impl RolloutService {
             // The flag was deleted: the ramp has nothing left to drive.
             let detail = json!({ "reason": "flag_deleted" });
             let committed = self
-                .transition(state, key, &record, &plan, &ramp, &Action::Abort, GUARD_ACTOR, &detail, Some(&detail), None, now_ms)
+                .transition(
+                    state,
+                    key,
+                    &record,
+                    &plan,
+                    &ramp,
+                    &Action::Abort,
+                    GUARD_ACTOR,
+                    &detail,
+                    Some(&detail),
+                    None,
+                    now_ms,
+                )
                 .await?;
             return Ok(match committed {
                 Some(r) => CheckOutcome {

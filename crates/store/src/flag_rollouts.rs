@@ -195,9 +195,7 @@ impl Store {
         &self,
         key: RolloutKey<'_>,
     ) -> Result<Option<FlagRolloutRecord>, StoreError> {
-        let mut conn = self
-            .acquire(Operation::Select, Table::FlagRollouts)
-            .await?;
+        let mut conn = self.acquire(Operation::Select, Table::FlagRollouts).await?;
         select_in(&mut conn, key).await
     }
 
@@ -219,9 +217,7 @@ impl Store {
         now_ms: i64,
     ) -> Result<(FlagRolloutRecord, Vec<Enqueued>), StoreError> {
         let turn = self.write_turn().await;
-        let mut conn = self
-            .acquire(Operation::Upsert, Table::FlagRollouts)
-            .await?;
+        let mut conn = self.acquire(Operation::Upsert, Table::FlagRollouts).await?;
         let mut tx = conn.begin().await?;
         // PostgreSQL locks the row; on SQLite the writer turn serialises writers.
         let lock = match self.backend {
@@ -317,9 +313,7 @@ impl Store {
         now_ms: i64,
     ) -> Result<Option<(FlagRolloutRecord, Vec<Enqueued>)>, StoreError> {
         let turn = self.write_turn().await;
-        let mut conn = self
-            .acquire(Operation::Update, Table::FlagRollouts)
-            .await?;
+        let mut conn = self.acquire(Operation::Update, Table::FlagRollouts).await?;
         let mut tx = conn.begin().await?;
         let changed = sqlx::query(
             "UPDATE flag_rollouts SET version = version + 1, status = $1, step = $2,

@@ -102,8 +102,7 @@ pub use feedback_migration::{
 };
 pub use feedback_reports::{FeedbackReportRecord, MAX_FEEDBACK_REPORT_PAGE};
 pub use flag_rollouts::{
-    FlagRolloutChange, FlagRolloutHistoryRecord, FlagRolloutRecord, RolloutKey,
-    MAX_ROLLOUT_HISTORY,
+    FlagRolloutChange, FlagRolloutHistoryRecord, FlagRolloutRecord, RolloutKey, MAX_ROLLOUT_HISTORY,
 };
 pub use flags::{
     FlagAction, FlagAuditRecord, FlagRecord, MAX_FLAG_DEFINITION_BYTES, MAX_FLAG_PAGE,

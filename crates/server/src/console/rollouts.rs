@@ -97,7 +97,9 @@ fn card_of(view: RolloutView) -> RampCard {
                 format!(
                     "{} at {}: {} ({})",
                     c["action"]["action"].as_str().unwrap_or("?"),
-                    view.last_check_ms.map(crate::rfc3339_ms).unwrap_or_default(),
+                    view.last_check_ms
+                        .map(crate::rfc3339_ms)
+                        .unwrap_or_default(),
                     c["reason"].as_str().unwrap_or("?"),
                     c["guardrails"]
                 )

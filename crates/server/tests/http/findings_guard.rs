@@ -11,7 +11,9 @@ use store::{Backend, Scope};
 use crate::TestApp;
 
 async fn flag_rollout(app: &TestApp, key: &str) -> Value {
-    app.get("/api/v1/flags/new-checkout", Some(key)).await.json()["definition"]["rollout_bp"]
+    app.get("/api/v1/flags/new-checkout", Some(key))
+        .await
+        .json()["definition"]["rollout_bp"]
         .clone()
 }
 
@@ -46,15 +48,17 @@ async fn finding_guardrail_breach_rolls_back() {
 
     // The guardrail fails: a fifth of the tenant's answers are 5xx.
     for i in 0..100 {
-        app.state.metrics().observe_http(&telemetry::HttpObservation {
-            method: "POST",
-            endpoint: "/ofrep/v1/evaluate/flags/{key}",
-            status: if i % 5 == 0 { 500 } else { 200 },
-            tenant_id: Some(&tenant.id),
-            service: "flags",
-            duration: Duration::from_millis(5),
-            request_bytes: 0,
-        });
+        app.state
+            .metrics()
+            .observe_http(&telemetry::HttpObservation {
+                method: "POST",
+                endpoint: "/ofrep/v1/evaluate/flags/{key}",
+                status: if i % 5 == 0 { 500 } else { 200 },
+                tenant_id: Some(&tenant.id),
+                service: "flags",
+                duration: Duration::from_millis(5),
+                request_bytes: 0,
+            });
     }
     // The check the last change scheduled (one evaluation period later), run now.
     let jobs = app
@@ -78,7 +82,10 @@ async fn finding_guardrail_breach_rolls_back() {
         .find(|j| serde_json::from_str::<Value>(&j.payload).unwrap()["version"] == version)
         .expect("a check is scheduled while the ramp is active");
     let registry = JobRegistry::builtin(&Default::default());
-    let handler = registry.get("flags.rollout_check").expect("registered").clone();
+    let handler = registry
+        .get("flags.rollout_check")
+        .expect("registered")
+        .clone();
     let (ctx, _stop) = JobContext::detached(
         app.state.clone(),
         &tenant.id,
@@ -94,6 +101,11 @@ async fn finding_guardrail_breach_rolls_back() {
     let last = state["history"].as_array().unwrap().last().unwrap().clone();
     assert_eq!(last["event"], "rollback", "{last}");
     assert_eq!(last["detail"]["reason"], "breach", "{last}");
-    assert!(last["detail"]["guardrails"][0]["verdict"]["figure"].as_f64().unwrap() > 0.05);
+    assert!(
+        last["detail"]["guardrails"][0]["verdict"]["figure"]
+            .as_f64()
+            .unwrap()
+            > 0.05
+    );
     app.cleanup().await;
 }
