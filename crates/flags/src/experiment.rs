@@ -1,5 +1,6 @@
-//! Experiments: definition, lifecycle (draft → running ⇄ paused → concluded) and analysis of
-//! results into a plain-language recommendation.
+//! Experiments: definition, lifecycle (draft → running ⇄ paused → completed or failed), the
+//! flag the experiment owns (what each state makes it serve), the periodic review's decisions,
+//! and analysis of results into a plain-language recommendation.
 //!
 //! Times are milliseconds since the Unix epoch, passed in by the caller.
 //!
@@ -33,6 +34,9 @@ use thiserror::Error;
 
 use crate::stats::{self, StatsError, Summary};
 
+mod plan;
+pub use plan::*;
+
 /// Why an experiment could not be created, changed or analysed.
 #[derive(Debug, Clone, PartialEq, Error)]
 pub enum ExperimentError {
@@ -46,6 +50,14 @@ pub enum ExperimentError {
         from: ExperimentState,
         /// The refused action.
         action: &'static str,
+    },
+    /// A setting is invalid; `field` names it as the API spells it.
+    #[error("invalid experiment: {field}: {message}")]
+    InvalidField {
+        /// The field at fault (`traffic_percentage`, `variants`, ...).
+        field: String,
+        /// What is wrong.
+        message: String,
     },
     /// Data for a variant or metric is missing.
     #[error("missing data: {0}")]
@@ -72,8 +84,13 @@ pub enum ExperimentState {
     Running,
     /// Temporarily not assigning new users.
     Paused,
-    /// Finished; no further transitions.
-    Concluded,
+    /// Finished (stored as `concluded` before the seed's names were adopted); no further
+    /// transitions.
+    #[serde(alias = "concluded")]
+    Completed,
+    /// Stopped because a guardrail was breached (or an operator failed it); no further
+    /// transitions.
+    Failed,
 }
 
 /// Whether a metric is a rate of conversions or a per-user value.
@@ -244,6 +261,17 @@ pub struct Experiment {
     pub concluded_at: Option<i64>,
     /// Variant chosen at conclusion (None: no change shipped).
     pub winner: Option<String>,
+    /// The seed's operational settings (type, audience, traffic, schedule, owner, ...).
+    #[serde(default)]
+    pub plan: ExperimentPlan,
+    /// The periods the experiment ran (start or resume to pause, completion or now). Stored
+    /// experiments from before windows were kept read as one window; see
+    /// [`Experiment::running_windows`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub windows: Vec<RunningWindow>,
+    /// Why the experiment failed, or what completed it automatically.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 fn invalid(message: &str) -> ExperimentError {
@@ -311,9 +339,19 @@ fn validate(spec: &ExperimentSpec) -> Result<(), ExperimentError> {
 }
 
 impl Experiment {
-    /// Validates `spec` and creates a draft experiment at `now`.
+    /// Validates `spec` and creates a draft experiment at `now` with the default plan.
     pub fn create(spec: ExperimentSpec, now: i64) -> Result<Self, ExperimentError> {
+        Self::create_with(spec, ExperimentPlan::default(), now)
+    }
+
+    /// Validates `spec` and `plan` and creates a draft experiment at `now`.
+    pub fn create_with(
+        spec: ExperimentSpec,
+        plan: ExperimentPlan,
+        now: i64,
+    ) -> Result<Self, ExperimentError> {
         validate(&spec)?;
+        plan.validate(now)?;
         Ok(Self {
             spec,
             state: ExperimentState::Draft,
@@ -322,6 +360,9 @@ impl Experiment {
             paused_at: None,
             concluded_at: None,
             winner: None,
+            plan,
+            windows: Vec::new(),
+            reason: None,
         })
     }
 
@@ -339,7 +380,18 @@ impl Experiment {
         }
         self.state = ExperimentState::Running;
         self.started_at = Some(now);
+        self.windows.push(RunningWindow {
+            start: now,
+            end: None,
+        });
         Ok(())
+    }
+
+    /// Closes the open running window at `now` (at its start if `now` is earlier).
+    fn close_window(&mut self, now: i64) {
+        if let Some(open) = self.windows.last_mut().filter(|w| w.end.is_none()) {
+            open.end = Some(now.max(open.start));
+        }
     }
 
     /// Running → paused.
@@ -349,20 +401,51 @@ impl Experiment {
         }
         self.state = ExperimentState::Paused;
         self.paused_at = Some(now);
+        self.close_window(now);
         Ok(())
     }
 
     /// Paused → running.
-    pub fn resume(&mut self) -> Result<(), ExperimentError> {
+    pub fn resume(&mut self, now: i64) -> Result<(), ExperimentError> {
         if self.state != ExperimentState::Paused {
             return Err(self.refuse("resume"));
         }
+        if self.windows.len() >= MAX_RUNNING_WINDOWS {
+            return Err(ExperimentError::InvalidField {
+                field: "state".into(),
+                message: format!(
+                    "the experiment has been resumed {} times, the most it may; complete it and start a new one",
+                    MAX_RUNNING_WINDOWS - 1
+                ),
+            });
+        }
         self.state = ExperimentState::Running;
         self.paused_at = None;
+        self.windows.push(RunningWindow {
+            start: now,
+            end: None,
+        });
         Ok(())
     }
 
-    /// Running or paused → concluded, optionally naming the winning variant.
+    /// Running or paused → failed, with the reason (a breached guardrail, an operator's words).
+    pub fn fail(&mut self, now: i64, reason: String) -> Result<(), ExperimentError> {
+        if !matches!(
+            self.state,
+            ExperimentState::Running | ExperimentState::Paused
+        ) {
+            return Err(self.refuse("fail"));
+        }
+        self.state = ExperimentState::Failed;
+        self.concluded_at = Some(now);
+        self.paused_at = None;
+        self.winner = None;
+        self.reason = Some(reason);
+        self.close_window(now);
+        Ok(())
+    }
+
+    /// Running or paused → completed, optionally naming the winning variant.
     pub fn conclude(&mut self, now: i64, winner: Option<String>) -> Result<(), ExperimentError> {
         if !matches!(
             self.state,
@@ -377,10 +460,11 @@ impl Experiment {
                 )));
             }
         }
-        self.state = ExperimentState::Concluded;
+        self.state = ExperimentState::Completed;
         self.concluded_at = Some(now);
         self.paused_at = None;
         self.winner = winner;
+        self.close_window(now);
         Ok(())
     }
 }
@@ -447,7 +531,11 @@ pub struct Comparison {
     pub p_value: f64,
     /// Mann-Whitney U p-value, when raw values were given.
     pub mann_whitney_p: Option<f64>,
-    /// p < alpha.
+    /// `p_value` after Holm's correction across every primary and secondary comparison of the
+    /// analysis ([`stats::holm`]); guardrail comparisons are separate tests and keep their raw
+    /// p-value here.
+    pub p_value_adjusted: f64,
+    /// `p_value_adjusted` < alpha.
     pub significant: bool,
     /// The change is in the metric's good direction.
     pub improves: bool,
@@ -648,6 +736,7 @@ fn compare(
         statistic,
         p_value,
         mann_whitney_p,
+        p_value_adjusted: p_value,
         significant: p_value < alpha,
         improves,
     })
@@ -715,7 +804,7 @@ impl Experiment {
                 .map(|v| compare(metric, v, &spec.control, data, spec.alpha))
                 .collect()
         };
-        let primary = compare_all(&spec.primary_metric)?;
+        let mut primary = compare_all(&spec.primary_metric)?;
         // Secondary metrics and guardrails whose data cannot be tested yet are reported, not
         // fatal: the primary metric decides, and it alone may stop the analysis.
         let mut not_analysed = Vec::new();
@@ -741,6 +830,21 @@ impl Experiment {
         let mut secondary = Vec::new();
         for metric in &spec.secondary_metrics {
             secondary.extend(compare_some(metric)?);
+        }
+        // Every (treatment, metric) pair of the primary and secondary metrics is one hypothesis
+        // of the family: Holm keeps the chance of any false "significant" at alpha.
+        let raw: Vec<f64> = primary
+            .iter()
+            .chain(&secondary)
+            .map(|c| c.p_value)
+            .collect();
+        for (c, adjusted) in primary
+            .iter_mut()
+            .chain(secondary.iter_mut())
+            .zip(stats::holm(&raw))
+        {
+            c.p_value_adjusted = adjusted;
+            c.significant = adjusted < spec.alpha;
         }
         let mut guardrail_comparisons = Vec::new();
         for guardrail in &spec.guardrails {

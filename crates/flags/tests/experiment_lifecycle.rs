@@ -69,7 +69,7 @@ fn lifecycle_records_times_and_winner() {
     e.start(20).unwrap();
     e.pause(30).unwrap();
     assert_eq!(e.paused_at, Some(30));
-    e.resume().unwrap();
+    e.resume(35).unwrap();
     assert_eq!(e.paused_at, None);
     assert!(e.conclude(40, Some("Z".into())).is_err());
     e.conclude(40, Some("B".into())).unwrap();
@@ -85,7 +85,21 @@ fn lifecycle_records_times_and_winner() {
     let err = e.start(50).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "cannot start an experiment that is Concluded"
+        "cannot start an experiment that is Completed"
+    );
+    // The windows it ran in: start to pause, resume to completion.
+    assert_eq!(
+        e.windows,
+        [
+            RunningWindow {
+                start: 20,
+                end: Some(30)
+            },
+            RunningWindow {
+                start: 35,
+                end: Some(40)
+            }
+        ]
     );
 }
 
@@ -95,6 +109,7 @@ enum Action {
     Pause,
     Resume,
     Conclude,
+    Fail,
 }
 
 /// The allowed transitions, written out as a table.
@@ -104,7 +119,8 @@ fn oracle(state: ExperimentState, action: Action) -> Option<ExperimentState> {
         (Draft, Action::Start) => Some(Running),
         (Running, Action::Pause) => Some(Paused),
         (Paused, Action::Resume) => Some(Running),
-        (Running | Paused, Action::Conclude) => Some(Concluded),
+        (Running | Paused, Action::Conclude) => Some(Completed),
+        (Running | Paused, Action::Fail) => Some(Failed),
         _ => None,
     }
 }
@@ -112,17 +128,18 @@ fn oracle(state: ExperimentState, action: Action) -> Option<ExperimentState> {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
     #[test]
-    fn transitions_follow_the_table(actions in prop::collection::vec(0u8..4, 0..12)) {
+    fn transitions_follow_the_table(actions in prop::collection::vec(0u8..5, 0..12)) {
         let mut e = Experiment::create(spec(), 0).unwrap();
         for (i, a) in actions.iter().enumerate() {
-            let action = match a { 0 => Action::Start, 1 => Action::Pause, 2 => Action::Resume, _ => Action::Conclude };
+            let action = match a { 0 => Action::Start, 1 => Action::Pause, 2 => Action::Resume, 3 => Action::Conclude, _ => Action::Fail };
             let now = i as i64;
             let before = e.state;
             let result = match action {
                 Action::Start => e.start(now),
                 Action::Pause => e.pause(now),
-                Action::Resume => e.resume(),
+                Action::Resume => e.resume(now),
                 Action::Conclude => e.conclude(now, None),
+                Action::Fail => e.fail(now, "guardrail".into()),
             };
             match oracle(before, action) {
                 Some(next) => { prop_assert!(result.is_ok()); prop_assert_eq!(e.state, next); }
@@ -132,6 +149,12 @@ proptest! {
                     prop_assert_eq!(e.state, before);
                 }
             }
+            // Windows never overlap, and only a running experiment has an open one.
+            for pair in e.windows.windows(2) {
+                prop_assert!(pair[0].end.is_some_and(|end| end <= pair[1].start));
+            }
+            let open = e.windows.last().is_some_and(|w| w.end.is_none());
+            prop_assert_eq!(open, e.state == ExperimentState::Running);
         }
     }
 }

@@ -6,7 +6,9 @@
 //! sealing, pricing and queueing apply as for any client, and no rule is copied here. The one
 //! exception is flag exposures, which the API only records as a side effect of live
 //! evaluations (timed now, assigned by today's rollout): the demo writes a fortnight of past
-//! exposures with the store call the exposure recorder makes.
+//! exposures with the store call the exposure recorder makes, and starts the experiment
+//! through the same lifecycle service the API calls, dated a fortnight back (the API starts
+//! experiments now, and only assignments made while an experiment runs count).
 //!
 //! The data is deterministic: a fixed RNG seed, and times as fixed offsets before the start of
 //! the UTC day the tenant was created (so "the last 14 days" always has data and nothing is in
@@ -367,8 +369,9 @@ async fn purchases(
     Ok(stored)
 }
 
-/// An experiment on the pricing page's layout: created and started through the API, with a
-/// fortnight of exposures and conversion and revenue events that give the treatments a lift.
+/// An experiment on the pricing page's layout (it owns the example flag): created through the
+/// API, started a fortnight back through the lifecycle service, with a fortnight of exposures
+/// and conversion and revenue events that give the treatments a lift.
 async fn experiment(
     state: &AppState,
     api: &Api<'_>,
@@ -390,17 +393,26 @@ async fn experiment(
                            "minimum_detectable_effect": 0.04},
         "secondary_metrics": [{"key": "revenue", "kind": "value", "goal": "increase",
                                "minimum_detectable_effect": 5.0}],
-        "early_stopping": true
+        "early_stopping": true,
+        "owner": "growth-team",
+        "tags": ["pricing", "growth"]
     });
     api.post("create experiment", "/api/v1/experiments", &spec)
         .await?;
-    api.call(
-        "start experiment",
-        Method::POST,
-        &format!("/api/v1/experiments/{DEMO_EXPERIMENT}/start"),
-        None,
+    let started_at = base - 14 * DAY_MS;
+    crate::experiments::apply_at(
+        state,
+        tenant_id,
+        DEMO_EXPERIMENT,
+        crate::experiments::LifecycleAction::Start,
+        started_at,
     )
-    .await?;
+    .await
+    .map_err(|e| DemoError::Refused {
+        what: "start experiment",
+        status: e.kind.status(),
+        body: e.detail,
+    })?;
 
     let mut exposures = Vec::with_capacity(EXPERIMENT_VISITORS);
     let mut events = Vec::new();

@@ -1,20 +1,38 @@
-//! Experiments as a use case: loading one of the tenant's experiments, lifecycle changes with
-//! optimistic concurrency, and the analysis of its results. The API routes
-//! (`routes::experiments`) and the console both call these, so the rules live once.
+//! Experiments as a use case: creating one on the flag it owns, lifecycle changes with
+//! optimistic concurrency that also change what the flag serves, the analysis of its results,
+//! and the periodic review (`experiments.review`). The API routes (`routes::experiments`), the
+//! console, the demo and the job handler all call these, so the rules live once.
+//!
+//! An experiment writes its flag only through [`crate::flag_admin`] (validated, audited, actor
+//! `experiment:<key>`), replacing only the rules whose ids start with `experiment.`; see
+//! `flags::experiment::Experiment::flag_for` for what each state serves.
 
 use std::collections::BTreeMap;
 
 use flags::experiment::{
-    Experiment, ExperimentError, ExperimentResults, ExperimentState, MetricData, MetricKind,
-    VariantData,
+    Experiment, ExperimentError, ExperimentPlan, ExperimentResults, ExperimentSpec,
+    ExperimentState, MetricData, MetricKind, VariantData,
 };
 use flags::stats::Summary;
-use store::{AnalysisQuery, ExperimentRecord, MetricObservations, MetricShape, StoreError};
+use flags::Flag;
+use serde_json::Value;
+use store::{
+    AnalysisQuery, AssignmentWindow, ExperimentRecord, MetricObservations, MetricShape, StoreError,
+};
 
+use crate::feature_flags::{parse_records, validate_change};
+use crate::flag_admin::{self, FlagTarget};
 use crate::problem::{ApiError, ProblemKind};
 use crate::state::AppState;
 
-/// How often a read-modify-write of an experiment is retried when another writer won the race.
+mod review;
+pub use review::{
+    ensure_review_schedule, review_experiments, ExperimentsReview, ReviewOutcome, ReviewSummary,
+    EXPERIMENTS_REVIEW, REVIEW_CRON, REVIEW_SCHEDULE,
+};
+
+/// How often a read-modify-write of an experiment (or its flag) is retried when another
+/// writer won the race.
 const WRITE_ATTEMPTS: usize = 3;
 
 /// A lifecycle step of an experiment.
@@ -26,8 +44,14 @@ pub(crate) enum LifecycleAction {
     Pause,
     /// Paused to running.
     Resume,
-    /// Running or paused to concluded, naming the variant to ship (or none).
-    Conclude { winner: Option<String> },
+    /// Running or paused to completed, naming the variant to ship (or none), and what
+    /// completed it when not a person (the review job's reason).
+    Conclude {
+        winner: Option<String>,
+        reason: Option<String>,
+    },
+    /// Running or paused to failed, with the reason.
+    Fail { reason: String },
 }
 
 impl LifecycleAction {
@@ -35,28 +59,284 @@ impl LifecycleAction {
     pub(crate) fn allowed_in(state: ExperimentState) -> &'static [&'static str] {
         match state {
             ExperimentState::Draft => &["start"],
-            ExperimentState::Running => &["pause", "conclude"],
-            ExperimentState::Paused => &["resume", "conclude"],
-            ExperimentState::Concluded => &[],
+            ExperimentState::Running => &["pause", "conclude", "fail"],
+            ExperimentState::Paused => &["resume", "conclude", "fail"],
+            ExperimentState::Completed | ExperimentState::Failed => &[],
         }
     }
 }
 
-/// Applies a lifecycle step to the tenant's experiment `key` (the caller checked the admin
-/// scope); returns the stored record and the experiment after it.
+/// The actor an experiment's flag changes are recorded under.
+pub(crate) fn flag_actor(experiment_key: &str) -> String {
+    format!("experiment:{experiment_key}")
+}
+
+/// What creating an experiment takes besides its definition.
+pub(crate) struct NewExperiment {
+    /// The environment whose flag it owns.
+    pub environment: String,
+    /// The definition.
+    pub spec: ExperimentSpec,
+    /// The seed's operational settings.
+    pub plan: ExperimentPlan,
+    /// Create the flag when it does not exist.
+    pub create_flag: bool,
+    /// Values of the created flag's variants (others: the key as a string).
+    pub values: BTreeMap<String, Value>,
+}
+
+/// Creates a draft experiment that owns its flag (admin scope, checked by the caller): the
+/// flag must exist in the environment (422 `flag_key`) unless `create_flag` makes it (an
+/// existing flag is used as it is), its
+/// variants and split must match the experiment's (422 `variants`), and no other experiment
+/// may ever have owned it (409 naming the owner).
+pub(crate) async fn create(
+    state: &AppState,
+    tenant_id: &str,
+    new: NewExperiment,
+) -> Result<(ExperimentRecord, Experiment), ApiError> {
+    let NewExperiment {
+        environment,
+        spec,
+        plan,
+        create_flag,
+        values,
+    } = new;
+    let experiment = Experiment::create_with(spec, plan, now_ms()).map_err(experiment_error)?;
+    let key = experiment.spec.key.clone();
+    let flag_key = experiment.spec.flag_key.clone();
+    let store = state.store();
+    if store.experiment(tenant_id, &key).await?.is_some() {
+        return Err(ApiError::new(
+            ProblemKind::Conflict,
+            format!("experiment '{key}' already exists"),
+        ));
+    }
+    // Experiments from before ownership was stored are found by their definitions.
+    for record in store.experiments(tenant_id).await? {
+        if record.environment == environment
+            && decode(&record).is_ok_and(|e| e.spec.flag_key == flag_key)
+        {
+            return Err(owned_by(&flag_key, &environment, &record.key));
+        }
+    }
+    let actor = flag_actor(&key);
+    let target = FlagTarget {
+        tenant_id,
+        environment: &environment,
+        key: &flag_key,
+        actor: &actor,
+    };
+    match store.flag(tenant_id, &environment, &flag_key).await? {
+        Some(record) => {
+            let flag = flag_admin::definition_of(&record)?;
+            experiment.check_flag(&flag).map_err(experiment_error)?;
+            check_audience(state, tenant_id, &environment, &experiment, &flag).await?;
+        }
+        None if create_flag => {
+            let flag = experiment.new_flag(&values).map_err(experiment_error)?;
+            check_audience(state, tenant_id, &environment, &experiment, &flag).await?;
+            flag_admin::create(state, target, &flag).await?;
+        }
+        None => {
+            return Err(ApiError::new(
+                ProblemKind::Unprocessable,
+                format!(
+                    "no flag `{flag_key}` in environment `{environment}`: create it first, or send `\"create_flag\": true` to have the experiment create it"
+                ),
+            )
+            .with("field", "flag_key"))
+        }
+    }
+    let record = store
+        .create_experiment_owning(
+            tenant_id,
+            &key,
+            &environment,
+            Some(&flag_key),
+            &encode(&experiment)?,
+        )
+        .await
+        .map_err(|e| match e {
+            StoreError::Conflict { what } if what.contains("owning flag") => {
+                ApiError::new(
+                    ProblemKind::Conflict,
+                    format!("flag `{flag_key}` in environment `{environment}` already belongs to another experiment"),
+                )
+            }
+            other => other.into(),
+        })?;
+    Ok((record, experiment))
+}
+
+fn owned_by(flag_key: &str, environment: &str, owner: &str) -> ApiError {
+    ApiError::new(
+        ProblemKind::Conflict,
+        format!(
+            "flag `{flag_key}` in environment `{environment}` belongs to experiment `{owner}`; a flag belongs to one experiment, ever: use another flag (or `create_flag`)"
+        ),
+    )
+    .with("owner", owner)
+}
+
+/// The target audience and exclusion rules must compile as the flag's first rule does once
+/// the experiment starts (operators, values); 422 naming the field otherwise.
+async fn check_audience(
+    state: &AppState,
+    tenant_id: &str,
+    environment: &str,
+    experiment: &Experiment,
+    flag: &Flag,
+) -> Result<(), ApiError> {
+    if experiment.plan.target_audience.is_none() && experiment.plan.exclusion_rules.is_empty() {
+        return Ok(());
+    }
+    let mut started = experiment.clone();
+    started.start(0).map_err(experiment_error)?;
+    let candidate = started.flag_for(flag, true);
+    let current = parse_records(&state.store().flags(tenant_id, environment).await?)?;
+    validate_change(current, Some(&candidate), None).map_err(|errors| {
+        let field = if experiment.plan.target_audience.is_some() {
+            "target_audience"
+        } else {
+            "exclusion_rules"
+        };
+        let detail = errors
+            .iter()
+            .map(|e| format!("{}: {}", e.path, e.message))
+            .collect::<Vec<_>>()
+            .join("; ");
+        ApiError::new(
+            ProblemKind::Unprocessable,
+            format!("the audience rule built from target_audience and exclusion_rules is invalid: {detail}"),
+        )
+        .with("field", field)
+    })
+}
+
+/// Applies a lifecycle step to the tenant's experiment `key` now (the caller checked the admin
+/// scope) and makes its flag serve what the new state says; returns the stored record and the
+/// experiment after it.
 pub(crate) async fn apply(
     state: &AppState,
     tenant_id: &str,
     key: &str,
     action: LifecycleAction,
 ) -> Result<(ExperimentRecord, Experiment), ApiError> {
-    transition(state, tenant_id, key, move |e, now| match &action {
+    apply_at(state, tenant_id, key, action, now_ms()).await
+}
+
+/// [`apply`] at `now` (epoch ms): the review job and the demo pass their own clock.
+pub(crate) async fn apply_at(
+    state: &AppState,
+    tenant_id: &str,
+    key: &str,
+    action: LifecycleAction,
+    now: i64,
+) -> Result<(ExperimentRecord, Experiment), ApiError> {
+    let starting = action == LifecycleAction::Start;
+    // The flag must take the new state before the experiment commits to it: a start on a flag
+    // that no longer matches, or a rule the flag set refuses, changes nothing.
+    {
+        let record = load(state, tenant_id, key).await?;
+        let mut next = decode(&record)?;
+        step(&mut next, &action, now).map_err(experiment_error)?;
+        let flag = state
+            .store()
+            .flag(tenant_id, &record.environment, &next.spec.flag_key)
+            .await?;
+        match flag {
+            Some(flag_record) => {
+                let flag = flag_admin::definition_of(&flag_record)?;
+                if starting {
+                    next.check_flag(&flag).map_err(experiment_error)?;
+                }
+                let current =
+                    parse_records(&state.store().flags(tenant_id, &record.environment).await?)?;
+                validate_change(current, Some(&next.flag_for(&flag, starting)), None)
+                    .map_err(flag_admin::invalid_definition)?;
+            }
+            None if starting => {
+                return Err(ApiError::new(
+                    ProblemKind::Unprocessable,
+                    format!(
+                        "no flag `{}` in environment `{}`: the experiment cannot start without its flag",
+                        next.spec.flag_key, record.environment
+                    ),
+                )
+                .with("field", "flag_key"))
+            }
+            None => {}
+        }
+    }
+    let outcome = transition(state, tenant_id, key, |e| step(e, &action, now)).await?;
+    sync_flag(state, tenant_id, key, starting).await?;
+    Ok(outcome)
+}
+
+fn step(e: &mut Experiment, action: &LifecycleAction, now: i64) -> Result<(), ExperimentError> {
+    match action {
         LifecycleAction::Start => e.start(now),
         LifecycleAction::Pause => e.pause(now),
-        LifecycleAction::Resume => e.resume(),
-        LifecycleAction::Conclude { winner } => e.conclude(now, winner.clone()),
-    })
-    .await
+        LifecycleAction::Resume => e.resume(now),
+        LifecycleAction::Conclude { winner, reason } => {
+            e.conclude(now, winner.clone())?;
+            e.reason = reason.clone();
+            Ok(())
+        }
+        LifecycleAction::Fail { reason } => e.fail(now, reason.clone()),
+    }
+}
+
+/// Makes the experiment's flag serve what the experiment's stored state says (see
+/// `Experiment::flag_for`); `starting` also turns it on with the experiment's traffic. The
+/// flag is read before the experiment and written only at the version read, so a sync that
+/// read an older state can never overwrite a newer one. A missing flag is left missing
+/// (nothing to serve) unless the experiment is starting.
+pub(crate) async fn sync_flag(
+    state: &AppState,
+    tenant_id: &str,
+    key: &str,
+    starting: bool,
+) -> Result<bool, ApiError> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let peek = load(state, tenant_id, key).await?;
+        let environment = peek.environment.clone();
+        let flag_key = decode(&peek)?.spec.flag_key;
+        let Some(flag_record) = state
+            .store()
+            .flag(tenant_id, &environment, &flag_key)
+            .await?
+        else {
+            if starting {
+                return Err(flag_admin::not_found(&flag_key, &environment));
+            }
+            tracing::warn!(tenant_id, experiment = key, flag = %flag_key, "the experiment's flag is gone; nothing to change");
+            return Ok(false);
+        };
+        let experiment = decode(&load(state, tenant_id, key).await?)?;
+        let current = flag_admin::definition_of(&flag_record)?;
+        let wanted = experiment.flag_for(&current, starting);
+        if wanted == current {
+            return Ok(false);
+        }
+        let actor = flag_actor(key);
+        let target = FlagTarget {
+            tenant_id,
+            environment: &environment,
+            key: &flag_key,
+            actor: &actor,
+        };
+        match flag_admin::replace(state, target, &wanted, Some(flag_record.version)).await {
+            Ok(_) => return Ok(true),
+            Err(e) if e.kind == ProblemKind::PreconditionFailed && attempt < WRITE_ATTEMPTS * 2 => {
+                continue
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// An experiment's analysis now, with what it was computed from.
@@ -125,6 +405,15 @@ async fn analysis_data(
 ) -> Result<BTreeMap<String, VariantData>, ApiError> {
     let spec = &experiment.spec;
     let variants: Vec<String> = spec.variants.iter().map(|v| v.key.clone()).collect();
+    // Only assignments made while the experiment ran count.
+    let windows: Vec<AssignmentWindow> = experiment
+        .running_windows()
+        .iter()
+        .map(|w| AssignmentWindow {
+            start_ms: w.start,
+            end_ms: w.end,
+        })
+        .collect();
     let mut metrics: Vec<(String, MetricShape)> = Vec::new();
     let all = std::iter::once(&spec.primary_metric)
         .chain(&spec.secondary_metrics)
@@ -149,6 +438,7 @@ async fn analysis_data(
                 variants: &variants,
                 metrics: &metrics,
                 raw_values_limit: store::RAW_VALUES_LIMIT,
+                windows: &windows,
             },
         )
         .await?;
@@ -190,14 +480,14 @@ async fn transition(
     state: &AppState,
     tenant_id: &str,
     key: &str,
-    change: impl Fn(&mut Experiment, i64) -> Result<(), ExperimentError>,
+    change: impl Fn(&mut Experiment) -> Result<(), ExperimentError>,
 ) -> Result<(ExperimentRecord, Experiment), ApiError> {
     let mut attempt = 0;
     loop {
         attempt += 1;
         let record = load(state, tenant_id, key).await?;
         let mut experiment = decode(&record)?;
-        change(&mut experiment, now_ms()).map_err(experiment_error)?;
+        change(&mut experiment).map_err(experiment_error)?;
         match state
             .store()
             .update_experiment(
@@ -254,7 +544,8 @@ pub(crate) fn state_name(state: ExperimentState) -> &'static str {
         ExperimentState::Draft => "draft",
         ExperimentState::Running => "running",
         ExperimentState::Paused => "paused",
-        ExperimentState::Concluded => "concluded",
+        ExperimentState::Completed => "completed",
+        ExperimentState::Failed => "failed",
     }
 }
 
@@ -264,6 +555,9 @@ pub(crate) fn experiment_error(e: ExperimentError) -> ApiError {
     match e {
         ExperimentError::Invalid(message) => {
             let field = invalid_field_of(&message);
+            ApiError::new(ProblemKind::Unprocessable, message).with("field", field)
+        }
+        ExperimentError::InvalidField { field, message } => {
             ApiError::new(ProblemKind::Unprocessable, message).with("field", field)
         }
         ExperimentError::InvalidTransition { from, action } => ApiError::new(

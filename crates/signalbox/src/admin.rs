@@ -95,6 +95,9 @@ pub async fn tenants(common: Common, cmd: TenantsCommand) -> anyhow::Result<()> 
             // And their feedback texts are purged daily past the retention of their config.
             server::feedback::ensure_retention_schedule(&store, &tenant.id, server::jobs::now_ms())
                 .await?;
+            // And their experiments are reviewed (scheduled starts and ends, guardrails).
+            server::experiments::ensure_review_schedule(&store, &tenant.id, server::jobs::now_ms())
+                .await?;
             println!("{}", json!({"tenant_id": tenant.id, "api_key": key.secret}));
             Ok(())
         }

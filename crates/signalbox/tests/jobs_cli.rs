@@ -177,12 +177,13 @@ fn schedules_from_the_command_line() {
     );
     let listed = jobs(dir.path(), &["schedule", "list", "--tenant", t]);
     let names: Vec<&str> = listed.iter().map(|s| s["name"].as_str().unwrap()).collect();
-    // Every tenant also gets the daily predictions refit and feedback retention purge when it
-    // is created.
+    // Every tenant also gets the daily predictions refit, feedback retention purge and the
+    // experiments review when it is created.
     assert_eq!(
         names,
         [
             "canary",
+            "experiments-review",
             "feedback-retention-purge",
             "nightly",
             "weber-refit-predictions"

@@ -11,8 +11,11 @@
 //! - Metric events belong to an experiment; a repeated client `event_id` is stored once.
 //!
 //! [`Store::experiment_analysis`] joins each metric event to its user's exposure of the
-//! experiment's flag to find the variant: every exposed user counts (as 0, or as not
-//! converted, without events), events of users never exposed do not.
+//! experiment's flag to find the variant: every user assigned inside one of the experiment's
+//! running windows counts (as 0, or as not converted, without events); users assigned outside
+//! them (before the start, while paused, after the end) and users never exposed do not.
+//! - An experiment created with a flag ([`Store::create_experiment_owning`]) owns it: a second
+//!   experiment on the same (environment, flag) is a [`StoreError::Conflict`].
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -207,6 +210,63 @@ pub struct AnalysisQuery<'a> {
     /// Return raw values while every variant has at most this many users
     /// (normally [`RAW_VALUES_LIMIT`]).
     pub raw_values_limit: u64,
+    /// The experiment's running windows: only users whose assignment (first exposure) lies in
+    /// one count. Empty: nobody counts (the experiment never ran). At most
+    /// [`MAX_ASSIGNMENT_WINDOWS`] are applied.
+    pub windows: &'a [AssignmentWindow],
+}
+
+/// Most running windows an analysis filters by (the `flags` crate keeps at most 100).
+pub const MAX_ASSIGNMENT_WINDOWS: usize = 100;
+
+/// A period in which assignments count: from `start_ms` (inclusive) to `end_ms` (exclusive,
+/// `None`: still open).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AssignmentWindow {
+    /// Start (epoch milliseconds).
+    pub start_ms: i64,
+    /// End (epoch milliseconds), if closed.
+    pub end_ms: Option<i64>,
+}
+
+/// The SQL condition "`{column}` lies in one of `windows`", with parameters numbered from
+/// `first_param`; bind them with [`bind_windows`].
+fn window_condition(column: &str, windows: &[AssignmentWindow], first_param: usize) -> String {
+    let windows = &windows[..windows.len().min(MAX_ASSIGNMENT_WINDOWS)];
+    if windows.is_empty() {
+        return "1 = 0".to_owned();
+    }
+    let mut n = first_param;
+    let mut parts = Vec::with_capacity(windows.len());
+    for w in windows {
+        let part = match w.end_ms {
+            Some(_) => {
+                let p = format!("({column} >= ${n} AND {column} < ${})", n + 1);
+                n += 2;
+                p
+            }
+            None => {
+                let p = format!("{column} >= ${n}");
+                n += 1;
+                p
+            }
+        };
+        parts.push(part);
+    }
+    format!("({})", parts.join(" OR "))
+}
+
+fn bind_windows<'q>(
+    mut query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    windows: &[AssignmentWindow],
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    for w in &windows[..windows.len().min(MAX_ASSIGNMENT_WINDOWS)] {
+        query = query.bind(w.start_ms);
+        if let Some(end) = w.end_ms {
+            query = query.bind(end);
+        }
+    }
+    query
 }
 
 const EXPERIMENT_COLUMNS: &str = "tenant_id, experiment_key, environment, definition, \
@@ -345,8 +405,9 @@ impl Store {
         .transpose()
     }
 
-    /// Creates an experiment at version 1 with no sequential p-values. The same key twice in a
-    /// tenant is a [`StoreError::Conflict`]; an unknown tenant is [`StoreError::NotFound`].
+    /// Creates an experiment at version 1 with no sequential p-values, owning no flag. The same
+    /// key twice in a tenant is a [`StoreError::Conflict`]; an unknown tenant is
+    /// [`StoreError::NotFound`].
     pub async fn create_experiment(
         &self,
         tenant_id: &str,
@@ -354,6 +415,24 @@ impl Store {
         environment: &str,
         definition_json: &str,
     ) -> Result<ExperimentRecord, StoreError> {
+        self.create_experiment_owning(tenant_id, key, environment, None, definition_json)
+            .await
+    }
+
+    /// Creates an experiment as [`Store::create_experiment`] does, owning `flag_key` in its
+    /// environment: a flag already owned by another experiment is a [`StoreError::Conflict`]
+    /// naming the flag.
+    pub async fn create_experiment_owning(
+        &self,
+        tenant_id: &str,
+        key: &str,
+        environment: &str,
+        flag_key: Option<&str>,
+        definition_json: &str,
+    ) -> Result<ExperimentRecord, StoreError> {
+        if let Some(flag) = flag_key {
+            validate_name("flag_key", flag)?;
+        }
         if !could_be_stored(tenant_id) {
             return Err(StoreError::NotFound {
                 what: format!("tenant '{}'", tenant_id.escape_debug()),
@@ -375,8 +454,9 @@ impl Store {
         };
         let _turn = self.write_turn().await;
         let mut conn = self.acquire(Operation::Insert, Table::Experiments).await?;
-        sqlx::query(&format!(
-            "INSERT INTO experiments ({EXPERIMENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+        let inserted = sqlx::query(&format!(
+            "INSERT INTO experiments ({EXPERIMENT_COLUMNS}, flag_key) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
         ))
         .bind(&record.tenant_id)
         .bind(&record.key)
@@ -386,15 +466,27 @@ impl Store {
         .bind(record.version)
         .bind(record.created_at_ms)
         .bind(record.updated_at_ms)
+        .bind(flag_key)
         .execute(&mut *conn)
-        .await
-        .map_err(
-            |e| match crate::conflict_or(e, || format!("experiment '{key}'")) {
-                StoreError::Database(e) => foreign_key_or(e, tenant_id),
-                other => other,
+        .await;
+        drop(conn);
+        drop(_turn);
+        match inserted {
+            Ok(_) => Ok(record),
+            Err(e) => match crate::conflict_or(e, || format!("experiment '{key}'")) {
+                StoreError::Database(e) => Err(foreign_key_or(e, tenant_id)),
+                // Two unique constraints: the key's, or the flag's owner.
+                StoreError::Conflict { what } => {
+                    match (flag_key, self.experiment(tenant_id, key).await?) {
+                        (Some(flag), None) => Err(StoreError::Conflict {
+                            what: format!("an experiment owning flag '{flag}' in '{environment}'"),
+                        }),
+                        _ => Err(StoreError::Conflict { what }),
+                    }
+                }
+                other => Err(other),
             },
-        )?;
-        Ok(record)
+        }
     }
 
     /// One experiment of the tenant; another tenant's is `None`, exactly like a missing one.
@@ -680,14 +772,19 @@ impl Store {
         let mut conn = self
             .acquire_read(Operation::Select, Table::FlagExposures)
             .await?;
-        let rows = sqlx::query(
+        let sql = format!(
             "SELECT variant, COUNT(*) FROM flag_exposures
-             WHERE tenant_id = $1 AND environment = $2 AND flag_key = $3
+             WHERE tenant_id = $1 AND environment = $2 AND flag_key = $3 AND {}
              GROUP BY variant",
+            window_condition("first_seen_ms", query.windows, 4)
+        );
+        let rows = bind_windows(
+            sqlx::query(&sql)
+                .bind(tenant_id)
+                .bind(query.environment)
+                .bind(query.flag_key),
+            query.windows,
         )
-        .bind(tenant_id)
-        .bind(query.environment)
-        .bind(query.flag_key)
         .fetch_all(&mut *conn)
         .await?;
         for row in rows {
@@ -725,21 +822,26 @@ impl Store {
         metric: &str,
         users: &BTreeMap<String, u64>,
     ) -> Result<BTreeMap<String, MetricObservations>, StoreError> {
-        let rows = sqlx::query(
+        let sql = format!(
             "SELECT x.variant, COUNT(*) FROM flag_exposures x
-             WHERE x.tenant_id = $1 AND x.environment = $2 AND x.flag_key = $3
+             WHERE x.tenant_id = $1 AND x.environment = $2 AND x.flag_key = $3 AND {}
                AND EXISTS (SELECT 1 FROM experiment_events e
                            WHERE e.tenant_id = $1 AND e.experiment_key = $4
                              AND e.metric_key = $5 AND e.targeting_key = x.targeting_key
                              AND e.value > 0 AND e.value <= $6 AND e.voided_at_ms IS NULL)
              GROUP BY x.variant",
+            window_condition("x.first_seen_ms", query.windows, 7)
+        );
+        let rows = bind_windows(
+            sqlx::query(&sql)
+                .bind(tenant_id)
+                .bind(query.environment)
+                .bind(query.flag_key)
+                .bind(query.experiment_key)
+                .bind(metric)
+                .bind(MAX_EVENT_ABS_VALUE),
+            query.windows,
         )
-        .bind(tenant_id)
-        .bind(query.environment)
-        .bind(query.flag_key)
-        .bind(query.experiment_key)
-        .bind(metric)
-        .bind(MAX_EVENT_ABS_VALUE)
         .fetch_all(&mut *conn)
         .await?;
         let mut converted: HashMap<String, u64> = HashMap::new();
@@ -765,15 +867,22 @@ impl Store {
         metric: &str,
         users: &BTreeMap<String, u64>,
     ) -> Result<BTreeMap<String, MetricObservations>, StoreError> {
-        let rows = sqlx::query(&format!("SELECT variant, v FROM ({PER_USER_VALUES}) u"))
-            .bind(tenant_id)
-            .bind(query.environment)
-            .bind(query.flag_key)
-            .bind(query.experiment_key)
-            .bind(metric)
-            .bind(MAX_EVENT_ABS_VALUE)
-            .fetch_all(&mut *conn)
-            .await?;
+        let sql = format!(
+            "SELECT variant, v FROM ({}) u",
+            per_user_values(query.windows)
+        );
+        let rows = bind_windows(
+            sqlx::query(&sql)
+                .bind(tenant_id)
+                .bind(query.environment)
+                .bind(query.flag_key)
+                .bind(query.experiment_key)
+                .bind(metric)
+                .bind(MAX_EVENT_ABS_VALUE),
+            query.windows,
+        )
+        .fetch_all(&mut *conn)
+        .await?;
         let mut values: BTreeMap<String, Vec<f64>> = users
             .iter()
             .map(|(variant, n)| (variant.clone(), Vec::with_capacity(*n as usize)))
@@ -799,18 +908,23 @@ impl Store {
     ) -> Result<BTreeMap<String, MetricObservations>, StoreError> {
         // Two passes in one statement (the mean by window, then squared deviations from it):
         // as accurate as summing in Rust, and SQLite has no variance aggregate.
-        let rows = sqlx::query(&format!(
+        let sql = format!(
             "SELECT variant, COUNT(*), AVG(v), SUM((v - m) * (v - m)) FROM (
                  SELECT variant, v, AVG(v) OVER (PARTITION BY variant) AS m
-                 FROM ({PER_USER_VALUES}) u
-             ) d GROUP BY variant"
-        ))
-        .bind(tenant_id)
-        .bind(query.environment)
-        .bind(query.flag_key)
-        .bind(query.experiment_key)
-        .bind(metric)
-        .bind(MAX_EVENT_ABS_VALUE)
+                 FROM ({}) u
+             ) d GROUP BY variant",
+            per_user_values(query.windows)
+        );
+        let rows = bind_windows(
+            sqlx::query(&sql)
+                .bind(tenant_id)
+                .bind(query.environment)
+                .bind(query.flag_key)
+                .bind(query.experiment_key)
+                .bind(metric)
+                .bind(MAX_EVENT_ABS_VALUE),
+            query.windows,
+        )
         .fetch_all(&mut *conn)
         .await?;
         let mut found: HashMap<String, MetricObservations> = HashMap::new();
@@ -840,18 +954,23 @@ impl Store {
     }
 }
 
-/// Each exposed user's variant and value (the sum of their events of one metric, 0 without
-/// any). Parameters: tenant, environment, flag, experiment, metric, value bound. Voided events
-/// and events beyond the bound (stored before it existed) do not count.
-const PER_USER_VALUES: &str = "SELECT x.variant AS variant, x.targeting_key AS targeting_key,
+/// Each counted user's variant and value (the sum of their events of one metric, 0 without
+/// any). Parameters: tenant, environment, flag, experiment, metric, value bound, then the
+/// windows. Voided events and events beyond the bound (stored before it existed) do not count.
+fn per_user_values(windows: &[AssignmentWindow]) -> String {
+    format!(
+        "SELECT x.variant AS variant, x.targeting_key AS targeting_key,
         CAST(COALESCE(SUM(e.value), 0.0) AS DOUBLE PRECISION) AS v
     FROM flag_exposures x
     LEFT JOIN experiment_events e
         ON e.tenant_id = $1 AND e.experiment_key = $4 AND e.metric_key = $5
        AND e.targeting_key = x.targeting_key
        AND e.voided_at_ms IS NULL AND ABS(e.value) <= $6
-    WHERE x.tenant_id = $1 AND x.environment = $2 AND x.flag_key = $3
-    GROUP BY x.variant, x.targeting_key";
+    WHERE x.tenant_id = $1 AND x.environment = $2 AND x.flag_key = $3 AND {}
+    GROUP BY x.variant, x.targeting_key",
+        window_condition("x.first_seen_ms", windows, 7)
+    )
+}
 
 fn count(row: &AnyRow, index: usize) -> Result<u64, StoreError> {
     let n: i64 = row.try_get(index)?;

@@ -37,6 +37,7 @@ mod feedback_import;
 mod feedback_migration;
 mod feedback_reports;
 mod flag_rollouts;
+mod flag_usage;
 mod flags;
 mod interactions;
 mod jobs;
@@ -82,9 +83,10 @@ pub use self::llm::{
 pub use self::vault::{DataKeyRecord, DataKeyState, NewDataKey};
 pub use diff::{json_diff, FieldChange};
 pub use experiments::{
-    AnalysisInputs, AnalysisQuery, EventsStored, ExperimentEvent, ExperimentRecord, Exposure,
-    ExposureRecord, MetricObservations, MetricShape, StoredMetricEvent, MAX_EVENT_ABS_VALUE,
-    MAX_EXPERIMENT_DEFINITION_BYTES, MAX_TARGETING_KEY_BYTES, RAW_VALUES_LIMIT,
+    AnalysisInputs, AnalysisQuery, AssignmentWindow, EventsStored, ExperimentEvent,
+    ExperimentRecord, Exposure, ExposureRecord, MetricObservations, MetricShape, StoredMetricEvent,
+    MAX_ASSIGNMENT_WINDOWS, MAX_EVENT_ABS_VALUE, MAX_EXPERIMENT_DEFINITION_BYTES,
+    MAX_TARGETING_KEY_BYTES, RAW_VALUES_LIMIT,
 };
 pub use feedback::{
     FeedbackAnalysis, FeedbackEvent, FeedbackFilter, FeedbackHistoryEntry, FeedbackInsertion,
@@ -103,6 +105,9 @@ pub use feedback_migration::{
 pub use feedback_reports::{FeedbackReportRecord, MAX_FEEDBACK_REPORT_PAGE};
 pub use flag_rollouts::{
     FlagRolloutChange, FlagRolloutHistoryRecord, FlagRolloutRecord, RolloutKey, MAX_ROLLOUT_HISTORY,
+};
+pub use flag_usage::{
+    AssignmentBucket, EvaluationBucket, EvaluationCount, UsageRange, DAY_MS, HOUR_MS,
 };
 pub use flags::{
     FlagAction, FlagAuditRecord, FlagRecord, MAX_FLAG_DEFINITION_BYTES, MAX_FLAG_PAGE,

@@ -136,6 +136,18 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/0020_flag_rollouts.sql"),
         postgres: include_str!("../migrations/0020_flag_rollouts.sql"),
     },
+    Migration {
+        version: 21,
+        name: "flag_usage",
+        sqlite: include_str!("../migrations/0021_flag_usage.sql"),
+        postgres: include_str!("../migrations/0021_flag_usage.sql"),
+    },
+    Migration {
+        version: 22,
+        name: "experiment_flags",
+        sqlite: include_str!("../migrations/0022_experiment_flags.sql"),
+        postgres: include_str!("../migrations/0022_experiment_flags.sql"),
+    },
 ];
 
 /// The newest schema version this build knows.

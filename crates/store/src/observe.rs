@@ -96,6 +96,8 @@ pub enum Table {
     FeedbackMigrationPlans,
     FeedbackMigrationHistory,
     FeedbackReports,
+    FlagEvaluations,
+    FlagLastEvaluated,
     FlagRollouts,
     FlagRolloutHistory,
 }
@@ -143,6 +145,8 @@ impl Table {
         Table::FeedbackMigrationPlans,
         Table::FeedbackMigrationHistory,
         Table::FeedbackReports,
+        Table::FlagEvaluations,
+        Table::FlagLastEvaluated,
         Table::FlagRollouts,
         Table::FlagRolloutHistory,
     ];
@@ -189,6 +193,8 @@ impl Table {
             Table::FeedbackMigrationPlans => "feedback_migration_plans",
             Table::FeedbackMigrationHistory => "feedback_migration_history",
             Table::FeedbackReports => "feedback_reports",
+            Table::FlagEvaluations => "flag_evaluations",
+            Table::FlagLastEvaluated => "flag_last_evaluated",
             Table::FlagRollouts => "flag_rollouts",
             Table::FlagRolloutHistory => "flag_rollout_history",
         }

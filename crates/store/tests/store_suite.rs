@@ -66,6 +66,8 @@ on_both_backends!(
     experiments_and_exposures_are_isolated_by_tenant,
     analysis_inputs_join_events_to_exposed_users,
     analysis_summaries_match_raw_values_over_the_limit,
+    analysis_counts_only_assignments_inside_running_windows,
+    an_experiment_owns_its_flag,
 );
 
 fn read_write() -> Scopes {
@@ -1668,6 +1670,7 @@ async fn experiment_events_with_a_repeated_id_are_stored_once(f: &TestStore) {
                 variants: &["a".to_owned(), "b".to_owned()],
                 metrics: &[("revenue".to_owned(), MetricShape::Value)],
                 raw_values_limit: store::RAW_VALUES_LIMIT,
+                windows: ALWAYS,
             },
         )
         .await
@@ -1759,6 +1762,7 @@ async fn experiments_and_exposures_are_isolated_by_tenant(f: &TestStore) {
         variants: &["a".to_owned(), "b".to_owned()],
         metrics: &[("buy".to_owned(), MetricShape::Conversion)],
         raw_values_limit: store::RAW_VALUES_LIMIT,
+        windows: ALWAYS,
     };
     let a_inputs = s.experiment_analysis(&a.id, &query).await.unwrap();
     assert_eq!(
@@ -1851,8 +1855,15 @@ fn analysis_query(raw_values_limit: u64) -> AnalysisQuery<'static> {
             ]
         }),
         raw_values_limit,
+        windows: ALWAYS,
     }
 }
+
+/// One open window from the beginning of time: every assignment counts.
+const ALWAYS: &[store::AssignmentWindow] = &[store::AssignmentWindow {
+    start_ms: i64::MIN,
+    end_ms: None,
+}];
 
 fn sorted(observations: &MetricObservations) -> Vec<f64> {
     let MetricObservations::Values(v) = observations else {
@@ -1959,4 +1970,101 @@ async fn analysis_summaries_match_raw_values_over_the_limit(f: &TestStore) {
             n: 3
         }
     );
+}
+
+async fn analysis_counts_only_assignments_inside_running_windows(f: &TestStore) {
+    let s = &f.store;
+    let t = s.create_tenant("acme", Tier::Starter).await.unwrap();
+    s.create_experiment(&t.id, "exp", "production", "{}")
+        .await
+        .unwrap();
+    s.record_exposures(
+        &t.id,
+        &[
+            exposure("btn", "before", "control", 5),
+            exposure("btn", "first", "control", 10),
+            exposure("btn", "paused", "green", 25),
+            exposure("btn", "second", "green", 30),
+            exposure("btn", "late", "green", 1_000),
+        ],
+    )
+    .await
+    .unwrap();
+    let windows = [
+        store::AssignmentWindow {
+            start_ms: 10,
+            end_ms: Some(20),
+        },
+        store::AssignmentWindow {
+            start_ms: 30,
+            end_ms: None,
+        },
+    ];
+    let users = |inputs: &store::AnalysisInputs| (inputs.users["control"], inputs.users["green"]);
+    for limit in [store::RAW_VALUES_LIMIT, 0] {
+        let query = AnalysisQuery {
+            windows: &windows,
+            ..analysis_query(limit)
+        };
+        let inputs = s.experiment_analysis(&t.id, &query).await.unwrap();
+        // `before` and `paused` were assigned outside the windows.
+        assert_eq!(users(&inputs), (1, 2), "limit {limit}");
+        assert_eq!(
+            inputs.metrics["checkout"]["green"],
+            MetricObservations::Conversions {
+                conversions: 0,
+                n: 2
+            }
+        );
+    }
+    let closed = [store::AssignmentWindow {
+        start_ms: 10,
+        end_ms: Some(30),
+    }];
+    let query = AnalysisQuery {
+        windows: &closed,
+        ..analysis_query(store::RAW_VALUES_LIMIT)
+    };
+    let inputs = s.experiment_analysis(&t.id, &query).await.unwrap();
+    assert_eq!(users(&inputs), (1, 1), "the end is exclusive");
+    let never = AnalysisQuery {
+        windows: &[],
+        ..analysis_query(store::RAW_VALUES_LIMIT)
+    };
+    let inputs = s.experiment_analysis(&t.id, &never).await.unwrap();
+    assert_eq!(users(&inputs), (0, 0), "never ran: nobody counts");
+}
+
+async fn an_experiment_owns_its_flag(f: &TestStore) {
+    let s = &f.store;
+    let t = s.create_tenant("acme", Tier::Starter).await.unwrap();
+    s.create_experiment_owning(&t.id, "a", "production", Some("btn"), "{}")
+        .await
+        .unwrap();
+    let second = s
+        .create_experiment_owning(&t.id, "b", "production", Some("btn"), "{}")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&second, StoreError::Conflict { what } if what.contains("flag 'btn'")),
+        "{second:?}"
+    );
+    let same_key = s
+        .create_experiment_owning(&t.id, "a", "staging", Some("btn"), "{}")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&same_key, StoreError::Conflict { what } if what.contains("experiment 'a'")),
+        "{same_key:?}"
+    );
+    // Another environment's flag of the same key, and experiments owning nothing, are fine.
+    s.create_experiment_owning(&t.id, "c", "staging", Some("btn"), "{}")
+        .await
+        .unwrap();
+    s.create_experiment(&t.id, "d", "production", "{}")
+        .await
+        .unwrap();
+    s.create_experiment(&t.id, "e", "production", "{}")
+        .await
+        .unwrap();
 }

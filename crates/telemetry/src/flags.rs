@@ -7,6 +7,10 @@
 //!   (the database is not keeping up);
 //! - `flag_exposure_write_errors_total`: exposures whose batch the store refused or could not
 //!   write;
+//! - `flag_usage_dropped_total`: evaluations left uncounted for usage analytics because the
+//!   in-memory counter held its limit of distinct (tenant, environment, flag, variant, hour)
+//!   cells;
+//! - `flag_usage_write_errors_total`: counted evaluations whose batch could not be written.
 //! - `flag_rollout_actions_total{action}`: what guarded rollouts did (`advance`, `rollback`,
 //!   `kill`, `complete`, `abort`), by the check job or an admin; counters made up front.
 //!
@@ -54,6 +58,8 @@ pub struct FlagMetrics {
     exposures: Family<TenantLabel, Counter>,
     dropped: Counter,
     write_errors: Counter,
+    usage_dropped: Counter,
+    usage_write_errors: Counter,
     rollout_actions: [Counter; 5],
 }
 
@@ -71,6 +77,8 @@ impl FlagMetrics {
             exposures: Family::default(),
             dropped: Counter::default(),
             write_errors: Counter::default(),
+            usage_dropped: Counter::default(),
+            usage_write_errors: Counter::default(),
             rollout_actions: Default::default(),
         };
         let actions = Family::<ActionLabels, Counter>::default();
@@ -98,6 +106,16 @@ impl FlagMetrics {
             "flag_exposure_write_errors",
             "Flag exposures whose batch could not be written to the store",
             m.write_errors.clone(),
+        );
+        registry.register(
+            "flag_usage_dropped",
+            "Flag evaluations not counted for usage analytics because the counter was full",
+            m.usage_dropped.clone(),
+        );
+        registry.register(
+            "flag_usage_write_errors",
+            "Counted flag evaluations whose batch could not be written to the store",
+            m.usage_write_errors.clone(),
         );
         m
     }
@@ -144,6 +162,16 @@ impl FlagRecorder<'_> {
     pub fn exposure_write_failed(&self, n: u64) {
         self.metrics.write_errors.inc_by(n);
     }
+
+    /// Counts `n` evaluations left out of usage analytics at a full counter.
+    pub fn usage_dropped(&self, n: u64) {
+        self.metrics.usage_dropped.inc_by(n);
+    }
+
+    /// Counts `n` evaluations whose usage batch could not be written.
+    pub fn usage_write_failed(&self, n: u64) {
+        self.metrics.usage_write_errors.inc_by(n);
+    }
 }
 
 #[cfg(test)]
@@ -163,6 +191,8 @@ mod tests {
         f.exposed("tn_b");
         f.exposure_dropped();
         f.exposure_write_failed(3);
+        f.usage_dropped(4);
+        f.usage_write_failed(5);
         f.rollout_action("rollback");
         f.rollout_action("not-an-action");
         let exp = parse(&m.encode());
@@ -184,5 +214,7 @@ mod tests {
         );
         assert_eq!(total(&exp, "flag_exposures_dropped", &[]), Some(1.0));
         assert_eq!(total(&exp, "flag_exposure_write_errors", &[]), Some(3.0));
+        assert_eq!(total(&exp, "flag_usage_dropped", &[]), Some(4.0));
+        assert_eq!(total(&exp, "flag_usage_write_errors", &[]), Some(5.0));
     }
 }

@@ -82,6 +82,9 @@ struct ExperimentRow {
     flag_href: String,
     environment: String,
     state: String,
+    kind: &'static str,
+    owner: String,
+    tags: String,
     started_at: String,
     exposures: u64,
 }
@@ -113,6 +116,9 @@ async fn list(State(state): State<AppState>, session: Session) -> Result<Respons
             flag,
             environment: record.environment,
             state: service::state_name(e.state).to_owned(),
+            kind: type_name(e.plan.experiment_type),
+            owner: e.plan.owner.clone().unwrap_or_default(),
+            tags: e.plan.tags.join(", "),
             started_at: rfc3339(e.started_at),
         });
     }
@@ -123,6 +129,16 @@ async fn list(State(state): State<AppState>, session: Session) -> Result<Respons
             experiments,
         },
     )
+}
+
+fn type_name(t: flags::experiment::ExperimentType) -> &'static str {
+    use flags::experiment::ExperimentType;
+    match t {
+        ExperimentType::AbTest => "A/B test",
+        ExperimentType::Multivariate => "multivariate",
+        ExperimentType::FeatureFlag => "feature flag",
+        ExperimentType::SplitTest => "split test",
+    }
 }
 
 fn flag_path(environment: &str, flag: &str) -> String {
@@ -161,6 +177,8 @@ struct ComparisonRow {
     lift: String,
     lift_interval: String,
     p_value: String,
+    /// Holm-adjusted across the primary and secondary comparisons.
+    p_value_adjusted: String,
     test: &'static str,
     significant: bool,
     improves: bool,
@@ -214,6 +232,11 @@ struct DetailPage {
     started_at: String,
     paused_at: String,
     concluded_at: String,
+    kind: &'static str,
+    /// Owner, tags, traffic, audience, schedule and durations as (label, value) lines.
+    plan: Vec<(&'static str, String)>,
+    /// The running windows as (start, end or "running").
+    windows: Vec<(String, String)>,
     variants: Vec<VariantLine>,
     metrics: Vec<MetricLine>,
     guardrails: Vec<String>,
@@ -255,6 +278,7 @@ fn comparison_row(c: &Comparison) -> ComparisonRow {
             .map(|l| format!("{} to {}", pct(l.ci_low), pct(l.ci_high)))
             .unwrap_or_default(),
         p_value: p_value(c.p_value),
+        p_value_adjusted: p_value(c.p_value_adjusted),
         test: match c.test {
             flags::experiment::TestKind::ChiSquare => "chi-square",
             flags::experiment::TestKind::WelchT => "Welch's t",
@@ -426,6 +450,20 @@ async fn detail(
             started_at: rfc3339(experiment.started_at),
             paused_at: rfc3339(experiment.paused_at),
             concluded_at: rfc3339(experiment.concluded_at),
+            kind: type_name(experiment.plan.experiment_type),
+            plan: plan_lines(&experiment),
+            windows: experiment
+                .running_windows()
+                .iter()
+                .map(|w| {
+                    (
+                        crate::rfc3339_ms(w.start),
+                        w.end
+                            .map(crate::rfc3339_ms)
+                            .unwrap_or_else(|| "running".to_owned()),
+                    )
+                })
+                .collect(),
             variants: spec
                 .variants
                 .iter()
@@ -456,6 +494,75 @@ async fn detail(
     )
 }
 
+/// The plan as the definition list shows it.
+fn plan_lines(e: &Experiment) -> Vec<(&'static str, String)> {
+    let plan = &e.plan;
+    let json = |g: &flags::RuleGroup| serde_json::to_string(g).unwrap_or_default();
+    let mut lines = vec![
+        (
+            "Owner",
+            plan.owner.clone().unwrap_or_else(|| "none".to_owned()),
+        ),
+        (
+            "Tags",
+            if plan.tags.is_empty() {
+                "none".to_owned()
+            } else {
+                plan.tags.join(", ")
+            },
+        ),
+        (
+            "Traffic",
+            format!("{}% of the audience is assigned", plan.traffic_percentage),
+        ),
+        (
+            "Audience",
+            plan.target_audience
+                .as_ref()
+                .map_or_else(|| "everyone".to_owned(), json),
+        ),
+    ];
+    if !plan.exclusion_rules.is_empty() {
+        lines.push((
+            "Excluded",
+            plan.exclusion_rules
+                .iter()
+                .map(json)
+                .collect::<Vec<_>>()
+                .join(" or "),
+        ));
+    }
+    lines.push((
+        "Schedule",
+        format!(
+            "starts {}, ends {}",
+            plan.start_at
+                .map_or_else(|| "by hand".to_owned(), crate::rfc3339_ms),
+            plan.end_at
+                .map_or_else(|| "at the maximum duration".to_owned(), crate::rfc3339_ms),
+        ),
+    ));
+    lines.push((
+        "Duration",
+        format!(
+            "at least {} days before an automatic early completion, at most {} days",
+            plan.minimum_duration_days, plan.maximum_duration_days
+        ),
+    ));
+    lines.push((
+        "Auto-conclude",
+        if plan.auto_conclude {
+            "yes: the review job completes it and ships the winner".to_owned()
+        } else {
+            "no: a person completes it".to_owned()
+        },
+    ));
+    if let Some(reason) = &e.reason {
+        lines.push(("Reason", reason.clone()));
+    }
+    lines
+}
+
 // ---- lifecycle -------------------------------------------------------------------------------
 
 #[derive(Deserialize)]
@@ -463,9 +570,12 @@ struct ActionForm {
     /// For `conclude`: the variant to ship; empty when no change ships.
     #[serde(default)]
     winner: String,
+    /// For `fail`: why.
+    #[serde(default)]
+    reason: String,
 }
 
-/// `POST /console/experiments/{id}/{start|pause|resume|conclude}` (admin scope, as the API's
+/// `POST /console/experiments/{id}/{start|pause|resume|conclude|fail}` (admin scope, as the API's
 /// lifecycle routes). A step the state does not allow is the API's 409.
 async fn act(
     State(state): State<AppState>,
@@ -479,6 +589,12 @@ async fn act(
         "resume" => LifecycleAction::Resume,
         "conclude" => LifecycleAction::Conclude {
             winner: Some(form.winner).filter(|w| !w.is_empty()),
+            reason: None,
+        },
+        "fail" => LifecycleAction::Fail {
+            reason: Some(form.reason.trim().chars().take(500).collect::<String>())
+                .filter(|r| !r.is_empty() && !r.chars().any(char::is_control))
+                .unwrap_or_else(|| "failed by an operator".to_owned()),
         },
         other => {
             return Err(ConsoleError::NotFound(format!(

@@ -14,6 +14,7 @@ pub(crate) mod assets;
 pub(crate) mod charts;
 mod experiments;
 mod feedback;
+mod flag_usage;
 mod flags;
 mod forecasts;
 mod jobs;

@@ -221,6 +221,7 @@ pub fn migration_flag(key: &str) -> Flag {
         required_tiers: Vec::new(),
         schedule: None,
         track_exposure: false,
+        track_events: true,
     }
 }
 

@@ -73,7 +73,8 @@ impl JobRegistry {
             .register(crate::feedback::FeedbackRetentionPurge)
             .register(crate::feedback::FeedbackForwardLegacy)
             .register(crate::feedback::FeedbackMigrationCheck)
-            .register(crate::rollouts::FlagRolloutCheck);
+            .register(crate::rollouts::FlagRolloutCheck)
+            .register(crate::experiments::ExperimentsReview);
         if let Some(forecast) = &settings.forecast {
             registry.register(ForecastRebuild(Arc::new(forecast.clone())));
         }

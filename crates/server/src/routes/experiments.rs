@@ -1,9 +1,11 @@
 //! Experiments: create, lifecycle, metric events and results. Every query is keyed by the
 //! caller's tenant, so another tenant's experiment is indistinguishable from a missing one (404).
 //!
-//! An experiment's users are the users exposed to its flag in its environment (the stored
-//! exposures); a user's variant is the first variant they were shown. Metric events join to
-//! users by targeting key. See docs/flags.md, "Experiments over HTTP".
+//! An experiment owns its flag in its environment and drives what it serves (see
+//! [`crate::experiments`]). Its users are the users assigned by the flag's split while it ran
+//! (the stored exposures whose first time lies in a running window); a user's variant is the
+//! first variant they were assigned. Metric events join to users by targeting key. See
+//! docs/flags.md, "Experiments over HTTP".
 
 use std::collections::BTreeMap;
 
@@ -11,8 +13,9 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::IntoResponse;
 use flags::experiment::{
-    Comparison, Experiment, ExperimentResults, ExperimentSpec, ExperimentState, Goal, Guardrail,
-    Metric, MetricKind, Recommendation, TestKind, Variant, VariantData,
+    Comparison, Experiment, ExperimentPlan, ExperimentResults, ExperimentSpec, ExperimentState,
+    ExperimentType, Goal, Guardrail, Metric, MetricKind, Recommendation, TestKind, Variant,
+    VariantData,
 };
 use flags::stats::Summary;
 use serde::{Deserialize, Serialize};
@@ -22,9 +25,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 
-use crate::experiments::{
-    apply, decode, encode, experiment_error, load, now_ms, state_name, LifecycleAction,
-};
+use crate::experiments::{apply, decode, load, now_ms, state_name, LifecycleAction, NewExperiment};
 use crate::extract::{ApiJson, ApiQuery, Auth, OptionalJson};
 use crate::ingest::RejectedEvent;
 use crate::problem::{ApiError, ProblemKind};
@@ -48,9 +49,48 @@ pub(crate) struct VariantBody {
     /// The flag variant's key (what evaluations return as `variant`).
     #[schema(max_length = 128, pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]+$")]
     key: String,
-    /// Allocation weight, relative to the other variants' (positive).
+    /// Allocation weight, relative to the other variants' (positive). The flag's split must
+    /// give the variant the same share (to the basis point).
     #[schema(minimum = 1)]
     weight: u32,
+    /// With `create_flag`: the value the created flag serves for this variant [default: the
+    /// variant key as a string]. Not stored with the experiment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<serde_json::Value>)]
+    value: Option<Value>,
+}
+
+/// The kind of experiment (a label; the analysis is the same for all).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum ExperimentTypeBody {
+    #[default]
+    AbTest,
+    Multivariate,
+    FeatureFlag,
+    SplitTest,
+}
+
+impl From<ExperimentTypeBody> for ExperimentType {
+    fn from(t: ExperimentTypeBody) -> ExperimentType {
+        match t {
+            ExperimentTypeBody::AbTest => ExperimentType::AbTest,
+            ExperimentTypeBody::Multivariate => ExperimentType::Multivariate,
+            ExperimentTypeBody::FeatureFlag => ExperimentType::FeatureFlag,
+            ExperimentTypeBody::SplitTest => ExperimentType::SplitTest,
+        }
+    }
+}
+
+impl From<ExperimentType> for ExperimentTypeBody {
+    fn from(t: ExperimentType) -> ExperimentTypeBody {
+        match t {
+            ExperimentType::AbTest => ExperimentTypeBody::AbTest,
+            ExperimentType::Multivariate => ExperimentTypeBody::Multivariate,
+            ExperimentType::FeatureFlag => ExperimentTypeBody::FeatureFlag,
+            ExperimentType::SplitTest => ExperimentTypeBody::SplitTest,
+        }
+    }
 }
 
 /// Whether a metric is a per-user conversion or a per-user value.
@@ -113,7 +153,9 @@ pub(crate) struct ExperimentSpecBody {
         pattern = "^[^\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f-\\x9f]*$"
     )]
     hypothesis: String,
-    /// The flag whose variants are the experiment's variants.
+    /// The flag the experiment owns: it must exist in the environment (or `create_flag`), its
+    /// variants include the experiment's with the same split, and no other experiment may
+    /// have owned it.
     #[schema(pattern = "^[A-Za-z0-9_.-]{1,200}$")]
     flag_key: String,
     /// At least two variants, including the control.
@@ -141,9 +183,82 @@ pub(crate) struct ExperimentSpecBody {
     /// Users per variant needed at least, whatever the power plan says; default 100.
     #[serde(default = "default_min_sample_size")]
     min_sample_size: u64,
-    /// Whether the always-valid sequential test may recommend shipping early; default false.
-    #[serde(default)]
+    /// Whether the always-valid sequential test may recommend shipping early (and, with
+    /// `auto_conclude`, complete the experiment); default true.
+    #[serde(default = "default_true")]
     early_stopping: bool,
+    /// The kind of experiment [default: `ab_test`].
+    #[serde(rename = "type", default)]
+    experiment_type: ExperimentTypeBody,
+    /// Only users matching this condition group (the flag rule grammar) enter the experiment;
+    /// the others are served the control [default: everyone].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<super::flag_schema::FlagRuleGroup>, nullable = false)]
+    target_audience: Option<Value>,
+    /// Users matching any of these condition groups never enter the experiment (served the
+    /// control). At most 20.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<super::flag_schema::FlagRuleGroup>, max_items = 20)]
+    exclusion_rules: Vec<Value>,
+    /// Share of the audience assigned, 1 to 100 (the flag's rollout at start) [default: 100].
+    #[serde(default = "default_traffic")]
+    #[schema(minimum = 1, maximum = 100)]
+    traffic_percentage: u32,
+    /// RFC 3339: when the review job starts the draft [default: started by hand].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    start_at: Option<String>,
+    /// RFC 3339, in the future: when the review job completes it [default: at the maximum
+    /// duration].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    end_at: Option<String>,
+    /// Days after the start before an automatic early completion [default: 7].
+    #[serde(default = "default_minimum_days")]
+    #[schema(maximum = 365)]
+    minimum_duration_days: u32,
+    /// Days after the start when the review job completes it at the latest, 1 to 365
+    /// [default: 30].
+    #[serde(default = "default_maximum_days")]
+    #[schema(minimum = 1, maximum = 365)]
+    maximum_duration_days: u32,
+    /// The person or team responsible (1 to 200 characters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(
+        nullable = false,
+        max_length = 200,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]+$"
+    )]
+    owner: Option<String>,
+    /// Free labels (at most 20, each 1 to 64 characters, unique).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(max_items = 20)]
+    tags: Vec<String>,
+    /// Whether the review job may complete the experiment on its own and ship the winner
+    /// [default: false].
+    #[serde(default)]
+    auto_conclude: bool,
+    /// Create the flag when it does not exist: multivariate, status `draft`, the experiment's
+    /// variants and weights, the control as default and off variant, exposures tracked.
+    /// Only on create; never returned.
+    #[serde(default, skip_serializing)]
+    create_flag: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_traffic() -> u32 {
+    100
+}
+
+fn default_minimum_days() -> u32 {
+    7
+}
+
+fn default_maximum_days() -> u32 {
+    30
 }
 
 fn default_alpha() -> f64 {
@@ -194,6 +309,121 @@ impl From<&Metric> for MetricBody {
     }
 }
 
+/// A condition group of the flag grammar, naming `field` when it is not one.
+fn rule_group(field: &str, value: Value) -> Result<flags::RuleGroup, ApiError> {
+    serde_path_to_error::deserialize::<_, flags::RuleGroup>(value).map_err(|e| {
+        ApiError::new(
+            ProblemKind::Unprocessable,
+            format!(
+                "{field} must be a condition group of the flag rule grammar (a condition, or all/any/none of groups): {}",
+                e.into_inner()
+            ),
+        )
+        .with("field", field)
+    })
+}
+
+/// An RFC 3339 time in epoch milliseconds, naming `field` when it is not one.
+fn instant(field: &str, text: &str) -> Result<i64, ApiError> {
+    OffsetDateTime::parse(text, &Rfc3339)
+        .ok()
+        .and_then(|t| i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok())
+        .ok_or_else(|| {
+            ApiError::new(
+                ProblemKind::Unprocessable,
+                format!("{field} must be RFC 3339, e.g. 2026-01-02T03:04:05Z, got {text:?}"),
+            )
+            .with("field", field)
+        })
+}
+
+impl ExperimentSpecBody {
+    /// The experiment to create in `environment`: the definition, the plan and the flag
+    /// instructions; 422 naming the field for a setting the types cannot rule out.
+    fn into_new(self, environment: String) -> Result<NewExperiment, ApiError> {
+        if self.traffic_percentage == 0 || self.traffic_percentage > 100 {
+            return Err(ApiError::new(
+                ProblemKind::Unprocessable,
+                format!(
+                    "traffic_percentage must be 1 to 100, got {}",
+                    self.traffic_percentage
+                ),
+            )
+            .with("field", "traffic_percentage"));
+        }
+        let target_audience = self
+            .target_audience
+            .clone()
+            .map(|v| rule_group("target_audience", v))
+            .transpose()?;
+        let exclusion_rules = self
+            .exclusion_rules
+            .iter()
+            .enumerate()
+            .map(|(i, v)| rule_group(&format!("exclusion_rules[{i}]"), v.clone()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let plan = ExperimentPlan {
+            experiment_type: self.experiment_type.into(),
+            target_audience,
+            exclusion_rules,
+            traffic_percentage: self.traffic_percentage,
+            start_at: self
+                .start_at
+                .as_deref()
+                .map(|t| instant("start_at", t))
+                .transpose()?,
+            end_at: self
+                .end_at
+                .as_deref()
+                .map(|t| instant("end_at", t))
+                .transpose()?,
+            minimum_duration_days: self.minimum_duration_days,
+            maximum_duration_days: self.maximum_duration_days,
+            owner: self.owner.clone(),
+            tags: self.tags.clone(),
+            auto_conclude: self.auto_conclude,
+        };
+        let values = self
+            .variants
+            .iter()
+            .filter_map(|v| v.value.clone().map(|value| (v.key.clone(), value)))
+            .collect();
+        let create_flag = self.create_flag;
+        Ok(NewExperiment {
+            environment,
+            spec: self.into(),
+            plan,
+            create_flag,
+            values,
+        })
+    }
+
+    /// The body an experiment reads back as.
+    fn of(e: &Experiment) -> ExperimentSpecBody {
+        let mut body = ExperimentSpecBody::from(&e.spec);
+        let plan = &e.plan;
+        body.experiment_type = plan.experiment_type.into();
+        body.target_audience = plan
+            .target_audience
+            .as_ref()
+            .and_then(|g| serde_json::to_value(g).ok());
+        body.exclusion_rules = plan
+            .exclusion_rules
+            .iter()
+            .filter_map(|g| serde_json::to_value(g).ok())
+            .collect();
+        body.traffic_percentage = plan.traffic_percentage;
+        body.start_at = plan.start_at.map(crate::rfc3339_ms);
+        body.end_at = plan.end_at.map(crate::rfc3339_ms);
+        body.minimum_duration_days = plan.minimum_duration_days;
+        body.maximum_duration_days = plan.maximum_duration_days;
+        body.owner = plan.owner.clone();
+        body.tags = plan.tags.clone();
+        body.auto_conclude = plan.auto_conclude;
+        body
+    }
+}
+
 impl From<ExperimentSpecBody> for ExperimentSpec {
     fn from(b: ExperimentSpecBody) -> ExperimentSpec {
         ExperimentSpec {
@@ -236,6 +466,7 @@ impl From<&ExperimentSpec> for ExperimentSpecBody {
                 .map(|v| VariantBody {
                     key: v.key.clone(),
                     weight: v.weight,
+                    value: None,
                 })
                 .collect(),
             control: s.control.clone(),
@@ -253,18 +484,31 @@ impl From<&ExperimentSpec> for ExperimentSpecBody {
             power: s.power,
             min_sample_size: s.min_sample_size,
             early_stopping: s.early_stopping,
+            experiment_type: ExperimentTypeBody::default(),
+            target_audience: None,
+            exclusion_rules: Vec::new(),
+            traffic_percentage: default_traffic(),
+            start_at: None,
+            end_at: None,
+            minimum_duration_days: default_minimum_days(),
+            maximum_duration_days: default_maximum_days(),
+            owner: None,
+            tags: Vec::new(),
+            auto_conclude: false,
+            create_flag: false,
         }
     }
 }
 
-/// Lifecycle state.
-#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+/// Lifecycle state (seed 002's statuses).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub(crate) enum StateBody {
     Draft,
     Running,
     Paused,
-    Concluded,
+    Completed,
+    Failed,
 }
 
 impl From<ExperimentState> for StateBody {
@@ -273,9 +517,21 @@ impl From<ExperimentState> for StateBody {
             ExperimentState::Draft => StateBody::Draft,
             ExperimentState::Running => StateBody::Running,
             ExperimentState::Paused => StateBody::Paused,
-            ExperimentState::Concluded => StateBody::Concluded,
+            ExperimentState::Completed => StateBody::Completed,
+            ExperimentState::Failed => StateBody::Failed,
         }
     }
+}
+
+/// A period the experiment ran; only users assigned inside one count in its results.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct WindowBody {
+    /// Start or resume (RFC 3339).
+    start: String,
+    /// Pause, completion or failure (RFC 3339); absent while running.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    end: Option<String>,
 }
 
 /// An experiment as stored.
@@ -294,10 +550,14 @@ pub(crate) struct ExperimentResponse {
     started_at: Option<String>,
     /// Set while paused (RFC 3339).
     paused_at: Option<String>,
-    /// Conclusion time (RFC 3339).
+    /// Completion or failure time (RFC 3339).
     concluded_at: Option<String>,
-    /// The variant chosen at conclusion; null when no change ships.
+    /// The variant chosen at completion; null when no change ships.
     winner: Option<String>,
+    /// Why it failed, or what completed it automatically (the review job); null otherwise.
+    reason: Option<String>,
+    /// The periods it ran, oldest first.
+    windows: Vec<WindowBody>,
 }
 
 /// Your experiments.
@@ -323,6 +583,27 @@ pub(crate) struct ListQuery {
     /// Only experiments in this environment (default: every environment).
     #[param(pattern = "^[A-Za-z0-9_.-]{1,200}$")]
     environment: Option<String>,
+    /// Only experiments in this status.
+    status: Option<StateBody>,
+    /// Only experiments of this owner (exact).
+    #[param(max_length = 200)]
+    owner: Option<String>,
+    /// Only experiments with this tag.
+    #[param(max_length = 64)]
+    tag: Option<String>,
+}
+
+/// Optional body of `fail`.
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FailRequest {
+    /// Why (up to 500 characters, no control characters) [default: "failed by an operator"].
+    #[schema(
+        min_length = 1,
+        max_length = 500,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]*$"
+    )]
+    reason: Option<String>,
 }
 
 /// Optional body of `conclude`.
@@ -378,8 +659,10 @@ pub(crate) struct EventsResponse {
 
 // ---- handlers ------------------------------------------------------------------------------
 
-/// Creates an experiment in the draft state (admin scope). Its users will be the users exposed
-/// to `flag_key` in the `environment`.
+/// Creates an experiment in the draft state (admin scope) on the flag it will own in the
+/// `environment`: the flag must exist (or `create_flag`), match its variants and weights, and
+/// never have belonged to another experiment. Its users will be the users the flag's split
+/// assigns while the experiment runs.
 #[utoipa::path(post, path = "/api/v1/experiments", tag = "experiments", security(("api_key" = [])),
     params(CreateQuery),
     request_body = ExperimentSpecBody,
@@ -388,8 +671,8 @@ pub(crate) struct EventsResponse {
         (status = 400, description = "Malformed body or bad environment", content_type = "application/problem+json", body = crate::openapi::Problem),
         (status = 401, content_type = "application/problem+json", body = crate::openapi::Problem),
         (status = 403, content_type = "application/problem+json", body = crate::openapi::Problem),
-        (status = 409, description = "An experiment with this key exists", content_type = "application/problem+json", body = crate::openapi::Problem),
-        (status = 422, description = "Invalid definition; `field` names it", content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 409, description = "An experiment with this key exists, or the flag belongs to another experiment (`owner`)", content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 422, description = "Invalid definition, missing flag (`flag_key`) or variants not matching the flag (`variants`); `field` names it", content_type = "application/problem+json", body = crate::openapi::Problem),
     ))]
 pub(crate) async fn create(
     State(state): State<AppState>,
@@ -402,16 +685,8 @@ pub(crate) async fn create(
     check_name("key", &body.key)?;
     check_name("flag_key", &body.flag_key)?;
     check_spec_text(&body)?;
-    let experiment = Experiment::create(body.into(), now_ms()).map_err(experiment_error)?;
-    let record = state
-        .store()
-        .create_experiment(
-            auth.tenant_id(),
-            &experiment.spec.key,
-            &environment,
-            &encode(&experiment)?,
-        )
-        .await?;
+    let new = body.into_new(environment)?;
+    let (record, experiment) = crate::experiments::create(&state, auth.tenant_id(), new).await?;
     let location = format!("/api/v1/experiments/{}", record.key);
     Ok((
         StatusCode::CREATED,
@@ -420,7 +695,7 @@ pub(crate) async fn create(
     ))
 }
 
-/// Your experiments (read scope).
+/// Your experiments (read scope), optionally only one environment's, status, owner or tag.
 #[utoipa::path(get, path = "/api/v1/experiments", tag = "experiments", security(("api_key" = [])),
     params(ListQuery),
     responses(
@@ -448,6 +723,20 @@ pub(crate) async fn list(
             continue;
         }
         let experiment = decode(&record)?;
+        if query
+            .status
+            .is_some_and(|s| s != StateBody::from(experiment.state))
+            || query
+                .owner
+                .as_ref()
+                .is_some_and(|o| experiment.plan.owner.as_ref() != Some(o))
+            || query
+                .tag
+                .as_ref()
+                .is_some_and(|t| !experiment.plan.tags.contains(t))
+        {
+            continue;
+        }
         experiments.push(respond(&record, &experiment));
     }
     Ok(axum::Json(ExperimentListResponse { experiments }))
@@ -473,7 +762,8 @@ pub(crate) async fn get(
     Ok(with_etag(&record, respond(&record, &experiment)))
 }
 
-/// Starts a draft experiment (admin scope).
+/// Starts a draft experiment (admin scope): its flag is turned on (status `active`, kill
+/// switch off) with `rollout_bp` = traffic × 100 and the audience rule first.
 #[utoipa::path(post, path = "/api/v1/experiments/{key}/start", tag = "experiments", security(("api_key" = [])),
     params(("key" = String, Path, description = "Experiment key")),
     responses(
@@ -482,6 +772,7 @@ pub(crate) async fn get(
         (status = 403, content_type = "application/problem+json", body = crate::openapi::Problem),
         (status = 404, content_type = "application/problem+json", body = crate::openapi::Problem),
         (status = 409, description = "Not a draft", content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 422, description = "The flag is gone or no longer matches the variants (`field`)", content_type = "application/problem+json", body = crate::openapi::Problem),
     ))]
 pub(crate) async fn start(
     State(state): State<AppState>,
@@ -492,7 +783,9 @@ pub(crate) async fn start(
     changed(apply(&state, auth.tenant_id(), &key, LifecycleAction::Start).await)
 }
 
-/// Pauses a running experiment (admin scope). Metric events are still accepted while paused.
+/// Pauses a running experiment (admin scope): its flag serves the control to everyone (rule
+/// `experiment.paused`), so nobody is assigned; users assigned meanwhile do not count. Metric
+/// events are still accepted while paused.
 #[utoipa::path(post, path = "/api/v1/experiments/{key}/pause", tag = "experiments", security(("api_key" = [])),
     params(("key" = String, Path, description = "Experiment key")),
     responses(
@@ -511,7 +804,8 @@ pub(crate) async fn pause(
     changed(apply(&state, auth.tenant_id(), &key, LifecycleAction::Pause).await)
 }
 
-/// Resumes a paused experiment (admin scope).
+/// Resumes a paused experiment (admin scope): the `experiment.paused` rule is removed and a
+/// new running window opens.
 #[utoipa::path(post, path = "/api/v1/experiments/{key}/resume", tag = "experiments", security(("api_key" = [])),
     params(("key" = String, Path, description = "Experiment key")),
     responses(
@@ -530,8 +824,9 @@ pub(crate) async fn resume(
     changed(apply(&state, auth.tenant_id(), &key, LifecycleAction::Resume).await)
 }
 
-/// Concludes a running or paused experiment (admin scope), optionally naming the winning
-/// variant. The body is optional.
+/// Completes a running or paused experiment (admin scope), optionally naming the winning
+/// variant: its flag serves the winner (or the control) to everyone (rule
+/// `experiment.completed`). The body is optional.
 #[utoipa::path(post, path = "/api/v1/experiments/{key}/conclude", tag = "experiments", security(("api_key" = [])),
     params(("key" = String, Path, description = "Experiment key")),
     request_body(content = Option<ConcludeRequest>, description = "Optional: `{\"winner\": \"variant\"}`"),
@@ -561,7 +856,49 @@ pub(crate) async fn conclude(
             &state,
             auth.tenant_id(),
             &key,
-            LifecycleAction::Conclude { winner },
+            LifecycleAction::Conclude {
+                winner,
+                reason: None,
+            },
+        )
+        .await,
+    )
+}
+
+/// Fails a running or paused experiment (admin scope), with an optional reason: its flag
+/// serves the control to everyone (rule `experiment.failed`). The review job fails an
+/// experiment whose guardrail is breached the same way.
+#[utoipa::path(post, path = "/api/v1/experiments/{key}/fail", tag = "experiments", security(("api_key" = [])),
+    params(("key" = String, Path, description = "Experiment key")),
+    request_body(content = Option<FailRequest>, description = "Optional: `{\"reason\": \"...\"}`"),
+    responses(
+        (status = 200, body = ExperimentResponse),
+        (status = 400, content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 401, content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 403, content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 404, content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 409, description = "Not running or paused", content_type = "application/problem+json", body = crate::openapi::Problem),
+    ))]
+pub(crate) async fn fail(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(key): Path<String>,
+    OptionalJson(request): OptionalJson<FailRequest>,
+) -> Result<impl IntoResponse, ApiError> {
+    auth.require(Scope::Admin)?;
+    let request = request.unwrap_or_default();
+    if let Some(reason) = &request.reason {
+        check_text("reason", reason, 500, false)?;
+    }
+    let reason = request
+        .reason
+        .unwrap_or_else(|| "failed by an operator".to_owned());
+    changed(
+        apply(
+            &state,
+            auth.tenant_id(),
+            &key,
+            LifecycleAction::Fail { reason },
         )
         .await,
     )
@@ -569,7 +906,7 @@ pub(crate) async fn conclude(
 
 /// Metric events of the experiment's users (write scope): `{"events": [{user, metric, value?,
 /// event_id?, timestamp?}]}`, at most 10,000 per request. Accepted while the experiment runs
-/// or is paused (409 for a draft or a concluded one). Each event is checked on its own: bad
+/// or is paused (409 for a draft, completed or failed one). Each event is checked on its own: bad
 /// ones are listed in `rejected` with their index, field and reason, the rest are stored.
 #[utoipa::path(post, path = "/api/v1/experiments/{key}/events", tag = "experiments", security(("api_key" = [])),
     params(("key" = String, Path, description = "Experiment key")),
@@ -580,7 +917,7 @@ pub(crate) async fn conclude(
         (status = 401, content_type = "application/problem+json", body = crate::openapi::Problem),
         (status = 403, content_type = "application/problem+json", body = crate::openapi::Problem),
         (status = 404, content_type = "application/problem+json", body = crate::openapi::Problem),
-        (status = 409, description = "The experiment is a draft or concluded", content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 409, description = "The experiment is a draft, completed or failed", content_type = "application/problem+json", body = crate::openapi::Problem),
         (status = 413, description = "More than 10,000 events", content_type = "application/problem+json", body = crate::openapi::Problem),
         (status = 422, description = "Every event was rejected; `rejected` lists why", content_type = "application/problem+json", body = crate::openapi::Problem),
     ))]
@@ -802,7 +1139,10 @@ pub(crate) struct ComparisonBody {
     p_value: f64,
     /// `chi_square` or `welch_t`: which test `p_value` comes from.
     test: &'static str,
-    /// p_value < alpha.
+    /// `p_value` after Holm's correction across all primary and secondary comparisons of the
+    /// experiment (docs/flags.md, Multiple comparisons).
+    p_value_adjusted: f64,
+    /// p_value_adjusted < alpha.
     significant: bool,
     /// The change goes in the metric's good direction.
     improves: bool,
@@ -1067,6 +1407,7 @@ fn comparison_body(c: &Comparison, alpha: f64) -> ComparisonBody {
             TestKind::ChiSquare => "chi_square",
             TestKind::WelchT => "welch_t",
         },
+        p_value_adjusted: c.p_value_adjusted,
         significant: c.significant,
         improves: c.improves,
     }
@@ -1120,12 +1461,21 @@ fn respond(record: &ExperimentRecord, e: &Experiment) -> ExperimentResponse {
         environment: record.environment.clone(),
         version: record.version,
         state: e.state.into(),
-        spec: (&e.spec).into(),
+        spec: ExperimentSpecBody::of(e),
         created_at: crate::rfc3339_ms(e.created_at),
         started_at: e.started_at.map(crate::rfc3339_ms),
         paused_at: e.paused_at.map(crate::rfc3339_ms),
         concluded_at: e.concluded_at.map(crate::rfc3339_ms),
         winner: e.winner.clone(),
+        reason: e.reason.clone(),
+        windows: e
+            .running_windows()
+            .iter()
+            .map(|w| WindowBody {
+                start: crate::rfc3339_ms(w.start),
+                end: w.end.map(crate::rfc3339_ms),
+            })
+            .collect(),
     }
 }
 
@@ -1172,6 +1522,10 @@ fn check_name(field: &str, value: &str) -> Result<(), ApiError> {
 const MAX_HYPOTHESIS_CHARS: usize = 2000;
 /// Longest variant key (and control, winner), in characters.
 const MAX_VARIANT_CHARS: usize = 128;
+/// Longest owner, in characters.
+const MAX_OWNER_CHARS: usize = 200;
+/// Longest tag, in characters.
+const MAX_TAG_CHARS: usize = 64;
 
 /// Free text is bounded and holds no control characters (`multiline` lets tabs and line
 /// breaks through): a NUL in a metric key would make an experiment no event can reach.
@@ -1219,6 +1573,19 @@ fn check_spec_text(spec: &ExperimentSpecBody) -> Result<(), ApiError> {
         )?;
     }
     check_text("control", &spec.control, MAX_VARIANT_CHARS, false)?;
+    if let Some(owner) = &spec.owner {
+        check_text("owner", owner, MAX_OWNER_CHARS, false)?;
+    }
+    if spec.tags.len() > flags::experiment::MAX_TAGS {
+        return Err(ApiError::new(
+            ProblemKind::Unprocessable,
+            format!("at most {} tags", flags::experiment::MAX_TAGS),
+        )
+        .with("field", "tags"));
+    }
+    for (i, tag) in spec.tags.iter().enumerate() {
+        check_text(&format!("tags[{i}]"), tag, MAX_TAG_CHARS, false)?;
+    }
     check_metric_text("primary_metric", &spec.primary_metric)?;
     for (i, m) in spec.secondary_metrics.iter().enumerate() {
         check_metric_text(&format!("secondary_metrics[{i}]"), m)?;

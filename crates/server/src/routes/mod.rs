@@ -8,6 +8,7 @@ mod feedback;
 mod feedback_migration;
 mod feedback_reports;
 pub(crate) mod flag_schema;
+mod flag_usage;
 mod flags;
 mod forecast;
 mod interactions;
@@ -81,12 +82,16 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(rollouts::abort_rollout))
         .routes(routes!(flags::flag_audit))
         .routes(routes!(flags::flag_stream))
+        .routes(routes!(flag_usage::usage))
+        .routes(routes!(flag_usage::stale))
+        .routes(routes!(flag_usage::flag_usage))
         .routes(routes!(experiments::create, experiments::list))
         .routes(routes!(experiments::get))
         .routes(routes!(experiments::start))
         .routes(routes!(experiments::pause))
         .routes(routes!(experiments::resume))
         .routes(routes!(experiments::conclude))
+        .routes(routes!(experiments::fail))
         .routes(routes!(experiments::events))
         .routes(routes!(experiments::void_event))
         .routes(routes!(experiments::results))

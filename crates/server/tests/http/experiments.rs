@@ -7,6 +7,8 @@ use store::{Backend, Exposure, Scope};
 
 use crate::TestApp;
 
+/// An experiment on `checkout-button`, which it creates when the tenant has no such flag in
+/// the environment (and uses, if it matches, when it has).
 pub fn spec(key: &str) -> Value {
     json!({
         "key": key,
@@ -18,17 +20,27 @@ pub fn spec(key: &str) -> Value {
                            "minimum_detectable_effect": 0.2},
         "secondary_metrics": [{"key": "revenue", "kind": "value", "goal": "increase",
                                "minimum_detectable_effect": 1.0}],
-        "min_sample_size": 100
+        "min_sample_size": 100,
+        "early_stopping": false,
+        "create_flag": true
     })
 }
 
-fn exposure(user: &str, variant: &str) -> Exposure {
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// An assignment now (so inside the window of an experiment started before).
+pub fn exposure(user: &str, variant: &str) -> Exposure {
     Exposure {
         environment: "production".to_owned(),
         flag_key: "checkout-button".to_owned(),
         targeting_key: user.to_owned(),
         variant: variant.to_owned(),
-        at_ms: 1_000,
+        at_ms: now_ms(),
     }
 }
 
@@ -98,7 +110,7 @@ async fn lifecycle_create_start_pause_resume_conclude() {
     )
     .await;
     assert_eq!(concluded.status, 200, "{}", concluded.text());
-    assert_eq!(concluded.json()["state"], "concluded");
+    assert_eq!(concluded.json()["state"], "completed");
     assert_eq!(concluded.json()["winner"], "green");
     let resume = post(&app, "/api/v1/experiments/exp-1/resume", key, None).await;
     resume.assert_problem(409, "invalid_state", "/api/v1/experiments/exp-1/resume");
@@ -115,6 +127,19 @@ async fn lifecycle_create_start_pause_resume_conclude() {
     let plain = post(&app, "/api/v1/experiments/exp-2/conclude", key, None).await;
     assert_eq!(plain.status, 200, "{}", plain.text());
     assert_eq!(plain.json()["winner"], Value::Null);
+    // The windows it ran in, and the filters of the list.
+    assert_eq!(concluded.json()["windows"].as_array().unwrap().len(), 2);
+    assert_eq!(plain.json()["windows"].as_array().unwrap().len(), 1);
+    let completed = app
+        .get("/api/v1/experiments?status=completed", Some(key))
+        .await
+        .json();
+    assert_eq!(completed["experiments"].as_array().unwrap().len(), 2);
+    let drafts = app
+        .get("/api/v1/experiments?status=draft", Some(key))
+        .await
+        .json();
+    assert_eq!(drafts["experiments"], json!([]));
     let all = app.get("/api/v1/experiments", Some(key)).await.json();
     let keys: Vec<&str> = all["experiments"]
         .as_array()
@@ -499,6 +524,34 @@ async fn bad_definitions_are_refused_naming_the_field() {
                                       "minimum_detectable_effect": -1.0}}),
             "primary_metric",
         ),
+        // The seed's settings.
+        (json!({"traffic_percentage": 0}), "traffic_percentage"),
+        (json!({"traffic_percentage": 150}), "traffic_percentage"),
+        (
+            json!({"minimum_duration_days": 40}),
+            "minimum_duration_days",
+        ),
+        (json!({"maximum_duration_days": 0}), "maximum_duration_days"),
+        (json!({"end_at": "2001-01-01T00:00:00Z"}), "end_at"),
+        (json!({"start_at": "tomorrow"}), "start_at"),
+        (
+            json!({"target_audience": {"colour": "red"}}),
+            "target_audience",
+        ),
+        (
+            json!({"target_audience": {"attribute": "country", "op": "sounds_like", "value": "de"}}),
+            "target_audience",
+        ),
+        (
+            json!({"exclusion_rules": [{"any": 3}]}),
+            "exclusion_rules[0]",
+        ),
+        (json!({"tags": ["a", "a"]}), "tags"),
+        // The flag: missing without create_flag.
+        (
+            json!({"flag_key": "nope", "create_flag": false}),
+            "flag_key",
+        ),
     ] {
         let mut body = spec("bad");
         for (k, v) in change.as_object().unwrap() {
@@ -670,5 +723,309 @@ async fn a_metric_sets_its_own_value_bound_within_the_limit() {
             .contains("max_abs_value"),
         "{problem}"
     );
+    app.cleanup().await;
+}
+
+// ---- the periodic review (`experiments.review`), driven with its clock passed in ----------
+
+const DAY_MS: i64 = 86_400_000;
+
+async fn flag_definition(app: &TestApp, key: &str, flag: &str) -> Value {
+    let reply = app
+        .get(
+            &format!("/api/v1/flags/{flag}?environment=production"),
+            Some(key),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    reply.json()["definition"].clone()
+}
+
+async fn served_variant(app: &TestApp, key: &str, user: &str) -> Value {
+    let reply = post(
+        app,
+        "/ofrep/v1/evaluate/flags/checkout-button",
+        key,
+        Some(json!({"context": {"targetingKey": user}})),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    reply.json()["variant"].clone()
+}
+
+async fn review(app: &TestApp, tenant_id: &str, now: i64) -> server::experiments::ReviewSummary {
+    server::experiments::review_experiments(&app.state, tenant_id, now)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_review_starts_a_scheduled_experiment_and_completes_it_at_the_maximum_duration() {
+    let app = TestApp::new(Backend::Sqlite).await;
+    let (tenant, admin) = app.tenant("t", &[Scope::Admin]).await;
+    let key = admin.secret.as_str();
+    let now = now_ms();
+    let mut scheduled = spec("scheduled");
+    scheduled["start_at"] = json!(server::rfc3339_ms(now + 3_600_000));
+    scheduled["maximum_duration_days"] = json!(10);
+    scheduled["owner"] = json!("growth");
+    scheduled["tags"] = json!(["checkout"]);
+    let created = post(&app, "/api/v1/experiments", key, Some(scheduled)).await;
+    assert_eq!(created.status, 201, "{}", created.text());
+    let body = created.json();
+    assert_eq!(body["spec"]["traffic_percentage"], 100, "{body}");
+    assert_eq!(body["spec"]["minimum_duration_days"], 7);
+    assert_eq!(body["spec"]["type"], "ab_test");
+    assert_eq!(body["spec"]["early_stopping"], false);
+    assert!(body["spec"].get("create_flag").is_none(), "never returned");
+    // The created flag: a draft (not served) with the experiment's split.
+    let flag = flag_definition(&app, key, "checkout-button").await;
+    assert_eq!(flag["status"], "draft", "{flag}");
+    assert_eq!(flag["variants"][1]["weight_bp"], 5000, "{flag}");
+    assert_eq!(flag["track_exposure"], true);
+
+    let early = review(&app, &tenant.id, now).await;
+    assert_eq!((early.reviewed, early.actions.len()), (1, 0), "{early:?}");
+    let started = review(&app, &tenant.id, now + 3_600_000).await;
+    assert_eq!(started.actions[0].action, "started", "{started:?}");
+    let got = app
+        .get("/api/v1/experiments/scheduled", Some(key))
+        .await
+        .json();
+    assert_eq!(got["state"], "running");
+    assert_eq!(
+        got["started_at"],
+        json!(server::rfc3339_ms(now + 3_600_000))
+    );
+    let flag = flag_definition(&app, key, "checkout-button").await;
+    assert_eq!(flag["status"], "active", "{flag}");
+    assert_eq!(flag["rollout_bp"], 10_000, "{flag}");
+    assert!(served_variant(&app, key, "u1").await.is_string());
+    // The audit trail names the experiment as the actor of the flag's changes.
+    assert_eq!(
+        app.get(
+            "/api/v1/flags/checkout-button?environment=production",
+            Some(key)
+        )
+        .await
+        .json()["updated_by"],
+        "experiment:scheduled"
+    );
+
+    let nine_days = review(&app, &tenant.id, now + 3_600_000 + 9 * DAY_MS).await;
+    assert!(nine_days.actions.is_empty(), "{nine_days:?}");
+    let done = review(&app, &tenant.id, now + 3_600_000 + 10 * DAY_MS).await;
+    assert_eq!(done.actions[0].action, "completed", "{done:?}");
+    assert_eq!(done.actions[0].reason, "maximum duration reached");
+    let got = app
+        .get("/api/v1/experiments/scheduled", Some(key))
+        .await
+        .json();
+    assert_eq!(got["state"], "completed");
+    assert_eq!(got["reason"], "maximum duration reached");
+    assert_eq!(got["winner"], Value::Null);
+    for user in ["u1", "u2", "u3", "u4"] {
+        assert_eq!(served_variant(&app, key, user).await, "control");
+    }
+    // Filters of the list.
+    for (query, n) in [
+        ("owner=growth", 1),
+        ("owner=other", 0),
+        ("tag=checkout", 1),
+        ("tag=pricing", 0),
+    ] {
+        let listed = app
+            .get(&format!("/api/v1/experiments?{query}"), Some(key))
+            .await
+            .json();
+        assert_eq!(
+            listed["experiments"].as_array().unwrap().len(),
+            n,
+            "{query}"
+        );
+    }
+    let again = review(&app, &tenant.id, now + 20 * DAY_MS).await;
+    assert_eq!((again.reviewed, again.actions.len()), (0, 0));
+    app.cleanup().await;
+}
+
+/// A running experiment `key` on `checkout-button` with `body`'s settings: 100 users per
+/// variant assigned now, 10 control and 40 green users converting, and per user a `latency`
+/// of 100 (control) or 200 (green) with some spread.
+async fn review_dataset(app: &TestApp, tenant_id: &str, key: &str, body: Value) {
+    let created = post(app, "/api/v1/experiments", key, Some(body)).await;
+    assert_eq!(created.status, 201, "{}", created.text());
+    let name = created.json()["key"].as_str().unwrap().to_owned();
+    let started = post(app, &format!("/api/v1/experiments/{name}/start"), key, None).await;
+    assert_eq!(started.status, 200, "{}", started.text());
+    for i in 0..100 {
+        app.state
+            .exposures()
+            .record(tenant_id, exposure(&format!("c{i}"), "control"));
+        app.state
+            .exposures()
+            .record(tenant_id, exposure(&format!("g{i}"), "green"));
+    }
+    app.state.exposures().flush().await;
+    let mut events = Vec::new();
+    for i in 0..100 {
+        let spread = f64::from(i % 10);
+        events.push(json!({"user": format!("c{i}"), "metric": "latency", "value": 100.0 + spread}));
+        events.push(json!({"user": format!("g{i}"), "metric": "latency", "value": 200.0 + spread}));
+        if i < 10 {
+            events.push(json!({"user": format!("c{i}"), "metric": "checkout"}));
+        }
+        if i < 40 {
+            events.push(json!({"user": format!("g{i}"), "metric": "checkout"}));
+        }
+    }
+    let stored = post(
+        app,
+        &format!("/api/v1/experiments/{name}/events"),
+        key,
+        Some(json!({ "events": events })),
+    )
+    .await;
+    assert_eq!(stored.status, 200, "{}", stored.text());
+}
+
+#[tokio::test]
+async fn the_review_completes_early_on_the_sequential_test_after_the_minimum_duration() {
+    let app = TestApp::new(Backend::Sqlite).await;
+    let (tenant, admin) = app.tenant("t", &[Scope::Admin]).await;
+    let key = admin.secret.as_str();
+    let mut body = spec("early");
+    body["early_stopping"] = json!(true);
+    body["auto_conclude"] = json!(true);
+    body["secondary_metrics"] = json!([]);
+    body["guardrails"] = json!([{"metric": {"key": "latency", "kind": "value",
+        "goal": "decrease", "minimum_detectable_effect": 1.0}, "max_relative_degradation": 2.0}]);
+    review_dataset(&app, &tenant.id, key, body).await;
+    let results = app
+        .get("/api/v1/experiments/early/results", Some(key))
+        .await
+        .json();
+    assert_eq!(results["recommendation"]["action"], "ship", "{results}");
+    assert_eq!(results["recommendation"]["early"], true, "{results}");
+
+    let now = now_ms();
+    let too_soon = review(&app, &tenant.id, now + 6 * DAY_MS).await;
+    assert!(too_soon.actions.is_empty(), "{too_soon:?}");
+    let done = review(&app, &tenant.id, now + 7 * DAY_MS + 1).await;
+    assert_eq!(done.actions.len(), 1, "{done:?}");
+    assert_eq!(done.actions[0].action, "completed");
+    assert_eq!(done.actions[0].winner.as_deref(), Some("green"));
+    let got = app.get("/api/v1/experiments/early", Some(key)).await.json();
+    assert_eq!(
+        (&got["state"], &got["winner"]),
+        (&json!("completed"), &json!("green"))
+    );
+    assert!(
+        got["reason"].as_str().unwrap().contains("early stopping"),
+        "{got}"
+    );
+    for user in ["c1", "g1", "new-user"] {
+        assert_eq!(served_variant(&app, key, user).await, "green");
+    }
+    let flag = flag_definition(&app, key, "checkout-button").await;
+    assert_eq!(flag["rules"][0]["id"], "experiment.completed", "{flag}");
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn the_review_fails_an_experiment_whose_guardrail_is_breached() {
+    let app = TestApp::new(Backend::Postgres).await;
+    let (tenant, admin) = app.tenant("t", &[Scope::Admin]).await;
+    let key = admin.secret.as_str();
+    let mut body = spec("guarded");
+    body["secondary_metrics"] = json!([]);
+    body["guardrails"] = json!([{"metric": {"key": "latency", "kind": "value",
+        "goal": "decrease", "minimum_detectable_effect": 1.0}, "max_relative_degradation": 0.1}]);
+    review_dataset(&app, &tenant.id, key, body).await;
+    let results = app
+        .get("/api/v1/experiments/guarded/results", Some(key))
+        .await
+        .json();
+    assert_eq!(
+        results["recommendation"]["action"], "stop_guardrail_failed",
+        "{results}"
+    );
+
+    let outcome = review(&app, &tenant.id, now_ms()).await;
+    assert_eq!(outcome.actions.len(), 1, "{outcome:?}");
+    assert_eq!(outcome.actions[0].action, "failed");
+    let got = app
+        .get("/api/v1/experiments/guarded", Some(key))
+        .await
+        .json();
+    assert_eq!(got["state"], "failed");
+    assert_eq!(got["reason"], "guardrail latency breached by green");
+    for user in ["c1", "g1", "new-user"] {
+        assert_eq!(served_variant(&app, key, user).await, "control");
+    }
+    let flag = flag_definition(&app, key, "checkout-button").await;
+    assert_eq!(flag["rules"][0]["id"], "experiment.failed", "{flag}");
+    // Failed is final, and events are no longer taken.
+    post(&app, "/api/v1/experiments/guarded/resume", key, None)
+        .await
+        .assert_problem(409, "invalid_state", "/api/v1/experiments/guarded/resume");
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn the_review_puts_back_managed_rules_and_a_manual_fail_serves_the_control() {
+    let app = TestApp::new(Backend::Sqlite).await;
+    let (tenant, admin) = app.tenant("t", &[Scope::Admin]).await;
+    let key = admin.secret.as_str();
+    let mut body = spec("exp");
+    body["target_audience"] = json!({"attribute": "country", "op": "equals", "value": "de"});
+    body["traffic_percentage"] = json!(50);
+    post(&app, "/api/v1/experiments", key, Some(body)).await;
+    post(&app, "/api/v1/experiments/exp/start", key, None).await;
+    let flag = flag_definition(&app, key, "checkout-button").await;
+    assert_eq!(flag["rules"][0]["id"], "experiment.audience", "{flag}");
+    assert_eq!(flag["rollout_bp"], 5000);
+    // Outside the audience: the control, as a rule (not an assignment).
+    let outside = post(
+        &app,
+        "/ofrep/v1/evaluate/flags/checkout-button",
+        key,
+        Some(json!({"context": {"targetingKey": "u1", "country": "fr"}})),
+    )
+    .await
+    .json();
+    assert_eq!(
+        (&outside["variant"], &outside["reason"]),
+        (&json!("control"), &json!("TARGETING_MATCH"))
+    );
+
+    // Someone removes the audience rule by hand; the review puts it back.
+    let mut edited = flag.clone();
+    edited["rules"] = json!([]);
+    let put = app
+        .call(
+            Method::PUT,
+            "/api/v1/flags/checkout-button?environment=production",
+            Some(key),
+            Some(edited),
+        )
+        .await;
+    assert_eq!(put.status, 200, "{}", put.text());
+    let healed = review(&app, &tenant.id, now_ms()).await;
+    assert_eq!(healed.actions[0].action, "flag_restored", "{healed:?}");
+    let flag = flag_definition(&app, key, "checkout-button").await;
+    assert_eq!(flag["rules"][0]["id"], "experiment.audience", "{flag}");
+
+    let failed = post(
+        &app,
+        "/api/v1/experiments/exp/fail",
+        key,
+        Some(json!({"reason": "checkout errors"})),
+    )
+    .await;
+    assert_eq!(failed.status, 200, "{}", failed.text());
+    assert_eq!(failed.json()["state"], "failed");
+    assert_eq!(failed.json()["reason"], "checkout errors");
+    assert_eq!(served_variant(&app, key, "u1").await, "control");
     app.cleanup().await;
 }

@@ -3,20 +3,10 @@
 
 use axum::http::{Method, StatusCode};
 use serde_json::json;
-use store::{Backend, Exposure, Scope, Scopes};
+use store::{Backend, Scope, Scopes};
 
-use crate::experiments::spec;
+use crate::experiments::{exposure, spec};
 use crate::TestApp;
-
-fn exposure(user: &str, variant: &str) -> Exposure {
-    Exposure {
-        environment: "production".to_owned(),
-        flag_key: "checkout-button".to_owned(),
-        targeting_key: user.to_owned(),
-        variant: variant.to_owned(),
-        at_ms: 1_000,
-    }
-}
 
 /// Creates and starts `exp`, exposes `control` and `green` users, and converts 10 and 30 of
 /// them.
@@ -139,9 +129,21 @@ async fn the_list_and_the_results_page_show_what_the_api_answers() {
     );
     assert!(chart.contains("<figcaption>"));
     let forms = experiment_action_forms(&html);
-    assert_eq!(forms.len(), 2, "{forms:?}");
+    assert_eq!(forms.len(), 3, "{forms:?}");
     assert!(forms[0].contains("action=\"/console/experiments/exp/pause\""));
     assert!(forms[1].contains("action=\"/console/experiments/exp/conclude\""));
+    assert!(forms[2].contains("action=\"/console/experiments/exp/fail\""));
+    // The seed's settings and the running window are shown, with the owned flag linked.
+    for expected in [
+        "<dt>Type</dt><dd>A/B test</dd>",
+        "<dt>Traffic</dt><dd>100% of the audience is assigned</dd>",
+        "at least 7 days before an automatic early completion, at most 30 days",
+        "id=\"experiment-windows\"",
+        "<td>running</td>",
+        "id=\"experiment-flag\"",
+    ] {
+        assert!(html.contains(expected), "the page lacks {expected}: {html}");
+    }
     assert_eq!(
         console.get("/console/experiments/nope").await.status,
         StatusCode::NOT_FOUND
@@ -230,7 +232,7 @@ async fn lifecycle_actions_follow_the_state() {
         .json();
     assert_eq!(
         (&api["state"], &api["winner"]),
-        (&json!("concluded"), &json!("green"))
+        (&json!("completed"), &json!("green"))
     );
     let done = console.get("/console/experiments/exp").await.text();
     assert!(experiment_action_forms(&done).is_empty());
@@ -304,8 +306,9 @@ async fn the_lists_read_environments_and_exposures_on_postgres_too() {
     let app = TestApp::new(Backend::Postgres).await;
     let (tenant, admin) = app.tenant("acme", &[Scope::Admin]).await;
     running_experiment(&app, &tenant.id, &admin.secret, 100, 300).await;
+    // The experiment created `checkout-button` in production; the other environments get one.
     let flag = crate::flags::boolean_flag("checkout-button");
-    for environment in ["staging", "Zeta", "production"] {
+    for environment in ["staging", "Zeta"] {
         let created = app
             .call(
                 Method::POST,

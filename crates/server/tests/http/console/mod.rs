@@ -3,6 +3,7 @@
 
 mod experiments;
 mod feedback;
+mod flag_usage;
 mod flags;
 mod forecasts;
 mod jobs;
