@@ -104,7 +104,7 @@ pub enum Table {
 
 impl Table {
     /// Every table; the telemetry crate's sampler and this module's cells iterate it.
-    pub const ALL: [Table; 42] = [
+    pub const ALL: [Table; 44] = [
         Table::Tenants,
         Table::ApiKeys,
         Table::WeberProfiles,
