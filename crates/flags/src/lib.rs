@@ -26,8 +26,8 @@ pub use eval::{
     parse_instant_ms, DisabledBy, ErrorCode, Evaluation, FlagSet, LoadError, Reason,
     ValidationError,
 };
-pub use staleness::{single_variant_served, stale_reasons, StaleReason, StalenessInputs};
 pub use model::{
     Condition, EnvironmentOverride, Flag, FlagStatus, FlagType, Prerequisite, Ramp, Rule,
     RuleGroup, Schedule, Variant,
 };
+pub use staleness::{single_variant_served, stale_reasons, StaleReason, StalenessInputs};

@@ -94,7 +94,11 @@ pub fn stale_reasons(flag: &Flag, inputs: &StalenessInputs<'_>) -> Vec<StaleReas
 /// and either no split (the default variant), a rollout of 0 (the default variant), or a
 /// split of one variant at 10,000 basis points under a full rollout. `None` for a flag that is
 /// not served (kill switch, status, schedule, environment disabled): those answer `DISABLED`.
-pub fn single_variant_served<'a>(flag: &'a Flag, environment: &str, now_ms: i64) -> Option<&'a str> {
+pub fn single_variant_served<'a>(
+    flag: &'a Flag,
+    environment: &str,
+    now_ms: i64,
+) -> Option<&'a str> {
     let env = flag.environments.get(environment);
     let served = !flag.kill_switch
         && matches!(flag.status, FlagStatus::Active | FlagStatus::Deprecated)
@@ -171,7 +175,10 @@ mod tests {
 
     #[test]
     fn a_split_flag_evaluated_recently_is_not_stale() {
-        assert_eq!(stale_reasons(&flag(json!({})), &inputs(Some(39 * DAY))), vec![]);
+        assert_eq!(
+            stale_reasons(&flag(json!({})), &inputs(Some(39 * DAY))),
+            vec![]
+        );
     }
 
     #[test]
@@ -195,7 +202,10 @@ mod tests {
     #[test]
     fn one_variant_for_everyone_is_fully_rolled_out() {
         let cases = [
-            (json!({"variants": [{"key": "a", "value": 1}, {"key": "b", "value": 2}]}), Some("a")),
+            (
+                json!({"variants": [{"key": "a", "value": 1}, {"key": "b", "value": 2}]}),
+                Some("a"),
+            ),
             (
                 json!({"variants": [{"key": "a", "value": 1}, {"key": "b", "value": 2, "weight_bp": 10000}]}),
                 Some("b"),
@@ -206,14 +216,20 @@ mod tests {
                 None,
             ),
             (json!({"rollout_bp": 0}), Some("a")),
-            (json!({"environments": {"production": {"rollout_bp": 0, "default_variant": "b"}}}), Some("b")),
+            (
+                json!({"environments": {"production": {"rollout_bp": 0, "default_variant": "b"}}}),
+                Some("b"),
+            ),
             (json!({}), None),
             (
                 json!({"variants": [{"key": "a", "value": 1}, {"key": "b", "value": 2}],
                        "rules": [{"id": "r", "when": {"attribute": "x", "op": "eq", "value": 1}, "variant": "b"}]}),
                 None,
             ),
-            (json!({"variants": [{"key": "a", "value": 1}], "kill_switch": true}), None),
+            (
+                json!({"variants": [{"key": "a", "value": 1}], "kill_switch": true}),
+                None,
+            ),
             (
                 json!({"variants": [{"key": "a", "value": 1}],
                        "environments": {"production": {"enabled": false}}}),

@@ -194,7 +194,8 @@ impl EvaluationCounter {
             // so they cannot fail the batch of the others.
             let (valid, invalid): (Vec<_>, Vec<_>) =
                 counts.into_iter().partition(|c| c.validate().is_ok());
-            let lost = |counts: &[EvaluationCount]| -> u64 { counts.iter().map(|c| c.evaluations).sum() };
+            let lost =
+                |counts: &[EvaluationCount]| -> u64 { counts.iter().map(|c| c.evaluations).sum() };
             if !invalid.is_empty() {
                 self.metrics.flags().usage_write_failed(lost(&invalid));
             }

@@ -388,7 +388,11 @@ pub async fn flag_usage(
     let Some(key) = query.flag_key.as_deref() else {
         return Ok(None);
     };
-    if store.flag(tenant_id, &query.environment, key).await?.is_none() {
+    if store
+        .flag(tenant_id, &query.environment, key)
+        .await?
+        .is_none()
+    {
         return Ok(None);
     }
     usage(store, pending, tenant_id, query).await.map(Some)

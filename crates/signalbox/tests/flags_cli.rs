@@ -449,15 +449,14 @@ fn stale_lists_the_flags_probably_safe_to_remove_with_their_reasons() {
     ]);
     std::fs::write(&file, flags.to_string()).unwrap();
     import(dir.path(), &file, &tenant, &[]);
-    let lines = json_lines(&run_ok(signalbox(dir.path()).args([
-        "flags", "stale", "--tenant", &tenant, "--days", "7",
-    ])));
+    let lines = json_lines(&run_ok(
+        signalbox(dir.path()).args(["flags", "stale", "--tenant", &tenant, "--days", "7"]),
+    ));
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert_eq!(lines[0]["key"], "old-banner");
     assert_eq!(lines[0]["reasons"][0]["code"], "finished");
     assert_eq!(lines[0]["last_evaluated_at"], Value::Null);
-    let (_, stderr) = run_err(signalbox(dir.path()).args([
-        "flags", "stale", "--tenant", &tenant, "--days", "0",
-    ]));
+    let (_, stderr) =
+        run_err(signalbox(dir.path()).args(["flags", "stale", "--tenant", &tenant, "--days", "0"]));
     assert!(stderr.contains("--days"), "{stderr}");
 }

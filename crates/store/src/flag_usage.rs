@@ -138,9 +138,15 @@ impl Store {
         for c in counts {
             let variant = c.variant.as_deref().unwrap_or("");
             *hourly
-                .entry((c.environment.as_str(), c.flag_key.as_str(), c.hour_ms, variant))
+                .entry((
+                    c.environment.as_str(),
+                    c.flag_key.as_str(),
+                    c.hour_ms,
+                    variant,
+                ))
                 .or_default() += i64::try_from(c.evaluations).unwrap_or(i64::MAX);
-            let at = last.entry((c.environment.as_str(), c.flag_key.as_str()))
+            let at = last
+                .entry((c.environment.as_str(), c.flag_key.as_str()))
                 .or_insert(i64::MIN);
             *at = (*at).max(c.last_evaluated_ms);
         }

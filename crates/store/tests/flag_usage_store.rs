@@ -73,18 +73,42 @@ async fn evaluation_counts_add_up_and_bucket_by_hour_and_day(f: &TestStore) {
     s.record_flag_evaluations(&t.id, &[count("btn", Some("on"), 1, 10, DAY0 + 20)])
         .await
         .unwrap();
-    let hourly = s.flag_evaluations(&t.id, &range(HOUR_MS, None)).await.unwrap();
+    let hourly = s
+        .flag_evaluations(&t.id, &range(HOUR_MS, None))
+        .await
+        .unwrap();
     let rows: Vec<(i64, Option<&str>, u64)> = hourly
         .iter()
-        .map(|b| ((b.bucket_ms - DAY0) / HOUR_MS, b.variant.as_deref(), b.evaluations))
+        .map(|b| {
+            (
+                (b.bucket_ms - DAY0) / HOUR_MS,
+                b.variant.as_deref(),
+                b.evaluations,
+            )
+        })
         .collect();
-    assert_eq!(rows, [(1, None, 1), (1, Some("on"), 15), (25, Some("off"), 4)]);
-    let daily = s.flag_evaluations(&t.id, &range(DAY_MS, Some("btn"))).await.unwrap();
+    assert_eq!(
+        rows,
+        [(1, None, 1), (1, Some("on"), 15), (25, Some("off"), 4)]
+    );
+    let daily = s
+        .flag_evaluations(&t.id, &range(DAY_MS, Some("btn")))
+        .await
+        .unwrap();
     let rows: Vec<(i64, Option<&str>, u64)> = daily
         .iter()
-        .map(|b| ((b.bucket_ms - DAY0) / DAY_MS, b.variant.as_deref(), b.evaluations))
+        .map(|b| {
+            (
+                (b.bucket_ms - DAY0) / DAY_MS,
+                b.variant.as_deref(),
+                b.evaluations,
+            )
+        })
         .collect();
-    assert_eq!(rows, [(0, None, 1), (0, Some("on"), 15), (1, Some("off"), 4)]);
+    assert_eq!(
+        rows,
+        [(0, None, 1), (0, Some("on"), 15), (1, Some("off"), 4)]
+    );
     // The last evaluation is the latest ever written, whatever the batch order.
     let last = s.flags_last_evaluated(&t.id, "production").await.unwrap();
     assert_eq!(last.get("btn"), Some(&(DAY0 + DAY_MS + 3_600_500)));
@@ -107,13 +131,19 @@ async fn evaluation_counts_add_up_and_bucket_by_hour_and_day(f: &TestStore) {
     )
     .await
     .unwrap();
-    let assigned = s.flag_assignments(&t.id, &range(DAY_MS, None)).await.unwrap();
+    let assigned = s
+        .flag_assignments(&t.id, &range(DAY_MS, None))
+        .await
+        .unwrap();
     let rows: Vec<(i64, &str, u64)> = assigned
         .iter()
         .map(|a| ((a.bucket_ms - DAY0) / DAY_MS, a.variant.as_str(), a.users))
         .collect();
     assert_eq!(rows, [(0, "on", 2), (1, "off", 1)]);
-    let hourly = s.flag_assignments(&t.id, &range(HOUR_MS, None)).await.unwrap();
+    let hourly = s
+        .flag_assignments(&t.id, &range(HOUR_MS, None))
+        .await
+        .unwrap();
     assert_eq!(hourly.len(), 3);
 }
 
@@ -147,7 +177,10 @@ async fn usage_is_isolated_by_tenant_and_environment(f: &TestStore) {
     let unknown = s
         .record_flag_evaluations("tn_nope", &[count("btn", None, 0, 1, DAY0)])
         .await;
-    assert!(matches!(unknown, Err(StoreError::NotFound { .. })), "{unknown:?}");
+    assert!(
+        matches!(unknown, Err(StoreError::NotFound { .. })),
+        "{unknown:?}"
+    );
 }
 
 async fn bad_counts_are_refused_before_anything_is_written(f: &TestStore) {
@@ -161,7 +194,10 @@ async fn bad_counts_are_refused_before_anything_is_written(f: &TestStore) {
         let refused = s
             .record_flag_evaluations(&t.id, &[count("btn", None, 0, 1, DAY0), bad])
             .await;
-        assert!(matches!(refused, Err(StoreError::Invalid { .. })), "{refused:?}");
+        assert!(
+            matches!(refused, Err(StoreError::Invalid { .. })),
+            "{refused:?}"
+        );
     }
     assert!(s
         .flag_evaluations(&t.id, &range(HOUR_MS, None))

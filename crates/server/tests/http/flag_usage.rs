@@ -188,7 +188,11 @@ async fn a_flag_never_evaluated_is_unused_from_its_creation() {
     let late = report(31).await;
     let reasons = late.flags()[0].reasons();
     assert_eq!(reasons[0].code(), "not_evaluated");
-    assert!(reasons[0].detail().starts_with("never evaluated"), "{}", reasons[0].detail());
+    assert!(
+        reasons[0].detail().starts_with("never evaluated"),
+        "{}",
+        reasons[0].detail()
+    );
     assert_eq!(late.flags()[0].last_evaluated_at(), None);
     app.cleanup().await;
 }
@@ -206,7 +210,8 @@ async fn the_counter_holds_a_bounded_number_of_cells_and_counts_what_it_drops() 
     bulk(&app, key, "u2").await;
     let usage = app.get("/api/v1/flags/usage", Some(key)).await.json();
     // One cell held: the first flag's evaluations count, the second's are dropped.
-    let counted = evaluations(&usage, "first").unwrap_or(0) + evaluations(&usage, "second").unwrap_or(0);
+    let counted =
+        evaluations(&usage, "first").unwrap_or(0) + evaluations(&usage, "second").unwrap_or(0);
     assert_eq!(counted, 2, "{usage}");
     let metrics = app.get("/metrics", None).await.text();
     assert!(
@@ -216,7 +221,8 @@ async fn the_counter_holds_a_bounded_number_of_cells_and_counts_what_it_drops() 
     // A flush empties the counter, so the next evaluations have room again.
     bulk(&app, key, "u3").await;
     let usage = app.get("/api/v1/flags/usage", Some(key)).await.json();
-    let counted = evaluations(&usage, "first").unwrap_or(0) + evaluations(&usage, "second").unwrap_or(0);
+    let counted =
+        evaluations(&usage, "first").unwrap_or(0) + evaluations(&usage, "second").unwrap_or(0);
     assert_eq!(counted, 3, "{usage}");
     app.cleanup().await;
 }
@@ -228,9 +234,12 @@ async fn the_writer_stores_the_counts_when_it_stops() {
     let key = admin.secret.as_str();
     create(&app, key, boolean("checkout")).await;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let writer = tokio::spawn(server::run_flag_usage_writer(app.state.clone(), async move {
-        let _ = stopped.await;
-    }));
+    let writer = tokio::spawn(server::run_flag_usage_writer(
+        app.state.clone(),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
     bulk(&app, key, "u1").await;
     bulk(&app, key, "u2").await;
     let _ = stop.send(());
@@ -260,7 +269,9 @@ async fn the_writer_stores_the_counts_when_it_stops() {
         .flags_last_evaluated(&tenant.id, "production")
         .await
         .expect("read");
-    assert!(last.get("checkout").is_some_and(|at| (now - at).abs() < DAY_MS));
+    assert!(last
+        .get("checkout")
+        .is_some_and(|at| (now - at).abs() < DAY_MS));
     app.cleanup().await;
 }
 
@@ -274,7 +285,9 @@ async fn bad_usage_parameters_are_refused_with_the_parameter_named() {
         .await;
     let body = bad.assert_problem(400, "invalid_parameter", "/api/v1/flags/usage");
     assert_eq!(body["parameter"], "granularity");
-    let bad = app.get("/api/v1/flags/usage?from=yesterday", Some(key)).await;
+    let bad = app
+        .get("/api/v1/flags/usage?from=yesterday", Some(key))
+        .await;
     assert_eq!(bad.status, 400, "{}", bad.text());
     let backwards = app
         .get(

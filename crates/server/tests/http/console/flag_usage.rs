@@ -34,7 +34,12 @@ async fn flags_pages_show_usage_per_variant_and_stale_flags() {
         assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text());
     }
     let reply = app
-        .call(Method::POST, "/api/v1/flags", Some(&other.secret), Some(boolean_flag("their-flag")))
+        .call(
+            Method::POST,
+            "/api/v1/flags",
+            Some(&other.secret),
+            Some(boolean_flag("their-flag")),
+        )
         .await;
     assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text());
     for user in ["u1", "u2", "u3", "u4"] {
@@ -58,7 +63,10 @@ async fn flags_pages_show_usage_per_variant_and_stale_flags() {
         usage.contains(">checkout</a></th><td class=\"num\">4</td>"),
         "{usage}"
     );
-    assert!(usage.contains(">pricing</a></th><td class=\"num\">4</td>"), "{usage}");
+    assert!(
+        usage.contains(">pricing</a></th><td class=\"num\">4</td>"),
+        "{usage}"
+    );
     assert!(!html.contains("their-flag"), "another tenant's flag leaked");
     let stale = table(&html, "stale-flags").expect("a stale-flags table");
     assert!(stale.contains(">checkout</a>"), "{stale}");
@@ -82,7 +90,10 @@ async fn flags_pages_show_usage_per_variant_and_stale_flags() {
     assert_eq!(count("a", 1) + count("b", 1), 4, "{variants}");
     assert_eq!(count("a", 2) + count("b", 2), 4, "{variants}");
     assert!(html.contains("id=\"flag-evaluations-chart\""));
-    assert!(html.contains("aria-label=\"Evaluations per hour, by variant\""), "{html}");
+    assert!(
+        html.contains("aria-label=\"Evaluations per hour, by variant\""),
+        "{html}"
+    );
     assert!(html.contains("aria-label=\"Users first assigned per hour, by variant\""));
     // Another tenant's flag page is missing.
     let theirs = console.get("/console/flags/production/their-flag").await;
