@@ -136,9 +136,8 @@ pub(crate) struct EvaluationSuccess<'a> {
     value: &'a Value,
     /// `STATIC`, `DEFAULT`, `TARGETING_MATCH`, `SPLIT` or `DISABLED`.
     reason: &'static str,
-    /// Absent when an environment override serves a value of its own.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(nullable = false)]
+    /// `null` when an environment override serves a value of its own. Sent as `null` rather
+    /// than left out: OpenFeature's Python OFREP provider reads the member unconditionally.
     variant: Option<&'a str>,
     metadata: EvaluationMetadata<'a>,
 }

@@ -159,7 +159,7 @@ async fn finding_environment_override_serves_any_variant_before_targeting() {
             (&json!("STATIC"), &json!("demo-index")),
             "{demo}"
         );
-        assert!(demo.get("variant").is_none(), "{demo}");
+        assert!(demo["variant"].is_null(), "{demo}");
     }
     // Production has no override: targeting applies as before.
     let free = evaluate_in(
