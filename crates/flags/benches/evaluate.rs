@@ -1,4 +1,5 @@
-//! In-process evaluation of a flag with five targeting rules and a prerequisite.
+//! In-process evaluation of a flag with five targeting rules and a prerequisite, and of a flag
+//! whose matching rule splits its users (a rule-level rollout).
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use flags::{EvaluationContext, Flag, FlagSet};
@@ -33,6 +34,23 @@ fn flag_set() -> FlagSet {
                 rule("devices", json!({"attribute": "device", "op": "regex", "value": "^(ios|android)-1[0-9]$"})),
                 rule("big", json!({"attribute": "seats", "op": "gte", "value": 500}))
             ]
+        },
+        {
+            "key": "eu-pro-split", "type": "targeting", "status": "active",
+            "variants": [
+                {"key": "a", "value": "A"}, {"key": "b", "value": "B"}, {"key": "off", "value": "-"}
+            ],
+            "default_variant": "off", "off_variant": "off",
+            "rules": [
+                rule("staff", json!({"attribute": "email", "op": "ends_with", "value": "@example.com"})),
+                rule("admins", json!({"attribute": "role", "op": "equals", "value": "admin"})),
+                {"id": "eu-pro", "when": {"all": [
+                    {"attribute": "region", "op": "in", "values": ["eu-west", "eu-central"]},
+                    {"attribute": "tier", "op": "equals", "value": "pro"}
+                ]}, "split": {"rollout_bp": 1000, "variants": [
+                    {"variant": "a", "weight_bp": 5000}, {"variant": "b", "weight_bp": 5000}
+                ]}}
+            ]
         }
     ]))
     .unwrap();
@@ -50,6 +68,18 @@ fn bench(c: &mut Criterion) {
     c.bench_function("evaluate_5_rules_1_prerequisite", |b| {
         b.iter(|| {
             set.evaluate(black_box("checkout"), black_box(&ctx), None, 0)
+                .bucket
+        })
+    });
+    // The last of three rules matches and splits 10 % of EU professional users 50/50; this
+    // user is inside the rollout (bucket 947), so both hashes are computed.
+    let eu_pro: EvaluationContext = serde_json::from_value(json!({
+        "targetingKey": "user-12348", "region": "eu-west", "tier": "pro", "role": "viewer"
+    }))
+    .unwrap();
+    c.bench_function("evaluate_rule_split", |b| {
+        b.iter(|| {
+            set.evaluate(black_box("eu-pro-split"), black_box(&eu_pro), None, 0)
                 .bucket
         })
     });

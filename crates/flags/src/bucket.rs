@@ -51,7 +51,24 @@ pub fn murmur3_x86_32(data: &[u8], seed: u32) -> u32 {
 /// assert_eq!(b, flags::bucket("new-checkout", "user-42"));
 /// ```
 pub fn bucket(flag_key: &str, bucketing_key: &str) -> u16 {
-    let mut buf = Vec::with_capacity(flag_key.len() + 1 + bucketing_key.len());
+    // Evaluation is on the serving hot path: keys of usual length are joined on the stack.
+    const STACK: usize = 512;
+    let len = flag_key.len() + 1 + bucketing_key.len();
+    if len <= STACK {
+        let mut buf = [0u8; STACK];
+        let (flag_part, rest) = buf.split_at_mut(flag_key.len());
+        flag_part.copy_from_slice(flag_key.as_bytes());
+        if let Some((colon, key_part)) = rest.split_first_mut() {
+            *colon = b':';
+            if let Some(dst) = key_part.get_mut(..bucketing_key.len()) {
+                dst.copy_from_slice(bucketing_key.as_bytes());
+            }
+        }
+        if let Some(joined) = buf.get(..len) {
+            return bucket_of_bytes(joined);
+        }
+    }
+    let mut buf = Vec::with_capacity(len);
     buf.extend_from_slice(flag_key.as_bytes());
     buf.push(b':');
     buf.extend_from_slice(bucketing_key.as_bytes());

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use crate::bucket::{bucket, split_salt, variant_index, BUCKETS};
 use crate::context::{AttrRef, AttributeValue, EvaluationContext};
-use crate::model::{Condition, Flag, FlagStatus, FlagType, RuleGroup};
+use crate::model::{Condition, Flag, FlagStatus, FlagType, Rule, RuleGroup};
 
 /// Compiled regexes are bounded so that a flag definition cannot make evaluation slow or big.
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
@@ -31,13 +31,15 @@ pub struct ValidationError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Reason {
-    /// The flag cannot vary: no rules, no split, no prerequisites.
+    /// The flag cannot vary: no rules, no split, no prerequisites; or an environment override
+    /// serves one variant or value to everyone (then `environment_override` names it).
     Static,
     /// The default variant, because nothing else decided.
     Default,
-    /// A targeting rule matched.
+    /// A targeting rule with a fixed variant matched.
     TargetingMatch,
-    /// The bucket chose the variant.
+    /// The bucket chose the variant: the flag's split, or the split of a rule that matched
+    /// (then `rule_id` names it).
     Split,
     /// The flag is disabled; the off variant is served.
     Disabled,
@@ -92,10 +94,13 @@ pub struct Evaluation<'a> {
     pub variant: Option<&'a str>,
     /// Why.
     pub reason: Reason,
-    /// The targeting rule that matched, if any.
+    /// The targeting rule that matched, if any (also when the user is outside the rule's
+    /// rollout and gets the default variant).
     pub rule_id: Option<&'a str>,
     /// The rollout bucket (0..10,000), when bucketing took place.
     pub bucket: Option<u16>,
+    /// The environment whose override (`variant` or `value`) was served, if one was.
+    pub environment_override: Option<&'a str>,
     /// Set when `reason` is `Error`.
     pub error_code: Option<ErrorCode>,
     /// Set when `reason` is `Disabled`.
@@ -163,10 +168,30 @@ enum Group {
     Leaf(CompiledCondition),
 }
 
+/// What a matching rule serves.
+#[derive(Debug, Clone)]
+enum RuleServe {
+    /// One variant (index into the flag's variants) to everyone matched.
+    Variant(usize),
+    /// A rollout and split: `weights[i]` is the share of variant `variants[i]`.
+    Split {
+        rollout_bp: u32,
+        weights: Vec<u32>,
+        variants: Vec<usize>,
+    },
+}
+
 #[derive(Debug, Clone)]
 struct CompiledRule {
     group: Group,
-    variant: usize,
+    serve: RuleServe,
+}
+
+/// What an environment override serves to everyone in the environment.
+#[derive(Debug, Clone)]
+enum EnvServe {
+    Variant(usize),
+    Value(Value),
 }
 
 #[derive(Debug, Clone)]
@@ -174,6 +199,7 @@ struct CompiledEnv {
     enabled: bool,
     rollout_bp: Option<u32>,
     default_variant: Option<usize>,
+    serve: Option<EnvServe>,
 }
 
 #[derive(Debug, Clone)]
@@ -553,6 +579,119 @@ fn check_group_text(g: &RuleGroup, path: &str, depth: usize, errs: &mut Errors<'
     }
 }
 
+/// The JSON type name of `v`, for messages and for comparing an override's value with the
+/// default variant's.
+fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+/// Validates what rule `i` serves: exactly one of a variant and a split; a split's rollout is at
+/// most 10,000 and its variants are known, unique and weigh 10,000 together (absent: the flag's
+/// own weights, which must then exist).
+fn compile_rule_serve(
+    flag: &Flag,
+    i: usize,
+    rule: &Rule,
+    flag_has_split: bool,
+    errs: &mut Errors<'_>,
+) -> Option<RuleServe> {
+    let index_of = |name: &str| flag.variants.iter().position(|v| v.key == name);
+    let split = match (&rule.variant, &rule.split) {
+        (Some(_), Some(_)) => {
+            errs.push(
+                format!("rules[{i}].split"),
+                "a rule serves `variant` or `split`, not both",
+            );
+            return None;
+        }
+        (None, None) => {
+            errs.push(
+                format!("rules[{i}].variant"),
+                "a rule needs `variant` or `split`",
+            );
+            return None;
+        }
+        (Some(name), None) => {
+            return match index_of(name) {
+                Some(v) => Some(RuleServe::Variant(v)),
+                None => {
+                    errs.push(
+                        format!("rules[{i}].variant"),
+                        format!("unknown variant `{name}`"),
+                    );
+                    None
+                }
+            };
+        }
+        (None, Some(split)) => split,
+    };
+    let before = errs.list.len();
+    let rollout_bp = split.rollout_bp.unwrap_or(BUCKETS);
+    if rollout_bp > BUCKETS {
+        errs.push(
+            format!("rules[{i}].split.rollout_bp"),
+            format!("{rollout_bp} basis points is over 10000"),
+        );
+    }
+    let (weights, variants) = match &split.variants {
+        None if !flag_has_split => {
+            errs.push(
+                format!("rules[{i}].split.variants"),
+                "the flag has no variant weights: give the split's own `variants`",
+            );
+            (Vec::new(), Vec::new())
+        }
+        None => (
+            flag.variants.iter().map(|v| v.weight_bp).collect(),
+            (0..flag.variants.len()).collect(),
+        ),
+        Some(list) => {
+            if list.is_empty() {
+                errs.push(
+                    format!("rules[{i}].split.variants"),
+                    "a split needs at least one variant",
+                );
+            }
+            let mut seen = HashSet::new();
+            let mut weights = Vec::with_capacity(list.len());
+            let mut variants = Vec::with_capacity(list.len());
+            for (j, sv) in list.iter().enumerate() {
+                let path = format!("rules[{i}].split.variants[{j}].variant");
+                match index_of(&sv.variant) {
+                    Some(v) if !seen.insert(v) => {
+                        errs.push(path, format!("duplicate variant `{}`", sv.variant))
+                    }
+                    Some(v) => {
+                        weights.push(sv.weight_bp);
+                        variants.push(v);
+                    }
+                    None => errs.push(path, format!("unknown variant `{}`", sv.variant)),
+                }
+            }
+            let sum: u64 = list.iter().map(|sv| u64::from(sv.weight_bp)).sum();
+            if !list.is_empty() && sum != u64::from(BUCKETS) {
+                errs.push(
+                    format!("rules[{i}].split.variants"),
+                    format!("weights sum to {sum} basis points, must be 10000"),
+                );
+            }
+            (weights, variants)
+        }
+    };
+    (errs.list.len() == before).then_some(RuleServe::Split {
+        rollout_bp,
+        weights,
+        variants,
+    })
+}
+
 /// Compiles one flag; prerequisite indices are resolved afterwards.
 fn compile_flag(flag: Flag, errs: &mut Errors<'_>) -> CompiledFlag {
     if !valid_key(&flag.key) {
@@ -598,6 +737,8 @@ fn compile_flag(flag: Flag, errs: &mut Errors<'_>) -> CompiledFlag {
         })
     };
     let default_variant = lookup("default_variant", &flag.default_variant, errs);
+    // `lookup` answers 0 for an unknown name; type checks against it would report noise.
+    let default_variant_index = variant_index_of(&flag.default_variant).unwrap_or(usize::MAX);
     let off_variant = lookup("off_variant", &flag.off_variant, errs);
 
     let mut rules = Vec::with_capacity(flag.rules.len());
@@ -609,9 +750,10 @@ fn compile_flag(flag: Flag, errs: &mut Errors<'_>) -> CompiledFlag {
                 format!("rule ids must be unique and non-empty (`{}`)", r.id),
             );
         }
-        let variant = lookup(&format!("rules[{i}].variant"), &r.variant, errs);
-        if let Some(group) = compile_group(&r.when, &format!("rules[{i}].when"), 0, errs) {
-            rules.push(CompiledRule { group, variant });
+        let serve = compile_rule_serve(&flag, i, r, has_split, errs);
+        let group = compile_group(&r.when, &format!("rules[{i}].when"), 0, errs);
+        if let (Some(group), Some(serve)) = (group, serve) {
+            rules.push(CompiledRule { group, serve });
         }
     }
 
@@ -656,12 +798,44 @@ fn compile_flag(flag: Flag, errs: &mut Errors<'_>) -> CompiledFlag {
             .default_variant
             .as_ref()
             .map(|v| lookup(&format!("environments.{name}.default_variant"), v, errs));
+        let serve = match (&e.variant, &e.value) {
+            (Some(_), Some(_)) => {
+                errs.push(
+                    format!("environments.{name}.value"),
+                    "an environment override serves `variant` or `value`, not both",
+                );
+                None
+            }
+            (Some(v), None) => Some(EnvServe::Variant(lookup(
+                &format!("environments.{name}.variant"),
+                v,
+                errs,
+            ))),
+            (None, Some(value)) => {
+                let expected = flag.variants.get(default_variant_index).map(|d| &d.value);
+                if let Some(expected) = expected {
+                    if json_type(expected) != json_type(value) {
+                        errs.push(
+                            format!("environments.{name}.value"),
+                            format!(
+                                "must be a {} like the default variant's value (got a {})",
+                                json_type(expected),
+                                json_type(value)
+                            ),
+                        );
+                    }
+                }
+                Some(EnvServe::Value(value.clone()))
+            }
+            (None, None) => None,
+        };
         environments.insert(
             name.clone(),
             CompiledEnv {
                 enabled: e.enabled.unwrap_or(true),
                 rollout_bp: e.rollout_bp,
                 default_variant,
+                serve,
             },
         );
     }
@@ -927,10 +1101,31 @@ impl FlagSet {
         if flag.enable_at_ms.is_some_and(|t| now < t) {
             return off(DisabledBy::NotYetEnabled);
         }
-        let env = environment.and_then(|e| flag.environments.get(e));
-        if env.is_some_and(|e| !e.enabled) {
+        let env = environment.and_then(|e| flag.environments.get_key_value(e));
+        if env.is_some_and(|(_, e)| !e.enabled) {
             return off(DisabledBy::Environment);
         }
+        // The environment's override is served to everyone there, before any targeting.
+        if let Some((name, serve)) = env.and_then(|(n, e)| e.serve.as_ref().map(|s| (n, s))) {
+            let mut e = match serve {
+                EnvServe::Variant(v) => served(flag, *v, Reason::Static, None, None, None),
+                EnvServe::Value(value) => Evaluation {
+                    value,
+                    variant: None,
+                    reason: Reason::Static,
+                    rule_id: None,
+                    bucket: None,
+                    environment_override: None,
+                    error_code: None,
+                    disabled_by: None,
+                },
+            };
+            if e.reason == Reason::Static {
+                e.environment_override = Some(name.as_str());
+            }
+            return e;
+        }
+        let env = env.map(|(_, e)| e);
         if !def.allowed_tenants.is_empty() && !attribute_in(ctx, "tenant", &def.allowed_tenants) {
             return off(DisabledBy::Tenant);
         }
@@ -952,21 +1147,47 @@ impl FlagSet {
                 return off(DisabledBy::Prerequisite);
             }
         }
-        for (rule, def_rule) in flag.rules.iter().zip(&def.rules) {
-            if group_matches(&rule.group, ctx) {
-                return served(
-                    flag,
-                    rule.variant,
-                    Reason::TargetingMatch,
-                    Some(&def_rule.id),
-                    None,
-                    None,
-                );
-            }
-        }
         let default_variant = env
             .and_then(|e| e.default_variant)
             .unwrap_or(flag.default_variant);
+        for (rule, def_rule) in flag.rules.iter().zip(&def.rules) {
+            if !group_matches(&rule.group, ctx) {
+                continue;
+            }
+            let rule_id = Some(def_rule.id.as_str());
+            let (rollout_bp, weights, variants) = match &rule.serve {
+                RuleServe::Variant(v) => {
+                    return served(flag, *v, Reason::TargetingMatch, rule_id, None, None);
+                }
+                RuleServe::Split {
+                    rollout_bp,
+                    weights,
+                    variants,
+                } => (*rollout_bp, weights, variants),
+            };
+            // The same buckets as the flag-level split, independent of the rule: editing or
+            // moving the rule keeps everyone's assignment.
+            let key = match bucketing_key(def, ctx) {
+                Ok(k) => k,
+                Err(code) => return error(Some(flag), code),
+            };
+            let b = bucket(&def.key, key);
+            if u32::from(b) >= rollout_bp {
+                return served(
+                    flag,
+                    default_variant,
+                    Reason::Default,
+                    rule_id,
+                    Some(b),
+                    None,
+                );
+            }
+            let split = bucket(&flag.split_salt, key);
+            return match variant_index(weights, split).and_then(|i| variants.get(i)) {
+                Some(v) => served(flag, *v, Reason::Split, rule_id, Some(b), None),
+                None => error(Some(flag), ErrorCode::General),
+            };
+        }
         if flag.weights.is_empty() {
             let reason = if flag.is_static {
                 Reason::Static
@@ -980,18 +1201,9 @@ impl FlagSet {
             .or_else(|| flag.ramp.map(|r| ramp_bp(r, now)))
             .or(def.rollout_bp)
             .unwrap_or(BUCKETS);
-        let key = match def.bucket_by.as_deref() {
-            None => ctx.targeting_key.as_deref().map(Ok),
-            Some(attr) => ctx.get(attr).map(|a| match a {
-                AttrRef::Str(s) => Ok(s),
-                AttrRef::Value(AttributeValue::String(s)) => Ok(s.as_str()),
-                AttrRef::Value(_) => Err(ErrorCode::InvalidContext),
-            }),
-        };
-        let key = match key {
-            Some(Ok(k)) if !k.is_empty() => k,
-            Some(Err(code)) => return error(Some(flag), code),
-            _ => return error(Some(flag), ErrorCode::TargetingKeyMissing),
+        let key = match bucketing_key(def, ctx) {
+            Ok(k) => k,
+            Err(code) => return error(Some(flag), code),
         };
         let b = bucket(&def.key, key);
         if u32::from(b) >= rollout {
@@ -1002,6 +1214,24 @@ impl FlagSet {
             Some(v) => served(flag, v, Reason::Split, None, Some(b), None),
             None => error(Some(flag), ErrorCode::General),
         }
+    }
+}
+
+/// The bucketing key of `ctx` for `flag`: the targeting key, or the string attribute named by
+/// `bucket_by`. Missing or empty is `TARGETING_KEY_MISSING`, not a string `INVALID_CONTEXT`.
+fn bucketing_key<'c>(flag: &Flag, ctx: &'c EvaluationContext) -> Result<&'c str, ErrorCode> {
+    let key = match flag.bucket_by.as_deref() {
+        None => ctx.targeting_key.as_deref().map(Ok),
+        Some(attr) => ctx.get(attr).map(|a| match a {
+            AttrRef::Str(s) => Ok(s),
+            AttrRef::Value(AttributeValue::String(s)) => Ok(s.as_str()),
+            AttrRef::Value(_) => Err(ErrorCode::InvalidContext),
+        }),
+    };
+    match key {
+        Some(Ok(k)) if !k.is_empty() => Ok(k),
+        Some(Err(code)) => Err(code),
+        _ => Err(ErrorCode::TargetingKeyMissing),
     }
 }
 
@@ -1034,6 +1264,7 @@ fn served<'a>(
             reason,
             rule_id,
             bucket,
+            environment_override: None,
             error_code: None,
             disabled_by,
         },
@@ -1053,6 +1284,7 @@ fn error<'a>(flag: Option<&'a CompiledFlag>, code: ErrorCode) -> Evaluation<'a> 
         reason: Reason::Error,
         rule_id: None,
         bucket: None,
+        environment_override: None,
         error_code: Some(code),
         disabled_by: None,
     }

@@ -531,7 +531,11 @@ pub struct Comparison {
     pub p_value: f64,
     /// Mann-Whitney U p-value, when raw values were given.
     pub mann_whitney_p: Option<f64>,
-    /// p < alpha.
+    /// `p_value` after Holm's correction across every primary and secondary comparison of the
+    /// analysis ([`stats::holm`]); guardrail comparisons are separate tests and keep their raw
+    /// p-value here.
+    pub p_value_adjusted: f64,
+    /// `p_value_adjusted` < alpha.
     pub significant: bool,
     /// The change is in the metric's good direction.
     pub improves: bool,
@@ -732,6 +736,7 @@ fn compare(
         statistic,
         p_value,
         mann_whitney_p,
+        p_value_adjusted: p_value,
         significant: p_value < alpha,
         improves,
     })
@@ -799,7 +804,7 @@ impl Experiment {
                 .map(|v| compare(metric, v, &spec.control, data, spec.alpha))
                 .collect()
         };
-        let primary = compare_all(&spec.primary_metric)?;
+        let mut primary = compare_all(&spec.primary_metric)?;
         // Secondary metrics and guardrails whose data cannot be tested yet are reported, not
         // fatal: the primary metric decides, and it alone may stop the analysis.
         let mut not_analysed = Vec::new();
@@ -825,6 +830,21 @@ impl Experiment {
         let mut secondary = Vec::new();
         for metric in &spec.secondary_metrics {
             secondary.extend(compare_some(metric)?);
+        }
+        // Every (treatment, metric) pair of the primary and secondary metrics is one hypothesis
+        // of the family: Holm keeps the chance of any false "significant" at alpha.
+        let raw: Vec<f64> = primary
+            .iter()
+            .chain(&secondary)
+            .map(|c| c.p_value)
+            .collect();
+        for (c, adjusted) in primary
+            .iter_mut()
+            .chain(secondary.iter_mut())
+            .zip(stats::holm(&raw))
+        {
+            c.p_value_adjusted = adjusted;
+            c.significant = adjusted < spec.alpha;
         }
         let mut guardrail_comparisons = Vec::new();
         for guardrail in &spec.guardrails {

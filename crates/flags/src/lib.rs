@@ -13,7 +13,9 @@ pub mod bucket;
 pub mod context;
 pub mod eval;
 pub mod experiment;
+pub mod guard;
 pub mod model;
+pub mod staleness;
 pub mod stats;
 
 pub use bucket::{bucket, murmur3_x86_32, variant_index, BUCKETS};
@@ -27,5 +29,6 @@ pub use eval::{
 };
 pub use model::{
     Condition, EnvironmentOverride, Flag, FlagStatus, FlagType, Prerequisite, Ramp, Rule,
-    RuleGroup, Schedule, Variant,
+    RuleGroup, RuleSplit, Schedule, SplitVariant, Variant,
 };
+pub use staleness::{single_variant_served, stale_reasons, StaleReason, StalenessInputs};

@@ -106,7 +106,11 @@ pub enum RuleGroup {
     Condition(Condition),
 }
 
-/// A targeting rule: when `when` holds, serve `variant`.
+/// A targeting rule: when `when` holds, serve `variant`, or split the matching users by `split`.
+/// Exactly one of `variant` and `split` is given (validation refuses both and neither).
+///
+/// Build rules from JSON (`serde_json::from_value`) rather than with a struct literal: the
+/// format grows fields.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Rule {
@@ -114,8 +118,36 @@ pub struct Rule {
     pub id: String,
     /// The condition tree.
     pub when: RuleGroup,
-    /// Variant served on a match.
+    /// Variant served to everyone the rule matches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+    /// A percentage rollout and weighted split among the users the rule matches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split: Option<RuleSplit>,
+}
+
+/// The rollout and split of a rule: a share `rollout_bp` of the matching users (by the flag's
+/// published rollout bucket) gets a variant chosen by `variants`' weights (by the flag's split
+/// bucket); the others get the default variant.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleSplit {
+    /// Share of the matching bucketing keys in the rollout, basis points; absent means 10,000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout_bp: Option<u32>,
+    /// The weighted variants, laid out in this order; absent means the flag's own weights.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variants: Option<Vec<SplitVariant>>,
+}
+
+/// One variant of a rule's split and its share.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SplitVariant {
+    /// Key of one of the flag's variants.
     pub variant: String,
+    /// Share in basis points; the shares of a split sum to 10,000.
+    pub weight_bp: u32,
 }
 
 /// Another flag that must evaluate to one of `variants` before this flag is served.
@@ -141,6 +173,14 @@ pub struct EnvironmentOverride {
     /// Replaces the default variant.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_variant: Option<String>,
+    /// Serves this variant to everyone in the environment, before tenant, tier, prerequisite
+    /// and rule targeting (reason `STATIC`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+    /// Serves this value (no variant) to everyone in the environment, like `variant`; of the
+    /// same JSON type as the default variant's value. `null` is the same as absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<serde_json::Value>,
 }
 
 /// A linear ramp of the rollout percentage between two instants (RFC 3339).
@@ -230,6 +270,19 @@ pub struct Flag {
     /// analysis. The evaluator only reports the setting; serving records the exposure.
     #[serde(default, skip_serializing_if = "is_false")]
     pub track_exposure: bool,
+    /// Count the flag's evaluations for usage analytics (per variant and hour, and the last
+    /// evaluation time that the stale-flag report reads). On unless `false`; left out when on,
+    /// so definitions written before the field read back unchanged.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub track_events: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 /// Defaults are left out when serialising, so a definition reads back as it was written.

@@ -647,3 +647,35 @@ impl SequentialTest {
         self.p_value <= alpha
     }
 }
+
+/// Holm's step-down correction of `p` for multiple comparisons (controls the family-wise error
+/// rate at alpha for any dependence between the tests), as
+/// `statsmodels.stats.multitest.multipletests(p, method="holm")[1]` computes it: sorted
+/// ascending, the i-th smallest (from 0) is multiplied by `m - i`, a running maximum keeps the
+/// adjusted values monotone in that order, and values are capped at 1. The answer is in the
+/// order of `p`. A NaN p-value (a test that could not be computed) counts as 1.
+///
+/// ```
+/// // Sorted: 0.0625 × 3, 0.125 × 2, 0.25 × 1, then the running maximum.
+/// let adjusted = flags::stats::holm(&[0.0625, 0.25, 0.125]);
+/// assert_eq!(adjusted, vec![0.1875, 0.25, 0.25]);
+/// ```
+pub fn holm(p: &[f64]) -> Vec<f64> {
+    let m = p.len();
+    let clean = |x: f64| if x.is_nan() { 1.0 } else { x };
+    let mut order: Vec<usize> = (0..m).collect();
+    order.sort_by(|&a, &b| {
+        let (pa, pb) = (p.get(a).copied(), p.get(b).copied());
+        clean(pa.unwrap_or(1.0)).total_cmp(&clean(pb.unwrap_or(1.0)))
+    });
+    let mut adjusted = vec![1.0; m];
+    let mut running = 0.0_f64;
+    for (rank, &i) in order.iter().enumerate() {
+        let raw = clean(p.get(i).copied().unwrap_or(1.0)) * (m - rank) as f64;
+        running = running.max(raw);
+        if let Some(slot) = adjusted.get_mut(i) {
+            *slot = running.min(1.0);
+        }
+    }
+    adjusted
+}

@@ -175,3 +175,208 @@ fn documented_vectors_hold() {
     }
     assert_eq!(rows, 6);
 }
+
+/// A targeting flag whose single rule (matching `region` = `eu`) splits its matches: rollout
+/// `rollout_bp`, then `variants` (`[{"variant", "weight_bp"}]`); everyone else gets `off`.
+fn rule_split_flag(key: &str, rollout_bp: u32, variants: &Value) -> flags::FlagSet {
+    let mut defs: Vec<Value> = variants
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| serde_json::json!({"key": v["variant"], "value": v["variant"]}))
+        .collect();
+    defs.push(serde_json::json!({"key": "off", "value": "off"}));
+    let flag = serde_json::json!({
+        "key": key, "type": "targeting", "status": "active",
+        "variants": defs, "default_variant": "off", "off_variant": "off",
+        "rules": [{"id": "eu", "when": {"attribute": "region", "op": "equals", "value": "eu"},
+                   "split": {"rollout_bp": rollout_bp, "variants": variants}}]
+    });
+    flags::FlagSet::compile(vec![serde_json::from_value(flag).unwrap()]).unwrap()
+}
+
+fn eu(key: &str) -> flags::EvaluationContext {
+    let mut c = flags::EvaluationContext::with_key(key);
+    c.attributes
+        .insert("region".into(), flags::AttributeValue::String("eu".into()));
+    c
+}
+
+/// The published rule-split vectors (computed with `mmh3` by fixtures/make_bucketing_vectors.py):
+/// in or out of the rule's rollout, and the variant, through the evaluator.
+#[test]
+fn rule_splits_match_mmh3_vectors() {
+    let v = vectors();
+    let cases = v["rule_splits"].as_array().unwrap();
+    assert!(cases.len() >= 50);
+    let mut ins = 0;
+    for case in cases {
+        let flag = case["flag_key"].as_str().unwrap();
+        let key = case["bucketing_key"].as_str().unwrap();
+        let rollout = case["rollout_bp"].as_u64().unwrap() as u32;
+        assert_eq!(
+            u64::from(bucket(flag, key)),
+            case["bucket"].as_u64().unwrap()
+        );
+        assert_eq!(
+            u64::from(bucket(&format!("{flag}/split"), key)),
+            case["split_bucket"].as_u64().unwrap()
+        );
+        let set = rule_split_flag(flag, rollout, &case["variants"]);
+        let e = set.evaluate(flag, &eu(key), None, 0);
+        assert_eq!(e.rule_id, Some("eu"), "case {case}");
+        assert_eq!(
+            u64::from(e.bucket.unwrap()),
+            case["bucket"].as_u64().unwrap()
+        );
+        if case["in_rollout"].as_bool().unwrap() {
+            ins += 1;
+            assert_eq!(e.reason, flags::Reason::Split, "case {case}");
+            assert_eq!(e.variant, case["variant"].as_str(), "case {case}");
+        } else {
+            assert_eq!(e.reason, flags::Reason::Default, "case {case}");
+            assert_eq!(e.variant, Some("off"), "case {case}");
+        }
+    }
+    assert!(
+        ins > 0 && ins < cases.len(),
+        "vectors both in and out of rollouts"
+    );
+}
+
+/// Inside a rule's split the variants get their weights' shares: chi-square over 30,000 keys
+/// with weights 20/30/50 % stays under the 0.999 quantile of chi-square with 2 degrees of
+/// freedom (13.816), and the rollout admits its share (chi-square, 1 df: 10.828).
+#[test]
+fn rule_split_variants_are_uniform_chi_square() {
+    const KEYS: usize = 30_000;
+    let variants = serde_json::json!([
+        {"variant": "a", "weight_bp": 2000},
+        {"variant": "b", "weight_bp": 3000},
+        {"variant": "c", "weight_bp": 5000}
+    ]);
+    let set = rule_split_flag("rule-uniformity", 4000, &variants);
+    let mut counts = [0usize; 3];
+    let mut inside = 0usize;
+    for i in 0..KEYS {
+        let e = set.evaluate("rule-uniformity", &eu(&format!("user-{i}")), None, 0);
+        match e.variant {
+            Some("a") => counts[0] += 1,
+            Some("b") => counts[1] += 1,
+            Some("c") => counts[2] += 1,
+            _ => continue,
+        }
+        inside += 1;
+    }
+    let expected_in = KEYS as f64 * 0.4;
+    let expected_out = KEYS as f64 * 0.6;
+    let rollout_chi2 = (inside as f64 - expected_in).powi(2) / expected_in
+        + ((KEYS - inside) as f64 - expected_out).powi(2) / expected_out;
+    assert!(rollout_chi2 < 10.828, "rollout chi-square {rollout_chi2}");
+    let chi2: f64 = counts
+        .iter()
+        .zip([0.2, 0.3, 0.5])
+        .map(|(&c, share)| {
+            let expected = inside as f64 * share;
+            (c as f64 - expected).powi(2) / expected
+        })
+        .sum();
+    assert!(chi2 < 13.816, "variant chi-square {chi2} over {counts:?}");
+}
+
+/// Two versions of a flag for the stickiness properties: a split rule with `rollout_bp`, and,
+/// when `edited`, the rule's condition widened, its id changed and another rule put before it.
+fn sticky_rule_flag(rollout_bp: u32, edited: bool) -> flags::FlagSet {
+    let split = serde_json::json!({"rollout_bp": rollout_bp, "variants": [
+        {"variant": "a", "weight_bp": 3000}, {"variant": "b", "weight_bp": 7000}]});
+    let rules = if edited {
+        serde_json::json!([
+            {"id": "free", "when": {"attribute": "tier", "op": "equals", "value": "free"}, "variant": "off"},
+            {"id": "eu-or-uk", "when": {"attribute": "region", "op": "in", "values": ["eu", "uk"]}, "split": split}
+        ])
+    } else {
+        serde_json::json!([
+            {"id": "eu", "when": {"attribute": "region", "op": "equals", "value": "eu"}, "split": split}
+        ])
+    };
+    let flag = serde_json::json!({
+        "key": "sticky-rule", "type": "targeting", "status": "active",
+        "variants": [{"key": "a", "value": 1}, {"key": "b", "value": 2}, {"key": "off", "value": 0}],
+        "default_variant": "off", "off_variant": "off", "rules": rules
+    });
+    flags::FlagSet::compile(vec![serde_json::from_value(flag).unwrap()]).unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    /// Raising a rule's rollout never removes a matched key from it, nor changes its variant.
+    #[test]
+    fn raising_rule_rollout_keeps_everyone(key in ".{1,20}", low in 0u32..=10_000, raise in 0u32..=10_000) {
+        let high = (low + raise).min(BUCKETS);
+        let c = eu(&key);
+        let before = sticky_rule_flag(low, false);
+        let after = sticky_rule_flag(high, false);
+        let (x, y) = (before.evaluate("sticky-rule", &c, None, 0), after.evaluate("sticky-rule", &c, None, 0));
+        if x.reason == flags::Reason::Split {
+            prop_assert_eq!(y.reason, flags::Reason::Split);
+            prop_assert_eq!(x.variant, y.variant);
+        }
+    }
+
+    /// Editing the rule's condition, renaming it or moving it behind another rule keeps the
+    /// rollout membership and variant of everyone the rule still matches.
+    #[test]
+    fn editing_or_moving_a_rule_keeps_variants(key in ".{1,20}", rollout in 0u32..=10_000, tier in prop::sample::select(vec!["free", "pro"])) {
+        let mut c = eu(&key);
+        c.attributes.insert("tier".into(), flags::AttributeValue::String(tier.into()));
+        let (old, new) = (sticky_rule_flag(rollout, false), sticky_rule_flag(rollout, true));
+        let before = old.evaluate("sticky-rule", &c, None, 0);
+        let after = new.evaluate("sticky-rule", &c, None, 0);
+        if after.rule_id == Some("eu-or-uk") {
+            prop_assert_eq!((before.reason, before.variant, before.bucket), (after.reason, after.variant, after.bucket));
+        } else {
+            prop_assert_eq!(tier, "free");
+        }
+    }
+}
+
+/// The rule-split vectors printed in docs/flags.md are the ones the evaluator serves.
+#[test]
+fn documented_rule_split_vectors_hold() {
+    let doc = include_str!("../../../docs/flags.md");
+    let mut rows = 0;
+    for line in doc.lines() {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        if cells.len() != 9 {
+            continue;
+        }
+        let (Ok(rollout), Ok(b), Ok(split)) = (
+            cells[3].parse::<u32>(),
+            cells[5].parse::<u16>(),
+            cells[6].parse::<u16>(),
+        ) else {
+            continue;
+        };
+        let (flag, key) = (cells[1].trim_matches('`'), cells[2].trim_matches('`'));
+        let variants: Vec<Value> = cells[4]
+            .split(", ")
+            .map(|part| {
+                let (name, weight) = part.rsplit_once(' ').unwrap();
+                serde_json::json!({"variant": name.trim_matches('`'), "weight_bp": weight.parse::<u32>().unwrap()})
+            })
+            .collect();
+        assert_eq!(bucket(flag, key), b, "{line}");
+        assert_eq!(bucket(&format!("{flag}/split"), key), split, "{line}");
+        let set = rule_split_flag(flag, rollout, &Value::Array(variants));
+        let e = set.evaluate(flag, &eu(key), None, 0);
+        let served = match e.reason {
+            flags::Reason::Split => format!("`{}` (SPLIT)", e.variant.unwrap()),
+            flags::Reason::Default => "default (DEFAULT)".to_owned(),
+            other => panic!("{other:?} for {line}"),
+        };
+        assert_eq!(served, cells[7], "{line}");
+        rows += 1;
+    }
+    assert_eq!(rows, 7);
+}

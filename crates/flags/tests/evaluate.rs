@@ -860,3 +860,412 @@ fn the_bulk_load_test_set_is_valid_and_varied() {
         .collect();
     assert!(reasons.len() >= 3, "{reasons:?}");
 }
+
+/// A multivariate flag (weights 50/50 over `a`/`b`, default `none`) with a rule for EU
+/// professional users that splits them (`split` as given) and a later rule serving `b` to
+/// staff.
+fn rule_split(split: Value) -> Value {
+    json!({
+        "key": "checkout", "type": "multivariate", "status": "active",
+        "variants": [
+            {"key": "a", "value": "A", "weight_bp": 5000, "control": true},
+            {"key": "b", "value": "B", "weight_bp": 5000},
+            {"key": "none", "value": "-"}
+        ],
+        "default_variant": "none", "off_variant": "none", "rollout_bp": 0,
+        "environments": {"staging": {"default_variant": "a"}},
+        "rules": [
+            {"id": "eu-pro", "when": {"all": [
+                {"attribute": "region", "op": "equals", "value": "eu"},
+                {"attribute": "tier", "op": "equals", "value": "pro"}
+            ]}, "split": split},
+            {"id": "staff", "when": {"attribute": "role", "op": "equals", "value": "staff"}, "variant": "b"}
+        ]
+    })
+}
+
+fn eu_pro(key: &str) -> EvaluationContext {
+    ctx(json!({"targetingKey": key, "region": "eu", "tier": "pro", "role": "staff"}))
+}
+
+#[test]
+fn a_rule_splits_ten_percent_of_its_matches_to_one_variant() {
+    let s = set(vec![rule_split(json!({
+        "rollout_bp": 1000, "variants": [{"variant": "b", "weight_bp": 10000}]
+    }))]);
+    let mut inside = 0;
+    for i in 0..5000 {
+        let key = format!("user-{i}");
+        let e = s.evaluate("checkout", &eu_pro(&key), None, 0);
+        let b = flags::bucket("checkout", &key);
+        assert_eq!((e.rule_id, e.bucket), (Some("eu-pro"), Some(b)), "{key}");
+        if b < 1000 {
+            inside += 1;
+            assert_eq!((e.reason, e.variant), (Reason::Split, Some("b")), "{key}");
+        } else {
+            // Outside the rule's rollout: the default variant; the later `staff` rule, which
+            // these users also match, is not tried.
+            assert_eq!(
+                (e.reason, e.variant),
+                (Reason::Default, Some("none")),
+                "{key}"
+            );
+            let staging = s.evaluate("checkout", &eu_pro(&key), Some("staging"), 0);
+            assert_eq!(
+                (staging.reason, staging.variant),
+                (Reason::Default, Some("a"))
+            );
+        }
+    }
+    assert!(
+        (400..600).contains(&inside),
+        "{inside} of 5000 in a 10 % rollout"
+    );
+    // Users the rule does not match go on to the next rule, then the flag's own rollout.
+    let us = ctx(json!({"targetingKey": "u1", "region": "us", "tier": "pro", "role": "staff"}));
+    let e = s.evaluate("checkout", &us, None, 0);
+    assert_eq!(
+        (e.reason, e.rule_id, e.variant),
+        (Reason::TargetingMatch, Some("staff"), Some("b"))
+    );
+    let e = s.evaluate("checkout", &ctx(json!({"targetingKey": "u1"})), None, 0);
+    assert_eq!(
+        (e.reason, e.rule_id, e.variant),
+        (Reason::Default, None, Some("none"))
+    );
+}
+
+#[test]
+fn a_rule_split_without_variants_uses_the_flag_weights_and_buckets() {
+    let rule = set(vec![rule_split(json!({"rollout_bp": 10000}))]);
+    let mut flag_level = rule_split(json!({}));
+    flag_level["rules"] = json!([]);
+    flag_level["rollout_bp"] = json!(10000);
+    let flag_level = set(vec![flag_level]);
+    let mut seen = BTreeMap::new();
+    for i in 0..1000 {
+        let key = format!("user-{i}");
+        let e = rule.evaluate("checkout", &eu_pro(&key), None, 0);
+        let f = flag_level.evaluate("checkout", &EvaluationContext::with_key(&key), None, 0);
+        // The same published buckets: a user keeps their variant when a flag-level split
+        // becomes a rule's split, or the other way round.
+        assert_eq!(
+            (e.reason, e.variant, e.bucket),
+            (f.reason, f.variant, f.bucket)
+        );
+        *seen.entry(e.variant.unwrap()).or_insert(0) += 1;
+    }
+    assert_eq!(seen.keys().copied().collect::<Vec<_>>(), vec!["a", "b"]);
+    // An empty split object is the same split to everyone matched.
+    let empty = set(vec![rule_split(json!({}))]);
+    let e = empty.evaluate("checkout", &eu_pro("user-7"), None, 0);
+    assert_eq!(e.reason, Reason::Split);
+}
+
+#[test]
+fn a_rule_split_fifty_fifty_and_zero_rollout() {
+    let s = set(vec![rule_split(json!({"variants": [
+        {"variant": "b", "weight_bp": 5000}, {"variant": "none", "weight_bp": 5000}
+    ]}))]);
+    for i in 0..500 {
+        let key = format!("k{i}");
+        let e = s.evaluate("checkout", &eu_pro(&key), None, 0);
+        let split = flags::bucket("checkout/split", &key);
+        let want = if split < 5000 { "b" } else { "none" };
+        assert_eq!((e.reason, e.variant), (Reason::Split, Some(want)));
+    }
+    let zero = set(vec![rule_split(json!({"rollout_bp": 0}))]);
+    for i in 0..100 {
+        let e = zero.evaluate("checkout", &eu_pro(&format!("k{i}")), None, 0);
+        assert_eq!((e.reason, e.rule_id), (Reason::Default, Some("eu-pro")));
+    }
+}
+
+#[test]
+fn a_rule_split_needs_a_bucketing_key_only_when_it_matches() {
+    // A targeting flag without weights of its own: only the rule's split buckets.
+    let mut f = rule_split(json!({"rollout_bp": 5000,
+        "variants": [{"variant": "a", "weight_bp": 10000}]}));
+    f["type"] = json!("targeting");
+    f["bucket_by"] = json!("account");
+    f["variants"][0]["weight_bp"] = json!(0);
+    f["variants"][1]["weight_bp"] = json!(0);
+    f["rollout_bp"] = Value::Null;
+    let s = set(vec![f]);
+    let matched = ctx(json!({"region": "eu", "tier": "pro"}));
+    let e = s.evaluate("checkout", &matched, None, 0);
+    assert_eq!(e.error_code, Some(ErrorCode::TargetingKeyMissing));
+    let unmatched = s.evaluate("checkout", &ctx(json!({"region": "us"})), None, 0);
+    assert_eq!(
+        (unmatched.reason, unmatched.variant),
+        (Reason::Default, Some("none"))
+    );
+    let bad = ctx(json!({"region": "eu", "tier": "pro", "account": 7}));
+    assert_eq!(
+        s.evaluate("checkout", &bad, None, 0).error_code,
+        Some(ErrorCode::InvalidContext)
+    );
+    // bucket_by applies to the rule's buckets.
+    let by_account =
+        ctx(json!({"targetingKey": "ignored", "region": "eu", "tier": "pro", "account": "acme"}));
+    let e = s.evaluate("checkout", &by_account, None, 0);
+    assert_eq!(e.bucket, Some(flags::bucket("checkout", "acme")));
+    let b = flags::bucket("checkout", "acme");
+    assert_eq!(
+        e.reason,
+        if b < 5000 {
+            Reason::Split
+        } else {
+            Reason::Default
+        }
+    );
+}
+
+#[test]
+fn rule_split_validation_names_fields() {
+    let cases: Vec<(Value, &str, &str)> = vec![
+        (
+            json!({"id": "r", "when": {"all": []}}),
+            "rules[0].variant",
+            "needs",
+        ),
+        (
+            json!({"id": "r", "when": {"all": []}, "variant": "a", "split": {}}),
+            "rules[0].split",
+            "not both",
+        ),
+        (
+            json!({"id": "r", "when": {"all": []}, "split": {"rollout_bp": 10001}}),
+            "rules[0].split.rollout_bp",
+            "10001",
+        ),
+        (
+            json!({"id": "r", "when": {"all": []}, "split": {"variants": []}}),
+            "rules[0].split.variants",
+            "at least one",
+        ),
+        (
+            json!({"id": "r", "when": {"all": []}, "split": {"variants": [{"variant": "zzz", "weight_bp": 10000}]}}),
+            "rules[0].split.variants[0].variant",
+            "unknown variant `zzz`",
+        ),
+        (
+            json!({"id": "r", "when": {"all": []}, "split": {"variants": [
+                {"variant": "a", "weight_bp": 5000}, {"variant": "a", "weight_bp": 5000}]}}),
+            "rules[0].split.variants[1].variant",
+            "duplicate",
+        ),
+        (
+            json!({"id": "r", "when": {"all": []}, "split": {"variants": [
+                {"variant": "a", "weight_bp": 5000}, {"variant": "b", "weight_bp": 4000}]}}),
+            "rules[0].split.variants",
+            "9000",
+        ),
+    ];
+    for (rule, path, message) in cases {
+        let mut f = split_flag();
+        f["rules"] = json!([rule]);
+        let errs = errors(vec![f]);
+        assert!(
+            errs.iter()
+                .any(|e| e.path == path && e.message.contains(message)),
+            "{path} / {message} not in {errs:?}"
+        );
+    }
+    // Without weights of its own, the flag gives a split nothing to default to.
+    let mut unweighted = targeting(json!({"all": []}));
+    unweighted["rules"][0] = json!({"id": "r", "when": {"all": []}, "split": {"rollout_bp": 100}});
+    let errs = errors(vec![unweighted]);
+    assert_eq!(errs[0].path, "rules[0].split.variants", "{errs:?}");
+    // A split with its own variants needs no flag weights.
+    let mut own = targeting(json!({"all": []}));
+    own["rules"][0] = json!({"id": "r", "when": {"all": []},
+        "split": {"rollout_bp": 100, "variants": [{"variant": "yes", "weight_bp": 10000}]}});
+    set(vec![own]);
+}
+
+#[test]
+fn rules_round_trip_as_written() {
+    let f =
+        rule_split(json!({"rollout_bp": 1000, "variants": [{"variant": "b", "weight_bp": 10000}]}));
+    let parsed = flag(f.clone());
+    assert_eq!(serde_json::to_value(&parsed).unwrap()["rules"], f["rules"]);
+    let bare = flag(rule_split(json!({})));
+    assert_eq!(
+        serde_json::to_value(&bare).unwrap()["rules"][0]["split"],
+        json!({})
+    );
+    // Unknown members of a split are refused, as everywhere in the format.
+    let err = FlagSet::from_json(
+        &serde_json::to_string(&json!([rule_split(json!({"rollout": 10}))])).unwrap(),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().starts_with("[0].rules[0].split.rollout"),
+        "{err}"
+    );
+}
+
+/// The gated flag with an environment `eu` that serves the off variant to everyone and an
+/// environment `ops` that serves a value of its own.
+fn overridden() -> Value {
+    let mut g = gated();
+    g["rules"] = json!([{"id": "all", "when": {"all": []}, "variant": "on"}]);
+    g["environments"] = json!({
+        "prod": {"enabled": false, "variant": "on"},
+        "eu": {"variant": "off"},
+        "ops": {"value": true, "rollout_bp": 10000}
+    });
+    g
+}
+
+#[test]
+fn environment_overrides_serve_everyone_before_targeting() {
+    let s = set(vec![overridden(), base(true)]);
+    // Neither tenant, tier nor prerequisite (base is killed) is looked at: the override comes
+    // first, so "everyone in the environment" means everyone.
+    for c in [json!({}), json!({"tenant": "other", "tier": "free"})] {
+        let e = s.evaluate("g", &ctx(c.clone()), Some("eu"), T2026);
+        assert_eq!(
+            (e.reason, e.variant, e.value, e.environment_override),
+            (Reason::Static, Some("off"), &json!(false), Some("eu")),
+            "{c}"
+        );
+        let e = s.evaluate("g", &ctx(c.clone()), Some("ops"), T2026);
+        assert_eq!(
+            (e.reason, e.variant, e.value, e.environment_override),
+            (Reason::Static, None, &json!(true), Some("ops")),
+            "{c}"
+        );
+        // Without the override the gates apply.
+        let e = s.evaluate("g", &ctx(c), None, T2026);
+        assert_eq!(e.reason, Reason::Disabled);
+        assert_eq!(e.environment_override, None);
+    }
+    // `enabled: false` of the same environment, the kill switch, status, expiry and
+    // enable_at come before the override.
+    let e = s.evaluate("g", &EvaluationContext::default(), Some("prod"), T2026);
+    assert_eq!(e.disabled_by, Some(DisabledBy::Environment));
+    let mut killed = overridden();
+    killed["kill_switch"] = json!(true);
+    let s2 = set(vec![killed, base(false)]);
+    let e = s2.evaluate("g", &EvaluationContext::default(), Some("eu"), T2026);
+    assert_eq!(e.disabled_by, Some(DisabledBy::KillSwitch));
+    let early = s.evaluate("g", &EvaluationContext::default(), Some("eu"), 0);
+    assert_eq!(early.disabled_by, Some(DisabledBy::NotYetEnabled));
+}
+
+#[test]
+fn environment_overrides_feed_prerequisites() {
+    let mut dependent = base(false);
+    dependent["key"] = json!("dependent");
+    dependent["prerequisites"] = json!([{"flag": "g", "variants": ["on"]}]);
+    let mut g = overridden();
+    g["environments"]["on-everywhere"] = json!({"variant": "on"});
+    let s = set(vec![g, base(true), dependent]);
+    let none = EvaluationContext::default();
+    let e = s.evaluate("dependent", &none, Some("on-everywhere"), T2026);
+    assert_eq!((e.reason, e.variant), (Reason::Default, Some("on")));
+    let e = s.evaluate("dependent", &none, Some("eu"), T2026);
+    assert_eq!(e.disabled_by, Some(DisabledBy::Prerequisite));
+    // A value override serves no variant, so no prerequisite on a variant of it holds.
+    let e = s.evaluate("dependent", &none, Some("ops"), T2026);
+    assert_eq!(e.disabled_by, Some(DisabledBy::Prerequisite));
+}
+
+#[test]
+fn environment_override_validation_names_fields() {
+    let cases: Vec<(Value, &str, &str)> = vec![
+        (
+            json!({"variant": "zzz"}),
+            "environments.x.variant",
+            "unknown variant",
+        ),
+        (
+            json!({"variant": "on", "value": true}),
+            "environments.x.value",
+            "not both",
+        ),
+        (json!({"value": "yes"}), "environments.x.value", "boolean"),
+        (json!({"value": 1}), "environments.x.value", "got a number"),
+    ];
+    for (env, path, message) in cases {
+        let mut f = base(false);
+        f["environments"] = json!({"x": env});
+        let errs = errors(vec![f]);
+        assert!(
+            errs.iter()
+                .any(|e| e.path == path && e.message.contains(message)),
+            "{path} / {message} not in {errs:?}"
+        );
+    }
+    // Objects for object flags; the value need not be one of the variants' values.
+    let mut obj = split_flag();
+    obj["variants"][0]["value"] = json!({"colour": "blue"});
+    obj["variants"][1]["value"] = json!({"colour": "red"});
+    obj["variants"][2]["value"] = json!({});
+    obj["environments"] = json!({"demo": {"value": {"colour": "green"}}});
+    let s = set(vec![obj.clone()]);
+    let e = s.evaluate("exp", &EvaluationContext::default(), Some("demo"), 0);
+    assert_eq!((e.value, e.variant), (&json!({"colour": "green"}), None));
+    obj["environments"] = json!({"demo": {"value": "green"}});
+    assert_eq!(errors(vec![obj])[0].path, "environments.demo.value");
+}
+
+#[test]
+fn evaluation_reports_the_environment_override() {
+    let s = set(vec![overridden(), base(false)]);
+    let e = s.evaluate("g", &EvaluationContext::default(), Some("ops"), T2026);
+    let v = serde_json::to_value(&e).unwrap();
+    assert_eq!(v["environment_override"], json!("ops"));
+    assert_eq!(v["reason"], json!("STATIC"));
+    assert_eq!(v["variant"], Value::Null);
+}
+
+#[test]
+fn example_rule_split_and_overrides_behave_as_documented() {
+    let s = FlagSet::from_json(include_str!("../../../examples/flags.json")).unwrap();
+    // EU professional users get new-checkout at 50 % (the rule's split over the flag's
+    // weights); everyone else at the flag's 25 % rollout.
+    for i in 0..300 {
+        let key = format!("user-{i}");
+        let b = flags::bucket("new-checkout", &key);
+        let eu = ctx(json!({"targetingKey": key, "region": "eu-west", "tier": "pro"}));
+        let e = s.evaluate("new-checkout", &eu, Some("production"), 0);
+        assert_eq!(e.rule_id, Some("eu-professional-early"));
+        assert_eq!(
+            e.variant,
+            Some(if b < 5000 { "on" } else { "off" }),
+            "{key}"
+        );
+        let other = s.evaluate(
+            "new-checkout",
+            &EvaluationContext::with_key(&key),
+            Some("production"),
+            0,
+        );
+        assert_eq!(
+            other.variant,
+            Some(if b < 2500 { "on" } else { "off" }),
+            "{key}"
+        );
+    }
+    // In the demo environment everyone sees the cards layout, tier or not.
+    let e = s.evaluate(
+        "pricing-page-experiment",
+        &EvaluationContext::default(),
+        Some("demo"),
+        T2026,
+    );
+    assert_eq!(
+        (e.reason, e.variant, e.environment_override),
+        (Reason::Static, Some("cards"), Some("demo"))
+    );
+    let e = s.evaluate(
+        "beta-reports",
+        &EvaluationContext::default(),
+        Some("preview"),
+        T2026,
+    );
+    assert_eq!((e.value, e.variant), (&json!("v3-preview"), None));
+}

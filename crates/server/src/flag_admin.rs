@@ -306,3 +306,60 @@ pub(crate) async fn delete(
     lock.publish(store).await?;
     Ok(())
 }
+
+/// The rollout `environment` serves: its override's `rollout_bp` when the flag has one for
+/// it, else the flag's own.
+pub(crate) fn rollout_slot<'f>(flag: &'f mut Flag, environment: &str) -> &'f mut Option<u32> {
+    match flag
+        .environments
+        .get_mut(environment)
+        .filter(|e| e.rollout_bp.is_some())
+    {
+        Some(over) => &mut over.rollout_bp,
+        None => &mut flag.rollout_bp,
+    }
+}
+
+/// Whether `flag` would validate in its environment as it stands (the same check as
+/// [`replace`], without writing): the invalid definition's 422 otherwise.
+pub(crate) async fn check_replacement(
+    state: &AppState,
+    tenant_id: &str,
+    environment: &str,
+    flag: &Flag,
+) -> Result<(), ApiError> {
+    let current = state.store().flags(tenant_id, environment).await?;
+    validate_change(parse_records(&current)?, Some(flag), None).map_err(invalid_definition)
+}
+
+/// Sets a flag's rollout to `bp` basis points (a no-op when it is there already) through
+/// [`replace`], so the change is validated, versioned and in the flag audit trail. The rollout
+/// served in the target environment is changed: its override's `rollout_bp` when it has one,
+/// else the flag's own. A lost version race is retried with the flag read again. Automated
+/// controllers (the feedback traffic shift, guarded rollouts) share it.
+pub(crate) async fn set_rollout(
+    state: &AppState,
+    target: FlagTarget<'_>,
+    bp: u32,
+) -> Result<FlagRecord, ApiError> {
+    let mut last = None;
+    for _ in 0..3 {
+        let record = state
+            .store()
+            .flag(target.tenant_id, target.environment, target.key)
+            .await?
+            .ok_or_else(|| not_found(target.key, target.environment))?;
+        let mut flag = definition_of(&record)?;
+        let slot = rollout_slot(&mut flag, target.environment);
+        if *slot == Some(bp) {
+            return Ok(record);
+        }
+        *slot = Some(bp);
+        match replace(state, target, &flag, Some(record.version)).await {
+            Ok(record) => return Ok(record),
+            Err(e) if e.kind == ProblemKind::PreconditionFailed => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(ApiError::internal))
+}

@@ -41,6 +41,8 @@ pub struct ServerConfig {
     pub max_flags_per_environment: usize,
     /// The flag exposure recorder's queue, batching and dedupe window.
     pub exposures: ExposureSettings,
+    /// The flag evaluation counter's memory bound and flush interval (usage analytics).
+    pub flag_usage: crate::evaluation_counts::FlagUsageSettings,
     /// Rate-limit rules and their backend.
     pub rate_limits: crate::RateLimitSettings,
     /// Where the read caches (Weber profiles) keep their shared Redis layer, if anywhere.
@@ -112,6 +114,7 @@ impl Default for ServerConfig {
             flag_refresh_interval: Duration::from_secs(1),
             max_flags_per_environment: 5_000,
             exposures: ExposureSettings::default(),
+            flag_usage: Default::default(),
             rate_limits: crate::RateLimitSettings::default(),
             read_caches: crate::ReadCacheSettings::memory_only(),
             trusted_proxies: crate::TrustedProxies::none(),
@@ -167,6 +170,7 @@ pub(crate) struct Inner {
     pub forecasts: std::sync::RwLock<Option<Arc<ForecastService>>>,
     pub flags: FlagService,
     pub exposures: Arc<ExposureRecorder>,
+    pub evaluation_counts: Arc<crate::evaluation_counts::EvaluationCounter>,
     /// `None` when rate limiting is off.
     pub rate_limiter: Option<Arc<RateLimiter>>,
     pub segment_analytics: crate::analytics::SegmentAnalyticsService,
@@ -209,6 +213,10 @@ impl AppState {
             config.exposures.clone(),
             metrics.clone(),
         ));
+        let evaluation_counts = Arc::new(crate::evaluation_counts::EvaluationCounter::new(
+            config.flag_usage.clone(),
+            metrics.clone(),
+        ));
         let llm = Arc::new(crate::LlmService::new(config.llm.clone()));
         let jobs = crate::JobService::new(
             store.clone(),
@@ -242,6 +250,7 @@ impl AppState {
                 forecasts: std::sync::RwLock::new(None),
                 flags: FlagService::default(),
                 exposures,
+                evaluation_counts,
                 rate_limiter,
                 segment_analytics: Default::default(),
                 llm,
@@ -355,6 +364,12 @@ impl AppState {
     /// Where flag evaluations report exposures (stored by [`crate::run_exposure_writer`]).
     pub fn exposures(&self) -> &Arc<ExposureRecorder> {
         &self.inner.exposures
+    }
+
+    /// Where flag evaluations are counted for usage analytics (stored by
+    /// [`crate::run_flag_usage_writer`], and by every usage read).
+    pub fn evaluation_counts(&self) -> &Arc<crate::evaluation_counts::EvaluationCounter> {
+        &self.inner.evaluation_counts
     }
 
     /// The event log ingested interactions go through.

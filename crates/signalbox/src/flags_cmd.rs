@@ -36,6 +36,21 @@ pub enum FlagsCommand {
     Export(ExportArgs),
     /// One JSON line per flag: key, version, updated_at, updated_by.
     List(Scope),
+    /// One JSON line per stale flag (docs/flags.md, "Usage analytics and stale flags"): not
+    /// evaluated for `--days` days, serving one variant to everyone, expired, or completed /
+    /// archived; with its reasons and last evaluation. The same report as
+    /// `GET /api/v1/flags/stale`; running servers store their counts every 10 s.
+    Stale(StaleArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct StaleArgs {
+    #[command(flatten)]
+    scope: Scope,
+    /// Flags not evaluated for this many days are stale (1-3650).
+    #[arg(long, default_value_t = server::flag_usage::DEFAULT_STALE_DAYS,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(server::flag_usage::MAX_STALE_DAYS)))]
+    days: u32,
 }
 
 /// Whose flags: one tenant's, in one environment.
@@ -77,6 +92,7 @@ pub async fn run(common: Common, cmd: FlagsCommand) -> anyhow::Result<()> {
         FlagsCommand::Import(args) => &args.scope,
         FlagsCommand::Export(args) => &args.scope,
         FlagsCommand::List(scope) => scope,
+        FlagsCommand::Stale(args) => &args.scope,
     };
     check_environment(&scope.environment)?;
     // A bad file is reported before the store is opened: it needs no database to be wrong.
@@ -89,6 +105,7 @@ pub async fn run(common: Common, cmd: FlagsCommand) -> anyhow::Result<()> {
         FlagsCommand::Import(args) => import(&store, args, wanted).await,
         FlagsCommand::Export(args) => export(&store, args).await,
         FlagsCommand::List(scope) => list(&store, scope).await,
+        FlagsCommand::Stale(args) => stale(&store, args).await,
     };
     store.close().await;
     result
@@ -139,6 +156,27 @@ async fn list(store: &Store, scope: &Scope) -> anyhow::Result<()> {
                 "updated_by": r.updated_by,
             })
         );
+    }
+    Ok(())
+}
+
+async fn stale(store: &Store, args: &StaleArgs) -> anyhow::Result<()> {
+    stored_flags(store, &args.scope).await?;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0);
+    let report = server::flag_usage::stale_flags(
+        store,
+        None,
+        &args.scope.tenant,
+        &args.scope.environment,
+        args.days,
+        now_ms,
+    )
+    .await?;
+    for flag in report.flags() {
+        println!("{}", serde_json::to_string(flag)?);
     }
     Ok(())
 }

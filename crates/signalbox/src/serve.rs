@@ -705,6 +705,7 @@ pub async fn run(common: Common, args: ServeArgs) -> anyhow::Result<()> {
             .unwrap_or(defaults.flag_refresh_interval),
         max_flags_per_environment: defaults.max_flags_per_environment,
         exposures: defaults.exposures.clone(),
+        flag_usage: defaults.flag_usage.clone(),
         rate_limits,
         read_caches,
         trusted_proxies,
@@ -860,6 +861,10 @@ pub async fn run(common: Common, args: ServeArgs) -> anyhow::Result<()> {
         state.clone(),
         stopped(workers_stopped.clone()),
     ));
+    let flag_usage = tokio::spawn(server::run_flag_usage_writer(
+        state.clone(),
+        stopped(workers_stopped.clone()),
+    ));
     let gauges = tokio::spawn(refresh_segment_gauges(
         state.clone(),
         stopped(workers_stopped.clone()),
@@ -932,13 +937,15 @@ pub async fn run(common: Common, args: ServeArgs) -> anyhow::Result<()> {
     };
     served.context("server")?;
     // Requests have drained; the worker finishes its batch (anything unapplied is redelivered
-    // or reconciled at the next start), and the exposure writer stores everything queued.
+    // or reconciled at the next start), the exposure writer stores everything queued and the
+    // flag usage writer everything counted.
     let _ = stop_workers.send(true);
     if let Some(job_workers) = job_workers {
         let _ = job_workers.await;
     }
     let _ = worker.await;
     let _ = exposures.await;
+    let _ = flag_usage.await;
     let _ = gauges.await;
     let _ = flag_refresher.await;
     let _ = audit_checkpointer.await;

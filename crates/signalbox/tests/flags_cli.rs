@@ -512,3 +512,31 @@ async fn flags_round_trip_through_postgresql() {
     assert_eq!(audit[0].actor, "cli");
     fixture.cleanup().await;
 }
+
+#[test]
+fn stale_lists_the_flags_probably_safe_to_remove_with_their_reasons() {
+    let dir = tempfile::tempdir().unwrap();
+    let tenant = create_tenant(dir.path(), "acme");
+    let file = dir.path().join("flags.json");
+    let flags = json!([
+        {"key": "old-banner", "type": "boolean", "status": "archived",
+         "variants": [{"key": "on", "value": true}, {"key": "off", "value": false}],
+         "default_variant": "on", "off_variant": "off"},
+        {"key": "pricing", "type": "multivariate", "status": "active",
+         "variants": [{"key": "a", "value": "a", "weight_bp": 5000},
+                      {"key": "b", "value": "b", "weight_bp": 5000}],
+         "default_variant": "a", "off_variant": "a"}
+    ]);
+    std::fs::write(&file, flags.to_string()).unwrap();
+    import(dir.path(), &file, &tenant, &[]);
+    let lines = json_lines(&run_ok(
+        signalbox(dir.path()).args(["flags", "stale", "--tenant", &tenant, "--days", "7"]),
+    ));
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["key"], "old-banner");
+    assert_eq!(lines[0]["reasons"][0]["code"], "finished");
+    assert_eq!(lines[0]["last_evaluated_at"], Value::Null);
+    let (_, stderr) =
+        run_err(signalbox(dir.path()).args(["flags", "stale", "--tenant", &tenant, "--days", "0"]));
+    assert!(stderr.contains("--days"), "{stderr}");
+}

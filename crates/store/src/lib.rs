@@ -36,6 +36,8 @@ mod feedback_forward;
 mod feedback_import;
 mod feedback_migration;
 mod feedback_reports;
+mod flag_rollouts;
+mod flag_usage;
 mod flags;
 mod interactions;
 mod jobs;
@@ -101,6 +103,12 @@ pub use feedback_migration::{
     MAX_MIGRATION_HISTORY,
 };
 pub use feedback_reports::{FeedbackReportRecord, MAX_FEEDBACK_REPORT_PAGE};
+pub use flag_rollouts::{
+    FlagRolloutChange, FlagRolloutHistoryRecord, FlagRolloutRecord, RolloutKey, MAX_ROLLOUT_HISTORY,
+};
+pub use flag_usage::{
+    AssignmentBucket, EvaluationBucket, EvaluationCount, UsageRange, DAY_MS, HOUR_MS,
+};
 pub use flags::{
     FlagAction, FlagAuditRecord, FlagRecord, MAX_FLAG_DEFINITION_BYTES, MAX_FLAG_PAGE,
 };

@@ -131,6 +131,18 @@ const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("../migrations/0019_feedback_reports.sql"),
     },
     Migration {
+        version: 20,
+        name: "flag_rollouts",
+        sqlite: include_str!("../migrations/0020_flag_rollouts.sql"),
+        postgres: include_str!("../migrations/0020_flag_rollouts.sql"),
+    },
+    Migration {
+        version: 21,
+        name: "flag_usage",
+        sqlite: include_str!("../migrations/0021_flag_usage.sql"),
+        postgres: include_str!("../migrations/0021_flag_usage.sql"),
+    },
+    Migration {
         version: 22,
         name: "experiment_flags",
         sqlite: include_str!("../migrations/0022_experiment_flags.sql"),

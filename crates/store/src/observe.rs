@@ -96,11 +96,15 @@ pub enum Table {
     FeedbackMigrationPlans,
     FeedbackMigrationHistory,
     FeedbackReports,
+    FlagEvaluations,
+    FlagLastEvaluated,
+    FlagRollouts,
+    FlagRolloutHistory,
 }
 
 impl Table {
     /// Every table; the telemetry crate's sampler and this module's cells iterate it.
-    pub const ALL: [Table; 40] = [
+    pub const ALL: [Table; 44] = [
         Table::Tenants,
         Table::ApiKeys,
         Table::WeberProfiles,
@@ -141,6 +145,10 @@ impl Table {
         Table::FeedbackMigrationPlans,
         Table::FeedbackMigrationHistory,
         Table::FeedbackReports,
+        Table::FlagEvaluations,
+        Table::FlagLastEvaluated,
+        Table::FlagRollouts,
+        Table::FlagRolloutHistory,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -185,6 +193,10 @@ impl Table {
             Table::FeedbackMigrationPlans => "feedback_migration_plans",
             Table::FeedbackMigrationHistory => "feedback_migration_history",
             Table::FeedbackReports => "feedback_reports",
+            Table::FlagEvaluations => "flag_evaluations",
+            Table::FlagLastEvaluated => "flag_last_evaluated",
+            Table::FlagRollouts => "flag_rollouts",
+            Table::FlagRolloutHistory => "flag_rollout_history",
         }
     }
 }

@@ -6,7 +6,13 @@
 //! - `flag_exposures_dropped_total`: exposures dropped because the recorder's queue was full
 //!   (the database is not keeping up);
 //! - `flag_exposure_write_errors_total`: exposures whose batch the store refused or could not
-//!   write.
+//!   write;
+//! - `flag_usage_dropped_total`: evaluations left uncounted for usage analytics because the
+//!   in-memory counter held its limit of distinct (tenant, environment, flag, variant, hour)
+//!   cells;
+//! - `flag_usage_write_errors_total`: counted evaluations whose batch could not be written.
+//! - `flag_rollout_actions_total{action}`: what guarded rollouts did (`advance`, `rollback`,
+//!   `kill`, `complete`, `abort`), by the check job or an admin; counters made up front.
 //!
 //! Labels are bounded by construction: `tenant_id` passes through the process's tenant guard.
 
@@ -32,6 +38,14 @@ struct ReasonLabels {
     reason: &'static str,
 }
 
+/// The guarded-rollout actions, in the order of [`FlagMetrics`]' rollout counters.
+pub const ROLLOUT_ACTIONS: [&str; 5] = ["advance", "rollback", "kill", "complete", "abort"];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ActionLabels {
+    action: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TenantLabel {
     tenant_id: String,
@@ -44,6 +58,9 @@ pub struct FlagMetrics {
     exposures: Family<TenantLabel, Counter>,
     dropped: Counter,
     write_errors: Counter,
+    usage_dropped: Counter,
+    usage_write_errors: Counter,
+    rollout_actions: [Counter; 5],
 }
 
 impl FlagMetrics {
@@ -60,6 +77,20 @@ impl FlagMetrics {
             exposures: Family::default(),
             dropped: Counter::default(),
             write_errors: Counter::default(),
+            usage_dropped: Counter::default(),
+            usage_write_errors: Counter::default(),
+            rollout_actions: Default::default(),
+        };
+        let actions = Family::<ActionLabels, Counter>::default();
+        registry.register(
+            "flag_rollout_actions",
+            "Guarded rollout actions (advance, rollback, kill, complete, abort)",
+            actions.clone(),
+        );
+        let m = FlagMetrics {
+            rollout_actions: ROLLOUT_ACTIONS
+                .map(|action| actions.get_or_create(&ActionLabels { action }).clone()),
+            ..m
         };
         registry.register(
             "flag_exposures",
@@ -75,6 +106,16 @@ impl FlagMetrics {
             "flag_exposure_write_errors",
             "Flag exposures whose batch could not be written to the store",
             m.write_errors.clone(),
+        );
+        registry.register(
+            "flag_usage_dropped",
+            "Flag evaluations not counted for usage analytics because the counter was full",
+            m.usage_dropped.clone(),
+        );
+        registry.register(
+            "flag_usage_write_errors",
+            "Counted flag evaluations whose batch could not be written to the store",
+            m.usage_write_errors.clone(),
         );
         m
     }
@@ -110,9 +151,26 @@ impl FlagRecorder<'_> {
         self.metrics.dropped.inc();
     }
 
+    /// Counts one guarded-rollout action (one of [`ROLLOUT_ACTIONS`]; others are not counted).
+    pub fn rollout_action(&self, action: &str) {
+        if let Some(i) = ROLLOUT_ACTIONS.iter().position(|a| *a == action) {
+            self.metrics.rollout_actions[i].inc();
+        }
+    }
+
     /// Counts `n` exposures lost to a failed write.
     pub fn exposure_write_failed(&self, n: u64) {
         self.metrics.write_errors.inc_by(n);
+    }
+
+    /// Counts `n` evaluations left out of usage analytics at a full counter.
+    pub fn usage_dropped(&self, n: u64) {
+        self.metrics.usage_dropped.inc_by(n);
+    }
+
+    /// Counts `n` evaluations whose usage batch could not be written.
+    pub fn usage_write_failed(&self, n: u64) {
+        self.metrics.usage_write_errors.inc_by(n);
     }
 }
 
@@ -133,7 +191,19 @@ mod tests {
         f.exposed("tn_b");
         f.exposure_dropped();
         f.exposure_write_failed(3);
+        f.usage_dropped(4);
+        f.usage_write_failed(5);
+        f.rollout_action("rollback");
+        f.rollout_action("not-an-action");
         let exp = parse(&m.encode());
+        assert_eq!(
+            total(&exp, "flag_rollout_actions", &[("action", "rollback")]),
+            Some(1.0)
+        );
+        assert_eq!(
+            total(&exp, "flag_rollout_actions", &[("action", "advance")]),
+            Some(0.0)
+        );
         assert_eq!(
             total(&exp, "flag_exposures", &[("tenant_id", "tn_a")]),
             Some(2.0)
@@ -144,5 +214,7 @@ mod tests {
         );
         assert_eq!(total(&exp, "flag_exposures_dropped", &[]), Some(1.0));
         assert_eq!(total(&exp, "flag_exposure_write_errors", &[]), Some(3.0));
+        assert_eq!(total(&exp, "flag_usage_dropped", &[]), Some(4.0));
+        assert_eq!(total(&exp, "flag_usage_write_errors", &[]), Some(5.0));
     }
 }

@@ -177,6 +177,8 @@ struct ComparisonRow {
     lift: String,
     lift_interval: String,
     p_value: String,
+    /// Holm-adjusted across the primary and secondary comparisons.
+    p_value_adjusted: String,
     test: &'static str,
     significant: bool,
     improves: bool,
@@ -276,6 +278,7 @@ fn comparison_row(c: &Comparison) -> ComparisonRow {
             .map(|l| format!("{} to {}", pct(l.ci_low), pct(l.ci_high)))
             .unwrap_or_default(),
         p_value: p_value(c.p_value),
+        p_value_adjusted: p_value(c.p_value_adjusted),
         test: match c.test {
             flags::experiment::TestKind::ChiSquare => "chi-square",
             flags::experiment::TestKind::WelchT => "Welch's t",

@@ -66,7 +66,7 @@ fn detail_path(environment: &str, key: &str) -> String {
 }
 
 /// A path segment, percent-encoded (flag keys are `[A-Za-z0-9_.-]`, but stay safe).
-fn encode_segment(segment: &str) -> String {
+pub(super) fn encode_segment(segment: &str) -> String {
     form_urlencoded::byte_serialize(segment.as_bytes()).collect()
 }
 
@@ -77,6 +77,28 @@ fn json_text(value: &Value) -> String {
 
 fn percent(bp: u32) -> String {
     format!("{}%", f64::from(bp) / 100.0)
+}
+
+/// What a rule serves, in words: its variant, or its rollout and split.
+fn rule_serves(rule: &flags::Rule) -> String {
+    match (&rule.variant, &rule.split) {
+        (Some(v), _) => v.clone(),
+        (None, Some(split)) => {
+            let weights = match &split.variants {
+                Some(list) => list
+                    .iter()
+                    .map(|sv| format!("{} {}", sv.variant, percent(sv.weight_bp)))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                None => "the flag's weights".to_owned(),
+            };
+            format!(
+                "{} of matches get a split: {weights}; the rest the default variant",
+                percent(split.rollout_bp.unwrap_or(flags::BUCKETS))
+            )
+        }
+        (None, None) => String::new(),
+    }
 }
 
 fn snake(value: impl serde::Serialize) -> String {
@@ -110,6 +132,8 @@ struct ListPage {
     environment: String,
     environments: Vec<String>,
     flags: Vec<FlagRow>,
+    /// Evaluations in the last 24 hours and stale flags (`flag_usage`), as HTML.
+    usage_panel: String,
 }
 
 async fn list(
@@ -152,6 +176,8 @@ async fn list(
             updated_at: crate::rfc3339_ms(record.updated_at_ms),
         });
     }
+    let usage_panel =
+        super::flag_usage::list_panel(&state, tenant_id, &environment, detail_path).await?;
     page(
         StatusCode::OK,
         &ListPage {
@@ -159,6 +185,7 @@ async fn list(
             environment,
             environments,
             flags,
+            usage_panel,
         },
     )
 }
@@ -184,6 +211,8 @@ struct OverrideRow {
     enabled: String,
     rollout: String,
     default_variant: String,
+    /// The variant or value served to everyone in the environment, before targeting.
+    serves: String,
 }
 
 struct ChangeRow {
@@ -206,6 +235,8 @@ pub(super) struct EvaluationView {
     variant: String,
     reason: String,
     rule: String,
+    /// The environment whose override was served, if one was.
+    environment_override: String,
     disabled_by: String,
     bucket: String,
     error: String,
@@ -243,6 +274,10 @@ struct FlagView {
     raw_json: String,
     audit: Vec<AuditRow>,
     base_path: String,
+    /// Evaluations and assignments per variant over time (`flag_usage`), as HTML.
+    usage_panel: String,
+    /// The guarded-rollout section, rendered by `console::rollouts`.
+    rollout_html: String,
 }
 
 #[derive(askama::Template)]
@@ -358,7 +393,7 @@ fn flag_view(record: &FlagRecord, flag: &Flag, audit: Vec<store::FlagAuditRecord
             .map(|r| RuleRow {
                 id: r.id.clone(),
                 when: describe(&r.when),
-                variant: r.variant.clone(),
+                variant: rule_serves(r),
             })
             .collect(),
         prerequisites: flag
@@ -374,6 +409,11 @@ fn flag_view(record: &FlagRecord, flag: &Flag, audit: Vec<store::FlagAuditRecord
                 enabled: o.enabled.map(|e| e.to_string()).unwrap_or_default(),
                 rollout: o.rollout_bp.map(percent).unwrap_or_default(),
                 default_variant: o.default_variant.clone().unwrap_or_default(),
+                serves: match (&o.variant, &o.value) {
+                    (Some(v), _) => format!("variant {v}"),
+                    (None, Some(value)) => format!("value {}", json_text(value)),
+                    (None, None) => String::new(),
+                },
             })
             .collect(),
         raw_json: pretty_definition(record),
@@ -400,6 +440,8 @@ fn flag_view(record: &FlagRecord, flag: &Flag, audit: Vec<store::FlagAuditRecord
             })
             .collect(),
         base_path: detail_path(&record.environment, &record.key),
+        usage_panel: String::new(),
+        rollout_html: String::new(),
     }
 }
 
@@ -427,7 +469,12 @@ async fn load_view(
     let audit = store
         .flag_audit(session.tenant_id(), environment, key, AUDIT_SHOWN, None)
         .await?;
-    Ok(flag_view(&record, &flag, audit))
+    let mut view = flag_view(&record, &flag, audit);
+    view.usage_panel =
+        super::flag_usage::detail_panel(state, session.tenant_id(), environment, key).await?;
+    view.rollout_html =
+        super::rollouts::section(state, session, environment, key, &view.base_path).await?;
+    Ok(view)
 }
 
 const EXAMPLE_CONTEXT: &str = r#"{"targetingKey":"user-1","country":"US"}"#;
@@ -506,6 +553,7 @@ async fn evaluate_now(
         variant: e.variant.unwrap_or_default().to_owned(),
         reason: reason_name(e.reason).to_owned(),
         rule: e.rule_id.unwrap_or_default().to_owned(),
+        environment_override: e.environment_override.unwrap_or_default().to_owned(),
         disabled_by: e.disabled_by.map(snake).unwrap_or_default(),
         bucket: e.bucket.map(|b| b.to_string()).unwrap_or_default(),
         error: e

@@ -14,6 +14,7 @@ pub(crate) mod assets;
 pub(crate) mod charts;
 mod experiments;
 mod feedback;
+mod flag_usage;
 mod flags;
 mod forecasts;
 mod jobs;
@@ -23,6 +24,7 @@ mod llm;
 mod overview;
 mod predictions;
 mod privacy;
+mod rollouts;
 pub(crate) mod session;
 mod weber;
 
@@ -89,6 +91,7 @@ pub(crate) fn router() -> Router<AppState> {
         .merge(llm::routes())
         .merge(feedback::routes())
         .merge(privacy::routes())
+        .merge(rollouts::routes())
         .route("/console/{*rest}", get(not_found).post(not_found))
         .layer(axum::middleware::from_fn(security_headers))
 }

@@ -221,6 +221,7 @@ pub fn migration_flag(key: &str) -> Flag {
         required_tiers: Vec::new(),
         schedule: None,
         track_exposure: false,
+        track_events: true,
     }
 }
 
@@ -306,7 +307,8 @@ async fn ensure_flag(
 }
 
 /// Sets the flag's rollout to `percent` through the flag admin service (a no-op when it is
-/// there already). A lost version race is retried with the flag read again.
+/// there already; [`flag_admin::set_rollout`]). The migration flag has no environment
+/// override of `rollout_bp` (see [`unfit`]), so its own rollout is the one set.
 async fn set_rollout(
     state: &AppState,
     tenant_id: &str,
@@ -314,32 +316,14 @@ async fn set_rollout(
     percent: u8,
     actor: &str,
 ) -> Result<(), ApiError> {
-    let bp = u32::from(percent) * 100;
     let target = FlagTarget {
         tenant_id,
         environment: &record.environment,
         key: &record.flag_key,
         actor,
     };
-    let mut last = None;
-    for _ in 0..3 {
-        let flag_record = state
-            .store()
-            .flag(tenant_id, &record.environment, &record.flag_key)
-            .await?
-            .ok_or_else(|| flag_admin::not_found(&record.flag_key, &record.environment))?;
-        let mut flag = flag_admin::definition_of(&flag_record)?;
-        if flag.rollout_bp == Some(bp) {
-            return Ok(());
-        }
-        flag.rollout_bp = Some(bp);
-        match flag_admin::replace(state, target, &flag, Some(flag_record.version)).await {
-            Ok(_) => return Ok(()),
-            Err(e) if e.kind == ProblemKind::PreconditionFailed => last = Some(e),
-            Err(e) => return Err(e),
-        }
-    }
-    Err(last.unwrap_or_else(ApiError::internal))
+    flag_admin::set_rollout(state, target, u32::from(percent) * 100).await?;
+    Ok(())
 }
 
 /// Sets the flag to the share the stored plan serves, reading the plan again afterwards: when

@@ -11,6 +11,7 @@
 //! | `feedback.process`, `feedback.reencrypt`, `feedback.retention_purge` | see `crate::feedback` | |
 //! | `feedback.forward_legacy` | `{"item_ids": [...]}` (at most 100); see `crate::feedback::forward` | delivered, duplicates, already, skipped_purged, missing |
 //! | `feedback.process`, `feedback.reencrypt`, `feedback.migration_check` | see `crate::feedback` | |
+//! | `flags.rollout_check` | `{"environment", "flag_key", "generation", "version"}`; see `crate::rollouts` | the decision with its figures, or `stale` |
 
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
@@ -72,6 +73,7 @@ impl JobRegistry {
             .register(crate::feedback::FeedbackRetentionPurge)
             .register(crate::feedback::FeedbackForwardLegacy)
             .register(crate::feedback::FeedbackMigrationCheck)
+            .register(crate::rollouts::FlagRolloutCheck)
             .register(crate::experiments::ExperimentsReview);
         if let Some(forecast) = &settings.forecast {
             registry.register(ForecastRebuild(Arc::new(forecast.clone())));

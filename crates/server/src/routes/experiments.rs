@@ -1139,7 +1139,10 @@ pub(crate) struct ComparisonBody {
     p_value: f64,
     /// `chi_square` or `welch_t`: which test `p_value` comes from.
     test: &'static str,
-    /// p_value < alpha.
+    /// `p_value` after Holm's correction across all primary and secondary comparisons of the
+    /// experiment (docs/flags.md, Multiple comparisons).
+    p_value_adjusted: f64,
+    /// p_value_adjusted < alpha.
     significant: bool,
     /// The change goes in the metric's good direction.
     improves: bool,
@@ -1404,6 +1407,7 @@ fn comparison_body(c: &Comparison, alpha: f64) -> ComparisonBody {
             TestKind::ChiSquare => "chi_square",
             TestKind::WelchT => "welch_t",
         },
+        p_value_adjusted: c.p_value_adjusted,
         significant: c.significant,
         improves: c.improves,
     }

@@ -112,7 +112,8 @@ pub(crate) enum FlagRuleGroup {
     Condition(FlagCondition),
 }
 
-/// When `when` holds, serve `variant`.
+/// When `when` holds, serve `variant`, or split the matching users by `split`: exactly one of
+/// the two.
 #[derive(ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct FlagRule {
@@ -121,7 +122,32 @@ pub(crate) struct FlagRule {
     id: String,
     #[schema(no_recursion)]
     when: FlagRuleGroup,
+    /// The variant served to everyone the rule matches.
+    variant: Option<String>,
+    split: Option<FlagRuleSplit>,
+}
+
+/// A rollout and weighted split among the users a rule matches (same buckets as the flag's
+/// own split). Users outside the rollout get the default variant; later rules are not tried.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FlagRuleSplit {
+    /// Share of the matching users in the rollout, basis points (absent: 10,000).
+    #[schema(minimum = 0, maximum = 10000)]
+    rollout_bp: Option<u32>,
+    /// The variants and their shares, summing to 10,000 (absent: the flag's own weights).
+    #[schema(min_items = 1)]
+    variants: Option<Vec<FlagSplitVariant>>,
+}
+
+/// One variant of a rule's split.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FlagSplitVariant {
+    /// A key of one of the flag's variants.
     variant: String,
+    #[schema(minimum = 0, maximum = 10000)]
+    weight_bp: u32,
 }
 
 /// Another flag that must be in one of `variants` first.
@@ -141,6 +167,13 @@ pub(crate) struct FlagEnvironmentOverride {
     #[schema(minimum = 0, maximum = 10000)]
     rollout_bp: Option<u32>,
     default_variant: Option<String>,
+    /// Serve this variant to everyone in the environment, before tenant, tier, prerequisite and
+    /// rule targeting (reason `STATIC`). At most one of `variant` and `value`.
+    variant: Option<String>,
+    /// Serve this value (no variant) to everyone in the environment, like `variant`; the same
+    /// JSON type as the default variant's value.
+    #[schema(value_type = Option<serde_json::Value>)]
+    value: Option<Value>,
 }
 
 /// A linear ramp of the rollout between two instants.
@@ -216,4 +249,12 @@ pub(crate) struct FlagDefinition {
     schedule: Option<FlagSchedule>,
     #[serde(default)]
     track_exposure: bool,
+    /// Count the flag's evaluations for usage analytics and the stale-flag report [default:
+    /// true].
+    #[serde(default = "yes")]
+    track_events: bool,
+}
+
+fn yes() -> bool {
+    true
 }

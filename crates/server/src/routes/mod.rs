@@ -8,6 +8,7 @@ mod feedback;
 mod feedback_migration;
 mod feedback_reports;
 pub(crate) mod flag_schema;
+mod flag_usage;
 mod flags;
 mod forecast;
 mod interactions;
@@ -18,6 +19,7 @@ pub(crate) mod owners;
 mod platform;
 mod predictions;
 mod privacy;
+mod rollouts;
 mod tenant;
 mod weber;
 
@@ -74,8 +76,15 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
             flags::delete_flag
         ))
         .routes(routes!(flags::kill_flag))
+        .routes(routes!(rollouts::get_rollout, rollouts::put_rollout))
+        .routes(routes!(rollouts::advance_rollout))
+        .routes(routes!(rollouts::rollback_rollout))
+        .routes(routes!(rollouts::abort_rollout))
         .routes(routes!(flags::flag_audit))
         .routes(routes!(flags::flag_stream))
+        .routes(routes!(flag_usage::usage))
+        .routes(routes!(flag_usage::stale))
+        .routes(routes!(flag_usage::flag_usage))
         .routes(routes!(experiments::create, experiments::list))
         .routes(routes!(experiments::get))
         .routes(routes!(experiments::start))

@@ -118,6 +118,11 @@ pub(crate) struct EvaluationMetadata<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
     disabled_by: Option<flags::DisabledBy>,
+    /// The environment whose override (a variant or value for everyone) was served, when
+    /// `reason` is `STATIC` because of one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    environment_override: Option<&'a str>,
 }
 
 /// A successful evaluation, OFREP's `evaluationSuccess`. Its members never overlap a failure's
@@ -131,6 +136,9 @@ pub(crate) struct EvaluationSuccess<'a> {
     value: &'a Value,
     /// `STATIC`, `DEFAULT`, `TARGETING_MATCH`, `SPLIT` or `DISABLED`.
     reason: &'static str,
+    /// Absent when an environment override serves a value of its own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     variant: Option<&'a str>,
     metadata: EvaluationMetadata<'a>,
 }
@@ -169,6 +177,7 @@ fn success<'a>(key: &'a str, e: &Evaluation<'a>) -> EvaluationSuccess<'a> {
             rule: e.rule_id,
             bucket: e.bucket,
             disabled_by: e.disabled_by,
+            environment_override: e.environment_override,
         },
     }
 }
@@ -327,6 +336,13 @@ pub(crate) async fn evaluate_flag(
         .metrics()
         .flags()
         .count_evaluation(reason_name(e.reason));
+    state.evaluation_counts().count_answers(
+        auth.tenant_id(),
+        &environment,
+        now,
+        &snapshot.set,
+        [(key.as_str(), e.variant)],
+    );
     match e.error_code {
         Some(ErrorCode::FlagNotFound) => Err(ofrep_error(
             ProblemKind::NotFound,
@@ -434,8 +450,15 @@ pub(crate) async fn evaluate_flags(
         ctx: &ctx,
         now_ms: now,
     };
-    let flags = set
-        .evaluate_all(&ctx, Some(&environment), now)
+    let evaluations = set.evaluate_all(&ctx, Some(&environment), now);
+    state.evaluation_counts().count_answers(
+        auth.tenant_id(),
+        &environment,
+        now,
+        set,
+        evaluations.iter().map(|(key, e)| (*key, e.variant)),
+    );
+    let flags = evaluations
         .into_iter()
         .map(|(key, e)| {
             metrics.count_evaluation(reason_name(e.reason));

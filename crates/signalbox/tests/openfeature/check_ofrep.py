@@ -9,7 +9,8 @@ flags of flags.json (next to this file, or SIGNALBOX_FLAGS_FILE). Environment:
 
 Expected values, variants and reasons are derived from the flag file and the documented
 evaluation and bucketing rules (docs/flags.md; MurmurHash3 is reimplemented below and checked
-against the published test vectors), not copied from the server. Exits 0 when every check
+against the published test vectors), not copied from the server. The rule-level rollout's
+expectations use the `mmh3` package instead, an implementation independent of both. Exits 0 when every check
 passes, 1 with one line per mismatch otherwise.
 """
 
@@ -18,6 +19,7 @@ import os
 import sys
 from pathlib import Path
 
+import mmh3
 from openfeature import api
 from openfeature.contrib.provider.ofrep import OFREPProvider
 from openfeature.evaluation_context import EvaluationContext
@@ -129,6 +131,41 @@ class Checker:
         return variant, reason
 
 
+def mmh3_bucket(text: str) -> int:
+    return mmh3.hash(text, 0, signed=False) % BUCKETS
+
+
+def expect_rule_split(c, what, details, flag_key: str, targeting_key: str):
+    """A rule's split (docs/flags.md, Rule-level rollouts): the matched user is in the rule's
+    rollout iff the flag's bucket < the rule's rollout_bp, then gets the variant whose range of
+    the rule's weights holds the split bucket; outside, the default variant. Both report the
+    rule and the bucket."""
+    flag = c.flags[flag_key]
+    (rule,) = [r for r in flag["rules"] if "split" in r]
+    split = rule["split"]
+    b = mmh3_bucket(f"{flag_key}:{targeting_key}")
+    if b >= split.get("rollout_bp", BUCKETS):
+        variant, reason = flag["default_variant"], Reason.DEFAULT
+    else:
+        s = mmh3_bucket(f"{flag_key}/split:{targeting_key}")
+        end, variant = 0, None
+        for v in split["variants"]:
+            end += v["weight_bp"]
+            if s < end:
+                variant = v["variant"]
+                break
+        reason = Reason.SPLIT
+    c.expect(
+        what,
+        details,
+        value=c.variant_value(flag_key, variant),
+        variant=variant,
+        reason=reason,
+        metadata={"bucket": b, "rule": rule["id"]},
+    )
+    return variant, reason
+
+
 def client_for(url: str, key: str, environment: str | None = None, domain: str = "default"):
     headers = {"Authorization": f"Bearer {key}"}
     if environment is not None:
@@ -141,7 +178,7 @@ def main() -> int:
     # The published vectors (docs/flags.md): this implementation must agree before it judges.
     for text, expected in [("new-checkout:user-42", 1499260774), ("flag.with.dots:ключ", 472939668)]:
         got = murmur3_x86_32(text.encode("utf-8"))
-        if got != expected:
+        if got != expected or mmh3.hash(text, 0, signed=False) != expected:
             print(f"murmur3({text!r}) = {got}, expected {expected}: the checker is broken")
             return 1
 
@@ -249,6 +286,34 @@ def main() -> int:
         seen.add(variant)
     if len(seen) < 2:
         c.fail("object theme", f"{len(USERS)} users should see both variants, saw {seen}")
+
+    # A rule-level rollout: 10 % of EU professional users, split 50/50 by the rule's weights.
+    seen = {}
+    for i in range(300):
+        user = f"user-{i}"
+        variant, reason = expect_rule_split(
+            c,
+            f"string eu-pro-pricing, {user}",
+            client.get_string_details("eu-pro-pricing", "none", ctx(user, {"region": "eu", "tier": "pro"})),
+            "eu-pro-pricing", user,
+        )
+        seen[(variant, reason)] = seen.get((variant, reason), 0) + 1
+    wanted = {("annual", Reason.SPLIT), ("monthly", Reason.SPLIT), ("list", Reason.DEFAULT)}
+    if set(seen) != wanted:
+        c.fail("string eu-pro-pricing", f"300 EU professional users should see {wanted}, saw {seen}")
+    c.expect(
+        "string eu-pro-pricing, outside the EU",
+        client.get_string_details("eu-pro-pricing", "none", ctx("user-1", {"region": "us", "tier": "pro"})),
+        value="list-price", variant="list", reason=Reason.DEFAULT,
+    )
+    # An environment override: one value for everyone in production, before the rules, with
+    # no variant.
+    c.expect(
+        "string search-backend, beta tester",
+        client.get_string_details("search-backend", "none", ctx("ann", {"segment": "beta"})),
+        value="maintenance-index", variant=None, reason=Reason.STATIC,
+        metadata={"environment_override": "production"},
+    )
 
     # A missing flag: the caller's default, with FLAG_NOT_FOUND.
     c.expect(

@@ -3,6 +3,7 @@
 
 mod experiments;
 mod feedback;
+mod flag_usage;
 mod flags;
 mod forecasts;
 mod jobs;
@@ -12,6 +13,7 @@ mod llm;
 mod overview;
 mod predictions;
 mod privacy;
+mod rollouts;
 mod security;
 mod session;
 mod weber;
