@@ -15,9 +15,10 @@ fn flag_strategy() -> impl Strategy<Value = Flag> {
         prop::option::of(prop::sample::select(vec![0u32, 5_000, 10_000])),
         0usize..3,
         prop::option::of(0usize..3),
+        prop::option::of(0usize..3),
     )
         .prop_map(
-            |(n, first_weight, split, rollout, env_rollout, default, env_default)| {
+            |(n, first_weight, split, rollout, env_rollout, default, env_default, env_variant)| {
                 let keys = ["a", "b", "c"];
                 let weights: Vec<u32> = if split {
                     let rest = 10_000 - first_weight;
@@ -37,6 +38,9 @@ fn flag_strategy() -> impl Strategy<Value = Flag> {
                 }
                 if let Some(d) = env_default {
                     environment["default_variant"] = json!(keys[d % n]);
+                }
+                if let Some(v) = env_variant {
+                    environment["variant"] = json!(keys[v % n]);
                 }
                 let mut flag = json!({
                     "key": "f", "type": "multivariate", "status": "active",
