@@ -43,6 +43,93 @@ pub fn murmur3_x86_32(data: &[u8], seed: u32) -> u32 {
     h
 }
 
+/// MurmurHash3 x86_32 (as [`murmur3_x86_32`]) over input given in pieces, so that
+/// `"{flag_key}:{key}"` is hashed without being built: evaluation is on the serving hot path and
+/// allocates nothing (about half the time of joining the text first).
+struct Murmur3 {
+    h: u32,
+    /// Bytes of an unfinished 4-byte block, and how many.
+    carry: [u8; 4],
+    carried: usize,
+    len: usize,
+}
+
+impl Murmur3 {
+    const C1: u32 = 0xcc9e_2d51;
+    const C2: u32 = 0x1b87_3593;
+
+    fn new(seed: u32) -> Self {
+        Murmur3 {
+            h: seed,
+            carry: [0; 4],
+            carried: 0,
+            len: 0,
+        }
+    }
+
+    fn mix(k: u32) -> u32 {
+        k.wrapping_mul(Self::C1)
+            .rotate_left(15)
+            .wrapping_mul(Self::C2)
+    }
+
+    fn block(&mut self, block: [u8; 4]) {
+        self.h ^= Self::mix(u32::from_le_bytes(block));
+        self.h = self
+            .h
+            .rotate_left(13)
+            .wrapping_mul(5)
+            .wrapping_add(0xe654_6b64);
+    }
+
+    fn write(&mut self, mut data: &[u8]) {
+        self.len += data.len();
+        // Complete a block begun by the previous piece.
+        while self.carried > 0 && self.carried < 4 {
+            let Some((first, rest)) = data.split_first() else {
+                return;
+            };
+            if let Some(slot) = self.carry.get_mut(self.carried) {
+                *slot = *first;
+            }
+            self.carried += 1;
+            data = rest;
+        }
+        if self.carried == 4 {
+            self.block(self.carry);
+            self.carried = 0;
+        }
+        let mut blocks = data.chunks_exact(4);
+        for b in &mut blocks {
+            self.block([b[0], b[1], b[2], b[3]]);
+        }
+        for (i, byte) in blocks.remainder().iter().enumerate() {
+            if let Some(slot) = self.carry.get_mut(i) {
+                *slot = *byte;
+            }
+        }
+        self.carried = blocks.remainder().len();
+    }
+
+    fn finish(mut self) -> u32 {
+        if self.carried > 0 {
+            let mut k: u32 = 0;
+            for (i, byte) in self.carry.iter().take(self.carried).enumerate() {
+                k |= u32::from(*byte) << (8 * i);
+            }
+            self.h ^= Self::mix(k);
+        }
+        // The length is mixed in modulo 2^32, as the reference implementation does.
+        let mut h = self.h ^ self.len as u32;
+        h ^= h >> 16;
+        h = h.wrapping_mul(0x85eb_ca6b);
+        h ^= h >> 13;
+        h = h.wrapping_mul(0xc2b2_ae35);
+        h ^= h >> 16;
+        h
+    }
+}
+
 /// The bucket (0..10,000) of `bucketing_key` for `flag_key`: `murmur3("{flag_key}:{bucketing_key}") % 10000`.
 ///
 /// ```
@@ -51,38 +138,17 @@ pub fn murmur3_x86_32(data: &[u8], seed: u32) -> u32 {
 /// assert_eq!(b, flags::bucket("new-checkout", "user-42"));
 /// ```
 pub fn bucket(flag_key: &str, bucketing_key: &str) -> u16 {
-    // Evaluation is on the serving hot path: keys of usual length are joined on the stack.
-    const STACK: usize = 512;
-    let len = flag_key.len() + 1 + bucketing_key.len();
-    if len <= STACK {
-        let mut buf = [0u8; STACK];
-        let (flag_part, rest) = buf.split_at_mut(flag_key.len());
-        flag_part.copy_from_slice(flag_key.as_bytes());
-        if let Some((colon, key_part)) = rest.split_first_mut() {
-            *colon = b':';
-            if let Some(dst) = key_part.get_mut(..bucketing_key.len()) {
-                dst.copy_from_slice(bucketing_key.as_bytes());
-            }
-        }
-        if let Some(joined) = buf.get(..len) {
-            return bucket_of_bytes(joined);
-        }
-    }
-    let mut buf = Vec::with_capacity(len);
-    buf.extend_from_slice(flag_key.as_bytes());
-    buf.push(b':');
-    buf.extend_from_slice(bucketing_key.as_bytes());
-    bucket_of_bytes(&buf)
+    let mut h = Murmur3::new(0);
+    h.write(flag_key.as_bytes());
+    h.write(b":");
+    h.write(bucketing_key.as_bytes());
+    // BUCKETS < 2^16, so the remainder always fits.
+    (h.finish() % BUCKETS) as u16
 }
 
 /// The salt of the variant split, so that the split bucket is independent of the rollout bucket.
 pub(crate) fn split_salt(flag_key: &str) -> String {
     format!("{flag_key}/split")
-}
-
-fn bucket_of_bytes(bytes: &[u8]) -> u16 {
-    // BUCKETS < 2^16, so the remainder always fits.
-    (murmur3_x86_32(bytes, 0) % BUCKETS) as u16
 }
 
 /// The index of the variant whose contiguous range `[start, start + weight)` holds `bucket`;

@@ -102,6 +102,13 @@ proptest! {
         prop_assert_eq!(variant_index(&weights, b), table(&weights)[b as usize]);
     }
 
+    /// `bucket` hashes `"{flag}:{key}"` in pieces; the pieces may split 4-byte blocks anywhere.
+    #[test]
+    fn bucket_is_the_hash_of_the_joined_text(flag in ".{0,40}", key in ".{0,40}") {
+        let joined = murmur3_x86_32(format!("{flag}:{key}").as_bytes(), 0);
+        prop_assert_eq!(u32::from(bucket(&flag, &key)), joined % BUCKETS);
+    }
+
     /// Raising the rollout never removes a key that was in: membership is `bucket < rollout`.
     #[test]
     fn raising_rollout_keeps_everyone_in(key in ".{0,20}", low in 0u32..=10_000, raise in 0u32..=10_000) {
