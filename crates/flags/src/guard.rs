@@ -983,11 +983,9 @@ mod tests {
                         Err(_) => continue,
                     },
                 };
-                if let Action::Rollback { to } = &action {
-                    if let Some(to) = to {
-                        prop_assert!(passed.contains(to), "rollback to {to}, passed {passed:?}");
-                        prop_assert!(*to < ramp.step);
-                    }
+                if let Action::Rollback { to: Some(to) } = &action {
+                    prop_assert!(passed.contains(to), "rollback to {to}, passed {passed:?}");
+                    prop_assert!(*to < ramp.step);
                 }
                 match &action {
                     Action::Advance { .. } if ramp.status == RampStatus::Active => passed.push(ramp.step),

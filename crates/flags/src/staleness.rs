@@ -15,10 +15,11 @@ pub enum StaleReason {
         /// Whether the flag was ever evaluated.
         ever_evaluated: bool,
     },
-    /// The definition serves this one variant to everyone in the environment.
+    /// The definition serves one outcome to everyone in the environment.
     FullyRolledOut {
-        /// The variant everyone gets.
-        variant: String,
+        /// The variant everyone gets; `None` when it is the environment's `value` override,
+        /// which has no variant.
+        variant: Option<String>,
     },
     /// `expires_at` has passed: the flag serves its off variant to everyone.
     Expired {
@@ -74,8 +75,10 @@ pub fn stale_reasons(flag: &Flag, inputs: &StalenessInputs<'_>) -> Vec<StaleReas
     if expired_at.is_none() && !finished && flag.flag_type != FlagType::Operational {
         if let Some(variant) = single_variant_served(flag, inputs.environment, inputs.now_ms) {
             reasons.push(StaleReason::FullyRolledOut {
-                variant: variant.to_owned(),
+                variant: Some(variant.to_owned()),
             });
+        } else if serves_value_override(flag, inputs.environment, inputs.now_ms) {
+            reasons.push(StaleReason::FullyRolledOut { variant: None });
         }
     }
     if let Some(at_ms) = expired_at {
@@ -89,30 +92,61 @@ pub fn stale_reasons(flag: &Flag, inputs: &StalenessInputs<'_>) -> Vec<StaleReas
     reasons
 }
 
-/// The variant a served flag gives everyone in `environment`, when its definition leaves no
-/// other outcome: no targeting (rules, prerequisites, tenant or tier restrictions), no ramp,
-/// and either no split (the default variant), a rollout of 0 (the default variant), or a
-/// split of one variant at 10,000 basis points under a full rollout. `None` for a flag that is
-/// not served (kill switch, status, schedule, environment disabled): those answer `DISABLED`.
-pub fn single_variant_served<'a>(
-    flag: &'a Flag,
-    environment: &str,
-    now_ms: i64,
-) -> Option<&'a str> {
+/// Whether the flag is served at all in `environment` at `now_ms` (not killed, an `active` or
+/// `deprecated` status, `enable_at` passed, not disabled in the environment).
+fn served(flag: &Flag, environment: &str, now_ms: i64) -> bool {
     let env = flag.environments.get(environment);
-    let served = !flag.kill_switch
-        && matches!(flag.status, FlagStatus::Active | FlagStatus::Deprecated)
-        && env.and_then(|e| e.enabled) != Some(false);
     let enable_at_passed = flag
         .schedule
         .as_ref()
         .and_then(|s| s.enable_at.as_deref())
         .is_none_or(|at| crate::parse_instant_ms(at).is_some_and(|at| now_ms >= at));
+    !flag.kill_switch
+        && matches!(flag.status, FlagStatus::Active | FlagStatus::Deprecated)
+        && env.and_then(|e| e.enabled) != Some(false)
+        && enable_at_passed
+}
+
+/// Whether a served flag gives everyone in `environment` its override's `value`.
+fn serves_value_override(flag: &Flag, environment: &str, now_ms: i64) -> bool {
+    served(flag, environment, now_ms)
+        && flag
+            .environments
+            .get(environment)
+            .and_then(|e| e.value.as_ref())
+            .is_some_and(|v| !v.is_null())
+}
+
+/// The variant a served flag gives everyone in `environment`, when its definition leaves no
+/// other outcome: the environment's `variant` override, or no targeting (rules,
+/// prerequisites, tenant or tier restrictions), no ramp, and either no split (the default
+/// variant), a rollout of 0 (the default variant), or a split of one variant at 10,000 basis
+/// points under a full rollout. `None` for a flag that is not served (kill switch, status,
+/// schedule, environment disabled): those answer `DISABLED`.
+pub fn single_variant_served<'a>(
+    flag: &'a Flag,
+    environment: &str,
+    now_ms: i64,
+) -> Option<&'a str> {
+    if !served(flag, environment, now_ms) {
+        return None;
+    }
+    let env = flag.environments.get(environment);
+    // The override comes before every kind of targeting (docs/flags.md, evaluation order).
+    if let Some(variant) = env.and_then(|e| e.variant.as_deref()) {
+        return Some(variant);
+    }
+    if env
+        .and_then(|e| e.value.as_ref())
+        .is_some_and(|v| !v.is_null())
+    {
+        return None;
+    }
     let targeted = !flag.rules.is_empty()
         || !flag.prerequisites.is_empty()
         || !flag.allowed_tenants.is_empty()
         || !flag.required_tiers.is_empty();
-    if !served || !enable_at_passed || targeted {
+    if targeted {
         return None;
     }
     let default = env
@@ -231,6 +265,15 @@ mod tests {
                 None,
             ),
             (
+                json!({"environments": {"production": {"variant": "b"}}}),
+                Some("b"),
+            ),
+            (json!({"environments": {"staging": {"variant": "b"}}}), None),
+            (
+                json!({"environments": {"production": {"value": "z"}}}),
+                None,
+            ),
+            (
                 json!({"variants": [{"key": "a", "value": 1}],
                        "environments": {"production": {"enabled": false}}}),
                 None,
@@ -253,6 +296,11 @@ mod tests {
         assert_eq!(
             stale_reasons(&expired, &inputs(Some(39 * DAY))),
             vec![StaleReason::Expired { at_ms: DAY }]
+        );
+        let fixed = flag(json!({"environments": {"production": {"value": "z"}}}));
+        assert_eq!(
+            stale_reasons(&fixed, &inputs(Some(39 * DAY))),
+            vec![StaleReason::FullyRolledOut { variant: None }]
         );
         let switch = flag(json!({"type": "operational",
                                  "variants": [{"key": "a", "value": true}, {"key": "b", "value": false}]}));

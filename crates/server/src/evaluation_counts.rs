@@ -225,3 +225,82 @@ pub async fn run_flag_usage_writer(state: AppState, shutdown: impl Future<Output
     // The server has drained its requests: store what they counted.
     counter.flush(state.store()).await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn counter(max_cells: usize) -> EvaluationCounter {
+        EvaluationCounter::new(
+            FlagUsageSettings {
+                max_cells,
+                ..FlagUsageSettings::default()
+            },
+            Arc::new(Metrics::new(Default::default())),
+        )
+    }
+
+    type Answer = (usize, usize, usize, Option<usize>, i64);
+
+    fn answers() -> impl Strategy<Value = Vec<Answer>> {
+        prop::collection::vec(
+            (
+                0usize..3,
+                0usize..2,
+                0usize..4,
+                prop::option::of(0usize..3),
+                0i64..(3 * HOUR_MS),
+            ),
+            0..200,
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Every evaluation is either taken exactly once, in its own cell, or dropped; the
+        /// cells held never exceed the bound.
+        #[test]
+        fn every_evaluation_is_taken_or_dropped_and_cells_stay_bounded(
+            answers in answers(),
+            max_cells in 1usize..40,
+        ) {
+            let counter = counter(max_cells);
+            let names = ["t0", "t1", "t2", "e0", "e1", "f0", "f1", "f2", "f3", "a", "b", "c"];
+            let mut expected: HashMap<(String, String, String, Option<String>, i64), u64> =
+                HashMap::new();
+            for (t, e, f, v, at) in &answers {
+                let (tenant, env, flag) = (names[*t], names[3 + e], names[5 + f]);
+                let variant = v.map(|v| names[9 + v]);
+                counter.count(tenant, env, *at, [(flag, variant)]);
+                prop_assert!(counter.cells.load(Ordering::Relaxed) <= max_cells);
+                *expected
+                    .entry((tenant.into(), env.into(), flag.into(), variant.map(Into::into), at - at % HOUR_MS))
+                    .or_default() += 1;
+            }
+            let mut taken: HashMap<(String, String, String, Option<String>, i64), u64> =
+                HashMap::new();
+            for (tenant, counts) in counter.take() {
+                for c in counts {
+                    let key = (tenant.clone(), c.environment, c.flag_key, c.variant, c.hour_ms);
+                    prop_assert!(taken.insert(key, c.evaluations).is_none(), "a cell taken twice");
+                }
+            }
+            prop_assert!(taken.len() <= max_cells);
+            prop_assert_eq!(counter.cells.load(Ordering::Relaxed), 0);
+            let dropped: u64 = expected
+                .iter()
+                .map(|(key, n)| {
+                    let got = taken.get(key).copied().unwrap_or(0);
+                    // A cell is either complete (created at its first evaluation) or absent.
+                    assert!(got == 0 || got == *n, "{key:?}: {got} of {n}");
+                    n - got
+                })
+                .sum();
+            let total = answers.len() as u64;
+            prop_assert_eq!(taken.values().sum::<u64>() + dropped, total);
+            prop_assert!(counter.take().is_empty());
+        }
+    }
+}

@@ -179,6 +179,70 @@ fn owned_by(flag_key: &str, environment: &str, owner: &str) -> ApiError {
     .with("owner", owner)
 }
 
+/// Why a change of the flag `flag_key` in `environment` is refused because an experiment owns
+/// it, if it is: deleting (`next` None) a flag whose experiment is a draft, running or paused,
+/// or replacing the flag of a running or paused experiment with variants or a split that no
+/// longer match it. Completed and failed experiments leave their flag to its owner. Shared by
+/// the admin API (`flag_admin`) and `signalbox flags import`, so the rule is written once.
+pub async fn owned_flag_change_refused(
+    store: &store::Store,
+    tenant_id: &str,
+    environment: &str,
+    flag_key: &str,
+    next: Option<&Flag>,
+) -> Result<Option<(String, String)>, StoreError> {
+    for record in store.experiments(tenant_id).await? {
+        if record.environment != environment {
+            continue;
+        }
+        let Ok(experiment) = serde_json::from_str::<Experiment>(&record.definition_json) else {
+            continue;
+        };
+        if experiment.spec.flag_key != flag_key {
+            continue;
+        }
+        let state = state_name(experiment.state);
+        let refused = match (next, experiment.state) {
+            (_, ExperimentState::Completed | ExperimentState::Failed) => None,
+            (None, _) => Some(format!(
+                "flag `{flag_key}` belongs to experiment `{}`, which is {state}; complete or fail the experiment before deleting its flag",
+                record.key
+            )),
+            (Some(_), ExperimentState::Draft) => None,
+            (Some(flag), _) => experiment.check_flag(flag).err().map(|e| {
+                let why = match e {
+                    ExperimentError::InvalidField { message, .. } => message,
+                    other => other.to_string(),
+                };
+                format!(
+                    "flag `{flag_key}` belongs to experiment `{}`, which is {state}: its variants and split must stay the experiment's ({why}); complete or fail the experiment first",
+                    record.key
+                )
+            }),
+        };
+        if let Some(message) = refused {
+            return Ok(Some((record.key, message)));
+        }
+    }
+    Ok(None)
+}
+
+/// [`owned_flag_change_refused`] as the API answers it: 409 naming the experiment.
+pub(crate) async fn check_owned_flag_change(
+    state: &AppState,
+    tenant_id: &str,
+    environment: &str,
+    flag_key: &str,
+    next: Option<&Flag>,
+) -> Result<(), ApiError> {
+    match owned_flag_change_refused(state.store(), tenant_id, environment, flag_key, next).await? {
+        None => Ok(()),
+        Some((experiment, message)) => {
+            Err(ApiError::new(ProblemKind::Conflict, message).with("experiment", experiment))
+        }
+    }
+}
+
 /// The target audience and exclusion rules must compile as the flag's first rule does once
 /// the experiment starts (operators, values); 422 naming the field otherwise.
 async fn check_audience(

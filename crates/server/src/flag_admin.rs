@@ -132,7 +132,8 @@ pub(crate) async fn create(
 
 /// Replaces an existing flag's definition (admin scope). The definition's key must be the
 /// flag's; the environment with it must validate; with `expected`, the flag must still be at
-/// that version (412 otherwise).
+/// that version (412 otherwise); a running or paused experiment's flag must keep the
+/// experiment's variants and split (409 naming the experiment).
 pub(crate) async fn replace(
     state: &AppState,
     target: FlagTarget<'_>,
@@ -165,6 +166,8 @@ pub(crate) async fn replace(
         return Err(not_found(key, environment));
     }
     validate_change(parse_records(&current)?, Some(flag), None).map_err(invalid_definition)?;
+    crate::experiments::check_owned_flag_change(state, tenant_id, environment, key, Some(flag))
+        .await?;
     let record = store
         .update_flag(
             tenant_id,
@@ -252,8 +255,9 @@ pub(crate) async fn revive(
     replace(state, target, &flag, expected.or(Some(record.version))).await
 }
 
-/// Deletes a flag (admin scope); its audit trail stays. Refused (409, listing them) while
-/// another flag has it as a prerequisite; with `expected`, the flag must still be at that
+/// Deletes a flag (admin scope); its audit trail stays. Refused (409) while an experiment that
+/// is not completed or failed owns it, and (409, listing them) while another flag has it as a
+/// prerequisite; with `expected`, the flag must still be at that
 /// version (412 otherwise).
 pub(crate) async fn delete(
     state: &AppState,
@@ -275,6 +279,7 @@ pub(crate) async fn delete(
     if !current.iter().any(|r| r.key == key) {
         return Err(not_found(key, environment));
     }
+    crate::experiments::check_owned_flag_change(state, tenant_id, environment, key, None).await?;
     let definitions = parse_records(&current)?;
     let dependents: Vec<&str> = definitions
         .iter()

@@ -490,9 +490,15 @@ fn describe(reason: &flags::StaleReason, days: u32) -> StaleFlagReason {
                 crate::rfc3339_ms(*since_ms)
             ),
         },
-        R::FullyRolledOut { variant } => StaleFlagReason {
+        R::FullyRolledOut {
+            variant: Some(variant),
+        } => StaleFlagReason {
             code: "fully_rolled_out",
             detail: format!("serves variant `{variant}` to everyone"),
+        },
+        R::FullyRolledOut { variant: None } => StaleFlagReason {
+            code: "fully_rolled_out",
+            detail: "serves the environment's override value to everyone".to_owned(),
         },
         R::Expired { at_ms } => StaleFlagReason {
             code: "expired",

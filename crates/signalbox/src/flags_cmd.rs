@@ -532,6 +532,40 @@ async fn import(store: &Store, args: &ImportArgs, wanted: Vec<Flag>) -> anyhow::
         tenant,
         environment,
     } = &args.scope;
+    // A flag an experiment owns is deleted or changed only as the admin API allows it (the
+    // rule lives in `server::experiments`); checked for every step before anything is written.
+    let mut refused = Vec::new();
+    for step in &steps {
+        let next = match (step.action, &step.definition) {
+            (Action::Delete, _) => None,
+            (Action::Update, Some(def)) => match serde_json::from_str::<Flag>(def) {
+                Ok(flag) => Some(flag),
+                Err(_) => continue,
+            },
+            _ => continue,
+        };
+        if let Some((_, message)) = server::experiments::owned_flag_change_refused(
+            store,
+            tenant,
+            environment,
+            &step.key,
+            next.as_ref(),
+        )
+        .await?
+        {
+            refused.push(message);
+        }
+    }
+    if !refused.is_empty() {
+        for p in &refused {
+            eprintln!("{p}");
+        }
+        bail!(
+            "{}: {} change(s) refused by experiments owning their flags; nothing was written",
+            args.file.display(),
+            refused.len()
+        );
+    }
     let mut written = 0usize;
     for step in steps {
         let version = if args.dry_run {

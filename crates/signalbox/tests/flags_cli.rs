@@ -340,6 +340,86 @@ fn prune_deletes_what_the_file_does_not_have() {
     assert_eq!(versions(dir.path(), &tenant), [("dark-mode".to_owned(), 1)]);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn prune_leaves_a_flag_an_experiment_owns() {
+    let dir = tempfile::tempdir().unwrap();
+    let tenant = create_tenant(dir.path(), "acme");
+    import(dir.path(), &example_file(), &tenant, &[]);
+    // A running experiment owns `pricing-page-experiment` (as the API stores one).
+    let running = json!({
+        "spec": {
+            "key": "pricing-layout", "hypothesis": "h", "flag_key": "pricing-page-experiment",
+            "variants": [{"key": "control", "weight": 2}, {"key": "compact", "weight": 1},
+                         {"key": "cards", "weight": 1}],
+            "control": "control",
+            "primary_metric": {"key": "signup", "kind": "conversion", "goal": "increase",
+                               "minimum_detectable_effect": 0.04},
+            "secondary_metrics": [], "guardrails": [], "alpha": 0.05, "power": 0.8,
+            "min_sample_size": 100, "early_stopping": true
+        },
+        "state": "running", "created_at": 1, "started_at": 2, "paused_at": null,
+        "concluded_at": null, "winner": null
+    });
+    let store = store::Store::connect(&store::StoreOptions::sqlite_in(dir.path()))
+        .await
+        .unwrap();
+    store
+        .create_experiment_owning(
+            &tenant,
+            "pricing-layout",
+            "production",
+            Some("pricing-page-experiment"),
+            &running.to_string(),
+        )
+        .await
+        .unwrap();
+    store.close().await;
+    let flags: Vec<Value> =
+        serde_json::from_str(&std::fs::read_to_string(example_file()).unwrap()).unwrap();
+    let subset = dir.path().join("subset.json");
+    let dark_mode = flags.iter().find(|f| f["key"] == "dark-mode").unwrap();
+    std::fs::write(&subset, json!([dark_mode]).to_string()).unwrap();
+    let (_, stderr) = run_err(
+        signalbox(dir.path())
+            .args(["flags", "import"])
+            .arg(&subset)
+            .args(["--tenant", &tenant, "--prune"]),
+    );
+    assert!(
+        stderr.contains("belongs to experiment `pricing-layout`, which is running"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("nothing was written"), "{stderr}");
+    assert_eq!(versions(dir.path(), &tenant).len(), example_keys().len());
+
+    // Changing its split is refused the same way; the flag's other fields may change.
+    let mut reweighted: Vec<Value> = flags.clone();
+    for f in &mut reweighted {
+        if f["key"] == "pricing-page-experiment" {
+            f["variants"][0]["weight_bp"] = json!(3000);
+            f["variants"][1]["weight_bp"] = json!(4500);
+        }
+    }
+    let file = dir.path().join("reweighted.json");
+    std::fs::write(&file, serde_json::to_string(&reweighted).unwrap()).unwrap();
+    let (_, stderr) = run_err(
+        signalbox(dir.path())
+            .args(["flags", "import"])
+            .arg(&file)
+            .args(["--tenant", &tenant]),
+    );
+    assert!(stderr.contains("split must stay"), "{stderr}");
+    let mut tagged: Vec<Value> = flags.clone();
+    for f in &mut tagged {
+        if f["key"] == "pricing-page-experiment" {
+            f["tags"] = json!(["experiment", "growth", "pricing"]);
+        }
+    }
+    std::fs::write(&file, serde_json::to_string(&tagged).unwrap()).unwrap();
+    let changed = summary(&import(dir.path(), &file, &tenant, &[]));
+    assert!(changed.contains(&("update".into(), "pricing-page-experiment".into(), 2)));
+}
+
 #[test]
 fn dry_run_prints_the_plan_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();

@@ -60,9 +60,11 @@ fn parse(
     .map_err(query_error)
 }
 
-/// Evaluations of the environment's flags per variant and hour or day, and the users first
-/// exposed (assigned) per variant in the same buckets (read scope). Every OFREP answer of a
-/// flag with `track_events` counts, whatever its reason.
+/// Evaluations and assigned users of the environment's flags over time (read scope).
+///
+/// Evaluations per flag, variant and hour or day, and the users first exposed (assigned) per
+/// variant in the same buckets. Every OFREP answer of a flag with `track_events` counts,
+/// whatever its reason.
 #[utoipa::path(get, path = "/api/v1/flags/usage", tag = "flags", security(("api_key" = [])),
     params(UsageParams),
     responses(
@@ -110,8 +112,9 @@ pub(crate) struct FlagUsageParams {
     granularity: Option<String>,
 }
 
-/// One flag's evaluations and assignments per variant over time (read scope): the same
-/// document as `GET /api/v1/flags/usage`, with that flag only.
+/// One flag's evaluations and assigned users over time (read scope).
+///
+/// The same document as `GET /api/v1/flags/usage`, with that flag only.
 #[utoipa::path(get, path = "/api/v1/flags/{key}/usage", tag = "flags", security(("api_key" = [])),
     params(("key" = String, Path, description = "The flag key"), FlagUsageParams),
     responses(
@@ -161,8 +164,9 @@ pub(crate) struct StaleParams {
     days: Option<u32>,
 }
 
-/// The environment's flags that are probably safe to remove (read scope): not evaluated for
-/// `days` days (a flag never evaluated counts from its creation; flags with `track_events:
+/// The environment's stale flags, probably safe to remove (read scope).
+///
+/// Flags not evaluated for `days` days (a flag never evaluated counts from its creation; flags with `track_events:
 /// false` are not judged on this), serving one variant to everyone, expired, or `completed` /
 /// `archived` but still defined. Each with its reasons and last evaluation.
 #[utoipa::path(get, path = "/api/v1/flags/stale", tag = "flags", security(("api_key" = [])),

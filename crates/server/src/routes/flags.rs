@@ -212,6 +212,7 @@ pub(crate) async fn get_flag(
         (status = 401, content_type = "application/problem+json", body = crate::openapi::Problem),
         (status = 403, description = "The key lacks the admin scope", content_type = "application/problem+json", body = crate::openapi::Problem),
         (status = 404, description = "No such flag in this environment", content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 409, description = "A running or paused experiment owns the flag and the new variants or split do not match it (`experiment` names it)", content_type = "application/problem+json", body = crate::openapi::Problem),
         (status = 412, description = "The flag is no longer at the If-Match version", content_type = "application/problem+json", body = crate::openapi::Problem),
         (status = 422, description = "Invalid definition: `field` names the first field at fault, `errors` lists each", content_type = "application/problem+json", body = crate::openapi::Problem),
     ))]
@@ -254,7 +255,7 @@ pub(crate) async fn replace_flag(
         (status = 401, content_type = "application/problem+json", body = crate::openapi::Problem),
         (status = 403, description = "The key lacks the admin scope", content_type = "application/problem+json", body = crate::openapi::Problem),
         (status = 404, description = "No such flag in this environment", content_type = "application/problem+json", body = crate::openapi::Problem),
-        (status = 409, description = "Another flag has it as a prerequisite", content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 409, description = "Another flag has it as a prerequisite, or an experiment that is not completed or failed owns it", content_type = "application/problem+json", body = crate::openapi::Problem),
         (status = 412, description = "The flag is no longer at the If-Match version", content_type = "application/problem+json", body = crate::openapi::Problem),
     ))]
 pub(crate) async fn delete_flag(

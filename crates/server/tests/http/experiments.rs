@@ -1029,3 +1029,55 @@ async fn the_review_puts_back_managed_rules_and_a_manual_fail_serves_the_control
     assert_eq!(served_variant(&app, key, "u1").await, "control");
     app.cleanup().await;
 }
+
+#[tokio::test]
+async fn an_owned_flag_keeps_its_split_and_is_not_deleted_while_the_experiment_runs() {
+    let app = TestApp::new(Backend::Sqlite).await;
+    let (_, admin) = app.tenant("t", &[Scope::Admin]).await;
+    let key = admin.secret.as_str();
+    post(&app, "/api/v1/experiments", key, Some(spec("exp"))).await;
+    let flag_path = "/api/v1/flags/checkout-button?environment=production";
+    // A draft's flag may not be deleted either (the experiment would have nothing to start).
+    let refused = app.call(Method::DELETE, flag_path, Some(key), None).await;
+    let problem = refused.assert_problem(409, "conflict", "/api/v1/flags/checkout-button");
+    assert_eq!(problem["experiment"], "exp", "{problem}");
+    post(&app, "/api/v1/experiments/exp/start", key, None).await;
+
+    let mut reweighted = flag_definition(&app, key, "checkout-button").await;
+    reweighted["variants"][0]["weight_bp"] = json!(9000);
+    reweighted["variants"][1]["weight_bp"] = json!(1000);
+    let put = app
+        .call(Method::PUT, flag_path, Some(key), Some(reweighted.clone()))
+        .await;
+    let problem = put.assert_problem(409, "conflict", "/api/v1/flags/checkout-button");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("split must stay"),
+        "{problem}"
+    );
+    // Other edits are the flag owner's to make.
+    let mut described = flag_definition(&app, key, "checkout-button").await;
+    described["description"] = json!("the checkout button's colour");
+    let put = app
+        .call(Method::PUT, flag_path, Some(key), Some(described))
+        .await;
+    assert_eq!(put.status, 200, "{}", put.text());
+    let refused = app.call(Method::DELETE, flag_path, Some(key), None).await;
+    refused.assert_problem(409, "conflict", "/api/v1/flags/checkout-button");
+
+    // Once completed, the flag is its owner's again.
+    post(&app, "/api/v1/experiments/exp/conclude", key, None).await;
+    let put = app
+        .call(Method::PUT, flag_path, Some(key), Some(reweighted))
+        .await;
+    assert_eq!(put.status, 200, "{}", put.text());
+    let deleted = app.call(Method::DELETE, flag_path, Some(key), None).await;
+    assert_eq!(deleted.status, 204, "{}", deleted.text());
+    // And a new experiment cannot take it over.
+    let again = post(&app, "/api/v1/experiments", key, Some(spec("exp-2"))).await;
+    let problem = again.assert_problem(409, "conflict", "/api/v1/experiments");
+    assert_eq!(problem["owner"], "exp", "{problem}");
+    app.cleanup().await;
+}

@@ -214,6 +214,12 @@ async fn a_degraded_period_rolls_back_within_one_check(backend: Backend) {
         last["detail"]["guardrails"][1]["verdict"]["verdict"], "healthy",
         "{last}"
     );
+    eprintln!(
+        "{backend:?}: degraded right after the healthy check at +{} s; rolled back at the next check, {} s later (period {} s): error rate {figure:.4} > 0.05 over {requests} requests, rollout 5000 -> 1000 bp",
+        (healthy_at - t0) / 1000,
+        (job.2 - healthy_at) / 1000,
+        PERIOD_MS / 1000
+    );
     // The flag's audit trail shows the guard's write; the audit log the action.
     let trail = app
         .get(&format!("/api/v1/flags/{FLAG}/audit"), Some(key))
