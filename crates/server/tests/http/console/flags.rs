@@ -530,3 +530,45 @@ async fn deleting_follows_the_api_rules() {
     assert_eq!(base.status, StatusCode::OK, "the prerequisite stays");
     app.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_rule_split_and_an_environment_override_are_shown_and_explained_by_the_tester() {
+    let app = TestApp::new(Backend::Sqlite).await;
+    let (_, admin) = app.tenant("acme", &[Scope::Admin]).await;
+    let mut flag = checkout_flag();
+    flag["rules"] = json!([{"id": "eu-pro",
+        "when": {"attribute": "region", "op": "equals", "value": "eu"},
+        "split": {"rollout_bp": 1000, "variants": [{"variant": "on", "weight_bp": 10000}]}}]);
+    flag["environments"] = json!({"staging": {"variant": "on"}});
+    create_flag(&app, &admin.secret, "staging", flag).await;
+    let console = app.console(&admin.secret).await;
+
+    let html = console
+        .get("/console/flags/staging/new-checkout")
+        .await
+        .text();
+    for expected in [
+        "eu-pro",
+        "10% of matches get a split: on 100%; the rest the default variant",
+        "Serves everyone",
+        "variant on",
+    ] {
+        assert!(html.contains(expected), "the page lacks {expected}: {html}");
+    }
+    // In staging the override answers before the rule, for everyone.
+    let reply = console
+        .post_htmx(
+            "/console/flags/staging/new-checkout/evaluate",
+            &[("context", r#"{"targetingKey":"user-1","region":"us"}"#)],
+        )
+        .await;
+    assert_tester_says(&reply, "true", "on", "STATIC");
+    assert!(
+        reply
+            .text()
+            .contains("Environment override</dt><dd>staging"),
+        "{}",
+        reply.text()
+    );
+    app.cleanup().await;
+}
