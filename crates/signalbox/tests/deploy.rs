@@ -774,7 +774,7 @@ fn a_real_prometheus_scrapes_signalbox_and_sees_token_rates() {
             assert_eq!(rule["health"], "ok", "{rule}");
         }
     }
-    assert_eq!(rules, 43, "{body}");
+    assert_eq!(rules, 44, "{body}");
 }
 
 /// An instant query's result vector, and the whole answer for failure messages.

@@ -263,6 +263,11 @@ async fn isolation(backend: Backend) {
                 Some(json!({"context": {"targetingKey": "u"}}))
             }
             ("POST", "/api/v1/flags/{key}/kill") => None,
+            ("POST", t) if t.starts_with("/api/v1/flags/{key}/rollout/") => None,
+            ("PUT", "/api/v1/flags/{key}/rollout") => Some(json!({
+                "steps": [100, 10000], "mode": "manual", "evaluation_period_seconds": 60,
+                "on_breach": "rollback"
+            })),
             ("POST", "/api/v1/experiments") => Some(crate::experiments::spec("b-own-exp")),
             ("POST", "/api/v1/experiments/{key}/events") => {
                 Some(json!({"events": [{"user": "b-own-user", "metric": "checkout"}]}))
