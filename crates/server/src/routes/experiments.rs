@@ -714,6 +714,20 @@ pub(crate) async fn list(
         .environment
         .map(|e| environment_parameter(Some(e)))
         .transpose()?;
+    for (parameter, value, max_chars) in [
+        ("owner", &query.owner, MAX_OWNER_CHARS),
+        ("tag", &query.tag, MAX_TAG_CHARS),
+    ] {
+        if value
+            .as_ref()
+            .is_some_and(|v| v.chars().count() > max_chars)
+        {
+            return Err(ApiError::invalid_parameter(
+                parameter,
+                format!("{parameter} must be at most {max_chars} characters"),
+            ));
+        }
+    }
     let mut experiments = Vec::new();
     for record in state.store().experiments(auth.tenant_id()).await? {
         if environment
@@ -1584,7 +1598,19 @@ fn check_spec_text(spec: &ExperimentSpecBody) -> Result<(), ApiError> {
         .with("field", "tags"));
     }
     for (i, tag) in spec.tags.iter().enumerate() {
-        check_text(&format!("tags[{i}]"), tag, MAX_TAG_CHARS, false)?;
+        // The schema cannot bound the items, so an empty or long tag is schema-valid and its
+        // refusal a 422 (the bounded fields above are schema-invalid first: 400).
+        let field = format!("tags[{i}]");
+        let count = tag.chars().count();
+        if tag.is_empty() || count > MAX_TAG_CHARS || tag.chars().any(char::is_control) {
+            return Err(ApiError::new(
+                ProblemKind::Unprocessable,
+                format!(
+                    "{field} must be 1 to {MAX_TAG_CHARS} characters without control characters (got {count})"
+                ),
+            )
+            .with("field", field));
+        }
     }
     check_metric_text("primary_metric", &spec.primary_metric)?;
     for (i, m) in spec.secondary_metrics.iter().enumerate() {

@@ -15,34 +15,78 @@ use crate::rollouts::{RolloutService, RolloutView};
 use crate::state::AppState;
 use flags::guard::ManualEvent;
 
-/// One guardrail of a plan.
+/// One guardrail of a plan. In the schema each kind is its own closed object (an untagged
+/// `oneOf`), so that unknown members are schema-invalid as the server treats them; the server
+/// parses the plan with `flags::guard`'s types.
 #[derive(Deserialize, ToSchema)]
 #[schema(as = RolloutGuardrail)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(untagged)]
 #[allow(dead_code)]
 pub(crate) enum GuardrailSchema {
-    /// Breached when any guardrail metric of the experiment's results fails.
-    Experiment {
-        /// The experiment's key (the tenant must have it).
-        #[schema(pattern = "^[A-Za-z0-9_.-]{1,64}$", min_length = 1, max_length = 64)]
-        experiment: String,
-    },
-    /// Breached when the period's share of 5xx answers is above `max`.
-    ErrorRate {
-        #[schema(minimum = 0, maximum = 1)]
-        max: f64,
-        /// Fewest requests in a period to judge it [default: 20].
-        #[schema(minimum = 0, nullable = false)]
-        min_requests: Option<u64>,
-    },
-    /// Breached when the period's p99 request latency is above `max` milliseconds.
-    LatencyP99Ms {
-        #[schema(minimum = 0, maximum = 3_600_000)]
-        max: f64,
-        /// Fewest requests in a period to judge it [default: 20].
-        #[schema(minimum = 0, nullable = false)]
-        min_requests: Option<u64>,
-    },
+    Experiment(ExperimentGuardrailSchema),
+    ErrorRate(ErrorRateGuardrailSchema),
+    LatencyP99Ms(LatencyGuardrailSchema),
+}
+
+/// Breached when any guardrail metric of the experiment's results fails.
+#[derive(Deserialize, ToSchema)]
+#[schema(as = RolloutExperimentGuardrail)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub(crate) struct ExperimentGuardrailSchema {
+    kind: ExperimentKind,
+    /// The experiment's key (the tenant must have it).
+    #[schema(pattern = "^[A-Za-z0-9_.-]{1,64}$", min_length = 1, max_length = 64)]
+    experiment: String,
+}
+
+/// Breached when the period's share of 5xx answers is above `max`.
+#[derive(Deserialize, ToSchema)]
+#[schema(as = RolloutErrorRateGuardrail)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub(crate) struct ErrorRateGuardrailSchema {
+    kind: ErrorRateKind,
+    #[schema(minimum = 0, maximum = 1)]
+    max: f64,
+    /// Fewest requests in a period to judge it [default: 20].
+    #[schema(minimum = 0, nullable = false)]
+    min_requests: Option<u64>,
+}
+
+/// Breached when the period's p99 request latency is above `max` milliseconds.
+#[derive(Deserialize, ToSchema)]
+#[schema(as = RolloutLatencyGuardrail)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub(crate) struct LatencyGuardrailSchema {
+    kind: LatencyKind,
+    #[schema(minimum = 0, maximum = 3_600_000)]
+    max: f64,
+    /// Fewest requests in a period to judge it [default: 20].
+    #[schema(minimum = 0, nullable = false)]
+    min_requests: Option<u64>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub(crate) enum ExperimentKind {
+    Experiment,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub(crate) enum ErrorRateKind {
+    ErrorRate,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub(crate) enum LatencyKind {
+    LatencyP99Ms,
 }
 
 /// How steps advance.
