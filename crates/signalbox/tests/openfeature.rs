@@ -104,4 +104,5 @@ fn the_openfeature_python_sdk_evaluates_flags_over_ofrep() {
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.starts_with("ok: "), "{stdout}");
+    eprintln!("{}", stdout.trim_end());
 }
