@@ -439,7 +439,14 @@ fn compile_group(g: &RuleGroup, path: &str, depth: usize, errs: &mut Errors<'_>)
     })
 }
 
-fn valid_key(key: &str) -> bool {
+/// Whether `key` is a well-formed flag key: 1 to 128 characters of `A-Z a-z 0-9 _ - .`.
+///
+/// ```
+/// assert!(flags::is_valid_flag_key("new-checkout.v2"));
+/// assert!(!flags::is_valid_flag_key(""));
+/// assert!(!flags::is_valid_flag_key("no spaces"));
+/// ```
+pub fn is_valid_flag_key(key: &str) -> bool {
     !key.is_empty()
         && key.len() <= 128
         && key
@@ -535,7 +542,7 @@ fn check_flag_text(flag: &Flag, errs: &mut Errors<'_>) {
         );
     }
     for name in flag.environments.keys() {
-        if !valid_key(name) || name.len() > 64 {
+        if !is_valid_flag_key(name) || name.len() > 64 {
             errs.push(
                 format!("environments.{}", name.chars().take(64).collect::<String>()),
                 "environment names are 1-64 characters of A-Z a-z 0-9 _ - .",
@@ -694,7 +701,7 @@ fn compile_rule_serve(
 
 /// Compiles one flag; prerequisite indices are resolved afterwards.
 fn compile_flag(flag: Flag, errs: &mut Errors<'_>) -> CompiledFlag {
-    if !valid_key(&flag.key) {
+    if !is_valid_flag_key(&flag.key) {
         errs.push("key", "must be 1-128 characters of A-Z a-z 0-9 _ - .");
     }
     check_flag_text(&flag, errs);

@@ -24,8 +24,8 @@ pub use context::{
     TARGETING_KEY,
 };
 pub use eval::{
-    parse_instant_ms, DisabledBy, ErrorCode, Evaluation, FlagSet, LoadError, Reason,
-    ValidationError,
+    is_valid_flag_key, parse_instant_ms, DisabledBy, ErrorCode, Evaluation, FlagSet, LoadError,
+    Reason, ValidationError,
 };
 pub use model::{
     Condition, EnvironmentOverride, Flag, FlagStatus, FlagType, Prerequisite, Ramp, Rule,

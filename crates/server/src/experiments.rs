@@ -54,6 +54,9 @@ pub(crate) enum LifecycleAction {
     Fail { reason: String },
 }
 
+/// The reason recorded when a person fails an experiment without giving one (API and console).
+pub(crate) const OPERATOR_FAIL_REASON: &str = "failed by an operator";
+
 impl LifecycleAction {
     /// The steps an experiment in `state` can take (the domain refuses the others with 409).
     pub(crate) fn allowed_in(state: ExperimentState) -> &'static [&'static str] {

@@ -594,7 +594,7 @@ async fn act(
         "fail" => LifecycleAction::Fail {
             reason: Some(form.reason.trim().chars().take(500).collect::<String>())
                 .filter(|r| !r.is_empty() && !r.chars().any(char::is_control))
-                .unwrap_or_else(|| "failed by an operator".to_owned()),
+                .unwrap_or_else(|| crate::experiments::OPERATOR_FAIL_REASON.to_owned()),
         },
         other => {
             return Err(ConsoleError::NotFound(format!(

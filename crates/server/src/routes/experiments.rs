@@ -906,7 +906,7 @@ pub(crate) async fn fail(
     }
     let reason = request
         .reason
-        .unwrap_or_else(|| "failed by an operator".to_owned());
+        .unwrap_or_else(|| crate::experiments::OPERATOR_FAIL_REASON.to_owned());
     changed(
         apply(
             &state,

@@ -83,17 +83,15 @@ pub(crate) async fn usage(
     auth.require(Scope::Read)?;
     // The flag key alphabet of the flag format, as the parameter's schema says: anything else
     // names no flag. (A path key is not checked: an unknown one is a 404.)
-    if let Some(flag) = &params.flag {
-        let valid = (1..=128).contains(&flag.len())
-            && flag
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
-        if !valid {
-            return Err(ApiError::invalid_parameter(
-                "flag",
-                "flag must be 1 to 128 characters of A-Z, a-z, 0-9, '_', '-', '.'",
-            ));
-        }
+    if params
+        .flag
+        .as_deref()
+        .is_some_and(|f| !flags::is_valid_flag_key(f))
+    {
+        return Err(ApiError::invalid_parameter(
+            "flag",
+            "flag must be 1 to 128 characters of A-Z, a-z, 0-9, '_', '-', '.'",
+        ));
     }
     let query = parse(&environment, &params, params.flag.as_deref())?;
     let report = flag_usage::usage(
