@@ -7,7 +7,7 @@
 //! hand-off to a blocking pool would cost.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -19,6 +19,10 @@ use bytes::Bytes;
 use moka::sync::Cache;
 use serde::Serialize;
 
+use crate::forecast_diagnostics::{
+    analyse_request, search_advice, search_status, SearchStatus, SlowRequestLog,
+    SlowRequestSummary, RECENT,
+};
 use crate::problem::{ApiError, ProblemKind};
 
 /// How forecasts are served.
@@ -30,6 +34,12 @@ pub struct ForecastSettings {
     pub cache_capacity: u64,
     /// Searches kept per horizon for the latency statistics.
     pub latency_window: usize,
+    /// How often the popular configurations are recomputed in the background (`None`: never).
+    /// Only reported here; `serve` runs [`run_forecast_rewarming`] with it.
+    pub rewarm_interval: Option<Duration>,
+    /// Most bytes the model may need resident (`ForecastModel::resident_bytes`); a larger model
+    /// is refused at start. `None`: no limit.
+    pub memory_budget: Option<u64>,
 }
 
 impl Default for ForecastSettings {
@@ -39,9 +49,14 @@ impl Default for ForecastSettings {
             cache_ttl: Duration::from_secs(600),
             cache_capacity: 10_000,
             latency_window: 10_000,
+            rewarm_interval: Some(DEFAULT_REWARM_INTERVAL),
+            memory_budget: None,
         }
     }
 }
+
+/// Seed 001's re-warming period (`schedule_periodic_warming(interval=300)`).
+pub const DEFAULT_REWARM_INTERVAL: Duration = Duration::from_secs(300);
 
 /// The seed's popular configurations, warmed at start for every station.
 pub const POPULAR: &[(Horizon, &[Variable])] = &[
@@ -65,14 +80,12 @@ pub const POPULAR: &[(Horizon, &[Variable])] = &[
 
 /// Seed 001's k modes.
 pub(crate) const MODES: &[(&str, usize)] = &[("fast", 5), ("default", 10), ("accurate", 20)];
-/// Variables forecast when `vars` is not given.
-const DEFAULT_VARS: &[Variable] = &[
-    Variable::T2m,
-    Variable::U10,
-    Variable::V10,
-    Variable::Msl,
-    Variable::Precip,
-];
+/// Variables forecast when `vars` is not given (seed 001's `vars="t2m,u10,v10"`).
+pub const DEFAULT_VARS: &[Variable] = &[Variable::T2m, Variable::U10, Variable::V10];
+/// Horizon forecast when `horizon` is not given (seed 001's `horizon="24h"`).
+pub const DEFAULT_HORIZON: Horizon = Horizon::H24;
+/// Most horizons one request may ask for (each at most once: there are four).
+pub const MAX_HORIZONS: usize = 4;
 /// Ensemble size when neither `k` nor `mode` is given.
 pub(crate) const DEFAULT_K: usize = 10;
 
@@ -115,22 +128,53 @@ fn required<'a>(value: Option<&'a str>, parameter: &str) -> Result<&'a str, ApiE
 }
 
 impl ForecastService {
-    /// Checks a request given as text and builds it; an error names the parameter (400, or 422
-    /// for `k` and `mode` together). Whether the station exists and `at` has a state is the
-    /// model's to say when it answers.
+    /// Checks a request given as text and builds one forecast request per horizon, in the
+    /// order asked (`horizon=6h,24h`); an error names the parameter (400, or 422 for `k` and
+    /// `mode` together). Whether the station exists and `at` has a state is the model's to say
+    /// when it answers. This is the one rule for every way a forecast is asked for: the GET
+    /// query, each item of a batch and the console's picker.
+    pub(crate) fn parse_requests(
+        &self,
+        q: &RequestText<'_>,
+    ) -> Result<Vec<ForecastRequest>, ApiError> {
+        // Absent is the default; blank is a bad value, as the documented pattern says.
+        let horizons = match q.horizon {
+            None => vec![DEFAULT_HORIZON],
+            Some(text) => parse_horizons(text)?,
+        };
+        let first = self.parse_one(q, horizons.first().copied().unwrap_or(DEFAULT_HORIZON))?;
+        Ok(horizons
+            .iter()
+            .map(|&horizon| ForecastRequest {
+                horizon,
+                ..first.clone()
+            })
+            .collect())
+    }
+
+    /// [`ForecastService::parse_requests`] for a request that must be one forecast (a batch
+    /// item, the console): several horizons are 400 naming `horizon`.
     pub(crate) fn parse_request(&self, q: &RequestText<'_>) -> Result<ForecastRequest, ApiError> {
-        let model = self.model();
-        let station = required(q.station, "station")?.to_owned();
-        let horizon: Horizon = required(q.horizon, "horizon")?.parse().map_err(|_| {
-            ApiError::invalid_parameter(
+        let mut requests = self.parse_requests(q)?;
+        match requests.len() {
+            1 => Ok(requests.remove(0)),
+            n => Err(ApiError::invalid_parameter(
                 "horizon",
                 format!(
-                    "horizon must be one of {} (got '{}')",
-                    list(Horizon::ALL.iter().map(ToString::to_string)),
-                    q.horizon.unwrap_or_default()
+                    "horizon must be one horizon here (got {n}); ask for each horizon \
+                     separately"
                 ),
-            )
-        })?;
+            )),
+        }
+    }
+
+    fn parse_one(
+        &self,
+        q: &RequestText<'_>,
+        horizon: Horizon,
+    ) -> Result<ForecastRequest, ApiError> {
+        let model = self.model();
+        let station = required(q.station, "station")?.to_owned();
         let vars = match q.vars {
             None => DEFAULT_VARS.to_vec(),
             Some(text) => parse_vars(text)?,
@@ -198,6 +242,40 @@ impl ForecastService {
     }
 }
 
+/// `6h,24h`: each a known horizon, none twice, at most [`MAX_HORIZONS`].
+fn parse_horizons(text: &str) -> Result<Vec<Horizon>, ApiError> {
+    let mut horizons: Vec<Horizon> = Vec::new();
+    let names: Vec<&str> = text.split(',').map(str::trim).collect();
+    if names.len() > MAX_HORIZONS {
+        return Err(ApiError::invalid_parameter(
+            "horizon",
+            format!(
+                "horizon takes at most {MAX_HORIZONS} horizons (got {})",
+                names.len()
+            ),
+        ));
+    }
+    for name in names {
+        let horizon: Horizon = name.parse().map_err(|_| {
+            ApiError::invalid_parameter(
+                "horizon",
+                format!(
+                    "horizon must be one of {}, or several separated by commas (got '{name}')",
+                    list(Horizon::ALL.iter().map(ToString::to_string)),
+                ),
+            )
+        })?;
+        if horizons.contains(&horizon) {
+            return Err(ApiError::invalid_parameter(
+                "horizon",
+                format!("horizon {horizon} is asked for twice"),
+            ));
+        }
+        horizons.push(horizon);
+    }
+    Ok(horizons)
+}
+
 fn parse_vars(text: &str) -> Result<Vec<Variable>, ApiError> {
     let mut vars = Vec::new();
     for name in text.split(',').map(str::trim) {
@@ -261,9 +339,29 @@ pub struct ForecastService {
     version: Arc<str>,
     cache: Option<Cache<CacheKey, Bytes>>,
     latency: Vec<(Horizon, Mutex<LatencyWindow>)>,
+    /// Searches per horizon (in `Horizon::ALL` order) per status (in `SearchStatus::ALL` order).
+    statuses: [[AtomicU64; 3]; 4],
+    /// The last search's status per horizon: 0 before the first, else `index() + 1`.
+    last_status: [AtomicU8; 4],
+    slow_requests: Mutex<SlowRequestLog>,
     hits: AtomicU64,
     misses: AtomicU64,
     warmed: AtomicU64,
+    rewarm_interval: Option<Duration>,
+    memory_budget: Option<u64>,
+    rewarms: AtomicU64,
+    last_rewarm: Mutex<Option<RewarmRun>>,
+}
+
+/// One background re-warming run.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct RewarmRun {
+    /// When it finished (RFC 3339).
+    pub finished_at: String,
+    /// Forecasts it recomputed.
+    pub warmed: u64,
+    /// How long it took, in milliseconds.
+    pub took_ms: f64,
 }
 
 /// A forecast ready to send.
@@ -318,15 +416,27 @@ impl ForecastService {
             version,
             cache,
             latency,
+            statuses: Default::default(),
+            last_status: Default::default(),
+            slow_requests: Mutex::new(SlowRequestLog::default()),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             warmed: AtomicU64::new(0),
+            rewarm_interval: settings.rewarm_interval,
+            memory_budget: settings.memory_budget,
+            rewarms: AtomicU64::new(0),
+            last_rewarm: Mutex::new(None),
         }
     }
 
     /// The model being served.
     pub fn model(&self) -> &ForecastModel {
         &self.model
+    }
+
+    /// The memory budget the model was checked against (`--forecast-memory-budget`).
+    pub fn memory_budget(&self) -> Option<u64> {
+        self.memory_budget
     }
 
     /// The model's version string (changes with the index files).
@@ -412,17 +522,65 @@ impl ForecastService {
     }
 
     fn record(&self, horizon: Horizon, elapsed: Duration) {
+        let status = search_status(elapsed);
+        if let Some(h) = Horizon::ALL.iter().position(|&h| h == horizon) {
+            self.statuses[h][status.index()].fetch_add(1, Ordering::Relaxed);
+            self.last_status[h].store(status.index() as u8 + 1, Ordering::Relaxed);
+        }
         if let Some((_, window)) = self.latency.iter().find(|(h, _)| *h == horizon) {
             if let Ok(mut window) = window.lock() {
-                window.push(elapsed.as_secs_f64() * 1000.0);
+                window.push(Instant::now(), elapsed.as_secs_f64() * 1000.0);
             }
         }
     }
+
+    /// Records one forecast-route request's whole time; one of 1 s or more is analysed and kept
+    /// for the diagnostics' slow-request summary. `route` is the path template.
+    pub fn observe_request(&self, route: &str, took: Duration) {
+        let at = crate::rfc3339_ms(crate::jobs::now_ms());
+        if let Some(slow) = analyse_request(route, took, at) {
+            tracing::warn!(
+                route,
+                took_ms = slow.response_time_ms,
+                severity = ?slow.severity,
+                "slow forecast request"
+            );
+            if let Ok(mut log) = self.slow_requests.lock() {
+                log.push(slow);
+            }
+        }
+    }
+
+
 
     /// Touches every index and fills the cache with the seed's popular configurations at each
     /// station's latest time, so the first real request is neither a cold page fault nor a
     /// miss. Returns how many forecasts were warmed.
     pub fn warm(&self, default_k: usize) -> usize {
+        let warmed = self.warm_popular(default_k, false);
+        self.warmed.fetch_add(warmed as u64, Ordering::Relaxed);
+        warmed
+    }
+
+    /// Recomputes the popular configurations at each station's latest time and refreshes their
+    /// cache entries (seed 001's periodic warming): pages of the index the operating system
+    /// dropped are read again, and the entries never expire for want of a request. Counted in
+    /// the diagnostics' `rewarm`. Returns how many forecasts were recomputed.
+    pub fn rewarm(&self) -> usize {
+        let started = Instant::now();
+        let warmed = self.warm_popular(DEFAULT_K, true);
+        self.rewarms.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut last) = self.last_rewarm.lock() {
+            *last = Some(RewarmRun {
+                finished_at: crate::rfc3339_ms(crate::jobs::now_ms()),
+                warmed: warmed as u64,
+                took_ms: started.elapsed().as_secs_f64() * 1000.0,
+            });
+        }
+        warmed
+    }
+
+    fn warm_popular(&self, default_k: usize, fresh: bool) -> usize {
         use analog::forecast::Similarity;
         let mut warmed = 0;
         for station in self.model.stations() {
@@ -440,7 +598,7 @@ impl ForecastService {
                     k: default_k,
                     similarity,
                 };
-                match self.answer(&request, false) {
+                match self.answer(&request, fresh) {
                     Ok(_) => warmed += 1,
                     Err(e) => {
                         tracing::warn!(station, horizon = %horizon, error = %e, "forecast warming failed")
@@ -448,21 +606,40 @@ impl ForecastService {
                 }
             }
         }
-        self.warmed.fetch_add(warmed as u64, Ordering::Relaxed);
         warmed
     }
 
-    /// Search-latency statistics per horizon, cache counters and the model's indexes.
+    /// Search-latency statistics and statuses per horizon, cache counters, the slow-request
+    /// summary and re-warming.
     pub fn diagnostics(&self) -> Diagnostics {
+        let now = Instant::now();
         let horizons = self
             .latency
             .iter()
             .map(|(h, window)| {
-                let stats = window.lock().map(|w| w.stats()).unwrap_or_default();
+                let (stats, (recent_searches, recent_mean_ms)) = window
+                    .lock()
+                    .map(|w| (w.stats(), w.recent(now, RECENT)))
+                    .unwrap_or_default();
+                let i = Horizon::ALL.iter().position(|x| x == h).unwrap_or(0);
+                let count = |s: SearchStatus| self.statuses[i][s.index()].load(Ordering::Relaxed);
+                let last_status = match self.last_status[i].load(Ordering::Relaxed) {
+                    0 => None,
+                    n => SearchStatus::ALL.get(usize::from(n) - 1).copied(),
+                };
                 HorizonDiagnostics {
                     horizon: h.to_string(),
                     grade: stats.grade(),
                     stats,
+                    statuses: StatusCounts {
+                        optimal: count(SearchStatus::Optimal),
+                        suboptimal: count(SearchStatus::Suboptimal),
+                        slow: count(SearchStatus::Slow),
+                    },
+                    last_status,
+                    recent_searches,
+                    recent_mean_ms,
+                    advice: search_advice(recent_searches, recent_mean_ms),
                 }
             })
             .collect();
@@ -483,6 +660,16 @@ impl ForecastService {
                     Some(hits as f64 / (hits + misses) as f64)
                 },
                 warmed: self.warmed.load(Ordering::Relaxed),
+            },
+            slow_requests: self
+                .slow_requests
+                .lock()
+                .map(|log| log.summary())
+                .unwrap_or_else(|_| SlowRequestLog::default().summary()),
+            rewarm: RewarmDiagnostics {
+                interval_seconds: self.rewarm_interval.map(|d| d.as_secs()),
+                runs: self.rewarms.load(Ordering::Relaxed),
+                last: self.last_rewarm.lock().ok().and_then(|l| l.clone()),
             },
         }
     }
@@ -505,10 +692,10 @@ fn render(forecast: &Forecast, version: &str) -> Bytes {
     )
 }
 
-/// The most recent search times of one horizon, in milliseconds.
+/// The most recent search times of one horizon, in milliseconds, with when each finished.
 struct LatencyWindow {
     capacity: usize,
-    samples: VecDeque<f64>,
+    samples: VecDeque<(Instant, f64)>,
     total: u64,
 }
 
@@ -521,16 +708,29 @@ impl LatencyWindow {
         }
     }
 
-    fn push(&mut self, ms: f64) {
+    fn push(&mut self, at: Instant, ms: f64) {
         if self.samples.len() == self.capacity {
             self.samples.pop_front();
         }
-        self.samples.push_back(ms);
+        self.samples.push_back((at, ms));
         self.total += 1;
     }
 
+    /// How many of the kept searches finished within `period` before `now`, and their mean.
+    fn recent(&self, now: Instant, period: Duration) -> (usize, Option<f64>) {
+        let recent: Vec<f64> = self
+            .samples
+            .iter()
+            .rev()
+            .take_while(|(at, _)| now.saturating_duration_since(*at) <= period)
+            .map(|&(_, ms)| ms)
+            .collect();
+        let n = recent.len();
+        (n, (n > 0).then(|| recent.iter().sum::<f64>() / n as f64))
+    }
+
     fn stats(&self) -> LatencyStats {
-        let mut sorted: Vec<f64> = self.samples.iter().copied().collect();
+        let mut sorted: Vec<f64> = self.samples.iter().map(|&(_, ms)| ms).collect();
         sorted.sort_by(f64::total_cmp);
         let n = sorted.len();
         let at = |q: f64| -> Option<f64> {
@@ -586,7 +786,7 @@ impl LatencyStats {
     }
 }
 
-/// One horizon's search latency and grade.
+/// One horizon's search latency, grade and statuses.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct HorizonDiagnostics {
     /// `6h`, `12h`, `24h` or `48h`.
@@ -596,6 +796,40 @@ pub struct HorizonDiagnostics {
     /// Latency statistics.
     #[serde(flatten)]
     pub stats: LatencyStats,
+    /// Searches since start per status: optimal (< 10 ms), suboptimal (10 to < 100 ms), slow
+    /// (≥ 100 ms).
+    pub statuses: StatusCounts,
+    /// The last search's status; null before the first search.
+    pub last_status: Option<SearchStatus>,
+    /// Searches in the last 5 minutes (of the kept ones).
+    pub recent_searches: usize,
+    /// Their mean, in milliseconds; null without any.
+    pub recent_mean_ms: Option<f64>,
+    /// Seed 001's advice: consistently slow when more than 10 recent searches average more
+    /// than 50 ms.
+    pub advice: Vec<String>,
+}
+
+/// Searches per status.
+#[derive(Debug, Default, Clone, Serialize, utoipa::ToSchema)]
+pub struct StatusCounts {
+    /// Below 10 ms.
+    pub optimal: u64,
+    /// 10 ms to below 100 ms.
+    pub suboptimal: u64,
+    /// 100 ms or more.
+    pub slow: u64,
+}
+
+/// Background re-warming.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RewarmDiagnostics {
+    /// Seconds between runs; null when re-warming is off.
+    pub interval_seconds: Option<u64>,
+    /// Runs since start.
+    pub runs: u64,
+    /// The last run; null before the first.
+    pub last: Option<RewarmRun>,
 }
 
 /// The response cache's counters.
@@ -626,6 +860,90 @@ pub struct Diagnostics {
     pub horizons: Vec<HorizonDiagnostics>,
     /// The response cache.
     pub cache: CacheDiagnostics,
+    /// Forecast-route requests of 1 s or more (seed 001's slow-request analyser).
+    pub slow_requests: SlowRequestSummary,
+    /// Periodic re-warming of the popular configurations.
+    pub rewarm: RewarmDiagnostics,
+}
+
+/// Re-runs [`ForecastService::rewarm`] on the installed service every `interval` (the first
+/// run one interval after start, which warmed already) until `stopped` resolves. A rebuilt
+/// model installed meanwhile is the one re-warmed next.
+pub async fn run_forecast_rewarming(
+    state: crate::AppState,
+    interval: Duration,
+    stopped: impl std::future::Future<Output = ()>,
+) {
+    let stopped = std::pin::pin!(stopped);
+    let rewarm = async {
+        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            let Some(service) = state.forecasts() else {
+                continue;
+            };
+            // Searches are CPU work: off the request threads.
+            match tokio::task::spawn_blocking(move || service.rewarm()).await {
+                Ok(warmed) => tracing::debug!(warmed, "forecasts re-warmed"),
+                Err(e) => tracing::warn!(error = %e, "forecast re-warming failed"),
+            }
+        }
+    };
+    tokio::select! {
+        () = stopped => {}
+        () = rewarm => {}
+    }
+}
+
+/// A model that needs more resident memory than `--forecast-memory-budget` allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the forecast model needs {resident} bytes ({}) resident, more than the memory budget of \
+     {budget} bytes ({}); raise the budget, or rebuild the model with `signalbox forecast build \
+     --memory-budget` so its largest horizons use IVF-PQ",
+    human_bytes(*resident),
+    human_bytes(*budget)
+)]
+pub struct BudgetExceeded {
+    /// What the model needs (`ForecastModel::resident_bytes`).
+    pub resident: u64,
+    /// The budget.
+    pub budget: u64,
+}
+
+/// Refuses a model that needs more resident memory than `budget` (none: no limit).
+///
+/// ```
+/// use server::forecasts::check_memory_budget;
+/// assert!(check_memory_budget(100, Some(100)).is_ok());
+/// assert!(check_memory_budget(101, Some(100)).is_err());
+/// assert!(check_memory_budget(u64::MAX, None).is_ok());
+/// ```
+///
+/// # Errors
+/// [`BudgetExceeded`] naming both figures.
+pub fn check_memory_budget(resident: u64, budget: Option<u64>) -> Result<(), BudgetExceeded> {
+    match budget {
+        Some(budget) if resident > budget => Err(BudgetExceeded { resident, budget }),
+        _ => Ok(()),
+    }
+}
+
+/// `bytes` in binary units with one decimal (`2.5 GiB`).
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
 }
 
 #[cfg(test)]
@@ -634,7 +952,8 @@ mod tests {
 
     fn stats_of(samples: &[f64]) -> LatencyStats {
         let mut w = LatencyWindow::new(samples.len().max(1));
-        samples.iter().for_each(|&s| w.push(s));
+        let now = Instant::now();
+        samples.iter().for_each(|&s| w.push(now, s));
         w.stats()
     }
 
@@ -658,10 +977,35 @@ mod tests {
     }
 
     #[test]
+    fn recent_searches_are_those_within_the_period() {
+        let start = Instant::now();
+        let mut w = LatencyWindow::new(10);
+        w.push(start, 500.0);
+        w.push(start + Duration::from_secs(100), 10.0);
+        w.push(start + Duration::from_secs(200), 30.0);
+        let now = start + Duration::from_secs(400);
+        assert_eq!(w.recent(now, Duration::from_secs(300)), (2, Some(20.0)));
+        assert_eq!(w.recent(now, Duration::from_secs(400)), (3, Some(180.0)));
+        assert_eq!(w.recent(now, Duration::from_secs(100)), (0, None));
+    }
+
+    #[test]
+    fn human_bytes_uses_binary_units() {
+        assert_eq!(human_bytes(1023), "1023 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(2 << 30), "2.0 GiB");
+        let e = check_memory_budget(3 << 30, Some(2 << 30)).unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("3221225472 bytes (3.0 GiB)"), "{text}");
+        assert!(text.contains("2147483648 bytes (2.0 GiB)"), "{text}");
+    }
+
+    #[test]
     fn latency_window_keeps_the_most_recent_and_counts_all() {
         let mut w = LatencyWindow::new(3);
+        let now = Instant::now();
         for ms in [100.0, 1.0, 2.0, 3.0] {
-            w.push(ms);
+            w.push(now, ms);
         }
         let s = w.stats();
         assert_eq!((s.searches, s.window), (4, 3));

@@ -43,6 +43,7 @@ mod feature_flags;
 pub mod feedback;
 mod flag_admin;
 pub mod flag_usage;
+pub mod forecast_diagnostics;
 pub mod forecast_files;
 pub mod forecasts;
 mod http_cache;

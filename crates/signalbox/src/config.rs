@@ -75,6 +75,8 @@ use serde::Deserialize;
 /// index = "/srv/signalbox/forecast"   # default: DATA_DIR/forecast (demo model)
 /// cache_ttl = "10m"
 /// cache_capacity = 10000             # 0: no forecast cache
+/// rewarm_interval = "5m"             # "0s": no periodic re-warming
+/// memory_budget = "2GiB"             # refuse a larger model at start; default: none
 ///
 /// [flags]
 /// refresh_interval = "1s"            # how soon changes made elsewhere are served
@@ -320,6 +322,10 @@ pub struct ForecastSection {
     #[serde(default, with = "humantime_serde_opt")]
     pub cache_ttl: Option<Duration>,
     pub cache_capacity: Option<u64>,
+    #[serde(default, with = "humantime_serde_opt")]
+    pub rewarm_interval: Option<Duration>,
+    #[serde(default, with = "byte_size_opt")]
+    pub memory_budget: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -462,9 +468,101 @@ mod humantime_serde_opt {
     }
 }
 
+/// A size in bytes: a whole number of bytes (`1048576`), or a number with a unit, decimal
+/// (`kB`, `MB`, `GB`, `TB`: powers of 1000) or binary (`KiB`, `MiB`, `GiB`, `TiB`: powers of
+/// 1024), as in `2GiB` or `1.5 GB`. Units are case-insensitive except that `b` is not `B`.
+pub fn parse_byte_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = (&text[..split], text[split..].trim());
+    let bad = || {
+        format!(
+            "'{text}' is not a size; give bytes (1048576) or a number with a unit (512MiB, 2GiB, \
+             1.5GB)"
+        )
+    };
+    if number.is_empty() {
+        return Err(bad());
+    }
+    let scale: u64 = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" if unit != "b" => 1,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "tb" => 1_000_000_000_000,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        "tib" => 1 << 40,
+        _ => return Err(bad()),
+    };
+    if let Ok(whole) = number.parse::<u64>() {
+        return whole.checked_mul(scale).ok_or_else(bad);
+    }
+    let value: f64 = number.parse().map_err(|_| bad())?;
+    let bytes = (value * scale as f64).round();
+    if bytes.is_finite() && bytes >= 0.0 && bytes < u64::MAX as f64 {
+        Ok(bytes as u64)
+    } else {
+        Err(bad())
+    }
+}
+
+/// Sizes in the file are a whole number of bytes or a string such as `"2GiB"`.
+mod byte_size_opt {
+    use serde::{Deserialize, Deserializer};
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Size {
+        Bytes(u64),
+        Text(String),
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+        match Option::<Size>::deserialize(d)? {
+            None => Ok(None),
+            Some(Size::Bytes(n)) => Ok(Some(n)),
+            Some(Size::Text(t)) => super::parse_byte_size(&t)
+                .map(Some)
+                .map_err(serde::de::Error::custom),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn forecast_settings_parse_with_sizes_as_text_or_bytes() {
+        let c = parse(
+            "[forecast]\ncache_ttl = \"10m\"\nrewarm_interval = \"0s\"\nmemory_budget = \"2GiB\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.forecast.rewarm_interval, Some(Duration::ZERO));
+        assert_eq!(c.forecast.memory_budget, Some(2 << 30));
+        let c = parse("[forecast]\nmemory_budget = 1000\n").unwrap();
+        assert_eq!(c.forecast.memory_budget, Some(1000));
+        let e = parse("[forecast]\nmemory_budget = \"lots\"\n").unwrap_err();
+        assert!(e.contains("not a size"), "{e}");
+    }
+
+    #[test]
+    fn byte_sizes_take_decimal_and_binary_units() {
+        assert_eq!(parse_byte_size("1048576"), Ok(1_048_576));
+        assert_eq!(parse_byte_size("2GiB"), Ok(2 << 30));
+        assert_eq!(parse_byte_size("2 gib"), Ok(2 << 30));
+        assert_eq!(parse_byte_size("1.5GB"), Ok(1_500_000_000));
+        assert_eq!(parse_byte_size("512MiB"), Ok(512 << 20));
+        assert_eq!(parse_byte_size("10B"), Ok(10));
+        for bad in ["", "GiB", "2 GiBs", "2b", "-1", "1.2.3MB", "99999999999TiB"] {
+            let e = parse_byte_size(bad).unwrap_err();
+            assert!(e.contains("not a size"), "{bad}: {e}");
+        }
+    }
 
     fn parse(text: &str) -> Result<FileConfig, String> {
         let dir = tempfile::tempdir().unwrap();

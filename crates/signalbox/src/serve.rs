@@ -84,6 +84,15 @@ pub struct ServeArgs {
     /// Most forecasts kept in the cache; 0 turns the cache off [default: 10000].
     #[arg(long, env = "SIGNALBOX_FORECAST_CACHE_CAPACITY", value_name = "N")]
     forecast_cache_capacity: Option<u64>,
+    /// How often the popular forecast configurations are recomputed in the background, keeping
+    /// the index pages resident and the cache filled; 0 turns it off [default: 5m].
+    #[arg(long, env = "SIGNALBOX_FORECAST_REWARM_INTERVAL", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    forecast_rewarm_interval: Option<Duration>,
+    /// Most memory the forecast model may need resident (its searched structures and series):
+    /// a larger model stops the start, naming both figures. Bytes, or with a unit: 512MiB, 2GiB,
+    /// 1.5GB [default: no limit].
+    #[arg(long, env = "SIGNALBOX_FORECAST_MEMORY_BUDGET", value_parser = crate::config::parse_byte_size, value_name = "BYTES")]
+    forecast_memory_budget: Option<u64>,
     /// How often flags are checked against the database, so changes made by another replica or
     /// by `signalbox flags import` are served and streamed [default: 1s].
     #[arg(long, env = "SIGNALBOX_FLAG_REFRESH_INTERVAL", value_parser = humantime::parse_duration, value_name = "DURATION")]
@@ -798,6 +807,13 @@ pub async fn run(common: Common, args: ServeArgs) -> anyhow::Result<()> {
         ..config
     };
     let state = AppState::new(store.clone(), metrics, config, events)?;
+    // Zero turns re-warming off.
+    let forecast_rewarm_interval = Some(
+        args.forecast_rewarm_interval
+            .or(file.forecast.rewarm_interval)
+            .unwrap_or(server::forecasts::DEFAULT_REWARM_INTERVAL),
+    )
+    .filter(|d| !d.is_zero());
     let forecast_dir = match args.forecast_index.or_else(|| file.forecast.index.clone()) {
         Some(dir) => Some((dir, false)),
         None if demo => Some((common.data_dir.join("forecast"), true)),
@@ -822,6 +838,10 @@ pub async fn run(common: Common, args: ServeArgs) -> anyhow::Result<()> {
                 .forecast_cache_capacity
                 .or(file.forecast.cache_capacity)
                 .unwrap_or(defaults.cache_capacity),
+            rewarm_interval: forecast_rewarm_interval,
+            memory_budget: args
+                .forecast_memory_budget
+                .or(file.forecast.memory_budget),
             ..defaults
         };
         let service = tokio::task::spawn_blocking(move || {
@@ -885,8 +905,15 @@ pub async fn run(common: Common, args: ServeArgs) -> anyhow::Result<()> {
     ));
     let flag_refresher = tokio::spawn(server::run_flag_refresher(
         state.clone(),
-        stopped(workers_stopped),
+        stopped(workers_stopped.clone()),
     ));
+    let forecast_rewarming = forecast_rewarm_interval.map(|interval| {
+        tokio::spawn(server::forecasts::run_forecast_rewarming(
+            state.clone(),
+            interval,
+            stopped(workers_stopped),
+        ))
+    });
     // One signal stops both servers; a gRPC server that fails stops the HTTP one too, so the
     // process never runs half its listeners.
     let grace = state.config().shutdown_grace;
@@ -948,6 +975,9 @@ pub async fn run(common: Common, args: ServeArgs) -> anyhow::Result<()> {
     let _ = flag_usage.await;
     let _ = gauges.await;
     let _ = flag_refresher.await;
+    if let Some(rewarming) = forecast_rewarming {
+        let _ = rewarming.await;
+    }
     let _ = audit_checkpointer.await;
     let _ = llm_retention.await;
     let _ = host_monitor.await;

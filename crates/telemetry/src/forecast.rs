@@ -5,7 +5,10 @@
 //! - `forecast_search_duration_seconds{horizon}` (histogram): time to compute one forecast
 //!   (analog search and ensemble statistics), cache hits excluded.
 //!
-//! Labels are bounded by construction: four horizons, three cache outcomes.
+//! - `forecast_search_status_total{horizon,status}`: computed forecasts by seed 001's search
+//!   status: `optimal` (< 10 ms), `suboptimal` (10 ms to < 100 ms), `slow` (≥ 100 ms).
+//!
+//! Labels are bounded by construction: four horizons, three cache outcomes, three statuses.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -28,6 +31,12 @@ struct RequestLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabels {
+    horizon: &'static str,
+    status: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HorizonLabels {
     horizon: &'static str,
 }
@@ -39,6 +48,7 @@ pub struct ForecastMetrics {
     /// Answers by cache outcome, all horizons together, readable back ([`ForecastMetrics::cache_outcomes`]).
     outcomes: [AtomicU64; 3],
     search: Family<HorizonLabels, Histogram, fn() -> Histogram>,
+    statuses: Family<StatusLabels, Counter>,
 }
 
 impl ForecastMetrics {
@@ -47,6 +57,7 @@ impl ForecastMetrics {
             requests: Family::default(),
             outcomes: Default::default(),
             search: Family::new_with_constructor(|| Histogram::new(SEARCH_BUCKETS)),
+            statuses: Family::default(),
         };
         registry.register(
             "forecast_requests",
@@ -58,7 +69,19 @@ impl ForecastMetrics {
             "Time to compute one forecast (analog search and ensemble), cache hits excluded",
             m.search.clone(),
         );
+        registry.register(
+            "forecast_search_status",
+            "Computed forecasts by search status: optimal (< 10 ms), suboptimal (< 100 ms), slow",
+            m.statuses.clone(),
+        );
         m
+    }
+
+    /// Counts one computation by its status: `optimal`, `suboptimal` or `slow`.
+    pub fn search_status(&self, horizon: &'static str, status: &'static str) {
+        self.statuses
+            .get_or_create(&StatusLabels { horizon, status })
+            .inc();
     }
 
     /// Counts one answered forecast; `cache` is `hit`, `miss` or `bypass`.

@@ -1,19 +1,24 @@
 //! Analog-ensemble forecasts (seed 001): `GET /forecast` (the seed's path) and
-//! `GET /api/v1/forecast`, plus diagnostics and the model's catalogue. Read scope. The model is
+//! `GET /api/v1/forecast` (one horizon or several), `POST /api/v1/forecast/batch`, plus
+//! diagnostics and the model's catalogue. Read scope. The model is
 //! the same for every tenant (it is built from public station data), so no tenant key is needed
 //! in the cache; the key still authenticates the caller and carries the tenant into metrics.
 
-use analog::forecast::{Horizon, Variable};
+use std::time::Instant;
+
+use analog::forecast::{ForecastRequest, Horizon, Variable};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use store::Scope;
 use utoipa::{IntoParams, ToSchema};
 
-use crate::extract::{ApiQuery, Auth};
-use crate::forecasts::{self, Diagnostics, RequestText, MODES};
-use crate::problem::ApiError;
+use crate::extract::{parse_json, require_json, ApiQuery, Auth};
+use crate::forecast_diagnostics::search_status;
+use crate::forecasts::{self, Diagnostics, ForecastService, RequestText, MODES};
+use crate::problem::{ApiError, ProblemKind};
 use crate::state::AppState;
 
 /// Query parameters of a forecast. Everything arrives as text so each error can name its
@@ -24,11 +29,12 @@ pub(crate) struct ForecastQuery {
     /// Station code (`EWR`, `JFK`, `LGA` in the demo model).
     #[param(required = true, pattern = "\\S")]
     station: Option<String>,
-    /// `6h`, `12h`, `24h` or `48h`.
-    #[param(required = true, pattern = "^(6h|12h|24h|48h)$")]
+    /// `6h`, `12h`, `24h` or `48h`, or up to four of them separated by commas, none twice
+    /// (`6h,24h`: one forecast per horizon, in this order) [default: 24h].
+    #[param(pattern = "^(6h|12h|24h|48h|6h,12h|6h,24h|6h,48h|12h,6h|12h,24h|12h,48h|24h,6h|24h,12h|24h,48h|48h,6h|48h,12h|48h,24h|6h,12h,24h|6h,12h,48h|6h,24h,12h|6h,24h,48h|6h,48h,12h|6h,48h,24h|12h,6h,24h|12h,6h,48h|12h,24h,6h|12h,24h,48h|12h,48h,6h|12h,48h,24h|24h,6h,12h|24h,6h,48h|24h,12h,6h|24h,12h,48h|24h,48h,6h|24h,48h,12h|48h,6h,12h|48h,6h,24h|48h,12h,6h|48h,12h,24h|48h,24h,6h|48h,24h,12h|6h,12h,24h,48h|6h,12h,48h,24h|6h,24h,12h,48h|6h,24h,48h,12h|6h,48h,12h,24h|6h,48h,24h,12h|12h,6h,24h,48h|12h,6h,48h,24h|12h,24h,6h,48h|12h,24h,48h,6h|12h,48h,6h,24h|12h,48h,24h,6h|24h,6h,12h,48h|24h,6h,48h,12h|24h,12h,6h,48h|24h,12h,48h,6h|24h,48h,6h,12h|24h,48h,12h,6h|48h,6h,12h,24h|48h,6h,24h,12h|48h,12h,6h,24h|48h,12h,24h,6h|48h,24h,6h,12h|48h,24h,12h,6h)$")]
     horizon: Option<String>,
     /// Comma-separated variables: `t2m`, `dewpoint`, `humidity`, `u10`, `v10`, `msl`, `precip`
-    /// [default: t2m,u10,v10,msl,precip].
+    /// [default: t2m,u10,v10].
     #[param(
         pattern = "^(t2m|dewpoint|humidity|u10|v10|msl|precip)(,(t2m|dewpoint|humidity|u10|v10|msl|precip))*$"
     )]
@@ -89,41 +95,101 @@ async fn answer(
     auth: Auth,
     headers: HeaderMap,
     query: ForecastQuery,
+    route: &'static str,
 ) -> Result<Response, ApiError> {
+    let started = Instant::now();
     auth.require(Scope::Read)?;
     let service = forecasts::service(&state)?;
-    let request = service.parse_request(&query.as_text())?;
-    let answer = service
-        .answer(&request, wants_fresh(&headers))
-        .map_err(forecasts::problem)?;
-    let horizon = horizon_label(request.horizon);
-    let metrics = state.metrics().forecast();
-    metrics.answered(horizon, answer.outcome.as_str());
-    if let Some(took) = answer.computed_in {
-        metrics.searched(horizon, took);
+    let result = answer_query(&state, &service, &headers, &query);
+    service.observe_request(route, started.elapsed());
+    result
+}
+
+/// One forecast per asked horizon, each answered (cached, computed) as its single request.
+fn answer_query(
+    state: &AppState,
+    service: &ForecastService,
+    headers: &HeaderMap,
+    query: &ForecastQuery,
+) -> Result<Response, ApiError> {
+    let requests = service.parse_requests(&query.as_text())?;
+    let fresh = wants_fresh(headers);
+    let mut answers = Vec::with_capacity(requests.len());
+    for request in &requests {
+        let answer = service
+            .answer(request, fresh)
+            .map_err(forecasts::problem)?;
+        count(state, request, &answer);
+        answers.push(answer);
     }
+    let (body, x_cache) = match answers.as_slice() {
+        // One horizon: the document exactly as before multi-horizon requests existed.
+        [one] => (
+            one.body.clone(),
+            HeaderValue::from_static(one.outcome.as_str()),
+        ),
+        several => {
+            let outcomes: Vec<&str> = several.iter().map(|a| a.outcome.as_str()).collect();
+            let docs: Vec<&[u8]> = several.iter().map(|a| a.body.as_ref()).collect();
+            (
+                envelope(service.version(), "forecasts", &docs),
+                // One outcome per horizon, in the answer's order.
+                HeaderValue::from_str(&outcomes.join(", "))
+                    .unwrap_or_else(|_| HeaderValue::from_static("miss")),
+            )
+        }
+    };
     Ok((
         [
             (
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/json"),
             ),
-            (
-                header::HeaderName::from_static("x-cache"),
-                HeaderValue::from_static(answer.outcome.as_str()),
-            ),
+            (header::HeaderName::from_static("x-cache"), x_cache),
         ],
-        answer.body,
+        body,
     )
         .into_response())
+}
+
+/// Counts one answered forecast in the metrics.
+fn count(state: &AppState, request: &ForecastRequest, answer: &forecasts::Answer) {
+    let horizon = horizon_label(request.horizon);
+    let metrics = state.metrics().forecast();
+    metrics.answered(horizon, answer.outcome.as_str());
+    if let Some(took) = answer.computed_in {
+        metrics.searched(horizon, took);
+        metrics.search_status(horizon, search_status(took).as_str());
+    }
+}
+
+/// `{"model_version": …, "<member>": [doc, …]}` around documents that are already JSON (the
+/// cached bodies), without parsing them again.
+fn envelope(version: &str, member: &str, docs: &[&[u8]]) -> Bytes {
+    // Serialising a string cannot fail.
+    let version = serde_json::to_string(version).unwrap_or_default();
+    let mut out = Vec::with_capacity(64 + docs.iter().map(|d| d.len() + 1).sum::<usize>());
+    out.extend_from_slice(b"{\"model_version\":");
+    out.extend_from_slice(version.as_bytes());
+    out.extend_from_slice(b",\"");
+    out.extend_from_slice(member.as_bytes());
+    out.extend_from_slice(b"\":[");
+    for (i, doc) in docs.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(doc);
+    }
+    out.extend_from_slice(b"]}");
+    Bytes::from(out)
 }
 
 /// One ensemble forecast (read scope); seed 001's path. Same as `/api/v1/forecast`.
 #[utoipa::path(get, path = "/forecast", tag = "forecast", security(("api_key" = [])),
     params(ForecastQuery),
     responses(
-        (status = 200, description = "The forecast; header `X-Cache: hit|miss|bypass`", body = ForecastSchema),
-        (status = 400, description = "A bad horizon, variable, k, mode, similarity or time format; `parameter` names it", content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 200, description = "The forecast, or for several horizons `{model_version, forecasts}`; header `X-Cache: hit|miss|bypass` (several horizons: one per horizon, comma-separated)", body = ForecastAnswerSchema),
+        (status = 400, description = "A bad horizon (or one asked twice, or more than four), variable, k, mode, similarity or time format; `parameter` names it", content_type = "application/problem+json", body = crate::openapi::Problem),
         (status = 401, content_type = "application/problem+json", body = crate::openapi::Problem),
         (status = 403, content_type = "application/problem+json", body = crate::openapi::Problem),
         (status = 404, description = "Unknown station, or no state at `at` (outside the data or in a gap)", content_type = "application/problem+json", body = crate::openapi::Problem),
@@ -136,7 +202,7 @@ pub(crate) async fn forecast_seed(
     headers: HeaderMap,
     ApiQuery(query): ApiQuery<ForecastQuery>,
 ) -> Result<Response, ApiError> {
-    answer(state, auth, headers, query).await
+    answer(state, auth, headers, query, "/forecast").await
 }
 
 /// One ensemble forecast (read scope): the k nearest historical analogs of the station's state
@@ -145,8 +211,8 @@ pub(crate) async fn forecast_seed(
 #[utoipa::path(get, path = "/api/v1/forecast", tag = "forecast", security(("api_key" = [])),
     params(ForecastQuery),
     responses(
-        (status = 200, description = "The forecast; header `X-Cache: hit|miss|bypass`", body = ForecastSchema),
-        (status = 400, description = "A bad horizon, variable, k, mode, similarity or time format; `parameter` names it", content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 200, description = "The forecast, or for several horizons `{model_version, forecasts}`; header `X-Cache: hit|miss|bypass` (several horizons: one per horizon, comma-separated)", body = ForecastAnswerSchema),
+        (status = 400, description = "A bad horizon (or one asked twice, or more than four), variable, k, mode, similarity or time format; `parameter` names it", content_type = "application/problem+json", body = crate::openapi::Problem),
         (status = 401, content_type = "application/problem+json", body = crate::openapi::Problem),
         (status = 403, content_type = "application/problem+json", body = crate::openapi::Problem),
         (status = 404, description = "Unknown station, or no state at `at` (outside the data or in a gap)", content_type = "application/problem+json", body = crate::openapi::Problem),
@@ -159,7 +225,198 @@ pub(crate) async fn forecast(
     headers: HeaderMap,
     ApiQuery(query): ApiQuery<ForecastQuery>,
 ) -> Result<Response, ApiError> {
-    answer(state, auth, headers, query).await
+    answer(state, auth, headers, query, "/api/v1/forecast").await
+}
+
+/// Most items one batch may hold.
+pub(crate) const MAX_BATCH_ITEMS: usize = 100;
+/// Largest batch body, in bytes: 100 items of every parameter take well under this.
+pub(crate) const MAX_BATCH_BODY_BYTES: usize = 64 * 1024;
+
+/// `POST /api/v1/forecast/batch`: forecasts for many stations, times or settings at once.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BatchRequest {
+    /// The forecasts, answered in this order; at most 100.
+    #[schema(max_items = 100)]
+    requests: Vec<BatchItem>,
+}
+
+/// One forecast of a batch: the GET query's parameters, checked by the same rules; a value
+/// they refuse is that item's problem, not the batch's.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BatchItem {
+    /// Station code.
+    #[schema(pattern = "\\S")]
+    station: String,
+    /// One horizon: `6h`, `12h`, `24h` or `48h` [default: 24h].
+    #[schema(nullable = false, pattern = "^(6h|12h|24h|48h)$")]
+    horizon: Option<String>,
+    /// Comma-separated variables [default: t2m,u10,v10].
+    #[schema(
+        nullable = false,
+        pattern = "^(t2m|dewpoint|humidity|u10|v10|msl|precip)(,(t2m|dewpoint|humidity|u10|v10|msl|precip))*$"
+    )]
+    vars: Option<String>,
+    /// Ensemble size, 1 to 100; or give `mode` (not both: a 422 problem for this item).
+    #[schema(nullable = false, minimum = 1, maximum = 100)]
+    k: Option<i64>,
+    /// `fast` (k = 5), `default` (10) or `accurate` (20).
+    #[schema(nullable = false, pattern = "^(fast|default|accurate)$")]
+    mode: Option<String>,
+    /// Issue time: RFC 3339 on the hour, or a date [default: the station's latest time].
+    #[schema(
+        nullable = false,
+        pattern = "^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])(T([01][0-9]|2[0-3]):00:00Z)?$"
+    )]
+    at: Option<String>,
+    /// `seed` or `anen` [default: anen].
+    #[schema(nullable = false, pattern = "^(seed|anen)$")]
+    similarity: Option<String>,
+}
+
+/// The answer to a batch: one result per item, in order.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // Documentation only: the body is assembled from the cached documents.
+pub(crate) struct BatchResponse {
+    /// Version of the model that answered.
+    model_version: String,
+    /// `{"forecast": …}` or `{"error": problem}` per item, in the request's order.
+    results: Vec<BatchResult>,
+}
+
+/// One item's result.
+#[derive(ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // Documentation only.
+pub(crate) enum BatchResult {
+    /// The forecast, exactly as `GET /api/v1/forecast` answers it.
+    Forecast(BatchForecast),
+    /// Why this item has no forecast: the problem its GET would have answered.
+    Error(BatchError),
+}
+
+/// A batch item's forecast.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // Documentation only.
+pub(crate) struct BatchForecast {
+    forecast: ForecastSchema,
+}
+
+/// A batch item's problem.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // Documentation only.
+pub(crate) struct BatchError {
+    error: crate::openapi::Problem,
+}
+
+/// Path template of the batch route (the problems' `instance`).
+const BATCH_PATH: &str = "/api/v1/forecast/batch";
+
+/// Many forecasts in one request (read scope): each item is checked by the GET query's rules
+/// and answered (cached, computed) as its single GET would be; an item the rules or the model
+/// refuse gets that GET's problem object in its slot, and the others are still answered.
+/// `Cache-Control: no-cache` asks for fresh computations of every item.
+#[utoipa::path(post, path = "/api/v1/forecast/batch", tag = "forecast", security(("api_key" = [])),
+    request_body = BatchRequest,
+    responses(
+        (status = 200, description = "One result per item, in order", body = BatchResponse),
+        (status = 400, description = "Not JSON, or not the documented shape (`field` names the place)", content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 401, content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 403, content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 413, description = "A body over 64 KiB", content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 415, content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 422, description = "More than 100 items (`field`: `requests`)", content_type = "application/problem+json", body = crate::openapi::Problem),
+        (status = 501, description = "The server has no forecast model (`forecast_model_missing`)", content_type = "application/problem+json", body = crate::openapi::Problem),
+    ))]
+pub(crate) async fn batch(
+    State(state): State<AppState>,
+    auth: Auth,
+    request: axum::extract::Request,
+) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    auth.require(Scope::Read)?;
+    let service = forecasts::service(&state)?;
+    let result = answer_batch(&state, &service, request).await;
+    service.observe_request(BATCH_PATH, started.elapsed());
+    result
+}
+
+async fn answer_batch(
+    state: &AppState,
+    service: &ForecastService,
+    request: axum::extract::Request,
+) -> Result<Response, ApiError> {
+    let (parts, body) = request.into_parts();
+    require_json(&parts.headers)?;
+    let bytes = axum::body::to_bytes(body, MAX_BATCH_BODY_BYTES)
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                ProblemKind::PayloadTooLarge,
+                format!("a forecast batch body takes at most {MAX_BATCH_BODY_BYTES} bytes"),
+            )
+        })?;
+    let batch: BatchRequest = parse_json(&bytes)?;
+    if batch.requests.len() > MAX_BATCH_ITEMS {
+        return Err(ApiError::new(
+            ProblemKind::Unprocessable,
+            format!(
+                "requests holds at most {MAX_BATCH_ITEMS} forecasts (got {}); send several \
+                 batches",
+                batch.requests.len()
+            ),
+        )
+        .with("field", "requests"));
+    }
+    let fresh = wants_fresh(&parts.headers);
+    let mut results: Vec<Vec<u8>> = Vec::with_capacity(batch.requests.len());
+    for item in &batch.requests {
+        let k = item.k.map(|k| k.to_string());
+        let text = RequestText {
+            station: Some(&item.station),
+            horizon: item.horizon.as_deref(),
+            vars: item.vars.as_deref(),
+            k: k.as_deref(),
+            mode: item.mode.as_deref(),
+            at: item.at.as_deref(),
+            similarity: item.similarity.as_deref(),
+        };
+        let answered = service.parse_request(&text).and_then(|request| {
+            let answer = service
+                .answer(&request, fresh)
+                .map_err(forecasts::problem)?;
+            count(state, &request, &answer);
+            Ok(answer)
+        });
+        let mut slot = Vec::new();
+        match answered {
+            Ok(answer) => {
+                slot.extend_from_slice(b"{\"forecast\":");
+                slot.extend_from_slice(&answer.body);
+            }
+            Err(problem) => {
+                slot.extend_from_slice(b"{\"error\":");
+                // Serialising a JSON value cannot fail.
+                slot.extend(serde_json::to_vec(&problem.to_body(BATCH_PATH, None)).unwrap_or_default());
+            }
+        }
+        slot.push(b'}');
+        results.push(slot);
+    }
+    let docs: Vec<&[u8]> = results.iter().map(Vec::as_slice).collect();
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        envelope(service.version(), "results", &docs),
+    )
+        .into_response())
 }
 
 /// Search-latency statistics per horizon with seed 001's A-F grade, and the cache's counters
@@ -175,8 +432,12 @@ pub(crate) async fn diagnostics(
     State(state): State<AppState>,
     auth: Auth,
 ) -> Result<axum::Json<Diagnostics>, ApiError> {
+    let started = Instant::now();
     auth.require(Scope::Read)?;
-    Ok(axum::Json(forecasts::service(&state)?.diagnostics()))
+    let service = forecasts::service(&state)?;
+    let diagnostics = service.diagnostics();
+    service.observe_request("/api/v1/forecast/diagnostics", started.elapsed());
+    Ok(axum::Json(diagnostics))
 }
 
 /// A station the model can forecast for.
@@ -256,6 +517,28 @@ pub(crate) async fn catalogue(
             .map(|&(mode, k)| ModeInfo { mode, k })
             .collect(),
     }))
+}
+
+/// What the forecast GET routes answer: one document, or several in an envelope.
+#[derive(ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // Documentation only.
+pub(crate) enum ForecastAnswerSchema {
+    /// One horizon asked for.
+    One(ForecastSchema),
+    /// Several horizons asked for.
+    Several(ForecastsSchema),
+}
+
+/// Several horizons' forecasts: each exactly the document its single-horizon request answers.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // Documentation only.
+pub(crate) struct ForecastsSchema {
+    /// Version of the model that answered.
+    model_version: String,
+    /// One forecast per horizon, in the order asked.
+    forecasts: Vec<ForecastSchema>,
 }
 
 /// The forecast document (see docs/forecast.md for every field).

@@ -64,6 +64,7 @@ pub(crate) fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(weber::delete_user))
         .routes(routes!(forecast::forecast_seed))
         .routes(routes!(forecast::forecast))
+        .routes(routes!(forecast::batch))
         .routes(routes!(forecast::diagnostics))
         .routes(routes!(forecast::catalogue))
         .routes(routes!(ofrep::evaluate_flag))
