@@ -1,6 +1,7 @@
 //! The forecasts page: pick a station, horizon, variable and issue time; see the ensemble as a
 //! fan chart over every horizon, the analogs behind the picked horizon, and how this forecast
-//! scored against what was observed. Read scope, like the API's forecast routes, and the same
+//! scored against what was observed; below, how the model is served (the diagnostics: search
+//! times and statuses, slow requests, re-warming). Read scope, like the API's forecast routes, and the same
 //! service: requests are parsed by [`ForecastService::parse_request`] and answered by the
 //! loaded model.
 
@@ -104,6 +105,31 @@ struct Shown {
     any_observed: bool,
 }
 
+/// One horizon's search diagnostics.
+struct SearchRow {
+    horizon: String,
+    searches: u64,
+    p50: String,
+    p99: String,
+    grade: String,
+    optimal: u64,
+    suboptimal: u64,
+    slow: u64,
+    last_status: String,
+    advice: String,
+}
+
+/// How the model is served: `/api/v1/forecast/diagnostics` in a table.
+struct Serving {
+    searches: Vec<SearchRow>,
+    cache: String,
+    /// Slow requests kept, per severity, in the summary's words.
+    slow_requests: String,
+    slow_routes: String,
+    slow_recommendations: Vec<&'static str>,
+    rewarm: String,
+}
+
 #[derive(askama::Template)]
 #[template(path = "console/forecasts.html")]
 struct ForecastsPage {
@@ -112,6 +138,7 @@ struct ForecastsPage {
     unavailable: Option<String>,
     picker: Picker,
     shown: Option<Shown>,
+    serving: Option<Serving>,
 }
 
 async fn forecasts_page(
@@ -133,6 +160,7 @@ async fn forecasts_page(
                     unavailable: Some(e.detail),
                     picker: Picker::default(),
                     shown: None,
+                    serving: None,
                 },
             );
         }
@@ -160,6 +188,8 @@ async fn forecasts_page(
     } else {
         StatusCode::UNPROCESSABLE_ENTITY
     };
+    // After the picked forecast, so its search is counted.
+    let serving = Some(serving(&service));
     page(
         status,
         &ForecastsPage {
@@ -167,8 +197,90 @@ async fn forecasts_page(
             unavailable: None,
             picker,
             shown,
+            serving,
         },
     )
+}
+
+/// The diagnostics, as the page shows them.
+fn serving(service: &ForecastService) -> Serving {
+    let d = service.diagnostics();
+    let ms = |v: Option<f64>| v.map_or_else(|| "–".to_owned(), |v| format!("{v:.3}"));
+    let searches = d
+        .horizons
+        .iter()
+        .map(|h| SearchRow {
+            horizon: h.horizon.clone(),
+            searches: h.stats.searches,
+            p50: ms(h.stats.p50_ms),
+            p99: ms(h.stats.p99_ms),
+            grade: h.grade.unwrap_or("–").to_owned(),
+            optimal: h.statuses.optimal,
+            suboptimal: h.statuses.suboptimal,
+            slow: h.statuses.slow,
+            last_status: h
+                .last_status
+                .map_or_else(|| "–".to_owned(), |s| s.as_str().to_owned()),
+            advice: if h.advice.is_empty() {
+                "–".to_owned()
+            } else {
+                h.advice.join("; ")
+            },
+        })
+        .collect();
+    let c = &d.cache;
+    let cache = if c.enabled {
+        format!(
+            "{} entries; {} hits, {} computed{}; {} warmed at start",
+            c.entries,
+            c.hits,
+            c.misses,
+            c.hit_rate
+                .map(|r| format!(" (hit rate {:.1} %)", r * 100.0))
+                .unwrap_or_default(),
+            c.warmed
+        )
+    } else {
+        "off".to_owned()
+    };
+    let s = &d.slow_requests;
+    let slow_requests = if s.total_slow_requests == 0 {
+        "none (a request of 1 s or more is recorded)".to_owned()
+    } else {
+        let sev = &s.severity_distribution;
+        format!(
+            "{} kept of {} since start: {} critical, {} high, {} medium, {} low",
+            s.total_slow_requests,
+            s.recorded_since_start,
+            sev.critical,
+            sev.high,
+            sev.medium,
+            sev.low
+        )
+    };
+    let slow_routes = s
+        .most_problematic_routes
+        .iter()
+        .map(|r| format!("{} ({})", r.route, r.count))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let r = &d.rewarm;
+    let rewarm = match (r.interval_seconds, &r.last) {
+        (None, _) => "off".to_owned(),
+        (Some(every), None) => format!("every {every} s; no run yet"),
+        (Some(every), Some(last)) => format!(
+            "every {every} s; {} runs, the last at {} recomputed {} forecasts in {:.0} ms",
+            r.runs, last.finished_at, last.warmed, last.took_ms
+        ),
+    };
+    Serving {
+        searches,
+        cache,
+        slow_requests,
+        slow_routes,
+        slow_recommendations: s.recommendations.clone(),
+        rewarm,
+    }
 }
 
 fn given(value: &Option<String>) -> Option<&str> {

@@ -133,11 +133,17 @@ async fn a_forecast_is_an_ensemble_served_from_the_cache_the_second_time() {
         .unwrap()
         .1;
     assert_eq!(accurate["issued_at"], analog::forecast::format_time(latest));
-    assert_eq!(
-        accurate["variables"].as_array().unwrap().len(),
-        5,
-        "the default variables are t2m,u10,v10,msl,precip"
-    );
+    let names: Vec<&str> = accurate["variables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["t2m", "u10", "v10"], "seed 001's default variables");
+    // Without `horizon`, seed 001's 24h.
+    let default_horizon = get_with(&app, "/forecast?station=EWR", &key.secret, false).await;
+    assert_eq!(default_horizon.status, 200, "{}", default_horizon.text());
+    assert_eq!(default_horizon.json()["horizon"], "24h");
     app.cleanup().await;
 }
 
@@ -228,7 +234,25 @@ async fn every_bad_parameter_is_named() {
             "station",
         ),
         (
-            "/api/v1/forecast?station=JFK".into(),
+            "/api/v1/forecast?station=JFK&horizon=".into(),
+            400,
+            "invalid_parameter",
+            "horizon",
+        ),
+        (
+            base.replace("24h", "6h,24h,6h"),
+            400,
+            "invalid_parameter",
+            "horizon",
+        ),
+        (
+            base.replace("24h", "6h,12h,24h,48h,6h"),
+            400,
+            "invalid_parameter",
+            "horizon",
+        ),
+        (
+            base.replace("24h", "6h,,24h"),
             400,
             "invalid_parameter",
             "horizon",
@@ -348,5 +372,325 @@ async fn without_a_model_forecasts_say_so_and_do_not_ask_for_a_retry() {
             .contains("signalbox forecast build"),
         "{problem}"
     );
+    app.cleanup().await;
+}
+
+/// The forecast of `path` answered alone (a single-horizon GET).
+async fn single(app: &TestApp, path: &str, key: &str, no_cache: bool) -> Value {
+    let reply = get_with(app, path, key, no_cache).await;
+    assert_eq!(reply.status, 200, "{path}: {}", reply.text());
+    reply.json()
+}
+
+#[tokio::test]
+async fn several_horizons_answer_what_each_single_request_answers() {
+    let app = TestApp::new(Backend::Sqlite).await;
+    let (_, key) = app.tenant("forecaster", &[Scope::Read]).await;
+    let query = "station=JFK&vars=t2m,msl&k=7&at=2013-11-05T06:00:00Z";
+    let horizons = ["48h", "6h", "24h"];
+    // Uncached first: each horizon is computed by the multi-horizon request.
+    let multi = get_with(
+        &app,
+        &format!("/api/v1/forecast?{query}&horizon={}", horizons.join(",")),
+        &key.secret,
+        false,
+    )
+    .await;
+    assert_eq!(multi.status, 200, "{}", multi.text());
+    assert_eq!(x_cache(&multi), "miss, miss, miss");
+    let multi = multi.json();
+    let version = app.state.forecasts().unwrap().version().to_owned();
+    assert_eq!(multi["model_version"], version.as_str());
+    let docs = multi["forecasts"].as_array().expect("forecasts");
+    assert_eq!(docs.len(), 3);
+    for (doc, h) in docs.iter().zip(horizons) {
+        let path = format!("/api/v1/forecast?{query}&horizon={h}");
+        // Cached by the multi-horizon request, and the same as computed afresh.
+        assert_eq!(*doc, single(&app, &path, &key.secret, false).await, "{h}");
+        assert_eq!(*doc, single(&app, &path, &key.secret, true).await, "{h}");
+    }
+    // The seed's path too; now every horizon is a hit.
+    let again = get_with(
+        &app,
+        &format!("/forecast?{query}&horizon={}", horizons.join(",")),
+        &key.secret,
+        false,
+    )
+    .await;
+    assert_eq!(x_cache(&again), "hit, hit, hit");
+    assert_eq!(again.json(), multi);
+    // One horizon keeps the single document's shape.
+    let one = single(
+        &app,
+        &format!("/api/v1/forecast?{query}&horizon=6h"),
+        &key.secret,
+        false,
+    )
+    .await;
+    assert!(one.get("forecasts").is_none(), "{one}");
+    assert_eq!(one, docs[1]);
+    // A horizon the station cannot answer fails the request as its single request would.
+    let late = get_with(
+        &app,
+        "/api/v1/forecast?station=JFK&horizon=6h,48h&at=2014-01-05T06:00:00Z",
+        &key.secret,
+        false,
+    )
+    .await;
+    assert_eq!(late.status, 404, "{}", late.text());
+    app.cleanup().await;
+}
+
+async fn post_batch(app: &TestApp, key: &str, body: Value) -> crate::Reply {
+    app.call(Method::POST, "/api/v1/forecast/batch", Some(key), Some(body))
+        .await
+}
+
+#[tokio::test]
+async fn a_batch_answers_each_item_as_its_single_request_and_a_bad_item_in_its_slot() {
+    let app = TestApp::new(Backend::Sqlite).await;
+    let (_, key) = app.tenant("forecaster", &[Scope::Read]).await;
+    let items = serde_json::json!([
+        {"station": "JFK", "horizon": "6h", "at": "2013-11-05T06:00:00Z"},
+        {"station": "ORD"},
+        {"station": "LGA", "horizon": "48h", "vars": "t2m,precip", "k": 5, "similarity": "seed",
+         "at": "2013-06-01T00:00:00Z"},
+        {"station": "JFK", "horizon": "36h"},
+        {"station": "JFK", "k": 5, "mode": "fast"},
+        {"station": "EWR", "mode": "accurate"},
+        {"station": "JFK", "at": "2014-01-05T06:00:00Z"},
+        {"station": "JFK", "k": 0},
+    ]);
+    let singles = [
+        Some("/api/v1/forecast?station=JFK&horizon=6h&at=2013-11-05T06:00:00Z"),
+        None,
+        Some("/api/v1/forecast?station=LGA&horizon=48h&vars=t2m,precip&k=5&similarity=seed&at=2013-06-01T00:00:00Z"),
+        None,
+        None,
+        Some("/api/v1/forecast?station=EWR&mode=accurate"),
+        None,
+        None,
+    ];
+    // Each item's problem: status, code and parameter, as its GET answers them.
+    let problems = [
+        None,
+        Some((404, "not_found", "station")),
+        None,
+        Some((400, "invalid_parameter", "horizon")),
+        Some((422, "unprocessable", "mode")),
+        None,
+        Some((404, "not_found", "at")),
+        Some((400, "invalid_parameter", "k")),
+    ];
+    let reply = post_batch(&app, &key.secret, serde_json::json!({"requests": items})).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let body = reply.json();
+    assert_eq!(
+        body["model_version"],
+        app.state.forecasts().unwrap().version()
+    );
+    let results = body["results"].as_array().expect("results");
+    assert_eq!(results.len(), singles.len());
+    for (i, result) in results.iter().enumerate() {
+        let object = result.as_object().expect("object");
+        assert_eq!(object.len(), 1, "item {i}: {result}");
+        match (singles[i], problems[i]) {
+            (Some(path), None) => {
+                assert_eq!(
+                    result["forecast"],
+                    single(&app, path, &key.secret, true).await,
+                    "item {i}"
+                );
+            }
+            (None, Some((status, code, parameter))) => {
+                let problem = &result["error"];
+                assert_eq!(problem["status"], status, "item {i}: {problem}");
+                assert_eq!(
+                    problem["type"],
+                    format!("urn:signalbox:problem:{code}"),
+                    "item {i}: {problem}"
+                );
+                assert_eq!(problem["parameter"], parameter, "item {i}: {problem}");
+                assert_eq!(problem["instance"], "/api/v1/forecast/batch");
+                // The same problem the item's GET answers.
+                let item = items[i].as_object().unwrap();
+                let query: Vec<String> = item
+                    .iter()
+                    .map(|(k, v)| match v {
+                        Value::String(s) => format!("{k}={s}"),
+                        other => format!("{k}={other}"),
+                    })
+                    .collect();
+                let get = app
+                    .get(
+                        &format!("/api/v1/forecast?{}", query.join("&")),
+                        Some(&key.secret),
+                    )
+                    .await
+                    .json();
+                assert_eq!(get["detail"], problem["detail"], "item {i}");
+            }
+            _ => unreachable!(),
+        }
+    }
+    // Computed once: the batch filled the cache for the single requests.
+    let first = get_with(&app, singles[0].unwrap(), &key.secret, false).await;
+    assert_eq!(x_cache(&first), "hit");
+    // An empty batch is an empty answer.
+    let empty = post_batch(&app, &key.secret, serde_json::json!({"requests": []})).await;
+    assert_eq!(empty.json()["results"], serde_json::json!([]));
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_batch_that_is_not_the_documented_shape_fails_as_a_whole() {
+    let app = TestApp::new(Backend::Sqlite).await;
+    let (_, key) = app.tenant("forecaster", &[Scope::Read]).await;
+    let path = "/api/v1/forecast/batch";
+    let item = serde_json::json!({"station": "JFK"});
+    let too_many = serde_json::json!({"requests": vec![item.clone(); 101]});
+    let reply = post_batch(&app, &key.secret, too_many).await;
+    let problem = reply.assert_problem(422, "unprocessable", path);
+    assert_eq!(problem["field"], "requests", "{problem}");
+    assert!(problem["detail"].as_str().unwrap().contains("100"), "{problem}");
+    // A hundred is fine.
+    let hundred = serde_json::json!({"requests": vec![item.clone(); 100]});
+    let reply = post_batch(&app, &key.secret, hundred).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.json()["results"].as_array().unwrap().len(), 100);
+    for (body, field) in [
+        (serde_json::json!({}), "requests"),
+        (serde_json::json!({"requests": {}}), "requests"),
+        (serde_json::json!({"requests": [1]}), "requests[0]"),
+        (serde_json::json!({"requests": [{"horizon": "6h"}]}), "requests[0]"),
+        (
+            serde_json::json!({"requests": [{"station": "JFK", "k": "5"}]}),
+            "requests[0].k",
+        ),
+        (
+            serde_json::json!({"requests": [{"station": "JFK", "colour": "red"}]}),
+            "requests[0]",
+        ),
+        (serde_json::json!({"requests": [], "extra": 1}), "body"),
+    ] {
+        let reply = post_batch(&app, &key.secret, body.clone()).await;
+        let problem = reply.assert_problem(400, "invalid_field", path);
+        assert!(
+            problem["field"].as_str().unwrap().starts_with(field)
+                || problem["field"] == "extra",
+            "{body}: {problem}"
+        );
+    }
+    // Not JSON; not declared as JSON; too large.
+    let send = |body: Body, content_type: &str| {
+        Request::builder()
+            .method(Method::POST)
+            .uri(path)
+            .header("authorization", format!("Bearer {}", key.secret))
+            .header("content-type", content_type)
+            .body(body)
+            .unwrap()
+    };
+    let reply = app.send(send(Body::from("{"), "application/json")).await;
+    reply.assert_problem(400, "malformed_json", path);
+    let reply = app
+        .send(send(Body::from(r#"{"requests":[]}"#), "text/plain"))
+        .await;
+    reply.assert_problem(415, "unsupported_media_type", path);
+    let huge = format!(r#"{{"requests":[{{"station":"{}"}}]}}"#, "J".repeat(70_000));
+    let reply = app.send(send(Body::from(huge), "application/json")).await;
+    reply.assert_problem(413, "payload_too_large", path);
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn diagnostics_count_search_statuses_and_report_rewarming() {
+    let app = TestApp::new(Backend::Sqlite).await;
+    let (_, key) = app.tenant("forecaster", &[Scope::Read]).await;
+    for h in ["6h", "6h,48h"] {
+        let reply = get_with(
+            &app,
+            &format!("/api/v1/forecast?station=EWR&horizon={h}&at=2013-03-01T00:00:00Z"),
+            &key.secret,
+            true,
+        )
+        .await;
+        assert_eq!(reply.status, 200, "{}", reply.text());
+    }
+    let service = app.state.forecasts().unwrap();
+    let diag = app
+        .get("/api/v1/forecast/diagnostics", Some(&key.secret))
+        .await
+        .json();
+    let h6 = diag["horizons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["horizon"] == "6h")
+        .unwrap()
+        .clone();
+    let statuses = &h6["statuses"];
+    let counted: u64 = ["optimal", "suboptimal", "slow"]
+        .iter()
+        .map(|s| statuses[s].as_u64().unwrap())
+        .sum();
+    assert_eq!(counted, 2, "{h6}");
+    assert!(
+        ["optimal", "suboptimal", "slow"].contains(&h6["last_status"].as_str().unwrap()),
+        "{h6}"
+    );
+    assert_eq!(h6["recent_searches"], 2, "{h6}");
+    assert_eq!(h6["advice"], serde_json::json!([]), "{h6}");
+    assert_eq!(diag["slow_requests"]["total_slow_requests"], 0, "{diag}");
+    assert_eq!(
+        diag["slow_requests"]["severity_distribution"],
+        serde_json::json!({"critical": 0, "high": 0, "medium": 0, "low": 0})
+    );
+    assert_eq!(diag["rewarm"]["interval_seconds"], 300, "{diag}");
+    assert_eq!(diag["rewarm"]["runs"], 0, "{diag}");
+    assert_eq!(diag["rewarm"]["last"], Value::Null, "{diag}");
+    let metrics = app.get("/metrics", None).await.text();
+    let status_total: u64 = metrics
+        .lines()
+        .filter(|l| l.starts_with(r#"forecast_search_status_total{horizon="6h""#))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert_eq!(status_total, 2, "{metrics}");
+
+    // A slow request is analysed and kept.
+    service.observe_request("/api/v1/forecast", std::time::Duration::from_millis(2500));
+    // A re-warm recomputes every popular configuration and refreshes the cache.
+    let warmed = service.rewarm();
+    let stations = service.model().stations().len();
+    assert_eq!(
+        warmed,
+        stations * server::forecasts::POPULAR.len() * 2,
+        "every station, popular configuration and similarity"
+    );
+    let diag = app
+        .get("/api/v1/forecast/diagnostics", Some(&key.secret))
+        .await
+        .json();
+    assert_eq!(diag["rewarm"]["runs"], 1, "{diag}");
+    assert_eq!(diag["rewarm"]["last"]["warmed"], warmed, "{diag}");
+    let slow = &diag["slow_requests"];
+    assert_eq!(slow["total_slow_requests"], 1, "{slow}");
+    assert_eq!(slow["severity_distribution"]["medium"], 1, "{slow}");
+    assert_eq!(
+        slow["most_problematic_routes"],
+        serde_json::json!([{"route": "/api/v1/forecast", "count": 1}])
+    );
+    assert_eq!(
+        slow["recent_issues"][0]["potential_causes"][0],
+        "Inefficient FAISS search"
+    );
+    let popular = get_with(
+        &app,
+        "/forecast?station=JFK&horizon=6h&vars=t2m,u10,v10",
+        &key.secret,
+        false,
+    )
+    .await;
+    assert_eq!(x_cache(&popular), "hit");
     app.cleanup().await;
 }

@@ -288,6 +288,8 @@ async fn isolation(backend: Backend) {
             }])),
             ("POST", "/api/v1/recommendations/weber-enhanced") => Some(json!({"user_id": a_user})),
             ("POST", "/api/v1/predictions/refit") => None,
+            // The forecast model is shared, public-data, not tenant data.
+            ("POST", "/api/v1/forecast/batch") => Some(json!({"requests": [{"station": "JFK"}]})),
             ("POST", "/api/v1/llm/events") => Some(json!([{
                 "type": "conversation_started", "id": "b-own", "time": server::rfc3339_ms(now_ms()),
                 "conversation_id": "b-conversation", "channel": "web"

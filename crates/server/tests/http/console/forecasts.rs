@@ -60,6 +60,16 @@ async fn the_default_view_draws_the_latest_forecast_as_a_fan_chart() {
     );
     assert!(html.contains("id=\"skill\""));
     assert!(html.contains("holds no verification report"));
+    // How the model is served: the fan's four searches, one per horizon, are counted.
+    assert!(html.contains("<table id=\"search-diagnostics\">"), "{html}");
+    for h in ["6h", "12h", "24h", "48h"] {
+        assert!(
+            html.contains(&format!("<tr><th scope=\"row\">{h}</th><td class=\"num\">1</td>")),
+            "{h}: {html}"
+        );
+    }
+    assert!(html.contains("<dt>Re-warming</dt><dd>every 300 s; no run yet</dd>"));
+    assert!(html.contains("<dt>Slow requests</dt><dd>none"));
     app.cleanup().await;
 }
 
