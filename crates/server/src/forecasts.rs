@@ -137,6 +137,8 @@ impl ForecastService {
         &self,
         q: &RequestText<'_>,
     ) -> Result<Vec<ForecastRequest>, ApiError> {
+        // The station first, as a single-horizon request always checked it.
+        required(q.station, "station")?;
         // Absent is the default; blank is a bad value, as the documented pattern says.
         let horizons = match q.horizon {
             None => vec![DEFAULT_HORIZON],
