@@ -410,7 +410,10 @@ mod tests {
         // High and critical share the seed's "above 5 s" causes.
         for took in [MS(5001), MS(20_000)] {
             let r = analyse_request("/api/v1/forecast", took, at()).expect("slow");
-            assert_eq!(r.potential_causes[0], "Database connection timeout", "{took:?}");
+            assert_eq!(
+                r.potential_causes[0], "Database connection timeout",
+                "{took:?}"
+            );
             assert_eq!(r.recommendations[3], "Scale up CPU resources");
         }
     }
@@ -436,7 +439,10 @@ mod tests {
         assert_eq!(s.severity_distribution.low, 100);
         assert_eq!(s.most_problematic_routes[0].route, "/b");
         assert_eq!(
-            s.most_problematic_routes.iter().map(|r| r.count).sum::<u64>(),
+            s.most_problematic_routes
+                .iter()
+                .map(|r| r.count)
+                .sum::<u64>(),
             100
         );
         let recent: Vec<f64> = s.recent_issues.iter().map(|r| r.response_time_ms).collect();

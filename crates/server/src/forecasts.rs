@@ -553,8 +553,6 @@ impl ForecastService {
         }
     }
 
-
-
     /// Touches every index and fills the cache with the seed's popular configurations at each
     /// station's latest time, so the first real request is neither a cold page fault nor a
     /// miss. Returns how many forecasts were warmed.

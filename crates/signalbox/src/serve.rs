@@ -839,9 +839,7 @@ pub async fn run(common: Common, args: ServeArgs) -> anyhow::Result<()> {
                 .or(file.forecast.cache_capacity)
                 .unwrap_or(defaults.cache_capacity),
             rewarm_interval: forecast_rewarm_interval,
-            memory_budget: args
-                .forecast_memory_budget
-                .or(file.forecast.memory_budget),
+            memory_budget: args.forecast_memory_budget.or(file.forecast.memory_budget),
             ..defaults
         };
         let service = tokio::task::spawn_blocking(move || {

@@ -31,7 +31,9 @@ pub(crate) struct ForecastQuery {
     station: Option<String>,
     /// `6h`, `12h`, `24h` or `48h`, or up to four of them separated by commas, none twice
     /// (`6h,24h`: one forecast per horizon, in this order) [default: 24h].
-    #[param(pattern = "^(6h|12h|24h|48h|6h,12h|6h,24h|6h,48h|12h,6h|12h,24h|12h,48h|24h,6h|24h,12h|24h,48h|48h,6h|48h,12h|48h,24h|6h,12h,24h|6h,12h,48h|6h,24h,12h|6h,24h,48h|6h,48h,12h|6h,48h,24h|12h,6h,24h|12h,6h,48h|12h,24h,6h|12h,24h,48h|12h,48h,6h|12h,48h,24h|24h,6h,12h|24h,6h,48h|24h,12h,6h|24h,12h,48h|24h,48h,6h|24h,48h,12h|48h,6h,12h|48h,6h,24h|48h,12h,6h|48h,12h,24h|48h,24h,6h|48h,24h,12h|6h,12h,24h,48h|6h,12h,48h,24h|6h,24h,12h,48h|6h,24h,48h,12h|6h,48h,12h,24h|6h,48h,24h,12h|12h,6h,24h,48h|12h,6h,48h,24h|12h,24h,6h,48h|12h,24h,48h,6h|12h,48h,6h,24h|12h,48h,24h,6h|24h,6h,12h,48h|24h,6h,48h,12h|24h,12h,6h,48h|24h,12h,48h,6h|24h,48h,6h,12h|24h,48h,12h,6h|48h,6h,12h,24h|48h,6h,24h,12h|48h,12h,6h,24h|48h,12h,24h,6h|48h,24h,6h,12h|48h,24h,12h,6h)$")]
+    #[param(
+        pattern = "^(6h|12h|24h|48h|6h,12h|6h,24h|6h,48h|12h,6h|12h,24h|12h,48h|24h,6h|24h,12h|24h,48h|48h,6h|48h,12h|48h,24h|6h,12h,24h|6h,12h,48h|6h,24h,12h|6h,24h,48h|6h,48h,12h|6h,48h,24h|12h,6h,24h|12h,6h,48h|12h,24h,6h|12h,24h,48h|12h,48h,6h|12h,48h,24h|24h,6h,12h|24h,6h,48h|24h,12h,6h|24h,12h,48h|24h,48h,6h|24h,48h,12h|48h,6h,12h|48h,6h,24h|48h,12h,6h|48h,12h,24h|48h,24h,6h|48h,24h,12h|6h,12h,24h,48h|6h,12h,48h,24h|6h,24h,12h,48h|6h,24h,48h,12h|6h,48h,12h,24h|6h,48h,24h,12h|12h,6h,24h,48h|12h,6h,48h,24h|12h,24h,6h,48h|12h,24h,48h,6h|12h,48h,6h,24h|12h,48h,24h,6h|24h,6h,12h,48h|24h,6h,48h,12h|24h,12h,6h,48h|24h,12h,48h,6h|24h,48h,6h,12h|24h,48h,12h,6h|48h,6h,12h,24h|48h,6h,24h,12h|48h,12h,6h,24h|48h,12h,24h,6h|48h,24h,6h,12h|48h,24h,12h,6h)$"
+    )]
     horizon: Option<String>,
     /// Comma-separated variables: `t2m`, `dewpoint`, `humidity`, `u10`, `v10`, `msl`, `precip`
     /// [default: t2m,u10,v10].
@@ -116,9 +118,7 @@ fn answer_query(
     let fresh = wants_fresh(headers);
     let mut answers = Vec::with_capacity(requests.len());
     for request in &requests {
-        let answer = service
-            .answer(request, fresh)
-            .map_err(forecasts::problem)?;
+        let answer = service.answer(request, fresh).map_err(forecasts::problem)?;
         count(state, request, &answer);
         answers.push(answer);
     }
@@ -402,7 +402,9 @@ async fn answer_batch(
             Err(problem) => {
                 slot.extend_from_slice(b"{\"error\":");
                 // Serialising a JSON value cannot fail.
-                slot.extend(serde_json::to_vec(&problem.to_body(BATCH_PATH, None)).unwrap_or_default());
+                slot.extend(
+                    serde_json::to_vec(&problem.to_body(BATCH_PATH, None)).unwrap_or_default(),
+                );
             }
         }
         slot.push(b'}');

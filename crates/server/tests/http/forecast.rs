@@ -442,8 +442,13 @@ async fn several_horizons_answer_what_each_single_request_answers() {
 }
 
 async fn post_batch(app: &TestApp, key: &str, body: Value) -> crate::Reply {
-    app.call(Method::POST, "/api/v1/forecast/batch", Some(key), Some(body))
-        .await
+    app.call(
+        Method::POST,
+        "/api/v1/forecast/batch",
+        Some(key),
+        Some(body),
+    )
+    .await
 }
 
 #[tokio::test]
@@ -552,7 +557,10 @@ async fn a_batch_that_is_not_the_documented_shape_fails_as_a_whole() {
     let reply = post_batch(&app, &key.secret, too_many).await;
     let problem = reply.assert_problem(422, "unprocessable", path);
     assert_eq!(problem["field"], "requests", "{problem}");
-    assert!(problem["detail"].as_str().unwrap().contains("100"), "{problem}");
+    assert!(
+        problem["detail"].as_str().unwrap().contains("100"),
+        "{problem}"
+    );
     // A hundred is fine.
     let hundred = serde_json::json!({"requests": vec![item.clone(); 100]});
     let reply = post_batch(&app, &key.secret, hundred).await;
@@ -562,7 +570,10 @@ async fn a_batch_that_is_not_the_documented_shape_fails_as_a_whole() {
         (serde_json::json!({}), "requests"),
         (serde_json::json!({"requests": {}}), "requests"),
         (serde_json::json!({"requests": [1]}), "requests[0]"),
-        (serde_json::json!({"requests": [{"horizon": "6h"}]}), "requests[0]"),
+        (
+            serde_json::json!({"requests": [{"horizon": "6h"}]}),
+            "requests[0]",
+        ),
         (
             serde_json::json!({"requests": [{"station": "JFK", "k": "5"}]}),
             "requests[0].k",
@@ -576,8 +587,7 @@ async fn a_batch_that_is_not_the_documented_shape_fails_as_a_whole() {
         let reply = post_batch(&app, &key.secret, body.clone()).await;
         let problem = reply.assert_problem(400, "invalid_field", path);
         assert!(
-            problem["field"].as_str().unwrap().starts_with(field)
-                || problem["field"] == "extra",
+            problem["field"].as_str().unwrap().starts_with(field) || problem["field"] == "extra",
             "{body}: {problem}"
         );
     }

@@ -64,7 +64,9 @@ async fn the_default_view_draws_the_latest_forecast_as_a_fan_chart() {
     assert!(html.contains("<table id=\"search-diagnostics\">"), "{html}");
     for h in ["6h", "12h", "24h", "48h"] {
         assert!(
-            html.contains(&format!("<tr><th scope=\"row\">{h}</th><td class=\"num\">1</td>")),
+            html.contains(&format!(
+                "<tr><th scope=\"row\">{h}</th><td class=\"num\">1</td>"
+            )),
             "{h}: {html}"
         );
     }
