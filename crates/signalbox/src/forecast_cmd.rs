@@ -456,7 +456,7 @@ pub struct GenerateArgs {
 
 /// `forecast generate`: streams `analog::forecast::synthetic` to a CSV file.
 fn generate(args: &GenerateArgs) -> anyhow::Result<()> {
-    use analog::forecast::synthetic::{SyntheticError, SyntheticSpec, SyntheticWeather, CSV_HEADER};
+    use analog::forecast::synthetic::{SyntheticSpec, SyntheticWeather, CSV_HEADER};
 
     let start = analog::forecast::parse_time(&args.start).map_err(|e| anyhow!("--start: {e}"))?;
     let spec = SyntheticSpec {
@@ -465,11 +465,8 @@ fn generate(args: &GenerateArgs) -> anyhow::Result<()> {
         start,
         seed: args.seed,
     };
-    let mut weather = SyntheticWeather::new(spec).map_err(|e| match e {
-        SyntheticError::Stations(_) => anyhow!("--{e}"),
-        SyntheticError::Years(_) => anyhow!("--{e}"),
-        SyntheticError::Start(_) => anyhow!("--{e}"),
-    })?;
+    // The generator's messages start with the field, which is the flag's name.
+    let mut weather = SyntheticWeather::new(spec).map_err(|e| anyhow!("--{e}"))?;
     let mut partial = args.out.clone().into_os_string();
     partial.push(".partial");
     let partial = PathBuf::from(partial);
