@@ -228,7 +228,7 @@ impl SyntheticWeather {
         if spec.start.rem_euclid(SECONDS_PER_HOUR) != 0 {
             return Err(SyntheticError::Start(format!(
                 "{} is not on the hour",
-                spec.start
+                super::format_time(spec.start)
             )));
         }
         let end = add_years(spec.start, spec.years).ok_or_else(|| {
