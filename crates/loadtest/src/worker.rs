@@ -19,7 +19,7 @@ use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 use tokio::time::Sleep;
 
-use crate::report::{new_histogram, UrlTally};
+use crate::report::UrlTally;
 use crate::{resolve_loopback, LoadTestError, Plan, Report, Stop};
 
 type Body = Full<Bytes>;

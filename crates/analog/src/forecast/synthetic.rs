@@ -196,7 +196,6 @@ struct StationState {
 /// assert!(data.bad_rows.is_empty());
 /// # Ok::<(), analog::forecast::synthetic::SyntheticError>(())
 /// ```
-#[derive(Debug, Clone)]
 pub struct SyntheticWeather {
     rng: SplitMix64,
     stations: Vec<StationClimate>,
@@ -211,6 +210,18 @@ pub struct SyntheticWeather {
     next: u64,
     /// `time_hour` of the current hour, shared by its rows.
     time_text: String,
+}
+
+impl std::fmt::Debug for SyntheticWeather {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SyntheticWeather")
+            .field("stations", &self.stations.len())
+            .field("start", &self.start)
+            .field("hours", &self.hours)
+            .field("next", &self.next)
+            .field("systems", &self.systems.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl SyntheticWeather {
