@@ -322,7 +322,10 @@ mod tests {
         assert!(text.contains("200 x 90, 503 x 10"), "{text}");
         assert!(text.contains("1 transport error\n"), "{text}");
         assert!(text.contains("over 1 connection\n"), "{text}");
-        assert!(!text.contains("per URL"), "one URL has no per-URL block: {text}");
+        assert!(
+            !text.contains("per URL"),
+            "one URL has no per-URL block: {text}"
+        );
         assert_eq!(r.urls.len(), 1);
         assert_eq!(r.urls[0].latency_ms, r.latency_ms);
     }
@@ -353,7 +356,10 @@ mod tests {
         assert!((r.urls[1].latency_ms.min - 10.0).abs() < 0.01);
         assert!((r.urls[0].latency_ms.max - 2.0).abs() < 0.01);
         let text = r.to_text();
-        assert!(text.contains("per URL (round-robin):\n  /fast  3 req"), "{text}");
+        assert!(
+            text.contains("per URL (round-robin):\n  /fast  3 req"),
+            "{text}"
+        );
         assert!(text.contains("  /slow  2 req"), "{text}");
         assert!(text.contains("errors 2  status 200 x 2"), "{text}");
     }

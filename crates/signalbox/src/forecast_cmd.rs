@@ -499,8 +499,13 @@ fn generate(args: &GenerateArgs) -> anyhow::Result<()> {
     bytes += text.len() as u64;
     out.flush().map_err(write_error)?;
     drop(out);
-    std::fs::rename(&partial, &args.out)
-        .with_context(|| format!("--out: cannot rename {} to {}", partial.display(), args.out.display()))?;
+    std::fs::rename(&partial, &args.out).with_context(|| {
+        format!(
+            "--out: cannot rename {} to {}",
+            partial.display(),
+            args.out.display()
+        )
+    })?;
     bar.finish_and_clear();
     eprintln!(
         "forecast generate: {} stations, {} hours, {written_rows} rows, {:.1} MiB in {} in {:.1} s (seed {})",

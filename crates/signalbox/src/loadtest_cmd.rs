@@ -265,7 +265,10 @@ pub async fn run(args: LoadtestArgs, data_dir: &std::path::Path) -> anyhow::Resu
     };
     let more = match plan.extra_urls.len() {
         0 => String::new(),
-        n => format!(" and {n} more URL{} round-robin", if n == 1 { "" } else { "s" }),
+        n => format!(
+            " and {n} more URL{} round-robin",
+            if n == 1 { "" } else { "s" }
+        ),
     };
     let level = preset.map_or(String::new(), |p| format!(" (preset {p})"));
     eprintln!(

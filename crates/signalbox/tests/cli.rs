@@ -183,12 +183,24 @@ fn cli_mistakes_get_one_line_naming_the_field() {
         "not a loopback address",
     );
     check(
-        &["loadtest", "--url", "http://127.0.0.1:1/", "--preset", "extreme"],
+        &[
+            "loadtest",
+            "--url",
+            "http://127.0.0.1:1/",
+            "--preset",
+            "extreme",
+        ],
         None,
         "preset: unknown preset \"extreme\" (expected light, normal, heavy or stress)",
     );
     check(
-        &["loadtest", "--url", "http://127.0.0.1:1/", "--requests", "1"],
+        &[
+            "loadtest",
+            "--url",
+            "http://127.0.0.1:1/",
+            "--requests",
+            "1",
+        ],
         None,
         "connections: give --connections or --preset",
     );

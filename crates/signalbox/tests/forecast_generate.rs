@@ -35,13 +35,14 @@ fn generate_writes_a_csv_that_builds_and_is_the_same_for_a_seed() {
     assert!(!dir.path().join("synthetic.csv.partial").exists());
     let text = std::fs::read_to_string(&csv).expect("csv");
     assert!(
-        text.starts_with(
-            "origin,time_hour,temp,dewp,humid,wind_dir,wind_speed,precip,pressure\n"
-        ),
+        text.starts_with("origin,time_hour,temp,dewp,humid,wind_dir,wind_speed,precip,pressure\n"),
         "{}",
         &text[..100]
     );
-    assert!(text.contains("ST0002,2001-03-01T00:00:00Z,") || text.contains("ST0002,2001-03-01T01:00:00Z,"));
+    assert!(
+        text.contains("ST0002,2001-03-01T00:00:00Z,")
+            || text.contains("ST0002,2001-03-01T01:00:00Z,")
+    );
     // Close to 2 × 8,760 rows: about 1 % of the hours are gaps.
     let rows = text.lines().count() - 1;
     assert!((17_000..17_520).contains(&rows), "{rows} rows");
@@ -68,9 +69,15 @@ fn generate_flags_are_checked_in_one_line() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("x.csv");
     for (args, expected) in [
-        (vec!["--stations", "0"], "--stations: 0 is not between 1 and 9999"),
+        (
+            vec!["--stations", "0"],
+            "--stations: 0 is not between 1 and 9999",
+        ),
         (vec!["--years", "0"], "--years: 0 is not between 1 and 200"),
-        (vec!["--start", "someday"], "--start: 'someday' is not an RFC 3339 time"),
+        (
+            vec!["--start", "someday"],
+            "--start: 'someday' is not an RFC 3339 time",
+        ),
         (vec!["--start", "2001-03-01T00:30:00Z"], "--start: "),
     ] {
         let o = run(signalbox()
@@ -85,7 +92,15 @@ fn generate_flags_are_checked_in_one_line() {
         assert!(!out.exists());
     }
     let o = run(signalbox()
-        .args(["forecast", "generate", "--stations", "1", "--years", "1", "--out"])
+        .args([
+            "forecast",
+            "generate",
+            "--stations",
+            "1",
+            "--years",
+            "1",
+            "--out",
+        ])
         .arg(dir.path().join("no/such/dir/x.csv")));
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success());

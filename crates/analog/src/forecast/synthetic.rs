@@ -420,7 +420,11 @@ impl SyntheticWeather {
             radius_km: uniform(rng, 600.0, 1400.0),
             u_kmh: uniform(rng, 25.0, 45.0),
             v_kmh: uniform(rng, -10.0, 10.0),
-            age_h: if anywhere { uniform(rng, 0.0, life) } else { 0.0 },
+            age_h: if anywhere {
+                uniform(rng, 0.0, life)
+            } else {
+                0.0
+            },
             life_h: life,
         });
     }
@@ -439,7 +443,8 @@ impl SyntheticWeather {
             let envelope = (std::f64::consts::PI * sys.age_h / sys.life_h).sin();
             let (dx, dy) = (c.x_km - sys.x_km, c.y_km - sys.y_km);
             let r2 = sys.radius_km * sys.radius_km;
-            let g = sys.amplitude_hpa * winter * envelope * (-(dx * dx + dy * dy) / (2.0 * r2)).exp();
+            let g =
+                sys.amplitude_hpa * winter * envelope * (-(dx * dx + dy * dy) / (2.0 * r2)).exp();
             anomaly += g;
             dp_dx -= g * dx / r2;
             dp_dy -= g * dy / r2;
@@ -448,7 +453,8 @@ impl SyntheticWeather {
         let diurnal = (TAU * (local_solar - 15.0) / 24.0).cos();
         let continental = 3.0 * (-season) * (1.0 - c.aridity * 0.5);
         let tide = 0.6 * (2.0 * TAU * (local_solar - 10.0) / 24.0).cos();
-        let pressure = (1013.5 + continental + anomaly + tide + 0.3 * gaussian(rng)).clamp(880.0, 1075.0);
+        let pressure =
+            (1013.5 + continental + anomaly + tide + 0.3 * gaussian(rng)).clamp(880.0, 1075.0);
 
         // Geostrophic wind (m/s): 1 hPa/km is 0.1 Pa/m; ρ = 1.2 kg/m³, f = 2Ω sin(lat).
         let f = 1.458e-4 * c.latitude.to_radians().sin();
@@ -503,7 +509,8 @@ impl SyntheticWeather {
             regional_m += w * self.nodes[j].moisture_anomaly;
         }
         let phi_l = (-1.0f64 / 8.0).exp();
-        st.temp_anomaly = phi_l * st.temp_anomaly + (1.0 - phi_l * phi_l).sqrt() * 0.8 * gaussian(rng);
+        st.temp_anomaly =
+            phi_l * st.temp_anomaly + (1.0 - phi_l * phi_l).sqrt() * 0.8 * gaussian(rng);
         let temp = (c.mean_temp_c
             + c.annual_amplitude_c * season
             + c.diurnal_amplitude_c * diurnal * (1.0 - 0.6 * cloud)
@@ -721,12 +728,26 @@ mod tests {
 
     #[test]
     fn calendar_helpers_agree_with_the_time_crate() {
-        for days in [-800_000i64, -1, 0, 59, 365, 10_957, 11_016, 19_000, 2_000_000] {
+        for days in [
+            -800_000i64,
+            -1,
+            0,
+            59,
+            365,
+            10_957,
+            11_016,
+            19_000,
+            2_000_000,
+        ] {
             let date = time::Date::from_julian_day(2_440_588 + days as i32).unwrap();
             let (y, m, d) = civil_from_days(days);
             assert_eq!(
                 (y, m, d),
-                (i64::from(date.year()), u8::from(date.month()) as u32, u32::from(date.day()))
+                (
+                    i64::from(date.year()),
+                    u8::from(date.month()) as u32,
+                    u32::from(date.day())
+                )
             );
             assert_eq!(days_from_civil(y, m, d), days);
         }
@@ -742,7 +763,10 @@ mod tests {
     fn bad_specs_name_the_field() {
         let err = |s| SyntheticWeather::new(s).unwrap_err().to_string();
         assert_eq!(err(spec(0, 1, 1)), "stations: 0 is not between 1 and 9999");
-        assert_eq!(err(spec(10_000, 1, 1)), "stations: 10000 is not between 1 and 9999");
+        assert_eq!(
+            err(spec(10_000, 1, 1)),
+            "stations: 10000 is not between 1 and 9999"
+        );
         assert_eq!(err(spec(1, 0, 1)), "years: 0 is not between 1 and 200");
         let mut off = spec(1, 1, 1);
         off.start += 60;
@@ -770,11 +794,18 @@ mod tests {
     fn the_parser_accepts_every_row_within_its_limits() {
         let (weather, csv, rows) = generate(spec(6, 2, 3));
         let data = parse_csv(csv.as_bytes()).unwrap();
-        assert!(data.bad_rows.is_empty(), "{:?}", &data.bad_rows[..data.bad_rows.len().min(5)]);
+        assert!(
+            data.bad_rows.is_empty(),
+            "{:?}",
+            &data.bad_rows[..data.bad_rows.len().min(5)]
+        );
         assert_eq!(data.rows, rows.len() as u64);
         assert_eq!(data.stations.len(), 6);
         let codes: Vec<&str> = weather.stations().iter().map(|s| s.code.as_str()).collect();
-        assert_eq!(codes, ["ST0001", "ST0002", "ST0003", "ST0004", "ST0005", "ST0006"]);
+        assert_eq!(
+            codes,
+            ["ST0001", "ST0002", "ST0003", "ST0004", "ST0005", "ST0006"]
+        );
         for r in &rows {
             assert!(r.dewpoint_c <= r.temp_c, "{r:?}");
             assert!((-85.0..=55.0).contains(&r.temp_c), "{r:?}");
@@ -810,7 +841,11 @@ mod tests {
         // The longest gap of some station is several hours long.
         let mut longest = 0;
         for s in 0..10 {
-            let times: Vec<i64> = rows.iter().filter(|r| r.station == s).map(|r| r.time).collect();
+            let times: Vec<i64> = rows
+                .iter()
+                .filter(|r| r.station == s)
+                .map(|r| r.time)
+                .collect();
             for w in times.windows(2) {
                 longest = longest.max((w[1] - w[0]) / 3600 - 1);
             }
@@ -828,16 +863,43 @@ mod tests {
         let stations = weather.stations();
         let month = |t: i64| civil_from_days(t.div_euclid(86_400)).1;
         for (s, c) in stations.iter().enumerate() {
-            let of = |m: u32| mean(rows.iter().filter(|r| r.station == s && month(r.time) == m).map(|r| r.temp_c));
-            assert!(of(7) - of(1) > 6.0, "{}: July {} vs January {}", c.code, of(7), of(1));
-            let local = |r: &SyntheticRow| ((r.time.rem_euclid(86_400) as f64 / 3600.0) + c.longitude / 15.0).rem_euclid(24.0);
-            let at = |lo: f64, hi: f64| mean(rows.iter().filter(|r| r.station == s && (lo..hi).contains(&local(r))).map(|r| r.temp_c));
-            assert!(at(14.0, 16.0) - at(4.0, 6.0) > 3.0, "{}: no diurnal cycle", c.code);
+            let of = |m: u32| {
+                mean(
+                    rows.iter()
+                        .filter(|r| r.station == s && month(r.time) == m)
+                        .map(|r| r.temp_c),
+                )
+            };
+            assert!(
+                of(7) - of(1) > 6.0,
+                "{}: July {} vs January {}",
+                c.code,
+                of(7),
+                of(1)
+            );
+            let local = |r: &SyntheticRow| {
+                ((r.time.rem_euclid(86_400) as f64 / 3600.0) + c.longitude / 15.0).rem_euclid(24.0)
+            };
+            let at = |lo: f64, hi: f64| {
+                mean(
+                    rows.iter()
+                        .filter(|r| r.station == s && (lo..hi).contains(&local(r)))
+                        .map(|r| r.temp_c),
+                )
+            };
+            assert!(
+                at(14.0, 16.0) - at(4.0, 6.0) > 3.0,
+                "{}: no diurnal cycle",
+                c.code
+            );
         }
         // A colder climate further north (same elevation class: compare the fit's sign).
         let north_cold = correlation(
             &stations.iter().map(|c| c.latitude).collect::<Vec<_>>(),
-            &stations.iter().map(|c| c.mean_temp_c + 6.5 * c.elevation_m / 1000.0).collect::<Vec<_>>(),
+            &stations
+                .iter()
+                .map(|c| c.mean_temp_c + 6.5 * c.elevation_m / 1000.0)
+                .collect::<Vec<_>>(),
         );
         assert!(north_cold < -0.8, "{north_cold}");
 
@@ -851,7 +913,16 @@ mod tests {
             .iter()
             .map(|x| {
                 let days = hours / 24;
-                let daily: Vec<f64> = (0..days).map(|d| mean(x[d * 24..d * 24 + 24].iter().copied().filter(|v| !v.is_nan()))).collect();
+                let daily: Vec<f64> = (0..days)
+                    .map(|d| {
+                        mean(
+                            x[d * 24..d * 24 + 24]
+                                .iter()
+                                .copied()
+                                .filter(|v| !v.is_nan()),
+                        )
+                    })
+                    .collect();
                 // Remove a 31-day running mean: what is left is weather, not season.
                 (0..days)
                     .map(|d| {
@@ -862,7 +933,9 @@ mod tests {
                     .collect()
             })
             .collect();
-        let dist = |a: &StationClimate, b: &StationClimate| ((a.x_km - b.x_km).powi(2) + (a.y_km - b.y_km).powi(2)).sqrt();
+        let dist = |a: &StationClimate, b: &StationClimate| {
+            ((a.x_km - b.x_km).powi(2) + (a.y_km - b.y_km).powi(2)).sqrt()
+        };
         let mut pairs: Vec<(f64, usize, usize)> = Vec::new();
         for a in 0..stations.len() {
             for b in a + 1..stations.len() {
@@ -877,22 +950,34 @@ mod tests {
 
         // Hour-to-hour persistence.
         let t0 = &series[0];
-        let (a, b): (Vec<f64>, Vec<f64>) = t0.windows(2).filter(|w| !w[0].is_nan() && !w[1].is_nan()).map(|w| (w[0], w[1])).unzip();
+        let (a, b): (Vec<f64>, Vec<f64>) = t0
+            .windows(2)
+            .filter(|w| !w[0].is_nan() && !w[1].is_nan())
+            .map(|w| (w[0], w[1]))
+            .unzip();
         assert!(correlation(&a, &b) > 0.9);
 
         let pressures: Vec<f64> = rows.iter().filter_map(|r| r.pressure_hpa).collect();
         let pm = mean(pressures.iter().copied());
         let psd = mean(pressures.iter().map(|p| (p - pm).powi(2))).sqrt();
-        assert!((1005.0..1022.0).contains(&pm) && (3.0..15.0).contains(&psd), "pressure {pm} ± {psd}");
+        assert!(
+            (1005.0..1022.0).contains(&pm) && (3.0..15.0).contains(&psd),
+            "pressure {pm} ± {psd}"
+        );
         let wind = mean(rows.iter().map(|r| r.wind_speed_ms));
         assert!((1.5..9.0).contains(&wind), "mean wind {wind} m/s");
         let wet = rows.iter().filter(|r| r.precip_mm > 0.0).count() as f64 / rows.len() as f64;
         assert!((0.02..0.2).contains(&wet), "wet hours {wet}");
         // Rain comes with low pressure.
-        let p_wet = mean(rows.iter().filter(|r| r.precip_mm > 0.0).filter_map(|r| r.pressure_hpa));
+        let p_wet = mean(
+            rows.iter()
+                .filter(|r| r.precip_mm > 0.0)
+                .filter_map(|r| r.pressure_hpa),
+        );
         assert!(p_wet < pm - 2.0, "pressure when wet {p_wet} vs {pm}");
         // The pressure field keeps the air moving: calm hours are rare.
-        let calm = rows.iter().filter(|r| r.wind_speed_ms == 0.0).count() as f64 / rows.len() as f64;
+        let calm =
+            rows.iter().filter(|r| r.wind_speed_ms == 0.0).count() as f64 / rows.len() as f64;
         assert!(calm < 0.2, "calm {calm}");
         let humid = mean(rows.iter().map(|r| r.humidity_pct));
         assert!((40.0..90.0).contains(&humid), "humidity {humid}");
