@@ -25,10 +25,17 @@ single-query k=10 latency p50/p99 on one thread, batch throughput on two
 threads (faiss.omp_set_num_threads; ours splits the batch over two
 std::thread::scope threads), recall@10 against exact L2 for the IVF rows.
 
+--ivf NLIST,M,NBITS,NPROBE,SHORTLIST replaces the weather set's IVF-PQ settings
+(e.g. a forecast model's, for vectors from `signalbox forecast export-vectors`).
+FAISS needs m to divide the dimension: when it does not, both libraries use the
+largest divisor below it, and the run says so (and records m_requested).
+--queries N searches an evenly spaced sample of N of the held-out queries
+(large sets: every query of a 26k-query hold-out times 5 rounds is too long).
+
 Usage (from the repository root):
   python3 crates/analog/bench/faiss_compare.py --weather-csv demo/nyc_weather_2013.csv \
       [--vectors FILE --dim D] [--sets random52_6574,random52_13148,weather] \
-      [--rounds 5] [--json bench-results.json]
+      [--ivf 64,8,8,8,50] [--queries 1000] [--rounds 5] [--json bench-results.json]
 """
 
 import argparse
@@ -142,9 +149,23 @@ def model_states(path):
     return np.ascontiguousarray(states.reshape(n, -1))
 
 
-def held_out(vectors):
+def held_out(vectors, max_queries=None):
+    """The first 90% in time are indexed, the last 10% are the queries (an evenly spaced
+    sample of at most `max_queries` of them)."""
     cut = int(len(vectors) * 0.9)
-    return np.ascontiguousarray(vectors[:cut]), np.ascontiguousarray(vectors[cut:])
+    queries = vectors[cut:]
+    if max_queries and len(queries) > max_queries:
+        queries = queries[np.linspace(0, len(queries) - 1, max_queries).round().astype(int)]
+    return np.ascontiguousarray(vectors[:cut]), np.ascontiguousarray(queries)
+
+
+def parse_ivf(text):
+    """NLIST,M,NBITS,NPROBE,SHORTLIST -> the IVF settings dict."""
+    parts = text.split(",")
+    if len(parts) != 5 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+        sys.exit(f"--ivf: '{text}' is not NLIST,M,NBITS,NPROBE,SHORTLIST (five positive whole numbers)")
+    nlist, m, nbits, nprobe, shortlist = (int(p) for p in parts)
+    return dict(nlist=nlist, m=m, nbits=nbits, nprobe=nprobe, shortlist=shortlist)
 
 
 def time_single(index, queries, rounds):
@@ -235,6 +256,8 @@ def main():
                     "e.g. MODEL/JFK.24h.sbx from `signalbox forecast build`")
     ap.add_argument("--weather-csv", default=os.path.join(repo, "demo", "nyc_weather_2013.csv"))
     ap.add_argument("--station", default="JFK")
+    ap.add_argument("--ivf", type=parse_ivf, help="NLIST,M,NBITS,NPROBE,SHORTLIST for the weather/vectors set")
+    ap.add_argument("--queries", type=int, help="search at most this many of the held-out queries")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--json", default="faiss_compare.json")
     args = ap.parse_args()
@@ -255,15 +278,21 @@ def main():
                     vectors = np.fromfile(args.vectors, dtype="<f4").reshape(-1, args.dim)
                 else:
                     vectors = weather_vectors(args.weather_csv, args.station)
-                base, queries = held_out(vectors)
+                base, queries = held_out(vectors, args.queries)
             else:
                 sys.exit(f"unknown set {name}")
             ivf = dict(IVF.get(name, IVF["weather"]))
+            if name == "weather" and args.ivf:
+                ivf = dict(args.ivf)
             d = base.shape[1]
             if d % ivf["m"] != 0:  # FAISS needs m | d: take the largest divisor <= m
-                ivf["m"] = max(m for m in range(1, ivf["m"] + 1) if d % m == 0)
+                m = max(m for m in range(1, ivf["m"] + 1) if d % m == 0)
+                print(f"== {name}: m {ivf['m']} does not divide dim {d}; FAISS and analog both use m {m}",
+                      file=sys.stderr)
+                ivf["m_requested"], ivf["m"] = ivf["m"], m
             print(f"== {name}: {len(base)} x {d}, {len(queries)} queries, ivf {ivf}", file=sys.stderr)
-            mine = ours(base, queries, ivf, args.rounds, workdir, repo)
+            mine = ours(base, queries, {k: v for k, v in ivf.items() if k != "m_requested"},
+                        args.rounds, workdir, repo)
             theirs = faiss_rows(base, queries, ivf, args.rounds)
             results["sets"][name] = dict(n=len(base), nq=len(queries), dim=d, ivf=ivf, analog=mine, faiss=theirs)
 

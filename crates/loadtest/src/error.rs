@@ -46,6 +46,23 @@ pub enum LoadTestError {
         target: String,
     },
 
+    /// A further URL is on another host or port than the first one: the
+    /// connections are shared by every URL of a run.
+    #[error("url: {other} is not on the same host and port as {first}; every URL of one run must name the same server")]
+    MixedTargets {
+        /// The first URL of the plan.
+        first: String,
+        /// The URL on another server.
+        other: String,
+    },
+
+    /// A preset name was not recognised (from [`Preset`](crate::Preset)'s `FromStr`).
+    #[error("preset: unknown preset {input:?} (expected light, normal, heavy or stress)")]
+    InvalidPreset {
+        /// The rejected input.
+        input: String,
+    },
+
     /// The URL host name could not be resolved.
     #[error("url: could not resolve {host}: {source}")]
     Resolve {

@@ -6,6 +6,13 @@
 //! returns a [`Report`] with throughput, latency percentiles and counts by
 //! HTTP status.
 //!
+//! Several URLs on one server ([`Plan::extra_urls`]) are measured in the
+//! same run, **round-robin**: every request takes the next URL from one
+//! counter shared by all connections, so each URL gets an equal share of the
+//! requests under the same load, and the report has per-URL figures
+//! ([`Report::urls`]) besides the totals. [`Preset`] names the seed's load
+//! levels (connections and duration).
+//!
 //! Safety rules enforced by [`Plan::validate`] and [`run`]:
 //!
 //! * only `http://` URLs are accepted;
@@ -43,7 +50,7 @@ use http::header::{self, HeaderName, HeaderValue};
 use http::{Method, Uri};
 
 pub use error::LoadTestError;
-pub use report::{LatencySummary, Report};
+pub use report::{LatencySummary, Report, UrlReport};
 pub use worker::run;
 
 /// Largest accepted [`Plan::connections`].
@@ -65,6 +72,12 @@ pub struct Plan {
     /// are sent as-is on every request. The `Host` header is set from the
     /// authority unless [`Plan::headers`] contains one.
     pub url: Uri,
+    /// Further URLs on the same scheme, host and port as [`Plan::url`]
+    /// (usually empty). Requests go round-robin over `url`, `extra_urls[0]`,
+    /// … from one counter shared by every connection, so each URL gets the
+    /// same share (within one request per URL) under the same load; the
+    /// connections are shared, hence the one-server rule.
+    pub extra_urls: Vec<Uri>,
     /// Request method (`CONNECT` is refused).
     pub method: Method,
     /// Extra request headers, sent in this order (repeats allowed).
@@ -106,6 +119,7 @@ impl Plan {
     pub fn new(url: Uri, connections: usize, stop: Stop) -> Plan {
         Plan {
             url,
+            extra_urls: Vec::new(),
             method: Method::GET,
             headers: Vec::new(),
             body: Bytes::new(),
@@ -131,7 +145,7 @@ impl Plan {
     /// );
     /// ```
     pub fn validate(&self) -> Result<(), LoadTestError> {
-        self.target()?;
+        self.targets()?;
         if self.method == Method::CONNECT {
             return Err(LoadTestError::UnsupportedMethod {
                 method: self.method.to_string(),
@@ -166,53 +180,152 @@ impl Plan {
         Ok(())
     }
 
-    /// Checks the URL and extracts what the workers need from it.
-    fn target(&self) -> Result<TargetUrl, LoadTestError> {
-        let url = &self.url;
-        let (Some(scheme), Some(authority)) = (url.scheme_str(), url.authority()) else {
-            return Err(LoadTestError::NotAbsolute);
-        };
-        if !scheme.eq_ignore_ascii_case("http") {
-            return Err(LoadTestError::UnsupportedScheme);
-        }
-        if authority.as_str().contains('@') {
-            return Err(LoadTestError::UrlCredentials);
-        }
-        let host = authority.host();
-        // IPv6 literals come bracketed ("[::1]"); the resolver wants them bare.
-        let bare = host
-            .strip_prefix('[')
-            .and_then(|h| h.strip_suffix(']'))
-            .unwrap_or(host);
-        if bare.is_empty() {
-            return Err(LoadTestError::NotAbsolute);
-        }
-        if let Ok(ip) = bare.parse::<IpAddr>() {
-            if !is_loopback(ip) {
-                return Err(LoadTestError::NotLoopback {
-                    target: bare.to_owned(),
+    /// Checks every URL and extracts what the workers need: the first URL's
+    /// target and the request path of each URL in round-robin order.
+    fn targets(&self) -> Result<(TargetUrl, Vec<Uri>), LoadTestError> {
+        let first = target_of(&self.url)?;
+        let mut paths = vec![first.path.clone()];
+        for url in &self.extra_urls {
+            let other = target_of(url)?;
+            if !other.host.eq_ignore_ascii_case(&first.host) || other.port != first.port {
+                return Err(LoadTestError::MixedTargets {
+                    first: self.url.to_string(),
+                    other: url.to_string(),
                 });
             }
+            paths.push(other.path);
         }
-        let host_header =
-            HeaderValue::from_str(authority.as_str()).map_err(|_| LoadTestError::InvalidUrl {
-                input: url.to_string(),
-                reason: "the host is not a valid Host header value".to_owned(),
-            })?;
-        let path = match url.path_and_query() {
-            Some(pq) if !pq.as_str().is_empty() => Uri::from(pq.clone()),
-            _ => Uri::from_static("/"),
-        };
-        Ok(TargetUrl {
-            host: bare.to_owned(),
-            port: authority.port_u16().unwrap_or(80),
-            host_header,
-            path,
+        Ok((first, paths))
+    }
+}
+
+/// What a [`Plan`] asks for at one of the seed's load levels.
+///
+/// | preset | connections | duration |
+/// |---|---|---|
+/// | `light` | 10 | 60 s |
+/// | `normal` | 50 | 300 s |
+/// | `heavy` | 100 | 180 s |
+/// | `stress` | 200 | 60 s |
+///
+/// ```
+/// use std::time::Duration;
+/// use loadtest::Preset;
+/// let p: Preset = "heavy".parse().unwrap();
+/// assert_eq!((p.connections(), p.duration()), (100, Duration::from_secs(180)));
+/// assert_eq!(p.to_string(), "heavy");
+/// assert!("extreme".parse::<Preset>().is_err());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Preset {
+    /// 10 connections for 60 s.
+    Light,
+    /// 50 connections for 300 s.
+    Normal,
+    /// 100 connections for 180 s.
+    Heavy,
+    /// 200 connections for 60 s.
+    Stress,
+}
+
+impl Preset {
+    /// Every preset, lightest first.
+    pub const ALL: [Preset; 4] = [Preset::Light, Preset::Normal, Preset::Heavy, Preset::Stress];
+
+    /// The preset's name as [`FromStr`](std::str::FromStr) accepts it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Preset::Light => "light",
+            Preset::Normal => "normal",
+            Preset::Heavy => "heavy",
+            Preset::Stress => "stress",
+        }
+    }
+
+    /// Concurrent connections (the seed's concurrent users).
+    pub fn connections(self) -> usize {
+        match self {
+            Preset::Light => 10,
+            Preset::Normal => 50,
+            Preset::Heavy => 100,
+            Preset::Stress => 200,
+        }
+    }
+
+    /// How long the seed runs it.
+    pub fn duration(self) -> Duration {
+        Duration::from_secs(match self {
+            Preset::Light | Preset::Stress => 60,
+            Preset::Normal => 300,
+            Preset::Heavy => 180,
         })
     }
 }
 
-/// The parts of [`Plan::url`] that [`run`] uses.
+impl std::fmt::Display for Preset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Preset {
+    type Err = LoadTestError;
+
+    fn from_str(s: &str) -> Result<Preset, LoadTestError> {
+        Preset::ALL
+            .into_iter()
+            .find(|p| p.name() == s.trim())
+            .ok_or_else(|| LoadTestError::InvalidPreset {
+                input: s.to_owned(),
+            })
+    }
+}
+
+/// Checks one URL and extracts what the workers need from it.
+fn target_of(url: &Uri) -> Result<TargetUrl, LoadTestError> {
+    let (Some(scheme), Some(authority)) = (url.scheme_str(), url.authority()) else {
+        return Err(LoadTestError::NotAbsolute);
+    };
+    if !scheme.eq_ignore_ascii_case("http") {
+        return Err(LoadTestError::UnsupportedScheme);
+    }
+    if authority.as_str().contains('@') {
+        return Err(LoadTestError::UrlCredentials);
+    }
+    let host = authority.host();
+    // IPv6 literals come bracketed ("[::1]"); the resolver wants them bare.
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    if bare.is_empty() {
+        return Err(LoadTestError::NotAbsolute);
+    }
+    if let Ok(ip) = bare.parse::<IpAddr>() {
+        if !is_loopback(ip) {
+            return Err(LoadTestError::NotLoopback {
+                target: bare.to_owned(),
+            });
+        }
+    }
+    let host_header =
+        HeaderValue::from_str(authority.as_str()).map_err(|_| LoadTestError::InvalidUrl {
+            input: url.to_string(),
+            reason: "the host is not a valid Host header value".to_owned(),
+        })?;
+    let path = match url.path_and_query() {
+        Some(pq) if !pq.as_str().is_empty() => Uri::from(pq.clone()),
+        _ => Uri::from_static("/"),
+    };
+    Ok(TargetUrl {
+        host: bare.to_owned(),
+        port: authority.port_u16().unwrap_or(80),
+        host_header,
+        path,
+    })
+}
+
+/// The parts of one URL that [`run`] uses.
 #[derive(Debug)]
 struct TargetUrl {
     /// Host without IPv6 brackets, for the resolver.
@@ -358,6 +471,10 @@ mod tests {
         assert!(!is_loopback("::ffff:10.0.0.1".parse().unwrap()));
     }
 
+    fn target(plan: &Plan) -> TargetUrl {
+        plan.targets().unwrap().0
+    }
+
     #[test]
     fn target_extraction() {
         let plan = Plan::new(
@@ -365,14 +482,14 @@ mod tests {
             1,
             Stop::Requests(1),
         );
-        let t = plan.target().unwrap();
+        let t = target(&plan);
         assert_eq!(t.host, "::1");
         assert_eq!(t.port, 9000);
         assert_eq!(t.host_header, "[::1]:9000");
         assert_eq!(t.path, "/a/b?c=d");
 
         let plan = Plan::new("http://127.0.0.1".parse().unwrap(), 1, Stop::Requests(1));
-        let t = plan.target().unwrap();
+        let t = target(&plan);
         assert_eq!(t.port, 80);
         assert_eq!(t.host_header, "127.0.0.1");
         assert_eq!(t.path, "/");

@@ -1,6 +1,5 @@
 //! The load loop: one task per connection, each sending requests back-to-back.
 
-use std::collections::BTreeMap;
 use std::future::{poll_fn, Future};
 use std::io;
 use std::net::SocketAddr;
@@ -11,7 +10,6 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use hdrhistogram::Histogram;
 use http::header::{HeaderMap, HOST};
 use http::{Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
@@ -21,6 +19,7 @@ use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 use tokio::time::Sleep;
 
+use crate::report::UrlTally;
 use crate::{resolve_loopback, LoadTestError, Plan, Report, Stop};
 
 type Body = Full<Bytes>;
@@ -30,7 +29,8 @@ type Conn = Connection<TokioIo<TcpStream>, Body>;
 ///
 /// Validates the plan, resolves the host (refusing unless every address is
 /// loopback), then runs [`Plan::connections`] tasks, each owning one
-/// keep-alive HTTP/1.1 connection, until [`Plan::stop`] is reached.
+/// keep-alive HTTP/1.1 connection, until [`Plan::stop`] is reached. With
+/// [`Plan::extra_urls`], each request takes the next URL round-robin.
 ///
 /// A connection that fails is counted as a transport error and replaced. A
 /// task stops (after counting the error) when it cannot connect, or when a
@@ -51,7 +51,7 @@ type Conn = Connection<TokioIo<TcpStream>, Body>;
 /// ```
 pub async fn run(plan: Plan) -> Result<Report, LoadTestError> {
     plan.validate()?;
-    let url = plan.target()?;
+    let (url, paths) = plan.targets()?;
     let addrs = resolve_loopback(&url.host, url.port).await?;
 
     let mut headers = HeaderMap::with_capacity(plan.headers.len() + 1);
@@ -76,7 +76,8 @@ pub async fn run(plan: Plan) -> Result<Report, LoadTestError> {
         addrs,
         target: format!("{}:{}", url.host_header_host(), url.port),
         method: plan.method,
-        path: url.path,
+        paths,
+        next_path: AtomicU64::new(0),
         headers,
         body: plan.body,
         timeout: plan.request_timeout,
@@ -89,21 +90,20 @@ pub async fn run(plan: Plan) -> Result<Report, LoadTestError> {
         tasks.spawn(worker(Arc::clone(&shared)));
     }
 
-    let mut hist = new_histogram();
-    let mut requests = 0u64;
-    let mut transport_errors = 0u64;
-    let mut status_counts = BTreeMap::new();
+    let mut per_url: Vec<(String, UrlTally)> = shared
+        .paths
+        .iter()
+        .map(|p| (p.to_string(), UrlTally::new()))
+        .collect();
+    let mut unattributed_errors = 0u64;
     let mut any_connected = false;
     let mut connect_error = None;
     while let Some(joined) = tasks.join_next().await {
         let outcome = joined.map_err(|e| LoadTestError::Internal(e.to_string()))?;
-        requests += outcome.requests;
-        transport_errors += outcome.errors;
-        for (status, count) in outcome.statuses {
-            *status_counts.entry(status).or_insert(0) += count;
+        for ((_, total), tally) in per_url.iter_mut().zip(&outcome.per_url) {
+            total.add(tally);
         }
-        // Both histograms auto-resize, so adding cannot run out of range.
-        let _ = hist.add(&outcome.hist);
+        unattributed_errors += outcome.unattributed_errors;
         any_connected |= outcome.connected;
         if connect_error.is_none() {
             connect_error = outcome.connect_error;
@@ -120,11 +120,9 @@ pub async fn run(plan: Plan) -> Result<Report, LoadTestError> {
         }
     }
     Ok(Report::new(
-        requests,
-        transport_errors,
+        unattributed_errors,
         elapsed,
-        &hist,
-        status_counts,
+        &per_url,
         plan.connections,
     ))
 }
@@ -146,8 +144,10 @@ struct Shared {
     /// `host:port`, for error messages.
     target: String,
     method: Method,
-    /// Origin-form request target.
-    path: Uri,
+    /// Origin-form request target of each URL, in plan order.
+    paths: Vec<Uri>,
+    /// Requests started so far, for the round-robin choice of URL.
+    next_path: AtomicU64,
     headers: HeaderMap,
     body: Bytes,
     timeout: Duration,
@@ -155,12 +155,23 @@ struct Shared {
 }
 
 impl Shared {
-    /// A fresh request from the pre-built parts; every clone here is a
-    /// reference-count bump except the header map's two small vectors.
-    fn request(&self) -> Request<Body> {
+    /// The index of the URL the next request goes to (round-robin).
+    fn next_url(&self) -> usize {
+        if self.paths.len() == 1 {
+            return 0;
+        }
+        let n = self.next_path.fetch_add(1, Ordering::Relaxed);
+        // The remainder is below paths.len(), so it fits a usize.
+        (n % self.paths.len() as u64) as usize
+    }
+
+    /// A fresh request to URL `url` from the pre-built parts; every clone
+    /// here is a reference-count bump except the header map's two small
+    /// vectors.
+    fn request(&self, url: usize) -> Request<Body> {
         let mut req = Request::new(Full::new(self.body.clone()));
         *req.method_mut() = self.method.clone();
-        *req.uri_mut() = self.path.clone();
+        *req.uri_mut() = self.paths[url].clone();
         *req.headers_mut() = self.headers.clone();
         req
     }
@@ -195,20 +206,15 @@ impl Limit {
 
 /// What one connection task measured.
 struct Outcome {
-    hist: Histogram<u64>,
-    requests: u64,
-    errors: u64,
-    statuses: BTreeMap<u16, u64>,
+    /// One tally per URL, in plan order.
+    per_url: Vec<UrlTally>,
+    /// Transport errors of no request: failed connects, connections lost
+    /// before their first request.
+    unattributed_errors: u64,
     /// Whether any connection was established.
     connected: bool,
     /// The first connect error, if any.
     connect_error: Option<io::Error>,
-}
-
-fn new_histogram() -> Histogram<u64> {
-    // Auto-resizing (from a tiny initial range) with 3 significant figures;
-    // creation with these constant arguments cannot fail.
-    Histogram::new(3).unwrap_or_else(|_| unreachable!("3 significant figures is valid"))
 }
 
 /// How a connection's life ended.
@@ -223,10 +229,8 @@ enum ConnEnd {
 
 async fn worker(shared: Arc<Shared>) -> Outcome {
     let mut out = Outcome {
-        hist: new_histogram(),
-        requests: 0,
-        errors: 0,
-        statuses: BTreeMap::new(),
+        per_url: shared.paths.iter().map(|_| UrlTally::new()).collect(),
+        unattributed_errors: 0,
         connected: false,
         connect_error: None,
     };
@@ -236,7 +240,7 @@ async fn worker(shared: Arc<Shared>) -> Outcome {
         let (sender, conn) = match connect(&shared).await {
             Ok(pair) => pair,
             Err(e) => {
-                out.errors += 1;
+                out.unattributed_errors += 1;
                 out.connect_error = Some(e);
                 break;
             }
@@ -311,7 +315,7 @@ async fn drive(
         if !ready {
             if responses == 0 {
                 // Closed (or stuck) before a single request: a transport error.
-                out.errors += 1;
+                out.unattributed_errors += 1;
             }
             return ConnEnd::Lost { responses };
         }
@@ -320,7 +324,8 @@ async fn drive(
         if !shared.limit.take(start) {
             return ConnEnd::Done;
         }
-        let mut exchange = pin!(exchange(&mut sender, shared.request()));
+        let url = shared.next_url();
+        let mut exchange = pin!(exchange(&mut sender, shared.request(url)));
         let result = poll_fn(|cx| {
             if !conn_done && conn.as_mut().poll(cx).is_ready() {
                 conn_done = true;
@@ -334,20 +339,21 @@ async fn drive(
             Poll::Pending
         })
         .await;
+        let tally = &mut out.per_url[url];
         match result {
             Some(Ok(status)) => {
                 let nanos = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
-                if out.hist.record(nanos).is_err() {
-                    out.hist.saturating_record(nanos);
+                if tally.hist.record(nanos).is_err() {
+                    tally.hist.saturating_record(nanos);
                 }
-                *out.statuses.entry(status.as_u16()).or_insert(0) += 1;
-                out.requests += 1;
+                *tally.statuses.entry(status.as_u16()).or_insert(0) += 1;
+                tally.requests += 1;
                 responses += 1;
             }
             // An I/O error, or a timeout (None): the connection is in an
             // unknown state, so drop it.
             Some(Err(_)) | None => {
-                out.errors += 1;
+                tally.errors += 1;
                 return ConnEnd::Lost { responses };
             }
         }

@@ -9,7 +9,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::Router;
 use bytes::Bytes;
-use loadtest::{parse_header, run, LoadTestError, Plan, Report, Stop};
+use loadtest::{parse_header, run, LoadTestError, Plan, Preset, Report, Stop};
 
 /// What the `/echo` handler saw for one request.
 #[derive(Debug, Clone, PartialEq)]
@@ -153,10 +153,14 @@ async fn duration_stop_finishes_with_ordered_percentiles() {
         "latency_ms",
         "status_counts",
         "connections",
+        "urls",
     ] {
         assert!(json.get(key).is_some(), "missing {key} in {json}");
     }
     assert!(json["latency_ms"]["p90"].is_f64());
+    assert!(json["latency_ms"]["p95"].is_f64());
+    assert!(json["latency_ms"]["min"].is_f64());
+    assert!(!text.contains("per URL"), "{text}");
     assert!(json["status_counts"]["200"].is_u64());
 }
 
@@ -385,4 +389,106 @@ fn parse_header_rejects_bad_input() {
         assert!(err.to_string().starts_with("header: "), "{err}");
         assert!(!err.to_string().contains('\n'), "{err}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_urls_share_the_requests_round_robin_with_per_url_figures() {
+    let (addr, _) = start_server().await;
+    let mut p = plan(addr, "/ok", 3, Stop::Requests(300));
+    p.extra_urls = vec![
+        format!("http://{addr}/teapot").parse().unwrap(),
+        format!("http://{addr}/ok?again=1").parse().unwrap(),
+    ];
+    let report = run(p).await.unwrap();
+    assert_eq!(report.requests, 300);
+    assert_eq!(report.transport_errors, 0);
+    let urls: Vec<(&str, u64)> = report
+        .urls
+        .iter()
+        .map(|u| (u.url.as_str(), u.requests))
+        .collect();
+    // One shared counter: exactly a third each, in plan order.
+    assert_eq!(urls, [("/ok", 100), ("/teapot", 100), ("/ok?again=1", 100)]);
+    // Each URL's statuses are its own (the teapot answers 418, the others 200).
+    assert_eq!(
+        report.urls[0].status_counts.iter().collect::<Vec<_>>(),
+        [(&200, &100)]
+    );
+    assert_eq!(
+        report.urls[1].status_counts.iter().collect::<Vec<_>>(),
+        [(&418, &100)]
+    );
+    assert_eq!(report.status_counts.get(&200), Some(&200));
+    assert_eq!(report.status_counts.get(&418), Some(&100));
+    for u in &report.urls {
+        let l = &u.latency_ms;
+        assert!(0.0 < l.min && l.min <= l.p50 && l.p50 <= l.p95, "{l:?}");
+        assert!(l.p95 <= l.p99 && l.p99 <= l.max, "{l:?}");
+    }
+    assert!(report.latency_ms.min <= report.urls[1].latency_ms.min);
+
+    let text = report.to_text();
+    assert!(text.contains("per URL (round-robin):"), "{text}");
+    assert!(text.contains("  /teapot  100 req"), "{text}");
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(json["urls"][2]["url"], "/ok?again=1");
+    assert!(json["urls"][1]["latency_ms"]["p95"].is_f64(), "{json}");
+    assert!(json["latency_ms"]["min"].is_f64(), "{json}");
+}
+
+#[test]
+fn urls_of_one_run_must_name_one_server() {
+    let mut p = Plan::new(
+        "http://127.0.0.1:8080/a".parse().unwrap(),
+        1,
+        Stop::Requests(1),
+    );
+    p.extra_urls = vec!["http://127.0.0.1:8081/b".parse().unwrap()];
+    let err = expect_invalid(p.clone());
+    assert!(matches!(err, LoadTestError::MixedTargets { .. }), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        "url: http://127.0.0.1:8081/b is not on the same host and port as http://127.0.0.1:8080/a; every URL of one run must name the same server"
+    );
+    // A further URL is held to every rule the first one is.
+    p.extra_urls = vec!["http://10.0.0.1:8080/b".parse().unwrap()];
+    assert!(matches!(
+        expect_invalid(p.clone()),
+        LoadTestError::NotLoopback { .. }
+    ));
+    p.extra_urls = vec!["http://127.0.0.1:8080/b?x=1".parse().unwrap()];
+    p.validate().unwrap();
+}
+
+#[test]
+fn presets_are_the_seed_load_levels() {
+    let levels: Vec<(String, usize, u64)> = Preset::ALL
+        .iter()
+        .map(|p| (p.to_string(), p.connections(), p.duration().as_secs()))
+        .collect();
+    assert_eq!(
+        levels,
+        [
+            ("light".to_owned(), 10, 60),
+            ("normal".to_owned(), 50, 300),
+            ("heavy".to_owned(), 100, 180),
+            ("stress".to_owned(), 200, 60),
+        ]
+    );
+    for p in Preset::ALL {
+        assert_eq!(p.name().parse::<Preset>().unwrap(), p);
+        // Every preset is a plan `validate` accepts.
+        Plan::new(
+            "http://127.0.0.1/".parse().unwrap(),
+            p.connections(),
+            Stop::Duration(p.duration()),
+        )
+        .validate()
+        .unwrap();
+    }
+    let err = "Heavy!".parse::<Preset>().unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "preset: unknown preset \"Heavy!\" (expected light, normal, heavy or stress)"
+    );
 }

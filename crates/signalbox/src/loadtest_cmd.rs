@@ -3,14 +3,17 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use loadtest::{Plan, Stop};
+use loadtest::{Plan, Preset, Stop};
 
 #[derive(clap::Args, Debug)]
-#[command(group(clap::ArgGroup::new("stop").required(true).args(["duration", "requests"])))]
+#[command(group(clap::ArgGroup::new("stop").args(["duration", "requests"])))]
 pub struct LoadtestArgs {
-    /// Target URL; must be http:// on this machine (loopback only).
-    #[arg(long)]
-    url: String,
+    /// Target URL; must be http:// on this machine (loopback only). The generic scenario takes
+    /// it repeated: several URLs on one server are measured in the same run, round-robin (each
+    /// request takes the next URL, so all get an equal share under the same load), and the
+    /// report adds each URL's figures to the totals. The other scenarios take one base URL.
+    #[arg(long, required = true)]
+    url: Vec<String>,
     /// HTTP method.
     #[arg(long, default_value = "GET")]
     method: String,
@@ -20,10 +23,14 @@ pub struct LoadtestArgs {
     /// File whose contents are sent as the request body.
     #[arg(long, value_name = "FILE")]
     body: Option<PathBuf>,
-    /// Concurrent keep-alive connections (1-1024).
-    #[arg(long, short = 'c')]
-    connections: usize,
-    /// Run for this long (e.g. 10s, at most 10m).
+    /// Concurrent keep-alive connections (1-1024) [default: the preset's].
+    #[arg(long, short = 'c', conflicts_with = "preset")]
+    connections: Option<usize>,
+    /// The seed's load levels: light (10 connections for 60 s), normal (50, 300 s), heavy
+    /// (100, 180 s) or stress (200, 60 s); --duration or --requests replace its duration.
+    #[arg(long)]
+    preset: Option<String>,
+    /// Run for this long (e.g. 10s, at most 10m) [default: the preset's].
     #[arg(long)]
     duration: Option<String>,
     /// Send exactly this many requests in total.
@@ -86,24 +93,47 @@ enum Scenario {
 
 /// Runs the load test; `data_dir` is where the console scenario finds the demo tenant's key.
 pub async fn run(args: LoadtestArgs, data_dir: &std::path::Path) -> anyhow::Result<()> {
+    let preset = args
+        .preset
+        .as_deref()
+        .map(str::parse::<Preset>)
+        .transpose()?;
+    let connections = match (args.connections, preset) {
+        (Some(n), _) => n,
+        (None, Some(p)) => p.connections(),
+        (None, None) => anyhow::bail!("connections: give --connections or --preset"),
+    };
+    let (first_url, extra_urls) = match args.url.split_first() {
+        Some((first, rest)) => (first.as_str(), rest),
+        None => anyhow::bail!("url: give at least one --url"),
+    };
+    if args.scenario != Scenario::Generic && !extra_urls.is_empty() {
+        anyhow::bail!(
+            "url: the {:?} scenario takes one --url (the server's base URL); only the generic scenario measures several",
+            args.scenario
+        );
+    }
     if args.scenario == Scenario::RateLimitRedis {
-        let duration = match &args.duration {
-            Some(d) => loadtest::parse_duration(d)?,
-            None => anyhow::bail!("duration: the rate-limit-redis scenario runs for --duration"),
+        let duration = match (&args.duration, preset) {
+            (Some(d), _) => loadtest::parse_duration(d)?,
+            (None, Some(p)) => p.duration(),
+            (None, None) => {
+                anyhow::bail!("duration: the rate-limit-redis scenario runs for --duration")
+            }
         };
-        if !(1..=1024).contains(&args.connections) {
+        if !(1..=1024).contains(&connections) {
             anyhow::bail!("connections: must be 1 to 1024");
         }
         eprintln!(
             "loadtest: rate-limit checks on {} from {} tasks over {} keys for {}",
-            args.url,
-            args.connections,
+            first_url,
+            connections,
             args.keys,
             humantime::format_duration(duration)
         );
         let report = crate::ratelimit_load::run(crate::ratelimit_load::RateLimitLoadPlan {
-            redis_url: args.url.clone(),
-            connections: args.connections,
+            redis_url: first_url.to_owned(),
+            connections,
             duration,
             keys: args.keys,
         })
@@ -111,13 +141,18 @@ pub async fn run(args: LoadtestArgs, data_dir: &std::path::Path) -> anyhow::Resu
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(());
     }
-    let url = loadtest::parse_url(&args.url)?;
-    let stop = match (&args.duration, args.requests) {
-        (Some(d), _) => Stop::Duration(loadtest::parse_duration(d)?),
-        (None, Some(n)) => Stop::Requests(n),
-        (None, None) => anyhow::bail!("duration: give --duration or --requests"),
+    let url = loadtest::parse_url(first_url)?;
+    let stop = match (&args.duration, args.requests, preset) {
+        (Some(d), _, _) => Stop::Duration(loadtest::parse_duration(d)?),
+        (None, Some(n), _) => Stop::Requests(n),
+        (None, None, Some(p)) => Stop::Duration(p.duration()),
+        (None, None, None) => anyhow::bail!("duration: give --duration, --requests or --preset"),
     };
-    let mut plan = Plan::new(url, args.connections, stop);
+    let mut plan = Plan::new(url, connections, stop);
+    plan.extra_urls = extra_urls
+        .iter()
+        .map(|u| loadtest::parse_url(u))
+        .collect::<Result<_, _>>()?;
     plan.method = http::Method::from_bytes(args.method.as_bytes())
         .map_err(|_| anyhow::anyhow!("method: '{}' is not an HTTP method", args.method))?;
     plan.headers = args
@@ -228,8 +263,16 @@ pub async fn run(args: LoadtestArgs, data_dir: &std::path::Path) -> anyhow::Resu
         Stop::Duration(d) => format!("for {}", humantime::format_duration(d)),
         Stop::Requests(n) => format!("{n} requests"),
     };
+    let more = match plan.extra_urls.len() {
+        0 => String::new(),
+        n => format!(
+            " and {n} more URL{} round-robin",
+            if n == 1 { "" } else { "s" }
+        ),
+    };
+    let level = preset.map_or(String::new(), |p| format!(" (preset {p})"));
     eprintln!(
-        "loadtest: {} {} with {} connections, {what}",
+        "loadtest: {} {}{more} with {} connections{level}, {what}",
         plan.method, plan.url, plan.connections
     );
     let report = loadtest::run(plan).await?;

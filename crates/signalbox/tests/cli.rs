@@ -182,6 +182,41 @@ fn cli_mistakes_get_one_line_naming_the_field() {
         None,
         "not a loopback address",
     );
+    check(
+        &[
+            "loadtest",
+            "--url",
+            "http://127.0.0.1:1/",
+            "--preset",
+            "extreme",
+        ],
+        None,
+        "preset: unknown preset \"extreme\" (expected light, normal, heavy or stress)",
+    );
+    check(
+        &[
+            "loadtest",
+            "--url",
+            "http://127.0.0.1:1/",
+            "--requests",
+            "1",
+        ],
+        None,
+        "connections: give --connections or --preset",
+    );
+    check(
+        &[
+            "loadtest",
+            "--url",
+            "http://127.0.0.1:1/a",
+            "--url",
+            "http://127.0.0.1:2/b",
+            "--preset",
+            "light",
+        ],
+        None,
+        "url: http://127.0.0.1:2/b is not on the same host and port as http://127.0.0.1:1/a",
+    );
     let cors = check(
         &[
             "serve",

@@ -32,6 +32,7 @@ mod ensemble;
 mod model;
 mod persist;
 mod state;
+pub mod synthetic;
 mod verify;
 
 use std::fmt;
