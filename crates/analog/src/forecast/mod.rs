@@ -29,6 +29,7 @@
 pub mod anen;
 mod data;
 mod ensemble;
+mod index;
 mod model;
 mod persist;
 mod state;
@@ -42,6 +43,10 @@ pub use data::{
     REQUIRED_COLUMNS,
 };
 pub use ensemble::{crps_ensemble, ensemble_stats, EnsembleStats};
+pub use index::{
+    IndexChoice, IndexInfo, IndexKind, IndexPlan, IndexPlanError, IndexRequest, IvfPqSettings,
+    AUTO_FLAT_BELOW,
+};
 pub use model::{
     seed_backend, AnalogRef, BuildOptions, Forecast, ForecastModel, ForecastRequest, SeedSearch,
     VariableForecast, MAX_K,
