@@ -48,12 +48,14 @@ pub use index::{
     AUTO_FLAT_BELOW,
 };
 pub use model::{
-    seed_backend, AnalogRef, BuildOptions, Forecast, ForecastModel, ForecastRequest, SeedSearch,
-    VariableForecast, MAX_K,
+    AnalogRef, BuildOptions, Forecast, ForecastModel, ForecastRequest, ModelPlan, VariableForecast,
+    MAX_K,
 };
-pub use persist::{ModelFiles, LOADABLE_FORMAT, MANIFEST};
+pub use persist::{ModelFiles, StationEntry, StationFiles, LOADABLE_FORMAT, MANIFEST};
 pub use state::Standardization;
-pub use verify::{Climatology, Scores, Skill, VerificationReport, VerificationRow, VerifyOptions};
+pub use verify::{
+    Climatology, IndexDifference, Scores, Skill, VerificationReport, VerificationRow, VerifyOptions,
+};
 
 /// Number of variables (and predictors).
 pub const NVARS: usize = 7;
