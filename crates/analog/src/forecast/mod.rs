@@ -44,8 +44,9 @@ pub use data::{
 };
 pub use ensemble::{crps_ensemble, ensemble_stats, EnsembleStats};
 pub use index::{
-    IndexChoice, IndexInfo, IndexKind, IndexPlan, IndexPlanError, IndexRequest, IvfPqSettings,
-    AUTO_FLAT_BELOW,
+    build_ivfpq, build_station_ivfpq, fill_ivfpq, train_ivfpq, training_sample, training_seed,
+    HorizonIndex, HorizonIndexError, IndexChoice, IndexInfo, IndexKind, IndexPlan, IndexPlanError,
+    IndexRequest, IvfPqSettings, AUTO_FLAT_BELOW,
 };
 pub use model::{
     seed_backend, AnalogRef, BuildOptions, Forecast, ForecastModel, ForecastRequest, SeedSearch,
