@@ -32,6 +32,7 @@ mod ensemble;
 mod index;
 mod model;
 mod persist;
+mod recall;
 mod state;
 mod verify;
 
@@ -53,6 +54,7 @@ pub use model::{
     VariableForecast, MAX_K,
 };
 pub use persist::{ModelFiles, LOADABLE_FORMAT, MANIFEST};
+pub use recall::HorizonRecall;
 pub use state::Standardization;
 pub use verify::{Climatology, Scores, Skill, VerificationReport, VerificationRow, VerifyOptions};
 
