@@ -2,8 +2,8 @@
 
 use analog::forecast::{
     format_time, parse_csv, BuildOptions, Dataset, ForecastError, ForecastModel, ForecastRequest,
-    Horizon, Members, NoStateReason, Similarity, Standardization, StationSeries, Variable,
-    VerifyOptions, MANIFEST, NVARS,
+    Horizon, IndexKind, Members, NoStateReason, Similarity, Standardization, StationSeries,
+    Variable, VerifyOptions, MANIFEST, NVARS,
 };
 use analog::format::AlignedBytes;
 
@@ -646,6 +646,81 @@ fn saved_models_load_and_forecast_identically() {
         &BuildOptions::default(),
     );
     assert_ne!(other.version(), model.version());
+}
+
+#[test]
+fn ivfpq_horizons_are_saved_loaded_and_answer_identically() {
+    let data = dataset(&synthetic_csv(&["EWR", "LGA"], 30, 21));
+    let options = BuildOptions {
+        index: "seed".parse().expect("plan"),
+        ..BuildOptions::default()
+    };
+    let model = build(&data, &options);
+    let kinds: Vec<(String, Horizon, IndexKind)> = model
+        .indexes()
+        .into_iter()
+        .map(|i| (i.station, i.horizon, i.kind))
+        .collect();
+    for station in ["EWR", "LGA"] {
+        for (horizon, kind) in [
+            (Horizon::H6, IndexKind::Flat),
+            (Horizon::H12, IndexKind::Flat),
+            (Horizon::H24, IndexKind::Ivfpq),
+            (Horizon::H48, IndexKind::Ivfpq),
+        ] {
+            assert!(
+                kinds.contains(&(station.to_owned(), horizon, kind)),
+                "{station} {horizon}: {kinds:?}"
+            );
+        }
+    }
+    let (manifest, files) = files_of(&model);
+    assert!(files.iter().any(|(n, _)| n == "EWR.24h.ivfpq.sbx"));
+    assert!(!files.iter().any(|(n, _)| n == "EWR.6h.ivfpq.sbx"));
+    let manifest_json: serde_json::Value = serde_json::from_str(&manifest).expect("json");
+    let h24 = &manifest_json["stations"][0]["horizon_files"][2];
+    assert_eq!(h24["index"]["kind"], "ivfpq", "{h24}");
+    assert_eq!(h24["index"]["nlist"], 64, "{h24}");
+    assert_eq!(h24["ivfpq_file"]["name"], "EWR.24h.ivfpq.sbx", "{h24}");
+
+    let loaded = load(&manifest, &files).expect("load");
+    assert_eq!(loaded.version(), model.version());
+    assert_eq!(loaded.indexes(), model.indexes());
+    assert_eq!(loaded.resident_bytes(), model.resident_bytes());
+    for station in ["EWR", "LGA"] {
+        for horizon in Horizon::ALL {
+            for similarity in Similarity::ALL {
+                for day in [12, 20, 29] {
+                    let mut req = request(station, Some(JAN1 + day * 86400), horizon);
+                    req.similarity = similarity;
+                    let want = model.forecast(&req).expect("the built model forecasts");
+                    assert_eq!(loaded.forecast(&req).expect("loaded"), want);
+                }
+            }
+        }
+    }
+    // Another plan is another model version (the cache keys on it).
+    assert_ne!(
+        build(&data, &BuildOptions::default()).version(),
+        model.version()
+    );
+
+    // A corrupt IVF-PQ file is refused by name.
+    let mut flipped = files.clone();
+    let target = flipped
+        .iter_mut()
+        .find(|(n, _)| n == "LGA.48h.ivfpq.sbx")
+        .expect("file");
+    let middle = target.1.len() / 2;
+    target.1[middle] ^= 0x10;
+    match load(&manifest, &flipped) {
+        Err(ForecastError::Corrupt { file, message }) => {
+            assert_eq!(file, "LGA.48h.ivfpq.sbx");
+            assert!(message.contains("checksum mismatch"), "{message}");
+        }
+        Err(other) => panic!("{other}"),
+        Ok(_) => panic!("a corrupt IVF-PQ file was accepted"),
+    }
 }
 
 #[test]

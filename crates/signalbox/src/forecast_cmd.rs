@@ -25,6 +25,8 @@ pub enum ForecastCommand {
     Run(RunArgs),
     /// Score the model on a held-out period against persistence and climatology.
     Verify(VerifyArgs),
+    /// Recall@k of each horizon's index against exact search, and search times.
+    Recall(RecallArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -129,6 +131,7 @@ pub fn run(cmd: ForecastCommand) -> anyhow::Result<()> {
         ForecastCommand::Build(args) => build(&args),
         ForecastCommand::Run(args) => forecast(&args),
         ForecastCommand::Verify(args) => verify(&args),
+        ForecastCommand::Recall(args) => recall(&args),
     }
 }
 
@@ -597,4 +600,90 @@ fn render_report(r: &VerificationReport) -> String {
         );
     }
     s
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RecallArgs {
+    /// Model directory written by `forecast build`.
+    #[arg(long, value_name = "DIR")]
+    index: PathBuf,
+    /// Query states per horizon (spread over the stations and the period).
+    #[arg(long, default_value_t = 500)]
+    queries: usize,
+    /// Neighbours compared per query (1..=100).
+    #[arg(long, default_value_t = 10)]
+    k: usize,
+    /// Comma-separated similarities: seed, anen.
+    #[arg(long, default_value = "seed,anen")]
+    similarity: String,
+    /// Print JSON (an array of per-horizon rows, schema in docs/forecast.md).
+    #[arg(long)]
+    json: bool,
+}
+
+/// `forecast recall`: per horizon and similarity, recall@k of the model's index against
+/// exact search and the p50/p99 time of both (this process's monotonic clock).
+fn recall(args: &RecallArgs) -> anyhow::Result<()> {
+    if args.queries == 0 {
+        bail!("--queries: must be at least 1");
+    }
+    let mut similarities = Vec::new();
+    for name in args.similarity.split(',').map(str::trim) {
+        let s: Similarity = name.parse().map_err(|e| anyhow!("--similarity: {e}"))?;
+        if !similarities.contains(&s) {
+            similarities.push(s);
+        }
+    }
+    let model = load_model(&args.index)?;
+    let origin = Instant::now();
+    let now = || origin.elapsed();
+    let mut rows = Vec::new();
+    for similarity in similarities {
+        rows.extend(
+            model
+                .index_recall(args.queries, args.k, similarity, &now)
+                .map_err(|e| match e {
+                    ForecastError::KOutOfRange { .. } => anyhow!("--k: {e}"),
+                    other => anyhow!("{other}"),
+                })?,
+        );
+    }
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &rows)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "{:<8} {:<10} {:<18} {:>8} {:>8} {:>9} {:>12} {:>12} {:>12} {:>12}",
+        "horizon",
+        "similarity",
+        "index",
+        "stations",
+        "queries",
+        "recall@k",
+        "index p50 µs",
+        "index p99 µs",
+        "exact p50 µs",
+        "exact p99 µs"
+    )?;
+    for r in &rows {
+        let kinds: Vec<&str> = r.kinds.iter().map(|k| k.name()).collect();
+        writeln!(
+            out,
+            "{:<8} {:<10} {:<18} {:>8} {:>8} {:>9.3} {:>12.1} {:>12.1} {:>12.1} {:>12.1}",
+            r.horizon.to_string(),
+            r.similarity.name(),
+            kinds.join("+"),
+            r.stations,
+            r.queries,
+            r.recall,
+            r.index_us_p50,
+            r.index_us_p99,
+            r.exact_us_p50,
+            r.exact_us_p99
+        )?;
+    }
+    Ok(())
 }

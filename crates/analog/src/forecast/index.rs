@@ -7,11 +7,14 @@
 //! ([`IndexPlan::resolve`]) and records the resolved [`IndexChoice`] in the manifest.
 
 use std::fmt;
+use std::ops::Range;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use super::Horizon;
+use super::anen::{euclidean_blocks, AnEnIndex, Block};
+use super::{Horizon, Similarity};
+use crate::{AnalogError, IvfPqIndex, IvfPqParams, Metric};
 
 /// How one horizon's analogs are searched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -91,26 +94,31 @@ impl IvfPqSettings {
     /// The automatic setting for `vectors` vectors (the documented formula; see
     /// `docs/forecast.md`, "Index choice"):
     ///
-    /// * `nlist` = the power of two nearest `sqrt(vectors)` (FAISS's rule of thumb of
-    ///   `√n`-sized lists), at least 16 and at most 4096;
-    /// * `m` = 13 (each sub-quantizer encodes about two window values of a 25-dimensional
-    ///   state), `nbits` = 8;
-    /// * `nprobe` = `nlist / 8`, at least 8;
-    /// * `shortlist` = 256 candidates re-scored exactly.
+    /// * `nlist` = the power of two nearest `√vectors / 2` (lists of about `2√n` vectors),
+    ///   at least 16 and at most 4096: 256 for one station's 30 years (263 k states);
+    /// * `m` = 13 (each sub-quantizer encodes about two values of a 25-value state),
+    ///   `nbits` = 8;
+    /// * `nprobe` = `nlist / 32`, at least 8;
+    /// * `shortlist` = 128 candidates re-scored exactly.
+    ///
+    /// Tuned on 263 k states of synthetic hourly weather (`cargo bench -p analog --bench
+    /// horizon -- tune`): recall@10 against exact search 0.999 (seed) and 0.998 (anen) with
+    /// re-ranking. Larger `nlist` searches faster but each index then holds `nlist · m` lookup
+    /// tables of 1 KiB in memory; 256 keeps that to 3.3 MiB per horizon.
     pub fn auto(vectors: usize) -> Self {
-        let root = (vectors as f64).sqrt();
-        let nlist = if root <= 16.0 {
+        let half_root = (vectors as f64).sqrt() / 2.0;
+        let nlist = if half_root <= 16.0 {
             16
         } else {
             // Nearest power of two in log scale.
-            let exponent = root.log2().round() as u32;
-            (1usize << exponent.min(12)).clamp(16, 4096)
+            let exponent = half_root.log2().round().min(12.0) as u32;
+            (1usize << exponent).clamp(16, 4096)
         };
         Self {
             nlist,
             m: AUTO_M,
             nbits: 8,
-            nprobe: (nlist / 8).max(8),
+            nprobe: (nlist / 32).max(8),
             shortlist: AUTO_SHORTLIST,
         }
     }
@@ -121,7 +129,7 @@ const SEED_SHORTLIST: usize = 100;
 /// Sub-quantizers of the automatic setting.
 const AUTO_M: usize = 13;
 /// Shortlist of the automatic setting.
-const AUTO_SHORTLIST: usize = 256;
+const AUTO_SHORTLIST: usize = 128;
 
 /// Below this many vectors, `auto` keeps a horizon flat (the seed's "ntotal > 50000 …
 /// consider IVFPQ").
@@ -413,6 +421,329 @@ impl IndexInfo {
     }
 }
 
+/// One horizon's search: the station's states (tiles, scored with the AnEn blocks), the
+/// horizon's state ids, and its IVF-PQ index when [`IndexChoice`] says so. Borrows
+/// everything; cheap to make per request.
+#[derive(Debug, Clone, Copy)]
+pub struct HorizonIndex<'a> {
+    /// All of the station's states; state id = row.
+    pub states: &'a AnEnIndex,
+    /// The horizon's state ids (those whose outcome at `t + h` is observed), ascending.
+    pub ids: &'a [u32],
+    /// How the horizon is searched.
+    pub choice: IndexChoice,
+    /// The IVF-PQ index over the horizon's rows (its ids are positions in `ids`); required
+    /// for an IVF-PQ choice.
+    pub ivfpq: Option<&'a IvfPqIndex>,
+}
+
+/// Why a horizon could not be searched or built.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum HorizonIndexError {
+    /// The choice is IVF-PQ but no IVF-PQ index was given, or it does not match the ids.
+    #[error("horizon index: {0}")]
+    Mismatch(String),
+    /// The IVF-PQ index refused the query or the build.
+    #[error("horizon index: {0}")]
+    Search(#[from] AnalogError),
+}
+
+impl HorizonIndex<'_> {
+    /// The `k` nearest analogs of `query` as `(state id, distance)`, nearest first, ties by
+    /// lower id, skipping state ids in `exclude`. Distance: Euclidean for
+    /// [`Similarity::Seed`], the AnEn metric for [`Similarity::AnEn`].
+    ///
+    /// * flat: exact scan of the tiles restricted to the horizon's ids;
+    /// * ivfpq: seed ranks by the PQ estimate (distance = its square root, as FAISS
+    ///   `IndexIVFPQ`); anen re-scores `shortlist` PQ candidates exactly;
+    /// * ivfpq-rerank: both re-score `shortlist` PQ candidates exactly.
+    ///
+    /// # Errors
+    /// [`HorizonIndexError::Mismatch`] for an IVF-PQ choice without a matching index;
+    /// [`HorizonIndexError::Search`] for a query the IVF-PQ index refuses.
+    ///
+    /// # Panics
+    /// If `query.len()` is not the states' dimension (a caller bug).
+    pub fn search(
+        &self,
+        query: &[f32],
+        k: usize,
+        similarity: Similarity,
+        exclude: Range<u32>,
+    ) -> Result<Vec<(usize, f64)>, HorizonIndexError> {
+        let Some(settings) = self.choice.ivfpq() else {
+            return Ok(self.search_exact(query, k, similarity, exclude));
+        };
+        if k == 0 {
+            return Ok(Vec::new());
+        }
+        let ivfpq = self.checked_ivfpq()?;
+        let skip = self.excluded_positions(&exclude);
+        let rerank =
+            matches!(self.choice, IndexChoice::IvfpqRerank(_)) || similarity == Similarity::AnEn;
+        let wanted = if rerank { settings.shortlist.max(k) } else { k };
+        // At most `skip.len()` candidates can be excluded, so asking for that many more and
+        // dropping them leaves `wanted` candidates whenever the probed lists hold them.
+        let candidates: Vec<(u32, f32)> = ivfpq
+            .search(query, wanted + skip.len(), settings.nprobe.max(1))?
+            .into_iter()
+            .filter(|n| !skip.contains(&(n.id as usize)))
+            .take(wanted)
+            .filter_map(|n| Some((*self.ids.get(n.id as usize)?, n.score)))
+            .collect();
+        if !rerank {
+            return Ok(candidates
+                .into_iter()
+                .map(|(id, score)| (id as usize, f64::from(score.max(0.0)).sqrt()))
+                .collect());
+        }
+        let ids: Vec<u32> = candidates.iter().map(|c| c.0).collect();
+        let blocks = self.blocks(similarity);
+        let exact = self.states.distances(query, &ids, &blocks);
+        Ok(select_nearest(
+            exact
+                .into_iter()
+                .zip(ids)
+                .map(|(d, id)| (d + 0.0, id))
+                .collect(),
+            k,
+        ))
+    }
+
+    /// The exact `k` nearest (the flat search whatever the choice): the reference for
+    /// recall, and the `flat` path of [`search`](Self::search).
+    ///
+    /// # Panics
+    /// If `query.len()` is not the states' dimension (a caller bug).
+    pub fn search_exact(
+        &self,
+        query: &[f32],
+        k: usize,
+        similarity: Similarity,
+        exclude: Range<u32>,
+    ) -> Vec<(usize, f64)> {
+        if k == 0 {
+            return Vec::new();
+        }
+        let blocks = self.blocks(similarity);
+        let scores = self.states.scores_with_blocks(query, &blocks);
+        let candidates = self
+            .ids
+            .iter()
+            .filter(|id| !exclude.contains(id))
+            .filter_map(|&id| Some((*scores.get(id as usize)? + 0.0, id)))
+            .collect();
+        select_nearest(candidates, k)
+    }
+
+    fn blocks(&self, similarity: Similarity) -> Vec<Block> {
+        match similarity {
+            Similarity::Seed => euclidean_blocks(self.states.dim()).to_vec(),
+            Similarity::AnEn => self.states.blocks().to_vec(),
+        }
+    }
+
+    /// Positions in `ids` of the excluded state ids (a range, as `ids` ascend).
+    fn excluded_positions(&self, exclude: &Range<u32>) -> Range<usize> {
+        let lo = self.ids.partition_point(|&id| id < exclude.start);
+        let hi = self.ids.partition_point(|&id| id < exclude.end).max(lo);
+        lo..hi
+    }
+
+    fn checked_ivfpq(&self) -> Result<&IvfPqIndex, HorizonIndexError> {
+        let ivfpq = self.ivfpq.ok_or_else(|| {
+            HorizonIndexError::Mismatch(format!(
+                "the choice is {} but there is no IVF-PQ index",
+                self.choice.kind()
+            ))
+        })?;
+        if ivfpq.len() != self.ids.len() || ivfpq.dim() != self.states.dim() {
+            return Err(HorizonIndexError::Mismatch(format!(
+                "the IVF-PQ index holds {} vectors of {} values, the horizon {} of {}",
+                ivfpq.len(),
+                ivfpq.dim(),
+                self.ids.len(),
+                self.states.dim()
+            )));
+        }
+        Ok(ivfpq)
+    }
+}
+
+/// The `k` best `(distance, id)`, nearest first, ties by lower id, as `(id, distance)`.
+fn select_nearest(mut candidates: Vec<(f32, u32)>, k: usize) -> Vec<(usize, f64)> {
+    let by_rank = |a: &(f32, u32), b: &(f32, u32)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
+    if k == 0 {
+        return Vec::new();
+    }
+    if candidates.len() > k {
+        candidates.select_nth_unstable_by(k - 1, by_rank);
+        candidates.truncate(k);
+    }
+    candidates.sort_unstable_by(by_rank);
+    candidates
+        .into_iter()
+        .map(|(d, id)| (id as usize, f64::from(d)))
+        .collect()
+}
+
+/// Training vectors per coarse list at most (FAISS warns below 39 and caps at 256; k-means
+/// quality saturates long before the cap, and training time is linear in it).
+const TRAINING_PER_LIST: usize = 64;
+
+/// The rows an IVF-PQ training uses: every row when there are few, else an evenly strided
+/// deterministic sample of at most `max(64 · nlist, 64 · 2^nbits)` of `ids`.
+pub fn training_sample(ids: &[u32], settings: &IvfPqSettings) -> Vec<u32> {
+    let cap = settings
+        .min_training_vectors()
+        .saturating_mul(TRAINING_PER_LIST)
+        .max(1);
+    if ids.len() <= cap {
+        return ids.to_vec();
+    }
+    // Evenly spaced over the whole period so every season and year is represented.
+    (0..cap).map(|i| ids[i * ids.len() / cap]).collect()
+}
+
+/// A deterministic training seed for a station (FNV-1a of its code), so rebuilding gives the
+/// same index and stations differ.
+pub fn training_seed(station: &str) -> u64 {
+    station.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// Trains the quantizers of an IVF-PQ index (Euclidean, as the seed similarity) on a capped
+/// sample ([`training_sample`]) of `ids`' states: an empty index, to be filled per horizon
+/// with [`fill_ivfpq`]. Horizons of one station with equal `nlist`, `m`, `nbits` can share
+/// one training (train once on the station's state ids, fill once per horizon).
+///
+/// # Errors
+/// [`HorizonIndexError::Search`] for settings the index refuses or too few vectors.
+pub fn train_ivfpq(
+    states: &AnEnIndex,
+    ids: &[u32],
+    settings: &IvfPqSettings,
+    seed: u64,
+) -> Result<IvfPqIndex, HorizonIndexError> {
+    let sample = training_sample(ids, settings);
+    check_ids(states, &sample)?;
+    let rows = states.gather_rows(&sample);
+    let params = IvfPqParams::new(settings.nlist, settings.m, settings.nbits, settings.nprobe)
+        .with_kmeans_iters(KMEANS_ITERS);
+    Ok(IvfPqIndex::train(
+        &rows,
+        states.dim(),
+        Metric::L2,
+        params,
+        seed,
+    )?)
+}
+
+/// Lloyd iterations of the trainings (FAISS's default is 25; the assignment changes little
+/// after ~10 on weather states, and build time is linear in it).
+const KMEANS_ITERS: usize = 15;
+
+/// A copy of the `trained` (empty) index holding the rows of `ids` (IVF-PQ id = position in
+/// `ids`), without raw vectors: re-ranking reads the station's tiles.
+///
+/// # Errors
+/// [`HorizonIndexError::Mismatch`] for an id past the states or a non-empty `trained`.
+pub fn fill_ivfpq(
+    trained: &IvfPqIndex,
+    states: &AnEnIndex,
+    ids: &[u32],
+) -> Result<IvfPqIndex, HorizonIndexError> {
+    if !trained.is_empty() {
+        return Err(HorizonIndexError::Mismatch(
+            "fill_ivfpq takes an empty trained index".to_owned(),
+        ));
+    }
+    check_ids(states, ids)?;
+    let mut index = trained.clone();
+    // Add in chunks so the gathered row-major copy stays small.
+    for chunk in ids.chunks(ADD_CHUNK) {
+        index.add(&states.gather_rows(chunk))?;
+    }
+    Ok(index)
+}
+
+/// Rows gathered per `add` when filling an index.
+const ADD_CHUNK: usize = 16_384;
+
+/// [`train_ivfpq`] on `ids` then [`fill_ivfpq`] with them.
+///
+/// # Errors
+/// As those two.
+pub fn build_ivfpq(
+    states: &AnEnIndex,
+    ids: &[u32],
+    settings: &IvfPqSettings,
+    seed: u64,
+) -> Result<IvfPqIndex, HorizonIndexError> {
+    fill_ivfpq(&train_ivfpq(states, ids, settings, seed)?, states, ids)
+}
+
+/// The IVF-PQ indexes of a station's IVF-PQ horizons, one per entry of `horizons` (the
+/// horizon's ids and settings), in order. Horizons with equal `nlist`, `m` and `nbits` share
+/// one training (on a sample of all the station's states, seeded with `seed`) and one
+/// encoding of the states: each state is assigned and encoded once, and each horizon's index
+/// picks its ids' codes. Each index is equal to [`fill_ivfpq`] of that training with the
+/// horizon's ids, with the horizon's `nprobe` as its default.
+///
+/// # Errors
+/// [`HorizonIndexError`] for settings the index refuses, too few states, or an id past the
+/// states.
+pub fn build_station_ivfpq(
+    states: &AnEnIndex,
+    horizons: &[(&[u32], IvfPqSettings)],
+    seed: u64,
+) -> Result<Vec<IvfPqIndex>, HorizonIndexError> {
+    let all: Vec<u32> = (0..states.len())
+        .map(|i| {
+            u32::try_from(i).map_err(|_| {
+                HorizonIndexError::Mismatch(format!("{} states exceed u32 ids", states.len()))
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    let mut out: Vec<Option<IvfPqIndex>> = vec![None; horizons.len()];
+    for (first, (_, settings)) in horizons.iter().enumerate() {
+        if out[first].is_some() {
+            continue;
+        }
+        let same = |s: &IvfPqSettings| {
+            (s.nlist, s.m, s.nbits) == (settings.nlist, settings.m, settings.nbits)
+        };
+        let trained = train_ivfpq(states, &all, settings, seed)?;
+        let (mut lists, mut codes) = (Vec::new(), Vec::new());
+        for chunk in all.chunks(ADD_CHUNK) {
+            let (l, c) = trained.encode(&states.gather_rows(chunk))?;
+            lists.extend(l);
+            codes.extend(c);
+        }
+        for (slot, (ids, s)) in out.iter_mut().zip(horizons).skip(first) {
+            if slot.is_none() && same(s) {
+                check_ids(states, ids)?;
+                let mut index = trained.with_encoded(&lists, &codes, ids)?;
+                index.set_nprobe(s.nprobe);
+                *slot = Some(index);
+            }
+        }
+    }
+    Ok(out.into_iter().flatten().collect())
+}
+
+fn check_ids(states: &AnEnIndex, ids: &[u32]) -> Result<(), HorizonIndexError> {
+    match ids.iter().find(|&&id| id as usize >= states.len()) {
+        Some(id) => Err(HorizonIndexError::Mismatch(format!(
+            "state id {id} is past the station's {} states",
+            states.len()
+        ))),
+        None => Ok(()),
+    }
+}
+
 fn serialize_display<S: serde::Serializer>(
     value: &impl fmt::Display,
     serializer: S,
@@ -499,7 +830,7 @@ mod tests {
         let choice = plan.resolve(Horizon::H24, AUTO_FLAT_BELOW);
         assert_eq!(choice.kind(), IndexKind::IvfpqRerank);
         let big = IvfPqSettings::auto(263_000);
-        assert_eq!(big.nlist, 512);
+        assert_eq!((big.nlist, big.nprobe, big.shortlist), (256, 8, 128));
         assert!(big.nprobe >= 8 && big.nprobe <= big.nlist);
         assert!(big.shortlist >= 10);
     }
@@ -524,8 +855,9 @@ mod tests {
     #[test]
     fn auto_nlist_grows_with_the_square_root() {
         assert_eq!(IvfPqSettings::auto(0).nlist, 16);
-        assert_eq!(IvfPqSettings::auto(65_536).nlist, 256);
-        assert_eq!(IvfPqSettings::auto(1 << 30).nlist, 4096);
+        assert_eq!(IvfPqSettings::auto(65_536).nlist, 128);
+        assert_eq!(IvfPqSettings::auto(1 << 40).nlist, 4096);
+        assert_eq!(IvfPqSettings::auto(1 << 40).nprobe, 128);
         let mut last = 0;
         for n in [1_000, 50_000, 263_000, 1_000_000, 26_000_000] {
             let s = IvfPqSettings::auto(n);
@@ -539,7 +871,7 @@ mod tests {
         let choice = IndexChoice::IvfpqRerank(IvfPqSettings::auto(100_000));
         let json = serde_json::to_value(choice).unwrap();
         assert_eq!(json["kind"], "ivfpq-rerank");
-        assert_eq!(json["nlist"], 256);
+        assert_eq!(json["nlist"], 128);
         assert_eq!(serde_json::from_value::<IndexChoice>(json).unwrap(), choice);
         let flat = serde_json::to_value(IndexChoice::Flat).unwrap();
         assert_eq!(flat, serde_json::json!({"kind": "flat"}));
@@ -551,6 +883,6 @@ mod tests {
         let json = serde_json::to_value(&info).unwrap();
         assert_eq!(json["horizon"], "24h");
         assert_eq!(json["kind"], "ivfpq-rerank");
-        assert_eq!(json["nlist"], 256);
+        assert_eq!(json["nlist"], 128);
     }
 }

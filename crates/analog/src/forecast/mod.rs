@@ -32,6 +32,7 @@ mod ensemble;
 mod index;
 mod model;
 mod persist;
+mod recall;
 mod state;
 mod verify;
 
@@ -44,14 +45,16 @@ pub use data::{
 };
 pub use ensemble::{crps_ensemble, ensemble_stats, EnsembleStats};
 pub use index::{
-    IndexChoice, IndexInfo, IndexKind, IndexPlan, IndexPlanError, IndexRequest, IvfPqSettings,
-    AUTO_FLAT_BELOW,
+    build_ivfpq, build_station_ivfpq, fill_ivfpq, train_ivfpq, training_sample, training_seed,
+    HorizonIndex, HorizonIndexError, IndexChoice, IndexInfo, IndexKind, IndexPlan, IndexPlanError,
+    IndexRequest, IvfPqSettings, AUTO_FLAT_BELOW,
 };
 pub use model::{
     AnalogRef, BuildOptions, Forecast, ForecastModel, ForecastRequest, ModelPlan, VariableForecast,
     MAX_K,
 };
 pub use persist::{ModelFiles, StationEntry, StationFiles, LOADABLE_FORMAT, MANIFEST};
+pub use recall::HorizonRecall;
 pub use state::Standardization;
 pub use verify::{
     Climatology, IndexDifference, Scores, Skill, VerificationReport, VerificationRow, VerifyOptions,

@@ -5,15 +5,17 @@ use std::ops::Range;
 
 use serde::{Deserialize, Serialize};
 
-use super::anen::{Block, TILE};
+use super::anen::{AnEnIndex, TILE};
 use super::data::SeriesView;
 use super::ensemble::ensemble_stats;
+use super::index::{build_station_ivfpq, training_seed, HorizonIndex};
 use super::state::{Standardization, StateShape};
 use super::{
     format_time, Dataset, ForecastError, Horizon, IndexChoice, IndexInfo, IndexPlan, IndexRequest,
     IvfPqSettings, Members, NoStateReason, Similarity, StationSeries, Variable, NVARS,
 };
 use crate::storage::Section;
+use crate::IvfPqIndex;
 
 /// The largest ensemble a request may ask for.
 pub const MAX_K: usize = 100;
@@ -128,9 +130,8 @@ pub(crate) struct StationStates {
     pub len: usize,
     /// Grid hour of each state, ascending.
     pub hours: Section<u32>,
-    /// `len.div_ceil(TILE)` tiles of `dim × TILE` values: value `j` of state `id` is at
-    /// `(id / TILE) · dim · TILE + j · TILE + id % TILE`; padding is zero.
-    pub tiles: Section<f32>,
+    /// The states' tiles (owned, or read in place from the states file) with the AnEn blocks.
+    pub anen: AnEnIndex,
 }
 
 /// One horizon's analogs: the states whose outcome `h` hours later is observed.
@@ -140,6 +141,9 @@ pub(crate) struct HorizonModel {
     pub ids: Section<u32>,
     /// How the analogs are searched.
     pub choice: IndexChoice,
+    /// The IVF-PQ index over the horizon's states (its ids are positions in `ids`) when the
+    /// choice is IVF-PQ.
+    pub ivfpq: Option<IvfPqIndex>,
 }
 
 impl HorizonModel {
@@ -169,9 +173,13 @@ impl StationModel {
 
     /// Bytes a search of `hm` reads: the station's tiles for flat, the index for IVF-PQ.
     pub(crate) fn index_bytes(&self, hm: &HorizonModel, dim: usize) -> u64 {
-        match hm.choice.ivfpq() {
-            None => (self.states.tiles.as_slice().len() * 4) as u64,
-            Some(settings) => ivfpq_bytes_estimate(settings, hm.len(), dim),
+        match (&hm.ivfpq, hm.choice.ivfpq()) {
+            (Some(index), _) => {
+                let p = index.params();
+                ivfpq_bytes(p.nlist, p.m, p.nbits, index.len(), dim)
+            }
+            (None, Some(settings)) => ivfpq_bytes_estimate(settings, hm.len(), dim),
+            (None, None) => (self.states.anen.tiles().len() * 4) as u64,
         }
     }
 
@@ -184,7 +192,7 @@ impl StationModel {
             .iter()
             .any(|hm| hm.choice == IndexChoice::Flat)
         {
-            total += (self.states.tiles.as_slice().len() * 4) as u64;
+            total += (self.states.anen.tiles().len() * 4) as u64;
         }
         for hm in &self.horizons {
             total += match hm.choice {
@@ -210,18 +218,14 @@ impl StationModel {
         series: StationSeries,
         shape: StateShape,
         standardization: &Standardization,
+        weights: &[f32; NVARS],
         choices: [IndexChoice; 4],
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<StationModel, ForecastError> {
-        if let Some(choice) = choices.iter().find(|c| c.ivfpq().is_some()) {
-            return Err(ForecastError::InvalidOption {
-                field: "index",
-                message: format!("{} is not served by this build yet", choice.kind()),
-            });
-        }
         let view = series.view();
         let dim = shape.dim();
-        let total = 1 + Horizon::ALL.len();
+        let has_ivfpq = choices.iter().any(|c| c.ivfpq().is_some());
+        let total = 1 + Horizon::ALL.len() + usize::from(has_ivfpq);
         let too_long = || ForecastError::InvalidOption {
             field: "data",
             message: format!(
@@ -265,68 +269,49 @@ impl StationModel {
                 horizon,
                 ids: Section::owned(ids),
                 choice: choices[horizon.index()],
+                ivfpq: None,
             });
             progress(done + 2, total);
         }
         let len = hours.len();
+        let anen = AnEnIndex::from_tiles(dim, len, &shape.blocks(weights), tiles).map_err(|e| {
+            ForecastError::InvalidOption {
+                field: "data",
+                message: format!("station {}: {e}", series.station),
+            }
+        })?;
+        if has_ivfpq {
+            // One training (and one encoding) per distinct setting, shared by the horizons.
+            let wanted: Vec<(usize, IvfPqSettings)> = horizons
+                .iter()
+                .enumerate()
+                .filter_map(|(h, hm)| hm.choice.ivfpq().map(|s| (h, s)))
+                .collect();
+            let entries: Vec<(&[u32], IvfPqSettings)> = wanted
+                .iter()
+                .map(|(h, s)| (horizons[*h].ids.as_slice(), *s))
+                .collect();
+            let built = build_station_ivfpq(&anen, &entries, training_seed(&series.station))
+                .map_err(|e| ForecastError::InvalidOption {
+                    field: "index",
+                    message: format!("station {}: {e}", series.station),
+                })?;
+            for ((h, _), index) in wanted.iter().zip(built) {
+                horizons[*h].ivfpq = Some(index);
+            }
+            progress(total, total);
+        }
         Ok(StationModel {
             code: series.station.clone(),
             series: StoredSeries::owned(series),
             states: StationStates {
                 len,
                 hours: Section::owned(hours),
-                tiles: Section::owned(tiles),
+                anen,
             },
             horizons,
         })
     }
-}
-
-/// Exact search of one horizon's analogs over the station's state tiles: the `k` nearest of
-/// `ids` outside `exclude` under the block distance `Σ w_b · sqrt(Σ_{j∈b} (q_j − x_j)²)`
-/// (the AnEn blocks, or one block of weight 1 over the whole vector: the Euclidean distance).
-/// Nearest first, ties by lower id. Accumulates in `f32` in the same order as
-/// [`AnEnIndex`](super::anen::AnEnIndex), so both give the same distances.
-fn flat_search(
-    tiles: &[f32],
-    ids: &[u32],
-    query: &[f32],
-    blocks: &[Block],
-    k: usize,
-    exclude: &Range<u32>,
-) -> Vec<(u32, f32)> {
-    let dim = query.len();
-    let mut candidates: Vec<(f32, u32)> = ids
-        .iter()
-        .filter(|id| !exclude.contains(id))
-        .map(|&id| {
-            let id_usize = id as usize;
-            let tile = tiles.get((id_usize / TILE) * dim * TILE..).unwrap_or(&[]);
-            let lane = id_usize % TILE;
-            let mut total = 0.0f32;
-            for b in blocks {
-                let mut acc = 0.0f32;
-                for (j, &q) in query.iter().enumerate().skip(b.start).take(b.len) {
-                    let x = tile.get(j * TILE + lane).copied().unwrap_or(f32::NAN);
-                    let d = q - x;
-                    acc += d * d;
-                }
-                total += b.weight * acc.sqrt();
-            }
-            // `+ 0.0` makes -0.0 tie with 0.0.
-            (total + 0.0, id)
-        })
-        .collect();
-    if k == 0 {
-        return Vec::new();
-    }
-    let by_rank = |a: &(f32, u32), b: &(f32, u32)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
-    if candidates.len() > k {
-        candidates.select_nth_unstable_by(k - 1, by_rank);
-        candidates.truncate(k);
-    }
-    candidates.sort_unstable_by(by_rank);
-    candidates.into_iter().map(|(d, id)| (id, d)).collect()
 }
 
 /// A built (or loaded) analog-ensemble model. `Send + Sync`: forecasts take `&self`.
@@ -459,6 +444,7 @@ impl ModelPlan {
             series,
             self.options.shape(),
             &self.standardization,
+            &self.options.predictor_weights,
             planned.choices,
             progress,
         )
@@ -508,14 +494,18 @@ pub(crate) fn tile_bytes(states: usize, dim: usize) -> u64 {
 }
 
 /// Bytes an IVF-PQ index of `settings` over `vectors` vectors reads, estimated before it is
-/// trained: its codes and ids, list offsets, coarse centroids and PQ codebook.
+/// trained ([`ivfpq_bytes`]).
 pub(crate) fn ivfpq_bytes_estimate(settings: IvfPqSettings, vectors: usize, dim: usize) -> u64 {
-    let code_bytes = (settings.nbits as usize).div_ceil(8);
-    let ksub = 1usize.checked_shl(settings.nbits).unwrap_or(0);
-    (vectors * (settings.m * code_bytes + 4)
-        + (settings.nlist + 1) * 8
-        + settings.nlist * dim * 4
-        + ksub * dim * 4) as u64
+    ivfpq_bytes(settings.nlist, settings.m, settings.nbits, vectors, dim)
+}
+
+/// Bytes of an IVF-PQ index's search structures: per vector its codes and id; per list an
+/// offset, a coarse centroid and the `m` distance tables of 256 entries (Euclidean); the PQ
+/// codebook.
+fn ivfpq_bytes(nlist: usize, m: usize, nbits: u32, vectors: usize, dim: usize) -> u64 {
+    let code_bytes = (nbits as usize).div_ceil(8);
+    let ksub = 1usize.checked_shl(nbits).unwrap_or(0);
+    (vectors * (m * code_bytes + 4) + nlist * (8 + dim * 4 + m * 256 * 4) + ksub * dim * 4) as u64
 }
 
 /// The resident bytes of a model with these choices ([`ForecastModel::resident_bytes`]),
@@ -853,25 +843,22 @@ impl ForecastModel {
         exclude: Range<u32>,
     ) -> Result<Vec<(u32, f64)>, ForecastError> {
         let hm = &station.horizons[horizon.index()];
-        let blocks = match similarity {
-            Similarity::AnEn => self.options.shape().blocks(&self.options.predictor_weights),
-            Similarity::Seed => vec![Block {
-                start: 0,
-                len: query.len(),
-                weight: 1.0,
-            }],
+        let index = HorizonIndex {
+            states: &station.states.anen,
+            ids: hm.ids.as_slice(),
+            choice: hm.choice,
+            ivfpq: hm.ivfpq.as_ref(),
         };
-        Ok(flat_search(
-            station.states.tiles.as_slice(),
-            hm.ids.as_slice(),
-            query,
-            &blocks,
-            k,
-            &exclude,
-        )
-        .into_iter()
-        .map(|(id, d)| (id, f64::from(d)))
-        .collect())
+        Ok(index
+            .search(query, k, similarity, exclude)
+            .map_err(|e| ForecastError::Corrupt {
+                file: format!("{} {horizon} index", station.code),
+                message: e.to_string(),
+            })?
+            .into_iter()
+            // State ids come from u32 ids.
+            .map(|(id, d)| (id as u32, d))
+            .collect())
     }
 
     /// The member of variable `v` for the analog with state id `id`, given the current value

@@ -12,9 +12,10 @@ use super::model::{
 };
 use super::state::Standardization;
 use super::{format_time, ForecastError, Horizon, IndexChoice, StationSeries, Variable, NVARS};
-use crate::forecast::anen::TILE;
-use crate::format::{FileWriter, FormatError};
+use crate::forecast::anen::{AnEnIndex, Block, TILE};
+use crate::format::{FileWriter, FormatError, IndexFile};
 use crate::storage::{self, Section, SharedFile};
+use crate::IvfPqIndex;
 
 /// Name of the manifest within the model directory.
 pub const MANIFEST: &str = "manifest.json";
@@ -140,6 +141,9 @@ struct ManifestHorizon {
     /// The index resolved for this station and horizon.
     index: IndexChoice,
     file: ManifestFile,
+    /// The IVF-PQ index file, for an IVF-PQ choice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ivfpq_file: Option<ManifestFile>,
 }
 
 fn series_name(code: &str) -> String {
@@ -152,6 +156,10 @@ fn states_name(code: &str) -> String {
 
 fn horizon_name(code: &str, h: Horizon) -> String {
     format!("{code}.{h}.sbx")
+}
+
+fn ivfpq_name(code: &str, h: Horizon) -> String {
+    format!("{code}.{h}.ivfpq.sbx")
 }
 
 fn write_err(e: FormatError) -> ForecastError {
@@ -195,7 +203,7 @@ impl StationModel {
         let mut w = FileWriter::new(STATES_KIND).map_err(write_err)?;
         w.add_u32("hours", self.states.hours.as_slice())
             .map_err(write_err)?;
-        w.add_f32("tiles", self.states.tiles.as_slice())
+        w.add_f32("tiles", self.states.anen.tiles())
             .map_err(write_err)?;
         let bytes = w.to_bytes();
         let states_file = file_entry(states_name(code), &bytes)?;
@@ -208,11 +216,25 @@ impl StationModel {
             let bytes = w.to_bytes();
             let file = file_entry(horizon_name(code, hm.horizon), &bytes)?;
             files.push((file.name.clone(), bytes));
+            let ivfpq_file = match &hm.ivfpq {
+                Some(index) => {
+                    // Without raw vectors: re-ranking reads the station's tiles.
+                    let bytes = index.to_file_bytes().map_err(|e| ForecastError::Corrupt {
+                        file: "(writing)".to_owned(),
+                        message: e.to_string(),
+                    })?;
+                    let entry = file_entry(ivfpq_name(code, hm.horizon), &bytes)?;
+                    files.push((entry.name.clone(), bytes));
+                    Some(entry)
+                }
+                None => None,
+            };
             horizon_files.push(ManifestHorizon {
                 horizon: hm.horizon.to_string(),
                 analogs: hm.len(),
                 index: hm.choice,
                 file,
+                ivfpq_file,
             });
         }
         let issue_range = self.issue_range();
@@ -415,6 +437,7 @@ impl ForecastModel {
         let options = m.build;
         options.check().map_err(|e| bad_manifest(e.to_string()))?;
         let dim = options.shape().dim();
+        let blocks = options.shape().blocks(&options.predictor_weights);
         if m.state_dim != dim {
             return Err(bad_manifest(format!(
                 "state_dim {} does not match the build options ({dim})",
@@ -425,7 +448,7 @@ impl ForecastModel {
         let mut stations = Vec::with_capacity(m.stations.len());
         for ms in &m.stations {
             let series = load_series(open, &ms.series_file)?;
-            let states = load_states(open, &ms.states_file, dim, series.view())?;
+            let states = load_states(open, &ms.states_file, dim, &blocks, series.view())?;
             let mut horizons = Vec::with_capacity(Horizon::ALL.len());
             for horizon in Horizon::ALL {
                 let mh = ms
@@ -436,17 +459,24 @@ impl ForecastModel {
                         bad_manifest(format!("station {}: no {horizon} analogs file", ms.code))
                     })?;
                 let ids = load_ids(open, &mh.file, horizon, &states, series.view())?;
-                if mh.index.ivfpq().is_some() {
-                    return Err(bad_manifest(format!(
-                        "station {} {horizon}: {} indexes are not served by this build",
-                        ms.code,
-                        mh.index.kind()
-                    )));
-                }
+                let ivfpq = match (mh.index.ivfpq(), &mh.ivfpq_file) {
+                    (None, _) => None,
+                    (Some(_), None) => {
+                        return Err(bad_manifest(format!(
+                            "station {} {horizon}: the index is {} but there is no IVF-PQ file",
+                            ms.code,
+                            mh.index.kind()
+                        )))
+                    }
+                    (Some(_), Some(entry)) => {
+                        Some(load_ivfpq(open, entry, ids.as_slice().len(), dim)?)
+                    }
+                };
                 horizons.push(HorizonModel {
                     horizon,
                     ids,
                     choice: mh.index,
+                    ivfpq,
                 });
             }
             stations.push(StationModel {
@@ -511,6 +541,7 @@ fn load_states<B>(
     open: &mut dyn FnMut(&str) -> Result<B, String>,
     entry: &ManifestFile,
     dim: usize,
+    blocks: &[Block],
     series: SeriesView<'_>,
 ) -> Result<StationStates, ForecastError>
 where
@@ -542,14 +573,44 @@ where
             ),
         ));
     }
-    if let Some(at) = tiles.iter().position(|x| !x.is_finite()) {
-        return Err(corrupt_msg(name, &format!("tile value {at} is not finite")));
-    }
+    // Checks the tiles (length, finite values) and reads them in place from now on.
+    let anen = AnEnIndex::from_file_section(&file, "tiles", dim, len, blocks)
+        .map_err(|e| corrupt_msg(name, &e.to_string()))?;
     Ok(StationStates {
         len,
         hours: Section::borrowed(&file, "hours"),
-        tiles: Section::borrowed(&file, "tiles"),
+        anen,
     })
+}
+
+/// Opens an IVF-PQ file (checked against the manifest's checksum), read in place.
+fn load_ivfpq<B>(
+    open: &mut dyn FnMut(&str) -> Result<B, String>,
+    entry: &ManifestFile,
+    vectors: usize,
+    dim: usize,
+) -> Result<IvfPqIndex, ForecastError>
+where
+    B: AsRef<[u8]> + Send + Sync + 'static,
+{
+    let name = entry.name.as_str();
+    check_name(entry)?;
+    let bytes = open(name).map_err(|e| corrupt_msg(name, &e))?;
+    let parsed = IndexFile::parse(bytes).map_err(|e| corrupt_msg(name, &e.to_string()))?;
+    check_recorded(entry, parsed.checksum())?;
+    let index = IvfPqIndex::from_file(parsed.into_inner())
+        .map_err(|e| corrupt_msg(name, &e.to_string()))?;
+    if index.len() != vectors || index.dim() != dim {
+        return Err(corrupt_msg(
+            name,
+            &format!(
+                "the IVF-PQ index holds {} vectors of {} values, the horizon {vectors} of {dim}",
+                index.len(),
+                index.dim()
+            ),
+        ));
+    }
+    Ok(index)
 }
 
 fn load_ids<B>(
@@ -604,15 +665,26 @@ fn open_file<B>(
 where
     B: AsRef<[u8]> + Send + Sync + 'static,
 {
+    check_name(file)?;
+    let bytes = open(&file.name).map_err(|e| corrupt_msg(&file.name, &e))?;
+    let parsed = storage::open(bytes, kind).map_err(|e| corrupt_msg(&file.name, &e.to_string()))?;
+    check_recorded(file, parsed.checksum())?;
+    Ok(parsed)
+}
+
+fn check_name(file: &ManifestFile) -> Result<(), ForecastError> {
     if file.name.contains(['/', '\\']) || file.name.starts_with('.') {
         return Err(corrupt_msg(
             MANIFEST,
             &format!("file name {:?} is not a plain file name", file.name),
         ));
     }
-    let bytes = open(&file.name).map_err(|e| corrupt_msg(&file.name, &e))?;
-    let parsed = storage::open(bytes, kind).map_err(|e| corrupt_msg(&file.name, &e.to_string()))?;
-    let recorded = format!("{:08x}", parsed.checksum());
+    Ok(())
+}
+
+/// Refuses a file whose checksum is not the one the manifest recorded.
+fn check_recorded(file: &ManifestFile, checksum: u32) -> Result<(), ForecastError> {
+    let recorded = format!("{checksum:08x}");
     if recorded != file.crc32 {
         return Err(corrupt_msg(
             &file.name,
@@ -622,7 +694,7 @@ where
             ),
         ));
     }
-    Ok(parsed)
+    Ok(())
 }
 
 #[cfg(test)]
