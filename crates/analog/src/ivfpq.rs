@@ -327,6 +327,96 @@ impl IvfPqIndex {
         Ok(())
     }
 
+    /// The list and the `m` codes of each of `vectors` (row-major) under this index's
+    /// quantizers, without adding them: several indexes sharing one training can then be
+    /// filled from one encoding ([`with_encoded`](Self::with_encoded)).
+    ///
+    /// # Errors
+    /// [`AnalogError::Ragged`], [`AnalogError::NonFinite`].
+    pub(crate) fn encode(&self, vectors: &[f32]) -> Result<(Vec<u32>, Vec<u8>), AnalogError> {
+        check_rows(vectors, self.dim)?;
+        let n = vectors.len() / self.dim;
+        let dim = self.dim;
+        let mut assignment = vec![0u32; n];
+        let mut dist = vec![0.0f32; n];
+        kmeans::assign(&self.centroids, vectors, dim, &mut assignment, &mut dist)?;
+        let mut codes = Vec::with_capacity(n * self.pq.m());
+        let (mut residual, mut scratch) = (vec![0.0f32; dim], Vec::new());
+        for (x, &a) in vectors.chunks_exact(dim).zip(&assignment) {
+            let c = &self.centroids[a as usize * dim..][..dim];
+            for ((r, &v), &cv) in residual.iter_mut().zip(x).zip(c) {
+                *r = v - cv;
+            }
+            self.pq.encode(&residual, &mut scratch, &mut codes);
+        }
+        Ok((assignment, codes))
+    }
+
+    /// A copy of this (empty) index holding the encoded vectors `pick` of an
+    /// [`encode`](Self::encode) result (`lists`, `codes`): id `i` is vector `pick[i]`.
+    /// Equal to adding those vectors in `pick` order.
+    ///
+    /// # Errors
+    /// [`AnalogError::InvalidParameter`] for a non-empty index, a `pick` past the encoding, or
+    /// an encoding that does not match the quantizers; [`AnalogError::TooManyVectors`].
+    pub(crate) fn with_encoded(
+        &self,
+        lists: &[u32],
+        codes: &[u8],
+        pick: &[u32],
+    ) -> Result<Self, AnalogError> {
+        let (m, nlist) = (self.pq.m(), self.params.nlist);
+        let bad = |name, value| AnalogError::InvalidParameter {
+            name,
+            value,
+            expected: "an empty index and an encoding of its quantizers",
+        };
+        if self.len != 0 {
+            return Err(bad("len", self.len));
+        }
+        if codes.len() != lists.len() * m {
+            return Err(bad("codes", codes.len()));
+        }
+        check_capacity(0, pick.len())?;
+        let mut counts = vec![0usize; nlist];
+        for &p in pick {
+            let list = *lists
+                .get(p as usize)
+                .ok_or_else(|| bad("pick", p as usize))? as usize;
+            *counts.get_mut(list).ok_or_else(|| bad("list", list))? += 1;
+        }
+        let mut starts = Vec::with_capacity(nlist + 1);
+        starts.push(0usize);
+        for c in &counts {
+            starts.push(starts[starts.len() - 1] + c);
+        }
+        let mut ids = vec![0u32; pick.len()];
+        let mut grouped = vec![0u8; pick.len() * m];
+        let mut fill: Vec<usize> = starts[..nlist].to_vec();
+        for (i, &p) in pick.iter().enumerate() {
+            let list = lists[p as usize] as usize;
+            let at = fill[list];
+            // check_capacity bounds pick.len() by the u32 id space.
+            ids[at] = i as u32;
+            grouped[at * m..(at + 1) * m].copy_from_slice(&codes[p as usize * m..][..m]);
+            fill[list] += 1;
+        }
+        let mut index = self.clone();
+        index.list_starts = starts;
+        index.ids = Section::owned(ids);
+        index.codes = Section::owned(grouped);
+        index.vectors = None;
+        index.params.refine = None;
+        index.len = pick.len();
+        Ok(index)
+    }
+
+    /// Sets the default `nprobe` (what [`VectorIndex::search`](crate::VectorIndex::search)
+    /// and the file record).
+    pub(crate) fn set_nprobe(&mut self, nprobe: usize) {
+        self.params.nprobe = nprobe.max(1);
+    }
+
     /// Number of vectors stored.
     pub fn len(&self) -> usize {
         self.len

@@ -17,6 +17,8 @@
 //! block and accumulating the weighted sum. The AVX2+FMA build of the same code is chosen at
 //! runtime when the CPU has it.
 
+use crate::format::FormatError;
+use crate::storage::{self, Section};
 use crate::Neighbor;
 
 /// Rows per transposed tile.
@@ -42,8 +44,8 @@ pub struct AnEnIndex {
     len: usize,
     blocks: Vec<Block>,
     /// `len.div_ceil(TILE)` tiles of `dim × TILE` values; padding rows are zero and never
-    /// offered as results.
-    tiles: Vec<f32>,
+    /// offered as results. Owned, or borrowed in place from a loaded file.
+    tiles: Section<f32>,
     score_tiles: ScoreTiles,
 }
 
@@ -78,6 +80,86 @@ pub enum AnEnError {
     /// The row buffer is not whole rows of finite values.
     #[error("rows: {0}")]
     Rows(String),
+    /// A tiles section is missing, has the wrong length, or holds a non-finite value.
+    #[error("tiles: {0}")]
+    Tiles(String),
+}
+
+impl From<FormatError> for AnEnError {
+    fn from(e: FormatError) -> Self {
+        AnEnError::Tiles(e.to_string())
+    }
+}
+
+/// Checks every block against the dimension.
+fn check_blocks(dim: usize, blocks: &[Block]) -> Result<(), AnEnError> {
+    for (index, b) in blocks.iter().enumerate() {
+        let end = b.start.saturating_add(b.len);
+        if b.len == 0 || end > dim || !b.weight.is_finite() || b.weight < 0.0 {
+            return Err(AnEnError::BadBlock {
+                index,
+                start: b.start,
+                end,
+                weight: b.weight,
+                dim,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The single block of weight 1 over the whole vector: under it the "AnEn" distance is the
+/// Euclidean distance, so the tiles serve the seed similarity too.
+///
+/// ```
+/// use analog::forecast::anen::{euclidean_blocks, naive_distance};
+/// assert_eq!(naive_distance(&[0.0, 0.0], &[3.0, 4.0], &euclidean_blocks(2)), 5.0);
+/// ```
+pub fn euclidean_blocks(dim: usize) -> [Block; 1] {
+    [Block {
+        start: 0,
+        len: dim,
+        weight: 1.0,
+    }]
+}
+
+/// Values in the tile layout for `rows` rows of `dim` values: `rows.div_ceil(TILE) · dim · TILE`.
+pub fn tiled_len(dim: usize, rows: usize) -> usize {
+    rows.div_ceil(TILE) * dim * TILE
+}
+
+/// Row-major `rows` (whole rows of `dim` values) in the transposed tile layout the index
+/// scores: tile `t` holds rows `16t .. 16t + 16`, value `j` of its rows contiguous; padding
+/// rows are zero. This is what a model's `tiles` section stores.
+///
+/// ```
+/// use analog::forecast::anen::{tile_rows, TILE};
+/// let tiles = tile_rows(2, &[1.0, 2.0, 3.0, 4.0]);
+/// assert_eq!(tiles.len(), 2 * TILE);
+/// assert_eq!((tiles[0], tiles[1], tiles[TILE], tiles[TILE + 1]), (1.0, 3.0, 2.0, 4.0));
+/// ```
+///
+/// # Panics
+/// If `dim` is 0 (a caller bug). A trailing partial row is ignored.
+pub fn tile_rows(dim: usize, rows: &[f32]) -> Vec<f32> {
+    assert!(dim > 0, "tile_rows: dimension 0");
+    let len = rows.len() / dim;
+    let mut tiles = vec![0.0f32; tiled_len(dim, len)];
+    for (r, row) in rows.chunks_exact(dim).enumerate() {
+        let tile = &mut tiles[(r / TILE) * dim * TILE..][..dim * TILE];
+        for (j, &x) in row.iter().enumerate() {
+            tile[j * TILE + r % TILE] = x;
+        }
+    }
+    tiles
+}
+
+/// Row `row` gathered out of the tile layout into `out` (`dim` values).
+fn gather_row(tiles: &[f32], dim: usize, row: usize, out: &mut [f32]) {
+    let tile = &tiles[(row / TILE) * dim * TILE..][..dim * TILE];
+    for (j, o) in out.iter_mut().enumerate() {
+        *o = tile[j * TILE + row % TILE];
+    }
 }
 
 impl AnEnIndex {
@@ -97,18 +179,7 @@ impl AnEnIndex {
     /// # Errors
     /// [`AnEnError`] for a block outside the dimension or rows that are ragged or not finite.
     pub fn new(dim: usize, blocks: &[Block], rows: &[f32]) -> Result<Self, AnEnError> {
-        for (index, b) in blocks.iter().enumerate() {
-            let end = b.start.saturating_add(b.len);
-            if b.len == 0 || end > dim || !b.weight.is_finite() || b.weight < 0.0 {
-                return Err(AnEnError::BadBlock {
-                    index,
-                    start: b.start,
-                    end,
-                    weight: b.weight,
-                    dim,
-                });
-            }
-        }
+        check_blocks(dim, blocks)?;
         if dim == 0 || !rows.len().is_multiple_of(dim) {
             return Err(AnEnError::Rows(format!(
                 "{} values is not whole {dim}-dimensional rows",
@@ -122,13 +193,72 @@ impl AnEnIndex {
                 at % dim
             )));
         }
-        let len = rows.len() / dim;
-        let mut tiles = vec![0.0f32; len.div_ceil(TILE) * dim * TILE];
-        for (r, row) in rows.chunks_exact(dim).enumerate() {
-            let tile = &mut tiles[(r / TILE) * dim * TILE..][..dim * TILE];
-            for (j, &x) in row.iter().enumerate() {
-                tile[j * TILE + r % TILE] = x;
-            }
+        Ok(Self {
+            dim,
+            len: rows.len() / dim,
+            blocks: blocks.to_vec(),
+            tiles: Section::owned(tile_rows(dim, rows)),
+            score_tiles: selected(),
+        })
+    }
+
+    /// The index over `len` rows already in the tile layout ([`tile_rows`]), owned.
+    ///
+    /// # Errors
+    /// [`AnEnError::BadBlock`]; [`AnEnError::Tiles`] when `tiles` is not
+    /// [`tiled_len`]`(dim, len)` finite values.
+    pub fn from_tiles(
+        dim: usize,
+        len: usize,
+        blocks: &[Block],
+        tiles: Vec<f32>,
+    ) -> Result<Self, AnEnError> {
+        Self::from_section(dim, len, blocks, Section::owned(tiles))
+    }
+
+    /// The index over section `name` of a loaded file (a memory map, …) holding `len` rows in
+    /// the tile layout, read in place: nothing is copied.
+    ///
+    /// # Errors
+    /// As [`from_tiles`](Self::from_tiles), and [`AnEnError::Tiles`] for a missing or
+    /// misaligned section.
+    // Called by the model loader (format 2) once it reads the states file in place.
+    #[allow(dead_code)]
+    pub(crate) fn from_file_section(
+        file: &storage::SharedFile,
+        name: &'static str,
+        dim: usize,
+        len: usize,
+        blocks: &[Block],
+    ) -> Result<Self, AnEnError> {
+        // Validates the section's presence, type and alignment once; later accesses re-borrow.
+        file.f32s(name)?;
+        Self::from_section(dim, len, blocks, Section::borrowed(file, name))
+    }
+
+    fn from_section(
+        dim: usize,
+        len: usize,
+        blocks: &[Block],
+        tiles: Section<f32>,
+    ) -> Result<Self, AnEnError> {
+        check_blocks(dim, blocks)?;
+        if dim == 0 {
+            return Err(AnEnError::Tiles("dimension 0".to_owned()));
+        }
+        let values = tiles.as_slice();
+        let expected = len
+            .checked_mul(dim)
+            .map(|_| tiled_len(dim, len))
+            .ok_or_else(|| AnEnError::Tiles(format!("{len} rows overflow")))?;
+        if values.len() != expected {
+            return Err(AnEnError::Tiles(format!(
+                "{} values, expected {expected} for {len} rows of {dim} in tiles of {TILE}",
+                values.len()
+            )));
+        }
+        if let Some(at) = values.iter().position(|v| !v.is_finite()) {
+            return Err(AnEnError::Tiles(format!("value {at} is not finite")));
         }
         Ok(Self {
             dim,
@@ -137,6 +267,41 @@ impl AnEnIndex {
             tiles,
             score_tiles: selected(),
         })
+    }
+
+    /// The tiles (for writing them to a file).
+    pub fn tiles(&self) -> &[f32] {
+        self.tiles.as_slice()
+    }
+
+    /// The blocks the index scores with.
+    pub fn blocks(&self) -> &[Block] {
+        &self.blocks
+    }
+
+    /// Row `id` (row-major, gathered from the tiles), or `None` past the end.
+    pub fn row(&self, id: u32) -> Option<Vec<f32>> {
+        let id = id as usize;
+        if id >= self.len {
+            return None;
+        }
+        let mut out = vec![0.0f32; self.dim];
+        gather_row(self.tiles.as_slice(), self.dim, id, &mut out);
+        Some(out)
+    }
+
+    /// Rows `ids` (each `< len`), row-major, gathered from the tiles.
+    ///
+    /// # Panics
+    /// If an id is out of range (a caller bug).
+    pub fn gather_rows(&self, ids: &[u32]) -> Vec<f32> {
+        let mut out = vec![0.0f32; ids.len() * self.dim];
+        let tiles = self.tiles.as_slice();
+        for (o, &id) in out.chunks_exact_mut(self.dim).zip(ids) {
+            assert!((id as usize) < self.len, "AnEnIndex::gather_rows: id {id}");
+            gather_row(tiles, self.dim, id as usize, o);
+        }
+        out
     }
 
     /// Rows stored.
@@ -172,10 +337,59 @@ impl AnEnIndex {
     }
 
     fn scores_with(&self, query: &[f32], kernel: ScoreTiles) -> Vec<f32> {
+        self.scores_under(query, &self.blocks, kernel)
+    }
+
+    /// The distance from `query` to every row under `blocks` instead of the index's own
+    /// (e.g. [`euclidean_blocks`]), in id order.
+    ///
+    /// # Panics
+    /// If `query.len() != dim` or a block reaches past it (caller bugs).
+    pub fn scores_with_blocks(&self, query: &[f32], blocks: &[Block]) -> Vec<f32> {
+        self.scores_under(query, blocks, self.score_tiles)
+    }
+
+    fn scores_under(&self, query: &[f32], blocks: &[Block], kernel: ScoreTiles) -> Vec<f32> {
         assert_eq!(query.len(), self.dim, "AnEnIndex: query dimension");
+        assert!(
+            blocks.iter().all(|b| b.start + b.len <= self.dim),
+            "AnEnIndex: block outside the dimension"
+        );
         let mut out = vec![0.0f32; self.len.div_ceil(TILE) * TILE];
-        kernel(query, &self.tiles, &self.blocks, &mut out);
+        kernel(query, self.tiles.as_slice(), blocks, &mut out);
         out.truncate(self.len);
+        out
+    }
+
+    /// The exact distances from `query` to rows `ids` under `blocks`, in `ids` order: the
+    /// rows are gathered into scratch tiles and scored by the same kernel as a full scan, so
+    /// each distance is bit-identical to its [`scores_with_blocks`](Self::scores_with_blocks)
+    /// value (re-ranking a shortlist agrees exactly with a flat scan).
+    ///
+    /// # Panics
+    /// If `query.len() != dim`, a block reaches past it, or an id is out of range (caller
+    /// bugs).
+    pub fn distances(&self, query: &[f32], ids: &[u32], blocks: &[Block]) -> Vec<f32> {
+        assert_eq!(query.len(), self.dim, "AnEnIndex: query dimension");
+        assert!(
+            blocks.iter().all(|b| b.start + b.len <= self.dim),
+            "AnEnIndex: block outside the dimension"
+        );
+        let dim = self.dim;
+        let source = self.tiles.as_slice();
+        let mut scratch = vec![0.0f32; tiled_len(dim, ids.len())];
+        for (slot, &id) in ids.iter().enumerate() {
+            let id = id as usize;
+            assert!(id < self.len, "AnEnIndex::distances: id {id}");
+            let from = &source[(id / TILE) * dim * TILE..][..dim * TILE];
+            let to = &mut scratch[(slot / TILE) * dim * TILE..][..dim * TILE];
+            for j in 0..dim {
+                to[j * TILE + slot % TILE] = from[j * TILE + id % TILE];
+            }
+        }
+        let mut out = vec![0.0f32; ids.len().div_ceil(TILE) * TILE];
+        (self.score_tiles)(query, &scratch, blocks, &mut out);
+        out.truncate(ids.len());
         out
     }
 

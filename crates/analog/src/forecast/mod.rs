@@ -29,8 +29,10 @@
 pub mod anen;
 mod data;
 mod ensemble;
+mod index;
 mod model;
 mod persist;
+mod recall;
 mod state;
 pub mod synthetic;
 mod verify;
@@ -43,13 +45,21 @@ pub use data::{
     REQUIRED_COLUMNS,
 };
 pub use ensemble::{crps_ensemble, ensemble_stats, EnsembleStats};
-pub use model::{
-    seed_backend, AnalogRef, BuildOptions, Forecast, ForecastModel, ForecastRequest, SeedSearch,
-    VariableForecast, MAX_K,
+pub use index::{
+    build_ivfpq, build_station_ivfpq, fill_ivfpq, train_ivfpq, training_sample, training_seed,
+    HorizonIndex, HorizonIndexError, IndexChoice, IndexInfo, IndexKind, IndexPlan, IndexPlanError,
+    IndexRequest, IvfPqSettings, AUTO_FLAT_BELOW,
 };
-pub use persist::{ModelFiles, LOADABLE_FORMAT, MANIFEST};
+pub use model::{
+    AnalogRef, BuildOptions, Forecast, ForecastModel, ForecastRequest, ModelPlan, VariableForecast,
+    MAX_K,
+};
+pub use persist::{ModelFiles, StationEntry, StationFiles, LOADABLE_FORMAT, MANIFEST};
+pub use recall::HorizonRecall;
 pub use state::Standardization;
-pub use verify::{Climatology, Scores, Skill, VerificationReport, VerificationRow, VerifyOptions};
+pub use verify::{
+    Climatology, IndexDifference, Scores, Skill, VerificationReport, VerificationRow, VerifyOptions,
+};
 
 /// Number of variables (and predictors).
 pub const NVARS: usize = 7;
