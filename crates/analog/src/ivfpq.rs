@@ -425,10 +425,10 @@ impl IvfPqIndex {
     /// plus the raw vectors when kept.
     pub fn search_bytes(&self) -> u64 {
         let f32s = |n: usize| (n * std::mem::size_of::<f32>()) as u64;
-        let tables = (self.list_terms.len() * std::mem::size_of::<Lut>()) as u64;
+        let tables = std::mem::size_of_val(&*self.list_terms) as u64;
         self.codes.as_slice().len() as u64
-            + (self.ids.as_slice().len() * std::mem::size_of::<u32>()) as u64
-            + (self.list_starts.len() * std::mem::size_of::<usize>()) as u64
+            + std::mem::size_of_val(self.ids.as_slice()) as u64
+            + std::mem::size_of_val(self.list_starts.as_slice()) as u64
             + 2 * f32s(self.centroids.len())
             + f32s(self.pq.codebook_t().len())
             + tables
