@@ -225,7 +225,10 @@ mod horizon {
 
     /// (rows, horizon ids as a mask, query, k, exclusion range) with `n` rows of small
     /// integers (many exact ties).
-    fn case() -> impl Strategy<Value = (Vec<f32>, Vec<bool>, Vec<f32>, usize, (u32, u32))> {
+    /// Rows, horizon mask, query, k, (exclusion start, width).
+    type Case = (Vec<f32>, Vec<bool>, Vec<f32>, usize, (u32, u32));
+
+    fn case() -> impl Strategy<Value = Case> {
         (64usize..400).prop_flat_map(|n| {
             (
                 prop::collection::vec((-3i8..=3).prop_map(f32::from), n * DIM),
