@@ -631,7 +631,7 @@ impl ForecastService {
                     horizon: h.to_string(),
                     grade: stats.grade(),
                     stats,
-                    statuses: StatusCounts {
+                    statuses: SearchStatusCounts {
                         optimal: count(SearchStatus::Optimal),
                         suboptimal: count(SearchStatus::Suboptimal),
                         slow: count(SearchStatus::Slow),
@@ -798,7 +798,7 @@ pub struct HorizonDiagnostics {
     pub stats: LatencyStats,
     /// Searches since start per status: optimal (< 10 ms), suboptimal (10 to < 100 ms), slow
     /// (≥ 100 ms).
-    pub statuses: StatusCounts,
+    pub statuses: SearchStatusCounts,
     /// The last search's status; null before the first search.
     pub last_status: Option<SearchStatus>,
     /// Searches in the last 5 minutes (of the kept ones).
@@ -812,7 +812,7 @@ pub struct HorizonDiagnostics {
 
 /// Searches per status.
 #[derive(Debug, Default, Clone, Serialize, utoipa::ToSchema)]
-pub struct StatusCounts {
+pub struct SearchStatusCounts {
     /// Below 10 ms.
     pub optimal: u64,
     /// 10 ms to below 100 ms.
