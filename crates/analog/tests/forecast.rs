@@ -489,6 +489,7 @@ fn verification_uses_no_analog_from_the_holdout() {
                 holdout_until: None,
                 k: 5,
                 similarities: Similarity::ALL.to_vec(),
+                indexes: Vec::new(),
             },
             &mut |_, _| {},
         )
@@ -533,6 +534,7 @@ fn verification_reports_every_station_horizon_variable_and_similarity() {
                 holdout_until: Some(JAN1 + 45 * 24 * 3600),
                 k: 10,
                 similarities: Similarity::ALL.to_vec(),
+                indexes: Vec::new(),
             },
             &mut |_, _| {},
         )
@@ -575,6 +577,7 @@ fn verification_reports_every_station_horizon_variable_and_similarity() {
                 holdout_until: None,
                 k: 10,
                 similarities: vec![Similarity::Seed],
+                indexes: Vec::new(),
             },
             &mut |_, _| {},
         )
@@ -604,8 +607,8 @@ fn saved_models_load_and_forecast_identically() {
     let (manifest, files) = files_of(&model);
     assert_eq!(
         files.len(),
-        2 * 5,
-        "a series file and 4 horizon files per station"
+        2 * 6,
+        "a series file, a states file and 4 horizon files per station"
     );
     let loaded = load(&manifest, &files).expect("load");
     assert_eq!(loaded.version(), model.version());
@@ -617,12 +620,24 @@ fn saved_models_load_and_forecast_identically() {
             for similarity in Similarity::ALL {
                 let mut req = request(station, Some(JAN1 + 20 * 86400), horizon);
                 req.similarity = similarity;
-                assert_eq!(loaded.forecast(&req).ok(), model.forecast(&req).ok());
+                let want = model.forecast(&req).expect("the built model forecasts");
+                assert_eq!(
+                    loaded.forecast(&req).expect("the loaded model forecasts"),
+                    want
+                );
             }
         }
     }
     let manifest_json: serde_json::Value = serde_json::from_str(&manifest).expect("json");
-    assert_eq!(manifest_json["format_version"], 1);
+    assert_eq!(manifest_json["format_version"], 2);
+    for station in manifest_json["stations"].as_array().expect("stations") {
+        for horizon in station["horizon_files"].as_array().expect("horizons") {
+            // The demo-sized data resolves `auto` to exact search everywhere.
+            assert_eq!(horizon["index"]["kind"], "flat", "{horizon}");
+        }
+    }
+    assert_eq!(loaded.indexes(), model.indexes());
+    assert_eq!(loaded.resident_bytes(), model.resident_bytes());
     assert_eq!(manifest_json["window_hours"], model.options().window);
 
     // Other data, another version.
@@ -659,10 +674,13 @@ fn corrupt_replaced_or_missing_files_are_refused_by_name() {
     target.1[middle] ^= 0x40;
     expect_corrupt(&flipped, &manifest, "LGA.24h.sbx", "checksum mismatch");
 
+    // Another valid analogs file (the 24 h ids as the 6 h ones). Horizon files hold only state
+    // ids, so the same horizon of two stations with the same gaps is byte-identical (and
+    // interchangeable); another horizon's differs.
     let mut swapped = files.clone();
-    let ewr = swapped
+    let other = swapped
         .iter()
-        .find(|(n, _)| n == "EWR.6h.sbx")
+        .find(|(n, _)| n == "LGA.24h.sbx")
         .expect("file")
         .1
         .clone();
@@ -670,7 +688,7 @@ fn corrupt_replaced_or_missing_files_are_refused_by_name() {
         .iter_mut()
         .find(|(n, _)| n == "LGA.6h.sbx")
         .expect("file")
-        .1 = ewr;
+        .1 = other;
     expect_corrupt(&swapped, &manifest, "LGA.6h.sbx", "the file was replaced");
 
     let missing: Vec<_> = files
@@ -684,6 +702,69 @@ fn corrupt_replaced_or_missing_files_are_refused_by_name() {
     foreign[0].1 = b"not an index at all, just text".repeat(4);
     let name = foreign[0].0.clone();
     expect_corrupt(&foreign, &manifest, &name, "not a signalbox index file");
+
+    let mut truncated = files.clone();
+    let target = truncated
+        .iter_mut()
+        .find(|(n, _)| n == "EWR.states.sbx")
+        .expect("file");
+    target.1.truncate(target.1.len() * 2 / 3);
+    expect_corrupt(&truncated, &manifest, "EWR.states.sbx", "");
+    assert!(load(&manifest, &truncated)
+        .unwrap_err()
+        .to_string()
+        .starts_with("EWR.states.sbx: "));
+
+    let mut flipped_states = files.clone();
+    let target = flipped_states
+        .iter_mut()
+        .find(|(n, _)| n == "LGA.states.sbx")
+        .expect("file");
+    let at = target.1.len() - 100;
+    target.1[at] ^= 0x01;
+    expect_corrupt(
+        &flipped_states,
+        &manifest,
+        "LGA.states.sbx",
+        "checksum mismatch",
+    );
+
+    // A states file from another station is a valid container of the right kind: the
+    // manifest's checksum refuses it.
+    let mut swapped_states = files.clone();
+    let lga = swapped_states
+        .iter()
+        .find(|(n, _)| n == "LGA.states.sbx")
+        .expect("file")
+        .1
+        .clone();
+    swapped_states
+        .iter_mut()
+        .find(|(n, _)| n == "EWR.states.sbx")
+        .expect("file")
+        .1 = lga;
+    expect_corrupt(
+        &swapped_states,
+        &manifest,
+        "EWR.states.sbx",
+        "the file was replaced",
+    );
+
+    // A model written by an older build (format 1) is refused with advice to rebuild.
+    let old = manifest.replacen("\"format_version\": 2", "\"format_version\": 1", 1);
+    assert_ne!(old, manifest);
+    expect_corrupt(
+        &files,
+        &old,
+        MANIFEST,
+        "model format version 1 is not supported",
+    );
+    expect_corrupt(
+        &files,
+        &old,
+        MANIFEST,
+        "rebuild the model with `signalbox forecast build`",
+    );
 
     expect_corrupt(&files, "{\"format\": 3}", MANIFEST, "not a model manifest");
     let tampered = manifest.replacen("\"version\": \"anen-", "\"version\": \"anen-0", 1);

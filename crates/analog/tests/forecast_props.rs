@@ -1,7 +1,11 @@
 //! Property tests of the forecaster's algorithms against plain oracles.
 
 use analog::forecast::anen::{naive_distance, AnEnIndex, Block};
-use analog::forecast::{crps_ensemble, ensemble_stats, wind_components};
+use analog::forecast::{
+    crps_ensemble, ensemble_stats, wind_components, BuildOptions, Dataset, ForecastError,
+    ForecastModel, ForecastRequest, Horizon, Similarity, Standardization, StationSeries, Variable,
+    NVARS,
+};
 use proptest::prelude::*;
 
 /// The CRPS as its definition, `∫ (F(x) − 1{x ≥ y})² dx`, integrated exactly: both functions
@@ -216,4 +220,150 @@ fn empty_or_nan_ensembles_have_no_statistics() {
     assert_eq!(ensemble_stats(&[1.0, f64::NAN]), None);
     assert_eq!(crps_ensemble(&[], 1.0), None);
     assert_eq!(crps_ensemble(&[1.0], f64::NAN), None);
+}
+
+/// Standardised state at grid hour `i` computed plainly (the documented layout: predictor
+/// blocks of `window` values, then hour and season pairs), or `None` for an incomplete window.
+fn naive_state(
+    series: &StationSeries,
+    stdz: &Standardization,
+    options: &BuildOptions,
+    i: usize,
+) -> Option<Vec<f32>> {
+    let w = options.window;
+    if i + 1 < w {
+        return None;
+    }
+    let mut state = Vec::new();
+    for v in 0..NVARS {
+        for j in i + 1 - w..=i {
+            let x = series.columns[v][j];
+            if !x.is_finite() {
+                return None;
+            }
+            state.push(((f64::from(x) - stdz.mean[v]) / stdz.std[v]) as f32);
+        }
+    }
+    let t = series.time(i) as f64;
+    let hour = (t / 3600.0).rem_euclid(24.0) / 24.0 * std::f64::consts::TAU;
+    let year = (t / 86_400.0 / 365.2425).rem_euclid(1.0) * std::f64::consts::TAU;
+    let hw = f64::from(options.hour_weight);
+    let sw = f64::from(options.season_weight);
+    state.extend([
+        (hour.cos() * hw) as f32,
+        (hour.sin() * hw) as f32,
+        (year.cos() * sw) as f32,
+        (year.sin() * sw) as f32,
+    ]);
+    Some(state)
+}
+
+/// A station of `hours` hourly values (a random walk per variable, in plausible units) with
+/// missing values where `gaps` says so.
+fn station_case() -> impl Strategy<Value = StationSeries> {
+    (
+        60usize..220,
+        any::<u64>(),
+        prop::collection::vec(0usize..400, 0..6),
+    )
+        .prop_map(|(hours, seed, gaps)| {
+            let mut state = seed | 1;
+            let mut next = move || {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state >> 11) as f64 / (1u64 << 53) as f64 - 0.5
+            };
+            let mut columns: [Vec<f32>; NVARS] = std::array::from_fn(|_| Vec::new());
+            for (v, column) in columns.iter_mut().enumerate() {
+                let mut x = 10.0 * v as f64;
+                for _ in 0..hours {
+                    x += next() * 3.0;
+                    column.push(x as f32);
+                }
+            }
+            for g in gaps {
+                let (v, i) = (g % NVARS, g % hours);
+                columns[v][i] = f32::NAN;
+            }
+            StationSeries {
+                station: "P".to_owned(),
+                // 2013-01-01T00:00:00Z.
+                start: 1_356_998_400,
+                columns,
+            }
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// The model's flat search over the station's shared state tiles, restricted to the
+    /// horizon's analogs and outside the excluded hours, returns the analogs a plain
+    /// computation finds: states recomputed from the series, distances in `f64`, sorted.
+    #[test]
+    fn flat_search_over_shared_tiles_matches_a_naive_computation(
+        series in station_case(),
+        at_fraction in 0.0f64..1.0,
+        k in 1usize..15,
+        horizon in prop::sample::select(Horizon::ALL.to_vec()),
+        seed_similarity in any::<bool>(),
+        window in 1usize..4,
+    ) {
+        let options = BuildOptions { window, ..BuildOptions::default() };
+        let data = Dataset { stations: vec![series.clone()], bad_rows: Vec::new(), rows: 0 };
+        let model = ForecastModel::build(&data, &options, &mut |_, _| {}).unwrap();
+        let stdz = model.standardization().clone();
+        let i = ((series.len() - 1) as f64 * at_fraction) as usize;
+        let Some(query) = naive_state(&series, &stdz, &options, i) else {
+            return Ok(());
+        };
+        let dim = query.len();
+        let blocks: Vec<Block> = if seed_similarity {
+            vec![Block { start: 0, len: dim, weight: 1.0 }]
+        } else {
+            let w = window;
+            let mut b: Vec<Block> = (0..NVARS).map(|v| Block { start: v * w, len: w, weight: 1.0 }).collect();
+            b.push(Block { start: NVARS * w, len: 2, weight: 1.0 });
+            b.push(Block { start: NVARS * w + 2, len: 2, weight: 1.0 });
+            b
+        };
+        let h = horizon.hours() as usize;
+        let guard = window + h;
+        let mut want: Vec<(f64, usize)> = (0..series.len())
+            .filter(|&j| j + guard <= i || j >= i + guard)
+            .filter(|&j| j + h < series.len()
+                && Variable::ALL.iter().all(|v| series.value(*v, j + h).is_finite()))
+            .filter_map(|j| naive_state(&series, &stdz, &options, j)
+                .map(|s| (naive_distance(&query, &s, &blocks), j)))
+            .collect();
+        want.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        want.truncate(k);
+        let request = ForecastRequest {
+            station: "P".to_owned(),
+            at: Some(series.time(i)),
+            horizon,
+            vars: vec![Variable::T2m],
+            k,
+            similarity: if seed_similarity { Similarity::Seed } else { Similarity::AnEn },
+        };
+        match model.forecast(&request) {
+            Ok(f) => {
+                prop_assert_eq!(f.analogs.len(), want.len());
+                for (got, (distance, j)) in f.analogs.iter().zip(&want) {
+                    // Same distance at every rank (f32 vs f64 may swap near-ties, so the
+                    // analog itself is checked by its own distance below).
+                    prop_assert!((got.distance - distance).abs() < 1e-3 * (1.0 + distance),
+                        "rank distance {} vs {distance} (naive hour {j})", got.distance);
+                    let t = analog::forecast::parse_time(&got.time).unwrap();
+                    let g = series.index_of(t).unwrap();
+                    let own = naive_distance(&query, &naive_state(&series, &stdz, &options, g).unwrap(), &blocks);
+                    prop_assert!((got.distance - own).abs() < 1e-3 * (1.0 + own));
+                    prop_assert!(g + guard <= i || g >= i + guard, "analog hour {g} is excluded");
+                }
+            }
+            Err(ForecastError::NoAnalogs { .. }) => prop_assert!(want.is_empty()),
+            Err(e) => return Err(TestCaseError::fail(format!("{e}"))),
+        }
+    }
 }

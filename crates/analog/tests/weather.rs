@@ -3,27 +3,40 @@
 //! from the model file it writes; the last 10% in time are the queries.
 //! Re-ranking a shortlist must reach recall@10 >= 0.95 against exact search.
 
+use analog::forecast::anen::TILE;
 use analog::forecast::{parse_csv, BuildOptions, ForecastModel};
 use analog::format::{AlignedBytes, IndexFile};
 use analog::{FlatIndex, IvfPqIndex, IvfPqParams, Metric};
 
-/// The JFK 24 h model file's state vectors (time order) and their dimension.
+/// The JFK 24 h analogs' state vectors (time order) and their dimension, read back from the
+/// model files: the analog ids from `JFK.24h.sbx`, the states from the tiles of
+/// `JFK.states.sbx`.
 fn weather_states() -> (Vec<f32>, usize) {
     let csv = include_str!("../../../demo/nyc_weather_2013.csv");
     let data = parse_csv(csv.as_bytes()).expect("the bundled demo data parses");
     let model = ForecastModel::build(&data, &BuildOptions::default(), &mut |_, _| {})
         .expect("the demo model builds");
     let files = model.to_files().expect("the model serialises");
-    let (_, bytes) = files
-        .files
-        .iter()
-        .find(|(name, _)| name == "JFK.24h.sbx")
-        .expect("a JFK 24 h file");
-    let file = IndexFile::parse(AlignedBytes::copy_from(bytes)).expect("a valid file");
-    let times = file.i64s("times").expect("times").len();
-    let states = file.f32s("states").expect("states").to_vec();
-    let dim = states.len() / times;
-    (states, dim)
+    let file = |name: &str| {
+        let (_, bytes) = files
+            .files
+            .iter()
+            .find(|(n, _)| n == name)
+            .unwrap_or_else(|| panic!("a file {name}"));
+        IndexFile::parse(AlignedBytes::copy_from(bytes)).expect("a valid file")
+    };
+    let states = file("JFK.states.sbx");
+    let count = states.u32s("hours").expect("hours").len();
+    let tiles = states.f32s("tiles").expect("tiles");
+    let dim = tiles.len() / count.div_ceil(TILE) / TILE;
+    let horizon = file("JFK.24h.sbx");
+    let mut rows = Vec::new();
+    for &id in horizon.u32s("ids").expect("ids") {
+        let id = id as usize;
+        let tile = &tiles[(id / TILE) * dim * TILE..][..dim * TILE];
+        rows.extend((0..dim).map(|j| tile[j * TILE + id % TILE]));
+    }
+    (rows, dim)
 }
 
 #[test]

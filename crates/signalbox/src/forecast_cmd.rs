@@ -8,11 +8,11 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use analog::forecast::{
-    BuildOptions, ForecastError, ForecastModel, ForecastRequest, Horizon, Members, Mode,
+    BuildOptions, ForecastError, ForecastModel, ForecastRequest, Horizon, IndexPlan, Members, Mode,
     Similarity, VerificationReport, VerifyOptions,
 };
 use anyhow::{anyhow, bail, Context};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// How many bad rows are listed before the rest are only counted.
 const SHOWN_BAD_ROWS: usize = 20;
@@ -52,6 +52,14 @@ pub struct BuildArgs {
     /// AnEn weight per predictor, as NAME=WEIGHT pairs (e.g. precip=0.5); unnamed ones are 1.
     #[arg(long, value_name = "PAIRS")]
     weights: Option<String>,
+    /// Index per horizon: auto, seed, flat, ivfpq, ivfpq-rerank, or a list such as
+    /// 6h=flat,24h=ivfpq-rerank (unlisted horizons: auto). See docs/forecast.md.
+    #[arg(long, value_name = "PLAN", default_value = "auto")]
+    index: String,
+    /// Bytes the served model may keep resident (e.g. 2GiB, 500MB, 1000000): `auto` horizons
+    /// switch to IVF-PQ, largest stations first, until the model fits [default: no budget].
+    #[arg(long, value_name = "BYTES")]
+    memory_budget: Option<String>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -106,6 +114,11 @@ pub struct VerifyArgs {
     /// Comma-separated similarities to score: seed, anen.
     #[arg(long, default_value = "seed,anen")]
     similarity: String,
+    /// Comma-separated index plans to score, each by rebuilding the training model with it:
+    /// auto, seed, flat, ivfpq, ivfpq-rerank; with `flat` among them, the text output gives
+    /// each other plan's largest CRPS difference from exact search [default: the model's plan].
+    #[arg(long, value_name = "PLANS")]
+    index_plans: Option<String>,
     /// Print JSON (schema in docs/forecast.md) instead of tables.
     #[arg(long)]
     json: bool,
@@ -120,22 +133,43 @@ pub fn run(cmd: ForecastCommand) -> anyhow::Result<()> {
 }
 
 pub use server::forecast_files::BuildSummary;
-use server::forecast_files::ModelFileError;
+use server::forecast_files::{BuildProgress, ModelFileError};
 
 /// Parses `csv_text`, builds the model and writes it to `out` (each file written to a
-/// temporary name and renamed; the manifest last, so a directory with a manifest is complete).
+/// temporary name and renamed; the manifest last, so a directory with a manifest is complete),
+/// then loads it. `progress(written, stations)` is called as each station's files are written.
 pub fn build_model_dir(
     csv_text: &str,
     out: &Path,
     options: &BuildOptions,
     progress: &mut dyn FnMut(usize, usize),
 ) -> anyhow::Result<BuildSummary> {
-    server::forecast_files::build_model_dir(csv_text, out, options, progress).map_err(|e| match e {
+    server::forecast_files::build_model_dir(csv_text, out, options, &mut |event| {
+        if let BuildProgress::Written {
+            written, stations, ..
+        } = event
+        {
+            progress(written, stations);
+        }
+    })
+    .map_err(build_error)
+}
+
+fn build_error(e: ModelFileError) -> anyhow::Error {
+    match e {
         // Kept typed: `build` names the data file for parse errors.
         ModelFileError::Data(e) => anyhow::Error::new(e),
-        ModelFileError::Build(message) => anyhow!("{message}"),
+        // Option errors name the build flag.
+        ModelFileError::Build(ForecastError::InvalidOption { field, message }) => {
+            let flag = match field {
+                "predictor_weights" => "weights".to_owned(),
+                other => other.replace('_', "-"),
+            };
+            anyhow!("--{flag}: {message}")
+        }
+        ModelFileError::Build(e) => anyhow!("{e}"),
         other => anyhow!("--out: {other}"),
-    })
+    }
 }
 
 /// Loads a model directory: the manifest, then each file through a memory map. A corrupt,
@@ -174,20 +208,64 @@ fn build(args: &BuildArgs) -> anyhow::Result<()> {
             .parse()
             .map_err(|_| anyhow!("--weights: '{weight}' is not a number"))?;
     }
+    let index: IndexPlan = args.index.parse().map_err(|e| anyhow!("--index: {e}"))?;
+    let memory_budget = args
+        .memory_budget
+        .as_deref()
+        .map(|raw| parse_byte_size(raw).map_err(|e| anyhow!("--memory-budget: {e}")))
+        .transpose()?;
     let options = BuildOptions {
         window: args.window,
         hour_weight: args.hour_weight,
         season_weight: args.season_weight,
         predictor_weights,
         members,
+        index,
+        memory_budget,
     };
-    let text = std::fs::read_to_string(&args.data)
+    let file = std::fs::File::open(&args.data)
         .with_context(|| format!("--data: cannot read {}", args.data.display()))?;
-    let bar = progress_bar("building", 1);
-    let summary = build_model_dir(&text, &args.out, &options, &mut |done, total| {
-        bar.set_length(total as u64);
-        bar.set_position(done as u64);
-    })
+    let bars = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+    let stations_bar = bars.add(progress_bar("stations", 1));
+    // One bar per station being built (two at a time), removed when its files are written.
+    let mut station_bars: Vec<(String, ProgressBar)> = Vec::new();
+    let summary = server::forecast_files::build_model_dir_from_reader(
+        std::io::BufReader::new(file),
+        &args.out,
+        &options,
+        &mut |event| match event {
+            BuildProgress::Parsed { stations, .. } => {
+                stations_bar.set_length(stations as u64);
+            }
+            BuildProgress::Station {
+                station,
+                done,
+                total,
+            } => {
+                let bar = match station_bars.iter().position(|(s, _)| s == station) {
+                    Some(i) => &station_bars[i].1,
+                    None => {
+                        let bar = bars.add(progress_bar(&format!("  {station:<16}"), 1));
+                        station_bars.push((station.to_owned(), bar));
+                        &station_bars[station_bars.len() - 1].1
+                    }
+                };
+                bar.set_length(total as u64);
+                bar.set_position(done as u64);
+            }
+            BuildProgress::Written {
+                station, written, ..
+            } => {
+                if let Some(i) = station_bars.iter().position(|(s, _)| s == station) {
+                    let (_, bar) = station_bars.swap_remove(i);
+                    bar.finish_and_clear();
+                    bars.remove(&bar);
+                }
+                stations_bar.set_position(written as u64);
+            }
+        },
+    )
+    .map_err(build_error)
     .map_err(|e| {
         // Parse errors name the file; option errors name the flag.
         if e.downcast_ref::<analog::forecast::DataError>().is_some() {
@@ -196,7 +274,7 @@ fn build(args: &BuildArgs) -> anyhow::Result<()> {
             e
         }
     })?;
-    bar.finish_and_clear();
+    stations_bar.finish_and_clear();
     for (line, reason) in summary.bad_rows.iter().take(SHOWN_BAD_ROWS) {
         eprintln!(
             "{}: line {line}: {reason} (row skipped: its hour is a gap)",
@@ -215,17 +293,57 @@ fn build(args: &BuildArgs) -> anyhow::Result<()> {
             let _ = write!(counts, " {station} {n}");
         }
     }
+    let mut kinds: Vec<(String, usize)> = Vec::new();
+    for info in summary.model.indexes() {
+        let kind = info.kind.to_string();
+        match kinds.iter_mut().find(|(k, _)| *k == kind) {
+            Some((_, n)) => *n += 1,
+            None => kinds.push((kind, 1)),
+        }
+    }
+    let kinds: Vec<String> = kinds.iter().map(|(k, n)| format!("{k} {n}")).collect();
     eprintln!(
-        "forecast build: {} rows, {} stations, {} bad rows; 24h analogs:{counts}; {:.1} MiB in {} ({}) in {:.2} s",
+        "forecast build: {} rows, {} stations, {} bad rows; 24h analogs:{counts}; indexes: {}; \
+         {:.1} MiB in {} ({:.1} MiB resident when served) ({}) in {:.2} s",
         summary.rows,
         summary.stations,
         summary.bad_rows.len(),
+        kinds.join(", "),
         summary.bytes_written as f64 / (1024.0 * 1024.0),
         args.out.display(),
+        summary.model.resident_bytes() as f64 / (1024.0 * 1024.0),
         summary.model.version(),
         summary.elapsed.as_secs_f64(),
     );
     Ok(())
+}
+
+/// Parses a byte size: a whole number with an optional unit, `B`, `kB`/`MB`/`GB`/`TB` (powers
+/// of 1000) or `KiB`/`MiB`/`GiB`/`TiB` (powers of 1024), case-insensitive, e.g. `2GiB`.
+///
+/// # Errors
+/// A message naming the accepted forms.
+pub fn parse_byte_size(raw: &str) -> Result<u64, String> {
+    let text = raw.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let bad = || format!("'{raw}' is not a byte size (e.g. 2GiB, 500MB or 1000000)");
+    let number: u64 = number.parse().map_err(|_| bad())?;
+    let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" | "k" => 1_000,
+        "mb" | "m" => 1_000_000,
+        "gb" | "g" => 1_000_000_000,
+        "tb" | "t" => 1_000_000_000_000,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        "tib" => 1 << 40,
+        _ => return Err(bad()),
+    };
+    number.checked_mul(scale).ok_or_else(bad)
 }
 
 fn parse_k(k: Option<&str>, mode: &str) -> anyhow::Result<usize> {
@@ -321,6 +439,20 @@ fn forecast(args: &RunArgs) -> anyhow::Result<()> {
             v.observed.map_or("-".to_owned(), |o| format!("{o:.2}"))
         )?;
     }
+    if let Some(info) = model
+        .indexes()
+        .into_iter()
+        .find(|i| i.station == forecast.station && i.horizon == horizon)
+    {
+        writeln!(
+            out,
+            "index: {} over {} analogs{}",
+            info.kind,
+            info.vectors,
+            info.nprobe
+                .map_or(String::new(), |p| format!(" (nprobe {p})"))
+        )?;
+    }
     writeln!(out, "analogs (nearest first):")?;
     for a in &forecast.analogs {
         writeln!(out, "  {}  distance {:.4}", a.time, a.distance)?;
@@ -344,6 +476,20 @@ fn verify(args: &VerifyArgs) -> anyhow::Result<()> {
             similarities.push(s);
         }
     }
+    let mut indexes: Vec<IndexPlan> = Vec::new();
+    for name in args
+        .index_plans
+        .iter()
+        .flat_map(|p| p.split(','))
+        .map(str::trim)
+    {
+        // A per-horizon plan (`24h=ivfpq`) contains commas itself, so only whole-model plans
+        // are listed here.
+        let plan: IndexPlan = name.parse().map_err(|e| anyhow!("--index-plans: {e}"))?;
+        if !indexes.contains(&plan) {
+            indexes.push(plan);
+        }
+    }
     let model = load_model(&args.index)?;
     let bar = progress_bar("verifying", 1);
     let start = Instant::now();
@@ -354,6 +500,7 @@ fn verify(args: &VerifyArgs) -> anyhow::Result<()> {
                 holdout_until,
                 k,
                 similarities,
+                indexes,
             },
             &mut |done, total| {
                 bar.set_length(total as u64);
@@ -402,17 +549,18 @@ fn render_report(r: &VerificationReport) -> String {
             let _ = writeln!(s, "\n== {station} ==");
             let _ = writeln!(
                 s,
-                "{:<4} {:<9} {:<5} {:>5} {:>7} {:>7} {:>7} {:>7} {:>6} | {:>7} {:>7} | {:>7} {:>7} | {:>8} {:>8} {:>8} {:>8}",
-                "h", "variable", "sim", "cases", "RMSE", "MAE", "bias", "CRPS", "spread",
+                "{:<4} {:<9} {:<5} {:<12} {:>5} {:>7} {:>7} {:>7} {:>7} {:>6} | {:>7} {:>7} | {:>7} {:>7} | {:>8} {:>8} {:>8} {:>8}",
+                "h", "variable", "sim", "index", "cases", "RMSE", "MAE", "bias", "CRPS", "spread",
                 "pRMSE", "pCRPS", "cRMSE", "cCRPS", "RMSEvsP", "RMSEvsC", "CRPSvsP", "CRPSvsC"
             );
         }
         let _ = writeln!(
             s,
-            "{:<4} {:<9} {:<5} {:>5} {:>7.3} {:>7.3} {:>+7.3} {:>7.3} {:>6.2} | {:>7.3} {:>7.3} | {:>7.3} {:>7.3} | {:>8} {:>8} {:>8} {:>8}",
+            "{:<4} {:<9} {:<5} {:<12} {:>5} {:>7.3} {:>7.3} {:>+7.3} {:>7.3} {:>6.2} | {:>7.3} {:>7.3} | {:>7.3} {:>7.3} | {:>8} {:>8} {:>8} {:>8}",
             row.horizon,
             row.variable,
             row.similarity,
+            row.index,
             row.cases,
             row.ensemble.rmse,
             row.ensemble.mae,
@@ -427,6 +575,25 @@ fn render_report(r: &VerificationReport) -> String {
             opt_pct(row.skill.rmse_vs_climatology),
             opt_pct(row.skill.crps_vs_persistence),
             opt_pct(row.skill.crps_vs_climatology),
+        );
+    }
+    let differences = r.index_differences();
+    if !differences.is_empty() {
+        let _ = writeln!(s);
+    }
+    for d in differences {
+        let _ = writeln!(
+            s,
+            "{} similarity, {} vs flat: CRPS differs by at most {:.2} % ({}, {}, {}; CRPS skill vs climatology {} flat, {} {})",
+            d.similarity,
+            d.index,
+            d.relative_crps * 100.0,
+            d.station,
+            d.horizon,
+            d.variable,
+            opt_pct(d.skill_vs_climatology.0),
+            opt_pct(d.skill_vs_climatology.1),
+            d.index,
         );
     }
     s

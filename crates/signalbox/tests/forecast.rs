@@ -85,11 +85,13 @@ fn build_then_run_then_verify() {
             "EWR.48h.sbx",
             "EWR.6h.sbx",
             "EWR.series.sbx",
+            "EWR.states.sbx",
             "JFK.12h.sbx",
             "JFK.24h.sbx",
             "JFK.48h.sbx",
             "JFK.6h.sbx",
             "JFK.series.sbx",
+            "JFK.states.sbx",
             "manifest.json",
         ]
     );
@@ -154,6 +156,7 @@ fn build_then_run_then_verify() {
             ]),
     );
     assert!(table.contains("k=5 seed analogs"), "{table}");
+    assert!(table.contains("index: flat over "), "{table}");
     assert!(table.lines().any(|l| l.starts_with("t2m ")), "{table}");
 
     let (stdout, _) = run_ok(
@@ -335,4 +338,47 @@ fn bad_flags_get_one_line_naming_the_flag() {
         err.contains("--holdout-from: 2012-01-01T00:00:00Z leaves less than a week"),
         "{err}"
     );
+    let err = run_err(
+        signalbox()
+            .args(["forecast", "verify", "--index"])
+            .arg(&model)
+            .args([
+                "--holdout-from",
+                "2013-02-15",
+                "--index-plans",
+                "flat,exact",
+            ]),
+    );
+    assert!(err.contains("--index-plans: index plan: 'exact'"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+
+    let data = dir.path().join("stations.csv");
+    for (flag, value, says) in [
+        ("--index", "24h=fast", "--index: index plan: '24h=fast'"),
+        ("--index", "3h=flat", "--index: index plan: '3h=flat'"),
+        (
+            "--memory-budget",
+            "2 parsecs",
+            "--memory-budget: '2 parsecs' is not a byte size",
+        ),
+        (
+            "--memory-budget",
+            "1kB",
+            "--memory-budget: the model needs about",
+        ),
+    ] {
+        let err = run_err(
+            signalbox()
+                .args(["forecast", "build", "--data"])
+                .arg(&data)
+                .arg("--out")
+                .arg(dir.path().join("other"))
+                .args([flag, value]),
+        );
+        assert!(
+            err.contains(says),
+            "{flag} {value}: expected {says:?} in {err}"
+        );
+        assert_eq!(err.trim().lines().count(), 1, "{flag} {value}: {err}");
+    }
 }

@@ -55,6 +55,51 @@ impl StationSeries {
 
     /// Unix seconds of grid hour `i`.
     pub fn time(&self, i: usize) -> i64 {
+        self.view().time(i)
+    }
+
+    /// The grid hour of unix time `t`, if `t` is on the hour and inside the grid.
+    pub fn index_of(&self, t: i64) -> Option<usize> {
+        self.view().index_of(t)
+    }
+
+    /// Variable `v` at grid hour `i` (NaN for a gap or outside the grid).
+    pub fn value(&self, v: Variable, i: usize) -> f32 {
+        self.view().value(v, i)
+    }
+
+    /// The series truncated to hours strictly before `t` (for training on a period).
+    pub fn before(&self, t: i64) -> StationSeries {
+        self.view().before(&self.station, t)
+    }
+
+    /// The series borrowed.
+    pub(crate) fn view(&self) -> SeriesView<'_> {
+        SeriesView {
+            start: self.start,
+            columns: std::array::from_fn(|v| self.columns[v].as_slice()),
+        }
+    }
+}
+
+/// A station's hourly grid, borrowed: from a [`StationSeries`] while building, or from the
+/// memory-mapped series file of a loaded model. What the state vector and the members read.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SeriesView<'a> {
+    /// Unix seconds of the first hour.
+    pub start: i64,
+    /// `columns[v][i]`: variable `v` at grid hour `i`; all the same length.
+    pub columns: [&'a [f32]; NVARS],
+}
+
+impl SeriesView<'_> {
+    /// Hours in the grid.
+    pub fn len(&self) -> usize {
+        self.columns[0].len()
+    }
+
+    /// Unix seconds of grid hour `i`.
+    pub fn time(&self, i: usize) -> i64 {
         self.start + i as i64 * SECONDS_PER_HOUR
     }
 
@@ -73,8 +118,8 @@ impl StationSeries {
         self.columns[v.index()].get(i).copied().unwrap_or(f32::NAN)
     }
 
-    /// The series truncated to hours strictly before `t` (for training on a period).
-    pub fn before(&self, t: i64) -> StationSeries {
+    /// An owned copy truncated to hours strictly before `t`.
+    pub fn before(&self, station: &str, t: i64) -> StationSeries {
         let keep = if t <= self.start {
             0
         } else {
@@ -82,7 +127,7 @@ impl StationSeries {
             usize::try_from(hours).unwrap_or(usize::MAX).min(self.len())
         };
         StationSeries {
-            station: self.station.clone(),
+            station: station.to_owned(),
             start: self.start,
             columns: std::array::from_fn(|v| self.columns[v][..keep].to_vec()),
         }

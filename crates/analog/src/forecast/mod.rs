@@ -29,6 +29,7 @@
 pub mod anen;
 mod data;
 mod ensemble;
+mod index;
 mod model;
 mod persist;
 mod state;
@@ -42,13 +43,19 @@ pub use data::{
     REQUIRED_COLUMNS,
 };
 pub use ensemble::{crps_ensemble, ensemble_stats, EnsembleStats};
-pub use model::{
-    seed_backend, AnalogRef, BuildOptions, Forecast, ForecastModel, ForecastRequest, SeedSearch,
-    VariableForecast, MAX_K,
+pub use index::{
+    IndexChoice, IndexInfo, IndexKind, IndexPlan, IndexPlanError, IndexRequest, IvfPqSettings,
+    AUTO_FLAT_BELOW,
 };
-pub use persist::{ModelFiles, LOADABLE_FORMAT, MANIFEST};
+pub use model::{
+    AnalogRef, BuildOptions, Forecast, ForecastModel, ForecastRequest, ModelPlan, VariableForecast,
+    MAX_K,
+};
+pub use persist::{ModelFiles, StationEntry, StationFiles, LOADABLE_FORMAT, MANIFEST};
 pub use state::Standardization;
-pub use verify::{Climatology, Scores, Skill, VerificationReport, VerificationRow, VerifyOptions};
+pub use verify::{
+    Climatology, IndexDifference, Scores, Skill, VerificationReport, VerificationRow, VerifyOptions,
+};
 
 /// Number of variables (and predictors).
 pub const NVARS: usize = 7;

@@ -1,17 +1,19 @@
-//! The forecast model: per station, the series and one analog index per horizon.
+//! The forecast model: per station, the series, the states (one copy) and per horizon the
+//! ids of the states that are analogs for it.
 
 use std::ops::Range;
 
 use serde::{Deserialize, Serialize};
 
-use super::anen::AnEnIndex;
+use super::anen::{Block, TILE};
+use super::data::SeriesView;
 use super::ensemble::ensemble_stats;
 use super::state::{Standardization, StateShape};
 use super::{
-    format_time, Dataset, ForecastError, Horizon, Members, NoStateReason, Similarity,
-    StationSeries, Variable, NVARS,
+    format_time, Dataset, ForecastError, Horizon, IndexChoice, IndexInfo, IndexPlan, IndexRequest,
+    IvfPqSettings, Members, NoStateReason, Similarity, StationSeries, Variable, NVARS,
 };
-use crate::{AnalogError, FlatIndex, Metric, Neighbor};
+use crate::storage::Section;
 
 /// The largest ensemble a request may ask for.
 pub const MAX_K: usize = 100;
@@ -32,6 +34,14 @@ pub struct BuildOptions {
     pub predictor_weights: [f32; NVARS],
     /// How analogs become members.
     pub members: Members,
+    /// Which index serves each horizon ([`IndexPlan::resolve`] per station and horizon).
+    #[serde(default)]
+    pub index: IndexPlan,
+    /// Bytes the model may keep resident ([`ForecastModel::resident_bytes`]): `auto` horizons
+    /// switch to IVF-PQ with re-ranking, stations with the most states first, until the
+    /// estimate fits. `None`: no budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_budget: Option<u64>,
 }
 
 impl Default for BuildOptions {
@@ -42,12 +52,14 @@ impl Default for BuildOptions {
             season_weight: 1.0,
             predictor_weights: [1.0; NVARS],
             members: Members::Delta,
+            index: IndexPlan::default(),
+            memory_budget: None,
         }
     }
 }
 
 impl BuildOptions {
-    fn check(&self) -> Result<(), ForecastError> {
+    pub(crate) fn check(&self) -> Result<(), ForecastError> {
         if self.window == 0 || self.window > MAX_WINDOW {
             return Err(ForecastError::InvalidOption {
                 field: "window",
@@ -83,96 +95,244 @@ fn invalid(field: &'static str, message: &str) -> ForecastError {
     }
 }
 
-/// The search behind [`Similarity::Seed`]: the swap point for approximate indexes. Scores are
-/// squared L2 distances, smallest first, ties by lower id.
-pub trait SeedSearch: Send + Sync {
-    /// The `k` nearest stored states.
-    ///
-    /// # Errors
-    /// Whatever the index reports for a bad query.
-    fn search(&self, query: &[f32], k: usize) -> Result<Vec<Neighbor>, AnalogError>;
-    /// A short description (e.g. `flat-l2`).
-    fn describe(&self) -> String;
+/// A station's hourly observations as the model holds them: owned after a build, borrowed
+/// from the memory-mapped series file after a load.
+pub(crate) struct StoredSeries {
+    /// Unix seconds of the first hour of the grid.
+    pub start: i64,
+    /// Per [`Variable::ALL`]: the value at each grid hour (NaN = gap); all the same length.
+    pub columns: [Section<f32>; NVARS],
 }
 
-impl SeedSearch for FlatIndex {
-    fn search(&self, query: &[f32], k: usize) -> Result<Vec<Neighbor>, AnalogError> {
-        FlatIndex::search(self, query, k)
+impl StoredSeries {
+    pub(crate) fn owned(series: StationSeries) -> Self {
+        let StationSeries { start, columns, .. } = series;
+        StoredSeries {
+            start,
+            columns: columns.map(Section::owned),
+        }
     }
 
-    fn describe(&self) -> String {
-        "flat-l2".to_owned()
+    pub(crate) fn view(&self) -> SeriesView<'_> {
+        SeriesView {
+            start: self.start,
+            columns: std::array::from_fn(|v| self.columns[v].as_slice()),
+        }
     }
 }
 
-/// Builds the seed-metric search over row-major `states` of `dim` values: an exact
-/// [`FlatIndex`] with [`Metric::L2`] today. Replace this to serve the seed metric from another
-/// index.
-///
-/// # Errors
-/// [`AnalogError`] for a zero dimension or non-finite states.
-pub fn seed_backend(dim: usize, states: &[f32]) -> Result<Box<dyn SeedSearch>, AnalogError> {
-    let mut index = FlatIndex::new(dim, Metric::L2)?;
-    index.add(states)?;
-    Ok(Box::new(index))
+/// A station's states: every grid hour whose window is complete, once, in AnEn's transposed
+/// tile layout (the one copy every horizon and both similarities search).
+pub(crate) struct StationStates {
+    /// Number of states. A state's id is its position.
+    pub len: usize,
+    /// Grid hour of each state, ascending.
+    pub hours: Section<u32>,
+    /// `len.div_ceil(TILE)` tiles of `dim × TILE` values: value `j` of state `id` is at
+    /// `(id / TILE) · dim · TILE + j · TILE + id % TILE`; padding is zero.
+    pub tiles: Section<f32>,
 }
 
-/// One horizon's analogs: the states with a known outcome `h` hours later.
+/// One horizon's analogs: the states whose outcome `h` hours later is observed.
 pub(crate) struct HorizonModel {
     pub horizon: Horizon,
-    /// Issue times of the entries, ascending.
-    pub times: Vec<i64>,
-    /// Row-major states, `times.len() × dim`.
-    pub states: Vec<f32>,
-    /// `targets[v][id]`: variable `v` at `times[id] + h`.
-    pub targets: [Vec<f32>; NVARS],
-    /// `current[v][id]`: variable `v` at `times[id]` (for delta members).
-    pub current: [Vec<f32>; NVARS],
-    pub seed: Box<dyn SeedSearch>,
-    pub anen: AnEnIndex,
+    /// State ids, ascending.
+    pub ids: Section<u32>,
+    /// How the analogs are searched.
+    pub choice: IndexChoice,
 }
 
 impl HorizonModel {
-    pub(crate) fn new(
-        horizon: Horizon,
-        dim: usize,
-        blocks: &[super::anen::Block],
-        times: Vec<i64>,
-        states: Vec<f32>,
-        targets: [Vec<f32>; NVARS],
-        current: [Vec<f32>; NVARS],
-    ) -> Result<Self, ForecastError> {
-        let seed = seed_backend(dim, &states)?;
-        let anen = AnEnIndex::new(dim, blocks, &states).map_err(|e| ForecastError::Corrupt {
-            file: format!("{horizon} analogs"),
-            message: e.to_string(),
-        })?;
-        Ok(HorizonModel {
-            horizon,
-            times,
-            states,
-            targets,
-            current,
-            seed,
-            anen,
+    pub(crate) fn len(&self) -> usize {
+        self.ids.as_slice().len()
+    }
+}
+
+/// One station: its observations, its states and an analog set per horizon.
+pub(crate) struct StationModel {
+    pub code: String,
+    pub series: StoredSeries,
+    pub states: StationStates,
+    /// Per [`Horizon::ALL`].
+    pub horizons: Vec<HorizonModel>,
+}
+
+impl StationModel {
+    /// The index of each horizon, in [`Horizon::ALL`] order.
+    pub(crate) fn choices(&self) -> [IndexChoice; 4] {
+        std::array::from_fn(|h| {
+            self.horizons
+                .get(h)
+                .map_or(IndexChoice::Flat, |hm| hm.choice)
         })
     }
 
-    fn len(&self) -> usize {
-        self.times.len()
+    /// Bytes a search of `hm` reads: the station's tiles for flat, the index for IVF-PQ.
+    pub(crate) fn index_bytes(&self, hm: &HorizonModel, dim: usize) -> u64 {
+        match hm.choice.ivfpq() {
+            None => (self.states.tiles.as_slice().len() * 4) as u64,
+            Some(settings) => ivfpq_bytes_estimate(settings, hm.len(), dim),
+        }
+    }
+
+    /// See [`ForecastModel::resident_bytes`].
+    pub(crate) fn resident_bytes(&self, dim: usize) -> u64 {
+        let series = self.series.view();
+        let mut total = (series.len() * NVARS * 4) as u64;
+        if self
+            .horizons
+            .iter()
+            .any(|hm| hm.choice == IndexChoice::Flat)
+        {
+            total += (self.states.tiles.as_slice().len() * 4) as u64;
+        }
+        for hm in &self.horizons {
+            total += match hm.choice {
+                IndexChoice::Flat => (hm.len() * 4) as u64,
+                _ => self.index_bytes(hm, dim),
+            };
+        }
+        total
+    }
+
+    /// First and last issue time with a state.
+    pub(crate) fn issue_range(&self) -> Option<(i64, i64)> {
+        let hours = self.states.hours.as_slice();
+        let view = self.series.view();
+        Some((
+            view.time(*hours.first()? as usize),
+            view.time(*hours.last()? as usize),
+        ))
+    }
+
+    /// Builds one station's states and analog ids (pure; the series is kept).
+    pub(crate) fn build(
+        series: StationSeries,
+        shape: StateShape,
+        standardization: &Standardization,
+        choices: [IndexChoice; 4],
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<StationModel, ForecastError> {
+        if let Some(choice) = choices.iter().find(|c| c.ivfpq().is_some()) {
+            return Err(ForecastError::InvalidOption {
+                field: "index",
+                message: format!("{} is not served by this build yet", choice.kind()),
+            });
+        }
+        let view = series.view();
+        let dim = shape.dim();
+        let total = 1 + Horizon::ALL.len();
+        let too_long = || ForecastError::InvalidOption {
+            field: "data",
+            message: format!(
+                "station {}: {} hours do not fit the model's 32-bit hour index",
+                series.station,
+                view.len()
+            ),
+        };
+        u32::try_from(view.len()).map_err(|_| too_long())?;
+        let mut hours: Vec<u32> = Vec::new();
+        let mut tiles: Vec<f32> = Vec::new();
+        let mut state = vec![0.0f32; dim];
+        for i in 0..view.len() {
+            if shape.state(view, standardization, i, &mut state).is_err() {
+                continue;
+            }
+            let id = hours.len();
+            if id.is_multiple_of(TILE) {
+                tiles.resize(tiles.len() + dim * TILE, 0.0);
+            }
+            let tile = &mut tiles[(id / TILE) * dim * TILE..][..dim * TILE];
+            for (j, &x) in state.iter().enumerate() {
+                tile[j * TILE + id % TILE] = x;
+            }
+            // i < view.len(), which fits a u32 (checked above).
+            hours.push(i as u32);
+        }
+        progress(1, total);
+        let mut horizons = Vec::with_capacity(Horizon::ALL.len());
+        for (done, horizon) in Horizon::ALL.into_iter().enumerate() {
+            let h = horizon.hours() as usize;
+            let ids: Vec<u32> = (0..hours.len())
+                .filter(|&id| {
+                    let j = hours[id] as usize + h;
+                    Variable::ALL.iter().all(|&v| view.value(v, j).is_finite())
+                })
+                // Ids are positions in `hours`, whose length is at most the grid's (a u32).
+                .map(|id| id as u32)
+                .collect();
+            horizons.push(HorizonModel {
+                horizon,
+                ids: Section::owned(ids),
+                choice: choices[horizon.index()],
+            });
+            progress(done + 2, total);
+        }
+        let len = hours.len();
+        Ok(StationModel {
+            code: series.station.clone(),
+            series: StoredSeries::owned(series),
+            states: StationStates {
+                len,
+                hours: Section::owned(hours),
+                tiles: Section::owned(tiles),
+            },
+            horizons,
+        })
     }
 }
 
-/// One station: its observations and an analog set per horizon.
-pub(crate) struct StationModel {
-    pub series: StationSeries,
-    /// Per [`Horizon::ALL`].
-    pub horizons: Vec<HorizonModel>,
-    /// First and last hour with a state.
-    pub issue_range: Option<(i64, i64)>,
+/// Exact search of one horizon's analogs over the station's state tiles: the `k` nearest of
+/// `ids` outside `exclude` under the block distance `Σ w_b · sqrt(Σ_{j∈b} (q_j − x_j)²)`
+/// (the AnEn blocks, or one block of weight 1 over the whole vector: the Euclidean distance).
+/// Nearest first, ties by lower id. Accumulates in `f32` in the same order as
+/// [`AnEnIndex`](super::anen::AnEnIndex), so both give the same distances.
+fn flat_search(
+    tiles: &[f32],
+    ids: &[u32],
+    query: &[f32],
+    blocks: &[Block],
+    k: usize,
+    exclude: &Range<u32>,
+) -> Vec<(u32, f32)> {
+    let dim = query.len();
+    let mut candidates: Vec<(f32, u32)> = ids
+        .iter()
+        .filter(|id| !exclude.contains(id))
+        .map(|&id| {
+            let id_usize = id as usize;
+            let tile = tiles.get((id_usize / TILE) * dim * TILE..).unwrap_or(&[]);
+            let lane = id_usize % TILE;
+            let mut total = 0.0f32;
+            for b in blocks {
+                let mut acc = 0.0f32;
+                for (j, &q) in query.iter().enumerate().skip(b.start).take(b.len) {
+                    let x = tile.get(j * TILE + lane).copied().unwrap_or(f32::NAN);
+                    let d = q - x;
+                    acc += d * d;
+                }
+                total += b.weight * acc.sqrt();
+            }
+            // `+ 0.0` makes -0.0 tie with 0.0.
+            (total + 0.0, id)
+        })
+        .collect();
+    if k == 0 {
+        return Vec::new();
+    }
+    let by_rank = |a: &(f32, u32), b: &(f32, u32)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
+    if candidates.len() > k {
+        candidates.select_nth_unstable_by(k - 1, by_rank);
+        candidates.truncate(k);
+    }
+    candidates.sort_unstable_by(by_rank);
+    candidates.into_iter().map(|(d, id)| (id, d)).collect()
 }
 
 /// A built (or loaded) analog-ensemble model. `Send + Sync`: forecasts take `&self`.
+///
+/// A loaded model reads its series, states and analog ids in place from the memory maps it
+/// was loaded from (it keeps them alive); a built one owns them.
 pub struct ForecastModel {
     pub(crate) options: BuildOptions,
     pub(crate) standardization: Standardization,
@@ -188,6 +348,275 @@ impl std::fmt::Debug for ForecastModel {
             .field("version", &self.version)
             .finish()
     }
+}
+
+/// What a build decides before its first station: the options, the standardisation (fitted
+/// on every station), the index of every station and horizon, and the content version.
+/// Stations are then built one at a time ([`ModelPlan::build_station`]), so a build never
+/// holds more than the stations in flight, and the manifest ([`ModelPlan::manifest`]) is
+/// written last.
+#[derive(Debug, Clone)]
+pub struct ModelPlan {
+    pub(crate) options: BuildOptions,
+    pub(crate) standardization: Standardization,
+    pub(crate) version: String,
+    pub(crate) stations: Vec<PlannedStation>,
+}
+
+/// One station of a [`ModelPlan`].
+#[derive(Debug, Clone)]
+pub(crate) struct PlannedStation {
+    pub code: String,
+    /// Per [`Horizon::ALL`].
+    pub choices: [IndexChoice; 4],
+}
+
+impl ModelPlan {
+    /// Checks the options, fits the standardisation over every station, resolves each
+    /// station's and horizon's index (within the memory budget, if any) and computes the
+    /// content version.
+    ///
+    /// # Errors
+    /// [`ForecastError::InvalidOption`] for bad options, or a memory budget that even IVF-PQ
+    /// on every `auto` horizon cannot meet.
+    pub fn new(
+        stations: &[StationSeries],
+        options: &BuildOptions,
+    ) -> Result<ModelPlan, ForecastError> {
+        options.check()?;
+        let standardization = Standardization::fit(stations);
+        let counts: Vec<[usize; 4]> = stations
+            .iter()
+            .map(|s| analog_counts(s.view(), options.window))
+            .collect();
+        let states: Vec<usize> = stations
+            .iter()
+            .map(|s| state_count(s.view(), options.window))
+            .collect();
+        let mut choices: Vec<[IndexChoice; 4]> = counts
+            .iter()
+            .map(|c| std::array::from_fn(|h| options.index.resolve(Horizon::ALL[h], c[h])))
+            .collect();
+        if let Some(budget) = options.memory_budget {
+            fit_budget(budget, options, stations, &states, &counts, &mut choices)?;
+        }
+        let version = content_version(
+            options,
+            &standardization,
+            stations
+                .iter()
+                .zip(&choices)
+                .map(|(s, c)| (s.station.as_str(), s.view(), *c)),
+        );
+        Ok(ModelPlan {
+            options: options.clone(),
+            standardization,
+            version,
+            stations: stations
+                .iter()
+                .zip(choices)
+                .map(|(s, choices)| PlannedStation {
+                    code: s.station.clone(),
+                    choices,
+                })
+                .collect(),
+        })
+    }
+
+    /// The content version the model will have ([`ForecastModel::version`]).
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// The index resolved for each station and horizon: `(station, horizon, choice)`.
+    pub fn choices(&self) -> Vec<(String, Horizon, IndexChoice)> {
+        self.stations
+            .iter()
+            .flat_map(|s| {
+                Horizon::ALL
+                    .iter()
+                    .zip(s.choices)
+                    .map(|(h, c)| (s.code.clone(), *h, c))
+            })
+            .collect()
+    }
+
+    /// Builds one station in memory. `progress(done, total)` is called per step.
+    pub(crate) fn station_model(
+        &self,
+        series: StationSeries,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<StationModel, ForecastError> {
+        let planned = self
+            .stations
+            .iter()
+            .find(|p| p.code == series.station)
+            .ok_or_else(|| ForecastError::InvalidOption {
+                field: "station",
+                message: format!("{} is not one of the planned stations", series.station),
+            })?;
+        StationModel::build(
+            series,
+            self.options.shape(),
+            &self.standardization,
+            planned.choices,
+            progress,
+        )
+    }
+}
+
+/// Hours with a complete window (the states a build makes).
+fn state_count(series: SeriesView<'_>, window: usize) -> usize {
+    complete_windows(series, window).filter(|ok| *ok).count()
+}
+
+/// Whether each grid hour's window is complete, computed from the observations alone.
+fn complete_windows(series: SeriesView<'_>, window: usize) -> impl Iterator<Item = bool> + '_ {
+    let mut run = 0usize;
+    (0..series.len()).map(move |i| {
+        let observed = Variable::ALL
+            .iter()
+            .all(|&v| series.value(v, i).is_finite());
+        run = if observed { run + 1 } else { 0 };
+        run >= window
+    })
+}
+
+/// Analogs per horizon (states whose outcome `h` later is observed), without building them.
+fn analog_counts(series: SeriesView<'_>, window: usize) -> [usize; 4] {
+    let mut counts = [0; 4];
+    for (i, complete) in complete_windows(series, window).enumerate() {
+        if !complete {
+            continue;
+        }
+        for (count, horizon) in counts.iter_mut().zip(Horizon::ALL) {
+            let j = i + horizon.hours() as usize;
+            if Variable::ALL
+                .iter()
+                .all(|&v| series.value(v, j).is_finite())
+            {
+                *count += 1;
+            }
+        }
+    }
+    counts
+}
+
+/// Bytes of a station's state tiles.
+pub(crate) fn tile_bytes(states: usize, dim: usize) -> u64 {
+    (states.div_ceil(TILE) * TILE * dim * std::mem::size_of::<f32>()) as u64
+}
+
+/// Bytes an IVF-PQ index of `settings` over `vectors` vectors reads, estimated before it is
+/// trained: its codes and ids, list offsets, coarse centroids and PQ codebook.
+pub(crate) fn ivfpq_bytes_estimate(settings: IvfPqSettings, vectors: usize, dim: usize) -> u64 {
+    let code_bytes = (settings.nbits as usize).div_ceil(8);
+    let ksub = 1usize.checked_shl(settings.nbits).unwrap_or(0);
+    (vectors * (settings.m * code_bytes + 4)
+        + (settings.nlist + 1) * 8
+        + settings.nlist * dim * 4
+        + ksub * dim * 4) as u64
+}
+
+/// The resident bytes of a model with these choices ([`ForecastModel::resident_bytes`]),
+/// estimated before the build.
+fn resident_estimate(
+    dim: usize,
+    stations: &[StationSeries],
+    states: &[usize],
+    counts: &[[usize; 4]],
+    choices: &[[IndexChoice; 4]],
+) -> u64 {
+    let mut total = 0u64;
+    for (((s, &n), c), ch) in stations.iter().zip(states).zip(counts).zip(choices) {
+        total += (s.len() * NVARS * 4) as u64;
+        if ch.contains(&IndexChoice::Flat) {
+            total += tile_bytes(n, dim);
+        }
+        for (h, x) in ch.iter().enumerate() {
+            total += match x.ivfpq() {
+                None => (c[h] * 4) as u64,
+                Some(settings) => ivfpq_bytes_estimate(settings, c[h], dim),
+            };
+        }
+    }
+    total
+}
+
+/// Switches `auto` horizons to IVF-PQ with re-ranking, the station with the most states first
+/// and all its `auto` horizons at once (a station's tiles leave the resident set only when none
+/// of its horizons is flat), until the estimate fits `budget`.
+fn fit_budget(
+    budget: u64,
+    options: &BuildOptions,
+    stations: &[StationSeries],
+    states: &[usize],
+    counts: &[[usize; 4]],
+    choices: &mut [[IndexChoice; 4]],
+) -> Result<(), ForecastError> {
+    let dim = options.shape().dim();
+    let mut order: Vec<usize> = (0..stations.len()).collect();
+    order.sort_by_key(|&s| std::cmp::Reverse(states[s]));
+    let mut order = order.into_iter();
+    loop {
+        let estimate = resident_estimate(dim, stations, states, counts, choices);
+        if estimate <= budget {
+            return Ok(());
+        }
+        let switched = order.by_ref().find_map(|s| {
+            let mut any = false;
+            for (h, horizon) in Horizon::ALL.into_iter().enumerate() {
+                if options.index.request(horizon) == IndexRequest::Auto
+                    && choices[s][h] == IndexChoice::Flat
+                {
+                    let choice = IndexRequest::IvfpqRerank.resolve(horizon, counts[s][h]);
+                    any |= choice != IndexChoice::Flat;
+                    choices[s][h] = choice;
+                }
+            }
+            any.then_some(())
+        });
+        if switched.is_none() {
+            return Err(ForecastError::InvalidOption {
+                field: "memory_budget",
+                message: format!(
+                    "the model needs about {estimate} bytes resident even with IVF-PQ on every \
+                     `auto` horizon large enough to train, more than the budget of {budget} \
+                     bytes; raise the budget or ask for IVF-PQ on more horizons (--index)"
+                ),
+            });
+        }
+    }
+}
+
+/// FNV-1a over the options, the standardisation, every station's observations and index
+/// choices (everything else derives from them).
+pub(crate) fn content_version<'a>(
+    options: &BuildOptions,
+    standardization: &Standardization,
+    stations: impl Iterator<Item = (&'a str, SeriesView<'a>, [IndexChoice; 4])>,
+) -> String {
+    let mut hash = Fnv::new();
+    hash.bytes(
+        serde_json::to_string(&(options, standardization))
+            .unwrap_or_default()
+            .as_bytes(),
+    );
+    for (code, series, choices) in stations {
+        hash.bytes(code.as_bytes());
+        hash.bytes(
+            serde_json::to_string(&choices)
+                .unwrap_or_default()
+                .as_bytes(),
+        );
+        hash.bytes(&series.start.to_le_bytes());
+        for column in series.columns {
+            for x in column {
+                hash.bytes(&x.to_bits().to_le_bytes());
+            }
+        }
+    }
+    format!("anen-{:016x}", hash.0)
 }
 
 /// One forecast request.
@@ -269,7 +698,7 @@ fn round3(x: f64) -> f64 {
 
 impl ForecastModel {
     /// Builds a model from parsed station data, using every hour for standardisation and
-    /// analogs. `progress(done, total)` is called after each station and horizon.
+    /// analogs. `progress(done, total)` is called after each step of each station.
     ///
     /// # Errors
     /// [`ForecastError::InvalidOption`] for bad options.
@@ -287,99 +716,41 @@ impl ForecastModel {
         options: &BuildOptions,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<ForecastModel, ForecastError> {
-        options.check()?;
-        let standardization = Standardization::fit(&series);
-        let shape = options.shape();
-        let dim = shape.dim();
-        let blocks = shape.blocks(&options.predictor_weights);
-        let total = series.len() * Horizon::ALL.len();
-        let mut done = 0;
-        let mut stations = Vec::with_capacity(series.len());
-        for s in series {
-            // Every hour's state once; `None` where the window has a gap.
-            let mut all = vec![0.0f32; s.len() * dim];
-            let mut valid = vec![false; s.len()];
-            for (i, ok) in valid.iter_mut().enumerate() {
-                *ok = shape
-                    .state(&s, &standardization, i, &mut all[i * dim..(i + 1) * dim])
-                    .is_ok();
-            }
-            let first = valid.iter().position(|v| *v);
-            let last = valid.iter().rposition(|v| *v);
-            let issue_range = first.zip(last).map(|(a, b)| (s.time(a), s.time(b)));
-            let mut horizons = Vec::with_capacity(Horizon::ALL.len());
-            for horizon in Horizon::ALL {
-                let h = horizon.hours() as usize;
-                let mut times = Vec::new();
-                let mut states = Vec::new();
-                let mut targets: [Vec<f32>; NVARS] = std::array::from_fn(|_| Vec::new());
-                let mut current: [Vec<f32>; NVARS] = std::array::from_fn(|_| Vec::new());
-                for i in (0..s.len().saturating_sub(h)).filter(|i| valid[*i]) {
-                    let outcome: [f32; NVARS] = std::array::from_fn(|v| s.columns[v][i + h]);
-                    if outcome.iter().any(|x| !x.is_finite()) {
-                        continue;
-                    }
-                    times.push(s.time(i));
-                    states.extend_from_slice(&all[i * dim..(i + 1) * dim]);
-                    for v in 0..NVARS {
-                        targets[v].push(outcome[v]);
-                        current[v].push(s.columns[v][i]);
-                    }
-                }
-                horizons.push(HorizonModel::new(
-                    horizon, dim, &blocks, times, states, targets, current,
-                )?);
-                done += 1;
-                progress(done, total);
-            }
-            stations.push(StationModel {
-                series: s,
-                horizons,
-                issue_range,
-            });
+        let plan = ModelPlan::new(&series, options)?;
+        let count = series.len();
+        let mut stations = Vec::with_capacity(count);
+        for (si, s) in series.into_iter().enumerate() {
+            stations.push(plan.station_model(s, &mut |done, total| {
+                progress(si * total + done, count * total);
+            })?);
         }
-        let mut model = ForecastModel {
-            options: options.clone(),
-            standardization,
+        Ok(ForecastModel {
+            options: plan.options,
+            standardization: plan.standardization,
             stations,
-            version: String::new(),
-        };
-        model.version = model.content_version();
-        Ok(model)
+            version: plan.version,
+        })
     }
 
-    /// A version string that changes whenever the model's content does: FNV-1a over the options,
-    /// the standardisation and every station's observations (everything else derives from them).
+    /// The content version recomputed from the model's observations.
     pub(crate) fn content_version(&self) -> String {
-        let mut hash = Fnv::new();
-        hash.bytes(
-            serde_json::to_string(&(&self.options, &self.standardization))
-                .unwrap_or_default()
-                .as_bytes(),
-        );
-        for s in &self.stations {
-            hash.bytes(s.series.station.as_bytes());
-            hash.bytes(&s.series.start.to_le_bytes());
-            for column in &s.series.columns {
-                for x in column {
-                    hash.bytes(&x.to_bits().to_le_bytes());
-                }
-            }
-        }
-        format!("anen-{:016x}", hash.0)
+        content_version(
+            &self.options,
+            &self.standardization,
+            self.stations
+                .iter()
+                .map(|s| (s.code.as_str(), s.series.view(), s.choices())),
+        )
     }
 
     /// Station codes, sorted.
     pub fn stations(&self) -> Vec<&str> {
-        self.stations
-            .iter()
-            .map(|s| s.series.station.as_str())
-            .collect()
+        self.stations.iter().map(|s| s.code.as_str()).collect()
     }
 
     /// First and last issue time (unix seconds) with a state at this station.
     pub fn issue_range(&self, station: &str) -> Option<(i64, i64)> {
-        self.station(station).ok()?.issue_range
+        self.station(station).ok()?.issue_range()
     }
 
     /// The largest `k` a request may use.
@@ -409,15 +780,45 @@ impl ForecastModel {
             .flat_map(|s| {
                 s.horizons
                     .iter()
-                    .map(|h| (s.series.station.clone(), h.horizon, h.len()))
+                    .map(|h| (s.code.clone(), h.horizon, h.len()))
             })
             .collect()
+    }
+
+    /// Every station's and horizon's index, as the catalogue and diagnostics report them.
+    pub fn indexes(&self) -> Vec<IndexInfo> {
+        let dim = self.options.shape().dim();
+        self.stations
+            .iter()
+            .flat_map(|s| {
+                s.horizons.iter().map(move |hm| {
+                    IndexInfo::new(
+                        s.code.clone(),
+                        hm.horizon,
+                        hm.choice,
+                        hm.len(),
+                        dim,
+                        s.index_bytes(hm, dim),
+                    )
+                })
+            })
+            .collect()
+    }
+
+    /// Bytes that searches read in full, so that serving fast needs them in memory: every
+    /// station's series (the query window, members and observations are read from it), the
+    /// state tiles and horizon ids of stations with a flat horizon, and the IVF-PQ structures
+    /// (codes, lists, quantizers). Re-ranking reads only a shortlist of tiles per search, so a
+    /// station whose horizons are all IVF-PQ does not count its tiles.
+    pub fn resident_bytes(&self) -> u64 {
+        let dim = self.options.shape().dim();
+        self.stations.iter().map(|s| s.resident_bytes(dim)).sum()
     }
 
     pub(crate) fn station(&self, code: &str) -> Result<&StationModel, ForecastError> {
         self.stations
             .iter()
-            .find(|s| s.series.station == code)
+            .find(|s| s.code == code)
             .ok_or_else(|| ForecastError::UnknownStation {
                 station: code.to_owned(),
                 known: self
@@ -428,10 +829,10 @@ impl ForecastModel {
             })
     }
 
-    /// The state vector of `station` at grid hour `i`, with the model's standardisation.
+    /// The state vector of a series at grid hour `i`, with the model's standardisation.
     pub(crate) fn state_at(
         &self,
-        series: &StationSeries,
+        series: SeriesView<'_>,
         i: usize,
     ) -> Result<Vec<f32>, Option<(Variable, usize)>> {
         let shape = self.options.shape();
@@ -440,45 +841,59 @@ impl ForecastModel {
         Ok(out)
     }
 
-    /// The `k` nearest analogs (id, distance), skipping ids in `exclude`.
+    /// The `k` nearest analogs of `horizon` at `station` as (state id, distance), skipping
+    /// state ids in `exclude`.
     pub(crate) fn neighbors(
         &self,
-        hm: &HorizonModel,
+        station: &StationModel,
+        horizon: Horizon,
         query: &[f32],
         k: usize,
         similarity: Similarity,
-        exclude: Range<usize>,
-    ) -> Result<Vec<(usize, f64)>, ForecastError> {
-        let skip = exclude.len();
-        Ok(match similarity {
-            Similarity::Seed => {
-                // Asking for `skip` more than needed and dropping the excluded ones is exact:
-                // at most `skip` of the results can be excluded.
-                hm.seed
-                    .search(query, k + skip)?
-                    .into_iter()
-                    .map(|n| (n.id as usize, f64::from(n.score.max(0.0)).sqrt()))
-                    .filter(|(id, _)| !exclude.contains(id))
-                    .take(k)
-                    .collect()
-            }
-            Similarity::AnEn => hm
-                .anen
-                .search(query, k, |id| !exclude.contains(&(id as usize)))
-                .into_iter()
-                .map(|n| (n.id as usize, f64::from(n.score)))
-                .collect(),
-        })
+        exclude: Range<u32>,
+    ) -> Result<Vec<(u32, f64)>, ForecastError> {
+        let hm = &station.horizons[horizon.index()];
+        let blocks = match similarity {
+            Similarity::AnEn => self.options.shape().blocks(&self.options.predictor_weights),
+            Similarity::Seed => vec![Block {
+                start: 0,
+                len: query.len(),
+                weight: 1.0,
+            }],
+        };
+        Ok(flat_search(
+            station.states.tiles.as_slice(),
+            hm.ids.as_slice(),
+            query,
+            &blocks,
+            k,
+            &exclude,
+        )
+        .into_iter()
+        .map(|(id, d)| (id, f64::from(d)))
+        .collect())
     }
 
-    /// The member for analog `id`, given the current value `now` at the issue time.
-    pub(crate) fn member(&self, hm: &HorizonModel, id: usize, v: Variable, now: f32) -> f64 {
-        let target = f64::from(hm.targets[v.index()][id]);
+    /// The member of variable `v` for the analog with state id `id`, given the current value
+    /// `now` at the issue time: read from the series at the analog's hour and `h` later.
+    pub(crate) fn member(
+        &self,
+        station: &StationModel,
+        horizon: Horizon,
+        id: u32,
+        v: Variable,
+        now: f32,
+    ) -> f64 {
+        let series = station.series.view();
+        // Ids come from the model's horizon ids, which are valid state ids (checked at load).
+        let Some(&hour) = station.states.hours.as_slice().get(id as usize) else {
+            return f64::NAN;
+        };
+        let hour = hour as usize;
+        let target = f64::from(series.value(v, hour + horizon.hours() as usize));
         match self.options.members {
             Members::Absolute => target,
-            Members::Delta => {
-                v.clamp(f64::from(now) + target - f64::from(hm.current[v.index()][id]))
-            }
+            Members::Delta => v.clamp(f64::from(now) + target - f64::from(series.value(v, hour))),
         }
     }
 
@@ -503,16 +918,17 @@ impl ForecastModel {
                 max: MAX_K,
             });
         }
-        let series = &station.series;
+        let series = station.series.view();
+        let issue_range = station.issue_range();
         let at = match req.at {
             Some(t) => t,
-            None => match station.issue_range {
+            None => match issue_range {
                 Some((_, last)) => last,
                 None => {
                     return Err(ForecastError::NoState {
                         at: "latest".to_owned(),
                         reason: NoStateReason::Gap,
-                        detail: format!("station {} has no complete window", series.station),
+                        detail: format!("station {} has no complete window", station.code),
                     })
                 }
             },
@@ -528,14 +944,14 @@ impl ForecastModel {
                 "issue times are whole hours".to_owned(),
             ));
         }
-        let range = station.issue_range.map_or_else(
+        let range = issue_range.map_or_else(
             || "no complete window".to_owned(),
             |(a, b)| format!("{} to {}", format_time(a), format_time(b)),
         );
         let Some(i) = series.index_of(at) else {
             return Err(no_state(
                 NoStateReason::OutsideData,
-                format!("outside the data ({} has states {range})", series.station),
+                format!("outside the data ({} has states {range})", station.code),
             ));
         };
         let query = self.state_at(series, i).map_err(|missing| match missing {
@@ -549,17 +965,22 @@ impl ForecastModel {
             ),
             None => no_state(
                 NoStateReason::OutsideData,
-                format!("outside the data ({} has states {range})", series.station),
+                format!("outside the data ({} has states {range})", station.code),
             ),
         })?;
-        let hm = &station.horizons[req.horizon.index()];
-        let guard = (self.options.window as i64 + i64::from(req.horizon.hours())) * 3600;
-        let lo = hm.times.partition_point(|t| *t <= at - guard);
-        let hi = hm.times.partition_point(|t| *t < at + guard);
-        let neighbors = self.neighbors(hm, &query, req.k, req.similarity, lo..hi)?;
+        // Analogs whose hour is within `window + h` hours of the issue hour: a contiguous run
+        // of state ids, since state hours ascend.
+        let guard = self.options.window + req.horizon.hours() as usize;
+        let hours = station.states.hours.as_slice();
+        let lo = hours.partition_point(|&t| (t as usize) + guard <= i);
+        let hi = hours.partition_point(|&t| (t as usize) < i + guard);
+        // Both are at most the number of states, which fits a u32.
+        let exclude = lo as u32..hi as u32;
+        let neighbors =
+            self.neighbors(station, req.horizon, &query, req.k, req.similarity, exclude)?;
         if neighbors.is_empty() {
             return Err(ForecastError::NoAnalogs {
-                station: series.station.clone(),
+                station: station.code.clone(),
                 horizon: req.horizon,
             });
         }
@@ -571,14 +992,14 @@ impl ForecastModel {
                 let now = series.value(v, i);
                 let members: Vec<f64> = neighbors
                     .iter()
-                    .map(|(id, _)| self.member(hm, *id, v, now))
+                    .map(|(id, _)| self.member(station, req.horizon, *id, v, now))
                     .collect();
                 let observed = series
                     .index_of(valid)
                     .map(|j| series.value(v, j))
                     .filter(|x| x.is_finite())
                     .map(|x| round3(f64::from(x)));
-                // Members are finite (stored targets are), so the stats exist.
+                // Members are finite (analogs have an observed outcome), so the stats exist.
                 let stats = ensemble_stats(&members).unwrap_or(super::EnsembleStats {
                     mean: f64::NAN,
                     median: f64::NAN,
@@ -600,7 +1021,7 @@ impl ForecastModel {
             })
             .collect();
         Ok(Forecast {
-            station: series.station.clone(),
+            station: station.code.clone(),
             issued_at: format_time(at),
             valid_at: format_time(valid),
             horizon: req.horizon.to_string(),
@@ -611,7 +1032,9 @@ impl ForecastModel {
             analogs: neighbors
                 .iter()
                 .map(|(id, d)| AnalogRef {
-                    time: format_time(hm.times[*id]),
+                    time: hours
+                        .get(*id as usize)
+                        .map_or_else(String::new, |h| format_time(series.time(*h as usize))),
                     distance: (d * 10_000.0).round() / 10_000.0,
                 })
                 .collect(),

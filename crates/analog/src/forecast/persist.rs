@@ -1,22 +1,40 @@
-//! The model on disk: `manifest.json` plus, per station, one series file and one analogs file
-//! per horizon, each an [`crate::format`] container. The caller does the I/O: it writes the
-//! bytes [`ForecastModel::to_files`] returns, and hands [`ForecastModel::load`] the bytes of
-//! each file (typically a memory map).
+//! The model on disk (format 2): `manifest.json` plus, per station, a series file, a states
+//! file and one analog-ids file per horizon, each an [`crate::format`] container. The caller
+//! does the I/O: it writes the bytes [`ModelPlan::build_station`] (or
+//! [`ForecastModel::to_files`]) returns, and hands [`ForecastModel::load`] the bytes of each
+//! file (typically a memory map, which the loaded model then reads in place).
 
 use serde::{Deserialize, Serialize};
 
-use super::model::{BuildOptions, ForecastModel, HorizonModel, StationModel};
+use super::data::SeriesView;
+use super::model::{
+    BuildOptions, ForecastModel, HorizonModel, ModelPlan, StationModel, StationStates, StoredSeries,
+};
 use super::state::Standardization;
-use super::{format_time, ForecastError, Horizon, StationSeries, Variable, NVARS};
-use crate::format::{FileWriter, FormatError, IndexFile};
+use super::{format_time, ForecastError, Horizon, IndexChoice, StationSeries, Variable, NVARS};
+use crate::forecast::anen::TILE;
+use crate::format::{FileWriter, FormatError};
+use crate::storage::{self, Section, SharedFile};
 
 /// Name of the manifest within the model directory.
 pub const MANIFEST: &str = "manifest.json";
 /// The model format version this build writes and reads.
-pub const LOADABLE_FORMAT: u32 = 1;
+pub const LOADABLE_FORMAT: u32 = 2;
 const FORMAT_NAME: &str = "signalbox-analog-model";
 const SERIES_KIND: &str = "analog-series";
+const STATES_KIND: &str = "analog-states";
 const ANALOGS_KIND: &str = "analogs";
+/// Section names of the observations, in [`Variable::ALL`] order (static: a loaded model keeps
+/// borrowing the sections by name).
+const OBS_SECTIONS: [&str; NVARS] = [
+    "obs.t2m",
+    "obs.dewpoint",
+    "obs.humidity",
+    "obs.u10",
+    "obs.v10",
+    "obs.msl",
+    "obs.precip",
+];
 
 /// A serialised model: the manifest text and the other files' names and bytes.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,6 +43,44 @@ pub struct ModelFiles {
     pub manifest: String,
     /// `(file name, bytes)` for every other file.
     pub files: Vec<(String, Vec<u8>)>,
+}
+
+/// One station built by [`ModelPlan::build_station`]: its files, to be written before the
+/// manifest, and its manifest entry.
+#[derive(Debug)]
+pub struct StationFiles {
+    /// `(file name, bytes)` of the station's files.
+    pub files: Vec<(String, Vec<u8>)>,
+    /// The station's manifest entry, for [`ModelPlan::manifest`].
+    pub entry: StationEntry,
+}
+
+/// A station's entry in the manifest (its files, their checksums, its analog counts).
+#[derive(Debug, Clone)]
+pub struct StationEntry(ManifestStation);
+
+impl StationEntry {
+    /// The station code.
+    pub fn code(&self) -> &str {
+        &self.0.code
+    }
+
+    /// Analogs per horizon, in [`Horizon::ALL`] order.
+    pub fn analog_counts(&self) -> Vec<(Horizon, usize)> {
+        Horizon::ALL
+            .iter()
+            .zip(&self.0.horizon_files)
+            .map(|(h, m)| (*h, m.analogs))
+            .collect()
+    }
+}
+
+/// The first two fields, read before the rest so that another format version is refused by
+/// its number rather than by whatever field it lacks.
+#[derive(Debug, Deserialize)]
+struct ManifestHeader {
+    format: String,
+    format_version: u32,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -56,7 +112,7 @@ struct ManifestStandardization {
     std: f64,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct ManifestStation {
     code: String,
     first_observation: String,
@@ -64,20 +120,25 @@ struct ManifestStation {
     hours: usize,
     first_issue: Option<String>,
     last_issue: Option<String>,
+    /// States (hours with a complete window).
+    states: usize,
     series_file: ManifestFile,
+    states_file: ManifestFile,
     horizon_files: Vec<ManifestHorizon>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct ManifestFile {
     name: String,
     crc32: String,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct ManifestHorizon {
     horizon: String,
     analogs: usize,
+    /// The index resolved for this station and horizon.
+    index: IndexChoice,
     file: ManifestFile,
 }
 
@@ -85,12 +146,12 @@ fn series_name(code: &str) -> String {
     format!("{code}.series.sbx")
 }
 
-fn horizon_name(code: &str, h: Horizon) -> String {
-    format!("{code}.{h}.sbx")
+fn states_name(code: &str) -> String {
+    format!("{code}.states.sbx")
 }
 
-fn section(v: Variable, what: &str) -> String {
-    format!("{what}.{}", v.name())
+fn horizon_name(code: &str, h: Horizon) -> String {
+    format!("{code}.{h}.sbx")
 }
 
 fn write_err(e: FormatError) -> ForecastError {
@@ -102,9 +163,169 @@ fn write_err(e: FormatError) -> ForecastError {
 
 fn crc_of(bytes: &[u8]) -> Result<u32, ForecastError> {
     // Parsing our own output also checks it before it reaches the disk.
-    IndexFile::parse(crate::format::AlignedBytes::copy_from(bytes))
+    crate::format::IndexFile::parse(crate::format::AlignedBytes::copy_from(bytes))
         .map(|f| f.checksum())
         .map_err(write_err)
+}
+
+fn file_entry(name: String, bytes: &[u8]) -> Result<ManifestFile, ForecastError> {
+    Ok(ManifestFile {
+        name,
+        crc32: format!("{:08x}", crc_of(bytes)?),
+    })
+}
+
+impl StationModel {
+    /// The station's files and manifest entry.
+    fn to_files(&self) -> Result<StationFiles, ForecastError> {
+        let code = &self.code;
+        let series = self.series.view();
+        let mut files = Vec::with_capacity(2 + Horizon::ALL.len());
+
+        let mut w = FileWriter::new(SERIES_KIND).map_err(write_err)?;
+        w.add_i64("start", &[series.start]).map_err(write_err)?;
+        for v in Variable::ALL {
+            w.add_f32(OBS_SECTIONS[v.index()], series.columns[v.index()])
+                .map_err(write_err)?;
+        }
+        let bytes = w.to_bytes();
+        let series_file = file_entry(series_name(code), &bytes)?;
+        files.push((series_file.name.clone(), bytes));
+
+        let mut w = FileWriter::new(STATES_KIND).map_err(write_err)?;
+        w.add_u32("hours", self.states.hours.as_slice())
+            .map_err(write_err)?;
+        w.add_f32("tiles", self.states.tiles.as_slice())
+            .map_err(write_err)?;
+        let bytes = w.to_bytes();
+        let states_file = file_entry(states_name(code), &bytes)?;
+        files.push((states_file.name.clone(), bytes));
+
+        let mut horizon_files = Vec::with_capacity(Horizon::ALL.len());
+        for hm in &self.horizons {
+            let mut w = FileWriter::new(ANALOGS_KIND).map_err(write_err)?;
+            w.add_u32("ids", hm.ids.as_slice()).map_err(write_err)?;
+            let bytes = w.to_bytes();
+            let file = file_entry(horizon_name(code, hm.horizon), &bytes)?;
+            files.push((file.name.clone(), bytes));
+            horizon_files.push(ManifestHorizon {
+                horizon: hm.horizon.to_string(),
+                analogs: hm.len(),
+                index: hm.choice,
+                file,
+            });
+        }
+        let issue_range = self.issue_range();
+        let entry = ManifestStation {
+            code: code.clone(),
+            first_observation: format_time(series.start),
+            last_observation: format_time(series.time(series.len().saturating_sub(1))),
+            hours: series.len(),
+            first_issue: issue_range.map(|r| format_time(r.0)),
+            last_issue: issue_range.map(|r| format_time(r.1)),
+            states: self.states.len,
+            series_file,
+            states_file,
+            horizon_files,
+        };
+        Ok(StationFiles {
+            files,
+            entry: StationEntry(entry),
+        })
+    }
+}
+
+fn manifest_text(
+    options: &BuildOptions,
+    standardization: &Standardization,
+    version: &str,
+    stations: Vec<ManifestStation>,
+) -> Result<String, ForecastError> {
+    let manifest = Manifest {
+        format: FORMAT_NAME.to_owned(),
+        format_version: LOADABLE_FORMAT,
+        version: version.to_owned(),
+        build: options.clone(),
+        window_hours: options.window,
+        state_dim: options.shape().dim(),
+        predictors: Variable::ALL.iter().map(|v| v.name().to_owned()).collect(),
+        horizons: Horizon::ALL.iter().map(ToString::to_string).collect(),
+        variables: Variable::ALL
+            .iter()
+            .map(|v| ManifestVariable {
+                name: v.name().to_owned(),
+                unit: v.unit().to_owned(),
+            })
+            .collect(),
+        standardization: Variable::ALL
+            .iter()
+            .map(|v| ManifestStandardization {
+                variable: v.name().to_owned(),
+                mean: standardization.mean[v.index()],
+                std: standardization.std[v.index()],
+            })
+            .collect(),
+        stations,
+    };
+    serde_json::to_string_pretty(&manifest).map_err(|e| ForecastError::Corrupt {
+        file: MANIFEST.to_owned(),
+        message: e.to_string(),
+    })
+}
+
+impl ModelPlan {
+    /// Builds one station (its states and analog ids) and serialises it: write the files,
+    /// keep the entry for [`manifest`](Self::manifest), drop the rest. Pure; stations may be
+    /// built in any order, concurrently. `progress(done, total)` is called per step.
+    ///
+    /// # Errors
+    /// [`ForecastError::InvalidOption`] for a station the plan does not know or that is too
+    /// long; [`ForecastError::Corrupt`] if a container cannot be written (a bug).
+    pub fn build_station(
+        &self,
+        series: StationSeries,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<StationFiles, ForecastError> {
+        self.station_model(series, progress)?.to_files()
+    }
+
+    /// The manifest for the stations' entries (in any order; every planned station exactly
+    /// once). Write it after every station's files: a directory with a manifest is complete.
+    ///
+    /// # Errors
+    /// [`ForecastError::InvalidOption`] when a planned station is missing or one is extra.
+    pub fn manifest(&self, entries: Vec<StationEntry>) -> Result<String, ForecastError> {
+        let mut by_code: Vec<Option<ManifestStation>> = vec![None; self.stations.len()];
+        for StationEntry(entry) in entries {
+            let slot = self
+                .stations
+                .iter()
+                .position(|planned| planned.code == entry.code)
+                .and_then(|i| by_code.get_mut(i))
+                .filter(|slot| slot.is_none())
+                .ok_or_else(|| ForecastError::InvalidOption {
+                    field: "station",
+                    message: format!("{} is not a planned station or came twice", entry.code),
+                })?;
+            *slot = Some(entry);
+        }
+        let stations = by_code
+            .into_iter()
+            .zip(&self.stations)
+            .map(|(entry, planned)| {
+                entry.ok_or_else(|| ForecastError::InvalidOption {
+                    field: "station",
+                    message: format!("{} was planned but not built", planned.code),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        manifest_text(
+            &self.options,
+            &self.standardization,
+            &self.version,
+            stations,
+        )
+    }
 }
 
 impl ForecastModel {
@@ -117,117 +338,57 @@ impl ForecastModel {
         let mut files = Vec::new();
         let mut stations = Vec::new();
         for s in &self.stations {
-            let code = &s.series.station;
-            let mut w = FileWriter::new(SERIES_KIND).map_err(write_err)?;
-            w.add_i64("start", &[s.series.start]).map_err(write_err)?;
-            for v in Variable::ALL {
-                w.add_f32(&section(v, "obs"), &s.series.columns[v.index()])
-                    .map_err(write_err)?;
-            }
-            let bytes = w.to_bytes();
-            let series_file = ManifestFile {
-                name: series_name(code),
-                crc32: format!("{:08x}", crc_of(&bytes)?),
-            };
-            files.push((series_file.name.clone(), bytes));
-            let mut horizon_files = Vec::new();
-            for hm in &s.horizons {
-                let mut w = FileWriter::new(ANALOGS_KIND).map_err(write_err)?;
-                w.add_i64("times", &hm.times).map_err(write_err)?;
-                w.add_f32("states", &hm.states).map_err(write_err)?;
-                for v in Variable::ALL {
-                    w.add_f32(&section(v, "target"), &hm.targets[v.index()])
-                        .map_err(write_err)?;
-                    w.add_f32(&section(v, "current"), &hm.current[v.index()])
-                        .map_err(write_err)?;
-                }
-                let bytes = w.to_bytes();
-                let file = ManifestFile {
-                    name: horizon_name(code, hm.horizon),
-                    crc32: format!("{:08x}", crc_of(&bytes)?),
-                };
-                files.push((file.name.clone(), bytes));
-                horizon_files.push(ManifestHorizon {
-                    horizon: hm.horizon.to_string(),
-                    analogs: hm.times.len(),
-                    file,
-                });
-            }
-            stations.push(ManifestStation {
-                code: code.clone(),
-                first_observation: format_time(s.series.start),
-                last_observation: format_time(s.series.time(s.series.len().saturating_sub(1))),
-                hours: s.series.len(),
-                first_issue: s.issue_range.map(|r| format_time(r.0)),
-                last_issue: s.issue_range.map(|r| format_time(r.1)),
-                series_file,
-                horizon_files,
-            });
+            let built = s.to_files()?;
+            files.extend(built.files);
+            stations.push(built.entry.0);
         }
-        let shape = self.options.shape();
-        let manifest = Manifest {
-            format: FORMAT_NAME.to_owned(),
-            format_version: LOADABLE_FORMAT,
-            version: self.version.clone(),
-            build: self.options.clone(),
-            window_hours: self.options.window,
-            state_dim: shape.dim(),
-            predictors: Variable::ALL.iter().map(|v| v.name().to_owned()).collect(),
-            horizons: Horizon::ALL.iter().map(ToString::to_string).collect(),
-            variables: Variable::ALL
-                .iter()
-                .map(|v| ManifestVariable {
-                    name: v.name().to_owned(),
-                    unit: v.unit().to_owned(),
-                })
-                .collect(),
-            standardization: Variable::ALL
-                .iter()
-                .map(|v| ManifestStandardization {
-                    variable: v.name().to_owned(),
-                    mean: self.standardization.mean[v.index()],
-                    std: self.standardization.std[v.index()],
-                })
-                .collect(),
+        let manifest = manifest_text(
+            &self.options,
+            &self.standardization,
+            &self.version,
             stations,
-        };
-        let manifest =
-            serde_json::to_string_pretty(&manifest).map_err(|e| ForecastError::Corrupt {
-                file: MANIFEST.to_owned(),
-                message: e.to_string(),
-            })?;
+        )?;
         Ok(ModelFiles { manifest, files })
     }
 
     /// Loads a model from its manifest text and a function that returns the bytes of a named
     /// file (8-byte aligned: a memory map, or [`crate::format::AlignedBytes`]). Every file is
-    /// verified (container checksum, the checksum the manifest recorded, kinds, section types
-    /// and lengths) and its contents copied into the model.
+    /// verified (container checksum, the checksum the manifest recorded, kinds, section types,
+    /// lengths, and that every id and hour is in range), then **read in place**: the model
+    /// keeps the buffers alive and borrows its series, states and analog ids from them, so
+    /// nothing large is copied. The buffers must not change while the model lives.
     ///
     /// # Errors
-    /// [`ForecastError::Corrupt`] naming the file at fault.
-    pub fn load<B: AsRef<[u8]>>(
+    /// [`ForecastError::Corrupt`] naming the file at fault; a manifest of another format
+    /// version (e.g. 1) is refused with advice to rebuild.
+    pub fn load<B>(
         manifest: &str,
         open: &mut dyn FnMut(&str) -> Result<B, String>,
-    ) -> Result<ForecastModel, ForecastError> {
+    ) -> Result<ForecastModel, ForecastError>
+    where
+        B: AsRef<[u8]> + Send + Sync + 'static,
+    {
         let bad_manifest = |message: String| ForecastError::Corrupt {
             file: MANIFEST.to_owned(),
             message,
         };
-        let m: Manifest = serde_json::from_str(manifest)
+        let header: ManifestHeader = serde_json::from_str(manifest)
             .map_err(|e| bad_manifest(format!("not a model manifest: {e}")))?;
-        if m.format != FORMAT_NAME {
+        if header.format != FORMAT_NAME {
             return Err(bad_manifest(format!(
                 "format {:?} is not {FORMAT_NAME:?}",
-                m.format
+                header.format
             )));
         }
-        if m.format_version != LOADABLE_FORMAT {
+        if header.format_version != LOADABLE_FORMAT {
             return Err(bad_manifest(format!(
-                "model format version {} is not supported (this build reads {LOADABLE_FORMAT})",
-                m.format_version
+                "model format version {} is not supported (this build reads version \
+                 {LOADABLE_FORMAT}); rebuild the model with `signalbox forecast build`",
+                header.format_version
             )));
         }
+        let m: Manifest = serde_json::from_str(manifest)
+            .map_err(|e| bad_manifest(format!("not a model manifest: {e}")))?;
         let expected_predictors: Vec<String> =
             Variable::ALL.iter().map(|v| v.name().to_owned()).collect();
         if m.predictors != expected_predictors || m.standardization.len() != NVARS {
@@ -252,40 +413,19 @@ impl ForecastModel {
             ));
         }
         let options = m.build;
-        let shape = options.shape();
-        let dim = shape.dim();
+        options.check().map_err(|e| bad_manifest(e.to_string()))?;
+        let dim = options.shape().dim();
         if m.state_dim != dim {
             return Err(bad_manifest(format!(
                 "state_dim {} does not match the build options ({dim})",
                 m.state_dim
             )));
         }
-        let blocks = shape.blocks(&options.predictor_weights);
 
         let mut stations = Vec::with_capacity(m.stations.len());
         for ms in &m.stations {
-            let series = {
-                let name = &ms.series_file.name;
-                let file = open_file(open, &ms.series_file)?;
-                let corrupt = corrupt_in(name);
-                file.expect_kind(SERIES_KIND).map_err(&corrupt)?;
-                let start = match file.i64s("start").map_err(&corrupt)? {
-                    [start] => *start,
-                    _ => return Err(corrupt_msg(name, "section \"start\" must hold one value")),
-                };
-                let mut columns: [Vec<f32>; NVARS] = std::array::from_fn(|_| Vec::new());
-                for v in Variable::ALL {
-                    columns[v.index()] = file.f32s(&section(v, "obs")).map_err(&corrupt)?.to_vec();
-                }
-                if columns.iter().any(|c| c.len() != columns[0].len()) {
-                    return Err(corrupt_msg(name, "variables have different lengths"));
-                }
-                StationSeries {
-                    station: ms.code.clone(),
-                    start,
-                    columns,
-                }
-            };
+            let series = load_series(open, &ms.series_file)?;
+            let states = load_states(open, &ms.states_file, dim, series.view())?;
             let mut horizons = Vec::with_capacity(Horizon::ALL.len());
             for horizon in Horizon::ALL {
                 let mh = ms
@@ -295,55 +435,25 @@ impl ForecastModel {
                     .ok_or_else(|| {
                         bad_manifest(format!("station {}: no {horizon} analogs file", ms.code))
                     })?;
-                let name = &mh.file.name;
-                let file = open_file(open, &mh.file)?;
-                let corrupt = corrupt_in(name);
-                file.expect_kind(ANALOGS_KIND).map_err(&corrupt)?;
-                let times = file.i64s("times").map_err(&corrupt)?.to_vec();
-                let states = file.f32s("states").map_err(&corrupt)?.to_vec();
-                if states.len() != times.len() * dim || !times.is_sorted() {
-                    return Err(corrupt_msg(
-                        name,
-                        &format!(
-                            "{} states of dimension {dim} do not match {} sorted times",
-                            states.len() as f64 / dim as f64,
-                            times.len()
-                        ),
-                    ));
+                let ids = load_ids(open, &mh.file, horizon, &states, series.view())?;
+                if mh.index.ivfpq().is_some() {
+                    return Err(bad_manifest(format!(
+                        "station {} {horizon}: {} indexes are not served by this build",
+                        ms.code,
+                        mh.index.kind()
+                    )));
                 }
-                let mut targets: [Vec<f32>; NVARS] = std::array::from_fn(|_| Vec::new());
-                let mut current: [Vec<f32>; NVARS] = std::array::from_fn(|_| Vec::new());
-                for v in Variable::ALL {
-                    targets[v.index()] =
-                        file.f32s(&section(v, "target")).map_err(&corrupt)?.to_vec();
-                    current[v.index()] = file
-                        .f32s(&section(v, "current"))
-                        .map_err(&corrupt)?
-                        .to_vec();
-                }
-                if targets
-                    .iter()
-                    .chain(&current)
-                    .any(|c| c.len() != times.len())
-                {
-                    return Err(corrupt_msg(name, "targets do not match the times"));
-                }
-                horizons.push(
-                    HorizonModel::new(horizon, dim, &blocks, times, states, targets, current)
-                        .map_err(|e| corrupt_msg(name, &e.to_string()))?,
-                );
+                horizons.push(HorizonModel {
+                    horizon,
+                    ids,
+                    choice: mh.index,
+                });
             }
-            let issue_range = match (&ms.first_issue, &ms.last_issue) {
-                (Some(a), Some(b)) => Some((
-                    super::parse_time(a).map_err(bad_manifest)?,
-                    super::parse_time(b).map_err(bad_manifest)?,
-                )),
-                _ => None,
-            };
             stations.push(StationModel {
+                code: ms.code.clone(),
                 series,
+                states,
                 horizons,
-                issue_range,
             });
         }
         let mut model = ForecastModel {
@@ -364,6 +474,116 @@ impl ForecastModel {
     }
 }
 
+fn load_series<B>(
+    open: &mut dyn FnMut(&str) -> Result<B, String>,
+    entry: &ManifestFile,
+) -> Result<StoredSeries, ForecastError>
+where
+    B: AsRef<[u8]> + Send + Sync + 'static,
+{
+    let name = entry.name.as_str();
+    let file = open_file(open, entry, SERIES_KIND)?;
+    let corrupt = corrupt_in(name);
+    let start = match file.i64s("start").map_err(&corrupt)? {
+        [start] => *start,
+        _ => return Err(corrupt_msg(name, "section \"start\" must hold one value")),
+    };
+    let mut len = None;
+    for section in OBS_SECTIONS {
+        let n = file.f32s(section).map_err(&corrupt)?.len();
+        if *len.get_or_insert(n) != n {
+            return Err(corrupt_msg(name, "variables have different lengths"));
+        }
+    }
+    if u32::try_from(len.unwrap_or(0)).is_err() {
+        return Err(corrupt_msg(
+            name,
+            "more hours than a 32-bit hour index holds",
+        ));
+    }
+    Ok(StoredSeries {
+        start,
+        columns: OBS_SECTIONS.map(|section| Section::borrowed(&file, section)),
+    })
+}
+
+fn load_states<B>(
+    open: &mut dyn FnMut(&str) -> Result<B, String>,
+    entry: &ManifestFile,
+    dim: usize,
+    series: SeriesView<'_>,
+) -> Result<StationStates, ForecastError>
+where
+    B: AsRef<[u8]> + Send + Sync + 'static,
+{
+    let name = entry.name.as_str();
+    let file = open_file(open, entry, STATES_KIND)?;
+    let corrupt = corrupt_in(name);
+    let hours = file.u32s("hours").map_err(&corrupt)?;
+    let tiles = file.f32s("tiles").map_err(&corrupt)?;
+    let len = hours.len();
+    if !hours.windows(2).all(|w| w[0] < w[1])
+        || hours.last().is_some_and(|h| *h as usize >= series.len())
+    {
+        return Err(corrupt_msg(
+            name,
+            &format!(
+                "state hours are not ascending within the series' {} hours",
+                series.len()
+            ),
+        ));
+    }
+    if tiles.len() != len.div_ceil(TILE) * dim * TILE {
+        return Err(corrupt_msg(
+            name,
+            &format!(
+                "{} tile values do not hold {len} states of dimension {dim}",
+                tiles.len()
+            ),
+        ));
+    }
+    if let Some(at) = tiles.iter().position(|x| !x.is_finite()) {
+        return Err(corrupt_msg(name, &format!("tile value {at} is not finite")));
+    }
+    Ok(StationStates {
+        len,
+        hours: Section::borrowed(&file, "hours"),
+        tiles: Section::borrowed(&file, "tiles"),
+    })
+}
+
+fn load_ids<B>(
+    open: &mut dyn FnMut(&str) -> Result<B, String>,
+    entry: &ManifestFile,
+    horizon: Horizon,
+    states: &StationStates,
+    series: SeriesView<'_>,
+) -> Result<Section<u32>, ForecastError>
+where
+    B: AsRef<[u8]> + Send + Sync + 'static,
+{
+    let name = entry.name.as_str();
+    let file = open_file(open, entry, ANALOGS_KIND)?;
+    let ids = file.u32s("ids").map_err(corrupt_in(name))?;
+    let hours = states.hours.as_slice();
+    let h = horizon.hours() as usize;
+    let in_range = |id: u32| {
+        hours
+            .get(id as usize)
+            .is_some_and(|hour| *hour as usize + h < series.len())
+    };
+    if !ids.windows(2).all(|w| w[0] < w[1]) || !ids.iter().all(|id| in_range(*id)) {
+        return Err(corrupt_msg(
+            name,
+            &format!(
+                "analog ids are not ascending state ids with an outcome {horizon} later \
+                 within the series"
+            ),
+        ));
+    }
+    Ok(Section::borrowed(&file, "ids"))
+}
+
 fn corrupt_in(name: &str) -> impl Fn(FormatError) -> ForecastError + '_ {
     move |e| corrupt_msg(name, &e.to_string())
 }
@@ -375,10 +595,15 @@ fn corrupt_msg(name: &str, message: &str) -> ForecastError {
     }
 }
 
-fn open_file<B: AsRef<[u8]>>(
+/// Opens, verifies (container, kind, the checksum the manifest recorded) and shares a file.
+fn open_file<B>(
     open: &mut dyn FnMut(&str) -> Result<B, String>,
     file: &ManifestFile,
-) -> Result<IndexFile<B>, ForecastError> {
+    kind: &str,
+) -> Result<SharedFile, ForecastError>
+where
+    B: AsRef<[u8]> + Send + Sync + 'static,
+{
     if file.name.contains(['/', '\\']) || file.name.starts_with('.') {
         return Err(corrupt_msg(
             MANIFEST,
@@ -386,7 +611,7 @@ fn open_file<B: AsRef<[u8]>>(
         ));
     }
     let bytes = open(&file.name).map_err(|e| corrupt_msg(&file.name, &e))?;
-    let parsed = IndexFile::parse(bytes).map_err(|e| corrupt_msg(&file.name, &e.to_string()))?;
+    let parsed = storage::open(bytes, kind).map_err(|e| corrupt_msg(&file.name, &e.to_string()))?;
     let recorded = format!("{:08x}", parsed.checksum());
     if recorded != file.crc32 {
         return Err(corrupt_msg(
@@ -398,4 +623,16 @@ fn open_file<B: AsRef<[u8]>>(
         ));
     }
     Ok(parsed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn observation_sections_are_named_after_the_variables() {
+        for v in Variable::ALL {
+            assert_eq!(OBS_SECTIONS[v.index()], format!("obs.{}", v.name()));
+        }
+    }
 }

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::anen::Block;
+use super::data::SeriesView;
 use super::{StationSeries, Variable, NVARS};
 
 /// Per-predictor mean and standard deviation from the training period.
@@ -108,7 +109,7 @@ impl StateShape {
     /// before the grid.
     pub fn state(
         &self,
-        series: &StationSeries,
+        series: SeriesView<'_>,
         stdz: &Standardization,
         i: usize,
         out: &mut [f32],

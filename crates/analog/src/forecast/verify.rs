@@ -16,9 +16,10 @@
 
 use serde::Serialize;
 
-use super::model::ForecastModel;
+use super::model::{BuildOptions, ForecastModel};
 use super::{
-    crps_ensemble, format_time, ForecastError, Horizon, Similarity, StationSeries, Variable, NVARS,
+    crps_ensemble, format_time, ForecastError, Horizon, IndexPlan, Similarity, StationSeries,
+    Variable, NVARS,
 };
 
 /// What to verify.
@@ -32,6 +33,9 @@ pub struct VerifyOptions {
     pub k: usize,
     /// Metrics to score.
     pub similarities: Vec<Similarity>,
+    /// Index plans to score (each rebuilds the training model with that plan); empty: the
+    /// model's own plan.
+    pub indexes: Vec<IndexPlan>,
 }
 
 /// Scores of one forecast kind.
@@ -73,6 +77,8 @@ pub struct VerificationRow {
     pub unit: String,
     /// `seed` or `anen`.
     pub similarity: String,
+    /// The index plan the training model was built with (e.g. `flat`, `seed`, `auto`).
+    pub index: String,
     /// Number of cases.
     pub cases: u64,
     /// The analog ensemble.
@@ -106,6 +112,76 @@ pub struct VerificationReport {
     pub climatology: String,
     /// Rows per station (then `ALL`), horizon, variable and similarity.
     pub rows: Vec<VerificationRow>,
+}
+
+/// How far one index plan's ensemble CRPS strays from the flat (exact) plan's on the same
+/// cases: the largest relative difference over every station (and `ALL`), horizon and
+/// variable of one similarity ([`VerificationReport::index_differences`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct IndexDifference {
+    /// `seed` or `anen`.
+    pub similarity: String,
+    /// The plan compared with `flat`.
+    pub index: String,
+    /// Where the difference is largest: station (or `ALL`), horizon, variable.
+    pub station: String,
+    /// Horizon of the largest difference.
+    pub horizon: String,
+    /// Variable of the largest difference.
+    pub variable: String,
+    /// `|CRPS_index / CRPS_flat − 1|` there.
+    pub relative_crps: f64,
+    /// The CRPS skill (against climatology) there: flat, then the plan. The skill changes by
+    /// `ΔCRPS / CRPS_climatology`.
+    pub skill_vs_climatology: (Option<f64>, Option<f64>),
+}
+
+impl VerificationReport {
+    /// Per similarity and per plan other than `flat`, the largest relative CRPS difference
+    /// from the `flat` plan's rows (empty when `flat` was not scored).
+    pub fn index_differences(&self) -> Vec<IndexDifference> {
+        let flat = IndexPlan::all(super::IndexRequest::Flat).to_string();
+        let mut out: Vec<IndexDifference> = Vec::new();
+        for row in self.rows.iter().filter(|r| r.index != flat) {
+            let Some(base) = self.rows.iter().find(|b| {
+                b.index == flat
+                    && b.station == row.station
+                    && b.horizon == row.horizon
+                    && b.variable == row.variable
+                    && b.similarity == row.similarity
+            }) else {
+                continue;
+            };
+            let relative = if base.ensemble.crps > 0.0 {
+                (row.ensemble.crps / base.ensemble.crps - 1.0).abs()
+            } else if row.ensemble.crps == base.ensemble.crps {
+                0.0
+            } else {
+                f64::INFINITY
+            };
+            let candidate = IndexDifference {
+                similarity: row.similarity.clone(),
+                index: row.index.clone(),
+                station: row.station.clone(),
+                horizon: row.horizon.clone(),
+                variable: row.variable.clone(),
+                relative_crps: relative,
+                skill_vs_climatology: (
+                    base.skill.crps_vs_climatology,
+                    row.skill.crps_vs_climatology,
+                ),
+            };
+            match out
+                .iter_mut()
+                .find(|d| d.similarity == row.similarity && d.index == row.index)
+            {
+                Some(d) if d.relative_crps < relative => *d = candidate,
+                Some(_) => {}
+                None => out.push(candidate),
+            }
+        }
+        out
+    }
 }
 
 /// Per station and variable, a least-squares fit of
@@ -288,11 +364,12 @@ impl ForecastModel {
     fn training_model(
         &self,
         from: i64,
+        index: IndexPlan,
     ) -> Result<(ForecastModel, Vec<Climatology>), ForecastError> {
         let training: Vec<StationSeries> = self
             .stations
             .iter()
-            .map(|s| s.series.before(from))
+            .map(|s| s.series.view().before(&s.code, from))
             .collect();
         if training.iter().all(|s| s.len() < 24 * 7) {
             return Err(ForecastError::InvalidOption {
@@ -304,7 +381,11 @@ impl ForecastModel {
             });
         }
         let climatologies = training.iter().map(Climatology::fit).collect();
-        let trained = ForecastModel::build_from_series(training, &self.options, &mut |_, _| {})?;
+        let options = BuildOptions {
+            index,
+            ..self.options.clone()
+        };
+        let trained = ForecastModel::build_from_series(training, &options, &mut |_, _| {})?;
         Ok((trained, climatologies))
     }
 
@@ -339,40 +420,53 @@ impl ForecastModel {
                 message: "must be after holdout_from".to_owned(),
             });
         }
-        let (trained, climatologies) = self.training_model(from)?;
-
-        let nsim = options.similarities.len();
+        let plans = if options.indexes.is_empty() {
+            vec![self.options.index]
+        } else {
+            options.indexes.clone()
+        };
+        let mut trained_models = Vec::with_capacity(plans.len());
+        for plan in &plans {
+            trained_models.push(self.training_model(from, *plan)?);
+        }
+        // Every (index plan, similarity) pair scores the same cases.
+        let scorers: Vec<(usize, Similarity)> = (0..plans.len())
+            .flat_map(|p| options.similarities.iter().map(move |s| (p, *s)))
+            .collect();
+        let nscorers = scorers.len();
         let total = self.stations.len() * Horizon::ALL.len();
         let mut done = 0;
-        // cells[station][horizon][variable][similarity]
+        // cells[station][horizon][variable][scorer]
         let mut cells = vec![
-            vec![vec![vec![Cell::default(); nsim]; NVARS]; Horizon::ALL.len()];
+            vec![vec![vec![Cell::default(); nscorers]; NVARS]; Horizon::ALL.len()];
             self.stations.len()
         ];
         let mut any_case = false;
         for (si, station) in self.stations.iter().enumerate() {
-            let series = &station.series;
-            let model = &trained.stations[si];
-            let clim = &climatologies[si];
+            let series = station.series.view();
             let issue: Vec<usize> = (0..series.len())
                 .filter(|i| (from..until).contains(&series.time(*i)))
                 .collect();
             for horizon in Horizon::ALL {
-                let hm = &model.horizons[horizon.index()];
                 let h = horizon.hours() as usize;
                 for &i in &issue {
                     let Some(j) = Some(i + h).filter(|j| *j < series.len()) else {
-                        continue;
-                    };
-                    let Ok(query) = trained.state_at(series, i) else {
                         continue;
                     };
                     let observed: [f32; NVARS] = std::array::from_fn(|v| series.columns[v][j]);
                     if observed.iter().all(|x| !x.is_finite()) {
                         continue;
                     }
-                    for (mi, &sim) in options.similarities.iter().enumerate() {
-                        let neighbors = trained.neighbors(hm, &query, options.k, sim, 0..0)?;
+                    // The standardisation does not depend on the plan: one query serves all.
+                    let Ok(query) = trained_models[0].0.state_at(series, i) else {
+                        continue;
+                    };
+                    for (mi, &(p, sim)) in scorers.iter().enumerate() {
+                        let (trained, climatologies) = &trained_models[p];
+                        let model = &trained.stations[si];
+                        let clim = &climatologies[si];
+                        let neighbors =
+                            trained.neighbors(model, horizon, &query, options.k, sim, 0..0)?;
                         if neighbors.is_empty() {
                             continue;
                         }
@@ -384,7 +478,7 @@ impl ForecastModel {
                             let now = series.value(v, i);
                             let members: Vec<f64> = neighbors
                                 .iter()
-                                .map(|(id, _)| trained.member(hm, *id, v, now))
+                                .map(|(id, _)| trained.member(model, horizon, *id, v, now))
                                 .collect();
                             let Some(stats) = super::ensemble_stats(&members) else {
                                 continue;
@@ -425,7 +519,8 @@ impl ForecastModel {
                 horizon: horizon.to_string(),
                 variable: v.name().to_owned(),
                 unit: v.unit().to_owned(),
-                similarity: options.similarities[mi].to_string(),
+                similarity: scorers[mi].1.to_string(),
+                index: plans[scorers[mi].0].to_string(),
                 cases: cell.ensemble.n,
                 ensemble,
                 mean_spread: cell.spread / cell.ensemble.n as f64,
@@ -444,14 +539,14 @@ impl ForecastModel {
                 for v in Variable::ALL {
                     let by_similarity = &station_cells[horizon.index()][v.index()];
                     for (mi, cell) in by_similarity.iter().enumerate() {
-                        push(&station.series.station, horizon, v, mi, cell);
+                        push(&station.code, horizon, v, mi, cell);
                     }
                 }
             }
         }
         for horizon in Horizon::ALL {
             for v in Variable::ALL {
-                for mi in 0..nsim {
+                for mi in 0..nscorers {
                     let mut pooled = Cell::default();
                     for station_cells in &cells {
                         pooled.merge(&station_cells[horizon.index()][v.index()][mi]);
@@ -467,7 +562,8 @@ impl ForecastModel {
             k: options.k,
             member_kind: self.options.members.name().to_owned(),
             window: self.options.window,
-            training_analogs: trained
+            training_analogs: trained_models[0]
+                .0
                 .analog_counts()
                 .into_iter()
                 .map(|(s, h, n)| (s, h.to_string(), n))
@@ -507,15 +603,18 @@ mod tests {
         )
         .unwrap();
         let from = full.time(24 * 30);
-        let (trained, _) = model.training_model(from).unwrap();
+        let (trained, _) = model.training_model(from, IndexPlan::default()).unwrap();
         let before = full.before(from);
         assert_eq!(before.len(), 24 * 30);
         assert_eq!(trained.standardization, Standardization::fit(&[before]));
         assert_ne!(trained.standardization, model.standardization);
-        for h in &trained.stations[0].horizons {
-            let last = *h.times.last().unwrap();
+        let station = &trained.stations[0];
+        let hours = station.states.hours.as_slice();
+        for h in &station.horizons {
+            let last = *h.ids.as_slice().last().unwrap() as usize;
+            let time = station.series.view().time(hours[last] as usize);
             assert!(
-                last + h.horizon.seconds() < from,
+                time + h.horizon.seconds() < from,
                 "{} analog outcome after the cut",
                 h.horizon
             );

@@ -423,14 +423,14 @@ impl JobHandler for ForecastRebuild {
                         data.display()
                     )));
                 }
-                let text = std::fs::read_to_string(&data).map_err(|e| {
+                let file = std::fs::File::open(&data).map_err(|e| {
                     HandlerError::Permanent(format!("payload.data_file: cannot read {}: {e}", data.display()))
                 })?;
-                crate::forecast_files::build_model_dir(
-                    &text,
+                crate::forecast_files::build_model_dir_from_reader(
+                    std::io::BufReader::new(file),
                     &out,
                     &analog::forecast::BuildOptions::default(),
-                    &mut |_, _| {},
+                    &mut |_| {},
                 )
                 .map_err(|e| match e {
                     crate::forecast_files::ModelFileError::Write { .. } => {
