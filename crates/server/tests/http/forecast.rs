@@ -673,6 +673,29 @@ async fn diagnostics_count_search_statuses_and_report_rewarming() {
         diag["slow_requests"]["severity_distribution"],
         serde_json::json!({"critical": 0, "high": 0, "medium": 0, "low": 0})
     );
+    // The model's indexes: every station and horizon, with seed 001's advice.
+    let model = &diag["model"];
+    let indexes = model["indexes"].as_array().expect("indexes");
+    assert_eq!(
+        indexes.len(),
+        service.model().stations().len() * 4,
+        "{model}"
+    );
+    for index in indexes {
+        assert!(
+            ["flat", "ivfpq", "ivfpq-rerank"].contains(&index["kind"].as_str().unwrap()),
+            "{index}"
+        );
+        assert!(index["vectors"].as_u64().unwrap() > 0, "{index}");
+        assert!(index["bytes"].as_u64().unwrap() > 0, "{index}");
+        // A year of hours is under 50,000 vectors: no advice for a flat index.
+        assert_eq!(index["advice"], serde_json::json!([]), "{index}");
+    }
+    assert_eq!(
+        model["resident_bytes"].as_u64(),
+        Some(service.model().resident_bytes())
+    );
+    assert_eq!(model["memory_budget"], Value::Null);
     assert_eq!(diag["rewarm"]["interval_seconds"], 300, "{diag}");
     assert_eq!(diag["rewarm"]["runs"], 0, "{diag}");
     assert_eq!(diag["rewarm"]["last"], Value::Null, "{diag}");
@@ -720,4 +743,31 @@ async fn diagnostics_count_search_statuses_and_report_rewarming() {
     .await;
     assert_eq!(x_cache(&popular), "hit");
     app.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_model_over_the_memory_budget_is_refused_naming_both_figures() {
+    let model = demo_model();
+    let resident = model.resident_bytes();
+    let with_budget = |budget: u64| {
+        server::forecasts::ForecastService::new(
+            model.clone(),
+            &server::forecasts::ForecastSettings {
+                memory_budget: Some(budget),
+                ..Default::default()
+            },
+        )
+    };
+    assert!(with_budget(resident).check_memory_budget().is_ok());
+    let refused = with_budget(resident - 1)
+        .check_memory_budget()
+        .expect_err("over the budget");
+    let text = refused.to_string();
+    assert!(text.contains(&format!("{resident} bytes")), "{text}");
+    assert!(text.contains(&format!("{} bytes", resident - 1)), "{text}");
+    assert!(text.contains("signalbox forecast build"), "{text}");
+    assert_eq!(
+        with_budget(resident - 1).diagnostics().model.memory_budget,
+        Some(resident - 1)
+    );
 }
