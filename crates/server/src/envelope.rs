@@ -51,7 +51,7 @@ pub(crate) async fn envelope(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok())
         .unwrap_or(0);
-    let ctx = RequestContext::default();
+    let ctx = RequestContext::new(&request_id);
     req.extensions_mut().insert(ctx.clone());
     let uri_bytes = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
     // OTLP/HTTP clients read errors as a google.rpc.Status in the request's encoding (JSON when

@@ -12,15 +12,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use analog::forecast::{
-    Forecast, ForecastError, ForecastModel, ForecastRequest, Horizon, NoStateReason, Similarity,
-    Variable,
+    Forecast, ForecastError, ForecastModel, ForecastRequest, Horizon, IndexInfo, IndexKind,
+    NoStateReason, Similarity, Variable,
 };
 use bytes::Bytes;
 use moka::sync::Cache;
 use serde::Serialize;
 
 use crate::forecast_diagnostics::{
-    analyse_request, search_advice, search_status, SearchStatus, SlowRequestLog,
+    analyse_request, index_advice, search_advice, search_status, SearchStatus, SlowRequestLog,
     SlowRequestSummary, RECENT,
 };
 use crate::problem::{ApiError, ProblemKind};
@@ -351,6 +351,9 @@ pub struct ForecastService {
     warmed: AtomicU64,
     rewarm_interval: Option<Duration>,
     memory_budget: Option<u64>,
+    /// The model's indexes and resident bytes: the model is immutable, so asked once.
+    indexes: Vec<IndexInfo>,
+    resident_bytes: u64,
     rewarms: AtomicU64,
     last_rewarm: Mutex<Option<RewarmRun>>,
 }
@@ -409,6 +412,7 @@ impl ForecastService {
                 .build()
         });
         let version: Arc<str> = Arc::from(model.version());
+        let (indexes, resident_bytes) = (model.indexes(), model.resident_bytes());
         let latency = Horizon::ALL
             .iter()
             .map(|&h| (h, Mutex::new(LatencyWindow::new(settings.latency_window))))
@@ -426,6 +430,8 @@ impl ForecastService {
             warmed: AtomicU64::new(0),
             rewarm_interval: settings.rewarm_interval,
             memory_budget: settings.memory_budget,
+            indexes,
+            resident_bytes,
             rewarms: AtomicU64::new(0),
             last_rewarm: Mutex::new(None),
         }
@@ -436,9 +442,18 @@ impl ForecastService {
         &self.model
     }
 
-    /// The memory budget the model was checked against (`--forecast-memory-budget`).
+    /// The memory budget the model is checked against (`--forecast-memory-budget`).
     pub fn memory_budget(&self) -> Option<u64> {
         self.memory_budget
+    }
+
+    /// Refuses the model when it needs more resident memory than the budget, naming both
+    /// figures.
+    ///
+    /// # Errors
+    /// [`BudgetExceeded`].
+    pub fn check_memory_budget(&self) -> Result<(), BudgetExceeded> {
+        check_memory_budget(self.resident_bytes, self.memory_budget)
     }
 
     /// The model's version string (changes with the index files).
@@ -631,7 +646,7 @@ impl ForecastService {
                     horizon: h.to_string(),
                     grade: stats.grade(),
                     stats,
-                    statuses: StatusCounts {
+                    statuses: SearchStatusCounts {
                         optimal: count(SearchStatus::Optimal),
                         suboptimal: count(SearchStatus::Suboptimal),
                         slow: count(SearchStatus::Slow),
@@ -666,6 +681,11 @@ impl ForecastService {
                 .lock()
                 .map(|log| log.summary())
                 .unwrap_or_else(|_| SlowRequestLog::default().summary()),
+            model: ModelDiagnostics {
+                resident_bytes: self.resident_bytes,
+                memory_budget: self.memory_budget,
+                indexes: self.indexes.iter().map(IndexDiagnostics::from).collect(),
+            },
             rewarm: RewarmDiagnostics {
                 interval_seconds: self.rewarm_interval.map(|d| d.as_secs()),
                 runs: self.rewarms.load(Ordering::Relaxed),
@@ -798,7 +818,7 @@ pub struct HorizonDiagnostics {
     pub stats: LatencyStats,
     /// Searches since start per status: optimal (< 10 ms), suboptimal (10 to < 100 ms), slow
     /// (≥ 100 ms).
-    pub statuses: StatusCounts,
+    pub statuses: SearchStatusCounts,
     /// The last search's status; null before the first search.
     pub last_status: Option<SearchStatus>,
     /// Searches in the last 5 minutes (of the kept ones).
@@ -812,13 +832,83 @@ pub struct HorizonDiagnostics {
 
 /// Searches per status.
 #[derive(Debug, Default, Clone, Serialize, utoipa::ToSchema)]
-pub struct StatusCounts {
+pub struct SearchStatusCounts {
     /// Below 10 ms.
     pub optimal: u64,
     /// 10 ms to below 100 ms.
     pub suboptimal: u64,
     /// 100 ms or more.
     pub slow: u64,
+}
+
+/// The model's indexes and the memory they need.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ModelDiagnostics {
+    /// Bytes the model's searches read in full (`ForecastModel::resident_bytes`).
+    pub resident_bytes: u64,
+    /// `--forecast-memory-budget`; null when there is none.
+    pub memory_budget: Option<u64>,
+    /// One entry per station and horizon.
+    pub indexes: Vec<IndexDiagnostics>,
+}
+
+/// One station and horizon's index, with seed 001's advice.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct IndexDiagnostics {
+    /// Station code.
+    pub station: String,
+    /// `6h`, `12h`, `24h` or `48h`.
+    pub horizon: String,
+    /// `flat`, `ivfpq` or `ivfpq-rerank`.
+    pub kind: &'static str,
+    /// Vectors searched.
+    pub vectors: usize,
+    /// Their dimension.
+    pub dimension: usize,
+    /// IVF lists (IVF-PQ only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub nlist: Option<usize>,
+    /// Lists visited per search (IVF-PQ only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub nprobe: Option<usize>,
+    /// PQ sub-quantizers (IVF-PQ only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub m: Option<usize>,
+    /// Bits per PQ code (IVF-PQ only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub nbits: Option<u32>,
+    /// Candidates re-scored exactly (IVF-PQ only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub shortlist: Option<usize>,
+    /// Bytes a search reads from.
+    pub bytes: u64,
+    /// Seed 001's advice: IVF on fewer than 10,000 vectors, flat on more than 50,000, nprobe
+    /// above 64.
+    pub advice: Vec<&'static str>,
+}
+
+impl From<&IndexInfo> for IndexDiagnostics {
+    fn from(i: &IndexInfo) -> Self {
+        IndexDiagnostics {
+            station: i.station.clone(),
+            horizon: i.horizon.to_string(),
+            kind: i.kind.name(),
+            vectors: i.vectors,
+            dimension: i.dimension,
+            nlist: i.nlist,
+            nprobe: i.nprobe,
+            m: i.m,
+            nbits: i.nbits,
+            shortlist: i.shortlist,
+            bytes: i.bytes,
+            advice: index_advice(i.kind != IndexKind::Flat, i.vectors, i.nprobe),
+        }
+    }
 }
 
 /// Background re-warming.
@@ -860,6 +950,8 @@ pub struct Diagnostics {
     pub horizons: Vec<HorizonDiagnostics>,
     /// The response cache.
     pub cache: CacheDiagnostics,
+    /// The model's indexes and memory.
+    pub model: ModelDiagnostics,
     /// Forecast-route requests of 1 s or more (seed 001's slow-request analyser).
     pub slow_requests: SlowRequestSummary,
     /// Periodic re-warming of the popular configurations.

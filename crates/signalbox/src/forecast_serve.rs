@@ -62,6 +62,13 @@ pub fn open_for_serving(
         crate::forecast_cmd::load_model(dir)?
     };
     let service = ForecastService::new(Arc::new(model), settings);
+    // Before warming, which would page the whole model in.
+    service.check_memory_budget().map_err(|e| {
+        anyhow::anyhow!(
+            "--forecast-memory-budget: the model in {}: {e}",
+            dir.display()
+        )
+    })?;
     let warmed = service.warm(DEFAULT_K);
     tracing::info!(
         dir = %dir.display(),

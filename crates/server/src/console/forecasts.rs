@@ -119,8 +119,25 @@ struct SearchRow {
     advice: String,
 }
 
+/// One station and horizon's index.
+struct IndexRow {
+    station: String,
+    horizon: String,
+    kind: &'static str,
+    vectors: usize,
+    dimension: usize,
+    nlist_nprobe: String,
+    m_nbits: String,
+    shortlist: String,
+    bytes: String,
+    advice: String,
+}
+
 /// How the model is served: `/api/v1/forecast/diagnostics` in a table.
 struct Serving {
+    indexes: Vec<IndexRow>,
+    /// The model's resident bytes and the budget.
+    memory: String,
     searches: Vec<SearchRow>,
     cache: String,
     /// Slow requests kept, per severity, in the summary's words.
@@ -273,7 +290,44 @@ fn serving(service: &ForecastService) -> Serving {
             r.runs, last.finished_at, last.warmed, last.took_ms
         ),
     };
+    let pair = |a: Option<usize>, b: Option<String>| match (a, b) {
+        (Some(a), Some(b)) => format!("{a} / {b}"),
+        _ => "–".to_owned(),
+    };
+    let indexes = d
+        .model
+        .indexes
+        .iter()
+        .map(|i| IndexRow {
+            station: i.station.clone(),
+            horizon: i.horizon.clone(),
+            kind: i.kind,
+            vectors: i.vectors,
+            dimension: i.dimension,
+            nlist_nprobe: pair(i.nlist, i.nprobe.map(|n| n.to_string())),
+            m_nbits: pair(i.m, i.nbits.map(|n| n.to_string())),
+            shortlist: i
+                .shortlist
+                .map_or_else(|| "–".to_owned(), |n| n.to_string()),
+            bytes: forecasts::human_bytes(i.bytes),
+            advice: if i.advice.is_empty() {
+                "–".to_owned()
+            } else {
+                i.advice.join("; ")
+            },
+        })
+        .collect();
+    let memory = format!(
+        "{} resident{}",
+        forecasts::human_bytes(d.model.resident_bytes),
+        d.model
+            .memory_budget
+            .map(|b| format!(" of a {} budget", forecasts::human_bytes(b)))
+            .unwrap_or_else(|| ", no budget set".to_owned())
+    );
     Serving {
+        indexes,
+        memory,
         searches,
         cache,
         slow_requests,

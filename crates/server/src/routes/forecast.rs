@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use store::Scope;
 use utoipa::{IntoParams, ToSchema};
 
+use crate::context::RequestContext;
 use crate::extract::{parse_json, require_json, ApiQuery, Auth};
 use crate::forecast_diagnostics::search_status;
 use crate::forecasts::{self, Diagnostics, ForecastService, RequestText, MODES};
@@ -242,38 +243,69 @@ pub(crate) struct BatchRequest {
     requests: Vec<BatchItem>,
 }
 
-/// One forecast of a batch: the GET query's parameters, checked by the same rules; a value
-/// they refuse is that item's problem, not the batch's.
+/// One forecast of a batch: the GET query's parameters, checked by the same function. The
+/// schema gives each field's JSON type only: a value that function refuses (an unknown horizon,
+/// `k` out of range, an unknown station) is that item's problem, answered in its slot, not the
+/// batch's.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct BatchItem {
     /// Station code.
-    #[schema(pattern = "\\S")]
     station: String,
     /// One horizon: `6h`, `12h`, `24h` or `48h` [default: 24h].
-    #[schema(nullable = false, pattern = "^(6h|12h|24h|48h)$")]
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     horizon: Option<String>,
-    /// Comma-separated variables [default: t2m,u10,v10].
-    #[schema(
-        nullable = false,
-        pattern = "^(t2m|dewpoint|humidity|u10|v10|msl|precip)(,(t2m|dewpoint|humidity|u10|v10|msl|precip))*$"
-    )]
+    /// Comma-separated variables: `t2m`, `dewpoint`, `humidity`, `u10`, `v10`, `msl`, `precip`
+    /// [default: t2m,u10,v10].
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     vars: Option<String>,
     /// Ensemble size, 1 to 100; or give `mode` (not both: a 422 problem for this item).
-    #[schema(nullable = false, minimum = 1, maximum = 100)]
-    k: Option<i64>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = i64, nullable = false)]
+    k: Option<serde_json::Number>,
     /// `fast` (k = 5), `default` (10) or `accurate` (20).
-    #[schema(nullable = false, pattern = "^(fast|default|accurate)$")]
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     mode: Option<String>,
     /// Issue time: RFC 3339 on the hour, or a date [default: the station's latest time].
-    #[schema(
-        nullable = false,
-        pattern = "^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])(T([01][0-9]|2[0-3]):00:00Z)?$"
-    )]
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     at: Option<String>,
     /// `seed` or `anen` [default: anen].
-    #[schema(nullable = false, pattern = "^(seed|anen)$")]
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     similarity: Option<String>,
+}
+
+/// An optional field that, when given, is not null (absent is the default; `null` is a type
+/// error, as the schema says).
+fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
+}
+
+/// A batch item's `k` as the GET query's text: any whole number (however large: the shared
+/// check says it is out of range); a fraction is not the documented integer.
+fn k_text(k: &serde_json::Number, item: usize) -> Result<String, ApiError> {
+    if let Some(k) = k.as_i64() {
+        return Ok(k.to_string());
+    }
+    if let Some(k) = k.as_u64() {
+        return Ok(k.to_string());
+    }
+    match k.as_f64() {
+        // As written (`1e20`), so the item's problem quotes what its GET would.
+        Some(f) if f.is_finite() && f.fract() == 0.0 => Ok(k.to_string()),
+        _ => Err(ApiError::invalid_field(
+            &format!("requests[{item}].k"),
+            format!("field `requests[{item}].k`: must be a whole number (got {k})"),
+        )),
+    }
 }
 
 /// The answer to a batch: one result per item, in order.
@@ -373,10 +405,20 @@ async fn answer_batch(
         )
         .with("field", "requests"));
     }
+    // The shape is the whole body's: every `k` is checked before any item is answered.
+    let ks = batch
+        .requests
+        .iter()
+        .enumerate()
+        .map(|(i, item)| item.k.as_ref().map(|k| k_text(k, i)).transpose())
+        .collect::<Result<Vec<_>, _>>()?;
     let fresh = wants_fresh(&parts.headers);
+    let request_id = parts
+        .extensions
+        .get::<RequestContext>()
+        .map(|ctx| ctx.request_id().to_owned());
     let mut results: Vec<Vec<u8>> = Vec::with_capacity(batch.requests.len());
-    for item in &batch.requests {
-        let k = item.k.map(|k| k.to_string());
+    for (item, k) in batch.requests.iter().zip(&ks) {
         let text = RequestText {
             station: Some(&item.station),
             horizon: item.horizon.as_deref(),
@@ -403,7 +445,8 @@ async fn answer_batch(
                 slot.extend_from_slice(b"{\"error\":");
                 // Serialising a JSON value cannot fail.
                 slot.extend(
-                    serde_json::to_vec(&problem.to_body(BATCH_PATH, None)).unwrap_or_default(),
+                    serde_json::to_vec(&problem.to_body(BATCH_PATH, request_id.as_deref()))
+                        .unwrap_or_default(),
                 );
             }
         }

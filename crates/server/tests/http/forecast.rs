@@ -465,6 +465,7 @@ async fn a_batch_answers_each_item_as_its_single_request_and_a_bad_item_in_its_s
         {"station": "EWR", "mode": "accurate"},
         {"station": "JFK", "at": "2014-01-05T06:00:00Z"},
         {"station": "JFK", "k": 0},
+        {"station": "JFK", "k": 1e20},
     ]);
     let singles = [
         Some("/api/v1/forecast?station=JFK&horizon=6h&at=2013-11-05T06:00:00Z"),
@@ -473,6 +474,7 @@ async fn a_batch_answers_each_item_as_its_single_request_and_a_bad_item_in_its_s
         None,
         None,
         Some("/api/v1/forecast?station=EWR&mode=accurate"),
+        None,
         None,
         None,
     ];
@@ -485,6 +487,7 @@ async fn a_batch_answers_each_item_as_its_single_request_and_a_bad_item_in_its_s
         Some((422, "unprocessable", "mode")),
         None,
         Some((404, "not_found", "at")),
+        Some((400, "invalid_parameter", "k")),
         Some((400, "invalid_parameter", "k")),
     ];
     let reply = post_batch(&app, &key.secret, serde_json::json!({"requests": items})).await;
@@ -517,13 +520,19 @@ async fn a_batch_answers_each_item_as_its_single_request_and_a_bad_item_in_its_s
                 );
                 assert_eq!(problem["parameter"], parameter, "item {i}: {problem}");
                 assert_eq!(problem["instance"], "/api/v1/forecast/batch");
+                assert_eq!(
+                    problem["request_id"],
+                    reply.headers["x-request-id"].to_str().unwrap(),
+                    "item {i}: the batch request's id"
+                );
                 // The same problem the item's GET answers.
                 let item = items[i].as_object().unwrap();
                 let query: Vec<String> = item
                     .iter()
                     .map(|(k, v)| match v {
                         Value::String(s) => format!("{k}={s}"),
-                        other => format!("{k}={other}"),
+                        // `1e+20`: a `+` in a query is a space.
+                        other => format!("{k}={}", other.to_string().replace('+', "%2B")),
                     })
                     .collect();
                 let get = app
@@ -583,6 +592,14 @@ async fn a_batch_that_is_not_the_documented_shape_fails_as_a_whole() {
             "requests[0]",
         ),
         (serde_json::json!({"requests": [], "extra": 1}), "body"),
+        (
+            serde_json::json!({"requests": [{"station": "JFK", "horizon": null}]}),
+            "requests[0].horizon",
+        ),
+        (
+            serde_json::json!({"requests": [{"station": "JFK"}, {"station": "JFK", "k": 2.5}]}),
+            "requests[1].k",
+        ),
     ] {
         let reply = post_batch(&app, &key.secret, body.clone()).await;
         let problem = reply.assert_problem(400, "invalid_field", path);
@@ -656,6 +673,29 @@ async fn diagnostics_count_search_statuses_and_report_rewarming() {
         diag["slow_requests"]["severity_distribution"],
         serde_json::json!({"critical": 0, "high": 0, "medium": 0, "low": 0})
     );
+    // The model's indexes: every station and horizon, with seed 001's advice.
+    let model = &diag["model"];
+    let indexes = model["indexes"].as_array().expect("indexes");
+    assert_eq!(
+        indexes.len(),
+        service.model().stations().len() * 4,
+        "{model}"
+    );
+    for index in indexes {
+        assert!(
+            ["flat", "ivfpq", "ivfpq-rerank"].contains(&index["kind"].as_str().unwrap()),
+            "{index}"
+        );
+        assert!(index["vectors"].as_u64().unwrap() > 0, "{index}");
+        assert!(index["bytes"].as_u64().unwrap() > 0, "{index}");
+        // A year of hours is under 50,000 vectors: no advice for a flat index.
+        assert_eq!(index["advice"], serde_json::json!([]), "{index}");
+    }
+    assert_eq!(
+        model["resident_bytes"].as_u64(),
+        Some(service.model().resident_bytes())
+    );
+    assert_eq!(model["memory_budget"], Value::Null);
     assert_eq!(diag["rewarm"]["interval_seconds"], 300, "{diag}");
     assert_eq!(diag["rewarm"]["runs"], 0, "{diag}");
     assert_eq!(diag["rewarm"]["last"], Value::Null, "{diag}");
@@ -703,4 +743,31 @@ async fn diagnostics_count_search_statuses_and_report_rewarming() {
     .await;
     assert_eq!(x_cache(&popular), "hit");
     app.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_model_over_the_memory_budget_is_refused_naming_both_figures() {
+    let model = demo_model();
+    let resident = model.resident_bytes();
+    let with_budget = |budget: u64| {
+        server::forecasts::ForecastService::new(
+            model.clone(),
+            &server::forecasts::ForecastSettings {
+                memory_budget: Some(budget),
+                ..Default::default()
+            },
+        )
+    };
+    assert!(with_budget(resident).check_memory_budget().is_ok());
+    let refused = with_budget(resident - 1)
+        .check_memory_budget()
+        .expect_err("over the budget");
+    let text = refused.to_string();
+    assert!(text.contains(&format!("{resident} bytes")), "{text}");
+    assert!(text.contains(&format!("{} bytes", resident - 1)), "{text}");
+    assert!(text.contains("signalbox forecast build"), "{text}");
+    assert_eq!(
+        with_budget(resident - 1).diagnostics().model.memory_budget,
+        Some(resident - 1)
+    );
 }

@@ -71,6 +71,17 @@ async fn the_default_view_draws_the_latest_forecast_as_a_fan_chart() {
         );
     }
     assert!(html.contains("<dt>Re-warming</dt><dd>every 300 s; no run yet</dd>"));
+    // The index table: one row per station and horizon.
+    assert!(html.contains("<table id=\"indexes\">"), "{html}");
+    for station in ["EWR", "JFK", "LGA"] {
+        assert_eq!(
+            html.matches(&format!("<tr><th scope=\"row\">{station}</th><td>"))
+                .count(),
+            4,
+            "{station}: {html}"
+        );
+    }
+    assert!(html.contains("resident, no budget set"), "{html}");
     assert!(html.contains("<dt>Slow requests</dt><dd>none"));
     app.cleanup().await;
 }
