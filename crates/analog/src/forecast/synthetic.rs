@@ -10,7 +10,7 @@
 //!
 //! * **Station climates**: stations are scattered over a mid-latitude region (28–48° N,
 //!   120–72° W, about 4,200 × 2,200 km). The annual mean temperature falls with latitude
-//!   (0.75 °C per degree) and elevation (6.5 °C per km; the western third is mountainous); the
+//!   (0.9 °C per degree) and elevation (6.5 °C per km; the western third is mountainous); the
 //!   annual amplitude grows with latitude and distance from the coasts; the west is drier (a
 //!   larger dew-point depression, a larger diurnal range, less rain).
 //! * **Cycles**: an annual cosine (coldest about 20 January) and a diurnal one peaking at
@@ -262,7 +262,7 @@ impl SyntheticWeather {
             .map(|j| Node {
                 x_km: (j % cols) as f64 * width / (cols - 1) as f64,
                 y_km: (j / cols) as f64 * height / (rows - 1) as f64,
-                temp_anomaly: 3.0 * gaussian(&mut rng),
+                temp_anomaly: 2.5 * gaussian(&mut rng),
                 moisture_anomaly: 1.5 * gaussian(&mut rng),
             })
             .collect();
@@ -380,7 +380,7 @@ impl SyntheticWeather {
         for j in 0..self.nodes.len() {
             let (e1, e2) = (gaussian(&mut self.rng), gaussian(&mut self.rng));
             let n = &mut self.nodes[j];
-            n.temp_anomaly = phi_t * n.temp_anomaly + (1.0 - phi_t * phi_t).sqrt() * 3.0 * e1;
+            n.temp_anomaly = phi_t * n.temp_anomaly + (1.0 - phi_t * phi_t).sqrt() * 2.5 * e1;
             n.moisture_anomaly =
                 phi_m * n.moisture_anomaly + (1.0 - phi_m * phi_m).sqrt() * 1.5 * e2;
         }
@@ -401,7 +401,7 @@ impl SyntheticWeather {
         let rng = &mut self.rng;
         let width = (LON_RANGE.1 - LON_RANGE.0) * KM_PER_DEG_LON;
         let height = (LAT_RANGE.1 - LAT_RANGE.0) * KM_PER_DEG_LAT;
-        let low = rng.next_f64() < 0.6;
+        let low = rng.next_f64() < 0.5;
         let amplitude = if low {
             -uniform(rng, 8.0, 28.0)
         } else {
@@ -454,7 +454,7 @@ impl SyntheticWeather {
         let continental = 3.0 * (-season) * (1.0 - c.aridity * 0.5);
         let tide = 0.6 * (2.0 * TAU * (local_solar - 10.0) / 24.0).cos();
         let pressure =
-            (1013.5 + continental + anomaly + tide + 0.3 * gaussian(rng)).clamp(880.0, 1075.0);
+            (1016.0 + continental + anomaly + tide + 0.3 * gaussian(rng)).clamp(880.0, 1075.0);
 
         // Geostrophic wind (m/s): 1 hPa/km is 0.1 Pa/m; ρ = 1.2 kg/m³, f = 2Ω sin(lat).
         let f = 1.458e-4 * c.latitude.to_radians().sin();
@@ -516,7 +516,7 @@ impl SyntheticWeather {
             + c.diurnal_amplitude_c * diurnal * (1.0 - 0.6 * cloud)
             + regional_t
             + st.temp_anomaly
-            + 0.2 * vg.clamp(-25.0, 25.0))
+            + 0.12 * vg.clamp(-20.0, 20.0))
         .clamp(-85.0, 55.0);
         let depression = if raining {
             uniform(rng, 0.1, 0.8)
@@ -592,11 +592,11 @@ fn station_climate(rng: &mut SplitMix64, i: usize, width_km: f64) -> StationClim
         latitude,
         longitude,
         elevation_m,
-        mean_temp_c: 27.0 - 0.75 * (latitude - LAT_RANGE.0) - 6.5 * elevation_m / 1000.0
+        mean_temp_c: 24.0 - 0.9 * (latitude - LAT_RANGE.0) - 6.5 * elevation_m / 1000.0
             + 0.7 * gaussian(rng),
-        annual_amplitude_c: 5.0 + 0.3 * (latitude - LAT_RANGE.0) + 7.0 * continentality,
+        annual_amplitude_c: 4.0 + 0.3 * (latitude - LAT_RANGE.0) + 5.0 * continentality,
         diurnal_amplitude_c: 3.0 + 4.0 * aridity,
-        dewpoint_depression_c: 2.0 + 8.0 * aridity,
+        dewpoint_depression_c: 4.0 + 8.0 * aridity,
         aridity,
         wind_factor: uniform(rng, 0.4, 0.7),
         x_km,
