@@ -168,7 +168,7 @@ fn ids_follow_insertion_across_adds_and_blocks() {
     index.add(&rows[..300]).expect("valid");
     index.add(&rows[300..]).expect("valid");
     assert_eq!(index.len(), 600);
-    assert_eq!(index.vector(599), Some(&[599.0f32][..]));
+    assert_eq!(index.vector(599), Some(vec![599.0f32]));
     assert_eq!(index.vector(600), None);
     let got = index.search(&[1.0], 3).expect("valid");
     let ids: Vec<u32> = got.iter().map(|n| n.id).collect();
