@@ -297,10 +297,10 @@ fn k_text(k: &serde_json::Number, item: usize) -> Result<String, ApiError> {
         return Ok(k.to_string());
     }
     match k.as_f64() {
-        // `5.0` is the integer 5 to JSON Schema.
-        Some(f) if f.fract() == 0.0 && f >= i64::MIN as f64 && f < i64::MAX as f64 => {
-            Ok(format!("{f:.0}"))
-        }
+        // `5.0` is the integer 5 to JSON Schema. Whole-number literals within int64 were read
+        // exactly above; a float only stands for an int64 while it is exact (below 2^53), as
+        // `-9223372036854775809` rounds to i64::MIN.
+        Some(f) if f.fract() == 0.0 && f.abs() < 9_007_199_254_740_992.0 => Ok(format!("{f:.0}")),
         _ => Err(ApiError::invalid_field(
             &format!("requests[{item}].k"),
             format!("field `requests[{item}].k`: must be a whole number within int64 (got {k})"),

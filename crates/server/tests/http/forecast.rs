@@ -604,6 +604,10 @@ async fn a_batch_that_is_not_the_documented_shape_fails_as_a_whole() {
             serde_json::json!({"requests": [{"station": "JFK", "k": 1e20}]}),
             "requests[0].k",
         ),
+        (
+            serde_json::json!({"requests": [{"station": "JFK", "k": -9.223372036854776e18}]}),
+            "requests[0].k",
+        ),
     ] {
         let reply = post_batch(&app, &key.secret, body.clone()).await;
         let problem = reply.assert_problem(400, "invalid_field", path);
