@@ -289,21 +289,21 @@ where
     T::deserialize(d).map(Some)
 }
 
-/// A batch item's `k` as the GET query's text: any whole number (however large: the shared
-/// check says it is out of range); a fraction is not the documented integer.
+/// A batch item's `k` as the GET query's text: a whole number within the documented int64
+/// (the shared check then says whether it is 1 to 100); a fraction or a number past int64 is
+/// not the documented type, so the body's fault.
 fn k_text(k: &serde_json::Number, item: usize) -> Result<String, ApiError> {
     if let Some(k) = k.as_i64() {
         return Ok(k.to_string());
     }
-    if let Some(k) = k.as_u64() {
-        return Ok(k.to_string());
-    }
     match k.as_f64() {
-        // As written (`1e20`), so the item's problem quotes what its GET would.
-        Some(f) if f.is_finite() && f.fract() == 0.0 => Ok(k.to_string()),
+        // `5.0` is the integer 5 to JSON Schema. Whole-number literals within int64 were read
+        // exactly above; a float only stands for an int64 while it is exact (below 2^53), as
+        // `-9223372036854775809` rounds to i64::MIN.
+        Some(f) if f.fract() == 0.0 && f.abs() < 9_007_199_254_740_992.0 => Ok(format!("{f:.0}")),
         _ => Err(ApiError::invalid_field(
             &format!("requests[{item}].k"),
-            format!("field `requests[{item}].k`: must be a whole number (got {k})"),
+            format!("field `requests[{item}].k`: must be a whole number within int64 (got {k})"),
         )),
     }
 }

@@ -465,7 +465,7 @@ async fn a_batch_answers_each_item_as_its_single_request_and_a_bad_item_in_its_s
         {"station": "EWR", "mode": "accurate"},
         {"station": "JFK", "at": "2014-01-05T06:00:00Z"},
         {"station": "JFK", "k": 0},
-        {"station": "JFK", "k": 1e20},
+        {"station": "JFK", "k": 1000},
     ]);
     let singles = [
         Some("/api/v1/forecast?station=JFK&horizon=6h&at=2013-11-05T06:00:00Z"),
@@ -599,6 +599,14 @@ async fn a_batch_that_is_not_the_documented_shape_fails_as_a_whole() {
         (
             serde_json::json!({"requests": [{"station": "JFK"}, {"station": "JFK", "k": 2.5}]}),
             "requests[1].k",
+        ),
+        (
+            serde_json::json!({"requests": [{"station": "JFK", "k": 1e20}]}),
+            "requests[0].k",
+        ),
+        (
+            serde_json::json!({"requests": [{"station": "JFK", "k": -9.223372036854776e18}]}),
+            "requests[0].k",
         ),
     ] {
         let reply = post_batch(&app, &key.secret, body.clone()).await;
