@@ -155,6 +155,25 @@ impl ForecastModel {
         Ok(out)
     }
 
+    /// The states of one station's analogs at `horizon`, row-major (`count × dim` values), and
+    /// the dimension: exactly the vectors that horizon's index searches, for comparing with
+    /// other search libraries on the same data.
+    ///
+    /// # Errors
+    /// [`ForecastError::UnknownStation`].
+    pub fn horizon_vectors(
+        &self,
+        station: &str,
+        horizon: Horizon,
+    ) -> Result<(usize, Vec<f32>), ForecastError> {
+        let s = self.station(station)?;
+        let hm = &s.horizons[horizon.index()];
+        Ok((
+            s.states.anen.dim(),
+            s.states.anen.gather_rows(hm.ids.as_slice()),
+        ))
+    }
+
     /// Every station's horizons as searches see them: the station's state tiles, the
     /// horizon's ids, its index choice and IVF-PQ index.
     pub(crate) fn searched_horizons(&self) -> Vec<SearchedHorizon<'_>> {
@@ -241,5 +260,35 @@ mod tests {
             }
         }
         assert!(model.index_recall(5, 0, Similarity::Seed, &now).is_err());
+    }
+
+    /// The exported vectors are the horizon's analogs' states, in id order.
+    #[test]
+    fn horizon_vectors_are_the_analog_states() {
+        let data = super::super::parse_csv(
+            include_str!("../../../../demo/nyc_weather_2013.csv").as_bytes(),
+        )
+        .expect("bundled data");
+        let model =
+            ForecastModel::build(&data, &Default::default(), &mut |_, _| {}).expect("build");
+        let counts = model.analog_counts();
+        for horizon in [Horizon::ALL[0], Horizon::ALL[3]] {
+            let (dim, rows) = model.horizon_vectors("JFK", horizon).expect("station");
+            assert_eq!(dim, model.options().window * 7 + 4);
+            let expected = counts
+                .iter()
+                .find(|(s, h, _)| s == "JFK" && *h == horizon)
+                .map(|(_, _, n)| *n)
+                .expect("count");
+            assert_eq!(rows.len(), expected * dim);
+            let s = model.station("JFK").expect("station");
+            let hm = &s.horizons[horizon.index()];
+            let first = hm.ids.as_slice()[0];
+            assert_eq!(
+                &rows[..dim],
+                s.states.anen.row(first).expect("row").as_slice()
+            );
+        }
+        assert!(model.horizon_vectors("XXX", Horizon::ALL[0]).is_err());
     }
 }
