@@ -537,6 +537,33 @@ const DEFAULT_LLM_PURGE_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// The LLM settings from flags, the `[llm]` section and the defaults. A price table file is
 /// read and validated here, so a bad one stops the start naming the file and field.
+/// How forecasts are served: from flags, else the config file, else the defaults.
+fn forecast_settings(
+    args: &ServeArgs,
+    file: &crate::config::FileConfig,
+) -> server::forecasts::ForecastSettings {
+    let defaults = server::forecasts::ForecastSettings::default();
+    server::forecasts::ForecastSettings {
+        cache_ttl: args
+            .forecast_cache_ttl
+            .or(file.forecast.cache_ttl)
+            .unwrap_or(defaults.cache_ttl),
+        cache_capacity: args
+            .forecast_cache_capacity
+            .or(file.forecast.cache_capacity)
+            .unwrap_or(defaults.cache_capacity),
+        // Zero turns re-warming off.
+        rewarm_interval: Some(
+            args.forecast_rewarm_interval
+                .or(file.forecast.rewarm_interval)
+                .unwrap_or(server::forecasts::DEFAULT_REWARM_INTERVAL),
+        )
+        .filter(|d| !d.is_zero()),
+        memory_budget: args.forecast_memory_budget.or(file.forecast.memory_budget),
+        ..defaults
+    }
+}
+
 fn llm_settings(
     args: &ServeArgs,
     file: &crate::config::FileConfig,
@@ -635,7 +662,8 @@ pub async fn run(common: Common, args: ServeArgs) -> anyhow::Result<()> {
         anyhow::bail!("llm purge interval: must be more than zero");
     }
     let store_options = database_settings(&args, file, &common.store)?;
-    let jobs = crate::jobs_worker::job_settings(
+    let forecast_settings = forecast_settings(&args, file);
+    let mut jobs = crate::jobs_worker::job_settings(
         &args.jobs,
         file,
         &common.data_dir,
@@ -643,6 +671,11 @@ pub async fn run(common: Common, args: ServeArgs) -> anyhow::Result<()> {
             .clone()
             .unwrap_or_else(|| crate::jobs_worker::default_forecast_model_dir(&common)),
     )?;
+    // A model rebuilt by the `forecast.rebuild` job is served (and checked against the memory
+    // budget) with the same settings as the one loaded at start.
+    if let Some(rebuild) = jobs.handlers.forecast.as_mut() {
+        rebuild.serving = forecast_settings.clone();
+    }
     let jobs_workers = args.jobs_workers.or(file.jobs.workers).unwrap_or(true);
     let metrics_token =
         match args
@@ -807,13 +840,7 @@ pub async fn run(common: Common, args: ServeArgs) -> anyhow::Result<()> {
         ..config
     };
     let state = AppState::new(store.clone(), metrics, config, events)?;
-    // Zero turns re-warming off.
-    let forecast_rewarm_interval = Some(
-        args.forecast_rewarm_interval
-            .or(file.forecast.rewarm_interval)
-            .unwrap_or(server::forecasts::DEFAULT_REWARM_INTERVAL),
-    )
-    .filter(|d| !d.is_zero());
+    let forecast_rewarm_interval = forecast_settings.rewarm_interval;
     let forecast_dir = match args.forecast_index.or_else(|| file.forecast.index.clone()) {
         Some(dir) => Some((dir, false)),
         None if demo => Some((common.data_dir.join("forecast"), true)),
@@ -828,20 +855,7 @@ pub async fn run(common: Common, args: ServeArgs) -> anyhow::Result<()> {
         }
     };
     if let Some((dir, is_demo)) = forecast_dir {
-        let defaults = server::forecasts::ForecastSettings::default();
-        let settings = server::forecasts::ForecastSettings {
-            cache_ttl: args
-                .forecast_cache_ttl
-                .or(file.forecast.cache_ttl)
-                .unwrap_or(defaults.cache_ttl),
-            cache_capacity: args
-                .forecast_cache_capacity
-                .or(file.forecast.cache_capacity)
-                .unwrap_or(defaults.cache_capacity),
-            rewarm_interval: forecast_rewarm_interval,
-            memory_budget: args.forecast_memory_budget.or(file.forecast.memory_budget),
-            ..defaults
-        };
+        let settings = forecast_settings;
         let service = tokio::task::spawn_blocking(move || {
             crate::forecast_serve::open_for_serving(&dir, is_demo, &settings)
         })

@@ -411,6 +411,13 @@ impl JobHandler for ForecastRebuild {
             ctx.check_stop()?;
             let data = settings.data_dir.join(&payload.data_file);
             let out = settings.model_dir.clone();
+            // The served model's build options (its index plan above all) carry over, so a
+            // rebuild on new data does not silently change how the model searches.
+            let options = ctx
+                .state
+                .forecasts()
+                .map(|served| served.model().options().clone())
+                .unwrap_or_default();
             let built = tokio::task::spawn_blocking(move || {
                 let size = std::fs::metadata(&data)
                     .map_err(|e| {
@@ -429,7 +436,7 @@ impl JobHandler for ForecastRebuild {
                 crate::forecast_files::build_model_dir_from_reader(
                     std::io::BufReader::new(file),
                     &out,
-                    &analog::forecast::BuildOptions::default(),
+                    &options,
                     &mut |_| {},
                 )
                 .map_err(|e| match e {
@@ -445,6 +452,11 @@ impl JobHandler for ForecastRebuild {
             let stations = built.model.stations().join(",");
             let reloaded = if ctx.state.forecasts().is_some() {
                 let service = ForecastService::new(Arc::new(built.model), &settings.serving);
+                // The files are written; serving keeps the old model rather than one over the
+                // memory budget (a restart would refuse the new one with the same message).
+                service.check_memory_budget().map_err(|e| {
+                    HandlerError::Permanent(format!("the rebuilt model is not served: {e}"))
+                })?;
                 let service = tokio::task::spawn_blocking(move || {
                     service.warm(10);
                     service
