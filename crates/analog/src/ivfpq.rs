@@ -19,6 +19,8 @@
 //! once per query, so a probed list costs `m * 2^nbits` additions for its
 //! table (FAISS's "precomputed tables").
 
+use std::sync::Arc;
+
 use crate::kmeans;
 use crate::pq::{Lut, ProductQuantizer};
 use crate::rng::SplitMix64;
@@ -154,8 +156,9 @@ pub struct IvfPqIndex {
     /// The centroids under the index metric, for probing.
     pub(crate) coarse: FlatIndex,
     pub(crate) pq: ProductQuantizer,
-    /// L2 only: `nlist * m` tables of `|w_jc|² + 2 c_j·w_jc`.
-    pub(crate) list_terms: Vec<Lut>,
+    /// L2 only: `nlist * m` tables of `|w_jc|² + 2 c_j·w_jc`. Shared (not copied) by clones
+    /// and by indexes over the same quantizers ([`IvfPqIndex::share_quantizers`]).
+    pub(crate) list_terms: Arc<[Lut]>,
     /// `nlist + 1` offsets into `ids` (and, times `m`, into `codes`).
     pub(crate) list_starts: Vec<usize>,
     /// Vector ids grouped by list, increasing within a list.
@@ -240,9 +243,9 @@ impl IvfPqIndex {
     ) -> Result<Self, AnalogError> {
         let mut coarse = FlatIndex::new(dim, metric)?;
         coarse.add(&centroids)?;
-        let list_terms = match metric {
-            Metric::InnerProduct => Vec::new(),
-            Metric::L2 => l2_list_terms(&pq, &centroids, dim),
+        let list_terms: Arc<[Lut]> = match metric {
+            Metric::InnerProduct => Arc::from(Vec::new()),
+            Metric::L2 => Arc::from(l2_list_terms(&pq, &centroids, dim)),
         };
         Ok(Self {
             dim,
@@ -415,6 +418,45 @@ impl IvfPqIndex {
     /// and the file record).
     pub(crate) fn set_nprobe(&mut self, nprobe: usize) {
         self.params.nprobe = nprobe.max(1);
+    }
+
+    /// Bytes a search reads from: codes, ids, list offsets, the coarse centroids (as kept for
+    /// probing), the PQ codebook and the per-list lookup tables (counted even when shared),
+    /// plus the raw vectors when kept.
+    pub fn search_bytes(&self) -> u64 {
+        let f32s = |n: usize| (n * std::mem::size_of::<f32>()) as u64;
+        let tables = std::mem::size_of_val(&*self.list_terms) as u64;
+        self.codes.as_slice().len() as u64
+            + std::mem::size_of_val(self.ids.as_slice()) as u64
+            + std::mem::size_of_val(self.list_starts.as_slice()) as u64
+            + 2 * f32s(self.centroids.len())
+            + f32s(self.pq.codebook_t().len())
+            + tables
+            + self
+                .vectors
+                .as_ref()
+                .map_or(0, |v| f32s(v.as_slice().len()))
+    }
+
+    /// Makes this index use `other`'s precomputed lookup tables (`nlist · m` tables of 1 KiB
+    /// for L2) when both have the same quantizers, bit for bit: e.g. a station's horizons
+    /// trained once and loaded from separate files then hold their tables once. Returns
+    /// whether they are now shared. Search results do not change.
+    pub fn share_quantizers(&mut self, other: &IvfPqIndex) -> bool {
+        if Arc::ptr_eq(&self.list_terms, &other.list_terms) {
+            return true;
+        }
+        let same = self.dim == other.dim
+            && self.metric == other.metric
+            && self.params.nlist == other.params.nlist
+            && self.params.nbits == other.params.nbits
+            && self.pq.m() == other.pq.m()
+            && bits_equal(&self.centroids, &other.centroids)
+            && bits_equal(self.pq.codebook_t(), other.pq.codebook_t());
+        if same {
+            self.list_terms = Arc::clone(&other.list_terms);
+        }
+        same
     }
 
     /// Number of vectors stored.
@@ -659,6 +701,10 @@ impl IvfPqIndex {
         }
         Ok(())
     }
+}
+
+fn bits_equal(a: &[f32], b: &[f32]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
 }
 
 /// The table sum for one code: two interleaved partial sums, so the

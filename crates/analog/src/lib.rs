@@ -75,9 +75,9 @@
 //!
 //! ## Exact search layout and SIMD dispatch
 //!
-//! A [`FlatIndex`] keeps its vectors row-major (for [`FlatIndex::vector`]
-//! and files) and again in transposed blocks of 8 rows, 64-byte aligned,
-//! that the kernels stream through: one SIMD lane follows one row, so there
+//! A [`FlatIndex`] keeps its vectors once, in transposed blocks of 8 rows,
+//! 64-byte aligned, that the kernels stream through ([`FlatIndex::vector`]
+//! gathers a row back out of them): one SIMD lane follows one row, so there
 //! is no horizontal sum per row and any dimension works without a
 //! remainder loop (see [`kernel`]). A single query is scored 12 blocks (96
 //! rows) per pass; a batch 4 queries x 2 blocks per pass (register
@@ -247,17 +247,15 @@ const QUERY_GROUP: usize = 32;
 
 /// An exact index: every stored vector is scored against the query.
 ///
-/// Vectors are kept twice: row-major (for [`vector`](Self::vector) and
-/// files) and in transposed blocks of [`kernel::LANES`] rows that the
-/// search kernels stream through (see [`kernel`]). Immutable during search
+/// Vectors are kept once, in transposed blocks of [`kernel::LANES`] rows
+/// that the search kernels stream through (see [`kernel`]);
+/// [`vector`](Self::vector) gathers a row out of them. Immutable during search
 /// (`&self`), `Send + Sync`.
 #[derive(Clone)]
 pub struct FlatIndex {
     dim: usize,
     metric: Metric,
     len: usize,
-    /// `len * dim` values, row-major.
-    rows: Section<f32>,
     /// Blocks of `dim * LANES` values, zero-padded to a multiple of
     /// `kernel::BLOCK_GROUP` blocks.
     blocked: Section<f32>,
@@ -285,28 +283,15 @@ impl FlatIndex {
         if dim == 0 {
             return Err(AnalogError::ZeroDimension);
         }
-        Ok(Self::from_parts(
-            dim,
-            metric,
-            0,
-            Section::owned(Vec::new()),
-            Section::owned(Vec::new()),
-        ))
+        Ok(Self::from_parts(dim, metric, 0, Section::owned(Vec::new())))
     }
 
     /// An index over already-validated arrays.
-    fn from_parts(
-        dim: usize,
-        metric: Metric,
-        len: usize,
-        rows: Section<f32>,
-        blocked: Section<f32>,
-    ) -> Self {
+    fn from_parts(dim: usize, metric: Metric, len: usize, blocked: Section<f32>) -> Self {
         Self {
             dim,
             metric,
             len,
-            rows,
             blocked,
             score_blocks: kernel::selected().for_metric(metric),
         }
@@ -336,7 +321,6 @@ impl FlatIndex {
         if added == 0 {
             return Ok(());
         }
-        self.rows.to_mut().extend_from_slice(vectors);
         let (blocked, start) =
             kernel::extend_blocks(self.blocked.as_slice(), self.len, vectors, self.dim);
         self.blocked = Section::owned_from(blocked, start);
@@ -364,10 +348,19 @@ impl FlatIndex {
         self.metric
     }
 
-    /// The stored vector with id `id`, if any.
-    pub fn vector(&self, id: u32) -> Option<&[f32]> {
-        let start = (id as usize).checked_mul(self.dim)?;
-        self.rows.as_slice().get(start..start + self.dim)
+    /// The stored vector with id `id`, if any, gathered from the blocks.
+    pub fn vector(&self, id: u32) -> Option<Vec<f32>> {
+        let id = id as usize;
+        if id >= self.len {
+            return None;
+        }
+        let block = self
+            .blocked
+            .as_slice()
+            .get((id / kernel::LANES) * self.dim * kernel::LANES..)?;
+        (0..self.dim)
+            .map(|d| block.get(d * kernel::LANES + id % kernel::LANES).copied())
+            .collect()
     }
 
     /// The `k` best vectors for `query`, best first (ties: lower id first).

@@ -4,15 +4,15 @@
 //! Loading verifies the container (magic, version, checksum, section
 //! table), then everything the search code relies on: the file's kind,
 //! section sizes against the parameters, ids and codes in range, list
-//! offsets monotone, values finite, and the two copies of a flat index's
-//! vectors equal. A file that fails any check is refused with an error
+//! offsets monotone, values finite, and a flat index's padding zero. A file that fails any check is refused with an error
 //! naming what is wrong; none can make a later search panic. The large
 //! arrays (vectors, ids, codes) are then read in place from the caller's
 //! buffer, e.g. a memory map, without copying.
 //!
-//! Sections of a `"flat"` file: `meta` (`u64`: dim, metric, len), `rows`
-//! (`f32`, row-major), `blocked` (`f32`, the transposed blocks the kernels
-//! read). Of an `"ivfpq"` file: `meta` (`u64`: dim, metric, nlist, m, nbits,
+//! Sections of a `"flat"` file: `meta` (`u64`: dim, metric, len) and
+//! `blocked` (`f32`, the transposed blocks the kernels read: the only copy
+//! of the vectors). A `rows` section (a row-major copy, written before the
+//! index kept one copy) is ignored. Of an `"ivfpq"` file: `meta` (`u64`: dim, metric, nlist, m, nbits,
 //! nprobe, kmeans_iters, refine or 0, len), `centroids` (`f32`),
 //! `codebook` (`f32`, `dim x 2^nbits`, transposed), `list_starts` (`u64`,
 //! `nlist + 1` offsets), `ids` (`u32`, grouped by list), `codes` (`u8`,
@@ -95,7 +95,6 @@ impl FlatIndex {
                 "meta",
                 &[self.dim as u64, metric_code(self.metric), self.len as u64],
             )?
-            .add_f32("rows", self.rows.as_slice())?
             .add_f32("blocked", self.blocked.as_slice())?;
         Ok(writer.to_bytes())
     }
@@ -138,24 +137,20 @@ impl FlatIndex {
         if len > MAX_VECTORS {
             return Err(malformed(format!("{len} vectors exceed the u32 id space")));
         }
-        let rows = file.f32s("rows")?;
-        expect_len(rows.len(), size(len, dim, "rows")?, "rows")?;
-        expect_finite(rows, "rows")?;
         let blocked = file.f32s("blocked")?;
-        check_blocked(rows, blocked, dim, len)?;
+        check_blocked(blocked, dim, len)?;
         Ok(Self::from_parts(
             dim,
             metric,
             len,
-            Section::borrowed(&file, "rows"),
             Section::borrowed(&file, "blocked"),
         ))
     }
 }
 
-/// The blocked copy must be whole blocks covering `len` rows (plus a little
-/// padding), equal to `rows`, and zero in the padding.
-fn check_blocked(rows: &[f32], blocked: &[f32], dim: usize, len: usize) -> Result<(), AnalogError> {
+/// The blocks must be whole blocks covering `len` rows (plus a little
+/// padding), finite, and zero in the padding.
+fn check_blocked(blocked: &[f32], dim: usize, len: usize) -> Result<(), AnalogError> {
     let block = size(dim, LANES, "blocked")?;
     let (blocks, rest) = (blocked.len() / block, blocked.len() % block);
     let needed = len.div_ceil(LANES);
@@ -170,10 +165,14 @@ fn check_blocked(rows: &[f32], blocked: &[f32], dim: usize, len: usize) -> Resul
         for (d, lanes) in values.chunks_exact(LANES).enumerate() {
             for (lane, &v) in lanes.iter().enumerate() {
                 let id = b * LANES + lane;
-                let want = if id < len { rows[id * dim + d] } else { 0.0 };
-                if v.to_bits() != want.to_bits() {
+                if id < len && !v.is_finite() {
                     return Err(malformed(format!(
-                        "sections rows and blocked disagree at vector {id}, component {d}"
+                        "section blocked: vector {id}, component {d} is not finite"
+                    )));
+                }
+                if id >= len && v.to_bits() != 0 {
+                    return Err(malformed(format!(
+                        "section blocked: padding row {id}, component {d} is not zero"
                     )));
                 }
             }

@@ -335,3 +335,40 @@ fn seed_configs_and_uneven_sub_vectors() {
         assert!((f64::from(score) - want).abs() <= tol(scale));
     }
 }
+
+/// Indexes over the same quantizers (a station's horizons, trained once, loaded from separate
+/// files) share their lookup tables; other quantizers do not; results are unchanged.
+#[test]
+fn same_quantizers_share_their_tables() {
+    use analog::forecast::anen::{euclidean_blocks, AnEnIndex};
+    use analog::forecast::{build_station_ivfpq, IvfPqSettings};
+    let dim = 6;
+    let data: Vec<f32> = (0..900u32)
+        .flat_map(|i| (0..6u32).map(move |j| ((i * 7 + j * 13) % 17) as f32 - 8.0))
+        .collect();
+    let states = AnEnIndex::new(dim, &euclidean_blocks(dim), &data).expect("finite");
+    let (a, b): (Vec<u32>, Vec<u32>) = ((0..850).collect(), (0..900).step_by(2).collect());
+    let settings = IvfPqSettings {
+        nlist: 8,
+        m: 3,
+        nbits: 4,
+        nprobe: 4,
+        shortlist: 20,
+    };
+    let built = build_station_ivfpq(&states, &[(&a, settings), (&b, settings)], 5).expect("built");
+    let load = |i: &IvfPqIndex| {
+        IvfPqIndex::from_file(analog::format::AlignedBytes::copy_from(
+            &i.to_file_bytes().expect("bytes"),
+        ))
+        .expect("loads")
+    };
+    let (first, mut second) = (load(&built[0]), load(&built[1]));
+    let query = &data[..dim];
+    let before = second.search(query, 10, 4).expect("search");
+    assert!(second.search_bytes() > 0);
+    assert!(second.share_quantizers(&first));
+    assert_eq!(second.search(query, 10, 4).expect("search"), before);
+    let other = build_station_ivfpq(&states, &[(&b, settings)], 6).expect("built");
+    let mut other = load(&other[0]);
+    assert!(!other.share_quantizers(&first));
+}

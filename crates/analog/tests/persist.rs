@@ -326,22 +326,28 @@ fn crafted_inconsistencies_name_the_problem() {
         "index file: malformed file: section centroids has a non-finite value at 2"
     );
 
-    // A flat file whose two copies of the vectors disagree.
+    // A flat file whose blocks hold a non-finite value, or non-zero padding.
     let mut flat = FlatIndex::new(2, Metric::InnerProduct).expect("dim");
     flat.add(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]).expect("valid");
     let f = IndexFile::parse(AlignedBytes::copy_from(
         &flat.to_file_bytes().expect("writes"),
     ))
     .expect("valid");
-    let mut blocked = f.f32s("blocked").expect("blocked").to_vec();
-    blocked[1] = 99.0;
-    let mut w = FileWriter::new("flat").expect("kind");
-    w.add_u64("meta", f.u64s("meta").expect("meta"))
-        .and_then(|w| w.add_f32("rows", f.f32s("rows").expect("rows")))
-        .and_then(|w| w.add_f32("blocked", &blocked))
-        .expect("valid");
+    let rewritten = |edit: &dyn Fn(&mut Vec<f32>)| {
+        let mut blocked = f.f32s("blocked").expect("blocked").to_vec();
+        edit(&mut blocked);
+        let mut w = FileWriter::new("flat").expect("kind");
+        w.add_u64("meta", f.u64s("meta").expect("meta"))
+            .and_then(|w| w.add_f32("blocked", &blocked))
+            .expect("valid");
+        load_flat(&w.to_bytes()).unwrap_err().to_string()
+    };
     assert_eq!(
-        load_flat(&w.to_bytes()).unwrap_err().to_string(),
-        "index file: malformed file: sections rows and blocked disagree at vector 1, component 0"
+        rewritten(&|b| b[1] = f32::NAN),
+        "index file: malformed file: section blocked: vector 1, component 0 is not finite"
+    );
+    assert_eq!(
+        rewritten(&|b| b[3] = 1.0),
+        "index file: malformed file: section blocked: padding row 3, component 0 is not zero"
     );
 }

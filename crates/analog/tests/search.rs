@@ -168,7 +168,7 @@ fn ids_follow_insertion_across_adds_and_blocks() {
     index.add(&rows[..300]).expect("valid");
     index.add(&rows[300..]).expect("valid");
     assert_eq!(index.len(), 600);
-    assert_eq!(index.vector(599), Some(&[599.0f32][..]));
+    assert_eq!(index.vector(599), Some(vec![599.0f32]));
     assert_eq!(index.vector(600), None);
     let got = index.search(&[1.0], 3).expect("valid");
     let ids: Vec<u32> = got.iter().map(|n| n.id).collect();
@@ -225,7 +225,10 @@ mod horizon {
 
     /// (rows, horizon ids as a mask, query, k, exclusion range) with `n` rows of small
     /// integers (many exact ties).
-    fn case() -> impl Strategy<Value = (Vec<f32>, Vec<bool>, Vec<f32>, usize, (u32, u32))> {
+    /// Rows, horizon mask, query, k, (exclusion start, width).
+    type Case = (Vec<f32>, Vec<bool>, Vec<f32>, usize, (u32, u32));
+
+    fn case() -> impl Strategy<Value = Case> {
         (64usize..400).prop_flat_map(|n| {
             (
                 prop::collection::vec((-3i8..=3).prop_map(f32::from), n * DIM),

@@ -643,7 +643,9 @@ fn recall(args: &RecallArgs) -> anyhow::Result<()> {
             model
                 .index_recall(args.queries, args.k, similarity, &now)
                 .map_err(|e| match e {
-                    ForecastError::KOutOfRange { .. } => anyhow!("--k: {e}"),
+                    ForecastError::KOutOfRange { k, max } => {
+                        anyhow!("--k: must be between 1 and {max}, got {k}")
+                    }
                     other => anyhow!("{other}"),
                 })?,
         );
