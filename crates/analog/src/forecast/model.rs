@@ -174,10 +174,7 @@ impl StationModel {
     /// Bytes a search of `hm` reads: the station's tiles for flat, the index for IVF-PQ.
     pub(crate) fn index_bytes(&self, hm: &HorizonModel, dim: usize) -> u64 {
         match (&hm.ivfpq, hm.choice.ivfpq()) {
-            (Some(index), _) => {
-                let p = index.params();
-                ivfpq_bytes(p.nlist, p.m, p.nbits, index.len(), dim)
-            }
+            (Some(index), _) => index.search_bytes(),
             (None, Some(settings)) => ivfpq_bytes_estimate(settings, hm.len(), dim),
             (None, None) => (self.states.anen.tiles().len() * 4) as u64,
         }

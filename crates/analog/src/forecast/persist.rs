@@ -479,6 +479,7 @@ impl ForecastModel {
                     ivfpq,
                 });
             }
+            share_quantizers(&mut horizons);
             stations.push(StationModel {
                 code: ms.code.clone(),
                 series,
@@ -501,6 +502,21 @@ impl ForecastModel {
         }
         model.version = computed;
         Ok(model)
+    }
+}
+
+/// A station's IVF-PQ horizons trained once (the build shares equal settings' training) hold
+/// their lookup tables once after a load, as after the build.
+fn share_quantizers(horizons: &mut [HorizonModel]) {
+    for i in 1..horizons.len() {
+        let (done, rest) = horizons.split_at_mut(i);
+        if let Some(index) = rest[0].ivfpq.as_mut() {
+            for earlier in done.iter().filter_map(|h| h.ivfpq.as_ref()) {
+                if index.share_quantizers(earlier) {
+                    break;
+                }
+            }
+        }
     }
 }
 
