@@ -27,6 +27,8 @@ pub enum ForecastCommand {
     Verify(VerifyArgs),
     /// Write a deterministic synthetic station archive (CSV) for measuring at scale.
     Generate(GenerateArgs),
+    /// Write the state vectors one station-horizon's index searches (raw little-endian f32).
+    ExportVectors(ExportVectorsArgs),
     /// Recall@k of each horizon's index against exact search, and search times.
     Recall(RecallArgs),
 }
@@ -134,6 +136,7 @@ pub fn run(cmd: ForecastCommand) -> anyhow::Result<()> {
         ForecastCommand::Run(args) => forecast(&args),
         ForecastCommand::Verify(args) => verify(&args),
         ForecastCommand::Generate(args) => generate(&args),
+        ForecastCommand::ExportVectors(args) => export_vectors(&args),
         ForecastCommand::Recall(args) => recall(&args),
     }
 }
@@ -773,6 +776,79 @@ fn recall(args: &RecallArgs) -> anyhow::Result<()> {
             r.exact_us_p50,
             r.exact_us_p99
         )?;
+    }
+    Ok(())
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ExportVectorsArgs {
+    /// Model directory written by `forecast build`.
+    #[arg(long, value_name = "DIR")]
+    index: PathBuf,
+    /// Station code.
+    #[arg(long)]
+    station: String,
+    /// Horizon whose analogs are exported: 6h, 12h, 24h or 48h.
+    #[arg(long, default_value = "24h")]
+    horizon: String,
+    /// File to write: the states, raw little-endian f32, row-major (count × dim).
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    /// Print one JSON object (dim, count, the horizon's index and IVF-PQ settings).
+    #[arg(long)]
+    json: bool,
+}
+
+/// `forecast export-vectors`: the state vectors one station-horizon's index searches, for
+/// comparing with other libraries on exactly the same vectors (faiss_compare.py --vectors).
+fn export_vectors(args: &ExportVectorsArgs) -> anyhow::Result<()> {
+    let horizon: Horizon = args
+        .horizon
+        .parse()
+        .map_err(|e| anyhow!("--horizon: {e}"))?;
+    let model = load_model(&args.index)?;
+    let (dim, vectors) = model
+        .horizon_vectors(&args.station, horizon)
+        .map_err(flag_error)?;
+    let count = if dim == 0 { 0 } else { vectors.len() / dim };
+    let file = std::fs::File::create(&args.out)
+        .with_context(|| format!("--out: cannot create {}", args.out.display()))?;
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+    let write_error =
+        |e: std::io::Error| anyhow!("--out: cannot write {}: {e}", args.out.display());
+    for chunk in vectors.chunks(1 << 16) {
+        let bytes: Vec<u8> = chunk.iter().flat_map(|v| v.to_le_bytes()).collect();
+        out.write_all(&bytes).map_err(write_error)?;
+    }
+    out.flush().map_err(write_error)?;
+    let info = model
+        .indexes()
+        .into_iter()
+        .find(|i| i.station == args.station && i.horizon == horizon);
+    let ivfpq = info.as_ref().and_then(|i| {
+        Some(serde_json::json!({
+            "nlist": i.nlist?, "m": i.m?, "nbits": i.nbits?, "nprobe": i.nprobe?,
+            "shortlist": i.shortlist?,
+        }))
+    });
+    let kind = info.as_ref().map(|i| i.kind);
+    if args.json {
+        let doc = serde_json::json!({
+            "station": args.station, "horizon": horizon.to_string(), "dim": dim, "count": count,
+            "index": kind, "ivfpq": ivfpq, "out": args.out.display().to_string(),
+        });
+        println!("{doc}");
+    } else {
+        let index = match (&kind, &ivfpq) {
+            (Some(k), Some(s)) => format!("{}, {s}", serde_json::to_string(k)?),
+            (Some(k), None) => serde_json::to_string(k)?,
+            _ => "unknown".to_owned(),
+        };
+        println!(
+            "{} {horizon}: dim {dim}, count {count} (index {index}); wrote {}",
+            args.station,
+            args.out.display()
+        );
     }
     Ok(())
 }

@@ -62,6 +62,39 @@ fn generate_writes_a_csv_that_builds_and_is_the_same_for_a_seed() {
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{stderr}");
     assert!(stderr.contains(" 2 stations, 0 bad rows"), "{stderr}");
+
+    // export-vectors: the 24h analogs' states, row-major little-endian f32.
+    let vectors = dir.path().join("st1-24h.f32");
+    let o = run(signalbox()
+        .args(["forecast", "export-vectors", "--index"])
+        .arg(&model)
+        .args(["--station", "ST0001", "--horizon", "24h", "--json", "--out"])
+        .arg(&vectors));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let (dim, count) = (doc["dim"].as_u64().unwrap(), doc["count"].as_u64().unwrap());
+    assert_eq!(dim, 25, "{doc}");
+    assert_eq!(doc["index"], "flat", "{doc}");
+    assert!(doc["ivfpq"].is_null(), "{doc}");
+    // A year of hours less gaps, their windows and the last 24 hours.
+    assert!((8_000..8_760).contains(&count), "{doc}");
+    let bytes = std::fs::read(&vectors).expect("vectors");
+    assert_eq!(bytes.len() as u64, dim * count * 4);
+    let first: Vec<f32> = bytes[..100]
+        .chunks(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    // Standardised values and the calendar pairs: finite, not all zero.
+    assert!(first.iter().all(|x| x.is_finite()) && first.iter().any(|x| *x != 0.0));
+    let o = run(signalbox()
+        .args(["forecast", "export-vectors", "--index"])
+        .arg(&model)
+        .args(["--station", "NOPE", "--out"])
+        .arg(&vectors));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(stderr.contains("--station: "), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
 }
 
 #[test]
