@@ -409,20 +409,26 @@ impl AnEnIndex {
             .map(|(id, score)| (score + 0.0, id as u32))
             .filter(|(_, id)| allow(*id))
             .collect();
-        let by_rank = |a: &(f32, u32), b: &(f32, u32)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
-        if k == 0 {
-            return Vec::new();
-        }
-        if candidates.len() > k {
-            candidates.select_nth_unstable_by(k - 1, by_rank);
-            candidates.truncate(k);
-        }
-        candidates.sort_unstable_by(by_rank);
+        nearest(&mut candidates, k);
         candidates
             .into_iter()
             .map(|(score, id)| Neighbor { id, score })
             .collect()
     }
+}
+
+/// Keeps the `k` best `(score, id)` of `candidates`, smallest score first, ties by lower id.
+pub(crate) fn nearest(candidates: &mut Vec<(f32, u32)>, k: usize) {
+    let by_rank = |a: &(f32, u32), b: &(f32, u32)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
+    if k == 0 {
+        candidates.clear();
+        return;
+    }
+    if candidates.len() > k {
+        candidates.select_nth_unstable_by(k - 1, by_rank);
+        candidates.truncate(k);
+    }
+    candidates.sort_unstable_by(by_rank);
 }
 
 /// The distance computed plainly in `f64`, row by row: the oracle for tests.

@@ -573,15 +573,7 @@ impl HorizonIndex<'_> {
 
 /// The `k` best `(distance, id)`, nearest first, ties by lower id, as `(id, distance)`.
 fn select_nearest(mut candidates: Vec<(f32, u32)>, k: usize) -> Vec<(usize, f64)> {
-    let by_rank = |a: &(f32, u32), b: &(f32, u32)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
-    if k == 0 {
-        return Vec::new();
-    }
-    if candidates.len() > k {
-        candidates.select_nth_unstable_by(k - 1, by_rank);
-        candidates.truncate(k);
-    }
-    candidates.sort_unstable_by(by_rank);
+    super::anen::nearest(&mut candidates, k);
     candidates
         .into_iter()
         .map(|(d, id)| (id as usize, f64::from(d)))
@@ -744,7 +736,7 @@ fn check_ids(states: &AnEnIndex, ids: &[u32]) -> Result<(), HorizonIndexError> {
     }
 }
 
-fn serialize_display<S: serde::Serializer>(
+pub(super) fn serialize_display<S: serde::Serializer>(
     value: &impl fmt::Display,
     serializer: S,
 ) -> Result<S::Ok, S::Error> {

@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::anen::AnEnIndex;
-use super::index::{HorizonIndex, HorizonIndexError, IndexChoice, IndexKind};
+use super::index::{serialize_display, HorizonIndex, HorizonIndexError, IndexChoice, IndexKind};
 use super::{ForecastError, ForecastModel, Horizon, Similarity};
 use crate::IvfPqIndex;
 
@@ -210,13 +210,6 @@ fn percentiles(times: &mut [Duration]) -> (f64, f64) {
         times[at].as_secs_f64() * 1e6
     };
     (rank(0.5), rank(0.99))
-}
-
-fn serialize_display<S: serde::Serializer>(
-    value: &impl std::fmt::Display,
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
-    serializer.collect_str(value)
 }
 
 #[cfg(test)]
