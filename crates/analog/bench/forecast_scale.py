@@ -280,7 +280,7 @@ def mib(x):
 
 def print_table(r):
     s = r["stages"]
-    print(f"forecast at scale: {r['stations']} stations x {r['years']} years, seed {r['seed']}, "
+    print(f"forecast at scale: {r['stations']} stations x {r['years']} year(s), seed {r['seed']}, "
           f"{r['cores']} cores")
     rows = []
     g = s["generate"]
