@@ -210,12 +210,12 @@ def main():
         stages["serve"] = dict(start_seconds=server.start_seconds, loadavg=la,
                                memory_after_start=proc_memory(server.proc.pid))
         catalogue = http_json(f"http://{server.addr}/api/v1/forecast/catalogue", server.key)
-        codes = [s.get("code") or s.get("station") for s in catalogue["stations"]]
+        codes = [s["station"] for s in catalogue["stations"]]
         step = max(1, len(codes) // args.mixed_stations)
         mixed = codes[::step][: args.mixed_stations]
         try:
             diagnostics = http_json(f"http://{server.addr}/api/v1/forecast/diagnostics", server.key)
-            stages["serve"]["resident_bytes"] = diagnostics.get("resident_bytes")
+            stages["serve"]["resident_bytes"] = diagnostics.get("model", {}).get("resident_bytes")
         except Exception as e:  # noqa: BLE001 - optional figure
             log(f"diagnostics unavailable: {e}")
 
@@ -233,6 +233,12 @@ def main():
                                      urls=[dict(url=u["url"], p50=u["latency_ms"]["p50"], p99=u["latency_ms"]["p99"])
                                            for u in report.get("urls", [])])
         stages["serve"]["memory_after_load"] = proc_memory(server.proc.pid)
+        try:
+            # The server's own search times per horizon (over its last computations).
+            diagnostics = http_json(f"http://{server.addr}/api/v1/forecast/diagnostics", server.key)
+            stages["serve"]["search_diagnostics"] = diagnostics.get("horizons")
+        except Exception as e:  # noqa: BLE001 - optional figure
+            log(f"diagnostics unavailable: {e}")
     finally:
         server.stop()
 
@@ -274,7 +280,7 @@ def mib(x):
 
 def print_table(r):
     s = r["stages"]
-    print(f"forecast at scale: {r['stations']} stations x {r['years']} years, seed {r['seed']}, "
+    print(f"forecast at scale: {r['stations']} stations x {r['years']} year(s), seed {r['seed']}, "
           f"{r['cores']} cores")
     rows = []
     g = s["generate"]
@@ -316,16 +322,13 @@ def print_table(r):
 
 
 def recall_lines(rec):
-    """One line per horizon from `forecast recall --json`, whatever its exact shape."""
-    items = rec.get("horizons") if isinstance(rec, dict) else rec
-    if not isinstance(items, list):
+    """One line per horizon and similarity from `forecast recall --json` (a list of rows)."""
+    if not isinstance(rec, list):
         return [json.dumps(rec)[:200]]
-    lines = []
-    for h in items:
-        parts = [f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in h.items()
-                 if not isinstance(v, (dict, list))]
-        lines.append(", ".join(parts))
-    return lines
+    return [f"{r['horizon']:>3} {r['similarity']:<4} {'+'.join(r['kinds']):<12} recall@{r['k']} {r['recall']:.3f}"
+            f"  index p50/p99 {r['index_us_p50']:.0f}/{r['index_us_p99']:.0f} us"
+            f"  exact {r['exact_us_p50']:.0f}/{r['exact_us_p99']:.0f} us ({r['queries']} queries)"
+            for r in rec]
 
 
 if __name__ == "__main__":

@@ -810,7 +810,7 @@ fn export_vectors(args: &ExportVectorsArgs) -> anyhow::Result<()> {
     let (dim, vectors) = model
         .horizon_vectors(&args.station, horizon)
         .map_err(flag_error)?;
-    let count = if dim == 0 { 0 } else { vectors.len() / dim };
+    let count = vectors.len().checked_div(dim).unwrap_or(0);
     let file = std::fs::File::create(&args.out)
         .with_context(|| format!("--out: cannot create {}", args.out.display()))?;
     let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
