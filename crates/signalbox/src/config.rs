@@ -479,7 +479,7 @@ pub fn parse_byte_size(text: &str) -> Result<u64, String> {
     let (number, unit) = (&text[..split], text[split..].trim());
     let bad = || {
         format!(
-            "'{text}' is not a size; give bytes (1048576) or a number with a unit (512MiB, 2GiB, \
+            "'{text}' is not a byte size; give bytes (1048576) or a number with a unit (512MiB, 2GiB, \
              1.5GB)"
         )
     };
@@ -547,7 +547,7 @@ mod tests {
         let c = parse("[forecast]\nmemory_budget = 1000\n").unwrap();
         assert_eq!(c.forecast.memory_budget, Some(1000));
         let e = parse("[forecast]\nmemory_budget = \"lots\"\n").unwrap_err();
-        assert!(e.contains("not a size"), "{e}");
+        assert!(e.contains("not a byte size"), "{e}");
     }
 
     #[test]
@@ -560,7 +560,7 @@ mod tests {
         assert_eq!(parse_byte_size("10B"), Ok(10));
         for bad in ["", "GiB", "2 GiBs", "2b", "-1", "1.2.3MB", "99999999999TiB"] {
             let e = parse_byte_size(bad).unwrap_err();
-            assert!(e.contains("not a size"), "{bad}: {e}");
+            assert!(e.contains("not a byte size"), "{bad}: {e}");
         }
     }
 

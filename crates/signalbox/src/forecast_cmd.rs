@@ -221,7 +221,7 @@ fn build(args: &BuildArgs) -> anyhow::Result<()> {
     let memory_budget = args
         .memory_budget
         .as_deref()
-        .map(|raw| parse_byte_size(raw).map_err(|e| anyhow!("--memory-budget: {e}")))
+        .map(|raw| crate::config::parse_byte_size(raw).map_err(|e| anyhow!("--memory-budget: {e}")))
         .transpose()?;
     let options = BuildOptions {
         window: args.window,
@@ -325,34 +325,6 @@ fn build(args: &BuildArgs) -> anyhow::Result<()> {
         summary.elapsed.as_secs_f64(),
     );
     Ok(())
-}
-
-/// Parses a byte size: a whole number with an optional unit, `B`, `kB`/`MB`/`GB`/`TB` (powers
-/// of 1000) or `KiB`/`MiB`/`GiB`/`TiB` (powers of 1024), case-insensitive, e.g. `2GiB`.
-///
-/// # Errors
-/// A message naming the accepted forms.
-pub fn parse_byte_size(raw: &str) -> Result<u64, String> {
-    let text = raw.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let bad = || format!("'{raw}' is not a byte size (e.g. 2GiB, 500MB or 1000000)");
-    let number: u64 = number.parse().map_err(|_| bad())?;
-    let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "kb" | "k" => 1_000,
-        "mb" | "m" => 1_000_000,
-        "gb" | "g" => 1_000_000_000,
-        "tb" | "t" => 1_000_000_000_000,
-        "kib" => 1 << 10,
-        "mib" => 1 << 20,
-        "gib" => 1 << 30,
-        "tib" => 1 << 40,
-        _ => return Err(bad()),
-    };
-    number.checked_mul(scale).ok_or_else(bad)
 }
 
 fn parse_k(k: Option<&str>, mode: &str) -> anyhow::Result<usize> {
@@ -478,13 +450,7 @@ fn verify(args: &VerifyArgs) -> anyhow::Result<()> {
         .map(|raw| analog::forecast::parse_time(raw).map_err(|e| anyhow!("--holdout-until: {e}")))
         .transpose()?;
     let k = parse_k(args.k.as_deref(), &args.mode)?;
-    let mut similarities = Vec::new();
-    for name in args.similarity.split(',').map(str::trim) {
-        let s: Similarity = name.parse().map_err(|e| anyhow!("--similarity: {e}"))?;
-        if !similarities.contains(&s) {
-            similarities.push(s);
-        }
-    }
+    let similarities = parse_similarities(&args.similarity)?;
     let mut indexes: Vec<IndexPlan> = Vec::new();
     for name in args
         .index_plans
@@ -713,17 +679,23 @@ pub struct RecallArgs {
 
 /// `forecast recall`: per horizon and similarity, recall@k of the model's index against
 /// exact search and the p50/p99 time of both (this process's monotonic clock).
-fn recall(args: &RecallArgs) -> anyhow::Result<()> {
-    if args.queries == 0 {
-        bail!("--queries: must be at least 1");
-    }
+/// `--similarity seed,anen`: each named once, in the order given.
+fn parse_similarities(list: &str) -> anyhow::Result<Vec<Similarity>> {
     let mut similarities = Vec::new();
-    for name in args.similarity.split(',').map(str::trim) {
+    for name in list.split(',').map(str::trim) {
         let s: Similarity = name.parse().map_err(|e| anyhow!("--similarity: {e}"))?;
         if !similarities.contains(&s) {
             similarities.push(s);
         }
     }
+    Ok(similarities)
+}
+
+fn recall(args: &RecallArgs) -> anyhow::Result<()> {
+    if args.queries == 0 {
+        bail!("--queries: must be at least 1");
+    }
+    let similarities = parse_similarities(&args.similarity)?;
     let model = load_model(&args.index)?;
     let origin = Instant::now();
     let now = || origin.elapsed();
