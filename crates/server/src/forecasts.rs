@@ -554,6 +554,11 @@ impl ForecastService {
     /// Records one forecast-route request's whole time; one of 1 s or more is analysed and kept
     /// for the diagnostics' slow-request summary. `route` is the path template.
     pub fn observe_request(&self, route: &str, took: Duration) {
+        // Every forecast request passes here: the clock and the timestamp text are only for
+        // the rare slow one.
+        if took < crate::forecast_diagnostics::SLOW_REQUEST_FROM {
+            return;
+        }
         let at = crate::rfc3339_ms(crate::jobs::now_ms());
         if let Some(slow) = analyse_request(route, took, at) {
             tracing::warn!(
